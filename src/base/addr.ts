@@ -1,0 +1,83 @@
+// Addresses are bigint at every public boundary, as branded types; lengths and counts are numbers.
+// Validators throw TypeError/RangeError naming the argument and the bad value, and return their input.
+
+declare const brand: unique symbol;
+type Brand<T, B extends string> = T & { readonly [brand]: B };
+
+/** CPU physical address. */
+export type PhysAddr = Brand<bigint, 'PhysAddr'>;
+/** Address a device puts on the bus for DMA (after IOMMU or direct translation input). */
+export type DmaAddr = Brand<bigint, 'DmaAddr'>;
+/** PCI bus address (CPU physical + bus offset). */
+export type BusAddr = Brand<bigint, 'BusAddr'>;
+/** I/O virtual address: a DMA address translated by an IOMMU. */
+export type IovaAddr = Brand<bigint, 'IovaAddr'>;
+/** User virtual address in a process. */
+export type UserAddr = Brand<bigint, 'UserAddr'>;
+/** Page frame number. */
+export type Pfn = Brand<bigint, 'Pfn'>;
+
+const U64_LIMIT = 1n << 64n;
+
+function describe(v: unknown): string {
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  return String(v);
+}
+
+/**
+ * Checks that `v` is a bigint in [0, 2^widthBits) and returns it.
+ * @throws TypeError if not a bigint; RangeError if negative or too wide.
+ */
+export function checkAddr(name: string, v: unknown, widthBits = 64): bigint {
+  if (typeof v !== 'bigint') {
+    throw new TypeError(`${name} must be a bigint address, got ${typeof v} ${describe(v)}`);
+  }
+  if (v < 0n) throw new RangeError(`${name} must be >= 0, got ${describe(v)}`);
+  const limit = widthBits >= 64 ? U64_LIMIT : 1n << BigInt(widthBits);
+  if (v >= limit) {
+    throw new RangeError(`${name} must fit in ${widthBits} bits, got 0x${v.toString(16)}`);
+  }
+  return v;
+}
+
+/**
+ * Checks a length or count: a safe integer >= min (default 0). Returns it.
+ * @throws TypeError if not a number; RangeError if fractional, negative, unsafe or below min.
+ */
+export function checkLen(name: string, v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${typeof v} ${describe(v)}`);
+  if (!Number.isSafeInteger(v) || v < min || v > max) {
+    const bounds = max === Number.MAX_SAFE_INTEGER ? `a safe integer >= ${min}` : `an integer in [${min}, ${max}]`;
+    throw new RangeError(`${name} must be ${bounds}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+/** A non-negative safe integer (a count). */
+export function checkCount(name: string, v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  return checkLen(name, v, min, max);
+}
+
+/** Checks that v is one of the allowed values. */
+export function checkOneOf<T>(name: string, v: unknown, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T)) {
+    throw new RangeError(`${name} must be one of ${allowed.map(describe).join(', ')}, got ${describe(v)}`);
+  }
+  return v as T;
+}
+
+/** Converts a bigint that must fit a safe integer to number, throwing rather than rounding. */
+export function toSafeNumber(name: string, v: bigint): number {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new RangeError(`${name} does not fit a safe integer: 0x${v.toString(16)}`);
+  }
+  return Number(v);
+}
+
+export const asPhys = (v: bigint): PhysAddr => v as PhysAddr;
+export const asDma = (v: bigint): DmaAddr => v as DmaAddr;
+export const asBus = (v: bigint): BusAddr => v as BusAddr;
+export const asIova = (v: bigint): IovaAddr => v as IovaAddr;
+export const asUser = (v: bigint): UserAddr => v as UserAddr;
+export const asPfn = (v: bigint): Pfn => v as Pfn;

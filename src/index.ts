@@ -1,0 +1,4 @@
+// phyr: an executable model of the Linux physical-range DMA stack. The package entry.
+export * from './base/index.ts';
+export * from './phyr/index.ts';
+export * from './mm/index.ts';

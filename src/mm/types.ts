@@ -1,0 +1,80 @@
+// The machine's memory-management surface that upper layers (pci, iommu, dma, consumers) use.
+// Implemented by src/mm/machine.ts; upper layers depend on these types only.
+
+import type { EventLog, Prng, Result, Stats } from '../base/index.ts';
+
+export type RegionKind = 'ram' | 'reserved' | 'pmem' | 'device';
+
+/** One entry of the physical memory map (like a line of /proc/iomem). */
+export interface MemRegion {
+  /** Region index in machine.regions. */
+  readonly id: number;
+  readonly name: string;
+  readonly kind: RegionKind;
+  /** First physical address. */
+  readonly start: bigint;
+  /** Length in bytes. */
+  readonly len: number;
+  /** Exclusive end address (start + len). */
+  readonly end: bigint;
+  /** true when the memory has struct page (System RAM; pmem/DAX configured with pages; P2P pgmap). */
+  readonly hasStructPage: boolean;
+  /** true for I/O memory that must be accessed uncached (device BARs). */
+  readonly mmio: boolean;
+  /** dev_pagemap id for ZONE_DEVICE pages (0 = none). Pages of different pgmaps never merge. */
+  readonly pgmapId: number;
+  /** P2P provider id registered by the PCI layer for this region (0 = none). Mutable by pci/. */
+  providerId: number;
+  /** Range flags (phyr/flags.ts) for memory in this region. */
+  readonly rangeFlags: number;
+}
+
+/** Sparse byte contents of physical memory: unwritten memory reads as zero. */
+export interface PhysMem {
+  /**
+   * Reads len bytes at addr. Throws RangeError (naming the address) if any byte is outside a
+   * region or the access crosses a hole; nothing is read partially.
+   */
+  read(addr: bigint, len: number): Uint8Array;
+  /** Writes bytes at addr; same checks as read; on error nothing is written. */
+  write(addr: bigint, bytes: Uint8Array): void;
+  /** Fills len bytes with a value (same checks). */
+  fill(addr: bigint, len: number, value: number): void;
+  /** Copies len bytes from src to dst (as a CPU or a bounce memcpy). */
+  copy(dst: bigint, src: bigint, len: number): void;
+  /** Bytes of backing store actually allocated (what the model costs, not the machine). */
+  readonly residentBytes: number;
+}
+
+/** Facts about one page frame that upper layers need (is_zone_device_page, page_pgmap, ...). */
+export interface PageFacts {
+  readonly region: MemRegion;
+  readonly hasStructPage: boolean;
+  readonly pgmapId: number;
+  readonly rangeFlags: number;
+}
+
+/** What pci/, iommu/ and dma/ need from the machine. */
+export interface MachineMm {
+  readonly pageSize: number;
+  readonly pageShift: number;
+  readonly physAddrBits: number;
+  readonly regions: readonly MemRegion[];
+  readonly mem: PhysMem;
+  readonly events: EventLog;
+  readonly stats: Stats;
+  readonly rng: Prng;
+  /** The region holding addr, or undefined for a hole. */
+  regionAt(addr: bigint): MemRegion | undefined;
+  /** Page facts for a pfn, or undefined if the pfn is in a hole. */
+  pfnFacts(pfn: bigint): PageFacts | undefined;
+  /**
+   * Allocates 2^order contiguous base pages of System RAM for kernel use (page-table pages,
+   * swiotlb pool, PRP lists). Returns the first pfn, or ENOMEM.
+   */
+  allocKernelPages(order: number): Result<bigint>;
+  /** Frees what allocKernelPages returned (same pfn and order); a mismatch is a BUG. */
+  freeKernelPages(pfn: bigint, order: number): void;
+  /** Free base pages in the buddy allocator now. */
+  readonly freePages: number;
+}
