@@ -2,3 +2,4 @@
 export * from './base/index.ts';
 export * from './phyr/index.ts';
 export * from './mm/index.ts';
+export * from './pci/index.ts';

@@ -42,6 +42,14 @@ export interface PhysMem {
   fill(addr: bigint, len: number, value: number): void;
   /** Copies len bytes from src to dst (as a CPU or a bounce memcpy). */
   copy(dst: bigint, src: bigint, len: number): void;
+  /**
+   * A live, zero-copy view of len bytes at addr for hot paths (IOMMU table pages, bounce slots).
+   * The range must lie inside one aligned chunk of chunkSize bytes of RAM or device memory; the
+   * chunk's backing is allocated on first use. Throws RangeError otherwise.
+   */
+  view(addr: bigint, len: number): Uint8Array;
+  /** Granule of the sparse backing store in bytes (4096). */
+  readonly chunkSize: number;
   /** Bytes of backing store actually allocated (what the model costs, not the machine). */
   readonly residentBytes: number;
 }

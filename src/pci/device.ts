@@ -1,0 +1,52 @@
+// Models: the DMA-relevant fields of struct device (include/linux/device.h) and
+// struct device_dma_parameters (include/linux/device.h; reference 8.1 and 9.3).
+// One Device object per PCI function (or platform device); the PCI layer fills `pci`,
+// the DMA layer reads and sets the DMA fields through dmaSet* functions.
+
+/** One entry of dev->dma_range_map (struct bus_dma_region; reference 9.3). */
+export interface BusDmaRegion {
+  readonly cpuStart: bigint;
+  readonly dmaStart: bigint;
+  readonly len: number;
+}
+
+/** struct device_dma_parameters with the kernel's defaults applied on read (dma_get_max_seg_size ...). */
+export interface DeviceDmaParms {
+  /** 0 = unset: dma_get_max_seg_size() reports 64 KiB. */
+  maxSegmentSize: number;
+  minAlignMask: number;
+  /** 0n = unset: dma_get_seg_boundary() reports ULONG_MAX. */
+  segmentBoundaryMask: bigint;
+}
+
+export class Device {
+  readonly name: string;
+  /** *dev->dma_mask; null models a device with no dma_mask pointer (WARN in dma_map_phys). */
+  dmaMask: bigint | null = (1n << 32n) - 1n;
+  coherentDmaMask: bigint = (1n << 32n) - 1n;
+  /** dev->bus_dma_limit from firmware (0n = none). */
+  busDmaLimit = 0n;
+  /** dev->dma_range_map; null = identity phys_to_dma. */
+  dmaRangeMap: BusDmaRegion[] | null = null;
+  readonly dmaParms: DeviceDmaParms = { maxSegmentSize: 0, minAlignMask: 0, segmentBoundaryMask: 0n };
+  /** dev_is_dma_coherent(); always true on x86. */
+  dmaCoherent = true;
+  /** dev->dma_skip_sync: set at mask setup for coherent direct-mapped devices; cleared by the first bounce. */
+  dmaSkipSync = false;
+  /** dev->dma_iommu: a DMA-API IOMMU domain is attached (use_dma_iommu). Set by the iommu layer. */
+  dmaIommu = false;
+  /** dev->removable / external-facing port: dev_is_untrusted(). */
+  untrusted = false;
+  /** dev->iommu->pci_32bit_workaround: try 32-bit IOVAs first (cleared permanently on failure). */
+  pci32BitWorkaround = true;
+  /** PCI identity and topology, when this is a PCI function (filled by pci/). */
+  pci: unknown = null;
+
+  constructor(name: string) {
+    this.name = name;
+  }
+
+  toString(): string {
+    return `Device(${this.name})`;
+  }
+}
