@@ -19,6 +19,14 @@ export interface DeviceDmaParms {
   segmentBoundaryMask: bigint;
 }
 
+import type { Result } from '../base/index.ts';
+
+/** How a device's DMA reaches memory: installed by the DMA layer when the machine is built. */
+export interface DeviceDmaAccess {
+  read(dev: Device, addr: bigint, len: number): Result<Uint8Array>;
+  write(dev: Device, addr: bigint, bytes: Uint8Array): Result<void>;
+}
+
 export class Device {
   readonly name: string;
   /** *dev->dma_mask; null models a device with no dma_mask pointer (WARN in dma_map_phys). */
@@ -42,8 +50,27 @@ export class Device {
   /** PCI identity and topology, when this is a PCI function (filled by pci/). */
   pci: unknown = null;
 
+  /** The device's DMA engine path (IOMMU / direct / P2P routing); set by the DMA layer. */
+  dmaAccess: DeviceDmaAccess | null = null;
+
   constructor(name: string) {
     this.name = name;
+  }
+
+  /**
+   * The device reads len bytes at a DMA address through its real path. Faults (no translation,
+   * permission, beyond the mask, blocked domain) are { ok: false, errno: 'EFAULT' } with the reason
+   * on the event log.
+   */
+  dmaRead(addr: bigint, len: number): Result<Uint8Array> {
+    if (!this.dmaAccess) throw new Error(`${this.name} has no DMA path: build it with createMachine`);
+    return this.dmaAccess.read(this, addr, len);
+  }
+
+  /** The device writes bytes at a DMA address through its real path; on a fault nothing is written. */
+  dmaWrite(addr: bigint, bytes: Uint8Array): Result<void> {
+    if (!this.dmaAccess) throw new Error(`${this.name} has no DMA path: build it with createMachine`);
+    return this.dmaAccess.write(this, addr, bytes);
   }
 
   toString(): string {
