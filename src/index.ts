@@ -3,3 +3,6 @@ export * from './base/index.ts';
 export * from './phyr/index.ts';
 export * from './mm/index.ts';
 export * from './pci/index.ts';
+export * from './iommu/index.ts';
+export * from './dma/index.ts';
+export * from './machine/index.ts';

@@ -1,0 +1,126 @@
+// Benchmarks for src/phyr: the cursor protocol against a bare loop over the same typed arrays, per
+// layout (1 M entries), and the heap of a 1 M-entry PhyrList against a naive array of objects.
+import { heapUsed, timeMs, type BenchRow, type BenchSection } from './harness.ts';
+import {
+  BvecList, DmaList, PageArray, PageList, PhyrList, RANGE_MMIO, type RangeCursor, type RangeSource,
+} from '../src/phyr/index.ts';
+import type { CursorColumns } from '../src/phyr/cursor.ts';
+
+const N = 1 << 20;
+const PS = 4096;
+
+function cursorSum(src: RangeSource): number {
+  let s = 0;
+  const c: RangeCursor = src.cursor();
+  while (!c.done) {
+    s += c.addrNum + c.len;
+    c.next();
+  }
+  return s;
+}
+
+function cols(src: { columns(): CursorColumns }): CursorColumns {
+  return src.columns();
+}
+
+function bareAddrLen(c: CursorColumns): number {
+  const a = c.a;
+  const l = c.l;
+  let s = 0;
+  for (let i = 0; i < c.n; i++) s += a[i] + l[i];
+  return s;
+}
+
+function bareBvec(c: CursorColumns): number {
+  const a = c.a;
+  const l = c.l32;
+  const o = c.o32;
+  const ps = c.ps;
+  let s = 0;
+  for (let i = 0; i < c.n; i++) s += a[i] * ps + o[i] + l[i];
+  return s;
+}
+
+function barePages(c: CursorColumns): number {
+  const a = c.a;
+  const ord = c.ord;
+  const ps = c.ps;
+  let s = 0;
+  for (let i = 0; i < c.n; i++) s += a[i] * ps + ps * 2 ** ord[i];
+  return s;
+}
+
+function barePageArray(c: CursorColumns): number {
+  const a = c.a;
+  const ps = c.ps;
+  let s = 0;
+  for (let i = 0; i < c.n; i++) s += a[i] * ps + ps;
+  return s;
+}
+
+function makePhyr(flagsMixed: boolean): PhyrList {
+  const b = PhyrList.builder(N);
+  for (let i = 0; i < N; i++) b.push(i * 3 * PS + (i & 7) * 64, PS + (i & 15), flagsMixed && (i & 1) ? RANGE_MMIO : 0);
+  return b.build();
+}
+
+export default function bench(): BenchSection {
+  const rows: BenchRow[] = [];
+
+  const phyr = makePhyr(true);
+  const dma = DmaList.sharing(phyr);
+  const bb = BvecList.builder(PS, N);
+  for (let i = 0; i < N; i++) bb.push(i * 2, i & 255, PS - 256, 0);
+  const bvec = bb.build();
+  const plb = PageList.builder(PS, N);
+  for (let i = 0; i < N; i++) plb.pushChunk(i * 16 + ((i & 1) ? 4 : 0), (i & 1) ? 2 : 0);
+  const plist = plb.build({ firstOffset: 100 });
+  const pfns = new Float64Array(N);
+  for (let i = 0; i < N; i++) pfns[i] = i * 2;
+  const parr = new PageArray(pfns, { pageSize: PS, offset: 100 });
+
+  const cases: [string, RangeSource, () => number][] = [
+    ['phyr', phyr, () => bareAddrLen(cols(phyr))],
+    ['dmalist', dma, () => bareAddrLen(cols(dma))],
+    ['bvec', bvec, () => bareBvec(cols(bvec))],
+    ['pagelist', plist, () => barePages(cols(plist))],
+    ['pagearray', parr, () => barePageArray(cols(parr))],
+  ];
+  // Warm every layout through the one cursor call site first, as a consumer that sees them all would.
+  for (const [, src] of cases) cursorSum(src);
+  let sink = 0;
+  for (const [name, src, bare] of cases) {
+    const tBare = timeMs(() => { sink += bare(); }, 7);
+    const tCur = timeMs(() => { sink += cursorSum(src); }, 7);
+    rows.push({
+      name: `cursor walk vs bare loop, ${name}, 1 M entries`, value: tBare / tCur, unit: 'x',
+      target: { op: '>=', value: 0.5 },
+      note: `bare ${tBare.toFixed(2)} ms, cursor ${tCur.toFixed(2)} ms = ${(N / tCur / 1e3).toFixed(0)} M segs/s`,
+    });
+  }
+  if (sink === 42) console.log(sink);
+
+  // Heap: 1 M-entry PhyrList (mixed flags: the flags column is kept) vs a naive array of objects.
+  const keep: unknown[] = [];
+  let h0 = heapUsed();
+  keep.push(makePhyr(true));
+  const mixedBytes = heapUsed() - h0;
+  h0 = heapUsed();
+  keep.push(makePhyr(false));
+  const uniformBytes = heapUsed() - h0;
+  h0 = heapUsed();
+  const naive: { addr: bigint; len: number }[] = [];
+  for (let i = 0; i < N; i++) naive.push({ addr: BigInt(i * 3 * PS + (i & 7) * 64), len: PS + (i & 15) });
+  keep.push(naive);
+  const naiveBytes = heapUsed() - h0;
+  const MiB = 1024 * 1024;
+  rows.push({ name: 'heap of a 1 M-entry PhyrList (mixed flags)', value: mixedBytes / MiB, unit: 'MiB', target: { op: '<=', value: 24 } });
+  rows.push({ name: 'heap of a 1 M-entry PhyrList (uniform flags)', value: uniformBytes / MiB, unit: 'MiB', target: { op: '<=', value: 24 } });
+  rows.push({ name: 'heap of naive { addr: bigint, len } objects, 1 M', value: naiveBytes / MiB, unit: 'MiB' });
+  rows.push({
+    name: 'naive objects / PhyrList heap (mixed flags)', value: naiveBytes / mixedBytes, unit: 'x',
+    target: { op: '>=', value: 3 }, note: `kernelBytes ${(phyr.kernelBytes / MiB).toFixed(1)} MiB`,
+  });
+  if (keep.length === 0) console.log(keep);
+  return { title: 'phyr core: cursor protocol and PhyrList storage', rows };
+}

@@ -1,0 +1,96 @@
+// What it is: the human (terminal) rendering of a `phyr compare` report: aligned tables with thousands
+// separators and binary units, the seed's headline, the machine description and a legend.
+
+import { formatBytes, formatCount } from '../base/index.ts';
+import type { BufferReport, CompareReport, LayoutRow } from '../scenario/index.ts';
+
+type Align = 'l' | 'r';
+
+/**
+ * Lays out rows of cells as an aligned text table (two spaces between columns, header underlined).
+ * `align` gives each column's alignment (default left).
+ */
+export function renderTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>, align: readonly Align[] = []): string {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
+  const line = (cells: readonly string[]): string => cells
+    .map((s, c) => (align[c] === 'r' ? s.padStart(widths[c]) : s.padEnd(widths[c])))
+    .join('  ')
+    .trimEnd();
+  const out = [line(header), line(widths.map((w) => '-'.repeat(w)))];
+  for (const r of rows) out.push(line(r));
+  return out.join('\n');
+}
+
+/** Bytes as a binary unit, with the exact count added when the unit form is rounded: "8.06 MiB (8,450,112 B)". */
+export function formatBytesExact(n: number): string {
+  const s = formatBytes(n);
+  if (n < 1024) return s;
+  const [v, unit] = s.split(' ');
+  const scale = { KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 }[unit] ?? 1;
+  return Number(v) * scale === n ? s : `${s} (${formatCount(n)} B)`;
+}
+
+/** A time in ms with one decimal ("12.3"), or "-" for 0 (nothing was done in that step). */
+export function formatMs(ms: number): string {
+  return ms === 0 ? '-' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1);
+}
+
+function entriesCell(row: LayoutRow): string {
+  if (!row.describes || row.entries === null) return '-';
+  if (row.layout === 'pagearray+sg') {
+    const sg = row.parts.find((p) => p.name === 'sg_table');
+    return `${formatCount(row.entries)} + ${formatCount(sg?.entries ?? 0)} sg`;
+  }
+  return formatCount(row.entries);
+}
+
+function ratioCell(row: LayoutRow, phyrBytes: number | null): string {
+  if (!row.describes || row.kernelBytes === null || !phyrBytes) return '-';
+  const r = row.kernelBytes / phyrBytes;
+  return r >= 100 ? `${formatCount(r)}x` : `${r.toFixed(r >= 10 ? 1 : 2)}x`;
+}
+
+/** Renders one buffer: a title line, the layout table and the reasons for layouts that cannot describe it. */
+export function renderBuffer(b: BufferReport): string {
+  const title = `${b.label}  [${b.backing}, ${formatBytesExact(b.len)}` +
+    (b.userAddr ? ` at ${b.userAddr}, mmap+populate ${formatMs(b.mmapMs)} ms]` : ']');
+  if (b.mmapErrno) return `${title}\n  mmap failed: ${b.mmapErrno}${b.mmapMessage ? ` (${b.mmapMessage})` : ''}`;
+  const phyr = b.rows.find((r) => r.layout === 'phyr');
+  const phyrBytes = phyr?.describes ? phyr.kernelBytes : null;
+  const header = ['Layout', 'Entries', 'Kernel bytes', 'vs phyr', 'Describes', 'Pin ms', 'Build ms'];
+  const rows = b.rows.map((r) => [
+    r.label,
+    entriesCell(r),
+    r.describes && r.kernelBytes !== null ? formatBytesExact(r.kernelBytes) : '-',
+    ratioCell(r, phyrBytes),
+    r.describes ? 'yes' : `no: ${r.errno}`,
+    formatMs(r.pinMs),
+    formatMs(r.buildMs),
+  ]);
+  const table = renderTable(header, rows, ['l', 'r', 'r', 'r', 'l', 'r', 'r']);
+  const notes = b.rows.filter((r) => !r.describes).map((r) => `  ${r.label} cannot describe it: ${r.reason}`);
+  return [title, table.split('\n').map((l) => `  ${l}`).join('\n'), ...notes].join('\n');
+}
+
+/** The whole human report, ending with a newline. */
+export function renderCompareReport(report: CompareReport): string {
+  const out: string[] = [];
+  out.push('phyr compare: one pinned user buffer described four ways (issue #2 section 6)');
+  out.push(`Machine: ${report.machine.description}`);
+  out.push(`Scatterlist: ${report.maxSegmentNote}`);
+  out.push('');
+  if (report.headline) out.push(`Headline: ${report.headline.text}`);
+  else out.push('Headline: not measured (the hugetlb buffer is not part of this run or could not be mapped)');
+  out.push('');
+  for (const b of report.buffers) {
+    out.push(renderBuffer(b));
+    out.push('');
+  }
+  out.push('Legend:');
+  const legendRows = Object.entries(report.legend).map(([k, v]) => [`  ${k}`, v]);
+  const w = Math.max(...legendRows.map((r) => r[0].length));
+  for (const [k, v] of legendRows) out.push(`${k.padEnd(w)}  ${v}`);
+  out.push('');
+  out.push(`Total model time ${formatMs(report.totalMs)} ms (times vary between runs; every other figure is deterministic for a seed).`);
+  return `${out.join('\n')}\n`;
+}

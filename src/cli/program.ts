@@ -1,0 +1,157 @@
+// What it is: the `phyr` command line (commander): `phyr compare` and `phyr help`. Option values are
+// validated here; a bad value is an error naming the option and the value, with exit code 2.
+
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { BUFFER_NAMES, LEGEND, runCompare, type BufferName, type CompareOptions } from '../scenario/index.ts';
+import { renderCompareReport } from './format.ts';
+import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
+
+/** Where the CLI writes: stdout for the report, stderr for errors and the progress bar. */
+export interface CliIo {
+  readonly stdout: { write(s: string): unknown };
+  readonly stderr: ProgressStream & { readonly isTTY?: boolean };
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** Exit code for invalid usage (bad option value, unknown option or command). */
+export const EXIT_USAGE = 2;
+
+function parseIntArg(what: string, min: number, max: number): (v: string) => number {
+  return (v: string): number => {
+    const s = v.trim();
+    const n = /^0x[0-9a-f]+$/i.test(s) ? parseInt(s, 16) : /^\d+$/.test(s) ? Number(s) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${what} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}.`);
+    }
+    return n;
+  };
+}
+
+function parseBuffers(v: string): BufferName[] {
+  const names = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (names.length === 0) throw new InvalidArgumentError(`--buffers needs at least one of ${BUFFER_NAMES.join(', ')}, got ${JSON.stringify(v)}.`);
+  const out: BufferName[] = [];
+  for (const n of names) {
+    if (!(BUFFER_NAMES as readonly string[]).includes(n)) {
+      throw new InvalidArgumentError(`unknown buffer ${JSON.stringify(n)}; choose from ${BUFFER_NAMES.join(', ')}.`);
+    }
+    if (out.includes(n as BufferName)) throw new InvalidArgumentError(`buffer ${JSON.stringify(n)} is listed twice.`);
+    out.push(n as BufferName);
+  }
+  return out;
+}
+
+const COMPARE_HELP_AFTER = `
+Buffers (--buffers, default all, in this order):
+  anon      1 GiB of anonymous memory in 4 KiB pages (mostly scattered on an aged machine)
+  thp       1 GiB of anonymous memory with transparent huge pages (2 MiB folios where available)
+  hugetlb   4 GiB of 1 GiB hugetlb pages (the pool is reserved at boot)
+  device    256 MiB of a 16 GiB device memory region (bar0: no struct page, MMIO) mapped into the process
+
+Columns:
+${Object.entries(LEGEND).map(([k, v]) => `  ${k.padEnd(26)} ${v}`).join('\n')}
+
+The machine always reserves the hugetlb pool (4 x 1 GiB), whatever --buffers says, so every run of a
+seed has the same physical layout: --ram must leave room for it.
+
+Every figure except the times is deterministic for a seed. --json prints the same report as one JSON
+object (addresses as hex strings); the progress bar is drawn on stderr only when stderr is a terminal,
+--json is not given and CI is not set. Exit code 0 on success, 2 for an invalid option or value.
+
+Example:
+  phyr compare --ram 16 --buffers hugetlb,device --seed 7
+`;
+
+interface CompareCliOptions {
+  json: boolean;
+  seed: number;
+  ram: number;
+  aged: boolean;
+  buffers?: BufferName[];
+  maxSegment?: number;
+  pageSize: number;
+  progress: boolean;
+}
+
+/**
+ * Builds the commander program. `exit(code)` is called once the command has finished or failed
+ * (the CLI passes process.exit; tests pass a recorder).
+ */
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('phyr');
+  program
+    .description('An executable model of the Linux physical-range (phyr) DMA stack on a simulated machine.')
+    .version('0.1.0')
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .showHelpAfterError('(run "phyr help compare" for the options)')
+    .exitOverride();
+
+  program
+    .command('compare')
+    .description('Set the seeds\' claims side by side: one pinned user buffer described as a page array + scatterlist, ' +
+      'a bio_vec list, a phyr list and an 8-byte page list, with entries, kernel bytes, whether the layout can describe ' +
+      'the buffer, and the model\'s time to build it.')
+    .option('--json', 'print the report as JSON on stdout (for programs) instead of tables', false)
+    .option('--seed <n>', 'seed of the machine\'s PRNG: same seed, same physical layout and figures', parseIntArg('--seed', 0, 0xffffffff), 1)
+    .option('--ram <GiB>', 'System RAM of the simulated machine, in GiB', parseIntArg('--ram', 1, 1 << 20), 64)
+    .option('--no-aged', 'use a freshly booted machine (free memory not fragmented); default: aged, as a long-running system')
+    .option('--buffers <list>', `comma-separated buffers to compare, from ${BUFFER_NAMES.join(',')} (default: all)`, parseBuffers)
+    .option('--max-segment <bytes>', 'max_segment for the scatterlist (sgAllocTableFromPagesSegment); default UINT_MAX rounded down to the page size, as sg_alloc_table_from_pages',
+      parseIntArg('--max-segment', 4096, 0xffffffff))
+    .addOption(new Option('--page-size <bytes>', 'base page size of the machine').choices(['4096', '16384', '65536']).default('4096'))
+    .option('--no-progress', 'never draw the progress bar on stderr (it is drawn only when stderr is a terminal, without --json, outside CI)')
+    .addHelpText('after', COMPARE_HELP_AFTER)
+    .action((raw: Omit<CompareCliOptions, 'pageSize'> & { pageSize: string }) => {
+      const o: CompareCliOptions = { ...raw, pageSize: Number(raw.pageSize) };
+      if (o.maxSegment !== undefined && o.maxSegment < o.pageSize) {
+        throw usageError(`option '--max-segment <bytes>' argument ${o.maxSegment} is invalid. --max-segment must be at least the page size (${o.pageSize}).`);
+      }
+      const opts: CompareOptions = {
+        ramGiB: o.ram, seed: o.seed, aged: o.aged, pageSize: o.pageSize,
+        ...(o.buffers ? { buffers: o.buffers } : {}),
+        ...(o.maxSegment !== undefined ? { maxSegment: o.maxSegment } : {}),
+      };
+      const bar = wantProgress(o, io.stderr.isTTY, io.env) ? new ProgressBar(io.stderr) : null;
+      let report;
+      try {
+        report = runCompare(opts, bar ? (d, t, l) => bar.update(d, t, l) : undefined);
+      } catch (e) {
+        // Invalid combinations of values (e.g. too little RAM for the hugetlb pool) are usage errors.
+        if (e instanceof RangeError || e instanceof TypeError) {
+          throw usageError(`these option values do not make a machine (--ram ${o.ram}, --page-size ${o.pageSize}): ${e.message}`);
+        }
+        throw e;
+      } finally {
+        bar?.done();
+      }
+      io.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : renderCompareReport(report));
+    });
+
+  return program;
+}
+
+function usageError(message: string): CommanderError {
+  return new CommanderError(EXIT_USAGE, 'phyr.usage', `error: ${message}\n`);
+}
+
+/**
+ * Runs the CLI on argv (without the node and script entries). Returns the exit code: 0 on success
+ * (and for --help / --version), 2 for invalid usage; other errors propagate.
+ */
+export function runCli(argv: readonly string[], io: CliIo): number {
+  const program = buildProgram(io);
+  try {
+    program.parse([...argv], { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return 0;
+      if (e.code === 'phyr.usage') io.stderr.write(e.message);
+      return EXIT_USAGE;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,160 @@
+// Models: what a PCIe device's DMA engine does with a DMA address (no kernel file: the hardware side
+// of reference 14 item 2). An access is routed like a memory TLP: a peer BAR reachable by bus address
+// below a common switch (P2P BUS_ADDR) takes it directly; everything else goes upstream, through the
+// IOMMU of the device's domain (IOTLB, page tables, permissions, blocked/identity domains) or, with
+// no IOMMU, through dma_range_map / identity translation. Faults are logged (kind 'FAULT') and the
+// access does nothing (errno EFAULT): a write is all or nothing.
+
+import { checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
+import { iommuGetDomainForDev, iommuTranslate } from '../iommu/index.ts';
+import type { MachineMm } from '../mm/types.ts';
+import {
+  PCI_P2PDMA_MAP_BUS_ADDR, pciP2pdmaMapType, type Device, type DeviceDmaAccess, type P2pdmaProvider,
+} from '../pci/index.ts';
+import { dmaContextOf } from './context.ts';
+
+/** One translated piece of an access: CPU physical address and length. */
+interface Piece { phys: bigint; len: number }
+
+/** A peer BAR window on the bus that a device reaches without going upstream. */
+interface BusWindow { busStart: bigint; busEnd: bigint; busOffset: bigint }
+
+const busWindowsCache = new WeakMap<Device, BusWindow[]>();
+
+/** Peer BARs this device reaches by bus address through a switch (map type BUS_ADDR). */
+function busWindows(dev: Device): BusWindow[] {
+  const cached = busWindowsCache.get(dev);
+  if (cached) return cached;
+  const ctx = dmaContextOf(dev);
+  const out: BusWindow[] = [];
+  const topo = ctx.topology;
+  if (topo && dev.pci) {
+    const seen = new Set<number>();
+    for (const region of ctx.mm.regions) {
+      const id = region.providerId;
+      if (!id || seen.has(id)) continue;
+      seen.add(id);
+      const provider = topo.providerById(id) as P2pdmaProvider | null;
+      if (!provider) continue;
+      if (pciP2pdmaMapType(provider, dev) !== PCI_P2PDMA_MAP_BUS_ADDR) continue;
+      const r = provider.region;
+      out.push({ busStart: r.start + provider.busOffset, busEnd: r.end + provider.busOffset, busOffset: provider.busOffset });
+    }
+  }
+  busWindowsCache.set(dev, out);
+  return out;
+}
+
+/** min_not_zero(*dev->dma_mask, dev->bus_dma_limit): the highest address the device can drive. */
+function addressLimit(dev: Device): bigint | null {
+  const mask = dev.dmaMask;
+  if (mask === null || mask === 0n) return null;
+  const lim = dev.busDmaLimit;
+  return lim !== 0n && lim < mask ? lim : mask;
+}
+
+function fault(dev: Device, mm: MachineMm, write: boolean, addr: bigint, len: number, reason: string): Result<never> {
+  mm.stats.deviceDmaFaults++;
+  mm.events.fault('dma-device', `${dev.name}: DMA ${write ? 'write' : 'read'} of ${len} bytes at 0x${addr.toString(16)} faulted: ${reason}`,
+    { dev: dev.name, addr, len, write, reason });
+  return err('EFAULT', reason);
+}
+
+/** Translates [addr, addr+len) into CPU physical pieces, or the reason it cannot. */
+function translate(dev: Device, mm: MachineMm, addr: bigint, len: number, write: boolean): Piece[] | string {
+  const limit = addressLimit(dev);
+  if (limit === null) return 'device has no DMA mask';
+  const last = addr + BigInt(len) - 1n;
+  if (last > limit) return `address 0x${last.toString(16)} is beyond the DMA mask 0x${limit.toString(16)}`;
+  const pieces: Piece[] = [];
+  const windows = busWindows(dev);
+  const domain = iommuGetDomainForDev(dev);
+  let a = addr;
+  let left = len;
+  while (left > 0) {
+    let phys: bigint;
+    let n = left;
+    const w = windows.find((x) => a >= x.busStart && a < x.busEnd);
+    if (w) {
+      // P2P through the switch: the peer BAR answers its bus address; never reaches the IOMMU.
+      phys = a - w.busOffset;
+      n = Math.min(left, Number(w.busEnd - a));
+    } else if (domain) {
+      const g = domain.granule || mm.pageSize;
+      const off = Number(a % BigInt(g));
+      n = Math.min(left, g - off);
+      const t = iommuTranslate(domain, a, write);
+      if (!t.ok) return `IOMMU: ${t.reason}`;
+      phys = t.phys;
+    } else {
+      const map = dev.dmaRangeMap;
+      if (map) {
+        const m = map.find((x) => a >= x.dmaStart && a - x.dmaStart < BigInt(x.len));
+        if (!m) return `DMA address 0x${a.toString(16)} is in no dma_range_map entry`;
+        phys = m.cpuStart + (a - m.dmaStart);
+        n = Math.min(left, Number(m.dmaStart + BigInt(m.len) - a));
+      } else {
+        phys = a;
+      }
+    }
+    const region = mm.regionAt(phys);
+    if (!region || (region.kind !== 'ram' && region.kind !== 'device' && region.kind !== 'pmem')) {
+      return `no memory at physical address 0x${phys.toString(16)}`;
+    }
+    n = Math.min(n, Number(region.end - phys));
+    const prev = pieces[pieces.length - 1];
+    if (prev && prev.phys + BigInt(prev.len) === phys) prev.len += n;
+    else pieces.push({ phys, len: n });
+    a += BigInt(n);
+    left -= n;
+  }
+  return pieces;
+}
+
+/** The DMA engine of a device: reads and writes by DMA address through its real translation path. */
+class DeviceDma implements DeviceDmaAccess {
+  read(dev: Device, addr: bigint, len: number): Result<Uint8Array> {
+    checkAddr('addr', addr);
+    checkLen('len', len);
+    const mm = dmaContextOf(dev).mm;
+    const pieces = translate(dev, mm, addr, len, false);
+    if (typeof pieces === 'string') return fault(dev, mm, false, addr, len, pieces);
+    const out = new Uint8Array(len);
+    let at = 0;
+    for (const p of pieces) {
+      out.set(mm.mem.read(p.phys, p.len), at);
+      at += p.len;
+    }
+    mm.stats.deviceDmaReads++;
+    mm.stats.deviceDmaBytes += len;
+    return ok(out);
+  }
+
+  write(dev: Device, addr: bigint, bytes: Uint8Array): Result<void> {
+    checkAddr('addr', addr);
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array, got ${typeof bytes}`);
+    const mm = dmaContextOf(dev).mm;
+    const len = bytes.length;
+    const pieces = translate(dev, mm, addr, len, true);
+    if (typeof pieces === 'string') return fault(dev, mm, true, addr, len, pieces);
+    let at = 0;
+    for (const p of pieces) {
+      mm.mem.write(p.phys, bytes.subarray(at, at + p.len));
+      at += p.len;
+    }
+    mm.stats.deviceDmaWrites++;
+    mm.stats.deviceDmaBytes += len;
+    return ok();
+  }
+}
+
+const deviceDma = new DeviceDma();
+
+/**
+ * Gives a device its DMA engine (dev.dmaRead / dev.dmaWrite). createMachine calls this for every
+ * device after the device's DMA context is registered.
+ */
+export function installDeviceDmaAccess(dev: Device): void {
+  dev.dmaAccess = deviceDma;
+  busWindowsCache.delete(dev);
+}

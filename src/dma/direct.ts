@@ -1,0 +1,193 @@
+// Models: kernel/dma/direct.{c,h} and include/linux/dma-direct.h (Linux 6.19; reference 3.4, 9.3,
+// 15 row 5): phys_to_dma through dev->dma_range_map, dma_capable, dma_direct_map_phys with its
+// swiotlb fallback, the unmap/sync paths and dma_direct_map_sg with P2P classification.
+// Model deviation: no memory encryption (phys_to_dma == phys_to_dma_unencrypted) and no
+// kmalloc-alignment bouncing (x86-64 does not enable CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC).
+
+import type { Device } from '../pci/device.ts';
+import type { SgTable } from '../phyr/index.ts';
+import { SG_DMA_BUS_ADDRESS, withProvider } from '../phyr/index.ts';
+import {
+  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PciP2pdmaMapState,
+  pciP2pdmaBusAddrMap, pciP2pdmaState,
+} from '../pci/index.ts';
+import { err, ok, type Result } from '../base/index.ts';
+import { dmaContextOf } from './context.ts';
+import {
+  DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, SIZE_MAX,
+} from './constants.ts';
+import {
+  isSwiotlbActive, isSwiotlbBuffer, isSwiotlbForceBounce, swiotlbMap, swiotlbMaxMappingSize,
+  swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice, swiotlbTblUnmapSingle,
+} from './swiotlb.ts';
+import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
+import { dmaAddressingLimited } from './mask.ts';
+
+/** translate_phys_to_dma: through the range map; DMA_MAPPING_ERROR if no region covers paddr. */
+export function translatePhysToDma(dev: Device, paddr: bigint): bigint {
+  for (const m of dev.dmaRangeMap ?? []) {
+    if (paddr >= m.cpuStart && paddr - m.cpuStart < BigInt(m.len)) return m.dmaStart + (paddr - m.cpuStart);
+  }
+  return DMA_MAPPING_ERROR;
+}
+
+/** translate_dma_to_phys: the inverse; all ones ((phys_addr_t)-1) if no region covers addr. */
+export function translateDmaToPhys(dev: Device, addr: bigint): bigint {
+  for (const m of dev.dmaRangeMap ?? []) {
+    if (addr >= m.dmaStart && addr - m.dmaStart < BigInt(m.len)) return m.cpuStart + (addr - m.dmaStart);
+  }
+  return DMA_MAPPING_ERROR;
+}
+
+/** phys_to_dma_unencrypted: identity without a range map. */
+export function physToDmaUnencrypted(dev: Device, paddr: bigint): bigint {
+  return dev.dmaRangeMap ? translatePhysToDma(dev, paddr) : paddr;
+}
+
+/** phys_to_dma (no SME/TDX encryption bit in the model). */
+export function physToDma(dev: Device, paddr: bigint): bigint {
+  return physToDmaUnencrypted(dev, paddr);
+}
+
+/** dma_to_phys. */
+export function dmaToPhys(dev: Device, addr: bigint): bigint {
+  return dev.dmaRangeMap ? translateDmaToPhys(dev, addr) : addr;
+}
+
+/** min_not_zero(*dev->dma_mask, dev->bus_dma_limit): the highest DMA address the device may use. */
+export function dmaDirectLimit(dev: Device): bigint {
+  const mask = dev.dmaMask ?? 0n;
+  const lim = dev.busDmaLimit;
+  if (mask === 0n) return lim;
+  if (lim === 0n) return mask;
+  return mask < lim ? mask : lim;
+}
+
+/** dma_capable: the whole [addr, addr + size) is below the device's mask and bus limit. */
+export function dmaCapable(dev: Device, addr: bigint, size: number, _isRam: boolean): boolean {
+  if (addr === DMA_MAPPING_ERROR) return false;
+  const end = addr + BigInt(size) - 1n;
+  return end <= dmaDirectLimit(dev);
+}
+
+function overflow(dev: Device, addr: bigint, size: number): bigint {
+  dmaContextOf(dev).mm.events.warn('dma-direct', `${dev.name}: overflow 0x${addr.toString(16)}+${size} of DMA mask ${(dev.dmaMask ?? 0n).toString(16)} bus limit ${dev.busDmaLimit.toString(16)}`);
+  return DMA_MAPPING_ERROR;
+}
+
+/**
+ * dma_direct_map_phys: force-bounce first (CoCo guests); MMIO goes untranslated and is never bounced;
+ * memory beyond the mask bounces through swiotlb when a pool is active, else overflows (WARN,
+ * DMA_MAPPING_ERROR). Non-coherent devices get cache maintenance unless SKIP_CPU_SYNC or MMIO.
+ */
+export function dmaDirectMapPhys(dev: Device, phys: bigint, size: number, dir: number, attrs: number): bigint {
+  if (isSwiotlbForceBounce(dev)) {
+    if (attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) return DMA_MAPPING_ERROR;
+    return swiotlbMap(dev, phys, size, dir, attrs);
+  }
+  let dmaAddr: bigint;
+  if (attrs & DMA_ATTR_MMIO) {
+    dmaAddr = phys;
+    if (!dmaCapable(dev, dmaAddr, size, false)) return overflow(dev, dmaAddr, size);
+  } else {
+    dmaAddr = physToDma(dev, phys);
+    if (!dmaCapable(dev, dmaAddr, size, true)) {
+      if (isSwiotlbActive(dev) && !(attrs & DMA_ATTR_REQUIRE_COHERENT)) return swiotlbMap(dev, phys, size, dir, attrs);
+      return overflow(dev, dmaAddr, size);
+    }
+  }
+  if (!dev.dmaCoherent && !(attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO))) archSyncDmaForDevice(dev, phys, size, dir);
+  return dmaAddr;
+}
+
+/** dma_direct_sync_single_for_device: copy into the bounce buffer if any, then cache maintenance. */
+export function dmaDirectSyncSingleForDevice(dev: Device, addr: bigint, size: number, dir: number): void {
+  const phys = dmaToPhys(dev, addr);
+  if (isSwiotlbBuffer(dev, phys)) swiotlbSyncSingleForDevice(dev, phys, size, dir);
+  if (!dev.dmaCoherent) archSyncDmaForDevice(dev, phys, size, dir);
+}
+
+/** dma_direct_sync_single_for_cpu: cache maintenance, then copy out of the bounce buffer if any. */
+export function dmaDirectSyncSingleForCpu(dev: Device, addr: bigint, size: number, dir: number): void {
+  const phys = dmaToPhys(dev, addr);
+  if (!dev.dmaCoherent) archSyncDmaForCpu(dev, phys, size, dir);
+  if (isSwiotlbBuffer(dev, phys)) swiotlbSyncSingleForCpu(dev, phys, size, dir);
+}
+
+/**
+ * dma_direct_unmap_phys: nothing for MMIO; otherwise sync for the CPU (unless SKIP_CPU_SYNC, which
+ * also skips the bounce copy-out) and free the bounce slots if it was bounced.
+ */
+export function dmaDirectUnmapPhys(dev: Device, addr: bigint, size: number, dir: number, attrs: number): void {
+  if (attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) return;
+  const phys = dmaToPhys(dev, addr);
+  if (!(attrs & DMA_ATTR_SKIP_CPU_SYNC)) dmaDirectSyncSingleForCpu(dev, addr, size, dir);
+  if (isSwiotlbBuffer(dev, phys)) swiotlbTblUnmapSingle(dev, phys, size, dir, attrs | DMA_ATTR_SKIP_CPU_SYNC);
+}
+
+/** dma_direct_need_sync: non-coherent, or this address is a bounce buffer. */
+export function dmaDirectNeedSync(dev: Device, addr: bigint): boolean {
+  return !dev.dmaCoherent || isSwiotlbBuffer(dev, dmaToPhys(dev, addr));
+}
+
+/** dma_direct_max_mapping_size: swiotlb's limit when it may be used, else unlimited (SIZE_MAX). */
+export function dmaDirectMaxMappingSize(dev: Device): number {
+  if (isSwiotlbActive(dev) && (dmaAddressingLimited(dev) || isSwiotlbForceBounce(dev))) return swiotlbMaxMappingSize(dev);
+  return SIZE_MAX;
+}
+
+/** sg_phys for entry i. */
+export function sgPhysAt(dev: Device, sgt: SgTable, i: number): bigint {
+  return (sgt.pfnAt(i) << BigInt(dmaContextOf(dev).mm.pageShift)) + BigInt(sgt.offsetAt(i));
+}
+
+/** Range flags of the memory behind sg entry i (what page_pgmap tells the kernel). */
+export function sgFlagsAt(dev: Device, sgt: SgTable, i: number): number {
+  const facts = dmaContextOf(dev).mm.pfnFacts(sgt.pfnAt(i));
+  if (!facts) return 0;
+  return withProvider(facts.rangeFlags, facts.region.providerId);
+}
+
+/**
+ * dma_direct_unmap_sg over the first `count` CPU entries: bus-address entries are only unmarked,
+ * the others go through dma_direct_unmap_phys.
+ */
+export function dmaDirectUnmapSg(dev: Device, sgt: SgTable, count: number, dir: number, attrs: number): void {
+  for (let i = 0; i < count; i++) {
+    const flags = sgt.dmaFlagsAt(i);
+    if (flags & SG_DMA_BUS_ADDRESS) sgt.setDmaFlags(i, flags & ~SG_DMA_BUS_ADDRESS);
+    else dmaDirectUnmapPhys(dev, sgt.dmaAddressAt(i), sgt.dmaLengthAt(i), dir, attrs);
+  }
+}
+
+/**
+ * dma_direct_map_sg: one DMA entry per CPU entry (nents == origNents). P2P memory reached by bus
+ * address gets the provider's bus address and SG_DMA_BUS_ADDRESS; through the host bridge it is
+ * mapped like memory. Errors: EREMOTEIO (P2P not supported), EIO (an entry could not be mapped);
+ * what was mapped before the failure is unmapped.
+ */
+export function dmaDirectMapSg(dev: Device, sgt: SgTable, dir: number, attrs: number): Result<number> {
+  const state = new PciP2pdmaMapState();
+  const n = sgt.origNents;
+  for (let i = 0; i < n; i++) {
+    const phys = sgPhysAt(dev, sgt, i);
+    const len = sgt.lengthAt(i);
+    const type = pciP2pdmaState(state, dev, sgFlagsAt(dev, sgt, i));
+    if (type === PCI_P2PDMA_MAP_BUS_ADDR) {
+      sgt.setDma(i, pciP2pdmaBusAddrMap(state.mem!, phys), len);
+      sgt.setDmaFlags(i, sgt.dmaFlagsAt(i) | SG_DMA_BUS_ADDRESS);
+      continue;
+    }
+    if (type !== PCI_P2PDMA_MAP_NONE && type !== PCI_P2PDMA_MAP_THRU_HOST_BRIDGE) {
+      dmaDirectUnmapSg(dev, sgt, i, dir, attrs | DMA_ATTR_SKIP_CPU_SYNC);
+      return err('EREMOTEIO', `entry ${i}: P2P between the provider and ${dev.name} is not supported`);
+    }
+    const addr = dmaDirectMapPhys(dev, phys, len, dir, attrs);
+    if (addr === DMA_MAPPING_ERROR) {
+      dmaDirectUnmapSg(dev, sgt, i, dir, attrs | DMA_ATTR_SKIP_CPU_SYNC);
+      return err('EIO', `entry ${i} (0x${phys.toString(16)}+${len}) could not be mapped`);
+    }
+    sgt.setDma(i, addr, len);
+  }
+  return ok(n);
+}

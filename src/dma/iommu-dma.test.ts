@@ -1,0 +1,226 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { allocPhys, gpuBar, makeMachine, pattern, type IommuMode } from '../../test/dma-b-machines.ts';
+import { sgAllocTableFromPagesSegment, SG_DMA_BUS_ADDRESS, type SgTable } from '../phyr/index.ts';
+import type { Machine } from '../machine/index.ts';
+import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';
+import { dmaMapPhys, dmaMapSgtable, dmaSyncSingleForCpu, dmaUnmapPhys, dmaUnmapSgtable } from './mapping.ts';
+import { iommuDmaGetMergeBoundary, iommuDmaMaxMappingSize, iommuDmaOptMappingSize, dmaInfoToProt } from './iommu-dma.ts';
+import { dmaSetMaxSegSize, dmaSetSegBoundary } from './mask.ts';
+
+const PAGE = 4096;
+const leafPtes = (m: Machine) => m.stats.iommuLeafPtesWritten - m.stats.iommuLeafPtesCleared;
+
+describe('dma_info_to_prot', () => {
+  it('maps directions and attributes to IOMMU prot bits (reference 2.3)', () => {
+    expect(dmaInfoToProt(DMA_BIDIRECTIONAL, true, 0)).toBe(1 | 2 | 4);
+    expect(dmaInfoToProt(DMA_TO_DEVICE, false, 0)).toBe(1);
+    expect(dmaInfoToProt(DMA_FROM_DEVICE, false, 1 << 9)).toBe(2 | 32);
+    expect(dmaInfoToProt(DMA_TO_DEVICE, true, 1 << 10)).toBe(1 | 4 | 16);
+    expect(dmaInfoToProt(3, true, 0)).toBe(0);
+  });
+});
+
+describe.each<IommuMode>(['strict', 'lazy'])('iommuDmaMapPhys through dmaMapPhys (%s)', (mode) => {
+  it('device writes a pattern the CPU reads back, and the reverse; unmap removes the translation', () => {
+    const m = makeMachine(mode);
+    const dev = m.device('nvme0');
+    const phys = allocPhys(m, 2) + 0x123n;
+    const len = 3 * PAGE;
+    const r = dmaMapPhys(dev, phys, len, DMA_BIDIRECTIONAL, 0);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.value & 0xfffn).toBe(0x123n);
+    expect(r.value).not.toBe(phys);
+    const w = pattern(len, 5);
+    expect(dev.dmaWrite(r.value, w).ok).toBe(true);
+    expect(m.mem.read(phys, len)).toEqual(w);
+    const c = pattern(len, 6);
+    m.mem.write(phys, c);
+    const rd = dev.dmaRead(r.value, len);
+    expect(rd.ok && rd.value).toEqual(c);
+    dmaUnmapPhys(dev, r.value, len, DMA_BIDIRECTIONAL, 0);
+    expect(leafPtes(m)).toBe(0);
+    if (mode === 'strict') expect(dev.dmaRead(r.value, 1).ok).toBe(false);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+    expect(m.events.count('WARN')).toBe(0);
+  });
+});
+
+describe('untrusted device: one-shot bounce', () => {
+  it('an unaligned buffer is bounced: device writes reach memory at unmap, never directly', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('tb0');
+    const phys = allocPhys(m, 1) + 0x80n;
+    const len = 1000;
+    const r = dmaMapPhys(dev, phys, len, DMA_FROM_DEVICE, 0);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(m.stats.swiotlbMaps).toBe(1);
+    const w = pattern(len, 9);
+    expect(dev.dmaWrite(r.value, w).ok).toBe(true);
+    expect(m.mem.read(phys, len)).toEqual(new Uint8Array(len));
+    // the rest of the bounce granule reads as zeros (no stale data exposed)
+    const whole = dev.dmaRead(r.value - (r.value & 0xfffn), PAGE);
+    expect(whole.ok).toBe(true);
+    dmaSyncSingleForCpu(dev, r.value, len, DMA_FROM_DEVICE);
+    expect(m.mem.read(phys, len)).toEqual(w);
+    dmaUnmapPhys(dev, r.value, len, DMA_FROM_DEVICE, 0);
+    expect(m.stats.swiotlbUnmaps).toBe(1);
+    expect(leafPtes(m)).toBe(0);
+    expect(iommuDmaMaxMappingSize(dev)).toBeLessThanOrEqual(256 * 1024);
+  });
+
+  it('page-aligned buffers are not bounced', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('tb0');
+    const phys = allocPhys(m, 1);
+    const r = dmaMapPhys(dev, phys, 2 * PAGE, DMA_TO_DEVICE, 0);
+    expect(r.ok).toBe(true);
+    expect(m.stats.swiotlbMaps).toBe(0);
+    if (r.ok) dmaUnmapPhys(dev, r.value, 2 * PAGE, DMA_TO_DEVICE, 0);
+  });
+});
+
+describe('size hints', () => {
+  it('merge boundary is granule - 1, opt mapping size is 128 KiB, unlimited max for trusted devices', () => {
+    const m = makeMachine('strict');
+    expect(iommuDmaGetMergeBoundary(m.device('nvme0'))).toBe(4095n);
+    expect(iommuDmaOptMappingSize()).toBe(128 * 1024);
+    expect(iommuDmaMaxMappingSize(m.device('nvme0'))).toBe(Number.MAX_SAFE_INTEGER);
+  });
+});
+
+/** Builds an sg table over pages, with range flags from the machine (P2P provider ids). */
+function sgOf(m: Machine, pfns: bigint[], offset: number, size: number, maxSegment = 0xfffff000): SgTable {
+  const r = sgAllocTableFromPagesSegment(pfns, offset, size, maxSegment, {
+    pageSize: PAGE, flagsOf: (pfn: number) => m.pfnFacts(BigInt(pfn))?.rangeFlags ?? 0,
+  });
+  if (!r.ok) throw new Error(r.errno);
+  return r.value;
+}
+
+/** Concatenated CPU bytes of the table's entries. */
+function cpuBytes(m: Machine, sgt: SgTable): Uint8Array {
+  const parts: number[] = [];
+  for (let i = 0; i < sgt.origNents; i++) parts.push(...m.mem.read(sgt.physAt(i, PAGE), sgt.lengthAt(i)));
+  return new Uint8Array(parts);
+}
+
+describe('iommuDmaMapSg', () => {
+  it('property: one IOVA allocation, segments within limits, lengths conserved, the device reads the CPU bytes in order', () => {
+    fc.assert(fc.property(
+      fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 12 }),
+      fc.integer({ min: 0, max: PAGE - 1 }),
+      fc.integer({ min: 1, max: 5 }),
+      fc.constantFrom(0, 0xffffn, 0x1ffffn),
+      fc.constantFrom(0, 8192, 3 * PAGE),
+      (gaps, offset, tailCut, boundary, maxSeg) => {
+        const m = makeMachine('strict');
+        const dev = m.device('nvme0');
+        if (boundary) dmaSetSegBoundary(dev, boundary as bigint);
+        if (maxSeg) dmaSetMaxSegSize(dev, maxSeg);
+        const base = allocPhys(m, 6) / BigInt(PAGE);
+        const pfns: bigint[] = [];
+        let p = base;
+        for (const g of gaps) { p += BigInt(g); pfns.push(p); p += 1n; }
+        const size = Math.max(1, pfns.length * PAGE - offset - tailCut * 100);
+        const sgt = sgOf(m, pfns, offset, size);
+        const data = pattern(size, gaps.length);
+        let at = 0;
+        for (let i = 0; i < sgt.origNents; i++) { m.mem.write(sgt.physAt(i, PAGE), data.subarray(at, at + sgt.lengthAt(i))); at += sgt.lengthAt(i); }
+        const allocs = m.stats.iovaAllocs;
+        const r = dmaMapSgtable(dev, sgt, DMA_TO_DEVICE, 0);
+        expect(r.ok).toBe(true);
+        expect(m.stats.iovaAllocs - allocs).toBe(1);
+        expect(sgt.nents).toBeGreaterThanOrEqual(1);
+        expect(sgt.nents).toBeLessThanOrEqual(sgt.origNents);
+        const limit = maxSeg || 65536;
+        const seen: number[] = [];
+        let sum = 0;
+        for (let i = 0; i < sgt.nents; i++) {
+          const a = sgt.dmaAddressAt(i), l = sgt.dmaLengthAt(i);
+          sum += l;
+          expect(l).toBeLessThanOrEqual(Math.max(limit, sgt.lengthAt(i)));
+          if (boundary) expect((a & ~(boundary as bigint)) === ((a + BigInt(l) - 1n) & ~(boundary as bigint))).toBe(true);
+          const rd = dev.dmaRead(a, l);
+          expect(rd.ok).toBe(true);
+          if (rd.ok) seen.push(...rd.value);
+        }
+        expect(sum).toBe(size);
+        expect(new Uint8Array(seen)).toEqual(cpuBytes(m, sgt));
+        dmaUnmapSgtable(dev, sgt, DMA_TO_DEVICE, 0);
+        expect(leafPtes(m)).toBe(0);
+        expect(m.stats.iovaFrees).toBe(m.stats.iovaAllocs);
+        expect(m.events.count('DMA-DEBUG')).toBe(0);
+      }), { numRuns: 25 });
+  });
+
+  it('page-aligned contiguous IOVA pieces concatenate up to the max segment size', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const base = allocPhys(m, 5) / BigInt(PAGE);
+    const pfns = Array.from({ length: 20 }, (_, i) => base + BigInt(2 * i)); // never physically contiguous
+    const sgt = sgOf(m, pfns, 0, 20 * PAGE);
+    expect(sgt.origNents).toBe(20);
+    expect(dmaMapSgtable(dev, sgt, DMA_TO_DEVICE, 0).ok).toBe(true);
+    // 20 pages in one IOVA run, cut at 64 KiB (16 pages)
+    expect(sgt.nents).toBe(2);
+    expect(sgt.dmaLengthAt(0)).toBe(16 * PAGE);
+    expect(sgt.dmaAddressAt(1)).toBe(sgt.dmaAddressAt(0) + BigInt(16 * PAGE));
+    dmaUnmapSgtable(dev, sgt, DMA_TO_DEVICE, 0);
+    expect(leafPtes(m)).toBe(0);
+  });
+
+  it('P2P: a bus-address entry gets its bus address and no IOVA', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const bar = gpuBar(m);
+    const ram = allocPhys(m) / BigInt(PAGE);
+    const barPfn = bar.start / BigInt(PAGE);
+    const sgt = sgOf(m, [ram, barPfn, barPfn + 1n], 0, 3 * PAGE);
+    expect(sgt.origNents).toBe(2);
+    const r = dmaMapSgtable(dev, sgt, DMA_FROM_DEVICE, 0);
+    expect(r.ok).toBe(true);
+    expect(sgt.nents).toBe(2);
+    expect(sgt.dmaFlagsAt(1) & SG_DMA_BUS_ADDRESS).toBe(SG_DMA_BUS_ADDRESS);
+    expect(sgt.dmaAddressAt(1)).toBe(bar.start + 0x1000_0000_0000n);
+    const w = pattern(2 * PAGE, 3);
+    expect(dev.dmaWrite(sgt.dmaAddressAt(1), w).ok).toBe(true);
+    expect(m.mem.read(bar.start, 2 * PAGE)).toEqual(w);
+    expect(leafPtes(m)).toBe(1);
+    dmaUnmapSgtable(dev, sgt, DMA_FROM_DEVICE, 0);
+    expect(leafPtes(m)).toBe(0);
+  });
+
+  it('P2P not supported: EREMOTEIO and nothing mapped', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('far0');
+    const bar = gpuBar(m);
+    const sgt = sgOf(m, [allocPhys(m) / BigInt(PAGE), bar.start / BigInt(PAGE)], 0, 2 * PAGE);
+    const r = dmaMapSgtable(dev, sgt, DMA_TO_DEVICE, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('EREMOTEIO');
+    expect(m.stats.iovaAllocs).toBe(0);
+    expect(leafPtes(m)).toBe(0);
+  });
+
+  it('untrusted device: entries mapped one by one (bounced when unaligned), no merging', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('tb0');
+    const base = allocPhys(m, 3) / BigInt(PAGE);
+    const sgt = sgOf(m, [base, base + 2n, base + 4n], 0x10, 3 * PAGE - 0x30);
+    const data = pattern(sgt.totalLen, 4);
+    expect(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL, 0).ok).toBe(true);
+    expect(sgt.nents).toBe(sgt.origNents);
+    let at = 0;
+    for (let i = 0; i < sgt.nents; i++) {
+      expect(dev.dmaWrite(sgt.dmaAddressAt(i), data.subarray(at, at + sgt.dmaLengthAt(i))).ok).toBe(true);
+      at += sgt.dmaLengthAt(i);
+    }
+    dmaUnmapSgtable(dev, sgt, DMA_BIDIRECTIONAL, 0);
+    expect(cpuBytes(m, sgt)).toEqual(data);
+    expect(m.stats.swiotlbMaps).toBe(m.stats.swiotlbUnmaps);
+    expect(m.stats.swiotlbMaps).toBeGreaterThanOrEqual(2);
+    expect(leafPtes(m)).toBe(0);
+  });
+});

@@ -1,0 +1,222 @@
+import { describe, expect, it } from 'vitest';
+import { allocPhys, makeMachine, pattern, type IommuMode } from '../../test/dma-b-machines.ts';
+import { DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';
+import {
+  DMA_IOVA_USE_SWIOTLB, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaSize, dmaIovaSync,
+  dmaIovaTryAlloc, dmaIovaUnlink, dmaUseIova,
+} from './iova-state.ts';
+import { dmaSetMinAlignMask } from './mask.ts';
+import { gpuBar } from '../../test/dma-b-machines.ts';
+
+const PAGE = 4096;
+
+describe('dmaIovaTryAlloc', () => {
+  it.each<IommuMode>(['none', 'passthrough'])('returns false and leaves the state zeroed without a DMA domain (%s)', (mode) => {
+    const m = makeMachine(mode);
+    const dev = m.device('nvme0');
+    const st = new DmaIovaState();
+    st.addr = 123n;
+    expect(dmaIovaTryAlloc(dev, st, 0n, 3 * PAGE)).toBe(false);
+    expect(dmaUseIova(st)).toBe(false);
+    expect(st.addr).toBe(0n);
+    expect(dmaIovaSize(st)).toBe(0);
+  });
+
+  it('warns and fails for size 0', () => {
+    const m = makeMachine('strict');
+    const st = new DmaIovaState();
+    const w = m.events.count('WARN');
+    expect(dmaIovaTryAlloc(m.device('nvme0'), st, 0n, 0)).toBe(false);
+    expect(m.events.count('WARN')).toBe(w + 1);
+  });
+
+  it('keeps the phys hint offset inside the granule', () => {
+    const m = makeMachine('strict');
+    const st = new DmaIovaState();
+    expect(dmaIovaTryAlloc(m.device('nvme0'), st, 0x1234_5a00n, 2 * PAGE)).toBe(true);
+    expect(st.addr & 0xfffn).toBe(0xa00n);
+    expect(dmaIovaSize(st)).toBe(2 * PAGE);
+    expect(st.rawSize).toBe(BigInt(2 * PAGE));
+    expect(st.kernelBytes).toBe(16);
+    dmaIovaFree(m.device('nvme0'), st);
+    expect(m.stats.iovaAllocs).toBe(m.stats.iovaFrees + 0);
+  });
+});
+
+describe.each<IommuMode>(['strict', 'lazy'])('two-step round trip (%s)', (mode) => {
+  it('links scattered pages into one contiguous window; the device and the CPU see the same bytes', () => {
+    const m = makeMachine(mode);
+    const dev = m.device('nvme0');
+    const pages = [allocPhys(m), allocPhys(m, 1) + BigInt(PAGE), allocPhys(m)];
+    const st = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, st, pages[0], 3 * PAGE)).toBe(true);
+    pages.forEach((p, i) => expect(dmaIovaLink(dev, st, p, i * PAGE, PAGE, DMA_BIDIRECTIONAL, 0)).toEqual({ ok: true, value: undefined }));
+    expect(dmaIovaSync(dev, st, 0, 3 * PAGE).ok).toBe(true);
+    expect(m.stats.dmaIovaLinks).toBe(3);
+    expect(m.stats.dmaIovaSyncs).toBe(1);
+
+    // device -> CPU
+    const data = pattern(3 * PAGE, 7);
+    expect(dev.dmaWrite(st.addr, data).ok).toBe(true);
+    pages.forEach((p, i) => expect(m.mem.read(p, PAGE)).toEqual(data.subarray(i * PAGE, (i + 1) * PAGE)));
+    // CPU -> device
+    const back = pattern(3 * PAGE, 8);
+    pages.forEach((p, i) => m.mem.write(p, back.subarray(i * PAGE, (i + 1) * PAGE)));
+    const r = dev.dmaRead(st.addr, 3 * PAGE);
+    expect(r.ok && r.value).toEqual(back);
+
+    dmaIovaDestroy(dev, st, 3 * PAGE, DMA_BIDIRECTIONAL, 0);
+    expect(m.stats.iommuLeafPtesWritten).toBeGreaterThanOrEqual(3);
+    if (mode === 'strict') {
+      const f = m.events.count('FAULT');
+      expect(dev.dmaRead(st.addr, 16).ok).toBe(false);
+      expect(m.events.count('FAULT')).toBe(f + 1);
+    }
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+    expect(m.events.count('WARN')).toBe(0);
+  });
+
+  it('an unaligned first link starts the window at its offset; interior seams stay contiguous', () => {
+    const m = makeMachine(mode);
+    const dev = m.device('nvme0');
+    const a = allocPhys(m) + 0x300n;
+    const b = allocPhys(m);
+    const st = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, st, a, (PAGE - 0x300) + 100)).toBe(true);
+    expect(dmaIovaLink(dev, st, a, 0, PAGE - 0x300, DMA_TO_DEVICE, 0).ok).toBe(true);
+    expect(dmaIovaLink(dev, st, b, PAGE - 0x300, 100, DMA_TO_DEVICE, 0).ok).toBe(true);
+    expect(dmaIovaSync(dev, st, 0, PAGE - 0x300 + 100).ok).toBe(true);
+    const x = pattern(PAGE - 0x300, 1), y = pattern(100, 2);
+    m.mem.write(a, x);
+    m.mem.write(b, y);
+    const r = dev.dmaRead(st.addr, x.length + y.length);
+    expect(r.ok && r.value).toEqual(new Uint8Array([...x, ...y]));
+    // TO_DEVICE: the device may not write
+    expect(dev.dmaWrite(st.addr, new Uint8Array(4)).ok).toBe(false);
+    expect(m.mem.read(a, 4)).toEqual(x.subarray(0, 4));
+    dmaIovaDestroy(dev, st, x.length + y.length, DMA_TO_DEVICE, 0);
+  });
+});
+
+describe('two-step misuse leaves nothing mapped', () => {
+  function setup() {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const st = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, st, 0n, 2 * PAGE)).toBe(true);
+    return { m, dev, st, p: allocPhys(m, 1) };
+  }
+  const mapped = (m: ReturnType<typeof setup>['m']) => m.stats.iommuLeafPtesWritten - m.stats.iommuLeafPtesCleared;
+
+  it('a link past the window: EINVAL and a dma-debug report', () => {
+    const { m, dev, st, p } = setup();
+    const r = dmaIovaLink(dev, st, p, PAGE, 2 * PAGE, DMA_TO_DEVICE, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    expect(mapped(m)).toBe(0);
+    dmaIovaFree(dev, st);
+  });
+
+  it('an unaligned phys at a non-zero offset: EIO with a WARN', () => {
+    const { m, dev, st, p } = setup();
+    const r = dmaIovaLink(dev, st, p + 8n, PAGE, 64, DMA_TO_DEVICE, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('EIO');
+    expect(m.events.count('WARN')).toBe(1);
+    expect(mapped(m)).toBe(0);
+    dmaIovaFree(dev, st);
+  });
+
+  it('a zero-length link maps nothing', () => {
+    const { m, dev, st, p } = setup();
+    expect(dmaIovaLink(dev, st, p, 0, 0, DMA_TO_DEVICE, 0).ok).toBe(true);
+    expect(mapped(m)).toBe(0);
+    dmaIovaFree(dev, st);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+  });
+
+  it('a double unlink is reported and changes nothing; unlink keeps the window for a re-link', () => {
+    const { m, dev, st, p } = setup();
+    expect(dmaIovaLink(dev, st, p, 0, 2 * PAGE, DMA_FROM_DEVICE, 0).ok).toBe(true);
+    expect(dmaIovaSync(dev, st, 0, 2 * PAGE).ok).toBe(true);
+    dmaIovaUnlink(dev, st, 0, 2 * PAGE, DMA_FROM_DEVICE, 0);
+    expect(mapped(m)).toBe(0);
+    expect(dev.dmaWrite(st.addr, new Uint8Array(8)).ok).toBe(false);
+    dmaIovaUnlink(dev, st, 0, 2 * PAGE, DMA_FROM_DEVICE, 0);
+    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    expect(m.stats.dmaIovaUnlinks).toBe(1);
+    // re-link the same window
+    expect(dmaIovaLink(dev, st, p, 0, PAGE, DMA_FROM_DEVICE, 0).ok).toBe(true);
+    expect(dmaIovaSync(dev, st, 0, PAGE).ok).toBe(true);
+    expect(dev.dmaWrite(st.addr, pattern(PAGE, 3)).ok).toBe(true);
+    expect(m.mem.read(p, PAGE)).toEqual(pattern(PAGE, 3));
+    dmaIovaDestroy(dev, st, PAGE, DMA_FROM_DEVICE, 0);
+    expect(mapped(m)).toBe(0);
+    expect(m.stats.iovaAllocs).toBe(m.stats.iovaFrees);
+  });
+
+  it('links after destroy are use-after-free: reported, EINVAL', () => {
+    const { m, dev, st, p } = setup();
+    dmaIovaDestroy(dev, st, 0, DMA_TO_DEVICE, 0);
+    const r = dmaIovaLink(dev, st, p, 0, PAGE, DMA_TO_DEVICE, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    expect(mapped(m)).toBe(0);
+  });
+
+  it('overlapping links are refused', () => {
+    const { m, dev, st, p } = setup();
+    expect(dmaIovaLink(dev, st, p, 0, PAGE, DMA_TO_DEVICE, 0).ok).toBe(true);
+    const r = dmaIovaLink(dev, st, p, 0, PAGE, DMA_TO_DEVICE, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+    dmaIovaDestroy(dev, st, PAGE, DMA_TO_DEVICE, 0);
+    expect(mapped(m)).toBe(0);
+  });
+
+  it('bad arguments throw naming the argument', () => {
+    const { dev, st } = setup();
+    expect(() => dmaIovaLink(dev, st, -1n, 0, PAGE, DMA_TO_DEVICE, 0)).toThrow(/phys/);
+    expect(() => dmaIovaLink(dev, st, 0n, -4096, PAGE, DMA_TO_DEVICE, 0)).toThrow(/offset/);
+    expect(() => dmaIovaLink(dev, st, 0n, 0, 1.5, DMA_TO_DEVICE, 0)).toThrow(/size/);
+    expect(() => dmaIovaTryAlloc(dev, {} as DmaIovaState, 0n, PAGE)).toThrow(/state/);
+  });
+});
+
+describe('untrusted device: swiotlb for unaligned ends', () => {
+  it('bounces head and tail granules, links the middle, copies back at destroy', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('tb0');
+    dmaSetMinAlignMask(dev, PAGE - 1); // as NVMe does: the bounce keeps the offset inside the page
+    const base = allocPhys(m, 2);
+    const phys = base + 0x200n;
+    const len = 2 * PAGE + 0x100; // head: 0xe00 bytes bounced, 1 page linked, tail 0x300 bounced
+    const st = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, st, phys, len)).toBe(true);
+    expect(dmaIovaLink(dev, st, phys, 0, len, DMA_FROM_DEVICE, 0).ok).toBe(true);
+    expect(st.rawSize & DMA_IOVA_USE_SWIOTLB).toBe(DMA_IOVA_USE_SWIOTLB);
+    expect(dmaIovaSync(dev, st, 0, len).ok).toBe(true);
+    expect(m.stats.swiotlbMaps).toBe(2);
+    const data = pattern(len, 11);
+    expect(dev.dmaWrite(st.addr, data).ok).toBe(true);
+    // the linked middle page is written directly; the bounced ends only at unlink
+    expect(m.mem.read(phys + 0xe00n, PAGE)).toEqual(data.subarray(0xe00, 0xe00 + PAGE));
+    expect(m.mem.read(phys, 0x10)).toEqual(new Uint8Array(0x10));
+    dmaIovaDestroy(dev, st, len, DMA_FROM_DEVICE, 0);
+    expect(m.mem.read(phys, len)).toEqual(data);
+    expect(m.stats.swiotlbUnmaps).toBe(2);
+    expect(m.events.count('WARN')).toBe(0);
+    expect(m.stats.iommuLeafPtesWritten - m.stats.iommuLeafPtesCleared).toBe(0);
+  });
+
+  it('MMIO that would need bouncing: EPERM, nothing mapped', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('tb0');
+    const bar = gpuBar(m);
+    const st = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, st, bar.start + 0x10n, 100)).toBe(true);
+    const r = dmaIovaLink(dev, st, bar.start + 0x10n, 0, 100, DMA_TO_DEVICE, DMA_ATTR_MMIO);
+    expect(r.ok ? 'ok' : r.errno).toBe('EPERM');
+    expect(m.stats.swiotlbMaps).toBe(0);
+    expect(m.stats.iommuLeafPtesWritten).toBe(0);
+    dmaIovaFree(dev, st);
+  });
+});

@@ -1,0 +1,470 @@
+// Models: the two-step IOVA DMA API (Linux 6.16+): struct dma_iova_state and dma_iova_try_alloc,
+// dma_iova_link, dma_iova_sync, dma_iova_unlink, dma_iova_destroy, dma_iova_free, dma_use_iova,
+// dma_iova_size (include/linux/dma-mapping.h, drivers/iommu/dma-iommu.c; reference 2.1-2.5).
+// The model also keeps, per state, which granules of the window are linked, so that API misuse
+// the kernel would not notice (links past the window, overlapping links, unlinking what is not
+// linked, use after free) is reported on the event log as dma-debug would.
+
+import { alignUp, checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
+import {
+  IommuIotlbGather, iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync,
+  iommuIovaToPhys, iommuMapNosync, iommuSyncMap, iommuUnmapFast, type IommuDomain,
+} from '../iommu/index.ts';
+import type { Device } from '../pci/index.ts';
+import {
+  DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR,
+  type DmaDataDirection, checkAttrs, validDmaDirection,
+} from './constants.ts';
+import { dmaContextOf } from './context.ts';
+import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
+import { debugDmaIovaLink, debugDmaIovaUnlink } from './debug.ts';
+import { dmaGetMask } from './mask.ts';
+import { isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
+import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts';
+
+/** Bit 63 of dma_iova_state.__size: some link of this state went through swiotlb. */
+export const DMA_IOVA_USE_SWIOTLB = 1n << 63n;
+
+const TRACK_CHUNK_SHIFT = 16; // granules per tracking chunk: 65536
+const TRACK_CHUNK = 1 << TRACK_CHUNK_SHIFT;
+const LINKED = 1;
+
+/**
+ * struct dma_iova_state (16 bytes in the kernel): addr is the DMA address of the window's first
+ * byte (IOVA base + the alignment hint's offset); the size is private, read it with dmaIovaSize().
+ * A fresh state (or one a failed dmaIovaTryAlloc left) has dmaUseIova(state) === false.
+ */
+export class DmaIovaState {
+  /** state->addr: IOVA of byte 0 of the window. */
+  addr = 0n;
+  /** @internal requested size in bytes (state->__size without the swiotlb bit). */
+  len = 0;
+  /** @internal DMA_IOVA_USE_SWIOTLB is set in __size. */
+  useSwiotlb = false;
+  /** @internal the device and domain the window belongs to (set by dmaIovaTryAlloc). */
+  dev: Device | null = null;
+  domain: IommuDomain | null = null;
+  /** @internal offset of addr inside its granule (iova_offset of the phys hint). */
+  pad = 0;
+  /** @internal set once the IOVA went back to the allocator. */
+  freed = false;
+  /** @internal model bookkeeping: linked granules of the window, chunked bitmap. */
+  linkedGranules = 0;
+  private chunks = new Map<number, Uint8Array>();
+
+  /** The kernel's __size word: the length with DMA_IOVA_USE_SWIOTLB in bit 63. */
+  get rawSize(): bigint {
+    return BigInt(this.len) | (this.useSwiotlb ? DMA_IOVA_USE_SWIOTLB : 0n);
+  }
+
+  /** What the same structure costs in the kernel (LP64): 16 bytes. */
+  get kernelBytes(): number {
+    return 16;
+  }
+
+  /** @internal zero everything (the kernel's memset at the start of dma_iova_try_alloc). */
+  reset(): void {
+    this.addr = 0n;
+    this.len = 0;
+    this.useSwiotlb = false;
+    this.dev = null;
+    this.domain = null;
+    this.pad = 0;
+    this.freed = false;
+    this.linkedGranules = 0;
+    this.chunks.clear();
+  }
+
+  /** @internal how many of granules [first, first+count) are linked. */
+  countLinked(first: number, count: number): number {
+    let n = 0;
+    for (let g = first; g < first + count; g++) {
+      const c = this.chunks.get(g >>> TRACK_CHUNK_SHIFT);
+      if (c && c[g & (TRACK_CHUNK - 1)] === LINKED) n++;
+    }
+    return n;
+  }
+
+  /** @internal marks granules [first, first+count) linked (value 1) or unlinked (0). */
+  mark(first: number, count: number, linked: boolean): void {
+    for (let g = first; g < first + count; g++) {
+      const key = g >>> TRACK_CHUNK_SHIFT;
+      let c = this.chunks.get(key);
+      if (!c) {
+        if (!linked) continue;
+        c = new Uint8Array(TRACK_CHUNK);
+        this.chunks.set(key, c);
+      }
+      const i = g & (TRACK_CHUNK - 1);
+      if (linked && c[i] !== LINKED) { c[i] = LINKED; this.linkedGranules++; }
+      else if (!linked && c[i] === LINKED) { c[i] = 0; this.linkedGranules--; }
+    }
+  }
+}
+
+/** dma_use_iova(): true when dmaIovaTryAlloc succeeded for this state. */
+export function dmaUseIova(state: DmaIovaState): boolean {
+  return state.len !== 0;
+}
+
+/** dma_iova_size(): the size requested from dmaIovaTryAlloc, in bytes. */
+export function dmaIovaSize(state: DmaIovaState): number {
+  return state.len;
+}
+
+function checkState(state: unknown): DmaIovaState {
+  if (!(state instanceof DmaIovaState)) throw new TypeError(`state must be a DmaIovaState, got ${String(state)}`);
+  return state;
+}
+
+function checkDir(dev: Device, dir: unknown): DmaDataDirection {
+  if (!validDmaDirection(dir)) {
+    return dmaContextOf(dev).mm.events.bug('dma-mapping', `invalid DMA direction ${String(dir)}`, { dev: dev.name, dir });
+  }
+  return dir;
+}
+
+/**
+ * dma_iova_try_alloc(): reserve one contiguous IOVA window of `size` bytes for dev. `phys` is only
+ * an alignment hint: the window starts at the same offset inside a granule as phys (pass 0n when
+ * everything is granule-aligned). Returns false, with the state zeroed, when the device does not
+ * use dma-iommu (no IOMMU, identity/passthrough domain), when size is 0 (WARN) or when the IOVA
+ * space is exhausted; callers then map each range with dmaMapPhys.
+ */
+export function dmaIovaTryAlloc(dev: Device, state: DmaIovaState, phys: bigint, size: number): boolean {
+  checkState(state);
+  checkAddr('phys', phys);
+  checkLen('size', size);
+  state.reset();
+  if (!dev.dmaIommu) return false;
+  const domain = iommuGetDmaDomain(dev);
+  if (!domain || !domain.iovad) return false;
+  const ctx = dmaContextOf(dev);
+  if (size === 0) {
+    ctx.mm.events.warn('dma-iommu', `${dev.name}: dma_iova_try_alloc with size 0`, { dev: dev.name });
+    return false;
+  }
+  const g = domain.granule;
+  const off = Number(phys & BigInt(g - 1));
+  const iova = iommuDmaAllocIova(domain, alignUp(size + off, g), dmaGetMask(dev), dev);
+  if (iova === 0n) return false;
+  state.addr = iova + BigInt(off);
+  state.len = size;
+  state.dev = dev;
+  state.domain = domain;
+  state.pad = off;
+  return true;
+}
+
+/** Common checks of link/unlink/sync: the state is live and belongs to dev; the window holds the span. */
+function checkUse(dev: Device, state: DmaIovaState, what: string, offset: number, size: number): Result<IommuDomain> {
+  const events = dmaContextOf(dev).mm.events;
+  if (!dmaUseIova(state) || !state.domain) {
+    events.dmaDebug(`${dev.name}: ${what} on a DmaIovaState that holds no IOVA window`, { dev: dev.name });
+    return err('EINVAL', `${what}: the state holds no IOVA window`);
+  }
+  if (state.dev !== dev) {
+    events.dmaDebug(`${dev.name}: ${what} on an IOVA window of ${state.dev?.name}`, { dev: dev.name });
+    return err('EINVAL', `${what}: the window belongs to another device`);
+  }
+  if (state.freed) {
+    events.dmaDebug(`${dev.name}: ${what} after the IOVA window was freed`, { dev: dev.name, addr: state.addr });
+    return err('EINVAL', `${what}: the IOVA window was freed`);
+  }
+  if (offset + size > state.len) {
+    events.dmaDebug(`${dev.name}: ${what} of [${offset}, ${offset + size}) past the IOVA window of ${state.len} bytes`,
+      { dev: dev.name, offset, size, windowLen: state.len });
+    return err('EINVAL', `${what}: offset ${offset} + size ${size} is past the window (${state.len} bytes)`);
+  }
+  return ok(state.domain);
+}
+
+/** Granule index span [first, first+count) of window bytes [offset, offset+size). */
+function granuleSpan(state: DmaIovaState, offset: number, size: number): [number, number] {
+  const g = state.domain!.granule;
+  const startByte = state.pad + offset;
+  const first = Math.floor(startByte / g);
+  const end = Math.ceil((startByte + size) / g);
+  return [first, end - first];
+}
+
+/** __dma_iova_link(): cache maintenance for non-coherent devices, then map without IOTLB sync. */
+function linkRaw(dev: Device, domain: IommuDomain, addr: bigint, phys: bigint, size: number, dir: DmaDataDirection,
+  attrs: number): Result<void> {
+  const coherent = dev.dmaCoherent;
+  if (!coherent && !(attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO))) archSyncDmaForDevice(dev, phys, size, dir);
+  return iommuMapNosync(domain, addr, phys, size, dmaInfoToProt(dir, coherent, attrs));
+}
+
+/** iommu_dma_iova_bounce_and_link(): bounce one partial granule and link its bounce slot. */
+function bounceAndLink(dev: Device, domain: IommuDomain, addr: bigint, phys: bigint, bounceLen: number,
+  dir: DmaDataDirection, attrs: number, startPad: number): Result<void> {
+  const tlb = iommuDmaMapSwiotlb(dev, phys, bounceLen, dir, attrs);
+  if (tlb === DMA_MAPPING_ERROR) return err('ENOMEM', 'swiotlb is full');
+  const r = linkRaw(dev, domain, addr - BigInt(startPad), tlb - BigInt(startPad), alignUp(bounceLen, domain.granule), dir, attrs);
+  if (!r.ok) swiotlbTblUnmapSingle(dev, tlb, bounceLen, dir, attrs);
+  return r;
+}
+
+/**
+ * iommu_dma_iova_link_swiotlb(): an untrusted device's link with unaligned ends: the partial head
+ * and tail granules are bounced, the aligned middle is linked directly; undone on error.
+ * (An empty middle is skipped: the 7.0 stable fix for a zero-size iommu_map.)
+ */
+function linkSwiotlb(dev: Device, state: DmaIovaState, domain: IommuDomain, phys: bigint, offset: number, size: number,
+  dir: DmaDataDirection, attrs: number): Result<void> {
+  const g = domain.granule;
+  const gm = BigInt(g - 1);
+  const startPad = Number(phys & gm);
+  const endPad = Number((phys + BigInt(size)) & gm);
+  const addr = state.addr + BigInt(offset);
+  let mapped = 0;
+  let rest = size;
+  const fail = (e: Result<void>): Result<void> => {
+    if (mapped) unlinkRaw(dev, state, offset, mapped, dir, attrs, false);
+    return e;
+  };
+  if (startPad) {
+    const bounceLen = Math.min(size, g - startPad);
+    const r = bounceAndLink(dev, domain, addr, phys, bounceLen, dir, attrs, startPad);
+    if (!r.ok) return r;
+    state.useSwiotlb = true;
+    mapped += bounceLen;
+    rest -= bounceLen;
+    if (rest === 0) return ok();
+  }
+  const middle = rest - (rest > 0 && endPad ? endPad : 0);
+  if (middle > 0) {
+    const r = linkRaw(dev, domain, addr + BigInt(mapped), phys + BigInt(mapped), middle, dir, attrs);
+    if (!r.ok) return fail(r);
+    mapped += middle;
+  }
+  if (endPad && mapped < size) {
+    const r = bounceAndLink(dev, domain, addr + BigInt(mapped), phys + BigInt(mapped), size - mapped, dir, attrs, 0);
+    if (!r.ok) return fail(r);
+    state.useSwiotlb = true;
+  }
+  return ok();
+}
+
+/**
+ * dma_iova_link(): map [phys, phys+size) at DMA address state.addr + offset, without an IOTLB sync
+ * (call dmaIovaSync before the device uses it). Only the link at offset 0 may start granule-unaligned.
+ * Errnos: EIO (unaligned phys at a non-zero offset), EPERM (MMIO that an untrusted device would have
+ * to bounce), ENOMEM (swiotlb full / page-table memory), EINVAL (the IOMMU refused the alignment;
+ * model checks: no window, window freed, span past the window, span already linked),
+ * EOPNOTSUPP (DMA_ATTR_REQUIRE_COHERENT on a non-coherent device). Nothing stays linked on failure.
+ * Model deviation: a zero-size link is a no-op returning ok (the kernel would map one padding
+ * granule when phys is unaligned).
+ */
+export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offset: number, size: number,
+  dir: DmaDataDirection, attrs: number): Result<void> {
+  checkState(state);
+  checkAddr('phys', phys);
+  checkLen('offset', offset);
+  checkLen('size', size);
+  checkAttrs(attrs);
+  checkDir(dev, dir);
+  const u = checkUse(dev, state, 'dma_iova_link', offset, size);
+  if (!u.ok) return u;
+  if (size === 0) return ok();
+  const domain = u.value;
+  const ctx = dmaContextOf(dev);
+  const g = domain.granule;
+  const startPad = Number(phys & BigInt(g - 1));
+  if (startPad && offset > 0) {
+    ctx.mm.events.warn('dma-iommu', `${dev.name}: dma_iova_link of unaligned phys 0x${phys.toString(16)} at offset ${offset}`,
+      { dev: dev.name, phys, offset });
+    return err('EIO', `phys 0x${phys.toString(16)} is not granule-aligned and offset ${offset} is not 0`);
+  }
+  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) && !dev.dmaCoherent) {
+    return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on a non-coherent device');
+  }
+  const [first, count] = granuleSpan(state, offset, size);
+  if (state.linkedGranules && state.countLinked(first, count)) {
+    ctx.mm.events.dmaDebug(`${dev.name}: dma_iova_link over an already linked part of the window at offset ${offset}`,
+      { dev: dev.name, offset, size });
+    return err('EINVAL', `window offset ${offset}: already linked`);
+  }
+  let r: Result<void>;
+  let bounced = false;
+  if (devUseSwiotlb(dev, size, dir) && (startPad !== 0 || size % g !== 0)) {
+    if (attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) return err('EPERM', 'MMIO cannot be bounced through swiotlb');
+    r = linkSwiotlb(dev, state, domain, phys, offset, size, dir, attrs);
+    bounced = true;
+  } else {
+    r = linkRaw(dev, domain, state.addr + BigInt(offset - startPad), phys - BigInt(startPad), alignUp(size + startPad, g), dir, attrs);
+  }
+  if (!r.ok) return r;
+  state.mark(first, count, true);
+  ctx.mm.stats.dmaIovaLinks++;
+  if (ctx.debug.enabled) {
+    debugDmaIovaLink(dev, phys, size, dir, state.addr + BigInt(offset), attrs, { bounced, unmapOptional: false });
+  }
+  return r;
+}
+
+/**
+ * dma_iova_sync(): make the links in [offset, offset+size) of the window visible to the device
+ * (iommu_sync_map over the granule span). Errnos: the IOMMU's iotlb_sync_map errno; EINVAL for the
+ * model checks (no window, freed, past the window).
+ */
+export function dmaIovaSync(dev: Device, state: DmaIovaState, offset: number, size: number): Result<void> {
+  checkState(state);
+  checkLen('offset', offset);
+  checkLen('size', size);
+  const u = checkUse(dev, state, 'dma_iova_sync', offset, size);
+  if (!u.ok) return u;
+  const domain = u.value;
+  const addr = state.addr + BigInt(offset);
+  const pad = Number(addr & BigInt(domain.granule - 1));
+  const r = iommuSyncMap(domain, addr - BigInt(pad), alignUp(size + pad, domain.granule));
+  if (r.ok) dmaContextOf(dev).mm.stats.dmaIovaSyncs++;
+  return r;
+}
+
+/** Slow unlink walk: per granule, CPU cache maintenance and release of bounce slots. */
+function unlinkRangeSlow(dev: Device, domain: IommuDomain, addr: bigint, size: number, dir: DmaDataDirection, attrs: number): void {
+  const g = domain.granule;
+  let pad = Number(addr & BigInt(g - 1));
+  const end = addr + BigInt(size);
+  const events = dmaContextOf(dev).mm.events;
+  while (addr < end) {
+    const len = Math.min(Number(end - addr), g - pad);
+    const phys = iommuIovaToPhys(domain, addr);
+    if (phys === 0n) {
+      events.warn('dma-iommu', `${dev.name}: unlink of unmapped IOVA 0x${addr.toString(16)}`, { dev: dev.name, addr });
+    } else {
+      if (!dev.dmaCoherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) archSyncDmaForCpu(dev, phys, len, dir);
+      if (isSwiotlbBuffer(dev, phys)) swiotlbTblUnmapSingle(dev, phys, len, dir, attrs);
+    }
+    addr += BigInt(len);
+    pad = 0;
+  }
+}
+
+/** __iommu_dma_iova_unlink(): unmap window bytes [offset, offset+size); optionally free the window. */
+function unlinkRaw(dev: Device, state: DmaIovaState, offset: number, size: number, dir: DmaDataDirection, attrs: number,
+  freeIova: boolean): void {
+  const domain = state.domain!;
+  const g = domain.granule;
+  const addr = state.addr + BigInt(offset);
+  const pad = Number(addr & BigInt(g - 1));
+  if (state.useSwiotlb || (!dev.dmaCoherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC))) {
+    unlinkRangeSlow(dev, domain, addr, size, dir, attrs);
+  }
+  const gather = new IommuIotlbGather();
+  gather.queued = freeIova && domain.type === 'dma-fq';
+  const span = alignUp(size + pad, g);
+  const start = addr - BigInt(pad);
+  const unmapped = iommuUnmapFast(domain, start, span, gather);
+  if (unmapped !== span) {
+    dmaContextOf(dev).mm.events.warn('dma-iommu', `${dev.name}: IOVA unlink unmapped ${unmapped} of ${span} bytes at 0x${start.toString(16)}`,
+      { dev: dev.name, addr: start, len: span, unmapped });
+  }
+  if (!gather.queued) iommuIotlbSync(domain, gather);
+  const [first, count] = granuleSpan(state, offset, size);
+  state.mark(first, count, false);
+  if (freeIova) freeWindow(state, gather);
+}
+
+/** Releases the whole IOVA window (what dmaIovaTryAlloc allocated). */
+function freeWindow(state: DmaIovaState, gather: IommuIotlbGather | null): void {
+  const domain = state.domain!;
+  const g = domain.granule;
+  iommuDmaFreeIova(domain, state.addr - BigInt(state.pad), alignUp(state.len + state.pad, g), gather);
+  state.freed = true;
+}
+
+/**
+ * dma_iova_unlink(): unmap window bytes [offset, offset+size) but keep the IOVA reservation so it can
+ * be linked again. Unlinking what is not linked (e.g. twice) is reported (dma-debug) and does nothing.
+ */
+export function dmaIovaUnlink(dev: Device, state: DmaIovaState, offset: number, size: number, dir: DmaDataDirection,
+  attrs: number): void {
+  checkState(state);
+  checkLen('offset', offset);
+  checkLen('size', size);
+  checkAttrs(attrs);
+  checkDir(dev, dir);
+  const u = checkUse(dev, state, 'dma_iova_unlink', offset, size);
+  if (!u.ok || size === 0) return;
+  if (!checkLinked(dev, state, offset, size, 'dma_iova_unlink')) return;
+  debugDmaIovaUnlink(dev, state.addr + BigInt(offset), size, dir);
+  unlinkRaw(dev, state, offset, size, dir, attrs, false);
+  dmaContextOf(dev).mm.stats.dmaIovaUnlinks++;
+}
+
+function checkLinked(dev: Device, state: DmaIovaState, offset: number, size: number, what: string): boolean {
+  const [first, count] = granuleSpan(state, offset, size);
+  const linked = state.countLinked(first, count);
+  if (linked === count) return true;
+  dmaContextOf(dev).mm.events.dmaDebug(
+    `${dev.name}: ${what} of [${offset}, ${offset + size}): ${count - linked} of ${count} granules are not linked`,
+    { dev: dev.name, offset, size });
+  return false;
+}
+
+/**
+ * dma_iova_destroy(): unlink window bytes [0, mappedLen) and free the window; with mappedLen 0 it
+ * is dmaIovaFree. On a lazy (flush-queue) domain the IOVA is reused only after the next IOTLB flush.
+ * Model deviation: the whole allocation is freed even when mappedLen is shorter than the window
+ * (the kernel frees iova_align(mappedLen + pad), identical in the documented usage).
+ */
+export function dmaIovaDestroy(dev: Device, state: DmaIovaState, mappedLen: number, dir: DmaDataDirection, attrs: number): void {
+  checkState(state);
+  checkLen('mappedLen', mappedLen);
+  checkAttrs(attrs);
+  checkDir(dev, dir);
+  if (mappedLen === 0) {
+    dmaIovaFree(dev, state);
+    return;
+  }
+  const u = checkUse(dev, state, 'dma_iova_destroy', 0, mappedLen);
+  if (!u.ok) return;
+  debugDmaIovaUnlink(dev, state.addr, mappedLen, dir);
+  if (!checkLinked(dev, state, 0, mappedLen, 'dma_iova_destroy')) {
+    // Unlink only what is linked, then free: the window must not leak.
+    unlinkLinkedParts(dev, state, dir, attrs);
+    freeWindow(state, null);
+    return;
+  }
+  unlinkRaw(dev, state, 0, mappedLen, dir, attrs, true);
+  if (state.linkedGranules) {
+    dmaContextOf(dev).mm.events.dmaDebug(`${dev.name}: dma_iova_destroy(${mappedLen}) left ${state.linkedGranules} granules linked past mappedLen`,
+      { dev: dev.name, mappedLen });
+  }
+  dmaContextOf(dev).mm.stats.dmaIovaUnlinks++;
+}
+
+/** Unlinks every linked run of granules (recovery after a destroy with a wrong length). */
+function unlinkLinkedParts(dev: Device, state: DmaIovaState, dir: DmaDataDirection, attrs: number): void {
+  const g = state.domain!.granule;
+  const total = Math.ceil((state.pad + state.len) / g);
+  let g0 = 0;
+  while (g0 < total) {
+    if (!state.countLinked(g0, 1)) { g0++; continue; }
+    let g1 = g0;
+    while (g1 < total && state.countLinked(g1, 1)) g1++;
+    const startByte = Math.max(0, g0 * g - state.pad);
+    const endByte = Math.min(state.len, g1 * g - state.pad);
+    unlinkRaw(dev, state, startByte, endByte - startByte, dir, attrs, false);
+    g0 = g1;
+  }
+}
+
+/**
+ * dma_iova_free(): return the IOVA window to the allocator without unmapping anything. Freeing a
+ * window that still has links is the caller's bug: reported (dma-debug), and the links are left
+ * as the kernel would leave them.
+ */
+export function dmaIovaFree(dev: Device, state: DmaIovaState): void {
+  checkState(state);
+  const u = checkUse(dev, state, 'dma_iova_free', 0, 0);
+  if (!u.ok) return;
+  if (state.linkedGranules) {
+    dmaContextOf(dev).mm.events.dmaDebug(`${dev.name}: dma_iova_free with ${state.linkedGranules} granules still linked`,
+      { dev: dev.name, addr: state.addr });
+  }
+  freeWindow(state, null);
+}

@@ -1,0 +1,194 @@
+import { describe, expect, it } from 'vitest';
+import { allocPhys, gpuBar, makeMachine, pattern, phyrs, type IommuMode } from '../../test/dma-b-machines.ts';
+import type { Machine } from '../machine/index.ts';
+import type { Device } from '../pci/index.ts';
+import { PageArray, type DmaList, type RangeSource } from '../phyr/index.ts';
+import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';
+import { dmaMapPhyrs, dmaPhyrsMappingKind, dmaUnmapPhyrs } from './map-phyrs.ts';
+
+const PAGE = 4096;
+const leafPtes = (m: Machine) => m.stats.iommuLeafPtesWritten - m.stats.iommuLeafPtesCleared;
+
+/** Device writes a pattern over the DMA list; returns it. */
+function deviceWritesList(dev: Device, dl: DmaList, seed: number): Uint8Array {
+  const data = pattern(dl.totalLen, seed);
+  let at = 0;
+  for (const r of dl) {
+    expect(dev.dmaWrite(r.addr, data.subarray(at, at + r.len)).ok).toBe(true);
+    at += r.len;
+  }
+  return data;
+}
+
+/** CPU bytes of a range source, in order. */
+function cpuRead(m: Machine, src: RangeSource): Uint8Array {
+  const out: number[] = [];
+  for (const r of src) out.push(...m.mem.read(r.addr, r.len));
+  return new Uint8Array(out);
+}
+
+function deviceReadsList(dev: Device, dl: DmaList): Uint8Array {
+  const out: number[] = [];
+  for (const r of dl) {
+    const x = dev.dmaRead(r.addr, r.len);
+    expect(x.ok).toBe(true);
+    if (x.ok) out.push(...x.value);
+  }
+  return new Uint8Array(out);
+}
+
+describe('dmaMapPhyrs', () => {
+  it('dma-direct without translation shares the input storage (zero copy)', () => {
+    const m = makeMachine('none');
+    const dev = m.device('nvme0');
+    const list = phyrs([[allocPhys(m), PAGE], [allocPhys(m, 1) + 0x10n, 5000]]);
+    const r = dmaMapPhyrs(dev, list, DMA_BIDIRECTIONAL, 0);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.value.sharesStorage).toBe(true);
+    expect(r.value.kernelBytes).toBe(0);
+    const w = deviceWritesList(dev, r.value, 1);
+    expect(cpuRead(m, list)).toEqual(w);
+    dmaUnmapPhyrs(dev, r.value, DMA_BIDIRECTIONAL, 0);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+  });
+
+  it.each<IommuMode>(['strict', 'lazy'])('behind an IOMMU (%s): aligned seams give one contiguous DMA range', (mode) => {
+    const m = makeMachine(mode);
+    const dev = m.device('nvme0');
+    const list = phyrs([[allocPhys(m) + 0x200n, PAGE - 0x200], [allocPhys(m, 2), 3 * PAGE], [allocPhys(m), 100]]);
+    const r = dmaMapPhyrs(dev, list, DMA_BIDIRECTIONAL, 0);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(dmaPhyrsMappingKind(r.value)).toBe('iova');
+    expect(r.value.count).toBe(1);
+    expect(r.value.totalLen).toBe(list.totalLen);
+    expect(m.stats.dmaIovaLinks).toBe(3);
+    expect(m.stats.dmaIovaSyncs).toBe(1);
+    const w = deviceWritesList(dev, r.value, 2);
+    expect(cpuRead(m, list)).toEqual(w);
+    const c = pattern(list.totalLen, 3);
+    let at = 0;
+    for (const x of list) { m.mem.write(x.addr, c.subarray(at, at + x.len)); at += x.len; }
+    expect(deviceReadsList(dev, r.value)).toEqual(c);
+    dmaUnmapPhyrs(dev, r.value, DMA_BIDIRECTIONAL, 0);
+    expect(leafPtes(m)).toBe(0);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+    expect(m.events.count('WARN')).toBe(0);
+  });
+
+  it('unaligned interior seams fall back to one mapping per range', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const list = phyrs([[allocPhys(m), 100], [allocPhys(m) + 8n, 200]]);
+    const r = dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(dmaPhyrsMappingKind(r.value)).toBe('ranges');
+    expect(r.value.count).toBe(2);
+    expect(m.stats.dmaIovaLinks).toBe(0);
+    m.mem.write(list.addrAt(0), pattern(100, 1));
+    m.mem.write(list.addrAt(1), pattern(200, 2));
+    expect(deviceReadsList(dev, r.value)).toEqual(cpuRead(m, list));
+    dmaUnmapPhyrs(dev, r.value, DMA_TO_DEVICE, 0);
+    expect(leafPtes(m)).toBe(0);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+  });
+
+  it('accepts any range source (a page array)', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const pfns = new Float64Array([Number(allocPhys(m) / 4096n), Number(allocPhys(m) / 4096n)]);
+    const pa = new PageArray(pfns, { pageSize: PAGE, offset: 0x40 });
+    const r = dmaMapPhyrs(dev, pa, DMA_FROM_DEVICE, 0);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.value.totalLen).toBe(pa.totalLen);
+    const w = deviceWritesList(dev, r.value, 4);
+    expect(cpuRead(m, pa)).toEqual(w);
+    dmaUnmapPhyrs(dev, r.value, DMA_FROM_DEVICE, 0);
+  });
+
+  it('P2P through a switch: the bus address, nothing mapped in the IOMMU', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const bar = gpuBar(m);
+    const list = phyrs([[bar.start + 0x2000n, 2 * PAGE]], bar.flags);
+    const r = dmaMapPhyrs(dev, list, DMA_FROM_DEVICE, 0);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.value.addrAt(0)).toBe(bar.start + 0x2000n + 0x1000_0000_0000n);
+    expect(leafPtes(m)).toBe(0);
+    const w = deviceWritesList(dev, r.value, 5);
+    expect(m.mem.read(bar.start + 0x2000n, 2 * PAGE)).toEqual(w);
+    dmaUnmapPhyrs(dev, r.value, DMA_FROM_DEVICE, 0);
+  });
+
+  it('P2P through the host bridge: an MMIO mapping in the IOVA window', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nic0');
+    const bar = gpuBar(m);
+    const ram = allocPhys(m);
+    const list = phyrs([[ram, PAGE]]);
+    const mixed = phyrs([[bar.start, 2 * PAGE]], bar.flags);
+    const r = dmaMapPhyrs(dev, mixed, DMA_BIDIRECTIONAL, 0);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(dmaPhyrsMappingKind(r.value)).toBe('iova');
+    expect(r.value.addrAt(0)).not.toBe(bar.start);
+    const w = deviceWritesList(dev, r.value, 6);
+    expect(m.mem.read(bar.start, 2 * PAGE)).toEqual(w);
+    m.mem.write(bar.start, pattern(2 * PAGE, 7));
+    expect(deviceReadsList(dev, r.value)).toEqual(pattern(2 * PAGE, 7));
+    dmaUnmapPhyrs(dev, r.value, DMA_BIDIRECTIONAL, 0);
+    expect(leafPtes(m)).toBe(0);
+    expect(list.count).toBe(1);
+  });
+
+  it('P2P not supported: EREMOTEIO and nothing mapped', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('far0');
+    const bar = gpuBar(m);
+    const list = phyrs([[allocPhys(m), PAGE]]);
+    const p2p = phyrs([[bar.start, PAGE]], bar.flags);
+    const both = phyrs([[list.addrAt(0), PAGE], [p2p.addrAt(0), PAGE]]);
+    expect(both.count).toBe(2);
+    const r = dmaMapPhyrs(dev, p2p, DMA_TO_DEVICE, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('EREMOTEIO');
+    expect(m.stats.iovaAllocs).toBe(0);
+    expect(leafPtes(m)).toBe(0);
+  });
+
+  it('an untrusted device cannot bounce MMIO: the error leaves nothing mapped', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('tb0');
+    const bar = gpuBar(m);
+    // tb0 reaches gpu0 through the host bridge; an unaligned MMIO range would need a bounce
+    const list = phyrs([[bar.start + 0x10n, 100]], bar.flags);
+    const r = dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0);
+    expect(r.ok).toBe(false);
+    expect(leafPtes(m)).toBe(0);
+    expect(m.stats.iovaAllocs).toBe(m.stats.iovaFrees);
+  });
+
+  it('double unmap and unmap of a foreign list are reported and do nothing', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const list = phyrs([[allocPhys(m), PAGE]]);
+    const r = dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0);
+    if (!r.ok) throw new Error(r.errno);
+    dmaUnmapPhyrs(dev, r.value, DMA_TO_DEVICE, 0);
+    dmaUnmapPhyrs(dev, r.value, DMA_TO_DEVICE, 0);
+    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    expect(leafPtes(m)).toBe(0);
+  });
+
+  it('empty lists and bad arguments', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const r = dmaMapPhyrs(dev, phyrs([]), DMA_TO_DEVICE, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+    expect(() => dmaMapPhyrs(dev, {} as RangeSource, DMA_TO_DEVICE, 0)).toThrow(/list/);
+    expect(() => dmaMapPhyrs(dev, phyrs([[0x10000n, 8]]), 7 as 0, 0)).toThrow();
+  });
+});

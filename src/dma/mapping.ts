@@ -1,0 +1,335 @@
+// Models: kernel/dma/mapping.c and include/linux/dma-mapping.h (Linux 6.19; reference 3.1, 3.2, 2.3
+// dma_need_unmap, 8.1 dma_map_sgtable, 12, 15 rows 7, 8, 30): every entry point validates, dispatches
+// to dma-direct or dma-iommu, then runs the dma-debug hook.
+// Model deviation: an unmap that dma-debug finds was never mapped (or already unmapped) is reported
+// and then not passed to the backend, so the model's pools and page tables are not corrupted by it;
+// the kernel would report it and carry on into undefined behaviour.
+
+import type { Device } from '../pci/device.ts';
+import type { SgTable } from '../phyr/index.ts';
+import { SG_DMA_SWIOTLB } from '../phyr/index.ts';
+import { checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
+import { iommuGetDmaDomain, iommuIovaToPhys } from '../iommu/index.ts';
+import { dmaContextOf } from './context.ts';
+import {
+  checkAttrs, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_MAPPING_ERROR, SIZE_MAX, validDmaDirection,
+  type DmaDataDirection,
+} from './constants.ts';
+import {
+  dmaDirectMapPhys, dmaDirectMapSg, dmaDirectMaxMappingSize, dmaDirectNeedSync, dmaDirectSyncSingleForCpu,
+  dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys, dmaDirectUnmapSg, dmaToPhys, sgPhysAt,
+} from './direct.ts';
+import {
+  iommuDmaGetMergeBoundary, iommuDmaMapPhys, iommuDmaMapSg, iommuDmaMaxMappingSize, iommuDmaOptMappingSize,
+  iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapSg,
+} from './iommu-dma.ts';
+import { isSwiotlbBuffer } from './swiotlb.ts';
+import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
+import {
+  debugDmaIsMapped, debugDmaMapPhys, debugDmaMapSg, debugDmaSyncSg, debugDmaSyncSingleForCpu,
+  debugDmaSyncSingleForDevice, debugDmaUnmapPhys, debugDmaUnmapSg, type DebugMapFacts,
+} from './debug.ts';
+
+export { dmaAddressingLimited } from './mask.ts';
+
+/** BUG_ON(!valid_dma_direction(dir)): records a BUG and throws KernelBug. */
+function checkDir(dev: Device, dir: unknown, fn: string): DmaDataDirection {
+  if (!validDmaDirection(dir)) {
+    dmaContextOf(dev).mm.events.bug('dma', `${fn}: BUG_ON(!valid_dma_direction(dir)), dir=${String(dir)}`, { dev: dev.name, dir });
+  }
+  return dir as DmaDataDirection;
+}
+
+/** dma_map_direct: no dma-iommu domain (dma_ops are not modelled). */
+function mapDirect(dev: Device): boolean {
+  return !dev.dmaIommu;
+}
+
+/** Whether a fresh mapping at addr goes through a bounce buffer. */
+function isBounced(dev: Device, addr: bigint): boolean {
+  if (mapDirect(dev)) return isSwiotlbBuffer(dev, dmaToPhys(dev, addr));
+  const domain = iommuGetDmaDomain(dev);
+  if (!domain) return false;
+  const phys = iommuIovaToPhys(domain, addr);
+  return phys !== 0n && isSwiotlbBuffer(dev, phys);
+}
+
+function mapFacts(dev: Device, addr: bigint): DebugMapFacts {
+  const bounced = isBounced(dev, addr);
+  return { bounced, unmapOptional: !bounced && !dmaNeedUnmap(dev) };
+}
+
+/**
+ * dma_map_phys: maps [phys, phys + size) for DMA by dev. Result: the DMA address, or
+ * { ok: false, errno: 'ENOMEM' } standing for DMA_MAPPING_ERROR, as dma_mapping_error() reports it
+ * (device without dma_mask, REQUIRE_COHERENT on a non-coherent device, beyond the mask without
+ * swiotlb, swiotlb pool full, MMIO that would need bouncing, IOVA space exhausted, zero size). A retry
+ * can help only for the exhaustion cases. An invalid dir is a BUG (KernelBug thrown).
+ */
+export function dmaMapPhys(dev: Device, phys: bigint, size: number, dir: number, attrs = 0): Result<bigint> {
+  checkAddr('phys', phys);
+  checkLen('size', size);
+  checkAttrs(attrs);
+  const ctx = dmaContextOf(dev);
+  const d = checkDir(dev, dir, 'dma_map_phys');
+  ctx.mm.stats.dmaMapCalls++;
+  if (dev.dmaMask === null) {
+    ctx.mm.events.warn('dma', `${dev.name}: dma_map_phys: WARN_ON_ONCE(!dev->dma_mask)`);
+    return err('ENOMEM', 'device has no dma_mask');
+  }
+  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) && !dev.dmaCoherent) return err('ENOMEM', 'DMA_ATTR_REQUIRE_COHERENT on a non-coherent device');
+  if (size === 0) {
+    // Model deviation: the kernel has no explicit check; a zero-length mapping would reach the
+    // swiotlb BUG_ON(!nslots) or a zero-sized IOVA allocation. The model refuses it with a WARN.
+    ctx.mm.events.warn('dma', `${dev.name}: dma_map_phys of zero bytes at 0x${phys.toString(16)}`);
+    return err('ENOMEM', 'zero-length mapping');
+  }
+  const addr = mapDirect(dev)
+    ? dmaDirectMapPhys(dev, phys, size, d, attrs)
+    : iommuDmaMapPhys(dev, phys, size, d, attrs);
+  if (addr === DMA_MAPPING_ERROR) return err('ENOMEM', `mapping 0x${phys.toString(16)}+${size} for ${dev.name} failed`);
+  debugDmaMapPhys(dev, phys, size, d, addr, attrs, mapFacts(dev, addr));
+  return ok(addr);
+}
+
+/**
+ * dma_unmap_phys: undoes dmaMapPhys (same addr, size, dir; attrs as at map). Copies bounce buffers
+ * back for FROM_DEVICE / BIDIRECTIONAL unless DMA_ATTR_SKIP_CPU_SYNC. Misuse goes to dma-debug.
+ */
+export function dmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: number, attrs = 0): void {
+  checkAddr('addr', addr);
+  checkLen('size', size);
+  checkAttrs(attrs);
+  const ctx = dmaContextOf(dev);
+  const d = checkDir(dev, dir, 'dma_unmap_phys');
+  ctx.mm.stats.dmaUnmapCalls++;
+  if (!debugDmaIsMapped(dev, addr)) {
+    debugDmaUnmapPhys(dev, addr, size, d);
+    return;
+  }
+  if (mapDirect(dev)) dmaDirectUnmapPhys(dev, addr, size, d, attrs);
+  else iommuDmaUnmapPhys(dev, addr, size, d, attrs);
+  debugDmaUnmapPhys(dev, addr, size, d);
+}
+
+/** dma_mapping_error(dev, addr): ENOMEM for DMA_MAPPING_ERROR, ok otherwise. */
+export function dmaMappingError(_dev: Device, addr: bigint): Result<void> {
+  return addr === DMA_MAPPING_ERROR ? err('ENOMEM') : ok();
+}
+
+/**
+ * dma_map_page_attrs: maps size bytes at offset into page frame pfn (which must have a struct page).
+ * Same Result as dmaMapPhys; also ENOMEM for DMA_ATTR_MMIO (pages are never MMIO) and for
+ * ZONE_DEVICE pages (the WARN dma-debug kernels give).
+ */
+export function dmaMapPage(dev: Device, pfn: bigint, offset: number, size: number, dir: number, attrs = 0): Result<bigint> {
+  checkAddr('pfn', pfn);
+  checkLen('offset', offset);
+  checkLen('size', size);
+  checkAttrs(attrs);
+  const ctx = dmaContextOf(dev);
+  const facts = ctx.mm.pfnFacts(pfn);
+  if (!facts || !facts.hasStructPage) {
+    throw new RangeError(`pfn must be a page frame with a struct page, got 0x${pfn.toString(16)}`);
+  }
+  const phys = (pfn << BigInt(ctx.mm.pageShift)) + BigInt(offset);
+  if (attrs & DMA_ATTR_MMIO) return err('ENOMEM', 'dma_map_page with DMA_ATTR_MMIO');
+  if (facts.pgmapId !== 0) {
+    ctx.mm.events.warn('dma', `${dev.name}: dma_map_page_attrs: WARN_ON_ONCE(is_zone_device_page(page)) pfn 0x${pfn.toString(16)}`);
+    return err('ENOMEM', 'ZONE_DEVICE page');
+  }
+  return dmaMapPhys(dev, phys, size, dir, attrs);
+}
+
+/** dma_unmap_page_attrs: dmaUnmapPhys; DMA_ATTR_MMIO is refused (nothing happens). */
+export function dmaUnmapPage(dev: Device, addr: bigint, size: number, dir: number, attrs = 0): void {
+  checkAttrs(attrs);
+  if (attrs & DMA_ATTR_MMIO) return;
+  dmaUnmapPhys(dev, addr, size, dir, attrs);
+}
+
+/**
+ * dma_map_single_attrs. Model deviation: there are no kernel virtual addresses; `cpuAddr` is the
+ * buffer's physical address in the kernel's linear map. Result as dmaMapPage.
+ */
+export function dmaMapSingle(dev: Device, cpuAddr: bigint, size: number, dir: number, attrs = 0): Result<bigint> {
+  checkAddr('cpuAddr', cpuAddr);
+  const ctx = dmaContextOf(dev);
+  const shift = BigInt(ctx.mm.pageShift);
+  return dmaMapPage(dev, cpuAddr >> shift, Number(cpuAddr & ((1n << shift) - 1n)), size, dir, attrs);
+}
+
+/** dma_unmap_single_attrs. */
+export function dmaUnmapSingle(dev: Device, addr: bigint, size: number, dir: number, attrs = 0): void {
+  dmaUnmapPage(dev, addr, size, dir, attrs);
+}
+
+/**
+ * dma_map_resource: maps MMIO (DMA_ATTR_MMIO added). ENOMEM (with a WARN) for memory that has a
+ * struct page (pfn_valid), otherwise as dmaMapPhys.
+ */
+export function dmaMapResource(dev: Device, phys: bigint, size: number, dir: number, attrs = 0): Result<bigint> {
+  checkAddr('phys', phys);
+  checkAttrs(attrs);
+  const ctx = dmaContextOf(dev);
+  const facts = ctx.mm.pfnFacts(phys >> BigInt(ctx.mm.pageShift));
+  if (facts?.hasStructPage) {
+    ctx.mm.events.warn('dma', `${dev.name}: dma_map_resource: WARN_ON_ONCE(pfn_valid) for 0x${phys.toString(16)}`);
+    return err('ENOMEM', 'dma_map_resource of memory with a struct page');
+  }
+  return dmaMapPhys(dev, phys, size, dir, attrs | DMA_ATTR_MMIO);
+}
+
+/** dma_unmap_resource: dmaUnmapPhys with DMA_ATTR_MMIO. */
+export function dmaUnmapResource(dev: Device, addr: bigint, size: number, dir: number, attrs = 0): void {
+  checkAttrs(attrs);
+  dmaUnmapPhys(dev, addr, size, dir, attrs | DMA_ATTR_MMIO);
+}
+
+/**
+ * dma_map_sgtable: maps the table's origNents CPU entries and sets sgt.nents to the number of DMA
+ * segments (== origNents on dma-direct; fewer when an IOMMU merges). Errors: EINVAL (bad arguments,
+ * misalignment; a retry cannot help), ENOMEM (IOVA or swiotlb exhausted; may succeed later), EIO
+ * (an entry could not be mapped on dma-direct), EREMOTEIO (P2P not supported between the memory's
+ * provider and dev). Nothing stays mapped after an error. A device without dma_mask gets a WARN and
+ * success with nents 0, as the kernel gives.
+ */
+export function dmaMapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 0): Result<void> {
+  checkAttrs(attrs);
+  const ctx = dmaContextOf(dev);
+  const d = checkDir(dev, dir, 'dma_map_sgtable');
+  ctx.mm.stats.dmaMapCalls++;
+  if (dev.dmaMask === null) {
+    ctx.mm.events.warn('dma', `${dev.name}: dma_map_sgtable: WARN_ON_ONCE(!dev->dma_mask)`);
+    sgt.nents = 0;
+    return ok();
+  }
+  if (sgt.origNents === 0) return err('EINVAL', 'empty table');
+  const r = mapDirect(dev) ? dmaDirectMapSg(dev, sgt, d, attrs) : iommuDmaMapSg(dev, sgt, d, attrs);
+  if (!r.ok) {
+    if (r.errno !== 'EINVAL' && r.errno !== 'ENOMEM' && r.errno !== 'EIO' && r.errno !== 'EREMOTEIO') {
+      ctx.mm.events.warn('dma', `${dev.name}: dma_map_sgtable: unexpected error ${r.errno}`);
+      return err('EIO', r.message);
+    }
+    return r;
+  }
+  sgt.nents = r.value;
+  let bounced = false;
+  for (let i = 0; i < sgt.nents && !bounced; i++) bounced = isBounced(dev, sgt.dmaAddressAt(i));
+  debugDmaMapSg(dev, sgt, sgt.origNents, sgt.nents, d, attrs, { bounced, unmapOptional: !bounced && !dmaNeedUnmap(dev) });
+  return ok();
+}
+
+/** dma_unmap_sgtable: undoes dmaMapSgtable over the table's origNents entries. */
+export function dmaUnmapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 0): void {
+  checkAttrs(attrs);
+  const ctx = dmaContextOf(dev);
+  const d = checkDir(dev, dir, 'dma_unmap_sgtable');
+  ctx.mm.stats.dmaUnmapCalls++;
+  if (sgt.nents > 0 && !debugDmaIsMapped(dev, sgt.dmaAddressAt(0))) {
+    debugDmaUnmapSg(dev, sgt, sgt.origNents, d);
+    return;
+  }
+  debugDmaUnmapSg(dev, sgt, sgt.origNents, d);
+  if (mapDirect(dev)) dmaDirectUnmapSg(dev, sgt, sgt.origNents, d, attrs);
+  else iommuDmaUnmapSg(dev, sgt, d, attrs);
+}
+
+/**
+ * dma_sync_single_for_cpu: hands [addr, addr + size) back to the CPU (bounce copy-out for
+ * FROM_DEVICE / BIDIRECTIONAL, cache invalidation on non-coherent devices).
+ */
+export function dmaSyncSingleForCpu(dev: Device, addr: bigint, size: number, dir: number): void {
+  checkAddr('addr', addr);
+  checkLen('size', size);
+  const ctx = dmaContextOf(dev);
+  const d = checkDir(dev, dir, 'dma_sync_single_for_cpu');
+  ctx.mm.stats.dmaSyncCalls++;
+  if (mapDirect(dev)) dmaDirectSyncSingleForCpu(dev, addr, size, d);
+  else iommuDmaSyncSingleForCpu(dev, addr, size, d);
+  debugDmaSyncSingleForCpu(dev, addr, size, d);
+}
+
+/** dma_sync_single_for_device: hands [addr, addr + size) back to the device (bounce copy-in, cache clean). */
+export function dmaSyncSingleForDevice(dev: Device, addr: bigint, size: number, dir: number): void {
+  checkAddr('addr', addr);
+  checkLen('size', size);
+  const ctx = dmaContextOf(dev);
+  const d = checkDir(dev, dir, 'dma_sync_single_for_device');
+  ctx.mm.stats.dmaSyncCalls++;
+  if (mapDirect(dev)) dmaDirectSyncSingleForDevice(dev, addr, size, d);
+  else iommuDmaSyncSingleForDevice(dev, addr, size, d);
+  debugDmaSyncSingleForDevice(dev, addr, size, d);
+}
+
+function syncSgtable(dev: Device, sgt: SgTable, dir: number, toCpu: boolean): void {
+  const ctx = dmaContextOf(dev);
+  const d = checkDir(dev, dir, toCpu ? 'dma_sync_sgtable_for_cpu' : 'dma_sync_sgtable_for_device');
+  ctx.mm.stats.dmaSyncCalls++;
+  if (mapDirect(dev)) {
+    for (let i = 0; i < sgt.origNents; i++) {
+      if (toCpu) dmaDirectSyncSingleForCpu(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
+      else dmaDirectSyncSingleForDevice(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
+    }
+  } else if (sgt.origNents > 0 && (sgt.dmaFlagsAt(0) & SG_DMA_SWIOTLB)) {
+    // iommu_dma_sync_sg_*: a bounced list was mapped entry by entry.
+    for (let i = 0; i < sgt.origNents; i++) {
+      if (toCpu) iommuDmaSyncSingleForCpu(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
+      else iommuDmaSyncSingleForDevice(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
+    }
+  } else if (!dev.dmaCoherent) {
+    for (let i = 0; i < sgt.origNents; i++) {
+      if (toCpu) archSyncDmaForCpu(dev, sgPhysAt(dev, sgt, i), sgt.lengthAt(i), d);
+      else archSyncDmaForDevice(dev, sgPhysAt(dev, sgt, i), sgt.lengthAt(i), d);
+    }
+  }
+  debugDmaSyncSg(dev, sgt, d, toCpu);
+}
+
+/** dma_sync_sgtable_for_cpu. */
+export function dmaSyncSgtableForCpu(dev: Device, sgt: SgTable, dir: number): void {
+  syncSgtable(dev, sgt, dir, true);
+}
+
+/** dma_sync_sgtable_for_device. */
+export function dmaSyncSgtableForDevice(dev: Device, sgt: SgTable, dir: number): void {
+  syncSgtable(dev, sgt, dir, false);
+}
+
+/**
+ * dma_need_unmap: false only for a direct-mapped device that skips syncs (coherent and never
+ * bounced): then dropping a mapping without unmap leaks nothing. Flips to true after the first bounce.
+ */
+export function dmaNeedUnmap(dev: Device): boolean {
+  if (!mapDirect(dev)) return true;
+  return !dev.dmaSkipSync;
+}
+
+/**
+ * dma_need_sync(dev, addr): whether dma_sync_single_* calls for this mapping do anything: false
+ * while the device skips syncs; otherwise non-coherent or a bounce buffer (direct), always (IOMMU).
+ */
+export function dmaNeedSync(dev: Device, addr: bigint): boolean {
+  checkAddr('addr', addr);
+  if (dev.dmaSkipSync) return false;
+  if (mapDirect(dev)) return dmaDirectNeedSync(dev, addr);
+  return true;
+}
+
+/** dma_max_mapping_size: the largest single mapping (swiotlb's 256/252 KiB when it may bounce; SIZE_MAX when unlimited). */
+export function dmaMaxMappingSize(dev: Device): number {
+  if (mapDirect(dev)) return dmaDirectMaxMappingSize(dev);
+  return iommuDmaMaxMappingSize(dev);
+}
+
+/** dma_opt_mapping_size: 128 KiB behind an IOMMU (the IOVA rcache limit), capped by the max. */
+export function dmaOptMappingSize(dev: Device): number {
+  const size = mapDirect(dev) ? SIZE_MAX : iommuDmaOptMappingSize();
+  return Math.min(dmaMaxMappingSize(dev), size);
+}
+
+/** dma_get_merge_boundary: granule - 1 behind an IOMMU; 0n ("can't merge") otherwise. */
+export function dmaGetMergeBoundary(dev: Device): bigint {
+  if (mapDirect(dev)) return 0n;
+  return iommuDmaGetMergeBoundary(dev);
+}

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import {
+  DMA_ATTR_MMIO, DMA_ATTR_NO_WARN, DMA_ATTR_PRIVILEGED, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC,
+  DMA_ATTR_WEAK_ORDERING, DMA_ATTR_WRITE_COMBINE, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE,
+  DMA_MAPPING_ERROR, DMA_NONE, DMA_TO_DEVICE, validDmaDirection, checkAttrs,
+} from './constants.ts';
+import {
+  dmaAddressingLimited, dmaGetMask, dmaGetMaxSegSize, dmaGetMinAlignMask, dmaGetSegBoundary, dmaSetCoherentMask,
+  dmaSetMask, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask, dmaSetSegBoundary, dmaGetRequiredMask,
+} from './mask.ts';
+import { Device } from '../pci/device.ts';
+import { smallMachine } from './test-fixtures.ts';
+
+describe('DMA constants (reference 3.3, 15 row 3)', () => {
+  it('have the kernel values', () => {
+    expect([DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE]).toEqual([0, 1, 2, 3]);
+    expect(DMA_ATTR_WEAK_ORDERING).toBe(2);
+    expect(DMA_ATTR_WRITE_COMBINE).toBe(4);
+    expect(DMA_ATTR_SKIP_CPU_SYNC).toBe(32);
+    expect(DMA_ATTR_NO_WARN).toBe(256);
+    expect(DMA_ATTR_PRIVILEGED).toBe(512);
+    expect(DMA_ATTR_MMIO).toBe(1024);
+    expect(DMA_ATTR_REQUIRE_COHERENT).toBe(4096);
+    expect(DMA_MAPPING_ERROR).toBe(0xffffffffffffffffn);
+    expect(DMA_BIT_MASK(64)).toBe(0xffffffffffffffffn);
+    expect(DMA_BIT_MASK(32)).toBe(0xffffffffn);
+    expect(DMA_BIT_MASK(0)).toBe(0n);
+    expect(() => DMA_BIT_MASK(65)).toThrow(/n must be an integer in \[0, 64\], got 65/);
+  });
+  it('DMA_BIT_MASK(n) has exactly the low n bits set', () => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 64 }), (n) => {
+      const m = DMA_BIT_MASK(n);
+      expect(m.toString(2).replace(/^0$/, '').length).toBe(n);
+      expect((m + 1n) & m).toBe(0n);
+    }));
+  });
+  it('validDmaDirection and checkAttrs', () => {
+    expect([0, 1, 2, 3, -1, 1.5, '1'].map(validDmaDirection)).toEqual([true, true, true, false, false, false, false]);
+    expect(checkAttrs(DMA_ATTR_MMIO | DMA_ATTR_SKIP_CPU_SYNC)).toBe(1056);
+    expect(() => checkAttrs(1 << 20)).toThrow(/attrs must be a combination of DMA_ATTR_\* bits, got 1048576/);
+  });
+});
+
+describe('masks and device DMA parameters (reference 9.3, 8.1, 15 row 4)', () => {
+  it('defaults: 32-bit mask, 64 KiB max segment, ULONG_MAX boundary, no min align', () => {
+    const m = smallMachine();
+    const dev = m.device('nvme0');
+    expect(dmaGetMask(dev)).toBe(DMA_BIT_MASK(32));
+    expect(dmaGetMaxSegSize(dev)).toBe(65536);
+    expect(dmaGetSegBoundary(dev)).toBe(DMA_BIT_MASK(64));
+    expect(dmaGetMinAlignMask(dev)).toBe(0);
+    const bare = new Device('bare');
+    bare.dmaMask = null;
+    expect(dmaGetMask(bare)).toBe(DMA_BIT_MASK(32));
+  });
+  it('dma_set_mask: 64 bits ok; below ZONE_DMA (24 bits) EIO and the mask is unchanged', () => {
+    const m = smallMachine();
+    const dev = m.device('nvme0');
+    expect(dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64))).toEqual({ ok: true, value: undefined });
+    expect(dev.dmaMask).toBe(DMA_BIT_MASK(64));
+    expect(dev.coherentDmaMask).toBe(DMA_BIT_MASK(64));
+    expect(dmaSetMask(dev, DMA_BIT_MASK(24)).ok).toBe(true);
+    const r = dmaSetMask(dev, DMA_BIT_MASK(20));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errno).toBe('EIO');
+    expect(dev.dmaMask).toBe(DMA_BIT_MASK(24));
+    expect(dmaSetCoherentMask(dev, DMA_BIT_MASK(16)).ok).toBe(false);
+    expect(() => dmaSetMask(dev, -1n)).toThrow(RangeError);
+    dev.dmaMask = null;
+    const r2 = dmaSetMask(dev, DMA_BIT_MASK(64));
+    expect(r2.ok ? 'ok' : r2.errno).toBe('EIO');
+  });
+  it('every mask of >= 24 bits is accepted, every smaller one refused (brute force over n)', () => {
+    const m = smallMachine();
+    const dev = m.device('nvme0');
+    for (let n = 0; n <= 64; n++) expect(dmaSetMask(dev, DMA_BIT_MASK(n)).ok).toBe(n >= 24);
+  });
+  it('setters validate and set', () => {
+    const m = smallMachine();
+    const dev = m.device('nvme0');
+    dmaSetMaxSegSize(dev, 2 * 1024 * 1024);
+    expect(dmaGetMaxSegSize(dev)).toBe(2 * 1024 * 1024);
+    expect(() => dmaSetMaxSegSize(dev, 0)).toThrow(/n must be an integer in \[1, 4294967295\], got 0/);
+    dmaSetSegBoundary(dev, 0xffffffffn);
+    expect(dmaGetSegBoundary(dev)).toBe(0xffffffffn);
+    expect(() => dmaSetSegBoundary(dev, 0x1000n)).toThrow(/2\^k - 1/);
+    dmaSetMinAlignMask(dev, 4095);
+    expect(dmaGetMinAlignMask(dev)).toBe(4095);
+    expect(() => dmaSetMinAlignMask(dev, 4096)).toThrow(/mask must be 2\^k - 1, got 0x1000/);
+  });
+  it('dma_addressing_limited: a 32-bit device on 8 GiB of RAM is limited, a 64-bit one is not', () => {
+    const m = smallMachine();
+    const dev = m.device('nvme0');
+    const maxRam = m.regions.filter((r) => r.kind === 'ram').reduce((a, r) => (r.end > a ? r.end : a), 0n);
+    const required = dmaGetRequiredMask(dev);
+    expect(required >= maxRam - 1n && (required + 1n) & required).toBe(0n);
+    expect(dmaAddressingLimited(dev)).toBe(true);
+    dmaSetMask(dev, DMA_BIT_MASK(64));
+    expect(dmaAddressingLimited(dev)).toBe(false);
+    dev.busDmaLimit = DMA_BIT_MASK(32);
+    expect(dmaAddressingLimited(dev)).toBe(true);
+  });
+});

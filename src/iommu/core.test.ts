@@ -1,0 +1,187 @@
+import { describe, expect, it } from 'vitest';
+import { Device } from '../pci/index.ts';
+import type { Range, RangeSource } from '../phyr/types.ts';
+import {
+  createIommu, iommuFlushIotlbAll, iommuGetDmaDomain, iommuGetDomainForDev, iommuIotlbGatherAddPage, IommuIotlbGather,
+  iommuIotlbSync, iommuIovaToPhys, iommuMap, iommuMapNosync, iommuMapSg, iommuTranslate, iommuUnmap, iommuUnmapFast,
+  IOMMU_READ, IOMMU_WRITE, type IommuConfig,
+} from './index.ts';
+import { TestMachine } from './test-machine.ts';
+
+const RW = IOMMU_READ | IOMMU_WRITE;
+
+function setup(cfg: Partial<IommuConfig> = {}) {
+  const mm = new TestMachine();
+  const iommu = createIommu(mm, { format: 'x86-64', mode: 'strict', ...cfg });
+  const d = iommu.allocDomain('unmanaged');
+  return { mm, iommu, d };
+}
+
+function src(ranges: Array<[bigint, number]>): RangeSource {
+  const list: Range[] = ranges.map(([addr, len]) => ({ addr, len, flags: 0 }));
+  return {
+    layout: 'phyr', count: list.length, totalLen: list.reduce((s, r) => s + r.len, 0), kernelBytes: 16 * list.length,
+    addrFitsNumber: true, [Symbol.iterator]: () => list[Symbol.iterator](),
+    cursor: () => { throw new Error('not used'); },
+  };
+}
+
+describe('iommuMap / iommuUnmap errors and unwinding', () => {
+  it('unaligned input is EINVAL and maps nothing', () => {
+    const { mm, d } = setup();
+    for (const [iova, pa, size] of [[0x1001n, 0n, 4096], [0x1000n, 0x10n, 4096], [0x1000n, 0n, 4095]] as const) {
+      const r = iommuMap(d, iova, pa, size, RW);
+      expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+    }
+    expect(mm.stats.iommuLeafPtesWritten).toBe(0);
+    expect(iommuUnmap(d, 0x1001n, 4096)).toBe(0);
+  });
+  it('prot without READ or WRITE is EINVAL with a WARN', () => {
+    const { mm, d } = setup();
+    const r = iommuMap(d, 0x1000n, 0x1000n, 4096, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+    expect(mm.events.count('WARN')).toBe(1);
+  });
+  it('misuse of the TS API throws, naming the argument', () => {
+    const { d } = setup();
+    expect(() => iommuMap(d, 4096 as unknown as bigint, 0n, 4096, RW)).toThrow(/iova must be a bigint address, got number 4096/);
+    expect(() => iommuMap(d, 0n, -1n, 4096, RW)).toThrow(/paddr must be >= 0/);
+    expect(() => iommuMap(d, 0n, 0n, -4096, RW)).toThrow(/size must be a safe integer >= 0, got -4096/);
+  });
+  it('mapping over an existing mapping is EADDRINUSE and the partial map is unrolled', () => {
+    const { mm, d } = setup();
+    expect(iommuMap(d, 0x5000n, 0x100000n, 4096, RW).ok).toBe(true);
+    const r = iommuMap(d, 0x1000n, 0x200000n, 0x8000, RW); // 0x1000..0x9000 collides at 0x5000
+    expect(r.ok ? 'ok' : r.errno).toBe('EADDRINUSE');
+    for (let a = 0x1000n; a < 0x9000n; a += 0x1000n) expect(iommuIovaToPhys(d, a)).toBe(a === 0x5000n ? 0x100000n : 0n);
+    expect(mm.stats.iommuLeafPtesCleared).toBe(4);
+  });
+  it('a table allocation failure is ENOMEM and unrolls what was mapped', () => {
+    const { mm, d } = setup();
+    mm.failAfter = 3; // PDPT, PD, PT for the first 2 MiB; the next PT fails
+    const r = iommuMap(d, 0x1ff000n, 0x1000000n, 0x3000, RW);
+    expect(r.ok ? 'ok' : r.errno).toBe('ENOMEM');
+    expect(iommuIovaToPhys(d, 0x1ff000n)).toBe(0n);
+    expect(mm.stats.iommuLeafPtesWritten).toBe(1);
+    expect(mm.stats.iommuLeafPtesCleared).toBe(1);
+  });
+  it('blocked and identity domains are not paging: map is EINVAL, iovaToPhys follows the type', () => {
+    const { iommu } = setup();
+    const id = iommu.allocDomain('identity');
+    const bl = iommu.allocDomain('blocked');
+    expect(iommuMap(id, 0n, 0n, 4096, RW).ok).toBe(false);
+    expect(iommuIovaToPhys(id, 0x1234n)).toBe(0x1234n);
+    expect(iommuIovaToPhys(bl, 0x1234n)).toBe(0n);
+    expect(iommuTranslate(bl, 0x1000n, false)).toEqual({ ok: false, reason: 'blocked domain' });
+    expect(iommuTranslate(id, 0x1000n, true)).toMatchObject({ ok: true, phys: 0x1000n });
+    expect(id.tablePages + bl.tablePages).toBe(0);
+  });
+  it('unmap stops at a hole and returns what it did unmap; an unmap ending inside a 2 MiB leaf removes it whole', () => {
+    const { d } = setup();
+    expect(iommuMap(d, 0x1000n, 0x1000n, 0x2000, RW).ok).toBe(true);
+    expect(iommuUnmap(d, 0x1000n, 0x4000)).toBe(0x2000);
+    expect(iommuMap(d, 0x200000n, 0x200000n, 0x200000, RW).ok).toBe(true);
+    expect(iommuUnmap(d, 0x200000n, 0x1000)).toBe(0x200000);
+    expect(iommuIovaToPhys(d, 0x3ff000n)).toBe(0n);
+  });
+});
+
+describe('IOTLB and gather', () => {
+  it('a stale IOTLB entry keeps translating until the sync, then the access faults', () => {
+    const { mm, d } = setup();
+    expect(iommuMap(d, 0x10000n, 0x777000n, 4096, RW).ok).toBe(true);
+    expect(iommuTranslate(d, 0x10010n, true)).toEqual({ ok: true, phys: 0x777010n, prot: RW });
+    expect(mm.stats.iotlbMisses).toBe(1);
+    const g = new IommuIotlbGather();
+    expect(iommuUnmapFast(d, 0x10000n, 4096, g)).toBe(4096);
+    expect(iommuIovaToPhys(d, 0x10000n)).toBe(0n);
+    expect(iommuTranslate(d, 0x10020n, false)).toMatchObject({ ok: true, phys: 0x777020n });
+    expect(mm.stats.iotlbHits).toBe(1);
+    iommuIotlbSync(d, g);
+    expect(mm.stats.iotlbRangeInvalidations).toBe(1);
+    expect(iommuTranslate(d, 0x10020n, false)).toMatchObject({ ok: false });
+  });
+  it('a global flush also ends staleness; permissions come from the leaf', () => {
+    const { d } = setup();
+    expect(iommuMap(d, 0x20000n, 0x5000n, 4096, IOMMU_READ).ok).toBe(true);
+    expect(iommuTranslate(d, 0x20000n, true)).toMatchObject({ ok: false, reason: expect.stringMatching(/read-only/) });
+    expect(iommuTranslate(d, 0x20000n, false).ok).toBe(true);
+    const g = new IommuIotlbGather();
+    iommuUnmapFast(d, 0x20000n, 4096, g);
+    expect(iommuTranslate(d, 0x20000n, false).ok).toBe(true);
+    iommuFlushIotlbAll(d);
+    expect(iommuTranslate(d, 0x20000n, false).ok).toBe(false);
+  });
+  it('add_page syncs on a disjoint range or a page-size change, and merges adjacent ranges', () => {
+    const { mm, d } = setup();
+    const g = new IommuIotlbGather();
+    iommuIotlbGatherAddPage(d, g, 0x1000n, 4096);
+    iommuIotlbGatherAddPage(d, g, 0x2000n, 4096); // adjacent: merged
+    expect(mm.stats.iotlbRangeInvalidations).toBe(0);
+    expect([g.start, g.end]).toEqual([0x1000n, 0x2fffn]);
+    iommuIotlbGatherAddPage(d, g, 0x9000n, 4096); // disjoint: sync first
+    expect(mm.stats.iotlbRangeInvalidations).toBe(1);
+    expect([g.start, g.end]).toEqual([0x9000n, 0x9fffn]);
+    iommuIotlbGatherAddPage(d, g, 0xa000n, 0x200000); // pgsize change: sync first
+    expect(mm.stats.iotlbRangeInvalidations).toBe(2);
+    expect([g.start, g.end, g.pgsize]).toEqual([0xa000n, 0x209fffn, 0x200000]);
+  });
+  it('only the invalidated range leaves the IOTLB', () => {
+    const { d } = setup();
+    expect(iommuMap(d, 0x100000n, 0x100000n, 0x4000, RW).ok).toBe(true);
+    for (let a = 0x100000n; a < 0x104000n; a += 0x1000n) iommuTranslate(d, a, false);
+    expect(d.iotlb.size).toBe(4);
+    const g = new IommuIotlbGather();
+    iommuUnmapFast(d, 0x101000n, 0x1000, g);
+    iommuIotlbSync(d, g);
+    expect(d.iotlb.entries().map((e) => e.leafIovaPfn).sort()).toEqual([0x100, 0x102, 0x103]);
+  });
+});
+
+describe('iommuMapSg', () => {
+  it('coalesces contiguous ranges, skips bus addresses, maps back to back', () => {
+    const { mm, d } = setup();
+    const before = mm.stats.iommuMapCalls;
+    const r = iommuMapSg(d, 0x400000n, src([[0x10000n, 0x1000], [0x11000n, 0x2000], [0x90000000n, 0x1000], [0x50000n, 0x1000]]), RW,
+      (i) => i === 2);
+    expect(r).toEqual({ ok: true, value: 0x4000 });
+    expect(mm.stats.iommuMapCalls - before).toBe(2);
+    expect(iommuIovaToPhys(d, 0x402000n)).toBe(0x12000n);
+    expect(iommuIovaToPhys(d, 0x403000n)).toBe(0x50000n);
+  });
+  it('unmaps everything it mapped when a later range fails', () => {
+    const { d } = setup();
+    const r = iommuMapSg(d, 0x400000n, src([[0x10000n, 0x1000], [0x50001n, 0x1000]]), RW);
+    expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+    expect(iommuIovaToPhys(d, 0x400000n)).toBe(0n);
+  });
+});
+
+describe('default domains', () => {
+  it('follow the mode; untrusted devices always get strict DMA', () => {
+    const mm = new TestMachine();
+    const lazy = createIommu(mm, { format: 'x86-64', mode: 'lazy' });
+    const a = new Device('nvme0'), b = new Device('tbt0');
+    b.untrusted = true;
+    expect(lazy.probeDevice(a).type).toBe('dma-fq');
+    expect(lazy.probeDevice(b).type).toBe('dma');
+    expect(a.dmaIommu && b.dmaIommu).toBe(true);
+    expect(iommuGetDmaDomain(a)).toBe(iommuGetDomainForDev(a));
+    const pt = createIommu(mm, { format: 'x86-64', mode: 'passthrough' });
+    const c = new Device('nic0');
+    expect(pt.probeDevice(c).type).toBe('identity');
+    expect(c.dmaIommu).toBe(false);
+    const u = pt.allocDomain('unmanaged');
+    pt.attachDevice(c, u);
+    expect(iommuGetDomainForDev(c)).toBe(u);
+    expect(iommuGetDmaDomain(c)?.type).toBe('identity');
+  });
+  it('freeing a domain gives every table page back', () => {
+    const { mm, iommu, d } = setup();
+    expect(iommuMapNosync(d, 0x7000000000n, 0x1000n, 0x10000, RW).ok).toBe(true);
+    expect(mm.allocated.size).toBe(4);
+    iommu.freeDomain(d);
+    expect(mm.allocated.size).toBe(0);
+    expect(mm.stats.iommuTablePagesFreed).toBe(mm.stats.iommuTablePagesAllocated);
+  });
+});

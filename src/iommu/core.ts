@@ -1,0 +1,336 @@
+// Models: the IOMMU core map/unmap API of drivers/iommu/iommu.c (iommu_map, iommu_map_nosync,
+// iommu_sync_map, __iommu_unmap, iommu_unmap, iommu_unmap_fast, iommu_map_sg, iommu_iova_to_phys,
+// iommu_iotlb_gather_add_page, iommu_iotlb_sync, iommu_flush_iotlb_all; Linux 6.x; reference 7.1)
+// on top of the generic page-table ops (map_pages / unmap_pages of generic_pt/iommu_pt.h), plus
+// the device side: a translation through the IOTLB, then the tables.
+
+import { checkAddr, checkLen, err, ok, type Errno, type Result } from '../base/index.ts';
+import type { RangeSource } from '../phyr/types.ts';
+import { IommuIotlbGather, type IommuDomain } from './domain.ts';
+import type { LeafInfo } from './pagetable.ts';
+import { pgsizeGranules } from './pgsize.ts';
+import { IOMMU_READ, IOMMU_WRITE } from './prot.ts';
+
+const OK_VOID: Result<void> = Object.freeze(ok());
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const U64_MAX = (1n << 64n) - 1n;
+const choice = { lg2: 0, count: 0 };
+const leaf: LeafInfo = { physPfn: 0, leafIovaPfn: 0, leafLg2: 0, level: 0, prot: 0 };
+const scratchFreelist: number[] = [];
+
+function badAddr(name: string, v: unknown): never {
+  checkAddr(name, v);
+  throw new RangeError(`${name} invalid`);
+}
+
+function checkSize(name: string, v: unknown): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  return checkLen(name, v);
+}
+
+function checkDomain(d: unknown): asserts d is IommuDomain {
+  if (d === null || typeof d !== 'object' || !('pgsizeBitmap' in d)) throw new TypeError(`d must be an IommuDomain, got ${String(d)}`);
+}
+
+/** Splits a 64-bit address into its 4 KiB frame number and in-page offset, as numbers. */
+function splitAddr(a: bigint, out: { pfn: number; off: number }): void {
+  if (a <= 9007199254740991n) {
+    const n = Number(a);
+    out.off = n % 4096;
+    out.pfn = (n - out.off) / 4096;
+  } else {
+    out.off = Number(a & 4095n);
+    out.pfn = Number(a >> 12n);
+  }
+}
+const sa = { pfn: 0, off: 0 };
+const sp = { pfn: 0, off: 0 };
+
+/**
+ * iommu_map_nosync: maps [iova, iova + size) to [paddr, paddr + size) with prot, in batches of
+ * the largest page size iommu_pgsize allows (one map_pages call each), without the IOTLB sync.
+ * Errnos: EINVAL (not a paging domain; iova, paddr or size not aligned to the granule; prot has
+ * neither IOMMU_READ nor IOMMU_WRITE, with a WARN), ERANGE (IOVA outside the table's address
+ * space or paddr beyond its output bits), EOVERFLOW (iova + size wraps), EADDRINUSE (part of the
+ * range is already mapped), ENOMEM (no page for a table). On failure everything this call mapped
+ * is unmapped again; retrying helps only after ENOMEM.
+ */
+export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size: number, prot: number): Result<void> {
+  checkDomain(d);
+  if (typeof iova !== 'bigint' || iova < 0n || iova > U64_MAX) badAddr('iova', iova);
+  if (typeof paddr !== 'bigint' || paddr < 0n || paddr > U64_MAX) badAddr('paddr', paddr);
+  checkSize('size', size);
+  if (typeof prot !== 'number' || !Number.isInteger(prot) || prot < 0) throw new TypeError(`prot must be a non-negative integer, got ${String(prot)}`);
+  const stats = d.iommu.mm.stats;
+  stats.iommuMapCalls++;
+  const pt = d.pt;
+  if (pt === null) return err('EINVAL', `domain type ${d.type} is not a paging domain`);
+  splitAddr(iova, sa);
+  splitAddr(paddr, sp);
+  if (sa.off !== 0 || sp.off !== 0 || size % 4096 !== 0) {
+    return err('EINVAL', `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
+  }
+  let pages = size / 4096;
+  if (pages === 0) return OK_VOID;
+  if (sa.pfn + pages > 4503599627370496) return err('EOVERFLOW', `iova 0x${iova.toString(16)} + size 0x${size.toString(16)} wraps`);
+  let iovaPfn = sa.pfn, paPfn = sp.pfn;
+  const origPages = pages;
+  let errno: Errno | null = null;
+  const fmt = pt.format;
+  const freelist = scratchFreelist;
+  while (pages > 0) {
+    pgsizeGranules(d.leafLg2s, iovaPfn, paPfn, pages, choice);
+    stats.iommuMapPagesCalls++;
+    // map_pages checks
+    if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
+      d.iommu.mm.events.warn('iommu', `map_pages without IOMMU_READ or IOMMU_WRITE (prot 0x${prot.toString(16)})`);
+      errno = 'EINVAL';
+      break;
+    }
+    const len = choice.count * 2 ** choice.lg2;
+    if (paPfn + len > 2 ** (fmt.oaBits - 12)) { errno = 'ERANGE'; break; }
+    if (!pt.rangeOk(iovaPfn, len)) { errno = 'ERANGE'; break; }
+    const e = pt.mapLeaves(iovaPfn, paPfn, choice.count, choice.lg2, prot, freelist);
+    const mapped = pt.mappedPages;
+    if (freelist.length !== 0) {
+      // tables replaced by a larger leaf: flush walks that may still reference them, then free them
+      d.iotlb.invalidateRange(iovaPfn, iovaPfn + len);
+      stats.iotlbRangeInvalidations++;
+      d.releaseTables(freelist);
+    }
+    pages -= mapped;
+    if (e !== null) { errno = e; break; }
+    iovaPfn += mapped;
+    paPfn += mapped;
+  }
+  if (errno !== null) {
+    const done = (origPages - pages) * 4096;
+    if (done > 0) iommuUnmap(d, iova, done);
+    return err(errno, `map of iova 0x${iova.toString(16)} size 0x${size.toString(16)} failed after 0x${done.toString(16)} bytes`);
+  }
+  return OK_VOID;
+}
+
+/**
+ * iommu_sync_map (->iotlb_sync_map): makes new mappings of [iova, iova + size) visible to the
+ * device. The modeled hardware caches no non-present entries, so there is nothing to invalidate;
+ * the call is counted (iommuSyncMapCalls). Always ok.
+ */
+export function iommuSyncMap(d: IommuDomain, iova: bigint, size: number): Result<void> {
+  checkDomain(d);
+  checkAddr('iova', iova);
+  checkSize('size', size);
+  d.iommu.mm.stats.iommuSyncMapCalls++;
+  return OK_VOID;
+}
+
+/**
+ * iommu_map: iommuMapNosync then iommuSyncMap. Errnos as iommuMapNosync; nothing stays mapped on
+ * failure.
+ */
+export function iommuMap(d: IommuDomain, iova: bigint, paddr: bigint, size: number, prot: number): Result<void> {
+  const r = iommuMapNosync(d, iova, paddr, size, prot);
+  if (!r.ok) return r;
+  const s = iommuSyncMap(d, iova, size);
+  if (!s.ok) iommuUnmap(d, iova, size);
+  return s;
+}
+
+/** __iommu_unmap: the unmap_pages loop; returns bytes unmapped (0 if unaligned or not paging). */
+function iommuUnmapInner(d: IommuDomain, iova: bigint, size: number, gather: IommuIotlbGather): number {
+  const pt = d.pt;
+  const stats = d.iommu.mm.stats;
+  stats.iommuUnmapCalls++;
+  if (pt === null) return 0;
+  splitAddr(iova, sa);
+  if (sa.off !== 0 || size % 4096 !== 0) {
+    d.iommu.mm.events.record('INFO', 'iommu', `unaligned: iova 0x${iova.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
+    return 0;
+  }
+  const pages = size / 4096;
+  let iovaPfn = sa.pfn;
+  let unmapped = 0;
+  while (unmapped < pages) {
+    pgsizeGranules(d.leafLg2s, iovaPfn, iovaPfn, pages - unmapped, choice);
+    stats.iommuUnmapPagesCalls++;
+    const len = choice.count * 2 ** choice.lg2;
+    if (!pt.rangeOk(iovaPfn, len)) break;
+    const n = pt.unmapRange(iovaPfn, len, gather.freelist);
+    // gather_range_pages with PT_FEAT_FLUSH_RANGE: the requested range joins the gather
+    const start = BigInt(iovaPfn) << 12n;
+    const end = start + BigInt(len) * 4096n - 1n;
+    if (start < gather.start) gather.start = start;
+    if (end > gather.end) gather.end = end;
+    if (n === 0) break;
+    iovaPfn += n;
+    unmapped += n;
+  }
+  return unmapped * 4096;
+}
+
+/**
+ * iommu_unmap: unmaps [iova, iova + size) and syncs the IOTLB. Returns the bytes unmapped: 0 when
+ * iova or size is not granule-aligned or the domain is not paging; less than size when a hole is
+ * met (unmapping stops there); more than size when the range ends inside a larger leaf (the whole
+ * leaf goes).
+ */
+export function iommuUnmap(d: IommuDomain, iova: bigint, size: number): number {
+  checkDomain(d);
+  checkAddr('iova', iova);
+  checkSize('size', size);
+  const g = new IommuIotlbGather();
+  const n = iommuUnmapInner(d, iova, size, g);
+  d.iotlbSync(g);
+  return n;
+}
+
+/**
+ * iommu_unmap_fast: as iommuUnmap but the invalidation is only gathered; the caller calls
+ * iommuIotlbSync (or, with gather.queued, leaves it to the flush queue). Until then the device can
+ * still use cached translations of the range.
+ */
+export function iommuUnmapFast(d: IommuDomain, iova: bigint, size: number, gather: IommuIotlbGather): number {
+  checkDomain(d);
+  checkAddr('iova', iova);
+  checkSize('size', size);
+  if (!(gather instanceof IommuIotlbGather)) throw new TypeError('gather must be an IommuIotlbGather');
+  return iommuUnmapInner(d, iova, size, gather);
+}
+
+/** iommu_iotlb_gather_is_disjoint: the range neither overlaps nor touches the gathered one. */
+export function iommuIotlbGatherIsDisjoint(gather: IommuIotlbGather, iova: bigint, size: number): boolean {
+  const start = iova, end = iova + BigInt(size) - 1n;
+  return gather.end !== 0n && (end + 1n < gather.start || start > gather.end + 1n);
+}
+
+/** iommu_iotlb_gather_add_range: widens the gathered range to include [iova, iova + size). */
+export function iommuIotlbGatherAddRange(gather: IommuIotlbGather, iova: bigint, size: number): void {
+  const end = iova + BigInt(size) - 1n;
+  if (iova < gather.start) gather.start = iova;
+  if (end > gather.end) gather.end = end;
+}
+
+/**
+ * iommu_iotlb_gather_add_page: a leaf of `size` bytes at iova was cleared. A different leaf size
+ * than gathered so far, or a range disjoint from the gathered one, first syncs what is gathered.
+ */
+export function iommuIotlbGatherAddPage(d: IommuDomain, gather: IommuIotlbGather, iova: bigint, size: number): void {
+  checkDomain(d);
+  checkAddr('iova', iova);
+  checkLen('size', size, 1);
+  if ((gather.pgsize !== 0 && gather.pgsize !== size) || iommuIotlbGatherIsDisjoint(gather, iova, size)) {
+    iommuIotlbSync(d, gather);
+  }
+  gather.pgsize = size;
+  iommuIotlbGatherAddRange(gather, iova, size);
+}
+
+/**
+ * iommu_iotlb_sync: invalidates the gathered range in the IOTLB (iotlbRangeInvalidations), releases
+ * the gathered table pages, and re-initialises the gather.
+ * Model deviation: `queued` survives the re-init, so a gather stays queued for its whole unmap.
+ */
+export function iommuIotlbSync(d: IommuDomain, gather: IommuIotlbGather): void {
+  checkDomain(d);
+  d.iotlbSync(gather);
+}
+
+/** iommu_flush_iotlb_all: drops every cached translation of the domain (iotlbGlobalFlushes). */
+export function iommuFlushIotlbAll(d: IommuDomain): void {
+  checkDomain(d);
+  d.flushIotlbAll();
+}
+
+/**
+ * iommu_map_sg over any range source: physically contiguous ranges are coalesced into one
+ * iommuMapNosync each, entries for which `isBusAddress(index)` is true (sg_dma_is_bus_address:
+ * P2P bus addresses) are skipped, and one iommuSyncMap covers the whole. Returns the bytes mapped
+ * at iova. Errnos as iommuMapNosync; on failure everything mapped here is unmapped again.
+ */
+export function iommuMapSg(d: IommuDomain, iova: bigint, ranges: RangeSource, prot: number,
+  isBusAddress?: (index: number) => boolean): Result<number> {
+  checkDomain(d);
+  checkAddr('iova', iova);
+  let mapped = 0;
+  let start = 0n;
+  let len = 0;
+  let index = 0;
+  const flush = (): Result<void> => {
+    const r = iommuMapNosync(d, iova + BigInt(mapped), start, len, prot);
+    if (!r.ok) return r;
+    mapped += len;
+    len = 0;
+    return OK_VOID;
+  };
+  for (const r of ranges) {
+    if (len !== 0 && r.addr !== start + BigInt(len)) {
+      const f = flush();
+      if (!f.ok) { iommuUnmap(d, iova, mapped); return f; }
+    }
+    if (!(isBusAddress !== undefined && isBusAddress(index))) {
+      if (len !== 0) len += r.len;
+      else { start = r.addr; len = r.len; }
+    }
+    index++;
+  }
+  if (len !== 0) {
+    const f = flush();
+    if (!f.ok) { iommuUnmap(d, iova, mapped); return f; }
+  }
+  const s = iommuSyncMap(d, iova, mapped);
+  if (!s.ok) { iommuUnmap(d, iova, mapped); return s; }
+  return ok(mapped);
+}
+
+/**
+ * iommu_iova_to_phys: what the page table (not the IOTLB) translates iova to; 0n when unmapped or
+ * the domain is blocked; iova itself for an identity domain.
+ */
+export function iommuIovaToPhys(d: IommuDomain, iova: bigint): bigint {
+  checkDomain(d);
+  checkAddr('iova', iova);
+  if (d.type === 'identity') return iova;
+  if (d.pt === null) return 0n;
+  splitAddr(iova, sa);
+  if (!d.pt.rangeOk(sa.pfn, 1)) return 0n;
+  if (!d.pt.lookup(sa.pfn, leaf)) return 0n;
+  return BigInt(leaf.physPfn) * 4096n + BigInt(sa.off);
+}
+
+/** The outcome of one device access through the IOMMU. */
+export type IommuTranslation = { ok: true; phys: bigint; prot: number } | { ok: false; reason: string };
+
+/**
+ * What a device access to iova sees: a blocked domain faults; an identity domain passes through;
+ * a paging domain looks in the IOTLB first (iotlbHits) and on a miss (iotlbMisses) walks the
+ * tables and caches the leaf; then the leaf's permission is checked against the access.
+ * A stale IOTLB entry (unmapped without a sync) still translates.
+ */
+export function iommuTranslate(d: IommuDomain, iova: bigint, write: boolean): IommuTranslation {
+  checkDomain(d);
+  checkAddr('iova', iova);
+  if (d.type === 'blocked') return { ok: false, reason: 'blocked domain' };
+  if (d.type === 'identity') return { ok: true, phys: iova, prot: IOMMU_READ | IOMMU_WRITE };
+  const pt = d.pt;
+  if (pt === null) return { ok: false, reason: 'no page table' };
+  splitAddr(iova, sa);
+  const stats = d.iommu.mm.stats;
+  let physPfn: number, prot: number;
+  const e = d.iotlb.lookup(sa.pfn);
+  if (e !== undefined) {
+    stats.iotlbHits++;
+    physPfn = e.physPfn + (sa.pfn - e.leafIovaPfn);
+    prot = e.prot;
+  } else {
+    stats.iotlbMisses++;
+    if (!pt.rangeOk(sa.pfn, 1) || !pt.lookup(sa.pfn, leaf)) {
+      return { ok: false, reason: `no translation for iova 0x${iova.toString(16)}` };
+    }
+    d.iotlb.insert({ leafIovaPfn: leaf.leafIovaPfn, leafLg2: leaf.leafLg2, physPfn: leaf.physPfn - (sa.pfn - leaf.leafIovaPfn), prot: leaf.prot });
+    physPfn = leaf.physPfn;
+    prot = leaf.prot;
+  }
+  if (write && !(prot & IOMMU_WRITE)) return { ok: false, reason: `write to read-only iova 0x${iova.toString(16)}` };
+  if (!write && !(prot & IOMMU_READ)) return { ok: false, reason: `read of write-only iova 0x${iova.toString(16)}` };
+  return { ok: true, phys: physPfn <= MAX_SAFE / 4096 ? BigInt(physPfn * 4096 + sa.off) : BigInt(physPfn) * 4096n + BigInt(sa.off), prot };
+}

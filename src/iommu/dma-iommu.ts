@@ -1,0 +1,93 @@
+// Models: the IOVA side of drivers/iommu/dma-iommu.c (iommu_dma_alloc_iova, iommu_dma_free_iova,
+// the flush-queue entry points, iova_rcache_range; Linux 6.x; reference 7.2 and 2.3).
+
+import { checkAddr, checkLen } from '../base/index.ts';
+import type { Device } from '../pci/index.ts';
+import type { IommuDomain, IommuIotlbGather } from './domain.ts';
+import { IOVA_RANGE_CACHE_MAX_SIZE } from './iova.ts';
+
+const DMA_BIT_MASK_32 = 0xffffffffn;
+
+function cookieOf(d: IommuDomain): NonNullable<IommuDomain['iovad']> {
+  if (d === null || typeof d !== 'object' || !('iovad' in d)) throw new TypeError(`d must be an IommuDomain, got ${String(d)}`);
+  if (d.iovad === null) throw new TypeError(`domain type ${d.type} has no DMA cookie (needs 'dma' or 'dma-fq')`);
+  return d.iovad;
+}
+
+function bitsPer(v: bigint): number {
+  return v === 0n ? 1 : v.toString(2).length;
+}
+
+/**
+ * iommu_dma_alloc_iova: size bytes (a positive multiple of the granule) of IOVA below
+ * min_not_zero(dmaLimit, dev.busDmaLimit), clamped to the aperture. A PCI device with
+ * dev.pci32BitWorkaround and a limit above 32 bits tries below 4 GiB first; when that fails the
+ * workaround is cleared for good (INFO "Using <n>-bit DMA addresses", iova32BitFallbacks).
+ * Returns the IOVA, or 0n when nothing fits (0 is never a valid IOVA).
+ * @throws TypeError when the domain has no DMA cookie; RangeError for a bad size or limit.
+ */
+export function iommuDmaAllocIova(d: IommuDomain, size: number, dmaLimit: bigint, dev: Device): bigint {
+  const iovad = cookieOf(d);
+  checkLen('size', size, 1);
+  checkAddr('dmaLimit', dmaLimit);
+  if (size % iovad.granule !== 0) throw new RangeError(`size must be a multiple of the granule ${iovad.granule}, got ${size}`);
+  const shift = BigInt(iovad.shift);
+  const len = size / iovad.granule;
+  let limit = dmaLimit;
+  if (dev.busDmaLimit !== 0n && (limit === 0n || dev.busDmaLimit < limit)) limit = dev.busDmaLimit;
+  if (d.geometry.forceAperture && limit > d.geometry.apertureEnd) limit = d.geometry.apertureEnd;
+  if (limit > DMA_BIT_MASK_32 && dev.pci32BitWorkaround) {
+    const pfn = iovad.allocIovaFast(len, Number(DMA_BIT_MASK_32 >> shift), false);
+    if (pfn !== 0) return BigInt(pfn) << shift;
+    dev.pci32BitWorkaround = false;
+    d.iommu.mm.stats.iova32BitFallbacks++;
+    d.iommu.mm.events.record('INFO', 'iommu', `${dev.name}: Using ${bitsPer(limit)}-bit DMA addresses`, { device: dev.name });
+  }
+  const pfn = iovad.allocIovaFast(len, Number(limit >> shift), true);
+  return pfn === 0 ? 0n : BigInt(pfn) << shift;
+}
+
+/**
+ * iommu_dma_free_iova: gives back [iova, iova + size). With a queued gather (lazy mode: set by the
+ * caller for a 'dma-fq' domain before iommuUnmapFast) the range goes into the flush queue with the
+ * gather's unlinked table pages and is reused only after the queue's global IOTLB flush; otherwise
+ * (gather null or not queued) it is freed at once (free_iova_fast), which is only safe after the
+ * IOTLB was synced or when nothing was mapped (dma_iova_free).
+ * A queued gather on a domain without a flush queue is a WARN; the model then flushes the IOTLB
+ * and frees at once.
+ */
+export function iommuDmaFreeIova(d: IommuDomain, iova: bigint, size: number, gather: IommuIotlbGather | null): void {
+  const iovad = cookieOf(d);
+  checkAddr('iova', iova);
+  checkLen('size', size, 1);
+  const pfn = Number(iova >> BigInt(iovad.shift));
+  const pages = Math.floor(size / iovad.granule);
+  if (gather !== null && gather.queued) {
+    if (d.fq !== null) {
+      d.fq.queue(pfn, pages, gather.freelist);
+      return;
+    }
+    d.iommu.mm.events.warn('iommu', `queued IOVA free on domain type ${d.type} without a flush queue`);
+    d.flushIotlbAll();
+    d.releaseTables(gather.freelist);
+  }
+  iovad.freeIovaFast(pfn, pages);
+}
+
+/** Advances the domain's logical clock by ms: the flush-queue timer and the rcache depot work run when due. */
+export function iommuDmaFlushQueueTick(d: IommuDomain, ms: number): void {
+  cookieOf(d);
+  if (d.fq !== null) d.fq.tick(ms);
+  else d.iovad?.tick(ms);
+}
+
+/** Flushes the domain's flush queue now: one global IOTLB flush, then every queued IOVA is freed. No-op without a queue. */
+export function iommuDmaFlushQueueFlush(d: IommuDomain): void {
+  cookieOf(d);
+  d.fq?.flush();
+}
+
+/** iova_rcache_range: the largest size the range caches serve, PAGE_SIZE << (IOVA_RANGE_CACHE_MAX_SIZE - 1) = 128 KiB. */
+export function iovaRcacheRange(): number {
+  return 4096 * 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1);
+}

@@ -1,0 +1,300 @@
+// Models: struct iommu_domain and the default-domain policy of drivers/iommu/iommu.c
+// (iommu_get_def_domain_type, iommu_setup_default_domain, iommu_attach_device), the DMA cookie of
+// drivers/iommu/dma-iommu.c (iommu_dma_init_domain: granule, base_pfn >= 1, reserved regions,
+// flush queue for DMA_FQ), and struct iommu_iotlb_gather of include/linux/iommu.h
+// (Linux 6.x; reference 7.1, 7.2).
+// Model deviation: every device is its own IOMMU group, so probeDevice builds one default domain
+// per device; reserved regions are machine-wide and apply to every DMA cookie.
+
+import { checkAddr, checkOneOf } from '../base/index.ts';
+import type { MachineMm } from '../mm/types.ts';
+import type { Device } from '../pci/index.ts';
+import { FlushQueue, IOVA_DEFAULT_FQ_SIZE, IOVA_DEFAULT_FQ_TIMEOUT, IOVA_SINGLE_FQ_SIZE, IOVA_SINGLE_FQ_TIMEOUT } from './flush-queue.ts';
+import { armLpaeFormat, x86_64Format, type PtFormat } from './formats.ts';
+import { Iotlb } from './iotlb.ts';
+import { IovaDomain } from './iova.ts';
+import { PageTable } from './pagetable.ts';
+
+/** IOMMU_DOMAIN_BLOCKED / IDENTITY / DMA / DMA_FQ / UNMANAGED. */
+export type IommuDomainType = 'blocked' | 'identity' | 'dma' | 'dma-fq' | 'unmanaged';
+const DOMAIN_TYPES: readonly IommuDomainType[] = ['blocked', 'identity', 'dma', 'dma-fq', 'unmanaged'];
+
+/** Kinds of reserved IOVA region (enum iommu_resv_type, as far as the model needs them). */
+export type ReservedRegionKind = 'msi' | 'bridge-window' | 'rmrr';
+
+/** One reserved IOVA region, [start, end). */
+export interface ReservedRegion {
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly kind: ReservedRegionKind;
+}
+
+/** How the machine's IOMMU is built. */
+export interface IommuConfig {
+  /** Page-table format of paging domains. */
+  format: 'x86-64' | 'amd-v1' | 'arm-lpae';
+  /** x86-64 only: 4 (48-bit VA, default) or 5 (57-bit VA) levels. */
+  levels?: 4 | 5;
+  /** iommu.strict=1 -> 'strict' (DMA), iommu.strict=0 -> 'lazy' (DMA_FQ), iommu.passthrough=1 -> 'passthrough'. */
+  mode: 'strict' | 'lazy' | 'passthrough';
+  /** IOTLB entries per domain (default 4096). */
+  iotlbCapacity?: number;
+  /** IOVA range caches on (default true; off only to measure them). */
+  rcaches?: boolean;
+  /** Flush-queue flavour: 'percpu' (256 entries, 10 ms; default) or 'single' (32768, 1000 ms: shadow_on_flush drivers). */
+  fqMode?: 'percpu' | 'single';
+  /**
+   * Reserve the architecture's MSI window in every DMA cookie (default true): x86 0xfee00000..0xfeefffff
+   * (IOMMU_RESV_MSI), ARM 0x8000000..0x80fffff (IOMMU_RESV_SW_MSI, MSI_IOVA_BASE/LENGTH).
+   */
+  reserveMsiWindow?: boolean;
+}
+
+/** struct iommu_domain_geometry. */
+export interface IommuDomainGeometry {
+  readonly apertureStart: bigint;
+  readonly apertureEnd: bigint;
+  readonly forceAperture: boolean;
+}
+
+/**
+ * struct iommu_iotlb_gather: the IOVA range [start, end] (end inclusive) and leaf size an unmap has
+ * touched, table pages unlinked on the way (released after the flush), and `queued` when the
+ * flush is left to the flush queue. new IommuIotlbGather() is iommu_iotlb_gather_init.
+ */
+export class IommuIotlbGather {
+  start: bigint = (1n << 64n) - 1n;
+  end = 0n;
+  pgsize = 0;
+  queued = false;
+  /** Frame numbers of unlinked table pages waiting for the IOTLB flush. */
+  freelist: number[] = [];
+
+  /** Back to the iommu_iotlb_gather_init state (queued is kept: see iommuIotlbSync). */
+  reset(): void {
+    this.start = (1n << 64n) - 1n;
+    this.end = 0n;
+    this.pgsize = 0;
+    this.freelist = [];
+  }
+}
+
+const deviceDomain = new WeakMap<Device, IommuDomain>();
+const deviceDefaultDomain = new WeakMap<Device, IommuDomain>();
+
+/**
+ * One IOMMU domain. Paging types ('dma', 'dma-fq', 'unmanaged') own a page table in machine RAM
+ * and an IOTLB; DMA types also own an IOVA allocator (the DMA cookie); 'dma-fq' a flush queue.
+ */
+export class IommuDomain {
+  readonly type: IommuDomainType;
+  readonly iommu: Iommu;
+  /** Bit k set: a 2^k-byte leaf is supported (0n for blocked/identity). */
+  readonly pgsizeBitmap: bigint;
+  readonly geometry: IommuDomainGeometry;
+  /** Smallest page size in bytes (the IOVA granule). */
+  readonly granule: number;
+  /** The DMA cookie's IOVA allocator ('dma' and 'dma-fq' only). */
+  readonly iovad: IovaDomain | null;
+  /** The page table (paging domains only). */
+  readonly pt: PageTable | null;
+  readonly format: PtFormat | null;
+  readonly iotlb: Iotlb;
+  /** The flush queue ('dma-fq' only). */
+  readonly fq: FlushQueue | null;
+  /** Leaf sizes as log2 of granules, ascending (hot-path form of pgsizeBitmap). */
+  readonly leafLg2s: readonly number[];
+  /** false once freed. */
+  alive = true;
+
+  /** Use Iommu.allocDomain. */
+  constructor(iommu: Iommu, type: IommuDomainType) {
+    this.iommu = iommu;
+    this.type = type;
+    const mm = iommu.mm;
+    const paging = type === 'dma' || type === 'dma-fq' || type === 'unmanaged';
+    const fmt = iommu.newFormat();
+    this.format = paging ? fmt : null;
+    this.pt = paging ? new PageTable(mm, fmt) : null;
+    this.leafLg2s = fmt.leafLg2s;
+    this.pgsizeBitmap = paging ? fmt.leafLg2s.reduce((b, l) => b | (1n << BigInt(l + 12)), 0n) : 0n;
+    this.granule = 4096;
+    const apertureEnd = fmt.signExtend ? (1n << BigInt(fmt.vaBits - 1)) - 1n : (1n << BigInt(fmt.vaBits)) - 1n;
+    this.geometry = Object.freeze({ apertureStart: 0n, apertureEnd, forceAperture: true });
+    this.iotlb = new Iotlb(iommu.config.iotlbCapacity ?? 4096);
+    if (type === 'dma' || type === 'dma-fq') {
+      const shift = 12n;
+      const base = this.geometry.apertureStart >> shift;
+      this.iovad = new IovaDomain(this.granule, base > 1n ? base : 1n, mm.stats, mm.events, iommu.config.rcaches ?? true);
+      for (const r of iommu.reservedRegions) this.reserve(r);
+    } else {
+      this.iovad = null;
+    }
+    if (type === 'dma-fq') {
+      const single = iommu.config.fqMode === 'single';
+      this.fq = new FlushQueue(this, single ? IOVA_SINGLE_FQ_SIZE : IOVA_DEFAULT_FQ_SIZE,
+        single ? IOVA_SINGLE_FQ_TIMEOUT : IOVA_DEFAULT_FQ_TIMEOUT);
+    } else {
+      this.fq = null;
+    }
+  }
+
+  /** Table pages this domain holds in RAM (0 for non-paging domains). */
+  get tablePages(): number {
+    return this.pt === null ? 0 : this.pt.tablePages;
+  }
+
+  /** Frame number of the top table, or null. */
+  get rootPfn(): bigint | null {
+    return this.pt === null ? null : BigInt(this.pt.rootPfn);
+  }
+
+  /** reserve_iova for a region, clipped to the aperture. */
+  reserve(r: ReservedRegion): void {
+    if (this.iovad === null) return;
+    if (r.end <= r.start || r.start > this.geometry.apertureEnd) return;
+    const last = r.end - 1n > this.geometry.apertureEnd ? this.geometry.apertureEnd : r.end - 1n;
+    this.iovad.reserveIova(r.start >> 12n, last >> 12n);
+  }
+
+  /** ->flush_iotlb_all: drops every cached translation. */
+  flushIotlbAll(): void {
+    this.iotlb.flushAll();
+    this.iommu.mm.stats.iotlbGlobalFlushes++;
+  }
+
+  /** ->iotlb_sync: invalidates the gathered range, then releases the gathered table pages. */
+  iotlbSync(gather: IommuIotlbGather): void {
+    if (gather.end >= gather.start) {
+      const startPfn = Number(gather.start >> 12n);
+      const endPfn = Number(gather.end >> 12n) + 1;
+      this.iotlb.invalidateRange(startPfn, endPfn);
+      this.iommu.mm.stats.iotlbRangeInvalidations++;
+    }
+    this.releaseTables(gather.freelist);
+    gather.reset();
+  }
+
+  /** Gives unlinked table pages back to RAM (only after the IOTLB no longer references them). */
+  releaseTables(freelist: number[]): void {
+    if (this.pt === null) return;
+    for (const pfn of freelist) this.pt.releaseTable(pfn);
+    freelist.length = 0;
+  }
+}
+
+/** The machine's IOMMU: builds domains and attaches devices. */
+export class Iommu {
+  readonly config: Readonly<IommuConfig>;
+  readonly mm: MachineMm;
+  /** Regions no DMA cookie ever hands out. */
+  readonly reservedRegions: ReservedRegion[] = [];
+  /** Live domains. */
+  readonly domains = new Set<IommuDomain>();
+
+  constructor(mm: MachineMm, cfg: IommuConfig) {
+    checkOneOf('cfg.format', cfg.format, ['x86-64', 'amd-v1', 'arm-lpae']);
+    checkOneOf('cfg.mode', cfg.mode, ['strict', 'lazy', 'passthrough']);
+    if (cfg.levels !== undefined) checkOneOf('cfg.levels', cfg.levels, [4, 5]);
+    if (cfg.format === 'amd-v1') throw new RangeError('cfg.format "amd-v1" is not implemented in this model; use "x86-64" or "arm-lpae"');
+    if (cfg.levels === 5 && cfg.format !== 'x86-64') throw new RangeError(`cfg.levels 5 needs format "x86-64", got ${JSON.stringify(cfg.format)}`);
+    this.mm = mm;
+    this.config = Object.freeze({ ...cfg });
+    if (cfg.reserveMsiWindow ?? true) {
+      if (cfg.format === 'arm-lpae') this.reservedRegions.push({ start: 0x8000000n, end: 0x8100000n, kind: 'msi' });
+      else this.reservedRegions.push({ start: 0xfee00000n, end: 0xfef00000n, kind: 'msi' });
+    }
+  }
+
+  /** A fresh format descriptor for this IOMMU's configuration. */
+  newFormat(): PtFormat {
+    return this.config.format === 'arm-lpae' ? armLpaeFormat() : x86_64Format(this.config.levels ?? 4);
+  }
+
+  /**
+   * iommu_domain_alloc / iommu_paging_domain_alloc: a new domain of the type. Paging domains take
+   * their top table from RAM now.
+   * @throws Error('ENOMEM ...') when RAM has no page for the top table.
+   */
+  allocDomain(type: IommuDomainType): IommuDomain {
+    checkOneOf('type', type, DOMAIN_TYPES);
+    const d = new IommuDomain(this, type);
+    this.domains.add(d);
+    return d;
+  }
+
+  /**
+   * iommu_attach_device: the device's DMA now goes through `domain`. dev.dmaIommu follows the
+   * domain type (DMA API domains only).
+   */
+  attachDevice(dev: Device, domain: IommuDomain): void {
+    if (domain.iommu !== this) throw new TypeError(`domain belongs to another IOMMU`);
+    if (!domain.alive) throw new TypeError(`domain has been freed`);
+    deviceDomain.set(dev, domain);
+    dev.dmaIommu = domain.type === 'dma' || domain.type === 'dma-fq';
+  }
+
+  /**
+   * iommu_probe_device + default domain: 'strict' -> 'dma', 'lazy' -> 'dma-fq', 'passthrough' ->
+   * 'identity'; untrusted devices always get a strict 'dma' domain. Attaches it and returns it.
+   * Probing a device again returns its existing default domain.
+   */
+  probeDevice(dev: Device): IommuDomain {
+    const existing = deviceDefaultDomain.get(dev);
+    if (existing !== undefined && existing.alive) return existing;
+    let type: IommuDomainType;
+    if (dev.untrusted) type = 'dma';
+    else if (this.config.mode === 'strict') type = 'dma';
+    else if (this.config.mode === 'lazy') type = 'dma-fq';
+    else type = 'identity';
+    const d = this.allocDomain(type);
+    deviceDefaultDomain.set(dev, d);
+    this.attachDevice(dev, d);
+    return d;
+  }
+
+  /**
+   * Reserves IOVA [start, end) in every DMA cookie, now and later (iommu_get_resv_regions /
+   * iova_reserve_pci_windows).
+   * @throws TypeError/RangeError for bad addresses or end <= start.
+   */
+  reserveRegion(start: bigint, end: bigint, kind: ReservedRegionKind): void {
+    checkAddr('start', start);
+    checkAddr('end', end, 65);
+    checkOneOf('kind', kind, ['msi', 'bridge-window', 'rmrr']);
+    if (end <= start) throw new RangeError(`end must be > start, got start 0x${start.toString(16)} end 0x${end.toString(16)}`);
+    const r: ReservedRegion = { start, end, kind };
+    this.reservedRegions.push(r);
+    for (const d of this.domains) d.reserve(r);
+  }
+
+  /**
+   * iommu_domain_free: flushes the IOTLB and gives every table page back. Devices still attached
+   * are detached (they then have no domain).
+   */
+  freeDomain(d: IommuDomain): void {
+    if (!d.alive) return;
+    d.alive = false;
+    if (d.fq !== null) d.fq.flush();
+    d.flushIotlbAll();
+    d.pt?.destroy();
+    this.domains.delete(d);
+  }
+}
+
+/** createIommu: the machine's IOMMU (one per machine). */
+export function createIommu(mm: MachineMm, cfg: IommuConfig): Iommu {
+  return new Iommu(mm, cfg);
+}
+
+/** iommu_get_domain_for_dev: the domain the device is attached to, or null. */
+export function iommuGetDomainForDev(dev: Device): IommuDomain | null {
+  const d = deviceDomain.get(dev);
+  return d !== undefined && d.alive ? d : null;
+}
+
+/** iommu_get_dma_domain: the device's default domain (set by probeDevice), or null. */
+export function iommuGetDmaDomain(dev: Device): IommuDomain | null {
+  const d = deviceDefaultDomain.get(dev);
+  return d !== undefined && d.alive ? d : null;
+}

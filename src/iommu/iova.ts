@@ -1,0 +1,331 @@
+// Models: drivers/iommu/iova.c and include/linux/iova.h (Linux 6.x; reference 7.2): the IOVA
+// allocator of dma-iommu. Size-aligned, top-down allocation below a limit frame; per-size range
+// caches ("rcaches") of magazines of IOVA_MAG_SIZE frames with loaded/prev magazines and a depot;
+// max32_alloc_size short-circuiting repeated 32-bit failures; reserve_iova for reserved regions.
+// Frame numbers (pfn, in granules) are plain numbers internally (exact below 2^53) and bigint at
+// the public inspection boundary.
+// Model deviation: one CPU, so one loaded/prev magazine pair per size. Sorted arrays stand in for
+// the rbtree (same order, same search from the cached nodes); reserve_iova merges overlapping
+// ranges into one instead of trimming the new one.
+
+import type { EventLog, Stats } from '../base/index.ts';
+import { flsNum } from './pgsize.ts';
+
+/** Orders 0..5 of granules are cached: 4 KiB .. 128 KiB with a 4 KiB granule. */
+export const IOVA_RANGE_CACHE_MAX_SIZE = 6;
+/** Frames per magazine. */
+export const IOVA_MAG_SIZE = 127;
+/** Delay of the depot-trimming work in ms. */
+export const IOVA_DEPOT_DELAY = 100;
+
+interface Rcache {
+  loaded: number[];
+  prev: number[];
+  depot: number[][];
+}
+
+/** One allocated (or reserved) range of frames, inclusive at both ends. */
+export interface IovaRange {
+  readonly pfnLo: bigint;
+  readonly pfnHi: bigint;
+}
+
+/**
+ * struct iova_domain: the allocated ranges of one DMA domain plus its range caches.
+ * Counters on stats: iovaAllocs, iovaFrees, iovaAllocFailures, iovaRcacheHits/Misses.
+ */
+export class IovaDomain {
+  /** Bytes per frame: the smallest page size of the domain. */
+  readonly granule: number;
+  /** log2(granule). */
+  readonly shift: number;
+  /** Lowest frame ever handed out (>= 1: IOVA 0 is never allocated). */
+  readonly startPfn: bigint;
+  /** First frame above 4 GiB: allocations with a limit at or below it are "32-bit". */
+  readonly dma32BitPfn: bigint;
+  /** Caches on (the kernel always has them; off only to measure their effect). */
+  rcachesEnabled: boolean;
+  /** Smallest 32-bit request known to fail (max32_alloc_size), in frames. */
+  max32AllocSize: number;
+  private readonly start: number;
+  private readonly dma32: number;
+  private readonly los: number[] = [];
+  private readonly his: number[] = [];
+  private readonly reserved: Array<[number, number]> = [];
+  private readonly rcaches: Rcache[] = [];
+  private readonly stats: Stats;
+  private readonly events: EventLog;
+  private depotClockMs = 0;
+  /** First frame of cached_node / cached32_node (Infinity: the anchor above everything). */
+  private cachedLo = Infinity;
+  private cached32Lo = Infinity;
+
+  /** init_iova_domain(granule, start_pfn): start_pfn is raised to 1 when 0. */
+  constructor(granule: number, startPfn: bigint, stats: Stats, events: EventLog, rcaches = true) {
+    if (!Number.isSafeInteger(granule) || granule < 512 || (granule & (granule - 1)) !== 0) {
+      throw new RangeError(`granule must be a power of two >= 512, got ${granule}`);
+    }
+    this.granule = granule;
+    this.shift = flsNum(granule);
+    this.start = Math.max(1, Number(startPfn));
+    this.startPfn = BigInt(this.start);
+    this.dma32 = 2 ** (32 - this.shift);
+    this.dma32BitPfn = BigInt(this.dma32);
+    this.max32AllocSize = this.dma32;
+    this.rcachesEnabled = rcaches;
+    this.stats = stats;
+    this.events = events;
+    for (let i = 0; i < IOVA_RANGE_CACHE_MAX_SIZE; i++) this.rcaches.push({ loaded: [], prev: [], depot: [] });
+  }
+
+  /** Index of the first range with lo > pfn. */
+  private upper(pfn: number): number {
+    let a = 0, b = this.los.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (this.los[m] <= pfn) a = m + 1; else b = m;
+    }
+    return a;
+  }
+
+  private insert(lo: number, hi: number): void {
+    const i = this.upper(lo);
+    this.los.splice(i, 0, lo);
+    this.his.splice(i, 0, hi);
+  }
+
+  /** Index of the first range with lo >= pfn (ranges.length: the anchor). */
+  private lowerBound(pfn: number): number {
+    let a = 0, b = this.los.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (this.los[m] < pfn) a = m + 1; else b = m;
+    }
+    return a;
+  }
+
+  /**
+   * alloc_iova (__alloc_and_insert_iova_range): `size` frames ending at or below limitPfn
+   * (inclusive), aligned to roundup_pow_of_two(size) frames when sizeAligned, never below
+   * startPfn. The search walks down from the cached node (the last allocation, kept separately for
+   * 32-bit limits) and retries once from the limit down to the cached node when that fails.
+   * Returns the first frame, or 0 when nothing fits.
+   */
+  allocIova(size: number, limitPfn: number, sizeAligned: boolean): number {
+    if (limitPfn <= this.dma32 && size >= this.max32AllocSize) return 0;
+    const align = sizeAligned && size > 1 ? 2 ** (flsNum(size - 1) + 1) : 1;
+    const limitEnd = limitPfn + 1;
+    const los = this.los, his = this.his;
+    const cachedLo = limitPfn <= this.dma32 ? this.cached32Lo : this.cachedLo;
+    let i = cachedLo === Infinity ? los.length : this.lowerBound(cachedLo);
+    const retryPfn = i < los.length ? his[i] : Infinity;
+    let high = limitEnd, low = this.start;
+    let newPfn = 0;
+    let retried = false;
+    for (;;) {
+      do {
+        if (i < los.length && los[i] < high) high = los[i];
+        newPfn = high - size;
+        newPfn -= newPfn % align;
+        i--;
+      } while (i >= 0 && newPfn <= his[i] && newPfn >= low);
+      if (high >= size && newPfn >= low) break;
+      if (!retried && low === this.start && retryPfn < limitPfn) {
+        retried = true;
+        high = limitEnd;
+        low = retryPfn + 1;
+        i = this.lowerBound(limitEnd);
+        continue;
+      }
+      this.max32AllocSize = size;
+      return 0;
+    }
+    this.insert(newPfn, newPfn + size - 1);
+    if (newPfn + size - 1 < this.dma32) this.cached32Lo = newPfn;
+    else this.cachedLo = newPfn;
+    return newPfn;
+  }
+
+  /** find_iova: the range holding pfn, as its index, or -1. */
+  private find(pfn: number): number {
+    const i = this.upper(pfn) - 1;
+    return i >= 0 && this.his[i] >= pfn ? i : -1;
+  }
+
+  /** The allocated range holding the frame, or null. */
+  findIova(pfn: bigint): IovaRange | null {
+    const i = this.find(Number(pfn));
+    return i < 0 ? null : { pfnLo: BigInt(this.los[i]), pfnHi: BigInt(this.his[i]) };
+  }
+
+  /** free_iova: removes the range holding pfn; false (and a WARN) if there is none. */
+  freeIova(pfn: number): boolean {
+    const i = this.find(pfn);
+    if (i < 0) {
+      // Model addition: the kernel silently ignores this; the model reports it.
+      this.events.warn('iova', `free of IOVA frame 0x${pfn.toString(16)} that is not allocated`);
+      return false;
+    }
+    // __cached_rbnode_delete_update: a cached node at or below the freed range moves up past it
+    const lo = this.los[i], hi = this.his[i];
+    const next = i + 1 < this.los.length ? this.los[i + 1] : Infinity;
+    if (lo === this.cached32Lo || (hi < this.dma32 && lo >= this.cached32Lo)) this.cached32Lo = next;
+    if (lo < this.dma32) this.max32AllocSize = this.dma32;
+    if (lo >= this.cachedLo) this.cachedLo = next;
+    this.los.splice(i, 1);
+    this.his.splice(i, 1);
+    return true;
+  }
+
+  /**
+   * reserve_iova: marks [pfnLo, pfnHi] (inclusive) as never to be handed out, merging with any
+   * range it overlaps.
+   */
+  reserveIova(pfnLo: bigint, pfnHi: bigint): void {
+    if (pfnHi < pfnLo) throw new RangeError(`reserveIova: pfnHi 0x${pfnHi.toString(16)} < pfnLo 0x${pfnLo.toString(16)}`);
+    let lo = Number(pfnLo), hi = Number(pfnHi);
+    this.reserved.push([lo, hi]);
+    let i = this.upper(hi) - 1;
+    while (i >= 0 && this.his[i] >= lo) {
+      lo = Math.min(lo, this.los[i]);
+      hi = Math.max(hi, this.his[i]);
+      this.los.splice(i, 1);
+      this.his.splice(i, 1);
+      i--;
+    }
+    this.insert(lo, hi);
+  }
+
+  /** Reserved ranges as given to reserveIova, in frames. */
+  reservedRanges(): IovaRange[] {
+    return this.reserved.map(([lo, hi]) => ({ pfnLo: BigInt(lo), pfnHi: BigInt(hi) }));
+  }
+
+  /** Every range the allocator holds (allocated, cached in the rcaches, or reserved), ascending. */
+  ranges(): IovaRange[] {
+    return this.los.map((lo, i) => ({ pfnLo: BigInt(lo), pfnHi: BigInt(this.his[i]) }));
+  }
+
+  /** Number of ranges the allocator holds. */
+  get rangeCount(): number {
+    return this.los.length;
+  }
+
+  /** Frames sitting in the range caches (still allocated in the tree). */
+  get cachedCount(): number {
+    let n = 0;
+    for (const r of this.rcaches) n += r.loaded.length + r.prev.length + r.depot.reduce((s, m) => s + m.length, 0);
+    return n;
+  }
+
+  /**
+   * alloc_iova_fast: sizes below 32 frames are rounded up to a power of two; a cached range is
+   * taken when one lies below limitPfn; otherwise the tree is searched, and on failure with
+   * flushRcache every cached range is given back and the search retried once.
+   * Returns the first frame, or 0.
+   */
+  allocIovaFast(size: number, limitPfn: number, flushRcache: boolean): number {
+    if (size < 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1)) size = size <= 1 ? 1 : 2 ** (flsNum(size - 1) + 1);
+    const pfn = this.rcacheGet(size, limitPfn + 1);
+    if (pfn !== 0) {
+      this.stats.iovaAllocs++;
+      return pfn;
+    }
+    for (;;) {
+      const p = this.allocIova(size, limitPfn, true);
+      if (p !== 0) {
+        this.stats.iovaAllocs++;
+        return p;
+      }
+      if (!flushRcache) break;
+      flushRcache = false;
+      this.flushRcaches();
+    }
+    this.stats.iovaAllocFailures++;
+    return 0;
+  }
+
+  /** free_iova_fast: into the size's range cache when it has room, else back to the tree. */
+  freeIovaFast(pfn: number, size: number): void {
+    this.stats.iovaFrees++;
+    if (this.rcacheInsert(pfn, size)) return;
+    this.freeIova(pfn);
+  }
+
+  private order(size: number): number {
+    return size <= 1 ? 0 : flsNum(size - 1) + 1;
+  }
+
+  private rcacheInsert(pfn: number, size: number): boolean {
+    if (!this.rcachesEnabled) return false;
+    const o = this.order(size);
+    if (o >= IOVA_RANGE_CACHE_MAX_SIZE) return false;
+    const rc = this.rcaches[o];
+    if (rc.loaded.length >= IOVA_MAG_SIZE) {
+      if (rc.prev.length < IOVA_MAG_SIZE) {
+        const t = rc.loaded; rc.loaded = rc.prev; rc.prev = t;
+      } else {
+        rc.depot.push(rc.loaded);
+        rc.loaded = [];
+      }
+    }
+    rc.loaded.push(pfn);
+    return true;
+  }
+
+  /** __iova_rcache_get with the frame a cached range must end before (limit exclusive). */
+  private rcacheGet(size: number, limitEnd: number): number {
+    if (!this.rcachesEnabled) return 0;
+    const o = this.order(size);
+    if (o >= IOVA_RANGE_CACHE_MAX_SIZE) return 0;
+    const rc = this.rcaches[o];
+    if (rc.loaded.length === 0) {
+      if (rc.prev.length !== 0) {
+        const t = rc.loaded; rc.loaded = rc.prev; rc.prev = t;
+      } else if (rc.depot.length !== 0) {
+        rc.loaded = rc.depot.pop() as number[];
+      }
+    }
+    const mag = rc.loaded;
+    const limit = limitEnd - size;
+    // iova_magazine_pop: the newest frame at or below the limit, swapped out of the magazine
+    let i = mag.length - 1;
+    while (i >= 0 && mag[i] > limit) i--;
+    if (i < 0) {
+      this.stats.iovaRcacheMisses++;
+      return 0;
+    }
+    const pfn = mag[i];
+    mag[i] = mag[mag.length - 1];
+    mag.pop();
+    this.stats.iovaRcacheHits++;
+    return pfn;
+  }
+
+  /** free_cpu_cached_iovas + free_global_cached_iovas: every cached range goes back to the tree. */
+  flushRcaches(): void {
+    for (const rc of this.rcaches) {
+      for (const mag of [rc.loaded, rc.prev, ...rc.depot]) for (const pfn of mag) this.freeIova(pfn);
+      rc.loaded = [];
+      rc.prev = [];
+      rc.depot = [];
+    }
+  }
+
+  /**
+   * Advances the depot-trimming work's clock (iova_depot_work_func): every IOVA_DEPOT_DELAY ms a
+   * depot holding more magazines than CPUs (one here) gives one magazine back to the tree.
+   */
+  tick(ms: number): void {
+    this.depotClockMs += ms;
+    while (this.depotClockMs >= IOVA_DEPOT_DELAY) {
+      this.depotClockMs -= IOVA_DEPOT_DELAY;
+      for (const rc of this.rcaches) {
+        if (rc.depot.length > 1) {
+          const mag = rc.depot.shift() as number[];
+          for (const pfn of mag) this.freeIova(pfn);
+        }
+      }
+    }
+  }
+}

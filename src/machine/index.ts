@@ -1,0 +1,2 @@
+// machine/: the top-level simulated machine (mm + pci + iommu + dma).
+export * from './machine.ts';

@@ -1,0 +1,138 @@
+// The top-level simulated machine: memory (src/mm) + PCI topology (src/pci) + IOMMU (src/iommu) +
+// swiotlb and dma-debug (src/dma), wired together as a booted x86-64 kernel would have them: BARs
+// become device-memory regions, every endpoint is probed by the IOMMU (its default domain), gets its
+// DMA context, its dma_skip_sync setup and a DMA engine that moves bytes through its real path.
+
+import { MmMachine, type MmConfig } from '../mm/index.ts';
+import { Device } from '../pci/device.ts';
+import {
+  buildPciTopology, pciDeviceMemoryFromConfig, type CpuConfig, type PciNodeConfig, type PciTopology,
+} from '../pci/index.ts';
+import { createIommu, type Iommu, type IommuConfig } from '../iommu/index.ts';
+import {
+  createSwiotlb, dmaDebugCheckLeaks, DmaDebug, dmaSetupNeedSync, registerDmaDevice, type DmaContext,
+  type Swiotlb, type SwiotlbConfig,
+} from '../dma/index.ts';
+import { installDeviceDmaAccess } from '../dma/device-access.ts';
+
+/** Everything createMachine accepts: issue #2's MmConfig plus the CPU, PCI, IOMMU and swiotlb. */
+export interface MachineConfig extends MmConfig {
+  /** CPU vendor (and AMD family), for P2PDMA host-bridge decisions. Default { vendor: 'intel' }. */
+  readonly cpu?: CpuConfig;
+  /** The PCI tree (src/pci PciNodeConfig). Omitted: an mm-only machine with no devices. */
+  readonly pci?: readonly PciNodeConfig[];
+  /** An IOMMU with this page-table format and default-domain mode. Omitted: no IOMMU (dma-direct). */
+  readonly iommu?: IommuConfig;
+  /**
+   * The swiotlb bounce pool (default 64 MiB, not forced; x86-64 kernels set it up at boot), or false
+   * for none.
+   */
+  readonly swiotlb?: SwiotlbConfig | false;
+}
+
+const MACHINE_KEYS = new Set([
+  'ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'deviceMemory', 'pmem', 'aged', 'seed',
+  'cpu', 'pci', 'iommu', 'swiotlb',
+]);
+
+function mmPart(config: MachineConfig, bars: Array<{ name: string; bytes: number; pgmap: boolean }>): MmConfig {
+  const out: Record<string, unknown> = {};
+  for (const k of ['ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'pmem', 'aged', 'seed'] as const) {
+    if (config[k] !== undefined) out[k] = config[k];
+  }
+  const dm = [...(config.deviceMemory ?? []), ...bars];
+  if (dm.length > 0 || config.deviceMemory !== undefined) out.deviceMemory = dm;
+  return out as unknown as MmConfig;
+}
+
+function checkConfig(config: unknown): MachineConfig {
+  if (typeof config !== 'object' || config === null) {
+    throw new TypeError(`config must be an object, got ${config === null ? 'null' : typeof config}`);
+  }
+  for (const k of Object.keys(config)) {
+    if (!MACHINE_KEYS.has(k)) throw new RangeError(`config.${k} is not a machine option (known: ${[...MACHINE_KEYS].join(', ')})`);
+  }
+  const c = config as MachineConfig;
+  if (c.pci !== undefined && !Array.isArray(c.pci)) throw new TypeError(`config.pci must be an array of PCI nodes, got ${typeof c.pci}`);
+  if (c.swiotlb !== undefined && c.swiotlb !== false && (typeof c.swiotlb !== 'object' || c.swiotlb === null)) {
+    throw new TypeError(`config.swiotlb must be { bytes?, force? } or false, got ${String(c.swiotlb)}`);
+  }
+  return c;
+}
+
+/** A booted machine: memory, PCI devices, IOMMU, swiotlb and dma-debug. */
+export class Machine extends MmMachine {
+  /** The PCI tree, or null without `pci` config. */
+  readonly topology: PciTopology | null;
+  /** The IOMMU, or null without `iommu` config. */
+  readonly iommu: Iommu | null;
+  /** The swiotlb pool, or null (disabled, or RAM could not hold it). */
+  readonly swiotlb: Swiotlb | null;
+  /** dma-debug's view of every live mapping. */
+  readonly dmaDebug: DmaDebug;
+  /** The DMA context every device of this machine shares. */
+  readonly dma: DmaContext;
+  private readonly extraDevices: Device[] = [];
+
+  /** Builds the machine. @throws TypeError/RangeError naming the bad config field. */
+  constructor(config: MachineConfig) {
+    const cfg = checkConfig(config);
+    const bars = cfg.pci && cfg.pci.length > 0 ? pciDeviceMemoryFromConfig(cfg.pci) : [];
+    super(mmPart(cfg, bars));
+    this.topology = cfg.pci && cfg.pci.length > 0 ? buildPciTopology(this, cfg.pci, cfg.cpu ?? { vendor: 'intel' }) : null;
+    this.iommu = cfg.iommu ? createIommu(this, cfg.iommu) : null;
+    this.swiotlb = cfg.swiotlb === false ? null : createSwiotlb(this, cfg.swiotlb ?? {});
+    this.dmaDebug = new DmaDebug(this);
+    this.dma = { mm: this, iommu: this.iommu, swiotlb: this.swiotlb, debug: this.dmaDebug, topology: this.topology };
+    for (const dev of this.topology?.devices() ?? []) this.attach(dev);
+  }
+
+  private attach(dev: Device): void {
+    registerDmaDevice(dev, this.dma);
+    if (this.iommu) this.iommu.probeDevice(dev);
+    dmaSetupNeedSync(dev);
+    installDeviceDmaAccess(dev);
+  }
+
+  /**
+   * Adds a device that is not on the PCI tree (a platform device, e.g. with a dma_range_map): it
+   * joins this machine's DMA context, is probed by the IOMMU if there is one, and gets a DMA engine.
+   */
+  addDevice(dev: Device): Device {
+    if (!(dev instanceof Device)) throw new TypeError(`dev must be a Device, got ${String(dev)}`);
+    if (this.extraDevices.some((d) => d.name === dev.name) || this.topology?.devices().some((d) => d.name === dev.name)) {
+      throw new RangeError(`dev.name must be unique on this machine, got ${JSON.stringify(dev.name)}`);
+    }
+    this.extraDevices.push(dev);
+    this.attach(dev);
+    return dev;
+  }
+
+  /** The device with this name. @throws RangeError for an unknown name (always, on a machine without devices). */
+  device(name: string): Device {
+    const extra = this.extraDevices.find((d) => d.name === name);
+    if (extra) return extra;
+    if (!this.topology) throw new RangeError(`name must be a device of this machine, got ${JSON.stringify(name)} (the machine has no pci config)`);
+    return this.topology.device(name);
+  }
+
+  /** Every device that does DMA (PCI endpoint functions, then added devices). */
+  devices(): Device[] {
+    return [...(this.topology?.devices() ?? []), ...this.extraDevices];
+  }
+
+  /**
+   * Driver release for every device: dma-debug reports each device's mappings still live as a leak
+   * (DMA-DEBUG events). Returns the number of leaked mappings (0 for correct use).
+   */
+  teardown(): number {
+    let leaks = 0;
+    for (const dev of this.devices()) leaks += dmaDebugCheckLeaks(dev);
+    return leaks;
+  }
+}
+
+/** Builds a machine (see MachineConfig). Same config and seed: same machine, byte for byte. */
+export function createMachine(config: MachineConfig): Machine {
+  return new Machine(config);
+}

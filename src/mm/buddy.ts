@@ -1,0 +1,250 @@
+// Models: mm/page_alloc.c (Linux 6.x): the buddy allocator (__rmqueue_smallest, expand, __free_one_page)
+// over System RAM, MAX_PAGE_ORDER = 10, plus a lazy model of a long-running ("aged") system's fragmentation.
+
+/** Largest buddy order (MAX_PAGE_ORDER in include/linux/mmzone.h): 2^10 base pages per top block. */
+export const MAX_PAGE_ORDER = 10;
+
+/** Per top-order block: not managed (hole, partial edge, boot carve-out), never touched, or split. */
+const BlockState = { Unmanaged: 0, Untouched: 1, Materialized: 2 } as const;
+
+/** A 32-bit mix of (seed, index, salt): the aging model's per-block dice, independent of call order. */
+function mix32(seed: number, idx: number, salt: number): number {
+  let h = (Math.imul(seed | 0, 0x9e3779b1) ^ Math.imul((idx % 4294967296) | 0, 0x85ebca77) ^
+    Math.imul(Math.floor(idx / 4294967296) | 0, 0x27d4eb2f) ^ Math.imul(salt, 0x165667b1)) | 0;
+  h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d);
+  h = Math.imul(h ^ (h >>> 12), 0x297a2d39);
+  return (h ^ (h >>> 15)) >>> 0;
+}
+
+/** A tiny seeded generator for one block's shuffle (xorshift32, never zero). */
+function xorshift(state: number): () => number {
+  let s = state === 0 ? 0x6d2b79f5 : state;
+  return () => {
+    s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+    return (s >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * The buddy page allocator over ranges of System RAM pfns.
+ *
+ * No per-page state for free memory: free blocks live in per-order free lists (a LIFO stack of
+ * pfns plus a map pfn -> token that marks which stack entries are still valid, so a buddy can be
+ * removed from the middle on merge). Whole top-order blocks that were never touched are not on
+ * any list: one byte per 4 MiB block (like pageblock flags) says "untouched", and they are carved
+ * lazily, lowest address first.
+ *
+ * Aging model (config.aged): a seeded hash of (seed, block index) marks about 85% of the top-order
+ * blocks as fragmented, each with 50%..87.5% of its pages in use by "background" owners (page cache,
+ * slab, other processes; never freed). A fragmented block is materialized only when first carved:
+ * its background pages are chosen by a per-block seeded shuffle and its free pages are released,
+ * in shuffled order, through the normal merging free path. Small allocations (order < 3) prefer a
+ * fragmented block over splitting a large free block (the model's stand-in for anti-fragmentation
+ * grouping), so 4 KiB anonymous memory comes out scattered; requests of higher order (THP, hugetlb
+ * pool, kernel buffers) take the clean ~15% of blocks, which stay whole until asked for. The boot
+ * free-page count is exact without materializing anything (the per-block counts come from the hash).
+ * Same seed: same blocks, same background pages, same allocation sequence.
+ */
+export class BuddyAllocator {
+  readonly maxOrder = MAX_PAGE_ORDER;
+  /** Free base pages now. */
+  freePages = 0;
+  /** Pages held by the aging model's background owners (materialized blocks only). */
+  backgroundPages = 0;
+  private readonly blockPages = 2 ** MAX_PAGE_ORDER;
+  private readonly stacks: number[][] = [];
+  private readonly tokens: number[][] = [];
+  private readonly live: Array<Map<number, number>> = [];
+  private nextToken = 1;
+  private readonly state: Uint8Array;
+  private readonly agedBlock: Uint8Array | null;
+  private readonly bgCount: Uint16Array | null;
+  private cursorClean = 0;
+  private cursorAged = 0;
+  private readonly seed: number;
+  /** Orders below this prefer fragmented blocks in aged mode. */
+  static readonly AGED_SMALL_ORDER = 3;
+
+  /** ranges: [startPfn, endPfn) of RAM the allocator manages (disjoint, ascending). */
+  constructor(ranges: ReadonlyArray<readonly [number, number]>, aged: boolean, seed: number) {
+    this.seed = seed;
+    for (let o = 0; o <= MAX_PAGE_ORDER; o++) {
+      this.stacks.push([]);
+      this.tokens.push([]);
+      this.live.push(new Map());
+    }
+    const endPfn = ranges.length === 0 ? 0 : ranges[ranges.length - 1][1];
+    const nBlocks = Math.ceil(endPfn / this.blockPages);
+    this.state = new Uint8Array(nBlocks);
+    this.agedBlock = aged ? new Uint8Array(nBlocks) : null;
+    this.bgCount = aged ? new Uint16Array(nBlocks) : null;
+    const bp = this.blockPages;
+    for (const [s, e] of ranges) {
+      const firstWhole = Math.ceil(s / bp) * bp;
+      const lastWhole = Math.floor(e / bp) * bp;
+      if (firstWhole >= lastWhole) {
+        this.addSpan(s, e);
+        continue;
+      }
+      this.addSpan(s, firstWhole);
+      for (let b = firstWhole / bp; b < lastWhole / bp; b++) {
+        this.state[b] = BlockState.Untouched;
+        let free = bp;
+        if (aged) {
+          const h = mix32(seed, b, 1);
+          if ((h & 0xffff) < 0.85 * 65536) {
+            this.agedBlock![b] = 1;
+            const bg = Math.max(1, Math.min(bp - 1, Math.floor(bp * (0.5 + 0.375 * ((h >>> 16) / 65536)))));
+            this.bgCount![b] = bg;
+            free -= bg;
+          }
+        }
+        this.freePages += free;
+      }
+      this.addSpan(lastWhole, e);
+    }
+  }
+
+  /** Adds [s, e) as naturally aligned free blocks below the top order (partial edges of RAM ranges). */
+  private addSpan(s: number, e: number): void {
+    let p = s;
+    while (p < e) {
+      let o = 0;
+      while (o < MAX_PAGE_ORDER && p % 2 ** (o + 1) === 0 && p + 2 ** (o + 1) <= e) o++;
+      this.push(p, o);
+      this.freePages += 2 ** o;
+      p += 2 ** o;
+    }
+  }
+
+  private push(pfn: number, order: number): void {
+    const t = this.nextToken++;
+    this.stacks[order].push(pfn);
+    this.tokens[order].push(t);
+    this.live[order].set(pfn, t);
+  }
+
+  private pop(order: number): number {
+    const st = this.stacks[order], tk = this.tokens[order], live = this.live[order];
+    while (st.length > 0) {
+      const pfn = st.pop()!;
+      const t = tk.pop()!;
+      if (live.get(pfn) === t) {
+        live.delete(pfn);
+        return pfn;
+      }
+    }
+    return -1;
+  }
+
+  /** Number of free blocks on the list of one order (for tests and reports). */
+  freeBlocks(order: number): number {
+    return this.live[order].size;
+  }
+
+  /** Splits a free block of order `from` down to `to`, returning the low part and listing the upper halves. */
+  private expand(pfn: number, from: number, to: number): number {
+    for (let o = from - 1; o >= to; o--) this.push(pfn + 2 ** o, o);
+    return pfn;
+  }
+
+  private takeSmallest(order: number, hi: number): number {
+    for (let o = order; o <= hi; o++) {
+      if (this.live[o].size === 0) continue;
+      const pfn = this.pop(o);
+      if (pfn >= 0) return this.expand(pfn, o, order);
+    }
+    return -1;
+  }
+
+  private carve(wantAged: boolean): number {
+    const st = this.state, ag = this.agedBlock;
+    let b = wantAged ? this.cursorAged : this.cursorClean;
+    const n = st.length;
+    while (b < n && (st[b] !== BlockState.Untouched || (ag !== null && (ag[b] === 1) !== wantAged))) b++;
+    if (wantAged) this.cursorAged = b; else this.cursorClean = b;
+    if (b >= n) return -1;
+    st[b] = BlockState.Materialized;
+    return b;
+  }
+
+  /** Materializes a fragmented block: background pages chosen, the rest freed in shuffled order. */
+  private materializeAged(b: number): void {
+    const bp = this.blockPages;
+    const bg = this.bgCount![b];
+    const rnd = xorshift(mix32(this.seed, b, 2));
+    const perm = new Uint16Array(bp);
+    for (let i = 0; i < bp; i++) perm[i] = i;
+    for (let i = bp - 1; i > 0; i--) {
+      const j = Math.floor(rnd() * (i + 1));
+      const t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+    this.backgroundPages += bg;
+    const base = b * bp;
+    // freePages already excludes the background pages (counted at boot).
+    for (let i = bg; i < bp; i++) this.mergeFree(base + perm[i], 0);
+  }
+
+  /**
+   * Allocates 2^order naturally aligned contiguous pages; returns the first pfn, or -1 when no
+   * block of that order can be found (the caller turns that into ENOMEM).
+   */
+  alloc(order: number): number {
+    let pfn = -1;
+    if (this.agedBlock !== null && order < BuddyAllocator.AGED_SMALL_ORDER) {
+      pfn = this.takeSmallest(order, BuddyAllocator.AGED_SMALL_ORDER - 1);
+      if (pfn < 0) {
+        const b = this.carve(true);
+        if (b >= 0) {
+          this.materializeAged(b);
+          pfn = this.takeSmallest(order, BuddyAllocator.AGED_SMALL_ORDER - 1);
+        }
+      }
+    }
+    if (pfn < 0) pfn = this.takeSmallest(order, MAX_PAGE_ORDER);
+    if (pfn < 0) {
+      const b = this.carve(false);
+      if (b >= 0) pfn = this.expand(b * this.blockPages, MAX_PAGE_ORDER, order);
+    }
+    while (pfn < 0 && this.agedBlock !== null) {
+      const b = this.carve(true);
+      if (b < 0) break;
+      this.materializeAged(b);
+      pfn = this.takeSmallest(order, MAX_PAGE_ORDER);
+    }
+    if (pfn >= 0) this.freePages -= 2 ** order;
+    return pfn;
+  }
+
+  /** Frees a block the caller allocated with the same order. The caller checks ownership. */
+  free(pfn: number, order: number): void {
+    this.freePages += 2 ** order;
+    this.mergeFree(pfn, order);
+  }
+
+  /** true when pfn is the head of a listed free block of this order (double-free detection). */
+  isFreeHead(pfn: number, order: number): boolean {
+    return this.live[order].has(pfn);
+  }
+
+  private mergeFree(pfn: number, order: number): void {
+    while (order < MAX_PAGE_ORDER) {
+      const size = 2 ** order;
+      const buddy = Math.floor(pfn / size) % 2 === 0 ? pfn + size : pfn - size;
+      const live = this.live[order];
+      if (!live.has(buddy)) break;
+      live.delete(buddy);
+      pfn = Math.min(pfn, buddy);
+      order++;
+    }
+    if (order === MAX_PAGE_ORDER) {
+      const b = pfn / this.blockPages;
+      if (this.state[b] === BlockState.Materialized && (this.agedBlock === null || this.agedBlock[b] === 0)) {
+        this.state[b] = BlockState.Untouched;
+        if (b < this.cursorClean) this.cursorClean = b;
+        return;
+      }
+    }
+    this.push(pfn, order);
+  }
+}

@@ -1,0 +1,91 @@
+// Models: struct folio's reference and pin accounting (include/linux/mm_types.h, include/linux/mm.h:
+// folio_ref_*, folio->_pincount) (Linux 6.x), stored as typed-array columns for allocated folios only.
+
+/** Where a folio came from, so that freeing it returns it to the right place. */
+export const FolioKind = { Buddy: 0, Hugetlb2M: 1, Hugetlb1G: 2, ZoneDevice: 3 } as const;
+export type FolioKind = (typeof FolioKind)[keyof typeof FolioKind];
+
+/**
+ * Folio records for allocated folios only: head pfn, order, refcount, pincount, kind as columns,
+ * plus a map head pfn -> record index. Free memory has no record.
+ *
+ * Model deviation: the kernel counts a pin of a small folio as GUP_PIN_COUNTING_BIAS (1024) extra
+ * references and keeps _pincount only for large folios; here every folio has an explicit pincount,
+ * and a pin adds one reference and one pincount per pinned base page (as try_grab_folio does with
+ * refs = pages for large folios). Each page-table entry mapping (part of) a folio holds one reference.
+ */
+export class FolioTable {
+  head = new Float64Array(1024);
+  order = new Uint8Array(1024);
+  refcount = new Float64Array(1024);
+  pincount = new Float64Array(1024);
+  kind = new Uint8Array(1024);
+  private readonly byHead = new Map<number, number>();
+  private readonly freeIdx: number[] = [];
+  private used = 0;
+  /** How many live folios of each order: folio lookup by tail pfn only tries orders in use. */
+  private readonly perOrder = new Int32Array(64);
+
+  /** Live folio records. */
+  get count(): number {
+    return this.byHead.size;
+  }
+
+  private grow(): void {
+    const n = this.head.length * 2;
+    const g = <T extends Float64Array | Uint8Array>(a: T, C: new (n: number) => T): T => {
+      const b = new C(n);
+      b.set(a);
+      return b;
+    };
+    this.head = g(this.head, Float64Array);
+    this.order = g(this.order, Uint8Array);
+    this.refcount = g(this.refcount, Float64Array);
+    this.pincount = g(this.pincount, Float64Array);
+    this.kind = g(this.kind, Uint8Array);
+  }
+
+  /** Creates a record for a folio at headPfn; returns its index. */
+  create(headPfn: number, order: number, kind: FolioKind, refcount: number): number {
+    let idx = this.freeIdx.pop();
+    if (idx === undefined) {
+      if (this.used === this.head.length) this.grow();
+      idx = this.used++;
+    }
+    this.head[idx] = headPfn;
+    this.order[idx] = order;
+    this.refcount[idx] = refcount;
+    this.pincount[idx] = 0;
+    this.kind[idx] = kind;
+    this.byHead.set(headPfn, idx);
+    this.perOrder[order]++;
+    return idx;
+  }
+
+  /** Deletes a record (the folio was freed). */
+  remove(idx: number): void {
+    this.byHead.delete(this.head[idx]);
+    this.perOrder[this.order[idx]]--;
+    this.refcount[idx] = 0;
+    this.pincount[idx] = 0;
+    this.head[idx] = -1;
+    this.freeIdx.push(idx);
+  }
+
+  /** The record index of the folio containing pfn, or -1. */
+  find(pfn: number): number {
+    for (let o = 0; o < 64; o++) {
+      if (this.perOrder[o] === 0) continue;
+      const size = 2 ** o;
+      const head = pfn - (pfn % size);
+      const idx = this.byHead.get(head);
+      if (idx !== undefined && this.order[idx] === o) return idx;
+    }
+    return -1;
+  }
+
+  /** The record index of the folio whose head is exactly pfn, or -1. */
+  byHeadPfn(pfn: number): number {
+    return this.byHead.get(pfn) ?? -1;
+  }
+}

@@ -1,0 +1,210 @@
+// Models: the firmware memory map as /proc/iomem shows it (arch/x86/kernel/e820.c, kernel/resource.c) (Linux 6.x)
+// Validates a machine config and lays out an x86-like physical memory map.
+
+import { GiB, MiB, TiB, checkLen, isPow2, roundupPowOfTwo } from '../base/index.ts';
+import { RANGE_DEVICE, RANGE_MMIO, RANGE_NOPAGE, RANGE_PMEM, RANGE_RAM, withProvider } from '../phyr/flags.ts';
+import type { MemRegion, RegionKind } from './types.ts';
+
+/** Configuration of a simulated machine's memory (everything but PCI/IOMMU). */
+export interface MmConfig {
+  /** Bytes of System RAM (multiple of the page size, >= 4 MiB, <= 16 TiB). */
+  readonly ramBytes: number;
+  /** Base page size: 4096 (default), 16384 or 65536. */
+  readonly pageSize?: number;
+  /** Physical address width in bits, 32..52 (default 46). */
+  readonly physAddrBits?: number;
+  /** hugetlb pools reserved at boot: number of 2 MiB and 1 GiB pages. */
+  readonly hugetlb?: { readonly '2M'?: number; readonly '1G'?: number };
+  /** Device memory regions (PCI BARs); pgmap: ZONE_DEVICE struct pages (a P2PDMA BAR). */
+  readonly deviceMemory?: ReadonlyArray<{ readonly name: string; readonly bytes: number; readonly pgmap?: boolean }>;
+  /** Persistent memory (DAX), with or without struct page. */
+  readonly pmem?: ReadonlyArray<{ readonly name: string; readonly bytes: number; readonly structPage: boolean }>;
+  /** Fragment free memory as a long-running system would (see buddy.ts). Default false. */
+  readonly aged?: boolean;
+  /** Seed of the machine's PRNG (default 1). */
+  readonly seed?: number;
+}
+
+/** A validated config with every default filled in. */
+export interface ResolvedMmConfig {
+  readonly ramBytes: number;
+  readonly pageSize: number;
+  readonly physAddrBits: number;
+  readonly hugetlb2M: number;
+  readonly hugetlb1G: number;
+  readonly deviceMemory: ReadonlyArray<{ name: string; bytes: number; pgmap: boolean }>;
+  readonly pmem: ReadonlyArray<{ name: string; bytes: number; structPage: boolean }>;
+  readonly aged: boolean;
+  readonly seed: number;
+}
+
+/** Largest RAM the model accepts (its allocator keeps one byte per 4 MiB block). */
+export const MAX_RAM_BYTES = 16 * TiB;
+/** Reserved low memory (real mode, BIOS data, option ROMs): [0, 1 MiB). */
+export const LOW_RESERVED_END = MiB;
+/** Start of the 32-bit PCI hole; RAM resumes at 4 GiB. */
+export const PCI_HOLE_START = 3 * GiB;
+export const PCI_HOLE_END = 4 * GiB;
+
+function describe(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : typeof v === 'bigint' ? `${v}n` : String(v);
+}
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null;
+}
+
+/**
+ * Validates every field of an MmConfig and fills in defaults.
+ * @throws TypeError / RangeError naming the field and the bad value.
+ */
+export function resolveMmConfig(config: MmConfig): ResolvedMmConfig {
+  if (!isObj(config)) throw new TypeError(`config must be an object, got ${describe(config)}`);
+  const pageSize = config.pageSize === undefined ? 4096 : checkLen('config.pageSize', config.pageSize);
+  if (pageSize !== 4096 && pageSize !== 16384 && pageSize !== 65536) {
+    throw new RangeError(`config.pageSize must be one of 4096, 16384, 65536, got ${pageSize}`);
+  }
+  const physAddrBits = config.physAddrBits === undefined ? 46 : checkLen('config.physAddrBits', config.physAddrBits, 32, 52);
+  const ramBytes = checkLen('config.ramBytes', config.ramBytes, 4 * MiB, MAX_RAM_BYTES);
+  if (ramBytes % pageSize !== 0) {
+    throw new RangeError(`config.ramBytes must be a multiple of the page size ${pageSize}, got ${ramBytes}`);
+  }
+  let hugetlb2M = 0, hugetlb1G = 0;
+  if (config.hugetlb !== undefined) {
+    if (!isObj(config.hugetlb)) throw new TypeError(`config.hugetlb must be an object, got ${describe(config.hugetlb)}`);
+    for (const k of Object.keys(config.hugetlb)) {
+      if (k !== '2M' && k !== '1G') throw new RangeError(`config.hugetlb keys must be '2M' or '1G', got ${describe(k)}`);
+    }
+    if (config.hugetlb['2M'] !== undefined) hugetlb2M = checkLen("config.hugetlb['2M']", config.hugetlb['2M']);
+    if (config.hugetlb['1G'] !== undefined) hugetlb1G = checkLen("config.hugetlb['1G']", config.hugetlb['1G']);
+  }
+  const names = new Set<string>(['reserved', 'ram0', 'ram1']);
+  const checkName = (field: string, name: unknown): string => {
+    if (typeof name !== 'string' || name.length === 0) throw new TypeError(`${field} must be a non-empty string, got ${describe(name)}`);
+    if (names.has(name)) throw new RangeError(`${field} must be a unique region name, got ${describe(name)}`);
+    names.add(name);
+    return name;
+  };
+  const pmem: Array<{ name: string; bytes: number; structPage: boolean }> = [];
+  if (config.pmem !== undefined) {
+    if (!Array.isArray(config.pmem)) throw new TypeError(`config.pmem must be an array, got ${describe(config.pmem)}`);
+    config.pmem.forEach((p: unknown, i) => {
+      if (!isObj(p)) throw new TypeError(`config.pmem[${i}] must be an object, got ${describe(p)}`);
+      const name = checkName(`config.pmem[${i}].name`, p.name);
+      const bytes = checkLen(`config.pmem[${i}].bytes`, p.bytes, pageSize);
+      if (bytes % pageSize !== 0) throw new RangeError(`config.pmem[${i}].bytes must be a multiple of ${pageSize}, got ${bytes}`);
+      if (typeof p.structPage !== 'boolean') throw new TypeError(`config.pmem[${i}].structPage must be a boolean, got ${describe(p.structPage)}`);
+      pmem.push({ name, bytes, structPage: p.structPage });
+    });
+  }
+  const deviceMemory: Array<{ name: string; bytes: number; pgmap: boolean }> = [];
+  if (config.deviceMemory !== undefined) {
+    if (!Array.isArray(config.deviceMemory)) throw new TypeError(`config.deviceMemory must be an array, got ${describe(config.deviceMemory)}`);
+    config.deviceMemory.forEach((d: unknown, i) => {
+      if (!isObj(d)) throw new TypeError(`config.deviceMemory[${i}] must be an object, got ${describe(d)}`);
+      const name = checkName(`config.deviceMemory[${i}].name`, d.name);
+      const bytes = checkLen(`config.deviceMemory[${i}].bytes`, d.bytes, pageSize);
+      if (bytes % pageSize !== 0) throw new RangeError(`config.deviceMemory[${i}].bytes must be a multiple of ${pageSize}, got ${bytes}`);
+      if (d.pgmap !== undefined && typeof d.pgmap !== 'boolean') {
+        throw new TypeError(`config.deviceMemory[${i}].pgmap must be a boolean, got ${describe(d.pgmap)}`);
+      }
+      deviceMemory.push({ name, bytes, pgmap: d.pgmap === true });
+    });
+  }
+  if (config.aged !== undefined && typeof config.aged !== 'boolean') throw new TypeError(`config.aged must be a boolean, got ${describe(config.aged)}`);
+  const seed = config.seed === undefined ? 1 : config.seed;
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new RangeError(`config.seed must be a safe integer, got ${describe(seed)}`);
+  return { ramBytes, pageSize, physAddrBits, hugetlb2M, hugetlb1G, deviceMemory, pmem, aged: config.aged === true, seed };
+}
+
+/** A region of the map; rangeFlags follows providerId, which pci/ may set later. */
+export class Region implements MemRegion {
+  readonly id: number;
+  readonly name: string;
+  readonly kind: RegionKind;
+  readonly start: bigint;
+  readonly len: number;
+  readonly end: bigint;
+  readonly hasStructPage: boolean;
+  readonly mmio: boolean;
+  readonly pgmapId: number;
+  providerId = 0;
+  /** Flags without the provider id. */
+  readonly baseFlags: number;
+  /** start and end as numbers (exact: the map fits in 52 bits). */
+  readonly startNum: number;
+  readonly endNum: number;
+
+  constructor(id: number, name: string, kind: RegionKind, start: number, len: number, hasStructPage: boolean,
+    mmio: boolean, pgmapId: number, baseFlags: number) {
+    this.id = id;
+    this.name = name;
+    this.kind = kind;
+    this.startNum = start;
+    this.endNum = start + len;
+    this.start = BigInt(start);
+    this.len = len;
+    this.end = BigInt(start + len);
+    this.hasStructPage = hasStructPage;
+    this.mmio = mmio;
+    this.pgmapId = pgmapId;
+    this.baseFlags = baseFlags;
+  }
+
+  get rangeFlags(): number {
+    return this.providerId === 0 ? this.baseFlags : withProvider(this.baseFlags, this.providerId);
+  }
+
+  /** Whether CPU loads/stores reach this region (everything but firmware-reserved ranges). */
+  get accessible(): boolean {
+    return this.kind !== 'reserved';
+  }
+}
+
+/**
+ * Lays out the physical memory map, x86-like:
+ *   [0, 1 MiB)                reserved (real-mode / BIOS area)
+ *   [1 MiB, 3 GiB)            ram0: low System RAM (as much of ramBytes as fits)
+ *   [3 GiB, 4 GiB)            the 32-bit PCI hole: no region (a hole)
+ *   [4 GiB, ...)              ram1: the rest of System RAM
+ *   next 1 GiB boundary       pmem regions, each 1 GiB aligned, in config order
+ *   then                      device regions (BARs), each aligned to its size rounded up to a power of two
+ * @throws RangeError (naming config.ramBytes / the region) when the map does not fit physAddrBits.
+ */
+export function layoutRegions(cfg: ResolvedMmConfig): Region[] {
+  const regions: Region[] = [];
+  const add = (name: string, kind: RegionKind, start: number, len: number, page: boolean, mmio: boolean, pgmap: number, flags: number): void => {
+    regions.push(new Region(regions.length, name, kind, start, len, page, mmio, pgmap, flags));
+  };
+  add('reserved', 'reserved', 0, LOW_RESERVED_END, false, false, 0, RANGE_RAM | RANGE_NOPAGE);
+  const lowLen = Math.min(cfg.ramBytes, PCI_HOLE_START - LOW_RESERVED_END);
+  add('ram0', 'ram', LOW_RESERVED_END, lowLen, true, false, 0, RANGE_RAM);
+  let top = LOW_RESERVED_END + lowLen;
+  if (cfg.ramBytes > lowLen) {
+    add('ram1', 'ram', PCI_HOLE_END, cfg.ramBytes - lowLen, true, false, 0, RANGE_RAM);
+    top = PCI_HOLE_END + cfg.ramBytes - lowLen;
+  }
+  const limit = 2 ** cfg.physAddrBits;
+  if (top > limit) throw new RangeError(`config.ramBytes ${cfg.ramBytes} does not fit a ${cfg.physAddrBits}-bit physical address space`);
+  let pgmapIds = 0;
+  let cursor = Math.max(top, PCI_HOLE_END);
+  for (const p of cfg.pmem) {
+    const start = Math.ceil(cursor / GiB) * GiB;
+    if (start + p.bytes > limit) throw new RangeError(`pmem ${JSON.stringify(p.name)} does not fit a ${cfg.physAddrBits}-bit physical address space`);
+    add(p.name, 'pmem', start, p.bytes, p.structPage, false, p.structPage ? ++pgmapIds : 0,
+      RANGE_PMEM | (p.structPage ? 0 : RANGE_NOPAGE));
+    cursor = start + p.bytes;
+  }
+  for (const d of cfg.deviceMemory) {
+    const align = roundupPowOfTwo(d.bytes);
+    const start = Math.ceil(cursor / align) * align;
+    if (!isPow2(align) || start + d.bytes > limit) {
+      throw new RangeError(`deviceMemory ${JSON.stringify(d.name)} does not fit a ${cfg.physAddrBits}-bit physical address space`);
+    }
+    add(d.name, 'device', start, d.bytes, d.pgmap, true, d.pgmap ? ++pgmapIds : 0,
+      RANGE_DEVICE | RANGE_MMIO | (d.pgmap ? 0 : RANGE_NOPAGE));
+    cursor = start + d.bytes;
+  }
+  regions.sort((a, b) => a.startNum - b.startNum);
+  return regions.map((r, i) => (r.id === i ? r : new Region(i, r.name, r.kind, r.startNum, r.len, r.hasStructPage, r.mmio, r.pgmapId, r.baseFlags)));
+}

@@ -1,0 +1,257 @@
+// Models: the machine's memory at boot and the page allocator entry points (mm/mm_init.c, mm/page_alloc.c,
+// mm/hugetlb.c boot-time pools, include/linux/page_ref.h) (Linux 6.x). Implements the MachineMm contract.
+
+import { EventLog, GiB, MiB, Prng, Stats, checkAddr, checkLen, err, ilog2, ok, type Result } from '../base/index.ts';
+import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
+import { FolioKind, FolioTable } from './folio.ts';
+import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resolveMmConfig } from './layout.ts';
+import { SparsePhysMem } from './physmem.ts';
+import type { MachineMm, MemRegion, PageFacts } from './types.ts';
+import { UserMm } from './user-mm.ts';
+
+/** A snapshot of one folio's metadata (folioOf). */
+export interface FolioInfo {
+  readonly head: bigint;
+  readonly order: number;
+  readonly refcount: number;
+  readonly pincount: number;
+}
+
+/** A hugetlb pool (struct hstate): free pages plus reservations taken by mmap. */
+export interface HugetlbPool {
+  /** Order of one huge page in base pages. */
+  readonly order: number;
+  readonly len: number;
+  /** Pages in the pool (free + in use). */
+  total: number;
+  /** Free head pfns (a stack). */
+  readonly free: number[];
+  /** Pages promised to mappings but not yet faulted in (resv_huge_pages). */
+  reserved: number;
+}
+
+/**
+ * The simulated machine's memory: the physical map, sparse byte contents, the buddy allocator,
+ * hugetlb pools and folio records. Subclassable: the top-level createMachine extends it with PCI,
+ * IOMMU and DMA. Creating one is O(RAM / 4 MiB) bytes and time, whatever the RAM size.
+ */
+export class MmMachine implements MachineMm {
+  readonly config: ResolvedMmConfig;
+  readonly pageSize: number;
+  readonly pageShift: number;
+  readonly physAddrBits: number;
+  readonly regions: readonly Region[];
+  readonly mem: SparsePhysMem;
+  readonly events = new EventLog();
+  readonly stats = new Stats();
+  readonly rng: Prng;
+  /** The buddy allocator (model internals; exposed for tests and reports). */
+  readonly buddy: BuddyAllocator;
+  /** Folio records of allocated user folios. */
+  readonly folios = new FolioTable();
+  /** hugetlb pools by size name. */
+  readonly hugetlb: { readonly '2M': HugetlbPool; readonly '1G': HugetlbPool };
+  /** Order of a PMD-sized THP (2 MiB of base pages). */
+  readonly thpOrder: number;
+  private readonly kernelPages = new Map<number, number>();
+  private readonly factsByRegion = new Map<number, PageFacts>();
+  private nextProcessId = 1;
+
+  /** Builds the machine. @throws TypeError/RangeError naming the bad config field. */
+  constructor(config: MmConfig) {
+    const cfg = resolveMmConfig(config);
+    this.config = cfg;
+    this.pageSize = cfg.pageSize;
+    this.pageShift = ilog2(cfg.pageSize);
+    this.physAddrBits = cfg.physAddrBits;
+    this.rng = new Prng(cfg.seed);
+    this.regions = layoutRegions(cfg);
+    this.mem = new SparsePhysMem(this.regions, cfg.physAddrBits);
+    const ps = cfg.pageSize;
+    this.thpOrder = ilog2((2 * MiB) / ps);
+    const order1G = ilog2(GiB / ps);
+    this.hugetlb = {
+      '2M': { order: this.thpOrder, len: 2 * MiB, total: 0, free: [], reserved: 0 },
+      '1G': { order: order1G, len: GiB, total: 0, free: [], reserved: 0 },
+    };
+    // Gigantic pages come from memblock at boot, before the buddy allocator: carve them from the
+    // top of the highest RAM range, 1 GiB aligned.
+    const ram = this.regions.filter((r) => r.kind === 'ram');
+    const ranges: Array<[number, number]> = ram.map((r) => [r.startNum / ps, r.endNum / ps]);
+    if (cfg.hugetlb1G > 0) {
+      const top = ram[ram.length - 1];
+      const carveEnd = Math.floor(top.endNum / GiB) * GiB;
+      const carveStart = carveEnd - cfg.hugetlb1G * GiB;
+      if (carveStart < Math.ceil(top.startNum / GiB) * GiB) {
+        throw new RangeError(`config.hugetlb['1G'] ${cfg.hugetlb1G} pages do not fit in RAM range ${top.name} (${top.len} bytes)`);
+      }
+      for (let a = carveStart; a < carveEnd; a += GiB) this.hugetlb['1G'].free.push(a / ps);
+      this.hugetlb['1G'].free.reverse();
+      this.hugetlb['1G'].total = cfg.hugetlb1G;
+      const last = ranges[ranges.length - 1];
+      ranges.pop();
+      if (carveStart / ps > last[0]) ranges.push([last[0], carveStart / ps]);
+      if (carveEnd / ps < last[1]) ranges.push([carveEnd / ps, last[1]]);
+    }
+    this.buddy = new BuddyAllocator(ranges, cfg.aged, cfg.seed);
+    for (let i = 0; i < cfg.hugetlb2M; i++) {
+      const pfn = this.buddy.alloc(this.thpOrder);
+      if (pfn < 0) throw new RangeError(`config.hugetlb['2M'] ${cfg.hugetlb2M} pages do not fit in free RAM (got ${i})`);
+      this.hugetlb['2M'].free.push(pfn);
+    }
+    this.hugetlb['2M'].free.reverse();
+    this.hugetlb['2M'].total = cfg.hugetlb2M;
+  }
+
+  /** Free base pages in the buddy allocator now. */
+  get freePages(): number {
+    return this.buddy.freePages;
+  }
+
+  /** The region holding addr, or undefined for a hole. */
+  regionAt(addr: bigint): MemRegion | undefined {
+    checkAddr('addr', addr);
+    return this.regionAtNum(Number(addr));
+  }
+
+  /** regionAt for an exact numeric address (internal hot path). */
+  regionAtNum(a: number): Region | undefined {
+    const regs = this.regions;
+    let lo = 0, hi = regs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const r = regs[mid];
+      if (a < r.startNum) hi = mid - 1;
+      else if (a >= r.endNum) lo = mid + 1;
+      else return r;
+    }
+    return undefined;
+  }
+
+  /** The region named name, or undefined. */
+  region(name: string): Region | undefined {
+    return this.regions.find((r) => r.name === name);
+  }
+
+  /** Page facts for a pfn, or undefined if the pfn is in a hole. */
+  pfnFacts(pfn: bigint): PageFacts | undefined {
+    checkAddr('pfn', pfn);
+    const r = this.regionAtNum(Number(pfn) * this.pageSize);
+    if (r === undefined) return undefined;
+    let f = this.factsByRegion.get(r.id);
+    if (f === undefined) {
+      f = {
+        region: r,
+        hasStructPage: r.hasStructPage,
+        pgmapId: r.pgmapId,
+        get rangeFlags(): number { return r.rangeFlags; },
+      };
+      this.factsByRegion.set(r.id, f);
+    }
+    return f;
+  }
+
+  /**
+   * Allocates 2^order contiguous base pages of System RAM for kernel use, zeroed.
+   * Errors: ENOMEM when no free block of that order exists (retry after frees may help);
+   * ENOMEM with a WARN for order > MAX_PAGE_ORDER (the kernel's WARN_ON_ONCE_GFP; never succeeds).
+   */
+  allocKernelPages(order: number): Result<bigint> {
+    checkLen('order', order, 0, 63);
+    if (order > MAX_PAGE_ORDER) {
+      this.events.warn('page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
+      return err('ENOMEM', `order ${order} exceeds MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
+    }
+    const pfn = this.buddy.alloc(order);
+    if (pfn < 0) return err('ENOMEM', `no free block of order ${order}`);
+    this.kernelPages.set(pfn, order);
+    this.stats.pagesAllocated += 2 ** order;
+    this.mem.discard(pfn * this.pageSize, this.pageSize * 2 ** order);
+    return ok(BigInt(pfn));
+  }
+
+  /** Frees what allocKernelPages returned; a pfn/order that was not allocated so is a BUG (throws KernelBug). */
+  freeKernelPages(pfn: bigint, order: number): void {
+    checkAddr('pfn', pfn);
+    checkLen('order', order, 0, 63);
+    const p = Number(pfn);
+    const have = this.kernelPages.get(p);
+    if (have !== order) {
+      this.events.bug('page_alloc', have === undefined
+        ? `freeing pfn 0x${p.toString(16)} order ${order} that is not an allocated kernel block`
+        : `freeing pfn 0x${p.toString(16)} with order ${order}, allocated with order ${have}`, { pfn: p, order, allocatedOrder: have });
+    }
+    this.kernelPages.delete(p);
+    this.buddy.free(p, order);
+    this.stats.pagesFreed += 2 ** order;
+  }
+
+  /** Metadata of the folio containing pfn, or undefined (free memory, kernel pages, no struct page). */
+  folioOf(pfn: bigint): FolioInfo | undefined {
+    checkAddr('pfn', pfn);
+    const idx = this.folios.find(Number(pfn));
+    if (idx < 0) return undefined;
+    const t = this.folios;
+    return { head: BigInt(t.head[idx]), order: t.order[idx], refcount: t.refcount[idx], pincount: t.pincount[idx] };
+  }
+
+  /** A new process with an empty address space. */
+  newProcess(): UserMm {
+    return new UserMm(this, this.nextProcessId++);
+  }
+
+  // ---- user folio allocation (used by user-mm.ts) ----
+
+  /** Allocates a zeroed user folio from the buddy allocator; returns its record index or -1 (ENOMEM). */
+  allocUserFolio(order: number): number {
+    const pfn = this.buddy.alloc(order);
+    if (pfn < 0) return -1;
+    this.stats.pagesAllocated += 2 ** order;
+    this.mem.discard(pfn * this.pageSize, this.pageSize * 2 ** order);
+    return this.folios.create(pfn, order, FolioKind.Buddy, 0);
+  }
+
+  /** Takes a zeroed page from a hugetlb pool (consuming a reservation when `reserved`); -1 if empty. */
+  allocHugetlbFolio(size: '2M' | '1G', reserved: boolean): number {
+    const pool = this.hugetlb[size];
+    const pfn = pool.free.pop();
+    if (pfn === undefined) return -1;
+    if (reserved) pool.reserved--;
+    this.mem.discard(pfn * this.pageSize, pool.len);
+    return this.folios.create(pfn, pool.order, size === '2M' ? FolioKind.Hugetlb2M : FolioKind.Hugetlb1G, 0);
+  }
+
+  /** A ZONE_DEVICE page's record (created on first pin; the pgmap holds one reference). */
+  zoneDeviceFolio(pfn: number): number {
+    const idx = this.folios.byHeadPfn(pfn);
+    if (idx >= 0) return idx;
+    return this.folios.create(pfn, 0, FolioKind.ZoneDevice, 1);
+  }
+
+  /** Drops refs references; frees the folio at zero (a ZONE_DEVICE record is dropped at its base reference). */
+  folioPut(idx: number, refs: number): void {
+    const t = this.folios;
+    const r = t.refcount[idx] - refs;
+    t.refcount[idx] = r;
+    const kind = t.kind[idx];
+    if (kind === FolioKind.ZoneDevice) {
+      if (r === 1 && t.pincount[idx] === 0) t.remove(idx);
+      return;
+    }
+    if (r > 0) return;
+    if (r < 0) this.events.bug('mm', `folio refcount underflow at pfn 0x${t.head[idx].toString(16)}`, { refcount: r });
+    const head = t.head[idx], order = t.order[idx];
+    t.remove(idx);
+    if (kind === FolioKind.Buddy) {
+      this.buddy.free(head, order);
+      this.stats.pagesFreed += 2 ** order;
+    } else {
+      this.hugetlb[kind === FolioKind.Hugetlb2M ? '2M' : '1G'].free.push(head);
+    }
+  }
+}
+
+/** Creates the memory part of a simulated machine (see MmMachine). */
+export function createMmMachine(config: MmConfig): MmMachine {
+  return new MmMachine(config);
+}

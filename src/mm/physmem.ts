@@ -1,0 +1,147 @@
+// Models: the byte contents of physical memory (RAM, pmem, device BARs) as a sparse store.
+// Nothing is allocated until written; unwritten memory reads as zero. Chunks of 4 KiB.
+
+import { checkAddr, checkLen, hex } from '../base/index.ts';
+import type { Region } from './layout.ts';
+import type { PhysMem } from './types.ts';
+
+const CHUNK_SHIFT = 12;
+const CHUNK = 1 << CHUNK_SHIFT;
+const ZERO = new Uint8Array(CHUNK);
+
+/** Sparse physical memory over the accessible regions of a memory map. */
+export class SparsePhysMem implements PhysMem {
+  readonly chunkSize = CHUNK;
+  private readonly chunks = new Map<number, Uint8Array>();
+  private readonly regions: readonly Region[];
+  private readonly addrBits: number;
+
+  constructor(regions: readonly Region[], physAddrBits: number) {
+    this.regions = regions;
+    this.addrBits = physAddrBits;
+  }
+
+  get residentBytes(): number {
+    return this.chunks.size * CHUNK;
+  }
+
+  /** Checks [addr, addr+len) lies in accessible regions without holes; returns addr as a number. */
+  private check(what: string, addr: unknown, len: number): number {
+    const a = Number(checkAddr(`${what} addr`, addr, this.addrBits));
+    const end = a + len;
+    let pos = a;
+    const regs = this.regions;
+    let i = 0;
+    while (i < regs.length && regs[i].endNum <= pos) i++;
+    do {
+      const r = regs[i];
+      if (r === undefined || r.startNum > pos || !r.accessible) {
+        throw new RangeError(`${what}: physical range [${hex(a)}, ${hex(end)}) ${r && r.startNum <= pos ? `touches ${r.kind} region ${r.name}` : 'is not backed by memory'} at ${hex(pos)}`);
+      }
+      pos = r.endNum;
+      i++;
+    } while (pos < end);
+    return a;
+  }
+
+  private chunkFor(idx: number): Uint8Array {
+    let c = this.chunks.get(idx);
+    if (c === undefined) {
+      c = new Uint8Array(CHUNK);
+      this.chunks.set(idx, c);
+    }
+    return c;
+  }
+
+  /** Reads len bytes at addr (a fresh copy). Throws RangeError for holes / reserved memory. */
+  read(addr: bigint, len: number): Uint8Array {
+    checkLen('len', len);
+    const a = this.check('mem.read', addr, len);
+    const out = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const p = a + done;
+      const idx = Math.floor(p / CHUNK);
+      const off = p - idx * CHUNK;
+      const n = Math.min(CHUNK - off, len - done);
+      const c = this.chunks.get(idx);
+      if (c !== undefined) out.set(c.subarray(off, off + n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  /** Writes bytes at addr. Throws RangeError (and writes nothing) for holes / reserved memory. */
+  write(addr: bigint, bytes: Uint8Array): void {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array, got ${typeof bytes}`);
+    const len = bytes.length;
+    const a = this.check('mem.write', addr, len);
+    let done = 0;
+    while (done < len) {
+      const p = a + done;
+      const idx = Math.floor(p / CHUNK);
+      const off = p - idx * CHUNK;
+      const n = Math.min(CHUNK - off, len - done);
+      this.chunkFor(idx).set(bytes.subarray(done, done + n), off);
+      done += n;
+    }
+  }
+
+  /** Fills len bytes at addr with value (0..255). A zero fill of whole chunks releases them. */
+  fill(addr: bigint, len: number, value: number): void {
+    checkLen('len', len);
+    checkLen('value', value, 0, 255);
+    const a = this.check('mem.fill', addr, len);
+    let done = 0;
+    while (done < len) {
+      const p = a + done;
+      const idx = Math.floor(p / CHUNK);
+      const off = p - idx * CHUNK;
+      const n = Math.min(CHUNK - off, len - done);
+      if (value === 0 && n === CHUNK) this.chunks.delete(idx);
+      else if (value !== 0 || this.chunks.has(idx)) this.chunkFor(idx).fill(value, off, off + n);
+      done += n;
+    }
+  }
+
+  /** Copies len bytes from src to dst (memmove semantics). */
+  copy(dst: bigint, src: bigint, len: number): void {
+    checkLen('len', len);
+    this.check('mem.copy src', src, len);
+    this.check('mem.copy dst', dst, len);
+    this.write(dst, this.read(src, len));
+  }
+
+  /** A live view of len bytes inside one 4 KiB chunk of accessible memory. */
+  view(addr: bigint, len: number): Uint8Array {
+    checkLen('len', len, 1, CHUNK);
+    const a = this.check('mem.view', addr, len);
+    const idx = Math.floor(a / CHUNK);
+    const off = a - idx * CHUNK;
+    if (off + len > CHUNK) throw new RangeError(`mem.view: [${hex(a)}, +${len}) crosses a ${CHUNK}-byte chunk boundary`);
+    return this.chunkFor(idx).subarray(off, off + len);
+  }
+
+  /**
+   * Drops the backing of [addr, addr+len) (both chunk-aligned), so it reads as zero again: the
+   * model's clear_page for freshly allocated user pages. Costs O(min(chunks in range, resident chunks)).
+   */
+  discard(addrNum: number, len: number): void {
+    const first = Math.floor(addrNum / CHUNK);
+    const last = Math.ceil((addrNum + len) / CHUNK);
+    if (this.chunks.size === 0) return;
+    if (last - first > this.chunks.size) {
+      for (const k of this.chunks.keys()) if (k >= first && k < last) this.chunks.delete(k);
+    } else {
+      for (let k = first; k < last; k++) this.chunks.delete(k);
+    }
+  }
+
+  /** true when any chunk in [addr, addr+len) is resident (for tests and reports). */
+  isZeroChunk(idx: number): boolean {
+    const c = this.chunks.get(idx);
+    if (c === undefined) return true;
+    for (let i = 0; i < CHUNK; i++) if (c[i] !== ZERO[i]) return false;
+    return true;
+  }
+}

@@ -1,0 +1,526 @@
+// Models: a process address space (struct mm_struct, struct vm_area_struct; mm/mmap.c, mm/vma.c,
+// mm/memory.c handle_mm_fault, mm/huge_memory.c THP faults, mm/hugetlb.c, io_remap_pfn_range) (Linux 6.x).
+// Page tables map user VA to pfn per VMA in typed arrays; pages fault in on first touch or at populate.
+
+import { GiB, MiB, checkAddr, checkLen, err, hex, ok, type Err, type Result } from '../base/index.ts';
+import type { Region } from './layout.ts';
+import type { MmMachine } from './machine.ts';
+
+/** What backs a mapping. A device backing maps part of a device or pmem region (PFN map / DAX). */
+export type MmapBacking = 'anon' | 'thp' | 'hugetlb-2M' | 'hugetlb-1G' | { readonly device: string; readonly offset?: number };
+
+/** Options of UserMm.mmap. */
+export interface MmapOptions {
+  /** Bytes; rounded up to the page size (to the huge page size for hugetlb), as mmap does. */
+  readonly len: number;
+  readonly backing: MmapBacking;
+  /** Fault every page in now (MAP_POPULATE). Device mappings are always populated. */
+  readonly populate?: boolean;
+  /** 'rw' (default) or 'r' (PROT_READ only). */
+  readonly prot?: 'r' | 'rw';
+  /** A fixed address (MAP_FIXED_NOREPLACE): aligned to the backing's page size; EEXIST if it overlaps. */
+  readonly addr?: bigint;
+}
+
+/** Kinds of VMA the model has. */
+export const VmaKind = { Anon: 0, Thp: 1, Hugetlb2M: 2, Hugetlb1G: 3, PfnMap: 4, DevPages: 5 } as const;
+export type VmaKind = (typeof VmaKind)[keyof typeof VmaKind];
+
+/** Highest user address + 1 (TASK_SIZE with 4-level paging on x86-64, rounded). */
+export const TASK_SIZE = 2 ** 47;
+const MMAP_BASE = 0x7f0000000000;
+const MMAP_MIN_ADDR = 0x10000;
+
+/**
+ * One mapping. Internal to mm/ (GUP reads its page tables directly); not part of the public API.
+ * leafPfn/leafFolio hold one entry per granule (base page for anon, 2 MiB slot for THP, huge page
+ * for hugetlb): the pfn (-1 = not present; THP only: -2 = this slot is mapped by base-page PTEs in
+ * ptePfn/pteFolio) and the folio record index. Granule g covers VA [(slotBase+g)*granuleLen, ...).
+ */
+export class Vma {
+  constructor(
+    readonly start: number,
+    readonly end: number,
+    readonly kind: VmaKind,
+    readonly writable: boolean,
+    readonly granuleLen: number,
+    readonly slotBase: number,
+    public leafPfn: Float64Array | null,
+    public leafFolio: Int32Array | null,
+    public ptePfn: Float64Array | null,
+    public pteFolio: Int32Array | null,
+    readonly basePfn: number,
+    readonly region: Region | null,
+  ) {}
+
+  get len(): number {
+    return this.end - this.start;
+  }
+}
+
+function describe(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : typeof v === 'bigint' ? `${v}n` : JSON.stringify(v) ?? String(v);
+}
+
+/** A process address space: VMAs with their page tables, faults, and user-memory access. */
+export class UserMm {
+  readonly machine: MmMachine;
+  readonly id: number;
+  /** VMAs sorted by start (internal; GUP walks them). */
+  readonly vmas: Vma[] = [];
+  private nextVa = MMAP_BASE;
+  private readonly ps: number;
+
+  constructor(machine: MmMachine, id: number) {
+    this.machine = machine;
+    this.id = id;
+    this.ps = machine.pageSize;
+  }
+
+  /** The VMA containing va (a number), or undefined. */
+  vmaAt(va: number): Vma | undefined {
+    const v = this.vmas;
+    let lo = 0, hi = v.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (va < v[mid].start) hi = mid - 1;
+      else if (va >= v[mid].end) lo = mid + 1;
+      else return v[mid];
+    }
+    return undefined;
+  }
+
+  /** A plain description of the mappings (for reports and tests). */
+  get mappings(): Array<{ start: bigint; end: bigint; kind: string; writable: boolean }> {
+    const names = ['anon', 'thp', 'hugetlb-2M', 'hugetlb-1G', 'pfnmap', 'devpages'];
+    return this.vmas.map((v) => ({ start: BigInt(v.start), end: BigInt(v.end), kind: names[v.kind], writable: v.writable }));
+  }
+
+  /**
+   * Maps len bytes. Returns the start address.
+   * Errors: ENOMEM (no free VA, a hugetlb pool without enough free pages for the reservation, or
+   * populate could not allocate: the mapping is then removed again); EINVAL (device offset not
+   * page-aligned or beyond the region; fixed addr not aligned or beyond TASK_SIZE); EEXIST (fixed
+   * addr overlaps a mapping). Misuse (bad types, unknown backing or device name) throws.
+   */
+  mmap(opts: MmapOptions): Result<bigint> {
+    if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object, got ${describe(opts)}`);
+    const m = this.machine, ps = this.ps;
+    let len = checkLen('opts.len', opts.len, 1);
+    const prot = opts.prot ?? 'rw';
+    if (prot !== 'r' && prot !== 'rw') throw new RangeError(`opts.prot must be 'r' or 'rw', got ${describe(prot)}`);
+    if (opts.populate !== undefined && typeof opts.populate !== 'boolean') throw new TypeError(`opts.populate must be a boolean, got ${describe(opts.populate)}`);
+    const b = opts.backing;
+    let kind: VmaKind;
+    let granuleLen = ps;
+    let region: Region | null = null;
+    let basePfn = 0;
+    if (b === 'anon') kind = VmaKind.Anon;
+    else if (b === 'thp') { kind = VmaKind.Thp; granuleLen = 2 * MiB; }
+    else if (b === 'hugetlb-2M') { kind = VmaKind.Hugetlb2M; granuleLen = 2 * MiB; }
+    else if (b === 'hugetlb-1G') { kind = VmaKind.Hugetlb1G; granuleLen = GiB; }
+    else if (typeof b === 'object' && b !== null && typeof b.device === 'string') {
+      const r = m.region(b.device);
+      if (r === undefined || (r.kind !== 'device' && r.kind !== 'pmem')) {
+        throw new RangeError(`opts.backing.device must name a device or pmem region, got ${describe(b.device)}`);
+      }
+      const offset = b.offset === undefined ? 0 : checkLen('opts.backing.offset', b.offset);
+      if (offset % ps !== 0) return err('EINVAL', `device offset ${offset} is not page-aligned`);
+      len = Math.ceil(len / ps) * ps;
+      if (offset + len > r.len) return err('EINVAL', `device window [${offset}, +${len}) exceeds ${r.name} (${r.len} bytes)`);
+      region = r;
+      basePfn = (r.startNum + offset) / ps;
+      kind = r.hasStructPage ? VmaKind.DevPages : VmaKind.PfnMap;
+    } else {
+      throw new RangeError(`opts.backing must be 'anon', 'thp', 'hugetlb-2M', 'hugetlb-1G' or { device, offset }, got ${describe(b)}`);
+    }
+    const isHuge = kind === VmaKind.Hugetlb2M || kind === VmaKind.Hugetlb1G;
+    len = Math.ceil(len / (isHuge ? granuleLen : ps)) * (isHuge ? granuleLen : ps);
+    const align = kind === VmaKind.Anon || region !== null ? ps : granuleLen;
+    let start: number;
+    if (opts.addr !== undefined) {
+      start = Number(checkAddr('opts.addr', opts.addr, 64));
+      if (start % align !== 0) return err('EINVAL', `addr ${hex(start)} is not aligned to ${align}`);
+      if (start + len > TASK_SIZE || start < MMAP_MIN_ADDR) return err('EINVAL', `[${hex(start)}, +${len}) is outside user space`);
+      if (this.overlapping(start, start + len) !== undefined) return err('EEXIST', `[${hex(start)}, +${len}) overlaps a mapping`);
+    } else {
+      start = Math.floor((this.nextVa - len) / align) * align;
+      for (;;) {
+        if (start < MMAP_MIN_ADDR) return err('ENOMEM', `no free user address range of ${len} bytes`);
+        const o = this.overlapping(start, start + len);
+        if (o === undefined) break;
+        start = Math.floor((o.start - len) / align) * align;
+      }
+    }
+    const nGranules = Math.ceil((start + len) / granuleLen) - Math.floor(start / granuleLen);
+    let pool = null;
+    if (isHuge) {
+      pool = m.hugetlb[kind === VmaKind.Hugetlb2M ? '2M' : '1G'];
+      if (pool.free.length - pool.reserved < nGranules) {
+        return err('ENOMEM', `hugetlb pool ${kind === VmaKind.Hugetlb2M ? '2M' : '1G'} has ${pool.free.length - pool.reserved} unreserved free pages, need ${nGranules}`);
+      }
+      pool.reserved += nGranules;
+    }
+    let leafPfn: Float64Array | null = null, leafFolio: Int32Array | null = null;
+    if (region === null) {
+      leafPfn = new Float64Array(nGranules).fill(-1);
+      leafFolio = new Int32Array(nGranules).fill(-1);
+    }
+    const vma = new Vma(start, start + len, kind, prot === 'rw', granuleLen, Math.floor(start / granuleLen),
+      leafPfn, leafFolio, null, null, basePfn, region);
+    this.insert(vma);
+    if (opts.addr === undefined) this.nextVa = Math.min(this.nextVa, start);
+    if (opts.populate === true && region === null) {
+      const r = this.populate(vma, start, start + len);
+      if (!r.ok) {
+        this.munmapNum(start, start + len);
+        return r;
+      }
+    }
+    return ok(BigInt(start));
+  }
+
+  private overlapping(s: number, e: number): Vma | undefined {
+    for (const v of this.vmas) if (v.start < e && v.end > s) return v;
+    return undefined;
+  }
+
+  private insert(v: Vma): void {
+    let i = 0;
+    while (i < this.vmas.length && this.vmas[i].start < v.start) i++;
+    this.vmas.splice(i, 0, v);
+  }
+
+  /** Faults in every page of [s, e) inside vma. ENOMEM if the allocator runs dry. */
+  private populate(vma: Vma, s: number, e: number): Result<void> {
+    const step = vma.kind === VmaKind.Anon || vma.kind === VmaKind.Thp ? this.ps : vma.granuleLen;
+    for (let va = Math.floor(s / step) * step; va < e; va += step) {
+      if (vma.kind === VmaKind.Thp && va % vma.granuleLen === 0 && va + vma.granuleLen <= e) {
+        if (this.faultPage(vma, va) < 0) return err('ENOMEM', `out of memory faulting ${hex(va)}`);
+        const slot = Math.floor(va / vma.granuleLen) - vma.slotBase;
+        if (vma.leafPfn![slot] >= 0) { va += vma.granuleLen - step; continue; }
+      }
+      if (this.faultPage(vma, va) < 0) return err('ENOMEM', `out of memory faulting ${hex(va)}`);
+    }
+    return ok();
+  }
+
+  /** The pfn mapped at va in vma without faulting, or -1 if not present. */
+  pfnAt(vma: Vma, va: number): number {
+    const ps = this.ps;
+    switch (vma.kind) {
+      case VmaKind.PfnMap:
+      case VmaKind.DevPages:
+        return vma.basePfn + (Math.floor(va / ps) - vma.start / ps);
+      case VmaKind.Thp: {
+        const slot = Math.floor(va / vma.granuleLen) - vma.slotBase;
+        const v = vma.leafPfn![slot];
+        if (v >= 0) return v + (Math.floor(va / ps) % (vma.granuleLen / ps));
+        if (v === -2) return vma.ptePfn![Math.floor(va / ps) - vma.start / ps];
+        return -1;
+      }
+      default: {
+        const g = Math.floor(va / vma.granuleLen) - vma.slotBase;
+        const v = vma.leafPfn![g];
+        return v < 0 ? -1 : v + Math.floor((va % vma.granuleLen) / ps);
+      }
+    }
+  }
+
+  private ensurePte(vma: Vma): void {
+    if (vma.ptePfn === null) {
+      const n = vma.len / this.ps;
+      vma.ptePfn = new Float64Array(n).fill(-1);
+      vma.pteFolio = new Int32Array(n).fill(-1);
+    }
+  }
+
+  /**
+   * Handles a fault at va (handle_mm_fault): allocates and maps the page (a 2 MiB folio for a THP
+   * slot that lies wholly inside the VMA when the allocator has one, else a base page; a huge page
+   * from the pool for hugetlb, using the mapping's reservation). Returns the pfn now mapped at va,
+   * or -1 on ENOMEM. Permission checks are the caller's.
+   */
+  faultPage(vma: Vma, va: number): number {
+    const have = this.pfnAt(vma, va);
+    if (have >= 0) return have;
+    const m = this.machine, ps = this.ps;
+    switch (vma.kind) {
+      case VmaKind.Anon: {
+        const f = m.allocUserFolio(0);
+        if (f < 0) return -1;
+        const g = Math.floor(va / ps) - vma.slotBase;
+        vma.leafPfn![g] = m.folios.head[f];
+        vma.leafFolio![g] = f;
+        m.folios.refcount[f] = 1;
+        m.stats.pageFaults++;
+        return m.folios.head[f];
+      }
+      case VmaKind.Hugetlb2M:
+      case VmaKind.Hugetlb1G: {
+        const f = m.allocHugetlbFolio(vma.kind === VmaKind.Hugetlb2M ? '2M' : '1G', true);
+        if (f < 0) return -1;
+        const g = Math.floor(va / vma.granuleLen) - vma.slotBase;
+        vma.leafPfn![g] = m.folios.head[f];
+        vma.leafFolio![g] = f;
+        m.folios.refcount[f] = 1;
+        m.stats.pageFaults++;
+        return this.pfnAt(vma, va);
+      }
+      case VmaKind.Thp: {
+        const gl = vma.granuleLen;
+        const slot = Math.floor(va / gl) - vma.slotBase;
+        const slotStart = (slot + vma.slotBase) * gl;
+        if (vma.leafPfn![slot] === -1 && slotStart >= vma.start && slotStart + gl <= vma.end) {
+          const f = m.allocUserFolio(m.thpOrder);
+          if (f >= 0) {
+            vma.leafPfn![slot] = m.folios.head[f];
+            vma.leafFolio![slot] = f;
+            m.folios.refcount[f] = 1;
+            m.stats.pageFaults++;
+            return this.pfnAt(vma, va);
+          }
+        }
+        // Fallback: this slot is mapped by base pages (do_anonymous_page after a failed THP allocation).
+        this.ensurePte(vma);
+        vma.leafPfn![slot] = -2;
+        const f = m.allocUserFolio(0);
+        if (f < 0) return -1;
+        const pi = Math.floor(va / ps) - vma.start / ps;
+        vma.ptePfn![pi] = m.folios.head[f];
+        vma.pteFolio![pi] = f;
+        m.folios.refcount[f] = 1;
+        m.stats.pageFaults++;
+        return m.folios.head[f];
+      }
+      default:
+        return -1;
+    }
+  }
+
+  /** The folio record index mapped at va (present pages only), or -1 (no struct page / not present). */
+  folioAt(vma: Vma, va: number): number {
+    const ps = this.ps;
+    switch (vma.kind) {
+      case VmaKind.PfnMap:
+        return -1;
+      case VmaKind.DevPages:
+        return this.machine.folios.byHeadPfn(this.pfnAt(vma, va));
+      case VmaKind.Thp: {
+        const slot = Math.floor(va / vma.granuleLen) - vma.slotBase;
+        const v = vma.leafPfn![slot];
+        if (v >= 0) return vma.leafFolio![slot];
+        if (v === -2) return vma.pteFolio![Math.floor(va / ps) - vma.start / ps];
+        return -1;
+      }
+      default: {
+        const g = Math.floor(va / vma.granuleLen) - vma.slotBase;
+        return vma.leafPfn![g] < 0 ? -1 : vma.leafFolio![g];
+      }
+    }
+  }
+
+  /** EFAULT if [s, e) is not wholly mapped, or (write) has a read-only mapping; else null. */
+  checkAccess(s: number, e: number, write: boolean): Err | null {
+    let pos = s;
+    while (pos < e) {
+      const v = this.vmaAt(pos);
+      if (v === undefined) return err('EFAULT', `no mapping at ${hex(pos)}`);
+      if (write && !v.writable) return err('EFAULT', `write access to read-only mapping at ${hex(pos)}`);
+      pos = v.end;
+    }
+    return null;
+  }
+
+  private userRange(addr: unknown, len: number): [number, number] {
+    const a = Number(checkAddr('addr', addr, 64));
+    return [a, a + len];
+  }
+
+  /**
+   * Touches [addr, addr+len) as the CPU would (read or write), faulting pages in.
+   * Errors: EFAULT (unmapped, or write to a read-only mapping; nothing is faulted); ENOMEM.
+   */
+  touch(addr: bigint, len: number, write: boolean): Result<void> {
+    checkLen('len', len);
+    if (typeof write !== 'boolean') throw new TypeError(`write must be a boolean, got ${describe(write)}`);
+    const [s, e] = this.userRange(addr, len);
+    const bad = this.checkAccess(s, e, write);
+    if (bad !== null) return bad;
+    let pos = s;
+    while (pos < e) {
+      const v = this.vmaAt(pos)!;
+      const vend = Math.min(v.end, e);
+      const r = this.populate(v, pos, vend);
+      if (!r.ok) return r;
+      pos = vend;
+    }
+    return ok();
+  }
+
+  /** Calls fn(phys, offsetInBuffer, n) for each page piece of [s, e), faulting pages in. */
+  private eachPiece(s: number, e: number, fn: (phys: number, off: number, n: number) => void): Result<void> {
+    const ps = this.ps;
+    let pos = s;
+    while (pos < e) {
+      const v = this.vmaAt(pos)!;
+      const pfn = this.faultPage(v, pos);
+      if (pfn < 0) return err('ENOMEM', `out of memory faulting ${hex(pos)}`);
+      const inPage = pos % ps;
+      const n = Math.min(ps - inPage, e - pos);
+      fn(pfn * ps + inPage, pos - s, n);
+      pos += n;
+    }
+    return ok();
+  }
+
+  /** Reads user memory through the page tables. Errors: EFAULT (unmapped), ENOMEM. */
+  readUser(addr: bigint, len: number): Result<Uint8Array> {
+    checkLen('len', len);
+    const [s, e] = this.userRange(addr, len);
+    const bad = this.checkAccess(s, e, false);
+    if (bad !== null) return bad;
+    const out = new Uint8Array(len);
+    const r = this.eachPiece(s, e, (p, off, n) => out.set(this.machine.mem.read(BigInt(p), n), off));
+    return r.ok ? ok(out) : r;
+  }
+
+  /** Writes user memory through the page tables. Errors: EFAULT (unmapped or read-only; nothing written), ENOMEM. */
+  writeUser(addr: bigint, bytes: Uint8Array): Result<void> {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array, got ${describe(bytes)}`);
+    const [s, e] = this.userRange(addr, bytes.length);
+    const bad = this.checkAccess(s, e, true);
+    if (bad !== null) return bad;
+    return this.eachPiece(s, e, (p, off, n) => this.machine.mem.write(BigInt(p), bytes.subarray(off, off + n)));
+  }
+
+  /** The physical address va maps to now, or undefined (no mapping, or the page is not present). */
+  translate(va: bigint): bigint | undefined {
+    const a = Number(checkAddr('va', va, 64));
+    const v = this.vmaAt(a);
+    if (v === undefined) return undefined;
+    const pfn = this.pfnAt(v, a);
+    return pfn < 0 ? undefined : BigInt(pfn * this.ps + (a % this.ps));
+  }
+
+  /**
+   * Unmaps [addr, addr+len) (len rounded up to pages); holes in the range are fine, as in munmap(2).
+   * Pinned folios are not freed here: the mapping's references go, the pins keep the folio alive
+   * and the last unpin frees it (the kernel's behaviour: a pin is a reference).
+   * Errors: EINVAL (addr not page-aligned; a hugetlb mapping cut off its huge-page alignment).
+   */
+  munmap(addr: bigint, len: number): Result<void> {
+    checkLen('len', len, 1);
+    const a = Number(checkAddr('addr', addr, 64));
+    if (a % this.ps !== 0) return err('EINVAL', `addr ${hex(a)} is not page-aligned`);
+    const e = a + Math.ceil(len / this.ps) * this.ps;
+    for (const v of this.vmas) {
+      if (v.start >= e || v.end <= a) continue;
+      if ((v.kind === VmaKind.Hugetlb2M || v.kind === VmaKind.Hugetlb1G) &&
+        ((a > v.start && a % v.granuleLen !== 0) || (e < v.end && e % v.granuleLen !== 0))) {
+        return err('EINVAL', `hugetlb mapping at ${hex(v.start)} can only be split at ${v.granuleLen}-byte boundaries`);
+      }
+    }
+    this.munmapNum(a, e);
+    return ok();
+  }
+
+  private munmapNum(a: number, e: number): void {
+    const keep: Vma[] = [];
+    for (const v of this.vmas) {
+      if (v.start >= e || v.end <= a) { keep.push(v); continue; }
+      const lo = Math.max(a, v.start), hi = Math.min(e, v.end);
+      this.unmapPages(v, lo, hi);
+      if (v.start < lo) keep.push(this.slice(v, v.start, lo));
+      if (hi < v.end) keep.push(this.slice(v, hi, v.end));
+    }
+    keep.sort((x, y) => x.start - y.start);
+    this.vmas.length = 0;
+    this.vmas.push(...keep);
+  }
+
+  private unmapPages(v: Vma, lo: number, hi: number): void {
+    const m = this.machine, ps = this.ps;
+    switch (v.kind) {
+      case VmaKind.PfnMap:
+      case VmaKind.DevPages:
+        return;
+      case VmaKind.Anon:
+        for (let va = lo; va < hi; va += ps) {
+          const g = va / ps - v.slotBase;
+          if (v.leafPfn![g] >= 0) {
+            m.folioPut(v.leafFolio![g], 1);
+            v.leafPfn![g] = -1;
+            v.leafFolio![g] = -1;
+          }
+        }
+        return;
+      case VmaKind.Hugetlb2M:
+      case VmaKind.Hugetlb1G: {
+        const pool = m.hugetlb[v.kind === VmaKind.Hugetlb2M ? '2M' : '1G'];
+        for (let va = lo; va < hi; va += v.granuleLen) {
+          const g = va / v.granuleLen - v.slotBase;
+          if (v.leafPfn![g] >= 0) {
+            m.folioPut(v.leafFolio![g], 1);
+            v.leafPfn![g] = -1;
+            v.leafFolio![g] = -1;
+          } else {
+            pool.reserved--;
+          }
+        }
+        return;
+      }
+      case VmaKind.Thp: {
+        const gl = v.granuleLen;
+        for (let slotVa = Math.floor(lo / gl) * gl; slotVa < hi; slotVa += gl) {
+          const slot = slotVa / gl - v.slotBase;
+          const s = Math.max(lo, slotVa), e = Math.min(hi, slotVa + gl);
+          const pfn = v.leafPfn![slot];
+          if (pfn >= 0) {
+            const f = v.leafFolio![slot];
+            if (s === slotVa && e === slotVa + gl) {
+              m.folioPut(f, 1);
+              v.leafPfn![slot] = -1;
+              v.leafFolio![slot] = -1;
+              continue;
+            }
+            // Partial unmap of a PMD-mapped THP: split the PMD into base-page PTEs first
+            // (__split_huge_pmd); each PTE then holds a reference to the folio.
+            this.ensurePte(v);
+            const per = gl / ps;
+            const p0 = slotVa / ps - v.start / ps;
+            for (let i = 0; i < per; i++) {
+              v.ptePfn![p0 + i] = pfn + i;
+              v.pteFolio![p0 + i] = f;
+            }
+            m.folios.refcount[f] += per - 1;
+            v.leafPfn![slot] = -2;
+          }
+          if (v.leafPfn![slot] === -2) {
+            for (let va = s; va < e; va += ps) {
+              const pi = va / ps - v.start / ps;
+              if (v.ptePfn![pi] >= 0) {
+                m.folioPut(v.pteFolio![pi], 1);
+                v.ptePfn![pi] = -1;
+                v.pteFolio![pi] = -1;
+              }
+            }
+          }
+        }
+        return;
+      }
+    }
+  }
+
+  /** A new VMA for [s, e) of v, with copies of the page-table entries it covers. */
+  private slice(v: Vma, s: number, e: number): Vma {
+    const ps = this.ps, gl = v.granuleLen;
+    const slotBase = Math.floor(s / gl);
+    const g0 = slotBase - v.slotBase, g1 = Math.ceil(e / gl) - v.slotBase;
+    const p0 = s / ps - v.start / ps, p1 = e / ps - v.start / ps;
+    return new Vma(s, e, v.kind, v.writable, gl, slotBase,
+      v.leafPfn && v.leafPfn.slice(g0, g1), v.leafFolio && v.leafFolio.slice(g0, g1),
+      v.ptePfn && v.ptePfn.slice(p0, p1), v.pteFolio && v.pteFolio.slice(p0, p1),
+      v.region === null ? 0 : v.basePfn + p0, v.region);
+  }
+}

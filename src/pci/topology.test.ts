@@ -1,0 +1,152 @@
+// Tests for the PCI topology build: enumeration, names, BAR regions, providers, config validation.
+import { describe, expect, it } from 'vitest';
+import { GiB, KiB } from '../base/index.ts';
+import { rangeProvider } from '../phyr/flags.ts';
+import { Device } from './device.ts';
+import { devIsPci, toPciDev } from './pci-dev.ts';
+import { fakeMm } from './testing.ts';
+import { buildPciTopology, pciDeviceMemoryFromConfig, pciTopologyOf, type PciNodeConfig } from './topology.ts';
+
+const example = (): PciNodeConfig[] => [
+  { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
+  { name: 'rp0', type: 'root-port', parent: 'hb0' },
+  { name: 'sw0', type: 'switch', parent: 'rp0', acsRedirect: false },
+  { name: 'nvme0', type: 'endpoint', parent: 'sw0', bars: [{ bytes: 16 * KiB }] },
+  { name: 'gpu0', type: 'endpoint', parent: 'sw0', bars: [{ bytes: 16 * GiB, p2p: true }] },
+  { name: 'rp1', type: 'root-port', parent: 'hb0' },
+  { name: 'tb0', type: 'endpoint', parent: 'rp1', untrusted: true },
+];
+
+function build(nodes: PciNodeConfig[], cpu = { vendor: 'intel' as const }) {
+  const mm = fakeMm(pciDeviceMemoryFromConfig(nodes));
+  return { mm, topo: buildPciTopology(mm, nodes, cpu) };
+}
+
+describe('pciDeviceMemoryFromConfig', () => {
+  it('lists one region per BAR, p2p BARs with pgmap', () => {
+    const nodes = example();
+    nodes.push({ name: 'nic0', type: 'endpoint', parent: 'rp1', bars: [{ bytes: 4096 }, { bytes: 1 * GiB, p2p: true }] });
+    expect(pciDeviceMemoryFromConfig(nodes)).toEqual([
+      { name: 'nvme0.bar0', bytes: 16 * KiB, pgmap: false },
+      { name: 'gpu0.bar0', bytes: 16 * GiB, pgmap: true },
+      { name: 'nic0.bar0', bytes: 4096, pgmap: false },
+      { name: 'nic0.bar1', bytes: 1 * GiB, pgmap: true },
+    ]);
+  });
+});
+
+describe('buildPciTopology', () => {
+  it('enumerates buses and devfns depth first', () => {
+    const { topo } = build(example());
+    const names = topo.pciDevs().map((p) => `${p.name}@${p.pciName}`);
+    expect(names).toEqual([
+      'hb0@0000:00:00.0', 'rp0@0000:00:01.0', 'sw0@0000:01:00.0', 'sw0.dsp0@0000:02:00.0', 'nvme0@0000:03:00.0',
+      'sw0.dsp1@0000:02:01.0', 'gpu0@0000:04:00.0', 'rp1@0000:00:02.0', 'tb0@0000:05:00.0',
+    ]);
+    const up = (n: string) => toPciDev(topo.device(n)).upstream?.name ?? null;
+    expect(['nvme0', 'gpu0', 'sw0.dsp0', 'sw0', 'rp0', 'hb0', 'tb0'].map(up)).toEqual(['sw0.dsp0', 'sw0.dsp1', 'sw0', 'rp0', null, null, 'rp1']);
+    expect(topo.devices().map((d) => d.name)).toEqual(['nvme0', 'gpu0', 'tb0']);
+    expect(topo.allDevices()).toHaveLength(9);
+    expect(topo.lspci()[6]).toMatch(/^0000:04:00\.0 gpu0 endpoint 0000:0000 <- sw0\.dsp1 bar0=gpu0\.bar0\(p2p#1\)$/);
+  });
+
+  it('fills dev.pci, untrusted, BAR regions and creates providers for p2p BARs only', () => {
+    const { mm, topo } = build(example());
+    const gpu = topo.device('gpu0');
+    expect(gpu).toBeInstanceOf(Device);
+    expect(devIsPci(gpu)).toBe(true);
+    const pg = toPciDev(gpu);
+    expect(pg.bars).toHaveLength(1);
+    expect(pg.bars[0].region.name).toBe('gpu0.bar0');
+    expect(pg.bars[0].busOffset).toBe(0n);
+    expect(pg.bars[0].region.providerId).toBe(1);
+    expect(rangeProvider(pg.bars[0].region.rangeFlags)).toBe(1);
+    expect(topo.providerById(1)?.owner).toBe(gpu);
+    expect(topo.providerById(2)).toBeNull();
+    expect(toPciDev(topo.device('nvme0')).p2pdma).toBeNull();
+    expect(mm.regions.find((r) => r.name === 'nvme0.bar0')?.providerId).toBe(0);
+    expect(topo.device('tb0').untrusted).toBe(true);
+    expect(topo.device('nvme0').untrusted).toBe(false);
+    expect(pciTopologyOf(mm)).toBe(topo);
+    expect(() => topo.device('nope')).toThrow(/name must be a PCI function.*"nope"/);
+  });
+
+  it('names extra functions, shares their upstream port, and propagates external-facing ports', () => {
+    const { topo } = build([
+      { name: 'hb', type: 'host-bridge', vendor: 1, device: 2 },
+      { name: 'rp', type: 'root-port', parent: 'hb', externalFacing: true },
+      { name: 'sw', type: 'switch', parent: 'rp' },
+      { name: 'mf', type: 'endpoint', parent: 'sw', functions: 3 },
+    ]);
+    expect(['mf', 'mf.1', 'mf.2'].map((n) => toPciDev(topo.device(n)).pciName)).toEqual(['0000:03:00.0', '0000:03:00.1', '0000:03:00.2']);
+    expect(new Set(['mf', 'mf.1', 'mf.2'].map((n) => toPciDev(topo.device(n)).upstream)).size).toBe(1);
+    expect(topo.devices().every((d) => d.untrusted)).toBe(true);
+  });
+
+  it('honours busOffset and per-port ACS settings', () => {
+    const { topo } = build([
+      { name: 'hb', type: 'host-bridge', vendor: 1, device: 2 },
+      { name: 'rp', type: 'root-port', parent: 'hb', acsRedirect: true },
+      { name: 'sw', type: 'switch', parent: 'rp', acsRedirectPorts: ['b'] },
+      { name: 'a', type: 'endpoint', parent: 'sw', bars: [{ bytes: 8192, p2p: true, busOffset: -(1n << 30n) }] },
+      { name: 'b', type: 'endpoint', parent: 'sw', acsRedirect: true },
+    ]);
+    const acs = topo.pciDevs().filter((p) => p.acsRedirect).map((p) => p.name);
+    expect(acs).toEqual(['rp', 'sw.dsp1', 'b']);
+    expect(toPciDev(topo.device('a')).bars[0].busOffset).toBe(-(1n << 30n));
+  });
+
+  it('rejects invalid configs with the node and field in the message', () => {
+    const cases: Array<[string, (n: PciNodeConfig[]) => unknown, RegExp]> = [
+      ['duplicate', (n) => n.push({ name: 'gpu0', type: 'endpoint', parent: 'rp1' }), /pci\[7\] \(gpu0\)\.name duplicates/],
+      ['unknown parent', (n) => (n[3].parent = 'swX'), /\(nvme0\)\.parent names no node, got "swX"/],
+      ['endpoint on host bridge', (n) => (n[3].parent = 'hb0'), /\(nvme0\)\.parent must be a root-port or switch, not a host-bridge/],
+      ['root port on switch', (n) => (n[5].parent = 'sw0'), /\(rp1\)\.parent must be a host-bridge/],
+      ['host bridge with parent', (n) => (n[0].parent = 'rp0'), /\(hb0\)\.parent must be absent/],
+      ['bad type', (n) => ((n[2] as { type: string }).type = 'bridge'), /\(sw0\)\.type must be one of/],
+      ['unknown field', (n) => ((n[4] as unknown as Record<string, unknown>).bar = []), /\(gpu0\)\.bar is not a field of a endpoint node/],
+      ['field of another type', (n) => (n[1].functions = 2), /\(rp0\)\.functions is not a field of a root-port/],
+      ['bar size', (n) => (n[3].bars = [{ bytes: 3000 }]), /\(nvme0\)\.bars\[0\]\.bytes must be a power of two >= 4096, got 3000/],
+      ['functions', (n) => (n[3].functions = 9), /\(nvme0\)\.functions must be an integer in \[1, 8\], got 9/],
+      ['host bridge ids', (n) => delete n[0].vendor, /\(hb0\)\.vendor is required/],
+      ['acs ports', (n) => (n[2].acsRedirectPorts = ['tb0']), /\(sw0\)\.acsRedirectPorts must name children of sw0, got "tb0"/],
+      ['missing parent', (n) => delete n[6].parent, /\(tb0\)\.parent is required/],
+    ];
+    for (const [what, mutate, re] of cases) {
+      const n = example();
+      mutate(n);
+      expect(() => pciDeviceMemoryFromConfig(n), what).toThrow(RangeError);
+      expect(() => pciDeviceMemoryFromConfig(n), what).toThrow(re);
+    }
+  });
+
+  it('rejects a cycle of switches', () => {
+    const n = example();
+    n.push({ name: 'swA', type: 'switch', parent: 'swB' }, { name: 'swB', type: 'switch', parent: 'swA' });
+    expect(() => pciDeviceMemoryFromConfig(n)).toThrow(/\(swA\)\.parent forms a cycle/);
+  });
+
+  it('rejects BARs the machine does not have, of the wrong size, or pushed out of 64 bits', () => {
+    const n = example();
+    expect(() => buildPciTopology(fakeMm([]), n, { vendor: 'intel' })).toThrow(/bars\[0\]: the machine has no memory region "nvme0\.bar0"/);
+    const wrong = pciDeviceMemoryFromConfig(n).map((d) => ({ ...d, bytes: d.bytes * 2 }));
+    expect(() => buildPciTopology(fakeMm(wrong), n, { vendor: 'intel' })).toThrow(/must be a device region of 16384 bytes/);
+    n[3].bars = [{ bytes: 16 * KiB, busOffset: -(1n << 63n) }];
+    expect(() => build(n)).toThrow(/\(nvme0\)\.bars\[0\]\.busOffset moves the BAR outside/);
+  });
+
+  it('rejects a bad cpu config and a second topology on one machine', () => {
+    const n = example();
+    const mm = fakeMm(pciDeviceMemoryFromConfig(n));
+    expect(() => buildPciTopology(mm, n, { vendor: 'via' as 'intel' })).toThrow(/cpu\.vendor must be one of/);
+    expect(() => buildPciTopology(mm, n, { vendor: 'amd', family: -1 })).toThrow(/cpu\.family must be an integer/);
+    buildPciTopology(mm, n, { vendor: 'amd' });
+    expect(() => buildPciTopology(mm, n, { vendor: 'amd' })).toThrow(/already has a PCI topology/);
+  });
+
+  it('fails cleanly when a bus runs out of slots', () => {
+    const n: PciNodeConfig[] = [{ name: 'hb', type: 'host-bridge', vendor: 1, device: 1 }, { name: 'rp', type: 'root-port', parent: 'hb' }];
+    for (let i = 0; i < 33; i++) n.push({ name: `e${i}`, type: 'endpoint', parent: 'rp' });
+    expect(() => build(n)).toThrow(/more than 32 devices on one bus, got 33/);
+  });
+});

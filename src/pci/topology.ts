@@ -1,0 +1,429 @@
+// Models: PCI enumeration as far as DMA and P2PDMA need it (drivers/pci/probe.c: host bridges, root
+// buses, bus numbers assigned depth first, devfn; pci_upstream_bridge(); untrusted devices below
+// external-facing ports, drivers/pci/probe.c set_pcie_untrusted) (Linux 6.x), built from a machine config.
+//
+// Build in two phases because BARs are regions of the machine's physical memory map, which exists
+// before the topology: pciDeviceMemoryFromConfig(nodes) lists the BARs the machine must place;
+// buildPciTopology(mm, nodes, cpu) then creates one PciDev + Device per function, finds each BAR's
+// region by name (`${endpoint}.bar${index}`) and sets up P2PDMA providers for p2p BARs.
+//
+// Enumeration: each host bridge gets a root bus (numbers in config order, domain 0) with its root
+// device at 00.0 and its root ports at slots 1, 2, ...; a root port's children sit on its secondary
+// bus at slots 0, 1, ...; a switch is an upstream port with one downstream port per child, the
+// child at slot 0 of that port's bus. Functions f > 0 of an endpoint are named `${name}.${f}`;
+// a switch's downstream ports are `${switch}.dsp${i}`.
+// Model deviation: BARs (and their ACS/P2P settings) belong to function 0 of an endpoint; the
+// other functions have none. ARI (more than 8 functions) is not modeled.
+
+import { checkAddr } from '../base/index.ts';
+import type { MachineMm, MemRegion } from '../mm/types.ts';
+import { RANGE_PROVIDER_MAX } from '../phyr/flags.ts';
+import { Device } from './device.ts';
+import { PCI_STD_NUM_BARS, pcimP2pdmaInit } from './p2pdma.ts';
+import {
+  PciDev, PciHostBridge,
+  type CpuConfig, type P2pdmaProvider, type PciDevKind, type PciTopologyCore,
+} from './pci-dev.ts';
+
+export type PciNodeType = 'host-bridge' | 'root-port' | 'switch' | 'endpoint';
+
+/** One BAR of an endpoint (function 0). */
+export interface PciBarConfig {
+  /** BAR size in bytes: a power of two >= 4096. */
+  bytes: number;
+  /** P2PDMA memory (pci_p2pdma_add_resource): ZONE_DEVICE pages and a provider. Default false. */
+  p2p?: boolean;
+  /** Bus address - CPU physical address. Default 0n. */
+  busOffset?: bigint;
+}
+
+/** One node of the machine's `pci` config. */
+export interface PciNodeConfig {
+  name: string;
+  type: PciNodeType;
+  /** Name of the parent node: a host bridge for a root port; a root port or switch otherwise. */
+  parent?: string;
+  /** PCI vendor id (required for a host bridge: its root device at 00.0, matched by the whitelist). */
+  vendor?: number;
+  /** PCI device id (required for a host bridge). */
+  device?: number;
+  /** ACS redirect (RR|CR|EC) set: on a root port, that port; on a switch, all its downstream ports;
+   *  on an endpoint, the ACS capability of each of its functions. Default false. */
+  acsRedirect?: boolean;
+  /** Switch only: names of children whose downstream port has ACS redirect set. */
+  acsRedirectPorts?: string[];
+  /** Root port only: an external-facing port (e.g. Thunderbolt); every device below is untrusted. */
+  externalFacing?: boolean;
+  /** Endpoint only: number of functions, 1..8 (default 1). */
+  functions?: number;
+  /** Endpoint only: BARs of function 0 (at most 6). */
+  bars?: PciBarConfig[];
+  /** Endpoint only: dev->untrusted for all its functions. */
+  untrusted?: boolean;
+}
+
+const NODE_TYPES: readonly PciNodeType[] = ['host-bridge', 'root-port', 'switch', 'endpoint'];
+const ALLOWED_KEYS: Record<PciNodeType, readonly string[]> = {
+  'host-bridge': ['name', 'type', 'parent', 'vendor', 'device'],
+  'root-port': ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'externalFacing'],
+  switch: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'acsRedirectPorts'],
+  endpoint: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'functions', 'bars', 'untrusted'],
+};
+const PARENT_TYPES: Record<PciNodeType, readonly PciNodeType[]> = {
+  'host-bridge': [],
+  'root-port': ['host-bridge'],
+  switch: ['root-port', 'switch'],
+  endpoint: ['root-port', 'switch'],
+};
+const MIN_BAR_BYTES = 4096;
+const MAX_FUNCTIONS = 8;
+const MAX_SLOTS = 32;
+const MAX_BUS = 255;
+const U64_LIMIT = 1n << 64n;
+
+interface CheckedNode {
+  readonly cfg: PciNodeConfig;
+  readonly where: string;
+  readonly children: CheckedNode[];
+  parent: CheckedNode | null;
+}
+
+function show(v: unknown): string {
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
+  return String(v);
+}
+
+function fail(where: string, field: string, what: string, v: unknown): never {
+  throw new RangeError(`${where}.${field} ${what}, got ${show(v)}`);
+}
+
+function checkBool(where: string, field: string, v: unknown): void {
+  if (v !== undefined && typeof v !== 'boolean') fail(where, field, 'must be a boolean', v);
+}
+
+function checkId(where: string, field: string, v: unknown, required: boolean): void {
+  if (v === undefined && !required) return;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff) {
+    fail(where, field, required ? 'is required: an integer in [0, 0xffff]' : 'must be an integer in [0, 0xffff]', v);
+  }
+}
+
+function isPow2(n: number): boolean {
+  return n > 0 && 2 ** Math.round(Math.log2(n)) === n;
+}
+
+/**
+ * Validates a `pci` config and returns its nodes as a forest of host bridges (config order).
+ * @throws RangeError naming the node and field: unknown or duplicate names, unknown parent, wrong
+ * parent type, cycles, bad field values, unknown fields.
+ */
+function checkPciConfig(nodes: readonly PciNodeConfig[]): CheckedNode[] {
+  if (!Array.isArray(nodes as unknown)) throw new RangeError(`pci must be an array of node configs, got ${show(nodes)}`);
+  const byName = new Map<string, CheckedNode>();
+  const all: CheckedNode[] = [];
+  nodes.forEach((cfg, i) => {
+    if (cfg === null || typeof cfg !== 'object') throw new RangeError(`pci[${i}] must be a node config object, got ${show(cfg)}`);
+    if (typeof cfg.name !== 'string' || cfg.name.length === 0) throw new RangeError(`pci[${i}].name must be a non-empty string, got ${show(cfg.name)}`);
+    const where = `pci[${i}] (${cfg.name})`;
+    if (!NODE_TYPES.includes(cfg.type)) fail(where, 'type', `must be one of ${NODE_TYPES.map(show).join(', ')}`, cfg.type);
+    for (const k of Object.keys(cfg)) {
+      if (!ALLOWED_KEYS[cfg.type].includes(k)) fail(where, k, `is not a field of a ${cfg.type} node`, (cfg as unknown as Record<string, unknown>)[k]);
+    }
+    if (byName.has(cfg.name)) fail(where, 'name', 'duplicates an earlier node', cfg.name);
+    checkId(where, 'vendor', cfg.vendor, cfg.type === 'host-bridge');
+    checkId(where, 'device', cfg.device, cfg.type === 'host-bridge');
+    checkBool(where, 'acsRedirect', cfg.acsRedirect);
+    checkBool(where, 'externalFacing', cfg.externalFacing);
+    checkBool(where, 'untrusted', cfg.untrusted);
+    if (cfg.functions !== undefined && (!Number.isInteger(cfg.functions) || cfg.functions < 1 || cfg.functions > MAX_FUNCTIONS)) {
+      fail(where, 'functions', `must be an integer in [1, ${MAX_FUNCTIONS}]`, cfg.functions);
+    }
+    if (cfg.bars !== undefined) {
+      if (!Array.isArray(cfg.bars) || cfg.bars.length > PCI_STD_NUM_BARS) fail(where, 'bars', `must be an array of at most ${PCI_STD_NUM_BARS} BARs`, cfg.bars);
+      cfg.bars.forEach((b, j) => {
+        const bw = `${where}.bars[${j}]`;
+        if (b === null || typeof b !== 'object') throw new RangeError(`${bw} must be a BAR config object, got ${show(b)}`);
+        for (const k of Object.keys(b)) if (!['bytes', 'p2p', 'busOffset'].includes(k)) fail(bw, k, 'is not a BAR field', (b as unknown as Record<string, unknown>)[k]);
+        if (typeof b.bytes !== 'number' || !Number.isSafeInteger(b.bytes) || b.bytes < MIN_BAR_BYTES || !isPow2(b.bytes)) {
+          fail(bw, 'bytes', `must be a power of two >= ${MIN_BAR_BYTES}`, b.bytes);
+        }
+        checkBool(bw, 'p2p', b.p2p);
+        if (b.busOffset !== undefined && (typeof b.busOffset !== 'bigint' || b.busOffset <= -U64_LIMIT || b.busOffset >= U64_LIMIT)) {
+          fail(bw, 'busOffset', 'must be a bigint in (-2^64, 2^64)', b.busOffset);
+        }
+      });
+    }
+    const node: CheckedNode = { cfg, where, children: [], parent: null };
+    byName.set(cfg.name, node);
+    all.push(node);
+  });
+
+  for (const node of all) {
+    const { cfg, where } = node;
+    if (cfg.type === 'host-bridge') {
+      if (cfg.parent !== undefined) fail(where, 'parent', 'must be absent: a host bridge is a root', cfg.parent);
+      continue;
+    }
+    if (typeof cfg.parent !== 'string') fail(where, 'parent', `is required: the name of a ${PARENT_TYPES[cfg.type].join(' or ')}`, cfg.parent);
+    const parent = byName.get(cfg.parent);
+    if (!parent) fail(where, 'parent', 'names no node', cfg.parent);
+    if (parent === node) fail(where, 'parent', 'names the node itself', cfg.parent);
+    if (!PARENT_TYPES[cfg.type].includes(parent.cfg.type)) {
+      fail(where, 'parent', `must be a ${PARENT_TYPES[cfg.type].join(' or ')}, not a ${parent.cfg.type}`, cfg.parent);
+    }
+    node.parent = parent;
+    parent.children.push(node);
+  }
+
+  // Only switches can hang below switches, so a cycle is a loop of switches that never reaches a root.
+  for (const node of all) {
+    let steps = 0;
+    for (let p: CheckedNode | null = node; p; p = p.parent) {
+      if (++steps > all.length) fail(node.where, 'parent', 'forms a cycle', node.cfg.parent);
+    }
+  }
+
+  for (const node of all) {
+    const ports = node.cfg.acsRedirectPorts;
+    if (ports === undefined) continue;
+    if (!Array.isArray(ports)) fail(node.where, 'acsRedirectPorts', 'must be an array of child names', ports);
+    for (const p of ports) {
+      if (!node.children.some((c) => c.cfg.name === p)) fail(node.where, 'acsRedirectPorts', `must name children of ${node.cfg.name}`, p);
+    }
+  }
+  return all.filter((n) => n.cfg.type === 'host-bridge');
+}
+
+/**
+ * The device memory regions a machine must place for a `pci` config: one per BAR, named
+ * `${endpoint}.bar${index}`; p2p BARs get pgmap: true (P2PDMA memory has ZONE_DEVICE struct pages).
+ * Validates the whole config first.
+ * @throws RangeError naming the node and field for an invalid config.
+ */
+export function pciDeviceMemoryFromConfig(nodes: readonly PciNodeConfig[]): Array<{ name: string; bytes: number; pgmap: boolean }> {
+  checkPciConfig(nodes);
+  const out: Array<{ name: string; bytes: number; pgmap: boolean }> = [];
+  for (const n of nodes) {
+    (n.bars ?? []).forEach((b, i) => out.push({ name: barRegionName(n.name, i), bytes: b.bytes, pgmap: b.p2p === true }));
+  }
+  return out;
+}
+
+/** Name of the machine memory region of an endpoint's BAR. */
+export function barRegionName(endpoint: string, bar: number): string {
+  return `${endpoint}.bar${bar}`;
+}
+
+function normalizeCpu(cpu: CpuConfig): Readonly<Required<CpuConfig>> {
+  if (cpu === null || typeof cpu !== 'object') throw new RangeError(`cpu must be a { vendor, family? } object, got ${show(cpu)}`);
+  for (const k of Object.keys(cpu)) if (k !== 'vendor' && k !== 'family') fail('cpu', k, 'is not a cpu field', (cpu as unknown as Record<string, unknown>)[k]);
+  const vendors = ['intel', 'amd', 'other'];
+  if (!vendors.includes(cpu.vendor)) fail('cpu', 'vendor', `must be one of ${vendors.map(show).join(', ')}`, cpu.vendor);
+  const family = cpu.family ?? (cpu.vendor === 'intel' ? 6 : cpu.vendor === 'amd' ? 0x19 : 0);
+  if (!Number.isInteger(family) || family < 0 || family > 0x1ff) fail('cpu', 'family', 'must be an integer in [0, 0x1ff]', cpu.family);
+  return Object.freeze({ vendor: cpu.vendor, family });
+}
+
+const topologies = new WeakMap<MachineMm, PciTopology>();
+
+/** The PCI topology built on a machine, or null. */
+export function pciTopologyOf(mm: MachineMm): PciTopology | null {
+  return topologies.get(mm) ?? null;
+}
+
+/** The machine's PCI device tree: functions by name, host bridges, P2PDMA providers by id. */
+export class PciTopology implements PciTopologyCore {
+  readonly mm: MachineMm;
+  readonly cpu: Readonly<Required<CpuConfig>>;
+  readonly hostBridges: PciHostBridge[] = [];
+  private readonly byName = new Map<string, PciDev>();
+  private readonly order: PciDev[] = [];
+  private readonly providerList: P2pdmaProvider[] = [];
+
+  constructor(mm: MachineMm, cpu: CpuConfig) {
+    this.mm = mm;
+    this.cpu = normalizeCpu(cpu);
+  }
+
+  /** @internal Adds a function during the build. */
+  addDev(pdev: PciDev): void {
+    if (this.byName.has(pdev.name)) throw new RangeError(`pci: generated function name ${show(pdev.name)} collides with another node`);
+    this.byName.set(pdev.name, pdev);
+    this.order.push(pdev);
+  }
+
+  /** The Device of a function by name. @throws RangeError for an unknown name. */
+  device(name: string): Device {
+    return this.pciDev(name).device;
+  }
+
+  /** The PciDev of a function by name. @throws RangeError for an unknown name. */
+  pciDev(name: string): PciDev {
+    const p = this.byName.get(name);
+    if (!p) throw new RangeError(`name must be a PCI function of this machine, got ${show(name)}`);
+    return p;
+  }
+
+  /** Endpoint functions (the devices that do DMA), in enumeration order. */
+  devices(): Device[] {
+    return this.order.filter((p) => p.kind === 'endpoint').map((p) => p.device);
+  }
+
+  /** Every function, bridges and host-bridge root devices included, in enumeration order. */
+  allDevices(): Device[] {
+    return this.order.map((p) => p.device);
+  }
+
+  /** Every function's PciDev, in enumeration order. */
+  pciDevs(): readonly PciDev[] {
+    return this.order;
+  }
+
+  /** The P2PDMA provider with this id, or null. */
+  providerById(id: number): P2pdmaProvider | null {
+    if (!Number.isInteger(id) || id < 1) return null;
+    return this.providerList[id - 1] ?? null;
+  }
+
+  /** Every provider, by id. */
+  providers(): readonly P2pdmaProvider[] {
+    return this.providerList;
+  }
+
+  /** @internal Used by pcimP2pdmaInit. */
+  registerProviders(fields: ReadonlyArray<Omit<P2pdmaProvider, 'id'>>): P2pdmaProvider[] | null {
+    if (this.providerList.length + fields.length > RANGE_PROVIDER_MAX) return null;
+    return fields.map((f) => {
+      const p: P2pdmaProvider = Object.freeze({ ...f, id: this.providerList.length + 1 });
+      this.providerList.push(p);
+      return p;
+    });
+  }
+
+  /** One line per function, lspci-style: "0000:01:00.0 gpu0 endpoint 10de:0000 [acs] [untrusted]". */
+  lspci(): string[] {
+    const h = (v: number) => v.toString(16).padStart(4, '0');
+    return this.order.map((p) => {
+      let s = `${p.pciName} ${p.name} ${p.kind} ${h(p.vendor)}:${h(p.deviceId)}`;
+      if (p.upstream) s += ` <- ${p.upstream.name}`;
+      if (p.acsRedirect) s += ' acs-redir';
+      if (p.device.untrusted) s += ' untrusted';
+      for (const b of p.bars) s += ` bar${b.index}=${b.region.name}${p.p2pdma?.mem[b.index] ? `(p2p#${p.p2pdma.mem[b.index]!.id})` : ''}`;
+      return s;
+    });
+  }
+}
+
+/**
+ * Builds the PCI topology of a machine from its `pci` config (see the file comment for the
+ * enumeration), with cpu for P2PDMA decisions. Every BAR's region `${endpoint}.bar${i}` must exist in
+ * mm.regions as a device region of the BAR's size (pciDeviceMemoryFromConfig lists them); endpoints
+ * with a p2p BAR get pcimP2pdmaInit, which sets the regions' providerId (ids from 1).
+ * @throws RangeError naming the node and field for an invalid config, a missing or mismatched BAR
+ * region, a bus offset that moves the BAR outside 64 bits, or exhausted bus/slot numbers.
+ */
+export function buildPciTopology(mm: MachineMm, nodes: readonly PciNodeConfig[], cpu: CpuConfig): PciTopology {
+  const roots = checkPciConfig(nodes);
+  if (topologies.has(mm)) throw new RangeError('mm already has a PCI topology: build one per machine');
+  const topo = new PciTopology(mm, cpu);
+  const regions = new Map<string, MemRegion>();
+  for (const r of mm.regions) regions.set(r.name, r);
+  const domain = 0;
+  let nextBus = 0;
+
+  const takeBus = (where: string): number => {
+    if (nextBus > MAX_BUS) throw new RangeError(`${where}: no PCI bus number left (more than ${MAX_BUS + 1} buses)`);
+    return nextBus++;
+  };
+  const checkSlots = (where: string, n: number) => {
+    if (n > MAX_SLOTS) throw new RangeError(`${where}: more than ${MAX_SLOTS} devices on one bus, got ${n}`);
+  };
+
+  const mk = (name: string, kind: PciDevKind, bus: number, devfn: number, cfg: PciNodeConfig, upstream: PciDev | null,
+    host: PciHostBridge, acsRedirect: boolean, externalFacing: boolean): PciDev => {
+    const p = new PciDev({
+      name, kind, domain, bus, devfn, vendor: cfg.vendor ?? 0, deviceId: cfg.device ?? 0, upstream, hostBridge: host,
+      node: cfg.name, acsRedirect, externalFacing, topology: topo,
+    });
+    topo.addDev(p);
+    return p;
+  };
+
+  const untrustedAbove = (p: PciDev | null): boolean => {
+    for (let q = p; q; q = q.upstream) if (q.externalFacing) return true;
+    return false;
+  };
+
+  const p2pOwners: PciDev[] = [];
+
+  // Places `node` at `slot` of `bus`, below bridge `up`.
+  const place = (node: CheckedNode, bus: number, slot: number, up: PciDev, host: PciHostBridge): void => {
+    const cfg = node.cfg;
+    if (cfg.type === 'endpoint') {
+      const n = cfg.functions ?? 1;
+      const untrusted = cfg.untrusted === true || untrustedAbove(up);
+      for (let f = 0; f < n; f++) {
+        const p = mk(f === 0 ? cfg.name : `${cfg.name}.${f}`, 'endpoint', bus, (slot << 3) | f, cfg, up, host, cfg.acsRedirect === true, false);
+        p.device.untrusted = untrusted;
+        if (f === 0) attachBars(p, node);
+      }
+      return;
+    }
+    // A switch: the upstream port here, one downstream port per child on the switch's internal bus.
+    const usp = mk(cfg.name, 'switch-upstream', bus, slot << 3, cfg, up, host, false, false);
+    const internal = takeBus(node.where);
+    checkSlots(node.where, node.children.length);
+    node.children.forEach((child, i) => {
+      const acs = cfg.acsRedirect === true || (cfg.acsRedirectPorts ?? []).includes(child.cfg.name);
+      const dsp = mk(`${cfg.name}.dsp${i}`, 'switch-downstream', internal, i << 3, cfg, usp, host, acs, false);
+      const secondary = takeBus(node.where);
+      place(child, secondary, 0, dsp, host);
+    });
+  };
+
+  const attachBars = (p: PciDev, node: CheckedNode): void => {
+    (node.cfg.bars ?? []).forEach((b, i) => {
+      const bw = `${node.where}.bars[${i}]`;
+      const rname = barRegionName(node.cfg.name, i);
+      const region = regions.get(rname);
+      if (!region) throw new RangeError(`${bw}: the machine has no memory region ${show(rname)} (pass pciDeviceMemoryFromConfig(pci) as deviceMemory)`);
+      if (region.kind !== 'device' || region.len !== b.bytes) {
+        throw new RangeError(`${bw}: region ${show(rname)} must be a device region of ${b.bytes} bytes, got ${region.kind} of ${region.len} bytes`);
+      }
+      if (region.providerId !== 0) throw new RangeError(`${bw}: region ${show(rname)} already belongs to P2P provider ${region.providerId}`);
+      const busOffset = b.busOffset ?? 0n;
+      const first = region.start + busOffset;
+      const last = region.end - 1n + busOffset;
+      if (first < 0n || last >= U64_LIMIT) {
+        throw new RangeError(`${bw}.busOffset moves the BAR outside the 64-bit bus address space, got ${show(busOffset)}`);
+      }
+      checkAddr(`${bw} bus address`, first);
+      p.bars.push({ index: i, region, busOffset, p2p: b.p2p === true });
+    });
+    if (p.bars.some((b) => b.p2p)) p2pOwners.push(p);
+  };
+
+  for (const hbNode of roots) {
+    const rootBus = takeBus(hbNode.where);
+    const host = new PciHostBridge(hbNode.cfg.name, domain, rootBus);
+    topo.hostBridges.push(host);
+    host.rootDev = mk(hbNode.cfg.name, 'host-bridge', rootBus, 0, hbNode.cfg, null, host, false, false);
+    checkSlots(hbNode.where, hbNode.children.length + 1);
+    hbNode.children.forEach((rpNode, i) => {
+      const cfg = rpNode.cfg;
+      const rp = mk(cfg.name, 'root-port', rootBus, (i + 1) << 3, cfg, null, host, cfg.acsRedirect === true, cfg.externalFacing === true);
+      const secondary = takeBus(rpNode.where);
+      checkSlots(rpNode.where, rpNode.children.length);
+      rpNode.children.forEach((child, slot) => place(child, secondary, slot, rp, host));
+    });
+  }
+
+  for (const p of p2pOwners) {
+    const r = pcimP2pdmaInit(p.device);
+    if (!r.ok) throw new RangeError(`pci: pcim_p2pdma_init(${p.name}) failed with ${r.errno}`);
+  }
+  topologies.set(mm, topo);
+  return topo;
+}

@@ -1,0 +1,266 @@
+// Models: the conversions the phyr discussion needs between range layouts (reference 1.1: replace the
+// GUP struct page array and bio_vec with phyr; reference 1.2: the compact page list and "DMA-direct
+// can reuse the CPU list"). Every conversion reads its input only through the cursor protocol (and
+// for..of to name an entry in an error), so any RangeSource is accepted, scatterlists included.
+// A range that the target layout cannot represent is reported (errno EINVAL with the entry index and
+// why), never dropped.
+
+import { checkLen } from '../base/addr.ts';
+import { err, ok, type Result } from '../base/result.ts';
+import { BvecList, BvecListBuilder } from './bvec.ts';
+import { TWO_POW_53 } from './cursor.ts';
+import { DmaList, DmaListBuilder } from './dma-list.ts';
+import { RANGE_NOPAGE, describeFlags } from './flags.ts';
+import { PageArray, checkPageSize } from './page-array.ts';
+import { PageList, PageListBuilder } from './page-list.ts';
+import { PhyrList, PhyrListBuilder } from './phyr-list.ts';
+import type { Range, RangeCursor, RangeSource } from './types.ts';
+
+const U32_MAX = 0xffff_ffff;
+
+function checkSource(src: unknown): RangeSource {
+  if (src === null || typeof src !== 'object' || typeof (src as RangeSource).cursor !== 'function') {
+    throw new TypeError(`src must be a RangeSource, got ${String(src)}`);
+  }
+  return src as RangeSource;
+}
+
+/** Index of the source entry that holds byte `byteOffset` of the walk (error path only). */
+function entryIndexAt(src: RangeSource, byteOffset: number): number {
+  let i = 0;
+  let seen = 0;
+  for (const r of src) {
+    seen += r.len;
+    if (seen > byteOffset) return i;
+    i++;
+  }
+  return Math.max(0, i - 1);
+}
+
+function hex(v: bigint | number): string {
+  return `0x${v.toString(16)}`;
+}
+
+function fail(src: RangeSource, byteOffset: number, why: string): Result<never> {
+  return err('EINVAL', `entry ${entryIndexAt(src, byteOffset)}: ${why}`);
+}
+
+/** The current segment's start as a number; exact when the source fits (callers check otherwise). */
+function segAddr(c: RangeCursor, fits: boolean): number {
+  return fits ? c.addrNum : Number(c.addr);
+}
+
+/**
+ * Copies any range source into a PhyrList, one entry per source entry (merge: false, default) or
+ * with physically adjacent entries of equal flags joined (merge: true).
+ * Always succeeds for a valid source (every range is a phyr); returns Result for uniformity.
+ */
+export function toPhyrList(src: RangeSource, opts: { merge?: boolean } = {}): Result<PhyrList> {
+  checkSource(src);
+  const merge = opts.merge === true;
+  const b = new PhyrListBuilder(Math.max(1, src.count));
+  const c = src.cursor();
+  const fits = src.addrFitsNumber;
+  while (!c.done) {
+    if (fits) {
+      if (merge) b.push(c.addrNum, c.len, c.flags);
+      else b.pushNoMerge(c.addrNum, c.len, c.flags);
+    } else if (merge) b.pushBig(c.addr, c.len, c.flags);
+    else b.pushBigNoMerge(c.addr, c.len, c.flags);
+    c.next();
+  }
+  return ok(b.build());
+}
+
+/**
+ * Converts any range source to bio_vecs of `pageSize` pages: pfn = addr / pageSize, offset =
+ * addr % pageSize. An entry longer than 4 GiB - 1 becomes several bvecs (cut at page multiples).
+ * EINVAL: an entry has RANGE_NOPAGE (no struct page to name), or lies above 2^53 bytes.
+ */
+export function toBvecList(src: RangeSource, pageSize: number): Result<BvecList> {
+  checkSource(src);
+  const ps = checkPageSize('pageSize', pageSize);
+  const b = new BvecListBuilder(ps, Math.max(1, src.count));
+  const c = src.cursor({ maxSegmentLen: U32_MAX - (U32_MAX % ps) });
+  const fits = src.addrFitsNumber;
+  while (!c.done) {
+    if (c.flags & RANGE_NOPAGE) {
+      return fail(src, c.consumed, `no struct page (flags ${describeFlags(c.flags)}) at ${hex(c.addr)}: cannot be a bio_vec`);
+    }
+    if (!fits && c.addr + BigInt(c.len) > BigInt(TWO_POW_53)) {
+      return fail(src, c.consumed, `range at ${hex(c.addr)} lies above 2^53 bytes: not a model pfn`);
+    }
+    const a = segAddr(c, fits);
+    const pfn = Math.floor(a / ps);
+    b.push(pfn, a - pfn * ps, c.len, c.flags);
+    c.next();
+  }
+  return ok(b.build());
+}
+
+/**
+ * Walks `src` with physically adjacent ranges joined and checks what page-granular layouts need:
+ * one page-aligned seam between consecutive runs, no NOPAGE when `needPage`, a single flags value when
+ * `singleFlags`. Calls run(startPfn, pages, flags) per run. Returns the first offset or an error.
+ */
+function walkPageRuns(
+  src: RangeSource, ps: number, needPage: boolean, singleFlags: boolean, layout: string,
+  run: (startPfn: number, pages: number, flags: number) => void,
+): Result<number> {
+  const c = src.cursor({ merge: true });
+  const fits = src.addrFitsNumber;
+  let firstOffset = 0;
+  let prevEnd = -1;
+  let flags0 = 0;
+  let first = true;
+  while (!c.done) {
+    if (!fits && c.addr + BigInt(c.len) > BigInt(TWO_POW_53)) {
+      return fail(src, c.consumed, `range at ${hex(c.addr)} lies above 2^53 bytes: not a model pfn`);
+    }
+    const a = segAddr(c, fits);
+    const end = a + c.len;
+    if (needPage && (c.flags & RANGE_NOPAGE)) {
+      return fail(src, c.consumed, `no struct page (flags ${describeFlags(c.flags)}) at ${hex(a)}: cannot be in a ${layout}`);
+    }
+    if (first) {
+      firstOffset = a % ps;
+      flags0 = c.flags;
+    } else {
+      if (prevEnd % ps !== 0) {
+        return fail(src, c.consumed - 1, `seam not page-aligned: range ends at ${hex(prevEnd)} (pageSize ${ps}) before another range`);
+      }
+      if (a % ps !== 0) return fail(src, c.consumed, `seam not page-aligned: range starts at ${hex(a)} (pageSize ${ps})`);
+      if (singleFlags && c.flags !== flags0) {
+        return fail(src, c.consumed, `flags ${describeFlags(c.flags)} differ from the list's ${describeFlags(flags0)}: a ${layout} is single-kind`);
+      }
+    }
+    const startPfn = Math.floor(a / ps);
+    run(startPfn, Math.ceil(end / ps) - startPfn, c.flags);
+    prevEnd = end;
+    first = false;
+    c.next();
+  }
+  return ok(firstOffset);
+}
+
+/**
+ * Converts any range source to Gunthorpe's page list: contiguous runs decompose into naturally
+ * aligned power-of-two chunks; the first offset and total length go to the header.
+ * EINVAL: an interior seam is not page-aligned, flags differ between entries (the list is
+ * single-kind), or memory lies above 2^53 bytes.
+ */
+export function toPageList(src: RangeSource, pageSize: number): Result<PageList> {
+  checkSource(src);
+  const ps = checkPageSize('pageSize', pageSize);
+  const b = new PageListBuilder(ps);
+  let flags = 0;
+  const r = walkPageRuns(src, ps, false, true, 'page list', (p, n, f) => {
+    b.pushRun(p, n);
+    flags = f;
+  });
+  if (!r.ok) return r;
+  return ok(b.build({ firstOffset: r.value, totalLen: src.totalLen, flags }));
+}
+
+/**
+ * Converts any range source to a struct page * array: one entry per base page, per-page flags.
+ * EINVAL: an entry has RANGE_NOPAGE, an interior seam is not page-aligned, or memory lies above
+ * 2^53 bytes.
+ */
+export function toPageArray(src: RangeSource, pageSize: number): Result<PageArray> {
+  checkSource(src);
+  const ps = checkPageSize('pageSize', pageSize);
+  let pfns = new Float64Array(Math.max(16, src.count));
+  let flg = new Uint32Array(pfns.length);
+  let n = 0;
+  let uniform = true;
+  const r = walkPageRuns(src, ps, true, false, 'page array', (p, pages, f) => {
+    if (n + pages > pfns.length) {
+      const cap = Math.max(pfns.length * 2, n + pages);
+      const np = new Float64Array(cap); np.set(pfns.subarray(0, n)); pfns = np;
+      const nf = new Uint32Array(cap); nf.set(flg.subarray(0, n)); flg = nf;
+    }
+    for (let k = 0; k < pages; k++) {
+      pfns[n] = p + k;
+      flg[n] = f;
+      n++;
+    }
+    if (f !== flg[0]) uniform = false;
+  });
+  if (!r.ok) return r;
+  return ok(new PageArray(pfns.slice(0, n), {
+    pageSize: ps, offset: r.value, len: src.totalLen, flags: uniform ? (n > 0 ? flg[0] : 0) : flg.slice(0, n),
+  }));
+}
+
+/**
+ * Joins physically adjacent ranges with equal flags. A DmaList stays a DmaList; every other layout
+ * becomes a PhyrList (the layout that can hold any merged range).
+ */
+export function coalesce(src: RangeSource): PhyrList | DmaList {
+  checkSource(src);
+  const c = src.cursor({ merge: true });
+  const fits = src.addrFitsNumber;
+  const b = src.layout === 'dmalist' ? new DmaListBuilder() : new PhyrListBuilder();
+  while (!c.done) {
+    if (fits) b.push(c.addrNum, c.len, c.flags);
+    else b.pushBig(c.addr, c.len, c.flags);
+    c.next();
+  }
+  return b.build();
+}
+
+/** Appends a range to a builder, merging with the previous entry when physically adjacent with equal flags. */
+export function appendMerge(builder: PhyrListBuilder | DmaListBuilder, range: Range): void {
+  if (range === null || typeof range !== 'object') throw new TypeError(`range must be a Range, got ${String(range)}`);
+  builder.pushBig(range.addr, range.len, range.flags ?? 0);
+}
+
+/**
+ * The byte window [offset, offset + len) of src. Same layout for phyr, dmalist, bvec, pagelist and
+ * pagearray (a page array window shares the pfn storage); any other layout (a scatterlist) gives a
+ * PhyrList. The window keeps the source's entry seams (no merging).
+ * @throws RangeError when the window is not inside src.
+ */
+export function slice(src: RangeSource, offset: number, len: number): RangeSource {
+  checkSource(src);
+  checkLen('offset', offset, 0, src.totalLen);
+  checkLen('len', len, 0, src.totalLen - offset);
+  if (src instanceof PageArray) {
+    if (len === 0) return new PageArray(new Float64Array(0), { pageSize: src.pageSize, flags: src.count > 0 ? src.flagsAt(0) : 0 });
+    const ps = src.pageSize;
+    const startByte = src.offset + offset;
+    const firstPage = Math.floor(startByte / ps);
+    const lastPage = Math.floor((startByte + len - 1) / ps);
+    let flags: number | Uint32Array = src.count > 0 ? src.flagsAt(0) : 0;
+    let uniform = true;
+    for (let i = firstPage; i <= lastPage && uniform; i++) if (src.flagsAt(i) !== flags) uniform = false;
+    if (!uniform) {
+      flags = new Uint32Array(lastPage - firstPage + 1);
+      for (let i = firstPage; i <= lastPage; i++) flags[i - firstPage] = src.flagsAt(i);
+    } else flags = src.flagsAt(firstPage);
+    return new PageArray(src.pfns.subarray(firstPage, lastPage + 1), { pageSize: ps, offset: startByte % ps, len, flags });
+  }
+  const isDma = src.layout === 'dmalist';
+  const b = isDma ? new DmaListBuilder() : new PhyrListBuilder();
+  const c = src.cursor({ skip: offset, budget: len });
+  const fits = src.addrFitsNumber;
+  while (!c.done) {
+    if (fits) b.pushNoMerge(c.addrNum, c.len, c.flags);
+    else b.pushBigNoMerge(c.addr, c.len, c.flags);
+    c.next();
+  }
+  const window = b.build();
+  if (isDma || src.layout === 'phyr') return window;
+  if (src instanceof BvecList) return unwrapSame(toBvecList(window, src.pageSize));
+  if (src instanceof PageList) {
+    if (len === 0) return PageList.builder(src.pageSize).build({ flags: src.flags });
+    return unwrapSame(toPageList(window, src.pageSize));
+  }
+  return window;
+}
+
+function unwrapSame<T>(r: Result<T>): T {
+  if (!r.ok) throw new Error(`internal: a window of a representable list failed to convert: ${r.message}`);
+  return r.value;
+}

@@ -1,0 +1,867 @@
+// Models: include/linux/scatterlist.h, lib/scatterlist.c (Linux 6.x): struct scatterlist, sg_table,
+// sg_append_table, chaining (SG_CHAIN / SG_END), sg_alloc_table, sg_alloc_append_table_from_pages,
+// sg_alloc_table_from_pages(_segment), sg_free_table, and the sg_dma_* flag helpers (reference 8.1, 15 row 16).
+//
+// Storage: one set of typed-array columns over a flat "slot" space. Chunk k owns the slots
+// [chunkBase[k], chunkBase[k] + chunkSize[k]); chunks are allocated in order and never interleave, so the
+// slot order is the sg_next() order with the chain slots in between. A chain slot is a real slot with
+// SG_CHAIN in its link column and the index of the chunk it points to in its pfn column, exactly where the
+// kernel's page_link would hold the next chunk's address | SG_CHAIN.
+
+import { checkAddr, checkLen } from '../base/addr.ts';
+import { type EventLog, KernelBug } from '../base/events.ts';
+import { err, ok, type Result } from '../base/result.ts';
+import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
+import { SgCursor, type SgSideView } from './sg-cursor.ts';
+
+/** page_link low bit: this entry points to the next chunk (include/linux/scatterlist.h). */
+export const SG_CHAIN = 0x01;
+/** page_link low bit: this entry is the last one of the list. */
+export const SG_END = 0x02;
+/** dma_flags bit: dma_address is a PCI bus address (P2PDMA BUS_ADDR), not to be unmapped. */
+export const SG_DMA_BUS_ADDRESS = 1 << 0;
+/** dma_flags bit: this list was bounced through swiotlb. */
+export const SG_DMA_SWIOTLB = 1 << 1;
+/** PAGE_SIZE / sizeof(struct scatterlist) = 4096 / 32: entries per chunk, one of which is the chain link. */
+export const SG_MAX_SINGLE_ALLOC = 128;
+/** sizeof(struct scatterlist) on x86-64 with NEED_SG_DMA_LENGTH and NEED_SG_DMA_FLAGS. */
+export const SCATTERLIST_BYTES = 32;
+/** sizeof(struct sg_table): sgl pointer + nents + orig_nents. */
+export const SG_TABLE_BYTES = 16;
+/** sizeof(struct sg_append_table): sg_table (16) + prv pointer (8) + total_nents (4) + padding (4). */
+export const SG_APPEND_TABLE_BYTES = 32;
+/** UINT_MAX: the max_segment sg_alloc_table_from_pages passes. */
+const UINT_MAX = 0xffffffff;
+
+const U32_MAX = 0xffffffff;
+const TWO53 = 2 ** 53;
+
+/** Page frame numbers: bigint, BigUint64Array, or (fast path) a Float64Array of exact integer pfns. */
+export type PfnInput = readonly bigint[] | BigUint64Array | Float64Array;
+
+/** Page facts sg_alloc_append_table_from_pages needs; phyr/ knows nothing about the machine. */
+export interface SgPageOpts {
+  /** PAGE_SIZE; a power of two in [4096, 1 GiB]. Default 4096. */
+  readonly pageSize?: number;
+  /**
+   * dev_pagemap identity of a page (0 = not ZONE_DEVICE). Pages of different pgmaps are never merged
+   * (zone_device_pages_have_same_pgmap). Default: every page 0.
+   */
+  readonly pgmapOf?: (pfn: number) => number;
+  /** Memory-type range flags (flags.ts) of a page; recorded on each CPU entry from its first page. Default 0. */
+  readonly flagsOf?: (pfn: number) => number;
+  /** Where WARN_ON()s are recorded (e.g. machine.events); without it they are only visible as the errno. */
+  readonly events?: EventLog;
+}
+
+/** What rawEntry() reports about one physical slot of a chunk. */
+export interface SgRawEntry {
+  readonly chunk: number;
+  readonly slot: number;
+  readonly isChain: boolean;
+  readonly isEnd: boolean;
+  /** For a chain entry: the index of the chunk it links to; otherwise null. */
+  readonly chainTo: number | null;
+  /** The page (sg_page) as a pfn, or null for no page (or for a chain entry). */
+  readonly pfn: bigint | null;
+  readonly offset: number;
+  readonly length: number;
+  readonly dmaAddress: bigint;
+  readonly dmaLength: number;
+  readonly dmaFlags: number;
+  /** Logical entry index (as for_each_sg counts), or null for a chain entry / an unused slot. */
+  readonly index: number | null;
+}
+
+function checkPageSize(v: unknown): number {
+  const p = checkLen('pageSize', v, 4096, 2 ** 30);
+  if ((p & (p - 1)) !== 0) throw new RangeError(`pageSize must be a power of two, got ${p}`);
+  return p;
+}
+
+function checkU32(name: string, v: unknown): number {
+  return checkLen(name, v, 0, U32_MAX);
+}
+
+/**
+ * A struct sg_table with its chained chunks of struct scatterlist. CPU entries (orig_nents) are a RangeSource
+ * with layout 'scatterlist' (addr = pfn * pageSize + offset); dmaEntries() walks the DMA side (nents entries of
+ * dma_address / dma_length).
+ */
+export class SgTable implements RangeSource {
+  readonly layout = 'scatterlist' as const;
+  readonly pageSize: number;
+  /** @internal */ _origNents = 0;
+  /** @internal */ _nents = 0;
+  // Chunk directory.
+  /** @internal */ _chunkBase: number[] = [];
+  /** @internal */ _chunkSize: number[] = [];
+  /** @internal logical index of the first entry of each chunk. */
+  _chunkFirst: number[] = [];
+  /** @internal */ _slots = 0;
+  // Columns over slots.
+  /** @internal pfn, -1 for no page; for a chain slot the target chunk index. */
+  _pfn: Float64Array;
+  /** @internal */ _link: Uint8Array;
+  /** @internal */ _offset: Uint32Array;
+  /** @internal */ _length: Uint32Array;
+  /** @internal */ _flags: Uint32Array | null = null;
+  /** @internal */ _dmaAddr: BigUint64Array | null = null;
+  /** @internal */ _dmaLen: Uint32Array | null = null;
+  /** @internal */ _dmaFlags: Uint8Array | null = null;
+  /** @internal largest (pfn*pageSize + offset + length) ever stored, for addrFitsNumber. */
+  _maxCpuEnd = 0;
+  /** @internal */ _maxDmaEnd = 0n;
+  /** @internal */ _freed = false;
+  private dmaView: SgDmaView | null = null;
+
+  /** @internal use sgAllocTable / sgAllocTableFromPages*. */
+  constructor(pageSize = 4096, capacitySlots = 0) {
+    this.pageSize = checkPageSize(pageSize);
+    const cap = Math.max(capacitySlots, 1);
+    this._pfn = new Float64Array(cap).fill(-1);
+    this._link = new Uint8Array(cap);
+    this._offset = new Uint32Array(cap);
+    this._length = new Uint32Array(cap);
+  }
+
+  /** Number of CPU entries (orig_nents). */
+  get origNents(): number {
+    return this._origNents;
+  }
+
+  /** Number of DMA entries (nents): equal to origNents until a DMA mapping sets it (dma_map_sgtable). */
+  get nents(): number {
+    return this._nents;
+  }
+
+  set nents(v: number) {
+    checkLen('nents', v, 0, this._origNents);
+    this._nents = v;
+  }
+
+  /** Chunks allocated (each a kmalloc/page of struct scatterlist). */
+  get chunkCount(): number {
+    return this._chunkSize.length;
+  }
+
+  /** Slots allocated over all chunks, chain entries and unused tail slots included. */
+  get slotCount(): number {
+    return this._slots;
+  }
+
+  /** Size in slots of chunk k. */
+  chunkSizeAt(k: number): number {
+    checkLen('chunk', k, 0, this._chunkSize.length - 1);
+    return this._chunkSize[k];
+  }
+
+  /** 16 B sg_table header + 32 B per allocated struct scatterlist, chain entries included. */
+  get kernelBytes(): number {
+    return SG_TABLE_BYTES + SCATTERLIST_BYTES * this._slots;
+  }
+
+  // RangeSource over the CPU entries.
+  get count(): number {
+    return this._origNents;
+  }
+
+  get totalLen(): number {
+    let t = 0;
+    const n = this._origNents;
+    for (let i = 0, s = 0; i < n; i++, s++) {
+      if (this._link[s] & SG_CHAIN) s++;
+      t += this._length[s];
+    }
+    return t;
+  }
+
+  get addrFitsNumber(): boolean {
+    return this._maxCpuEnd <= TWO53;
+  }
+
+  /** A cursor over the CPU entries (for_each_sgtable_sg), applying the segment limits of opts. */
+  cursor(opts?: CursorOptions): RangeCursor {
+    return new SgCursor(this.cpuSide(), opts);
+  }
+
+  *[Symbol.iterator](): Iterator<Range> {
+    const c = this.cursor();
+    while (!c.done) {
+      yield { addr: c.addr, len: c.len, flags: c.flags };
+      c.next();
+    }
+  }
+
+  /** The DMA side (for_each_sgtable_dma_sg): nents entries of dma_address / dma_length, layout 'dmalist'. */
+  dmaEntries(): RangeSource & { readonly sharesStorage: true } {
+    if (this.dmaView === null) this.dmaView = new SgDmaView(this);
+    return this.dmaView;
+  }
+
+  // ---- per-entry accessors by logical index (for_each_sg order) ----
+
+  /** Slot of logical entry i (follows the chain links). */
+  slotOf(i: number): number {
+    if (!Number.isSafeInteger(i) || i < 0 || i >= this._origNents) {
+      throw new RangeError(`index must be an integer in [0, origNents = ${this._origNents}), got ${String(i)}`);
+    }
+    return this.slotOfUnchecked(i);
+  }
+
+  /** @internal */
+  slotOfUnchecked(i: number): number {
+    const first = this._chunkFirst;
+    // Binary search the last chunk whose first logical index is <= i.
+    let lo = 0;
+    let hi = first.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (first[mid] <= i) lo = mid;
+      else hi = mid - 1;
+    }
+    return this._chunkBase[lo] + (i - first[lo]);
+  }
+
+  /** true when entry i has a page (sg_page != NULL). */
+  hasPage(i: number): boolean {
+    return this._pfn[this.slotOf(i)] >= 0;
+  }
+
+  /** sg_page(sg) as a pfn. @throws RangeError if the entry has no page. */
+  pfnAt(i: number): bigint {
+    const p = this._pfn[this.slotOf(i)];
+    if (p < 0) throw new RangeError(`entry ${i} has no page (sg_page is NULL)`);
+    return BigInt(p);
+  }
+
+  /** sg->offset. */
+  offsetAt(i: number): number {
+    return this._offset[this.slotOf(i)];
+  }
+
+  /** sg->length. */
+  lengthAt(i: number): number {
+    return this._length[this.slotOf(i)];
+  }
+
+  /** sg_phys(sg) = pfn * pageSize + offset. */
+  physAt(i: number, pageSize: number = this.pageSize): bigint {
+    checkPageSize(pageSize);
+    return this.pfnAt(i) * BigInt(pageSize) + BigInt(this.offsetAt(i));
+  }
+
+  /** Range flags recorded for entry i (SgPageOpts.flagsOf or setFlags). */
+  flagsAt(i: number): number {
+    const s = this.slotOf(i);
+    return this._flags === null ? 0 : this._flags[s];
+  }
+
+  /** sg_dma_address(sg). */
+  dmaAddressAt(i: number): bigint {
+    const s = this.slotOf(i);
+    return this._dmaAddr === null ? 0n : this._dmaAddr[s];
+  }
+
+  /** sg_dma_len(sg) (dma_length). */
+  dmaLengthAt(i: number): number {
+    const s = this.slotOf(i);
+    return this._dmaLen === null ? 0 : this._dmaLen[s];
+  }
+
+  /** sg->dma_flags (SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB). */
+  dmaFlagsAt(i: number): number {
+    const s = this.slotOf(i);
+    return this._dmaFlags === null ? 0 : this._dmaFlags[s];
+  }
+
+  /** SG_END set on entry i (sg_is_last). */
+  isEnd(i: number): boolean {
+    return (this._link[this.slotOf(i)] & SG_END) !== 0;
+  }
+
+  /**
+   * sg_set_page(sg, page, len, offset): keeps the SG_END / SG_CHAIN marks.
+   * @throws TypeError/RangeError on a bad pfn (bigint < 2^64 / pageSize), len or offset (u32).
+   */
+  setPage(i: number, pfn: bigint, len: number, offset: number): void {
+    const s = this.slotOf(i);
+    checkAddr('pfn', pfn);
+    const maxPfn = (1n << 64n) / BigInt(this.pageSize) - 1n;
+    if (pfn > maxPfn) throw new RangeError(`pfn must be <= 0x${maxPfn.toString(16)} for pageSize ${this.pageSize}, got 0x${pfn.toString(16)}`);
+    checkU32('len', len);
+    checkU32('offset', offset);
+    this.writePage(s, Number(pfn), len, offset);
+  }
+
+  /** Sets the range flags of entry i (flags.ts). */
+  setFlags(i: number, flags: number): void {
+    const s = this.slotOf(i);
+    checkU32('flags', flags);
+    this.flagsColumn()[s] = flags;
+  }
+
+  /**
+   * Sets sg_dma_address / sg_dma_len of entry i (what the DMA layer writes).
+   * @throws on addr not a 64-bit bigint or len not a u32.
+   */
+  setDma(i: number, addr: bigint, len: number): void {
+    const s = this.slotOf(i);
+    checkAddr('addr', addr);
+    checkU32('len', len);
+    this.dmaColumns();
+    this._dmaAddr![s] = addr;
+    this._dmaLen![s] = len;
+    const end = addr + BigInt(len);
+    if (end > this._maxDmaEnd) this._maxDmaEnd = end;
+  }
+
+  /** Sets sg->dma_flags of entry i. */
+  setDmaFlags(i: number, flags: number): void {
+    const s = this.slotOf(i);
+    checkLen('flags', flags, 0, 0xff);
+    this.dmaColumns();
+    this._dmaFlags![s] = flags;
+  }
+
+  /** sg_mark_end(sg): sets SG_END and clears SG_CHAIN on entry i. */
+  sgMarkEnd(i: number): void {
+    const s = this.slotOf(i);
+    this._link[s] = (this._link[s] | SG_END) & ~SG_CHAIN;
+  }
+
+  /** sg_unmark_end(sg): clears SG_END on entry i. */
+  sgUnmarkEnd(i: number): void {
+    const s = this.slotOf(i);
+    this._link[s] &= ~SG_END;
+  }
+
+  /**
+   * sg_next() by logical index: null when entry i is marked SG_END, otherwise the next entry (through a chain
+   * link if the next slot is one). Follows the storage marks, not origNents.
+   */
+  sgNext(i: number): number | null {
+    const s = this.slotOf(i);
+    if (this._link[s] & SG_END) return null;
+    return i + 1;
+  }
+
+  /** The physical slot `slot` of chunk `chunk`, as the kernel has it in memory. */
+  rawEntry(chunk: number, slot: number): SgRawEntry {
+    checkLen('chunk', chunk, 0, this._chunkSize.length - 1);
+    checkLen('slot', slot, 0, this._chunkSize[chunk] - 1);
+    const s = this._chunkBase[chunk] + slot;
+    const link = this._link[s];
+    const isChain = (link & SG_CHAIN) !== 0;
+    const usable = isChain ? -1 : this._chunkFirst[chunk] + slot;
+    const index = usable >= 0 && usable < this._origNents ? usable : null;
+    const p = this._pfn[s];
+    return {
+      chunk, slot, isChain, isEnd: (link & SG_END) !== 0,
+      chainTo: isChain ? p : null,
+      pfn: isChain || p < 0 ? null : BigInt(p),
+      offset: this._offset[s], length: this._length[s],
+      dmaAddress: this._dmaAddr === null ? 0n : this._dmaAddr[s],
+      dmaLength: this._dmaLen === null ? 0 : this._dmaLen[s],
+      dmaFlags: this._dmaFlags === null ? 0 : this._dmaFlags[s],
+      index,
+    };
+  }
+
+  // ---- internals ----
+
+  /** @internal */
+  writePage(s: number, pfn: number, len: number, offset: number): void {
+    this._pfn[s] = pfn;
+    this._length[s] = len;
+    this._offset[s] = offset;
+    const end = pfn * this.pageSize + offset + len;
+    if (end > this._maxCpuEnd) this._maxCpuEnd = end;
+  }
+
+  /** @internal */
+  flagsColumn(): Uint32Array {
+    if (this._flags === null || this._flags.length < this._pfn.length) {
+      const f = new Uint32Array(this._pfn.length);
+      if (this._flags !== null) f.set(this._flags);
+      this._flags = f;
+    }
+    return this._flags;
+  }
+
+  private dmaColumns(): void {
+    const cap = this._pfn.length;
+    if (this._dmaAddr === null || this._dmaAddr.length < cap) {
+      const a = new BigUint64Array(cap);
+      const l = new Uint32Array(cap);
+      const f = new Uint8Array(cap);
+      if (this._dmaAddr !== null) {
+        a.set(this._dmaAddr);
+        l.set(this._dmaLen!);
+        f.set(this._dmaFlags!);
+      }
+      this._dmaAddr = a;
+      this._dmaLen = l;
+      this._dmaFlags = f;
+    }
+  }
+
+  /** @internal grows the slot columns to hold at least `need` slots. */
+  ensureSlots(need: number): void {
+    const cap = this._pfn.length;
+    if (need <= cap) return;
+    const n = Math.max(need, cap * 2);
+    const pfn = new Float64Array(n).fill(-1);
+    pfn.set(this._pfn);
+    this._pfn = pfn;
+    const link = new Uint8Array(n);
+    link.set(this._link);
+    this._link = link;
+    const off = new Uint32Array(n);
+    off.set(this._offset);
+    this._offset = off;
+    const len = new Uint32Array(n);
+    len.set(this._length);
+    this._length = len;
+    if (this._flags !== null) this.flagsColumn();
+    if (this._dmaAddr !== null) this.dmaColumns();
+  }
+
+  /**
+   * @internal sg_kmalloc + sg_init_table: a new chunk of `size` zeroed slots with SG_END on its last slot;
+   * its first slot gets logical index `firstLogical`. Returns the chunk index.
+   */
+  allocChunk(size: number, firstLogical: number): number {
+    this.ensureSlots(this._slots + size);
+    const k = this._chunkSize.length;
+    const base = this._slots;
+    this._chunkBase.push(base);
+    this._chunkSize.push(size);
+    this._chunkFirst.push(firstLogical);
+    this._slots += size;
+    this._link[base + size - 1] = SG_END;
+    return k;
+  }
+
+  /** @internal sg_chain: turns slot s into a link to chunk k (page_link = chunk | SG_CHAIN, offset = length = 0). */
+  chainSlot(s: number, k: number): void {
+    this._pfn[s] = k;
+    this._link[s] = SG_CHAIN;
+    this._offset[s] = 0;
+    this._length[s] = 0;
+  }
+
+  /** @internal */
+  cpuSide(): SgSideView {
+    return {
+      count: this._origNents,
+      fits: this.addrFitsNumber,
+      pfn: this._pfn, link: this._link, offset: this._offset, length: this._length, flags: this._flags,
+      pageSize: this.pageSize,
+      dmaAddr: null, dmaLen: null,
+    };
+  }
+
+  /** @internal */
+  dmaSide(): SgSideView {
+    return {
+      count: this._nents,
+      fits: this._maxDmaEnd <= BigInt(TWO53),
+      pfn: this._pfn, link: this._link, offset: this._offset, length: this._length, flags: this._flags,
+      pageSize: this.pageSize,
+      dmaAddr: this._dmaAddr ?? new BigUint64Array(this._pfn.length),
+      dmaLen: this._dmaLen ?? new Uint32Array(this._pfn.length),
+    };
+  }
+
+  /** @internal sg_free_table: drops every chunk. */
+  release(): void {
+    this._chunkBase = [];
+    this._chunkSize = [];
+    this._chunkFirst = [];
+    this._slots = 0;
+    this._origNents = 0;
+    this._nents = 0;
+    this._pfn = new Float64Array(1).fill(-1);
+    this._link = new Uint8Array(1);
+    this._offset = new Uint32Array(1);
+    this._length = new Uint32Array(1);
+    this._flags = null;
+    this._dmaAddr = null;
+    this._dmaLen = null;
+    this._dmaFlags = null;
+    this._maxCpuEnd = 0;
+    this._maxDmaEnd = 0n;
+    this._freed = true;
+  }
+}
+
+/** The DMA side of an SgTable as a RangeSource (layout 'dmalist'); shares the table's storage. */
+class SgDmaView implements RangeSource {
+  readonly layout = 'dmalist' as const;
+  readonly sharesStorage = true as const;
+  private readonly sgt: SgTable;
+  constructor(sgt: SgTable) {
+    this.sgt = sgt;
+  }
+  get count(): number {
+    return this.sgt.nents;
+  }
+  get totalLen(): number {
+    let t = 0;
+    for (let i = 0; i < this.sgt.nents; i++) t += this.sgt.dmaLengthAt(i);
+    return t;
+  }
+  /** The same structure as the CPU side: the table's kernelBytes (do not add both). */
+  get kernelBytes(): number {
+    return this.sgt.kernelBytes;
+  }
+  get addrFitsNumber(): boolean {
+    return this.sgt._maxDmaEnd <= BigInt(TWO53);
+  }
+  cursor(opts?: CursorOptions): RangeCursor {
+    return new SgCursor(this.sgt.dmaSide(), opts);
+  }
+  *[Symbol.iterator](): Iterator<Range> {
+    const c = this.cursor();
+    while (!c.done) {
+      yield { addr: c.addr, len: c.len, flags: c.flags };
+      c.next();
+    }
+  }
+}
+
+/**
+ * struct sg_append_table: an SgTable being built by repeated sgAllocAppendTableFromPages calls.
+ * prv is the logical index of the last populated entry (null before the first call).
+ */
+export class SgAppendTable {
+  readonly sgt: SgTable;
+  /** Logical index of the last populated entry (sgt_append->prv), null before the first call. */
+  prv: number | null = null;
+  /** Slots allocated over all chunks minus the chain links (total_nents). */
+  totalNents = 0;
+  /** @internal slot of prv. */
+  _prvSlot = -1;
+
+  constructor(opts?: { pageSize?: number }) {
+    this.sgt = new SgTable(opts?.pageSize ?? 4096, 0);
+  }
+
+  /** 32 B sg_append_table header (embedding the sg_table) + 32 B per allocated scatterlist slot. */
+  get kernelBytes(): number {
+    return this.sgt.kernelBytes - SG_TABLE_BYTES + SG_APPEND_TABLE_BYTES;
+  }
+}
+
+/**
+ * sg_alloc_table(): a table of `nents` empty entries (no pages) in chained chunks of 128 (127 usable + 1 chain
+ * link except the last chunk), nents = origNents = `nents`, SG_END on the last entry.
+ * Errors: EINVAL for nents == 0. (The model has no allocation failure, so no ENOMEM.)
+ * @throws RangeError if nents is not a u32.
+ */
+export function sgAllocTable(nents: number, opts?: { pageSize?: number }): Result<SgTable> {
+  checkU32('nents', nents);
+  if (nents === 0) return err('EINVAL', 'sg_alloc_table with nents == 0');
+  const full = nents > SG_MAX_SINGLE_ALLOC ? Math.ceil((nents - SG_MAX_SINGLE_ALLOC) / (SG_MAX_SINGLE_ALLOC - 1)) : 0;
+  const sgt = new SgTable(opts?.pageSize ?? 4096, nents + full);
+  let left = nents;
+  let first = 0;
+  let prvChainSlot = -1;
+  while (left > 0) {
+    let alloc = left;
+    let usable = left;
+    if (alloc > SG_MAX_SINGLE_ALLOC) {
+      alloc = SG_MAX_SINGLE_ALLOC;
+      usable = alloc - 1;
+    }
+    const k = sgt.allocChunk(alloc, first);
+    if (prvChainSlot >= 0) sgt.chainSlot(prvChainSlot, k);
+    left -= usable;
+    first += usable;
+    const base = sgt._chunkBase[k];
+    if (left > 0) prvChainSlot = base + SG_MAX_SINGLE_ALLOC - 1;
+    else sgt._link[base + usable - 1] = SG_END;
+  }
+  sgt._origNents = nents;
+  sgt._nents = nents;
+  return ok(sgt);
+}
+
+/** sg_free_table(): releases every chunk; the table is empty afterwards (freeing twice is a no-op, as in the kernel). */
+export function sgFreeTable(sgt: SgTable): void {
+  sgt.release();
+}
+
+/** sg_free_append_table(): releases the append table's chunks and resets it. */
+export function sgFreeAppendTable(append: SgAppendTable): void {
+  append.sgt.release();
+  append.prv = null;
+  append._prvSlot = -1;
+  append.totalNents = 0;
+}
+
+/** Normalizes PfnInput to a Float64Array (no copy for Float64Array) after validating every pfn. */
+function pfnsToFloat64(pfns: PfnInput, pageSize: number): Float64Array {
+  const maxPfn = 2 ** 64 / pageSize - 1;
+  if (pfns instanceof Float64Array) {
+    for (let i = 0; i < pfns.length; i++) {
+      const p = pfns[i];
+      if (!(p >= 0 && p <= maxPfn && Math.floor(p) === p)) {
+        throw new RangeError(`pfns[${i}] must be an integer pfn in [0, ${maxPfn}], got ${p}`);
+      }
+    }
+    return pfns;
+  }
+  if (!(pfns instanceof BigUint64Array) && !Array.isArray(pfns)) {
+    throw new TypeError(`pfns must be a bigint[], BigUint64Array or Float64Array, got ${typeof pfns}`);
+  }
+  const out = new Float64Array(pfns.length);
+  const maxBig = BigInt(maxPfn);
+  for (let i = 0; i < pfns.length; i++) {
+    const p: unknown = pfns[i];
+    if (typeof p !== 'bigint') throw new TypeError(`pfns[${i}] must be a bigint, got ${typeof p} ${String(p)}`);
+    if (p < 0n || p > maxBig) throw new RangeError(`pfns[${i}] must be in [0, ${maxPfn}], got ${p}n`);
+    out[i] = Number(p);
+  }
+  return out;
+}
+
+function warnOrNot(opts: SgPageOpts | undefined, message: string, data: Record<string, unknown>): void {
+  opts?.events?.warn('scatterlist', message, data);
+}
+
+/**
+ * sg_alloc_append_table_from_pages(): adds the pages to `append`, merging runs of physically contiguous pages
+ * of the same pgmap into one entry of at most maxSegment (rounded down to the page size) bytes. With a previous
+ * call (append.prv set), pages contiguous with the last entry are first merged into it. `leftPages` tells how
+ * many more pages later calls will add: it sizes the chunks, and 0 marks the last entry SG_END. Afterwards
+ * append.sgt.nents === append.sgt.origNents === entries so far.
+ *
+ * Errors (nothing changed): EINVAL (with a WARN) when maxSegment < pageSize after rounding down, or when an
+ * appending call (append.prv set) passes a non-zero offset. Retrying with the same arguments cannot help.
+ * A call that needs a new entry after the list was closed (a previous call had leftPages == 0, or fewer than
+ * announced) dereferences NULL in the kernel: recorded as a BUG and KernelBug is thrown.
+ *
+ * @throws TypeError/RangeError for malformed arguments: pfns empty or not pfns, offset >= pageSize, size not
+ *   covering the last page (the kernel does not check this; its unsigned arithmetic wraps), maxSegment or
+ *   leftPages not a u32.
+ */
+export function sgAllocAppendTableFromPages(
+  append: SgAppendTable, pfns: PfnInput, offset: number, size: number, maxSegment: number, leftPages: number,
+  opts?: SgPageOpts,
+): Result<void> {
+  if (!(append instanceof SgAppendTable)) throw new TypeError(`append must be an SgAppendTable, got ${String(append)}`);
+  const sgt = append.sgt;
+  const P = sgt.pageSize;
+  if (opts?.pageSize !== undefined && checkPageSize(opts.pageSize) !== P) {
+    throw new RangeError(`opts.pageSize (${opts.pageSize}) must equal the append table's pageSize (${P})`);
+  }
+  const pf = pfnsToFloat64(pfns, P);
+  const n = pf.length;
+  if (n === 0) throw new RangeError('pfns must hold at least one page, got 0 (the kernel reads pages[0])');
+  checkLen('offset', offset, 0, P - 1);
+  checkLen('size', size);
+  // Model deviation: the kernel trusts size; one that leaves a whole page unused (or overruns the pages)
+  // makes its unsigned size arithmetic wrap, so the model rejects it as misuse.
+  const cover = n * P - offset;
+  if (size > cover || size <= cover - P) {
+    throw new RangeError(`size must cover the last of ${n} pages: in (${cover - P}, ${cover}], got ${size}`);
+  }
+  checkU32('maxSegment', maxSegment);
+  checkU32('leftPages', leftPages);
+
+  const maxSeg = Math.floor(maxSegment / P) * P;
+  if (maxSeg < P) {
+    warnOrNot(opts, 'sg_alloc_append_table_from_pages: max_segment < PAGE_SIZE', { maxSegment, pageSize: P });
+    return err('EINVAL', `maxSegment ${maxSegment} is below the page size ${P} after rounding down`);
+  }
+  if (append.prv !== null && offset !== 0) {
+    warnOrNot(opts, 'sg_alloc_append_table_from_pages: offset != 0 when appending', { offset });
+    return err('EINVAL', `offset must be 0 when appending to a table, got ${offset}`);
+  }
+
+  // pages_are_mergeable(b after a): pfn(b) == pfn(a) + 1 and same pgmap.
+  const pgmapOf = opts?.pgmapOf;
+  let pgmap: Float64Array | null = null;
+  if (pgmapOf) {
+    pgmap = new Float64Array(n);
+    for (let i = 0; i < n; i++) pgmap[i] = pgmapOf(pf[i]);
+  }
+
+  let start = 0;
+  let s = append._prvSlot;
+  if (append.prv !== null) {
+    const ps = append._prvSlot;
+    const nextPfn = Math.floor((sgt._pfn[ps] * P + sgt._offset[ps] + sgt._length[ps]) / P);
+    if (pf[0] === nextPfn) {
+      const lastPgmap = pgmapOf ? pgmapOf(nextPfn - 1) : 0;
+      let prevPfn = nextPfn - 1;
+      let prevPgmap = lastPgmap;
+      let grown = sgt._length[ps];
+      while (start < n) {
+        const p = pf[start];
+        if (p !== prevPfn + 1 || (pgmap !== null && pgmap[start] !== prevPgmap)) break;
+        if (grown + P > maxSeg) break;
+        grown += P;
+        prevPfn = p;
+        prevPgmap = pgmap === null ? 0 : pgmap[start];
+        start++;
+      }
+      // Apply after the scan so a later BUG cannot leave a half-merged entry behind.
+      if (start > 0) sgt.writePage(ps, sgt._pfn[ps], sgt._length[ps] + start * P, sgt._offset[ps]);
+      if (start === n) {
+        if (leftPages === 0) sgt._link[ps] = (sgt._link[ps] | SG_END) & ~SG_CHAIN;
+        return ok();
+      }
+    }
+  }
+  const prvLenBefore = s >= 0 ? sgt._length[s] - start * P : 0;
+
+  // Count the chunks (entries) the remaining pages form.
+  let chunks = 1;
+  let segLen = 0;
+  for (let i = start + 1; i < n; i++) {
+    segLen += P;
+    if (segLen >= maxSeg || pf[i] !== pf[i - 1] + 1 || (pgmap !== null && pgmap[i] !== pgmap[i - 1])) {
+      chunks++;
+      segLen = 0;
+    }
+  }
+
+  // Closed list: the kernel's get_next_sg would call sg_next() on an SG_END entry and dereference NULL.
+  if (s >= 0 && (sgt._link[s] & SG_END)) {
+    if (start > 0) sgt.writePage(s, sgt._pfn[s], prvLenBefore, sgt._offset[s]);
+    const message = 'NULL pointer dereference in get_next_sg: appending after the last entry was marked SG_END (leftPages too small)';
+    const data = { prv: append.prv, leftPages };
+    if (opts?.events) opts.events.bug('scatterlist', message, data);
+    throw new KernelBug({ seq: -1, kind: 'BUG', source: 'scatterlist', message, data });
+  }
+
+  // Reserve the slots up front (chunks plus their chain links) instead of growing chunk by chunk.
+  sgt.ensureSlots(sgt._slots + chunks + Math.ceil(chunks / (SG_MAX_SINGLE_ALLOC - 1)) + 1);
+  const flagsOf = opts?.flagsOf;
+  let remaining = size;
+  let off = offset;
+  let cur = start;
+  let logical = append.prv === null ? 0 : append.prv + 1;
+  for (let c = 0; c < chunks; c++) {
+    let j = cur + 1;
+    segLen = 0;
+    for (; j < n; j++) {
+      segLen += P;
+      if (segLen >= maxSeg || pf[j] !== pf[j - 1] + 1 || (pgmap !== null && pgmap[j] !== pgmap[j - 1])) break;
+    }
+    // get_next_sg: the next free slot, or a new chunk when only the chunk's last slot is left and more
+    // than one entry is still needed.
+    const needed = chunks - c + leftPages;
+    let next: number;
+    let useNew = s < 0;
+    if (s >= 0) {
+      next = s + 1;
+      if (sgt._link[next] & SG_END && needed !== 1) useNew = true;
+    } else next = -1;
+    if (useNew) {
+      const alloc = Math.min(needed, SG_MAX_SINGLE_ALLOC);
+      const k = sgt.allocChunk(alloc, logical);
+      if (s >= 0) {
+        append.totalNents += alloc - 1;
+        sgt.chainSlot(next, k);
+      } else {
+        append.totalNents = alloc;
+      }
+      next = sgt._chunkBase[k];
+    }
+    s = next;
+    const chunkLen = (j - cur) * P - off;
+    sgt.writePage(s, pf[cur], Math.min(remaining, chunkLen), off);
+    if (flagsOf) sgt.flagsColumn()[s] = flagsOf(pf[cur]);
+    remaining -= chunkLen;
+    off = 0;
+    cur = j;
+    logical++;
+  }
+  sgt._nents += chunks;
+  sgt._origNents = sgt._nents;
+  append.prv = sgt._origNents - 1;
+  append._prvSlot = s;
+  if (leftPages === 0) sgt._link[s] = (sgt._link[s] | SG_END) & ~SG_CHAIN;
+  return ok();
+}
+
+/**
+ * sg_alloc_table_from_pages_segment(): a new table from a page array, contiguous pages (same pgmap) merged into
+ * entries of at most maxSegment bytes (rounded down to the page size). nents = origNents = entries.
+ * Errors: EINVAL (with a WARN) when maxSegment < pageSize after rounding down.
+ * @throws TypeError/RangeError for malformed arguments (see sgAllocAppendTableFromPages).
+ */
+export function sgAllocTableFromPagesSegment(
+  pfns: PfnInput, offset: number, size: number, maxSegment: number, opts?: SgPageOpts,
+): Result<SgTable> {
+  const append = new SgAppendTable({ pageSize: opts?.pageSize ?? 4096 });
+  const r = sgAllocAppendTableFromPages(append, pfns, offset, size, maxSegment, 0, opts);
+  if (!r.ok) return r;
+  if (append.totalNents !== append.sgt.origNents) {
+    warnOrNot(opts, 'sg_alloc_table_from_pages_segment: total_nents != orig_nents', {
+      totalNents: append.totalNents, origNents: append.sgt.origNents,
+    });
+  }
+  return ok(append.sgt);
+}
+
+/**
+ * sg_alloc_table_from_pages(): sgAllocTableFromPagesSegment with maxSegment = UINT_MAX (rounded down to the page
+ * size). Cannot fail for valid arguments; the Result mirrors the kernel signature.
+ */
+export function sgAllocTableFromPages(pfns: PfnInput, offset: number, size: number, opts?: SgPageOpts): Result<SgTable> {
+  return sgAllocTableFromPagesSegment(pfns, offset, size, UINT_MAX, opts);
+}
+
+/**
+ * sg_nents(): entries reachable from the first slot through sg_next() until SG_END, walking the raw chunk
+ * storage and its chain links (0 for an empty table).
+ * @throws Error if the walk runs off the allocated slots (a list without SG_END: the kernel would read garbage).
+ */
+export function sgNents(sgt: SgTable): number {
+  if (sgt.slotCount === 0) return 0;
+  let n = 0;
+  let chunk = 0;
+  let slot = 0;
+  for (;;) {
+    const e = sgt.rawEntry(chunk, slot);
+    if (e.isChain) {
+      chunk = e.chainTo!;
+      slot = 0;
+      continue;
+    }
+    n++;
+    if (e.isEnd) return n;
+    slot++;
+    if (slot >= sgt.chunkSizeAt(chunk)) throw new Error(`sg_nents ran off chunk ${chunk} after ${n} entries without SG_END`);
+  }
+}
+
+/** sg_dma_is_bus_address(sg) for entry i. */
+export function sgDmaIsBusAddress(sgt: SgTable, i: number): boolean {
+  return (sgt.dmaFlagsAt(i) & SG_DMA_BUS_ADDRESS) !== 0;
+}
+
+/** sg_dma_mark_bus_address(sg) for entry i. */
+export function sgDmaMarkBusAddress(sgt: SgTable, i: number): void {
+  sgt.setDmaFlags(i, sgt.dmaFlagsAt(i) | SG_DMA_BUS_ADDRESS);
+}
+
+/** sg_dma_unmark_bus_address(sg) for entry i. */
+export function sgDmaUnmarkBusAddress(sgt: SgTable, i: number): void {
+  sgt.setDmaFlags(i, sgt.dmaFlagsAt(i) & ~SG_DMA_BUS_ADDRESS);
+}
+
+/** sg_dma_is_swiotlb(sg) for entry i (dma-direct/dma-iommu mark the first entry of a bounced list). */
+export function sgDmaIsSwiotlb(sgt: SgTable, i: number): boolean {
+  return (sgt.dmaFlagsAt(i) & SG_DMA_SWIOTLB) !== 0;
+}
+
+/** sg_dma_mark_swiotlb(sg) for entry i. */
+export function sgDmaMarkSwiotlb(sgt: SgTable, i: number): void {
+  sgt.setDmaFlags(i, sgt.dmaFlagsAt(i) | SG_DMA_SWIOTLB);
+}

@@ -1,0 +1,2 @@
+// scenario/: machines + workloads -> metrics, the compare report.
+export * from './compare.ts';

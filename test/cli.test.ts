@@ -1,0 +1,135 @@
+// End-to-end tests of the `phyr` CLI: in-process through runCli (fast), and a few real processes
+// (node --import tsx src/cli/main.ts) for exit codes and stream separation.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/program.ts';
+import type { CompareReport } from '../src/scenario/index.ts';
+import { BUFFER_NAMES, LAYOUT_NAMES, LEGEND } from '../src/scenario/index.ts';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function cli(args: string[], opts: { isTTY?: boolean; env?: NodeJS.ProcessEnv } = {}): { code: number; out: string; err: string } {
+  let out = '';
+  let err = '';
+  const code = runCli(args, {
+    stdout: { write: (s: string) => { out += s; } },
+    stderr: { write: (s: string) => { err += s; }, isTTY: opts.isTTY ?? false, columns: 100 },
+    env: opts.env ?? {},
+  });
+  return { code, out, err };
+}
+
+function spawnCli(args: string[]): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
+    cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 60_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+const FAST = ['--ram', '8', '--buffers', 'device,hugetlb'];
+
+describe('phyr compare --help', () => {
+  const { code, out } = cli(['compare', '--help']);
+  it('exits 0 and explains every option, buffer and column', () => {
+    expect(code).toBe(0);
+    for (const opt of ['--json', '--seed <n>', '--ram <GiB>', '--no-aged', '--buffers <list>', '--max-segment <bytes>',
+      '--no-progress', '--page-size <bytes>', '--help']) {
+      expect(out, opt).toContain(opt);
+    }
+    for (const b of BUFFER_NAMES) expect(out).toMatch(new RegExp(`^  ${b} `, 'm'));
+    for (const k of Object.keys(LEGEND)) expect(out).toContain(k);
+  });
+
+  it('phyr help compare and phyr --help work too', () => {
+    const h = cli(['help', 'compare']);
+    expect(h.code).toBe(0);
+    expect(h.out).toContain('--max-segment <bytes>');
+    const top = cli(['--help']);
+    expect(top.code).toBe(0);
+    expect(top.out).toContain('compare');
+  });
+});
+
+describe('phyr compare', () => {
+  it('--json prints one JSON object of the documented shape on stdout and nothing on stderr', () => {
+    const { code, out, err } = cli(['compare', '--json', ...FAST, '--seed', '9'], { isTTY: true });
+    expect(code).toBe(0);
+    expect(err).toBe('');
+    const rep = JSON.parse(out) as CompareReport;
+    expect(rep.tool).toBe('phyr compare');
+    expect(rep.machine.ramBytes).toBe(8 * 2 ** 30);
+    expect(rep.machine.seed).toBe(9);
+    expect(rep.machine.aged).toBe(true);
+    expect(rep.buffers.map((b) => b.name)).toEqual(['device', 'hugetlb']);
+    for (const b of rep.buffers) {
+      expect(b.userAddr).toMatch(/^0x[0-9a-f]+$/);
+      expect(b.rows.map((r) => r.layout)).toEqual([...LAYOUT_NAMES]);
+      for (const r of b.rows) {
+        expect(typeof r.describes).toBe('boolean');
+        expect(typeof r.timeMs).toBe('number');
+        expect(r.timeMs).toBeCloseTo(r.pinMs + r.buildMs, 6);
+      }
+    }
+    // 4 GiB of 1 GiB pages: 1,048,576 page pointers (8 MiB); the headline is per 1 GiB page.
+    expect(rep.buffers[1].rows[0].entries).toBe(1 << 20);
+    expect(rep.headline?.pageEntries).toBe(262144);
+    expect(rep.headline?.phyrBytes).toBe(16);
+    expect(rep.buffers[0].rows[1]).toMatchObject({ describes: false, errno: 'EFAULT' });
+  });
+
+  it('human output: headline, tables and legend; the progress bar only on a terminal stderr', () => {
+    const tty = cli(['compare', ...FAST, '--no-aged'], { isTTY: true });
+    expect(tty.code).toBe(0);
+    expect(tty.out).toContain('Headline: 1 GiB hugetlb page: 262,144 page entries (2 MiB of pointers) vs 1 phyr (16 B)');
+    expect(tty.out).toContain('1,048,576');
+    expect(tty.out).toContain('Legend:');
+    expect(tty.out).not.toContain('\r');
+    expect(tty.err).toMatch(/\[#+-*\]/);
+    expect(tty.err.endsWith('\r\x1b[K')).toBe(true);
+    expect(cli(['compare', ...FAST], { isTTY: false }).err).toBe('');
+    expect(cli(['compare', ...FAST], { isTTY: true, env: { CI: 'true' } }).err).toBe('');
+    expect(cli(['compare', ...FAST, '--no-progress'], { isTTY: true }).err).toBe('');
+  });
+
+  it('invalid option values exit 2 with the option and the value named', () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--seed', 'abc'], /--seed.*abc/],
+      [['--seed', '-1'], /--seed.*-1/],
+      [['--ram', '0'], /--ram.*0/],
+      [['--ram', '1.5'], /--ram.*1\.5/],
+      [['--buffers', 'anon,pmem'], /--buffers.*pmem/],
+      [['--buffers', 'anon,anon'], /--buffers.*anon/],
+      [['--max-segment', '100'], /--max-segment.*100/],
+      [['--page-size', '8192'], /--page-size.*8192/],
+      [['--bogus'], /--bogus/],
+    ];
+    for (const [args, re] of cases) {
+      const r = cli(['compare', ...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err, args.join(' ')).toMatch(re);
+      expect(r.out).toBe('');
+    }
+    // A value that is valid alone but not with the others (max segment below a 64 KiB page).
+    const r = cli(['compare', '--page-size', '65536', '--max-segment', '4096']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--max-segment.*4096/);
+  });
+});
+
+describe('the real process', () => {
+  it('exits 2 on a bad value, naming the option, with nothing on stdout', () => {
+    const r = spawnCli(['compare', '--ram', 'lots']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--ram.*lots/);
+    expect(r.out).toBe('');
+  });
+
+  it('exits 0 with parseable JSON on stdout', () => {
+    const r = spawnCli(['compare', '--json', '--ram', '8', '--buffers', 'device']);
+    expect(r.code, r.err).toBe(0);
+    const rep = JSON.parse(r.out) as CompareReport;
+    expect(rep.buffers[0].rows.find((x) => x.layout === 'phyr')?.entries).toBe(1);
+  });
+});
