@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/program.ts';
 import type { CompareReport } from '../src/scenario/index.ts';
-import { BUFFER_NAMES, LAYOUT_NAMES, LEGEND } from '../src/scenario/index.ts';
+import { BUFFER_NAMES, LAYOUT_NAMES, LEGEND, MAPPING_CONFIG_NAMES, MAPPING_LEGEND } from '../src/scenario/index.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -35,11 +35,13 @@ describe('phyr compare --help', () => {
   it('exits 0 and explains every option, buffer and column', () => {
     expect(code).toBe(0);
     for (const opt of ['--json', '--seed <n>', '--ram <GiB>', '--no-aged', '--buffers <list>', '--max-segment <bytes>',
-      '--no-progress', '--page-size <bytes>', '--help']) {
+      '--no-progress', '--page-size <bytes>', '--mapping', '--no-mapping', '--configs <list>', '--help']) {
       expect(out, opt).toContain(opt);
     }
     for (const b of BUFFER_NAMES) expect(out).toMatch(new RegExp(`^  ${b} `, 'm'));
     for (const k of Object.keys(LEGEND)) expect(out).toContain(k);
+    for (const k of Object.keys(MAPPING_LEGEND)) expect(out).toContain(k);
+    for (const c of MAPPING_CONFIG_NAMES) expect(out).toMatch(new RegExp(`^  ${c} `, 'm'));
   });
 
   it('phyr help compare and phyr --help work too', () => {
@@ -77,6 +79,19 @@ describe('phyr compare', () => {
     expect(rep.headline?.pageEntries).toBe(262144);
     expect(rep.headline?.phyrBytes).toBe(16);
     expect(rep.buffers[0].rows[1]).toMatchObject({ describes: false, errno: 'EFAULT' });
+    expect(rep.mapping).toBeNull();
+  });
+
+  it('--mapping --configs adds the mapping section for those configurations only', () => {
+    const { code, out } = cli(['compare', '--json', '--ram', '8', '--buffers', 'device', '--mapping', '--configs', 'p2p-switch,iommu-strict']);
+    expect(code).toBe(0);
+    const rep = JSON.parse(out) as CompareReport;
+    expect(rep.mapping?.configs.map((c) => c.name)).toEqual(['p2p-switch', 'iommu-strict']);
+    expect(rep.mapping?.rows).toHaveLength(2 * 4);
+    expect(rep.mapping?.rows.every((r) => r.bytesMismatched === 0)).toBe(true);
+    const human = cli(['compare', '--ram', '8', '--buffers', 'device', '--mapping', '--configs', 'p2p-switch']).out;
+    expect(human).toContain('p2p-switch: P2P through a switch');
+    expect(human).toContain('Mapping legend:');
   });
 
   it('human output: headline, tables and legend; the progress bar only on a terminal stderr', () => {
@@ -104,6 +119,7 @@ describe('phyr compare', () => {
       [['--max-segment', '100'], /--max-segment.*100/],
       [['--page-size', '8192'], /--page-size.*8192/],
       [['--bogus'], /--bogus/],
+      [['--configs', 'iommu-strict,nope'], /--configs.*nope/],
     ];
     for (const [args, re] of cases) {
       const r = cli(['compare', ...args]);

@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  BvecList, DmaList, PageArray, PageList, PhyrList, RANGE_MMIO, RANGE_NOPAGE, coalesce, slice, toBvecList,
+  DmaList, PageList, PhyrList, RANGE_MMIO, RANGE_NOPAGE, coalesce, slice, toBvecList,
   toPageArray, toPageList, toPhyrList, type CursorOptions, type Range, type RangeSource,
 } from '../src/phyr/index.ts';
 import { coverage, refSegments, segsOnly, walkCursor, walkOnce } from './phyr-reference.ts';
@@ -243,6 +243,3 @@ function chunksOf(pl: PageList): [bigint, number][] {
   for (let i = 0; i < pl.count; i++) out.push([pl.pfnAt(i), pl.orderAt(i)]);
   return out;
 }
-
-// Silence unused-import lint for types only used in annotations above.
-export type { BvecList, PageArray };

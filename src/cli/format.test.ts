@@ -91,6 +91,9 @@ describe('progress bar', () => {
     bar.done();
     expect(writes[writes.length - 1]).toBe('\r\x1b[K');
     expect(progressLine(1, 2, 'x'.repeat(200), 40).length).toBeLessThan(40);
+    const unknownWidth: string[] = [];
+    new ProgressBar({ write: (s: string) => unknownWidth.push(s), columns: 0 }).update(1, 2, 'half');
+    expect(unknownWidth[0]).toContain('[############------------] 1/2 half');
   });
 
   it('is wanted only on a terminal, without --json, outside CI, unless --no-progress', () => {

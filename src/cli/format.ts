@@ -2,7 +2,9 @@
 // separators and binary units, the seed's headline, the machine description and a legend.
 
 import { formatBytes, formatCount } from '../base/index.ts';
-import type { BufferReport, CompareReport, LayoutRow } from '../scenario/index.ts';
+import {
+  MAPPING_METHOD_LABELS, type BufferReport, type CompareReport, type LayoutRow, type MappingReport,
+} from '../scenario/index.ts';
 
 type Align = 'l' | 'r';
 
@@ -72,6 +74,37 @@ export function renderBuffer(b: BufferReport): string {
   return [title, table.split('\n').map((l) => `  ${l}`).join('\n'), ...notes].join('\n');
 }
 
+/** Renders the DMA mapping section: one table per machine configuration. */
+export function renderMapping(mr: MappingReport): string {
+  const out: string[] = ['DMA mapping (issue #3 section 6): each buffer mapped DMA_BIDIRECTIONAL by each method, then a device round trip'];
+  const labelOf = new Map(mr.buffers.map((b) => [b.name, b.name]));
+  for (const c of mr.configs) {
+    out.push('');
+    out.push(`${c.name}: ${c.label}`);
+    const rows = mr.rows.filter((r) => r.config === c.name);
+    const header = ['Buffer', 'Method', 'DMA entries', 'Meta bytes', 'IOMMU maps', 'PTEs', 'IOTLB inv', 'Bounce bytes', 'Verified', 'Map ms'];
+    const cells = rows.map((r) => [
+      labelOf.get(r.buffer) ?? r.buffer,
+      MAPPING_METHOD_LABELS[r.method],
+      r.ok ? formatCount(r.dmaEntries ?? 0) : `no: ${r.errno}`,
+      r.ok ? formatBytesExact(r.metadataBytes ?? 0) : '-',
+      formatCount(r.counters.iommuMapCalls),
+      formatCount(r.counters.iommuLeafPtesWritten),
+      formatCount(r.counters.iotlbInvalidations),
+      formatBytes(r.counters.bounceBytes),
+      r.ok ? (r.bytesMismatched === 0 ? formatBytes(r.bytesVerified) : `${formatCount(r.bytesMismatched)} B WRONG`) : '-',
+      formatMs(r.mapMs),
+    ]);
+    out.push(renderTable(header, cells, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']).split('\n').map((l) => `  ${l}`).join('\n'));
+    for (const r of rows.filter((x) => !x.ok)) out.push(`  ${r.buffer} / ${MAPPING_METHOD_LABELS[r.method]}: ${r.errno}: ${r.reason}`);
+  }
+  out.push('');
+  out.push('Mapping legend:');
+  const w = Math.max(...Object.keys(mr.legend).map((k) => k.length));
+  for (const [k, v] of Object.entries(mr.legend)) out.push(`  ${k.padEnd(w)}  ${v}`);
+  return out.join('\n');
+}
+
 /** The whole human report, ending with a newline. */
 export function renderCompareReport(report: CompareReport): string {
   const out: string[] = [];
@@ -84,6 +117,10 @@ export function renderCompareReport(report: CompareReport): string {
   out.push('');
   for (const b of report.buffers) {
     out.push(renderBuffer(b));
+    out.push('');
+  }
+  if (report.mapping) {
+    out.push(renderMapping(report.mapping));
     out.push('');
   }
   out.push('Legend:');

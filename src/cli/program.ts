@@ -2,7 +2,10 @@
 // validated here; a bad value is an error naming the option and the value, with exit code 2.
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { BUFFER_NAMES, LEGEND, runCompare, type BufferName, type CompareOptions } from '../scenario/index.ts';
+import {
+  BUFFER_NAMES, LEGEND, MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_LEGEND, runCompare,
+  type BufferName, type CompareOptions, type MappingConfigName,
+} from '../scenario/index.ts';
 import { renderCompareReport } from './format.ts';
 import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
 
@@ -25,6 +28,18 @@ function parseIntArg(what: string, min: number, max: number): (v: string) => num
     }
     return n;
   };
+}
+
+function parseConfigs(v: string): MappingConfigName[] {
+  const names = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (names.length === 0) throw new InvalidArgumentError(`--configs needs at least one of ${MAPPING_CONFIG_NAMES.join(', ')}, got ${JSON.stringify(v)}.`);
+  for (const n of names) {
+    if (!(MAPPING_CONFIG_NAMES as readonly string[]).includes(n)) {
+      throw new InvalidArgumentError(`unknown configuration ${JSON.stringify(n)}; choose from ${MAPPING_CONFIG_NAMES.join(', ')}.`);
+    }
+  }
+  if (new Set(names).size !== names.length) throw new InvalidArgumentError(`a configuration is listed twice in ${JSON.stringify(v)}.`);
+  return names as MappingConfigName[];
 }
 
 function parseBuffers(v: string): BufferName[] {
@@ -51,6 +66,14 @@ Buffers (--buffers, default all, in this order):
 Columns:
 ${Object.entries(LEGEND).map(([k, v]) => `  ${k.padEnd(26)} ${v}`).join('\n')}
 
+Mapping section (--mapping): configurations (--configs, default all):
+${MAPPING_CONFIG_NAMES.map((n) => `  ${n.padEnd(16)} ${MAPPING_CONFIGS[n].label}`).join('\n')}
+Methods: scatterlist + dmaMapSgtable; dmaMapPhys per phyr; two-step dmaIovaTryAlloc/Link/Sync (falls back to
+dmaMapPhys per range without dma-iommu); dmaMapPhyrs. Mapping columns:
+${Object.entries(MAPPING_LEGEND).map(([k, v]) => `  ${k.padEnd(26)} ${v}`).join('\n')}
+With the default buffers the mapping section takes about a minute or more (one dmaMapPhys per 4 KiB run
+of the aged anonymous buffer behind an IOMMU dominates); use --buffers or --configs to narrow it.
+
 The machine always reserves the hugetlb pool (4 x 1 GiB), whatever --buffers says, so every run of a
 seed has the same physical layout: --ram must leave room for it.
 
@@ -63,6 +86,8 @@ Example:
 `;
 
 interface CompareCliOptions {
+  mapping: boolean;
+  configs?: MappingConfigName[];
   json: boolean;
   seed: number;
   ram: number;
@@ -102,6 +127,9 @@ export function buildProgram(io: CliIo): Command {
     .option('--max-segment <bytes>', 'max_segment for the scatterlist (sgAllocTableFromPagesSegment); default UINT_MAX rounded down to the page size, as sg_alloc_table_from_pages',
       parseIntArg('--max-segment', 4096, 0xffffffff))
     .addOption(new Option('--page-size <bytes>', 'base page size of the machine').choices(['4096', '16384', '65536']).default('4096'))
+    .option('--mapping', 'add the DMA mapping section: the buffers mapped for a PCI device on 7 machine configurations by 4 methods, with a device round trip (slow: see below)', false)
+    .option('--no-mapping', 'leave the DMA mapping section out (the default)')
+    .option('--configs <list>', `comma-separated mapping configurations, from ${MAPPING_CONFIG_NAMES.join(',')} (default: all; implies nothing without --mapping)`, parseConfigs)
     .option('--no-progress', 'never draw the progress bar on stderr (it is drawn only when stderr is a terminal, without --json, outside CI)')
     .addHelpText('after', COMPARE_HELP_AFTER)
     .action((raw: Omit<CompareCliOptions, 'pageSize'> & { pageSize: string }) => {
@@ -113,6 +141,8 @@ export function buildProgram(io: CliIo): Command {
         ramGiB: o.ram, seed: o.seed, aged: o.aged, pageSize: o.pageSize,
         ...(o.buffers ? { buffers: o.buffers } : {}),
         ...(o.maxSegment !== undefined ? { maxSegment: o.maxSegment } : {}),
+        mapping: o.mapping,
+        ...(o.configs ? { mappingConfigs: o.configs } : {}),
       };
       const bar = wantProgress(o, io.stderr.isTTY, io.env) ? new ProgressBar(io.stderr) : null;
       let report;

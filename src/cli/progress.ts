@@ -29,7 +29,9 @@ export class ProgressBar {
 
   /** Redraws the bar for done of total steps. */
   update(done: number, total: number, label: string): void {
-    const line = progressLine(done, total, label, this.stream.columns ?? 80);
+    const cols = this.stream.columns;
+    // A terminal that does not report its width (0 or undefined) gets 80 columns.
+    const line = progressLine(done, total, label, cols !== undefined && cols >= 20 ? cols : 80);
     this.stream.write(`\r${line}\x1b[K`);
     this.drawn = true;
   }

@@ -212,7 +212,7 @@ export function iommuDmaMaxMappingSize(dev: Device): number {
 // DMA fields and rewrites offset/length in place; the model keeps the same numbers in private
 // typed arrays instead, so the CPU side of the table is never modified.
 
-const KIND_IOVA = 0;
+const KIND_IOVA = 0; // mapped through the IOVA allocation
 const KIND_BUS = 1;
 
 /** iommu_dma_map_sg_swiotlb(): every entry mapped on its own through iommu_dma_map_phys, no merging. */
@@ -276,6 +276,7 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
     if (type === PCI_P2PDMA_MAP_NOT_SUPPORTED) {
       return err('EREMOTEIO', `entry ${i}: P2P between its provider and ${dev.name} is not supported`);
     }
+    kind[i] = KIND_IOVA;
     const off = sgt.offsetAt(i) & gmask;
     const sLen = alignUp(sgt.lengthAt(i) + off, g);
     // Pad the previous entry so this one starts on a segment boundary when it would cross one.

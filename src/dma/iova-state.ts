@@ -12,10 +12,10 @@ import {
 } from '../iommu/index.ts';
 import type { Device } from '../pci/index.ts';
 import {
-  DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR,
-  type DmaDataDirection, checkAttrs, validDmaDirection,
+  DMA_ATTR_ALL, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL,
+  DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, type DmaDataDirection, checkAttrs, validDmaDirection,
 } from './constants.ts';
-import { dmaContextOf } from './context.ts';
+import { dmaContextOf, type DmaContext } from './context.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import { debugDmaIovaLink, debugDmaIovaUnlink } from './debug.ts';
 import { dmaGetMask } from './mask.ts';
@@ -25,6 +25,9 @@ import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts
 /** Bit 63 of dma_iova_state.__size: some link of this state went through swiotlb. */
 export const DMA_IOVA_USE_SWIOTLB = 1n << 63n;
 
+const U64_MAX = (1n << 64n) - 1n;
+const OK: Result<void> = ok();
+const MAX_EXACT = Number.MAX_SAFE_INTEGER;
 const TRACK_CHUNK_SHIFT = 16; // granules per tracking chunk: 65536
 const TRACK_CHUNK = 1 << TRACK_CHUNK_SHIFT;
 const LINKED = 1;
@@ -50,7 +53,13 @@ export class DmaIovaState {
   freed = false;
   /** @internal model bookkeeping: linked granules of the window, chunked bitmap. */
   linkedGranules = 0;
-  private chunks = new Map<number, Uint8Array>();
+  /** @internal the machine's DMA context, cached for the hot path. */
+  ctx: DmaContext | null = null;
+  /** @internal granule - 1 as a bigint. */
+  gmask = 0n;
+  /** @internal addr as a number when the whole window lies below 2^53, else -1. */
+  addrNum = -1;
+  private chunks: Array<Uint8Array | undefined> = [];
 
   /** The kernel's __size word: the length with DMA_IOVA_USE_SWIOTLB in bit 63. */
   get rawSize(): bigint {
@@ -72,33 +81,53 @@ export class DmaIovaState {
     this.pad = 0;
     this.freed = false;
     this.linkedGranules = 0;
-    this.chunks.clear();
+    this.ctx = null;
+    this.gmask = 0n;
+    this.addrNum = -1;
+    this.chunks = [];
   }
 
   /** @internal how many of granules [first, first+count) are linked. */
   countLinked(first: number, count: number): number {
+    if (this.linkedGranules === 0) return 0;
     let n = 0;
-    for (let g = first; g < first + count; g++) {
-      const c = this.chunks.get(g >>> TRACK_CHUNK_SHIFT);
-      if (c && c[g & (TRACK_CHUNK - 1)] === LINKED) n++;
+    const end = first + count;
+    let g = first;
+    while (g < end) {
+      const key = g >>> TRACK_CHUNK_SHIFT;
+      const stop = Math.min(end, (key + 1) << TRACK_CHUNK_SHIFT);
+      const c = this.chunks[key];
+      if (c) for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) n += c[i];
+      else g = stop;
     }
     return n;
   }
 
   /** @internal marks granules [first, first+count) linked (value 1) or unlinked (0). */
   mark(first: number, count: number, linked: boolean): void {
-    for (let g = first; g < first + count; g++) {
+    const end = first + count;
+    let g = first;
+    const v = linked ? LINKED : 0;
+    while (g < end) {
       const key = g >>> TRACK_CHUNK_SHIFT;
-      let c = this.chunks.get(key);
+      const stop = Math.min(end, (key + 1) << TRACK_CHUNK_SHIFT);
+      let c = this.chunks[key];
       if (!c) {
-        if (!linked) continue;
-        c = new Uint8Array(TRACK_CHUNK);
-        this.chunks.set(key, c);
+        if (!linked) { g = stop; continue; }
+        c = new Uint8Array(Math.min(TRACK_CHUNK, this.trackGranules - (key << TRACK_CHUNK_SHIFT)));
+        this.chunks[key] = c;
       }
-      const i = g & (TRACK_CHUNK - 1);
-      if (linked && c[i] !== LINKED) { c[i] = LINKED; this.linkedGranules++; }
-      else if (!linked && c[i] === LINKED) { c[i] = 0; this.linkedGranules--; }
+      for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) {
+        if (c[i] !== v) { c[i] = v; this.linkedGranules += linked ? 1 : -1; }
+      }
     }
+  }
+
+  /** @internal granules the window spans (size of the tracking bitmap). */
+  get trackGranules(): number {
+    if (!this.domain) return 0;
+    const g = this.domain.granule;
+    return Math.ceil((this.pad + this.len) / g);
   }
 }
 
@@ -153,6 +182,9 @@ export function dmaIovaTryAlloc(dev: Device, state: DmaIovaState, phys: bigint, 
   state.dev = dev;
   state.domain = domain;
   state.pad = off;
+  state.ctx = ctx;
+  state.gmask = BigInt(g - 1);
+  state.addrNum = state.addr + BigInt(size) <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(state.addr) : -1;
   return true;
 }
 
@@ -259,19 +291,23 @@ function linkSwiotlb(dev: Device, state: DmaIovaState, domain: IommuDomain, phys
  */
 export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offset: number, size: number,
   dir: DmaDataDirection, attrs: number): Result<void> {
-  checkState(state);
-  checkAddr('phys', phys);
-  checkLen('offset', offset);
-  checkLen('size', size);
-  checkAttrs(attrs);
-  checkDir(dev, dir);
-  const u = checkUse(dev, state, 'dma_iova_link', offset, size);
-  if (!u.ok) return u;
-  if (size === 0) return ok();
-  const domain = u.value;
-  const ctx = dmaContextOf(dev);
+  // Argument checks, written out for the hot path (one link per range of a 1 GiB list).
+  if (!(state instanceof DmaIovaState)) checkState(state);
+  if (typeof phys !== 'bigint' || phys < 0n || phys > U64_MAX) checkAddr('phys', phys);
+  if (!Number.isSafeInteger(offset) || offset < 0) checkLen('offset', offset);
+  if (!Number.isSafeInteger(size) || size < 0) checkLen('size', size);
+  if (typeof attrs !== 'number' || (attrs & ~DMA_ATTR_ALL) !== 0 || !(attrs >= 0) || !Number.isInteger(attrs)) checkAttrs(attrs);
+  if (dir !== DMA_BIDIRECTIONAL && dir !== DMA_TO_DEVICE && dir !== DMA_FROM_DEVICE) checkDir(dev, dir);
+  if (state.len === 0 || state.dev !== dev || state.freed || offset + size > state.len) {
+    const u = checkUse(dev, state, 'dma_iova_link', offset, size);
+    if (!u.ok) return u;
+  }
+  if (size === 0) return OK;
+  const domain = state.domain!;
+  const ctx = state.ctx!;
   const g = domain.granule;
-  const startPad = Number(phys & BigInt(g - 1));
+  const physNum = Number(phys);
+  const startPad = physNum <= MAX_EXACT ? physNum % g : Number(phys & state.gmask);
   if (startPad && offset > 0) {
     ctx.mm.events.warn('dma-iommu', `${dev.name}: dma_iova_link of unaligned phys 0x${phys.toString(16)} at offset ${offset}`,
       { dev: dev.name, phys, offset });
@@ -280,20 +316,24 @@ export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offs
   if ((attrs & DMA_ATTR_REQUIRE_COHERENT) && !dev.dmaCoherent) {
     return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on a non-coherent device');
   }
-  const [first, count] = granuleSpan(state, offset, size);
-  if (state.linkedGranules && state.countLinked(first, count)) {
+  const startByte = state.pad + offset;
+  const first = Math.floor(startByte / g);
+  const count = Math.ceil((startByte + size) / g) - first;
+  if (state.linkedGranules !== 0 && state.countLinked(first, count) !== 0) {
     ctx.mm.events.dmaDebug(`${dev.name}: dma_iova_link over an already linked part of the window at offset ${offset}`,
       { dev: dev.name, offset, size });
     return err('EINVAL', `window offset ${offset}: already linked`);
   }
   let r: Result<void>;
   let bounced = false;
-  if (devUseSwiotlb(dev, size, dir) && (startPad !== 0 || size % g !== 0)) {
+  if (dev.untrusted && (startPad !== 0 || size % g !== 0) && devUseSwiotlb(dev, size, dir)) {
     if (attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) return err('EPERM', 'MMIO cannot be bounced through swiotlb');
     r = linkSwiotlb(dev, state, domain, phys, offset, size, dir, attrs);
     bounced = true;
   } else {
-    r = linkRaw(dev, domain, state.addr + BigInt(offset - startPad), phys - BigInt(startPad), alignUp(size + startPad, g), dir, attrs);
+    const iova = state.addrNum >= 0 ? BigInt(state.addrNum + offset - startPad) : state.addr + BigInt(offset - startPad);
+    r = linkRaw(dev, domain, iova, startPad ? phys - BigInt(startPad) : phys,
+      alignUp(size + startPad, g), dir, attrs);
   }
   if (!r.ok) return r;
   state.mark(first, count, true);

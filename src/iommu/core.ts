@@ -13,6 +13,7 @@ import { IOMMU_READ, IOMMU_WRITE } from './prot.ts';
 
 const OK_VOID: Result<void> = Object.freeze(ok());
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const POW2: readonly number[] = Array.from({ length: 64 }, (_, k) => 2 ** k);
 const U64_MAX = (1n << 64n) - 1n;
 const choice = { lg2: 0, count: 0 };
 const leaf: LeafInfo = { physPfn: 0, leafIovaPfn: 0, leafLg2: 0, level: 0, prot: 0 };
@@ -56,17 +57,24 @@ const sp = { pfn: 0, off: 0 };
  * is unmapped again; retrying helps only after ENOMEM.
  */
 export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size: number, prot: number): Result<void> {
-  checkDomain(d);
-  if (typeof iova !== 'bigint' || iova < 0n || iova > U64_MAX) badAddr('iova', iova);
-  if (typeof paddr !== 'bigint' || paddr < 0n || paddr > U64_MAX) badAddr('paddr', paddr);
-  checkSize('size', size);
+  // Hot path: one bigint -> number conversion per address; exact whenever the result is a safe integer.
+  const iovaN = typeof iova === 'bigint' ? Number(iova) : -1;
+  const paN = typeof paddr === 'bigint' ? Number(paddr) : -1;
+  if (iovaN >= 0 && iovaN <= MAX_SAFE) { sa.off = iovaN % 4096; sa.pfn = (iovaN - sa.off) / 4096; } else {
+    if (typeof iova !== 'bigint' || iova < 0n || iova > U64_MAX) badAddr('iova', iova);
+    splitAddr(iova, sa);
+  }
+  if (paN >= 0 && paN <= MAX_SAFE) { sp.off = paN % 4096; sp.pfn = (paN - sp.off) / 4096; } else {
+    if (typeof paddr !== 'bigint' || paddr < 0n || paddr > U64_MAX) badAddr('paddr', paddr);
+    splitAddr(paddr, sp);
+  }
+  if (typeof size !== 'number' || !(size >= 0) || !Number.isSafeInteger(size)) checkSize('size', size);
   if (typeof prot !== 'number' || !Number.isInteger(prot) || prot < 0) throw new TypeError(`prot must be a non-negative integer, got ${String(prot)}`);
+  if (d === null || typeof d !== 'object' || d.leafLg2s === undefined) checkDomain(d);
   const stats = d.iommu.mm.stats;
   stats.iommuMapCalls++;
   const pt = d.pt;
   if (pt === null) return err('EINVAL', `domain type ${d.type} is not a paging domain`);
-  splitAddr(iova, sa);
-  splitAddr(paddr, sp);
   if (sa.off !== 0 || sp.off !== 0 || size % 4096 !== 0) {
     return err('EINVAL', `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
   }
@@ -74,9 +82,14 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
   if (pages === 0) return OK_VOID;
   if (sa.pfn + pages > 4503599627370496) return err('EOVERFLOW', `iova 0x${iova.toString(16)} + size 0x${size.toString(16)} wraps`);
   let iovaPfn = sa.pfn, paPfn = sp.pfn;
+  if (pages === 1 && (prot & (IOMMU_READ | IOMMU_WRITE)) !== 0 && paPfn < pt.oaPfnLimit && pt.rangeOk(iovaPfn, 1)) {
+    // one granule: one map_pages call of one 4 KiB leaf; a failure leaves nothing to unroll
+    stats.iommuMapPagesCalls++;
+    const e = pt.mapLeaves(iovaPfn, paPfn, 1, 0, prot, scratchFreelist);
+    return e === null ? OK_VOID : err(e, `map of iova 0x${iova.toString(16)} size 0x1000 failed`);
+  }
   const origPages = pages;
   let errno: Errno | null = null;
-  const fmt = pt.format;
   const freelist = scratchFreelist;
   while (pages > 0) {
     pgsizeGranules(d.leafLg2s, iovaPfn, paPfn, pages, choice);
@@ -87,8 +100,8 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
       errno = 'EINVAL';
       break;
     }
-    const len = choice.count * 2 ** choice.lg2;
-    if (paPfn + len > 2 ** (fmt.oaBits - 12)) { errno = 'ERANGE'; break; }
+    const len = choice.lg2 === 0 ? choice.count : choice.count * POW2[choice.lg2];
+    if (paPfn + len > pt.oaPfnLimit) { errno = 'ERANGE'; break; }
     if (!pt.rangeOk(iovaPfn, len)) { errno = 'ERANGE'; break; }
     const e = pt.mapLeaves(iovaPfn, paPfn, choice.count, choice.lg2, prot, freelist);
     const mapped = pt.mappedPages;
@@ -153,7 +166,7 @@ function iommuUnmapInner(d: IommuDomain, iova: bigint, size: number, gather: Iom
   while (unmapped < pages) {
     pgsizeGranules(d.leafLg2s, iovaPfn, iovaPfn, pages - unmapped, choice);
     stats.iommuUnmapPagesCalls++;
-    const len = choice.count * 2 ** choice.lg2;
+    const len = choice.lg2 === 0 ? choice.count : choice.count * POW2[choice.lg2];
     if (!pt.rangeOk(iovaPfn, len)) break;
     const n = pt.unmapRange(iovaPfn, len, gather.freelist);
     // gather_range_pages with PT_FEAT_FLUSH_RANGE: the requested range joins the gather

@@ -48,11 +48,14 @@ export function iommuDmaAllocIova(d: IommuDomain, size: number, dmaLimit: bigint
 }
 
 /**
- * iommu_dma_free_iova: gives back [iova, iova + size). With a queued gather (lazy mode: set by the
- * caller for a 'dma-fq' domain before iommuUnmapFast) the range goes into the flush queue with the
- * gather's unlinked table pages and is reused only after the queue's global IOTLB flush; otherwise
- * (gather null or not queued) it is freed at once (free_iova_fast), which is only safe after the
- * IOTLB was synced or when nothing was mapped (dma_iova_free).
+ * iommu_dma_free_iova: gives back [iova, iova + size). In a 'dma-fq' domain (lazy mode) the range
+ * goes into the flush queue, with the gather's unlinked table pages, and is reused only after the
+ * queue's global IOTLB flush (queue full, timer, or iommuDmaFlushQueueFlush). In a strict 'dma'
+ * domain it is freed at once (free_iova_fast: into the range cache or the tree), which is safe
+ * only after the IOTLB was synced or when nothing was mapped.
+ * Model deviation: the kernel queues only when the caller passes a gather with `queued` set (and
+ * frees at once for a null gather, e.g. dma_iova_free); the model also queues a null or unqueued
+ * gather's range in a 'dma-fq' domain, which can only delay reuse, never allow an early one.
  * A queued gather on a domain without a flush queue is a WARN; the model then flushes the IOTLB
  * and frees at once.
  */
@@ -62,11 +65,11 @@ export function iommuDmaFreeIova(d: IommuDomain, iova: bigint, size: number, gat
   checkLen('size', size, 1);
   const pfn = Number(iova >> BigInt(iovad.shift));
   const pages = Math.floor(size / iovad.granule);
+  if (d.fq !== null) {
+    d.fq.queue(pfn, pages, gather !== null ? gather.freelist : []);
+    return;
+  }
   if (gather !== null && gather.queued) {
-    if (d.fq !== null) {
-      d.fq.queue(pfn, pages, gather.freelist);
-      return;
-    }
     d.iommu.mm.events.warn('iommu', `queued IOVA free on domain type ${d.type} without a flush queue`);
     d.flushIotlbAll();
     d.releaseTables(gather.freelist);

@@ -10,7 +10,7 @@ import { checkAddr, checkOneOf } from '../base/index.ts';
 import type { MachineMm } from '../mm/types.ts';
 import type { Device } from '../pci/index.ts';
 import { FlushQueue, IOVA_DEFAULT_FQ_SIZE, IOVA_DEFAULT_FQ_TIMEOUT, IOVA_SINGLE_FQ_SIZE, IOVA_SINGLE_FQ_TIMEOUT } from './flush-queue.ts';
-import { armLpaeFormat, x86_64Format, type PtFormat } from './formats.ts';
+import { amdV1Format, armLpaeFormat, x86_64Format, type PtFormat } from './formats.ts';
 import { Iotlb } from './iotlb.ts';
 import { IovaDomain } from './iova.ts';
 import { PageTable } from './pagetable.ts';
@@ -33,7 +33,7 @@ export interface ReservedRegion {
 export interface IommuConfig {
   /** Page-table format of paging domains. */
   format: 'x86-64' | 'amd-v1' | 'arm-lpae';
-  /** x86-64 only: 4 (48-bit VA, default) or 5 (57-bit VA) levels. */
+  /** x86-64 and amd-v1: 4 (48-bit VA, default) or 5 (57-bit VA) levels. */
   levels?: 4 | 5;
   /** iommu.strict=1 -> 'strict' (DMA), iommu.strict=0 -> 'lazy' (DMA_FQ), iommu.passthrough=1 -> 'passthrough'. */
   mode: 'strict' | 'lazy' | 'passthrough';
@@ -196,8 +196,7 @@ export class Iommu {
     checkOneOf('cfg.format', cfg.format, ['x86-64', 'amd-v1', 'arm-lpae']);
     checkOneOf('cfg.mode', cfg.mode, ['strict', 'lazy', 'passthrough']);
     if (cfg.levels !== undefined) checkOneOf('cfg.levels', cfg.levels, [4, 5]);
-    if (cfg.format === 'amd-v1') throw new RangeError('cfg.format "amd-v1" is not implemented in this model; use "x86-64" or "arm-lpae"');
-    if (cfg.levels === 5 && cfg.format !== 'x86-64') throw new RangeError(`cfg.levels 5 needs format "x86-64", got ${JSON.stringify(cfg.format)}`);
+    if (cfg.levels === 5 && cfg.format === 'arm-lpae') throw new RangeError('cfg.levels 5 needs format "x86-64" or "amd-v1", got "arm-lpae"');
     this.mm = mm;
     this.config = Object.freeze({ ...cfg });
     if (cfg.reserveMsiWindow ?? true) {
@@ -208,7 +207,9 @@ export class Iommu {
 
   /** A fresh format descriptor for this IOMMU's configuration. */
   newFormat(): PtFormat {
-    return this.config.format === 'arm-lpae' ? armLpaeFormat() : x86_64Format(this.config.levels ?? 4);
+    if (this.config.format === 'arm-lpae') return armLpaeFormat();
+    if (this.config.format === 'amd-v1') return amdV1Format(this.config.levels ?? 4);
+    return x86_64Format(this.config.levels ?? 4);
   }
 
   /**

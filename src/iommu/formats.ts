@@ -1,7 +1,8 @@
 // Models: the per-format "format functions" of drivers/iommu/generic_pt/ (Linux 6.19; reference 7.4):
-// fmt/x86_64.h (x86-64 first-stage paging, 4 or 5 levels, sign-extended VA) and, as the second
-// format through the same walker, the ARM LPAE 4 KiB-granule stage-1 descriptors of
-// drivers/iommu/io-pgtable-arm.c (arm_lpae_prot_to_pte, table/block/page descriptors).
+// fmt/x86_64.h (x86-64 first-stage paging, 4 or 5 levels, sign-extended VA), fmt/amdv1.h (AMD
+// IOMMU v1 host tables with the NextLevel=7 contiguous encoding: nearly every power-of-two leaf),
+// and the ARM LPAE 4 KiB-granule stage-1 descriptors of drivers/iommu/io-pgtable-arm.c
+// (arm_lpae_prot_to_pte, table/block/page descriptors), all through the same walker.
 // A format only encodes and decodes one 8-byte entry; the walker in pagetable.ts does the rest.
 // An entry is handled as two little-endian u32 halves (lo = bits 0..31, hi = bits 32..63) so the
 // hot loop never touches bigint.
@@ -9,7 +10,7 @@
 import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE } from './prot.ts';
 
 /** Names of the page-table formats the model implements. */
-export type PtFormatName = 'x86-64' | 'arm-lpae';
+export type PtFormatName = 'x86-64' | 'amd-v1' | 'arm-lpae';
 
 /** Kinds of entry a walker sees (pt_entry_type). */
 export const PT_ENTRY_EMPTY = 0;
@@ -19,7 +20,7 @@ export const PT_ENTRY_OA = 2;
 /** Two u32 halves of one entry, as scratch output of the encoders. */
 export interface EntryWords { lo: number; hi: number }
 
-/** One page-table format: geometry plus per-entry encode/decode. Levels count from 0 (the 4 KiB level). */
+/** One page-table format (immutable, one instance per configuration): geometry plus per-entry encode/decode. Levels count from 0 (the 4 KiB level). */
 export interface PtFormat {
   readonly name: PtFormatName;
   /** Number of table levels; the top table is level levels - 1. */
@@ -34,14 +35,28 @@ export interface PtFormat {
   readonly leafLg2s: readonly number[];
   /** Attribute bits (no output address) of a leaf at `level` for IOMMU prot bits. */
   leafAttrs(level: number, prot: number, out: EntryWords): void;
-  /** Attribute bits of a table (next-level pointer) entry. */
-  tableAttrs(out: EntryWords): void;
+  /** Attribute bits of a table (next-level pointer) entry sitting at `level`. */
+  tableAttrs(level: number, out: EntryWords): void;
+  /**
+   * true when a leaf may span several entries of its level (AMD v1 NextLevel=7). Leaves of
+   * 2^lg2 frames then sit at level floor(lg2 / 9) and repeat over 2^(lg2 - 9 * level) entries.
+   */
+  readonly contig: boolean;
+  /** The entry words of one slot of a contiguous leaf of 2^lg2 frames at output frame pfn (contig formats only). */
+  contigLeaf(level: number, lg2: number, pfn: number, attrLo: number, attrHi: number, out: EntryWords): void;
+  /** log2 (in 4 KiB frames) of the size of the leaf an OA entry at `level` belongs to. */
+  leafLg2(level: number, lo: number, hi: number): number;
+  /** First output frame of the leaf an OA entry belongs to. */
+  leafOaPfn(level: number, lo: number, hi: number): number;
   /** Classifies an entry at `level`: PT_ENTRY_EMPTY / PT_ENTRY_TABLE / PT_ENTRY_OA. */
   kind(level: number, lo: number, hi: number): number;
   /** The IOMMU prot bits a leaf grants, as the hardware would read them. */
   leafProt(lo: number, hi: number): number;
   /** Mask of the hi word's bits that belong to the output address (bits 32..oaBits-1). */
   readonly oaHiMask: number;
+  /** At level 0 an entry is a leaf exactly when (lo & leaf0Mask) === leaf0Value (fast unmap path). */
+  readonly leaf0Mask: number;
+  readonly leaf0Value: number;
   /** Human description of an entry's attribute bits, e.g. 'P RW U A D PS'. */
   describe(level: number, lo: number, hi: number): string;
 }
@@ -59,6 +74,10 @@ export function entryLo(attrLo: number, pfn: number): number {
 /** High word of an entry for attribute bits `attrHi` and output frame `pfn`. */
 export function entryHi(attrHi: number, pfn: number): number {
   return (attrHi | Math.floor(pfn / 1048576)) >>> 0;
+}
+
+function noContig(): never {
+  throw new Error('this page-table format has no contiguous leaves');
 }
 
 // ---- x86-64 (fmt/x86_64.h): P bit 0, RW 1, U/S 2, PWT 3, PCD 4, A 5, D 6, PS 7 (PDE/PDPTE), XD 63
@@ -80,13 +99,17 @@ export const X86_64_XD_HI = 0x80000000;
  * x86_64_pt_iommu_set_prot: U|A always, RW|D for IOMMU_WRITE; read is implied by P.
  */
 export function x86_64Format(levels: 4 | 5): PtFormat {
-  return {
+  const cached = x86Formats.get(levels);
+  if (cached !== undefined) return cached;
+  const f: PtFormat = {
     name: 'x86-64',
     levels,
     vaBits: levels === 4 ? 48 : 57,
     signExtend: true,
     oaBits: 52,
     oaHiMask: 0xfffff,
+    leaf0Mask: X86_64_P,
+    leaf0Value: X86_64_P,
     leafLg2s: [0, 9, 18],
     leafAttrs(level, prot, out) {
       let lo = X86_64_P | X86_64_U | X86_64_A;
@@ -95,10 +118,14 @@ export function x86_64Format(levels: 4 | 5): PtFormat {
       out.lo = lo;
       out.hi = 0;
     },
-    tableAttrs(out) {
+    tableAttrs(_level, out) {
       out.lo = X86_64_P | X86_64_RW | X86_64_U | X86_64_A;
       out.hi = 0;
     },
+    contig: false,
+    contigLeaf: noContig,
+    leafLg2: (level) => 9 * level,
+    leafOaPfn(_level, lo, hi) { return (lo >>> 12) + (hi & 0xfffff) * 1048576; },
     kind(level, lo) {
       if (!(lo & X86_64_P)) return PT_ENTRY_EMPTY;
       if (level === 0 || (level <= 2 && (lo & X86_64_PS))) return PT_ENTRY_OA;
@@ -120,7 +147,10 @@ export function x86_64Format(levels: 4 | 5): PtFormat {
       return parts.join(' ');
     },
   };
+  x86Formats.set(levels, Object.freeze(f));
+  return f;
 }
+const x86Formats = new Map<number, PtFormat>();
 
 // ---- ARM LPAE, 4 KiB granule, stage 1 (io-pgtable-arm.c)
 
@@ -149,13 +179,16 @@ export const LPAE_XN_HI = 3 << 21;
  * XN for NOEXEC, AF always.
  */
 export function armLpaeFormat(): PtFormat {
-  return {
+  if (lpaeFormat !== null) return lpaeFormat;
+  const f: PtFormat = {
     name: 'arm-lpae',
     levels: 4,
     vaBits: 48,
     signExtend: false,
     oaBits: 48,
     oaHiMask: 0xffff,
+    leaf0Mask: LPAE_TYPE_MASK,
+    leaf0Value: LPAE_TYPE_TABLE_OR_PAGE,
     leafLg2s: [0, 9, 18],
     leafAttrs(level, prot, out) {
       let lo = LPAE_NG | LPAE_AF;
@@ -168,10 +201,14 @@ export function armLpaeFormat(): PtFormat {
       out.lo = lo;
       out.hi = prot & IOMMU_NOEXEC ? LPAE_XN_HI : 0;
     },
-    tableAttrs(out) {
+    tableAttrs(_level, out) {
       out.lo = LPAE_TYPE_TABLE_OR_PAGE;
       out.hi = 0;
     },
+    contig: false,
+    contigLeaf: noContig,
+    leafLg2: (level) => 9 * level,
+    leafOaPfn(_level, lo, hi) { return (lo >>> 12) + (hi & 0xffff) * 1048576; },
     kind(level, lo) {
       const t = lo & LPAE_TYPE_MASK;
       if (level === 0) return t === LPAE_TYPE_TABLE_OR_PAGE ? PT_ENTRY_OA : PT_ENTRY_EMPTY;
@@ -203,4 +240,104 @@ export function armLpaeFormat(): PtFormat {
       return parts.join(' ');
     },
   };
+  lpaeFormat = Object.freeze(f);
+  return f;
 }
+let lpaeFormat: PtFormat | null = null;
+
+// ---- AMD IOMMU v1 (fmt/amdv1.h): PR bit 0, D 6, NextLevel bits 9..11, OA 12..51, FC 60, IR 61, IW 62
+
+export const AMDV1_PR = 1 << 0;
+export const AMDV1_D = 1 << 6;
+export const AMDV1_NL_SHIFT = 9;
+export const AMDV1_NL_MASK = 7 << 9;
+/** NextLevel value of a leaf of the level's own size. */
+export const AMDV1_NL_DEFAULT = 0;
+/** NextLevel value of a leaf whose size is encoded in the low OA bits (contiguous leaf). */
+export const AMDV1_NL_SIZE = 7;
+/** FC (bit 60), IR (61), IW (62) in the hi word. */
+export const AMDV1_FC_HI = 1 << 28;
+export const AMDV1_IR_HI = 1 << 29;
+export const AMDV1_IW_HI = 1 << 30;
+
+/** Count of trailing one bits of a non-negative safe integer (ffz). */
+function ffzNum(n: number): number {
+  let c = 0;
+  while (n % 2 === 1) { n = (n - 1) / 2; c++; }
+  return c;
+}
+
+/**
+ * AMD IOMMU v1 host page table with a fixed top (levels 4: 48-bit VA, mode 4; 5: 57-bit VA).
+ * Leaves of every power of two from 4 KiB except 512 GiB: a leaf the size of its level's item has
+ * NextLevel 0; a bigger one repeats over 2^k entries of that level with NextLevel 7 and its size
+ * encoded as a run of ones in the low OA bits (amdv1pt_install_leaf_entry). IR/IW give read/write.
+ * Table entries carry NextLevel = their level, IR and IW.
+ * Model deviation: no PT_FEAT_DYNAMIC_TOP (the top level is fixed by `levels`) and no FC/encryption.
+ */
+export function amdV1Format(levels: 4 | 5): PtFormat {
+  const cached = amdFormats.get(levels);
+  if (cached !== undefined) return cached;
+  const top = levels - 1;
+  const lg2s: number[] = [];
+  // possible sizes per level: item size up to 256 items; 512 GiB (2^27 frames) excluded
+  for (let l = 0; l <= top; l++) for (let k = 0; k <= 8; k++) if (9 * l + k !== 27 && 9 * l + k + 12 <= 51) lg2s.push(9 * l + k);
+  const f: PtFormat = {
+    name: 'amd-v1',
+    levels,
+    vaBits: 12 + 9 * levels,
+    signExtend: false,
+    oaBits: 52,
+    oaHiMask: 0xfffff,
+    leaf0Mask: AMDV1_PR | AMDV1_NL_MASK,
+    leaf0Value: AMDV1_PR,
+    leafLg2s: lg2s,
+    leafAttrs(_level, prot, out) {
+      out.lo = AMDV1_PR;
+      out.hi = (prot & IOMMU_READ ? AMDV1_IR_HI : 0) | (prot & IOMMU_WRITE ? AMDV1_IW_HI : 0);
+    },
+    tableAttrs(level, out) {
+      out.lo = AMDV1_PR | (level << AMDV1_NL_SHIFT);
+      out.hi = AMDV1_IR_HI | AMDV1_IW_HI;
+    },
+    kind(level, lo) {
+      if (!(lo & AMDV1_PR)) return PT_ENTRY_EMPTY;
+      const nl = (lo & AMDV1_NL_MASK) >>> AMDV1_NL_SHIFT;
+      if (level === 0 || nl === AMDV1_NL_DEFAULT || nl === AMDV1_NL_SIZE) return PT_ENTRY_OA;
+      return PT_ENTRY_TABLE;
+    },
+    leafProt(_lo, hi) {
+      return (hi & AMDV1_IR_HI ? IOMMU_READ : 0) | (hi & AMDV1_IW_HI ? IOMMU_WRITE : 0);
+    },
+    contig: true,
+    contigLeaf(_level, lg2, pfn, attrLo, attrHi, out) {
+      // the OA with its low lg2 - 1 frame bits set: the size, read back with ffz
+      const coded = pfn + 2 ** (lg2 - 1) - 1;
+      out.lo = (attrLo | (AMDV1_NL_SIZE << AMDV1_NL_SHIFT) | ((coded % 1048576) << 12)) >>> 0;
+      out.hi = (attrHi | Math.floor(coded / 1048576)) >>> 0;
+    },
+    leafLg2(level, lo, hi) {
+      if (((lo & AMDV1_NL_MASK) >>> AMDV1_NL_SHIFT) !== AMDV1_NL_SIZE) return 9 * level;
+      return ffzNum((lo >>> 12) + (hi & 0xfffff) * 1048576) + 1;
+    },
+    leafOaPfn(level, lo, hi) {
+      const pfn = (lo >>> 12) + (hi & 0xfffff) * 1048576;
+      if (((lo & AMDV1_NL_MASK) >>> AMDV1_NL_SHIFT) !== AMDV1_NL_SIZE) return pfn;
+      const span = 2 ** (ffzNum(pfn) + 1);
+      return pfn - (pfn % span);
+    },
+    describe(level, lo, hi) {
+      const nl = (lo & AMDV1_NL_MASK) >>> AMDV1_NL_SHIFT;
+      const parts = ['PR', `NL=${nl}`];
+      if (f.kind(level, lo, hi) === PT_ENTRY_OA && nl === AMDV1_NL_SIZE) parts.push(`size=${2 ** (f.leafLg2(level, lo, hi) + 12)}`);
+      if (lo & AMDV1_D) parts.push('D');
+      if (hi & AMDV1_FC_HI) parts.push('FC');
+      if (hi & AMDV1_IR_HI) parts.push('IR');
+      if (hi & AMDV1_IW_HI) parts.push('IW');
+      return parts.join(' ');
+    },
+  };
+  amdFormats.set(levels, Object.freeze(f));
+  return f;
+}
+const amdFormats = new Map<number, PtFormat>();

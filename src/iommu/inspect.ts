@@ -55,7 +55,7 @@ export function dumpTablePage(d: IommuDomain, pfn: bigint, level?: number): Tabl
       index: i,
       raw: (BigInt(hi) << 32n) | BigInt(lo),
       kind: k === PT_ENTRY_TABLE ? 'table' : k === PT_ENTRY_OA ? 'leaf' : 'empty',
-      oa: BigInt(entryOaPfn(f, lo, hi)) * 4096n,
+      oa: BigInt(k === PT_ENTRY_OA ? f.leafOaPfn(lvl, lo, hi) : entryOaPfn(f, lo, hi)) * 4096n,
       prot: k === PT_ENTRY_OA ? f.leafProt(lo, hi) : 0,
       attrs: f.describe(lvl, lo, hi),
     });

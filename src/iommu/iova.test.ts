@@ -177,4 +177,18 @@ describe('flush queue (lazy mode)', () => {
     iommuDmaFlushQueueTick(s.d, 10);
     expect(s.d.tablePages).toBe(pages - 1);
   });
+  it('a dma-fq domain queues even a null-gather free; a strict domain warns about a queued gather', () => {
+    const s = lazy();
+    const a = iommuDmaAllocIova(s.d, 4096, M64, s.dev);
+    iommuDmaFreeIova(s.d, a, 4096, null);
+    expect(s.d.fq?.pending()).toEqual([[Number(a >> 12n), 1]]);
+    const t = setup();
+    const b = iommuDmaAllocIova(t.d, 4096, M64, t.dev);
+    const g = new IommuIotlbGather();
+    g.queued = true;
+    iommuDmaFreeIova(t.d, b, 4096, g);
+    expect(t.mm.events.count('WARN')).toBe(1);
+    expect(t.mm.stats.iotlbGlobalFlushes).toBe(1);
+    expect(t.d.fq).toBeNull();
+  });
 });

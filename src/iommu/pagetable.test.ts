@@ -113,3 +113,57 @@ describe('ARM LPAE 4 KiB granule through the same walker', () => {
     expect(iommuMap(d, (1n << 48n) - 4096n, 0x5000n, 4096, IOMMU_READ).ok).toBe(true);
   });
 });
+
+describe('AMD v1 through the same walker: contiguous leaves', () => {
+  it('a 64 KiB leaf is 16 level-0 entries with NextLevel 7 and the size in the low OA bits', () => {
+    const { mm, d } = setup({ format: 'amd-v1' });
+    expect(d.pgsizeBitmap).toBe(((1n << 48n) - (1n << 12n)) & ~(1n << 39n));
+    expect(iommuMap(d, 0x30000n, 0x40000n, 0x10000, IOMMU_READ | IOMMU_WRITE).ok).toBe(true);
+    expect(mm.stats.iommuMapPagesCalls).toBe(1);
+    const w = iommuWalk(d, 0x35000n);
+    expect(w.map((s) => s.kind)).toEqual(['table', 'table', 'table', 'leaf']);
+    // PR | NextLevel 7 (0xe00) | OA 0x40 + (2^3 - 1) frames | IR (bit 61) | IW (bit 62)
+    expect(w[3].pte).toBe(0x6000000000047e01n);
+    const pt = dumpTablePage(d, w[3].tablePfn);
+    expect(pt.entries.map((e) => e.index)).toEqual(Array.from({ length: 16 }, (_, i) => 0x30 + i));
+    expect(new Set(pt.entries.map((e) => e.raw)).size).toBe(1);
+    expect(pt.entries[0].oa).toBe(0x40000n);
+    expect(pt.entries[0].attrs).toBe('PR NL=7 size=65536 IR IW');
+    // table entries: PR | NextLevel = their level | IR | IW
+    expect(w[0].pte).toBe((w[1].tablePfn << 12n) | 0x601n | 0x6000000000000000n);
+    expect(w[2].pte).toBe((w[3].tablePfn << 12n) | 0x201n | 0x6000000000000000n);
+    expect(iommuIovaToPhys(d, 0x3f123n)).toBe(0x4f123n);
+    // unmapping from the middle of a contiguous leaf is refused; from its start the whole leaf goes
+    expect(iommuUnmap(d, 0x34000n, 0x1000)).toBe(0);
+    expect(iommuUnmap(d, 0x30000n, 0x1000)).toBe(0x10000);
+    expect(dumpTablePage(d, w[3].tablePfn).entries).toEqual([]);
+  });
+  it('a 4 MiB leaf is two level-1 entries; a read-only leaf has IR only', () => {
+    const { d } = setup({ format: 'amd-v1' });
+    expect(iommuMap(d, 0x800000n, 0x1000000n, 0x400000, IOMMU_READ).ok).toBe(true);
+    const w = iommuWalk(d, 0xa00000n);
+    expect(w.at(-1)?.level).toBe(1);
+    expect(w.at(-1)?.pte).toBe(0x2000000000000000n | ((0x1000n + 0x1ffn) << 12n) | 0xe01n);
+    expect(iommuIovaToPhys(d, 0xbfffffn)).toBe(0x13fffffn);
+    const r = iommuMap(d, 0x400000n, 0x0n, 0x800000, IOMMU_READ); // overlaps the 4 MiB leaf
+    expect(r.ok ? 'ok' : r.errno).toBe('EADDRINUSE');
+    expect(iommuIovaToPhys(d, 0x400000n)).toBe(0n);
+  });
+});
+
+describe('on the real machine memory model', () => {
+  it('table pages come out of the buddy allocator and their bytes are in physical memory', async () => {
+    const { createMmMachine } = await import('../mm/index.ts');
+    const mm = createMmMachine({ ramBytes: 1024 * 1024 * 1024 });
+    const free0 = mm.freePages;
+    const iommu = createIommu(mm, { format: 'x86-64', mode: 'strict' });
+    const d = iommu.allocDomain('unmanaged');
+    expect(iommuMap(d, 0x200000n, 0x40000000n, 0x200000, IOMMU_READ | IOMMU_WRITE).ok).toBe(true);
+    expect(mm.freePages).toBe(free0 - d.tablePages);
+    const w = iommuWalk(d, 0x200000n);
+    const bytes = mm.mem.read((w[2].tablePfn << 12n) + 8n, 8);
+    expect(u64(bytes, 0)).toBe(0x40000000n | 0xe7n);
+    iommu.freeDomain(d);
+    expect(mm.freePages).toBe(free0);
+  });
+});

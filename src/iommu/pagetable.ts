@@ -59,12 +59,24 @@ export class PageTable {
   /** Frames unmapped by the last unmapRange call. */
   unmappedPages = 0;
   private readonly views = new Map<number, Uint32Array>();
+  private clearedPtes = 0;
+  /** Leaf attribute words of the last (level, prot) mapped: most map calls repeat them. */
+  private attrLevel = -1;
+  private attrProt = -1;
+  private attrLo = 0;
+  private attrHi = 0;
   private readonly top: number;
   private readonly attrs: EntryWords = { lo: 0, hi: 0 };
   private cacheLevel = -1;
   private cacheKey = -1;
   private cacheTable: Uint32Array | null = null;
   private readonly rootView: Uint32Array;
+  /** End of the lower (or only) translatable half, in frames. */
+  private readonly lowEndPfn: number;
+  /** Start of the upper sign-extended half in frames (beyond the space when not sign-extended). */
+  private readonly highStartPfn: number;
+  /** Output frames must stay below this (2^(oaBits - 12)). */
+  readonly oaPfnLimit: number;
 
   /** Allocates the top table. Throws Error('ENOMEM ...') when RAM has no page for it. */
   constructor(mm: MachineMm, format: PtFormat) {
@@ -73,6 +85,9 @@ export class PageTable {
     this.mm = mm;
     this.format = format;
     this.top = format.levels - 1;
+    this.lowEndPfn = format.signExtend ? 2 ** (format.vaBits - 13) : 2 ** (format.vaBits - 12);
+    this.highStartPfn = format.signExtend ? PFN_SPACE - this.lowEndPfn : Infinity;
+    this.oaPfnLimit = 2 ** (format.oaBits - 12);
     const root = this.allocTable();
     if (root < 0) throw new Error('ENOMEM: no page for the IOMMU top table');
     this.rootPfn = root;
@@ -81,11 +96,8 @@ export class PageTable {
 
   /** true when [iovaPfn, iovaPfn + pages) is inside the translatable space (one half if sign-extended). */
   rangeOk(iovaPfn: number, pages: number): boolean {
-    const f = this.format;
     const end = iovaPfn + pages;
-    if (!f.signExtend) return end <= 2 ** (f.vaBits - 12);
-    const half = 2 ** (f.vaBits - 13);
-    return end <= half || (iovaPfn >= PFN_SPACE - half && end <= PFN_SPACE);
+    return end <= this.lowEndPfn || (iovaPfn >= this.highStartPfn && end <= PFN_SPACE);
   }
 
   /** Zero-copy u32 view of a table page, cached by frame number. */
@@ -148,7 +160,7 @@ export class PageTable {
         if (!alloc) { this.lastErr = 'ENOENT'; return null; }
         const pfn = this.allocTable();
         if (pfn < 0) { this.lastErr = 'ENOMEM'; return null; }
-        f.tableAttrs(this.attrs);
+        f.tableAttrs(l, this.attrs);
         t[i] = entryLo(this.attrs.lo, pfn);
         t[i + 1] = entryHi(this.attrs.hi, pfn);
         t = this.view(pfn);
@@ -168,27 +180,40 @@ export class PageTable {
    */
   mapLeaves(iovaPfn: number, paPfn: number, count: number, lg2: number, prot: number, freelist: number[]): Errno | null {
     const f = this.format;
-    const level = lg2 / 9;
+    const level = Math.floor(lg2 / 9);
     const step = POW512[level];
-    f.leafAttrs(level, prot, this.attrs);
-    const attrLo = this.attrs.lo, attrHi = this.attrs.hi;
+    if (level !== this.attrLevel || prot !== this.attrProt) {
+      f.leafAttrs(level, prot, this.attrs);
+      this.attrLevel = level;
+      this.attrProt = prot;
+      this.attrLo = this.attrs.lo;
+      this.attrHi = this.attrs.hi;
+    }
+    const attrLo = this.attrLo, attrHi = this.attrHi;
     const stats = this.mm.stats;
-    this.mappedPages = 0;
+    if (lg2 !== 9 * level) return this.mapContig(iovaPfn, paPfn, count, lg2, level, attrLo, attrHi, freelist);
+    let mapped = 0;
     while (count > 0) {
       const t = this.tableFor(iovaPfn, level, true);
-      if (t === null) return this.lastErr;
+      if (t === null) { this.mappedPages = mapped; return this.lastErr; }
       const idx = Math.floor(iovaPfn / step) % ITEMS;
       const n = Math.min(count, ITEMS - idx);
-      for (let k = 0; k < n; k++) {
-        const i = (idx + k) * 2;
-        const lo = t[i], hi = t[i + 1];
-        if (lo !== 0 || hi !== 0) {
+      const end = (idx + n) * 2;
+      for (let i = idx * 2; i < end; i += 2) {
+        if (t[i] !== 0 || t[i + 1] !== 0) {
+          const lo = t[i], hi = t[i + 1];
           const kind = f.kind(level, lo, hi);
-          if (kind === PT_ENTRY_OA) { stats.iommuLeafPtesWritten += k; this.lastErr = 'EADDRINUSE'; return 'EADDRINUSE'; }
+          if (kind === PT_ENTRY_OA) {
+            stats.iommuLeafPtesWritten += (i - idx * 2) / 2;
+            this.mappedPages = mapped;
+            this.lastErr = 'EADDRINUSE';
+            return 'EADDRINUSE';
+          }
           if (kind === PT_ENTRY_TABLE) {
             const collected: number[] = [];
             if (!this.collectEmptyTables(entryOaPfn(f, lo, hi), level - 1, collected)) {
-              stats.iommuLeafPtesWritten += k;
+              stats.iommuLeafPtesWritten += (i - idx * 2) / 2;
+              this.mappedPages = mapped;
               this.lastErr = 'EADDRINUSE';
               return 'EADDRINUSE';
             }
@@ -196,15 +221,67 @@ export class PageTable {
             for (const p of collected) { this.forgetTable(p); freelist.push(p); }
           }
         }
-        t[i] = entryLo(attrLo, paPfn);
-        t[i + 1] = entryHi(attrHi, paPfn);
+        // the output address in bits 12..51: low 20 frame bits in the low word, the rest in the high word
+        t[i] = attrLo | ((paPfn % 1048576) << 12);
+        t[i + 1] = attrHi | Math.floor(paPfn / 1048576);
         paPfn += step;
-        this.mappedPages += step;
+        mapped += step;
       }
       stats.iommuLeafPtesWritten += n;
       iovaPfn += n * step;
       count -= n;
     }
+    this.mappedPages = mapped;
+    return null;
+  }
+
+  /**
+   * A slot about to receive a leaf: true when it is empty or holds only empty tables (which are
+   * then unlinked onto freelist, clear_contig); false when something is mapped there.
+   */
+  private clearSlot(t: Uint32Array, i: number, level: number, freelist: number[]): boolean {
+    const lo = t[i], hi = t[i + 1];
+    if (lo === 0 && hi === 0) return true;
+    const f = this.format;
+    const kind = f.kind(level, lo, hi);
+    if (kind === PT_ENTRY_EMPTY) return true;
+    if (kind === PT_ENTRY_OA) return false;
+    const collected: number[] = [];
+    if (!this.collectEmptyTables(entryOaPfn(f, lo, hi), level - 1, collected)) return false;
+    t[i] = 0; t[i + 1] = 0;
+    for (const p of collected) { this.forgetTable(p); freelist.push(p); }
+    return true;
+  }
+
+  /** mapLeaves for leaves spanning 2^(lg2 - 9 * level) entries (contiguous encoding). */
+  private mapContig(iovaPfn: number, paPfn: number, count: number, lg2: number, level: number,
+    attrLo: number, attrHi: number, freelist: number[]): Errno | null {
+    const f = this.format;
+    if (!f.contig) throw new Error(`format ${f.name} has no ${2 ** (lg2 + 12)}-byte leaves`);
+    const step = POW512[level];
+    const n = 2 ** (lg2 - 9 * level);
+    const leafFrames = n * step;
+    const w = this.attrs;
+    let mapped = 0;
+    for (let c = 0; c < count; c++) {
+      const t = this.tableFor(iovaPfn, level, true);
+      if (t === null) { this.mappedPages = mapped; return this.lastErr; }
+      const idx = Math.floor(iovaPfn / step) % ITEMS;
+      for (let k = 0; k < n; k++) {
+        if (!this.clearSlot(t, (idx + k) * 2, level, freelist)) {
+          this.mappedPages = mapped;
+          this.lastErr = 'EADDRINUSE';
+          return 'EADDRINUSE';
+        }
+      }
+      f.contigLeaf(level, lg2, paPfn, attrLo, attrHi, w);
+      for (let k = 0; k < n; k++) { t[(idx + k) * 2] = w.lo; t[(idx + k) * 2 + 1] = w.hi; }
+      this.mm.stats.iommuLeafPtesWritten += n;
+      iovaPfn += leafFrames;
+      paPfn += leafFrames;
+      mapped += leafFrames;
+    }
+    this.mappedPages = mapped;
     return null;
   }
 
@@ -231,7 +308,9 @@ export class PageTable {
    */
   unmapRange(iovaPfn: number, pages: number, freelist: number[]): number {
     this.unmappedPages = 0;
+    this.clearedPtes = 0;
     this.unmapLevel(this.rootView, this.top, iovaPfn, iovaPfn + pages, freelist);
+    this.mm.stats.iommuLeafPtesCleared += this.clearedPtes;
     return this.unmappedPages;
   }
 
@@ -241,16 +320,49 @@ export class PageTable {
     let idx = Math.floor(start / step) % ITEMS;
     let va = start;
     let first = true;
+    if (level === 0) {
+      // the 4 KiB level: plain leaves are cleared in a tight loop; anything else (a hole, or a
+      // contiguous leaf of a contig format) is left to the general loop below
+      const m = f.leaf0Mask, v = f.leaf0Value;
+      const from = idx;
+      const last = Math.min(ITEMS, from + (end - start));
+      while (idx < last && (t[idx * 2] & m) === v) {
+        t[idx * 2] = 0;
+        t[idx * 2 + 1] = 0;
+        idx++;
+      }
+      const n = idx - from;
+      this.unmappedPages += n;
+      this.clearedPtes += n;
+      if (idx === last) return true;
+      if (!f.contig) return false;
+      va += n;
+      first = n === 0;
+    }
     while (va < end && idx < ITEMS) {
       const i = idx * 2;
       const lo = t[i], hi = t[i + 1];
       const kind = lo === 0 && hi === 0 ? PT_ENTRY_EMPTY : f.kind(level, lo, hi);
       const itemStart = va - (va % step);
       if (kind === PT_ENTRY_OA) {
+        const leafLg2 = f.leafLg2(level, lo, hi);
+        if (leafLg2 !== 9 * level) {
+          // a contiguous leaf: all its entries go together, and the range must start at its start
+          const leafFrames = 2 ** leafLg2;
+          if (first && va % leafFrames !== 0) return false;
+          const n = leafFrames / step;
+          for (let k = 0; k < n; k++) { t[i + 2 * k] = 0; t[i + 2 * k + 1] = 0; }
+          this.unmappedPages += leafFrames;
+          this.clearedPtes += n;
+          first = false;
+          va = itemStart + leafFrames;
+          idx += n;
+          continue;
+        }
         if (first && itemStart !== va) return false;
         t[i] = 0; t[i + 1] = 0;
         this.unmappedPages += step;
-        this.mm.stats.iommuLeafPtesCleared++;
+        this.clearedPtes++;
       } else if (kind === PT_ENTRY_TABLE) {
         const itemEnd = itemStart + step;
         const childPfn = entryOaPfn(f, lo, hi);
@@ -281,11 +393,11 @@ export class PageTable {
       const kind = lo === 0 && hi === 0 ? PT_ENTRY_EMPTY : f.kind(l, lo, hi);
       if (kind === PT_ENTRY_EMPTY) return false;
       if (kind === PT_ENTRY_TABLE) { t = this.view(entryOaPfn(f, lo, hi)); continue; }
-      const step = POW512[l];
-      const off = iovaPfn % step;
-      out.physPfn = entryOaPfn(f, lo, hi) + off;
+      const leafLg2 = f.leafLg2(l, lo, hi);
+      const off = iovaPfn % 2 ** leafLg2;
+      out.physPfn = f.leafOaPfn(l, lo, hi) + off;
       out.leafIovaPfn = iovaPfn - off;
-      out.leafLg2 = 9 * l;
+      out.leafLg2 = leafLg2;
       out.level = l;
       out.prot = f.leafProt(lo, hi);
       return true;

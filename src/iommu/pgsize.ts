@@ -68,6 +68,9 @@ export function iommuPgsize(pgsizeBitmap: bigint, iova: bigint, paddr: bigint, s
   return { pgsize: Number(pgsize), count: Number(sizeLeft >> BigInt(pgsizeIdx)) };
 }
 
+/** POW2[k] = 2^k for k < 64, so the hot path never calls Math.pow. */
+const POW2: readonly number[] = Array.from({ length: 64 }, (_, k) => 2 ** k);
+
 /**
  * The same choice in granule units, for the hot path: `lg2s` are the supported leaf sizes as log2
  * of granules, ascending; iovaPfn/paPfn/pages are in granules (safe integers). Writes the result to
@@ -76,6 +79,13 @@ export function iommuPgsize(pgsizeBitmap: bigint, iova: bigint, paddr: bigint, s
  */
 export function pgsizeGranules(lg2s: readonly number[], iovaPfn: number, paPfn: number, pages: number,
   out: { lg2: number; count: number }): boolean {
+  if (pages === 1) {
+    // the common single-granule case: the smallest size, one page
+    if (lg2s[0] !== 0) return false;
+    out.lg2 = 0;
+    out.count = 1;
+    return true;
+  }
   let lim = flsNum(pages);
   if (iovaPfn !== 0) { const a = ctzNum(iovaPfn); if (a < lim) lim = a; }
   if (paPfn !== 0) { const a = ctzNum(paPfn); if (a < lim) lim = a; }
@@ -85,7 +95,7 @@ export function pgsizeGranules(lg2s: readonly number[], iovaPfn: number, paPfn: 
   const lg2 = lg2s[i];
   let len = pages;
   if (i + 1 < lg2s.length) {
-    const next = 2 ** lg2s[i + 1];
+    const next = POW2[lg2s[i + 1]];
     const im = iovaPfn % next;
     if (im === paPfn % next) {
       const offset = next - im;
@@ -93,6 +103,6 @@ export function pgsizeGranules(lg2s: readonly number[], iovaPfn: number, paPfn: 
     }
   }
   out.lg2 = lg2;
-  out.count = Math.floor(len / 2 ** lg2);
+  out.count = lg2 === 0 ? len : Math.floor(len / POW2[lg2]);
   return true;
 }

@@ -53,6 +53,14 @@ class PinRecord {
     this.f = new Int32Array(Math.max(16, cap));
     this.r = new Float64Array(Math.max(16, cap));
   }
+  /** Makes room for `more` entries. */
+  reserve(more: number): void {
+    const need = this.n + more;
+    if (need <= this.f.length) return;
+    const cap = Math.max(need, this.f.length * 2);
+    const nf = new Int32Array(cap); nf.set(this.f.subarray(0, this.n)); this.f = nf;
+    const nr = new Float64Array(cap); nr.set(this.r.subarray(0, this.n)); this.r = nr;
+  }
   add(f: number, refs: number): void {
     const n = this.n;
     if (n > 0 && this.f[n - 1] === f) { this.r[n - 1] += refs; return; }
@@ -222,6 +230,48 @@ export function pinUserPages(mm: UserMm, start: bigint, nrPages: number, gupFlag
 }
 
 /**
+ * The hot loop of pinUserPhyrs over a 4 KiB anonymous VMA: coalesces physically contiguous pages
+ * locally, pushes one run at a time, and appends to the pin record in place. Returns an error or null.
+ */
+function anonPhyrs(mm: UserMm, v: Vma, pos: number, vend: number, gupFlags: number, b: PhyrListBuilder, rec: PinRecord): Err | null {
+  const ps = mm.machine.pageSize;
+  const lp = v.leafPfn!, lf = v.leafFolio!, base = v.slotBase;
+  const g0 = Math.floor(pos / ps) - base, g1 = Math.ceil(vend / ps) - base;
+  rec.reserve(g1 - g0);
+  const rf = rec.f, rr = rec.r;
+  let rn = rec.n;
+  let lastF = rn > 0 ? rf[rn - 1] : -1;
+  let runAddr = -1, runLen = 0;
+  for (let g = g0; g < g1; g++) {
+    let pfn = lp[g];
+    if (pfn < 0) {
+      const r = faultIn(mm, v, (g + base) * ps, gupFlags);
+      if (typeof r !== 'number') { rec.n = rn; return r; }
+      pfn = r;
+    }
+    let a = pfn * ps, n = ps;
+    if (g === g0 || g === g1 - 1) {
+      const pageVa = (g + base) * ps;
+      const lo = Math.max(pageVa, pos), hi = Math.min(pageVa + ps, vend);
+      a += lo - pageVa;
+      n = hi - lo;
+    }
+    if (runAddr + runLen === a) runLen += n;
+    else {
+      if (runLen > 0) b.push(runAddr, runLen, 0);
+      runAddr = a;
+      runLen = n;
+    }
+    const f = lf[g];
+    if (f === lastF) rr[rn - 1] += 1;
+    else { rf[rn] = f; rr[rn] = 1; rn++; lastF = f; }
+  }
+  if (runLen > 0) b.push(runAddr, runLen, 0);
+  rec.n = rn;
+  return null;
+}
+
+/**
  * Pins [start, start+len) and returns it as a phyr list: one {addr, len} per physically contiguous
  * run (adjacent runs with equal flags merge, also across folio and VMA boundaries). Built per folio:
  * a PMD-mapped THP or a hugetlb page is one step whatever its size. start and len need not be
@@ -245,32 +295,24 @@ export function pinUserPhyrs(mm: UserMm, start: bigint, len: number, gupFlags: n
   const e = s + len;
   const bad = checkVmas(mm, s, e, gupFlags, false);
   if (bad !== null) return bad;
-  const b = new PhyrListBuilder(64);
-  const rec = new PinRecord(mm, 64);
+  let anonPages = 0;
+  for (let p = s; p < e;) {
+    const v = mm.vmaAt(p)!;
+    const z = Math.min(v.end, e);
+    if (v.kind === VmaKind.Anon) anonPages += Math.ceil(z / ps) - Math.floor(p / ps);
+    p = z;
+  }
+  const b = new PhyrListBuilder(Math.min(anonPages + 16, 1 << 22));
+  const rec = new PinRecord(mm, Math.min(anonPages + 16, 1 << 22));
   let pages = 0;
   let pos = s;
   while (pos < e) {
     const v = mm.vmaAt(pos)!;
     const vend = Math.min(v.end, e);
     if (v.kind === VmaKind.Anon) {
-      const lp = v.leafPfn!, lf = v.leafFolio!, base = v.slotBase;
-      const g0 = Math.floor(pos / ps) - base, g1 = Math.ceil(vend / ps) - base;
-      for (let g = g0; g < g1; g++) {
-        let pfn = lp[g];
-        if (pfn < 0) {
-          const r = faultIn(mm, v, (g + base) * ps, gupFlags);
-          if (typeof r !== 'number') return r;
-          pfn = r;
-        }
-        const pageVa = (g + base) * ps;
-        if (pageVa >= pos && pageVa + ps <= vend) b.push(pfn * ps, ps, 0);
-        else {
-          const a = Math.max(pageVa, pos), z = Math.min(pageVa + ps, vend);
-          b.push(pfn * ps + (a - pageVa), z - a, 0);
-        }
-        rec.add(lf[g], 1);
-      }
-      pages += g1 - g0;
+      const r = anonPhyrs(mm, v, pos, vend, gupFlags, b, rec);
+      if (r !== null) return r;
+      pages += Math.ceil(vend / ps) - Math.floor(pos / ps);
     } else if (v.kind === VmaKind.PfnMap || v.kind === VmaKind.DevPages) {
       b.push(v.basePfn * ps + (pos - v.start), vend - pos, v.region!.rangeFlags);
       if (v.kind === VmaKind.DevPages) {

@@ -7,7 +7,6 @@ import type { PhysMem } from './types.ts';
 
 const CHUNK_SHIFT = 12;
 const CHUNK = 1 << CHUNK_SHIFT;
-const ZERO = new Uint8Array(CHUNK);
 
 /** Sparse physical memory over the accessible regions of a memory map. */
 export class SparsePhysMem implements PhysMem {
@@ -135,13 +134,5 @@ export class SparsePhysMem implements PhysMem {
     } else {
       for (let k = first; k < last; k++) this.chunks.delete(k);
     }
-  }
-
-  /** true when any chunk in [addr, addr+len) is resident (for tests and reports). */
-  isZeroChunk(idx: number): boolean {
-    const c = this.chunks.get(idx);
-    if (c === undefined) return true;
-    for (let i = 0; i < CHUNK; i++) if (c[i] !== ZERO[i]) return false;
-    return true;
   }
 }

@@ -370,12 +370,18 @@ export class ColumnCursor implements RangeCursor {
     this.flags = 0;
   }
 
+  /** Reloads the current entry's fields, which the plain next() fast path does not maintain. */
+  private refreshEntry(): void {
+    if (this.plain && this.i < this.n) this.load(this.i);
+  }
+
   /** Consumes `bytes` (0 < bytes <= len) of the current segment; the next segment is cut from the new position. */
   advance(bytes: number): void {
     if (this.done) throw new RangeError(`advance(${bytes}) on a finished cursor (stopReason ${this.stopReason})`);
     if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes <= 0 || bytes > this.len) {
       throw new RangeError(`bytes must be an integer in [1, ${this.len}], got ${String(bytes)}`);
     }
+    this.refreshEntry();
     this.consumed += bytes;
     this.move(bytes);
     this.settle();
@@ -414,9 +420,7 @@ export class ColumnCursor implements RangeCursor {
         l = i === this.n - 1 ? this.lastLen : k === KIND_PAGES ? this.ps * POW2[this.cord[i]] : this.ps;
       }
       const f = this.hasF ? this.cf[i] : this.fc;
-      this.eA = a;
-      this.eLen = l;
-      this.eF = f;
+      // eA / eLen / eF are left stale here; refreshEntry() reloads them before any slow path.
       this.addrNum = a;
       this.len = l;
       this.flags = f;
@@ -453,6 +457,7 @@ export class ColumnCursor implements RangeCursor {
     if (this.stopReason === 'end') return;
     this.done = false;
     this.stopReason = null;
+    this.refreshEntry();
     this.resumeAt = this.consumed;
     this.budgetEnd = this.consumed + b;
     this.plain = this.isPlain();
@@ -463,4 +468,201 @@ export class ColumnCursor implements RangeCursor {
   get entryIndex(): number {
     return this.i;
   }
+}
+
+/**
+ * The cursor for a walk with no limits, no merge and no budget: every segment is (the rest of) one
+ * entry. It keeps only the position (entry index, offset into it) and computes the segment in its
+ * getters, so next() is two stores; `consumed` is summed lazily. ColumnCursor covers every other walk.
+ */
+export class PlainCursor implements RangeCursor {
+  private readonly kind: number = 0;
+  private readonly n: number = 0;
+  private readonly ca: Float64Array = EMPTY_F64;
+  private readonly cl: Float64Array = EMPTY_F64;
+  private readonly cl32: Uint32Array = EMPTY_U32;
+  private readonly co32: Uint32Array = EMPTY_U32;
+  private readonly cord: Uint8Array = EMPTY_U8;
+  private readonly cf: Uint32Array = EMPTY_U32;
+  private readonly hasF: boolean = false;
+  private readonly fc: number = 0;
+  private readonly ps: number = 0;
+  private readonly firstOff: number = 0;
+  private readonly lastLen: number = 0;
+  private readonly fits: boolean = false;
+  private readonly cols: CursorColumns = EMPTY_COLS;
+  /** Bytes of the source before the walk's start (skip). */
+  private readonly skip: number = 0;
+  private i: number = 0;
+  /** Bytes already consumed of entry offI (skip or a partial advance); entries other than offI start whole. */
+  private off: number = 0;
+  private offI: number = -1;
+  /** Lazy consumed: bytes of the source before entry accI. */
+  private accI: number = 0;
+  private acc: number = 0;
+
+  constructor(cols: CursorColumns, skip: number, from?: PlainCursor) {
+    this.kind = cols.kind;
+    this.n = cols.n;
+    this.ca = cols.a;
+    this.cl = cols.l;
+    this.cl32 = cols.l32;
+    this.co32 = cols.o32;
+    this.cord = cols.ord;
+    this.cf = cols.f ?? EMPTY_U32;
+    this.hasF = cols.f !== null;
+    this.fc = cols.fc;
+    this.ps = cols.ps;
+    this.firstOff = cols.firstOff;
+    this.lastLen = cols.lastLen;
+    this.fits = cols.fits;
+    this.cols = cols;
+    this.skip = skip;
+    if (from !== undefined) {
+      this.i = from.i;
+      this.off = from.off;
+      this.offI = from.offI;
+      this.accI = from.accI;
+      this.acc = from.acc;
+    } else if (skip > 0) {
+      this.seek(skip);
+    }
+  }
+
+  /** Positions at byte `skip` of the source: whole entries first, then an offset into one. */
+  private seek(skip: number): void {
+    let i = 0;
+    let left = skip;
+    let acc = 0;
+    while (i < this.n) {
+      const l = this.entryLen(i);
+      if (left < l) break;
+      left -= l;
+      acc += l;
+      i++;
+    }
+    this.i = i;
+    this.off = left;
+    this.offI = i;
+    this.accI = i;
+    this.acc = acc;
+  }
+
+  private entryStart(i: number): number {
+    const k = this.kind;
+    if (k === KIND_ADDR_LEN) return this.ca[i];
+    if (k === KIND_BVEC) return this.ca[i] * this.ps + this.co32[i];
+    return i === 0 ? this.ca[0] * this.ps + this.firstOff : this.ca[i] * this.ps;
+  }
+
+  private entryLen(i: number): number {
+    const k = this.kind;
+    if (k === KIND_ADDR_LEN) return this.cl[i];
+    if (k === KIND_BVEC) return this.cl32[i];
+    if (i === this.n - 1) return this.lastLen;
+    const full = k === KIND_PAGES ? this.ps * POW2[this.cord[i]] : this.ps;
+    return i === 0 ? full - this.firstOff : full;
+  }
+
+  get done(): boolean {
+    return this.i >= this.n;
+  }
+
+  get stopReason(): StopReason | null {
+    return this.i >= this.n ? 'end' : null;
+  }
+
+  /** Bytes of entry i already consumed (0 except at offI). */
+  private offAt(i: number): number {
+    return i === this.offI ? this.off : 0;
+  }
+
+  get addrNum(): number {
+    const i = this.i;
+    return i >= this.n ? 0 : this.entryStart(i) + this.offAt(i);
+  }
+
+  get addr(): bigint {
+    const i = this.i;
+    if (i >= this.n) return 0n;
+    if (this.fits) return BigInt(this.entryStart(i) + this.offAt(i));
+    return columnsEntryStartBig(this.cols, i) + BigInt(this.offAt(i));
+  }
+
+  get len(): number {
+    const i = this.i;
+    return i >= this.n ? 0 : this.entryLen(i) - this.offAt(i);
+  }
+
+  get flags(): number {
+    const i = this.i;
+    return i >= this.n ? 0 : this.hasF ? this.cf[i] : this.fc;
+  }
+
+  get consumed(): number {
+    let acc = this.acc;
+    const i = this.i;
+    for (let j = this.accI; j < i; j++) acc += this.entryLen(j);
+    this.acc = acc;
+    this.accI = i;
+    return acc + this.offAt(i) - this.skip;
+  }
+
+  /** Consumes the whole current segment (the rest of the entry); returns !done. */
+  next(): boolean {
+    const i = this.i;
+    if (i >= this.n) return false;
+    this.i = i + 1;
+    return i + 1 < this.n;
+  }
+
+  /** Consumes `bytes` (0 < bytes <= len) of the current segment. */
+  advance(bytes: number): void {
+    if (this.i >= this.n) throw new RangeError(`advance(${bytes}) on a finished cursor (stopReason end)`);
+    const i = this.i;
+    const len = this.entryLen(i) - this.offAt(i);
+    if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes <= 0 || bytes > len) {
+      throw new RangeError(`bytes must be an integer in [1, ${len}], got ${String(bytes)}`);
+    }
+    if (bytes === len) {
+      this.next();
+    } else {
+      this.off = this.offAt(i) + bytes;
+      this.offI = i;
+    }
+  }
+
+  /** An independent copy at the same position. */
+  clone(): PlainCursor {
+    return new PlainCursor(this.cols, this.skip, this);
+  }
+
+  /**
+   * A plain walk stops only at its end, where resume() leaves it done. Resuming a walk that has not
+   * stopped is outside the protocol: with no budget it does nothing; with a budget it throws (create
+   * the cursor with opts.budget instead).
+   */
+  resume(budget?: number): void {
+    if (budget === undefined || this.i >= this.n) return;
+    checkLen('budget', budget, 0);
+    throw new RangeError(`resume(${budget}): the walk has not stopped; pass opts.budget when creating the cursor`);
+  }
+}
+
+/**
+ * The cursor for a walk over `cols` with these options: PlainCursor when there is nothing to apply
+ * (no limits, merge or budget), ColumnCursor otherwise. Validates opts either way.
+ */
+export function makeCursor(cols: CursorColumns, opts: CursorOptions | undefined): RangeCursor {
+  if (opts === undefined) return new PlainCursor(cols, 0);
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`opts must be an object, got ${String(opts)}`);
+  if (opts.maxSegmentLen === undefined && opts.segBoundaryMask === undefined && opts.virtBoundaryMask === undefined
+    && opts.merge !== true && opts.budget === undefined) {
+    if (opts.merge !== undefined && typeof opts.merge !== 'boolean') {
+      throw new TypeError(`opts.merge must be a boolean, got ${typeof opts.merge} ${String(opts.merge)}`);
+    }
+    const skip = opts.skip === undefined ? 0 : checkLen('opts.skip', opts.skip, 0, cols.totalLen);
+    return new PlainCursor(cols, skip);
+  }
+  return new ColumnCursor(cols, opts);
 }

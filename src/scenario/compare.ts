@@ -16,6 +16,7 @@ import {
   coalesce, sgAllocTableFromPagesSegment, sgFreeTable, toBvecList, toPageList,
   type PageArray, type PhyrList, type RangeSource,
 } from '../phyr/index.ts';
+import { mappingSteps, runMapping, type MappingConfigName, type MappingOptions, type MappingReport } from './mapping.ts';
 
 /** The buffers of issue #2 section 6, by the name the CLI takes in --buffers. */
 export const BUFFER_NAMES = ['anon', 'thp', 'hugetlb', 'device'] as const;
@@ -66,6 +67,12 @@ export interface CompareOptions {
   readonly maxSegment?: number;
   /** Base page size in bytes (default 4096). */
   readonly pageSize?: number;
+  /** Include the DMA mapping section (issue #3 section 6; default false, as in the CLI: it is slow at full size). */
+  readonly mapping?: boolean;
+  /** Which machine configurations the mapping section runs (default all). */
+  readonly mappingConfigs?: readonly MappingConfigName[];
+  /** Round-trip windows sampled per mapped buffer (default 32, 4096 bytes each). */
+  readonly verifyWindows?: number;
 }
 
 /** One component of a layout (the page array and the sg table of the legacy row). */
@@ -149,6 +156,8 @@ export interface CompareReport {
   readonly buffers: readonly BufferReport[];
   /** null when the hugetlb buffer is not part of the run (or could not be mapped). */
   readonly headline: Headline | null;
+  /** The DMA mapping section, or null when not requested. */
+  readonly mapping: MappingReport | null;
   /** Column and term definitions, as printed under the table. */
   readonly legend: Readonly<Record<string, string>>;
   /** Wall time of the whole run in ms (not deterministic). */
@@ -187,6 +196,7 @@ interface ResolvedOptions {
   readonly hugetlb1G: number;
   readonly maxSegment: number;
   readonly pageSize: number;
+  readonly mapping: boolean;
 }
 
 /**
@@ -223,7 +233,9 @@ export function resolveCompareOptions(opts: CompareOptions = {}): ResolvedOption
   }
   const hugetlb1G = checkLen('hugetlb1G', opts.hugetlb1G ?? Math.ceil(bufferLen.hugetlb / GiB), 0, 1 << 16);
   const maxSegment = checkLen('maxSegment', opts.maxSegment ?? defaultMaxSegment(pageSize), pageSize, 0xffffffff);
-  return { ramGiB, aged, seed, buffers, bufferLen, deviceGiB, hugetlb1G, maxSegment, pageSize };
+  const mapping = opts.mapping ?? false;
+  if (typeof mapping !== 'boolean') throw new TypeError(`mapping must be a boolean, got ${typeof mapping} ${String(mapping)}`);
+  return { ramGiB, aged, seed, buffers, bufferLen, deviceGiB, hugetlb1G, maxSegment, pageSize, mapping };
 }
 
 /** The MmConfig runCompare uses for these options (exported so tests can rebuild the same machine). */
@@ -388,7 +400,23 @@ function describeMachine(m: MmMachine, o: ResolvedOptions): MachineReport {
 /** Number of progress steps runCompare reports for these options. */
 export function compareSteps(opts: CompareOptions = {}): number {
   const o = resolveCompareOptions(opts);
-  return 1 + o.buffers.length * (1 + LAYOUT_NAMES.length);
+  return 1 + o.buffers.length * (1 + LAYOUT_NAMES.length) + (o.mapping ? mappingSteps(compareMappingOptions(opts)) : 0);
+}
+
+/** The MappingOptions runCompare passes to runMapping (exported so tests can rebuild the same machines). */
+export function compareMappingOptions(opts: CompareOptions = {}): MappingOptions {
+  const o = resolveCompareOptions(opts);
+  return {
+    ramGiB: o.ramGiB, aged: o.aged, seed: o.seed, pageSize: o.pageSize, hugetlb1G: o.hugetlb1G, deviceGiB: o.deviceGiB,
+    maxSegment: o.maxSegment,
+    buffers: o.buffers.map((name) => ({
+      name, label: bufferLabel(name, o.bufferLen[name]), len: o.bufferLen[name],
+      kind: name === 'device' ? 'device' as const : 'ram' as const,
+      backing: name === 'device' ? 'device' : backingOf(name) as string,
+    })),
+    ...(opts.mappingConfigs ? { configs: opts.mappingConfigs } : {}),
+    ...(opts.verifyWindows !== undefined ? { verifyWindows: opts.verifyWindows } : {}),
+  };
 }
 
 /**
@@ -435,6 +463,7 @@ export function runCompare(opts: CompareOptions = {}, onProgress?: ProgressFn): 
       mmapErrno: null, mmapMessage: null, mmapMs, rows,
     });
   }
+  const mapping = o.mapping ? runMapping(compareMappingOptions(opts), (label) => step(`mapping ${label}`)) : null;
   return {
     tool: 'phyr compare',
     version: 1,
@@ -445,6 +474,7 @@ export function runCompare(opts: CompareOptions = {}, onProgress?: ProgressFn): 
       : `max_segment ${o.maxSegment} (set by option; rounded down to the page size by sgAllocTableFromPagesSegment)`,
     buffers,
     headline,
+    mapping,
     legend: LEGEND,
     totalMs: msSince(tStart),
   };

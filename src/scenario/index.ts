@@ -1,2 +1,3 @@
 // scenario/: machines + workloads -> metrics, the compare report.
 export * from './compare.ts';
+export * from './mapping.ts';

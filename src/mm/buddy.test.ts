@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
+
+/** Brute-force reference: a bitmap of owned pages over the managed ranges. */
+function checkAgainstBitmap(ranges: Array<[number, number]>, aged: boolean, ops: Array<{ alloc: boolean; order: number; pick: number }>): void {
+  const b = new BuddyAllocator(ranges, aged, 3);
+  const total = ranges.reduce((s, [x, y]) => s + y - x, 0);
+  const managed = (p: number): boolean => ranges.some(([x, y]) => p >= x && p < y);
+  const owned = new Set<number>();
+  const live: Array<[number, number]> = [];
+  const initialFree = b.freePages;
+  if (!aged) expect(initialFree).toBe(total);
+  for (const op of ops) {
+    if (op.alloc) {
+      const pfn = b.alloc(op.order);
+      if (pfn < 0) continue;
+      const size = 2 ** op.order;
+      expect(pfn % size).toBe(0); // naturally aligned
+      for (let p = pfn; p < pfn + size; p++) {
+        expect(managed(p)).toBe(true);
+        expect(owned.has(p)).toBe(false); // no overlap
+        owned.add(p);
+      }
+      live.push([pfn, op.order]);
+    } else if (live.length > 0) {
+      const [pfn, order] = live.splice(op.pick % live.length, 1)[0];
+      for (let p = pfn; p < pfn + 2 ** order; p++) owned.delete(p);
+      b.free(pfn, order);
+    }
+    // counts conserved: free + owned + background = initial free + background at boot
+    expect(b.freePages + owned.size).toBe(initialFree);
+  }
+  for (const [pfn, order] of live) b.free(pfn, order);
+  expect(b.freePages).toBe(initialFree);
+  if (!aged) {
+    // Everything merged back: no free list holds a block that could have merged with its buddy,
+    // so every whole top-order block is untouched again and a top-order allocation succeeds for each.
+    let n = 0;
+    while (b.alloc(MAX_PAGE_ORDER) >= 0) n++;
+    const whole = ranges.reduce((s, [x, y]) => s + Math.max(0, Math.floor(y / 1024) - Math.ceil(x / 1024)), 0);
+    expect(n).toBe(whole);
+  }
+}
+
+const opArb = fc.array(fc.record({ alloc: fc.boolean(), order: fc.integer({ min: 0, max: 10 }), pick: fc.nat() }), { maxLength: 120 });
+
+describe('BuddyAllocator against a brute-force bitmap', () => {
+  it('plain: no overlap, conserved counts, frees merge back', () => {
+    fc.assert(fc.property(opArb, (ops) => checkAgainstBitmap([[256, 4096 + 17], [8192, 12288]], false, ops)), { numRuns: 60 });
+  });
+  it('aged: the same invariants hold', () => {
+    fc.assert(fc.property(opArb, (ops) => checkAgainstBitmap([[256, 8192]], true, ops)), { numRuns: 40 });
+  });
+  it('edge spans are split into naturally aligned blocks', () => {
+    const b = new BuddyAllocator([[3, 1030]], false, 1);
+    expect(b.freePages).toBe(1027);
+    expect(b.alloc(MAX_PAGE_ORDER)).toBe(-1); // no whole aligned 1024-page block inside [3, 1030)
+    expect(b.alloc(9)).toBe(512);
+  });
+  it('runs out with -1 and recovers after a free', () => {
+    const b = new BuddyAllocator([[0, 1024]], false, 1);
+    const all = b.alloc(10);
+    expect(all).toBe(0);
+    expect(b.alloc(0)).toBe(-1);
+    b.free(all, 10);
+    expect(b.alloc(0)).toBe(0);
+  });
+});
+
+describe('aging model', () => {
+  it('is deterministic per seed and differs across seeds', () => {
+    const seq = (seed: number): number[] => {
+      const b = new BuddyAllocator([[0, 1024 * 64]], true, seed);
+      return Array.from({ length: 200 }, () => b.alloc(0));
+    };
+    expect(seq(5)).toEqual(seq(5));
+    expect(seq(5)).not.toEqual(seq(6));
+  });
+  it('scatters order-0 allocations while keeping some whole 2 MiB blocks', () => {
+    const b = new BuddyAllocator([[0, 1024 * 256]], true, 11);
+    const plain = new BuddyAllocator([[0, 1024 * 256]], false, 11);
+    const pfns = Array.from({ length: 20000 }, () => b.alloc(0));
+    const adjacent = pfns.filter((p, i) => i > 0 && p === pfns[i - 1] + 1).length;
+    expect(adjacent / pfns.length).toBeLessThan(0.35);
+    const plainPfns = Array.from({ length: 20000 }, () => plain.alloc(0));
+    expect(plainPfns.filter((p, i) => i > 0 && p === plainPfns[i - 1] + 1).length / plainPfns.length).toBeGreaterThan(0.99);
+    let thp = 0;
+    while (b.alloc(9) >= 0) thp++;
+    expect(thp).toBeGreaterThan(10);
+    expect(b.backgroundPages).toBeGreaterThan(0);
+  });
+});

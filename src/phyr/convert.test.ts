@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { appendMerge, coalesce, slice, toBvecList, toPageArray, toPageList, toPhyrList } from './convert.ts';
+import { PhyrList } from './phyr-list.ts';
+import { PageArray } from './page-array.ts';
+import { DmaList } from './dma-list.ts';
+import { RANGE_MMIO, RANGE_NOPAGE } from './flags.ts';
+import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
+import { coverage } from '../../test/phyr-reference.ts';
+
+/** A foreign RangeSource (not a phyr layout) that only offers the protocol: an array behind a cursor. */
+function foreignSource(ranges: Range[]): RangeSource {
+  const src = PhyrList.from(ranges);
+  return {
+    layout: 'scatterlist', count: ranges.length, totalLen: src.totalLen, kernelBytes: 32 * ranges.length,
+    addrFitsNumber: src.addrFitsNumber,
+    cursor: (opts?: CursorOptions): RangeCursor => src.cursor(opts),
+    [Symbol.iterator]: () => ranges[Symbol.iterator](),
+  };
+}
+
+describe('conversions', () => {
+  const ps = 4096;
+
+  it('say which entry cannot be represented, and why', () => {
+    const p = PhyrList.from([
+      { addr: 0x1000n, len: 0x1000 }, { addr: 0x3000n, len: 0x800 }, { addr: 0x5000n, len: 0x1000, flags: RANGE_NOPAGE },
+    ]);
+    const bv = toBvecList(p, ps);
+    expect(bv).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(!bv.ok && bv.message).toMatch(/entry 2: no struct page/);
+    const pl = toPageList(p, ps);
+    expect(!pl.ok && pl.message).toMatch(/entry 1: seam not page-aligned: range ends at 0x3800/);
+    const pa = toPageArray(PhyrList.from([{ addr: 0x1000n, len: 0x1000 }, { addr: 0x2000n, len: 0x1000, flags: RANGE_NOPAGE }]), ps);
+    expect(!pa.ok && pa.message).toMatch(/entry 1: no struct page/);
+    const mixed = toPageList(PhyrList.from([{ addr: 0x1000n, len: 0x1000 }, { addr: 0x4000n, len: 0x1000, flags: RANGE_MMIO }]), ps);
+    expect(!mixed.ok && mixed.message).toMatch(/entry 1: flags .* single-kind/);
+    const unalignedStart = toPageList(PhyrList.from([{ addr: 0x1000n, len: 0x1000 }, { addr: 0x4100n, len: 0x100 }]), ps);
+    expect(!unalignedStart.ok && unalignedStart.message).toMatch(/entry 1: seam not page-aligned: range starts at 0x4100/);
+    const high = toBvecList(PhyrList.from([{ addr: 1n << 60n, len: 1 }]), ps);
+    expect(!high.ok && high.message).toMatch(/entry 0: .*2\^53/);
+  });
+
+  it('a page array from GUP-like pages coalesces into few phyrs', () => {
+    const pa = new PageArray(new Float64Array([7, 8, 9, 10, 30, 31]), { pageSize: ps, offset: 0x80, len: 6 * ps - 0x80 - 0x40 });
+    const merged = coalesce(pa);
+    expect(merged.layout).toBe('phyr');
+    expect([...merged]).toEqual([
+      { addr: 7n * 4096n + 0x80n, len: 4 * ps - 0x80, flags: 0 },
+      { addr: 30n * 4096n, len: 2 * ps - 0x40, flags: 0 },
+    ]);
+    const pl = toPageList(pa, ps);
+    expect(pl.ok && [...pl.value].length).toBe(4); // 7, 8-9 (order 1), 10, 30-31 (order 1)
+    expect(pl.ok && pl.value.kernelBytes).toBe(16 + 4 * 8);
+    expect(pa.kernelBytes).toBe(48);
+    const back = toPageArray(merged, ps);
+    expect(back.ok && [...back.value.pfns]).toEqual([7, 8, 9, 10, 30, 31]);
+    expect(coalesce(DmaList.from([{ addr: 0n, len: 1 }, { addr: 1n, len: 1 }])).layout).toBe('dmalist');
+  });
+
+  it('splits a phyr longer than 4 GiB - 1 into several bvecs', () => {
+    const p = PhyrList.from([{ addr: 0x100000n + 0x10n, len: 2 ** 33 }]);
+    const bv = toBvecList(p, ps);
+    expect(bv.ok).toBe(true);
+    if (!bv.ok) return;
+    expect(bv.value.count).toBe(3);
+    expect(bv.value.lenAt(0)).toBe(2 ** 32 - ps);
+    expect(coverage(bv.value)).toEqual(coverage(p));
+    for (let i = 0; i < bv.value.count; i++) expect(bv.value.offsetAt(i)).toBeLessThan(ps);
+  });
+
+  it('accept any RangeSource through its cursor', () => {
+    const rs = [{ addr: 0x2000n, len: 0x1000, flags: 0 }, { addr: 0x3000n, len: 0x1000, flags: 0 }, { addr: 0x8000n, len: 0x10, flags: 0 }];
+    const f = foreignSource(rs);
+    expect([...(toPhyrList(f) as { ok: true; value: PhyrList }).value]).toEqual(rs);
+    expect(coverage(coalesce(f))).toEqual(coverage(rs));
+    const s = slice(f, 0x800, 0x1000);
+    expect(s.layout).toBe('phyr');
+    expect([...s]).toEqual([{ addr: 0x2800n, len: 0x800, flags: 0 }, { addr: 0x3000n, len: 0x800, flags: 0 }]);
+    const pa = toPageArray(f, ps);
+    expect(pa.ok && [...pa.value.pfns]).toEqual([2, 3, 8]);
+  });
+
+  it('appendMerge merges adjacent ranges with equal flags only', () => {
+    const b = PhyrList.builder();
+    appendMerge(b, { addr: 0n, len: 10, flags: 0 });
+    appendMerge(b, { addr: 10n, len: 10, flags: 0 });
+    appendMerge(b, { addr: 20n, len: 10, flags: RANGE_MMIO });
+    expect([...b.build()].map((r) => r.len)).toEqual([20, 10]);
+  });
+
+  it('slice keeps the layout and checks its window', () => {
+    const pa = new PageArray(new Float64Array([1, 2, 5]), { pageSize: ps, flags: new Uint32Array([0, RANGE_MMIO, 0]) });
+    const s = slice(pa, ps + 0x10, ps) as PageArray;
+    expect(s.layout).toBe('pagearray');
+    expect(s.pfns.buffer).toBe(pa.pfns.buffer); // zero-copy
+    expect([...s]).toEqual([{ addr: 2n * 4096n + 0x10n, len: ps - 0x10, flags: RANGE_MMIO }, { addr: 5n * 4096n, len: 0x10, flags: 0 }]);
+    expect(() => slice(pa, 3 * ps + 1, 0)).toThrow(/offset/);
+    expect(() => slice(pa, 10, 3 * ps)).toThrow(/len/);
+    expect(() => toBvecList({} as RangeSource, ps)).toThrow(/src must be a RangeSource/);
+  });
+});
+
+describe('PlainCursor details', () => {
+  it('counts consumed lazily and refuses a budget on a walk that has not stopped', () => {
+    const p = PhyrList.from([{ addr: 0n, len: 10 }, { addr: 100n, len: 20 }, { addr: 200n, len: 30 }]);
+    const c = p.cursor({ skip: 5 });
+    expect([c.addr, c.len, c.consumed]).toEqual([5n, 5, 0]);
+    c.next();
+    c.next();
+    expect(c.consumed).toBe(25);
+    expect(() => c.resume(10)).toThrow(/opts\.budget/);
+    c.resume(); // no-op
+    expect(c.addr).toBe(200n);
+    c.advance(7);
+    expect([c.addr, c.len, c.consumed]).toEqual([207n, 23, 32]);
+    expect(c.next()).toBe(false);
+    expect([c.done, c.stopReason, c.len, c.consumed]).toEqual([true, 'end', 0, 55]);
+    c.resume(5);
+    expect(c.done).toBe(true);
+  });
+});

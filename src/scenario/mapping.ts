@@ -1,0 +1,435 @@
+// Models: the DMA mapping half of the comparison (issue #3 section 6): the buffers of the layout
+// comparison mapped for a PCI device on machines that differ in their DMA path (dma-direct,
+// dma-iommu strict / lazy, an untrusted device, a force-bounce guest, P2P through a switch or the
+// host bridge; reference 2, 3, 5, 7.3, 9), by four methods: scatterlist + dmaMapSgtable, one
+// dmaMapPhys per phyr, the two-step dmaIova* API, and dmaMapPhyrs. Every mapping is checked by a
+// device round trip that moves real bytes.
+
+import { GiB, KiB, MiB, checkLen, type Errno, type Result, err, ok } from '../base/index.ts';
+import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
+import { FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPages, pinUserPhyrs, unpinUserPages, unpinUserPhyrs, type UserMm } from '../mm/index.ts';
+import {
+  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PciP2pdmaMapState,
+  pciP2pdmaBusAddrMap, pciP2pdmaState, type Device, type PciNodeConfig,
+} from '../pci/index.ts';
+import { RANGE_MMIO, sgAllocTableFromPagesSegment, sgFreeTable, type PhyrList } from '../phyr/index.ts';
+import {
+  DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaSync,
+  dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaSetMaskAndCoherent, dmaUnmapPhyrs, dmaUnmapPhys,
+  dmaUnmapSgtable,
+} from '../dma/index.ts';
+
+/** The mmap backing of a mapping buffer on a configuration (the P2P BAR of gpu0 in the P2P configurations). */
+export function mappingBacking(b: MappingOptions['buffers'][number], config: MappingConfigName): 'anon' | 'thp' | 'hugetlb-1G' | { device: string; offset: number } {
+  if (b.kind === 'device') return { device: MAPPING_CONFIGS[config].p2p ? 'gpu0.bar0' : 'bar0', offset: 0 };
+  return b.backing as 'anon' | 'thp' | 'hugetlb-1G';
+}
+
+/** The machine configurations of the mapping section, in report order. */
+export const MAPPING_CONFIG_NAMES = [
+  'no-iommu', 'iommu-strict', 'iommu-lazy', 'untrusted', 'force-bounce', 'p2p-switch', 'p2p-host-bridge',
+] as const;
+export type MappingConfigName = (typeof MAPPING_CONFIG_NAMES)[number];
+
+/** The mapping methods, in report order. */
+export const MAPPING_METHOD_NAMES = ['sgtable', 'map-phys', 'two-step', 'map-phyrs'] as const;
+export type MappingMethod = (typeof MAPPING_METHOD_NAMES)[number];
+
+export const MAPPING_METHOD_LABELS: Readonly<Record<MappingMethod, string>> = {
+  sgtable: 'scatterlist + dmaMapSgtable',
+  'map-phys': 'dmaMapPhys per phyr',
+  'two-step': 'two-step dmaIova*',
+  'map-phyrs': 'dmaMapPhyrs',
+};
+
+interface ConfigSpec {
+  readonly label: string;
+  readonly iommu: 'strict' | 'lazy' | null;
+  readonly force: boolean;
+  /** The device that does the DMA. */
+  readonly device: string;
+  /** The device buffer is the P2P BAR of gpu0 (else the plain device region of the layout comparison). */
+  readonly p2p: boolean;
+}
+
+/** What each configuration is. */
+export const MAPPING_CONFIGS: Readonly<Record<MappingConfigName, ConfigSpec>> = {
+  'no-iommu': { label: 'no IOMMU (dma-direct), nvme0', iommu: null, force: false, device: 'nvme0', p2p: false },
+  'iommu-strict': { label: 'IOMMU strict, nvme0', iommu: 'strict', force: false, device: 'nvme0', p2p: false },
+  'iommu-lazy': { label: 'IOMMU lazy (flush queue), nvme0', iommu: 'lazy', force: false, device: 'nvme0', p2p: false },
+  untrusted: { label: 'untrusted device tb0 (external port), IOMMU strict + swiotlb', iommu: 'strict', force: false, device: 'tb0', p2p: false },
+  'force-bounce': { label: 'force-bounce guest (swiotlb=force, no IOMMU), nvme0', iommu: null, force: true, device: 'nvme0', p2p: false },
+  'p2p-switch': { label: 'P2P through a switch: nvme0 -> gpu0 BAR, IOMMU strict', iommu: 'strict', force: false, device: 'nvme0', p2p: true },
+  'p2p-host-bridge': { label: 'P2P through the host bridge: nic0 -> gpu0 BAR, IOMMU strict', iommu: 'strict', force: false, device: 'nic0', p2p: true },
+};
+
+/** The PCI tree of every mapping machine: the P2P cases come from where the devices sit. */
+export const MAPPING_PCI: readonly PciNodeConfig[] = [
+  { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
+  { name: 'rp0', type: 'root-port', parent: 'hb0' },
+  { name: 'sw0', type: 'switch', parent: 'rp0' },
+  { name: 'nvme0', type: 'endpoint', parent: 'sw0', bars: [{ bytes: 16 * KiB }] },
+  { name: 'gpu0', type: 'endpoint', parent: 'sw0', bars: [{ bytes: GiB, p2p: true }] },
+  { name: 'rp1', type: 'root-port', parent: 'hb0', externalFacing: true },
+  { name: 'tb0', type: 'endpoint', parent: 'rp1', untrusted: true },
+  { name: 'rp2', type: 'root-port', parent: 'hb0' },
+  { name: 'nic0', type: 'endpoint', parent: 'rp2' },
+];
+
+/** The machine counters a mapping row reports (machine.stats diffs over map + round trip + unmap). */
+export interface MappingCounters {
+  readonly iommuMapCalls: number;
+  readonly iommuUnmapCalls: number;
+  readonly iommuLeafPtesWritten: number;
+  readonly iotlbInvalidations: number;
+  readonly iovaAllocs: number;
+  readonly bounceBytes: number;
+}
+
+/** One (configuration, buffer, method) measurement. */
+export interface MappingRow {
+  readonly config: MappingConfigName;
+  readonly buffer: string;
+  readonly method: MappingMethod;
+  readonly ok: boolean;
+  readonly errno: Errno | null;
+  readonly reason: string | null;
+  /** DMA ranges the device is given (sg nents, mappings, 1 IOVA window, DmaList entries). */
+  readonly dmaEntries: number | null;
+  /** Kernel bytes of the mapping's metadata (see MAPPING_LEGEND). */
+  readonly metadataBytes: number | null;
+  readonly counters: MappingCounters;
+  /** Bytes the device read and wrote through the mapping and the CPU checked (both directions). */
+  readonly bytesVerified: number;
+  /** Bytes that did not match in the round trip (0 when the mapping is correct). */
+  readonly bytesMismatched: number;
+  /** Model time of the pin + map, and of the unmap + unpin, ms (not deterministic). */
+  readonly mapMs: number;
+  readonly unmapMs: number;
+}
+
+export interface MappingReport {
+  readonly configs: ReadonlyArray<{ readonly name: MappingConfigName; readonly label: string }>;
+  readonly buffers: ReadonlyArray<{ readonly name: string; readonly label: string; readonly len: number }>;
+  readonly rows: readonly MappingRow[];
+  readonly legend: Readonly<Record<string, string>>;
+}
+
+export const MAPPING_LEGEND: Readonly<Record<string, string>> = {
+  'DMA entries': 'DMA ranges handed to the device: scatterlist nents after mapping; mappings made; 1 for a two-step IOVA window; DmaList entries',
+  'Meta bytes': 'kernel bytes of the mapping metadata: page array + sg_table; a 16 B dma_vec per mapping; 16 B dma_iova_state (+16 B per range when it fell back); DmaList (0 when it shares the input)',
+  'IOMMU maps': 'iommu_map calls (machine.stats iommuMapCalls)',
+  PTEs: 'IOMMU leaf PTEs written',
+  'IOTLB inv': 'IOTLB range invalidations + global flushes',
+  'Bounce bytes': 'bytes copied through swiotlb',
+  Verified: 'bytes the device moved through the mapping and the CPU checked: CPU writes, device reads (to device), device writes, CPU reads after unmap (from device), on sampled windows',
+  'Map ms': 'model time to pin and map, ms',
+};
+
+export interface MappingOptions {
+  readonly ramGiB: number;
+  readonly aged: boolean;
+  readonly seed: number;
+  readonly pageSize: number;
+  readonly hugetlb1G: number;
+  readonly deviceGiB: number;
+  readonly maxSegment: number;
+  /** Buffers as (name, label, len, mmap backing for non-P2P and P2P machines). */
+  readonly buffers: ReadonlyArray<{ readonly name: string; readonly label: string; readonly len: number; readonly kind: 'ram' | 'device'; readonly backing: string }>;
+  readonly configs?: readonly MappingConfigName[];
+  /** Windows sampled by the round trip per buffer (default 32) and their length (default 4096). */
+  readonly verifyWindows?: number;
+  readonly verifyWindowLen?: number;
+}
+
+/** The createMachine config of a mapping machine. */
+export function mappingMachineConfig(o: MappingOptions, name: MappingConfigName): MachineConfig {
+  const c = MAPPING_CONFIGS[name];
+  return {
+    ramBytes: o.ramGiB * GiB, pageSize: o.pageSize, aged: o.aged, seed: o.seed,
+    hugetlb: o.hugetlb1G > 0 ? { '1G': o.hugetlb1G } : {},
+    deviceMemory: [{ name: 'bar0', bytes: o.deviceGiB * GiB }],
+    cpu: { vendor: 'intel' },
+    pci: MAPPING_PCI as PciNodeConfig[],
+    ...(c.iommu ? { iommu: { format: 'x86-64' as const, levels: 4 as const, mode: c.iommu } } : {}),
+    swiotlb: { bytes: 64 * MiB, force: c.force },
+  };
+}
+
+function counters(m: Machine, since: Record<string, number>): MappingCounters {
+  const d = m.stats.diff(since);
+  return {
+    iommuMapCalls: d.iommuMapCalls ?? 0,
+    iommuUnmapCalls: d.iommuUnmapCalls ?? 0,
+    iommuLeafPtesWritten: d.iommuLeafPtesWritten ?? 0,
+    iotlbInvalidations: (d.iotlbRangeInvalidations ?? 0) + (d.iotlbGlobalFlushes ?? 0),
+    iovaAllocs: d.iovaAllocs ?? 0,
+    bounceBytes: d.swiotlbBounceBytes ?? 0,
+  };
+}
+
+/** A mapping made by one method: DMA segments in buffer byte order, its metadata cost, and its undo. */
+interface Mapped {
+  readonly segAddr: bigint[];
+  readonly segLen: number[];
+  readonly metadataBytes: number;
+  readonly unmap: () => void;
+}
+
+function msSince(t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+function fill(len: number, seed: number): Uint8Array {
+  const b = new Uint8Array(len);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < len; i++) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+/** Sampled windows [offset, len) spread over a buffer of len bytes. */
+export function verifyWindows(bufLen: number, count: number, winLen: number): Array<[number, number]> {
+  const w = Math.min(winLen, bufLen);
+  // n windows of w bytes fit, so the spacing is at least w and the windows never overlap.
+  const n = Math.min(count, Math.floor(bufLen / w));
+  if (n <= 1) return [[0, w]];
+  const step = Math.floor((bufLen - w) / (n - 1));
+  const out: Array<[number, number]> = [];
+  for (let i = 0; i < n; i++) out.push([i === n - 1 ? bufLen - w : i * step, w]);
+  return out;
+}
+
+/** Pieces (dmaAddr, len) of the buffer bytes [off, off+len) given the DMA segments in byte order. */
+function dmaPieces(mp: Mapped, off: number, len: number): Array<[bigint, number]> {
+  const out: Array<[bigint, number]> = [];
+  let base = 0;
+  for (let i = 0; i < mp.segLen.length && len > 0; i++) {
+    const sl = mp.segLen[i];
+    if (off < base + sl) {
+      const inner = off - base;
+      const n = Math.min(len, sl - inner);
+      out.push([mp.segAddr[i] + BigInt(inner), n]);
+      off += n;
+      len -= n;
+    }
+    base += sl;
+  }
+  return out;
+}
+
+function mapMethod(m: Machine, dev: Device, mm: UserMm, start: bigint, len: number, method: MappingMethod, o: MappingOptions, p2p: boolean): Result<Mapped> {
+  const gup = FOLL_WRITE | (p2p ? FOLL_PCI_P2PDMA : 0);
+  const dir = DMA_BIDIRECTIONAL;
+  if (method === 'sgtable') {
+    const pages = pinUserPages(mm, start, Math.ceil(len / o.pageSize), gup);
+    if (!pages.ok) return err(pages.errno, `pinUserPages: ${pages.message ?? pages.errno}`);
+    const sg = sgAllocTableFromPagesSegment(pages.value.pfns, 0, len, o.maxSegment, {
+      pageSize: o.pageSize, events: m.events,
+      pgmapOf: (pfn) => m.pfnFacts(BigInt(pfn))?.pgmapId ?? 0,
+      flagsOf: (pfn) => m.pfnFacts(BigInt(pfn))?.rangeFlags ?? 0,
+    });
+    if (!sg.ok) { unpinUserPages(pages.value); return err(sg.errno, `sgAllocTableFromPagesSegment: ${sg.message ?? sg.errno}`); }
+    const sgt = sg.value;
+    const r = dmaMapSgtable(dev, sgt, dir, 0);
+    if (!r.ok) {
+      sgFreeTable(sgt); unpinUserPages(pages.value);
+      return err(r.errno, `dmaMapSgtable: ${r.message ?? r.errno}`);
+    }
+    const segAddr: bigint[] = [];
+    const segLen: number[] = [];
+    for (const e of sgt.dmaEntries()) { segAddr.push(e.addr); segLen.push(e.len); }
+    return ok({
+      segAddr, segLen, metadataBytes: pages.value.kernelBytes + sgt.kernelBytes,
+      unmap: () => { dmaUnmapSgtable(dev, sgt, dir, 0); sgFreeTable(sgt); unpinUserPages(pages.value); },
+    });
+  }
+  const pinned = pinUserPhyrs(mm, start, len, gup);
+  if (!pinned.ok) return err(pinned.errno, `pinUserPhyrs: ${pinned.message ?? pinned.errno}`);
+  const list: PhyrList = pinned.value;
+  if (method === 'map-phyrs') {
+    const r = dmaMapPhyrs(dev, list, dir, 0);
+    if (!r.ok) { unpinUserPhyrs(list); return err(r.errno, `dmaMapPhyrs: ${r.message ?? r.errno}`); }
+    const dl = r.value;
+    const segAddr: bigint[] = [];
+    const segLen: number[] = [];
+    for (const e of dl) { segAddr.push(e.addr); segLen.push(e.len); }
+    return ok({ segAddr, segLen, metadataBytes: dl.kernelBytes, unmap: () => { dmaUnmapPhyrs(dev, dl, dir, 0); unpinUserPhyrs(list); } });
+  }
+  // Per-range paths classify each range as drivers do with pci_p2pdma_state (reference 5.2):
+  // a bus address for P2P through a switch, DMA_ATTR_MMIO through the host bridge or for MMIO.
+  const state = new PciP2pdmaMapState();
+  const kinds: number[] = [];
+  for (let i = 0; i < list.count; i++) {
+    const t = pciP2pdmaState(state, dev, list.flagsAt(i));
+    if (t !== PCI_P2PDMA_MAP_NONE && t !== PCI_P2PDMA_MAP_BUS_ADDR && t !== PCI_P2PDMA_MAP_THRU_HOST_BRIDGE) {
+      unpinUserPhyrs(list);
+      return err('EREMOTEIO', `range ${i}: P2P between ${dev.name} and this memory is not supported`);
+    }
+    kinds.push(t);
+  }
+  const attrsOf = (i: number): number =>
+    kinds[i] === PCI_P2PDMA_MAP_THRU_HOST_BRIDGE || (list.flagsAt(i) & RANGE_MMIO) !== 0 ? DMA_ATTR_MMIO : 0;
+  const busAddr = (i: number): bigint => pciP2pdmaBusAddrMap(state.mem!, list.addrAt(i));
+  const perRange = (): Result<Mapped> => {
+    const segAddr: bigint[] = [];
+    const segLen: number[] = [];
+    const done: Array<[bigint, number, number]> = [];
+    for (let i = 0; i < list.count; i++) {
+      if (kinds[i] === PCI_P2PDMA_MAP_BUS_ADDR) { segAddr.push(busAddr(i)); segLen.push(list.lenAt(i)); continue; }
+      const r = dmaMapPhys(dev, list.addrAt(i), list.lenAt(i), dir, attrsOf(i));
+      if (!r.ok) {
+        for (let k = done.length - 1; k >= 0; k--) dmaUnmapPhys(dev, done[k][0], done[k][1], dir, done[k][2]);
+        unpinUserPhyrs(list);
+        return err(r.errno, `dmaMapPhys(range ${i}): ${r.message ?? r.errno}`);
+      }
+      done.push([r.value, list.lenAt(i), attrsOf(i)]);
+      segAddr.push(r.value);
+      segLen.push(list.lenAt(i));
+    }
+    return ok({
+      segAddr, segLen, metadataBytes: 16 * list.count,
+      unmap: () => { for (let k = done.length - 1; k >= 0; k--) dmaUnmapPhys(dev, done[k][0], done[k][1], dir, done[k][2]); unpinUserPhyrs(list); },
+    });
+  };
+  if (method === 'map-phys') return perRange();
+  // two-step: one IOVA window linked range by range; falls back to dmaMapPhys per range when the
+  // device does not use dma-iommu (reference 2.4), and P2P bus addresses need no window.
+  const iovaState = new DmaIovaState();
+  if (kinds.every((k) => k === PCI_P2PDMA_MAP_BUS_ADDR) || !dmaIovaTryAlloc(dev, iovaState, list.addrAt(0), list.totalLen)) {
+    const r = perRange();
+    if (!r.ok) return r;
+    return ok({ ...r.value, metadataBytes: 16 + r.value.metadataBytes });
+  }
+  let offset = 0;
+  for (let i = 0; i < list.count; i++) {
+    const r = dmaIovaLink(dev, iovaState, list.addrAt(i), offset, list.lenAt(i), dir, attrsOf(i));
+    if (!r.ok) {
+      if (offset > 0) dmaIovaDestroy(dev, iovaState, offset, dir, 0);
+      else dmaIovaFree(dev, iovaState);
+      unpinUserPhyrs(list);
+      return err(r.errno, `dmaIovaLink(range ${i}): ${r.message ?? r.errno}`);
+    }
+    offset += list.lenAt(i);
+  }
+  const s = dmaIovaSync(dev, iovaState, 0, offset);
+  if (!s.ok) {
+    dmaIovaDestroy(dev, iovaState, offset, dir, 0);
+    unpinUserPhyrs(list);
+    return err(s.errno, `dmaIovaSync: ${s.message ?? s.errno}`);
+  }
+  return ok({
+    segAddr: [iovaState.addr], segLen: [offset], metadataBytes: 16,
+    unmap: () => { dmaIovaDestroy(dev, iovaState, offset, dir, 0); unpinUserPhyrs(list); },
+  });
+}
+
+/**
+ * Maps [start, start+len) of mm for dev by one method, runs the device round trip on sampled
+ * windows, unmaps, and reports. Failures of the modeled kernel are rows with ok false and the errno.
+ */
+export function measureMapping(
+  m: Machine, dev: Device, mm: UserMm, start: bigint, len: number, method: MappingMethod, o: MappingOptions,
+  p2p: boolean, ids: { config: MappingConfigName; buffer: string },
+): MappingRow {
+  const since = m.stats.snapshot();
+  const windows = verifyWindows(len, o.verifyWindows ?? 32, o.verifyWindowLen ?? 4096);
+  const seedBase = m.stats.dmaMapCalls + 1;
+  // CPU writes pattern A before mapping (to-device direction; bounces copy it in at map).
+  for (const [off, wl] of windows) mm.writeUser(start + BigInt(off), fill(wl, seedBase + off));
+  const t0 = process.hrtime.bigint();
+  const mapped = mapMethod(m, dev, mm, start, len, method, o, p2p);
+  const mapMs = msSince(t0);
+  const base = { config: ids.config, buffer: ids.buffer, method };
+  if (!mapped.ok) {
+    return {
+      ...base, ok: false, errno: mapped.errno, reason: mapped.message ?? null, dmaEntries: null, metadataBytes: null,
+      counters: counters(m, since), bytesVerified: 0, bytesMismatched: 0, mapMs, unmapMs: 0,
+    };
+  }
+  const mp = mapped.value;
+  let verified = 0;
+  let mismatched = 0;
+  const compare = (got: Uint8Array, want: Uint8Array): void => {
+    let bad = 0;
+    for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) bad++;
+    mismatched += bad;
+    verified += want.length - bad;
+  };
+  for (const [off, wl] of windows) {
+    const want = fill(wl, seedBase + off);
+    const got = new Uint8Array(wl);
+    let at = 0;
+    for (const [a, n] of dmaPieces(mp, off, wl)) {
+      const r = dev.dmaRead(a, n);
+      if (r.ok) got.set(r.value, at);
+      at += n;
+    }
+    compare(got, want);
+    // Device writes pattern B (from-device direction).
+    const b = fill(wl, seedBase + off + 7919);
+    at = 0;
+    for (const [a, n] of dmaPieces(mp, off, wl)) {
+      dev.dmaWrite(a, b.subarray(at, at + n));
+      at += n;
+    }
+  }
+  const t1 = process.hrtime.bigint();
+  mp.unmap();
+  const unmapMs = msSince(t1);
+  for (const [off, wl] of windows) {
+    const r = mm.readUser(start + BigInt(off), wl);
+    compare(r.ok ? r.value : new Uint8Array(wl), fill(wl, seedBase + off + 7919));
+  }
+  return {
+    ...base, ok: true, errno: null, reason: null, dmaEntries: mp.segLen.length, metadataBytes: mp.metadataBytes,
+    counters: counters(m, since), bytesVerified: verified, bytesMismatched: mismatched, mapMs, unmapMs,
+  };
+}
+
+/** Number of progress steps runMapping reports. */
+export function mappingSteps(o: MappingOptions): number {
+  return (o.configs ?? MAPPING_CONFIG_NAMES).length * (1 + o.buffers.length * MAPPING_METHOD_NAMES.length);
+}
+
+/**
+ * Runs the mapping section: one machine per configuration, the buffers mapped into one process, each
+ * mapped by every method with a device round trip.
+ * @throws RangeError for invalid options (naming them).
+ */
+export function runMapping(o: MappingOptions, onProgress?: (label: string) => void): MappingReport {
+  checkLen('verifyWindows', o.verifyWindows ?? 32, 1, 1 << 16);
+  checkLen('verifyWindowLen', o.verifyWindowLen ?? 4096, 1, 1 << 24);
+  const configs = o.configs ?? MAPPING_CONFIG_NAMES;
+  const rows: MappingRow[] = [];
+  for (const name of configs) {
+    const spec = MAPPING_CONFIGS[name];
+    const m = createMachine(mappingMachineConfig(o, name));
+    for (const d of m.devices()) dmaSetMaskAndCoherent(d, DMA_BIT_MASK(64));
+    const dev = m.device(spec.device);
+    const mm = m.newProcess();
+    onProgress?.(`${name}: machine`);
+    for (const b of o.buffers) {
+      const mapped = mm.mmap({ len: b.len, backing: mappingBacking(b, name), populate: true });
+      for (const method of MAPPING_METHOD_NAMES) {
+        if (!mapped.ok) {
+          rows.push({
+            config: name, buffer: b.name, method, ok: false, errno: mapped.errno, reason: `mmap: ${mapped.message ?? mapped.errno}`,
+            dmaEntries: null, metadataBytes: null, counters: counters(m, m.stats.snapshot()), bytesVerified: 0, bytesMismatched: 0, mapMs: 0, unmapMs: 0,
+          });
+        } else {
+          rows.push(measureMapping(m, dev, mm, mapped.value, b.len, method, o, b.kind === 'device' && spec.p2p, { config: name, buffer: b.name }));
+        }
+        onProgress?.(`${name}: ${b.name} ${MAPPING_METHOD_LABELS[method]}`);
+      }
+    }
+  }
+  return {
+    configs: configs.map((n) => ({ name: n, label: MAPPING_CONFIGS[n].label })),
+    buffers: o.buffers.map((b) => ({ name: b.name, label: b.label, len: b.len })),
+    rows,
+    legend: MAPPING_LEGEND,
+  };
+}
