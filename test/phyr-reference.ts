@@ -70,7 +70,7 @@ export function refSegments(entries: readonly Range[], opts: CursorOptions = {},
 }
 
 /** Walks a cursor to the end with next(), resuming after every stop with `resumeBudget`. */
-export function walkCursor(c: RangeCursor, resumeBudget?: number, maxStops = 1e6): Seg[] {
+export function walkCursor(c: RangeCursor, resumeBudget?: number, maxStops = 1e5): Seg[] {
   const out: Seg[] = [];
   let stops = 0;
   for (;;) {

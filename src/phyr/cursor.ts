@@ -2,10 +2,16 @@
 // struct bvec_iter's small copyable position (include/linux/bvec.h, reference 8.3) and the segment
 // production of blk_map_iter_next / get_max_segment_size (block/blk-mq-dma.c, reference 4.3).
 //
-// One cursor class serves every layout in src/phyr: each layout describes its storage as a small set
-// of typed-array columns (CursorColumns) and the cursor reads entry i with a switch on the layout
-// kind. One class keeps consumer call sites (c.next(), c.addrNum, c.len) monomorphic whichever
-// layout they walk.
+// Two cursor classes serve every layout in src/phyr; each layout describes its storage as a small
+// set of typed-array columns (CursorColumns) and the cursors read entry i with a branch on the
+// layout kind, so consumer call sites (c.next(), c.addrNum, c.len) see at most these two classes
+// whatever layout they walk:
+//   - PlainCursor: a walk with no limits, no merge and no budget (the common hot walk). It keeps only
+//     the position and computes the segment in its getters; next() is one store.
+//   - ColumnCursor: every other walk (limits, merge, budget, virt boundary).
+// makeCursor() picks one; layouts call it from cursor(). Measured in bench/phyr.bench.ts (why the
+// fast paths look the way they do: each extra branch in the PlainCursor getters cost the phyr walk
+// ~20% in V8, so only the address + length and bvec kinds get one; page layouts take the general path).
 //
 // Segment semantics (what a consumer sees), from the current position:
 //   - a segment never spans two source entries unless `merge` is set and the entries are
@@ -472,8 +478,12 @@ export class ColumnCursor implements RangeCursor {
 
 /**
  * The cursor for a walk with no limits, no merge and no budget: every segment is (the rest of) one
- * entry. It keeps only the position (entry index, offset into it) and computes the segment in its
- * getters, so next() is two stores; `consumed` is summed lazily. ColumnCursor covers every other walk.
+ * entry. It keeps only the position (entry index; an offset into one entry) and computes the segment
+ * in its getters, so next() is one store; `consumed` is summed lazily. ColumnCursor covers every
+ * other walk.
+ *
+ * Page layouts are walked as whole raw pages/chunks: the header's first offset is the initial offset
+ * into entry 0, and the last entry is cut short by tailCut, so only the last entry needs a check.
  */
 export class PlainCursor implements RangeCursor {
   private readonly kind: number = 0;
@@ -487,23 +497,31 @@ export class PlainCursor implements RangeCursor {
   private readonly hasF: boolean = false;
   private readonly fc: number = 0;
   private readonly ps: number = 0;
-  private readonly firstOff: number = 0;
-  private readonly lastLen: number = 0;
   private readonly fits: boolean = false;
   private readonly cols: CursorColumns = EMPTY_COLS;
-  /** Bytes of the source before the walk's start (skip). */
-  private readonly skip: number = 0;
+  /** Page layouts: index of the last entry and the bytes cut from its end. */
+  private readonly lastI: number = -1;
+  private readonly tailCut: number = 0;
+  /** Raw bytes before the walk's first byte: the header's first offset plus skip. */
+  private readonly base: number = 0;
+  /**
+   * The kind for the getters' fast path, or -1 while the current entry is offI (an offset applies):
+   * the getters then take the general path. next() restores it.
+   */
+  private mode: number = 0;
   private i: number = 0;
-  /** Bytes already consumed of entry offI (skip or a partial advance); entries other than offI start whole. */
+  /** Bytes already consumed of raw entry offI (first offset, skip or a partial advance); other entries start whole. */
   private off: number = 0;
   private offI: number = -1;
-  /** Lazy consumed: bytes of the source before entry accI. */
+  /** Lazy consumed: raw bytes before entry accI. */
   private accI: number = 0;
   private acc: number = 0;
 
   constructor(cols: CursorColumns, skip: number, from?: PlainCursor) {
-    this.kind = cols.kind;
-    this.n = cols.n;
+    const k = cols.kind;
+    const n = cols.n;
+    this.kind = k;
+    this.n = n;
     this.ca = cols.a;
     this.cl = cols.l;
     this.cl32 = cols.l32;
@@ -513,29 +531,36 @@ export class PlainCursor implements RangeCursor {
     this.hasF = cols.f !== null;
     this.fc = cols.fc;
     this.ps = cols.ps;
-    this.firstOff = cols.firstOff;
-    this.lastLen = cols.lastLen;
     this.fits = cols.fits;
     this.cols = cols;
-    this.skip = skip;
+    const pages = k === KIND_PAGES || k === KIND_PAGEARRAY;
+    if (pages && n > 0) {
+      const fullLast = k === KIND_PAGES ? cols.ps * POW2[cols.ord[n - 1]] : cols.ps;
+      this.lastI = n - 1;
+      this.tailCut = fullLast - cols.lastLen - (n === 1 ? cols.firstOff : 0);
+    }
+    const firstOff = pages ? cols.firstOff : 0;
+    this.base = firstOff + skip;
+    this.mode = k;
     if (from !== undefined) {
+      this.mode = from.mode;
       this.i = from.i;
       this.off = from.off;
       this.offI = from.offI;
       this.accI = from.accI;
       this.acc = from.acc;
-    } else if (skip > 0) {
-      this.seek(skip);
+    } else if (this.base > 0) {
+      this.seek(this.base);
     }
   }
 
-  /** Positions at byte `skip` of the source: whole entries first, then an offset into one. */
-  private seek(skip: number): void {
+  /** Positions at raw byte `pos`: whole entries first, then an offset into one. */
+  private seek(pos: number): void {
     let i = 0;
-    let left = skip;
+    let left = pos;
     let acc = 0;
     while (i < this.n) {
-      const l = this.entryLen(i);
+      const l = this.rawLen(i);
       if (left < l) break;
       left -= l;
       acc += l;
@@ -544,24 +569,31 @@ export class PlainCursor implements RangeCursor {
     this.i = i;
     this.off = left;
     this.offI = i;
+    if (left > 0) this.mode = -1;
     this.accI = i;
     this.acc = acc;
   }
 
-  private entryStart(i: number): number {
+  /** Start of raw entry i (a page layout's entry 0 without the first offset). */
+  private rawStart(i: number): number {
     const k = this.kind;
     if (k === KIND_ADDR_LEN) return this.ca[i];
     if (k === KIND_BVEC) return this.ca[i] * this.ps + this.co32[i];
-    return i === 0 ? this.ca[0] * this.ps + this.firstOff : this.ca[i] * this.ps;
+    return this.ca[i] * this.ps;
   }
 
-  private entryLen(i: number): number {
+  /** Length of raw entry i, the last one cut by tailCut. */
+  private rawLen(i: number): number {
     const k = this.kind;
     if (k === KIND_ADDR_LEN) return this.cl[i];
     if (k === KIND_BVEC) return this.cl32[i];
-    if (i === this.n - 1) return this.lastLen;
     const full = k === KIND_PAGES ? this.ps * POW2[this.cord[i]] : this.ps;
-    return i === 0 ? full - this.firstOff : full;
+    return i === this.lastI ? full - this.tailCut : full;
+  }
+
+  /** Bytes of entry i already consumed (0 except at offI). */
+  private offAt(i: number): number {
+    return i === this.offI ? this.off : 0;
   }
 
   get done(): boolean {
@@ -572,26 +604,30 @@ export class PlainCursor implements RangeCursor {
     return this.i >= this.n ? 'end' : null;
   }
 
-  /** Bytes of entry i already consumed (0 except at offI). */
-  private offAt(i: number): number {
-    return i === this.offI ? this.off : 0;
-  }
-
   get addrNum(): number {
     const i = this.i;
-    return i >= this.n ? 0 : this.entryStart(i) + this.offAt(i);
+    if (i >= this.n) return 0;
+    const m = this.mode;
+    if (m === KIND_ADDR_LEN) return this.ca[i];
+    if (m === KIND_BVEC) return this.ca[i] * this.ps + this.co32[i];
+    return this.rawStart(i) + this.offAt(i);
   }
 
   get addr(): bigint {
     const i = this.i;
     if (i >= this.n) return 0n;
-    if (this.fits) return BigInt(this.entryStart(i) + this.offAt(i));
+    if (this.fits) return BigInt(this.rawStart(i) + this.offAt(i));
+    // Only the address + length layouts and bvecs can exceed 2^53; their raw start is the entry start.
     return columnsEntryStartBig(this.cols, i) + BigInt(this.offAt(i));
   }
 
   get len(): number {
     const i = this.i;
-    return i >= this.n ? 0 : this.entryLen(i) - this.offAt(i);
+    if (i >= this.n) return 0;
+    const m = this.mode;
+    if (m === KIND_ADDR_LEN) return this.cl[i];
+    if (m === KIND_BVEC) return this.cl32[i];
+    return this.rawLen(i) - this.offAt(i);
   }
 
   get flags(): number {
@@ -602,10 +638,10 @@ export class PlainCursor implements RangeCursor {
   get consumed(): number {
     let acc = this.acc;
     const i = this.i;
-    for (let j = this.accI; j < i; j++) acc += this.entryLen(j);
+    for (let j = this.accI; j < i; j++) acc += this.rawLen(j);
     this.acc = acc;
     this.accI = i;
-    return acc + this.offAt(i) - this.skip;
+    return acc + this.offAt(i) - this.base;
   }
 
   /** Consumes the whole current segment (the rest of the entry); returns !done. */
@@ -613,6 +649,7 @@ export class PlainCursor implements RangeCursor {
     const i = this.i;
     if (i >= this.n) return false;
     this.i = i + 1;
+    if (this.mode < 0) this.mode = this.kind;
     return i + 1 < this.n;
   }
 
@@ -620,7 +657,7 @@ export class PlainCursor implements RangeCursor {
   advance(bytes: number): void {
     if (this.i >= this.n) throw new RangeError(`advance(${bytes}) on a finished cursor (stopReason end)`);
     const i = this.i;
-    const len = this.entryLen(i) - this.offAt(i);
+    const len = this.rawLen(i) - this.offAt(i);
     if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes <= 0 || bytes > len) {
       throw new RangeError(`bytes must be an integer in [1, ${len}], got ${String(bytes)}`);
     }
@@ -629,12 +666,13 @@ export class PlainCursor implements RangeCursor {
     } else {
       this.off = this.offAt(i) + bytes;
       this.offI = i;
+      this.mode = -1;
     }
   }
 
   /** An independent copy at the same position. */
   clone(): PlainCursor {
-    return new PlainCursor(this.cols, this.skip, this);
+    return new PlainCursor(this.cols, this.base - (this.kind === KIND_PAGES || this.kind === KIND_PAGEARRAY ? this.cols.firstOff : 0), this);
   }
 
   /**
