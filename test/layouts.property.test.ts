@@ -158,6 +158,7 @@ describe('layouts: properties', () => {
         const pieces: { addr: bigint; len: number; flags: number }[] = [];
         let k = 0;
         let walked = 0;
+        let stops = 0;
         for (;;) {
           while (!c.done) {
             const n = Math.min(c.len, steps[k++ % steps.length]);
@@ -167,6 +168,7 @@ describe('layouts: properties', () => {
             c.advance(n);
           }
           if (c.stopReason === 'end') break;
+          if (++stops > 10_000) throw new Error('no progress after resume()');
           c.resume();
         }
         checkLimits(pieces, oo);
