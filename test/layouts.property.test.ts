@@ -4,8 +4,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  DmaList, PageList, PhyrList, RANGE_MMIO, RANGE_NOPAGE, coalesce, slice, toBvecList,
-  toPageArray, toPageList, toPhyrList, type CursorOptions, type Range, type RangeSource,
+  ColumnCursor, DmaList, PageList, PhyrList, RANGE_MMIO, RANGE_NOPAGE, coalesce, slice, toBvecList,
+  toPageArray, toPageList, toPhyrList, type CursorOptions, type Range, type RangeCursor, type RangeSource,
 } from '../src/phyr/index.ts';
 import { coverage, refSegments, segsOnly, walkCursor, walkOnce } from './phyr-reference.ts';
 
@@ -175,6 +175,59 @@ describe('layouts: properties', () => {
         expect(coverage(pieces), name).toEqual(coverage(entries));
       }
     }), { numRuns: 100 });
+  });
+
+  it('the no-limits cursors agree with the general cursor step by step (skip, next, advance, clone)', () => {
+    const opArb = fc.record({ op: fc.constantFrom('next', 'next', 'advance', 'clone'), frac: fc.double({ min: 0, max: 1, noNaN: true }) });
+    // f2 = 1: skip the whole source (the walk starts done, also when the last page is partial).
+    const fracArb = fc.oneof(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom(0, 1));
+    fc.assert(fc.property(entriesArb({ big: true }), fc.double({ min: 0, max: 1, noNaN: true }), fracArb,
+      fc.array(opArb, { maxLength: 40 }), (entries, f1, f2, ops) => {
+        const sources = layoutsOf(entries);
+        // sliced sources too: page layouts with a first offset and a short last entry, single entries
+        for (const { name, src } of [...sources]) {
+          const offset = Math.floor(f1 * src.totalLen);
+          sources.push({ name: `${name}-slice`, src: slice(src, offset, Math.floor(f2 * (src.totalLen - offset))) });
+        }
+        for (const { name, src } of sources) {
+          const skip = Math.floor(f2 * src.totalLen);
+          // The layout's own no-limits cursor, and ColumnCursor forced by a limit that never cuts.
+          let p: RangeCursor = skip === 0 ? src.cursor() : src.cursor({ skip });
+          let c: RangeCursor = src.cursor({ skip, maxSegmentLen: Number.MAX_SAFE_INTEGER });
+          expect(p, name).not.toBeInstanceOf(ColumnCursor);
+          expect(c, name).toBeInstanceOf(ColumnCursor);
+          const same = (): void => {
+            expect([p.done, p.stopReason, p.addr, p.len, p.flags, p.consumed], name).toEqual([c.done, c.stopReason, c.addr, c.len, c.flags, c.consumed]);
+            if (src.addrFitsNumber) expect(p.addrNum, name).toBe(c.addrNum);
+          };
+          same();
+          for (const { op, frac } of ops) {
+            if (c.done) break;
+            if (op === 'next') {
+              expect(p.next(), name).toBe(c.next());
+            } else if (op === 'advance') {
+              const k = Math.max(1, Math.ceil(frac * c.len));
+              p.advance(k);
+              c.advance(k);
+            } else {
+              const q = p.clone();
+              expect(q, name).toBeInstanceOf(p.constructor);
+              p.next(); // the clone keeps its own position
+              p = q;
+              c = c.clone();
+            }
+            same();
+          }
+          while (!c.done) {
+            expect(p.next(), name).toBe(c.next());
+            same();
+          }
+          expect(p.next(), name).toBe(false);
+          expect(() => p.advance(1), name).toThrow(/finished/);
+          p.resume(10);
+          same();
+        }
+      }), { numRuns: 200 });
   });
 
   it('conversions round-trip where representable', () => {

@@ -5,10 +5,10 @@
 // reference's tables — it never looks at the model's PciDev objects.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fakeMm } from '../src/pci/testing.ts';
+import { buildTestTopology } from '../src/pci/test-topology.ts';
 import {
-  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NOT_SUPPORTED, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, buildPciTopology,
-  calcMapTypeAndDist, pciDeviceMemoryFromConfig, pciP2pdmaDistance, pciP2pdmaDistanceMany, pciP2pdmaMapType,
+  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NOT_SUPPORTED, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE,
+  calcMapTypeAndDist, pciP2pdmaDistance, pciP2pdmaDistanceMany, pciP2pdmaMapType,
   pcimP2pdmaProvider, toPciDev, type CpuConfig, type PciNodeConfig,
 } from '../src/pci/index.ts';
 
@@ -111,9 +111,7 @@ function reference(a: Fn, b: Fn, cpu: CpuConfig): { mapType: number; dist: numbe
 
 function build(shape: Shape) {
   const { nodes, fns } = lower(shape);
-  const mm = fakeMm(pciDeviceMemoryFromConfig(nodes));
-  const topo = buildPciTopology(mm, nodes, shape.cpu);
-  return { mm, topo, fns };
+  return { ...buildTestTopology(nodes, shape.cpu), fns };
 }
 
 describe('P2PDMA classification over random PCI trees', () => {

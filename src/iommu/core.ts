@@ -1,6 +1,6 @@
-// Models: the IOMMU core map/unmap API of drivers/iommu/iommu.c (iommu_map, iommu_map_nosync,
-// iommu_sync_map, __iommu_unmap, iommu_unmap, iommu_unmap_fast, iommu_map_sg, iommu_iova_to_phys,
-// iommu_iotlb_gather_add_page, iommu_iotlb_sync, iommu_flush_iotlb_all; Linux 6.x; reference 7.1)
+// Models: drivers/iommu/iommu.c (Linux 6.x; reference 7.1): the IOMMU core map/unmap API (iommu_map,
+// iommu_map_nosync, iommu_sync_map, __iommu_unmap, iommu_unmap, iommu_unmap_fast, iommu_map_sg,
+// iommu_iova_to_phys, iommu_iotlb_gather_add_page, iommu_iotlb_sync, iommu_flush_iotlb_all)
 // on top of the generic page-table ops (map_pages / unmap_pages of generic_pt/iommu_pt.h), plus
 // the device side: a translation through the IOTLB, then the tables.
 
@@ -19,9 +19,10 @@ const choice = { lg2: 0, count: 0 };
 const leaf: LeafInfo = { physPfn: 0, leafIovaPfn: 0, leafLg2: 0, level: 0, prot: 0 };
 const scratchFreelist: number[] = [];
 
+/** Throws checkAddr's error for a value the fast path rejected (not a bigint in [0, 2^64)). */
 function badAddr(name: string, v: unknown): never {
   checkAddr(name, v);
-  throw new RangeError(`${name} invalid`);
+  throw new RangeError(`${name} must be a 64-bit bigint address, got ${String(v)}`);
 }
 
 function checkSize(name: string, v: unknown): number {
@@ -44,6 +45,27 @@ function splitAddr(a: bigint, out: { pfn: number; off: number }): void {
     out.pfn = Number(a >> 12n);
   }
 }
+
+/**
+ * splitAddr for the hot map path, validating on the way: one bigint -> number conversion, exact
+ * whenever the result is a safe integer; anything else takes the checked slow path.
+ * @throws TypeError/RangeError naming `name` if a is not a 64-bit bigint address.
+ */
+function splitAddrChecked(name: string, a: bigint, out: { pfn: number; off: number }): void {
+  const n = typeof a === 'bigint' ? Number(a) : -1;
+  if (n >= 0 && n <= MAX_SAFE) {
+    out.off = n % 4096;
+    out.pfn = (n - out.off) / 4096;
+    return;
+  }
+  if (typeof a !== 'bigint' || a < 0n || a > U64_MAX) badAddr(name, a);
+  splitAddr(a, out);
+}
+/** A 4 KiB frame number (or frame count) as the hex byte address (or length) it stands for. */
+function frameAddr(pfn: number): string {
+  return `0x${(BigInt(pfn) << 12n).toString(16)}`;
+}
+
 const sa = { pfn: 0, off: 0 };
 const sp = { pfn: 0, off: 0 };
 
@@ -57,17 +79,8 @@ const sp = { pfn: 0, off: 0 };
  * is unmapped again; retrying helps only after ENOMEM.
  */
 export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size: number, prot: number): Result<void> {
-  // Hot path: one bigint -> number conversion per address; exact whenever the result is a safe integer.
-  const iovaN = typeof iova === 'bigint' ? Number(iova) : -1;
-  const paN = typeof paddr === 'bigint' ? Number(paddr) : -1;
-  if (iovaN >= 0 && iovaN <= MAX_SAFE) { sa.off = iovaN % 4096; sa.pfn = (iovaN - sa.off) / 4096; } else {
-    if (typeof iova !== 'bigint' || iova < 0n || iova > U64_MAX) badAddr('iova', iova);
-    splitAddr(iova, sa);
-  }
-  if (paN >= 0 && paN <= MAX_SAFE) { sp.off = paN % 4096; sp.pfn = (paN - sp.off) / 4096; } else {
-    if (typeof paddr !== 'bigint' || paddr < 0n || paddr > U64_MAX) badAddr('paddr', paddr);
-    splitAddr(paddr, sp);
-  }
+  splitAddrChecked('iova', iova, sa);
+  splitAddrChecked('paddr', paddr, sp);
   if (typeof size !== 'number' || !(size >= 0) || !Number.isSafeInteger(size)) checkSize('size', size);
   if (typeof prot !== 'number' || !Number.isInteger(prot) || prot < 0) throw new TypeError(`prot must be a non-negative integer, got ${String(prot)}`);
   if (d === null || typeof d !== 'object' || d.leafLg2s === undefined) checkDomain(d);
@@ -90,6 +103,7 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
   }
   const origPages = pages;
   let errno: Errno | null = null;
+  let why = '';
   const freelist = scratchFreelist;
   while (pages > 0) {
     pgsizeGranules(d.leafLg2s, iovaPfn, paPfn, pages, choice);
@@ -98,11 +112,20 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
     if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
       d.iommu.mm.events.warn('iommu', `map_pages without IOMMU_READ or IOMMU_WRITE (prot 0x${prot.toString(16)})`);
       errno = 'EINVAL';
+      why = `: prot 0x${prot.toString(16)} has neither IOMMU_READ nor IOMMU_WRITE`;
       break;
     }
     const len = choice.lg2 === 0 ? choice.count : choice.count * POW2[choice.lg2];
-    if (paPfn + len > pt.oaPfnLimit) { errno = 'ERANGE'; break; }
-    if (!pt.rangeOk(iovaPfn, len)) { errno = 'ERANGE'; break; }
+    if (paPfn + len > pt.oaPfnLimit) {
+      errno = 'ERANGE';
+      why = `: pa ${frameAddr(paPfn)} + ${frameAddr(len)} exceeds the ${pt.format.oaBits}-bit output addresses`;
+      break;
+    }
+    if (!pt.rangeOk(iovaPfn, len)) {
+      errno = 'ERANGE';
+      why = `: iova ${frameAddr(iovaPfn)} + ${frameAddr(len)} is outside the table's IOVA space`;
+      break;
+    }
     const e = pt.mapLeaves(iovaPfn, paPfn, choice.count, choice.lg2, prot, freelist);
     const mapped = pt.mappedPages;
     if (freelist.length !== 0) {
@@ -112,14 +135,18 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
       d.releaseTables(freelist);
     }
     pages -= mapped;
-    if (e !== null) { errno = e; break; }
+    if (e !== null) {
+      errno = e;
+      why = e === 'EADDRINUSE' ? `: something is already mapped at or after iova ${frameAddr(iovaPfn + mapped)}` : ': no page for a table';
+      break;
+    }
     iovaPfn += mapped;
     paPfn += mapped;
   }
   if (errno !== null) {
     const done = (origPages - pages) * 4096;
     if (done > 0) iommuUnmap(d, iova, done);
-    return err(errno, `map of iova 0x${iova.toString(16)} size 0x${size.toString(16)} failed after 0x${done.toString(16)} bytes`);
+    return err(errno, `map of iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} failed after 0x${done.toString(16)} bytes${why}`);
   }
   return OK_VOID;
 }
@@ -206,7 +233,7 @@ export function iommuUnmapFast(d: IommuDomain, iova: bigint, size: number, gathe
   checkDomain(d);
   checkAddr('iova', iova);
   checkSize('size', size);
-  if (!(gather instanceof IommuIotlbGather)) throw new TypeError('gather must be an IommuIotlbGather');
+  if (!(gather instanceof IommuIotlbGather)) throw new TypeError(`gather must be an IommuIotlbGather, got ${String(gather)}`);
   return iommuUnmapInner(d, iova, size, gather);
 }
 

@@ -1,5 +1,5 @@
-// Models: the IOVA side of drivers/iommu/dma-iommu.c (iommu_dma_alloc_iova, iommu_dma_free_iova,
-// the flush-queue entry points, iova_rcache_range; Linux 6.x; reference 7.2 and 2.3).
+// Models: drivers/iommu/dma-iommu.c (Linux 6.x; reference 7.2 and 2.3): its IOVA side (iommu_dma_alloc_iova,
+// iommu_dma_free_iova, the flush-queue entry points, iova_rcache_range).
 
 import { checkAddr, checkLen } from '../base/index.ts';
 import type { Device } from '../pci/index.ts';

@@ -1,8 +1,7 @@
-// Models: struct iommu_domain and the default-domain policy of drivers/iommu/iommu.c
-// (iommu_get_def_domain_type, iommu_setup_default_domain, iommu_attach_device), the DMA cookie of
-// drivers/iommu/dma-iommu.c (iommu_dma_init_domain: granule, base_pfn >= 1, reserved regions,
-// flush queue for DMA_FQ), and struct iommu_iotlb_gather of include/linux/iommu.h
-// (Linux 6.x; reference 7.1, 7.2).
+// Models: drivers/iommu/iommu.c, drivers/iommu/dma-iommu.c, include/linux/iommu.h (Linux 6.x; reference
+// 7.1, 7.2): struct iommu_domain and the default-domain policy (iommu_get_def_domain_type,
+// iommu_setup_default_domain, iommu_attach_device), the DMA cookie (iommu_dma_init_domain: granule,
+// base_pfn >= 1, reserved regions, flush queue for DMA_FQ), and struct iommu_iotlb_gather.
 // Model deviation: every device is its own IOMMU group, so probeDevice builds one default domain
 // per device; reserved regions are machine-wide and apply to every DMA cookie.
 
@@ -229,8 +228,8 @@ export class Iommu {
    * domain type (DMA API domains only).
    */
   attachDevice(dev: Device, domain: IommuDomain): void {
-    if (domain.iommu !== this) throw new TypeError(`domain belongs to another IOMMU`);
-    if (!domain.alive) throw new TypeError(`domain has been freed`);
+    if (domain.iommu !== this) throw new TypeError(`domain must belong to this IOMMU, got a ${domain.type} domain of another one`);
+    if (!domain.alive) throw new TypeError(`domain must be alive, got a freed ${domain.type} domain`);
     deviceDomain.set(dev, domain);
     dev.dmaIommu = domain.type === 'dma' || domain.type === 'dma-fq';
   }

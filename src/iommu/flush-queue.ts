@@ -1,5 +1,5 @@
-// Models: the IOVA flush queue of drivers/iommu/dma-iommu.c (queue_iova, fq_ring_free,
-// fq_flush_iotlb, fq_flush_timeout; Linux 6.x; reference 7.2 and 15 row 10). In lazy mode an
+// Models: drivers/iommu/dma-iommu.c (Linux 6.x; reference 7.2 and 15 row 10): the IOVA flush queue
+// (queue_iova, fq_ring_free, fq_flush_iotlb, fq_flush_timeout). In lazy mode an
 // unmapped IOVA range is not invalidated at once: it waits in the queue, still allocated, until a
 // global IOTLB flush (queue full, or the timer) passes it, and only then returns to the allocator.
 // Time is a logical clock advanced by the caller (iommuDmaFlushQueueTick).

@@ -80,6 +80,32 @@ function noContig(): never {
   throw new Error('this page-table format has no contiguous leaves');
 }
 
+/**
+ * The entry decoding of a format without contiguous leaves: a leaf is the size of its level's item
+ * and its output address is the entry's, in bits 12..oaBits-1.
+ */
+function plainLeaves(oaHiMask: number): Pick<PtFormat, 'oaHiMask' | 'contig' | 'contigLeaf' | 'leafLg2' | 'leafOaPfn'> {
+  return {
+    oaHiMask,
+    contig: false,
+    contigLeaf: noContig,
+    leafLg2: (level) => 9 * level,
+    leafOaPfn: (_level, lo, hi) => (lo >>> 12) + (hi & oaHiMask) * 1048576,
+  };
+}
+
+/** One frozen instance per format configuration (formats are immutable and compared by identity). */
+const formatCache = new Map<string, PtFormat>();
+
+function cachedFormat(key: string, build: () => PtFormat): PtFormat {
+  let f = formatCache.get(key);
+  if (f === undefined) {
+    f = Object.freeze(build());
+    formatCache.set(key, f);
+  }
+  return f;
+}
+
 // ---- x86-64 (fmt/x86_64.h): P bit 0, RW 1, U/S 2, PWT 3, PCD 4, A 5, D 6, PS 7 (PDE/PDPTE), XD 63
 
 export const X86_64_P = 1 << 0;
@@ -99,15 +125,13 @@ export const X86_64_XD_HI = 0x80000000;
  * x86_64_pt_iommu_set_prot: U|A always, RW|D for IOMMU_WRITE; read is implied by P.
  */
 export function x86_64Format(levels: 4 | 5): PtFormat {
-  const cached = x86Formats.get(levels);
-  if (cached !== undefined) return cached;
-  const f: PtFormat = {
+  return cachedFormat(`x86-64/${levels}`, () => ({
     name: 'x86-64',
     levels,
     vaBits: levels === 4 ? 48 : 57,
     signExtend: true,
     oaBits: 52,
-    oaHiMask: 0xfffff,
+    ...plainLeaves(0xfffff),
     leaf0Mask: X86_64_P,
     leaf0Value: X86_64_P,
     leafLg2s: [0, 9, 18],
@@ -122,10 +146,6 @@ export function x86_64Format(levels: 4 | 5): PtFormat {
       out.lo = X86_64_P | X86_64_RW | X86_64_U | X86_64_A;
       out.hi = 0;
     },
-    contig: false,
-    contigLeaf: noContig,
-    leafLg2: (level) => 9 * level,
-    leafOaPfn(_level, lo, hi) { return (lo >>> 12) + (hi & 0xfffff) * 1048576; },
     kind(level, lo) {
       if (!(lo & X86_64_P)) return PT_ENTRY_EMPTY;
       if (level === 0 || (level <= 2 && (lo & X86_64_PS))) return PT_ENTRY_OA;
@@ -146,11 +166,8 @@ export function x86_64Format(levels: 4 | 5): PtFormat {
       if (hi & X86_64_XD_HI) parts.push('XD');
       return parts.join(' ');
     },
-  };
-  x86Formats.set(levels, Object.freeze(f));
-  return f;
+  }));
 }
-const x86Formats = new Map<number, PtFormat>();
 
 // ---- ARM LPAE, 4 KiB granule, stage 1 (io-pgtable-arm.c)
 
@@ -179,14 +196,13 @@ export const LPAE_XN_HI = 3 << 21;
  * XN for NOEXEC, AF always.
  */
 export function armLpaeFormat(): PtFormat {
-  if (lpaeFormat !== null) return lpaeFormat;
-  const f: PtFormat = {
+  return cachedFormat('arm-lpae', () => ({
     name: 'arm-lpae',
     levels: 4,
     vaBits: 48,
     signExtend: false,
     oaBits: 48,
-    oaHiMask: 0xffff,
+    ...plainLeaves(0xffff),
     leaf0Mask: LPAE_TYPE_MASK,
     leaf0Value: LPAE_TYPE_TABLE_OR_PAGE,
     leafLg2s: [0, 9, 18],
@@ -205,10 +221,6 @@ export function armLpaeFormat(): PtFormat {
       out.lo = LPAE_TYPE_TABLE_OR_PAGE;
       out.hi = 0;
     },
-    contig: false,
-    contigLeaf: noContig,
-    leafLg2: (level) => 9 * level,
-    leafOaPfn(_level, lo, hi) { return (lo >>> 12) + (hi & 0xffff) * 1048576; },
     kind(level, lo) {
       const t = lo & LPAE_TYPE_MASK;
       if (level === 0) return t === LPAE_TYPE_TABLE_OR_PAGE ? PT_ENTRY_OA : PT_ENTRY_EMPTY;
@@ -239,11 +251,8 @@ export function armLpaeFormat(): PtFormat {
       if (hi & LPAE_XN_HI) parts.push('XN');
       return parts.join(' ');
     },
-  };
-  lpaeFormat = Object.freeze(f);
-  return f;
+  }));
 }
-let lpaeFormat: PtFormat | null = null;
 
 // ---- AMD IOMMU v1 (fmt/amdv1.h): PR bit 0, D 6, NextLevel bits 9..11, OA 12..51, FC 60, IR 61, IW 62
 
@@ -259,6 +268,11 @@ export const AMDV1_NL_SIZE = 7;
 export const AMDV1_FC_HI = 1 << 28;
 export const AMDV1_IR_HI = 1 << 29;
 export const AMDV1_IW_HI = 1 << 30;
+
+/** The NextLevel field of an AMD v1 entry's low word. */
+function amdNextLevel(lo: number): number {
+  return (lo & AMDV1_NL_MASK) >>> AMDV1_NL_SHIFT;
+}
 
 /** Count of trailing one bits of a non-negative safe integer (ffz). */
 function ffzNum(n: number): number {
@@ -276,8 +290,10 @@ function ffzNum(n: number): number {
  * Model deviation: no PT_FEAT_DYNAMIC_TOP (the top level is fixed by `levels`) and no FC/encryption.
  */
 export function amdV1Format(levels: 4 | 5): PtFormat {
-  const cached = amdFormats.get(levels);
-  if (cached !== undefined) return cached;
+  return cachedFormat(`amd-v1/${levels}`, () => buildAmdV1(levels));
+}
+
+function buildAmdV1(levels: 4 | 5): PtFormat {
   const top = levels - 1;
   const lg2s: number[] = [];
   // possible sizes per level: item size up to 256 items; 512 GiB (2^27 frames) excluded
@@ -302,7 +318,7 @@ export function amdV1Format(levels: 4 | 5): PtFormat {
     },
     kind(level, lo) {
       if (!(lo & AMDV1_PR)) return PT_ENTRY_EMPTY;
-      const nl = (lo & AMDV1_NL_MASK) >>> AMDV1_NL_SHIFT;
+      const nl = amdNextLevel(lo);
       if (level === 0 || nl === AMDV1_NL_DEFAULT || nl === AMDV1_NL_SIZE) return PT_ENTRY_OA;
       return PT_ENTRY_TABLE;
     },
@@ -313,21 +329,21 @@ export function amdV1Format(levels: 4 | 5): PtFormat {
     contigLeaf(_level, lg2, pfn, attrLo, attrHi, out) {
       // the OA with its low lg2 - 1 frame bits set: the size, read back with ffz
       const coded = pfn + 2 ** (lg2 - 1) - 1;
-      out.lo = (attrLo | (AMDV1_NL_SIZE << AMDV1_NL_SHIFT) | ((coded % 1048576) << 12)) >>> 0;
-      out.hi = (attrHi | Math.floor(coded / 1048576)) >>> 0;
+      out.lo = entryLo(attrLo | (AMDV1_NL_SIZE << AMDV1_NL_SHIFT), coded);
+      out.hi = entryHi(attrHi, coded);
     },
     leafLg2(level, lo, hi) {
-      if (((lo & AMDV1_NL_MASK) >>> AMDV1_NL_SHIFT) !== AMDV1_NL_SIZE) return 9 * level;
-      return ffzNum((lo >>> 12) + (hi & 0xfffff) * 1048576) + 1;
+      if (amdNextLevel(lo) !== AMDV1_NL_SIZE) return 9 * level;
+      return ffzNum(entryOaPfn(f, lo, hi)) + 1;
     },
-    leafOaPfn(level, lo, hi) {
-      const pfn = (lo >>> 12) + (hi & 0xfffff) * 1048576;
-      if (((lo & AMDV1_NL_MASK) >>> AMDV1_NL_SHIFT) !== AMDV1_NL_SIZE) return pfn;
+    leafOaPfn(_level, lo, hi) {
+      const pfn = entryOaPfn(f, lo, hi);
+      if (amdNextLevel(lo) !== AMDV1_NL_SIZE) return pfn;
       const span = 2 ** (ffzNum(pfn) + 1);
       return pfn - (pfn % span);
     },
     describe(level, lo, hi) {
-      const nl = (lo & AMDV1_NL_MASK) >>> AMDV1_NL_SHIFT;
+      const nl = amdNextLevel(lo);
       const parts = ['PR', `NL=${nl}`];
       if (f.kind(level, lo, hi) === PT_ENTRY_OA && nl === AMDV1_NL_SIZE) parts.push(`size=${2 ** (f.leafLg2(level, lo, hi) + 12)}`);
       if (lo & AMDV1_D) parts.push('D');
@@ -337,7 +353,5 @@ export function amdV1Format(levels: 4 | 5): PtFormat {
       return parts.join(' ');
     },
   };
-  amdFormats.set(levels, Object.freeze(f));
   return f;
 }
-const amdFormats = new Map<number, PtFormat>();

@@ -3,8 +3,8 @@
 
 import { checkAddr } from '../base/index.ts';
 import type { IommuDomain } from './domain.ts';
-import { entryOaPfn, PT_ENTRY_OA, PT_ENTRY_TABLE } from './formats.ts';
-import type { WalkStep } from './pagetable.ts';
+import { entryOaPfn, PT_ENTRY_OA } from './formats.ts';
+import { entryKindName, type WalkStep } from './pagetable.ts';
 
 /** One non-zero entry of a table page, decoded. */
 export interface PteInfo {
@@ -40,7 +40,7 @@ export function dumpTablePage(d: IommuDomain, pfn: bigint, level?: number): Tabl
   const p = Number(pfn);
   let lvl = level;
   if (lvl === undefined) {
-    lvl = findLevel(d, p);
+    lvl = pt.tableLevel(p);
     if (lvl < 0) throw new RangeError(`pfn 0x${pfn.toString(16)} is not a table page of this domain`);
   }
   const f = pt.format;
@@ -54,33 +54,13 @@ export function dumpTablePage(d: IommuDomain, pfn: bigint, level?: number): Tabl
     entries.push({
       index: i,
       raw: (BigInt(hi) << 32n) | BigInt(lo),
-      kind: k === PT_ENTRY_TABLE ? 'table' : k === PT_ENTRY_OA ? 'leaf' : 'empty',
+      kind: entryKindName(k),
       oa: BigInt(k === PT_ENTRY_OA ? f.leafOaPfn(lvl, lo, hi) : entryOaPfn(f, lo, hi)) * 4096n,
       prot: k === PT_ENTRY_OA ? f.leafProt(lo, hi) : 0,
       attrs: f.describe(lvl, lo, hi),
     });
   }
   return { pfn, level: lvl, bytes, entries };
-}
-
-function findLevel(d: IommuDomain, pfn: number): number {
-  const pt = d.pt;
-  if (pt === null) return -1;
-  const f = pt.format;
-  const search = (tp: number, level: number): number => {
-    if (tp === pfn) return level;
-    if (level === 0) return -1;
-    const t = pt.view(tp);
-    for (let i = 0; i < 1024; i += 2) {
-      const lo = t[i], hi = t[i + 1];
-      if ((lo !== 0 || hi !== 0) && f.kind(level, lo, hi) === PT_ENTRY_TABLE) {
-        const r = search(entryOaPfn(f, lo, hi), level - 1);
-        if (r >= 0) return r;
-      }
-    }
-    return -1;
-  };
-  return search(pt.rootPfn, f.levels - 1);
 }
 
 /** The entries a translation of iova visits, top table first; the last one is the leaf or the hole. */

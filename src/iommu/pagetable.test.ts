@@ -1,3 +1,4 @@
+// Tests for the page-table walker and formats: hand-encoded entries of x86-64, ARM LPAE and AMD v1.
 import { describe, expect, it } from 'vitest';
 import { createIommu, dumpTablePage, iommuIovaToPhys, iommuMap, iommuUnmap, iommuWalk, IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC,
   IOMMU_READ, IOMMU_WRITE, type IommuConfig } from './index.ts';
@@ -36,7 +37,7 @@ describe('x86-64 page table, byte-exact', () => {
     // tables come from RAM and are counted there
     expect(d.tablePages).toBe(3);
     expect(mm.stats.iommuTablePagesAllocated).toBe(3);
-    expect(mm.allocated.size).toBe(3);
+    expect(mm.kernelPagesInUse).toBe(3);
     expect(mm.stats.iommuMapPagesCalls).toBe(1);
     expect(mm.stats.iommuLeafPtesWritten).toBe(1);
     expect(iommuIovaToPhys(d, iova + 0x1234n)).toBe(pa + 0x1234n);
@@ -75,7 +76,7 @@ describe('x86-64 page table, byte-exact', () => {
     expect(iommuUnmap(d, 0x200000n, 0x200000)).toBe(0x200000);
     expect(d.tablePages).toBe(3);
     expect(mm.stats.iommuTablePagesFreed).toBe(1);
-    expect(mm.allocated.size).toBe(3);
+    expect(mm.kernelPagesInUse).toBe(3);
     expect(iommuIovaToPhys(d, 0x200000n)).toBe(0n);
   });
   it('a 2 MiB leaf replaces an emptied table (clear_contig) and the table goes back to RAM', () => {
@@ -85,7 +86,7 @@ describe('x86-64 page table, byte-exact', () => {
     expect(d.tablePages).toBe(4); // the PT stays: the unmap did not cover it
     expect(iommuMap(d, 0x200000n, 0x400000n, 0x200000, IOMMU_READ).ok).toBe(true);
     expect(d.tablePages).toBe(3);
-    expect(mm.allocated.size).toBe(3);
+    expect(mm.kernelPagesInUse).toBe(3);
     expect(iommuWalk(d, 0x200000n).at(-1)?.kind).toBe('leaf');
   });
 });
@@ -110,6 +111,11 @@ describe('ARM LPAE 4 KiB granule through the same walker', () => {
     const { d } = setup({ format: 'arm-lpae' });
     const r = iommuMap(d, 1n << 48n, 0n, 4096, IOMMU_READ);
     expect(r.ok ? 'ok' : r.errno).toBe('ERANGE');
+    expect(r.ok ? '' : r.message).toMatch(/iova 0x1000000000000 \+ 0x1000 is outside/);
+    // output addresses are 48 bits too
+    const pa = iommuMap(d, 0x10000n, 1n << 48n, 8192, IOMMU_READ);
+    expect(pa.ok ? 'ok' : pa.errno).toBe('ERANGE');
+    expect(pa.ok ? '' : pa.message).toMatch(/pa 0x1000000000000 \+ 0x2000 exceeds the 48-bit output addresses/);
     expect(iommuMap(d, (1n << 48n) - 4096n, 0x5000n, 4096, IOMMU_READ).ok).toBe(true);
   });
 });

@@ -1,5 +1,5 @@
-// Models: the generic IOMMU page-table walker of drivers/iommu/generic_pt/ (iommu_pt.h: map_pages,
-// unmap_pages, iova_to_phys, clear_contig, table allocation and freeing; Linux 6.19; reference 7.4).
+// Models: drivers/iommu/generic_pt/iommu_pt.h (Linux 6.19; reference 7.4): the generic IOMMU page-table
+// walker (map_pages, unmap_pages, iova_to_phys, clear_contig, table allocation and freeing).
 // One walker serves every format in formats.ts. Table pages are real 4 KiB pages of the machine's
 // RAM (allocKernelPages(0)); entries are written byte-exact, little-endian, through zero-copy views
 // of those pages. Positions inside are 4 KiB frame numbers held in plain numbers (a 64-bit IOVA
@@ -17,6 +17,11 @@ const PFN_SPACE = 2 ** 52;
 
 /** pow512[L] = 512^L = frames covered by one item at level L. */
 const POW512 = [1, 512, 262144, 134217728, 68719476736, 35184372088832];
+
+/** The inspection name of an entry kind (PT_ENTRY_*). */
+export function entryKindName(kind: number): 'empty' | 'table' | 'leaf' {
+  return kind === PT_ENTRY_TABLE ? 'table' : kind === PT_ENTRY_OA ? 'leaf' : 'empty';
+}
 
 /** What one leaf lookup found. */
 export interface LeafInfo {
@@ -195,31 +200,14 @@ export class PageTable {
     let mapped = 0;
     while (count > 0) {
       const t = this.tableFor(iovaPfn, level, true);
-      if (t === null) { this.mappedPages = mapped; return this.lastErr; }
+      if (t === null) return this.mapFailed(mapped, this.lastErr);
       const idx = Math.floor(iovaPfn / step) % ITEMS;
       const n = Math.min(count, ITEMS - idx);
       const end = (idx + n) * 2;
       for (let i = idx * 2; i < end; i += 2) {
-        if (t[i] !== 0 || t[i + 1] !== 0) {
-          const lo = t[i], hi = t[i + 1];
-          const kind = f.kind(level, lo, hi);
-          if (kind === PT_ENTRY_OA) {
-            stats.iommuLeafPtesWritten += (i - idx * 2) / 2;
-            this.mappedPages = mapped;
-            this.lastErr = 'EADDRINUSE';
-            return 'EADDRINUSE';
-          }
-          if (kind === PT_ENTRY_TABLE) {
-            const collected: number[] = [];
-            if (!this.collectEmptyTables(entryOaPfn(f, lo, hi), level - 1, collected)) {
-              stats.iommuLeafPtesWritten += (i - idx * 2) / 2;
-              this.mappedPages = mapped;
-              this.lastErr = 'EADDRINUSE';
-              return 'EADDRINUSE';
-            }
-            t[i] = 0; t[i + 1] = 0;
-            for (const p of collected) { this.forgetTable(p); freelist.push(p); }
-          }
+        if ((t[i] !== 0 || t[i + 1] !== 0) && !this.clearSlot(t, i, level, freelist)) {
+          stats.iommuLeafPtesWritten += (i - idx * 2) / 2;
+          return this.mapFailed(mapped, 'EADDRINUSE');
         }
         // the output address in bits 12..51: low 20 frame bits in the low word, the rest in the high word
         t[i] = attrLo | ((paPfn % 1048576) << 12);
@@ -233,6 +221,13 @@ export class PageTable {
     }
     this.mappedPages = mapped;
     return null;
+  }
+
+  /** Ends a failed map call that got `mapped` frames in: records them and the errno, and returns it. */
+  private mapFailed(mapped: number, errno: Errno): Errno {
+    this.mappedPages = mapped;
+    this.lastErr = errno;
+    return errno;
   }
 
   /**
@@ -265,14 +260,10 @@ export class PageTable {
     let mapped = 0;
     for (let c = 0; c < count; c++) {
       const t = this.tableFor(iovaPfn, level, true);
-      if (t === null) { this.mappedPages = mapped; return this.lastErr; }
+      if (t === null) return this.mapFailed(mapped, this.lastErr);
       const idx = Math.floor(iovaPfn / step) % ITEMS;
       for (let k = 0; k < n; k++) {
-        if (!this.clearSlot(t, (idx + k) * 2, level, freelist)) {
-          this.mappedPages = mapped;
-          this.lastErr = 'EADDRINUSE';
-          return 'EADDRINUSE';
-        }
+        if (!this.clearSlot(t, (idx + k) * 2, level, freelist)) return this.mapFailed(mapped, 'EADDRINUSE');
       }
       f.contigLeaf(level, lg2, paPfn, attrLo, attrHi, w);
       for (let k = 0; k < n; k++) { t[(idx + k) * 2] = w.lo; t[(idx + k) * 2 + 1] = w.hi; }
@@ -416,28 +407,47 @@ export class PageTable {
       const lo = t[index * 2], hi = t[index * 2 + 1];
       const kind = lo === 0 && hi === 0 ? PT_ENTRY_EMPTY : f.kind(l, lo, hi);
       const pte = (BigInt(hi) << 32n) | BigInt(lo);
-      steps.push({ level: l, tablePfn: BigInt(pfn), index, pte, kind: kind === PT_ENTRY_TABLE ? 'table' : kind === PT_ENTRY_OA ? 'leaf' : 'empty' });
+      steps.push({ level: l, tablePfn: BigInt(pfn), index, pte, kind: entryKindName(kind) });
       if (kind !== PT_ENTRY_TABLE) break;
       pfn = entryOaPfn(f, lo, hi);
     }
     return steps;
   }
 
-  /** Frame numbers of every table page reachable from the root (root first). */
-  allTables(): number[] {
-    const out: number[] = [];
+  /**
+   * Visits every table page reachable from the root, depth first, root first: fn(pfn, level).
+   * Stops (and returns true) as soon as fn returns true.
+   */
+  private visitTables(fn: (pfn: number, level: number) => boolean): boolean {
     const f = this.format;
-    const visit = (pfn: number, level: number): void => {
-      out.push(pfn);
-      if (level === 0) return;
+    const visit = (pfn: number, level: number): boolean => {
+      if (fn(pfn, level)) return true;
+      if (level === 0) return false;
       const t = this.view(pfn);
       for (let i = 0; i < ITEMS * 2; i += 2) {
         const lo = t[i], hi = t[i + 1];
-        if ((lo !== 0 || hi !== 0) && f.kind(level, lo, hi) === PT_ENTRY_TABLE) visit(entryOaPfn(f, lo, hi), level - 1);
+        if ((lo !== 0 || hi !== 0) && f.kind(level, lo, hi) === PT_ENTRY_TABLE && visit(entryOaPfn(f, lo, hi), level - 1)) return true;
       }
+      return false;
     };
-    visit(this.rootPfn, this.top);
+    return visit(this.rootPfn, this.top);
+  }
+
+  /** Frame numbers of every table page reachable from the root (root first). */
+  allTables(): number[] {
+    const out: number[] = [];
+    this.visitTables((pfn) => { out.push(pfn); return false; });
     return out;
+  }
+
+  /** The level of table page pfn, or -1 when pfn is not one of this table's pages. */
+  tableLevel(pfn: number): number {
+    let found = -1;
+    this.visitTables((p, level) => {
+      if (p === pfn) found = level;
+      return found >= 0;
+    });
+    return found;
   }
 
   /** Frees every table page, root included (domain free; the caller has fenced the hardware). */

@@ -1,3 +1,4 @@
+// Tests for pgsize.ts: iommu_pgsize and its granule form against a brute-force oracle.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { iommuPgsize, pgsizeGranules } from './pgsize.ts';

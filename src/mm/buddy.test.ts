@@ -1,3 +1,4 @@
+// Tests for buddy.ts: the buddy allocator against a brute-force bitmap, and the aging model.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';

@@ -46,7 +46,6 @@ function xorshift(state: number): () => number {
  * Same seed: same blocks, same background pages, same allocation sequence.
  */
 export class BuddyAllocator {
-  readonly maxOrder = MAX_PAGE_ORDER;
   /** Free base pages now. */
   freePages = 0;
   /** Pages held by the aging model's background owners (materialized blocks only). */

@@ -1,5 +1,5 @@
-// Models: struct folio's reference and pin accounting (include/linux/mm_types.h, include/linux/mm.h:
-// folio_ref_*, folio->_pincount) (Linux 6.x), stored as typed-array columns for allocated folios only.
+// Models: include/linux/mm_types.h, include/linux/mm.h (Linux 6.x): struct folio's reference and pin
+// accounting (folio_ref_*, folio->_pincount), stored as typed-array columns for allocated folios only.
 
 /** Where a folio came from, so that freeing it returns it to the right place. */
 export const FolioKind = { Buddy: 0, Hugetlb2M: 1, Hugetlb1G: 2, ZoneDevice: 3 } as const;

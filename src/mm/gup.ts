@@ -61,13 +61,11 @@ class PinRecord {
     const nf = new Int32Array(cap); nf.set(this.f.subarray(0, this.n)); this.f = nf;
     const nr = new Float64Array(cap); nr.set(this.r.subarray(0, this.n)); this.r = nr;
   }
+  /** Adds refs pins of folio f (merged into the last entry when it is the same folio). */
   add(f: number, refs: number): void {
     const n = this.n;
     if (n > 0 && this.f[n - 1] === f) { this.r[n - 1] += refs; return; }
-    if (n === this.f.length) {
-      const nf = new Int32Array(n * 2); nf.set(this.f); this.f = nf;
-      const nr = new Float64Array(n * 2); nr.set(this.r); this.r = nr;
-    }
+    this.reserve(1);
     this.f[n] = f;
     this.r[n] = refs;
     this.n = n + 1;
@@ -81,15 +79,23 @@ function checkMm(mm: unknown): UserMm {
   return mm;
 }
 
-function checkGupFlags(m: MmMachine, flags: unknown): Err | null {
+/**
+ * What every pin_user_* entry point does first: checks its arguments (TypeError/RangeError), then
+ * the caller's gup flags (is_valid_gup_args: FOLL_GET/FOLL_PIN and internal flags are not the
+ * caller's to pass: WARN and EINVAL), then counts the call. Returns start as a number, or the EINVAL.
+ */
+function beginPin(mm: unknown, start: bigint, countName: string, count: number, flags: unknown): number | Err {
+  const m = checkMm(mm).machine;
+  const st = Number(checkAddr('start', start, 64));
+  checkLen(countName, count);
   if (typeof flags !== 'number') throw new TypeError(`gupFlags must be a number, got ${typeof flags} ${String(flags)}`);
   if (!Number.isInteger(flags) || flags < 0 || flags > 0xffffffff) throw new RangeError(`gupFlags must be a u32, got ${flags}`);
   if ((flags & ~CALLER_FOLL_MASK) !== 0) {
-    // is_valid_gup_args(): FOLL_GET/FOLL_PIN and internal flags are not the caller's to pass.
-    m.events.warn('gup', `invalid gup_flags 0x${flags.toString(16)} passed to pin_user_*`, { gupFlags: flags });
-    return err('EINVAL', `gupFlags 0x${flags.toString(16)} has bits a pin_user_* caller may not pass`);
+    m.events.warn('gup', `invalid gup_flags ${hex(flags)} passed to pin_user_*`, { gupFlags: flags });
+    return err('EINVAL', `gupFlags ${hex(flags)} has bits a pin_user_* caller may not pass`);
   }
-  return null;
+  m.stats.gupPinCalls++;
+  return st;
 }
 
 /** VMA-level checks for a pin of [s, e): EFAULT for holes and write to read-only; per-kind rules. */
@@ -119,6 +125,26 @@ function faultIn(mm: UserMm, v: Vma, va: number, flags: number): number | Err {
   const pfn = mm.faultPage(v, va);
   if (pfn < 0) return err('ENOMEM', `out of memory faulting ${hex(va)}`);
   return pfn;
+}
+
+/** The pfn mapped at va, faulting it in when it is not present (faultIn's errors). */
+function presentPfn(mm: UserMm, v: Vma, va: number, flags: number): number | Err {
+  const pfn = mm.pfnAt(v, va);
+  return pfn >= 0 ? pfn : faultIn(mm, v, va, flags);
+}
+
+/**
+ * In a hugetlb or THP VMA: the end (exclusive VA) of the step that starts at va in folio f mapped
+ * at pfn: the end of the page for a THP slot split into PTEs, else the end of the granule (PMD or
+ * huge page), and never beyond the folio.
+ */
+function folioStepEnd(mm: UserMm, v: Vma, va: number, pfn: number, f: number): number {
+  const ps = mm.machine.pageSize, t = mm.machine.folios;
+  const granule = Math.floor(va / v.granuleLen);
+  const pteMapped = v.kind === VmaKind.Thp && v.leafPfn![granule - v.slotBase] === -2;
+  const stepEnd = pteMapped ? (Math.floor(va / ps) + 1) * ps : (granule + 1) * v.granuleLen;
+  const folioEnd = va - (va % ps) + (t.head[f] + 2 ** t.order[f] - pfn) * ps;
+  return Math.min(stepEnd, folioEnd);
 }
 
 function applyPins(m: MmMachine, rec: PinRecord): void {
@@ -151,13 +177,9 @@ function applyPins(m: MmMachine, rec: PinRecord): void {
  * flags passed, with a WARN). Misuse of argument types throws TypeError/RangeError.
  */
 export function pinUserPages(mm: UserMm, start: bigint, nrPages: number, gupFlags: number): Result<PageArray> {
-  checkMm(mm);
-  const st = Number(checkAddr('start', start, 64));
-  checkLen('nrPages', nrPages);
+  const st = beginPin(mm, start, 'nrPages', nrPages, gupFlags);
+  if (typeof st !== 'number') return st;
   const m = mm.machine, ps = m.pageSize;
-  const badFlags = checkGupFlags(m, gupFlags);
-  if (badFlags !== null) return badFlags;
-  m.stats.gupPinCalls++;
   const s = Math.floor(st / ps) * ps;
   const offset = st - s;
   if (nrPages === 0) return ok(new PageArray(new Float64Array(0), { pageSize: ps }));
@@ -198,18 +220,10 @@ export function pinUserPages(mm: UserMm, start: bigint, nrPages: number, gupFlag
       // Hugetlb and THP: one folio lookup per folio, then its pages.
       let va = pos;
       while (va < vend) {
-        let pfn = mm.pfnAt(v, va);
-        if (pfn < 0) {
-          const r = faultIn(mm, v, va, gupFlags);
-          if (typeof r !== 'number') return r;
-          pfn = r;
-        }
+        const pfn = presentPfn(mm, v, va, gupFlags);
+        if (typeof pfn !== 'number') return pfn;
         const f = mm.folioAt(v, va);
-        const t = m.folios;
-        const folioEndPfn = t.head[f] + 2 ** t.order[f];
-        const granuleEnd = v.kind === VmaKind.Thp && v.leafPfn![Math.floor(va / v.granuleLen) - v.slotBase] === -2
-          ? va + ps : (Math.floor(va / v.granuleLen) + 1) * v.granuleLen;
-        const n = Math.min((folioEndPfn - pfn) * ps, vend - va, granuleEnd - va) / ps;
+        const n = (Math.min(folioStepEnd(mm, v, va, pfn, f), vend) - va) / ps;
         for (let k = 0; k < n; k++) pfns[i++] = pfn + k;
         rec.add(f, n);
         va += n * ps;
@@ -284,13 +298,9 @@ function anonPhyrs(mm: UserMm, v: Vma, pos: number, vend: number, gupFlags: numb
  * Nothing is left pinned on failure.
  */
 export function pinUserPhyrs(mm: UserMm, start: bigint, len: number, gupFlags: number): Result<PhyrList> {
-  checkMm(mm);
-  const s = Number(checkAddr('start', start, 64));
-  checkLen('len', len);
+  const s = beginPin(mm, start, 'len', len, gupFlags);
+  if (typeof s !== 'number') return s;
   const m = mm.machine, ps = m.pageSize;
-  const badFlags = checkGupFlags(m, gupFlags);
-  if (badFlags !== null) return badFlags;
-  m.stats.gupPinCalls++;
   if (len === 0) return ok(PhyrList.empty());
   const e = s + len;
   const bad = checkVmas(mm, s, e, gupFlags, false);
@@ -322,19 +332,11 @@ export function pinUserPhyrs(mm: UserMm, start: bigint, len: number, gupFlags: n
       }
     } else {
       let va = pos;
-      const t = m.folios;
       while (va < vend) {
-        let pfn = mm.pfnAt(v, va);
-        if (pfn < 0) {
-          const r = faultIn(mm, v, va, gupFlags);
-          if (typeof r !== 'number') return r;
-          pfn = r;
-        }
+        const pfn = presentPfn(mm, v, va, gupFlags);
+        if (typeof pfn !== 'number') return pfn;
         const f = mm.folioAt(v, va);
-        const pte = v.kind === VmaKind.Thp && v.leafPfn![Math.floor(va / v.granuleLen) - v.slotBase] === -2;
-        const stepEnd = pte ? (Math.floor(va / ps) + 1) * ps : (Math.floor(va / v.granuleLen) + 1) * v.granuleLen;
-        const folioEndVa = va + ((t.head[f] + 2 ** t.order[f]) - pfn) * ps - (va % ps);
-        const z = Math.min(stepEnd, vend, folioEndVa);
+        const z = Math.min(folioStepEnd(mm, v, va, pfn, f), vend);
         b.push(pfn * ps + (va % ps), z - va, 0);
         const np = Math.ceil(z / ps) - Math.floor(va / ps);
         rec.add(f, np);
@@ -359,7 +361,7 @@ function resolveRecord(mm: UserMm, list: PageArray | PhyrList): PinRecord {
     let p = p0;
     while (p < p1) {
       const f = t.find(p);
-      if (f < 0) m.events.bug('gup', `unpin of pfn 0x${p.toString(16)} that belongs to no pinned folio`, { pfn: p });
+      if (f < 0) m.events.bug('gup', `unpin of pfn ${hex(p)} that belongs to no pinned folio`, { pfn: p });
       const end = Math.min(p1, t.head[f] + 2 ** t.order[f]);
       rec.add(f, end - p);
       rec.pages += end - p;
@@ -388,7 +390,7 @@ function release(mm: UserMm, rec: PinRecord, what: string): void {
   const zdIdx: number[] = [];
   for (const pfn of rec.zd) {
     const f = t.byHeadPfn(pfn);
-    if (f < 0) m.events.bug('gup', `${what}: ZONE_DEVICE pfn 0x${pfn.toString(16)} is not pinned`, { pfn });
+    if (f < 0) m.events.bug('gup', `${what}: ZONE_DEVICE pfn ${hex(pfn)} is not pinned`, { pfn });
     zdIdx.push(f);
   }
   // Drop the pin counts first; if one would go negative, restore what was dropped and BUG, so a
@@ -404,7 +406,7 @@ function release(mm: UserMm, rec: PinRecord, what: string): void {
     if (left < 0 || t.head[f] < 0) {
       const had = t.pincount[f];
       undo(i, 0);
-      m.events.bug('gup', `${what}: folio at pfn 0x${Math.max(0, t.head[f]).toString(16)} is not pinned that often (pincount ${had}, unpinning ${rs[i]})`,
+      m.events.bug('gup', `${what}: folio at pfn ${hex(Math.max(0, t.head[f]))} is not pinned that often (pincount ${had}, unpinning ${rs[i]})`,
         { pincount: had, unpin: rs[i] });
     }
     t.pincount[f] = left;
@@ -413,7 +415,7 @@ function release(mm: UserMm, rec: PinRecord, what: string): void {
     const f = zdIdx[i];
     if (t.pincount[f] < 1) {
       undo(n, i);
-      m.events.bug('gup', `${what}: ZONE_DEVICE page at pfn 0x${t.head[f].toString(16)} is not pinned`);
+      m.events.bug('gup', `${what}: ZONE_DEVICE page at pfn ${hex(t.head[f])} is not pinned`, { pfn: t.head[f] });
     }
     t.pincount[f] -= 1;
   }

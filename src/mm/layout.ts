@@ -3,6 +3,7 @@
 
 import { GiB, MiB, TiB, checkLen, isPow2, roundupPowOfTwo } from '../base/index.ts';
 import { RANGE_DEVICE, RANGE_MMIO, RANGE_NOPAGE, RANGE_PMEM, RANGE_RAM, withProvider } from '../phyr/flags.ts';
+import { describeValue } from './describe.ts';
 import type { MemRegion, RegionKind } from './types.ts';
 
 /** Configuration of a simulated machine's memory (everything but PCI/IOMMU). */
@@ -46,10 +47,6 @@ export const LOW_RESERVED_END = MiB;
 export const PCI_HOLE_START = 3 * GiB;
 export const PCI_HOLE_END = 4 * GiB;
 
-function describe(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(v) : typeof v === 'bigint' ? `${v}n` : String(v);
-}
-
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null;
 }
@@ -59,7 +56,7 @@ function isObj(v: unknown): v is Record<string, unknown> {
  * @throws TypeError / RangeError naming the field and the bad value.
  */
 export function resolveMmConfig(config: MmConfig): ResolvedMmConfig {
-  if (!isObj(config)) throw new TypeError(`config must be an object, got ${describe(config)}`);
+  if (!isObj(config)) throw new TypeError(`config must be an object, got ${describeValue(config)}`);
   const pageSize = config.pageSize === undefined ? 4096 : checkLen('config.pageSize', config.pageSize);
   if (pageSize !== 4096 && pageSize !== 16384 && pageSize !== 65536) {
     throw new RangeError(`config.pageSize must be one of 4096, 16384, 65536, got ${pageSize}`);
@@ -71,49 +68,45 @@ export function resolveMmConfig(config: MmConfig): ResolvedMmConfig {
   }
   let hugetlb2M = 0, hugetlb1G = 0;
   if (config.hugetlb !== undefined) {
-    if (!isObj(config.hugetlb)) throw new TypeError(`config.hugetlb must be an object, got ${describe(config.hugetlb)}`);
+    if (!isObj(config.hugetlb)) throw new TypeError(`config.hugetlb must be an object, got ${describeValue(config.hugetlb)}`);
     for (const k of Object.keys(config.hugetlb)) {
-      if (k !== '2M' && k !== '1G') throw new RangeError(`config.hugetlb keys must be '2M' or '1G', got ${describe(k)}`);
+      if (k !== '2M' && k !== '1G') throw new RangeError(`config.hugetlb keys must be '2M' or '1G', got ${describeValue(k)}`);
     }
     if (config.hugetlb['2M'] !== undefined) hugetlb2M = checkLen("config.hugetlb['2M']", config.hugetlb['2M']);
     if (config.hugetlb['1G'] !== undefined) hugetlb1G = checkLen("config.hugetlb['1G']", config.hugetlb['1G']);
   }
   const names = new Set<string>(['reserved', 'ram0', 'ram1']);
   const checkName = (field: string, name: unknown): string => {
-    if (typeof name !== 'string' || name.length === 0) throw new TypeError(`${field} must be a non-empty string, got ${describe(name)}`);
-    if (names.has(name)) throw new RangeError(`${field} must be a unique region name, got ${describe(name)}`);
+    if (typeof name !== 'string' || name.length === 0) throw new TypeError(`${field} must be a non-empty string, got ${describeValue(name)}`);
+    if (names.has(name)) throw new RangeError(`${field} must be a unique region name, got ${describeValue(name)}`);
     names.add(name);
     return name;
   };
-  const pmem: Array<{ name: string; bytes: number; structPage: boolean }> = [];
-  if (config.pmem !== undefined) {
-    if (!Array.isArray(config.pmem)) throw new TypeError(`config.pmem must be an array, got ${describe(config.pmem)}`);
-    config.pmem.forEach((p: unknown, i) => {
-      if (!isObj(p)) throw new TypeError(`config.pmem[${i}] must be an object, got ${describe(p)}`);
-      const name = checkName(`config.pmem[${i}].name`, p.name);
-      const bytes = checkLen(`config.pmem[${i}].bytes`, p.bytes, pageSize);
-      if (bytes % pageSize !== 0) throw new RangeError(`config.pmem[${i}].bytes must be a multiple of ${pageSize}, got ${bytes}`);
-      if (typeof p.structPage !== 'boolean') throw new TypeError(`config.pmem[${i}].structPage must be a boolean, got ${describe(p.structPage)}`);
-      pmem.push({ name, bytes, structPage: p.structPage });
+  // pmem and deviceMemory are lists of named regions: the same checks, then one field of their own.
+  const regionList = <T>(field: 'pmem' | 'deviceMemory', list: unknown,
+    rest: (entry: Record<string, unknown>, where: string) => T): Array<{ name: string; bytes: number } & T> => {
+    if (list === undefined) return [];
+    if (!Array.isArray(list)) throw new TypeError(`config.${field} must be an array, got ${describeValue(list)}`);
+    return list.map((e: unknown, i) => {
+      const where = `config.${field}[${i}]`;
+      if (!isObj(e)) throw new TypeError(`${where} must be an object, got ${describeValue(e)}`);
+      const name = checkName(`${where}.name`, e.name);
+      const bytes = checkLen(`${where}.bytes`, e.bytes, pageSize);
+      if (bytes % pageSize !== 0) throw new RangeError(`${where}.bytes must be a multiple of ${pageSize}, got ${bytes}`);
+      return { name, bytes, ...rest(e, where) };
     });
-  }
-  const deviceMemory: Array<{ name: string; bytes: number; pgmap: boolean }> = [];
-  if (config.deviceMemory !== undefined) {
-    if (!Array.isArray(config.deviceMemory)) throw new TypeError(`config.deviceMemory must be an array, got ${describe(config.deviceMemory)}`);
-    config.deviceMemory.forEach((d: unknown, i) => {
-      if (!isObj(d)) throw new TypeError(`config.deviceMemory[${i}] must be an object, got ${describe(d)}`);
-      const name = checkName(`config.deviceMemory[${i}].name`, d.name);
-      const bytes = checkLen(`config.deviceMemory[${i}].bytes`, d.bytes, pageSize);
-      if (bytes % pageSize !== 0) throw new RangeError(`config.deviceMemory[${i}].bytes must be a multiple of ${pageSize}, got ${bytes}`);
-      if (d.pgmap !== undefined && typeof d.pgmap !== 'boolean') {
-        throw new TypeError(`config.deviceMemory[${i}].pgmap must be a boolean, got ${describe(d.pgmap)}`);
-      }
-      deviceMemory.push({ name, bytes, pgmap: d.pgmap === true });
-    });
-  }
-  if (config.aged !== undefined && typeof config.aged !== 'boolean') throw new TypeError(`config.aged must be a boolean, got ${describe(config.aged)}`);
+  };
+  const pmem = regionList('pmem', config.pmem, (p, where) => {
+    if (typeof p.structPage !== 'boolean') throw new TypeError(`${where}.structPage must be a boolean, got ${describeValue(p.structPage)}`);
+    return { structPage: p.structPage };
+  });
+  const deviceMemory = regionList('deviceMemory', config.deviceMemory, (d, where) => {
+    if (d.pgmap !== undefined && typeof d.pgmap !== 'boolean') throw new TypeError(`${where}.pgmap must be a boolean, got ${describeValue(d.pgmap)}`);
+    return { pgmap: d.pgmap === true };
+  });
+  if (config.aged !== undefined && typeof config.aged !== 'boolean') throw new TypeError(`config.aged must be a boolean, got ${describeValue(config.aged)}`);
   const seed = config.seed === undefined ? 1 : config.seed;
-  if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new RangeError(`config.seed must be a safe integer, got ${describe(seed)}`);
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new RangeError(`config.seed must be a safe integer, got ${describeValue(seed)}`);
   return { ramBytes, pageSize, physAddrBits, hugetlb2M, hugetlb1G, deviceMemory, pmem, aged: config.aged === true, seed };
 }
 

@@ -1,3 +1,4 @@
+// Tests for machine.ts / layout.ts / physmem.ts: the memory map, config validation, sparse memory, kernel pages.
 import { describe, expect, it } from 'vitest';
 import { GiB, KernelBug, MiB, TiB, unwrap } from '../base/index.ts';
 import { RANGE_DEVICE, RANGE_MMIO, RANGE_NOPAGE, RANGE_PMEM, RANGE_RAM } from '../phyr/flags.ts';
@@ -111,11 +112,14 @@ describe('kernel pages and determinism', () => {
     const pfn = unwrap(m.allocKernelPages(3));
     expect(pfn % 8n).toBe(0n);
     expect(m.freePages).toBe(before - 8);
+    expect(m.kernelPagesInUse).toBe(8);
     m.mem.write(pfn * 4096n, new Uint8Array([1, 2, 3]));
     expect(() => m.freeKernelPages(pfn, 2)).toThrow(KernelBug);
     expect(m.events.count('BUG')).toBe(1);
+    expect(m.kernelPagesInUse).toBe(8);
     m.freeKernelPages(pfn, 3);
     expect(m.freePages).toBe(before);
+    expect(m.kernelPagesInUse).toBe(0);
     const again = unwrap(m.allocKernelPages(3));
     expect(m.mem.read(again * 4096n, 3)).toEqual(new Uint8Array(3));
     const r = m.allocKernelPages(11);

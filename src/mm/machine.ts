@@ -1,7 +1,7 @@
-// Models: the machine's memory at boot and the page allocator entry points (mm/mm_init.c, mm/page_alloc.c,
-// mm/hugetlb.c boot-time pools, include/linux/page_ref.h) (Linux 6.x). Implements the MachineMm contract.
+// Models: mm/mm_init.c, mm/page_alloc.c, mm/hugetlb.c, include/linux/page_ref.h (Linux 6.x): the machine's
+// memory at boot (boot-time hugetlb pools included) and the page allocator entry points. Implements MachineMm.
 
-import { EventLog, GiB, MiB, Prng, Stats, checkAddr, checkLen, err, ilog2, ok, type Result } from '../base/index.ts';
+import { EventLog, GiB, MiB, Prng, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/index.ts';
 import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
 import { FolioKind, FolioTable } from './folio.ts';
 import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resolveMmConfig } from './layout.ts';
@@ -162,11 +162,9 @@ export class MmMachine implements MachineMm {
       this.events.warn('page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
       return err('ENOMEM', `order ${order} exceeds MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
     }
-    const pfn = this.buddy.alloc(order);
+    const pfn = this.takePages(order);
     if (pfn < 0) return err('ENOMEM', `no free block of order ${order}`);
     this.kernelPages.set(pfn, order);
-    this.stats.pagesAllocated += 2 ** order;
-    this.mem.discard(pfn * this.pageSize, this.pageSize * 2 ** order);
     return ok(BigInt(pfn));
   }
 
@@ -178,11 +176,32 @@ export class MmMachine implements MachineMm {
     const have = this.kernelPages.get(p);
     if (have !== order) {
       this.events.bug('page_alloc', have === undefined
-        ? `freeing pfn 0x${p.toString(16)} order ${order} that is not an allocated kernel block`
-        : `freeing pfn 0x${p.toString(16)} with order ${order}, allocated with order ${have}`, { pfn: p, order, allocatedOrder: have });
+        ? `freeing pfn ${hex(p)} order ${order} that is not an allocated kernel block`
+        : `freeing pfn ${hex(p)} with order ${order}, allocated with order ${have}`, { pfn: p, order, allocatedOrder: have });
     }
     this.kernelPages.delete(p);
-    this.buddy.free(p, order);
+    this.givePages(p, order);
+  }
+
+  /** Base pages now held by allocKernelPages callers (page-table pages, pools, ...). */
+  get kernelPagesInUse(): number {
+    let n = 0;
+    for (const order of this.kernelPages.values()) n += 2 ** order;
+    return n;
+  }
+
+  /** 2^order zeroed pages from the buddy allocator, counted; the first pfn or -1. */
+  private takePages(order: number): number {
+    const pfn = this.buddy.alloc(order);
+    if (pfn < 0) return -1;
+    this.stats.pagesAllocated += 2 ** order;
+    this.mem.discard(pfn * this.pageSize, this.pageSize * 2 ** order);
+    return pfn;
+  }
+
+  /** Gives what takePages returned back to the buddy allocator, counted. */
+  private givePages(pfn: number, order: number): void {
+    this.buddy.free(pfn, order);
     this.stats.pagesFreed += 2 ** order;
   }
 
@@ -204,10 +223,8 @@ export class MmMachine implements MachineMm {
 
   /** Allocates a zeroed user folio from the buddy allocator; returns its record index or -1 (ENOMEM). */
   allocUserFolio(order: number): number {
-    const pfn = this.buddy.alloc(order);
+    const pfn = this.takePages(order);
     if (pfn < 0) return -1;
-    this.stats.pagesAllocated += 2 ** order;
-    this.mem.discard(pfn * this.pageSize, this.pageSize * 2 ** order);
     return this.folios.create(pfn, order, FolioKind.Buddy, 0);
   }
 
@@ -239,15 +256,11 @@ export class MmMachine implements MachineMm {
       return;
     }
     if (r > 0) return;
-    if (r < 0) this.events.bug('mm', `folio refcount underflow at pfn 0x${t.head[idx].toString(16)}`, { refcount: r });
+    if (r < 0) this.events.bug('mm', `folio refcount underflow at pfn ${hex(t.head[idx])}`, { refcount: r });
     const head = t.head[idx], order = t.order[idx];
     t.remove(idx);
-    if (kind === FolioKind.Buddy) {
-      this.buddy.free(head, order);
-      this.stats.pagesFreed += 2 ** order;
-    } else {
-      this.hugetlb[kind === FolioKind.Hugetlb2M ? '2M' : '1G'].free.push(head);
-    }
+    if (kind === FolioKind.Buddy) this.givePages(head, order);
+    else this.hugetlb[kind === FolioKind.Hugetlb2M ? '2M' : '1G'].free.push(head);
   }
 }
 

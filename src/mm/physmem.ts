@@ -52,38 +52,47 @@ export class SparsePhysMem implements PhysMem {
     return c;
   }
 
-  /** Reads len bytes at addr (a fresh copy). Throws RangeError for holes / reserved memory. */
-  read(addr: bigint, len: number): Uint8Array {
-    checkLen('len', len);
-    const a = this.check('mem.read', addr, len);
-    const out = new Uint8Array(len);
+  /**
+   * Calls fn(chunkIndex, offsetInChunk, n, done) for each chunk piece of [a, a+len), in order;
+   * done is the bytes of the range before this piece.
+   */
+  private eachChunk(a: number, len: number, fn: (idx: number, off: number, n: number, done: number) => void): void {
     let done = 0;
     while (done < len) {
       const p = a + done;
       const idx = Math.floor(p / CHUNK);
       const off = p - idx * CHUNK;
       const n = Math.min(CHUNK - off, len - done);
-      const c = this.chunks.get(idx);
-      if (c !== undefined) out.set(c.subarray(off, off + n), done);
+      fn(idx, off, n, done);
       done += n;
     }
+  }
+
+  /** read() without the checks: [a, a+len) is known to be accessible. */
+  private readAt(a: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    this.eachChunk(a, len, (idx, off, n, done) => {
+      const c = this.chunks.get(idx);
+      if (c !== undefined) out.set(c.subarray(off, off + n), done);
+    });
     return out;
+  }
+
+  /** write() without the checks: [a, a+bytes.length) is known to be accessible. */
+  private writeAt(a: number, bytes: Uint8Array): void {
+    this.eachChunk(a, bytes.length, (idx, off, n, done) => this.chunkFor(idx).set(bytes.subarray(done, done + n), off));
+  }
+
+  /** Reads len bytes at addr (a fresh copy). Throws RangeError for holes / reserved memory. */
+  read(addr: bigint, len: number): Uint8Array {
+    checkLen('len', len);
+    return this.readAt(this.check('mem.read', addr, len), len);
   }
 
   /** Writes bytes at addr. Throws RangeError (and writes nothing) for holes / reserved memory. */
   write(addr: bigint, bytes: Uint8Array): void {
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array, got ${typeof bytes}`);
-    const len = bytes.length;
-    const a = this.check('mem.write', addr, len);
-    let done = 0;
-    while (done < len) {
-      const p = a + done;
-      const idx = Math.floor(p / CHUNK);
-      const off = p - idx * CHUNK;
-      const n = Math.min(CHUNK - off, len - done);
-      this.chunkFor(idx).set(bytes.subarray(done, done + n), off);
-      done += n;
-    }
+    this.writeAt(this.check('mem.write', addr, bytes.length), bytes);
   }
 
   /** Fills len bytes at addr with value (0..255). A zero fill of whole chunks releases them. */
@@ -91,24 +100,18 @@ export class SparsePhysMem implements PhysMem {
     checkLen('len', len);
     checkLen('value', value, 0, 255);
     const a = this.check('mem.fill', addr, len);
-    let done = 0;
-    while (done < len) {
-      const p = a + done;
-      const idx = Math.floor(p / CHUNK);
-      const off = p - idx * CHUNK;
-      const n = Math.min(CHUNK - off, len - done);
+    this.eachChunk(a, len, (idx, off, n) => {
       if (value === 0 && n === CHUNK) this.chunks.delete(idx);
       else if (value !== 0 || this.chunks.has(idx)) this.chunkFor(idx).fill(value, off, off + n);
-      done += n;
-    }
+    });
   }
 
-  /** Copies len bytes from src to dst (memmove semantics). */
+  /** Copies len bytes from src to dst (memmove semantics); both ranges are checked before anything is written. */
   copy(dst: bigint, src: bigint, len: number): void {
     checkLen('len', len);
-    this.check('mem.copy src', src, len);
-    this.check('mem.copy dst', dst, len);
-    this.write(dst, this.read(src, len));
+    const s = this.check('mem.copy src', src, len);
+    const d = this.check('mem.copy dst', dst, len);
+    this.writeAt(d, this.readAt(s, len));
   }
 
   /** A live view of len bytes inside one 4 KiB chunk of accessible memory. */

@@ -1,3 +1,4 @@
+// Tests for user-mm.ts: mmap/munmap, faults (THP, hugetlb, device mappings), user memory access.
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB, unwrap } from '../base/index.ts';
 import { createMmMachine } from './machine.ts';

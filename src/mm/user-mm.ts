@@ -1,8 +1,9 @@
-// Models: a process address space (struct mm_struct, struct vm_area_struct; mm/mmap.c, mm/vma.c,
-// mm/memory.c handle_mm_fault, mm/huge_memory.c THP faults, mm/hugetlb.c, io_remap_pfn_range) (Linux 6.x).
+// Models: mm/mmap.c, mm/vma.c, mm/memory.c, mm/huge_memory.c, mm/hugetlb.c (Linux 6.x): a process address
+// space (struct mm_struct, struct vm_area_struct), handle_mm_fault, THP faults, io_remap_pfn_range.
 // Page tables map user VA to pfn per VMA in typed arrays; pages fault in on first touch or at populate.
 
 import { GiB, MiB, checkAddr, checkLen, err, hex, ok, type Err, type Result } from '../base/index.ts';
+import { describeValue } from './describe.ts';
 import type { Region } from './layout.ts';
 import type { MmMachine } from './machine.ts';
 
@@ -25,6 +26,11 @@ export interface MmapOptions {
 /** Kinds of VMA the model has. */
 export const VmaKind = { Anon: 0, Thp: 1, Hugetlb2M: 2, Hugetlb1G: 3, PfnMap: 4, DevPages: 5 } as const;
 export type VmaKind = (typeof VmaKind)[keyof typeof VmaKind];
+
+/** The hugetlb pool size name of a hugetlb VMA kind. */
+function hugetlbSize(kind: VmaKind): '2M' | '1G' {
+  return kind === VmaKind.Hugetlb2M ? '2M' : '1G';
+}
 
 /** Highest user address + 1 (TASK_SIZE with 4-level paging on x86-64, rounded). */
 export const TASK_SIZE = 2 ** 47;
@@ -56,10 +62,6 @@ export class Vma {
   get len(): number {
     return this.end - this.start;
   }
-}
-
-function describe(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(v) : typeof v === 'bigint' ? `${v}n` : JSON.stringify(v) ?? String(v);
 }
 
 /** A process address space: VMAs with their page tables, faults, and user-memory access. */
@@ -104,12 +106,12 @@ export class UserMm {
    * addr overlaps a mapping). Misuse (bad types, unknown backing or device name) throws.
    */
   mmap(opts: MmapOptions): Result<bigint> {
-    if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object, got ${describe(opts)}`);
+    if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object, got ${describeValue(opts)}`);
     const m = this.machine, ps = this.ps;
     let len = checkLen('opts.len', opts.len, 1);
     const prot = opts.prot ?? 'rw';
-    if (prot !== 'r' && prot !== 'rw') throw new RangeError(`opts.prot must be 'r' or 'rw', got ${describe(prot)}`);
-    if (opts.populate !== undefined && typeof opts.populate !== 'boolean') throw new TypeError(`opts.populate must be a boolean, got ${describe(opts.populate)}`);
+    if (prot !== 'r' && prot !== 'rw') throw new RangeError(`opts.prot must be 'r' or 'rw', got ${describeValue(prot)}`);
+    if (opts.populate !== undefined && typeof opts.populate !== 'boolean') throw new TypeError(`opts.populate must be a boolean, got ${describeValue(opts.populate)}`);
     const b = opts.backing;
     let kind: VmaKind;
     let granuleLen = ps;
@@ -122,7 +124,7 @@ export class UserMm {
     else if (typeof b === 'object' && b !== null && typeof b.device === 'string') {
       const r = m.region(b.device);
       if (r === undefined || (r.kind !== 'device' && r.kind !== 'pmem')) {
-        throw new RangeError(`opts.backing.device must name a device or pmem region, got ${describe(b.device)}`);
+        throw new RangeError(`opts.backing.device must name a device or pmem region, got ${describeValue(b.device)}`);
       }
       const offset = b.offset === undefined ? 0 : checkLen('opts.backing.offset', b.offset);
       if (offset % ps !== 0) return err('EINVAL', `device offset ${offset} is not page-aligned`);
@@ -132,10 +134,11 @@ export class UserMm {
       basePfn = (r.startNum + offset) / ps;
       kind = r.hasStructPage ? VmaKind.DevPages : VmaKind.PfnMap;
     } else {
-      throw new RangeError(`opts.backing must be 'anon', 'thp', 'hugetlb-2M', 'hugetlb-1G' or { device, offset }, got ${describe(b)}`);
+      throw new RangeError(`opts.backing must be 'anon', 'thp', 'hugetlb-2M', 'hugetlb-1G' or { device, offset }, got ${describeValue(b)}`);
     }
     const isHuge = kind === VmaKind.Hugetlb2M || kind === VmaKind.Hugetlb1G;
-    len = Math.ceil(len / (isHuge ? granuleLen : ps)) * (isHuge ? granuleLen : ps);
+    const lenUnit = isHuge ? granuleLen : ps;
+    len = Math.ceil(len / lenUnit) * lenUnit;
     const align = kind === VmaKind.Anon || region !== null ? ps : granuleLen;
     let start: number;
     if (opts.addr !== undefined) {
@@ -155,9 +158,9 @@ export class UserMm {
     const nGranules = Math.ceil((start + len) / granuleLen) - Math.floor(start / granuleLen);
     let pool = null;
     if (isHuge) {
-      pool = m.hugetlb[kind === VmaKind.Hugetlb2M ? '2M' : '1G'];
+      pool = m.hugetlb[hugetlbSize(kind)];
       if (pool.free.length - pool.reserved < nGranules) {
-        return err('ENOMEM', `hugetlb pool ${kind === VmaKind.Hugetlb2M ? '2M' : '1G'} has ${pool.free.length - pool.reserved} unreserved free pages, need ${nGranules}`);
+        return err('ENOMEM', `hugetlb pool ${hugetlbSize(kind)} has ${pool.free.length - pool.reserved} unreserved free pages, need ${nGranules}`);
       }
       pool.reserved += nGranules;
     }
@@ -249,22 +252,14 @@ export class UserMm {
       case VmaKind.Anon: {
         const f = m.allocUserFolio(0);
         if (f < 0) return -1;
-        const g = Math.floor(va / ps) - vma.slotBase;
-        vma.leafPfn![g] = m.folios.head[f];
-        vma.leafFolio![g] = f;
-        m.folios.refcount[f] = 1;
-        m.stats.pageFaults++;
+        this.mapFolio(vma.leafPfn!, vma.leafFolio!, Math.floor(va / ps) - vma.slotBase, f);
         return m.folios.head[f];
       }
       case VmaKind.Hugetlb2M:
       case VmaKind.Hugetlb1G: {
-        const f = m.allocHugetlbFolio(vma.kind === VmaKind.Hugetlb2M ? '2M' : '1G', true);
+        const f = m.allocHugetlbFolio(hugetlbSize(vma.kind), true);
         if (f < 0) return -1;
-        const g = Math.floor(va / vma.granuleLen) - vma.slotBase;
-        vma.leafPfn![g] = m.folios.head[f];
-        vma.leafFolio![g] = f;
-        m.folios.refcount[f] = 1;
-        m.stats.pageFaults++;
+        this.mapFolio(vma.leafPfn!, vma.leafFolio!, Math.floor(va / vma.granuleLen) - vma.slotBase, f);
         return this.pfnAt(vma, va);
       }
       case VmaKind.Thp: {
@@ -274,10 +269,7 @@ export class UserMm {
         if (vma.leafPfn![slot] === -1 && slotStart >= vma.start && slotStart + gl <= vma.end) {
           const f = m.allocUserFolio(m.thpOrder);
           if (f >= 0) {
-            vma.leafPfn![slot] = m.folios.head[f];
-            vma.leafFolio![slot] = f;
-            m.folios.refcount[f] = 1;
-            m.stats.pageFaults++;
+            this.mapFolio(vma.leafPfn!, vma.leafFolio!, slot, f);
             return this.pfnAt(vma, va);
           }
         }
@@ -286,16 +278,30 @@ export class UserMm {
         vma.leafPfn![slot] = -2;
         const f = m.allocUserFolio(0);
         if (f < 0) return -1;
-        const pi = Math.floor(va / ps) - vma.start / ps;
-        vma.ptePfn![pi] = m.folios.head[f];
-        vma.pteFolio![pi] = f;
-        m.folios.refcount[f] = 1;
-        m.stats.pageFaults++;
+        this.mapFolio(vma.ptePfn!, vma.pteFolio!, Math.floor(va / ps) - vma.start / ps, f);
         return m.folios.head[f];
       }
       default:
         return -1;
     }
+  }
+
+  /** Maps new folio f at entry i of a page table (pfn and folio columns): its one reference is the mapping's. */
+  private mapFolio(pfns: Float64Array, folios: Int32Array, i: number, f: number): void {
+    const m = this.machine;
+    pfns[i] = m.folios.head[f];
+    folios[i] = f;
+    m.folios.refcount[f] = 1;
+    m.stats.pageFaults++;
+  }
+
+  /** Drops the mapping at entry i of a page table, if present (its folio reference goes); true if one was there. */
+  private unmapEntry(pfns: Float64Array, folios: Int32Array, i: number): boolean {
+    if (pfns[i] < 0) return false;
+    this.machine.folioPut(folios[i], 1);
+    pfns[i] = -1;
+    folios[i] = -1;
+    return true;
   }
 
   /** The folio record index mapped at va (present pages only), or -1 (no struct page / not present). */
@@ -343,7 +349,7 @@ export class UserMm {
    */
   touch(addr: bigint, len: number, write: boolean): Result<void> {
     checkLen('len', len);
-    if (typeof write !== 'boolean') throw new TypeError(`write must be a boolean, got ${describe(write)}`);
+    if (typeof write !== 'boolean') throw new TypeError(`write must be a boolean, got ${describeValue(write)}`);
     const [s, e] = this.userRange(addr, len);
     const bad = this.checkAccess(s, e, write);
     if (bad !== null) return bad;
@@ -387,7 +393,7 @@ export class UserMm {
 
   /** Writes user memory through the page tables. Errors: EFAULT (unmapped or read-only; nothing written), ENOMEM. */
   writeUser(addr: bigint, bytes: Uint8Array): Result<void> {
-    if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array, got ${describe(bytes)}`);
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array, got ${describeValue(bytes)}`);
     const [s, e] = this.userRange(addr, bytes.length);
     const bad = this.checkAccess(s, e, true);
     if (bad !== null) return bad;
@@ -446,27 +452,14 @@ export class UserMm {
       case VmaKind.DevPages:
         return;
       case VmaKind.Anon:
-        for (let va = lo; va < hi; va += ps) {
-          const g = va / ps - v.slotBase;
-          if (v.leafPfn![g] >= 0) {
-            m.folioPut(v.leafFolio![g], 1);
-            v.leafPfn![g] = -1;
-            v.leafFolio![g] = -1;
-          }
-        }
+        for (let va = lo; va < hi; va += ps) this.unmapEntry(v.leafPfn!, v.leafFolio!, va / ps - v.slotBase);
         return;
       case VmaKind.Hugetlb2M:
       case VmaKind.Hugetlb1G: {
-        const pool = m.hugetlb[v.kind === VmaKind.Hugetlb2M ? '2M' : '1G'];
+        const pool = m.hugetlb[hugetlbSize(v.kind)];
         for (let va = lo; va < hi; va += v.granuleLen) {
-          const g = va / v.granuleLen - v.slotBase;
-          if (v.leafPfn![g] >= 0) {
-            m.folioPut(v.leafFolio![g], 1);
-            v.leafPfn![g] = -1;
-            v.leafFolio![g] = -1;
-          } else {
-            pool.reserved--;
-          }
+          // A huge page never faulted in still holds the mapping's reservation.
+          if (!this.unmapEntry(v.leafPfn!, v.leafFolio!, va / v.granuleLen - v.slotBase)) pool.reserved--;
         }
         return;
       }
@@ -477,15 +470,13 @@ export class UserMm {
           const s = Math.max(lo, slotVa), e = Math.min(hi, slotVa + gl);
           const pfn = v.leafPfn![slot];
           if (pfn >= 0) {
-            const f = v.leafFolio![slot];
             if (s === slotVa && e === slotVa + gl) {
-              m.folioPut(f, 1);
-              v.leafPfn![slot] = -1;
-              v.leafFolio![slot] = -1;
+              this.unmapEntry(v.leafPfn!, v.leafFolio!, slot);
               continue;
             }
             // Partial unmap of a PMD-mapped THP: split the PMD into base-page PTEs first
             // (__split_huge_pmd); each PTE then holds a reference to the folio.
+            const f = v.leafFolio![slot];
             this.ensurePte(v);
             const per = gl / ps;
             const p0 = slotVa / ps - v.start / ps;
@@ -497,14 +488,7 @@ export class UserMm {
             v.leafPfn![slot] = -2;
           }
           if (v.leafPfn![slot] === -2) {
-            for (let va = s; va < e; va += ps) {
-              const pi = va / ps - v.start / ps;
-              if (v.ptePfn![pi] >= 0) {
-                m.folioPut(v.pteFolio![pi], 1);
-                v.ptePfn![pi] = -1;
-                v.pteFolio![pi] = -1;
-              }
-            }
+            for (let va = s; va < e; va += ps) this.unmapEntry(v.ptePfn!, v.pteFolio!, va / ps - v.start / ps);
           }
         }
         return;

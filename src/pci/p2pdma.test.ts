@@ -10,25 +10,9 @@ import {
   cpuSupportsP2pdma, hostBridgeWhitelist, pciBusAddress, pciP2pdmaBusAddrMap, pciP2pdmaDistance, pciP2pdmaDistanceMany,
   pciP2pdmaMapType, pciP2pdmaState, pciResourceStart, pcimP2pdmaInit, pcimP2pdmaProvider, providerForRangeFlags,
 } from './p2pdma.ts';
-import { toPciDev, type CpuConfig } from './pci-dev.ts';
-import { fakeMm } from './testing.ts';
-import { buildPciTopology, pciDeviceMemoryFromConfig, type PciNodeConfig } from './topology.ts';
-
-const example = (hb = { vendor: 0x8086, device: 0x2030 }, swAcs = false): PciNodeConfig[] => [
-  { name: 'hb0', type: 'host-bridge', ...hb },
-  { name: 'rp0', type: 'root-port', parent: 'hb0' },
-  { name: 'sw0', type: 'switch', parent: 'rp0', acsRedirect: swAcs },
-  { name: 'nvme0', type: 'endpoint', parent: 'sw0', bars: [{ bytes: 16 * KiB }] },
-  { name: 'gpu0', type: 'endpoint', parent: 'sw0', bars: [{ bytes: 16 * GiB, p2p: true }] },
-  { name: 'rp1', type: 'root-port', parent: 'hb0' },
-  { name: 'tb0', type: 'endpoint', parent: 'rp1', untrusted: true },
-];
-
-function build(nodes: PciNodeConfig[], cpu: CpuConfig = { vendor: 'intel' }) {
-  const mm = fakeMm(pciDeviceMemoryFromConfig(nodes));
-  const topo = buildPciTopology(mm, nodes, cpu);
-  return { mm, topo, d: (n: string) => topo.device(n) };
-}
+import { toPciDev } from './pci-dev.ts';
+import { buildTestTopology as build, exampleTopology as example } from './test-topology.ts';
+import type { PciNodeConfig } from './topology.ts';
 
 const NOT_WHITELISTED = { vendor: 0x1022, device: 0x1480 };
 

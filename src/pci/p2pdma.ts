@@ -9,12 +9,12 @@
 // Model deviation: printk warnings (pci_warn) are INFO events with data.level 'warning' on the
 // machine's event log (source 'pci-p2pdma'): they are diagnostics, not violated kernel invariants.
 
-import { checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
+import { checkAddr, checkLen, err, hex, ok, type Result } from '../base/index.ts';
 import { rangeProvider } from '../phyr/flags.ts';
 import type { Device } from './device.ts';
 import {
   devIsPci, toPciDev,
-  type CpuConfig, type P2pdmaProvider, type PciDev, type PciHostBridge, type PciTopologyCore,
+  type CpuConfig, type P2pdmaProvider, type PciBar, type PciDev, type PciHostBridge, type PciTopologyCore,
 } from './pci-dev.ts';
 
 /** enum pci_p2pdma_map_type (include/linux/pci-p2pdma.h). UNKNOWN: not computed yet (cache miss). */
@@ -83,8 +83,7 @@ function hostBridgeWhitelistOne(host: PciHostBridge, sameHostBridge: boolean, wa
     return !(entry.flags & REQ_SAME_HOST_BRIDGE) || sameHostBridge;
   }
   if (warn) {
-    const id = `${root.vendor.toString(16).padStart(4, '0')}:${root.deviceId.toString(16).padStart(4, '0')}`;
-    note(root.topology, `${root.pciName}: host bridge ${id} is not in the P2PDMA whitelist`, {
+    note(root.topology, `${root.pciName}: host bridge ${root.pciIds} is not in the P2PDMA whitelist`, {
       hostBridge: host.name, vendor: root.vendor, device: root.deviceId,
     });
   }
@@ -296,9 +295,13 @@ export class PciP2pdmaMapState {
 export function providerForRangeFlags(topology: PciTopologyCore, rangeFlags: number): P2pdmaProvider | null {
   checkLen('rangeFlags', rangeFlags, 0, 0xffffffff);
   const id = rangeProvider(rangeFlags);
-  if (id === 0) return null;
+  return id === 0 ? null : providerWithId(topology, rangeFlags, id, 'this PCI topology');
+}
+
+/** The provider of a non-zero provider id taken from rangeFlags. @throws RangeError if `whose` topology has none. */
+function providerWithId(topology: PciTopologyCore, rangeFlags: number, id: number, whose: string): P2pdmaProvider {
   const p = topology.providerById(id);
-  if (!p) throw new RangeError(`rangeFlags carries provider id ${id}, which this PCI topology does not have (flags 0x${rangeFlags.toString(16)})`);
+  if (!p) throw new RangeError(`rangeFlags carries provider id ${id}, which ${whose} does not have (flags ${hex(rangeFlags)})`);
   return p;
 }
 
@@ -319,8 +322,7 @@ export function pciP2pdmaState(state: PciP2pdmaMapState, dev: Device, rangeFlags
     state.map = PCI_P2PDMA_MAP_NOT_SUPPORTED;
     return state.map;
   }
-  const provider = (dev.pci as PciDev).topology.providerById(id);
-  if (!provider) throw new RangeError(`rangeFlags carries provider id ${id}, which the PCI topology of ${dev.name} does not have`);
+  const provider = providerWithId((dev.pci as PciDev).topology, rangeFlags, id, `the PCI topology of ${dev.name}`);
   if (provider !== state.mem) {
     state.mem = provider;
     state.map = pciP2pdmaMapType(provider, dev);
@@ -328,18 +330,20 @@ export function pciP2pdmaState(state: PciP2pdmaMapState, dev: Device, rangeFlags
   return state.map;
 }
 
+/** BAR `bar` of a PCI function. @throws TypeError if dev is not PCI; RangeError if it has no such BAR. */
+function barOf(dev: Device, bar: number): PciBar {
+  const b = toPciDev(dev).bars.find((x) => x.index === bar);
+  if (!b) throw new RangeError(`bar must be a BAR of ${dev.name}, got ${bar}`);
+  return b;
+}
+
 /** pci_resource_start(): CPU physical address of a BAR. @throws RangeError if the BAR does not exist. */
 export function pciResourceStart(dev: Device, bar: number): bigint {
-  const pdev = toPciDev(dev);
-  const b = pdev.bars.find((x) => x.index === bar);
-  if (!b) throw new RangeError(`bar must be a BAR of ${dev.name}, got ${bar}`);
-  return b.region.start;
+  return barOf(dev, bar).region.start;
 }
 
 /** pci_bus_address(): bus address of a BAR (CPU physical + bus offset). @throws RangeError if the BAR does not exist. */
 export function pciBusAddress(dev: Device, bar: number): bigint {
-  const pdev = toPciDev(dev);
-  const b = pdev.bars.find((x) => x.index === bar);
-  if (!b) throw new RangeError(`bar must be a BAR of ${dev.name}, got ${bar}`);
+  const b = barOf(dev, bar);
   return (b.region.start + b.busOffset) & U64_MASK;
 }

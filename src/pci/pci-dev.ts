@@ -1,6 +1,6 @@
-// Models: struct pci_dev / struct pci_host_bridge as far as P2PDMA and the DMA layer need them
-// (include/linux/pci.h: bus number, devfn, pci_upstream_bridge(), pci_name(), pci_dev->untrusted,
-// the ACS control of a port; drivers/pci/p2pdma.c: struct pci_p2pdma, struct p2pdma_provider) (Linux 6.19).
+// Models: include/linux/pci.h, drivers/pci/p2pdma.c (Linux 6.19): struct pci_dev / struct pci_host_bridge
+// as far as P2PDMA and the DMA layer need them (bus number, devfn, pci_upstream_bridge(), pci_name(),
+// pci_dev->untrusted, the ACS control of a port) and struct pci_p2pdma, struct p2pdma_provider.
 // A Device (device.ts) is a PCI function when dev.pci holds a PciDev; toPciDev() is to_pci_dev().
 
 import type { MachineMm, MemRegion } from '../mm/types.ts';
@@ -59,6 +59,11 @@ export interface PciTopologyCore {
    * nothing recorded) when the id space is exhausted.
    */
   registerProviders(fields: ReadonlyArray<Omit<P2pdmaProvider, 'id'>>): P2pdmaProvider[] | null;
+}
+
+/** v in lower-case hex, zero-padded to `width` digits. */
+function hexDigits(v: number, width: number): string {
+  return v.toString(16).padStart(width, '0');
 }
 
 /** A PCI host bridge (struct pci_host_bridge) with its root bus. */
@@ -135,8 +140,12 @@ export class PciDev {
 
   /** pci_name(): "dddd:bb:ss.f". */
   get pciName(): string {
-    const h = (v: number, w: number) => v.toString(16).padStart(w, '0');
-    return `${h(this.domain, 4)}:${h(this.bus, 2)}:${h(this.slot, 2)}.${this.fn}`;
+    return `${hexDigits(this.domain, 4)}:${hexDigits(this.bus, 2)}:${hexDigits(this.slot, 2)}.${this.fn}`;
+  }
+
+  /** Vendor and device id as lspci prints them: "vvvv:dddd". */
+  get pciIds(): string {
+    return `${hexDigits(this.vendor, 4)}:${hexDigits(this.deviceId, 4)}`;
   }
 
   /** pci_dev_id(): bus << 8 | devfn. */

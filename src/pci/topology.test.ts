@@ -4,23 +4,8 @@ import { GiB, KiB } from '../base/index.ts';
 import { rangeProvider } from '../phyr/flags.ts';
 import { Device } from './device.ts';
 import { devIsPci, toPciDev } from './pci-dev.ts';
-import { fakeMm } from './testing.ts';
+import { buildTestTopology as build, exampleTopology as example, pciTestMachine } from './test-topology.ts';
 import { buildPciTopology, pciDeviceMemoryFromConfig, pciTopologyOf, type PciNodeConfig } from './topology.ts';
-
-const example = (): PciNodeConfig[] => [
-  { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
-  { name: 'rp0', type: 'root-port', parent: 'hb0' },
-  { name: 'sw0', type: 'switch', parent: 'rp0', acsRedirect: false },
-  { name: 'nvme0', type: 'endpoint', parent: 'sw0', bars: [{ bytes: 16 * KiB }] },
-  { name: 'gpu0', type: 'endpoint', parent: 'sw0', bars: [{ bytes: 16 * GiB, p2p: true }] },
-  { name: 'rp1', type: 'root-port', parent: 'hb0' },
-  { name: 'tb0', type: 'endpoint', parent: 'rp1', untrusted: true },
-];
-
-function build(nodes: PciNodeConfig[], cpu = { vendor: 'intel' as const }) {
-  const mm = fakeMm(pciDeviceMemoryFromConfig(nodes));
-  return { mm, topo: buildPciTopology(mm, nodes, cpu) };
-}
 
 describe('pciDeviceMemoryFromConfig', () => {
   it('lists one region per BAR, p2p BARs with pgmap', () => {
@@ -128,16 +113,16 @@ describe('buildPciTopology', () => {
 
   it('rejects BARs the machine does not have, of the wrong size, or pushed out of 64 bits', () => {
     const n = example();
-    expect(() => buildPciTopology(fakeMm([]), n, { vendor: 'intel' })).toThrow(/bars\[0\]: the machine has no memory region "nvme0\.bar0"/);
+    expect(() => buildPciTopology(pciTestMachine([]), n, { vendor: 'intel' })).toThrow(/bars\[0\]: the machine has no memory region "nvme0\.bar0"/);
     const wrong = pciDeviceMemoryFromConfig(n).map((d) => ({ ...d, bytes: d.bytes * 2 }));
-    expect(() => buildPciTopology(fakeMm(wrong), n, { vendor: 'intel' })).toThrow(/must be a device region of 16384 bytes/);
+    expect(() => buildPciTopology(pciTestMachine(wrong), n, { vendor: 'intel' })).toThrow(/must be a device region of 16384 bytes/);
     n[3].bars = [{ bytes: 16 * KiB, busOffset: -(1n << 63n) }];
     expect(() => build(n)).toThrow(/\(nvme0\)\.bars\[0\]\.busOffset moves the BAR outside/);
   });
 
   it('rejects a bad cpu config and a second topology on one machine', () => {
     const n = example();
-    const mm = fakeMm(pciDeviceMemoryFromConfig(n));
+    const mm = pciTestMachine(pciDeviceMemoryFromConfig(n));
     expect(() => buildPciTopology(mm, n, { vendor: 'via' as 'intel' })).toThrow(/cpu\.vendor must be one of/);
     expect(() => buildPciTopology(mm, n, { vendor: 'amd', family: -1 })).toThrow(/cpu\.family must be an integer/);
     buildPciTopology(mm, n, { vendor: 'amd' });

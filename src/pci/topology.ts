@@ -1,6 +1,6 @@
-// Models: PCI enumeration as far as DMA and P2PDMA need it (drivers/pci/probe.c: host bridges, root
-// buses, bus numbers assigned depth first, devfn; pci_upstream_bridge(); untrusted devices below
-// external-facing ports, drivers/pci/probe.c set_pcie_untrusted) (Linux 6.x), built from a machine config.
+// Models: drivers/pci/probe.c (Linux 6.x): PCI enumeration as far as DMA and P2PDMA need it (host
+// bridges, root buses, bus numbers assigned depth first, devfn; pci_upstream_bridge(); untrusted
+// devices below external-facing ports, set_pcie_untrusted), built from a machine config.
 //
 // Build in two phases because BARs are regions of the machine's physical memory map, which exists
 // before the topology: pciDeviceMemoryFromConfig(nodes) lists the BARs the machine must place;
@@ -15,7 +15,7 @@
 // Model deviation: BARs (and their ACS/P2P settings) belong to function 0 of an endpoint; the
 // other functions have none. ARI (more than 8 functions) is not modeled.
 
-import { checkAddr } from '../base/index.ts';
+import { checkAddr, isPow2 } from '../base/index.ts';
 import type { MachineMm, MemRegion } from '../mm/types.ts';
 import { RANGE_PROVIDER_MAX } from '../phyr/flags.ts';
 import { Device } from './device.ts';
@@ -108,10 +108,6 @@ function checkId(where: string, field: string, v: unknown, required: boolean): v
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff) {
     fail(where, field, required ? 'is required: an integer in [0, 0xffff]' : 'must be an integer in [0, 0xffff]', v);
   }
-}
-
-function isPow2(n: number): boolean {
-  return n > 0 && 2 ** Math.round(Math.log2(n)) === n;
 }
 
 /**
@@ -304,9 +300,8 @@ export class PciTopology implements PciTopologyCore {
 
   /** One line per function, lspci-style: "0000:01:00.0 gpu0 endpoint 10de:0000 [acs] [untrusted]". */
   lspci(): string[] {
-    const h = (v: number) => v.toString(16).padStart(4, '0');
     return this.order.map((p) => {
-      let s = `${p.pciName} ${p.name} ${p.kind} ${h(p.vendor)}:${h(p.deviceId)}`;
+      let s = `${p.pciName} ${p.name} ${p.kind} ${p.pciIds}`;
       if (p.upstream) s += ` <- ${p.upstream.name}`;
       if (p.acsRedirect) s += ' acs-redir';
       if (p.device.untrusted) s += ' untrusted';

@@ -7,7 +7,7 @@
 // Uint32Array column.
 
 import { checkAddr, checkLen } from '../base/addr.ts';
-import { PlainCursor, makeCursor, KIND_BVEC, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { BvecCursor, makeCursor, KIND_BVEC, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
 import { RANGE_NOPAGE } from './flags.ts';
 import { checkPageSize } from './page-array.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
@@ -215,7 +215,7 @@ export class BvecList implements RangeSource {
 
   /** A cursor over the bio_vecs (multi-page view) with the given segment limits. */
   cursor(opts?: CursorOptions): RangeCursor {
-    return opts === undefined ? new PlainCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
+    return opts === undefined ? new BvecCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
   }
 
   /** One Range per bio_vec. */

@@ -100,7 +100,7 @@ describe('conversions', () => {
   });
 });
 
-describe('PlainCursor details', () => {
+describe('no-limits cursor details (AddrLenCursor)', () => {
   it('counts consumed lazily and refuses a budget on a walk that has not stopped', () => {
     const p = PhyrList.from([{ addr: 0n, len: 10 }, { addr: 100n, len: 20 }, { addr: 200n, len: 30 }]);
     const c = p.cursor({ skip: 5 });

@@ -2,16 +2,16 @@
 // struct bvec_iter's small copyable position (include/linux/bvec.h, reference 8.3) and the segment
 // production of blk_map_iter_next / get_max_segment_size (block/blk-mq-dma.c, reference 4.3).
 //
-// Two cursor classes serve every layout in src/phyr; each layout describes its storage as a small
-// set of typed-array columns (CursorColumns) and the cursors read entry i with a branch on the
-// layout kind, so consumer call sites (c.next(), c.addrNum, c.len) see at most these two classes
-// whatever layout they walk:
-//   - PlainCursor: a walk with no limits, no merge and no budget (the common hot walk). It keeps only
-//     the position and computes the segment in its getters; next() is one store.
-//   - ColumnCursor: every other walk (limits, merge, budget, virt boundary).
-// makeCursor() picks one; layouts call it from cursor(). Measured in bench/phyr.bench.ts (why the
-// fast paths look the way they do: each extra branch in the PlainCursor getters cost the phyr walk
-// ~20% in V8, so only the address + length and bvec kinds get one; page layouts take the general path).
+// Each layout describes its storage as a small set of typed-array columns (CursorColumns). Walks come
+// in two families:
+//   - the no-limits walk (no maxSegmentLen, segBoundaryMask, virtBoundaryMask, merge or budget; skip
+//     allowed), the common hot walk: one small class per storage kind (AddrLenCursor for phyr and
+//     dmalist, BvecCursor, PageListCursor, PageArrayCursor), which each layout's cursor() returns
+//     directly. A consumer that walks one layout then sees one class at c.done / c.addrNum / c.len /
+//     c.next(), V8 inlines the walk and usually removes the cursor object (escape analysis);
+//   - ColumnCursor: every other walk (limits, merge, budget, virt boundary), one class for all kinds
+//     with a branch on the storage kind.
+// makeCursor() picks one. Measured in bench/phyr.bench.ts (cursor walk vs a bare loop, per layout).
 //
 // Segment semantics (what a consumer sees), from the current position:
 //   - a segment never spans two source entries unless `merge` is set and the entries are
@@ -476,124 +476,89 @@ export class ColumnCursor implements RangeCursor {
   }
 }
 
+// ---- The layout-specialised no-limits cursors.
+//
+// One small class per storage kind for the walk with no limits, merge or budget (the hot walk), so a
+// consumer that walks one layout sees one class at c.done / c.addrNum / c.len / c.next() and V8 can
+// inline the whole walk, usually dropping the cursor object altogether (escape analysis). That is why
+// each class stands alone: a base class would put the allocation in a super() call V8 does not
+// inline. AddrLenCursor, BvecCursor and PageListCursor keep only the position and compute the
+// segment in their getters (next() is two stores); PageArrayCursor fills segment fields in next()
+// instead, which measured faster for its very cheap entries (and slower for the others: bench/
+// phyr.bench.ts, V8 12 / Node 20). `consumed` is summed lazily by all of them.
+//
+// Position: entry i, with `off` bytes of raw entry i already consumed. A raw entry is the stored
+// entry before the page layouts' header trims: the walk starts `base` raw bytes in (a page layout's
+// first offset plus skip), and the last raw entry of a page layout ends where the walk ends.
+
+/** advance() checks shared by the plain cursors (cold). */
+function checkAdvance(bytes: number, len: number, done: boolean): void {
+  if (done) throw new RangeError(`advance(${bytes}) on a finished cursor (stopReason end)`);
+  if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes <= 0 || bytes > len) {
+    throw new RangeError(`bytes must be an integer in [1, ${len}], got ${String(bytes)}`);
+  }
+}
+
 /**
- * The cursor for a walk with no limits, no merge and no budget: every segment is (the rest of) one
- * entry. It keeps only the position (entry index; an offset into one entry) and computes the segment
- * in its getters, so next() is one store; `consumed` is summed lazily. ColumnCursor covers every
- * other walk.
- *
- * Page layouts are walked as whole raw pages/chunks: the header's first offset is the initial offset
- * into entry 0, and the last entry is cut short by tailCut, so only the last entry needs a check.
+ * A plain walk stops only at its end, where resume() leaves it done. Resuming a walk that has not
+ * stopped is outside the protocol: with no budget it does nothing; with a budget it throws (create
+ * the cursor with opts.budget instead).
  */
-export class PlainCursor implements RangeCursor {
-  private readonly kind: number = 0;
-  private readonly n: number = 0;
-  private readonly ca: Float64Array = EMPTY_F64;
-  private readonly cl: Float64Array = EMPTY_F64;
-  private readonly cl32: Uint32Array = EMPTY_U32;
-  private readonly co32: Uint32Array = EMPTY_U32;
-  private readonly cord: Uint8Array = EMPTY_U8;
-  private readonly cf: Uint32Array = EMPTY_U32;
-  private readonly hasF: boolean = false;
-  private readonly fc: number = 0;
-  private readonly ps: number = 0;
-  private readonly fits: boolean = false;
-  private readonly cols: CursorColumns = EMPTY_COLS;
-  /** Page layouts: index of the last entry and the bytes cut from its end. */
-  private readonly lastI: number = -1;
-  private readonly tailCut: number = 0;
-  /** Raw bytes before the walk's first byte: the header's first offset plus skip. */
-  private readonly base: number = 0;
-  /**
-   * The kind for the getters' fast path, or -1 while the current entry is offI (an offset applies):
-   * the getters then take the general path. next() restores it.
-   */
-  private mode: number = 0;
+function plainResume(budget: number | undefined, done: boolean): void {
+  if (budget === undefined || done) return;
+  checkLen('budget', budget, 0);
+  throw new RangeError(`resume(${budget}): the walk has not stopped; pass opts.budget when creating the cursor`);
+}
+
+/** The no-limits walk over an address + length list (PhyrList, DmaList): one segment per entry. */
+export class AddrLenCursor implements RangeCursor {
+  private readonly n: number;
+  private readonly a: Float64Array;
+  private readonly l: Float64Array;
+  private readonly f: Uint32Array;
+  private readonly hasF: boolean;
+  private readonly fc: number;
+  private readonly fits: boolean;
+  private readonly cols: CursorColumns;
+  /** Raw bytes before the walk's first byte. */
+  private readonly base: number;
   private i: number = 0;
-  /** Bytes already consumed of raw entry offI (first offset, skip or a partial advance); other entries start whole. */
+  /** Bytes of raw entry i already consumed (0 after next()). */
   private off: number = 0;
-  private offI: number = -1;
   /** Lazy consumed: raw bytes before entry accI. */
   private accI: number = 0;
   private acc: number = 0;
 
-  constructor(cols: CursorColumns, skip: number, from?: PlainCursor) {
-    const k = cols.kind;
-    const n = cols.n;
-    this.kind = k;
-    this.n = n;
-    this.ca = cols.a;
-    this.cl = cols.l;
-    this.cl32 = cols.l32;
-    this.co32 = cols.o32;
-    this.cord = cols.ord;
-    this.cf = cols.f ?? EMPTY_U32;
+  /** @internal Use the layout's cursor(). */
+  constructor(cols: CursorColumns, skip: number, from?: AddrLenCursor) {
+    this.n = cols.n;
+    this.a = cols.a;
+    this.l = cols.l;
+    this.f = cols.f ?? EMPTY_U32;
     this.hasF = cols.f !== null;
     this.fc = cols.fc;
-    this.ps = cols.ps;
     this.fits = cols.fits;
     this.cols = cols;
-    const pages = k === KIND_PAGES || k === KIND_PAGEARRAY;
-    if (pages && n > 0) {
-      const fullLast = k === KIND_PAGES ? cols.ps * POW2[cols.ord[n - 1]] : cols.ps;
-      this.lastI = n - 1;
-      this.tailCut = fullLast - cols.lastLen - (n === 1 ? cols.firstOff : 0);
-    }
-    const firstOff = pages ? cols.firstOff : 0;
-    this.base = firstOff + skip;
-    this.mode = k;
+    this.base = skip;
     if (from !== undefined) {
-      this.mode = from.mode;
       this.i = from.i;
       this.off = from.off;
-      this.offI = from.offI;
       this.accI = from.accI;
       this.acc = from.acc;
     } else if (this.base > 0) {
-      this.seek(this.base);
+      let left = this.base;
+      let i = 0;
+      while (i < this.n) {
+        const l = this.rawLen(i);
+        if (left < l) break;
+        left -= l;
+        i++;
+      }
+      this.i = i;
+      this.off = left;
+      this.accI = i;
+      this.acc = this.base - left;
     }
-  }
-
-  /** Positions at raw byte `pos`: whole entries first, then an offset into one. */
-  private seek(pos: number): void {
-    let i = 0;
-    let left = pos;
-    let acc = 0;
-    while (i < this.n) {
-      const l = this.rawLen(i);
-      if (left < l) break;
-      left -= l;
-      acc += l;
-      i++;
-    }
-    this.i = i;
-    this.off = left;
-    this.offI = i;
-    if (left > 0) this.mode = -1;
-    this.accI = i;
-    this.acc = acc;
-  }
-
-  /** Start of raw entry i (a page layout's entry 0 without the first offset). */
-  private rawStart(i: number): number {
-    const k = this.kind;
-    if (k === KIND_ADDR_LEN) return this.ca[i];
-    if (k === KIND_BVEC) return this.ca[i] * this.ps + this.co32[i];
-    return this.ca[i] * this.ps;
-  }
-
-  /** Length of raw entry i, the last one cut by tailCut. */
-  private rawLen(i: number): number {
-    const k = this.kind;
-    if (k === KIND_ADDR_LEN) return this.cl[i];
-    if (k === KIND_BVEC) return this.cl32[i];
-    const full = k === KIND_PAGES ? this.ps * POW2[this.cord[i]] : this.ps;
-    return i === this.lastI ? full - this.tailCut : full;
-  }
-
-  /** Bytes of entry i already consumed (0 except at offI). */
-  private offAt(i: number): number {
-    return i === this.offI ? this.off : 0;
   }
 
   get done(): boolean {
@@ -606,33 +571,24 @@ export class PlainCursor implements RangeCursor {
 
   get addrNum(): number {
     const i = this.i;
-    if (i >= this.n) return 0;
-    const m = this.mode;
-    if (m === KIND_ADDR_LEN) return this.ca[i];
-    if (m === KIND_BVEC) return this.ca[i] * this.ps + this.co32[i];
-    return this.rawStart(i) + this.offAt(i);
+    return i < this.n ? this.a[i] + this.off : 0;
+  }
+
+  get len(): number {
+    const i = this.i;
+    return i < this.n ? this.l[i] - this.off : 0;
   }
 
   get addr(): bigint {
     const i = this.i;
     if (i >= this.n) return 0n;
-    if (this.fits) return BigInt(this.rawStart(i) + this.offAt(i));
-    // Only the address + length layouts and bvecs can exceed 2^53; their raw start is the entry start.
-    return columnsEntryStartBig(this.cols, i) + BigInt(this.offAt(i));
-  }
-
-  get len(): number {
-    const i = this.i;
-    if (i >= this.n) return 0;
-    const m = this.mode;
-    if (m === KIND_ADDR_LEN) return this.cl[i];
-    if (m === KIND_BVEC) return this.cl32[i];
-    return this.rawLen(i) - this.offAt(i);
+    if (this.fits) return BigInt(this.a[i] + this.off);
+    return columnsEntryStartBig(this.cols, i) + BigInt(this.off);
   }
 
   get flags(): number {
     const i = this.i;
-    return i >= this.n ? 0 : this.hasF ? this.cf[i] : this.fc;
+    return i >= this.n ? 0 : this.hasF ? this.f[i] : this.fc;
   }
 
   get consumed(): number {
@@ -641,7 +597,7 @@ export class PlainCursor implements RangeCursor {
     for (let j = this.accI; j < i; j++) acc += this.rawLen(j);
     this.acc = acc;
     this.accI = i;
-    return acc + this.offAt(i) - this.base;
+    return acc + (i < this.n ? this.off : 0) - this.base;
   }
 
   /** Consumes the whole current segment (the rest of the entry); returns !done. */
@@ -649,50 +605,450 @@ export class PlainCursor implements RangeCursor {
     const i = this.i;
     if (i >= this.n) return false;
     this.i = i + 1;
-    if (this.mode < 0) this.mode = this.kind;
+    this.off = 0;
     return i + 1 < this.n;
   }
 
   /** Consumes `bytes` (0 < bytes <= len) of the current segment. */
   advance(bytes: number): void {
-    if (this.i >= this.n) throw new RangeError(`advance(${bytes}) on a finished cursor (stopReason end)`);
-    const i = this.i;
-    const len = this.rawLen(i) - this.offAt(i);
-    if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes <= 0 || bytes > len) {
-      throw new RangeError(`bytes must be an integer in [1, ${len}], got ${String(bytes)}`);
-    }
-    if (bytes === len) {
-      this.next();
-    } else {
-      this.off = this.offAt(i) + bytes;
-      this.offI = i;
-      this.mode = -1;
-    }
+    const len = this.len;
+    checkAdvance(bytes, len, this.i >= this.n);
+    if (bytes === len) this.next();
+    else this.off += bytes;
   }
 
   /** An independent copy at the same position. */
-  clone(): PlainCursor {
-    return new PlainCursor(this.cols, this.base - (this.kind === KIND_PAGES || this.kind === KIND_PAGEARRAY ? this.cols.firstOff : 0), this);
+  clone(): AddrLenCursor {
+    return new AddrLenCursor(this.cols, this.base, this);
   }
 
-  /**
-   * A plain walk stops only at its end, where resume() leaves it done. Resuming a walk that has not
-   * stopped is outside the protocol: with no budget it does nothing; with a budget it throws (create
-   * the cursor with opts.budget instead).
-   */
+  /** See plainResume: a plain walk only stops at its end. */
   resume(budget?: number): void {
-    if (budget === undefined || this.i >= this.n) return;
-    checkLen('budget', budget, 0);
-    throw new RangeError(`resume(${budget}): the walk has not stopped; pass opts.budget when creating the cursor`);
+    plainResume(budget, this.i >= this.n);
+  }
+
+  /** Length of raw entry i. */
+  private rawLen(i: number): number {
+    return this.l[i];
+  }
+}
+
+/** The no-limits walk over a bio_vec array: one segment per (multi-page) bio_vec. */
+export class BvecCursor implements RangeCursor {
+  private readonly n: number;
+  private readonly p: Float64Array;
+  private readonly l: Uint32Array;
+  private readonly o: Uint32Array;
+  private readonly ps: number;
+  private readonly f: Uint32Array;
+  private readonly hasF: boolean;
+  private readonly fc: number;
+  private readonly fits: boolean;
+  private readonly cols: CursorColumns;
+  /** Raw bytes before the walk's first byte. */
+  private readonly base: number;
+  private i: number = 0;
+  /** Bytes of raw entry i already consumed (0 after next()). */
+  private off: number = 0;
+  /** Lazy consumed: raw bytes before entry accI. */
+  private accI: number = 0;
+  private acc: number = 0;
+
+  /** @internal Use BvecList.cursor(). */
+  constructor(cols: CursorColumns, skip: number, from?: BvecCursor) {
+    this.n = cols.n;
+    this.p = cols.a;
+    this.l = cols.l32;
+    this.o = cols.o32;
+    this.ps = cols.ps;
+    this.f = cols.f ?? EMPTY_U32;
+    this.hasF = cols.f !== null;
+    this.fc = cols.fc;
+    this.fits = cols.fits;
+    this.cols = cols;
+    this.base = skip;
+    if (from !== undefined) {
+      this.i = from.i;
+      this.off = from.off;
+      this.accI = from.accI;
+      this.acc = from.acc;
+    } else if (this.base > 0) {
+      let left = this.base;
+      let i = 0;
+      while (i < this.n) {
+        const l = this.rawLen(i);
+        if (left < l) break;
+        left -= l;
+        i++;
+      }
+      this.i = i;
+      this.off = left;
+      this.accI = i;
+      this.acc = this.base - left;
+    }
+  }
+
+  get done(): boolean {
+    return this.i >= this.n;
+  }
+
+  get stopReason(): StopReason | null {
+    return this.i >= this.n ? 'end' : null;
+  }
+
+  get addrNum(): number {
+    const i = this.i;
+    return i < this.n ? this.p[i] * this.ps + this.o[i] + this.off : 0;
+  }
+
+  get len(): number {
+    const i = this.i;
+    return i < this.n ? this.l[i] - this.off : 0;
+  }
+
+  get addr(): bigint {
+    const i = this.i;
+    if (i >= this.n) return 0n;
+    if (this.fits) return BigInt(this.p[i] * this.ps + this.o[i] + this.off);
+    return columnsEntryStartBig(this.cols, i) + BigInt(this.off);
+  }
+
+  get flags(): number {
+    const i = this.i;
+    return i >= this.n ? 0 : this.hasF ? this.f[i] : this.fc;
+  }
+
+  get consumed(): number {
+    let acc = this.acc;
+    const i = this.i;
+    for (let j = this.accI; j < i; j++) acc += this.rawLen(j);
+    this.acc = acc;
+    this.accI = i;
+    return acc + (i < this.n ? this.off : 0) - this.base;
+  }
+
+  /** Consumes the whole current segment (the rest of the entry); returns !done. */
+  next(): boolean {
+    const i = this.i;
+    if (i >= this.n) return false;
+    this.i = i + 1;
+    this.off = 0;
+    return i + 1 < this.n;
+  }
+
+  /** Consumes `bytes` (0 < bytes <= len) of the current segment. */
+  advance(bytes: number): void {
+    const len = this.len;
+    checkAdvance(bytes, len, this.i >= this.n);
+    if (bytes === len) this.next();
+    else this.off += bytes;
+  }
+
+  /** An independent copy at the same position. */
+  clone(): BvecCursor {
+    return new BvecCursor(this.cols, this.base, this);
+  }
+
+  /** See plainResume: a plain walk only stops at its end. */
+  resume(budget?: number): void {
+    plainResume(budget, this.i >= this.n);
+  }
+
+  /** Length of raw entry i. */
+  private rawLen(i: number): number {
+    return this.l[i];
   }
 }
 
 /**
- * The cursor for a walk over `cols` with these options: PlainCursor when there is nothing to apply
- * (no limits, merge or budget), ColumnCursor otherwise. Validates opts either way.
+ * The no-limits walk over a struct page * array: one segment per page, the first and last trimmed.
+ * Unlike the other plain cursors it keeps the current segment in fields that next() fills: its bare
+ * loop is so cheap (one multiply per page) that the getters' extra checks would cost half of it.
+ */
+export class PageArrayCursor implements RangeCursor {
+  private readonly n: number;
+  private readonly p: Float64Array;
+  private readonly ps: number;
+  private readonly lastI: number;
+  /** Raw length of the last page: its walked length, plus the first offset when it is also the first. */
+  private readonly lastRaw: number;
+  private readonly f: Uint32Array;
+  private readonly hasF: boolean;
+  private readonly fc: number;
+  private readonly cols: CursorColumns;
+  /** Raw bytes before the walk's first byte. */
+  private readonly base: number;
+  private i: number = 0;
+  /** Bytes of raw entry i already consumed (0 after next()). */
+  private off: number = 0;
+  /** Lazy consumed: raw bytes before entry accI. */
+  private accI: number = 0;
+  private acc: number = 0;
+  /** The current segment (see RangeCursor). */
+  done: boolean = false;
+  addrNum: number = 0;
+  len: number = 0;
+
+  /** @internal Use PageArray.cursor(). */
+  constructor(cols: CursorColumns, skip: number, from?: PageArrayCursor) {
+    const n = cols.n;
+    const ps = cols.ps;
+    this.n = n;
+    this.p = cols.a;
+    this.ps = ps;
+    this.lastI = n - 1;
+    const lastRaw = cols.lastLen + (n === 1 ? cols.firstOff : 0);
+    this.lastRaw = lastRaw;
+    this.f = cols.f ?? EMPTY_U32;
+    this.hasF = cols.f !== null;
+    this.fc = cols.fc;
+    this.cols = cols;
+    const base = cols.firstOff + skip;
+    this.base = base;
+    if (from !== undefined) {
+      this.i = from.i;
+      this.off = from.off;
+      this.accI = from.accI;
+      this.acc = from.acc;
+      this.done = from.done;
+      this.addrNum = from.addrNum;
+      this.len = from.len;
+      return;
+    }
+    // Every raw page is ps bytes except the last (lastRaw): the start position is arithmetic.
+    let i = Math.min(Math.floor(base / ps), n);
+    if (i === n - 1 && base - i * ps >= lastRaw) i = n;
+    const off = i >= n ? 0 : base - i * ps;
+    this.i = i;
+    this.off = off;
+    this.accI = i;
+    this.acc = base - off;
+    if (i >= n) {
+      this.done = true;
+    } else {
+      this.addrNum = this.p[i] * ps + off;
+      this.len = (i === n - 1 ? lastRaw : ps) - off;
+    }
+  }
+
+  get stopReason(): StopReason | null {
+    return this.done ? 'end' : null;
+  }
+
+  get addr(): bigint {
+    return BigInt(this.addrNum);
+  }
+
+  get flags(): number {
+    const i = this.i;
+    return i >= this.n ? 0 : this.hasF ? this.f[i] : this.fc;
+  }
+
+  get consumed(): number {
+    let acc = this.acc;
+    const i = this.i;
+    for (let j = this.accI; j < i; j++) acc += j === this.lastI ? this.lastRaw : this.ps;
+    this.acc = acc;
+    this.accI = i;
+    return acc + (i < this.n ? this.off : 0) - this.base;
+  }
+
+  /** Consumes the whole current segment (the rest of the page); returns !done. */
+  next(): boolean {
+    const i = this.i + 1;
+    if (i < this.lastI) {
+      this.i = i;
+      this.off = 0;
+      this.addrNum = this.p[i] * this.ps;
+      this.len = this.ps;
+      return true;
+    }
+    return this.nextTail(i);
+  }
+
+  /** next() onto the last page or past it (or on a finished walk). */
+  private nextTail(i: number): boolean {
+    if (this.done) return false;
+    this.i = i;
+    this.off = 0;
+    if (i === this.lastI) {
+      this.addrNum = this.p[i] * this.ps;
+      this.len = this.lastRaw;
+      return true;
+    }
+    this.done = true;
+    this.addrNum = 0;
+    this.len = 0;
+    return false;
+  }
+
+  /** Consumes `bytes` (0 < bytes <= len) of the current segment. */
+  advance(bytes: number): void {
+    const len = this.len;
+    checkAdvance(bytes, len, this.done);
+    if (bytes === len) {
+      this.next();
+      return;
+    }
+    this.off += bytes;
+    this.addrNum += bytes;
+    this.len = len - bytes;
+  }
+
+  /** An independent copy at the same position. */
+  clone(): PageArrayCursor {
+    return new PageArrayCursor(this.cols, this.base - this.cols.firstOff, this);
+  }
+
+  /** See plainResume: a plain walk only stops at its end. */
+  resume(budget?: number): void {
+    plainResume(budget, this.done);
+  }
+}
+
+/** The no-limits walk over a page list: one segment per aligned chunk, the first and last trimmed. */
+export class PageListCursor implements RangeCursor {
+  private readonly n: number;
+  private readonly p: Float64Array;
+  private readonly ord: Uint8Array;
+  private readonly ps: number;
+  private readonly lastI: number;
+  /** Raw length of the last chunk: its walked length, plus the first offset when it is also the first. */
+  private readonly lastRaw: number;
+  private readonly f: Uint32Array;
+  private readonly hasF: boolean;
+  private readonly fc: number;
+  private readonly cols: CursorColumns;
+  /** Raw bytes before the walk's first byte. */
+  private readonly base: number;
+  private i: number = 0;
+  /** Bytes of raw entry i already consumed (0 after next()). */
+  private off: number = 0;
+  /** Lazy consumed: raw bytes before entry accI. */
+  private accI: number = 0;
+  private acc: number = 0;
+
+  /** @internal Use PageList.cursor(). */
+  constructor(cols: CursorColumns, skip: number, from?: PageListCursor) {
+    this.n = cols.n;
+    this.p = cols.a;
+    this.ord = cols.ord;
+    this.ps = cols.ps;
+    this.lastI = cols.n - 1;
+    this.lastRaw = cols.lastLen + (cols.n === 1 ? cols.firstOff : 0);
+    this.f = cols.f ?? EMPTY_U32;
+    this.hasF = cols.f !== null;
+    this.fc = cols.fc;
+    this.cols = cols;
+    this.base = cols.firstOff + skip;
+    if (from !== undefined) {
+      this.i = from.i;
+      this.off = from.off;
+      this.accI = from.accI;
+      this.acc = from.acc;
+    } else if (this.base > 0) {
+      let left = this.base;
+      let i = 0;
+      while (i < this.n) {
+        const l = this.rawLen(i);
+        if (left < l) break;
+        left -= l;
+        i++;
+      }
+      this.i = i;
+      this.off = left;
+      this.accI = i;
+      this.acc = this.base - left;
+    }
+  }
+
+  get done(): boolean {
+    return this.i >= this.n;
+  }
+
+  get stopReason(): StopReason | null {
+    return this.i >= this.n ? 'end' : null;
+  }
+
+  get addrNum(): number {
+    const i = this.i;
+    return i < this.n ? this.p[i] * this.ps + this.off : 0;
+  }
+
+  get len(): number {
+    const i = this.i;
+    if (i < this.lastI) return this.ps * POW2[this.ord[i]] - this.off;
+    return i === this.lastI ? this.lastRaw - this.off : 0;
+  }
+
+  get addr(): bigint {
+    const i = this.i;
+    return i >= this.n ? 0n : BigInt(this.p[i] * this.ps + this.off);
+  }
+
+  get flags(): number {
+    const i = this.i;
+    return i >= this.n ? 0 : this.hasF ? this.f[i] : this.fc;
+  }
+
+  get consumed(): number {
+    let acc = this.acc;
+    const i = this.i;
+    for (let j = this.accI; j < i; j++) acc += this.rawLen(j);
+    this.acc = acc;
+    this.accI = i;
+    return acc + (i < this.n ? this.off : 0) - this.base;
+  }
+
+  /** Consumes the whole current segment (the rest of the entry); returns !done. */
+  next(): boolean {
+    const i = this.i;
+    if (i >= this.n) return false;
+    this.i = i + 1;
+    this.off = 0;
+    return i + 1 < this.n;
+  }
+
+  /** Consumes `bytes` (0 < bytes <= len) of the current segment. */
+  advance(bytes: number): void {
+    const len = this.len;
+    checkAdvance(bytes, len, this.i >= this.n);
+    if (bytes === len) this.next();
+    else this.off += bytes;
+  }
+
+  /** An independent copy at the same position. */
+  clone(): PageListCursor {
+    return new PageListCursor(this.cols, this.base - this.cols.firstOff, this);
+  }
+
+  /** See plainResume: a plain walk only stops at its end. */
+  resume(budget?: number): void {
+    plainResume(budget, this.i >= this.n);
+  }
+
+  /** Length of raw entry i. */
+  private rawLen(i: number): number {
+    return i === this.lastI ? this.lastRaw : this.ps * POW2[this.ord[i]];
+  }
+}
+
+/** The layout-specialised no-limits cursor for cols, `skip` bytes in. */
+function plainFor(cols: CursorColumns, skip: number): RangeCursor {
+  switch (cols.kind) {
+    case KIND_ADDR_LEN: return new AddrLenCursor(cols, skip);
+    case KIND_BVEC: return new BvecCursor(cols, skip);
+    case KIND_PAGES: return new PageListCursor(cols, skip);
+    default: return new PageArrayCursor(cols, skip);
+  }
+}
+
+/**
+ * The cursor for a walk over `cols` with these options: the storage kind's no-limits cursor when
+ * there is nothing to apply (no limits, merge or budget), ColumnCursor otherwise. Validates opts either way.
  */
 export function makeCursor(cols: CursorColumns, opts: CursorOptions | undefined): RangeCursor {
-  if (opts === undefined) return new PlainCursor(cols, 0);
+  if (opts === undefined) return plainFor(cols, 0);
   if (opts === null || typeof opts !== 'object') throw new TypeError(`opts must be an object, got ${String(opts)}`);
   if (opts.maxSegmentLen === undefined && opts.segBoundaryMask === undefined && opts.virtBoundaryMask === undefined
     && opts.merge !== true && opts.budget === undefined) {
@@ -700,7 +1056,7 @@ export function makeCursor(cols: CursorColumns, opts: CursorOptions | undefined)
       throw new TypeError(`opts.merge must be a boolean, got ${typeof opts.merge} ${String(opts.merge)}`);
     }
     const skip = opts.skip === undefined ? 0 : checkLen('opts.skip', opts.skip, 0, cols.totalLen);
-    return new PlainCursor(cols, skip);
+    return plainFor(cols, skip);
   }
   return new ColumnCursor(cols, opts);
 }

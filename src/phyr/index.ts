@@ -3,7 +3,7 @@ export * from './types.ts';
 export * from './flags.ts';
 export * from './phyr-list.ts';
 export * from './page-array.ts';
-export { ColumnCursor, PlainCursor } from './cursor.ts';
+export { AddrLenCursor, BvecCursor, ColumnCursor, PageArrayCursor, PageListCursor } from './cursor.ts';
 export * from './scatterlist.ts';
 export * from './bvec.ts';
 export * from './page-list.ts';

@@ -7,7 +7,7 @@
 // `offset` bytes into the first page and covers `len` bytes in total.
 
 import { checkLen } from '../base/addr.ts';
-import { PlainCursor, makeCursor, KIND_PAGEARRAY, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { PageArrayCursor, makeCursor, KIND_PAGEARRAY, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
 
 export interface PageArrayOptions {
@@ -129,7 +129,7 @@ export class PageArray implements RangeSource {
 
   /** A cursor over the pages with the given segment limits (types.ts RangeCursor). */
   cursor(opts?: CursorOptions): RangeCursor {
-    return opts === undefined ? new PlainCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
+    return opts === undefined ? new PageArrayCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
   }
 
   /** One Range per page, trimmed by offset and len. */

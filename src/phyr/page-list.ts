@@ -11,7 +11,7 @@
 // Storage: chunk start pfn Float64Array (exact), order Uint8Array.
 
 import { checkAddr, checkLen } from '../base/addr.ts';
-import { PlainCursor, makeCursor, KIND_PAGES, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { PageListCursor, makeCursor, KIND_PAGES, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
 import { checkPageSize } from './page-array.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
 
@@ -223,7 +223,7 @@ export class PageList implements RangeSource {
 
   /** A cursor over the chunks with the given segment limits. */
   cursor(opts?: CursorOptions): RangeCursor {
-    return opts === undefined ? new PlainCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
+    return opts === undefined ? new PageListCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
   }
 
   /** One Range per chunk, the first and last trimmed by the header. */

@@ -12,7 +12,7 @@
 // Number.MAX_SAFE_INTEGER (2^53-1), far above any model machine's memory.
 
 import { checkAddr, checkLen } from '../base/addr.ts';
-import { PlainCursor, makeCursor, KIND_ADDR_LEN, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { AddrLenCursor, makeCursor, KIND_ADDR_LEN, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
 import type { CursorOptions, LayoutName, Range, RangeCursor, RangeSource } from './types.ts';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -123,7 +123,7 @@ export abstract class AddrLenList implements RangeSource {
 
   /** A cursor over the entries with the given segment limits (types.ts RangeCursor). */
   cursor(opts?: CursorOptions): RangeCursor {
-    return opts === undefined ? new PlainCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
+    return opts === undefined ? new AddrLenCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
   }
 
   /** The stored entries, one Range each (no merging, no limits). */

@@ -1,3 +1,4 @@
+// Tests for scatterlist.ts / sg-cursor.ts: sg_alloc_table*, chaining, append, DMA flags, the cursor vs references.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EventLog, KernelBug } from '../base/events.ts';
@@ -173,6 +174,26 @@ describe('entry accessors, DMA fields and marks', () => {
     expect([...sgt].map((r) => r.addr)).toEqual([1n, 3n, 5n, 7n].map((p) => p * 4096n));
   });
 
+  it('totalLen of both sides sums every entry through the chain links', () => {
+    const sgt = must(sgAllocTable(300));
+    let cpu = 0;
+    let dma = 0;
+    for (let i = 0; i < 300; i++) {
+      sgt.setPage(i, BigInt(2 * i), 100 + i, 0);
+      cpu += 100 + i;
+      if (i < 290) {
+        sgt.setDma(i, BigInt(i) << 20n, 7 * i + 1);
+        dma += 7 * i + 1;
+      }
+    }
+    sgt.nents = 290;
+    expect(sgt.chunkCount).toBe(3);
+    expect(sgt.totalLen).toBe(cpu);
+    expect(sgt.dmaEntries().totalLen).toBe(dma);
+    expect([...sgt].reduce((t, r) => t + r.len, 0)).toBe(cpu);
+    expect([...sgt.dmaEntries()].reduce((t, r) => t + r.len, 0)).toBe(dma);
+  });
+
   it('sgMarkEnd / sgUnmarkEnd / sgNext follow the storage', () => {
     const sgt = must(sgAllocTable(200));
     expect(sgt.sgNext(126)).toBe(127);
@@ -255,6 +276,43 @@ describe('sgAllocTableFromPagesSegment against a brute-force merger', () => {
     expect(() => sgAllocTableFromPagesSegment(Float64Array.of(1.5), 0, P, P)).toThrow(/pfns\[0\]/);
     expect(() => sgAllocTableFromPagesSegment([1 as unknown as bigint], 0, P, P)).toThrow(TypeError);
     expect(() => sgAllocTableFromPagesSegment([1n], 0, P, P, { pageSize: 3000 })).toThrow(/pageSize/);
+  });
+
+  it('above 2^53 (bigint arithmetic) a walk is the same walk at low addresses, shifted: merges and limits included', () => {
+    const BASE = (1n << 52n) - 64n; // pfn base: addresses near 2^64, aligned far beyond the boundary masks
+    // Entries at random places or (cont) right after the previous one, so that merges happen.
+    const entries = fc.array(fc.record({
+      p: fc.integer({ min: 0, max: 12 }), len: fc.integer({ min: 0, max: 9000 }), off: fc.integer({ min: 0, max: 4095 }),
+      fl: fc.constantFrom(0, 0, 0x105), cont: fc.boolean(),
+    }), { minLength: 1, maxLength: 6 }).map((es) => {
+      let end = 0;
+      return es.map((e, i) => {
+        const addr = e.cont && i > 0 ? end : e.p * P + e.off;
+        end = addr + e.len;
+        return { p: Math.floor(addr / P), off: addr % P, len: e.len, fl: e.fl };
+      });
+    });
+    const opts = fc.record({
+      maxSegmentLen: fc.option(fc.integer({ min: 300, max: 9000 }), { nil: undefined }),
+      segBoundaryMask: fc.option(fc.constantFrom(0x7ffn, 0xfffn, 0x1fffn), { nil: undefined }),
+      merge: fc.boolean(),
+    });
+    fc.assert(fc.property(entries, opts, (es, o) => {
+      const walk = (pfnBase: bigint) => {
+        const sgt = must(sgAllocTable(es.length));
+        es.forEach((e, i) => {
+          sgt.setPage(i, pfnBase + BigInt(e.p), e.len, e.off);
+          sgt.setFlags(i, e.fl);
+        });
+        const segs: Array<[bigint, number, number]> = [];
+        for (const c = sgt.cursor(o); !c.done; c.next()) segs.push([c.addr - pfnBase * 4096n, c.len, c.flags]);
+        return { fits: sgt.addrFitsNumber, segs };
+      };
+      const low = walk(0n);
+      const high = walk(BASE);
+      expect([low.fits, high.fits]).toEqual([true, false]);
+      expect(high.segs).toEqual(low.segs);
+    }), { numRuns: 200 });
   });
 
   it('huge pfns: bigint addresses stay exact (addrFitsNumber false)', () => {

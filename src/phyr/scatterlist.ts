@@ -12,7 +12,7 @@ import { checkAddr, checkLen } from '../base/addr.ts';
 import { type EventLog, KernelBug } from '../base/events.ts';
 import { err, ok, type Result } from '../base/result.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
-import { SgCursor, type SgSideView } from './sg-cursor.ts';
+import { SgCursor, nextSlot, type SgSideView } from './sg-cursor.ts';
 
 /** page_link low bit: this entry points to the next chunk (include/linux/scatterlist.h). */
 export const SG_CHAIN = 0x01;
@@ -30,10 +30,8 @@ export const SCATTERLIST_BYTES = 32;
 export const SG_TABLE_BYTES = 16;
 /** sizeof(struct sg_append_table): sg_table (16) + prv pointer (8) + total_nents (4) + padding (4). */
 export const SG_APPEND_TABLE_BYTES = 32;
-/** UINT_MAX: the max_segment sg_alloc_table_from_pages passes. */
+/** UINT_MAX: the largest u32 field value, and the max_segment sg_alloc_table_from_pages passes. */
 const UINT_MAX = 0xffffffff;
-
-const U32_MAX = 0xffffffff;
 const TWO53 = 2 ** 53;
 
 /** Page frame numbers: bigint, BigUint64Array, or (fast path) a Float64Array of exact integer pfns. */
@@ -79,8 +77,21 @@ function checkPageSize(v: unknown): number {
   return p;
 }
 
+/** The ranges a cursor walks, as plain values (for..of over a RangeSource). */
+function* cursorRanges(c: RangeCursor): Iterator<Range> {
+  while (!c.done) {
+    yield { addr: c.addr, len: c.len, flags: c.flags };
+    c.next();
+  }
+}
+
+/** Whether page i of pf starts a new entry: not the next pfn after page i - 1, or another pgmap (pages_are_mergeable). */
+function pageBreaks(pf: Float64Array, pgmap: Float64Array | null, i: number): boolean {
+  return pf[i] !== pf[i - 1] + 1 || (pgmap !== null && pgmap[i] !== pgmap[i - 1]);
+}
+
 function checkU32(name: string, v: unknown): number {
-  return checkLen(name, v, 0, U32_MAX);
+  return checkLen(name, v, 0, UINT_MAX);
 }
 
 /**
@@ -167,12 +178,14 @@ export class SgTable implements RangeSource {
   }
 
   get totalLen(): number {
+    return this.sumLengths(this._length, this._origNents);
+  }
+
+  /** @internal the sum of a length column over the first `count` entries, in sg_next order (0 for no column). */
+  sumLengths(col: Uint32Array | null, count: number): number {
+    if (col === null) return 0;
     let t = 0;
-    const n = this._origNents;
-    for (let i = 0, s = 0; i < n; i++, s++) {
-      if (this._link[s] & SG_CHAIN) s++;
-      t += this._length[s];
-    }
+    for (let i = 0, s = 0; i < count; i++, s = nextSlot(this._link, s)) t += col[s];
     return t;
   }
 
@@ -185,12 +198,8 @@ export class SgTable implements RangeSource {
     return new SgCursor(this.cpuSide(), opts);
   }
 
-  *[Symbol.iterator](): Iterator<Range> {
-    const c = this.cursor();
-    while (!c.done) {
-      yield { addr: c.addr, len: c.len, flags: c.flags };
-      c.next();
-    }
+  [Symbol.iterator](): Iterator<Range> {
+    return cursorRanges(this.cursor());
   }
 
   /** The DMA side (for_each_sgtable_dma_sg): nents entries of dma_address / dma_length, layout 'dmalist'. */
@@ -326,7 +335,11 @@ export class SgTable implements RangeSource {
 
   /** sg_mark_end(sg): sets SG_END and clears SG_CHAIN on entry i. */
   sgMarkEnd(i: number): void {
-    const s = this.slotOf(i);
+    this.markEndSlot(this.slotOf(i));
+  }
+
+  /** @internal sg_mark_end on a slot. */
+  markEndSlot(s: number): void {
     this._link[s] = (this._link[s] | SG_END) & ~SG_CHAIN;
   }
 
@@ -453,24 +466,25 @@ export class SgTable implements RangeSource {
 
   /** @internal */
   cpuSide(): SgSideView {
-    return {
-      count: this._origNents,
-      fits: this.addrFitsNumber,
-      pfn: this._pfn, link: this._link, offset: this._offset, length: this._length, flags: this._flags,
-      pageSize: this.pageSize,
-      dmaAddr: null, dmaLen: null,
-    };
+    return this.sideView(this._origNents, this.addrFitsNumber, null, null);
+  }
+
+  /** @internal every DMA address (and end) below 2^53. */
+  get dmaFitsNumber(): boolean {
+    return this._maxDmaEnd <= BigInt(TWO53);
   }
 
   /** @internal */
   dmaSide(): SgSideView {
+    return this.sideView(this._nents, this.dmaFitsNumber,
+      this._dmaAddr ?? new BigUint64Array(this._pfn.length), this._dmaLen ?? new Uint32Array(this._pfn.length));
+  }
+
+  private sideView(count: number, fits: boolean, dmaAddr: BigUint64Array | null, dmaLen: Uint32Array | null): SgSideView {
     return {
-      count: this._nents,
-      fits: this._maxDmaEnd <= BigInt(TWO53),
+      count, fits, dmaAddr, dmaLen,
       pfn: this._pfn, link: this._link, offset: this._offset, length: this._length, flags: this._flags,
       pageSize: this.pageSize,
-      dmaAddr: this._dmaAddr ?? new BigUint64Array(this._pfn.length),
-      dmaLen: this._dmaLen ?? new Uint32Array(this._pfn.length),
     };
   }
 
@@ -508,26 +522,20 @@ class SgDmaView implements RangeSource {
     return this.sgt.nents;
   }
   get totalLen(): number {
-    let t = 0;
-    for (let i = 0; i < this.sgt.nents; i++) t += this.sgt.dmaLengthAt(i);
-    return t;
+    return this.sgt.sumLengths(this.sgt._dmaLen, this.sgt.nents);
   }
   /** The same structure as the CPU side: the table's kernelBytes (do not add both). */
   get kernelBytes(): number {
     return this.sgt.kernelBytes;
   }
   get addrFitsNumber(): boolean {
-    return this.sgt._maxDmaEnd <= BigInt(TWO53);
+    return this.sgt.dmaFitsNumber;
   }
   cursor(opts?: CursorOptions): RangeCursor {
     return new SgCursor(this.sgt.dmaSide(), opts);
   }
-  *[Symbol.iterator](): Iterator<Range> {
-    const c = this.cursor();
-    while (!c.done) {
-      yield { addr: c.addr, len: c.len, flags: c.flags };
-      c.next();
-    }
+  [Symbol.iterator](): Iterator<Range> {
+    return cursorRanges(this.cursor());
   }
 }
 
@@ -711,7 +719,7 @@ export function sgAllocAppendTableFromPages(
       // Apply after the scan so a later BUG cannot leave a half-merged entry behind.
       if (start > 0) sgt.writePage(ps, sgt._pfn[ps], sgt._length[ps] + start * P, sgt._offset[ps]);
       if (start === n) {
-        if (leftPages === 0) sgt._link[ps] = (sgt._link[ps] | SG_END) & ~SG_CHAIN;
+        if (leftPages === 0) sgt.markEndSlot(ps);
         return ok();
       }
     }
@@ -723,7 +731,7 @@ export function sgAllocAppendTableFromPages(
   let segLen = 0;
   for (let i = start + 1; i < n; i++) {
     segLen += P;
-    if (segLen >= maxSeg || pf[i] !== pf[i - 1] + 1 || (pgmap !== null && pgmap[i] !== pgmap[i - 1])) {
+    if (segLen >= maxSeg || pageBreaks(pf, pgmap, i)) {
       chunks++;
       segLen = 0;
     }
@@ -750,7 +758,7 @@ export function sgAllocAppendTableFromPages(
     segLen = 0;
     for (; j < n; j++) {
       segLen += P;
-      if (segLen >= maxSeg || pf[j] !== pf[j - 1] + 1 || (pgmap !== null && pgmap[j] !== pgmap[j - 1])) break;
+      if (segLen >= maxSeg || pageBreaks(pf, pgmap, j)) break;
     }
     // get_next_sg: the next free slot, or a new chunk when only the chunk's last slot is left and more
     // than one entry is still needed.
@@ -785,7 +793,7 @@ export function sgAllocAppendTableFromPages(
   sgt._origNents = sgt._nents;
   append.prv = sgt._origNents - 1;
   append._prvSlot = s;
-  if (leftPages === 0) sgt._link[s] = (sgt._link[s] | SG_END) & ~SG_CHAIN;
+  if (leftPages === 0) sgt.markEndSlot(s);
   return ok();
 }
 

@@ -1,6 +1,7 @@
-// Models: the position-based walk of a scatterlist (for_each_sgtable_sg / for_each_sgtable_dma_sg, sg_next
-// through chain links) as the RangeCursor protocol of types.ts, with the segment limits of reference 4.3
-// (max segment size, segment boundary mask, virt boundary) applied by the walk.
+// Models: include/linux/scatterlist.h, lib/scatterlist.c (Linux 6.x): the walk of a scatterlist
+// (for_each_sgtable_sg / for_each_sgtable_dma_sg, sg_next through chain links) as the RangeCursor protocol
+// of types.ts, with the segment limits of reference 4.3 (max segment size, segment boundary mask, virt
+// boundary) applied by the walk.
 //
 // The cursor's state is a position (entry, offset in entry, bytes consumed, budget end); the current segment
 // is derived from the position, so advance() by part of a segment and clone() are exact.
@@ -26,6 +27,11 @@ export interface SgSideView {
   /** Non-null for the DMA side. */
   readonly dmaAddr: BigUint64Array | null;
   readonly dmaLen: Uint32Array | null;
+}
+
+/** The slot of the entry after the one in slot s (sg_next): a chain link in between is skipped. @internal */
+export function nextSlot(link: Uint8Array, s: number): number {
+  return link[s + 1] & SG_CHAIN ? s + 2 : s + 1;
 }
 
 interface Limits {
@@ -174,29 +180,28 @@ export class SgCursor implements RangeCursor {
     return this.v.flags === null ? 0 : this.v.flags[s];
   }
 
-  private addrNumAt(s: number): number {
-    if (this.isDma) return Number(this.v.dmaAddr![s]);
+  /** The pfn of the CPU entry in slot s. @throws RangeError if the entry has a length but no page. */
+  private pfnAt(s: number): number {
     const p = this.v.pfn[s];
     if (p < 0) throw new RangeError(`scatterlist entry at slot ${s} has length ${this.v.length[s]} but no page`);
-    return p * this.v.pageSize + this.v.offset[s];
+    return p;
+  }
+
+  private addrNumAt(s: number): number {
+    if (this.isDma) return Number(this.v.dmaAddr![s]);
+    return this.pfnAt(s) * this.v.pageSize + this.v.offset[s];
   }
 
   private addrBigAt(s: number): bigint {
     if (this.isDma) return this.v.dmaAddr![s];
-    const p = this.v.pfn[s];
-    if (p < 0) throw new RangeError(`scatterlist entry at slot ${s} has length ${this.v.length[s]} but no page`);
-    return BigInt(p) * BigInt(this.v.pageSize) + BigInt(this.v.offset[s]);
+    return BigInt(this.pfnAt(s)) * BigInt(this.v.pageSize) + BigInt(this.v.offset[s]);
   }
 
   /** Moves to the next entry (sg_next: through a chain link). */
   private step(): void {
     this.idx++;
     this.off = 0;
-    if (this.idx < this.v.count) {
-      let s = this.slot + 1;
-      if (this.v.link[s] & SG_CHAIN) s++;
-      this.slot = s;
-    }
+    if (this.idx < this.v.count) this.slot = nextSlot(this.v.link, this.slot);
   }
 
   private skipEmpty(): void {
@@ -239,50 +244,47 @@ export class SgCursor implements RangeCursor {
     const v = this.v;
     const lim = this.lim;
     const s0 = this.slot;
-    let segLen = this.lenAt(s0) - this.off;
     const fl = this.flagsAt(s0);
     let cap = Math.min(lim.maxSeg, this.limit - this.consumed);
+    // Exact number arithmetic when every address is below 2^53, bigint otherwise.
+    let a = 0;
+    let aBig: bigint | null = null;
     if (v.fits) {
-      const a = this.addrNumAt(s0) + this.off;
+      a = this.addrNumAt(s0) + this.off;
       if (lim.bSizeNum !== 0) cap = Math.min(cap, lim.bSizeNum - (a % lim.bSizeNum));
-      if (lim.merge && segLen < cap) {
-        let end = a + segLen;
-        let s = s0;
-        for (let i = this.idx + 1; i < v.count && segLen < cap; i++) {
-          s++;
-          if (v.link[s] & SG_CHAIN) s++;
-          const l = this.lenAt(s);
-          if (l === 0) continue;
-          if (this.flagsAt(s) !== fl || this.addrNumAt(s) !== end) break;
-          segLen += l;
-          end += l;
-        }
-      }
-      this.addrNum = a;
-      this.segBig = null;
     } else {
-      const a = this.addrBigAt(s0) + BigInt(this.off);
+      aBig = this.addrBigAt(s0) + BigInt(this.off);
+      a = Number(aBig);
       if (lim.bSizeBig !== null) {
-        const dist = lim.bSizeBig - (a % lim.bSizeBig);
+        const dist = lim.bSizeBig - (aBig % lim.bSizeBig);
         if (dist < BigInt(TWO53)) cap = Math.min(cap, Number(dist));
       }
-      if (lim.merge && segLen < cap) {
-        let end = a + BigInt(segLen);
-        let s = s0;
-        for (let i = this.idx + 1; i < v.count && segLen < cap; i++) {
-          s++;
-          if (v.link[s] & SG_CHAIN) s++;
-          const l = this.lenAt(s);
-          if (l === 0) continue;
-          if (this.flagsAt(s) !== fl || this.addrBigAt(s) !== end) break;
-          segLen += l;
-          end += BigInt(l);
-        }
-      }
-      this.addrNum = Number(a);
-      this.segBig = a;
     }
+    let segLen = this.lenAt(s0) - this.off;
+    if (lim.merge && segLen < cap) segLen = this.mergeFollowing(segLen, cap, fl, a, aBig);
+    this.addrNum = a;
+    this.segBig = aBig;
     this.len = Math.min(segLen, cap);
     this.flags = fl;
+  }
+
+  /**
+   * With merge: extends a segment of segLen bytes at a (aBig when not exact as a number) over the
+   * following entries while they continue it physically with the same flags, until cap is reached.
+   * Empty entries are passed over. Returns the merged length.
+   */
+  private mergeFollowing(segLen: number, cap: number, fl: number, a: number, aBig: bigint | null): number {
+    const v = this.v;
+    let s = this.slot;
+    for (let i = this.idx + 1; i < v.count && segLen < cap; i++) {
+      s = nextSlot(v.link, s);
+      const l = this.lenAt(s);
+      if (l === 0) continue;
+      if (this.flagsAt(s) !== fl) break;
+      const continues = aBig === null ? this.addrNumAt(s) === a + segLen : this.addrBigAt(s) === aBig + BigInt(segLen);
+      if (!continues) break;
+      segLen += l;
+    }
+    return segLen;
   }
 }
