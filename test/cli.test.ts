@@ -28,7 +28,7 @@ function spawnCli(args: string[]): { code: number | null; out: string; err: stri
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-const FAST = ['--ram', '8', '--buffers', 'device,hugetlb'];
+const FAST = ['--ram', '8', '--buffers', 'device,hugetlb', '--no-mapping'];
 
 describe('phyr compare --help', () => {
   const { code, out } = cli(['compare', '--help']);
@@ -80,6 +80,16 @@ describe('phyr compare', () => {
     expect(rep.headline?.phyrBytes).toBe(16);
     expect(rep.buffers[0].rows[1]).toMatchObject({ describes: false, errno: 'EFAULT' });
     expect(rep.mapping).toBeNull();
+  });
+
+  it('the mapping section is on by default; --no-mapping leaves it out', () => {
+    const on = cli(['compare', '--json', '--ram', '8', '--buffers', 'device', '--configs', 'p2p-switch']);
+    expect(on.code, on.err).toBe(0);
+    const rep = JSON.parse(on.out) as CompareReport;
+    expect(rep.mapping?.configs.map((c) => c.name)).toEqual(['p2p-switch']);
+    expect(rep.mapping?.rows.map((r) => r.method)).toEqual(['sgtable', 'map-phys', 'two-step', 'map-phyrs']);
+    const off = cli(['compare', '--json', '--ram', '8', '--buffers', 'device', '--configs', 'p2p-switch', '--no-mapping']);
+    expect((JSON.parse(off.out) as CompareReport).mapping).toBeNull();
   });
 
   it('--mapping --configs adds the mapping section for those configurations only', () => {
@@ -143,7 +153,7 @@ describe('the real process', () => {
   });
 
   it('exits 0 with parseable JSON on stdout', () => {
-    const r = spawnCli(['compare', '--json', '--ram', '8', '--buffers', 'device']);
+    const r = spawnCli(['compare', '--json', '--ram', '8', '--buffers', 'device', '--no-mapping']);
     expect(r.code, r.err).toBe(0);
     const rep = JSON.parse(r.out) as CompareReport;
     expect(rep.buffers[0].rows.find((x) => x.layout === 'phyr')?.entries).toBe(1);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { GiB, MiB, formatBytes, formatCount } from '../base/index.ts';
 import { runCompare } from '../scenario/index.ts';
-import { formatBytesExact, renderCompareReport, renderTable } from './format.ts';
+import { formatBytesExact, renderCompareReport, renderTable, wrapWords } from './format.ts';
 import { ProgressBar, progressLine, wantProgress } from './progress.ts';
 
 describe('renderTable', () => {
@@ -26,6 +26,18 @@ describe('renderTable', () => {
         });
       },
     ));
+  });
+});
+
+describe('wrapWords', () => {
+  it('keeps every word, in order, and no line over the width unless one word is longer', () => {
+    fc.assert(fc.property(fc.array(fc.stringMatching(/^[a-z0-9().,]{1,20}$/), { maxLength: 60 }), fc.integer({ min: 5, max: 40 }), (words, width) => {
+      const lines = wrapWords(words.join(' '), width);
+      expect(lines.join(' ').split(' ').filter((w) => w.length > 0)).toEqual(words);
+      for (const l of lines) expect(l.length <= width || !l.includes(' ')).toBe(true);
+      // greedy: the next line's first word would not have fitted
+      for (let i = 0; i + 1 < lines.length; i++) expect(lines[i].length + 1 + lines[i + 1].split(' ')[0].length).toBeGreaterThan(width);
+    }));
   });
 });
 

@@ -74,6 +74,22 @@ export function renderBuffer(b: BufferReport): string {
   return [title, table.split('\n').map((l) => `  ${l}`).join('\n'), ...notes].join('\n');
 }
 
+/** Splits text into lines of at most width characters at spaces (a longer word gets a line of its own). */
+export function wrapWords(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let cur = '';
+  for (const w of text.split(/\s+/).filter((x) => x.length > 0)) {
+    if (cur.length > 0 && cur.length + 1 + w.length > width) {
+      lines.push(cur);
+      cur = w;
+    } else {
+      cur = cur.length > 0 ? `${cur} ${w}` : w;
+    }
+  }
+  if (cur.length > 0) lines.push(cur);
+  return lines;
+}
+
 /** Renders the DMA mapping section: one table per machine configuration. */
 export function renderMapping(mr: MappingReport): string {
   const out: string[] = ['DMA mapping (issue #3 section 6): each buffer mapped DMA_BIDIRECTIONAL by each method, then a device round trip'];
@@ -81,6 +97,7 @@ export function renderMapping(mr: MappingReport): string {
   for (const c of mr.configs) {
     out.push('');
     out.push(`${c.name}: ${c.label}`);
+    if (c.note) for (const line of wrapWords(c.note, 108)) out.push(`  ${line}`);
     const rows = mr.rows.filter((r) => r.config === c.name);
     const header = ['Buffer', 'Method', 'DMA entries', 'Meta bytes', 'IOMMU maps', 'PTEs', 'IOTLB inv', 'Bounce bytes', 'Verified', 'Map ms'];
     const cells = rows.map((r) => [

@@ -44,12 +44,364 @@ export interface DmaDebugEntry {
 
 const debugs = new WeakMap<MachineMm, DmaDebug>();
 
+/** Most entries in one chunk of a DevIndex; STRIDE (> CHUNK) spaces the positions of chunks. */
+const CHUNK = 256;
+const STRIDE = 512;
+/** Slots of a chunk: room to grow at both ends. */
+const CAP = 512;
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+/** floor(log2(size)) for size >= 1 (0 for 0): the size class of an entry. */
+function sizeClass(size: number): number {
+  if (size < 2) return 0;
+  if (size < 0x100000000) return 31 - Math.clz32(size);
+  return 63 - Math.clz32(Math.floor(size / 0x100000000));
+}
+
+/** Whether [start, start + size) contains addr (keys are Number(start) and Number(addr)). */
+function contains(e: DmaDebugEntry, key: number, addr: bigint, addrKey: number): boolean {
+  if (key + e.size <= MAX_SAFE && addrKey <= MAX_SAFE) return key <= addrKey && addrKey < key + e.size;
+  return e.devAddr <= addr && addr < e.devAddr + BigInt(e.size);
+}
+
+/**
+ * A sorted run of at most CHUNK entries in CAP slots, used as a deque: the entries occupy
+ * [start, start + len), so inserting or removing near either end moves only the entries on that side.
+ */
+class Chunk {
+  readonly keys = new Float64Array(CAP);
+  readonly ents: Array<DmaDebugEntry | null> = new Array<DmaDebugEntry | null>(CAP).fill(null);
+  start = CAP >> 2;
+  len = 0;
+
+  /** Moves the entries to the middle of the slots. */
+  private recenter(): void {
+    const to = (CAP - this.len) >> 1;
+    const from = this.start;
+    if (to === from) return;
+    this.keys.copyWithin(to, from, from + this.len);
+    const es = this.ents;
+    if (to < from) for (let i = 0; i < this.len; i++) es[to + i] = es[from + i];
+    else for (let i = this.len - 1; i >= 0; i--) es[to + i] = es[from + i];
+    for (let i = from; i < to && i < from + this.len; i++) es[i] = null;
+    for (let i = Math.max(to + this.len, from); i < from + this.len; i++) es[i] = null;
+    this.start = to;
+  }
+
+  /** Inserts at index j (0..len). */
+  insert(j: number, key: number, e: DmaDebugEntry): void {
+    if ((j <= this.len - j && this.start === 0) || (j > this.len - j && this.start + this.len === CAP)) this.recenter();
+    const s = this.start, keys = this.keys, es = this.ents;
+    if (j <= this.len - j && s > 0) {
+      keys.copyWithin(s - 1, s, s + j);
+      for (let i = s - 1; i < s - 1 + j; i++) es[i] = es[i + 1];
+      this.start = s - 1;
+      keys[s - 1 + j] = key;
+      es[s - 1 + j] = e;
+    } else {
+      keys.copyWithin(s + j + 1, s + j, s + this.len);
+      for (let i = s + this.len; i > s + j; i--) es[i] = es[i - 1];
+      keys[s + j] = key;
+      es[s + j] = e;
+    }
+    this.len++;
+  }
+
+  /** Removes the entry at index j. */
+  removeAt(j: number): void {
+    const s = this.start, keys = this.keys, es = this.ents;
+    if (j < this.len - 1 - j) {
+      keys.copyWithin(s + 1, s, s + j);
+      for (let i = s + j; i > s; i--) es[i] = es[i - 1];
+      es[s] = null;
+      this.start = s + 1;
+    } else {
+      keys.copyWithin(s + j, s + j + 1, s + this.len);
+      for (let i = s + j; i < s + this.len - 1; i++) es[i] = es[i + 1];
+      es[s + this.len - 1] = null;
+    }
+    this.len--;
+  }
+
+  /** Moves the entries from index `from` on into a new chunk, which is returned. */
+  splitOff(from: number): Chunk {
+    const c = new Chunk();
+    const n = this.len - from;
+    c.start = (CAP - n) >> 1;
+    c.len = n;
+    const s = this.start + from;
+    c.keys.set(this.keys.subarray(s, s + n), c.start);
+    for (let i = 0; i < n; i++) { c.ents[c.start + i] = this.ents[s + i]; this.ents[s + i] = null; }
+    this.len = from;
+    return c;
+  }
+}
+
+/**
+ * The tracked mappings of one device, ordered by DMA address (ties in insertion order): sorted
+ * chunks of at most CHUNK entries, so add/remove/find cost O(log n + CHUNK) whatever the pattern, and
+ * O(log n) when entries come and go at either end of a chunk, as they do for IOVAs allocated top-down
+ * or linked bottom-up (dma-debug's hash buckets in the kernel; reference 14). Beside each entry its
+ * sort key Number(devAddr) is kept: Number() is monotone, so (key, devAddr) orders exactly like
+ * devAddr and the bigint is compared only on equal keys. Live entries are also counted per
+ * power-of-two size class, which bounds how far below an address a mapping containing it can start.
+ * Positions are chunk * STRIDE + index; -1 is "before the first"; they are valid until a change,
+ * which `version` counts (the last exact lookup is remembered for the unmap that follows it).
+ */
+class DevIndex {
+  private readonly chunks: Chunk[] = [];
+  private readonly classCount = new Int32Array(64);
+  private topClass = -1;
+  private version = 0;
+  private lastAddr = -1n;
+  private lastPos = -1;
+  private lastVersion = -1;
+  count = 0;
+
+  /** A size no live entry reaches (0 when empty). */
+  private sizeBound(): number {
+    return this.topClass < 0 ? 0 : 2 ** (this.topClass + 1);
+  }
+
+  private end(): number {
+    return this.chunks.length * STRIDE;
+  }
+
+  private at(p: number): DmaDebugEntry {
+    const c = this.chunks[Math.floor(p / STRIDE)];
+    return c.ents[c.start + (p % STRIDE)]!;
+  }
+
+  private keyAt(p: number): number {
+    const c = this.chunks[Math.floor(p / STRIDE)];
+    return c.keys[c.start + (p % STRIDE)];
+  }
+
+  private prev(p: number): number {
+    const j = p % STRIDE;
+    if (j > 0) return p - 1;
+    const c = Math.floor(p / STRIDE);
+    return c === 0 ? -1 : (c - 1) * STRIDE + this.chunks[c - 1].len - 1;
+  }
+
+  private next(p: number): number {
+    const c = Math.floor(p / STRIDE);
+    return (p % STRIDE) + 1 < this.chunks[c].len ? p + 1 : (c + 1) * STRIDE;
+  }
+
+  /** -1, 0, 1 as entry j of chunk ch sorts before, with, after (key, addr). */
+  private static cmp(ch: Chunk, j: number, key: number, addr: bigint): number {
+    const k = ch.keys[ch.start + j];
+    if (k !== key) return k < key ? -1 : 1;
+    const a = ch.ents[ch.start + j]!.devAddr;
+    return a < addr ? -1 : a > addr ? 1 : 0;
+  }
+
+  /** First position whose entry sorts after (after) or not before (!after) devAddr addr; end() when none. */
+  private bound(key: number, addr: bigint, after: boolean): number {
+    const chunks = this.chunks;
+    const lim = after ? 0 : -1; // an entry is "before" the target when cmp <= lim
+    let a = 0, b = chunks.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (DevIndex.cmp(chunks[m], 0, key, addr) <= lim) a = m + 1; else b = m;
+    }
+    if (a === 0) return 0;
+    const c = a - 1;
+    const ch = chunks[c];
+    let x = 1, y = ch.len;
+    while (x < y) {
+      const m = (x + y) >> 1;
+      if (DevIndex.cmp(ch, m, key, addr) <= lim) x = m + 1; else y = m;
+    }
+    return x < ch.len ? c * STRIDE + x : (c + 1) * STRIDE;
+  }
+
+  add(e: DmaDebugEntry): void {
+    const key = Number(e.devAddr);
+    const cls = sizeClass(e.size);
+    this.classCount[cls]++;
+    if (cls > this.topClass) this.topClass = cls;
+    this.count++;
+    this.version++;
+    const chunks = this.chunks;
+    if (chunks.length === 0) chunks.push(new Chunk());
+    let c: number, j: number;
+    const lastCh = chunks[chunks.length - 1];
+    if (lastCh.len === 0 || DevIndex.cmp(lastCh, lastCh.len - 1, key, e.devAddr) <= 0) {
+      c = chunks.length - 1; j = lastCh.len; // at or above the last: append (IOVAs linked upwards)
+    } else if (DevIndex.cmp(chunks[0], 0, key, e.devAddr) > 0) {
+      c = 0; j = 0; // below the first: prepend (IOVAs allocated top-down)
+    } else {
+      const p = this.bound(key, e.devAddr, true);
+      c = Math.floor(p / STRIDE); j = p % STRIDE;
+      if (c === chunks.length) { c--; j = chunks[c].len; }
+    }
+    const ch = chunks[c];
+    ch.insert(j, key, e);
+    if (ch.len >= CHUNK) chunks.splice(c + 1, 0, ch.splitOff(ch.len >> 1));
+  }
+
+  private removeAtPos(p: number, e: DmaDebugEntry): void {
+    const c = Math.floor(p / STRIDE);
+    const ch = this.chunks[c];
+    ch.removeAt(p % STRIDE);
+    if (ch.len === 0) this.chunks.splice(c, 1);
+    this.count--;
+    this.version++;
+    const cls = sizeClass(e.size);
+    if (--this.classCount[cls] === 0 && cls === this.topClass) {
+      while (this.topClass >= 0 && this.classCount[this.topClass] === 0) this.topClass--;
+    }
+  }
+
+  /** Removes this very entry; false when it is not tracked here. */
+  remove(e: DmaDebugEntry): boolean {
+    if (this.lastVersion === this.version && this.lastAddr === e.devAddr && this.lastPos >= 0 && this.at(this.lastPos) === e) {
+      this.removeAtPos(this.lastPos, e);
+      return true;
+    }
+    const key = Number(e.devAddr);
+    const end = this.end();
+    for (let p = this.bound(key, e.devAddr, false); p < end && this.keyAt(p) === key; p = this.next(p)) {
+      if (this.at(p) !== e) continue;
+      this.removeAtPos(p, e);
+      return true;
+    }
+    return false;
+  }
+
+  /** Position of the first entry (in insertion order) starting exactly at addr, or -1. */
+  private firstPos(addr: bigint): number {
+    if (this.lastVersion === this.version && this.lastAddr === addr) return this.lastPos;
+    const key = Number(addr);
+    const end = this.end();
+    let found = -1;
+    const chunks = this.chunks;
+    const c0 = chunks[0];
+    if (c0 === undefined) {
+      found = -1;
+    } else if (c0.ents[c0.start]!.devAddr === addr) {
+      found = 0; // the lowest mapping (unmapped first after top-down allocation)
+    } else {
+      for (let p = this.bound(key, addr, false); p < end && this.keyAt(p) === key; p = this.next(p)) {
+        if (this.at(p).devAddr === addr) { found = p; break; }
+      }
+    }
+    this.lastAddr = addr;
+    this.lastPos = found;
+    this.lastVersion = this.version;
+    return found;
+  }
+
+  /** The entries that start exactly at addr, in insertion order. */
+  startingAt(addr: bigint): DmaDebugEntry[] {
+    const out: DmaDebugEntry[] = [];
+    const end = this.end();
+    for (let p = this.firstPos(addr); p >= 0 && p < end && this.at(p).devAddr === addr; p = this.next(p)) out.push(this.at(p));
+    return out;
+  }
+
+  /** The first entry (in insertion order) starting exactly at addr, or undefined. */
+  firstAt(addr: bigint): DmaDebugEntry | undefined {
+    const p = this.firstPos(addr);
+    return p < 0 ? undefined : this.at(p);
+  }
+
+  /**
+   * An entry containing addr: the first one starting there, else the one with the highest start
+   * below it. Only starts above addr - sizeBound() can qualify, so the walk down stops there.
+   */
+  containing(addr: bigint): DmaDebugEntry | undefined {
+    const exact = this.firstAt(addr);
+    if (exact) return exact;
+    const addrKey = Number(addr);
+    const floor = addr - BigInt(this.sizeBound());
+    const floorKey = Number(floor < 0n ? 0n : floor);
+    for (let p = this.prev(this.bound(addrKey, addr, true)); p >= 0; p = this.prev(p)) {
+      const k = this.keyAt(p);
+      if (k < floorKey) break;
+      const e = this.at(p);
+      if (contains(e, k, addr, addrKey)) return e;
+    }
+    return undefined;
+  }
+
+  /**
+   * Removes entries that overlapping() returned (ascending, all tracked here) in one pass over the
+   * positions they span. Returns how many were removed.
+   */
+  removeSorted(hits: readonly DmaDebugEntry[]): number {
+    if (hits.length === 0) return 0;
+    if (hits.length < 8) {
+      let n = 0;
+      for (const e of hits) if (this.remove(e)) n++;
+      return n;
+    }
+    const first = hits[0];
+    const key = Number(first.devAddr);
+    const p = this.bound(key, first.devAddr, false);
+    let c = Math.floor(p / STRIDE);
+    let j = p % STRIDE;
+    let k = 0;
+    let removed = 0;
+    while (c < this.chunks.length && k < hits.length) {
+      const ch = this.chunks[c];
+      const s = ch.start;
+      let w = s + j; // compact chunk c in place from index j on
+      for (let r = s + j; r < s + ch.len; r++) {
+        const e = ch.ents[r]!;
+        if (k < hits.length && e === hits[k]) {
+          k++;
+          removed++;
+          const cls = sizeClass(e.size);
+          this.classCount[cls]--;
+          continue;
+        }
+        ch.keys[w] = ch.keys[r];
+        ch.ents[w] = e;
+        w++;
+      }
+      for (let r = w; r < s + ch.len; r++) ch.ents[r] = null;
+      ch.len = w - s;
+      if (ch.len === 0) this.chunks.splice(c, 1);
+      else c++;
+      j = 0;
+    }
+    this.count -= removed;
+    this.version++;
+    // Entries not found in order (not expected) are removed one by one.
+    for (; k < hits.length; k++) if (this.remove(hits[k])) removed++;
+    while (this.topClass >= 0 && this.classCount[this.topClass] === 0) this.topClass--;
+    return removed;
+  }
+
+  /** The entries overlapping [addr, end), ascending by start. */
+  overlapping(addr: bigint, end: bigint): DmaDebugEntry[] {
+    const out: DmaDebugEntry[] = [];
+    const floor = addr - BigInt(this.sizeBound()) + 1n;
+    const from = floor < 0n ? 0n : floor;
+    const last = this.end();
+    for (let p = this.bound(Number(from), from, false); p < last; p = this.next(p)) {
+      const e = this.at(p);
+      if (e.devAddr >= end) break;
+      if (e.devAddr + BigInt(e.size) > addr) out.push(e);
+    }
+    return out;
+  }
+
+  /** Every entry, ascending by start. */
+  all(out: DmaDebugEntry[]): void {
+    for (const ch of this.chunks) for (let i = 0; i < ch.len; i++) out.push(ch.ents[ch.start + i]!);
+  }
+}
+
 /** The dma-debug state of one machine. */
 export class DmaDebug {
   readonly mm: MachineMm;
   /** Checks run when true (dma_debug_disabled() is false). */
   enabled = true;
-  private readonly byDev = new Map<Device, Map<bigint, DmaDebugEntry[]>>();
+  private readonly byDev = new Map<Device, DevIndex>();
   private liveCount = 0;
 
   constructor(mm: MachineMm) {
@@ -64,62 +416,61 @@ export class DmaDebug {
   /** Number of tracked mappings (of one device, or all). */
   count(dev?: Device): number {
     if (!dev) return this.liveCount;
-    let n = 0;
-    for (const l of this.byDev.get(dev)?.values() ?? []) n += l.length;
-    return n;
+    return this.byDev.get(dev)?.count ?? 0;
   }
 
-  /** Tracked mappings (of one device, or all). */
+  /** Tracked mappings (of one device, or all), each device's ascending by DMA address. */
   entries(dev?: Device): DmaDebugEntry[] {
     const out: DmaDebugEntry[] = [];
-    const maps = dev ? [this.byDev.get(dev)] : [...this.byDev.values()];
-    for (const m of maps) for (const l of m?.values() ?? []) out.push(...l);
+    if (dev) this.byDev.get(dev)?.all(out);
+    else for (const ix of this.byDev.values()) ix.all(out);
     return out;
   }
 
+  /** Starts tracking a mapping. */
   add(e: DmaDebugEntry): void {
-    let m = this.byDev.get(e.dev);
-    if (!m) this.byDev.set(e.dev, (m = new Map()));
-    const l = m.get(e.devAddr);
-    if (l) l.push(e);
-    else m.set(e.devAddr, [e]);
+    let ix = this.byDev.get(e.dev);
+    if (!ix) this.byDev.set(e.dev, (ix = new DevIndex()));
+    ix.add(e);
     this.liveCount++;
   }
 
+  /** Stops tracking a mapping (nothing happens when it is not tracked). */
   remove(e: DmaDebugEntry): void {
-    const m = this.byDev.get(e.dev);
-    const l = m?.get(e.devAddr);
-    if (!m || !l) return;
-    const i = l.indexOf(e);
-    if (i < 0) return;
-    l.splice(i, 1);
-    if (l.length === 0) m.delete(e.devAddr);
-    this.liveCount--;
+    if (this.byDev.get(e.dev)?.remove(e)) this.liveCount--;
   }
 
   /** true when some mapping of dev starts exactly at devAddr. */
   hasMappingAt(dev: Device, devAddr: bigint): boolean {
-    return (this.byDev.get(dev)?.get(devAddr)?.length ?? 0) > 0;
+    return this.byDev.get(dev)?.firstAt(devAddr) !== undefined;
   }
 
   /** bucket_find_exact: the entry mapped at exactly devAddr, preferring one that matches size/dir/type. */
   findExact(dev: Device, devAddr: bigint, size: number, dir: number, type: DmaDebugType): DmaDebugEntry | undefined {
-    const l = this.byDev.get(dev)?.get(devAddr);
-    if (!l || l.length === 0) return undefined;
+    const ix = this.byDev.get(dev);
+    if (!ix) return undefined;
+    const first = ix.firstAt(devAddr);
+    if (!first) return undefined;
+    if (first.size === size && first.dir === dir && first.type === type) return first;
+    const l = ix.startingAt(devAddr);
     return l.find((e) => e.size === size && e.dir === dir && e.type === type)
       ?? l.find((e) => e.size === size) ?? l[0];
   }
 
-  /** bucket_find_contain: an entry whose range contains devAddr. */
+  /** bucket_find_contain: an entry whose range contains devAddr (one starting there first). */
   findContaining(dev: Device, devAddr: bigint): DmaDebugEntry | undefined {
-    const m = this.byDev.get(dev);
-    if (!m) return undefined;
-    const exact = m.get(devAddr);
-    if (exact && exact.length) return exact[0];
-    for (const l of m.values()) {
-      for (const e of l) if (devAddr >= e.devAddr && devAddr < e.devAddr + BigInt(e.size)) return e;
-    }
-    return undefined;
+    return this.byDev.get(dev)?.containing(devAddr);
+  }
+
+  /** The mappings of dev that overlap [devAddr, devAddr + size), ascending by DMA address. */
+  findOverlapping(dev: Device, devAddr: bigint, size: number): DmaDebugEntry[] {
+    return this.byDev.get(dev)?.overlapping(devAddr, devAddr + BigInt(size)) ?? [];
+  }
+
+  /** Stops tracking entries of dev that findOverlapping returned (ascending by address). */
+  removeSorted(dev: Device, hits: readonly DmaDebugEntry[]): void {
+    const ix = this.byDev.get(dev);
+    if (ix) this.liveCount -= ix.removeSorted(hits);
   }
 
   /** Records a dma-debug violation for dev. */
@@ -301,7 +652,7 @@ export function debugDmaIovaUnlink(dev: Device, addr: bigint, size: number, dir:
   const d = debugOf(dev);
   if (!d) return;
   const end = addr + BigInt(size);
-  const hit = d.entries(dev).filter((e) => e.type === 'iova' && e.devAddr < end && e.devAddr + BigInt(e.size) > addr);
+  const hit = d.findOverlapping(dev, addr, size).filter((e) => e.type === 'iova');
   if (hit.length === 0) {
     d.report(dev, `device driver tries to free DMA memory it has not allocated [device address=${hex(addr)}] [size=${size} bytes]`,
       { check: 'not-mapped', addr, size });
@@ -316,8 +667,8 @@ export function debugDmaIovaUnlink(dev: Device, addr: bigint, size: number, dir:
       d.report(dev, `device driver frees DMA memory with different direction [device address=${hex(e.devAddr)}] [size=${e.size} bytes] [mapped with ${dmaDirName(e.dir)}] [unmapped with ${dmaDirName(dir)}]`,
         { check: 'direction', addr: e.devAddr, mapDir: e.dir, unmapDir: dir });
     }
-    d.remove(e);
   }
+  d.removeSorted(dev, hit);
 }
 
 /**

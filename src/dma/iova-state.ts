@@ -55,6 +55,11 @@ export class DmaIovaState {
   linkedGranules = 0;
   /** @internal the machine's DMA context, cached for the hot path. */
   ctx: DmaContext | null = null;
+  /**
+   * @internal model bookkeeping: the granule-aligned IOVAs (as numbers: multiples of the granule
+   * below 2^64 are exact) of the granules linked to a swiotlb bounce slot.
+   */
+  bouncedGranules: Set<number> = new Set();
   /** @internal granule - 1 as a bigint. */
   gmask = 0n;
   /** @internal addr as a number when the whole window lies below 2^53, else -1. */
@@ -85,6 +90,7 @@ export class DmaIovaState {
     this.gmask = 0n;
     this.addrNum = -1;
     this.chunks = [];
+    this.bouncedGranules = new Set();
   }
 
   /** @internal how many of granules [first, first+count) are linked. */
@@ -229,12 +235,13 @@ function linkRaw(dev: Device, domain: IommuDomain, addr: bigint, phys: bigint, s
 }
 
 /** iommu_dma_iova_bounce_and_link(): bounce one partial granule and link its bounce slot. */
-function bounceAndLink(dev: Device, domain: IommuDomain, addr: bigint, phys: bigint, bounceLen: number,
+function bounceAndLink(dev: Device, state: DmaIovaState, domain: IommuDomain, addr: bigint, phys: bigint, bounceLen: number,
   dir: DmaDataDirection, attrs: number, startPad: number): Result<void> {
   const tlb = iommuDmaMapSwiotlb(dev, phys, bounceLen, dir, attrs);
   if (tlb === DMA_MAPPING_ERROR) return err('ENOMEM', 'swiotlb is full');
   const r = linkRaw(dev, domain, addr - BigInt(startPad), tlb - BigInt(startPad), alignUp(bounceLen, domain.granule), dir, attrs);
   if (!r.ok) swiotlbTblUnmapSingle(dev, tlb, bounceLen, dir, attrs);
+  else state.bouncedGranules.add(Number(addr - BigInt(startPad)));
   return r;
 }
 
@@ -258,7 +265,7 @@ function linkSwiotlb(dev: Device, state: DmaIovaState, domain: IommuDomain, phys
   };
   if (startPad) {
     const bounceLen = Math.min(size, g - startPad);
-    const r = bounceAndLink(dev, domain, addr, phys, bounceLen, dir, attrs, startPad);
+    const r = bounceAndLink(dev, state, domain, addr, phys, bounceLen, dir, attrs, startPad);
     if (!r.ok) return r;
     state.useSwiotlb = true;
     mapped += bounceLen;
@@ -272,7 +279,7 @@ function linkSwiotlb(dev: Device, state: DmaIovaState, domain: IommuDomain, phys
     mapped += middle;
   }
   if (endPad && mapped < size) {
-    const r = bounceAndLink(dev, domain, addr + BigInt(mapped), phys + BigInt(mapped), size - mapped, dir, attrs, 0);
+    const r = bounceAndLink(dev, state, domain, addr + BigInt(mapped), phys + BigInt(mapped), size - mapped, dir, attrs, 0);
     if (!r.ok) return fail(r);
     state.useSwiotlb = true;
   }
@@ -363,21 +370,43 @@ export function dmaIovaSync(dev: Device, state: DmaIovaState, offset: number, si
   return r;
 }
 
-/** Slow unlink walk: per granule, CPU cache maintenance and release of bounce slots. */
-function unlinkRangeSlow(dev: Device, domain: IommuDomain, addr: bigint, size: number, dir: DmaDataDirection, attrs: number): void {
+/**
+ * iommu_dma_iova_unlink_range_slow(): per granule of [addr, addr + size), CPU cache maintenance
+ * (non-coherent devices) and release of bounce slots.
+ * Model deviation (same outcome, less work): when no cache maintenance is due, only the granules
+ * linked to a bounce slot (recorded at link time) are translated, instead of every granule.
+ */
+function unlinkRangeSlow(dev: Device, state: DmaIovaState, domain: IommuDomain, addr: bigint, size: number,
+  dir: DmaDataDirection, attrs: number): void {
   const g = domain.granule;
-  let pad = Number(addr & BigInt(g - 1));
   const end = addr + BigInt(size);
   const events = dmaContextOf(dev).mm.events;
-  while (addr < end) {
-    const len = Math.min(Number(end - addr), g - pad);
-    const phys = iommuIovaToPhys(domain, addr);
+  const granule = (a: bigint, len: number): void => {
+    const phys = iommuIovaToPhys(domain, a);
     if (phys === 0n) {
-      events.warn('dma-iommu', `${dev.name}: unlink of unmapped IOVA 0x${addr.toString(16)}`, { dev: dev.name, addr });
+      events.warn('dma-iommu', `${dev.name}: unlink of unmapped IOVA 0x${a.toString(16)}`, { dev: dev.name, addr: a });
     } else {
       if (!dev.dmaCoherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) archSyncDmaForCpu(dev, phys, len, dir);
       if (isSwiotlbBuffer(dev, phys)) swiotlbTblUnmapSingle(dev, phys, len, dir, attrs);
     }
+  };
+  const first = addr - (addr & BigInt(g - 1));
+  if (dev.dmaCoherent || (attrs & DMA_ATTR_SKIP_CPU_SYNC)) {
+    const lo = Number(first), hi = Number(end);
+    const hits = [...state.bouncedGranules].filter((k) => k >= lo && k < hi).sort((a, b) => a - b);
+    for (const k of hits) {
+      const from = BigInt(k) > addr ? BigInt(k) : addr;
+      const to = BigInt(k + g) < end ? BigInt(k + g) : end;
+      granule(from, Number(to - from));
+      state.bouncedGranules.delete(k);
+    }
+    return;
+  }
+  let pad = Number(addr & BigInt(g - 1));
+  while (addr < end) {
+    const len = Math.min(Number(end - addr), g - pad);
+    granule(addr, len);
+    state.bouncedGranules.delete(Number(addr - BigInt(pad)));
     addr += BigInt(len);
     pad = 0;
   }
@@ -391,7 +420,7 @@ function unlinkRaw(dev: Device, state: DmaIovaState, offset: number, size: numbe
   const addr = state.addr + BigInt(offset);
   const pad = Number(addr & BigInt(g - 1));
   if (state.useSwiotlb || (!dev.dmaCoherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC))) {
-    unlinkRangeSlow(dev, domain, addr, size, dir, attrs);
+    unlinkRangeSlow(dev, state, domain, addr, size, dir, attrs);
   }
   const gather = new IommuIotlbGather();
   gather.queued = freeIova && domain.type === 'dma-fq';

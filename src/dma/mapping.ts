@@ -12,7 +12,7 @@ import { checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
 import { iommuGetDmaDomain, iommuIovaToPhys } from '../iommu/index.ts';
 import { dmaContextOf } from './context.ts';
 import {
-  checkAttrs, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_MAPPING_ERROR, SIZE_MAX, validDmaDirection,
+  checkAttrs, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR, SIZE_MAX, validDmaDirection,
   type DmaDataDirection,
 } from './constants.ts';
 import {
@@ -21,7 +21,7 @@ import {
 } from './direct.ts';
 import {
   iommuDmaGetMergeBoundary, iommuDmaMapPhys, iommuDmaMapSg, iommuDmaMaxMappingSize, iommuDmaOptMappingSize,
-  iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapSg,
+  iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapSg, devUseSwiotlb,
 } from './iommu-dma.ts';
 import { isSwiotlbBuffer } from './swiotlb.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
@@ -48,6 +48,8 @@ function mapDirect(dev: Device): boolean {
 /** Whether a fresh mapping at addr goes through a bounce buffer. */
 function isBounced(dev: Device, addr: bigint): boolean {
   if (mapDirect(dev)) return isSwiotlbBuffer(dev, dmaToPhys(dev, addr));
+  // dma-iommu bounces only for devices that use swiotlb (untrusted ones): skip the page-table walk otherwise.
+  if (!devUseSwiotlb(dev, 0, DMA_BIDIRECTIONAL)) return false;
   const domain = iommuGetDmaDomain(dev);
   if (!domain) return false;
   const phys = iommuIovaToPhys(domain, addr);

@@ -4,9 +4,10 @@
 // max32_alloc_size short-circuiting repeated 32-bit failures; reserve_iova for reserved regions.
 // Frame numbers (pfn, in granules) are plain numbers internally (exact below 2^53) and bigint at
 // the public inspection boundary.
-// Model deviation: one CPU, so one loaded/prev magazine pair per size. Sorted arrays stand in for
-// the rbtree (same order, same search from the cached nodes); reserve_iova merges overlapping
-// ranges into one instead of trimming the new one.
+// Model deviation: one CPU, so one loaded/prev magazine pair per size. A chunked sorted array
+// (RangeStore: O(log n) search, O(sqrt n)-bounded insert/delete) stands in for the rbtree (same
+// order, same search from the cached nodes); reserve_iova merges overlapping ranges into one
+// instead of trimming the new one.
 
 import type { EventLog, Stats } from '../base/index.ts';
 import { flsNum } from './pgsize.ts';
@@ -30,6 +31,121 @@ export interface IovaRange {
   readonly pfnHi: bigint;
 }
 
+/** Most ranges one chunk of a RangeStore holds; also the stride of its positions. */
+const CHUNK_MAX = 1024;
+
+/**
+ * The allocator's ranges [lo, hi] in ascending order of lo, as a list of sorted chunks of at most
+ * CHUNK_MAX ranges, so an insert or delete moves at most one chunk's worth of entries (a flat sorted
+ * array moved everything above the insertion point: quadratic for top-down allocation).
+ * A position is chunk * CHUNK_MAX + index; `end` (chunkCount * CHUNK_MAX) stands for the anchor
+ * above every range and -1 for "before the first". Positions are valid until the next change.
+ */
+class RangeStore {
+  private readonly los: number[][] = [];
+  private readonly his: number[][] = [];
+  /** Number of ranges held. */
+  size = 0;
+
+  /** The anchor position, one past the last range. */
+  get end(): number {
+    return this.los.length * CHUNK_MAX;
+  }
+
+  lo(p: number): number {
+    return this.los[Math.floor(p / CHUNK_MAX)][p % CHUNK_MAX];
+  }
+
+  hi(p: number): number {
+    return this.his[Math.floor(p / CHUNK_MAX)][p % CHUNK_MAX];
+  }
+
+  /** The position before p (-1 when p is the first). */
+  prev(p: number): number {
+    const j = p % CHUNK_MAX;
+    if (j > 0) return p - 1;
+    const c = Math.floor(p / CHUNK_MAX);
+    return c === 0 ? -1 : (c - 1) * CHUNK_MAX + this.los[c - 1].length - 1;
+  }
+
+  /** The position after p (end after the last). */
+  next(p: number): number {
+    const c = Math.floor(p / CHUNK_MAX);
+    return p % CHUNK_MAX + 1 < this.los[c].length ? p + 1 : (c + 1) * CHUNK_MAX;
+  }
+
+  /** The first position whose lo is > pfn (strict) or >= pfn (not strict); end when none. */
+  private bound(pfn: number, strict: boolean): number {
+    const los = this.los;
+    // last chunk whose first lo is below (or at, when strict) pfn
+    let a = 0, b = los.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      const f = los[m][0];
+      if (strict ? f <= pfn : f < pfn) a = m + 1; else b = m;
+    }
+    if (a === 0) return 0;
+    const c = a - 1;
+    const l = los[c];
+    let x = 0, y = l.length;
+    while (x < y) {
+      const m = (x + y) >> 1;
+      if (strict ? l[m] <= pfn : l[m] < pfn) x = m + 1; else y = m;
+    }
+    return x < l.length ? c * CHUNK_MAX + x : (c + 1) * CHUNK_MAX;
+  }
+
+  /** First position with lo > pfn. */
+  upper(pfn: number): number {
+    return this.bound(pfn, true);
+  }
+
+  /** First position with lo >= pfn. */
+  lowerBound(pfn: number): number {
+    return this.bound(pfn, false);
+  }
+
+  /** Inserts [lo, hi] after every range whose lo is <= lo. */
+  insert(lo: number, hi: number): void {
+    this.size++;
+    if (this.los.length === 0) {
+      this.los.push([lo]);
+      this.his.push([hi]);
+      return;
+    }
+    const p = this.upper(lo);
+    let c = Math.floor(p / CHUNK_MAX), j = p % CHUNK_MAX;
+    if (c === this.los.length) { c--; j = this.los[c].length; }
+    const l = this.los[c], h = this.his[c];
+    if (j === l.length) { l.push(lo); h.push(hi); } else { l.splice(j, 0, lo); h.splice(j, 0, hi); }
+    if (l.length >= CHUNK_MAX) {
+      const half = l.length >> 1;
+      this.los.splice(c + 1, 0, l.splice(half));
+      this.his.splice(c + 1, 0, h.splice(half));
+    }
+  }
+
+  /** Removes the range at position p. */
+  removeAt(p: number): void {
+    const c = Math.floor(p / CHUNK_MAX), j = p % CHUNK_MAX;
+    const l = this.los[c], h = this.his[c];
+    if (j === l.length - 1) { l.pop(); h.pop(); } else { l.splice(j, 1); h.splice(j, 1); }
+    this.size--;
+    if (l.length === 0) {
+      this.los.splice(c, 1);
+      this.his.splice(c, 1);
+    }
+  }
+
+  /** Every range, ascending. */
+  *all(): IterableIterator<[number, number]> {
+    for (let c = 0; c < this.los.length; c++) {
+      const l = this.los[c], h = this.his[c];
+      for (let j = 0; j < l.length; j++) yield [l[j], h[j]];
+    }
+  }
+}
+
 /**
  * struct iova_domain: the allocated ranges of one DMA domain plus its range caches.
  * Counters on stats: iovaAllocs, iovaFrees, iovaAllocFailures, iovaRcacheHits/Misses.
@@ -49,8 +165,7 @@ export class IovaDomain {
   max32AllocSize: number;
   private readonly start: number;
   private readonly dma32: number;
-  private readonly los: number[] = [];
-  private readonly his: number[] = [];
+  private readonly tree = new RangeStore();
   private readonly reserved: Array<[number, number]> = [];
   private readonly rcaches: Rcache[] = [];
   private readonly stats: Stats;
@@ -78,32 +193,6 @@ export class IovaDomain {
     for (let i = 0; i < IOVA_RANGE_CACHE_MAX_SIZE; i++) this.rcaches.push({ loaded: [], prev: [], depot: [] });
   }
 
-  /** Index of the first range with lo > pfn. */
-  private upper(pfn: number): number {
-    let a = 0, b = this.los.length;
-    while (a < b) {
-      const m = (a + b) >> 1;
-      if (this.los[m] <= pfn) a = m + 1; else b = m;
-    }
-    return a;
-  }
-
-  private insert(lo: number, hi: number): void {
-    const i = this.upper(lo);
-    this.los.splice(i, 0, lo);
-    this.his.splice(i, 0, hi);
-  }
-
-  /** Index of the first range with lo >= pfn (ranges.length: the anchor). */
-  private lowerBound(pfn: number): number {
-    let a = 0, b = this.los.length;
-    while (a < b) {
-      const m = (a + b) >> 1;
-      if (this.los[m] < pfn) a = m + 1; else b = m;
-    }
-    return a;
-  }
-
   /**
    * alloc_iova (__alloc_and_insert_iova_range): `size` frames ending at or below limitPfn
    * (inclusive), aligned to roundup_pow_of_two(size) frames when sizeAligned, never below
@@ -115,47 +204,49 @@ export class IovaDomain {
     if (limitPfn <= this.dma32 && size >= this.max32AllocSize) return 0;
     const align = sizeAligned && size > 1 ? 2 ** (flsNum(size - 1) + 1) : 1;
     const limitEnd = limitPfn + 1;
-    const los = this.los, his = this.his;
+    const t = this.tree;
+    const end = t.end;
     const cachedLo = limitPfn <= this.dma32 ? this.cached32Lo : this.cachedLo;
-    let i = cachedLo === Infinity ? los.length : this.lowerBound(cachedLo);
-    const retryPfn = i < los.length ? his[i] : Infinity;
+    let i = cachedLo === Infinity ? end : t.lowerBound(cachedLo);
+    const retryPfn = i < end ? t.hi(i) : Infinity;
     let high = limitEnd, low = this.start;
     let newPfn = 0;
     let retried = false;
     for (;;) {
       do {
-        if (i < los.length && los[i] < high) high = los[i];
+        if (i < end) { const lo = t.lo(i); if (lo < high) high = lo; }
         newPfn = high - size;
         newPfn -= newPfn % align;
-        i--;
-      } while (i >= 0 && newPfn <= his[i] && newPfn >= low);
+        i = i >= 0 ? t.prev(i) : -1;
+      } while (i >= 0 && newPfn <= t.hi(i) && newPfn >= low);
       if (high >= size && newPfn >= low) break;
       if (!retried && low === this.start && retryPfn < limitPfn) {
         retried = true;
         high = limitEnd;
         low = retryPfn + 1;
-        i = this.lowerBound(limitEnd);
+        i = t.lowerBound(limitEnd);
         continue;
       }
       this.max32AllocSize = size;
       return 0;
     }
-    this.insert(newPfn, newPfn + size - 1);
+    t.insert(newPfn, newPfn + size - 1);
     if (newPfn + size - 1 < this.dma32) this.cached32Lo = newPfn;
     else this.cachedLo = newPfn;
     return newPfn;
   }
 
-  /** find_iova: the range holding pfn, as its index, or -1. */
+  /** find_iova: the range holding pfn, as its position, or -1. */
   private find(pfn: number): number {
-    const i = this.upper(pfn) - 1;
-    return i >= 0 && this.his[i] >= pfn ? i : -1;
+    const t = this.tree;
+    const i = t.prev(t.upper(pfn));
+    return i >= 0 && t.hi(i) >= pfn ? i : -1;
   }
 
   /** The allocated range holding the frame, or null. */
   findIova(pfn: bigint): IovaRange | null {
     const i = this.find(Number(pfn));
-    return i < 0 ? null : { pfnLo: BigInt(this.los[i]), pfnHi: BigInt(this.his[i]) };
+    return i < 0 ? null : { pfnLo: BigInt(this.tree.lo(i)), pfnHi: BigInt(this.tree.hi(i)) };
   }
 
   /** free_iova: removes the range holding pfn; false (and a WARN) if there is none. */
@@ -167,13 +258,14 @@ export class IovaDomain {
       return false;
     }
     // __cached_rbnode_delete_update: a cached node at or below the freed range moves up past it
-    const lo = this.los[i], hi = this.his[i];
-    const next = i + 1 < this.los.length ? this.los[i + 1] : Infinity;
+    const t = this.tree;
+    const lo = t.lo(i), hi = t.hi(i);
+    const n = t.next(i);
+    const next = n < t.end ? t.lo(n) : Infinity;
     if (lo === this.cached32Lo || (hi < this.dma32 && lo >= this.cached32Lo)) this.cached32Lo = next;
     if (lo < this.dma32) this.max32AllocSize = this.dma32;
     if (lo >= this.cachedLo) this.cachedLo = next;
-    this.los.splice(i, 1);
-    this.his.splice(i, 1);
+    t.removeAt(i);
     return true;
   }
 
@@ -185,15 +277,16 @@ export class IovaDomain {
     if (pfnHi < pfnLo) throw new RangeError(`reserveIova: pfnHi 0x${pfnHi.toString(16)} < pfnLo 0x${pfnLo.toString(16)}`);
     let lo = Number(pfnLo), hi = Number(pfnHi);
     this.reserved.push([lo, hi]);
-    let i = this.upper(hi) - 1;
-    while (i >= 0 && this.his[i] >= lo) {
-      lo = Math.min(lo, this.los[i]);
-      hi = Math.max(hi, this.his[i]);
-      this.los.splice(i, 1);
-      this.his.splice(i, 1);
-      i--;
+    const t = this.tree;
+    let i = t.prev(t.upper(hi));
+    while (i >= 0 && t.hi(i) >= lo) {
+      lo = Math.min(lo, t.lo(i));
+      hi = Math.max(hi, t.hi(i));
+      const before = t.prev(i);
+      t.removeAt(i);
+      i = before;
     }
-    this.insert(lo, hi);
+    t.insert(lo, hi);
   }
 
   /** Reserved ranges as given to reserveIova, in frames. */
@@ -203,12 +296,14 @@ export class IovaDomain {
 
   /** Every range the allocator holds (allocated, cached in the rcaches, or reserved), ascending. */
   ranges(): IovaRange[] {
-    return this.los.map((lo, i) => ({ pfnLo: BigInt(lo), pfnHi: BigInt(this.his[i]) }));
+    const out: IovaRange[] = [];
+    for (const [lo, hi] of this.tree.all()) out.push({ pfnLo: BigInt(lo), pfnHi: BigInt(hi) });
+    return out;
   }
 
   /** Number of ranges the allocator holds. */
   get rangeCount(): number {
-    return this.los.length;
+    return this.tree.size;
   }
 
   /** Frames sitting in the range caches (still allocated in the tree). */

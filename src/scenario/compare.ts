@@ -67,7 +67,10 @@ export interface CompareOptions {
   readonly maxSegment?: number;
   /** Base page size in bytes (default 4096). */
   readonly pageSize?: number;
-  /** Include the DMA mapping section (issue #3 section 6; default false, as in the CLI: it is slow at full size). */
+  /**
+   * Include the DMA mapping section (issue #3 section 6). Default false here, so that library callers
+   * opt in; the CLI (`phyr compare`) turns it on unless --no-mapping is given.
+   */
   readonly mapping?: boolean;
   /** Which machine configurations the mapping section runs (default all). */
   readonly mappingConfigs?: readonly MappingConfigName[];

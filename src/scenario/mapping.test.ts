@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { GiB, MiB } from '../base/index.ts';
 import { createMachine } from '../machine/index.ts';
 import {
-  MAPPING_CONFIG_NAMES, MAPPING_METHOD_NAMES, compareMappingOptions, mappingBacking, mappingMachineConfig, runCompare,
+  MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_METHOD_NAMES, UNTRUSTED_MAP_OFFSET, compareMappingOptions, mappingBacking,
+  mappingMachineConfig, runCompare,
   verifyWindows, type CompareOptions, type CompareReport, type MappingConfigName, type MappingRow,
 } from './index.ts';
 
@@ -12,6 +13,11 @@ const SMALL: CompareOptions = {
   ramGiB: 8, seed: 2, deviceGiB: 1, mapping: true, verifyWindows: 8,
   bufferLen: { anon: 4 * MiB, thp: 8 * MiB, hugetlb: GiB, device: 4 * MiB },
 };
+
+function o<T>(x: T | undefined): T {
+  if (x === undefined) throw new Error('missing');
+  return x;
+}
 
 function mrow(rep: CompareReport, config: string, buffer: string, method: string): MappingRow {
   const r = rep.mapping?.rows.find((x) => x.config === config && x.buffer === buffer && x.method === method);
@@ -43,6 +49,20 @@ function runsOn(config: MappingConfigName): Map<string, number> {
   return out;
 }
 
+/** Bytes from byte `from` of the first buffer (anon) to the end of its physically contiguous run. */
+function firstRunFrom(config: MappingConfigName, from: number): number {
+  const o = compareMappingOptions(SMALL);
+  const m = createMachine(mappingMachineConfig(o, config));
+  const mm = m.newProcess();
+  const b = o.buffers[0];
+  const start = mm.mmap({ len: b.len, backing: mappingBacking(b, config), populate: true });
+  if (!start.ok) throw new Error(`mmap ${b.name}: ${start.errno}`);
+  const page = (off: number): bigint => mm.translate(start.value + BigInt(off))! & ~4095n;
+  let end = 4096;
+  while (end < b.len && page(end) === page(end - 4096) + 4096n) end += 4096;
+  return end - from;
+}
+
 describe('verifyWindows', () => {
   it('spreads disjoint in-bounds windows over the buffer, first and last byte included', () => {
     for (const [len, n, w] of [[4 * MiB, 8, 4096], [4096, 8, 4096], [10000, 3, 4096], [3 * 4096, 32, 4096]] as const) {
@@ -72,7 +92,7 @@ describe('runCompare with the mapping section (small machine)', () => {
     const okRows = mr.rows.filter((r) => r.ok);
     expect(okRows.length).toBeGreaterThan(mr.rows.length / 2);
     for (const r of okRows) {
-      const len = rep.buffers.find((b) => b.name === r.buffer)!.len;
+      const len = rep.buffers.find((b) => b.name === r.buffer)!.len - MAPPING_CONFIGS[r.config].offset;
       expect(r.bytesMismatched, `${r.config}/${r.buffer}/${r.method}`).toBe(0);
       expect(r.bytesVerified, `${r.config}/${r.buffer}/${r.method}`).toBe(2 * windowBytes(len));
     }
@@ -122,6 +142,38 @@ describe('runCompare with the mapping section (small machine)', () => {
       expect(h.ok, `${method}: ${h.reason}`).toBe(true);
       expect(h.counters.iommuMapCalls).toBeGreaterThan(0);
     }
+  });
+
+  it('untrusted: buffers mapped from a sub-page offset bounce their unaligned head through swiotlb', () => {
+    expect(o(mr.configs.find((c) => c.name === 'untrusted'))).toMatchObject({ offset: UNTRUSTED_MAP_OFFSET });
+    expect(UNTRUSTED_MAP_OFFSET % 4096).not.toBe(0);
+    const head = 4096 - UNTRUSTED_MAP_OFFSET; // the partial first granule
+    expect(rep.buffers[0].name).toBe('anon');
+    // the two-step API bounces only the partial head granule: copied in at link, out at unlink
+    for (const buffer of ['anon', 'thp', 'hugetlb']) {
+      for (const method of ['two-step', 'map-phyrs'] as const) {
+        const r = mrow(rep, 'untrusted', buffer, method);
+        expect(r.ok, `${buffer}/${method}: ${r.reason}`).toBe(true);
+        expect(r.bytesMismatched).toBe(0);
+        expect(r.bytesVerified).toBeGreaterThan(0);
+        expect(r.counters.bounceBytes, `${buffer}/${method}`).toBe(2 * head);
+      }
+    }
+    // one mapping per range or sg entry bounces the whole unaligned first range, both ways ...
+    const first = firstRunFrom('untrusted', UNTRUSTED_MAP_OFFSET);
+    for (const method of ['map-phys', 'sgtable'] as const) {
+      const r = mrow(rep, 'untrusted', 'anon', method);
+      expect(r.ok, `${method}: ${r.reason}`).toBe(true);
+      expect(r.bytesMismatched).toBe(0);
+      expect(r.counters.bounceBytes, method).toBe(2 * first);
+    }
+    // ... which cannot work for a range above swiotlb's maximum mapping size (a 1 GiB page)
+    expect(mrow(rep, 'untrusted', 'hugetlb', 'map-phys').errno).toBe('ENOMEM');
+    expect(mrow(rep, 'untrusted', 'hugetlb', 'sgtable').errno).toBe('EIO');
+    // MMIO cannot be bounced
+    expect(mrow(rep, 'untrusted', 'device', 'two-step').errno).toBe('EPERM');
+    // page-aligned buffers never bounce on a trusted device
+    for (const method of MAPPING_METHOD_NAMES) expect(mrow(rep, 'iommu-strict', 'anon', method).counters.bounceBytes).toBe(0);
   });
 
   it('force-bounce guest: every byte of a successful mapping went through swiotlb', () => {

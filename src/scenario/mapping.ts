@@ -14,7 +14,7 @@ import {
 } from '../pci/index.ts';
 import { RANGE_MMIO, sgAllocTableFromPagesSegment, sgFreeTable, type PhyrList } from '../phyr/index.ts';
 import {
-  DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaSync,
+  DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DmaIovaState, dmaSetMinAlignMask, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaSync,
   dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaSetMaskAndCoherent, dmaUnmapPhyrs, dmaUnmapPhys,
   dmaUnmapSgtable,
 } from '../dma/index.ts';
@@ -50,17 +50,52 @@ interface ConfigSpec {
   readonly device: string;
   /** The device buffer is the P2P BAR of gpu0 (else the plain device region of the layout comparison). */
   readonly p2p: boolean;
+  /**
+   * Bytes into each buffer where the pinned and mapped part starts (it runs to the buffer's end). A
+   * sub-page offset makes the first range granule-unaligned, which untrusted devices bounce.
+   */
+  readonly offset: number;
+  /**
+   * dma_set_min_align_mask the device's driver sets (0: none). The untrusted device is an NVMe
+   * drive in a Thunderbolt enclosure, so it gets nvme's NVME_CTRL_PAGE_SIZE - 1 (reference 9.2).
+   */
+  readonly minAlignMask: number;
+  /** A line the report prints under the configuration's title (null: none). */
+  readonly note: string | null;
 }
+
+/**
+ * Where the untrusted configuration starts mapping inside each buffer: a sub-page offset, so that
+ * the head of the first range is granule-unaligned and dma-iommu's swiotlb path for untrusted
+ * devices (reference 9.2) has something to bounce (page-aligned buffers never bounce).
+ */
+export const UNTRUSTED_MAP_OFFSET = 512;
+
+/** The fields most configurations share: whole buffers, no min_align_mask, no note. */
+const PLAIN = { offset: 0, minAlignMask: 0, note: null } as const;
 
 /** What each configuration is. */
 export const MAPPING_CONFIGS: Readonly<Record<MappingConfigName, ConfigSpec>> = {
-  'no-iommu': { label: 'no IOMMU (dma-direct), nvme0', iommu: null, force: false, device: 'nvme0', p2p: false },
-  'iommu-strict': { label: 'IOMMU strict, nvme0', iommu: 'strict', force: false, device: 'nvme0', p2p: false },
-  'iommu-lazy': { label: 'IOMMU lazy (flush queue), nvme0', iommu: 'lazy', force: false, device: 'nvme0', p2p: false },
-  untrusted: { label: 'untrusted device tb0 (external port), IOMMU strict + swiotlb', iommu: 'strict', force: false, device: 'tb0', p2p: false },
-  'force-bounce': { label: 'force-bounce guest (swiotlb=force, no IOMMU), nvme0', iommu: null, force: true, device: 'nvme0', p2p: false },
-  'p2p-switch': { label: 'P2P through a switch: nvme0 -> gpu0 BAR, IOMMU strict', iommu: 'strict', force: false, device: 'nvme0', p2p: true },
-  'p2p-host-bridge': { label: 'P2P through the host bridge: nic0 -> gpu0 BAR, IOMMU strict', iommu: 'strict', force: false, device: 'nic0', p2p: true },
+  'no-iommu': { label: 'no IOMMU (dma-direct), nvme0', iommu: null, force: false, device: 'nvme0', p2p: false, ...PLAIN },
+  'iommu-strict': { label: 'IOMMU strict, nvme0', iommu: 'strict', force: false, device: 'nvme0', p2p: false, ...PLAIN },
+  'iommu-lazy': { label: 'IOMMU lazy (flush queue), nvme0', iommu: 'lazy', force: false, device: 'nvme0', p2p: false, ...PLAIN },
+  untrusted: {
+    label: `untrusted NVMe tb0 behind an external port, IOMMU strict + swiotlb; each buffer mapped from byte ${UNTRUSTED_MAP_OFFSET}`,
+    iommu: 'strict', force: false, device: 'tb0', p2p: false, offset: UNTRUSTED_MAP_OFFSET, minAlignMask: 4095,
+    note: `Each buffer is pinned and mapped from byte ${UNTRUSTED_MAP_OFFSET} to its end, so its first range starts inside a ` +
+      'granule and swiotlb bounces it: dmaMapPhys and dmaMapSgtable bounce the whole unaligned range (more than the ' +
+      '252 KiB swiotlb maximum fails), dmaIovaLink only the partial head granule. tb0 sets min_align_mask 0xfff as nvme does.',
+  },
+  'force-bounce': {
+    label: 'force-bounce guest (swiotlb=force, no IOMMU), nvme0', iommu: null, force: true, device: 'nvme0', p2p: false, ...PLAIN,
+  },
+  'p2p-switch': {
+    label: 'P2P through a switch: nvme0 -> gpu0 BAR, IOMMU strict', iommu: 'strict', force: false, device: 'nvme0', p2p: true, ...PLAIN,
+  },
+  'p2p-host-bridge': {
+    label: 'P2P through the host bridge: nic0 -> gpu0 BAR, IOMMU strict', iommu: 'strict', force: false, device: 'nic0', p2p: true,
+    ...PLAIN,
+  },
 };
 
 /** The PCI tree of every mapping machine: the P2P cases come from where the devices sit. */
@@ -109,7 +144,10 @@ export interface MappingRow {
 }
 
 export interface MappingReport {
-  readonly configs: ReadonlyArray<{ readonly name: MappingConfigName; readonly label: string }>;
+  /** offset: bytes into each buffer where the mapped part starts (it runs to the buffer's end). */
+  readonly configs: ReadonlyArray<{
+    readonly name: MappingConfigName; readonly label: string; readonly offset: number; readonly note: string | null;
+  }>;
   readonly buffers: ReadonlyArray<{ readonly name: string; readonly label: string; readonly len: number }>;
   readonly rows: readonly MappingRow[];
   readonly legend: Readonly<Record<string, string>>;
@@ -171,7 +209,7 @@ function counters(m: Machine, since: Record<string, number>): MappingCounters {
 /** A mapping made by one method: DMA segments in buffer byte order, its metadata cost, and its undo. */
 interface Mapped {
   readonly segAddr: bigint[];
-  readonly segLen: number[];
+  readonly segLen: ArrayLike<number>;
   readonly metadataBytes: number;
   readonly unmap: () => void;
 }
@@ -202,34 +240,69 @@ export function verifyWindows(bufLen: number, count: number, winLen: number): Ar
   return out;
 }
 
-/** Pieces (dmaAddr, len) of the buffer bytes [off, off+len) given the DMA segments in byte order. */
-function dmaPieces(mp: Mapped, off: number, len: number): Array<[bigint, number]> {
+/** Byte offset of each DMA segment's start in the mapped buffer (one more entry: the total). */
+function segStarts(segLen: ArrayLike<number>): Float64Array {
+  const starts = new Float64Array(segLen.length + 1);
+  for (let i = 0; i < segLen.length; i++) starts[i + 1] = starts[i] + segLen[i];
+  return starts;
+}
+
+/**
+ * Pieces (dmaAddr, len) of the buffer bytes [off, off+len) given the DMA segments in byte order and
+ * their start offsets (segStarts).
+ */
+function dmaPieces(mp: Mapped, starts: Float64Array, off: number, len: number): Array<[bigint, number]> {
   const out: Array<[bigint, number]> = [];
-  let base = 0;
-  for (let i = 0; i < mp.segLen.length && len > 0; i++) {
-    const sl = mp.segLen[i];
-    if (off < base + sl) {
-      const inner = off - base;
-      const n = Math.min(len, sl - inner);
-      out.push([mp.segAddr[i] + BigInt(inner), n]);
-      off += n;
-      len -= n;
-    }
-    base += sl;
+  // the last segment starting at or before off
+  let a = 0, b = mp.segLen.length;
+  while (b - a > 1) {
+    const m = (a + b) >> 1;
+    if (starts[m] <= off) a = m; else b = m;
+  }
+  for (let i = a; i < mp.segLen.length && len > 0; i++) {
+    const inner = off - starts[i];
+    const n = Math.min(len, mp.segLen[i] - inner);
+    if (n <= 0) continue;
+    out.push([mp.segAddr[i] + BigInt(inner), n]);
+    off += n;
+    len -= n;
   }
   return out;
+}
+
+/**
+ * pfnFacts by page frame, remembering the last region found: the lookups of a page array come in
+ * runs inside one region.
+ */
+function regionFactsCache(m: Machine, pageSize: number): (pfn: number) => ReturnType<Machine['pfnFacts']> {
+  let lo = 0, hi = -1;
+  let last: ReturnType<Machine['pfnFacts']>;
+  return (pfn) => {
+    if (pfn >= lo && pfn < hi) return last;
+    last = m.pfnFacts(BigInt(pfn));
+    if (last) {
+      lo = Number(last.region.start) / pageSize;
+      hi = lo + last.region.len / pageSize;
+    } else {
+      lo = 0; hi = -1;
+    }
+    return last;
+  };
 }
 
 function mapMethod(m: Machine, dev: Device, mm: UserMm, start: bigint, len: number, method: MappingMethod, o: MappingOptions, p2p: boolean): Result<Mapped> {
   const gup = FOLL_WRITE | (p2p ? FOLL_PCI_P2PDMA : 0);
   const dir = DMA_BIDIRECTIONAL;
   if (method === 'sgtable') {
-    const pages = pinUserPages(mm, start, Math.ceil(len / o.pageSize), gup);
+    // pinUserPages rounds start down to its page; the table starts at start's offset in it.
+    const offset = Number(start % BigInt(o.pageSize));
+    const pages = pinUserPages(mm, start, Math.ceil((offset + len) / o.pageSize), gup);
     if (!pages.ok) return err(pages.errno, `pinUserPages: ${pages.message ?? pages.errno}`);
-    const sg = sgAllocTableFromPagesSegment(pages.value.pfns, 0, len, o.maxSegment, {
+    const facts = regionFactsCache(m, o.pageSize);
+    const sg = sgAllocTableFromPagesSegment(pages.value.pfns, offset, len, o.maxSegment, {
       pageSize: o.pageSize, events: m.events,
-      pgmapOf: (pfn) => m.pfnFacts(BigInt(pfn))?.pgmapId ?? 0,
-      flagsOf: (pfn) => m.pfnFacts(BigInt(pfn))?.rangeFlags ?? 0,
+      pgmapOf: (pfn) => facts(pfn)?.pgmapId ?? 0,
+      flagsOf: (pfn) => facts(pfn)?.rangeFlags ?? 0,
     });
     if (!sg.ok) { unpinUserPages(pages.value); return err(sg.errno, `sgAllocTableFromPagesSegment: ${sg.message ?? sg.errno}`); }
     const sgt = sg.value;
@@ -274,24 +347,31 @@ function mapMethod(m: Machine, dev: Device, mm: UserMm, start: bigint, len: numb
     kinds[i] === PCI_P2PDMA_MAP_THRU_HOST_BRIDGE || (list.flagsAt(i) & RANGE_MMIO) !== 0 ? DMA_ATTR_MMIO : 0;
   const busAddr = (i: number): bigint => pciP2pdmaBusAddrMap(state.mem!, list.addrAt(i));
   const perRange = (): Result<Mapped> => {
-    const segAddr: bigint[] = [];
-    const segLen: number[] = [];
-    const done: Array<[bigint, number, number]> = [];
-    for (let i = 0; i < list.count; i++) {
-      if (kinds[i] === PCI_P2PDMA_MAP_BUS_ADDR) { segAddr.push(busAddr(i)); segLen.push(list.lenAt(i)); continue; }
-      const r = dmaMapPhys(dev, list.addrAt(i), list.lenAt(i), dir, attrsOf(i));
+    const n = list.count;
+    const segAddr: bigint[] = new Array<bigint>(n);
+    const segLen = new Float64Array(n);
+    // which ranges were mapped (not bus addresses), with their attrs, for the undo
+    const mappedAttrs = new Int32Array(n).fill(-1);
+    const undo = (upTo: number): void => {
+      for (let k = upTo - 1; k >= 0; k--) if (mappedAttrs[k] >= 0) dmaUnmapPhys(dev, segAddr[k], segLen[k], dir, mappedAttrs[k]);
+    };
+    for (let i = 0; i < n; i++) {
+      const rl = list.lenAt(i);
+      segLen[i] = rl;
+      if (kinds[i] === PCI_P2PDMA_MAP_BUS_ADDR) { segAddr[i] = busAddr(i); continue; }
+      const attrs = attrsOf(i);
+      const r = dmaMapPhys(dev, list.addrAt(i), rl, dir, attrs);
       if (!r.ok) {
-        for (let k = done.length - 1; k >= 0; k--) dmaUnmapPhys(dev, done[k][0], done[k][1], dir, done[k][2]);
+        undo(i);
         unpinUserPhyrs(list);
         return err(r.errno, `dmaMapPhys(range ${i}): ${r.message ?? r.errno}`);
       }
-      done.push([r.value, list.lenAt(i), attrsOf(i)]);
-      segAddr.push(r.value);
-      segLen.push(list.lenAt(i));
+      segAddr[i] = r.value;
+      mappedAttrs[i] = attrs;
     }
     return ok({
-      segAddr, segLen, metadataBytes: 16 * list.count,
-      unmap: () => { for (let k = done.length - 1; k >= 0; k--) dmaUnmapPhys(dev, done[k][0], done[k][1], dir, done[k][2]); unpinUserPhyrs(list); },
+      segAddr, segLen, metadataBytes: 16 * n,
+      unmap: () => { undo(n); unpinUserPhyrs(list); },
     });
   };
   if (method === 'map-phys') return perRange();
@@ -350,6 +430,7 @@ export function measureMapping(
     };
   }
   const mp = mapped.value;
+  const starts = segStarts(mp.segLen);
   let verified = 0;
   let mismatched = 0;
   const compare = (got: Uint8Array, want: Uint8Array): void => {
@@ -362,7 +443,7 @@ export function measureMapping(
     const want = fill(wl, seedBase + off);
     const got = new Uint8Array(wl);
     let at = 0;
-    for (const [a, n] of dmaPieces(mp, off, wl)) {
+    for (const [a, n] of dmaPieces(mp, starts, off, wl)) {
       const r = dev.dmaRead(a, n);
       if (r.ok) got.set(r.value, at);
       at += n;
@@ -371,7 +452,7 @@ export function measureMapping(
     // Device writes pattern B (from-device direction).
     const b = fill(wl, seedBase + off + 7919);
     at = 0;
-    for (const [a, n] of dmaPieces(mp, off, wl)) {
+    for (const [a, n] of dmaPieces(mp, starts, off, wl)) {
       dev.dmaWrite(a, b.subarray(at, at + n));
       at += n;
     }
@@ -409,6 +490,7 @@ export function runMapping(o: MappingOptions, onProgress?: (label: string) => vo
     const m = createMachine(mappingMachineConfig(o, name));
     for (const d of m.devices()) dmaSetMaskAndCoherent(d, DMA_BIT_MASK(64));
     const dev = m.device(spec.device);
+    if (spec.minAlignMask) dmaSetMinAlignMask(dev, spec.minAlignMask);
     const mm = m.newProcess();
     onProgress?.(`${name}: machine`);
     for (const b of o.buffers) {
@@ -420,14 +502,17 @@ export function runMapping(o: MappingOptions, onProgress?: (label: string) => vo
             dmaEntries: null, metadataBytes: null, counters: counters(m, m.stats.snapshot()), bytesVerified: 0, bytesMismatched: 0, mapMs: 0, unmapMs: 0,
           });
         } else {
-          rows.push(measureMapping(m, dev, mm, mapped.value, b.len, method, o, b.kind === 'device' && spec.p2p, { config: name, buffer: b.name }));
+          rows.push(measureMapping(m, dev, mm, mapped.value + BigInt(spec.offset), b.len - spec.offset, method, o,
+            b.kind === 'device' && spec.p2p, { config: name, buffer: b.name }));
         }
         onProgress?.(`${name}: ${b.name} ${MAPPING_METHOD_LABELS[method]}`);
       }
     }
   }
   return {
-    configs: configs.map((n) => ({ name: n, label: MAPPING_CONFIGS[n].label })),
+    configs: configs.map((n) => ({
+      name: n, label: MAPPING_CONFIGS[n].label, offset: MAPPING_CONFIGS[n].offset, note: MAPPING_CONFIGS[n].note,
+    })),
     buffers: o.buffers.map((b) => ({ name: b.name, label: b.label, len: b.len })),
     rows,
     legend: MAPPING_LEGEND,
