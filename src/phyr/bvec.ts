@@ -9,6 +9,7 @@
 import { checkAddr, checkLen } from '../base/addr.ts';
 import { BvecCursor, makeCursor, KIND_BVEC, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
 import { RANGE_NOPAGE } from './flags.ts';
+import { alreadyBuilt, checkFlagsArg, checkIndex, checkInitialCapacity, grown } from './layout-util.ts';
 import { checkPageSize } from './page-array.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
 
@@ -16,10 +17,9 @@ const U32_MAX = 0xffff_ffff;
 const U64_END = 1n << 64n;
 
 function checkBvecFlags(name: string, flags: unknown): number {
-  if (typeof flags !== 'number') throw new TypeError(`${name} must be a number, got ${typeof flags} ${String(flags)}`);
-  if ((flags >>> 0) !== flags) throw new RangeError(`${name} must be a u32, got ${flags}`);
-  if (flags & RANGE_NOPAGE) throw new RangeError(`${name} has RANGE_NOPAGE: a bio_vec needs a struct page, got 0x${flags.toString(16)}`);
-  return flags;
+  const f = checkFlagsArg(name, flags);
+  if (f & RANGE_NOPAGE) throw new RangeError(`${name} has RANGE_NOPAGE: a bio_vec needs a struct page, got 0x${f.toString(16)}`);
+  return f;
 }
 
 /** Builds a BvecList entry by entry (no merging: bio_add_page's merging is the caller's choice). */
@@ -38,7 +38,7 @@ export class BvecListBuilder {
   /** @throws RangeError for a bad pageSize or initialCapacity. */
   constructor(pageSize: number, initialCapacity = 16) {
     this.pageSize = checkPageSize('pageSize', pageSize);
-    const cap = Math.max(1, checkLen('initialCapacity', initialCapacity, 0));
+    const cap = checkInitialCapacity(initialCapacity);
     this.pfn = new Float64Array(cap);
     this.len = new Uint32Array(cap);
     this.off = new Uint32Array(cap);
@@ -58,7 +58,7 @@ export class BvecListBuilder {
    * @throws TypeError/RangeError naming the argument: bad pfn/offset/len, RANGE_NOPAGE flags, end > 2^64.
    */
   push(pfn: number, offset: number, len: number, flags = 0): void {
-    if (this.built) throw new TypeError('builder already built; create a new one');
+    if (this.built) throw alreadyBuilt();
     checkLen('pfn', pfn);
     checkLen('offset', offset, 0, U32_MAX);
     checkLen('len', len, 1, U32_MAX);
@@ -85,15 +85,15 @@ export class BvecListBuilder {
 
   private grow(): void {
     const cap = this.pfn.length * 2;
-    const p = new Float64Array(cap); p.set(this.pfn); this.pfn = p;
-    const l = new Uint32Array(cap); l.set(this.len); this.len = l;
-    const o = new Uint32Array(cap); o.set(this.off); this.off = o;
-    const f = new Uint32Array(cap); f.set(this.flg); this.flg = f;
+    this.pfn = grown(this.pfn, cap);
+    this.len = grown(this.len, cap);
+    this.off = grown(this.off, cap);
+    this.flg = grown(this.flg, cap);
   }
 
   /** Trims storage and returns the list; the builder cannot be used afterwards. */
   build(): BvecList {
-    if (this.built) throw new TypeError('builder already built; create a new one');
+    if (this.built) throw alreadyBuilt();
     this.built = true;
     const n = this.n;
     return new BvecList(
@@ -166,39 +166,33 @@ export class BvecList implements RangeSource {
     return 16 * this.count;
   }
 
-  private idx(i: number): void {
-    if (!Number.isInteger(i) || i < 0 || i >= this.count) {
-      throw new RangeError(`i must be an integer in [0, ${this.count - 1}], got ${String(i)}`);
-    }
-  }
-
   /** bv_page of entry i as a pfn. */
   pfnAt(i: number): bigint {
-    this.idx(i);
+    checkIndex(i, this.count);
     return BigInt(this.pfn[i]);
   }
 
   /** bv_offset of entry i. */
   offsetAt(i: number): number {
-    this.idx(i);
+    checkIndex(i, this.count);
     return this.off[i];
   }
 
   /** bv_len of entry i. */
   lenAt(i: number): number {
-    this.idx(i);
+    checkIndex(i, this.count);
     return this.len[i];
   }
 
   /** Flags of entry i. */
   flagsAt(i: number): number {
-    this.idx(i);
+    checkIndex(i, this.count);
     return this.flg === null ? this.fc : this.flg[i];
   }
 
   /** bvec_phys(entry i): pfn * pageSize + offset, exact. */
   addrAt(i: number): bigint {
-    this.idx(i);
+    checkIndex(i, this.count);
     return BigInt(this.pfn[i]) * BigInt(this.pageSize) + BigInt(this.off[i]);
   }
 

@@ -11,6 +11,7 @@ import { BvecList, BvecListBuilder } from './bvec.ts';
 import { TWO_POW_53 } from './cursor.ts';
 import { DmaList, DmaListBuilder } from './dma-list.ts';
 import { RANGE_NOPAGE, describeFlags } from './flags.ts';
+import { grown } from './layout-util.ts';
 import { PageArray, checkPageSize } from './page-array.ts';
 import { PageList, PageListBuilder } from './page-list.ts';
 import { PhyrList, PhyrListBuilder } from './phyr-list.ts';
@@ -51,16 +52,10 @@ function segAddr(c: RangeCursor, fits: boolean): number {
 }
 
 /**
- * Copies any range source into a PhyrList, one entry per source entry (merge: false, default) or
- * with physically adjacent entries of equal flags joined (merge: true).
- * Always succeeds for a valid source (every range is a phyr); returns Result for uniformity.
+ * Appends every segment of `c` to `b` until the cursor is done: merging (push) or not (pushNoMerge),
+ * through the number path when the source's addresses fit a number, the bigint path otherwise.
  */
-export function toPhyrList(src: RangeSource, opts: { merge?: boolean } = {}): Result<PhyrList> {
-  checkSource(src);
-  const merge = opts.merge === true;
-  const b = new PhyrListBuilder(Math.max(1, src.count));
-  const c = src.cursor();
-  const fits = src.addrFitsNumber;
+function pushSegments(b: PhyrListBuilder | DmaListBuilder, c: RangeCursor, fits: boolean, merge: boolean): void {
   while (!c.done) {
     if (fits) {
       if (merge) b.push(c.addrNum, c.len, c.flags);
@@ -69,6 +64,18 @@ export function toPhyrList(src: RangeSource, opts: { merge?: boolean } = {}): Re
     else b.pushBigNoMerge(c.addr, c.len, c.flags);
     c.next();
   }
+}
+
+/**
+ * Copies any range source into a PhyrList, one entry per source entry (merge: false, default) or
+ * with physically adjacent entries of equal flags joined (merge: true).
+ * Always succeeds for a valid source (every range is a phyr); returns Result for uniformity.
+ */
+export function toPhyrList(src: RangeSource, opts: { merge?: boolean } = {}): Result<PhyrList> {
+  checkSource(src);
+  const merge = opts.merge === true;
+  const b = new PhyrListBuilder(Math.max(1, src.count));
+  pushSegments(b, src.cursor(), src.addrFitsNumber, merge);
   return ok(b.build());
 }
 
@@ -177,8 +184,8 @@ export function toPageArray(src: RangeSource, pageSize: number): Result<PageArra
   const r = walkPageRuns(src, ps, true, false, 'page array', (p, pages, f) => {
     if (n + pages > pfns.length) {
       const cap = Math.max(pfns.length * 2, n + pages);
-      const np = new Float64Array(cap); np.set(pfns.subarray(0, n)); pfns = np;
-      const nf = new Uint32Array(cap); nf.set(flg.subarray(0, n)); flg = nf;
+      pfns = grown(pfns, cap);
+      flg = grown(flg, cap);
     }
     for (let k = 0; k < pages; k++) {
       pfns[n] = p + k;
@@ -200,13 +207,8 @@ export function toPageArray(src: RangeSource, pageSize: number): Result<PageArra
 export function coalesce(src: RangeSource): PhyrList | DmaList {
   checkSource(src);
   const c = src.cursor({ merge: true });
-  const fits = src.addrFitsNumber;
   const b = src.layout === 'dmalist' ? new DmaListBuilder() : new PhyrListBuilder();
-  while (!c.done) {
-    if (fits) b.push(c.addrNum, c.len, c.flags);
-    else b.pushBig(c.addr, c.len, c.flags);
-    c.next();
-  }
+  pushSegments(b, c, src.addrFitsNumber, true);
   return b.build();
 }
 
@@ -243,13 +245,7 @@ export function slice(src: RangeSource, offset: number, len: number): RangeSourc
   }
   const isDma = src.layout === 'dmalist';
   const b = isDma ? new DmaListBuilder() : new PhyrListBuilder();
-  const c = src.cursor({ skip: offset, budget: len });
-  const fits = src.addrFitsNumber;
-  while (!c.done) {
-    if (fits) b.pushNoMerge(c.addrNum, c.len, c.flags);
-    else b.pushBigNoMerge(c.addr, c.len, c.flags);
-    c.next();
-  }
+  pushSegments(b, src.cursor({ skip: offset, budget: len }), src.addrFitsNumber, false);
   const window = b.build();
   if (isDma || src.layout === 'phyr') return window;
   if (src instanceof BvecList) return unwrapSame(toBvecList(window, src.pageSize));

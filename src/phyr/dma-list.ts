@@ -6,7 +6,7 @@
 // Storage is the PhyrList column layout (phyr-list.ts): Float64 addresses with an exact sparse
 // fallback above 2^53 (IOVAs and bus addresses may use all 64 bits), Float64 lengths, flags.
 
-import { checkAddr, checkLen } from '../base/addr.ts';
+import { buildFromRanges, checkOptionalFlagsU32 } from './layout-util.ts';
 import { AddrLenBuilder, AddrLenList, PhyrList } from './phyr-list.ts';
 
 /** Builds a DmaList entry by entry; push() merges DMA-contiguous entries with equal flags. */
@@ -67,26 +67,8 @@ export class DmaList extends AddrLenList {
    * @throws TypeError/RangeError naming the entry index and field.
    */
   static from(ranges: Iterable<{ addr: bigint; len: number; flags?: number }>): DmaList {
-    if (ranges === null || typeof ranges !== 'object' || typeof (ranges as Iterable<unknown>)[Symbol.iterator] !== 'function') {
-      throw new TypeError(`ranges must be an iterable of { addr, len, flags? }, got ${String(ranges)}`);
-    }
-    const b = new DmaListBuilder();
-    let i = 0;
-    for (const r of ranges) {
-      if (r === null || typeof r !== 'object') throw new TypeError(`ranges[${i}] must be an object, got ${String(r)}`);
-      checkAddr(`ranges[${i}].addr`, r.addr);
-      checkLen(`ranges[${i}].len`, r.len, 1);
-      const flags = r.flags ?? 0;
-      if (typeof flags !== 'number' || (flags >>> 0) !== flags) {
-        throw new RangeError(`ranges[${i}].flags must be a u32, got ${String(flags)}`);
-      }
-      if (r.addr + BigInt(r.len) > 1n << 64n) {
-        throw new RangeError(`ranges[${i}]: addr + len must be <= 2^64, got 0x${r.addr.toString(16)} + ${r.len}`);
-      }
-      b.pushBigNoMerge(r.addr, r.len, flags);
-      i++;
-    }
-    return b.build();
+    // Unlike PhyrList.from, null flags count as 0 and a non-number flags value is a RangeError.
+    return buildFromRanges(new DmaListBuilder(), ranges, checkOptionalFlagsU32);
   }
 
   /** A builder (merging push, like PhyrListBuilder). */

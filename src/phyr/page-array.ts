@@ -8,6 +8,7 @@
 
 import { checkLen } from '../base/addr.ts';
 import { PageArrayCursor, makeCursor, KIND_PAGEARRAY, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { checkIndex } from './layout-util.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
 
 export interface PageArrayOptions {
@@ -103,15 +104,13 @@ export class PageArray implements RangeSource {
 
   /** pfn of entry i. */
   pfnAt(i: number): bigint {
-    if (!Number.isInteger(i) || i < 0 || i >= this.count) {
-      throw new RangeError(`i must be an integer in [0, ${this.count - 1}], got ${String(i)}`);
-    }
+    checkIndex(i, this.count);
     return BigInt(this.pfns[i]);
   }
 
   /** Flags of entry i. */
   flagsAt(i: number): number {
-    this.pfnAt(i);
+    checkIndex(i, this.count);
     return this.flagsCol === null ? this.flagsConst : this.flagsCol[i];
   }
 

@@ -12,6 +12,7 @@
 
 import { checkAddr, checkLen } from '../base/addr.ts';
 import { PageListCursor, makeCursor, KIND_PAGES, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { alreadyBuilt, checkIndex, checkInitialCapacity, checkOptionalFlagsU32, grown } from './layout-util.ts';
 import { checkPageSize } from './page-array.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
 
@@ -59,7 +60,7 @@ export class PageListBuilder {
 
   constructor(pageSize: number, initialCapacity = 16) {
     this.pageSize = checkPageSize('pageSize', pageSize);
-    const cap = Math.max(1, checkLen('initialCapacity', initialCapacity, 0));
+    const cap = checkInitialCapacity(initialCapacity);
     this.pfn = new Float64Array(cap);
     this.ord = new Uint8Array(cap);
   }
@@ -79,7 +80,7 @@ export class PageListBuilder {
    * @throws RangeError naming the argument.
    */
   pushChunk(chunkPfn: number, order: number): void {
-    if (this.built) throw new TypeError('builder already built; create a new one');
+    if (this.built) throw alreadyBuilt();
     checkLen('order', order, 0, PAGE_LIST_MAX_ORDER);
     checkLen('chunkPfn', chunkPfn);
     if (chunkPfn % 2 ** order !== 0) throw new RangeError(`chunkPfn ${chunkPfn} is not aligned to its order ${order} (2^${order} pages)`);
@@ -87,8 +88,8 @@ export class PageListBuilder {
       throw new RangeError(`chunk at pfn ${chunkPfn} order ${order} ends above 2^53 bytes`);
     }
     if (this.n === this.pfn.length) {
-      const p = new Float64Array(this.n * 2); p.set(this.pfn); this.pfn = p;
-      const o = new Uint8Array(this.n * 2); o.set(this.ord); this.ord = o;
+      this.pfn = grown(this.pfn, this.n * 2);
+      this.ord = grown(this.ord, this.n * 2);
     }
     this.pfn[this.n] = chunkPfn;
     this.ord[this.n] = order;
@@ -108,15 +109,14 @@ export class PageListBuilder {
    * @throws RangeError when firstOffset >= pageSize or totalLen does not end in the last page.
    */
   build(opts: { firstOffset?: number; totalLen?: number; flags?: number } = {}): PageList {
-    if (this.built) throw new TypeError('builder already built; create a new one');
+    if (this.built) throw alreadyBuilt();
     const ps = this.pageSize;
     const n = this.n;
     const firstOffset = checkLen('firstOffset', opts.firstOffset ?? 0, 0, n === 0 ? 0 : ps - 1);
     const full = this.pages * ps - firstOffset;
     const totalLen = opts.totalLen === undefined ? full
       : checkLen('totalLen', opts.totalLen, n === 0 ? 0 : Math.max(1, full - ps + 1), full);
-    const flags = opts.flags ?? 0;
-    if (typeof flags !== 'number' || (flags >>> 0) !== flags) throw new RangeError(`flags must be a u32, got ${String(flags)}`);
+    const flags = checkOptionalFlagsU32('flags', opts.flags);
     // Every entry must walk at least one byte: with one chunk that is totalLen >= 1, with more the
     // last chunk keeps at least one byte because totalLen ends inside its last page.
     this.built = true;
@@ -192,21 +192,15 @@ export class PageList implements RangeSource {
     return PAGE_LIST_HEADER_BYTES + 8 * this.count;
   }
 
-  private idx(i: number): void {
-    if (!Number.isInteger(i) || i < 0 || i >= this.count) {
-      throw new RangeError(`i must be an integer in [0, ${this.count - 1}], got ${String(i)}`);
-    }
-  }
-
   /** Start pfn of chunk i (aligned to 2^orderAt(i)). */
   pfnAt(i: number): bigint {
-    this.idx(i);
+    checkIndex(i, this.count);
     return BigInt(this.pfn[i]);
   }
 
   /** Order of chunk i: it holds 2^order pages. */
   orderAt(i: number): number {
-    this.idx(i);
+    checkIndex(i, this.count);
     return this.ord[i];
   }
 

@@ -13,6 +13,7 @@
 
 import { checkAddr, checkLen } from '../base/addr.ts';
 import { AddrLenCursor, makeCursor, KIND_ADDR_LEN, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { alreadyBuilt, buildFromRanges, checkFlagsArg, checkIndex, checkInitialCapacity, grown } from './layout-util.ts';
 import type { CursorOptions, LayoutName, Range, RangeCursor, RangeSource } from './types.ts';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -27,12 +28,6 @@ function badAddrNum(addr: unknown, len: number): never {
 function checkPushLen(len: unknown): never {
   if (typeof len !== 'number') throw new TypeError(`len must be a number, got ${typeof len} ${String(len)}`);
   throw new RangeError(`len must be a safe integer > 0, got ${len}`);
-}
-
-function checkFlagsArg(name: string, flags: unknown): number {
-  if (typeof flags !== 'number') throw new TypeError(`${name} must be a number, got ${typeof flags} ${String(flags)}`);
-  if ((flags >>> 0) !== flags) throw new RangeError(`${name} must be a u32, got ${flags}`);
-  return flags;
 }
 
 /**
@@ -71,15 +66,9 @@ export abstract class AddrLenList implements RangeSource {
     return 16 * this.count;
   }
 
-  protected checkIndex(i: number): void {
-    if (!Number.isInteger(i) || i < 0 || i >= this.count) {
-      throw new RangeError(`i must be an integer in [0, ${this.count - 1}], got ${String(i)}`);
-    }
-  }
-
   /** Start address of entry i, exact over 64 bits. */
   addrAt(i: number): bigint {
-    this.checkIndex(i);
+    checkIndex(i, this.count);
     if (this._big !== null) {
       const b = this._big.get(i);
       if (b !== undefined) return b;
@@ -89,19 +78,19 @@ export abstract class AddrLenList implements RangeSource {
 
   /** Start address of entry i as a number: exact when addrFitsNumber (rounded otherwise). */
   addrNumAt(i: number): number {
-    this.checkIndex(i);
+    checkIndex(i, this.count);
     return this._a[i];
   }
 
   /** Length in bytes of entry i. */
   lenAt(i: number): number {
-    this.checkIndex(i);
+    checkIndex(i, this.count);
     return this._l[i];
   }
 
   /** Flags of entry i (flags.ts). */
   flagsAt(i: number): number {
-    this.checkIndex(i);
+    checkIndex(i, this.count);
     return this._f === null ? this._fc : this._f[i];
   }
 
@@ -149,8 +138,7 @@ export abstract class AddrLenBuilder<T> {
   private built = false;
 
   constructor(initialCapacity = 16) {
-    checkLen('initialCapacity', initialCapacity, 0);
-    const cap = Math.max(1, initialCapacity);
+    const cap = checkInitialCapacity(initialCapacity);
     this.cap = cap;
     this.a = new Float64Array(cap);
     this.l = new Float64Array(cap);
@@ -169,15 +157,9 @@ export abstract class AddrLenBuilder<T> {
 
   private grow(): void {
     const cap = this.cap * 2;
-    const a = new Float64Array(cap);
-    a.set(this.a);
-    const l = new Float64Array(cap);
-    l.set(this.l);
-    const f = new Uint32Array(cap);
-    f.set(this.f);
-    this.a = a;
-    this.l = l;
-    this.f = f;
+    this.a = grown(this.a, cap);
+    this.l = grown(this.l, cap);
+    this.f = grown(this.f, cap);
     this.cap = cap;
   }
 
@@ -188,7 +170,7 @@ export abstract class AddrLenBuilder<T> {
   }
 
   private append(addr: number, len: number, flags: number): void {
-    if (this.built) throw new TypeError('builder already built; create a new one');
+    if (this.built) throw alreadyBuilt();
     if (this.n === this.cap) this.grow();
     const k = this.n;
     this.a[k] = addr;
@@ -213,7 +195,7 @@ export abstract class AddrLenBuilder<T> {
     // An entry that ends above 2^53 has prev.addr + prev.len >= 2^53 > addr: never merges here.
     if (k >= 0 && this.a[k] + this.l[k] === addr && this.f[k] === flags && this.l[k] + len <= MAX_SAFE) {
       this.checkTotal(len);
-      if (this.built) throw new TypeError('builder already built; create a new one');
+      if (this.built) throw alreadyBuilt();
       this.l[k] += len;
       this.total += len;
       return;
@@ -260,7 +242,7 @@ export abstract class AddrLenBuilder<T> {
     if (merge && k >= 0 && this.f[k] === flags && this.l[k] + len <= MAX_SAFE) {
       const prevStart = this.big?.get(k) ?? BigInt(this.a[k]);
       if (prevStart + BigInt(this.l[k]) === addr) {
-        if (this.built) throw new TypeError('builder already built; create a new one');
+        if (this.built) throw alreadyBuilt();
         this.l[k] += len;
         this.total += len;
         // The merged entry now ends above 2^53: keep its exact start.
@@ -276,7 +258,7 @@ export abstract class AddrLenBuilder<T> {
 
   /** Trims the storage to count and returns the list; the builder cannot be used afterwards. */
   build(): T {
-    if (this.built) throw new TypeError('builder already built; create a new one');
+    if (this.built) throw alreadyBuilt();
     this.built = true;
     const n = this.n;
     const a = this.a.slice(0, n);
@@ -295,6 +277,11 @@ export abstract class AddrLenBuilder<T> {
     a: Float64Array, l: Float64Array, f: Uint32Array | null, fc: number,
     big: Map<number, bigint> | null, count: number, totalLen: number,
   ): T;
+}
+
+/** PhyrList.from's flags field: absent is 0, otherwise a u32 number (TypeError for a non-number). */
+function phyrFlags(name: string, flags: unknown): number {
+  return flags === undefined ? 0 : checkFlagsArg(name, flags);
 }
 
 /** Builds a PhyrList entry by entry, merging physically adjacent ranges with equal flags. */
@@ -327,23 +314,7 @@ export class PhyrList extends AddrLenList {
    * @throws TypeError/RangeError naming the entry index and the bad field.
    */
   static from(ranges: Iterable<{ addr: bigint; len: number; flags?: number }>): PhyrList {
-    if (ranges === null || typeof ranges !== 'object' || typeof (ranges as Iterable<unknown>)[Symbol.iterator] !== 'function') {
-      throw new TypeError(`ranges must be an iterable of { addr, len, flags? }, got ${String(ranges)}`);
-    }
-    const b = new PhyrListBuilder();
-    let i = 0;
-    for (const r of ranges) {
-      if (r === null || typeof r !== 'object') throw new TypeError(`ranges[${i}] must be an object, got ${String(r)}`);
-      checkAddr(`ranges[${i}].addr`, r.addr);
-      checkLen(`ranges[${i}].len`, r.len, 1);
-      const flags = r.flags === undefined ? 0 : checkFlagsArg(`ranges[${i}].flags`, r.flags);
-      if (r.addr + BigInt(r.len) > 1n << 64n) {
-        throw new RangeError(`ranges[${i}]: addr + len must be <= 2^64, got 0x${r.addr.toString(16)} + ${r.len}`);
-      }
-      b.pushBigNoMerge(r.addr, r.len, flags);
-      i++;
-    }
-    return b.build();
+    return buildFromRanges(new PhyrListBuilder(), ranges, phyrFlags);
   }
 
   /** A builder (merging push, see PhyrListBuilder). */

@@ -11,6 +11,7 @@
 import { checkAddr, checkLen } from '../base/addr.ts';
 import { type EventLog, KernelBug } from '../base/events.ts';
 import { err, ok, type Result } from '../base/result.ts';
+import { grown } from './layout-util.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
 import { SgCursor, nextSlot, type SgSideView } from './sg-cursor.ts';
 
@@ -394,28 +395,21 @@ export class SgTable implements RangeSource {
 
   /** @internal */
   flagsColumn(): Uint32Array {
-    if (this._flags === null || this._flags.length < this._pfn.length) {
-      const f = new Uint32Array(this._pfn.length);
-      if (this._flags !== null) f.set(this._flags);
-      this._flags = f;
-    }
+    if (this._flags === null) this._flags = new Uint32Array(this._pfn.length);
+    else if (this._flags.length < this._pfn.length) this._flags = grown(this._flags, this._pfn.length);
     return this._flags;
   }
 
   private dmaColumns(): void {
     const cap = this._pfn.length;
-    if (this._dmaAddr === null || this._dmaAddr.length < cap) {
-      const a = new BigUint64Array(cap);
-      const l = new Uint32Array(cap);
-      const f = new Uint8Array(cap);
-      if (this._dmaAddr !== null) {
-        a.set(this._dmaAddr);
-        l.set(this._dmaLen!);
-        f.set(this._dmaFlags!);
-      }
-      this._dmaAddr = a;
-      this._dmaLen = l;
-      this._dmaFlags = f;
+    if (this._dmaAddr === null) {
+      this._dmaAddr = new BigUint64Array(cap);
+      this._dmaLen = new Uint32Array(cap);
+      this._dmaFlags = new Uint8Array(cap);
+    } else if (this._dmaAddr.length < cap) {
+      this._dmaAddr = grown(this._dmaAddr, cap);
+      this._dmaLen = grown(this._dmaLen!, cap);
+      this._dmaFlags = grown(this._dmaFlags!, cap);
     }
   }
 
@@ -424,18 +418,10 @@ export class SgTable implements RangeSource {
     const cap = this._pfn.length;
     if (need <= cap) return;
     const n = Math.max(need, cap * 2);
-    const pfn = new Float64Array(n).fill(-1);
-    pfn.set(this._pfn);
-    this._pfn = pfn;
-    const link = new Uint8Array(n);
-    link.set(this._link);
-    this._link = link;
-    const off = new Uint32Array(n);
-    off.set(this._offset);
-    this._offset = off;
-    const len = new Uint32Array(n);
-    len.set(this._length);
-    this._length = len;
+    this._pfn = grown(this._pfn, n).fill(-1, cap); // -1: no page in the new slots
+    this._link = grown(this._link, n);
+    this._offset = grown(this._offset, n);
+    this._length = grown(this._length, n);
     if (this._flags !== null) this.flagsColumn();
     if (this._dmaAddr !== null) this.dmaColumns();
   }
