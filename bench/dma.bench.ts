@@ -2,14 +2,15 @@
 // anonymous memory, pinned with pinUserPhyrs / pinUserPages, mapped for a device behind a strict
 // IOMMU with each design. Times are the model's own wall time (median of runs); each map is
 // followed by its unmap outside the timed region. dma-debug is off, as in a production kernel
-// (CONFIG_DMA_API_DEBUG=n), so the figures measure the mapping paths, not the checker.
+// (CONFIG_DMA_API_DEBUG=n), so the figures measure the mapping paths, not the checker; one row
+// repeats dmaMapPhyrs with dma-debug on (as createMachine builds machines) to show its cost.
 // Run: npx tsx --expose-gc bench/run.ts dma
 
 import type { BenchRow, BenchSection } from './harness.ts';
 import { GiB, KiB, MiB, unwrap } from '../src/base/index.ts';
 import { createMachine } from '../src/machine/index.ts';
 import { FOLL_WRITE, pinUserPages, pinUserPhyrs } from '../src/mm/index.ts';
-import { sgAllocTableFromPagesSegment, type PhyrList } from '../src/phyr/index.ts';
+import { sgAllocTableFromPagesSegment, type DmaList, type PhyrList } from '../src/phyr/index.ts';
 import {
   DMA_BIT_MASK, DMA_TO_DEVICE, DmaIovaState, dmaContextOf, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc,
   dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaSetMaskAndCoherent, dmaUnmapPhyrs, dmaUnmapPhys, dmaUnmapSgtable,
@@ -62,7 +63,8 @@ export default function dmaBench(): BenchSection {
   });
   const dev = m.device('nvme0');
   unwrap(dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64)));
-  dmaContextOf(dev).debug.enabled = false;
+  const debug = dmaContextOf(dev).debug;
+  debug.enabled = false;
 
   const proc = m.newProcess();
   const va = unwrap(proc.mmap({ len: GiB, backing: 'anon', populate: true }));
@@ -78,28 +80,30 @@ export default function dmaBench(): BenchSection {
     const sgt = unwrap(sgAllocTableFromPagesSegment(pa.pfns, 0, GiB, 0xfffff000, { pageSize: PAGE }));
     unwrap(dmaMapSgtable(dev, sgt, DMA_TO_DEVICE, 0));
     return sgt;
-  }, (sgt) => dmaUnmapSgtable(dev, sgt, DMA_TO_DEVICE, 0), 2);
+  }, (sgt) => dmaUnmapSgtable(dev, sgt, DMA_TO_DEVICE, 0), 3);
   rows.push({ name: 'scatterlist + dmaMapSgtable, 1 GiB aged 4 KiB, strict', value: rate(sgMs), unit: 'pages/s',
-    note: `${sgMs.toFixed(0)} ms incl. sg table build` });
+    note: `${sgMs.toFixed(0)} ms incl. sg table build; dma-debug off` });
 
   // 2. per-range dmaMapPhys
   const perMs = timeMap(() => {
     const addrs: bigint[] = [];
     for (let i = 0; i < list.count; i++) addrs.push(unwrap(dmaMapPhys(dev, list.addrAt(i), list.lenAt(i), DMA_TO_DEVICE, 0)));
     return addrs;
-  }, (addrs) => { for (let i = 0; i < addrs.length; i++) dmaUnmapPhys(dev, addrs[i], list.lenAt(i), DMA_TO_DEVICE, 0); }, 2);
+  }, (addrs) => { for (let i = 0; i < addrs.length; i++) dmaUnmapPhys(dev, addrs[i], list.lenAt(i), DMA_TO_DEVICE, 0); }, 3);
   rows.push({ name: 'per-range dmaMapPhys, 1 GiB aged 4 KiB, strict', value: rate(perMs), unit: 'pages/s',
-    note: `${perMs.toFixed(0)} ms, one IOVA + IOTLB sync per range` });
+    note: `${perMs.toFixed(0)} ms, one IOVA + IOTLB sync per range; dma-debug off` });
 
   // 3. two-step dmaIova*
-  const twoMs = timeMap(() => twoStepMap(dev, list), ({ st, len }) => dmaIovaDestroy(dev, st, len, DMA_TO_DEVICE, 0));
+  const twoMs = timeMap(() => twoStepMap(dev, list), ({ st, len }) => dmaIovaDestroy(dev, st, len, DMA_TO_DEVICE, 0), 5);
   rows.push({ name: 'two-step dmaIova*, 1 GiB aged 4 KiB, strict', value: rate(twoMs), unit: 'pages/s',
-    target: { op: '>=', value: 5e6 }, note: `${twoMs.toFixed(0)} ms; ${note}` });
+    target: { op: '>=', value: 5e6 }, note: `${twoMs.toFixed(0)} ms; ${note}; dma-debug off` });
 
   // 4. dmaMapPhyrs
-  const phyrsMs = timeMap(() => unwrap(dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0)), (dl) => dmaUnmapPhyrs(dev, dl, DMA_TO_DEVICE, 0));
+  const mapPhyrs = (): DmaList => unwrap(dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0));
+  const unmapPhyrs = (dl: DmaList): void => dmaUnmapPhyrs(dev, dl, DMA_TO_DEVICE, 0);
+  const phyrsMs = timeMap(mapPhyrs, unmapPhyrs, 5);
   rows.push({ name: 'dmaMapPhyrs, 1 GiB aged 4 KiB, strict', value: rate(phyrsMs), unit: 'pages/s',
-    note: `${phyrsMs.toFixed(0)} ms; two-step window inside` });
+    note: `${phyrsMs.toFixed(0)} ms; two-step window inside; dma-debug off` });
 
   // 5. small request: 256 x 4 KiB, map + unmap
   const small = unwrap(pinUserPhyrs(proc, va, 256 * PAGE, FOLL_WRITE));
@@ -112,13 +116,20 @@ export default function dmaBench(): BenchSection {
     return 0;
   }, () => undefined, 3);
   rows.push({ name: 'two-step map + unmap of 256 x 4 KiB', value: (smallTwo * 1e6) / (reps * 256), unit: 'ns/page',
-    note: `${((smallTwo * 1e3) / reps).toFixed(1)} us per request` });
+    note: `${((smallTwo * 1e3) / reps).toFixed(1)} us per request; dma-debug off` });
   const smallPhyrs = timeMap(() => {
     for (let r = 0; r < reps; r++) dmaUnmapPhyrs(dev, unwrap(dmaMapPhyrs(dev, small, DMA_TO_DEVICE, 0)), DMA_TO_DEVICE, 0);
     return 0;
   }, () => undefined, 3);
   rows.push({ name: 'dmaMapPhyrs map + unmap of 256 x 4 KiB', value: (smallPhyrs * 1e6) / (reps * 256), unit: 'ns/page',
-    note: `${((smallPhyrs * 1e3) / reps).toFixed(1)} us per request` });
+    note: `${((smallPhyrs * 1e3) / reps).toFixed(1)} us per request; dma-debug off` });
+
+  // 6. dmaMapPhyrs again with dma-debug on, last (its 200 k tracked entries would weigh on the GC of the rows above)
+  debug.enabled = true;
+  const phyrsDebugMs = timeMap(mapPhyrs, unmapPhyrs, 3);
+  debug.enabled = false;
+  rows.push({ name: 'dmaMapPhyrs, 1 GiB aged 4 KiB, strict, dma-debug on', value: rate(phyrsDebugMs), unit: 'pages/s',
+    note: `${phyrsDebugMs.toFixed(0)} ms; dma-debug tracks each of the ${list.count} links` });
 
   return { title: 'DMA mapping designs (strict IOMMU, x86-64 4-level)', rows };
 }

@@ -42,16 +42,16 @@ export default function bench(): BenchSection {
   for (const format of ['x86-64', 'amd-v1'] as const) {
     const fi = createIommu(mm, { format, mode: 'strict' });
     const d = fi.allocDomain('unmanaged');
-    const windows = 64, rounds = 40;
+    const windows = 64, rounds = 200, warmup = 20;
     const pa = BigInt(ramPfns(mm, 1)[0] & ~0x1ff) * 4096n + 0x1000n;
     let mapNs = 0, unmapNs = 0;
-    for (let r = 0; r < rounds + 2; r++) {
+    for (let r = 0; r < rounds + warmup; r++) {
       const t0 = process.hrtime.bigint();
       for (let w = 0; w < windows; w++) iommuMap(d, 0x100000000n + BigInt(w) * 0x200000n, pa, 256 * 4096, RW);
       const t1 = process.hrtime.bigint();
       for (let w = 0; w < windows; w++) iommuUnmap(d, 0x100000000n + BigInt(w) * 0x200000n, 256 * 4096);
       const t2 = process.hrtime.bigint();
-      if (r >= 2) { mapNs += Number(t1 - t0); unmapNs += Number(t2 - t1); }
+      if (r >= warmup) { mapNs += Number(t1 - t0); unmapNs += Number(t2 - t1); }
     }
     const n = rounds * windows;
     rows.push({ name: `iommuMap 256 x 4 KiB (${format}, tables present)`, value: mapNs / n / 256, unit: 'ns/page',

@@ -10,6 +10,7 @@ import {
   IOMMU_CACHE, IOMMU_MMIO, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE, IommuIotlbGather,
   iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync, iommuIovaToPhys, iommuMap,
   iommuMapNosync, iommuSyncMap, iommuUnmapFast, iovaRcacheRange, type IommuDomain,
+  iommuDmaAllocIovaPfn, iommuDmaFreeIovaPfn, iommuMapPfns, iommuMapPfnsSync, iommuUnmapFastPfns, safeBigToNum,
 } from '../iommu/index.ts';
 import type { Device } from '../pci/index.ts';
 import {
@@ -30,6 +31,8 @@ import {
 } from './swiotlb.ts';
 
 const U64_MASK = (1n << 64n) - 1n;
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+const OK_VOID: Result<void> = Object.freeze(ok());
 
 /** The DMA-API domain of a device that uses dma-iommu; a BUG when called for one that does not. */
 export function dmaDomainOf(dev: Device): IommuDomain {
@@ -65,6 +68,9 @@ export function devUseSwiotlb(dev: Device, _size: number, _dir: DmaDataDirection
 /** iova_offset(): the offset of an address inside its IOVA granule. */
 export function iovaOffset(domain: IommuDomain, addr: bigint): number {
   const g = domain.granule;
+  const n = safeBigToNum(addr);
+  // exact as a number; x - floor(x / g) * g is x % g without an fmod call
+  if (n >= 0) return n - Math.floor(n / g) * g;
   return Number(addr & BigInt(g - 1));
 }
 
@@ -91,7 +97,21 @@ export function iommuDmaMapSwiotlb(dev: Device, phys: bigint, size: number, dir:
 /** __iommu_dma_map(): allocate IOVA for the granule span of [phys, phys+size) and map it (map + sync). */
 function iommuDmaMapRaw(dev: Device, domain: IommuDomain, phys: bigint, size: number, prot: number, dmaMask: bigint): bigint {
   const off = iovaOffset(domain, phys);
-  const span = alignUp(size + off, domain.granule);
+  const g = domain.granule;
+  if (g === 4096 && phys <= MAX_SAFE_BIG) {
+    // the same steps in 4 KiB frame numbers: no bigint between the allocator and the page table
+    const pages = Math.ceil((size + off) / 4096);
+    const pfn = iommuDmaAllocIovaPfn(domain, pages, dmaMask, dev);
+    if (pfn === 0) return DMA_MAPPING_ERROR;
+    const r = iommuMapPfnsSync(domain, pfn, (Number(phys) - off) / 4096, pages, prot);
+    if (!r.ok) {
+      iommuDmaFreeIovaPfn(domain, pfn, pages, null);
+      return DMA_MAPPING_ERROR;
+    }
+    const a = pfn * 4096 + off;
+    return a <= Number.MAX_SAFE_INTEGER ? BigInt(a) : (BigInt(pfn) << 12n) + BigInt(off);
+  }
+  const span = alignUp(size + off, g);
   const iova = iommuDmaAllocIova(domain, span, dmaMask, dev);
   if (iova === 0n) return DMA_MAPPING_ERROR;
   const r = iommuMap(domain, iova, phys - BigInt(off), span, prot);
@@ -108,10 +128,25 @@ function iommuDmaMapRaw(dev: Device, domain: IommuDomain, phys: bigint, size: nu
  */
 export function iommuDmaUnmapRaw(dev: Device, domain: IommuDomain, addr: bigint, size: number): void {
   const off = iovaOffset(domain, addr);
-  const start = addr - BigInt(off);
-  const span = alignUp(size + off, domain.granule);
+  const g = domain.granule;
+  const span = alignUp(size + off, g);
   const gather = new IommuIotlbGather();
   gather.queued = domain.type === 'dma-fq';
+  if (g === 4096 && addr <= MAX_SAFE_BIG) {
+    // the same steps in 4 KiB frame numbers
+    const pfn = (Number(addr) - off) / 4096;
+    const pages = span / 4096;
+    const unmapped = iommuUnmapFastPfns(domain, pfn, pages, gather);
+    if (unmapped !== span) {
+      const start = BigInt(pfn * 4096);
+      dmaContextOf(dev).mm.events.warn('dma-iommu', `${dev.name}: unmapped ${unmapped} bytes of ${span} at 0x${start.toString(16)}`,
+        { dev: dev.name, addr: start, len: span, unmapped });
+    }
+    if (!gather.queued) iommuIotlbSync(domain, gather);
+    iommuDmaFreeIovaPfn(domain, pfn, pages, gather);
+    return;
+  }
+  const start = addr - BigInt(off);
   const unmapped = iommuUnmapFast(domain, start, span, gather);
   if (unmapped !== span) {
     dmaContextOf(dev).mm.events.warn('dma-iommu', `${dev.name}: unmapped ${unmapped} bytes of ${span} at 0x${start.toString(16)}`,
@@ -250,96 +285,171 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
 
   const pageSize = ctx.mm.pageSize;
   const g = domain.granule;
-  const gmask = g - 1;
+  const ent = readSgEntries(sgt, pageSize, g);
   const coherent = dev.dmaCoherent;
   if (!coherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) {
-    for (let i = 0; i < n; i++) archSyncDmaForDevice(dev, sgt.physAt(i, pageSize), sgt.lengthAt(i), dir);
+    for (let i = 0; i < n; i++) archSyncDmaForDevice(dev, entPhys(ent, i), ent.len[i], dir);
   }
   const prot = dmaInfoToProt(dir, coherent, attrs);
   const segMask = dmaGetSegBoundary(dev) & U64_MASK;
+  // The segment size (mask + 1, a power of two) as a number when it is at most 2^53; 0 above, where
+  // no padding can ever apply (the pad to the next boundary exceeds any entry: sizes stay below 2^53).
+  const segSize = segMask <= MAX_SAFE_BIG ? Number(segMask) + 1 : 0;
 
   // Layout pass.
   const kind = new Uint8Array(n);
-  const sIovaOff = new Float64Array(n);
+  const sIovaOff = ent.off;
   const sIovaLen = new Float64Array(n);
   const busAddr: bigint[] = [];
   const p2p = new PciP2pdmaMapState();
-  let iovaLen = 0n;
+  let iovaLen = 0;
   let prev = -1;
   for (let i = 0; i < n; i++) {
-    const type = pciP2pdmaState(p2p, dev, sgt.flagsAt(i));
+    const type = pciP2pdmaState(p2p, dev, ent.flags[i]);
     if (type === PCI_P2PDMA_MAP_BUS_ADDR) {
       kind[i] = KIND_BUS;
-      busAddr[i] = pciP2pdmaBusAddrMap(p2p.mem!, sgt.physAt(i, pageSize));
+      busAddr[i] = pciP2pdmaBusAddrMap(p2p.mem!, entPhys(ent, i));
       continue;
     }
     if (type === PCI_P2PDMA_MAP_NOT_SUPPORTED) {
       return err('EREMOTEIO', `entry ${i}: P2P between its provider and ${dev.name} is not supported`);
     }
     kind[i] = KIND_IOVA;
-    const off = sgt.offsetAt(i) & gmask;
-    const sLen = alignUp(sgt.lengthAt(i) + off, g);
-    // Pad the previous entry so this one starts on a segment boundary when it would cross one.
-    const pad = (segMask - iovaLen + 1n) & segMask;
-    sIovaOff[i] = off;
+    const off = sIovaOff[i];
+    const sLen = Math.ceil((ent.len[i] + off) / g) * g;
+    // Pad the previous entry so this one starts on a segment boundary when it would cross one:
+    // pad = (segMask - iovaLen + 1) & segMask, the bytes up to the next boundary (none without one)
+    let pad = 0;
+    if (segSize !== 0) {
+      const r = iovaLen - Math.floor(iovaLen / segSize) * segSize;
+      if (r !== 0) pad = segSize - r;
+    }
     sIovaLen[i] = sLen;
-    if (pad !== 0n && pad < BigInt(sLen - 1) && prev >= 0) {
-      sIovaLen[prev] += Number(pad);
+    if (pad !== 0 && pad < sLen - 1 && prev >= 0) {
+      sIovaLen[prev] += pad;
       iovaLen += pad;
     }
-    iovaLen += BigInt(sLen);
+    iovaLen += sLen;
     prev = i;
   }
 
   let iova = 0n;
-  if (iovaLen > 0n) {
-    if (iovaLen > BigInt(Number.MAX_SAFE_INTEGER)) return err('EINVAL', 'scatterlist too large');
-    const total = Number(iovaLen);
+  if (iovaLen > 0) {
+    if (iovaLen > Number.MAX_SAFE_INTEGER) return err('EINVAL', 'scatterlist too large');
+    const total = iovaLen;
     iova = iommuDmaAllocIova(domain, total, dmaGetMask(dev), dev);
     if (iova === 0n) return err('ENOMEM', `no IOVA space for ${total} bytes`);
-    const r = mapSgPieces(domain, iova, sgt, kind, sIovaOff, sIovaLen, pageSize, prot);
+    const r = mapSgPieces(domain, iova, ent, kind, sIovaOff, sIovaLen, prot);
     if (!r.ok) {
       iommuDmaFreeIova(domain, iova, total, null);
       return err(r.errno === 'ENOMEM' ? 'ENOMEM' : 'EINVAL', r.message);
     }
   }
-  return ok(finaliseSg(dev, sgt, kind, sIovaOff, sIovaLen, busAddr, iova, segMask));
+  return ok(finaliseSg(dev, sgt, ent, kind, sIovaOff, sIovaLen, busAddr, iova, segMask, segSize));
+}
+
+/**
+ * The CPU side of a table's entries in columns: start address (as a number, exact, when physBig is
+ * null), length, offset inside the IOVA granule (iova_offset(sg->offset)) and range flags.
+ */
+interface SgEntries {
+  readonly phys: Float64Array;
+  readonly physBig: bigint[] | null;
+  readonly len: Float64Array;
+  readonly off: Float64Array;
+  readonly flags: Uint32Array;
+}
+
+function entPhys(ent: SgEntries, i: number): bigint {
+  return ent.physBig !== null ? ent.physBig[i] : BigInt(ent.phys[i]);
+}
+
+/**
+ * Reads every entry once. One cursor walk when the addresses are exact numbers, the table's page
+ * size is the machine's and a multiple of the granule (then sg_phys % granule is the granule offset
+ * of sg->offset), and no entry is empty (the walk then yields exactly one range per entry);
+ * otherwise entry by entry with the table's accessors.
+ */
+function readSgEntries(sgt: SgTable, pageSize: number, g: number): SgEntries {
+  const n = sgt.origNents;
+  const phys = new Float64Array(n);
+  const len = new Float64Array(n);
+  const off = new Float64Array(n);
+  const flags = new Uint32Array(n);
+  if (sgt.addrFitsNumber && sgt.pageSize === pageSize && pageSize % g === 0) {
+    const c = sgt.cursor();
+    let i = 0;
+    while (!c.done && i < n) {
+      const a = c.addrNum;
+      phys[i] = a;
+      len[i] = c.len;
+      off[i] = a - Math.floor(a / g) * g;
+      flags[i] = c.flags;
+      i++;
+      c.next();
+    }
+    if (i === n && c.done) return { phys, physBig: null, len, off, flags };
+  }
+  const physBig: bigint[] = [];
+  for (let i = 0; i < n; i++) {
+    physBig[i] = sgt.physAt(i, pageSize);
+    len[i] = sgt.lengthAt(i);
+    off[i] = sgt.offsetAt(i) & (g - 1);
+    flags[i] = sgt.flagsAt(i);
+  }
+  return { phys, physBig, len, off, flags };
 }
 
 /** iommu_map_sg(): map the aligned pieces back to back, joining physically contiguous ones; one sync. */
-function mapSgPieces(domain: IommuDomain, iova: bigint, sgt: SgTable, kind: Uint8Array, sIovaOff: Float64Array,
-  sIovaLen: Float64Array, pageSize: number, prot: number): Result<void> {
+function mapSgPieces(domain: IommuDomain, iova: bigint, ent: SgEntries, kind: Uint8Array, sIovaOff: Float64Array,
+  sIovaLen: Float64Array, prot: number): Result<void> {
   const n = kind.length;
+  // frame numbers when every piece is 4 KiB-aligned and exact (the usual case), else bigint calls
+  const iovaNum = Number(iova);
+  const numeric = ent.physBig === null && domain.granule === 4096 && iova <= MAX_SAFE_BIG;
   let mapped = 0;
-  let runPhys = 0n;
+  let runPhys = 0;
+  let runPhysBig = 0n;
   let runLen = 0;
-  let runIova = iova;
   const flush = (): Result<void> => {
-    if (runLen === 0) return ok();
-    const r = iommuMapNosync(domain, runIova, runPhys, runLen, prot);
+    if (runLen === 0) return OK_VOID;
+    const at = iovaNum + mapped;
+    const r = numeric && Math.floor(runPhys / 4096) * 4096 === runPhys && Math.floor(runLen / 4096) * 4096 === runLen
+      ? iommuMapPfns(domain, at / 4096, runPhys / 4096, runLen / 4096, prot)
+      : iommuMapNosync(domain, iova + BigInt(mapped), numeric ? BigInt(runPhys) : runPhysBig, runLen, prot);
     if (!r.ok) return r;
     mapped += runLen;
-    return ok();
+    return OK_VOID;
   };
   for (let i = 0; i < n; i++) {
     if (kind[i] === KIND_BUS) continue;
-    const phys = sgt.physAt(i, pageSize) - BigInt(sIovaOff[i]);
     const len = sIovaLen[i];
-    if (runLen && runPhys + BigInt(runLen) === phys) {
-      runLen += len;
-      continue;
+    if (numeric) {
+      const phys = ent.phys[i] - sIovaOff[i];
+      if (runLen && runPhys + runLen === phys) {
+        runLen += len;
+        continue;
+      }
+      const r = flush();
+      if (!r.ok) return undo(r);
+      runPhys = phys;
+    } else {
+      const phys = ent.physBig![i] - BigInt(sIovaOff[i]);
+      if (runLen && runPhysBig + BigInt(runLen) === phys) {
+        runLen += len;
+        continue;
+      }
+      const r = flush();
+      if (!r.ok) return undo(r);
+      runPhysBig = phys;
     }
-    const r = flush();
-    if (!r.ok) return undo(r);
-    runIova = iova + BigInt(mapped);
-    runPhys = phys;
     runLen = len;
   }
   const r = flush();
   if (!r.ok) return undo(r);
   const s = iommuSyncMap(domain, iova, mapped);
   if (!s.ok) return undo(s);
-  return ok();
+  return OK_VOID;
 
   function undo(e: Result<void>): Result<void> {
     if (mapped) {
@@ -352,19 +462,21 @@ function mapSgPieces(domain: IommuDomain, iova: bigint, sgt: SgTable, kind: Uint
 }
 
 /** __finalise_sg(): write the output DMA segments; returns their count. */
-function finaliseSg(dev: Device, sgt: SgTable, kind: Uint8Array, sIovaOff: Float64Array, sIovaLen: Float64Array,
-  busAddr: bigint[], iova: bigint, segMask: bigint): number {
+function finaliseSg(dev: Device, sgt: SgTable, ent: SgEntries, kind: Uint8Array, sIovaOff: Float64Array, sIovaLen: Float64Array,
+  busAddr: bigint[], iova: bigint, segMask: bigint, segSize: number): number {
   const n = kind.length;
   const maxLen = dmaGetMaxSegSize(dev);
-  let dmaAddr = iova;
+  // DMA addresses as numbers: inside the IOVA allocation, below the aperture (exact)
+  const numeric = iova + BigInt(sumOf(sIovaLen)) <= MAX_SAFE_BIG;
+  let dmaAddr = Number(iova);
+  let dmaAddrBig = iova;
   let cur = -1;
-  let curAddr = 0n;
   let curLen = 0;
   const segAddr: bigint[] = [];
   const segLen: number[] = [];
   const segBus: boolean[] = [];
   for (let i = 0; i < n; i++) {
-    const sLength = sgt.lengthAt(i);
+    const sLength = ent.len[i];
     if (kind[i] === KIND_BUS) {
       cur++;
       segAddr[cur] = busAddr[i];
@@ -374,17 +486,21 @@ function finaliseSg(dev: Device, sgt: SgTable, kind: Uint8Array, sIovaOff: Float
       continue;
     }
     const off = sIovaOff[i];
-    if (curLen && off === 0 && (dmaAddr & segMask) !== 0n && maxLen - curLen >= sLength) {
+    // (dmaAddr & segMask) !== 0: not at a segment boundary (with no boundary: not at address 0)
+    const inside = numeric
+      ? (segSize !== 0 ? dmaAddr - Math.floor(dmaAddr / segSize) * segSize !== 0 : dmaAddr !== 0)
+      : (dmaAddrBig & segMask) !== 0n;
+    if (curLen && off === 0 && inside && maxLen - curLen >= sLength) {
       curLen += sLength;
     } else {
       cur++;
-      curAddr = dmaAddr + BigInt(off);
       curLen = sLength;
-      segAddr[cur] = curAddr;
+      segAddr[cur] = numeric ? BigInt(dmaAddr + off) : dmaAddrBig + BigInt(off);
       segBus[cur] = false;
     }
     segLen[cur] = curLen;
-    dmaAddr += BigInt(sIovaLen[i]);
+    if (numeric) dmaAddr += sIovaLen[i];
+    else dmaAddrBig += BigInt(sIovaLen[i]);
     if (sLength + off < sIovaLen[i]) curLen = 0;
   }
   const count = cur + 1;
@@ -398,6 +514,12 @@ function finaliseSg(dev: Device, sgt: SgTable, kind: Uint8Array, sIovaOff: Float
     }
   }
   return count;
+}
+
+function sumOf(a: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return s;
 }
 
 /**

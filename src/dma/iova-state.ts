@@ -8,7 +8,7 @@
 import { alignUp, checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
 import {
   IommuIotlbGather, iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync,
-  iommuIovaToPhys, iommuMapNosync, iommuSyncMap, iommuUnmapFast, type IommuDomain,
+  iommuIovaToPhys, iommuMapNosync, iommuMapPfns, iommuSyncMap, safeBigToNum, iommuUnmapFast, type IommuDomain,
 } from '../iommu/index.ts';
 import type { Device } from '../pci/index.ts';
 import {
@@ -17,7 +17,7 @@ import {
 } from './constants.ts';
 import { dmaContextOf, type DmaContext } from './context.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
-import { debugDmaIovaLink, debugDmaIovaUnlink } from './debug.ts';
+import { debugDmaIovaLink, debugDmaIovaUnlink, type DebugMapFacts } from './debug.ts';
 import { dmaGetMask } from './mask.ts';
 import { isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
 import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts';
@@ -25,12 +25,9 @@ import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts
 /** Bit 63 of dma_iova_state.__size: some link of this state went through swiotlb. */
 export const DMA_IOVA_USE_SWIOTLB = 1n << 63n;
 
-const U64_MAX = (1n << 64n) - 1n;
 const OK: Result<void> = ok();
-const MAX_EXACT = Number.MAX_SAFE_INTEGER;
-const TRACK_CHUNK_SHIFT = 16; // granules per tracking chunk: 65536
+const TRACK_CHUNK_SHIFT = 16; // granules per tracking chunk: 65536, one bit each (8 KiB)
 const TRACK_CHUNK = 1 << TRACK_CHUNK_SHIFT;
-const LINKED = 1;
 
 /**
  * struct dma_iova_state (16 bytes in the kernel): addr is the DMA address of the window's first
@@ -51,8 +48,13 @@ export class DmaIovaState {
   pad = 0;
   /** @internal set once the IOVA went back to the allocator. */
   freed = false;
-  /** @internal model bookkeeping: linked granules of the window, chunked bitmap. */
+  /** @internal model bookkeeping: number of linked granules of the window (chunked bitmap below). */
   linkedGranules = 0;
+  /**
+   * @internal one past the highest granule ever marked linked since the reset: no granule at or
+   * above it is linked, so links made in ascending order skip the bitmap scan.
+   */
+  linkedEnd = 0;
   /** @internal the machine's DMA context, cached for the hot path. */
   ctx: DmaContext | null = null;
   /**
@@ -62,9 +64,11 @@ export class DmaIovaState {
   bouncedGranules: Set<number> = new Set();
   /** @internal granule - 1 as a bigint. */
   gmask = 0n;
+  /** @internal 1 / granule (a power of two, so x * ginv is exactly x / granule). */
+  ginv = 0;
   /** @internal addr as a number when the whole window lies below 2^53, else -1. */
   addrNum = -1;
-  private chunks: Array<Uint8Array | undefined> = [];
+  private chunks: Array<Uint32Array | undefined> = [];
 
   /** The kernel's __size word: the length with DMA_IOVA_USE_SWIOTLB in bit 63. */
   get rawSize(): bigint {
@@ -86,8 +90,10 @@ export class DmaIovaState {
     this.pad = 0;
     this.freed = false;
     this.linkedGranules = 0;
+    this.linkedEnd = 0;
     this.ctx = null;
     this.gmask = 0n;
+    this.ginv = 0;
     this.addrNum = -1;
     this.chunks = [];
     this.bouncedGranules = new Set();
@@ -95,7 +101,7 @@ export class DmaIovaState {
 
   /** @internal how many of granules [first, first+count) are linked. */
   countLinked(first: number, count: number): number {
-    if (this.linkedGranules === 0) return 0;
+    if (this.linkedGranules === 0 || first >= this.linkedEnd) return 0;
     let n = 0;
     const end = first + count;
     let g = first;
@@ -103,30 +109,40 @@ export class DmaIovaState {
       const key = g >>> TRACK_CHUNK_SHIFT;
       const stop = Math.min(end, (key + 1) << TRACK_CHUNK_SHIFT);
       const c = this.chunks[key];
-      if (c) for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) n += c[i];
+      if (c) for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) n += (c[i >>> 5] >>> (i & 31)) & 1;
       else g = stop;
     }
     return n;
   }
 
-  /** @internal marks granules [first, first+count) linked (value 1) or unlinked (0). */
+  /** @internal marks granules [first, first+count) linked (bit set) or unlinked (bit clear). */
   mark(first: number, count: number, linked: boolean): void {
     const end = first + count;
     let g = first;
-    const v = linked ? LINKED : 0;
+    if (linked && end > this.linkedEnd) this.linkedEnd = end;
+    let changed = 0;
     while (g < end) {
       const key = g >>> TRACK_CHUNK_SHIFT;
       const stop = Math.min(end, (key + 1) << TRACK_CHUNK_SHIFT);
       let c = this.chunks[key];
       if (!c) {
         if (!linked) { g = stop; continue; }
-        c = new Uint8Array(Math.min(TRACK_CHUNK, this.trackGranules - (key << TRACK_CHUNK_SHIFT)));
+        c = new Uint32Array((Math.min(TRACK_CHUNK, this.trackGranules - (key << TRACK_CHUNK_SHIFT)) + 31) >>> 5);
         this.chunks[key] = c;
       }
-      for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) {
-        if (c[i] !== v) { c[i] = v; this.linkedGranules += linked ? 1 : -1; }
+      if (linked) {
+        for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) {
+          const w = i >>> 5, bit = 1 << (i & 31);
+          if ((c[w] & bit) === 0) { c[w] |= bit; changed++; }
+        }
+      } else {
+        for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) {
+          const w = i >>> 5, bit = 1 << (i & 31);
+          if ((c[w] & bit) !== 0) { c[w] &= ~bit; changed++; }
+        }
       }
     }
+    this.linkedGranules += linked ? changed : -changed;
   }
 
   /** @internal granules the window spans (size of the tracking bitmap). */
@@ -190,6 +206,7 @@ export function dmaIovaTryAlloc(dev: Device, state: DmaIovaState, phys: bigint, 
   state.pad = off;
   state.ctx = ctx;
   state.gmask = BigInt(g - 1);
+  state.ginv = 1 / g;
   state.addrNum = state.addr + BigInt(size) <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(state.addr) : -1;
   return true;
 }
@@ -298,13 +315,30 @@ function linkSwiotlb(dev: Device, state: DmaIovaState, domain: IommuDomain, phys
  */
 export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offset: number, size: number,
   dir: DmaDataDirection, attrs: number): Result<void> {
-  // Argument checks, written out for the hot path (one link per range of a 1 GiB list).
+  // Argument checks, written out for the hot path (one link per range of a 1 GiB list). One
+  // bigint -> number conversion validates phys whenever the result is exact (below 2^53).
   if (!(state instanceof DmaIovaState)) checkState(state);
-  if (typeof phys !== 'bigint' || phys < 0n || phys > U64_MAX) checkAddr('phys', phys);
+  const physNum = safeBigToNum(phys);
+  if (physNum < 0) checkAddr('phys', phys);
   if (!Number.isSafeInteger(offset) || offset < 0) checkLen('offset', offset);
   if (!Number.isSafeInteger(size) || size < 0) checkLen('size', size);
   if (typeof attrs !== 'number' || (attrs & ~DMA_ATTR_ALL) !== 0 || !(attrs >= 0) || !Number.isInteger(attrs)) checkAttrs(attrs);
   if (dir !== DMA_BIDIRECTIONAL && dir !== DMA_TO_DEVICE && dir !== DMA_FROM_DEVICE) checkDir(dev, dir);
+  return iovaLink(dev, state, physNum >= 0 ? null : phys, physNum, offset, size, dir, attrs);
+}
+
+const DEBUG_LINK_DIRECT: DebugMapFacts = Object.freeze({ bounced: false, unmapOptional: false });
+const DEBUG_LINK_BOUNCED: DebugMapFacts = Object.freeze({ bounced: true, unmapOptional: false });
+
+/**
+ * @internal dma_iova_link() after its argument checks, for callers inside the DMA layer that hold
+ * validated arguments (dmaMapPhyrs): the physical address is `physNum` when it is exact as a number
+ * (0 <= physNum <= 2^53 - 1; then `phys` may be null), else physNum is -1 and `phys` holds it.
+ * offset and size are safe integers >= 0, dir and attrs valid. Every model check of dmaIovaLink
+ * (window state, alignment, overlap, coherence) runs here; same Result, events and counters.
+ */
+export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, physNum: number, offset: number, size: number,
+  dir: DmaDataDirection, attrs: number): Result<void> {
   if (state.len === 0 || state.dev !== dev || state.freed || offset + size > state.len) {
     const u = checkUse(dev, state, 'dma_iova_link', offset, size);
     if (!u.ok) return u;
@@ -313,19 +347,20 @@ export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offs
   const domain = state.domain!;
   const ctx = state.ctx!;
   const g = domain.granule;
-  const physNum = Number(phys);
-  const startPad = physNum <= MAX_EXACT ? physNum % g : Number(phys & state.gmask);
+  const ginv = state.ginv;
+  const startPad = physNum >= 0 ? physNum - Math.floor(physNum * ginv) * g : Number(phys! & state.gmask);
   if (startPad && offset > 0) {
-    ctx.mm.events.warn('dma-iommu', `${dev.name}: dma_iova_link of unaligned phys 0x${phys.toString(16)} at offset ${offset}`,
-      { dev: dev.name, phys, offset });
-    return err('EIO', `phys 0x${phys.toString(16)} is not granule-aligned and offset ${offset} is not 0`);
+    const p = phys ?? BigInt(physNum);
+    ctx.mm.events.warn('dma-iommu', `${dev.name}: dma_iova_link of unaligned phys 0x${p.toString(16)} at offset ${offset}`,
+      { dev: dev.name, phys: p, offset });
+    return err('EIO', `phys 0x${p.toString(16)} is not granule-aligned and offset ${offset} is not 0`);
   }
   if ((attrs & DMA_ATTR_REQUIRE_COHERENT) && !dev.dmaCoherent) {
     return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on a non-coherent device');
   }
   const startByte = state.pad + offset;
-  const first = Math.floor(startByte / g);
-  const count = Math.ceil((startByte + size) / g) - first;
+  const first = Math.floor(startByte * ginv);
+  const count = Math.ceil((startByte + size) * ginv) - first;
   if (state.linkedGranules !== 0 && state.countLinked(first, count) !== 0) {
     ctx.mm.events.dmaDebug(`${dev.name}: dma_iova_link over an already linked part of the window at offset ${offset}`,
       { dev: dev.name, offset, size });
@@ -333,20 +368,31 @@ export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offs
   }
   let r: Result<void>;
   let bounced = false;
-  if (dev.untrusted && (startPad !== 0 || size % g !== 0) && devUseSwiotlb(dev, size, dir)) {
+  const mapGranules = Math.ceil((size + startPad) * ginv);
+  if (dev.untrusted && (startPad !== 0 || mapGranules * g !== size) && devUseSwiotlb(dev, size, dir)) {
     if (attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) return err('EPERM', 'MMIO cannot be bounced through swiotlb');
-    r = linkSwiotlb(dev, state, domain, phys, offset, size, dir, attrs);
+    r = linkSwiotlb(dev, state, domain, phys ?? BigInt(physNum), offset, size, dir, attrs);
     bounced = true;
   } else {
-    const iova = state.addrNum >= 0 ? BigInt(state.addrNum + offset - startPad) : state.addr + BigInt(offset - startPad);
-    r = linkRaw(dev, domain, iova, startPad ? phys - BigInt(startPad) : phys,
-      alignUp(size + startPad, g), dir, attrs);
+    const iovaNum = state.addrNum >= 0 ? state.addrNum + offset - startPad : -1;
+    if (iovaNum >= 0 && physNum >= 0 && g === 4096 && Math.floor(iovaNum * ginv) * 4096 === iovaNum) {
+      // all numbers, all granule-aligned: straight to the page tables in frame units
+      const paNum = physNum - startPad;
+      const coherent = dev.dmaCoherent;
+      if (!coherent && !(attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO))) archSyncDmaForDevice(dev, BigInt(paNum), mapGranules * g, dir);
+      r = iommuMapPfns(domain, iovaNum * ginv, paNum * ginv, mapGranules, dmaInfoToProt(dir, coherent, attrs));
+    } else {
+      const p = phys ?? BigInt(physNum);
+      const iova = iovaNum >= 0 ? BigInt(iovaNum) : state.addr + BigInt(offset - startPad);
+      r = linkRaw(dev, domain, iova, startPad ? p - BigInt(startPad) : p, mapGranules * g, dir, attrs);
+    }
   }
   if (!r.ok) return r;
   state.mark(first, count, true);
   ctx.mm.stats.dmaIovaLinks++;
   if (ctx.debug.enabled) {
-    debugDmaIovaLink(dev, phys, size, dir, state.addr + BigInt(offset), attrs, { bounced, unmapOptional: false });
+    debugDmaIovaLink(dev, phys ?? BigInt(physNum), size, dir, state.addr + BigInt(offset), attrs,
+      bounced ? DEBUG_LINK_BOUNCED : DEBUG_LINK_DIRECT);
   }
   return r;
 }

@@ -15,7 +15,7 @@ import { DmaList, DmaListBuilder, PhyrList, RANGE_MMIO, rangeProvider, type Rang
 import { DMA_ATTR_MMIO, checkAttrs, validDmaDirection, type DmaDataDirection } from './constants.ts';
 import { dmaContextOf } from './context.ts';
 import { dmaMapPhys, dmaUnmapPhys } from './mapping.ts';
-import { DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc } from './iova-state.ts';
+import { DmaIovaState, dmaIovaDestroy, dmaIovaSync, dmaIovaTryAlloc, iovaLink } from './iova-state.ts';
 
 /** How each input range is mapped. */
 const K_RAM = 0; // normal memory
@@ -48,7 +48,10 @@ export function dmaPhyrsMappingKind(dl: DmaList): 'iova' | 'ranges' | null {
 /** Input ranges in columns, with their classification. */
 interface Classified {
   n: number;
-  addr: bigint[];
+  /** Start addresses as numbers: exact, with exact ends, when addrBig is null. */
+  addrNum: Float64Array;
+  /** Start addresses as bigints, only for sources with addresses (or ends) beyond 2^53 - 1. */
+  addrBig: bigint[] | null;
   len: Float64Array;
   kind: Uint8Array;
   flags: Uint32Array;
@@ -56,12 +59,37 @@ interface Classified {
   ioLen: number;
 }
 
-function classify(dev: Device, list: RangeSource): Result<Classified> {
-  const n0 = list.count;
-  const addr: bigint[] = [];
-  let len = new Float64Array(Math.max(1, n0));
-  let kind = new Uint8Array(Math.max(1, n0));
-  let flagsCol = new Uint32Array(Math.max(1, n0));
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+/** Reusable columns of classify (dmaMapPhyrs never runs re-entrantly: nothing it calls maps a list). */
+const scratch = {
+  addrNum: new Float64Array(256), len: new Float64Array(256), kind: new Uint8Array(256), flags: new Uint32Array(256),
+};
+
+/** Start address of input range i, exact. */
+function addrAt(cl: Classified, i: number): bigint {
+  return cl.addrBig !== null ? cl.addrBig[i] : BigInt(cl.addrNum[i]);
+}
+
+/**
+ * Walks the source once: address, length, flags and kind of each range. Addresses stay numbers
+ * when the source says they fit (and every range also ends below 2^53); otherwise the walk is
+ * redone keeping exact bigints.
+ */
+function classify(dev: Device, list: RangeSource, big = !list.addrFitsNumber): Result<Classified> {
+  const n0 = Math.max(1, list.count);
+  const addrBig: bigint[] | null = big ? [] : null;
+  // the columns are scratch space, reused by the next call (mapRanges copies what it keeps)
+  if (scratch.len.length < n0) {
+    scratch.addrNum = new Float64Array(n0);
+    scratch.len = new Float64Array(n0);
+    scratch.kind = new Uint8Array(n0);
+    scratch.flags = new Uint32Array(n0);
+  }
+  let addrNum = scratch.addrNum;
+  let len = scratch.len;
+  let kind = scratch.kind;
+  let flagsCol = scratch.flags;
   const bus = new Map<number, bigint>();
   const p2p = new PciP2pdmaMapState();
   let n = 0;
@@ -69,45 +97,66 @@ function classify(dev: Device, list: RangeSource): Result<Classified> {
   const c = list.cursor();
   while (!c.done) {
     if (n === len.length) {
-      const l2 = new Float64Array(n * 2); l2.set(len); len = l2;
-      const k2 = new Uint8Array(n * 2); k2.set(kind); kind = k2;
-      const f2 = new Uint32Array(n * 2); f2.set(flagsCol); flagsCol = f2;
+      const a2 = new Float64Array(n * 2); a2.set(addrNum); addrNum = scratch.addrNum = a2;
+      const l2 = new Float64Array(n * 2); l2.set(len); len = scratch.len = l2;
+      const k2 = new Uint8Array(n * 2); k2.set(kind); kind = scratch.kind = k2;
+      const f2 = new Uint32Array(n * 2); f2.set(flagsCol); flagsCol = scratch.flags = f2;
     }
     const flags = c.flags;
-    const a = c.addr;
+    const l = c.len;
+    let a = 0;
+    if (addrBig !== null) {
+      addrBig[n] = c.addr;
+    } else {
+      a = c.addrNum;
+      if (a + l > MAX_SAFE) return classify(dev, list, true);
+    }
     let k = (flags & RANGE_MMIO) ? K_MMIO : K_RAM;
     if (rangeProvider(flags) !== 0) {
+      const ab = addrBig !== null ? addrBig[n] : BigInt(a);
       const t = pciP2pdmaState(p2p, dev, flags);
       if (t === PCI_P2PDMA_MAP_NOT_SUPPORTED) {
-        return err('EREMOTEIO', `range ${n} (0x${a.toString(16)}): P2P between its provider and ${dev.name} is not supported`);
+        return err('EREMOTEIO', `range ${n} (0x${ab.toString(16)}): P2P between its provider and ${dev.name} is not supported`);
       }
       if (t === PCI_P2PDMA_MAP_BUS_ADDR) {
         k = K_BUS;
-        bus.set(n, pciP2pdmaBusAddrMap(p2p.mem!, a));
+        bus.set(n, pciP2pdmaBusAddrMap(p2p.mem!, ab));
       } else if (t === PCI_P2PDMA_MAP_THRU_HOST_BRIDGE) {
         k = K_MMIO;
       }
     }
-    addr[n] = a;
-    len[n] = c.len;
+    addrNum[n] = a;
+    len[n] = l;
     kind[n] = k;
     flagsCol[n] = flags;
-    if (k !== K_BUS) ioLen += c.len;
+    if (k !== K_BUS) ioLen += l;
     n++;
     c.next();
   }
-  return ok({ n, addr, len, kind, flags: flagsCol, bus, ioLen });
+  return ok({ n, addrNum, addrBig, len, kind, flags: flagsCol, bus, ioLen });
 }
 
 /** blk_can_dma_map_iova() for a whole list: every interior seam between mapped ranges is granule-aligned. */
 function seamsAligned(cl: Classified, granule: number): boolean {
-  const gm = BigInt(granule - 1);
-  let prevEnd = -1n;
+  if (cl.addrBig !== null) {
+    const gm = BigInt(granule - 1);
+    let prevEnd = -1n;
+    for (let i = 0; i < cl.n; i++) {
+      if (cl.kind[i] === K_BUS) continue;
+      const a = cl.addrBig[i];
+      if (prevEnd >= 0n && ((prevEnd | a) & gm) !== 0n) return false;
+      prevEnd = a + BigInt(cl.len[i]);
+    }
+    return true;
+  }
+  // numbers (exact: every end is below 2^53); x - floor(x / g) * g is x % g without an fmod call
+  const g = granule;
+  let prevEnd = -1;
   for (let i = 0; i < cl.n; i++) {
     if (cl.kind[i] === K_BUS) continue;
-    const a = cl.addr[i];
-    if (prevEnd >= 0n && ((prevEnd | a) & gm) !== 0n) return false;
-    prevEnd = a + BigInt(cl.len[i]);
+    const a = cl.addrNum[i];
+    if (prevEnd >= 0 && (prevEnd - Math.floor(prevEnd / g) * g !== 0 || a - Math.floor(a / g) * g !== 0)) return false;
+    prevEnd = a + cl.len[i];
   }
   return true;
 }
@@ -149,23 +198,44 @@ function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: numb
   const state = new DmaIovaState();
   let first = -1;
   for (let i = 0; i < cl.n; i++) if (cl.kind[i] !== K_BUS) { first = i; break; }
-  if (!dmaIovaTryAlloc(dev, state, cl.addr[first], cl.ioLen)) return null;
+  if (!dmaIovaTryAlloc(dev, state, addrAt(cl, first), cl.ioLen)) return null;
   const b = new DmaListBuilder(1 + cl.bus.size);
+  // The DMA entries: the builder merges DMA-contiguous pushes with equal flags, so a run of links
+  // with equal flags is pushed once, as the merged entry it would become.
+  let runStart = 0, runLen = 0, runFlags = 0;
+  const pushRun = (): void => {
+    if (runLen === 0) return;
+    if (state.addrNum >= 0) b.push(state.addrNum + runStart, runLen, runFlags);
+    else b.pushBig(state.addr + BigInt(runStart), runLen, runFlags);
+    runLen = 0;
+  };
+  const addrBig = cl.addrBig, addrNum = cl.addrNum, lens = cl.len, kinds = cl.kind, flags = cl.flags;
+  const n = cl.n;
+  const attrsMmio = attrs | DMA_ATTR_MMIO;
   let offset = 0;
-  for (let i = 0; i < cl.n; i++) {
-    const len = cl.len[i];
-    if (cl.kind[i] === K_BUS) {
-      b.pushBig(cl.bus.get(i)!, len, cl.flags[i]);
+  for (let i = 0; i < n; i++) {
+    const len = lens[i];
+    const k = kinds[i];
+    if (k === K_BUS) {
+      pushRun();
+      b.pushBig(cl.bus.get(i)!, len, flags[i]);
       continue;
     }
-    const r = dmaIovaLink(dev, state, cl.addr[i], offset, len, dir, cl.kind[i] === K_MMIO ? attrs | DMA_ATTR_MMIO : attrs);
+    // arguments validated here (attrs, dir) or by the range source (addresses, lengths)
+    const r = addrBig !== null
+      ? iovaLink(dev, state, addrBig[i], -1, offset, len, dir, k === K_MMIO ? attrsMmio : attrs)
+      : iovaLink(dev, state, null, addrNum[i], offset, len, dir, k === K_MMIO ? attrsMmio : attrs);
     if (!r.ok) {
       dmaIovaDestroy(dev, state, offset, dir, attrs);
       return r;
     }
-    b.pushBig(state.addr + BigInt(offset), len, cl.flags[i]);
+    const f = flags[i];
+    if (runLen !== 0 && f !== runFlags) pushRun();
+    if (runLen === 0) { runStart = offset; runFlags = f; }
+    runLen += len;
     offset += len;
   }
+  pushRun();
   const s = dmaIovaSync(dev, state, 0, offset);
   if (!s.ok) {
     dmaIovaDestroy(dev, state, offset, dir, attrs);
@@ -189,7 +259,8 @@ function mapRanges(dev: Device, list: RangeSource, cl: Classified, dir: DmaDataD
       identity = false;
       continue;
     }
-    const r = dmaMapPhys(dev, cl.addr[i], cl.len[i], dir, k === K_MMIO ? attrs | DMA_ATTR_MMIO : attrs);
+    const a = addrAt(cl, i);
+    const r = dmaMapPhys(dev, a, cl.len[i], dir, k === K_MMIO ? attrs | DMA_ATTR_MMIO : attrs);
     if (!r.ok) {
       for (let j = i - 1; j >= 0; j--) {
         if (cl.kind[j] !== K_BUS) dmaUnmapPhys(dev, addrs[j], cl.len[j], dir, cl.kind[j] === K_MMIO ? attrs | DMA_ATTR_MMIO : attrs);
@@ -197,7 +268,7 @@ function mapRanges(dev: Device, list: RangeSource, cl: Classified, dir: DmaDataD
       return r;
     }
     addrs[i] = r.value;
-    if (r.value !== cl.addr[i]) identity = false;
+    if (r.value !== a) identity = false;
   }
   let dl: DmaList;
   if (identity) {
@@ -208,8 +279,8 @@ function mapRanges(dev: Device, list: RangeSource, cl: Classified, dir: DmaDataD
     dl = b.build();
   }
   mappings.set(dl, {
-    dev, dir, attrs, how: 'ranges', state: null, mappedLen: cl.ioLen, addrs, lens: cl.len.subarray(0, cl.n),
-    kinds: cl.kind.subarray(0, cl.n), unmapped: false,
+    dev, dir, attrs, how: 'ranges', state: null, mappedLen: cl.ioLen, addrs, lens: cl.len.slice(0, cl.n),
+    kinds: cl.kind.slice(0, cl.n), unmapped: false,
   });
   return ok(dl);
 }

@@ -90,7 +90,7 @@ export function dmaMapPhys(dev: Device, phys: bigint, size: number, dir: number,
     ? dmaDirectMapPhys(dev, phys, size, d, attrs)
     : iommuDmaMapPhys(dev, phys, size, d, attrs);
   if (addr === DMA_MAPPING_ERROR) return err('ENOMEM', `mapping 0x${phys.toString(16)}+${size} for ${dev.name} failed`);
-  debugDmaMapPhys(dev, phys, size, d, addr, attrs, mapFacts(dev, addr));
+  if (ctx.debug.enabled) debugDmaMapPhys(dev, phys, size, d, addr, attrs, mapFacts(dev, addr));
   return ok(addr);
 }
 

@@ -7,7 +7,8 @@
 import { checkAddr, checkLen, err, ok, type Errno, type Result } from '../base/index.ts';
 import type { RangeSource } from '../phyr/types.ts';
 import { IommuIotlbGather, type IommuDomain } from './domain.ts';
-import type { LeafInfo } from './pagetable.ts';
+import type { LeafInfo, PageTable } from './pagetable.ts';
+import { safeBigToNum } from './addr-num.ts';
 import { pgsizeGranules } from './pgsize.ts';
 import { IOMMU_READ, IOMMU_WRITE } from './prot.ts';
 
@@ -36,10 +37,12 @@ function checkDomain(d: unknown): asserts d is IommuDomain {
 
 /** Splits a 64-bit address into its 4 KiB frame number and in-page offset, as numbers. */
 function splitAddr(a: bigint, out: { pfn: number; off: number }): void {
-  if (a <= 9007199254740991n) {
-    const n = Number(a);
-    out.off = n % 4096;
-    out.pfn = (n - out.off) / 4096;
+  const n = safeBigToNum(a);
+  if (n >= 0) {
+    // floor division instead of %: a double's % is a slow fmod call, / 4096 and floor are exact here
+    const pfn = Math.floor(n / 4096);
+    out.pfn = pfn;
+    out.off = n - pfn * 4096;
   } else {
     out.off = Number(a & 4095n);
     out.pfn = Number(a >> 12n);
@@ -52,10 +55,11 @@ function splitAddr(a: bigint, out: { pfn: number; off: number }): void {
  * @throws TypeError/RangeError naming `name` if a is not a 64-bit bigint address.
  */
 function splitAddrChecked(name: string, a: bigint, out: { pfn: number; off: number }): void {
-  const n = typeof a === 'bigint' ? Number(a) : -1;
-  if (n >= 0 && n <= MAX_SAFE) {
-    out.off = n % 4096;
-    out.pfn = (n - out.off) / 4096;
+  const n = safeBigToNum(a);
+  if (n >= 0) {
+    const pfn = Math.floor(n / 4096);
+    out.pfn = pfn;
+    out.off = n - pfn * 4096;
     return;
   }
   if (typeof a !== 'bigint' || a < 0n || a > U64_MAX) badAddr(name, a);
@@ -84,23 +88,34 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
   if (typeof size !== 'number' || !(size >= 0) || !Number.isSafeInteger(size)) checkSize('size', size);
   if (typeof prot !== 'number' || !Number.isInteger(prot) || prot < 0) throw new TypeError(`prot must be a non-negative integer, got ${String(prot)}`);
   if (d === null || typeof d !== 'object' || d.leafLg2s === undefined) checkDomain(d);
+  const pages = Math.floor(size / 4096);
+  if (d.pt !== null && (sa.off !== 0 || sp.off !== 0 || pages * 4096 !== size)) {
+    d.iommu.mm.stats.iommuMapCalls++;
+    return err('EINVAL', `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
+  }
+  return iommuMapPfns(d, sa.pfn, sp.pfn, pages, prot);
+}
+
+/**
+ * @internal iommuMapNosync in 4 KiB frame units, for callers inside the model that hold validated,
+ * granule-aligned numbers (the DMA layer's hot paths): iovaPfn, paPfn and pages are non-negative
+ * safe integers, prot a non-negative integer, d an IommuDomain; none of this is checked again.
+ * Same errnos, messages, counters and undo as iommuMapNosync.
+ */
+export function iommuMapPfns(d: IommuDomain, iovaPfn: number, paPfn: number, pages: number, prot: number): Result<void> {
   const stats = d.iommu.mm.stats;
   stats.iommuMapCalls++;
   const pt = d.pt;
   if (pt === null) return err('EINVAL', `domain type ${d.type} is not a paging domain`);
-  if (sa.off !== 0 || sp.off !== 0 || size % 4096 !== 0) {
-    return err('EINVAL', `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
-  }
-  let pages = size / 4096;
   if (pages === 0) return OK_VOID;
-  if (sa.pfn + pages > 4503599627370496) return err('EOVERFLOW', `iova 0x${iova.toString(16)} + size 0x${size.toString(16)} wraps`);
-  let iovaPfn = sa.pfn, paPfn = sp.pfn;
+  if (iovaPfn + pages > 4503599627370496) return err('EOVERFLOW', `iova ${frameAddr(iovaPfn)} + size ${frameAddr(pages)} wraps`);
   if (pages === 1 && (prot & (IOMMU_READ | IOMMU_WRITE)) !== 0 && paPfn < pt.oaPfnLimit && pt.rangeOk(iovaPfn, 1)) {
     // one granule: one map_pages call of one 4 KiB leaf; a failure leaves nothing to unroll
     stats.iommuMapPagesCalls++;
-    const e = pt.mapLeaves(iovaPfn, paPfn, 1, 0, prot, scratchFreelist);
-    return e === null ? OK_VOID : err(e, `map of iova 0x${iova.toString(16)} size 0x1000 failed`);
+    const e = pt.mapOne(iovaPfn, paPfn, prot, scratchFreelist);
+    return e === null ? OK_VOID : err(e, `map of iova ${frameAddr(iovaPfn)} size 0x1000 failed`);
   }
+  const iova0 = iovaPfn, pa0 = paPfn;
   const origPages = pages;
   let errno: Errno | null = null;
   let why = '';
@@ -145,9 +160,21 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
   }
   if (errno !== null) {
     const done = (origPages - pages) * 4096;
-    if (done > 0) iommuUnmap(d, iova, done);
-    return err(errno, `map of iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} failed after 0x${done.toString(16)} bytes${why}`);
+    if (done > 0) iommuUnmap(d, BigInt(iova0) << 12n, done);
+    return err(errno, `map of iova ${frameAddr(iova0)} pa ${frameAddr(pa0)} size ${frameAddr(origPages)} failed after 0x${done.toString(16)} bytes${why}`);
   }
+  return OK_VOID;
+}
+
+/**
+ * @internal iommuMap in 4 KiB frame units (iommuMapPfns, then the iommu_sync_map step), with the
+ * preconditions of iommuMapPfns. Same Result and counters as iommuMap of the same range.
+ */
+export function iommuMapPfnsSync(d: IommuDomain, iovaPfn: number, paPfn: number, pages: number, prot: number): Result<void> {
+  const r = iommuMapPfns(d, iovaPfn, paPfn, pages, prot);
+  if (!r.ok) return r;
+  // iommuSyncMap: nothing to invalidate in the model, the call is counted
+  d.iommu.mm.stats.iommuSyncMapCalls++;
   return OK_VOID;
 }
 
@@ -179,17 +206,22 @@ export function iommuMap(d: IommuDomain, iova: bigint, paddr: bigint, size: numb
 /** __iommu_unmap: the unmap_pages loop; returns bytes unmapped (0 if unaligned or not paging). */
 function iommuUnmapInner(d: IommuDomain, iova: bigint, size: number, gather: IommuIotlbGather): number {
   const pt = d.pt;
-  const stats = d.iommu.mm.stats;
-  stats.iommuUnmapCalls++;
+  d.iommu.mm.stats.iommuUnmapCalls++;
   if (pt === null) return 0;
   splitAddr(iova, sa);
   if (sa.off !== 0 || size % 4096 !== 0) {
     d.iommu.mm.events.record('INFO', 'iommu', `unaligned: iova 0x${iova.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
     return 0;
   }
-  const pages = size / 4096;
-  let iovaPfn = sa.pfn;
+  return unmapPages(d, pt, sa.pfn, size / 4096, gather);
+}
+
+/** The unmap_pages loop over [iovaPfn, iovaPfn + pages) of a paging domain; returns bytes unmapped. */
+function unmapPages(d: IommuDomain, pt: PageTable, iovaPfn: number, pages: number, gather: IommuIotlbGather): number {
+  const stats = d.iommu.mm.stats;
   let unmapped = 0;
+  // frames [lo, hi) asked for by the unmap_pages calls: they join the gather once, at the end
+  let lo = -1, hi = -1;
   while (unmapped < pages) {
     pgsizeGranules(d.leafLg2s, iovaPfn, iovaPfn, pages - unmapped, choice);
     stats.iommuUnmapPagesCalls++;
@@ -197,15 +229,32 @@ function iommuUnmapInner(d: IommuDomain, iova: bigint, size: number, gather: Iom
     if (!pt.rangeOk(iovaPfn, len)) break;
     const n = pt.unmapRange(iovaPfn, len, gather.freelist);
     // gather_range_pages with PT_FEAT_FLUSH_RANGE: the requested range joins the gather
-    const start = BigInt(iovaPfn) << 12n;
-    const end = start + BigInt(len) * 4096n - 1n;
-    if (start < gather.start) gather.start = start;
-    if (end > gather.end) gather.end = end;
+    if (lo < 0) lo = iovaPfn;
+    hi = iovaPfn + len;
     if (n === 0) break;
     iovaPfn += n;
     unmapped += n;
   }
+  if (lo >= 0) {
+    const endNum = hi * 4096 - 1;
+    const start = endNum <= MAX_SAFE ? BigInt(lo * 4096) : BigInt(lo) << 12n;
+    const end = endNum <= MAX_SAFE ? BigInt(endNum) : (BigInt(hi) << 12n) - 1n;
+    if (start < gather.start) gather.start = start;
+    if (end > gather.end) gather.end = end;
+  }
   return unmapped * 4096;
+}
+
+/**
+ * @internal iommuUnmapFast in 4 KiB frame units, for callers inside the model holding validated
+ * numbers (iovaPfn, pages: safe integers >= 0; d an IommuDomain; gather an IommuIotlbGather).
+ * Same counters, gather and result (bytes unmapped) as iommuUnmapFast of the same range.
+ */
+export function iommuUnmapFastPfns(d: IommuDomain, iovaPfn: number, pages: number, gather: IommuIotlbGather): number {
+  const pt = d.pt;
+  d.iommu.mm.stats.iommuUnmapCalls++;
+  if (pt === null) return 0;
+  return unmapPages(d, pt, iovaPfn, pages, gather);
 }
 
 /**
@@ -334,7 +383,7 @@ export function iommuIovaToPhys(d: IommuDomain, iova: bigint): bigint {
   splitAddr(iova, sa);
   if (!d.pt.rangeOk(sa.pfn, 1)) return 0n;
   if (!d.pt.lookup(sa.pfn, leaf)) return 0n;
-  return BigInt(leaf.physPfn) * 4096n + BigInt(sa.off);
+  return leaf.physPfn <= MAX_SAFE / 4096 ? BigInt(leaf.physPfn * 4096 + sa.off) : BigInt(leaf.physPfn) * 4096n + BigInt(sa.off);
 }
 
 /** The outcome of one device access through the IOMMU. */

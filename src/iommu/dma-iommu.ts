@@ -7,6 +7,7 @@ import type { IommuDomain, IommuIotlbGather } from './domain.ts';
 import { IOVA_RANGE_CACHE_MAX_SIZE } from './iova.ts';
 
 const DMA_BIT_MASK_32 = 0xffffffffn;
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 
 function cookieOf(d: IommuDomain): NonNullable<IommuDomain['iovad']> {
   if (d === null || typeof d !== 'object' || !('iovad' in d)) throw new TypeError(`d must be an IommuDomain, got ${String(d)}`);
@@ -31,20 +32,35 @@ export function iommuDmaAllocIova(d: IommuDomain, size: number, dmaLimit: bigint
   checkLen('size', size, 1);
   checkAddr('dmaLimit', dmaLimit);
   if (size % iovad.granule !== 0) throw new RangeError(`size must be a multiple of the granule ${iovad.granule}, got ${size}`);
-  const shift = BigInt(iovad.shift);
-  const len = size / iovad.granule;
+  const pfn = allocIovaPfn(d, iovad, size / iovad.granule, dmaLimit, dev);
+  if (pfn === 0) return 0n;
+  const a = pfn * iovad.granule;
+  return a <= Number.MAX_SAFE_INTEGER ? BigInt(a) : BigInt(pfn) << BigInt(iovad.shift);
+}
+
+/**
+ * @internal iommuDmaAllocIova in granule units for callers inside the model that hold validated
+ * arguments (d has a DMA cookie; pages a safe integer >= 1; dmaLimit a 64-bit bigint). Returns the
+ * first granule frame number, or 0 when nothing fits. Same allocator behaviour and events.
+ */
+export function iommuDmaAllocIovaPfn(d: IommuDomain, pages: number, dmaLimit: bigint, dev: Device): number {
+  return allocIovaPfn(d, d.iovad!, pages, dmaLimit, dev);
+}
+
+function allocIovaPfn(d: IommuDomain, iovad: NonNullable<IommuDomain['iovad']>, len: number, dmaLimit: bigint, dev: Device): number {
   let limit = dmaLimit;
   if (dev.busDmaLimit !== 0n && (limit === 0n || dev.busDmaLimit < limit)) limit = dev.busDmaLimit;
   if (d.geometry.forceAperture && limit > d.geometry.apertureEnd) limit = d.geometry.apertureEnd;
   if (limit > DMA_BIT_MASK_32 && dev.pci32BitWorkaround) {
-    const pfn = iovad.allocIovaFast(len, Number(DMA_BIT_MASK_32 >> shift), false);
-    if (pfn !== 0) return BigInt(pfn) << shift;
+    const pfn = iovad.allocIovaFast(len, Math.floor(0xffffffff / iovad.granule), false); // DMA_BIT_MASK(32) >> shift
+    if (pfn !== 0) return pfn;
     dev.pci32BitWorkaround = false;
     d.iommu.mm.stats.iova32BitFallbacks++;
     d.iommu.mm.events.record('INFO', 'iommu', `${dev.name}: Using ${bitsPer(limit)}-bit DMA addresses`, { device: dev.name });
   }
-  const pfn = iovad.allocIovaFast(len, Number(limit >> shift), true);
-  return pfn === 0 ? 0n : BigInt(pfn) << shift;
+  // limit >> shift, without bigint arithmetic when the limit is an exact number
+  const limitPfn = limit <= MAX_SAFE_BIG ? Math.floor(Number(limit) / iovad.granule) : Number(limit >> BigInt(iovad.shift));
+  return iovad.allocIovaFast(len, limitPfn, true);
 }
 
 /**
@@ -63,8 +79,20 @@ export function iommuDmaFreeIova(d: IommuDomain, iova: bigint, size: number, gat
   const iovad = cookieOf(d);
   checkAddr('iova', iova);
   checkLen('size', size, 1);
-  const pfn = Number(iova >> BigInt(iovad.shift));
-  const pages = Math.floor(size / iovad.granule);
+  const pfn = iova <= MAX_SAFE_BIG ? Math.floor(Number(iova) / iovad.granule) : Number(iova >> BigInt(iovad.shift));
+  freeIovaPfn(d, iovad, pfn, Math.floor(size / iovad.granule), gather);
+}
+
+/**
+ * @internal iommuDmaFreeIova in granule units for callers inside the model holding validated
+ * arguments (d has a DMA cookie; pfn and pages safe integers as iommuDmaAllocIovaPfn gave them).
+ */
+export function iommuDmaFreeIovaPfn(d: IommuDomain, pfn: number, pages: number, gather: IommuIotlbGather | null): void {
+  freeIovaPfn(d, d.iovad!, pfn, pages, gather);
+}
+
+function freeIovaPfn(d: IommuDomain, iovad: NonNullable<IommuDomain['iovad']>, pfn: number, pages: number,
+  gather: IommuIotlbGather | null): void {
   if (d.fq !== null) {
     d.fq.queue(pfn, pages, gather !== null ? gather.freelist : []);
     return;

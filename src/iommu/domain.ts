@@ -10,6 +10,7 @@ import type { MachineMm } from '../mm/types.ts';
 import type { Device } from '../pci/index.ts';
 import { FlushQueue, IOVA_DEFAULT_FQ_SIZE, IOVA_DEFAULT_FQ_TIMEOUT, IOVA_SINGLE_FQ_SIZE, IOVA_SINGLE_FQ_TIMEOUT } from './flush-queue.ts';
 import { amdV1Format, armLpaeFormat, x86_64Format, type PtFormat } from './formats.ts';
+import { safeBigToNum } from './addr-num.ts';
 import { Iotlb } from './iotlb.ts';
 import { IovaDomain } from './iova.ts';
 import { PageTable } from './pagetable.ts';
@@ -62,7 +63,7 @@ export interface IommuDomainGeometry {
  * flush is left to the flush queue. new IommuIotlbGather() is iommu_iotlb_gather_init.
  */
 export class IommuIotlbGather {
-  start: bigint = (1n << 64n) - 1n;
+  start: bigint = GATHER_EMPTY_START;
   end = 0n;
   pgsize = 0;
   queued = false;
@@ -71,12 +72,15 @@ export class IommuIotlbGather {
 
   /** Back to the iommu_iotlb_gather_init state (queued is kept: see iommuIotlbSync). */
   reset(): void {
-    this.start = (1n << 64n) - 1n;
+    this.start = GATHER_EMPTY_START;
     this.end = 0n;
     this.pgsize = 0;
-    this.freelist = [];
+    if (this.freelist.length !== 0) this.freelist = [];
   }
 }
+
+/** ULONG_MAX: the start of an empty gather (one constant, not a bigint computed per gather). */
+const GATHER_EMPTY_START = (1n << 64n) - 1n;
 
 const deviceDomain = new WeakMap<Device, IommuDomain>();
 const deviceDefaultDomain = new WeakMap<Device, IommuDomain>();
@@ -165,8 +169,10 @@ export class IommuDomain {
   /** ->iotlb_sync: invalidates the gathered range, then releases the gathered table pages. */
   iotlbSync(gather: IommuIotlbGather): void {
     if (gather.end >= gather.start) {
-      const startPfn = Number(gather.start >> 12n);
-      const endPfn = Number(gather.end >> 12n) + 1;
+      // below 2^53 the byte addresses are exact numbers: frame numbers without bigint shifts
+      const s = safeBigToNum(gather.start), e = safeBigToNum(gather.end);
+      const startPfn = s >= 0 ? Math.floor(s / 4096) : Number(gather.start >> 12n);
+      const endPfn = (e >= 0 ? Math.floor(e / 4096) : Number(gather.end >> 12n)) + 1;
       this.iotlb.invalidateRange(startPfn, endPfn);
       this.iommu.mm.stats.iotlbRangeInvalidations++;
     }
@@ -176,7 +182,7 @@ export class IommuDomain {
 
   /** Gives unlinked table pages back to RAM (only after the IOTLB no longer references them). */
   releaseTables(freelist: number[]): void {
-    if (this.pt === null) return;
+    if (this.pt === null || freelist.length === 0) return;
     for (const pfn of freelist) this.pt.releaseTable(pfn);
     freelist.length = 0;
   }

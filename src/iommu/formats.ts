@@ -68,12 +68,12 @@ export function entryOaPfn(f: PtFormat, lo: number, hi: number): number {
 
 /** Low word of an entry for attribute bits `attrLo` and output frame `pfn`. */
 export function entryLo(attrLo: number, pfn: number): number {
-  return (attrLo | ((pfn % 1048576) << 12)) >>> 0;
+  return (attrLo | ((pfn & 0xfffff) << 12)) >>> 0;
 }
 
 /** High word of an entry for attribute bits `attrHi` and output frame `pfn`. */
 export function entryHi(attrHi: number, pfn: number): number {
-  return (attrHi | Math.floor(pfn / 1048576)) >>> 0;
+  return (attrHi | Math.floor(pfn * (1 / 1048576))) >>> 0;
 }
 
 function noContig(): never {

@@ -10,3 +10,4 @@ export * from './domain.ts';
 export * from './core.ts';
 export * from './dma-iommu.ts';
 export * from './inspect.ts';
+export { safeBigToNum } from './addr-num.ts';

@@ -34,6 +34,11 @@ export interface IovaRange {
 /** Most ranges one chunk of a RangeStore holds; also the stride of its positions. */
 const CHUNK_MAX = 1024;
 
+/** POW2[k] = 2^k for k < 64 (a table lookup instead of a Math.pow call on the allocation path). */
+const POW2: readonly number[] = Array.from({ length: 64 }, (_, k) => 2 ** k);
+/** Sizes below this many frames are rounded up to a power of two by alloc_iova_fast. */
+const RCACHE_ROUND_LIMIT = 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1);
+
 /**
  * The allocator's ranges [lo, hi] in ascending order of lo, as a list of sorted chunks of at most
  * CHUNK_MAX ranges, so an insert or delete moves at most one chunk's worth of entries (a flat sorted
@@ -202,7 +207,7 @@ export class IovaDomain {
    */
   allocIova(size: number, limitPfn: number, sizeAligned: boolean): number {
     if (limitPfn <= this.dma32 && size >= this.max32AllocSize) return 0;
-    const align = sizeAligned && size > 1 ? 2 ** (flsNum(size - 1) + 1) : 1;
+    const align = sizeAligned && size > 1 ? POW2[flsNum(size - 1) + 1] : 1;
     const limitEnd = limitPfn + 1;
     const t = this.tree;
     const end = t.end;
@@ -216,7 +221,7 @@ export class IovaDomain {
       do {
         if (i < end) { const lo = t.lo(i); if (lo < high) high = lo; }
         newPfn = high - size;
-        newPfn -= newPfn % align;
+        if (align !== 1) newPfn = Math.trunc(newPfn / align) * align; // newPfn -= newPfn % align, without fmod
         i = i >= 0 ? t.prev(i) : -1;
       } while (i >= 0 && newPfn <= t.hi(i) && newPfn >= low);
       if (high >= size && newPfn >= low) break;
@@ -320,7 +325,7 @@ export class IovaDomain {
    * Returns the first frame, or 0.
    */
   allocIovaFast(size: number, limitPfn: number, flushRcache: boolean): number {
-    if (size < 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1)) size = size <= 1 ? 1 : 2 ** (flsNum(size - 1) + 1);
+    if (size < RCACHE_ROUND_LIMIT) size = size <= 1 ? 1 : POW2[flsNum(size - 1) + 1];
     const pfn = this.rcacheGet(size, limitPfn + 1);
     if (pfn !== 0) {
       this.stats.iovaAllocs++;

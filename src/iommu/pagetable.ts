@@ -12,11 +12,19 @@ import { entryHi, entryLo, entryOaPfn, PT_ENTRY_EMPTY, PT_ENTRY_OA, PT_ENTRY_TAB
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const ITEMS = 512;
+/** x & ITEM_MASK is x % ITEMS for a non-negative integer x < 2^53 (ToInt32 keeps the low 32 bits exactly): no fmod call. */
+const ITEM_MASK = ITEMS - 1;
 /** 2^52: frame numbers of a 64-bit address space. */
 const PFN_SPACE = 2 ** 52;
 
 /** pow512[L] = 512^L = frames covered by one item at level L. */
 const POW512 = [1, 512, 262144, 134217728, 68719476736, 35184372088832];
+/** INV512[L] = 512^-L: x * INV512[L] is exactly x / 512^L (a power of two), without a division. */
+const INV512 = POW512.map((p) => 1 / p);
+/** POW2[k] = 2^k for k < 64. */
+const POW2: readonly number[] = Array.from({ length: 64 }, (_, k) => 2 ** k);
+/** 2^-20: frame bits above the low 20, by multiplication. */
+const INV_2_20 = 1 / 1048576;
 
 /** The inspection name of an entry kind (PT_ENTRY_*). */
 export function entryKindName(kind: number): 'empty' | 'table' | 'leaf' {
@@ -148,12 +156,12 @@ export class PageTable {
    * without allocation when a table is missing.
    */
   private tableFor(iovaPfn: number, level: number, alloc: boolean): Uint32Array | null {
-    const key = Math.floor(iovaPfn / POW512[level + 1]);
+    const key = Math.floor(iovaPfn * INV512[level + 1]);
     if (this.cacheLevel === level && this.cacheKey === key) return this.cacheTable;
     const f = this.format;
     let t = this.rootView;
     for (let l = this.top; l > level; l--) {
-      const i = (Math.floor(iovaPfn / POW512[l]) % ITEMS) * 2;
+      const i = (Math.floor(iovaPfn * INV512[l]) & ITEM_MASK) * 2;
       const lo = t[i], hi = t[i + 1];
       const kind = lo === 0 && hi === 0 ? PT_ENTRY_EMPTY : f.kind(l, lo, hi);
       if (kind === PT_ENTRY_TABLE) {
@@ -201,7 +209,7 @@ export class PageTable {
     while (count > 0) {
       const t = this.tableFor(iovaPfn, level, true);
       if (t === null) return this.mapFailed(mapped, this.lastErr);
-      const idx = Math.floor(iovaPfn / step) % ITEMS;
+      const idx = Math.floor(iovaPfn * INV512[level]) & ITEM_MASK;
       const n = Math.min(count, ITEMS - idx);
       const end = (idx + n) * 2;
       for (let i = idx * 2; i < end; i += 2) {
@@ -210,8 +218,8 @@ export class PageTable {
           return this.mapFailed(mapped, 'EADDRINUSE');
         }
         // the output address in bits 12..51: low 20 frame bits in the low word, the rest in the high word
-        t[i] = attrLo | ((paPfn % 1048576) << 12);
-        t[i + 1] = attrHi | Math.floor(paPfn / 1048576);
+        t[i] = attrLo | ((paPfn & 0xfffff) << 12);
+        t[i + 1] = attrHi | Math.floor(paPfn * INV_2_20);
         paPfn += step;
         mapped += step;
       }
@@ -221,6 +229,27 @@ export class PageTable {
     }
     this.mappedPages = mapped;
     return null;
+  }
+
+  /**
+   * mapLeaves for one 4 KiB leaf, the common single-granule map: when the 4 KiB-level table is the
+   * cached one, the leaf attributes are those of the last map and the slot is empty, the entry is
+   * written at once; anything else goes through mapLeaves. Same result and counters as mapLeaves.
+   */
+  mapOne(iovaPfn: number, paPfn: number, prot: number, freelist: number[]): Errno | null {
+    const key = Math.floor(iovaPfn * INV512[1]);
+    const t = this.cacheTable;
+    if (this.cacheLevel === 0 && this.cacheKey === key && this.attrLevel === 0 && this.attrProt === prot && t !== null) {
+      const i = (iovaPfn - key * ITEMS) * 2;
+      if (t[i] === 0 && t[i + 1] === 0) {
+        t[i] = this.attrLo | ((paPfn & 0xfffff) << 12);
+        t[i + 1] = this.attrHi | Math.floor(paPfn * INV_2_20);
+        this.mm.stats.iommuLeafPtesWritten++;
+        this.mappedPages = 1;
+        return null;
+      }
+    }
+    return this.mapLeaves(iovaPfn, paPfn, 1, 0, prot, freelist);
   }
 
   /** Ends a failed map call that got `mapped` frames in: records them and the errno, and returns it. */
@@ -261,7 +290,7 @@ export class PageTable {
     for (let c = 0; c < count; c++) {
       const t = this.tableFor(iovaPfn, level, true);
       if (t === null) return this.mapFailed(mapped, this.lastErr);
-      const idx = Math.floor(iovaPfn / step) % ITEMS;
+      const idx = Math.floor(iovaPfn * INV512[level]) & ITEM_MASK;
       for (let k = 0; k < n; k++) {
         if (!this.clearSlot(t, (idx + k) * 2, level, freelist)) return this.mapFailed(mapped, 'EADDRINUSE');
       }
@@ -300,7 +329,15 @@ export class PageTable {
   unmapRange(iovaPfn: number, pages: number, freelist: number[]): number {
     this.unmappedPages = 0;
     this.clearedPtes = 0;
-    this.unmapLevel(this.rootView, this.top, iovaPfn, iovaPfn + pages, freelist);
+    const end = iovaPfn + pages;
+    const key = Math.floor(iovaPfn * INV512[1]);
+    if (this.cacheLevel === 0 && this.cacheKey === key && end <= (key + 1) * ITEMS && pages < ITEMS) {
+      // inside the cached 4 KiB-level table and not all of it (so no table is freed): the walk from
+      // the root would end in this same call
+      this.unmapLevel(this.cacheTable!, 0, iovaPfn, end, freelist);
+    } else {
+      this.unmapLevel(this.rootView, this.top, iovaPfn, end, freelist);
+    }
     this.mm.stats.iommuLeafPtesCleared += this.clearedPtes;
     return this.unmappedPages;
   }
@@ -308,7 +345,7 @@ export class PageTable {
   private unmapLevel(t: Uint32Array, level: number, start: number, end: number, freelist: number[]): boolean {
     const f = this.format;
     const step = POW512[level];
-    let idx = Math.floor(start / step) % ITEMS;
+    let idx = Math.floor(start * INV512[level]) & ITEM_MASK;
     let va = start;
     let first = true;
     if (level === 0) {
@@ -334,13 +371,13 @@ export class PageTable {
       const i = idx * 2;
       const lo = t[i], hi = t[i + 1];
       const kind = lo === 0 && hi === 0 ? PT_ENTRY_EMPTY : f.kind(level, lo, hi);
-      const itemStart = va - (va % step);
+      const itemStart = Math.floor(va * INV512[level]) * step;
       if (kind === PT_ENTRY_OA) {
         const leafLg2 = f.leafLg2(level, lo, hi);
         if (leafLg2 !== 9 * level) {
           // a contiguous leaf: all its entries go together, and the range must start at its start
           const leafFrames = 2 ** leafLg2;
-          if (first && va % leafFrames !== 0) return false;
+          if (first && Math.floor(va / leafFrames) * leafFrames !== va) return false;
           const n = leafFrames / step;
           for (let k = 0; k < n; k++) { t[i + 2 * k] = 0; t[i + 2 * k + 1] = 0; }
           this.unmappedPages += leafFrames;
@@ -378,14 +415,30 @@ export class PageTable {
   lookup(iovaPfn: number, out: LeafInfo): boolean {
     const f = this.format;
     let t = this.rootView;
-    for (let l = this.top; l >= 0; l--) {
-      const i = (Math.floor(iovaPfn / POW512[l]) % ITEMS) * 2;
+    let l = this.top;
+    if (this.cacheLevel === 0 && this.cacheKey === Math.floor(iovaPfn * INV512[1])) {
+      // the cached 4 KiB-level table is the one the walk would reach
+      t = this.cacheTable!;
+      l = 0;
+    }
+    for (; l >= 0; l--) {
+      const i = (Math.floor(iovaPfn * INV512[l]) & ITEM_MASK) * 2;
       const lo = t[i], hi = t[i + 1];
       const kind = lo === 0 && hi === 0 ? PT_ENTRY_EMPTY : f.kind(l, lo, hi);
       if (kind === PT_ENTRY_EMPTY) return false;
-      if (kind === PT_ENTRY_TABLE) { t = this.view(entryOaPfn(f, lo, hi)); continue; }
+      if (kind === PT_ENTRY_TABLE) {
+        t = this.view(entryOaPfn(f, lo, hi));
+        if (l === 1) {
+          // reached the 4 KiB-level table: remember it as tableFor does (an unmap usually follows)
+          this.cacheLevel = 0;
+          this.cacheKey = Math.floor(iovaPfn * INV512[1]);
+          this.cacheTable = t;
+        }
+        continue;
+      }
       const leafLg2 = f.leafLg2(l, lo, hi);
-      const off = iovaPfn % 2 ** leafLg2;
+      const span = POW2[leafLg2];
+      const off = iovaPfn - Math.floor(iovaPfn / span) * span;
       out.physPfn = f.leafOaPfn(l, lo, hi) + off;
       out.leafIovaPfn = iovaPfn - off;
       out.leafLg2 = leafLg2;
@@ -403,7 +456,7 @@ export class PageTable {
     let pfn = this.rootPfn;
     for (let l = this.top; l >= 0; l--) {
       const t = this.view(pfn);
-      const index = Math.floor(iovaPfn / POW512[l]) % ITEMS;
+      const index = Math.floor(iovaPfn * INV512[l]) & ITEM_MASK;
       const lo = t[index * 2], hi = t[index * 2 + 1];
       const kind = lo === 0 && hi === 0 ? PT_ENTRY_EMPTY : f.kind(l, lo, hi);
       const pte = (BigInt(hi) << 32n) | BigInt(lo);

@@ -8,7 +8,7 @@ const TWO32 = 4294967296;
 
 /** Count of trailing zero bits of a positive safe integer (__ffs). */
 export function ctzNum(n: number): number {
-  const lo = n % TWO32;
+  const lo = n >>> 0; // n mod 2^32, exact for any integer below 2^53 (no fmod call)
   if (lo !== 0) return 31 - Math.clz32(lo & -lo);
   const hi = Math.floor(n / TWO32);
   return 32 + (31 - Math.clz32(hi & -hi));
@@ -96,8 +96,8 @@ export function pgsizeGranules(lg2s: readonly number[], iovaPfn: number, paPfn: 
   let len = pages;
   if (i + 1 < lg2s.length) {
     const next = POW2[lg2s[i + 1]];
-    const im = iovaPfn % next;
-    if (im === paPfn % next) {
+    const im = iovaPfn - Math.floor(iovaPfn / next) * next;
+    if (im === paPfn - Math.floor(paPfn / next) * next) {
       const offset = next - im;
       if (offset + next <= pages) len = offset;
     }
