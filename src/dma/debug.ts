@@ -2,7 +2,9 @@
 // tracked per device; unmaps and syncs are checked against it (never mapped, double unmap, wrong
 // size, wrong direction, wrong function, sg entry count, sync outside the mapping); leaks are reported
 // when a device is released; and the ownership rule of reference 14.1 (the CPU must not write a
-// buffer the device owns while it is bounced or the device is non-coherent) is checked on request.
+// buffer the device owns while it is bounced or the device is non-coherent) is checked on every CPU
+// store through the machine's physical memory (the PhysMem onCpuWrite hook; a model addition: the
+// kernel cannot see plain CPU stores).
 // Violations are 'DMA-DEBUG' events on the machine's log, worded after the kernel's messages.
 // Model deviation: the kernel's dma_need_unmap()/dma_need_sync() answer true whenever dma-debug is
 // built in; here dma-debug only observes, and the API answers as a production kernel does. Mappings
@@ -44,12 +46,25 @@ export interface DmaDebugEntry {
 
 const debugs = new WeakMap<MachineMm, DmaDebug>();
 
+/** A mapping as the CPU-write index keys it: devAddr holds the entry's CPU physical address. */
+interface PhysKey {
+  readonly devAddr: bigint;
+  readonly size: number;
+  readonly entry: DmaDebugEntry;
+}
+
 /** Most entries in one chunk of a DevIndex; STRIDE (> CHUNK) spaces the positions of chunks. */
 const CHUNK = 256;
 const STRIDE = 512;
 /** Slots of a chunk: room to grow at both ends. */
 const CAP = 512;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+/** What an address-ordered index needs of its items: a start (DMA or CPU physical) and a size. */
+interface Keyed {
+  readonly devAddr: bigint;
+  readonly size: number;
+}
 
 /** floor(log2(size)) for size >= 1 (0 for 0): the size class of an entry. */
 function sizeClass(size: number): number {
@@ -59,7 +74,7 @@ function sizeClass(size: number): number {
 }
 
 /** Whether [start, start + size) contains addr (keys are Number(start) and Number(addr)). */
-function contains(e: DmaDebugEntry, key: number, addr: bigint, addrKey: number): boolean {
+function contains(e: Keyed, key: number, addr: bigint, addrKey: number): boolean {
   if (key + e.size <= MAX_SAFE && addrKey <= MAX_SAFE) return key <= addrKey && addrKey < key + e.size;
   return e.devAddr <= addr && addr < e.devAddr + BigInt(e.size);
 }
@@ -68,9 +83,9 @@ function contains(e: DmaDebugEntry, key: number, addr: bigint, addrKey: number):
  * A sorted run of at most CHUNK entries in CAP slots, used as a deque: the entries occupy
  * [start, start + len), so inserting or removing near either end moves only the entries on that side.
  */
-class Chunk {
+class Chunk<T extends Keyed> {
   readonly keys = new Float64Array(CAP);
-  readonly ents: Array<DmaDebugEntry | null> = new Array<DmaDebugEntry | null>(CAP).fill(null);
+  readonly ents: Array<T | null> = new Array<T | null>(CAP).fill(null);
   start = CAP >> 2;
   len = 0;
 
@@ -89,7 +104,7 @@ class Chunk {
   }
 
   /** Inserts at index j (0..len). */
-  insert(j: number, key: number, e: DmaDebugEntry): void {
+  insert(j: number, key: number, e: T): void {
     if ((j <= this.len - j && this.start === 0) || (j > this.len - j && this.start + this.len === CAP)) this.recenter();
     const s = this.start, keys = this.keys, es = this.ents;
     if (j <= this.len - j && s > 0) {
@@ -124,8 +139,8 @@ class Chunk {
   }
 
   /** Moves the entries from index `from` on into a new chunk, which is returned. */
-  splitOff(from: number): Chunk {
-    const c = new Chunk();
+  splitOff(from: number): Chunk<T> {
+    const c = new Chunk<T>();
     const n = this.len - from;
     c.start = (CAP - n) >> 1;
     c.len = n;
@@ -148,8 +163,8 @@ class Chunk {
  * Positions are chunk * STRIDE + index; -1 is "before the first"; they are valid until a change,
  * which `version` counts (the last exact lookup is remembered for the unmap that follows it).
  */
-class DevIndex {
-  private readonly chunks: Chunk[] = [];
+class DevIndex<T extends Keyed> {
+  private readonly chunks: Array<Chunk<T>> = [];
   private readonly classCount = new Int32Array(64);
   private topClass = -1;
   private version = 0;
@@ -167,7 +182,7 @@ class DevIndex {
     return this.chunks.length * STRIDE;
   }
 
-  private at(p: number): DmaDebugEntry {
+  private at(p: number): T {
     const c = this.chunks[Math.floor(p / STRIDE)];
     return c.ents[c.start + (p % STRIDE)]!;
   }
@@ -190,7 +205,7 @@ class DevIndex {
   }
 
   /** -1, 0, 1 as entry j of chunk ch sorts before, with, after (key, addr). */
-  private static cmp(ch: Chunk, j: number, key: number, addr: bigint): number {
+  private static cmp(ch: Chunk<Keyed>, j: number, key: number, addr: bigint): number {
     const k = ch.keys[ch.start + j];
     if (k !== key) return k < key ? -1 : 1;
     const a = ch.ents[ch.start + j]!.devAddr;
@@ -217,7 +232,7 @@ class DevIndex {
     return x < ch.len ? c * STRIDE + x : (c + 1) * STRIDE;
   }
 
-  add(e: DmaDebugEntry): void {
+  add(e: T): void {
     const key = Number(e.devAddr);
     const cls = sizeClass(e.size);
     this.classCount[cls]++;
@@ -225,7 +240,7 @@ class DevIndex {
     this.count++;
     this.version++;
     const chunks = this.chunks;
-    if (chunks.length === 0) chunks.push(new Chunk());
+    if (chunks.length === 0) chunks.push(new Chunk<T>());
     let c: number, j: number;
     const lastCh = chunks[chunks.length - 1];
     if (lastCh.len === 0 || DevIndex.cmp(lastCh, lastCh.len - 1, key, e.devAddr) <= 0) {
@@ -242,7 +257,7 @@ class DevIndex {
     if (ch.len >= CHUNK) chunks.splice(c + 1, 0, ch.splitOff(ch.len >> 1));
   }
 
-  private removeAtPos(p: number, e: DmaDebugEntry): void {
+  private removeAtPos(p: number, e: T): void {
     const c = Math.floor(p / STRIDE);
     const ch = this.chunks[c];
     ch.removeAt(p % STRIDE);
@@ -256,7 +271,7 @@ class DevIndex {
   }
 
   /** Removes this very entry; false when it is not tracked here. */
-  remove(e: DmaDebugEntry): boolean {
+  remove(e: T): boolean {
     if (this.lastVersion === this.version && this.lastAddr === e.devAddr && this.lastPos >= 0 && this.at(this.lastPos) === e) {
       this.removeAtPos(this.lastPos, e);
       return true;
@@ -295,15 +310,15 @@ class DevIndex {
   }
 
   /** The entries that start exactly at addr, in insertion order. */
-  startingAt(addr: bigint): DmaDebugEntry[] {
-    const out: DmaDebugEntry[] = [];
+  startingAt(addr: bigint): T[] {
+    const out: T[] = [];
     const end = this.end();
     for (let p = this.firstPos(addr); p >= 0 && p < end && this.at(p).devAddr === addr; p = this.next(p)) out.push(this.at(p));
     return out;
   }
 
   /** The first entry (in insertion order) starting exactly at addr, or undefined. */
-  firstAt(addr: bigint): DmaDebugEntry | undefined {
+  firstAt(addr: bigint): T | undefined {
     const p = this.firstPos(addr);
     return p < 0 ? undefined : this.at(p);
   }
@@ -312,7 +327,7 @@ class DevIndex {
    * An entry containing addr: the first one starting there, else the one with the highest start
    * below it. Only starts above addr - sizeBound() can qualify, so the walk down stops there.
    */
-  containing(addr: bigint): DmaDebugEntry | undefined {
+  containing(addr: bigint): T | undefined {
     const exact = this.firstAt(addr);
     if (exact) return exact;
     const addrKey = Number(addr);
@@ -331,7 +346,7 @@ class DevIndex {
    * Removes entries that overlapping() returned (ascending, all tracked here) in one pass over the
    * positions they span. Returns how many were removed.
    */
-  removeSorted(hits: readonly DmaDebugEntry[]): number {
+  removeSorted(hits: readonly T[]): number {
     if (hits.length === 0) return 0;
     if (hits.length < 8) {
       let n = 0;
@@ -377,8 +392,8 @@ class DevIndex {
   }
 
   /** The entries overlapping [addr, end), ascending by start. */
-  overlapping(addr: bigint, end: bigint): DmaDebugEntry[] {
-    const out: DmaDebugEntry[] = [];
+  overlapping(addr: bigint, end: bigint): T[] {
+    const out: T[] = [];
     const floor = addr - BigInt(this.sizeBound()) + 1n;
     const from = floor < 0n ? 0n : floor;
     const last = this.end();
@@ -391,7 +406,7 @@ class DevIndex {
   }
 
   /** Every entry, ascending by start. */
-  all(out: DmaDebugEntry[]): void {
+  all(out: T[]): void {
     for (const ch of this.chunks) for (let i = 0; i < ch.len; i++) out.push(ch.ents[ch.start + i]!);
   }
 }
@@ -401,8 +416,14 @@ export class DmaDebug {
   readonly mm: MachineMm;
   /** Checks run when true (dma_debug_disabled() is false). */
   enabled = true;
-  private readonly byDev = new Map<Device, DevIndex>();
+  private readonly byDev = new Map<Device, DevIndex<DmaDebugEntry>>();
   private liveCount = 0;
+  /**
+   * The mappings the CPU-write check can flag (bounced, or on a non-coherent device), ordered by the
+   * CPU physical address they cover, machine-wide: each is a PhysKey whose devAddr is the entry's paddr.
+   */
+  private readonly byPhys = new DevIndex<PhysKey>();
+  private readonly physKeys = new Map<DmaDebugEntry, PhysKey>();
 
   constructor(mm: MachineMm) {
     this.mm = mm;
@@ -433,11 +454,41 @@ export class DmaDebug {
     if (!ix) this.byDev.set(e.dev, (ix = new DevIndex()));
     ix.add(e);
     this.liveCount++;
+    if (e.bounced || !e.coherent) {
+      const k: PhysKey = { devAddr: e.paddr, size: e.size, entry: e };
+      this.physKeys.set(e, k);
+      this.byPhys.add(k);
+    }
   }
 
   /** Stops tracking a mapping (nothing happens when it is not tracked). */
   remove(e: DmaDebugEntry): void {
-    if (this.byDev.get(e.dev)?.remove(e)) this.liveCount--;
+    if (this.byDev.get(e.dev)?.remove(e)) {
+      this.liveCount--;
+      this.forgetPhys(e);
+    }
+  }
+
+  private forgetPhys(e: DmaDebugEntry): void {
+    if (this.physKeys.size === 0) return;
+    const k = this.physKeys.get(e);
+    if (k === undefined) return;
+    this.physKeys.delete(e);
+    this.byPhys.remove(k);
+  }
+
+  /** Number of tracked mappings a CPU write could violate (bounced or non-coherent). */
+  get cpuWriteWatchCount(): number {
+    return this.byPhys.count;
+  }
+
+  /**
+   * Tracked mappings that are bounced or non-coherent and whose CPU range [paddr, paddr + size)
+   * overlaps [phys, phys + len), ascending by paddr.
+   */
+  watchedOverlapping(phys: bigint, len: number): DmaDebugEntry[] {
+    if (this.byPhys.count === 0 || len <= 0) return [];
+    return this.byPhys.overlapping(phys, phys + BigInt(len)).map((k) => k.entry);
   }
 
   /** true when some mapping of dev starts exactly at devAddr. */
@@ -470,7 +521,9 @@ export class DmaDebug {
   /** Stops tracking entries of dev that findOverlapping returned (ascending by address). */
   removeSorted(dev: Device, hits: readonly DmaDebugEntry[]): void {
     const ix = this.byDev.get(dev);
-    if (ix) this.liveCount -= ix.removeSorted(hits);
+    if (!ix) return;
+    this.liveCount -= ix.removeSorted(hits);
+    if (this.physKeys.size > 0) for (const e of hits) this.forgetPhys(e);
   }
 
   /** Records a dma-debug violation for dev. */
@@ -678,18 +731,27 @@ export function debugDmaIovaUnlink(dev: Device, addr: bigint, size: number, dir:
  */
 export function debugDmaCheckCpuWrite(mm: MachineMm, phys: bigint, len: number): number {
   const d = debugs.get(mm);
-  if (!d || !d.enabled) return 0;
-  const end = phys + BigInt(len);
+  if (!d || !d.enabled || d.cpuWriteWatchCount === 0) return 0;
   let n = 0;
-  for (const e of d.entries()) {
-    if (!e.deviceOwns || (!e.bounced && e.coherent)) continue;
-    if (e.paddr < end && e.paddr + BigInt(e.size) > phys) {
-      n++;
-      d.report(e.dev, `CPU writes to a buffer the device owns [phys=${hex(phys)}+${len}] [mapping ${hex(e.devAddr)} size=${e.size} ${dmaDirName(e.dir)}] [${e.bounced ? 'bounced' : 'non-coherent'}]`,
-        { check: 'cpu-write', phys, len, devAddr: e.devAddr });
-    }
+  for (const e of d.watchedOverlapping(phys, len)) {
+    if (!e.deviceOwns) continue;
+    n++;
+    d.report(e.dev, `CPU writes to a buffer the device owns [phys=${hex(phys)}+${len}] [mapping ${hex(e.devAddr)} size=${e.size} ${dmaDirName(e.dir)}] [${e.bounced ? 'bounced' : 'non-coherent'}]`,
+      { check: 'cpu-write', phys, len, devAddr: e.devAddr });
   }
   return n;
+}
+
+/**
+ * The CPU-write hook the machine installs on its physical memory (PhysMem onCpuWrite): runs
+ * debugDmaCheckCpuWrite for each CPU store, and costs two checks while nothing is watched.
+ */
+export function dmaDebugCpuWriteHook(mm: MachineMm): (addrNum: number, len: number) => void {
+  return (addrNum, len) => {
+    const d = debugs.get(mm);
+    if (d === undefined || !d.enabled || d.cpuWriteWatchCount === 0) return;
+    debugDmaCheckCpuWrite(mm, BigInt(addrNum), len);
+  };
 }
 
 /**

@@ -139,7 +139,7 @@ class DeviceDma implements DeviceDmaAccess {
     if (typeof pieces === 'string') return fault(dev, mm, true, addr, len, pieces);
     let at = 0;
     for (const p of pieces) {
-      mm.mem.write(p.phys, bytes.subarray(at, at + p.len));
+      mm.mem.deviceWrite(p.phys, bytes.subarray(at, at + p.len));
       at += p.len;
     }
     mm.stats.deviceDmaWrites++;

@@ -256,3 +256,132 @@ describe('iommuDmaMapSg', () => {
     expect(leafPtes(m)).toBe(0);
   });
 });
+
+describe.each<IommuMode>(['strict', 'none'])('sg mapping classifies from the memory, not from the table\'s flags (%s; reference 7.3)', (mode) => {
+  /** Two BAR pages in a table built with no flagsOf: every entry's recorded flags are 0. */
+  function barTable(pfns: bigint[]): SgTable {
+    const r = sgAllocTableFromPagesSegment(pfns, 0, pfns.length * PAGE, 0xfffff000);
+    if (!r.ok) throw new Error(r.errno);
+    for (let i = 0; i < r.value.origNents; i++) expect(r.value.flagsAt(i)).toBe(0);
+    return r.value;
+  }
+  const barPfn = (m: Machine): bigint => gpuBar(m).start / BigInt(PAGE);
+
+  it('P2P not supported: EREMOTEIO, nothing left mapped (also after a RAM entry)', () => {
+    const m = makeMachine(mode);
+    const dev = m.device('far0');
+    const b = barPfn(m);
+    for (const pfns of [[b, b + 1n], [allocPhys(m) / BigInt(PAGE), b]]) {
+      const sgt = barTable(pfns);
+      const r = dmaMapSgtable(dev, sgt, DMA_TO_DEVICE, 0);
+      expect(r.ok ? 'ok' : r.errno).toBe('EREMOTEIO');
+    }
+    expect(m.stats.iovaAllocs).toBe(0);
+    expect(leafPtes(m)).toBe(0);
+    expect(m.stats.swiotlbMaps).toBe(0);
+    expect(m.dma.debug.count()).toBe(0);
+  });
+
+  it('P2P through a switch: the bus address, marked, no IOVA', () => {
+    const m = makeMachine(mode);
+    const dev = m.device('nvme0');
+    const bar = gpuBar(m);
+    const sgt = barTable([barPfn(m), barPfn(m) + 1n]);
+    expect(dmaMapSgtable(dev, sgt, DMA_FROM_DEVICE, 0).ok).toBe(true);
+    expect(sgt.nents).toBe(1);
+    expect(sgt.dmaAddressAt(0)).toBe(bar.start + 0x1000_0000_0000n);
+    expect(sgt.dmaFlagsAt(0) & SG_DMA_BUS_ADDRESS).toBe(SG_DMA_BUS_ADDRESS);
+    expect(m.stats.iovaAllocs).toBe(0);
+    const w = pattern(2 * PAGE, 21);
+    expect(dev.dmaWrite(sgt.dmaAddressAt(0), w).ok).toBe(true);
+    expect(m.mem.read(bar.start, 2 * PAGE)).toEqual(w);
+    dmaUnmapSgtable(dev, sgt, DMA_FROM_DEVICE, 0);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+  });
+
+  it('P2P through the host bridge: mapped (an IOVA behind the IOMMU, the physical address without)', () => {
+    const m = makeMachine(mode);
+    const dev = m.device('nic0');
+    const bar = gpuBar(m);
+    const sgt = barTable([barPfn(m), barPfn(m) + 1n]);
+    expect(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL, 0).ok).toBe(true);
+    expect(sgt.dmaFlagsAt(0) & SG_DMA_BUS_ADDRESS).toBe(0);
+    if (mode === 'none') expect(sgt.dmaAddressAt(0)).toBe(bar.start);
+    else expect(sgt.dmaAddressAt(0)).not.toBe(bar.start);
+    const w = pattern(2 * PAGE, 22);
+    expect(dev.dmaWrite(sgt.dmaAddressAt(0), w).ok).toBe(true);
+    expect(m.mem.read(bar.start, 2 * PAGE)).toEqual(w);
+    dmaUnmapSgtable(dev, sgt, DMA_BIDIRECTIONAL, 0);
+    expect(leafPtes(m)).toBe(0);
+  });
+
+  it('an entry running off the end of its memory region: EINVAL naming it, nothing mapped', () => {
+    const m = makeMachine(mode);
+    const dev = m.device('nvme0');
+    const bar = gpuBar(m);
+    const last = (bar.start + BigInt(bar.len)) / BigInt(PAGE) - 1n;
+    const sgt = barTable([allocPhys(m) / BigInt(PAGE), last, last + 1n]);
+    expect(sgt.origNents).toBe(2);
+    const r = dmaMapSgtable(dev, sgt, DMA_TO_DEVICE, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+    if (!r.ok) expect(r.message).toMatch(/entry 1 \(0x[0-9a-f]+\+8192\) crosses/);
+    expect(m.stats.iovaAllocs).toBe(0);
+    expect(leafPtes(m)).toBe(0);
+    expect(m.dma.debug.count()).toBe(0);
+  });
+});
+
+describe.each<IommuMode>(['strict', 'lazy'])('dmaUnmapPhys with the wrong size (%s; Model deviation in mapping.ts)', (mode) => {
+  it('too small: reported, yet the whole mapping goes: the device faults on every page, the IOVA is reused', () => {
+    const m = makeMachine(mode);
+    const dev = m.device('nvme0');
+    const phys = allocPhys(m, 1);
+    const r = dmaMapPhys(dev, phys, 2 * PAGE, DMA_BIDIRECTIONAL, 0);
+    if (!r.ok) throw new Error(r.errno);
+    const a = r.value;
+    expect(dev.dmaRead(a + BigInt(PAGE), 16).ok).toBe(true);
+    dmaUnmapPhys(dev, a, PAGE, DMA_BIDIRECTIONAL, 0);
+    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    expect(m.events.list('DMA-DEBUG')[0].message).toMatch(/different size/);
+    expect(m.events.count('WARN')).toBe(0);
+    if (mode === 'strict') {
+      // (lazy: the IOTLB may still translate until the flush queue drains, as on real hardware)
+      expect(dev.dmaRead(a, 16).ok).toBe(false);
+      expect(dev.dmaRead(a + BigInt(PAGE), 16).ok).toBe(false);
+    }
+    expect(leafPtes(m)).toBe(0);
+    expect(m.dma.debug.count()).toBe(0);
+    // the same IOVA serves the next mapping of that size, and maps the new memory
+    const phys2 = allocPhys(m, 1);
+    m.mem.write(phys2, pattern(2 * PAGE, 31));
+    const r2 = dmaMapPhys(dev, phys2, 2 * PAGE, DMA_TO_DEVICE, 0);
+    if (!r2.ok) throw new Error(r2.errno);
+    if (mode === 'strict') expect(r2.value).toBe(a);
+    const back = dev.dmaRead(r2.value, 2 * PAGE);
+    expect(back.ok && back.value).toEqual(pattern(2 * PAGE, 31));
+    dmaUnmapPhys(dev, r2.value, 2 * PAGE, DMA_TO_DEVICE, 0);
+    expect(leafPtes(m)).toBe(0);
+    expect(m.stats.iovaAllocs).toBe(2);
+  });
+
+  it('too large: reported, and only the mapping itself goes: the neighbouring mapping stays live', () => {
+    const m = makeMachine(mode);
+    const dev = m.device('nvme0');
+    const pb = allocPhys(m);
+    const pa = allocPhys(m);
+    const b = dmaMapPhys(dev, pb, PAGE, DMA_BIDIRECTIONAL, 0);
+    const a = dmaMapPhys(dev, pa, PAGE, DMA_BIDIRECTIONAL, 0);
+    if (!a.ok || !b.ok) throw new Error('map');
+    expect(a.value + BigInt(PAGE)).toBe(b.value); // top-down allocation: b sits right above a
+    dmaUnmapPhys(dev, a.value, 2 * PAGE, DMA_BIDIRECTIONAL, 0);
+    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    expect(m.events.count('WARN')).toBe(0);
+    if (mode === 'strict') expect(dev.dmaRead(a.value, 16).ok).toBe(false);
+    m.mem.write(pb, pattern(PAGE, 32));
+    const back = dev.dmaRead(b.value, PAGE);
+    expect(back.ok && back.value).toEqual(pattern(PAGE, 32));
+    dmaUnmapPhys(dev, b.value, PAGE, DMA_BIDIRECTIONAL, 0);
+    expect(leafPtes(m)).toBe(0);
+    expect(m.events.count('DMA-DEBUG')).toBe(1);
+  });
+});

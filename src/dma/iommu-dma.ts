@@ -23,6 +23,7 @@ import {
   DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, type DmaDataDirection,
 } from './constants.ts';
 import { dmaContextOf } from './context.ts';
+import { memTypeLookup } from './direct.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import { dmaGetMask, dmaGetMaxSegSize, dmaGetSegBoundary } from './mask.ts';
 import {
@@ -273,8 +274,10 @@ function iommuDmaMapSgSwiotlb(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
  * maps it with one sync, then writes the DMA segments, concatenating entries that meet at granule
  * boundaries (__finalise_sg). P2P entries are classified per provider: bus-address entries get their
  * bus address and no IOVA; through-host-bridge entries are mapped like memory; unsupported P2P fails.
- * Returns the number of DMA segments (sgt.nents is set by the caller, dmaMapSgtable).
- * Errnos: EREMOTEIO (P2P not supported between provider and device), ENOMEM (no IOVA space),
+ * Each entry's memory type and provider come from the memory map (the region holding it), not from
+ * the flags recorded in the table. Returns the number of DMA segments (sgt.nents is set by the
+ * caller, dmaMapSgtable). Errnos: EINVAL (an entry in a hole or crossing from one memory region into
+ * another), EREMOTEIO (P2P not supported between provider and device), ENOMEM (no IOVA space),
  * EINVAL (the IOMMU refused the mapping), EIO (swiotlb path failure). Nothing stays mapped on failure.
  */
 export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, attrs: number): Result<number> {
@@ -286,6 +289,14 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
   const pageSize = ctx.mm.pageSize;
   const g = domain.granule;
   const ent = readSgEntries(sgt, pageSize, g);
+  // each entry's memory type and provider from the memory map (page -> pgmap -> provider), not from
+  // the flags recorded in the table
+  const look = memTypeLookup(ctx.mm);
+  for (let i = 0; i < n; i++) {
+    const ri = ent.physBig === null ? look.index(ent.phys[i], ent.len[i]) : look.indexBig(ent.physBig[i], ent.len[i]);
+    if (ri < 0) return look.error(ri, `entry ${i}`, entPhys(ent, i), ent.len[i]);
+    ent.flags[i] = look.flagsOf(ri);
+  }
   const coherent = dev.dmaCoherent;
   if (!coherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) {
     for (let i = 0; i < n; i++) archSyncDmaForDevice(dev, entPhys(ent, i), ent.len[i], dir);
@@ -350,7 +361,8 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
 
 /**
  * The CPU side of a table's entries in columns: start address (as a number, exact, when physBig is
- * null), length, offset inside the IOVA granule (iova_offset(sg->offset)) and range flags.
+ * null), length, offset inside the IOVA granule (iova_offset(sg->offset)) and the range flags of
+ * the memory (filled by iommuDmaMapSg from the memory map).
  */
 interface SgEntries {
   readonly phys: Float64Array;
@@ -384,7 +396,6 @@ function readSgEntries(sgt: SgTable, pageSize: number, g: number): SgEntries {
       phys[i] = a;
       len[i] = c.len;
       off[i] = a - Math.floor(a / g) * g;
-      flags[i] = c.flags;
       i++;
       c.next();
     }
@@ -395,7 +406,6 @@ function readSgEntries(sgt: SgTable, pageSize: number, g: number): SgEntries {
     physBig[i] = sgt.physAt(i, pageSize);
     len[i] = sgt.lengthAt(i);
     off[i] = sgt.offsetAt(i) & (g - 1);
-    flags[i] = sgt.flagsAt(i);
   }
   return { phys, physBig, len, off, flags };
 }

@@ -2,8 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { allocPhys, gpuBar, makeMachine, pattern, phyrs, type IommuMode } from '../../test/dma-b-machines.ts';
 import type { Machine } from '../machine/index.ts';
 import type { Device } from '../pci/index.ts';
-import { PageArray, type DmaList, type RangeSource } from '../phyr/index.ts';
-import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';
+import { PageArray, PhyrList, RANGE_MMIO, type DmaList, type RangeSource } from '../phyr/index.ts';
+import { MiB } from '../base/index.ts';
+import { dmaSetMask } from './mask.ts';
+import { dmaMapPhys } from './mapping.ts';
+import { DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';
 import { dmaMapPhyrs, dmaPhyrsMappingKind, dmaUnmapPhyrs } from './map-phyrs.ts';
 
 const PAGE = 4096;
@@ -190,5 +193,135 @@ describe('dmaMapPhyrs', () => {
     expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
     expect(() => dmaMapPhyrs(dev, {} as RangeSource, DMA_TO_DEVICE, 0)).toThrow(/list/);
     expect(() => dmaMapPhyrs(dev, phyrs([[0x10000n, 8]]), 7 as 0, 0)).toThrow();
+  });
+
+  describe('classifies from the memory, not from the caller\'s flags (reference 4.4, 5.2)', () => {
+    /** The BAR range with no flags at all, as a caller that forgot them would pass it. */
+    const bare = (addr: bigint, len: number): PhyrList => PhyrList.from([{ addr, len }]);
+
+    it.each<IommuMode>(['strict', 'none'])('P2P not supported (%s): EREMOTEIO, nothing mapped', (mode) => {
+      const m = makeMachine(mode);
+      const dev = m.device('far0');
+      const bar = gpuBar(m);
+      const ram = allocPhys(m);
+      for (const list of [bare(bar.start, PAGE), PhyrList.from([{ addr: ram, len: PAGE }, { addr: bar.start, len: PAGE }])]) {
+        expect(list.flagsAt(list.count - 1)).toBe(0);
+        const r = dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0);
+        expect(r.ok ? 'ok' : r.errno).toBe('EREMOTEIO');
+        if (!r.ok) expect(r.message).toMatch(/range \d .*not supported/);
+      }
+      expect(m.stats.iovaAllocs).toBe(0);
+      expect(leafPtes(m)).toBe(0);
+      expect(m.stats.dmaMapCalls).toBe(0);
+      expect(m.dma.debug.count()).toBe(0);
+    });
+
+    it.each<IommuMode>(['strict', 'none'])('P2P through a switch (%s): the bus address, no IOVA', (mode) => {
+      const m = makeMachine(mode);
+      const dev = m.device('nvme0');
+      const bar = gpuBar(m);
+      const r = dmaMapPhyrs(dev, bare(bar.start + 0x3000n, 2 * PAGE), DMA_FROM_DEVICE, 0);
+      expect(r.ok).toBe(true);
+      if (!r.ok) return;
+      expect(r.value.addrAt(0)).toBe(bar.start + 0x3000n + 0x1000_0000_0000n);
+      expect(r.value.flagsAt(0)).toBe(bar.flags);
+      expect(m.stats.iovaAllocs).toBe(0);
+      const w = deviceWritesList(dev, r.value, 11);
+      expect(m.mem.read(bar.start + 0x3000n, 2 * PAGE)).toEqual(w);
+      dmaUnmapPhyrs(dev, r.value, DMA_FROM_DEVICE, 0);
+      expect(m.events.count('DMA-DEBUG')).toBe(0);
+    });
+
+    it('P2P through the host bridge: MMIO in the IOVA window; dma-direct: the physical address, MMIO', () => {
+      for (const mode of ['strict', 'none'] as IommuMode[]) {
+        const m = makeMachine(mode);
+        const dev = m.device('nic0');
+        const bar = gpuBar(m);
+        const ram = allocPhys(m);
+        const list = PhyrList.from([{ addr: ram, len: PAGE }, { addr: bar.start, len: 2 * PAGE }]);
+        const r = dmaMapPhyrs(dev, list, DMA_BIDIRECTIONAL, 0);
+        expect(r.ok).toBe(true);
+        if (!r.ok) return;
+        const flags = [...r.value].map((x) => x.flags);
+        expect(flags[flags.length - 1] & RANGE_MMIO).toBe(RANGE_MMIO);
+        expect(flags[flags.length - 1]).toBe(bar.flags);
+        if (mode === 'strict') {
+          expect(dmaPhyrsMappingKind(r.value)).toBe('iova');
+          expect(r.value.addrAt(0)).not.toBe(ram);
+        } else {
+          // the input carried no flags: the result cannot share it (its flags would be wrong)
+          expect(r.value.sharesStorage).toBe(false);
+          expect([...r.value].map((x) => x.addr)).toEqual([ram, bar.start]);
+        }
+        const w = deviceWritesList(dev, r.value, 12);
+        expect(cpuRead(m, list)).toEqual(w);
+        dmaUnmapPhyrs(dev, r.value, DMA_BIDIRECTIONAL, 0);
+        expect(leafPtes(m)).toBe(0);
+        expect(m.events.count('DMA-DEBUG') + m.events.count('WARN')).toBe(0);
+      }
+    });
+
+    it('caller flags that claim P2P on RAM are ignored: RAM is mapped as RAM', () => {
+      const m = makeMachine('none');
+      const dev = m.device('far0');
+      const bar = gpuBar(m);
+      const ram = allocPhys(m);
+      const r = dmaMapPhyrs(dev, phyrs([[ram, PAGE]], bar.flags), DMA_TO_DEVICE, 0);
+      expect(r.ok).toBe(true);
+      if (!r.ok) return;
+      expect(r.value.addrAt(0)).toBe(ram);
+      expect(r.value.flagsAt(0)).toBe(0);
+      dmaUnmapPhyrs(dev, r.value, DMA_TO_DEVICE, 0);
+    });
+
+    it('a range in a hole or crossing from one region into another: EINVAL naming it, nothing mapped', () => {
+      const m = makeMachine('strict');
+      const dev = m.device('nvme0');
+      const bar = gpuBar(m);
+      const ram = allocPhys(m);
+      const ramRegion = m.regions.find((x) => x.kind === 'ram' && x.end > ram && x.start <= ram)!;
+      const cases: Array<[bigint, number]> = [
+        [bar.start + BigInt(bar.len) - BigInt(PAGE), 2 * PAGE], // runs off the BAR
+        [ramRegion.end - BigInt(PAGE), 2 * PAGE], // runs off a RAM region
+        [1n << 51n, PAGE], // a hole
+      ];
+      for (const [addr, len] of cases) {
+        const r = dmaMapPhyrs(dev, PhyrList.from([{ addr: ram, len: PAGE }, { addr, len }]), DMA_TO_DEVICE, 0);
+        expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+        if (!r.ok) expect(r.message).toContain(`range 1 (0x${addr.toString(16)}+${len})`);
+      }
+      expect(m.stats.iovaAllocs).toBe(0);
+      expect(leafPtes(m)).toBe(0);
+    });
+  });
+
+  describe('MMIO that would need bouncing: EPERM (reference 2.3), dmaMapPhys stays ENOMEM', () => {
+    it('force-bounce dma-direct: EPERM; the RAM range bounced before it is released', () => {
+      const m = makeMachine('none', 1, { swiotlb: { bytes: 4 * MiB, force: true } });
+      const dev = m.device('nic0');
+      const bar = gpuBar(m);
+      const ram = allocPhys(m);
+      const r = dmaMapPhyrs(dev, PhyrList.from([{ addr: ram, len: PAGE }, { addr: bar.start, len: PAGE }]), DMA_TO_DEVICE, 0);
+      expect(r.ok ? 'ok' : r.errno).toBe('EPERM');
+      if (!r.ok) expect(r.message).toMatch(/range 1 .*MMIO/);
+      expect(m.stats.swiotlbMaps).toBe(1);
+      expect(m.stats.swiotlbUnmaps).toBe(1);
+      expect(m.dma.debug.count()).toBe(0);
+      const one = dmaMapPhys(dev, bar.start, PAGE, DMA_TO_DEVICE, DMA_ATTR_MMIO);
+      expect(one.ok ? 'ok' : one.errno).toBe('ENOMEM');
+    });
+
+    it('beyond the mask with a swiotlb pool: EPERM; without a pool: ENOMEM', () => {
+      for (const pool of [true, false]) {
+        const m = makeMachine('none', 1, pool ? {} : { swiotlb: false });
+        const dev = m.device('nic0');
+        const bar = gpuBar(m);
+        expect(bar.start > DMA_BIT_MASK(32)).toBe(true);
+        dmaSetMask(dev, DMA_BIT_MASK(32));
+        const r = dmaMapPhyrs(dev, phyrs([[bar.start, PAGE]]), DMA_TO_DEVICE, 0);
+        expect(r.ok ? 'ok' : r.errno).toBe(pool ? 'EPERM' : 'ENOMEM');
+        expect(m.dma.debug.count()).toBe(0);
+      }
+    });
   });
 });

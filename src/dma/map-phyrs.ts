@@ -12,8 +12,11 @@ import {
   pciP2pdmaBusAddrMap, pciP2pdmaState,
 } from '../pci/index.ts';
 import { DmaList, DmaListBuilder, PhyrList, RANGE_MMIO, rangeProvider, type RangeSource } from '../phyr/index.ts';
-import { DMA_ATTR_MMIO, checkAttrs, validDmaDirection, type DmaDataDirection } from './constants.ts';
+import { DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, checkAttrs, validDmaDirection, type DmaDataDirection } from './constants.ts';
 import { dmaContextOf } from './context.ts';
+import { dmaCapable, memTypeLookup } from './direct.ts';
+import { devUseSwiotlb, iovaOffset } from './iommu-dma.ts';
+import { isSwiotlbActive, isSwiotlbForceBounce } from './swiotlb.ts';
 import { dmaMapPhys, dmaUnmapPhys } from './mapping.ts';
 import { DmaIovaState, dmaIovaDestroy, dmaIovaSync, dmaIovaTryAlloc, iovaLink } from './iova-state.ts';
 
@@ -54,7 +57,10 @@ interface Classified {
   addrBig: bigint[] | null;
   len: Float64Array;
   kind: Uint8Array;
+  /** Range flags of the memory behind each range (from the memory map). */
   flags: Uint32Array;
+  /** Whether every range's own flags equal its memory's (the input can then be shared as is). */
+  callerFlagsMatch: boolean;
   bus: Map<number, bigint>;
   ioLen: number;
 }
@@ -72,9 +78,14 @@ function addrAt(cl: Classified, i: number): bigint {
 }
 
 /**
- * Walks the source once: address, length, flags and kind of each range. Addresses stay numbers
- * when the source says they fit (and every range also ends below 2^53); otherwise the walk is
- * redone keeping exact bigints.
+ * Walks the source once: address, length, memory flags and kind of each range. Addresses stay
+ * numbers when the source says they fit (and every range also ends below 2^53); otherwise the walk
+ * is redone keeping exact bigints.
+ * The memory type and P2P provider of a range come from the region of the memory map that holds it
+ * (page -> pgmap -> provider in the kernel; reference 4.4, 5.2), one lookup per range with the last
+ * region tried first. The flags the caller put on a range are ignored: a range without flags on a
+ * P2P BAR is P2P all the same (they only decide whether the input can be shared as the result).
+ * Errors: EINVAL (a range in a hole, or crossing from one region into another), EREMOTEIO.
  */
 function classify(dev: Device, list: RangeSource, big = !list.addrFitsNumber): Result<Classified> {
   const n0 = Math.max(1, list.count);
@@ -92,6 +103,8 @@ function classify(dev: Device, list: RangeSource, big = !list.addrFitsNumber): R
   let flagsCol = scratch.flags;
   const bus = new Map<number, bigint>();
   const p2p = new PciP2pdmaMapState();
+  const look = memTypeLookup(dmaContextOf(dev).mm);
+  let callerFlagsMatch = true;
   let n = 0;
   let ioLen = 0;
   const c = list.cursor();
@@ -102,15 +115,20 @@ function classify(dev: Device, list: RangeSource, big = !list.addrFitsNumber): R
       const k2 = new Uint8Array(n * 2); k2.set(kind); kind = scratch.kind = k2;
       const f2 = new Uint32Array(n * 2); f2.set(flagsCol); flagsCol = scratch.flags = f2;
     }
-    const flags = c.flags;
     const l = c.len;
     let a = 0;
+    let ri: number;
     if (addrBig !== null) {
       addrBig[n] = c.addr;
+      ri = look.indexBig(addrBig[n], l);
     } else {
       a = c.addrNum;
       if (a + l > MAX_SAFE) return classify(dev, list, true);
+      ri = look.index(a, l);
     }
+    if (ri < 0) return look.error(ri, `range ${n}`, addrBig !== null ? addrBig[n] : BigInt(a), l);
+    const flags = look.flagsOf(ri);
+    if (c.flags !== flags) callerFlagsMatch = false;
     let k = (flags & RANGE_MMIO) ? K_MMIO : K_RAM;
     if (rangeProvider(flags) !== 0) {
       const ab = addrBig !== null ? addrBig[n] : BigInt(a);
@@ -133,7 +151,7 @@ function classify(dev: Device, list: RangeSource, big = !list.addrFitsNumber): R
     n++;
     c.next();
   }
-  return ok({ n, addrNum, addrBig, len, kind, flags: flagsCol, bus, ioLen });
+  return ok({ n, addrNum, addrBig, len, kind, flags: flagsCol, callerFlagsMatch, bus, ioLen });
 }
 
 /** blk_can_dma_map_iova() for a whole list: every interior seam between mapped ranges is granule-aligned. */
@@ -163,14 +181,19 @@ function seamsAligned(cl: Classified, granule: number): boolean {
 
 /**
  * Maps every range of `list` (any range source) for DMA by dev and returns the DMA range list.
- * Each range is classified (RAM; P2P by bus address; P2P through the host bridge, mapped as MMIO;
- * unsupported P2P). Behind a dma-iommu domain the ranges go into ONE contiguous IOVA window through
- * the two-step API when every interior seam is granule-aligned (one DMA entry, plus an entry per
- * bus-address range); otherwise each range is mapped with dmaMapPhys. When dma-direct maps every
- * range to its own physical address, the result shares the input PhyrList's storage (zero copy).
- * Errnos: EINVAL (empty list), EREMOTEIO (P2P not supported between a provider and dev), and what
- * the mapping reports: ENOMEM (IOVA/swiotlb exhausted, address beyond the mask without swiotlb),
- * EPERM (MMIO that would need bouncing), EIO. On failure nothing stays mapped.
+ * Each range is classified from the memory it lies in (the machine's memory map: RAM; MMIO; P2P by
+ * bus address; P2P through the host bridge, mapped as MMIO; unsupported P2P), never from the
+ * range's own flags, which are ignored; the DMA list's entries carry the memory's flags. Behind a
+ * dma-iommu domain the ranges go into ONE contiguous IOVA window through the two-step API when every
+ * interior seam is granule-aligned (one DMA entry, plus an entry per bus-address range); otherwise
+ * each range is mapped with dmaMapPhys. When dma-direct maps every range to its own physical address
+ * (and the input's flags are the memory's), the result shares the input PhyrList's storage (zero copy).
+ * Errnos: EINVAL (empty list; a range in a hole of the memory map or crossing from one memory
+ * region into another, named in the message), EREMOTEIO (P2P not supported between a provider and
+ * dev), and what the mapping reports: ENOMEM (IOVA/swiotlb exhausted, address beyond the mask without swiotlb),
+ * EPERM (an MMIO range that would need bouncing: swiotlb forced, beyond the mask with a swiotlb
+ * pool, unaligned for a bouncing device; dmaMapPhys itself says ENOMEM there, as the kernel's
+ * DMA_MAPPING_ERROR), EIO. On failure nothing stays mapped.
  */
 export function dmaMapPhyrs(dev: Device, list: RangeSource, dir: DmaDataDirection, attrs: number): Result<DmaList> {
   if (list === null || typeof list !== 'object' || typeof (list as RangeSource).cursor !== 'function') {
@@ -251,7 +274,7 @@ function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: numb
 /** The per-range path: dmaMapPhys for each RAM/MMIO range, the bus address for each BUS_ADDR range. */
 function mapRanges(dev: Device, list: RangeSource, cl: Classified, dir: DmaDataDirection, attrs: number): Result<DmaList> {
   const addrs = new BigUint64Array(cl.n);
-  let identity = list instanceof PhyrList && !dev.dmaIommu;
+  let identity = list instanceof PhyrList && !dev.dmaIommu && cl.callerFlagsMatch;
   for (let i = 0; i < cl.n; i++) {
     const k = cl.kind[i];
     if (k === K_BUS) {
@@ -264,6 +287,11 @@ function mapRanges(dev: Device, list: RangeSource, cl: Classified, dir: DmaDataD
     if (!r.ok) {
       for (let j = i - 1; j >= 0; j--) {
         if (cl.kind[j] !== K_BUS) dmaUnmapPhys(dev, addrs[j], cl.len[j], dir, cl.kind[j] === K_MMIO ? attrs | DMA_ATTR_MMIO : attrs);
+      }
+      // dma_map_phys only says DMA_MAPPING_ERROR; say EPERM, as dma_iova_link does (reference 2.3),
+      // when the range is MMIO and it failed because it would need a bounce buffer
+      if (k === K_MMIO && mmioNeedsBounce(dev, a, cl.len[i])) {
+        return err('EPERM', `range ${i} (0x${a.toString(16)}+${cl.len[i]}) is MMIO and would need bouncing for ${dev.name}`);
       }
       return r;
     }
@@ -283,6 +311,20 @@ function mapRanges(dev: Device, list: RangeSource, cl: Classified, dir: DmaDataD
     kinds: cl.kind.slice(0, cl.n), unmapped: false,
   });
   return ok(dl);
+}
+
+/**
+ * Whether mapping MMIO [phys, phys + len) for dev would take a bounce buffer, which MMIO cannot
+ * use: dma-direct with swiotlb forced (CoCo), or beyond the DMA limit with a swiotlb pool
+ * (reference 3.4); dma-iommu for a device that bounces (untrusted) a granule-unaligned range (3.5).
+ */
+function mmioNeedsBounce(dev: Device, phys: bigint, len: number): boolean {
+  if (!dev.dmaIommu) {
+    return isSwiotlbForceBounce(dev) || (isSwiotlbActive(dev) && !dmaCapable(dev, phys, len, false));
+  }
+  const domain = iommuGetDmaDomain(dev);
+  if (!domain || !devUseSwiotlb(dev, len, DMA_BIDIRECTIONAL)) return false;
+  return iovaOffset(domain, phys) !== 0 || len % domain.granule !== 0;
 }
 
 /**

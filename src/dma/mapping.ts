@@ -4,6 +4,10 @@
 // Model deviation: an unmap that dma-debug finds was never mapped (or already unmapped) is reported
 // and then not passed to the backend, so the model's pools and page tables are not corrupted by it;
 // the kernel would report it and carry on into undefined behaviour.
+// Model deviation: likewise an unmap whose size differs from the mapping's is reported with the
+// caller's size, but the backend unmaps the size dma-debug recorded at map time, so no stale IOMMU
+// PTE or bounce slot outlives its IOVA; the kernel would unmap the caller's size (leaving the rest
+// of the mapping live behind a freed IOVA, or tearing down more than was mapped).
 
 import type { Device } from '../pci/device.ts';
 import type { SgTable } from '../phyr/index.ts';
@@ -96,7 +100,9 @@ export function dmaMapPhys(dev: Device, phys: bigint, size: number, dir: number,
 
 /**
  * dma_unmap_phys: undoes dmaMapPhys (same addr, size, dir; attrs as at map). Copies bounce buffers
- * back for FROM_DEVICE / BIDIRECTIONAL unless DMA_ATTR_SKIP_CPU_SYNC. Misuse goes to dma-debug.
+ * back for FROM_DEVICE / BIDIRECTIONAL unless DMA_ATTR_SKIP_CPU_SYNC. Misuse goes to dma-debug; with
+ * dma-debug on, an unmap of a never-mapped address does nothing and one with the wrong size unmaps
+ * the mapped size (Model deviations, see the file header).
  */
 export function dmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: number, attrs = 0): void {
   checkAddr('addr', addr);
@@ -109,8 +115,14 @@ export function dmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: numbe
     debugDmaUnmapPhys(dev, addr, size, d);
     return;
   }
-  if (mapDirect(dev)) dmaDirectUnmapPhys(dev, addr, size, d, attrs);
-  else iommuDmaUnmapPhys(dev, addr, size, d, attrs);
+  // with dma-debug on: unmap what was mapped (the size mismatch is still reported below)
+  let mappedSize = size;
+  if (ctx.debug.enabled) {
+    const e = ctx.debug.findExact(dev, addr, size, d, 'phys');
+    if (e !== undefined && e.type === 'phys' && e.size !== size && e.size > 0) mappedSize = e.size;
+  }
+  if (mapDirect(dev)) dmaDirectUnmapPhys(dev, addr, mappedSize, d, attrs);
+  else iommuDmaUnmapPhys(dev, addr, mappedSize, d, attrs);
   debugDmaUnmapPhys(dev, addr, size, d);
 }
 

@@ -254,8 +254,8 @@ export class Swiotlb {
       size = allocSize;
     }
     if (size <= 0) return;
-    if (dir === DMA_TO_DEVICE) this.mm.mem.copy(tlbAddr, BigInt(orig), size);
-    else this.mm.mem.copy(BigInt(orig), tlbAddr, size);
+    if (dir === DMA_TO_DEVICE) this.mm.mem.bounceCopy(tlbAddr, BigInt(orig), size);
+    else this.mm.mem.bounceCopy(BigInt(orig), tlbAddr, size);
     this.mm.stats.swiotlbBounceBytes += size;
   }
 }

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { GiB, KiB, MiB } from '../base/index.ts';
 import { createMachine, Machine } from './index.ts';
-import { dmaContextOf, dmaMapPhys, dmaUnmapPhys, DMA_TO_DEVICE, DMA_BIT_MASK, dmaSetMask } from '../dma/index.ts';
+import {
+  dmaContextOf, dmaMapPhys, dmaUnmapPhys, DMA_TO_DEVICE, DMA_BIT_MASK, dmaSetMask, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE,
+  dmaSyncSingleForCpu, dmaSyncSingleForDevice,
+} from '../dma/index.ts';
 import * as lib from '../index.ts';
 
 const PCI = [
@@ -67,6 +70,181 @@ describe('createMachine', () => {
     dmaUnmapPhys(dev, addr, 4, DMA_TO_DEVICE);
     expect(dev.dmaRead(addr, 4).ok).toBe(false);
     expect(m.events.count('DMA-DEBUG')).toBe(0);
+    expect(m.teardown()).toBe(0);
+  });
+});
+
+describe('host-bridge windows are reserved IOVA (reference 7.2, iova_reserve_pci_windows)', () => {
+  // gpu0's 256 MiB p2p BAR sits above RAM in CPU space, but its busOffset puts its bus addresses at
+  // [0xd0000000, 0xe0000000): inside the 32-bit IOVA space a 32-bit device allocates from top-down.
+  const GPU_BUS = 0xd0000000n;
+  const pci = (gpuCpu: bigint): lib.PciNodeConfig[] => [
+    { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
+    { name: 'rp0', type: 'root-port', parent: 'hb0' },
+    { name: 'nvme0', type: 'endpoint', parent: 'rp0', bars: [{ bytes: 16 * KiB }] },
+    { name: 'gpu0', type: 'endpoint', parent: 'rp0', bars: [{ bytes: 256 * MiB, p2p: true, busOffset: GPU_BUS - gpuCpu }] },
+    { name: 'hb1', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
+    { name: 'rp1', type: 'root-port', parent: 'hb1' },
+    { name: 'nic0', type: 'endpoint', parent: 'rp1', bars: [{ bytes: 64 * KiB }, { bytes: 64 * KiB }] },
+  ];
+  const build = (): Machine => {
+    // the BAR's CPU address is only known once the machine is laid out: build once to learn it
+    const probe = createMachine({ ramBytes: 4 * GiB, swiotlb: false, pci: pci(0n) });
+    const gpuCpu = probe.regions.find((r) => r.name === 'gpu0.bar0')!.start;
+    return createMachine({ ramBytes: 4 * GiB, swiotlb: false, iommu: { format: 'x86-64', mode: 'strict' }, pci: pci(gpuCpu) });
+  };
+
+  it('every BAR bus range lies in a bridge-window reservation of its host bridge, in every DMA cookie', () => {
+    const m = build();
+    const windows = lib.pciHostBridgeWindows(m.topology!);
+    const reserved = m.iommu!.reservedRegions.filter((r) => r.kind === 'bridge-window');
+    expect(reserved.map((r) => [r.start, r.end])).toEqual(windows.map((w) => [w.start, w.end]));
+    expect(new Set(windows.map((w) => w.hostBridge))).toEqual(new Set(['hb0', 'hb1']));
+    let bars = 0;
+    for (const p of m.topology!.pciDevs()) {
+      for (const b of p.bars) {
+        bars++;
+        const bus = lib.pciBusAddress(p.device, b.index);
+        expect(windows.some((w) => w.hostBridge === p.hostBridge.name && w.start <= bus && bus + BigInt(b.region.len) <= w.end)).toBe(true);
+      }
+    }
+    expect(bars).toBe(4);
+    expect(windows.some((w) => w.start === GPU_BUS && w.end === GPU_BUS + BigInt(256 * MiB))).toBe(true);
+    // nic0's two BARs touch: one merged window
+    expect(windows.filter((w) => w.hostBridge === 'hb1')).toHaveLength(1);
+    for (const dev of m.devices()) {
+      const ranges = lib.iommuGetDomainForDev(dev)!.iovad!.reservedRanges();
+      for (const w of windows) {
+        expect(ranges).toContainEqual({ pfnLo: w.start >> 12n, pfnHi: (w.end - 1n) >> 12n });
+      }
+    }
+  });
+
+  it('many IOVA allocations of a 32-bit device never land on a BAR bus window', () => {
+    const m = build();
+    const dev = m.device('nvme0');
+    dmaSetMask(dev, DMA_BIT_MASK(32));
+    const windows = lib.pciHostBridgeWindows(m.topology!);
+    const phys = m.regions.find((r) => r.kind === 'ram' && r.len >= 64 * MiB)!.start;
+    const got: Array<[bigint, number]> = [];
+    let span = 0;
+    for (let i = 0; i < 96; i++) {
+      const size = (i % 3 === 0 ? 16 * MiB : 4 * MiB) + (i % 5) * 4096;
+      const r = dmaMapPhys(dev, phys, size, DMA_TO_DEVICE);
+      expect(r.ok).toBe(true);
+      if (!r.ok) return;
+      got.push([r.value, size]);
+      span += size;
+      for (const w of windows) expect(r.value + BigInt(size) <= w.start || r.value >= w.end).toBe(true);
+    }
+    // the allocations went past the window (top-down from 4 GiB), so they had to step around it
+    expect(span).toBeGreaterThan(0x100000000 - Number(GPU_BUS));
+    expect(got.some(([a]) => a < GPU_BUS)).toBe(true);
+    for (const [a, size] of got) dmaUnmapPhys(dev, a, size, DMA_TO_DEVICE);
+    expect(m.teardown()).toBe(0);
+    expect(m.events.list('DMA-DEBUG')).toEqual([]);
+  });
+});
+
+describe('dma-debug sees CPU stores (reference 14.1): mem.write/fill/copy and writeUser, not device DMA or bounce copies', () => {
+  const SMALL: lib.PciNodeConfig[] = [
+    { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
+    { name: 'rp0', type: 'root-port', parent: 'hb0' },
+    { name: 'nvme0', type: 'endpoint', parent: 'rp0', bars: [{ bytes: 16 * KiB }] },
+  ];
+  const hex16 = (a: bigint): string => `0x${a.toString(16).padStart(16, '0')}`;
+  const cpuWrites = (m: Machine): string[] =>
+    m.events.list('DMA-DEBUG').map((e) => e.message).filter((s) => s.includes('CPU writes to a buffer the device owns'));
+  const ramPage = (m: Machine): bigint => m.regions.find((r) => r.kind === 'ram' && r.len >= 64 * MiB)!.start + 0x200000n;
+
+  it('force-bounce: a CPU write into a live mapping is one event naming the address; none after sync_for_cpu or unmap', () => {
+    const m = createMachine({ ramBytes: 4 * GiB, seed: 2, pci: SMALL, swiotlb: { bytes: 4 * MiB, force: true } });
+    const dev = m.device('nvme0');
+    dmaSetMask(dev, DMA_BIT_MASK(64));
+    const phys = ramPage(m);
+    const r = dmaMapPhys(dev, phys, 8192, DMA_BIDIRECTIONAL);
+    expect(r.ok).toBe(true);
+    const addr = r.ok ? r.value : 0n;
+    expect(m.regionAt(addr)?.start).toBe(m.regionAt(m.swiotlb!.start)?.start); // really bounced
+    m.mem.write(phys + 0x1010n, new Uint8Array([1, 2, 3]));
+    expect(cpuWrites(m)).toHaveLength(1);
+    expect(cpuWrites(m)[0]).toContain(`phys=${hex16(phys + 0x1010n)}+3`);
+    expect(cpuWrites(m)[0]).toMatch(/nvme0: .*\[bounced\]/);
+    // the device writes its bounce slot, then sync_for_cpu copies it back: neither is a CPU store
+    expect(dev.dmaWrite(addr, new Uint8Array(8192).fill(0xab)).ok).toBe(true);
+    dmaSyncSingleForCpu(dev, addr, 8192, DMA_BIDIRECTIONAL);
+    expect(m.mem.read(phys, 4)).toEqual(new Uint8Array([0xab, 0xab, 0xab, 0xab]));
+    expect(cpuWrites(m)).toHaveLength(1);
+    m.mem.write(phys, new Uint8Array(16)); // the CPU owns it now
+    m.mem.fill(phys + 16n, 64, 7);
+    expect(cpuWrites(m)).toHaveLength(1);
+    dmaSyncSingleForDevice(dev, addr, 8192, DMA_BIDIRECTIONAL);
+    m.mem.copy(phys + 0x1fffn, phys - 4096n, 2); // copy destination overlaps the last byte
+    expect(cpuWrites(m)).toHaveLength(2);
+    expect(cpuWrites(m)[1]).toContain(`phys=${hex16(phys + 0x1fffn)}+2`);
+    m.mem.copy(phys - 4096n, phys, 4096); // the mapping is only the copy's source
+    m.mem.write(phys + 8192n, new Uint8Array(4)); // just past the mapping
+    expect(cpuWrites(m)).toHaveLength(2);
+    dmaUnmapPhys(dev, addr, 8192, DMA_BIDIRECTIONAL);
+    m.mem.write(phys + 0x1010n, new Uint8Array([1, 2, 3]));
+    expect(cpuWrites(m)).toHaveLength(2);
+    expect(m.events.count('DMA-DEBUG')).toBe(2);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('writeUser into a page the device owns is flagged (bounced and non-coherent); not after sync_for_cpu', () => {
+    for (const kind of ['bounce', 'non-coherent'] as const) {
+      const m = createMachine({ ramBytes: 4 * GiB, seed: 3, pci: SMALL, swiotlb: { bytes: 4 * MiB, force: kind === 'bounce' } });
+      const dev = m.device('nvme0');
+      if (kind === 'non-coherent') dev.dmaCoherent = false;
+      dmaSetMask(dev, DMA_BIT_MASK(64));
+      const mm = m.newProcess();
+      const va = mm.mmap({ len: 4 * 4096, backing: 'anon', populate: true });
+      expect(va.ok).toBe(true);
+      if (!va.ok) return;
+      const phys = mm.translate(va.value + 4096n)!;
+      const r = dmaMapPhys(dev, phys, 4096, DMA_FROM_DEVICE);
+      const addr = r.ok ? r.value : 0n;
+      expect(mm.writeUser(va.value, new Uint8Array(4096)).ok).toBe(true); // the page before: not mapped
+      expect(cpuWrites(m)).toHaveLength(0);
+      expect(mm.writeUser(va.value + 4096n + 100n, new Uint8Array([9])).ok).toBe(true);
+      expect(cpuWrites(m)).toHaveLength(1);
+      expect(cpuWrites(m)[0]).toContain(`phys=${hex16(phys + 100n)}+1`);
+      expect(cpuWrites(m)[0]).toContain(kind === 'bounce' ? '[bounced]' : '[non-coherent]');
+      expect(dev.dmaWrite(addr, new Uint8Array(4096).fill(5)).ok).toBe(true); // device DMA: not a CPU store
+      expect(cpuWrites(m)).toHaveLength(1);
+      dmaSyncSingleForCpu(dev, addr, 4096, DMA_FROM_DEVICE);
+      expect(mm.readUser(va.value + 4096n, 2)).toEqual({ ok: true, value: new Uint8Array([5, 5]) });
+      expect(mm.writeUser(va.value + 4096n, new Uint8Array(64)).ok).toBe(true);
+      expect(cpuWrites(m)).toHaveLength(1);
+      dmaUnmapPhys(dev, addr, 4096, DMA_FROM_DEVICE);
+      expect(mm.writeUser(va.value + 4096n, new Uint8Array(64)).ok).toBe(true);
+      expect(m.events.count('DMA-DEBUG')).toBe(1);
+      expect(m.teardown()).toBe(0);
+    }
+  });
+
+  it('coherent direct mappings are never flagged; disabled dma-debug flags nothing', () => {
+    const m = createMachine({ ramBytes: 4 * GiB, seed: 4, pci: SMALL, swiotlb: { bytes: 4 * MiB } });
+    const dev = m.device('nvme0');
+    dmaSetMask(dev, DMA_BIT_MASK(64));
+    const phys = ramPage(m);
+    const r = dmaMapPhys(dev, phys, 4096, DMA_BIDIRECTIONAL);
+    expect(r.ok && r.value === phys).toBe(true); // dma-direct, no bounce
+    m.mem.write(phys, new Uint8Array(4096).fill(1));
+    m.mem.fill(phys, 4096, 2);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+    dmaUnmapPhys(dev, phys, 4096, DMA_BIDIRECTIONAL);
+    dev.dmaCoherent = false;
+    dmaSetMask(dev, DMA_BIT_MASK(64));
+    const n = dmaMapPhys(dev, phys, 4096, DMA_BIDIRECTIONAL);
+    m.dmaDebug.enabled = false;
+    m.mem.write(phys, new Uint8Array(4));
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+    m.dmaDebug.enabled = true;
+    m.mem.write(phys, new Uint8Array(4));
+    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    dmaUnmapPhys(dev, n.ok ? n.value : 0n, 4096, DMA_BIDIRECTIONAL);
     expect(m.teardown()).toBe(0);
   });
 });

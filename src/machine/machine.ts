@@ -10,7 +10,7 @@ import {
 } from '../pci/index.ts';
 import { createIommu, type Iommu, type IommuConfig } from '../iommu/index.ts';
 import {
-  createSwiotlb, dmaDebugCheckLeaks, DmaDebug, dmaSetupNeedSync, registerDmaDevice, type DmaContext,
+  createSwiotlb, dmaDebugCheckLeaks, dmaDebugCpuWriteHook, DmaDebug, dmaSetupNeedSync, registerDmaDevice, type DmaContext,
   type Swiotlb, type SwiotlbConfig,
 } from '../dma/index.ts';
 import { installDeviceDmaAccess } from '../dma/device-access.ts';
@@ -60,6 +60,43 @@ function checkConfig(config: unknown): MachineConfig {
   return c;
 }
 
+/** One bus-address window of a host bridge: [start, end) holds the bus addresses of BARs below it. */
+export interface HostBridgeWindow {
+  readonly hostBridge: string;
+  readonly start: bigint;
+  readonly end: bigint;
+}
+
+/**
+ * The memory windows of every host bridge, as bus addresses (CPU physical + the BAR's busOffset):
+ * the BARs of the functions below each bridge, with overlapping or touching ones merged, ascending
+ * per bridge. These are what iova_reserve_pci_windows keeps out of every DMA cookie (reference 7.2).
+ * Model deviation: a real host bridge's windows are its firmware-assigned apertures; here they are
+ * the smallest ranges covering the configured BARs.
+ */
+export function pciHostBridgeWindows(topology: PciTopology): HostBridgeWindow[] {
+  const out: HostBridgeWindow[] = [];
+  for (const hb of topology.hostBridges) {
+    const spans: Array<[bigint, bigint]> = [];
+    for (const p of topology.pciDevs()) {
+      if (p.hostBridge !== hb) continue;
+      for (const b of p.bars) spans.push([b.region.start + b.busOffset, b.region.end + b.busOffset]);
+    }
+    spans.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+    let cur: [bigint, bigint] | null = null;
+    for (const sp of spans) {
+      if (cur !== null && sp[0] <= cur[1]) {
+        if (sp[1] > cur[1]) cur[1] = sp[1];
+        continue;
+      }
+      if (cur !== null) out.push({ hostBridge: hb.name, start: cur[0], end: cur[1] });
+      cur = [sp[0], sp[1]];
+    }
+    if (cur !== null) out.push({ hostBridge: hb.name, start: cur[0], end: cur[1] });
+  }
+  return out;
+}
+
 /** A booted machine: memory, PCI devices, IOMMU, swiotlb and dma-debug. */
 export class Machine extends MmMachine {
   /** The PCI tree, or null without `pci` config. */
@@ -81,8 +118,17 @@ export class Machine extends MmMachine {
     super(mmPart(cfg, bars));
     this.topology = cfg.pci && cfg.pci.length > 0 ? buildPciTopology(this, cfg.pci, cfg.cpu ?? { vendor: 'intel' }) : null;
     this.iommu = cfg.iommu ? createIommu(this, cfg.iommu) : null;
+    // iommu_dma_init_domain / iova_reserve_pci_windows (reference 7.2): a DMA address equal to a
+    // BAR's bus address would be claimed by the BAR, so no IOVA is ever handed out there; reserved
+    // before any device is probed, so every DMA cookie starts with them.
+    if (this.iommu && this.topology) {
+      for (const w of pciHostBridgeWindows(this.topology)) this.iommu.reserveRegion(w.start, w.end, 'bridge-window');
+    }
     this.swiotlb = cfg.swiotlb === false ? null : createSwiotlb(this, cfg.swiotlb ?? {});
     this.dmaDebug = new DmaDebug(this);
+    // dma-debug sees every CPU store to physical memory (mem.write/fill/copy, writeUser) and flags
+    // those into a buffer the device owns while bounced or non-coherent (reference 14.1).
+    this.mem.onCpuWrite = dmaDebugCpuWriteHook(this);
     this.dma = { mm: this, iommu: this.iommu, swiotlb: this.swiotlb, debug: this.dmaDebug, topology: this.topology };
     for (const dev of this.topology?.devices() ?? []) this.attach(dev);
   }

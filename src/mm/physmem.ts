@@ -14,6 +14,14 @@ export class SparsePhysMem implements PhysMem {
   private readonly chunks = new Map<number, Uint8Array>();
   private readonly regions: readonly Region[];
   private readonly addrBits: number;
+  /**
+   * Called after every CPU store that went through write/fill/copy (the destination of a copy), with
+   * the physical address as a number and the length; null (the default) costs one check. The
+   * machine registers dma-debug's ownership check here (reference 14.1). Device DMA writes and
+   * swiotlb bounce copies use deviceWrite/bounceCopy, which do not call it; stores through view()
+   * (page-table pages, bounce slots) do not either.
+   */
+  onCpuWrite: ((addrNum: number, len: number) => void) | null = null;
 
   constructor(regions: readonly Region[], physAddrBits: number) {
     this.regions = regions;
@@ -92,7 +100,15 @@ export class SparsePhysMem implements PhysMem {
   /** Writes bytes at addr. Throws RangeError (and writes nothing) for holes / reserved memory. */
   write(addr: bigint, bytes: Uint8Array): void {
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array, got ${typeof bytes}`);
-    this.writeAt(this.check('mem.write', addr, bytes.length), bytes);
+    const a = this.check('mem.write', addr, bytes.length);
+    this.writeAt(a, bytes);
+    if (this.onCpuWrite !== null && bytes.length > 0) this.onCpuWrite(a, bytes.length);
+  }
+
+  /** write() by a device's DMA engine: the same checks, but no CPU-write hook. */
+  deviceWrite(addr: bigint, bytes: Uint8Array): void {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array, got ${typeof bytes}`);
+    this.writeAt(this.check('mem.deviceWrite', addr, bytes.length), bytes);
   }
 
   /** Fills len bytes at addr with value (0..255). A zero fill of whole chunks releases them. */
@@ -104,6 +120,7 @@ export class SparsePhysMem implements PhysMem {
       if (value === 0 && n === CHUNK) this.chunks.delete(idx);
       else if (value !== 0 || this.chunks.has(idx)) this.chunkFor(idx).fill(value, off, off + n);
     });
+    if (this.onCpuWrite !== null && len > 0) this.onCpuWrite(a, len);
   }
 
   /** Copies len bytes from src to dst (memmove semantics); both ranges are checked before anything is written. */
@@ -111,6 +128,15 @@ export class SparsePhysMem implements PhysMem {
     checkLen('len', len);
     const s = this.check('mem.copy src', src, len);
     const d = this.check('mem.copy dst', dst, len);
+    this.writeAt(d, this.readAt(s, len));
+    if (this.onCpuWrite !== null && len > 0) this.onCpuWrite(d, len);
+  }
+
+  /** copy() done by swiotlb between a buffer and its bounce slot: the same checks, but no CPU-write hook. */
+  bounceCopy(dst: bigint, src: bigint, len: number): void {
+    checkLen('len', len);
+    const s = this.check('mem.bounceCopy src', src, len);
+    const d = this.check('mem.bounceCopy dst', dst, len);
     this.writeAt(d, this.readAt(s, len));
   }
 

@@ -42,6 +42,10 @@ export interface PhysMem {
   fill(addr: bigint, len: number, value: number): void;
   /** Copies len bytes from src to dst (as a CPU or a bounce memcpy). */
   copy(dst: bigint, src: bigint, len: number): void;
+  /** write() as a device's DMA engine does it: not a CPU store (dma-debug's CPU-write check skips it). */
+  deviceWrite(addr: bigint, bytes: Uint8Array): void;
+  /** copy() as swiotlb's bounce memcpy: not a driver's CPU store (dma-debug's CPU-write check skips it). */
+  bounceCopy(dst: bigint, src: bigint, len: number): void;
   /**
    * A live, zero-copy view of len bytes at addr for hot paths (IOMMU table pages, bounce slots).
    * The range must lie inside one aligned chunk of chunkSize bytes of RAM or device memory; the
