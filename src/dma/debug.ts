@@ -589,10 +589,17 @@ export function debugDmaIsMapped(dev: Device, addr: bigint): boolean {
 /** debug_dma_map_phys: tracks a successful one-shot mapping (failed ones, DMA_MAPPING_ERROR, are not tracked). */
 export function debugDmaMapPhys(dev: Device, phys: bigint, size: number, dir: number, addr: bigint, attrs: number,
   facts: DebugMapFacts = { bounced: false, unmapOptional: false }): void {
+  if (addr === DMA_MAPPING_ERROR) return;
+  trackSingle(dev, 'phys', phys, size, dir, addr, attrs, facts);
+}
+
+/** Records one single-range mapping ('phys' one-shot or 'iova' link) the device now owns. */
+function trackSingle(dev: Device, type: 'phys' | 'iova', phys: bigint, size: number, dir: number, addr: bigint,
+  attrs: number, facts: DebugMapFacts): void {
   const d = debugOf(dev);
-  if (!d || addr === DMA_MAPPING_ERROR) return;
+  if (!d) return;
   d.add({
-    dev, type: 'phys', devAddr: addr, size, paddr: phys, dir, attrs, sgCallEnts: 0, sgMappedEnts: 0,
+    dev, type, devAddr: addr, size, paddr: phys, dir, attrs, sgCallEnts: 0, sgMappedEnts: 0,
     bounced: facts.bounced, coherent: dev.dmaCoherent, deviceOwns: true, unmapOptional: facts.unmapOptional,
   });
 }
@@ -689,12 +696,7 @@ export function debugDmaSyncSg(dev: Device, sgt: SgTable, dir: number, toCpu: bo
 /** Tracks one dma_iova_link of [phys, phys + size) at IOVA addr. */
 export function debugDmaIovaLink(dev: Device, phys: bigint, size: number, dir: number, addr: bigint, attrs: number,
   facts: DebugMapFacts = { bounced: false, unmapOptional: false }): void {
-  const d = debugOf(dev);
-  if (!d) return;
-  d.add({
-    dev, type: 'iova', devAddr: addr, size, paddr: phys, dir, attrs, sgCallEnts: 0, sgMappedEnts: 0,
-    bounced: facts.bounced, coherent: dev.dmaCoherent, deviceOwns: true, unmapOptional: facts.unmapOptional,
-  });
+  trackSingle(dev, 'iova', phys, size, dir, addr, attrs, facts);
 }
 
 /**
