@@ -10,8 +10,9 @@ import type { BenchRow, BenchSection } from './harness.ts';
 import { GiB, KiB, MiB, unwrap } from '../src/base/index.ts';
 import { createMachine } from '../src/machine/index.ts';
 import { FOLL_WRITE, pinUserPages, pinUserPhyrs } from '../src/mm/index.ts';
-import { sgAllocTableFromPagesSegment, type DmaList, type PhyrList } from '../src/phyr/index.ts';
+import { sgAllocTableFromPagesSegment, type PhyrList } from '../src/phyr/index.ts';
 import {
+  type DmaPhyrsMapping,
   DMA_BIT_MASK, DMA_TO_DEVICE, DmaIovaState, dmaContextOf, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc,
   dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaSetMaskAndCoherent, dmaUnmapPhyrs, dmaUnmapPhys, dmaUnmapSgtable,
 } from '../src/dma/index.ts';
@@ -99,8 +100,8 @@ export default function dmaBench(): BenchSection {
     target: { op: '>=', value: 5e6 }, note: `${twoMs.toFixed(0)} ms; ${note}; dma-debug off` });
 
   // 4. dmaMapPhyrs
-  const mapPhyrs = (): DmaList => unwrap(dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0));
-  const unmapPhyrs = (dl: DmaList): void => dmaUnmapPhyrs(dev, dl, DMA_TO_DEVICE, 0);
+  const mapPhyrs = (): DmaPhyrsMapping => unwrap(dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0));
+  const unmapPhyrs = (mp: DmaPhyrsMapping): void => dmaUnmapPhyrs(dev, mp, DMA_TO_DEVICE, 0);
   const phyrsMs = timeMap(mapPhyrs, unmapPhyrs, 5);
   rows.push({ name: 'dmaMapPhyrs, 1 GiB aged 4 KiB, strict', value: rate(phyrsMs), unit: 'pages/s',
     note: `${phyrsMs.toFixed(0)} ms; two-step window inside; dma-debug off` });

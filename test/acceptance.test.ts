@@ -103,8 +103,9 @@ describe('issue #3 acceptance', () => {
     const dl = dmaMapPhyrs(dev, list, DMA_BIDIRECTIONAL, 0);
     expect(dl.ok).toBe(true);
     if (!dl.ok) return;
-    expect(dl.value.count).toBe(1); // one contiguous IOVA window
-    const segs = [...dl.value];
+    // dmaMapPhyrs returns a mapping handle (issue #6); its DMA list is the field `list`
+    expect(dl.value.list.count).toBe(1); // one contiguous IOVA window
+    const segs = [...dl.value.list];
     expect(segs.reduce((s, r) => s + r.len, 0)).toBe(3 * 4096);
     const w = dev.dmaWrite(segs[0].addr, new Uint8Array(3 * 4096).fill(0xab));
     expect(w.ok).toBe(true);

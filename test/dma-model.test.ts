@@ -16,7 +16,7 @@ import {
   dmaIovaTryAlloc, dmaIovaUnlink, dmaMapPhyrs, dmaMapPhys, dmaSyncSingleForCpu, dmaSyncSingleForDevice,
   dmaUnmapPhyrs, dmaUnmapPhys, type DmaDataDirection,
 } from '../src/dma/index.ts';
-import type { DmaList } from '../src/phyr/index.ts';
+import type { DmaPhyrsMapping } from '../src/dma/index.ts';
 
 const PAGE = 4096;
 const NBUF = 6;
@@ -35,7 +35,7 @@ interface Mapping {
   len?: number;
   state?: DmaIovaState;
   perm?: number[];
-  dl?: DmaList;
+  dl?: DmaPhyrsMapping;
 }
 
 interface Model {
@@ -169,11 +169,11 @@ class MapPhyrs implements Cmd {
     const r = dmaMapPhyrs(real.dev, list, this.dir, 0);
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(r.value.totalLen).toBe(list.totalLen); // lengths conserved
+    expect(r.value.list.totalLen).toBe(list.totalLen); // lengths conserved
     // DMA entries cover the buffers in order
     const segs: Seg[] = [];
     let bi = 0, boff = 0;
-    for (const e of r.value) {
+    for (const e of r.value.list) {
       let left = e.len, dma = e.addr;
       while (left > 0) {
         const n = Math.min(left, len - boff);

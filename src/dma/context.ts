@@ -1,6 +1,7 @@
 // Models: the per-machine state the kernel reaches from struct device (dev->dma_io_tlb_mem,
 // dev->iommu_group's domain, the global dma-debug hash), gathered in one DmaContext per machine.
 
+import { SlotKey } from '../base/index.ts';
 import type { MachineMm } from '../mm/types.ts';
 import type { Device } from '../pci/device.ts';
 import type { Iommu } from '../iommu/index.ts';
@@ -17,17 +18,18 @@ export interface DmaContext {
   readonly topology: PciTopology | null;
 }
 
-const contexts = new WeakMap<Device, DmaContext>();
+/** The slot on each device that names its machine's DMA context. */
+const DMA_CONTEXT = new SlotKey<DmaContext>('dma-context');
 
 /** Attaches a device to a machine's DMA state (done by createMachine for every device). */
 export function registerDmaDevice(dev: Device, ctx: DmaContext): void {
-  contexts.set(dev, ctx);
+  dev.slots.set(DMA_CONTEXT, ctx);
 }
 
 /** The DMA state of the machine a device is on. Throws TypeError if the device is on no built machine. */
 export function dmaContextOf(dev: Device): DmaContext {
-  const ctx = contexts.get(dev);
-  if (!ctx) {
+  const ctx = dev.slots.get(DMA_CONTEXT);
+  if (ctx === undefined) {
     throw new TypeError(`dev must be a device of a built machine (createMachine), got ${String(dev)}`);
   }
   return ctx;
@@ -35,5 +37,5 @@ export function dmaContextOf(dev: Device): DmaContext {
 
 /** The DMA state of a device, or undefined when it is on no machine. */
 export function dmaContextIfAny(dev: Device): DmaContext | undefined {
-  return contexts.get(dev);
+  return dev.slots.get(DMA_CONTEXT);
 }

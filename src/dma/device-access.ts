@@ -5,7 +5,7 @@
 // no IOMMU, through dma_range_map / identity translation. Faults are logged (kind 'FAULT') and the
 // access does nothing (errno EFAULT): a write is all or nothing.
 
-import { checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
+import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
 import { iommuGetDomainForDev, iommuTranslate } from '../iommu/index.ts';
 import type { MachineMm } from '../mm/types.ts';
 import {
@@ -19,12 +19,13 @@ interface Piece { phys: bigint; len: number }
 /** A peer BAR window on the bus that a device reaches without going upstream. */
 interface BusWindow { busStart: bigint; busEnd: bigint; busOffset: bigint }
 
-const busWindowsCache = new WeakMap<Device, BusWindow[]>();
+/** The slot on a device that caches the peer BAR windows it reaches by bus address. */
+const BUS_WINDOWS = new SlotKey<BusWindow[]>('dma-p2p-bus-windows');
 
 /** Peer BARs this device reaches by bus address through a switch (map type BUS_ADDR). */
 function busWindows(dev: Device): BusWindow[] {
-  const cached = busWindowsCache.get(dev);
-  if (cached) return cached;
+  const cached = dev.slots.get(BUS_WINDOWS);
+  if (cached !== undefined) return cached;
   const ctx = dmaContextOf(dev);
   const out: BusWindow[] = [];
   const topo = ctx.topology;
@@ -41,7 +42,7 @@ function busWindows(dev: Device): BusWindow[] {
       out.push({ busStart: r.start + provider.busOffset, busEnd: r.end + provider.busOffset, busOffset: provider.busOffset });
     }
   }
-  busWindowsCache.set(dev, out);
+  dev.slots.set(BUS_WINDOWS, out);
   return out;
 }
 
@@ -148,6 +149,7 @@ class DeviceDma implements DeviceDmaAccess {
   }
 }
 
+/** Stateless: one engine serves every device (each call names its device). */
 const deviceDma = new DeviceDma();
 
 /**
@@ -156,5 +158,5 @@ const deviceDma = new DeviceDma();
  */
 export function installDeviceDmaAccess(dev: Device): void {
   dev.dmaAccess = deviceDma;
-  busWindowsCache.delete(dev);
+  dev.slots.delete(BUS_WINDOWS);
 }

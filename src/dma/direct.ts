@@ -12,7 +12,7 @@ import {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PciP2pdmaMapState,
   pciP2pdmaBusAddrMap, pciP2pdmaState,
 } from '../pci/index.ts';
-import { err, ok, type Result } from '../base/index.ts';
+import { SlotKey, err, ok, type Result } from '../base/index.ts';
 import { dmaContextOf } from './context.ts';
 import {
   DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, SIZE_MAX,
@@ -217,13 +217,12 @@ export class MemTypeLookup {
 }
 
 const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
-const lookups = new WeakMap<MachineMm, MemTypeLookup>();
+/** The slot on a machine that holds its memory-type lookup. */
+const MEM_TYPE_LOOKUP = new SlotKey<MemTypeLookup>('dma-mem-type-lookup');
 
 /** The memory-type lookup of a machine (one per machine, created on first use). */
 export function memTypeLookup(mm: MachineMm): MemTypeLookup {
-  let l = lookups.get(mm);
-  if (l === undefined) lookups.set(mm, (l = new MemTypeLookup(mm)));
-  return l;
+  return mm.slots.getOrCreate(MEM_TYPE_LOOKUP, () => new MemTypeLookup(mm));
 }
 
 /** sg_phys for entry i. */

@@ -8,7 +8,7 @@ import { allocPhys, gpuBar, makeMachine, pattern } from '../../test/dma-b-machin
 import { DmaList, PhyrList, sgAllocTable, type SgTable } from '../phyr/index.ts';
 import { DMA_BIDIRECTIONAL, DMA_TO_DEVICE } from './constants.ts';
 import { DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc } from './iova-state.ts';
-import { dmaMapPhyrs, dmaPhyrsMappingKind, dmaUnmapPhyrs } from './map-phyrs.ts';
+import { dmaMapPhyrs, dmaUnmapPhyrs } from './map-phyrs.ts';
 import { dmaMapSgtable } from './mapping.ts';
 import { dmaSetMaxSegSize, dmaSetSegBoundary } from './mask.ts';
 
@@ -35,8 +35,9 @@ describe('dmaMapPhyrs DMA list', () => {
         const r = dmaMapPhyrs(dev, list, DMA_BIDIRECTIONAL, 0);
         expect(r.ok).toBe(true);
         if (!r.ok) return;
-        const dl = r.value;
-        expect(dmaPhyrsMappingKind(dl)).toBe('iova');
+        const mapping = r.value;
+        const dl = mapping.list;
+        expect(mapping.how).toBe('iova');
         // brute force: every link pushed on its own at window offset (the builder merges)
         const b = DmaList.builder();
         let off = 0;
@@ -53,7 +54,7 @@ describe('dmaMapPhyrs DMA list', () => {
           expect(m.mem.read(x.addr, x.len)).toEqual(data.subarray(at, at + x.len));
           at += x.len;
         }
-        dmaUnmapPhyrs(dev, dl, DMA_BIDIRECTIONAL, 0);
+        dmaUnmapPhyrs(dev, mapping, DMA_BIDIRECTIONAL, 0);
         expect(m.stats.iommuLeafPtesWritten).toBe(m.stats.iommuLeafPtesCleared);
         expect(m.events.count('DMA-DEBUG') + m.events.count('WARN')).toBe(0);
       }), { numRuns: 12 });

@@ -9,5 +9,6 @@ export * from './debug.ts';
 export * from './mapping.ts';
 export * from './iommu-dma.ts';
 export * from './iova-state.ts';
+export * from './map-iter.ts';
 export * from './map-phyrs.ts';
 export * from './device-access.ts';

@@ -7,7 +7,7 @@ import { MiB } from '../base/index.ts';
 import { dmaSetMask } from './mask.ts';
 import { dmaMapPhys } from './mapping.ts';
 import { DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';
-import { dmaMapPhyrs, dmaPhyrsMappingKind, dmaUnmapPhyrs } from './map-phyrs.ts';
+import { dmaMapPhyrs, dmaPhyrsMappings, dmaUnmapPhyrs } from './map-phyrs.ts';
 
 const PAGE = 4096;
 const leafPtes = (m: Machine) => m.stats.iommuLeafPtesWritten - m.stats.iommuLeafPtesCleared;
@@ -48,9 +48,9 @@ describe('dmaMapPhyrs', () => {
     const r = dmaMapPhyrs(dev, list, DMA_BIDIRECTIONAL, 0);
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(r.value.sharesStorage).toBe(true);
-    expect(r.value.kernelBytes).toBe(0);
-    const w = deviceWritesList(dev, r.value, 1);
+    expect(r.value.list.sharesStorage).toBe(true);
+    expect(r.value.list.kernelBytes).toBe(0);
+    const w = deviceWritesList(dev, r.value.list, 1);
     expect(cpuRead(m, list)).toEqual(w);
     dmaUnmapPhyrs(dev, r.value, DMA_BIDIRECTIONAL, 0);
     expect(m.events.count('DMA-DEBUG')).toBe(0);
@@ -63,17 +63,17 @@ describe('dmaMapPhyrs', () => {
     const r = dmaMapPhyrs(dev, list, DMA_BIDIRECTIONAL, 0);
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(dmaPhyrsMappingKind(r.value)).toBe('iova');
-    expect(r.value.count).toBe(1);
-    expect(r.value.totalLen).toBe(list.totalLen);
+    expect(r.value.how).toBe('iova');
+    expect(r.value.list.count).toBe(1);
+    expect(r.value.list.totalLen).toBe(list.totalLen);
     expect(m.stats.dmaIovaLinks).toBe(3);
     expect(m.stats.dmaIovaSyncs).toBe(1);
-    const w = deviceWritesList(dev, r.value, 2);
+    const w = deviceWritesList(dev, r.value.list, 2);
     expect(cpuRead(m, list)).toEqual(w);
     const c = pattern(list.totalLen, 3);
     let at = 0;
     for (const x of list) { m.mem.write(x.addr, c.subarray(at, at + x.len)); at += x.len; }
-    expect(deviceReadsList(dev, r.value)).toEqual(c);
+    expect(deviceReadsList(dev, r.value.list)).toEqual(c);
     dmaUnmapPhyrs(dev, r.value, DMA_BIDIRECTIONAL, 0);
     expect(leafPtes(m)).toBe(0);
     expect(m.events.count('DMA-DEBUG')).toBe(0);
@@ -87,12 +87,12 @@ describe('dmaMapPhyrs', () => {
     const r = dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0);
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(dmaPhyrsMappingKind(r.value)).toBe('ranges');
-    expect(r.value.count).toBe(2);
+    expect(r.value.how).toBe('ranges');
+    expect(r.value.list.count).toBe(2);
     expect(m.stats.dmaIovaLinks).toBe(0);
     m.mem.write(list.addrAt(0), pattern(100, 1));
     m.mem.write(list.addrAt(1), pattern(200, 2));
-    expect(deviceReadsList(dev, r.value)).toEqual(cpuRead(m, list));
+    expect(deviceReadsList(dev, r.value.list)).toEqual(cpuRead(m, list));
     dmaUnmapPhyrs(dev, r.value, DMA_TO_DEVICE, 0);
     expect(leafPtes(m)).toBe(0);
     expect(m.events.count('DMA-DEBUG')).toBe(0);
@@ -106,8 +106,8 @@ describe('dmaMapPhyrs', () => {
     const r = dmaMapPhyrs(dev, pa, DMA_FROM_DEVICE, 0);
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(r.value.totalLen).toBe(pa.totalLen);
-    const w = deviceWritesList(dev, r.value, 4);
+    expect(r.value.list.totalLen).toBe(pa.totalLen);
+    const w = deviceWritesList(dev, r.value.list, 4);
     expect(cpuRead(m, pa)).toEqual(w);
     dmaUnmapPhyrs(dev, r.value, DMA_FROM_DEVICE, 0);
   });
@@ -120,9 +120,9 @@ describe('dmaMapPhyrs', () => {
     const r = dmaMapPhyrs(dev, list, DMA_FROM_DEVICE, 0);
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(r.value.addrAt(0)).toBe(bar.start + 0x2000n + 0x1000_0000_0000n);
+    expect(r.value.list.addrAt(0)).toBe(bar.start + 0x2000n + 0x1000_0000_0000n);
     expect(leafPtes(m)).toBe(0);
-    const w = deviceWritesList(dev, r.value, 5);
+    const w = deviceWritesList(dev, r.value.list, 5);
     expect(m.mem.read(bar.start + 0x2000n, 2 * PAGE)).toEqual(w);
     dmaUnmapPhyrs(dev, r.value, DMA_FROM_DEVICE, 0);
   });
@@ -137,12 +137,12 @@ describe('dmaMapPhyrs', () => {
     const r = dmaMapPhyrs(dev, mixed, DMA_BIDIRECTIONAL, 0);
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(dmaPhyrsMappingKind(r.value)).toBe('iova');
-    expect(r.value.addrAt(0)).not.toBe(bar.start);
-    const w = deviceWritesList(dev, r.value, 6);
+    expect(r.value.how).toBe('iova');
+    expect(r.value.list.addrAt(0)).not.toBe(bar.start);
+    const w = deviceWritesList(dev, r.value.list, 6);
     expect(m.mem.read(bar.start, 2 * PAGE)).toEqual(w);
     m.mem.write(bar.start, pattern(2 * PAGE, 7));
-    expect(deviceReadsList(dev, r.value)).toEqual(pattern(2 * PAGE, 7));
+    expect(deviceReadsList(dev, r.value.list)).toEqual(pattern(2 * PAGE, 7));
     dmaUnmapPhyrs(dev, r.value, DMA_BIDIRECTIONAL, 0);
     expect(leafPtes(m)).toBe(0);
     expect(list.count).toBe(1);
@@ -186,6 +186,24 @@ describe('dmaMapPhyrs', () => {
     expect(leafPtes(m)).toBe(0);
   });
 
+  it('each device lists the mappings it holds, and the handle says whether it is still mapped', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const a = dmaMapPhyrs(dev, phyrs([[allocPhys(m), PAGE]]), DMA_TO_DEVICE, 0);
+    const b = dmaMapPhyrs(dev, phyrs([[allocPhys(m) + 0x10n, 100], [allocPhys(m), PAGE]]), DMA_FROM_DEVICE, 0);
+    if (!a.ok || !b.ok) throw new Error('map failed');
+    expect(dmaPhyrsMappings(dev)).toEqual([a.value, b.value]);
+    expect(b.value.how).toBe('ranges');
+    dmaUnmapPhyrs(dev, a.value, DMA_TO_DEVICE, 0);
+    expect(a.value.mapped).toBe(false);
+    expect(b.value.mapped).toBe(true);
+    expect(dmaPhyrsMappings(dev)).toEqual([b.value]);
+    dmaUnmapPhyrs(dev, b.value, DMA_FROM_DEVICE, 0);
+    expect(dmaPhyrsMappings(dev)).toEqual([]);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+    expect(leafPtes(m)).toBe(0);
+  });
+
   it('empty lists and bad arguments', () => {
     const m = makeMachine('strict');
     const dev = m.device('nvme0');
@@ -223,10 +241,10 @@ describe('dmaMapPhyrs', () => {
       const r = dmaMapPhyrs(dev, bare(bar.start + 0x3000n, 2 * PAGE), DMA_FROM_DEVICE, 0);
       expect(r.ok).toBe(true);
       if (!r.ok) return;
-      expect(r.value.addrAt(0)).toBe(bar.start + 0x3000n + 0x1000_0000_0000n);
-      expect(r.value.flagsAt(0)).toBe(bar.flags);
+      expect(r.value.list.addrAt(0)).toBe(bar.start + 0x3000n + 0x1000_0000_0000n);
+      expect(r.value.list.flagsAt(0)).toBe(bar.flags);
       expect(m.stats.iovaAllocs).toBe(0);
-      const w = deviceWritesList(dev, r.value, 11);
+      const w = deviceWritesList(dev, r.value.list, 11);
       expect(m.mem.read(bar.start + 0x3000n, 2 * PAGE)).toEqual(w);
       dmaUnmapPhyrs(dev, r.value, DMA_FROM_DEVICE, 0);
       expect(m.events.count('DMA-DEBUG')).toBe(0);
@@ -242,18 +260,18 @@ describe('dmaMapPhyrs', () => {
         const r = dmaMapPhyrs(dev, list, DMA_BIDIRECTIONAL, 0);
         expect(r.ok).toBe(true);
         if (!r.ok) return;
-        const flags = [...r.value].map((x) => x.flags);
+        const flags = [...r.value.list].map((x) => x.flags);
         expect(flags[flags.length - 1] & RANGE_MMIO).toBe(RANGE_MMIO);
         expect(flags[flags.length - 1]).toBe(bar.flags);
         if (mode === 'strict') {
-          expect(dmaPhyrsMappingKind(r.value)).toBe('iova');
-          expect(r.value.addrAt(0)).not.toBe(ram);
+          expect(r.value.how).toBe('iova');
+          expect(r.value.list.addrAt(0)).not.toBe(ram);
         } else {
           // the input carried no flags: the result cannot share it (its flags would be wrong)
-          expect(r.value.sharesStorage).toBe(false);
-          expect([...r.value].map((x) => x.addr)).toEqual([ram, bar.start]);
+          expect(r.value.list.sharesStorage).toBe(false);
+          expect([...r.value.list].map((x) => x.addr)).toEqual([ram, bar.start]);
         }
-        const w = deviceWritesList(dev, r.value, 12);
+        const w = deviceWritesList(dev, r.value.list, 12);
         expect(cpuRead(m, list)).toEqual(w);
         dmaUnmapPhyrs(dev, r.value, DMA_BIDIRECTIONAL, 0);
         expect(leafPtes(m)).toBe(0);
@@ -269,8 +287,8 @@ describe('dmaMapPhyrs', () => {
       const r = dmaMapPhyrs(dev, phyrs([[ram, PAGE]], bar.flags), DMA_TO_DEVICE, 0);
       expect(r.ok).toBe(true);
       if (!r.ok) return;
-      expect(r.value.addrAt(0)).toBe(ram);
-      expect(r.value.flagsAt(0)).toBe(0);
+      expect(r.value.list.addrAt(0)).toBe(ram);
+      expect(r.value.list.flagsAt(0)).toBe(0);
       dmaUnmapPhyrs(dev, r.value, DMA_TO_DEVICE, 0);
     });
 

@@ -5,7 +5,7 @@
 // Model deviation: every device is its own IOMMU group, so probeDevice builds one default domain
 // per device; reserved regions are machine-wide and apply to every DMA cookie.
 
-import { checkAddr, checkOneOf } from '../base/index.ts';
+import { SlotKey, checkAddr, checkOneOf } from '../base/index.ts';
 import type { MachineMm } from '../mm/types.ts';
 import type { Device } from '../pci/index.ts';
 import { FlushQueue, IOVA_DEFAULT_FQ_SIZE, IOVA_DEFAULT_FQ_TIMEOUT, IOVA_SINGLE_FQ_SIZE, IOVA_SINGLE_FQ_TIMEOUT } from './flush-queue.ts';
@@ -82,8 +82,9 @@ export class IommuIotlbGather {
 /** ULONG_MAX: the start of an empty gather (one constant, not a bigint computed per gather). */
 const GATHER_EMPTY_START = (1n << 64n) - 1n;
 
-const deviceDomain = new WeakMap<Device, IommuDomain>();
-const deviceDefaultDomain = new WeakMap<Device, IommuDomain>();
+/** The slots on each device for the domain it is attached to and its group's default domain. */
+const DEVICE_DOMAIN = new SlotKey<IommuDomain>('iommu-domain');
+const DEVICE_DEFAULT_DOMAIN = new SlotKey<IommuDomain>('iommu-default-domain');
 
 /**
  * One IOMMU domain. Paging types ('dma', 'dma-fq', 'unmanaged') own a page table in machine RAM
@@ -236,7 +237,7 @@ export class Iommu {
   attachDevice(dev: Device, domain: IommuDomain): void {
     if (domain.iommu !== this) throw new TypeError(`domain must belong to this IOMMU, got a ${domain.type} domain of another one`);
     if (!domain.alive) throw new TypeError(`domain must be alive, got a freed ${domain.type} domain`);
-    deviceDomain.set(dev, domain);
+    dev.slots.set(DEVICE_DOMAIN, domain);
     dev.dmaIommu = domain.type === 'dma' || domain.type === 'dma-fq';
   }
 
@@ -246,7 +247,7 @@ export class Iommu {
    * Probing a device again returns its existing default domain.
    */
   probeDevice(dev: Device): IommuDomain {
-    const existing = deviceDefaultDomain.get(dev);
+    const existing = dev.slots.get(DEVICE_DEFAULT_DOMAIN);
     if (existing !== undefined && existing.alive) return existing;
     let type: IommuDomainType;
     if (dev.untrusted) type = 'dma';
@@ -254,7 +255,7 @@ export class Iommu {
     else if (this.config.mode === 'lazy') type = 'dma-fq';
     else type = 'identity';
     const d = this.allocDomain(type);
-    deviceDefaultDomain.set(dev, d);
+    dev.slots.set(DEVICE_DEFAULT_DOMAIN, d);
     this.attachDevice(dev, d);
     return d;
   }
@@ -295,12 +296,12 @@ export function createIommu(mm: MachineMm, cfg: IommuConfig): Iommu {
 
 /** iommu_get_domain_for_dev: the domain the device is attached to, or null. */
 export function iommuGetDomainForDev(dev: Device): IommuDomain | null {
-  const d = deviceDomain.get(dev);
+  const d = dev.slots.get(DEVICE_DOMAIN);
   return d !== undefined && d.alive ? d : null;
 }
 
 /** iommu_get_dma_domain: the device's default domain (set by probeDevice), or null. */
 export function iommuGetDmaDomain(dev: Device): IommuDomain | null {
-  const d = deviceDefaultDomain.get(dev);
+  const d = dev.slots.get(DEVICE_DEFAULT_DOMAIN);
   return d !== undefined && d.alive ? d : null;
 }

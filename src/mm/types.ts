@@ -1,7 +1,7 @@
 // The machine's memory-management surface that upper layers (pci, iommu, dma, consumers) use.
 // Implemented by src/mm/machine.ts; upper layers depend on these types only.
 
-import type { EventLog, Prng, Result, Stats } from '../base/index.ts';
+import type { EventLog, Prng, Result, Slots, Stats } from '../base/index.ts';
 
 export type RegionKind = 'ram' | 'reserved' | 'pmem' | 'device';
 
@@ -76,6 +76,8 @@ export interface MachineMm {
   readonly events: EventLog;
   readonly stats: Stats;
   readonly rng: Prng;
+  /** State the layers above keep per machine (PCI topology, memory-type lookup, ...), by typed key. */
+  readonly slots: Slots;
   /** The region holding addr, or undefined for a hole. */
   regionAt(addr: bigint): MemRegion | undefined;
   /** Page facts for a pfn, or undefined if the pfn is in a hole. */

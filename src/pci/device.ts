@@ -19,7 +19,7 @@ export interface DeviceDmaParms {
   segmentBoundaryMask: bigint;
 }
 
-import type { Result } from '../base/index.ts';
+import { Slots, type Result } from '../base/index.ts';
 
 /** How a device's DMA reaches memory: installed by the DMA layer when the machine is built. */
 export interface DeviceDmaAccess {
@@ -49,6 +49,12 @@ export class Device {
   pci32BitWorkaround = true;
   /** PCI identity and topology, when this is a PCI function (filled by pci/). */
   pci: unknown = null;
+
+  /**
+   * State the layers above keep on the device (its machine's DMA context, IOMMU domains, mappings,
+   * ...), each under its layer's typed key; `slots.list()` shows all of it.
+   */
+  readonly slots = new Slots();
 
   /** The device's DMA engine path (IOMMU / direct / P2P routing); set by the DMA layer. */
   dmaAccess: DeviceDmaAccess | null = null;

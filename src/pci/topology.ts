@@ -15,7 +15,7 @@
 // Model deviation: BARs (and their ACS/P2P settings) belong to function 0 of an endpoint; the
 // other functions have none. ARI (more than 8 functions) is not modeled.
 
-import { checkAddr, isPow2 } from '../base/index.ts';
+import { SlotKey, checkAddr, isPow2 } from '../base/index.ts';
 import type { MachineMm, MemRegion } from '../mm/types.ts';
 import { RANGE_PROVIDER_MAX } from '../phyr/flags.ts';
 import { Device } from './device.ts';
@@ -222,11 +222,12 @@ function normalizeCpu(cpu: CpuConfig): Readonly<Required<CpuConfig>> {
   return Object.freeze({ vendor: cpu.vendor, family });
 }
 
-const topologies = new WeakMap<MachineMm, PciTopology>();
+/** The slot on a machine that holds its PCI topology. */
+const PCI_TOPOLOGY = new SlotKey<PciTopology>('pci-topology');
 
 /** The PCI topology built on a machine, or null. */
 export function pciTopologyOf(mm: MachineMm): PciTopology | null {
-  return topologies.get(mm) ?? null;
+  return mm.slots.get(PCI_TOPOLOGY) ?? null;
 }
 
 /** The machine's PCI device tree: functions by name, host bridges, P2PDMA providers by id. */
@@ -321,7 +322,7 @@ export class PciTopology implements PciTopologyCore {
  */
 export function buildPciTopology(mm: MachineMm, nodes: readonly PciNodeConfig[], cpu: CpuConfig): PciTopology {
   const roots = checkPciConfig(nodes);
-  if (topologies.has(mm)) throw new RangeError('mm already has a PCI topology: build one per machine');
+  if (mm.slots.get(PCI_TOPOLOGY) !== undefined) throw new RangeError('mm already has a PCI topology: build one per machine');
   const topo = new PciTopology(mm, cpu);
   const regions = new Map<string, MemRegion>();
   for (const r of mm.regions) regions.set(r.name, r);
@@ -419,6 +420,6 @@ export function buildPciTopology(mm: MachineMm, nodes: readonly PciNodeConfig[],
     const r = pcimP2pdmaInit(p.device);
     if (!r.ok) throw new RangeError(`pci: pcim_p2pdma_init(${p.name}) failed with ${r.errno}`);
   }
-  topologies.set(mm, topo);
+  mm.slots.set(PCI_TOPOLOGY, topo);
   return topo;
 }

@@ -1,23 +1,16 @@
-// Models: the DMA mapping half of the comparison (issue #3 section 6): the buffers of the layout
-// comparison mapped for a PCI device on machines that differ in their DMA path (dma-direct,
-// dma-iommu strict / lazy, an untrusted device, a force-bounce guest, P2P through a switch or the
-// host bridge; reference 2, 3, 5, 7.3, 9), by four methods: scatterlist + dmaMapSgtable, one
-// dmaMapPhys per phyr, the two-step dmaIova* API, and dmaMapPhyrs. Every mapping is checked by a
-// device round trip that moves real bytes.
+// The DMA mapping half of the comparison report: the buffers of the layout comparison mapped for a
+// PCI device on machines that differ in their DMA path (dma-direct, dma-iommu strict / lazy, an
+// untrusted device, a force-bounce guest, P2P through a switch or the host bridge), by the four
+// designs of drivers/umem: scatterlist + dmaMapSgtable, one dmaMapPhys per phyr, the two-step
+// dmaIova* API, and dmaMapPhyrs. Every mapping is checked by a device round trip that moves real
+// bytes.
 
-import { GiB, KiB, MiB, checkLen, type Errno, type Result, err, ok } from '../base/index.ts';
+import { GiB, KiB, MiB, checkLen, type Errno } from '../base/index.ts';
+import { DMA_BIT_MASK, dmaSetMaskAndCoherent, dmaSetMinAlignMask } from '../dma/index.ts';
+import { UMEM_METHODS, UMEM_METHOD_LABELS, umemMap, type UmemMapping, type UmemMethod } from '../drivers/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
-import { FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPages, pinUserPhyrs, unpinUserPages, unpinUserPhyrs, type UserMm } from '../mm/index.ts';
-import {
-  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PciP2pdmaMapState,
-  pciP2pdmaBusAddrMap, pciP2pdmaState, type Device, type PciNodeConfig,
-} from '../pci/index.ts';
-import { RANGE_MMIO, sgAllocTableFromPagesSegment, sgFreeTable, type PhyrList } from '../phyr/index.ts';
-import {
-  DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DmaIovaState, dmaSetMinAlignMask, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaSync,
-  dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaSetMaskAndCoherent, dmaUnmapPhyrs, dmaUnmapPhys,
-  dmaUnmapSgtable,
-} from '../dma/index.ts';
+import type { UserMm } from '../mm/index.ts';
+import type { Device, PciNodeConfig } from '../pci/index.ts';
 
 /** The mmap backing of a mapping buffer on a configuration (the P2P BAR of gpu0 in the P2P configurations). */
 export function mappingBacking(b: MappingOptions['buffers'][number], config: MappingConfigName): 'anon' | 'thp' | 'hugetlb-1G' | { device: string; offset: number } {
@@ -31,16 +24,10 @@ export const MAPPING_CONFIG_NAMES = [
 ] as const;
 export type MappingConfigName = (typeof MAPPING_CONFIG_NAMES)[number];
 
-/** The mapping methods, in report order. */
-export const MAPPING_METHOD_NAMES = ['sgtable', 'map-phys', 'two-step', 'map-phyrs'] as const;
-export type MappingMethod = (typeof MAPPING_METHOD_NAMES)[number];
-
-export const MAPPING_METHOD_LABELS: Readonly<Record<MappingMethod, string>> = {
-  sgtable: 'scatterlist + dmaMapSgtable',
-  'map-phys': 'dmaMapPhys per phyr',
-  'two-step': 'two-step dmaIova*',
-  'map-phyrs': 'dmaMapPhyrs',
-};
+/** The mapping methods (drivers/umem's designs), in report order. */
+export const MAPPING_METHOD_NAMES = UMEM_METHODS;
+export type MappingMethod = UmemMethod;
+export const MAPPING_METHOD_LABELS = UMEM_METHOD_LABELS;
 
 interface ConfigSpec {
   readonly label: string;
@@ -206,14 +193,6 @@ function counters(m: Machine, since: Record<string, number>): MappingCounters {
   };
 }
 
-/** A mapping made by one method: DMA segments in buffer byte order, its metadata cost, and its undo. */
-interface Mapped {
-  readonly segAddr: bigint[];
-  readonly segLen: ArrayLike<number>;
-  readonly metadataBytes: number;
-  readonly unmap: () => void;
-}
-
 function msSince(t0: bigint): number {
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
@@ -251,159 +230,23 @@ function segStarts(segLen: ArrayLike<number>): Float64Array {
  * Pieces (dmaAddr, len) of the buffer bytes [off, off+len) given the DMA segments in byte order and
  * their start offsets (segStarts).
  */
-function dmaPieces(mp: Mapped, starts: Float64Array, off: number, len: number): Array<[bigint, number]> {
+function dmaPieces(mp: UmemMapping, starts: Float64Array, off: number, len: number): Array<[bigint, number]> {
   const out: Array<[bigint, number]> = [];
   // the last segment starting at or before off
-  let a = 0, b = mp.segLen.length;
+  let a = 0, b = mp.dmaLens.length;
   while (b - a > 1) {
     const m = (a + b) >> 1;
     if (starts[m] <= off) a = m; else b = m;
   }
-  for (let i = a; i < mp.segLen.length && len > 0; i++) {
+  for (let i = a; i < mp.dmaLens.length && len > 0; i++) {
     const inner = off - starts[i];
-    const n = Math.min(len, mp.segLen[i] - inner);
+    const n = Math.min(len, mp.dmaLens[i] - inner);
     if (n <= 0) continue;
-    out.push([mp.segAddr[i] + BigInt(inner), n]);
+    out.push([mp.dmaAddrs[i] + BigInt(inner), n]);
     off += n;
     len -= n;
   }
   return out;
-}
-
-/**
- * pfnFacts by page frame, remembering the last region found: the lookups of a page array come in
- * runs inside one region.
- */
-function regionFactsCache(m: Machine, pageSize: number): (pfn: number) => ReturnType<Machine['pfnFacts']> {
-  let lo = 0, hi = -1;
-  let last: ReturnType<Machine['pfnFacts']>;
-  return (pfn) => {
-    if (pfn >= lo && pfn < hi) return last;
-    last = m.pfnFacts(BigInt(pfn));
-    if (last) {
-      lo = Number(last.region.start) / pageSize;
-      hi = lo + last.region.len / pageSize;
-    } else {
-      lo = 0; hi = -1;
-    }
-    return last;
-  };
-}
-
-function mapMethod(m: Machine, dev: Device, mm: UserMm, start: bigint, len: number, method: MappingMethod, o: MappingOptions, p2p: boolean): Result<Mapped> {
-  const gup = FOLL_WRITE | (p2p ? FOLL_PCI_P2PDMA : 0);
-  const dir = DMA_BIDIRECTIONAL;
-  if (method === 'sgtable') {
-    // pinUserPages rounds start down to its page; the table starts at start's offset in it.
-    const offset = Number(start % BigInt(o.pageSize));
-    const pages = pinUserPages(mm, start, Math.ceil((offset + len) / o.pageSize), gup);
-    if (!pages.ok) return err(pages.errno, `pinUserPages: ${pages.message ?? pages.errno}`);
-    const facts = regionFactsCache(m, o.pageSize);
-    const sg = sgAllocTableFromPagesSegment(pages.value.pfns, offset, len, o.maxSegment, {
-      pageSize: o.pageSize, events: m.events,
-      pgmapOf: (pfn) => facts(pfn)?.pgmapId ?? 0,
-      flagsOf: (pfn) => facts(pfn)?.rangeFlags ?? 0,
-    });
-    if (!sg.ok) { unpinUserPages(pages.value); return err(sg.errno, `sgAllocTableFromPagesSegment: ${sg.message ?? sg.errno}`); }
-    const sgt = sg.value;
-    const r = dmaMapSgtable(dev, sgt, dir, 0);
-    if (!r.ok) {
-      sgFreeTable(sgt); unpinUserPages(pages.value);
-      return err(r.errno, `dmaMapSgtable: ${r.message ?? r.errno}`);
-    }
-    const segAddr: bigint[] = [];
-    const segLen: number[] = [];
-    for (const e of sgt.dmaEntries()) { segAddr.push(e.addr); segLen.push(e.len); }
-    return ok({
-      segAddr, segLen, metadataBytes: pages.value.kernelBytes + sgt.kernelBytes,
-      unmap: () => { dmaUnmapSgtable(dev, sgt, dir, 0); sgFreeTable(sgt); unpinUserPages(pages.value); },
-    });
-  }
-  const pinned = pinUserPhyrs(mm, start, len, gup);
-  if (!pinned.ok) return err(pinned.errno, `pinUserPhyrs: ${pinned.message ?? pinned.errno}`);
-  const list: PhyrList = pinned.value;
-  if (method === 'map-phyrs') {
-    const r = dmaMapPhyrs(dev, list, dir, 0);
-    if (!r.ok) { unpinUserPhyrs(list); return err(r.errno, `dmaMapPhyrs: ${r.message ?? r.errno}`); }
-    const dl = r.value;
-    const segAddr: bigint[] = [];
-    const segLen: number[] = [];
-    for (const e of dl) { segAddr.push(e.addr); segLen.push(e.len); }
-    return ok({ segAddr, segLen, metadataBytes: dl.kernelBytes, unmap: () => { dmaUnmapPhyrs(dev, dl, dir, 0); unpinUserPhyrs(list); } });
-  }
-  // Per-range paths classify each range as drivers do with pci_p2pdma_state (reference 5.2):
-  // a bus address for P2P through a switch, DMA_ATTR_MMIO through the host bridge or for MMIO.
-  const state = new PciP2pdmaMapState();
-  const kinds: number[] = [];
-  for (let i = 0; i < list.count; i++) {
-    const t = pciP2pdmaState(state, dev, list.flagsAt(i));
-    if (t !== PCI_P2PDMA_MAP_NONE && t !== PCI_P2PDMA_MAP_BUS_ADDR && t !== PCI_P2PDMA_MAP_THRU_HOST_BRIDGE) {
-      unpinUserPhyrs(list);
-      return err('EREMOTEIO', `range ${i}: P2P between ${dev.name} and this memory is not supported`);
-    }
-    kinds.push(t);
-  }
-  const attrsOf = (i: number): number =>
-    kinds[i] === PCI_P2PDMA_MAP_THRU_HOST_BRIDGE || (list.flagsAt(i) & RANGE_MMIO) !== 0 ? DMA_ATTR_MMIO : 0;
-  const busAddr = (i: number): bigint => pciP2pdmaBusAddrMap(state.mem!, list.addrAt(i));
-  const perRange = (): Result<Mapped> => {
-    const n = list.count;
-    const segAddr: bigint[] = new Array<bigint>(n);
-    const segLen = new Float64Array(n);
-    // which ranges were mapped (not bus addresses), with their attrs, for the undo
-    const mappedAttrs = new Int32Array(n).fill(-1);
-    const undo = (upTo: number): void => {
-      for (let k = upTo - 1; k >= 0; k--) if (mappedAttrs[k] >= 0) dmaUnmapPhys(dev, segAddr[k], segLen[k], dir, mappedAttrs[k]);
-    };
-    for (let i = 0; i < n; i++) {
-      const rl = list.lenAt(i);
-      segLen[i] = rl;
-      if (kinds[i] === PCI_P2PDMA_MAP_BUS_ADDR) { segAddr[i] = busAddr(i); continue; }
-      const attrs = attrsOf(i);
-      const r = dmaMapPhys(dev, list.addrAt(i), rl, dir, attrs);
-      if (!r.ok) {
-        undo(i);
-        unpinUserPhyrs(list);
-        return err(r.errno, `dmaMapPhys(range ${i}): ${r.message ?? r.errno}`);
-      }
-      segAddr[i] = r.value;
-      mappedAttrs[i] = attrs;
-    }
-    return ok({
-      segAddr, segLen, metadataBytes: 16 * n,
-      unmap: () => { undo(n); unpinUserPhyrs(list); },
-    });
-  };
-  if (method === 'map-phys') return perRange();
-  // two-step: one IOVA window linked range by range; falls back to dmaMapPhys per range when the
-  // device does not use dma-iommu (reference 2.4), and P2P bus addresses need no window.
-  const iovaState = new DmaIovaState();
-  if (kinds.every((k) => k === PCI_P2PDMA_MAP_BUS_ADDR) || !dmaIovaTryAlloc(dev, iovaState, list.addrAt(0), list.totalLen)) {
-    const r = perRange();
-    if (!r.ok) return r;
-    return ok({ ...r.value, metadataBytes: 16 + r.value.metadataBytes });
-  }
-  let offset = 0;
-  for (let i = 0; i < list.count; i++) {
-    const r = dmaIovaLink(dev, iovaState, list.addrAt(i), offset, list.lenAt(i), dir, attrsOf(i));
-    if (!r.ok) {
-      if (offset > 0) dmaIovaDestroy(dev, iovaState, offset, dir, 0);
-      else dmaIovaFree(dev, iovaState);
-      unpinUserPhyrs(list);
-      return err(r.errno, `dmaIovaLink(range ${i}): ${r.message ?? r.errno}`);
-    }
-    offset += list.lenAt(i);
-  }
-  const s = dmaIovaSync(dev, iovaState, 0, offset);
-  if (!s.ok) {
-    dmaIovaDestroy(dev, iovaState, offset, dir, 0);
-    unpinUserPhyrs(list);
-    return err(s.errno, `dmaIovaSync: ${s.message ?? s.errno}`);
-  }
-  return ok({
-    segAddr: [iovaState.addr], segLen: [offset], metadataBytes: 16,
-    unmap: () => { dmaIovaDestroy(dev, iovaState, offset, dir, 0); unpinUserPhyrs(list); },
-  });
 }
 
 /**
@@ -420,7 +263,7 @@ export function measureMapping(
   // CPU writes pattern A before mapping (to-device direction; bounces copy it in at map).
   for (const [off, wl] of windows) mm.writeUser(start + BigInt(off), fill(wl, seedBase + off));
   const t0 = process.hrtime.bigint();
-  const mapped = mapMethod(m, dev, mm, start, len, method, o, p2p);
+  const mapped = umemMap(dev, mm, start, len, method, { p2p, maxSegment: o.maxSegment });
   const mapMs = msSince(t0);
   const base = { config: ids.config, buffer: ids.buffer, method };
   if (!mapped.ok) {
@@ -430,7 +273,7 @@ export function measureMapping(
     };
   }
   const mp = mapped.value;
-  const starts = segStarts(mp.segLen);
+  const starts = segStarts(mp.dmaLens);
   let verified = 0;
   let mismatched = 0;
   const compare = (got: Uint8Array, want: Uint8Array): void => {
@@ -465,7 +308,7 @@ export function measureMapping(
     compare(r.ok ? r.value : new Uint8Array(wl), fill(wl, seedBase + off + 7919));
   }
   return {
-    ...base, ok: true, errno: null, reason: null, dmaEntries: mp.segLen.length, metadataBytes: mp.metadataBytes,
+    ...base, ok: true, errno: null, reason: null, dmaEntries: mp.dmaLens.length, metadataBytes: mp.metadataBytes,
     counters: counters(m, since), bytesVerified: verified, bytesMismatched: mismatched, mapMs, unmapMs,
   };
 }

@@ -1,0 +1,4 @@
+// drivers/: the consumers of the DMA API, one folder per subsystem (the kernel's drivers/ and
+// block/): umem (user buffers pinned and mapped by each design); block, nvme, rdma, hmm, drm,
+// dmabuf, vfio and iommufd as their work lands. Each folder's index.ts is what the others may use.
+export * from './umem/index.ts';

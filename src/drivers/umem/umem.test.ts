@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { makeMachine } from '../../../test/dma-b-machines.ts';
+import { DMA_BIT_MASK, dmaSetMaskAndCoherent } from '../../dma/index.ts';
+import { UMEM_METHODS, umemMap } from './umem.ts';
+
+const PAGE = 4096;
+
+describe('umemMap', () => {
+  it.each(UMEM_METHODS)('%s: maps a user buffer, moves bytes both ways, and its undo leaves nothing pinned or mapped', (method) => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
+    const mm = m.newProcess();
+    const len = 64 * PAGE;
+    const va = mm.mmap({ len, backing: 'anon', populate: true });
+    if (!va.ok) throw new Error(va.errno);
+    const start = va.value + 0x200n;
+    const n = len - 0x200;
+    const cpu = new Uint8Array(n).map((_, i) => (i * 7 + 3) & 0xff);
+    expect(mm.writeUser(start, cpu).ok).toBe(true);
+    const r = umemMap(dev, mm, start, n, method, { maxSegment: 1 << 20 });
+    if (!r.ok) throw new Error(`${r.errno} ${r.message}`);
+    const mp = r.value;
+    let total = 0;
+    for (let i = 0; i < mp.dmaLens.length; i++) total += mp.dmaLens[i];
+    expect(total).toBe(n);
+    // the device reads what the CPU wrote, in buffer order, then overwrites it
+    const seen = new Uint8Array(n);
+    let at = 0;
+    for (let i = 0; i < mp.dmaLens.length; i++) {
+      const x = dev.dmaRead(mp.dmaAddrs[i], mp.dmaLens[i]);
+      if (!x.ok) throw new Error(x.errno);
+      seen.set(x.value, at);
+      at += x.value.length;
+      expect(dev.dmaWrite(mp.dmaAddrs[i], new Uint8Array(mp.dmaLens[i]).fill(0xc3)).ok).toBe(true);
+    }
+    expect(seen).toEqual(cpu);
+    mp.unmap();
+    mp.unmap();
+    const back = mm.readUser(start, n);
+    expect(back.ok && back.value.every((b) => b === 0xc3)).toBe(true);
+    expect(m.stats.iommuLeafPtesWritten - m.stats.iommuLeafPtesCleared).toBe(0);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('names the call that failed, and leaves nothing pinned', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const mm = m.newProcess();
+    const r = umemMap(dev, mm, 0x10000n, PAGE, 'map-phyrs', { maxSegment: 1 << 20 });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.message).toMatch(/^pinUserPhyrs: /);
+    expect(m.teardown()).toBe(0);
+  });
+});

@@ -1,0 +1,251 @@
+// Models: a driver pinning a user buffer and mapping it for DMA, written once per design the
+// kernel has: as RDMA's ib_umem_get() does (drivers/infiniband/core/umem.c: pin_user_pages_fast
+// into a page array, sg_alloc_append_table_from_pages, ib_dma_map_sgtable_attrs), one
+// dma_map_phys() per physical range (kernel/dma/mapping.c, as mm/hmm.c maps pfns one by one), the
+// two-step IOVA API as block/blk-mq-dma.c uses it (dma_iova_try_alloc, dma_iova_link per range,
+// dma_iova_sync; per-range fallback when there is no IOVA window), and the phyr entry point
+// dmaMapPhyrs. Each returns the DMA segments in buffer byte order, the kernel bytes of its metadata,
+// and an undo that unmaps and unpins exactly what was done.
+
+import { type Result, err, ok } from '../../base/index.ts';
+import {
+  DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, DMA_RANGE_BUS, DMA_RANGE_MMIO, DmaIovaState, DmaRangeIter, dmaContextOf, dmaIovaDestroy,
+  dmaIovaFree, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaUnmapPhyrs,
+  dmaUnmapPhys, dmaUnmapSgtable, type DmaDataDirection,
+} from '../../dma/index.ts';
+import { FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPages, pinUserPhyrs, unpinUserPages, unpinUserPhyrs, type UserMm } from '../../mm/index.ts';
+import type { MachineMm } from '../../mm/index.ts';
+import type { Device } from '../../pci/index.ts';
+import { sgAllocTableFromPagesSegment, sgFreeTable, type PhyrList } from '../../phyr/index.ts';
+
+/** The four designs, in report order. */
+export const UMEM_METHODS = ['sgtable', 'map-phys', 'two-step', 'map-phyrs'] as const;
+export type UmemMethod = (typeof UMEM_METHODS)[number];
+
+export const UMEM_METHOD_LABELS: Readonly<Record<UmemMethod, string>> = {
+  sgtable: 'scatterlist + dmaMapSgtable',
+  'map-phys': 'dmaMapPhys per phyr',
+  'two-step': 'two-step dmaIova*',
+  'map-phyrs': 'dmaMapPhyrs',
+};
+
+/** A user buffer pinned and mapped for a device by one design. */
+export interface UmemMapping {
+  readonly method: UmemMethod;
+  /** DMA address of each segment the device is given, in buffer byte order. */
+  readonly dmaAddrs: readonly bigint[];
+  /** Bytes in each segment. */
+  readonly dmaLens: ArrayLike<number>;
+  /** Kernel bytes of the mapping's metadata: page array + sg_table; 16 B per dma_vec; 16 B dma_iova_state; the DMA list. */
+  readonly metadataBytes: number;
+  /** Unmaps and unpins exactly what was done; a second call does nothing. */
+  unmap(): void;
+}
+
+export interface UmemOptions {
+  /** Pin with FOLL_PCI_P2PDMA (the buffer may be a P2P BAR). */
+  readonly p2p?: boolean;
+  /** max_segment of the scatterlist design (sg_alloc_table_from_pages_segment; ib_umem passes its device's). */
+  readonly maxSegment: number;
+  /** Direction of every mapping. Default DMA_BIDIRECTIONAL. */
+  readonly dir?: DmaDataDirection;
+}
+
+/**
+ * Pins [start, start + len) of mm (FOLL_WRITE, plus FOLL_PCI_P2PDMA with opts.p2p) and maps it for
+ * dev by one design. Errnos: those of the pin and of the mapping calls, with the failing call named
+ * in the message; on failure nothing stays pinned or mapped.
+ */
+export function umemMap(dev: Device, mm: UserMm, start: bigint, len: number, method: UmemMethod, opts: UmemOptions): Result<UmemMapping> {
+  const gup = FOLL_WRITE | (opts.p2p ? FOLL_PCI_P2PDMA : 0);
+  const dir = opts.dir ?? DMA_BIDIRECTIONAL;
+  if (method === 'sgtable') return mapSgtable(dev, mm, start, len, gup, dir, opts.maxSegment);
+  const pinned = pinUserPhyrs(mm, start, len, gup);
+  if (!pinned.ok) return err(pinned.errno, `pinUserPhyrs: ${pinned.message ?? pinned.errno}`);
+  const list: PhyrList = pinned.value;
+  let r: Result<Omit<UmemMapping, 'method' | 'unmap'> & { undo: () => void }>;
+  if (method === 'map-phyrs') r = mapPhyrs(dev, list, dir);
+  else if (method === 'map-phys') r = mapPerRange(dev, list, dir);
+  else r = mapTwoStep(dev, list, dir);
+  if (!r.ok) {
+    unpinUserPhyrs(list);
+    return r;
+  }
+  const { undo, ...rest } = r.value;
+  let done = false;
+  return ok({
+    method, ...rest,
+    unmap: () => {
+      if (done) return;
+      done = true;
+      undo();
+      unpinUserPhyrs(list);
+    },
+  });
+}
+
+/** The ib_umem design: a page array, a scatterlist built from it, dma_map_sgtable. */
+function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: number, dir: DmaDataDirection, maxSegment: number): Result<UmemMapping> {
+  const machine: MachineMm = dmaContextOf(dev).mm;
+  const pageSize = machine.pageSize;
+  // pinUserPages rounds start down to its page; the table starts at start's offset in it.
+  const offset = Number(start % BigInt(pageSize));
+  const pages = pinUserPages(mm, start, Math.ceil((offset + len) / pageSize), gup);
+  if (!pages.ok) return err(pages.errno, `pinUserPages: ${pages.message ?? pages.errno}`);
+  const facts = regionFactsCache(machine);
+  const sg = sgAllocTableFromPagesSegment(pages.value.pfns, offset, len, maxSegment, {
+    pageSize, events: machine.events,
+    pgmapOf: (pfn) => facts(pfn)?.pgmapId ?? 0,
+    flagsOf: (pfn) => facts(pfn)?.rangeFlags ?? 0,
+  });
+  if (!sg.ok) {
+    unpinUserPages(pages.value);
+    return err(sg.errno, `sgAllocTableFromPagesSegment: ${sg.message ?? sg.errno}`);
+  }
+  const sgt = sg.value;
+  const r = dmaMapSgtable(dev, sgt, dir, 0);
+  if (!r.ok) {
+    sgFreeTable(sgt);
+    unpinUserPages(pages.value);
+    return err(r.errno, `dmaMapSgtable: ${r.message ?? r.errno}`);
+  }
+  const dmaAddrs: bigint[] = [];
+  const dmaLens: number[] = [];
+  for (const e of sgt.dmaEntries()) {
+    dmaAddrs.push(e.addr);
+    dmaLens.push(e.len);
+  }
+  let done = false;
+  return ok({
+    method: 'sgtable', dmaAddrs, dmaLens, metadataBytes: pages.value.kernelBytes + sgt.kernelBytes,
+    unmap: () => {
+      if (done) return;
+      done = true;
+      dmaUnmapSgtable(dev, sgt, dir, 0);
+      sgFreeTable(sgt);
+      unpinUserPages(pages.value);
+    },
+  });
+}
+
+/**
+ * Page facts by page frame, remembering the last region found: the lookups of a page array come in
+ * runs inside one region.
+ */
+function regionFactsCache(m: MachineMm): (pfn: number) => ReturnType<MachineMm['pfnFacts']> {
+  const pageSize = m.pageSize;
+  let lo = 0, hi = -1;
+  let last: ReturnType<MachineMm['pfnFacts']>;
+  return (pfn) => {
+    if (pfn >= lo && pfn < hi) return last;
+    last = m.pfnFacts(BigInt(pfn));
+    if (last) {
+      lo = Number(last.region.start) / pageSize;
+      hi = lo + last.region.len / pageSize;
+    } else {
+      lo = 0; hi = -1;
+    }
+    return last;
+  };
+}
+
+type Mapped = Omit<UmemMapping, 'method' | 'unmap'> & { undo: () => void };
+
+function mapPhyrs(dev: Device, list: PhyrList, dir: DmaDataDirection): Result<Mapped> {
+  const r = dmaMapPhyrs(dev, list, dir, 0);
+  if (!r.ok) return err(r.errno, `dmaMapPhyrs: ${r.message ?? r.errno}`);
+  const mapping = r.value;
+  const dmaAddrs: bigint[] = [];
+  const dmaLens: number[] = [];
+  for (const e of mapping.list) {
+    dmaAddrs.push(e.addr);
+    dmaLens.push(e.len);
+  }
+  return ok({ dmaAddrs, dmaLens, metadataBytes: mapping.list.kernelBytes, undo: () => dmaUnmapPhyrs(dev, mapping, dir, 0) });
+}
+
+/** Each range classified as drivers do with pci_p2pdma_state(): kind and, for bus addresses, the address. */
+interface RangeKinds {
+  readonly kinds: Uint8Array;
+  readonly bus: Map<number, bigint>;
+}
+
+function classify(dev: Device, list: PhyrList): Result<RangeKinds> {
+  const kinds = new Uint8Array(list.count);
+  const bus = new Map<number, bigint>();
+  const it = new DmaRangeIter(dev, list);
+  for (;;) {
+    const r = it.next();
+    if (!r.ok) return r;
+    if (!r.value) break;
+    kinds[it.index] = it.kind;
+    if (it.kind === DMA_RANGE_BUS) bus.set(it.index, it.busAddr);
+  }
+  return ok({ kinds, bus });
+}
+
+const attrsOf = (kind: number): number => (kind === DMA_RANGE_MMIO ? DMA_ATTR_MMIO : 0);
+
+/** One dma_map_phys per range (a bus address for P2P through a switch). */
+function mapPerRange(dev: Device, list: PhyrList, dir: DmaDataDirection, cl?: RangeKinds): Result<Mapped> {
+  if (cl === undefined) {
+    const c = classify(dev, list);
+    if (!c.ok) return c;
+    cl = c.value;
+  }
+  const { kinds, bus } = cl;
+  const n = list.count;
+  const dmaAddrs: bigint[] = new Array<bigint>(n);
+  const dmaLens = new Float64Array(n);
+  const undo = (upTo: number): void => {
+    for (let k = upTo - 1; k >= 0; k--) if (kinds[k] !== DMA_RANGE_BUS) dmaUnmapPhys(dev, dmaAddrs[k], dmaLens[k], dir, attrsOf(kinds[k]));
+  };
+  for (let i = 0; i < n; i++) {
+    const rl = list.lenAt(i);
+    dmaLens[i] = rl;
+    if (kinds[i] === DMA_RANGE_BUS) {
+      dmaAddrs[i] = bus.get(i)!;
+      continue;
+    }
+    const r = dmaMapPhys(dev, list.addrAt(i), rl, dir, attrsOf(kinds[i]));
+    if (!r.ok) {
+      undo(i);
+      return err(r.errno, `dmaMapPhys(range ${i}): ${r.message ?? r.errno}`);
+    }
+    dmaAddrs[i] = r.value;
+  }
+  return ok({ dmaAddrs, dmaLens, metadataBytes: 16 * n, undo: () => undo(n) });
+}
+
+/**
+ * One IOVA window linked range by range; dma_map_phys per range when the device does not use
+ * dma-iommu (dma_iova_try_alloc fails) or every range is a bus address.
+ */
+function mapTwoStep(dev: Device, list: PhyrList, dir: DmaDataDirection): Result<Mapped> {
+  const c = classify(dev, list);
+  if (!c.ok) return c;
+  const { kinds } = c.value;
+  const state = new DmaIovaState();
+  if (kinds.every((k) => k === DMA_RANGE_BUS) || !dmaIovaTryAlloc(dev, state, list.addrAt(0), list.totalLen)) {
+    const r = mapPerRange(dev, list, dir, c.value);
+    if (!r.ok) return r;
+    return ok({ ...r.value, metadataBytes: 16 + r.value.metadataBytes });
+  }
+  let offset = 0;
+  for (let i = 0; i < list.count; i++) {
+    const r = dmaIovaLink(dev, state, list.addrAt(i), offset, list.lenAt(i), dir, attrsOf(kinds[i]));
+    if (!r.ok) {
+      if (offset > 0) dmaIovaDestroy(dev, state, offset, dir, 0);
+      else dmaIovaFree(dev, state);
+      return err(r.errno, `dmaIovaLink(range ${i}): ${r.message ?? r.errno}`);
+    }
+    offset += list.lenAt(i);
+  }
+  const s = dmaIovaSync(dev, state, 0, offset);
+  if (!s.ok) {
+    dmaIovaDestroy(dev, state, offset, dir, 0);
+    return err(s.errno, `dmaIovaSync: ${s.message ?? s.errno}`);
+  }
+  const mappedLen = offset;
+  return ok({ dmaAddrs: [state.addr], dmaLens: [mappedLen], metadataBytes: 16, undo: () => dmaIovaDestroy(dev, state, mappedLen, dir, 0) });
+}

@@ -1,0 +1,75 @@
+// The layer rules of docs/architecture.md, checked on the real tree and shown to fail on broken ones.
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { importCycles, importEdges, layerViolations, nodeOnlyImports, readTree, type SourceFile } from './import-graph.ts';
+
+const src = join(dirname(fileURLToPath(import.meta.url)), '..', 'src');
+const tree = readTree(src);
+const edges = importEdges(tree);
+
+describe('the layers of src/', () => {
+  it('reads a tree of the expected size (the rules are not checked on nothing)', () => {
+    expect(tree.length).toBeGreaterThan(50);
+    expect(edges.length).toBeGreaterThan(100);
+  });
+  it('has no import cycle between files (type-only imports count)', () => {
+    expect(importCycles(edges)).toEqual([]);
+  });
+  it('imports only downwards, through each folder\'s public files, and never from test/', () => {
+    expect(layerViolations(tree, edges)).toEqual([]);
+  });
+  it('uses Node-only modules only in cli/', () => {
+    expect(nodeOnlyImports(tree)).toEqual([]);
+  });
+});
+
+describe('the rules catch what they guard', () => {
+  const synthetic = (files: Record<string, string>): SourceFile[] => Object.entries(files).map(([path, text]) => ({ path, text }));
+  it('a cycle between two files', () => {
+    const t = synthetic({
+      'dma/a.ts': "import { b } from './b.ts';\nexport const a = 1;",
+      'dma/b.ts': "import type { a } from './a.ts';\nexport const b = 2;",
+      'dma/c.ts': "import { a } from './a.ts';",
+    });
+    expect(importCycles(importEdges(t))).toEqual([['dma/a.ts', 'dma/b.ts']]);
+  });
+  it('an upward import', () => {
+    const t = synthetic({ 'mm/gup.ts': "import { x } from '../dma/index.ts';", 'dma/index.ts': 'export const x = 1;' });
+    expect(layerViolations(t, importEdges(t))).toEqual([
+      "mm/gup.ts imports '../dma/index.ts': upward import (mm sits below dma in base -> phyr -> mm -> pci -> iommu -> dma -> drivers -> machine -> scenario -> cli -> web)",
+    ]);
+  });
+  it('a cross-folder import that bypasses the public file', () => {
+    const t = synthetic({ 'dma/map.ts': "import { pt } from '../iommu/pagetable.ts';", 'iommu/pagetable.ts': 'export const pt = 1;' });
+    expect(layerViolations(t, importEdges(t))).toEqual([
+      "dma/map.ts imports '../iommu/pagetable.ts': cross-folder import bypasses iommu/'s public files (index.ts, internal.ts)",
+    ]);
+  });
+  it('between two drivers, through the other driver\'s public file only', () => {
+    const t = synthetic({
+      'drivers/nvme/prp.ts': "import { a } from '../block/iter.ts';\nimport { b } from '../block/index.ts';",
+      'drivers/block/iter.ts': 'export const a = 1;',
+      'drivers/block/index.ts': 'export const b = 1;',
+    });
+    expect(layerViolations(t, importEdges(t))).toEqual([
+      "drivers/nvme/prp.ts imports '../block/iter.ts': cross-folder import bypasses drivers/block/'s public files (index.ts, internal.ts)",
+    ]);
+  });
+  it('a library file importing test/, and the package entry re-exporting an internal', () => {
+    const t = synthetic({
+      'dma/x.ts': "import { f } from '../../test/fixtures.ts';",
+      'dma/x.test.ts': "import { f } from '../../test/fixtures.ts';",
+      'index.ts': "export * from './dma/internal.ts';",
+      'dma/internal.ts': '',
+    });
+    expect(layerViolations(t, importEdges(t))).toEqual([
+      "dma/x.ts imports '../../test/fixtures.ts': a src file outside tests imports from outside src/",
+      "index.ts imports './dma/internal.ts': the package entry may re-export only a layer's index.ts",
+    ]);
+  });
+  it('a Node-only module in the library', () => {
+    const t = synthetic({ 'scenario/load.ts': "import { readFileSync } from 'node:fs';", 'cli/main.ts': "import { readFileSync } from 'node:fs';" });
+    expect(nodeOnlyImports(t)).toEqual(["scenario/load.ts imports 'node:fs': Node-only modules belong in cli/"]);
+  });
+});

@@ -1,0 +1,184 @@
+// The import graph of src/ and the layer rules that guard it (docs/architecture.md, "Layers").
+// Used by test/architecture.test.ts; kept separate so that the rules can be checked on a
+// synthetic tree (a deliberately added cycle or upward import) as well as on the real one.
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import ts from 'typescript';
+
+/** The layers from the bottom up; a file may import from its own layer or one listed before it. */
+export const LAYER_ORDER = ['base', 'phyr', 'mm', 'pci', 'iommu', 'dma', 'drivers', 'machine', 'scenario', 'cli', 'web'] as const;
+
+/** Files a layer offers to other layers: the driver API and the model's plumbing. */
+export const PUBLIC_FILES = ['index.ts', 'internal.ts'] as const;
+
+/** A source file: its path relative to src/ with '/' separators, and its text. */
+export interface SourceFile {
+  readonly path: string;
+  readonly text: string;
+}
+
+/** One import edge, by src-relative paths. `target` is outside src/ when it starts with '../'. */
+export interface ImportEdge {
+  readonly from: string;
+  readonly to: string;
+  readonly spec: string;
+}
+
+const isTestFile = (p: string): boolean => /\.test\.ts$/.test(p);
+
+/** Every .ts file under a directory, as src-relative '/'-paths (tests included). */
+export function readTree(srcDir: string): SourceFile[] {
+  const out: SourceFile[] = [];
+  const walk = (dir: string): void => {
+    for (const name of readdirSync(dir).sort()) {
+      const full = join(dir, name);
+      if (statSync(full).isDirectory()) walk(full);
+      else if (name.endsWith('.ts')) out.push({ path: relative(srcDir, full).split(sep).join('/'), text: readFileSync(full, 'utf8') });
+    }
+  };
+  walk(srcDir);
+  return out;
+}
+
+/** The relative imports, re-exports and dynamic imports of every file (type-only ones included). */
+export function importEdges(files: readonly SourceFile[]): ImportEdge[] {
+  const edges: ImportEdge[] = [];
+  for (const f of files) {
+    const info = ts.preProcessFile(f.text, true, true);
+    for (const ref of info.importedFiles) {
+      const spec = ref.fileName;
+      if (!spec.startsWith('.')) continue;
+      const to = relative('/src', resolve('/src', dirname(f.path), spec)).split(sep).join('/');
+      edges.push({ from: f.path, to, spec });
+    }
+  }
+  return edges;
+}
+
+/** The top folder of a src-relative path ('dma' for 'dma/mapping.ts'); '' for files at the root. */
+export function layerOf(path: string): string {
+  const i = path.indexOf('/');
+  return i < 0 ? '' : path.slice(0, i);
+}
+
+/** The folder whose public file guards a path: 'drivers/nvme' inside drivers/, else the layer. */
+export function unitOf(path: string): string {
+  const parts = path.split('/');
+  if (parts[0] === 'drivers' && parts.length > 2) return `drivers/${parts[1]}`;
+  return parts.length > 1 ? parts[0] : '';
+}
+
+/** Strongly connected components with more than one file (or a self-import): the import cycles. */
+export function importCycles(edges: readonly ImportEdge[]): string[][] {
+  const adj = new Map<string, string[]>();
+  for (const e of edges) {
+    if (!adj.has(e.from)) adj.set(e.from, []);
+    adj.get(e.from)!.push(e.to);
+  }
+  // Tarjan's algorithm, iterative so that deep trees cannot overflow the stack.
+  let index = 0;
+  const idx = new Map<string, number>();
+  const low = new Map<string, number>();
+  const onStack = new Set<string>();
+  const stack: string[] = [];
+  const out: string[][] = [];
+  for (const start of adj.keys()) {
+    if (idx.has(start)) continue;
+    const work: Array<{ v: string; i: number }> = [{ v: start, i: 0 }];
+    idx.set(start, index);
+    low.set(start, index++);
+    stack.push(start);
+    onStack.add(start);
+    while (work.length > 0) {
+      const top = work[work.length - 1];
+      const next = adj.get(top.v) ?? [];
+      if (top.i < next.length) {
+        const w = next[top.i++];
+        if (!idx.has(w)) {
+          idx.set(w, index);
+          low.set(w, index++);
+          stack.push(w);
+          onStack.add(w);
+          work.push({ v: w, i: 0 });
+        } else if (onStack.has(w)) {
+          low.set(top.v, Math.min(low.get(top.v)!, idx.get(w)!));
+        }
+        continue;
+      }
+      work.pop();
+      if (work.length > 0) {
+        const parent = work[work.length - 1].v;
+        low.set(parent, Math.min(low.get(parent)!, low.get(top.v)!));
+      }
+      if (low.get(top.v) === idx.get(top.v)) {
+        const comp: string[] = [];
+        let w: string;
+        do {
+          w = stack.pop()!;
+          onStack.delete(w);
+          comp.push(w);
+        } while (w !== top.v);
+        const selfLoop = comp.length === 1 && (adj.get(comp[0]) ?? []).includes(comp[0]);
+        if (comp.length > 1 || selfLoop) out.push(comp.sort());
+      }
+    }
+  }
+  return out;
+}
+
+/** Every import that breaks a layer rule, as a readable line naming the file, the import and the rule. */
+export function layerViolations(files: readonly SourceFile[], edges: readonly ImportEdge[]): string[] {
+  const rank = new Map<string, number>(LAYER_ORDER.map((l, i) => [l, i]));
+  const known = new Set(files.map((f) => f.path));
+  const bad: string[] = [];
+  for (const e of edges) {
+    const where = `${e.from} imports '${e.spec}'`;
+    if (e.to.startsWith('..')) {
+      if (e.to.startsWith('../test/') && isTestFile(e.from)) continue;
+      bad.push(`${where}: a src file outside tests imports from outside src/`);
+      continue;
+    }
+    if (!known.has(e.to)) {
+      bad.push(`${where}: no such file`);
+      continue;
+    }
+    // A unit test beside the code may build a whole machine and reach internals; it is no part of the library.
+    if (isTestFile(e.from)) continue;
+    const fromLayer = layerOf(e.from);
+    const toLayer = layerOf(e.to);
+    if (fromLayer === '') {
+      // The package entry: it re-exports each layer's driver API and nothing else.
+      if (!e.to.endsWith('/index.ts') || e.to.split('/').length !== 2) bad.push(`${where}: the package entry may re-export only a layer's index.ts`);
+      continue;
+    }
+    const rf = rank.get(fromLayer);
+    const rt = rank.get(toLayer);
+    if (rf === undefined) bad.push(`${where}: ${fromLayer}/ is not a known layer (${LAYER_ORDER.join(' -> ')})`);
+    else if (rt === undefined) bad.push(`${where}: ${toLayer || 'the package entry'} is not a layer a file may import`);
+    else if (rt > rf) bad.push(`${where}: upward import (${fromLayer} sits below ${toLayer} in ${LAYER_ORDER.join(' -> ')})`);
+    const fromUnit = unitOf(e.from);
+    const toUnit = unitOf(e.to);
+    if (fromUnit !== toUnit) {
+      const file = e.to.slice(toUnit.length + 1);
+      if (!(PUBLIC_FILES as readonly string[]).includes(file)) {
+        bad.push(`${where}: cross-folder import bypasses ${toUnit}/'s public files (${PUBLIC_FILES.join(', ')})`);
+      }
+    }
+  }
+  return bad;
+}
+
+/** Node-only modules used outside cli/: the library must run in a browser. */
+export function nodeOnlyImports(files: readonly SourceFile[]): string[] {
+  const bad: string[] = [];
+  for (const f of files) {
+    if (isTestFile(f.path) || layerOf(f.path) === 'cli') continue;
+    const info = ts.preProcessFile(f.text, true, true);
+    for (const ref of info.importedFiles) {
+      if (/^node:|^(fs|path|url|os|child_process|worker_threads|process)$/.test(ref.fileName)) {
+        bad.push(`${f.path} imports '${ref.fileName}': Node-only modules belong in cli/`);
+      }
+    }
+  }
+  return bad;
+}
