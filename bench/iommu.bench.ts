@@ -3,10 +3,10 @@
 // its range caches on and off, and raw iommuMapNosync throughput over 1 GiB of scattered pages
 // (the DMA layer's two-step path needs >= 5 M pages/s).
 import { GiB } from '../src/base/index.ts';
-import { createIommu, iommuDmaAllocIova, iommuDmaFreeIova, iommuMap, iommuMapNosync, iommuUnmap, IOMMU_READ, IOMMU_WRITE } from '../src/iommu/index.ts';
-import { TestMachine } from '../src/iommu/test-machine.ts';
+import { createIommu, iommuDmaAllocIova, iommuDmaFreeIova, iommuMap, iommuMapNosync, iommuUnmap, IOMMU_READ, IOMMU_WRITE } from '../src/iommu/internal.ts';
+import { TestMachine } from '../test/fixtures/iommu-machine.ts';
 import { createMmMachine } from '../src/mm/index.ts';
-import type { MachineMm } from '../src/mm/types.ts';
+import type { MachineMm } from '../src/mm/index.ts';
 import { Device } from '../src/pci/index.ts';
 import { timeMs, type BenchRow, type BenchSection } from './harness.ts';
 

@@ -10,7 +10,7 @@ import { heapUsed, type BenchRow, type BenchSection } from './harness.ts';
 import {
   BvecList, DmaList, PageArray, PageList, PhyrList, RANGE_MMIO, type RangeCursor, type RangeSource,
 } from '../src/phyr/index.ts';
-import type { CursorColumns } from '../src/phyr/cursor.ts';
+import type { CursorColumns } from '../src/phyr/internal.ts';
 
 const N = 1 << 20;
 const POW2 = new Float64Array(64).map((_, k) => 2 ** k);

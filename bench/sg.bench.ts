@@ -1,8 +1,8 @@
 // Benchmark: sg_alloc_table_from_pages_segment over 1 M pages (mostly non-contiguous and fully contiguous),
 // in pages/s, and a walk of the resulting table through its cursor. Figures for reference, with modest
 // targets measured on the development machine (2 shared cores).
-import { Prng } from '../src/base/prng.ts';
-import { sgAllocTableFromPagesSegment, type SgTable } from '../src/phyr/scatterlist.ts';
+import { Prng } from '../src/base/index.ts';
+import { sgAllocTableFromPagesSegment, type SgTable } from '../src/phyr/index.ts';
 import { timeMs, type BenchSection } from './harness.ts';
 
 const N = 1 << 20;

@@ -56,6 +56,16 @@ describe('the rules catch what they guard', () => {
       "drivers/nvme/prp.ts imports '../block/iter.ts': cross-folder import bypasses drivers/block/'s public files (index.ts, internal.ts)",
     ]);
   });
+  it('a consumer reaching into a lower layer\'s internals', () => {
+    const t = synthetic({
+      'drivers/nvme/prp.ts': "import { iovaLink } from '../../dma/internal.ts';",
+      'machine/machine.ts': "import { registerDmaDevice } from '../dma/internal.ts';",
+      'dma/internal.ts': '',
+    });
+    expect(layerViolations(t, importEdges(t))).toEqual([
+      "drivers/nvme/prp.ts imports '../../dma/internal.ts': drivers/ may use only the driver API (index.ts) of dma/",
+    ]);
+  });
   it('a library file importing test/, and the package entry re-exporting an internal', () => {
     const t = synthetic({
       'dma/x.ts': "import { f } from '../../test/fixtures.ts';",

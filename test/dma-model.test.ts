@@ -7,7 +7,7 @@
 
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { allocPhys, makeMachine, pattern, type IommuMode } from './dma-b-machines.ts';
+import { allocPhys, makeMachine, pattern, type IommuMode } from './fixtures/dma-b-machines.ts';
 import type { Machine } from '../src/machine/index.ts';
 import type { Device } from '../src/pci/index.ts';
 import { PhyrList } from '../src/phyr/index.ts';

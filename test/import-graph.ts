@@ -11,6 +11,13 @@ export const LAYER_ORDER = ['base', 'phyr', 'mm', 'pci', 'iommu', 'dma', 'driver
 /** Files a layer offers to other layers: the driver API and the model's plumbing. */
 export const PUBLIC_FILES = ['index.ts', 'internal.ts'] as const;
 
+/**
+ * Layers that may use another layer's internal.ts: the core of the model and the machine that
+ * composes it. Consumers (drivers/) and everything above the machine see index.ts only, the API a
+ * kernel driver sees.
+ */
+export const INTERNAL_USERS = ['base', 'phyr', 'mm', 'pci', 'iommu', 'dma', 'machine'] as const;
+
 /** A source file: its path relative to src/ with '/' separators, and its text. */
 export interface SourceFile {
   readonly path: string;
@@ -162,6 +169,8 @@ export function layerViolations(files: readonly SourceFile[], edges: readonly Im
       const file = e.to.slice(toUnit.length + 1);
       if (!(PUBLIC_FILES as readonly string[]).includes(file)) {
         bad.push(`${where}: cross-folder import bypasses ${toUnit}/'s public files (${PUBLIC_FILES.join(', ')})`);
+      } else if (file === 'internal.ts' && !(INTERNAL_USERS as readonly string[]).includes(fromLayer)) {
+        bad.push(`${where}: ${fromLayer}/ may use only the driver API (index.ts) of ${toUnit}/`);
       }
     }
   }

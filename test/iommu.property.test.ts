@@ -3,8 +3,8 @@
 // the table-page accounting must agree with it after every step.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { createIommu, iommuIovaToPhys, iommuMap, iommuTranslate, iommuUnmap, IOMMU_READ, IOMMU_WRITE, type IommuConfig } from '../src/iommu/index.ts';
-import { TestMachine } from '../src/iommu/test-machine.ts';
+import { createIommu, iommuIovaToPhys, iommuMap, iommuTranslate, iommuUnmap, IOMMU_READ, IOMMU_WRITE, type IommuConfig } from '../src/iommu/internal.ts';
+import { TestMachine } from './fixtures/iommu-machine.ts';
 
 const FORMATS: Array<[string, Partial<IommuConfig>]> = [
   ['x86-64 4-level', { format: 'x86-64', levels: 4 }],

@@ -6,8 +6,8 @@ import fc from 'fast-check';
 import { Device } from '../src/pci/index.ts';
 import {
   createIommu, iommuDmaAllocIova, iommuDmaFlushQueueTick, iommuDmaFreeIova, IommuIotlbGather, type IommuConfig,
-} from '../src/iommu/index.ts';
-import { TestMachine } from '../src/iommu/test-machine.ts';
+} from '../src/iommu/internal.ts';
+import { TestMachine } from './fixtures/iommu-machine.ts';
 
 type Op = { kind: 'alloc'; pages: number; limitSel: number } | { kind: 'free'; pick: number } | { kind: 'tick'; ms: number };
 

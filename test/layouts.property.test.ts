@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import {
   ColumnCursor, DmaList, PageList, PhyrList, RANGE_MMIO, RANGE_NOPAGE, coalesce, slice, toBvecList,
   toPageArray, toPageList, toPhyrList, type CursorOptions, type Range, type RangeCursor, type RangeSource,
-} from '../src/phyr/index.ts';
-import { coverage, refSegments, segsOnly, walkCursor, walkOnce } from './phyr-reference.ts';
+} from '../src/phyr/internal.ts';
+import { coverage, refSegments, segsOnly, walkCursor, walkOnce } from './fixtures/phyr-reference.ts';
 
 const PS = 512; // smallest page size: keeps the byte-by-byte reference cheap
 const P = BigInt(PS);

@@ -5,12 +5,12 @@
 // reference's tables — it never looks at the model's PciDev objects.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildTestTopology } from '../src/pci/test-topology.ts';
+import { buildTestTopology } from './fixtures/pci-topology.ts';
 import {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NOT_SUPPORTED, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE,
   calcMapTypeAndDist, pciP2pdmaDistance, pciP2pdmaDistanceMany, pciP2pdmaMapType,
   pcimP2pdmaProvider, toPciDev, type CpuConfig, type PciNodeConfig,
-} from '../src/pci/index.ts';
+} from '../src/pci/internal.ts';
 
 type Sub =
   | { kind: 'ep'; functions: number; acs: boolean }

@@ -4,10 +4,10 @@
 // the newer table dropped. The harness's set_pages() makes page i the pointer (1 + pfn[i]) * PAGE_SIZE and
 // its page_to_pfn() divides by PAGE_SIZE, so the model is fed pfn + 1.
 import { describe, expect, it } from 'vitest';
-import { EventLog } from '../src/base/events.ts';
+import { EventLog } from '../src/base/index.ts';
 import {
   SgAppendTable, sgAllocAppendTableFromPages, sgAllocTableFromPagesSegment, sgNents,
-} from '../src/phyr/scatterlist.ts';
+} from '../src/phyr/index.ts';
 
 const PAGE_SIZE = 4096;
 const sgmax = 0xffffffff; // UINT_MAX in the current main.c

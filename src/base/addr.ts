@@ -1,21 +1,6 @@
-// Addresses are bigint at every public boundary, as branded types; lengths and counts are numbers.
+// Addresses are bigint at every public boundary (plain bigint: the kind of address is in the
+// parameter's name, as the glossary names them); lengths and counts are numbers.
 // Validators throw TypeError/RangeError naming the argument and the bad value, and return their input.
-
-declare const brand: unique symbol;
-type Brand<T, B extends string> = T & { readonly [brand]: B };
-
-/** CPU physical address. */
-export type PhysAddr = Brand<bigint, 'PhysAddr'>;
-/** Address a device puts on the bus for DMA (after IOMMU or direct translation input). */
-export type DmaAddr = Brand<bigint, 'DmaAddr'>;
-/** PCI bus address (CPU physical + bus offset). */
-export type BusAddr = Brand<bigint, 'BusAddr'>;
-/** I/O virtual address: a DMA address translated by an IOMMU. */
-export type IovaAddr = Brand<bigint, 'IovaAddr'>;
-/** User virtual address in a process. */
-export type UserAddr = Brand<bigint, 'UserAddr'>;
-/** Page frame number. */
-export type Pfn = Brand<bigint, 'Pfn'>;
 
 const U64_LIMIT = 1n << 64n;
 
@@ -75,9 +60,3 @@ export function toSafeNumber(name: string, v: bigint): number {
   return Number(v);
 }
 
-export const asPhys = (v: bigint): PhysAddr => v as PhysAddr;
-export const asDma = (v: bigint): DmaAddr => v as DmaAddr;
-export const asBus = (v: bigint): BusAddr => v as BusAddr;
-export const asIova = (v: bigint): IovaAddr => v as IovaAddr;
-export const asUser = (v: bigint): UserAddr => v as UserAddr;
-export const asPfn = (v: bigint): Pfn => v as Pfn;

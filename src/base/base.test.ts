@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import {
   checkAddr, checkLen, EventLog, KernelBug, Prng, ilog2, ilog2Big, ffs, ffsBig, roundupPowOfTwo,
   alignUpBig, isPow2, err, ok, unwrap, Stats, formatBytes,
-} from './index.ts';
+} from './internal.ts';
 
 describe('address and length validators', () => {
   it('return valid input unchanged', () => {

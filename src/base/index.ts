@@ -1,9 +1,9 @@
-// base/: addresses, log2, errno + Result, bug/warn log, counters, PRNG.
+// base/: errno + Result, argument checks, log2 and alignment helpers (the kernel's header
+// inlines), the machine's event log and counters, the PRNG, byte units.
+export { ERRNO_VALUES, err, ok, unwrap, type Err, type Errno, type Ok, type Result } from './result.ts';
 export * from './addr.ts';
-export * from './result.ts';
-export * from './events.ts';
-export * from './prng.ts';
-export * from './stats.ts';
-export * from './units.ts';
 export * from './log2.ts';
-export * from './slots.ts';
+export { EventLog, KernelBug, type EventKind, type KernelEvent } from './events.ts';
+export { Stats } from './stats.ts';
+export { Prng } from './prng.ts';
+export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';

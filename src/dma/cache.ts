@@ -3,7 +3,7 @@
 // Model deviation: no cache contents are simulated; each operation is an event plus a counter, so tests
 // and reports can see which maintenance a path would have done. Only non-coherent devices call these.
 
-import type { Device } from '../pci/device.ts';
+import type { Device } from '../pci/index.ts';
 import { dmaContextOf } from './context.ts';
 import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaDirName } from './constants.ts';
 

@@ -1,9 +1,9 @@
 // Models: the per-machine state the kernel reaches from struct device (dev->dma_io_tlb_mem,
 // dev->iommu_group's domain, the global dma-debug hash), gathered in one DmaContext per machine.
 
-import { SlotKey } from '../base/index.ts';
-import type { MachineMm } from '../mm/types.ts';
-import type { Device } from '../pci/device.ts';
+import { SlotKey } from '../base/internal.ts';
+import type { MachineMm } from '../mm/index.ts';
+import type { Device } from '../pci/index.ts';
 import type { Iommu } from '../iommu/index.ts';
 import type { PciTopology } from '../pci/index.ts';
 import type { Swiotlb } from './swiotlb.ts';

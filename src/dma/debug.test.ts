@@ -4,7 +4,7 @@
 // both sides of 2^53 (where Number() rounds) and sizes from 1 byte to 4 GiB.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { TestMachine } from '../iommu/test-machine.ts';
+import { TestMachine } from '../../test/fixtures/iommu-machine.ts';
 import { Device } from '../pci/index.ts';
 import { DmaDebug, type DmaDebugEntry, type DmaDebugType } from './debug.ts';
 

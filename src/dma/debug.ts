@@ -11,8 +11,8 @@
 // made while dma_need_unmap() was false (and not bounced) may be dropped without unmap: they are not
 // reported as leaks (reference 14.8).
 
-import type { MachineMm } from '../mm/types.ts';
-import type { Device } from '../pci/device.ts';
+import type { MachineMm } from '../mm/index.ts';
+import type { Device } from '../pci/index.ts';
 import type { SgTable } from '../phyr/index.ts';
 import type { EventLog } from '../base/index.ts';
 import { dmaContextOf } from './context.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allocPhys, makeMachine, pattern } from '../../test/dma-b-machines.ts';
+import { allocPhys, makeMachine, pattern } from '../../test/fixtures/dma-b-machines.ts';
 import { DMA_BIT_MASK, DMA_TO_DEVICE } from './constants.ts';
 import { dmaMapPhys, dmaUnmapPhys } from './mapping.ts';
 import { dmaSetMaskAndCoherent } from './mask.ts';

@@ -5,12 +5,12 @@
 // no IOMMU, through dma_range_map / identity translation. Faults are logged (kind 'FAULT') and the
 // access does nothing (errno EFAULT): a write is all or nothing.
 
-import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
-import { iommuGetDomainForDev, iommuTranslate } from '../iommu/index.ts';
-import type { MachineMm } from '../mm/types.ts';
+import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/internal.ts';
+import { iommuGetDomainForDev, iommuTranslate } from '../iommu/internal.ts';
+import type { MachineMm } from '../mm/index.ts';
 import {
   PCI_P2PDMA_MAP_BUS_ADDR, pciP2pdmaMapType, type Device, type DeviceDmaAccess, type P2pdmaProvider,
-} from '../pci/index.ts';
+} from '../pci/internal.ts';
 import { dmaContextOf } from './context.ts';
 
 /** One translated piece of an access: CPU physical address and length. */

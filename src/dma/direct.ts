@@ -4,15 +4,15 @@
 // Model deviation: no memory encryption (phys_to_dma == phys_to_dma_unencrypted) and no
 // kmalloc-alignment bouncing (x86-64 does not enable CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC).
 
-import type { Device } from '../pci/device.ts';
+import type { Device } from '../pci/index.ts';
 import type { SgTable } from '../phyr/index.ts';
 import { SG_DMA_BUS_ADDRESS } from '../phyr/index.ts';
-import type { MachineMm, MemRegion } from '../mm/types.ts';
+import type { MachineMm, MemRegion } from '../mm/index.ts';
 import {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PciP2pdmaMapState,
   pciP2pdmaBusAddrMap, pciP2pdmaState,
 } from '../pci/index.ts';
-import { SlotKey, err, ok, type Result } from '../base/index.ts';
+import { SlotKey, err, ok, type Result } from '../base/internal.ts';
 import { dmaContextOf } from './context.ts';
 import {
   DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, SIZE_MAX,

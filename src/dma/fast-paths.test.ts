@@ -4,7 +4,7 @@
 // iommu_dma_map_sg's one-walk entry reader against the entry-by-entry reader.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { allocPhys, gpuBar, makeMachine, pattern } from '../../test/dma-b-machines.ts';
+import { allocPhys, gpuBar, makeMachine, pattern } from '../../test/fixtures/dma-b-machines.ts';
 import { DmaList, PhyrList, sgAllocTable, type SgTable } from '../phyr/index.ts';
 import { DMA_BIDIRECTIONAL, DMA_TO_DEVICE } from './constants.ts';
 import { DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc } from './iova-state.ts';

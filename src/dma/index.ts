@@ -1,14 +1,19 @@
-// dma/: the DMA API: direct, swiotlb, dma-iommu, iova-state, dma-debug.
+// dma/: the DMA API of include/linux/dma-mapping.h as a driver calls it (masks and limits, map /
+// unmap / sync of pages, phys ranges, resources and sg tables, the two-step IOVA API), the phyr
+// entry point dmaMapPhyrs, and the classify-and-map iterator for consumers.
 export * from './constants.ts';
-export * from './context.ts';
-export * from './mask.ts';
-export * from './cache.ts';
-export * from './swiotlb.ts';
-export * from './direct.ts';
-export * from './debug.ts';
 export * from './mapping.ts';
-export * from './iommu-dma.ts';
-export * from './iova-state.ts';
+export {
+  dmaAddressingLimited, dmaGetMask, dmaGetMaxSegSize, dmaGetMinAlignMask, dmaGetRequiredMask, dmaGetSegBoundary,
+  dmaGetSegBoundaryNrPages, dmaSetCoherentMask, dmaSetMask, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask,
+  dmaSetSegBoundary, dmaSupported, DMA_DEFAULT_MAX_SEG_SIZE,
+} from './mask.ts';
+export {
+  DMA_IOVA_USE_SWIOTLB, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaSize, dmaIovaSync, dmaIovaTryAlloc,
+  dmaIovaUnlink, dmaUseIova,
+} from './iova-state.ts';
+export { isSwiotlbActive, swiotlbMaxMappingSize, IO_TLB_SIZE, IO_TLB_SEGSIZE, type SwiotlbConfig } from './swiotlb.ts';
+export { DmaDebug, type DmaDebugEntry, type DmaDebugType } from './debug.ts';
+export { dmaContextOf, type DmaContext } from './context.ts';
 export * from './map-iter.ts';
 export * from './map-phyrs.ts';
-export * from './device-access.ts';

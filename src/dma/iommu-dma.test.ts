@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { allocPhys, gpuBar, makeMachine, pattern, type IommuMode } from '../../test/dma-b-machines.ts';
+import { allocPhys, gpuBar, makeMachine, pattern, type IommuMode } from '../../test/fixtures/dma-b-machines.ts';
 import { sgAllocTable, sgAllocTableFromPagesSegment, SG_DMA_BUS_ADDRESS, type SgTable } from '../phyr/index.ts';
 import type { Machine } from '../machine/index.ts';
 import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';

@@ -11,7 +11,7 @@ import {
   iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync, iommuIovaToPhys, iommuMap,
   iommuMapNosync, iommuSyncMap, iommuUnmapFast, iovaRcacheRange, type IommuDomain,
   iommuDmaAllocIovaPfn, iommuDmaFreeIovaPfn, iommuMapPfns, iommuMapPfnsSync, iommuUnmapFastPfns, safeBigToNum,
-} from '../iommu/index.ts';
+} from '../iommu/internal.ts';
 import type { Device } from '../pci/index.ts';
 import {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NOT_SUPPORTED, PciP2pdmaMapState, pciP2pdmaBusAddrMap,

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { allocPhys, makeMachine, pattern, type IommuMode } from '../../test/dma-b-machines.ts';
+import { allocPhys, makeMachine, pattern, type IommuMode } from '../../test/fixtures/dma-b-machines.ts';
 import { DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';
 import {
   DMA_IOVA_USE_SWIOTLB, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaSize, dmaIovaSync,
   dmaIovaTryAlloc, dmaIovaUnlink, dmaUseIova,
 } from './iova-state.ts';
 import { dmaSetMinAlignMask } from './mask.ts';
-import { gpuBar } from '../../test/dma-b-machines.ts';
+import { gpuBar } from '../../test/fixtures/dma-b-machines.ts';
 
 const PAGE = 4096;
 

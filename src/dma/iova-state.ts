@@ -9,7 +9,7 @@ import { alignUp, checkAddr, checkLen, err, ok, type Result } from '../base/inde
 import {
   IommuIotlbGather, iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync,
   iommuIovaToPhys, iommuMapNosync, iommuMapPfns, iommuSyncMap, safeBigToNum, iommuUnmapFast, type IommuDomain,
-} from '../iommu/index.ts';
+} from '../iommu/internal.ts';
 import type { Device } from '../pci/index.ts';
 import {
   DMA_ATTR_ALL, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL,

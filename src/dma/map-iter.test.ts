@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allocPhys, gpuBar, makeMachine, phyrs } from '../../test/dma-b-machines.ts';
+import { allocPhys, gpuBar, makeMachine, phyrs } from '../../test/fixtures/dma-b-machines.ts';
 import { PhyrList, RANGE_MMIO } from '../phyr/index.ts';
 import { DMA_RANGE_BUS, DMA_RANGE_MMIO, DMA_RANGE_RAM, DmaRangeIter, dmaSegmentLimits } from './map-iter.ts';
 import { dmaSetMaxSegSize, dmaSetSegBoundary } from './mask.ts';

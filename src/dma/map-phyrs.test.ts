@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allocPhys, gpuBar, makeMachine, pattern, phyrs, type IommuMode } from '../../test/dma-b-machines.ts';
+import { allocPhys, gpuBar, makeMachine, pattern, phyrs, type IommuMode } from '../../test/fixtures/dma-b-machines.ts';
 import type { Machine } from '../machine/index.ts';
 import type { Device } from '../pci/index.ts';
 import { PageArray, PhyrList, RANGE_MMIO, type DmaList, type RangeSource } from '../phyr/index.ts';

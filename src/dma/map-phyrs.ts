@@ -4,7 +4,7 @@
 // coalescing with per-segment fallback; reference 4.4) and mm/hmm.c, over any range source walked
 // through the cursor protocol.
 
-import { SlotKey, err, ok, type Result } from '../base/index.ts';
+import { SlotKey, err, ok, type Result } from '../base/internal.ts';
 import { iommuGetDmaDomain } from '../iommu/index.ts';
 import type { Device } from '../pci/index.ts';
 import { DmaList, DmaListBuilder, PhyrList, type RangeSource } from '../phyr/index.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GiB, KiB, MiB, KernelBug } from '../base/index.ts';
-import { Device } from '../pci/device.ts';
+import { Device } from '../pci/index.ts';
 import { sgAllocTableFromPagesSegment } from '../phyr/index.ts';
 import {
   DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL, DMA_BIT_MASK,
@@ -14,7 +14,7 @@ import {
 import { dmaSetMask, dmaSetMinAlignMask } from './mask.ts';
 import { physToDma, dmaToPhys } from './direct.ts';
 import { debugDmaCheckCpuWrite } from './debug.ts';
-import { pattern, ramAt, smallMachine } from './test-fixtures.ts';
+import { pattern, ramAt, smallMachine } from '../../test/fixtures/dma-machines.ts';
 
 const HIGH = 1n << 32n;
 

@@ -9,7 +9,7 @@
 // PTE or bounce slot outlives its IOVA; the kernel would unmap the caller's size (leaving the rest
 // of the mapping live behind a freed IOVA, or tearing down more than was mapped).
 
-import type { Device } from '../pci/device.ts';
+import type { Device } from '../pci/index.ts';
 import type { SgTable } from '../phyr/index.ts';
 import { SG_DMA_SWIOTLB } from '../phyr/index.ts';
 import { checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';

@@ -9,8 +9,8 @@ import {
   dmaAddressingLimited, dmaGetMask, dmaGetMaxSegSize, dmaGetMinAlignMask, dmaGetSegBoundary, dmaSetCoherentMask,
   dmaSetMask, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask, dmaSetSegBoundary, dmaGetRequiredMask,
 } from './mask.ts';
-import { Device } from '../pci/device.ts';
-import { smallMachine } from './test-fixtures.ts';
+import { Device } from '../pci/index.ts';
+import { smallMachine } from '../../test/fixtures/dma-machines.ts';
 
 describe('DMA constants (reference 3.3, 15 row 3)', () => {
   it('have the kernel values', () => {

@@ -3,7 +3,7 @@
 // device_dma_parameters accessors of include/linux/dma-mapping.h (Linux 6.19; reference 9.3, 8.1,
 // 15 row 4).
 
-import type { Device } from '../pci/device.ts';
+import type { Device } from '../pci/index.ts';
 import { checkAddr, checkLen, err, ok, type Result, U32_MAX } from '../base/index.ts';
 import { dmaContextIfAny } from './context.ts';
 import { DMA_BIT_MASK, DMA_MAPPING_ERROR, ULONG_MAX } from './constants.ts';

@@ -7,7 +7,7 @@ import {
 } from './swiotlb.ts';
 import { dmaSetMinAlignMask } from './mask.ts';
 import { GiB, KiB, MiB } from '../base/index.ts';
-import { pattern, ramAt, smallMachine } from './test-fixtures.ts';
+import { pattern, ramAt, smallMachine } from '../../test/fixtures/dma-machines.ts';
 
 describe('swiotlb slot allocator (reference 9.1, 9.2, 15 row 6)', () => {
   it('pool comes from machine RAM and has 2 KiB slots in 128-slot segments', () => {

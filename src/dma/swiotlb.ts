@@ -4,8 +4,8 @@
 // Model deviation: one pool and one area (the kernel splits a pool into per-CPU areas and can grow
 // pools dynamically); the model has a single CPU and a fixed pool allocated at boot.
 
-import type { MachineMm } from '../mm/types.ts';
-import type { Device } from '../pci/device.ts';
+import type { MachineMm } from '../mm/index.ts';
+import type { Device } from '../pci/index.ts';
 import { checkLen, MiB } from '../base/index.ts';
 import { dmaContextIfAny, dmaContextOf } from './context.ts';
 import {

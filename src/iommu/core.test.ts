@@ -1,13 +1,13 @@
 // Tests for core.ts: map/unmap errors and unwinding, gathers and the IOTLB, iommu_map_sg, default domains.
 import { describe, expect, it } from 'vitest';
 import { Device } from '../pci/index.ts';
-import type { Range, RangeSource } from '../phyr/types.ts';
+import type { Range, RangeSource } from '../phyr/index.ts';
 import {
   createIommu, iommuFlushIotlbAll, iommuGetDmaDomain, iommuGetDomainForDev, iommuIotlbGatherAddPage, IommuIotlbGather,
   iommuIotlbSync, iommuIovaToPhys, iommuMap, iommuMapNosync, iommuMapSg, iommuTranslate, iommuUnmap, iommuUnmapFast,
   IOMMU_READ, IOMMU_WRITE, type IommuConfig,
-} from './index.ts';
-import { TestMachine } from './test-machine.ts';
+} from './internal.ts';
+import { TestMachine } from '../../test/fixtures/iommu-machine.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 

@@ -5,7 +5,7 @@
 // the device side: a translation through the IOTLB, then the tables.
 
 import { checkAddr, checkLen, err, ok, type Errno, type Result } from '../base/index.ts';
-import type { RangeSource } from '../phyr/types.ts';
+import type { RangeSource } from '../phyr/index.ts';
 import { IommuIotlbGather, type IommuDomain } from './domain.ts';
 import type { LeafInfo, PageTable } from './pagetable.ts';
 import { safeBigToNum } from './addr-num.ts';

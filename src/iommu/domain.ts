@@ -5,8 +5,8 @@
 // Model deviation: every device is its own IOMMU group, so probeDevice builds one default domain
 // per device; reserved regions are machine-wide and apply to every DMA cookie.
 
-import { SlotKey, checkAddr, checkOneOf } from '../base/index.ts';
-import type { MachineMm } from '../mm/types.ts';
+import { SlotKey, checkAddr, checkOneOf } from '../base/internal.ts';
+import type { MachineMm } from '../mm/index.ts';
 import type { Device } from '../pci/index.ts';
 import { FlushQueue, IOVA_DEFAULT_FQ_SIZE, IOVA_DEFAULT_FQ_TIMEOUT, IOVA_SINGLE_FQ_SIZE, IOVA_SINGLE_FQ_TIMEOUT } from './flush-queue.ts';
 import { amdV1Format, armLpaeFormat, x86_64Format, type PtFormat } from './formats.ts';

@@ -8,8 +8,8 @@ import {
   createIommu, iommuDmaAllocIova, iommuDmaAllocIovaPfn, iommuDmaFreeIova, iommuDmaFreeIovaPfn, IommuIotlbGather,
   iommuIotlbSync, iommuIovaToPhys, iommuMap, iommuMapNosync, iommuMapPfns, iommuMapPfnsSync, iommuUnmapFast,
   iommuUnmapFastPfns, IOMMU_READ, IOMMU_WRITE, type IommuDomain,
-} from './index.ts';
-import { TestMachine } from './test-machine.ts';
+} from './internal.ts';
+import { TestMachine } from '../../test/fixtures/iommu-machine.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 

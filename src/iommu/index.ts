@@ -1,13 +1,13 @@
-// iommu/: domains, byte-exact page tables, map/unmap, IOTLB and gather, the IOVA allocator of dma-iommu.
+// iommu/: the IOMMU API of drivers/iommu/iommu.c (domains, iommu_map / iommu_unmap, the IOTLB
+// gather, iova_to_phys) and an inspector for the byte-exact page tables.
 export * from './prot.ts';
-export * from './pgsize.ts';
-export * from './formats.ts';
-export * from './pagetable.ts';
-export * from './iotlb.ts';
-export * from './iova.ts';
-export * from './flush-queue.ts';
-export * from './domain.ts';
-export * from './core.ts';
-export * from './dma-iommu.ts';
+export {
+  Iommu, IommuDomain, IommuIotlbGather, createIommu, iommuGetDmaDomain, iommuGetDomainForDev, type IommuConfig,
+  type IommuDomainGeometry, type IommuDomainType, type ReservedRegion, type ReservedRegionKind,
+} from './domain.ts';
+export {
+  iommuFlushIotlbAll, iommuIotlbGatherAddPage, iommuIotlbGatherAddRange, iommuIotlbGatherIsDisjoint, iommuIotlbSync,
+  iommuIovaToPhys, iommuMap, iommuMapNosync, iommuMapSg, iommuSyncMap, iommuUnmap, iommuUnmapFast,
+} from './core.ts';
+export type { PtFormatName } from './formats.ts';
 export * from './inspect.ts';
-export { safeBigToNum } from './addr-num.ts';

@@ -4,8 +4,8 @@
 // ranges held, through many chunk splits and empty chunks, with reservations and 32-bit limits.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { IovaDomain } from './index.ts';
-import { TestMachine } from './test-machine.ts';
+import { IovaDomain } from './internal.ts';
+import { TestMachine } from '../../test/fixtures/iommu-machine.ts';
 
 /** The same alloc_iova / free_iova / reserve_iova over one flat sorted array pair. */
 class FlatIova {

@@ -3,8 +3,8 @@ import { Device } from '../pci/index.ts';
 import {
   createIommu, iommuDmaAllocIova, iommuDmaFlushQueueFlush, iommuDmaFlushQueueTick, iommuDmaFreeIova, IommuIotlbGather,
   iommuMap, iommuTranslate, iommuUnmapFast, iovaRcacheRange, IOMMU_READ, IovaDomain, type IommuConfig,
-} from './index.ts';
-import { TestMachine } from './test-machine.ts';
+} from './internal.ts';
+import { TestMachine } from '../../test/fixtures/iommu-machine.ts';
 
 const M64 = (1n << 64n) - 1n;
 const M32 = 0xffffffffn;

@@ -1,8 +1,8 @@
 // Tests for the page-table walker and formats: hand-encoded entries of x86-64, ARM LPAE and AMD v1.
 import { describe, expect, it } from 'vitest';
 import { createIommu, dumpTablePage, iommuIovaToPhys, iommuMap, iommuUnmap, iommuWalk, IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC,
-  IOMMU_READ, IOMMU_WRITE, type IommuConfig } from './index.ts';
-import { TestMachine } from './test-machine.ts';
+  IOMMU_READ, IOMMU_WRITE, type IommuConfig } from './internal.ts';
+import { TestMachine } from '../../test/fixtures/iommu-machine.ts';
 
 function setup(cfg: Partial<IommuConfig> = {}) {
   const mm = new TestMachine();

@@ -7,7 +7,7 @@
 // Model deviation: one thread, so none of the kernel's lock-free install races exist here.
 
 import type { Errno } from '../base/index.ts';
-import type { MachineMm } from '../mm/types.ts';
+import type { MachineMm } from '../mm/index.ts';
 import { entryHi, entryLo, entryOaPfn, PT_ENTRY_EMPTY, PT_ENTRY_OA, PT_ENTRY_TABLE, type EntryWords, type PtFormat } from './formats.ts';
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;

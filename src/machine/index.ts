@@ -1,2 +1,2 @@
-// machine/: the top-level simulated machine (mm + pci + iommu + dma).
-export * from './machine.ts';
+// machine/: createMachine, the composition root (mm + pci + iommu + swiotlb + DMA per device).
+export { Machine, createMachine, pciHostBridgeWindows, type HostBridgeWindow, type MachineConfig } from './machine.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GiB, KiB, MiB } from '../base/index.ts';
-import { createMachine, Machine } from './index.ts';
+import { createMachine, Machine } from './internal.ts';
 import {
   dmaContextOf, dmaMapPhys, dmaUnmapPhys, DMA_TO_DEVICE, DMA_BIT_MASK, dmaSetMask, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE,
   dmaSyncSingleForCpu, dmaSyncSingleForDevice,

@@ -4,16 +4,16 @@
 // DMA context, its dma_skip_sync setup and a DMA engine that moves bytes through its real path.
 
 import { MmMachine, type MmConfig } from '../mm/index.ts';
-import { Device } from '../pci/device.ts';
+import { Device } from '../pci/index.ts';
 import {
   buildPciTopology, pciDeviceMemoryFromConfig, type CpuConfig, type PciNodeConfig, type PciTopology,
-} from '../pci/index.ts';
+} from '../pci/internal.ts';
 import { createIommu, type Iommu, type IommuConfig } from '../iommu/index.ts';
 import {
   createSwiotlb, dmaDebugCheckLeaks, dmaDebugCpuWriteHook, DmaDebug, dmaSetupNeedSync, registerDmaDevice, type DmaContext,
   type Swiotlb, type SwiotlbConfig,
-} from '../dma/index.ts';
-import { installDeviceDmaAccess } from '../dma/device-access.ts';
+} from '../dma/internal.ts';
+import { installDeviceDmaAccess } from '../dma/internal.ts';
 
 /** Everything createMachine accepts: issue #2's MmConfig plus the CPU, PCI, IOMMU and swiotlb. */
 export interface MachineConfig extends MmConfig {

@@ -1,9 +1,7 @@
-// mm/: machine memory map, page allocator, folios, user mm, GUP.
-export type * from './types.ts';
-export * from './layout.ts';
-export { SparsePhysMem } from './physmem.ts';
-export { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
-export { FolioKind, FolioTable } from './folio.ts';
+// mm/: the machine's memory (regions, folios, hugetlb), processes (UserMm: mmap, faults, user
+// copies), and GUP (pin_user_pages and the phyr pin).
+export type { MachineMm, MemRegion, PageFacts, PhysMem, RegionKind } from './types.ts';
+export { MAX_RAM_BYTES, type MmConfig } from './layout.ts';
 export { MmMachine, createMmMachine, type FolioInfo, type HugetlbPool } from './machine.ts';
-export { UserMm, TASK_SIZE, type MmapBacking, type MmapOptions } from './user-mm.ts';
+export { TASK_SIZE, UserMm, type MmapBacking, type MmapOptions } from './user-mm.ts';
 export * from './gup.ts';

@@ -2,7 +2,7 @@
 // Validates a machine config and lays out an x86-like physical memory map.
 
 import { GiB, MiB, TiB, checkLen, isPow2, roundupPowOfTwo } from '../base/index.ts';
-import { RANGE_DEVICE, RANGE_MMIO, RANGE_NOPAGE, RANGE_PMEM, RANGE_RAM, withProvider } from '../phyr/flags.ts';
+import { RANGE_DEVICE, RANGE_MMIO, RANGE_NOPAGE, RANGE_PMEM, RANGE_RAM, withProvider } from '../phyr/index.ts';
 import { describeValue } from './describe.ts';
 import type { MemRegion, RegionKind } from './types.ts';
 

@@ -1,7 +1,7 @@
 // Tests for machine.ts / layout.ts / physmem.ts: the memory map, config validation, sparse memory, kernel pages.
 import { describe, expect, it } from 'vitest';
 import { GiB, KernelBug, MiB, TiB, unwrap } from '../base/index.ts';
-import { RANGE_DEVICE, RANGE_MMIO, RANGE_NOPAGE, RANGE_PMEM, RANGE_RAM } from '../phyr/flags.ts';
+import { RANGE_DEVICE, RANGE_MMIO, RANGE_NOPAGE, RANGE_PMEM, RANGE_RAM } from '../phyr/index.ts';
 import { MmMachine, createMmMachine } from './machine.ts';
 
 describe('memory map', () => {

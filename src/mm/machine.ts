@@ -1,7 +1,7 @@
 // Models: mm/mm_init.c, mm/page_alloc.c, mm/hugetlb.c, include/linux/page_ref.h (Linux 6.x): the machine's
 // memory at boot (boot-time hugetlb pools included) and the page allocator entry points. Implements MachineMm.
 
-import { EventLog, GiB, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/index.ts';
+import { EventLog, GiB, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/internal.ts';
 import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
 import { FolioKind, FolioTable } from './folio.ts';
 import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resolveMmConfig } from './layout.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GiB } from '../base/index.ts';
-import { createMmMachine } from './index.ts';
+import { createMmMachine } from './internal.ts';
 
 describe('SparsePhysMem CPU-write hook', () => {
   const setup = () => {

@@ -1,7 +1,7 @@
 // The machine's memory-management surface that upper layers (pci, iommu, dma, consumers) use.
 // Implemented by src/mm/machine.ts; upper layers depend on these types only.
 
-import type { EventLog, Prng, Result, Slots, Stats } from '../base/index.ts';
+import type { EventLog, Prng, Result, Slots, Stats } from '../base/internal.ts';
 
 export type RegionKind = 'ram' | 'reserved' | 'pmem' | 'device';
 

@@ -19,7 +19,7 @@ export interface DeviceDmaParms {
   segmentBoundaryMask: bigint;
 }
 
-import { Slots, type Result } from '../base/index.ts';
+import { Slots, type Result } from '../base/internal.ts';
 
 /** How a device's DMA reaches memory: installed by the DMA layer when the machine is built. */
 export interface DeviceDmaAccess {

@@ -1,5 +1,13 @@
-// pci/: struct device DMA fields, PCI topology, P2PDMA.
-export * from './device.ts';
-export * from './pci-dev.ts';
-export * from './topology.ts';
-export * from './p2pdma.ts';
+// pci/: struct device's DMA fields, PCI functions and their topology, P2PDMA (providers, map types,
+// distances, bus addresses).
+export { Device, type BusDmaRegion, type DeviceDmaParms } from './device.ts';
+export {
+  PciDev, PciHostBridge, devIsPci, toPciDev, type CpuConfig, type P2pdmaProvider, type PciBar, type PciDevKind,
+} from './pci-dev.ts';
+export { PciTopology, pciTopologyOf, type PciBarConfig, type PciNodeConfig, type PciNodeType } from './topology.ts';
+export {
+  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NAMES, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_NOT_SUPPORTED,
+  PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PCI_P2PDMA_MAP_UNKNOWN, PCI_STD_NUM_BARS, PciP2pdmaMapState, pciBusAddress,
+  pciP2pdmaBusAddrMap, pciP2pdmaDistance, pciP2pdmaDistanceMany, pciP2pdmaMapType, pciP2pdmaState, pciResourceStart,
+  pcimP2pdmaProvider, type PciP2pdmaMapType,
+} from './p2pdma.ts';

@@ -2,7 +2,7 @@
 // bridge whitelist, AMD Zen, the map-type cache, pci_p2pdma_state, bus offsets, distance_many rules.
 import { describe, expect, it } from 'vitest';
 import { GiB, KiB } from '../base/index.ts';
-import { RANGE_DEVICE, withProvider } from '../phyr/flags.ts';
+import { RANGE_DEVICE, withProvider } from '../phyr/index.ts';
 import { Device } from './device.ts';
 import {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_NOT_SUPPORTED, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE,
@@ -11,7 +11,7 @@ import {
   pciP2pdmaMapType, pciP2pdmaState, pciResourceStart, pcimP2pdmaInit, pcimP2pdmaProvider, providerForRangeFlags,
 } from './p2pdma.ts';
 import { toPciDev } from './pci-dev.ts';
-import { buildTestTopology as build, exampleTopology as example } from './test-topology.ts';
+import { buildTestTopology as build, exampleTopology as example } from '../../test/fixtures/pci-topology.ts';
 import type { PciNodeConfig } from './topology.ts';
 
 const NOT_WHITELISTED = { vendor: 0x1022, device: 0x1480 };

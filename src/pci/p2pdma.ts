@@ -10,7 +10,7 @@
 // machine's event log (source 'pci-p2pdma'): they are diagnostics, not violated kernel invariants.
 
 import { checkAddr, checkLen, err, hex, ok, type Result } from '../base/index.ts';
-import { rangeProvider } from '../phyr/flags.ts';
+import { rangeProvider } from '../phyr/index.ts';
 import type { Device } from './device.ts';
 import {
   devIsPci, toPciDev,

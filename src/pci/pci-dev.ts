@@ -3,7 +3,7 @@
 // pci_dev->untrusted, the ACS control of a port) and struct pci_p2pdma, struct p2pdma_provider.
 // A Device (device.ts) is a PCI function when dev.pci holds a PciDev; toPciDev() is to_pci_dev().
 
-import type { MachineMm, MemRegion } from '../mm/types.ts';
+import type { MachineMm, MemRegion } from '../mm/index.ts';
 import { Device } from './device.ts';
 
 /** Kinds of PCI function the model enumerates (pci_pcie_type plus the host bridge's root device). */

@@ -1,10 +1,10 @@
 // Tests for the PCI topology build: enumeration, names, BAR regions, providers, config validation.
 import { describe, expect, it } from 'vitest';
 import { GiB, KiB } from '../base/index.ts';
-import { rangeProvider } from '../phyr/flags.ts';
+import { rangeProvider } from '../phyr/index.ts';
 import { Device } from './device.ts';
 import { devIsPci, toPciDev } from './pci-dev.ts';
-import { buildTestTopology as build, exampleTopology as example, pciTestMachine } from './test-topology.ts';
+import { buildTestTopology as build, exampleTopology as example, pciTestMachine } from '../../test/fixtures/pci-topology.ts';
 import { buildPciTopology, pciDeviceMemoryFromConfig, pciTopologyOf, type PciNodeConfig } from './topology.ts';
 
 describe('pciDeviceMemoryFromConfig', () => {

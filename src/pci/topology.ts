@@ -15,9 +15,9 @@
 // Model deviation: BARs (and their ACS/P2P settings) belong to function 0 of an endpoint; the
 // other functions have none. ARI (more than 8 functions) is not modeled.
 
-import { SlotKey, checkAddr, isPow2 } from '../base/index.ts';
-import type { MachineMm, MemRegion } from '../mm/types.ts';
-import { RANGE_PROVIDER_MAX } from '../phyr/flags.ts';
+import { SlotKey, checkAddr, isPow2 } from '../base/internal.ts';
+import type { MachineMm, MemRegion } from '../mm/index.ts';
+import { RANGE_PROVIDER_MAX } from '../phyr/index.ts';
 import { Device } from './device.ts';
 import { PCI_STD_NUM_BARS, pcimP2pdmaInit } from './p2pdma.ts';
 import {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BvecList } from './bvec.ts';
 import { RANGE_MMIO, RANGE_NOPAGE } from './flags.ts';
-import { refSegments, segsOnly, walkCursor } from '../../test/phyr-reference.ts';
+import { refSegments, segsOnly, walkCursor } from '../../test/fixtures/phyr-reference.ts';
 
 describe('BvecList', () => {
   const vecs = [

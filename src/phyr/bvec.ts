@@ -6,7 +6,7 @@
 // Storage: pfn Float64Array (exact, pfns are < 2^53), len and offset Uint32Array, flags one value or a
 // Uint32Array column.
 
-import { checkAddr, checkLen } from '../base/addr.ts';
+import { checkAddr, checkLen } from '../base/index.ts';
 import { BvecCursor, makeCursor, KIND_BVEC, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
 import { RANGE_NOPAGE } from './flags.ts';
 import { alreadyBuilt, checkFlagsArg, checkIndex, checkInitialCapacity, grown } from './layout-util.ts';

@@ -5,7 +5,7 @@ import { PageArray } from './page-array.ts';
 import { DmaList } from './dma-list.ts';
 import { RANGE_MMIO, RANGE_NOPAGE } from './flags.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
-import { coverage } from '../../test/phyr-reference.ts';
+import { coverage } from '../../test/fixtures/phyr-reference.ts';
 
 /** A foreign RangeSource (not a phyr layout) that only offers the protocol: an array behind a cursor. */
 function foreignSource(ranges: Range[]): RangeSource {

@@ -5,8 +5,8 @@
 // A range that the target layout cannot represent is reported (errno EINVAL with the entry index and
 // why), never dropped.
 
-import { checkLen } from '../base/addr.ts';
-import { err, ok, type Result } from '../base/result.ts';
+import { checkLen } from '../base/index.ts';
+import { err, ok, type Result } from '../base/index.ts';
 import { BvecList, BvecListBuilder } from './bvec.ts';
 import { TWO_POW_53 } from './cursor.ts';
 import { DmaList, DmaListBuilder } from './dma-list.ts';

@@ -25,7 +25,7 @@
 // max_segment_size; this cursor merges and cuts the segment at the limit instead (same coverage,
 // fewer segments). Limits are never exceeded either way.
 
-import { checkLen } from '../base/addr.ts';
+import { checkLen } from '../base/index.ts';
 import type { CursorOptions, RangeCursor, StopReason } from './types.ts';
 
 /** Storage kinds the shared cursor understands. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DmaList } from './dma-list.ts';
 import { PhyrList } from './phyr-list.ts';
 import { RANGE_MMIO } from './flags.ts';
-import { segsOnly, walkCursor } from '../../test/phyr-reference.ts';
+import { segsOnly, walkCursor } from '../../test/fixtures/phyr-reference.ts';
 
 describe('DmaList', () => {
   it('builds with merging and keeps full 64-bit DMA addresses', () => {

@@ -1,11 +1,16 @@
-// phyr/: range types, layouts, the cursor protocol, bvec, scatterlist.
-export * from './types.ts';
+// phyr/: range types, the layouts (phyr list, bio_vec list, page list, page array, DMA list), the
+// cursor protocol, conversions, and the scatterlist API of lib/scatterlist.c.
+export type { CursorOptions, LayoutName, Range, RangeCursor, RangeSource, SegmentLimits, StopReason } from './types.ts';
 export * from './flags.ts';
-export * from './phyr-list.ts';
-export * from './page-array.ts';
-export { AddrLenCursor, BvecCursor, ColumnCursor, PageArrayCursor, PageListCursor } from './cursor.ts';
-export * from './scatterlist.ts';
-export * from './bvec.ts';
-export * from './page-list.ts';
-export * from './dma-list.ts';
-export * from './convert.ts';
+export { PhyrList, PhyrListBuilder } from './phyr-list.ts';
+export { PageArray, type PageArrayOptions } from './page-array.ts';
+export { BvecList, BvecListBuilder } from './bvec.ts';
+export { PAGE_LIST_HEADER_BYTES, PAGE_LIST_MAX_ORDER, PageList, PageListBuilder } from './page-list.ts';
+export { DmaList, DmaListBuilder } from './dma-list.ts';
+export { appendMerge, coalesce, slice, toBvecList, toPageArray, toPageList, toPhyrList } from './convert.ts';
+export {
+  SCATTERLIST_BYTES, SG_APPEND_TABLE_BYTES, SG_CHAIN, SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB, SG_END, SG_MAX_SINGLE_ALLOC,
+  SG_TABLE_BYTES, SgAppendTable, SgTable, sgAllocAppendTableFromPages, sgAllocTable, sgAllocTableFromPages,
+  sgAllocTableFromPagesSegment, sgDmaIsBusAddress, sgDmaIsSwiotlb, sgFreeAppendTable, sgFreeTable, sgNents,
+  type PfnInput, type SgPageOpts,
+} from './scatterlist.ts';

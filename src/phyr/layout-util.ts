@@ -6,7 +6,7 @@
 // Only cold code lives here (growth, construction, error paths): the builders' per-entry push paths
 // keep their own inline checks and call in here only to throw.
 
-import { checkAddr, checkLen } from '../base/addr.ts';
+import { checkAddr, checkLen } from '../base/index.ts';
 
 /** A typed-array column of the layouts' storage. */
 export type Column = Float64Array | Uint32Array | Uint8Array | BigUint64Array;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PageArray } from './page-array.ts';
-import { refSegments, walkCursor, segsOnly } from '../../test/phyr-reference.ts';
+import { refSegments, walkCursor, segsOnly } from '../../test/fixtures/phyr-reference.ts';
 
 describe('PageArray', () => {
   const pfns = new Float64Array([5, 6, 7, 20, 21, 3]);

@@ -6,7 +6,7 @@
 // Uint32Array per page. Entry i walks pageSize bytes from pfn i's page, except that the walk starts
 // `offset` bytes into the first page and covers `len` bytes in total.
 
-import { checkLen } from '../base/addr.ts';
+import { checkLen } from '../base/index.ts';
 import { PageArrayCursor, makeCursor, KIND_PAGEARRAY, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
 import { checkIndex } from './layout-util.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PageList, decomposeRun } from './page-list.ts';
-import { refSegments, segsOnly, walkCursor } from '../../test/phyr-reference.ts';
+import { refSegments, segsOnly, walkCursor } from '../../test/fixtures/phyr-reference.ts';
 
 /** Brute force: the largest aligned power of two that fits, one step at a time. */
 function bruteDecompose(pfn: number, pages: number): [number, number][] {

@@ -10,7 +10,7 @@
 //
 // Storage: chunk start pfn Float64Array (exact), order Uint8Array.
 
-import { checkAddr, checkLen } from '../base/addr.ts';
+import { checkAddr, checkLen } from '../base/index.ts';
 import { PageListCursor, makeCursor, KIND_PAGES, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
 import { alreadyBuilt, checkIndex, checkInitialCapacity, checkOptionalFlagsU32, grown } from './layout-util.ts';
 import { checkPageSize } from './page-array.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PhyrList, PhyrListBuilder } from './phyr-list.ts';
 import { RANGE_MMIO } from './flags.ts';
-import { refSegments, segsOnly, walkCursor } from '../../test/phyr-reference.ts';
+import { refSegments, segsOnly, walkCursor } from '../../test/fixtures/phyr-reference.ts';
 
 describe('PhyrListBuilder', () => {
   it('merges physically adjacent entries with equal flags, appends otherwise', () => {

@@ -11,7 +11,7 @@
 // Model deviation: phyr len is size_t (up to 2^63-1 in the kernel); here it stops at
 // Number.MAX_SAFE_INTEGER (2^53-1), far above any model machine's memory.
 
-import { checkAddr, checkLen } from '../base/addr.ts';
+import { checkAddr, checkLen } from '../base/index.ts';
 import { AddrLenCursor, makeCursor, KIND_ADDR_LEN, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
 import { alreadyBuilt, buildFromRanges, checkFlagsArg, checkIndex, checkInitialCapacity, grown } from './layout-util.ts';
 import type { CursorOptions, LayoutName, Range, RangeCursor, RangeSource } from './types.ts';

@@ -1,7 +1,7 @@
 // Tests for scatterlist.ts / sg-cursor.ts: sg_alloc_table*, chaining, append, DMA flags, the cursor vs references.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EventLog, KernelBug } from '../base/events.ts';
+import { EventLog, KernelBug } from '../base/index.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
 import {
   SG_APPEND_TABLE_BYTES, SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB, SgAppendTable, SgTable, sgAllocAppendTableFromPages,

@@ -8,9 +8,9 @@
 // SG_CHAIN in its link column and the index of the chunk it points to in its pfn column, exactly where the
 // kernel's page_link would hold the next chunk's address | SG_CHAIN.
 
-import { checkAddr, checkLen } from '../base/addr.ts';
-import { type EventLog, KernelBug } from '../base/events.ts';
-import { err, ok, type Result } from '../base/result.ts';
+import { checkAddr, checkLen } from '../base/index.ts';
+import { type EventLog, KernelBug } from '../base/index.ts';
+import { err, ok, type Result } from '../base/index.ts';
 import { grown } from './layout-util.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
 import { SgCursor, nextSlot, type SgSideView } from './sg-cursor.ts';

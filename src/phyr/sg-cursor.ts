@@ -6,7 +6,7 @@
 // The cursor's state is a position (entry, offset in entry, bytes consumed, budget end); the current segment
 // is derived from the position, so advance() by part of a segment and clone() are exact.
 
-import { checkLen } from '../base/addr.ts';
+import { checkLen } from '../base/index.ts';
 import type { CursorOptions, RangeCursor, StopReason } from './types.ts';
 
 const SG_CHAIN = 0x01;

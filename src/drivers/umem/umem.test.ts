@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { makeMachine } from '../../../test/dma-b-machines.ts';
+import { makeMachine } from '../../../test/fixtures/dma-b-machines.ts';
 import { DMA_BIT_MASK, dmaSetMaskAndCoherent } from '../../dma/index.ts';
 import { UMEM_METHODS, umemMap } from './umem.ts';
 

@@ -1,0 +1,14 @@
+// dma/ for the model's other layers and the machine: the backends (dma-direct, swiotlb,
+// dma-iommu), the per-machine DMA context, dma-debug's hooks, the device DMA engine, and everything
+// in dma/index.ts. Not part of the package API: a driver that called a backend directly would
+// bypass dispatch and dma-debug.
+export * from './index.ts';
+export * from './context.ts';
+export * from './mask.ts';
+export * from './cache.ts';
+export * from './swiotlb.ts';
+export * from './direct.ts';
+export * from './debug.ts';
+export * from './iommu-dma.ts';
+export * from './iova-state.ts';
+export * from './device-access.ts';
