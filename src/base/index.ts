@@ -6,3 +6,4 @@ export * from './prng.ts';
 export * from './stats.ts';
 export * from './units.ts';
 export * from './log2.ts';
+export * from './frame-offset.ts';
