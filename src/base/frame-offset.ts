@@ -406,11 +406,10 @@ export function posToBoundary(frame: number, off: number, shift: number, lg2: nu
   const k = lg2 - shift;
   const fm = frameLow(frame, k);
   if (lg2 <= 53) return (POW2[k] - fm) * POW2[shift] - off;
-  // 2^lg2 > 2^53: the distance is < 2^53 only when fewer than 2^(53 - shift) frames remain; then
-  // 2^k - fm is exact (fm >= 2^(k-1), Sterbenz) and so is the product.
-  const rem = POW2[k] - fm;
-  if (rem > POW2[53 - shift]) return TWO_53;
-  const d = rem * POW2[shift] - off;
+  // 2^lg2 > 2^53: the distance is at most 2^53 only when at most 2^(53 - shift) frames remain;
+  // then 2^k - fm is exact (fm >= 2^(k-1), Sterbenz) and so is the result. Otherwise the rounded
+  // result is still above 2^53 (rounding is monotonic) and the cap applies.
+  const d = (POW2[k] - fm) * POW2[shift] - off;
   return d > TWO_53 ? TWO_53 : d;
 }
 
