@@ -26,6 +26,7 @@
 // bigint appears only in posFromBig / posToBig / Mask64 / maskLg2: the public boundaries.
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const TWO_52 = 2 ** 52;
 const TWO_53 = 2 ** 53;
 const U64_MAX = (1n << 64n) - 1n;
 const U64_END = 1n << 64n;
@@ -256,21 +257,31 @@ export function posRescale(frame: number, off: number, fromShift: number, toShif
 export function posAdd(frame: number, off: number, shift: number, len: number, out: FramePos): void {
   if (!(len >= 0 && len <= MAX_SAFE && Math.floor(len) === len)) badLen(len);
   if (!shiftOk(shift)) badShift(shift);
-  const size = POW2[shift];
-  const lf = Math.floor(len * INV_POW2[shift]);
-  let o = off + (len - lf * size);
-  let f = lf;
-  if (o >= size) {
-    o -= size;
-    f += 1;
+  const size = POW2[shift], inv = INV_POW2[shift];
+  // off + len as whole frames and a rest. The frame carry is computed, not branched on: with
+  // random offsets a branch on it mispredicts half the time (measured 2x slower).
+  let f: number, o: number;
+  if (len < TWO_52) {
+    const t = off + len; // < 2^52 + 2^30: exact
+    f = Math.floor(t * inv);
+    o = t - f * size;
+  } else {
+    // off + len might round: split len first (off + its rest < 2^31 carries at most one frame)
+    const lf = Math.floor(len * inv);
+    const t = off + (len - lf * size);
+    const carry = Math.floor(t * inv);
+    f = lf + carry;
+    o = t - carry * size;
   }
   // frame + f <= END_FRAME, tested without forming a sum that could round
   const room = END_FRAME[shift] - f;
-  if (frame > room || (frame === room && o > END_OFF[shift])) {
-    throw new RangeError(`position ${hexPos(frame, off, shift)} + len ${len} is past ${limitText(shift)}`);
-  }
+  if (frame > room || (frame === room && o > END_OFF[shift])) addOverflow(frame, off, shift, len);
   out.frame = frame + f;
   out.off = o;
+}
+
+function addOverflow(frame: number, off: number, shift: number, len: number): never {
+  throw new RangeError(`position ${hexPos(frame, off, shift)} + len ${len} is past ${limitText(shift)}`);
 }
 
 /**
@@ -281,17 +292,18 @@ export function posAdd(frame: number, off: number, shift: number, len: number, o
 export function posSubLen(frame: number, off: number, shift: number, len: number, out: FramePos): void {
   if (!(len >= 0 && len <= MAX_SAFE && Math.floor(len) === len)) badLen(len);
   if (!shiftOk(shift)) badShift(shift);
-  const size = POW2[shift];
-  const lf = Math.floor(len * INV_POW2[shift]);
-  let o = off - (len - lf * size);
-  let f = frame - lf;
-  if (o < 0) {
-    o += size;
-    f -= 1;
-  }
-  if (f < 0) throw new RangeError(`position ${hexPos(frame, off, shift)} - len ${len} is below 0`);
+  const size = POW2[shift], inv = INV_POW2[shift];
+  const lf = Math.floor(len * inv);
+  const t = off - (len - lf * size); // in (-2^shift, 2^shift): borrow is floor(t / 2^shift), -1 or 0
+  const borrow = Math.floor(t * inv);
+  const f = frame - lf + borrow;
+  if (f < 0) subUnderflow(frame, off, shift, len);
   out.frame = f;
-  out.off = o;
+  out.off = t - borrow * size;
+}
+
+function subUnderflow(frame: number, off: number, shift: number, len: number): never {
+  throw new RangeError(`position ${hexPos(frame, off, shift)} - len ${len} is below 0`);
 }
 
 /**
@@ -345,29 +357,27 @@ export function posAlignDown(frame: number, off: number, shift: number, lg2: num
 export function posAlignUp(frame: number, off: number, shift: number, lg2: number, out: FramePos): void {
   if (!shiftOk(shift)) badShift(shift);
   if ((lg2 >>> 0) !== lg2 || lg2 > 64) badLg2('lg2', lg2, 64);
-  let f: number;
+  // (computed, not branched on whether the position is already aligned: see posAdd)
+  let f: number, o: number;
   if (lg2 <= shift) {
     const m = POW2[lg2] - 1;
-    const o = (off + m) & ~m;
-    if (o < POW2[shift]) {
-      out.frame = frame;
-      out.off = o;
-      return;
-    }
-    f = frame + 1;
+    const t = (off + m) & ~m; // <= 2^shift: carries at most one frame
+    const carry = Math.floor(t * INV_POW2[shift]);
+    f = frame + carry;
+    o = t - carry * POW2[shift];
   } else {
     const k = lg2 - shift;
     const r = frameLow(frame, k);
-    if (r === 0 && off === 0) {
-      out.frame = frame;
-      out.off = 0;
-      return;
-    }
-    f = frame - r + POW2[k];
+    f = frame - r + Math.sign(r + off) * POW2[k];
+    o = 0;
   }
-  if (f > END_FRAME[shift]) throw new RangeError(`ALIGN(${hexPos(frame, off, shift)}, 2^${lg2}) is past ${limitText(shift)}`);
+  if (f > END_FRAME[shift]) alignOverflow(frame, off, shift, lg2);
   out.frame = f;
-  out.off = 0;
+  out.off = o;
+}
+
+function alignOverflow(frame: number, off: number, shift: number, lg2: number): never {
+  throw new RangeError(`ALIGN(${hexPos(frame, off, shift)}, 2^${lg2}) is past ${limitText(shift)}`);
 }
 
 /** IS_ALIGNED(x, 2^lg2) (include/vdso/align.h), PAGE_ALIGNED: the low lg2 bits of the position are 0. */
