@@ -349,9 +349,10 @@ export function posAlignDown(frame: number, off: number, shift: number, lg2: num
 /**
  * ALIGN(x, 2^lg2) (include/vdso/align.h: __ALIGN_KERNEL), iova_align(), PAGE_ALIGN for
  * lg2 = PAGE_SHIFT: the smallest multiple of 2^lg2 at or above the position.
- * Model deviation: where the kernel's ALIGN would wrap past 2^64 to 0 this cannot happen here
- * (2^64 is a multiple of every 2^lg2 and a valid position); only shift 9 and 10, whose positions
- * end below 2^64, can overflow, and that throws.
+ * Unlike ALIGN on a u64, nothing wraps to 0: aligning up past 2^64 - 1 gives the end position
+ * 2^64 (a multiple of every 2^lg2). A caller that models a kernel path relying on the wrap must
+ * test for that end itself. Only shift 9 and 10, whose positions end below 2^64, can overflow,
+ * and that throws.
  * @throws RangeError if the aligned position is beyond the shift's limit.
  */
 export function posAlignUp(frame: number, off: number, shift: number, lg2: number, out: FramePos): void {
