@@ -2,3 +2,4 @@
 // everything in base/index.ts. Not part of the package API.
 export * from './index.ts';
 export * from './slots.ts';
+export * from './frame-offset.ts';
