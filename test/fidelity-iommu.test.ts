@@ -119,6 +119,36 @@ describe('PCI DMA parameters (probe.c: pci_device_add sets max_seg_size 65536 an
     expect(bytes).toEqual(new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
   });
 
+  it('map_sg does not merge DMA segments across a 4 GiB IOVA line (__finalise_sg): 3 segments, not 2', () => {
+    const run = (boundary?: bigint): Array<[bigint, number]> => {
+      const m = smallMachine({ ramBytes: 16 * GiB, iommu: { format: 'x86-64', mode: 'strict' } });
+      const dev = m.device('nvme0');
+      expect(dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64)).ok).toBe(true);
+      if (boundary !== undefined) dmaSetSegBoundary(dev, boundary);
+      const big = 0x100000000 - 0x8000;
+      const p0 = ramAt(m, 1n << 32n, big);
+      const p1 = ramAt(m, p0 + BigInt(big) + 0x100000n, 0x8000);
+      const p2 = p1 + 0x100000n;
+      const a = sgAllocTable(3);
+      if (!a.ok) throw new Error(a.errno);
+      const sgt = a.value;
+      sgt.setPage(0, p0 >> 12n, big, 0);
+      sgt.setPage(1, p1 >> 12n, 0x8000, 0);
+      sgt.setPage(2, p2 >> 12n, 0x8000, 0);
+      m.mem.write(p2, new Uint8Array([5, 6, 7]));
+      expect(dmaMapSgtable(dev, sgt, DMA_TO_DEVICE, 0).ok).toBe(true);
+      const segs: Array<[bigint, number]> = [];
+      for (let i = 0; i < sgt.nents; i++) segs.push([sgt.dmaAddressAt(i) - sgt.dmaAddressAt(0), sgt.dmaLengthAt(i)]);
+      // entry 2's bytes are where the layout put them
+      expect(dev.dmaRead(sgt.dmaAddressAt(0) + 0x100000000n, 3)).toEqual({ ok: true, value: new Uint8Array([5, 6, 7]) });
+      dmaUnmapSgtable(dev, sgt, DMA_TO_DEVICE, 0);
+      return segs;
+    };
+    // entries 1 and 2 are IOVA-contiguous and fit 64 KiB together, but entry 2 starts on the 4 GiB line
+    expect(run()).toEqual([[0n, 0xffff8000], [0xffff8000n, 0x8000], [0x100000000n, 0x8000]]);
+    expect(run(ULONG_MAX)).toEqual([[0n, 0xffff8000], [0xffff8000n, 0x10000]]);
+  });
+
   it('the two-step API ignores the segment boundary (dma_iova_link has none): one contiguous IOVA range across a 4 GiB line', () => {
     const m = smallMachine({ ramBytes: 16 * GiB, iommu: { format: 'x86-64', mode: 'strict' } });
     const dev = m.device('nvme0');
