@@ -3,8 +3,8 @@
 // One walker serves every format in formats.ts; ARM LPAE domains use it through ArmLpaePageTable
 // (pagetable-arm.ts), which keeps io-pgtable-arm's map and unmap rules. Table pages are real 4 KiB
 // pages of the machine's RAM (allocKernelPages(0)); entries are written byte-exact, little-endian,
-// through zero-copy views of those pages. Positions inside are 4 KiB frame numbers held in plain numbers (a 64-bit IOVA
-// has a 52-bit frame number, exact in a double), never bigint.
+// through zero-copy views of those pages. Positions inside are 4 KiB frame numbers held in plain
+// numbers (a 64-bit IOVA has a 52-bit frame number, exact in a double), never bigint.
 // Model deviation: one thread, so none of the kernel's lock-free install races exist here.
 
 import type { Errno } from '../base/index.ts';
