@@ -43,14 +43,16 @@ describe('DMA constants (reference 3.3, 15 row 3)', () => {
 });
 
 describe('masks and device DMA parameters (reference 9.3, 8.1, 15 row 4)', () => {
-  it('defaults: 32-bit mask, 64 KiB max segment, ULONG_MAX boundary, no min align', () => {
+  it('defaults: 32-bit mask, 64 KiB max segment, a 4 GiB boundary for a PCI function (pci_device_add), not ULONG_MAX; no min align', () => {
     const m = smallMachine();
     const dev = m.device('nvme0');
     expect(dmaGetMask(dev)).toBe(DMA_BIT_MASK(32));
     expect(dmaGetMaxSegSize(dev)).toBe(65536);
-    expect(dmaGetSegBoundary(dev)).toBe(DMA_BIT_MASK(64));
+    expect(dmaGetSegBoundary(dev)).toBe(DMA_BIT_MASK(32));
     expect(dmaGetMinAlignMask(dev)).toBe(0);
-    const bare = new Device('bare');
+    const bare = new Device('bare'); // not a PCI function: no dma_parms set, the getters' defaults
+    expect(dmaGetMaxSegSize(bare)).toBe(65536);
+    expect(dmaGetSegBoundary(bare)).toBe(DMA_BIT_MASK(64));
     bare.dmaMask = null;
     expect(dmaGetMask(bare)).toBe(DMA_BIT_MASK(32));
   });

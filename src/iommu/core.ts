@@ -2,13 +2,16 @@
 // iommu_map_nosync, iommu_sync_map, __iommu_unmap, iommu_unmap, iommu_unmap_fast, iommu_map_sg,
 // iommu_iova_to_phys, iommu_iotlb_gather_add_page, iommu_iotlb_sync, iommu_flush_iotlb_all)
 // on top of the generic page-table ops (map_pages / unmap_pages of generic_pt/iommu_pt.h), plus
-// the device side: a translation through the IOTLB, then the tables.
+// the device side: a translation through the IOTLB, then the tables. ARM LPAE domains map and
+// unmap through io-pgtable-arm's ops instead (core-arm.ts).
 
 import { checkAddr, checkLen, err, ok, type Errno, type Result } from '../base/index.ts';
 import type { RangeSource } from '../phyr/index.ts';
 import { IommuIotlbGather, type IommuDomain } from './domain.ts';
 import type { LeafInfo, PageTable } from './pagetable.ts';
 import { safeBigToNum } from './addr-num.ts';
+import { armLpaeMapPfns, armLpaeUnmapPfns } from './core-arm.ts';
+import { ArmLpaePageTable } from './pagetable-arm.ts';
 import { pgsizeGranules } from './pgsize.ts';
 import { IOMMU_READ, IOMMU_WRITE } from './prot.ts';
 
@@ -81,6 +84,10 @@ const sp = { pfn: 0, off: 0 };
  * space or paddr beyond its output bits), EOVERFLOW (iova + size wraps), EADDRINUSE (part of the
  * range is already mapped), ENOMEM (no page for a table). On failure everything this call mapped
  * is unmapped again; retrying helps only after ENOMEM.
+ * ARM LPAE domains follow io-pgtable-arm (core-arm.ts): EEXIST (with a WARN) instead of
+ * EADDRINUSE, a block replaces a table even when pages below it are live, a range running past the
+ * input size is ERANGE after the part that fits was mapped (and unmapped again), and a prot
+ * without READ or WRITE is EINVAL without a WARN.
  */
 export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size: number, prot: number): Result<void> {
   splitAddrChecked('iova', iova, sa);
@@ -115,6 +122,7 @@ export function iommuMapPfns(d: IommuDomain, iovaPfn: number, paPfn: number, pag
     const e = pt.mapOne(iovaPfn, paPfn, prot, scratchFreelist);
     return e === null ? OK_VOID : err(e, `map of iova ${frameAddr(iovaPfn)} size 0x1000 failed`);
   }
+  if (pt instanceof ArmLpaePageTable) return armLpaeMapPfns(d, pt, iovaPfn, paPfn, pages, prot);
   const iova0 = iovaPfn, pa0 = paPfn;
   const origPages = pages;
   let errno: Errno | null = null;
@@ -218,6 +226,7 @@ function iommuUnmapInner(d: IommuDomain, iova: bigint, size: number, gather: Iom
 
 /** The unmap_pages loop over [iovaPfn, iovaPfn + pages) of a paging domain; returns bytes unmapped. */
 function unmapPages(d: IommuDomain, pt: PageTable, iovaPfn: number, pages: number, gather: IommuIotlbGather): number {
+  if (pt instanceof ArmLpaePageTable) return armLpaeUnmapPfns(d, pt, iovaPfn, pages, gather);
   const stats = d.iommu.mm.stats;
   let unmapped = 0;
   // frames [lo, hi) asked for by the unmap_pages calls: they join the gather once, at the end
@@ -261,7 +270,9 @@ export function iommuUnmapFastPfns(d: IommuDomain, iovaPfn: number, pages: numbe
  * iommu_unmap: unmaps [iova, iova + size) and syncs the IOTLB. Returns the bytes unmapped: 0 when
  * iova or size is not granule-aligned or the domain is not paging; less than size when a hole is
  * met (unmapping stops there); more than size when the range ends inside a larger leaf (the whole
- * leaf goes).
+ * leaf goes). On ARM LPAE (io-pgtable-arm) a range that starts or ends inside a block unmaps
+ * nothing of that block (WARN_ONCE), a hole WARNs, and a block-sized piece over a table frees the
+ * table with whatever it maps.
  */
 export function iommuUnmap(d: IommuDomain, iova: bigint, size: number): number {
   checkDomain(d);

@@ -14,6 +14,7 @@ import { safeBigToNum } from './addr-num.ts';
 import { Iotlb } from './iotlb.ts';
 import { IovaDomain } from './iova.ts';
 import { PageTable } from './pagetable.ts';
+import { ArmLpaePageTable } from './pagetable-arm.ts';
 
 /** IOMMU_DOMAIN_BLOCKED / IDENTITY / DMA / DMA_FQ / UNMANAGED. */
 export type IommuDomainType = 'blocked' | 'identity' | 'dma' | 'dma-fq' | 'unmanaged';
@@ -119,7 +120,7 @@ export class IommuDomain {
     const paging = type === 'dma' || type === 'dma-fq' || type === 'unmanaged';
     const fmt = iommu.newFormat();
     this.format = paging ? fmt : null;
-    this.pt = paging ? new PageTable(mm, fmt) : null;
+    this.pt = paging ? (fmt.name === 'arm-lpae' ? new ArmLpaePageTable(mm, fmt) : new PageTable(mm, fmt)) : null;
     this.leafLg2s = fmt.leafLg2s;
     this.pgsizeBitmap = paging ? fmt.leafLg2s.reduce((b, l) => b | (1n << BigInt(l + 12)), 0n) : 0n;
     this.granule = 4096;

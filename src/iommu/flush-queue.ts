@@ -7,11 +7,11 @@
 
 import type { IommuDomain } from './domain.ts';
 
-/** Entries per per-CPU flush queue. */
+/** Ring size of a per-CPU flush queue (it holds one entry less: see FlushQueue.queue). */
 export const IOVA_DEFAULT_FQ_SIZE = 256;
 /** Timeout of the per-CPU flush queue in ms. */
 export const IOVA_DEFAULT_FQ_TIMEOUT = 10;
-/** Entries of the single queue (shadow_on_flush drivers). */
+/** Ring size of the single queue (shadow_on_flush drivers); it holds 32767 entries. */
 export const IOVA_SINGLE_FQ_SIZE = 32768;
 /** Timeout of the single queue in ms. */
 export const IOVA_SINGLE_FQ_TIMEOUT = 1000;
@@ -25,6 +25,7 @@ interface FqEntry {
 
 /** struct iova_fq plus the cookie's flush counters and timer. Counters: flushQueueEntries, flushQueueFlushes. */
 export class FlushQueue {
+  /** Ring size (fq_size, a power of two). The ring holds capacity - 1 entries: one slot stays free. */
   readonly capacity: number;
   readonly timeoutMs: number;
   /** fq_flush_start_cnt / fq_flush_finish_cnt. */
@@ -78,11 +79,13 @@ export class FlushQueue {
 
   /**
    * queue_iova: frees what earlier flushes have passed, forces a flush when the ring is full, then
-   * queues the range (with the table pages its unmap unlinked) and arms the timer.
+   * queues the range (with the table pages its unmap unlinked) and arms the timer. The ring is full
+   * at capacity - 1 entries (drivers/iommu/dma-iommu.c: fq_full() compares tail + 1 with head, so
+   * one slot of the 256 is never used): the 256th queued entry of a per-CPU queue flushes first.
    */
   queue(iovaPfn: number, pages: number, freelist: number[]): void {
     this.ringFree();
-    if (this.length >= this.capacity) {
+    if (this.length >= this.capacity - 1) {
       this.flushIotlb();
       this.ringFree();
     }

@@ -2,7 +2,8 @@
 // fmt/x86_64.h (x86-64 first-stage paging, 4 or 5 levels, sign-extended VA), fmt/amdv1.h (AMD
 // IOMMU v1 host tables with the NextLevel=7 contiguous encoding: nearly every power-of-two leaf),
 // and the ARM LPAE 4 KiB-granule stage-1 descriptors of drivers/iommu/io-pgtable-arm.c
-// (arm_lpae_prot_to_pte, table/block/page descriptors), all through the same walker.
+// (arm_lpae_prot_to_pte, table/block/page descriptors). The generic_pt formats are mapped by the
+// walker in pagetable.ts; ARM LPAE by the same tables with io-pgtable-arm's rules (pagetable-arm.ts).
 // A format only encodes and decodes one 8-byte entry; the walker in pagetable.ts does the rest.
 // An entry is handled as two little-endian u32 halves (lo = bits 0..31, hi = bits 32..63) so the
 // hot loop never touches bigint.
@@ -286,8 +287,11 @@ function ffzNum(n: number): number {
  * Leaves of every power of two from 4 KiB except 512 GiB: a leaf the size of its level's item has
  * NextLevel 0; a bigger one repeats over 2^k entries of that level with NextLevel 7 and its size
  * encoded as a run of ones in the low OA bits (amdv1pt_install_leaf_entry). IR/IW give read/write.
- * Table entries carry NextLevel = their level, IR and IW.
- * Model deviation: no PT_FEAT_DYNAMIC_TOP (the top level is fixed by `levels`) and no FC/encryption.
+ * Every leaf has FC (force coherent, bit 60): amdv1pt_iommu_set_prot sets it under
+ * PT_FEAT_AMDV1_FORCE_COHERENCE, which drivers/iommu/amd/iommu.c turns on for every v1 domain.
+ * Table entries carry NextLevel = their level, IR and IW (no FC).
+ * Model deviation: no PT_FEAT_DYNAMIC_TOP (the top level is fixed by `levels`) and no memory
+ * encryption (the C-bit __sme_set adds under PT_FEAT_AMDV1_ENCRYPT_TABLES when SME is active).
  */
 export function amdV1Format(levels: 4 | 5): PtFormat {
   return cachedFormat(`amd-v1/${levels}`, () => buildAmdV1(levels));
@@ -310,7 +314,7 @@ function buildAmdV1(levels: 4 | 5): PtFormat {
     leafLg2s: lg2s,
     leafAttrs(_level, prot, out) {
       out.lo = AMDV1_PR;
-      out.hi = (prot & IOMMU_READ ? AMDV1_IR_HI : 0) | (prot & IOMMU_WRITE ? AMDV1_IW_HI : 0);
+      out.hi = (AMDV1_FC_HI | (prot & IOMMU_READ ? AMDV1_IR_HI : 0) | (prot & IOMMU_WRITE ? AMDV1_IW_HI : 0)) >>> 0;
     },
     tableAttrs(level, out) {
       out.lo = AMDV1_PR | (level << AMDV1_NL_SHIFT);

@@ -1,9 +1,10 @@
 // Models: drivers/iommu/generic_pt/iommu_pt.h (Linux 6.19; reference 7.4): the generic IOMMU page-table
 // walker (map_pages, unmap_pages, iova_to_phys, clear_contig, table allocation and freeing).
-// One walker serves every format in formats.ts. Table pages are real 4 KiB pages of the machine's
-// RAM (allocKernelPages(0)); entries are written byte-exact, little-endian, through zero-copy views
-// of those pages. Positions inside are 4 KiB frame numbers held in plain numbers (a 64-bit IOVA
-// has a 52-bit frame number, exact in a double), never bigint.
+// One walker serves every format in formats.ts; ARM LPAE domains use it through ArmLpaePageTable
+// (pagetable-arm.ts), which keeps io-pgtable-arm's map and unmap rules. Table pages are real 4 KiB
+// pages of the machine's RAM (allocKernelPages(0)); entries are written byte-exact, little-endian,
+// through zero-copy views of those pages. Positions inside are 4 KiB frame numbers held in plain
+// numbers (a 64-bit IOVA has a 52-bit frame number, exact in a double), never bigint.
 // Model deviation: one thread, so none of the kernel's lock-free install races exist here.
 
 import type { Errno } from '../base/index.ts';
@@ -74,18 +75,18 @@ export class PageTable {
   private readonly views = new Map<number, Uint32Array>();
   private clearedPtes = 0;
   /** Leaf attribute words of the last (level, prot) mapped: most map calls repeat them. */
-  private attrLevel = -1;
-  private attrProt = -1;
-  private attrLo = 0;
-  private attrHi = 0;
-  private readonly top: number;
-  private readonly attrs: EntryWords = { lo: 0, hi: 0 };
+  protected attrLevel = -1;
+  protected attrProt = -1;
+  protected attrLo = 0;
+  protected attrHi = 0;
+  protected readonly top: number;
+  protected readonly attrs: EntryWords = { lo: 0, hi: 0 };
   private cacheLevel = -1;
   private cacheKey = -1;
   private cacheTable: Uint32Array | null = null;
-  private readonly rootView: Uint32Array;
+  protected readonly rootView: Uint32Array;
   /** End of the lower (or only) translatable half, in frames. */
-  private readonly lowEndPfn: number;
+  protected readonly lowEndPfn: number;
   /** Start of the upper sign-extended half in frames (beyond the space when not sign-extended). */
   private readonly highStartPfn: number;
   /** Output frames must stay below this (2^(oaBits - 12)). */
@@ -125,7 +126,7 @@ export class PageTable {
     return v;
   }
 
-  private allocTable(): number {
+  protected allocTable(): number {
     const r = this.mm.allocKernelPages(0);
     if (!r.ok) return -1;
     const pfn = Number(r.value);
@@ -144,7 +145,7 @@ export class PageTable {
     this.mm.stats.iommuTablePagesFreed++;
   }
 
-  private forgetTable(pfn: number): void {
+  protected forgetTable(pfn: number): void {
     this.views.delete(pfn);
     this.cacheLevel = -1;
     this.cacheTable = null;
@@ -155,7 +156,7 @@ export class PageTable {
    * when `alloc`. null with lastErr: EADDRINUSE (a larger leaf is in the way), ENOMEM; or null
    * without allocation when a table is missing.
    */
-  private tableFor(iovaPfn: number, level: number, alloc: boolean): Uint32Array | null {
+  protected tableFor(iovaPfn: number, level: number, alloc: boolean): Uint32Array | null {
     const key = Math.floor(iovaPfn * INV512[level + 1]);
     if (this.cacheLevel === level && this.cacheKey === key) return this.cacheTable;
     const f = this.format;

@@ -1,6 +1,7 @@
 // Models: include/linux/pci.h, drivers/pci/p2pdma.c (Linux 6.19): struct pci_dev / struct pci_host_bridge
 // as far as P2PDMA and the DMA layer need them (bus number, devfn, pci_upstream_bridge(), pci_name(),
-// pci_dev->untrusted, the ACS control of a port) and struct pci_p2pdma, struct p2pdma_provider.
+// pci_dev->untrusted, the ACS control of a port) and struct pci_p2pdma, struct p2pdma_provider; and
+// the DMA parameters pci_device_add() (drivers/pci/probe.c) gives every function.
 // A Device (device.ts) is a PCI function when dev.pci holds a PciDev; toPciDev() is to_pci_dev().
 
 import type { MachineMm, MemRegion } from '../mm/index.ts';
@@ -60,6 +61,11 @@ export interface PciTopologyCore {
    */
   registerProviders(fields: ReadonlyArray<Omit<P2pdmaProvider, 'id'>>): P2pdmaProvider[] | null;
 }
+
+/** dma_set_max_seg_size() of pci_device_add(): 65536 bytes. */
+const PCI_DEFAULT_MAX_SEG_SIZE = 65536;
+/** dma_set_seg_boundary() of pci_device_add(): segments do not cross a 4 GiB line. */
+const PCI_DEFAULT_SEG_BOUNDARY = 0xffffffffn;
 
 /** v in lower-case hex, zero-padded to `width` digits. */
 function hexDigits(v: number, width: number): string {
@@ -126,6 +132,10 @@ export class PciDev {
     this.topology = f.topology;
     this.device = new Device(f.name);
     this.device.pci = this;
+    // drivers/pci/probe.c: pci_device_add() gives every PCI function dma_parms with a 64 KiB max
+    // segment size and a 4 GiB segment boundary; a driver may change both later
+    this.device.dmaParms.maxSegmentSize = PCI_DEFAULT_MAX_SEG_SIZE;
+    this.device.dmaParms.segmentBoundaryMask = PCI_DEFAULT_SEG_BOUNDARY;
   }
 
   /** PCI_SLOT(devfn). */
