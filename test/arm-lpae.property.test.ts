@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createIommu, iommuIovaToPhys, iommuMap, iommuUnmap } from '../src/iommu/index.ts';
-import { TestMachine } from '../src/iommu/test-machine.ts';
+import { TestMachine } from './fixtures/iommu-machine.ts';
 import { CACHE, diffTables, MMIO, NOEXEC, PRIV, R, RefLpae, W } from './arm-lpae-reference.ts';
 
 const K4 = 0x1000n, M2 = 0x200000n, G1 = 0x40000000n;

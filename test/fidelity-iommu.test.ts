@@ -7,18 +7,18 @@
 //   - ARM LPAE follows drivers/iommu/io-pgtable-arm.c (__arm_lpae_map, __arm_lpae_unmap).
 import { describe, expect, it } from 'vitest';
 import { GiB } from '../src/base/index.ts';
-import { DMA_BIT_MASK, DMA_TO_DEVICE } from '../src/dma/constants.ts';
-import { dmaMapPhys, dmaMapSgtable, dmaUnmapPhys, dmaUnmapSgtable } from '../src/dma/mapping.ts';
-import { dmaGetMaxSegSize, dmaGetSegBoundary, dmaSetMaskAndCoherent, dmaSetSegBoundary } from '../src/dma/mask.ts';
-import { DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaTryAlloc } from '../src/dma/iova-state.ts';
-import { ramAt, smallMachine } from '../src/dma/test-fixtures.ts';
+import { DMA_BIT_MASK, DMA_TO_DEVICE } from '../src/dma/index.ts';
+import { dmaMapPhys, dmaMapSgtable, dmaUnmapPhys, dmaUnmapSgtable } from '../src/dma/index.ts';
+import { dmaGetMaxSegSize, dmaGetSegBoundary, dmaSetMaskAndCoherent, dmaSetSegBoundary } from '../src/dma/index.ts';
+import { DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaTryAlloc } from '../src/dma/index.ts';
+import { ramAt, smallMachine } from './fixtures/dma-machines.ts';
 import {
   createIommu, dumpTablePage, iommuDmaAllocIova, iommuDmaFreeIova, iommuIovaToPhys, iommuMap, iommuTranslate, iommuUnmap,
   iommuWalk, IOMMU_CACHE, IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, type IommuDomain,
-} from '../src/iommu/index.ts';
-import { TestMachine } from '../src/iommu/test-machine.ts';
+} from '../src/iommu/internal.ts';
+import { TestMachine } from './fixtures/iommu-machine.ts';
 import { Device } from '../src/pci/index.ts';
-import { sgAllocTable } from '../src/phyr/scatterlist.ts';
+import { sgAllocTable } from '../src/phyr/index.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 const ULONG_MAX = (1n << 64n) - 1n;

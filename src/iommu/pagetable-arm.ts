@@ -14,7 +14,7 @@
 //   - tables emptied by smaller unmaps stay where they are.
 
 import type { Errno } from '../base/index.ts';
-import type { MachineMm } from '../mm/types.ts';
+import type { MachineMm } from '../mm/index.ts';
 import { entryOaPfn, PT_ENTRY_OA, PT_ENTRY_TABLE, type PtFormat } from './formats.ts';
 import { PageTable } from './pagetable.ts';
 import { pgsizeGranules } from './pgsize.ts';
