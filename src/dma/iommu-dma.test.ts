@@ -3,7 +3,10 @@ import fc from 'fast-check';
 import { allocPhys, gpuBar, makeMachine, pattern, type IommuMode } from '../../test/fixtures/dma-b-machines.ts';
 import { sgAllocTable, sgAllocTableFromPagesSegment, SG_DMA_BUS_ADDRESS, type SgTable } from '../phyr/index.ts';
 import type { Machine } from '../machine/index.ts';
-import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';
+import { DMA_ATTR_MMIO, DMA_ATTR_PRIVILEGED, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';
+import {
+  IOMMU_CACHE, IOMMU_MMIO, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE, iommuGetDmaDomain, iommuWalk,
+} from '../iommu/index.ts';
 import { dmaMapPhys, dmaMapSgtable, dmaSyncSingleForCpu, dmaUnmapPhys, dmaUnmapSgtable } from './mapping.ts';
 import { iommuDmaGetMergeBoundary, iommuDmaMaxMappingSize, iommuDmaOptMappingSize, dmaInfoToProt } from './iommu-dma.ts';
 import { dmaSetMaxSegSize, dmaSetSegBoundary } from './mask.ts';
@@ -16,8 +19,34 @@ describe('dma_info_to_prot', () => {
     expect(dmaInfoToProt(DMA_BIDIRECTIONAL, true, 0)).toBe(1 | 2 | 4);
     expect(dmaInfoToProt(DMA_TO_DEVICE, false, 0)).toBe(1);
     expect(dmaInfoToProt(DMA_FROM_DEVICE, false, 1 << 9)).toBe(2 | 32);
-    expect(dmaInfoToProt(DMA_TO_DEVICE, true, 1 << 10)).toBe(1 | 4 | 16);
+    expect(dmaInfoToProt(DMA_TO_DEVICE, true, 1 << 10)).toBe(1 | 16);
     expect(dmaInfoToProt(3, true, 0)).toBe(0);
+  });
+
+  it('DMA_ATTR_MMIO gives IOMMU_MMIO instead of IOMMU_CACHE, not both, on a coherent device', () => {
+    // dma_info_to_prot(): prot = IOMMU_MMIO for MMIO, else IOMMU_CACHE when coherent; PRIV and the
+    // direction bits are added to either
+    expect(dmaInfoToProt(DMA_BIDIRECTIONAL, true, DMA_ATTR_MMIO)).toBe(IOMMU_MMIO | IOMMU_READ | IOMMU_WRITE);
+    expect(dmaInfoToProt(DMA_FROM_DEVICE, false, DMA_ATTR_MMIO | DMA_ATTR_PRIVILEGED)).toBe(IOMMU_MMIO | IOMMU_PRIV | IOMMU_WRITE);
+    expect(dmaInfoToProt(DMA_BIDIRECTIONAL, true, DMA_ATTR_PRIVILEGED)).toBe(IOMMU_CACHE | IOMMU_PRIV | IOMMU_READ | IOMMU_WRITE);
+  });
+
+  it('ARM LPAE: a coherent device mapping a BAR with DMA_ATTR_MMIO gets a Device-memory leaf with SH=OS (0xe4b), not SH=IS (0xf4b)', () => {
+    // arm_lpae_prot_to_pte(): IOMMU_MMIO selects AttrIndx DEV; without IOMMU_CACHE the shareability
+    // is outer (0x200), with it inner (0x300). Worked leaf for a read/write page at the BAR:
+    //   BAR | 0x800 nG | 0x400 AF | 0x200 SH=OS | 0x40 AP[1] | 2 << 2 AttrIndx=DEV | 0x3 page
+    const m = makeMachine('strict', 1, { iommu: { format: 'arm-lpae', levels: 4, mode: 'strict' } });
+    const dev = m.device('nic0');
+    expect(dev.dmaCoherent).toBe(true);
+    const bar = m.regions.find((x) => x.kind === 'device' && x.len === 4 * PAGE)!.start; // nvme0's 16 KiB BAR
+    const r = dmaMapPhys(dev, bar, PAGE, DMA_BIDIRECTIONAL, DMA_ATTR_MMIO);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const leaf = iommuWalk(iommuGetDmaDomain(dev)!, r.value).at(-1)!;
+    expect(leaf.kind).toBe('leaf');
+    expect(leaf.pte).toBe(bar | 0xe4bn);
+    dmaUnmapPhys(dev, r.value, PAGE, DMA_BIDIRECTIONAL, DMA_ATTR_MMIO);
+    expect(m.events.count('WARN')).toBe(0);
   });
 });
 

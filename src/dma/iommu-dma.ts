@@ -26,8 +26,9 @@ import { dmaContextOf } from './context.ts';
 import { memTypeLookup } from './direct.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import { dmaGetMask, dmaGetMaxSegSize, dmaGetSegBoundary } from './mask.ts';
+import type { MachineMm } from '../mm/index.ts';
 import {
-  isSwiotlbBuffer, swiotlbMaxMappingSize, swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice,
+  isSwiotlbActive, isSwiotlbBuffer, swiotlbMaxMappingSize, swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice,
   swiotlbTblMapSingle, swiotlbTblUnmapSingle,
 } from './swiotlb.ts';
 
@@ -44,11 +45,14 @@ export function dmaDomainOf(dev: Device): IommuDomain {
   return d;
 }
 
-/** dma_info_to_prot(): IOMMU prot bits for a direction, coherence and attributes (reference 2.3). */
+/**
+ * dma_info_to_prot(): IOMMU prot bits for a direction, coherence and attributes (reference 2.3).
+ * MMIO is mapped IOMMU_MMIO in place of IOMMU_CACHE, whatever the device's coherence: a BAR is
+ * device memory, never cacheable (drivers/iommu/dma-iommu.c: dma_info_to_prot()).
+ */
 export function dmaInfoToProt(dir: DmaDataDirection, coherent: boolean, attrs: number): number {
-  let prot = coherent ? IOMMU_CACHE : 0;
+  let prot = attrs & DMA_ATTR_MMIO ? IOMMU_MMIO : coherent ? IOMMU_CACHE : 0;
   if (attrs & DMA_ATTR_PRIVILEGED) prot |= IOMMU_PRIV;
-  if (attrs & DMA_ATTR_MMIO) prot |= IOMMU_MMIO;
   switch (dir) {
     case DMA_BIDIRECTIONAL: return prot | IOMMU_READ | IOMMU_WRITE;
     case DMA_TO_DEVICE: return prot | IOMMU_READ;
@@ -59,12 +63,18 @@ export function dmaInfoToProt(dir: DmaDataDirection, coherent: boolean, attrs: n
 
 /**
  * dev_use_swiotlb(): dma-iommu bounces granule-unaligned pieces for untrusted devices (reference 9.2).
+ * CONFIG_SWIOTLB is always built on x86-64, so this does not ask whether a pool exists: an untrusted
+ * device's unaligned piece needs a bounce either way, and without an active pool the mapping fails
+ * in iommuDmaMapSwiotlb rather than exposing the rest of the granule.
  * Model deviation: dma_kmalloc_needs_bounce() is always false: the model has no kmalloc caches
  * (it matters only for non-coherent arm64 with CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC).
  */
 export function devUseSwiotlb(dev: Device, _size: number, _dir: DmaDataDirection): boolean {
-  return dev.untrusted && dmaContextOf(dev).swiotlb !== null;
+  return dev.untrusted;
 }
+
+/** dev_warn_once in iommu_dma_map_swiotlb(): one report per boot (per machine here). */
+const warnedInactive = new WeakSet<MachineMm>();
 
 /** iova_offset(): the offset of an address inside its IOVA granule. */
 export function iovaOffset(domain: IommuDomain, addr: bigint): number {
@@ -78,10 +88,21 @@ export function iovaOffset(domain: IommuDomain, addr: bigint): number {
 /**
  * iommu_dma_map_swiotlb(): bounce [phys, phys+size) into a swiotlb slot aligned to the IOVA granule.
  * For untrusted devices the rest of the bounce granule is zeroed, so the device cannot see stale
- * data through the granule the IOMMU exposes. Returns the bounce address or DMA_MAPPING_ERROR.
+ * data through the granule the IOMMU exposes. Returns the bounce address or DMA_MAPPING_ERROR:
+ * the pool is full, or there is no active pool (is_swiotlb_active(): a WARN, once, "DMA bounce
+ * buffers are inactive, unable to map unaligned transaction.").
  */
 export function iommuDmaMapSwiotlb(dev: Device, phys: bigint, size: number, dir: DmaDataDirection, attrs: number): bigint {
   const domain = dmaDomainOf(dev);
+  if (!isSwiotlbActive(dev)) {
+    const mm = dmaContextOf(dev).mm;
+    if (!warnedInactive.has(mm)) {
+      warnedInactive.add(mm);
+      mm.events.warn('dma-iommu', `${dev.name}: DMA bounce buffers are inactive, unable to map unaligned transaction.`,
+        { dev: dev.name, phys, size });
+    }
+    return DMA_MAPPING_ERROR;
+  }
   const g = domain.granule;
   const tlb = swiotlbTblMapSingle(dev, phys, size, g - 1, dir, attrs);
   if (tlb === DMA_MAPPING_ERROR) return DMA_MAPPING_ERROR;
@@ -160,7 +181,8 @@ export function iommuDmaUnmapRaw(dev: Device, domain: IommuDomain, addr: bigint,
 /**
  * iommu_dma_map_phys(): map one physical range through the device's DMA domain. Untrusted devices
  * bounce a granule-unaligned range through swiotlb (MMIO or REQUIRE_COHERENT cannot be bounced:
- * error). Returns the DMA address, or DMA_MAPPING_ERROR (IOVA space exhausted, swiotlb full, map failure).
+ * error). Returns the DMA address, or DMA_MAPPING_ERROR (IOVA space exhausted, swiotlb full or not
+ * active when the range needs a bounce, map failure).
  */
 export function iommuDmaMapPhys(dev: Device, phys: bigint, size: number, dir: DmaDataDirection, attrs: number): bigint {
   checkAddr('phys', phys);

@@ -1,12 +1,13 @@
-// Models: kernel/dma/swiotlb.c and include/linux/swiotlb.h (Linux 6.19; reference 9.1, 9.2, 15 row 6):
+// Models: kernel/dma/swiotlb.c and include/linux/swiotlb.h (Linux 7.1; reference 9.1, 9.2, 15 row 6):
 // the bounce-buffer pool of 2 KiB slots in 128-slot segments, with the free-run counts per slot
-// ("list"), min_align_mask offset preservation (pad slots), copy-in at map, copy-out at unmap/sync.
+// ("list"), min_align_mask offset preservation (pad slots), copy-in at map, copy-out at unmap/sync,
+// and the boot-time pool: its size rounding and its placement below 4 GiB.
 // Model deviation: one pool and one area (the kernel splits a pool into per-CPU areas and can grow
 // pools dynamically); the model has a single CPU and a fixed pool allocated at boot.
 
-import type { MachineMm } from '../mm/index.ts';
+import type { MachineMm, Memblock } from '../mm/internal.ts';
 import type { Device } from '../pci/index.ts';
-import { checkLen, MiB } from '../base/index.ts';
+import { checkLen, MiB, roundupPowOfTwo } from '../base/index.ts';
 import { dmaContextIfAny, dmaContextOf } from './context.ts';
 import {
   DMA_ATTR_NO_WARN, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR,
@@ -35,25 +36,33 @@ function nrSlots(bytes: number): number {
 
 /** Machine configuration of the bounce pool. */
 export interface SwiotlbConfig {
-  /** Pool size in bytes (default 64 MiB); rounded down to whole 128-slot segments. */
+  /**
+   * Pool size in bytes (default 64 MiB), as `swiotlb=` on the command line asks for it in slots:
+   * rounded up to whole 2 KiB slots, to a multiple of 128 slots, then to a power of two.
+   */
   readonly bytes?: number;
   /** swiotlb=force, or a confidential-computing guest: dma-direct bounces every mapping. */
   readonly force?: boolean;
 }
 
-/** The largest block the page allocator hands out (MAX_PAGE_ORDER). */
-export const SWIOTLB_MAX_BLOCK_ORDER = 10;
+/** dev_WARN_ONCE: one report per call site and boot, here per machine and message kind. */
+const warnedOnce = new WeakMap<MachineMm, Set<string>>();
+function warnOnce(mm: MachineMm, site: string, message: string): void {
+  let sites = warnedOnce.get(mm);
+  if (sites === undefined) warnedOnce.set(mm, (sites = new Set()));
+  if (sites.has(site)) return;
+  sites.add(site);
+  mm.events.warn('swiotlb', message);
+}
 
 /**
- * One io_tlb_mem with its pool: slot metadata in typed arrays, pool memory in machine RAM.
- * Model deviation: the kernel takes the default pool as one contiguous range from memblock at boot;
- * the model builds it from page-allocator blocks of at most MAX_PAGE_ORDER (4 MiB with 4 KiB pages),
- * each a whole number of 128-slot segments, so no allocation ever spans two blocks.
+ * One io_tlb_mem with its pool: slot metadata in typed arrays, pool memory in machine RAM, one
+ * physically contiguous range as swiotlb_init takes it from memblock at boot.
  */
 export class Swiotlb {
   /** Lowest physical address of the pool. */
   readonly start: bigint;
-  /** Exclusive end of the highest block of the pool. */
+  /** Exclusive end of the pool. */
   readonly end: bigint;
   /** Number of 2 KiB slots. */
   readonly nslabs: number;
@@ -72,38 +81,32 @@ export class Swiotlb {
   /** Slots in use now, and the most ever in use. */
   used = 0;
   usedHiwater = 0;
-  /** Physical start of each block (as numbers, exact below 2^53), in slot order. */
-  readonly blockStarts: readonly number[];
-  /** Slots per block (a multiple of IO_TLB_SEGSIZE). */
-  readonly slotsPerBlock: number;
   private index = 0;
   private readonly mm: MachineMm;
-  private readonly blockPfns: readonly bigint[];
-  private readonly blockOrder: number;
-  private readonly sortedBlocks: Array<[number, number]>;
+  private readonly startNum: number;
+  private readonly endNum: number;
   private released = false;
 
-  /** Use createSwiotlb(); this takes already allocated blocks of 2^blockOrder pages at the given pfns. */
-  constructor(mm: MachineMm, blockPfns: readonly bigint[], blockOrder: number, force: boolean) {
-    if (blockPfns.length === 0) throw new RangeError('blockPfns must hold at least one block, got 0');
+  /**
+   * Use createSwiotlb(); this takes nslabs slots (a positive multiple of IO_TLB_SEGSIZE) of RAM the
+   * caller already reserved at `start` (page-aligned) with a memblock allocation.
+   */
+  constructor(mm: MachineMm, start: bigint, nslabs: number, force: boolean) {
+    checkLen('nslabs', nslabs, IO_TLB_SEGSIZE);
+    if (nslabs % IO_TLB_SEGSIZE !== 0) throw new RangeError(`nslabs must be a multiple of ${IO_TLB_SEGSIZE}, got ${nslabs}`);
     this.mm = mm;
-    this.blockPfns = blockPfns;
-    this.blockOrder = blockOrder;
-    const blockBytes = mm.pageSize * 2 ** blockOrder;
-    this.slotsPerBlock = Math.floor(blockBytes / IO_TLB_SIZE / IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE;
-    if (this.slotsPerBlock === 0) throw new RangeError(`blockOrder ${blockOrder} gives blocks smaller than one 128-slot segment`);
-    this.blockStarts = blockPfns.map((p) => Number(p) * mm.pageSize);
-    this.sortedBlocks = this.blockStarts.map((a, i): [number, number] => [a, i]).sort((x, y) => x[0] - y[0]);
-    this.start = BigInt(this.sortedBlocks[0][0]);
-    this.end = BigInt(this.sortedBlocks[this.sortedBlocks.length - 1][0] + this.slotsPerBlock * IO_TLB_SIZE);
-    this.nslabs = this.slotsPerBlock * blockPfns.length;
+    this.start = start;
+    this.startNum = Number(start);
+    this.nslabs = nslabs;
+    this.endNum = this.startNum + nslabs * IO_TLB_SIZE;
+    this.end = BigInt(this.endNum);
     this.forceBounce = force;
-    this.list = new Uint16Array(this.nslabs);
-    for (let i = 0; i < this.nslabs; i++) this.list[i] = IO_TLB_SEGSIZE - (i % IO_TLB_SEGSIZE);
-    this.origAddr = new Float64Array(this.nslabs).fill(-1);
-    this.allocSize = new Float64Array(this.nslabs);
-    this.padSlots = new Uint16Array(this.nslabs);
-    this.allocSlots = new Uint16Array(this.nslabs);
+    this.list = new Uint16Array(nslabs);
+    for (let i = 0; i < nslabs; i++) this.list[i] = IO_TLB_SEGSIZE - (i % IO_TLB_SEGSIZE);
+    this.origAddr = new Float64Array(nslabs).fill(-1);
+    this.allocSize = new Float64Array(nslabs);
+    this.padSlots = new Uint16Array(nslabs);
+    this.allocSlots = new Uint16Array(nslabs);
   }
 
   /** Pool bytes. */
@@ -113,8 +116,7 @@ export class Swiotlb {
 
   /** Physical address of slot i, as a number. */
   slotAddrNum(i: number): number {
-    const b = Math.floor(i / this.slotsPerBlock);
-    return this.blockStarts[b] + (i - b * this.slotsPerBlock) * IO_TLB_SIZE;
+    return this.startNum + i * IO_TLB_SIZE;
   }
 
   /** Physical address of slot i. */
@@ -125,30 +127,21 @@ export class Swiotlb {
   /** Slot index holding a pool address, or -1 outside the pool. */
   slotOf(phys: bigint): number {
     const a = Number(phys);
-    const blocks = this.sortedBlocks;
-    let lo = 0, hi = blocks.length - 1;
-    const span = this.slotsPerBlock * IO_TLB_SIZE;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const [s, b] = blocks[mid];
-      if (a < s) hi = mid - 1;
-      else if (a >= s + span) lo = mid + 1;
-      else return b * this.slotsPerBlock + Math.floor((a - s) / IO_TLB_SIZE);
-    }
-    return -1;
+    if (a < this.startNum || a >= this.endNum) return -1;
+    return Math.floor((a - this.startNum) / IO_TLB_SIZE);
   }
 
   /** true when phys lies inside the pool. */
   contains(phys: bigint): boolean {
-    return phys >= this.start && phys < this.end && this.slotOf(phys) >= 0;
+    return phys >= this.start && phys < this.end;
   }
 
-  /** Returns the pool's pages to the machine (teardown). Mappings still live are a WARN. */
+  /** Returns the pool's memory to the page allocator (teardown). Mappings still live are a WARN. */
   release(): void {
     if (this.released) return;
     if (this.used !== 0) this.mm.events.warn('swiotlb', `pool released with ${this.used} slots still in use`);
     this.released = true;
-    for (const pfn of this.blockPfns) this.mm.freeKernelPages(pfn, this.blockOrder);
+    this.mm.memblockFreeLate(this.start, Math.ceil(this.bytes / this.mm.pageSize) * this.mm.pageSize);
   }
 
   /**
@@ -159,9 +152,8 @@ export class Swiotlb {
     const boundaryMask = dmaGetSegBoundary(dev);
     const maxSlotsBig = (boundaryMask >> BigInt(IO_TLB_SHIFT)) + 1n;
     const maxSlots = maxSlotsBig > BigInt(TWO32) ? 0 : Number(maxSlotsBig); // 0: boundary never crossed
-    // tbl_dma_addr of each block: where the device sees it, under the boundary mask.
-    const tblBase = this.blockStarts.map((a) => Number(physToDmaUnencrypted(dev, BigInt(a)) & boundaryMask));
-    const spb = this.slotsPerBlock;
+    // tbl_dma_addr: where the device sees the pool, under the boundary mask.
+    const tblBase = Number(physToDmaUnencrypted(dev, this.start) & boundaryMask);
     const orig = Number(origAddr);
     const nslots = nrSlots(allocSizeBytes);
     const minAlign = dmaGetMinAlignMask(dev);
@@ -178,9 +170,7 @@ export class Swiotlb {
     let found = -1;
     for (let checked = 0; checked < this.nslabs;) {
       const slot = index;
-      const blk = Math.floor(slot / spb);
-      const inBlk = slot - blk * spb;
-      const tlbAddr = tblBase[blk] + inBlk * IO_TLB_SIZE;
+      const tlbAddr = tblBase + slot * IO_TLB_SIZE;
       if (low32And(tlbAddr, allocAlignMask) !== 0
         || (orig !== 0 && low32And(tlbAddr, iotlbAlignMask) !== low32And(orig, iotlbAlignMask))) {
         index = index + 1 >= this.nslabs ? 0 : index + 1;
@@ -189,7 +179,7 @@ export class Swiotlb {
       }
       let crosses = false;
       if (maxSlots !== 0) {
-        const s = (nrSlots(tblBase[blk]) + inBlk) % maxSlots;
+        const s = (nrSlots(tblBase) + slot) % maxSlots;
         crosses = s + nslots > maxSlots;
       }
       if (!crosses && this.list[slot] >= nslots) {
@@ -230,27 +220,29 @@ export class Swiotlb {
     this.used -= nslots;
   }
 
-  /** swiotlb_bounce: copies between the bounce slot at tlbAddr and the original buffer. */
+  /**
+   * swiotlb_bounce: copies size bytes between the bounce buffer at tlbAddr and the original. The
+   * slot holding tlbAddr records the original address of its first byte after the min_align_mask
+   * offset the allocation keeps; tlbAddr's place in its slot less that offset says where in the
+   * original the copy starts. That difference is negative for a sync that starts in a later slot of
+   * the mapping, inside the first `offset` bytes of that slot: the bytes it names are still the
+   * mapping's (the slot before holds them at its end), and exactly those are copied. A size past
+   * the allocation's end is cut to it (dev_WARN_ONCE "Buffer overflow detected").
+   * (kernel/dma/swiotlb.c: swiotlb_bounce())
+   */
   bounce(dev: Device, tlbAddr: bigint, size: number, dir: number): void {
     const index = this.slotOf(tlbAddr);
+    if (index < 0) return;
     let orig = this.origAddr[index];
-    let allocSize = this.allocSize[index];
     if (orig < 0) return;
-    let tlbOffset = Number(tlbAddr) % IO_TLB_SIZE;
-    const origOffset = swiotlbAlignOffsetNum(dmaGetMinAlignMask(dev), 0, orig);
-    if (tlbOffset < origOffset) {
-      this.mm.events.warn('swiotlb', `${dev.name}: Access before mapping start detected. orig offset ${origOffset}, requested offset ${tlbOffset}.`);
-      return;
-    }
-    tlbOffset -= origOffset;
-    if (tlbOffset > allocSize) {
-      this.mm.events.warn('swiotlb', `${dev.name}: Buffer overflow detected. Allocation size: ${allocSize}. Mapping size: ${size}+${tlbOffset}.`);
-      return;
-    }
+    const tlbOffset = Number(tlbAddr) % IO_TLB_SIZE - swiotlbAlignOffsetNum(dmaGetMinAlignMask(dev), 0, orig);
     orig += tlbOffset;
-    allocSize -= tlbOffset;
-    if (size > allocSize) {
-      this.mm.events.warn('swiotlb', `${dev.name}: Buffer overflow detected. Allocation size: ${allocSize}. Mapping size: ${size}.`);
+    const allocSize = this.allocSize[index] - tlbOffset;
+    // Starting past the allocation's end (inside its last slot) makes the kernel's size_t
+    // difference wrap: nothing is cut and the copy runs past the mapping, as there (dma-debug
+    // reports such a sync before it gets here).
+    if (allocSize >= 0 && size > allocSize) {
+      warnOnce(this.mm, 'bounce-overflow', `${dev.name}: Buffer overflow detected. Allocation size: ${allocSize}. Mapping size: ${size}.`);
       size = allocSize;
     }
     if (size <= 0) return;
@@ -272,34 +264,68 @@ export function swiotlbAlignOffset(dev: Device, allocAlignMask: number, addr: bi
   return swiotlbAlignOffsetNum(dmaGetMinAlignMask(dev), allocAlignMask >>> 0, Number(addr));
 }
 
+/** Where swiotlb_init put the default pool during the memblock stage of boot. */
+export interface SwiotlbBootPool {
+  /** Slots asked for: the configured size after the kernel's rounding. */
+  readonly wanted: number;
+  /** Slots allocated (wanted, or fewer after retries); 0 when no attempt succeeded. */
+  readonly nslabs: number;
+  /** Physical start of the pool; -1 when nslabs is 0. */
+  readonly start: number;
+}
+
+/** ALIGN(slots, IO_TLB_SEGSIZE): whole 2 KiB slots for bytes, up to a whole number of segments. */
+function segmentSlots(bytes: number): number {
+  return Math.ceil(nrSlots(bytes) / IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE;
+}
+
 /**
- * Allocates the boot-time pool from machine RAM (swiotlb_init): blocks of at most MAX_PAGE_ORDER
- * pages; if RAM cannot give the whole size, it retries with half the size (as the kernel does) down
- * to IO_TLB_MIN_SLABS, and returns null (with a WARN) if even that fails: a kernel without swiotlb.
+ * The slot count swiotlb asks memblock for at boot, for a size in bytes. A `swiotlb=` slot count is
+ * aligned up to whole segments when parsed (setup_io_tlb_npages()); swiotlb_init_remap() then calls
+ * swiotlb_adjust_nareas() with the number of possible CPUs, whose round_up_default_nslabs() makes it
+ * at least one segment per area and rounds it up to a power of two. One CPU here: one area.
  */
-export function createSwiotlb(mm: MachineMm, cfg: SwiotlbConfig = {}): Swiotlb | null {
-  let bytes = checkLen('swiotlb.bytes', cfg.bytes ?? IO_TLB_DEFAULT_SIZE, IO_TLB_SIZE * IO_TLB_SEGSIZE);
-  const segBytes = IO_TLB_SIZE * IO_TLB_SEGSIZE;
-  while (bytes >= IO_TLB_MIN_SLABS * IO_TLB_SIZE || bytes >= segBytes) {
-    // Largest page-order block that fits in bytes (and the allocator's limit), at least one segment.
-    let order = Math.min(SWIOTLB_MAX_BLOCK_ORDER, Math.floor(Math.log2(bytes / mm.pageSize)));
-    while (order > 0 && mm.pageSize * 2 ** order > bytes) order--;
-    if (mm.pageSize * 2 ** order < segBytes) break;
-    const blockBytes = mm.pageSize * 2 ** order;
-    const count = Math.floor(bytes / blockBytes);
-    const pfns: bigint[] = [];
-    for (let i = 0; i < count; i++) {
-      const r = mm.allocKernelPages(order);
-      if (!r.ok) break;
-      pfns.push(r.value);
-    }
-    if (pfns.length === count) return new Swiotlb(mm, pfns, order, cfg.force ?? false);
-    for (const pfn of pfns) mm.freeKernelPages(pfn, order);
-    if (bytes <= IO_TLB_MIN_SLABS * IO_TLB_SIZE) break;
-    bytes = Math.max(segBytes, Math.floor(bytes / 2 / segBytes) * segBytes);
+function swiotlbDefaultNslabs(bytes: number): number {
+  return roundupPowOfTwo(Math.max(segmentSlots(bytes), IO_TLB_SEGSIZE));
+}
+
+/**
+ * swiotlb_init_remap() in the memblock stage of boot (x86-64 calls it from mem_init, before the page
+ * allocator): the pool is one range from swiotlb_memblock_alloc(), which takes it with
+ * memblock_alloc_low(), below 4 GiB, so that 32-bit devices can reach it (memblock_alloc() anywhere
+ * is for SWIOTLB_ANY, Xen PV only). When memblock has no room the slot count is halved, kept whole
+ * segments, and tried again down to IO_TLB_MIN_SLABS. Validates cfg.bytes (RangeError).
+ */
+export function swiotlbMemblockInit(mb: Memblock, cfg: SwiotlbConfig = {}): SwiotlbBootPool {
+  const wanted = swiotlbDefaultNslabs(checkLen('swiotlb.bytes', cfg.bytes ?? IO_TLB_DEFAULT_SIZE, 1));
+  let nslabs = wanted;
+  for (;;) {
+    // swiotlb_memblock_alloc(): PAGE_ALIGN(nslabs << IO_TLB_SHIFT), page-aligned
+    const start = mb.allocLow(Math.ceil((nslabs * IO_TLB_SIZE) / mb.pageSize) * mb.pageSize);
+    if (start >= 0) return { wanted, nslabs, start };
+    if (nslabs <= IO_TLB_MIN_SLABS) return { wanted, nslabs: 0, start: -1 };
+    nslabs = Math.ceil(Math.floor(nslabs / 2) / IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE;
   }
-  mm.events.warn('swiotlb', `cannot allocate a bounce pool of ${cfg.bytes ?? IO_TLB_DEFAULT_SIZE} bytes`);
-  return null;
+}
+
+/**
+ * The default pool once the machine is up, from what swiotlbMemblockInit placed. The kernel's
+ * pr_info lines on the size (rounded up; adjusted after a failed allocation) are INFO events. No
+ * pool at all is a WARN and null: a kernel without swiotlb.
+ */
+export function createSwiotlb(mm: MachineMm, boot: SwiotlbBootPool, cfg: SwiotlbConfig = {}): Swiotlb | null {
+  const asked = cfg.bytes ?? IO_TLB_DEFAULT_SIZE;
+  if (boot.wanted !== segmentSlots(asked)) {
+    mm.events.record('INFO', 'swiotlb', `SWIOTLB bounce buffer size roundup to ${Math.floor((boot.wanted * IO_TLB_SIZE) / MiB)}MB`);
+  }
+  if (boot.nslabs === 0) {
+    mm.events.warn('swiotlb', `cannot allocate a bounce pool of ${asked} bytes`);
+    return null;
+  }
+  if (boot.nslabs !== boot.wanted) {
+    mm.events.record('INFO', 'swiotlb', `SWIOTLB bounce buffer size adjusted ${boot.wanted} -> ${boot.nslabs} slabs`);
+  }
+  return new Swiotlb(mm, BigInt(boot.start), boot.nslabs, cfg.force ?? false);
 }
 
 /** The pool a device bounces through (dev->dma_io_tlb_mem), or null. */

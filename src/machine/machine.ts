@@ -10,8 +10,8 @@ import {
 } from '../pci/internal.ts';
 import { createIommu, type Iommu, type IommuConfig } from '../iommu/index.ts';
 import {
-  createSwiotlb, dmaDebugCheckLeaks, dmaDebugCpuWriteHook, DmaDebug, dmaSetupNeedSync, registerDmaDevice, type DmaContext,
-  type Swiotlb, type SwiotlbConfig,
+  createSwiotlb, dmaDebugCheckLeaks, dmaDebugCpuWriteHook, DmaDebug, dmaSetupNeedSync, registerDmaDevice, swiotlbMemblockInit,
+  type DmaContext, type Swiotlb, type SwiotlbBootPool, type SwiotlbConfig,
 } from '../dma/internal.ts';
 import { installDeviceDmaAccess } from '../dma/internal.ts';
 
@@ -115,7 +115,10 @@ export class Machine extends MmMachine {
   constructor(config: MachineConfig) {
     const cfg = checkConfig(config);
     const bars = cfg.pci && cfg.pci.length > 0 ? pciDeviceMemoryFromConfig(cfg.pci) : [];
-    super(mmPart(cfg, bars));
+    // swiotlb's default pool comes from memblock, before the page allocator has the rest of RAM
+    const swiotlbCfg = cfg.swiotlb === false ? null : cfg.swiotlb ?? {};
+    const boot: { pool: SwiotlbBootPool | null } = { pool: null };
+    super(mmPart(cfg, bars), swiotlbCfg === null ? undefined : (mb) => { boot.pool = swiotlbMemblockInit(mb, swiotlbCfg); });
     this.topology = cfg.pci && cfg.pci.length > 0 ? buildPciTopology(this, cfg.pci, cfg.cpu ?? { vendor: 'intel' }) : null;
     this.iommu = cfg.iommu ? createIommu(this, cfg.iommu) : null;
     // iommu_dma_init_domain / iova_reserve_pci_windows (reference 7.2): a DMA address equal to a
@@ -124,7 +127,7 @@ export class Machine extends MmMachine {
     if (this.iommu && this.topology) {
       for (const w of pciHostBridgeWindows(this.topology)) this.iommu.reserveRegion(w.start, w.end, 'bridge-window');
     }
-    this.swiotlb = cfg.swiotlb === false ? null : createSwiotlb(this, cfg.swiotlb ?? {});
+    this.swiotlb = swiotlbCfg === null || boot.pool === null ? null : createSwiotlb(this, boot.pool, swiotlbCfg);
     this.dmaDebug = new DmaDebug(this);
     // dma-debug sees every CPU store to physical memory (mem.write/fill/copy, writeUser) and flags
     // those into a buffer the device owns while bounced or non-coherent (reference 14.1).

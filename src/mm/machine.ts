@@ -6,7 +6,7 @@ import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
 import { FolioKind, FolioTable } from './folio.ts';
 import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resolveMmConfig } from './layout.ts';
 import { SparsePhysMem } from './physmem.ts';
-import type { MachineMm, MemRegion, PageFacts } from './types.ts';
+import type { MachineMm, Memblock, MemRegion, PageFacts } from './types.ts';
 import { UserMm } from './user-mm.ts';
 
 /** A snapshot of one folio's metadata (folioOf). */
@@ -55,11 +55,18 @@ export class MmMachine implements MachineMm {
   /** Order of a PMD-sized THP (2 MiB of base pages). */
   readonly thpOrder: number;
   private readonly kernelPages = new Map<number, number>();
+  /** Boot (memblock) allocations still held: first pfn -> pages. */
+  private readonly bootPages = new Map<number, number>();
   private readonly factsByRegion = new Map<number, PageFacts>();
   private nextProcessId = 1;
 
-  /** Builds the machine. @throws TypeError/RangeError naming the bad config field. */
-  constructor(config: MmConfig) {
+  /**
+   * Builds the machine. `memblock`, if given, runs once the gigantic pages are carved and before
+   * the page allocator takes over the rest of RAM: what it allocates there stays out of the buddy
+   * allocator (the machine layer places swiotlb's default pool so).
+   * @throws TypeError/RangeError naming the bad config field.
+   */
+  constructor(config: MmConfig, memblock?: (mb: Memblock) => void) {
     const cfg = resolveMmConfig(config);
     this.config = cfg;
     this.pageSize = cfg.pageSize;
@@ -94,6 +101,7 @@ export class MmMachine implements MachineMm {
       if (carveStart / ps > last[0]) ranges.push([last[0], carveStart / ps]);
       if (carveEnd / ps < last[1]) ranges.push([carveEnd / ps, last[1]]);
     }
+    if (memblock !== undefined) this.runMemblock(ranges, memblock);
     this.buddy = new BuddyAllocator(ranges, cfg.aged, cfg.seed);
     for (let i = 0; i < cfg.hugetlb2M; i++) {
       const pfn = this.buddy.alloc(this.thpOrder);
@@ -102,6 +110,71 @@ export class MmMachine implements MachineMm {
     }
     this.hugetlb['2M'].free.reverse();
     this.hugetlb['2M'].total = cfg.hugetlb2M;
+  }
+
+  /**
+   * The memblock stage of boot over the free RAM ranges (pfn pairs, ascending): each allocation is
+   * cut out of `ranges`, which the buddy allocator then manages. Allocations after the stage throw.
+   * Model deviation: memblock holds nothing else here (the kernel image, initrd and early page
+   * tables are not modeled), so a top-down allocation lands at the very top of the free RAM.
+   */
+  private runMemblock(ranges: Array<[number, number]>, fn: (mb: Memblock) => void): void {
+    const ps = this.pageSize;
+    const boot = this.bootPages;
+    // ARCH_LOW_ADDRESS_LIMIT: memblock_alloc_low() takes memory ending at or below 4 GiB - 1
+    const lowLimit = 0xffffffff;
+    let open = true;
+    const mb: Memblock = {
+      pageSize: ps,
+      allocLow(bytes: number): number {
+        if (!open) throw new TypeError('memblock allocations are possible only while the machine is built');
+        checkLen('bytes', bytes, 1);
+        const size = Math.ceil(bytes / ps) * ps;
+        // memblock_find_in_range_node(): the free ranges from the top, each clamped to
+        // [PAGE_SIZE, limit]; the first whose clamped end leaves room for size, aligned down
+        for (let i = ranges.length - 1; i >= 0; i--) {
+          const [sp, ep] = ranges[i];
+          const s = Math.min(Math.max(sp * ps, ps), lowLimit);
+          const e = Math.min(Math.max(ep * ps, ps), lowLimit);
+          if (e < size) continue;
+          const cand = Math.floor((e - size) / ps) * ps;
+          if (cand < s) continue;
+          const cp = cand / ps, np = size / ps;
+          const parts: Array<[number, number]> = [];
+          if (cp > sp) parts.push([sp, cp]);
+          if (cp + np < ep) parts.push([cp + np, ep]);
+          ranges.splice(i, 1, ...parts);
+          boot.set(cp, np);
+          return cand;
+        }
+        return -1;
+      },
+    };
+    fn(mb);
+    open = false;
+  }
+
+  /**
+   * memblock_free_late: hands memory a memblock stage allocated back to the page allocator, in
+   * naturally aligned blocks. Anything but exactly one boot allocation is a BUG (throws KernelBug).
+   */
+  memblockFreeLate(addr: bigint, bytes: number): void {
+    checkAddr('addr', addr);
+    checkLen('bytes', bytes, 1);
+    const pfn = Number(addr) / this.pageSize;
+    const pages = bytes / this.pageSize;
+    if (this.bootPages.get(pfn) !== pages) {
+      this.events.bug('memblock', `freeing ${bytes} bytes at ${hex(addr)}, which is not a boot allocation`, { addr, bytes });
+    }
+    this.bootPages.delete(pfn);
+    let p = pfn;
+    const end = pfn + pages;
+    while (p < end) {
+      let o = 0;
+      while (o < MAX_PAGE_ORDER && p % 2 ** (o + 1) === 0 && p + 2 ** (o + 1) <= end) o++;
+      this.givePages(p, o);
+      p += 2 ** o;
+    }
   }
 
   /** Free base pages in the buddy allocator now. */

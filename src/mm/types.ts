@@ -66,6 +66,22 @@ export interface PageFacts {
   readonly rangeFlags: number;
 }
 
+/**
+ * memblock, the boot allocator that hands out RAM before the page allocator exists, as the layers
+ * above mm see it while the machine is being built (swiotlb's default pool).
+ */
+export interface Memblock {
+  /** Base page size. */
+  readonly pageSize: number;
+  /**
+   * memblock_alloc_low(bytes, PAGE_SIZE) (mm/memblock.c): bytes rounded up to whole pages, from the
+   * highest free RAM that ends at or below ARCH_LOW_ADDRESS_LIMIT (4 GiB - 1), page-aligned, top-down
+   * as memblock_find_in_range_node() allocates by default. Returns the physical start address, or
+   * -1 when no free range below 4 GiB is large enough.
+   */
+  allocLow(bytes: number): number;
+}
+
 /** What pci/, iommu/ and dma/ need from the machine. */
 export interface MachineMm {
   readonly pageSize: number;
@@ -89,6 +105,11 @@ export interface MachineMm {
   allocKernelPages(order: number): Result<bigint>;
   /** Frees what allocKernelPages returned (same pfn and order); a mismatch is a BUG. */
   freeKernelPages(pfn: bigint, order: number): void;
+  /**
+   * memblock_free_late: gives boot (memblock) memory back to the page allocator after boot. addr and
+   * bytes must be page-aligned and describe what a Memblock allocation returned.
+   */
+  memblockFreeLate(addr: bigint, bytes: number): void;
   /** Free base pages in the buddy allocator now. */
   readonly freePages: number;
 }
