@@ -6,14 +6,12 @@ import type { MachineMm } from '../mm/index.ts';
 import type { Device } from '../pci/index.ts';
 import type { Iommu } from '../iommu/index.ts';
 import type { PciTopology } from '../pci/index.ts';
-import type { Swiotlb } from './swiotlb.ts';
 import type { DmaDebug } from './debug.ts';
 
 /** The DMA state of one machine, shared by every device on it. */
 export interface DmaContext {
   readonly mm: MachineMm;
   readonly iommu: Iommu | null;
-  readonly swiotlb: Swiotlb | null;
   readonly debug: DmaDebug;
   readonly topology: PciTopology | null;
 }

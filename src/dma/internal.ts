@@ -7,6 +7,7 @@ export * from './context.ts';
 export * from './mask.ts';
 export * from './cache.ts';
 export * from './swiotlb.ts';
+export * from './direct-addr.ts';
 export * from './direct.ts';
 export * from './debug.ts';
 export * from './iommu-dma.ts';

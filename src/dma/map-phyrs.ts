@@ -10,7 +10,7 @@ import type { Device } from '../pci/index.ts';
 import { DmaList, DmaListBuilder, PhyrList, type RangeSource } from '../phyr/index.ts';
 import { DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, checkAttrs, validDmaDirection, type DmaDataDirection } from './constants.ts';
 import { dmaContextOf } from './context.ts';
-import { dmaCapable } from './direct.ts';
+import { dmaCapable } from './direct-addr.ts';
 import { DMA_RANGE_BUS, DMA_RANGE_MMIO, DmaRangeIter } from './map-iter.ts';
 import { devUseSwiotlb, iovaOffset } from './iommu-dma.ts';
 import { isSwiotlbActive, isSwiotlbForceBounce } from './swiotlb.ts';

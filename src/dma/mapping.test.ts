@@ -12,7 +12,7 @@ import {
   dmaUnmapSgtable,
 } from './mapping.ts';
 import { dmaSetMask, dmaSetMinAlignMask } from './mask.ts';
-import { physToDma, dmaToPhys } from './direct.ts';
+import { physToDma, dmaToPhys } from './direct-addr.ts';
 import { debugDmaCheckCpuWrite } from './debug.ts';
 import { pattern, ramAt, smallMachine } from '../../test/fixtures/dma-machines.ts';
 

@@ -21,8 +21,9 @@ import {
 } from './constants.ts';
 import {
   dmaDirectMapPhys, dmaDirectMapSg, dmaDirectMaxMappingSize, dmaDirectNeedSync, dmaDirectSyncSingleForCpu,
-  dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys, dmaDirectUnmapSg, dmaToPhys, sgPhysAt,
+  dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys, dmaDirectUnmapSg, sgPhysAt,
 } from './direct.ts';
+import { dmaToPhys } from './direct-addr.ts';
 import {
   iommuDmaGetMergeBoundary, iommuDmaMapPhys, iommuDmaMapSg, iommuDmaMaxMappingSize, iommuDmaOptMappingSize,
   iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapSg, devUseSwiotlb,

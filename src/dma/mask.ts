@@ -7,7 +7,7 @@ import type { Device } from '../pci/index.ts';
 import { checkAddr, checkLen, err, ok, type Result, U32_MAX } from '../base/index.ts';
 import { dmaContextIfAny } from './context.ts';
 import { DMA_BIT_MASK, DMA_MAPPING_ERROR, ULONG_MAX } from './constants.ts';
-import { physToDmaUnencrypted, translatePhysToDma } from './direct.ts';
+import { physToDmaUnencrypted, translatePhysToDma } from './direct-addr.ts';
 
 /** SZ_64K: dma_get_max_seg_size() when the driver never set one. */
 export const DMA_DEFAULT_MAX_SEG_SIZE = 64 * 1024;

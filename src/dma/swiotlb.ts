@@ -7,14 +7,14 @@
 
 import type { MachineMm, Memblock } from '../mm/internal.ts';
 import type { Device } from '../pci/index.ts';
-import { checkLen, MiB, roundupPowOfTwo } from '../base/index.ts';
-import { dmaContextIfAny, dmaContextOf } from './context.ts';
+import { SlotKey, checkLen, MiB, roundupPowOfTwo } from '../base/internal.ts';
+import { dmaContextOf } from './context.ts';
 import {
   DMA_ATTR_NO_WARN, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR,
   DMA_TO_DEVICE,
 } from './constants.ts';
 import { dmaGetMinAlignMask, dmaGetSegBoundary } from './mask.ts';
-import { dmaCapable, physToDmaUnencrypted } from './direct.ts';
+import { dmaCapable, physToDmaUnencrypted } from './direct-addr.ts';
 import { archSyncDmaForDevice } from './cache.ts';
 
 export const IO_TLB_SEGSIZE = 128;
@@ -328,25 +328,33 @@ export function createSwiotlb(mm: MachineMm, boot: SwiotlbBootPool, cfg: Swiotlb
   return new Swiotlb(mm, BigInt(boot.start), boot.nslabs, cfg.force ?? false);
 }
 
+/** The slot on each device that holds dev->dma_io_tlb_mem. */
+const DMA_IO_TLB_MEM = new SlotKey<Swiotlb>('swiotlb-io-tlb-mem');
+
+/** swiotlb_dev_init: the device bounces through mem (dev->dma_io_tlb_mem = mem). */
+export function swiotlbDevInit(dev: Device, mem: Swiotlb): void {
+  dev.slots.set(DMA_IO_TLB_MEM, mem);
+}
+
 /** The pool a device bounces through (dev->dma_io_tlb_mem), or null. */
-function memOf(dev: Device): Swiotlb | null {
-  return dmaContextIfAny(dev)?.swiotlb ?? null;
+export function swiotlbOf(dev: Device): Swiotlb | null {
+  return dev.slots.get(DMA_IO_TLB_MEM) ?? null;
 }
 
 /** is_swiotlb_buffer(dev, phys): phys lies in the device's bounce pool. */
 export function isSwiotlbBuffer(dev: Device, phys: bigint): boolean {
-  const mem = memOf(dev);
+  const mem = swiotlbOf(dev);
   return mem !== null && mem.contains(phys);
 }
 
 /** is_swiotlb_force_bounce(dev). */
 export function isSwiotlbForceBounce(dev: Device): boolean {
-  return memOf(dev)?.forceBounce ?? false;
+  return swiotlbOf(dev)?.forceBounce ?? false;
 }
 
 /** is_swiotlb_active(dev): the device has a pool with slots. */
 export function isSwiotlbActive(dev: Device): boolean {
-  const mem = memOf(dev);
+  const mem = swiotlbOf(dev);
   return mem !== null && mem.nslabs > 0;
 }
 
@@ -369,7 +377,7 @@ export function swiotlbMaxMappingSize(dev: Device): number {
 export function swiotlbTblMapSingle(dev: Device, phys: bigint, mappingSize: number, allocAlignMask: number,
   _dir: number, attrs: number): bigint {
   const ctx = dmaContextOf(dev);
-  const mem = ctx.swiotlb;
+  const mem = swiotlbOf(dev);
   if (!mem || mem.nslabs === 0) {
     ctx.mm.events.warn('swiotlb', `${dev.name}: Can not allocate SWIOTLB buffer earlier and can't now provide you with the DMA bounce buffer`);
     return DMA_MAPPING_ERROR;
@@ -414,7 +422,7 @@ export function swiotlbTblMapSingle(dev: Device, phys: bigint, mappingSize: numb
  */
 export function swiotlbTblUnmapSingle(dev: Device, tlbAddr: bigint, mappingSize: number, dir: number, attrs: number): void {
   const ctx = dmaContextOf(dev);
-  const mem = ctx.swiotlb;
+  const mem = swiotlbOf(dev);
   if (!mem || !mem.contains(tlbAddr)) {
     ctx.mm.events.warn('swiotlb', `${dev.name}: unmap of 0x${tlbAddr.toString(16)} outside the bounce pool`);
     return;
@@ -436,14 +444,14 @@ export function swiotlbTblUnmapSingle(dev: Device, tlbAddr: bigint, mappingSize:
 /** swiotlb_sync_single_for_device: copy-in for TO_DEVICE / BIDIRECTIONAL; any other dir but FROM_DEVICE is a BUG. */
 export function swiotlbSyncSingleForDevice(dev: Device, tlbAddr: bigint, size: number, dir: number): void {
   const ctx = dmaContextOf(dev);
-  if (dir === DMA_TO_DEVICE || dir === DMA_BIDIRECTIONAL) ctx.swiotlb?.bounce(dev, tlbAddr, size, DMA_TO_DEVICE);
+  if (dir === DMA_TO_DEVICE || dir === DMA_BIDIRECTIONAL) swiotlbOf(dev)?.bounce(dev, tlbAddr, size, DMA_TO_DEVICE);
   else if (dir !== DMA_FROM_DEVICE) ctx.mm.events.bug('swiotlb', 'BUG_ON(dir != DMA_FROM_DEVICE)');
 }
 
 /** swiotlb_sync_single_for_cpu: copy-out for FROM_DEVICE / BIDIRECTIONAL; any other dir but TO_DEVICE is a BUG. */
 export function swiotlbSyncSingleForCpu(dev: Device, tlbAddr: bigint, size: number, dir: number): void {
   const ctx = dmaContextOf(dev);
-  if (dir === DMA_FROM_DEVICE || dir === DMA_BIDIRECTIONAL) ctx.swiotlb?.bounce(dev, tlbAddr, size, DMA_FROM_DEVICE);
+  if (dir === DMA_FROM_DEVICE || dir === DMA_BIDIRECTIONAL) swiotlbOf(dev)?.bounce(dev, tlbAddr, size, DMA_FROM_DEVICE);
   else if (dir !== DMA_TO_DEVICE) ctx.mm.events.bug('swiotlb', 'BUG_ON(dir != DMA_TO_DEVICE)');
 }
 

@@ -1,11 +1,23 @@
-// Models: drivers/iommu/dma-iommu.c (Linux 6.x; reference 7.2 and 15 row 10): the IOVA flush queue
+// Models: drivers/iommu/dma-iommu.c (Linux 7.1): the IOVA flush queue
 // (queue_iova, fq_ring_free, fq_flush_iotlb, fq_flush_timeout). In lazy mode an
 // unmapped IOVA range is not invalidated at once: it waits in the queue, still allocated, until a
 // global IOTLB flush (queue full, or the timer) passes it, and only then returns to the allocator.
 // Time is a logical clock advanced by the caller (iommuDmaFlushQueueTick).
 // Model deviation: one CPU, so one ring (the per-CPU rings of the kernel behave alike per CPU).
 
-import type { IommuDomain } from './domain.ts';
+import type { MachineMm } from '../mm/index.ts';
+import type { IovaDomain } from './iova.ts';
+
+/**
+ * What a flush queue needs of the DMA domain that owns it (an IommuDomain): its IOVA allocator,
+ * the table pages its unmaps freed, and a global IOTLB flush.
+ */
+export interface FlushQueueOwner {
+  readonly iovad: IovaDomain | null;
+  readonly iommu: { readonly mm: MachineMm };
+  releaseTables(freelist: number[]): void;
+  flushIotlbAll(): void;
+}
 
 /** Ring size of a per-CPU flush queue (it holds one entry less: see FlushQueue.queue). */
 export const IOVA_DEFAULT_FQ_SIZE = 256;
@@ -37,9 +49,9 @@ export class FlushQueue {
   timerDeadlineMs = 0;
   private readonly ring: FqEntry[] = [];
   private head = 0;
-  private readonly domain: IommuDomain;
+  private readonly domain: FlushQueueOwner;
 
-  constructor(domain: IommuDomain, capacity: number, timeoutMs: number) {
+  constructor(domain: FlushQueueOwner, capacity: number, timeoutMs: number) {
     this.domain = domain;
     this.capacity = capacity;
     this.timeoutMs = timeoutMs;

@@ -10,7 +10,7 @@ import {
 } from '../pci/internal.ts';
 import { createIommu, type Iommu, type IommuConfig } from '../iommu/index.ts';
 import {
-  createSwiotlb, dmaDebugCheckLeaks, dmaDebugCpuWriteHook, DmaDebug, dmaSetupNeedSync, registerDmaDevice, swiotlbMemblockInit,
+  createSwiotlb, dmaDebugCheckLeaks, dmaDebugCpuWriteHook, DmaDebug, dmaSetupNeedSync, registerDmaDevice, swiotlbDevInit, swiotlbMemblockInit,
   type DmaContext, type Swiotlb, type SwiotlbBootPool, type SwiotlbConfig,
 } from '../dma/internal.ts';
 import { installDeviceDmaAccess } from '../dma/internal.ts';
@@ -132,12 +132,13 @@ export class Machine extends MmMachine {
     // dma-debug sees every CPU store to physical memory (mem.write/fill/copy, writeUser) and flags
     // those into a buffer the device owns while bounced or non-coherent (reference 14.1).
     this.mem.onCpuWrite = dmaDebugCpuWriteHook(this);
-    this.dma = { mm: this, iommu: this.iommu, swiotlb: this.swiotlb, debug: this.dmaDebug, topology: this.topology };
+    this.dma = { mm: this, iommu: this.iommu, debug: this.dmaDebug, topology: this.topology };
     for (const dev of this.topology?.devices() ?? []) this.attach(dev);
   }
 
   private attach(dev: Device): void {
     registerDmaDevice(dev, this.dma);
+    if (this.swiotlb) swiotlbDevInit(dev, this.swiotlb);
     if (this.iommu) this.iommu.probeDevice(dev);
     dmaSetupNeedSync(dev);
     installDeviceDmaAccess(dev);
