@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   checkAddr, checkLen, EventLog, KernelBug, Prng, ilog2, ilog2Big, ffs, ffsBig, roundupPowOfTwo,
-  alignUpBig, isPow2, err, ok, unwrap, Stats, formatBytes,
+  alignUpBig, isPow2, err, ok, unwrap, Stats, declareCounters, formatBytes,
 } from './internal.ts';
 
 describe('address and length validators', () => {
@@ -73,13 +73,17 @@ describe('EventLog and Result', () => {
     expect(unwrap(ok(5))).toBe(5);
     expect(() => unwrap(err('EFAULT', 'unmapped'))).toThrow(/EFAULT: unmapped/);
   });
-  it('Stats reset and diff', () => {
-    const s = new Stats();
+  it('Stats carries every declared counter at 0, resets and diffs them', () => {
+    declareCounters('base-test', ['baseTestEvents', 'baseTestBytes']);
+    expect(() => declareCounters('other', ['baseTestBytes'])).toThrow(/counter baseTestBytes of other is already declared/);
+    expect(Stats.layers().find((l) => l.layer === 'base-test')?.names).toEqual(['baseTestEvents', 'baseTestBytes']);
+    const s = new Stats() as Stats & { baseTestEvents: number; baseTestBytes: number };
+    expect(s.baseTestEvents).toBe(0);
     const snap = s.snapshot();
-    s.iovaAllocs += 3;
-    expect(s.diff(snap)).toEqual({ iovaAllocs: 3 });
+    s.baseTestEvents += 3;
+    expect(s.diff(snap)).toEqual({ baseTestEvents: 3 });
     s.reset();
-    expect(s.iovaAllocs).toBe(0);
+    expect(s.baseTestEvents).toBe(0);
     expect(formatBytes(2 * 1024 * 1024)).toBe('2 MiB');
   });
 });

@@ -3,3 +3,4 @@
 export * from './index.ts';
 export * from './slots.ts';
 export * from './frame-offset.ts';
+export { declareCounters, type StatsCounters } from './stats.ts';

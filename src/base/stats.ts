@@ -1,63 +1,51 @@
-// Work counters on the machine: every layer counts what it does in plain, always-on fields,
-// named after what is counted. Reports and tests read them; reset() zeroes them all.
+// Work counters on the machine: plain, always-on number fields named after what is counted. Each
+// layer declares its own counters (declareCounters in its counters.ts, which also widens
+// StatsCounters for the type checker); the machine's Stats object carries every declared counter.
+// Reports and tests read them; reset() zeroes them all.
 
+/**
+ * The counters the layers declare. Empty here: each layer adds its fields by module augmentation
+ * (`declare module '../base/stats.ts' { interface StatsCounters { ... } }`).
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- widened by each layer's counters.ts
+export interface StatsCounters {}
+
+interface Declared {
+  readonly layer: string;
+  readonly names: readonly string[];
+}
+
+const declared: Declared[] = [];
+const declaredNames = new Set<string>();
+
+/**
+ * Declares a layer's counters (at module load, before any machine is built). A name may be
+ * declared once. @throws TypeError naming the layer and the counter declared twice.
+ */
+export function declareCounters(layer: string, names: readonly string[]): void {
+  for (const n of names) {
+    if (declaredNames.has(n)) throw new TypeError(`counter ${n} of ${layer} is already declared`);
+  }
+  for (const n of names) declaredNames.add(n);
+  declared.push({ layer, names: [...names] });
+}
+
+// A class and an interface of one name: the interface brings the declared counters' types.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
+export interface Stats extends StatsCounters {}
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class Stats {
-  // mm: page allocator, faults, GUP
-  pagesAllocated = 0;
-  pagesFreed = 0;
-  pageFaults = 0;
-  gupPinCalls = 0;
-  gupPagesPinned = 0;
-  gupFoliosVisited = 0;
-  gupPagesUnpinned = 0;
-  // phyr / scatterlist
-  sgTablesAllocated = 0;
-  sgEntriesAllocated = 0;
-  // IOVA allocator
-  iovaAllocs = 0;
-  iovaFrees = 0;
-  iovaAllocFailures = 0;
-  iovaRcacheHits = 0;
-  iovaRcacheMisses = 0;
-  iova32BitFallbacks = 0;
-  flushQueueEntries = 0;
-  flushQueueFlushes = 0;
-  // IOMMU core and page tables
-  iommuMapCalls = 0;
-  iommuUnmapCalls = 0;
-  iommuMapPagesCalls = 0;
-  iommuUnmapPagesCalls = 0;
-  iommuLeafPtesWritten = 0;
-  iommuLeafPtesCleared = 0;
-  iommuTablePagesAllocated = 0;
-  iommuTablePagesFreed = 0;
-  iommuSyncMapCalls = 0;
-  // IOTLB
-  iotlbRangeInvalidations = 0;
-  iotlbGlobalFlushes = 0;
-  iotlbHits = 0;
-  iotlbMisses = 0;
-  // swiotlb and cache maintenance
-  swiotlbMaps = 0;
-  swiotlbUnmaps = 0;
-  swiotlbBounceBytes = 0;
-  swiotlbSlotsInUse = 0;
-  cacheMaintenanceOps = 0;
-  // DMA API
-  dmaMapCalls = 0;
-  dmaUnmapCalls = 0;
-  dmaSyncCalls = 0;
-  dmaIovaLinks = 0;
-  dmaIovaSyncs = 0;
-  dmaIovaUnlinks = 0;
-  // P2P
-  p2pMapTypeLookups = 0;
-  p2pMapTypeCacheHits = 0;
-  // devices
-  deviceDmaReads = 0;
-  deviceDmaWrites = 0;
-  deviceDmaBytes = 0;
-  deviceDmaFaults = 0;
+  /** Every declared counter, at 0. */
+  constructor() {
+    const self = this as unknown as Record<string, number>;
+    for (const d of declared) for (const n of d.names) self[n] = 0;
+  }
+
+  /** The declared counters, by the layer that declared them (in declaration order). */
+  static layers(): ReadonlyArray<{ readonly layer: string; readonly names: readonly string[] }> {
+    return declared;
+  }
 
   /** Zeroes every counter. */
   reset(): void {

@@ -6,6 +6,7 @@
 import type { Device } from '../pci/index.ts';
 import { dmaContextOf } from './context.ts';
 import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaDirName } from './constants.ts';
+import './counters.ts';
 
 /** What one maintenance call does to the CPU caches over the range. */
 export type CacheOp = 'clean' | 'invalidate' | 'clean+invalidate';

@@ -12,6 +12,7 @@ import {
   PCI_P2PDMA_MAP_BUS_ADDR, pciP2pdmaMapType, type Device, type DeviceDmaAccess, type P2pdmaProvider,
 } from '../pci/internal.ts';
 import { dmaContextOf } from './context.ts';
+import './counters.ts';
 
 /** One translated piece of an access: CPU physical address and length. */
 interface Piece { phys: bigint; len: number }

@@ -21,6 +21,7 @@ import { debugDmaIovaLink, debugDmaIovaUnlink, type DebugMapFacts } from './debu
 import { dmaGetMask } from './mask.ts';
 import { isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
 import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts';
+import './counters.ts';
 
 /** Bit 63 of dma_iova_state.__size: some link of this state went through swiotlb. */
 export const DMA_IOVA_USE_SWIOTLB = 1n << 63n;

@@ -34,6 +34,7 @@ import {
   debugDmaIsMapped, debugDmaMapPhys, debugDmaMapSg, debugDmaSyncSg, debugDmaSyncSingleForCpu,
   debugDmaSyncSingleForDevice, debugDmaUnmapPhys, debugDmaUnmapSg, type DebugMapFacts,
 } from './debug.ts';
+import './counters.ts';
 
 export { dmaAddressingLimited } from './mask.ts';
 

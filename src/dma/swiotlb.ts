@@ -16,6 +16,7 @@ import {
 import { dmaGetMinAlignMask, dmaGetSegBoundary } from './mask.ts';
 import { dmaCapable, physToDmaUnencrypted } from './direct-addr.ts';
 import { archSyncDmaForDevice } from './cache.ts';
+import './counters.ts';
 
 export const IO_TLB_SEGSIZE = 128;
 export const IO_TLB_SHIFT = 11;

@@ -12,6 +12,7 @@ import { IommuIotlbGather, type IommuDomain } from './domain.ts';
 import type { ArmLpaePageTable } from './pagetable-arm.ts';
 import { pgsizeGranules } from './pgsize.ts';
 import { IOMMU_READ, IOMMU_WRITE } from './prot.ts';
+import './counters.ts';
 
 const OK_VOID: Result<void> = Object.freeze(ok());
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;

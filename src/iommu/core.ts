@@ -14,6 +14,7 @@ import { armLpaeMapPfns, armLpaeUnmapPfns } from './core-arm.ts';
 import { ArmLpaePageTable } from './pagetable-arm.ts';
 import { pgsizeGranules } from './pgsize.ts';
 import { IOMMU_READ, IOMMU_WRITE } from './prot.ts';
+import './counters.ts';
 
 const OK_VOID: Result<void> = Object.freeze(ok());
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;

@@ -5,6 +5,7 @@ import { checkAddr, checkLen } from '../base/index.ts';
 import type { Device } from '../pci/index.ts';
 import type { IommuDomain, IommuIotlbGather } from './domain.ts';
 import { IOVA_RANGE_CACHE_MAX_SIZE } from './iova.ts';
+import './counters.ts';
 
 const DMA_BIT_MASK_32 = 0xffffffffn;
 const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);

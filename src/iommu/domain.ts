@@ -15,6 +15,7 @@ import { Iotlb } from './iotlb.ts';
 import { IovaDomain } from './iova.ts';
 import { PageTable } from './pagetable.ts';
 import { ArmLpaePageTable } from './pagetable-arm.ts';
+import './counters.ts';
 
 /** IOMMU_DOMAIN_BLOCKED / IDENTITY / DMA / DMA_FQ / UNMANAGED. */
 export type IommuDomainType = 'blocked' | 'identity' | 'dma' | 'dma-fq' | 'unmanaged';

@@ -7,6 +7,7 @@
 
 import type { MachineMm } from '../mm/index.ts';
 import type { IovaDomain } from './iova.ts';
+import './counters.ts';
 
 /**
  * What a flush queue needs of the DMA domain that owns it (an IommuDomain): its IOVA allocator,

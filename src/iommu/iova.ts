@@ -11,6 +11,7 @@
 
 import type { EventLog, Stats } from '../base/index.ts';
 import { flsNum } from './pgsize.ts';
+import './counters.ts';
 
 /** Orders 0..5 of granules are cached: 4 KiB .. 128 KiB with a 4 KiB granule. */
 export const IOVA_RANGE_CACHE_MAX_SIZE = 6;

@@ -18,6 +18,7 @@ import type { MachineMm } from '../mm/index.ts';
 import { entryOaPfn, PT_ENTRY_OA, PT_ENTRY_TABLE, type PtFormat } from './formats.ts';
 import { PageTable } from './pagetable.ts';
 import { pgsizeGranules } from './pgsize.ts';
+import './counters.ts';
 
 const ITEMS = 512;
 const ITEM_MASK = ITEMS - 1;

@@ -10,6 +10,7 @@
 import type { Errno } from '../base/index.ts';
 import type { MachineMm } from '../mm/index.ts';
 import { entryHi, entryLo, entryOaPfn, PT_ENTRY_EMPTY, PT_ENTRY_OA, PT_ENTRY_TABLE, type EntryWords, type PtFormat } from './formats.ts';
+import './counters.ts';
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const ITEMS = 512;

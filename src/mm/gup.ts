@@ -6,6 +6,7 @@ import { checkAddr, checkLen, err, hex, ok, type Err, type Result } from '../bas
 import { PageArray, PhyrList, PhyrListBuilder, RANGE_NOPAGE } from '../phyr/index.ts';
 import type { MmMachine } from './machine.ts';
 import { TASK_SIZE, UserMm, Vma, VmaKind } from './user-mm.ts';
+import './counters.ts';
 
 // FOLL_* values as include/linux/mm_types.h (public) and mm/internal.h (internal) define them.
 /** Require a writable mapping (and fault for write). */

@@ -8,6 +8,7 @@ import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resol
 import { SparsePhysMem } from './physmem.ts';
 import type { MachineMm, Memblock, MemRegion, PageFacts } from './types.ts';
 import { UserMm } from './user-mm.ts';
+import './counters.ts';
 
 /** A snapshot of one folio's metadata (folioOf). */
 export interface FolioInfo {

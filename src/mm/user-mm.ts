@@ -6,6 +6,7 @@ import { GiB, MiB, checkAddr, checkLen, err, hex, ok, type Err, type Result } fr
 import { describeValue } from './describe.ts';
 import type { Region } from './layout.ts';
 import type { MmMachine } from './machine.ts';
+import './counters.ts';
 
 /** What backs a mapping. A device backing maps part of a device or pmem region (PFN map / DAX). */
 export type MmapBacking = 'anon' | 'thp' | 'hugetlb-2M' | 'hugetlb-1G' | { readonly device: string; readonly offset?: number };

@@ -16,6 +16,7 @@ import {
   devIsPci, toPciDev,
   type CpuConfig, type P2pdmaProvider, type PciBar, type PciDev, type PciHostBridge, type PciTopologyCore,
 } from './pci-dev.ts';
+import './counters.ts';
 
 /** enum pci_p2pdma_map_type (include/linux/pci-p2pdma.h). UNKNOWN: not computed yet (cache miss). */
 export const PCI_P2PDMA_MAP_UNKNOWN = 0;

@@ -1,0 +1,33 @@
+// The counters of dma/: swiotlb, cache maintenance, the DMA API, device DMA engines. Imported for
+// its effect by every dma/ file that counts.
+import { declareCounters } from '../base/internal.ts';
+
+declare module '../base/stats.ts' {
+  interface StatsCounters {
+    /** swiotlb: maps, unmaps, bytes bounced, slots in use now. */
+    swiotlbMaps: number;
+    swiotlbUnmaps: number;
+    swiotlbBounceBytes: number;
+    swiotlbSlotsInUse: number;
+    /** arch_sync_dma_for_device / _for_cpu operations on non-coherent devices. */
+    cacheMaintenanceOps: number;
+    /** DMA API: map, unmap and sync calls; two-step links, syncs and unlinks. */
+    dmaMapCalls: number;
+    dmaUnmapCalls: number;
+    dmaSyncCalls: number;
+    dmaIovaLinks: number;
+    dmaIovaSyncs: number;
+    dmaIovaUnlinks: number;
+    /** Device DMA engines: reads, writes, bytes moved, faults. */
+    deviceDmaReads: number;
+    deviceDmaWrites: number;
+    deviceDmaBytes: number;
+    deviceDmaFaults: number;
+  }
+}
+
+declareCounters('dma', [
+  'swiotlbMaps', 'swiotlbUnmaps', 'swiotlbBounceBytes', 'swiotlbSlotsInUse', 'cacheMaintenanceOps',
+  'dmaMapCalls', 'dmaUnmapCalls', 'dmaSyncCalls', 'dmaIovaLinks', 'dmaIovaSyncs', 'dmaIovaUnlinks',
+  'deviceDmaReads', 'deviceDmaWrites', 'deviceDmaBytes', 'deviceDmaFaults',
+]);
