@@ -14,7 +14,7 @@ import type { SgTable } from '../phyr/index.ts';
 import { SG_DMA_SWIOTLB } from '../phyr/index.ts';
 import { checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
 import { iommuGetDmaDomain, iommuIovaToPhys } from '../iommu/index.ts';
-import { dmaContextOf } from './context.ts';
+import { dmaContextIfAny, dmaContextOf } from './context.ts';
 import {
   checkAttrs, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR, SIZE_MAX, validDmaDirection,
   type DmaDataDirection,
@@ -30,8 +30,8 @@ import {
 import { isSwiotlbBuffer } from './swiotlb.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import {
-  debugDmaIsMapped, debugDmaMapPhys, debugDmaMapSg, debugDmaSyncSg, debugDmaSyncSingleForCpu,
-  debugDmaSyncSingleForDevice, debugDmaUnmapPhys, debugDmaUnmapSg, type DebugMapFacts,
+  DmaMapOk, debugDmaIsMapped, debugDmaMapPhys, debugDmaMapSg, debugDmaMappingError, debugDmaSyncSg,
+  debugDmaSyncSingleForCpu, debugDmaSyncSingleForDevice, debugDmaUnmapPhys, debugDmaUnmapSg,
 } from './debug.ts';
 
 export { dmaAddressingLimited } from './mask.ts';
@@ -58,11 +58,6 @@ function isBounced(dev: Device, addr: bigint): boolean {
   if (!domain) return false;
   const phys = iommuIovaToPhys(domain, addr);
   return phys !== 0n && isSwiotlbBuffer(dev, phys);
-}
-
-function mapFacts(dev: Device, addr: bigint): DebugMapFacts {
-  const bounced = isBounced(dev, addr);
-  return { bounced, unmapOptional: !bounced && !dmaNeedUnmap(dev) };
 }
 
 /**
@@ -94,7 +89,11 @@ export function dmaMapPhys(dev: Device, phys: bigint, size: number, dir: number,
     ? dmaDirectMapPhys(dev, phys, size, d, attrs)
     : iommuDmaMapPhys(dev, phys, size, d, attrs);
   if (addr === DMA_MAPPING_ERROR) return err('ENOMEM', `mapping 0x${phys.toString(16)}+${size} for ${dev.name} failed`);
-  if (ctx.debug.enabled) debugDmaMapPhys(dev, phys, size, d, addr, attrs, mapFacts(dev, addr));
+  if (ctx.debug.enabled) {
+    debugDmaMapPhys(dev, phys, size, d, addr, attrs, { bounced: isBounced(dev, addr) });
+    // reading the result's `ok` is the caller's dma_mapping_error() (debug_dma_mapping_error)
+    return new DmaMapOk(ctx.debug, dev, addr);
+  }
   return ok(addr);
 }
 
@@ -118,16 +117,20 @@ export function dmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: numbe
   // with dma-debug on: unmap what was mapped (the size mismatch is still reported below)
   let mappedSize = size;
   if (ctx.debug.enabled) {
-    const e = ctx.debug.findExact(dev, addr, size, d, 'phys');
-    if (e !== undefined && e.type === 'phys' && e.size !== size && e.size > 0) mappedSize = e.size;
+    const mapped = ctx.debug.mappedSize(dev, addr, size, d);
+    if (mapped > 0) mappedSize = mapped;
   }
   if (mapDirect(dev)) dmaDirectUnmapPhys(dev, addr, mappedSize, d, attrs);
   else iommuDmaUnmapPhys(dev, addr, mappedSize, d, attrs);
   debugDmaUnmapPhys(dev, addr, size, d);
 }
 
-/** dma_mapping_error(dev, addr): ENOMEM for DMA_MAPPING_ERROR, ok otherwise. */
-export function dmaMappingError(_dev: Device, addr: bigint): Result<void> {
+/**
+ * dma_mapping_error(dev, addr): ENOMEM for DMA_MAPPING_ERROR, ok otherwise. Tells dma-debug that
+ * the handle was checked (debug_dma_mapping_error), as reading the `ok` of dmaMapPhys's result does.
+ */
+export function dmaMappingError(dev: Device, addr: bigint): Result<void> {
+  if (dmaContextIfAny(dev) !== undefined) debugDmaMappingError(dev, addr);
   return addr === DMA_MAPPING_ERROR ? err('ENOMEM') : ok();
 }
 
@@ -230,7 +233,7 @@ export function dmaMapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 0)
   sgt.nents = r.value;
   let bounced = false;
   for (let i = 0; i < sgt.nents && !bounced; i++) bounced = isBounced(dev, sgt.dmaAddressAt(i));
-  debugDmaMapSg(dev, sgt, sgt.origNents, sgt.nents, d, attrs, { bounced, unmapOptional: !bounced && !dmaNeedUnmap(dev) });
+  debugDmaMapSg(dev, sgt, sgt.origNents, sgt.nents, d, attrs, { bounced });
   return ok();
 }
 
@@ -316,11 +319,14 @@ export function dmaSyncSgtableForDevice(dev: Device, sgt: SgTable, dir: number):
 
 /**
  * dma_need_unmap: false only for a direct-mapped device that skips syncs (coherent and never
- * bounced): then dropping a mapping without unmap leaks nothing. Flips to true after the first bounce.
+ * bounced) on a kernel without dma-debug: then dropping a mapping without unmap leaks nothing.
+ * Flips to true after the first bounce. With dma-debug (IS_ENABLED(CONFIG_DMA_API_DEBUG)) always
+ * true, so a mapping dropped without unmap is a leak dma-debug reports at unbind.
  */
 export function dmaNeedUnmap(dev: Device): boolean {
   if (!mapDirect(dev)) return true;
-  return !dev.dmaSkipSync;
+  if (!dev.dmaSkipSync) return true;
+  return dmaContextOf(dev).debug.enabled;
 }
 
 /**
