@@ -182,7 +182,7 @@ describe('dmaMapPhyrs', () => {
     if (!r.ok) throw new Error(r.errno);
     dmaUnmapPhyrs(dev, r.value, DMA_TO_DEVICE, 0);
     dmaUnmapPhyrs(dev, r.value, DMA_TO_DEVICE, 0);
-    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    expect(m.events.count('MODEL-CHECK')).toBe(1);
     expect(leafPtes(m)).toBe(0);
   });
 

@@ -330,26 +330,27 @@ function mmioNeedsBounce(dev: Device, phys: bigint, len: number): boolean {
 /**
  * Undoes dmaMapPhyrs exactly: destroys the IOVA window, or unmaps each range mapped with dmaMapPhys
  * (bus-address ranges need nothing). Unmapping a list twice, a list dmaMapPhyrs did not return, or
- * with another device or direction is reported (dma-debug) and, for the first two, does nothing.
+ * with another device or direction is reported (MODEL-CHECK: dmaMapPhyrs has no kernel counterpart)
+ * and, for the first two, does nothing.
  */
 export function dmaUnmapPhyrs(dev: Device, dl: DmaList, dir: DmaDataDirection, attrs: number): void {
   checkAttrs(attrs);
   const ctx = dmaContextOf(dev);
   const m = dl instanceof DmaList ? mappings.get(dl) : undefined;
   if (!m) {
-    ctx.mm.events.dmaDebug(`${dev.name}: dmaUnmapPhyrs of a DMA list that dmaMapPhyrs did not map`, { dev: dev.name });
+    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs of a DMA list that dmaMapPhyrs did not map`, { dev: dev.name });
     return;
   }
   if (m.unmapped) {
-    ctx.mm.events.dmaDebug(`${dev.name}: dmaUnmapPhyrs of a DMA list already unmapped`, { dev: dev.name });
+    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs of a DMA list already unmapped`, { dev: dev.name });
     return;
   }
   if (m.dev !== dev) {
-    ctx.mm.events.dmaDebug(`${dev.name}: dmaUnmapPhyrs of a list mapped for ${m.dev.name}`, { dev: dev.name });
+    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs of a list mapped for ${m.dev.name}`, { dev: dev.name });
     return;
   }
   if (m.dir !== dir) {
-    ctx.mm.events.dmaDebug(`${dev.name}: dmaUnmapPhyrs with direction ${dir}, mapped with ${m.dir}`, { dev: dev.name, dir, mappedDir: m.dir });
+    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs with direction ${dir}, mapped with ${m.dir}`, { dev: dev.name, dir, mappedDir: m.dir });
   }
   m.unmapped = true;
   if (m.how === 'iova') {
