@@ -307,3 +307,50 @@ describe('dma-debug: random correct use is silent; each injected misuse gives ex
     ), { numRuns: 80 });
   });
 });
+
+describe('the CPU-store model check: its physical-address index agrees with a scan of every mapping', () => {
+  const WATCH: Setup[] = ['swiotlb-force', 'direct-noncoherent'];
+  it.each(WATCH)('%s', (setup) => {
+    fc.assert(fc.property(
+      fc.array(fc.tuple(arbOp, fc.nat(), fc.integer({ min: -8192, max: 20000 }), fc.integer({ min: 1, max: 20000 })), { minLength: 1, maxLength: 40 }),
+      (steps) => {
+        const m = smallMachine({ ...SETUPS[setup], dmaDebug: { allErrors: true } });
+        const dev = m.device('nvme0');
+        if (setup === 'direct-noncoherent') dev.dmaCoherent = false;
+        dmaSetMask(dev, DMA_BIT_MASK(64));
+        const base = ramAt(m, 5n * BigInt(GiB), SLOTS * SLOT);
+        const live: Single[] = [];
+        const free = Array.from({ length: SLOTS }, (_, i) => i);
+        let expected = 0;
+        for (const [op, wpick, wdelta, wlen] of steps) {
+          if (op.kind === 'map' || op.kind === 'sg') {
+            const off = op.kind === 'map' ? op.off : 0;
+            const size = op.pages * PAGE - off;
+            const slot = free.pop();
+            if (slot === undefined) continue;
+            const phys = base + BigInt(slot * SLOT + off);
+            live.push({ kind: 'single', dev, addr: checkedAddr(dmaMapPhys(dev, phys, size, op.dir)), phys, size, dir: op.dir, slot });
+          } else if (live.length > 0 && op.kind === 'unmap') {
+            const [l] = live.splice(op.pick % live.length, 1);
+            dmaUnmapPhys(dev, l.addr, l.size, l.dir);
+            free.push(l.slot);
+          } else if (live.length > 0 && op.kind === 'sync') {
+            const l = live[op.pick % live.length];
+            if (op.toCpu) dmaSyncSingleForCpu(dev, l.addr, l.size, l.dir);
+            else dmaSyncSingleForDevice(dev, l.addr, l.size, l.dir);
+          }
+          // the CPU writes near a live mapping (before, into, across or after it)
+          const near = live.length > 0 ? live[wpick % live.length].phys : base;
+          const phys = near + BigInt(wdelta) < base ? base : near + BigInt(wdelta);
+          expected += m.dmaDebug.entries().filter((e) => e.deviceOwns && (e.bounced || !e.coherent)
+            && e.phys < phys + BigInt(wlen) && e.phys + BigInt(e.len) > phys).length;
+          m.mem.fill(phys, wlen, 0x5a);
+          expect(m.events.count('MODEL-CHECK')).toBe(expected);
+        }
+        const found = m.events.list('MODEL-CHECK');
+        expect(found.every((e) => e.data?.check === 'cpu-write' && /CPU writes to a buffer the device owns/.test(e.message))).toBe(true);
+        expect(m.events.count('DMA-DEBUG')).toBe(0);
+      },
+    ), { numRuns: 60 });
+  });
+});
