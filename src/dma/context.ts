@@ -1,5 +1,7 @@
 // Models: the per-machine state the kernel reaches from struct device (dev->dma_io_tlb_mem,
 // dev->iommu_group's domain, the global dma-debug hash), gathered in one DmaContext per machine.
+// dma-debug's entries and settings belong to the machine's DmaDebug here (no module-level table),
+// so two machines never share them and DmaDebug.entries() can list them.
 
 import type { MachineMm } from '../mm/types.ts';
 import type { Device } from '../pci/device.ts';

@@ -704,6 +704,9 @@ function debugOf(dev: Device): DmaDebug | null {
  * it may use `value`) is the driver's dma_mapping_error() on the handle: the first read tells
  * dma-debug (debug_dma_mapping_error), so an unmap does not report "failed to check map error".
  * A caller that takes `value` without looking at `ok` has not checked, as in the kernel.
+ * Model deviation: the kernel's dma_map_phys returns a bare dma_addr_t and only an explicit
+ * dma_mapping_error() checks it; the model's Result must be looked at to be used, so that look is
+ * the check (an explicit dmaMappingError still works).
  */
 export class DmaMapOk implements Ok<bigint> {
   declare readonly ok: true;

@@ -326,6 +326,8 @@ export function dmaSyncSgtableForDevice(dev: Device, sgt: SgTable, dir: number):
 export function dmaNeedUnmap(dev: Device): boolean {
   if (!mapDirect(dev)) return true;
   if (!dev.dmaSkipSync) return true;
+  // Model deviation: the kernel asks the build (CONFIG_DMA_API_DEBUG), not whether dma-debug runs;
+  // the model's machine with dma-debug off stands for a production kernel.
   return dmaContextOf(dev).debug.enabled;
 }
 
