@@ -72,7 +72,7 @@ describe('8. check_unmap: "device driver failed to check map error" (was: dmaMap
     expect(msgs(m)).toHaveLength(1);
   });
 
-  it('sg entries are "check not applicable"; dma_mapping_error marks only the first unchecked entry at an address', () => {
+  it('sg entries are "check not applicable"; dma_mapping_error marks the first unchecked entry at an address, and mapping one address again is such a call', () => {
     const { m, dev } = direct();
     const phys = ramAt(m, HIGH, MiB);
     const t = sgAllocTableFromPagesSegment([phys >> 12n], 0, 4096, 0xfffff000);
@@ -80,15 +80,19 @@ describe('8. check_unmap: "device driver failed to check map error" (was: dmaMap
     expect(dmaMapSgtable(dev, t.value, DMA_TO_DEVICE).ok).toBe(true);
     expect(m.dmaDebug.entries(dev).map((e) => e.mapErr)).toEqual(['dma map error check not applicable']);
     dmaUnmapSgtable(dev, t.value, DMA_TO_DEVICE);
-    // dma-direct maps the same buffer twice at the same address: two entries, one check
+    // dma-direct maps the same buffer twice at the same address. debug_dma_map_phys() calls
+    // dma_mapping_error() on the new handle first, which marks the older unchecked entry checked
     const a1 = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
     const a2 = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
     expect(a1).toBe(a2);
-    dmaMappingError(dev, a1);
     expect(m.dmaDebug.entries(dev).map((e) => e.mapErr)).toEqual(['dma map error checked', 'dma map error not checked']);
-    dmaUnmapPhys(dev, a1, 4096, DMA_TO_DEVICE); // the first perfect fit: the checked one
+    const a3 = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
+    dmaMappingError(dev, a3); // the first unchecked one: the third stays unchecked until then
+    expect(m.dmaDebug.entries(dev).map((e) => e.mapErr)).toEqual(['dma map error checked', 'dma map error checked', 'dma map error checked']);
+    const a4 = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
+    for (const a of [a1, a2, a3]) dmaUnmapPhys(dev, a, 4096, DMA_TO_DEVICE); // perfect fits, first in the bucket first
     expect(msgs(m)).toEqual([]);
-    dmaUnmapPhys(dev, a2, 4096, DMA_TO_DEVICE);
+    dmaUnmapPhys(dev, a4, 4096, DMA_TO_DEVICE);
     expect(checks(m)).toEqual(['map-error-not-checked']);
   });
 });

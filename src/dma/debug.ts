@@ -406,6 +406,9 @@ export class DmaDebug {
 
   /** debug_dma_map_phys(): a 'phy' entry, map error not yet checked. */
   mapPhys(dev: Device, phys: bigint, size: number, dir: number, addr: bigint, attrs: number, bounced: boolean): void {
+    // dma_mapping_error() on the new handle, itself hooked: it marks an older unchecked entry at
+    // the same address checked (dma-direct maps a buffer mapped twice at one address)
+    this.mappingError(dev, addr);
     if (addr === DMA_MAPPING_ERROR) return;
     const t = this.t;
     const s = t.alloc();
