@@ -128,10 +128,8 @@ export default function dmaBench(): BenchSection {
   // 6. dmaMapPhyrs again with dma-debug on, last (its 200 k tracked links would weigh on the GC of
   // the rows above), alternating with dma-debug off so both see the same machine load: the row
   // gives the median of the per-pair on/off time ratios
-  const gc = (globalThis as { gc?: () => void }).gc;
   const timeOnce = (on: boolean): number => {
     debug.enabled = on;
-    gc?.();
     const s = process.hrtime.bigint();
     const dl = mapPhyrs();
     const ms = Number(process.hrtime.bigint() - s) / 1e6;
@@ -140,7 +138,7 @@ export default function dmaBench(): BenchSection {
   };
   timeOnce(true);
   const onMs: number[] = [], offMs: number[] = [], ratios: number[] = [];
-  for (let i = 0; i < 7; i++) {
+  for (let i = 0; i < 9; i++) {
     const off = timeOnce(false);
     const on = timeOnce(true);
     offMs.push(off);

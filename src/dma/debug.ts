@@ -602,25 +602,39 @@ export class DmaDebug {
 
   /** Records one dma_iova_link() of [phys, phys + size) at IOVA addr (the kernel records nothing). */
   iovaLink(dev: Device, phys: bigint, size: number, dir: number, addr: bigint, bounced: boolean): void {
+    const addrNum = this.t.toNum(addr);
+    if (addrNum + size <= MAX_SAFE) {
+      this.iovaLinkNum(dev, this.t.toNum(phys), size, dir, addrNum, bounced);
+      return;
+    }
+    const s = this.iovaLinkNum(dev, this.t.toNum(phys), size, dir, 0, bounced);
+    // beyond 2^53: re-key the slot with its exact address
+    const ix = this.byDev[this.t.devId[s]]!;
+    ix.remove(s);
+    this.t.setAddr(s, addrNum, addr, size);
+    ix.add(s);
+  }
+
+  /**
+   * iovaLink with the CPU physical and IOVA addresses as numbers (both exact, the IOVA's end below
+   * 2^53), as the two-step fast path has them: no bigint is made per link. Returns the slot.
+   */
+  iovaLinkNum(dev: Device, physNum: number, size: number, dir: number, addrNum: number, bounced: boolean): number {
     const t = this.t;
     const s = t.allocRaw();
     const id = dev === this.lastDev ? this.lastId : this.idOf(dev);
     t.devId[s] = id;
     t.type[s] = T_LINK;
     t.dir[s] = dir;
-    t.paddr[s] = this.t.toNum(phys);
+    t.paddr[s] = physNum;
+    t.addr[s] = addrNum;
+    t.size[s] = size;
     const watched = bounced || !dev.dmaCoherent;
     t.flags[s] = F_DEVICE_OWNS | (bounced ? F_BOUNCED : 0) | (dev.dmaCoherent ? 0 : F_NONCOHERENT) | (watched ? F_WATCHED : 0);
-    const addrNum = this.t.toNum(addr);
-    if (addrNum + size <= MAX_SAFE) {
-      t.addr[s] = addrNum;
-      t.size[s] = size;
-    } else {
-      t.setAddr(s, addrNum, addr, size);
-    }
     this.linkCount[id]++;
     (this.byDev[id] ?? this.devIndex(id)).add(s);
     if (watched) this.byPhys.add(s);
+    return s;
   }
 
   /**
@@ -800,6 +814,15 @@ export function debugDmaSyncSg(dev: Device, sgt: SgTable, dir: number, toCpu: bo
 export function debugDmaIovaLink(dev: Device, phys: bigint, size: number, dir: number, addr: bigint, _attrs: number,
   facts: DebugMapFacts = NOT_BOUNCED): void {
   debugOf(dev)?.iovaLink(dev, phys, size, dir, addr, facts.bounced);
+}
+
+/**
+ * debugDmaIovaLink for callers that hold the machine's DmaDebug and exact numbers (the IOVA's end
+ * below 2^53): the two-step fast path, which then makes no bigint per link.
+ */
+export function debugDmaIovaLinkNum(debug: DmaDebug, dev: Device, physNum: number, size: number, dir: number, addrNum: number,
+  bounced: boolean): void {
+  if (debug.enabled) debug.iovaLinkNum(dev, physNum, size, dir, addrNum, bounced);
 }
 
 /**

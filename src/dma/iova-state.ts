@@ -18,7 +18,7 @@ import {
 } from './constants.ts';
 import { dmaContextOf, type DmaContext } from './context.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
-import { debugDmaIovaLink, debugDmaIovaUnlink, type DebugMapFacts } from './debug.ts';
+import { debugDmaIovaLink, debugDmaIovaLinkNum, debugDmaIovaUnlink, type DebugMapFacts } from './debug.ts';
 import { dmaGetMask } from './mask.ts';
 import { isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
 import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts';
@@ -392,8 +392,12 @@ export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, 
   state.mark(first, count, true);
   ctx.mm.stats.dmaIovaLinks++;
   if (ctx.debug.enabled) {
-    debugDmaIovaLink(dev, phys ?? BigInt(physNum), size, dir, state.addr + BigInt(offset), attrs,
-      bounced ? DEBUG_LINK_BOUNCED : DEBUG_LINK_DIRECT);
+    // numbers when both addresses are exact numbers: no bigint per link
+    if (phys === null && state.addrNum >= 0) debugDmaIovaLinkNum(ctx.debug, dev, physNum, size, dir, state.addrNum + offset, bounced);
+    else {
+      debugDmaIovaLink(dev, phys ?? BigInt(physNum), size, dir, state.addr + BigInt(offset), attrs,
+        bounced ? DEBUG_LINK_BOUNCED : DEBUG_LINK_DIRECT);
+    }
   }
   return r;
 }
