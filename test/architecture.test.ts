@@ -40,6 +40,16 @@ describe('the rules catch what they guard', () => {
       "mm/gup.ts imports '../dma/index.ts': upward import (mm sits below dma in base -> phyr -> mm -> pci -> iommu -> dma -> drivers -> machine -> scenario -> cli -> web)",
     ]);
   });
+  it('a module augmentation may name the declaring file of a lower layer, never of a higher one', () => {
+    const t = synthetic({
+      'iommu/counters.ts': "export {};\ndeclare module '../base/stats.ts' { interface StatsCounters { x: number } }",
+      'base/stats.ts': "export {};\ndeclare module '../dma/counters.ts' { interface X { y: number } }",
+      'dma/counters.ts': '',
+    });
+    expect(layerViolations(t, importEdges(t))).toEqual([
+      "base/stats.ts imports '../dma/counters.ts': upward import (base sits below dma in base -> phyr -> mm -> pci -> iommu -> dma -> drivers -> machine -> scenario -> cli -> web)",
+    ]);
+  });
   it('a cross-folder import that bypasses the public file', () => {
     const t = synthetic({ 'dma/map.ts': "import { pt } from '../iommu/pagetable.ts';", 'iommu/pagetable.ts': 'export const pt = 1;' });
     expect(layerViolations(t, importEdges(t))).toEqual([

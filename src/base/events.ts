@@ -1,7 +1,9 @@
 // Models: the kernel's WARN/BUG reporting and dma-debug's error log, as an inspectable event log.
 // Violated kernel invariants and DMA API misuse are recorded here; a BUG also throws KernelBug.
+// 'DMA-DEBUG' holds what a CONFIG_DMA_API_DEBUG kernel prints (kernel/dma/debug.c); 'MODEL-CHECK'
+// holds misuse the model detects and no kernel reports (docs/model.md lists each check).
 
-export type EventKind = 'WARN' | 'BUG' | 'DMA-DEBUG' | 'FAULT' | 'CACHE' | 'INFO';
+export type EventKind = 'WARN' | 'BUG' | 'DMA-DEBUG' | 'MODEL-CHECK' | 'FAULT' | 'CACHE' | 'INFO';
 
 export interface KernelEvent {
   readonly seq: number;
@@ -62,6 +64,11 @@ export class EventLog {
 
   dmaDebug(message: string, data?: Record<string, unknown>): KernelEvent {
     return this.record('DMA-DEBUG', 'dma-debug', message, data);
+  }
+
+  /** A misuse only the model checks (source 'model-check'; not printed by any kernel). */
+  modelCheck(message: string, data?: Record<string, unknown>): KernelEvent {
+    return this.record('MODEL-CHECK', 'model-check', message, data);
   }
 
   fault(source: string, message: string, data?: Record<string, unknown>): KernelEvent {

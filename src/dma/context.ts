@@ -1,18 +1,19 @@
-// Models: the per-machine state the kernel reaches from struct device (dev->dma_io_tlb_mem,
-// dev->iommu_group's domain, the global dma-debug hash), gathered in one DmaContext per machine.
+// Models: what a struct device leads the DMA layer to: its machine's memory, IOMMU and PCI
+// topology, in one DmaContext per machine hung on each device. The services with state of their
+// own find themselves from there: the swiotlb pool on the device (dev->dma_io_tlb_mem,
+// swiotlb.ts), dma-debug on the machine (its global hash, debug.ts), so two machines never share
+// them and each can be listed.
 
 import { SlotKey } from '../base/internal.ts';
 import type { MachineMm } from '../mm/index.ts';
 import type { Device } from '../pci/index.ts';
 import type { Iommu } from '../iommu/index.ts';
 import type { PciTopology } from '../pci/index.ts';
-import type { DmaDebug } from './debug.ts';
 
 /** The DMA state of one machine, shared by every device on it. */
 export interface DmaContext {
   readonly mm: MachineMm;
   readonly iommu: Iommu | null;
-  readonly debug: DmaDebug;
   readonly topology: PciTopology | null;
 }
 

@@ -1,773 +1,874 @@
-// Models: kernel/dma/debug.c (CONFIG_DMA_API_DEBUG; Linux 6.19; reference 14): every mapping is
-// tracked per device; unmaps and syncs are checked against it (never mapped, double unmap, wrong
-// size, wrong direction, wrong function, sg entry count, sync outside the mapping); leaks are reported
-// when a device is released; and the ownership rule of reference 14.1 (the CPU must not write a
-// buffer the device owns while it is bounced or the device is non-coherent) is checked on every CPU
-// store through the machine's physical memory (the PhysMem onCpuWrite hook; a model addition: the
-// kernel cannot see plain CPU stores).
-// Violations are 'DMA-DEBUG' events on the machine's log, worded after the kernel's messages.
-// Model deviation: the kernel's dma_need_unmap()/dma_need_sync() answer true whenever dma-debug is
-// built in; here dma-debug only observes, and the API answers as a production kernel does. Mappings
-// made while dma_need_unmap() was false (and not bounced) may be dropped without unmap: they are not
-// reported as leaks (reference 14.8).
+// Models: kernel/dma/debug.c (CONFIG_DMA_API_DEBUG, Linux 7.1): the checks a debug kernel makes and
+// the messages it prints, as 'DMA-DEBUG' events on the machine's log. Entries live in the 16384-bucket
+// hash (hash_fn) and are found as the kernel finds them: check_unmap() through bucket_find_exact(),
+// check_sync() through bucket_find_contain() walking back bucket by bucket, both with the best-fit
+// rule of __hash_bucket_find() (a perfect fit, else the only match, else nothing). map_err_type
+// records whether dma_mapping_error() saw the handle; add_dma_entry() tracks the first cacheline of
+// each mapping (active_cacheline_insert); dma_debug_device_change() reports leaks at driver unbind;
+// err_printk() prints the first error and counts the rest unless all_errors is set, and honours the
+// driver filter.
+// The model's own checks, which no kernel makes (two-step IOVA misuse: the kernel has no dma-debug
+// hooks in dma_iova_link/unlink; CPU stores into a buffer the device owns: debug_dma_assert_idle was
+// removed in 5.9), are 'MODEL-CHECK' events (source 'model-check'); docs/model.md lists them.
+// Model deviation: devices have no drivers; the driver filter matches a device's name, and messages
+// name the device once ("nvme0: DMA-API: ...") where the kernel prints driver and device name.
+// Model deviation: there are no kernel stacks, text or vmalloc areas, so check_for_stack(),
+// check_for_illegal_area() and debug_dma_map_single()'s address checks never fire; no stack traces.
 
 import type { MachineMm } from '../mm/index.ts';
 import type { Device } from '../pci/index.ts';
 import type { SgTable } from '../phyr/index.ts';
-import type { EventLog } from '../base/index.ts';
-import { dmaContextOf } from './context.ts';
-import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, dmaDirName } from './constants.ts';
+import type { EventLog, Ok } from '../base/index.ts';
+import { SlotKey } from '../base/internal.ts';
+import { dmaContextIfAny, dmaContextOf } from './context.ts';
+import {
+  DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC,
+  DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, dmaDirName,
+} from './constants.ts';
+import { dmaGetMaxSegSize, dmaGetSegBoundary } from './mask.ts';
+import { isSwiotlbActive } from './swiotlb.ts';
+import {
+  EntryTable, F_BOUNCED, F_CACHE_CLEAN, F_DEVICE_OWNS, F_IN_HASH, F_NONCOHERENT, F_WATCHED, HASH_SIZE,
+  MAP_ERR_CHECKED, MAP_ERR_NOT_CHECKED, OrderedIndex, T_LINK, T_PHY, T_SG, T_SINGLE, hashOf,
+} from './debug-table.ts';
 
-/** How a mapping was made, as dma-debug's entry type. */
-export type DmaDebugType = 'phys' | 'sg' | 'iova';
+/** An entry's type as dma-debug prints it (type2name), or the model's record of a two-step link. */
+export type DmaDebugType = 'single' | 'scatter-gather' | 'coherent' | 'noncoherent' | 'phy' | 'iova-link';
+const TYPE_NAMES: readonly DmaDebugType[] = ['single', 'scatter-gather', 'coherent', 'noncoherent', 'phy', 'iova-link'];
 
-/** One tracked mapping (struct dma_debug_entry). */
-export interface DmaDebugEntry {
+/** map_err_type as maperr2str prints it. */
+export type DmaMapErrState = 'dma map error check not applicable' | 'dma map error not checked' | 'dma map error checked';
+const MAP_ERR_NAMES: readonly DmaMapErrState[] = [
+  'dma map error check not applicable', 'dma map error not checked', 'dma map error checked',
+];
+
+/** One tracked mapping, as listed by DmaDebug.entries() (a copy; the store keeps columns). */
+export interface DmaDebugRecord {
   readonly dev: Device;
   readonly type: DmaDebugType;
   readonly devAddr: bigint;
-  readonly size: number;
-  /** The CPU physical address the driver mapped (the original, not the bounce buffer). */
-  readonly paddr: bigint;
+  readonly len: number;
   readonly dir: number;
-  readonly attrs: number;
-  /** sg only: orig_nents of the mapping call, and the number of DMA entries it produced. */
+  /** The CPU physical address the driver mapped (the original, not a bounce slot). */
+  readonly phys: bigint;
+  readonly mapErr: DmaMapErrState;
+  /** sg entries: the nents of the map call and the number of DMA segments it produced (0 otherwise). */
   readonly sgCallEnts: number;
   readonly sgMappedEnts: number;
-  /** Data goes through a bounce buffer. */
+  /** The hash bucket (hash_fn) of a kernel entry; -1 for an IOVA link. */
+  readonly bucket: number;
   readonly bounced: boolean;
-  /** The device was cache-coherent at map time. */
   readonly coherent: boolean;
-  /** The buffer belongs to the device (after map / sync_for_device) rather than the CPU. */
-  deviceOwns: boolean;
-  /** Mapped while dma_need_unmap() was false and not bounced: dropping it without unmap is allowed. */
-  readonly unmapOptional: boolean;
+  /** The device owns the buffer (after map / sync_for_device), rather than the CPU. */
+  readonly deviceOwns: boolean;
+  /** 'dma-debug': an entry of the kernel's hash; 'model-check': a two-step link only the model records. */
+  readonly trackedBy: 'dma-debug' | 'model-check';
 }
 
-const debugs = new WeakMap<MachineMm, DmaDebug>();
-
-/** A mapping as the CPU-write index keys it: devAddr holds the entry's CPU physical address. */
-interface PhysKey {
-  readonly devAddr: bigint;
-  readonly size: number;
-  readonly entry: DmaDebugEntry;
+/** dma-debug's settings: the kernel's boot parameters and debugfs files, and the arch facts it reads. */
+export interface DmaDebugOptions {
+  /** CONFIG_DMA_API_DEBUG: false gives a production kernel (no checks; dma_need_unmap() as production). Default true. */
+  readonly enabled?: boolean;
+  /** dma-api/all_errors: print every error, not only the first num_errors. Default false. */
+  readonly allErrors?: boolean;
+  /** dma-api/num_errors: how many errors are printed while all_errors is off. Default 1. */
+  readonly numErrors?: number;
+  /** dma_debug_driver=: print only the errors of this driver (in the model: device name). Default '' (all). */
+  readonly driverFilter?: string;
+  /** dma_get_cache_alignment() (ARCH_DMA_MINALIGN / cache_line_size()). Default 1, as x86-64. */
+  readonly dmaCacheAlignment?: number;
+  /** CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC (arm64 selects it). Default false, as x86-64. */
+  readonly bounceUnalignedKmalloc?: boolean;
 }
 
-/** Most entries in one chunk of a DevIndex; STRIDE (> CHUNK) spaces the positions of chunks. */
-const CHUNK = 256;
-const STRIDE = 512;
-/** Slots of a chunk: room to grow at both ends. */
-const CAP = 512;
+/** L1_CACHE_SHIFT / L1_CACHE_BYTES (6 / 64 on x86-64 and arm64). */
+const L1_CACHE_BYTES = 64;
+/** ACTIVE_CACHELINE_MAX_OVERLAP: (1 << RADIX_TREE_MAX_TAGS) - 1, with XA_MAX_MARKS = 3. */
+const ACTIVE_CACHELINE_MAX_OVERLAP = 7;
+/** NAME_MAX_LEN - 1: the longest driver filter. */
+const FILTER_MAX = 63;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const U64 = (1n << 64n) - 1n;
 
-/** What an address-ordered index needs of its items: a start (DMA or CPU physical) and a size. */
-interface Keyed {
-  readonly devAddr: bigint;
-  readonly size: number;
+/** 0x%016llx, as the kernel prints DMA and physical addresses. */
+const hex = (a: bigint | number): string => `0x${a.toString(16).padStart(16, '0')}`;
+
+/** The exact bigint of an address when it, or its end, is beyond 2^53 - 1 (null otherwise). */
+function bigOrNull(addr: bigint, addrNum: number, size: number): bigint | null {
+  return addrNum + size <= MAX_SAFE ? null : addr;
 }
 
-/** floor(log2(size)) for size >= 1 (0 for 0): the size class of an entry. */
-function sizeClass(size: number): number {
-  if (size < 2) return 0;
-  if (size < 0x100000000) return 31 - Math.clz32(size);
-  return 63 - Math.clz32(Math.floor(size / 0x100000000));
+/** Facts about a fresh mapping that dma-debug cannot see from its arguments alone. */
+export interface DebugMapFacts {
+  readonly bounced: boolean;
+  /** Ignored: a debug kernel's dma_need_unmap() is always true, so every mapping must be unmapped. */
+  readonly unmapOptional?: boolean;
 }
 
-/** Whether [start, start + size) contains addr (keys are Number(start) and Number(addr)). */
-function contains(e: Keyed, key: number, addr: bigint, addrKey: number): boolean {
-  if (key + e.size <= MAX_SAFE && addrKey <= MAX_SAFE) return key <= addrKey && addrKey < key + e.size;
-  return e.devAddr <= addr && addr < e.devAddr + BigInt(e.size);
-}
+const NOT_BOUNCED: DebugMapFacts = Object.freeze({ bounced: false });
 
 /**
- * A sorted run of at most CHUNK entries in CAP slots, used as a deque: the entries occupy
- * [start, start + len), so inserting or removing near either end moves only the entries on that side.
+ * The dma-debug state of one machine (owned by its DmaContext): the kernel's entries and settings,
+ * and the model's records of IOVA links and device-owned buffers.
  */
-class Chunk<T extends Keyed> {
-  readonly keys = new Float64Array(CAP);
-  readonly ents: Array<T | null> = new Array<T | null>(CAP).fill(null);
-  start = CAP >> 2;
-  len = 0;
-
-  /** Moves the entries to the middle of the slots. */
-  private recenter(): void {
-    const to = (CAP - this.len) >> 1;
-    const from = this.start;
-    if (to === from) return;
-    this.keys.copyWithin(to, from, from + this.len);
-    const es = this.ents;
-    if (to < from) for (let i = 0; i < this.len; i++) es[to + i] = es[from + i];
-    else for (let i = this.len - 1; i >= 0; i--) es[to + i] = es[from + i];
-    for (let i = from; i < to && i < from + this.len; i++) es[i] = null;
-    for (let i = Math.max(to + this.len, from); i < from + this.len; i++) es[i] = null;
-    this.start = to;
-  }
-
-  /** Inserts at index j (0..len). */
-  insert(j: number, key: number, e: T): void {
-    if ((j <= this.len - j && this.start === 0) || (j > this.len - j && this.start + this.len === CAP)) this.recenter();
-    const s = this.start, keys = this.keys, es = this.ents;
-    if (j <= this.len - j && s > 0) {
-      keys.copyWithin(s - 1, s, s + j);
-      for (let i = s - 1; i < s - 1 + j; i++) es[i] = es[i + 1];
-      this.start = s - 1;
-      keys[s - 1 + j] = key;
-      es[s - 1 + j] = e;
-    } else {
-      keys.copyWithin(s + j + 1, s + j, s + this.len);
-      for (let i = s + this.len; i > s + j; i--) es[i] = es[i - 1];
-      keys[s + j] = key;
-      es[s + j] = e;
-    }
-    this.len++;
-  }
-
-  /** Removes the entry at index j. */
-  removeAt(j: number): void {
-    const s = this.start, keys = this.keys, es = this.ents;
-    if (j < this.len - 1 - j) {
-      keys.copyWithin(s + 1, s, s + j);
-      for (let i = s + j; i > s; i--) es[i] = es[i - 1];
-      es[s] = null;
-      this.start = s + 1;
-    } else {
-      keys.copyWithin(s + j, s + j + 1, s + this.len);
-      for (let i = s + j; i < s + this.len - 1; i++) es[i] = es[i + 1];
-      es[s + this.len - 1] = null;
-    }
-    this.len--;
-  }
-
-  /** Moves the entries from index `from` on into a new chunk, which is returned. */
-  splitOff(from: number): Chunk<T> {
-    const c = new Chunk<T>();
-    const n = this.len - from;
-    c.start = (CAP - n) >> 1;
-    c.len = n;
-    const s = this.start + from;
-    c.keys.set(this.keys.subarray(s, s + n), c.start);
-    for (let i = 0; i < n; i++) { c.ents[c.start + i] = this.ents[s + i]; this.ents[s + i] = null; }
-    this.len = from;
-    return c;
-  }
-}
-
-/**
- * The tracked mappings of one device, ordered by DMA address (ties in insertion order): sorted
- * chunks of at most CHUNK entries, so add/remove/find cost O(log n + CHUNK) whatever the pattern, and
- * O(log n) when entries come and go at either end of a chunk, as they do for IOVAs allocated top-down
- * or linked bottom-up (dma-debug's hash buckets in the kernel; reference 14). Beside each entry its
- * sort key Number(devAddr) is kept: Number() is monotone, so (key, devAddr) orders exactly like
- * devAddr and the bigint is compared only on equal keys. Live entries are also counted per
- * power-of-two size class, which bounds how far below an address a mapping containing it can start.
- * Positions are chunk * STRIDE + index; -1 is "before the first"; they are valid until a change,
- * which `version` counts (the last exact lookup is remembered for the unmap that follows it).
- */
-class DevIndex<T extends Keyed> {
-  private readonly chunks: Array<Chunk<T>> = [];
-  private readonly classCount = new Int32Array(64);
-  private topClass = -1;
-  private version = 0;
-  private lastAddr = -1n;
-  private lastPos = -1;
-  private lastVersion = -1;
-  count = 0;
-
-  /** A size no live entry reaches (0 when empty). */
-  private sizeBound(): number {
-    return this.topClass < 0 ? 0 : 2 ** (this.topClass + 1);
-  }
-
-  private end(): number {
-    return this.chunks.length * STRIDE;
-  }
-
-  private at(p: number): T {
-    const c = this.chunks[Math.floor(p / STRIDE)];
-    return c.ents[c.start + (p % STRIDE)]!;
-  }
-
-  private keyAt(p: number): number {
-    const c = this.chunks[Math.floor(p / STRIDE)];
-    return c.keys[c.start + (p % STRIDE)];
-  }
-
-  private prev(p: number): number {
-    const j = p % STRIDE;
-    if (j > 0) return p - 1;
-    const c = Math.floor(p / STRIDE);
-    return c === 0 ? -1 : (c - 1) * STRIDE + this.chunks[c - 1].len - 1;
-  }
-
-  private next(p: number): number {
-    const c = Math.floor(p / STRIDE);
-    return (p % STRIDE) + 1 < this.chunks[c].len ? p + 1 : (c + 1) * STRIDE;
-  }
-
-  /** -1, 0, 1 as entry j of chunk ch sorts before, with, after (key, addr). */
-  private static cmp(ch: Chunk<Keyed>, j: number, key: number, addr: bigint): number {
-    const k = ch.keys[ch.start + j];
-    if (k !== key) return k < key ? -1 : 1;
-    const a = ch.ents[ch.start + j]!.devAddr;
-    return a < addr ? -1 : a > addr ? 1 : 0;
-  }
-
-  /** First position whose entry sorts after (after) or not before (!after) devAddr addr; end() when none. */
-  private bound(key: number, addr: bigint, after: boolean): number {
-    const chunks = this.chunks;
-    const lim = after ? 0 : -1; // an entry is "before" the target when cmp <= lim
-    let a = 0, b = chunks.length;
-    while (a < b) {
-      const m = (a + b) >> 1;
-      if (DevIndex.cmp(chunks[m], 0, key, addr) <= lim) a = m + 1; else b = m;
-    }
-    if (a === 0) return 0;
-    const c = a - 1;
-    const ch = chunks[c];
-    let x = 1, y = ch.len;
-    while (x < y) {
-      const m = (x + y) >> 1;
-      if (DevIndex.cmp(ch, m, key, addr) <= lim) x = m + 1; else y = m;
-    }
-    return x < ch.len ? c * STRIDE + x : (c + 1) * STRIDE;
-  }
-
-  add(e: T): void {
-    const key = Number(e.devAddr);
-    const cls = sizeClass(e.size);
-    this.classCount[cls]++;
-    if (cls > this.topClass) this.topClass = cls;
-    this.count++;
-    this.version++;
-    const chunks = this.chunks;
-    if (chunks.length === 0) chunks.push(new Chunk<T>());
-    let c: number, j: number;
-    const lastCh = chunks[chunks.length - 1];
-    if (lastCh.len === 0 || DevIndex.cmp(lastCh, lastCh.len - 1, key, e.devAddr) <= 0) {
-      c = chunks.length - 1; j = lastCh.len; // at or above the last: append (IOVAs linked upwards)
-    } else if (DevIndex.cmp(chunks[0], 0, key, e.devAddr) > 0) {
-      c = 0; j = 0; // below the first: prepend (IOVAs allocated top-down)
-    } else {
-      const p = this.bound(key, e.devAddr, true);
-      c = Math.floor(p / STRIDE); j = p % STRIDE;
-      if (c === chunks.length) { c--; j = chunks[c].len; }
-    }
-    const ch = chunks[c];
-    ch.insert(j, key, e);
-    if (ch.len >= CHUNK) chunks.splice(c + 1, 0, ch.splitOff(ch.len >> 1));
-  }
-
-  private removeAtPos(p: number, e: T): void {
-    const c = Math.floor(p / STRIDE);
-    const ch = this.chunks[c];
-    ch.removeAt(p % STRIDE);
-    if (ch.len === 0) this.chunks.splice(c, 1);
-    this.count--;
-    this.version++;
-    const cls = sizeClass(e.size);
-    if (--this.classCount[cls] === 0 && cls === this.topClass) {
-      while (this.topClass >= 0 && this.classCount[this.topClass] === 0) this.topClass--;
-    }
-  }
-
-  /** Removes this very entry; false when it is not tracked here. */
-  remove(e: T): boolean {
-    if (this.lastVersion === this.version && this.lastAddr === e.devAddr && this.lastPos >= 0 && this.at(this.lastPos) === e) {
-      this.removeAtPos(this.lastPos, e);
-      return true;
-    }
-    const key = Number(e.devAddr);
-    const end = this.end();
-    for (let p = this.bound(key, e.devAddr, false); p < end && this.keyAt(p) === key; p = this.next(p)) {
-      if (this.at(p) !== e) continue;
-      this.removeAtPos(p, e);
-      return true;
-    }
-    return false;
-  }
-
-  /** Position of the first entry (in insertion order) starting exactly at addr, or -1. */
-  private firstPos(addr: bigint): number {
-    if (this.lastVersion === this.version && this.lastAddr === addr) return this.lastPos;
-    const key = Number(addr);
-    const end = this.end();
-    let found = -1;
-    const chunks = this.chunks;
-    const c0 = chunks[0];
-    if (c0 === undefined) {
-      found = -1;
-    } else if (c0.ents[c0.start]!.devAddr === addr) {
-      found = 0; // the lowest mapping (unmapped first after top-down allocation)
-    } else {
-      for (let p = this.bound(key, addr, false); p < end && this.keyAt(p) === key; p = this.next(p)) {
-        if (this.at(p).devAddr === addr) { found = p; break; }
-      }
-    }
-    this.lastAddr = addr;
-    this.lastPos = found;
-    this.lastVersion = this.version;
-    return found;
-  }
-
-  /** The entries that start exactly at addr, in insertion order. */
-  startingAt(addr: bigint): T[] {
-    const out: T[] = [];
-    const end = this.end();
-    for (let p = this.firstPos(addr); p >= 0 && p < end && this.at(p).devAddr === addr; p = this.next(p)) out.push(this.at(p));
-    return out;
-  }
-
-  /** The first entry (in insertion order) starting exactly at addr, or undefined. */
-  firstAt(addr: bigint): T | undefined {
-    const p = this.firstPos(addr);
-    return p < 0 ? undefined : this.at(p);
-  }
-
-  /**
-   * An entry containing addr: the first one starting there, else the one with the highest start
-   * below it. Only starts above addr - sizeBound() can qualify, so the walk down stops there.
-   */
-  containing(addr: bigint): T | undefined {
-    const exact = this.firstAt(addr);
-    if (exact) return exact;
-    const addrKey = Number(addr);
-    const floor = addr - BigInt(this.sizeBound());
-    const floorKey = Number(floor < 0n ? 0n : floor);
-    for (let p = this.prev(this.bound(addrKey, addr, true)); p >= 0; p = this.prev(p)) {
-      const k = this.keyAt(p);
-      if (k < floorKey) break;
-      const e = this.at(p);
-      if (contains(e, k, addr, addrKey)) return e;
-    }
-    return undefined;
-  }
-
-  /**
-   * Removes entries that overlapping() returned (ascending, all tracked here) in one pass over the
-   * positions they span. Returns how many were removed.
-   */
-  removeSorted(hits: readonly T[]): number {
-    if (hits.length === 0) return 0;
-    if (hits.length < 8) {
-      let n = 0;
-      for (const e of hits) if (this.remove(e)) n++;
-      return n;
-    }
-    const first = hits[0];
-    const key = Number(first.devAddr);
-    const p = this.bound(key, first.devAddr, false);
-    let c = Math.floor(p / STRIDE);
-    let j = p % STRIDE;
-    let k = 0;
-    let removed = 0;
-    while (c < this.chunks.length && k < hits.length) {
-      const ch = this.chunks[c];
-      const s = ch.start;
-      let w = s + j; // compact chunk c in place from index j on
-      for (let r = s + j; r < s + ch.len; r++) {
-        const e = ch.ents[r]!;
-        if (k < hits.length && e === hits[k]) {
-          k++;
-          removed++;
-          const cls = sizeClass(e.size);
-          this.classCount[cls]--;
-          continue;
-        }
-        ch.keys[w] = ch.keys[r];
-        ch.ents[w] = e;
-        w++;
-      }
-      for (let r = w; r < s + ch.len; r++) ch.ents[r] = null;
-      ch.len = w - s;
-      if (ch.len === 0) this.chunks.splice(c, 1);
-      else c++;
-      j = 0;
-    }
-    this.count -= removed;
-    this.version++;
-    // Entries not found in order (not expected) are removed one by one.
-    for (; k < hits.length; k++) if (this.remove(hits[k])) removed++;
-    while (this.topClass >= 0 && this.classCount[this.topClass] === 0) this.topClass--;
-    return removed;
-  }
-
-  /** The entries overlapping [addr, end), ascending by start. */
-  overlapping(addr: bigint, end: bigint): T[] {
-    const out: T[] = [];
-    const floor = addr - BigInt(this.sizeBound()) + 1n;
-    const from = floor < 0n ? 0n : floor;
-    const last = this.end();
-    for (let p = this.bound(Number(from), from, false); p < last; p = this.next(p)) {
-      const e = this.at(p);
-      if (e.devAddr >= end) break;
-      if (e.devAddr + BigInt(e.size) > addr) out.push(e);
-    }
-    return out;
-  }
-
-  /** Every entry, ascending by start. */
-  all(out: T[]): void {
-    for (const ch of this.chunks) for (let i = 0; i < ch.len; i++) out.push(ch.ents[ch.start + i]!);
-  }
-}
-
-/** The dma-debug state of one machine. */
 export class DmaDebug {
   readonly mm: MachineMm;
-  /** Checks run when true (dma_debug_disabled() is false). */
-  enabled = true;
-  private readonly byDev = new Map<Device, DevIndex<DmaDebugEntry>>();
-  private liveCount = 0;
-  /**
-   * The mappings the CPU-write check can flag (bounced, or on a non-coherent device), ordered by the
-   * CPU physical address they cover, machine-wide: each is a PhysKey whose devAddr is the entry's paddr.
-   */
-  private readonly byPhys = new DevIndex<PhysKey>();
-  private readonly physKeys = new Map<DmaDebugEntry, PhysKey>();
+  /** dma-debug runs (CONFIG_DMA_API_DEBUG=y and not disabled). */
+  enabled: boolean;
+  /** show_all_errors (debugfs dma-api/all_errors). */
+  allErrors: boolean;
+  /** show_num_errors (debugfs dma-api/num_errors): errors still to be printed while allErrors is off. */
+  numErrors: number;
+  /** dma_get_cache_alignment() of the modeled architecture. */
+  readonly dmaCacheAlignment: number;
+  /** CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC. */
+  readonly bounceUnalignedKmalloc: boolean;
+  /** @internal the entry columns and the kernel's hash. */
+  readonly t = new EntryTable();
+  private errors = 0;
+  private filterName = '';
+  private overlapWarned = false;
+  private readonly devs: Device[] = [];
+  private readonly ids = new Map<Device, number>();
+  private lastDev: Device | null = null;
+  private lastId = -1;
+  /** Per device: kernel entries and IOVA links. */
+  private readonly kernelCount: number[] = [];
+  private readonly linkCount: number[] = [];
+  /** Per device: its IOVA links and watched kernel entries, by DMA address (model checks). */
+  private readonly byDev: Array<OrderedIndex | undefined> = [];
+  /** Watched mappings (bounced or non-coherent) of every device, by CPU physical address. */
+  private readonly byPhys: OrderedIndex;
+  /** dma_active_cacheline: cacheline number -> slot * 8 + overlap count. */
+  private readonly clines = new Map<number, number>();
 
-  constructor(mm: MachineMm) {
+  /** Creates the machine's dma-debug and hangs it on the machine (one per machine). */
+  constructor(mm: MachineMm, opts: DmaDebugOptions = {}) {
     this.mm = mm;
-    debugs.set(mm, this);
+    mm.slots.set(DMA_DEBUG, this);
+    this.enabled = opts.enabled ?? true;
+    this.allErrors = opts.allErrors ?? false;
+    this.numErrors = opts.numErrors ?? 1;
+    // dma_debug_driver_setup(): the boot parameter's first 63 characters, verbatim
+    this.filterName = (opts.driverFilter ?? '').slice(0, FILTER_MAX);
+    this.dmaCacheAlignment = opts.dmaCacheAlignment ?? 1;
+    this.bounceUnalignedKmalloc = opts.bounceUnalignedKmalloc ?? false;
+    this.byPhys = new OrderedIndex(this.t, true);
   }
 
   get events(): EventLog {
     return this.mm.events;
   }
 
-  /** Number of tracked mappings (of one device, or all). */
-  count(dev?: Device): number {
-    if (!dev) return this.liveCount;
-    return this.byDev.get(dev)?.count ?? 0;
+  /** error_count (debugfs dma-api/error_count): every error, printed or not. */
+  get errorCount(): number {
+    return this.errors;
   }
 
-  /** Tracked mappings (of one device, or all), each device's ascending by DMA address. */
-  entries(dev?: Device): DmaDebugEntry[] {
-    const out: DmaDebugEntry[] = [];
-    if (dev) this.byDev.get(dev)?.all(out);
-    else for (const ix of this.byDev.values()) ix.all(out);
+  /** current_driver_name (debugfs dma-api/driver_filter); '' when off. */
+  get driverFilter(): string {
+    return this.filterName;
+  }
+
+  /**
+   * filter_write(): the first whitespace-separated token of the first 63 characters; a text that
+   * does not start with a letter or digit switches the filter off.
+   */
+  set driverFilter(text: string) {
+    if (typeof text !== 'string') throw new TypeError(`driverFilter must be a string, got ${typeof text}`);
+    const buf = text.slice(0, FILTER_MAX);
+    if (!/^[A-Za-z0-9]/.test(buf)) {
+      this.filterName = '';
+      return;
+    }
+    this.filterName = buf.split(/[\s]/)[0];
+  }
+
+  /** @internal the device's index in the columns. */
+  idOf(dev: Device): number {
+    if (dev === this.lastDev) return this.lastId;
+    let id = this.ids.get(dev);
+    if (id === undefined) {
+      id = this.devs.length;
+      this.devs.push(dev);
+      this.ids.set(dev, id);
+      this.kernelCount.push(0);
+      this.linkCount.push(0);
+      this.byDev.push(undefined);
+    }
+    this.lastDev = dev;
+    this.lastId = id;
+    return id;
+  }
+
+  private devIndex(id: number): OrderedIndex {
+    let ix = this.byDev[id];
+    if (ix === undefined) this.byDev[id] = ix = new OrderedIndex(this.t, false);
+    return ix;
+  }
+
+  /** Tracked mappings: kernel entries and IOVA links (of one device, or all). */
+  count(dev?: Device): number {
+    if (dev === undefined) return this.t.live;
+    const id = this.ids.get(dev);
+    return id === undefined ? 0 : this.kernelCount[id] + this.linkCount[id];
+  }
+
+  /**
+   * The tracked mappings (of one device, or all): the kernel's entries in the order its dump
+   * prints them (bucket by bucket, debug_dma_dump_mappings), then each device's IOVA links by address.
+   */
+  entries(dev?: Device): DmaDebugRecord[] {
+    const out: DmaDebugRecord[] = [];
+    const t = this.t;
+    const want = dev === undefined ? -1 : this.ids.get(dev);
+    if (want === undefined) return out;
+    for (let b = 0; b < HASH_SIZE; b++) {
+      for (let s = t.head[b]; s >= 0; s = t.next[s]) if (want < 0 || t.devId[s] === want) out.push(this.record(s, b));
+    }
+    for (let id = 0; id < this.devs.length; id++) {
+      if (want >= 0 && id !== want) continue;
+      const slots: number[] = [];
+      this.byDev[id]?.all(slots);
+      for (const s of slots) if (t.type[s] === T_LINK) out.push(this.record(s, -1));
+    }
     return out;
   }
 
-  /** Starts tracking a mapping. */
-  add(e: DmaDebugEntry): void {
-    let ix = this.byDev.get(e.dev);
-    if (!ix) this.byDev.set(e.dev, (ix = new DevIndex()));
-    ix.add(e);
-    this.liveCount++;
-    if (e.bounced || !e.coherent) {
-      const k: PhysKey = { devAddr: e.paddr, size: e.size, entry: e };
-      this.physKeys.set(e, k);
-      this.byPhys.add(k);
-    }
+  private record(s: number, bucket: number): DmaDebugRecord {
+    const t = this.t;
+    const f = t.flags[s];
+    const link = t.type[s] === T_LINK; // links set only the fields they use
+    return {
+      dev: this.devs[t.devId[s]], type: TYPE_NAMES[t.type[s]], devAddr: t.exactAddr(s), len: t.size[s], dir: t.dir[s],
+      phys: BigInt(t.paddr[s]), mapErr: MAP_ERR_NAMES[link ? 0 : t.mapErr[s]], sgCallEnts: link ? 0 : t.sgCall[s],
+      sgMappedEnts: link ? 0 : t.sgMapped[s],
+      bucket, bounced: (f & F_BOUNCED) !== 0, coherent: (f & F_NONCOHERENT) === 0, deviceOwns: (f & F_DEVICE_OWNS) !== 0,
+      trackedBy: (f & F_IN_HASH) !== 0 ? 'dma-debug' : 'model-check',
+    };
   }
 
-  /** Stops tracking a mapping (nothing happens when it is not tracked). */
-  remove(e: DmaDebugEntry): void {
-    if (this.byDev.get(e.dev)?.remove(e)) {
-      this.liveCount--;
-      this.forgetPhys(e);
-    }
-  }
-
-  private forgetPhys(e: DmaDebugEntry): void {
-    if (this.physKeys.size === 0) return;
-    const k = this.physKeys.get(e);
-    if (k === undefined) return;
-    this.physKeys.delete(e);
-    this.byPhys.remove(k);
-  }
-
-  /** Number of tracked mappings a CPU write could violate (bounced or non-coherent). */
+  /** Number of tracked mappings a CPU store could violate (bounced or non-coherent). */
   get cpuWriteWatchCount(): number {
     return this.byPhys.count;
   }
 
   /**
-   * Tracked mappings that are bounced or non-coherent and whose CPU range [paddr, paddr + size)
-   * overlaps [phys, phys + len), ascending by paddr.
+   * err_printk(): counts the error; records it (a 'DMA-DEBUG' event) when the driver filter lets the
+   * device through and all_errors is set or num_errors is not used up; uses up one of num_errors.
    */
-  watchedOverlapping(phys: bigint, len: number): DmaDebugEntry[] {
-    if (this.byPhys.count === 0 || len <= 0) return [];
-    return this.byPhys.overlapping(phys, phys + BigInt(len)).map((k) => k.entry);
+  report(dev: Device, message: string, data: Record<string, unknown>): void {
+    this.errors++;
+    if (this.filterPasses(dev) && (this.allErrors || this.numErrors > 0)) {
+      this.mm.events.dmaDebug(`${dev.name}: DMA-API: ${message}`, { dev: dev.name, ...data });
+    }
+    if (!this.allErrors && this.numErrors > 0) this.numErrors--;
   }
 
-  /** true when some mapping of dev starts exactly at devAddr. */
-  hasMappingAt(dev: Device, devAddr: bigint): boolean {
-    return this.byDev.get(dev)?.firstAt(devAddr) !== undefined;
+  /** A model check's finding: always recorded, as a 'MODEL-CHECK' event. */
+  reportModel(dev: Device, message: string, data: Record<string, unknown>): void {
+    this.mm.events.modelCheck(`${dev.name}: ${message}`, { dev: dev.name, ...data });
   }
 
-  /** bucket_find_exact: the entry mapped at exactly devAddr, preferring one that matches size/dir/type. */
-  findExact(dev: Device, devAddr: bigint, size: number, dir: number, type: DmaDebugType): DmaDebugEntry | undefined {
-    const ix = this.byDev.get(dev);
-    if (!ix) return undefined;
-    const first = ix.firstAt(devAddr);
-    if (!first) return undefined;
-    if (first.size === size && first.dir === dir && first.type === type) return first;
-    const l = ix.startingAt(devAddr);
-    return l.find((e) => e.size === size && e.dir === dir && e.type === type)
-      ?? l.find((e) => e.size === size) ?? l[0];
+  /** driver_filter(): off, or the device's driver (in the model: its name) is the one named. */
+  private filterPasses(dev: Device): boolean {
+    if (this.filterName === '') return true;
+    return dev.name.slice(0, FILTER_MAX) === this.filterName;
   }
 
-  /** bucket_find_contain: an entry whose range contains devAddr (one starting there first). */
-  findContaining(dev: Device, devAddr: bigint): DmaDebugEntry | undefined {
-    return this.byDev.get(dev)?.containing(devAddr);
+  // ---- the kernel's checks ----
+
+  /** add_dma_entry(): hash, then the first cacheline (overlaps reported where the arch needs it). */
+  private addEntry(s: number, dev: Device, attrs: number, bounced: boolean): void {
+    const t = this.t;
+    let f = t.flags[s] | F_DEVICE_OWNS;
+    if (attrs & (DMA_ATTR_DEBUGGING_IGNORE_CACHELINES | DMA_ATTR_REQUIRE_COHERENT)) f |= F_CACHE_CLEAN;
+    if (bounced) f |= F_BOUNCED;
+    if (!dev.dmaCoherent) f |= F_NONCOHERENT;
+    t.flags[s] = f;
+    t.hashAdd(s);
+    this.kernelCount[t.devId[s]]++;
+    if (t.dir[s] !== DMA_TO_DEVICE) {
+      const overlapClean = this.cachelineInsert(s);
+      if (overlapClean !== -1
+        && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)
+        && !((f & F_CACHE_CLEAN) !== 0 && overlapClean === 1)
+        && this.dmaCacheAlignment >= L1_CACHE_BYTES
+        && !(this.bounceUnalignedKmalloc && isSwiotlbActive(dev))) {
+        this.report(dev, 'cacheline tracking EEXIST, overlapping mappings aren\'t supported', { check: 'cacheline-overlap' });
+      }
+    }
+    if (bounced || !dev.dmaCoherent) this.watch(s);
   }
 
-  /** The mappings of dev that overlap [devAddr, devAddr + size), ascending by DMA address. */
-  findOverlapping(dev: Device, devAddr: bigint, size: number): DmaDebugEntry[] {
-    return this.byDev.get(dev)?.overlapping(devAddr, devAddr + BigInt(size)) ?? [];
+  /**
+   * active_cacheline_insert() for a mapping the device may write: -1 when its first cacheline was
+   * not tracked (now it is), else (EEXIST) whether the entry tracked there is cache-clean (0 / 1),
+   * the overlap count going up to ACTIVE_CACHELINE_MAX_OVERLAP (WARN_ONCE past it).
+   */
+  private cachelineInsert(s: number): number {
+    const t = this.t;
+    const cln = Math.floor(t.paddr[s] / L1_CACHE_BYTES);
+    const v = this.clines.get(cln);
+    if (v === undefined) {
+      this.clines.set(cln, s * 8);
+      return -1;
+    }
+    const existing = Math.floor(v / 8);
+    const overlap = (v % 8) + 1;
+    if (overlap > ACTIVE_CACHELINE_MAX_OVERLAP) {
+      if ((t.flags[s] & F_CACHE_CLEAN) === 0 && !this.overlapWarned) {
+        this.overlapWarned = true;
+        this.mm.events.warn('dma-debug',
+          `DMA-API: exceeded ${ACTIVE_CACHELINE_MAX_OVERLAP} overlapping mappings of cacheline ${hex(cln)}`,
+          { dev: this.devs[t.devId[s]].name, cacheline: cln });
+      }
+    } else {
+      this.clines.set(cln, existing * 8 + overlap);
+    }
+    return (t.flags[existing] & F_CACHE_CLEAN) !== 0 ? 1 : 0;
   }
 
-  /** Stops tracking entries of dev that findOverlapping returned (ascending by address). */
-  removeSorted(dev: Device, hits: readonly DmaDebugEntry[]): void {
-    const ix = this.byDev.get(dev);
-    if (!ix) return;
-    this.liveCount -= ix.removeSorted(hits);
-    if (this.physKeys.size > 0) for (const e of hits) this.forgetPhys(e);
+  /** active_cacheline_remove(): the overlap count goes down; the line is dropped below zero. */
+  private cachelineRemove(s: number): void {
+    const t = this.t;
+    if (t.dir[s] === DMA_TO_DEVICE) return;
+    const cln = Math.floor(t.paddr[s] / L1_CACHE_BYTES);
+    const v = this.clines.get(cln);
+    const overlap = (v === undefined ? 0 : v % 8) - 1;
+    if (overlap < 0) this.clines.delete(cln);
+    else this.clines.set(cln, Math.floor(v! / 8) * 8 + overlap);
   }
 
-  /** Records a dma-debug violation for dev. */
-  report(dev: Device, message: string, data?: Record<string, unknown>): void {
-    this.mm.events.dmaDebug(`${dev.name}: DMA-API: ${message}`, { dev: dev.name, ...data });
+  /** check_unmap() and dma_entry_free(): the ref is the unmap call's view of the mapping. */
+  checkUnmap(dev: Device, type: number, addr: bigint, size: number, dir: number, sgCall: number): void {
+    const t = this.t;
+    const id = this.idOf(dev);
+    const addrNum = this.t.toNum(addr);
+    const addrBig = bigOrNull(addr, addrNum, size);
+    const s = t.findExact(id, addrNum, addrBig, size, type, dir, sgCall);
+    if (s < 0) {
+      // dma_mapping_error() on the handle: also marks a matching entry checked
+      this.mappingError(dev, addr);
+      if (addr === DMA_MAPPING_ERROR) {
+        this.report(dev, 'device driver tries to free an invalid DMA memory address', { check: 'unmap-invalid-address' });
+      } else {
+        this.report(dev, `device driver tries to free DMA memory it has not allocated [device address=${hex(addr)}] [size=${size} bytes]`,
+          { check: 'unmap-not-allocated', addr, size });
+      }
+      return;
+    }
+    if (size !== t.size[s]) {
+      this.report(dev, `device driver frees DMA memory with different size [device address=${hex(addr)}] [map size=${t.size[s]} bytes] [unmap size=${size} bytes]`,
+        { check: 'unmap-size', addr, mapSize: t.size[s], unmapSize: size });
+    }
+    if (type !== t.type[s]) {
+      this.report(dev, `device driver frees DMA memory with wrong function [device address=${hex(addr)}] [size=${size} bytes] [mapped as ${TYPE_NAMES[t.type[s]]}] [unmapped as ${TYPE_NAMES[type]}]`,
+        { check: 'unmap-type', addr, mapType: TYPE_NAMES[t.type[s]], unmapType: TYPE_NAMES[type] });
+    }
+    if (sgCall !== 0 && type === T_SG && sgCall !== t.sgCall[s]) {
+      this.report(dev, `device driver frees DMA sg list with different entry count [map count=${t.sgCall[s]}] [unmap count=${sgCall}]`,
+        { check: 'unmap-sg-count', mapCount: t.sgCall[s], unmapCount: sgCall });
+    }
+    if (dir !== t.dir[s]) {
+      this.report(dev, `device driver frees DMA memory with different direction [device address=${hex(addr)}] [size=${size} bytes] [mapped with ${dmaDirName(t.dir[s])}] [unmapped with ${dmaDirName(dir)}]`,
+        { check: 'unmap-direction', addr, mapDir: t.dir[s], unmapDir: dir });
+    }
+    if (t.mapErr[s] === MAP_ERR_NOT_CHECKED) {
+      // the kernel's format has no space before the first bracket
+      this.report(dev, `device driver failed to check map error[device address=${hex(addr)}] [size=${size} bytes] [mapped as ${TYPE_NAMES[t.type[s]]}]`,
+        { check: 'map-error-not-checked', addr, size });
+    }
+    this.freeEntry(s);
+  }
+
+  /** hash_bucket_del() and dma_entry_free(). */
+  private freeEntry(s: number): void {
+    const t = this.t;
+    t.hashDel(s);
+    this.kernelCount[t.devId[s]]--;
+    this.cachelineRemove(s);
+    if (t.flags[s] & F_WATCHED) this.unwatch(s);
+    t.release(s);
+  }
+
+  /** debug_dma_mapping_error(): the first unchecked entry at exactly addr becomes checked. */
+  mappingError(dev: Device, addr: bigint): void {
+    const t = this.t;
+    const id = this.idOf(dev);
+    const addrNum = this.t.toNum(addr);
+    const addrBig = bigOrNull(addr, addrNum, 0);
+    for (let s = t.head[hashOf(addrNum, addrBig)]; s >= 0; s = t.next[s]) {
+      if (t.devId[s] !== id || !t.sameAddr(s, addrNum, addrBig)) continue;
+      if (t.mapErr[s] === MAP_ERR_NOT_CHECKED) {
+        t.mapErr[s] = MAP_ERR_CHECKED;
+        break;
+      }
+    }
+  }
+
+  /** debug_dma_map_phys(): a 'phy' entry, map error not yet checked. */
+  mapPhys(dev: Device, phys: bigint, size: number, dir: number, addr: bigint, attrs: number, bounced: boolean): void {
+    // dma_mapping_error() on the new handle, itself hooked: it marks an older unchecked entry at
+    // the same address checked (dma-direct maps a buffer mapped twice at one address)
+    this.mappingError(dev, addr);
+    if (addr === DMA_MAPPING_ERROR) return;
+    const t = this.t;
+    const s = t.alloc();
+    t.devId[s] = this.idOf(dev);
+    t.type[s] = T_PHY;
+    t.paddr[s] = this.t.toNum(phys);
+    const addrNum = this.t.toNum(addr);
+    t.setAddr(s, addrNum, bigOrNull(addr, addrNum, size), size);
+    t.dir[s] = dir;
+    t.mapErr[s] = MAP_ERR_NOT_CHECKED;
+    if (attrs & DMA_ATTR_MMIO) {
+      // pfn_valid() && !PageReserved(): RAM with a struct page (ZONE_DEVICE pages are reserved)
+      const facts = this.mm.pfnFacts(phys >> BigInt(this.mm.pageShift));
+      if (facts !== undefined && facts.hasStructPage && facts.pgmapId === 0) {
+        this.report(dev, `dma_map_resource called for RAM address ${hex(phys)}`, { check: 'map-resource-ram', phys });
+      }
+    }
+    this.addEntry(s, dev, attrs, bounced);
+  }
+
+  /** debug_dma_map_sg(): one 'scatter-gather' entry per DMA segment, each checked by check_sg_segment(). */
+  mapSg(dev: Device, sgt: SgTable, callEnts: number, mappedEnts: number, dir: number, attrs: number, bounced: boolean): void {
+    const t = this.t;
+    const id = this.idOf(dev);
+    const pageSize = this.mm.pageSize;
+    const maxSeg = dmaGetMaxSegSize(dev);
+    const boundary = dmaGetSegBoundary(dev) & U64;
+    const outside = ~boundary & U64;
+    for (let i = 0; i < mappedEnts; i++) {
+      const s = t.alloc();
+      t.devId[s] = id;
+      t.type[s] = T_SG;
+      t.paddr[s] = this.t.toNum(sgt.pfnAt(i)) * pageSize + sgt.offsetAt(i);
+      const addr = sgt.dmaAddressAt(i);
+      const addrNum = this.t.toNum(addr);
+      const len = sgt.dmaLengthAt(i);
+      t.setAddr(s, addrNum, bigOrNull(addr, addrNum, len), len);
+      t.dir[s] = dir;
+      t.sgCall[s] = callEnts;
+      t.sgMapped[s] = mappedEnts;
+      // check_sg_segment(): the CPU entry's length against max_seg_size, the DMA segment against the boundary
+      const cpuLen = sgt.lengthAt(i);
+      if (cpuLen > maxSeg) {
+        this.report(dev, `mapping sg segment longer than device claims to support [len=${cpuLen}] [max=${maxSeg}]`,
+          { check: 'sg-segment-length', len: cpuLen, max: maxSeg });
+      }
+      if (outside !== 0n) {
+        const end = (addr + BigInt(len) - 1n) & U64;
+        if (((addr ^ end) & outside) !== 0n) {
+          this.report(dev, `mapping sg segment across boundary [start=${hex(addr)}] [end=${hex(end)}] [boundary=${hex(boundary)}]`,
+            { check: 'sg-segment-boundary', start: addr, end, boundary });
+        }
+      }
+      this.addEntry(s, dev, attrs, bounced);
+    }
+  }
+
+  /** get_nr_mapped_entries(): sg_mapped_ents of the best fit for the first entry, 0 if none. */
+  private nrMapped(id: number, addr: bigint, size: number, dir: number, sgCall: number): number {
+    const addrNum = this.t.toNum(addr);
+    const s = this.t.findExact(id, addrNum, bigOrNull(addr, addrNum, size), size, T_SG, dir, sgCall);
+    return s < 0 ? 0 : this.t.sgMapped[s];
+  }
+
+  /** debug_dma_unmap_sg(): check_unmap() per entry, up to the mapped count found for the first. */
+  unmapSg(dev: Device, sgt: SgTable, callEnts: number, dir: number): void {
+    const id = this.idOf(dev);
+    let mapped = 0;
+    for (let i = 0; i < callEnts; i++) {
+      if (mapped !== 0 && i >= mapped) break;
+      const addr = sgt.dmaAddressAt(i);
+      const size = sgt.dmaLengthAt(i);
+      if (i === 0) mapped = this.nrMapped(id, addr, size, dir, callEnts);
+      this.checkUnmap(dev, T_SG, addr, size, dir, callEnts);
+    }
+  }
+
+  /** check_sync(): the sync must lie inside one mapping (bucket_find_contain), with a fitting direction. */
+  checkSync(dev: Device, type: number, addr: bigint, size: number, dir: number, sgCall: number, toCpu: boolean): void {
+    const t = this.t;
+    const id = this.idOf(dev);
+    const addrNum = this.t.toNum(addr);
+    const addrBig = bigOrNull(addr, addrNum, size);
+    const s = t.findContain(id, addrNum, addrBig, size, type, dir, sgCall);
+    if (s < 0) {
+      this.report(dev, `device driver tries to sync DMA memory it has not allocated [device address=${hex(addr)}] [size=${size} bytes]`,
+        { check: 'sync-not-allocated', addr, size });
+      return;
+    }
+    const eSize = t.size[s];
+    const eDir = t.dir[s];
+    if (size > eSize) {
+      // unreachable while containing_match() holds (the kernel keeps the check)
+      this.report(dev, `device driver syncs DMA memory outside allocated range [device address=${hex(t.exactAddr(s))}] [allocation size=${eSize} bytes] [sync offset+size=${size}]`,
+        { check: 'sync-outside', addr, size });
+    }
+    if (eDir === DMA_BIDIRECTIONAL) return;
+    const dirs = `[mapped with ${dmaDirName(eDir)}] [synced with ${dmaDirName(dir)}]`;
+    if (dir !== eDir) {
+      this.report(dev, `device driver syncs DMA memory with different direction [device address=${hex(addr)}] [size=${eSize} bytes] ${dirs}`,
+        { check: 'sync-direction', addr, mapDir: eDir, syncDir: dir });
+    }
+    if (toCpu && eDir !== DMA_FROM_DEVICE && dir !== DMA_TO_DEVICE) {
+      this.report(dev, `device driver syncs device read-only DMA memory for cpu [device address=${hex(addr)}] [size=${eSize} bytes] ${dirs}`,
+        { check: 'sync-read-only', addr });
+    }
+    if (!toCpu && eDir !== DMA_TO_DEVICE && dir !== DMA_FROM_DEVICE) {
+      this.report(dev, `device driver syncs device write-only DMA memory to device [device address=${hex(addr)}] [size=${eSize} bytes] ${dirs}`,
+        { check: 'sync-write-only', addr });
+    }
+    if (sgCall !== 0 && type === T_SG && sgCall !== t.sgCall[s]) {
+      this.report(dev, `device driver syncs DMA sg list with different entry count [map count=${t.sgCall[s]}] [sync count=${sgCall}]`,
+        { check: 'sync-sg-count', mapCount: t.sgCall[s], syncCount: sgCall });
+    }
+  }
+
+  /** debug_dma_sync_sg_for_cpu/device(): check_sync() per entry, up to the mapped count found for the first. */
+  syncSg(dev: Device, sgt: SgTable, nelems: number, dir: number, toCpu: boolean): void {
+    const id = this.idOf(dev);
+    let mapped = 0;
+    for (let i = 0; i < nelems; i++) {
+      const addr = sgt.dmaAddressAt(i);
+      const size = sgt.dmaLengthAt(i);
+      if (i === 0) mapped = this.nrMapped(id, addr, size, dir, nelems);
+      if (i >= mapped) break;
+      this.checkSync(dev, T_SG, addr, size, dir, nelems, toCpu);
+    }
+  }
+
+  /**
+   * dma_debug_device_change(BUS_NOTIFY_UNBOUND_DRIVER): the device's entries still in the hash are
+   * a leak, reported once with the last one found (device_dma_allocations walks bucket by bucket).
+   * The device's IOVA links still linked are a model-check leak. Returns both counts added.
+   */
+  checkLeaks(dev: Device): number {
+    const id = this.ids.get(dev);
+    if (id === undefined) return 0;
+    const t = this.t;
+    let count = 0, last = -1;
+    if (this.kernelCount[id] > 0) {
+      for (let b = 0; b < HASH_SIZE; b++) {
+        for (let s = t.head[b]; s >= 0; s = t.next[s]) if (t.devId[s] === id) { count++; last = s; }
+      }
+      this.report(dev, `device driver has pending DMA allocations while released from device [count=${count}] One of leaked entries details: [device address=${hex(t.exactAddr(last))}] [size=${t.size[last]} bytes] [mapped with ${dmaDirName(t.dir[last])}] [mapped as ${TYPE_NAMES[t.type[last]]}]`,
+        { check: 'leak', count });
+    }
+    const links = this.linkCount[id];
+    if (links > 0) {
+      const slots: number[] = [];
+      this.byDev[id]!.all(slots);
+      const s = slots.find((x) => t.type[x] === T_LINK)!;
+      this.reportModel(dev, `dma_iova_link()ed ranges still linked while released from device [count=${links}] One of them: [device address=${hex(t.exactAddr(s))}] [size=${t.size[s]} bytes] [linked with ${dmaDirName(t.dir[s])}]`,
+        { check: 'iova-leak', count: links });
+    }
+    return count + links;
+  }
+
+  /** Whether some entry of dev starts exactly at addr (exact_match in its bucket). */
+  isMapped(dev: Device, addr: bigint): boolean {
+    const t = this.t;
+    const id = this.idOf(dev);
+    const addrNum = this.t.toNum(addr);
+    const addrBig = bigOrNull(addr, addrNum, 0);
+    for (let s = t.head[hashOf(addrNum, addrBig)]; s >= 0; s = t.next[s]) {
+      if (t.devId[s] === id && t.sameAddr(s, addrNum, addrBig)) return true;
+    }
+    return false;
+  }
+
+  /** The size of the entry check_unmap() would find for a dma_unmap_phys(addr, size, dir), or -1. */
+  mappedSize(dev: Device, addr: bigint, size: number, dir: number): number {
+    const addrNum = this.t.toNum(addr);
+    const s = this.t.findExact(this.idOf(dev), addrNum, bigOrNull(addr, addrNum, size), size, T_PHY, dir, 0);
+    return s < 0 ? -1 : this.t.size[s];
+  }
+
+  // ---- the model's own records and checks ----
+
+  /** Adds slot s to the model's ownership and CPU-write indexes. */
+  private watch(s: number): void {
+    this.t.flags[s] |= F_WATCHED;
+    this.devIndex(this.t.devId[s]).add(s);
+    this.byPhys.add(s);
+  }
+
+  private unwatch(s: number): void {
+    this.t.flags[s] &= ~F_WATCHED;
+    this.byDev[this.t.devId[s]]!.remove(s);
+    this.byPhys.remove(s);
+  }
+
+  /** Records one dma_iova_link() of [phys, phys + size) at IOVA addr (the kernel records nothing). */
+  iovaLink(dev: Device, phys: bigint, size: number, dir: number, addr: bigint, bounced: boolean): void {
+    const addrNum = this.t.toNum(addr);
+    if (addrNum + size <= MAX_SAFE) {
+      this.iovaLinkNum(dev, this.t.toNum(phys), size, dir, addrNum, bounced);
+      return;
+    }
+    const s = this.iovaLinkNum(dev, this.t.toNum(phys), size, dir, 0, bounced);
+    // beyond 2^53: re-key the slot with its exact address
+    const ix = this.byDev[this.t.devId[s]]!;
+    ix.remove(s);
+    this.t.setAddr(s, addrNum, addr, size);
+    ix.add(s);
+  }
+
+  /**
+   * iovaLink with the CPU physical and IOVA addresses as numbers (both exact, the IOVA's end below
+   * 2^53), as the two-step fast path has them: no bigint is made per link. Returns the slot.
+   */
+  iovaLinkNum(dev: Device, physNum: number, size: number, dir: number, addrNum: number, bounced: boolean): number {
+    const t = this.t;
+    const s = t.allocRaw();
+    const id = dev === this.lastDev ? this.lastId : this.idOf(dev);
+    t.devId[s] = id;
+    t.type[s] = T_LINK;
+    t.dir[s] = dir;
+    t.paddr[s] = physNum;
+    t.addr[s] = addrNum;
+    t.size[s] = size;
+    const watched = bounced || !dev.dmaCoherent;
+    t.flags[s] = F_DEVICE_OWNS | (bounced ? F_BOUNCED : 0) | (dev.dmaCoherent ? 0 : F_NONCOHERENT) | (watched ? F_WATCHED : 0);
+    this.linkCount[id]++;
+    (this.byDev[id] ?? this.devIndex(id)).add(s);
+    if (watched) this.byPhys.add(s);
+    return s;
+  }
+
+  /**
+   * Checks a dma_iova_unlink / dma_iova_destroy of [addr, addr + size) against the recorded links: it
+   * must cover at least one, only whole ones, each unlinked with the direction it was linked with.
+   * The covered links are forgotten.
+   */
+  iovaUnlink(dev: Device, addr: bigint, size: number, dir: number): void {
+    const t = this.t;
+    const id = this.idOf(dev);
+    const ix = this.byDev[id];
+    const addrNum = this.t.toNum(addr);
+    const addrBig = bigOrNull(addr, addrNum, size);
+    let hits = 0;
+    if (ix !== undefined && this.linkCount[id] > 0) {
+      ix.scan(addrNum, addrNum + size, (s) => {
+        if (t.type[s] !== T_LINK || !t.overlapsRange(s, addrNum, addrBig, size)) return false;
+        hits++;
+        if (!t.withinRange(s, addrNum, addrBig, size)) {
+          this.reportModel(dev, `IOVA unlink covers part of a link [link address=${hex(t.exactAddr(s))}] [link size=${t.size[s]} bytes] [unlink address=${hex(addr)}] [unlink size=${size} bytes]`,
+            { check: 'iova-unlink-partial', addr: t.exactAddr(s), linkSize: t.size[s], unlinkSize: size });
+        }
+        if (t.dir[s] !== dir) {
+          this.reportModel(dev, `IOVA unlink with another direction than the link [device address=${hex(t.exactAddr(s))}] [size=${t.size[s]} bytes] [linked with ${dmaDirName(t.dir[s])}] [unlinked with ${dmaDirName(dir)}]`,
+            { check: 'iova-unlink-direction', addr: t.exactAddr(s), linkDir: t.dir[s], unlinkDir: dir });
+        }
+        this.linkCount[id]--;
+        if (t.flags[s] & F_WATCHED) this.byPhys.remove(s);
+        t.release(s);
+        return true;
+      });
+    }
+    if (hits === 0) {
+      this.reportModel(dev, `IOVA unlink of a range where nothing is linked [device address=${hex(addr)}] [size=${size} bytes]`,
+        { check: 'iova-unlink-nothing-linked', addr, size });
+    }
+  }
+
+  /** A sync hands the buffer to the CPU (toCpu) or the device: every watched mapping it overlaps. */
+  setOwner(dev: Device, addr: bigint, size: number, toCpu: boolean): void {
+    const id = this.ids.get(dev);
+    const ix = id === undefined ? undefined : this.byDev[id];
+    if (ix === undefined || ix.count === 0) return;
+    const t = this.t;
+    const addrNum = this.t.toNum(addr);
+    const addrBig = bigOrNull(addr, addrNum, size);
+    ix.scan(addrNum, addrNum + size, (s) => {
+      if (t.overlapsRange(s, addrNum, addrBig, Math.max(size, 1))) {
+        if (toCpu) t.flags[s] &= ~F_DEVICE_OWNS; else t.flags[s] |= F_DEVICE_OWNS;
+      }
+      return false;
+    });
+  }
+
+  /**
+   * The CPU stores [phys, phys + len): a model-check finding for every mapping it overlaps that the
+   * device owns while bounced or non-coherent (the device would not see the store, or a later cache
+   * invalidation would drop it). Returns the number of findings.
+   */
+  checkCpuWrite(phys: number, len: number): number {
+    if (!this.enabled || this.byPhys.count === 0 || len <= 0) return 0;
+    const t = this.t;
+    let n = 0;
+    this.byPhys.scan(phys, phys + len, (s) => {
+      if ((t.flags[s] & F_DEVICE_OWNS) === 0 || t.paddr[s] >= phys + len || t.paddr[s] + t.size[s] <= phys) return false;
+      n++;
+      const dev = this.devs[t.devId[s]];
+      this.reportModel(dev, `CPU writes to a buffer the device owns [phys=${hex(phys)}+${len}] [mapping ${hex(t.exactAddr(s))} size=${t.size[s]} ${dmaDirName(t.dir[s])}] [${(t.flags[s] & F_BOUNCED) ? 'bounced' : 'non-coherent'}]`,
+        { check: 'cpu-write', phys: BigInt(phys), len, devAddr: t.exactAddr(s) });
+      return false;
+    });
+    return n;
   }
 }
 
-/** The dma-debug state of a machine (created with it), or undefined. */
-export function dmaDebugOf(mm: MachineMm): DmaDebug | undefined {
-  return debugs.get(mm);
+/** The slot on a machine that holds its dma-debug (the kernel's global dma_entry_hash and settings). */
+const DMA_DEBUG = new SlotKey<DmaDebug>('dma-debug');
+
+/** The dma-debug of the machine dev is on. @throws TypeError if dev is on no built machine. */
+export function dmaDebugOf(dev: Device): DmaDebug {
+  return dmaContextOf(dev).mm.slots.get(DMA_DEBUG)!;
 }
 
-const hex = (a: bigint): string => `0x${a.toString(16).padStart(16, '0')}`;
-
+/** The machine's dma-debug when it runs for dev, else null. */
 function debugOf(dev: Device): DmaDebug | null {
-  const d = dmaContextOf(dev).debug;
+  const d = dmaDebugOf(dev);
   return d.enabled ? d : null;
 }
 
-/** Facts about a fresh mapping that dma-debug cannot see from its arguments alone. */
-export interface DebugMapFacts {
-  readonly bounced: boolean;
-  readonly unmapOptional: boolean;
+/**
+ * The Ok result dmaMapPhys returns while dma-debug runs. Reading `ok` (which a caller must do before
+ * it may use `value`) is the driver's dma_mapping_error() on the handle: the first read tells
+ * dma-debug (debug_dma_mapping_error), so an unmap does not report "failed to check map error".
+ * A caller that takes `value` without looking at `ok` has not checked, as in the kernel.
+ * Model deviation: the kernel's dma_map_phys returns a bare dma_addr_t and only an explicit
+ * dma_mapping_error() checks it; the model's Result must be looked at to be used, so that look is
+ * the check (an explicit dmaMappingError still works).
+ */
+export class DmaMapOk implements Ok<bigint> {
+  declare readonly ok: true;
+  readonly value: bigint;
+  readonly #debug: DmaDebug;
+  readonly #dev: Device;
+  #checked = false;
+
+  static readonly #okProperty: PropertyDescriptor = {
+    enumerable: true,
+    get(this: DmaMapOk): true {
+      if (!this.#checked) {
+        this.#checked = true;
+        if (this.#debug.enabled) this.#debug.mappingError(this.#dev, this.value);
+      }
+      return true;
+    },
+  };
+
+  constructor(debug: DmaDebug, dev: Device, value: bigint) {
+    // an own, enumerable `ok`, so the result compares and spreads like a plain { ok, value }
+    Object.defineProperty(this, 'ok', DmaMapOk.#okProperty);
+    this.value = value;
+    this.#debug = debug;
+    this.#dev = dev;
+  }
 }
 
-/** check_unmap: the shared checks of every unmap; returns the matched entry (already removed) or undefined. */
-function checkUnmap(d: DmaDebug, dev: Device, type: DmaDebugType, addr: bigint, size: number, dir: number,
-  sgCallEnts = 0): DmaDebugEntry | undefined {
-  const e = d.findExact(dev, addr, size, dir, type);
-  if (!e) {
-    d.report(dev, `device driver tries to free DMA memory it has not allocated [device address=${hex(addr)}] [size=${size} bytes]`,
-      { check: 'not-mapped', addr, size });
-    return undefined;
-  }
-  if (e.size !== size) {
-    d.report(dev, `device driver frees DMA memory with different size [device address=${hex(addr)}] [map size=${e.size} bytes] [unmap size=${size} bytes]`,
-      { check: 'size', addr, mapSize: e.size, unmapSize: size });
-  }
-  if (e.type !== type) {
-    d.report(dev, `device driver frees DMA memory with wrong function [device address=${hex(addr)}] [size=${e.size} bytes] [mapped as ${e.type}] [unmapped as ${type}]`,
-      { check: 'type', addr, mapType: e.type, unmapType: type });
-  }
-  if (type === 'sg' && e.type === 'sg' && sgCallEnts && sgCallEnts !== e.sgCallEnts) {
-    d.report(dev, `device driver frees DMA sg list with different entry count [map count=${e.sgCallEnts}] [unmap count=${sgCallEnts}]`,
-      { check: 'sg-count', mapCount: e.sgCallEnts, unmapCount: sgCallEnts });
-  }
-  if (e.dir !== dir) {
-    d.report(dev, `device driver frees DMA memory with different direction [device address=${hex(addr)}] [size=${e.size} bytes] [mapped with ${dmaDirName(e.dir)}] [unmapped with ${dmaDirName(dir)}]`,
-      { check: 'direction', addr, mapDir: e.dir, unmapDir: dir });
-  }
-  d.remove(e);
-  return e;
+/** debug_dma_mapping_error: dma_mapping_error() was called on addr. */
+export function debugDmaMappingError(dev: Device, addr: bigint): void {
+  const ctx = dmaContextIfAny(dev);
+  const d = ctx?.mm.slots.get(DMA_DEBUG);
+  if (d !== undefined && d.enabled) d.mappingError(dev, addr);
 }
 
 /** Whether an unmap of (addr) for dev matches a tracked mapping (used to skip the backend on a bogus unmap). */
 export function debugDmaIsMapped(dev: Device, addr: bigint): boolean {
   const d = debugOf(dev);
-  if (!d) return true;
-  return d.hasMappingAt(dev, addr);
+  return d === null || d.isMapped(dev, addr);
 }
 
-/** debug_dma_map_phys: tracks a successful one-shot mapping (failed ones, DMA_MAPPING_ERROR, are not tracked). */
+/** debug_dma_map_phys: tracks a successful one-shot mapping (DMA_MAPPING_ERROR is not tracked). */
 export function debugDmaMapPhys(dev: Device, phys: bigint, size: number, dir: number, addr: bigint, attrs: number,
-  facts: DebugMapFacts = { bounced: false, unmapOptional: false }): void {
-  if (addr === DMA_MAPPING_ERROR) return;
-  trackSingle(dev, 'phys', phys, size, dir, addr, attrs, facts);
+  facts: DebugMapFacts = NOT_BOUNCED): void {
+  debugOf(dev)?.mapPhys(dev, phys, size, dir, addr, attrs, facts.bounced);
 }
 
-/** Records one single-range mapping ('phys' one-shot or 'iova' link) the device now owns. */
-function trackSingle(dev: Device, type: 'phys' | 'iova', phys: bigint, size: number, dir: number, addr: bigint,
-  attrs: number, facts: DebugMapFacts): void {
-  const d = debugOf(dev);
-  if (!d) return;
-  d.add({
-    dev, type, devAddr: addr, size, paddr: phys, dir, attrs, sgCallEnts: 0, sgMappedEnts: 0,
-    bounced: facts.bounced, coherent: dev.dmaCoherent, deviceOwns: true, unmapOptional: facts.unmapOptional,
-  });
-}
-
-/** debug_dma_unmap_phys: checks the unmap against the tracked mapping and forgets it. */
+/** debug_dma_unmap_phys: check_unmap() of a 'phy' ref. */
 export function debugDmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: number): void {
-  const d = debugOf(dev);
-  if (!d) return;
-  checkUnmap(d, dev, 'phys', addr, size, dir);
+  debugOf(dev)?.checkUnmap(dev, T_PHY, addr, size, dir, 0);
 }
 
-/**
- * debug_dma_map_sg: one tracked entry per DMA segment of the mapped table (nents of them), each
- * remembering the call's entry count.
- */
+/** debug_dma_map_sg: one entry per DMA segment of the mapped table (mappedEnts of them). */
 export function debugDmaMapSg(dev: Device, sgt: SgTable, callEnts: number, mappedEnts: number, dir: number, attrs: number,
-  facts: DebugMapFacts = { bounced: false, unmapOptional: false }): void {
-  const d = debugOf(dev);
-  if (!d) return;
-  const shift = BigInt(d.mm.pageShift);
-  for (let i = 0; i < mappedEnts; i++) {
-    d.add({
-      dev, type: 'sg', devAddr: sgt.dmaAddressAt(i), size: sgt.dmaLengthAt(i),
-      paddr: (sgt.pfnAt(i) << shift) + BigInt(sgt.offsetAt(i)), dir, attrs, sgCallEnts: callEnts,
-      sgMappedEnts: mappedEnts, bounced: facts.bounced, coherent: dev.dmaCoherent, deviceOwns: true,
-      unmapOptional: facts.unmapOptional,
-    });
-  }
+  facts: DebugMapFacts = NOT_BOUNCED): void {
+  debugOf(dev)?.mapSg(dev, sgt, callEnts, mappedEnts, dir, attrs, facts.bounced);
 }
 
-/** debug_dma_unmap_sg: checks each DMA segment the mapping produced (found from the first one's count). */
+/** debug_dma_unmap_sg: check_unmap() per entry of the table (callEnts = the nents of the map call). */
 export function debugDmaUnmapSg(dev: Device, sgt: SgTable, callEnts: number, dir: number): void {
-  const d = debugOf(dev);
-  if (!d) return;
-  let mapped = 1;
-  for (let i = 0; i < mapped && i < callEnts; i++) {
-    const addr = sgt.dmaAddressAt(i);
-    const size = sgt.dmaLengthAt(i);
-    if (i === 0) {
-      const first = d.findExact(dev, addr, size, dir, 'sg');
-      mapped = first?.type === 'sg' ? first.sgMappedEnts : 1;
-    }
-    checkUnmap(d, dev, 'sg', addr, size, dir, callEnts);
-  }
+  debugOf(dev)?.unmapSg(dev, sgt, callEnts, dir);
 }
 
-/** check_sync: the sync must lie inside a tracked mapping, with a compatible direction; moves ownership. */
-function checkSync(dev: Device, addr: bigint, size: number, dir: number, toCpu: boolean): void {
-  const d = debugOf(dev);
-  if (!d) return;
-  const e = d.findContaining(dev, addr);
-  if (!e) {
-    d.report(dev, `device driver tries to sync DMA memory it has not allocated [device address=${hex(addr)}] [size=${size} bytes]`,
-      { check: 'sync-not-mapped', addr, size });
-    return;
-  }
-  const end = addr - e.devAddr + BigInt(size);
-  if (end > BigInt(e.size)) {
-    d.report(dev, `device driver syncs DMA memory outside allocated range [device address=${hex(e.devAddr)}] [allocation size=${e.size} bytes] [sync offset+size=${end}]`,
-      { check: 'sync-range', addr, size });
-  }
-  if (e.dir !== DMA_BIDIRECTIONAL) {
-    if (dir !== e.dir) {
-      d.report(dev, `device driver syncs DMA memory with different direction [device address=${hex(addr)}] [size=${size} bytes] [mapped with ${dmaDirName(e.dir)}] [synced with ${dmaDirName(dir)}]`,
-        { check: 'sync-direction', addr, mapDir: e.dir, syncDir: dir });
-    }
-    if (toCpu && e.dir !== DMA_FROM_DEVICE && dir !== DMA_TO_DEVICE) {
-      d.report(dev, `device driver syncs device read-only DMA memory for cpu [device address=${hex(addr)}] [size=${size} bytes] [mapped with ${dmaDirName(e.dir)}] [synced with ${dmaDirName(dir)}]`,
-        { check: 'sync-read-only', addr });
-    }
-    if (!toCpu && e.dir !== DMA_TO_DEVICE && dir !== DMA_FROM_DEVICE) {
-      d.report(dev, `device driver syncs device write-only DMA memory to device [device address=${hex(addr)}] [size=${size} bytes] [mapped with ${dmaDirName(e.dir)}] [synced with ${dmaDirName(dir)}]`,
-        { check: 'sync-write-only', addr });
-    }
-  }
-  e.deviceOwns = !toCpu;
-}
-
-/** debug_dma_sync_single_for_cpu: checks the sync; the CPU owns the buffer afterwards. */
+/** debug_dma_sync_single_for_cpu: check_sync() of a 'single' ref; the CPU owns the buffer afterwards. */
 export function debugDmaSyncSingleForCpu(dev: Device, addr: bigint, size: number, dir: number): void {
-  checkSync(dev, addr, size, dir, true);
+  const d = debugOf(dev);
+  if (d === null) return;
+  d.checkSync(dev, T_SINGLE, addr, size, dir, 0, true);
+  d.setOwner(dev, addr, size, true);
 }
 
-/** debug_dma_sync_single_for_device: checks the sync; the device owns the buffer afterwards. */
+/** debug_dma_sync_single_for_device: check_sync() of a 'single' ref; the device owns the buffer afterwards. */
 export function debugDmaSyncSingleForDevice(dev: Device, addr: bigint, size: number, dir: number): void {
-  checkSync(dev, addr, size, dir, false);
+  const d = debugOf(dev);
+  if (d === null) return;
+  d.checkSync(dev, T_SINGLE, addr, size, dir, 0, false);
+  d.setOwner(dev, addr, size, false);
 }
 
-/** debug_dma_sync_sg_for_cpu/device over the DMA segments of a mapped table. */
+/** debug_dma_sync_sg_for_cpu/device over the table's orig_nents entries (as dma_sync_sgtable_* passes them). */
 export function debugDmaSyncSg(dev: Device, sgt: SgTable, dir: number, toCpu: boolean): void {
-  for (let i = 0; i < sgt.nents; i++) checkSync(dev, sgt.dmaAddressAt(i), sgt.dmaLengthAt(i), dir, toCpu);
+  const d = debugOf(dev);
+  if (d === null) return;
+  d.syncSg(dev, sgt, sgt.origNents, dir, toCpu);
+  for (let i = 0; i < sgt.nents; i++) d.setOwner(dev, sgt.dmaAddressAt(i), sgt.dmaLengthAt(i), toCpu);
 }
 
-/** Tracks one dma_iova_link of [phys, phys + size) at IOVA addr. */
-export function debugDmaIovaLink(dev: Device, phys: bigint, size: number, dir: number, addr: bigint, attrs: number,
-  facts: DebugMapFacts = { bounced: false, unmapOptional: false }): void {
-  trackSingle(dev, 'iova', phys, size, dir, addr, attrs, facts);
+/** A model record of one dma_iova_link of [phys, phys + size) at IOVA addr (no kernel hook exists). */
+export function debugDmaIovaLink(dev: Device, phys: bigint, size: number, dir: number, addr: bigint, _attrs: number,
+  facts: DebugMapFacts = NOT_BOUNCED): void {
+  debugOf(dev)?.iovaLink(dev, phys, size, dir, addr, facts.bounced);
 }
 
 /**
- * Checks a dma_iova_unlink / destroy of [addr, addr + size): it must cover whole links (a partial
- * cover is a size error), at least one, each with the direction it was linked with.
+ * debugDmaIovaLink for callers that hold the machine's DmaDebug and exact numbers (the IOVA's end
+ * below 2^53): the two-step fast path, which then makes no bigint per link.
+ */
+export function debugDmaIovaLinkNum(debug: DmaDebug, dev: Device, physNum: number, size: number, dir: number, addrNum: number,
+  bounced: boolean): void {
+  if (debug.enabled) debug.iovaLinkNum(dev, physNum, size, dir, addrNum, bounced);
+}
+
+/**
+ * Model check of a dma_iova_unlink / destroy of [addr, addr + size): it must cover whole links (a
+ * partial cover is reported), at least one, each with the direction it was linked with.
  */
 export function debugDmaIovaUnlink(dev: Device, addr: bigint, size: number, dir: number): void {
-  const d = debugOf(dev);
-  if (!d) return;
-  const end = addr + BigInt(size);
-  const hit = d.findOverlapping(dev, addr, size).filter((e) => e.type === 'iova');
-  if (hit.length === 0) {
-    d.report(dev, `device driver tries to free DMA memory it has not allocated [device address=${hex(addr)}] [size=${size} bytes]`,
-      { check: 'not-mapped', addr, size });
-    return;
-  }
-  for (const e of hit) {
-    if (e.devAddr < addr || e.devAddr + BigInt(e.size) > end) {
-      d.report(dev, `device driver frees DMA memory with different size [device address=${hex(e.devAddr)}] [map size=${e.size} bytes] [unmap size=${size} bytes]`,
-        { check: 'size', addr: e.devAddr, mapSize: e.size, unmapSize: size });
-    }
-    if (e.dir !== dir) {
-      d.report(dev, `device driver frees DMA memory with different direction [device address=${hex(e.devAddr)}] [size=${e.size} bytes] [mapped with ${dmaDirName(e.dir)}] [unmapped with ${dmaDirName(dir)}]`,
-        { check: 'direction', addr: e.devAddr, mapDir: e.dir, unmapDir: dir });
-    }
-  }
-  d.removeSorted(dev, hit);
+  debugOf(dev)?.iovaUnlink(dev, addr, size, dir);
 }
 
 /**
- * Reference 14.1: the CPU writes [phys, phys + len) — a violation for every overlapping mapping the
- * device owns that is bounced or on a non-coherent device (the device would not see the write).
- * Returns the number of violations recorded.
+ * Model check: the CPU writes [phys, phys + len); a MODEL-CHECK event for every overlapping mapping
+ * the device owns that is bounced or non-coherent. Returns the number of findings.
  */
-export function debugDmaCheckCpuWrite(mm: MachineMm, phys: bigint, len: number): number {
-  const d = debugs.get(mm);
-  if (!d || !d.enabled || d.cpuWriteWatchCount === 0) return 0;
-  let n = 0;
-  for (const e of d.watchedOverlapping(phys, len)) {
-    if (!e.deviceOwns) continue;
-    n++;
-    d.report(e.dev, `CPU writes to a buffer the device owns [phys=${hex(phys)}+${len}] [mapping ${hex(e.devAddr)} size=${e.size} ${dmaDirName(e.dir)}] [${e.bounced ? 'bounced' : 'non-coherent'}]`,
-      { check: 'cpu-write', phys, len, devAddr: e.devAddr });
-  }
-  return n;
+export function debugDmaCheckCpuWrite(debug: DmaDebug, phys: bigint, len: number): number {
+  return debug.checkCpuWrite(Number(phys), len);
 }
 
 /**
- * The CPU-write hook the machine installs on its physical memory (PhysMem onCpuWrite): runs
- * debugDmaCheckCpuWrite for each CPU store, and costs two checks while nothing is watched.
+ * The CPU-write hook the machine installs on its physical memory (PhysMem onCpuWrite): costs two
+ * checks while nothing is watched.
  */
-export function dmaDebugCpuWriteHook(mm: MachineMm): (addrNum: number, len: number) => void {
+export function dmaDebugCpuWriteHook(debug: DmaDebug): (addrNum: number, len: number) => void {
   return (addrNum, len) => {
-    const d = debugs.get(mm);
-    if (d === undefined || !d.enabled || d.cpuWriteWatchCount === 0) return;
-    debugDmaCheckCpuWrite(mm, BigInt(addrNum), len);
+    if (!debug.enabled || debug.cpuWriteWatchCount === 0) return;
+    debug.checkCpuWrite(addrNum, len);
   };
 }
 
 /**
- * dma_debug_device_change at driver release: reports the device's mappings still live (except those
- * that needed no unmap) as a leak. Returns the number of leaked mappings.
+ * dma_debug_device_change at driver unbind: reports the device's entries still mapped (and, as a
+ * model check, its IOVA links still linked). Returns how many there are.
  */
 export function dmaDebugCheckLeaks(dev: Device): number {
-  const d = debugOf(dev);
-  if (!d) return 0;
-  const leaked = d.entries(dev).filter((e) => !e.unmapOptional);
-  if (leaked.length > 0) {
-    const e = leaked[0];
-    d.report(dev, `device driver has pending DMA allocations while released from device [count=${leaked.length}] One of leaked entries details: [device address=${hex(e.devAddr)}] [size=${e.size} bytes] [mapped with ${dmaDirName(e.dir)}] [mapped as ${e.type}]`,
-      { check: 'leak', count: leaked.length });
-  }
-  return leaked.length;
+  return debugOf(dev)?.checkLeaks(dev) ?? 0;
 }
+

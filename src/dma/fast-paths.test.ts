@@ -71,7 +71,7 @@ describe('dmaIovaLink', () => {
     expect(dmaIovaLink(dev, st, p[2], 2 * PAGE, PAGE, DMA_TO_DEVICE, 0).ok).toBe(true);
     const bad = dmaIovaLink(dev, st, p[0], 0, 3 * PAGE, DMA_TO_DEVICE, 0);
     expect(bad.ok ? 'ok' : bad.errno).toBe('EINVAL');
-    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    expect(m.events.count('MODEL-CHECK')).toBe(1);
     expect(dmaIovaLink(dev, st, p[0], 0, PAGE, DMA_TO_DEVICE, 0).ok).toBe(true);
     expect(dmaIovaLink(dev, st, p[1], PAGE, PAGE, DMA_TO_DEVICE, 0).ok).toBe(true);
     expect(dmaIovaLink(dev, st, p[3], 3 * PAGE, PAGE, DMA_TO_DEVICE, 0).ok).toBe(true);
@@ -84,7 +84,7 @@ describe('dmaIovaLink', () => {
     }
     dmaIovaDestroy(dev, st, 4 * PAGE, DMA_TO_DEVICE, 0);
     expect(m.stats.iommuLeafPtesWritten).toBe(m.stats.iommuLeafPtesCleared);
-    expect(m.events.count('DMA-DEBUG')).toBe(2);
+    expect(m.events.count('MODEL-CHECK')).toBe(2);
   });
 
   it('a phys beyond 2^53 takes the exact path: ERANGE from the page table, nothing linked', () => {

@@ -13,7 +13,7 @@ export {
   dmaIovaUnlink, dmaUseIova,
 } from './iova-state.ts';
 export { isSwiotlbActive, swiotlbMaxMappingSize, IO_TLB_SIZE, IO_TLB_SEGSIZE, type SwiotlbConfig } from './swiotlb.ts';
-export { DmaDebug, type DmaDebugEntry, type DmaDebugType } from './debug.ts';
+export { DmaDebug, type DmaDebugRecord, type DmaDebugType, type DmaMapErrState, type DmaDebugOptions } from './debug.ts';
 export { dmaContextOf, type DmaContext } from './context.ts';
 export * from './map-iter.ts';
 export * from './map-phyrs.ts';

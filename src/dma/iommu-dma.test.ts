@@ -308,7 +308,7 @@ describe.each<IommuMode>(['strict', 'none'])('sg mapping classifies from the mem
     expect(m.stats.iovaAllocs).toBe(0);
     expect(leafPtes(m)).toBe(0);
     expect(m.stats.swiotlbMaps).toBe(0);
-    expect(m.dma.debug.count()).toBe(0);
+    expect(m.dmaDebug.count()).toBe(0);
   });
 
   it('P2P through a switch: the bus address, marked, no IOVA', () => {
@@ -356,7 +356,7 @@ describe.each<IommuMode>(['strict', 'none'])('sg mapping classifies from the mem
     if (!r.ok) expect(r.message).toMatch(/entry 1 \(0x[0-9a-f]+\+8192\) crosses/);
     expect(m.stats.iovaAllocs).toBe(0);
     expect(leafPtes(m)).toBe(0);
-    expect(m.dma.debug.count()).toBe(0);
+    expect(m.dmaDebug.count()).toBe(0);
   });
 });
 
@@ -379,7 +379,7 @@ describe.each<IommuMode>(['strict', 'lazy'])('dmaUnmapPhys with the wrong size (
       expect(dev.dmaRead(a + BigInt(PAGE), 16).ok).toBe(false);
     }
     expect(leafPtes(m)).toBe(0);
-    expect(m.dma.debug.count()).toBe(0);
+    expect(m.dmaDebug.count()).toBe(0);
     // the same IOVA serves the next mapping of that size, and maps the new memory
     const phys2 = allocPhys(m, 1);
     m.mem.write(phys2, pattern(2 * PAGE, 31));

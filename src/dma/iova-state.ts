@@ -3,7 +3,8 @@
 // dma_iova_size (include/linux/dma-mapping.h, drivers/iommu/dma-iommu.c; reference 2.1-2.5).
 // The model also keeps, per state, which granules of the window are linked, so that API misuse
 // the kernel would not notice (links past the window, overlapping links, unlinking what is not
-// linked, use after free) is reported on the event log as dma-debug would.
+// linked, use after free) is reported on the event log as MODEL-CHECK events: the kernel has no
+// dma-debug hooks in the two-step API, so a debug kernel prints nothing for these.
 
 import { alignUp, checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
 import {
@@ -17,7 +18,7 @@ import {
 } from './constants.ts';
 import { dmaContextOf, type DmaContext } from './context.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
-import { debugDmaIovaLink, debugDmaIovaUnlink, type DebugMapFacts } from './debug.ts';
+import { debugDmaIovaLink, debugDmaIovaLinkNum, debugDmaIovaUnlink, dmaDebugOf, type DebugMapFacts } from './debug.ts';
 import { dmaGetMask } from './mask.ts';
 import { isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
 import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts';
@@ -216,19 +217,19 @@ export function dmaIovaTryAlloc(dev: Device, state: DmaIovaState, phys: bigint, 
 function checkUse(dev: Device, state: DmaIovaState, what: string, offset: number, size: number): Result<IommuDomain> {
   const events = dmaContextOf(dev).mm.events;
   if (!dmaUseIova(state) || !state.domain) {
-    events.dmaDebug(`${dev.name}: ${what} on a DmaIovaState that holds no IOVA window`, { dev: dev.name });
+    events.modelCheck(`${dev.name}: ${what} on a DmaIovaState that holds no IOVA window`, { dev: dev.name });
     return err('EINVAL', `${what}: the state holds no IOVA window`);
   }
   if (state.dev !== dev) {
-    events.dmaDebug(`${dev.name}: ${what} on an IOVA window of ${state.dev?.name}`, { dev: dev.name });
+    events.modelCheck(`${dev.name}: ${what} on an IOVA window of ${state.dev?.name}`, { dev: dev.name });
     return err('EINVAL', `${what}: the window belongs to another device`);
   }
   if (state.freed) {
-    events.dmaDebug(`${dev.name}: ${what} after the IOVA window was freed`, { dev: dev.name, addr: state.addr });
+    events.modelCheck(`${dev.name}: ${what} after the IOVA window was freed`, { dev: dev.name, addr: state.addr });
     return err('EINVAL', `${what}: the IOVA window was freed`);
   }
   if (offset + size > state.len) {
-    events.dmaDebug(`${dev.name}: ${what} of [${offset}, ${offset + size}) past the IOVA window of ${state.len} bytes`,
+    events.modelCheck(`${dev.name}: ${what} of [${offset}, ${offset + size}) past the IOVA window of ${state.len} bytes`,
       { dev: dev.name, offset, size, windowLen: state.len });
     return err('EINVAL', `${what}: offset ${offset} + size ${size} is past the window (${state.len} bytes)`);
   }
@@ -363,7 +364,7 @@ export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, 
   const first = Math.floor(startByte * ginv);
   const count = Math.ceil((startByte + size) * ginv) - first;
   if (state.linkedGranules !== 0 && state.countLinked(first, count) !== 0) {
-    ctx.mm.events.dmaDebug(`${dev.name}: dma_iova_link over an already linked part of the window at offset ${offset}`,
+    ctx.mm.events.modelCheck(`${dev.name}: dma_iova_link over an already linked part of the window at offset ${offset}`,
       { dev: dev.name, offset, size });
     return err('EINVAL', `window offset ${offset}: already linked`);
   }
@@ -391,9 +392,14 @@ export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, 
   if (!r.ok) return r;
   state.mark(first, count, true);
   ctx.mm.stats.dmaIovaLinks++;
-  if (ctx.debug.enabled) {
-    debugDmaIovaLink(dev, phys ?? BigInt(physNum), size, dir, state.addr + BigInt(offset), attrs,
-      bounced ? DEBUG_LINK_BOUNCED : DEBUG_LINK_DIRECT);
+  const debug = dmaDebugOf(dev);
+  if (debug.enabled) {
+    // numbers when both addresses are exact numbers: no bigint per link
+    if (phys === null && state.addrNum >= 0) debugDmaIovaLinkNum(debug, dev, physNum, size, dir, state.addrNum + offset, bounced);
+    else {
+      debugDmaIovaLink(dev, phys ?? BigInt(physNum), size, dir, state.addr + BigInt(offset), attrs,
+        bounced ? DEBUG_LINK_BOUNCED : DEBUG_LINK_DIRECT);
+    }
   }
   return r;
 }
@@ -494,7 +500,7 @@ function freeWindow(state: DmaIovaState, gather: IommuIotlbGather | null): void 
 
 /**
  * dma_iova_unlink(): unmap window bytes [offset, offset+size) but keep the IOVA reservation so it can
- * be linked again. Unlinking what is not linked (e.g. twice) is reported (dma-debug) and does nothing.
+ * be linked again. Unlinking what is not linked (e.g. twice) is reported (MODEL-CHECK) and does nothing.
  */
 export function dmaIovaUnlink(dev: Device, state: DmaIovaState, offset: number, size: number, dir: DmaDataDirection,
   attrs: number): void {
@@ -515,7 +521,7 @@ function checkLinked(dev: Device, state: DmaIovaState, offset: number, size: num
   const [first, count] = granuleSpan(state, offset, size);
   const linked = state.countLinked(first, count);
   if (linked === count) return true;
-  dmaContextOf(dev).mm.events.dmaDebug(
+  dmaContextOf(dev).mm.events.modelCheck(
     `${dev.name}: ${what} of [${offset}, ${offset + size}): ${count - linked} of ${count} granules are not linked`,
     { dev: dev.name, offset, size });
   return false;
@@ -547,7 +553,7 @@ export function dmaIovaDestroy(dev: Device, state: DmaIovaState, mappedLen: numb
   }
   unlinkRaw(dev, state, 0, mappedLen, dir, attrs, true);
   if (state.linkedGranules) {
-    dmaContextOf(dev).mm.events.dmaDebug(`${dev.name}: dma_iova_destroy(${mappedLen}) left ${state.linkedGranules} granules linked past mappedLen`,
+    dmaContextOf(dev).mm.events.modelCheck(`${dev.name}: dma_iova_destroy(${mappedLen}) left ${state.linkedGranules} granules linked past mappedLen`,
       { dev: dev.name, mappedLen });
   }
   dmaContextOf(dev).mm.stats.dmaIovaUnlinks++;
@@ -571,7 +577,7 @@ function unlinkLinkedParts(dev: Device, state: DmaIovaState, dir: DmaDataDirecti
 
 /**
  * dma_iova_free(): return the IOVA window to the allocator without unmapping anything. Freeing a
- * window that still has links is the caller's bug: reported (dma-debug), and the links are left
+ * window that still has links is the caller's bug: reported (MODEL-CHECK), and the links are left
  * as the kernel would leave them.
  */
 export function dmaIovaFree(dev: Device, state: DmaIovaState): void {
@@ -579,7 +585,7 @@ export function dmaIovaFree(dev: Device, state: DmaIovaState): void {
   const u = checkUse(dev, state, 'dma_iova_free', 0, 0);
   if (!u.ok) return;
   if (state.linkedGranules) {
-    dmaContextOf(dev).mm.events.dmaDebug(`${dev.name}: dma_iova_free with ${state.linkedGranules} granules still linked`,
+    dmaContextOf(dev).mm.events.modelCheck(`${dev.name}: dma_iova_free with ${state.linkedGranules} granules still linked`,
       { dev: dev.name, addr: state.addr });
   }
   freeWindow(state, null);

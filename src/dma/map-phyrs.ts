@@ -295,26 +295,27 @@ function mmioNeedsBounce(dev: Device, phys: bigint, len: number): boolean {
 /**
  * Undoes dmaMapPhyrs exactly: destroys the IOVA window, or unmaps each range mapped with dmaMapPhys
  * (bus-address ranges need nothing). Unmapping a mapping twice, something dmaMapPhyrs did not
- * return, or with another device is reported (model-check) and does nothing; another direction is
+ * return, or with another device is reported (MODEL-CHECK: dmaMapPhyrs has no kernel counterpart)
+ * and does nothing; another direction is
  * reported and the mapping is undone with the direction it was made with.
  */
 export function dmaUnmapPhyrs(dev: Device, mapping: DmaPhyrsMapping, dir: DmaDataDirection, attrs: number): void {
   checkAttrs(attrs);
   const ctx = dmaContextOf(dev);
   if (!(mapping instanceof DmaPhyrsMapping)) {
-    ctx.mm.events.dmaDebug(`${dev.name}: dmaUnmapPhyrs of something dmaMapPhyrs did not return`, { dev: dev.name });
+    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs of something dmaMapPhyrs did not return`, { dev: dev.name });
     return;
   }
   if (!mapping.mapped) {
-    ctx.mm.events.dmaDebug(`${dev.name}: dmaUnmapPhyrs of a mapping already unmapped`, { dev: dev.name });
+    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs of a mapping already unmapped`, { dev: dev.name });
     return;
   }
   if (mapping.dev !== dev) {
-    ctx.mm.events.dmaDebug(`${dev.name}: dmaUnmapPhyrs of a mapping made for ${mapping.dev.name}`, { dev: dev.name });
+    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs of a mapping made for ${mapping.dev.name}`, { dev: dev.name });
     return;
   }
   if (mapping.dir !== dir) {
-    ctx.mm.events.dmaDebug(`${dev.name}: dmaUnmapPhyrs with direction ${dir}, mapped with ${mapping.dir}`, { dev: dev.name, dir, mappedDir: mapping.dir });
+    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs with direction ${dir}, mapped with ${mapping.dir}`, { dev: dev.name, dir, mappedDir: mapping.dir });
   }
   mapping.undo(attrs);
 }

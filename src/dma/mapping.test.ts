@@ -189,14 +189,13 @@ describe('dma-direct (reference 3.4, 9.3, 15 rows 5, 7)', () => {
 });
 
 describe('dma_need_unmap / dma_need_sync truth table (reference 2.3, 15 row 8)', () => {
-  it('coherent direct: neither until the first bounce, then both; non-coherent: both', () => {
-    const m = smallMachine();
+  it('production kernel (dma-debug off), coherent direct: neither until the first bounce, then both; non-coherent: both', () => {
+    const m = smallMachine({ dmaDebug: { enabled: false } });
     const dev = m.device('nvme0');
     expect(dev.dmaSkipSync).toBe(true);
     expect(dmaNeedUnmap(dev)).toBe(false);
     const low = ramAt(m, 0n, MiB);
     expect(dmaNeedSync(dev, low)).toBe(false);
-    // a mapping made while need_unmap is false may be dropped: no leak reported
     const keep = dmaMapPhys(dev, low, 4096, DMA_TO_DEVICE);
     expect(keep.ok).toBe(true);
     const r = dmaMapPhys(dev, ramAt(m, HIGH, MiB), 4096, DMA_TO_DEVICE); // bounces
@@ -205,14 +204,26 @@ describe('dma_need_unmap / dma_need_sync truth table (reference 2.3, 15 row 8)',
     const addr = r.ok ? r.value : 0n;
     expect(dmaNeedSync(dev, addr)).toBe(true);
     expect(dmaNeedSync(dev, low)).toBe(false); // coherent, not a bounce buffer
-    expect(m.teardown()).toBe(1); // the bounced one leaked; the optional one is fine
     dmaUnmapPhys(dev, addr, 4096, DMA_TO_DEVICE);
-    expect(m.teardown()).toBe(0);
     const dev2 = m.device('tb0');
     dev2.dmaCoherent = false;
     dmaSetMask(dev2, DMA_BIT_MASK(64)); // dma_setup_need_sync
     expect(dmaNeedUnmap(dev2)).toBe(true);
     expect(dmaNeedSync(dev2, low)).toBe(true);
+  });
+  it('dma-debug kernel: dma_need_unmap() is true even for a coherent direct device, so a dropped mapping is a leak', () => {
+    const m = smallMachine();
+    const dev = m.device('nvme0');
+    expect(dev.dmaSkipSync).toBe(true);
+    expect(dmaNeedUnmap(dev)).toBe(true); // IS_ENABLED(CONFIG_DMA_API_DEBUG)
+    const low = ramAt(m, 0n, MiB);
+    expect(dmaNeedSync(dev, low)).toBe(false); // __dma_need_sync: coherent, not a bounce buffer
+    const keep = dmaMapPhys(dev, low, 4096, DMA_TO_DEVICE);
+    expect(keep.ok).toBe(true);
+    expect(m.teardown()).toBe(1);
+    expect(m.events.list('DMA-DEBUG').at(-1)!.message).toMatch(/pending DMA allocations while released from device \[count=1\]/);
+    dmaUnmapPhys(dev, keep.ok ? keep.value : 0n, 4096, DMA_TO_DEVICE);
+    expect(m.teardown()).toBe(0);
   });
   it('mapping-size hints: unlimited direct, swiotlb max when addressing-limited, 252 KiB with min_align 4095', () => {
     const m = smallMachine();
@@ -273,8 +284,8 @@ describe('dma_map_sgtable on dma-direct (reference 8.1)', () => {
 });
 
 describe('dma-debug (reference 14)', () => {
-  it('names each misuse; correct use is silent', () => {
-    const m = smallMachine();
+  it('names each misuse as a debug kernel prints it (all_errors set); correct use is silent', () => {
+    const m = smallMachine({ dmaDebug: { allErrors: true } });
     const dev = m.device('nvme0');
     dmaSetMask(dev, DMA_BIT_MASK(64));
     const phys = ramAt(m, HIGH, MiB);
@@ -291,10 +302,12 @@ describe('dma-debug (reference 14)', () => {
     expect(msgs()).toHaveLength(2);
     const b = dmaMapPhys(dev, phys, 8192, DMA_FROM_DEVICE);
     const baddr = b.ok ? b.value : 0n;
+    // past the end: no mapping contains it (containing_match), so check_sync stops at "not allocated"
     dmaSyncSingleForCpu(dev, baddr + 4096n, 8192, DMA_FROM_DEVICE);
-    expect(msgs()[2]).toMatch(/syncs DMA memory outside allocated range/);
+    expect(msgs()).toHaveLength(3);
+    expect(msgs()[2]).toMatch(/tries to sync DMA memory it has not allocated/);
     dmaSyncSingleForCpu(dev, baddr, 4096, DMA_TO_DEVICE);
-    expect(msgs().slice(3).join('\n')).toMatch(/syncs DMA memory with different direction/);
+    expect(msgs().slice(3)).toEqual([expect.stringMatching(/syncs DMA memory with different direction/)]);
     dmaSyncSingleForCpu(dev, 0x99990000n, 16, DMA_FROM_DEVICE);
     expect(msgs().at(-1)).toMatch(/tries to sync DMA memory it has not allocated/);
     const n = msgs().length;
@@ -303,15 +316,15 @@ describe('dma-debug (reference 14)', () => {
       expect.stringMatching(/frees DMA memory with different size .*\[map size=8192 bytes\] \[unmap size=4096 bytes\]/),
       expect.stringMatching(/frees DMA memory with different direction .*\[mapped with DMA_FROM_DEVICE\] \[unmapped with DMA_TO_DEVICE\]/),
     ]);
-    expect(m.teardown()).toBe(0); // coherent direct mappings need no unmap (dma_need_unmap false)
-    dev.dmaCoherent = false;
-    dmaSetMask(dev, DMA_BIT_MASK(64)); // dma_skip_sync off: now every mapping must be unmapped
+    expect(m.teardown()).toBe(0);
+    // a debug kernel's dma_need_unmap() is true: a coherent direct mapping dropped without unmap is a leak
     const c = dmaMapPhys(dev, phys, 4096, DMA_BIDIRECTIONAL);
     expect(m.teardown()).toBe(1);
     expect(msgs().at(-1)).toMatch(/pending DMA allocations while released from device \[count=1\]/);
     dmaUnmapPhys(dev, c.ok ? c.value : 0n, 4096, DMA_BIDIRECTIONAL);
+    expect(m.dmaDebug.errorCount).toBe(msgs().length);
   });
-  it('CPU writes to a buffer the device owns: flagged when bounced or non-coherent, not after sync_for_cpu', () => {
+  it('CPU writes to a buffer the device owns: a MODEL-CHECK when bounced or non-coherent, not after sync_for_cpu', () => {
     const m = smallMachine();
     const dev = m.device('nvme0');
     const high = ramAt(m, HIGH, MiB);
@@ -319,15 +332,15 @@ describe('dma-debug (reference 14)', () => {
     const r = dmaMapPhys(dev, high, 4096, DMA_BIDIRECTIONAL); // bounces (32-bit mask)
     const addr = r.ok ? r.value : 0n;
     const l = dmaMapPhys(dev, low, 4096, DMA_BIDIRECTIONAL); // direct, coherent
-    expect(debugDmaCheckCpuWrite(m, low + 16n, 8)).toBe(0);
-    expect(debugDmaCheckCpuWrite(m, high + 16n, 8)).toBe(1);
-    expect(m.events.list('DMA-DEBUG').at(-1)!.message).toMatch(/CPU writes to a buffer the device owns .*bounced/);
+    expect(debugDmaCheckCpuWrite(m.dmaDebug, low + 16n, 8)).toBe(0);
+    expect(debugDmaCheckCpuWrite(m.dmaDebug, high + 16n, 8)).toBe(1);
+    expect(m.events.list('MODEL-CHECK').at(-1)!.message).toMatch(/CPU writes to a buffer the device owns .*bounced/);
     dmaSyncSingleForCpu(dev, addr, 4096, DMA_BIDIRECTIONAL);
-    expect(debugDmaCheckCpuWrite(m, high, 4096)).toBe(0);
+    expect(debugDmaCheckCpuWrite(m.dmaDebug, high, 4096)).toBe(0);
     dmaSyncSingleForDevice(dev, addr, 4096, DMA_BIDIRECTIONAL);
-    expect(debugDmaCheckCpuWrite(m, high, 1)).toBe(1);
+    expect(debugDmaCheckCpuWrite(m.dmaDebug, high, 1)).toBe(1);
     dmaUnmapPhys(dev, addr, 4096, DMA_BIDIRECTIONAL);
     dmaUnmapPhys(dev, l.ok ? l.value : 0n, 4096, DMA_BIDIRECTIONAL);
-    expect(debugDmaCheckCpuWrite(m, high, 4096)).toBe(0);
+    expect(debugDmaCheckCpuWrite(m.dmaDebug, high, 4096)).toBe(0);
   });
 });

@@ -14,7 +14,7 @@ import type { SgTable } from '../phyr/index.ts';
 import { SG_DMA_SWIOTLB } from '../phyr/index.ts';
 import { checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
 import { iommuGetDmaDomain, iommuIovaToPhys } from '../iommu/index.ts';
-import { dmaContextOf } from './context.ts';
+import { dmaContextIfAny, dmaContextOf } from './context.ts';
 import {
   checkAttrs, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR, SIZE_MAX, validDmaDirection,
   type DmaDataDirection,
@@ -31,8 +31,9 @@ import {
 import { isSwiotlbBuffer } from './swiotlb.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import {
-  debugDmaIsMapped, debugDmaMapPhys, debugDmaMapSg, debugDmaSyncSg, debugDmaSyncSingleForCpu,
-  debugDmaSyncSingleForDevice, debugDmaUnmapPhys, debugDmaUnmapSg, type DebugMapFacts,
+  DmaMapOk, debugDmaIsMapped, debugDmaMapPhys, debugDmaMapSg, debugDmaMappingError, debugDmaSyncSg,
+  debugDmaSyncSingleForCpu, debugDmaSyncSingleForDevice, debugDmaUnmapPhys, debugDmaUnmapSg,
+  dmaDebugOf,
 } from './debug.ts';
 import './counters.ts';
 
@@ -60,11 +61,6 @@ function isBounced(dev: Device, addr: bigint): boolean {
   if (!domain) return false;
   const phys = iommuIovaToPhys(domain, addr);
   return phys !== 0n && isSwiotlbBuffer(dev, phys);
-}
-
-function mapFacts(dev: Device, addr: bigint): DebugMapFacts {
-  const bounced = isBounced(dev, addr);
-  return { bounced, unmapOptional: !bounced && !dmaNeedUnmap(dev) };
 }
 
 /**
@@ -96,7 +92,12 @@ export function dmaMapPhys(dev: Device, phys: bigint, size: number, dir: number,
     ? dmaDirectMapPhys(dev, phys, size, d, attrs)
     : iommuDmaMapPhys(dev, phys, size, d, attrs);
   if (addr === DMA_MAPPING_ERROR) return err('ENOMEM', `mapping 0x${phys.toString(16)}+${size} for ${dev.name} failed`);
-  if (ctx.debug.enabled) debugDmaMapPhys(dev, phys, size, d, addr, attrs, mapFacts(dev, addr));
+  const debug = dmaDebugOf(dev);
+  if (debug.enabled) {
+    debugDmaMapPhys(dev, phys, size, d, addr, attrs, { bounced: isBounced(dev, addr) });
+    // reading the result's `ok` is the caller's dma_mapping_error() (debug_dma_mapping_error)
+    return new DmaMapOk(debug, dev, addr);
+  }
   return ok(addr);
 }
 
@@ -119,17 +120,22 @@ export function dmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: numbe
   }
   // with dma-debug on: unmap what was mapped (the size mismatch is still reported below)
   let mappedSize = size;
-  if (ctx.debug.enabled) {
-    const e = ctx.debug.findExact(dev, addr, size, d, 'phys');
-    if (e !== undefined && e.type === 'phys' && e.size !== size && e.size > 0) mappedSize = e.size;
+  const debug = dmaDebugOf(dev);
+  if (debug.enabled) {
+    const mapped = debug.mappedSize(dev, addr, size, d);
+    if (mapped > 0) mappedSize = mapped;
   }
   if (mapDirect(dev)) dmaDirectUnmapPhys(dev, addr, mappedSize, d, attrs);
   else iommuDmaUnmapPhys(dev, addr, mappedSize, d, attrs);
   debugDmaUnmapPhys(dev, addr, size, d);
 }
 
-/** dma_mapping_error(dev, addr): ENOMEM for DMA_MAPPING_ERROR, ok otherwise. */
-export function dmaMappingError(_dev: Device, addr: bigint): Result<void> {
+/**
+ * dma_mapping_error(dev, addr): ENOMEM for DMA_MAPPING_ERROR, ok otherwise. Tells dma-debug that
+ * the handle was checked (debug_dma_mapping_error), as reading the `ok` of dmaMapPhys's result does.
+ */
+export function dmaMappingError(dev: Device, addr: bigint): Result<void> {
+  if (dmaContextIfAny(dev) !== undefined) debugDmaMappingError(dev, addr);
   return addr === DMA_MAPPING_ERROR ? err('ENOMEM') : ok();
 }
 
@@ -232,7 +238,7 @@ export function dmaMapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 0)
   sgt.nents = r.value;
   let bounced = false;
   for (let i = 0; i < sgt.nents && !bounced; i++) bounced = isBounced(dev, sgt.dmaAddressAt(i));
-  debugDmaMapSg(dev, sgt, sgt.origNents, sgt.nents, d, attrs, { bounced, unmapOptional: !bounced && !dmaNeedUnmap(dev) });
+  debugDmaMapSg(dev, sgt, sgt.origNents, sgt.nents, d, attrs, { bounced });
   return ok();
 }
 
@@ -318,11 +324,16 @@ export function dmaSyncSgtableForDevice(dev: Device, sgt: SgTable, dir: number):
 
 /**
  * dma_need_unmap: false only for a direct-mapped device that skips syncs (coherent and never
- * bounced): then dropping a mapping without unmap leaks nothing. Flips to true after the first bounce.
+ * bounced) on a kernel without dma-debug: then dropping a mapping without unmap leaks nothing.
+ * Flips to true after the first bounce. With dma-debug (IS_ENABLED(CONFIG_DMA_API_DEBUG)) always
+ * true, so a mapping dropped without unmap is a leak dma-debug reports at unbind.
  */
 export function dmaNeedUnmap(dev: Device): boolean {
   if (!mapDirect(dev)) return true;
-  return !dev.dmaSkipSync;
+  if (!dev.dmaSkipSync) return true;
+  // Model deviation: the kernel asks the build (CONFIG_DMA_API_DEBUG), not whether dma-debug runs;
+  // the model's machine with dma-debug off stands for a production kernel.
+  return dmaDebugOf(dev).enabled;
 }
 
 /**

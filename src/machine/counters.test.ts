@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Stats } from '../base/internal.ts';
+import { Stats } from '../base/index.ts';
 import { createMachine } from './index.ts';
 
 describe('counters declared by their layers', () => {

@@ -15,6 +15,39 @@ import {
 } from '../dma/internal.ts';
 import { installDeviceDmaAccess } from '../dma/internal.ts';
 
+/**
+ * dma-debug's boot parameters and debugfs settings (kernel/dma/debug.c). Reports always count in
+ * `machine.dmaDebug.errorCount` (error_count); these decide which become DMA-DEBUG events.
+ */
+export interface DmaDebugConfig {
+  /** CONFIG_DMA_API_DEBUG: false for a production kernel (no dma-debug at all). Default true. */
+  readonly enabled?: boolean;
+  /** dma-api/all_errors: record every error. Default false: the first `numErrors` only, as the kernel prints. */
+  readonly allErrors?: boolean;
+  /** dma-api/num_errors: errors recorded while allErrors is off. Default 1. */
+  readonly numErrors?: number;
+  /**
+   * dma_debug_driver=: record only the errors of this driver ('' = all). The model's devices have
+   * no drivers: this is a device name (e.g. 'nvme0').
+   */
+  readonly driverFilter?: string;
+}
+
+/** Architecture facts the DMA layer reads. Defaults: x86-64. */
+export interface ArchConfig {
+  /**
+   * dma_get_cache_alignment(): 1 on x86-64 (no ARCH_DMA_MINALIGN); arm64's cache_line_size(),
+   * typically 64 (128 without CTR_EL0.CWG). dma-debug reports overlapping mappings of one cacheline
+   * only where it is >= L1_CACHE_BYTES (64). A power of two up to 4096.
+   */
+  readonly dmaCacheAlignment?: number;
+  /**
+   * CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC (arm64 selects it): small kmalloc buffers are bounced, so
+   * dma-debug does not report cacheline overlaps while the device's swiotlb is active. Default false.
+   */
+  readonly bounceUnalignedKmalloc?: boolean;
+}
+
 /** Everything createMachine accepts: issue #2's MmConfig plus the CPU, PCI, IOMMU and swiotlb. */
 export interface MachineConfig extends MmConfig {
   /** CPU vendor (and AMD family), for P2PDMA host-bridge decisions. Default { vendor: 'intel' }. */
@@ -28,12 +61,54 @@ export interface MachineConfig extends MmConfig {
    * for none.
    */
   readonly swiotlb?: SwiotlbConfig | false;
+  /** dma-debug's settings (default: on, first error recorded, no driver filter). */
+  readonly dmaDebug?: DmaDebugConfig;
+  /** Architecture facts (default: x86-64). */
+  readonly arch?: ArchConfig;
 }
 
 const MACHINE_KEYS = new Set([
   'ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'deviceMemory', 'pmem', 'aged', 'seed',
-  'cpu', 'pci', 'iommu', 'swiotlb',
+  'cpu', 'pci', 'iommu', 'swiotlb', 'dmaDebug', 'arch',
 ]);
+const DMA_DEBUG_KEYS = ['enabled', 'allErrors', 'numErrors', 'driverFilter'];
+const ARCH_KEYS = ['dmaCacheAlignment', 'bounceUnalignedKmalloc'];
+
+/** Checks that `value` is an object with only `keys` (named as config.<field>). */
+function checkObject(field: string, value: unknown, keys: readonly string[]): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TypeError(`config.${field} must be an object, got ${value === null ? 'null' : typeof value}`);
+  }
+  for (const k of Object.keys(value)) {
+    if (!keys.includes(k)) throw new RangeError(`config.${field}.${k} is not an option (known: ${keys.join(', ')})`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function checkBool(field: string, v: unknown): void {
+  if (v !== undefined && typeof v !== 'boolean') throw new TypeError(`config.${field} must be a boolean, got ${typeof v}`);
+}
+
+function checkDmaDebugConfig(v: unknown): void {
+  const c = checkObject('dmaDebug', v, DMA_DEBUG_KEYS);
+  checkBool('dmaDebug.enabled', c.enabled);
+  checkBool('dmaDebug.allErrors', c.allErrors);
+  if (c.numErrors !== undefined && (typeof c.numErrors !== 'number' || !Number.isInteger(c.numErrors) || c.numErrors < 0 || c.numErrors > 0xffffffff)) {
+    throw new RangeError(`config.dmaDebug.numErrors must be an integer in [0, 2^32 - 1], got ${String(c.numErrors)}`);
+  }
+  if (c.driverFilter !== undefined && typeof c.driverFilter !== 'string') {
+    throw new TypeError(`config.dmaDebug.driverFilter must be a string (a device name), got ${typeof c.driverFilter}`);
+  }
+}
+
+function checkArchConfig(v: unknown): void {
+  const c = checkObject('arch', v, ARCH_KEYS);
+  const a = c.dmaCacheAlignment;
+  if (a !== undefined && (typeof a !== 'number' || !Number.isInteger(a) || a < 1 || a > 4096 || (a & (a - 1)) !== 0)) {
+    throw new RangeError(`config.arch.dmaCacheAlignment must be a power of two in [1, 4096], got ${String(a)}`);
+  }
+  checkBool('arch.bounceUnalignedKmalloc', c.bounceUnalignedKmalloc);
+}
 
 function mmPart(config: MachineConfig, bars: Array<{ name: string; bytes: number; pgmap: boolean }>): MmConfig {
   const out: Record<string, unknown> = {};
@@ -57,6 +132,8 @@ function checkConfig(config: unknown): MachineConfig {
   if (c.swiotlb !== undefined && c.swiotlb !== false && (typeof c.swiotlb !== 'object' || c.swiotlb === null)) {
     throw new TypeError(`config.swiotlb must be { bytes?, force? } or false, got ${String(c.swiotlb)}`);
   }
+  if (c.dmaDebug !== undefined) checkDmaDebugConfig(c.dmaDebug);
+  if (c.arch !== undefined) checkArchConfig(c.arch);
   return c;
 }
 
@@ -105,7 +182,7 @@ export class Machine extends MmMachine {
   readonly iommu: Iommu | null;
   /** The swiotlb pool, or null (disabled, or RAM could not hold it). */
   readonly swiotlb: Swiotlb | null;
-  /** dma-debug's view of every live mapping. */
+  /** dma-debug's view of every live mapping (the same object as dma.debug). */
   readonly dmaDebug: DmaDebug;
   /** The DMA context every device of this machine shares. */
   readonly dma: DmaContext;
@@ -128,11 +205,11 @@ export class Machine extends MmMachine {
       for (const w of pciHostBridgeWindows(this.topology)) this.iommu.reserveRegion(w.start, w.end, 'bridge-window');
     }
     this.swiotlb = swiotlbCfg === null || boot.pool === null ? null : createSwiotlb(this, boot.pool, swiotlbCfg);
-    this.dmaDebug = new DmaDebug(this);
-    // dma-debug sees every CPU store to physical memory (mem.write/fill/copy, writeUser) and flags
-    // those into a buffer the device owns while bounced or non-coherent (reference 14.1).
-    this.mem.onCpuWrite = dmaDebugCpuWriteHook(this);
-    this.dma = { mm: this, iommu: this.iommu, debug: this.dmaDebug, topology: this.topology };
+    this.dmaDebug = new DmaDebug(this, { ...cfg.dmaDebug, ...cfg.arch });
+    // the model's check of every CPU store to physical memory (mem.write/fill/copy, writeUser): a
+    // store into a buffer the device owns while bounced or non-coherent is a MODEL-CHECK event
+    this.mem.onCpuWrite = dmaDebugCpuWriteHook(this.dmaDebug);
+    this.dma = { mm: this, iommu: this.iommu, topology: this.topology };
     for (const dev of this.topology?.devices() ?? []) this.attach(dev);
   }
 
@@ -172,8 +249,10 @@ export class Machine extends MmMachine {
   }
 
   /**
-   * Driver release for every device: dma-debug reports each device's mappings still live as a leak
-   * (DMA-DEBUG events). Returns the number of leaked mappings (0 for correct use).
+   * Driver unbind for every device: dma-debug reports each device's mappings still live as a leak
+   * (one DMA-DEBUG report per device; a debug kernel's dma_need_unmap() is true, so every mapping
+   * counts), and the model reports IOVA links still linked (MODEL-CHECK). Returns the number of
+   * leaked mappings and links (0 for correct use).
    */
   teardown(): number {
     let leaks = 0;

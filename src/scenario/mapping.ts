@@ -6,7 +6,7 @@
 // bytes.
 
 import { GiB, KiB, MiB, checkLen, type Errno } from '../base/index.ts';
-import { DMA_BIT_MASK, dmaSetMaskAndCoherent, dmaSetMinAlignMask } from '../dma/index.ts';
+import { DMA_BIT_MASK, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask } from '../dma/index.ts';
 import { UMEM_METHODS, UMEM_METHOD_LABELS, umemMap, type UmemMapping, type UmemMethod } from '../drivers/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
 import type { UserMm } from '../mm/index.ts';
@@ -331,7 +331,12 @@ export function runMapping(o: MappingOptions, onProgress?: (label: string) => vo
   for (const name of configs) {
     const spec = MAPPING_CONFIGS[name];
     const m = createMachine(mappingMachineConfig(o, name));
-    for (const d of m.devices()) dmaSetMaskAndCoherent(d, DMA_BIT_MASK(64));
+    // what the devices' drivers set at probe: a 64-bit mask and, as nvme_pci_alloc_dev() does,
+    // dma_set_max_seg_size(0xffffffff) over the PCI default of 64 KiB (drivers/pci/probe.c)
+    for (const d of m.devices()) {
+      dmaSetMaskAndCoherent(d, DMA_BIT_MASK(64));
+      dmaSetMaxSegSize(d, 0xffffffff);
+    }
     const dev = m.device(spec.device);
     if (spec.minAlignMask) dmaSetMinAlignMask(dev, spec.minAlignMask);
     const mm = m.newProcess();

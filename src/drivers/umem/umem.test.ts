@@ -18,7 +18,7 @@ describe('umemMap', () => {
     const n = len - 0x200;
     const cpu = new Uint8Array(n).map((_, i) => (i * 7 + 3) & 0xff);
     expect(mm.writeUser(start, cpu).ok).toBe(true);
-    const r = umemMap(dev, mm, start, n, method, { maxSegment: 1 << 20 });
+    const r = umemMap(dev, mm, start, n, method);
     if (!r.ok) throw new Error(`${r.errno} ${r.message}`);
     const mp = r.value;
     let total = 0;

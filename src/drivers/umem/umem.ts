@@ -9,7 +9,7 @@
 
 import { type Result, err, ok } from '../../base/index.ts';
 import {
-  DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, DMA_RANGE_BUS, DMA_RANGE_MMIO, DmaIovaState, DmaRangeIter, dmaContextOf, dmaIovaDestroy,
+  DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, dmaGetMaxSegSize, DMA_RANGE_BUS, DMA_RANGE_MMIO, DmaIovaState, DmaRangeIter, dmaContextOf, dmaIovaDestroy,
   dmaIovaFree, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaUnmapPhyrs,
   dmaUnmapPhys, dmaUnmapSgtable, type DmaDataDirection,
 } from '../../dma/index.ts';
@@ -45,8 +45,11 @@ export interface UmemMapping {
 export interface UmemOptions {
   /** Pin with FOLL_PCI_P2PDMA (the buffer may be a P2P BAR). */
   readonly p2p?: boolean;
-  /** max_segment of the scatterlist design (sg_alloc_table_from_pages_segment; ib_umem passes its device's). */
-  readonly maxSegment: number;
+  /**
+   * max_segment of the scatterlist design (sg_alloc_table_from_pages_segment). Default: the
+   * device's dma_get_max_seg_size(), as ib_umem_get() passes ib_dma_max_seg_size().
+   */
+  readonly maxSegment?: number;
   /** Direction of every mapping. Default DMA_BIDIRECTIONAL. */
   readonly dir?: DmaDataDirection;
 }
@@ -56,10 +59,10 @@ export interface UmemOptions {
  * dev by one design. Errnos: those of the pin and of the mapping calls, with the failing call named
  * in the message; on failure nothing stays pinned or mapped.
  */
-export function umemMap(dev: Device, mm: UserMm, start: bigint, len: number, method: UmemMethod, opts: UmemOptions): Result<UmemMapping> {
+export function umemMap(dev: Device, mm: UserMm, start: bigint, len: number, method: UmemMethod, opts: UmemOptions = {}): Result<UmemMapping> {
   const gup = FOLL_WRITE | (opts.p2p ? FOLL_PCI_P2PDMA : 0);
   const dir = opts.dir ?? DMA_BIDIRECTIONAL;
-  if (method === 'sgtable') return mapSgtable(dev, mm, start, len, gup, dir, opts.maxSegment);
+  if (method === 'sgtable') return mapSgtable(dev, mm, start, len, gup, dir, opts.maxSegment ?? dmaGetMaxSegSize(dev));
   const pinned = pinUserPhyrs(mm, start, len, gup);
   if (!pinned.ok) return err(pinned.errno, `pinUserPhyrs: ${pinned.message ?? pinned.errno}`);
   const list: PhyrList = pinned.value;

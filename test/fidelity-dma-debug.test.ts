@@ -1,0 +1,420 @@
+// dma-debug against kernel/dma/debug.c (Linux 7.1): for each difference found between the model and
+// a debug kernel, the smallest reproducer and what the kernel prints. Each test names the old model
+// behaviour it catches. Machines record every error (all_errors) unless the test is about the
+// default output policy.
+import { describe, expect, it } from 'vitest';
+import { GiB, KiB, MiB, type Result } from '../src/base/index.ts';
+import { createMachine, type Machine, type MachineConfig } from '../src/machine/index.ts';
+import { sgAllocTable, sgAllocTableFromPagesSegment, type SgTable } from '../src/phyr/index.ts';
+import {
+  DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC,
+  DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, DmaIovaState, dmaIovaDestroy,
+  dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMapSgtable, dmaMappingError, dmaSetMask, dmaSetSegBoundary,
+  dmaSyncSgtableForCpu, dmaSyncSingleForCpu, dmaUnmapPhys, dmaUnmapSgtable,
+} from '../src/dma/index.ts';
+import type { Device } from '../src/pci/index.ts';
+import { ramAt, smallMachine } from './fixtures/dma-machines.ts';
+
+const HIGH = 5n * BigInt(GiB);
+
+function direct(over: Partial<MachineConfig> = {}): { m: Machine; dev: Device } {
+  const m = smallMachine({ dmaDebug: { allErrors: true }, ...over });
+  const dev = m.device('nvme0');
+  dmaSetMask(dev, DMA_BIT_MASK(64));
+  return { m, dev };
+}
+
+function behindIommu(over: Partial<MachineConfig> = {}): { m: Machine; dev: Device } {
+  return direct({ iommu: { format: 'x86-64', mode: 'strict' }, ...over });
+}
+
+const msgs = (m: Machine): string[] => m.events.list('DMA-DEBUG').map((e) => e.message);
+const checks = (m: Machine): unknown[] => m.events.list('DMA-DEBUG').map((e) => e.data?.check);
+
+/** The address of a successful map, reading `ok` first: the driver's dma_mapping_error(). */
+function checked(r: Result<bigint>): bigint {
+  if (!r.ok) throw new Error(`map failed: ${r.errno}`);
+  return r.value;
+}
+
+/** The address of a map taken without looking at whether it failed (no dma_mapping_error()). */
+function unchecked(r: Result<bigint>): bigint {
+  return (r as unknown as { value: bigint }).value;
+}
+
+/** A one-entry sg table for [phys, phys + len) whose DMA side says (addr, len), as a driver builds it by hand. */
+function oneEntryTable(phys: bigint, len: number, addr: bigint): SgTable {
+  const r = sgAllocTable(1);
+  if (!r.ok) throw new Error('sg');
+  const t = r.value;
+  t.setPage(0, phys >> 12n, len, Number(phys & 0xfffn));
+  t.setDma(0, addr, len);
+  t.nents = 1;
+  return t;
+}
+
+describe('8. check_unmap: "device driver failed to check map error" (was: dmaMappingError never told dma-debug)', () => {
+  it('a handle never checked is reported at unmap; dmaMappingError or reading the result\'s ok marks it checked', () => {
+    const { m, dev } = direct();
+    const phys = ramAt(m, HIGH, MiB);
+    const a = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
+    expect(m.dmaDebug.entries(dev)[0].mapErr).toBe('dma map error not checked');
+    dmaUnmapPhys(dev, a, 4096, DMA_TO_DEVICE);
+    expect(msgs(m)).toEqual([
+      `nvme0: DMA-API: device driver failed to check map error[device address=0x${a.toString(16).padStart(16, '0')}] [size=4096 bytes] [mapped as phy]`,
+    ]);
+    const b = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
+    expect(dmaMappingError(dev, b).ok).toBe(true);
+    expect(m.dmaDebug.entries(dev)[0].mapErr).toBe('dma map error checked');
+    dmaUnmapPhys(dev, b, 4096, DMA_TO_DEVICE);
+    const c = checked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
+    dmaUnmapPhys(dev, c, 4096, DMA_TO_DEVICE);
+    expect(msgs(m)).toHaveLength(1);
+  });
+
+  it('sg entries are "check not applicable"; dma_mapping_error marks the first unchecked entry at an address, and mapping one address again is such a call', () => {
+    const { m, dev } = direct();
+    const phys = ramAt(m, HIGH, MiB);
+    const t = sgAllocTableFromPagesSegment([phys >> 12n], 0, 4096, 0xfffff000);
+    if (!t.ok) throw new Error('sg');
+    expect(dmaMapSgtable(dev, t.value, DMA_TO_DEVICE).ok).toBe(true);
+    expect(m.dmaDebug.entries(dev).map((e) => e.mapErr)).toEqual(['dma map error check not applicable']);
+    dmaUnmapSgtable(dev, t.value, DMA_TO_DEVICE);
+    // dma-direct maps the same buffer twice at the same address. debug_dma_map_phys() calls
+    // dma_mapping_error() on the new handle first, which marks the older unchecked entry checked
+    const a1 = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
+    const a2 = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
+    expect(a1).toBe(a2);
+    expect(m.dmaDebug.entries(dev).map((e) => e.mapErr)).toEqual(['dma map error checked', 'dma map error not checked']);
+    const a3 = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
+    dmaMappingError(dev, a3); // the first unchecked one: the third stays unchecked until then
+    expect(m.dmaDebug.entries(dev).map((e) => e.mapErr)).toEqual(['dma map error checked', 'dma map error checked', 'dma map error checked']);
+    const a4 = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
+    for (const a of [a1, a2, a3]) dmaUnmapPhys(dev, a, 4096, DMA_TO_DEVICE); // perfect fits, first in the bucket first
+    expect(msgs(m)).toEqual([]);
+    dmaUnmapPhys(dev, a4, 4096, DMA_TO_DEVICE);
+    expect(checks(m)).toEqual(['map-error-not-checked']);
+  });
+});
+
+describe('9. lookup through the hash with best fit (was: lookup by start address)', () => {
+  it('a sync inside a mapping, over a smaller one nested at a later address, is silent (was three reports)', () => {
+    const { m, dev } = direct();
+    const p = ramAt(m, HIGH, MiB);
+    const outer = checked(dmaMapPhys(dev, p, 16 * KiB, DMA_FROM_DEVICE));
+    const inner = checked(dmaMapPhys(dev, p + 8192n, 4096, DMA_TO_DEVICE));
+    dmaSyncSingleForCpu(dev, outer + 8192n, 8192, DMA_FROM_DEVICE);
+    expect(msgs(m)).toEqual([]);
+    dmaUnmapPhys(dev, inner, 4096, DMA_TO_DEVICE);
+    dmaUnmapPhys(dev, outer, 16 * KiB, DMA_FROM_DEVICE);
+    expect(msgs(m)).toEqual([]);
+  });
+
+  it('a sync past the end of a mapping is "not allocated" and nothing else (was "outside allocated range" plus direction errors)', () => {
+    const { m, dev } = direct();
+    const a = checked(dmaMapPhys(dev, ramAt(m, HIGH, MiB), 8192, DMA_FROM_DEVICE));
+    dmaSyncSingleForCpu(dev, a + 4096n, 8192, DMA_TO_DEVICE); // past the end, and the wrong direction
+    expect(msgs(m)).toEqual([
+      `nvme0: DMA-API: device driver tries to sync DMA memory it has not allocated [device address=0x${(a + 4096n).toString(16).padStart(16, '0')}] [size=8192 bytes]`,
+    ]);
+    dmaUnmapPhys(dev, a, 8192, DMA_FROM_DEVICE);
+  });
+
+  it('the kernel\'s false positive: the same buffer mapped twice on dma-direct (phy entries, a single ref): a sync is "not allocated"', () => {
+    const { m, dev } = direct();
+    const p = ramAt(m, HIGH, MiB);
+    const a = checked(dmaMapPhys(dev, p, 4096, DMA_BIDIRECTIONAL));
+    dmaSyncSingleForCpu(dev, a, 4096, DMA_BIDIRECTIONAL);
+    expect(msgs(m)).toEqual([]); // one match: the best fit is enough
+    const b = checked(dmaMapPhys(dev, p, 4096, DMA_BIDIRECTIONAL));
+    expect(b).toBe(a);
+    dmaSyncSingleForCpu(dev, a, 4096, DMA_BIDIRECTIONAL);
+    expect(checks(m)).toEqual(['sync-not-allocated']);
+    dmaUnmapPhys(dev, a, 4096, DMA_BIDIRECTIONAL);
+    dmaUnmapPhys(dev, b, 4096, DMA_BIDIRECTIONAL);
+    expect(m.dmaDebug.count()).toBe(0);
+    // behind an IOMMU the two maps get two IOVAs: no false positive
+    const io = behindIommu();
+    const q = ramAt(io.m, HIGH, MiB);
+    const x = checked(dmaMapPhys(io.dev, q, 4096, DMA_BIDIRECTIONAL));
+    const y = checked(dmaMapPhys(io.dev, q, 4096, DMA_BIDIRECTIONAL));
+    expect(x).not.toBe(y);
+    dmaSyncSingleForCpu(io.dev, x, 4096, DMA_BIDIRECTIONAL);
+    expect(msgs(io.m)).toEqual([]);
+  });
+
+  it('a mapping found bucket by bucket: a sync 1 MiB into a 2 MiB mapping walks back 128 buckets to it', () => {
+    const { m, dev } = direct();
+    const a = checked(dmaMapPhys(dev, ramAt(m, HIGH, 4 * MiB), 2 * MiB, DMA_TO_DEVICE));
+    expect(m.dmaDebug.entries(dev)[0].bucket).toBe(Number((a >> 13n) & 16383n));
+    dmaSyncSingleForCpu(dev, a + BigInt(MiB), 4096, DMA_TO_DEVICE);
+    expect(msgs(m)).toEqual([]);
+    dmaUnmapPhys(dev, a, 2 * MiB, DMA_TO_DEVICE);
+  });
+});
+
+describe('10. sg checks (was: none at map time, one report per unmap call)', () => {
+  it('check_sg_segment: an entry longer than max_seg_size (64 KiB unset) and one across the segment boundary', () => {
+    const { m, dev } = direct();
+    const p = ramAt(m, HIGH, 4 * MiB);
+    // one 128 KiB entry from 32 contiguous pages
+    const pfns = Array.from({ length: 32 }, (_, i) => (p >> 12n) + BigInt(i));
+    const t = sgAllocTableFromPagesSegment(pfns, 0, 128 * KiB, 0xfffff000);
+    if (!t.ok) throw new Error('sg');
+    expect(t.value.origNents).toBe(1);
+    expect(dmaMapSgtable(dev, t.value, DMA_TO_DEVICE).ok).toBe(true);
+    expect(msgs(m)).toEqual(['nvme0: DMA-API: mapping sg segment longer than device claims to support [len=131072] [max=65536]']);
+    dmaUnmapSgtable(dev, t.value, DMA_TO_DEVICE);
+    dmaSetSegBoundary(dev, 0xffffn);
+    const q = p + 0xf000n; // 8 KiB across a 64 KiB line
+    const u = sgAllocTableFromPagesSegment([q >> 12n, (q >> 12n) + 1n], 0, 8192, 0xfffff000);
+    if (!u.ok) throw new Error('sg');
+    expect(dmaMapSgtable(dev, u.value, DMA_TO_DEVICE).ok).toBe(true);
+    const h = (a: bigint): string => `0x${a.toString(16).padStart(16, '0')}`;
+    expect(msgs(m)[1]).toBe(`nvme0: DMA-API: mapping sg segment across boundary [start=${h(q)}] [end=${h(q + 8191n)}] [boundary=${h(0xffffn)}]`);
+    dmaUnmapSgtable(dev, u.value, DMA_TO_DEVICE);
+    expect(msgs(m)).toHaveLength(2);
+  });
+
+  it('sync_sg through a table with another entry count: "different entry count" (not for a BIDIRECTIONAL mapping)', () => {
+    for (const dir of [DMA_FROM_DEVICE, DMA_BIDIRECTIONAL]) {
+      const { m, dev } = direct();
+      const p = ramAt(m, HIGH, MiB);
+      const t = sgAllocTableFromPagesSegment([p >> 12n, (p >> 12n) + 2n], 0, 8192, 0xfffff000);
+      if (!t.ok) throw new Error('sg');
+      expect(dmaMapSgtable(dev, t.value, dir).ok).toBe(true);
+      expect(t.value.nents).toBe(2);
+      const one = oneEntryTable(p, 4096, t.value.dmaAddressAt(0));
+      dmaSyncSgtableForCpu(dev, one, dir);
+      expect(msgs(m)).toEqual(dir === DMA_BIDIRECTIONAL ? []
+        : ['nvme0: DMA-API: device driver syncs DMA sg list with different entry count [map count=2] [sync count=1]']);
+      dmaUnmapSgtable(dev, t.value, dir);
+    }
+  });
+
+  it('a single mapping unmapped through a 1-entry sg table: wrong function and different entry count', () => {
+    const { m, dev } = direct();
+    const p = ramAt(m, HIGH, MiB);
+    const a = checked(dmaMapPhys(dev, p, 4096, DMA_TO_DEVICE));
+    dmaUnmapSgtable(dev, oneEntryTable(p, 4096, a), DMA_TO_DEVICE);
+    expect(checks(m)).toEqual(['unmap-type', 'unmap-sg-count']);
+    expect(msgs(m)[0]).toMatch(/wrong function .*\[size=4096 bytes\] \[mapped as phy\] \[unmapped as scatter-gather\]$/);
+    expect(msgs(m)[1]).toMatch(/frees DMA sg list with different entry count \[map count=0\] \[unmap count=1\]$/);
+    expect(m.dmaDebug.count()).toBe(0);
+  });
+
+  it('a double unmap_sg: one report per CPU entry, "invalid DMA memory address" for the merged-away tail entries', () => {
+    const { m, dev } = behindIommu();
+    const p = ramAt(m, HIGH, MiB) >> 12n;
+    const t = sgAllocTableFromPagesSegment([p, p + 2n, p + 4n], 0, 3 * 4096, 0xfffff000);
+    if (!t.ok) throw new Error('sg');
+    expect(t.value.origNents).toBe(3);
+    expect(dmaMapSgtable(dev, t.value, DMA_TO_DEVICE).ok).toBe(true);
+    expect(t.value.nents).toBe(1); // merged into one IOVA segment
+    expect(t.value.dmaAddressAt(1)).toBe(DMA_MAPPING_ERROR);
+    dmaUnmapSgtable(dev, t.value, DMA_TO_DEVICE);
+    expect(msgs(m)).toEqual([]);
+    dmaUnmapSgtable(dev, t.value, DMA_TO_DEVICE);
+    expect(checks(m)).toEqual(['unmap-not-allocated', 'unmap-invalid-address', 'unmap-invalid-address']);
+    expect(msgs(m)[1]).toBe('nvme0: DMA-API: device driver tries to free an invalid DMA memory address');
+    // on dma-direct every entry keeps its address: three "not allocated"
+    const d = direct();
+    const q = ramAt(d.m, HIGH, MiB) >> 12n;
+    const u = sgAllocTableFromPagesSegment([q, q + 2n, q + 4n], 0, 3 * 4096, 0xfffff000);
+    if (!u.ok) throw new Error('sg');
+    expect(dmaMapSgtable(d.dev, u.value, DMA_TO_DEVICE).ok).toBe(true);
+    dmaUnmapSgtable(d.dev, u.value, DMA_TO_DEVICE);
+    dmaUnmapSgtable(d.dev, u.value, DMA_TO_DEVICE);
+    expect(checks(d.m)).toEqual(['unmap-not-allocated', 'unmap-not-allocated', 'unmap-not-allocated']);
+  });
+
+  it('unmap_phys(DMA_MAPPING_ERROR): "device driver tries to free an invalid DMA memory address"', () => {
+    const { m, dev } = direct();
+    dmaUnmapPhys(dev, DMA_MAPPING_ERROR, 4096, DMA_TO_DEVICE);
+    expect(msgs(m)).toEqual(['nvme0: DMA-API: device driver tries to free an invalid DMA memory address']);
+  });
+});
+
+describe('11. leaks and duplicates (was: coherent direct mappings optional, duplicates matched by start)', () => {
+  it('dma_need_unmap() is true on a debug kernel: a coherent dma-direct mapping left at unbind is a leak', () => {
+    const { m, dev } = direct();
+    const a = checked(dmaMapPhys(dev, ramAt(m, 0n, MiB), 4096, DMA_TO_DEVICE));
+    expect(m.teardown()).toBe(1);
+    expect(msgs(m)).toEqual([
+      `nvme0: DMA-API: device driver has pending DMA allocations while released from device [count=1] One of leaked entries details: [device address=0x${a.toString(16).padStart(16, '0')}] [size=4096 bytes] [mapped with DMA_TO_DEVICE] [mapped as phy]`,
+    ]);
+  });
+
+  it('a wrong-direction unmap of a buffer mapped twice is "not allocated" and keeps both entries', () => {
+    const { m, dev } = direct();
+    const p = ramAt(m, HIGH, MiB);
+    const a = checked(dmaMapPhys(dev, p, 4096, DMA_TO_DEVICE));
+    checked(dmaMapPhys(dev, p, 4096, DMA_TO_DEVICE));
+    dmaUnmapPhys(dev, a, 4096, DMA_FROM_DEVICE);
+    expect(checks(m)).toEqual(['unmap-not-allocated']);
+    expect(m.dmaDebug.count(dev)).toBe(2);
+    dmaUnmapPhys(dev, a, 4096, DMA_TO_DEVICE);
+    dmaUnmapPhys(dev, a, 4096, DMA_TO_DEVICE);
+    expect(msgs(m)).toHaveLength(1);
+    expect(m.dmaDebug.count(dev)).toBe(0);
+  });
+});
+
+describe('12. output policy (was: every error printed)', () => {
+  const misuse = (m: Machine, name: string): void => dmaUnmapPhys(m.device(name), 0x1234000n, 4096, DMA_TO_DEVICE);
+
+  it('by default the first error is printed and every error counted (all_errors=0, num_errors=1)', () => {
+    const m = smallMachine();
+    misuse(m, 'nvme0');
+    misuse(m, 'nvme0');
+    misuse(m, 'tb0');
+    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    expect(m.dmaDebug.errorCount).toBe(3);
+    expect(m.dmaDebug.numErrors).toBe(0);
+  });
+
+  it('allErrors prints all; numErrors prints that many', () => {
+    const all = smallMachine({ dmaDebug: { allErrors: true } });
+    for (let i = 0; i < 3; i++) misuse(all, 'nvme0');
+    expect(all.events.count('DMA-DEBUG')).toBe(3);
+    const two = smallMachine({ dmaDebug: { numErrors: 2 } });
+    for (let i = 0; i < 3; i++) misuse(two, 'nvme0');
+    expect(two.events.count('DMA-DEBUG')).toBe(2);
+    expect(two.dmaDebug.errorCount).toBe(3);
+  });
+
+  it('the driver filter hides other drivers\' errors; a hidden error still uses up num_errors, as err_printk does', () => {
+    const all = smallMachine({ dmaDebug: { allErrors: true, driverFilter: 'tb0' } });
+    misuse(all, 'nvme0');
+    misuse(all, 'tb0');
+    expect(msgs(all)).toEqual([expect.stringMatching(/^tb0: DMA-API: device driver tries to free DMA memory it has not allocated/)]);
+    const first = smallMachine({ dmaDebug: { driverFilter: 'tb0' } });
+    misuse(first, 'nvme0');
+    misuse(first, 'tb0');
+    expect(first.events.count('DMA-DEBUG')).toBe(0);
+    expect(first.dmaDebug.errorCount).toBe(2);
+    // debugfs driver_filter: the first token; a leading non-alphanumeric switches it off
+    all.dmaDebug.driverFilter = 'nvme0 tb0';
+    expect(all.dmaDebug.driverFilter).toBe('nvme0');
+    all.dmaDebug.driverFilter = ' nvme0';
+    expect(all.dmaDebug.driverFilter).toBe('');
+  });
+
+  it('machine options are validated, naming the field', () => {
+    const base = { ramBytes: GiB };
+    expect(() => createMachine({ ...base, dmaDebug: 5 as never })).toThrow(/config\.dmaDebug must be an object, got number/);
+    expect(() => createMachine({ ...base, dmaDebug: { allErrors: 'yes' as never } })).toThrow(/config\.dmaDebug\.allErrors must be a boolean/);
+    expect(() => createMachine({ ...base, dmaDebug: { numErrors: -1 } })).toThrow(/config\.dmaDebug\.numErrors must be an integer/);
+    expect(() => createMachine({ ...base, dmaDebug: { driverFilter: 3 as never } })).toThrow(/config\.dmaDebug\.driverFilter must be a string/);
+    expect(() => createMachine({ ...base, dmaDebug: { bogus: 1 } as never })).toThrow(/config\.dmaDebug\.bogus is not an option/);
+    expect(() => createMachine({ ...base, arch: { dmaCacheAlignment: 48 } })).toThrow(/config\.arch\.dmaCacheAlignment must be a power of two/);
+    expect(() => createMachine({ ...base, arch: { bounceUnalignedKmalloc: 1 as never } })).toThrow(/config\.arch\.bounceUnalignedKmalloc must be a boolean/);
+    expect(createMachine({ ...base, dmaDebug: { enabled: false } }).dmaDebug.enabled).toBe(false);
+  });
+});
+
+describe('13. cacheline tracking (was: none)', () => {
+  const ARM64_NO_BOUNCE: Partial<MachineConfig> = { arch: { dmaCacheAlignment: 64 } };
+  /** Maps [p, p + 32) then [p + 32, p + 64): two mappings of one cacheline. */
+  function twoInOneLine(over: Partial<MachineConfig>, dir1: number, dir2: number, attrs1 = 0, attrs2 = 0): Machine {
+    const { m, dev } = direct(over);
+    const p = ramAt(m, HIGH, MiB);
+    checked(dmaMapPhys(dev, p, 32, dir1, attrs1));
+    checked(dmaMapPhys(dev, p + 32n, 32, dir2, attrs2));
+    return m;
+  }
+  const EEXIST = 'nvme0: DMA-API: cacheline tracking EEXIST, overlapping mappings aren\'t supported';
+
+  it('reported where dma_get_cache_alignment() >= L1_CACHE_BYTES (arm64 without kmalloc bouncing), not on x86-64', () => {
+    expect(msgs(twoInOneLine(ARM64_NO_BOUNCE, DMA_FROM_DEVICE, DMA_FROM_DEVICE))).toEqual([EEXIST]);
+    expect(msgs(twoInOneLine({}, DMA_FROM_DEVICE, DMA_FROM_DEVICE))).toEqual([]);
+    // arm64 with kmalloc bouncing: not while the device's swiotlb is active
+    expect(msgs(twoInOneLine({ arch: { dmaCacheAlignment: 64, bounceUnalignedKmalloc: true } }, DMA_FROM_DEVICE, DMA_FROM_DEVICE))).toEqual([]);
+    expect(msgs(twoInOneLine({ arch: { dmaCacheAlignment: 64, bounceUnalignedKmalloc: true }, swiotlb: false }, DMA_FROM_DEVICE, DMA_FROM_DEVICE)))
+      .toEqual([EEXIST]);
+  });
+
+  it('not for TO_DEVICE mappings, DMA_ATTR_SKIP_CPU_SYNC, or when both are DEBUGGING_IGNORE_CACHELINES / REQUIRE_COHERENT', () => {
+    expect(msgs(twoInOneLine(ARM64_NO_BOUNCE, DMA_TO_DEVICE, DMA_FROM_DEVICE))).toEqual([]);
+    expect(msgs(twoInOneLine(ARM64_NO_BOUNCE, DMA_FROM_DEVICE, DMA_TO_DEVICE))).toEqual([]);
+    expect(msgs(twoInOneLine(ARM64_NO_BOUNCE, DMA_FROM_DEVICE, DMA_BIDIRECTIONAL, 0, DMA_ATTR_SKIP_CPU_SYNC))).toEqual([]);
+    const IGN = DMA_ATTR_DEBUGGING_IGNORE_CACHELINES;
+    expect(msgs(twoInOneLine(ARM64_NO_BOUNCE, DMA_FROM_DEVICE, DMA_FROM_DEVICE, IGN, IGN))).toEqual([]);
+    expect(msgs(twoInOneLine(ARM64_NO_BOUNCE, DMA_FROM_DEVICE, DMA_FROM_DEVICE, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_REQUIRE_COHERENT))).toEqual([]);
+    expect(msgs(twoInOneLine(ARM64_NO_BOUNCE, DMA_FROM_DEVICE, DMA_FROM_DEVICE, 0, IGN))).toEqual([EEXIST]);
+  });
+
+  it('unmaps balance maps: a line mapped again after both unmaps is free; past 7 overlaps one WARN_ONCE on any arch', () => {
+    const { m, dev } = direct(ARM64_NO_BOUNCE);
+    const p = ramAt(m, HIGH, MiB);
+    const a = checked(dmaMapPhys(dev, p, 32, DMA_FROM_DEVICE));
+    const b = checked(dmaMapPhys(dev, p + 32n, 32, DMA_FROM_DEVICE));
+    dmaUnmapPhys(dev, a, 32, DMA_FROM_DEVICE);
+    dmaUnmapPhys(dev, b, 32, DMA_FROM_DEVICE);
+    checked(dmaMapPhys(dev, p, 64, DMA_FROM_DEVICE));
+    expect(msgs(m)).toEqual([EEXIST]);
+    const x86 = direct();
+    const q = ramAt(x86.m, HIGH, MiB);
+    for (let i = 0; i < 10; i++) checked(dmaMapPhys(x86.dev, q, 64, DMA_FROM_DEVICE));
+    expect(x86.m.events.list('WARN').map((e) => e.message)).toEqual([
+      `DMA-API: exceeded 7 overlapping mappings of cacheline 0x${(q >> 6n).toString(16).padStart(16, '0')}`,
+    ]);
+    expect(msgs(x86.m)).toEqual([]);
+  });
+});
+
+describe('14. what no kernel checks is a MODEL-CHECK, not DMA-DEBUG (was: reported "as dma-debug would")', () => {
+  it('CPU stores into a bounced buffer the device owns: MODEL-CHECK from source model-check', () => {
+    const { m, dev } = direct({ swiotlb: { bytes: 4 * MiB, force: true } });
+    const p = ramAt(m, HIGH, MiB);
+    const a = checked(dmaMapPhys(dev, p, 4096, DMA_BIDIRECTIONAL));
+    m.mem.write(p + 8n, new Uint8Array([1]));
+    expect(m.events.list('MODEL-CHECK').map((e) => [e.source, e.data?.check])).toEqual([['model-check', 'cpu-write']]);
+    expect(msgs(m)).toEqual([]);
+    dmaUnmapPhys(dev, a, 4096, DMA_BIDIRECTIONAL);
+  });
+
+  it('two-step misuse and leaked links are MODEL-CHECKs; a dma_sync_single on a linked IOVA is the kernel\'s "not allocated"', () => {
+    const { m, dev } = behindIommu();
+    const p = ramAt(m, HIGH, MiB);
+    const st = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, st, p, 8192)).toBe(true);
+    expect(dmaIovaLink(dev, st, p, 0, 8192, DMA_TO_DEVICE, 0).ok).toBe(true);
+    expect(dmaIovaSync(dev, st, 0, 8192).ok).toBe(true);
+    expect(m.dmaDebug.entries(dev).map((e) => [e.type, e.trackedBy])).toEqual([['iova-link', 'model-check']]);
+    dmaSyncSingleForCpu(dev, st.addr, 4096, DMA_TO_DEVICE);
+    expect(checks(m)).toEqual(['sync-not-allocated']);
+    expect(m.teardown()).toBe(1);
+    expect(m.events.list('MODEL-CHECK').map((e) => e.data?.check)).toEqual(['iova-leak']);
+    dmaIovaDestroy(dev, st, 8192, DMA_FROM_DEVICE, 0);
+    expect(m.events.list('MODEL-CHECK').map((e) => e.data?.check)).toEqual(['iova-leak', 'iova-unlink-direction']);
+    expect(checks(m)).toEqual(['sync-not-allocated']);
+    expect(m.teardown()).toBe(0);
+  });
+});
+
+describe('dma_map_resource of RAM and the listing API', () => {
+  it('DMA_ATTR_MMIO on RAM with a struct page: "dma_map_resource called for RAM address"', () => {
+    const { m, dev } = direct();
+    const p = ramAt(m, HIGH, MiB);
+    const a = checked(dmaMapPhys(dev, p, 4096, DMA_TO_DEVICE, DMA_ATTR_MMIO));
+    expect(msgs(m)).toEqual([`nvme0: DMA-API: dma_map_resource called for RAM address 0x${p.toString(16).padStart(16, '0')}`]);
+    dmaUnmapPhys(dev, a, 4096, DMA_TO_DEVICE, DMA_ATTR_MMIO);
+  });
+
+  it('entries(dev) lists type, device address, length, direction and phys of every tracked mapping', () => {
+    const { m, dev } = direct();
+    const p = ramAt(m, HIGH, MiB);
+    const a = checked(dmaMapPhys(dev, p, 4096, DMA_FROM_DEVICE));
+    const t = sgAllocTableFromPagesSegment([(p >> 12n) + 4n], 0, 4096, 0xfffff000);
+    if (!t.ok) throw new Error('sg');
+    dmaMapSgtable(dev, t.value, DMA_TO_DEVICE);
+    const list = m.dmaDebug.entries(dev).map(({ type, devAddr, len, dir, phys, trackedBy }) => ({ type, devAddr, len, dir, phys, trackedBy }));
+    expect(list).toEqual([
+      { type: 'phy', devAddr: a, len: 4096, dir: DMA_FROM_DEVICE, phys: p, trackedBy: 'dma-debug' },
+      { type: 'scatter-gather', devAddr: p + 0x4000n, len: 4096, dir: DMA_TO_DEVICE, phys: p + 0x4000n, trackedBy: 'dma-debug' },
+    ]);
+    expect(m.dmaDebug.entries(m.device('tb0'))).toEqual([]);
+    expect(m.dmaDebug.count(dev)).toBe(2);
+  });
+});
