@@ -14,7 +14,7 @@ import { FOLL_WRITE, pinUserPages, pinUserPhyrs } from '../src/mm/index.ts';
 import { sgAllocTableFromPagesSegment, type PhyrList } from '../src/phyr/index.ts';
 import {
   type DmaPhyrsMapping,
-  DMA_BIT_MASK, DMA_TO_DEVICE, DmaIovaState, dmaContextOf, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc,
+  DMA_BIT_MASK, DMA_TO_DEVICE, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc,
   dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaSetMaskAndCoherent, dmaUnmapPhyrs, dmaUnmapPhys, dmaUnmapSgtable,
 } from '../src/dma/index.ts';
 import { dmaDebugOf } from '../src/dma/internal.ts';
