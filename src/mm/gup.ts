@@ -10,7 +10,7 @@
 
 import { checkAddr, checkLen, err, hex, ok, type Err, type Result } from '../base/index.ts';
 import { PageArray, PhyrList, RANGE_NOPAGE } from '../phyr/index.ts';
-import { FolioKind } from './folio.ts';
+import { FolioKind, FolioRecord } from './folio.ts';
 import type { GupApi, GupPin } from './pins.ts';
 import { TASK_SIZE, UserMm, Vma, VmaKind, ZERO_PAGE_FOLIO, isHugetlbKind, type UserMmHost } from './user-mm.ts';
 
@@ -255,36 +255,39 @@ function folioStepEnd(mm: UserMm, v: Vma, va: number, pfn: number, f: number): n
   return Math.min(stepEnd, folioEnd);
 }
 
-/**
- * Makes the pins of a finished walk real: each folio entry gains its pins and references, and the pin
- * is listed on the machine (unless it returned nothing).
- */
+/** Base pages of 4 KiB anonymous mappings in the page-aligned [s, e), up to the first hole. */
+function anonPagesIn(mm: UserMm, s: number, e: number): number {
+  const ps = mm.machine.pageSize;
+  let n = 0;
+  for (let p = s; p < e;) {
+    const v = mm.vmaAt(p);
+    if (v === undefined) break;
+    const z = Math.min(v.end, e);
+    if (v.kind === VmaKind.Anon) n += (z - p) / ps;
+    p = z;
+  }
+  return n;
+}
+
+/** Counts a finished walk (its folios are pinned as it goes) and lists it (unless it returned nothing). */
 function commit(m: Host, pin: Pin): void {
-  m.folios.pinBatch(pin.f, pin.r, pin.n);
-  m.stats.gupPagesPinned += pin.pinnedPages;
-  m.stats.gupFoliosVisited += pin.n;
+  m.stats.gupPagesPinned += pin.rec.pages;
+  m.stats.gupFoliosVisited += pin.rec.entries;
   if (pin.nrPages > 0) m.pinTable.add(pin);
 }
 
 // ---- struct page * arrays (pin_user_pages, pin_user_pages_fast) ----
 
 /**
- * The hot loop of a page-array pin over a 4 KiB anonymous VMA: from entry g, copies pfns of present
- * private pages and records their folios; stops at the first entry that is not present or maps the
- * zero page (the caller takes that one slowly). Returns the entry it stopped at.
+ * The hot loop of a page-array pin over a 4 KiB anonymous VMA: from entry g, copies the pfns of
+ * present private pages; stops at the first entry that is not present or maps the zero page (the
+ * caller takes that one slowly). Returns the entry it stopped at.
  */
-function anonPagesFast(lp: Float64Array, lf: Int32Array, g: number, g1: number, out: Float64Array, i: number, pin: Pin): number {
-  const rf = pin.f, rr = pin.r;
-  let rn = pin.n;
-  let lastF = rn > 0 ? rf[rn - 1] : -1;
+function anonPagesFast(lp: Float64Array, lf: Int32Array, g: number, g1: number, out: Float64Array, i: number): number {
   for (; g < g1; g++, i++) {
-    const f = lf[g];
-    if (f < 0) break;
+    if (lf[g] < 0) break;
     out[i] = lp[g];
-    if (f === lastF) rr[rn - 1]++;
-    else { rf[rn] = f; rr[rn] = 1; rn++; lastF = f; }
   }
-  pin.n = rn;
   return g;
 }
 
@@ -309,25 +312,24 @@ class PagesWalk {
 function walkPages(w: PagesWalk, v: Vma, pos: number, vend: number): void {
   const mm = w.mm, m = mm.machine, ps = m.pageSize, pin = w.pin, out = w.pfns;
   if (v.kind === VmaKind.Anon) {
-    const lp = v.leafPfn!, lf = v.leafFolio!, base = v.slotBase;
+    const lp = v.leafPfn!, lf = v.leafFolio!, base = v.slotBase, t = m.folios;
     let g = pos / ps - base;
     const g1 = vend / ps - base;
-    pin.reserve(g1 - g);
-    let zero = 0;
-    const gStart = g;
+    let chunk = FIRST_CHUNK;
     while (g < g1) {
-      const g0 = g;
-      g = anonPagesFast(lp, lf, g, g1, out, w.i, pin);
+      const g0 = g, stop = Math.min(g1, g + chunk);
+      chunk = CHUNK;
+      g = anonPagesFast(lp, lf, g, stop, out, w.i);
       w.i += g - g0;
-      if (g === g1) break;
+      t.pinEach(lf, g0, g);
+      pin.rec.addEach(lf, g0, g);
+      if (g === stop) continue;
       const pfn = gupPage(mm, v, (g + base) * ps, w.flags);
       if (typeof pfn !== 'number') { w.err = pfn; break; }
       if (lf[g] >= 0) continue; // faulted in: the fast loop takes it
       out[w.i++] = pfn; // the zero page: returned, not pinned
-      zero++;
       g++;
     }
-    pin.pinnedPages += g - gStart - zero;
     return;
   }
   for (let va = pos; va < vend;) {
@@ -338,8 +340,8 @@ function walkPages(w: PagesWalk, v: Vma, pos: number, vend: number): void {
     const z = Math.min(v.kind === VmaKind.DevPages ? va + ps : folioStepEnd(mm, v, va, pfn, f), vend);
     const n = (z - va) / ps;
     for (let k = 0; k < n; k++) out[w.i++] = pfn + k;
-    pin.add(f, n);
-    pin.pinnedPages += n;
+    m.folios.pin(f, n);
+    pin.rec.add(f, n);
     va = z;
   }
 }
@@ -351,7 +353,7 @@ function pinPages(mm: UserMm, api: GupApi, st: number, nrPages: number, gupFlags
   const offset = st - s;
   const e = s + nrPages * ps;
   m.stats.gupPinCalls++;
-  const pin = m.pinTable.open(mm, api, s, gupFlags, 64);
+  const pin = m.pinTable.open(mm, api, s, gupFlags, anonPagesIn(mm, s, e) + 16);
   const w = new PagesWalk(mm, gupFlags, new Float64Array(nrPages), pin);
   let pos = s;
   while (pos < e && w.err === null) {
@@ -419,7 +421,7 @@ export function pinUserPagesFast(mm: UserMm, start: bigint, nrPages: number, gup
 /** A 0-page result: linked to an empty record, so that unpinning it is the no-op it is in the kernel. */
 function emptyPages(mm: UserMm, api: GupApi, st: number, gupFlags: number): PinnedPageArray {
   const m = mm.machine;
-  const pin = m.pinTable.open(mm, api, st - (st % m.pageSize), gupFlags, 0);
+  const pin = m.pinTable.open(mm, api, st - (st % m.pageSize), gupFlags);
   return new PinnedPageArray(new Float64Array(0), { pageSize: m.pageSize }, pin);
 }
 
@@ -478,17 +480,15 @@ class RunSink {
 
 /**
  * The hot loop of pinUserPhyrs over a 4 KiB anonymous VMA: from entry g, coalesces physically
- * contiguous present private pages into the sink's open run (flags 0) and records their folios;
- * stops at the first entry that is not present or maps the zero page. Returns the entry it stopped
- * at. The caller has reserved room for every entry in the sink and the pin record.
+ * contiguous present private pages into the sink's open run (flags 0); stops at the first entry that
+ * is not present or maps the zero page. Returns the entry it stopped at. The caller has reserved room
+ * for a run per entry in the sink.
  */
-function anonPhyrsFast(lp: Float64Array, lf: Int32Array, g: number, g1: number, ps: number, sink: RunSink, pin: Pin): number {
-  const a = sink.a, l = sink.l, rf = pin.f, rr = pin.r;
-  let n = sink.n, ra = sink.runA, rl = sink.runL, rn = pin.n;
-  let lastF = rn > 0 ? rf[rn - 1] : -1;
+function anonPhyrsFast(lp: Float64Array, lf: Int32Array, g: number, g1: number, ps: number, sink: RunSink): number {
+  const a = sink.a, l = sink.l;
+  let n = sink.n, ra = sink.runA, rl = sink.runL;
   for (; g < g1; g++) {
-    const f = lf[g];
-    if (f < 0) break;
+    if (lf[g] < 0) break;
     const pa = lp[g] * ps;
     if (ra + rl === pa) rl += ps;
     else {
@@ -496,15 +496,18 @@ function anonPhyrsFast(lp: Float64Array, lf: Int32Array, g: number, g1: number, 
       ra = pa;
       rl = ps;
     }
-    if (f === lastF) rr[rn - 1]++;
-    else { rf[rn] = f; rr[rn] = 1; rn++; lastF = f; }
   }
   sink.n = n;
   sink.runA = ra;
   sink.runL = rl;
-  pin.n = rn;
   return g;
 }
+
+/**
+ * Pages per call of the hot loops: the first call of a walk is short, so that the code after the loop
+ * has run (and has type feedback) before the loop is optimised on stack; later calls are long.
+ */
+const FIRST_CHUNK = 64, CHUNK = 1 << 16;
 
 /** A phyr walk's state besides its sink: pages covered, the error that stopped it. */
 class PhyrsWalk {
@@ -517,27 +520,28 @@ class PhyrsWalk {
 function walkPhyrs(w: PhyrsWalk, v: Vma, pos: number, vend: number): void {
   const mm = w.mm, m = mm.machine, ps = m.pageSize, pin = w.pin, sink = w.sink;
   if (v.kind === VmaKind.Anon) {
-    const lp = v.leafPfn!, lf = v.leafFolio!, base = v.slotBase;
+    const lp = v.leafPfn!, lf = v.leafFolio!, base = v.slotBase, t = m.folios;
     let g = pos / ps - base;
     const g1 = vend / ps - base;
     sink.reserve(g1 - g);
-    pin.reserve(g1 - g);
     if (sink.runF !== 0) sink.close();
-    let zero = 0;
+    let chunk = FIRST_CHUNK;
     const gStart = g;
     while (g < g1) {
-      g = anonPhyrsFast(lp, lf, g, g1, ps, sink, pin);
-      if (g === g1) break;
+      const g0 = g, stop = Math.min(g1, g + chunk);
+      chunk = CHUNK;
+      g = anonPhyrsFast(lp, lf, g, stop, ps, sink);
+      t.pinEach(lf, g0, g);
+      pin.rec.addEach(lf, g0, g);
+      if (g === stop) continue;
       const pfn = gupPage(mm, v, (g + base) * ps, w.flags);
       if (typeof pfn !== 'number') { w.err = pfn; break; }
       if (lf[g] >= 0) continue; // faulted in: the fast loop takes it
       // The zero page: one frame repeated, so it never merges with the run before (or after) it.
       sink.push(pfn * ps, ps, 0);
-      zero++;
       g++;
     }
     w.nrPages += g - gStart;
-    pin.pinnedPages += g - gStart - zero;
     return;
   }
   if (v.kind === VmaKind.PfnMap) {
@@ -555,8 +559,8 @@ function walkPhyrs(w: PhyrsWalk, v: Vma, pos: number, vend: number): void {
     const z = Math.min(v.kind === VmaKind.DevPages ? va + ps : folioStepEnd(mm, v, va, pfn, f), vend);
     const n = (z - va) / ps;
     sink.push(pfn * ps, z - va, flags);
-    pin.add(f, n);
-    pin.pinnedPages += n;
+    m.folios.pin(f, n);
+    pin.rec.add(f, n);
     w.nrPages += n;
     va = z;
   }
@@ -592,15 +596,8 @@ export function pinUserPhyrs(mm: UserMm, start: bigint, len: number, gupFlags: n
   if (bad !== null) return bad;
   const s = Math.floor(st / ps) * ps, e = Math.ceil((st + len) / ps) * ps;
   m.stats.gupPinCalls++;
-  // Room for one run per 4 KiB anonymous page up front, so the hot loop never grows anything.
-  let anonPages = 0;
-  for (let p = s; p < e;) {
-    const v = mm.vmaAt(p);
-    if (v === undefined) break;
-    const z = Math.min(v.end, e);
-    if (v.kind === VmaKind.Anon) anonPages += (z - p) / ps;
-    p = z;
-  }
+  // Room for one run and one folio per 4 KiB anonymous page up front, so the hot loop never grows anything.
+  const anonPages = anonPagesIn(mm, s, e);
   const pin = m.pinTable.open(mm, 'pin_user_phyrs', st, gupFlags, anonPages + 16);
   const w = new PhyrsWalk(mm, gupFlags, new RunSink(anonPages + 16), pin);
   let pos = len === 0 ? e : s;
@@ -643,56 +640,64 @@ export function pinUserPhyrs(mm: UserMm, start: bigint, len: number, gupFlags: n
 
 // ---- unpin ----
 
-/** Builds a record from the addresses of a list that no pin returned (the (mm, list) form). */
-function resolveRecord(mm: UserMm, list: PageArray | PhyrList): Pin {
+/**
+ * For the (mm, list) form with a list that no pin returned: the folios its pfns are in, as
+ * unpin_user_pages finds them from a page array (page_folio). Memory without struct page and the zero
+ * page hold none (gup_put_folio skips is_zero_folio). A pfn in no folio is a BUG.
+ */
+function listFolios(mm: UserMm, list: PageArray | PhyrList): FolioRecord {
   const m = mm.machine, ps = m.pageSize, t = m.folios;
-  const pin = m.pinTable.open(mm, list instanceof PageArray ? 'pin_user_pages' : 'pin_user_phyrs', 0, 0, 64);
-  const addPfns = (p0: number, p1: number): void => {
-    let p = p0;
+  const cols = list.columns();
+  const pages = list instanceof PageArray;
+  const out = new FolioRecord();
+  let f = -1, fHead = 0, fEnd = 0;
+  for (let i = 0; i < cols.n; i++) {
+    if (((cols.f === null ? cols.fc : cols.f[i]) & RANGE_NOPAGE) !== 0) continue;
+    let p: number, p1: number;
+    if (pages) {
+      p = cols.a[i];
+      p1 = p + 1;
+    } else {
+      p = Math.floor(cols.a[i] / ps);
+      p1 = Math.ceil((cols.a[i] + cols.l[i]) / ps);
+    }
     while (p < p1) {
-      // unpin_user_page on the zero page does nothing (gup_put_folio / is_zero_folio).
-      if (m.isZeroPfn(p)) { p++; continue; }
-      const f = t.find(p);
-      if (f < 0) m.events.bug('gup', `unpin of pfn ${hex(p)} that belongs to no pinned folio`, { pfn: p });
-      const end = Math.min(p1, t.head[f] + 2 ** t.order[f]);
-      pin.add(f, end - p);
-      pin.pinnedPages += end - p;
+      if (p < fHead || p >= fEnd) {
+        if (m.isZeroPfn(p)) { p++; continue; }
+        f = t.find(p);
+        if (f < 0) m.events.bug('gup', `unpin of pfn ${hex(p)} that belongs to no pinned folio`, { pfn: p });
+        fHead = t.head[f];
+        fEnd = fHead + 2 ** t.order[f];
+      }
+      const end = Math.min(p1, fEnd);
+      out.add(f, end - p);
       p = end;
     }
-  };
-  if (list instanceof PageArray) {
-    for (let i = 0; i < list.count; i++) {
-      if ((list.flagsAt(i) & RANGE_NOPAGE) !== 0) continue;
-      const p = list.pfns[i];
-      addPfns(p, p + 1);
-    }
-  } else {
-    for (let i = 0; i < list.count; i++) {
-      if ((list.flagsAt(i) & RANGE_NOPAGE) !== 0) continue;
-      const a = list.addrNumAt(i), l = list.lenAt(i);
-      addPfns(Math.floor(a / ps), Math.ceil((a + l) / ps));
-    }
   }
-  return pin;
+  return out;
 }
 
 /**
- * unpin_user_pages for one record: drops every pin, then every reference (freeing folios whose last
- * reference goes). A record released twice, or pins that are not held, are a BUG with nothing changed.
+ * unpin_user_pages for one list: drops every pin of its record (the pin's own, or one found from the
+ * list's pfns), then every reference (freeing folios whose last reference goes). A list unpinned
+ * twice, or pins that are not held, are a BUG with nothing changed.
  */
-function release(mm: UserMm, pin: Pin, what: string): void {
+function release(mm: UserMm, list: PageArray | PhyrList, pin: Pin | undefined, what: string): void {
   const m = mm.machine, t = m.folios;
-  if (!pin.active) m.events.bug('gup', `${what}: the list was already unpinned`);
-  const bad = t.unpinBatch(pin.f, pin.r, pin.n);
+  if (pin !== undefined && !pin.active) m.events.bug('gup', `${what}: the list was already unpinned`);
+  const rec = pin === undefined ? listFolios(mm, list) : pin.rec;
+  const bad = t.unpinRecord(rec);
   if (bad >= 0) {
-    const f = pin.f[bad];
-    m.events.bug('gup', `${what}: folio at pfn ${hex(Math.max(0, t.head[f]))} is not pinned that often (pincount ${t.pincount[f]}, unpinning ${pin.r[bad]})`,
-      { pincount: t.pincount[f], unpin: pin.r[bad] });
+    const x = rec.v[bad], f = x >= 0 ? x : -x - 1, r = x >= 0 ? 1 : rec.v[bad + 1];
+    m.events.bug('gup', `${what}: folio at pfn ${hex(Math.max(0, t.head[f]))} is not pinned that often (pincount ${t.pincount[f]}, unpinning ${r})`,
+      { pincount: t.pincount[f], unpin: r });
   }
-  pin.active = false;
-  m.pinTable.remove(pin);
-  for (let i = 0; i < pin.n; i++) m.folioPut(pin.f[i], pin.r[i]);
-  m.stats.gupPagesUnpinned += pin.pinnedPages;
+  if (pin !== undefined) {
+    pin.active = false;
+    m.pinTable.remove(pin);
+  }
+  m.putRecord(rec);
+  m.stats.gupPagesUnpinned += rec.pages;
 }
 
 function unpinCommon(a: unknown, b: unknown, kind: 'pages' | 'phyrs'): void {
@@ -700,19 +705,16 @@ function unpinCommon(a: unknown, b: unknown, kind: 'pages' | 'phyrs'): void {
   const Cls = kind === 'pages' ? PageArray : PhyrList;
   const list = b === undefined ? a : b;
   if (!(list instanceof Cls)) throw new TypeError(`${name}: the list must be a ${Cls.name}, got ${String(list)}`);
-  const pin = list instanceof PinnedPageArray || list instanceof PinnedPhyrList ? list.pin : undefined;
+  const l = list as PageArray | PhyrList;
+  const pin = l instanceof PinnedPageArray || l instanceof PinnedPhyrList ? l.pin : undefined;
   if (b === undefined) {
     if (pin === undefined) throw new TypeError(`${name}: this ${Cls.name} was not returned by a pin; pass (mm, list)`);
-    release(pin.mm, pin, name);
+    release(pin.mm, l, pin, name);
     return;
   }
   const mm = checkMm(a);
-  if (pin !== undefined) {
-    if (pin.mm !== mm) throw new TypeError(`${name}: the list was pinned in process ${pin.mm.id}, not ${mm.id}`);
-    release(mm, pin, name);
-    return;
-  }
-  release(mm, resolveRecord(mm, list as PageArray | PhyrList), name);
+  if (pin !== undefined && pin.mm !== mm) throw new TypeError(`${name}: the list was pinned in process ${pin.mm.id}, not ${mm.id}`);
+  release(mm, l, pin, name);
 }
 
 /**

@@ -5,7 +5,7 @@
 
 import { EventLog, GiB, MiB, Prng, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/index.ts';
 import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
-import { FolioKind, FolioTable } from './folio.ts';
+import { FolioKind, FolioTable, type FolioRecord } from './folio.ts';
 import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resolveMmConfig } from './layout.ts';
 import { SparsePhysMem } from './physmem.ts';
 import { PinTable, type PinInfo } from './pins.ts';
@@ -274,6 +274,16 @@ export class MmMachine implements MachineMm, UserMmHost {
     const idx = this.folios.byHeadPfn(pfn);
     if (idx >= 0) return idx;
     return this.folios.create(pfn, 0, FolioKind.ZoneDevice, 1);
+  }
+
+  /** folio_put_refs for every entry of a record (what an unpin gives back). */
+  putRecord(rec: FolioRecord): void {
+    const v = rec.v;
+    for (let i = 0; i < rec.n; i++) {
+      const x = v[i];
+      if (x >= 0) this.folioPut(x, 1);
+      else { this.folioPut(-x - 1, v[i + 1]); i++; }
+    }
   }
 
   /**

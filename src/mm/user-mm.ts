@@ -6,7 +6,7 @@
 
 import { GiB, MiB, checkAddr, checkLen, err, hex, ok, type Err, type EventLog, type Result, type Stats } from '../base/index.ts';
 import { describeValue } from './describe.ts';
-import { FolioKind, type FolioTable } from './folio.ts';
+import { FolioKind, type FolioRecord, type FolioTable } from './folio.ts';
 import type { Region } from './layout.ts';
 import type { HugetlbPool, PhysMem } from './types.ts';
 import type { PinTable } from './pins.ts';
@@ -33,6 +33,8 @@ export interface UserMmHost {
   allocHugetlbFolio(size: '2M' | '1G', reserved: boolean): number;
   /** Drops references (folio_put_refs); frees the folio at zero. */
   folioPut(idx: number, refs: number): void;
+  /** folioPut for every entry of a record. */
+  putRecord(rec: FolioRecord): void;
   /** A ZONE_DEVICE page's folio record (created on first use). */
   zoneDeviceFolio(pfn: number): number;
   /** The shared zero page's pfn (taken on first use), or -1. */
