@@ -26,8 +26,9 @@ const SLOT_EMPTY = 0, SLOT_DELETED = -1;
 export class FolioTable {
   head = new Float64Array(1024);
   order = new Uint8Array(1024);
-  refcount = new Float64Array(1024);
-  pincount = new Float64Array(1024);
+  /** folio->_refcount and _pincount are atomic_t: 32-bit. */
+  refcount = new Int32Array(1024);
+  pincount = new Int32Array(1024);
   kind = new Uint8Array(1024);
   /** Record index + 1 per slot (SLOT_EMPTY, SLOT_DELETED), probed linearly from hashSlot(head). */
   private slots = new Int32Array(2048);
@@ -88,15 +89,15 @@ export class FolioTable {
 
   private grow(): void {
     const n = this.head.length * 2;
-    const g = <T extends Float64Array | Uint8Array>(a: T, C: new (n: number) => T): T => {
+    const g = <T extends Float64Array | Int32Array | Uint8Array>(a: T, C: new (n: number) => T): T => {
       const b = new C(n);
       b.set(a);
       return b;
     };
     this.head = g(this.head, Float64Array);
     this.order = g(this.order, Uint8Array);
-    this.refcount = g(this.refcount, Float64Array);
-    this.pincount = g(this.pincount, Float64Array);
+    this.refcount = g(this.refcount, Int32Array);
+    this.pincount = g(this.pincount, Int32Array);
     this.kind = g(this.kind, Uint8Array);
   }
 

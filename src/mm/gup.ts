@@ -444,11 +444,11 @@ class RunSink {
     this.l = new Float64Array(cap);
   }
 
-  /** Room for `more` more closed runs (plus the open one). */
+  /** Room for `more` more closed runs (plus the open one): exactly that when it is much more. */
   reserve(more: number): void {
     const need = this.n + more + 1;
     if (need <= this.a.length) return;
-    const cap = Math.max(need, this.a.length * 2);
+    const cap = need > this.a.length * 2 ? need : this.a.length * 2;
     const a = new Float64Array(cap); a.set(this.a.subarray(0, this.n)); this.a = a;
     const l = new Float64Array(cap); l.set(this.l.subarray(0, this.n)); this.l = l;
     if (this.f !== null) { const f = new Uint32Array(cap); f.set(this.f.subarray(0, this.n)); this.f = f; }
@@ -476,6 +476,23 @@ class RunSink {
     this.runL = len;
     this.runF = flags;
   }
+}
+
+/**
+ * An upper bound of the runs that entries [g, g1) of a 4 KiB anonymous VMA make: one per stretch of
+ * present private pages with consecutive pfns, plus one per other entry (a page to fault in or the
+ * zero page). Exact unless faults create pages that merge. Sizes the list once, exactly, so that it
+ * needs no copy and no more memory than it holds.
+ */
+function anonRunBound(lp: Float64Array, lf: Int32Array, g: number, g1: number): number {
+  let n = 0, next = -1;
+  for (; g < g1; g++) {
+    if (lf[g] < 0) { n++; next = -1; continue; }
+    const p = lp[g];
+    if (p !== next) n++;
+    next = p + 1;
+  }
+  return n;
 }
 
 /**
@@ -523,8 +540,8 @@ function walkPhyrs(w: PhyrsWalk, v: Vma, pos: number, vend: number): void {
     const lp = v.leafPfn!, lf = v.leafFolio!, base = v.slotBase, t = m.folios;
     let g = pos / ps - base;
     const g1 = vend / ps - base;
-    sink.reserve(g1 - g);
     if (sink.runF !== 0) sink.close();
+    sink.reserve(anonRunBound(lp, lf, g, g1));
     let chunk = FIRST_CHUNK;
     const gStart = g;
     while (g < g1) {
@@ -596,10 +613,10 @@ export function pinUserPhyrs(mm: UserMm, start: bigint, len: number, gupFlags: n
   if (bad !== null) return bad;
   const s = Math.floor(st / ps) * ps, e = Math.ceil((st + len) / ps) * ps;
   m.stats.gupPinCalls++;
-  // Room for one run and one folio per 4 KiB anonymous page up front, so the hot loop never grows anything.
-  const anonPages = anonPagesIn(mm, s, e);
-  const pin = m.pinTable.open(mm, 'pin_user_phyrs', st, gupFlags, anonPages + 16);
-  const w = new PhyrsWalk(mm, gupFlags, new RunSink(anonPages + 16), pin);
+  // Room for one folio per 4 KiB anonymous page up front, so the hot loop never grows anything; the
+  // runs are counted per mapping (anonRunBound).
+  const pin = m.pinTable.open(mm, 'pin_user_phyrs', st, gupFlags, anonPagesIn(mm, s, e) + 16);
+  const w = new PhyrsWalk(mm, gupFlags, new RunSink(16), pin);
   let pos = len === 0 ? e : s;
   while (pos < e && w.err === null) {
     const v = mm.vmaAt(pos);
@@ -692,12 +709,12 @@ function release(mm: UserMm, list: PageArray | PhyrList, pin: Pin | undefined, w
     m.events.bug('gup', `${what}: folio at pfn ${hex(Math.max(0, t.head[f]))} is not pinned that often (pincount ${t.pincount[f]}, unpinning ${r})`,
       { pincount: t.pincount[f], unpin: r });
   }
+  m.putRecord(rec);
+  m.stats.gupPagesUnpinned += rec.pages;
   if (pin !== undefined) {
     pin.active = false;
     m.pinTable.remove(pin);
   }
-  m.putRecord(rec);
-  m.stats.gupPagesUnpinned += rec.pages;
 }
 
 function unpinCommon(a: unknown, b: unknown, kind: 'pages' | 'phyrs'): void {
