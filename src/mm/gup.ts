@@ -15,6 +15,10 @@ import type { GupApi, GupPin } from './pins.ts';
 import { TASK_SIZE, UserMm, Vma, VmaKind, ZERO_PAGE_FOLIO, isHugetlbKind, type UserMmHost } from './user-mm.ts';
 
 // FOLL_* values as include/linux/mm_types.h (public) and mm/internal.h (internal) define them (7.1).
+// Model deviation: faults never need a retry or I/O and no page is poisoned, so FOLL_NOWAIT,
+// FOLL_HWPOISON and FOLL_INTERRUPTIBLE change nothing on the slow path; and FOLL_LONGTERM does not
+// migrate pages out of ZONE_MOVABLE or CMA (check_and_migrate_movable_pages): the model's RAM has
+// no movable zone.
 /** Require a writable mapping (and fault for write). */
 export const FOLL_WRITE = 1 << 0;
 /** Take a plain reference (get_user_pages); pin_user_* callers must not pass it. */

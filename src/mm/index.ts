@@ -6,4 +6,11 @@ export { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
 export { FolioKind, FolioTable } from './folio.ts';
 export { MmMachine, createMmMachine, type FolioInfo } from './machine.ts';
 export { UserMm, TASK_SIZE, type MmapBacking, type MmapOptions } from './user-mm.ts';
-export * from './gup.ts';
+export {
+  FOLL_WRITE, FOLL_GET, FOLL_DUMP, FOLL_FORCE, FOLL_NOWAIT, FOLL_NOFAULT, FOLL_HWPOISON, FOLL_ANON, FOLL_LONGTERM,
+  FOLL_SPLIT_PMD, FOLL_PCI_P2PDMA, FOLL_INTERRUPTIBLE, FOLL_HONOR_NUMA_FAULT, FOLL_TOUCH, FOLL_TRIED, FOLL_REMOTE,
+  FOLL_PIN, FOLL_FAST_ONLY, FOLL_UNLOCKABLE, FOLL_MADV_POPULATE,
+  pinUserPages, pinUserPagesFast, pinUserPhyrs, unpinUserPages, unpinUserPhyrs,
+  type PinnedPageArray, type PinnedPhyrList,
+} from './gup.ts';
+export type { GupApi, PinInfo } from './pins.ts';

@@ -45,7 +45,11 @@ export interface UserMmHost {
   hugeZeroFolio(): number;
 }
 
-/** Folio column value of a page-table entry that maps the shared zero page (it has no folio record). */
+/**
+ * Folio column value of a page-table entry that maps the shared zero page (it has no folio record).
+ * Model deviation: processes never fork, so every private page is exclusive to its mapping
+ * (PageAnonExclusive) and the only copy on write is from the zero page or the huge zero folio.
+ */
 export const ZERO_PAGE_FOLIO = -3;
 
 /** What backs a mapping. A device backing maps part of a device or pmem region (PFN map / DAX). */
