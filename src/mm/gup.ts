@@ -401,7 +401,7 @@ function pinPages(mm: UserMm, api: GupApi, st: number, nrPages: number, gupFlags
 export function pinUserPages(mm: UserMm, start: bigint, nrPages: number, gupFlags: number): Result<PinnedPageArray> {
   const st = checkArgs(mm, start, 'nrPages', nrPages, gupFlags);
   const m = mm.machine;
-  if (nrPages === 0 || !validGupArgs(m, gupFlags)) return ok(emptyPages(mm, 'pin_user_pages', st, gupFlags));
+  if (!validGupArgs(m, gupFlags) || nrPages === 0) return ok(emptyPages(mm, 'pin_user_pages', st, gupFlags));
   return pinPages(mm, 'pin_user_pages', st, nrPages, gupFlags);
 }
 
