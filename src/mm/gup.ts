@@ -284,13 +284,14 @@ function commit(m: Host, pin: Pin): void {
 
 /**
  * The hot loop of a page-array pin over a 4 KiB anonymous VMA: from entry g, copies the pfns of
- * present private pages; stops at the first entry that is not present or maps the zero page (the
- * caller takes that one slowly). Returns the entry it stopped at.
+ * present private pages; stops at the first entry that is not present or maps the zero page (pfn
+ * zp; the caller takes that one slowly). Returns the entry it stopped at.
  */
-function anonPagesFast(lp: Float64Array, lf: Int32Array, g: number, g1: number, out: Float64Array, i: number): number {
+function anonPagesFast(lp: Float64Array, g: number, g1: number, zp: number, out: Float64Array, i: number): number {
   for (; g < g1; g++, i++) {
-    if (lf[g] < 0) break;
-    out[i] = lp[g];
+    const p = lp[g];
+    if (p < 0 || p === zp) break;
+    out[i] = p;
   }
   return g;
 }
@@ -323,7 +324,7 @@ function walkPages(w: PagesWalk, v: Vma, pos: number, vend: number): void {
     while (g < g1) {
       const g0 = g, stop = Math.min(g1, g + chunk);
       chunk = CHUNK;
-      g = anonPagesFast(lp, lf, g, stop, out, w.i);
+      g = anonPagesFast(lp, g, stop, m.zeroPfnIfAny(), out, w.i);
       w.i += g - g0;
       t.pinEach(lf, g0, g);
       pin.rec.addEach(lf, g0, g);
@@ -484,16 +485,15 @@ class RunSink {
 
 /**
  * An upper bound of the runs that entries [g, g1) of a 4 KiB anonymous VMA make: one per stretch of
- * present private pages with consecutive pfns, plus one per other entry (a page to fault in or the
- * zero page). Exact unless faults create pages that merge. Sizes the list once, exactly, so that it
- * needs no copy and no more memory than it holds.
+ * consecutive pfns (the zero page repeated is not consecutive), plus one per page not present. Exact
+ * unless faults create pages that merge. Sizes the list once, exactly, so that it needs no copy and
+ * no more memory than it holds.
  */
-function anonRunBound(lp: Float64Array, lf: Int32Array, g: number, g1: number): number {
+function anonRunBound(lp: Float64Array, g: number, g1: number): number {
   let n = 0, next = -1;
   for (; g < g1; g++) {
-    if (lf[g] < 0) { n++; next = -1; continue; }
     const p = lp[g];
-    if (p !== next) n++;
+    if (p !== next || p < 0) n++;
     next = p + 1;
   }
   return n;
@@ -502,15 +502,16 @@ function anonRunBound(lp: Float64Array, lf: Int32Array, g: number, g1: number): 
 /**
  * The hot loop of pinUserPhyrs over a 4 KiB anonymous VMA: from entry g, coalesces physically
  * contiguous present private pages into the sink's open run (flags 0); stops at the first entry that
- * is not present or maps the zero page. Returns the entry it stopped at. The caller has reserved room
- * for a run per entry in the sink.
+ * is not present or maps the zero page (pfn zp). Returns the entry it stopped at. The caller has
+ * reserved room in the sink for every run.
  */
-function anonPhyrsFast(lp: Float64Array, lf: Int32Array, g: number, g1: number, ps: number, sink: RunSink): number {
+function anonPhyrsFast(lp: Float64Array, g: number, g1: number, zp: number, ps: number, sink: RunSink): number {
   const a = sink.a, l = sink.l;
   let n = sink.n, ra = sink.runA, rl = sink.runL;
   for (; g < g1; g++) {
-    if (lf[g] < 0) break;
-    const pa = lp[g] * ps;
+    const p = lp[g];
+    if (p < 0 || p === zp) break;
+    const pa = p * ps;
     if (ra + rl === pa) rl += ps;
     else {
       if (rl > 0) { a[n] = ra; l[n] = rl; n++; }
@@ -545,13 +546,13 @@ function walkPhyrs(w: PhyrsWalk, v: Vma, pos: number, vend: number): void {
     let g = pos / ps - base;
     const g1 = vend / ps - base;
     if (sink.runF !== 0) sink.close();
-    sink.reserve(anonRunBound(lp, lf, g, g1));
+    sink.reserve(anonRunBound(lp, g, g1));
     let chunk = FIRST_CHUNK;
     const gStart = g;
     while (g < g1) {
       const g0 = g, stop = Math.min(g1, g + chunk);
       chunk = CHUNK;
-      g = anonPhyrsFast(lp, lf, g, stop, ps, sink);
+      g = anonPhyrsFast(lp, g, stop, m.zeroPfnIfAny(), ps, sink);
       t.pinEach(lf, g0, g);
       pin.rec.addEach(lf, g0, g);
       if (g === stop) continue;

@@ -238,6 +238,11 @@ export class MmMachine implements MachineMm, UserMmHost {
     return pfn === this.zeroPfn && pfn >= 0;
   }
 
+  /** The shared zero page's pfn if it was taken already, else -1 (never allocates it). */
+  zeroPfnIfAny(): number {
+    return this.zeroPfn;
+  }
+
   /**
    * The huge zero folio's record index (mm/huge_memory.c: mm_get_huge_zero_folio, mapped by a read
    * fault of a THP-eligible PMD slot), or -1 if it cannot be allocated (the fault then falls back to

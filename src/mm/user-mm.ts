@@ -41,12 +41,16 @@ export interface UserMmHost {
   zeroPagePfn(): number;
   /** Whether pfn is the shared zero page (is_zero_pfn); never allocates it. */
   isZeroPfn(pfn: number): boolean;
+  /** The shared zero page's pfn if it was taken already, else -1. */
+  zeroPfnIfAny(): number;
   /** The huge zero folio's record index, or -1. */
   hugeZeroFolio(): number;
 }
 
 /**
  * Folio column value of a page-table entry that maps the shared zero page (it has no folio record).
+ * In a 4 KiB anonymous VMA the folio column is negative exactly where the pfn column is negative (not
+ * present) or the zero page's pfn: GUP's hot loops read the pfn column only.
  * Model deviation: processes never fork, so every private page is exclusive to its mapping
  * (PageAnonExclusive) and the only copy on write is from the zero page or the huge zero folio.
  */
