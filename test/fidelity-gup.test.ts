@@ -40,6 +40,8 @@ describe('1. is_valid_gup_args', () => {
     const slow = unwrap(pinUserPages(mm, p2p, 2, flags)); // pin_user_pages returns 0 when the args are invalid
     expect(slow.count).toBe(0);
     expect(m.events.count('WARN')).toBe(w + 3);
+    expect(unwrap(pinUserPages(mm, p2p, 0, flags)).count).toBe(0); // checked before nr_pages: a WARN too
+    expect(m.events.count('WARN')).toBe(w + 4);
     expect(m.folioOf(mm.translate(p2p)! / 4096n)).toBeUndefined(); // no ZONE_DEVICE page was grabbed
     expect(m.listPins()).toEqual([]);
     unpinUserPages(slow); // unpinning 0 pages is a no-op
