@@ -173,17 +173,20 @@ export class FolioTable {
    */
   unpinRecord(rec: FolioRecord): number {
     const pc = this.pincount, head = this.head, v = rec.v, n = rec.n;
-    let i = 0;
-    for (; i < n; i++) {
+    for (let i = 0; i < n; i++) {
       const x = v[i];
       const f = x >= 0 ? x : -x - 1, r = x >= 0 ? 1 : v[i + 1];
       const left = pc[f] - r;
-      if (left < 0 || head[f] < 0) break;
+      if (left < 0 || head[f] < 0) return this.restorePins(rec, i);
       pc[f] = left;
       if (x < 0) i++;
     }
-    if (i >= n) return -1;
-    const bad = i;
+    return -1;
+  }
+
+  /** Gives back the pins unpinRecord dropped before entry `bad`; returns bad. */
+  private restorePins(rec: FolioRecord, bad: number): number {
+    const pc = this.pincount, v = rec.v;
     for (let j = 0; j < bad; j++) {
       const x = v[j];
       if (x >= 0) pc[x] += 1;
