@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { GiB, KernelBug, MiB, unwrap } from '../src/base/index.ts';
 import { PhyrList, RANGE_DEVICE, RANGE_MMIO, RANGE_NOPAGE, type RangeSource } from '../src/phyr/index.ts';
 import {
-  FOLL_GET, FOLL_LONGTERM, FOLL_NOFAULT, FOLL_PCI_P2PDMA, FOLL_PIN, FOLL_WRITE, createMmMachine, pinUserPages, pinUserPhyrs,
+  FOLL_GET, FOLL_NOFAULT, FOLL_PCI_P2PDMA, FOLL_PIN, FOLL_WRITE, createMmMachine, pinUserPages, pinUserPagesFast, pinUserPhyrs,
   unpinUserPages, unpinUserPhyrs, type MmMachine, type MmapBacking, type UserMm,
 } from '../src/mm/index.ts';
 
@@ -34,18 +34,26 @@ function expectMatchesPageTables(mm: UserMm, src: RangeSource, start: number, le
   expect(off).toBe(len);
 }
 
-/** Reference pin counts: for every live pin, one per base page touched, by folio head. */
-function expectedPins(m: MmMachine, mm: UserMm, live: Array<{ start: number; end: number }>): Map<bigint, number> {
-  const out = new Map<bigint, number>();
-  for (const p of live) {
-    for (let pg = Math.floor(p.start / PS); pg < Math.ceil(p.end / PS); pg++) {
-      const phys = mm.translate(BigInt(pg * PS));
-      if (phys === undefined) continue;
-      const f = m.folioOf(phys / BigInt(PS));
-      if (f === undefined) continue; // no struct page
-      out.set(f.head, (out.get(f.head) ?? 0) + 1);
-    }
+/**
+ * The folio heads a pin of [start, end) holds, one per base page, read from the page tables right
+ * after the pin (a later copy on write of a zero page must not move them). No struct page and the
+ * zero page hold none.
+ */
+function pinnedHeads(m: MmMachine, mm: UserMm, start: number, end: number): bigint[] {
+  const out: bigint[] = [];
+  for (let pg = Math.floor(start / PS); pg < Math.ceil(end / PS); pg++) {
+    const phys = mm.translate(BigInt(pg * PS));
+    if (phys === undefined) continue;
+    const f = m.folioOf(phys / BigInt(PS));
+    if (f !== undefined) out.push(f.head);
   }
+  return out;
+}
+
+/** Reference pin counts: for every live pin, one per base page it holds, by folio head. */
+function expectedPins(live: Array<{ heads: bigint[] }>): Map<bigint, number> {
+  const out = new Map<bigint, number>();
+  for (const p of live) for (const h of p.heads) out.set(h, (out.get(h) ?? 0) + 1);
   return out;
 }
 
@@ -126,9 +134,9 @@ describe('pin counts', () => {
         const w = build(true, seed, specs);
         if (w.maps.length === 0) return;
         const heads = new Set<bigint>();
-        const live: Array<{ start: number; end: number; list: PhyrList | import('../src/phyr/index.ts').PageArray }> = [];
+        const live: Array<{ heads: bigint[]; list: PhyrList | import('../src/phyr/index.ts').PageArray }> = [];
         const check = (): void => {
-          const exp = expectedPins(w.m, w.mm, live);
+          const exp = expectedPins(live);
           for (const h of exp.keys()) heads.add(h);
           for (const h of heads) expect(w.m.folioOf(h)?.pincount ?? 0).toBe(exp.get(h) ?? 0);
         };
@@ -139,11 +147,14 @@ describe('pin counts', () => {
             const start = mp.va + (op.off % mp.len);
             const len = 1 + (op.len % Math.min(3 * MiB, mp.va + mp.len - start));
             if (op.phyrs) {
-              live.push({ start, end: start + len, list: unwrap(pinUserPhyrs(w.mm, BigInt(start), len, FOLL_PCI_P2PDMA)) });
+              const list = unwrap(pinUserPhyrs(w.mm, BigInt(start), len, FOLL_PCI_P2PDMA));
+              live.push({ heads: pinnedHeads(w.m, w.mm, start, start + len), list });
             } else {
               const s = Math.floor(start / PS) * PS;
               const nr = Math.ceil((start + len - s) / PS);
-              live.push({ start: s, end: s + nr * PS, list: unwrap(pinUserPages(w.mm, BigInt(start), nr, FOLL_PCI_P2PDMA | FOLL_LONGTERM)) });
+              const pin = op.len % 2 === 0 ? pinUserPages : pinUserPagesFast;
+              const list = unwrap(pin(w.mm, BigInt(start), nr, FOLL_PCI_P2PDMA | (op.off % 2) * FOLL_WRITE));
+              live.push({ heads: pinnedHeads(w.m, w.mm, s, s + nr * PS), list });
             }
           } else {
             const p = live.splice(op.which % live.length, 1)[0];
@@ -196,31 +207,45 @@ describe('pin counts', () => {
   });
 });
 
-describe('failed pins leave nothing pinned', () => {
-  it('EFAULT at a hole after mapped pages, EFAULT for write to read-only, ENOMEM while faulting', () => {
+describe('a pin stops at the first page that fails (short pins)', () => {
+  it('pages before a hole, a read-only mapping or an ENOMEM stay pinned and are returned; errors only when nothing was pinned', () => {
     const m = createMmMachine({ ramBytes: 16 * MiB, seed: 1 });
     const mm = m.newProcess();
     const base = 0x300000000;
     unwrap(mm.mmap({ len: 8 * PS, backing: 'anon', addr: BigInt(base), populate: true }));
     unwrap(mm.mmap({ len: 4 * PS, backing: 'anon', addr: BigInt(base + 8 * PS), prot: 'r', populate: true }));
-    const pincounts = (): number[] => Array.from({ length: 12 }, (_, i) => m.folioOf(mm.translate(BigInt(base + i * PS))! / 4096n)!.pincount);
-    const hole = pinUserPhyrs(mm, BigInt(base), 13 * PS, 0);
-    expect(hole.ok ? 'ok' : hole.errno).toBe('EFAULT');
-    const hole2 = pinUserPages(mm, BigInt(base), 13, 0);
-    expect(hole2.ok ? 'ok' : hole2.errno).toBe('EFAULT');
-    const ro = pinUserPhyrs(mm, BigInt(base), 12 * PS, FOLL_WRITE);
-    expect(ro.ok ? 'ok' : ro.errno).toBe('EFAULT');
-    expect(unwrap(pinUserPhyrs(mm, BigInt(base + 8 * PS), 4 * PS, 0)).count).toBeGreaterThan(0); // read pin is fine
-    expect(pincounts().slice(0, 8)).toEqual(new Array(8).fill(0));
-    // ENOMEM half-way: faulted pages stay mapped, but nothing is pinned
+    const zero = mm.translate(BigInt(base + 8 * PS))! / 4096n; // read-only populate maps the zero page
+    expect(m.folioOf(zero)).toBeUndefined();
+    const pincounts = (): number[] => Array.from({ length: 8 }, (_, i) => m.folioOf(mm.translate(BigInt(base + i * PS))! / 4096n)!.pincount);
+    const hole = unwrap(pinUserPhyrs(mm, BigInt(base), 13 * PS, 0));
+    expect([hole.totalLen, hole.nrPages]).toEqual([12 * PS, 12]);
+    const hole2 = unwrap(pinUserPages(mm, BigInt(base), 13, 0));
+    expect(hole2.count).toBe(12);
+    expect(hole2.pfnAt(11)).toBe(zero);
+    const ro = unwrap(pinUserPhyrs(mm, BigInt(base), 12 * PS, FOLL_WRITE));
+    expect(ro.totalLen).toBe(8 * PS);
+    expect(pincounts()).toEqual(new Array(8).fill(3));
+    const roOnly = pinUserPhyrs(mm, BigInt(base + 8 * PS), 4 * PS, FOLL_WRITE);
+    expect(roOnly.ok ? 'ok' : roOnly.errno).toBe('EFAULT');
+    for (const l of [hole, ro]) unpinUserPhyrs(l);
+    unpinUserPages(hole2);
+    expect(pincounts()).toEqual(new Array(8).fill(0));
+    // ENOMEM half-way: the pages faulted in before it are pinned and returned
     const big = unwrap(mm.mmap({ len: 32 * MiB, backing: 'anon' }));
-    const r = pinUserPhyrs(mm, big, 32 * MiB, FOLL_WRITE);
-    expect(r.ok ? 'ok' : r.errno).toBe('ENOMEM');
+    const r = unwrap(pinUserPhyrs(mm, big, 32 * MiB, FOLL_WRITE));
+    expect(r.totalLen).toBeGreaterThan(0);
+    expect(r.totalLen).toBeLessThan(32 * MiB);
+    expect(m.freePages).toBe(0);
     const p0 = mm.translate(big)!;
+    expect(m.folioOf(p0 / 4096n)!.pincount).toBe(1);
+    const r2 = unwrap(pinUserPages(mm, big, 8192, FOLL_WRITE));
+    expect(r2.count * PS).toBe(r.totalLen);
+    expect(m.folioOf(p0 / 4096n)!.pincount).toBe(2);
+    unpinUserPhyrs(r);
+    unpinUserPages(r2);
     expect(m.folioOf(p0 / 4096n)!.pincount).toBe(0);
-    const r2 = pinUserPages(mm, big, 8192, FOLL_WRITE);
-    expect(r2.ok ? 'ok' : r2.errno).toBe('ENOMEM');
-    expect(m.folioOf(p0 / 4096n)!.pincount).toBe(0);
+    const none = pinUserPhyrs(mm, big + BigInt(r.totalLen), PS, FOLL_WRITE);
+    expect(none.ok ? 'ok' : none.errno).toBe('ENOMEM');
   });
 });
 
@@ -256,12 +281,14 @@ describe('errors as GUP has them', () => {
     expect(errno(pinUserPhyrs(mm, anon, PS, FOLL_NOFAULT))).toBe('EFAULT');
     expect(mm.translate(anon)).toBeUndefined();
   });
-  it('FOLL_PIN / FOLL_GET / internal flags from the caller: WARN and EINVAL', () => {
+  it('FOLL_PIN / FOLL_GET / internal flags from the caller: WARN; EINVAL from the fast entry points, 0 pages from pin_user_pages', () => {
     const w = m.events.count('WARN');
     expect(errno(pinUserPhyrs(mm, anon, PS, FOLL_PIN))).toBe('EINVAL');
-    expect(errno(pinUserPages(mm, anon, 1, FOLL_GET))).toBe('EINVAL');
-    expect(errno(pinUserPages(mm, anon, 1, 1 << 16))).toBe('EINVAL');
-    expect(m.events.count('WARN')).toBe(w + 3);
+    expect(errno(pinUserPagesFast(mm, anon, 1, FOLL_GET))).toBe('EINVAL');
+    expect(unwrap(pinUserPages(mm, anon, 1, FOLL_GET)).count).toBe(0);
+    expect(unwrap(pinUserPages(mm, anon, 1, 1 << 16)).count).toBe(0);
+    expect(m.events.count('WARN')).toBe(w + 4);
+    expect(mm.translate(anon)).toBeUndefined(); // nothing was faulted
   });
   it('bad argument types throw naming the argument', () => {
     expect(() => pinUserPhyrs(mm, 4096 as never, PS, 0)).toThrow(/start must be a bigint/);

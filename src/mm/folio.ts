@@ -1,13 +1,22 @@
-// Models: include/linux/mm_types.h, include/linux/mm.h (Linux 6.x): struct folio's reference and pin
-// accounting (folio_ref_*, folio->_pincount), stored as typed-array columns for allocated folios only.
+// Models: include/linux/mm_types.h, include/linux/mm.h, include/linux/page_ref.h (Linux 7.1): struct
+// folio's reference and pin accounting (folio_ref_add, folio_put_refs, folio->_pincount), stored as
+// typed-array columns for allocated folios only. Every change to a count goes through this file.
 
 /** Where a folio came from, so that freeing it returns it to the right place. */
-export const FolioKind = { Buddy: 0, Hugetlb2M: 1, Hugetlb1G: 2, ZoneDevice: 3 } as const;
+export const FolioKind = { Buddy: 0, Hugetlb2M: 1, Hugetlb1G: 2, ZoneDevice: 3, HugeZero: 4 } as const;
 export type FolioKind = (typeof FolioKind)[keyof typeof FolioKind];
+
+/** 2^k for every folio order. */
+const POW2 = Float64Array.from({ length: 64 }, (_, k) => 2 ** k);
+
+/** Empty and deleted slots of the head-pfn index. */
+const SLOT_EMPTY = 0, SLOT_DELETED = -1;
 
 /**
  * Folio records for allocated folios only: head pfn, order, refcount, pincount, kind as columns,
- * plus a map head pfn -> record index. Free memory has no record.
+ * plus an index head pfn -> record index (open addressing in an Int32Array, so that millions of
+ * folios cost the garbage collector nothing to trace). Free memory has no record. The columns are public for reading
+ * (GUP's hot loops); counts change only through get / dropRefs / pin / pinEach / unpinBatch.
  *
  * Model deviation: the kernel counts a pin of a small folio as GUP_PIN_COUNTING_BIAS (1024) extra
  * references and keeps _pincount only for large folios; here every folio has an explicit pincount,
@@ -17,10 +26,16 @@ export type FolioKind = (typeof FolioKind)[keyof typeof FolioKind];
 export class FolioTable {
   head = new Float64Array(1024);
   order = new Uint8Array(1024);
-  refcount = new Float64Array(1024);
-  pincount = new Float64Array(1024);
+  /** folio->_refcount and _pincount are atomic_t: 32-bit. */
+  refcount = new Int32Array(1024);
+  pincount = new Int32Array(1024);
   kind = new Uint8Array(1024);
-  private readonly byHead = new Map<number, number>();
+  /** Record index + 1 per slot (SLOT_EMPTY, SLOT_DELETED), probed linearly from hashSlot(head). */
+  private slots = new Int32Array(2048);
+  /** 32 - log2(slots.length): Fibonacci hashing keeps the top bits of the product. */
+  private shift = 21;
+  private slotsUsed = 0;
+  private live = 0;
   private readonly freeIdx: number[] = [];
   private used = 0;
   /** How many live folios of each order: folio lookup by tail pfn only tries orders in use. */
@@ -28,24 +43,65 @@ export class FolioTable {
 
   /** Live folio records. */
   get count(): number {
-    return this.byHead.size;
+    return this.live;
+  }
+
+  private hashSlot(pfn: number): number {
+    const lo = pfn % 4294967296, hi = (pfn - lo) / 4294967296;
+    return Math.imul((lo | 0) ^ Math.imul(hi | 0, 0x85ebca77), 0x9e3779b9) >>> this.shift;
+  }
+
+  /** The slot holding head pfn, or -1. */
+  private slotOf(pfn: number): number {
+    const slots = this.slots, mask = slots.length - 1, head = this.head;
+    for (let i = this.hashSlot(pfn); ; i = (i + 1) & mask) {
+      const v = slots[i];
+      if (v === SLOT_EMPTY) return -1;
+      if (v > 0 && head[v - 1] === pfn) return i;
+    }
+  }
+
+  private insertSlot(pfn: number, idx: number): void {
+    if ((this.slotsUsed + 1) * 2 > this.slots.length) this.rehash(this.live * 4 > this.slots.length ? this.slots.length * 2 : this.slots.length);
+    const slots = this.slots, mask = slots.length - 1;
+    let i = this.hashSlot(pfn);
+    while (slots[i] > 0) i = (i + 1) & mask;
+    if (slots[i] === SLOT_EMPTY) this.slotsUsed++;
+    slots[i] = idx + 1;
+  }
+
+  /** Rebuilds the index with `size` slots (dropping deleted ones). */
+  private rehash(size: number): void {
+    const old = this.slots;
+    this.slots = new Int32Array(size);
+    this.shift = 32 - Math.log2(size);
+    this.slotsUsed = 0;
+    const slots = this.slots, mask = size - 1;
+    for (let k = 0; k < old.length; k++) {
+      const v = old[k];
+      if (v <= 0) continue;
+      let i = this.hashSlot(this.head[v - 1]);
+      while (slots[i] !== SLOT_EMPTY) i = (i + 1) & mask;
+      slots[i] = v;
+      this.slotsUsed++;
+    }
   }
 
   private grow(): void {
     const n = this.head.length * 2;
-    const g = <T extends Float64Array | Uint8Array>(a: T, C: new (n: number) => T): T => {
+    const g = <T extends Float64Array | Int32Array | Uint8Array>(a: T, C: new (n: number) => T): T => {
       const b = new C(n);
       b.set(a);
       return b;
     };
     this.head = g(this.head, Float64Array);
     this.order = g(this.order, Uint8Array);
-    this.refcount = g(this.refcount, Float64Array);
-    this.pincount = g(this.pincount, Float64Array);
+    this.refcount = g(this.refcount, Int32Array);
+    this.pincount = g(this.pincount, Int32Array);
     this.kind = g(this.kind, Uint8Array);
   }
 
-  /** Creates a record for a folio at headPfn; returns its index. */
+  /** Creates a record for a folio at headPfn with refcount references; returns its index. */
   create(headPfn: number, order: number, kind: FolioKind, refcount: number): number {
     let idx = this.freeIdx.pop();
     if (idx === undefined) {
@@ -57,14 +113,17 @@ export class FolioTable {
     this.refcount[idx] = refcount;
     this.pincount[idx] = 0;
     this.kind[idx] = kind;
-    this.byHead.set(headPfn, idx);
+    this.insertSlot(headPfn, idx);
+    this.live++;
     this.perOrder[order]++;
     return idx;
   }
 
   /** Deletes a record (the folio was freed). */
   remove(idx: number): void {
-    this.byHead.delete(this.head[idx]);
+    const slot = this.slotOf(this.head[idx]);
+    if (slot >= 0) this.slots[slot] = SLOT_DELETED;
+    this.live--;
     this.perOrder[this.order[idx]]--;
     this.refcount[idx] = 0;
     this.pincount[idx] = 0;
@@ -72,20 +131,152 @@ export class FolioTable {
     this.freeIdx.push(idx);
   }
 
+  /** folio_ref_add: refs more references (a new page-table entry, a split PMD's PTEs). */
+  get(idx: number, refs: number): void {
+    this.refcount[idx] += refs;
+  }
+
+  /**
+   * The counting half of folio_put_refs: drops refs references and returns how many are left. The
+   * machine (MmMachine.folioPut) frees the folio when that reaches its kind's floor.
+   */
+  dropRefs(idx: number, refs: number): number {
+    const r = this.refcount[idx] - refs;
+    this.refcount[idx] = r;
+    return r;
+  }
+
+  /** try_grab_folio(FOLL_PIN): refs more references and refs pins (refs base pages of the folio). */
+  pin(idx: number, refs: number): void {
+    this.refcount[idx] += refs;
+    this.pincount[idx] += refs;
+  }
+
+  /**
+   * try_grab_folio(FOLL_PIN) once for each folio idxs[from..to) (base pages of order-0 folios, as a
+   * 4 KiB anonymous page table holds them). The caller holds the folios (they are mapped).
+   */
+  pinEach(idxs: Int32Array, from: number, to: number): void {
+    const rc = this.refcount, pc = this.pincount;
+    for (let i = from; i < to; i++) {
+      const f = idxs[i];
+      rc[f] += 1;
+      pc[f] += 1;
+    }
+  }
+
+  /**
+   * The pin half of gup_put_folio(FOLL_PIN) for every entry of a FolioRecord: each folio loses its
+   * pins. If some folio does not hold that many pins (or is gone), the pins dropped so far are restored
+   * and that entry's position in rec.v is returned: nothing changed. Returns -1 when every pin was
+   * dropped; the caller then drops the references (MmMachine.putRecord), which may free folios.
+   */
+  unpinRecord(rec: FolioRecord): number {
+    const pc = this.pincount, head = this.head, v = rec.v, n = rec.n;
+    for (let i = 0; i < n; i++) {
+      const x = v[i];
+      const f = x >= 0 ? x : -x - 1, r = x >= 0 ? 1 : v[i + 1];
+      const left = pc[f] - r;
+      if (left < 0 || head[f] < 0) return this.restorePins(rec, i);
+      pc[f] = left;
+      if (x < 0) i++;
+    }
+    return -1;
+  }
+
+  /** Gives back the pins unpinRecord dropped before entry `bad`; returns bad. */
+  private restorePins(rec: FolioRecord, bad: number): number {
+    const pc = this.pincount, v = rec.v;
+    for (let j = 0; j < bad; j++) {
+      const x = v[j];
+      if (x >= 0) pc[x] += 1;
+      else { pc[-x - 1] += v[j + 1]; j++; }
+    }
+    return bad;
+  }
+
   /** The record index of the folio containing pfn, or -1. */
   find(pfn: number): number {
+    const po = this.perOrder;
     for (let o = 0; o < 64; o++) {
-      if (this.perOrder[o] === 0) continue;
-      const size = 2 ** o;
-      const head = pfn - (pfn % size);
-      const idx = this.byHead.get(head);
-      if (idx !== undefined && this.order[idx] === o) return idx;
+      if (po[o] === 0) continue;
+      const size = POW2[o];
+      const slot = this.slotOf(pfn - (pfn % size));
+      if (slot >= 0 && this.order[this.slots[slot] - 1] === o) return this.slots[slot] - 1;
     }
     return -1;
   }
 
   /** The record index of the folio whose head is exactly pfn, or -1. */
   byHeadPfn(pfn: number): number {
-    return this.byHead.get(pfn) ?? -1;
+    const slot = this.slotOf(pfn);
+    return slot < 0 ? -1 : this.slots[slot] - 1;
+  }
+}
+
+/**
+ * The folios a pin holds, as a compact column: an entry x >= 0 is one pin of folio x (an order-0
+ * folio, a ZONE_DEVICE page); x < 0 is folio -x - 1 with the pin count in the next slot (part of a
+ * large folio). Folio record indexes, as FolioTable gives them.
+ */
+export class FolioRecord {
+  v: Int32Array;
+  n = 0;
+  /** Pins in all entries (base pages). */
+  pages = 0;
+  /** Entries (folios, or parts of large folios). */
+  entries = 0;
+  /** Where the last entry added by add() starts (-1: none, or addEach came after it). */
+  private last = -1;
+
+  constructor(cap = 16) {
+    this.v = new Int32Array(Math.max(16, cap));
+  }
+
+  /** Room for `more` more slots. */
+  reserve(more: number): void {
+    if (this.n + more <= this.v.length) return;
+    const v = new Int32Array(Math.max(this.n + more, this.v.length * 2));
+    v.set(this.v.subarray(0, this.n));
+    this.v = v;
+  }
+
+  /** refs pins of folio f (merged into the last entry when that is the same folio). */
+  add(f: number, refs: number): void {
+    this.reserve(2);
+    const v = this.v, k = this.last;
+    this.pages += refs;
+    if (k >= 0 && v[k] === f) {
+      // a single pin of f becomes a counted entry
+      v[k] = -f - 1;
+      v[k + 1] = 1 + refs;
+      this.n = k + 2;
+      return;
+    }
+    if (k >= 0 && v[k] === -f - 1) { v[k + 1] += refs; return; }
+    this.last = this.n;
+    if (refs === 1) v[this.n++] = f;
+    else { v[this.n++] = -f - 1; v[this.n++] = refs; }
+    this.entries++;
+  }
+
+  /** One pin of each folio idxs[from..to) (order-0 folios), copied in one go. */
+  addEach(idxs: Int32Array, from: number, to: number): void {
+    this.reserve(to - from);
+    this.v.set(idxs.subarray(from, to), this.n);
+    this.n += to - from;
+    this.last = -1;
+    this.pages += to - from;
+    this.entries += to - from;
+  }
+
+  /** Calls fn(folio, refs) for every entry. */
+  forEach(fn: (f: number, refs: number) => void): void {
+    const v = this.v;
+    for (let i = 0; i < this.n; i++) {
+      const x = v[i];
+      if (x >= 0) fn(x, 1);
+      else { fn(-x - 1, v[i + 1]); i++; }
+    }
   }
 }

@@ -18,13 +18,20 @@ export interface MmConfig {
   readonly hugetlb?: { readonly '2M'?: number; readonly '1G'?: number };
   /** Device memory regions (PCI BARs); pgmap: ZONE_DEVICE struct pages (a P2PDMA BAR). */
   readonly deviceMemory?: ReadonlyArray<{ readonly name: string; readonly bytes: number; readonly pgmap?: boolean }>;
-  /** Persistent memory (DAX), with or without struct page. */
-  readonly pmem?: ReadonlyArray<{ readonly name: string; readonly bytes: number; readonly structPage: boolean }>;
+  /**
+   * Persistent memory (DAX), with or without struct page. mode is how the namespace is used (ndctl
+   * create-namespace --mode): 'fsdax' (default, as ndctl's: a DAX filesystem's files are mapped) or
+   * 'devdax' (the /dev/daxX.Y character device is mapped). A long-term pin refuses fsdax mappings.
+   */
+  readonly pmem?: ReadonlyArray<{ readonly name: string; readonly bytes: number; readonly structPage: boolean; readonly mode?: DaxMode }>;
   /** Fragment free memory as a long-running system would (see buddy.ts). Default false. */
   readonly aged?: boolean;
   /** Seed of the machine's PRNG (default 1). */
   readonly seed?: number;
 }
+
+/** How a pmem region is mapped into processes (include/linux/fs.h: vma_is_fsdax tells them apart). */
+export type DaxMode = 'fsdax' | 'devdax';
 
 /** A validated config with every default filled in. */
 export interface ResolvedMmConfig {
@@ -34,7 +41,7 @@ export interface ResolvedMmConfig {
   readonly hugetlb2M: number;
   readonly hugetlb1G: number;
   readonly deviceMemory: ReadonlyArray<{ name: string; bytes: number; pgmap: boolean }>;
-  readonly pmem: ReadonlyArray<{ name: string; bytes: number; structPage: boolean }>;
+  readonly pmem: ReadonlyArray<{ name: string; bytes: number; structPage: boolean; mode: DaxMode }>;
   readonly aged: boolean;
   readonly seed: number;
 }
@@ -98,7 +105,9 @@ export function resolveMmConfig(config: MmConfig): ResolvedMmConfig {
   };
   const pmem = regionList('pmem', config.pmem, (p, where) => {
     if (typeof p.structPage !== 'boolean') throw new TypeError(`${where}.structPage must be a boolean, got ${describeValue(p.structPage)}`);
-    return { structPage: p.structPage };
+    const mode = p.mode === undefined ? 'fsdax' : p.mode;
+    if (mode !== 'fsdax' && mode !== 'devdax') throw new RangeError(`${where}.mode must be 'fsdax' or 'devdax', got ${describeValue(p.mode)}`);
+    return { structPage: p.structPage, mode: mode as DaxMode };
   });
   const deviceMemory = regionList('deviceMemory', config.deviceMemory, (d, where) => {
     if (d.pgmap !== undefined && typeof d.pgmap !== 'boolean') throw new TypeError(`${where}.pgmap must be a boolean, got ${describeValue(d.pgmap)}`);
@@ -127,9 +136,11 @@ export class Region implements MemRegion {
   /** start and end as numbers (exact: the map fits in 52 bits). */
   readonly startNum: number;
   readonly endNum: number;
+  /** pmem only: how its mappings are made (fsdax files or a devdax device); null for other kinds. */
+  readonly daxMode: DaxMode | null;
 
   constructor(id: number, name: string, kind: RegionKind, start: number, len: number, hasStructPage: boolean,
-    mmio: boolean, pgmapId: number, baseFlags: number) {
+    mmio: boolean, pgmapId: number, baseFlags: number, daxMode: DaxMode | null = null) {
     this.id = id;
     this.name = name;
     this.kind = kind;
@@ -142,6 +153,7 @@ export class Region implements MemRegion {
     this.mmio = mmio;
     this.pgmapId = pgmapId;
     this.baseFlags = baseFlags;
+    this.daxMode = daxMode;
   }
 
   get rangeFlags(): number {
@@ -166,8 +178,9 @@ export class Region implements MemRegion {
  */
 export function layoutRegions(cfg: ResolvedMmConfig): Region[] {
   const regions: Region[] = [];
-  const add = (name: string, kind: RegionKind, start: number, len: number, page: boolean, mmio: boolean, pgmap: number, flags: number): void => {
-    regions.push(new Region(regions.length, name, kind, start, len, page, mmio, pgmap, flags));
+  const add = (name: string, kind: RegionKind, start: number, len: number, page: boolean, mmio: boolean, pgmap: number, flags: number,
+    dax: DaxMode | null = null): void => {
+    regions.push(new Region(regions.length, name, kind, start, len, page, mmio, pgmap, flags, dax));
   };
   add('reserved', 'reserved', 0, LOW_RESERVED_END, false, false, 0, RANGE_RAM | RANGE_NOPAGE);
   const lowLen = Math.min(cfg.ramBytes, PCI_HOLE_START - LOW_RESERVED_END);
@@ -185,7 +198,7 @@ export function layoutRegions(cfg: ResolvedMmConfig): Region[] {
     const start = Math.ceil(cursor / GiB) * GiB;
     if (start + p.bytes > limit) throw new RangeError(`pmem ${JSON.stringify(p.name)} does not fit a ${cfg.physAddrBits}-bit physical address space`);
     add(p.name, 'pmem', start, p.bytes, p.structPage, false, p.structPage ? ++pgmapIds : 0,
-      RANGE_PMEM | (p.structPage ? 0 : RANGE_NOPAGE));
+      RANGE_PMEM | (p.structPage ? 0 : RANGE_NOPAGE), p.mode);
     cursor = start + p.bytes;
   }
   for (const d of cfg.deviceMemory) {
@@ -199,5 +212,5 @@ export function layoutRegions(cfg: ResolvedMmConfig): Region[] {
     cursor = start + d.bytes;
   }
   regions.sort((a, b) => a.startNum - b.startNum);
-  return regions.map((r, i) => (r.id === i ? r : new Region(i, r.name, r.kind, r.startNum, r.len, r.hasStructPage, r.mmio, r.pgmapId, r.baseFlags)));
+  return regions.map((r, i) => (r.id === i ? r : new Region(i, r.name, r.kind, r.startNum, r.len, r.hasStructPage, r.mmio, r.pgmapId, r.baseFlags, r.daxMode)));
 }

@@ -1,13 +1,16 @@
-// Models: mm/mm_init.c, mm/page_alloc.c, mm/hugetlb.c, include/linux/page_ref.h (Linux 6.x): the machine's
-// memory at boot (boot-time hugetlb pools included) and the page allocator entry points. Implements MachineMm.
+// Models: mm/mm_init.c, mm/page_alloc.c, mm/hugetlb.c, include/linux/page_ref.h, mm/memory.c (the shared
+// zero page), mm/huge_memory.c (the huge zero folio) (Linux 7.1): the machine's memory at boot (boot-time
+// hugetlb pools included), the page allocator entry points and the machine's table of live GUP pins.
+// Implements MachineMm (for upper layers) and UserMmHost (for process address spaces).
 
 import { EventLog, GiB, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/internal.ts';
 import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
-import { FolioKind, FolioTable } from './folio.ts';
+import { FolioKind, FolioTable, type FolioRecord } from './folio.ts';
 import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resolveMmConfig } from './layout.ts';
 import { SparsePhysMem } from './physmem.ts';
-import type { MachineMm, Memblock, MemRegion, PageFacts } from './types.ts';
-import { UserMm } from './user-mm.ts';
+import { PinTable, type PinInfo } from './pins.ts';
+import type { HugetlbPool, MachineMm, Memblock, MemRegion, PageFacts } from './types.ts';
+import { UserMm, type UserMmHost } from './user-mm.ts';
 import './counters.ts';
 
 /** A snapshot of one folio's metadata (folioOf). */
@@ -18,25 +21,12 @@ export interface FolioInfo {
   readonly pincount: number;
 }
 
-/** A hugetlb pool (struct hstate): free pages plus reservations taken by mmap. */
-export interface HugetlbPool {
-  /** Order of one huge page in base pages. */
-  readonly order: number;
-  readonly len: number;
-  /** Pages in the pool (free + in use). */
-  total: number;
-  /** Free head pfns (a stack). */
-  readonly free: number[];
-  /** Pages promised to mappings but not yet faulted in (resv_huge_pages). */
-  reserved: number;
-}
-
 /**
  * The simulated machine's memory: the physical map, sparse byte contents, the buddy allocator,
  * hugetlb pools and folio records. Subclassable: the top-level createMachine extends it with PCI,
  * IOMMU and DMA. Creating one is O(RAM / 4 MiB) bytes and time, whatever the RAM size.
  */
-export class MmMachine implements MachineMm {
+export class MmMachine implements MachineMm, UserMmHost {
   readonly config: ResolvedMmConfig;
   readonly pageSize: number;
   readonly pageShift: number;
@@ -55,6 +45,10 @@ export class MmMachine implements MachineMm {
   readonly hugetlb: { readonly '2M': HugetlbPool; readonly '1G': HugetlbPool };
   /** Order of a PMD-sized THP (2 MiB of base pages). */
   readonly thpOrder: number;
+  /** Live GUP pins (listPins() lists them). */
+  readonly pinTable = new PinTable<UserMm>();
+  private zeroPfn = -1;
+  private hugeZeroIdx = -1;
   private readonly kernelPages = new Map<number, number>();
   /** Boot (memblock) allocations still held: first pfn -> pages. */
   private readonly bootPages = new Map<number, number>();
@@ -294,7 +288,49 @@ export class MmMachine implements MachineMm {
     return new UserMm(this, this.nextProcessId++);
   }
 
+  /** Every live GUP pin (pinUserPages, pinUserPagesFast, pinUserPhyrs), oldest first. */
+  listPins(): PinInfo[] {
+    return this.pinTable.list();
+  }
+
   // ---- user folio allocation (used by user-mm.ts) ----
+
+  /**
+   * The shared zero page's pfn (mm/memory.c: do_anonymous_page maps zero_pfn() on a read fault of
+   * private anonymous memory), or -1 if it cannot be had. It has no folio record: GUP takes no
+   * reference on it (try_grab_folio / is_zero_folio) and unmapping it drops none.
+   * Model deviation: the kernel's zero page is part of the kernel image; the model takes it from the
+   * page allocator on first use, so a machine that never reads untouched memory keeps the exact
+   * layout it had before zero pages were modeled (and the first read fault can fail with ENOMEM).
+   */
+  zeroPagePfn(): number {
+    if (this.zeroPfn < 0) this.zeroPfn = this.takePages(0);
+    return this.zeroPfn;
+  }
+
+  /** Whether pfn is the shared zero page (is_zero_pfn). */
+  isZeroPfn(pfn: number): boolean {
+    return pfn === this.zeroPfn && pfn >= 0;
+  }
+
+  /** The shared zero page's pfn if it was taken already, else -1 (never allocates it). */
+  zeroPfnIfAny(): number {
+    return this.zeroPfn;
+  }
+
+  /**
+   * The huge zero folio's record index (mm/huge_memory.c: mm_get_huge_zero_folio, mapped by a read
+   * fault of a THP-eligible PMD slot), or -1 if it cannot be allocated (the fault then falls back to
+   * base-page zero PTEs). Unlike the small zero page it is pinned like any large folio (is_zero_folio
+   * only matches the small zero page). Kept once allocated, as with CONFIG_PERSISTENT_HUGE_ZERO_FOLIO.
+   */
+  hugeZeroFolio(): number {
+    if (this.hugeZeroIdx < 0) {
+      const pfn = this.takePages(this.thpOrder);
+      if (pfn >= 0) this.hugeZeroIdx = this.folios.create(pfn, this.thpOrder, FolioKind.HugeZero, 1);
+    }
+    return this.hugeZeroIdx;
+  }
 
   /** Allocates a zeroed user folio from the buddy allocator; returns its record index or -1 (ENOMEM). */
   allocUserFolio(order: number): number {
@@ -320,18 +356,32 @@ export class MmMachine implements MachineMm {
     return this.folios.create(pfn, 0, FolioKind.ZoneDevice, 1);
   }
 
-  /** Drops refs references; frees the folio at zero (a ZONE_DEVICE record is dropped at its base reference). */
+  /** folio_put_refs for every entry of a record (what an unpin gives back). */
+  putRecord(rec: FolioRecord): void {
+    const v = rec.v;
+    for (let i = 0; i < rec.n; i++) {
+      const x = v[i];
+      if (x >= 0) this.folioPut(x, 1);
+      else { this.folioPut(-x - 1, v[i + 1]); i++; }
+    }
+  }
+
+  /**
+   * folio_put_refs: drops refs references; frees the folio at zero. A ZONE_DEVICE record is dropped
+   * when only its pgmap's reference is left; the huge zero folio keeps its own reference for ever.
+   */
   folioPut(idx: number, refs: number): void {
     const t = this.folios;
-    const r = t.refcount[idx] - refs;
-    t.refcount[idx] = r;
+    const r = t.dropRefs(idx, refs);
     const kind = t.kind[idx];
     if (kind === FolioKind.ZoneDevice) {
       if (r === 1 && t.pincount[idx] === 0) t.remove(idx);
       return;
     }
-    if (r > 0) return;
-    if (r < 0) this.events.bug('mm', `folio refcount underflow at pfn ${hex(t.head[idx])}`, { refcount: r });
+    const floor = kind === FolioKind.HugeZero ? 1 : 0;
+    if (r > floor) return;
+    if (r < floor) this.events.bug('mm', `folio refcount underflow at pfn ${hex(t.head[idx])}`, { refcount: r });
+    if (kind === FolioKind.HugeZero) return;
     const head = t.head[idx], order = t.order[idx];
     t.remove(idx);
     if (kind === FolioKind.Buddy) this.givePages(head, order);

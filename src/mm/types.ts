@@ -113,3 +113,16 @@ export interface MachineMm {
   /** Free base pages in the buddy allocator now. */
   readonly freePages: number;
 }
+
+/** A hugetlb pool (struct hstate): free pages plus reservations taken by mmap. */
+export interface HugetlbPool {
+  /** Order of one huge page in base pages. */
+  readonly order: number;
+  readonly len: number;
+  /** Pages in the pool (free + in use). */
+  total: number;
+  /** Free head pfns (a stack). */
+  readonly free: number[];
+  /** Pages promised to mappings but not yet faulted in (resv_huge_pages). */
+  reserved: number;
+}

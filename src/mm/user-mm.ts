@@ -1,12 +1,61 @@
-// Models: mm/mmap.c, mm/vma.c, mm/memory.c, mm/huge_memory.c, mm/hugetlb.c (Linux 6.x): a process address
-// space (struct mm_struct, struct vm_area_struct), handle_mm_fault, THP faults, io_remap_pfn_range.
-// Page tables map user VA to pfn per VMA in typed arrays; pages fault in on first touch or at populate.
+// Models: mm/mmap.c, mm/vma.c, mm/memory.c, mm/huge_memory.c, mm/hugetlb.c (Linux 7.1): a process address
+// space (struct mm_struct, struct vm_area_struct), handle_mm_fault (read faults of private anonymous
+// memory map the shared zero page, or the huge zero folio for a THP slot; a write fault there copies
+// on write), THP faults, io_remap_pfn_range. Page tables map user VA to pfn per VMA in typed arrays;
+// pages fault in on first touch or at populate.
 
-import { GiB, MiB, checkAddr, checkLen, err, hex, ok, type Err, type Result } from '../base/index.ts';
+import { GiB, MiB, checkAddr, checkLen, err, hex, ok, type Err, type EventLog, type Result, type Stats } from '../base/index.ts';
 import { describeValue } from './describe.ts';
+import { FolioKind, type FolioRecord, type FolioTable } from './folio.ts';
 import type { Region } from './layout.ts';
-import type { MmMachine } from './machine.ts';
+import type { HugetlbPool, PhysMem } from './types.ts';
+import type { PinTable } from './pins.ts';
 import './counters.ts';
+
+/**
+ * What a process address space (and GUP on it) needs from its machine; MmMachine implements it.
+ * Declared here so that this file does not depend on machine.ts (which creates processes).
+ */
+export interface UserMmHost {
+  readonly pageSize: number;
+  /** Order of a PMD-sized THP. */
+  readonly thpOrder: number;
+  readonly mem: PhysMem;
+  readonly events: EventLog;
+  readonly stats: Stats;
+  readonly folios: FolioTable;
+  readonly hugetlb: { readonly '2M': HugetlbPool; readonly '1G': HugetlbPool };
+  /** Live GUP pins. */
+  readonly pinTable: PinTable<UserMm>;
+  region(name: string): Region | undefined;
+  /** A zeroed user folio's record index (refcount 0), or -1. */
+  allocUserFolio(order: number): number;
+  /** A zeroed page from a hugetlb pool, or -1. */
+  allocHugetlbFolio(size: '2M' | '1G', reserved: boolean): number;
+  /** Drops references (folio_put_refs); frees the folio at zero. */
+  folioPut(idx: number, refs: number): void;
+  /** folioPut for every entry of a record. */
+  putRecord(rec: FolioRecord): void;
+  /** A ZONE_DEVICE page's folio record (created on first use). */
+  zoneDeviceFolio(pfn: number): number;
+  /** The shared zero page's pfn (taken on first use), or -1. */
+  zeroPagePfn(): number;
+  /** Whether pfn is the shared zero page (is_zero_pfn); never allocates it. */
+  isZeroPfn(pfn: number): boolean;
+  /** The shared zero page's pfn if it was taken already, else -1. */
+  zeroPfnIfAny(): number;
+  /** The huge zero folio's record index, or -1. */
+  hugeZeroFolio(): number;
+}
+
+/**
+ * Folio column value of a page-table entry that maps the shared zero page (it has no folio record).
+ * In a 4 KiB anonymous VMA the folio column is negative exactly where the pfn column is negative (not
+ * present) or the zero page's pfn: GUP's hot loops read the pfn column only.
+ * Model deviation: processes never fork, so every private page is exclusive to its mapping
+ * (PageAnonExclusive) and the only copy on write is from the zero page or the huge zero folio.
+ */
+export const ZERO_PAGE_FOLIO = -3;
 
 /** What backs a mapping. A device backing maps part of a device or pmem region (PFN map / DAX). */
 export type MmapBacking = 'anon' | 'thp' | 'hugetlb-2M' | 'hugetlb-1G' | { readonly device: string; readonly offset?: number };
@@ -28,6 +77,11 @@ export interface MmapOptions {
 export const VmaKind = { Anon: 0, Thp: 1, Hugetlb2M: 2, Hugetlb1G: 3, PfnMap: 4, DevPages: 5 } as const;
 export type VmaKind = (typeof VmaKind)[keyof typeof VmaKind];
 
+/** Whether a VMA kind is hugetlb (is_vm_hugetlb_page). */
+export function isHugetlbKind(kind: VmaKind): boolean {
+  return kind === VmaKind.Hugetlb2M || kind === VmaKind.Hugetlb1G;
+}
+
 /** The hugetlb pool size name of a hugetlb VMA kind. */
 function hugetlbSize(kind: VmaKind): '2M' | '1G' {
   return kind === VmaKind.Hugetlb2M ? '2M' : '1G';
@@ -42,7 +96,9 @@ const MMAP_MIN_ADDR = 0x10000;
  * One mapping. Internal to mm/ (GUP reads its page tables directly); not part of the public API.
  * leafPfn/leafFolio hold one entry per granule (base page for anon, 2 MiB slot for THP, huge page
  * for hugetlb): the pfn (-1 = not present; THP only: -2 = this slot is mapped by base-page PTEs in
- * ptePfn/pteFolio) and the folio record index. Granule g covers VA [(slotBase+g)*granuleLen, ...).
+ * ptePfn/pteFolio) and the folio record index (ZERO_PAGE_FOLIO for the shared zero page; a THP slot
+ * may map the huge zero folio). Granule g covers VA [(slotBase+g)*granuleLen, ...).
+ * Anonymous and hugetlb mappings are private (copy on write); device mappings are shared.
  */
 export class Vma {
   constructor(
@@ -63,18 +119,33 @@ export class Vma {
   get len(): number {
     return this.end - this.start;
   }
+
+  /** vma_is_anonymous: private anonymous memory (THP included), no vm_ops. */
+  get anonymous(): boolean {
+    return this.kind === VmaKind.Anon || this.kind === VmaKind.Thp;
+  }
+
+  /** A shared mapping (VM_SHARED): device and pmem mappings. The rest is private (is_cow_mapping). */
+  get shared(): boolean {
+    return this.region !== null;
+  }
+
+  /** vma_is_fsdax: a file on a DAX filesystem (a pmem region in fsdax mode). */
+  get fsdax(): boolean {
+    return this.region !== null && this.region.daxMode === 'fsdax';
+  }
 }
 
 /** A process address space: VMAs with their page tables, faults, and user-memory access. */
 export class UserMm {
-  readonly machine: MmMachine;
+  readonly machine: UserMmHost;
   readonly id: number;
   /** VMAs sorted by start (internal; GUP walks them). */
   readonly vmas: Vma[] = [];
   private nextVa = MMAP_BASE;
   private readonly ps: number;
 
-  constructor(machine: MmMachine, id: number) {
+  constructor(machine: UserMmHost, id: number) {
     this.machine = machine;
     this.id = id;
     this.ps = machine.pageSize;
@@ -175,7 +246,9 @@ export class UserMm {
     this.insert(vma);
     if (opts.addr === undefined) this.nextVa = Math.min(this.nextVa, start);
     if (opts.populate === true && region === null) {
-      const r = this.populate(vma, start, start + len);
+      // MAP_POPULATE (populate_vma_page_range): write faults for a writable private mapping, read
+      // faults (zero pages) for a read-only one.
+      const r = this.populate(vma, start, start + len, vma.writable);
       if (!r.ok) {
         this.munmapNum(start, start + len);
         return r;
@@ -195,16 +268,16 @@ export class UserMm {
     this.vmas.splice(i, 0, v);
   }
 
-  /** Faults in every page of [s, e) inside vma. ENOMEM if the allocator runs dry. */
-  private populate(vma: Vma, s: number, e: number): Result<void> {
+  /** Faults in every page of [s, e) inside vma (for write or read). ENOMEM if the allocator runs dry. */
+  private populate(vma: Vma, s: number, e: number, write: boolean): Result<void> {
     const step = vma.kind === VmaKind.Anon || vma.kind === VmaKind.Thp ? this.ps : vma.granuleLen;
     for (let va = Math.floor(s / step) * step; va < e; va += step) {
       if (vma.kind === VmaKind.Thp && va % vma.granuleLen === 0 && va + vma.granuleLen <= e) {
-        if (this.faultPage(vma, va) < 0) return err('ENOMEM', `out of memory faulting ${hex(va)}`);
+        if (this.faultPage(vma, va, write) < 0) return err('ENOMEM', `out of memory faulting ${hex(va)}`);
         const slot = Math.floor(va / vma.granuleLen) - vma.slotBase;
         if (vma.leafPfn![slot] >= 0) { va += vma.granuleLen - step; continue; }
       }
-      if (this.faultPage(vma, va) < 0) return err('ENOMEM', `out of memory faulting ${hex(va)}`);
+      if (this.faultPage(vma, va, write) < 0) return err('ENOMEM', `out of memory faulting ${hex(va)}`);
     }
     return ok();
   }
@@ -240,72 +313,145 @@ export class UserMm {
   }
 
   /**
-   * Handles a fault at va (handle_mm_fault): allocates and maps the page (a 2 MiB folio for a THP
-   * slot that lies wholly inside the VMA when the allocator has one, else a base page; a huge page
-   * from the pool for hugetlb, using the mapping's reservation). Returns the pfn now mapped at va,
-   * or -1 on ENOMEM. Permission checks are the caller's.
+   * Handles a fault at va (handle_mm_fault), for write or read. Returns the pfn now mapped at va, or
+   * -1 on ENOMEM. Permission checks are the caller's.
+   * - Private anonymous memory: a read fault of an empty PTE maps the shared zero page
+   *   (do_anonymous_page); a read fault of an empty THP slot that lies wholly inside the VMA maps
+   *   the huge zero folio (do_huge_pmd_anonymous_page), else zero PTEs. A write fault allocates a
+   *   private page: a 2 MiB folio for a THP slot when the allocator has one, else a base page; over
+   *   the zero page or the huge zero folio it is a copy on write (do_wp_page, do_huge_zero_wp_pmd;
+   *   without a 2 MiB folio the huge zero PMD is split into zero PTEs and only the faulting page is
+   *   copied). A present private page is returned as is.
+   * - hugetlb: a huge page from the pool, using the mapping's reservation (read or write).
    */
-  faultPage(vma: Vma, va: number): number {
-    const have = this.pfnAt(vma, va);
-    if (have >= 0) return have;
+  faultPage(vma: Vma, va: number, write: boolean): number {
     const m = this.machine, ps = this.ps;
     switch (vma.kind) {
       case VmaKind.Anon: {
-        const f = m.allocUserFolio(0);
-        if (f < 0) return -1;
-        this.mapFolio(vma.leafPfn!, vma.leafFolio!, Math.floor(va / ps) - vma.slotBase, f);
-        return m.folios.head[f];
+        const g = Math.floor(va / ps) - vma.slotBase;
+        const have = vma.leafPfn![g];
+        if (have >= 0 && (!write || vma.leafFolio![g] !== ZERO_PAGE_FOLIO)) return have;
+        return write ? this.mapNewPage(vma.leafPfn!, vma.leafFolio!, g) : this.mapZeroPage(vma.leafPfn!, vma.leafFolio!, g);
       }
       case VmaKind.Hugetlb2M:
       case VmaKind.Hugetlb1G: {
+        const have = this.pfnAt(vma, va);
+        if (have >= 0) return have;
         const f = m.allocHugetlbFolio(hugetlbSize(vma.kind), true);
         if (f < 0) return -1;
         this.mapFolio(vma.leafPfn!, vma.leafFolio!, Math.floor(va / vma.granuleLen) - vma.slotBase, f);
         return this.pfnAt(vma, va);
       }
-      case VmaKind.Thp: {
-        const gl = vma.granuleLen;
-        const slot = Math.floor(va / gl) - vma.slotBase;
-        const slotStart = (slot + vma.slotBase) * gl;
-        if (vma.leafPfn![slot] === -1 && slotStart >= vma.start && slotStart + gl <= vma.end) {
-          const f = m.allocUserFolio(m.thpOrder);
-          if (f >= 0) {
-            this.mapFolio(vma.leafPfn!, vma.leafFolio!, slot, f);
-            return this.pfnAt(vma, va);
-          }
-        }
-        // Fallback: this slot is mapped by base pages (do_anonymous_page after a failed THP allocation).
-        this.ensurePte(vma);
-        vma.leafPfn![slot] = -2;
-        const f = m.allocUserFolio(0);
-        if (f < 0) return -1;
-        this.mapFolio(vma.ptePfn!, vma.pteFolio!, Math.floor(va / ps) - vma.start / ps, f);
-        return m.folios.head[f];
-      }
+      case VmaKind.Thp:
+        return this.faultThp(vma, va, write);
       default:
-        return -1;
+        return this.pfnAt(vma, va);
     }
   }
 
-  /** Maps new folio f at entry i of a page table (pfn and folio columns): its one reference is the mapping's. */
+  private faultThp(vma: Vma, va: number, write: boolean): number {
+    const m = this.machine, ps = this.ps, gl = vma.granuleLen;
+    const slot = Math.floor(va / gl) - vma.slotBase;
+    const leaf = vma.leafPfn![slot];
+    const hugeZero = leaf >= 0 && m.folios.kind[vma.leafFolio![slot]] === FolioKind.HugeZero;
+    if (leaf >= 0 && !(write && hugeZero)) return this.pfnAt(vma, va);
+    const slotStart = (slot + vma.slotBase) * gl;
+    if (leaf !== -2 && slotStart >= vma.start && slotStart + gl <= vma.end) {
+      if (write) {
+        const f = m.allocUserFolio(m.thpOrder);
+        if (f >= 0) {
+          // Over the huge zero folio: the PMD held no reference on it, so nothing is dropped.
+          this.mapFolio(vma.leafPfn!, vma.leafFolio!, slot, f);
+          return this.pfnAt(vma, va);
+        }
+        if (hugeZero) this.splitPmd(vma, slot);
+      } else {
+        const z = m.hugeZeroFolio();
+        if (z >= 0) {
+          vma.leafPfn![slot] = m.folios.head[z];
+          vma.leafFolio![slot] = z;
+          m.stats.pageFaults++;
+          return this.pfnAt(vma, va);
+        }
+      }
+    }
+    // This slot is mapped by base-page PTEs (do_anonymous_page after a THP fallback).
+    this.ensurePte(vma);
+    vma.leafPfn![slot] = -2;
+    const i = Math.floor(va / ps) - vma.start / ps;
+    const have = vma.ptePfn![i];
+    if (have >= 0 && (!write || vma.pteFolio![i] !== ZERO_PAGE_FOLIO)) return have;
+    return write ? this.mapNewPage(vma.ptePfn!, vma.pteFolio!, i) : this.mapZeroPage(vma.ptePfn!, vma.pteFolio!, i);
+  }
+
+  /** Maps a new private base page at entry i (over nothing or over the zero page); its pfn or -1. */
+  private mapNewPage(pfns: Float64Array, folios: Int32Array, i: number): number {
+    const f = this.machine.allocUserFolio(0);
+    if (f < 0) return -1;
+    this.mapFolio(pfns, folios, i, f);
+    return pfns[i];
+  }
+
+  /** Maps the shared zero page read-only at entry i; its pfn or -1. */
+  private mapZeroPage(pfns: Float64Array, folios: Int32Array, i: number): number {
+    const z = this.machine.zeroPagePfn();
+    if (z < 0) return -1;
+    pfns[i] = z;
+    folios[i] = ZERO_PAGE_FOLIO;
+    this.machine.stats.pageFaults++;
+    return z;
+  }
+
+  /** Maps folio f at entry i of a page table (pfn and folio columns): the entry holds one reference. */
   private mapFolio(pfns: Float64Array, folios: Int32Array, i: number, f: number): void {
     const m = this.machine;
     pfns[i] = m.folios.head[f];
     folios[i] = f;
-    m.folios.refcount[f] = 1;
+    m.folios.get(f, 1);
     m.stats.pageFaults++;
+  }
+
+  /**
+   * Splits the PMD mapping THP slot `slot` into base-page PTEs (__split_huge_pmd): each PTE of a
+   * folio holds a reference to it; the huge zero folio's PMD becomes PTEs of the small zero page.
+   */
+  splitPmd(vma: Vma, slot: number): void {
+    const t = this.machine.folios, ps = this.ps, gl = vma.granuleLen;
+    const pfn = vma.leafPfn![slot];
+    if (pfn < 0) return;
+    const f = vma.leafFolio![slot];
+    this.ensurePte(vma);
+    const per = gl / ps;
+    const p0 = ((slot + vma.slotBase) * gl) / ps - vma.start / ps;
+    if (t.kind[f] === FolioKind.HugeZero) {
+      const z = this.machine.zeroPagePfn();
+      vma.ptePfn!.fill(z, p0, p0 + per);
+      vma.pteFolio!.fill(z < 0 ? -1 : ZERO_PAGE_FOLIO, p0, p0 + per);
+    } else {
+      for (let i = 0; i < per; i++) {
+        vma.ptePfn![p0 + i] = pfn + i;
+        vma.pteFolio![p0 + i] = f;
+      }
+      t.get(f, per - 1);
+    }
+    vma.leafPfn![slot] = -2;
   }
 
   /** Drops the mapping at entry i of a page table, if present (its folio reference goes); true if one was there. */
   private unmapEntry(pfns: Float64Array, folios: Int32Array, i: number): boolean {
     if (pfns[i] < 0) return false;
-    this.machine.folioPut(folios[i], 1);
+    const f = folios[i];
+    // The zero page and the huge zero folio are mapped without a folio reference.
+    if (f !== ZERO_PAGE_FOLIO && this.machine.folios.kind[f] !== FolioKind.HugeZero) this.machine.folioPut(f, 1);
     pfns[i] = -1;
     folios[i] = -1;
     return true;
   }
 
-  /** The folio record index mapped at va (present pages only), or -1 (no struct page / not present). */
+  /**
+   * The folio record index mapped at va: -1 when not present or without struct page,
+   * ZERO_PAGE_FOLIO for the shared zero page.
+   */
   folioAt(vma: Vma, va: number): number {
     const ps = this.ps;
     switch (vma.kind) {
@@ -327,7 +473,6 @@ export class UserMm {
     }
   }
 
-  /** EFAULT if [s, e) is not wholly mapped, or (write) has a read-only mapping; else null. */
   checkAccess(s: number, e: number, write: boolean): Err | null {
     let pos = s;
     while (pos < e) {
@@ -345,7 +490,8 @@ export class UserMm {
   }
 
   /**
-   * Touches [addr, addr+len) as the CPU would (read or write), faulting pages in.
+   * Touches [addr, addr+len) as the CPU would (read or write), faulting pages in: a read of untouched
+   * private anonymous memory maps the zero page, a write gets private pages.
    * Errors: EFAULT (unmapped, or write to a read-only mapping; nothing is faulted); ENOMEM.
    */
   touch(addr: bigint, len: number, write: boolean): Result<void> {
@@ -358,20 +504,20 @@ export class UserMm {
     while (pos < e) {
       const v = this.vmaAt(pos)!;
       const vend = Math.min(v.end, e);
-      const r = this.populate(v, pos, vend);
+      const r = this.populate(v, pos, vend, write);
       if (!r.ok) return r;
       pos = vend;
     }
     return ok();
   }
 
-  /** Calls fn(phys, offsetInBuffer, n) for each page piece of [s, e), faulting pages in. */
-  private eachPiece(s: number, e: number, fn: (phys: number, off: number, n: number) => void): Result<void> {
+  /** Calls fn(phys, offsetInBuffer, n) for each page piece of [s, e), faulting pages in for write or read. */
+  private eachPiece(s: number, e: number, write: boolean, fn: (phys: number, off: number, n: number) => void): Result<void> {
     const ps = this.ps;
     let pos = s;
     while (pos < e) {
       const v = this.vmaAt(pos)!;
-      const pfn = this.faultPage(v, pos);
+      const pfn = this.faultPage(v, pos, write);
       if (pfn < 0) return err('ENOMEM', `out of memory faulting ${hex(pos)}`);
       const inPage = pos % ps;
       const n = Math.min(ps - inPage, e - pos);
@@ -388,7 +534,7 @@ export class UserMm {
     const bad = this.checkAccess(s, e, false);
     if (bad !== null) return bad;
     const out = new Uint8Array(len);
-    const r = this.eachPiece(s, e, (p, off, n) => out.set(this.machine.mem.read(BigInt(p), n), off));
+    const r = this.eachPiece(s, e, false, (p, off, n) => out.set(this.machine.mem.read(BigInt(p), n), off));
     return r.ok ? ok(out) : r;
   }
 
@@ -398,7 +544,7 @@ export class UserMm {
     const [s, e] = this.userRange(addr, bytes.length);
     const bad = this.checkAccess(s, e, true);
     if (bad !== null) return bad;
-    return this.eachPiece(s, e, (p, off, n) => this.machine.mem.write(BigInt(p), bytes.subarray(off, off + n)));
+    return this.eachPiece(s, e, true, (p, off, n) => this.machine.mem.write(BigInt(p), bytes.subarray(off, off + n)));
   }
 
   /** The physical address va maps to now, or undefined (no mapping, or the page is not present). */
@@ -475,18 +621,8 @@ export class UserMm {
               this.unmapEntry(v.leafPfn!, v.leafFolio!, slot);
               continue;
             }
-            // Partial unmap of a PMD-mapped THP: split the PMD into base-page PTEs first
-            // (__split_huge_pmd); each PTE then holds a reference to the folio.
-            const f = v.leafFolio![slot];
-            this.ensurePte(v);
-            const per = gl / ps;
-            const p0 = slotVa / ps - v.start / ps;
-            for (let i = 0; i < per; i++) {
-              v.ptePfn![p0 + i] = pfn + i;
-              v.pteFolio![p0 + i] = f;
-            }
-            m.folios.refcount[f] += per - 1;
-            v.leafPfn![slot] = -2;
+            // Partial unmap of a PMD-mapped THP: split the PMD into base-page PTEs first.
+            this.splitPmd(v, slot);
           }
           if (v.leafPfn![slot] === -2) {
             for (let va = s; va < e; va += ps) this.unmapEntry(v.ptePfn!, v.pteFolio!, va / ps - v.start / ps);
