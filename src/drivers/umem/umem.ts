@@ -66,6 +66,15 @@ export function umemMap(dev: Device, mm: UserMm, start: bigint, len: number, met
   const pinned = pinUserPhyrs(mm, start, len, gup);
   if (!pinned.ok) return err(pinned.errno, `pinUserPhyrs: ${pinned.message ?? pinned.errno}`);
   const list: PhyrList = pinned.value;
+  if (list.totalLen < len) {
+    // a short pin: as ib_umem_get() loops, pin from where it stopped to learn why, then give up
+    const at = start + BigInt(list.totalLen);
+    const why = pinUserPhyrs(mm, at, len - list.totalLen, gup);
+    if (why.ok) unpinUserPhyrs(why.value);
+    unpinUserPhyrs(list);
+    const errno = why.ok ? 'EFAULT' : why.errno;
+    return err(errno, `pinUserPhyrs: pinned ${list.totalLen} of ${len} bytes; at 0x${at.toString(16)}: ${why.ok ? 'short again' : why.message ?? why.errno}`);
+  }
   let r: Result<Omit<UmemMapping, 'method' | 'unmap'> & { undo: () => void }>;
   if (method === 'map-phyrs') r = mapPhyrs(dev, list, dir);
   else if (method === 'map-phys') r = mapPerRange(dev, list, dir);
@@ -93,8 +102,18 @@ function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: nu
   const pageSize = machine.pageSize;
   // pinUserPages rounds start down to its page; the table starts at start's offset in it.
   const offset = Number(start % BigInt(pageSize));
-  const pages = pinUserPages(mm, start, Math.ceil((offset + len) / pageSize), gup);
+  const nrPages = Math.ceil((offset + len) / pageSize);
+  const pages = pinUserPages(mm, start, nrPages, gup);
   if (!pages.ok) return err(pages.errno, `pinUserPages: ${pages.message ?? pages.errno}`);
+  if (pages.value.count < nrPages) {
+    // a short pin: as ib_umem_get() loops, pin from where it stopped to learn why, then give up
+    const at = start - BigInt(offset) + BigInt(pages.value.count * pageSize);
+    const why = pinUserPages(mm, at, nrPages - pages.value.count, gup);
+    if (why.ok) unpinUserPages(why.value);
+    unpinUserPages(pages.value);
+    const errno = why.ok ? 'EFAULT' : why.errno;
+    return err(errno, `pinUserPages: pinned ${pages.value.count} of ${nrPages} pages; at 0x${at.toString(16)}: ${why.ok ? 'short again' : why.message ?? why.errno}`);
+  }
   const facts = regionFactsCache(machine);
   const sg = sgAllocTableFromPagesSegment(pages.value.pfns, offset, len, maxSegment, {
     pageSize, events: machine.events,
