@@ -4,11 +4,11 @@
 // The helpers at the top are shared with iova-state.ts (the two-step API lives in the same kernel file).
 
 import {
-  alignUp, checkAddr, checkLen, err, ok, type Result,
-} from '../base/index.ts';
+  checkAddr, checkLen, err, nrFramesUp, ok, posFromBig, posToBig, type Result,
+} from '../base/internal.ts';
 import {
   IOMMU_CACHE, IOMMU_MMIO, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE, IommuIotlbGather,
-  iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync, iommuIovaToPhys, iommuMap,
+  iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync, iommuIovaToPhys,
   iommuMapNosync, iommuSyncMap, iommuUnmapFast, iovaRcacheRange, type IommuDomain,
   iommuDmaAllocIovaPfn, iommuDmaFreeIovaPfn, iommuMapPfns, iommuMapPfnsSync, iommuUnmapFastPfns, safeBigToNum,
 } from '../iommu/internal.ts';
@@ -116,32 +116,29 @@ export function iommuDmaMapSwiotlb(dev: Device, phys: bigint, size: number, dir:
   return tlb;
 }
 
-/** __iommu_dma_map(): allocate IOVA for the granule span of [phys, phys+size) and map it (map + sync). */
+/** A (frame, offset) position, reused by one call at a time (the map and unmap paths do not nest). */
+interface Pos { frame: number; off: number }
+
+/**
+ * __iommu_dma_map(): allocate IOVA for the granule span of [phys, phys+size) and map it (map + sync).
+ * Works in granule frame numbers (exact numbers for every 64-bit address): bigint only at the ends.
+ */
 function iommuDmaMapRaw(dev: Device, domain: IommuDomain, phys: bigint, size: number, prot: number, dmaMask: bigint): bigint {
-  const off = iovaOffset(domain, phys);
   const g = domain.granule;
-  if (g === 4096 && phys <= MAX_SAFE_BIG) {
-    // the same steps in 4 KiB frame numbers: no bigint between the allocator and the page table
-    const pages = Math.ceil((size + off) / 4096);
-    const pfn = iommuDmaAllocIovaPfn(domain, pages, dmaMask, dev);
-    if (pfn === 0) return DMA_MAPPING_ERROR;
-    const r = iommuMapPfnsSync(domain, pfn, (Number(phys) - off) / 4096, pages, prot);
-    if (!r.ok) {
-      iommuDmaFreeIovaPfn(domain, pfn, pages, null);
-      return DMA_MAPPING_ERROR;
-    }
-    const a = pfn * 4096 + off;
-    return a <= Number.MAX_SAFE_INTEGER ? BigInt(a) : (BigInt(pfn) << 12n) + BigInt(off);
-  }
-  const span = alignUp(size + off, g);
-  const iova = iommuDmaAllocIova(domain, span, dmaMask, dev);
-  if (iova === 0n) return DMA_MAPPING_ERROR;
-  const r = iommuMap(domain, iova, phys - BigInt(off), span, prot);
+  const shift = domain.granuleShift;
+  const p: Pos = { frame: 0, off: 0 };
+  posFromBig(phys, shift, p, 'phys');
+  const granules = nrFramesUp(size + p.off, shift);
+  const gfn = iommuDmaAllocIovaPfn(domain, granules, dmaMask, dev);
+  if (gfn === 0) return DMA_MAPPING_ERROR;
+  // the page-table fast path counts 4 KiB frames; every model format's granule is a multiple of it
+  const k = g / 4096;
+  const r = iommuMapPfnsSync(domain, gfn * k, p.frame * k, granules * k, prot);
   if (!r.ok) {
-    iommuDmaFreeIova(domain, iova, span, null);
+    iommuDmaFreeIovaPfn(domain, gfn, granules, null);
     return DMA_MAPPING_ERROR;
   }
-  return iova + BigInt(off);
+  return posToBig(gfn, p.off, shift);
 }
 
 /**
@@ -149,33 +146,23 @@ function iommuDmaMapRaw(dev: Device, domain: IommuDomain, phys: bigint, size: nu
  * the IOTLB now; lazy (flush-queue) domains queue the IOVA until the next global flush.
  */
 export function iommuDmaUnmapRaw(dev: Device, domain: IommuDomain, addr: bigint, size: number): void {
-  const off = iovaOffset(domain, addr);
   const g = domain.granule;
-  const span = alignUp(size + off, g);
+  const shift = domain.granuleShift;
+  const p: Pos = { frame: 0, off: 0 };
+  posFromBig(addr, shift, p);
+  const granules = nrFramesUp(size + p.off, shift);
+  const span = granules * g;
   const gather = new IommuIotlbGather();
   gather.queued = domain.type === 'dma-fq';
-  if (g === 4096 && addr <= MAX_SAFE_BIG) {
-    // the same steps in 4 KiB frame numbers
-    const pfn = (Number(addr) - off) / 4096;
-    const pages = span / 4096;
-    const unmapped = iommuUnmapFastPfns(domain, pfn, pages, gather);
-    if (unmapped !== span) {
-      const start = BigInt(pfn * 4096);
-      dmaContextOf(dev).mm.events.warn('dma-iommu', `${dev.name}: unmapped ${unmapped} bytes of ${span} at 0x${start.toString(16)}`,
-        { dev: dev.name, addr: start, len: span, unmapped });
-    }
-    if (!gather.queued) iommuIotlbSync(domain, gather);
-    iommuDmaFreeIovaPfn(domain, pfn, pages, gather);
-    return;
-  }
-  const start = addr - BigInt(off);
-  const unmapped = iommuUnmapFast(domain, start, span, gather);
+  const k = g / 4096;
+  const unmapped = iommuUnmapFastPfns(domain, p.frame * k, granules * k, gather);
   if (unmapped !== span) {
+    const start = posToBig(p.frame, 0, shift);
     dmaContextOf(dev).mm.events.warn('dma-iommu', `${dev.name}: unmapped ${unmapped} bytes of ${span} at 0x${start.toString(16)}`,
       { dev: dev.name, addr: start, len: span, unmapped });
   }
   if (!gather.queued) iommuIotlbSync(domain, gather);
-  iommuDmaFreeIova(domain, start, span, gather);
+  iommuDmaFreeIovaPfn(domain, p.frame, granules, gather);
 }
 
 /**

@@ -98,8 +98,10 @@ export class IommuDomain {
   /** Bit k set: a 2^k-byte leaf is supported (0n for blocked/identity). */
   readonly pgsizeBitmap: bigint;
   readonly geometry: IommuDomainGeometry;
-  /** Smallest page size in bytes (the IOVA granule). */
+  /** Smallest page size in bytes (the IOVA granule): 4 KiB for every format the model has. */
   readonly granule: number;
+  /** log2(granule): iova_shift(). */
+  readonly granuleShift: number;
   /** The DMA cookie's IOVA allocator ('dma' and 'dma-fq' only). */
   readonly iovad: IovaDomain | null;
   /** The page table (paging domains only). */
@@ -125,6 +127,7 @@ export class IommuDomain {
     this.leafLg2s = fmt.leafLg2s;
     this.pgsizeBitmap = paging ? fmt.leafLg2s.reduce((b, l) => b | (1n << BigInt(l + 12)), 0n) : 0n;
     this.granule = 4096;
+    this.granuleShift = 12;
     const apertureEnd = fmt.signExtend ? (1n << BigInt(fmt.vaBits - 1)) - 1n : (1n << BigInt(fmt.vaBits)) - 1n;
     this.geometry = Object.freeze({ apertureStart: 0n, apertureEnd, forceAperture: true });
     this.iotlb = new Iotlb(iommu.config.iotlbCapacity ?? 4096);
