@@ -1,4 +1,5 @@
-// The acceptance checks of issues #2 and #3, as the issues write them: names and shapes as given.
+// Acceptance checks of the public API, called by the names and with the shapes a user would use:
+// pinning, phyrs and scatterlists, then DMA mapping (IOMMU, two-step, P2P, dmaMapPhyrs).
 import { describe, expect, it } from 'vitest';
 import {
   createMachine, pinUserPages, pinUserPhyrs, unpinUserPhyrs, unpinUserPages, FOLL_WRITE,
@@ -9,7 +10,7 @@ import {
   PhyrList, GiB, MiB, KiB,
 } from '../src/index.ts';
 
-describe('issue #2 acceptance', () => {
+describe('acceptance: pinning, phyrs and scatterlists', () => {
   it('pins a 1 GiB hugetlb folio as 262144 pages or 1 phyr', () => {
     const m = createMachine({ ramBytes: 64 * GiB, hugetlb: { '1G': 8 },
       deviceMemory: [{ name: 'bar0', bytes: 16 * GiB }], aged: true, seed: 1 });
@@ -67,7 +68,7 @@ function issue3Machine() {
   });
 }
 
-describe('issue #3 acceptance', () => {
+describe('acceptance: DMA mapping', () => {
   it('maps through the IOMMU, two-step, P2P and dmaMapPhyrs as the issue calls them', () => {
     const m = issue3Machine();
     const dev = m.device('nvme0');
@@ -103,7 +104,7 @@ describe('issue #3 acceptance', () => {
     const dl = dmaMapPhyrs(dev, list, DMA_BIDIRECTIONAL, 0);
     expect(dl.ok).toBe(true);
     if (!dl.ok) return;
-    // dmaMapPhyrs returns a mapping handle (issue #6); its DMA list is the field `list`
+    // dmaMapPhyrs returns a mapping handle; its DMA list is the field `list`
     expect(dl.value.list.count).toBe(1); // one contiguous IOVA window
     const segs = [...dl.value.list];
     expect(segs.reduce((s, r) => s + r.len, 0)).toBe(3 * 4096);

@@ -1,4 +1,5 @@
-// IOVA allocator properties (reference 14 item 3, 15 row 9): live allocations never overlap each
+// IOVA allocator properties (drivers/iommu/iova.c: alloc_iova(), alloc_iova_fast(); dma-iommu.c:
+// iommu_dma_alloc_iova(), queue_iova()): live allocations never overlap each
 // other or a reserved region, are granule- and size-aligned, stay below the limit, are never 0;
 // in lazy mode a freed IOVA is not handed out again before the flush queue has flushed it.
 import { describe, expect, it } from 'vitest';

@@ -1,4 +1,5 @@
-// Property tests for P2PDMA classification (reference 5.3) over random PCI trees: the model's map
+// Property tests for P2PDMA classification (drivers/pci/p2pdma.c: calc_map_type_and_dist()) over
+// random PCI trees: the model's map
 // type and distance against a brute-force reference written independently of it. The reference
 // derives every function's root path (with ACS flags) from the generated tree shape, finds the
 // lowest common ancestor by set lookup, and applies the whitelist and CPU rules from the

@@ -1,5 +1,7 @@
 // Models: arch_sync_dma_for_device / arch_sync_dma_for_cpu (include/linux/dma-map-ops.h; arm64
-// arch/arm64/mm/dma-mapping.c) as recorded cache-maintenance events (reference 9.3 "Coherence").
+// arch/arm64/mm/dma-mapping.c) as recorded cache-maintenance events, called where Linux 7.1 calls
+// them for a non-coherent device (kernel/dma/direct.h: dma_direct_map_phys(),
+// dma_direct_sync_single_for_cpu(); drivers/iommu/dma-iommu.c: iommu_dma_map_phys(), __dma_iova_link()).
 // Model deviation: no cache contents are simulated; each operation is an event plus a counter, so tests
 // and reports can see which maintenance a path would have done. Only non-coherent devices call these.
 

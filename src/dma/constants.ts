@@ -1,5 +1,5 @@
-// Models: include/linux/dma-mapping.h and include/linux/dma-direction.h (Linux 6.19): directions,
-// DMA_ATTR_* bits, DMA_MAPPING_ERROR and DMA_BIT_MASK (reference 3.3, 15 row 3).
+// Models: include/linux/dma-mapping.h and include/linux/dma-direction.h (Linux 7.1): directions,
+// DMA_ATTR_* bits, DMA_MAPPING_ERROR and DMA_BIT_MASK.
 
 import { checkLen } from '../base/index.ts';
 
@@ -10,7 +10,7 @@ export const DMA_FROM_DEVICE = 2;
 export const DMA_NONE = 3;
 export type DmaDataDirection = 0 | 1 | 2 | 3;
 
-/** DMA_ATTR_* bits of `unsigned long attrs` (reference 3.3). */
+/** DMA_ATTR_* bits of `unsigned long attrs` (include/linux/dma-mapping.h). */
 export const DMA_ATTR_WEAK_ORDERING = 1 << 1;
 export const DMA_ATTR_WRITE_COMBINE = 1 << 2;
 export const DMA_ATTR_NO_KERNEL_MAPPING = 1 << 4;

@@ -1,5 +1,6 @@
 // Models: what a PCIe device's DMA engine does with a DMA address (no kernel file: the hardware side
-// of reference 14 item 2). An access is routed like a memory TLP: a peer BAR reachable by bus address
+// of the mapping, where every address a device issues must translate). An access is routed like a
+// memory TLP: a peer BAR reachable by bus address
 // below a common switch (P2P BUS_ADDR) takes it directly; everything else goes upstream, through the
 // IOMMU of the device's domain (IOTLB, page tables, permissions, blocked/identity domains) or, with
 // no IOMMU, through dma_range_map / identity translation. Faults are logged (kind 'FAULT') and the

@@ -96,8 +96,10 @@ export const MEM_HOLE = -1;
 export const MEM_CROSSES = -2;
 
 /**
- * What page -> pgmap -> provider tells the kernel (page_pgmap, is_pci_p2pdma_page; reference 4.4,
- * 5.2, 7.3), looked up from the machine's memory map rather than trusted from a caller's range
+ * What page -> pgmap -> provider tells the kernel (include/linux/mmzone.h: page_pgmap();
+ * include/linux/memremap.h: is_pci_p2pdma_page(); include/linux/pci-p2pdma.h: pci_p2pdma_state(), as
+ * blk_dma_map_iter_start() and iommu_dma_map_sg() call it), looked up from the machine's memory map
+ * rather than trusted from a caller's range
  * flags. The regions are few and sorted: their bounds are kept as numbers (exact: the map fits in
  * 52 bits) and the region of the last lookup is tried first, so consecutive ranges in one region
  * cost two comparisons. The region list of a machine never changes; its providers may (rangeFlags

@@ -15,7 +15,7 @@ const PAGE = 4096;
 const leafPtes = (m: Machine) => m.stats.iommuLeafPtesWritten - m.stats.iommuLeafPtesCleared;
 
 describe('dma_info_to_prot', () => {
-  it('maps directions and attributes to IOMMU prot bits (reference 2.3)', () => {
+  it('maps directions and attributes to IOMMU prot bits (dma-iommu.c: dma_info_to_prot)', () => {
     expect(dmaInfoToProt(DMA_BIDIRECTIONAL, true, 0)).toBe(1 | 2 | 4);
     expect(dmaInfoToProt(DMA_TO_DEVICE, false, 0)).toBe(1);
     expect(dmaInfoToProt(DMA_FROM_DEVICE, false, 1 << 9)).toBe(2 | 32);
@@ -286,7 +286,7 @@ describe('iommuDmaMapSg', () => {
   });
 });
 
-describe.each<IommuMode>(['strict', 'none'])('sg mapping classifies from the memory, not from the table\'s flags (%s; reference 7.3)', (mode) => {
+describe.each<IommuMode>(['strict', 'none'])('sg mapping classifies from the memory, not the table\'s flags (%s; iommu_dma_map_sg)', (mode) => {
   /** Two BAR pages in a table built with no flagsOf: every entry's recorded flags are 0. */
   function barTable(pfns: bigint[]): SgTable {
     const r = sgAllocTableFromPagesSegment(pfns, 0, pfns.length * PAGE, 0xfffff000);

@@ -1,6 +1,7 @@
-// Models: drivers/iommu/dma-iommu.c (Linux 6.18/6.19): iommu_dma_map_phys / iommu_dma_unmap_phys,
+// Models: drivers/iommu/dma-iommu.c (Linux 7.1): iommu_dma_map_phys / iommu_dma_unmap_phys,
 // iommu_dma_map_sg / __finalise_sg / __invalidate_sg / iommu_dma_unmap_sg, the swiotlb path for
-// untrusted devices, sync_single_*, get_merge_boundary, opt/max mapping size (reference 3.5, 7.2, 7.3, 9.2).
+// untrusted devices (dev_use_swiotlb, iommu_dma_map_swiotlb), iommu_dma_sync_single_*,
+// iommu_dma_get_merge_boundary, iommu_dma_opt_mapping_size / iommu_dma_max_mapping_size.
 // The helpers at the top are shared with iova-state.ts (the two-step API lives in the same kernel file).
 
 import {
@@ -46,7 +47,7 @@ export function dmaDomainOf(dev: Device): IommuDomain {
 }
 
 /**
- * dma_info_to_prot(): IOMMU prot bits for a direction, coherence and attributes (reference 2.3).
+ * dma_info_to_prot(): IOMMU prot bits for a direction, coherence and attributes.
  * MMIO is mapped IOMMU_MMIO in place of IOMMU_CACHE, whatever the device's coherence: a BAR is
  * device memory, never cacheable (drivers/iommu/dma-iommu.c: dma_info_to_prot()).
  */
@@ -62,7 +63,8 @@ export function dmaInfoToProt(dir: DmaDataDirection, coherent: boolean, attrs: n
 }
 
 /**
- * dev_use_swiotlb(): dma-iommu bounces granule-unaligned pieces for untrusted devices (reference 9.2).
+ * dev_use_swiotlb(): dma-iommu bounces granule-unaligned pieces for untrusted devices
+ * (drivers/iommu/dma-iommu.c: dev_use_swiotlb(), iommu_dma_map_swiotlb()).
  * CONFIG_SWIOTLB is always built on x86-64, so this does not ask whether a pool exists: an untrusted
  * device's unaligned piece needs a bounce either way, and without an active pool the mapping fails
  * in iommuDmaMapSwiotlb rather than exposing the rest of the granule.
@@ -233,12 +235,12 @@ export function iommuDmaSyncSingleForDevice(dev: Device, addr: bigint, size: num
   if (!dev.dmaCoherent) archSyncDmaForDevice(dev, phys, size, dir);
 }
 
-/** dma_get_merge_boundary() under dma-iommu: granule - 1 (reference 7.2). */
+/** dma_get_merge_boundary() under dma-iommu: granule - 1 (dma-iommu.c: iommu_dma_get_merge_boundary()). */
 export function iommuDmaGetMergeBoundary(dev: Device): bigint {
   return BigInt(dmaDomainOf(dev).granule - 1);
 }
 
-/** dma_opt_mapping_size() under dma-iommu: iova_rcache_range(), 128 KiB (reference 7.2). */
+/** dma_opt_mapping_size() under dma-iommu: iova_rcache_range(), 128 KiB (iommu_dma_opt_mapping_size()). */
 export function iommuDmaOptMappingSize(): number {
   return iovaRcacheRange();
 }
@@ -253,9 +255,10 @@ export function iommuDmaMaxMappingSize(dev: Device): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scatterlists (reference 7.3). The kernel stashes the unaligned parts of each entry in the unused
-// DMA fields and rewrites offset/length in place; the model keeps the same numbers in private
-// typed arrays instead, so the CPU side of the table is never modified.
+// Scatterlists (drivers/iommu/dma-iommu.c: iommu_dma_map_sg(), __finalise_sg()). The kernel stashes
+// the unaligned parts of each entry in the unused DMA fields and rewrites offset/length in place;
+// the model keeps the same numbers in private typed arrays instead, so the CPU side of the table is
+// never modified.
 
 const KIND_IOVA = 0; // mapped through the IOVA allocation
 const KIND_BUS = 1;

@@ -213,7 +213,7 @@ describe('dmaMapPhyrs', () => {
     expect(() => dmaMapPhyrs(dev, phyrs([[0x10000n, 8]]), 7 as 0, 0)).toThrow();
   });
 
-  describe('classifies from the memory, not from the caller\'s flags (reference 4.4, 5.2)', () => {
+  describe('classifies from the memory, not the caller\'s flags (pci_p2pdma_state)', () => {
     /** The BAR range with no flags at all, as a caller that forgot them would pass it. */
     const bare = (addr: bigint, len: number): PhyrList => PhyrList.from([{ addr, len }]);
 
@@ -313,7 +313,7 @@ describe('dmaMapPhyrs', () => {
     });
   });
 
-  describe('MMIO that would need bouncing: EPERM (reference 2.3), dmaMapPhys stays ENOMEM', () => {
+  describe('MMIO that would need bouncing: EPERM (as dma_iova_link), dmaMapPhys stays ENOMEM', () => {
     it('force-bounce dma-direct: EPERM; the RAM range bounced before it is released', () => {
       const m = makeMachine('none', 1, { swiotlb: { bytes: 4 * MiB, force: true } });
       const dev = m.device('nic0');

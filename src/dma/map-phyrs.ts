@@ -1,8 +1,10 @@
-// Models: the entry point the phyr seeds asked for and Linux lacks (reference 1.1-1.3: "a phyr in,
-// a DMA range list out"): dmaMapPhyrs / dmaUnmapPhyrs. It composes what Linux does piecemeal in
-// block/blk-mq-dma.c (blk_dma_map_iter_start: P2P classification, blk_can_dma_map_iova, IOVA
-// coalescing with per-segment fallback; reference 4.4) and mm/hmm.c, over any range source walked
-// through the cursor protocol.
+// Models: the entry point the phyr discussion asked for and Linux lacks, "a phyr in, a DMA range
+// list out" (Matthew Wilcox, "Phyr Starter", linux-mm, 10 Jan 2022; Jason Gunthorpe, "Re:
+// [LSF/MM/BPF proposal]: Physr discussion", 23 Jan 2023): dmaMapPhyrs / dmaUnmapPhyrs. It composes
+// what Linux 7.1 does piecemeal in block/blk-mq-dma.c (blk_dma_map_iter_start(): P2P classification
+// by pci_p2pdma_state(), blk_can_dma_map_iova(), IOVA coalescing in blk_rq_dma_map_iova() with
+// per-segment fallback to blk_dma_map_direct()) and mm/hmm.c (hmm_dma_map_pfn()), over any range
+// source walked through the cursor protocol.
 
 import { SlotKey, err, ok, type Result } from '../base/internal.ts';
 import { iommuGetDmaDomain } from '../iommu/index.ts';

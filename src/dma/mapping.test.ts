@@ -29,7 +29,7 @@ function deviceReads(dev: Device, addr: bigint, len: number): Uint8Array {
   return r.ok ? r.value : new Uint8Array();
 }
 
-describe('dma-direct (reference 3.4, 9.3, 15 rows 5, 7)', () => {
+describe('dma-direct (kernel/dma/direct.h: dma_direct_map_phys; include/linux/dma-direct.h)', () => {
   it('64-bit device: identity translation, CPU->device and device->CPU bytes, no bounce, nothing logged', () => {
     const m = smallMachine();
     const dev = m.device('nvme0');
@@ -188,7 +188,7 @@ describe('dma-direct (reference 3.4, 9.3, 15 rows 5, 7)', () => {
   });
 });
 
-describe('dma_need_unmap / dma_need_sync truth table (reference 2.3, 15 row 8)', () => {
+describe('dma_need_unmap / dma_need_sync truth table (kernel/dma/mapping.c)', () => {
   it('production kernel (dma-debug off), coherent direct: neither until the first bounce, then both; non-coherent: both', () => {
     const m = smallMachine({ dmaDebug: { enabled: false } });
     const dev = m.device('nvme0');
@@ -241,7 +241,7 @@ describe('dma_need_unmap / dma_need_sync truth table (reference 2.3, 15 row 8)',
   });
 });
 
-describe('dma_map_sgtable on dma-direct (reference 8.1)', () => {
+describe('dma_map_sgtable on dma-direct (kernel/dma/mapping.c)', () => {
   it('nents == origNents, DMA addresses = phys, bytes move, unmap leaves nothing', () => {
     const m = smallMachine({ ramBytes: 2 * GiB });
     const dev = m.device('nvme0');
@@ -283,7 +283,7 @@ describe('dma_map_sgtable on dma-direct (reference 8.1)', () => {
   });
 });
 
-describe('dma-debug (reference 14)', () => {
+describe('dma-debug (kernel/dma/debug.c: check_unmap, check_sync)', () => {
   it('names each misuse as a debug kernel prints it (all_errors set); correct use is silent', () => {
     const m = smallMachine({ dmaDebug: { allErrors: true } });
     const dev = m.device('nvme0');

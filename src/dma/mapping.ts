@@ -1,6 +1,7 @@
-// Models: kernel/dma/mapping.c and include/linux/dma-mapping.h (Linux 6.19; reference 3.1, 3.2, 2.3
-// dma_need_unmap, 8.1 dma_map_sgtable, 12, 15 rows 7, 8, 30): every entry point validates, dispatches
-// to dma-direct or dma-iommu, then runs the dma-debug hook.
+// Models: kernel/dma/mapping.c and include/linux/dma-mapping.h (Linux 7.1: dma_map_phys /
+// dma_unmap_phys and their page, single and resource wrappers, dma_map_sgtable, the sync calls,
+// dma_need_unmap / dma_need_sync, dma_max/opt_mapping_size, dma_get_merge_boundary): every entry
+// point validates, dispatches to dma-direct or dma-iommu, then runs the dma-debug hook.
 // Model deviation: an unmap that dma-debug finds was never mapped (or already unmapped) is reported
 // and then not passed to the backend, so the model's pools and page tables are not corrupted by it;
 // the kernel would report it and carry on into undefined behaviour.

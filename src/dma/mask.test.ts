@@ -12,7 +12,7 @@ import {
 import { Device } from '../pci/index.ts';
 import { smallMachine } from '../../test/fixtures/dma-machines.ts';
 
-describe('DMA constants (reference 3.3, 15 row 3)', () => {
+describe('DMA constants (include/linux/dma-mapping.h, dma-direction.h)', () => {
   it('have the kernel values', () => {
     expect([DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE]).toEqual([0, 1, 2, 3]);
     expect(DMA_ATTR_WEAK_ORDERING).toBe(2);
@@ -42,7 +42,7 @@ describe('DMA constants (reference 3.3, 15 row 3)', () => {
   });
 });
 
-describe('masks and device DMA parameters (reference 9.3, 8.1, 15 row 4)', () => {
+describe('masks and device DMA parameters (kernel/dma/mapping.c: dma_set_mask; drivers/pci/probe.c)', () => {
   it('defaults: 32-bit mask, 64 KiB max segment, a 4 GiB boundary for a PCI function (pci_device_add), not ULONG_MAX; no min align', () => {
     const m = smallMachine();
     const dev = m.device('nvme0');

@@ -1,7 +1,7 @@
 // Models: dma_set_mask / dma_set_coherent_mask / dma_supported (kernel/dma/mapping.c),
 // dma_direct_supported and dma_direct_get_required_mask (kernel/dma/direct.c), and the
-// device_dma_parameters accessors of include/linux/dma-mapping.h (Linux 6.19; reference 9.3, 8.1,
-// 15 row 4).
+// device_dma_parameters accessors of include/linux/dma-mapping.h (dma_set_max_seg_size,
+// dma_set_seg_boundary, dma_set_min_align_mask, ...; Linux 7.1).
 
 import type { Device } from '../pci/index.ts';
 import { checkAddr, checkLen, err, ok, type Result, U32_MAX } from '../base/index.ts';

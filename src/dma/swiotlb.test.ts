@@ -9,7 +9,7 @@ import { dmaSetMinAlignMask } from './mask.ts';
 import { GiB, KiB, MiB } from '../base/index.ts';
 import { pattern, ramAt, smallMachine } from '../../test/fixtures/dma-machines.ts';
 
-describe('swiotlb slot allocator (reference 9.1, 9.2, 15 row 6)', () => {
+describe('swiotlb slot allocator (kernel/dma/swiotlb.c: swiotlb_find_slots, swiotlb_tbl_map_single)', () => {
   it('pool comes from machine RAM and has 2 KiB slots in 128-slot segments', () => {
     const m = smallMachine();
     const p = m.swiotlb!;

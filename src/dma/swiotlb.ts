@@ -1,4 +1,5 @@
-// Models: kernel/dma/swiotlb.c and include/linux/swiotlb.h (Linux 7.1; reference 9.1, 9.2, 15 row 6):
+// Models: kernel/dma/swiotlb.c and include/linux/swiotlb.h (Linux 7.1: swiotlb_tbl_map_single(),
+// swiotlb_find_slots(), swiotlb_bounce(), __swiotlb_tbl_unmap_single(), swiotlb_init_remap()):
 // the bounce-buffer pool of 2 KiB slots in 128-slot segments, with the free-run counts per slot
 // ("list"), min_align_mask offset preservation (pad slots), copy-in at map, copy-out at unmap/sync,
 // and the boot-time pool: its size rounding and its placement below 4 GiB.

@@ -1,4 +1,4 @@
-// Models: drivers/iommu/dma-iommu.c (Linux 6.x; reference 7.2 and 2.3): its IOVA side (iommu_dma_alloc_iova,
+// Models: drivers/iommu/dma-iommu.c (Linux 7.1): its IOVA side (iommu_dma_alloc_iova,
 // iommu_dma_free_iova, the flush-queue entry points, iova_rcache_range).
 
 import { checkAddr, checkLen } from '../base/index.ts';

@@ -1,5 +1,5 @@
-// Models: drivers/iommu/iommu.c, drivers/iommu/dma-iommu.c, include/linux/iommu.h (Linux 6.x; reference
-// 7.1, 7.2): struct iommu_domain and the default-domain policy (iommu_get_def_domain_type,
+// Models: drivers/iommu/iommu.c, drivers/iommu/dma-iommu.c, include/linux/iommu.h (Linux 7.1):
+// struct iommu_domain and the default-domain policy (iommu_get_def_domain_type,
 // iommu_setup_default_domain, iommu_attach_device), the DMA cookie (iommu_dma_init_domain: granule,
 // base_pfn >= 1, reserved regions, flush queue for DMA_FQ), and struct iommu_iotlb_gather.
 // Model deviation: every device is its own IOMMU group, so probeDevice builds one default domain

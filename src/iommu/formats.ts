@@ -1,4 +1,4 @@
-// Models: the per-format "format functions" of drivers/iommu/generic_pt/ (Linux 6.19; reference 7.4):
+// Models: the per-format "format functions" of drivers/iommu/generic_pt/ (Linux 7.1):
 // fmt/x86_64.h (x86-64 first-stage paging, 4 or 5 levels, sign-extended VA), fmt/amdv1.h (AMD
 // IOMMU v1 host tables with the NextLevel=7 contiguous encoding: nearly every power-of-two leaf),
 // and the ARM LPAE 4 KiB-granule stage-1 descriptors of drivers/iommu/io-pgtable-arm.c

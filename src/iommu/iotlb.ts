@@ -1,7 +1,9 @@
-// Models: the IOTLB behind include/linux/iommu.h's ->iotlb_sync / ->flush_iotlb_all (Linux 6.x): the
+// Models: the IOTLB behind include/linux/iommu.h's ->iotlb_sync / ->flush_iotlb_all (Linux 7.1): the
 // translation cache the hardware fills on a walk, as the kernel's invalidation paths see it:
-// ->iotlb_sync invalidates a gathered range, ->flush_iotlb_all everything (reference 7.1, 7.2). A cached translation stays in use until invalidated, so a
-// missing flush is observable; lazy (flush-queue) mode trades exactly this for speed.
+// ->iotlb_sync invalidates a gathered range (iommu_iotlb_sync()), ->flush_iotlb_all everything
+// (iommu_flush_iotlb_all(), which drivers/iommu/dma-iommu.c's flush queue calls). A cached
+// translation stays in use until invalidated, so a missing flush is observable; lazy (flush-queue)
+// mode trades exactly this for speed.
 // Model deviation: no negative caching and no walk caches; capacity-limited with oldest-first
 // eviction per leaf size.
 

@@ -1,4 +1,4 @@
-// Models: drivers/iommu/iova.c and include/linux/iova.h (Linux 6.x; reference 7.2): the IOVA
+// Models: drivers/iommu/iova.c and include/linux/iova.h (Linux 7.1): the IOVA
 // allocator of dma-iommu. Size-aligned, top-down allocation below a limit frame; per-size range
 // caches ("rcaches") of magazines of IOVA_MAG_SIZE frames with loaded/prev magazines and a depot;
 // max32_alloc_size short-circuiting repeated 32-bit failures; reserve_iova for reserved regions.

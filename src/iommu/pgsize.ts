@@ -1,4 +1,4 @@
-// Models: iommu_pgsize() of drivers/iommu/iommu.c (Linux 6.x; reference 7.1): the page-size choice
+// Models: iommu_pgsize() of drivers/iommu/iommu.c (Linux 7.1): the page-size choice
 // for one map_pages/unmap_pages batch. The bigint version is the kernel's arithmetic on a
 // pgsize_bitmap; the number version is the same rule in granule units for the hot map path.
 

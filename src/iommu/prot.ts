@@ -1,4 +1,4 @@
-// Models: the IOMMU_* protection flags of include/linux/iommu.h (Linux 6.x; reference 7.1).
+// Models: the IOMMU_* protection flags of include/linux/iommu.h (Linux 7.1).
 
 /** DMA may read through the mapping (device reads memory). */
 export const IOMMU_READ = 1;

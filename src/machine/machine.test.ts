@@ -74,7 +74,7 @@ describe('createMachine', () => {
   });
 });
 
-describe('host-bridge windows are reserved IOVA (reference 7.2, iova_reserve_pci_windows)', () => {
+describe('host-bridge windows are reserved IOVA (dma-iommu.c: iova_reserve_pci_windows)', () => {
   // gpu0's 256 MiB p2p BAR sits above RAM in CPU space, but its busOffset puts its bus addresses at
   // [0xd0000000, 0xe0000000): inside the 32-bit IOVA space a 32-bit device allocates from top-down.
   const GPU_BUS = 0xd0000000n;

@@ -48,7 +48,7 @@ export interface ArchConfig {
   readonly bounceUnalignedKmalloc?: boolean;
 }
 
-/** Everything createMachine accepts: issue #2's MmConfig plus the CPU, PCI, IOMMU and swiotlb. */
+/** Everything createMachine accepts: the mm layer's MmConfig plus the CPU, PCI, IOMMU and swiotlb. */
 export interface MachineConfig extends MmConfig {
   /** CPU vendor (and AMD family), for P2PDMA host-bridge decisions. Default { vendor: 'intel' }. */
   readonly cpu?: CpuConfig;
@@ -147,7 +147,8 @@ export interface HostBridgeWindow {
 /**
  * The memory windows of every host bridge, as bus addresses (CPU physical + the BAR's busOffset):
  * the BARs of the functions below each bridge, with overlapping or touching ones merged, ascending
- * per bridge. These are what iova_reserve_pci_windows keeps out of every DMA cookie (reference 7.2).
+ * per bridge. These are what drivers/iommu/dma-iommu.c: iova_reserve_pci_windows() keeps out of every
+ * DMA cookie.
  * Model deviation: a real host bridge's windows are its firmware-assigned apertures; here they are
  * the smallest ranges covering the configured BARs.
  */
@@ -198,9 +199,9 @@ export class Machine extends MmMachine {
     super(mmPart(cfg, bars), swiotlbCfg === null ? undefined : (mb) => { boot.pool = swiotlbMemblockInit(mb, swiotlbCfg); });
     this.topology = cfg.pci && cfg.pci.length > 0 ? buildPciTopology(this, cfg.pci, cfg.cpu ?? { vendor: 'intel' }) : null;
     this.iommu = cfg.iommu ? createIommu(this, cfg.iommu) : null;
-    // iommu_dma_init_domain / iova_reserve_pci_windows (reference 7.2): a DMA address equal to a
-    // BAR's bus address would be claimed by the BAR, so no IOVA is ever handed out there; reserved
-    // before any device is probed, so every DMA cookie starts with them.
+    // drivers/iommu/dma-iommu.c: iommu_dma_init_domain() -> iova_reserve_pci_windows(): a DMA
+    // address equal to a BAR's bus address would be claimed by the BAR, so no IOVA is ever handed
+    // out there; reserved before any device is probed, so every DMA cookie starts with them.
     if (this.iommu && this.topology) {
       for (const w of pciHostBridgeWindows(this.topology)) this.iommu.reserveRegion(w.start, w.end, 'bridge-window');
     }

@@ -1,6 +1,7 @@
 // Models: mm/gup.c (Linux 7.1) pin_user_pages, pin_user_pages_fast and unpin_user_pages, and the pin /
-// unpin of N phyrs that the phyr proposal planned for mm/gup.c (reference 1.1): one {addr, len} per
-// physically contiguous run, built from folios, including device memory without struct page.
+// unpin of N phyrs that Matthew Wilcox's "Phyr Starter" (linux-mm, 10 Jan 2022) planned for mm/gup.c:
+// one {addr, len} per physically contiguous run, built from folios, including device memory without
+// struct page.
 //
 // A pin walks page by page as __get_user_pages does: per VMA check_vma_flags, per page the page-table
 // lookup (follow_page_mask), a fault if needed (faultin_page), then the folio grab (try_grab_folio).

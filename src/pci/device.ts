@@ -1,9 +1,9 @@
 // Models: the DMA-relevant fields of struct device (include/linux/device.h) and
-// struct device_dma_parameters (include/linux/device.h; reference 8.1 and 9.3).
+// struct device_dma_parameters (include/linux/device.h, Linux 7.1).
 // One Device object per PCI function (or platform device); the PCI layer fills `pci`,
 // the DMA layer reads and sets the DMA fields through dmaSet* functions.
 
-/** One entry of dev->dma_range_map (struct bus_dma_region; reference 9.3). */
+/** One entry of dev->dma_range_map (struct bus_dma_region, include/linux/dma-direct.h). */
 export interface BusDmaRegion {
   readonly cpuStart: bigint;
   readonly dmaStart: bigint;

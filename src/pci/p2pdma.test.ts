@@ -1,4 +1,4 @@
-// Tests for P2PDMA: map types and distances of reference 5.3's documented cases, ACS, the host
+// Tests for P2PDMA: map types and distances of the cases calc_map_type_and_dist() documents, ACS, the host
 // bridge whitelist, AMD Zen, the map-type cache, pci_p2pdma_state, bus offsets, distance_many rules.
 import { describe, expect, it } from 'vitest';
 import { GiB, KiB } from '../base/index.ts';
@@ -17,7 +17,7 @@ import type { PciNodeConfig } from './topology.ts';
 const NOT_WHITELISTED = { vendor: 0x1022, device: 0x1480 };
 
 describe('constants', () => {
-  it('have the kernel enum values and the whitelist table of reference 5.3', () => {
+  it('have the kernel enum values and the pci_p2pdma_whitelist[] table', () => {
     expect([PCI_P2PDMA_MAP_UNKNOWN, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_NOT_SUPPORTED, PCI_P2PDMA_MAP_BUS_ADDR,
       PCI_P2PDMA_MAP_THRU_HOST_BRIDGE]).toEqual([0, 1, 2, 3, 4]);
     const same = PCI_P2PDMA_WHITELIST.filter((e) => e.flags & REQ_SAME_HOST_BRIDGE).map((e) => e.device);
@@ -28,8 +28,8 @@ describe('constants', () => {
   });
 });
 
-describe('map type and distance: documented cases (reference 5.3)', () => {
-  it('the issue example: gpu0 and nvme0 behind one switch are BUS_ADDR at distance 4', () => {
+describe('map type and distance: the cases calc_map_type_and_dist() documents', () => {
+  it('the switch case: gpu0 and nvme0 behind one switch are BUS_ADDR at distance 4', () => {
     const { d } = build(example());
     const provider = pcimP2pdmaProvider(d('gpu0'), 0)!;
     expect(provider.owner).toBe(d('gpu0'));

@@ -1,7 +1,7 @@
-// Models: drivers/pci/p2pdma.c and include/linux/pci-p2pdma.h (Linux 6.19): P2P providers per BAR
-// (pcim_p2pdma_init/provider), the provider-client map type and distance (calc_map_type_and_dist,
-// reference 5.3), the host bridge whitelist, cpu_supports_p2pdma, the per-provider map-type cache,
-// pci_p2pdma_state and pci_p2pdma_bus_addr_map (reference 5.1, 5.2, 2.5; feature table rows 17-18).
+// Models: drivers/pci/p2pdma.c and include/linux/pci-p2pdma.h (Linux 7.1): P2P providers per BAR
+// (pcim_p2pdma_init/provider), the provider-client map type and distance (calc_map_type_and_dist),
+// the host bridge whitelist (host_bridge_whitelist), cpu_supports_p2pdma, the per-provider map-type
+// cache (pci_p2pdma_map_type), pci_p2pdma_state and pci_p2pdma_bus_addr_map.
 //
 // Model deviation: an ACS port is one boolean, "ACS control has RR, CR or EC set", as in
 // pci_bridge_has_acs_redir() of 6.x. Later proposals that evaluate the egress control vector per
@@ -50,7 +50,11 @@ export interface P2pdmaWhitelistEntry {
   readonly flags: number;
 }
 
-/** pci_p2pdma_whitelist[] (reference 5.3; the 6.x table: Intel Xeon E5 / E5 v3 need the same host bridge). */
+/**
+ * pci_p2pdma_whitelist[] (drivers/pci/p2pdma.c): its Intel host bridges, where Xeon E5 / E5 v3 need
+ * the same host bridge. Model deviation: 7.1's table also lists Intel DSA/IAX/QAT devices and any
+ * Google SoC; they are left out, as no model machine has such a root device.
+ */
 export const PCI_P2PDMA_WHITELIST: readonly P2pdmaWhitelistEntry[] = Object.freeze([
   { vendor: PCI_VENDOR_ID_INTEL, device: 0x3c00, flags: REQ_SAME_HOST_BRIDGE },
   { vendor: PCI_VENDOR_ID_INTEL, device: 0x3c01, flags: REQ_SAME_HOST_BRIDGE },
