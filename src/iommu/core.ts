@@ -1,4 +1,4 @@
-// Models: drivers/iommu/iommu.c (Linux 6.x; reference 7.1): the IOMMU core map/unmap API (iommu_map,
+// Models: drivers/iommu/iommu.c (Linux 7.1): the IOMMU core map/unmap API (iommu_map,
 // iommu_map_nosync, iommu_sync_map, __iommu_unmap, iommu_unmap, iommu_unmap_fast, iommu_map_sg,
 // iommu_iova_to_phys, iommu_iotlb_gather_add_page, iommu_iotlb_sync, iommu_flush_iotlb_all)
 // on top of the generic page-table ops (map_pages / unmap_pages of generic_pt/iommu_pt.h), plus

@@ -1,5 +1,5 @@
-// Models: drivers/iommu/generic_pt/iommu_pt.h (Linux 6.19; reference 7.4): the generic IOMMU page-table
-// walker (map_pages, unmap_pages, iova_to_phys, clear_contig, table allocation and freeing).
+// Models: drivers/iommu/generic_pt/iommu_pt.h (Linux 7.1): the generic IOMMU page-table walker
+// (NS(map_range), NS(unmap_range), DOMAIN_NS(iova_to_phys), clear_contig(), table allocation and freeing).
 // One walker serves every format in formats.ts; ARM LPAE domains use it through ArmLpaePageTable
 // (pagetable-arm.ts), which keeps io-pgtable-arm's map and unmap rules. Table pages are real 4 KiB
 // pages of the machine's RAM (allocKernelPages(0)); entries are written byte-exact, little-endian,
