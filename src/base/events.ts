@@ -1,9 +1,21 @@
-// Models: the kernel's WARN/BUG reporting and dma-debug's error log, as an inspectable event log.
-// Violated kernel invariants and DMA API misuse are recorded here; a BUG also throws KernelBug.
-// 'DMA-DEBUG' holds what a CONFIG_DMA_API_DEBUG kernel prints (kernel/dma/debug.c); 'MODEL-CHECK'
-// holds misuse the model detects and no kernel reports (docs/model.md lists each check).
+// Models: the kernel's WARN/BUG reporting (include/asm-generic/bug.h) as an inspectable event log.
+// Violated kernel invariants are recorded here; a BUG also throws KernelBug. The kinds of the
+// kernel's own reporting are declared here; a layer that reports more declares its kinds itself
+// (dma/events.ts: DMA-DEBUG, MODEL-CHECK, CACHE).
 
-export type EventKind = 'WARN' | 'BUG' | 'DMA-DEBUG' | 'MODEL-CHECK' | 'FAULT' | 'CACHE' | 'INFO';
+/**
+ * The event kinds, as keys. WARN, BUG, FAULT (a device access the IOMMU or bus refused) and INFO
+ * (a kernel log line) here; each layer widens this interface with its own kinds by module
+ * augmentation (`declare module '../base/events.ts' { interface EventKinds { ... } }`).
+ */
+export interface EventKinds {
+  WARN: true;
+  BUG: true;
+  FAULT: true;
+  INFO: true;
+}
+
+export type EventKind = Extract<keyof EventKinds, string>;
 
 export interface KernelEvent {
   readonly seq: number;
@@ -60,15 +72,6 @@ export class EventLog {
   /** Records a BUG and throws KernelBug. */
   bug(source: string, message: string, data?: Record<string, unknown>): never {
     throw new KernelBug(this.record('BUG', source, message, data));
-  }
-
-  dmaDebug(message: string, data?: Record<string, unknown>): KernelEvent {
-    return this.record('DMA-DEBUG', 'dma-debug', message, data);
-  }
-
-  /** A misuse only the model checks (source 'model-check'; not printed by any kernel). */
-  modelCheck(message: string, data?: Record<string, unknown>): KernelEvent {
-    return this.record('MODEL-CHECK', 'model-check', message, data);
   }
 
   fault(source: string, message: string, data?: Record<string, unknown>): KernelEvent {

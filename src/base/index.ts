@@ -3,7 +3,7 @@
 export { ERRNO_VALUES, err, ok, unwrap, type Err, type Errno, type Ok, type Result } from './result.ts';
 export * from './addr.ts';
 export * from './log2.ts';
-export { EventLog, KernelBug, type EventKind, type KernelEvent } from './events.ts';
+export { EventLog, KernelBug, type EventKind, type EventKinds, type KernelEvent } from './events.ts';
 export { Stats } from './stats.ts';
 export { Prng } from './prng.ts';
 export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';

@@ -21,6 +21,7 @@ import type { SgTable } from '../phyr/index.ts';
 import type { EventLog, Ok } from '../base/index.ts';
 import { SlotKey } from '../base/internal.ts';
 import { dmaContextIfAny, dmaContextOf } from './context.ts';
+import { dmaDebugEvent, modelCheckEvent } from './events.ts';
 import {
   DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC,
   DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, dmaDirName,
@@ -260,14 +261,14 @@ export class DmaDebug {
   report(dev: Device, message: string, data: Record<string, unknown>): void {
     this.errors++;
     if (this.filterPasses(dev) && (this.allErrors || this.numErrors > 0)) {
-      this.mm.events.dmaDebug(`${dev.name}: DMA-API: ${message}`, { dev: dev.name, ...data });
+      dmaDebugEvent(this.mm.events, `${dev.name}: DMA-API: ${message}`, { dev: dev.name, ...data });
     }
     if (!this.allErrors && this.numErrors > 0) this.numErrors--;
   }
 
   /** A model check's finding: always recorded, as a 'MODEL-CHECK' event. */
   reportModel(dev: Device, message: string, data: Record<string, unknown>): void {
-    this.mm.events.modelCheck(`${dev.name}: ${message}`, { dev: dev.name, ...data });
+    modelCheckEvent(this.mm.events, `${dev.name}: ${message}`, { dev: dev.name, ...data });
   }
 
   /** driver_filter(): off, or the device's driver (in the model: its name) is the one named. */

@@ -13,3 +13,4 @@ export * from './debug.ts';
 export * from './iommu-dma.ts';
 export * from './iova-state.ts';
 export * from './device-access.ts';
+export * from './events.ts';

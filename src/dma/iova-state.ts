@@ -16,6 +16,7 @@ import {
   DMA_ATTR_ALL, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL,
   DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, type DmaDataDirection, checkAttrs, validDmaDirection,
 } from './constants.ts';
+import { modelCheckEvent } from './events.ts';
 import { dmaContextOf, type DmaContext } from './context.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import { debugDmaIovaLink, debugDmaIovaLinkNum, debugDmaIovaUnlink, dmaDebugOf, type DebugMapFacts } from './debug.ts';
@@ -217,19 +218,19 @@ export function dmaIovaTryAlloc(dev: Device, state: DmaIovaState, phys: bigint, 
 function checkUse(dev: Device, state: DmaIovaState, what: string, offset: number, size: number): Result<IommuDomain> {
   const events = dmaContextOf(dev).mm.events;
   if (!dmaUseIova(state) || !state.domain) {
-    events.modelCheck(`${dev.name}: ${what} on a DmaIovaState that holds no IOVA window`, { dev: dev.name });
+    modelCheckEvent(events, `${dev.name}: ${what} on a DmaIovaState that holds no IOVA window`, { dev: dev.name });
     return err('EINVAL', `${what}: the state holds no IOVA window`);
   }
   if (state.dev !== dev) {
-    events.modelCheck(`${dev.name}: ${what} on an IOVA window of ${state.dev?.name}`, { dev: dev.name });
+    modelCheckEvent(events, `${dev.name}: ${what} on an IOVA window of ${state.dev?.name}`, { dev: dev.name });
     return err('EINVAL', `${what}: the window belongs to another device`);
   }
   if (state.freed) {
-    events.modelCheck(`${dev.name}: ${what} after the IOVA window was freed`, { dev: dev.name, addr: state.addr });
+    modelCheckEvent(events, `${dev.name}: ${what} after the IOVA window was freed`, { dev: dev.name, addr: state.addr });
     return err('EINVAL', `${what}: the IOVA window was freed`);
   }
   if (offset + size > state.len) {
-    events.modelCheck(`${dev.name}: ${what} of [${offset}, ${offset + size}) past the IOVA window of ${state.len} bytes`,
+    modelCheckEvent(events, `${dev.name}: ${what} of [${offset}, ${offset + size}) past the IOVA window of ${state.len} bytes`,
       { dev: dev.name, offset, size, windowLen: state.len });
     return err('EINVAL', `${what}: offset ${offset} + size ${size} is past the window (${state.len} bytes)`);
   }
@@ -364,7 +365,7 @@ export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, 
   const first = Math.floor(startByte * ginv);
   const count = Math.ceil((startByte + size) * ginv) - first;
   if (state.linkedGranules !== 0 && state.countLinked(first, count) !== 0) {
-    ctx.mm.events.modelCheck(`${dev.name}: dma_iova_link over an already linked part of the window at offset ${offset}`,
+    modelCheckEvent(ctx.mm.events, `${dev.name}: dma_iova_link over an already linked part of the window at offset ${offset}`,
       { dev: dev.name, offset, size });
     return err('EINVAL', `window offset ${offset}: already linked`);
   }
@@ -521,7 +522,7 @@ function checkLinked(dev: Device, state: DmaIovaState, offset: number, size: num
   const [first, count] = granuleSpan(state, offset, size);
   const linked = state.countLinked(first, count);
   if (linked === count) return true;
-  dmaContextOf(dev).mm.events.modelCheck(
+  modelCheckEvent(dmaContextOf(dev).mm.events, 
     `${dev.name}: ${what} of [${offset}, ${offset + size}): ${count - linked} of ${count} granules are not linked`,
     { dev: dev.name, offset, size });
   return false;
@@ -553,7 +554,7 @@ export function dmaIovaDestroy(dev: Device, state: DmaIovaState, mappedLen: numb
   }
   unlinkRaw(dev, state, 0, mappedLen, dir, attrs, true);
   if (state.linkedGranules) {
-    dmaContextOf(dev).mm.events.modelCheck(`${dev.name}: dma_iova_destroy(${mappedLen}) left ${state.linkedGranules} granules linked past mappedLen`,
+    modelCheckEvent(dmaContextOf(dev).mm.events, `${dev.name}: dma_iova_destroy(${mappedLen}) left ${state.linkedGranules} granules linked past mappedLen`,
       { dev: dev.name, mappedLen });
   }
   dmaContextOf(dev).mm.stats.dmaIovaUnlinks++;
@@ -585,7 +586,7 @@ export function dmaIovaFree(dev: Device, state: DmaIovaState): void {
   const u = checkUse(dev, state, 'dma_iova_free', 0, 0);
   if (!u.ok) return;
   if (state.linkedGranules) {
-    dmaContextOf(dev).mm.events.modelCheck(`${dev.name}: dma_iova_free with ${state.linkedGranules} granules still linked`,
+    modelCheckEvent(dmaContextOf(dev).mm.events, `${dev.name}: dma_iova_free with ${state.linkedGranules} granules still linked`,
       { dev: dev.name, addr: state.addr });
   }
   freeWindow(state, null);

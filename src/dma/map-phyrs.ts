@@ -11,6 +11,7 @@ import { iommuGetDmaDomain } from '../iommu/index.ts';
 import type { Device } from '../pci/index.ts';
 import { DmaList, DmaListBuilder, PhyrList, type RangeSource } from '../phyr/index.ts';
 import { DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, checkAttrs, validDmaDirection, type DmaDataDirection } from './constants.ts';
+import { modelCheckEvent } from './events.ts';
 import { dmaContextOf } from './context.ts';
 import { dmaCapable } from './direct-addr.ts';
 import { DMA_RANGE_BUS, DMA_RANGE_MMIO, DmaRangeIter } from './map-iter.ts';
@@ -305,19 +306,19 @@ export function dmaUnmapPhyrs(dev: Device, mapping: DmaPhyrsMapping, dir: DmaDat
   checkAttrs(attrs);
   const ctx = dmaContextOf(dev);
   if (!(mapping instanceof DmaPhyrsMapping)) {
-    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs of something dmaMapPhyrs did not return`, { dev: dev.name });
+    modelCheckEvent(ctx.mm.events, `${dev.name}: dmaUnmapPhyrs of something dmaMapPhyrs did not return`, { dev: dev.name });
     return;
   }
   if (!mapping.mapped) {
-    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs of a mapping already unmapped`, { dev: dev.name });
+    modelCheckEvent(ctx.mm.events, `${dev.name}: dmaUnmapPhyrs of a mapping already unmapped`, { dev: dev.name });
     return;
   }
   if (mapping.dev !== dev) {
-    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs of a mapping made for ${mapping.dev.name}`, { dev: dev.name });
+    modelCheckEvent(ctx.mm.events, `${dev.name}: dmaUnmapPhyrs of a mapping made for ${mapping.dev.name}`, { dev: dev.name });
     return;
   }
   if (mapping.dir !== dir) {
-    ctx.mm.events.modelCheck(`${dev.name}: dmaUnmapPhyrs with direction ${dir}, mapped with ${mapping.dir}`, { dev: dev.name, dir, mappedDir: mapping.dir });
+    modelCheckEvent(ctx.mm.events, `${dev.name}: dmaUnmapPhyrs with direction ${dir}, mapped with ${mapping.dir}`, { dev: dev.name, dir, mappedDir: mapping.dir });
   }
   mapping.undo(attrs);
 }
