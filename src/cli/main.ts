@@ -1,4 +1,4 @@
 // What it is: the `phyr` executable's entry point (bin/phyr.mjs and `npm run phyr` run this file).
-import { runCli } from './program.ts';
+import { runCliAsync } from './program.ts';
 
-process.exitCode = runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env });
+process.exitCode = await runCliAsync(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env });
