@@ -1,28 +1,31 @@
 // What it is: the mapping section of `phyr compare` on worker threads. Each configuration builds its
-// own machine (scenario/mapping.ts: runMappingConfig), so configurations are independent: a pool of
-// workers takes them one at a time, in report order, and the rows come back in that order whatever
-// order the configurations finish in. The report is the one a single thread makes, apart from the
-// times.
+// own machine (scenario/mapping.ts: runMappingConfig), so configurations are independent: the
+// workers, and the main thread once it has measured the layouts, take the next configuration from a
+// shared counter (Atomics, so that a busy main thread never holds a worker up), and the rows come
+// back in report order whatever order the configurations finish in. The report is the one a single
+// thread makes, apart from the times.
 //
 // The workers run the TypeScript sources as the main thread does: each registers tsx's ESM loader
 // (tsx/esm/api) and imports mapping-worker.ts. Measured on this machine, per worker: about 0.6 s of
 // CPU to start, and then a configuration takes the CPU time it takes in the main thread. tsx's
 // CommonJS loader starts faster (0.35 s) but its modules run a configuration about 40% slower (every
 // call into another module goes through an export getter), so it loses from the first configuration
-// on.
+// on. Workers start when the pool is created (main.ts creates it before it loads the report's
+// modules), so their start-up overlaps the main thread's.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+// Types only: main.ts starts the pool before it loads the report's modules.
 import type { MappingConfigRunner, MappingRow } from '../scenario/index.ts';
-import type { WorkerJob, WorkerMessage } from './mapping-worker.ts';
+import type { WorkerMessage, WorkerTask } from './mapping-worker.ts';
 
 /** Most workers the default --jobs starts (each holds a machine of --ram GiB: about 350 MB for 64). */
 export const MAX_DEFAULT_JOBS = 4;
 
 /**
- * The default number of workers for `configs` configurations: one per CPU, at most MAX_DEFAULT_JOBS
- * and at most one per configuration; 0 (all in the main thread) on a single CPU, where workers only
- * add their start-up time.
+ * The default number of workers for `configs` configurations besides the main thread: one per CPU,
+ * at most MAX_DEFAULT_JOBS and one per configuration; 0 (all in the main thread) on a single CPU,
+ * where workers only add their start-up time.
  */
 export function defaultJobs(configs: number, cpus: number = availableParallelism()): number {
   if (cpus < 2) return 0;
@@ -45,15 +48,16 @@ function tsxEsmApi(): string | null {
   }
 }
 
-/** A pool of mapping workers; close() ends them (call it once the report is done or failed). */
-export interface MappingPool {
-  readonly run: MappingConfigRunner;
+/** A pool of mapping workers. close() ends them: call it once the report is done or has failed. */
+export interface MappingPool extends MappingConfigRunner {
+  /** Workers in the pool. */
+  readonly size: number;
   close(): Promise<void>;
 }
 
 /**
- * A pool of `jobs` workers (at least 1) for runCompareAsync, or null when workers cannot load the
- * sources (tsx not found): the caller then runs everything in this thread.
+ * A pool of `jobs` workers (at least 1), started now, for one runCompareAsync; or null when workers
+ * cannot load the sources (tsx not found): the caller then runs everything in this thread.
  */
 export function createMappingPool(jobs: number): MappingPool | null {
   if (!Number.isSafeInteger(jobs) || jobs < 1) throw new RangeError(`jobs must be an integer >= 1, got ${String(jobs)}`);
@@ -63,68 +67,83 @@ export function createMappingPool(jobs: number): MappingPool | null {
   // An eval'd worker is a CommonJS script; its dynamic import() loads ESM.
   const boot = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });\n`;
   const workers: Worker[] = [];
+  for (let k = 0; k < jobs; k++) workers.push(new Worker(boot, { eval: true }));
   let closed = false;
-
-  const run: MappingConfigRunner = (o, configs, onStep) => new Promise<MappingRow[][]>((resolve, reject) => {
-    if (closed) {
-      reject(new Error('the mapping pool is closed'));
-      return;
-    }
-    const results: MappingRow[][] = new Array<MappingRow[]>(configs.length);
-    let next = 0;
-    let finished = 0;
-    let failed = false;
-    const fail = (e: Error): void => {
-      if (failed) return;
-      failed = true;
-      reject(e);
-    };
-    const give = (w: Worker): void => {
-      if (next < configs.length) {
-        const job: WorkerJob = { id: next, o, name: configs[next] };
-        next++;
-        w.postMessage(job);
-      }
-    };
-    const n = Math.min(jobs, configs.length);
-    if (n === 0) {
-      resolve(results);
-      return;
-    }
-    for (let k = 0; k < n; k++) {
-      const w = new Worker(boot, { eval: true });
-      workers.push(w);
-      let busy = true;
-      w.on('message', (m: WorkerMessage) => {
-        if (m.type === 'step') {
-          onStep(m.label);
-        } else if (m.type === 'rows') {
-          results[m.id] = m.rows;
-          finished++;
-          busy = false;
-          if (finished === configs.length) resolve(results);
-          else if (next < configs.length) {
-            busy = true;
-            give(w);
-          }
-        } else {
-          fail(revive(m));
-        }
-      });
-      w.on('error', (e) => fail(e instanceof Error ? e : new Error(String(e))));
-      w.on('exit', (code) => {
-        if (busy && !closed) fail(new Error(`a mapping worker exited with code ${code} before its configuration was done`));
-      });
-      give(w);
-    }
-  });
+  let started = false;
+  // Set by run(): the main thread's share of the work (helpHere).
+  let local: ((runConfig: Parameters<NonNullable<MappingConfigRunner['helpHere']>>[0]) => void) | null = null;
 
   return {
-    run,
+    size: jobs,
+    run(o, configs, onStep) {
+      return new Promise<MappingRow[][]>((resolve, reject) => {
+        if (closed || started) {
+          reject(new Error(closed ? 'the mapping pool is closed' : 'the mapping pool runs one report only'));
+          return;
+        }
+        started = true;
+        const n = configs.length;
+        const results: MappingRow[][] = new Array<MappingRow[]>(n);
+        let finished = 0;
+        let failed = false;
+        const fail = (e: Error): void => {
+          if (failed) return;
+          failed = true;
+          reject(e);
+        };
+        const done = (id: number, rows: MappingRow[]): void => {
+          results[id] = rows;
+          finished++;
+          if (finished === n && !failed) resolve(results);
+        };
+        if (n === 0) {
+          resolve(results);
+          return;
+        }
+        // The index of the next configuration to run, shared by the workers and this thread.
+        const next = new Int32Array(new SharedArrayBuffer(4));
+        const task: WorkerTask = { o, configs, next: next.buffer as SharedArrayBuffer };
+        for (const w of workers) {
+          w.on('message', (m: WorkerMessage) => {
+            if (m.type === 'step') onStep(m.label);
+            else if (m.type === 'rows') done(m.id, m.rows);
+            else fail(revive(m));
+          });
+          w.on('error', (e) => fail(e instanceof Error ? e : new Error(String(e))));
+          w.on('exit', (code) => {
+            if (!closed && finished < n) fail(new Error(`a mapping worker exited with code ${code} before the mapping section was done`));
+          });
+          w.postMessage(task);
+        }
+        local = (runMappingConfig) => {
+          for (let id = Atomics.add(next, 0, 1); id < n && !failed; id = Atomics.add(next, 0, 1)) {
+            try {
+              done(id, runMappingConfig(o, configs[id], onStep));
+            } catch (e) {
+              fail(e instanceof Error ? e : new Error(String(e)));
+            }
+          }
+        };
+      });
+    },
+    helpHere(runConfig) {
+      const f = local;
+      local = null;
+      f?.(runConfig);
+    },
     async close(): Promise<void> {
       closed = true;
       await Promise.all(workers.map((w) => w.terminate()));
-      workers.length = 0;
     },
   };
+}
+
+/**
+ * Whether argv (of main.ts) looks like a `phyr compare` that runs the mapping section with the
+ * default number of workers, so that main.ts may start them before it loads the report's modules.
+ * A guess, not a parse: a wrong guess costs time, never output (runCliAsync uses the early pool only
+ * when the parsed options want as many workers, and closes it either way).
+ */
+export function wantsDefaultWorkers(argv: readonly string[]): boolean {
+  return argv[0] === 'compare' && !argv.some((a) => /^(--no-mapping|--jobs|--configs|--help|-h|--version|-V)(=|$)/.test(a));
 }

@@ -1,15 +1,18 @@
-// What it is: the body of a mapping worker thread (see mapping-pool.ts): runs one configuration of
-// the mapping section per job it is sent and posts the rows back, with a step message after each
-// step for the progress bar.
+// What it is: the body of a mapping worker thread (see mapping-pool.ts): takes configurations of the
+// mapping section from the shared counter until none is left, and posts each one's rows back, with a
+// step message after each step for the progress bar.
 
 import { parentPort } from 'node:worker_threads';
 import { runMappingConfig, type MappingConfigName, type MappingOptions, type MappingRow } from '../scenario/index.ts';
 
-/** A job from the pool: one configuration of the mapping section. */
-export interface WorkerJob {
-  readonly id: number;
+/**
+ * The pool's one message: the configurations of a report, and the shared index of the next one to
+ * run (an Int32 the workers and the main thread advance with Atomics.add).
+ */
+export interface WorkerTask {
   readonly o: MappingOptions;
-  readonly name: MappingConfigName;
+  readonly configs: readonly MappingConfigName[];
+  readonly next: SharedArrayBuffer;
 }
 
 /** Messages to the pool: a step done, a configuration's rows, or the error it threw. */
@@ -21,14 +24,18 @@ export type WorkerMessage =
 const port = parentPort;
 if (port === null) throw new Error('mapping-worker.ts runs only as a worker thread (mapping-pool.ts starts it)');
 
-port.on('message', (job: WorkerJob) => {
-  let msg: WorkerMessage;
-  try {
-    const rows = runMappingConfig(job.o, job.name, (label) => port.postMessage({ type: 'step', label } satisfies WorkerMessage));
-    msg = { type: 'rows', id: job.id, rows };
-  } catch (e) {
-    const err = e instanceof Error ? e : new Error(String(e));
-    msg = { type: 'error', id: job.id, name: err.name, message: err.message, ...(err.stack !== undefined ? { stack: err.stack } : {}) };
+port.on('message', (task: WorkerTask) => {
+  const next = new Int32Array(task.next);
+  const n = task.configs.length;
+  for (let id = Atomics.add(next, 0, 1); id < n; id = Atomics.add(next, 0, 1)) {
+    let msg: WorkerMessage;
+    try {
+      const rows = runMappingConfig(task.o, task.configs[id], (label) => port.postMessage({ type: 'step', label } satisfies WorkerMessage));
+      msg = { type: 'rows', id, rows };
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      msg = { type: 'error', id, name: err.name, message: err.message, ...(err.stack !== undefined ? { stack: err.stack } : {}) };
+    }
+    port.postMessage(msg);
   }
-  port.postMessage(msg);
 });

@@ -9,7 +9,7 @@ import {
   type BufferName, type CompareOptions, type CompareReport, type MappingConfigName,
 } from '../scenario/index.ts';
 import { renderCompareReport } from './format.ts';
-import { MAX_DEFAULT_JOBS, createMappingPool, defaultJobs } from './mapping-pool.ts';
+import { MAX_DEFAULT_JOBS, createMappingPool, defaultJobs, type MappingPool } from './mapping-pool.ts';
 import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
 
 /** Where the CLI writes: stdout for the report, stderr for errors and the progress bar. */
@@ -115,7 +115,7 @@ type Mode = 'sync' | 'workers';
  * Builds the commander program. `exit(code)` is called once the command has finished or failed
  * (the CLI passes process.exit; tests pass a recorder).
  */
-export function buildProgram(io: CliIo, mode: Mode = 'sync'): Command {
+export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingPool | null = null): Command {
   const program = new Command('phyr');
   program
     .description('An executable model of the Linux physical-range (phyr) DMA stack on a simulated machine.')
@@ -176,7 +176,8 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync'): Command {
         io.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : renderCompareReport(report));
       };
       const jobs = o.jobs ?? defaultJobs(o.mapping ? (o.configs ?? MAPPING_CONFIG_NAMES).length : 0);
-      const pool = mode === 'workers' && o.mapping && jobs > 0 ? createMappingPool(jobs) : null;
+      const pool = mode !== 'workers' || !o.mapping || jobs === 0 ? null
+        : prewarmed !== null && prewarmed.size === jobs ? prewarmed : createMappingPool(jobs);
       if (pool === null) {
         let report: CompareReport;
         try {
@@ -187,7 +188,7 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync'): Command {
         print(report);
         return;
       }
-      return runCompareAsync(opts, progress, pool.run).then(print, failed).finally(() => pool.close());
+      return runCompareAsync(opts, progress, pool).then(print, failed).finally(() => pool.close());
     });
 
   return program;
@@ -223,14 +224,18 @@ export function runCli(argv: readonly string[], io: CliIo): number {
 
 /**
  * runCli as the executable runs it: the mapping section's configurations on --jobs worker threads
- * while this thread measures the layouts. The same output, apart from the times.
+ * (and this thread, once it has measured the layouts). The same output, apart from the times.
+ * `prewarmed`: workers started early (main.ts), used when the run wants that many; closed at the end
+ * either way.
  */
-export async function runCliAsync(argv: readonly string[], io: CliIo): Promise<number> {
-  const program = buildProgram(io, 'workers');
+export async function runCliAsync(argv: readonly string[], io: CliIo, prewarmed: MappingPool | null = null): Promise<number> {
+  const program = buildProgram(io, 'workers', prewarmed);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (e) {
     return exitCode(e, io);
+  } finally {
+    await prewarmed?.close();
   }
 }

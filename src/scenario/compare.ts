@@ -431,14 +431,20 @@ export function compareMappingOptions(opts: CompareOptions = {}): MappingOptions
   };
 }
 
-/**
- * Runs the mapping section's configurations and resolves to each one's rows (runMappingConfig), in
- * the order of `configs`, whatever order or threads they ran on. onStep is called after each step
- * of any configuration.
- */
-export type MappingConfigRunner = (
-  o: MappingOptions, configs: readonly MappingConfigName[], onStep: (label: string) => void,
-) => Promise<ReadonlyArray<readonly MappingRow[]>>;
+/** Runs the mapping section's configurations elsewhere (the CLI: on worker threads). */
+export interface MappingConfigRunner {
+  /**
+   * Starts the configurations and resolves to each one's rows (runMappingConfig), in the order of
+   * `configs`, whatever order or threads they ran on. onStep is called after each step of any
+   * configuration.
+   */
+  run(o: MappingOptions, configs: readonly MappingConfigName[], onStep: (label: string) => void): Promise<ReadonlyArray<readonly MappingRow[]>>;
+  /**
+   * Called once this thread is free (the layout section done): may run configurations nobody has
+   * started yet here, with runConfig, before run's promise settles.
+   */
+  helpHere?(runConfig: typeof runMappingConfig): void;
+}
 
 /** The layout section: the machine, and every selected buffer mapped and measured in every layout. */
 function runLayouts(opts: CompareOptions, o: ResolvedOptions, step: (label: string) => void): {
@@ -518,12 +524,13 @@ export function runCompare(opts: CompareOptions = {}, onProgress?: ProgressFn): 
 }
 
 /**
- * runCompare with the mapping section's configurations handed to `runConfigs` (the CLI runs them on
- * worker threads), which is called before the layout section runs in this thread, so both proceed
- * at once. The report is the one runCompare gives, apart from the *Ms fields.
+ * runCompare with the mapping section's configurations handed to `runner` (the CLI runs them on
+ * worker threads), which starts them before the layout section runs in this thread, so both proceed
+ * at once; then this thread helps (runner.helpHere). The report is the one runCompare gives, apart
+ * from the *Ms fields.
  * @throws as runCompare (a configuration's error as the runner rejects with it).
  */
-export async function runCompareAsync(opts: CompareOptions, onProgress: ProgressFn | undefined, runConfigs: MappingConfigRunner): Promise<CompareReport> {
+export async function runCompareAsync(opts: CompareOptions, onProgress: ProgressFn | undefined, runner: MappingConfigRunner): Promise<CompareReport> {
   const tStart = process.hrtime.bigint();
   const o = resolveCompareOptions(opts);
   const total = compareSteps(opts);
@@ -531,10 +538,11 @@ export async function runCompareAsync(opts: CompareOptions, onProgress: Progress
   const step = (label: string): void => { done++; onProgress?.(done, total, label); };
   const mo = o.mapping ? compareMappingOptions(opts) : null;
   const configs = mo ? checkMappingOptions(mo) : [];
-  const pending = mo ? runConfigs(mo, configs, (label) => step(`mapping ${label}`)) : null;
+  const pending = mo ? runner.run(mo, configs, (label) => step(`mapping ${label}`)) : null;
   // A rejection while the layouts run is awaited below; until then it must not count as unhandled.
   pending?.catch(() => undefined);
   const layouts = runLayouts(opts, o, step);
+  if (pending) runner.helpHere?.(runMappingConfig);
   const mapping = mo && pending ? mappingReport(mo, await pending) : null;
   return report(opts, o, layouts, mapping, tStart);
 }
