@@ -67,8 +67,9 @@ describe('phyr compare on worker threads', () => {
 });
 
 describe('how many workers', () => {
-  it('one per CPU, at most 4 and one per configuration; none on one CPU', () => {
-    expect(defaultJobs(7, 2)).toBe(2);
+  it('one per CPU but the main thread\'s (1 on 2 CPUs, not 2), at most 4 and one per configuration; none on one CPU', () => {
+    expect(defaultJobs(7, 2)).toBe(1);
+    expect(defaultJobs(7, 4)).toBe(3);
     expect(defaultJobs(7, 16)).toBe(4);
     expect(defaultJobs(3, 16)).toBe(3);
     expect(defaultJobs(7, 1)).toBe(0);

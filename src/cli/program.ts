@@ -144,7 +144,7 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
     .option('--no-mapping', 'leave the DMA mapping section out (the layout comparison alone takes about 2 s)')
     .option('--configs <list>', `comma-separated mapping configurations, from ${MAPPING_CONFIG_NAMES.join(',')} (default: all; ignored with --no-mapping)`, parseConfigs)
     .option('--dma-debug', 'run the mapping machines with dma-debug (CONFIG_DMA_API_DEBUG) checking every mapping; the rows then count its reports (default: off, as production kernels)', false)
-    .option('--jobs <n>', `worker threads for the mapping configurations (default: one per CPU, at most ${MAX_DEFAULT_JOBS} and one per configuration; 0 on one CPU); 0 runs everything in the main thread`,
+    .option('--jobs <n>', `worker threads for the mapping configurations besides the main thread, which joins them after the layouts (default: one per CPU but one, at most ${MAX_DEFAULT_JOBS}); 0 runs everything in the main thread`,
       parseIntArg('--jobs', 0, 64))
     .option('--no-progress', 'never draw the progress bar on stderr (it is drawn only when stderr is a terminal, without --json, outside CI)')
     .addHelpText('after', COMPARE_HELP_AFTER)
