@@ -5,7 +5,7 @@ import { GiB, MiB } from '../base/index.ts';
 import {
   MAPPING_CONFIG_NAMES, compareMappingOptions, runCompare, runCompareAsync, type CompareOptions, type CompareReport,
 } from '../scenario/index.ts';
-import { createMappingPool, defaultJobs, wantsDefaultWorkers } from './mapping-pool.ts';
+import { RUN_FIRST, createMappingPool, defaultJobs, runOrder, wantsDefaultWorkers } from './mapping-pool.ts';
 import { runCli, runCliAsync, type CliIo } from './program.ts';
 
 function io(): CliIo & { out: () => string; err: () => string } {
@@ -64,6 +64,15 @@ describe('phyr compare on worker threads', () => {
       await pool!.close();
     }
   }, 60_000);
+});
+
+describe('which configuration first', () => {
+  it('the costliest first, every configuration once; names RUN_FIRST does not know keep report order, last', () => {
+    expect(runOrder([...MAPPING_CONFIG_NAMES]).map((i) => MAPPING_CONFIG_NAMES[i])).toEqual([...RUN_FIRST]);
+    expect([...RUN_FIRST].sort()).toEqual([...MAPPING_CONFIG_NAMES].sort());
+    expect(runOrder(['no-iommu', 'untrusted', 'force-bounce'])).toEqual([1, 0, 2]);
+    expect(runOrder(['x', 'no-iommu', 'y'] as never)).toEqual([1, 0, 2]);
+  });
 });
 
 describe('how many workers', () => {

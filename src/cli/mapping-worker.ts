@@ -6,12 +6,14 @@ import { parentPort } from 'node:worker_threads';
 import { runMappingConfig, type MappingConfigName, type MappingOptions, type MappingRow } from '../scenario/index.ts';
 
 /**
- * The pool's one message: the configurations of a report, and the shared index of the next one to
- * run (an Int32 the workers and the main thread advance with Atomics.add).
+ * The pool's one message: the configurations of a report, the order to take them in (indices into
+ * configs), and how many have been taken (an Int32 the workers and the main thread advance with
+ * Atomics.add).
  */
 export interface WorkerTask {
   readonly o: MappingOptions;
   readonly configs: readonly MappingConfigName[];
+  readonly order: readonly number[];
   readonly next: SharedArrayBuffer;
 }
 
@@ -27,7 +29,8 @@ if (port === null) throw new Error('mapping-worker.ts runs only as a worker thre
 port.on('message', (task: WorkerTask) => {
   const next = new Int32Array(task.next);
   const n = task.configs.length;
-  for (let id = Atomics.add(next, 0, 1); id < n; id = Atomics.add(next, 0, 1)) {
+  for (let k = Atomics.add(next, 0, 1); k < n; k = Atomics.add(next, 0, 1)) {
+    const id = task.order[k];
     let msg: WorkerMessage;
     try {
       const rows = runMappingConfig(task.o, task.configs[id], (label) => port.postMessage({ type: 'step', label } satisfies WorkerMessage));
