@@ -113,7 +113,9 @@ type Mode = 'sync' | 'workers';
 
 /**
  * Builds the commander program. `exit(code)` is called once the command has finished or failed
- * (the CLI passes process.exit; tests pass a recorder).
+ * (the CLI passes process.exit; tests pass a recorder). mode 'sync' runs `compare` in this thread
+ * (parse); 'workers' runs its mapping configurations on --jobs workers, using `prewarmed` when it
+ * has that many (parseAsync).
  */
 export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingPool | null = null): Command {
   const program = new Command('phyr');
