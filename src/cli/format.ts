@@ -99,7 +99,10 @@ export function renderMapping(mr: MappingReport): string {
     out.push(`${c.name}: ${c.label}`);
     if (c.note) for (const line of wrapWords(c.note, 108)) out.push(`  ${line}`);
     const rows = mr.rows.filter((r) => r.config === c.name);
-    const header = ['Buffer', 'Method', 'DMA entries', 'Meta bytes', 'IOMMU maps', 'PTEs', 'IOTLB inv', 'Bounce bytes', 'Verified', 'Map ms'];
+    // With --dma-debug the rows count dma-debug's reports: one more column.
+    const debug = rows.some((r) => r.dmaDebugReports !== undefined);
+    const header = ['Buffer', 'Method', 'DMA entries', 'Meta bytes', 'IOMMU maps', 'PTEs', 'IOTLB inv', 'Bounce bytes', 'Verified',
+      ...(debug ? ['dma-debug'] : []), 'Map ms'];
     const cells = rows.map((r) => [
       labelOf.get(r.buffer) ?? r.buffer,
       MAPPING_METHOD_LABELS[r.method],
@@ -110,15 +113,20 @@ export function renderMapping(mr: MappingReport): string {
       formatCount(r.counters.iotlbInvalidations),
       formatBytes(r.counters.bounceBytes),
       r.ok ? (r.bytesMismatched === 0 ? formatBytes(r.bytesVerified) : `${formatCount(r.bytesMismatched)} B WRONG`) : '-',
+      ...(debug ? [r.dmaDebugReports === undefined ? '-' : r.dmaDebugReports === 0 ? '0' : `${formatCount(r.dmaDebugReports)} REPORTS`] : []),
       formatMs(r.mapMs),
     ]);
-    out.push(renderTable(header, cells, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']).split('\n').map((l) => `  ${l}`).join('\n'));
+    out.push(renderTable(header, cells, header.map((_, i) => (i < 2 ? 'l' : 'r'))).split('\n').map((l) => `  ${l}`).join('\n'));
     for (const r of rows.filter((x) => !x.ok)) out.push(`  ${r.buffer} / ${MAPPING_METHOD_LABELS[r.method]}: ${r.errno}: ${r.reason}`);
   }
   out.push('');
   out.push('Mapping legend:');
-  const w = Math.max(...Object.keys(mr.legend).map((k) => k.length));
-  for (const [k, v] of Object.entries(mr.legend)) out.push(`  ${k.padEnd(w)}  ${v}`);
+  const legend = Object.entries(mr.legend);
+  if (mr.rows.some((r) => r.dmaDebugReports !== undefined)) {
+    legend.push(['dma-debug', 'dma-debug reports over map, round trip and unmap, and a leak check after the unmap (--dma-debug; 0 for correct use)']);
+  }
+  const w = Math.max(...legend.map(([k]) => k.length));
+  for (const [k, v] of legend) out.push(`  ${k.padEnd(w)}  ${v}`);
   return out.join('\n');
 }
 

@@ -1,12 +1,15 @@
 // What it is: the `phyr` command line (commander): `phyr compare` and `phyr help`. Option values are
 // validated here; a bad value is an error naming the option and the value, with exit code 2.
+// runCliAsync (the executable's) runs the mapping section's configurations on worker threads
+// (mapping-pool.ts); runCli runs everything in the calling thread, with the same report.
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
-  BUFFER_NAMES, LEGEND, MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_LEGEND, UNTRUSTED_MAP_OFFSET, runCompare,
-  type BufferName, type CompareOptions, type MappingConfigName,
+  BUFFER_NAMES, LEGEND, MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_LEGEND, UNTRUSTED_MAP_OFFSET, runCompare, runCompareAsync,
+  type BufferName, type CompareOptions, type CompareReport, type MappingConfigName,
 } from '../scenario/index.ts';
 import { renderCompareReport } from './format.ts';
+import { MAX_DEFAULT_JOBS, createMappingPool, defaultJobs, type MappingPool } from './mapping-pool.ts';
 import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
 
 /** Where the CLI writes: stdout for the report, stderr for errors and the progress bar. */
@@ -73,8 +76,11 @@ dmaMapPhys per range without dma-iommu); dmaMapPhyrs. Mapping columns:
 ${Object.entries(MAPPING_LEGEND).map(([k, v]) => `  ${k.padEnd(26)} ${v}`).join('\n')}
 The untrusted configuration maps each buffer from byte ${UNTRUSTED_MAP_OFFSET} (a sub-page offset) to its end, so the
 swiotlb bouncing of unaligned heads shows in Bounce bytes; every other configuration maps whole buffers.
-With the default buffers the mapping section takes about 10 s on 2 cores (7 machines; about 200,000 DMA
-ranges per anonymous buffer per method); --no-mapping, --buffers or --configs make it shorter.
+The configurations run on worker threads (--jobs) while the main thread measures the layouts; with the
+default buffers the mapping section is about 12 s of CPU time (7 machines; about 200,000 DMA ranges per
+anonymous buffer per method); --no-mapping, --buffers or --configs make it shorter. dma-debug is off, as
+in the production kernels performance is compared on (it only observes: the figures are the same);
+--dma-debug turns it on and adds its reports to each mapping row.
 
 The machine always reserves the hugetlb pool (4 x 1 GiB), whatever --buffers says, so every run of a
 seed has the same physical layout: --ram must leave room for it.
@@ -98,13 +104,20 @@ interface CompareCliOptions {
   maxSegment?: number;
   pageSize: number;
   progress: boolean;
+  jobs?: number;
+  dmaDebug: boolean;
 }
+
+/** How the compare action runs the mapping section: in this thread, or on worker threads. */
+type Mode = 'sync' | 'workers';
 
 /**
  * Builds the commander program. `exit(code)` is called once the command has finished or failed
- * (the CLI passes process.exit; tests pass a recorder).
+ * (the CLI passes process.exit; tests pass a recorder). mode 'sync' runs `compare` in this thread
+ * (parse); 'workers' runs its mapping configurations on --jobs workers, using `prewarmed` when it
+ * has that many (parseAsync).
  */
-export function buildProgram(io: CliIo): Command {
+export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingPool | null = null): Command {
   const program = new Command('phyr');
   program
     .description('An executable model of the Linux physical-range (phyr) DMA stack on a simulated machine.')
@@ -132,6 +145,9 @@ export function buildProgram(io: CliIo): Command {
     .option('--mapping', 'include the DMA mapping section (the default): the buffers mapped for a PCI device on 7 machine configurations by 4 methods, with a device round trip', true)
     .option('--no-mapping', 'leave the DMA mapping section out (the layout comparison alone takes about 2 s)')
     .option('--configs <list>', `comma-separated mapping configurations, from ${MAPPING_CONFIG_NAMES.join(',')} (default: all; ignored with --no-mapping)`, parseConfigs)
+    .option('--dma-debug', 'run the mapping machines with dma-debug (CONFIG_DMA_API_DEBUG) checking every mapping; the rows then count its reports (default: off, as production kernels)', false)
+    .option('--jobs <n>', `worker threads for the mapping configurations besides the main thread, which joins them after the layouts (default: one per CPU but one, at most ${MAX_DEFAULT_JOBS}); 0 runs everything in the main thread`,
+      parseIntArg('--jobs', 0, 64))
     .option('--no-progress', 'never draw the progress bar on stderr (it is drawn only when stderr is a terminal, without --json, outside CI)')
     .addHelpText('after', COMPARE_HELP_AFTER)
     .action((raw: Omit<CompareCliOptions, 'pageSize'> & { pageSize: string }) => {
@@ -145,21 +161,36 @@ export function buildProgram(io: CliIo): Command {
         ...(o.maxSegment !== undefined ? { maxSegment: o.maxSegment } : {}),
         mapping: o.mapping,
         ...(o.configs ? { mappingConfigs: o.configs } : {}),
+        ...(o.dmaDebug ? { dmaDebug: true } : {}),
       };
       const bar = wantProgress(o, io.stderr.isTTY, io.env) ? new ProgressBar(io.stderr) : null;
-      let report;
-      try {
-        report = runCompare(opts, bar ? (d, t, l) => bar.update(d, t, l) : undefined);
-      } catch (e) {
-        // Invalid combinations of values (e.g. too little RAM for the hugetlb pool) are usage errors.
+      const progress = bar ? (d: number, t: number, l: string): void => bar.update(d, t, l) : undefined;
+      // Invalid combinations of values (e.g. too little RAM for the hugetlb pool) are usage errors.
+      const failed = (e: unknown): never => {
+        bar?.done();
         if (e instanceof RangeError || e instanceof TypeError) {
           throw usageError(`these option values do not make a machine (--ram ${o.ram}, --page-size ${o.pageSize}): ${e.message}`);
         }
         throw e;
-      } finally {
+      };
+      const print = (report: CompareReport): void => {
         bar?.done();
+        io.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : renderCompareReport(report));
+      };
+      const jobs = o.jobs ?? defaultJobs(o.mapping ? (o.configs ?? MAPPING_CONFIG_NAMES).length : 0);
+      const pool = mode !== 'workers' || !o.mapping || jobs === 0 ? null
+        : prewarmed !== null && prewarmed.size === jobs ? prewarmed : createMappingPool(jobs);
+      if (pool === null) {
+        let report: CompareReport;
+        try {
+          report = runCompare(opts, progress);
+        } catch (e) {
+          return failed(e);
+        }
+        print(report);
+        return;
       }
-      io.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : renderCompareReport(report));
+      return runCompareAsync(opts, progress, pool).then(print, failed).finally(() => pool.close());
     });
 
   return program;
@@ -169,21 +200,44 @@ function usageError(message: string): CommanderError {
   return new CommanderError(EXIT_USAGE, 'phyr.usage', `error: ${message}\n`);
 }
 
+function exitCode(e: unknown, io: CliIo): number {
+  if (e instanceof CommanderError) {
+    if (e.exitCode === 0) return 0;
+    if (e.code === 'phyr.usage') io.stderr.write(e.message);
+    return EXIT_USAGE;
+  }
+  throw e;
+}
+
 /**
- * Runs the CLI on argv (without the node and script entries). Returns the exit code: 0 on success
- * (and for --help / --version), 2 for invalid usage; other errors propagate.
+ * Runs the CLI on argv (without the node and script entries) in the calling thread (--jobs is
+ * checked but not used). Returns the exit code: 0 on success (and for --help / --version), 2 for
+ * invalid usage; other errors propagate.
  */
 export function runCli(argv: readonly string[], io: CliIo): number {
-  const program = buildProgram(io);
+  const program = buildProgram(io, 'sync');
   try {
     program.parse([...argv], { from: 'user' });
     return 0;
   } catch (e) {
-    if (e instanceof CommanderError) {
-      if (e.exitCode === 0) return 0;
-      if (e.code === 'phyr.usage') io.stderr.write(e.message);
-      return EXIT_USAGE;
-    }
-    throw e;
+    return exitCode(e, io);
+  }
+}
+
+/**
+ * runCli as the executable runs it: the mapping section's configurations on --jobs worker threads
+ * (and this thread, once it has measured the layouts). The same output, apart from the times.
+ * `prewarmed`: workers started early (main.ts), used when the run wants that many; closed at the end
+ * either way.
+ */
+export async function runCliAsync(argv: readonly string[], io: CliIo, prewarmed: MappingPool | null = null): Promise<number> {
+  const program = buildProgram(io, 'workers', prewarmed);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (e) {
+    return exitCode(e, io);
+  } finally {
+    await prewarmed?.close();
   }
 }

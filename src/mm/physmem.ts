@@ -60,35 +60,66 @@ export class SparsePhysMem implements PhysMem {
     return c;
   }
 
-  /**
-   * Calls fn(chunkIndex, offsetInChunk, n, done) for each chunk piece of [a, a+len), in order;
-   * done is the bytes of the range before this piece.
-   */
-  private eachChunk(a: number, len: number, fn: (idx: number, off: number, n: number, done: number) => void): void {
+  /** read() without the checks: [a, a+len) is known to be accessible. */
+  private readAt(a: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
     let done = 0;
     while (done < len) {
       const p = a + done;
       const idx = Math.floor(p / CHUNK);
       const off = p - idx * CHUNK;
       const n = Math.min(CHUNK - off, len - done);
-      fn(idx, off, n, done);
+      const c = this.chunks.get(idx);
+      if (c !== undefined) out.set(n === CHUNK ? c : c.subarray(off, off + n), done);
       done += n;
     }
-  }
-
-  /** read() without the checks: [a, a+len) is known to be accessible. */
-  private readAt(a: number, len: number): Uint8Array {
-    const out = new Uint8Array(len);
-    this.eachChunk(a, len, (idx, off, n, done) => {
-      const c = this.chunks.get(idx);
-      if (c !== undefined) out.set(c.subarray(off, off + n), done);
-    });
     return out;
   }
 
   /** write() without the checks: [a, a+bytes.length) is known to be accessible. */
   private writeAt(a: number, bytes: Uint8Array): void {
-    this.eachChunk(a, bytes.length, (idx, off, n, done) => this.chunkFor(idx).set(bytes.subarray(done, done + n), off));
+    const len = bytes.length;
+    let done = 0;
+    while (done < len) {
+      const p = a + done;
+      const idx = Math.floor(p / CHUNK);
+      const off = p - idx * CHUNK;
+      const n = Math.min(CHUNK - off, len - done);
+      this.chunkFor(idx).set(bytes.subarray(done, done + n), off);
+      done += n;
+    }
+  }
+
+  /**
+   * Copies [s, s+len) to [d, d+len) chunk piece to chunk piece, with no temporary of len bytes
+   * (both known to be accessible). A source chunk never written reads as zero: its piece zeroes the
+   * destination, and allocates nothing when the destination chunk is not resident either. Ranges
+   * that overlap go through a temporary, for memmove semantics.
+   */
+  private copyAt(d: number, s: number, len: number): void {
+    if (len === 0 || d === s) return;
+    if (s < d + len && d < s + len) {
+      this.writeAt(d, this.readAt(s, len));
+      return;
+    }
+    let done = 0;
+    while (done < len) {
+      const sp = s + done;
+      const dp = d + done;
+      const si = Math.floor(sp / CHUNK);
+      const so = sp - si * CHUNK;
+      const di = Math.floor(dp / CHUNK);
+      const dOff = dp - di * CHUNK;
+      const n = Math.min(CHUNK - so, CHUNK - dOff, len - done);
+      const sc = this.chunks.get(si);
+      if (sc !== undefined) {
+        this.chunkFor(di).set(n === CHUNK ? sc : sc.subarray(so, so + n), dOff);
+      } else {
+        const dc = this.chunks.get(di);
+        if (dc !== undefined) dc.fill(0, dOff, dOff + n);
+      }
+      done += n;
+    }
   }
 
   /** Reads len bytes at addr (a fresh copy). Throws RangeError for holes / reserved memory. */
@@ -116,10 +147,16 @@ export class SparsePhysMem implements PhysMem {
     checkLen('len', len);
     checkLen('value', value, 0, 255);
     const a = this.check('mem.fill', addr, len);
-    this.eachChunk(a, len, (idx, off, n) => {
+    let done = 0;
+    while (done < len) {
+      const p = a + done;
+      const idx = Math.floor(p / CHUNK);
+      const off = p - idx * CHUNK;
+      const n = Math.min(CHUNK - off, len - done);
       if (value === 0 && n === CHUNK) this.chunks.delete(idx);
       else if (value !== 0 || this.chunks.has(idx)) this.chunkFor(idx).fill(value, off, off + n);
-    });
+      done += n;
+    }
     if (this.onCpuWrite !== null && len > 0) this.onCpuWrite(a, len);
   }
 
@@ -128,7 +165,7 @@ export class SparsePhysMem implements PhysMem {
     checkLen('len', len);
     const s = this.check('mem.copy src', src, len);
     const d = this.check('mem.copy dst', dst, len);
-    this.writeAt(d, this.readAt(s, len));
+    this.copyAt(d, s, len);
     if (this.onCpuWrite !== null && len > 0) this.onCpuWrite(d, len);
   }
 
@@ -137,7 +174,7 @@ export class SparsePhysMem implements PhysMem {
     checkLen('len', len);
     const s = this.check('mem.bounceCopy src', src, len);
     const d = this.check('mem.bounceCopy dst', dst, len);
-    this.writeAt(d, this.readAt(s, len));
+    this.copyAt(d, s, len);
   }
 
   /** A live view of len bytes inside one 4 KiB chunk of accessible memory. */

@@ -16,7 +16,10 @@ import {
   coalesce, sgAllocTableFromPagesSegment, sgFreeTable, toBvecList, toPageList,
   type PageArray, type PhyrList, type RangeSource,
 } from '../phyr/index.ts';
-import { mappingSteps, runMapping, type MappingConfigName, type MappingOptions, type MappingReport } from './mapping.ts';
+import {
+  checkMappingOptions, mappingReport, mappingSteps, runMappingConfig,
+  type MappingConfigName, type MappingOptions, type MappingReport, type MappingRow,
+} from './mapping.ts';
 
 /** The buffers of issue #2 section 6, by the name the CLI takes in --buffers. */
 export const BUFFER_NAMES = ['anon', 'thp', 'hugetlb', 'device'] as const;
@@ -76,6 +79,11 @@ export interface CompareOptions {
   readonly mappingConfigs?: readonly MappingConfigName[];
   /** Round-trip windows sampled per mapped buffer (default 32, 4096 bytes each). */
   readonly verifyWindows?: number;
+  /**
+   * Run the mapping machines with dma-debug on (default false, as production kernels are built; see
+   * MappingOptions.dmaDebug). The figures are the same; the rows then count dma-debug's reports.
+   */
+  readonly dmaDebug?: boolean;
 }
 
 /** One component of a layout (the page array and the sg table of the legacy row). */
@@ -419,22 +427,29 @@ export function compareMappingOptions(opts: CompareOptions = {}): MappingOptions
     })),
     ...(opts.mappingConfigs ? { configs: opts.mappingConfigs } : {}),
     ...(opts.verifyWindows !== undefined ? { verifyWindows: opts.verifyWindows } : {}),
+    ...(opts.dmaDebug !== undefined ? { dmaDebug: opts.dmaDebug } : {}),
   };
 }
 
-/**
- * Runs the comparison (issue #2 section 6): builds the machine, maps every selected buffer into one
- * process, and measures every layout for each. Pure data out; deterministic except the *Ms fields.
- * @throws TypeError/RangeError for invalid options (naming the option). Kernel failures (a buffer that
- * cannot be mapped, a layout that cannot describe it) are reported in the data, not thrown.
- */
-export function runCompare(opts: CompareOptions = {}, onProgress?: ProgressFn): CompareReport {
-  const tStart = process.hrtime.bigint();
-  const o = resolveCompareOptions(opts);
-  const total = compareSteps(opts);
-  let done = 0;
-  const step = (label: string): void => { done++; onProgress?.(done, total, label); };
+/** Runs the mapping section's configurations elsewhere (the CLI: on worker threads). */
+export interface MappingConfigRunner {
+  /**
+   * Starts the configurations and resolves to each one's rows (runMappingConfig), in the order of
+   * `configs`, whatever order or threads they ran on. onStep is called after each step of any
+   * configuration.
+   */
+  run(o: MappingOptions, configs: readonly MappingConfigName[], onStep: (label: string) => void): Promise<ReadonlyArray<readonly MappingRow[]>>;
+  /**
+   * Called once this thread is free (the layout section done): may run configurations nobody has
+   * started yet here, with runConfig, before run's promise settles.
+   */
+  helpHere?(runConfig: typeof runMappingConfig): void;
+}
 
+/** The layout section: the machine, and every selected buffer mapped and measured in every layout. */
+function runLayouts(opts: CompareOptions, o: ResolvedOptions, step: (label: string) => void): {
+  machine: MachineReport; buffers: BufferReport[]; headline: Headline | null;
+} {
   const m = createMmMachine(compareMachineConfig(opts));
   const mm = m.newProcess();
   step('machine created');
@@ -466,19 +481,68 @@ export function runCompare(opts: CompareOptions = {}, onProgress?: ProgressFn): 
       mmapErrno: null, mmapMessage: null, mmapMs, rows,
     });
   }
-  const mapping = o.mapping ? runMapping(compareMappingOptions(opts), (label) => step(`mapping ${label}`)) : null;
+  return { machine: describeMachine(m, o), buffers, headline };
+}
+
+function report(
+  opts: CompareOptions, o: ResolvedOptions, layouts: ReturnType<typeof runLayouts>, mapping: MappingReport | null, tStart: bigint,
+): CompareReport {
   return {
     tool: 'phyr compare',
     version: 1,
-    machine: describeMachine(m, o),
+    machine: layouts.machine,
     maxSegment: o.maxSegment,
     maxSegmentNote: opts.maxSegment === undefined
       ? `max_segment ${o.maxSegment} (0x${o.maxSegment.toString(16)}) = UINT_MAX rounded down to the page size, as sg_alloc_table_from_pages uses`
       : `max_segment ${o.maxSegment} (set by option; rounded down to the page size by sgAllocTableFromPagesSegment)`,
-    buffers,
-    headline,
+    buffers: layouts.buffers,
+    headline: layouts.headline,
     mapping,
     legend: LEGEND,
     totalMs: msSince(tStart),
   };
+}
+
+/**
+ * Runs the comparison (issue #2 section 6) in this thread: builds the machine, maps every selected
+ * buffer into one process, and measures every layout for each; then the mapping section, if asked
+ * for. Pure data out; deterministic except the *Ms fields.
+ * @throws TypeError/RangeError for invalid options (naming the option). Kernel failures (a buffer that
+ * cannot be mapped, a layout that cannot describe it) are reported in the data, not thrown.
+ */
+export function runCompare(opts: CompareOptions = {}, onProgress?: ProgressFn): CompareReport {
+  const tStart = process.hrtime.bigint();
+  const o = resolveCompareOptions(opts);
+  const total = compareSteps(opts);
+  let done = 0;
+  const step = (label: string): void => { done++; onProgress?.(done, total, label); };
+  const mo = o.mapping ? compareMappingOptions(opts) : null;
+  const configs = mo ? checkMappingOptions(mo) : [];
+  const layouts = runLayouts(opts, o, step);
+  const mapping = mo ? mappingReport(mo, configs.map((n) => runMappingConfig(mo, n, (label) => step(`mapping ${label}`)))) : null;
+  return report(opts, o, layouts, mapping, tStart);
+}
+
+/**
+ * runCompare with the mapping section's configurations handed to `runner` (the CLI runs them on
+ * worker threads), which starts them before the layout section runs in this thread, so both proceed
+ * at once; then this thread helps (runner.helpHere). The report is the one runCompare gives, apart
+ * from the *Ms fields.
+ * @throws as runCompare (a configuration's error as the runner rejects with it).
+ */
+export async function runCompareAsync(opts: CompareOptions, onProgress: ProgressFn | undefined, runner: MappingConfigRunner): Promise<CompareReport> {
+  const tStart = process.hrtime.bigint();
+  const o = resolveCompareOptions(opts);
+  const total = compareSteps(opts);
+  let done = 0;
+  const step = (label: string): void => { done++; onProgress?.(done, total, label); };
+  const mo = o.mapping ? compareMappingOptions(opts) : null;
+  const configs = mo ? checkMappingOptions(mo) : [];
+  const pending = mo ? runner.run(mo, configs, (label) => step(`mapping ${label}`)) : null;
+  // A rejection while the layouts run is awaited below; until then it must not count as unhandled.
+  pending?.catch(() => undefined);
+  const layouts = runLayouts(opts, o, step);
+  if (pending) runner.helpHere?.(runMappingConfig);
+  const mapping = mo && pending ? mappingReport(mo, await pending) : null;
+  return report(opts, o, layouts, mapping, tStart);
 }

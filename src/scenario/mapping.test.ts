@@ -5,7 +5,7 @@ import { GiB, MiB } from '../base/index.ts';
 import { createMachine } from '../machine/index.ts';
 import {
   MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_METHOD_NAMES, UNTRUSTED_MAP_OFFSET, compareMappingOptions, mappingBacking,
-  mappingMachineConfig, runCompare,
+  mappingMachineConfig, runCompare, runMapping, runMappingConfig,
   verifyWindows, type CompareOptions, type CompareReport, type MappingConfigName, type MappingRow,
 } from './index.ts';
 
@@ -181,5 +181,31 @@ describe('runCompare with the mapping section (small machine)', () => {
     expect(r.ok).toBe(true);
     expect(r.counters.bounceBytes).toBeGreaterThanOrEqual(4 * MiB);
     expect(r.counters.iommuMapCalls).toBe(0);
+  });
+});
+
+describe('dma-debug in the mapping section (MappingOptions.dmaDebug)', () => {
+  const opts = compareMappingOptions({ ...SMALL, mappingConfigs: ['iommu-strict', 'untrusted', 'p2p-switch'] });
+  const untimed = (rows: readonly MappingRow[]): unknown[] => rows.map((r) => {
+    const { mapMs: _m, unmapMs: _u, dmaDebugReports: _d, ...rest } = r;
+    return rest;
+  });
+  const off = runMapping(opts);
+  const on = runMapping({ ...opts, dmaDebug: true });
+
+  it('is off by default: the rows carry no dmaDebugReports', () => {
+    expect(off.rows.length).toBe(3 * 4 * 4);
+    expect(off.rows.every((r) => !('dmaDebugReports' in r))).toBe(true);
+  });
+
+  it('on, it only observes: the same figures, and every row counts 0 reports', () => {
+    expect(untimed(on.rows)).toEqual(untimed(off.rows));
+    expect(on.rows.map((r) => r.dmaDebugReports)).toEqual(on.rows.map(() => 0));
+  });
+
+  it('runMappingConfig gives one configuration\'s rows, the same as runMapping\'s', () => {
+    expect(untimed(runMappingConfig(opts, 'untrusted'))).toEqual(untimed(off.rows.filter((r) => r.config === 'untrusted')));
+    expect(() => runMappingConfig(opts, 'nope' as MappingConfigName)).toThrow(RangeError);
+    expect(() => runMapping({ ...opts, dmaDebug: 'yes' as unknown as boolean })).toThrow(TypeError);
   });
 });

@@ -7,7 +7,7 @@
 
 import { GiB, KiB, MiB, checkLen, type Errno } from '../base/index.ts';
 import { DMA_BIT_MASK, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask } from '../dma/index.ts';
-import { UMEM_METHODS, UMEM_METHOD_LABELS, umemMap, type UmemMapping, type UmemMethod } from '../drivers/index.ts';
+import { UMEM_METHODS, UMEM_METHOD_LABELS, umemMap, type UmemMethod, type UmemSegments } from '../drivers/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
 import type { UserMm } from '../mm/index.ts';
 import type { Device, PciNodeConfig } from '../pci/index.ts';
@@ -128,6 +128,13 @@ export interface MappingRow {
   /** Model time of the pin + map, and of the unmap + unpin, ms (not deterministic). */
   readonly mapMs: number;
   readonly unmapMs: number;
+  /**
+   * With dma-debug on (MappingOptions.dmaDebug) only: its reports over the row, DMA-DEBUG events of
+   * map, round trip and unmap, and of a leak check after the unmap (Machine.teardown: one report per
+   * device with mappings still live; a leak shows in every later row of the configuration too). 0
+   * for correct use. Absent when dma-debug is off.
+   */
+  readonly dmaDebugReports?: number;
 }
 
 export interface MappingReport {
@@ -165,6 +172,12 @@ export interface MappingOptions {
   /** Windows sampled by the round trip per buffer (default 32) and their length (default 4096). */
   readonly verifyWindows?: number;
   readonly verifyWindowLen?: number;
+  /**
+   * Run the machines with dma-debug checking every mapping (CONFIG_DMA_API_DEBUG; default false, as
+   * production kernels are built). It only observes: every figure but the times is the same either
+   * way, and each row then also counts its reports (MappingRow.dmaDebugReports).
+   */
+  readonly dmaDebug?: boolean;
 }
 
 /** The createMachine config of a mapping machine. */
@@ -220,9 +233,10 @@ export function verifyWindows(bufLen: number, count: number, winLen: number): Ar
 }
 
 /** Byte offset of each DMA segment's start in the mapped buffer (one more entry: the total). */
-function segStarts(segLen: ArrayLike<number>): Float64Array {
-  const starts = new Float64Array(segLen.length + 1);
-  for (let i = 0; i < segLen.length; i++) starts[i + 1] = starts[i] + segLen[i];
+function segStarts(segs: UmemSegments): Float64Array {
+  const n = segs.count;
+  const starts = new Float64Array(n + 1);
+  for (let i = 0; i < n; i++) starts[i + 1] = starts[i] + segs.lenAt(i);
   return starts;
 }
 
@@ -230,23 +244,33 @@ function segStarts(segLen: ArrayLike<number>): Float64Array {
  * Pieces (dmaAddr, len) of the buffer bytes [off, off+len) given the DMA segments in byte order and
  * their start offsets (segStarts).
  */
-function dmaPieces(mp: UmemMapping, starts: Float64Array, off: number, len: number): Array<[bigint, number]> {
+function dmaPieces(segs: UmemSegments, starts: Float64Array, off: number, len: number): Array<[bigint, number]> {
   const out: Array<[bigint, number]> = [];
+  const count = segs.count;
   // the last segment starting at or before off
-  let a = 0, b = mp.dmaLens.length;
+  let a = 0, b = count;
   while (b - a > 1) {
     const m = (a + b) >> 1;
     if (starts[m] <= off) a = m; else b = m;
   }
-  for (let i = a; i < mp.dmaLens.length && len > 0; i++) {
+  for (let i = a; i < count && len > 0; i++) {
     const inner = off - starts[i];
-    const n = Math.min(len, mp.dmaLens[i] - inner);
+    const n = Math.min(len, starts[i + 1] - starts[i] - inner);
     if (n <= 0) continue;
-    out.push([mp.dmaAddrs[i] + BigInt(inner), n]);
+    out.push([segs.addrAt(i) + BigInt(inner), n]);
     off += n;
     len -= n;
   }
   return out;
+}
+
+/**
+ * dma-debug's reports since `since` (a count of DMA-DEBUG events), after a leak check of every device
+ * (what a driver release reports: one report per device with mappings still live).
+ */
+function dmaDebugReportsSince(m: Machine, since: number): number {
+  m.teardown();
+  return m.events.count('DMA-DEBUG') - since;
 }
 
 /**
@@ -258,10 +282,16 @@ export function measureMapping(
   p2p: boolean, ids: { config: MappingConfigName; buffer: string },
 ): MappingRow {
   const since = m.stats.snapshot();
+  const debugOn = m.dmaDebug.enabled;
+  const debugSince = m.events.count('DMA-DEBUG');
+  const debugField = (): { dmaDebugReports?: number } => (debugOn ? { dmaDebugReports: dmaDebugReportsSince(m, debugSince) } : {});
   const windows = verifyWindows(len, o.verifyWindows ?? 32, o.verifyWindowLen ?? 4096);
   const seedBase = m.stats.dmaMapCalls + 1;
+  // Pattern A (CPU writes, device reads) and pattern B (device writes, CPU reads) of each window.
+  const patA = windows.map(([off, wl]) => fill(wl, seedBase + off));
+  const patB = windows.map(([off, wl]) => fill(wl, seedBase + off + 7919));
   // CPU writes pattern A before mapping (to-device direction; bounces copy it in at map).
-  for (const [off, wl] of windows) mm.writeUser(start + BigInt(off), fill(wl, seedBase + off));
+  windows.forEach(([off], w) => mm.writeUser(start + BigInt(off), patA[w]));
   const t0 = process.hrtime.bigint();
   const mapped = umemMap(dev, mm, start, len, method, { p2p, maxSegment: o.maxSegment });
   const mapMs = msSince(t0);
@@ -269,11 +299,13 @@ export function measureMapping(
   if (!mapped.ok) {
     return {
       ...base, ok: false, errno: mapped.errno, reason: mapped.message ?? null, dmaEntries: null, metadataBytes: null,
-      counters: counters(m, since), bytesVerified: 0, bytesMismatched: 0, mapMs, unmapMs: 0,
+      counters: counters(m, since), bytesVerified: 0, bytesMismatched: 0, mapMs, unmapMs: 0, ...debugField(),
     };
   }
   const mp = mapped.value;
-  const starts = segStarts(mp.dmaLens);
+  const segs = mp.segments;
+  const dmaEntries = segs.count;
+  const starts = segStarts(segs);
   let verified = 0;
   let mismatched = 0;
   const compare = (got: Uint8Array, want: Uint8Array): void => {
@@ -282,34 +314,34 @@ export function measureMapping(
     mismatched += bad;
     verified += want.length - bad;
   };
-  for (const [off, wl] of windows) {
-    const want = fill(wl, seedBase + off);
+  windows.forEach(([off, wl], w) => {
+    const pieces = dmaPieces(segs, starts, off, wl);
     const got = new Uint8Array(wl);
     let at = 0;
-    for (const [a, n] of dmaPieces(mp, starts, off, wl)) {
+    for (const [a, n] of pieces) {
       const r = dev.dmaRead(a, n);
       if (r.ok) got.set(r.value, at);
       at += n;
     }
-    compare(got, want);
+    compare(got, patA[w]);
     // Device writes pattern B (from-device direction).
-    const b = fill(wl, seedBase + off + 7919);
+    const b = patB[w];
     at = 0;
-    for (const [a, n] of dmaPieces(mp, starts, off, wl)) {
+    for (const [a, n] of pieces) {
       dev.dmaWrite(a, b.subarray(at, at + n));
       at += n;
     }
-  }
+  });
   const t1 = process.hrtime.bigint();
   mp.unmap();
   const unmapMs = msSince(t1);
-  for (const [off, wl] of windows) {
+  windows.forEach(([off, wl], w) => {
     const r = mm.readUser(start + BigInt(off), wl);
-    compare(r.ok ? r.value : new Uint8Array(wl), fill(wl, seedBase + off + 7919));
-  }
+    compare(r.ok ? r.value : new Uint8Array(wl), patB[w]);
+  });
   return {
-    ...base, ok: true, errno: null, reason: null, dmaEntries: mp.dmaLens.length, metadataBytes: mp.metadataBytes,
-    counters: counters(m, since), bytesVerified: verified, bytesMismatched: mismatched, mapMs, unmapMs,
+    ...base, ok: true, errno: null, reason: null, dmaEntries, metadataBytes: mp.metadataBytes,
+    counters: counters(m, since), bytesVerified: verified, bytesMismatched: mismatched, mapMs, unmapMs, ...debugField(),
   };
 }
 
@@ -319,50 +351,89 @@ export function mappingSteps(o: MappingOptions): number {
 }
 
 /**
- * Runs the mapping section: one machine per configuration, the buffers mapped into one process, each
- * mapped by every method with a device round trip.
- * @throws RangeError for invalid options (naming them).
+ * Checks the options of the mapping section and returns the configurations it runs, in report order.
+ * @throws RangeError/TypeError for invalid options (naming them).
  */
-export function runMapping(o: MappingOptions, onProgress?: (label: string) => void): MappingReport {
+export function checkMappingOptions(o: MappingOptions): readonly MappingConfigName[] {
   checkLen('verifyWindows', o.verifyWindows ?? 32, 1, 1 << 16);
   checkLen('verifyWindowLen', o.verifyWindowLen ?? 4096, 1, 1 << 24);
+  if (o.dmaDebug !== undefined && typeof o.dmaDebug !== 'boolean') {
+    throw new TypeError(`dmaDebug must be a boolean, got ${typeof o.dmaDebug} ${String(o.dmaDebug)}`);
+  }
   const configs = o.configs ?? MAPPING_CONFIG_NAMES;
+  for (const n of configs) {
+    if (!Object.hasOwn(MAPPING_CONFIGS, n)) throw new RangeError(`configs must name mapping configurations (${MAPPING_CONFIG_NAMES.join(', ')}), got ${JSON.stringify(n)}`);
+  }
+  return configs;
+}
+
+/**
+ * One configuration of the mapping section: its own machine, the buffers mapped into one process,
+ * each mapped by every method with a device round trip. The rows depend on nothing but o and name,
+ * so configurations may run in any order or on separate threads (the CLI runs them on workers).
+ * @throws RangeError/TypeError for invalid options (naming them).
+ */
+export function runMappingConfig(o: MappingOptions, name: MappingConfigName, onProgress?: (label: string) => void): MappingRow[] {
+  checkMappingOptions(o);
+  const spec = MAPPING_CONFIGS[name];
+  if (spec === undefined || !Object.hasOwn(MAPPING_CONFIGS, name)) {
+    throw new RangeError(`name must be a mapping configuration (${MAPPING_CONFIG_NAMES.join(', ')}), got ${JSON.stringify(name)}`);
+  }
   const rows: MappingRow[] = [];
-  for (const name of configs) {
-    const spec = MAPPING_CONFIGS[name];
-    const m = createMachine(mappingMachineConfig(o, name));
-    // what the devices' drivers set at probe: a 64-bit mask and, as nvme_pci_alloc_dev() does,
-    // dma_set_max_seg_size(0xffffffff) over the PCI default of 64 KiB (drivers/pci/probe.c)
-    for (const d of m.devices()) {
-      dmaSetMaskAndCoherent(d, DMA_BIT_MASK(64));
-      dmaSetMaxSegSize(d, 0xffffffff);
-    }
-    const dev = m.device(spec.device);
-    if (spec.minAlignMask) dmaSetMinAlignMask(dev, spec.minAlignMask);
-    const mm = m.newProcess();
-    onProgress?.(`${name}: machine`);
-    for (const b of o.buffers) {
-      const mapped = mm.mmap({ len: b.len, backing: mappingBacking(b, name), populate: true });
-      for (const method of MAPPING_METHOD_NAMES) {
-        if (!mapped.ok) {
-          rows.push({
-            config: name, buffer: b.name, method, ok: false, errno: mapped.errno, reason: `mmap: ${mapped.message ?? mapped.errno}`,
-            dmaEntries: null, metadataBytes: null, counters: counters(m, m.stats.snapshot()), bytesVerified: 0, bytesMismatched: 0, mapMs: 0, unmapMs: 0,
-          });
-        } else {
-          rows.push(measureMapping(m, dev, mm, mapped.value + BigInt(spec.offset), b.len - spec.offset, method, o,
-            b.kind === 'device' && spec.p2p, { config: name, buffer: b.name }));
-        }
-        onProgress?.(`${name}: ${b.name} ${MAPPING_METHOD_LABELS[method]}`);
+  const m = createMachine(mappingMachineConfig(o, name));
+  // dma-debug (kernel/dma/debug.c) observes only: the figures are the same without it.
+  m.dmaDebug.enabled = o.dmaDebug ?? false;
+  // what the devices' drivers set at probe: a 64-bit mask and, as nvme_pci_alloc_dev() does,
+  // dma_set_max_seg_size(0xffffffff) over the PCI default of 64 KiB (drivers/pci/probe.c)
+  for (const d of m.devices()) {
+    dmaSetMaskAndCoherent(d, DMA_BIT_MASK(64));
+    dmaSetMaxSegSize(d, 0xffffffff);
+  }
+  const dev = m.device(spec.device);
+  if (spec.minAlignMask) dmaSetMinAlignMask(dev, spec.minAlignMask);
+  const mm = m.newProcess();
+  onProgress?.(`${name}: machine`);
+  for (const b of o.buffers) {
+    const mapped = mm.mmap({ len: b.len, backing: mappingBacking(b, name), populate: true });
+    for (const method of MAPPING_METHOD_NAMES) {
+      if (!mapped.ok) {
+        rows.push({
+          config: name, buffer: b.name, method, ok: false, errno: mapped.errno, reason: `mmap: ${mapped.message ?? mapped.errno}`,
+          dmaEntries: null, metadataBytes: null, counters: counters(m, m.stats.snapshot()), bytesVerified: 0, bytesMismatched: 0, mapMs: 0, unmapMs: 0,
+          ...(m.dmaDebug.enabled ? { dmaDebugReports: 0 } : {}),
+        });
+      } else {
+        rows.push(measureMapping(m, dev, mm, mapped.value + BigInt(spec.offset), b.len - spec.offset, method, o,
+          b.kind === 'device' && spec.p2p, { config: name, buffer: b.name }));
       }
+      onProgress?.(`${name}: ${b.name} ${MAPPING_METHOD_LABELS[method]}`);
     }
+  }
+  return rows;
+}
+
+/** The mapping report of these options from each configuration's rows (in the order of configs). */
+export function mappingReport(o: MappingOptions, rowsByConfig: ReadonlyArray<readonly MappingRow[]>): MappingReport {
+  const configs = checkMappingOptions(o);
+  if (rowsByConfig.length !== configs.length) {
+    throw new RangeError(`rowsByConfig must hold one row list per configuration (${configs.length}), got ${rowsByConfig.length}`);
   }
   return {
     configs: configs.map((n) => ({
       name: n, label: MAPPING_CONFIGS[n].label, offset: MAPPING_CONFIGS[n].offset, note: MAPPING_CONFIGS[n].note,
     })),
     buffers: o.buffers.map((b) => ({ name: b.name, label: b.label, len: b.len })),
-    rows,
+    rows: rowsByConfig.flat(),
     legend: MAPPING_LEGEND,
   };
+}
+
+/**
+ * Runs the mapping section in this thread: one machine per configuration (runMappingConfig), in
+ * report order.
+ * @throws RangeError/TypeError for invalid options (naming them).
+ */
+export function runMapping(o: MappingOptions, onProgress?: (label: string) => void): MappingReport {
+  const configs = checkMappingOptions(o);
+  return mappingReport(o, configs.map((name) => runMappingConfig(o, name, onProgress)));
 }

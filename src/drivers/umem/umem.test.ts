@@ -21,18 +21,19 @@ describe('umemMap', () => {
     const r = umemMap(dev, mm, start, n, method);
     if (!r.ok) throw new Error(`${r.errno} ${r.message}`);
     const mp = r.value;
+    const segs = mp.segments;
     let total = 0;
-    for (let i = 0; i < mp.dmaLens.length; i++) total += mp.dmaLens[i];
+    for (let i = 0; i < segs.count; i++) total += segs.lenAt(i);
     expect(total).toBe(n);
     // the device reads what the CPU wrote, in buffer order, then overwrites it
     const seen = new Uint8Array(n);
     let at = 0;
-    for (let i = 0; i < mp.dmaLens.length; i++) {
-      const x = dev.dmaRead(mp.dmaAddrs[i], mp.dmaLens[i]);
+    for (let i = 0; i < segs.count; i++) {
+      const x = dev.dmaRead(segs.addrAt(i), segs.lenAt(i));
       if (!x.ok) throw new Error(x.errno);
       seen.set(x.value, at);
       at += x.value.length;
-      expect(dev.dmaWrite(mp.dmaAddrs[i], new Uint8Array(mp.dmaLens[i]).fill(0xc3)).ok).toBe(true);
+      expect(dev.dmaWrite(segs.addrAt(i), new Uint8Array(segs.lenAt(i)).fill(0xc3)).ok).toBe(true);
     }
     expect(seen).toEqual(cpu);
     mp.unmap();

@@ -4,8 +4,8 @@
 // dma_map_phys() per physical range (kernel/dma/mapping.c, as mm/hmm.c maps pfns one by one), the
 // two-step IOVA API as block/blk-mq-dma.c uses it (dma_iova_try_alloc, dma_iova_link per range,
 // dma_iova_sync; per-range fallback when there is no IOVA window), and the phyr entry point
-// dmaMapPhyrs. Each returns the DMA segments in buffer byte order, the kernel bytes of its metadata,
-// and an undo that unmaps and unpins exactly what was done.
+// dmaMapPhyrs. Each returns the DMA segments in buffer byte order (in columns: no object per range),
+// the kernel bytes of its metadata, and an undo that unmaps and unpins exactly what was done.
 
 import { type Result, err, ok } from '../../base/index.ts';
 import {
@@ -16,7 +16,7 @@ import {
 import { FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPages, pinUserPhyrs, unpinUserPages, unpinUserPhyrs, type UserMm } from '../../mm/index.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
-import { sgAllocTableFromPagesSegment, sgFreeTable, type PhyrList } from '../../phyr/index.ts';
+import { sgAllocTableFromPagesSegment, sgFreeTable, type PhyrList, type RangeSource } from '../../phyr/index.ts';
 
 /** The four designs, in report order. */
 export const UMEM_METHODS = ['sgtable', 'map-phys', 'two-step', 'map-phyrs'] as const;
@@ -29,13 +29,96 @@ export const UMEM_METHOD_LABELS: Readonly<Record<UmemMethod, string>> = {
   'map-phyrs': 'dmaMapPhyrs',
 };
 
+/**
+ * The DMA segments a mapping gives the device, in buffer byte order (a DmaList is one). Valid until
+ * the mapping's unmap().
+ */
+export interface UmemSegments {
+  /** Number of segments. */
+  readonly count: number;
+  /** DMA address of segment i, exact over 64 bits. @throws RangeError for an index out of [0, count). */
+  addrAt(i: number): bigint;
+  /** Bytes in segment i. @throws RangeError for an index out of [0, count). */
+  lenAt(i: number): number;
+}
+
+/**
+ * Segments in columns: addresses as numbers (exact below 2^53) with the rare larger one kept as a
+ * bigint, so that a mapping of 200,000 ranges holds no per-range object.
+ */
+class SegmentColumns implements UmemSegments {
+  private n: number;
+  private readonly addr: Float64Array;
+  private readonly len: Float64Array;
+  private big: Map<number, bigint> | null = null;
+
+  constructor(count: number) {
+    this.n = count;
+    this.addr = new Float64Array(count);
+    this.len = new Float64Array(count);
+  }
+
+  set(i: number, addr: bigint, len: number): void {
+    if (addr <= MAX_SAFE_BIG) {
+      this.addr[i] = Number(addr);
+    } else {
+      (this.big ??= new Map()).set(i, addr);
+    }
+    this.len[i] = len;
+  }
+
+  get count(): number {
+    return this.n;
+  }
+
+  /** Keeps the first n segments only. */
+  truncate(n: number): void {
+    this.n = Math.min(this.n, n);
+  }
+
+  setNum(i: number, addrNum: number, len: number): void {
+    this.addr[i] = addrNum;
+    this.len[i] = len;
+  }
+
+  private check(i: number): void {
+    if (!Number.isInteger(i) || i < 0 || i >= this.n) throw new RangeError(`index must be an integer in [0, ${this.n}), got ${String(i)}`);
+  }
+
+  addrAt(i: number): bigint {
+    this.check(i);
+    const b = this.big?.get(i);
+    return b !== undefined ? b : BigInt(this.addr[i]);
+  }
+
+  lenAt(i: number): number {
+    this.check(i);
+    return this.len[i];
+  }
+}
+
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** The segments of a range source's walk (no limits; empty entries are not segments), in columns. */
+function segmentsOf(src: RangeSource): SegmentColumns {
+  const n = src.count;
+  const out = new SegmentColumns(n);
+  const c = src.cursor();
+  const fits = src.addrFitsNumber;
+  let i = 0;
+  for (; !c.done && i < n; c.next()) {
+    if (fits) out.setNum(i++, c.addrNum, c.len);
+    else out.set(i++, c.addr, c.len);
+  }
+  out.truncate(i);
+  return out;
+}
+
 /** A user buffer pinned and mapped for a device by one design. */
 export interface UmemMapping {
   readonly method: UmemMethod;
-  /** DMA address of each segment the device is given, in buffer byte order. */
-  readonly dmaAddrs: readonly bigint[];
-  /** Bytes in each segment. */
-  readonly dmaLens: ArrayLike<number>;
+  /** The DMA segments the device is given, in buffer byte order. */
+  readonly segments: UmemSegments;
   /** Kernel bytes of the mapping's metadata: page array + sg_table; 16 B per dma_vec; 16 B dma_iova_state; the DMA list. */
   readonly metadataBytes: number;
   /** Unmaps and unpins exactly what was done; a second call does nothing. */
@@ -131,15 +214,10 @@ function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: nu
     unpinUserPages(pages.value);
     return err(r.errno, `dmaMapSgtable: ${r.message ?? r.errno}`);
   }
-  const dmaAddrs: bigint[] = [];
-  const dmaLens: number[] = [];
-  for (const e of sgt.dmaEntries()) {
-    dmaAddrs.push(e.addr);
-    dmaLens.push(e.len);
-  }
+  const segments = segmentsOf(sgt.dmaEntries());
   let done = false;
   return ok({
-    method: 'sgtable', dmaAddrs, dmaLens, metadataBytes: pages.value.kernelBytes + sgt.kernelBytes,
+    method: 'sgtable', segments, metadataBytes: pages.value.kernelBytes + sgt.kernelBytes,
     unmap: () => {
       if (done) return;
       done = true;
@@ -177,13 +255,7 @@ function mapPhyrs(dev: Device, list: PhyrList, dir: DmaDataDirection): Result<Ma
   const r = dmaMapPhyrs(dev, list, dir, 0);
   if (!r.ok) return err(r.errno, `dmaMapPhyrs: ${r.message ?? r.errno}`);
   const mapping = r.value;
-  const dmaAddrs: bigint[] = [];
-  const dmaLens: number[] = [];
-  for (const e of mapping.list) {
-    dmaAddrs.push(e.addr);
-    dmaLens.push(e.len);
-  }
-  return ok({ dmaAddrs, dmaLens, metadataBytes: mapping.list.kernelBytes, undo: () => dmaUnmapPhyrs(dev, mapping, dir, 0) });
+  return ok({ segments: mapping.list, metadataBytes: mapping.list.kernelBytes, undo: () => dmaUnmapPhyrs(dev, mapping, dir, 0) });
 }
 
 /** Each range classified as drivers do with pci_p2pdma_state(): kind and, for bus addresses, the address. */
@@ -217,16 +289,14 @@ function mapPerRange(dev: Device, list: PhyrList, dir: DmaDataDirection, cl?: Ra
   }
   const { kinds, bus } = cl;
   const n = list.count;
-  const dmaAddrs: bigint[] = new Array<bigint>(n);
-  const dmaLens = new Float64Array(n);
+  const segs = new SegmentColumns(n);
   const undo = (upTo: number): void => {
-    for (let k = upTo - 1; k >= 0; k--) if (kinds[k] !== DMA_RANGE_BUS) dmaUnmapPhys(dev, dmaAddrs[k], dmaLens[k], dir, attrsOf(kinds[k]));
+    for (let k = upTo - 1; k >= 0; k--) if (kinds[k] !== DMA_RANGE_BUS) dmaUnmapPhys(dev, segs.addrAt(k), segs.lenAt(k), dir, attrsOf(kinds[k]));
   };
   for (let i = 0; i < n; i++) {
     const rl = list.lenAt(i);
-    dmaLens[i] = rl;
     if (kinds[i] === DMA_RANGE_BUS) {
-      dmaAddrs[i] = bus.get(i)!;
+      segs.set(i, bus.get(i)!, rl);
       continue;
     }
     const r = dmaMapPhys(dev, list.addrAt(i), rl, dir, attrsOf(kinds[i]));
@@ -234,9 +304,9 @@ function mapPerRange(dev: Device, list: PhyrList, dir: DmaDataDirection, cl?: Ra
       undo(i);
       return err(r.errno, `dmaMapPhys(range ${i}): ${r.message ?? r.errno}`);
     }
-    dmaAddrs[i] = r.value;
+    segs.set(i, r.value, rl);
   }
-  return ok({ dmaAddrs, dmaLens, metadataBytes: 16 * n, undo: () => undo(n) });
+  return ok({ segments: segs, metadataBytes: 16 * n, undo: () => undo(n) });
 }
 
 /**
@@ -269,5 +339,7 @@ function mapTwoStep(dev: Device, list: PhyrList, dir: DmaDataDirection): Result<
     return err(s.errno, `dmaIovaSync: ${s.message ?? s.errno}`);
   }
   const mappedLen = offset;
-  return ok({ dmaAddrs: [state.addr], dmaLens: [mappedLen], metadataBytes: 16, undo: () => dmaIovaDestroy(dev, state, mappedLen, dir, 0) });
+  const window = new SegmentColumns(1);
+  window.set(0, state.addr, mappedLen);
+  return ok({ segments: window, metadataBytes: 16, undo: () => dmaIovaDestroy(dev, state, mappedLen, dir, 0) });
 }
