@@ -1,20 +1,33 @@
-// Test helpers: a brute-force, byte-by-byte reference for the cursor protocol of src/phyr/cursor.ts,
-// and a walker that records what a real cursor produces in the same form.
+// Test helpers: a brute-force reference for the walk of the generated cursors
+// (src/phyr/cursors.generated.ts), and walkers that record what a real cursor produces in the same form.
 
 import type { CursorOptions, Range, RangeCursor, RangeSource } from '../src/phyr/types.ts';
 
 export type Seg = { addr: bigint; len: number; flags: number } | { stop: 'budget' | 'virt-boundary' };
 
 /**
- * Segments the entries byte by byte: a new segment starts at an entry start unless merging joins
- * it, when the segment reached maxSegmentLen, at a (segBoundaryMask+1)-aligned address, and after a
- * stop. Budget / virt-boundary stops are recorded, then the walk resumes with `resumeBudget`.
+ * The segmentation rules, judged at every byte of the walk (the reference the generated cursors
+ * must match). Entries of length 0 are passed over. Physically adjacent entries with equal flags
+ * form one run when `merge` is set: their seam is never split and is no virt-boundary gap. At each
+ * byte, in order: the walk stops for 'budget' once `budget` bytes were taken since the start or
+ * the last stop; it stops for 'virt-boundary' at the first byte of an entry whose seam to the
+ * previous entry is unmerged and not aligned to the mask (unless nothing was taken since the start
+ * or the last stop); a new segment starts at an unmerged entry start, after maxSegmentLen bytes, on
+ * a (segBoundaryMask+1)-aligned address and after a stop. After a stop the walk resumes with
+ * `resumeBudget`.
+ *
+ * `byteByByte` applies the rules to one byte at a time; otherwise a run of bytes at which no rule
+ * can fire is taken at once (the same result, for lengths far beyond what a per-byte loop walks).
  */
-export function refSegments(entries: readonly Range[], opts: CursorOptions = {}, resumeBudget?: number): Seg[] {
+export function refSegments(entries: readonly Range[], opts: CursorOptions = {}, resumeBudget?: number, byteByByte = false): Seg[] {
+  const es = entries.filter((r) => r.len > 0);
   const out: Seg[] = [];
+  const merge = opts.merge === true;
   const maxSeg = opts.maxSegmentLen ?? Infinity;
-  const bnd = opts.segBoundaryMask === undefined ? 0n : opts.segBoundaryMask + 1n;
+  const mask = opts.segBoundaryMask;
+  const bnd = mask === undefined || mask === (1n << 64n) - 1n ? 0n : mask + 1n;
   const vb = BigInt((opts.virtBoundaryMask ?? 0) + 1);
+  if (resumeBudget === 0) throw new Error('refSegments: a resume budget of 0 never progresses');
   let budget = opts.budget ?? Infinity;
   let skip = opts.skip ?? 0;
   let cur: { addr: bigint; len: number; flags: number } | null = null;
@@ -23,46 +36,50 @@ export function refSegments(entries: readonly Range[], opts: CursorOptions = {},
     if (cur) out.push(cur);
     cur = null;
   };
-  for (let e = 0; e < entries.length; e++) {
-    const r = entries[e];
-    // Per-entry facts in bigint; the per-byte loop then needs only numbers.
-    const adjacentToPrev = e > 0 && entries[e - 1].addr + BigInt(entries[e - 1].len) === r.addr;
-    const sameFlags = e > 0 && entries[e - 1].flags === r.flags;
-    const seamGap = e > 0 && ((entries[e - 1].addr + BigInt(entries[e - 1].len)) % vb !== 0n || r.addr % vb !== 0n);
-    const baseMod = bnd === 0n ? 0 : Number(r.addr % bnd);
-    const bndNum = Number(bnd);
-    for (let k = 0; k < r.len; k++) {
-      if (skip > 0) {
-        skip--;
-        continue;
-      }
-      // Stops happen before taking this byte.
+  for (let e = 0; e < es.length; e++) {
+    const r = es[e];
+    const prev = e > 0 ? es[e - 1] : null;
+    const prevEnd = prev === null ? 0n : prev.addr + BigInt(prev.len);
+    const merged = prev !== null && merge && prevEnd === r.addr && prev.flags === r.flags;
+    const gap = prev !== null && !merged && vb > 1n && (prevEnd % vb !== 0n || r.addr % vb !== 0n);
+    let k = 0;
+    if (skip > 0) {
+      k = Math.min(skip, r.len);
+      skip -= k;
+    }
+    while (k < r.len) {
+      // The rules at byte k.
       if (sinceResume >= budget) {
         flush();
         out.push({ stop: 'budget' });
         sinceResume = 0;
         budget = resumeBudget ?? Infinity;
       }
-      const atSeam = k === 0 && seamGap;
-      if (atSeam && sinceResume > 0) {
+      if (k === 0 && gap && sinceResume > 0) {
         flush();
         out.push({ stop: 'virt-boundary' });
         sinceResume = 0;
         budget = resumeBudget ?? Infinity;
       }
-      let startNew = cur === null;
-      if (!startNew && k === 0) {
-        const joinable = opts.merge === true && adjacentToPrev && sameFlags && !atSeam;
-        if (!joinable) startNew = true;
-      }
-      if (!startNew && cur !== null && cur.len >= maxSeg) startNew = true;
-      if (!startNew && bndNum !== 0 && (baseMod + k) % bndNum === 0) startNew = true;
-      if (startNew) {
+      const a = r.addr + BigInt(k);
+      const c = cur as { addr: bigint; len: number; flags: number } | null;
+      if (c === null || (k === 0 && !merged) || c.len >= maxSeg || (bnd !== 0n && a % bnd === 0n)) {
         flush();
-        cur = { addr: r.addr + BigInt(k), len: 0, flags: r.flags };
+        cur = { addr: a, len: 0, flags: r.flags };
       }
-      cur!.len++;
-      sinceResume++;
+      const seg = cur as unknown as { addr: bigint; len: number; flags: number };
+      // Bytes k+1 .. k+take-1 fire no rule: not an entry start, below maxSeg, no boundary line, within budget.
+      let take = 1;
+      if (!byteByByte) {
+        take = Math.min(r.len - k, maxSeg - seg.len, budget - sinceResume);
+        if (bnd !== 0n) {
+          const toLine = bnd - (a % bnd);
+          if (toLine < BigInt(take)) take = Number(toLine);
+        }
+      }
+      seg.len += take;
+      sinceResume += take;
+      k += take;
     }
   }
   flush();
