@@ -500,22 +500,22 @@ ${ch
     )}
       return true;
     }
-    return this.nextTail();
-  }
-
-  /** next() beyond the fast path: ${L.base ? 'onto the last entry or ' : ''}to the end of a walk without limits, or any step under limits. */
-  private nextTail(): boolean {
     if (!this.plain) return this.nextLimited();
-    const i = this.i + 1;
-    if (i > this.n) return false;
+    // Without limits, ${L.base ? 'onto the last entry or ' : ''}to the end. Written out here, with no call, so that
+    // the whole walk inlines and V8 can keep the cursor in registers.
+    const n = this.n;
+    if (i > n) return false;
     this.i = i;
     this.off = 0;
-${L.base ? `    if (i < this.n) {
+${L.base ? `    if (i < n) {
       this.addrNum = ${L.start('i', 'this.')};
       this.len = ${L.len('i', 'this.')};
       return true;
     }
-` : ''}    this.stop('end');
+` : ''}    this.done = true;
+    this.stopReason = 'end';
+    this.addrNum = 0;
+    this.len = 0;
     return false;
   }
 ${ch ? `

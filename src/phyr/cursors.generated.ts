@@ -188,17 +188,17 @@ export class AddrLenCursor implements RangeCursor {
       this.len = this.l[i];
       return true;
     }
-    return this.nextTail();
-  }
-
-  /** next() beyond the fast path: to the end of a walk without limits, or any step under limits. */
-  private nextTail(): boolean {
     if (!this.plain) return this.nextLimited();
-    const i = this.i + 1;
-    if (i > this.n) return false;
+    // Without limits, to the end. Written out here, with no call, so that
+    // the whole walk inlines and V8 can keep the cursor in registers.
+    const n = this.n;
+    if (i > n) return false;
     this.i = i;
     this.off = 0;
-    this.stop('end');
+    this.done = true;
+    this.stopReason = 'end';
+    this.addrNum = 0;
+    this.len = 0;
     return false;
   }
 
@@ -638,17 +638,17 @@ export class BvecCursor implements RangeCursor {
       this.len = this.l[i];
       return true;
     }
-    return this.nextTail();
-  }
-
-  /** next() beyond the fast path: to the end of a walk without limits, or any step under limits. */
-  private nextTail(): boolean {
     if (!this.plain) return this.nextLimited();
-    const i = this.i + 1;
-    if (i > this.n) return false;
+    // Without limits, to the end. Written out here, with no call, so that
+    // the whole walk inlines and V8 can keep the cursor in registers.
+    const n = this.n;
+    if (i > n) return false;
     this.i = i;
     this.off = 0;
-    this.stop('end');
+    this.done = true;
+    this.stopReason = 'end';
+    this.addrNum = 0;
+    this.len = 0;
     return false;
   }
 
@@ -1091,22 +1091,22 @@ export class PageListCursor implements RangeCursor {
       this.len = this.ps * POW2[this.ord[i]];
       return true;
     }
-    return this.nextTail();
-  }
-
-  /** next() beyond the fast path: onto the last entry or to the end of a walk without limits, or any step under limits. */
-  private nextTail(): boolean {
     if (!this.plain) return this.nextLimited();
-    const i = this.i + 1;
-    if (i > this.n) return false;
+    // Without limits, onto the last entry or to the end. Written out here, with no call, so that
+    // the whole walk inlines and V8 can keep the cursor in registers.
+    const n = this.n;
+    if (i > n) return false;
     this.i = i;
     this.off = 0;
-    if (i < this.n) {
+    if (i < n) {
       this.addrNum = this.p[i] * this.ps;
       this.len = (i === this.lastI ? this.lastRaw : this.ps * POW2[this.ord[i]]);
       return true;
     }
-    this.stop('end');
+    this.done = true;
+    this.stopReason = 'end';
+    this.addrNum = 0;
+    this.len = 0;
     return false;
   }
 
@@ -1552,22 +1552,22 @@ export class PageArrayCursor implements RangeCursor {
       this.len = this.ps;
       return true;
     }
-    return this.nextTail();
-  }
-
-  /** next() beyond the fast path: onto the last entry or to the end of a walk without limits, or any step under limits. */
-  private nextTail(): boolean {
     if (!this.plain) return this.nextLimited();
-    const i = this.i + 1;
-    if (i > this.n) return false;
+    // Without limits, onto the last entry or to the end. Written out here, with no call, so that
+    // the whole walk inlines and V8 can keep the cursor in registers.
+    const n = this.n;
+    if (i > n) return false;
     this.i = i;
     this.off = 0;
-    if (i < this.n) {
+    if (i < n) {
       this.addrNum = this.p[i] * this.ps;
       this.len = (i === this.lastI ? this.lastRaw : this.ps);
       return true;
     }
-    this.stop('end');
+    this.done = true;
+    this.stopReason = 'end';
+    this.addrNum = 0;
+    this.len = 0;
     return false;
   }
 
@@ -2045,17 +2045,17 @@ export class SgCursor implements RangeCursor {
       this.len = this.l[s];
       return true;
     }
-    return this.nextTail();
-  }
-
-  /** next() beyond the fast path: to the end of a walk without limits, or any step under limits. */
-  private nextTail(): boolean {
     if (!this.plain) return this.nextLimited();
-    const i = this.i + 1;
-    if (i > this.n) return false;
+    // Without limits, to the end. Written out here, with no call, so that
+    // the whole walk inlines and V8 can keep the cursor in registers.
+    const n = this.n;
+    if (i > n) return false;
     this.i = i;
     this.off = 0;
-    this.stop('end');
+    this.done = true;
+    this.stopReason = 'end';
+    this.addrNum = 0;
+    this.len = 0;
     return false;
   }
 
@@ -2590,17 +2590,17 @@ export class SgDmaCursor implements RangeCursor {
       this.len = this.l[s];
       return true;
     }
-    return this.nextTail();
-  }
-
-  /** next() beyond the fast path: to the end of a walk without limits, or any step under limits. */
-  private nextTail(): boolean {
     if (!this.plain) return this.nextLimited();
-    const i = this.i + 1;
-    if (i > this.n) return false;
+    // Without limits, to the end. Written out here, with no call, so that
+    // the whole walk inlines and V8 can keep the cursor in registers.
+    const n = this.n;
+    if (i > n) return false;
     this.i = i;
     this.off = 0;
-    this.stop('end');
+    this.done = true;
+    this.stopReason = 'end';
+    this.addrNum = 0;
+    this.len = 0;
     return false;
   }
 
