@@ -68,6 +68,29 @@ export interface PagesView {
   readonly fc: number;
 }
 
+/**
+ * SgTable (scatterlist.ts) as its two generated cursors read it: the slot columns in sg_next()
+ * order with chain links between chunks. Declared here so that the cursors need not import the
+ * table's module (which imports them).
+ */
+export interface SgTableView {
+  readonly _origNents: number;
+  readonly _nents: number;
+  readonly addrFitsNumber: boolean;
+  readonly dmaFitsNumber: boolean;
+  readonly pageSize: number;
+  readonly _link: Uint8Array;
+  /** pfn per slot, -1 for no page. */
+  readonly _pfn: Float64Array;
+  readonly _offset: Uint32Array;
+  readonly _length: Uint32Array;
+  readonly _flags: Uint32Array | null;
+  readonly _dmaAddr: BigUint64Array | null;
+  readonly _dmaLen: Uint32Array | null;
+  /** Slot of logical entry i. */
+  slotOfUnchecked(i: number): number;
+}
+
 // ---- Options: one parser, one rule for every layout.
 
 /** CursorOptions checked and turned into the numbers the generated walk uses. */

@@ -3,16 +3,21 @@
 // One RangeCursor class per storage layout, all from the one walk template in cursor.gen.ts: the
 // walk protocol of types.ts (segment limits, merge, virt boundary, budget, stops and resume,
 // pos/seek, fill) written once and specialised per layout as source text, so that V8 sees one
-// small class per layout. Model deviation (the template): a cut for max segment size or a segment
-// boundary inside an entry is never a virt-boundary stop, where block/blk-merge.c:
-// bvec_split_segs splits the bio at such a cut when it is not aligned to the virt boundary (only
-// stacked limits have both a virt boundary and a max segment size).
+// small class per layout.
+//
+// Model deviation: with merge, a run of physically adjacent entries is merged whole and then cut
+// at the max segment size and at segment boundary lines (same bytes, fewer segments), where
+// block/blk-mq-dma.c: blk_map_iter_next stops merging before a bvec that would overflow
+// max_segment_size or cross a line (block/blk.h: biovec_phys_mergeable).
+// Model deviation: a cut for max segment size or a segment boundary inside an entry is never a
+// virt-boundary stop, where block/blk-merge.c: bvec_split_segs splits the bio at such a cut when it
+// is not aligned to the virt boundary (only stacked limits have both a virt boundary and a max
+// segment size).
 
 import {
   advanceError, checkBudget, checkFill, checkPos, nextSlot, noPageError, parseCursorOptions, posOffError, skipError,
-  type AddrLenView, type BvecView, type PagesView,
+  type AddrLenView, type BvecView, type PagesView, type SgTableView,
 } from './cursor.ts';
-import type { SgTable } from './scatterlist.ts';
 import { SEG_FRAME_SIZE, type CursorOptions, type RangeCursor, type RangePos, type SegmentColumns, type StopReason } from './types.ts';
 
 const EMPTY_U32 = new Uint32Array(0);
@@ -1842,7 +1847,7 @@ export class PageArrayCursor implements RangeCursor {
  * Generated from the one walk template (cursor.gen.ts); see RangeCursor in types.ts.
  */
 export class SgCursor implements RangeCursor {
-  private declare readonly v: SgTable;
+  private declare readonly v: SgTableView;
   private declare readonly n: number;
   private declare readonly fits: boolean;
   private declare readonly link: Uint8Array;
@@ -1880,7 +1885,7 @@ export class SgCursor implements RangeCursor {
   declare len: number;
 
   /** @internal Use the layout's cursor(). */
-  constructor(v: SgTable, opts: CursorOptions | undefined, from?: SgCursor) {
+  constructor(v: SgTableView, opts: CursorOptions | undefined, from?: SgCursor) {
     this.v = v;
     this.n = v._origNents;
     this.fits = v.addrFitsNumber;
@@ -2391,7 +2396,7 @@ export class SgCursor implements RangeCursor {
  * Generated from the one walk template (cursor.gen.ts); see RangeCursor in types.ts.
  */
 export class SgDmaCursor implements RangeCursor {
-  private declare readonly v: SgTable;
+  private declare readonly v: SgTableView;
   private declare readonly n: number;
   private declare readonly fits: boolean;
   private declare readonly link: Uint8Array;
@@ -2427,7 +2432,7 @@ export class SgDmaCursor implements RangeCursor {
   declare len: number;
 
   /** @internal Use the layout's cursor(). */
-  constructor(v: SgTable, opts: CursorOptions | undefined, from?: SgDmaCursor) {
+  constructor(v: SgTableView, opts: CursorOptions | undefined, from?: SgDmaCursor) {
     this.v = v;
     this.n = v._nents;
     this.fits = v.dmaFitsNumber;
