@@ -6,11 +6,13 @@
 //   - a consumer function per layout walking with next() (a hot consumer walks one layout);
 //   - one consumer function for every layout that takes segments in batches with fill() into
 //     typed-array columns (a generic RangeSource walker: its fill() call site sees every class, but
-//     once per 4096 segments). It pays twice what a bare loop pays once: fill() writes the
-//     columns and the consumer reads them back, so the ratio can reach 0.5 only where writing the
-//     columns is a copy (phyr, DMA list); a layout whose addresses are computed (pfn * page size)
-//     writes them in a JS loop, and its bare loop is the cheapest of all (page array: one load and
-//     a multiply per entry, cheaper than the consumer's own pass over two columns).
+//     once per 4096 segments). It does twice what a bare loop does once: fill() writes the
+//     columns and the consumer reads them back. Where the columns are copies of the storage
+//     (phyr, DMA list) that stays within 2x; where the addresses are computed (pfn * page size +
+//     offset) fill() writes them in a JS loop with a store, which V8 runs several times slower
+//     than the bare loop's loads, and the page layouts' bare loops are the cheapest of all (a page
+//     array's: one load and a multiply per entry, less than the consumer's own pass over two
+//     columns), so those rows stay below 0.5.
 // A reference row without target walks the layouts that were walked before the scatterlist joined
 // with next() from one shared function (its call sites see four cursor classes). Everything is warmed up first; each figure is the fastest of
 // interleaved runs (the cores are shared: a run that lost the CPU part-way says nothing about
