@@ -118,7 +118,6 @@ export class AddrLenCursor implements RangeCursor {
     this.budgetEnd = o.budget;
     this.plain = o.plain;
     this.hot = o.plain ? this.n : 0;
-
     if (o.skip > 0) {
       const over = this.move(o.skip);
       if (over > 0) throw skipError(o.skip, o.skip - over);
@@ -363,7 +362,6 @@ export class AddrLenCursor implements RangeCursor {
     const n = this.n;
     let rem = bytes;
     let i = this.i;
-
     let off = this.off;
     while (i < n) {
       const rest = this.l[i] - off;
@@ -378,7 +376,6 @@ export class AddrLenCursor implements RangeCursor {
       if (rem === 0) break;
     }
     this.i = i;
-
     this.off = off;
     return rem;
   }
@@ -445,7 +442,6 @@ export class AddrLenCursor implements RangeCursor {
     const n = this.n;
     let run = run0;
     let i = this.i;
-
     const f = (this.hasF ? this.f[i] : this.fc);
     let endNum = 0;
     let endBig = 0n;
@@ -568,7 +564,6 @@ export class BvecCursor implements RangeCursor {
     this.budgetEnd = o.budget;
     this.plain = o.plain;
     this.hot = o.plain ? this.n : 0;
-
     if (o.skip > 0) {
       const over = this.move(o.skip);
       if (over > 0) throw skipError(o.skip, o.skip - over);
@@ -816,7 +811,6 @@ export class BvecCursor implements RangeCursor {
     const n = this.n;
     let rem = bytes;
     let i = this.i;
-
     let off = this.off;
     while (i < n) {
       const rest = this.l[i] - off;
@@ -831,7 +825,6 @@ export class BvecCursor implements RangeCursor {
       if (rem === 0) break;
     }
     this.i = i;
-
     this.off = off;
     return rem;
   }
@@ -898,7 +891,6 @@ export class BvecCursor implements RangeCursor {
     const n = this.n;
     let run = run0;
     let i = this.i;
-
     const f = (this.hasF ? this.f[i] : this.fc);
     let endNum = 0;
     let endBig = 0n;
@@ -1279,7 +1271,6 @@ export class PageListCursor implements RangeCursor {
     const n = this.n;
     let rem = bytes;
     let i = this.i;
-
     let off = this.off;
     while (i < n) {
       const rest = (i === this.lastI ? this.lastRaw : this.ps * POW2[this.ord[i]]) - off;
@@ -1294,7 +1285,6 @@ export class PageListCursor implements RangeCursor {
       if (rem === 0) break;
     }
     this.i = i;
-
     this.off = off;
     return rem;
   }
@@ -1361,7 +1351,6 @@ export class PageListCursor implements RangeCursor {
     const n = this.n;
     let run = run0;
     let i = this.i;
-
     const f = (this.hasF ? this.f[i] : this.fc);
     let endNum = 0;
     let endBig = 0n;
@@ -1736,7 +1725,6 @@ export class PageArrayCursor implements RangeCursor {
     const n = this.n;
     let rem = bytes;
     let i = this.i;
-
     let off = this.off;
     while (i < n) {
       const rest = (i === this.lastI ? this.lastRaw : this.ps) - off;
@@ -1751,7 +1739,6 @@ export class PageArrayCursor implements RangeCursor {
       if (rem === 0) break;
     }
     this.i = i;
-
     this.off = off;
     return rem;
   }
@@ -1818,7 +1805,6 @@ export class PageArrayCursor implements RangeCursor {
     const n = this.n;
     let run = run0;
     let i = this.i;
-
     const f = (this.hasF ? this.f[i] : this.fc);
     let endNum = 0;
     let endBig = 0n;
