@@ -1,13 +1,15 @@
 // Property tests over every range layout of src/phyr: random range lists, represented in every layout
-// that can hold them, must walk to the same bytes; the cursor must match a byte-by-byte reference under
-// any segment limits; conversions round-trip; whole and sliced lists behave alike.
+// that can hold them (the scatterlist included), must walk to the same segments under any segment
+// limits, and to the segments of a brute-force reference walker; saved positions (RangePos) and
+// batched fill() give the same walk; conversions round-trip; whole and sliced lists behave alike.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  ColumnCursor, DmaList, PageList, PhyrList, RANGE_MMIO, RANGE_NOPAGE, coalesce, slice, toBvecList,
-  toPageArray, toPageList, toPhyrList, type CursorOptions, type Range, type RangeCursor, type RangeSource,
-} from '../src/phyr/internal.ts';
-import { coverage, refSegments, segsOnly, walkCursor, walkOnce } from './fixtures/phyr-reference.ts';
+  BvecList, DmaList, PageArray, PageList, PhyrList, RANGE_MMIO, RANGE_NOPAGE, SEG_FRAME_SIZE, coalesce, sgAllocTable,
+  slice, toBvecList, toPageArray, toPageList, toPhyrList, withProvider, type CursorOptions, type Range,
+  type RangeCursor, type RangeSource, type SgTable,
+} from '../src/phyr/index.ts';
+import { coverage, refSegments, segsOnly, walkCursor, walkOnce, type Seg } from './fixtures/phyr-reference.ts';
 
 const PS = 512; // smallest page size: keeps the byte-by-byte reference cheap
 const P = BigInt(PS);
@@ -112,7 +114,7 @@ describe('layouts: properties', () => {
     fc.assert(fc.property(entriesArb({ big: true }), limitsArb, fc.integer({ min: 100, max: 2 * PS }), (entries, o, rb) => {
       for (const { name, src } of layoutsOf(entries)) {
         const got = walkCursor(src.cursor(o), rb);
-        expect(got, name).toEqual(refSegments([...src], o, rb));
+        expect(got, name).toEqual(refSegments([...src], o, rb, true));
         checkLimits(segsOnly(got), o);
         // budget/resume pieces concatenate to the whole
         expect(coverage(segsOnly(got)), name).toEqual(coverage(entries));
@@ -177,7 +179,7 @@ describe('layouts: properties', () => {
     }), { numRuns: 100 });
   });
 
-  it('the no-limits cursors agree with the general cursor step by step (skip, next, advance, clone)', () => {
+  it('the no-limits fast path agrees with the limited walk step by step (skip, next, advance, clone)', () => {
     const opArb = fc.record({ op: fc.constantFrom('next', 'next', 'advance', 'clone'), frac: fc.double({ min: 0, max: 1, noNaN: true }) });
     // f2 = 1: skip the whole source (the walk starts done, also when the last page is partial).
     const fracArb = fc.oneof(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom(0, 1));
@@ -191,11 +193,11 @@ describe('layouts: properties', () => {
         }
         for (const { name, src } of sources) {
           const skip = Math.floor(f2 * src.totalLen);
-          // The layout's own no-limits cursor, and ColumnCursor forced by a limit that never cuts.
+          // The walk with nothing to apply (the plain fast path), and the limited walk forced by a
+          // limit that never cuts: the same generated class in its two modes.
           let p: RangeCursor = skip === 0 ? src.cursor() : src.cursor({ skip });
           let c: RangeCursor = src.cursor({ skip, maxSegmentLen: Number.MAX_SAFE_INTEGER });
-          expect(p, name).not.toBeInstanceOf(ColumnCursor);
-          expect(c, name).toBeInstanceOf(ColumnCursor);
+          expect(p.constructor, name).toBe(c.constructor);
           const same = (): void => {
             expect([p.done, p.stopReason, p.addr, p.len, p.flags, p.consumed], name).toEqual([c.done, c.stopReason, c.addr, c.len, c.flags, c.consumed]);
             if (src.addrFitsNumber) expect(p.addrNum, name).toBe(c.addrNum);
@@ -298,3 +300,285 @@ function chunksOf(pl: PageList): [bigint, number][] {
   for (let i = 0; i < pl.count; i++) out.push([pl.pfnAt(i), pl.orderAt(i)]);
   return out;
 }
+
+// ---- One walk for every layout: random lists built in every layout (each within its own limits),
+// walked under random limits, must give the same segments as each other and as the reference.
+
+const U32_MAX = 0xffff_ffff;
+const TWO_53 = 1n << 53n;
+
+/** A list and the page size its page layouts use. */
+interface ListCase {
+  readonly ps: number;
+  readonly entries: Range[];
+}
+
+/**
+ * Random lists: physically adjacent runs, page-aligned and sub-page starts, entries beyond
+ * 4 GiB - 1 (split by the bvec and scatterlist builders), addresses above 2^53 and near 2^64,
+ * mixed flags.
+ */
+function listArb(family: 'small' | 'large'): fc.Arbitrary<ListCase> {
+  const ps = family === 'small' ? 4096 : 1 << 21;
+  const lenArb = family === 'small'
+    ? fc.oneof(fc.integer({ min: 1, max: 3 * ps }), fc.constantFrom(ps, 2 * ps, 8 * ps))
+    : fc.oneof(fc.integer({ min: 1, max: 3 * ps }), fc.constantFrom(U32_MAX, U32_MAX + 1, 2 ** 32 + 3 * 4096, 2 ** 33 + 17),
+      fc.integer({ min: 2 ** 20, max: 2 ** 34 }));
+  return fc.array(
+    fc.record({
+      kind: fc.constantFrom('adjacent', 'adjacent', 'page', 'any', 'any', 'high', 'top'),
+      page: fc.integer({ min: 0, max: 4096 }),
+      off: fc.integer({ min: 0, max: ps - 1 }),
+      len: lenArb,
+      flags: fc.constantFrom(0, 0, 0, RANGE_MMIO, RANGE_NOPAGE, withProvider(RANGE_MMIO, 3)),
+    }),
+    { minLength: 0, maxLength: family === 'small' ? 12 : 6 },
+  ).map((rs) => {
+    const P = BigInt(ps);
+    const out: Range[] = [];
+    let total = 0;
+    for (const r of rs) {
+      const prev = out[out.length - 1];
+      let addr: bigint;
+      if (r.kind === 'adjacent' && prev) addr = prev.addr + BigInt(prev.len);
+      else if (r.kind === 'page') addr = BigInt(r.page) * P;
+      else if (r.kind === 'high') addr = TWO_53 - 4n * P + BigInt(r.page) * P + BigInt(r.off); // straddles 2^53
+      else if (r.kind === 'top') addr = (1n << 64n) - (1n << 40n) + BigInt(r.page) * P + BigInt(r.off);
+      else addr = BigInt(r.page) * P + BigInt(r.off);
+      if (addr + BigInt(r.len) > 1n << 64n || total + r.len > Number.MAX_SAFE_INTEGER) continue;
+      out.push({ addr, len: r.len, flags: r.flags });
+      total += r.len;
+    }
+    return { ps, entries: out };
+  });
+}
+
+/** Pieces of at most 4 GiB - 1, cut at page multiples (as bio_add_page builds bio_vecs and sg entries). */
+function splitU32(entries: readonly Range[], ps: number): Range[] {
+  const max = U32_MAX - (U32_MAX % ps);
+  const out: Range[] = [];
+  for (const r of entries) {
+    for (let done = 0; done < r.len; done += max) out.push({ addr: r.addr + BigInt(done), len: Math.min(max, r.len - done), flags: r.flags });
+  }
+  return out;
+}
+
+/** An SgTable (CPU side and the same addresses on its DMA side), with empty entries mixed in. */
+function sgOf(pieces: readonly Range[], ps: number, empties: readonly number[]): SgTable {
+  const withEmpties: (Range | null)[] = [];
+  pieces.forEach((r, i) => {
+    if (empties.includes(i)) withEmpties.push(null);
+    withEmpties.push(r);
+  });
+  if (empties.includes(pieces.length)) withEmpties.push(null);
+  const t = sgAllocTable(Math.max(1, withEmpties.length), { pageSize: ps });
+  if (!t.ok) throw new Error(t.errno);
+  const P = BigInt(ps);
+  withEmpties.forEach((r, i) => {
+    if (r === null) return; // no page, length 0
+    t.value.setPage(i, r.addr / P, r.len, Number(r.addr % P));
+    t.value.setFlags(i, r.flags);
+    t.value.setDma(i, r.addr, r.len);
+  });
+  return t.value;
+}
+
+/** Merged runs (physically adjacent, equal flags), as [start, len, flags]. */
+function runsIn(entries: readonly Range[]): [bigint, number, number][] {
+  return coverage(entries);
+}
+
+/** The page layouts, when the runs fit them: interior seams page-aligned, below 2^53, no NOPAGE. */
+function pageLayouts(entries: readonly Range[], ps: number): { name: string; src: RangeSource; entries: Range[] }[] {
+  const runs = runsIn(entries);
+  const P = BigInt(ps);
+  if (runs.length === 0) return [];
+  if (runs.some(([a, l, f]) => a + BigInt(l) > TWO_53 - P || (f & RANGE_NOPAGE) !== 0)) return [];
+  for (let i = 1; i < runs.length; i++) {
+    if ((runs[i - 1][0] + BigInt(runs[i - 1][1])) % P !== 0n || runs[i][0] % P !== 0n) return [];
+  }
+  const pfns: number[] = [];
+  const flags: number[] = [];
+  for (const [a, l, f] of runs) {
+    for (let p = a / P; p * P < a + BigInt(l); p++) {
+      pfns.push(Number(p));
+      flags.push(f);
+    }
+  }
+  const total = runs.reduce((s, r) => s + r[1], 0);
+  const offset = Number(runs[0][0] % P);
+  const out: { name: string; src: RangeSource; entries: Range[] }[] = [];
+  if (pfns.length <= 1 << 16) {
+    const pa = new PageArray(new Float64Array(pfns), { pageSize: ps, offset, len: total, flags: new Uint32Array(flags) });
+    out.push({ name: 'pagearray', src: pa, entries: [...pa] });
+  }
+  if (new Set(runs.map((r) => r[2])).size === 1) {
+    const b = PageList.builder(ps);
+    for (const [a, l] of runs) b.pushRun(Number(a / P), Number((a + BigInt(l) + P - 1n) / P - a / P));
+    const pl = b.build({ firstOffset: offset, totalLen: total, flags: runs[0][2] });
+    out.push({ name: 'pagelist', src: pl, entries: [...pl] });
+  }
+  return out;
+}
+
+/** Every layout that can hold the list, each with the entries it stores. */
+function everyLayout(c: ListCase, empties: readonly number[]): { name: string; src: RangeSource; entries: Range[] }[] {
+  const { ps, entries } = c;
+  const phyr = PhyrList.from(entries);
+  const out = [
+    { name: 'phyr', src: phyr as RangeSource, entries },
+    { name: 'dmalist', src: DmaList.from(entries) as RangeSource, entries },
+    { name: 'dmalist-sharing', src: DmaList.sharing(phyr) as RangeSource, entries },
+  ];
+  const pieces = splitU32(entries, ps);
+  const P = BigInt(ps);
+  if (pieces.every((r) => (r.flags & RANGE_NOPAGE) === 0)) {
+    const b = BvecList.builder(ps);
+    for (const r of pieces) b.push(Number(r.addr / P), Number(r.addr % P), r.len, r.flags);
+    out.push({ name: 'bvec', src: b.build(), entries: pieces });
+  }
+  const sgt = sgOf(pieces, ps, empties);
+  out.push({ name: 'scatterlist', src: sgt, entries: pieces }, { name: 'scatterlist-dma', src: sgt.dmaEntries(), entries: pieces });
+  out.push(...pageLayouts(entries, ps));
+  return out;
+}
+
+/** Random limits sized to the list, so that a walk has at most a few thousand segments. */
+function walkLimitsArb(family: 'small' | 'large'): fc.Arbitrary<{ o: CursorOptions; rb: number | undefined }> {
+  const k = family === 'small' ? { seg: [9, 20], bnd: [9, 20], vb: [0, 16], budget: [1 << 10, 1 << 16] } : { seg: [22, 36], bnd: [22, 40], vb: [0, 21], budget: [1 << 22, 2 ** 36] };
+  return fc.record({
+    maxSegmentLen: fc.option(fc.integer({ min: 2 ** k.seg[0], max: 2 ** k.seg[1] }), { nil: undefined }),
+    segLg: fc.option(fc.integer({ min: k.bnd[0], max: k.bnd[1] }), { nil: undefined }),
+    vbLg: fc.option(fc.integer({ min: k.vb[0], max: k.vb[1] }), { nil: undefined }),
+    merge: fc.boolean(),
+    budget: fc.option(fc.integer({ min: k.budget[0], max: k.budget[1] }), { nil: undefined }),
+    rb: fc.option(fc.integer({ min: k.budget[0], max: k.budget[1] }), { nil: undefined }),
+  }).map((r) => ({
+    o: {
+      maxSegmentLen: r.maxSegmentLen,
+      segBoundaryMask: r.segLg === undefined ? undefined : (1n << BigInt(r.segLg)) - 1n,
+      // 2^k - 1, or 0 (no boundary)
+      virtBoundaryMask: r.vbLg === undefined ? undefined : 2 ** r.vbLg - 1,
+      merge: r.merge,
+      budget: r.budget,
+    },
+    rb: r.rb,
+  }));
+}
+
+const emptiesArb = fc.array(fc.integer({ min: 0, max: 12 }), { maxLength: 3 });
+
+describe('one walk for every layout', () => {
+  it('the reference skipping runs of bytes equals the reference judging every byte', () => {
+    fc.assert(fc.property(entriesArb({ big: true }), limitsArb, fc.integer({ min: 100, max: 2 * PS }), (entries, o, rb) => {
+      expect(refSegments(entries, o, rb)).toEqual(refSegments(entries, o, rb, true));
+    }), { numRuns: 200 });
+  });
+
+  for (const family of ['small', 'large'] as const) {
+    it(`every layout walks like the reference and like every other layout, under any limits (${family} lists)`, () => {
+      fc.assert(fc.property(listArb(family), walkLimitsArb(family), emptiesArb, (c, { o, rb }, empties) => {
+        const layouts = everyLayout(c, empties);
+        const got = new Map<string, Seg[]>();
+        for (const { name, src, entries } of layouts) {
+          const segs = walkCursor(src.cursor(o), rb);
+          expect(segs, name).toEqual(refSegments(entries, o, rb));
+          got.set(name, segs);
+        }
+        // The same stored entries walk alike; with merge, every layout walks alike (one run per
+        // physically contiguous range, whatever the entries).
+        const same = (a: string, b: string): void => {
+          if (got.has(a) && got.has(b)) expect(got.get(b), `${b} vs ${a}`).toEqual(got.get(a));
+        };
+        for (const n of ['dmalist', 'dmalist-sharing']) same('phyr', n);
+        for (const n of ['bvec', 'scatterlist-dma']) same('scatterlist', n);
+        if (o.merge === true) for (const n of got.keys()) same('phyr', n);
+      }), { numRuns: family === 'small' ? 150 : 80 });
+    });
+  }
+
+  it('virt boundary masks other than 2^k - 1 are refused by every layout', () => {
+    fc.assert(fc.property(listArb('small'), fc.integer({ min: 1, max: 2 ** 20 }), (c, m) => {
+      fc.pre((m & (m + 1)) !== 0);
+      for (const { name, src } of everyLayout(c, [])) {
+        expect(() => src.cursor({ virtBoundaryMask: m }), name).toThrow(RangeError);
+      }
+    }), { numRuns: 50 });
+  });
+
+  it('a saved position (RangePos) resumes the walk: saving and seeking at random points gives the uninterrupted walk', () => {
+    fc.assert(fc.property(listArb('small'), walkLimitsArb('small'), emptiesArb, fc.array(fc.nat(6), { minLength: 1, maxLength: 8 }),
+      (c, { o, rb }, empties, gaps) => {
+        for (const { name, src } of everyLayout(c, empties)) {
+          const whole = walkCursor(src.cursor(o), rb);
+          // Walk in pieces: after each piece, carry the position over to a fresh cursor.
+          const pieces: Seg[] = [];
+          const left = [...gaps];
+          let cur: RangeCursor = src.cursor(o);
+          for (let g = 0; pieces.length <= whole.length; ) {
+            if (cur.done) {
+              if (cur.stopReason === 'end') break;
+              pieces.push({ stop: cur.stopReason as 'budget' | 'virt-boundary' });
+              cur.resume(rb);
+            } else {
+              pieces.push({ addr: cur.addr, len: cur.len, flags: cur.flags });
+              cur.next();
+            }
+            if (--left[g % left.length] < 0) {
+              left[g % left.length] = 3;
+              g++;
+              const pos = cur.pos();
+              const fresh = src.cursor(o);
+              fresh.seek({ ...pos });
+              expect([fresh.done, fresh.stopReason, fresh.consumed], name).toEqual([cur.done, cur.stopReason, cur.consumed]);
+              cur = fresh;
+            }
+          }
+          expect(pieces.length, name).toBe(whole.length);
+          expect(pieces, name).toEqual(whole);
+        }
+      }), { numRuns: 100 });
+  });
+
+  it('fill() in random batches writes the segments next() gives, stops included, in addr or (frame, offset) columns', () => {
+    fc.assert(fc.property(listArb('small'), walkLimitsArb('small'), emptiesArb, fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 6 }),
+      fc.boolean(), (c, { o, rb }, empties, batches, plain) => {
+        const oo = plain ? {} : o;
+        for (const { name, src } of everyLayout(c, empties)) {
+          const whole = walkCursor(src.cursor(oo), rb);
+          // The addr column is exact only below 2^53: other sources are read through (frame, offset).
+          const fits = src.addrFitsNumber;
+          const cols = {
+            addr: new Float64Array(64), frame: new Float64Array(64), frameOff: new Uint32Array(64),
+            len: new Float64Array(64), flags: new Uint32Array(64),
+          };
+          const onlyAddr = { addr: cols.addr, len: cols.len, flags: cols.flags };
+          const got: Seg[] = [];
+          const cur = src.cursor(oo);
+          for (let b = 0; got.length <= whole.length; b++) {
+            if (cur.done) {
+              if (cur.stopReason === 'end') break;
+              got.push({ stop: cur.stopReason as 'budget' | 'virt-boundary' });
+              cur.resume(rb);
+              continue;
+            }
+            const max = batches[b % batches.length];
+            const withFrames = !fits || b % 2 === 1;
+            const consumedBefore = cur.consumed;
+            const k = cur.fill(withFrames ? cols : onlyAddr, max);
+            expect(k, name).toBeGreaterThan(0);
+            expect(k < max ? cur.done : true, name).toBe(true);
+            let bytes = 0;
+            for (let j = 0; j < k; j++) {
+              const addr = withFrames ? BigInt(cols.frame[j]) * BigInt(SEG_FRAME_SIZE) + BigInt(cols.frameOff[j]) : BigInt(cols.addr[j]);
+              got.push({ addr, len: cols.len[j], flags: cols.flags[j] });
+              bytes += cols.len[j];
+            }
+            expect(cur.consumed, name).toBe(consumedBefore + bytes);
+          }
+          expect(got.length, name).toBe(whole.length);
+          expect(got, name).toEqual(whole);
+        }
+      }), { numRuns: 100 });
+  });
+});

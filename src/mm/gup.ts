@@ -671,19 +671,20 @@ export function pinUserPhyrs(mm: UserMm, start: bigint, len: number, gupFlags: n
  */
 function listFolios(mm: UserMm, list: PageArray | PhyrList): FolioRecord {
   const m = mm.machine, ps = m.pageSize, t = m.folios;
-  const cols = list.columns();
-  const pages = list instanceof PageArray;
+  const pageCols = list instanceof PageArray ? list.columns() : null;
+  const runCols = list instanceof PageArray ? null : list.columns();
+  const cols = pageCols ?? runCols!;
   const out = new FolioRecord();
   let f = -1, fHead = 0, fEnd = 0;
   for (let i = 0; i < cols.n; i++) {
     if (((cols.f === null ? cols.fc : cols.f[i]) & RANGE_NOPAGE) !== 0) continue;
     let p: number, p1: number;
-    if (pages) {
-      p = cols.a[i];
+    if (pageCols !== null) {
+      p = pageCols.pfn[i];
       p1 = p + 1;
     } else {
-      p = Math.floor(cols.a[i] / ps);
-      p1 = Math.ceil((cols.a[i] + cols.l[i]) / ps);
+      p = Math.floor(runCols!.a[i] / ps);
+      p1 = Math.ceil((runCols!.a[i] + runCols!.l[i]) / ps);
     }
     while (p < p1) {
       if (p < fHead || p >= fEnd) {

@@ -7,7 +7,8 @@
 // Uint32Array column.
 
 import { checkAddr, checkLen } from '../base/index.ts';
-import { BvecCursor, makeCursor, KIND_BVEC, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { TWO_POW_53, type BvecView } from './cursor.ts';
+import { BvecCursor } from './cursors.generated.ts';
 import { RANGE_NOPAGE } from './flags.ts';
 import { alreadyBuilt, checkFlagsArg, checkIndex, checkInitialCapacity, grown } from './layout-util.ts';
 import { checkPageSize } from './page-array.ts';
@@ -118,7 +119,7 @@ export class BvecList implements RangeSource {
   private readonly off: Uint32Array;
   private readonly flg: Uint32Array | null;
   private readonly fc: number;
-  private cols: CursorColumns | null = null;
+  private cols: BvecView | null = null;
 
   /** @internal Use BvecList.from or BvecList.builder. */
   constructor(
@@ -196,20 +197,20 @@ export class BvecList implements RangeSource {
     return BigInt(this.pfn[i]) * BigInt(this.pageSize) + BigInt(this.off[i]);
   }
 
-  /** @internal The column description the shared cursor reads. */
-  columns(): CursorColumns {
+  /** @internal The storage view the generated cursor reads. */
+  columns(): BvecView {
     if (this.cols === null) {
-      this.cols = makeColumns({
-        kind: KIND_BVEC, n: this.count, a: this.pfn, l32: this.len, o32: this.off, f: this.flg, fc: this.fc,
-        ps: this.pageSize, fits: this.addrFitsNumber, totalLen: this.totalLen,
-      });
+      this.cols = {
+        n: this.count, fits: this.addrFitsNumber, pfn: this.pfn, len: this.len, off: this.off, ps: this.pageSize,
+        f: this.flg, fc: this.fc,
+      };
     }
     return this.cols;
   }
 
   /** A cursor over the bio_vecs (multi-page view) with the given segment limits. */
   cursor(opts?: CursorOptions): RangeCursor {
-    return opts === undefined ? new BvecCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
+    return new BvecCursor(this.columns(), opts);
   }
 
   /** One Range per bio_vec. */

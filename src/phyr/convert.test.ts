@@ -101,16 +101,17 @@ describe('conversions', () => {
 });
 
 describe('no-limits cursor details (AddrLenCursor)', () => {
-  it('counts consumed lazily and refuses a budget on a walk that has not stopped', () => {
+  it('counts consumed; resume() sets or clears a budget at any position', () => {
     const p = PhyrList.from([{ addr: 0n, len: 10 }, { addr: 100n, len: 20 }, { addr: 200n, len: 30 }]);
     const c = p.cursor({ skip: 5 });
     expect([c.addr, c.len, c.consumed]).toEqual([5n, 5, 0]);
     c.next();
     c.next();
     expect(c.consumed).toBe(25);
-    expect(() => c.resume(10)).toThrow(/opts\.budget/);
-    c.resume(); // no-op
-    expect(c.addr).toBe(200n);
+    c.resume(10); // a budget from here on, as after a stop
+    expect([c.addr, c.len, c.consumed]).toEqual([200n, 10, 25]);
+    c.resume(); // no budget again
+    expect([c.addr, c.len, c.consumed]).toEqual([200n, 30, 25]);
     c.advance(7);
     expect([c.addr, c.len, c.consumed]).toEqual([207n, 23, 32]);
     expect(c.next()).toBe(false);

@@ -1,6 +1,9 @@
 // phyr/: range types, the layouts (phyr list, bio_vec list, page list, page array, DMA list), the
 // cursor protocol, conversions, and the scatterlist API of lib/scatterlist.c.
-export type { CursorOptions, LayoutName, Range, RangeCursor, RangeSource, SegmentLimits, StopReason } from './types.ts';
+export {
+  SEG_FRAME_SIZE, type CursorOptions, type LayoutName, type Range, type RangeCursor, type RangePos, type RangeSource,
+  type SegmentColumns, type SegmentLimits, type StopReason,
+} from './types.ts';
 export * from './flags.ts';
 export { PhyrList, PhyrListBuilder } from './phyr-list.ts';
 export { PageArray, type PageArrayOptions } from './page-array.ts';

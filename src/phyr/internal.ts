@@ -2,7 +2,7 @@
 // everything in phyr/index.ts. Not part of the package API.
 export * from './index.ts';
 export * from './cursor.ts';
-export * from './sg-cursor.ts';
+export * from './cursors.generated.ts';
 export * from './layout-util.ts';
 export * from './scatterlist.ts';
 export * from './page-list.ts';

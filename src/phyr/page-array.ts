@@ -7,9 +7,12 @@
 // `offset` bytes into the first page and covers `len` bytes in total.
 
 import { checkLen } from '../base/index.ts';
-import { PageArrayCursor, makeCursor, KIND_PAGEARRAY, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { TWO_POW_53, type PagesView } from './cursor.ts';
+import { PageArrayCursor } from './cursors.generated.ts';
 import { checkIndex } from './layout-util.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
+
+const EMPTY_U8 = new Uint8Array(0);
 
 export interface PageArrayOptions {
   /** Base page size in bytes: a power of two >= 512. */
@@ -45,7 +48,7 @@ export class PageArray implements RangeSource {
   private readonly flagsCol: Uint32Array | null;
   private readonly flagsConst: number;
   private readonly lastLen: number;
-  private cols: CursorColumns | null = null;
+  private cols: PagesView | null = null;
 
   /**
    * pfns as numbers; each entry is one base page of pageSize bytes; the walk starts `offset` bytes
@@ -114,21 +117,20 @@ export class PageArray implements RangeSource {
     return this.flagsCol === null ? this.flagsConst : this.flagsCol[i];
   }
 
-  /** @internal The column description the shared cursor reads. */
-  columns(): CursorColumns {
+  /** @internal The storage view the generated cursor reads. */
+  columns(): PagesView {
     if (this.cols === null) {
-      this.cols = makeColumns({
-        kind: KIND_PAGEARRAY, n: this.count, a: this.pfns,
-        f: this.flagsCol, fc: this.flagsConst, ps: this.pageSize, firstOff: this.offset,
-        lastLen: this.lastLen, fits: this.addrFitsNumber, totalLen: this.totalLen,
-      });
+      this.cols = {
+        n: this.count, pfn: this.pfns, ps: this.pageSize, ord: EMPTY_U8, firstOff: this.offset,
+        lastLen: this.lastLen, f: this.flagsCol, fc: this.flagsConst,
+      };
     }
     return this.cols;
   }
 
   /** A cursor over the pages with the given segment limits (types.ts RangeCursor). */
   cursor(opts?: CursorOptions): RangeCursor {
-    return opts === undefined ? new PageArrayCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
+    return new PageArrayCursor(this.columns(), opts);
   }
 
   /** One Range per page, trimmed by offset and len. */

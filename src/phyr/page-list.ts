@@ -11,7 +11,8 @@
 // Storage: chunk start pfn Float64Array (exact), order Uint8Array.
 
 import { checkAddr, checkLen } from '../base/index.ts';
-import { PageListCursor, makeCursor, KIND_PAGES, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { TWO_POW_53, type PagesView } from './cursor.ts';
+import { PageListCursor } from './cursors.generated.ts';
 import { alreadyBuilt, checkIndex, checkInitialCapacity, checkOptionalFlagsU32, grown } from './layout-util.ts';
 import { checkPageSize } from './page-array.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
@@ -141,7 +142,7 @@ export class PageList implements RangeSource {
   private readonly pfn: Float64Array;
   private readonly ord: Uint8Array;
   private readonly lastLen: number;
-  private cols: CursorColumns | null = null;
+  private cols: PagesView | null = null;
 
   /** @internal Use PageList.builder() or PageList.from(). */
   constructor(pfn: Float64Array, ord: Uint8Array, pageSize: number, firstOffset: number, totalLen: number, flags: number, token: symbol) {
@@ -204,20 +205,20 @@ export class PageList implements RangeSource {
     return this.ord[i];
   }
 
-  /** @internal The column description the shared cursor reads. */
-  columns(): CursorColumns {
+  /** @internal The storage view the generated cursor reads. */
+  columns(): PagesView {
     if (this.cols === null) {
-      this.cols = makeColumns({
-        kind: KIND_PAGES, n: this.count, a: this.pfn, ord: this.ord, fc: this.flags, ps: this.pageSize,
-        firstOff: this.firstOffset, lastLen: this.lastLen, fits: true, totalLen: this.totalLen,
-      });
+      this.cols = {
+        n: this.count, pfn: this.pfn, ps: this.pageSize, ord: this.ord, firstOff: this.firstOffset,
+        lastLen: this.lastLen, f: null, fc: this.flags,
+      };
     }
     return this.cols;
   }
 
   /** A cursor over the chunks with the given segment limits. */
   cursor(opts?: CursorOptions): RangeCursor {
-    return opts === undefined ? new PageListCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
+    return new PageListCursor(this.columns(), opts);
   }
 
   /** One Range per chunk, the first and last trimmed by the header. */

@@ -12,7 +12,8 @@
 // Number.MAX_SAFE_INTEGER (2^53-1), far above any model machine's memory.
 
 import { checkAddr, checkLen } from '../base/index.ts';
-import { AddrLenCursor, makeCursor, KIND_ADDR_LEN, TWO_POW_53, makeColumns, type CursorColumns } from './cursor.ts';
+import { TWO_POW_53, type AddrLenView } from './cursor.ts';
+import { AddrLenCursor } from './cursors.generated.ts';
 import { alreadyBuilt, buildFromRanges, checkFlagsArg, checkIndex, checkInitialCapacity, grown } from './layout-util.ts';
 import type { CursorOptions, LayoutName, Range, RangeCursor, RangeSource } from './types.ts';
 
@@ -44,7 +45,7 @@ export abstract class AddrLenList implements RangeSource {
   /** @internal */ readonly _f: Uint32Array | null;
   /** @internal */ readonly _fc: number;
   /** @internal */ readonly _big: ReadonlyMap<number, bigint> | null;
-  private cols: CursorColumns | null = null;
+  private cols: AddrLenView | null = null;
 
   /** @internal Use the static constructors of PhyrList / DmaList. */
   protected constructor(
@@ -99,20 +100,17 @@ export abstract class AddrLenList implements RangeSource {
     return { addr: this.addrAt(i), len: this._l[i], flags: this._f === null ? this._fc : this._f[i] };
   }
 
-  /** @internal The column description the shared cursor reads. */
-  columns(): CursorColumns {
+  /** @internal The storage view the generated cursor reads. */
+  columns(): AddrLenView {
     if (this.cols === null) {
-      this.cols = makeColumns({
-        kind: KIND_ADDR_LEN, n: this.count, a: this._a, l: this._l, f: this._f, fc: this._fc,
-        big: this._big, fits: this.addrFitsNumber, totalLen: this.totalLen,
-      });
+      this.cols = { n: this.count, fits: this.addrFitsNumber, a: this._a, l: this._l, f: this._f, fc: this._fc, big: this._big };
     }
     return this.cols;
   }
 
   /** A cursor over the entries with the given segment limits (types.ts RangeCursor). */
   cursor(opts?: CursorOptions): RangeCursor {
-    return opts === undefined ? new AddrLenCursor(this.columns(), 0) : makeCursor(this.columns(), opts);
+    return new AddrLenCursor(this.columns(), opts);
   }
 
   /** The stored entries, one Range each (no merging, no limits). */

@@ -1,4 +1,4 @@
-// Tests for scatterlist.ts / sg-cursor.ts: sg_alloc_table*, chaining, append, DMA flags, the cursor vs references.
+// Tests for scatterlist.ts and its generated cursors (SgCursor, SgDmaCursor): sg_alloc_table*, chaining, append, DMA flags, the cursor vs references.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EventLog, KernelBug } from '../base/index.ts';

@@ -13,7 +13,8 @@ import { type EventLog, KernelBug } from '../base/index.ts';
 import { err, ok, type Result } from '../base/index.ts';
 import { grown } from './layout-util.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
-import { SgCursor, nextSlot, type SgSideView } from './sg-cursor.ts';
+import { nextSlot } from './cursor.ts';
+import { SgCursor, SgDmaCursor } from './cursors.generated.ts';
 
 /** page_link low bit: this entry points to the next chunk (include/linux/scatterlist.h). */
 export const SG_CHAIN = 0x01;
@@ -196,7 +197,7 @@ export class SgTable implements RangeSource {
 
   /** A cursor over the CPU entries (for_each_sgtable_sg), applying the segment limits of opts. */
   cursor(opts?: CursorOptions): RangeCursor {
-    return new SgCursor(this.cpuSide(), opts);
+    return new SgCursor(this, opts);
   }
 
   [Symbol.iterator](): Iterator<Range> {
@@ -450,28 +451,9 @@ export class SgTable implements RangeSource {
     this._length[s] = 0;
   }
 
-  /** @internal */
-  cpuSide(): SgSideView {
-    return this.sideView(this._origNents, this.addrFitsNumber, null, null);
-  }
-
   /** @internal every DMA address (and end) below 2^53. */
   get dmaFitsNumber(): boolean {
     return this._maxDmaEnd <= BigInt(TWO53);
-  }
-
-  /** @internal */
-  dmaSide(): SgSideView {
-    return this.sideView(this._nents, this.dmaFitsNumber,
-      this._dmaAddr ?? new BigUint64Array(this._pfn.length), this._dmaLen ?? new Uint32Array(this._pfn.length));
-  }
-
-  private sideView(count: number, fits: boolean, dmaAddr: BigUint64Array | null, dmaLen: Uint32Array | null): SgSideView {
-    return {
-      count, fits, dmaAddr, dmaLen,
-      pfn: this._pfn, link: this._link, offset: this._offset, length: this._length, flags: this._flags,
-      pageSize: this.pageSize,
-    };
   }
 
   /** @internal sg_free_table: drops every chunk. */
@@ -518,7 +500,7 @@ class SgDmaView implements RangeSource {
     return this.sgt.dmaFitsNumber;
   }
   cursor(opts?: CursorOptions): RangeCursor {
-    return new SgCursor(this.sgt.dmaSide(), opts);
+    return new SgDmaCursor(this.sgt, opts);
   }
   [Symbol.iterator](): Iterator<Range> {
     return cursorRanges(this.cursor());
