@@ -1,6 +1,6 @@
 // Models: the two-step IOVA DMA API (Linux 6.16+): struct dma_iova_state and dma_iova_try_alloc,
 // dma_iova_link, dma_iova_sync, dma_iova_unlink, dma_iova_destroy, dma_iova_free, dma_use_iova,
-// dma_iova_size (include/linux/dma-mapping.h, drivers/iommu/dma-iommu.c; reference 2.1-2.5).
+// dma_iova_size (include/linux/dma-mapping.h, drivers/iommu/dma-iommu.c).
 // The model also keeps, per state, which granules of the window are linked, so that API misuse
 // the kernel would not notice (links past the window, overlapping links, unlinking what is not
 // linked, use after free) is reported on the event log as dma-debug would.
@@ -19,7 +19,7 @@ import { dmaContextOf, type DmaContext } from './context.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import { debugDmaIovaLink, debugDmaIovaUnlink, type DebugMapFacts } from './debug.ts';
 import { dmaGetMask } from './mask.ts';
-import { isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
+import { isSwiotlbActive, isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
 import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts';
 
 /** Bit 63 of dma_iova_state.__size: some link of this state went through swiotlb. */
@@ -254,6 +254,14 @@ function linkRaw(dev: Device, domain: IommuDomain, addr: bigint, phys: bigint, s
 /** iommu_dma_iova_bounce_and_link(): bounce one partial granule and link its bounce slot. */
 function bounceAndLink(dev: Device, state: DmaIovaState, domain: IommuDomain, addr: bigint, phys: bigint, bounceLen: number,
   dir: DmaDataDirection, attrs: number, startPad: number): Result<void> {
+  if (!isSwiotlbActive(dev)) {
+    // drivers/iommu/dma-iommu.c: iommu_dma_map_swiotlb() refuses when the device has no active
+    // bounce pool (dev_warn_once, DMA_MAPPING_ERROR), which iommu_dma_iova_bounce_and_link()
+    // turns into -ENOMEM: an untrusted device never gets the whole granule mapped instead.
+    dmaContextOf(dev).mm.events.warn('dma-iommu', `${dev.name}: DMA bounce buffers are inactive, unable to map unaligned transaction.`,
+      { dev: dev.name, phys, size: bounceLen });
+    return err('ENOMEM', 'DMA bounce buffers are inactive, unable to map unaligned transaction');
+  }
   const tlb = iommuDmaMapSwiotlb(dev, phys, bounceLen, dir, attrs);
   if (tlb === DMA_MAPPING_ERROR) return err('ENOMEM', 'swiotlb is full');
   const r = linkRaw(dev, domain, addr - BigInt(startPad), tlb - BigInt(startPad), alignUp(bounceLen, domain.granule), dir, attrs);
@@ -307,9 +315,10 @@ function linkSwiotlb(dev: Device, state: DmaIovaState, domain: IommuDomain, phys
  * dma_iova_link(): map [phys, phys+size) at DMA address state.addr + offset, without an IOTLB sync
  * (call dmaIovaSync before the device uses it). Only the link at offset 0 may start granule-unaligned.
  * Errnos: EIO (unaligned phys at a non-zero offset), EPERM (MMIO that an untrusted device would have
- * to bounce), ENOMEM (swiotlb full / page-table memory), EINVAL (the IOMMU refused the alignment;
- * model checks: no window, window freed, span past the window, span already linked),
- * EOPNOTSUPP (DMA_ATTR_REQUIRE_COHERENT on a non-coherent device). Nothing stays linked on failure.
+ * to bounce), ENOMEM (swiotlb full or inactive / page-table memory), EINVAL (the IOMMU refused the
+ * alignment; model checks: no window, window freed, span past the window, span already linked),
+ * EOPNOTSUPP (DMA_ATTR_REQUIRE_COHERENT on a non-coherent device, or, with a WARN, on a state an
+ * earlier link bounced through swiotlb). Nothing stays linked on failure.
  * Model deviation: a zero-size link is a no-op returning ok (the kernel would map one padding
  * granule when phys is unaligned).
  */
@@ -355,8 +364,15 @@ export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, 
       { dev: dev.name, phys: p, offset });
     return err('EIO', `phys 0x${p.toString(16)} is not granule-aligned and offset ${offset} is not 0`);
   }
-  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) && !dev.dmaCoherent) {
-    return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on a non-coherent device');
+  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) !== 0) {
+    // drivers/iommu/dma-iommu.c: dma_iova_link(): once an earlier link of this state bounced
+    // (DMA_IOVA_USE_SWIOTLB in __size), REQUIRE_COHERENT is refused with WARN_ON_ONCE
+    if (state.useSwiotlb) {
+      ctx.mm.events.warn('dma-iommu', `${dev.name}: dma_iova_link with DMA_ATTR_REQUIRE_COHERENT on an IOVA state that used swiotlb`,
+        { dev: dev.name, offset, size });
+      return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on an IOVA state that already bounced through swiotlb');
+    }
+    if (!dev.dmaCoherent) return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on a non-coherent device');
   }
   const startByte = state.pad + offset;
   const first = Math.floor(startByte * ginv);
@@ -369,7 +385,10 @@ export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, 
   let r: Result<void>;
   let bounced = false;
   const mapGranules = Math.ceil((size + startPad) * ginv);
-  if (dev.untrusted && (startPad !== 0 || mapGranules * g !== size) && devUseSwiotlb(dev, size, dir)) {
+  // dev_use_swiotlb() && iova_unaligned(): CONFIG_SWIOTLB is always built on x86-64, so an
+  // untrusted device bounces its unaligned ends whether or not a pool is active; without one the
+  // bounce fails (bounceAndLink) instead of mapping the whole granules.
+  if ((startPad !== 0 || mapGranules * g !== size) && (dev.untrusted || devUseSwiotlb(dev, size, dir))) {
     if (attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) return err('EPERM', 'MMIO cannot be bounced through swiotlb');
     r = linkSwiotlb(dev, state, domain, phys ?? BigInt(physNum), offset, size, dir, attrs);
     bounced = true;
@@ -417,8 +436,17 @@ export function dmaIovaSync(dev: Device, state: DmaIovaState, offset: number, si
 }
 
 /**
+ * The unlink's cache maintenance rule (drivers/iommu/dma-iommu.c: __iommu_dma_iova_unlink() and
+ * iommu_dma_iova_unlink_range_slow()): only a non-coherent device, and neither
+ * DMA_ATTR_SKIP_CPU_SYNC nor DMA_ATTR_MMIO (an MMIO range has no CPU cache lines to invalidate).
+ */
+function unlinkNeedsCpuSync(dev: Device, attrs: number): boolean {
+  return !dev.dmaCoherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0;
+}
+
+/**
  * iommu_dma_iova_unlink_range_slow(): per granule of [addr, addr + size), CPU cache maintenance
- * (non-coherent devices) and release of bounce slots.
+ * (unlinkNeedsCpuSync) and release of bounce slots.
  * Model deviation (same outcome, less work): when no cache maintenance is due, only the granules
  * linked to a bounce slot (recorded at link time) are translated, instead of every granule.
  */
@@ -427,17 +455,18 @@ function unlinkRangeSlow(dev: Device, state: DmaIovaState, domain: IommuDomain, 
   const g = domain.granule;
   const end = addr + BigInt(size);
   const events = dmaContextOf(dev).mm.events;
+  const needSync = unlinkNeedsCpuSync(dev, attrs);
   const granule = (a: bigint, len: number): void => {
     const phys = iommuIovaToPhys(domain, a);
     if (phys === 0n) {
       events.warn('dma-iommu', `${dev.name}: unlink of unmapped IOVA 0x${a.toString(16)}`, { dev: dev.name, addr: a });
     } else {
-      if (!dev.dmaCoherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) archSyncDmaForCpu(dev, phys, len, dir);
+      if (needSync) archSyncDmaForCpu(dev, phys, len, dir);
       if (isSwiotlbBuffer(dev, phys)) swiotlbTblUnmapSingle(dev, phys, len, dir, attrs);
     }
   };
   const first = addr - (addr & BigInt(g - 1));
-  if (dev.dmaCoherent || (attrs & DMA_ATTR_SKIP_CPU_SYNC)) {
+  if (!needSync) {
     const lo = Number(first), hi = Number(end);
     const hits = [...state.bouncedGranules].filter((k) => k >= lo && k < hi).sort((a, b) => a - b);
     for (const k of hits) {
@@ -465,9 +494,7 @@ function unlinkRaw(dev: Device, state: DmaIovaState, offset: number, size: numbe
   const g = domain.granule;
   const addr = state.addr + BigInt(offset);
   const pad = Number(addr & BigInt(g - 1));
-  if (state.useSwiotlb || (!dev.dmaCoherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC))) {
-    unlinkRangeSlow(dev, state, domain, addr, size, dir, attrs);
-  }
+  if (state.useSwiotlb || unlinkNeedsCpuSync(dev, attrs)) unlinkRangeSlow(dev, state, domain, addr, size, dir, attrs);
   const gather = new IommuIotlbGather();
   gather.queued = freeIova && domain.type === 'dma-fq';
   const span = alignUp(size + pad, g);
@@ -480,14 +507,18 @@ function unlinkRaw(dev: Device, state: DmaIovaState, offset: number, size: numbe
   if (!gather.queued) iommuIotlbSync(domain, gather);
   const [first, count] = granuleSpan(state, offset, size);
   state.mark(first, count, false);
-  if (freeIova) freeWindow(state, gather);
+  if (freeIova) {
+    // the kernel frees the span it just unmapped, not the window: see dmaIovaDestroy
+    iommuDmaFreeIova(domain, start, span, gather);
+    state.freed = true;
+  }
 }
 
-/** Releases the whole IOVA window (what dmaIovaTryAlloc allocated). */
-function freeWindow(state: DmaIovaState, gather: IommuIotlbGather | null): void {
+/** Releases the whole IOVA window (what dmaIovaTryAlloc allocated): dma_iova_free(). */
+function freeWindow(state: DmaIovaState): void {
   const domain = state.domain!;
   const g = domain.granule;
-  iommuDmaFreeIova(domain, state.addr - BigInt(state.pad), alignUp(state.len + state.pad, g), gather);
+  iommuDmaFreeIova(domain, state.addr - BigInt(state.pad), alignUp(state.len + state.pad, g), null);
   state.freed = true;
 }
 
@@ -521,10 +552,22 @@ function checkLinked(dev: Device, state: DmaIovaState, offset: number, size: num
 }
 
 /**
- * dma_iova_destroy(): unlink window bytes [0, mappedLen) and free the window; with mappedLen 0 it
+ * dma_iova_destroy(): unlink window bytes [0, mappedLen) and give back the IOVA; with mappedLen 0 it
  * is dmaIovaFree. On a lazy (flush-queue) domain the IOVA is reused only after the next IOTLB flush.
- * Model deviation: the whole allocation is freed even when mappedLen is shorter than the window
- * (the kernel frees iova_align(mappedLen + pad), identical in the documented usage).
+ *
+ * As in drivers/iommu/dma-iommu.c: __iommu_dma_iova_unlink(), what goes back to the allocator is
+ * the unlinked span, iova_align(mappedLen + pad) from the window's first granule, not the window
+ * dmaIovaTryAlloc reserved. When mappedLen is shorter than the window (blk-mq's error path), the
+ * allocator's free_iova_fast() decides what that leaves allocated:
+ * - a span of at most 32 granules (128 KiB with 4 KiB granules) goes into the range cache of its
+ *   own size order, while the allocator's tree still holds the whole window: the rest of the
+ *   window stays allocated, and the cached first frame is handed out again as an IOVA of the
+ *   span's (power-of-two) size. Only when that cache entry returns to the tree (cache flush after
+ *   a failed allocation, depot trimming) does free_iova() remove the whole window;
+ * - a longer span is too big for the range caches, and free_iova() removes the whole window from
+ *   the tree at once (nothing is left allocated);
+ * - with the caches off, free_iova() likewise frees the whole window.
+ * Links past mappedLen are not unmapped (reported by dma-debug), as in the kernel.
  */
 export function dmaIovaDestroy(dev: Device, state: DmaIovaState, mappedLen: number, dir: DmaDataDirection, attrs: number): void {
   checkState(state);
@@ -539,9 +582,13 @@ export function dmaIovaDestroy(dev: Device, state: DmaIovaState, mappedLen: numb
   if (!u.ok) return;
   debugDmaIovaUnlink(dev, state.addr, mappedLen, dir);
   if (!checkLinked(dev, state, 0, mappedLen, 'dma_iova_destroy')) {
-    // Unlink only what is linked, then free: the window must not leak.
-    unlinkLinkedParts(dev, state, dir, attrs);
-    freeWindow(state, null);
+    // Model deviation: the kernel would unmap the whole span and WARN on its holes; the model
+    // (having reported the misuse) unlinks only the linked runs of [0, mappedLen), then frees the
+    // same span the kernel frees.
+    unlinkLinkedParts(dev, state, mappedLen, dir, attrs);
+    const g = state.domain!.granule;
+    iommuDmaFreeIova(state.domain!, state.addr - BigInt(state.pad), alignUp(mappedLen + state.pad, g), null);
+    state.freed = true;
     return;
   }
   unlinkRaw(dev, state, 0, mappedLen, dir, attrs, true);
@@ -552,17 +599,17 @@ export function dmaIovaDestroy(dev: Device, state: DmaIovaState, mappedLen: numb
   dmaContextOf(dev).mm.stats.dmaIovaUnlinks++;
 }
 
-/** Unlinks every linked run of granules (recovery after a destroy with a wrong length). */
-function unlinkLinkedParts(dev: Device, state: DmaIovaState, dir: DmaDataDirection, attrs: number): void {
+/** Unlinks every linked run of granules of window bytes [0, len) (a destroy over unlinked parts). */
+function unlinkLinkedParts(dev: Device, state: DmaIovaState, len: number, dir: DmaDataDirection, attrs: number): void {
   const g = state.domain!.granule;
-  const total = Math.ceil((state.pad + state.len) / g);
+  const total = Math.ceil((state.pad + len) / g);
   let g0 = 0;
   while (g0 < total) {
     if (!state.countLinked(g0, 1)) { g0++; continue; }
     let g1 = g0;
     while (g1 < total && state.countLinked(g1, 1)) g1++;
     const startByte = Math.max(0, g0 * g - state.pad);
-    const endByte = Math.min(state.len, g1 * g - state.pad);
+    const endByte = Math.min(len, g1 * g - state.pad);
     unlinkRaw(dev, state, startByte, endByte - startByte, dir, attrs, false);
     g0 = g1;
   }
@@ -581,5 +628,5 @@ export function dmaIovaFree(dev: Device, state: DmaIovaState): void {
     dmaContextOf(dev).mm.events.dmaDebug(`${dev.name}: dma_iova_free with ${state.linkedGranules} granules still linked`,
       { dev: dev.name, addr: state.addr });
   }
-  freeWindow(state, null);
+  freeWindow(state);
 }
