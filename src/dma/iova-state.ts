@@ -5,7 +5,7 @@
 // the kernel would not notice (links past the window, overlapping links, unlinking what is not
 // linked, use after free) is reported on the event log as dma-debug would.
 
-import { alignUp, checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
+import { alignUp, checkAddr, checkLen, err, ok, type Result, type Stats } from '../base/index.ts';
 import {
   IommuIotlbGather, iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync,
   iommuIovaToPhys, iommuMapNosync, iommuMapPfns, iommuSyncMap, safeBigToNum, iommuUnmapFast, type IommuDomain,
@@ -17,7 +17,7 @@ import {
 } from './constants.ts';
 import { dmaContextOf, type DmaContext } from './context.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
-import { debugDmaIovaLink, debugDmaIovaUnlink, type DebugMapFacts } from './debug.ts';
+import { debugDmaIovaLink, debugDmaIovaUnlink, type DebugMapFacts, type DmaDebug } from './debug.ts';
 import { dmaGetMask } from './mask.ts';
 import { isSwiotlbActive, isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
 import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts';
@@ -26,8 +26,9 @@ import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts
 export const DMA_IOVA_USE_SWIOTLB = 1n << 63n;
 
 const OK: Result<void> = ok();
-const TRACK_CHUNK_SHIFT = 16; // granules per tracking chunk: 65536, one bit each (8 KiB)
+const TRACK_CHUNK_SHIFT = 18; // granules per tracking chunk: 1 GiB of 4 KiB granules, one bit each (32 KiB)
 const TRACK_CHUNK = 1 << TRACK_CHUNK_SHIFT;
+const INV_4K = 1 / 4096;
 
 /**
  * struct dma_iova_state (16 bytes in the kernel): addr is the DMA address of the window's first
@@ -68,6 +69,16 @@ export class DmaIovaState {
   ginv = 0;
   /** @internal addr as a number when the whole window lies below 2^53, else -1. */
   addrNum = -1;
+  /**
+   * @internal the window's device while the window is live, below 2^53 and in 4 KiB granules:
+   * the condition for iovaLink's fast path; null otherwise.
+   */
+  fastDev: Device | null = null;
+  /** @internal the machine's counters and dma-debug, cached for the fast path (null until allocated). */
+  stats: Stats | null = null;
+  debug: DmaDebug | null = null;
+  /** @internal granules the window spans (the size of the tracking bitmap). */
+  windowGranules = 0;
   private chunks: Array<Uint32Array | undefined> = [];
 
   /** The kernel's __size word: the length with DMA_IOVA_USE_SWIOTLB in bit 63. */
@@ -95,8 +106,37 @@ export class DmaIovaState {
     this.gmask = 0n;
     this.ginv = 0;
     this.addrNum = -1;
+    this.fastDev = null;
+    this.stats = null;
+    this.debug = null;
+    this.windowGranules = 0;
     this.chunks = [];
     this.bouncedGranules = new Set();
+  }
+
+  /**
+   * @internal marks granules [first, end) linked when none at or above `first` is (first >=
+   * linkedEnd): the ascending links of a driver filling its window, without the bitmap scan.
+   */
+  markTail(first: number, end: number): void {
+    this.linkedGranules += end - first;
+    this.linkedEnd = end;
+    const chunks = this.chunks;
+    for (let g = first; g < end; g++) {
+      const key = g >>> TRACK_CHUNK_SHIFT;
+      const c = key < chunks.length ? chunks[key] : undefined;
+      const i = g & (TRACK_CHUNK - 1);
+      (c === undefined ? this.newChunk(key) : c)[i >>> 5] |= 1 << (i & 31);
+    }
+  }
+
+  /** Allocates tracking chunk `key` (the chunk list grows densely, so reads stay in bounds). */
+  private newChunk(key: number): Uint32Array {
+    const chunks = this.chunks;
+    while (chunks.length <= key) chunks.push(undefined);
+    const c = new Uint32Array((Math.min(TRACK_CHUNK, this.windowGranules - key * TRACK_CHUNK) + 31) >>> 5);
+    chunks[key] = c;
+    return c;
   }
 
   /** @internal how many of granules [first, first+count) are linked. */
@@ -108,7 +148,7 @@ export class DmaIovaState {
     while (g < end) {
       const key = g >>> TRACK_CHUNK_SHIFT;
       const stop = Math.min(end, (key + 1) << TRACK_CHUNK_SHIFT);
-      const c = this.chunks[key];
+      const c = key < this.chunks.length ? this.chunks[key] : undefined;
       if (c) for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) n += (c[i >>> 5] >>> (i & 31)) & 1;
       else g = stop;
     }
@@ -124,11 +164,10 @@ export class DmaIovaState {
     while (g < end) {
       const key = g >>> TRACK_CHUNK_SHIFT;
       const stop = Math.min(end, (key + 1) << TRACK_CHUNK_SHIFT);
-      let c = this.chunks[key];
+      let c = key < this.chunks.length ? this.chunks[key] : undefined;
       if (!c) {
         if (!linked) { g = stop; continue; }
-        c = new Uint32Array((Math.min(TRACK_CHUNK, this.trackGranules - (key << TRACK_CHUNK_SHIFT)) + 31) >>> 5);
-        this.chunks[key] = c;
+        c = this.newChunk(key);
       }
       if (linked) {
         for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) {
@@ -143,13 +182,6 @@ export class DmaIovaState {
       }
     }
     this.linkedGranules += linked ? changed : -changed;
-  }
-
-  /** @internal granules the window spans (size of the tracking bitmap). */
-  get trackGranules(): number {
-    if (!this.domain) return 0;
-    const g = this.domain.granule;
-    return Math.ceil((this.pad + this.len) / g);
   }
 }
 
@@ -207,7 +239,11 @@ export function dmaIovaTryAlloc(dev: Device, state: DmaIovaState, phys: bigint, 
   state.ctx = ctx;
   state.gmask = BigInt(g - 1);
   state.ginv = 1 / g;
+  state.windowGranules = Math.ceil((off + size) / g);
   state.addrNum = state.addr + BigInt(size) <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(state.addr) : -1;
+  state.stats = ctx.mm.stats;
+  state.debug = ctx.debug;
+  if (state.addrNum >= 0 && g === 4096) state.fastDev = dev;
   return true;
 }
 
@@ -347,6 +383,61 @@ const DEBUG_LINK_BOUNCED: DebugMapFacts = Object.freeze({ bounced: true, unmapOp
  * (window state, alignment, overlap, coherence) runs here; same Result, events and counters.
  */
 export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, physNum: number, offset: number, size: number,
+  dir: DmaDataDirection, attrs: number): Result<void> {
+  // Split here, where callers inline it: a physical address above 2 GiB is a double, which a call
+  // would have to box into a heap number on every link; frame and offset stay small integers.
+  if (physNum < 0) return linkChecked(dev, state, phys, physNum, offset, size, dir, attrs);
+  const physPfn = Math.floor(physNum * INV_4K);
+  return linkPfn(dev, state, phys, physPfn, physNum - physPfn / INV_4K, offset, size, dir, attrs);
+}
+
+/**
+ * iovaLink of an exact physical address given as its 4 KiB frame and the offset in it. The common
+ * case first: a link linkChecked would make without any report (a live window below 2^53 in
+ * 4 KiB granules, a span inside the window and above every linked granule so that nothing
+ * overlaps, a granule-aligned IOVA, no bounce, no REQUIRE_COHERENT), with the same page-table
+ * calls, cache maintenance, bookkeeping, counters and dma-debug record; anything else goes to
+ * linkChecked. Written as one function with no rarely taken branch, so that V8 optimises it early,
+ * once (it is too big to be inlined into callers and compiled again there), and keeps it optimised.
+ * Granule arithmetic is x * INV_4K and x / INV_4K (exact: a power of two): an operand that is
+ * never a small integer keeps V8 from speculating on small-integer products, which overflow (and
+ * deoptimise) on large addresses; for the same reason the window bound is state.len - size (a
+ * double once the window passes 1 GiB), not offset + size.
+ */
+function linkPfn(dev: Device, state: DmaIovaState, phys: bigint | null, physPfn: number, startPad: number, offset: number,
+  size: number, dir: DmaDataDirection, attrs: number): Result<void> {
+  if (state.fastDev === dev && size > 0 && offset <= state.len - size && (attrs & DMA_ATTR_REQUIRE_COHERENT) === 0) {
+    const startByte = state.pad + offset;
+    const first = Math.floor(startByte * INV_4K);
+    const pages = Math.ceil((size + startPad) * INV_4K);
+    const iovaPfn = (state.addrNum + offset - startPad) * INV_4K;
+    if ((startPad === 0 || offset === 0) // else EIO
+      && first >= state.linkedEnd // else it may overlap a link
+      && (!dev.untrusted || (startPad === 0 && pages / INV_4K === size)) // else a bounce
+      && Math.floor(iovaPfn) === iovaPfn) { // else the IOMMU refuses the unaligned IOVA
+      const coherent = dev.dmaCoherent;
+      if (!coherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0) {
+        archSyncDmaForDevice(dev, BigInt(physPfn) << 12n, pages / INV_4K, dir);
+      }
+      const r = iommuMapPfns(state.domain!, iovaPfn, physPfn, pages, dmaInfoToProt(dir, coherent, attrs));
+      if (!r.ok) return r;
+      // the IOVA is aligned, so the window's byte startByte sits startPad into granule `first`
+      state.markTail(first, first + pages);
+      state.stats!.dmaIovaLinks++;
+      if (state.debug!.enabled) debugLinkDirect(dev, state, physPfn, startPad, offset, size, dir, attrs);
+      return r;
+    }
+  }
+  return linkChecked(dev, state, phys, physPfn / INV_4K + startPad, offset, size, dir, attrs);
+}
+
+function debugLinkDirect(dev: Device, state: DmaIovaState, physPfn: number, startPad: number, offset: number, size: number,
+  dir: DmaDataDirection, attrs: number): void {
+  debugDmaIovaLink(dev, (BigInt(physPfn) << 12n) + BigInt(startPad), size, dir, state.addr + BigInt(offset), attrs, DEBUG_LINK_DIRECT);
+}
+
+/** iovaLink with every check, in the kernel's order, and every path (bounce, bigint addresses). */
+function linkChecked(dev: Device, state: DmaIovaState, phys: bigint | null, physNum: number, offset: number, size: number,
   dir: DmaDataDirection, attrs: number): Result<void> {
   if (state.len === 0 || state.dev !== dev || state.freed || offset + size > state.len) {
     const u = checkUse(dev, state, 'dma_iova_link', offset, size);
@@ -511,6 +602,7 @@ function unlinkRaw(dev: Device, state: DmaIovaState, offset: number, size: numbe
     // the kernel frees the span it just unmapped, not the window: see dmaIovaDestroy
     iommuDmaFreeIova(domain, start, span, gather);
     state.freed = true;
+    state.fastDev = null;
   }
 }
 
@@ -520,6 +612,7 @@ function freeWindow(state: DmaIovaState): void {
   const g = domain.granule;
   iommuDmaFreeIova(domain, state.addr - BigInt(state.pad), alignUp(state.len + state.pad, g), null);
   state.freed = true;
+  state.fastDev = null;
 }
 
 /**
@@ -589,6 +682,7 @@ export function dmaIovaDestroy(dev: Device, state: DmaIovaState, mappedLen: numb
     const g = state.domain!.granule;
     iommuDmaFreeIova(state.domain!, state.addr - BigInt(state.pad), alignUp(mappedLen + state.pad, g), null);
     state.freed = true;
+    state.fastDev = null;
     return;
   }
   unlinkRaw(dev, state, 0, mappedLen, dir, attrs, true);
