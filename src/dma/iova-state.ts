@@ -26,8 +26,7 @@ import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts
 export const DMA_IOVA_USE_SWIOTLB = 1n << 63n;
 
 const OK: Result<void> = ok();
-const TRACK_CHUNK_SHIFT = 18; // granules per tracking chunk: 1 GiB of 4 KiB granules, one bit each (32 KiB)
-const TRACK_CHUNK = 1 << TRACK_CHUNK_SHIFT;
+const TRACK_CHUNK = 1 << 18; // granules per tracking chunk: 1 GiB of 4 KiB granules, one bit each (32 KiB)
 const INV_4K = 1 / 4096;
 
 /**
@@ -36,6 +35,14 @@ const INV_4K = 1 / 4096;
  * A fresh state (or one a failed dmaIovaTryAlloc left) has dmaUseIova(state) === false.
  */
 export class DmaIovaState {
+  // a brand: `#brand in x` is a one-map-check test where instanceof walks the prototype chain
+  readonly #brand = true;
+
+  /** true when x is a DmaIovaState (made by its constructor, not merely inheriting its prototype). */
+  static is(x: unknown): x is DmaIovaState {
+    return typeof x === 'object' && x !== null && #brand in x;
+  }
+
   /** state->addr: IOVA of byte 0 of the window. */
   addr = 0n;
   /** @internal requested size in bytes (state->__size without the swiotlb bit). */
@@ -79,6 +86,14 @@ export class DmaIovaState {
   debug: DmaDebug | null = null;
   /** @internal granules the window spans (the size of the tracking bitmap). */
   windowGranules = 0;
+  /**
+   * @internal granules [runStart, runEnd) are linked but not yet set in the bitmap: the run of
+   * ascending, contiguous links a driver makes while filling its window costs no bit per link.
+   * The run lies at the top (runEnd === linkedEnd when it is not empty) and is written into the
+   * bitmap (flushRun) before anything else changes it.
+   */
+  runStart = 0;
+  runEnd = 0;
   private chunks: Array<Uint32Array | undefined> = [];
 
   /** The kernel's __size word: the length with DMA_IOVA_USE_SWIOTLB in bit 63. */
@@ -110,23 +125,26 @@ export class DmaIovaState {
     this.stats = null;
     this.debug = null;
     this.windowGranules = 0;
+    this.runStart = 0;
+    this.runEnd = 0;
     this.chunks = [];
     this.bouncedGranules = new Set();
   }
 
-  /**
-   * @internal marks granules [first, end) linked when none at or above `first` is (first >=
-   * linkedEnd): the ascending links of a driver filling its window, without the bitmap scan.
-   */
-  markTail(first: number, end: number): void {
-    this.linkedGranules += end - first;
-    this.linkedEnd = end;
-    const chunks = this.chunks;
-    for (let g = first; g < end; g++) {
-      const key = g >>> TRACK_CHUNK_SHIFT;
-      const c = key < chunks.length ? chunks[key] : undefined;
-      const i = g & (TRACK_CHUNK - 1);
-      (c === undefined ? this.newChunk(key) : c)[i >>> 5] |= 1 << (i & 31);
+  /** @internal writes the pending run into the bitmap (whole words where it can) and empties it. */
+  flushRun(): void {
+    let g = this.runStart;
+    const end = this.runEnd;
+    this.runStart = 0;
+    this.runEnd = 0;
+    while (g < end) {
+      const key = Math.floor(g / TRACK_CHUNK);
+      const c = (key < this.chunks.length ? this.chunks[key] : undefined) ?? this.newChunk(key);
+      const stop = Math.min(end, (key + 1) * TRACK_CHUNK);
+      let i = g - key * TRACK_CHUNK;
+      for (; g < stop && (i & 31) !== 0; g++, i++) c[i >>> 5] |= 1 << (i & 31);
+      for (; g + 32 <= stop; g += 32, i += 32) c[i >>> 5] = 0xffffffff;
+      for (; g < stop; g++, i++) c[i >>> 5] |= 1 << (i & 31);
     }
   }
 
@@ -142,14 +160,15 @@ export class DmaIovaState {
   /** @internal how many of granules [first, first+count) are linked. */
   countLinked(first: number, count: number): number {
     if (this.linkedGranules === 0 || first >= this.linkedEnd) return 0;
-    let n = 0;
     const end = first + count;
+    // the pending run's granules have no bit yet: count its overlap with the span
+    let n = Math.max(0, Math.min(end, this.runEnd) - Math.max(first, this.runStart));
     let g = first;
     while (g < end) {
-      const key = g >>> TRACK_CHUNK_SHIFT;
-      const stop = Math.min(end, (key + 1) << TRACK_CHUNK_SHIFT);
+      const key = Math.floor(g / TRACK_CHUNK);
+      const stop = Math.min(end, (key + 1) * TRACK_CHUNK);
       const c = key < this.chunks.length ? this.chunks[key] : undefined;
-      if (c) for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) n += (c[i >>> 5] >>> (i & 31)) & 1;
+      if (c) for (let i = g - key * TRACK_CHUNK; g < stop; g++, i++) n += (c[i >>> 5] >>> (i & 31)) & 1;
       else g = stop;
     }
     return n;
@@ -157,25 +176,26 @@ export class DmaIovaState {
 
   /** @internal marks granules [first, first+count) linked (bit set) or unlinked (bit clear). */
   mark(first: number, count: number, linked: boolean): void {
+    if (this.runStart !== this.runEnd) this.flushRun();
     const end = first + count;
     let g = first;
     if (linked && end > this.linkedEnd) this.linkedEnd = end;
     let changed = 0;
     while (g < end) {
-      const key = g >>> TRACK_CHUNK_SHIFT;
-      const stop = Math.min(end, (key + 1) << TRACK_CHUNK_SHIFT);
+      const key = Math.floor(g / TRACK_CHUNK);
+      const stop = Math.min(end, (key + 1) * TRACK_CHUNK);
       let c = key < this.chunks.length ? this.chunks[key] : undefined;
       if (!c) {
         if (!linked) { g = stop; continue; }
         c = this.newChunk(key);
       }
       if (linked) {
-        for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) {
+        for (let i = g - key * TRACK_CHUNK; g < stop; g++, i++) {
           const w = i >>> 5, bit = 1 << (i & 31);
           if ((c[w] & bit) === 0) { c[w] |= bit; changed++; }
         }
       } else {
-        for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) {
+        for (let i = g - key * TRACK_CHUNK; g < stop; g++, i++) {
           const w = i >>> 5, bit = 1 << (i & 31);
           if ((c[w] & bit) !== 0) { c[w] &= ~bit; changed++; }
         }
@@ -184,6 +204,16 @@ export class DmaIovaState {
     this.linkedGranules += linked ? changed : -changed;
   }
 }
+
+/**
+ * Model support (V8, no kernel counterpart): a fresh DmaIovaState made at every successful
+ * dmaIovaTryAlloc and never used. Optimised link code embeds the hidden class of the states it
+ * saw, which V8 holds only weakly: when no state is alive across two full collections (one state
+ * per request, gone after its unmap, is the usual pattern), V8 frees the class, the next state
+ * gets a new one, and every optimised function that handled states is thrown away and compiled
+ * again. A state made after the last change of the class's field representations keeps it alive.
+ */
+let _hiddenClassAnchor: DmaIovaState | null = null;
 
 /** dma_use_iova(): true when dmaIovaTryAlloc succeeded for this state. */
 export function dmaUseIova(state: DmaIovaState): boolean {
@@ -196,7 +226,7 @@ export function dmaIovaSize(state: DmaIovaState): number {
 }
 
 function checkState(state: unknown): DmaIovaState {
-  if (!(state instanceof DmaIovaState)) throw new TypeError(`state must be a DmaIovaState, got ${String(state)}`);
+  if (!DmaIovaState.is(state)) throw new TypeError(`state must be a DmaIovaState, got ${String(state)}`);
   return state;
 }
 
@@ -244,6 +274,7 @@ export function dmaIovaTryAlloc(dev: Device, state: DmaIovaState, phys: bigint, 
   state.stats = ctx.mm.stats;
   state.debug = ctx.debug;
   if (state.addrNum >= 0 && g === 4096) state.fastDev = dev;
+  _hiddenClassAnchor = new DmaIovaState();
   return true;
 }
 
@@ -362,7 +393,7 @@ export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offs
   dir: DmaDataDirection, attrs: number): Result<void> {
   // Argument checks, written out for the hot path (one link per range of a 1 GiB list). One
   // bigint -> number conversion validates phys whenever the result is exact (below 2^53).
-  if (!(state instanceof DmaIovaState)) checkState(state);
+  if (!DmaIovaState.is(state)) checkState(state);
   const physNum = safeBigToNum(phys);
   if (physNum < 0) checkAddr('phys', phys);
   if (!Number.isSafeInteger(offset) || offset < 0) checkLen('offset', offset);
@@ -421,8 +452,16 @@ function linkPfn(dev: Device, state: DmaIovaState, phys: bigint | null, physPfn:
       }
       const r = iommuMapPfns(state.domain!, iovaPfn, physPfn, pages, dmaInfoToProt(dir, coherent, attrs));
       if (!r.ok) return r;
-      // the IOVA is aligned, so the window's byte startByte sits startPad into granule `first`
-      state.markTail(first, first + pages);
+      // the IOVA is aligned, so the window's byte startByte sits startPad into granule `first`:
+      // granules [first, first + pages), above every linked one, join the pending run (or start
+      // a new one after writing the old one into the bitmap)
+      state.linkedGranules += pages;
+      state.linkedEnd = first + pages;
+      if (first !== state.runEnd || state.runStart === state.runEnd) {
+        if (state.runStart !== state.runEnd) state.flushRun();
+        state.runStart = first;
+      }
+      state.runEnd = first + pages;
       state.stats!.dmaIovaLinks++;
       if (state.debug!.enabled) debugLinkDirect(dev, state, physPfn, startPad, offset, size, dir, attrs);
       return r;
