@@ -1,12 +1,12 @@
 // Models: the two-step IOVA DMA API (Linux 6.16+): struct dma_iova_state and dma_iova_try_alloc,
 // dma_iova_link, dma_iova_sync, dma_iova_unlink, dma_iova_destroy, dma_iova_free, dma_use_iova,
-// dma_iova_size (include/linux/dma-mapping.h, drivers/iommu/dma-iommu.c; reference 2.1-2.5).
+// dma_iova_size (include/linux/dma-mapping.h, drivers/iommu/dma-iommu.c).
 // The model also keeps, per state, which granules of the window are linked, so that API misuse
 // the kernel would not notice (links past the window, overlapping links, unlinking what is not
 // linked, use after free) is reported on the event log as MODEL-CHECK events: the kernel has no
 // dma-debug hooks in the two-step API, so a debug kernel prints nothing for these.
 
-import { alignUp, checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
+import { alignUp, checkAddr, checkLen, err, ok, type Result, type Stats } from '../base/index.ts';
 import {
   IommuIotlbGather, iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync,
   iommuIovaToPhys, iommuMapNosync, iommuMapPfns, iommuSyncMap, safeBigToNum, iommuUnmapFast, type IommuDomain,
@@ -19,9 +19,9 @@ import {
 import { modelCheckEvent } from './events.ts';
 import { dmaContextOf, type DmaContext } from './context.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
-import { debugDmaIovaLink, debugDmaIovaLinkNum, debugDmaIovaUnlink, dmaDebugOf, type DebugMapFacts } from './debug.ts';
+import { debugDmaIovaLink, debugDmaIovaLinkNum, debugDmaIovaUnlink, dmaDebugOf, type DebugMapFacts, type DmaDebug } from './debug.ts';
 import { dmaGetMask } from './mask.ts';
-import { isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
+import { isSwiotlbActive, isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
 import { devUseSwiotlb, dmaInfoToProt, iommuDmaMapSwiotlb } from './iommu-dma.ts';
 import './counters.ts';
 
@@ -29,8 +29,8 @@ import './counters.ts';
 export const DMA_IOVA_USE_SWIOTLB = 1n << 63n;
 
 const OK: Result<void> = ok();
-const TRACK_CHUNK_SHIFT = 16; // granules per tracking chunk: 65536, one bit each (8 KiB)
-const TRACK_CHUNK = 1 << TRACK_CHUNK_SHIFT;
+const TRACK_CHUNK = 1 << 18; // granules per tracking chunk: 1 GiB of 4 KiB granules, one bit each (32 KiB)
+const INV_4K = 1 / 4096;
 
 /**
  * struct dma_iova_state (16 bytes in the kernel): addr is the DMA address of the window's first
@@ -38,6 +38,14 @@ const TRACK_CHUNK = 1 << TRACK_CHUNK_SHIFT;
  * A fresh state (or one a failed dmaIovaTryAlloc left) has dmaUseIova(state) === false.
  */
 export class DmaIovaState {
+  // a brand: `#brand in x` is a one-map-check test where instanceof walks the prototype chain
+  readonly #brand = true;
+
+  /** true when x is a DmaIovaState (made by its constructor, not merely inheriting its prototype). */
+  static is(x: unknown): x is DmaIovaState {
+    return typeof x === 'object' && x !== null && #brand in x;
+  }
+
   /** state->addr: IOVA of byte 0 of the window. */
   addr = 0n;
   /** @internal requested size in bytes (state->__size without the swiotlb bit). */
@@ -71,6 +79,24 @@ export class DmaIovaState {
   ginv = 0;
   /** @internal addr as a number when the whole window lies below 2^53, else -1. */
   addrNum = -1;
+  /**
+   * @internal the window's device while the window is live, below 2^53 and in 4 KiB granules:
+   * the condition for iovaLink's fast path; null otherwise.
+   */
+  fastDev: Device | null = null;
+  /** @internal the machine's counters and dma-debug, cached for the fast path (null until allocated). */
+  stats: Stats | null = null;
+  debug: DmaDebug | null = null;
+  /** @internal granules the window spans (the size of the tracking bitmap). */
+  windowGranules = 0;
+  /**
+   * @internal granules [runStart, runEnd) are linked but not yet set in the bitmap: the run of
+   * ascending, contiguous links a driver makes while filling its window costs no bit per link.
+   * The run lies at the top (runEnd === linkedEnd when it is not empty) and is written into the
+   * bitmap (flushRun) before anything else changes it.
+   */
+  runStart = 0;
+  runEnd = 0;
   private chunks: Array<Uint32Array | undefined> = [];
 
   /** The kernel's __size word: the length with DMA_IOVA_USE_SWIOTLB in bit 63. */
@@ -98,21 +124,54 @@ export class DmaIovaState {
     this.gmask = 0n;
     this.ginv = 0;
     this.addrNum = -1;
+    this.fastDev = null;
+    this.stats = null;
+    this.debug = null;
+    this.windowGranules = 0;
+    this.runStart = 0;
+    this.runEnd = 0;
     this.chunks = [];
     this.bouncedGranules = new Set();
+  }
+
+  /** @internal writes the pending run into the bitmap (whole words where it can) and empties it. */
+  flushRun(): void {
+    let g = this.runStart;
+    const end = this.runEnd;
+    this.runStart = 0;
+    this.runEnd = 0;
+    while (g < end) {
+      const key = Math.floor(g / TRACK_CHUNK);
+      const c = (key < this.chunks.length ? this.chunks[key] : undefined) ?? this.newChunk(key);
+      const stop = Math.min(end, (key + 1) * TRACK_CHUNK);
+      let i = g - key * TRACK_CHUNK;
+      for (; g < stop && (i & 31) !== 0; g++, i++) c[i >>> 5] |= 1 << (i & 31);
+      for (; g + 32 <= stop; g += 32, i += 32) c[i >>> 5] = 0xffffffff;
+      for (; g < stop; g++, i++) c[i >>> 5] |= 1 << (i & 31);
+    }
+  }
+
+  /** Allocates tracking chunk `key` (the chunk list grows densely, so reads stay in bounds). */
+  private newChunk(key: number): Uint32Array {
+    const chunks = this.chunks;
+    while (chunks.length <= key) chunks.push(undefined);
+    const c = new Uint32Array((Math.min(TRACK_CHUNK, this.windowGranules - key * TRACK_CHUNK) + 31) >>> 5);
+    chunks[key] = c;
+    return c;
   }
 
   /** @internal how many of granules [first, first+count) are linked. */
   countLinked(first: number, count: number): number {
     if (this.linkedGranules === 0 || first >= this.linkedEnd) return 0;
-    let n = 0;
     const end = first + count;
+    // the pending run's granules have no bit yet: count its overlap with the span
+    let n = Math.max(0, Math.min(end, this.runEnd) - Math.max(first, this.runStart));
     let g = first;
     while (g < end) {
-      const key = g >>> TRACK_CHUNK_SHIFT;
-      const stop = Math.min(end, (key + 1) << TRACK_CHUNK_SHIFT);
-      const c = this.chunks[key];
-      if (c) for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) n += (c[i >>> 5] >>> (i & 31)) & 1;
+      const key = Math.floor(g / TRACK_CHUNK);
+      const stop = Math.min(end, (key + 1) * TRACK_CHUNK);
+      const c = key < this.chunks.length ? this.chunks[key] : undefined;
+      if (c) for (let i = g - key * TRACK_CHUNK; g < stop; g++, i++) n += (c[i >>> 5] >>> (i & 31)) & 1;
       else g = stop;
     }
     return n;
@@ -120,26 +179,26 @@ export class DmaIovaState {
 
   /** @internal marks granules [first, first+count) linked (bit set) or unlinked (bit clear). */
   mark(first: number, count: number, linked: boolean): void {
+    if (this.runStart !== this.runEnd) this.flushRun();
     const end = first + count;
     let g = first;
     if (linked && end > this.linkedEnd) this.linkedEnd = end;
     let changed = 0;
     while (g < end) {
-      const key = g >>> TRACK_CHUNK_SHIFT;
-      const stop = Math.min(end, (key + 1) << TRACK_CHUNK_SHIFT);
-      let c = this.chunks[key];
+      const key = Math.floor(g / TRACK_CHUNK);
+      const stop = Math.min(end, (key + 1) * TRACK_CHUNK);
+      let c = key < this.chunks.length ? this.chunks[key] : undefined;
       if (!c) {
         if (!linked) { g = stop; continue; }
-        c = new Uint32Array((Math.min(TRACK_CHUNK, this.trackGranules - (key << TRACK_CHUNK_SHIFT)) + 31) >>> 5);
-        this.chunks[key] = c;
+        c = this.newChunk(key);
       }
       if (linked) {
-        for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) {
+        for (let i = g - key * TRACK_CHUNK; g < stop; g++, i++) {
           const w = i >>> 5, bit = 1 << (i & 31);
           if ((c[w] & bit) === 0) { c[w] |= bit; changed++; }
         }
       } else {
-        for (let i = g & (TRACK_CHUNK - 1); g < stop; g++, i++) {
+        for (let i = g - key * TRACK_CHUNK; g < stop; g++, i++) {
           const w = i >>> 5, bit = 1 << (i & 31);
           if ((c[w] & bit) !== 0) { c[w] &= ~bit; changed++; }
         }
@@ -147,14 +206,17 @@ export class DmaIovaState {
     }
     this.linkedGranules += linked ? changed : -changed;
   }
-
-  /** @internal granules the window spans (size of the tracking bitmap). */
-  get trackGranules(): number {
-    if (!this.domain) return 0;
-    const g = this.domain.granule;
-    return Math.ceil((this.pad + this.len) / g);
-  }
 }
+
+/**
+ * Model support (V8, no kernel counterpart): a fresh DmaIovaState made at every successful
+ * dmaIovaTryAlloc and never used. Optimised link code embeds the hidden class of the states it
+ * saw, which V8 holds only weakly: when no state is alive across two full collections (one state
+ * per request, gone after its unmap, is the usual pattern), V8 frees the class, the next state
+ * gets a new one, and every optimised function that handled states is thrown away and compiled
+ * again. A state made after the last change of the class's field representations keeps it alive.
+ */
+let _hiddenClassAnchor: DmaIovaState | null = null;
 
 /** dma_use_iova(): true when dmaIovaTryAlloc succeeded for this state. */
 export function dmaUseIova(state: DmaIovaState): boolean {
@@ -167,7 +229,7 @@ export function dmaIovaSize(state: DmaIovaState): number {
 }
 
 function checkState(state: unknown): DmaIovaState {
-  if (!(state instanceof DmaIovaState)) throw new TypeError(`state must be a DmaIovaState, got ${String(state)}`);
+  if (!DmaIovaState.is(state)) throw new TypeError(`state must be a DmaIovaState, got ${String(state)}`);
   return state;
 }
 
@@ -210,7 +272,12 @@ export function dmaIovaTryAlloc(dev: Device, state: DmaIovaState, phys: bigint, 
   state.ctx = ctx;
   state.gmask = BigInt(g - 1);
   state.ginv = 1 / g;
+  state.windowGranules = Math.ceil((off + size) / g);
   state.addrNum = state.addr + BigInt(size) <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(state.addr) : -1;
+  state.stats = ctx.mm.stats;
+  state.debug = dmaDebugOf(dev);
+  if (state.addrNum >= 0 && g === 4096) state.fastDev = dev;
+  _hiddenClassAnchor = new DmaIovaState();
   return true;
 }
 
@@ -257,6 +324,14 @@ function linkRaw(dev: Device, domain: IommuDomain, addr: bigint, phys: bigint, s
 /** iommu_dma_iova_bounce_and_link(): bounce one partial granule and link its bounce slot. */
 function bounceAndLink(dev: Device, state: DmaIovaState, domain: IommuDomain, addr: bigint, phys: bigint, bounceLen: number,
   dir: DmaDataDirection, attrs: number, startPad: number): Result<void> {
+  if (!isSwiotlbActive(dev)) {
+    // drivers/iommu/dma-iommu.c: iommu_dma_map_swiotlb() refuses when the device has no active
+    // bounce pool (dev_warn_once, DMA_MAPPING_ERROR), which iommu_dma_iova_bounce_and_link()
+    // turns into -ENOMEM: an untrusted device never gets the whole granule mapped instead.
+    dmaContextOf(dev).mm.events.warn('dma-iommu', `${dev.name}: DMA bounce buffers are inactive, unable to map unaligned transaction.`,
+      { dev: dev.name, phys, size: bounceLen });
+    return err('ENOMEM', 'DMA bounce buffers are inactive, unable to map unaligned transaction');
+  }
   const tlb = iommuDmaMapSwiotlb(dev, phys, bounceLen, dir, attrs);
   if (tlb === DMA_MAPPING_ERROR) return err('ENOMEM', 'swiotlb is full');
   const r = linkRaw(dev, domain, addr - BigInt(startPad), tlb - BigInt(startPad), alignUp(bounceLen, domain.granule), dir, attrs);
@@ -310,9 +385,10 @@ function linkSwiotlb(dev: Device, state: DmaIovaState, domain: IommuDomain, phys
  * dma_iova_link(): map [phys, phys+size) at DMA address state.addr + offset, without an IOTLB sync
  * (call dmaIovaSync before the device uses it). Only the link at offset 0 may start granule-unaligned.
  * Errnos: EIO (unaligned phys at a non-zero offset), EPERM (MMIO that an untrusted device would have
- * to bounce), ENOMEM (swiotlb full / page-table memory), EINVAL (the IOMMU refused the alignment;
- * model checks: no window, window freed, span past the window, span already linked),
- * EOPNOTSUPP (DMA_ATTR_REQUIRE_COHERENT on a non-coherent device). Nothing stays linked on failure.
+ * to bounce), ENOMEM (swiotlb full or inactive / page-table memory), EINVAL (the IOMMU refused the
+ * alignment; model checks: no window, window freed, span past the window, span already linked),
+ * EOPNOTSUPP (DMA_ATTR_REQUIRE_COHERENT on a non-coherent device, or, with a WARN, on a state an
+ * earlier link bounced through swiotlb). Nothing stays linked on failure.
  * Model deviation: a zero-size link is a no-op returning ok (the kernel would map one padding
  * granule when phys is unaligned).
  */
@@ -320,7 +396,7 @@ export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offs
   dir: DmaDataDirection, attrs: number): Result<void> {
   // Argument checks, written out for the hot path (one link per range of a 1 GiB list). One
   // bigint -> number conversion validates phys whenever the result is exact (below 2^53).
-  if (!(state instanceof DmaIovaState)) checkState(state);
+  if (!DmaIovaState.is(state)) checkState(state);
   const physNum = safeBigToNum(phys);
   if (physNum < 0) checkAddr('phys', phys);
   if (!Number.isSafeInteger(offset) || offset < 0) checkLen('offset', offset);
@@ -342,6 +418,70 @@ const DEBUG_LINK_BOUNCED: DebugMapFacts = Object.freeze({ bounced: true, unmapOp
  */
 export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, physNum: number, offset: number, size: number,
   dir: DmaDataDirection, attrs: number): Result<void> {
+  // Split here, where callers inline it: a physical address above 2 GiB is a double, which a call
+  // would have to box into a heap number on every link; frame and offset stay small integers.
+  if (physNum < 0) return linkChecked(dev, state, phys, physNum, offset, size, dir, attrs);
+  const physPfn = Math.floor(physNum * INV_4K);
+  return linkPfn(dev, state, phys, physPfn, physNum - physPfn / INV_4K, offset, size, dir, attrs);
+}
+
+/**
+ * iovaLink of an exact physical address given as its 4 KiB frame and the offset in it. The common
+ * case first: a link linkChecked would make without any report (a live window below 2^53 in
+ * 4 KiB granules, a span inside the window and above every linked granule so that nothing
+ * overlaps, a granule-aligned IOVA, no bounce, no REQUIRE_COHERENT), with the same page-table
+ * calls, cache maintenance, bookkeeping, counters and dma-debug record; anything else goes to
+ * linkChecked. Written as one function with no rarely taken branch, so that V8 optimises it early,
+ * once (it is too big to be inlined into callers and compiled again there), and keeps it optimised.
+ * Granule arithmetic is x * INV_4K and x / INV_4K (exact: a power of two): an operand that is
+ * never a small integer keeps V8 from speculating on small-integer products, which overflow (and
+ * deoptimise) on large addresses; for the same reason the window bound is state.len - size (a
+ * double once the window passes 1 GiB), not offset + size.
+ */
+function linkPfn(dev: Device, state: DmaIovaState, phys: bigint | null, physPfn: number, startPad: number, offset: number,
+  size: number, dir: DmaDataDirection, attrs: number): Result<void> {
+  if (state.fastDev === dev && size > 0 && offset <= state.len - size && (attrs & DMA_ATTR_REQUIRE_COHERENT) === 0) {
+    const startByte = state.pad + offset;
+    const first = Math.floor(startByte * INV_4K);
+    const pages = Math.ceil((size + startPad) * INV_4K);
+    const iovaPfn = (state.addrNum + offset - startPad) * INV_4K;
+    if ((startPad === 0 || offset === 0) // else EIO
+      && first >= state.linkedEnd // else it may overlap a link
+      && (!dev.untrusted || (startPad === 0 && pages / INV_4K === size)) // else a bounce
+      && Math.floor(iovaPfn) === iovaPfn) { // else the IOMMU refuses the unaligned IOVA
+      const coherent = dev.dmaCoherent;
+      if (!coherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0) {
+        archSyncDmaForDevice(dev, BigInt(physPfn) << 12n, pages / INV_4K, dir);
+      }
+      const r = iommuMapPfns(state.domain!, iovaPfn, physPfn, pages, dmaInfoToProt(dir, coherent, attrs));
+      if (!r.ok) return r;
+      // the IOVA is aligned, so the window's byte startByte sits startPad into granule `first`:
+      // granules [first, first + pages), above every linked one, join the pending run (or start
+      // a new one after writing the old one into the bitmap)
+      state.linkedGranules += pages;
+      state.linkedEnd = first + pages;
+      if (first !== state.runEnd || state.runStart === state.runEnd) {
+        if (state.runStart !== state.runEnd) state.flushRun();
+        state.runStart = first;
+      }
+      state.runEnd = first + pages;
+      state.stats!.dmaIovaLinks++;
+      if (state.debug!.enabled) debugLinkDirect(dev, state, physPfn, startPad, offset, size, dir);
+      return r;
+    }
+  }
+  return linkChecked(dev, state, phys, physPfn / INV_4K + startPad, offset, size, dir, attrs);
+}
+
+function debugLinkDirect(dev: Device, state: DmaIovaState, physPfn: number, startPad: number, offset: number, size: number,
+  dir: DmaDataDirection): void {
+  // numbers: the fast path runs only on windows below 2^53 (state.addrNum >= 0), so no bigint per link
+  debugDmaIovaLinkNum(state.debug!, dev, physPfn * 4096 + startPad, size, dir, state.addrNum + offset, false);
+}
+
+/** iovaLink with every check, in the kernel's order, and every path (bounce, bigint addresses). */
+function linkChecked(dev: Device, state: DmaIovaState, phys: bigint | null, physNum: number, offset: number, size: number,
+  dir: DmaDataDirection, attrs: number): Result<void> {
   if (state.len === 0 || state.dev !== dev || state.freed || offset + size > state.len) {
     const u = checkUse(dev, state, 'dma_iova_link', offset, size);
     if (!u.ok) return u;
@@ -358,8 +498,15 @@ export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, 
       { dev: dev.name, phys: p, offset });
     return err('EIO', `phys 0x${p.toString(16)} is not granule-aligned and offset ${offset} is not 0`);
   }
-  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) && !dev.dmaCoherent) {
-    return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on a non-coherent device');
+  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) !== 0) {
+    // drivers/iommu/dma-iommu.c: dma_iova_link(): once an earlier link of this state bounced
+    // (DMA_IOVA_USE_SWIOTLB in __size), REQUIRE_COHERENT is refused with WARN_ON_ONCE
+    if (state.useSwiotlb) {
+      ctx.mm.events.warn('dma-iommu', `${dev.name}: dma_iova_link with DMA_ATTR_REQUIRE_COHERENT on an IOVA state that used swiotlb`,
+        { dev: dev.name, offset, size });
+      return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on an IOVA state that already bounced through swiotlb');
+    }
+    if (!dev.dmaCoherent) return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on a non-coherent device');
   }
   const startByte = state.pad + offset;
   const first = Math.floor(startByte * ginv);
@@ -372,7 +519,10 @@ export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, 
   let r: Result<void>;
   let bounced = false;
   const mapGranules = Math.ceil((size + startPad) * ginv);
-  if (dev.untrusted && (startPad !== 0 || mapGranules * g !== size) && devUseSwiotlb(dev, size, dir)) {
+  // dev_use_swiotlb() && iova_unaligned(): CONFIG_SWIOTLB is always built on x86-64, so an
+  // untrusted device bounces its unaligned ends whether or not a pool is active; without one the
+  // bounce fails (bounceAndLink) instead of mapping the whole granules.
+  if ((startPad !== 0 || mapGranules * g !== size) && (dev.untrusted || devUseSwiotlb(dev, size, dir))) {
     if (attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) return err('EPERM', 'MMIO cannot be bounced through swiotlb');
     r = linkSwiotlb(dev, state, domain, phys ?? BigInt(physNum), offset, size, dir, attrs);
     bounced = true;
@@ -425,8 +575,17 @@ export function dmaIovaSync(dev: Device, state: DmaIovaState, offset: number, si
 }
 
 /**
+ * The unlink's cache maintenance rule (drivers/iommu/dma-iommu.c: __iommu_dma_iova_unlink() and
+ * iommu_dma_iova_unlink_range_slow()): only a non-coherent device, and neither
+ * DMA_ATTR_SKIP_CPU_SYNC nor DMA_ATTR_MMIO (an MMIO range has no CPU cache lines to invalidate).
+ */
+function unlinkNeedsCpuSync(dev: Device, attrs: number): boolean {
+  return !dev.dmaCoherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0;
+}
+
+/**
  * iommu_dma_iova_unlink_range_slow(): per granule of [addr, addr + size), CPU cache maintenance
- * (non-coherent devices) and release of bounce slots.
+ * (unlinkNeedsCpuSync) and release of bounce slots.
  * Model deviation (same outcome, less work): when no cache maintenance is due, only the granules
  * linked to a bounce slot (recorded at link time) are translated, instead of every granule.
  */
@@ -435,17 +594,18 @@ function unlinkRangeSlow(dev: Device, state: DmaIovaState, domain: IommuDomain, 
   const g = domain.granule;
   const end = addr + BigInt(size);
   const events = dmaContextOf(dev).mm.events;
+  const needSync = unlinkNeedsCpuSync(dev, attrs);
   const granule = (a: bigint, len: number): void => {
     const phys = iommuIovaToPhys(domain, a);
     if (phys === 0n) {
       events.warn('dma-iommu', `${dev.name}: unlink of unmapped IOVA 0x${a.toString(16)}`, { dev: dev.name, addr: a });
     } else {
-      if (!dev.dmaCoherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) archSyncDmaForCpu(dev, phys, len, dir);
+      if (needSync) archSyncDmaForCpu(dev, phys, len, dir);
       if (isSwiotlbBuffer(dev, phys)) swiotlbTblUnmapSingle(dev, phys, len, dir, attrs);
     }
   };
   const first = addr - (addr & BigInt(g - 1));
-  if (dev.dmaCoherent || (attrs & DMA_ATTR_SKIP_CPU_SYNC)) {
+  if (!needSync) {
     const lo = Number(first), hi = Number(end);
     const hits = [...state.bouncedGranules].filter((k) => k >= lo && k < hi).sort((a, b) => a - b);
     for (const k of hits) {
@@ -473,9 +633,7 @@ function unlinkRaw(dev: Device, state: DmaIovaState, offset: number, size: numbe
   const g = domain.granule;
   const addr = state.addr + BigInt(offset);
   const pad = Number(addr & BigInt(g - 1));
-  if (state.useSwiotlb || (!dev.dmaCoherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC))) {
-    unlinkRangeSlow(dev, state, domain, addr, size, dir, attrs);
-  }
+  if (state.useSwiotlb || unlinkNeedsCpuSync(dev, attrs)) unlinkRangeSlow(dev, state, domain, addr, size, dir, attrs);
   const gather = new IommuIotlbGather();
   gather.queued = freeIova && domain.type === 'dma-fq';
   const span = alignUp(size + pad, g);
@@ -488,15 +646,21 @@ function unlinkRaw(dev: Device, state: DmaIovaState, offset: number, size: numbe
   if (!gather.queued) iommuIotlbSync(domain, gather);
   const [first, count] = granuleSpan(state, offset, size);
   state.mark(first, count, false);
-  if (freeIova) freeWindow(state, gather);
+  if (freeIova) {
+    // the kernel frees the span it just unmapped, not the window: see dmaIovaDestroy
+    iommuDmaFreeIova(domain, start, span, gather);
+    state.freed = true;
+    state.fastDev = null;
+  }
 }
 
-/** Releases the whole IOVA window (what dmaIovaTryAlloc allocated). */
-function freeWindow(state: DmaIovaState, gather: IommuIotlbGather | null): void {
+/** Releases the whole IOVA window (what dmaIovaTryAlloc allocated): dma_iova_free(). */
+function freeWindow(state: DmaIovaState): void {
   const domain = state.domain!;
   const g = domain.granule;
-  iommuDmaFreeIova(domain, state.addr - BigInt(state.pad), alignUp(state.len + state.pad, g), gather);
+  iommuDmaFreeIova(domain, state.addr - BigInt(state.pad), alignUp(state.len + state.pad, g), null);
   state.freed = true;
+  state.fastDev = null;
 }
 
 /**
@@ -529,10 +693,22 @@ function checkLinked(dev: Device, state: DmaIovaState, offset: number, size: num
 }
 
 /**
- * dma_iova_destroy(): unlink window bytes [0, mappedLen) and free the window; with mappedLen 0 it
+ * dma_iova_destroy(): unlink window bytes [0, mappedLen) and give back the IOVA; with mappedLen 0 it
  * is dmaIovaFree. On a lazy (flush-queue) domain the IOVA is reused only after the next IOTLB flush.
- * Model deviation: the whole allocation is freed even when mappedLen is shorter than the window
- * (the kernel frees iova_align(mappedLen + pad), identical in the documented usage).
+ *
+ * As in drivers/iommu/dma-iommu.c: __iommu_dma_iova_unlink(), what goes back to the allocator is
+ * the unlinked span, iova_align(mappedLen + pad) from the window's first granule, not the window
+ * dmaIovaTryAlloc reserved. When mappedLen is shorter than the window (blk-mq's error path), the
+ * allocator's free_iova_fast() decides what that leaves allocated:
+ * - a span of at most 32 granules (128 KiB with 4 KiB granules) goes into the range cache of its
+ *   own size order, while the allocator's tree still holds the whole window: the rest of the
+ *   window stays allocated, and the cached first frame is handed out again as an IOVA of the
+ *   span's (power-of-two) size. Only when that cache entry returns to the tree (cache flush after
+ *   a failed allocation, depot trimming) does free_iova() remove the whole window;
+ * - a longer span is too big for the range caches, and free_iova() removes the whole window from
+ *   the tree at once (nothing is left allocated);
+ * - with the caches off, free_iova() likewise frees the whole window.
+ * Links past mappedLen are not unmapped (reported by dma-debug), as in the kernel.
  */
 export function dmaIovaDestroy(dev: Device, state: DmaIovaState, mappedLen: number, dir: DmaDataDirection, attrs: number): void {
   checkState(state);
@@ -547,9 +723,14 @@ export function dmaIovaDestroy(dev: Device, state: DmaIovaState, mappedLen: numb
   if (!u.ok) return;
   debugDmaIovaUnlink(dev, state.addr, mappedLen, dir);
   if (!checkLinked(dev, state, 0, mappedLen, 'dma_iova_destroy')) {
-    // Unlink only what is linked, then free: the window must not leak.
-    unlinkLinkedParts(dev, state, dir, attrs);
-    freeWindow(state, null);
+    // Model deviation: the kernel would unmap the whole span and WARN on its holes; the model
+    // (having reported the misuse) unlinks only the linked runs of [0, mappedLen), then frees the
+    // same span the kernel frees.
+    unlinkLinkedParts(dev, state, mappedLen, dir, attrs);
+    const g = state.domain!.granule;
+    iommuDmaFreeIova(state.domain!, state.addr - BigInt(state.pad), alignUp(mappedLen + state.pad, g), null);
+    state.freed = true;
+    state.fastDev = null;
     return;
   }
   unlinkRaw(dev, state, 0, mappedLen, dir, attrs, true);
@@ -560,17 +741,17 @@ export function dmaIovaDestroy(dev: Device, state: DmaIovaState, mappedLen: numb
   dmaContextOf(dev).mm.stats.dmaIovaUnlinks++;
 }
 
-/** Unlinks every linked run of granules (recovery after a destroy with a wrong length). */
-function unlinkLinkedParts(dev: Device, state: DmaIovaState, dir: DmaDataDirection, attrs: number): void {
+/** Unlinks every linked run of granules of window bytes [0, len) (a destroy over unlinked parts). */
+function unlinkLinkedParts(dev: Device, state: DmaIovaState, len: number, dir: DmaDataDirection, attrs: number): void {
   const g = state.domain!.granule;
-  const total = Math.ceil((state.pad + state.len) / g);
+  const total = Math.ceil((state.pad + len) / g);
   let g0 = 0;
   while (g0 < total) {
     if (!state.countLinked(g0, 1)) { g0++; continue; }
     let g1 = g0;
     while (g1 < total && state.countLinked(g1, 1)) g1++;
     const startByte = Math.max(0, g0 * g - state.pad);
-    const endByte = Math.min(state.len, g1 * g - state.pad);
+    const endByte = Math.min(len, g1 * g - state.pad);
     unlinkRaw(dev, state, startByte, endByte - startByte, dir, attrs, false);
     g0 = g1;
   }
@@ -589,5 +770,5 @@ export function dmaIovaFree(dev: Device, state: DmaIovaState): void {
     modelCheckEvent(dmaContextOf(dev).mm.events, `${dev.name}: dma_iova_free with ${state.linkedGranules} granules still linked`,
       { dev: dev.name, addr: state.addr });
   }
-  freeWindow(state, null);
+  freeWindow(state);
 }

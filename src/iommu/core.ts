@@ -111,18 +111,28 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
  * Same errnos, messages, counters and undo as iommuMapNosync.
  */
 export function iommuMapPfns(d: IommuDomain, iovaPfn: number, paPfn: number, pages: number, prot: number): Result<void> {
+  // The single-granule map of scattered memory, kept small enough to be inlined into the DMA
+  // layer's link paths; everything else (and every failure) goes through mapPfnsBatches.
+  const pt = d.pt;
+  if (pages === 1 && pt !== null && (prot & (IOMMU_READ | IOMMU_WRITE)) !== 0 && paPfn < pt.oaPfnLimit && pt.rangeOk(iovaPfn, 1)) {
+    // one granule: one map_pages call of one 4 KiB leaf; a failure leaves nothing to unroll
+    const stats = d.iommu.mm.stats;
+    stats.iommuMapCalls++;
+    stats.iommuMapPagesCalls++;
+    const e = pt.mapOne(iovaPfn, paPfn, prot, scratchFreelist);
+    return e === null ? OK_VOID : err(e, `map of iova ${frameAddr(iovaPfn)} size 0x1000 failed`);
+  }
+  return mapPfnsBatches(d, iovaPfn, paPfn, pages, prot);
+}
+
+/** iommuMapPfns for any count: the map_pages loop in iommu_pgsize batches, undone on failure. */
+function mapPfnsBatches(d: IommuDomain, iovaPfn: number, paPfn: number, pages: number, prot: number): Result<void> {
   const stats = d.iommu.mm.stats;
   stats.iommuMapCalls++;
   const pt = d.pt;
   if (pt === null) return err('EINVAL', `domain type ${d.type} is not a paging domain`);
   if (pages === 0) return OK_VOID;
   if (iovaPfn + pages > 4503599627370496) return err('EOVERFLOW', `iova ${frameAddr(iovaPfn)} + size ${frameAddr(pages)} wraps`);
-  if (pages === 1 && (prot & (IOMMU_READ | IOMMU_WRITE)) !== 0 && paPfn < pt.oaPfnLimit && pt.rangeOk(iovaPfn, 1)) {
-    // one granule: one map_pages call of one 4 KiB leaf; a failure leaves nothing to unroll
-    stats.iommuMapPagesCalls++;
-    const e = pt.mapOne(iovaPfn, paPfn, prot, scratchFreelist);
-    return e === null ? OK_VOID : err(e, `map of iova ${frameAddr(iovaPfn)} size 0x1000 failed`);
-  }
   if (pt instanceof ArmLpaePageTable) return armLpaeMapPfns(d, pt, iovaPfn, paPfn, pages, prot);
   const iova0 = iovaPfn, pa0 = paPfn;
   const origPages = pages;
@@ -139,7 +149,7 @@ export function iommuMapPfns(d: IommuDomain, iovaPfn: number, paPfn: number, pag
       why = `: prot 0x${prot.toString(16)} has neither IOMMU_READ nor IOMMU_WRITE`;
       break;
     }
-    const len = choice.lg2 === 0 ? choice.count : choice.count * POW2[choice.lg2];
+    const len = choice.count * POW2[choice.lg2]; // one path for every leaf size: no late first use
     if (paPfn + len > pt.oaPfnLimit) {
       errno = 'ERANGE';
       why = `: pa ${frameAddr(paPfn)} + ${frameAddr(len)} exceeds the ${pt.format.oaBits}-bit output addresses`;
