@@ -92,7 +92,7 @@ export function wrapWords(text: string, width: number): string[] {
 
 /** Renders the DMA mapping section: one table per machine configuration. */
 export function renderMapping(mr: MappingReport): string {
-  const out: string[] = ['DMA mapping (issue #3 section 6): each buffer mapped DMA_BIDIRECTIONAL by each method, then a device round trip'];
+  const out: string[] = ['DMA mapping: each buffer mapped DMA_BIDIRECTIONAL by each method, then a device round trip'];
   const labelOf = new Map(mr.buffers.map((b) => [b.name, b.name]));
   for (const c of mr.configs) {
     out.push('');
@@ -133,7 +133,7 @@ export function renderMapping(mr: MappingReport): string {
 /** The whole human report, ending with a newline. */
 export function renderCompareReport(report: CompareReport): string {
   const out: string[] = [];
-  out.push('phyr compare: one pinned user buffer described four ways (issue #2 section 6)');
+  out.push('phyr compare: one pinned user buffer described four ways');
   out.push(`Machine: ${report.machine.description}`);
   out.push(`Scatterlist: ${report.maxSegmentNote}`);
   out.push('');

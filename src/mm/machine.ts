@@ -263,7 +263,7 @@ export class MmMachine implements MachineMm, UserMmHost {
   private takePages(order: number): number {
     const pfn = this.buddy.alloc(order);
     if (pfn < 0) return -1;
-    this.stats.pagesAllocated += 2 ** order;
+    this.stats.pagesAllocated += (1 << order);
     this.mem.discard(pfn * this.pageSize, this.pageSize * 2 ** order);
     return pfn;
   }
@@ -271,7 +271,7 @@ export class MmMachine implements MachineMm, UserMmHost {
   /** Gives what takePages returned back to the buddy allocator, counted. */
   private givePages(pfn: number, order: number): void {
     this.buddy.free(pfn, order);
-    this.stats.pagesFreed += 2 ** order;
+    this.stats.pagesFreed += (1 << order);
   }
 
   /** Metadata of the folio containing pfn, or undefined (free memory, kernel pages, no struct page). */

@@ -17,7 +17,8 @@ export class SparsePhysMem implements PhysMem {
   /**
    * Called after every CPU store that went through write/fill/copy (the destination of a copy), with
    * the physical address as a number and the length; null (the default) costs one check. The
-   * machine registers dma-debug's ownership check here (reference 14.1). Device DMA writes and
+   * machine registers the DMA layer's ownership check here (a model check: kernel/dma/debug.c has
+   * none; debugDmaCheckCpuWrite in src/dma/debug.ts). Device DMA writes and
    * swiotlb bounce copies use deviceWrite/bounceCopy, which do not call it; stores through view()
    * (page-table pages, bounce slots) do not either.
    */

@@ -1,4 +1,4 @@
-// Models: struct bio_vec { bv_page; bv_len; bv_offset } (include/linux/bvec.h, reference 8.3):
+// Models: struct bio_vec { bv_page; bv_len; bv_offset } (include/linux/bvec.h):
 // 16 bytes per entry on LP64, bv_len a u32 (at most 4 GiB - 1 per vec), bv_offset a u32 that may
 // exceed PAGE_SIZE (multi-page bvecs), bvec_phys(bv) = page_to_phys(bv_page) + bv_offset.
 // A bvec names a struct page, so memory without one (RANGE_NOPAGE) cannot be a bvec.

@@ -1,5 +1,5 @@
-// Models: the conversions the phyr discussion needs between range layouts (reference 1.1: replace the
-// GUP struct page array and bio_vec with phyr; reference 1.2: the compact page list and "DMA-direct
+// Models: the conversions the phyr discussion needs between range layouts (Matthew Wilcox, "Phyr Starter", 10 Jan 2022: replace the
+// GUP struct page array and bio_vec with phyr; Jason Gunthorpe's reply, 11 Jan 2022: the compact page list and "DMA-direct
 // can reuse the CPU list"). Every conversion reads its input only through the cursor protocol (and
 // for..of to name an entry in an error), so any RangeSource is accepted, scatterlists included.
 // A range that the target layout cannot represent is reported (errno EINVAL with the entry index and

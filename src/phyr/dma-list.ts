@@ -1,6 +1,6 @@
-// Models: the output side of DMA mapping (reference 1.1: Wilcox's { dma_addr_t dma_address; size_t
-// dma_length }, Hellwig's "dma_vec"; reference 1.2: "DMA map returns the same data structure", and
-// DMA-direct can hand back the CPU list unchanged). No kernel dma_vec type exists (reference 1.3);
+// Models: the output side of DMA mapping (Matthew Wilcox, "Phyr Starter", 10 Jan 2022: { dma_addr_t dma_address; size_t
+// dma_length }, Hellwig's "dma_vec"; Jason Gunthorpe's reply, 11 Jan 2022: "DMA map returns the same data structure", and
+// DMA-direct can hand back the CPU list unchanged). The kernel's struct dma_vec (include/linux/dmaengine.h) has the same two fields;
 // NVMe's private struct nvme_dma_vec is the nearest. 16 bytes per entry on LP64.
 //
 // Storage is the PhyrList column layout (phyr-list.ts): Float64 addresses with an exact sparse

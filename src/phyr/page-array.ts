@@ -1,5 +1,5 @@
 // Models: the struct page * array filled by get_user_pages()/pin_user_pages() (mm/gup.c), the legacy
-// input the phyr proposal set out to replace (reference 1.1): one pointer (8 bytes) per base page, plus
+// input the phyr proposal set out to replace (Matthew Wilcox, "Phyr Starter", 10 Jan 2022): one pointer (8 bytes) per base page, plus
 // the caller's own start offset and byte count.
 //
 // Storage: pfns as a Float64Array (exact: pfns are < 2^53); flags one value for every page or a

@@ -1,4 +1,5 @@
-// Models: Jason Gunthorpe's compact chunk encoding (reference 1.2, seed 000): the physical pages under
+// Models: Jason Gunthorpe's compact chunk encoding (Jason Gunthorpe, "Re: Phyr Starter", 11 Jan 2022, and "Re: [LSF/MM/BPF proposal]: Physr
+// discussion", 23 Jan 2023: 8 bytes per order-aligned chunk): the physical pages under
 // a contiguous chunk of VA as a list of page-aligned chunks, each aligned to its own size (2^order
 // pages), so an entry needs only its address and order: 8 bytes, the order kept in the spare low bits
 // of the page-aligned address. The partial first and last pages are recorded once per list: a header

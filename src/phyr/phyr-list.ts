@@ -1,4 +1,4 @@
-// Models: struct phyr / struct phys_vec { phys_addr_t paddr; size_t len; } (reference 1.1, 1.3;
+// Models: struct phyr / struct phys_vec { phys_addr_t paddr; size_t len; } (Matthew Wilcox, "Phyr Starter", 10 Jan 2022; include/linux/types.h: struct phys_vec;
 // include/linux/types.h for-7.0), an array of them as the input-side range list: 16 bytes per entry.
 //
 // Storage (private, measured in bench/phyr.bench.ts): struct-of-arrays columns.

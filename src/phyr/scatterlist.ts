@@ -1,6 +1,6 @@
 // Models: include/linux/scatterlist.h, lib/scatterlist.c (Linux 6.x): struct scatterlist, sg_table,
 // sg_append_table, chaining (SG_CHAIN / SG_END), sg_alloc_table, sg_alloc_append_table_from_pages,
-// sg_alloc_table_from_pages(_segment), sg_free_table, and the sg_dma_* flag helpers (reference 8.1, 15 row 16).
+// sg_alloc_table_from_pages(_segment), sg_free_table, and the sg_dma_* flag helpers (lib/scatterlist.c, include/linux/scatterlist.h).
 //
 // Storage: one set of typed-array columns over a flat "slot" space. Chunk k owns the slots
 // [chunkBase[k], chunkBase[k] + chunkSize[k]); chunks are allocated in order and never interleave, so the

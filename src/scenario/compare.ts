@@ -1,4 +1,4 @@
-// Models: the comparison the phyr seeds argue from (reference 1.1, 1.2, 8.1, 8.3): the same pinned user
+// Models: the comparison the phyr seeds argue from (Wilcox, "Phyr Starter", 10 Jan 2022, and Gunthorpe's replies; lib/scatterlist.c; include/linux/bvec.h): the same pinned user
 // buffer described as a struct page * array + scatterlist (mm/gup.c, lib/scatterlist.c), a bio_vec list
 // (include/linux/bvec.h), a phyr list, and Gunthorpe's 8-byte page list, on a simulated machine.
 //
@@ -21,7 +21,7 @@ import {
   type MappingConfigName, type MappingOptions, type MappingReport, type MappingRow,
 } from './mapping.ts';
 
-/** The buffers of issue #2 section 6, by the name the CLI takes in --buffers. */
+/** The buffers of phyr compare, by the name the CLI takes in --buffers. */
 export const BUFFER_NAMES = ['anon', 'thp', 'hugetlb', 'device'] as const;
 export type BufferName = (typeof BUFFER_NAMES)[number];
 
@@ -37,7 +37,7 @@ export const LAYOUT_LABELS: Readonly<Record<CompareLayout, string>> = {
   pagelist: '8-byte page list',
 };
 
-/** Default buffer lengths in bytes (issue #2 section 6). */
+/** Default buffer lengths in bytes. */
 export const DEFAULT_BUFFER_LEN: Readonly<Record<BufferName, number>> = {
   anon: GiB,
   thp: GiB,
@@ -71,7 +71,7 @@ export interface CompareOptions {
   /** Base page size in bytes (default 4096). */
   readonly pageSize?: number;
   /**
-   * Include the DMA mapping section (issue #3 section 6). Default false here, so that library callers
+   * Include the DMA mapping section. Default false here, so that library callers
    * opt in; the CLI (`phyr compare`) turns it on unless --no-mapping is given.
    */
   readonly mapping?: boolean;
@@ -178,7 +178,7 @@ export interface CompareReport {
 /** Called after each step: done of total steps, and what was just done. */
 export type ProgressFn = (done: number, total: number, label: string) => void;
 
-/** UINT_MAX rounded down to the page size: sg_alloc_table_from_pages' max_segment (reference 8.1). */
+/** UINT_MAX rounded down to the page size: sg_alloc_table_from_pages' max_segment (include/linux/scatterlist.h passes UINT_MAX; lib/scatterlist.c rounds it down). */
 export function defaultMaxSegment(pageSize: number): number {
   return Math.floor(0xffffffff / pageSize) * pageSize;
 }
@@ -504,7 +504,7 @@ function report(
 }
 
 /**
- * Runs the comparison (issue #2 section 6) in this thread: builds the machine, maps every selected
+ * Runs the comparison in this thread: builds the machine, maps every selected
  * buffer into one process, and measures every layout for each; then the mapping section, if asked
  * for. Pure data out; deterministic except the *Ms fields.
  * @throws TypeError/RangeError for invalid options (naming the option). Kernel failures (a buffer that

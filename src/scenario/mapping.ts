@@ -44,7 +44,7 @@ interface ConfigSpec {
   readonly offset: number;
   /**
    * dma_set_min_align_mask the device's driver sets (0: none). The untrusted device is an NVMe
-   * drive in a Thunderbolt enclosure, so it gets nvme's NVME_CTRL_PAGE_SIZE - 1 (reference 9.2).
+   * drive in a Thunderbolt enclosure, so it gets nvme's NVME_CTRL_PAGE_SIZE - 1 (drivers/nvme/host/pci.c: nvme_pci_alloc_dev()).
    */
   readonly minAlignMask: number;
   /** A line the report prints under the configuration's title (null: none). */
@@ -54,7 +54,7 @@ interface ConfigSpec {
 /**
  * Where the untrusted configuration starts mapping inside each buffer: a sub-page offset, so that
  * the head of the first range is granule-unaligned and dma-iommu's swiotlb path for untrusted
- * devices (reference 9.2) has something to bounce (page-aligned buffers never bounce).
+ * devices (drivers/iommu/dma-iommu.c: dev_use_swiotlb(), iommu_dma_map_swiotlb()) has something to bounce (page-aligned buffers never bounce).
  */
 export const UNTRUSTED_MAP_OFFSET = 512;
 
