@@ -39,11 +39,6 @@ export function checkLen(name: string, v: unknown, min = 0, max = Number.MAX_SAF
   return v;
 }
 
-/** A non-negative safe integer (a count). */
-export function checkCount(name: string, v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  return checkLen(name, v, min, max);
-}
-
 /** Checks that v is one of the allowed values. */
 export function checkOneOf<T>(name: string, v: unknown, allowed: readonly T[]): T {
   if (!allowed.includes(v as T)) {
@@ -52,11 +47,4 @@ export function checkOneOf<T>(name: string, v: unknown, allowed: readonly T[]): 
   return v as T;
 }
 
-/** Converts a bigint that must fit a safe integer to number, throwing rather than rounding. */
-export function toSafeNumber(name: string, v: bigint): number {
-  if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new RangeError(`${name} does not fit a safe integer: 0x${v.toString(16)}`);
-  }
-  return Number(v);
-}
 

@@ -6,10 +6,6 @@ export function isPow2(n: number): boolean {
   return Number.isInteger(n) && n > 0 && 2 ** Math.floor(Math.log2(n)) === n;
 }
 
-export function isPow2Big(n: bigint): boolean {
-  return n > 0n && (n & (n - 1n)) === 0n;
-}
-
 /** floor(log2(n)) for a positive safe integer. */
 export function ilog2(n: number): number {
   if (!(n >= 1)) throw new RangeError(`ilog2 needs n >= 1, got ${n}`);
@@ -50,10 +46,6 @@ export function roundupPowOfTwo(n: number): number {
   return 2 ** l === n ? n : 2 ** (l + 1);
 }
 
-export function rounddownPowOfTwo(n: number): number {
-  return 2 ** ilog2(n);
-}
-
 /** ALIGN(x, a) for numbers; a a power of two. */
 export function alignUp(x: number, a: number): number {
   return Math.ceil(x / a) * a;
@@ -65,23 +57,6 @@ export function alignDown(x: number, a: number): number {
 
 export function alignUpBig(x: bigint, a: bigint): bigint {
   return (x + a - 1n) & ~(a - 1n);
-}
-
-export function alignDownBig(x: bigint, a: bigint): bigint {
-  return x & ~(a - 1n);
-}
-
-export function isAligned(x: number, a: number): boolean {
-  return x % a === 0;
-}
-
-export function isAlignedBig(x: bigint, a: bigint): boolean {
-  return (x & (a - 1n)) === 0n;
-}
-
-/** GENMASK_ULL(h, l). */
-export function genmaskBig(h: number, l: number): bigint {
-  return ((1n << BigInt(h + 1)) - 1n) & ~((1n << BigInt(l)) - 1n);
 }
 
 export const U64_MAX = (1n << 64n) - 1n;
