@@ -503,6 +503,18 @@ function report(
   };
 }
 
+/** What runCompare and runCompareAsync set up alike: the checked options, a progress step, the mapping configurations. */
+function startCompare(opts: CompareOptions, onProgress: ProgressFn | undefined) {
+  const tStart = process.hrtime.bigint();
+  const o = resolveCompareOptions(opts);
+  const total = compareSteps(opts);
+  let done = 0;
+  const step = (label: string): void => { done++; onProgress?.(done, total, label); };
+  const mo = o.mapping ? compareMappingOptions(opts) : null;
+  const configs = mo ? checkMappingOptions(mo) : [];
+  return { tStart, o, step, mo, configs };
+}
+
 /**
  * Runs the comparison in this thread: builds the machine, maps every selected
  * buffer into one process, and measures every layout for each; then the mapping section, if asked
@@ -511,13 +523,7 @@ function report(
  * cannot be mapped, a layout that cannot describe it) are reported in the data, not thrown.
  */
 export function runCompare(opts: CompareOptions = {}, onProgress?: ProgressFn): CompareReport {
-  const tStart = process.hrtime.bigint();
-  const o = resolveCompareOptions(opts);
-  const total = compareSteps(opts);
-  let done = 0;
-  const step = (label: string): void => { done++; onProgress?.(done, total, label); };
-  const mo = o.mapping ? compareMappingOptions(opts) : null;
-  const configs = mo ? checkMappingOptions(mo) : [];
+  const { tStart, o, step, mo, configs } = startCompare(opts, onProgress);
   const layouts = runLayouts(opts, o, step);
   const mapping = mo ? mappingReport(mo, configs.map((n) => runMappingConfig(mo, n, (label) => step(`mapping ${label}`)))) : null;
   return report(opts, o, layouts, mapping, tStart);
@@ -531,13 +537,7 @@ export function runCompare(opts: CompareOptions = {}, onProgress?: ProgressFn): 
  * @throws as runCompare (a configuration's error as the runner rejects with it).
  */
 export async function runCompareAsync(opts: CompareOptions, onProgress: ProgressFn | undefined, runner: MappingConfigRunner): Promise<CompareReport> {
-  const tStart = process.hrtime.bigint();
-  const o = resolveCompareOptions(opts);
-  const total = compareSteps(opts);
-  let done = 0;
-  const step = (label: string): void => { done++; onProgress?.(done, total, label); };
-  const mo = o.mapping ? compareMappingOptions(opts) : null;
-  const configs = mo ? checkMappingOptions(mo) : [];
+  const { tStart, o, step, mo, configs } = startCompare(opts, onProgress);
   const pending = mo ? runner.run(mo, configs, (label) => step(`mapping ${label}`)) : null;
   // A rejection while the layouts run is awaited below; until then it must not count as unhandled.
   pending?.catch(() => undefined);
