@@ -1,6 +1,6 @@
 // ARM LPAE (4 KiB granule, 48-bit input size, 4 KiB / 2 MiB / 1 GiB leaves): random map/unmap
 // sequences on an unmanaged domain, compared after every step with the brute-force io-pgtable-arm
-// reference of test/arm-lpae-reference.ts: the return values (errno of iommuMap, bytes of
+// reference of test/fixtures/arm-lpae-reference.ts: the return values (errno of iommuMap, bytes of
 // iommuUnmap), the number of map_pages / unmap_pages calls, the WARNs, the leaf descriptors
 // written and cleared, iommuIovaToPhys around each op's range, the number of table pages,
 // and every table page's bytes as they sit in the machine's physical memory (leaf descriptors word
@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createIommu, iommuIovaToPhys, iommuMap, iommuUnmap } from '../src/iommu/index.ts';
 import { TestMachine } from './fixtures/iommu-machine.ts';
-import { CACHE, diffTables, MMIO, NOEXEC, PRIV, R, RefLpae, W } from './arm-lpae-reference.ts';
+import { CACHE, diffTables, MMIO, NOEXEC, PRIV, R, RefLpae, W } from './fixtures/arm-lpae-reference.ts';
 
 const K4 = 0x1000n, M2 = 0x200000n, G1 = 0x40000000n;
 /** IOVA bases: the bottom, two 1 GiB slots, and 4 MiB below the top of the 48-bit input space. */
