@@ -6,12 +6,7 @@
 import type { Device } from '../pci/index.ts';
 import type { SgTable } from '../phyr/index.ts';
 import { SG_DMA_BUS_ADDRESS } from '../phyr/index.ts';
-import type { MachineMm, MemRegion } from '../mm/index.ts';
-import {
-  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PciP2pdmaMapState,
-  pciP2pdmaBusAddrMap, pciP2pdmaState,
-} from '../pci/index.ts';
-import { SlotKey, err, ok, type Result } from '../base/internal.ts';
+import { err, ok, type Result } from '../base/internal.ts';
 import { dmaContextOf } from './context.ts';
 import {
   DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, SIZE_MAX,
@@ -23,6 +18,7 @@ import {
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import { dmaAddressingLimited } from './mask.ts';
 import { dmaCapable, dmaToPhys, physToDma } from './direct-addr.ts';
+import { DMA_RANGE_BUS, DmaRangeClassifier } from './map-iter.ts';
 
 function overflow(dev: Device, addr: bigint, size: number): bigint {
   dmaContextOf(dev).mm.events.warn('dma-direct', `${dev.name}: overflow 0x${addr.toString(16)}+${size} of DMA mask ${(dev.dmaMask ?? 0n).toString(16)} bus limit ${dev.busDmaLimit.toString(16)}`);
@@ -90,95 +86,6 @@ export function dmaDirectMaxMappingSize(dev: Device): number {
   return SIZE_MAX;
 }
 
-/** memTypeLookup().index result: the range starts in a hole of the physical memory map. */
-export const MEM_HOLE = -1;
-/** memTypeLookup().index result: the range starts in a region and runs past its end. */
-export const MEM_CROSSES = -2;
-
-/**
- * What page -> pgmap -> provider tells the kernel (include/linux/mmzone.h: page_pgmap();
- * include/linux/memremap.h: is_pci_p2pdma_page(); include/linux/pci-p2pdma.h: pci_p2pdma_state(), as
- * blk_dma_map_iter_start() and iommu_dma_map_sg() call it), looked up from the machine's memory map
- * rather than trusted from a caller's range
- * flags. The regions are few and sorted: their bounds are kept as numbers (exact: the map fits in
- * 52 bits) and the region of the last lookup is tried first, so consecutive ranges in one region
- * cost two comparisons. The region list of a machine never changes; its providers may (rangeFlags
- * is read at each lookup).
- * Model deviation: a range in a hole (no struct page, no region: phys_to_page would be garbage in
- * the kernel) or running from one region into another (the kernel never builds such a segment:
- * pages of different pgmaps do not merge) is refused with EINVAL by the mapping paths.
- */
-export class MemTypeLookup {
-  readonly regions: readonly MemRegion[];
-  private readonly starts: Float64Array;
-  private readonly ends: Float64Array;
-  private last = 0;
-
-  constructor(mm: MachineMm) {
-    this.regions = mm.regions;
-    const n = this.regions.length;
-    this.starts = new Float64Array(n);
-    this.ends = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      this.starts[i] = Number(this.regions[i].start);
-      this.ends[i] = Number(this.regions[i].end);
-    }
-  }
-
-  /**
-   * The index of the region holding all of [a, a + len) (a and a + len exact numbers), MEM_HOLE
-   * when a is in no region, MEM_CROSSES when the range runs past the end of a's region.
-   */
-  index(a: number, len: number): number {
-    let i = this.last;
-    const starts = this.starts, ends = this.ends;
-    if (i >= starts.length || a < starts[i] || a >= ends[i]) {
-      let lo = 0, hi = starts.length - 1;
-      i = MEM_HOLE;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (a < starts[mid]) hi = mid - 1;
-        else if (a >= ends[mid]) lo = mid + 1;
-        else { i = mid; break; }
-      }
-      if (i < 0) return MEM_HOLE;
-      this.last = i;
-    }
-    return a + len <= ends[i] ? i : MEM_CROSSES;
-  }
-
-  /** index() for an exact bigint address (beyond 2^53 there is no memory: MEM_HOLE). */
-  indexBig(a: bigint, len: number): number {
-    if (a > MAX_SAFE_BIG) return MEM_HOLE;
-    const n = Number(a);
-    if (n + len > Number.MAX_SAFE_INTEGER) return this.index(n, 0) >= 0 ? MEM_CROSSES : MEM_HOLE;
-    return this.index(n, len);
-  }
-
-  /** Range flags of region i (memory type and P2P provider id; phyr/flags.ts). */
-  flagsOf(i: number): number {
-    return this.regions[i].rangeFlags;
-  }
-
-  /** The EINVAL for a range that index() did not place in one region (what = e.g. 'range 3'). */
-  error(code: number, what: string, addr: bigint, len: number): Result<never> {
-    const at = `${what} (0x${addr.toString(16)}+${len})`;
-    if (code === MEM_CROSSES) {
-      const r = this.regions[this.last];
-      return err('EINVAL', `${at} crosses the end of memory region ${r.name} at 0x${r.end.toString(16)}: its memory type is not uniform`);
-    }
-    return err('EINVAL', `${at} is not in any memory region`);
-  }
-}
-
-const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
-/** The slot on a machine that holds its memory-type lookup. */
-const MEM_TYPE_LOOKUP = new SlotKey<MemTypeLookup>('dma-mem-type-lookup');
-
-/** The memory-type lookup of a machine (one per machine, created on first use). */
-export function memTypeLookup(mm: MachineMm): MemTypeLookup {
-  return mm.slots.getOrCreate(MEM_TYPE_LOOKUP, () => new MemTypeLookup(mm));
-}
 
 /** sg_phys for entry i. */
 export function sgPhysAt(dev: Device, sgt: SgTable, i: number): bigint {
@@ -207,27 +114,21 @@ export function dmaDirectUnmapSg(dev: Device, sgt: SgTable, count: number, dir: 
  * could not be mapped); what was mapped before the failure is unmapped.
  */
 export function dmaDirectMapSg(dev: Device, sgt: SgTable, dir: number, attrs: number): Result<number> {
-  const state = new PciP2pdmaMapState();
-  const look = memTypeLookup(dmaContextOf(dev).mm);
+  const cl = new DmaRangeClassifier(dev);
   const n = sgt.origNents;
   for (let i = 0; i < n; i++) {
     const phys = sgPhysAt(dev, sgt, i);
     const len = sgt.lengthAt(i);
     // the memory's type from the memory map, not the table's recorded flags
-    const ri = look.indexBig(phys, len);
-    if (ri < 0) {
+    const kind = cl.classifyBig(phys, len);
+    if (kind < 0) {
       dmaDirectUnmapSg(dev, sgt, i, dir, attrs | DMA_ATTR_SKIP_CPU_SYNC);
-      return look.error(ri, `entry ${i}`, phys, len);
+      return cl.error(kind, `entry ${i}`, phys, len);
     }
-    const type = pciP2pdmaState(state, dev, look.flagsOf(ri));
-    if (type === PCI_P2PDMA_MAP_BUS_ADDR) {
-      sgt.setDma(i, pciP2pdmaBusAddrMap(state.mem!, phys), len);
+    if (kind === DMA_RANGE_BUS) {
+      sgt.setDma(i, cl.busAddr, len);
       sgt.setDmaFlags(i, sgt.dmaFlagsAt(i) | SG_DMA_BUS_ADDRESS);
       continue;
-    }
-    if (type !== PCI_P2PDMA_MAP_NONE && type !== PCI_P2PDMA_MAP_THRU_HOST_BRIDGE) {
-      dmaDirectUnmapSg(dev, sgt, i, dir, attrs | DMA_ATTR_SKIP_CPU_SYNC);
-      return err('EREMOTEIO', `entry ${i}: P2P between the provider and ${dev.name} is not supported`);
     }
     const addr = dmaDirectMapPhys(dev, phys, len, dir, attrs);
     if (addr === DMA_MAPPING_ERROR) {

@@ -14,17 +14,13 @@ import {
   iommuDmaAllocIovaPfn, iommuDmaFreeIovaPfn, iommuMapPfns, iommuMapPfnsSync, iommuUnmapFastPfns, safeBigToNum,
 } from '../iommu/internal.ts';
 import type { Device } from '../pci/index.ts';
-import {
-  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NOT_SUPPORTED, PciP2pdmaMapState, pciP2pdmaBusAddrMap,
-  pciP2pdmaState,
-} from '../pci/index.ts';
 import { SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB, type SgTable } from '../phyr/index.ts';
 import {
   DMA_ATTR_MMIO, DMA_ATTR_PRIVILEGED, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC,
   DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, type DmaDataDirection,
 } from './constants.ts';
 import { dmaContextOf } from './context.ts';
-import { memTypeLookup } from './direct.ts';
+import { DMA_RANGE_BUS, DMA_RANGE_UNSUPPORTED, DmaRangeClassifier, MEM_CROSSES, MEM_HOLE } from './map-iter.ts';
 import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import { dmaGetMask, dmaGetMaxSegSize, dmaGetSegBoundary } from './mask.ts';
 import type { MachineMm } from '../mm/index.ts';
@@ -303,11 +299,15 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
   const ent = readSgEntries(sgt, pageSize, g);
   // each entry's memory type and provider from the memory map (page -> pgmap -> provider), not from
   // the flags recorded in the table
-  const look = memTypeLookup(ctx.mm);
+  const cl = new DmaRangeClassifier(dev);
+  const kinds = new Int8Array(n);
+  const busOf: bigint[] = [];
   for (let i = 0; i < n; i++) {
-    const ri = ent.physBig === null ? look.index(ent.phys[i], ent.len[i]) : look.indexBig(ent.physBig[i], ent.len[i]);
-    if (ri < 0) return look.error(ri, `entry ${i}`, entPhys(ent, i), ent.len[i]);
-    ent.flags[i] = look.flagsOf(ri);
+    const k = ent.physBig === null ? cl.classify(ent.phys[i], ent.len[i]) : cl.classifyBig(ent.physBig[i], ent.len[i]);
+    if (k === MEM_HOLE || k === MEM_CROSSES) return cl.error(k, `entry ${i}`, entPhys(ent, i), ent.len[i]);
+    kinds[i] = k;
+    if (k >= 0) ent.flags[i] = cl.flags;
+    if (k === DMA_RANGE_BUS) busOf[i] = cl.busAddr;
   }
   const coherent = dev.dmaCoherent;
   if (!coherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) {
@@ -324,17 +324,16 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
   const sIovaOff = ent.off;
   const sIovaLen = new Float64Array(n);
   const busAddr: bigint[] = [];
-  const p2p = new PciP2pdmaMapState();
   let iovaLen = 0;
   let prev = -1;
   for (let i = 0; i < n; i++) {
-    const type = pciP2pdmaState(p2p, dev, ent.flags[i]);
-    if (type === PCI_P2PDMA_MAP_BUS_ADDR) {
+    const k = kinds[i];
+    if (k === DMA_RANGE_BUS) {
       kind[i] = KIND_BUS;
-      busAddr[i] = pciP2pdmaBusAddrMap(p2p.mem!, entPhys(ent, i));
+      busAddr[i] = busOf[i];
       continue;
     }
-    if (type === PCI_P2PDMA_MAP_NOT_SUPPORTED) {
+    if (k === DMA_RANGE_UNSUPPORTED) {
       return err('EREMOTEIO', `entry ${i}: P2P between its provider and ${dev.name} is not supported`);
     }
     kind[i] = KIND_IOVA;
