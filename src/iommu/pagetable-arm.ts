@@ -61,13 +61,7 @@ export class ArmLpaePageTable extends PageTable {
     const level = lg2 / 9;
     if (!LEAF_LG2S.includes(lg2)) throw new RangeError(`lg2 must be 0, 9 or 18 (4 KiB, 2 MiB, 1 GiB leaves), got ${lg2}`);
     this.mappedPages = 0;
-    if (level !== this.attrLevel || prot !== this.attrProt) {
-      f.leafAttrs(level, prot, this.attrs);
-      this.attrLevel = level;
-      this.attrProt = prot;
-      this.attrLo = this.attrs.lo;
-      this.attrHi = this.attrs.hi;
-    }
+    this.useLeafAttrs(level, prot);
     const t = this.tableFor(iovaPfn, level, true);
     if (t === null) {
       if (this.lastErr === 'EADDRINUSE') return this.mapOverLeaf(iovaPfn, 'a block on the way down');

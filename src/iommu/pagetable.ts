@@ -187,6 +187,16 @@ export class PageTable {
     return t;
   }
 
+  /** The leaf attribute words for (level, prot) in attrLo / attrHi, computed again only when either changes. */
+  protected useLeafAttrs(level: number, prot: number): void {
+    if (level === this.attrLevel && prot === this.attrProt) return;
+    this.format.leafAttrs(level, prot, this.attrs);
+    this.attrLevel = level;
+    this.attrProt = prot;
+    this.attrLo = this.attrs.lo;
+    this.attrHi = this.attrs.hi;
+  }
+
   /**
    * map_pages for `count` leaves of 2^lg2 frames: installs leaves for [iovaPfn, ...) -> [paPfn, ...).
    * Returns null on success, or an errno (mappedPages says how far it got): EADDRINUSE when
@@ -194,16 +204,9 @@ export class PageTable {
    * under a new larger leaf are unlinked onto `freelist` (clear_contig).
    */
   mapLeaves(iovaPfn: number, paPfn: number, count: number, lg2: number, prot: number, freelist: number[]): Errno | null {
-    const f = this.format;
     const level = Math.floor(lg2 / 9);
     const step = POW512[level];
-    if (level !== this.attrLevel || prot !== this.attrProt) {
-      f.leafAttrs(level, prot, this.attrs);
-      this.attrLevel = level;
-      this.attrProt = prot;
-      this.attrLo = this.attrs.lo;
-      this.attrHi = this.attrs.hi;
-    }
+    this.useLeafAttrs(level, prot);
     const attrLo = this.attrLo, attrHi = this.attrHi;
     const stats = this.mm.stats;
     if (lg2 !== 9 * level) return this.mapContig(iovaPfn, paPfn, count, lg2, level, attrLo, attrHi, freelist);
