@@ -60,6 +60,12 @@ function revive(m: { name: string; message: string; stack?: string }): Error {
   return e;
 }
 
+/**
+ * true when this code runs from the bundle `npm run build` writes (dist/*.js): the workers then
+ * start from the bundled worker entry, without tsx; from the sources (src/*.ts) they load through tsx.
+ */
+const BUNDLED = import.meta.url.endsWith('.js');
+
 /** The URL of tsx's ESM register API, or null when tsx cannot be found. */
 function tsxEsmApi(): string | null {
   try {
@@ -82,13 +88,19 @@ export interface MappingPool extends MappingConfigRunner {
  */
 export function createMappingPool(jobs: number): MappingPool | null {
   if (!Number.isSafeInteger(jobs) || jobs < 1) throw new RangeError(`jobs must be an integer >= 1, got ${String(jobs)}`);
-  const api = tsxEsmApi();
-  if (api === null) return null;
-  const entry = new URL('./mapping-worker.ts', import.meta.url).href;
-  // An eval'd worker is a CommonJS script; its dynamic import() loads ESM.
-  const boot = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });\n`;
   const workers: Worker[] = [];
-  for (let k = 0; k < jobs; k++) workers.push(new Worker(boot, { eval: true }));
+  if (BUNDLED) {
+    // the build (tools/build.ts) writes the worker's entry beside this file's chunk
+    const entry = new URL('./mapping-worker.js', import.meta.url);
+    for (let k = 0; k < jobs; k++) workers.push(new Worker(entry));
+  } else {
+    const api = tsxEsmApi();
+    if (api === null) return null;
+    const entry = new URL('./mapping-worker.ts', import.meta.url).href;
+    // An eval'd worker is a CommonJS script; its dynamic import() loads ESM.
+    const boot = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });\n`;
+    for (let k = 0; k < jobs; k++) workers.push(new Worker(boot, { eval: true }));
+  }
   let closed = false;
   let started = false;
   // Set by run(): the main thread's share of the work (helpHere).
