@@ -5,12 +5,13 @@
 // The helpers at the top are shared with iova-state.ts (the two-step API lives in the same kernel file).
 
 import {
-  checkAddr, checkLen, err, nrFramesUp, ok, posFromBig, posToBig, type Result,
+  checkAddr, checkLen, err, FramePos, Mask64, nrFramesUp, ok, posAdd, posAlignDown, posFromBig, posOffsetIn, posTestMask, posToBig,
+  type Result,
 } from '../base/internal.ts';
 import {
   IOMMU_CACHE, IOMMU_MMIO, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE, IommuIotlbGather,
   iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync, iommuIovaToPhys,
-  iommuMapNosync, iommuSyncMap, iommuUnmapFast, iovaRcacheRange, type IommuDomain,
+  iommuSyncMap, iommuUnmapFast, iovaRcacheRange, type IommuDomain,
   iommuDmaAllocIovaPfn, iommuDmaFreeIovaPfn, iommuMapPfns, iommuMapPfnsSync, iommuUnmapFastPfns, safeBigToNum,
 } from '../iommu/internal.ts';
 import type { Device } from '../pci/index.ts';
@@ -32,6 +33,8 @@ import {
 const U64_MASK = (1n << 64n) - 1n;
 const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 const OK_VOID: Result<void> = Object.freeze(ok());
+/** 1 / 4096, exact: frame arithmetic by multiplication. */
+const INV_4K = 1 / 4096;
 
 /** The DMA-API domain of a device that uses dma-iommu; a BUG when called for one that does not. */
 export function dmaDomainOf(dev: Device): IommuDomain {
@@ -296,14 +299,14 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
 
   const pageSize = ctx.mm.pageSize;
   const g = domain.granule;
-  const ent = readSgEntries(sgt, pageSize, g);
+  const ent = readSgEntries(sgt, pageSize, g, domain.granuleShift);
   // each entry's memory type and provider from the memory map (page -> pgmap -> provider), not from
   // the flags recorded in the table
   const cl = new DmaRangeClassifier(dev);
   const kinds = new Int8Array(n);
   const busOf: bigint[] = [];
   for (let i = 0; i < n; i++) {
-    const k = ent.physBig === null ? cl.classify(ent.phys[i], ent.len[i]) : cl.classifyBig(ent.physBig[i], ent.len[i]);
+    const k = cl.classifyPos(ent.frame[i], ent.frameOff[i], ent.len[i]);
     if (k === MEM_HOLE || k === MEM_CROSSES) return cl.error(k, `entry ${i}`, entPhys(ent, i), ent.len[i]);
     kinds[i] = k;
     if (k >= 0) ent.flags[i] = cl.flags;
@@ -361,136 +364,136 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
     const total = iovaLen;
     iova = iommuDmaAllocIova(domain, total, dmaGetMask(dev), dev);
     if (iova === 0n) return err('ENOMEM', `no IOVA space for ${total} bytes`);
-    const r = mapSgPieces(domain, iova, ent, kind, sIovaOff, sIovaLen, prot);
+    const r = mapSgPieces(domain, iova, ent, kind, sIovaLen, prot);
     if (!r.ok) {
       iommuDmaFreeIova(domain, iova, total, null);
       return err(r.errno === 'ENOMEM' ? 'ENOMEM' : 'EINVAL', r.message);
     }
   }
-  return ok(finaliseSg(dev, sgt, ent, kind, sIovaOff, sIovaLen, busAddr, iova, segMask, segSize));
+  return ok(finaliseSg(dev, sgt, ent, kind, sIovaOff, sIovaLen, busAddr, iova, segMask));
 }
 
 /**
- * The CPU side of a table's entries in columns: start address (as a number, exact, when physBig is
- * null), length, offset inside the IOVA granule (iova_offset(sg->offset)) and the range flags of
- * the memory (filled by iommuDmaMapSg from the memory map).
+ * The CPU side of a table's entries in columns: start address as a 4 KiB frame and the offset in it
+ * (base/frame-offset.ts, shift 12: exact over all 64 bits), length, offset inside the IOVA granule
+ * (iova_offset(sg->offset)) and the range flags of the memory (filled by iommuDmaMapSg from the
+ * memory map).
  */
 interface SgEntries {
-  readonly phys: Float64Array;
-  readonly physBig: bigint[] | null;
+  readonly frame: Float64Array;
+  readonly frameOff: Float64Array;
   readonly len: Float64Array;
   readonly off: Float64Array;
   readonly flags: Uint32Array;
 }
 
 function entPhys(ent: SgEntries, i: number): bigint {
-  return ent.physBig !== null ? ent.physBig[i] : BigInt(ent.phys[i]);
+  return posToBig(ent.frame[i], ent.frameOff[i], 12);
 }
 
 /**
- * Reads every entry once. One cursor walk when the addresses are exact numbers, the table's page
- * size is the machine's and a multiple of the granule (then sg_phys % granule is the granule offset
- * of sg->offset), and no entry is empty (the walk then yields exactly one range per entry);
- * otherwise entry by entry with the table's accessors.
+ * Reads every entry once: with one cursor walk when the addresses are exact numbers, the table's
+ * page size is the machine's and a multiple of the granule, and no entry is empty (the walk then
+ * yields exactly one range per entry); otherwise entry by entry with the table's accessors.
  */
-function readSgEntries(sgt: SgTable, pageSize: number, g: number): SgEntries {
+function readSgEntries(sgt: SgTable, pageSize: number, g: number, gLg2: number): SgEntries {
   const n = sgt.origNents;
-  const phys = new Float64Array(n);
+  const frame = new Float64Array(n);
+  const frameOff = new Float64Array(n);
   const len = new Float64Array(n);
   const off = new Float64Array(n);
   const flags = new Uint32Array(n);
+  const ent = { frame, frameOff, len, off, flags };
   if (sgt.addrFitsNumber && sgt.pageSize === pageSize && pageSize % g === 0) {
     const c = sgt.cursor();
     let i = 0;
     while (!c.done && i < n) {
       const a = c.addrNum;
-      phys[i] = a;
+      const f = Math.floor(a * INV_4K);
+      frame[i] = f;
+      frameOff[i] = a - f * 4096;
       len[i] = c.len;
-      off[i] = a - Math.floor(a / g) * g;
+      off[i] = posOffsetIn(f, frameOff[i], 12, gLg2);
       i++;
       c.next();
     }
-    if (i === n && c.done) return { phys, physBig: null, len, off, flags };
+    if (i === n && c.done) return ent;
   }
-  const physBig: bigint[] = [];
+  const pos = new FramePos();
   for (let i = 0; i < n; i++) {
-    physBig[i] = sgt.physAt(i, pageSize);
+    posFromBig(sgt.physAt(i, pageSize), 12, pos, `entry ${i}`);
+    frame[i] = pos.frame;
+    frameOff[i] = pos.off;
     len[i] = sgt.lengthAt(i);
-    off[i] = sgt.offsetAt(i) & (g - 1);
+    off[i] = posOffsetIn(pos.frame, pos.off, 12, gLg2);
   }
-  return { phys, physBig, len, off, flags };
+  return ent;
 }
 
-/** iommu_map_sg(): map the aligned pieces back to back, joining physically contiguous ones; one sync. */
-function mapSgPieces(domain: IommuDomain, iova: bigint, ent: SgEntries, kind: Uint8Array, sIovaOff: Float64Array,
-  sIovaLen: Float64Array, prot: number): Result<void> {
+/**
+ * iommu_map_sg(): map the aligned pieces back to back, joining physically contiguous ones; one
+ * sync. The IOVA is granule-aligned and every piece's IOVA length a multiple of the granule, so
+ * everything is in 4 KiB frames.
+ */
+function mapSgPieces(domain: IommuDomain, iova: bigint, ent: SgEntries, kind: Uint8Array, sIovaLen: Float64Array,
+  prot: number): Result<void> {
   const n = kind.length;
-  // frame numbers when every piece is 4 KiB-aligned and exact (the usual case), else bigint calls
-  const iovaNum = Number(iova);
-  const numeric = ent.physBig === null && domain.granule === 4096 && iova <= MAX_SAFE_BIG;
-  let mapped = 0;
-  let runPhys = 0;
-  let runPhysBig = 0n;
-  let runLen = 0;
-  const flush = (): Result<void> => {
-    if (runLen === 0) return OK_VOID;
-    const at = iovaNum + mapped;
-    const r = numeric && Math.floor(runPhys / 4096) * 4096 === runPhys && Math.floor(runLen / 4096) * 4096 === runLen
-      ? iommuMapPfns(domain, at / 4096, runPhys / 4096, runLen / 4096, prot)
-      : iommuMapNosync(domain, iova + BigInt(mapped), numeric ? BigInt(runPhys) : runPhysBig, runLen, prot);
-    if (!r.ok) return r;
-    mapped += runLen;
-    return OK_VOID;
-  };
+  const pos = new FramePos();
+  posFromBig(iova, 12, pos, 'iova');
+  const iovaFrame = pos.frame;
+  const gLg2 = domain.granuleShift;
+  let mappedPages = 0;
+  let runFrame = 0;
+  let runPages = 0;
   for (let i = 0; i < n; i++) {
     if (kind[i] === KIND_BUS) continue;
-    const len = sIovaLen[i];
-    if (numeric) {
-      const phys = ent.phys[i] - sIovaOff[i];
-      if (runLen && runPhys + runLen === phys) {
-        runLen += len;
-        continue;
-      }
-      const r = flush();
-      if (!r.ok) return undo(r);
-      runPhys = phys;
-    } else {
-      const phys = ent.physBig![i] - BigInt(sIovaOff[i]);
-      if (runLen && runPhysBig + BigInt(runLen) === phys) {
-        runLen += len;
-        continue;
-      }
-      const r = flush();
-      if (!r.ok) return undo(r);
-      runPhysBig = phys;
+    const pages = sIovaLen[i] * INV_4K;
+    // the piece starts at its entry's start rounded down to the granule
+    posAlignDown(ent.frame[i], ent.frameOff[i], 12, gLg2, pos);
+    if (runPages !== 0 && runFrame + runPages === pos.frame) {
+      runPages += pages;
+      continue;
     }
-    runLen = len;
+    if (runPages !== 0) {
+      const r = iommuMapPfns(domain, iovaFrame + mappedPages, runFrame, runPages, prot);
+      if (!r.ok) return undo(r);
+      mappedPages += runPages;
+    }
+    runFrame = pos.frame;
+    runPages = pages;
   }
-  const r = flush();
-  if (!r.ok) return undo(r);
-  const s = iommuSyncMap(domain, iova, mapped);
+  if (runPages !== 0) {
+    const r = iommuMapPfns(domain, iovaFrame + mappedPages, runFrame, runPages, prot);
+    if (!r.ok) return undo(r);
+    mappedPages += runPages;
+  }
+  const s = iommuSyncMap(domain, iova, mappedPages * 4096);
   if (!s.ok) return undo(s);
   return OK_VOID;
 
   function undo(e: Result<void>): Result<void> {
-    if (mapped) {
+    if (mappedPages) {
       const gather = new IommuIotlbGather();
-      iommuUnmapFast(domain, iova, mapped, gather);
+      iommuUnmapFast(domain, iova, mappedPages * 4096, gather);
       iommuIotlbSync(domain, gather);
     }
     return e;
   }
 }
 
-/** __finalise_sg(): write the output DMA segments; returns their count. */
+/**
+ * __finalise_sg(): write the output DMA segments; returns their count. The running DMA address is
+ * a 4 KiB frame (the IOVA and every piece's IOVA length are granule multiples); the boundary test
+ * `dma_addr & seg_mask` is posTestMask on it.
+ */
 function finaliseSg(dev: Device, sgt: SgTable, ent: SgEntries, kind: Uint8Array, sIovaOff: Float64Array, sIovaLen: Float64Array,
-  busAddr: bigint[], iova: bigint, segMask: bigint, segSize: number): number {
+  busAddr: bigint[], iova: bigint, segMask: bigint): number {
   const n = kind.length;
   const maxLen = dmaGetMaxSegSize(dev);
-  // DMA addresses as numbers: inside the IOVA allocation, below the aperture (exact)
-  const numeric = iova + BigInt(sumOf(sIovaLen)) <= MAX_SAFE_BIG;
-  let dmaAddr = Number(iova);
-  let dmaAddrBig = iova;
+  const mask = new Mask64(segMask, 'seg_mask');
+  const pos = new FramePos();
+  posFromBig(iova, 12, pos, 'iova');
+  let dmaFrame = pos.frame;
   let cur = -1;
   let curLen = 0;
   const segAddr: bigint[] = [];
@@ -507,21 +510,19 @@ function finaliseSg(dev: Device, sgt: SgTable, ent: SgEntries, kind: Uint8Array,
       continue;
     }
     const off = sIovaOff[i];
-    // (dmaAddr & segMask) !== 0: not at a segment boundary (with no boundary: not at address 0)
-    const inside = numeric
-      ? (segSize !== 0 ? dmaAddr - Math.floor(dmaAddr / segSize) * segSize !== 0 : dmaAddr !== 0)
-      : (dmaAddrBig & segMask) !== 0n;
+    // (dma_addr & seg_mask) != 0: not at a segment boundary (with no boundary: not at address 0)
+    const inside = posTestMask(dmaFrame, 0, 12, mask.hi, mask.lo);
     if (curLen && off === 0 && inside && maxLen - curLen >= sLength) {
       curLen += sLength;
     } else {
       cur++;
       curLen = sLength;
-      segAddr[cur] = numeric ? BigInt(dmaAddr + off) : dmaAddrBig + BigInt(off);
+      posAdd(dmaFrame, 0, 12, off, pos);
+      segAddr[cur] = posToBig(pos.frame, pos.off, 12);
       segBus[cur] = false;
     }
     segLen[cur] = curLen;
-    if (numeric) dmaAddr += sIovaLen[i];
-    else dmaAddrBig += BigInt(sIovaLen[i]);
+    dmaFrame += sIovaLen[i] * INV_4K;
     if (sLength + off < sIovaLen[i]) curLen = 0;
   }
   const count = cur + 1;
@@ -535,12 +536,6 @@ function finaliseSg(dev: Device, sgt: SgTable, ent: SgEntries, kind: Uint8Array,
     }
   }
   return count;
-}
-
-function sumOf(a: Float64Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i];
-  return s;
 }
 
 /**

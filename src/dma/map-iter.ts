@@ -7,7 +7,7 @@
 // layer lives here too. Also dma_get_max_seg_size / dma_get_seg_boundary /
 // dma_get_merge_boundary as one set of cursor limits (include/linux/dma-mapping.h).
 
-import { SlotKey, err, ok, type Result } from '../base/internal.ts';
+import { SlotKey, err, ok, posToBig, type Result } from '../base/internal.ts';
 import type { MachineMm, MemRegion } from '../mm/index.ts';
 import type { Device } from '../pci/index.ts';
 import {
@@ -101,6 +101,8 @@ export class MemTypeLookup {
 }
 
 const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+/** 4 KiB frames below this start below 2^53: frame * 4096 + off is exact. */
+const FRAME_NUM_LIMIT = 2 ** 41;
 /** The slot on a machine that holds its memory-type lookup. */
 const MEM_TYPE_LOOKUP = new SlotKey<MemTypeLookup>('dma-mem-type-lookup');
 
@@ -146,6 +148,16 @@ export class DmaRangeClassifier {
    */
   classify(a: number, len: number): number {
     return this.kindOf(this.look.index(a, len), a);
+  }
+
+  /**
+   * classify() for an address held as a 4 KiB frame and the offset in it (base/frame-offset.ts,
+   * shift 12). Memory regions lie below 2^52, so a position past 2^53 is looked up by its bigint
+   * only to name it in the hole the memory map reports.
+   */
+  classifyPos(frame: number, off: number, len: number): number {
+    if (frame < FRAME_NUM_LIMIT) return this.classify(frame * 4096 + off, len);
+    return this.classifyBig(posToBig(frame, off, 12), len);
   }
 
   /** classify() for an exact bigint address. */
