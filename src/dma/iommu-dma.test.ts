@@ -129,6 +129,23 @@ function sgOf(m: Machine, pfns: bigint[], offset: number, size: number, maxSegme
   return r.value;
 }
 
+/**
+ * A table of hand-built entries (sg_set_page) with (offset, length) each, on every third page of
+ * fresh memory (never physically contiguous), each filled with its own pattern.
+ */
+function sgOfEntries(m: Machine, entries: ReadonlyArray<readonly [number, number]>): SgTable {
+  const base = allocPhys(m, 6) / BigInt(PAGE);
+  const a = sgAllocTable(entries.length);
+  if (!a.ok) throw new Error(a.errno);
+  const sgt = a.value;
+  entries.forEach(([off, len], i) => {
+    const l = Math.min(len, 2 * PAGE - off);
+    sgt.setPage(i, base + BigInt(3 * i), l, off);
+    m.mem.write(base * BigInt(PAGE) + BigInt(3 * i * PAGE + off), pattern(l, i + 1));
+  });
+  return sgt;
+}
+
 /** Concatenated CPU bytes of the table's entries. */
 function cpuBytes(m: Machine, sgt: SgTable): Uint8Array {
   const parts: number[] = [];
@@ -192,15 +209,7 @@ describe('iommuDmaMapSg', () => {
       (entries) => {
         const m = makeMachine('strict');
         const dev = m.device('nvme0');
-        const base = allocPhys(m, 6) / BigInt(PAGE);
-        const a = sgAllocTable(entries.length);
-        if (!a.ok) throw new Error(a.errno);
-        const sgt = a.value;
-        entries.forEach(([off, len], i) => {
-          const l = Math.min(len, 2 * PAGE - off);
-          sgt.setPage(i, base + BigInt(3 * i), l, off);
-          m.mem.write(base * BigInt(PAGE) + BigInt(3 * i * PAGE + off), pattern(l, i + 1));
-        });
+        const sgt = sgOfEntries(m, entries);
         expect(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL, 0).ok).toBe(true);
         const seen: number[] = [];
         let sum = 0;
@@ -232,15 +241,7 @@ describe('iommuDmaMapSg', () => {
           const dev = m.device('nvme0');
           if (high) dev.pci32BitWorkaround = false;
           dmaSetSegBoundary(dev, BigInt(boundary));
-          const base = allocPhys(m, 6) / BigInt(PAGE);
-          const a = sgAllocTable(entries.length);
-          if (!a.ok) throw new Error(a.errno);
-          const sgt = a.value;
-          entries.forEach(([off, len], i) => {
-            const l = Math.min(len, 2 * PAGE - off);
-            sgt.setPage(i, base + BigInt(3 * i), l, off);
-            m.mem.write(base * BigInt(PAGE) + BigInt(3 * i * PAGE + off), pattern(l, i + 1));
-          });
+          const sgt = sgOfEntries(m, entries);
           expect(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL, 0).ok).toBe(true);
           const first = sgt.dmaAddressAt(0);
           expect(first >= 1n << 53n).toBe(high);
