@@ -45,13 +45,16 @@ describe('dmaIovaTryAlloc', () => {
   });
 });
 
-describe.each<IommuMode>(['strict', 'lazy'])('two-step round trip (%s)', (mode) => {
+// high: a 5-level x86-64 table and no 32-bit first try (iommu.forcedac), so the window lies above 2^53
+describe.each<[IommuMode, boolean]>([['strict', false], ['lazy', false], ['strict', true]])('two-step round trip (%s, window above 2^53: %s)', (mode, high) => {
   it('links scattered pages into one contiguous window; the device and the CPU see the same bytes', () => {
-    const m = makeMachine(mode);
+    const m = makeMachine(mode, 1, high ? { iommu: { format: 'x86-64', levels: 5, mode } } : {});
     const dev = m.device('nvme0');
+    if (high) dev.pci32BitWorkaround = false;
     const pages = [allocPhys(m), allocPhys(m, 1) + BigInt(PAGE), allocPhys(m)];
     const st = new DmaIovaState();
     expect(dmaIovaTryAlloc(dev, st, pages[0], 3 * PAGE)).toBe(true);
+    expect(st.addr >= 1n << 53n).toBe(high);
     pages.forEach((p, i) => expect(dmaIovaLink(dev, st, p, i * PAGE, PAGE, DMA_BIDIRECTIONAL, 0)).toEqual({ ok: true, value: undefined }));
     expect(dmaIovaSync(dev, st, 0, 3 * PAGE).ok).toBe(true);
     expect(m.stats.dmaIovaLinks).toBe(3);
@@ -224,11 +227,12 @@ describe('untrusted device: swiotlb for unaligned ends', () => {
 });
 
 describe('dmaIovaLink fast path', () => {
-  // iovaLink's fast path (a live window below 2^53 in 4 KiB granules, links above every linked
+  // iovaLink's fast path (a live window in 4 KiB granules, links above every linked
   // granule, kept as a run until something else touches the bitmap) must give what the checked
   // path gives. Clearing state.fastDev routes every link of a state through the checked path;
   // random sequences (an ascending fill of the window's start, as drivers link, then random links
-  // and unlinks, then destroy) run both ways on identical machines.
+  // and unlinks, then destroy) run both ways on identical machines, with windows below 2^53 and,
+  // on a 5-level x86-64 table without the 32-bit first try (iommu.forcedac), above it.
   it('property: links, unlinks and destroy give the same results, events, counters, page-table entries and dma-debug records as the checked path', () => {
     const op = fc.record({
       unlink: fc.boolean(), // else a link
@@ -240,18 +244,21 @@ describe('dmaIovaLink fast path', () => {
     });
     fc.assert(fc.property(
       fc.constantFrom(8, 100), fc.double({ min: 0, max: 1, noNaN: true }), fc.array(op, { maxLength: 8 }),
-      fc.boolean(), fc.constantFrom(0, 0x200), fc.constantFrom('nvme0', 'tb0'), fc.constantFrom('x86-64', 'arm-lpae'),
-      (windowPages, fill, ops, coherent, windowPad, name, format) => {
+      fc.boolean(), fc.constantFrom(0, 0x200), fc.constantFrom('nvme0', 'tb0'), fc.constantFrom('x86-64', 'arm-lpae'), fc.boolean(),
+      (windowPages, fill, ops, coherent, windowPad, name, format, high57) => {
+        const high = high57 && format === 'x86-64';
         const run = (fast: boolean) => {
           // ARM LPAE leaves record the prot bits DMA attributes change (MMIO, PRIVILEGED); x86-64 leaves do not
-          const m = makeMachine('strict', 1, { iommu: { format, mode: 'strict' } });
+          const m = makeMachine('strict', 1, { iommu: { format, mode: 'strict', ...(high ? { levels: 5 } : {}) } });
           const dev = m.device(name);
           dev.dmaCoherent = coherent;
+          if (high) dev.pci32BitWorkaround = false;
           if (name === 'tb0') dmaSetMinAlignMask(dev, PAGE - 1);
           const base = allocPhys(m, 7);
           const len = windowPages * PAGE - windowPad;
           const st = new DmaIovaState();
           expect(dmaIovaTryAlloc(dev, st, base + BigInt(windowPad), len)).toBe(true);
+          expect(st.addr >= 1n << 53n).toBe(high);
           if (!fast) st.fastDev = null;
           const results: string[] = [];
           // window page p starts at window offset p * PAGE - windowPad (page 0 at offset 0)

@@ -6,10 +6,12 @@
 // linked, use after free) is reported on the event log as MODEL-CHECK events: the kernel has no
 // dma-debug hooks in the two-step API, so a debug kernel prints nothing for these.
 
-import { alignUp, checkAddr, checkLen, err, ok, type Result, type Stats } from '../base/index.ts';
+import {
+  alignUp, checkAddr, checkLen, err, FramePos, ok, posAlignDown, posFromBig, posOffsetIn, posToBig, type Result, type Stats,
+} from '../base/internal.ts';
 import {
   IommuIotlbGather, iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync,
-  iommuIovaToPhys, iommuMapNosync, iommuMapPfns, iommuSyncMap, safeBigToNum, iommuUnmapFast, type IommuDomain,
+  iommuIovaToPhys, iommuMapNosync, iommuMapPfns, iommuSyncMap, iommuUnmapFast, type IommuDomain,
 } from '../iommu/internal.ts';
 import type { Device } from '../pci/index.ts';
 import {
@@ -31,6 +33,8 @@ export const DMA_IOVA_USE_SWIOTLB = 1n << 63n;
 const OK: Result<void> = ok();
 const TRACK_CHUNK = 1 << 18; // granules per tracking chunk: 1 GiB of 4 KiB granules, one bit each (32 KiB)
 const INV_4K = 1 / 4096;
+/** 4 KiB frames below this start below 2^53: frame * 4096 + off is exact. */
+const FRAME_NUM_LIMIT = 2 ** 41;
 
 /**
  * struct dma_iova_state (16 bytes in the kernel): addr is the DMA address of the window's first
@@ -77,11 +81,16 @@ export class DmaIovaState {
   gmask = 0n;
   /** @internal 1 / granule (a power of two, so x * ginv is exactly x / granule). */
   ginv = 0;
-  /** @internal addr as a number when the whole window lies below 2^53, else -1. */
-  addrNum = -1;
   /**
-   * @internal the window's device while the window is live, below 2^53 and in 4 KiB granules:
-   * the condition for iovaLink's fast path; null otherwise.
+   * @internal addr as a number when the whole window lies below 2^53, else -1: how the DMA list
+   * and dma-debug store the window's addresses (numbers when exact), not a condition of any path.
+   */
+  addrNum = -1;
+  /** @internal the 4 KiB frame of the granule-aligned IOVA the window starts in (addr - pad). */
+  baseFrame = 0;
+  /**
+   * @internal the window's device while the window is live and in 4 KiB granules: the condition
+   * for iovaLink's fast path; null otherwise.
    */
   fastDev: Device | null = null;
   /** @internal the machine's counters and dma-debug, cached for the fast path (null until allocated). */
@@ -124,6 +133,7 @@ export class DmaIovaState {
     this.gmask = 0n;
     this.ginv = 0;
     this.addrNum = -1;
+    this.baseFrame = 0;
     this.fastDev = null;
     this.stats = null;
     this.debug = null;
@@ -274,9 +284,10 @@ export function dmaIovaTryAlloc(dev: Device, state: DmaIovaState, phys: bigint, 
   state.ginv = 1 / g;
   state.windowGranules = Math.ceil((off + size) / g);
   state.addrNum = state.addr + BigInt(size) <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(state.addr) : -1;
+  state.baseFrame = Number(iova >> 12n);
   state.stats = ctx.mm.stats;
   state.debug = dmaDebugOf(dev);
-  if (state.addrNum >= 0 && g === 4096) state.fastDev = dev;
+  if (g === 4096) state.fastDev = dev;
   _hiddenClassAnchor = new DmaIovaState();
   return true;
 }
@@ -394,68 +405,58 @@ function linkSwiotlb(dev: Device, state: DmaIovaState, domain: IommuDomain, phys
  */
 export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offset: number, size: number,
   dir: DmaDataDirection, attrs: number): Result<void> {
-  // Argument checks, written out for the hot path (one link per range of a 1 GiB list). One
-  // bigint -> number conversion validates phys whenever the result is exact (below 2^53).
+  // Argument checks, written out for the hot path (one link per range of a 1 GiB list).
   if (!DmaIovaState.is(state)) checkState(state);
-  const physNum = safeBigToNum(phys);
-  if (physNum < 0) checkAddr('phys', phys);
+  if (typeof phys !== 'bigint' || phys < 0n || phys > U64_MAX) checkAddr('phys', phys);
   if (!Number.isSafeInteger(offset) || offset < 0) checkLen('offset', offset);
   if (!Number.isSafeInteger(size) || size < 0) checkLen('size', size);
   if (typeof attrs !== 'number' || (attrs & ~DMA_ATTR_ALL) !== 0 || !(attrs >= 0) || !Number.isInteger(attrs)) checkAttrs(attrs);
   if (dir !== DMA_BIDIRECTIONAL && dir !== DMA_TO_DEVICE && dir !== DMA_FROM_DEVICE) checkDir(dev, dir);
-  return iovaLink(dev, state, physNum >= 0 ? null : phys, physNum, offset, size, dir, attrs);
+  // the one bigint step: phys as its 4 KiB frame and the offset in it
+  posFromBig(phys, 12, physPos, 'phys');
+  return iovaLink(dev, state, physPos.frame, physPos.off, offset, size, dir, attrs);
 }
+
+/** Where dmaIovaLink splits its phys argument (read back at once, before any other call). */
+const physPos = new FramePos();
+const U64_MAX = (1n << 64n) - 1n;
 
 const DEBUG_LINK_DIRECT: DebugMapFacts = Object.freeze({ bounced: false, unmapOptional: false });
 const DEBUG_LINK_BOUNCED: DebugMapFacts = Object.freeze({ bounced: true, unmapOptional: false });
 
 /**
  * @internal dma_iova_link() after its argument checks, for callers inside the DMA layer that hold
- * validated arguments (dmaMapPhyrs): the physical address is `physNum` when it is exact as a number
- * (0 <= physNum <= 2^53 - 1; then `phys` may be null), else physNum is -1 and `phys` holds it.
- * offset and size are safe integers >= 0, dir and attrs valid. Every model check of dmaIovaLink
- * (window state, alignment, overlap, coherence) runs here; same Result, events and counters.
+ * validated arguments (dmaMapPhyrs): the physical address as its 4 KiB frame and the offset in it
+ * (base/frame-offset.ts, shift 12: any 64-bit address), offset and size safe integers >= 0, dir
+ * and attrs valid. Every model check of dmaIovaLink (window state, alignment, overlap, coherence)
+ * runs here; same Result, events and counters.
  */
-export function iovaLink(dev: Device, state: DmaIovaState, phys: bigint | null, physNum: number, offset: number, size: number,
+export function iovaLink(dev: Device, state: DmaIovaState, physFrame: number, physOff: number, offset: number, size: number,
   dir: DmaDataDirection, attrs: number): Result<void> {
-  // Split here, where callers inline it: a physical address above 2 GiB is a double, which a call
-  // would have to box into a heap number on every link; frame and offset stay small integers.
-  if (physNum < 0) return linkChecked(dev, state, phys, physNum, offset, size, dir, attrs);
-  const physPfn = Math.floor(physNum * INV_4K);
-  return linkPfn(dev, state, phys, physPfn, physNum - physPfn / INV_4K, offset, size, dir, attrs);
-}
-
-/**
- * iovaLink of an exact physical address given as its 4 KiB frame and the offset in it. The common
- * case first: a link linkChecked would make without any report (a live window below 2^53 in
- * 4 KiB granules, a span inside the window and above every linked granule so that nothing
- * overlaps, a granule-aligned IOVA, no bounce, no REQUIRE_COHERENT), with the same page-table
- * calls, cache maintenance, bookkeeping, counters and dma-debug record; anything else goes to
- * linkChecked. Written as one function with no rarely taken branch, so that V8 optimises it early,
- * once (it is too big to be inlined into callers and compiled again there), and keeps it optimised.
- * Granule arithmetic is x * INV_4K and x / INV_4K (exact: a power of two): an operand that is
- * never a small integer keeps V8 from speculating on small-integer products, which overflow (and
- * deoptimise) on large addresses; for the same reason the window bound is state.len - size (a
- * double once the window passes 1 GiB), not offset + size.
- */
-function linkPfn(dev: Device, state: DmaIovaState, phys: bigint | null, physPfn: number, startPad: number, offset: number,
-  size: number, dir: DmaDataDirection, attrs: number): Result<void> {
   if (state.fastDev === dev && size > 0 && offset <= state.len - size && (attrs & DMA_ATTR_REQUIRE_COHERENT) === 0) {
+    // The common case, written as one function with no rarely taken branch so that V8 optimises
+    // it early and keeps it optimised: a link linkChecked would make without any report (a live
+    // window in 4 KiB granules, a span inside it and above every linked granule so that nothing
+    // overlaps, a granule-aligned IOVA, no bounce, no REQUIRE_COHERENT), with the same page-table
+    // calls, cache maintenance, bookkeeping, counters and dma-debug record. Granule arithmetic is
+    // x * INV_4K (exact: a power of two): an operand that is never a small integer keeps V8 from
+    // speculating on small-integer products, which overflow (and deoptimise) on large addresses;
+    // for the same reason the window bound is state.len - size, not offset + size.
     const startByte = state.pad + offset;
     const first = Math.floor(startByte * INV_4K);
-    const pages = Math.ceil((size + startPad) * INV_4K);
-    const iovaPfn = (state.addrNum + offset - startPad) * INV_4K;
-    if ((startPad === 0 || offset === 0) // else EIO
+    const pages = Math.ceil((size + physOff) * INV_4K);
+    const iovaPfn = state.baseFrame + (startByte - physOff) * INV_4K;
+    if ((physOff === 0 || offset === 0) // else EIO
       && first >= state.linkedEnd // else it may overlap a link
-      && (!dev.untrusted || (startPad === 0 && pages / INV_4K === size)) // else a bounce
+      && (!dev.untrusted || (physOff === 0 && pages / INV_4K === size)) // else a bounce
       && Math.floor(iovaPfn) === iovaPfn) { // else the IOMMU refuses the unaligned IOVA
       const coherent = dev.dmaCoherent;
       if (!coherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0) {
-        archSyncDmaForDevice(dev, BigInt(physPfn) << 12n, pages / INV_4K, dir);
+        archSyncDmaForDevice(dev, posToBig(physFrame, 0, 12), pages / INV_4K, dir);
       }
-      const r = iommuMapPfns(state.domain!, iovaPfn, physPfn, pages, dmaInfoToProt(dir, coherent, attrs));
+      const r = iommuMapPfns(state.domain!, iovaPfn, physFrame, pages, dmaInfoToProt(dir, coherent, attrs));
       if (!r.ok) return r;
-      // the IOVA is aligned, so the window's byte startByte sits startPad into granule `first`:
+      // the IOVA is aligned, so the window's byte startByte sits physOff into granule `first`:
       // granules [first, first + pages), above every linked one, join the pending run (or start
       // a new one after writing the old one into the bitmap)
       state.linkedGranules += pages;
@@ -466,21 +467,29 @@ function linkPfn(dev: Device, state: DmaIovaState, phys: bigint | null, physPfn:
       }
       state.runEnd = first + pages;
       state.stats!.dmaIovaLinks++;
-      if (state.debug!.enabled) debugLinkDirect(dev, state, physPfn, startPad, offset, size, dir);
+      if (state.debug!.enabled) debugLink(dev, state, physFrame, physOff, offset, size, dir, false);
       return r;
     }
   }
-  return linkChecked(dev, state, phys, physPfn / INV_4K + startPad, offset, size, dir, attrs);
+  return linkChecked(dev, state, physFrame, physOff, offset, size, dir, attrs);
 }
 
-function debugLinkDirect(dev: Device, state: DmaIovaState, physPfn: number, startPad: number, offset: number, size: number,
-  dir: DmaDataDirection): void {
-  // numbers: the fast path runs only on windows below 2^53 (state.addrNum >= 0), so no bigint per link
-  debugDmaIovaLinkNum(state.debug!, dev, physPfn * 4096 + startPad, size, dir, state.addrNum + offset, false);
+/**
+ * The dma-debug record of a link. dma-debug keeps exact numbers where they fit (both addresses'
+ * ends below 2^53, as its table stores them) and bigints otherwise.
+ */
+function debugLink(dev: Device, state: DmaIovaState, physFrame: number, physOff: number, offset: number, size: number,
+  dir: DmaDataDirection, bounced: boolean): void {
+  if (state.addrNum >= 0 && physFrame < FRAME_NUM_LIMIT) {
+    debugDmaIovaLinkNum(state.debug!, dev, physFrame * 4096 + physOff, size, dir, state.addrNum + offset, bounced);
+  } else {
+    debugDmaIovaLink(dev, posToBig(physFrame, physOff, 12), size, dir, state.addr + BigInt(offset), 0,
+      bounced ? DEBUG_LINK_BOUNCED : DEBUG_LINK_DIRECT);
+  }
 }
 
-/** iovaLink with every check, in the kernel's order, and every path (bounce, bigint addresses). */
-function linkChecked(dev: Device, state: DmaIovaState, phys: bigint | null, physNum: number, offset: number, size: number,
+/** iovaLink with every check, in the kernel's order, and every path (bounce, errors). */
+function linkChecked(dev: Device, state: DmaIovaState, physFrame: number, physOff: number, offset: number, size: number,
   dir: DmaDataDirection, attrs: number): Result<void> {
   if (state.len === 0 || state.dev !== dev || state.freed || offset + size > state.len) {
     const u = checkUse(dev, state, 'dma_iova_link', offset, size);
@@ -490,10 +499,11 @@ function linkChecked(dev: Device, state: DmaIovaState, phys: bigint | null, phys
   const domain = state.domain!;
   const ctx = state.ctx!;
   const g = domain.granule;
+  const gLg2 = domain.granuleShift;
   const ginv = state.ginv;
-  const startPad = physNum >= 0 ? physNum - Math.floor(physNum * ginv) * g : Number(phys! & state.gmask);
+  const startPad = posOffsetIn(physFrame, physOff, 12, gLg2);
   if (startPad && offset > 0) {
-    const p = phys ?? BigInt(physNum);
+    const p = posToBig(physFrame, physOff, 12);
     ctx.mm.events.warn('dma-iommu', `${dev.name}: dma_iova_link of unaligned phys 0x${p.toString(16)} at offset ${offset}`,
       { dev: dev.name, phys: p, offset });
     return err('EIO', `phys 0x${p.toString(16)} is not granule-aligned and offset ${offset} is not 0`);
@@ -524,34 +534,27 @@ function linkChecked(dev: Device, state: DmaIovaState, phys: bigint | null, phys
   // bounce fails (bounceAndLink) instead of mapping the whole granules.
   if ((startPad !== 0 || mapGranules * g !== size) && (dev.untrusted || devUseSwiotlb(dev, size, dir))) {
     if (attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) return err('EPERM', 'MMIO cannot be bounced through swiotlb');
-    r = linkSwiotlb(dev, state, domain, phys ?? BigInt(physNum), offset, size, dir, attrs);
+    r = linkSwiotlb(dev, state, domain, posToBig(physFrame, physOff, 12), offset, size, dir, attrs);
     bounced = true;
   } else {
-    const iovaNum = state.addrNum >= 0 ? state.addrNum + offset - startPad : -1;
-    if (iovaNum >= 0 && physNum >= 0 && g === 4096 && Math.floor(iovaNum * ginv) * 4096 === iovaNum) {
-      // all numbers, all granule-aligned: straight to the page tables in frame units
-      const paNum = physNum - startPad;
+    // the map starts at the granule holding phys, at window byte startByte - startPad: an IOVA
+    // that is granule-aligned unless the first link's offset in its granule differs from the hint's
+    const fromBase = startByte - startPad;
+    const physPos = new FramePos();
+    posAlignDown(physFrame, physOff, 12, gLg2, physPos);
+    if (fromBase >= 0 && fromBase - Math.floor(fromBase * ginv) * g === 0) {
       const coherent = dev.dmaCoherent;
-      if (!coherent && !(attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO))) archSyncDmaForDevice(dev, BigInt(paNum), mapGranules * g, dir);
-      r = iommuMapPfns(domain, iovaNum * ginv, paNum * ginv, mapGranules, dmaInfoToProt(dir, coherent, attrs));
+      if (!coherent && !(attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO))) archSyncDmaForDevice(dev, posToBig(physPos.frame, 0, 12), mapGranules * g, dir);
+      r = iommuMapPfns(domain, state.baseFrame + fromBase * INV_4K, physPos.frame, mapGranules * g * INV_4K, dmaInfoToProt(dir, coherent, attrs));
     } else {
-      const p = phys ?? BigInt(physNum);
-      const iova = iovaNum >= 0 ? BigInt(iovaNum) : state.addr + BigInt(offset - startPad);
-      r = linkRaw(dev, domain, iova, startPad ? p - BigInt(startPad) : p, mapGranules * g, dir, attrs);
+      // an unaligned IOVA: the IOMMU's own refusal (EINVAL), with its message
+      r = linkRaw(dev, domain, state.addr + BigInt(offset - startPad), posToBig(physPos.frame, 0, 12), mapGranules * g, dir, attrs);
     }
   }
   if (!r.ok) return r;
   state.mark(first, count, true);
   ctx.mm.stats.dmaIovaLinks++;
-  const debug = dmaDebugOf(dev);
-  if (debug.enabled) {
-    // numbers when both addresses are exact numbers: no bigint per link
-    if (phys === null && state.addrNum >= 0) debugDmaIovaLinkNum(debug, dev, physNum, size, dir, state.addrNum + offset, bounced);
-    else {
-      debugDmaIovaLink(dev, phys ?? BigInt(physNum), size, dir, state.addr + BigInt(offset), attrs,
-        bounced ? DEBUG_LINK_BOUNCED : DEBUG_LINK_DIRECT);
-    }
-  }
+  if (state.debug!.enabled) debugLink(dev, state, physFrame, physOff, offset, size, dir, bounced);
   return r;
 }
 

@@ -80,6 +80,8 @@ export class DmaPhyrsMapping {
 
 /** The slot on each device that lists the dmaMapPhyrs mappings it holds. */
 const PHYRS_MAPPINGS = new SlotKey<Set<DmaPhyrsMapping>>('dma-phyrs-mappings');
+/** 1 / 4096, exact: the frame of an address by multiplication. */
+const INV_4K = 1 / 4096;
 
 function mappingsOf(dev: Device): Set<DmaPhyrsMapping> {
   return dev.slots.getOrCreate(PHYRS_MAPPINGS, () => new Set());
@@ -221,7 +223,9 @@ function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: numb
       continue;
     }
     // arguments validated here (attrs, dir) or by the range source (addresses, lengths)
-    const r = iovaLink(dev, state, null, addrNum[i], offset, len, dir, k === DMA_RANGE_MMIO ? attrsMmio : attrs);
+    const a = addrNum[i];
+    const frame = Math.floor(a * INV_4K);
+    const r = iovaLink(dev, state, frame, a - frame * 4096, offset, len, dir, k === DMA_RANGE_MMIO ? attrsMmio : attrs);
     if (!r.ok) {
       dmaIovaDestroy(dev, state, offset, dir, attrs);
       return r;
