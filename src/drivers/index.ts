@@ -2,3 +2,4 @@
 // block/): umem (user buffers pinned and mapped by each design); block, nvme, rdma, hmm, drm,
 // dmabuf, vfio and iommufd as their work lands. Each folder's index.ts is what the others may use.
 export * from './umem/index.ts';
+export * from './block/index.ts';
