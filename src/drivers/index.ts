@@ -3,5 +3,6 @@
 // hba (a SCSI-style SG list built with it); block, nvme, rdma, hmm, drm,
 // dmabuf, vfio and iommufd as their work lands. Each folder's index.ts is what the others may use.
 export * from './umem/index.ts';
+export * from './block/index.ts';
 export * from './sgl/index.ts';
 export * from './hba/index.ts';
