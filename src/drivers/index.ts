@@ -6,3 +6,4 @@ export * from './umem/index.ts';
 export * from './block/index.ts';
 export * from './sgl/index.ts';
 export * from './hba/index.ts';
+export * from './nvme/index.ts';
