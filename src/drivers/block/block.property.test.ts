@@ -27,13 +27,14 @@ function machineFor(cfg: Config): Machine {
 }
 
 /** Pieces: [page index in a 64-page block, offset in 512 B units, length in 512 B units], contiguity decided by the data. */
-const pieceArb = fc.record({ skipPages: fc.integer({ min: 0, max: 2 }), off: fc.integer({ min: 0, max: 7 }), sectors: fc.integer({ min: 1, max: 40 }) });
+const pieceArb = fc.record({ skipPages: fc.integer({ min: 0, max: 2 }), off: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 7 })), sectors: fc.integer({ min: 1, max: 40 }) });
 
 const caseArb = fc.record({
   cfg: fc.constantFrom<Config>('direct', 'strict', 'bounce'),
   layout: fc.constantFrom('phyr', 'bvec', 'pagelist'),
   pieces: fc.array(pieceArb, { minLength: 1, maxLength: 10 }),
   write: fc.boolean(),
+  merge: fc.boolean(),
   maxSegments: fc.integer({ min: 1, max: 8 }),
   maxSegmentKiB: fc.constantFrom(4, 8, 12, 64),
   maxHwSectors: fc.constantFrom(8, 16, 40, 256),
@@ -106,7 +107,7 @@ function run(c: Case, m: Machine, dev: Device, src: RangeSource): void {
       const cpu = pattern(src.totalLen, c.seed);
       let at = 0;
       for (const r of src) { m.mem.write(r.addr, cpu.subarray(at, at + r.len)); at += r.len; }
-      const bio = unwrap(bioFromRanges(c.write ? REQ_OP_WRITE : REQ_OP_READ, 100n, src));
+      const bio = unwrap(bioFromRanges(c.write ? REQ_OP_WRITE : REQ_OP_READ, 100n, src, { merge: c.merge }));
       const rqs = blkSubmitBio(q, bio);
       if (!rqs.ok) {
         // the kernel's bio_split_io_at() EINVAL: a virt-boundary gap or max_segments before one logical block
