@@ -162,6 +162,11 @@ export function bioSlice(bio: Bio, bytes: number, size: number, sector: bigint, 
   return new Bio(bio.op, sector, bio.vecs, c, i, d, bio.skipBytes + bytes, size, nomerge, gapBit, BIO_TOKEN);
 }
 
+export interface BioFromRangesOptions {
+  /** Merge contiguous ranges as bio_add_page() does (default true); false: __bio_add_page(), one vector per range. */
+  readonly merge?: boolean;
+}
+
 /** @throws TypeError/RangeError naming op. */
 export function checkReqOp(op: unknown): ReqOp {
   if (op !== REQ_OP_READ && op !== REQ_OP_WRITE) {
@@ -183,12 +188,16 @@ export function checkReqOp(op: unknown): ReqOp {
  *   its first segment only.
  * - EFAULT: a range has no struct page (RANGE_NOPAGE), which a bio_vec cannot name.
  * - E2BIG: more than BIO_MAX_SIZE (4 GiB - 1) bytes, the bound bio_add_page() keeps bi_size in.
+ * With opts.merge false every range is its own vector, as __bio_add_page() adds them (the
+ * mapping walk still merges contiguous vectors: blk_map_iter_next()).
  * Model deviation: a bio holds any number of vectors (bio_alloc() bounds bi_max_vecs, BIO_MAX_VECS
  * = 256, and the direct-I/O path then starts the next bio); one model bio stands for that chain.
  * @throws TypeError/RangeError naming op, sector or source.
  */
-export function bioFromRanges(op: ReqOp, sector: bigint, source: RangeSource): Result<Bio> {
+export function bioFromRanges(op: ReqOp, sector: bigint, source: RangeSource, opts: BioFromRangesOptions = {}): Result<Bio> {
   checkReqOp(op);
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`opts must be an object, got ${String(opts)}`);
+  const merge = opts.merge ?? true;
   checkAddr('sector', sector);
   if (source === null || typeof source !== 'object' || typeof (source as RangeSource).cursor !== 'function') {
     throw new TypeError(`source must be a range source (RangeSource), got ${String(source)}`);
@@ -214,7 +223,7 @@ export function bioFromRanges(op: ReqOp, sector: bigint, source: RangeSource): R
         return err('EINVAL', `bioFromRanges: range ${idx} (0x${c.addr.toString(16)}) is P2PDMA memory of another pgmap than the bio's ` +
           'last vector (zone_device_pages_compatible)');
       }
-      if (addr[n - 1] + len[n - 1] === a && samePgmap(pf, f)) {
+      if (merge && addr[n - 1] + len[n - 1] === a && samePgmap(pf, f)) {
         len[n - 1] += l;
         continue;
       }

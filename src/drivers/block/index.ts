@@ -3,7 +3,7 @@
 // requests (block/blk-merge.c, block/blk-mq.c), and mapping requests for DMA (block/blk-mq-dma.c).
 export {
   BIO_MAX_SIZE, BIO_PAGE_SIZE, Bio, REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, SECTOR_SIZE, bioFromRanges, isP2pdmaFlags,
-  type ReqOp,
+  type BioFromRangesOptions, type ReqOp,
 } from './bio.ts';
 export {
   BLK_DEF_MAX_SECTORS_CAP, BLK_MAX_SEGMENTS, BLK_MAX_SEGMENT_SIZE, BLK_MIN_SEGMENT_SIZE, BLK_SAFE_MAX_SECTORS,
