@@ -1,4 +1,7 @@
 // drivers/: the consumers of the DMA API, one folder per subsystem (the kernel's drivers/ and
 // block/): umem (user buffers pinned and mapped by each design); block, nvme, rdma, hmm, drm,
 // dmabuf, vfio and iommufd as their work lands. Each folder's index.ts is what the others may use.
+// Device models sit beside their driver (nvme-ctrl: the NVMe controller) because they do DMA through
+// the DMA layer's device engines.
 export * from './umem/index.ts';
+export * from './nvme-ctrl/index.ts';
