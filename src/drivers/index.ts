@@ -4,4 +4,5 @@
 // Device models sit beside their driver (nvme-ctrl: the NVMe controller) because they do DMA through
 // the DMA layer's device engines.
 export * from './umem/index.ts';
+export * from './block/index.ts';
 export * from './nvme-ctrl/index.ts';
