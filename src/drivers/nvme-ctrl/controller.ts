@@ -24,9 +24,9 @@ import type { Device, PciNvmeConfig } from '../../pci/index.ts';
 import { NvmeNamespace } from './namespace.ts';
 import './counters.ts';
 
-/** The controller's memory page size: CAP.MPSMIN = 0 and CC.MPS = 0 select 4 KiB (NVME_CTRL_PAGE_SIZE). */
-export const NVME_CTRL_PAGE_SIZE = 4096;
-const PAGE = NVME_CTRL_PAGE_SIZE;
+/** The controller's memory page size: CAP.MPSMIN = 0 and CC.MPS = 0 select 4 KiB (the host's NVME_CTRL_PAGE_SIZE). */
+const CTRL_PAGE_SIZE = 4096;
+const PAGE = CTRL_PAGE_SIZE;
 const PAGE_MASK = BigInt(PAGE - 1);
 const U64_LIMIT = 1n << 64n;
 
