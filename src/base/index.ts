@@ -5,5 +5,7 @@ export * from './addr.ts';
 export * from './log2.ts';
 export { EventLog, KernelBug, type EventKind, type EventKinds, type KernelEvent } from './events.ts';
 export { Stats } from './stats.ts';
+// typed slots: where a layer or a driver keeps its state on a device or a machine (drivers keep theirs too)
+export { SlotKey, Slots } from './slots.ts';
 export { Prng } from './prng.ts';
 export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';
