@@ -11,7 +11,7 @@
 
 import { SlotKey, checkLen, err, ok, type Result } from '../../base/index.ts';
 import { dmaContextOf, type DmaDataDirection } from '../../dma/index.ts';
-import type { MachineMm } from '../../mm/index.ts';
+import type { MachineMm, PageCacheMode } from '../../mm/index.ts';
 import { pciP2pdmaDistance, pcimP2pdmaProvider, type Device, type P2pdmaProvider } from '../../pci/index.ts';
 import { PhyrList } from '../../phyr/index.ts';
 import {
@@ -237,6 +237,10 @@ const ops = {
   },
   release(buf: DmaBuf): void {
     gpuBoFree(buf.priv as GpuBo);
+  },
+  mmapCache(buf: DmaBuf): PageCacheMode {
+    // ttm_io_prot(): VRAM through the BAR write-combined, system pages cached
+    return (buf.priv as GpuBo).placement === 'vram' ? 'wc' : 'wb';
   },
   physRanges(buf: DmaBuf): Result<PhyrList> {
     if (buf.revoked) return err('ENODEV', `${buf.name} is revoked`);
