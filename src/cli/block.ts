@@ -19,7 +19,9 @@ export function renderBlockIoReport(r: BlockIoReport): string {
   ];
   for (const c of r.configs) {
     out.push('');
-    const cap = c.maxHwBytes === null ? 'no queue' : `max_hw_sectors ${formatBytes(c.maxHwBytes)}`;
+    const cap = c.maxHwBytes === null || c.maxBytes === null ? 'no queue'
+      : `max_sectors ${formatBytes(c.maxBytes)}${c.maxBytes !== c.maxHwBytes ? ` (max_hw_sectors ${formatBytes(c.maxHwBytes)})` : ''}, ` +
+        `${formatCount(c.maxSegments ?? 0)} segments`;
     out.push(`${c.name}: ${c.label} [${c.device}, ${cap}${c.offset ? `, I/O from byte ${c.offset} of each buffer` : ''}]`);
     const rows = r.rows.filter((x) => x.config === c.name);
     const header = ['Buffer', 'Size', 'Reqs', 'Segs', 'Data', 'Desc B', 'Lists', 'IOMMU maps', 'Walk steps', 'IOTLB inv', 'Bounce B',
@@ -99,7 +101,8 @@ Columns:
 ${Object.entries(BLOCK_IO_LEGEND).map(([k, v]) => `  ${k.padEnd(12)} ${v}`).join('\n')}
 
 Behind an IOMMU the NVMe driver caps max_hw_sectors at dma_opt_mapping_size() (128 KiB: the IOVA
-rcache's largest size), so a 1 MiB I/O is 8 requests where dma-direct sends 1. Every figure except
+rcache's largest size), so a 1 MiB I/O is 8 requests where dma-direct sends 1 (bios are split to
+max_sectors, at most 4 MiB by default, and to max_segments). Every figure except
 the times is deterministic for a seed. The whole report is about 5 s of CPU time (the 8 MiB I/Os
 move most of the bytes); --sizes, --buffers or --configs make it shorter.
 

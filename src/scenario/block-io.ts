@@ -92,8 +92,11 @@ export interface BlockIoRow {
 export interface BlockIoReport {
   readonly configs: ReadonlyArray<{
     readonly name: MappingConfigName; readonly label: string; readonly device: string;
-    /** The queue's max_hw_sectors in bytes after nvmeProbe (the split size); null when probing failed. */
+    /** The queue's limits after nvmeProbe, in bytes: max_hw_sectors and max_sectors (what bios are split to); null when probing failed. */
     readonly maxHwBytes: number | null;
+    readonly maxBytes: number | null;
+    /** The queue's max_segments; null when probing failed. */
+    readonly maxSegments: number | null;
     /** Bytes into each buffer where the I/O starts (the mapping section's offset). */
     readonly offset: number;
   }>;
@@ -294,7 +297,9 @@ function checkOptions(o: BlockIoOptions): { configs: readonly MappingConfigName[
  * process, and every size written and read back.
  * @throws RangeError/TypeError for invalid options (naming them).
  */
-export function runBlockIoConfig(o: BlockIoOptions, name: MappingConfigName): { maxHwBytes: number | null; rows: BlockIoRow[] } {
+export function runBlockIoConfig(o: BlockIoOptions, name: MappingConfigName): {
+  maxHwBytes: number | null; maxBytes: number | null; maxSegments: number | null; rows: BlockIoRow[];
+} {
   const { sizes, buffers } = checkOptions(o);
   const spec = MAPPING_CONFIGS[name];
   if (spec === undefined || !Object.hasOwn(MAPPING_CONFIGS, name)) {
@@ -322,7 +327,7 @@ export function runBlockIoConfig(o: BlockIoOptions, name: MappingConfigName): { 
   };
   if (probed === null || !probed.ok) {
     for (const b of buffers) fail(b, `probe: ${probed === null ? 'no NVMe controller' : probed.errno}`, probed === null ? 'ENODEV' : probed.errno);
-    return { maxHwBytes: null, rows };
+    return { maxHwBytes: null, maxBytes: null, maxSegments: null, rows };
   }
   const ctrl = probed.value;
   const mm = m.newProcess();
@@ -340,7 +345,8 @@ export function runBlockIoConfig(o: BlockIoOptions, name: MappingConfigName): { 
       rows.push(measure(m, ctrl, mm, mapped.value + BigInt(spec.offset), s, b === 'gpu-bar', o.seed ?? 1, cell++, { config: name, buffer: b }));
     }
   }
-  return { maxHwBytes: ctrl.maxHwSectors * 512, rows };
+  const lim = ctrl.queue.limits;
+  return { maxHwBytes: lim.maxHwSectors * 512, maxBytes: lim.maxSectors * 512, maxSegments: lim.maxSegments, rows };
 }
 
 /** The block I/O section: every configuration in order. */
@@ -351,7 +357,9 @@ export function runBlockIo(o: BlockIoOptions = {}): BlockIoReport {
   for (const name of configs) {
     const r = runBlockIoConfig(o, name);
     const spec = MAPPING_CONFIGS[name];
-    cfgs.push({ name, label: spec.label, device: spec.device, maxHwBytes: r.maxHwBytes, offset: spec.offset });
+    cfgs.push({
+      name, label: spec.label, device: spec.device, maxHwBytes: r.maxHwBytes, maxBytes: r.maxBytes, maxSegments: r.maxSegments, offset: spec.offset,
+    });
     rows.push(...r.rows);
   }
   return {
