@@ -25,7 +25,7 @@
 
 import { err, ok, type Err, type Ok, type Result } from '../../base/index.ts';
 import {
-  DMA_ATTR_MMIO, DMA_BIT_MASK, DmaIovaState, dmaContextOf, dmaMapPhys, dmaOptMappingSize, dmaPoolCreate,
+  DMA_ATTR_MMIO, DMA_BIT_MASK, DmaIovaState, dmaContextOf, dmaMapPhys, dmaOptMappingSize, dmaPoolCreate, dmaPoolDestroy,
   dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask, dmaUnmapPhys, dmaUseIova, type DmaPool,
 } from '../../dma/index.ts';
 import {
@@ -37,6 +37,7 @@ import {
   blkStatusName, blkStatusToErrno, isP2pdmaFlags, reqPhysGapMask, rqDmaDir, type BlkStatus,
 } from '../block/index.ts';
 import { sglBuild, sglFree, type DmaSegment, type SglBlock, type SglHooks } from '../sgl/index.ts';
+import { nvmeControllerOf } from '../nvme-ctrl/index.ts';
 
 /** NVME_CTRL_PAGE_SIZE: the page PRPs describe (drivers/nvme/host/nvme.h). */
 export const NVME_CTRL_PAGE_SIZE = 4096;
@@ -181,10 +182,10 @@ export interface NvmeProbeOptions {
  * nvme_probe() for the data path: sets the device's DMA parameters as nvme_pci_alloc_dev() does,
  * reads the controller's Identify data (SGL support, MDTS, namespaces), creates the descriptor
  * pools, and one request queue per namespace with the limits nvme_set_ctrl_limits() gives.
- * Errors: ENODEV (no controller given), what dma_set_mask / dma_pool_create / the queue limits return.
+ * Errors: ENODEV (no controller: the device has no `nvme` config and none was given), what dma_set_mask / dma_pool_create / the queue limits return.
  */
 export function nvmeProbe(dev: Device, opts: NvmeProbeOptions = {}): Result<NvmeCtrl> {
-  const controller = opts.controller ?? null;
+  const controller: NvmeControllerPort | null = opts.controller ?? nvmeControllerOf(dev);
   if (controller === null) return err('ENODEV', `${dev.name}: no NVMe controller`);
   const m = dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
   if (!m.ok) return m;
@@ -484,6 +485,15 @@ export function nvmeExecute(ctrl: NvmeCtrl, io: NvmeIo): Result<{ status: number
 /** The namespace's bytes at [slba, slba + nlb) blocks, read from the controller model (for checks). */
 export function nvmeReadBlocks(ctrl: NvmeCtrl, nsid: number, slba: bigint, nlb: number): Uint8Array {
   return ctrl.controller.readBlocks(nsid, slba, nlb);
+}
+
+/**
+ * nvme_remove() for the data path: the descriptor pools are destroyed (nvme_release_descriptor_pools).
+ * Commands still in flight keep their blocks, so their pool is busy and leaks, as in the kernel.
+ */
+export function nvmeRemove(ctrl: NvmeCtrl): void {
+  dmaPoolDestroy(ctrl.pools.large);
+  dmaPoolDestroy(ctrl.pools.small);
 }
 
 /** Every queue of the controller, the admin queue first. */
