@@ -10,8 +10,8 @@
 
 import { GiB, KiB, MiB, checkLen, type Errno } from '../base/index.ts';
 import {
-  REQ_OP_READ, REQ_OP_WRITE, bioFromRanges, blkStatusName, blkSubmitBio, nvmeCompleteRq, nvmeControllerOf,
-  nvmeExecute, nvmeCtrlStatusName, nvmeProbe, nvmeQueueRq, type NvmeCtrl, type ReqOp,
+  REQ_OP_READ, REQ_OP_WRITE, bioFromRanges, blkStatusName, blkSubmitBio, nvmeCompleteRq, nvmeExecute, nvmeCtrlStatusName,
+  nvmeProbe, nvmeQueueRq, type NvmeCtrl, type ReqOp,
 } from '../drivers/index.ts';
 import { DMA_BIT_MASK, dmaSetMaskAndCoherent, dmaSetMaxSegSize } from '../dma/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
@@ -312,8 +312,7 @@ export function runBlockIoConfig(o: BlockIoOptions, name: MappingConfigName): {
     dmaSetMaxSegSize(d, 0xffffffff);
   }
   const dev = m.device(spec.device);
-  const controller = nvmeControllerOf(dev);
-  const probed = controller ? nvmeProbe(dev, { controller }) : null;
+  const probed = nvmeProbe(dev); // the controller model createMachine attached (nvmeControllerOf)
   const maxIo = Math.max(...sizes);
   const rows: BlockIoRow[] = [];
   const fail = (buffer: BlockIoBuffer, failure: string, errno: Errno): void => {
@@ -325,8 +324,8 @@ export function runBlockIoConfig(o: BlockIoOptions, name: MappingConfigName): {
       });
     }
   };
-  if (probed === null || !probed.ok) {
-    for (const b of buffers) fail(b, `probe: ${probed === null ? 'no NVMe controller' : probed.errno}`, probed === null ? 'ENODEV' : probed.errno);
+  if (!probed.ok) {
+    for (const b of buffers) fail(b, `probe: ${probed.errno}${probed.message ? ` (${probed.message})` : ''}`, probed.errno);
     return { maxHwBytes: null, maxBytes: null, maxSegments: null, rows };
   }
   const ctrl = probed.value;
