@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { GiB, KiB, MiB } from '../../base/index.ts';
 import { DMA_TO_DEVICE } from '../../dma/index.ts';
 import { createMachine } from '../../machine/index.ts';
+import { pcimP2pdmaProvider } from '../../pci/index.ts';
 import {
   NVME_DEFAULT, TestHost, buildSqe, bytesDiff, bytesOf, concat, nvmeMachine, nvmePci, sglDesc, u64s, type NvmeMachineMode,
 } from '../../../test/fixtures/nvme-ctrl.ts';
@@ -375,5 +376,26 @@ describe('NVMe controller behind a strict IOMMU: DMA faults are Data Transfer Er
     expect(c.status).toBe(S.DATA_TRANSFER_ERROR);
     expect(bytesDiff(host.m.mem.read(p0, PAGE), data.subarray(0, PAGE))).toBeNull();
     expect(bytesDiff(host.m.mem.read(p1, PAGE), new Uint8Array(PAGE).fill(0xee))).toBeNull();
+  });
+});
+
+describe('NVMe controller: data in a peer BAR is reached peer to peer', () => {
+  it('behind a strict IOMMU, a PRP naming gpu0\'s BAR by bus address (same switch) moves bytes without any IOMMU translation', () => {
+    const { host, ctrl } = setup('strict');
+    const provider = pcimP2pdmaProvider(host.m.device('gpu0'), 0);
+    if (!provider) throw new Error('gpu0 has no P2P provider');
+    const bar = provider.region.start + 0x10000n;
+    const data = bytesOf(2 * PAGE, 21);
+    host.m.mem.write(bar, data);
+    const bus = bar + provider.busOffset;
+    const translations = host.m.stats.iotlbHits + host.m.stats.iotlbMisses;
+    expect(ctrl.execute(buildSqe({ opcode: WRITE, nsid: 2, prp1: bus, prp2: bus + 4096n, nlb: 1 })).status).toBe(0);
+    expect(bytesDiff(ctrl.readBlocks(2, 0n, 2), data)).toBeNull();
+    ctrl.writeBlocks(2, 4n, bytesOf(PAGE, 22));
+    expect(ctrl.execute(buildSqe({ opcode: READ, nsid: 2, prp1: bus + 8192n, slba: 4n, nlb: 0 })).status).toBe(0);
+    expect(bytesDiff(host.m.mem.read(bar + 8192n, PAGE), bytesOf(PAGE, 22))).toBeNull();
+    expect(host.m.stats.iotlbHits + host.m.stats.iotlbMisses).toBe(translations);
+    // the same bus address from a device outside the switch goes upstream to the IOMMU and faults
+    expect(host.m.device('nic0').dmaRead(bus, 8).ok).toBe(false);
   });
 });

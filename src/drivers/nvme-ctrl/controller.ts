@@ -364,24 +364,19 @@ export class NvmeController {
     return p;
   }
 
-  /** Write: reads every piece from host memory first, then stores the whole transfer. */
+  /** Write: reads every piece from host memory first (a fault stores nothing), then stores them in order. */
   private hostToMedia(ns: NvmeNamespace, off: number, len: number, p: Pieces): number {
-    let data: Uint8Array;
-    if (p.addrs.length === 1) {
-      const r = this.dev.dmaRead(p.addrs[0]!, len);
+    const got: Uint8Array[] = [];
+    for (let i = 0; i < p.addrs.length; i++) {
+      const r = this.dev.dmaRead(p.addrs[i]!, p.lens[i]!);
       if (!r.ok) return S.DATA_TRANSFER_ERROR;
-      data = r.value;
-    } else {
-      data = new Uint8Array(len);
-      let at = 0;
-      for (let i = 0; i < p.addrs.length; i++) {
-        const r = this.dev.dmaRead(p.addrs[i]!, p.lens[i]!);
-        if (!r.ok) return S.DATA_TRANSFER_ERROR;
-        data.set(r.value, at);
-        at += p.lens[i]!;
-      }
+      got.push(r.value);
     }
-    ns.write(off, data);
+    let at = off;
+    for (const piece of got) {
+      ns.write(at, piece);
+      at += piece.length;
+    }
     this.stats.nvmeCtrlDataTransfers += p.addrs.length;
     this.stats.nvmeCtrlDataBytes += len;
     return S.SUCCESS;
@@ -389,13 +384,10 @@ export class NvmeController {
 
   /** Read: writes the media's bytes to each piece in order. */
   private mediaToHost(ns: NvmeNamespace, off: number, p: Pieces): number {
-    let len = 0;
-    for (const l of p.lens) len += l;
-    const data = ns.read(off, len);
-    let at = 0;
+    let at = off;
     for (let i = 0; i < p.addrs.length; i++) {
       const l = p.lens[i]!;
-      const r = this.dev.dmaWrite(p.addrs[i]!, data.subarray(at, at + l));
+      const r = this.dev.dmaWrite(p.addrs[i]!, ns.read(at, l));
       this.stats.nvmeCtrlDataTransfers++;
       if (!r.ok) return S.DATA_TRANSFER_ERROR;
       at += l;
