@@ -24,7 +24,7 @@ export function renderBlockIoReport(r: BlockIoReport): string {
         `${formatCount(c.maxSegments ?? 0)} segments`;
     out.push(`${c.name}: ${c.label} [${c.device}, ${cap}${c.offset ? `, I/O from byte ${c.offset} of each buffer` : ''}]`);
     const rows = r.rows.filter((x) => x.config === c.name);
-    const header = ['Buffer', 'Size', 'Reqs', 'Segs', 'Data', 'Desc B', 'Lists', 'IOMMU maps', 'Walk steps', 'IOTLB inv', 'Bounce B',
+    const header = ['Buffer', 'Size', 'Reqs', 'Segs', 'Data', 'Desc B', 'Lists', 'IOMMU maps', 'Walk steps', 'Batched', 'IOTLB inv', 'Bounce B',
       'Verified', 'ms'];
     const cells = rows.map((x) => [
       x.buffer,
@@ -36,6 +36,7 @@ export function renderBlockIoReport(r: BlockIoReport): string {
       x.ok ? formatCount(x.listPages) : '-',
       formatCount(x.iommuMaps),
       formatCount(x.tableWalkSteps),
+      x.ok ? formatCount(x.batchedWalkSteps) : '-',
       formatCount(x.iotlbInvalidations),
       formatBytes(x.bounceBytes),
       x.bytesMismatched === 0 ? (x.bytesVerified ? formatBytes(x.bytesVerified) : '-') : `${formatCount(x.bytesMismatched)} B WRONG`,

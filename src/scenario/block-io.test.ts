@@ -46,6 +46,10 @@ describe('block I/O report (scenario/block-io.ts)', () => {
     const s = row('iommu-strict', 'hugetlb', MiB);
     expect(s.iommuMaps).toBe(16);
     expect(s.tableWalkSteps).toBeGreaterThan(0);
+    // a coalesced request of many scattered pages: one walk for the batch against one per segment
+    const many = row('iommu-strict', 'anon', MiB);
+    expect(many.batchedWalkSteps).toBeGreaterThan(0);
+    expect(many.batchedWalkSteps).toBeLessThan(many.tableWalkSteps);
     expect(s.iotlbInvalidations).toBe(16); // strict: every unmap invalidates
   });
 
