@@ -7,3 +7,6 @@ export { EventLog, KernelBug, type EventKind, type EventKinds, type KernelEvent 
 export { Stats } from './stats.ts';
 export { Prng } from './prng.ts';
 export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';
+// for drivers/: private state on a device (dev_set_drvdata) and the counters a driver or device model declares
+export { SlotKey } from './slots.ts';
+export { declareCounters, type StatsCounters } from './stats.ts';

@@ -18,6 +18,11 @@ declare module '../base/stats.ts' {
     dmaIovaLinks: number;
     dmaIovaSyncs: number;
     dmaIovaUnlinks: number;
+    /** Coherent allocations (dma_alloc_attrs / dma_free_attrs) and dma_pool blocks handed out / given back. */
+    dmaCoherentAllocs: number;
+    dmaCoherentFrees: number;
+    dmaPoolAllocs: number;
+    dmaPoolFrees: number;
     /** Device DMA engines: reads, writes, bytes moved, faults. */
     deviceDmaReads: number;
     deviceDmaWrites: number;
@@ -29,5 +34,6 @@ declare module '../base/stats.ts' {
 declareCounters('dma', [
   'swiotlbMaps', 'swiotlbUnmaps', 'swiotlbBounceBytes', 'swiotlbSlotsInUse', 'cacheMaintenanceOps',
   'dmaMapCalls', 'dmaUnmapCalls', 'dmaSyncCalls', 'dmaIovaLinks', 'dmaIovaSyncs', 'dmaIovaUnlinks',
+  'dmaCoherentAllocs', 'dmaCoherentFrees', 'dmaPoolAllocs', 'dmaPoolFrees',
   'deviceDmaReads', 'deviceDmaWrites', 'deviceDmaBytes', 'deviceDmaFaults',
 ]);

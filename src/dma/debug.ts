@@ -30,7 +30,8 @@ import { dmaGetMaxSegSize, dmaGetSegBoundary } from './mask.ts';
 import { isSwiotlbActive } from './swiotlb.ts';
 import {
   EntryTable, F_BOUNCED, F_CACHE_CLEAN, F_DEVICE_OWNS, F_IN_HASH, F_NONCOHERENT, F_WATCHED, HASH_SIZE,
-  MAP_ERR_CHECKED, MAP_ERR_NOT_CHECKED, OrderedIndex, T_LINK, T_PHY, T_SG, T_SINGLE, hashOf,
+  MAP_ERR_CHECK_NOT_APPLICABLE, MAP_ERR_CHECKED, MAP_ERR_NOT_CHECKED, OrderedIndex, T_COHERENT, T_LINK, T_NONCOHERENT, T_PHY,
+  T_SG, T_SINGLE, hashOf,
 } from './debug-table.ts';
 
 /** An entry's type as dma-debug prints it (type2name), or the model's record of a two-step link. */
@@ -299,7 +300,8 @@ export class DmaDebug {
         this.report(dev, 'cacheline tracking EEXIST, overlapping mappings aren\'t supported', { check: 'cacheline-overlap' });
       }
     }
-    if (bounced || !dev.dmaCoherent) this.watch(s);
+    // a coherent allocation is never cached on the device's behalf: CPU stores into it are fine
+    if ((bounced || !dev.dmaCoherent) && t.type[s] !== T_COHERENT) this.watch(s);
   }
 
   /**
@@ -342,7 +344,7 @@ export class DmaDebug {
   }
 
   /** check_unmap() and dma_entry_free(): the ref is the unmap call's view of the mapping. */
-  checkUnmap(dev: Device, type: number, addr: bigint, size: number, dir: number, sgCall: number): void {
+  checkUnmap(dev: Device, type: number, addr: bigint, size: number, dir: number, sgCall: number, paddr = -1): void {
     const t = this.t;
     const id = this.idOf(dev);
     const addrNum = this.t.toNum(addr);
@@ -366,6 +368,9 @@ export class DmaDebug {
     if (type !== t.type[s]) {
       this.report(dev, `device driver frees DMA memory with wrong function [device address=${hex(addr)}] [size=${size} bytes] [mapped as ${TYPE_NAMES[t.type[s]]}] [unmapped as ${TYPE_NAMES[type]}]`,
         { check: 'unmap-type', addr, mapType: TYPE_NAMES[t.type[s]], unmapType: TYPE_NAMES[type] });
+    } else if ((t.type[s] === T_COHERENT || t.type[s] === T_NONCOHERENT) && paddr >= 0 && paddr !== t.paddr[s]) {
+      this.report(dev, `device driver frees DMA memory with different CPU address [device address=${hex(addr)}] [size=${size} bytes] [cpu alloc address=${hex(t.paddr[s])}] [cpu free address=${hex(paddr)}]`,
+        { check: 'free-cpu-address', addr, allocPhys: BigInt(t.paddr[s]), freePhys: BigInt(paddr) });
     }
     if (sgCall !== 0 && type === T_SG && sgCall !== t.sgCall[s]) {
       this.report(dev, `device driver frees DMA sg list with different entry count [map count=${t.sgCall[s]}] [unmap count=${sgCall}]`,
@@ -431,6 +436,28 @@ export class DmaDebug {
       }
     }
     this.addEntry(s, dev, attrs, bounced);
+  }
+
+  /**
+   * debug_dma_alloc_coherent(): a 'coherent' entry for [addr, addr + size) over the CPU memory at
+   * phys, DMA_BIDIRECTIONAL, with no map-error check to make.
+   */
+  allocCoherent(dev: Device, size: number, addr: bigint, phys: bigint, attrs: number): void {
+    const t = this.t;
+    const s = t.alloc();
+    t.devId[s] = this.idOf(dev);
+    t.type[s] = T_COHERENT;
+    t.paddr[s] = this.t.toNum(phys);
+    const addrNum = this.t.toNum(addr);
+    t.setAddr(s, addrNum, bigOrNull(addr, addrNum, size), size);
+    t.dir[s] = DMA_BIDIRECTIONAL;
+    t.mapErr[s] = MAP_ERR_CHECK_NOT_APPLICABLE;
+    this.addEntry(s, dev, attrs, false);
+  }
+
+  /** debug_dma_free_coherent(): check_unmap() of a 'coherent' ref, its CPU address compared too. */
+  freeCoherent(dev: Device, size: number, phys: bigint, addr: bigint): void {
+    this.checkUnmap(dev, T_COHERENT, addr, size, DMA_BIDIRECTIONAL, 0, this.t.toNum(phys));
   }
 
   /** debug_dma_map_sg(): one 'scatter-gather' entry per DMA segment, each checked by check_sg_segment(). */
@@ -786,6 +813,16 @@ export function debugDmaMapPhys(dev: Device, phys: bigint, size: number, dir: nu
 /** debug_dma_unmap_phys: check_unmap() of a 'phy' ref. */
 export function debugDmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: number): void {
   debugOf(dev)?.checkUnmap(dev, T_PHY, addr, size, dir, 0);
+}
+
+/** debug_dma_alloc_coherent: tracks a successful coherent allocation. */
+export function debugDmaAllocCoherent(dev: Device, size: number, addr: bigint, phys: bigint, attrs: number): void {
+  debugOf(dev)?.allocCoherent(dev, size, addr, phys, attrs);
+}
+
+/** debug_dma_free_coherent: check_unmap() of a 'coherent' ref. */
+export function debugDmaFreeCoherent(dev: Device, size: number, phys: bigint, addr: bigint): void {
+  debugOf(dev)?.freeCoherent(dev, size, phys, addr);
 }
 
 /** debug_dma_map_sg: one entry per DMA segment of the mapped table (mappedEnts of them). */

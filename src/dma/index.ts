@@ -1,6 +1,6 @@
 // dma/: the DMA API of include/linux/dma-mapping.h as a driver calls it (masks and limits, map /
 // unmap / sync of pages, phys ranges, resources and sg tables, the two-step IOVA API), the phyr
-// entry point dmaMapPhyrs, and the classify-and-map iterator for consumers.
+// entry point dmaMapPhyrs, the classify-and-map iterator for consumers, coherent memory and dma_pool.
 export * from './constants.ts';
 export * from './mapping.ts';
 export {
@@ -15,5 +15,13 @@ export {
 export { isSwiotlbActive, swiotlbMaxMappingSize, IO_TLB_SIZE, IO_TLB_SEGSIZE, type SwiotlbConfig } from './swiotlb.ts';
 export { DmaDebug, type DmaDebugRecord, type DmaDebugType, type DmaMapErrState, type DmaDebugOptions } from './debug.ts';
 export { dmaContextOf, type DmaContext } from './context.ts';
+export {
+  dmaAllocCoherent, dmaFreeCoherent, dmaCoherentAllocations, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, __GFP_COMP,
+  __GFP_DIRECT_RECLAIM, __GFP_HIGH, __GFP_KSWAPD_RECLAIM, __GFP_NOWARN, __GFP_ZERO, type DmaCoherentMem,
+  type DmaCoherentRecord,
+} from './coherent.ts';
+export {
+  DmaPool, dmaPoolAlloc, dmaPoolCreate, dmaPoolDestroy, dmaPoolFree, dmaPoolsOf, dmaPoolZalloc, type DmaPoolPage,
+} from './pool.ts';
 export * from './map-iter.ts';
 export * from './map-phyrs.ts';

@@ -1,4 +1,12 @@
 // drivers/: the consumers of the DMA API, one folder per subsystem (the kernel's drivers/ and
-// block/): umem (user buffers pinned and mapped by each design); block, nvme, rdma, hmm, drm,
+// block/): umem (user buffers pinned and mapped by each design); sgl (the common descriptor builder);
+// hba (a SCSI-style SG list built with it); block, nvme, rdma, hmm, drm,
 // dmabuf, vfio and iommufd as their work lands. Each folder's index.ts is what the others may use.
+// Device models sit beside their driver (nvme-ctrl: the NVMe controller) because they do DMA through
+// the DMA layer's device engines.
 export * from './umem/index.ts';
+export * from './block/index.ts';
+export * from './sgl/index.ts';
+export * from './hba/index.ts';
+export * from './nvme/index.ts';
+export * from './nvme-ctrl/index.ts';

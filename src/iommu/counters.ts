@@ -25,6 +25,12 @@ declare module '../base/stats.ts' {
     iommuLeafPtesCleared: number;
     iommuTablePagesAllocated: number;
     iommuTablePagesFreed: number;
+    /**
+     * Page-table levels descended by map paths: a map_pages call walks from the root (levels - 1
+     * descents to a 4 KiB leaf's table); within one walk, moving on to another table costs the
+     * levels below the deepest table the two share. iommuMapBatch maps every range in one walk.
+     */
+    iommuTableWalkSteps: number;
     /** IOTLB: range invalidations, global flushes, lookups that hit and missed. */
     iotlbRangeInvalidations: number;
     iotlbGlobalFlushes: number;
@@ -38,5 +44,6 @@ declareCounters('iommu', [
   'flushQueueEntries', 'flushQueueFlushes',
   'iommuMapCalls', 'iommuUnmapCalls', 'iommuMapPagesCalls', 'iommuUnmapPagesCalls', 'iommuSyncMapCalls',
   'iommuLeafPtesWritten', 'iommuLeafPtesCleared', 'iommuTablePagesAllocated', 'iommuTablePagesFreed',
+  'iommuTableWalkSteps',
   'iotlbRangeInvalidations', 'iotlbGlobalFlushes', 'iotlbHits', 'iotlbMisses',
 ]);

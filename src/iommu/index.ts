@@ -7,7 +7,7 @@ export {
 } from './domain.ts';
 export {
   iommuFlushIotlbAll, iommuIotlbGatherAddPage, iommuIotlbGatherAddRange, iommuIotlbGatherIsDisjoint, iommuIotlbSync,
-  iommuIovaToPhys, iommuMap, iommuMapNosync, iommuMapSg, iommuSyncMap, iommuUnmap, iommuUnmapFast,
+  iommuIovaToPhys, iommuMap, iommuMapBatch, iommuMapNosync, iommuMapSg, iommuSyncMap, iommuUnmap, iommuUnmapFast,
 } from './core.ts';
 export type { PtFormatName } from './formats.ts';
 export * from './inspect.ts';

@@ -61,6 +61,7 @@ export class ArmLpaePageTable extends PageTable {
     const level = lg2 / 9;
     if (!LEAF_LG2S.includes(lg2)) throw new RangeError(`lg2 must be 0, 9 or 18 (4 KiB, 2 MiB, 1 GiB leaves), got ${lg2}`);
     this.mappedPages = 0;
+    this.startWalk();
     this.useLeafAttrs(level, prot);
     const t = this.tableFor(iovaPfn, level, true);
     if (t === null) {

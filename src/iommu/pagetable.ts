@@ -74,6 +74,11 @@ export class PageTable {
   /** Frames unmapped by the last unmapRange call. */
   unmappedPages = 0;
   private readonly views = new Map<number, Uint32Array>();
+  /** The frame and level of the last table reached by the current walk (-1: the next walk starts at the root). */
+  private walkPfn = -1;
+  private walkLevel = 0;
+  /** true between beginBatchWalk and endBatchWalk. */
+  private batchWalk = false;
   private clearedPtes = 0;
   /** Leaf attribute words of the last (level, prot) mapped: most map calls repeat them. */
   protected attrLevel = -1;
@@ -158,6 +163,7 @@ export class PageTable {
    * without allocation when a table is missing.
    */
   protected tableFor(iovaPfn: number, level: number, alloc: boolean): Uint32Array | null {
+    if (alloc) this.countWalk(iovaPfn, level);
     const key = Math.floor(iovaPfn * INV512[level + 1]);
     if (this.cacheLevel === level && this.cacheKey === key) return this.cacheTable;
     const f = this.format;
@@ -187,6 +193,48 @@ export class PageTable {
     return t;
   }
 
+  /**
+   * Starts the table walk of a map_pages call: the next table is reached from the root, unless a
+   * batched map (iommuMapBatch) holds one walk across its calls.
+   */
+  protected startWalk(): void {
+    if (!this.batchWalk) this.walkPfn = -1;
+  }
+
+  /** @internal Holds one walk across map calls until endBatchWalk (iommuMapBatch). */
+  beginBatchWalk(): void {
+    this.batchWalk = true;
+    this.walkPfn = -1;
+  }
+
+  /** @internal Ends beginBatchWalk. */
+  endBatchWalk(): void {
+    this.batchWalk = false;
+    this.walkPfn = -1;
+  }
+
+  /**
+   * Counts the levels descended to reach the level-`level` table holding iovaPfn
+   * (iommuTableWalkSteps): from the root at the walk's start, else from the deepest table it shares
+   * with the walk's previous table.
+   */
+  protected countWalk(iovaPfn: number, level: number): void {
+    let steps = this.top - level;
+    const prev = this.walkPfn;
+    if (prev >= 0) {
+      steps = Math.max(0, this.walkLevel - level);
+      for (let l = this.top - 1; l >= level; l--) {
+        if (Math.floor(iovaPfn * INV512[l + 1]) !== Math.floor(prev * INV512[l + 1])) {
+          steps = Math.max(steps, l - level + 1);
+          break;
+        }
+      }
+    }
+    this.walkPfn = iovaPfn;
+    this.walkLevel = level;
+    this.mm.stats.iommuTableWalkSteps += steps;
+  }
+
   /** The leaf attribute words for (level, prot) in attrLo / attrHi, computed again only when either changes. */
   protected useLeafAttrs(level: number, prot: number): void {
     if (level === this.attrLevel && prot === this.attrProt) return;
@@ -206,6 +254,7 @@ export class PageTable {
   mapLeaves(iovaPfn: number, paPfn: number, count: number, lg2: number, prot: number, freelist: number[]): Errno | null {
     const level = Math.floor(lg2 / 9);
     const step = POW512[level];
+    this.startWalk();
     this.useLeafAttrs(level, prot);
     const attrLo = this.attrLo, attrHi = this.attrHi;
     const stats = this.mm.stats;
@@ -247,6 +296,8 @@ export class PageTable {
     if (this.cacheLevel === 0 && this.cacheKey === key && this.attrLevel === 0 && this.attrProt === prot && t !== null) {
       const i = (iovaPfn - key * ITEMS) * 2;
       if (t[i] === 0 && t[i + 1] === 0) {
+        this.startWalk();
+        this.countWalk(iovaPfn, 0);
         t[i] = this.attrLo | ((paPfn & 0xfffff) << 12);
         t[i + 1] = this.attrHi | Math.floor(paPfn * INV_2_20);
         this.mm.stats.iommuLeafPtesWritten++;

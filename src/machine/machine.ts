@@ -14,6 +14,7 @@ import {
   type DmaContext, type Swiotlb, type SwiotlbBootPool, type SwiotlbConfig,
 } from '../dma/internal.ts';
 import { installDeviceDmaAccess } from '../dma/internal.ts';
+import { attachNvmeController } from '../drivers/index.ts';
 
 /**
  * dma-debug's boot parameters and debugfs settings (kernel/dma/debug.c). Reports always count in
@@ -212,6 +213,10 @@ export class Machine extends MmMachine {
     this.mem.onCpuWrite = dmaDebugCpuWriteHook(this.dmaDebug);
     this.dma = { mm: this, iommu: this.iommu, topology: this.topology };
     for (const dev of this.topology?.devices() ?? []) this.attach(dev);
+    // device models: an endpoint with an `nvme` field is an NVMe controller (function 0)
+    for (const node of cfg.pci ?? []) {
+      if (node.type === 'endpoint' && node.nvme !== undefined) attachNvmeController(this.device(node.name), node.nvme, node.vendor ?? 0);
+    }
   }
 
   private attach(dev: Device): void {

@@ -4,7 +4,9 @@ export { Device, type BusDmaRegion, type DeviceDmaParms } from './device.ts';
 export {
   PciDev, PciHostBridge, devIsPci, toPciDev, type CpuConfig, type P2pdmaProvider, type PciBar, type PciDevKind,
 } from './pci-dev.ts';
-export { PciTopology, pciTopologyOf, type PciBarConfig, type PciNodeConfig, type PciNodeType } from './topology.ts';
+export {
+  PciTopology, pciTopologyOf, type PciBarConfig, type PciNodeConfig, type PciNodeType, type PciNvmeConfig, type PciNvmeNamespaceConfig,
+} from './topology.ts';
 export {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NAMES, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_NOT_SUPPORTED,
   PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PCI_P2PDMA_MAP_UNKNOWN, PCI_STD_NUM_BARS, PciP2pdmaMapState, pciBusAddress,

@@ -60,6 +60,31 @@ export interface PciNodeConfig {
   bars?: PciBarConfig[];
   /** Endpoint only: dev->untrusted for all its functions. */
   untrusted?: boolean;
+  /**
+   * Endpoint only: function 0 is an NVMe controller (the device model of drivers/nvme-ctrl, which
+   * createMachine attaches to the device) with these Identify data and namespaces.
+   */
+  nvme?: PciNvmeConfig;
+}
+
+/** One namespace of an NVMe controller: an LBA format without metadata and a size. */
+export interface PciNvmeNamespaceConfig {
+  /** Namespace ID: an integer in [1, 0xfffffffe], unique on the controller. */
+  nsid: number;
+  /** Capacity in bytes: a positive safe integer, a multiple of lbaBytes. */
+  bytes: number;
+  /** Logical block size (2^LBADS): a power of two in [512, 65536]. */
+  lbaBytes: number;
+}
+
+/** The NVMe controller of an endpoint, as its Identify Controller data state it. */
+export interface PciNvmeConfig {
+  /** SGLS bits 1:0 = 01b (SGLs supported, no alignment requirement) when true; 00b when false. */
+  sgls: boolean;
+  /** MDTS: the largest transfer is 2^mdts units of the minimum memory page size (CAP.MPSMIN, 4 KiB); 0 = no limit. */
+  mdts: number;
+  /** The active namespaces (at least one). */
+  namespaces: PciNvmeNamespaceConfig[];
 }
 
 const NODE_TYPES: readonly PciNodeType[] = ['host-bridge', 'root-port', 'switch', 'endpoint'];
@@ -67,7 +92,7 @@ const ALLOWED_KEYS: Record<PciNodeType, readonly string[]> = {
   'host-bridge': ['name', 'type', 'parent', 'vendor', 'device'],
   'root-port': ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'externalFacing'],
   switch: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'acsRedirectPorts'],
-  endpoint: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'functions', 'bars', 'untrusted'],
+  endpoint: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'functions', 'bars', 'untrusted', 'nvme'],
 };
 const PARENT_TYPES: Record<PciNodeType, readonly PciNodeType[]> = {
   'host-bridge': [],
@@ -76,6 +101,10 @@ const PARENT_TYPES: Record<PciNodeType, readonly PciNodeType[]> = {
   endpoint: ['root-port', 'switch'],
 };
 const MIN_BAR_BYTES = 4096;
+/** MDTS values whose limit (2^mdts * 4 KiB) stays a safe integer; the field is a byte, larger ones mean nothing here. */
+const MAX_MDTS = 40;
+const MAX_NSID = 0xfffffffe;
+const MAX_NAMESPACES = 1024;
 const MAX_FUNCTIONS = 8;
 const MAX_SLOTS = 32;
 const MAX_BUS = 255;
@@ -108,6 +137,43 @@ function checkId(where: string, field: string, v: unknown, required: boolean): v
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff) {
     fail(where, field, required ? 'is required: an integer in [0, 0xffff]' : 'must be an integer in [0, 0xffff]', v);
   }
+}
+
+function checkIntIn(where: string, field: string, v: unknown, lo: number, hi: number): void {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > hi) fail(where, field, `must be an integer in [${lo}, ${hi}]`, v);
+}
+
+/** Validates an endpoint's `nvme` field. @throws RangeError naming the field. */
+function checkNvmeConfig(where: string, nvme: PciNvmeConfig): void {
+  if (nvme === null || typeof nvme !== 'object' || Array.isArray(nvme)) {
+    throw new RangeError(`${where} must be an NVMe controller config { sgls, mdts, namespaces }, got ${show(nvme)}`);
+  }
+  for (const k of Object.keys(nvme)) {
+    if (!['sgls', 'mdts', 'namespaces'].includes(k)) fail(where, k, 'is not an NVMe controller field', (nvme as unknown as Record<string, unknown>)[k]);
+  }
+  if (typeof nvme.sgls !== 'boolean') fail(where, 'sgls', 'is required: a boolean', nvme.sgls);
+  checkIntIn(where, 'mdts', nvme.mdts, 0, MAX_MDTS);
+  const nss: unknown = nvme.namespaces;
+  if (!Array.isArray(nss) || nss.length === 0 || nss.length > MAX_NAMESPACES) {
+    fail(where, 'namespaces', `is required: an array of 1 to ${MAX_NAMESPACES} namespaces`, nss);
+  }
+  const seen = new Set<number>();
+  (nss as PciNvmeNamespaceConfig[]).forEach((ns, j) => {
+    const nw = `${where}.namespaces[${j}]`;
+    if (ns === null || typeof ns !== 'object') throw new RangeError(`${nw} must be a namespace config { nsid, bytes, lbaBytes }, got ${show(ns)}`);
+    for (const k of Object.keys(ns)) {
+      if (!['nsid', 'bytes', 'lbaBytes'].includes(k)) fail(nw, k, 'is not a namespace field', (ns as unknown as Record<string, unknown>)[k]);
+    }
+    checkIntIn(nw, 'nsid', ns.nsid, 1, MAX_NSID);
+    if (seen.has(ns.nsid)) fail(nw, 'nsid', 'duplicates an earlier namespace', ns.nsid);
+    seen.add(ns.nsid);
+    if (typeof ns.lbaBytes !== 'number' || !Number.isInteger(ns.lbaBytes) || ns.lbaBytes < 512 || ns.lbaBytes > 65536 || !isPow2(ns.lbaBytes)) {
+      fail(nw, 'lbaBytes', 'must be a power of two in [512, 65536]', ns.lbaBytes);
+    }
+    if (typeof ns.bytes !== 'number' || !Number.isSafeInteger(ns.bytes) || ns.bytes <= 0 || ns.bytes % ns.lbaBytes !== 0) {
+      fail(nw, 'bytes', `must be a positive safe integer, a multiple of lbaBytes (${ns.lbaBytes})`, ns.bytes);
+    }
+  });
 }
 
 /**
@@ -151,6 +217,7 @@ function checkPciConfig(nodes: readonly PciNodeConfig[]): CheckedNode[] {
         }
       });
     }
+    if (cfg.nvme !== undefined) checkNvmeConfig(`${where}.nvme`, cfg.nvme);
     const node: CheckedNode = { cfg, where, children: [], parent: null };
     byName.set(cfg.name, node);
     all.push(node);

@@ -1,0 +1,240 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { makeMachine, pattern } from '../../test/fixtures/dma-b-machines.ts';
+import { unwrap } from '../base/index.ts';
+import { iommuGetDmaDomain, iommuIovaToPhys } from '../iommu/index.ts';
+import { DMA_BIT_MASK } from './constants.ts';
+import { dmaAllocCoherent, dmaCoherentAllocations, dmaFreeCoherent, __GFP_COMP } from './coherent.ts';
+import { dmaSetCoherentMask } from './mask.ts';
+import { dmaPoolAlloc, dmaPoolCreate, dmaPoolDestroy, dmaPoolFree, dmaPoolsOf, dmaPoolZalloc } from './pool.ts';
+
+const dmaDebugEvents = (m: ReturnType<typeof makeMachine>) => m.events.list().filter((e) => e.kind === 'DMA-DEBUG');
+
+describe('dma_alloc_coherent on dma-direct (kernel/dma/direct.c: dma_direct_alloc)', () => {
+  it('hands out 2^get_order(size) zeroed pages of RAM at phys_to_dma of the pages, tracked by dma-debug', () => {
+    const m = makeMachine('none');
+    const dev = m.device('nvme0');
+    const free0 = m.freePages;
+    const mem = unwrap(dmaAllocCoherent(dev, 5000));
+    expect(mem.dmaAddr).toBe(mem.cpuPhys);
+    expect(mem.cpuPhys % 8192n).toBe(0n); // an order-1 block is naturally aligned
+    expect(free0 - m.freePages).toBe(2); // get_order(5000) = 1
+    expect(m.regionAt(mem.cpuPhys)?.kind).toBe('ram');
+    expect(m.mem.read(mem.cpuPhys, 8192).every((b) => b === 0)).toBe(true);
+    const recs = m.dmaDebug.entries(dev);
+    expect(recs).toHaveLength(1);
+    expect(recs[0]).toMatchObject({ type: 'coherent', devAddr: mem.dmaAddr, len: 5000, dir: 0, phys: mem.cpuPhys,
+      mapErr: 'dma map error check not applicable' });
+    expect(dmaCoherentAllocations(dev).map((r) => r.via)).toEqual(['direct']);
+    dmaFreeCoherent(dev, 5000, mem.cpuPhys, mem.dmaAddr);
+    expect(m.freePages).toBe(free0);
+    expect(m.dmaDebug.count(dev)).toBe(0);
+    expect(dmaCoherentAllocations(dev)).toEqual([]);
+    expect(m.teardown()).toBe(0);
+    expect(dmaDebugEvents(m)).toEqual([]);
+  });
+
+  it('applies the dma_range_map offset (phys_to_dma_direct), and the device reaches the CPU memory through it', () => {
+    const m = makeMachine('none');
+    const dev = m.device('nic0');
+    dev.dmaRangeMap = [{ cpuStart: 0n, dmaStart: 0x8000_0000_0000n, len: 2 ** 40 }];
+    const mem = unwrap(dmaAllocCoherent(dev, 4096));
+    expect(mem.dmaAddr).toBe(mem.cpuPhys + 0x8000_0000_0000n);
+    unwrap(dev.dmaWrite(mem.dmaAddr + 16n, pattern(64, 1)));
+    expect(m.mem.read(mem.cpuPhys + 16n, 64)).toEqual(pattern(64, 1));
+    dmaFreeCoherent(dev, 4096, mem.cpuPhys, mem.dmaAddr);
+  });
+
+  it('refuses pages beyond the coherent mask (dma_coherent_ok) with ENOMEM and gives them back', () => {
+    const m = makeMachine('none');
+    const dev = m.device('nic0');
+    dev.dmaRangeMap = [{ cpuStart: 0n, dmaStart: 0xffff_f000n, len: 2 ** 40 }];
+    unwrap(dmaSetCoherentMask(dev, DMA_BIT_MASK(32)));
+    const free0 = m.freePages;
+    const r = dmaAllocCoherent(dev, 8192);
+    expect(r).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(m.freePages).toBe(free0);
+    expect(m.dmaDebug.count(dev)).toBe(0);
+  });
+
+  it('__GFP_COMP is refused with a WARN (dma_alloc_attrs)', () => {
+    const m = makeMachine('none');
+    expect(dmaAllocCoherent(m.device('nic0'), 4096, __GFP_COMP)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(m.events.list().some((e) => e.kind === 'WARN' && /__GFP_COMP/.test(e.message))).toBe(true);
+  });
+
+  it('misuse goes to dma-debug: wrong size, wrong CPU address, never allocated (debug_dma_free_coherent)', () => {
+    const m = makeMachine('none', 1, { dmaDebug: { allErrors: true } });
+    const dev = m.device('nvme0');
+    const a = unwrap(dmaAllocCoherent(dev, 4096));
+    dmaFreeCoherent(dev, 4096, a.cpuPhys + 4096n, a.dmaAddr);
+    const b = unwrap(dmaAllocCoherent(dev, 4096));
+    dmaFreeCoherent(dev, 2048, b.cpuPhys, b.dmaAddr);
+    dmaFreeCoherent(dev, 4096, 0x1000n, 0x1000n);
+    const msgs = dmaDebugEvents(m).map((e) => e.message);
+    expect(msgs.some((s) => s.includes('different CPU address'))).toBe(true);
+    expect(msgs.some((s) => s.includes('different size') && s.includes('[map size=4096 bytes] [unmap size=2048 bytes]'))).toBe(true);
+    expect(msgs.some((s) => s.includes('has not allocated'))).toBe(true);
+    // the model freed what was allocated both times
+    expect(dmaCoherentAllocations(dev)).toEqual([]);
+  });
+});
+
+describe('dma_alloc_coherent behind an IOMMU (drivers/iommu/dma-iommu.c: iommu_dma_alloc)', () => {
+  it('maps an IOVA range below the coherent mask onto the pages; unmapped again at free', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    unwrap(dmaSetCoherentMask(dev, DMA_BIT_MASK(32)));
+    const domain = iommuGetDmaDomain(dev)!;
+    const mem = unwrap(dmaAllocCoherent(dev, 12288));
+    expect(mem.dmaAddr).not.toBe(mem.cpuPhys);
+    expect(mem.dmaAddr < 1n << 32n).toBe(true);
+    for (let i = 0n; i < 3n; i++) expect(iommuIovaToPhys(domain, mem.dmaAddr + i * 4096n)).toBe(mem.cpuPhys + i * 4096n);
+    unwrap(dev.dmaWrite(mem.dmaAddr + 8190n, pattern(8, 2)));
+    expect(m.mem.read(mem.cpuPhys + 8190n, 8)).toEqual(pattern(8, 2));
+    expect(dmaCoherentAllocations(dev).map((r) => r.via)).toEqual(['iommu']);
+    dmaFreeCoherent(dev, 12288, mem.cpuPhys, mem.dmaAddr);
+    expect(iommuIovaToPhys(domain, mem.dmaAddr)).toBe(0n);
+    expect(dev.dmaRead(mem.dmaAddr, 8).ok).toBe(false); // the IOTLB was invalidated (strict)
+    expect(m.teardown()).toBe(0);
+  });
+});
+
+describe('dma_pool (mm/dmapool.c)', () => {
+  it('256-byte blocks aligned 256: 16 per page from offset 0, a new page only when the list is empty', () => {
+    const m = makeMachine('none');
+    const dev = m.device('nvme0');
+    const pool = unwrap(dmaPoolCreate('prp list 256', dev, 256, 256, 0));
+    expect([pool.size, pool.allocation, pool.boundary]).toEqual([256, 4096, 4096]);
+    const blocks = Array.from({ length: 16 }, () => unwrap(dmaPoolAlloc(pool)));
+    const base = blocks[0].cpuPhys;
+    expect(blocks.map((b) => Number(b.cpuPhys - base))).toEqual(Array.from({ length: 16 }, (_, i) => i * 256));
+    expect(pool.nrPages).toBe(1);
+    const next = unwrap(dmaPoolAlloc(pool));
+    expect(pool.nrPages).toBe(2);
+    expect(next.cpuPhys >= base && next.cpuPhys < base + 4096n).toBe(false);
+    // last freed first
+    dmaPoolFree(pool, blocks[5].cpuPhys, blocks[5].dmaAddr);
+    dmaPoolFree(pool, blocks[9].cpuPhys, blocks[9].dmaAddr);
+    expect(unwrap(dmaPoolAlloc(pool)).cpuPhys).toBe(blocks[9].cpuPhys);
+    expect(unwrap(dmaPoolAlloc(pool)).cpuPhys).toBe(blocks[5].cpuPhys);
+    expect(dmaPoolsOf(dev)).toEqual([pool]);
+    // the pages are the coherent allocations dma-debug knows
+    expect(m.dmaDebug.entries(dev).map((e) => e.type)).toEqual(['coherent', 'coherent']);
+  });
+
+  it('a block never crosses the boundary: 48-byte blocks with boundary 128 sit at 0, 48, 128, 176, ...', () => {
+    const m = makeMachine('none');
+    const pool = unwrap(dmaPoolCreate('b', m.device('nvme0'), 48, 16, 128));
+    const first = unwrap(dmaPoolAlloc(pool));
+    const offs = [0];
+    for (let i = 0; i < 5; i++) offs.push(Number(unwrap(dmaPoolAlloc(pool)).cpuPhys - first.cpuPhys));
+    expect(offs).toEqual([0, 48, 128, 176, 256, 304]);
+    expect(pool.nrBlocks).toBe(64);
+  });
+
+  it('rounds tiny blocks up to sizeof(struct dma_block) and rejects bad align / boundary (dma_pool_create_node)', () => {
+    const m = makeMachine('none');
+    const dev = m.device('nvme0');
+    expect(unwrap(dmaPoolCreate('t', dev, 8, 0, 0)).size).toBe(16);
+    expect(unwrap(dmaPoolCreate('t', dev, 100, 64, 0)).size).toBe(128);
+    expect(unwrap(dmaPoolCreate('big', dev, 5000, 8, 0)).allocation).toBe(5000);
+    expect(dmaPoolCreate('t', dev, 64, 3, 0)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(dmaPoolCreate('t', dev, 128, 8, 64)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(dmaPoolCreate('t', dev, 128, 8, 384)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(dmaPoolCreate('t', dev, 0, 8, 0)).toMatchObject({ ok: false, errno: 'EINVAL' });
+  });
+
+  it('zalloc zeroes a reused block; plain alloc does not', () => {
+    const m = makeMachine('none');
+    const pool = unwrap(dmaPoolCreate('z', m.device('nvme0'), 64, 64, 0));
+    const a = unwrap(dmaPoolAlloc(pool));
+    m.mem.write(a.cpuPhys, pattern(64, 3));
+    dmaPoolFree(pool, a.cpuPhys, a.dmaAddr);
+    const b = unwrap(dmaPoolAlloc(pool));
+    expect(m.mem.read(b.cpuPhys, 64)).toEqual(pattern(64, 3));
+    dmaPoolFree(pool, b.cpuPhys, b.dmaAddr);
+    const c = unwrap(dmaPoolZalloc(pool));
+    expect(c.cpuPhys).toBe(a.cpuPhys);
+    expect(m.mem.read(c.cpuPhys, 64).every((x) => x === 0)).toBe(true);
+  });
+
+  it('double free and foreign blocks are reported (DMAPOOL_DEBUG checks) and not put on the list', () => {
+    const m = makeMachine('none');
+    const pool = unwrap(dmaPoolCreate('d', m.device('nvme0'), 64, 64, 0));
+    const a = unwrap(dmaPoolAlloc(pool));
+    dmaPoolFree(pool, a.cpuPhys, a.dmaAddr);
+    dmaPoolFree(pool, a.cpuPhys, a.dmaAddr);
+    dmaPoolFree(pool, 0x1000n, 0x1000n);
+    const checks = m.events.list().filter((e) => e.kind === 'MODEL-CHECK').map((e) => e.data?.check);
+    expect(checks).toEqual(['dmapool-double-free', 'dmapool-bad-dma']);
+    expect(pool.nrActive).toBe(0);
+    expect(pool.nrFree).toBe(pool.nrBlocks);
+  });
+
+  it('destroy frees the pages; a busy pool is logged and its pages leak (dma-debug sees them at unbind)', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const free0 = m.freePages;
+    const p1 = unwrap(dmaPoolCreate('p1', dev, 4096, 4096, 0));
+    const x = unwrap(dmaPoolAlloc(p1));
+    unwrap(dmaPoolAlloc(p1));
+    dmaPoolDestroy(p1);
+    expect(m.events.list().some((e) => e.source === 'dmapool' && e.message.includes('dma_pool_destroy p1 busy'))).toBe(true);
+    expect(dmaCoherentAllocations(dev)).toHaveLength(2);
+    expect(m.teardown()).toBe(2);
+    const p2 = unwrap(dmaPoolCreate('p2', dev, 256, 256, 0));
+    const y = unwrap(dmaPoolAlloc(p2));
+    dmaPoolFree(p2, y.cpuPhys, y.dmaAddr);
+    dmaPoolDestroy(p2);
+    expect(dmaCoherentAllocations(dev)).toHaveLength(2);
+    expect(dmaPoolsOf(dev)).toEqual([]);
+    expect(() => dmaPoolAlloc(p2)).toThrow(TypeError);
+    expect(x.dmaAddr).not.toBe(x.cpuPhys);
+    expect(free0 - m.freePages).toBeGreaterThanOrEqual(2);
+  });
+
+  it('property: blocks are aligned, inside a page, never cross the boundary, never overlap; all pages freed at destroy', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 6000 }), fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 4 }),
+      fc.array(fc.boolean(), { minLength: 1, maxLength: 120 }), fc.constantFrom('none', 'strict'),
+      (size, alignLog, extraBoundaryLog, ops, mode) => {
+        const m = makeMachine(mode as 'none' | 'strict');
+        const dev = m.device('nvme0');
+        const free0 = m.freePages;
+        const align = 2 ** alignLog;
+        const blk = Math.ceil(Math.max(size, 16) / align) * align;
+        let boundary = 1;
+        while (boundary < blk) boundary *= 2;
+        boundary *= 2 ** extraBoundaryLog;
+        const pool = unwrap(dmaPoolCreate('p', dev, size, align, boundary));
+        const bnd = pool.boundary;
+        const live: Array<{ cpuPhys: bigint; dmaAddr: bigint }> = [];
+        for (const alloc of ops) {
+          if (alloc || live.length === 0) {
+            const b = unwrap(dmaPoolAlloc(pool));
+            const c = Number(b.cpuPhys);
+            expect(c % align).toBe(0);
+            const page = pool.pages.find((p) => c >= Number(p.cpuPhys) && c + pool.size <= Number(p.cpuPhys) + pool.allocation)!;
+            expect(page).toBeDefined();
+            expect(b.dmaAddr - page.dmaAddr).toBe(b.cpuPhys - page.cpuPhys);
+            const off = c - Number(page.cpuPhys);
+            expect(Math.floor(off / bnd)).toBe(Math.floor((off + pool.size - 1) / bnd));
+            for (const o of live) expect(o.cpuPhys + BigInt(pool.size) <= b.cpuPhys || b.cpuPhys + BigInt(pool.size) <= o.cpuPhys).toBe(true);
+            live.push(b);
+          } else {
+            const b = live.splice(live.length >> 1, 1)[0];
+            dmaPoolFree(pool, b.cpuPhys, b.dmaAddr);
+          }
+        }
+        expect(pool.nrActive).toBe(live.length);
+        for (const b of live) dmaPoolFree(pool, b.cpuPhys, b.dmaAddr);
+        dmaPoolDestroy(pool);
+        // behind an IOMMU the page-table pages it grew stay
+        if (mode === 'none') expect(m.freePages).toBe(free0);
+        expect(dmaCoherentAllocations(dev)).toEqual([]);
+        expect(m.teardown()).toBe(0);
+        expect(m.events.list().filter((e) => e.kind !== 'INFO')).toEqual([]);
+      }), { numRuns: 40 });
+  });
+});

@@ -1,0 +1,185 @@
+// Models: coherent DMA memory (kernel/dma/mapping.c: dma_alloc_attrs() / dma_free_attrs(), as
+// dma_alloc_coherent() / dma_free_coherent() call them), with its two backends: dma-direct
+// (kernel/dma/direct.c: dma_direct_alloc(), __dma_direct_alloc_pages(), dma_coherent_ok(),
+// dma_direct_free()) and dma-iommu (drivers/iommu/dma-iommu.c: iommu_dma_alloc(),
+// iommu_dma_alloc_pages(), __iommu_dma_map() with the coherent mask, iommu_dma_free()); dma-debug
+// sees each allocation (kernel/dma/debug.c: debug_dma_alloc_coherent(), debug_dma_free_coherent()).
+// Memory comes from the machine's buddy allocator, 2^get_order(size) pages, zeroed.
+// Model deviation: there are no kernel virtual addresses; `cpuPhys` is the memory's physical
+// address (the kernel returns its linear-map or remapped virtual address).
+// Model deviation: the buddy allocator has no zones, so dma-direct cannot retry from ZONE_DMA32 /
+// ZONE_DMA when the pages it got are beyond the coherent mask: the allocation fails (ENOMEM).
+// Model deviation: dma-iommu always takes physically contiguous pages (the kernel's
+// DMA_ATTR_FORCE_CONTIGUOUS / atomic path); iommu_dma_alloc_remap()'s scattered pages behind one
+// vmap need kernel virtual addresses the model does not have. The device sees the same thing: one
+// contiguous IOVA range.
+// Model deviation: no per-device coherent pools (dma_alloc_from_dev_coherent), no CMA, no restricted
+// swiotlb pool for allocations (is_swiotlb_for_alloc is false), no arch_dma_prep_coherent event.
+
+import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/internal.ts';
+import { iommuDmaAllocIova, iommuDmaFreeIova, iommuMap } from '../iommu/internal.ts';
+import type { Device } from '../pci/index.ts';
+import { checkAttrs, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR } from './constants.ts';
+import { dmaContextOf } from './context.ts';
+import { physToDma } from './direct-addr.ts';
+import { dmaDomainOf, dmaInfoToProt, iommuDmaUnmapRaw } from './iommu-dma.ts';
+import { debugDmaAllocCoherent, debugDmaFreeCoherent, dmaDebugOf } from './debug.ts';
+import './counters.ts';
+
+/** gfp_t bits the model knows (include/linux/gfp_types.h). */
+export const __GFP_ZERO = 0x100;
+/** __GFP_DIRECT_RECLAIM: the allocation may sleep (gfpflags_allow_blocking). */
+export const __GFP_DIRECT_RECLAIM = 0x400;
+/** __GFP_KSWAPD_RECLAIM. */
+export const __GFP_KSWAPD_RECLAIM = 0x800;
+/** __GFP_HIGH (GFP_ATOMIC's access to reserves). */
+export const __GFP_HIGH = 0x20;
+/** __GFP_NOWARN. */
+export const __GFP_NOWARN = 0x2000;
+/** __GFP_COMP: compound pages, refused by dma_alloc_attrs with a WARN. */
+export const __GFP_COMP = 0x40000;
+/** GFP_KERNEL without __GFP_IO / __GFP_FS (the model has no I/O or filesystems to reclaim through). */
+export const GFP_KERNEL = __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM;
+export const GFP_ATOMIC = __GFP_HIGH | __GFP_KSWAPD_RECLAIM;
+export const GFP_NOWAIT = __GFP_KSWAPD_RECLAIM;
+const GFP_ALL = __GFP_ZERO | __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM | __GFP_HIGH | __GFP_NOWARN | __GFP_COMP;
+
+/** Checks a gfp argument: a non-negative integer with only the bits above. Returns it. */
+export function checkGfp(gfp: unknown): number {
+  if (typeof gfp !== 'number' || !Number.isInteger(gfp) || gfp < 0 || (gfp & ~GFP_ALL) !== 0) {
+    throw new RangeError(`gfp must be a combination of GFP_* / __GFP_* bits, got ${String(gfp)}`);
+  }
+  return gfp;
+}
+
+/** What dmaAllocCoherent hands back: the memory for the CPU and the address the device uses. */
+export interface DmaCoherentMem {
+  /** Physical address of the memory (page-aligned); see the file header. */
+  readonly cpuPhys: bigint;
+  /** The device's address for it (dma_handle). */
+  readonly dmaAddr: bigint;
+}
+
+/** One live coherent allocation, as dmaCoherentAllocations lists it. */
+export interface DmaCoherentRecord extends DmaCoherentMem {
+  readonly dev: Device;
+  /** The size the driver asked for. */
+  readonly size: number;
+  /** Pages taken from the page allocator: 2^order. */
+  readonly order: number;
+  readonly attrs: number;
+  /** 'direct': phys_to_dma of the pages; 'iommu': an IOVA range mapped onto them. */
+  readonly via: 'direct' | 'iommu';
+}
+
+/** The slot on a device that holds its live coherent allocations, by DMA address. */
+const DMA_COHERENT = new SlotKey<Map<bigint, DmaCoherentRecord>>('dma-coherent');
+
+/** get_order(size) for base pages of pageSize bytes. */
+function getOrder(size: number, pageSize: number): number {
+  let order = 0;
+  while (pageSize * 2 ** order < size) order++;
+  return order;
+}
+
+/**
+ * dma_alloc_attrs / dma_alloc_coherent: size bytes of zeroed memory that CPU and device may share
+ * without syncs, from 2^get_order(size) pages of machine RAM. dma-direct hands out phys_to_dma of
+ * the pages when the whole range is below min_not_zero(coherent_dma_mask, bus_dma_limit); behind a
+ * DMA-API IOMMU domain an IOVA range below the coherent mask is mapped onto them (read + write).
+ * Errors (the kernel's NULL): ENOMEM when no pages of that order are free, the pages are beyond the
+ * coherent mask (dma-direct; see the header), the IOVA space is exhausted, or __GFP_COMP was passed
+ * (a WARN). A device whose coherent mask is 0 gets a WARN and then the allocation as usual.
+ */
+export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, attrs = 0): Result<DmaCoherentMem> {
+  checkLen('size', size, 1);
+  checkGfp(gfp);
+  checkAttrs(attrs);
+  const mm = dmaContextOf(dev).mm;
+  if (dev.coherentDmaMask === 0n) mm.events.warn('dma', `${dev.name}: dma_alloc_attrs: WARN_ON_ONCE(!dev->coherent_dma_mask)`);
+  if (gfp & __GFP_COMP) {
+    mm.events.warn('dma', `${dev.name}: dma_alloc_attrs: WARN_ON_ONCE(flag & __GFP_COMP)`);
+    return err('ENOMEM', '__GFP_COMP');
+  }
+  const order = getOrder(size, mm.pageSize);
+  const pages = mm.allocKernelPages(order);
+  if (!pages.ok) return err('ENOMEM', `no free pages of order ${order} for ${dev.name}`);
+  const phys = pages.value << BigInt(mm.pageShift);
+  let dmaAddr: bigint;
+  let via: 'direct' | 'iommu';
+  if (!dev.dmaIommu) {
+    via = 'direct';
+    dmaAddr = physToDma(dev, phys);
+    if (!dmaCoherentOk(dev, dmaAddr, size)) {
+      mm.freeKernelPages(pages.value, order);
+      return err('ENOMEM', `pages at 0x${phys.toString(16)} are beyond ${dev.name}'s coherent mask (no DMA zones in the model)`);
+    }
+  } else {
+    via = 'iommu';
+    const domain = dmaDomainOf(dev);
+    const g = domain.granule;
+    const off = Number(phys % BigInt(g));
+    const span = Math.ceil((size + off) / g) * g;
+    const iova = iommuDmaAllocIova(domain, span, dev.coherentDmaMask, dev);
+    if (iova === 0n) {
+      mm.freeKernelPages(pages.value, order);
+      return err('ENOMEM', `no IOVA space for ${size} coherent bytes of ${dev.name}`);
+    }
+    const r = iommuMap(domain, iova, phys - BigInt(off), span, dmaInfoToProt(DMA_BIDIRECTIONAL, dev.dmaCoherent, attrs));
+    if (!r.ok) {
+      iommuDmaFreeIova(domain, iova, span, null);
+      mm.freeKernelPages(pages.value, order);
+      return err('ENOMEM', `mapping coherent memory for ${dev.name} failed (${r.errno})`);
+    }
+    dmaAddr = iova + BigInt(off);
+  }
+  const rec: DmaCoherentRecord = { dev, cpuPhys: phys, dmaAddr, size, order, attrs, via };
+  dev.slots.getOrCreate(DMA_COHERENT, () => new Map()).set(dmaAddr, rec);
+  mm.stats.dmaCoherentAllocs++;
+  debugDmaAllocCoherent(dev, size, dmaAddr, phys, attrs);
+  return ok({ cpuPhys: phys, dmaAddr });
+}
+
+/** dma_coherent_ok(): the DMA address is valid and [addr, addr + size) fits the coherent limit. */
+function dmaCoherentOk(dev: Device, addr: bigint, size: number): boolean {
+  if (addr === DMA_MAPPING_ERROR) return false;
+  const mask = dev.coherentDmaMask;
+  const lim = dev.busDmaLimit;
+  const limit = mask === 0n ? lim : lim === 0n ? mask : mask < lim ? mask : lim;
+  return addr + BigInt(size) - 1n <= limit;
+}
+
+/**
+ * dma_free_attrs / dma_free_coherent: gives back what dmaAllocCoherent returned (same size, cpuPhys,
+ * dmaAddr). dma-debug checks the call (size, CPU address, never allocated). The IOVA range is
+ * unmapped (and its IOTLB entries invalidated) before the pages go back to the page allocator.
+ * Model deviation: a free of something never allocated is reported (by dma-debug when it runs,
+ * else as a WARN) and then ignored, and a wrong size frees what was allocated; the kernel would hand
+ * the wrong pages to the page allocator.
+ */
+export function dmaFreeCoherent(dev: Device, size: number, cpuPhys: bigint, dmaAddr: bigint, attrs = 0): void {
+  checkLen('size', size, 1);
+  checkAddr('cpuPhys', cpuPhys);
+  checkAddr('dmaAddr', dmaAddr);
+  checkAttrs(attrs);
+  const mm = dmaContextOf(dev).mm;
+  debugDmaFreeCoherent(dev, size, cpuPhys, dmaAddr);
+  const live = dev.slots.get(DMA_COHERENT);
+  const rec = live?.get(dmaAddr);
+  if (rec === undefined) {
+    if (!dmaDebugOf(dev).enabled) {
+      mm.events.warn('dma', `${dev.name}: dma_free_attrs of 0x${dmaAddr.toString(16)} that is not a coherent allocation`,
+        { dev: dev.name, dmaAddr, size });
+    }
+    return;
+  }
+  live!.delete(dmaAddr);
+  if (rec.via === 'iommu') iommuDmaUnmapRaw(dev, dmaDomainOf(dev), dmaAddr, rec.size);
+  mm.freeKernelPages(rec.cpuPhys >> BigInt(mm.pageShift), rec.order);
+  mm.stats.dmaCoherentFrees++;
+}
+
+/** The device's live coherent allocations (pool pages included), oldest first. */
+export function dmaCoherentAllocations(dev: Device): DmaCoherentRecord[] {
+  return [...(dev.slots.get(DMA_COHERENT)?.values() ?? [])];
+}

@@ -1,0 +1,223 @@
+import { describe, expect, it } from 'vitest';
+import { allocPhys, gpuBar, makeMachine, phyrs } from '../../../test/fixtures/dma-b-machines.ts';
+import { unwrap } from '../../base/index.ts';
+import { dmaGetMaxSegSize, dmaGetMinAlignMask } from '../../dma/index.ts';
+import type { Machine } from '../../machine/index.ts';
+import { BLK_STS_INVAL, BLK_STS_IOERR, REQ_OP_WRITE, bioFromRanges, blkSubmitBio, type Request } from '../block/index.ts';
+import {
+  IOD_DATA_P2P, IOD_SINGLE_SEGMENT, IOD_SMALL_DESCRIPTOR, NvmeCtrl, nvmeCompleteRq, nvmeProbe, nvmeQueueRq,
+  type NvmeControllerPort, type NvmeIo,
+} from './index.ts';
+
+/** A controller port that records the commands it is given. */
+function port(sgls: boolean, mdts = 0): NvmeControllerPort & { sqes: Uint8Array[] } {
+  const sqes: Uint8Array[] = [];
+  return {
+    identify: { sgls, mdts, namespaces: [{ nsid: 1, lbaBytes: 512 }] },
+    execute: (sqe) => { sqes.push(sqe); return { status: 0 }; },
+    readBlocks: (_nsid, _slba, nlb) => new Uint8Array(nlb * 512),
+    sqes,
+  };
+}
+
+function probe(m: Machine, sgls: boolean, devName = 'nvme0', mdts = 0): NvmeCtrl {
+  return unwrap(nvmeProbe(m.device(devName), { controller: port(sgls, mdts) }));
+}
+
+function request(ctrl: NvmeCtrl, pieces: Array<[bigint, number]>, flags = 0): Request {
+  const bio = unwrap(bioFromRanges(REQ_OP_WRITE, 0n, phyrs(pieces, flags)));
+  const rqs = unwrap(blkSubmitBio(ctrl.queue, bio));
+  expect(rqs).toHaveLength(1);
+  return rqs[0];
+}
+
+/** Little-endian hex of a 64-bit value. */
+function le64(x: bigint): string {
+  return x.toString(16).padStart(16, '0').match(/../g)!.reverse().join('');
+}
+function hex(b: Uint8Array): string {
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+function u64s(m: Machine, phys: bigint, n: number): bigint[] {
+  const v = new DataView(m.mem.read(phys, n * 8).buffer);
+  return Array.from({ length: n }, (_, i) => v.getBigUint64(i * 8, true));
+}
+
+/** The SQE a write of nlb 512-byte blocks at LBA 0 of namespace 1, command id cid, has, with dptr (32 hex digits). */
+function sqeHex(cid: number, flags: number, dptr: string, nlb: number): string {
+  return '01' + flags.toString(16).padStart(2, '0') + cid.toString(16).padStart(4, '0').match(/../g)!.reverse().join('')
+    + '01000000' + '00'.repeat(8) + '00'.repeat(8) + dptr + '00'.repeat(8)
+    + (nlb - 1).toString(16).padStart(4, '0').match(/../g)!.reverse().join('') + '00'.repeat(14);
+}
+
+function finish(m: Machine, ctrl: NvmeCtrl, io: NvmeIo): void {
+  nvmeCompleteRq(ctrl, io);
+  expect(ctrl.pools.small.nrActive + ctrl.pools.large.nrActive).toBe(0);
+  expect(m.dmaDebug.count(ctrl.dev)).toBe(ctrl.pools.small.nrPages + ctrl.pools.large.nrPages); // only the pool pages
+}
+
+describe('nvmeProbe: the limits nvme_pci_alloc_dev and nvme_set_ctrl_limits give', () => {
+  it('dma-direct: 64-bit masks, min_align_mask 4095, max segment 0xffffffff, 8 MiB, 256 segments; virt boundary only without SGLs', () => {
+    const m = makeMachine('none');
+    const c = probe(m, true);
+    expect(c.dev.dmaMask).toBe((1n << 64n) - 1n);
+    expect(c.dev.coherentDmaMask).toBe((1n << 64n) - 1n);
+    expect(dmaGetMinAlignMask(c.dev)).toBe(4095);
+    expect(dmaGetMaxSegSize(c.dev)).toBe(0xffffffff);
+    expect(c.queue.limits).toMatchObject({ maxHwSectors: 16384, maxSegments: 256, virtBoundaryMask: 0, maxSegmentSize: 0xffffffff, dmaAlignment: 3 });
+    expect(c.adminQueue.limits.virtBoundaryMask).toBe(4095);
+    expect(probe(makeMachine('none'), false).queue.limits.virtBoundaryMask).toBe(4095);
+  });
+
+  it('behind an IOMMU dma_opt_mapping_size caps a command at 128 KiB, and max_segments follows it (33, not 256: nvme_max_drv_segments)', () => {
+    const c = probe(makeMachine('strict'), true);
+    expect(c.queue.limits).toMatchObject({ maxHwSectors: 256, maxSegments: 33 });
+  });
+
+  it('MDTS caps max_hw_sectors (2^mdts controller pages) and with it max_segments', () => {
+    const c = probe(makeMachine('none'), true, 'nvme0', 3);
+    expect(c.queue.limits).toMatchObject({ maxHwSectors: 64, maxSegments: 9 });
+  });
+});
+
+describe('PRPs, byte for byte (nvme_pci_setup_data_simple / nvme_pci_setup_data_prp)', () => {
+  it('one page with an offset: PRP1 only', () => {
+    const m = makeMachine('none');
+    const c = probe(m, false);
+    const p = allocPhys(m, 0);
+    const io = unwrap(nvmeQueueRq(c, 1, request(c, [[p + 0x200n, 0xe00]])));
+    expect(hex(io.sqe)).toBe(sqeHex(0, 0, le64(p + 0x200n) + le64(0n), 7));
+    expect(io.flags & IOD_SINGLE_SEGMENT).toBeTruthy();
+    expect([io.useSgl, io.nrDescriptors, io.totalLen]).toEqual([false, 0, 0xe00]);
+    finish(m, c, io);
+  });
+
+  it('offset data over two pages: PRP2 is the second page', () => {
+    const m = makeMachine('none');
+    const c = probe(m, false);
+    const p = allocPhys(m, 1);
+    const io = unwrap(nvmeQueueRq(c, 1, request(c, [[p + 0x200n, 0x1000]])));
+    expect(hex(io.sqe.subarray(24, 40))).toBe(le64(p + 0x200n) + le64(p + 0x1000n));
+    finish(m, c, io);
+  });
+
+  it('five pages: PRP2 points at a list of four entries in a 256-byte small-pool block', () => {
+    const m = makeMachine('none');
+    const c = probe(m, false);
+    const p = allocPhys(m, 3);
+    const io = unwrap(nvmeQueueRq(c, 1, request(c, [[p, 5 * 4096]])));
+    expect(io.nrDescriptors).toBe(1);
+    expect(io.flags & IOD_SMALL_DESCRIPTOR).toBeTruthy();
+    const list = c.pools.small.pages[0].cpuPhys; // the first block of the small pool
+    expect(hex(io.sqe.subarray(24, 40))).toBe(le64(p) + le64(list));
+    expect(u64s(m, list, 4)).toEqual([1n, 2n, 3n, 4n].map((i) => p + i * 4096n));
+    expect(io.descriptorBytes).toBe(32);
+    finish(m, c, io);
+  });
+
+  it('513 pages: PRP1 + one full list of 512 entries and no link', () => {
+    const m = makeMachine('none');
+    const c = probe(m, false);
+    const p = allocPhys(m, 10);
+    const io = unwrap(nvmeQueueRq(c, 1, request(c, [[p, 513 * 4096]])));
+    expect(io.nrDescriptors).toBe(1);
+    const list = new DataView(io.sqe.buffer).getBigUint64(32, true);
+    const entries = u64s(m, list, 512); // dma-direct: list DMA address = its physical address
+    expect(entries).toEqual(Array.from({ length: 512 }, (_, i) => p + BigInt(i + 1) * 4096n));
+    finish(m, c, io);
+  });
+
+  it('514 pages: the first list holds 511 entries and a link in its last slot; the second list the last 2', () => {
+    const m = makeMachine('none');
+    const c = probe(m, false);
+    const p = allocPhys(m, 10);
+    const io = unwrap(nvmeQueueRq(c, 1, request(c, [[p, 514 * 4096]])));
+    expect(io.nrDescriptors).toBe(2);
+    const list1 = new DataView(io.sqe.buffer).getBigUint64(32, true);
+    const e1 = u64s(m, list1, 512);
+    expect(e1.slice(0, 511)).toEqual(Array.from({ length: 511 }, (_, i) => p + BigInt(i + 1) * 4096n));
+    const list2 = e1[511];
+    expect(u64s(m, list2, 2)).toEqual([p + 512n * 4096n, p + 513n * 4096n]);
+    expect(io.descriptorBytes).toBe(4096 + 16);
+    finish(m, c, io);
+  });
+
+  it('IOVA-coalesced: three scattered pages behind a strict IOMMU are one window; PRP1 + a list of two', () => {
+    const m = makeMachine('strict');
+    const c = probe(m, false);
+    const pages = [allocPhys(m, 0), allocPhys(m, 0), allocPhys(m, 0)];
+    const io = unwrap(nvmeQueueRq(c, 1, request(c, pages.map((x) => [x, 4096] as [bigint, number]))));
+    expect(io.segments).toHaveLength(1);
+    const iova = io.segments[0].addr;
+    expect(io.segments[0].len).toBe(12288);
+    const v = new DataView(io.sqe.buffer);
+    expect(v.getBigUint64(24, true)).toBe(iova);
+    const list = v.getBigUint64(32, true);
+    const listPhys = c.pools.small.pages[0].cpuPhys;
+    expect(u64s(m, listPhys, 2)).toEqual([iova + 4096n, iova + 8192n]);
+    // the device reads the list through its IOMMU at the list's DMA address
+    expect(hex(unwrap(c.dev.dmaRead(list, 16)))).toBe(le64(iova + 4096n) + le64(iova + 8192n));
+    finish(m, c, io);
+  });
+});
+
+describe('SGLs, byte for byte (nvme_pci_setup_data_sgl)', () => {
+  it('one 64 KiB segment: a data block descriptor inline, PSDT = 01b', () => {
+    const m = makeMachine('none');
+    const c = probe(m, true);
+    const p = allocPhys(m, 4);
+    const io = unwrap(nvmeQueueRq(c, 1, request(c, [[p, 0x10000]])));
+    expect(hex(io.sqe)).toBe(sqeHex(0, 0x40, le64(p) + '00000100' + '000000' + '00', 128));
+    expect([io.useSgl, io.nrDescriptors]).toEqual([true, 0]);
+    finish(m, c, io);
+  });
+
+  it('three 40 KiB segments (average >= 32 KiB): a last-segment descriptor to a list of three data descriptors', () => {
+    const m = makeMachine('none');
+    const c = probe(m, true);
+    const a = allocPhys(m, 4), b = allocPhys(m, 4), d = allocPhys(m, 4);
+    const io = unwrap(nvmeQueueRq(c, 1, request(c, [[a, 40960], [b, 40960], [d, 40960]])));
+    const list = c.pools.small.pages[0].cpuPhys;
+    expect(hex(io.sqe.subarray(24, 40))).toBe(le64(list) + '30000000' + '000000' + '30');
+    expect(hex(m.mem.read(list, 48))).toBe([a, b, d].map((x) => le64(x) + '00a00000' + '000000' + '00').join(''));
+    expect(io.nrDescriptors).toBe(1);
+    finish(m, c, io);
+  });
+
+  it('a gap inside a controller page forces SGLs whatever the sizes (SGL_FORCED)', () => {
+    const m = makeMachine('none');
+    const c = probe(m, true);
+    const a = allocPhys(m, 0), b = allocPhys(m, 0);
+    const io = unwrap(nvmeQueueRq(c, 1, request(c, [[a + 0x200n, 0x800], [b, 0x200]])));
+    expect(io.useSgl).toBe(true);
+    expect(io.sqe[39]).toBe(0x30);
+    finish(m, c, io);
+  });
+});
+
+describe('refusals', () => {
+  it('a request that breaks PRP rules reaching a PRP path gets BLK_STS_IOERR with nothing mapped (admin queue)', () => {
+    const m = makeMachine('strict');
+    const c = probe(m, true);
+    const a = allocPhys(m, 0), b = allocPhys(m, 0);
+    const r = nvmeQueueRq(c, 0, request(c, [[a + 0x200n, 0x800], [b, 0x1000]]));
+    expect(r).toMatchObject({ ok: false, blkStatus: BLK_STS_IOERR, errno: 'EIO' });
+    expect(m.dmaDebug.count(c.dev)).toBe(0);
+    expect(c.pools.small.nrActive + c.pools.large.nrActive).toBe(0);
+    expect(m.events.list('WARN').some((e) => e.message.includes('nvme_pci_setup_data_prp'))).toBe(true);
+  });
+
+  it('P2P memory the device cannot reach gets BLK_STS_INVAL; P2P through a switch is sent as bus addresses', () => {
+    const m = makeMachine('none');
+    const bar = gpuBar(m);
+    const far = probe(m, true, 'far0');
+    const r = nvmeQueueRq(far, 1, request(far, [[bar.start, 8192]], bar.flags));
+    expect(r).toMatchObject({ ok: false, blkStatus: BLK_STS_INVAL });
+    const near = probe(m, true, 'nvme0');
+    const io = unwrap(nvmeQueueRq(near, 1, request(near, [[bar.start, 8192]], bar.flags)));
+    expect(io.flags & IOD_DATA_P2P).toBeTruthy();
+    expect(io.segments[0].addr).toBe(bar.start + 0x1000_0000_0000n);
+    nvmeCompleteRq(near, io);
+    expect(() => nvmeCompleteRq(near, io)).toThrow(TypeError);
+  });
+});
