@@ -5,6 +5,8 @@ export * from './addr.ts';
 export * from './log2.ts';
 export { EventLog, KernelBug, type EventKind, type EventKinds, type KernelEvent } from './events.ts';
 export { Stats } from './stats.ts';
+// typed slots: where a layer or a driver keeps its state on a device or a machine (drivers keep theirs too)
+export { SlotKey, Slots } from './slots.ts';
 export { Prng } from './prng.ts';
 export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';
 // for drivers/: private state on a device (dev_set_drvdata) and the counters a driver or device model declares

@@ -105,6 +105,11 @@ function translate(dev: Device, mm: MachineMm, addr: bigint, len: number, write:
       return `no memory at physical address 0x${phys.toString(16)}`;
     }
     n = Math.min(n, Number(region.end - phys));
+    if (region.providerId !== 0) {
+      // a BAR of a function whose memory decode is off claims nothing (PCI_COMMAND_MEMORY clear)
+      const owner = (dmaContextOf(dev).topology?.providerById(region.providerId) as P2pdmaProvider | null)?.owner.pci as { memoryEnabled?: boolean } | null;
+      if (owner && owner.memoryEnabled === false) return `${region.name} does not decode: PCI_COMMAND_MEMORY of its function is off`;
+    }
     const prev = pieces[pieces.length - 1];
     if (prev && prev.phys + BigInt(prev.len) === phys) prev.len += n;
     else pieces.push({ phys, len: n });

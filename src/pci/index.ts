@@ -11,5 +11,5 @@ export {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NAMES, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_NOT_SUPPORTED,
   PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PCI_P2PDMA_MAP_UNKNOWN, PCI_STD_NUM_BARS, PciP2pdmaMapState, pciBusAddress,
   pciP2pdmaBusAddrMap, pciP2pdmaDistance, pciP2pdmaDistanceMany, pciP2pdmaMapType, pciP2pdmaState, pciResourceStart,
-  pcimP2pdmaProvider, type PciP2pdmaMapType,
+  pcimP2pdmaInit, pcimP2pdmaProvider, type PciP2pdmaMapType,
 } from './p2pdma.ts';

@@ -106,6 +106,11 @@ export class PciDev {
   /** Devices below this port are untrusted (pci_dev->external_facing). */
   readonly externalFacing: boolean;
   readonly bars: PciBar[] = [];
+  /**
+   * PCI_COMMAND_MEMORY of the command register: the function's memory BARs decode. Cleared, a
+   * memory request to a BAR is not claimed (an Unsupported Request): device-access.ts faults it.
+   */
+  memoryEnabled = true;
   /** pdev->p2pdma: set by pcimP2pdmaInit. */
   p2pdma: PciP2pdma | null = null;
   /** The struct device embedded in this pci_dev. */

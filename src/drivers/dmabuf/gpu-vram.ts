@@ -1,0 +1,254 @@
+// Models: a GPU buffer object exported as a dma-buf, as drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c
+// does it over TTM: placed in VRAM (the GPU's P2P BAR, a contiguous piece of it) or in system
+// memory (GTT: pages), moved between them by the driver (ttm_bo_validate; amdgpu_bo_move_notify
+// calls dma_buf_invalidate_mappings before the move). amdgpu_dma_buf_attach clears peer2peer when
+// pci_p2pdma_distance() < 0; amdgpu_dma_buf_pin pins into system memory when any attachment
+// cannot do P2P; amdgpu_dma_buf_map moves an unpinned buffer to system memory for an importer
+// without peer2peer, then maps VRAM or the pages.
+// Model deviation: VRAM is mapped through dmaMapPhyrs (per-range P2P classification: bus address,
+// host bridge with DMA_ATTR_MMIO, EREMOTEIO for NOT_SUPPORTED) where amdgpu_vram_mgr_alloc_sgt()
+// calls dma_map_resource() per block: the model never maps a BAR for a device that cannot reach it.
+
+import { SlotKey, checkLen, err, ok, type Result } from '../../base/index.ts';
+import { dmaContextOf, type DmaDataDirection } from '../../dma/index.ts';
+import type { MachineMm } from '../../mm/index.ts';
+import { pciP2pdmaDistance, pcimP2pdmaProvider, type Device, type P2pdmaProvider } from '../../pci/index.ts';
+import { PhyrList } from '../../phyr/index.ts';
+import {
+  dmaBufDropStaleMappings, dmaBufExport, dmaBufInvalidateMappings, type DmaBuf, type DmaBufAttachment, type DmaBufMapped,
+} from './dma-buf.ts';
+import { DMA_RESV_USAGE_BOOKKEEP } from './fence.ts';
+import { DmaBufDma, dmaBufFreeSgt, dmaBufMapPages, dmaBufMapPhyrs } from './mapping.ts';
+
+export type GpuPlacement = 'vram' | 'system';
+
+/** VRAM of one GPU: its P2P BAR with a first-fit allocator (the TTM VRAM manager's part the model needs). */
+interface VramHeap {
+  readonly provider: P2pdmaProvider;
+  /** Allocated [offset, offset + len) pieces of the BAR, sorted by offset. */
+  readonly used: Array<{ offset: number; len: number }>;
+}
+
+const GPU_VRAM = new SlotKey<VramHeap>('gpu-vram');
+
+/** A GPU buffer object (struct amdgpu_bo as far as export needs it). */
+export class GpuBo {
+  readonly gpu: Device;
+  readonly mm: MachineMm;
+  readonly size: number;
+  placement: GpuPlacement;
+  /** Offset in VRAM (placement 'vram'). */
+  vramOffset = -1;
+  /** Pages in system memory (placement 'system'), one page each. */
+  sysPfns: bigint[] = [];
+  /** tbo.pin_count. */
+  pinCount = 0;
+  /** The dma-buf, once exported. */
+  dmabuf: DmaBuf | null = null;
+  /** Moves between VRAM and system memory so far. */
+  moves = 0;
+  freed = false;
+
+  /** @internal made by gpuBoCreate. */
+  constructor(gpu: Device, mm: MachineMm, size: number, placement: GpuPlacement) {
+    this.gpu = gpu;
+    this.mm = mm;
+    this.size = size;
+    this.placement = placement;
+  }
+
+  /** Where the bytes are now, as physical ranges with their memory's flags. */
+  ranges(): PhyrList {
+    const ps = this.mm.pageSize;
+    if (this.placement === 'vram') {
+      const heap = vramOf(this.gpu);
+      return PhyrList.from([{ addr: heap.provider.region.start + BigInt(this.vramOffset), len: this.size, flags: heap.provider.region.rangeFlags }]);
+    }
+    const b = PhyrList.builder(this.sysPfns.length);
+    for (const pfn of this.sysPfns) b.pushBig(pfn * BigInt(ps), ps, 0);
+    return b.build();
+  }
+}
+
+function vramOf(gpu: Device): VramHeap {
+  const h = gpu.slots.get(GPU_VRAM);
+  if (h !== undefined) return h;
+  const provider = pcimP2pdmaProvider(gpu, 0);
+  if (provider === null) throw new TypeError(`gpu must be a PCI function with a P2P memory BAR 0 (VRAM), got ${gpu.name}`);
+  return gpu.slots.set(GPU_VRAM, { provider, used: [] });
+}
+
+function vramAlloc(heap: VramHeap, len: number): number {
+  let at = 0;
+  for (const u of heap.used) {
+    if (u.offset - at >= len) break;
+    at = Math.max(at, u.offset + u.len);
+  }
+  if (at + len > heap.provider.region.len) return -1;
+  heap.used.push({ offset: at, len });
+  heap.used.sort((a, b) => a.offset - b.offset);
+  return at;
+}
+
+function vramFree(heap: VramHeap, offset: number): void {
+  const i = heap.used.findIndex((u) => u.offset === offset);
+  if (i >= 0) heap.used.splice(i, 1);
+}
+
+/** Takes storage for bo in `to`; false when there is none (nothing taken). */
+function allocIn(bo: GpuBo, to: GpuPlacement): { vramOffset: number; sysPfns: bigint[] } | null {
+  if (to === 'vram') {
+    const off = vramAlloc(vramOf(bo.gpu), bo.size);
+    return off < 0 ? null : { vramOffset: off, sysPfns: [] };
+  }
+  const pfns: bigint[] = [];
+  for (let i = 0; i < bo.size / bo.mm.pageSize; i++) {
+    const r = bo.mm.allocKernelPages(0);
+    if (!r.ok) {
+      for (const p of pfns) bo.mm.freeKernelPages(p, 0);
+      return null;
+    }
+    pfns.push(r.value);
+  }
+  return { vramOffset: -1, sysPfns: pfns };
+}
+
+function freeStorage(bo: GpuBo): void {
+  if (bo.placement === 'vram') {
+    if (bo.vramOffset >= 0) vramFree(vramOf(bo.gpu), bo.vramOffset);
+    bo.vramOffset = -1;
+  } else {
+    for (const p of bo.sysPfns) bo.mm.freeKernelPages(p, 0);
+    bo.sysPfns = [];
+  }
+}
+
+/**
+ * A buffer object of len bytes (rounded up to pages) on a GPU, placed in VRAM (BAR 0, a P2P
+ * provider) or in system memory, zeroed.
+ * Errors: ENOMEM (no room in VRAM or no pages); EINVAL for len 0.
+ * @throws TypeError if gpu has no P2P BAR 0.
+ */
+export function gpuBoCreate(gpu: Device, len: number, placement: GpuPlacement = 'vram'): Result<GpuBo> {
+  checkLen('len', len);
+  if (placement !== 'vram' && placement !== 'system') throw new RangeError(`placement must be 'vram' or 'system', got ${String(placement)}`);
+  if (len === 0) return err('EINVAL', 'len is 0');
+  const mm = dmaContextOf(gpu).mm;
+  vramOf(gpu);
+  const bo = new GpuBo(gpu, mm, Math.ceil(len / mm.pageSize) * mm.pageSize, placement);
+  const s = allocIn(bo, placement);
+  if (s === null) return err('ENOMEM', `no room for ${bo.size} bytes in ${placement} of ${gpu.name}`);
+  bo.vramOffset = s.vramOffset;
+  bo.sysPfns = s.sysPfns;
+  const r = bo.ranges();
+  for (let i = 0; i < r.count; i++) mm.mem.fill(r.addrAt(i), r.lenAt(i), 0);
+  return ok(bo);
+}
+
+/**
+ * Moves a buffer object to `to` (TTM's move, amdgpu_bo_move): EBUSY while pinned. With the
+ * reservation lock (taken here when the caller does not hold it): importers are told
+ * (dma_buf_invalidate_mappings, from amdgpu_bo_move_notify), every fence is waited for (in-flight
+ * DMA completes first), the bytes are copied, CPU mappings are zapped, and mappings an importer kept
+ * are dropped (dmaBufDropStaleMappings). Errors: EBUSY (pinned), ENOMEM (no room at the
+ * destination: nothing changes). Moving to where it is already is a no-op.
+ */
+export function gpuBoMigrate(bo: GpuBo, to: GpuPlacement): Result<void> {
+  if (!(bo instanceof GpuBo)) throw new TypeError(`bo must be a GpuBo, got ${String(bo)}`);
+  if (to !== 'vram' && to !== 'system') throw new RangeError(`to must be 'vram' or 'system', got ${String(to)}`);
+  if (bo.freed) throw new TypeError('bo is freed');
+  if (bo.placement === to) return ok();
+  if (bo.pinCount > 0) return err('EBUSY', `buffer of ${bo.gpu.name} is pinned ${bo.pinCount} time(s)`);
+  const buf = bo.dmabuf;
+  const relock = buf !== null && !buf.resv.locked;
+  if (relock) buf.resv.lock();
+  const dst = allocIn(bo, to);
+  if (dst === null) {
+    if (relock) buf.resv.unlock();
+    return err('ENOMEM', `no room for ${bo.size} bytes in ${to} of ${bo.gpu.name}`);
+  }
+  if (buf !== null) {
+    dmaBufInvalidateMappings(buf);
+    buf.resv.waitTimeout(DMA_RESV_USAGE_BOOKKEEP);
+    dmaBufDropStaleMappings(buf, `move of ${buf.name} to ${to}`);
+  }
+  const src = bo.ranges();
+  const bytes = new Uint8Array(bo.size);
+  let at = 0;
+  for (let i = 0; i < src.count; i++) {
+    bytes.set(bo.mm.mem.read(src.addrAt(i), src.lenAt(i)), at);
+    at += src.lenAt(i);
+  }
+  freeStorage(bo);
+  bo.placement = to;
+  bo.vramOffset = dst.vramOffset;
+  bo.sysPfns = dst.sysPfns;
+  const d = bo.ranges();
+  at = 0;
+  for (let i = 0; i < d.count; i++) {
+    bo.mm.mem.write(d.addrAt(i), bytes.subarray(at, at + d.lenAt(i)));
+    at += d.lenAt(i);
+  }
+  bo.moves++;
+  if (relock) buf.resv.unlock();
+  return ok();
+}
+
+/** Frees a buffer object that is not exported (or whose dma-buf is released). */
+export function gpuBoFree(bo: GpuBo): void {
+  if (bo.freed) return;
+  bo.freed = true;
+  freeStorage(bo);
+}
+
+const ops = {
+  expName: 'amdgpu',
+  attach(buf: DmaBuf, att: DmaBufAttachment): Result<void> {
+    const bo = buf.priv as GpuBo;
+    // amdgpu_dma_buf_attach: no P2P where pci_p2pdma_distance() says the peer cannot reach the BAR
+    if (att.peer2peer && pciP2pdmaDistance(bo.gpu, att.dev, false) < 0) att.peer2peer = false;
+    return ok();
+  },
+  pin(att: DmaBufAttachment): Result<void> {
+    const bo = att.dmabuf.priv as GpuBo;
+    // amdgpu_dma_buf_pin: VRAM only if every attachment can do P2P
+    if (bo.placement === 'vram' && att.dmabuf.attachments.some((a) => !a.peer2peer)) {
+      const r = gpuBoMigrate(bo, 'system');
+      if (!r.ok) return r;
+    }
+    bo.pinCount++;
+    return ok();
+  },
+  unpin(att: DmaBufAttachment): void {
+    const bo = att.dmabuf.priv as GpuBo;
+    if (bo.pinCount > 0) bo.pinCount--;
+  },
+  map(att: DmaBufAttachment, dir: DmaDataDirection): Result<DmaBufMapped> {
+    const bo = att.dmabuf.priv as GpuBo;
+    // amdgpu_dma_buf_map: an unpinned buffer goes to system memory for an importer without P2P
+    if (bo.pinCount === 0 && bo.placement === 'vram' && !att.peer2peer) {
+      const r = gpuBoMigrate(bo, 'system');
+      if (!r.ok) return r;
+    }
+    return bo.placement === 'vram' ? dmaBufMapPhyrs(att, bo.ranges(), dir) : dmaBufMapPages(att, bo.ranges(), dir);
+  },
+  unmap(att: DmaBufAttachment, mapped: DmaBufMapped, dir: DmaDataDirection): void {
+    dmaBufFreeSgt(att, mapped as DmaBufDma, dir);
+  },
+  release(buf: DmaBuf): void {
+    gpuBoFree(buf.priv as GpuBo);
+  },
+  physRanges(buf: DmaBuf): Result<PhyrList> {
+    if (buf.revoked) return err('ENODEV', `${buf.name} is revoked`);
+    return ok((buf.priv as GpuBo).ranges());
+  },
+};
+
+/** amdgpu_gem_prime_export(): the buffer object as a dma-buf (one per object). */
+export function gpuBoExport(bo: GpuBo): Result<DmaBuf> {
+  if (!(bo instanceof GpuBo)) throw new TypeError(`bo must be a GpuBo, got ${String(bo)}`);
+  if (bo.dmabuf !== null && !bo.dmabuf.released) return ok(bo.dmabuf);
+  const r = dmaBufExport({ mm: bo.mm, ops, size: bo.size, priv: bo });
+  if (r.ok) bo.dmabuf = r.value;
+  return r;
+}
