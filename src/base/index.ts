@@ -9,6 +9,5 @@ export { Stats } from './stats.ts';
 export { SlotKey, Slots } from './slots.ts';
 export { Prng } from './prng.ts';
 export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';
-// for drivers/: private state on a device (dev_set_drvdata) and the counters a driver or device model declares
-export { SlotKey } from './slots.ts';
+// for drivers/: the counters a driver or device model declares
 export { declareCounters, type StatsCounters } from './stats.ts';
