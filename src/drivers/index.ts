@@ -15,3 +15,4 @@ export * from './nvme-ctrl/index.ts';
 export * from './dmabuf/index.ts';
 export * from './vfio/index.ts';
 export * from './gpu/index.ts';
+export * from './iommufd/index.ts';
