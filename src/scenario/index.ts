@@ -1,3 +1,4 @@
 // scenario/: machines + workloads -> metrics, the compare report.
 export * from './compare.ts';
 export * from './mapping.ts';
+export * from './dmabuf.ts';

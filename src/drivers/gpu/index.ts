@@ -5,3 +5,7 @@ export {
   GPU_VA_BITS, Gpu, GpuMapping, gpuCopy, gpuFabricConnect, gpuMapDmaList, gpuOf, gpuProbe, gpuPtDecode, gpuRead, gpuRemove,
   gpuUnmap, gpuWrite, type GpuAperture, type GpuMapOptions, type GpuPte,
 } from './gpu.ts';
+export {
+  GpuImport, dmaBufGetPfnUnlocked, gpuImportDmabuf, gpuImportDmabufFabric, gpuImportDmabufGetPfn, gpuImportRelease, gpuImportRevalidate,
+  type GpuImportOptions, type GpuImportPath,
+} from './import.ts';
