@@ -1,10 +1,10 @@
 // What it is: `phyr dmabuf`, the dma-buf export/import matrix (src/scenario/dmabuf.ts): its
 // commander command and its terminal rendering. Added to the program by buildProgram.
 
-import { Command, InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { formatCount } from '../base/index.ts';
 import {
-  DMABUF_EXPORTERS, DMABUF_IMPORTERS, DMABUF_IOMMU_MODES, DMABUF_LEGEND, DMABUF_TOPOLOGIES, runDmabufMatrix, type DmabufReport,
+  DMABUF_EXPORTERS, DMABUF_IMPORTERS, DMABUF_IOMMU_MODES, DMABUF_TOPOLOGIES, runDmabufMatrix, type DmabufReport,
 } from '../scenario/index.ts';
 import { renderTable } from './format.ts';
 
@@ -55,9 +55,9 @@ Topologies: ${DMABUF_TOPOLOGIES.join(', ')}; IOMMU: ${DMABUF_IOMMU_MODES.join(',
 fields as named in the columns. Exit code 0 on success, 2 for an invalid option or value.
 `;
 
-/** The `dmabuf` command. */
-export function dmabufCommand(write: (s: string) => void): Command {
-  return new Command('dmabuf')
+/** Adds the `dmabuf` command to the program (it inherits the program's output and exit handling). */
+export function addDmabufCommand(program: Command, write: (s: string) => void): Command {
+  return program.command('dmabuf')
     .description('The dma-buf export/import matrix: exporter (system heap, GPU VRAM that migrates, VFIO BAR slice) x importer ' +
       '(GPU through the DMA API, iommufd, GPU through get_pfn, GPU over a private fabric) x topology: path, map type, entries, ' +
       'metadata bytes, IOMMU operations, bytes a device verified, what revoke or move did.')

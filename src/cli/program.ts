@@ -8,7 +8,7 @@ import {
   BUFFER_NAMES, LEGEND, MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_LEGEND, UNTRUSTED_MAP_OFFSET, runCompare, runCompareAsync,
   type BufferName, type CompareOptions, type CompareReport, type MappingConfigName,
 } from '../scenario/index.ts';
-import { dmabufCommand } from './dmabuf.ts';
+import { addDmabufCommand } from './dmabuf.ts';
 import { renderCompareReport } from './format.ts';
 import { MAX_DEFAULT_JOBS, createMappingPool, defaultJobs, type MappingPool } from './mapping-pool.ts';
 import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
@@ -194,7 +194,7 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
       return runCompareAsync(opts, progress, pool).then(print, failed).finally(() => pool.close());
     });
 
-  program.addCommand(dmabufCommand((s) => io.stdout.write(s)));
+  addDmabufCommand(program, (s) => io.stdout.write(s));
 
   return program;
 }
