@@ -151,6 +151,9 @@ function fastEntry(m: Host, s: number, e: number, flags: number): Err | null {
  */
 function checkVma(v: Vma, flags: number, pages: boolean): Err | null {
   const at = hex(v.start);
+  // check_vma_flags(): VM_IO | VM_PFNMAP. The model's phyr pin takes a PFN map of a device region as
+  // ranges, but never one filled by a fault handler (its pages can be zapped and moved at any time).
+  if (v.kind === VmaKind.PfnMapFault) return err('EFAULT', `mapping at ${at} is a PFN map of ${v.ops!.name} (VM_IO | VM_PFNMAP)`);
   if (pages && v.kind === VmaKind.PfnMap) return err('EFAULT', `mapping at ${at} is a PFN map of ${v.region!.name} (no struct page)`);
   if ((flags & FOLL_ANON) !== 0 && !v.anonymous) return err('EFAULT', `FOLL_ANON and the mapping at ${at} is not anonymous`);
   if ((flags & FOLL_LONGTERM) !== 0 && v.fsdax) return err('EOPNOTSUPP', `FOLL_LONGTERM on the fsdax mapping at ${at} (${v.region!.name})`);

@@ -3,7 +3,9 @@
 export type { HugetlbPool, MachineMm, MemRegion, PageFacts, PhysMem, RegionKind } from './types.ts';
 export { MAX_RAM_BYTES, type MmConfig } from './layout.ts';
 export { MmMachine, createMmMachine, type FolioInfo } from './machine.ts';
-export { TASK_SIZE, UserMm, type MmapBacking, type MmapOptions } from './user-mm.ts';
+export {
+  FAULT_SIGBUS, TASK_SIZE, UserMm, type MmapBacking, type MmapOptions, type PageCacheMode, type VmPfnFault, type VmPfnMapOps,
+} from './user-mm.ts';
 export {
   FOLL_WRITE, FOLL_GET, FOLL_DUMP, FOLL_FORCE, FOLL_NOWAIT, FOLL_NOFAULT, FOLL_HWPOISON, FOLL_ANON, FOLL_LONGTERM,
   FOLL_SPLIT_PMD, FOLL_PCI_P2PDMA, FOLL_INTERRUPTIBLE, FOLL_HONOR_NUMA_FAULT, FOLL_TOUCH, FOLL_TRIED, FOLL_REMOTE,

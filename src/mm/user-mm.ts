@@ -57,8 +57,33 @@ export interface UserMmHost {
  */
 export const ZERO_PAGE_FOLIO = -3;
 
-/** What backs a mapping. A device backing maps part of a device or pmem region (PFN map / DAX). */
-export type MmapBacking = 'anon' | 'thp' | 'hugetlb-2M' | 'hugetlb-1G' | { readonly device: string; readonly offset?: number };
+/** The cache attribute of a PTE (the PAT memory type on x86): write-back, write-combining, uncached. */
+export type PageCacheMode = 'wb' | 'wc' | 'uc';
+
+/** What a PFN-map fault handler returns for one page: the pfn to map and its cache attribute. */
+export interface VmPfnFault {
+  readonly pfn: number;
+  readonly cache: PageCacheMode;
+}
+
+/**
+ * vm_operations_struct of a VM_PFNMAP mapping filled at fault time (a driver's mmap that sets
+ * VM_PFNMAP | VM_IO and inserts pfns in its fault handler, vmf_insert_pfn_prot): fault(pgoff) gives
+ * the pfn and cache attribute of page pgoff of the mapped object, or an error, which the fault turns
+ * into VM_FAULT_SIGBUS.
+ */
+export interface VmPfnMapOps {
+  /** The mapped object's name (for /proc/pid/maps and messages). */
+  readonly name: string;
+  fault(pgoff: number): Result<VmPfnFault>;
+}
+
+/**
+ * What backs a mapping. A device backing maps part of a device or pmem region (PFN map / DAX); a
+ * pfnmap backing maps an object through its fault handler from page `pgoff` of the object on.
+ */
+export type MmapBacking = 'anon' | 'thp' | 'hugetlb-2M' | 'hugetlb-1G' | { readonly device: string; readonly offset?: number }
+  | { readonly pfnmap: VmPfnMapOps; readonly pgoff?: number };
 
 /** Options of UserMm.mmap. */
 export interface MmapOptions {
@@ -74,7 +99,7 @@ export interface MmapOptions {
 }
 
 /** Kinds of VMA the model has. */
-export const VmaKind = { Anon: 0, Thp: 1, Hugetlb2M: 2, Hugetlb1G: 3, PfnMap: 4, DevPages: 5 } as const;
+export const VmaKind = { Anon: 0, Thp: 1, Hugetlb2M: 2, Hugetlb1G: 3, PfnMap: 4, DevPages: 5, PfnMapFault: 6 } as const;
 export type VmaKind = (typeof VmaKind)[keyof typeof VmaKind];
 
 /** Whether a VMA kind is hugetlb (is_vm_hugetlb_page). */
@@ -86,6 +111,15 @@ export function isHugetlbKind(kind: VmaKind): boolean {
 function hugetlbSize(kind: VmaKind): '2M' | '1G' {
   return kind === VmaKind.Hugetlb2M ? '2M' : '1G';
 }
+
+/**
+ * faultPage() result for a fault the handler refused (VM_FAULT_SIGBUS): a CPU access gets SIGBUS,
+ * which the model's user accesses report as EFAULT with a message starting 'SIGBUS'.
+ */
+export const FAULT_SIGBUS = -5;
+
+/** Page cache mode codes in Vma.pteCache. */
+const CACHE_CODES: readonly PageCacheMode[] = ['wb', 'wc', 'uc'];
 
 /** Highest user address + 1 (TASK_SIZE with 4-level paging on x86-64, rounded). */
 export const TASK_SIZE = 2 ** 47;
@@ -116,6 +150,11 @@ export class Vma {
     readonly region: Region | null,
   ) {}
 
+  /** The fault handler of a PfnMapFault mapping (vma->vm_ops), else null. basePfn is then the object's pgoff. */
+  ops: VmPfnMapOps | null = null;
+  /** PfnMapFault: the cache attribute of each present PTE (an index into 'wb', 'wc', 'uc'). */
+  pteCache: Uint8Array | null = null;
+
   get len(): number {
     return this.end - this.start;
   }
@@ -134,6 +173,11 @@ export class Vma {
   get fsdax(): boolean {
     return this.region !== null && this.region.daxMode === 'fsdax';
   }
+}
+
+/** The error of a failed faultPage(): SIGBUS (as EFAULT) or ENOMEM. */
+function faultError(code: number, va: number): Err {
+  return code === FAULT_SIGBUS ? err('EFAULT', `SIGBUS: the fault handler refused the page at ${hex(va)}`) : err('ENOMEM', `out of memory faulting ${hex(va)}`);
 }
 
 /** A process address space: VMAs with their page tables, faults, and user-memory access. */
@@ -166,7 +210,7 @@ export class UserMm {
 
   /** A plain description of the mappings (for reports and tests). */
   get mappings(): Array<{ start: bigint; end: bigint; kind: string; writable: boolean }> {
-    const names = ['anon', 'thp', 'hugetlb-2M', 'hugetlb-1G', 'pfnmap', 'devpages'];
+    const names = ['anon', 'thp', 'hugetlb-2M', 'hugetlb-1G', 'pfnmap', 'devpages', 'pfnmap-fault'];
     return this.vmas.map((v) => ({ start: BigInt(v.start), end: BigInt(v.end), kind: names[v.kind], writable: v.writable }));
   }
 
@@ -189,11 +233,12 @@ export class UserMm {
     let granuleLen = ps;
     let region: Region | null = null;
     let basePfn = 0;
+    let pfnOps: VmPfnMapOps | null = null;
     if (b === 'anon') kind = VmaKind.Anon;
     else if (b === 'thp') { kind = VmaKind.Thp; granuleLen = 2 * MiB; }
     else if (b === 'hugetlb-2M') { kind = VmaKind.Hugetlb2M; granuleLen = 2 * MiB; }
     else if (b === 'hugetlb-1G') { kind = VmaKind.Hugetlb1G; granuleLen = GiB; }
-    else if (typeof b === 'object' && b !== null && typeof b.device === 'string') {
+    else if (typeof b === 'object' && b !== null && 'device' in b && typeof b.device === 'string') {
       const r = m.region(b.device);
       if (r === undefined || (r.kind !== 'device' && r.kind !== 'pmem')) {
         throw new RangeError(`opts.backing.device must name a device or pmem region, got ${describeValue(b.device)}`);
@@ -205,6 +250,13 @@ export class UserMm {
       region = r;
       basePfn = (r.startNum + offset) / ps;
       kind = r.hasStructPage ? VmaKind.DevPages : VmaKind.PfnMap;
+    } else if (typeof b === 'object' && b !== null && 'pfnmap' in b) {
+      if (b.pfnmap === null || typeof b.pfnmap !== 'object' || typeof b.pfnmap.fault !== 'function') {
+        throw new TypeError(`opts.backing.pfnmap must be a VmPfnMapOps, got ${describeValue(b.pfnmap)}`);
+      }
+      pfnOps = b.pfnmap;
+      basePfn = b.pgoff === undefined ? 0 : checkLen('opts.backing.pgoff', b.pgoff);
+      kind = VmaKind.PfnMapFault;
     } else {
       throw new RangeError(`opts.backing must be 'anon', 'thp', 'hugetlb-2M', 'hugetlb-1G' or { device, offset }, got ${describeValue(b)}`);
     }
@@ -243,9 +295,13 @@ export class UserMm {
     }
     const vma = new Vma(start, start + len, kind, prot === 'rw', granuleLen, Math.floor(start / granuleLen),
       leafPfn, leafFolio, null, null, basePfn, region);
+    if (pfnOps !== null) {
+      vma.ops = pfnOps;
+      vma.pteCache = new Uint8Array(nGranules);
+    }
     this.insert(vma);
     if (opts.addr === undefined) this.nextVa = Math.min(this.nextVa, start);
-    if (opts.populate === true && region === null) {
+    if (opts.populate === true && region === null && pfnOps === null) {
       // MAP_POPULATE (populate_vma_page_range): write faults for a writable private mapping, read
       // faults (zero pages) for a read-only one.
       const r = this.populate(vma, start, start + len, vma.writable);
@@ -273,11 +329,13 @@ export class UserMm {
     const step = vma.kind === VmaKind.Anon || vma.kind === VmaKind.Thp ? this.ps : vma.granuleLen;
     for (let va = Math.floor(s / step) * step; va < e; va += step) {
       if (vma.kind === VmaKind.Thp && va % vma.granuleLen === 0 && va + vma.granuleLen <= e) {
-        if (this.faultPage(vma, va, write) < 0) return err('ENOMEM', `out of memory faulting ${hex(va)}`);
+        const pfn = this.faultPage(vma, va, write);
+        if (pfn < 0) return faultError(pfn, va);
         const slot = Math.floor(va / vma.granuleLen) - vma.slotBase;
         if (vma.leafPfn![slot] >= 0) { va += vma.granuleLen - step; continue; }
       }
-      if (this.faultPage(vma, va, write) < 0) return err('ENOMEM', `out of memory faulting ${hex(va)}`);
+      const pfn = this.faultPage(vma, va, write);
+      if (pfn < 0) return faultError(pfn, va);
     }
     return ok();
   }
@@ -344,6 +402,17 @@ export class UserMm {
       }
       case VmaKind.Thp:
         return this.faultThp(vma, va, write);
+      case VmaKind.PfnMapFault: {
+        const g = Math.floor(va / ps) - vma.slotBase;
+        const have = vma.leafPfn![g];
+        if (have >= 0) return have;
+        const r = vma.ops!.fault(vma.basePfn + g - (vma.start / ps - vma.slotBase));
+        if (!r.ok) return FAULT_SIGBUS;
+        vma.leafPfn![g] = r.value.pfn;
+        vma.pteCache![g] = CACHE_CODES.indexOf(r.value.cache);
+        m.stats.pageFaults++;
+        return r.value.pfn;
+      }
       default:
         return this.pfnAt(vma, va);
     }
@@ -518,7 +587,7 @@ export class UserMm {
     while (pos < e) {
       const v = this.vmaAt(pos)!;
       const pfn = this.faultPage(v, pos, write);
-      if (pfn < 0) return err('ENOMEM', `out of memory faulting ${hex(pos)}`);
+      if (pfn < 0) return faultError(pfn, pos);
       const inPage = pos % ps;
       const n = Math.min(ps - inPage, e - pos);
       fn(pfn * ps + inPage, pos - s, n);
@@ -597,6 +666,7 @@ export class UserMm {
     switch (v.kind) {
       case VmaKind.PfnMap:
       case VmaKind.DevPages:
+      case VmaKind.PfnMapFault:
         return;
       case VmaKind.Anon:
         for (let va = lo; va < hi; va += ps) this.unmapEntry(v.leafPfn!, v.leafFolio!, va / ps - v.slotBase);
@@ -639,9 +709,46 @@ export class UserMm {
     const slotBase = Math.floor(s / gl);
     const g0 = slotBase - v.slotBase, g1 = Math.ceil(e / gl) - v.slotBase;
     const p0 = s / ps - v.start / ps, p1 = e / ps - v.start / ps;
-    return new Vma(s, e, v.kind, v.writable, gl, slotBase,
+    const out = new Vma(s, e, v.kind, v.writable, gl, slotBase,
       v.leafPfn && v.leafPfn.slice(g0, g1), v.leafFolio && v.leafFolio.slice(g0, g1),
       v.ptePfn && v.ptePfn.slice(p0, p1), v.pteFolio && v.pteFolio.slice(p0, p1),
-      v.region === null ? 0 : v.basePfn + p0, v.region);
+      v.region === null && v.ops === null ? 0 : v.basePfn + p0, v.region);
+    out.ops = v.ops;
+    out.pteCache = v.pteCache && v.pteCache.slice(g0, g1);
+    return out;
+  }
+
+  /**
+   * zap_vma_ptes() over [addr, addr+len): clears the PTEs of the PFN maps with a fault handler
+   * there (other mappings are left alone, as zap_vma_ptes refuses a VMA without VM_PFNMAP); the next
+   * access faults again. Returns how many PTEs were present.
+   */
+  zapVmaPtes(addr: bigint, len: number): number {
+    checkLen('len', len);
+    const s = Number(checkAddr('addr', addr, 64)), e = s + len, ps = this.ps;
+    let n = 0;
+    for (const v of this.vmas) {
+      if (v.kind !== VmaKind.PfnMapFault || v.start >= e || v.end <= s) continue;
+      const lo = Math.max(s, v.start), hi = Math.min(e, v.end);
+      for (let va = Math.floor(lo / ps) * ps; va < hi; va += ps) {
+        const g = va / ps - v.slotBase;
+        if (v.leafPfn![g] >= 0) n++;
+        v.leafPfn![g] = -1;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * The cache attribute of the PTE at va: 'wb' for memory mappings, 'uc' for a device PFN map
+   * (io_remap_pfn_range with pgprot_noncached), the handler's for a PfnMapFault mapping; undefined
+   * when va is unmapped or its PTE is not present.
+   */
+  cacheModeAt(va: bigint): PageCacheMode | undefined {
+    const a = Number(checkAddr('va', va, 64));
+    const v = this.vmaAt(a);
+    if (v === undefined || this.pfnAt(v, a) < 0) return undefined;
+    if (v.kind === VmaKind.PfnMapFault) return CACHE_CODES[v.pteCache![Math.floor(a / this.ps) - v.slotBase]];
+    return v.kind === VmaKind.PfnMap && v.region!.mmio ? 'uc' : 'wb';
   }
 }

@@ -9,7 +9,7 @@
 
 import { SlotKey, err, ok, type EventLog, type Result } from '../../base/index.ts';
 import { DMA_NONE, dmaContextOf, validDmaDirection, type DmaDataDirection } from '../../dma/index.ts';
-import type { MachineMm } from '../../mm/index.ts';
+import type { MachineMm, PageCacheMode } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import type { DmaList, PhyrList, SgTable } from '../../phyr/index.ts';
 import { DMA_RESV_USAGE_BOOKKEEP, DMA_RESV_USAGE_KERNEL, DmaResv } from './fence.ts';
@@ -48,6 +48,12 @@ export interface DmaBufOps {
   unmap(att: DmaBufAttachment, mapped: DmaBufMapped, dir: DmaDataDirection): void;
   /** ops->release: the last reference went. */
   release(buf: DmaBuf): void;
+  /**
+   * ops->mmap: present when the exporter lets a process map the buffer; the cache attribute of its
+   * PTEs for the memory the buffer is in now (write-back for RAM, write-combining for a prefetchable
+   * BAR, uncached for registers).
+   */
+  mmapCache?(buf: DmaBuf): PageCacheMode;
   /**
    * Where the bytes are now, as physical ranges with their memory's range flags (for mmap, vmap
    * and the get_pfn alternative); ENODEV once revoked. Not a kernel op: every kernel exporter has
@@ -150,6 +156,8 @@ export class DmaBuf {
   revoked = false;
   /** @internal CPU mappings of the buffer (mmap.ts). */
   readonly cpuMappings = new Set<DmaBufCpuMapping>();
+  /** @internal kernel mappings handed out by dmaBufVmap and not yet unmapped (vmapping_counter). */
+  readonly vmaps = new Set<object>();
   private isReleased = false;
 
   /** @internal made by dmaBufExport. */

@@ -11,7 +11,7 @@
 
 import { SlotKey, checkLen, err, ok, type Result } from '../../base/index.ts';
 import { dmaContextOf, type DmaDataDirection } from '../../dma/index.ts';
-import type { MachineMm } from '../../mm/index.ts';
+import type { MachineMm, PageCacheMode } from '../../mm/index.ts';
 import { pciP2pdmaDistance, pcimP2pdmaProvider, type Device, type P2pdmaProvider } from '../../pci/index.ts';
 import { PhyrList } from '../../phyr/index.ts';
 import {
@@ -147,9 +147,8 @@ export function gpuBoCreate(gpu: Device, len: number, placement: GpuPlacement = 
 
 /**
  * Moves a buffer object to `to` (TTM's move, amdgpu_bo_move): EBUSY while pinned. With the
- * reservation lock (taken here when the caller does not hold it): importers are told
- * (dma_buf_invalidate_mappings, from amdgpu_bo_move_notify), every fence is waited for (in-flight
- * DMA completes first), the bytes are copied, CPU mappings are zapped, and mappings an importer kept
+ * reservation lock (taken here when the caller does not hold it): every fence is waited for (in-flight DMA
+ * completes first), importers are told (dma_buf_invalidate_mappings, from amdgpu_bo_move_notify), the bytes are copied, CPU mappings are zapped, and mappings an importer kept
  * are dropped (dmaBufDropStaleMappings). Errors: EBUSY (pinned), ENOMEM (no room at the
  * destination: nothing changes). Moving to where it is already is a no-op.
  */
@@ -168,8 +167,10 @@ export function gpuBoMigrate(bo: GpuBo, to: GpuPlacement): Result<void> {
     return err('ENOMEM', `no room for ${bo.size} bytes in ${to} of ${bo.gpu.name}`);
   }
   if (buf !== null) {
-    dmaBufInvalidateMappings(buf);
+    // in-flight DMA first (TTM waits for the buffer's fences before it moves it: ttm_bo_wait_ctx),
+    // so a dynamic importer that unmaps in its callback has no DMA outstanding on the old place
     buf.resv.waitTimeout(DMA_RESV_USAGE_BOOKKEEP);
+    dmaBufInvalidateMappings(buf);
     dmaBufDropStaleMappings(buf, `move of ${buf.name} to ${to}`);
   }
   const src = bo.ranges();
@@ -237,6 +238,10 @@ const ops = {
   },
   release(buf: DmaBuf): void {
     gpuBoFree(buf.priv as GpuBo);
+  },
+  mmapCache(buf: DmaBuf): PageCacheMode {
+    // ttm_io_prot(): VRAM through the BAR write-combined, system pages cached
+    return (buf.priv as GpuBo).placement === 'vram' ? 'wc' : 'wb';
   },
   physRanges(buf: DmaBuf): Result<PhyrList> {
     if (buf.revoked) return err('ENODEV', `${buf.name} is revoked`);

@@ -17,3 +17,8 @@ export {
 export { DmaBufDma, dmaBufFreeSgt, dmaBufMapPages, dmaBufMapPhyrs, dmaBufPhysVecToSgt, type DmaBufDmaHow } from './mapping.ts';
 export { SYSTEM_HEAP_ORDERS, systemHeapAlloc, type SystemHeapBuffer } from './system-heap.ts';
 export { GpuBo, gpuBoCreate, gpuBoExport, gpuBoFree, gpuBoMigrate, type GpuPlacement } from './gpu-vram.ts';
+export {
+  IosysMap, dmaBufVmap, dmaBufVunmap, iosysMapFromRanges, iosysMapMemcpyFrom, iosysMapMemcpyTo, iosysMapMemset, iosysMapPlainStore,
+  iosysMapRd, iosysMapWr,
+} from './iosys-map.ts';
+export { dmaBufMmap, type DmaBufMmapOptions } from './mmap.ts';

@@ -5,7 +5,7 @@
 
 import { checkLen, err, ok, type Result } from '../../base/index.ts';
 import type { DmaDataDirection } from '../../dma/index.ts';
-import type { MachineMm } from '../../mm/index.ts';
+import type { MachineMm, PageCacheMode } from '../../mm/index.ts';
 import { PhyrList } from '../../phyr/index.ts';
 import { dmaBufExport, type DmaBuf, type DmaBufAttachment, type DmaBufMapped } from './dma-buf.ts';
 import { DmaBufDma, dmaBufFreeSgt, dmaBufMapPages } from './mapping.ts';
@@ -35,6 +35,9 @@ const ops = {
     if (b.freed) return;
     b.freed = true;
     for (const c of b.chunks) b.mm.freeKernelPages(c.pfn, c.order);
+  },
+  mmapCache(): PageCacheMode {
+    return 'wb';
   },
   physRanges(buf: DmaBuf): Result<PhyrList> {
     if (buf.revoked) return err('ENODEV', `${buf.name} is revoked`);

@@ -1,0 +1,255 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { makeMachine, pattern } from '../../../test/fixtures/dma-b-machines.ts';
+import { KiB, MiB, unwrap, type Result } from '../../base/index.ts';
+import { DMA_BIDIRECTIONAL, dmaSetMaxSegSize } from '../../dma/index.ts';
+import type { Machine } from '../../machine/index.ts';
+import { pinUserPages, FOLL_WRITE } from '../../mm/index.ts';
+import type { DmaList } from '../../phyr/index.ts';
+import { vfioPciDmabufExport, vfioPciReset, vfioPciSetMemoryEnabled } from '../vfio/index.ts';
+import {
+  DMA_RESV_USAGE_WRITE, dmaBufAttach, dmaBufDetach, dmaBufList, dmaBufMapAttachment, dmaBufMmap, dmaBufRevoke,
+  dmaBufUnmapAttachment, dmaBufVmap, dmaFenceInit, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate,
+  iosysMapPlainStore, iosysMapRd, iosysMapWr, systemHeapAlloc, type DmaBuf, type DmaBufAttachment,
+} from './index.ts';
+
+type Exporter = 'heap' | 'gpu-vram' | 'vfio';
+const IMPORTERS = ['nvme0', 'nic0', 'far0'] as const; // BUS_ADDR, THRU_HOST_BRIDGE, NOT_SUPPORTED to gpu0
+
+function makeBuf(m: Machine, exp: Exporter, len: number): DmaBuf {
+  if (exp === 'heap') return unwrap(systemHeapAlloc(m, len));
+  if (exp === 'gpu-vram') return unwrap(gpuBoExport(unwrap(gpuBoCreate(m.device('gpu0'), len, 'vram'))));
+  return unwrap(vfioPciDmabufExport(m.device('gpu0'), { bar: 0, offset: 64 * KiB, len }));
+}
+
+function machine(mode: 'none' | 'strict'): Machine {
+  const m = makeMachine(mode);
+  for (const n of IMPORTERS) dmaSetMaxSegSize(m.device(n), 1 << 30);
+  return m;
+}
+
+/** A dynamic importer that unmaps when told to (a well-behaved invalidate_mappings). */
+function attachDynamic(buf: DmaBuf, m: Machine, name: string, held: { list: DmaList | null }): Result<DmaBufAttachment> {
+  return dmaBufAttach(buf, m.device(name), {
+    dynamic: true, peer2peer: true,
+    moveNotify: (att) => {
+      if (held.list) dmaBufUnmapAttachment(att, held.list, DMA_BIDIRECTIONAL);
+      held.list = null;
+    },
+  });
+}
+
+function physOf(buf: DmaBuf, off: number): bigint {
+  const r = unwrap(buf.ops.physRanges(buf));
+  for (let i = 0; i < r.count; i++) {
+    if (off < r.lenAt(i)) return r.addrAt(i) + BigInt(off);
+    off -= r.lenAt(i);
+  }
+  throw new Error('offset beyond buffer');
+}
+
+/** DMA address of byte off of a mapping. */
+function dmaOf(list: DmaList, off: number): bigint {
+  for (let i = 0; i < list.count; i++) {
+    if (off < list.lenAt(i)) return list.addrAt(i) + BigInt(off);
+    off -= list.lenAt(i);
+  }
+  throw new Error('offset beyond mapping');
+}
+
+describe('dma-buf exporters x a device importer x topology', () => {
+  it('each cell moves bytes both ways or fails with the kernel error; revoke leaves nothing reachable', () => {
+    fc.assert(fc.property(
+      fc.constantFrom<Exporter>('heap', 'gpu-vram', 'vfio'), fc.constantFrom(...IMPORTERS), fc.constantFrom<'none' | 'strict'>('none', 'strict'),
+      fc.integer({ min: 1, max: 64 }), fc.integer({ min: 0, max: 1000 }), fc.integer({ min: 1, max: 1 << 20 }),
+      (exp, imp, mode, pages, offSeed, seed) => {
+        const m = machine(mode);
+        const len = pages * 4096;
+        const buf = makeBuf(m, exp, len);
+        const held: { list: DmaList | null } = { list: null };
+        const att = attachDynamic(buf, m, imp, held);
+        expect(att.ok).toBe(true);
+        dmaResvLock(buf);
+        const map = dmaBufMapAttachment(att.ok ? att.value : (null as never), DMA_BIDIRECTIONAL);
+        dmaResvUnlock(buf);
+        if (imp === 'far0' && exp === 'vfio') {
+          // dma_buf_phys_vec_to_sgt: NOT_SUPPORTED is the default case, EINVAL
+          expect(map.ok ? 'mapped' : map.errno).toBe('EINVAL');
+          return;
+        }
+        expect(map.ok).toBe(true);
+        if (!map.ok) return;
+        held.list = map.value;
+        if (exp === 'gpu-vram' && imp === 'far0') expect((buf.priv as { placement: string }).placement).toBe('system');
+        const off = (offSeed * 97) % (len - 256);
+        const p = pattern(256, seed);
+        const dev = m.device(imp);
+        const at = dmaOf(map.value, off);
+        expect(dev.dmaWrite(at, p).ok).toBe(true);
+        expect(m.mem.read(physOf(buf, off), 256)).toEqual(p);
+        const q = pattern(256, seed + 1);
+        m.mem.write(physOf(buf, off), q);
+        expect(unwrap(dev.dmaRead(at, 256))).toEqual(q);
+        dmaBufRevoke(buf);
+        expect(held.list).toBe(null);
+        expect(att.ok && att.value.mappings.length).toBe(0);
+        // no importer reaches the buffer through its old address once it is unmapped behind an IOMMU
+        if (mode === 'strict' && !(exp !== 'heap' && imp === 'nvme0')) {
+          expect(dev.dmaRead(at, 256).ok).toBe(false);
+        }
+        dmaResvLock(buf);
+        const again = dmaBufMapAttachment(att.ok ? att.value : (null as never), DMA_BIDIRECTIONAL);
+        dmaResvUnlock(buf);
+        expect(again.ok ? 'mapped' : again.errno).toBe('ENODEV');
+        expect(m.events.count('MODEL-CHECK')).toBe(0);
+      }), { numRuns: 60 });
+  });
+
+  it('vfio: a static importer or one without peer2peer cannot attach (EOPNOTSUPP); BAR disable faults even a bus-address peer', () => {
+    const m = machine('none');
+    const buf = makeBuf(m, 'vfio', 64 * KiB);
+    const st = dmaBufAttach(buf, m.device('nvme0'));
+    expect(st.ok ? 'ok' : st.errno).toBe('EOPNOTSUPP');
+    const noNotify = dmaBufAttach(buf, m.device('nvme0'), { dynamic: true, peer2peer: true });
+    expect(noNotify.ok ? 'ok' : noNotify.errno).toBe('EOPNOTSUPP');
+    const held: { list: DmaList | null } = { list: null };
+    const att = unwrap(attachDynamic(buf, m, 'nvme0', held));
+    dmaResvLock(buf);
+    held.list = unwrap(dmaBufMapAttachment(att, DMA_BIDIRECTIONAL));
+    dmaResvUnlock(buf);
+    const at = held.list.addrAt(0);
+    expect(m.device('nvme0').dmaRead(at, 64).ok).toBe(true);
+    vfioPciSetMemoryEnabled(m.device('gpu0'), false);
+    expect(held.list).toBe(null);
+    expect(m.device('nvme0').dmaRead(at, 64).ok).toBe(false);
+    expect(dmaBufAttach(buf, m.device('nic0'), { dynamic: true, peer2peer: true, moveNotify: () => {} })).toMatchObject({ ok: false, errno: 'ENODEV' });
+    vfioPciSetMemoryEnabled(m.device('gpu0'), true);
+    dmaResvLock(buf);
+    expect(dmaBufMapAttachment(att, DMA_BIDIRECTIONAL).ok).toBe(true);
+    dmaResvUnlock(buf);
+    // reset: revoked, then restored; the importer was told and must map again
+    vfioPciReset(m.device('gpu0'));
+    expect(att.mappings.length).toBe(0);
+  });
+});
+
+describe('GPU VRAM migration', () => {
+  it('move to system memory notifies, keeps the bytes, and the old IOVA faults; a pinned buffer cannot move', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 32 }), fc.integer({ min: 1, max: 9999 }), (pages, seed) => {
+      const m = machine('strict');
+      const bo = unwrap(gpuBoCreate(m.device('gpu0'), pages * 4096, 'vram'));
+      const buf = unwrap(gpuBoExport(bo));
+      const bytes = pattern(pages * 4096, seed);
+      m.mem.write(physOf(buf, 0), bytes);
+      const held: { list: DmaList | null } = { list: null };
+      const att = unwrap(attachDynamic(buf, m, 'nic0', held));
+      dmaResvLock(buf);
+      held.list = unwrap(dmaBufMapAttachment(att, DMA_BIDIRECTIONAL));
+      // in-flight DMA, fenced: it completes before the move copies
+      const late = pattern(64, seed + 7);
+      const at = held.list.addrAt(0);
+      buf.resv.addFence(dmaFenceInit(() => { m.device('nic0').dmaWrite(at, late); }), DMA_RESV_USAGE_WRITE);
+      dmaResvUnlock(buf);
+      expect(gpuBoMigrate(bo, 'system').ok).toBe(true);
+      expect(held.list).toBe(null);
+      const expected = bytes.slice();
+      expected.set(late, 0);
+      const got = new Uint8Array(pages * 4096);
+      for (let i = 0; i < pages; i++) got.set(m.mem.read(physOf(buf, i * 4096), 4096), i * 4096);
+      expect(got).toEqual(expected);
+      expect(m.device('nic0').dmaRead(at, 64).ok).toBe(false);
+      // a static importer's map pins: no move while mapped
+      const st = unwrap(dmaBufAttach(buf, m.device('nvme0')));
+      dmaResvLock(buf);
+      const sm = unwrap(dmaBufMapAttachment(st, DMA_BIDIRECTIONAL));
+      dmaResvUnlock(buf);
+      expect(gpuBoMigrate(bo, 'vram')).toMatchObject({ ok: false, errno: 'EBUSY' });
+      dmaResvLock(buf);
+      dmaBufUnmapAttachment(st, sm, DMA_BIDIRECTIONAL);
+      dmaResvUnlock(buf);
+      expect(gpuBoMigrate(bo, 'vram').ok).toBe(true);
+    }), { numRuns: 8 });
+  });
+});
+
+describe('misuse is reported and leaves nothing behind', () => {
+  it('map without the lock WARNs and maps nothing; double unmap and use after detach are MODEL-CHECKs', () => {
+    const m = machine('strict');
+    const buf = makeBuf(m, 'heap', 16 * KiB);
+    const att = unwrap(dmaBufAttach(buf, m.device('nic0')));
+    const w0 = m.events.count('WARN');
+    expect(dmaBufMapAttachment(att, DMA_BIDIRECTIONAL).ok).toBe(false);
+    expect(m.events.count('WARN')).toBe(w0 + 1);
+    expect(att.mappings.length).toBe(0);
+    dmaResvLock(buf);
+    const map = unwrap(dmaBufMapAttachment(att, DMA_BIDIRECTIONAL));
+    dmaBufUnmapAttachment(att, map, DMA_BIDIRECTIONAL);
+    const c0 = m.events.count('MODEL-CHECK');
+    dmaBufUnmapAttachment(att, map, DMA_BIDIRECTIONAL);
+    expect(m.events.count('MODEL-CHECK')).toBe(c0 + 1);
+    expect(m.device('nic0').dmaRead(map.addrAt(0), 16).ok).toBe(false);
+    dmaResvUnlock(buf);
+    dmaBufDetach(buf, att);
+    dmaResvLock(buf);
+    expect(dmaBufMapAttachment(att, DMA_BIDIRECTIONAL).ok).toBe(false);
+    dmaResvUnlock(buf);
+    expect(m.events.count('MODEL-CHECK')).toBe(c0 + 2);
+    expect(buf.attachments.length).toBe(0);
+    expect(dmaBufList(m)).toContain(buf);
+  });
+  it('detach with a live mapping unmaps it (MODEL-CHECK)', () => {
+    const m = machine('strict');
+    const buf = makeBuf(m, 'heap', 16 * KiB);
+    const att = unwrap(dmaBufAttach(buf, m.device('nic0')));
+    dmaResvLock(buf);
+    const map = unwrap(dmaBufMapAttachment(att, DMA_BIDIRECTIONAL));
+    dmaResvUnlock(buf);
+    dmaBufDetach(buf, att);
+    expect(m.events.count('MODEL-CHECK')).toBe(1);
+    expect(m.device('nic0').dmaRead(map.addrAt(0), 16).ok).toBe(false);
+  });
+});
+
+describe('iosys_map and mmap', () => {
+  it('vmap of VRAM is I/O memory: accessors work, a plain store is flagged; heap is system memory', () => {
+    const m = machine('none');
+    const g = makeBuf(m, 'gpu-vram', 8 * KiB);
+    dmaResvLock(g);
+    const map = unwrap(dmaBufVmap(g));
+    dmaResvUnlock(g);
+    expect(map.isIomem).toBe(true);
+    iosysMapWr(map, 8, 4, 0xdeadbeefn);
+    expect(iosysMapRd(map, 8, 4)).toBe(0xdeadbeefn);
+    iosysMapPlainStore(map, 0, new Uint8Array([1]));
+    expect(m.events.count('MODEL-CHECK')).toBe(1);
+    const h = makeBuf(m, 'heap', 8 * KiB);
+    dmaResvLock(h);
+    const hm = unwrap(dmaBufVmap(h));
+    dmaResvUnlock(h);
+    expect(hm.isIomem).toBe(false);
+    iosysMapPlainStore(hm, 0, new Uint8Array([1]));
+    expect(m.events.count('MODEL-CHECK')).toBe(1);
+  });
+  it('mmap: wc for VRAM, wb after the move, SIGBUS after revoke, pinUserPages EFAULT, vfio EINVAL', () => {
+    const m = machine('none');
+    const bo = unwrap(gpuBoCreate(m.device('gpu0'), 2 * 4096, 'vram'));
+    const buf = unwrap(gpuBoExport(bo));
+    const mm = m.newProcess();
+    const va = unwrap(dmaBufMmap(buf, mm));
+    const bytes = pattern(4096, 5);
+    expect(mm.writeUser(va, bytes).ok).toBe(true);
+    expect(mm.cacheModeAt(va)).toBe('wc');
+    expect(m.mem.read(physOf(buf, 0), 4096)).toEqual(bytes);
+    expect(pinUserPages(mm, va, 1, FOLL_WRITE)).toMatchObject({ ok: false, errno: 'EFAULT' });
+    expect(gpuBoMigrate(bo, 'system').ok).toBe(true);
+    expect(mm.translate(va)).toBe(undefined);
+    expect(unwrap(mm.readUser(va, 4096))).toEqual(bytes);
+    expect(mm.cacheModeAt(va)).toBe('wb');
+    dmaBufRevoke(buf);
+    const r = mm.readUser(va, 16);
+    expect(r.ok ? 'read' : r.message?.startsWith('SIGBUS')).toBe(true);
+    const v = makeBuf(m, 'vfio', 64 * KiB);
+    expect(dmaBufMmap(v, mm)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(MiB).toBeGreaterThan(0);
+  });
+});
