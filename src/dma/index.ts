@@ -9,7 +9,7 @@ export {
   dmaSetSegBoundary, dmaSupported, DMA_DEFAULT_MAX_SEG_SIZE,
 } from './mask.ts';
 export {
-  DMA_IOVA_USE_SWIOTLB, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaSize, dmaIovaSync, dmaIovaTryAlloc,
+  DMA_IOVA_USE_SWIOTLB, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaLinkBatch, dmaIovaSize, dmaIovaSync, dmaIovaTryAlloc,
   dmaIovaUnlink, dmaUseIova,
 } from './iova-state.ts';
 export { isSwiotlbActive, swiotlbMaxMappingSize, IO_TLB_SIZE, IO_TLB_SEGSIZE, type SwiotlbConfig } from './swiotlb.ts';

@@ -11,9 +11,10 @@ import {
 } from '../base/internal.ts';
 import {
   IommuIotlbGather, iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync,
-  iommuIovaToPhys, iommuMapNosync, iommuMapPfns, iommuSyncMap, iommuUnmapFast, type IommuDomain,
+  iommuIovaToPhys, iommuMapBatch, iommuMapNosync, iommuMapPfns, iommuSyncMap, iommuUnmapFast, type IommuDomain,
 } from '../iommu/internal.ts';
 import type { Device } from '../pci/index.ts';
+import { PhyrList, type RangeSource } from '../phyr/index.ts';
 import {
   DMA_ATTR_ALL, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL,
   DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, type DmaDataDirection, checkAttrs, validDmaDirection,
@@ -556,6 +557,103 @@ function linkChecked(dev: Device, state: DmaIovaState, physFrame: number, physOf
   ctx.mm.stats.dmaIovaLinks++;
   if (state.debug!.enabled) debugLink(dev, state, physFrame, physOff, offset, size, dir, bounced);
   return r;
+}
+
+/**
+ * The batched link of several ranges (seed 004's "single radix walk" for a bio_vec array): the
+ * ranges go into the window back to back from `offset`, as consecutive dmaIovaLink calls would put
+ * them, with the same results, bookkeeping, counters (one dmaIovaLinks per range) and dma-debug
+ * records; but where the whole batch can go straight to the page table (a live window of this
+ * device, every interior seam granule-aligned, nothing to bounce, nothing already linked in the
+ * span, no DMA_ATTR_REQUIRE_COHERENT) its pieces are mapped with ONE iommuMapBatch, which
+ * continues each map from the table the previous one reached instead of walking from the root
+ * (iommuTableWalkSteps shows the difference). Otherwise it links range by range. Returns the
+ * bytes linked; on failure nothing of the batch stays linked.
+ * Model deviation: the kernel has no such call (blk_rq_dma_map_iova() in block/blk-mq-dma.c
+ * calls dma_iova_link() per segment, each walking from the root); like iommu_map_sg() it
+ * coalesces physically contiguous pieces, so the table may hold larger leaves than per-range
+ * links would write.
+ */
+export function dmaIovaLinkBatch(dev: Device, state: DmaIovaState, offset: number, ranges: RangeSource, dir: DmaDataDirection,
+  attrs: number): Result<number> {
+  checkState(state);
+  checkLen('offset', offset);
+  checkAttrs(attrs);
+  if (!validDmaDirection(dir)) checkDir(dev, dir);
+  const n = ranges.count;
+  const phys = new Float64Array(n);
+  const lens = new Float64Array(n);
+  let total = 0;
+  let k = 0;
+  for (const c = ranges.cursor(); !c.done; c.next()) {
+    if (k === n) break;
+    phys[k] = c.addrNum;
+    lens[k] = c.len;
+    total += c.len;
+    k++;
+  }
+  if (!ranges.addrFitsNumber) throw new RangeError('ranges must lie below 2^53 (physical addresses of the machine)');
+  if (batchable(dev, state, offset, phys, lens, k, total, dir, attrs)) return linkBatch(dev, state, offset, phys, lens, k, total, dir, attrs);
+  let done = 0;
+  for (let i = 0; i < k; i++) {
+    const f = Math.floor(phys[i] * INV_4K);
+    const r = iovaLink(dev, state, f, phys[i] - f * 4096, offset + done, lens[i], dir, attrs);
+    if (!r.ok) {
+      if (done) dmaIovaUnlink(dev, state, offset, done, dir, attrs);
+      return r;
+    }
+    done += lens[i];
+  }
+  return ok(done);
+}
+
+/** Whether dmaIovaLinkBatch may map the whole batch with one table walk (see there). */
+function batchable(dev: Device, state: DmaIovaState, offset: number, phys: Float64Array, lens: Float64Array, n: number,
+  total: number, dir: DmaDataDirection, attrs: number): boolean {
+  if (n === 0 || total === 0 || state.dev !== dev || state.freed || state.len === 0 || offset + total > state.len) return false;
+  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) !== 0 || dev.untrusted || devUseSwiotlb(dev, total, dir)) return false;
+  const g = state.domain!.granule;
+  const startPad = phys[0] % g;
+  const fromBase = state.pad + offset - startPad;
+  if (fromBase < 0 || fromBase % g !== 0 || (startPad !== 0 && offset !== 0)) return false;
+  for (let i = 0; i < n; i++) {
+    if (lens[i] === 0) return false;
+    if (i > 0 && phys[i] % g !== 0) return false;
+    if (i < n - 1 && (phys[i] + lens[i]) % g !== 0) return false;
+  }
+  const first = Math.floor((state.pad + offset) / g);
+  const count = Math.ceil((state.pad + offset + total) / g) - first;
+  return state.linkedGranules === 0 || state.countLinked(first, count) === 0;
+}
+
+function linkBatch(dev: Device, state: DmaIovaState, offset: number, phys: Float64Array, lens: Float64Array, n: number,
+  total: number, dir: DmaDataDirection, attrs: number): Result<number> {
+  const domain = state.domain!;
+  const g = domain.granule;
+  const coherent = dev.dmaCoherent;
+  // the granule-aligned pieces the per-range links would map, back to back from the first's granule
+  const b = PhyrList.builder(n);
+  for (let i = 0; i < n; i++) {
+    const start = i === 0 ? phys[0] - (phys[0] % g) : phys[i];
+    const end = phys[i] + lens[i];
+    b.pushNoMerge(start, Math.ceil((end - start) / g) * g, 0);
+    if (!coherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0) archSyncDmaForDevice(dev, BigInt(phys[i]), lens[i], dir);
+  }
+  const fromBase = state.pad + offset - (phys[0] % g);
+  const r = iommuMapBatch(domain, posToBig(state.baseFrame + fromBase * INV_4K, 0, 12), b.build(), dmaInfoToProt(dir, coherent, attrs));
+  if (!r.ok) return r;
+  const first = Math.floor((state.pad + offset) / g);
+  state.mark(first, Math.ceil((state.pad + offset + total) / g) - first, true);
+  state.stats!.dmaIovaLinks += n;
+  if (state.debug!.enabled) {
+    let at = offset;
+    for (let i = 0; i < n; i++) {
+      const f = Math.floor(phys[i] * INV_4K);
+      debugLink(dev, state, f, phys[i] - f * 4096, at, lens[i], dir, false);
+      at += lens[i];
+    }
+  }
+  return ok(total);
 }
 
 /**

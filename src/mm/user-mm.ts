@@ -327,6 +327,8 @@ export class UserMm {
   /** Faults in every page of [s, e) inside vma (for write or read). ENOMEM if the allocator runs dry. */
   private populate(vma: Vma, s: number, e: number, write: boolean): Result<void> {
     const step = vma.kind === VmaKind.Anon || vma.kind === VmaKind.Thp ? this.ps : vma.granuleLen;
+    // at most one folio per page (per huge page where THP is likely to succeed)
+    this.machine.folios.reserve(Math.ceil((e - s) / (vma.kind === VmaKind.Thp ? vma.granuleLen : step)));
     for (let va = Math.floor(s / step) * step; va < e; va += step) {
       if (vma.kind === VmaKind.Thp && va % vma.granuleLen === 0 && va + vma.granuleLen <= e) {
         const pfn = this.faultPage(vma, va, write);

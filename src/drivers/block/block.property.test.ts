@@ -41,6 +41,8 @@ const caseArb = fc.record({
   virt: fc.boolean(),
   segBoundary: fc.constantFrom(0n, 0xffffn),
   seed: fc.integer({ min: 1, max: 1000 }),
+  // RequestQueue.batchIommuMap: coalesced requests linked by one table walk (dmaIovaLinkBatch)
+  batch: fc.boolean(),
 });
 type Case = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
 
@@ -104,6 +106,7 @@ function run(c: Case, m: Machine, dev: Device, src: RangeSource): void {
         maxSegments: c.maxSegments, maxSegmentSize, maxHwSectors: c.maxHwSectors,
         virtBoundaryMask: c.virt ? 4095 : 0, segBoundaryMask: c.segBoundary,
       }));
+      q.batchIommuMap = c.batch;
       const cpu = pattern(src.totalLen, c.seed);
       let at = 0;
       for (const r of src) { m.mem.write(r.addr, cpu.subarray(at, at + r.len)); at += r.len; }

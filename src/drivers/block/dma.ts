@@ -10,13 +10,14 @@
 
 import {
   DMA_ATTR_MMIO, DMA_FROM_DEVICE, DMA_TO_DEVICE, DmaIovaState, dmaContextOf, dmaGetMergeBoundary, dmaIovaDestroy,
-  dmaIovaLink, dmaIovaSize, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaNeedUnmap, dmaUseIova, memTypeLookup,
+  dmaIovaLink, dmaIovaLinkBatch, dmaIovaSize, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaNeedUnmap, dmaUseIova, memTypeLookup,
   type DmaDataDirection,
 } from '../../dma/index.ts';
 import {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PCI_P2PDMA_MAP_UNKNOWN, PciP2pdmaMapState,
   pciP2pdmaBusAddrMap, pciP2pdmaState, type Device, type PciP2pdmaMapType,
 } from '../../pci/index.ts';
+import { PhyrList } from '../../phyr/index.ts';
 import { REQ_OP_WRITE, samePgmap } from './bio.ts';
 import { getMaxSegmentSize } from './queue.ts';
 import { Request, reqPhysGapMask } from './request.ts';
@@ -123,6 +124,7 @@ function mapIova(req: Request, dev: Device, state: DmaIovaState, iter: BlkDmaIte
   const attrs = iter.p2pdma.map === PCI_P2PDMA_MAP_THRU_HOST_BRIDGE ? DMA_ATTR_MMIO : 0;
   iter.addr = state.addr;
   iter.len = dmaIovaSize(state);
+  if (req.q.batchIommuMap) return mapIovaBatch(dev, state, iter, firstLen, dir, attrs);
   let mapped = 0;
   let len = firstLen;
   do {
@@ -133,6 +135,22 @@ function mapIova(req: Request, dev: Device, state: DmaIovaState, iter: BlkDmaIte
   } while (len !== 0);
   const s = dmaIovaSync(dev, state, 0, mapped);
   if (!s.ok) return iovaFailed(dev, state, iter, mapped, dir, attrs, s.errno);
+  return true;
+}
+
+/** mapIova with every segment linked by one dmaIovaLinkBatch (RequestQueue.batchIommuMap). */
+function mapIovaBatch(dev: Device, state: DmaIovaState, iter: BlkDmaIter, firstLen: number, dir: DmaDataDirection,
+  attrs: number): boolean {
+  const b = PhyrList.builder(16);
+  let len = firstLen;
+  do {
+    b.pushNoMerge(iter.paddr, len, 0);
+    len = mapIterNext(iter);
+  } while (len !== 0);
+  const r = dmaIovaLinkBatch(dev, state, 0, b.build(), dir, attrs);
+  if (!r.ok) return iovaFailed(dev, state, iter, 0, dir, attrs, r.errno);
+  const s = dmaIovaSync(dev, state, 0, r.value);
+  if (!s.ok) return iovaFailed(dev, state, iter, r.value, dir, attrs, s.errno);
   return true;
 }
 

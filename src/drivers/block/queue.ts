@@ -139,6 +139,13 @@ export class RequestQueue {
   readonly limits: QueueLimits;
   /** @internal seg_boundary_mask + 1 as a number (a power of two up to 2^64: exact). */
   readonly segBoundary: number;
+  /**
+   * Map a coalesced request's segments into its IOVA window with one page-table walk
+   * (dmaIovaLinkBatch, the seed's batched map of a bio_vec array) instead of one dma_iova_link per
+   * segment as block/blk-mq-dma.c does. Default false: the kernel's way. A model switch for
+   * comparing the two designs (iommuTableWalkSteps).
+   */
+  batchIommuMap = false;
 
   /** @internal Use blkMqInitQueue(). */
   constructor(dev: Device, limits: QueueLimits) {
