@@ -9,6 +9,7 @@ import {
   type BufferName, type CompareOptions, type CompareReport, type MappingConfigName,
 } from '../scenario/index.ts';
 import { addBlockCommand } from './block.ts';
+import { addDmabufCommand } from './dmabuf.ts';
 import { renderCompareReport } from './format.ts';
 import { MAX_DEFAULT_JOBS, createMappingPool, defaultJobs, type MappingPool } from './mapping-pool.ts';
 import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
@@ -195,6 +196,8 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
     });
 
   addBlockCommand(program, io);
+  addDmabufCommand(program, (s) => io.stdout.write(s));
+
   return program;
 }
 

@@ -1,9 +1,11 @@
 // drivers/: the consumers of the DMA API, one folder per subsystem (the kernel's drivers/ and
 // block/): umem (user buffers pinned and mapped by each design); sgl (the common descriptor builder);
 // hba (a SCSI-style SG list built with it); block, nvme; dmabuf (the dma-buf core and its heap and
-// GPU exporters); vfio (BAR slices exported as dma-bufs); rdma, hmm, drm and iommufd as their work
-// lands. Each folder's index.ts is what the others may use. Device models sit beside their driver
-// (nvme-ctrl: the NVMe controller) because they do DMA through the DMA layer's device engines.
+// GPU exporters); vfio (BAR slices exported as dma-bufs); gpu (a GPU with its own page table);
+// iommufd (IOAS with its own IOMMU domain, dma-buf import); rdma, hmm as their work lands. Each
+// folder's index.ts is what the others may use.
+// Device models sit beside their driver (nvme-ctrl: the NVMe controller) because they do DMA through
+// the DMA layer's device engines.
 export * from './umem/index.ts';
 export * from './block/index.ts';
 export * from './sgl/index.ts';
@@ -12,3 +14,5 @@ export * from './nvme/index.ts';
 export * from './nvme-ctrl/index.ts';
 export * from './dmabuf/index.ts';
 export * from './vfio/index.ts';
+export * from './gpu/index.ts';
+export * from './iommufd/index.ts';

@@ -1,0 +1,282 @@
+// Models: a GPU driver importing a dma-buf, three ways.
+// 1. The DMA API way (drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c: amdgpu_dma_buf_create_obj,
+//    amdgpu_dma_buf_move_notify; drivers/gpu/drm/drm_prime.c): a dynamic attachment that allows
+//    peer2peer, dma_buf_map_attachment under the reservation lock, the DMA list written into the
+//    GPU's page table; move_notify drops the page-table entries and the mapping, and the next use
+//    maps again (after a migration the list points at system memory; after a revoke the map fails).
+//    What the exporter and the DMA layer decide shows as the path: a peer BAR by bus address through
+//    a switch, the BAR through the host bridge (an IOVA with MMIO semantics), or system memory.
+// 2. The get_pfn RFC (Xu Yilun, "dma-buf: Introduce dma_buf_get_pfn_unlocked() kAPI", 7 Jan 2025;
+//    not merged): the exporter hands a pfn and a max order per page offset; the importer maps them
+//    itself. The GPU writes the CPU physical addresses into its page table: nothing translates them
+//    for the device (no IOMMU mapping, no bus offset, no P2P distance check, no memory type), and
+//    lifetime comes only from move_notify (there is no put_pfn).
+// 3. The private interconnect (amdgpu's XGMI path: amdgpu_dmabuf_is_xgmi_accessible and
+//    amdgpu_dma_buf_attach skipping the DMA API for a peer in the same hive): the importer
+//    recognises the exporter as a GPU it shares a fabric with, takes the buffer's VRAM offset from
+//    the exporter's own object and maps it with fabric entries. No DMA API, no IOMMU, no dma-debug.
+
+import { err, ok, type Result } from '../../base/index.ts';
+import { DMA_BIDIRECTIONAL, dmaContextOf } from '../../dma/index.ts';
+import {
+  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, pciP2pdmaMapType, pciTopologyOf, type Device,
+} from '../../pci/index.ts';
+import { DmaList, rangeProvider, type PhyrList } from '../../phyr/index.ts';
+import {
+  GpuBo, dmaBufAttach, dmaBufDetach, dmaBufMapAttachment, dmaBufUnmapAttachment, dmaResvLock, dmaResvUnlock, type DmaBuf,
+  type DmaBufAttachment,
+} from '../dmabuf/index.ts';
+import { Gpu, gpuMapDmaList, gpuOf, gpuUnmap, type GpuMapping } from './gpu.ts';
+
+/** How an import reaches the bytes. */
+export type GpuImportPath =
+  | 'system' // system memory through the GPU's DMA path
+  | 'p2p-bus' // a peer BAR by bus address through a switch (no IOMMU)
+  | 'p2p-host-bridge' // a peer BAR through the host bridge (IOVA, MMIO)
+  | 'get-pfn' // CPU physical addresses from the exporter, untranslated
+  | 'fabric'; // the peer GPU's VRAM over the private link
+
+/** One dma-buf imported into a GPU. */
+export class GpuImport {
+  readonly gpu: Gpu;
+  readonly buf: DmaBuf;
+  readonly att: DmaBufAttachment;
+  readonly how: 'dma-api' | 'get-pfn' | 'fabric';
+  /** The DMA list of the current mapping ('dma-api'), or null while invalidated. */
+  list: DmaList | null = null;
+  /** The GPU mapping, or null while invalidated. */
+  mapping: GpuMapping | null = null;
+  path: GpuImportPath | null = null;
+  /** move_notify calls received. */
+  invalidations = 0;
+  /** get_pfn calls made ('get-pfn'). */
+  pfnQueries = 0;
+  released = false;
+
+  /** @internal made by the gpuImport* functions. */
+  constructor(gpu: Gpu, buf: DmaBuf, att: DmaBufAttachment, how: 'dma-api' | 'get-pfn' | 'fabric') {
+    this.gpu = gpu;
+    this.buf = buf;
+    this.att = att;
+    this.how = how;
+  }
+
+  /** The GPU virtual address of the buffer, or null while invalidated. */
+  get va(): bigint | null {
+    return this.mapping?.va ?? null;
+  }
+}
+
+/** The path a DMA list of an exporter's ranges took for dev. */
+function classify(dev: Device, phys: PhyrList | null): GpuImportPath {
+  if (phys === null || phys.count === 0) return 'system';
+  const id = rangeProvider(phys.flagsAt(0));
+  if (id === 0) return 'system';
+  const provider = pciTopologyOf(dmaContextOf(dev).mm)?.providerById(id) ?? null;
+  if (provider === null) return 'system';
+  const t = pciP2pdmaMapType(provider, dev);
+  if (t === PCI_P2PDMA_MAP_BUS_ADDR) return 'p2p-bus';
+  if (t === PCI_P2PDMA_MAP_THRU_HOST_BRIDGE) return 'p2p-host-bridge';
+  return 'system';
+}
+
+/** move_notify of the DMA-API and get_pfn importers: page-table entries and mapping go now. */
+function invalidate(imp: GpuImport): void {
+  imp.invalidations++;
+  if (imp.mapping !== null) gpuUnmap(imp.mapping);
+  imp.mapping = null;
+  if (imp.list !== null) {
+    // the exporter holds the reservation lock while it notifies
+    dmaBufUnmapAttachment(imp.att, imp.list, DMA_BIDIRECTIONAL);
+    imp.list = null;
+  }
+}
+
+function checkGpu(gpu: unknown): Gpu {
+  if (!(gpu instanceof Gpu) || !gpu.alive) throw new TypeError(`gpu must be a probed GPU, got ${String(gpu)}`);
+  return gpu;
+}
+
+/** Options of gpuImportDmabuf. */
+export interface GpuImportOptions {
+  /** The importer can take P2P addresses (dma_buf_attach_ops.allow_peer2peer). Default true. */
+  readonly peer2peer?: boolean;
+}
+
+/**
+ * Imports a dma-buf into a GPU through the DMA API: a dynamic attachment (peer2peer per opts, a
+ * move_notify that drops the GPU mapping), then gpuImportRevalidate. Errors: the attach's and the
+ * map's (EOPNOTSUPP from vfio without peer2peer, EREMOTEIO / EINVAL for P2P the topology does not
+ * support, ENODEV once revoked) and the GPU's; nothing stays attached or mapped on failure.
+ */
+export function gpuImportDmabuf(gpu: Gpu, buf: DmaBuf, opts: GpuImportOptions = {}): Result<GpuImport> {
+  checkGpu(gpu);
+  let imp: GpuImport | null = null;
+  const a = dmaBufAttach(buf, gpu.dev, {
+    dynamic: true, peer2peer: opts.peer2peer ?? true,
+    moveNotify: () => { if (imp !== null) invalidate(imp); },
+  });
+  if (!a.ok) return a;
+  imp = new GpuImport(gpu, buf, a.value, 'dma-api');
+  const r = gpuImportRevalidate(imp);
+  if (!r.ok) {
+    dmaBufDetach(buf, a.value);
+    return r;
+  }
+  return ok(imp);
+}
+
+/** The get_pfn importer's mapping: a list of CPU physical runs from dma_buf_get_pfn_unlocked. */
+function mapByPfn(imp: GpuImport): Result<void> {
+  const ps = dmaContextOf(imp.gpu.dev).mm.pageSize;
+  const b = DmaList.builder(4);
+  for (let pgoff = 0; pgoff * ps < imp.buf.size;) {
+    const q = dmaBufGetPfnUnlocked(imp.att, pgoff);
+    imp.pfnQueries++;
+    if (!q.ok) return q;
+    const n = Math.min(2 ** q.value.maxOrder, imp.buf.size / ps - pgoff);
+    // the importer cannot tell I/O memory from RAM: no flags, so its entries are snooped
+    b.pushBig(q.value.pfn * BigInt(ps), n * ps, 0);
+    pgoff += n;
+  }
+  const m = gpuMapDmaList(imp.gpu, b.build());
+  if (!m.ok) return m;
+  imp.mapping = m.value;
+  imp.path = 'get-pfn';
+  return ok();
+}
+
+/** The fabric importer's mapping: the exporter GPU's VRAM offset, as fabric entries. */
+function mapByFabric(imp: GpuImport): Result<void> {
+  const bo = imp.buf.priv as GpuBo;
+  if (bo.placement !== 'vram') return err('EOPNOTSUPP', `${imp.buf.name} is in system memory: not reachable over the fabric`);
+  const exporter = gpuOf(bo.gpu);
+  let link = 0;
+  for (const [k, p] of imp.gpu.fabricPeers) if (p === exporter) link = k;
+  if (link === 0) return err('EOPNOTSUPP', `${bo.gpu.name} is not on ${imp.gpu.dev.name}'s fabric`);
+  const m = gpuMapDmaList(imp.gpu, DmaList.from([{ addr: BigInt(bo.vramOffset), len: bo.size }]), { aperture: { fabricPeer: link } });
+  if (!m.ok) return m;
+  imp.mapping = m.value;
+  imp.path = 'fabric';
+  return ok();
+}
+
+/**
+ * Maps an invalidated (or new) import again: under the reservation lock for the DMA API way, by
+ * get_pfn queries or the exporter's VRAM offset for the others. A valid import is left alone.
+ * Errors: the map's (ENODEV once revoked, ...) and the GPU's.
+ */
+export function gpuImportRevalidate(imp: GpuImport): Result<void> {
+  if (!(imp instanceof GpuImport)) throw new TypeError(`imp must be a GpuImport, got ${String(imp)}`);
+  if (imp.released) return err('EINVAL', 'import is released');
+  if (imp.mapping !== null) return ok();
+  if (imp.how === 'get-pfn') return mapByPfn(imp);
+  if (imp.how === 'fabric') return mapByFabric(imp);
+  dmaResvLock(imp.buf);
+  const l = dmaBufMapAttachment(imp.att, DMA_BIDIRECTIONAL);
+  if (!l.ok) {
+    dmaResvUnlock(imp.buf);
+    return l;
+  }
+  const m = gpuMapDmaList(imp.gpu, l.value);
+  if (!m.ok) {
+    dmaBufUnmapAttachment(imp.att, l.value, DMA_BIDIRECTIONAL);
+    dmaResvUnlock(imp.buf);
+    return m;
+  }
+  const phys = imp.buf.ops.physRanges(imp.buf);
+  dmaResvUnlock(imp.buf);
+  imp.list = l.value;
+  imp.mapping = m.value;
+  imp.path = classify(imp.gpu.dev, phys.ok ? phys.value : null);
+  return ok();
+}
+
+/** Drops an import: GPU entries, the mapping, the attachment. A second release does nothing. */
+export function gpuImportRelease(imp: GpuImport): void {
+  if (!(imp instanceof GpuImport)) throw new TypeError(`imp must be a GpuImport, got ${String(imp)}`);
+  if (imp.released) return;
+  if (imp.mapping !== null) gpuUnmap(imp.mapping);
+  imp.mapping = null;
+  if (imp.list !== null) {
+    dmaResvLock(imp.buf);
+    dmaBufUnmapAttachment(imp.att, imp.list, DMA_BIDIRECTIONAL);
+    dmaResvUnlock(imp.buf);
+    imp.list = null;
+  }
+  dmaBufDetach(imp.buf, imp.att);
+  imp.released = true;
+}
+
+/**
+ * dma_buf_get_pfn_unlocked() of the RFC: the pfn behind page `pgoff` of the buffer and the largest
+ * order of an aligned, physically contiguous block starting there (capped at 1 GiB). Takes the
+ * reservation lock itself. Errors: ENODEV (revoked), EINVAL (pgoff past the end).
+ * The RFC's exporter op (get_pfn) is answered from the exporter's physical ranges.
+ */
+export function dmaBufGetPfnUnlocked(att: DmaBufAttachment, pgoff: number): Result<{ pfn: bigint; maxOrder: number }> {
+  const buf = att.dmabuf;
+  const ps = dmaContextOf(att.dev).mm.pageSize;
+  if (!Number.isSafeInteger(pgoff) || pgoff < 0) throw new RangeError(`pgoff must be a page index >= 0, got ${String(pgoff)}`);
+  dmaResvLock(buf);
+  const r = buf.revoked ? err('ENODEV', `${buf.name} is revoked`) : buf.ops.physRanges(buf);
+  dmaResvUnlock(buf);
+  if (!r.ok) return r;
+  let off = pgoff * ps;
+  if (off >= buf.size) return err('EINVAL', `page ${pgoff} is past the end of ${buf.name}`);
+  const list = r.value;
+  for (let i = 0; i < list.count; i++) {
+    const len = list.lenAt(i);
+    if (off >= len) { off -= len; continue; }
+    const addr = list.addrAt(i) + BigInt(off);
+    const pfn = addr / BigInt(ps);
+    const pagesLeft = Math.floor((len - off) / ps);
+    let order = 0;
+    while (order < 18 && pfn % (2n ** BigInt(order + 1)) === 0n && 2 ** (order + 1) <= pagesLeft) order++;
+    return ok({ pfn, maxOrder: order });
+  }
+  return err('EINVAL', `page ${pgoff} is past the end of ${buf.name}`);
+}
+
+/**
+ * The get_pfn importer: a dynamic attachment (for move_notify only: nothing is DMA-mapped), then
+ * one dma_buf_get_pfn_unlocked per aligned block, the CPU physical addresses written into the GPU's
+ * page table as system entries. Works where the GPU's DMA address of memory equals its physical
+ * address (no IOMMU in DMA mode, no bus offset); elsewhere the GPU's accesses fault or reach other
+ * memory, and nothing here can tell. Errors: the attach's, ENODEV (revoked), the GPU's.
+ */
+export function gpuImportDmabufGetPfn(gpu: Gpu, buf: DmaBuf): Result<GpuImport> {
+  checkGpu(gpu);
+  let imp: GpuImport | null = null;
+  const a = dmaBufAttach(buf, gpu.dev, { dynamic: true, peer2peer: true, moveNotify: () => { if (imp !== null) invalidate(imp); } });
+  if (!a.ok) return a;
+  imp = new GpuImport(gpu, buf, a.value, 'get-pfn');
+  const r = mapByPfn(imp);
+  if (!r.ok) {
+    dmaBufDetach(buf, a.value);
+    return r;
+  }
+  return ok(imp);
+}
+
+/**
+ * The private-interconnect importer: only for a GPU buffer object (the amdgpu exporter) in the VRAM
+ * of a GPU on this GPU's fabric. A dynamic attachment gets move_notify (a migration or a revoke
+ * drops the fabric entries); the VRAM offset comes from the exporter's object, not from the DMA
+ * API. Errors: EOPNOTSUPP (not a GPU buffer, not in VRAM, or its GPU is not a fabric peer), the
+ * attach's, the GPU's.
+ */
+export function gpuImportDmabufFabric(gpu: Gpu, buf: DmaBuf): Result<GpuImport> {
+  checkGpu(gpu);
+  if (!(buf.priv instanceof GpuBo)) return err('EOPNOTSUPP', `${buf.name} was not exported by a GPU driver (${buf.ops.expName})`);
+  let imp: GpuImport | null = null;
+  const a = dmaBufAttach(buf, gpu.dev, { dynamic: true, peer2peer: true, moveNotify: () => { if (imp !== null) invalidate(imp); } });
+  if (!a.ok) return a;
+  imp = new GpuImport(gpu, buf, a.value, 'fabric');
+  const r = mapByFabric(imp);
+  if (!r.ok) {
+    dmaBufDetach(buf, a.value);
+    return r;
+  }
+  return ok(imp);
+}
