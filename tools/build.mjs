@@ -4,14 +4,40 @@
 // chunks of the model. Running the bundle skips tsx's per-module transform on the main thread
 // and on every worker (about a second of start-up each); the code is the same sources, and
 // `node --import tsx src/cli/main.ts` still runs them unbundled. npm packages stay external.
+// The bundle is rebuilt only when a source (src/**, this file, package.json, the lock file) is
+// newer than it, or with --force: a fresh checkout's files are all newer, so it always builds.
 /* global process, console */
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = join(root, 'dist');
+const stamp = join(outdir, 'main.js');
+
+/** Newest modification time (ms) of the files under dir, recursively. */
+function newest(dir) {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+function upToDate() {
+  let built;
+  try {
+    built = statSync(stamp).mtimeMs;
+  } catch {
+    return false;
+  }
+  const inputs = [fileURLToPath(import.meta.url), join(root, 'package.json'), join(root, 'package-lock.json')];
+  return newest(join(root, 'src')) <= built && inputs.every((f) => statSync(f).mtimeMs <= built);
+}
+
+if (!process.argv.includes('--force') && upToDate()) process.exit(0);
 rmSync(outdir, { recursive: true, force: true });
 try {
   await build({

@@ -25,12 +25,59 @@ function xorshift(state: number): () => number {
   };
 }
 
+/** pfns per FreeHeads chunk. */
+const HEADS_CHUNK = 65536;
+
+/**
+ * Which pfns head a free block, of which order, with which token (the model's own index; the
+ * kernel keeps this in struct page: PageBuddy and the order in page->private). One number per
+ * pfn, token * 16 + order (0: not a free head), in chunks of HEADS_CHUNK pfns allocated on first
+ * use, so a machine of any size costs memory only where blocks were freed.
+ */
+class FreeHeads {
+  /** Free heads of each order (the lists' live lengths). */
+  readonly count = new Int32Array(MAX_PAGE_ORDER + 1);
+  private readonly chunks: Array<Float64Array | undefined>;
+
+  constructor(endPfn: number) {
+    this.chunks = new Array<Float64Array | undefined>(Math.ceil(endPfn / HEADS_CHUNK)).fill(undefined);
+  }
+
+  /** The token of pfn as a free head of this order, or 0. */
+  tokenOf(pfn: number, order: number): number {
+    const c = this.chunks[Math.floor(pfn / HEADS_CHUNK)];
+    if (c === undefined) return 0;
+    const v = c[pfn % HEADS_CHUNK];
+    return v !== 0 && v % 16 === order ? (v - order) / 16 : 0;
+  }
+
+  /** pfn becomes the head of a free block of this order (it heads none now). */
+  set(pfn: number, order: number, token: number): void {
+    const k = Math.floor(pfn / HEADS_CHUNK);
+    let c = this.chunks[k];
+    if (c === undefined) {
+      c = new Float64Array(HEADS_CHUNK);
+      this.chunks[k] = c;
+    }
+    const i = pfn % HEADS_CHUNK;
+    if (c[i] !== 0) this.count[c[i] % 16]--; // replaces a (stale) entry: counted once
+    c[i] = token * 16 + order;
+    this.count[order]++;
+  }
+
+  /** pfn, a free head of this order, is taken off its list. */
+  clear(pfn: number, order: number): void {
+    this.chunks[Math.floor(pfn / HEADS_CHUNK)]![pfn % HEADS_CHUNK] = 0;
+    this.count[order]--;
+  }
+}
+
 /**
  * The buddy page allocator over ranges of System RAM pfns.
  *
- * No per-page state for free memory: free blocks live in per-order free lists (a LIFO stack of
- * pfns plus a map pfn -> token that marks which stack entries are still valid, so a buddy can be
- * removed from the middle on merge). Whole top-order blocks that were never touched are not on
+ * Free blocks live in per-order free lists: a LIFO stack of pfns plus, per free block head, a token
+ * that marks which stack entries are still valid, so a buddy can be removed from the middle on
+ * merge (FreeHeads: typed-array chunks allocated where free heads occur, not a Map per order). Whole top-order blocks that were never touched are not on
  * any list: one byte per 4 MiB block (like pageblock flags) says "untouched", and they are carved
  * lazily, lowest address first.
  *
@@ -53,7 +100,7 @@ export class BuddyAllocator {
   private readonly blockPages = 2 ** MAX_PAGE_ORDER;
   private readonly stacks: number[][] = [];
   private readonly tokens: number[][] = [];
-  private readonly live: Array<Map<number, number>> = [];
+  private readonly live: FreeHeads;
   private nextToken = 1;
   private readonly state: Uint8Array;
   private readonly agedBlock: Uint8Array | null;
@@ -70,9 +117,9 @@ export class BuddyAllocator {
     for (let o = 0; o <= MAX_PAGE_ORDER; o++) {
       this.stacks.push([]);
       this.tokens.push([]);
-      this.live.push(new Map());
     }
     const endPfn = ranges.length === 0 ? 0 : ranges[ranges.length - 1][1];
+    this.live = new FreeHeads(endPfn);
     const nBlocks = Math.ceil(endPfn / this.blockPages);
     this.state = new Uint8Array(nBlocks);
     this.agedBlock = aged ? new Uint8Array(nBlocks) : null;
@@ -120,16 +167,16 @@ export class BuddyAllocator {
     const t = this.nextToken++;
     this.stacks[order].push(pfn);
     this.tokens[order].push(t);
-    this.live[order].set(pfn, t);
+    this.live.set(pfn, order, t);
   }
 
   private pop(order: number): number {
-    const st = this.stacks[order], tk = this.tokens[order], live = this.live[order];
+    const st = this.stacks[order], tk = this.tokens[order], live = this.live;
     while (st.length > 0) {
       const pfn = st.pop()!;
       const t = tk.pop()!;
-      if (live.get(pfn) === t) {
-        live.delete(pfn);
+      if (live.tokenOf(pfn, order) === t) {
+        live.clear(pfn, order);
         return pfn;
       }
     }
@@ -138,7 +185,7 @@ export class BuddyAllocator {
 
   /** Number of free blocks on the list of one order (for tests and reports). */
   freeBlocks(order: number): number {
-    return this.live[order].size;
+    return this.live.count[order];
   }
 
   /** Splits a free block of order `from` down to `to`, returning the low part and listing the upper halves. */
@@ -149,7 +196,7 @@ export class BuddyAllocator {
 
   private takeSmallest(order: number, hi: number): number {
     for (let o = order; o <= hi; o++) {
-      if (this.live[o].size === 0) continue;
+      if (this.live.count[o] === 0) continue;
       const pfn = this.pop(o);
       if (pfn >= 0) return this.expand(pfn, o, order);
     }
@@ -223,16 +270,16 @@ export class BuddyAllocator {
 
   /** true when pfn is the head of a listed free block of this order (double-free detection). */
   isFreeHead(pfn: number, order: number): boolean {
-    return this.live[order].has(pfn);
+    return this.live.tokenOf(pfn, order) !== 0;
   }
 
   private mergeFree(pfn: number, order: number): void {
     while (order < MAX_PAGE_ORDER) {
       const size = 2 ** order;
       const buddy = Math.floor(pfn / size) % 2 === 0 ? pfn + size : pfn - size;
-      const live = this.live[order];
-      if (!live.has(buddy)) break;
-      live.delete(buddy);
+      const live = this.live;
+      if (live.tokenOf(buddy, order) === 0) break;
+      live.clear(buddy, order);
       pfn = Math.min(pfn, buddy);
       order++;
     }
