@@ -74,6 +74,42 @@ function opsOf(dev: Device): DmaMapOps | null {
   return dev.dmaIommu ? null : getDmaOps(dev);
 }
 
+/** dma_map_direct for the phyr path: whether dev's streaming mappings all go to dma-direct. */
+export function dmaGoDirect(dev: Device): boolean {
+  return mapDirect(dev);
+}
+
+/**
+ * The batch path of a dma_map_ops family (the phyr entry point's, no scatterlist in between): the
+ * family's map_sg over `ents`, each output segment then recorded by dma-debug as one mapping of the
+ * segment's length at its first entry's address, checked as a caller's dma_mapping_error() would.
+ * Errnos: those of the family's map_sg (EINVAL, ENOMEM, EIO).
+ */
+export function dmaOpsMapBatch(dev: Device, ents: readonly DmaOpsEntry[], dir: DmaDataDirection, attrs: number): Result<DmaOpsSeg[]> {
+  const ops = opsOf(dev);
+  if (ops === null) throw new TypeError(`dev must have dma_map_ops, got ${dev.name} without`);
+  dmaContextOf(dev).mm.stats.dmaMapCalls++;
+  const r = ops.mapSg(dev, ents, dir, attrs);
+  if (!r.ok) return r;
+  if (dmaDebugOf(dev).enabled) {
+    for (const seg of r.value) {
+      const e = ents[seg.first];
+      debugDmaMapPhys(dev, e.phys, seg.len, dir, seg.addr, e.mmio ? attrs | DMA_ATTR_MMIO : attrs, { bounced: ops.isBounced?.(dev, seg.addr) ?? false });
+      debugDmaMappingError(dev, seg.addr);
+    }
+  }
+  return r;
+}
+
+/** Undoes dmaOpsMapBatch: dma-debug's checks, then the family's unmap_sg. */
+export function dmaOpsUnmapBatch(dev: Device, segs: readonly DmaOpsSeg[], dir: DmaDataDirection, attrs: number): void {
+  const ops = opsOf(dev);
+  if (ops === null) throw new TypeError(`dev must have dma_map_ops, got ${dev.name} without`);
+  dmaContextOf(dev).mm.stats.dmaUnmapCalls++;
+  for (const seg of segs) debugDmaUnmapPhys(dev, seg.addr, seg.len, dir);
+  ops.unmapSg(dev, segs, dir, attrs);
+}
+
 /**
  * dma_pci_p2pdma_supported: only dma-direct and dma-iommu do PCI P2PDMA; any device with dma_ops
  * does not, even when it bypasses them (kernel/dma/mapping.c).
