@@ -162,8 +162,8 @@ export function installDmaOps(dev: Device, ops: DmaMapOps): void {
   if (ops instanceof TceOps && ops.ddw) {
     const { dmaOffset, busDmaLimit } = ops.ddw;
     dev.busDmaLimit = busDmaLimit;
-    const len = busDmaLimit - dmaOffset;
-    dev.dmaRangeMap = [{ cpuStart: 0n, dmaStart: dmaOffset, len: Number(len > 1n << 52n ? 1n << 52n : len) }];
+    // powerpc's phys_to_dma adds archdata.dma_offset to any address (arch/powerpc/include/asm/dma-direct.h)
+    dev.dmaRangeMap = [{ cpuStart: 0n, dmaStart: dmaOffset, len: 2 ** 52 }];
     bypass = true;
   }
   setDmaOps(dev, ops, bypass);

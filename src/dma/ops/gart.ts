@@ -47,7 +47,7 @@ export function gptEncode(phys: bigint): number {
 
 /** GPTE_DECODE. */
 export function gptDecode(pte: number): bigint {
-  return BigInt(pte & 0xfffff000) | (BigInt(pte & 0xff0) << 28n);
+  return BigInt((pte & 0xfffff000) >>> 0) | (BigInt(pte & 0xff0) << 28n);
 }
 
 /** One AMD GART: its GATT in RAM, bitmap, rotor and flush state (global in the kernel: one per ops instance here). */
