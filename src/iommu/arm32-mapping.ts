@@ -60,6 +60,11 @@ export class Arm32IommuMapping {
   /** The bitmaps allocated so far (nr_bitmaps = bitmaps.length); one bit per page. */
   readonly bitmaps: Uint8Array[] = [];
   readonly alignment: number;
+  /**
+   * Per bitmap, a bit index below which every bit is set: the search from bit 0 starts there (the
+   * same first clear bit find_next_zero_bit would reach, without rescanning a full prefix bit by bit).
+   */
+  private readonly firstClear: number[] = [];
 
   constructor(cfg: Arm32MappingConfig) {
     const bitsAsked = Number(cfg.size / BigInt(PAGE));
@@ -76,6 +81,7 @@ export class Arm32IommuMapping {
     this.extensions = extensions;
     this.alignment = cfg.alignment ?? ARM_DMA_IOMMU_ALIGNMENT_DEFAULT;
     this.bitmaps.push(new Uint8Array(this.bits));
+    this.firstClear.push(0);
   }
 
   /** Bytes of IOVA one bitmap covers (mapping->bits << PAGE_SHIFT). */
@@ -84,8 +90,11 @@ export class Arm32IommuMapping {
   }
 
   /** bitmap_find_next_zero_area(map, bits, 0, count, align): the index, or a value > bits when none fits. */
-  private findZeroArea(map: Uint8Array, count: number, alignMask: number): number {
-    let start = 0;
+  private findZeroArea(b: number, count: number, alignMask: number): number {
+    const map = this.bitmaps[b];
+    let start = this.firstClear[b];
+    while (start < this.bits && map[start]) start++;
+    this.firstClear[b] = start;
     for (;;) {
       let index = start;
       while (index < this.bits && map[index]) index++;
@@ -110,7 +119,7 @@ export class Arm32IommuMapping {
     const order = Math.min(getOrder(count), this.alignment);
     const align = 2 ** order - 1;
     for (let i = 0; i < this.bitmaps.length; i++) {
-      const start = this.findZeroArea(this.bitmaps[i], count, align);
+      const start = this.findZeroArea(i, count, align);
       if (start > this.bits) continue;
       this.bitmaps[i].fill(1, start, start + count);
       return this.base + BigInt(this.mappingSize) * BigInt(i) + BigInt(start * PAGE);
@@ -118,7 +127,8 @@ export class Arm32IommuMapping {
     if (this.bitmaps.length >= this.extensions) return null;
     const map = new Uint8Array(this.bits);
     this.bitmaps.push(map);
-    const start = this.findZeroArea(map, count, align);
+    this.firstClear.push(0);
+    const start = this.findZeroArea(this.bitmaps.length - 1, count, align);
     if (start > this.bits) return null;
     map.fill(1, start, start + count);
     return this.base + BigInt(this.mappingSize) * BigInt(this.bitmaps.length - 1) + BigInt(start * PAGE);
@@ -138,6 +148,7 @@ export class Arm32IommuMapping {
     const count = Math.floor(size / PAGE);
     if (start + count > this.bits) throw new RangeError(`addr + size must stay in one bitmap (__free_iova BUG), got 0x${addr.toString(16)} + ${size}`);
     this.bitmaps[index].fill(0, start, start + count);
+    if (start < this.firstClear[index]) this.firstClear[index] = start;
   }
 
   /** The allocator as frame numbers for dma-iommu: first frame of `pages` pages, or 0 when none. */
