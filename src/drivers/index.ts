@@ -16,3 +16,4 @@ export * from './dmabuf/index.ts';
 export * from './vfio/index.ts';
 export * from './gpu/index.ts';
 export * from './iommufd/index.ts';
+export * from './hmm/index.ts';
