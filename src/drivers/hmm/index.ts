@@ -3,3 +3,7 @@
 // (ODP) memory regions of the RDMA NIC built on them: registered without pinning, filled on the
 // NIC's page faults through mm/'s hmmRangeFault, zapped by an mmu interval notifier.
 export { HmmDmaMap, hmmDmaMapAlloc, hmmDmaMapFree, hmmDmaMapPfn, hmmDmaUnmapPfn } from './hmm-dma.ts';
+export {
+  IbUmemOdp, ODP_FAULT_RETRIES, ibDeregOdpUserMr, ibRegOdpUserMr, ibUmemOdpGet, ibUmemOdpMapDmaAndLock, ibUmemOdpRelease,
+  ibUmemOdpUnmapDmaPages, type IbOdpUserMr,
+} from './odp.ts';
