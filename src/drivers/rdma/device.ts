@@ -6,7 +6,7 @@
 // on the PCI function together with the NIC model (nic.ts) and the dma_pool the MTT chunks come from.
 
 import { GiB, SlotKey, err, ok, type Result } from '../../base/index.ts';
-import { DMA_BIT_MASK, dmaPoolCreate, dmaSetMaskAndCoherent, dmaSetMaxSegSize, type DmaPool } from '../../dma/index.ts';
+import { DMA_BIT_MASK, dmaPoolCreate, dmaPoolDestroy, dmaSetMaskAndCoherent, dmaSetMaxSegSize, type DmaPool } from '../../dma/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { MTT_ENTRIES_PER_CHUNK, MTT_ENTRY_BYTES, RdmaNic } from './nic.ts';
 
@@ -72,4 +72,17 @@ export function rdmaProbe(dev: Device, opts: RdmaProbeOptions = {}): Result<IbDe
   if (!pool.ok) return err(pool.errno, `dma_pool_create: ${pool.message ?? pool.errno}`);
   const ib = new IbDevice(dev, bitmap & ~0xfffn, opts.odp ?? true, new RdmaNic(dev), pool.value);
   return ok(dev.slots.set(IB_DEVICE, ib));
+}
+
+/**
+ * The driver's remove: frees the MTT pool and forgets the ib_device. EBUSY while memory keys exist
+ * (every MR must be deregistered first, as ib_unregister_device waits for its users).
+ */
+export function rdmaRemove(ibdev: IbDevice): Result<void> {
+  if (!(ibdev instanceof IbDevice)) throw new TypeError(`ibdev must be an IbDevice, got ${String(ibdev)}`);
+  if (ibDeviceOf(ibdev.dev) !== ibdev) return err('ENODEV', `${ibdev.name} was removed`);
+  if (ibdev.nic.mkeyCount > 0) return err('EBUSY', `${ibdev.name}: ${ibdev.nic.mkeyCount} memory keys are registered`);
+  dmaPoolDestroy(ibdev.mttPool);
+  ibdev.dev.slots.delete(IB_DEVICE);
+  return ok(undefined);
 }
