@@ -12,7 +12,7 @@ import {
 import { PciP2pdmaMapState } from '../../pci/index.ts';
 import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_ON_DEMAND, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_REM_ACCESS_ERR, IB_WC_SUCCESS,
-  ibMrMttEntries, ibPostRdmaRead, ibPostRdmaWrite, rdmaProbe,
+  ibMrMttEntries, ibPostRdmaRead, ibPostRdmaWrite, rdmaProbe, rdmaRemove,
 } from '../rdma/index.ts';
 import { hmmDmaMapAlloc, hmmDmaMapFree, hmmDmaMapPfn, hmmDmaUnmapPfn } from './hmm-dma.ts';
 import { ibDeregOdpUserMr, ibRegOdpUserMr, type IbOdpUserMr } from './odp.ts';
@@ -113,6 +113,7 @@ describe('ODP MR', () => {
     expect(d.umem.map.mapped + s.umem.map.mapped).toBe(0);
     expect(m.stats.hmmDmaMapPfns).toBe(m.stats.hmmDmaUnmapPfns);
     expect(ibDeregOdpUserMr(ib, d)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    unwrap(rdmaRemove(ib));
     expect(m.teardown()).toBe(0);
   });
 
@@ -135,6 +136,7 @@ describe('ODP MR', () => {
     expect(m.stats.odpRemaps).toBe(4);
     unwrap(ibDeregOdpUserMr(ib, s));
     unwrap(ibDeregOdpUserMr(ib, d));
+    unwrap(rdmaRemove(ib));
     expect(m.teardown()).toBe(0);
   });
 
@@ -183,6 +185,7 @@ describe('ODP MR', () => {
     expect(unwrap(mm.readUser(buf + 100n, 1))[0]).toBe(42);
     unwrap(ibDeregOdpUserMr(ib, r));
     unwrap(ibDeregOdpUserMr(ib, l));
+    unwrap(rdmaRemove(ib));
     expect(m.teardown()).toBe(0);
   });
 
@@ -270,6 +273,7 @@ describe('ODP MR', () => {
       unwrap(ibDeregOdpUserMr(ib, d));
       expect(s.umem.map.mapped + d.umem.map.mapped).toBe(0);
       expect(m.stats.hmmDmaMapPfns).toBe(m.stats.hmmDmaUnmapPfns);
+      unwrap(rdmaRemove(ib));
       expect(m.teardown()).toBe(0);
     }), { numRuns: 40 });
   });
