@@ -33,7 +33,7 @@ function setup(mode: IommuMode, backing: 'anon' | 'thp' = 'anon', pages = 16) {
 }
 
 /** RDMA WRITE of [off, off+n) from the src MR to the same offset of the dst MR. */
-function write(ib: ReturnType<typeof setup>['ib'], s: IbOdpUserMr, d: IbOdpUserMr, off: number, n: number): number {
+function write(ib: ReturnType<typeof setup>['ib'], s: IbOdpUserMr, d: IbOdpUserMr, off: number, n: number): string {
   return unwrap(ibPostRdmaWrite(ib, { lkey: s.mr.lkey, laddr: s.mr.iova + BigInt(off), rkey: d.mr.rkey, raddr: d.mr.iova + BigInt(off), len: n })).status;
 }
 
