@@ -1,5 +1,6 @@
 // mm/: the machine's memory (regions, folios, hugetlb), processes (UserMm: mmap, faults, user
-// copies), and GUP (pin_user_pages, pin_user_pages_fast and the phyr pin).
+// copies, mprotect, migration), GUP (pin_user_pages, pin_user_pages_fast and the phyr pin), mmu interval
+// notifiers and hmm_range_fault.
 export type { HugetlbPool, MachineMm, MemRegion, PageFacts, PhysMem, RegionKind } from './types.ts';
 export { MAX_RAM_BYTES, type MmConfig } from './layout.ts';
 export { MmMachine, createMmMachine, type FolioInfo } from './machine.ts';
