@@ -3,3 +3,4 @@ export * from './compare.ts';
 export * from './mapping.ts';
 export * from './block-io.ts';
 export * from './dmabuf.ts';
+export * from './rdma.ts';
