@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { GiB } from '../base/index.ts';
+import { RDMA_ODP_SECTION, runRdmaReport } from './rdma.ts';
+
+describe('runRdmaReport', () => {
+  it('hugetlb 1 GiB and the GPU BAR: one phyr, one 1 GiB MTT entry, an RDMA WRITE verified; the kernel design costs a 2 MiB page array', () => {
+    const r = runRdmaReport({ buffers: ['hugetlb-1G', 'gpu-bar'], configs: ['no-iommu'] });
+    expect(r.odp).toBeNull();
+    const [h, bar] = r.rows;
+    expect(h).toMatchObject({ result: 'ok', pagesPinned: GiB / 4096, pageArrayBytes: 2 * 1024 * 1024, phyrEntries: 1, hwPageSize: GiB, mttEntries: 1, mttBytes: 8, bytesVerified: 256 * 1024 });
+    expect(h.sgTableBytes).toBeGreaterThan(0);
+    expect(bar).toMatchObject({ result: 'ok', pageArrayBytes: 0, mttEntries: 1, hwPageSize: GiB, bytesVerified: 256 * 1024 });
+  });
+
+  it('runs the installed ODP section on a machine of its own', () => {
+    let seen = false;
+    RDMA_ODP_SECTION.run = (m) => { seen = m.device('nic0') !== undefined; return { ran: true }; };
+    try {
+      expect(runRdmaReport({ buffers: ['hugetlb-2M'], configs: ['iommu-strict'] }).odp).toEqual({ ran: true });
+      expect(seen).toBe(true);
+    } finally {
+      RDMA_ODP_SECTION.run = null;
+    }
+  });
+});
