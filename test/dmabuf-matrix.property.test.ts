@@ -14,6 +14,10 @@ function expectedFailure(c: DmabufCell): string | null {
     if (c.iommu === 'none') return 'ENODEV'; // no IOMMU group: iommu_device_claim_dma_owner
     return c.exporter === 'vfio-bar' ? null : 'EOPNOTSUPP'; // vfio_pci_dma_buf_iommufd_map: not a VFIO dma-buf
   }
+  if (c.importer === 'iommufd-pal') {
+    if (c.iommu === 'none') return 'ENODEV';
+    return c.exporter === 'vfio-bar' ? null : 'EOPNOTSUPP'; // the exporter offers no PAL mapping type (RFC negotiation)
+  }
   if (c.importer === 'gpu-fabric') return c.exporter === 'gpu-vram' ? null : 'EOPNOTSUPP';
   // dma_buf_phys_vec_to_sgt(): a map type other than BUS_ADDR / THRU_HOST_BRIDGE is EINVAL
   if (c.importer === 'gpu' && c.exporter === 'vfio-bar' && c.mapType === 'PCI_P2PDMA_MAP_NOT_SUPPORTED') return 'EINVAL';

@@ -59,7 +59,7 @@ fields as named in the columns. Exit code 0 on success, 2 for an invalid option 
 export function addDmabufCommand(program: Command, write: (s: string) => void): Command {
   return program.command('dmabuf')
     .description('The dma-buf export/import matrix: exporter (system heap, GPU VRAM that migrates, VFIO BAR slice) x importer ' +
-      '(GPU through the DMA API, iommufd, GPU through get_pfn, GPU over a private fabric) x topology: path, map type, entries, ' +
+      '(GPU through the DMA API, iommufd, iommufd as a PAL importer (RFC mapping types), GPU through get_pfn, GPU over a private fabric) x topology: path, map type, entries, ' +
       'metadata bytes, IOMMU operations, bytes a device verified, what revoke or move did.')
     .option('--json', 'print the matrix as JSON on stdout instead of tables', false)
     .option('--size <KiB>', 'buffer size in KiB (a multiple of 4, at most 16384)', parseSize, 256)

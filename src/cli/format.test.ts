@@ -72,6 +72,13 @@ describe('renderCompareReport', () => {
     for (const k of Object.keys(report.legend)) expect(text).toContain(k);
   });
 
+  it('prints the machine memmap and, under the device buffer, the memmap the page-based path needs beside none for phyr', () => {
+    expect(text).toContain('Memmap: 128 MiB of struct page for RAM (64 B per 4 KiB page), 0 B for ZONE_DEVICE regions');
+    const dev = report.buffers.find((b) => b.name === 'device')!;
+    expect(text).toContain(`  Memmap: ${dev.memmap!.text}`);
+    expect(text.indexOf(dev.memmap!.text)).toBeGreaterThan(text.indexOf(dev.label));
+  });
+
   it('prints every row with thousands separators and binary units, and why a layout cannot describe a buffer', () => {
     for (const b of report.buffers) {
       expect(text).toContain(b.label);

@@ -71,6 +71,7 @@ export function renderBuffer(b: BufferReport): string {
   ]);
   const table = renderTable(header, rows, ['l', 'r', 'r', 'r', 'l', 'r', 'r']);
   const notes = b.rows.filter((r) => !r.describes).map((r) => `  ${r.label} cannot describe it: ${r.reason}`);
+  if (b.memmap) notes.push(`  Memmap: ${b.memmap.text}`);
   return [title, table.split('\n').map((l) => `  ${l}`).join('\n'), ...notes].join('\n');
 }
 
@@ -136,6 +137,9 @@ export function renderCompareReport(report: CompareReport): string {
   out.push('phyr compare: one pinned user buffer described four ways');
   out.push(`Machine: ${report.machine.description}`);
   out.push(`Scatterlist: ${report.maxSegmentNote}`);
+  const mm = report.machine.memmap;
+  out.push(`Memmap: ${formatBytes(mm.ram)} of struct page for RAM (${mm.structPageSize} B per ${formatBytes(mm.pageSize)} page), ` +
+    `${formatBytes(mm.zoneDevice)} for ZONE_DEVICE regions`);
   out.push('');
   if (report.headline) out.push(`Headline: ${report.headline.text}`);
   else out.push('Headline: not measured (the hugetlb buffer is not part of this run or could not be mapped)');

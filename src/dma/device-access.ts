@@ -2,8 +2,10 @@
 // of the mapping, where every address a device issues must translate). An access is routed like a
 // memory TLP: a peer BAR reachable by bus address
 // below a common switch (P2P BUS_ADDR) takes it directly; everything else goes upstream, through the
-// IOMMU of the device's domain (IOTLB, page tables, permissions, blocked/identity domains) or, with
-// no IOMMU, through dma_range_map / identity translation. Faults are logged (kind 'FAULT') and the
+// IOMMU of the device's domain (IOTLB, page tables, permissions, blocked/identity domains), through
+// the translation of the device's dma_map_ops family (GART aperture and GATT, TCE window and
+// table or direct window, the Xen p2m, grant references), or, with none of these, through
+// dma_range_map / identity translation. Faults are logged (kind 'FAULT') and the
 // access does nothing (errno EFAULT): a write is all or nothing.
 
 import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/internal.ts';
@@ -13,6 +15,7 @@ import {
   PCI_P2PDMA_MAP_BUS_ADDR, pciP2pdmaMapType, type Device, type DeviceDmaAccess, type P2pdmaProvider,
 } from '../pci/internal.ts';
 import { dmaContextOf } from './context.ts';
+import { getDmaOps } from './ops/ops.ts';
 import './counters.ts';
 
 /** One translated piece of an access: CPU physical address and length. */
@@ -72,6 +75,7 @@ function translate(dev: Device, mm: MachineMm, addr: bigint, len: number, write:
   const pieces: Piece[] = [];
   const windows = busWindows(dev);
   const domain = iommuGetDomainForDev(dev);
+  const ops = domain ? null : getDmaOps(dev);
   let a = addr;
   let left = len;
   while (left > 0) {
@@ -89,6 +93,11 @@ function translate(dev: Device, mm: MachineMm, addr: bigint, len: number, write:
       const t = iommuTranslate(domain, a, write);
       if (!t.ok) return `IOMMU: ${t.reason}`;
       phys = t.phys;
+    } else if (ops) {
+      const t = ops.translate(dev, a, write);
+      if (typeof t === 'string') return t;
+      phys = t.phys;
+      n = Math.min(left, t.len);
     } else {
       const map = dev.dmaRangeMap;
       if (map) {

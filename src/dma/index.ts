@@ -25,3 +25,10 @@ export {
 } from './pool.ts';
 export * from './map-iter.ts';
 export * from './map-phyrs.ts';
+export {
+  dmaOpsInspect, type DmaOpsKind, type DmaOpsState, type DmaOpsSeg,
+} from './ops/ops.ts';
+export type {
+  DmaOpsConfig, GartOpsConfig, TceOpsConfig, XenSwiotlbOpsConfig, XenGrantOpsConfig, DummyOpsConfig,
+} from './ops/config.ts';
+export { xenGrantBackendMap, xenGrantBackendUnmap } from './ops/xen-grant.ts';

@@ -17,7 +17,9 @@ import { dmaCapable } from './direct-addr.ts';
 import { DMA_RANGE_BUS, DMA_RANGE_MMIO, DmaRangeIter } from './map-iter.ts';
 import { devUseSwiotlb, iovaOffset } from './iommu-dma.ts';
 import { isSwiotlbActive, isSwiotlbForceBounce } from './swiotlb.ts';
-import { dmaMapPhys, dmaUnmapPhys } from './mapping.ts';
+import { dmaGoDirect, dmaMapPhys, dmaOpsMapBatch, dmaOpsUnmapBatch, dmaUnmapPhys } from './mapping.ts';
+import { getDmaOps, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg } from './ops/ops.ts';
+import { rangeProvider } from '../phyr/index.ts';
 import { DmaIovaState, dmaIovaDestroy, dmaIovaSync, dmaIovaTryAlloc, iovaLink } from './iova-state.ts';
 
 /** What dmaMapPhyrs did, so that dmaUnmapPhyrs undoes exactly that; also what a listing shows. */
@@ -27,8 +29,12 @@ export class DmaPhyrsMapping {
   readonly dev: Device;
   readonly dir: DmaDataDirection;
   readonly attrs: number;
-  /** 'iova': one window of the two-step API; 'ranges': one dmaMapPhys per range that is not a bus address. */
-  readonly how: 'iova' | 'ranges';
+  /**
+   * 'iova': one window of the two-step API; 'ranges': one dmaMapPhys per range that is not a bus
+   * address; 'ops': the device's dma_map_ops family, batched (runs of ranges through its map_sg, the
+   * ranges a direct window covers through dma-direct).
+   */
+  readonly how: 'iova' | 'ranges' | 'ops';
   /** The two-step state ('iova' only). */
   readonly state: DmaIovaState | null;
   /** Bytes mapped through the DMA API (bus-address ranges excluded). */
@@ -37,13 +43,17 @@ export class DmaPhyrsMapping {
   private readonly addrs: BigUint64Array | null;
   private readonly lens: Float64Array | null;
   private readonly kinds: Uint8Array | null;
+  /** 'ops': what was mapped, in input order. */
+  private readonly parts: OpsPart[] | null;
   private live = true;
 
   /** @internal made by dmaMapPhyrs only. */
   constructor(
-    list: DmaList, dev: Device, dir: DmaDataDirection, attrs: number, how: 'iova' | 'ranges', state: DmaIovaState | null,
+    list: DmaList, dev: Device, dir: DmaDataDirection, attrs: number, how: 'iova' | 'ranges' | 'ops', state: DmaIovaState | null,
     mappedLen: number, addrs: BigUint64Array | null, lens: Float64Array | null, kinds: Uint8Array | null,
+    parts: OpsPart[] | null = null,
   ) {
+    this.parts = parts;
     this.list = list;
     this.dev = dev;
     this.dir = dir;
@@ -54,6 +64,20 @@ export class DmaPhyrsMapping {
     this.addrs = addrs;
     this.lens = lens;
     this.kinds = kinds;
+  }
+
+  /**
+   * 'ops': the DMA segments in input order, as the family made them (a merged segment covers
+   * `count` input ranges from `first`); empty otherwise. These are what dma_map_sg of the same
+   * ranges writes into the table.
+   */
+  get opsSegments(): DmaOpsSeg[] {
+    const out: DmaOpsSeg[] = [];
+    for (const p of this.parts ?? []) {
+      if (p.segs) out.push(...p.segs);
+      else out.push({ addr: p.addr, len: p.len, first: p.index, count: 1 });
+    }
+    return out;
   }
 
   /** false once dmaUnmapPhyrs undid it. */
@@ -69,12 +93,34 @@ export class DmaPhyrsMapping {
       dmaIovaDestroy(this.dev, this.state!, this.mappedLen, this.dir, attrs);
       return;
     }
+    if (this.how === 'ops') {
+      undoParts(this.dev, this.parts!, this.parts!.length, this.dir, attrs);
+      return;
+    }
     const kinds = this.kinds!;
     for (let i = kinds.length - 1; i >= 0; i--) {
       const k = kinds[i];
       if (k === DMA_RANGE_BUS) continue;
       dmaUnmapPhys(this.dev, this.addrs![i], this.lens![i], this.dir, k === DMA_RANGE_MMIO ? attrs | DMA_ATTR_MMIO : attrs);
     }
+  }
+}
+
+/** One piece of an 'ops' mapping: a range dma-direct mapped (a direct window), or a batch through the family. */
+interface OpsPart {
+  readonly index: number;
+  readonly addr: bigint;
+  readonly len: number;
+  readonly mmio: boolean;
+  /** The family's segments (batch parts), indices relative to the whole input; null for a direct range. */
+  readonly segs: DmaOpsSeg[] | null;
+}
+
+function undoParts(dev: Device, parts: readonly OpsPart[], n: number, dir: DmaDataDirection, attrs: number): void {
+  for (let i = n - 1; i >= 0; i--) {
+    const p = parts[i];
+    if (p.segs) dmaOpsUnmapBatch(dev, p.segs, dir, attrs);
+    else dmaUnmapPhys(dev, p.addr, p.len, dir, p.mmio ? attrs | DMA_ATTR_MMIO : attrs);
   }
 }
 
@@ -186,10 +232,66 @@ export function dmaMapPhyrs(dev: Device, list: RangeSource, dir: DmaDataDirectio
   const cl = c.value;
 
   let r: Result<DmaPhyrsMapping> | null = null;
+  const ops = dev.dmaIommu ? null : getDmaOps(dev);
+  if (ops !== null && !dmaGoDirect(dev)) r = mapOps(dev, ops, cl, dir, attrs);
   if (dev.dmaIommu && cl.ioLen > 0) r = mapIova(dev, cl, dir, attrs);
   if (r === null) r = mapRanges(dev, list, cl, dir, attrs);
   if (r.ok) mappingsOf(dev).add(r.value);
   return r;
+}
+
+/**
+ * The batch path of a dma_map_ops family: no P2P (dma_pci_p2pdma_supported() is false for every
+ * ops device: EREMOTEIO); ranges the device's direct window covers (arch_dma_map_phys_direct, as
+ * dma_map_phys decides it per range) go to dma-direct, each run of the others is one batch through
+ * the family's map_sg with its own merge rule (GART iommu_merge, TCE handle adjacency).
+ */
+function mapOps(dev: Device, ops: DmaMapOps, cl: Classified, dir: DmaDataDirection, attrs: number): Result<DmaPhyrsMapping> {
+  for (let i = 0; i < cl.n; i++) {
+    if (cl.kind[i] === DMA_RANGE_BUS || rangeProvider(cl.flags[i]) !== 0) {
+      return err('EREMOTEIO', `range ${i} is P2PDMA memory: ${ops.kind} dma_map_ops do not support PCI P2PDMA (dma_pci_p2pdma_supported)`);
+    }
+  }
+  const parts: OpsPart[] = [];
+  let run: DmaOpsEntry[] = [];
+  let runStart = 0;
+  const flush = (): Result<void> => {
+    if (run.length === 0) return ok();
+    const r = dmaOpsMapBatch(dev, run, dir, attrs);
+    if (!r.ok) return r;
+    const segs = r.value.map((s) => ({ addr: s.addr, len: s.len, first: s.first + runStart, count: s.count }));
+    parts.push({ index: runStart, addr: segs[0].addr, len: 0, mmio: false, segs });
+    run = [];
+    return ok();
+  };
+  for (let i = 0; i < cl.n; i++) {
+    const phys = BigInt(cl.addrNum[i]);
+    const len = cl.len[i];
+    const mmio = cl.kind[i] === DMA_RANGE_MMIO;
+    if (!mmio && ops.archMapPhysDirect?.(dev, phys + BigInt(len))) {
+      const f = flush();
+      const m = f.ok ? dmaMapPhys(dev, phys, len, dir, attrs) : f;
+      if (!m.ok) {
+        undoParts(dev, parts, parts.length, dir, attrs);
+        return m;
+      }
+      parts.push({ index: i, addr: m.value, len, mmio, segs: null });
+      continue;
+    }
+    if (run.length === 0) runStart = i;
+    run.push({ phys, len, mmio });
+  }
+  const f = flush();
+  if (!f.ok) {
+    undoParts(dev, parts, parts.length, dir, attrs);
+    return f;
+  }
+  const b = new DmaListBuilder(cl.n);
+  for (const p of parts) {
+    if (p.segs) for (const s of p.segs) b.pushBig(s.addr, s.len, cl.flags[s.first]);
+    else b.pushBig(p.addr, p.len, cl.flags[p.index]);
+  }
+  return ok(new DmaPhyrsMapping(b.build(), dev, dir, attrs, 'ops', null, cl.ioLen, null, null, null, parts));
 }
 
 /** The two-step path; null when it does not apply (seams, no window): the caller falls back. */

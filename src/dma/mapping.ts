@@ -1,7 +1,9 @@
 // Models: kernel/dma/mapping.c and include/linux/dma-mapping.h (Linux 7.1: dma_map_phys /
 // dma_unmap_phys and their page, single and resource wrappers, dma_map_sgtable, the sync calls,
 // dma_need_unmap / dma_need_sync, dma_max/opt_mapping_size, dma_get_merge_boundary): every entry
-// point validates, dispatches to dma-direct or dma-iommu, then runs the dma-debug hook.
+// point validates, dispatches to dma-direct, dma-iommu or the device's dma_map_ops (dev->dma_ops:
+// dma_map_direct / dma_go_direct with dma_ops_bypass, arch_dma_map_phys_direct, use_dma_iommu; the
+// families are in ops/), then runs the dma-debug hook.
 // Model deviation: an unmap that dma-debug finds was never mapped (or already unmapped) is reported
 // and then not passed to the backend, so the model's pools and page tables are not corrupted by it;
 // the kernel would report it and carry on into undefined behaviour.
@@ -36,6 +38,10 @@ import {
   debugDmaSyncSingleForCpu, debugDmaSyncSingleForDevice, debugDmaUnmapPhys, debugDmaUnmapSg,
   dmaDebugOf,
 } from './debug.ts';
+import { devDmaOps, getDmaOps, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg } from './ops/ops.ts';
+import { dmaDirectGetRequiredMask } from './mask.ts';
+import { memTypeLookup } from './map-iter.ts';
+import { rangeProvider } from '../phyr/index.ts';
 import './counters.ts';
 
 export { dmaAddressingLimited } from './mask.ts';
@@ -48,14 +54,75 @@ function checkDir(dev: Device, dir: unknown, fn: string): DmaDataDirection {
   return dir as DmaDataDirection;
 }
 
-/** dma_map_direct: no dma-iommu domain (dma_ops are not modelled). */
+/**
+ * dma_map_direct (dma_go_direct): not behind dma-iommu, and either no dma_ops or dma_ops_bypass
+ * with a mask (or bus_dma_limit) that reaches all of RAM.
+ */
 function mapDirect(dev: Device): boolean {
-  return !dev.dmaIommu;
+  if (dev.dmaIommu) return false;
+  const o = devDmaOps(dev);
+  if (o === undefined) return true;
+  if (!o.bypass) return false;
+  const mask = dev.dmaMask ?? 0n;
+  const lim = dev.busDmaLimit;
+  const m = mask === 0n ? lim : lim === 0n ? mask : mask < lim ? mask : lim;
+  return m >= dmaDirectGetRequiredMask(dev);
+}
+
+/** The device's dma_map_ops when it is not behind dma-iommu (get_dma_ops), else null. */
+function opsOf(dev: Device): DmaMapOps | null {
+  return dev.dmaIommu ? null : getDmaOps(dev);
+}
+
+/** dma_map_direct for the phyr path: whether dev's streaming mappings all go to dma-direct. */
+export function dmaGoDirect(dev: Device): boolean {
+  return mapDirect(dev);
+}
+
+/**
+ * The batch path of a dma_map_ops family (the phyr entry point's, no scatterlist in between): the
+ * family's map_sg over `ents`, each output segment then recorded by dma-debug as one mapping of the
+ * segment's length at its first entry's address, checked as a caller's dma_mapping_error() would.
+ * Errnos: those of the family's map_sg (EINVAL, ENOMEM, EIO).
+ */
+export function dmaOpsMapBatch(dev: Device, ents: readonly DmaOpsEntry[], dir: DmaDataDirection, attrs: number): Result<DmaOpsSeg[]> {
+  const ops = opsOf(dev);
+  if (ops === null) throw new TypeError(`dev must have dma_map_ops, got ${dev.name} without`);
+  dmaContextOf(dev).mm.stats.dmaMapCalls++;
+  const r = ops.mapSg(dev, ents, dir, attrs);
+  if (!r.ok) return r;
+  if (dmaDebugOf(dev).enabled) {
+    for (const seg of r.value) {
+      const e = ents[seg.first];
+      debugDmaMapPhys(dev, e.phys, seg.len, dir, seg.addr, e.mmio ? attrs | DMA_ATTR_MMIO : attrs, { bounced: ops.isBounced?.(dev, seg.addr) ?? false });
+      debugDmaMappingError(dev, seg.addr);
+    }
+  }
+  return r;
+}
+
+/** Undoes dmaOpsMapBatch: dma-debug's checks, then the family's unmap_sg. */
+export function dmaOpsUnmapBatch(dev: Device, segs: readonly DmaOpsSeg[], dir: DmaDataDirection, attrs: number): void {
+  const ops = opsOf(dev);
+  if (ops === null) throw new TypeError(`dev must have dma_map_ops, got ${dev.name} without`);
+  dmaContextOf(dev).mm.stats.dmaUnmapCalls++;
+  for (const seg of segs) debugDmaUnmapPhys(dev, seg.addr, seg.len, dir);
+  ops.unmapSg(dev, segs, dir, attrs);
+}
+
+/**
+ * dma_pci_p2pdma_supported: only dma-direct and dma-iommu do PCI P2PDMA; any device with dma_ops
+ * does not, even when it bypasses them (kernel/dma/mapping.c).
+ */
+export function dmaPciP2pdmaSupported(dev: Device): boolean {
+  return getDmaOps(dev) === null;
 }
 
 /** Whether a fresh mapping at addr goes through a bounce buffer. */
 function isBounced(dev: Device, addr: bigint): boolean {
   if (mapDirect(dev)) return isSwiotlbBuffer(dev, dmaToPhys(dev, addr));
+  const ops = opsOf(dev);
+  if (ops) return ops.isBounced?.(dev, addr) ?? false;
   // dma-iommu bounces only for devices that use swiotlb (untrusted ones): skip the page-table walk otherwise.
   if (!devUseSwiotlb(dev, 0, DMA_BIDIRECTIONAL)) return false;
   const domain = iommuGetDmaDomain(dev);
@@ -89,9 +156,15 @@ export function dmaMapPhys(dev: Device, phys: bigint, size: number, dir: number,
     ctx.mm.events.warn('dma', `${dev.name}: dma_map_phys of zero bytes at 0x${phys.toString(16)}`);
     return err('ENOMEM', 'zero-length mapping');
   }
-  const addr = mapDirect(dev)
-    ? dmaDirectMapPhys(dev, phys, size, d, attrs)
-    : iommuDmaMapPhys(dev, phys, size, d, attrs);
+  const ops = opsOf(dev);
+  let addr: bigint;
+  if (mapDirect(dev) || (ops !== null && !(attrs & DMA_ATTR_MMIO) && ops.archMapPhysDirect?.(dev, phys + BigInt(size)))) {
+    addr = dmaDirectMapPhys(dev, phys, size, d, attrs);
+  } else if (ops === null) {
+    addr = iommuDmaMapPhys(dev, phys, size, d, attrs);
+  } else {
+    addr = ops.mapPhys(dev, phys, size, d, attrs);
+  }
   if (addr === DMA_MAPPING_ERROR) return err('ENOMEM', `mapping 0x${phys.toString(16)}+${size} for ${dev.name} failed`);
   const debug = dmaDebugOf(dev);
   if (debug.enabled) {
@@ -126,8 +199,14 @@ export function dmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: numbe
     const mapped = debug.mappedSize(dev, addr, size, d);
     if (mapped > 0) mappedSize = mapped;
   }
-  if (mapDirect(dev)) dmaDirectUnmapPhys(dev, addr, mappedSize, d, attrs);
-  else iommuDmaUnmapPhys(dev, addr, mappedSize, d, attrs);
+  const ops = opsOf(dev);
+  if (mapDirect(dev) || (ops !== null && !(attrs & DMA_ATTR_MMIO) && ops.archUnmapPhysDirect?.(dev, addr + BigInt(mappedSize)))) {
+    dmaDirectUnmapPhys(dev, addr, mappedSize, d, attrs);
+  } else if (ops === null) {
+    iommuDmaUnmapPhys(dev, addr, mappedSize, d, attrs);
+  } else {
+    ops.unmapPhys(dev, addr, mappedSize, d, attrs);
+  }
   debugDmaUnmapPhys(dev, addr, size, d);
 }
 
@@ -228,7 +307,10 @@ export function dmaMapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 0)
     return ok();
   }
   if (sgt.origNents === 0) return err('EINVAL', 'empty table');
-  const r = mapDirect(dev) ? dmaDirectMapSg(dev, sgt, d, attrs) : iommuDmaMapSg(dev, sgt, d, attrs);
+  const ops = opsOf(dev);
+  const r = mapDirect(dev) || (ops !== null && archMapSgDirect(dev, ops, sgt))
+    ? dmaDirectMapSg(dev, sgt, d, attrs)
+    : ops === null ? iommuDmaMapSg(dev, sgt, d, attrs) : opsMapSg(dev, ops, sgt, d, attrs);
   if (!r.ok) {
     if (r.errno !== 'EINVAL' && r.errno !== 'ENOMEM' && r.errno !== 'EIO' && r.errno !== 'EREMOTEIO') {
       ctx.mm.events.warn('dma', `${dev.name}: dma_map_sgtable: unexpected error ${r.errno}`);
@@ -253,8 +335,60 @@ export function dmaUnmapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 
   const known = sgt.nents === 0 || debugDmaIsMapped(dev, sgt.dmaAddressAt(0));
   debugDmaUnmapSg(dev, sgt, sgt.origNents, d);
   if (!known) return;
-  if (mapDirect(dev)) dmaDirectUnmapSg(dev, sgt, sgt.origNents, d, attrs);
-  else iommuDmaUnmapSg(dev, sgt, d, attrs);
+  const ops = opsOf(dev);
+  if (mapDirect(dev) || (ops !== null && archUnmapSgDirect(dev, ops, sgt))) dmaDirectUnmapSg(dev, sgt, sgt.origNents, d, attrs);
+  else if (ops === null) iommuDmaUnmapSg(dev, sgt, d, attrs);
+  else ops.unmapSg(dev, sgtSegments(sgt), d, attrs);
+}
+
+/**
+ * arch_dma_map_sg_direct (arch/powerpc/kernel/dma-iommu.c): every entry below bus_dma_limit. The
+ * kernel tests sg_phys(s) + s->offset + s->length, counting the offset twice (as read); so does the model.
+ */
+function archMapSgDirect(dev: Device, ops: DmaMapOps, sgt: SgTable): boolean {
+  if (!ops.archMapPhysDirect) return false;
+  for (let i = 0; i < sgt.origNents; i++) {
+    if (!ops.archMapPhysDirect(dev, sgPhysAt(dev, sgt, i) + BigInt(sgt.offsetAt(i) + sgt.lengthAt(i)))) return false;
+  }
+  return true;
+}
+
+/** arch_dma_unmap_sg_direct: every mapped segment's end is a direct handle. */
+function archUnmapSgDirect(dev: Device, ops: DmaMapOps, sgt: SgTable): boolean {
+  if (!ops.archUnmapPhysDirect || sgt.nents === 0) return false;
+  for (let i = 0; i < sgt.nents; i++) {
+    if (!ops.archUnmapPhysDirect(dev, sgt.dmaAddressAt(i) + BigInt(sgt.dmaLengthAt(i)))) return false;
+  }
+  return true;
+}
+
+/** The DMA segments a family's map_sg wrote into the table (the first nents entries). */
+function sgtSegments(sgt: SgTable): DmaOpsSeg[] {
+  const out: DmaOpsSeg[] = [];
+  for (let i = 0; i < sgt.nents; i++) out.push({ addr: sgt.dmaAddressAt(i), len: sgt.dmaLengthAt(i), first: i, count: 1 });
+  return out;
+}
+
+/**
+ * ops->map_sg for a table: the family's batch map over the entries, its segments written into the
+ * first nents entries. Model deviation: memory of a P2PDMA provider is refused with EREMOTEIO (the
+ * kernel's callers check dma_pci_p2pdma_supported() first; the ops themselves would map the BAR).
+ */
+function opsMapSg(dev: Device, ops: DmaMapOps, sgt: SgTable, dir: DmaDataDirection, attrs: number): Result<number> {
+  const lookup = memTypeLookup(dmaContextOf(dev).mm);
+  const ents: DmaOpsEntry[] = [];
+  for (let i = 0; i < sgt.origNents; i++) {
+    const phys = sgPhysAt(dev, sgt, i);
+    const len = sgt.lengthAt(i);
+    const ri = lookup.indexBig(phys, len);
+    if (ri < 0) return lookup.error(ri, `entry ${i}`, phys, len);
+    if (rangeProvider(lookup.flagsOf(ri)) !== 0) return err('EREMOTEIO', `entry ${i} is P2PDMA memory: ${ops.kind} dma_map_ops do not support PCI P2PDMA`);
+    ents.push({ phys, len, mmio: false });
+  }
+  const r = ops.mapSg(dev, ents, dir, attrs);
+  if (!r.ok) return r;
+  r.value.forEach((s, i) => sgt.setDma(i, s.addr, s.len));
+  return ok(r.value.length);
 }
 
 /**
@@ -278,6 +412,17 @@ function syncSingle(dev: Device, addr: bigint, size: number, dir: number, toCpu:
   const d = checkDir(dev, dir, toCpu ? 'dma_sync_single_for_cpu' : 'dma_sync_single_for_device');
   ctx.mm.stats.dmaSyncCalls++;
   const direct = mapDirect(dev);
+  const ops = direct ? null : opsOf(dev);
+  if (ops !== null) {
+    if (toCpu) {
+      ops.syncSingleForCpu?.(dev, addr, size, d);
+      debugDmaSyncSingleForCpu(dev, addr, size, d);
+    } else {
+      ops.syncSingleForDevice?.(dev, addr, size, d);
+      debugDmaSyncSingleForDevice(dev, addr, size, d);
+    }
+    return;
+  }
   if (toCpu) {
     if (direct) dmaDirectSyncSingleForCpu(dev, addr, size, d);
     else iommuDmaSyncSingleForCpu(dev, addr, size, d);
@@ -293,7 +438,14 @@ function syncSgtable(dev: Device, sgt: SgTable, dir: number, toCpu: boolean): vo
   const ctx = dmaContextOf(dev);
   const d = checkDir(dev, dir, toCpu ? 'dma_sync_sgtable_for_cpu' : 'dma_sync_sgtable_for_device');
   ctx.mm.stats.dmaSyncCalls++;
-  if (mapDirect(dev)) {
+  const ops = mapDirect(dev) ? null : opsOf(dev);
+  if (ops !== null) {
+    // ops->sync_sg_for_*: per entry (xen-swiotlb; the others have none)
+    for (let i = 0; i < sgt.origNents; i++) {
+      if (toCpu) ops.syncSingleForCpu?.(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
+      else ops.syncSingleForDevice?.(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
+    }
+  } else if (mapDirect(dev)) {
     for (let i = 0; i < sgt.origNents; i++) {
       if (toCpu) dmaDirectSyncSingleForCpu(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
       else dmaDirectSyncSingleForDevice(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
@@ -351,17 +503,21 @@ export function dmaNeedSync(dev: Device, addr: bigint): boolean {
 /** dma_max_mapping_size: the largest single mapping (swiotlb's 256/252 KiB when it may bounce; SIZE_MAX when unlimited). */
 export function dmaMaxMappingSize(dev: Device): number {
   if (mapDirect(dev)) return dmaDirectMaxMappingSize(dev);
+  const ops = opsOf(dev);
+  if (ops !== null) return ops.maxMappingSize?.(dev) ?? SIZE_MAX;
   return iommuDmaMaxMappingSize(dev);
 }
 
 /** dma_opt_mapping_size: 128 KiB behind an IOMMU (the IOVA rcache limit), capped by the max. */
 export function dmaOptMappingSize(dev: Device): number {
-  const size = mapDirect(dev) ? SIZE_MAX : iommuDmaOptMappingSize();
+  // no dma_map_ops instance sets ->opt_mapping_size
+  const size = dev.dmaIommu ? iommuDmaOptMappingSize() : SIZE_MAX;
   return Math.min(dmaMaxMappingSize(dev), size);
 }
 
 /** dma_get_merge_boundary: granule - 1 behind an IOMMU; 0n ("can't merge") otherwise. */
 export function dmaGetMergeBoundary(dev: Device): bigint {
-  if (mapDirect(dev)) return 0n;
+  // no dma_map_ops instance sets ->get_merge_boundary
+  if (!dev.dmaIommu) return 0n;
   return iommuDmaGetMergeBoundary(dev);
 }

@@ -8,6 +8,7 @@ import { checkAddr, checkLen, err, ok, type Result, U32_MAX } from '../base/inde
 import { dmaContextIfAny } from './context.ts';
 import { DMA_BIT_MASK, DMA_MAPPING_ERROR, ULONG_MAX } from './constants.ts';
 import { physToDmaUnencrypted, translatePhysToDma } from './direct-addr.ts';
+import { getDmaOps } from './ops/ops.ts';
 
 /** SZ_64K: dma_get_max_seg_size() when the driver never set one. */
 export const DMA_DEFAULT_MAX_SEG_SIZE = 64 * 1024;
@@ -64,9 +65,14 @@ export function dmaDirectSupported(dev: Device, mask: bigint): boolean {
   return need !== DMA_MAPPING_ERROR && mask >= need;
 }
 
-/** dma_supported: an IOMMU-backed device supports any mask (the IOVA allocator honours it). */
+/**
+ * dma_supported: an IOMMU-backed device supports any mask (the IOVA allocator honours it); a device
+ * with dma_map_ops asks ->dma_supported (every mask when the ops have none).
+ */
 export function dmaSupported(dev: Device, mask: bigint): boolean {
   if (dev.dmaIommu) return true;
+  const ops = getDmaOps(dev);
+  if (ops !== null) return ops.dmaSupported?.(dev, mask) ?? true;
   return dmaDirectSupported(dev, mask);
 }
 
@@ -75,7 +81,10 @@ export function dmaSupported(dev: Device, mask: bigint): boolean {
  * first swiotlb bounce clears it again.
  */
 export function dmaSetupNeedSync(dev: Device): void {
-  dev.dmaSkipSync = dev.dmaCoherent;
+  const ops = dev.dmaIommu ? null : getDmaOps(dev);
+  // dma_map_ops without sync callbacks can never sync (the kernel's dma_setup_need_sync)
+  if (ops !== null) dev.dmaSkipSync = !ops.syncSingleForCpu && !ops.syncSingleForDevice;
+  else dev.dmaSkipSync = dev.dmaCoherent;
 }
 
 /**
@@ -183,6 +192,6 @@ export function dmaAddressingLimited(dev: Device): boolean {
   const lim = dev.busDmaLimit;
   const eff = mask === 0n ? lim : lim === 0n ? mask : (mask < lim ? mask : lim);
   if (eff < dmaGetRequiredMask(dev)) return true;
-  if (dev.dmaIommu) return false;
+  if (dev.dmaIommu || getDmaOps(dev) !== null) return false;
   return !dmaDirectAllRamMapped(dev);
 }

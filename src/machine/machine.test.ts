@@ -38,6 +38,14 @@ describe('createMachine', () => {
     expect(() => m.device('nope')).toThrow(RangeError);
     expect(m.teardown()).toBe(0);
   });
+  it('memmapBytes: RAM and the p2p BAR (pci_p2pdma_add_resource: ZONE_DEVICE) have struct pages, the NVMe BAR none', () => {
+    const m = createMachine({ ramBytes: 4 * GiB, swiotlb: false, pci: PCI });
+    const b = m.memmapBytes();
+    expect(b.ram).toBe((4 * GiB / 4096) * 64);
+    expect(b.p2pdma).toBe((256 * MiB / 4096) * 64);
+    expect(b.regions.filter((r) => r.zoneDevice).map((r) => r.name)).toEqual(['gpu0.bar0']);
+    expect(b.total).toBe(b.ram + b.p2pdma);
+  });
   it('passthrough IOMMU leaves devices on dma-direct; no swiotlb when disabled', () => {
     const m = createMachine({ ramBytes: 4 * GiB, iommu: { format: 'x86-64', mode: 'passthrough' }, swiotlb: false, pci: PCI });
     expect(m.swiotlb).toBeNull();

@@ -10,6 +10,7 @@ import {
 } from '../pci/internal.ts';
 import { createIommu, type Iommu, type IommuConfig } from '../iommu/index.ts';
 import {
+  checkDmaOpsConfig, createDmaOps, installDmaOps, type DmaMapOps, type DmaOpsConfig, type DmaOpsMachineFacts,
   createSwiotlb, dmaDebugCheckLeaks, dmaDebugCpuWriteHook, DmaDebug, dmaSetupNeedSync, registerDmaDevice, swiotlbDevInit, swiotlbMemblockInit,
   type DmaContext, type Swiotlb, type SwiotlbBootPool, type SwiotlbConfig,
 } from '../dma/internal.ts';
@@ -66,11 +67,17 @@ export interface MachineConfig extends MmConfig {
   readonly dmaDebug?: DmaDebugConfig;
   /** Architecture facts (default: x86-64). */
   readonly arch?: ArchConfig;
+  /**
+   * The dma_map_ops family every PCI device gets on a machine without an IOMMU (a PCI endpoint's own
+   * `dmaOps` overrides it): GART, PowerPC TCE (with a dynamic DMA window), Xen swiotlb, Xen grants,
+   * or the dummy ops. Omitted: dma-direct.
+   */
+  readonly dmaOps?: DmaOpsConfig;
 }
 
 const MACHINE_KEYS = new Set([
   'ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'deviceMemory', 'pmem', 'aged', 'seed',
-  'cpu', 'pci', 'iommu', 'swiotlb', 'dmaDebug', 'arch',
+  'cpu', 'pci', 'iommu', 'swiotlb', 'dmaDebug', 'arch', 'dmaOps',
 ]);
 const DMA_DEBUG_KEYS = ['enabled', 'allErrors', 'numErrors', 'driverFilter'];
 const ARCH_KEYS = ['dmaCacheAlignment', 'bounceUnalignedKmalloc'];
@@ -189,6 +196,10 @@ export class Machine extends MmMachine {
   /** The DMA context every device of this machine shares. */
   readonly dma: DmaContext;
   private readonly extraDevices: Device[] = [];
+  /** The machine-wide dma_map_ops instance (config.dmaOps), or null. */
+  readonly dmaOps: DmaMapOps | null = null;
+  /** Per-endpoint dma_map_ops instances (pci[].dmaOps), by endpoint name. */
+  private readonly endpointDmaOps = new Map<string, DmaMapOps>();
 
   /** Builds the machine. @throws TypeError/RangeError naming the bad config field. */
   constructor(config: MachineConfig) {
@@ -212,6 +223,7 @@ export class Machine extends MmMachine {
     // store into a buffer the device owns while bounced or non-coherent is a MODEL-CHECK event
     this.mem.onCpuWrite = dmaDebugCpuWriteHook(this.dmaDebug);
     this.dma = { mm: this, iommu: this.iommu, topology: this.topology };
+    this.setupDmaOps(cfg);
     for (const dev of this.topology?.devices() ?? []) this.attach(dev);
     // device models: an endpoint with an `nvme` field is an NVMe controller (function 0)
     for (const node of cfg.pci ?? []) {
@@ -219,10 +231,42 @@ export class Machine extends MmMachine {
     }
   }
 
+  /** Checks the dmaOps configs (errors name the field path) and builds their tables in RAM. */
+  private setupDmaOps(cfg: MachineConfig): void {
+    const facts: DmaOpsMachineFacts = {
+      pageSize: this.pageSize,
+      regions: this.regions,
+      swiotlb: this.swiotlb ? { start: this.swiotlb.start, end: this.swiotlb.end } : null,
+    };
+    const nodes = cfg.pci ?? [];
+    const any = cfg.dmaOps !== undefined || nodes.some((n) => n.dmaOps !== undefined);
+    if (any && this.iommu) {
+      const where = cfg.dmaOps !== undefined ? 'config.dmaOps' : `pci[${nodes.findIndex((n) => n.dmaOps !== undefined)}].dmaOps`;
+      throw new RangeError(`${where} needs a machine without an IOMMU (dma_map_ops serve devices with no IOMMU domain), got config.iommu too`);
+    }
+    if (cfg.dmaOps !== undefined) {
+      (this as { dmaOps: DmaMapOps | null }).dmaOps = createDmaOps(this, checkDmaOpsConfig('config.dmaOps', cfg.dmaOps, facts));
+    }
+    nodes.forEach((n, i) => {
+      if (n.dmaOps === undefined) return;
+      const where = `pci[${i}] (${n.name}).dmaOps`;
+      if (n.type !== 'endpoint') throw new RangeError(`${where} is a field of endpoints only, got a ${n.type}`);
+      this.endpointDmaOps.set(n.name, createDmaOps(this, checkDmaOpsConfig(where, n.dmaOps, facts)));
+    });
+  }
+
+  /** The dma_map_ops a PCI function gets: its endpoint's, else the machine's. */
+  private dmaOpsFor(dev: Device): DmaMapOps | null {
+    const endpoint = dev.name.includes('.') ? dev.name.slice(0, dev.name.lastIndexOf('.')) : dev.name;
+    return this.endpointDmaOps.get(endpoint) ?? this.endpointDmaOps.get(dev.name) ?? this.dmaOps;
+  }
+
   private attach(dev: Device): void {
     registerDmaDevice(dev, this.dma);
     if (this.swiotlb) swiotlbDevInit(dev, this.swiotlb);
     if (this.iommu) this.iommu.probeDevice(dev);
+    const ops = this.iommu ? null : this.dmaOpsFor(dev);
+    if (ops) installDmaOps(dev, ops);
     dmaSetupNeedSync(dev);
     installDeviceDmaAccess(dev);
   }

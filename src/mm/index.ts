@@ -3,6 +3,7 @@
 export type { HugetlbPool, MachineMm, MemRegion, PageFacts, PhysMem, RegionKind } from './types.ts';
 export { MAX_RAM_BYTES, type MmConfig } from './layout.ts';
 export { MmMachine, createMmMachine, type FolioInfo } from './machine.ts';
+export { STRUCT_PAGE_SIZE, memmapBytesFor, memmapOf, type MemmapBreakdown, type MemmapRegion } from './memmap.ts';
 export {
   FAULT_SIGBUS, TASK_SIZE, UserMm, type MmapBacking, type MmapOptions, type PageCacheMode, type VmPfnFault, type VmPfnMapOps,
 } from './user-mm.ts';

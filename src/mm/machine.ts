@@ -7,6 +7,7 @@ import { EventLog, GiB, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, 
 import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
 import { FolioKind, FolioTable, type FolioRecord } from './folio.ts';
 import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resolveMmConfig } from './layout.ts';
+import { memmapOf, type MemmapBreakdown } from './memmap.ts';
 import { SparsePhysMem } from './physmem.ts';
 import { PinTable, type PinInfo } from './pins.ts';
 import type { HugetlbPool, MachineMm, Memblock, MemRegion, PageFacts } from './types.ts';
@@ -105,6 +106,15 @@ export class MmMachine implements MachineMm, UserMmHost {
     }
     this.hugetlb['2M'].free.reverse();
     this.hugetlb['2M'].total = cfg.hugetlb2M;
+  }
+
+  /**
+   * The struct page memory (memmap) of this machine at its page size: 64 bytes per base page of
+   * System RAM and of every ZONE_DEVICE region (P2PDMA BARs with a pgmap, pmem with pages), with a
+   * per-region breakdown. Device memory without a pgmap (and a phyr describing any memory) costs none.
+   */
+  memmapBytes(): MemmapBreakdown {
+    return memmapOf(this.regions, this.pageSize);
   }
 
   /**

@@ -6,7 +6,7 @@ import { RANGE_DEVICE, withProvider } from '../phyr/index.ts';
 import { Device } from './device.ts';
 import {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_NOT_SUPPORTED, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE,
-  PCI_P2PDMA_MAP_UNKNOWN, PCI_P2PDMA_WHITELIST, PciP2pdmaMapState, REQ_SAME_HOST_BRIDGE, calcMapTypeAndDist,
+  PCI_ANY_ID, PCI_P2PDMA_MAP_UNKNOWN, PCI_P2PDMA_WHITELIST, PciP2pdmaMapState, REQ_SAME_HOST_BRIDGE, calcMapTypeAndDist,
   cpuSupportsP2pdma, hostBridgeWhitelist, pciBusAddress, pciP2pdmaBusAddrMap, pciP2pdmaDistance, pciP2pdmaDistanceMany,
   pciP2pdmaMapType, pciP2pdmaState, pciResourceStart, pcimP2pdmaInit, pcimP2pdmaProvider, providerForRangeFlags,
 } from './p2pdma.ts';
@@ -20,11 +20,16 @@ describe('constants', () => {
   it('have the kernel enum values and the pci_p2pdma_whitelist[] table', () => {
     expect([PCI_P2PDMA_MAP_UNKNOWN, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_NOT_SUPPORTED, PCI_P2PDMA_MAP_BUS_ADDR,
       PCI_P2PDMA_MAP_THRU_HOST_BRIDGE]).toEqual([0, 1, 2, 3, 4]);
-    const same = PCI_P2PDMA_WHITELIST.filter((e) => e.flags & REQ_SAME_HOST_BRIDGE).map((e) => e.device);
-    const any = PCI_P2PDMA_WHITELIST.filter((e) => !(e.flags & REQ_SAME_HOST_BRIDGE)).map((e) => e.device);
-    expect(same).toEqual([0x3c00, 0x3c01, 0x2f00, 0x2f01]);
-    expect(any).toEqual([0x2030, 0x2031, 0x2032, 0x2033, 0x2020, 0x09a2]);
-    expect(PCI_P2PDMA_WHITELIST.every((e) => e.vendor === 0x8086)).toBe(true);
+    const ids = (since: string) => PCI_P2PDMA_WHITELIST.filter((e) => e.since === since)
+      .map((e) => `${e.vendor.toString(16)}:${e.device === PCI_ANY_ID ? 'ANY' : e.device.toString(16)}${e.flags & REQ_SAME_HOST_BRIDGE ? '/same' : ''}`);
+    expect(ids('<=7.0')).toEqual(['8086:3c00/same', '8086:3c01/same', '8086:2f00/same', '8086:2f01/same',
+      '8086:2030', '8086:2031', '8086:2032', '8086:2033', '8086:2020', '8086:9a2']);
+    expect(ids('7.1.5')).toEqual(['8086:b25', '8086:cfe', '8086:11fb', '8086:1212', '8086:1216',
+      '8086:4940', '8086:4942', '8086:4944', '8086:4946', '8086:4948']);
+    expect(ids('7.1')).toEqual(['1ae0:ANY']);
+    expect(ids('queued')).toEqual(['10de:2f95', '10de:2f96', '10de:2f97', '10de:2f98',
+      '1d17:1003/same', '1d17:1005/same', '1d17:1006/same', '1d17:1007/same', '1d17:1008']);
+    expect(PCI_P2PDMA_WHITELIST.length).toBe(30);
   });
 });
 
@@ -167,6 +172,9 @@ describe('host bridge whitelist with two host bridges', () => {
     [0x3c01, 0x3c01, 0x8086, true, false],
     [0x2030, 0x2030, 0x10de, true, false],
     [0x1234, 0x2030, 0x8086, false, false],
+    // 7.1.5 Intel accelerator root devices (QAT 4xxx, DSA, IAA): listed without REQ_SAME_HOST_BRIDGE.
+    [0x4940, 0x0b25, 0x8086, true, true],
+    [0x1216, 0x3c00, 0x8086, true, false],
   ];
   it.each(table)('hbA %s, hbB %s (vendor %s)', (a, b, vb, same, cross) => {
     const { d } = build(twoBridges(a, b, vb));
@@ -177,6 +185,56 @@ describe('host bridge whitelist with two host bridges', () => {
     expect(pciP2pdmaMapType(p, d('x2'))).toBe(same ? PCI_P2PDMA_MAP_THRU_HOST_BRIDGE : PCI_P2PDMA_MAP_NOT_SUPPORTED);
     expect(pciP2pdmaMapType(p, d('y'))).toBe(cross ? PCI_P2PDMA_MAP_THRU_HOST_BRIDGE : PCI_P2PDMA_MAP_NOT_SUPPORTED);
     expect(pciP2pdmaDistance(d('x'), d('y'))).toBe(cross ? 4 : -1);
+  });
+});
+
+describe('whitelist wildcards and same-host-bridge entries (Linux 7.1 "Google SoCs", queued NVIDIA/Zhaoxin)', () => {
+  const twoVendors = (va: number, a: number, vb: number, b: number): PciNodeConfig[] => [
+    { name: 'hbA', type: 'host-bridge', vendor: va, device: a },
+    { name: 'hbB', type: 'host-bridge', vendor: vb, device: b },
+    { name: 'rpA', type: 'root-port', parent: 'hbA' },
+    { name: 'rpA2', type: 'root-port', parent: 'hbA' },
+    { name: 'rpB', type: 'root-port', parent: 'hbB' },
+    { name: 'x', type: 'endpoint', parent: 'rpA', bars: [{ bytes: 4096, p2p: true }] },
+    { name: 'x2', type: 'endpoint', parent: 'rpA2' },
+    { name: 'y', type: 'endpoint', parent: 'rpB' },
+  ];
+
+  it('an Intel CPU with host bridge 1ae0:0001 gets THRU_HOST_BRIDGE, not NOT_SUPPORTED (exact-id match cannot express PCI_ANY_ID)', () => {
+    const { d, mm } = build(example({ vendor: 0x1ae0, device: 0x0001 }));
+    expect(calcMapTypeAndDist(d('gpu0'), d('tb0'), true)).toEqual({ mapType: PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, dist: 6 });
+    expect(pciP2pdmaDistance(d('gpu0'), d('tb0'))).toBe(6);
+    expect(mm.events.list().filter((e) => /whitelist/.test(e.message))).toEqual([]);
+  });
+
+  it.each([0x0000, 0x0001, 0x00ff, 0xabcd, 0xffff])('the Google wildcard matches device %s on one and on two host bridges', (dev) => {
+    const { d } = build(twoVendors(0x1ae0, dev, 0x1ae0, 0x1234));
+    expect(hostBridgeWhitelist(d('x'), d('x2'))).toBe(true);
+    expect(hostBridgeWhitelist(d('x'), d('y'))).toBe(true);
+  });
+
+  it('the wildcard is per vendor: 1ae1:0001 and 8086:1ae0 are not whitelisted', () => {
+    for (const [vendor, device] of [[0x1ae1, 0x0001], [0x8086, 0x1ae0]]) {
+      const { d } = build(example({ vendor, device }));
+      expect(calcMapTypeAndDist(d('gpu0'), d('tb0')).mapType).toBe(PCI_P2PDMA_MAP_NOT_SUPPORTED);
+    }
+  });
+
+  it('Zhaoxin 1003/1005/1006/1007 are same-host-bridge only, 1008 is not (queued entries)', () => {
+    for (const dev of [0x1003, 0x1005, 0x1006, 0x1007, 0x1008]) {
+      const { d } = build(twoVendors(0x1d17, dev, 0x1ae0, 0x0001));
+      const p = pcimP2pdmaProvider(d('x'), 0)!;
+      expect(pciP2pdmaMapType(p, d('x2')), `1d17:${dev.toString(16)} same bridge`).toBe(PCI_P2PDMA_MAP_THRU_HOST_BRIDGE);
+      expect(pciP2pdmaMapType(p, d('y')), `1d17:${dev.toString(16)} cross bridge`)
+        .toBe(dev === 0x1008 ? PCI_P2PDMA_MAP_THRU_HOST_BRIDGE : PCI_P2PDMA_MAP_NOT_SUPPORTED);
+    }
+  });
+
+  it('NVIDIA CPU root complexes 2f95..2f98 pass across host bridges; 10de:2f99 does not', () => {
+    const { d } = build(twoVendors(0x10de, 0x2f95, 0x10de, 0x2f98));
+    expect(hostBridgeWhitelist(d('x'), d('y'))).toBe(true);
+    const { d: d2 } = build(twoVendors(0x10de, 0x2f99, 0x10de, 0x2f98));
+    expect(hostBridgeWhitelist(d2('x'), d2('y'))).toBe(false);
   });
 });
 

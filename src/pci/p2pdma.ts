@@ -40,33 +40,74 @@ export const PCI_P2PDMA_MAP_NAMES: readonly string[] = [
 /** PCI_STD_NUM_BARS. */
 export const PCI_STD_NUM_BARS = 6;
 export const PCI_VENDOR_ID_INTEL = 0x8086;
+export const PCI_VENDOR_ID_GOOGLE = 0x1ae0;
+export const PCI_VENDOR_ID_NVIDIA = 0x10de;
+export const PCI_VENDOR_ID_ZHAOXIN = 0x1d17;
+/** PCI_ANY_ID (include/linux/mod_devicetable.h: ~0): a whitelist entry with it matches every device id of its vendor. */
+export const PCI_ANY_ID = -1;
 /** Whitelist entry flag: P2P through this root complex only within one host bridge. */
 export const REQ_SAME_HOST_BRIDGE = 1 << 0;
 
-/** One entry of pci_p2pdma_whitelist[]. */
+/** One entry of pci_p2pdma_whitelist[]; `since` names the kernel that has it ('queued': not in a release). */
 export interface P2pdmaWhitelistEntry {
   readonly vendor: number;
+  /** A device id, or PCI_ANY_ID for every device of the vendor. */
   readonly device: number;
   readonly flags: number;
+  /** The first kernel the model knows to have the entry, or 'queued' for one not in a released kernel. */
+  readonly since: string;
+  /** What the root device is. */
+  readonly what: string;
 }
 
+const wl = (vendor: number, device: number, flags: number, since: string, what: string): P2pdmaWhitelistEntry =>
+  Object.freeze({ vendor, device, flags, since, what });
+
 /**
- * pci_p2pdma_whitelist[] (drivers/pci/p2pdma.c): its Intel host bridges, where Xeon E5 / E5 v3 need
- * the same host bridge. Model deviation: 7.1's table also lists Intel DSA/IAX/QAT devices and any
- * Google SoC; they are left out, as no model machine has such a root device.
+ * pci_p2pdma_whitelist[] (drivers/pci/p2pdma.c) as of Linux 7.3 plus the PCI tree's queued entries,
+ * in the kernel's order (the first entry that matches vendor and device decides):
+ * - '<=7.0': the Intel root complexes from before 7.0, Xeon E5 / E5 v3 only within one host bridge;
+ * - '7.1': Google SoCs with a PCI_ANY_ID device wildcard (in the 7.1.5 tree);
+ * - '7.1.5': the Intel accelerator root devices (DSA, IAX/IAA, QAT 4xxx/401xx/402xx/420xx/6xxx). The
+ *   issue that asked for them dates them 7.2; the 7.1.5 tree (drivers/pci/p2pdma.c, ids from
+ *   include/linux/pci_ids.h) already lists them, so they are in a released kernel by 7.1.5;
+ * - 'queued': NVIDIA CPU root complexes and Zhaoxin KX/KH root complexes (four of them only within one
+ *   host bridge), queued in the PCI tree and not in a released kernel as of 7.3-rc6.
+ * Model deviation: the queued NVIDIA and Zhaoxin entries are active, so the model whitelists them
+ * ahead of mainline; filter on `since` to get 7.3's table.
  */
 export const PCI_P2PDMA_WHITELIST: readonly P2pdmaWhitelistEntry[] = Object.freeze([
-  { vendor: PCI_VENDOR_ID_INTEL, device: 0x3c00, flags: REQ_SAME_HOST_BRIDGE },
-  { vendor: PCI_VENDOR_ID_INTEL, device: 0x3c01, flags: REQ_SAME_HOST_BRIDGE },
-  { vendor: PCI_VENDOR_ID_INTEL, device: 0x2f00, flags: REQ_SAME_HOST_BRIDGE },
-  { vendor: PCI_VENDOR_ID_INTEL, device: 0x2f01, flags: REQ_SAME_HOST_BRIDGE },
-  { vendor: PCI_VENDOR_ID_INTEL, device: 0x2030, flags: 0 },
-  { vendor: PCI_VENDOR_ID_INTEL, device: 0x2031, flags: 0 },
-  { vendor: PCI_VENDOR_ID_INTEL, device: 0x2032, flags: 0 },
-  { vendor: PCI_VENDOR_ID_INTEL, device: 0x2033, flags: 0 },
-  { vendor: PCI_VENDOR_ID_INTEL, device: 0x2020, flags: 0 },
-  { vendor: PCI_VENDOR_ID_INTEL, device: 0x09a2, flags: 0 },
-].map((e) => Object.freeze(e)));
+  wl(PCI_VENDOR_ID_INTEL, 0x3c00, REQ_SAME_HOST_BRIDGE, '<=7.0', 'Intel Xeon E5/Core i7'),
+  wl(PCI_VENDOR_ID_INTEL, 0x3c01, REQ_SAME_HOST_BRIDGE, '<=7.0', 'Intel Xeon E5/Core i7'),
+  wl(PCI_VENDOR_ID_INTEL, 0x2f00, REQ_SAME_HOST_BRIDGE, '<=7.0', 'Intel Xeon E7 v3/Xeon E5 v3/Core i7'),
+  wl(PCI_VENDOR_ID_INTEL, 0x2f01, REQ_SAME_HOST_BRIDGE, '<=7.0', 'Intel Xeon E7 v3/Xeon E5 v3/Core i7'),
+  wl(PCI_VENDOR_ID_INTEL, 0x2030, 0, '<=7.0', 'Intel Skylake-E'),
+  wl(PCI_VENDOR_ID_INTEL, 0x2031, 0, '<=7.0', 'Intel Skylake-E'),
+  wl(PCI_VENDOR_ID_INTEL, 0x2032, 0, '<=7.0', 'Intel Skylake-E'),
+  wl(PCI_VENDOR_ID_INTEL, 0x2033, 0, '<=7.0', 'Intel Skylake-E'),
+  wl(PCI_VENDOR_ID_INTEL, 0x2020, 0, '<=7.0', 'Intel Skylake-E'),
+  wl(PCI_VENDOR_ID_INTEL, 0x09a2, 0, '<=7.0', 'Intel Ice Lake-SP (listed under Skylake-E)'),
+  wl(PCI_VENDOR_ID_INTEL, 0x0b25, 0, '7.1.5', 'Intel DSA (Sapphire Rapids)'),
+  wl(PCI_VENDOR_ID_INTEL, 0x0cfe, 0, '7.1.5', 'Intel IAX (Sapphire Rapids)'),
+  wl(PCI_VENDOR_ID_INTEL, 0x11fb, 0, '7.1.5', 'Intel DSA (Granite Rapids-D)'),
+  wl(PCI_VENDOR_ID_INTEL, 0x1212, 0, '7.1.5', 'Intel DSA (Diamond Rapids)'),
+  wl(PCI_VENDOR_ID_INTEL, 0x1216, 0, '7.1.5', 'Intel IAA (Diamond Rapids)'),
+  wl(PCI_VENDOR_ID_INTEL, 0x4940, 0, '7.1.5', 'Intel QAT 4xxx'),
+  wl(PCI_VENDOR_ID_INTEL, 0x4942, 0, '7.1.5', 'Intel QAT 401xx'),
+  wl(PCI_VENDOR_ID_INTEL, 0x4944, 0, '7.1.5', 'Intel QAT 402xx'),
+  wl(PCI_VENDOR_ID_INTEL, 0x4946, 0, '7.1.5', 'Intel QAT 420xx'),
+  wl(PCI_VENDOR_ID_INTEL, 0x4948, 0, '7.1.5', 'Intel QAT 6xxx'),
+  wl(PCI_VENDOR_ID_GOOGLE, PCI_ANY_ID, 0, '7.1', 'Google SoCs (any device)'),
+  wl(PCI_VENDOR_ID_NVIDIA, 0x2f95, 0, 'queued', 'NVIDIA CPU'),
+  wl(PCI_VENDOR_ID_NVIDIA, 0x2f96, 0, 'queued', 'NVIDIA CPU'),
+  wl(PCI_VENDOR_ID_NVIDIA, 0x2f97, 0, 'queued', 'NVIDIA CPU'),
+  wl(PCI_VENDOR_ID_NVIDIA, 0x2f98, 0, 'queued', 'NVIDIA CPU'),
+  wl(PCI_VENDOR_ID_ZHAOXIN, 0x1003, REQ_SAME_HOST_BRIDGE, 'queued', 'Zhaoxin KX-6000/KH-40000/KX-6000G/KX-7000/KH-50000'),
+  wl(PCI_VENDOR_ID_ZHAOXIN, 0x1005, REQ_SAME_HOST_BRIDGE, 'queued', 'Zhaoxin KX-6000/KH-40000/KX-6000G/KX-7000/KH-50000'),
+  wl(PCI_VENDOR_ID_ZHAOXIN, 0x1006, REQ_SAME_HOST_BRIDGE, 'queued', 'Zhaoxin KX-6000/KH-40000/KX-6000G/KX-7000/KH-50000'),
+  wl(PCI_VENDOR_ID_ZHAOXIN, 0x1007, REQ_SAME_HOST_BRIDGE, 'queued', 'Zhaoxin KX-6000/KH-40000/KX-6000G/KX-7000/KH-50000'),
+  wl(PCI_VENDOR_ID_ZHAOXIN, 0x1008, 0, 'queued', 'Zhaoxin KX-6000/KH-40000/KX-6000G/KX-7000/KH-50000'),
+]);
 
 const SOURCE = 'pci-p2pdma';
 const U64_MASK = (1n << 64n) - 1n;
@@ -83,7 +124,8 @@ export function cpuSupportsP2pdma(cpu: CpuConfig): boolean {
 function hostBridgeWhitelistOne(host: PciHostBridge, sameHostBridge: boolean, warn: boolean): boolean {
   const root = host.rootDev;
   for (const entry of PCI_P2PDMA_WHITELIST) {
-    if (entry.vendor !== root.vendor || entry.device !== root.deviceId) continue;
+    if (entry.vendor !== root.vendor) continue;
+    if (entry.device !== PCI_ANY_ID && entry.device !== root.deviceId) continue;
     // A listed root complex that forwards only within itself cannot serve a cross-bridge pair.
     return !(entry.flags & REQ_SAME_HOST_BRIDGE) || sameHostBridge;
   }

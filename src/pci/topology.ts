@@ -65,6 +65,11 @@ export interface PciNodeConfig {
    * createMachine attaches to the device) with these Identify data and namespaces.
    */
   nvme?: PciNvmeConfig;
+  /**
+   * Endpoint only: the dma_map_ops family of its functions on a machine without an IOMMU (overrides
+   * the machine's `dmaOps`); the shape is dma/'s DmaOpsConfig, checked when the machine is built.
+   */
+  dmaOps?: { readonly kind: string };
 }
 
 /** One namespace of an NVMe controller: an LBA format without metadata and a size. */
@@ -92,7 +97,7 @@ const ALLOWED_KEYS: Record<PciNodeType, readonly string[]> = {
   'host-bridge': ['name', 'type', 'parent', 'vendor', 'device'],
   'root-port': ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'externalFacing'],
   switch: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'acsRedirectPorts'],
-  endpoint: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'functions', 'bars', 'untrusted', 'nvme'],
+  endpoint: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'functions', 'bars', 'untrusted', 'nvme', 'dmaOps'],
 };
 const PARENT_TYPES: Record<PciNodeType, readonly PciNodeType[]> = {
   'host-bridge': [],

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { appendMerge, coalesce, slice, toBvecList, toPageArray, toPageList, toPhyrList } from './convert.ts';
+import { appendMerge, coalesce, slice, toBvecList, toPageArray, toPageList, toPhyrList, toSgTable } from './convert.ts';
+import { EventLog } from '../base/index.ts';
 import { PhyrList } from './phyr-list.ts';
 import { PageArray } from './page-array.ts';
 import { DmaList } from './dma-list.ts';
@@ -118,5 +119,35 @@ describe('no-limits cursor details (AddrLenCursor)', () => {
     expect([c.done, c.stopReason, c.len, c.consumed]).toEqual([true, 'end', 0, 55]);
     c.resume(5);
     expect(c.done).toBe(true);
+  });
+});
+
+describe('toSgTable (__blk_rq_map_sg per phys_vec)', () => {
+  it('one entry per range, unmerged, page and offset from the address, flags kept, the last marked SG_END', () => {
+    const src = PhyrList.from([{ addr: 0x10800n, len: 0x1800 }, { addr: 0x12000n, len: 0x1000, flags: RANGE_MMIO }]);
+    const sgt = toSgTable(src, 4096);
+    expect(sgt.ok).toBe(true);
+    if (!sgt.ok) return;
+    expect(sgt.value.nents).toBe(2);
+    expect([sgt.value.pfnAt(0), sgt.value.offsetAt(0), sgt.value.lengthAt(0)]).toEqual([0x10n, 0x800, 0x1800]);
+    expect([sgt.value.pfnAt(1), sgt.value.offsetAt(1), sgt.value.lengthAt(1)]).toEqual([0x12n, 0, 0x1000]);
+    expect(sgt.value.isEnd(1)).toBe(true);
+    expect([...sgt.value].map((r) => r.flags)).toEqual([0, RANGE_MMIO]);
+  });
+
+  it('a range beyond UINT_MAX warns on the given log and keeps len mod 2^32; without a log it converts the same', () => {
+    const events = new EventLog();
+    const src = PhyrList.from([{ addr: 0x1_0000_0000n, len: 5 * 2 ** 30 }]);
+    const a = toSgTable(src, 4096, events);
+    const b = toSgTable(src, 4096);
+    expect(a.ok && b.ok && a.value.lengthAt(0) === 2 ** 30 && b.value.lengthAt(0) === 2 ** 30).toBe(true);
+    expect(events.list().map((e) => [e.kind, e.source])).toEqual([['WARN', 'blk-mq-dma']]);
+  });
+
+  it('EINVAL for a range without struct page and for an empty source', () => {
+    const nopage = toSgTable(PhyrList.from([{ addr: 0x1000n, len: 4096 }, { addr: 0x9000n, len: 4096, flags: RANGE_NOPAGE }]), 4096);
+    expect(nopage.ok ? null : [nopage.errno, nopage.message]).toEqual(['EINVAL', expect.stringMatching(/^entry 1: no struct page/)]);
+    const empty = toSgTable(PhyrList.from([]), 4096);
+    expect(empty.ok ? null : empty.errno).toBe('EINVAL');
   });
 });

@@ -6,7 +6,7 @@
 // why), never dropped.
 
 import { checkLen } from '../base/index.ts';
-import { err, ok, type Result } from '../base/index.ts';
+import { err, ok, type EventLog, type Result } from '../base/index.ts';
 import { BvecList, BvecListBuilder } from './bvec.ts';
 import { TWO_POW_53 } from './cursor.ts';
 import { DmaList, DmaListBuilder } from './dma-list.ts';
@@ -15,6 +15,7 @@ import { grown } from './layout-util.ts';
 import { PageArray, checkPageSize } from './page-array.ts';
 import { PageList, PageListBuilder } from './page-list.ts';
 import { PhyrList, PhyrListBuilder } from './phyr-list.ts';
+import { sgAllocTable, type SgTable } from './scatterlist.ts';
 import type { Range, RangeCursor, RangeSource } from './types.ts';
 
 const U32_MAX = 0xffff_ffff;
@@ -103,6 +104,53 @@ export function toBvecList(src: RangeSource, pageSize: number): Result<BvecList>
     c.next();
   }
   return ok(b.build());
+}
+
+/**
+ * One scatterlist entry per range of `src`, as block/blk-mq-dma.c: __blk_rq_map_sg() and
+ * blk_rq_map_integrity_sg() fill them from struct phys_vec: sg_set_page(phys_to_page(paddr), len,
+ * offset_in_page(paddr)), the last entry marked SG_END. Ranges are taken as they are (neither merged
+ * nor cut: the block layer's iterator has already merged and bounded them).
+ *
+ * Since Linux 7.0 ("types: move phys_vec definition to common header") phys_vec.len is size_t, but
+ * scatterlist lengths are still unsigned int: a range longer than UINT_MAX hits
+ * WARN_ON_ONCE(overflows_type(vec.len, unsigned int)) (a WARN on `events`, source 'blk-mq-dma') and,
+ * as sg_set_page()'s unsigned int parameter does, keeps only the low 32 bits of its length: the
+ * table then describes fewer bytes than the source (the conversion does not fail).
+ * Model deviation: the kernel warns once per boot (WARN_ON_ONCE); the model warns on every such range.
+ * EINVAL: a range has no struct page (RANGE_NOPAGE) or lies above 2^53 bytes; ENOMEM from sg_alloc_table.
+ */
+export function toSgTable(src: RangeSource, pageSize: number, events?: EventLog): Result<SgTable> {
+  checkSource(src);
+  const ps = checkPageSize('pageSize', pageSize);
+  if (src.count === 0) return err('EINVAL', 'toSgTable: the source holds no ranges');
+  const t = sgAllocTable(src.count, { pageSize: ps });
+  if (!t.ok) return t;
+  const sgt = t.value;
+  const fits = src.addrFitsNumber;
+  const c = src.cursor();
+  let i = 0;
+  while (!c.done) {
+    if (c.flags & RANGE_NOPAGE) {
+      return fail(src, c.consumed, `no struct page (flags ${describeFlags(c.flags)}) at ${hex(c.addr)}: cannot be in a scatterlist`);
+    }
+    if (!fits && c.addr + BigInt(c.len) > BigInt(TWO_POW_53)) {
+      return fail(src, c.consumed, `range at ${hex(c.addr)} lies above 2^53 bytes: not a model pfn`);
+    }
+    const a = segAddr(c, fits);
+    let len = c.len;
+    if (len > U32_MAX) {
+      events?.warn('blk-mq-dma', `__blk_rq_map_sg: WARN_ON_ONCE(overflows_type(vec.len, unsigned int)): entry ${i} ` +
+        `at ${hex(c.addr)} is ${len} bytes; sg length keeps ${len % 2 ** 32}`, { entry: i, len, sgLength: len % 2 ** 32 });
+      len %= 2 ** 32;
+    }
+    const pfn = Math.floor(a / ps);
+    sgt.setPage(i, BigInt(pfn), len, a - pfn * ps);
+    sgt.setFlags(i, c.flags);
+    i++;
+    c.next();
+  }
+  return ok(sgt);
 }
 
 /**

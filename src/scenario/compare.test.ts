@@ -147,6 +147,17 @@ describe('runCompare on a small machine', () => {
     expect(row(report, 'device', 'pagelist').describes).toBe(true);
   });
 
+  it('device memory: the page-based path needs ZONE_DEVICE memmap (64 B per page), the phyr list none; RAM buffers carry no memmap line', () => {
+    const dev = report.buffers.find((b) => b.name === 'device')!;
+    // 1 GiB region / 4 KiB x 64 B = 16 MiB; the 4 MiB buffer's own pages: 64 KiB.
+    expect(dev.memmap).toMatchObject({ structPageSize: 64, pageSize: 4096, region: 'bar0', regionLen: GiB,
+      regionBytes: 16 * MiB, bufferBytes: 64 * 1024, phyrBytes: 0 });
+    expect(dev.memmap!.text).toMatch(/16 MiB of memmap for the 1 GiB region .*64 KiB for this buffer's pages.*phyr list needs none/);
+    for (const b of report.buffers.filter((x) => x.name !== 'device')) expect(b.memmap).toBeNull();
+    // The compare machine's own memmap: 8 GiB of RAM at 4 KiB pages; bar0 has no pgmap.
+    expect(report.machine.memmap).toMatchObject({ ram: 128 * MiB, zoneDevice: 0 });
+  });
+
   it('states the headline from measured figures: 262,144 page entries (2 MiB) vs 1 phyr (16 B)', () => {
     expect(report.headline).not.toBeNull();
     const h = report.headline!;

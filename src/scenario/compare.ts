@@ -9,6 +9,7 @@
 
 import { GiB, MiB, checkLen, checkOneOf, formatBytes, hex, type Errno, type Result } from '../base/index.ts';
 import {
+  STRUCT_PAGE_SIZE, memmapBytesFor, type MemmapBreakdown,
   createMmMachine, pinUserPages, pinUserPhyrs, unpinUserPages, unpinUserPhyrs, FOLL_WRITE,
   type MmMachine, type MmConfig, type UserMm,
 } from '../mm/index.ts';
@@ -134,6 +135,29 @@ export interface BufferReport {
   /** Time to mmap and populate the buffer, ms. */
   readonly mmapMs: number;
   readonly rows: readonly LayoutRow[];
+  /** Device memory only (null for RAM buffers, whose struct pages exist anyway): the memmap the page-based layouts need. */
+  readonly memmap: BufferMemmap | null;
+}
+
+/**
+ * The struct page cost of describing device memory page by page: the page array, scatterlist and
+ * bio_vec layouts need the region to be ZONE_DEVICE (a P2PDMA pgmap: drivers/pci/p2pdma.c:
+ * pci_p2pdma_add_resource -> devm_memremap_pages), which puts 64 bytes of memmap behind every base page
+ * of the region; a phyr list names the same memory by {addr, len} and needs none.
+ */
+export interface BufferMemmap {
+  readonly structPageSize: number;
+  readonly pageSize: number;
+  /** The region the buffer lies in, and its length. */
+  readonly region: string;
+  readonly regionLen: number;
+  /** Memmap for the struct pages of the buffer's own pages. */
+  readonly bufferBytes: number;
+  /** Memmap of the whole region as a ZONE_DEVICE pgmap (what memremap_pages allocates). */
+  readonly regionBytes: number;
+  /** What the phyr list needs: none. */
+  readonly phyrBytes: 0;
+  readonly text: string;
 }
 
 /** The seed's headline: one 1 GiB hugetlb page as a page array vs as a phyr list, measured. */
@@ -156,6 +180,8 @@ export interface MachineReport {
   /** The physical memory map: one line per region. */
   readonly regions: ReadonlyArray<{ readonly name: string; readonly kind: string; readonly start: string; readonly end: string; readonly len: number }>;
   readonly description: string;
+  /** The machine's struct page memory (MmMachine.memmapBytes). */
+  readonly memmap: MemmapBreakdown;
 }
 
 export interface CompareReport {
@@ -405,7 +431,18 @@ function describeMachine(m: MmMachine, o: ResolvedOptions): MachineReport {
   return {
     ramBytes: o.ramGiB * GiB, aged: o.aged, seed: o.seed, pageSize: o.pageSize, hugetlb1G: o.hugetlb1G,
     deviceMemory: [{ name: DEVICE_REGION_NAME, bytes: o.deviceGiB * GiB }], regions, description,
+    memmap: m.memmapBytes(),
   };
+}
+
+/** The memmap the page-based layouts need for a device buffer of len bytes (see BufferMemmap). */
+export function deviceBufferMemmap(len: number, regionLen: number, pageSize: number): BufferMemmap {
+  const bufferBytes = memmapBytesFor(len, pageSize);
+  const regionBytes = memmapBytesFor(regionLen, pageSize);
+  const text = `struct page for ${DEVICE_REGION_NAME} as ZONE_DEVICE (P2PDMA pgmap, ${STRUCT_PAGE_SIZE} B per ${formatBytes(pageSize)} page): ` +
+    `${formatBytes(regionBytes)} of memmap for the ${formatBytes(regionLen)} region (${formatBytes(bufferBytes)} for this buffer's pages); ` +
+    'the phyr list needs none';
+  return { structPageSize: STRUCT_PAGE_SIZE, pageSize, region: DEVICE_REGION_NAME, regionLen, bufferBytes, regionBytes, phyrBytes: 0, text };
 }
 
 /** Number of progress steps runCompare reports for these options. */
@@ -467,6 +504,7 @@ function runLayouts(opts: CompareOptions, o: ResolvedOptions, step: (label: stri
       buffers.push({
         name, label, backing: backingText(backingOf(name)), len, userAddr: null,
         mmapErrno: mapped.errno, mmapMessage: mapped.message ?? null, mmapMs, rows: [],
+        memmap: name === 'device' ? deviceBufferMemmap(len, o.deviceGiB * GiB, o.pageSize) : null,
       });
       continue;
     }
@@ -479,6 +517,7 @@ function runLayouts(opts: CompareOptions, o: ResolvedOptions, step: (label: stri
     buffers.push({
       name, label, backing: backingText(backingOf(name)), len, userAddr: hex(mapped.value),
       mmapErrno: null, mmapMessage: null, mmapMs, rows,
+      memmap: name === 'device' ? deviceBufferMemmap(len, o.deviceGiB * GiB, o.pageSize) : null,
     });
   }
   return { machine: describeMachine(m, o), buffers, headline };

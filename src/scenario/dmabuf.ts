@@ -1,6 +1,7 @@
 // What it is: the dma-buf export/import matrix. Every exporter (system heap, a GPU buffer object in
 // VRAM that can migrate, a VFIO BAR slice) meets every importer (a GPU through the DMA API,
-// iommufd, a GPU through the get_pfn RFC, a GPU over a private fabric) on every topology (importer
+// iommufd, iommufd as a PAL importer of the "Add DMA-buf mapping types" RFC, a GPU through the get_pfn
+// RFC, a GPU over a private fabric) on every topology (importer
 // below the exporter's switch, behind another root port of a whitelisted host bridge, behind
 // another host bridge; IOMMU strict or none). Each cell runs on a fresh machine: import, the
 // device writes and the CPU reads back, the CPU writes and the device reads, then the exporter
@@ -11,14 +12,14 @@ import { MiB, KiB } from '../base/index.ts';
 import {
   dmaBufAttachments, dmaBufRevoke, gpuBoCreate, gpuBoExport, gpuBoMigrate, gpuFabricConnect, gpuImportDmabuf, gpuImportDmabufFabric,
   gpuImportDmabufGetPfn, gpuImportRelease, gpuImportRevalidate, gpuProbe, gpuRead, gpuWrite, iommufdIoasAlloc, iommufdIoasDestroy,
-  iommufdIoasMapDmabuf, systemHeapAlloc, vfioPciDmabufExport, type DmaBuf, type GpuBo, type GpuImport, type Ioas,
+  iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal, systemHeapAlloc, vfioPciDmabufExport, type DmaBuf, type GpuBo, type GpuImport, type Ioas,
 } from '../drivers/index.ts';
 import { iommuIovaToPhys } from '../iommu/index.ts';
 import { createMachine, type Machine } from '../machine/index.ts';
 import { PCI_P2PDMA_MAP_NAMES, pcimP2pdmaProvider, pciP2pdmaMapType, type Device, type PciNodeConfig } from '../pci/index.ts';
 
 export const DMABUF_EXPORTERS = ['system-heap', 'gpu-vram', 'vfio-bar'] as const;
-export const DMABUF_IMPORTERS = ['gpu', 'iommufd', 'gpu-get-pfn', 'gpu-fabric'] as const;
+export const DMABUF_IMPORTERS = ['gpu', 'iommufd', 'iommufd-pal', 'gpu-get-pfn', 'gpu-fabric'] as const;
 export const DMABUF_TOPOLOGIES = ['switch', 'host-bridge', 'cross-host-bridge'] as const;
 export const DMABUF_IOMMU_MODES = ['strict', 'none'] as const;
 export type DmabufExporter = (typeof DMABUF_EXPORTERS)[number];
@@ -98,7 +99,7 @@ export interface DmabufReport {
 }
 
 export const DMABUF_LEGEND: Record<string, string> = {
-  'path': 'system: RAM through the importer\'s DMA path; p2p-bus: the exporter\'s BAR by bus address through the switch; p2p-host-bridge: the BAR through the host bridge (IOVA, MMIO); iommufd-ioas: the BAR at a chosen IOVA of the importer\'s own domain; get-pfn: CPU physical addresses from the exporter, untranslated; fabric: the peer GPU\'s VRAM over the private link',
+  'path': 'system: RAM through the importer\'s DMA path; p2p-bus: the exporter\'s BAR by bus address through the switch; p2p-host-bridge: the BAR through the host bridge (IOVA, MMIO); iommufd-ioas: the BAR at a chosen IOVA of the importer\'s own domain (VFIO\'s private interconnect); iommufd-pal: the same through the Physical Address List mapping type the importer negotiated (RFC "Add DMA-buf mapping types", not merged; exporters without it: EOPNOTSUPP); get-pfn: CPU physical addresses from the exporter, untranslated; fabric: the peer GPU\'s VRAM over the private link',
   'mapType': 'pci_p2pdma_map_type() of the exporter\'s BAR for the importer (BUS_ADDR, THRU_HOST_BRIDGE, NOT_SUPPORTED); - for RAM',
   'metadataBytes': 'DMA list (16 B per entry) + GPU page-table entries written (8 B each); get-pfn: 16 B per query; iommufd: 0 (its pages live in the IOMMU domain only)',
   'iommu': 'IOMMU map calls / unmap calls / IOTLB range invalidations during the import, the GPU\'s page-table pages (coherent memory, mapped for the GPU) included; a P2P bus-address mapping itself makes none',
@@ -200,7 +201,8 @@ export function runDmabufCell(exporter: DmabufExporter, importer: DmabufImporter
   const memIsBar = exporter !== 'system-heap';
   const mapType = memIsBar && provider ? PCI_P2PDMA_MAP_NAMES[pciP2pdmaMapType(provider, dev)] ?? '?' : '-';
   // the importer GPU's own table memory is mapped at probe: counted apart from the import
-  const gpu = importer === 'iommufd' ? null : gpuProbe(dev);
+  const viaIommufd = importer === 'iommufd' || importer === 'iommufd-pal';
+  const gpu = viaIommufd ? null : gpuProbe(dev);
   if (importer === 'gpu-fabric') {
     const g0 = gpuProbe(gpu0);
     if (gpu !== null && gpu.ok && g0.ok) gpuFabricConnect(gpu.value, g0.value);
@@ -216,16 +218,16 @@ export function runDmabufCell(exporter: DmabufExporter, importer: DmabufImporter
   let imp: GpuImport | null = null;
   let ioas: Ioas | null = null;
   let got: Imported;
-  if (importer === 'iommufd') {
+  if (viaIommufd) {
     const a = iommufdIoasAlloc(m, dev);
     if (!a.ok) return fail(a.errno);
     ioas = a.value;
-    const r = iommufdIoasMapDmabuf(ioas, buf, IOAS_IOVA);
+    const r = importer === 'iommufd' ? iommufdIoasMapDmabuf(ioas, buf, IOAS_IOVA) : iommufdIoasMapDmabufPal(ioas, buf, IOAS_IOVA);
     if (!r.ok) { iommufdIoasDestroy(ioas); return fail(r.errno); }
     got = {
       write: (bytes) => dev.dmaWrite(IOAS_IOVA, bytes).ok,
       read: (n) => { const x = dev.dmaRead(IOAS_IOVA, n); return x.ok ? x.value : null; },
-      entries: ioas.areas.length, metadataBytes: 0, path: 'iommufd-ioas',
+      entries: ioas.areas.length, metadataBytes: 0, path: importer === 'iommufd' ? 'iommufd-ioas' : 'iommufd-pal',
     };
   } else {
     if (gpu === null || !gpu.ok) return fail(gpu?.errno ?? 'ENODEV');
@@ -283,7 +285,7 @@ export function runDmabufCell(exporter: DmabufExporter, importer: DmabufImporter
   };
 }
 
-/** Runs every cell (3 exporters x 4 importers x 3 topologies x 2 IOMMU modes). */
+/** Runs every cell (3 exporters x 5 importers x 3 topologies x 2 IOMMU modes). */
 export function runDmabufMatrix(len = 256 * KiB, seed = 1): DmabufReport {
   const cells: DmabufCell[] = [];
   for (const iommu of DMABUF_IOMMU_MODES) {

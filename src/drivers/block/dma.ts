@@ -17,8 +17,9 @@ import {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, PCI_P2PDMA_MAP_UNKNOWN, PciP2pdmaMapState,
   pciP2pdmaBusAddrMap, pciP2pdmaState, type Device, type PciP2pdmaMapType,
 } from '../../pci/index.ts';
-import { PhyrList } from '../../phyr/index.ts';
-import { REQ_OP_WRITE, samePgmap } from './bio.ts';
+import { PhyrList, PhyrListBuilder, toSgTable, type SgTable } from '../../phyr/index.ts';
+import type { Result } from '../../base/index.ts';
+import { BIO_PAGE_SIZE as BIO_PAGE_SIZE_FOR_SG, REQ_OP_WRITE, samePgmap } from './bio.ts';
 import { getMaxSegmentSize } from './queue.ts';
 import { Request, reqPhysGapMask } from './request.ts';
 import { BLK_STS_INVAL, BLK_STS_OK, BLK_STS_RESOURCE, errnoToBlkStatus, type BlkStatus } from './status.ts';
@@ -90,6 +91,28 @@ function mapIterNext(iter: BlkDmaIter): number {
   iter.left = left;
   iter.paddr = paddr;
   return len;
+}
+
+/**
+ * __blk_rq_map_sg(): the request's physical segments, as blk_map_iter_next() makes them (cut to
+ * get_max_segment_size() and merged while biovec_phys_mergeable()), one scatterlist entry each
+ * (toSgTable: sg_set_page() per struct phys_vec, a WARN for a length beyond UINT_MAX). Every
+ * segment comes from u32 bio_vec lengths bounded by max_size <= UINT_MAX, so for a request the WARN
+ * cannot fire: a range beyond 4 GiB never reaches a bio (bioFromRanges refuses it, E2BIG).
+ * Errors: those of toSgTable (EINVAL for a range without struct page, ENOMEM).
+ */
+export function blkRqMapSg(req: Request): Result<SgTable> {
+  const iter = new BlkDmaIter();
+  mapIterInit(req, iter);
+  const b = new PhyrListBuilder(Math.max(1, req.bio.cols.n));
+  for (;;) {
+    // the segment's flags are those of the bio_vec it starts in (the walk's position before the step)
+    const flags = req.bio.cols.flags[iter.idx];
+    const len = mapIterNext(iter);
+    if (len === 0) break;
+    b.pushNoMerge(iter.paddr, len, flags);
+  }
+  return toSgTable(b.build(), BIO_PAGE_SIZE_FOR_SG, dmaContextOf(req.q.dev).mm.events);
 }
 
 /**

@@ -15,6 +15,6 @@ export {
 } from './request.ts';
 export {
   BlkDmaIter, blkCanDmaMapIova, blkDmaIterMapType, blkRqDmaMapCoalesce, blkRqDmaMapIterNext, blkRqDmaMapIterStart,
-  blkRqDmaUnmap, rqDmaDir,
+  blkRqDmaUnmap, blkRqMapSg, rqDmaDir,
 } from './dma.ts';
 export * from './status.ts';

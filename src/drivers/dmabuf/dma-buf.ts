@@ -10,7 +10,7 @@
 import { SlotKey, err, ok, type EventLog, type Result } from '../../base/index.ts';
 import { DMA_NONE, dmaContextOf, validDmaDirection, type DmaDataDirection } from '../../dma/index.ts';
 import type { MachineMm, PageCacheMode } from '../../mm/index.ts';
-import type { Device } from '../../pci/index.ts';
+import type { Device, P2pdmaProvider } from '../../pci/index.ts';
 import type { DmaList, PhyrList, SgTable } from '../../phyr/index.ts';
 import { DMA_RESV_USAGE_BOOKKEEP, DMA_RESV_USAGE_KERNEL, DmaResv } from './fence.ts';
 
@@ -60,6 +60,30 @@ export interface DmaBufOps {
    * its own internal form (priv->phys_vec of vfio, the TTM resource of a GPU, the heap's pages).
    */
   physRanges(buf: DmaBuf): Result<PhyrList>;
+  /**
+   * The mapping types the exporter offers, in its order of preference (RFC "Add DMA-buf mapping
+   * types", Feb 2026, not merged). Absent: ['sgt'], the classic map_dma_buf.
+   */
+  readonly mapTypes?: readonly DmaBufMapType[];
+  /** RFC mapping types: the PAL map (the physical ranges and their P2P provider), under the reservation lock. */
+  mapPal?(att: DmaBufAttachment): Result<DmaBufPal>;
+  /** RFC mapping types: undoes mapPal, under the reservation lock. */
+  unmapPal?(att: DmaBufAttachment, pal: DmaBufPal): void;
+}
+
+/**
+ * A mapping type of the RFC "Add DMA-buf mapping types" (Jason Gunthorpe, 17 Feb 2026, not merged
+ * as of 7.3): 'sgt' is the classic sg_table of DMA addresses the exporter maps for the importer's
+ * device; 'pal' is a Physical Address List: the exporter's struct phys_vec ranges plus their
+ * p2pdma provider, which the importer maps itself (iommufd into its own IOMMU domain).
+ */
+export type DmaBufMapType = 'sgt' | 'pal';
+export const DMA_BUF_MAP_TYPES: readonly DmaBufMapType[] = ['sgt', 'pal'];
+
+/** What a PAL map hands the importer: physical ranges of one P2P provider (RFC mapping types). */
+export interface DmaBufPal {
+  readonly phys: PhyrList;
+  readonly provider: P2pdmaProvider;
 }
 
 /** What the importer passes to dmaBufAttach (the kernel's dma_buf_attach_ops, or none for a static importer). */
@@ -76,6 +100,12 @@ export interface DmaBufAttachOptions {
   readonly moveNotify?: (att: DmaBufAttachment) => void;
   /** importer_priv. */
   readonly importerPriv?: unknown;
+  /**
+   * The mapping types the importer accepts (RFC "Add DMA-buf mapping types", not merged). The
+   * exporter picks the first of its own types the importer accepts; none in common: EOPNOTSUPP.
+   * Absent: the classic sg_table ('sgt') only.
+   */
+  readonly mapTypes?: readonly DmaBufMapType[];
 }
 
 /** One live mapping of an attachment. */
@@ -100,6 +130,10 @@ export class DmaBufAttachment {
   priv: unknown = null;
   /** dma_buf_pin() calls not yet undone by dma_buf_unpin(). */
   pinCount = 0;
+  /** The negotiated mapping type (RFC mapping types); 'sgt' for every importer that does not negotiate. */
+  mapType: DmaBufMapType = 'sgt';
+  /** @internal PAL maps handed out and not yet unmapped (RFC mapping types). */
+  readonly livePal = new Set<DmaBufPal>();
   /** @internal live mappings, by the object handed out (the DmaList and the SgTable of each). */
   readonly live = new Map<object, DmaBufMappingRecord>();
   private isAttached = true;
@@ -276,6 +310,24 @@ export function dmaBufPut(buf: DmaBuf): void {
 }
 
 /**
+ * The mapping-type negotiation of the RFC "Add DMA-buf mapping types" (Feb 2026, not merged): the
+ * exporter takes the first type of its own list (ops.mapTypes, default ['sgt']) that the importer
+ * accepts. EOPNOTSUPP when they share none.
+ * @throws TypeError/RangeError for an importer list that is not an array of known types.
+ */
+export function negotiateMapType(buf: DmaBuf, accepted: readonly DmaBufMapType[]): Result<DmaBufMapType> {
+  if (!Array.isArray(accepted) || accepted.some((t) => !DMA_BUF_MAP_TYPES.includes(t))) {
+    throw new RangeError(`mapTypes must be a list of ${DMA_BUF_MAP_TYPES.map((t) => `'${t}'`).join(', ')}, got ${JSON.stringify(accepted)}`);
+  }
+  const offered = buf.ops.mapTypes ?? ['sgt'];
+  const t = offered.find((x) => accepted.includes(x));
+  if (t === undefined) {
+    return err('EOPNOTSUPP', `${buf.name} offers mapping types ${offered.join(', ')}; the importer accepts ${accepted.join(', ') || 'none'}`);
+  }
+  return ok(t);
+}
+
+/**
  * dma_buf_dynamic_attach() / dma_buf_attach(): attaches dev as an importer. `dynamic` with the
  * optional moveNotify and peer2peer are the kernel's importer_ops; a static importer has none.
  * Errors: what the exporter's attach returns (vfio: EOPNOTSUPP without peer2peer or without
@@ -304,6 +356,14 @@ export function dmaBufAttach(buf: DmaBuf, dev: Device, opts: DmaBufAttachOptions
     return err('EINVAL', 'dma_buf_attach must be called without the reservation lock');
   }
   const att = new DmaBufAttachment(buf, dev, opts);
+  if (opts.mapTypes !== undefined) {
+    const t = negotiateMapType(buf, opts.mapTypes);
+    if (!t.ok) {
+      att.markDetached();
+      return t;
+    }
+    att.mapType = t.value;
+  }
   if (buf.ops.attach) {
     const r = buf.ops.attach(buf, att);
     if (!r.ok) {
@@ -341,6 +401,10 @@ export function dmaBufDetach(buf: DmaBuf, att: DmaBufAttachment): void {
   if (att.live.size > 0) {
     modelCheckEvent(buf.events, `dma_buf_detach of ${att} with ${att.mappings.length} mapping(s) still live: unmapped`, { buf: buf.name, dev: att.dev.name });
     for (const rec of att.mappings) dropMapping(att, rec);
+  }
+  if (att.livePal.size > 0) {
+    modelCheckEvent(buf.events, `dma_buf_detach of ${att} with ${att.livePal.size} PAL map(s) still live: unmapped`, { buf: buf.name, dev: att.dev.name });
+    for (const pal of [...att.livePal]) dropPal(att, pal);
   }
   if (att.pinCount > 0) {
     modelCheckEvent(buf.events, `dma_buf_detach of ${att} still pinned ${att.pinCount} time(s): unpinned`, { buf: buf.name, dev: att.dev.name });
@@ -427,6 +491,7 @@ function mapCommon(att: DmaBufAttachment, dir: DmaDataDirection): Result<DmaBufM
   // Model deviation: the kernel's lockdep WARNs and maps anyway; the model WARNs and maps nothing.
   if (!buf.resv.assertHeld('dma_buf_map_attachment')) return err('EINVAL', 'dma_buf_map_attachment without the reservation lock');
   if (buf.revoked) return err('ENODEV', `${buf.name} is revoked`);
+  if (att.mapType !== 'sgt') return err('EINVAL', `${att} negotiated the ${att.mapType} mapping type: use dmaBufMapPal`);
   const pinned = pinOnMap(att);
   if (pinned) {
     const r = buf.ops.pin!(att);
@@ -513,6 +578,43 @@ export function dmaBufUnmapAttachmentUnlocked(att: DmaBufAttachment, mapping: Dm
   dmaResvUnlock(att.dmabuf);
 }
 
+function dropPal(att: DmaBufAttachment, pal: DmaBufPal): void {
+  att.livePal.delete(pal);
+  att.dmabuf.ops.unmapPal?.(att, pal);
+}
+
+/**
+ * The PAL map of the RFC "Add DMA-buf mapping types" (Feb 2026, not merged): for an attachment that
+ * negotiated 'pal', the exporter's physical ranges and their P2P provider; the importer maps them
+ * itself and must call dmaBufUnmapPal (also after an invalidation). Needs the reservation lock (a
+ * WARN and nothing mapped otherwise). Errors: ENODEV (revoked), EINVAL (the attachment negotiated
+ * another type, is detached, or the lock is not held), the exporter's.
+ */
+export function dmaBufMapPal(att: DmaBufAttachment): Result<DmaBufPal> {
+  checkAtt(att);
+  if (!usable(att, 'dma_buf_map (PAL)')) return err('EINVAL', `${att} is detached`);
+  const buf = att.dmabuf;
+  if (!buf.resv.assertHeld('dma_buf_map (PAL)')) return err('EINVAL', 'PAL map without the reservation lock');
+  if (buf.revoked) return err('ENODEV', `${buf.name} is revoked`);
+  if (att.mapType !== 'pal' || buf.ops.mapPal === undefined) return err('EINVAL', `${att} did not negotiate the PAL mapping type`);
+  const r = buf.ops.mapPal(att);
+  if (r.ok) att.livePal.add(r.value);
+  return r;
+}
+
+/** Undoes dmaBufMapPal (under the reservation lock). A PAL the attachment does not hold is a MODEL-CHECK. */
+export function dmaBufUnmapPal(att: DmaBufAttachment, pal: DmaBufPal): void {
+  checkAtt(att);
+  if (!usable(att, 'dma_buf_unmap (PAL)')) return;
+  const buf = att.dmabuf;
+  if (!att.livePal.has(pal)) {
+    modelCheckEvent(buf.events, `PAL unmap of a map ${att} does not hold (double unmap?)`, { buf: buf.name, dev: att.dev.name });
+    return;
+  }
+  buf.resv.assertHeld('dma_buf_unmap (PAL)');
+  dropPal(att, pal);
+}
+
 /** dma_buf_attach_revocable(): a dynamic importer with invalidate_mappings. */
 export function dmaBufAttachRevocable(att: DmaBufAttachment): boolean {
   return checkAtt(att).dynamic && att.invalidateMappings !== null;
@@ -555,6 +657,11 @@ export function dmaBufDropStaleMappings(buf: DmaBuf, why: string): number {
     for (const rec of att.mappings) {
       modelCheckEvent(buf.events, `${why}: ${att} kept a mapping after invalidation: unmapped by the model`, { buf: buf.name, dev: att.dev.name });
       dropMapping(att, rec);
+      n++;
+    }
+    for (const pal of [...att.livePal]) {
+      modelCheckEvent(buf.events, `${why}: ${att} kept a PAL map after invalidation: unmapped by the model`, { buf: buf.name, dev: att.dev.name });
+      dropPal(att, pal);
       n++;
     }
   }

@@ -25,9 +25,10 @@ import {
 } from '../../iommu/index.ts';
 import { FOLL_LONGTERM, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, type MachineMm, type PinnedPhyrList, type UserMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
-import { RANGE_DEVICE, rangeKind } from '../../phyr/index.ts';
+import { RANGE_DEVICE, rangeKind, slice } from '../../phyr/index.ts';
 import {
-  dmaBufAttach, dmaBufDetach, dmaBufPin, dmaBufUnpin, dmaResvLock, dmaResvUnlock, type DmaBuf, type DmaBufAttachment,
+  dmaBufAttach, dmaBufDetach, dmaBufMapPal, dmaBufPin, dmaBufUnmapPal, dmaBufUnpin, dmaResvLock, dmaResvUnlock, type DmaBuf,
+  type DmaBufAttachment, type DmaBufPal,
 } from '../dmabuf/index.ts';
 import { vfioPciDmaBufIommufdMap } from '../vfio/index.ts';
 
@@ -52,6 +53,8 @@ export interface IoasArea {
   revoked: boolean;
   /** IOMMU map calls made for it (one per physically contiguous run). */
   readonly iommuMaps: number;
+  /** 'dmabuf' through the RFC's PAL mapping type: the PAL map held (null once unmapped on revoke). */
+  pal?: DmaBufPal | null;
 }
 
 /** struct iommufd_ioas with its one device and paging domain. */
@@ -233,6 +236,11 @@ function revokeNotify(ioas: Ioas, att: DmaBufAttachment): void {
     // iommu_unmap() syncs the IOTLB: device DMA at these IOVAs faults from here on
     iommuUnmap(ioas.domain, a.iova, a.len);
     a.revoked = true;
+    // a PAL importer unmaps after the invalidation (the lock is held: invalidate_mappings runs under it)
+    if (a.pal) {
+      dmaBufUnmapPal(att, a.pal);
+      a.pal = null;
+    }
   }
 }
 
@@ -302,6 +310,75 @@ export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint, opts
   return ok();
 }
 
+/**
+ * IOMMU_IOAS_MAP_FILE of a dma-buf as the RFC "Add DMA-buf mapping types" (Feb 2026, not merged)
+ * converts iommufd: a PAL importer. It attaches accepting only the 'pal' type (dynamic, peer2peer,
+ * revocable), pins, takes the Physical Address List (the exporter's phys_vec ranges and their P2P
+ * provider) instead of the private VFIO interconnect, and maps [start, start + len) of the ranges
+ * at consecutive IOVAs from iova with IOMMU_MMIO (one iommu_map per range), so several ranges work.
+ * Revoke unmaps the domain and the PAL, and is permanent, as for iommufdIoasMapDmabuf.
+ * Errors: as iommufdIoasMapDmabuf, with EOPNOTSUPP for an exporter that offers no PAL (the
+ * negotiation fails at attach).
+ */
+export function iommufdIoasMapDmabufPal(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions = {}): Result<void> {
+  checkIoas(ioas);
+  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
+  const start = opts.start ?? 0;
+  const len = opts.len ?? buf.size - start;
+  const prot = protOf(opts);
+  if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) return err('EINVAL', 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE');
+  if (len <= 0) return err('EINVAL', 'length is 0');
+  if (!Number.isSafeInteger(start + len)) return err('EOVERFLOW', `start ${start} + length ${len} wraps`);
+  if (buf.size <= start + len - 1) return err('EINVAL', `[${start}, +${len}) is past the end of ${buf.size}-byte ${buf.name}`);
+  const a = dmaBufAttach(buf, ioas.dev, {
+    dynamic: true, peer2peer: true, importerPriv: ioas, mapTypes: ['pal'],
+    moveNotify: (att) => revokeNotify(ioas, att),
+  });
+  if (!a.ok) return a;
+  const att = a.value;
+  dmaResvLock(buf);
+  const p = dmaBufPin(att);
+  if (!p.ok) {
+    dmaResvUnlock(buf);
+    dmaBufDetach(buf, att);
+    return p;
+  }
+  const pal = dmaBufMapPal(att);
+  if (!pal.ok) {
+    dmaBufUnpin(att);
+    dmaResvUnlock(buf);
+    dmaBufDetach(buf, att);
+    return pal;
+  }
+  dmaResvUnlock(buf);
+  const release = (): void => {
+    dmaResvLock(buf);
+    dmaBufUnmapPal(att, pal.value);
+    dmaBufUnpin(att);
+    dmaResvUnlock(buf);
+    dmaBufDetach(buf, att);
+  };
+  const c = checkIova(ioas, iova, len);
+  if (!c.ok) { release(); return c; }
+  const mprot = (prot & ~IOMMU_CACHE) | IOMMU_MMIO;
+  const part = slice(pal.value.phys, start, len);
+  let at = iova;
+  let maps = 0;
+  for (const r of part) {
+    const m = iommuMap(ioas.domain, at, r.addr, r.len, mprot);
+    if (!m.ok) {
+      if (at > iova) iommuUnmap(ioas.domain, iova, Number(at - iova));
+      release();
+      return m;
+    }
+    at += BigInt(r.len);
+    maps++;
+  }
+  const paddr = [...part][0].addr;
+  ioas.areas.push({ iova, len, kind: 'dmabuf', prot: mprot, pinned: null, buf, att, paddr, revoked: false, iommuMaps: maps, pal: pal.value });
+  return ok();
+}
+
 /** Takes one area out: out of the domain (unless revoked), unpinned, detached. */
 function releaseArea(ioas: Ioas, a: IoasArea): void {
   if (a.kind === 'user') {
@@ -313,6 +390,10 @@ function releaseArea(ioas: Ioas, a: IoasArea): void {
   // iopt_release_pages(): unpin under the reservation lock, then detach
   const buf = a.buf!;
   dmaResvLock(buf);
+  if (a.pal) {
+    dmaBufUnmapPal(a.att!, a.pal);
+    a.pal = null;
+  }
   dmaBufUnpin(a.att!);
   dmaResvUnlock(buf);
   dmaBufDetach(buf, a.att!);

@@ -14,7 +14,7 @@ import { SlotKey, checkLen, err, ok, type Result } from '../../base/index.ts';
 import { dmaContextOf, type DmaDataDirection } from '../../dma/index.ts';
 import {
   dmaBufAttachRevocable, dmaBufExport, dmaBufFreeSgt, dmaBufPhysVecToSgt, dmaBufRevoke, dmaBufUnrevoke, type DmaBuf,
-  type DmaBufAttachment, type DmaBufDma, type DmaBufMapped,
+  type DmaBufAttachment, type DmaBufDma, type DmaBufMapType, type DmaBufMapped, type DmaBufPal,
 } from '../dmabuf/index.ts';
 import { PCI_STD_NUM_BARS, pcimP2pdmaInit, pcimP2pdmaProvider, toPciDev, type Device, type P2pdmaProvider } from '../../pci/index.ts';
 import { PhyrList } from '../../phyr/index.ts';
@@ -92,6 +92,22 @@ const vfioOps = {
     const p = privOf(buf);
     if (p.revoked) return err('ENODEV', `${buf.name} is revoked`);
     return ok(p.physVec);
+  },
+  // RFC "Add DMA-buf mapping types" (Feb 2026, not merged; "vfio: ... convert vfio/iommufd to use
+  // them"): VFIO offers the classic sg_table and a Physical Address List of its phys_vec with the
+  // BAR's provider, which replaces the private interconnect to iommufd. The classic type first, so
+  // an importer that accepts both keeps getting what it got before.
+  mapTypes: ['sgt', 'pal'] as readonly DmaBufMapType[],
+  mapPal(att: DmaBufAttachment): Result<DmaBufPal> {
+    const p = privOf(att.dmabuf);
+    att.dmabuf.resv.assertHeld('vfio_pci_dma_buf_map (PAL)');
+    if (p.revoked) return err('ENODEV', `${att.dmabuf.name} is revoked`);
+    // like a map, a PAL handed out holds the kref the revoke waits on
+    p.liveMaps++;
+    return ok({ phys: p.physVec, provider: p.provider });
+  },
+  unmapPal(att: DmaBufAttachment): void {
+    privOf(att.dmabuf).liveMaps--;
   },
 };
 

@@ -1,0 +1,188 @@
+// Models: include/linux/dma-map-ops.h (struct dma_map_ops, get_dma_ops / set_dma_ops,
+// dev->dma_ops_bypass) and lib/iommu-helper.c (iommu_area_alloc, iommu_num_pages), the pieces every
+// dma_map_ops family shares: the per-device ops table, the bitmap allocator of the aperture-style
+// families, and the batch entry the phyr path and dma_map_sg both feed a family.
+// Model deviation: the kernel's map_sg walks a scatterlist; here a family's map_sg takes an array of
+// (phys, len, mmio) entries and returns its DMA segments, so dma_map_sgtable and dmaMapPhyrs drive
+// the same merge rule with no scatterlist in between (the output is what the kernel's map_sg writes
+// into sg_dma_address / sg_dma_len).
+
+import { SlotKey, type Result } from '../../base/internal.ts';
+import type { Device } from '../../pci/index.ts';
+
+export type DmaOpsKind = 'gart' | 'tce' | 'xen-swiotlb' | 'xen-grant' | 'dummy';
+
+/** One input range of a family's map_sg (a scatterlist entry, or one range of a phyr list). */
+export interface DmaOpsEntry {
+  readonly phys: bigint;
+  readonly len: number;
+  /** The range is MMIO (dma_map_phys with DMA_ATTR_MMIO); scatterlist entries never are. */
+  readonly mmio: boolean;
+}
+
+/** One DMA segment a family's map_sg produced: it covers `count` input entries from `first`. */
+export interface DmaOpsSeg {
+  readonly addr: bigint;
+  readonly len: number;
+  readonly first: number;
+  readonly count: number;
+}
+
+/** What the device's DMA engine gets for one DMA address: a physical address and how far it runs, or why it faults. */
+export type DmaOpsXlate = { phys: bigint; len: number } | string;
+
+/** The state of a family as dmaOpsInspect lists it. */
+export interface DmaOpsState {
+  readonly kind: DmaOpsKind;
+  /** The kernel's ops symbol (e.g. gart_dma_ops). */
+  readonly ops: string;
+  /** Table entries that are not in their fresh state: [index, entry] (bigint, the raw bytes' value). */
+  readonly entries: Array<[number, bigint]>;
+  /** Allocated allocator slots (bitmap bits set, grant refs in use). */
+  readonly allocated: number[];
+  /** The allocator's rotor or hints (family-specific names). */
+  readonly hints: Record<string, number>;
+  /** TLB / GART flushes the family issued. */
+  readonly flushes: number;
+  /** Bytes bounced (xen-swiotlb), 0 elsewhere. */
+  readonly bounceBytes: number;
+  /** Family-specific facts (e.g. broken for xen-grant, bypass for tce). */
+  readonly extra: Record<string, unknown>;
+}
+
+/** A dma_map_ops instance bound to one device's machine. */
+export interface DmaMapOps {
+  readonly kind: DmaOpsKind;
+  /** ->map_phys: the DMA address or DMA_MAPPING_ERROR. */
+  mapPhys(dev: Device, phys: bigint, size: number, dir: number, attrs: number): bigint;
+  /** ->unmap_phys. */
+  unmapPhys(dev: Device, addr: bigint, size: number, dir: number, attrs: number): void;
+  /** ->map_sg over entries: the family's segments, or the kernel's errno (EINVAL, ENOMEM, EIO). */
+  mapSg(dev: Device, ents: readonly DmaOpsEntry[], dir: number, attrs: number): Result<DmaOpsSeg[]>;
+  /** ->unmap_sg over the segments map_sg returned. */
+  unmapSg(dev: Device, segs: readonly DmaOpsSeg[], dir: number, attrs: number): void;
+  /** ->sync_single_for_cpu (absent: the kernel calls nothing). */
+  syncSingleForCpu?(dev: Device, addr: bigint, size: number, dir: number): void;
+  /** ->sync_single_for_device. */
+  syncSingleForDevice?(dev: Device, addr: bigint, size: number, dir: number): void;
+  /** ->dma_supported (absent: every mask is supported). */
+  dmaSupported?(dev: Device, mask: bigint): boolean;
+  /** ->max_mapping_size (absent: SIZE_MAX). */
+  maxMappingSize?(dev: Device): number;
+  /** arch_dma_map_phys_direct(dev, end) (powerpc only). */
+  archMapPhysDirect?(dev: Device, end: bigint): boolean;
+  /** arch_dma_unmap_phys_direct(dev, addr + size) (powerpc only). */
+  archUnmapPhysDirect?(dev: Device, end: bigint): boolean;
+  /** Whether the DMA address is a swiotlb bounce slot (for dma-debug and dma_need_sync). */
+  isBounced?(dev: Device, addr: bigint): boolean;
+  /** The device side: where a DMA access at addr lands (hardware translation of the family). */
+  translate(dev: Device, addr: bigint, write: boolean): DmaOpsXlate;
+  /** The family's state, listable. */
+  inspect(): DmaOpsState;
+}
+
+/** dev->dma_ops and dev->dma_ops_bypass. */
+export interface DevDmaOps {
+  readonly ops: DmaMapOps;
+  /** dev->dma_ops_bypass (CONFIG_DMA_OPS_BYPASS: powerpc sets it for a device with a direct window). */
+  bypass: boolean;
+}
+
+const DMA_OPS = new SlotKey<DevDmaOps>('dma-ops');
+
+/** set_dma_ops. */
+export function setDmaOps(dev: Device, ops: DmaMapOps, bypass = false): void {
+  dev.slots.set(DMA_OPS, { ops, bypass });
+}
+
+/** get_dma_ops: the device's ops, or null (dma-direct or dma-iommu). */
+export function getDmaOps(dev: Device): DmaMapOps | null {
+  return dev.slots.get(DMA_OPS)?.ops ?? null;
+}
+
+/** The ops slot itself (ops and bypass flag), or undefined. */
+export function devDmaOps(dev: Device): DevDmaOps | undefined {
+  return dev.slots.get(DMA_OPS);
+}
+
+/** dmaOpsInspect(dev): the state of the device's dma_map_ops family, or null when it has none. */
+export function dmaOpsInspect(dev: Device): DmaOpsState | null {
+  return getDmaOps(dev)?.inspect() ?? null;
+}
+
+/** iommu_num_pages: I/O pages of ioPageSize that [addr, addr + len) touches. */
+export function iommuNumPages(addr: bigint, len: number, ioPageSize: number): number {
+  const off = Number(addr % BigInt(ioPageSize));
+  return Math.ceil((off + len) / ioPageSize);
+}
+
+/** A bitmap allocator (the free map of an aperture table), as unsigned long words in the kernel. */
+export class IommuBitmap {
+  readonly bits: Uint8Array;
+  constructor(readonly size: number) {
+    this.bits = new Uint8Array(size);
+  }
+
+  test(i: number): boolean {
+    return this.bits[i] !== 0;
+  }
+
+  set(start: number, n: number): void {
+    this.bits.fill(1, start, start + n);
+  }
+
+  clear(start: number, n: number): void {
+    this.bits.fill(0, start, start + n);
+  }
+
+  /** Indices of set bits. */
+  setBits(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.size; i++) if (this.bits[i]) out.push(i);
+    return out;
+  }
+
+  /** bitmap_find_next_zero_area: the first aligned run of nr clear bits at or after start below size (>= size when none). */
+  findNextZeroArea(size: number, start: number, nr: number, alignMask: number): number {
+    for (;;) {
+      let index = start;
+      while (index < size && this.bits[index]) index++;
+      index = (index + alignMask) & ~alignMask;
+      const end = index + nr;
+      if (end > size) return end;
+      let i = index;
+      while (i < end && !this.bits[i]) i++;
+      if (i === end) return index;
+      start = i + 1;
+    }
+  }
+
+  /**
+   * iommu_area_alloc (lib/iommu-helper.c): never the last bit below `size` ("we don't want the last
+   * of the limit"), skipping runs that would cross a segment boundary of boundarySize (a power of two,
+   * in pages, counted from `shift`). Returns the index, or -1.
+   */
+  areaAlloc(size: number, start: number, nr: number, shift: number, boundarySize: number, alignMask: number): number {
+    const lim = size - 1;
+    for (;;) {
+      const index = this.findNextZeroArea(lim, start, nr, alignMask);
+      if (index >= lim) return -1;
+      if (isSpanBoundary(index, nr, shift, boundarySize)) {
+        start = alignUp(shift + index, boundarySize) - shift;
+        continue;
+      }
+      this.set(index, nr);
+      return index;
+    }
+  }
+}
+
+/** iommu_is_span_boundary. */
+export function isSpanBoundary(index: number, nr: number, shift: number, boundarySize: number): boolean {
+  const s = (shift + index) % boundarySize;
+  return s + nr > boundarySize;
+}
+
+function alignUp(x: number, a: number): number {
+  return Math.ceil(x / a) * a;
+}

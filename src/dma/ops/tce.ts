@@ -1,0 +1,299 @@
+// Models: arch/powerpc/kernel/iommu.c (Linux 7.1: iommu_init_table with its pools and large pool,
+// iommu_table_reserve_pages (entry 0), iommu_range_alloc with hints, block rounding and the DMA-mask
+// clamp, iommu_alloc, __iommu_free / iommu_free_check, iommu_map_phys / iommu_unmap_phys,
+// ppc_iommu_map_sg merging through the allocation handle, ppc_iommu_unmap_sg),
+// arch/powerpc/kernel/dma-iommu.c (dma_iommu_ops, arch_dma_map_phys_direct / arch_dma_unmap_phys_direct,
+// dma_iommu_dma_supported) and arch/powerpc/platforms/pseries/iommu.c (tce_build_pSeries /
+// tce_clear_pSeries: big-endian 64-bit TCEs in RAM; the dynamic DMA window: archdata.dma_offset and
+// bus_dma_limit, with dma_ops_bypass set).
+// Model deviation: one CPU, so iommu_pool_hash always picks pool 0 (the kernel hashes the CPU number).
+// Model deviation: the table in RAM holds this window's it_size entries only; the kernel's
+// it_base is indexed by absolute TCE number (it_offset + i) over the whole PHB table.
+// Model deviation: no fail_iommu fault injection and no H_PUT_TCE hypercall (tce_build_pSeries, the
+// bare-metal store, never fails).
+
+import { err, ok, type Result } from '../../base/internal.ts';
+import type { MachineMm } from '../../mm/index.ts';
+import type { Device } from '../../pci/index.ts';
+import { DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
+import { dmaGetMaxSegSize, dmaGetSegBoundaryNrPages } from '../mask.ts';
+import { allocZeroed } from './gart.ts';
+import {
+  IommuBitmap, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
+} from './ops.ts';
+
+export interface TceOpsConfig {
+  readonly kind: 'tce';
+  /** it_offset: the window's first TCE number (the window starts at offset << pageShift on the bus). */
+  readonly offset: number;
+  /** it_size: TCEs in the window. */
+  readonly size: number;
+  /** it_page_shift: 12 (4 KiB TCEs, the default window), 16, 21 or 24 (DDW page sizes). */
+  readonly pageShift: number;
+  /** it_blocksize: hint rounding after small allocations (16 on pseries). Default 16. */
+  readonly blockSize?: number;
+  /**
+   * The dynamic DMA window: RAM below busDmaLimit - dmaOffset is mapped directly at phys + dmaOffset
+   * (dma_ops_bypass set, bus_dma_limit = busDmaLimit); the rest goes through the table.
+   */
+  readonly ddw?: { readonly dmaOffset: bigint; readonly busDmaLimit: bigint };
+  /** iommu=novmerge: map_sg never merges. Default false. */
+  readonly novmerge?: boolean;
+}
+
+export const TCE_PCI_READ = 1n;
+export const TCE_PCI_WRITE = 2n;
+const IOMMU_NR_POOLS = 4;
+
+interface Pool { start: number; end: number; hint: number }
+
+/** struct iommu_table with tce_build_pSeries as it_ops->set. */
+export class TceOps implements DmaMapOps {
+  readonly kind = 'tce' as const;
+  readonly itOffset: number;
+  readonly itSize: number;
+  readonly itPageShift: number;
+  readonly itBlocksize: number;
+  readonly tablePhys: bigint;
+  readonly bitmap: IommuBitmap;
+  readonly nrPools: number;
+  readonly poolsize: number;
+  readonly pools: Pool[];
+  readonly largePool: Pool;
+  readonly ddw: { readonly dmaOffset: bigint; readonly busDmaLimit: bigint } | null;
+  readonly novmerge: boolean;
+  flushes = 0;
+  private readonly mm: MachineMm;
+
+  constructor(mm: MachineMm, cfg: TceOpsConfig) {
+    this.mm = mm;
+    this.itOffset = cfg.offset;
+    this.itSize = cfg.size;
+    this.itPageShift = cfg.pageShift;
+    this.itBlocksize = cfg.blockSize ?? 16;
+    this.ddw = cfg.ddw ?? null;
+    this.novmerge = cfg.novmerge ?? false;
+    this.tablePhys = allocZeroed(mm, this.itSize * 8);
+    this.bitmap = new IommuBitmap(this.itSize);
+    // iommu_table_reserve_pages: entry 0 never maps (drivers that take DMA address 0 for invalid)
+    if (this.itOffset === 0) this.bitmap.set(0, 1);
+    // iommu_init_table: 4 pools from 1 GiB of window up, the top quarter for large allocations
+    this.nrPools = this.itSize * 2 ** this.itPageShift >= 2 ** 30 ? IOMMU_NR_POOLS : 1;
+    this.poolsize = Math.floor(Math.floor(this.itSize * 3 / 4) / this.nrPools);
+    this.pools = [];
+    for (let i = 0; i < this.nrPools; i++) this.pools.push({ start: this.poolsize * i, hint: this.poolsize * i, end: this.poolsize * (i + 1) });
+    this.largePool = { start: this.poolsize * this.nrPools, hint: this.poolsize * this.nrPools, end: this.itSize };
+  }
+
+  get ioPageSize(): number {
+    return 2 ** this.itPageShift;
+  }
+
+  private tceView(entry: number): DataView {
+    const v = this.mm.mem.view(this.tablePhys + BigInt((entry - this.itOffset) * 8), 8);
+    return new DataView(v.buffer, v.byteOffset, 8);
+  }
+
+  /** The TCE of absolute entry number `entry` (big endian in RAM, cpu_to_be64). */
+  tce(entry: number): bigint {
+    return this.tceView(entry).getBigUint64(0, false);
+  }
+
+  /** tce_build_pSeries: rpn << shift | READ | WRITE unless TO_DEVICE, one per I/O page. */
+  private build(entry: number, npages: number, phys: bigint, dir: number): void {
+    const proto = dir === DMA_TO_DEVICE ? TCE_PCI_READ : TCE_PCI_READ | TCE_PCI_WRITE;
+    const shift = BigInt(this.itPageShift);
+    let p = phys;
+    for (let i = 0; i < npages; i++) {
+      this.tceView(entry + i).setBigUint64(0, proto | ((p >> shift) << shift), false);
+      p += BigInt(this.ioPageSize);
+    }
+  }
+
+  /** tce_clear_pSeries. */
+  private clearTces(entry: number, npages: number): void {
+    for (let i = 0; i < npages; i++) this.tceView(entry + i).setBigUint64(0, 0n, false);
+  }
+
+  /** iommu_range_alloc: the free entry (relative to it_offset) or -1. `handle` continues an sg list. */
+  private rangeAlloc(dev: Device, npages: number, handle: { v: number } | null, mask: bigint, alignOrder: number): number {
+    const largealloc = npages > 15;
+    const alignMask = 2 ** alignOrder - 1;
+    let poolNr = 0;
+    let pool = largealloc ? this.largePool : this.pools[poolNr];
+    let pass = 0;
+    const boundary = Number(dmaGetSegBoundaryNrPages(dev, this.itPageShift));
+    for (;;) {
+      let start = pass === 0 && handle && handle.v && handle.v >= pool.start && handle.v < pool.end ? handle.v : pool.hint;
+      let limit = pool.end;
+      if (start >= limit) start = pool.start;
+      if (BigInt(limit + this.itOffset) > mask) {
+        limit = Number(mask - BigInt(this.itOffset) + 1n);
+        const masked = BigInt(start) & mask;
+        if (masked >= BigInt(limit) || pass > 0) {
+          pool = this.pools[0];
+          start = pool.start;
+        } else {
+          start = Number(masked);
+        }
+      }
+      const n = this.bitmap.areaAlloc(limit, start, npages, this.itOffset, boundary, alignMask);
+      if (n === -1) {
+        if (pass === 0) {
+          pool.hint = pool.start;
+          pass++;
+          continue;
+        } else if (pass <= this.nrPools) {
+          poolNr = (poolNr + 1) & (this.nrPools - 1);
+          pool = this.pools[poolNr];
+          pool.hint = pool.start;
+          pass++;
+          continue;
+        } else if (pass === this.nrPools + 1) {
+          pool = this.largePool;
+          pool.hint = pool.start;
+          pass++;
+          continue;
+        }
+        return -1;
+      }
+      const end = n + npages;
+      pool.hint = largealloc ? end : Math.ceil(end / this.itBlocksize) * this.itBlocksize;
+      if (handle) handle.v = end;
+      return n;
+    }
+  }
+
+  private alignFor(phys: bigint, size: number): number {
+    const shift = this.mm.pageShift;
+    if (this.itPageShift < shift && size >= this.mm.pageSize && phys % BigInt(this.mm.pageSize) === 0n) return shift - this.itPageShift;
+    return 0;
+  }
+
+  private flush(): void {
+    // it_ops->flush: pseries has none (the hypervisor / PHB sees the store); counted as the mb()
+    this.flushes++;
+  }
+
+  /** iommu_map_phys -> iommu_alloc. */
+  mapPhys(dev: Device, phys: bigint, size: number, dir: number): bigint {
+    const npages = iommuNumPages(phys, size, this.ioPageSize);
+    const mask = (dev.dmaMask ?? 0n) >> BigInt(this.itPageShift);
+    const n = this.rangeAlloc(dev, npages, null, mask, this.alignFor(phys, size));
+    if (n === -1) {
+      this.mm.events.record('INFO', 'tce', `${dev.name}: iommu_alloc failed, npages ${npages}`, { dev: dev.name, npages });
+      return DMA_MAPPING_ERROR;
+    }
+    const entry = n + this.itOffset;
+    this.build(entry, npages, phys & ~BigInt(this.ioPageSize - 1), dir);
+    this.flush();
+    return (BigInt(entry) << BigInt(this.itPageShift)) | (phys & BigInt(this.ioPageSize - 1));
+  }
+
+  /** __iommu_free with iommu_free_check. */
+  private free(dev: Device, addr: bigint, npages: number): void {
+    const entry = Number(addr >> BigInt(this.itPageShift));
+    const freeEntry = entry - this.itOffset;
+    if (freeEntry + npages > this.itSize || entry < this.itOffset) {
+      this.mm.events.warn('tce', `${dev.name}: iommu_free: invalid entry 0x${entry.toString(16)} dma_addr 0x${addr.toString(16)}`);
+      return;
+    }
+    this.clearTces(entry, npages);
+    this.bitmap.clear(freeEntry, npages);
+  }
+
+  unmapPhys(dev: Device, addr: bigint, size: number): void {
+    this.free(dev, addr, iommuNumPages(addr, size, this.ioPageSize));
+    this.flush();
+  }
+
+  /** ppc_iommu_map_sg: each entry's allocation continues from the handle; DMA-adjacent entries merge. */
+  mapSg(dev: Device, ents: readonly DmaOpsEntry[], dir: number, attrs: number): Result<DmaOpsSeg[]> {
+    if (ents.length === 0) return err('EINVAL', 'no entries');
+    const handle = { v: 0 };
+    const maxSeg = dmaGetMaxSegSize(dev);
+    const mask = (dev.dmaMask ?? 0n) >> BigInt(this.itPageShift);
+    const out: Array<{ addr: bigint; len: number; first: number; count: number }> = [];
+    let dmaNext = 0n;
+    for (let i = 0; i < ents.length; i++) {
+      const e = ents[i];
+      const npages = iommuNumPages(e.phys, e.len, this.ioPageSize);
+      const n = this.rangeAlloc(dev, npages, handle, mask, this.alignFor(e.phys, e.len));
+      if (n === -1) {
+        void attrs;
+        this.mm.events.record('INFO', 'tce', `${dev.name}: iommu_alloc failed, npages ${npages}`, { dev: dev.name, npages });
+        this.unmapSg(dev, out);
+        return err('EIO', `entry ${i}: TCE table full`);
+      }
+      const entry = n + this.itOffset;
+      const dma = (BigInt(entry) << BigInt(this.itPageShift)) | (e.phys & BigInt(this.ioPageSize - 1));
+      this.build(entry, npages, e.phys & ~BigInt(this.ioPageSize - 1), dir);
+      const cur = out[out.length - 1];
+      if (cur && !this.novmerge && dma === dmaNext && cur.len + e.len <= maxSeg) {
+        cur.len += e.len;
+        cur.count++;
+      } else {
+        out.push({ addr: dma, len: e.len, first: i, count: 1 });
+      }
+      dmaNext = dma + BigInt(e.len);
+    }
+    this.flush();
+    return ok(out);
+  }
+
+  unmapSg(dev: Device, segs: readonly DmaOpsSeg[]): void {
+    for (const s of segs) this.free(dev, s.addr, iommuNumPages(s.addr, s.len, this.ioPageSize));
+    this.flush();
+  }
+
+  /** dma_iommu_dma_supported: the window must start below the mask (bypass is decided at configuration). */
+  dmaSupported(_dev: Device, mask: bigint): boolean {
+    return BigInt(this.itOffset) <= mask >> BigInt(this.itPageShift);
+  }
+
+  /** arch_dma_map_phys_direct: bus_dma_limit >= phys_to_dma(end) (phys + archdata.dma_offset). */
+  archMapPhysDirect(dev: Device, end: bigint): boolean {
+    if (!this.ddw || dev.busDmaLimit === 0n) return false;
+    return dev.busDmaLimit >= end + this.ddw.dmaOffset;
+  }
+
+  /** arch_dma_unmap_phys_direct: a handle at or above archdata.dma_offset is a direct one. */
+  archUnmapPhysDirect(dev: Device, end: bigint): boolean {
+    if (!this.ddw || dev.busDmaLimit === 0n) return false;
+    return end >= this.ddw.dmaOffset;
+  }
+
+  translate(_dev: Device, addr: bigint, write: boolean): DmaOpsXlate {
+    if (this.ddw && addr >= this.ddw.dmaOffset) {
+      if (addr >= this.ddw.busDmaLimit) return `TCE: 0x${addr.toString(16)} is past the direct window (bus_dma_limit 0x${this.ddw.busDmaLimit.toString(16)})`;
+      const left = this.ddw.busDmaLimit - addr;
+      return { phys: addr - this.ddw.dmaOffset, len: Number(left > 1n << 40n ? 1n << 40n : left) };
+    }
+    const entry = Number(addr >> BigInt(this.itPageShift));
+    if (entry < this.itOffset || entry >= this.itOffset + this.itSize) return `TCE: 0x${addr.toString(16)} is outside the DMA window`;
+    const t = this.tce(entry);
+    const perm = write ? TCE_PCI_WRITE : TCE_PCI_READ;
+    if (!(t & perm)) return `TCE: entry ${entry} does not permit ${write ? 'write' : 'read'} (0x${t.toString(16)})`;
+    const o = Number(addr & BigInt(this.ioPageSize - 1));
+    const rpnMask = ~BigInt(this.ioPageSize - 1) & ((1n << 64n) - 1n);
+    return { phys: (t & rpnMask) + BigInt(o), len: this.ioPageSize - o };
+  }
+
+  inspect(): DmaOpsState {
+    const entries: Array<[number, bigint]> = [];
+    for (let i = 0; i < this.itSize; i++) {
+      const t = this.tce(i + this.itOffset);
+      if (t !== 0n) entries.push([i + this.itOffset, t]);
+    }
+    const hints: Record<string, number> = {};
+    this.pools.forEach((p, i) => { hints[`pool${i}`] = p.hint; });
+    hints.large = this.largePool.hint;
+    return {
+      kind: 'tce', ops: 'dma_iommu_ops', entries, allocated: this.bitmap.setBits(), hints, flushes: this.flushes, bounceBytes: 0,
+      extra: {
+        itOffset: this.itOffset, itSize: this.itSize, itPageShift: this.itPageShift, nrPools: this.nrPools, poolsize: this.poolsize,
+        ddw: this.ddw,
+      },
+    };
+  }
+}
