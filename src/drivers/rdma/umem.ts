@@ -216,10 +216,25 @@ export function ibUmemFindBestPgsz(umem: IbUmem, pgszBitmap: bigint, virt: bigin
   if (typeof pgszBitmap !== 'bigint' || pgszBitmap < 0n || pgszBitmap > U64) throw new RangeError(`pgszBitmap must be a u64 bigint, got ${String(pgszBitmap)}`);
   if (typeof virt !== 'bigint' || virt < 0n || virt > U64) throw new RangeError(`virt must be a u64 bigint, got ${String(virt)}`);
   umem.iova = virt;
+  return findBestPgszOf(umem.dma, ibUmemOffset(umem), umem.length, pgszBitmap, virt);
+}
+
+/** DMA segments as ib_umem_find_best_pgsz walks them (for_each_sgtable_dma_sg). */
+export interface DmaSegmentsView {
+  readonly count: number;
+  addrAt(i: number): bigint;
+  lenAt(i: number): number;
+}
+
+/**
+ * The walk of ib_umem_find_best_pgsz() over DMA segments whose first starts pgoff bytes before the
+ * registered address (the page offset), for a registration of length bytes at IOVA virt.
+ */
+export function findBestPgszOf(list: DmaSegmentsView, pgoffNum: number, length: number, pgszBitmap: bigint, virt: bigint): number {
   let va = virt;
-  let mask = pgszBitmap & genmaskFrom(bitsPer(BigInt.asUintN(64, BigInt(umem.length) - 1n + virt) ^ virt));
-  let pgoff = BigInt(ibUmemOffset(umem));
-  const list = umem.dma;
+  // the largest page size worth having: the smallest aligned block holding [virt, virt + length)
+  let mask = pgszBitmap & genmaskFrom(bitsPer(BigInt.asUintN(64, BigInt(length) - 1n + virt) ^ virt));
+  let pgoff = BigInt(pgoffNum);
   let currBase = U64;
   let currLen = 0n;
   for (let i = 0; i < list.count; i++) {
@@ -227,6 +242,8 @@ export function ibUmemFindBestPgsz(umem: IbUmem, pgszBitmap: bigint, virt: bigin
     const l = BigInt(list.lenAt(i));
     const end = currBase + currLen;
     if (end > U64 || end !== a) {
+      // a seam: VA and DMA address must agree below the page size, and (but for the first) the VA
+      // must start a page
       currBase = a;
       currLen = 0n;
       mask |= BigInt.asUintN(64, currBase + pgoff) ^ va;
