@@ -2,7 +2,8 @@
 // block/): umem (user buffers pinned and mapped by each design); sgl (the common descriptor builder);
 // hba (a SCSI-style SG list built with it); block, nvme; dmabuf (the dma-buf core and its heap and
 // GPU exporters); vfio (BAR slices exported as dma-bufs); gpu (a GPU with its own page table);
-// iommufd (IOAS with its own IOMMU domain, dma-buf import); rdma, hmm as their work lands. Each
+// iommufd (IOAS with its own IOMMU domain, dma-buf import); rdma (umem from phyrs, mlx5-style MR +
+// MTT, the RDMA NIC model beside it); hmm (HMM DMA map, ODP MRs on the rdma NIC). Each
 // folder's index.ts is what the others may use.
 // Device models sit beside their driver (nvme-ctrl: the NVMe controller) because they do DMA through
 // the DMA layer's device engines.
@@ -16,3 +17,5 @@ export * from './dmabuf/index.ts';
 export * from './vfio/index.ts';
 export * from './gpu/index.ts';
 export * from './iommufd/index.ts';
+export * from './rdma/index.ts';
+export * from './hmm/index.ts';

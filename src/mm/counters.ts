@@ -13,7 +13,10 @@ declare module '../base/stats.ts' {
     gupPagesPinned: number;
     gupFoliosVisited: number;
     gupPagesUnpinned: number;
+    /** hmm_range_fault calls, and invalidate callbacks run by mmu interval notifiers. */
+    hmmRangeFaults: number;
+    mmuIntervalInvalidates: number;
   }
 }
 
-declareCounters('mm', ['pagesAllocated', 'pagesFreed', 'pageFaults', 'gupPinCalls', 'gupPagesPinned', 'gupFoliosVisited', 'gupPagesUnpinned']);
+declareCounters('mm', ['pagesAllocated', 'pagesFreed', 'pageFaults', 'gupPinCalls', 'gupPagesPinned', 'gupFoliosVisited', 'gupPagesUnpinned', 'hmmRangeFaults', 'mmuIntervalInvalidates']);

@@ -1,5 +1,6 @@
 // mm/: the machine's memory (regions, folios, hugetlb), processes (UserMm: mmap, faults, user
-// copies), and GUP (pin_user_pages, pin_user_pages_fast and the phyr pin).
+// copies, mprotect, migration), GUP (pin_user_pages, pin_user_pages_fast and the phyr pin), mmu interval
+// notifiers and hmm_range_fault.
 export type { HugetlbPool, MachineMm, MemRegion, PageFacts, PhysMem, RegionKind } from './types.ts';
 export { MAX_RAM_BYTES, type MmConfig } from './layout.ts';
 export { MmMachine, createMmMachine, type FolioInfo } from './machine.ts';
@@ -15,3 +16,16 @@ export {
   type PinnedPageArray, type PinnedPhyrList,
 } from './gup.ts';
 export type { GupApi, PinInfo } from './pins.ts';
+export {
+  MMU_NOTIFY_CLEAR, MMU_NOTIFY_EXCLUSIVE, MMU_NOTIFY_MIGRATE, MMU_NOTIFY_PROTECTION_PAGE, MMU_NOTIFY_PROTECTION_VMA,
+  MMU_NOTIFY_RELEASE, MMU_NOTIFY_SOFT_DIRTY, MMU_NOTIFY_UNMAP, type MmuNotifierEvent,
+} from './types.ts';
+export {
+  MMU_NOTIFIER_RANGE_BLOCKABLE, MmuIntervalNotifier, mmuIntervalCheckRetry, mmuIntervalNotifierInsert, mmuIntervalNotifierRemove,
+  mmuIntervalReadBegin, mmuIntervalReadRetry, mmuIntervalSetSeq, mmuNotifierSubscriptions, type MmuIntervalNotifierOps,
+  type MmuNotifierRange,
+} from './mmu-notifier.ts';
+export {
+  HMM_PFN_DMA_MAPPED, HMM_PFN_ERROR, HMM_PFN_INOUT_FLAGS, HMM_PFN_ORDER_SHIFT, HMM_PFN_P2PDMA, HMM_PFN_P2PDMA_BUS, HMM_PFN_REQ_FAULT,
+  HMM_PFN_REQ_WRITE, HMM_PFN_VALID, HMM_PFN_WRITE, hmmPfnToMapOrder, hmmRangeFault, type HmmRange,
+} from './hmm.ts';

@@ -126,3 +126,28 @@ export interface HugetlbPool {
   /** Pages promised to mappings but not yet faulted in (resv_huge_pages). */
   reserved: number;
 }
+
+/**
+ * enum mmu_notifier_event (include/linux/mmu_notifier.h): why a range of a process's page tables
+ * is being invalidated.
+ */
+export const MMU_NOTIFY_UNMAP = 0;
+export const MMU_NOTIFY_CLEAR = 1;
+export const MMU_NOTIFY_PROTECTION_VMA = 2;
+export const MMU_NOTIFY_PROTECTION_PAGE = 3;
+export const MMU_NOTIFY_SOFT_DIRTY = 4;
+export const MMU_NOTIFY_RELEASE = 5;
+export const MMU_NOTIFY_MIGRATE = 6;
+export const MMU_NOTIFY_EXCLUSIVE = 7;
+export type MmuNotifierEvent = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7;
+
+/**
+ * What a process address space calls around a change of present page-table entries
+ * (mmu_notifier_invalidate_range_start / _end): implemented by mm/mmu-notifier.ts's
+ * subscriptions, declared here so that user-mm.ts does not depend on it. start and end are user
+ * addresses (end exclusive).
+ */
+export interface MmuNotifierHook {
+  invalidateRangeStart(start: number, end: number, event: MmuNotifierEvent): void;
+  invalidateRangeEnd(start: number, end: number, event: MmuNotifierEvent): void;
+}

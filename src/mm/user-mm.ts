@@ -8,7 +8,7 @@ import { GiB, MiB, checkAddr, checkLen, err, hex, ok, type Err, type EventLog, t
 import { describeValue } from './describe.ts';
 import { FolioKind, type FolioRecord, type FolioTable } from './folio.ts';
 import type { Region } from './layout.ts';
-import type { HugetlbPool, PhysMem } from './types.ts';
+import { MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_VMA, MMU_NOTIFY_UNMAP, type HugetlbPool, type MmuNotifierHook, type PhysMem } from './types.ts';
 import type { PinTable } from './pins.ts';
 import './counters.ts';
 
@@ -188,6 +188,12 @@ export class UserMm {
   readonly vmas: Vma[] = [];
   private nextVa = MMAP_BASE;
   private readonly ps: number;
+  /**
+   * mm->notifier_subscriptions (mm/mmu_notifier.c): set by the first mmuIntervalNotifierInsert on
+   * this mm; called around every change of present page-table entries (munmap, mprotect, copy on
+   * write of the zero page, PMD split, migration). null while nothing subscribed.
+   */
+  notifierSubscriptions: MmuNotifierHook | null = null;
 
   constructor(machine: UserMmHost, id: number) {
     this.machine = machine;
@@ -391,6 +397,7 @@ export class UserMm {
         const g = Math.floor(va / ps) - vma.slotBase;
         const have = vma.leafPfn![g];
         if (have >= 0 && (!write || vma.leafFolio![g] !== ZERO_PAGE_FOLIO)) return have;
+        if (have >= 0) return this.cowZeroPage(vma.leafPfn!, vma.leafFolio!, g, va);
         return write ? this.mapNewPage(vma.leafPfn!, vma.leafFolio!, g) : this.mapZeroPage(vma.leafPfn!, vma.leafFolio!, g);
       }
       case VmaKind.Hugetlb2M:
@@ -432,7 +439,10 @@ export class UserMm {
         const f = m.allocUserFolio(m.thpOrder);
         if (f >= 0) {
           // Over the huge zero folio: the PMD held no reference on it, so nothing is dropped.
+          const n = hugeZero ? this.notifierSubscriptions : null;
+          n?.invalidateRangeStart(slotStart, slotStart + gl, MMU_NOTIFY_CLEAR);
           this.mapFolio(vma.leafPfn!, vma.leafFolio!, slot, f);
+          n?.invalidateRangeEnd(slotStart, slotStart + gl, MMU_NOTIFY_CLEAR);
           return this.pfnAt(vma, va);
         }
         if (hugeZero) this.splitPmd(vma, slot);
@@ -452,7 +462,20 @@ export class UserMm {
     const i = Math.floor(va / ps) - vma.start / ps;
     const have = vma.ptePfn![i];
     if (have >= 0 && (!write || vma.pteFolio![i] !== ZERO_PAGE_FOLIO)) return have;
+    if (have >= 0) return this.cowZeroPage(vma.ptePfn!, vma.pteFolio!, i, va);
     return write ? this.mapNewPage(vma.ptePfn!, vma.pteFolio!, i) : this.mapZeroPage(vma.ptePfn!, vma.pteFolio!, i);
+  }
+
+  /**
+   * A write fault over the zero page at entry i (do_wp_page -> wp_page_copy): a new private page
+   * replaces it between invalidate_range_start and _end (MMU_NOTIFY_CLEAR) of that page.
+   */
+  private cowZeroPage(pfns: Float64Array, folios: Int32Array, i: number, va: number): number {
+    const n = this.notifierSubscriptions, s = va - (va % this.ps);
+    n?.invalidateRangeStart(s, s + this.ps, MMU_NOTIFY_CLEAR);
+    const pfn = this.mapNewPage(pfns, folios, i);
+    n?.invalidateRangeEnd(s, s + this.ps, MMU_NOTIFY_CLEAR);
+    return pfn;
   }
 
   /** Maps a new private base page at entry i (over nothing or over the zero page); its pfn or -1. */
@@ -491,6 +514,9 @@ export class UserMm {
     const pfn = vma.leafPfn![slot];
     if (pfn < 0) return;
     const f = vma.leafFolio![slot];
+    // __split_huge_pmd: invalidate_range_start / _end (MMU_NOTIFY_CLEAR) over the PMD's 2 MiB
+    const n = this.notifierSubscriptions, s0 = (slot + vma.slotBase) * gl;
+    n?.invalidateRangeStart(s0, s0 + gl, MMU_NOTIFY_CLEAR);
     this.ensurePte(vma);
     const per = gl / ps;
     const p0 = ((slot + vma.slotBase) * gl) / ps - vma.start / ps;
@@ -506,6 +532,7 @@ export class UserMm {
       t.get(f, per - 1);
     }
     vma.leafPfn![slot] = -2;
+    n?.invalidateRangeEnd(s0, s0 + gl, MMU_NOTIFY_CLEAR);
   }
 
   /** Drops the mapping at entry i of a page table, if present (its folio reference goes); true if one was there. */
@@ -650,6 +677,9 @@ export class UserMm {
   }
 
   private munmapNum(a: number, e: number): void {
+    // unmap_vmas: invalidate_range_start / _end (MMU_NOTIFY_UNMAP) around the page-table teardown
+    const n = this.notifierSubscriptions;
+    n?.invalidateRangeStart(a, e, MMU_NOTIFY_UNMAP);
     const keep: Vma[] = [];
     for (const v of this.vmas) {
       if (v.start >= e || v.end <= a) { keep.push(v); continue; }
@@ -661,6 +691,7 @@ export class UserMm {
     keep.sort((x, y) => x.start - y.start);
     this.vmas.length = 0;
     this.vmas.push(...keep);
+    n?.invalidateRangeEnd(a, e, MMU_NOTIFY_UNMAP);
   }
 
   private unmapPages(v: Vma, lo: number, hi: number): void {
@@ -706,12 +737,12 @@ export class UserMm {
   }
 
   /** A new VMA for [s, e) of v, with copies of the page-table entries it covers. */
-  private slice(v: Vma, s: number, e: number): Vma {
+  private slice(v: Vma, s: number, e: number, writable = v.writable): Vma {
     const ps = this.ps, gl = v.granuleLen;
     const slotBase = Math.floor(s / gl);
     const g0 = slotBase - v.slotBase, g1 = Math.ceil(e / gl) - v.slotBase;
     const p0 = s / ps - v.start / ps, p1 = e / ps - v.start / ps;
-    const out = new Vma(s, e, v.kind, v.writable, gl, slotBase,
+    const out = new Vma(s, e, v.kind, writable, gl, slotBase,
       v.leafPfn && v.leafPfn.slice(g0, g1), v.leafFolio && v.leafFolio.slice(g0, g1),
       v.ptePfn && v.ptePfn.slice(p0, p1), v.pteFolio && v.pteFolio.slice(p0, p1),
       v.region === null && v.ops === null ? 0 : v.basePfn + p0, v.region);
@@ -752,5 +783,123 @@ export class UserMm {
     if (v === undefined || this.pfnAt(v, a) < 0) return undefined;
     if (v.kind === VmaKind.PfnMapFault) return CACHE_CODES[v.pteCache![Math.floor(a / this.ps) - v.slotBase]];
     return v.kind === VmaKind.PfnMap && v.region!.mmio ? 'uc' : 'wb';
+  }
+
+  /**
+   * mprotect(2) with PROT_READ ('r') or PROT_READ|PROT_WRITE ('rw') over [addr, addr+len) (len
+   * rounded up to pages): the VMAs are split at the range's ends and take the new protection
+   * (mm/mprotect.c: mprotect_fixup, change_protection), inside invalidate_range_start / _end
+   * (MMU_NOTIFY_PROTECTION_VMA) of the range. A PMD-mapped THP cut by an end of the range is split
+   * into PTEs first, as change_pmd_range does. Present private pages follow the VMA: writable again
+   * after 'rw' (the zero page stays read-only).
+   * Errors: EINVAL (addr not page-aligned; a hugetlb mapping cut off its huge-page alignment);
+   * ENOMEM (part of the range is not mapped: nothing changes).
+   */
+  mprotect(addr: bigint, len: number, prot: 'r' | 'rw'): Result<void> {
+    checkLen('len', len, 1);
+    if (prot !== 'r' && prot !== 'rw') throw new RangeError(`prot must be 'r' or 'rw', got ${describeValue(prot)}`);
+    const a = Number(checkAddr('addr', addr, 64));
+    if (a % this.ps !== 0) return err('EINVAL', `addr ${hex(a)} is not page-aligned`);
+    const e = a + Math.ceil(len / this.ps) * this.ps;
+    for (let pos = a; pos < e;) {
+      const v = this.vmaAt(pos);
+      if (v === undefined) return err('ENOMEM', `no mapping at ${hex(pos)}`);
+      if (isHugetlbKind(v.kind) && ((a > v.start && a % v.granuleLen !== 0) || (e < v.end && e % v.granuleLen !== 0))) {
+        return err('EINVAL', `hugetlb mapping at ${hex(v.start)} can only be split at ${v.granuleLen}-byte boundaries`);
+      }
+      pos = v.end;
+    }
+    const n = this.notifierSubscriptions;
+    n?.invalidateRangeStart(a, e, MMU_NOTIFY_PROTECTION_VMA);
+    const writable = prot === 'rw';
+    const out: Vma[] = [];
+    for (const v of this.vmas) {
+      if (v.start >= e || v.end <= a || v.writable === writable) { out.push(v); continue; }
+      const lo = Math.max(a, v.start), hi = Math.min(e, v.end);
+      if (v.kind === VmaKind.Thp) {
+        for (const cut of [lo, hi]) {
+          if (cut % v.granuleLen !== 0 && cut > v.start && cut < v.end) this.splitPmd(v, Math.floor(cut / v.granuleLen) - v.slotBase);
+        }
+      }
+      if (v.start < lo) out.push(this.slice(v, v.start, lo));
+      out.push(this.slice(v, lo, hi, writable));
+      if (hi < v.end) out.push(this.slice(v, hi, v.end));
+    }
+    out.sort((x, y) => x.start - y.start);
+    this.vmas.length = 0;
+    this.vmas.push(...out);
+    n?.invalidateRangeEnd(a, e, MMU_NOTIFY_PROTECTION_VMA);
+    return ok();
+  }
+
+  /**
+   * split_huge_pmd_address(): if a THP is PMD-mapped at addr, maps it by 512 PTEs instead (the
+   * folio stays one 2 MiB folio), inside invalidate_range_start / _end (MMU_NOTIFY_CLEAR) of its
+   * 2 MiB. Returns whether a PMD was split.
+   */
+  splitHugePmd(addr: bigint): boolean {
+    const a = Number(checkAddr('addr', addr, 64));
+    const v = this.vmaAt(a);
+    if (v === undefined || v.kind !== VmaKind.Thp) return false;
+    const slot = Math.floor(a / v.granuleLen) - v.slotBase;
+    if (v.leafPfn![slot] < 0) return false;
+    this.splitPmd(v, slot);
+    return true;
+  }
+
+  /**
+   * Migrates the folio mapped at addr to newly allocated memory (move_pages(2) of one page:
+   * mm/migrate.c add_folio_for_migration, migrate_pages; mm/rmap.c try_to_migrate_one): every
+   * entry of this process that maps the folio is cleared inside invalidate_range_start / _end
+   * (MMU_NOTIFY_CLEAR) of the folio's range, the bytes are copied to the new folio (same order) and
+   * the entries point at it; the old folio is freed. Returns the new physical address of addr.
+   * Errors: EFAULT (no mapping, a PFN map, or the zero page / huge zero folio); ENOENT (not
+   * present, or ZONE_DEVICE memory); EBUSY (a reference beyond the mappings': pinned, as the
+   * kernel's folio_ref_freeze fails); ENOMEM.
+   * Model deviation: hugetlb folios are not migrated (EOPNOTSUPP); the kernel migrates them whole.
+   */
+  migratePage(addr: bigint): Result<bigint> {
+    const a = Number(checkAddr('addr', addr, 64));
+    const m = this.machine, t = m.folios, ps = this.ps;
+    const v = this.vmaAt(a);
+    if (v === undefined || v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault) return err('EFAULT', `no migratable mapping at ${hex(a)}`);
+    if (v.kind === VmaKind.DevPages) return err('ENOENT', `${hex(a)} maps ZONE_DEVICE memory`);
+    if (isHugetlbKind(v.kind)) return err('EOPNOTSUPP', `hugetlb migration is not modeled (${hex(a)})`);
+    const f = this.folioAt(v, a);
+    if (f === -1) return err('ENOENT', `no page present at ${hex(a)}`);
+    if (f === ZERO_PAGE_FOLIO || t.kind[f] === FolioKind.HugeZero) return err('EFAULT', `${hex(a)} maps the zero page`);
+    const order = t.order[f], head = t.head[f], flen = ps * 2 ** order;
+    // Where the folio can be mapped: a private folio is mapped once, at one virtual range.
+    const pfnHere = this.pfnAt(v, a);
+    const vaStart = a - (a % ps) - (pfnHere - head) * ps;
+    const pmd = v.kind === VmaKind.Thp && v.leafPfn![Math.floor(a / v.granuleLen) - v.slotBase] >= 0;
+    let mapped = 0;
+    if (pmd) mapped = 1;
+    else for (let va = vaStart; va < vaStart + flen; va += ps) { const w = this.vmaAt(va); if (w !== undefined && this.folioAt(w, va) === f) mapped++; }
+    if (t.refcount[f] !== mapped) return err('EBUSY', `folio at ${hex(head * ps)} has ${t.refcount[f]} references, ${mapped} from mappings (pinned?)`);
+    const nf = m.allocUserFolio(order);
+    if (nf < 0) return err('ENOMEM', `no ${flen}-byte folio to migrate ${hex(a)} to`);
+    const nhead = t.head[nf];
+    const n = this.notifierSubscriptions;
+    n?.invalidateRangeStart(vaStart, vaStart + flen, MMU_NOTIFY_CLEAR);
+    m.mem.copy(BigInt(nhead * ps), BigInt(head * ps), flen);
+    if (pmd) {
+      const slot = Math.floor(a / v.granuleLen) - v.slotBase;
+      v.leafPfn![slot] = nhead;
+      v.leafFolio![slot] = nf;
+    } else {
+      for (let va = vaStart; va < vaStart + flen; va += ps) {
+        const w = this.vmaAt(va);
+        if (w === undefined || this.folioAt(w, va) !== f) continue;
+        const pfns = w.kind === VmaKind.Thp ? w.ptePfn! : w.leafPfn!, folios = w.kind === VmaKind.Thp ? w.pteFolio! : w.leafFolio!;
+        const i = w.kind === VmaKind.Thp ? va / ps - w.start / ps : va / ps - w.slotBase;
+        pfns[i] = nhead + (va - vaStart) / ps;
+        folios[i] = nf;
+      }
+    }
+    t.get(nf, mapped);
+    m.folioPut(f, mapped);
+    n?.invalidateRangeEnd(vaStart, vaStart + flen, MMU_NOTIFY_CLEAR);
+    return ok(BigInt(nhead * ps + (a - vaStart)));
   }
 }

@@ -3,3 +3,5 @@ export * from './compare.ts';
 export * from './mapping.ts';
 export * from './block-io.ts';
 export * from './dmabuf.ts';
+export * from './odp.ts';
+export * from './rdma.ts';

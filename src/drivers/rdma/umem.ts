@@ -1,0 +1,318 @@
+// Models: drivers/infiniband/core/umem.c: ib_umem_get(), ib_umem_release(), ib_umem_find_best_pgsz();
+// include/rdma/ib_umem.h: ib_umem_num_dma_blocks(), ib_umem_offset(); include/rdma/iter.h and
+// drivers/infiniband/core/iter.c: rdma_umem_for_each_dma_block() (__rdma_umem_block_iter_start,
+// __rdma_block_iter_next, rdma_block_iter_dma_address). The kernel pins into a page array one page
+// of pointers at a time, appends each batch to a scatterlist (sg_alloc_append_table_from_pages) and
+// maps it with ib_dma_map_sgtable_attrs; this umem pins the same pages as a phyr list
+// (pinUserPhyrs) and maps it with dmaMapPhyrs: no page array and no scatterlist, and the DMA
+// segments the block iterator and ib_umem_find_best_pgsz walk are the mapping's DMA list. What the
+// kernel's structures would cost is computed beside it (kernelSgNents, kernelSgtBytes).
+//
+// As in the kernel the pin covers whole pages (ALIGN_DOWN(addr) .. PAGE_ALIGN(addr + size)), so
+// the first DMA segment starts at a page boundary and ib_umem_offset() is the address's page offset.
+
+import { checkLen, err, ok, type Result } from '../../base/index.ts';
+import {
+  DMA_ATTR_WEAK_ORDERING, DMA_BIDIRECTIONAL, dmaContextOf, dmaGetMaxSegSize, dmaMapPhyrs, dmaUnmapPhyrs, type DmaPhyrsMapping,
+} from '../../dma/index.ts';
+import {
+  FOLL_LONGTERM, FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, UserMm, type PinnedPhyrList,
+} from '../../mm/index.ts';
+import { SCATTERLIST_BYTES, SG_APPEND_TABLE_BYTES, SG_MAX_SINGLE_ALLOC, type DmaList } from '../../phyr/index.ts';
+import { IbDevice } from './device.ts';
+import { IB_ACCESS_ON_DEMAND, IB_ACCESS_RELAXED_ORDERING, ibAccessWritable } from './verbs.ts';
+import './counters.ts';
+
+const U64 = (1n << 64n) - 1n;
+
+export interface IbUmemOptions {
+  /**
+   * Pin device memory too (FOLL_PCI_P2PDMA), for a NIC that can reach a peer's BAR.
+   * Model deviation: ib_umem_get() always pins with FOLL_LONGTERM, which the kernel refuses with
+   * FOLL_PCI_P2PDMA (P2P pages cannot be pinned long term; Linux registers GPU memory through
+   * dma-buf, ib_umem_dmabuf_get_pinned). The phyr umem takes P2P memory as ranges, as the phyr
+   * design proposes, and pins it without FOLL_LONGTERM.
+   */
+  readonly p2p?: boolean;
+}
+
+/** struct ib_umem of a pinned (not ODP) registration. */
+export class IbUmem {
+  readonly ibdev: IbDevice;
+  readonly mm: UserMm;
+  /** umem->address: the user virtual address registered. */
+  readonly address: bigint;
+  /** umem->length. */
+  readonly length: number;
+  /** umem->iova: the address, until ib_umem_find_best_pgsz sets it to the MR's IOVA. */
+  iova: bigint;
+  readonly writable: boolean;
+  readonly isOdp = false;
+  readonly access: number;
+  /** The pinned pages, whole pages, as a phyr list. */
+  readonly pinned: PinnedPhyrList;
+  /** The DMA mapping of pinned (its list is the umem's DMA segments). */
+  readonly mapping: DmaPhyrsMapping;
+  private live = true;
+
+  /** @internal made by ibUmemGet. */
+  constructor(ibdev: IbDevice, mm: UserMm, address: bigint, length: number, access: number, pinned: PinnedPhyrList, mapping: DmaPhyrsMapping) {
+    this.ibdev = ibdev;
+    this.mm = mm;
+    this.address = address;
+    this.length = length;
+    this.iova = address;
+    this.writable = ibAccessWritable(access);
+    this.access = access;
+    this.pinned = pinned;
+    this.mapping = mapping;
+  }
+
+  /** The DMA segments in buffer order; the first starts at the page of address. */
+  get dma(): DmaList {
+    return this.mapping.list;
+  }
+
+  /** Base pages pinned (ib_umem_num_pages). */
+  get nrPages(): number {
+    return this.pinned.nrPages;
+  }
+
+  /** false after ibUmemRelease. */
+  get released(): boolean {
+    return !this.live;
+  }
+
+  /** Kernel bytes of the phyr umem's own lists: the pinned phyr list and the DMA list (16 B an entry each). */
+  get phyrBytes(): number {
+    return this.pinned.kernelBytes + this.mapping.list.kernelBytes;
+  }
+
+  /**
+   * Scatterlist entries the kernel's umem would hold: each physically contiguous run split at
+   * ib_dma_max_seg_size() (rounded down to pages), as sg_alloc_append_table_from_pages merges.
+   */
+  get kernelSgNents(): number {
+    const ps = this.mm.machine.pageSize;
+    const maxSeg = Math.max(ps, Math.floor(dmaGetMaxSegSize(this.ibdev.dev) / ps) * ps);
+    let n = 0;
+    for (let i = 0; i < this.pinned.count; i++) n += Math.ceil(this.pinned.lenAt(i) / maxSeg);
+    return n;
+  }
+
+  /** Bytes of the kernel umem's sg_append_table: the entries in chunks of 128 chained (as sg_alloc_table sizes them). */
+  get kernelSgtBytes(): number {
+    const nents = this.kernelSgNents;
+    const links = nents > SG_MAX_SINGLE_ALLOC ? Math.ceil((nents - SG_MAX_SINGLE_ALLOC) / (SG_MAX_SINGLE_ALLOC - 1)) : 0;
+    return SG_APPEND_TABLE_BYTES + SCATTERLIST_BYTES * (nents + links);
+  }
+
+  /** Bytes of a struct page * array of every pinned page (pin_user_pages'; ib_umem_get reuses one 4 KiB page of it per batch). */
+  get kernelPageArrayBytes(): number {
+    return 8 * this.pinned.nrPages;
+  }
+
+  /** @internal ibUmemRelease. */
+  release(): boolean {
+    if (!this.live) return false;
+    this.live = false;
+    return true;
+  }
+}
+
+/**
+ * ib_umem_get(): pins [addr, addr + size) of mm (whole pages, FOLL_LONGTERM, FOLL_WRITE when the
+ * access is writable) and maps it DMA_BIDIRECTIONAL for the NIC (DMA_ATTR_WEAK_ORDERING with
+ * IB_ACCESS_RELAXED_ORDERING). Errors, as the kernel's: EINVAL (the range wraps or PAGE_ALIGN of
+ * its end does, or size is 0), EOPNOTSUPP (IB_ACCESS_ON_DEMAND: that is ib_umem_odp_get), the
+ * pin's (EFAULT: a hole, a write to a read-only mapping, a PFN map; EREMOTEIO: P2P memory
+ * without opts.p2p), the mapping's (EREMOTEIO: P2P memory the NIC cannot reach). A pin that
+ * stops short is undone and its cause returned, as ib_umem_get's loop ends in the failing call.
+ * On error nothing stays pinned or mapped.
+ */
+export function ibUmemGet(ibdev: IbDevice, mm: UserMm, addr: bigint, size: number, access: number, opts: IbUmemOptions = {}): Result<IbUmem> {
+  if (!(ibdev instanceof IbDevice)) throw new TypeError(`ibdev must be an IbDevice (rdmaProbe), got ${String(ibdev)}`);
+  if (!(mm instanceof UserMm)) throw new TypeError(`mm must be a UserMm, got ${String(mm)}`);
+  if (typeof addr !== 'bigint' || addr < 0n || addr > U64) throw new RangeError(`addr must be a u64 bigint, got ${String(addr)}`);
+  checkLen('size', size);
+  if (!Number.isInteger(access) || access < 0) throw new RangeError(`access must be a non-negative integer of IB_ACCESS_* flags, got ${String(access)}`);
+  const ps = BigInt(mm.machine.pageSize);
+  const end = addr + BigInt(size);
+  if (end > U64 || ((end + ps - 1n) & ~(ps - 1n)) > U64) return err('EINVAL', `[0x${addr.toString(16)}, +${size}) wraps the address space`);
+  if ((access & IB_ACCESS_ON_DEMAND) !== 0) return err('EOPNOTSUPP', 'IB_ACCESS_ON_DEMAND: an ODP umem comes from ib_umem_odp_get');
+  if (size === 0) return err('EINVAL', 'size 0: no pages to pin');
+  const start = addr & ~(ps - 1n);
+  const pinLen = Number(((end + ps - 1n) & ~(ps - 1n)) - start);
+  const writable = ibAccessWritable(access);
+  const gup = (writable ? FOLL_WRITE : 0) | (opts.p2p === true ? FOLL_PCI_P2PDMA : FOLL_LONGTERM);
+  const pinned = pinUserPhyrs(mm, start, pinLen, gup);
+  if (!pinned.ok) return err(pinned.errno, `pin_user_pages_fast: ${pinned.message ?? pinned.errno}`);
+  if (pinned.value.totalLen < pinLen) {
+    const at = start + BigInt(pinned.value.totalLen);
+    const why = pinUserPhyrs(mm, at, pinLen - pinned.value.totalLen, gup);
+    if (why.ok) unpinUserPhyrs(why.value);
+    unpinUserPhyrs(pinned.value);
+    return err(why.ok ? 'EFAULT' : why.errno, `pin_user_pages_fast: pinned ${pinned.value.totalLen} of ${pinLen} bytes; at 0x${at.toString(16)}: ${why.ok ? 'short again' : why.message ?? why.errno}`);
+  }
+  const attrs = (access & IB_ACCESS_RELAXED_ORDERING) !== 0 ? DMA_ATTR_WEAK_ORDERING : 0;
+  const mapped = dmaMapPhyrs(ibdev.dev, pinned.value, DMA_BIDIRECTIONAL, attrs);
+  if (!mapped.ok) {
+    unpinUserPhyrs(pinned.value);
+    return err(mapped.errno, `ib_dma_map: ${mapped.message ?? mapped.errno}`);
+  }
+  const stats = dmaContextOf(ibdev.dev).mm.stats;
+  stats.rdmaUmemGets++;
+  stats.rdmaUmemPagesPinned += pinned.value.nrPages;
+  return ok(new IbUmem(ibdev, mm, addr, size, access, pinned.value, mapped.value));
+}
+
+/** ib_umem_release(): unmaps and unpins. A second call does nothing. */
+export function ibUmemRelease(umem: IbUmem): void {
+  if (!(umem instanceof IbUmem)) throw new TypeError(`umem must be an IbUmem, got ${String(umem)}`);
+  if (!umem.release()) return;
+  dmaUnmapPhyrs(umem.ibdev.dev, umem.mapping, DMA_BIDIRECTIONAL, umem.mapping.attrs);
+  unpinUserPhyrs(umem.pinned);
+}
+
+/** ib_umem_offset(): the address's offset in its page. */
+export function ibUmemOffset(umem: IbUmem): number {
+  return Number(umem.address % BigInt(umem.mm.machine.pageSize));
+}
+
+/** ib_umem_num_dma_blocks(): (ALIGN(iova + length, pgsz) - ALIGN_DOWN(iova, pgsz)) / pgsz. */
+export function ibUmemNumDmaBlocks(umem: IbUmem, pgsz: number | bigint): number {
+  const p = BigInt(pgsz);
+  if (p <= 0n || (p & (p - 1n)) !== 0n) throw new RangeError(`pgsz must be a power of two, got ${String(pgsz)}`);
+  const hi = (umem.iova + BigInt(umem.length) + p - 1n) & ~(p - 1n);
+  const lo = umem.iova & ~(p - 1n);
+  return Number((hi - lo) / p);
+}
+
+/** bits_per(n): bits needed to hold n, and 1 for 0 and 1. */
+function bitsPer(n: bigint): number {
+  return n <= 1n ? 1 : n.toString(2).length;
+}
+
+/** GENMASK(63, l) over u64. */
+function genmaskFrom(l: number): bigint {
+  return l >= 64 ? 0n : U64 & ~((1n << BigInt(l)) - 1n);
+}
+
+/** count_trailing_zeros of a non-zero u64. */
+function ctz(n: bigint): number {
+  let c = 0;
+  while ((n & 1n) === 0n) { n >>= 1n; c++; }
+  return c;
+}
+
+/**
+ * ib_umem_find_best_pgsz(): the largest page size of pgszBitmap with which [virt, virt + length)
+ * maps onto the umem's DMA segments block by block (every seam between discontiguous segments on a
+ * page boundary, VA and DMA address equal modulo the page size), no larger than the smallest aligned
+ * block holding the whole range; 0 when none does. Sets umem.iova = virt, as the kernel does.
+ */
+export function ibUmemFindBestPgsz(umem: IbUmem, pgszBitmap: bigint, virt: bigint): number {
+  if (!(umem instanceof IbUmem)) throw new TypeError(`umem must be an IbUmem, got ${String(umem)}`);
+  if (typeof pgszBitmap !== 'bigint' || pgszBitmap < 0n || pgszBitmap > U64) throw new RangeError(`pgszBitmap must be a u64 bigint, got ${String(pgszBitmap)}`);
+  if (typeof virt !== 'bigint' || virt < 0n || virt > U64) throw new RangeError(`virt must be a u64 bigint, got ${String(virt)}`);
+  umem.iova = virt;
+  return findBestPgszOf(umem.dma, ibUmemOffset(umem), umem.length, pgszBitmap, virt);
+}
+
+/** DMA segments as ib_umem_find_best_pgsz walks them (for_each_sgtable_dma_sg). */
+export interface DmaSegmentsView {
+  readonly count: number;
+  addrAt(i: number): bigint;
+  lenAt(i: number): number;
+}
+
+/**
+ * The walk of ib_umem_find_best_pgsz() over DMA segments whose first starts pgoff bytes before the
+ * registered address (the page offset), for a registration of length bytes at IOVA virt.
+ */
+export function findBestPgszOf(list: DmaSegmentsView, pgoffNum: number, length: number, pgszBitmap: bigint, virt: bigint): number {
+  let va = virt;
+  // the largest page size worth having: the smallest aligned block holding [virt, virt + length)
+  let mask = pgszBitmap & genmaskFrom(bitsPer(BigInt.asUintN(64, BigInt(length) - 1n + virt) ^ virt));
+  let pgoff = BigInt(pgoffNum);
+  let currBase = U64;
+  let currLen = 0n;
+  for (let i = 0; i < list.count; i++) {
+    const a = list.addrAt(i);
+    const l = BigInt(list.lenAt(i));
+    const end = currBase + currLen;
+    if (end > U64 || end !== a) {
+      // a seam: VA and DMA address must agree below the page size, and (but for the first) the VA
+      // must start a page
+      currBase = a;
+      currLen = 0n;
+      mask |= BigInt.asUintN(64, currBase + pgoff) ^ va;
+      if (i !== 0) mask |= va;
+    }
+    currLen += l;
+    va = BigInt.asUintN(64, va + l - pgoff);
+    pgoff = 0n;
+  }
+  let bitmap = pgszBitmap;
+  if (mask !== 0n) bitmap &= (1n << BigInt(ctz(mask) + 1)) - 1n;
+  if (bitmap === 0n) return 0;
+  return Number(1n << BigInt(bitmap.toString(2).length - 1));
+}
+
+/**
+ * struct ib_block_iter over a umem's DMA segments: rdma_umem_for_each_dma_block() is
+ * `for (it.start(umem, pgsz); it.next();) use(it.dmaAddress())`; it runs exactly
+ * ib_umem_num_dma_blocks() times.
+ */
+export class IbBlockIter {
+  private list: DmaList | null = null;
+  private sg = 0;
+  private nents = 0;
+  private advance = 0n;
+  private dmaAddr = 0n;
+  private pgBit = 0n;
+  private numBlocks = 0;
+
+  /** __rdma_umem_block_iter_start(). */
+  start(umem: IbUmem, pgsz: number | bigint): this {
+    const p = BigInt(pgsz);
+    if (p <= 0n || (p & (p - 1n)) !== 0n) throw new RangeError(`pgsz must be a power of two, got ${String(pgsz)}`);
+    this.list = umem.dma;
+    this.sg = 0;
+    this.nents = umem.dma.count;
+    this.pgBit = BigInt(p.toString(2).length - 1);
+    this.advance = BigInt(ibUmemOffset(umem)) & ~(p - 1n);
+    this.numBlocks = ibUmemNumDmaBlocks(umem, p);
+    return this;
+  }
+
+  /** __rdma_umem_block_iter_next(): __rdma_block_iter_next() && numBlocks--. */
+  next(): boolean {
+    const list = this.list;
+    if (list === null || this.nents === 0) return false;
+    const pg = 1n << this.pgBit;
+    this.dmaAddr = list.addrAt(this.sg) + this.advance;
+    let delta = pg - (this.dmaAddr & (pg - 1n));
+    while (this.nents > 0 && BigInt(list.lenAt(this.sg)) - this.advance <= delta) {
+      delta -= BigInt(list.lenAt(this.sg)) - this.advance;
+      this.advance = 0n;
+      this.sg++;
+      this.nents--;
+    }
+    this.advance += delta;
+    return this.numBlocks-- > 0;
+  }
+
+  /** rdma_block_iter_dma_address(): the current block's aligned DMA address. */
+  dmaAddress(): bigint {
+    return this.dmaAddr & ~((1n << this.pgBit) - 1n);
+  }
+}
+
+/** rdma_umem_for_each_dma_block(): fn(aligned DMA address of block i, i) for each block. */
+export function rdmaUmemForEachDmaBlock(umem: IbUmem, pgsz: number | bigint, fn: (dmaAddr: bigint, index: number) => void): number {
+  const it = new IbBlockIter().start(umem, pgsz);
+  let i = 0;
+  while (it.next()) fn(it.dmaAddress(), i++);
+  return i;
+}
