@@ -87,3 +87,22 @@ describe('EventLog and Result', () => {
     expect(formatBytes(2 * 1024 * 1024)).toBe('2 MiB');
   });
 });
+
+describe('EventLog.mute', () => {
+  it('a muted kind is counted, not stored; unmuting stores again; WARN, BUG and FAULT cannot be muted', () => {
+    const log = new EventLog();
+    log.mute('CACHE');
+    expect(log.isMuted('CACHE')).toBe(true);
+    log.record('CACHE', 'dma', 'clean');
+    log.countMuted('CACHE');
+    log.record('INFO', 'x', 'kept');
+    expect(log.count('CACHE')).toBe(2);
+    expect(log.list('CACHE')).toEqual([]);
+    expect(log.list('INFO').length).toBe(1);
+    log.mute('CACHE', false);
+    log.record('CACHE', 'dma', 'invalidate');
+    expect(log.list('CACHE').map((e) => e.message)).toEqual(['invalidate']);
+    expect(() => log.mute('WARN')).toThrow(RangeError);
+    expect(() => log.mute('FAULT')).toThrow(RangeError);
+  });
+});

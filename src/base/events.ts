@@ -47,13 +47,40 @@ export class EventLog {
   private seq = 0;
   private readonly counts = new Map<EventKind, number>();
   private dropped = 0;
+  private readonly muted = new Set<EventKind>();
   readonly capacity: number;
 
   constructor(capacity = 100_000) {
     this.capacity = capacity;
   }
 
+  /**
+   * Stops (or, with on false, resumes) keeping events of one kind: they are still counted
+   * (count()) but neither formatted by callers that ask isMuted() first nor stored. For long runs
+   * that read only counts (a report over hundreds of thousands of cache operations). WARN, BUG
+   * and FAULT cannot be muted.
+   * @throws RangeError for WARN, BUG or FAULT.
+   */
+  mute(kind: EventKind, on = true): void {
+    if (kind === 'WARN' || kind === 'BUG' || kind === 'FAULT') throw new RangeError(`kind must not be WARN, BUG or FAULT, got ${kind}`);
+    if (on) this.muted.add(kind); else this.muted.delete(kind);
+  }
+
+  /** Whether events of this kind are only counted (mute()). */
+  isMuted(kind: EventKind): boolean {
+    return this.muted.size !== 0 && this.muted.has(kind);
+  }
+
+  /** Counts an event of a muted kind without building it (the caller checked isMuted()). */
+  countMuted(kind: EventKind): void {
+    this.counts.set(kind, (this.counts.get(kind) ?? 0) + 1);
+  }
+
   record(kind: EventKind, source: string, message: string, data?: Record<string, unknown>): KernelEvent {
+    if (this.muted.size !== 0 && this.muted.has(kind)) {
+      this.countMuted(kind);
+      return { seq: -1, kind, source, message };
+    }
     const ev: KernelEvent = data === undefined
       ? { seq: this.seq++, kind, source, message }
       : { seq: this.seq++, kind, source, message, data };

@@ -30,8 +30,11 @@ function record(dev: Device, fn: string, op: CacheOp, phys: bigint, size: number
   mm.stats.cacheMaintenanceOps++;
   if (op !== 'invalidate') mm.stats.cacheCleans++;
   if (op !== 'clean') mm.stats.cacheInvalidates++;
-  mm.events.record('CACHE', 'dma', `${fn}: ${op} [phys=0x${phys.toString(16)}] [size=${size}] [${dmaDirName(dir)}]`,
-    { dev: dev.name, fn, op, phys, size, dir });
+  if (mm.events.isMuted('CACHE')) mm.events.countMuted('CACHE');
+  else {
+    mm.events.record('CACHE', 'dma', `${fn}: ${op} [phys=0x${phys.toString(16)}] [size=${size}] [${dmaDirName(dir)}]`,
+      { dev: dev.name, fn, op, phys, size, dir });
+  }
 }
 
 /**
