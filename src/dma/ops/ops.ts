@@ -116,11 +116,38 @@ export function iommuNumPages(addr: bigint, len: number, ioPageSize: number): nu
   return Math.ceil((off + len) / ioPageSize);
 }
 
+/** Eight bytes of 1 read as one float64 (a normal number: compared exactly). */
+const ALL_ONES = new Float64Array(new Uint8Array(8).fill(1).buffer)[0];
+
 /** A bitmap allocator (the free map of an aperture table), as unsigned long words in the kernel. */
 export class IommuBitmap {
   readonly bits: Uint8Array;
+  /** The same bytes eight at a time, for the searches to step over runs of full or empty bytes. */
+  private readonly words: Float64Array;
   constructor(readonly size: number) {
-    this.bits = new Uint8Array(size);
+    const buf = new ArrayBuffer(Math.ceil(size / 8) * 8);
+    this.bits = new Uint8Array(buf, 0, size);
+    this.words = new Float64Array(buf);
+  }
+
+  /** The first index >= i below end whose byte is 0 (end when none). */
+  private skipSet(i: number, end: number): number {
+    const bits = this.bits, words = this.words;
+    while (i < end && bits[i] !== 0) {
+      if ((i & 7) === 0 && i + 8 <= end && words[i >> 3] === ALL_ONES) i += 8;
+      else i++;
+    }
+    return i;
+  }
+
+  /** The first index >= i below end whose byte is not 0 (end when none). */
+  private skipClear(i: number, end: number): number {
+    const bits = this.bits, words = this.words;
+    while (i < end && bits[i] === 0) {
+      if ((i & 7) === 0 && i + 8 <= end && words[i >> 3] === 0) i += 8;
+      else i++;
+    }
+    return i;
   }
 
   test(i: number): boolean {
@@ -145,13 +172,11 @@ export class IommuBitmap {
   /** bitmap_find_next_zero_area: the first aligned run of nr clear bits at or after start below size (>= size when none). */
   findNextZeroArea(size: number, start: number, nr: number, alignMask: number): number {
     for (;;) {
-      let index = start;
-      while (index < size && this.bits[index]) index++;
+      let index = this.skipSet(start, size);
       index = (index + alignMask) & ~alignMask;
       const end = index + nr;
       if (end > size) return end;
-      let i = index;
-      while (i < end && !this.bits[i]) i++;
+      const i = this.skipClear(index, end);
       if (i === end) return index;
       start = i + 1;
     }
