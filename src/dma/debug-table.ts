@@ -72,6 +72,11 @@ export class EntryTable {
   readonly big = new Map<number, bigint>();
   readonly head = new Int32Array(HASH_SIZE).fill(-1);
   readonly tail = new Int32Array(HASH_SIZE).fill(-1);
+  /**
+   * Entries of each bucket whose map error is MAP_ERR_NOT_CHECKED. Not kernel state: it lets
+   * debug_dma_mapping_error skip or shorten a walk whose outcome it cannot change (see mappingError).
+   */
+  readonly unchecked = new Int32Array(HASH_SIZE);
   private freeHead = -1;
   private used = 0;
   /** Scratch for toNum (written and read back within one call, never across one). */
@@ -221,6 +226,7 @@ export class EntryTable {
     if (t < 0) this.head[b] = s; else this.next[t] = s;
     this.tail[b] = s;
     this.flags[s] |= F_IN_HASH;
+    if (this.mapErr[s] === MAP_ERR_NOT_CHECKED) this.unchecked[b]++;
     this.hashed++;
   }
 
@@ -231,6 +237,7 @@ export class EntryTable {
     if (p < 0) this.head[b] = n; else this.next[p] = n;
     if (n < 0) this.tail[b] = p; else this.prev[n] = p;
     this.flags[s] &= ~F_IN_HASH;
+    if (this.mapErr[s] === MAP_ERR_NOT_CHECKED) this.unchecked[b]--;
     this.hashed--;
   }
 

@@ -432,10 +432,29 @@ export class DmaDebug {
     const id = this.idOf(dev);
     const addrNum = this.t.toNum(addr);
     const addrBig = bigOrNull(addr, addrNum, 0);
-    for (let s = t.head[hashOf(addrNum, addrBig)]; s >= 0; s = t.next[s]) {
+    const b = hashOf(addrNum, addrBig);
+    // The kernel walks the whole bucket (list_for_each_entry) for the first unchecked exact match.
+    // Model shortcut with the same outcome: with no unchecked entry in the bucket the walk changes
+    // nothing, and with exactly one it can only mark that one, which a walk from the tail (where a
+    // new mapping was just appended) finds sooner. Otherwise the forward walk, as the kernel's.
+    const n = t.unchecked[b];
+    if (n === 0) return;
+    if (n === 1) {
+      for (let s = t.tail[b]; s >= 0; s = t.prev[s]) {
+        if (t.mapErr[s] !== MAP_ERR_NOT_CHECKED) continue;
+        if (t.devId[s] === id && t.sameAddr(s, addrNum, addrBig)) {
+          t.mapErr[s] = MAP_ERR_CHECKED;
+          t.unchecked[b]--;
+        }
+        return;
+      }
+      return;
+    }
+    for (let s = t.head[b]; s >= 0; s = t.next[s]) {
       if (t.devId[s] !== id || !t.sameAddr(s, addrNum, addrBig)) continue;
       if (t.mapErr[s] === MAP_ERR_NOT_CHECKED) {
         t.mapErr[s] = MAP_ERR_CHECKED;
+        t.unchecked[b]--;
         break;
       }
     }
