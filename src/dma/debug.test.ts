@@ -220,3 +220,39 @@ describe('DmaDebug: IOVA link records beyond 2^53', () => {
     expect(d.count(dev)).toBe(1);
   });
 });
+
+describe('debug_dma_mapping_error with the per-bucket count of unchecked entries', () => {
+  // The model skips or shortens the kernel's bucket walk when the bucket holds no or one unchecked
+  // entry (kernel/dma/debug.c: debug_dma_mapping_error walks the whole bucket for the first
+  // unchecked entry of this device and address). Random maps (debug_dma_map_phys checks the new
+  // handle first, which marks an older unchecked entry at the same address) and checks over three
+  // addresses in one bucket, two of them equal, must leave every entry as the full walk would.
+  it('property: map-error states match a reference of the kernel\'s forward walk', () => {
+    const A = 0x4000_0000n, B = 0x4000_1000n; // one bucket: same address >> HASH_FN_SHIFT
+    expect(A >> BigInt(HASH_FN_SHIFT)).toBe(B >> BigInt(HASH_FN_SHIFT));
+    const op = fc.record({ map: fc.boolean(), at: fc.constantFrom(A, A, B) });
+    fc.assert(fc.property(fc.array(op, { maxLength: 12 }), (ops) => {
+      const m = new TestMachine();
+      const d = new DmaDebug(m);
+      const dev = new Device('nvme0');
+      const ref: Array<{ addr: bigint; checked: boolean }> = [];
+      const check = (addr: bigint): void => {
+        const e = ref.find((x) => !x.checked && x.addr === addr);
+        if (e) e.checked = true;
+      };
+      let phys = 0x10_0000n;
+      for (const o of ops) {
+        if (o.map) {
+          d.mapPhys(dev, phys, 4096, 1, o.at, 0, false);
+          phys += 0x1000n;
+          check(o.at);
+          ref.push({ addr: o.at, checked: false });
+        } else {
+          d.mappingError(dev, o.at);
+          check(o.at);
+        }
+      }
+      expect(d.entries(dev).map((e) => [e.devAddr, e.mapErr === 'dma map error checked'])).toEqual(ref.map((e) => [e.addr, e.checked]));
+    }), { numRuns: 300 });
+  });
+});
