@@ -10,6 +10,7 @@ import {
 } from '../scenario/index.ts';
 import { addBlockCommand } from './block.ts';
 import { addDmabufCommand } from './dmabuf.ts';
+import { addDmaOpsCommand } from './dma-ops.ts';
 import { addRdmaCommand } from './rdma.ts';
 import { renderCompareReport } from './format.ts';
 import { MAX_DEFAULT_JOBS, createMappingPool, defaultJobs, type MappingPool } from './mapping-pool.ts';
@@ -198,6 +199,7 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
 
   addBlockCommand(program, io);
   addDmabufCommand(program, (s) => io.stdout.write(s));
+  addDmaOpsCommand(program, (s) => io.stdout.write(s));
   addRdmaCommand(program, (s) => io.stdout.write(s));
 
   return program;

@@ -265,7 +265,8 @@ export function dmaIovaTryAlloc(dev: Device, state: DmaIovaState, phys: bigint, 
   state.reset();
   if (!dev.dmaIommu) return false;
   const domain = iommuGetDmaDomain(dev);
-  if (!domain || !domain.iovad) return false;
+  // ARM32 iommu_ops: the device has dma_ops, so use_dma_iommu() is false and there is no two-step API
+  if (!domain || !domain.iovad || domain.arm32 !== null) return false;
   const ctx = dmaContextOf(dev);
   if (size === 0) {
     ctx.mm.events.warn('dma-iommu', `${dev.name}: dma_iova_try_alloc with size 0`, { dev: dev.name });

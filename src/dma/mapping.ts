@@ -115,7 +115,8 @@ export function dmaOpsUnmapBatch(dev: Device, segs: readonly DmaOpsSeg[], dir: D
  * does not, even when it bypasses them (kernel/dma/mapping.c).
  */
 export function dmaPciP2pdmaSupported(dev: Device): boolean {
-  return getDmaOps(dev) === null;
+  // a domain with ARM32's bitmap allocator stands for arm/mm/dma-mapping.c's iommu_ops: dma_ops set
+  return getDmaOps(dev) === null && !iommuGetDmaDomain(dev)?.arm32;
 }
 
 /** Whether a fresh mapping at addr goes through a bounce buffer. */

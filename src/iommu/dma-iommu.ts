@@ -49,6 +49,8 @@ export function iommuDmaAllocIovaPfn(d: IommuDomain, pages: number, dmaLimit: bi
 }
 
 function allocIovaPfn(d: IommuDomain, iovad: NonNullable<IommuDomain['iovad']>, len: number, dmaLimit: bigint, dev: Device): number {
+  // ARM32 iommu_ops: __alloc_iova takes neither the DMA mask nor bus_dma_limit, only the mapping's bitmaps
+  if (d.arm32 !== null) return d.arm32.allocPfn(len);
   let limit = dmaLimit;
   if (dev.busDmaLimit !== 0n && (limit === 0n || dev.busDmaLimit < limit)) limit = dev.busDmaLimit;
   if (d.geometry.forceAperture && limit > d.geometry.apertureEnd) limit = d.geometry.apertureEnd;
@@ -94,6 +96,10 @@ export function iommuDmaFreeIovaPfn(d: IommuDomain, pfn: number, pages: number, 
 
 function freeIovaPfn(d: IommuDomain, iovad: NonNullable<IommuDomain['iovad']>, pfn: number, pages: number,
   gather: IommuIotlbGather | null): void {
+  if (d.arm32 !== null) {
+    d.arm32.freePfn(pfn, pages);
+    return;
+  }
   if (d.fq !== null) {
     d.fq.queue(pfn, pages, gather !== null ? gather.freelist : []);
     return;

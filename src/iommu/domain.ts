@@ -8,6 +8,7 @@
 import { SlotKey, checkAddr, checkOneOf } from '../base/internal.ts';
 import type { MachineMm } from '../mm/index.ts';
 import type { Device } from '../pci/index.ts';
+import { Arm32IommuMapping, checkArm32MappingConfig, type Arm32MappingConfig } from './arm32-mapping.ts';
 import { FlushQueue, IOVA_DEFAULT_FQ_SIZE, IOVA_DEFAULT_FQ_TIMEOUT, IOVA_SINGLE_FQ_SIZE, IOVA_SINGLE_FQ_TIMEOUT } from './flush-queue.ts';
 import { amdV1Format, armLpaeFormat, x86_64Format, type PtFormat } from './formats.ts';
 import { safeBigToNum } from './addr-num.ts';
@@ -50,6 +51,12 @@ export interface IommuConfig {
    * (IOMMU_RESV_MSI), ARM 0x8000000..0x80fffff (IOMMU_RESV_SW_MSI, MSI_IOVA_BASE/LENGTH).
    */
   reserveMsiWindow?: boolean;
+  /**
+   * ARM32 `iommu_ops` (arch/arm/mm/dma-mapping.c): every DMA domain allocates IOVA from the bitmaps
+   * of arm_iommu_create_mapping(dev, base, size) instead of the IOVA rbtree; needs mode 'strict'
+   * (ARM32 unmaps synchronously, there is no flush queue).
+   */
+  arm32Mapping?: Arm32MappingConfig;
 }
 
 /** struct iommu_domain_geometry. */
@@ -104,6 +111,8 @@ export class IommuDomain {
   readonly granuleShift: number;
   /** The DMA cookie's IOVA allocator ('dma' and 'dma-fq' only). */
   readonly iovad: IovaDomain | null;
+  /** ARM32 iommu_ops: the dma_iommu_mapping whose bitmaps hand out this domain's IOVA (config.arm32Mapping), or null. */
+  readonly arm32: Arm32IommuMapping | null;
   /** The page table (paging domains only). */
   readonly pt: PageTable | null;
   readonly format: PtFormat | null;
@@ -139,6 +148,7 @@ export class IommuDomain {
     } else {
       this.iovad = null;
     }
+    this.arm32 = type === 'dma' && iommu.config.arm32Mapping ? new Arm32IommuMapping(iommu.config.arm32Mapping) : null;
     if (type === 'dma-fq') {
       const single = iommu.config.fqMode === 'single';
       this.fq = new FlushQueue(this, single ? IOVA_SINGLE_FQ_SIZE : IOVA_DEFAULT_FQ_SIZE,
@@ -207,6 +217,10 @@ export class Iommu {
     checkOneOf('cfg.format', cfg.format, ['x86-64', 'amd-v1', 'arm-lpae']);
     checkOneOf('cfg.mode', cfg.mode, ['strict', 'lazy', 'passthrough']);
     if (cfg.levels !== undefined) checkOneOf('cfg.levels', cfg.levels, [4, 5]);
+    if (cfg.arm32Mapping !== undefined) {
+      checkArm32MappingConfig('cfg.arm32Mapping', cfg.arm32Mapping);
+      if (cfg.mode !== 'strict') throw new RangeError(`cfg.arm32Mapping needs cfg.mode "strict" (ARM32 iommu_ops unmap synchronously), got ${JSON.stringify(cfg.mode)}`);
+    }
     if (cfg.levels === 5 && cfg.format === 'arm-lpae') throw new RangeError('cfg.levels 5 needs format "x86-64" or "amd-v1", got "arm-lpae"');
     this.mm = mm;
     this.config = Object.freeze({ ...cfg });

@@ -10,4 +10,5 @@ export {
   iommuIovaToPhys, iommuMap, iommuMapBatch, iommuMapNosync, iommuMapSg, iommuSyncMap, iommuUnmap, iommuUnmapFast,
 } from './core.ts';
 export type { PtFormatName } from './formats.ts';
+export { Arm32IommuMapping, ARM_DMA_IOMMU_ALIGNMENT_DEFAULT, type Arm32MappingConfig } from './arm32-mapping.ts';
 export * from './inspect.ts';

@@ -3,5 +3,6 @@ export * from './compare.ts';
 export * from './mapping.ts';
 export * from './block-io.ts';
 export * from './dmabuf.ts';
+export * from './dma-ops.ts';
 export * from './odp.ts';
 export * from './rdma.ts';
