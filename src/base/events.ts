@@ -42,6 +42,8 @@ export class KernelBug extends Error {
  */
 export class EventLog {
   private entries: KernelEvent[] = [];
+  /** Index of the oldest stored event in `entries` (those before it are dropped; compacted in bulk). */
+  private head = 0;
   private seq = 0;
   private readonly counts = new Map<EventKind, number>();
   private dropped = 0;
@@ -57,10 +59,14 @@ export class EventLog {
       : { seq: this.seq++, kind, source, message, data };
     this.counts.set(kind, (this.counts.get(kind) ?? 0) + 1);
     this.entries.push(ev);
-    if (this.entries.length > this.capacity) {
-      const cut = this.entries.length - this.capacity;
-      this.entries.splice(0, cut);
-      this.dropped += cut;
+    if (this.entries.length - this.head > this.capacity) {
+      // drop the oldest; the array is compacted once per `capacity` drops, not shifted per event
+      this.head++;
+      this.dropped++;
+      if (this.head >= this.capacity) {
+        this.entries = this.entries.slice(this.head);
+        this.head = 0;
+      }
     }
     return ev;
   }
@@ -85,7 +91,12 @@ export class EventLog {
 
   /** Stored events, optionally of one kind and/or source. */
   list(kind?: EventKind, source?: string): KernelEvent[] {
-    return this.entries.filter((e) => (kind === undefined || e.kind === kind) && (source === undefined || e.source === source));
+    const out: KernelEvent[] = [];
+    for (let i = this.head; i < this.entries.length; i++) {
+      const e = this.entries[i];
+      if ((kind === undefined || e.kind === kind) && (source === undefined || e.source === source)) out.push(e);
+    }
+    return out;
   }
 
   get total(): number {
@@ -98,11 +109,12 @@ export class EventLog {
 
   /** Events with seq >= from: lets a test look at what one operation logged. */
   since(from: number): KernelEvent[] {
-    return this.entries.filter((e) => e.seq >= from);
+    return this.list().filter((e) => e.seq >= from);
   }
 
   clear(): void {
     this.entries = [];
+    this.head = 0;
     this.counts.clear();
     this.dropped = 0;
   }

@@ -102,8 +102,10 @@ export function renderMapping(mr: MappingReport): string {
     const rows = mr.rows.filter((r) => r.config === c.name);
     // With --dma-debug the rows count dma-debug's reports: one more column.
     const debug = rows.some((r) => r.dmaDebugReports !== undefined);
-    const header = ['Buffer', 'Method', 'DMA entries', 'Meta bytes', 'IOMMU maps', 'PTEs', 'IOTLB inv', 'Bounce bytes', 'Verified',
-      ...(debug ? ['dma-debug'] : []), 'Map ms'];
+    // A non-coherent device's cache maintenance: one more column where any row did some.
+    const cache = rows.some((r) => (r.counters.cacheCleans ?? 0) + (r.counters.cacheInvalidates ?? 0) + (r.counters.cacheSyncBarriers ?? 0) > 0);
+    const header = ['Buffer', 'Method', 'DMA entries', 'Meta bytes', 'IOMMU maps', 'PTEs', 'IOTLB inv', 'Bounce bytes',
+      ...(cache ? ['Cache ops'] : []), 'Verified', ...(debug ? ['dma-debug'] : []), 'Map ms'];
     const cells = rows.map((r) => [
       labelOf.get(r.buffer) ?? r.buffer,
       MAPPING_METHOD_LABELS[r.method],
@@ -113,6 +115,7 @@ export function renderMapping(mr: MappingReport): string {
       formatCount(r.counters.iommuLeafPtesWritten),
       formatCount(r.counters.iotlbInvalidations),
       formatBytes(r.counters.bounceBytes),
+      ...(cache ? [`${formatCount(r.counters.cacheCleans ?? 0)}/${formatCount(r.counters.cacheInvalidates ?? 0)}/${formatCount(r.counters.cacheSyncBarriers ?? 0)}`] : []),
       r.ok ? (r.bytesMismatched === 0 ? formatBytes(r.bytesVerified) : `${formatCount(r.bytesMismatched)} B WRONG`) : '-',
       ...(debug ? [r.dmaDebugReports === undefined ? '-' : r.dmaDebugReports === 0 ? '0' : `${formatCount(r.dmaDebugReports)} REPORTS`] : []),
       formatMs(r.mapMs),

@@ -41,7 +41,7 @@ export function defaultJobs(configs: number, cpus: number = availableParallelism
  * back in report order.
  */
 export const RUN_FIRST: readonly MappingConfigName[] = [
-  'untrusted', 'p2p-host-bridge', 'p2p-switch', 'iommu-strict', 'iommu-lazy', 'no-iommu', 'force-bounce',
+  'untrusted', 'p2p-host-bridge', 'p2p-switch', 'iommu-strict', 'iommu-lazy', 'no-iommu', 'non-coherent', 'force-bounce',
 ];
 
 /** Indices into configs in the order the threads take them (RUN_FIRST, then the rest in report order). */

@@ -1,4 +1,4 @@
-// Models: include/linux/dma-mapping.h and include/linux/dma-direction.h (Linux 7.1): directions,
+// Models: include/linux/dma-mapping.h and include/linux/dma-direction.h (Linux 7.1; bit 14 from 7.3): directions,
 // DMA_ATTR_* bits, DMA_MAPPING_ERROR and DMA_BIT_MASK.
 
 import { checkLen } from '../base/index.ts';
@@ -23,13 +23,25 @@ export const DMA_ATTR_PRIVILEGED = 1 << 9;
 export const DMA_ATTR_MMIO = 1 << 10;
 /** (2026, hedged) dma-debug cacheline-overlap suppression. */
 export const DMA_ATTR_DEBUGGING_IGNORE_CACHELINES = 1 << 11;
-/** (2026, hedged) fail rather than bounce or cache-maintain. */
+/** (7.0) fail rather than bounce or cache-maintain. */
 export const DMA_ATTR_REQUIRE_COHERENT = 1 << 12;
+/**
+ * (7.1, "dma-mapping: introduce DMA_ATTR_CC_SHARED for shared memory") the buffer is already shared
+ * with the host (set_memory_decrypted) in a confidential-computing guest: dma-direct maps it through
+ * phys_to_dma_unencrypted() without swiotlb; dma_map_phys() on dma-iommu or dma_map_ops fails.
+ */
+export const DMA_ATTR_CC_SHARED = 1 << 13;
+/**
+ * (7.3, "dma-mapping: Add internal shared allocation attribute") internal to the DMA core's
+ * allocators: a caller passing it is API misuse (checkAttrs throws).
+ */
+export const __DMA_ATTR_ALLOC_CC_SHARED = 1 << 14;
 
 /** Every attribute bit the model knows; others are API misuse. */
 export const DMA_ATTR_ALL = DMA_ATTR_WEAK_ORDERING | DMA_ATTR_WRITE_COMBINE | DMA_ATTR_NO_KERNEL_MAPPING
   | DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_FORCE_CONTIGUOUS | DMA_ATTR_ALLOC_SINGLE_PAGES | DMA_ATTR_NO_WARN
-  | DMA_ATTR_PRIVILEGED | DMA_ATTR_MMIO | DMA_ATTR_DEBUGGING_IGNORE_CACHELINES | DMA_ATTR_REQUIRE_COHERENT;
+  | DMA_ATTR_PRIVILEGED | DMA_ATTR_MMIO | DMA_ATTR_DEBUGGING_IGNORE_CACHELINES | DMA_ATTR_REQUIRE_COHERENT
+  | DMA_ATTR_CC_SHARED;
 
 /** (~(dma_addr_t)0): the value the one-shot map calls return on failure. */
 export const DMA_MAPPING_ERROR = (1n << 64n) - 1n;
@@ -61,6 +73,9 @@ export function dmaDirName(dir: number): string {
 
 /** Checks an attrs argument: a non-negative integer with only known DMA_ATTR_* bits. Returns it. */
 export function checkAttrs(attrs: unknown): number {
+  if (typeof attrs === 'number' && Number.isInteger(attrs) && attrs >= 0 && (attrs & __DMA_ATTR_ALLOC_CC_SHARED) !== 0) {
+    throw new RangeError(`attrs must not contain __DMA_ATTR_ALLOC_CC_SHARED (bit 14, internal to the DMA core's allocators), got 0x${attrs.toString(16)}`);
+  }
   if (typeof attrs !== 'number' || !Number.isInteger(attrs) || attrs < 0 || (attrs & ~DMA_ATTR_ALL) !== 0) {
     throw new RangeError(`attrs must be a combination of DMA_ATTR_* bits, got ${String(attrs)}`);
   }

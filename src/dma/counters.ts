@@ -11,6 +11,14 @@ declare module '../base/stats.ts' {
     swiotlbSlotsInUse: number;
     /** arch_sync_dma_for_device / _for_cpu operations on non-coherent devices. */
     cacheMaintenanceOps: number;
+    /** Of those: cache cleans (write-back) and invalidates issued (a clean+invalidate counts in both). */
+    cacheCleans: number;
+    cacheInvalidates: number;
+    /** arch_sync_dma_flush(): completion barriers (arm64 dsb) waited for on non-coherent devices. */
+    cacheSyncBarriers: number;
+    /** set_memory_decrypted / set_memory_encrypted pages in a confidential-computing guest. */
+    ccPagesDecrypted: number;
+    ccPagesEncrypted: number;
     /** DMA API: map, unmap and sync calls; two-step links, syncs and unlinks. */
     dmaMapCalls: number;
     dmaUnmapCalls: number;
@@ -33,6 +41,7 @@ declare module '../base/stats.ts' {
 
 declareCounters('dma', [
   'swiotlbMaps', 'swiotlbUnmaps', 'swiotlbBounceBytes', 'swiotlbSlotsInUse', 'cacheMaintenanceOps',
+  'cacheCleans', 'cacheInvalidates', 'cacheSyncBarriers', 'ccPagesDecrypted', 'ccPagesEncrypted',
   'dmaMapCalls', 'dmaUnmapCalls', 'dmaSyncCalls', 'dmaIovaLinks', 'dmaIovaSyncs', 'dmaIovaUnlinks',
   'dmaCoherentAllocs', 'dmaCoherentFrees', 'dmaPoolAllocs', 'dmaPoolFrees',
   'deviceDmaReads', 'deviceDmaWrites', 'deviceDmaBytes', 'deviceDmaFaults',

@@ -56,6 +56,8 @@ export class EntryTable {
   dir = new Uint8Array(0);
   mapErr = new Uint8Array(0);
   flags = new Uint8Array(0);
+  /** The DMA_ATTR_* bits of the map call (7.2: dma-debug records them to check the unmap's). */
+  attrs = new Uint32Array(0);
   /** Number(dev_addr): exact unless F_BIG. */
   addr = new Float64Array(0);
   size = new Float64Array(0);
@@ -85,7 +87,7 @@ export class EntryTable {
   }
 
   private grow(cap: number): void {
-    const g = <T extends Int32Array | Uint8Array | Float64Array>(a: T, make: (n: number) => T): T => {
+    const g = <T extends Int32Array | Uint8Array | Uint32Array | Float64Array>(a: T, make: (n: number) => T): T => {
       const b = make(cap);
       b.set(a);
       return b;
@@ -95,6 +97,7 @@ export class EntryTable {
     this.dir = g(this.dir, (n) => new Uint8Array(n));
     this.mapErr = g(this.mapErr, (n) => new Uint8Array(n));
     this.flags = g(this.flags, (n) => new Uint8Array(n));
+    this.attrs = g(this.attrs, (n) => new Uint32Array(n));
     this.addr = g(this.addr, (n) => new Float64Array(n));
     this.size = g(this.size, (n) => new Float64Array(n));
     this.paddr = g(this.paddr, (n) => new Float64Array(n));
@@ -135,6 +138,7 @@ export class EntryTable {
     this.dir[s] = 0;
     this.mapErr[s] = 0;
     this.flags[s] = 0;
+    this.attrs[s] = 0;
     this.sgCall[s] = 0;
     this.sgMapped[s] = 0;
     this.next[s] = -1;

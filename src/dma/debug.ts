@@ -1,4 +1,6 @@
-// Models: kernel/dma/debug.c (CONFIG_DMA_API_DEBUG, Linux 7.1): the checks a debug kernel makes and
+// Models: kernel/dma/debug.c (CONFIG_DMA_API_DEBUG, Linux 7.1.5, plus 7.2's "dma-debug: Ensure mappings are
+// created and released with matching attributes": attrs recorded per entry, an unmap whose MMIO,
+// REQUIRE_COHERENT or CC_SHARED bits differ is reported): the checks a debug kernel makes and
 // the messages it prints, as 'DMA-DEBUG' events on the machine's log. Entries live in the 16384-bucket
 // hash (hash_fn) and are found as the kernel finds them: check_unmap() through bucket_find_exact(),
 // check_sync() through bucket_find_contain() walking back bucket by bucket, both with the best-fit
@@ -23,7 +25,7 @@ import { SlotKey } from '../base/internal.ts';
 import { dmaContextIfAny, dmaContextOf } from './context.ts';
 import { dmaDebugEvent, modelCheckEvent } from './events.ts';
 import {
-  DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC,
+  DMA_ATTR_CC_SHARED, DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC,
   DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, dmaDirName,
 } from './constants.ts';
 import { dmaGetMaxSegSize, dmaGetSegBoundary } from './mask.ts';
@@ -65,6 +67,24 @@ export interface DmaDebugRecord {
   readonly deviceOwns: boolean;
   /** 'dma-debug': an entry of the kernel's hash; 'model-check': a two-step link only the model records. */
   readonly trackedBy: 'dma-debug' | 'model-check';
+  /** The DMA_ATTR_* bits the mapping was made with (recorded since 7.2; 0 for an IOVA link). */
+  readonly attrs: number;
+}
+
+/**
+ * The attributes an unmap must repeat (7.2, "dma-debug: Ensure mappings are created and released
+ * with matching attributes"): each changes what the unmap does (MMIO and REQUIRE_COHERENT skip sync
+ * and swiotlb; CC_SHARED skips the unmap off dma-direct).
+ */
+export const DMA_DEBUG_MATCHED_ATTRS = DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT | DMA_ATTR_CC_SHARED;
+
+const ATTR_NAMES: ReadonlyArray<[number, string]> = [
+  [DMA_ATTR_MMIO, 'MMIO'], [DMA_ATTR_REQUIRE_COHERENT, 'REQUIRE_COHERENT'], [DMA_ATTR_CC_SHARED, 'CC_SHARED'],
+];
+/** The matched attribute bits by name, '|'-joined ('none' for 0). */
+function attrNames(a: number): string {
+  const n = ATTR_NAMES.filter(([b]) => (a & b) !== 0).map(([, x]) => x);
+  return n.length === 0 ? 'none' : n.join('|');
 }
 
 /** dma-debug's settings: the kernel's boot parameters and debugfs files, and the arch facts it reads. */
@@ -247,6 +267,7 @@ export class DmaDebug {
       sgMappedEnts: link ? 0 : t.sgMapped[s],
       bucket, bounced: (f & F_BOUNCED) !== 0, coherent: (f & F_NONCOHERENT) === 0, deviceOwns: (f & F_DEVICE_OWNS) !== 0,
       trackedBy: (f & F_IN_HASH) !== 0 ? 'dma-debug' : 'model-check',
+      attrs: link ? 0 : t.attrs[s],
     };
   }
 
@@ -284,6 +305,7 @@ export class DmaDebug {
   private addEntry(s: number, dev: Device, attrs: number, bounced: boolean): void {
     const t = this.t;
     let f = t.flags[s] | F_DEVICE_OWNS;
+    t.attrs[s] = attrs >>> 0;
     if (attrs & (DMA_ATTR_DEBUGGING_IGNORE_CACHELINES | DMA_ATTR_REQUIRE_COHERENT)) f |= F_CACHE_CLEAN;
     if (bounced) f |= F_BOUNCED;
     if (!dev.dmaCoherent) f |= F_NONCOHERENT;
@@ -344,7 +366,7 @@ export class DmaDebug {
   }
 
   /** check_unmap() and dma_entry_free(): the ref is the unmap call's view of the mapping. */
-  checkUnmap(dev: Device, type: number, addr: bigint, size: number, dir: number, sgCall: number, paddr = -1): void {
+  checkUnmap(dev: Device, type: number, addr: bigint, size: number, dir: number, sgCall: number, paddr = -1, attrs = -1): void {
     const t = this.t;
     const id = this.idOf(dev);
     const addrNum = this.t.toNum(addr);
@@ -379,6 +401,12 @@ export class DmaDebug {
     if (dir !== t.dir[s]) {
       this.report(dev, `device driver frees DMA memory with different direction [device address=${hex(addr)}] [size=${size} bytes] [mapped with ${dmaDirName(t.dir[s])}] [unmapped with ${dmaDirName(dir)}]`,
         { check: 'unmap-direction', addr, mapDir: t.dir[s], unmapDir: dir });
+    }
+    if (attrs >= 0 && ((attrs ^ t.attrs[s]) & DMA_DEBUG_MATCHED_ATTRS) !== 0) {
+      // Model deviation: the message text is the model's (the 7.2 check is confirmed from its commit
+      // subject, not its source).
+      this.report(dev, `device driver frees DMA memory with different attributes [device address=${hex(addr)}] [size=${size} bytes] [mapped with ${attrNames(t.attrs[s] & DMA_DEBUG_MATCHED_ATTRS)}] [unmapped with ${attrNames(attrs & DMA_DEBUG_MATCHED_ATTRS)}]`,
+        { check: 'unmap-attrs', addr, mapAttrs: t.attrs[s], unmapAttrs: attrs });
     }
     if (t.mapErr[s] === MAP_ERR_NOT_CHECKED) {
       // the kernel's format has no space before the first bracket
@@ -505,7 +533,7 @@ export class DmaDebug {
   }
 
   /** debug_dma_unmap_sg(): check_unmap() per entry, up to the mapped count found for the first. */
-  unmapSg(dev: Device, sgt: SgTable, callEnts: number, dir: number): void {
+  unmapSg(dev: Device, sgt: SgTable, callEnts: number, dir: number, attrs = -1): void {
     const id = this.idOf(dev);
     let mapped = 0;
     for (let i = 0; i < callEnts; i++) {
@@ -513,7 +541,7 @@ export class DmaDebug {
       const addr = sgt.dmaAddressAt(i);
       const size = sgt.dmaLengthAt(i);
       if (i === 0) mapped = this.nrMapped(id, addr, size, dir, callEnts);
-      this.checkUnmap(dev, T_SG, addr, size, dir, callEnts);
+      this.checkUnmap(dev, T_SG, addr, size, dir, callEnts, -1, attrs);
     }
   }
 
@@ -811,8 +839,8 @@ export function debugDmaMapPhys(dev: Device, phys: bigint, size: number, dir: nu
 }
 
 /** debug_dma_unmap_phys: check_unmap() of a 'phy' ref. */
-export function debugDmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: number): void {
-  debugOf(dev)?.checkUnmap(dev, T_PHY, addr, size, dir, 0);
+export function debugDmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: number, attrs = -1): void {
+  debugOf(dev)?.checkUnmap(dev, T_PHY, addr, size, dir, 0, -1, attrs);
 }
 
 /** debug_dma_alloc_coherent: tracks a successful coherent allocation. */
@@ -832,8 +860,8 @@ export function debugDmaMapSg(dev: Device, sgt: SgTable, callEnts: number, mappe
 }
 
 /** debug_dma_unmap_sg: check_unmap() per entry of the table (callEnts = the nents of the map call). */
-export function debugDmaUnmapSg(dev: Device, sgt: SgTable, callEnts: number, dir: number): void {
-  debugOf(dev)?.unmapSg(dev, sgt, callEnts, dir);
+export function debugDmaUnmapSg(dev: Device, sgt: SgTable, callEnts: number, dir: number, attrs = -1): void {
+  debugOf(dev)?.unmapSg(dev, sgt, callEnts, dir, attrs);
 }
 
 /** debug_dma_sync_single_for_cpu: check_sync() of a 'single' ref; the CPU owns the buffer afterwards. */

@@ -6,7 +6,8 @@
 // the translation of the device's dma_map_ops family (GART aperture and GATT, TCE window and
 // table or direct window, the Xen p2m, grant references), or, with none of these, through
 // dma_range_map / identity translation. Faults are logged (kind 'FAULT') and the
-// access does nothing (errno EFAULT): a write is all or nothing.
+// access does nothing (errno EFAULT): a write is all or nothing. In a confidential-computing guest
+// the private RAM a device reaches crosses the bus as ciphertext (the model cipher of cc.ts).
 
 import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/internal.ts';
 import { iommuGetDomainForDev, iommuTranslate } from '../iommu/internal.ts';
@@ -16,6 +17,7 @@ import {
 } from '../pci/internal.ts';
 import { dmaContextOf } from './context.ts';
 import { getDmaOps } from './ops/ops.ts';
+import { ccStateOf } from './cc.ts';
 import './counters.ts';
 
 /** One translated piece of an access: CPU physical address and length. */
@@ -137,9 +139,12 @@ class DeviceDma implements DeviceDmaAccess {
     const pieces = translate(dev, mm, addr, len, false);
     if (typeof pieces === 'string') return fault(dev, mm, false, addr, len, pieces);
     const out = new Uint8Array(len);
+    const cc = ccStateOf(mm);
     let at = 0;
     for (const p of pieces) {
       out.set(mm.mem.read(p.phys, p.len), at);
+      // a confidential-computing guest's private RAM crosses the bus encrypted (cc.ts)
+      if (cc !== null) cc.deviceView(mm, out, at, p.phys, p.len);
       at += p.len;
     }
     mm.stats.deviceDmaReads++;
@@ -154,9 +159,13 @@ class DeviceDma implements DeviceDmaAccess {
     const len = bytes.length;
     const pieces = translate(dev, mm, addr, len, true);
     if (typeof pieces === 'string') return fault(dev, mm, true, addr, len, pieces);
+    const cc = ccStateOf(mm);
+    // what the CPU will read of private RAM is the device's bytes decrypted (cc.ts)
+    const src = cc === null ? bytes : bytes.slice();
     let at = 0;
     for (const p of pieces) {
-      mm.mem.deviceWrite(p.phys, bytes.subarray(at, at + p.len));
+      if (cc !== null) cc.deviceView(mm, src, at, p.phys, p.len);
+      mm.mem.deviceWrite(p.phys, src.subarray(at, at + p.len));
       at += p.len;
     }
     mm.stats.deviceDmaWrites++;

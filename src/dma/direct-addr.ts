@@ -2,7 +2,8 @@
 // dev->dma_range_map, dma_to_phys) and dma_capable(). Header inlines that kernel/dma/direct.c,
 // kernel/dma/swiotlb.c and the mask checks of kernel/dma/mapping.c all use; kept apart from the
 // .c bodies so that those do not import each other.
-// Model deviation: no memory encryption (phys_to_dma == phys_to_dma_unencrypted).
+// Model deviation: no C-bit or TDX shared bit in DMA addresses (phys_to_dma == phys_to_dma_unencrypted);
+// a confidential-computing guest's encryption state is per page (cc.ts), not an address bit.
 
 import type { Device } from '../pci/index.ts';
 import { DMA_MAPPING_ERROR } from './constants.ts';
@@ -28,7 +29,7 @@ export function physToDmaUnencrypted(dev: Device, paddr: bigint): bigint {
   return dev.dmaRangeMap ? translatePhysToDma(dev, paddr) : paddr;
 }
 
-/** phys_to_dma (no SME/TDX encryption bit in the model). */
+/** phys_to_dma (no SME/TDX encryption bit in the model: see cc.ts). */
 export function physToDma(dev: Device, paddr: bigint): bigint {
   return physToDmaUnencrypted(dev, paddr);
 }

@@ -16,6 +16,10 @@ export { isSwiotlbActive, swiotlbMaxMappingSize, IO_TLB_SIZE, IO_TLB_SEGSIZE, ty
 export { DmaDebug, type DmaDebugRecord, type DmaDebugType, type DmaMapErrState, type DmaDebugOptions } from './debug.ts';
 export { dmaContextOf, type DmaContext } from './context.ts';
 export {
+  CC_KINDS, ccPlatformHas, ccRangeShared, forceDmaUnencrypted, setMemoryDecrypted, setMemoryEncrypted, type CcAttr, type CcConfig,
+  type CcKind,
+} from './cc.ts';
+export {
   dmaAllocCoherent, dmaFreeCoherent, dmaCoherentAllocations, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, __GFP_COMP,
   __GFP_DIRECT_RECLAIM, __GFP_HIGH, __GFP_KSWAPD_RECLAIM, __GFP_NOWARN, __GFP_ZERO, type DmaCoherentMem,
   type DmaCoherentRecord,

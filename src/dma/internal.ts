@@ -6,6 +6,7 @@ export * from './index.ts';
 export * from './context.ts';
 export * from './mask.ts';
 export * from './cache.ts';
+export * from './cc.ts';
 export * from './swiotlb.ts';
 export * from './direct-addr.ts';
 export * from './direct.ts';

@@ -22,7 +22,7 @@ import {
 } from './constants.ts';
 import { dmaContextOf } from './context.ts';
 import { DMA_RANGE_BUS, DMA_RANGE_UNSUPPORTED, DmaRangeClassifier, MEM_CROSSES, MEM_HOLE } from './map-iter.ts';
-import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
+import { archSyncDmaFlush, archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import { dmaGetMask, dmaGetMaxSegSize, dmaGetSegBoundary } from './mask.ts';
 import type { MachineMm } from '../mm/index.ts';
 import {
@@ -314,7 +314,9 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
   }
   const coherent = dev.dmaCoherent;
   if (!coherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) {
-    for (let i = 0; i < n; i++) archSyncDmaForDevice(dev, entPhys(ent, i), ent.len[i], dir);
+    // iommu_dma_sync_sg_for_device(): every entry's clean issued, one wait
+    for (let i = 0; i < n; i++) archSyncDmaForDevice(dev, entPhys(ent, i), ent.len[i], dir, false);
+    archSyncDmaFlush(dev);
   }
   const prot = dmaInfoToProt(dir, coherent, attrs);
   const segMask = dmaGetSegBoundary(dev) & U64_MASK;
@@ -555,7 +557,9 @@ export function iommuDmaUnmapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection
   }
   if (!(attrs & DMA_ATTR_SKIP_CPU_SYNC) && !dev.dmaCoherent) {
     const pageSize = dmaContextOf(dev).mm.pageSize;
-    for (let i = 0; i < n; i++) archSyncDmaForCpu(dev, sgt.physAt(i, pageSize), sgt.lengthAt(i), dir);
+    // iommu_dma_sync_sg_for_cpu(): every entry's invalidate issued, one wait
+    for (let i = 0; i < n; i++) archSyncDmaForCpu(dev, sgt.physAt(i, pageSize), sgt.lengthAt(i), dir, false);
+    archSyncDmaFlush(dev);
   }
   let start = -1n;
   let end = 0n;

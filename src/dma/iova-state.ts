@@ -21,7 +21,7 @@ import {
 } from './constants.ts';
 import { modelCheckEvent } from './events.ts';
 import { dmaContextOf, type DmaContext } from './context.ts';
-import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
+import { archSyncDmaFlush, archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import { debugDmaIovaLink, debugDmaIovaLinkNum, debugDmaIovaUnlink, dmaDebugOf, type DebugMapFacts, type DmaDebug } from './debug.ts';
 import { dmaGetMask } from './mask.ts';
 import { isSwiotlbActive, isSwiotlbBuffer, swiotlbTblUnmapSingle } from './swiotlb.ts';
@@ -330,7 +330,8 @@ function granuleSpan(state: DmaIovaState, offset: number, size: number): [number
 function linkRaw(dev: Device, domain: IommuDomain, addr: bigint, phys: bigint, size: number, dir: DmaDataDirection,
   attrs: number): Result<void> {
   const coherent = dev.dmaCoherent;
-  if (!coherent && !(attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO))) archSyncDmaForDevice(dev, phys, size, dir);
+  // issued only: dma_iova_sync() waits for it (7.1.5 __dma_iova_link)
+  if (!coherent && !(attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO))) archSyncDmaForDevice(dev, phys, size, dir, false);
   return iommuMapNosync(domain, addr, phys, size, dmaInfoToProt(dir, coherent, attrs));
 }
 
@@ -454,7 +455,7 @@ export function iovaLink(dev: Device, state: DmaIovaState, physFrame: number, ph
       && Math.floor(iovaPfn) === iovaPfn) { // else the IOMMU refuses the unaligned IOVA
       const coherent = dev.dmaCoherent;
       if (!coherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0) {
-        archSyncDmaForDevice(dev, posToBig(physFrame, 0, 12), pages / INV_4K, dir);
+        archSyncDmaForDevice(dev, posToBig(physFrame, 0, 12), pages / INV_4K, dir, false);
       }
       const r = iommuMapPfns(state.domain!, iovaPfn, physFrame, pages, dmaInfoToProt(dir, coherent, attrs));
       if (!r.ok) return r;
@@ -546,7 +547,7 @@ function linkChecked(dev: Device, state: DmaIovaState, physFrame: number, physOf
     posAlignDown(physFrame, physOff, 12, gLg2, physPos);
     if (fromBase >= 0 && fromBase - Math.floor(fromBase * ginv) * g === 0) {
       const coherent = dev.dmaCoherent;
-      if (!coherent && !(attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO))) archSyncDmaForDevice(dev, posToBig(physPos.frame, 0, 12), mapGranules * g, dir);
+      if (!coherent && !(attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO))) archSyncDmaForDevice(dev, posToBig(physPos.frame, 0, 12), mapGranules * g, dir, false);
       r = iommuMapPfns(domain, state.baseFrame + fromBase * INV_4K, physPos.frame, mapGranules * g * INV_4K, dmaInfoToProt(dir, coherent, attrs));
     } else {
       // an unaligned IOVA: the IOMMU's own refusal (EINVAL), with its message
@@ -638,7 +639,7 @@ function linkBatch(dev: Device, state: DmaIovaState, offset: number, phys: Float
     const start = i === 0 ? phys[0] - (phys[0] % g) : phys[i];
     const end = phys[i] + lens[i];
     b.pushNoMerge(start, Math.ceil((end - start) / g) * g, 0);
-    if (!coherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0) archSyncDmaForDevice(dev, BigInt(phys[i]), lens[i], dir);
+    if (!coherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0) archSyncDmaForDevice(dev, BigInt(phys[i]), lens[i], dir, false);
   }
   const fromBase = state.pad + offset - (phys[0] % g);
   const r = iommuMapBatch(domain, posToBig(state.baseFrame + fromBase * INV_4K, 0, 12), b.build(), dmaInfoToProt(dir, coherent, attrs));
@@ -671,6 +672,8 @@ export function dmaIovaSync(dev: Device, state: DmaIovaState, offset: number, si
   const domain = u.value;
   const addr = state.addr + BigInt(offset);
   const pad = Number(addr & BigInt(domain.granule - 1));
+  // the wait for the cache maintenance every dma_iova_link() since the last sync issued (7.1.5 dma_iova_sync)
+  if (!dev.dmaCoherent) archSyncDmaFlush(dev);
   const r = iommuSyncMap(domain, addr - BigInt(pad), alignUp(size + pad, domain.granule));
   if (r.ok) dmaContextOf(dev).mm.stats.dmaIovaSyncs++;
   return r;
@@ -702,7 +705,7 @@ function unlinkRangeSlow(dev: Device, state: DmaIovaState, domain: IommuDomain, 
     if (phys === 0n) {
       events.warn('dma-iommu', `${dev.name}: unlink of unmapped IOVA 0x${a.toString(16)}`, { dev: dev.name, addr: a });
     } else {
-      if (needSync) archSyncDmaForCpu(dev, phys, len, dir);
+      if (needSync) archSyncDmaForCpu(dev, phys, len, dir, false);
       if (isSwiotlbBuffer(dev, phys)) swiotlbTblUnmapSingle(dev, phys, len, dir, attrs);
     }
   };
@@ -718,6 +721,7 @@ function unlinkRangeSlow(dev: Device, state: DmaIovaState, domain: IommuDomain, 
     }
     return;
   }
+  // every granule's invalidate issued below, one wait at the end (7.1.5 iommu_dma_iova_unlink_range_slow)
   let pad = Number(addr & BigInt(g - 1));
   while (addr < end) {
     const len = Math.min(Number(end - addr), g - pad);
@@ -726,6 +730,7 @@ function unlinkRangeSlow(dev: Device, state: DmaIovaState, domain: IommuDomain, 
     addr += BigInt(len);
     pad = 0;
   }
+  archSyncDmaFlush(dev);
 }
 
 /** __iommu_dma_iova_unlink(): unmap window bytes [offset, offset+size); optionally free the window. */

@@ -19,7 +19,7 @@ import { checkAddr, checkLen, err, ok, type Result } from '../base/index.ts';
 import { iommuGetDmaDomain, iommuIovaToPhys } from '../iommu/index.ts';
 import { dmaContextIfAny, dmaContextOf } from './context.ts';
 import {
-  checkAttrs, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR, SIZE_MAX, validDmaDirection,
+  checkAttrs, DMA_ATTR_CC_SHARED, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR, SIZE_MAX, validDmaDirection,
   type DmaDataDirection,
 } from './constants.ts';
 import {
@@ -32,7 +32,7 @@ import {
   iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapSg, devUseSwiotlb,
 } from './iommu-dma.ts';
 import { isSwiotlbBuffer } from './swiotlb.ts';
-import { archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
+import { archSyncDmaFlush, archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import {
   DmaMapOk, debugDmaIsMapped, debugDmaMapPhys, debugDmaMapSg, debugDmaMappingError, debugDmaSyncSg,
   debugDmaSyncSingleForCpu, debugDmaSyncSingleForDevice, debugDmaUnmapPhys, debugDmaUnmapSg,
@@ -159,8 +159,12 @@ export function dmaMapPhys(dev: Device, phys: bigint, size: number, dir: number,
   }
   const ops = opsOf(dev);
   let addr: bigint;
-  if (mapDirect(dev) || (ops !== null && !(attrs & DMA_ATTR_MMIO) && ops.archMapPhysDirect?.(dev, phys + BigInt(size)))) {
+  const ccShared = (attrs & DMA_ATTR_CC_SHARED) !== 0;
+  if (mapDirect(dev) || (ops !== null && !(attrs & DMA_ATTR_MMIO) && !ccShared && ops.archMapPhysDirect?.(dev, phys + BigInt(size)))) {
     addr = dmaDirectMapPhys(dev, phys, size, d, attrs);
+  } else if (ccShared) {
+    // kernel/dma/mapping.c: dma_map_phys() (7.1): neither dma-iommu nor dma_map_ops can map shared memory
+    return err('ENOMEM', `DMA_ATTR_CC_SHARED on ${dev.name}, which is behind ${ops === null ? 'dma-iommu' : `${ops.kind} dma_map_ops`}`);
   } else if (ops === null) {
     addr = iommuDmaMapPhys(dev, phys, size, d, attrs);
   } else {
@@ -189,8 +193,10 @@ export function dmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: numbe
   const ctx = dmaContextOf(dev);
   const d = checkDir(dev, dir, 'dma_unmap_phys');
   ctx.mm.stats.dmaUnmapCalls++;
+  // kernel/dma/mapping.c: dma_unmap_phys() (7.1): CC_SHARED off dma-direct returns before dma-debug
+  if ((attrs & DMA_ATTR_CC_SHARED) && !mapDirect(dev)) return;
   if (!debugDmaIsMapped(dev, addr)) {
-    debugDmaUnmapPhys(dev, addr, size, d);
+    debugDmaUnmapPhys(dev, addr, size, d, attrs);
     return;
   }
   // with dma-debug on: unmap what was mapped (the size mismatch is still reported below)
@@ -201,14 +207,14 @@ export function dmaUnmapPhys(dev: Device, addr: bigint, size: number, dir: numbe
     if (mapped > 0) mappedSize = mapped;
   }
   const ops = opsOf(dev);
-  if (mapDirect(dev) || (ops !== null && !(attrs & DMA_ATTR_MMIO) && ops.archUnmapPhysDirect?.(dev, addr + BigInt(mappedSize)))) {
+  if (mapDirect(dev) || (ops !== null && !(attrs & (DMA_ATTR_MMIO | DMA_ATTR_CC_SHARED)) && ops.archUnmapPhysDirect?.(dev, addr + BigInt(mappedSize)))) {
     dmaDirectUnmapPhys(dev, addr, mappedSize, d, attrs);
   } else if (ops === null) {
     iommuDmaUnmapPhys(dev, addr, mappedSize, d, attrs);
   } else {
     ops.unmapPhys(dev, addr, mappedSize, d, attrs);
   }
-  debugDmaUnmapPhys(dev, addr, size, d);
+  debugDmaUnmapPhys(dev, addr, size, d, attrs);
 }
 
 /**
@@ -334,7 +340,7 @@ export function dmaUnmapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 
   ctx.mm.stats.dmaUnmapCalls++;
   // A table dma-debug does not know is reported and not passed to the backend (see the header).
   const known = sgt.nents === 0 || debugDmaIsMapped(dev, sgt.dmaAddressAt(0));
-  debugDmaUnmapSg(dev, sgt, sgt.origNents, d);
+  debugDmaUnmapSg(dev, sgt, sgt.origNents, d, attrs);
   if (!known) return;
   const ops = opsOf(dev);
   if (mapDirect(dev) || (ops !== null && archUnmapSgDirect(dev, ops, sgt))) dmaDirectUnmapSg(dev, sgt, sgt.origNents, d, attrs);
@@ -447,10 +453,12 @@ function syncSgtable(dev: Device, sgt: SgTable, dir: number, toCpu: boolean): vo
       else ops.syncSingleForDevice?.(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
     }
   } else if (mapDirect(dev)) {
+    // kernel/dma/direct.c: dma_direct_sync_sg_for_*(): every entry's maintenance issued, one wait
     for (let i = 0; i < sgt.origNents; i++) {
-      if (toCpu) dmaDirectSyncSingleForCpu(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
-      else dmaDirectSyncSingleForDevice(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d);
+      if (toCpu) dmaDirectSyncSingleForCpu(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d, false);
+      else dmaDirectSyncSingleForDevice(dev, sgt.dmaAddressAt(i), sgt.lengthAt(i), d, false);
     }
+    if (!dev.dmaCoherent) archSyncDmaFlush(dev);
   } else if (sgt.origNents > 0 && (sgt.dmaFlagsAt(0) & SG_DMA_SWIOTLB)) {
     // iommu_dma_sync_sg_*: a bounced list was mapped entry by entry.
     for (let i = 0; i < sgt.origNents; i++) {
@@ -459,9 +467,10 @@ function syncSgtable(dev: Device, sgt: SgTable, dir: number, toCpu: boolean): vo
     }
   } else if (!dev.dmaCoherent) {
     for (let i = 0; i < sgt.origNents; i++) {
-      if (toCpu) archSyncDmaForCpu(dev, sgPhysAt(dev, sgt, i), sgt.lengthAt(i), d);
-      else archSyncDmaForDevice(dev, sgPhysAt(dev, sgt, i), sgt.lengthAt(i), d);
+      if (toCpu) archSyncDmaForCpu(dev, sgPhysAt(dev, sgt, i), sgt.lengthAt(i), d, false);
+      else archSyncDmaForDevice(dev, sgPhysAt(dev, sgt, i), sgt.lengthAt(i), d, false);
     }
+    archSyncDmaFlush(dev);
   }
   debugDmaSyncSg(dev, sgt, d, toCpu);
 }

@@ -1,4 +1,4 @@
-// Models: kernel/dma/swiotlb.c and include/linux/swiotlb.h (Linux 7.1: swiotlb_tbl_map_single(),
+// Models: kernel/dma/swiotlb.c and include/linux/swiotlb.h (Linux 7.1.5, and the pool encryption state of 7.3: swiotlb_tbl_map_single(),
 // swiotlb_find_slots(), swiotlb_bounce(), __swiotlb_tbl_unmap_single(), swiotlb_init_remap()):
 // the bounce-buffer pool of 2 KiB slots in 128-slot segments, with the free-run counts per slot
 // ("list"), min_align_mask offset preservation (pad slots), copy-in at map, copy-out at unmap/sync,
@@ -16,7 +16,8 @@ import {
 } from './constants.ts';
 import { dmaGetMinAlignMask, dmaGetSegBoundary } from './mask.ts';
 import { dmaCapable, physToDmaUnencrypted } from './direct-addr.ts';
-import { archSyncDmaForDevice } from './cache.ts';
+import { archSyncDmaFlush, archSyncDmaForDevice } from './cache.ts';
+import { forceDmaUnencrypted } from './cc.ts';
 import './counters.ts';
 
 export const IO_TLB_SEGSIZE = 128;
@@ -70,6 +71,13 @@ export class Swiotlb {
   readonly nslabs: number;
   /** io_tlb_mem.force_bounce. */
   forceBounce: boolean;
+  /**
+   * The pool's memory is decrypted (shared with the host): set by createMachine in a
+   * confidential-computing guest, as swiotlb_update_mem_attributes() does (7.3, "dma: swiotlb: track
+   * pool encryption state and honor DMA_ATTR_CC_SHARED": the pool records it and is used only for
+   * mappings of the same kind).
+   */
+  decrypted = false;
   /** Free contiguous slots from each slot to the end of its 128-slot segment (0 = in use). */
   readonly list: Uint16Array;
   /** Original physical address whose bytes each in-use data slot holds (-1 = none). */
@@ -237,6 +245,8 @@ export class Swiotlb {
     if (index < 0) return;
     let orig = this.origAddr[index];
     if (orig < 0) return;
+    // the invalidate issued before must complete before the CPU copies out (7.1.5 swiotlb_bounce)
+    if (dir === DMA_FROM_DEVICE && !dev.dmaCoherent) archSyncDmaFlush(dev);
     const tlbOffset = Number(tlbAddr) % IO_TLB_SIZE - swiotlbAlignOffsetNum(dmaGetMinAlignMask(dev), 0, orig);
     orig += tlbOffset;
     const allocSize = this.allocSize[index] - tlbOffset;
@@ -382,6 +392,12 @@ export function swiotlbTblMapSingle(dev: Device, phys: bigint, mappingSize: numb
   const mem = swiotlbOf(dev);
   if (!mem || mem.nslabs === 0) {
     ctx.mm.events.warn('swiotlb', `${dev.name}: Can not allocate SWIOTLB buffer earlier and can't now provide you with the DMA bounce buffer`);
+    return DMA_MAPPING_ERROR;
+  }
+  // 7.3 ("dma: swiotlb: track pool encryption state and honor DMA_ATTR_CC_SHARED"): a device that must
+  // DMA unencrypted bounces only through a decrypted pool, anything else only through a private one
+  if (mem.decrypted !== forceDmaUnencrypted(dev)) {
+    ctx.mm.events.warn('swiotlb', `${dev.name}: no ${mem.decrypted ? 'encrypted' : 'decrypted'} swiotlb pool for this mapping (the pool is ${mem.decrypted ? 'decrypted' : 'encrypted'})`);
     return DMA_MAPPING_ERROR;
   }
   const offset = swiotlbAlignOffset(dev, allocAlignMask, phys);

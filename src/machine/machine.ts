@@ -13,6 +13,7 @@ import {
   checkDmaOpsConfig, createDmaOps, installDmaOps, type DmaMapOps, type DmaOpsConfig, type DmaOpsMachineFacts,
   createSwiotlb, dmaDebugCheckLeaks, dmaDebugCpuWriteHook, DmaDebug, dmaSetupNeedSync, registerDmaDevice, swiotlbDevInit, swiotlbMemblockInit,
   type DmaContext, type Swiotlb, type SwiotlbBootPool, type SwiotlbConfig,
+  ccInstall, checkCcConfig, setMemoryDecrypted, type CcConfig,
 } from '../dma/internal.ts';
 import { installDeviceDmaAccess } from '../dma/internal.ts';
 import { attachNvmeController } from '../drivers/index.ts';
@@ -73,11 +74,18 @@ export interface MachineConfig extends MmConfig {
    * or the dummy ops. Omitted: dma-direct.
    */
   readonly dmaOps?: DmaOpsConfig;
+  /**
+   * A confidential-computing guest (Intel TDX or AMD SEV-SNP): RAM is private (devices read
+   * ciphertext) until set_memory_decrypted shares it, every device must DMA unencrypted, swiotlb
+   * force-bounces (arch/x86/kernel/pci-dma.c: pci_swiotlb_detect() sets SWIOTLB_FORCE) through a
+   * decrypted pool. Omitted: an ordinary machine.
+   */
+  readonly cc?: CcConfig;
 }
 
 const MACHINE_KEYS = new Set([
   'ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'deviceMemory', 'pmem', 'aged', 'seed',
-  'cpu', 'pci', 'iommu', 'swiotlb', 'dmaDebug', 'arch', 'dmaOps',
+  'cpu', 'pci', 'iommu', 'swiotlb', 'dmaDebug', 'arch', 'dmaOps', 'cc',
 ]);
 const DMA_DEBUG_KEYS = ['enabled', 'allErrors', 'numErrors', 'driverFilter'];
 const ARCH_KEYS = ['dmaCacheAlignment', 'bounceUnalignedKmalloc'];
@@ -142,6 +150,10 @@ function checkConfig(config: unknown): MachineConfig {
   }
   if (c.dmaDebug !== undefined) checkDmaDebugConfig(c.dmaDebug);
   if (c.arch !== undefined) checkArchConfig(c.arch);
+  if (c.cc !== undefined) {
+    checkCcConfig(c.cc);
+    if (c.swiotlb === false) throw new RangeError('config.swiotlb must not be false with config.cc (a confidential-computing guest bounces every DMA through swiotlb)');
+  }
   return c;
 }
 
@@ -200,13 +212,15 @@ export class Machine extends MmMachine {
   readonly dmaOps: DmaMapOps | null = null;
   /** Per-endpoint dma_map_ops instances (pci[].dmaOps), by endpoint name. */
   private readonly endpointDmaOps = new Map<string, DmaMapOps>();
+  /** Per-endpoint dev_is_dma_coherent() from pci[].coherent, by endpoint name. */
+  private readonly endpointCoherent = new Map<string, boolean>();
 
   /** Builds the machine. @throws TypeError/RangeError naming the bad config field. */
   constructor(config: MachineConfig) {
     const cfg = checkConfig(config);
     const bars = cfg.pci && cfg.pci.length > 0 ? pciDeviceMemoryFromConfig(cfg.pci) : [];
     // swiotlb's default pool comes from memblock, before the page allocator has the rest of RAM
-    const swiotlbCfg = cfg.swiotlb === false ? null : cfg.swiotlb ?? {};
+    const swiotlbCfg = cfg.swiotlb === false ? null : cfg.cc !== undefined ? { ...cfg.swiotlb, force: true } : cfg.swiotlb ?? {};
     const boot: { pool: SwiotlbBootPool | null } = { pool: null };
     super(mmPart(cfg, bars), swiotlbCfg === null ? undefined : (mb) => { boot.pool = swiotlbMemblockInit(mb, swiotlbCfg); });
     this.topology = cfg.pci && cfg.pci.length > 0 ? buildPciTopology(this, cfg.pci, cfg.cpu ?? { vendor: 'intel' }) : null;
@@ -218,12 +232,21 @@ export class Machine extends MmMachine {
       for (const w of pciHostBridgeWindows(this.topology)) this.iommu.reserveRegion(w.start, w.end, 'bridge-window');
     }
     this.swiotlb = swiotlbCfg === null || boot.pool === null ? null : createSwiotlb(this, boot.pool, swiotlbCfg);
+    if (cfg.cc !== undefined) {
+      ccInstall(this, cfg.cc);
+      // swiotlb_update_mem_attributes(): the bounce pool is shared with the host
+      if (this.swiotlb && !cfg.cc.encryptedSwiotlb) {
+        const r = setMemoryDecrypted(this, this.swiotlb.start, Math.ceil(this.swiotlb.bytes / this.pageSize));
+        if (r.ok) this.swiotlb.decrypted = true;
+      }
+    }
     this.dmaDebug = new DmaDebug(this, { ...cfg.dmaDebug, ...cfg.arch });
     // the model's check of every CPU store to physical memory (mem.write/fill/copy, writeUser): a
     // store into a buffer the device owns while bounced or non-coherent is a MODEL-CHECK event
     this.mem.onCpuWrite = dmaDebugCpuWriteHook(this.dmaDebug);
     this.dma = { mm: this, iommu: this.iommu, topology: this.topology };
     this.setupDmaOps(cfg);
+    for (const n of cfg.pci ?? []) if (n.type === 'endpoint' && n.coherent !== undefined) this.endpointCoherent.set(n.name, n.coherent);
     for (const dev of this.topology?.devices() ?? []) this.attach(dev);
     // device models: an endpoint with an `nvme` field is an NVMe controller (function 0)
     for (const node of cfg.pci ?? []) {
@@ -267,6 +290,8 @@ export class Machine extends MmMachine {
     if (this.iommu) this.iommu.probeDevice(dev);
     const ops = this.iommu ? null : this.dmaOpsFor(dev);
     if (ops) installDmaOps(dev, ops);
+    const coherent = this.endpointCoherent.get(dev.name.includes('.') ? dev.name.slice(0, dev.name.lastIndexOf('.')) : dev.name);
+    if (coherent !== undefined) dev.dmaCoherent = coherent;
     dmaSetupNeedSync(dev);
     installDeviceDmaAccess(dev);
   }

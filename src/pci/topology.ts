@@ -61,6 +61,11 @@ export interface PciNodeConfig {
   /** Endpoint only: dev->untrusted for all its functions. */
   untrusted?: boolean;
   /**
+   * Endpoint only: dev_is_dma_coherent() for all its functions (default true, as on x86). false models
+   * an arm64 device that does not snoop the CPU caches: streaming DMA then needs cache maintenance.
+   */
+  coherent?: boolean;
+  /**
    * Endpoint only: function 0 is an NVMe controller (the device model of drivers/nvme-ctrl, which
    * createMachine attaches to the device) with these Identify data and namespaces.
    */
@@ -97,7 +102,7 @@ const ALLOWED_KEYS: Record<PciNodeType, readonly string[]> = {
   'host-bridge': ['name', 'type', 'parent', 'vendor', 'device'],
   'root-port': ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'externalFacing'],
   switch: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'acsRedirectPorts'],
-  endpoint: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'functions', 'bars', 'untrusted', 'nvme', 'dmaOps'],
+  endpoint: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'functions', 'bars', 'untrusted', 'nvme', 'dmaOps', 'coherent'],
 };
 const PARENT_TYPES: Record<PciNodeType, readonly PciNodeType[]> = {
   'host-bridge': [],
@@ -204,6 +209,7 @@ function checkPciConfig(nodes: readonly PciNodeConfig[]): CheckedNode[] {
     checkBool(where, 'acsRedirect', cfg.acsRedirect);
     checkBool(where, 'externalFacing', cfg.externalFacing);
     checkBool(where, 'untrusted', cfg.untrusted);
+    checkBool(where, 'coherent', cfg.coherent);
     if (cfg.functions !== undefined && (!Number.isInteger(cfg.functions) || cfg.functions < 1 || cfg.functions > MAX_FUNCTIONS)) {
       fail(where, 'functions', `must be an integer in [1, ${MAX_FUNCTIONS}]`, cfg.functions);
     }

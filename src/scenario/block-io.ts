@@ -17,7 +17,7 @@ import { DMA_BIT_MASK, dmaSetMaskAndCoherent, dmaSetMaxSegSize } from '../dma/in
 import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
 import { FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, type UserMm } from '../mm/index.ts';
 import type { PciNodeConfig, PciNvmeConfig } from '../pci/index.ts';
-import { MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_PCI, type MappingConfigName } from './mapping.ts';
+import { MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_PCI, mappingPciFor, type MappingConfigName } from './mapping.ts';
 
 /** The I/O sizes, in report order. */
 export const BLOCK_IO_SIZES: readonly number[] = [4 * KiB, 128 * KiB, MiB, 8 * MiB];
@@ -170,7 +170,7 @@ export function blockIoMachineConfig(o: BlockIoOptions, name: MappingConfigName)
   const c = MAPPING_CONFIGS[name];
   return {
     ramBytes: (o.ramGiB ?? 4) * GiB, aged: o.aged ?? true, seed: o.seed ?? 1, hugetlb: { '1G': 1 }, cpu: { vendor: 'intel' },
-    pci: BLOCK_IO_PCI.map((n) => (n.name === 'gpu0' ? { ...n, bars: [{ bytes: GPU_BAR_BYTES, p2p: true }] } : n)),
+    pci: mappingPciFor(BLOCK_IO_PCI.map((n) => (n.name === 'gpu0' ? { ...n, bars: [{ bytes: GPU_BAR_BYTES, p2p: true }] } : n)), name),
     ...(c.iommu ? { iommu: { format: 'x86-64' as const, levels: 4 as const, mode: c.iommu } } : {}),
     swiotlb: { bytes: 64 * MiB, force: c.force },
   };

@@ -20,7 +20,7 @@ export function mappingBacking(b: MappingOptions['buffers'][number], config: Map
 
 /** The machine configurations of the mapping section, in report order. */
 export const MAPPING_CONFIG_NAMES = [
-  'no-iommu', 'iommu-strict', 'iommu-lazy', 'untrusted', 'force-bounce', 'p2p-switch', 'p2p-host-bridge',
+  'no-iommu', 'iommu-strict', 'iommu-lazy', 'untrusted', 'force-bounce', 'p2p-switch', 'p2p-host-bridge', 'non-coherent',
 ] as const;
 export type MappingConfigName = (typeof MAPPING_CONFIG_NAMES)[number];
 
@@ -49,6 +49,14 @@ interface ConfigSpec {
   readonly minAlignMask: number;
   /** A line the report prints under the configuration's title (null: none). */
   readonly note: string | null;
+  /** The device does not snoop the CPU caches (pci[].coherent: false, arm64-style). Default: coherent. */
+  readonly nonCoherent?: boolean;
+}
+
+/** The PCI tree of a configuration's machine: `pci` with the configuration's device made non-coherent if it says so. */
+export function mappingPciFor(pci: readonly PciNodeConfig[], name: MappingConfigName): PciNodeConfig[] {
+  const c = MAPPING_CONFIGS[name];
+  return pci.map((n) => (c.nonCoherent && n.name === c.device ? { ...n, coherent: false } : n));
 }
 
 /**
@@ -83,6 +91,13 @@ export const MAPPING_CONFIGS: Readonly<Record<MappingConfigName, ConfigSpec>> = 
     label: 'P2P through the host bridge: nic0 -> gpu0 BAR, IOMMU strict', iommu: 'strict', force: false, device: 'nic0', p2p: true,
     ...PLAIN,
   },
+  'non-coherent': {
+    label: 'non-coherent nvme0 (arm64-style, pci coherent: false), no IOMMU', iommu: null, force: false, device: 'nvme0', p2p: false,
+    offset: 0, minAlignMask: 0, nonCoherent: true,
+    note: 'Streaming DMA needs cache maintenance: Cache ops counts cleans / invalidates / completion waits. Since 7.1 dma_map_sg ' +
+      'and dma_unmap_sg issue every segment\'s maintenance and wait once; one mapping per range waits once per range; ' +
+      'dma_iova_link leaves the wait to dma_iova_sync.',
+  },
 };
 
 /** The PCI tree of every mapping machine: the P2P cases come from where the devices sit. */
@@ -106,6 +121,10 @@ export interface MappingCounters {
   readonly iotlbInvalidations: number;
   readonly iovaAllocs: number;
   readonly bounceBytes: number;
+  /** Cache maintenance on a non-coherent device: cleans and invalidates issued, completion barriers waited for. */
+  readonly cacheCleans: number;
+  readonly cacheInvalidates: number;
+  readonly cacheSyncBarriers: number;
 }
 
 /** One (configuration, buffer, method) measurement. */
@@ -154,6 +173,7 @@ export const MAPPING_LEGEND: Readonly<Record<string, string>> = {
   PTEs: 'IOMMU leaf PTEs written',
   'IOTLB inv': 'IOTLB range invalidations + global flushes',
   'Bounce bytes': 'bytes copied through swiotlb',
+  'Cache ops': 'non-coherent device only: cache cleans / invalidates issued / completion waits (arch_sync_dma_flush), 7.1 batching',
   Verified: 'bytes the device moved through the mapping and the CPU checked: CPU writes, device reads (to device), device writes, CPU reads after unmap (from device), on sampled windows',
   'Map ms': 'model time to pin and map, ms',
 };
@@ -188,7 +208,7 @@ export function mappingMachineConfig(o: MappingOptions, name: MappingConfigName)
     hugetlb: o.hugetlb1G > 0 ? { '1G': o.hugetlb1G } : {},
     deviceMemory: [{ name: 'bar0', bytes: o.deviceGiB * GiB }],
     cpu: { vendor: 'intel' },
-    pci: MAPPING_PCI as PciNodeConfig[],
+    pci: mappingPciFor(MAPPING_PCI, name),
     ...(c.iommu ? { iommu: { format: 'x86-64' as const, levels: 4 as const, mode: c.iommu } } : {}),
     swiotlb: { bytes: 64 * MiB, force: c.force },
   };
@@ -203,6 +223,9 @@ function counters(m: Machine, since: Record<string, number>): MappingCounters {
     iotlbInvalidations: (d.iotlbRangeInvalidations ?? 0) + (d.iotlbGlobalFlushes ?? 0),
     iovaAllocs: d.iovaAllocs ?? 0,
     bounceBytes: d.swiotlbBounceBytes ?? 0,
+    cacheCleans: d.cacheCleans ?? 0,
+    cacheInvalidates: d.cacheInvalidates ?? 0,
+    cacheSyncBarriers: d.cacheSyncBarriers ?? 0,
   };
 }
 

@@ -16,7 +16,7 @@ export {
   type DmaResvUsage,
 } from './fence.ts';
 export { DmaBufDma, dmaBufFreeSgt, dmaBufMapPages, dmaBufMapPhyrs, dmaBufPhysVecToSgt, type DmaBufDmaHow } from './mapping.ts';
-export { SYSTEM_HEAP_ORDERS, systemHeapAlloc, type SystemHeapBuffer } from './system-heap.ts';
+export { SYSTEM_HEAP_ORDERS, systemHeapAlloc, type SystemHeapBuffer, type SystemHeapName } from './system-heap.ts';
 export { GpuBo, gpuBoCreate, gpuBoExport, gpuBoFree, gpuBoMigrate, type GpuPlacement } from './gpu-vram.ts';
 export {
   IosysMap, dmaBufVmap, dmaBufVunmap, iosysMapFromRanges, iosysMapMemcpyFrom, iosysMapMemcpyTo, iosysMapMemset, iosysMapPlainStore,

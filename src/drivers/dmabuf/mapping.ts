@@ -39,13 +39,16 @@ export class DmaBufDma implements DmaBufMapped {
   /** @internal */ readonly phyrs: DmaPhyrsMapping | null;
   /** @internal the page sg table mapped with dma_map_sgtable ('sgtable'). */
   readonly pageSgt: SgTable | null;
+  /** @internal the DMA_ATTR_* bits of the 'sgtable' map, repeated at unmap (dma-debug checks them since 7.2). */
+  readonly attrs: number;
   private live = true;
 
   /** @internal made by the helpers of this file. */
   constructor(f: {
     list: DmaList; sgt: SgTable; how: DmaBufDmaHow; size: number; mapType: PciP2pdmaMapType | null;
-    state?: DmaIovaState | null; phyrs?: DmaPhyrsMapping | null; pageSgt?: SgTable | null;
+    state?: DmaIovaState | null; phyrs?: DmaPhyrsMapping | null; pageSgt?: SgTable | null; attrs?: number;
   }) {
+    this.attrs = f.attrs ?? 0;
     this.list = f.list;
     this.sgt = f.sgt;
     this.how = f.how;
@@ -176,7 +179,7 @@ export function dmaBufMapPhyrs(att: DmaBufAttachment, phys: PhyrList, dir: DmaDa
  * A heap exporter's map_dma_buf: the buffer's pages (a PhyrList of RAM, page-aligned) in an sg_table
  * mapped with dma_map_sgtable(). Errors: those of dma_map_sgtable (ENOMEM, EINVAL, EIO).
  */
-export function dmaBufMapPages(att: DmaBufAttachment, pages: PhyrList, dir: DmaDataDirection): Result<DmaBufDma> {
+export function dmaBufMapPages(att: DmaBufAttachment, pages: PhyrList, dir: DmaDataDirection, attrs = 0): Result<DmaBufDma> {
   if (!(pages instanceof PhyrList)) throw new TypeError(`pages must be a PhyrList, got ${String(pages)}`);
   att.dmabuf.resv.assertHeld('dma_buf map (pages)');
   const ps = 4096;
@@ -188,11 +191,11 @@ export function dmaBufMapPages(att: DmaBufAttachment, pages: PhyrList, dir: DmaD
     sgt.setPage(i, a / BigInt(ps), pages.lenAt(i), Number(a % BigInt(ps)));
     sgt.setFlags(i, pages.flagsAt(i));
   }
-  const r = dmaMapSgtable(att.dev, sgt, dir, 0);
+  const r = dmaMapSgtable(att.dev, sgt, dir, attrs);
   if (!r.ok) return r;
   const b = DmaList.builder(sgt.nents);
   for (let i = 0; i < sgt.nents; i++) b.pushBigNoMerge(sgt.dmaAddressAt(i), sgt.dmaLengthAt(i), 0);
-  return ok(new DmaBufDma({ list: b.build(), sgt, how: 'sgtable', size: pages.totalLen, mapType: null, pageSgt: sgt }));
+  return ok(new DmaBufDma({ list: b.build(), sgt, how: 'sgtable', size: pages.totalLen, mapType: null, pageSgt: sgt, attrs }));
 }
 
 /**
@@ -221,6 +224,6 @@ export function dmaBufFreeSgt(att: DmaBufAttachment, dma: DmaBufDma, dir: DmaDat
       dmaUnmapPhyrs(dev, dma.phyrs!, dir, 0);
       return;
     case 'sgtable':
-      dmaUnmapSgtable(dev, dma.pageSgt!, dir, 0);
+      dmaUnmapSgtable(dev, dma.pageSgt!, dir, dma.attrs);
   }
 }

@@ -1,10 +1,13 @@
-// Models: drivers/dma-buf/heaps/system_heap.c (Linux 7.1): a buffer of pages from the page
+// Models: drivers/dma-buf/heaps/system_heap.c (Linux 7.1.5): a buffer of pages from the page
 // allocator, largest orders first (orders 8, 4, 0: system_heap_alloc_buffer / alloc_largest_available),
 // mapped for each attachment with dma_map_sgtable (system_heap_map_dma_buf), never moved (no pin /
-// unpin), CPU-mapped cached (write-back).
+// unpin), CPU-mapped cached (write-back). The "system_cc_shared" heap (7.1, "dma-buf: heaps: system:
+// add system_cc_shared heap"), registered only when cc_platform_has(CC_ATTR_MEM_ENCRYPT): the same
+// buffer with every page set_memory_decrypted at allocation, mapped with DMA_ATTR_CC_SHARED, and
+// set_memory_encrypted again at release (a page that cannot be re-encrypted is leaked, never freed).
 
 import { checkLen, err, ok, type Result } from '../../base/index.ts';
-import type { DmaDataDirection } from '../../dma/index.ts';
+import { DMA_ATTR_CC_SHARED, ccPlatformHas, setMemoryDecrypted, setMemoryEncrypted, type DmaDataDirection } from '../../dma/index.ts';
 import type { MachineMm, PageCacheMode } from '../../mm/index.ts';
 import { PhyrList } from '../../phyr/index.ts';
 import { dmaBufExport, type DmaBuf, type DmaBufAttachment, type DmaBufMapped } from './dma-buf.ts';
@@ -20,12 +23,18 @@ export interface SystemHeapBuffer {
   readonly pages: PhyrList;
   readonly chunks: ReadonlyArray<{ pfn: bigint; order: number }>;
   freed: boolean;
+  /** buffer->cc_shared: the pages are shared with the host (the system_cc_shared heap). */
+  readonly ccShared: boolean;
 }
+
+/** The heaps of system_heap.c, by dma_heap name. */
+export type SystemHeapName = 'system' | 'system_cc_shared';
 
 const ops = {
   expName: 'system',
   map(att: DmaBufAttachment, dir: DmaDataDirection): Result<DmaBufMapped> {
-    return dmaBufMapPages(att, (att.dmabuf.priv as SystemHeapBuffer).pages, dir);
+    const b = att.dmabuf.priv as SystemHeapBuffer;
+    return dmaBufMapPages(att, b.pages, dir, b.ccShared ? DMA_ATTR_CC_SHARED : 0);
   },
   unmap(att: DmaBufAttachment, mapped: DmaBufMapped, dir: DmaDataDirection): void {
     dmaBufFreeSgt(att, mapped as DmaBufDma, dir);
@@ -34,7 +43,10 @@ const ops = {
     const b = buf.priv as SystemHeapBuffer;
     if (b.freed) return;
     b.freed = true;
-    for (const c of b.chunks) b.mm.freeKernelPages(c.pfn, c.order);
+    for (const c of b.chunks) {
+      if (b.ccShared && !setMemoryEncrypted(b.mm, c.pfn * BigInt(b.mm.pageSize), 2 ** c.order).ok) continue; // leaked
+      b.mm.freeKernelPages(c.pfn, c.order);
+    }
   },
   mmapCache(): PageCacheMode {
     return 'wb';
@@ -51,8 +63,12 @@ const ops = {
  * EINVAL for len 0 (dma_heap_buffer_alloc refuses a zero length... as PAGE_ALIGN(0) allocates nothing).
  * @throws RangeError if len is not a safe non-negative integer.
  */
-export function systemHeapAlloc(mm: MachineMm, len: number): Result<DmaBuf> {
+export function systemHeapAlloc(mm: MachineMm, len: number, heap: SystemHeapName = 'system'): Result<DmaBuf> {
   checkLen('len', len);
+  if (heap !== 'system' && heap !== 'system_cc_shared') throw new RangeError(`heap must be 'system' or 'system_cc_shared', got ${String(heap)}`);
+  // system_heap_create(): the cc_shared heap exists only in a guest with encrypted memory
+  if (heap === 'system_cc_shared' && !ccPlatformHas(mm, 'CC_ATTR_MEM_ENCRYPT')) return err('ENODEV', 'no system_cc_shared heap: not a confidential-computing guest');
+  const ccShared = heap === 'system_cc_shared';
   if (len === 0) return err('EINVAL', 'len is 0');
   const ps = mm.pageSize;
   let left = Math.ceil(len / ps);
@@ -83,7 +99,16 @@ export function systemHeapAlloc(mm: MachineMm, len: number): Result<DmaBuf> {
       return err('ENOMEM', `system heap: no pages left for ${len} bytes`);
     }
   }
-  const priv: SystemHeapBuffer = { mm, pages: b.build(), chunks, freed: false };
+  if (ccShared) {
+    // system_heap_set_page_decrypted() per chunk, after the pages are zeroed
+    for (const c of chunks) {
+      if (!setMemoryDecrypted(mm, c.pfn * BigInt(ps), 2 ** c.order).ok) {
+        undo();
+        return err('ENOMEM', 'system_cc_shared heap: set_memory_decrypted failed');
+      }
+    }
+  }
+  const priv: SystemHeapBuffer = { mm, pages: b.build(), chunks, freed: false, ccShared };
   const r = dmaBufExport({ mm, ops, size: Math.ceil(len / ps) * ps, priv });
   if (!r.ok) undo();
   return r;
