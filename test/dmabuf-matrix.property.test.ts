@@ -12,15 +12,17 @@ import {
 function expectedFailure(c: DmabufCell): string | null {
   if (c.importer === 'iommufd') {
     if (c.iommu === 'none') return 'ENODEV'; // no IOMMU group: iommu_device_claim_dma_owner
-    return c.exporter === 'vfio-bar' ? null : 'EOPNOTSUPP'; // vfio_pci_dma_buf_iommufd_map: not a VFIO dma-buf
+    // vfio_pci_dma_buf_iommufd_map: not a VFIO dma-buf; an RDMA dma-buf already refuses iommufd's pin (uverbs_dmabuf_pin)
+    return c.exporter === 'vfio-bar' ? null : 'EOPNOTSUPP';
   }
   if (c.importer === 'iommufd-pal') {
     if (c.iommu === 'none') return 'ENODEV';
     return c.exporter === 'vfio-bar' ? null : 'EOPNOTSUPP'; // the exporter offers no PAL mapping type (RFC negotiation)
   }
   if (c.importer === 'gpu-fabric') return c.exporter === 'gpu-vram' ? null : 'EOPNOTSUPP';
-  // dma_buf_phys_vec_to_sgt(): a map type other than BUS_ADDR / THRU_HOST_BRIDGE is EINVAL
-  if (c.importer === 'gpu' && c.exporter === 'vfio-bar' && c.mapType === 'PCI_P2PDMA_MAP_NOT_SUPPORTED') return 'EINVAL';
+  // dma_buf_phys_vec_to_sgt() (VFIO and RDMA exporters): a map type other than BUS_ADDR / THRU_HOST_BRIDGE is EINVAL
+  const physVecExporter = c.exporter === 'vfio-bar' || c.exporter === 'rdma-dm';
+  if ((c.importer === 'gpu' || c.importer === 'rdma') && physVecExporter && c.mapType === 'PCI_P2PDMA_MAP_NOT_SUPPORTED') return 'EINVAL';
   return null;
 }
 
@@ -48,8 +50,8 @@ describe('dma-buf matrix', () => {
           expect(c.bytesCorrect).toBe(true);
           expect(c.bytesVerified).toBe(2 * pages * 4096);
         }
-        // the GPU importer's DMA-API path follows the map type; NOT_SUPPORTED never maps the BAR
-        if (c.importer === 'gpu') {
+        // the GPU's and the NIC's DMA-API path follows the map type; NOT_SUPPORTED never maps the BAR
+        if (c.importer === 'gpu' || c.importer === 'rdma') {
           const want = c.exporter === 'system-heap' || c.mapType === 'PCI_P2PDMA_MAP_NOT_SUPPORTED' ? 'system'
             : c.mapType === 'PCI_P2PDMA_MAP_BUS_ADDR' ? 'p2p-bus' : 'p2p-host-bridge';
           expect(c.path).toBe(want);

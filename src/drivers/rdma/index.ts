@@ -3,7 +3,8 @@
 // ibUmemNumDmaBlocks / rdmaUmemForEachDmaBlock / ibUmemRelease; ibRegMr / ibDeregMr (mlx5-style
 // mkey + MTT of 8-byte big-endian entries); ibRegOdpMr with ibMrUpdateMtt / ibMrZapMtt and a
 // page-fault handler; ibPostRdmaWrite / ibPostRdmaRead / ibPostSend / ibPostRecv on a loopback QP;
-// the NIC device model (nic.ts) beside its driver.
+// the NIC device model (nic.ts) beside its driver; dma-buf MRs (umem-dmabuf.ts: ibRegDmabufMr over
+// ib_umem_dmabuf_get / _get_pinned) and dma-bufs exported from NIC device memory (dmabuf-export.ts).
 export {
   IB_ACCESS_FLUSH_GLOBAL, IB_ACCESS_FLUSH_PERSISTENT, IB_ACCESS_HUGETLB, IB_ACCESS_LOCAL_WRITE, IB_ACCESS_MW_BIND, IB_ACCESS_ON_DEMAND,
   IB_ACCESS_OPTIONAL, IB_ACCESS_RELAXED_ORDERING, IB_ACCESS_REMOTE_ATOMIC, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE,
@@ -25,3 +26,9 @@ export {
   type IbSendWc, type IbWc, type RdmaMkeyContext, type RdmaNicPageFault,
 } from './nic.ts';
 export { ibPostRdmaRead, ibPostRdmaWrite, ibPostRecv, ibPostSend, type IbRdmaWr, type IbSge } from './post.ts';
+export {
+  IB_DMABUF_MR_ACCESS_ALLOWED, IbDmabufMr, IbUmemDmabuf, ibDeregDmabufMr, ibRegDmabufMr, ibUmemDmabufGet, ibUmemDmabufGetPinned,
+  ibUmemDmabufGetPinnedRevocableAndLock, ibUmemDmabufMapPages, ibUmemDmabufRelease, ibUmemDmabufRevoke, ibUmemDmabufSetRevokeLocked,
+  ibUmemDmabufUnmapPages, type IbDmabufMrMode, type IbRegDmabufMrOptions, type IbUmemDmabufOps,
+} from './umem-dmabuf.ts';
+export { IbDm, IbUverbsDmabuf, ibAllocDm, ibDeallocDm, ibDmabufAlloc, ibDmabufDestroy, isIbUverbsDmabuf } from './dmabuf-export.ts';
