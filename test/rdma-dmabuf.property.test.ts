@@ -20,21 +20,13 @@ import { dmaPhyrsMappings } from '../src/dma/index.ts';
 import type { Machine } from '../src/machine/index.ts';
 import type { UserMm } from '../src/mm/index.ts';
 import { dmabufMachine } from '../src/scenario/index.ts';
+import { patternBytes as pattern } from '../src/base/index.ts';
 
 const RW = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ;
 const PAGE = 4096;
 const EXPORTERS = ['system-heap', 'gpu-vram', 'vfio-bar', 'rdma-dm'] as const;
 type Exporter = (typeof EXPORTERS)[number];
 
-function pattern(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 /** The buffer's bytes [off, off + len) through the exporter's physical ranges (the CPU's view). */
 function cpuRead(m: Machine, buf: DmaBuf, off: number, len: number): Uint8Array {

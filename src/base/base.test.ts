@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   checkAddr, checkLen, EventLog, KernelBug, Prng, ilog2, ilog2Big, ffs, ffsBig, roundupPowOfTwo,
-  alignUpBig, isPow2, err, ok, unwrap, Stats, declareCounters, formatBytes,
+  alignUpBig, isPow2, err, ok, unwrap, Stats, declareCounters, formatBytes, patternBytes,
 } from './internal.ts';
 
 describe('address and length validators', () => {
@@ -104,5 +104,17 @@ describe('EventLog.mute', () => {
     expect(log.list('CACHE').map((e) => e.message)).toEqual(['invalidate']);
     expect(() => log.mute('WARN')).toThrow(RangeError);
     expect(() => log.mute('FAULT')).toThrow(RangeError);
+  });
+});
+
+describe('patternBytes', () => {
+  it('the same seed gives the same bytes, another seed other bytes; the stream is xorshift32 from seed * 2654435761', () => {
+    expect(patternBytes(64, 7)).toEqual(patternBytes(64, 7));
+    expect(patternBytes(64, 7)).not.toEqual(patternBytes(64, 8));
+    expect(patternBytes(16, 7).subarray(0, 8)).toEqual(patternBytes(8, 7));
+    let x = (1 * 2654435761) >>> 0;
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    expect(patternBytes(1, 1)[0]).toBe(x & 0xff);
+    expect(patternBytes(0, 1).length).toBe(0);
   });
 });

@@ -57,3 +57,19 @@ export class Prng {
     return new Prng(this.u32() * 65536 + (this.u32() & 0xffff));
   }
 }
+
+/**
+ * Deterministic bytes for data a test or report writes and checks back: an xorshift32 stream
+ * from `seed` (the same seed gives the same bytes; seeds that differ give different streams).
+ */
+export function patternBytes(len: number, seed: number): Uint8Array {
+  const b = new Uint8Array(len);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < len; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    b[i] = x & 0xff;
+  }
+  return b;
+}

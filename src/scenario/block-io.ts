@@ -18,6 +18,7 @@ import { createMachine, type Machine, type MachineConfig } from '../machine/inde
 import { FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, type UserMm } from '../mm/index.ts';
 import type { PciNodeConfig, PciNvmeConfig } from '../pci/index.ts';
 import { MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_PCI, mappingPciFor, type MappingConfigName } from './mapping.ts';
+import { patternBytes as pattern } from '../base/index.ts';
 
 /** The I/O sizes, in report order. */
 export const BLOCK_IO_SIZES: readonly number[] = [4 * KiB, 128 * KiB, MiB, 8 * MiB];
@@ -134,16 +135,6 @@ function msSince(t0: number): number {
   return performance.now() - t0;
 }
 
-/** len pseudo-random bytes (xorshift32, a word at a time). */
-function pattern(len: number, seed: number): Uint8Array {
-  const words = new Uint32Array(Math.ceil(len / 4));
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    words[i] = x;
-  }
-  return new Uint8Array(words.buffer, 0, len);
-}
 
 
 /** Bytes of got that differ from want (word by word where both are 4-byte aligned, then byte by byte). */

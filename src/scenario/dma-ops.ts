@@ -17,6 +17,7 @@ import type { IommuConfig } from '../iommu/index.ts';
 import { createMachine, type Machine } from '../machine/index.ts';
 import type { Device, PciNodeConfig } from '../pci/index.ts';
 import { PhyrList, sgAllocTable, toBvecList, type Range, type RangeSource } from '../phyr/index.ts';
+import { patternBytes as pattern } from '../base/index.ts';
 
 /** The machine's PCI tree: the mapping device nic0 below a switch. */
 const NODES: readonly PciNodeConfig[] = [
@@ -124,15 +125,6 @@ export const DMAOPS_LEGEND: Record<string, string> = {
   'bytesVerified': 'bytes the device wrote that the CPU read back right, plus bytes the CPU wrote that the device read right',
 };
 
-function pattern(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

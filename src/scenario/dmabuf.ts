@@ -21,6 +21,7 @@ import {
 import { iommuIovaToPhys } from '../iommu/index.ts';
 import { createMachine, type Machine } from '../machine/index.ts';
 import { PCI_P2PDMA_MAP_NAMES, pcimP2pdmaProvider, pciP2pdmaMapType, type Device, type PciNodeConfig } from '../pci/index.ts';
+import { patternBytes as pattern } from '../base/index.ts';
 
 export const DMABUF_EXPORTERS = ['system-heap', 'gpu-vram', 'vfio-bar', 'rdma-dm'] as const;
 export const DMABUF_IMPORTERS = ['gpu', 'iommufd', 'iommufd-pal', 'gpu-get-pfn', 'gpu-fabric', 'rdma'] as const;
@@ -111,17 +112,6 @@ export const DMABUF_LEGEND: Record<string, string> = {
   'revoke': 'VFIO and heap buffers are revoked (dmaBufRevoke), RDMA device memory is freed (rdma_user_mmap_entry_remove revokes for good), the GPU buffer migrates to the other placement; then the importer re-maps where it can (the NIC: its MTT is zapped and its next access faults and remaps)',
 };
 
-function pattern(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

@@ -11,6 +11,7 @@ import { UMEM_METHODS, UMEM_METHOD_LABELS, umemMap, type UmemMethod, type UmemSe
 import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
 import type { UserMm } from '../mm/index.ts';
 import type { Device, PciNodeConfig } from '../pci/index.ts';
+import { patternBytes as fill } from '../base/index.ts';
 
 /** The mmap backing of a mapping buffer on a configuration (the P2P BAR of gpu0 in the P2P configurations). */
 export function mappingBacking(b: MappingOptions['buffers'][number], config: MappingConfigName): 'anon' | 'thp' | 'hugetlb-1G' | { device: string; offset: number } {
@@ -233,15 +234,6 @@ function msSince(t0: bigint): number {
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
 
-function fill(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 /** Sampled windows [offset, len) spread over a buffer of len bytes. */
 export function verifyWindows(bufLen: number, count: number, winLen: number): Array<[number, number]> {

@@ -14,6 +14,7 @@ import {
 } from '../drivers/index.ts';
 import { createMachine, type Machine } from '../machine/index.ts';
 import type { PciNodeConfig } from '../pci/index.ts';
+import { patternBytes as fillPattern } from '../base/index.ts';
 
 /** One step of the ODP run. */
 export interface OdpStep {
@@ -58,12 +59,6 @@ function odpMachine(iommu: 'strict' | 'none'): Machine {
   return m;
 }
 
-function fillPattern(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < len; i++) { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; b[i] = x & 0xff; }
-  return b;
-}
 
 /**
  * Runs the ODP sequence over two regions of len bytes (default 1 MiB) of anonymous memory.
