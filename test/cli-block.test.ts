@@ -1,18 +1,8 @@
 // `phyr block` through runCli (in-process): help, the table, --json, and usage errors.
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/program.ts';
+import { cli } from './fixtures/cli.ts';
 import { BLOCK_IO_BUFFERS, BLOCK_IO_LEGEND, MAPPING_CONFIG_NAMES, type BlockIoReport } from '../src/scenario/index.ts';
 
-function cli(args: string[]): { code: number; out: string; err: string } {
-  let out = '';
-  let err = '';
-  const code = runCli(args, {
-    stdout: { write: (s: string) => { out += s; } },
-    stderr: { write: (s: string) => { err += s; }, isTTY: false, columns: 100 },
-    env: {},
-  });
-  return { code, out, err };
-}
 
 describe('phyr block --help', () => {
   it('exits 0 and explains every option, configuration, buffer and column', () => {

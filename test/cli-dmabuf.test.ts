@@ -1,18 +1,8 @@
 // phyr dmabuf through runCli: the tables, the JSON, the help and a bad option value.
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/program.ts';
+import { cli } from './fixtures/cli.ts';
 import { DMABUF_EXPORTERS, DMABUF_IMPORTERS, DMABUF_IOMMU_MODES, DMABUF_TOPOLOGIES, type DmabufReport } from '../src/scenario/index.ts';
 
-function cli(args: string[]): { code: number; out: string; err: string } {
-  let out = '';
-  let err = '';
-  const code = runCli(args, {
-    stdout: { write: (s: string) => { out += s; } },
-    stderr: { write: (s: string) => { err += s; }, isTTY: false, columns: 100 },
-    env: {},
-  });
-  return { code, out, err };
-}
 
 describe('phyr dmabuf', () => {
   it('--json prints every cell of the matrix', () => {

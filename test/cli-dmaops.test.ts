@@ -1,19 +1,9 @@
 // phyr dmaops through runCli: the JSON, the table, the help and a bad option value; the figures that
 // show each family's own behaviour on the same list.
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/program.ts';
+import { cli } from './fixtures/cli.ts';
 import { DMAOPS_CONFIGS, DMAOPS_LAYOUTS, DMAOPS_LIST, type DmaOpsReport, type DmaOpsRow } from '../src/scenario/index.ts';
 
-function cli(args: string[]): { code: number; out: string; err: string } {
-  let out = '';
-  let err = '';
-  const code = runCli(args, {
-    stdout: { write: (s: string) => { out += s; } },
-    stderr: { write: (s: string) => { err += s; }, isTTY: false, columns: 100 },
-    env: {},
-  });
-  return { code, out, err };
-}
 
 describe('phyr dmaops', () => {
   const { code, out } = cli(['dmaops', '--json']);

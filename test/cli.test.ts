@@ -4,22 +4,12 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/program.ts';
+import { cli } from './fixtures/cli.ts';
 import type { CompareReport } from '../src/scenario/index.ts';
 import { BUFFER_NAMES, LAYOUT_NAMES, LEGEND, MAPPING_CONFIG_NAMES, MAPPING_LEGEND } from '../src/scenario/index.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-function cli(args: string[], opts: { isTTY?: boolean; env?: NodeJS.ProcessEnv } = {}): { code: number; out: string; err: string } {
-  let out = '';
-  let err = '';
-  const code = runCli(args, {
-    stdout: { write: (s: string) => { out += s; } },
-    stderr: { write: (s: string) => { err += s; }, isTTY: opts.isTTY ?? false, columns: 100 },
-    env: opts.env ?? {},
-  });
-  return { code, out, err };
-}
 
 function spawnCli(args: string[]): { code: number | null; out: string; err: string } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
