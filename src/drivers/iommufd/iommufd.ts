@@ -28,7 +28,7 @@ import type { Device } from '../../pci/index.ts';
 import { RANGE_DEVICE, rangeKind, slice } from '../../phyr/index.ts';
 import {
   dmaBufAttach, dmaBufDetach, dmaBufMapPal, dmaBufPin, dmaBufUnmapPal, dmaBufUnpin, dmaResvLock, dmaResvUnlock, type DmaBuf,
-  type DmaBufAttachment, type DmaBufPal,
+  type DmaBufAttachment, type DmaBufMapType, type DmaBufPal,
 } from '../dmabuf/index.ts';
 import { vfioPciDmaBufIommufdMap } from '../vfio/index.ts';
 
@@ -251,29 +251,27 @@ export interface IoasMapDmabufOptions extends IoasMapOptions {
 }
 
 /**
- * IOMMU_IOAS_MAP_FILE of a dma-buf fd with a fixed IOVA: attaches (dynamic, peer2peer, with a
- * revoke callback), pins the attachment under the reservation lock, takes the buffer's one physical
- * range through the VFIO private interconnect and maps [start, start + len) of it at iova with
- * IOMMU_MMIO (no IOMMU_CACHE). Errors: EINVAL (len 0, a slice past the buffer's end, unaligned
- * iova or length, a reserved IOVA), EOVERFLOW, EEXIST, EOPNOTSUPP (not a VFIO dma-buf, or one of
- * several ranges: the kernel's iommufd takes physical-range dma-bufs of VFIO only), ENODEV
- * (revoked), the attach's and the IOMMU's errors; nothing stays attached, pinned or mapped on
- * failure.
+ * The part both dma-buf imports share (iopt_map_file_pages(), iopt_alloc_dmabuf_pages(),
+ * iopt_map_dmabuf()): checks the ioas, the slice [start, start + len) and the access; attaches
+ * dynamic and peer2peer with the revoke callback (accepting only `mapTypes` when given); pins and
+ * takes the buffer's ranges with `take` under the reservation lock. On failure nothing stays
+ * attached or pinned; on success `release` (which gives the ranges back with `untake`, unpins and
+ * detaches) undoes it.
  */
-export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions = {}): Result<void> {
+function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, opts: IoasMapDmabufOptions, mapTypes: readonly DmaBufMapType[] | undefined,
+  take: (att: DmaBufAttachment) => Result<T>, untake: (att: DmaBufAttachment, v: T) => void,
+): Result<{ att: DmaBufAttachment; taken: T; start: number; len: number; prot: number; release: () => void }> {
   checkIoas(ioas);
   if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
   const start = opts.start ?? 0;
   const len = opts.len ?? buf.size - start;
   const prot = protOf(opts);
   if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) return err('EINVAL', 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE');
-  // iopt_map_file_pages(), iopt_alloc_dmabuf_pages()
   if (len <= 0) return err('EINVAL', 'length is 0');
   if (!Number.isSafeInteger(start + len)) return err('EOVERFLOW', `start ${start} + length ${len} wraps`);
   if (buf.size <= start + len - 1) return err('EINVAL', `[${start}, +${len}) is past the end of ${buf.size}-byte ${buf.name}`);
-  // iopt_map_dmabuf()
   const a = dmaBufAttach(buf, ioas.dev, {
-    dynamic: true, peer2peer: true, importerPriv: ioas,
+    dynamic: true, peer2peer: true, importerPriv: ioas, ...(mapTypes !== undefined ? { mapTypes } : {}),
     moveNotify: (att) => revokeNotify(ioas, att),
   });
   if (!a.ok) return a;
@@ -285,25 +283,44 @@ export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint, opts
     dmaBufDetach(buf, att);
     return p;
   }
-  const phys = vfioPciDmaBufIommufdMap(att);
-  if (!phys.ok) {
+  const taken = take(att);
+  if (!taken.ok) {
     dmaBufUnpin(att);
     dmaResvUnlock(buf);
     dmaBufDetach(buf, att);
-    return phys;
+    return taken;
   }
   dmaResvUnlock(buf);
   const release = (): void => {
     dmaResvLock(buf);
+    untake(att, taken.value);
     dmaBufUnpin(att);
     dmaResvUnlock(buf);
     dmaBufDetach(buf, att);
   };
+  return ok({ att, taken: taken.value, start, len, prot, release });
+}
+
+/**
+ * IOMMU_IOAS_MAP_FILE of a dma-buf fd with a fixed IOVA: attaches (dynamic, peer2peer, with a
+ * revoke callback), pins the attachment under the reservation lock, takes the buffer's one physical
+ * range through the VFIO private interconnect and maps [start, start + len) of it at iova with
+ * IOMMU_MMIO (no IOMMU_CACHE). Errors: EINVAL (len 0, a slice past the buffer's end, unaligned
+ * iova or length, a reserved IOVA), EOVERFLOW, EEXIST, EOPNOTSUPP (not a VFIO dma-buf, or one of
+ * several ranges: the kernel's iommufd takes physical-range dma-bufs of VFIO only), ENODEV
+ * (revoked), the attach's and the IOMMU's errors; nothing stays attached, pinned or mapped on
+ * failure.
+ */
+export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions = {}): Result<void> {
+  const t = attachPinnedTake(ioas, buf, opts, undefined, vfioPciDmaBufIommufdMap, () => undefined);
+  if (!t.ok) return t;
+  const { att, start, len, prot, release } = t.value;
+  const phys = t.value.taken;
   // iopt_alloc_area_pages(): the IOVA range; then batch_to_domain() with BATCH_MMIO
   const c = checkIova(ioas, iova, len);
   if (!c.ok) { release(); return c; }
   const mprot = (prot & ~IOMMU_CACHE) | IOMMU_MMIO;
-  const paddr = phys.value.paddr + BigInt(start);
+  const paddr = phys.paddr + BigInt(start);
   const r = iommuMap(ioas.domain, iova, paddr, len, mprot);
   if (!r.ok) { release(); return r; }
   ioas.areas.push({ iova, len, kind: 'dmabuf', prot: mprot, pinned: null, buf, att, paddr, revoked: false, iommuMaps: 1 });
@@ -321,47 +338,14 @@ export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint, opts
  * negotiation fails at attach).
  */
 export function iommufdIoasMapDmabufPal(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions = {}): Result<void> {
-  checkIoas(ioas);
-  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
-  const start = opts.start ?? 0;
-  const len = opts.len ?? buf.size - start;
-  const prot = protOf(opts);
-  if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) return err('EINVAL', 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE');
-  if (len <= 0) return err('EINVAL', 'length is 0');
-  if (!Number.isSafeInteger(start + len)) return err('EOVERFLOW', `start ${start} + length ${len} wraps`);
-  if (buf.size <= start + len - 1) return err('EINVAL', `[${start}, +${len}) is past the end of ${buf.size}-byte ${buf.name}`);
-  const a = dmaBufAttach(buf, ioas.dev, {
-    dynamic: true, peer2peer: true, importerPriv: ioas, mapTypes: ['pal'],
-    moveNotify: (att) => revokeNotify(ioas, att),
-  });
-  if (!a.ok) return a;
-  const att = a.value;
-  dmaResvLock(buf);
-  const p = dmaBufPin(att);
-  if (!p.ok) {
-    dmaResvUnlock(buf);
-    dmaBufDetach(buf, att);
-    return p;
-  }
-  const pal = dmaBufMapPal(att);
-  if (!pal.ok) {
-    dmaBufUnpin(att);
-    dmaResvUnlock(buf);
-    dmaBufDetach(buf, att);
-    return pal;
-  }
-  dmaResvUnlock(buf);
-  const release = (): void => {
-    dmaResvLock(buf);
-    dmaBufUnmapPal(att, pal.value);
-    dmaBufUnpin(att);
-    dmaResvUnlock(buf);
-    dmaBufDetach(buf, att);
-  };
+  const t = attachPinnedTake(ioas, buf, opts, ['pal'], dmaBufMapPal, dmaBufUnmapPal);
+  if (!t.ok) return t;
+  const { att, start, len, prot, release } = t.value;
+  const pal = t.value.taken;
   const c = checkIova(ioas, iova, len);
   if (!c.ok) { release(); return c; }
   const mprot = (prot & ~IOMMU_CACHE) | IOMMU_MMIO;
-  const part = slice(pal.value.phys, start, len);
+  const part = slice(pal.phys, start, len);
   let at = iova;
   let maps = 0;
   for (const r of part) {
@@ -375,7 +359,7 @@ export function iommufdIoasMapDmabufPal(ioas: Ioas, buf: DmaBuf, iova: bigint, o
     maps++;
   }
   const paddr = [...part][0].addr;
-  ioas.areas.push({ iova, len, kind: 'dmabuf', prot: mprot, pinned: null, buf, att, paddr, revoked: false, iommuMaps: maps, pal: pal.value });
+  ioas.areas.push({ iova, len, kind: 'dmabuf', prot: mprot, pinned: null, buf, att, paddr, revoked: false, iommuMaps: maps, pal });
   return ok();
 }
 
