@@ -14,10 +14,11 @@ const INDEX_CHUNK = 16384;
 
 /**
  * Folio records for allocated folios only: head pfn, order, refcount, pincount, kind as columns,
- * plus an index head pfn -> record index (Int32Array chunks of INDEX_CHUNK frames, made where
- * folios are: millions of folios cost the garbage collector nothing to trace, and the folios of
- * one populate, which come from a few memory blocks, share a few chunks instead of scattering over
- * a hash table). Free memory has no record. The columns are public for reading
+ * plus an index head pfn -> record index: for order-0 folios Int32Array chunks of INDEX_CHUNK
+ * frames, made where folios are (millions of folios cost the garbage collector nothing to trace,
+ * and the folios of one populate, which come from a few memory blocks, share a few chunks instead
+ * of scattering over a hash table); for large folios, which are few and far apart, a Map. Free
+ * memory has no record. The columns are public for reading
  * (GUP's hot loops); counts change only through get / dropRefs / pin / pinEach / unpinBatch.
  *
  * Model deviation: the kernel counts a pin of a small folio as GUP_PIN_COUNTING_BIAS (1024) extra
@@ -32,8 +33,10 @@ export class FolioTable {
   refcount = new Int32Array(1024);
   pincount = new Int32Array(1024);
   kind = new Uint8Array(1024);
-  /** Record index + 1 per head pfn (0: none), by chunk number floor(pfn / INDEX_CHUNK). */
+  /** Order-0 folios: record index + 1 per head pfn (0: none), by chunk number floor(pfn / INDEX_CHUNK). */
   private readonly chunks = new Map<number, Int32Array>();
+  /** Large folios: record index + 1 by head pfn. */
+  private readonly large = new Map<number, number>();
   /** The chunk last looked up (lookups come in runs inside one chunk). */
   private lastKey = -1;
   private lastChunk: Int32Array | undefined = undefined;
@@ -116,7 +119,8 @@ export class FolioTable {
     this.refcount[idx] = refcount;
     this.pincount[idx] = 0;
     this.kind[idx] = kind;
-    this.setIndex(headPfn, idx + 1);
+    if (order === 0) this.setIndex(headPfn, idx + 1);
+    else this.large.set(headPfn, idx + 1);
     this.live++;
     this.perOrder[order]++;
     return idx;
@@ -124,7 +128,10 @@ export class FolioTable {
 
   /** Deletes a record (the folio was freed). */
   remove(idx: number): void {
-    if (this.indexAt(this.head[idx]) === idx + 1) this.setIndex(this.head[idx], 0);
+    const h = this.head[idx];
+    if (this.order[idx] !== 0) {
+      if (this.large.get(h) === idx + 1) this.large.delete(h);
+    } else if (this.indexAt(h) === idx + 1) this.setIndex(h, 0);
     this.live--;
     this.perOrder[this.order[idx]]--;
     this.refcount[idx] = 0;
@@ -203,7 +210,7 @@ export class FolioTable {
     for (let o = 0; o < 64; o++) {
       if (po[o] === 0) continue;
       const size = POW2[o];
-      const v = this.indexAt(pfn - (pfn % size));
+      const v = o === 0 ? this.indexAt(pfn) : this.large.get(pfn - (pfn % size)) ?? 0;
       if (v > 0 && this.order[v - 1] === o) return v - 1;
     }
     return -1;
@@ -211,7 +218,8 @@ export class FolioTable {
 
   /** The record index of the folio whose head is exactly pfn, or -1. */
   byHeadPfn(pfn: number): number {
-    return this.indexAt(pfn) - 1;
+    const v = this.indexAt(pfn);
+    return v > 0 ? v - 1 : (this.large.get(pfn) ?? 0) - 1;
   }
 }
 
