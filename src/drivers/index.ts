@@ -19,3 +19,4 @@ export * from './gpu/index.ts';
 export * from './iommufd/index.ts';
 export * from './rdma/index.ts';
 export * from './hmm/index.ts';
+export * from './premap/index.ts';
