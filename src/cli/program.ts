@@ -10,6 +10,7 @@ import {
 } from '../scenario/index.ts';
 import { addBlockCommand } from './block.ts';
 import { addDmabufCommand } from './dmabuf.ts';
+import { addPremapCommand } from './premap.ts';
 import { addDmaOpsCommand } from './dma-ops.ts';
 import { addRdmaCommand } from './rdma.ts';
 import { renderCompareReport } from './format.ts';
@@ -201,6 +202,7 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
   addDmabufCommand(program, (s) => io.stdout.write(s));
   addDmaOpsCommand(program, (s) => io.stdout.write(s));
   addRdmaCommand(program, (s) => io.stdout.write(s));
+  addPremapCommand(program, (s) => io.stdout.write(s));
 
   return program;
 }
