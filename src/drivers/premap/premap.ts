@@ -203,7 +203,8 @@ function releaseMap(map: PremapMap): void {
   if (relock) buf.resv.unlock();
   token.maps.delete(map);
   statsOf(token.ctrl).premapMapsReleased++;
-  if (token.released && token.maps.size === 0) destroyToken(token);
+  // the token's destruction detaches, which takes the reservation lock: not from under it
+  if (token.released && token.maps.size === 0 && (buf === null || !buf.resv.locked)) destroyToken(token);
 }
 
 function putRef(map: PremapMap): void {
