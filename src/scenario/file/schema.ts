@@ -168,7 +168,7 @@ const bufferSchema = z.strictObject({
 
 // ---- steps ----
 
-const ERRNOS = ERRNO_VALUES as unknown as [string, ...string[]];
+const ERRNOS = Object.keys(ERRNO_VALUES) as [string, ...string[]];
 
 const expectSchema = z.strictObject({
   errno: z.enum(ERRNOS).optional().describe('the step fails with this errno (an expected failure is a success)'),
