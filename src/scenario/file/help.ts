@@ -66,19 +66,19 @@ function fieldLines(shape: Record<string, unknown>, indent: string, depth: numbe
 export function stepHelp(op: string): string {
   if (!(STEP_OPS as readonly string[]).includes(op)) throw new RangeError(`op must be one of ${STEP_OPS.join(', ')}, got ${JSON.stringify(op)}`);
   const s = STEP_SCHEMAS[op as StepOp] as unknown as { shape: Record<string, unknown> };
-  const { op: opField, label: _l, expect: _e, ...rest } = s.shape;
-  void _l; void _e;
+  const { op: opField, label: _l, expect: _e, expectIn: _x, ...rest } = s.shape;
+  void _l; void _e; void _x;
   return [`${op}: ${descOf(opField) ?? ''}`, ...fieldLines(rest, '    ', 2)].join('\n');
 }
 
 /** Every step op with its fields. */
 export function stepsHelp(): string {
-  const { label, expect } = (STEP_SCHEMAS.mmap as unknown as { shape: Record<string, unknown> }).shape;
+  const { label, expect, expectIn } = (STEP_SCHEMAS.mmap as unknown as { shape: Record<string, unknown> }).shape;
   return [
     'Steps (each a mapping with `op:`), run in order:',
     ...STEP_OPS.map((op) => `  ${stepHelp(op).replace(/\n/g, '\n  ')}`),
     'Every step also takes:',
-    ...fieldLines({ label, expect }, '    ', 2),
+    ...fieldLines({ label, expect, expectIn }, '    ', 2),
   ].join('\n');
 }
 
