@@ -13,7 +13,7 @@
 import { KiB, MiB, patternBytes } from '../base/index.ts';
 import {
   REQ_OP_READ, REQ_OP_WRITE, bioFromRanges, blkSubmitBio, dmaBufRevoke, gpuBoCreate, gpuBoExport, nvmeCompleteRq, nvmeExecute,
-  nvmeProbe, nvmeQueueRq, premapComplete, premapRegisterDmabuf, premapRegisterUserBuffer, premapSubmit, premapUnregister,
+  nvmeProbe, nvmeQueueRq, premapComplete, premapIssue, premapRegisterDmabuf, premapRegisterUserBuffer, premapUnregister,
   systemHeapAlloc, type DmaBuf, type GpuBo, type NvmeCtrl, type PremapToken, type ReqOp, type SystemHeapBuffer,
 } from '../drivers/index.ts';
 import { DMA_BIT_MASK, dmaSetMaskAndCoherent } from '../dma/index.ts';
@@ -280,11 +280,10 @@ function perIoMapper(ctrl: NvmeCtrl, pinned: PhyrList): DoIo {
   };
 }
 
-/** Pre-registered buffer (dma-buf token or mapped user buffer): premapSubmit (from io-wq after an EAGAIN) + complete. */
+/** Pre-registered buffer (dma-buf token or mapped user buffer): issued as io_uring does (premapIssue) and completed. */
 function premapper(token: PremapToken): DoIo {
   return (op, off, len) => {
-    let io = premapSubmit(token, op, BigInt(off / 512), off, len);
-    if (!io.ok && io.errno === 'EAGAIN') io = premapSubmit(token, op, BigInt(off / 512), off, len, { unlocked: true });
+    const io = premapIssue(token, op, BigInt(off / 512), off, len);
     if (!io.ok) return { failure: `premap: ${io.errno}`, descriptorBytes: 0, requests: 0 };
     const r = premapComplete(io.value);
     return { failure: r.ok ? null : `premap: ${r.errno}`, descriptorBytes: io.value.descriptorBytes, requests: io.value.cmds.length };

@@ -3,7 +3,7 @@
 // nvme PRPs from the map's per-4 KiB dma_list, invalidation through invalidate_mappings with a
 // fence), and the older design of a user buffer kept DMA-mapped (IORING_REGISTER_MAP_BUFFERS).
 export {
-  PREMAP_MAX_DMABUF_BYTES, PremapIo, PremapMap, PremapToken, premapComplete, premapCreateMap, premapExecute, premapMaps,
+  PREMAP_MAX_DMABUF_BYTES, PremapIo, PremapMap, PremapToken, premapComplete, premapCreateMap, premapExecute, premapIssue, premapMaps,
   premapRegisterDmabuf, premapRegisterUserBuffer, premapSubmit, premapUnregister, type PremapCmd, type PremapKind,
-  type PremapSubmitOptions,
+  type PremapIssueOptions, type PremapSubmitOptions,
 } from './premap.ts';

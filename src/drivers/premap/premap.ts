@@ -35,11 +35,11 @@
 
 import { checkLen, err, ok, type Errno, type Result } from '../../base/index.ts';
 import {
-  DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaContextOf, dmaMapPhyrs, dmaSyncSingleForCpu, dmaSyncSingleForDevice,
-  dmaUnmapPhyrs, type DmaDataDirection, type DmaPhyrsMapping,
+  DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaContextOf, dmaMapPhys, dmaSyncSingleForCpu, dmaSyncSingleForDevice,
+  dmaUnmapPhys, type DmaDataDirection,
 } from '../../dma/index.ts';
 import { FOLL_LONGTERM, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, type UserMm } from '../../mm/index.ts';
-import type { DmaList, PhyrList } from '../../phyr/index.ts';
+import { DmaList, type PhyrList } from '../../phyr/index.ts';
 import { REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, type ReqOp, type RequestQueue } from '../block/index.ts';
 import {
   DMA_RESV_USAGE_KERNEL, dmaBufAttach, dmaBufDetach, dmaBufMapAttachment, dmaBufUnmapAttachment, dmaFenceInit, type DmaBuf,
@@ -107,7 +107,7 @@ export class PremapToken {
   readonly maps = new Set<PremapMap>();
   released = false;
   /** @internal the user buffer's pin ('user' tokens). */
-  userPin: { mm: UserMm; list: PhyrList; mapping: DmaPhyrsMapping } | null = null;
+  userPin: { mm: UserMm; list: PhyrList; segs: ReadonlyArray<{ addr: bigint; len: number }> } | null = null;
 
   /** @internal made by premapRegisterDmabuf / premapRegisterUserBuffer. */
   constructor(kind: PremapKind, ctrl: NvmeCtrl, dmabuf: DmaBuf | null, size: number) {
@@ -270,10 +270,10 @@ export function premapRegisterDmabuf(ctrl: NvmeCtrl, dmabuf: DmaBuf): Result<Pre
 
 /**
  * The 2022 design (IORING_REGISTER_MAP_BUFFERS + nvme's mq_ops->dma_map): a user buffer pinned
- * long-term and DMA-mapped once for ctrl at registration (dmaMapPhyrs), kept mapped until
+ * long-term and DMA-mapped once for ctrl at registration (dma_map_phys per physical run), kept mapped until
  * premapUnregister. start and len must be 4 KiB aligned. Errors: EINVAL (alignment, or a DMA
  * segment that is not a multiple of 4 KiB), EFAULT for a short pin, what pinUserPhyrs and
- * dmaMapPhyrs return. @throws TypeError/RangeError for arguments of the wrong type or range.
+ * dmaMapPhys return. @throws TypeError/RangeError for arguments of the wrong type or range.
  */
 export function premapRegisterUserBuffer(ctrl: NvmeCtrl, mm: UserMm, start: bigint, len: number): Result<PremapToken> {
   checkCtrl(ctrl);
@@ -286,22 +286,35 @@ export function premapRegisterUserBuffer(ctrl: NvmeCtrl, mm: UserMm, start: bigi
     unpinUserPhyrs(mm, pin.value);
     return err('EFAULT', `short pin: ${pin.value.totalLen} of ${len} bytes`);
   }
-  const mapped = dmaMapPhyrs(ctrl.dev, pin.value, DMA_BIDIRECTIONAL, 0);
-  if (!mapped.ok) {
-    unpinUserPhyrs(mm, pin.value);
-    return mapped;
+  // one dma_map_phys() per physically contiguous run, each tracked by dma-debug (the per-I/O
+  // dma_sync_single_* calls of the NVMe path must find them)
+  const list = pin.value;
+  const segs: Array<{ addr: bigint; len: number }> = [];
+  const unmapAll = (): void => {
+    for (const g of segs) dmaUnmapPhys(ctrl.dev, g.addr, g.len, DMA_BIDIRECTIONAL, 0);
+  };
+  for (let i = 0; i < list.count; i++) {
+    const m = dmaMapPhys(ctrl.dev, list.addrAt(i), list.lenAt(i), DMA_BIDIRECTIONAL, 0);
+    if (!m.ok) {
+      unmapAll();
+      unpinUserPhyrs(mm, list);
+      return m;
+    }
+    segs.push({ addr: m.value, len: list.lenAt(i) });
   }
   const token = new PremapToken('user', ctrl, null, len);
-  const list = dmaListOf(mapped.value.list, len);
-  if (!list.ok) {
-    dmaUnmapPhyrs(ctrl.dev, mapped.value, DMA_BIDIRECTIONAL, 0);
-    unpinUserPhyrs(mm, pin.value);
-    return list;
+  const b = DmaList.builder(segs.length);
+  for (const g of segs) b.pushBig(g.addr, g.len, 0);
+  const dl = dmaListOf(b.build(), len);
+  if (!dl.ok) {
+    unmapAll();
+    unpinUserPhyrs(mm, list);
+    return dl;
   }
-  token.userPin = { mm, list: pin.value, mapping: mapped.value };
-  const map = new PremapMap(token, list.value, () => {
+  token.userPin = { mm, list, segs };
+  const map = new PremapMap(token, dl.value, () => {
     const p = token.userPin!;
-    dmaUnmapPhyrs(ctrl.dev, p.mapping, DMA_BIDIRECTIONAL, 0);
+    unmapAll();
     unpinUserPhyrs(p.mm, p.list);
     token.userPin = null;
   });
@@ -484,6 +497,25 @@ export function premapSubmit(token: PremapToken, op: ReqOp, sector: bigint, offs
   stats.premapIos++;
   stats.premapRequests += cmds.length;
   return ok(io);
+}
+
+/** How io_uring issues a request (premapIssue). */
+export interface PremapIssueOptions {
+  /** RWF_NOWAIT (REQ_F_NOWAIT): an EAGAIN of the inline issue goes back to the user instead of to io-wq. */
+  readonly nowait?: boolean;
+}
+
+/**
+ * An IORING_OP_{READ,WRITE}_FIXED as io_uring issues it: first inline (IO_URING_F_NONBLOCK); an
+ * EAGAIN there (no live map) is punted to io-wq, which issues again with IO_URING_F_UNLOCKED and
+ * so re-maps (io_uring/io_uring.c: io_queue_async(), 7.1.5), unless the request is RWF_NOWAIT:
+ * then the EAGAIN completes the request. Errors: those of premapSubmit.
+ */
+export function premapIssue(token: PremapToken, op: ReqOp, sector: bigint, offset: number, len: number,
+  opts: PremapIssueOptions = {}): Result<PremapIo> {
+  const r = premapSubmit(token, op, sector, offset, len);
+  if (r.ok || r.errno !== 'EAGAIN' || opts.nowait === true) return r;
+  return premapSubmit(token, op, sector, offset, len, { unlocked: true });
 }
 
 /** The device runs the I/O's commands not yet run (the controller walks the PRPs by DMA). */
