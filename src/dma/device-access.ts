@@ -13,7 +13,7 @@ import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/inte
 import { iommuGetDomainForDev, iommuTranslate } from '../iommu/internal.ts';
 import type { MachineMm } from '../mm/index.ts';
 import {
-  PCI_P2PDMA_MAP_BUS_ADDR, pciP2pdmaMapType, type Device, type DeviceDmaAccess, type P2pdmaProvider,
+  PCI_P2PDMA_MAP_BUS_ADDR, pciP2pdmaMapType, pciP2pdmaMapTypePeek, type Device, type DeviceDmaAccess, type P2pdmaProvider,
 } from '../pci/internal.ts';
 import { dmaContextOf } from './context.ts';
 import { getDmaOps, type DmaOpsKind } from './ops/ops.ts';
@@ -29,8 +29,11 @@ interface BusWindow { busStart: bigint; busEnd: bigint; busOffset: bigint }
 /** The slot on a device that caches the peer BAR windows it reaches by bus address. */
 const BUS_WINDOWS = new SlotKey<BusWindow[]>('dma-p2p-bus-windows');
 
-/** Peer BARs this device reaches by bus address through a switch (map type BUS_ADDR). */
-function busWindows(dev: Device): BusWindow[] {
+/**
+ * Peer BARs this device reaches by bus address through a switch (map type BUS_ADDR). peek: work
+ * them out without counting, caching or reporting anything (dmaDeviceRoute).
+ */
+function busWindows(dev: Device, peek = false): BusWindow[] {
   const cached = dev.slots.get(BUS_WINDOWS);
   if (cached !== undefined) return cached;
   const ctx = dmaContextOf(dev);
@@ -44,12 +47,12 @@ function busWindows(dev: Device): BusWindow[] {
       seen.add(id);
       const provider = topo.providerById(id) as P2pdmaProvider | null;
       if (!provider) continue;
-      if (pciP2pdmaMapType(provider, dev) !== PCI_P2PDMA_MAP_BUS_ADDR) continue;
+      if ((peek ? pciP2pdmaMapTypePeek(provider, dev) : pciP2pdmaMapType(provider, dev)) !== PCI_P2PDMA_MAP_BUS_ADDR) continue;
       const r = provider.region;
       out.push({ busStart: r.start + provider.busOffset, busEnd: r.end + provider.busOffset, busOffset: provider.busOffset });
     }
   }
-  dev.slots.set(BUS_WINDOWS, out);
+  if (!peek) dev.slots.set(BUS_WINDOWS, out);
   return out;
 }
 
@@ -211,7 +214,7 @@ export function dmaDeviceRoute(dev: Device, addr: bigint): DmaDeviceRoute {
   const limit = addressLimit(dev);
   if (limit === null) return { kind: 'fault', reason: 'device has no DMA mask' };
   if (addr > limit) return { kind: 'fault', reason: `address 0x${addr.toString(16)} is beyond the DMA mask 0x${limit.toString(16)}` };
-  const w = busWindows(dev).find((x) => addr >= x.busStart && addr < x.busEnd);
+  const w = busWindows(dev, true).find((x) => addr >= x.busStart && addr < x.busEnd);
   if (w) {
     const phys = addr - w.busOffset;
     return { kind: 'p2p-bus', phys, busOffset: w.busOffset, providerId: dmaContextOf(dev).mm.regionAt(phys)?.providerId ?? 0 };
