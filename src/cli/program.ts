@@ -12,6 +12,7 @@ import { addBlockCommand } from './block.ts';
 import { addDmabufCommand } from './dmabuf.ts';
 import { addDmaOpsCommand } from './dma-ops.ts';
 import { addRdmaCommand } from './rdma.ts';
+import { addTraceCommand } from './trace.ts';
 import { renderCompareReport } from './format.ts';
 import { MAX_DEFAULT_JOBS, createMappingPool, defaultJobs, type MappingPool } from './mapping-pool.ts';
 import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
@@ -201,6 +202,7 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
   addDmabufCommand(program, (s) => io.stdout.write(s));
   addDmaOpsCommand(program, (s) => io.stdout.write(s));
   addRdmaCommand(program, (s) => io.stdout.write(s));
+  addTraceCommand(program, (s) => io.stdout.write(s));
 
   return program;
 }
