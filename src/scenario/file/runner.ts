@@ -12,7 +12,7 @@ import {
   dmaSyncSgtableForDevice, dmaSyncSingleForCpu, dmaSyncSingleForDevice, dmaUnmapPage, dmaUnmapPhys, dmaUnmapPhyrs,
   dmaUnmapSgtable, type DmaDataDirection,
 } from '../../dma/index.ts';
-import { REQ_OP_READ, REQ_OP_WRITE, nvmeProbe, type NvmeCtrl, umemMap, type UmemMethod } from '../../drivers/index.ts';
+import { REQ_OP_READ, REQ_OP_WRITE, nvmeProbe, nvmeRemove, type NvmeCtrl, umemMap, type UmemMethod } from '../../drivers/index.ts';
 import { iommuDmaFlushQueueTick, iommuGetDmaDomain } from '../../iommu/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../../machine/index.ts';
 import {
@@ -239,7 +239,7 @@ export class ScenarioRunner {
 
   /** Why the outcome does not meet the step's expectation, or null. */
   private unmet(s: ScenarioStep, o: Outcome, counters: CounterDelta, events: readonly KernelEvent[]): string | null {
-    const x = s.expect ?? {};
+    const x = (this.options.config !== undefined ? s.expectIn?.[this.options.config] : undefined) ?? s.expect ?? {};
     const why: string[] = [];
     if (x.errno !== undefined) {
       if (o.errno !== x.errno) why.push(`expected errno ${x.errno}, got ${o.errno ?? 'success'}`);
@@ -280,7 +280,8 @@ export class ScenarioRunner {
         const p = this.pinMap.get(s.pin)!;
         p.undo();
         this.pinMap.delete(s.pin);
-        return { summary: `unpinned ${s.pin} (${formatCount(p.state.entries)} ${p.state.method === 'phyrs' ? 'phyrs' : 'pages'})` };
+        const n = p.state.entries;
+        return { summary: `unpinned ${s.pin} (${formatCount(n)} ${p.state.method === 'phyrs' ? 'phyr' : 'page'}${n === 1 ? '' : 's'})` };
       }
       case 'map': return this.map(s);
       case 'sync': return this.sync(s.mapping, s.for);
@@ -673,6 +674,12 @@ export class ScenarioRunner {
       tornDown.push(`buffer ${k}`);
     }
     this.bufs.clear();
+    // the nvme driver's remove: its queues and descriptor pools go back (drivers/nvme/host/pci.c: nvme_remove())
+    for (const [k, v] of this.nvme) {
+      nvmeRemove(v.ctrl);
+      tornDown.push(`nvme ${k}`);
+    }
+    this.nvme.clear();
     this.stopped = true;
     // driver unbind: dma-debug reports what is still mapped after every scenario object was undone
     return { dmaDebugLeaks: this.m.teardown(), tornDown };
