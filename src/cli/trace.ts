@@ -30,6 +30,7 @@ interface TraceCliOptions {
   step?: number;
   config?: string;
   seed?: number;
+  unmapped: boolean;
   json: boolean;
 }
 
@@ -51,11 +52,17 @@ table level walked (table page physical address, index, the entry's bytes) and t
 Without --offset the whole buffer is shown as runs: contiguous bytes sharing every entry (one user
 PTE, one descriptor entry, one IOMMU leaf and IOTLB entry, one swiotlb slot).
 
+--unmapped adds the buffer's mappings that were unmapped before the traced step, marked UNMAPPED:
+where a device access with their old DMA addresses lands now. After a lazy unmap the IOTLB still
+holds the translation (a STALE hit that reaches the byte); once flushed, or in strict mode, the
+access faults.
+
 --json prints the same trace as one JSON object (bigints as hex strings).
 Exit code 0 on success, 2 for an invalid option, file, buffer, offset or step.
 
 Example:
-  phyr trace examples/swiotlb-exhaustion.yaml --buffer buf --offset 0x1000
+  phyr trace examples/hugepage-1g.yaml --buffer huge --offset 0x12345678
+  phyr trace examples/lazy-stale-iotlb.yaml --buffer buf --offset 0x1000 --step 4 --unmapped
 `;
 
 /** The step after which to trace: the last after which the buffer has a live mapping, else the last it is mmapped, else null. */
@@ -89,6 +96,7 @@ export function addTraceCommand(program: Command, write: (s: string) => void): v
     .option('--step <k>', 'trace after step k (the index phyr run prints, from 0); default: the last step after which the buffer is mapped', parseNonNegative('--step'))
     .option('--config <name>', 'a configuration of the file (its configs) applied over the machine')
     .option('--seed <n>', 'seed of the run (default: the machine\'s seed, else 1)', parseNonNegative('--seed'))
+    .option('--unmapped', 'also follow the buffer\'s mappings that were unmapped already: where a device access with their old DMA addresses lands now (a stale IOTLB entry, a fault, a reused IOVA)', false)
     .option('--json', 'print the trace as JSON (bigints as hex strings)', false)
     .addHelpText('after', HELP_AFTER)
     .action((file: string, o: TraceCliOptions) => {
@@ -119,7 +127,7 @@ export function addTraceCommand(program: Command, write: (s: string) => void): v
         }
         const b = runner.buffers.get(buf.name);
         if (b === undefined || !b.live) throw usage(`buffer ${buf.name} is not mmapped after step ${step}: trace after an earlier --step`);
-        const t = traceBuffer(runner, buf.name, o.offset);
+        const t = traceBuffer(runner, buf.name, o.offset, { unmapped: o.unmapped });
         write(o.json ? `${JSON.stringify(traceToJson(t), null, 2)}\n` : renderTrace(t));
       } catch (e) {
         if (e instanceof ScenarioError) throw usage(e.message);
