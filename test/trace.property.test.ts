@@ -260,7 +260,7 @@ describe('traceCpu', () => {
     unwrap(mm.readUser(va, 1));
     const t = traceCpu(m, mm, va);
     expect(t.zeroPage).toBe(true);
-    expect(t.pte).toMatchObject({ level: 'pte', writable: false });
+    expect(t.pte).toMatchObject({ level: 'pte', writable: false, special: true }); // do_anonymous_page: pte_mkspecial(zero_pfn)
     expect(t.pte!.entry & 2n).toBe(0n);
     expect(t.folio).toBeNull();
   });
