@@ -152,7 +152,10 @@ export class ScenarioRunner {
 
   private machineConfig(): MachineConfig {
     const c = this.options.config !== undefined ? this.scenario.configs[this.options.config] : undefined;
-    return { ...this.scenario.machine, ...(c?.machine ?? {}), seed: this.seed } as MachineConfig;
+    const merged: Record<string, unknown> = { ...this.scenario.machine, ...(c?.machine ?? {}), seed: this.seed };
+    // a configuration removes a base field with null (iommu: null: no IOMMU)
+    for (const k of Object.keys(merged)) if (merged[k] === null) delete merged[k];
+    return merged as unknown as MachineConfig;
   }
 
   private build(): void {
