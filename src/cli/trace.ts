@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
 import {
-  ScenarioError, ScenarioRunner, parseScenario, renderTrace, traceBuffer, traceToJson, type Scenario,
+  ScenarioError, ScenarioRunner, defaultTraceStep, parseScenario, renderTrace, traceBuffer, traceToJson,
 } from '../scenario/index.ts';
 
 /** Exit code for invalid usage or input (as the program's other commands). */
@@ -65,24 +65,6 @@ Example:
   phyr trace examples/lazy-stale-iotlb.yaml --buffer buf --offset 0x1000 --step 4 --unmapped
 `;
 
-/** The step after which to trace: the last after which the buffer has a live mapping, else the last it is mmapped, else null. */
-function defaultStep(scenario: Scenario, o: TraceCliOptions): number | null {
-  const r = new ScenarioRunner(scenario, { ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.config !== undefined ? { config: o.config } : {}) });
-  let mapped: number | null = null;
-  let live: number | null = null;
-  for (let res = r.step(); res !== null; res = r.step()) {
-    const b = r.buffers.get(o.buffer);
-    if (b === undefined || !b.live) continue;
-    live = res.index;
-    for (const m of r.mappings.values()) {
-      if (!m.live) continue;
-      const pin = r.pins.get(m.source);
-      if ((pin !== undefined ? pin.buffer : m.source) === o.buffer) { mapped = res.index; break; }
-    }
-  }
-  return mapped ?? live;
-}
-
 /** Registers `phyr trace` on the program. */
 export function addTraceCommand(program: Command, write: (s: string) => void): void {
   program
@@ -118,9 +100,10 @@ export function addTraceCommand(program: Command, write: (s: string) => void): v
         }
         const last = scenario.steps.length - 1;
         if (o.step !== undefined && o.step > last) throw usage(`--step ${o.step} is beyond the scenario's last step (${last})`);
-        const step = o.step ?? defaultStep(scenario, o);
+        const runOpts = { ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.config !== undefined ? { config: o.config } : {}) };
+        const step = o.step ?? defaultTraceStep(scenario, buf.name, runOpts);
         if (step === null) throw usage(`buffer ${buf.name} is never mmapped by a step of ${file}: nothing to trace`);
-        const runner = new ScenarioRunner(scenario, { ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.config !== undefined ? { config: o.config } : {}) });
+        const runner = new ScenarioRunner(scenario, runOpts);
         while (runner.index <= step && runner.step() !== null);
         if (runner.index <= step) {
           throw usage(`the run stopped at step ${runner.index - 1} (a step did not do what the file expects: see phyr run ${file}), before step ${step}`);

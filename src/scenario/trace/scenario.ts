@@ -1,7 +1,7 @@
 // traceBuffer: the address trace of a scenario's buffer at the runner's current step, with every
 // live mapping of that buffer (directly or through its pins).
 
-import type { MappingState, ScenarioRunner } from '../file/index.ts';
+import { ScenarioRunner, type MappingState, type RunOptions, type Scenario } from '../file/index.ts';
 import { traceRange, type TraceMapping } from './buffer.ts';
 import type { BufferTrace } from './types.ts';
 
@@ -42,4 +42,23 @@ export function traceBuffer(runner: ScenarioRunner, bufferName: string, offset?:
     machine: runner.machine, mm: runner.processes.get(b.process)!, buffer: b.name, process: b.process, va: b.va, len: b.len,
     mappings: mappingsOf(runner, bufferName, opts), afterStep: runner.index - 1,
   }, offset);
+}
+
+/**
+ * The step after which `phyr trace` traces `buffer` by default: the last step after which some live
+ * mapping of the buffer exists (so a scenario that unmaps at its end is traced while mapped), else
+ * the last step after which the buffer is mmapped, else null (no step mmaps it). Runs the scenario
+ * once on a runner of its own.
+ */
+export function defaultTraceStep(scenario: Scenario, buffer: string, opts: RunOptions = {}): number | null {
+  const r = new ScenarioRunner(scenario, opts);
+  let mapped: number | null = null;
+  let live: number | null = null;
+  for (let res = r.step(); res !== null; res = r.step()) {
+    const b = r.buffers.get(buffer);
+    if (b === undefined || !b.live) continue;
+    live = res.index;
+    if (mappingsOf(r, buffer).length > 0) mapped = res.index;
+  }
+  return mapped ?? live;
 }
