@@ -11,3 +11,8 @@ export { Prng, patternBytes } from './prng.ts';
 export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';
 // for drivers/: the counters a driver or device model declares
 export { declareCounters, type StatsCounters } from './stats.ts';
+// fault injection at the model's allocation points (the machine's `faults` option)
+export {
+  FAULT_POINTS, armedFaults, checkFaultSpecs, countFaultPoints, faultCounts, faultInjected, faultsInjected, setFaults,
+  type FaultCounts, type FaultHost, type FaultNth, type FaultPoint, type FaultProbability, type FaultSpec,
+} from './faults.ts';

@@ -10,7 +10,7 @@
 
 import { err, ok, type Result } from '../../base/index.ts';
 import {
-  DMA_ATTR_MMIO, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys,
+  DMA_ATTR_MMIO, DmaIovaState, dmaContextOf, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys,
   dmaMapSgtable, dmaUnmapPhyrs, dmaUnmapPhys, dmaUnmapSgtable, dmaUseIova, type DmaDataDirection, type DmaPhyrsMapping,
 } from '../../dma/index.ts';
 import {
@@ -183,7 +183,7 @@ export function dmaBufMapPages(att: DmaBufAttachment, pages: PhyrList, dir: DmaD
   if (!(pages instanceof PhyrList)) throw new TypeError(`pages must be a PhyrList, got ${String(pages)}`);
   att.dmabuf.resv.assertHeld('dma_buf map (pages)');
   const ps = 4096;
-  const t = sgAllocTable(Math.max(1, pages.count));
+  const t = sgAllocTable(Math.max(1, pages.count), { faults: dmaContextOf(att.dev).mm });
   if (!t.ok) return t;
   const sgt = t.value;
   for (let i = 0; i < pages.count; i++) {

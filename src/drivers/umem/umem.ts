@@ -199,7 +199,7 @@ function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: nu
   }
   const facts = regionFactsCache(machine);
   const sg = sgAllocTableFromPagesSegment(pages.value.pfns, offset, len, maxSegment, {
-    pageSize, events: machine.events,
+    pageSize, events: machine.events, faults: machine,
     pgmapOf: (pfn) => facts(pfn)?.pgmapId ?? 0,
     flagsOf: (pfn) => facts(pfn)?.rangeFlags ?? 0,
   });
