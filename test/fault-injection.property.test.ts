@@ -6,7 +6,7 @@
 // IOVA ranges, IOMMU PTEs, pins, swiotlb slots, dma_pool blocks, dma-debug entries).
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { GiB, MiB, ok, setFaults, type Result } from '../src/base/index.ts';
+import { GiB, KiB, MiB, ok, setFaults, unwrap, type Result } from '../src/base/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../src/machine/index.ts';
 import { PhyrList, sgAllocTable, type SgTable } from '../src/phyr/index.ts';
 import {
@@ -14,6 +14,18 @@ import {
   dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaSetMask, dmaSetMinAlignMask, dmaUnmapPage, dmaUnmapPhyrs, dmaUnmapPhys, dmaUnmapSgtable,
   type DmaPhyrsMapping,
 } from '../src/dma/index.ts';
+import {
+  HmmDmaMap, IB_ACCESS_LOCAL_WRITE, IB_ACCESS_ON_DEMAND, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, REQ_OP_READ, REQ_OP_WRITE,
+  bioFromRanges, blkSubmitBio, dmaBufAttach, dmaBufMapAttachmentUnlocked, dmaBufPut, dmaBufUnmapAttachmentUnlocked, hmmDmaMapAlloc,
+  hmmDmaMapFree, hmmDmaMapPfn, hmmDmaUnmapPfn, ibDeregMr, ibDeregOdpUserMr, ibRegMr, ibRegOdpUserMr, ibUmemGet, ibUmemRelease,
+  iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, nvmeCompleteRq, nvmeExecute,
+  nvmeProbe, nvmeQueueRq, rdmaProbe, systemHeapAlloc, vfioPciDmabufExport, type DmaBuf, type DmaBufAttachment, type IbDevice,
+  type IbMr, type IbOdpUserMr, type IbUmem, type Ioas, type NvmeCtrl, type NvmeIo, type Request,
+} from '../src/drivers/index.ts';
+import { HMM_PFN_VALID } from '../src/mm/index.ts';
+import { PciP2pdmaMapState } from '../src/pci/index.ts';
+import { makeMachine, type IommuMode } from './fixtures/dma-b-machines.ts';
+import type { DmaList } from '../src/phyr/index.ts';
 import { FOLL_LONGTERM, FOLL_WRITE, pinUserPages, pinUserPhyrs, unpinUserPages, unpinUserPhyrs, type UserMm } from '../src/mm/index.ts';
 import type { Device } from '../src/pci/index.ts';
 import { SMALL_PCI, ramAt } from './fixtures/dma-machines.ts';
@@ -21,6 +33,7 @@ import { FAMILY_CONFIGS, opsMachine } from './fixtures/dma-ops-machines.ts';
 import { runSingleFailures, snapshot, type FaultPath } from './fixtures/fault-paths.ts';
 
 const PAGE = 4096;
+const RW = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ;
 
 /** A buffer shape: pieces of RAM (pages long, starting `off` bytes into a page), `gap` pages apart. */
 interface Shape { pieces: Array<{ pages: number; off: number; tail: number }>; gap: number; high: boolean }
@@ -208,7 +221,7 @@ describe('fault injection: the machine option and the injector', () => {
     const r = dmaMapPhys(dev, 0x2000_0000n, PAGE, DIR, 0);
     expect(r.ok ? 'ok' : r.errno).toBe('ENOMEM');
     expect(m.events.count('FAULT-INJECT')).toBe(1);
-    expect(snapshot(m).iovaLive).toEqual(snapshot(createMachine({ ramBytes: 8 * GiB, seed: 1, pci: SMALL_PCI, iommu: { format: 'x86-64', mode: 'strict' } })).iovaLive);
+    expect(snapshot(m).iovaLive).toBe(snapshot(createMachine({ ramBytes: 8 * GiB, seed: 1, pci: SMALL_PCI, iommu: { format: 'x86-64', mode: 'strict' } })).iovaLive);
   });
 
   it('setFaults([]) disarms; countFaultPoints counts without failing', () => {
@@ -301,3 +314,233 @@ describe('single-failure property: GUP', () => {
   });
 });
 
+
+// ---- consumers ----
+
+type NvmeMode = 'direct' | 'strict' | 'lazy' | 'bounce';
+function nvmeMachine(mode: NvmeMode, sgls: boolean): () => Machine {
+  return () => createMachine({
+    ramBytes: 2 * GiB, seed: 3, cpu: { vendor: 'intel' },
+    ...(mode === 'strict' || mode === 'lazy' ? { iommu: { format: 'x86-64', levels: 4, mode } } : {}),
+    swiotlb: mode === 'bounce' ? { bytes: 16 * MiB, force: true } : { bytes: 4 * MiB },
+    pci: [
+      { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
+      { name: 'rp0', type: 'root-port', parent: 'hb0' },
+      { name: 'nvme0', type: 'endpoint', parent: 'rp0', bars: [{ bytes: 16 * KiB }],
+        nvme: { sgls, mdts: 0, namespaces: [{ nsid: 1, bytes: 1 * GiB, lbaBytes: 512 }] } },
+    ],
+  });
+}
+
+describe('single-failure property: block / NVMe (nvme_queue_rq: blk_rq_dma_map, PRP / SGL lists)', () => {
+  const arbIo = fc.record({
+    pieces: fc.array(fc.record({ pages: fc.integer({ min: 1, max: 40 }), off: fc.constantFrom(0, 512, 1024) }), { minLength: 1, maxLength: 5 }),
+    write: fc.boolean(),
+  });
+  for (const mode of ['direct', 'strict', 'lazy', 'bounce'] as NvmeMode[]) {
+    for (const sgls of [false, true]) {
+      it(`${mode}, ${sgls ? 'SGL' : 'PRP'}`, () => {
+        const seen = new Set<string>();
+        fc.assert(fc.property(arbIo, fc.nat(1000), (io, pick) => {
+          const counts = runSingleFailures<{ ctrl: NvmeCtrl; rq: Request }, NvmeIo>({
+            name: `nvme ${mode} ${sgls ? 'sgl' : 'prp'} ${JSON.stringify(io)}`,
+            machine: nvmeMachine(mode, sgls),
+            setup: (m) => {
+              const ctrl = unwrap(nvmeProbe(m.device('nvme0')));
+              // sector-aligned pieces: only the first starts inside a page (PRP rules), every piece ends on a sector
+              let at = ramAt(m, 0x1000_0000n, 256 * PAGE);
+              const ranges = io.pieces.map((p, i) => {
+                const off = i === 0 ? p.off : 0;
+                const len = p.pages * PAGE - off;
+                const r = { addr: at + BigInt(off), len };
+                at += BigInt((p.pages + 1) * PAGE);
+                return r;
+              });
+              const bio = unwrap(bioFromRanges(io.write ? REQ_OP_WRITE : REQ_OP_READ, 8n, PhyrList.from(ranges)));
+              const rqs = unwrap(blkSubmitBio(ctrl.queue, bio));
+              return { ctrl, rq: rqs[0] };
+            },
+            run: (_m, s) => nvmeQueueRq(s.ctrl, 1, s.rq),
+            undo: (_m, s, v) => {
+              // the command runs (real bytes through the mapping) before it completes
+              expect(unwrap(nvmeExecute(s.ctrl, v)).status).toBe(0);
+              nvmeCompleteRq(s.ctrl, v);
+            },
+            // two-step IOVA allocation failing falls back to dma_map_phys per segment
+            tolerated: ['iova'],
+          }, pick);
+          for (const [p, n] of Object.entries(counts)) if (n > 0) seen.add(p);
+        }), { numRuns: 3, seed: 20 });
+        const want = mode === 'strict' || mode === 'lazy' ? ['iova', 'iommu-pt'] : mode === 'bounce' ? ['swiotlb'] : [];
+        for (const p of want) expect([...seen]).toContain(p);
+      });
+    }
+  }
+});
+
+describe('single-failure property: RDMA (ib_umem_get: pin_user_phyrs + dma_map_phyrs; reg_mr: the MTT)', () => {
+  const arbMr = fc.record({ pages: fc.integer({ min: 1, max: 700 }), off: fc.nat(PAGE - 1), thp: fc.boolean(), populate: fc.boolean() });
+  for (const mode of ['strict', 'lazy', 'none'] as IommuMode[]) {
+    it(`${mode}: ibUmemGet + ibRegMr, ibDeregMr + ibUmemRelease`, () => {
+      const seen = new Set<string>();
+      fc.assert(fc.property(arbMr, fc.nat(1000), (sh, pick) => {
+        const counts = runSingleFailures<{ nic: IbDevice; mm: UserMm; va: bigint; len: number }, { mr: IbMr; umem: IbUmem }>({
+          name: `rdma ${mode} ${JSON.stringify(sh)}`,
+          machine: () => makeMachine(mode),
+          setup: (m) => {
+            const nic = unwrap(rdmaProbe(m.device('nic0')));
+            const mm = m.newProcess();
+            const len = sh.pages * PAGE - sh.off;
+            const va = unwrap(mm.mmap({ len: sh.thp ? 4 * MiB : sh.pages * PAGE, backing: sh.thp ? 'thp' : 'anon', populate: sh.populate }));
+            return { nic, mm, va: va + BigInt(sh.off), len };
+          },
+          run: (_m, s) => {
+            const u = ibUmemGet(s.nic, s.mm, s.va, s.len, RW);
+            if (!u.ok) return u;
+            const mr = ibRegMr(s.nic, u.value, s.va);
+            if (!mr.ok) { ibUmemRelease(u.value); return mr; }
+            return ok({ mr: mr.value, umem: u.value });
+          },
+          undo: (_m, s, v) => { unwrap(ibDeregMr(s.nic, v.mr)); ibUmemRelease(v.umem); },
+          // a THP that cannot be allocated falls back to base pages; ib_umem_get pins on after a short
+          // pin (a fault that failed once is retried); dma_map_phyrs maps range by range without a window
+          tolerated: ['folio', 'iova'],
+        }, pick);
+        for (const [p, n] of Object.entries(counts)) if (n > 0) seen.add(p);
+      }), { numRuns: 3, seed: 21 });
+      for (const p of mode === 'none' ? ['dma-pool'] : ['iova', 'iommu-pt', 'dma-pool']) expect([...seen]).toContain(p);
+    });
+  }
+});
+
+describe('single-failure property: HMM (hmm_dma_map_alloc / hmm_dma_map_pfn) and ODP MR registration', () => {
+  const arbHmm = fc.record({ entries: fc.integer({ min: 1, max: 40 }), map: fc.array(fc.nat(39), { minLength: 1, maxLength: 6 }) });
+  for (const mode of ['strict', 'lazy', 'none'] as IommuMode[]) {
+    it(`${mode}: hmmDmaMapAlloc + hmmDmaMapPfn of some entries, unmapped and freed on error`, () => {
+      fc.assert(fc.property(arbHmm, fc.nat(1000), (sh, pick) => {
+        const idxs = [...new Set(sh.map.map((i) => i % sh.entries))];
+        runSingleFailures<{ dev: Device; pfn: number }, HmmDmaMap>({
+          name: `hmm ${mode} ${JSON.stringify(sh)}`,
+          machine: () => makeMachine(mode),
+          setup: (m) => ({ dev: m.device('nic0'), pfn: Number(ramAt(m, 0x1000_0000n, 64 * PAGE) / BigInt(PAGE)) }),
+          run: (_m, s) => {
+            const map = hmmDmaMapAlloc(s.dev, sh.entries, PAGE);
+            if (!map.ok) return map;
+            const p2p = new PciP2pdmaMapState();
+            for (const i of idxs) {
+              map.value.pfnList[i] = s.pfn + i;
+              map.value.flagList[i] = HMM_PFN_VALID;
+              const r = hmmDmaMapPfn(s.dev, map.value, i, p2p);
+              if (!r.ok) {
+                for (const j of idxs) hmmDmaUnmapPfn(s.dev, map.value, j);
+                hmmDmaMapFree(s.dev, map.value);
+                return r;
+              }
+            }
+            return map;
+          },
+          undo: (_m, s, map) => {
+            for (const j of idxs) expect(hmmDmaUnmapPfn(s.dev, map, j)).toBe(true);
+            hmmDmaMapFree(s.dev, map);
+          },
+          // no IOVA window: each entry is mapped with dma_map_phys (hmm_dma_map_alloc tolerates it)
+          tolerated: ['iova'],
+        }, pick);
+      }), { numRuns: 3, seed: 22 });
+    });
+    it(`${mode}: ibRegOdpUserMr / ibDeregOdpUserMr`, () => {
+      fc.assert(fc.property(fc.integer({ min: 1, max: 600 }), fc.nat(1000), (pages, pick) => {
+        runSingleFailures<{ nic: IbDevice; mm: UserMm; va: bigint }, IbOdpUserMr>({
+          name: `odp ${mode} ${pages}`,
+          machine: () => makeMachine(mode),
+          setup: (m) => {
+            const nic = unwrap(rdmaProbe(m.device('nic0')));
+            const mm = m.newProcess();
+            return { nic, mm, va: unwrap(mm.mmap({ len: pages * PAGE, backing: 'anon' })) };
+          },
+          run: (_m, s) => ibRegOdpUserMr(s.nic, s.mm, s.va, pages * PAGE, RW | IB_ACCESS_ON_DEMAND),
+          undo: (_m, s, v) => unwrap(ibDeregOdpUserMr(s.nic, v)),
+          tolerated: ['iova'],
+        }, pick);
+      }), { numRuns: 2, seed: 23 });
+    });
+  }
+});
+
+describe('single-failure property: dma-buf, VFIO and iommufd', () => {
+  const arbLen = fc.integer({ min: 1, max: 300 }).map((p) => p * PAGE);
+  for (const mode of ['strict', 'lazy', 'none'] as IommuMode[]) {
+    it(`${mode}: the system heap's allocation, and a static importer's map (sg_table + dma_map_sgtable)`, () => {
+      fc.assert(fc.property(arbLen, fc.nat(1000), (len, pick) => {
+        runSingleFailures<null, DmaBuf>({
+          name: `system heap ${mode} ${len}`,
+          machine: () => makeMachine(mode),
+          setup: () => null,
+          run: (m) => systemHeapAlloc(m, len),
+          undo: (_m, _s, buf) => dmaBufPut(buf),
+        }, pick);
+        runSingleFailures<{ buf: DmaBuf; att: DmaBufAttachment }, DmaList>({
+          name: `system heap map ${mode} ${len}`,
+          machine: () => makeMachine(mode),
+          setup: (m) => {
+            const buf = unwrap(systemHeapAlloc(m, len));
+            return { buf, att: unwrap(dmaBufAttach(buf, m.device('nic0'))) };
+          },
+          run: (_m, s) => dmaBufMapAttachmentUnlocked(s.att, DIR),
+          undo: (_m, s, list) => dmaBufUnmapAttachmentUnlocked(s.att, list, DIR),
+          errnos: ['ENOMEM', 'EIO'],
+        }, pick);
+      }), { numRuns: 2, seed: 24 });
+    });
+    it(`${mode}: a VFIO BAR slice mapped by a dynamic P2P importer through the host bridge (dma_buf_phys_vec_to_sgt)`, () => {
+      fc.assert(fc.property(arbLen, fc.nat(1000), (len, pick) => {
+        runSingleFailures<{ att: DmaBufAttachment }, DmaList>({
+          name: `vfio map ${mode} ${len}`,
+          machine: () => makeMachine(mode),
+          setup: (m) => {
+            const buf = unwrap(vfioPciDmabufExport(m.device('gpu0'), { bar: 0, offset: 0, len }));
+            return { att: unwrap(dmaBufAttach(buf, m.device('nic0'), { dynamic: true, peer2peer: true, moveNotify: () => {} })) };
+          },
+          run: (_m, s) => dmaBufMapAttachmentUnlocked(s.att, DIR),
+          undo: (_m, s, list) => dmaBufUnmapAttachmentUnlocked(s.att, list, DIR),
+          tolerated: ['iova'],
+        }, pick);
+      }), { numRuns: 2, seed: 25 });
+    });
+    if (mode === 'none') continue;
+    it(`${mode}: iommufd IOAS alloc, pinned user memory and a VFIO dma-buf mapped at chosen IOVAs`, () => {
+      fc.assert(fc.property(arbLen, fc.boolean(), fc.nat(1000), (len, populate, pick) => {
+        runSingleFailures<null, Ioas>({
+          name: `ioas alloc ${mode}`,
+          machine: () => makeMachine(mode),
+          setup: () => null,
+          run: (m) => iommufdIoasAlloc(m, m.device('nvme0')),
+          undo: (_m, _s, ioas) => iommufdIoasDestroy(ioas),
+        }, pick);
+        runSingleFailures<{ ioas: Ioas; mm: UserMm; va: bigint }, void>({
+          name: `ioas map ${mode} ${len}`,
+          machine: () => makeMachine(mode),
+          setup: (m) => {
+            const ioas = unwrap(iommufdIoasAlloc(m, m.device('nvme0')));
+            const mm = m.newProcess();
+            return { ioas, mm, va: unwrap(mm.mmap({ len, backing: 'anon', populate })) };
+          },
+          run: (_m, s) => iommufdIoasMap(s.ioas, s.mm, s.va, len, 0x4000_0000n),
+          undo: (_m, s) => { unwrap(iommufdIoasUnmap(s.ioas, 0x4000_0000n, len)); },
+          domains: (_m, s) => [s.ioas.domain],
+        }, pick);
+        runSingleFailures<{ ioas: Ioas; buf: DmaBuf }, void>({
+          name: `ioas map dmabuf ${mode} ${len}`,
+          machine: () => makeMachine(mode),
+          setup: (m) => ({
+            ioas: unwrap(iommufdIoasAlloc(m, m.device('nvme0'))),
+            buf: unwrap(vfioPciDmabufExport(m.device('gpu0'), { bar: 0, offset: 0, len })),
+          }),
+          run: (_m, s) => iommufdIoasMapDmabuf(s.ioas, s.buf, 0x1000_0000n),
+          undo: (_m, s) => { unwrap(iommufdIoasUnmap(s.ioas, 0x1000_0000n, len)); },
+          domains: (_m, s) => [s.ioas.domain],
+        }, pick);
+      }), { numRuns: 2, seed: 26 });
+    });
+  }
+});
