@@ -478,6 +478,8 @@ describe('single-failure property: dma-buf, VFIO and iommufd', () => {
           setup: () => null,
           run: (m) => systemHeapAlloc(m, len),
           undo: (_m, _s, buf) => dmaBufPut(buf),
+          // alloc_largest_available(): an order that fails is retried at the next smaller one
+          tolerated: ['page-alloc'],
         }, pick);
         runSingleFailures<{ buf: DmaBuf; att: DmaBufAttachment }, DmaList>({
           name: `system heap map ${mode} ${len}`,
@@ -503,7 +505,12 @@ describe('single-failure property: dma-buf, VFIO and iommufd', () => {
           },
           run: (_m, s) => dmaBufMapAttachmentUnlocked(s.att, DIR),
           undo: (_m, s, list) => dmaBufUnmapAttachmentUnlocked(s.att, list, DIR),
+          // dma_iova_try_alloc failing: dma_map_phys per range instead
           tolerated: ['iova'],
+          // Linux 7.1.5 dma_buf_phys_vec_to_sgt(): when the first dma_iova_link() fails, err_unmap_dma
+          // skips dma_iova_destroy() (i == 0) and err_free_state only kfree()s the state: the IOVA
+          // window stays allocated (one slice, so a table page failing is always the first link)
+          kernelLeaks: (point) => (point === 'iommu-pt' ? { iovaLive: 1 } : undefined),
         }, pick);
       }), { numRuns: 2, seed: 25 });
     });
@@ -528,6 +535,8 @@ describe('single-failure property: dma-buf, VFIO and iommufd', () => {
           run: (_m, s) => iommufdIoasMap(s.ioas, s.mm, s.va, len, 0x4000_0000n),
           undo: (_m, s) => { unwrap(iommufdIoasUnmap(s.ioas, 0x4000_0000n, len)); },
           domains: (_m, s) => [s.ioas.domain],
+          // pfn_reader_user_pin() reads on after a short pin: a fault that failed once is retried
+          tolerated: ['folio'],
         }, pick);
         runSingleFailures<{ ioas: Ioas; buf: DmaBuf }, void>({
           name: `ioas map dmabuf ${mode} ${len}`,
@@ -543,4 +552,44 @@ describe('single-failure property: dma-buf, VFIO and iommufd', () => {
       }), { numRuns: 2, seed: 26 });
     });
   }
+});
+
+describe('fault injection: the undo paths it found (regressions)', () => {
+  it('ib_umem_get pins on after a short pin (a fault that failed once), not EFAULT ("short again")', () => {
+    const m = makeMachine('strict');
+    const nic = unwrap(rdmaProbe(m.device('nic0')));
+    const mm = m.newProcess();
+    const va = unwrap(mm.mmap({ len: 4 * PAGE, backing: 'anon' }));
+    setFaults(m, [{ point: 'folio', nth: 3 }]);
+    const u = ibUmemGet(nic, mm, va, 4 * PAGE, RW);
+    expect(u.ok ? u.value.nrPages : u.errno).toBe(4);
+    expect(m.events.count('FAULT-INJECT')).toBe(1);
+    if (u.ok) ibUmemRelease(u.value);
+    expect(m.listPins()).toEqual([]);
+  });
+
+  it('IOMMU_IOAS_MAP reads on after a short pin (pfn_reader_user_pin), not EFAULT', () => {
+    const m = makeMachine('strict');
+    const mm = m.newProcess();
+    const va = unwrap(mm.mmap({ len: 4 * PAGE, backing: 'anon' }));
+    const ioas = unwrap(iommufdIoasAlloc(m, m.device('nvme0')));
+    setFaults(m, [{ point: 'folio', nth: 2 }]);
+    expect(iommufdIoasMap(ioas, mm, va, 4 * PAGE, 0x4000_0000n)).toEqual({ ok: true, value: undefined });
+    expect(m.listPins().length).toBe(1);
+    unwrap(iommufdIoasUnmap(ioas, 0x4000_0000n, 4 * PAGE));
+    expect(m.listPins()).toEqual([]);
+  });
+
+  it('dma_buf_phys_vec_to_sgt leaks its IOVA window when the first dma_iova_link fails, as Linux 7.1.5 does (err_unmap_dma skips i == 0)', () => {
+    const m = makeMachine('strict');
+    const buf = unwrap(vfioPciDmabufExport(m.device('gpu0'), { bar: 0, offset: 0, len: 64 * KiB }));
+    const att = unwrap(dmaBufAttach(buf, m.device('nic0'), { dynamic: true, peer2peer: true, moveNotify: () => {} }));
+    const before = snapshot(m);
+    setFaults(m, [{ point: 'iommu-pt', nth: 1 }]);
+    const r = dmaBufMapAttachmentUnlocked(att, DIR);
+    expect(r.ok ? 'ok' : r.errno).toBe('ENOMEM');
+    const after = snapshot(m);
+    expect(after.iovaLive).toBe(before.iovaLive + 1);
+    expect({ ...after, iovaLive: 0, tables: [] }).toEqual({ ...before, iovaLive: 0, tables: [] });
+  });
 });

@@ -131,6 +131,9 @@ export function dmaBufPhysVecToSgt(att: DmaBufAttachment, provider: P2pdmaProvid
       // before it, which is what the single sg entry for the whole window then describes.
       const r = dmaIovaLink(dev, state, paddr, mappedLen, len, dir, DMA_ATTR_MMIO);
       if (!r.ok) {
+        // As Linux 7.1.5's err_unmap_dma: nothing is undone when the first link fails (i == 0), and
+        // err_free_state frees the state without dma_iova_free(): the IOVA window leaks (a kernel
+        // bug the model keeps; test/fault-injection.property.test.ts names it).
         if (mappedLen > 0) dmaIovaDestroy(dev, state, mappedLen, dir, DMA_ATTR_MMIO);
         return r;
       }
