@@ -37,7 +37,8 @@ declare module './events.ts' {
  *   __sg_alloc_table; failslab);
  * - `dma-list`: a kvcalloc'd array of DMA addresses (mm/hmm.c: hmm_dma_map_alloc's dma_list);
  * - `ops-space`: a dma_map_ops family's own address space (arch/x86/kernel/amd_gart_64.c:
- *   alloc_iommu; arch/powerpc/kernel/iommu.c: iommu_range_alloc; drivers/xen/grant-dma-ops.c:
+ *   alloc_iommu; arch/powerpc/kernel/iommu.c: iommu_range_alloc, which the kernel's own fail_iommu
+ *   attribute can fail; drivers/xen/grant-dma-ops.c:
  *   gnttab_alloc_grant_reference_seq).
  */
 export const FAULT_POINTS = [

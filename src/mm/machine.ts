@@ -243,7 +243,8 @@ export class MmMachine implements MachineMm, UserMmHost {
       this.events.warn('page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
       return err('ENOMEM', `order ${order} exceeds MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
     }
-    // mm/page_alloc.c: should_fail_alloc_page() before the free lists are searched
+    // mm/page_alloc.c: prepare_alloc_pages() asks should_fail_alloc_page() (mm/fail_page_alloc.c)
+    // before the free lists are searched
     const pfn = faultInjected(this, point, `order ${order}`) ? -1 : this.takePages(order);
     if (pfn < 0) return err('ENOMEM', `no free block of order ${order}`);
     this.kernelPages.set(pfn, order);
