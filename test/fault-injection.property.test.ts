@@ -19,7 +19,7 @@ import {
   bioFromRanges, blkSubmitBio, dmaBufAttach, dmaBufMapAttachmentUnlocked, dmaBufPut, dmaBufUnmapAttachmentUnlocked, hmmDmaMapAlloc,
   hmmDmaMapFree, hmmDmaMapPfn, hmmDmaUnmapPfn, ibDeregMr, ibDeregOdpUserMr, ibRegMr, ibRegOdpUserMr, ibUmemGet, ibUmemRelease,
   iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, nvmeCompleteRq, nvmeExecute,
-  nvmeProbe, nvmeQueueRq, rdmaProbe, systemHeapAlloc, vfioPciDmabufExport, type DmaBuf, type DmaBufAttachment, type IbDevice,
+  nvmeProbe, nvmeQueueRq, rdmaProbe, systemHeapAlloc, UMEM_METHODS, umemMap, type UmemMapping, vfioPciDmabufExport, type DmaBuf, type DmaBufAttachment, type IbDevice,
   type IbMr, type IbOdpUserMr, type IbUmem, type Ioas, type NvmeCtrl, type NvmeIo, type Request,
 } from '../src/drivers/index.ts';
 import { HMM_PFN_VALID } from '../src/mm/index.ts';
@@ -467,6 +467,32 @@ describe('single-failure property: HMM (hmm_dma_map_alloc / hmm_dma_map_pfn) and
   }
 });
 
+describe('single-failure property: the umem driver (pin + map by each design)', () => {
+  const arbU = fc.record({ pages: fc.integer({ min: 1, max: 300 }), off: fc.nat(PAGE - 1), thp: fc.boolean() });
+  for (const mode of ['strict', 'lazy', 'none'] as IommuMode[]) {
+    for (const method of UMEM_METHODS) {
+      it(`${mode}: umemMap ${method} / unmap`, () => {
+        fc.assert(fc.property(arbU, fc.nat(1000), (sh, pick) => {
+          runSingleFailures<{ dev: Device; mm: UserMm; va: bigint; len: number }, UmemMapping>({
+            name: `umem ${mode} ${method} ${JSON.stringify(sh)}`,
+            machine: () => makeMachine(mode),
+            setup: (m) => {
+              const mm = m.newProcess();
+              const va = unwrap(mm.mmap({ len: sh.thp ? 4 * MiB : (sh.pages + 1) * PAGE, backing: sh.thp ? 'thp' : 'anon' }));
+              return { dev: m.device('nic0'), mm, va: va + BigInt(sh.off), len: sh.pages * PAGE - (sh.off % PAGE === 0 ? 0 : sh.off) };
+            },
+            run: (_m, s) => umemMap(s.dev, s.mm, s.va, s.len, method),
+            undo: (_m, _s, v) => v.unmap(),
+            // a short pin is pinned on; a THP falls back to base pages; no IOVA window: per-range maps
+            tolerated: ['folio', 'iova'],
+            errnos: method === 'sgtable' ? ['ENOMEM', 'EIO'] : undefined,
+          }, pick);
+        }), { numRuns: 2, seed: 27 });
+      });
+    }
+  }
+});
+
 describe('single-failure property: dma-buf, VFIO and iommufd', () => {
   const arbLen = fc.integer({ min: 1, max: 300 }).map((p) => p * PAGE);
   for (const mode of ['strict', 'lazy', 'none'] as IommuMode[]) {
@@ -565,6 +591,18 @@ describe('fault injection: the undo paths it found (regressions)', () => {
     expect(u.ok ? u.value.nrPages : u.errno).toBe(4);
     expect(m.events.count('FAULT-INJECT')).toBe(1);
     if (u.ok) ibUmemRelease(u.value);
+    expect(m.listPins()).toEqual([]);
+  });
+
+  it.each(UMEM_METHODS)('umemMap (%s) pins on after a short pin, as ib_umem_get loops, not EFAULT ("short again")', (method) => {
+    const m = makeMachine('strict');
+    const mm = m.newProcess();
+    const va = unwrap(mm.mmap({ len: 4 * PAGE, backing: 'anon' }));
+    setFaults(m, [{ point: 'folio', nth: 2 }]);
+    const u = umemMap(m.device('nic0'), mm, va, 4 * PAGE, method);
+    expect(u.ok ? 'ok' : u.errno).toBe('ok');
+    expect(m.events.count('FAULT-INJECT')).toBe(1);
+    if (u.ok) u.value.unmap();
     expect(m.listPins()).toEqual([]);
   });
 
