@@ -12,7 +12,8 @@ import { PhyrList, sgAllocTable, type SgTable } from '../src/phyr/index.ts';
 import {
   DMA_BIDIRECTIONAL, DMA_BIT_MASK, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPage,
   dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaSetMask, dmaSetMinAlignMask, dmaUnmapPage, dmaUnmapPhyrs, dmaUnmapPhys, dmaUnmapSgtable,
-  type DmaPhyrsMapping,
+  dmaAllocCoherent, dmaFreeCoherent, dmaPoolAlloc, dmaSetMaskAndCoherent, dmaPoolCreate, dmaPoolFree, type DmaCoherentMem, type DmaPhyrsMapping,
+  type DmaPool,
 } from '../src/dma/index.ts';
 import {
   HmmDmaMap, IB_ACCESS_LOCAL_WRITE, IB_ACCESS_ON_DEMAND, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, REQ_OP_READ, REQ_OP_WRITE,
@@ -253,6 +254,49 @@ describe('single-failure property: the DMA API mapping methods', () => {
       });
     }
   }
+});
+
+describe('single-failure property: dma_alloc_coherent and dma_pool_alloc', () => {
+  for (const setup of ['direct', 'iommu-strict', 'iommu-lazy'] as Setup[]) {
+    it(`${setup}: dma_alloc_coherent / dma_free_coherent`, () => {
+      fc.assert(fc.property(fc.integer({ min: 1, max: 64 * 1024 }), fc.nat(1000), (size, pick) => {
+        const counts = runSingleFailures<Device, DmaCoherentMem>({
+          name: `coherent ${setup} ${size}`,
+          machine: machineFor(setup),
+          setup: (m) => {
+            const dev = m.device('nvme0');
+            unwrap(dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64)));
+            return dev;
+          },
+          run: (_m, dev) => dmaAllocCoherent(dev, size),
+          undo: (_m, dev, v) => dmaFreeCoherent(dev, size, v.cpuPhys, v.dmaAddr),
+        }, pick);
+        expect(counts['page-alloc']).toBe(1);
+      }), { numRuns: 3, seed: 14 });
+    });
+  }
+  it('iommu-strict: dma_pool_create, then dma_pool_alloc of blocks until the pool grows', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 40 }), fc.constantFrom(64, 256, 4096), fc.nat(1000), (blocks, size, pick) => {
+      runSingleFailures<DmaPool, DmaCoherentMem[]>({
+        name: `dma_pool ${blocks} x ${size}`,
+        machine: machineFor('iommu-strict'),
+        setup: (m) => unwrap(dmaPoolCreate('fault-test', m.device('nvme0'), size, size, 0)),
+        run: (_m, pool) => {
+          const got: DmaCoherentMem[] = [];
+          for (let i = 0; i < blocks; i++) {
+            const b = dmaPoolAlloc(pool);
+            if (!b.ok) {
+              for (const g of got) dmaPoolFree(pool, g.cpuPhys, g.dmaAddr);
+              return b;
+            }
+            got.push(b.value);
+          }
+          return ok(got);
+        },
+        undo: (_m, pool, got) => { for (const g of got) dmaPoolFree(pool, g.cpuPhys, g.dmaAddr); },
+      }, pick);
+    }), { numRuns: 3, seed: 15 });
+  });
 });
 
 describe('single-failure property: the dma_map_ops families', () => {
