@@ -1,5 +1,5 @@
 // base/: errno + Result, argument checks, log2 and alignment helpers (the kernel's header
-// inlines), the machine's event log and counters, the PRNG, byte units.
+// inlines), the machine's event log and counters, the PRNG, byte units, fault injection.
 export { ERRNO_VALUES, err, ok, unwrap, type Err, type Errno, type Ok, type Result } from './result.ts';
 export * from './addr.ts';
 export * from './log2.ts';
