@@ -133,7 +133,7 @@ export class PageTable {
   }
 
   protected allocTable(): number {
-    const r = this.mm.allocKernelPages(0);
+    const r = this.mm.allocKernelPages(0, 'iommu-pt');
     if (!r.ok) return -1;
     const pfn = Number(r.value);
     const v = this.view(pfn);

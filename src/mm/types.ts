@@ -82,6 +82,9 @@ export interface Memblock {
   allocLow(bytes: number): number;
 }
 
+/** The fault-injection points a kernel page allocation counts under (base/faults.ts). */
+export type KernelPagesPoint = 'page-alloc' | 'iommu-pt';
+
 /** What pci/, iommu/ and dma/ need from the machine. */
 export interface MachineMm {
   readonly pageSize: number;
@@ -102,7 +105,7 @@ export interface MachineMm {
    * Allocates 2^order contiguous base pages of System RAM for kernel use (page-table pages,
    * swiotlb pool, PRP lists). Returns the first pfn, or ENOMEM.
    */
-  allocKernelPages(order: number): Result<bigint>;
+  allocKernelPages(order: number, point?: KernelPagesPoint): Result<bigint>;
   /** Frees what allocKernelPages returned (same pfn and order); a mismatch is a BUG. */
   freeKernelPages(pfn: bigint, order: number): void;
   /**
