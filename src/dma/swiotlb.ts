@@ -330,7 +330,8 @@ export function swiotlbMemblockInit(mb: Memblock, cfg: SwiotlbConfig = {}): Swio
     const bytes = Math.ceil((nslabs * IO_TLB_SIZE) / mb.pageSize) * mb.pageSize;
     const start = cfg.start === undefined ? mb.allocLow(bytes) : mb.allocAt(checkPoolStart(cfg.start), bytes);
     if (start >= 0) return { wanted, nslabs, start };
-    if (nslabs <= IO_TLB_MIN_SLABS) return { wanted, nslabs: 0, start: -1 };
+    // a pool at a given address has the size it was recorded with: no smaller retry there
+    if (nslabs <= IO_TLB_MIN_SLABS || cfg.start !== undefined) return { wanted, nslabs: 0, start: -1 };
     nslabs = Math.ceil(Math.floor(nslabs / 2) / IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE;
   }
 }

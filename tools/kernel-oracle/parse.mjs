@@ -7,6 +7,7 @@
 // Only deterministic text goes into a recording, so re-recording reproduces it byte for byte.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import process from 'node:process';
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];

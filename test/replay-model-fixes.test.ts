@@ -1,0 +1,87 @@
+// What the kernel replay needed from the model: the VT-d second-stage page-table format
+// (drivers/iommu/generic_pt/fmt/vtdss.h, used by drivers/iommu/intel/iommu.c:
+// intel_iommu_domain_alloc_second_stage() in legacy mode), a swiotlb pool at the address a recorded
+// boot put it, and a PCI hole where QEMU's q35 puts it. Each test names the old behaviour it catches.
+
+import { describe, expect, it } from 'vitest';
+import { GiB, MiB } from '../src/base/index.ts';
+import {
+  createIommu, iommuIovaToPhys, iommuMap, iommuUnmap, iommuWalk, IOMMU_READ, IOMMU_WRITE,
+} from '../src/iommu/internal.ts';
+import { createMachine } from '../src/machine/index.ts';
+import { TestMachine } from './fixtures/iommu-machine.ts';
+
+const RW = IOMMU_READ | IOMMU_WRITE;
+
+describe('VT-d second-stage tables (fmt/vtdss.h)', () => {
+  function vtd(levels: 3 | 4 | 5 = 3) {
+    const mm = new TestMachine();
+    return { mm, d: createIommu(mm, { format: 'vtd-ss', levels, mode: 'strict' }).allocDomain('unmanaged') };
+  }
+
+  it('3 levels translate 39 bits (aperture 2^39 - 1), not the 48 of x86-64 first-stage tables', () => {
+    expect(vtd(3).d.geometry.apertureEnd).toBe((1n << 39n) - 1n);
+    expect(vtd(4).d.geometry.apertureEnd).toBe((1n << 48n) - 1n);
+    expect(vtd(5).d.geometry.apertureEnd).toBe((1n << 57n) - 1n);
+    expect(vtd(3).d.format!.levels).toBe(3);
+  });
+
+  it('a leaf is R and/or W with the address, no present bit (vtdss_pt_iommu_set_prot); tables are R|W', () => {
+    const { d } = vtd();
+    expect(iommuMap(d, 0x1000n, 0x12345000n, 0x1000, IOMMU_READ).ok).toBe(true);
+    expect(iommuMap(d, 0x2000n, 0x12346000n, 0x1000, IOMMU_WRITE).ok).toBe(true);
+    expect(iommuMap(d, 0x3000n, 0x12347000n, 0x1000, RW).ok).toBe(true);
+    const walk = iommuWalk(d, 0x1000n);
+    expect(walk.map((s) => s.level)).toEqual([2, 1, 0]);
+    expect(walk[0].pte & 0xfffn).toBe(3n);
+    expect(walk.at(-1)?.pte).toBe(0x12345001n);
+    expect(iommuWalk(d, 0x2000n).at(-1)?.pte).toBe(0x12346002n);
+    expect(iommuWalk(d, 0x3000n).at(-1)?.pte).toBe(0x12347003n);
+  });
+
+  it('2 MiB and 1 GiB leaves carry PS (bit 7)', () => {
+    const { d } = vtd();
+    expect(iommuMap(d, 0x200000n, 0x40200000n, 0x200000, RW).ok).toBe(true);
+    expect(iommuWalk(d, 0x200000n).at(-1)).toMatchObject({ level: 1, kind: 'leaf', pte: 0x40200083n });
+    expect(iommuMap(d, 0x40000000n, 0x80000000n, 0x40000000, RW).ok).toBe(true);
+    expect(iommuWalk(d, 0x40000000n).at(-1)).toMatchObject({ level: 2, kind: 'leaf', pte: 0x80000083n });
+    expect(iommuIovaToPhys(d, 0x40123456n)).toBe(0x80123456n);
+  });
+
+  it('unmapping write-only leaves (DMA_FROM_DEVICE) clears them all, not stopping at the first as a present-bit test would', () => {
+    const { d } = vtd();
+    expect(iommuMap(d, 0x10000n, 0x500000n, 0x4000, IOMMU_WRITE).ok).toBe(true);
+    expect(iommuUnmap(d, 0x10000n, 0x4000)).toBe(0x4000);
+    for (let a = 0x10000n; a < 0x14000n; a += 0x1000n) expect(iommuIovaToPhys(d, a)).toBe(0n);
+  });
+
+  it('levels 3 is refused for the other formats', () => {
+    const mm = new TestMachine();
+    expect(() => createIommu(mm, { format: 'x86-64', levels: 3, mode: 'strict' })).toThrow(RangeError);
+  });
+});
+
+describe('machine layout from a recorded boot', () => {
+  it('swiotlb.start puts the pool at the recorded address, not at the top of RAM below 4 GiB', () => {
+    const top = createMachine({ ramBytes: 256 * MiB, swiotlb: { bytes: 64 * MiB } });
+    expect(top.swiotlb!.start).toBe(BigInt(MiB + 256 * MiB - 64 * MiB));
+    const m = createMachine({ ramBytes: 256 * MiB, swiotlb: { bytes: 64 * MiB, start: 0x4000000n } });
+    expect(m.swiotlb!.start).toBe(0x4000000n);
+    expect(m.swiotlb!.end).toBe(0x8000000n);
+  });
+
+  it('a swiotlb.start outside free RAM leaves the machine without a pool (WARN), an unaligned one is a RangeError', () => {
+    const m = createMachine({ ramBytes: 256 * MiB, swiotlb: { bytes: 64 * MiB, start: 0xf000000n } });
+    expect(m.swiotlb).toBeNull();
+    expect(m.events.count('WARN')).toBe(1);
+    expect(() => createMachine({ ramBytes: 256 * MiB, swiotlb: { start: 0x4000800n } })).toThrow(RangeError);
+  });
+
+  it('pciHoleStart ends the low RAM there (q35 with 3 GiB: 2 GiB - 128 KiB), not at 3 GiB', () => {
+    const low = 2 * GiB - 128 * 1024;
+    const m = createMachine({ ramBytes: low - MiB + GiB, pciHoleStart: low });
+    const ram = m.regions.filter((r) => r.kind === 'ram').map((r) => [r.start, r.end]);
+    expect(ram).toEqual([[BigInt(MiB), BigInt(low)], [4n * BigInt(GiB), 5n * BigInt(GiB)]]);
+    expect(() => createMachine({ ramBytes: 256 * MiB, pciHoleStart: 5 * GiB })).toThrow(RangeError);
+  });
+});
