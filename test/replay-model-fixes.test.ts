@@ -9,6 +9,8 @@ import {
   createIommu, iommuIovaToPhys, iommuMap, iommuUnmap, iommuWalk, IOMMU_READ, IOMMU_WRITE,
 } from '../src/iommu/internal.ts';
 import { createMachine } from '../src/machine/index.ts';
+import { DMA_TO_DEVICE, dmaMapSgtable, dmaSetMaskAndCoherent, dmaSetMaxSegSize } from '../src/dma/index.ts';
+import { sgAllocTable } from '../src/phyr/index.ts';
 import { TestMachine } from './fixtures/iommu-machine.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
@@ -83,5 +85,30 @@ describe('machine layout from a recorded boot', () => {
     const ram = m.regions.filter((r) => r.kind === 'ram').map((r) => [r.start, r.end]);
     expect(ram).toEqual([[BigInt(MiB), BigInt(low)], [4n * BigInt(GiB), 5n * BigInt(GiB)]]);
     expect(() => createMachine({ ramBytes: 256 * MiB, pciHoleStart: 5 * GiB })).toThrow(RangeError);
+  });
+});
+
+describe('iommu_dma_map_sg: __finalise_sg() compares max_len - cur_len as unsigned int', () => {
+  // Recorded on Linux 7.1.5 (VT-d, max_segment_size 4096): an entry longer than max_len starts an
+  // output segment, after which max_len - cur_len wraps and the next IOVA-contiguous entries join it.
+  it('entries after an oversize one merge into one 24 KiB segment (2 segments), not 5', () => {
+    const m = createMachine({
+      ramBytes: 512 * MiB, swiotlb: false, iommu: { format: 'vtd-ss', levels: 3, mode: 'strict' },
+      pci: [{ name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x29c0 }, { name: 'rp0', type: 'root-port', parent: 'hb0' },
+        { name: 'edu', type: 'endpoint', parent: 'rp0' }],
+    });
+    const dev = m.device('edu');
+    expect(dmaSetMaskAndCoherent(dev, (1n << 28n) - 1n).ok).toBe(true);
+    dmaSetMaxSegSize(dev, 4096);
+    const t = sgAllocTable(5);
+    if (!t.ok) throw new Error(t.errno);
+    const sgt = t.value;
+    const ents: Array<[bigint, number]> = [[0x15d000n, 2482], [0x15e000n, 8192], [0x160000n, 8192], [0x164000n, 4096], [0x165000n, 4096]];
+    ents.forEach(([phys, len], i) => sgt.setPage(i, phys >> 12n, len, 0));
+    expect(dmaMapSgtable(dev, sgt, DMA_TO_DEVICE, 0).ok).toBe(true);
+    expect(sgt.nents).toBe(2);
+    const segs = [...sgt.dmaEntries()];
+    expect(segs.map((r) => r.len)).toEqual([2482, 24576]);
+    expect(segs[1].addr - segs[0].addr).toBe(0x1000n);
   });
 });

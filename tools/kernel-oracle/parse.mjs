@@ -21,7 +21,7 @@ let swiotlb = null;
 let edu = null;
 const begin = lines.findIndex((l) => l.startsWith('PHYR-ORACLE-BEGIN'));
 for (const l of begin < 0 ? lines : lines.slice(0, begin)) {
-  let m = /BIOS-e820: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\] (.*)$/.exec(l);
+  let m = /BIOS-e820: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]\s+(.*)$/.exec(l);
   if (m) { e820.push([m[1], m[2], m[3]]); continue; }
   m = /software IO TLB: mapped \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\] \((\d+)MB\)/.exec(l);
   if (m) { swiotlb = { start: m[1], end: m[2], mb: Number(m[3]) }; continue; }

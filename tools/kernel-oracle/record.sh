@@ -64,7 +64,7 @@ CONFIGS=(
   "vtd-strict|512M|-device intel-iommu,intremap=off|"
   "vtd-lazy|512M|-device intel-iommu,intremap=off|iommu.strict=0"
   "vtd-strict-3g|3G|-device intel-iommu,intremap=off|"
-  "vtd-untrusted|512M|-device intel-iommu,intremap=off|phyr_oracle.untrusted=1"
+  "vtd-untrusted-3g|3G|-device intel-iommu,intremap=off|phyr_oracle.untrusted=1"
   "amd-v1|512M|-device amd-iommu|"
   "noiommu-256m|256M||"
   "noiommu-3g|3G||"
