@@ -10,7 +10,9 @@
  * layouts, two-step links) and what the kernel answered (DMA addresses, nents and segments,
  * errors, iommu_iova_to_phys() of every 4 KiB granule as runs) and, where the edu DMA engine moved
  * data, an FNV-1a checksum of the bytes it moved. dma-debug and swiotlb reports appear on the
- * console between two objects; the recorder attaches them to the following object.
+ * console between two objects; the recorder attaches them to the following object. "t" is the
+ * jiffies count (HZ=250) when the operation started, from the start of the script: the replay
+ * advances the flush queue's clock by it (under QEMU's -icount it is deterministic).
  *
  * Byte pattern written by the CPU (phyr's replay computes the same):
  *   x = seed * 2654435761 + i (u32); byte = (x ^ (x >> 7) ^ (x >> 13)) & 0xff
@@ -27,6 +29,8 @@
 #include <linux/delay.h>
 #include <linux/slab.h>
 #include <linux/io.h>
+#include <linux/jiffies.h>
+#include <linux/swiotlb.h>
 
 #define EDU_DMA_SRC	0x80
 #define EDU_DMA_DST	0x88
@@ -75,6 +79,8 @@ struct oracle {
 	dma_addr_t scratch_dma;
 	bool scratch_ok;
 	int seq;
+	unsigned long t0, t_op;
+	bool stamped;
 	u32 rng;
 	char *json;
 	int jlen;
@@ -101,11 +107,21 @@ static void j_raw(struct oracle *o, const char *fmt, ...)
 		o->jlen = JSON_MAX - 1;
 }
 
+/* The time an operation starts: before its first DMA API call. */
+static void stamp(struct oracle *o)
+{
+	o->t_op = jiffies;
+	o->stamped = true;
+}
+
 static int j_begin(struct oracle *o, const char *op)
 {
+	unsigned long t = o->stamped ? o->t_op : jiffies;
+
+	o->stamped = false;
 	o->jlen = 0;
 	o->seq++;
-	j_raw(o, "{\"seq\":%d,\"op\":\"%s\"", o->seq, op);
+	j_raw(o, "{\"seq\":%d,\"op\":\"%s\",\"t\":%lu", o->seq, op, t - o->t0);
 	return o->seq;
 }
 
@@ -319,7 +335,10 @@ static void op_caps(struct oracle *o, const char *why)
 
 static void op_set_mask(struct oracle *o, int bits)
 {
-	int rc = dma_set_mask_and_coherent(o->dev, DMA_BIT_MASK(bits));
+	int rc;
+
+	stamp(o);
+	rc = dma_set_mask_and_coherent(o->dev, DMA_BIT_MASK(bits));
 
 	j_begin(o, "set_mask");
 	j_int(o, "bits", bits);
@@ -329,6 +348,7 @@ static void op_set_mask(struct oracle *o, int bits)
 
 static void op_set_limits(struct oracle *o, unsigned int max_seg, unsigned long boundary, unsigned int min_align)
 {
+	stamp(o);
 	dma_set_max_seg_size(o->dev, max_seg);
 	dma_set_seg_boundary(o->dev, boundary);
 	dma_set_min_align_mask(o->dev, min_align);
@@ -365,6 +385,7 @@ static struct live_map *op_map_phys(struct oracle *o, phys_addr_t phys, size_t l
 
 	if (!l)
 		return NULL;
+	stamp(o);
 	seq = o->seq + 1;
 	if (xfer && dir != DMA_FROM_DEVICE)
 		fill(phys, len, seq);
@@ -374,6 +395,8 @@ static struct live_map *op_map_phys(struct oracle *o, phys_addr_t phys, size_t l
 	j_int(o, "len", len);
 	j_str(o, "dir", dir_name(dir));
 	j_hex(o, "attrs", attrs);
+	if (xfer)
+		j_int(o, "xfer", 1);
 	if (dma_mapping_error(o->dev, dma)) {
 		j_raw(o, ",\"err\":true");
 		j_end(o);
@@ -398,6 +421,7 @@ static struct live_map *op_map_phys(struct oracle *o, phys_addr_t phys, size_t l
 
 static void op_unmap_phys(struct oracle *o, struct live_map *l)
 {
+	stamp(o);
 	j_begin(o, "unmap_phys");
 	j_int(o, "of", l->seq);
 	j_hex(o, "dma", l->dma);
@@ -419,6 +443,7 @@ static void op_sync(struct oracle *o, struct live_map *l, size_t off, size_t len
 	bool wrote = false;
 	u32 seed = o->seq + 1 + 200000;
 
+	stamp(o);
 	j_begin(o, for_cpu ? "sync_cpu" : "sync_device");
 	j_int(o, "of", l->seq);
 	j_hex(o, "dma", l->dma + off);
@@ -436,11 +461,12 @@ static void op_sync(struct oracle *o, struct live_map *l, size_t off, size_t len
 	} else {
 		u32 sum;
 
-		if (l->dir != DMA_FROM_DEVICE)
+		if (l->dir != DMA_FROM_DEVICE) {
 			fill(l->phys + off, len, seed);
+			j_int(o, "fillSeed", seed);
+		}
 		dma_sync_single_for_device(o->dev, l->dma + off, len, l->dir);
 		if (l->dir != DMA_FROM_DEVICE && dev_read(o, l->dma + off, n, &sum)) {
-			j_int(o, "fillSeed", seed);
 			j_int(o, "rdLen", n);
 			j_raw(o, ",\"rd\":\"%08x\"", sum);
 		}
@@ -479,6 +505,7 @@ static bool op_map_sg(struct oracle *o, struct live_sg *ls, const struct sg_ent 
 	int i, rc;
 
 	memset(ls, 0, sizeof(*ls));
+	stamp(o);
 	if (sg_alloc_table(&ls->sgt, n, GFP_KERNEL))
 		return false;
 	for_each_sg(ls->sgt.sgl, sg, n, i)
@@ -529,6 +556,7 @@ static bool op_map_sg(struct oracle *o, struct live_sg *ls, const struct sg_ent 
 
 static void op_unmap_sg(struct oracle *o, struct live_sg *ls)
 {
+	stamp(o);
 	j_begin(o, "unmap_sg");
 	j_int(o, "of", ls->seq);
 	j_str(o, "dir", dir_name(ls->dir));
@@ -753,6 +781,7 @@ static void op_iova_alloc(struct oracle *o, struct dma_iova_state *st, phys_addr
 	bool ok;
 
 	memset(st, 0, sizeof(*st));
+	stamp(o);
 	ok = dma_iova_try_alloc(o->dev, st, phys, size);
 	j_begin(o, "iova_alloc");
 	j_hex(o, "phys", phys);
@@ -771,6 +800,7 @@ static int op_iova_link(struct oracle *o, struct dma_iova_state *st, phys_addr_t
 {
 	int rc;
 
+	stamp(o);
 	if (dir != DMA_FROM_DEVICE)
 		fill(phys, len, o->seq + 1);
 	rc = dma_iova_link(o->dev, st, phys, off, len, dir, attrs);
@@ -790,7 +820,10 @@ static int op_iova_link(struct oracle *o, struct dma_iova_state *st, phys_addr_t
 
 static void op_iova_sync(struct oracle *o, struct dma_iova_state *st, size_t off, size_t len)
 {
-	int rc = dma_iova_sync(o->dev, st, off, len);
+	int rc;
+
+	stamp(o);
+	rc = dma_iova_sync(o->dev, st, off, len);
 
 	j_begin(o, "iova_sync");
 	j_int(o, "offset", off);
@@ -804,6 +837,7 @@ static void op_iova_read(struct oracle *o, struct dma_iova_state *st, size_t off
 	u32 sum;
 	size_t n = min_t(size_t, len, EDU_BUF_LEN);
 
+	stamp(o);
 	if (!dev_read(o, st->addr + off, n, &sum))
 		return;
 	j_begin(o, "dev_read");
@@ -816,6 +850,7 @@ static void op_iova_read(struct oracle *o, struct dma_iova_state *st, size_t off
 static void op_iova_unlink(struct oracle *o, struct dma_iova_state *st, size_t off, size_t len,
 			   enum dma_data_direction dir, unsigned long attrs)
 {
+	stamp(o);
 	dma_iova_unlink(o->dev, st, off, len, dir, attrs);
 	j_begin(o, "iova_unlink");
 	j_int(o, "offset", off);
@@ -828,6 +863,7 @@ static void op_iova_unlink(struct oracle *o, struct dma_iova_state *st, size_t o
 
 static void op_iova_free(struct oracle *o, struct dma_iova_state *st)
 {
+	stamp(o);
 	dma_iova_free(o->dev, st);
 	j_begin(o, "iova_free");
 	j_end(o);
@@ -858,6 +894,11 @@ static void sc_two_step(struct oracle *o)
 				if (len > done)
 					op_iova_link(o, &st, pick_page(o, 0, 900), done,
 						     min_t(size_t, len - done, 16384), dirs[d], 0);
+				/*
+				 * Only [0, done) is synced, read and unlinked: the third link stays mapped
+				 * when dma_iova_free() gives the IOVA back, so the next window over the same
+				 * IOVA meets a live entry (EADDRINUSE), a misuse the replay checks too.
+				 */
 				op_iova_sync(o, &st, 0, done);
 				if (dirs[d] != DMA_FROM_DEVICE)
 					op_iova_read(o, &st, 0, done);
@@ -920,6 +961,7 @@ static void sc_misuse(struct oracle *o)
 	/* sync of more than was mapped */
 	l = op_map_phys(o, pick_page(o, 0, 951), 4096, DMA_BIDIRECTIONAL, 0, false);
 	if (l) {
+		stamp(o);
 		j_begin(o, "sync_cpu");
 		j_int(o, "of", l->seq);
 		j_hex(o, "dma", l->dma);
@@ -938,6 +980,7 @@ static void sc_misuse(struct oracle *o)
 		op_unmap_phys(o, l);
 	}
 	/* a map whose error was never checked */
+	stamp(o);
 	dma = dma_map_phys(o->dev, pick_page(o, 0, 952), 4096, DMA_TO_DEVICE, 0);
 	j_begin(o, "map_phys");
 	j_hex(o, "phys", pick_page(o, 0, 952));
@@ -972,6 +1015,8 @@ static void run_all(struct oracle *o)
 	struct live_map *s;
 
 	o->seq = 0;
+	o->t0 = jiffies;
+	o->stamped = false;
 	o->rng = 2463534242u;
 	pr_info("PHYR-ORACLE-BEGIN\n");
 	op_caps(o, "probe");
@@ -987,6 +1032,14 @@ static void run_all(struct oracle *o)
 		for (i = 0; i < NR_SINGLES; i++)
 			j_raw(o, "%s\"0x%llx\"", i ? "," : "", (u64)o->singles[i]);
 		j_raw(o, "]");
+	}
+	/* the default swiotlb pool (pci_iommu_init() prints it only when x86 wants it) */
+	j_int(o, "swiotlbActive", is_swiotlb_active(o->dev));
+	j_int(o, "swiotlbForce", is_swiotlb_force_bounce(o->dev));
+	if (o->dev->dma_io_tlb_mem && o->dev->dma_io_tlb_mem->defpool.nslabs) {
+		j_hex(o, "swiotlbStart", o->dev->dma_io_tlb_mem->defpool.start);
+		j_hex(o, "swiotlbEnd", o->dev->dma_io_tlb_mem->defpool.end);
+		j_int(o, "swiotlbSlabs", o->dev->dma_io_tlb_mem->defpool.nslabs);
 	}
 	j_end(o);
 	op_set_mask(o, 28);
