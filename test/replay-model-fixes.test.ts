@@ -9,7 +9,10 @@ import {
   createIommu, iommuIovaToPhys, iommuMap, iommuUnmap, iommuWalk, IOMMU_READ, IOMMU_WRITE,
 } from '../src/iommu/internal.ts';
 import { createMachine } from '../src/machine/index.ts';
-import { DMA_TO_DEVICE, dmaMapSgtable, dmaSetMaskAndCoherent, dmaSetMaxSegSize } from '../src/dma/index.ts';
+import {
+  DMA_TO_DEVICE, DmaIovaState, dmaIovaLink, dmaIovaTryAlloc, dmaMapSgtable, dmaSetMaskAndCoherent, dmaSetMaxSegSize,
+} from '../src/dma/index.ts';
+import { allocPhys, makeMachine } from './fixtures/dma-b-machines.ts';
 import { sgAllocTable } from '../src/phyr/index.ts';
 import { TestMachine } from './fixtures/iommu-machine.ts';
 
@@ -110,5 +113,30 @@ describe('iommu_dma_map_sg: __finalise_sg() compares max_len - cur_len as unsign
     const segs = [...sgt.dmaEntries()];
     expect(segs.map((r) => r.len)).toEqual([2482, 24576]);
     expect(segs[1].addr - segs[0].addr).toBe(0x1000n);
+  });
+});
+
+describe('iommu_map of an unaligned range on a generic_pt domain (7.1: map_range, no iommu_map alignment check)', () => {
+  it('is ENXIO for x86-64, VT-d second stage and AMD v1 (old: EINVAL), still EINVAL for ARM LPAE (io-pgtable)', () => {
+    for (const format of ['x86-64', 'vtd-ss', 'amd-v1'] as const) {
+      const d = createIommu(new TestMachine(), { format, mode: 'strict' }).allocDomain('unmanaged');
+      const r = iommuMap(d, 0x1000n, 0x12345100n, 0x1000, RW);
+      expect(r.ok ? 'ok' : r.errno, format).toBe('ENXIO');
+    }
+    const arm = createIommu(new TestMachine(), { format: 'arm-lpae', mode: 'strict' }).allocDomain('unmanaged');
+    const r = iommuMap(arm, 0x1000n, 0x12345100n, 0x1000, RW);
+    expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+  });
+
+  it('so dma_iova_link of an unaligned head on an untrusted device without min_align_mask fails ENXIO', () => {
+    // iommu_dma_iova_link_swiotlb bounces the head to a slot aligned to the granule (no
+    // min_align_mask keeps the offset), then links bounce_phys - iova_start_pad: not granule-aligned.
+    const m = makeMachine('strict');
+    const dev = m.device('tb0');
+    const phys = allocPhys(m) + 0x100n;
+    const st = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, st, phys, 0x10000)).toBe(true);
+    const r = dmaIovaLink(dev, st, phys, 0, 0x1000 - 0x100, DMA_TO_DEVICE, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('ENXIO');
   });
 });
