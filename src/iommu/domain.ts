@@ -43,6 +43,11 @@ export interface IommuConfig {
   levels?: 3 | 4 | 5;
   /** iommu.strict=1 -> 'strict' (DMA), iommu.strict=0 -> 'lazy' (DMA_FQ), iommu.passthrough=1 -> 'passthrough'. */
   mode: 'strict' | 'lazy' | 'passthrough';
+  /**
+   * CONFIG_HZ (default 1000): the flush-queue timer is a kernel timer, so it expires on ticks of
+   * 1000 / hz ms (one tick after msecs_to_jiffies of its timeout).
+   */
+  hz?: number;
   /** IOTLB entries per domain (default 4096). */
   iotlbCapacity?: number;
   /** IOVA range caches on (default true; off only to measure them). */
@@ -155,7 +160,7 @@ export class IommuDomain {
     if (type === 'dma-fq') {
       const single = iommu.config.fqMode === 'single';
       this.fq = new FlushQueue(this, single ? IOVA_SINGLE_FQ_SIZE : IOVA_DEFAULT_FQ_SIZE,
-        single ? IOVA_SINGLE_FQ_TIMEOUT : IOVA_DEFAULT_FQ_TIMEOUT);
+        single ? IOVA_SINGLE_FQ_TIMEOUT : IOVA_DEFAULT_FQ_TIMEOUT, 1000 / (iommu.config.hz ?? 1000));
     } else {
       this.fq = null;
     }
@@ -220,6 +225,7 @@ export class Iommu {
     checkOneOf('cfg.format', cfg.format, ['x86-64', 'vtd-ss', 'amd-v1', 'arm-lpae']);
     checkOneOf('cfg.mode', cfg.mode, ['strict', 'lazy', 'passthrough']);
     if (cfg.levels !== undefined) checkOneOf('cfg.levels', cfg.levels, cfg.format === 'vtd-ss' ? [3, 4, 5] : [4, 5]);
+    if (cfg.hz !== undefined) checkOneOf('cfg.hz', cfg.hz, [100, 250, 300, 1000]);
     if (cfg.arm32Mapping !== undefined) {
       checkArm32MappingConfig('cfg.arm32Mapping', cfg.arm32Mapping);
       if (cfg.mode !== 'strict') throw new RangeError(`cfg.arm32Mapping needs cfg.mode "strict" (ARM32 iommu_ops unmap synchronously), got ${JSON.stringify(cfg.mode)}`);
