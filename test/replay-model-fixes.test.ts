@@ -15,6 +15,8 @@ import {
 import { allocPhys, makeMachine } from './fixtures/dma-b-machines.ts';
 import { sgAllocTable } from '../src/phyr/index.ts';
 import { TestMachine } from './fixtures/iommu-machine.ts';
+import { iommuDmaFlushQueueTick, iommuGetDomainForDev } from '../src/iommu/internal.ts';
+import { dmaMapPhys, dmaUnmapPhys } from '../src/dma/index.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 
@@ -138,5 +140,24 @@ describe('iommu_map of an unaligned range on a generic_pt domain (7.1: map_range
     expect(dmaIovaTryAlloc(dev, st, phys, 0x10000)).toBe(true);
     const r = dmaIovaLink(dev, st, phys, 0, 0x1000 - 0x100, DMA_TO_DEVICE, 0);
     expect(r.ok ? 'ok' : r.errno).toBe('ENXIO');
+  });
+});
+
+describe('flush-queue timer on jiffies (kernel/time/timer.c: calc_index rounds a level-0 expiry up one tick)', () => {
+  it('with HZ=250 a 10 ms timeout fires at the 4th tick after the queue (16 ms), not after 10 ms', () => {
+    const m = createMachine({
+      ramBytes: 512 * MiB, swiotlb: false, iommu: { format: 'vtd-ss', levels: 3, mode: 'lazy', hz: 250 },
+      pci: [{ name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x29c0 }, { name: 'rp0', type: 'root-port', parent: 'hb0' },
+        { name: 'edu', type: 'endpoint', parent: 'rp0' }],
+    });
+    const dev = m.device('edu');
+    const r = dmaMapPhys(dev, 0x200000n, 4096, DMA_TO_DEVICE, 0);
+    if (!r.ok) throw new Error(r.errno);
+    dmaUnmapPhys(dev, r.value, 4096, DMA_TO_DEVICE, 0);
+    const d = iommuGetDomainForDev(dev)!;
+    iommuDmaFlushQueueTick(d, 12);
+    expect(m.stats.flushQueueFlushes).toBe(0);
+    iommuDmaFlushQueueTick(d, 4);
+    expect(m.stats.flushQueueFlushes).toBe(1);
   });
 });

@@ -44,8 +44,8 @@ export interface IommuConfig {
   /** iommu.strict=1 -> 'strict' (DMA), iommu.strict=0 -> 'lazy' (DMA_FQ), iommu.passthrough=1 -> 'passthrough'. */
   mode: 'strict' | 'lazy' | 'passthrough';
   /**
-   * CONFIG_HZ (default 1000): the flush-queue timer is a kernel timer, so it expires on ticks of
-   * 1000 / hz ms (one tick after msecs_to_jiffies of its timeout).
+   * CONFIG_HZ: the flush-queue timer is a kernel timer, so it expires on ticks of 1000 / hz ms (one
+   * tick after msecs_to_jiffies of its timeout). Omitted: an exact millisecond timer.
    */
   hz?: number;
   /** IOTLB entries per domain (default 4096). */
@@ -160,7 +160,7 @@ export class IommuDomain {
     if (type === 'dma-fq') {
       const single = iommu.config.fqMode === 'single';
       this.fq = new FlushQueue(this, single ? IOVA_SINGLE_FQ_SIZE : IOVA_DEFAULT_FQ_SIZE,
-        single ? IOVA_SINGLE_FQ_TIMEOUT : IOVA_DEFAULT_FQ_TIMEOUT, 1000 / (iommu.config.hz ?? 1000));
+        single ? IOVA_SINGLE_FQ_TIMEOUT : IOVA_DEFAULT_FQ_TIMEOUT, iommu.config.hz === undefined ? 0 : 1000 / iommu.config.hz);
     } else {
       this.fq = null;
     }

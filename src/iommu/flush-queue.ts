@@ -51,10 +51,13 @@ export class FlushQueue {
   private readonly ring: FqEntry[] = [];
   private head = 0;
   private readonly domain: FlushQueueOwner;
-  /** Length of a jiffy in ms (1000 / CONFIG_HZ): the timer runs on the timer wheel's ticks. */
+  /**
+   * Length of a jiffy in ms (1000 / CONFIG_HZ): the timer runs on the timer wheel's ticks; 0 (no
+   * `iommu.hz` configured): an exact timer of timeoutMs.
+   */
   readonly msPerJiffy: number;
 
-  constructor(domain: FlushQueueOwner, capacity: number, timeoutMs: number, msPerJiffy = 1) {
+  constructor(domain: FlushQueueOwner, capacity: number, timeoutMs: number, msPerJiffy = 0) {
     this.domain = domain;
     this.capacity = capacity;
     this.timeoutMs = timeoutMs;
@@ -112,8 +115,12 @@ export class FlushQueue {
       // the bucket after its expiry (kernel/time/timer.c: calc_index rounds up by one so that a
       // timer armed late in a tick never fires early): it runs one tick after the expiry
       this.timerOn = true;
-      const j = Math.floor(this.nowMs / this.msPerJiffy);
-      this.timerDeadlineMs = (j + Math.ceil(this.timeoutMs / this.msPerJiffy) + 1) * this.msPerJiffy;
+      if (this.msPerJiffy === 0) {
+        this.timerDeadlineMs = this.nowMs + this.timeoutMs;
+      } else {
+        const j = Math.floor(this.nowMs / this.msPerJiffy);
+        this.timerDeadlineMs = (j + Math.ceil(this.timeoutMs / this.msPerJiffy) + 1) * this.msPerJiffy;
+      }
     }
   }
 
