@@ -410,10 +410,18 @@ export class PageTable {
       const m = f.leaf0Mask, v = f.leaf0Value;
       const from = idx;
       const last = Math.min(ITEMS, from + (end - start));
-      while (idx < last && (t[idx * 2] & m) === v) {
-        t[idx * 2] = 0;
-        t[idx * 2 + 1] = 0;
-        idx++;
+      if (f.leaf0Any === true) {
+        while (idx < last && (t[idx * 2] & m) !== 0) {
+          t[idx * 2] = 0;
+          t[idx * 2 + 1] = 0;
+          idx++;
+        }
+      } else {
+        while (idx < last && (t[idx * 2] & m) === v) {
+          t[idx * 2] = 0;
+          t[idx * 2 + 1] = 0;
+          idx++;
+        }
       }
       const n = idx - from;
       this.unmappedPages += n;

@@ -91,7 +91,7 @@ export interface MachineConfig extends MmConfig {
 }
 
 const MACHINE_KEYS = new Set([
-  'ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'deviceMemory', 'pmem', 'aged', 'seed',
+  'ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'deviceMemory', 'pmem', 'aged', 'seed', 'pciHoleStart',
   'cpu', 'pci', 'iommu', 'swiotlb', 'dmaDebug', 'arch', 'dmaOps', 'cc', 'faults',
 ]);
 const DMA_DEBUG_KEYS = ['enabled', 'allErrors', 'numErrors', 'driverFilter'];
@@ -135,7 +135,7 @@ function checkArchConfig(v: unknown): void {
 
 function mmPart(config: MachineConfig, bars: Array<{ name: string; bytes: number; pgmap: boolean }>): MmConfig {
   const out: Record<string, unknown> = {};
-  for (const k of ['ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'pmem', 'aged', 'seed'] as const) {
+  for (const k of ['ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'pmem', 'aged', 'seed', 'pciHoleStart'] as const) {
     if (config[k] !== undefined) out[k] = config[k];
   }
   const dm = [...(config.deviceMemory ?? []), ...bars];

@@ -154,6 +154,23 @@ export class MmMachine implements MachineMm, UserMmHost {
         }
         return -1;
       },
+      allocAt(start: number, bytes: number): number {
+        if (!open) throw new TypeError('memblock allocations are possible only while the machine is built');
+        checkLen('bytes', bytes, 1);
+        if (!Number.isSafeInteger(start) || start < 0 || start % ps !== 0) throw new RangeError(`start must be a page-aligned address, got ${start}`);
+        const sp = start / ps, np = Math.ceil(bytes / ps);
+        for (let i = 0; i < ranges.length; i++) {
+          const [rs, re] = ranges[i];
+          if (sp < rs || sp + np > re) continue;
+          const parts: Array<[number, number]> = [];
+          if (sp > rs) parts.push([rs, sp]);
+          if (sp + np < re) parts.push([sp + np, re]);
+          ranges.splice(i, 1, ...parts);
+          boot.set(sp, np);
+          return start;
+        }
+        return -1;
+      },
     };
     fn(mb);
     open = false;

@@ -80,6 +80,12 @@ export interface Memblock {
    * -1 when no free range below 4 GiB is large enough.
    */
   allocLow(bytes: number): number;
+  /**
+   * memblock_reserve() of [start, start + bytes) rounded out to whole pages, for a boot allocation
+   * whose place is known (a recorded kernel's swiotlb pool, which memblock put below the bootloader's
+   * reservations). Returns start, or -1 when the range is not wholly free RAM.
+   */
+  allocAt(start: number, bytes: number): number;
 }
 
 /** The fault-injection points a kernel page allocation counts under (base/faults.ts). */
