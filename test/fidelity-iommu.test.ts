@@ -13,7 +13,7 @@ import { dmaGetMaxSegSize, dmaGetSegBoundary, dmaSetMaskAndCoherent, dmaSetMaxSe
 import { DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaTryAlloc } from '../src/dma/index.ts';
 import { ramAt, smallMachine } from './fixtures/dma-machines.ts';
 import {
-  createIommu, dumpTablePage, iommuDmaAllocIova, iommuDmaFreeIova, iommuIovaToPhys, iommuMap, iommuTranslate, iommuUnmap,
+  IommuIotlbGather, createIommu, dumpTablePage, iommuDmaAllocIova, iommuDmaFreeIova, iommuIovaToPhys, iommuMap, iommuTranslate, iommuUnmap,
   iommuWalk, IOMMU_CACHE, IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, type IommuDomain,
 } from '../src/iommu/internal.ts';
 import { TestMachine } from './fixtures/iommu-machine.ts';
@@ -53,10 +53,12 @@ describe('flush queue depth (dma-iommu.c: fq_full is ((tail + 1) & mod_mask) == 
     const dev = new Device('t');
     dev.pci32BitWorkaround = false;
     const mask = DMA_BIT_MASK(48);
-    for (let i = 0; i < 32767; i++) iommuDmaFreeIova(d, iommuDmaAllocIova(d, 4096, mask, dev), 4096, null);
+    // an unmap's free: a gather queued for the flush queue (a null gather frees at once)
+    const queued = (): IommuIotlbGather => { const g = new IommuIotlbGather(); g.queued = true; return g; };
+    for (let i = 0; i < 32767; i++) iommuDmaFreeIova(d, iommuDmaAllocIova(d, 4096, mask, dev), 4096, queued());
     expect(d.fq?.length).toBe(32767);
     expect(mm.stats.flushQueueFlushes).toBe(0);
-    iommuDmaFreeIova(d, iommuDmaAllocIova(d, 4096, mask, dev), 4096, null);
+    iommuDmaFreeIova(d, iommuDmaAllocIova(d, 4096, mask, dev), 4096, queued());
     expect(mm.stats.flushQueueFlushes).toBe(1);
     expect(d.fq?.length).toBe(1);
   });

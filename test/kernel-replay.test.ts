@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import {
-  DEVIATION_FQ_NULL_GATHER, DEVIATION_UNMAP_SIZE, DEVIATION_UNMAP_UNKNOWN, loadRecordings, oracleFnv, oraclePattern, replay, type RecOp, type Recording,
+  DEVIATION_UNMAP_SIZE, DEVIATION_UNMAP_UNKNOWN, loadRecordings, oracleFnv, oraclePattern, replay, type RecOp, type Recording,
 } from './fixtures/kernel-replay.ts';
 
 const DIR = join(import.meta.dirname, 'kernel-recordings', '7.1.5');
@@ -37,15 +37,13 @@ for (const rec of recordings) {
     it(`every one of ${rec.ops.length} operations gives the kernel's answer`, () => {
       const report = replay(rec);
       expect(report.mismatches.slice(0, 10)).toEqual([]);
-      // Only these named deviations may stop the state comparison: the misuse at the end, and in a
-      // lazy (dma-fq) domain the first dma_iova_free, which the model queues where the kernel frees.
-      const lazy = /iommu\.strict=0/.test(rec.header.qemu);
+      // Only these named deviations may stop the state comparison: the misuse at the end.
       for (const name of Object.keys(report.deviations)) {
-        expect([DEVIATION_UNMAP_SIZE, DEVIATION_UNMAP_UNKNOWN, ...(lazy ? [DEVIATION_FQ_NULL_GATHER] : [])]).toContain(name);
+        expect([DEVIATION_UNMAP_SIZE, DEVIATION_UNMAP_UNKNOWN]).toContain(name);
       }
       const skipped = Object.values(report.deviations).reduce((a, b) => a + b, 0);
-      if (!lazy) expect(skipped).toBeLessThanOrEqual(6);
-      expect(report.compared).toBeGreaterThanOrEqual(lazy ? 900 : 1200);
+      expect(skipped).toBeLessThanOrEqual(6);
+      expect(report.compared).toBeGreaterThanOrEqual(1200);
       expect(report.compared + skipped).toBe(rec.ops.filter((o) => o.op !== 'trailer').length);
     });
   });

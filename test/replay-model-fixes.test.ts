@@ -10,7 +10,7 @@ import {
 } from '../src/iommu/internal.ts';
 import { createMachine } from '../src/machine/index.ts';
 import {
-  DMA_TO_DEVICE, DmaIovaState, dmaIovaLink, dmaIovaTryAlloc, dmaMapSgtable, dmaSetMaskAndCoherent, dmaSetMaxSegSize,
+  DMA_TO_DEVICE, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaTryAlloc, dmaIovaUnlink, dmaMapSgtable, dmaSetMaskAndCoherent, dmaSetMaxSegSize,
 } from '../src/dma/index.ts';
 import { allocPhys, makeMachine } from './fixtures/dma-b-machines.ts';
 import { sgAllocTable } from '../src/phyr/index.ts';
@@ -159,5 +159,42 @@ describe('flush-queue timer on jiffies (kernel/time/timer.c: calc_index rounds a
     expect(m.stats.flushQueueFlushes).toBe(0);
     iommuDmaFlushQueueTick(d, 4);
     expect(m.stats.flushQueueFlushes).toBe(1);
+  });
+});
+
+describe('dma_iova_free in a lazy domain (drivers/iommu/dma-iommu.c: iommu_dma_free_iova with a null gather)', () => {
+  it('gives the IOVA back at once, so the next window of the size reuses it; it is not queued for the flush queue', () => {
+    const m = makeMachine('lazy');
+    const dev = m.device('nvme0');
+    const phys = allocPhys(m);
+    const a = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, a, phys, 0x10000)).toBe(true);
+    const r = dmaIovaLink(dev, a, phys, 0, 0x10000, DMA_TO_DEVICE, 0);
+    expect(r.ok).toBe(true);
+    dmaIovaUnlink(dev, a, 0, 0x10000, DMA_TO_DEVICE, 0);
+    const first = a.addr;
+    dmaIovaFree(dev, a);
+    const queuedBefore = m.stats.flushQueueFlushes;
+    const b = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, b, phys, 0x10000)).toBe(true);
+    // old behaviour: the range sat in the flush queue and the allocator handed out the next one down
+    expect(b.addr).toBe(first);
+    expect(m.stats.flushQueueFlushes).toBe(queuedBefore);
+    dmaIovaFree(dev, b);
+  });
+
+  it('while dma_iova_destroy (a queued gather) still leaves the IOVA to the flush queue', () => {
+    const m = makeMachine('lazy');
+    const dev = m.device('nvme0');
+    const phys = allocPhys(m);
+    const a = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, a, phys, 0x10000)).toBe(true);
+    expect(dmaIovaLink(dev, a, phys, 0, 0x10000, DMA_TO_DEVICE, 0).ok).toBe(true);
+    const first = a.addr;
+    dmaIovaDestroy(dev, a, 0x10000, DMA_TO_DEVICE, 0);
+    const b = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, b, phys, 0x10000)).toBe(true);
+    expect(b.addr).not.toBe(first);
+    dmaIovaFree(dev, b);
   });
 });

@@ -73,16 +73,14 @@ function allocIovaPfn(d: IommuDomain, iovad: NonNullable<IommuDomain['iovad']>, 
 }
 
 /**
- * iommu_dma_free_iova: gives back [iova, iova + size). In a 'dma-fq' domain (lazy mode) the range
- * goes into the flush queue, with the gather's unlinked table pages, and is reused only after the
- * queue's global IOTLB flush (queue full, timer, or iommuDmaFlushQueueFlush). In a strict 'dma'
- * domain it is freed at once (free_iova_fast: into the range cache or the tree), which is safe
- * only after the IOTLB was synced or when nothing was mapped.
- * Model deviation: the kernel queues only when the caller passes a gather with `queued` set (and
- * frees at once for a null gather, e.g. dma_iova_free); the model also queues a null or unqueued
- * gather's range in a 'dma-fq' domain, which can only delay reuse, never allow an early one.
- * A queued gather on a domain without a flush queue is a WARN; the model then flushes the IOTLB
- * and frees at once.
+ * iommu_dma_free_iova: gives back [iova, iova + size). A range freed with a queued gather (the
+ * unmap paths of a 'dma-fq' domain, lazy mode) goes into the flush queue with the gather's unlinked
+ * table pages, and is reused only after the queue's global IOTLB flush (queue full, timer, or
+ * iommuDmaFlushQueueFlush). A null or unqueued gather (dma_iova_free(), the error paths of the map
+ * calls, every free in a strict 'dma' domain) frees at once (free_iova_fast: into the range cache or
+ * the tree), as drivers/iommu/dma-iommu.c: iommu_dma_free_iova() does: the caller has synced the
+ * IOTLB or mapped nothing. A queued gather on a domain without a flush queue is a WARN; the model
+ * then flushes the IOTLB and frees at once.
  */
 export function iommuDmaFreeIova(d: IommuDomain, iova: bigint, size: number, gather: IommuIotlbGather | null): void {
   const iovad = cookieOf(d);
@@ -106,8 +104,8 @@ function freeIovaPfn(d: IommuDomain, iovad: NonNullable<IommuDomain['iovad']>, p
     d.arm32.freePfn(pfn, pages);
     return;
   }
-  if (d.fq !== null) {
-    d.fq.queue(pfn, pages, gather !== null ? gather.freelist : []);
+  if (d.fq !== null && gather !== null && gather.queued) {
+    d.fq.queue(pfn, pages, gather.freelist);
     return;
   }
   if (gather !== null && gather.queued) {

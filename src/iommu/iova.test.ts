@@ -177,10 +177,15 @@ describe('flush queue (lazy mode)', () => {
     iommuDmaFlushQueueTick(s.d, 10);
     expect(s.d.tablePages).toBe(pages - 1);
   });
-  it('a dma-fq domain queues even a null-gather free; a strict domain warns about a queued gather', () => {
+  it('a dma-fq domain queues a queued gather\'s free but gives a null gather\'s back at once (iommu_dma_free_iova); a strict domain warns about a queued gather', () => {
     const s = lazy();
     const a = iommuDmaAllocIova(s.d, 4096, M64, s.dev);
     iommuDmaFreeIova(s.d, a, 4096, null);
+    expect(s.d.fq?.pending()).toEqual([]);
+    expect(iommuDmaAllocIova(s.d, 4096, M64, s.dev)).toBe(a);
+    const q = new IommuIotlbGather();
+    q.queued = true;
+    iommuDmaFreeIova(s.d, a, 4096, q);
     expect(s.d.fq?.pending()).toEqual([[Number(a >> 12n), 1]]);
     const t = setup();
     const b = iommuDmaAllocIova(t.d, 4096, M64, t.dev);
