@@ -569,10 +569,9 @@ export class ScenarioRunner {
     const what = `${METHOD_TEXT[s.method]} ${s.pin ?? `${bufName}+${offText(offset)}`} -> ${s.device} ${dirName}${attrs ? ` attrs ${(s.attrs ?? []).join('|')}` : ''}`;
     if (!r.ok) return { summary: `${what}: ${r.errno} (${r.message})`, errno: r.errno };
     const state: MappingState = {
-      name: s.name, device: s.device, method: s.method, dir: dirName, attrs: s.attrs ?? [], source: s.pin ?? bufName,
+      name: s.name, device: s.device, method: s.method, dir: dirName, attrs: s.attrs ?? [], source: s.pin ?? bufName, buffer: bufName,
       offset, len, handle: r.handle, segments: r.segments, live: true,
     };
-    (state as { buffer?: string }).buffer = bufName;
     this.maps.set(s.name, { state, undo: r.undo });
     const n = r.segments.length;
     const first = n > 0 ? ` first 0x${r.segments[0].dmaAddr.toString(16)}` : '';
@@ -708,7 +707,7 @@ export class ScenarioRunner {
     const dev = this.dev(mp.device);
     const off = offset ?? 0;
     const n = len ?? mp.len - off;
-    const bufName = (mp as { buffer?: string }).buffer ?? mp.source;
+    const bufName = mp.buffer;
     const shadow = this.shadows.get(bufName);
     const windows: Array<[number, number]> = len === undefined && n > SAMPLE_ABOVE ? verifyWindows(n, 16, 4096).map(([o, l]) => [off + o, l]) : [[off, n]];
     const sampled = windows.length > 1 ? ` (${windows.length} sampled 4 KiB windows)` : '';

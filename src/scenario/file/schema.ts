@@ -359,7 +359,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'dmabuf-revoke': z.strictObject({
-    op: z.literal('dmabuf-revoke').describe("the exporter revokes the dma-buf (dma_buf_move_notify / invalidate_mappings): importers' mappings are torn down"),
+    op: z.literal('dmabuf-revoke').describe("the exporter revokes the dma-buf (vfio_pci_dma_buf_move() -> dma_buf_invalidate_mappings()): importers' mappings are torn down"),
     dmabuf: z.string().describe('dma-buf name'),
     ...common,
   }),
