@@ -6,4 +6,5 @@ export * from './dmabuf.ts';
 export * from './dma-ops.ts';
 export * from './odp.ts';
 export * from './rdma.ts';
+export * from './premap.ts';
 export * from './file/index.ts';
