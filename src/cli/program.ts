@@ -13,6 +13,7 @@ import { addDmabufCommand } from './dmabuf.ts';
 import { addPremapCommand } from './premap.ts';
 import { addDmaOpsCommand } from './dma-ops.ts';
 import { addRdmaCommand } from './rdma.ts';
+import { addTraceCommand } from './trace.ts';
 import { addRunCommand, type ScenarioCliIo } from './run.ts';
 import { addHelpCommand } from './help.ts';
 import { addSweepCommand } from './sweep.ts';
@@ -205,6 +206,7 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
   addDmabufCommand(program, (s) => io.stdout.write(s));
   addDmaOpsCommand(program, (s) => io.stdout.write(s));
   addRdmaCommand(program, (s) => io.stdout.write(s));
+  addTraceCommand(program, (s) => io.stdout.write(s));
   addPremapCommand(program, (s) => io.stdout.write(s));
   const scenarioIo: ScenarioCliIo = {
     out: (s) => io.stdout.write(s),

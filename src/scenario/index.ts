@@ -8,3 +8,4 @@ export * from './odp.ts';
 export * from './rdma.ts';
 export * from './premap.ts';
 export * from './file/index.ts';
+export * from './trace/index.ts';
