@@ -6,3 +6,4 @@ export * from './dmabuf.ts';
 export * from './dma-ops.ts';
 export * from './odp.ts';
 export * from './rdma.ts';
+export * from './file/index.ts';

@@ -1,0 +1,198 @@
+// The shapes of a scenario file after validation, and of what running one produces. A scenario is a
+// machine (createMachine's config), processes and their buffers, and a list of steps that a kernel
+// driver would do to them (mmap, pin, map, device access, sync, unmap, ...). These types are the
+// contract the CLI (phyr run / sweep), the address trace and the web view share.
+
+import type { Errno } from '../../base/index.ts';
+import type { MachineConfig } from '../../machine/index.ts';
+
+/** One problem found in a scenario file: where, what was there, what was expected, and a sentence. */
+export interface ScenarioIssue {
+  /** The field path, e.g. `steps[3].device` or `machine.iommu.mode`. */
+  readonly path: string;
+  /** The bad value (undefined for a missing field). */
+  readonly value: unknown;
+  /** What would have been accepted, e.g. `one of: nvme0, gpu0`. */
+  readonly expected: string;
+  /** One line, `path: message (expected ...)`. */
+  readonly message: string;
+}
+
+/** A scenario file that failed validation: every problem, one line each in `message`. */
+export class ScenarioError extends Error {
+  readonly issues: readonly ScenarioIssue[];
+  constructor(issues: readonly ScenarioIssue[], source?: string) {
+    const head = source ? `${source}: ` : '';
+    super(`${head}${issues.length} problem${issues.length === 1 ? '' : 's'}:\n${issues.map((i) => `  ${i.message}`).join('\n')}`);
+    this.name = 'ScenarioError';
+    this.issues = issues;
+  }
+}
+
+/** A DMA data direction as a scenario names it. */
+export type ScenarioDir = 'to-device' | 'from-device' | 'bidirectional';
+
+/** mmap backings a scenario buffer can have. */
+export type ScenarioBacking = 'anon' | 'thp' | 'hugetlb-2M' | 'hugetlb-1G' | { readonly device: string; readonly offset?: number };
+
+/** A buffer: a VA range of a process, created by an `mmap` step. */
+export interface ScenarioBuffer {
+  readonly name: string;
+  readonly process: string;
+  readonly len: number;
+  readonly backing: ScenarioBacking;
+}
+
+/** What a step may declare as its expected outcome (an expected failure is a success). */
+export interface StepExpect {
+  /** The step fails with this errno. */
+  readonly errno?: Errno;
+  /** The step succeeds (default when no errno is given). */
+  readonly ok?: boolean;
+  /** An event of this kind (e.g. 'DMA-DEBUG', 'FAULT', 'WARN'), optionally whose message contains `message`, is logged by the step. */
+  readonly event?: { readonly kind: string; readonly message?: string };
+  /** A byte check of the step (cpu-read, device-read) finds this many differing bytes (true: any). */
+  readonly mismatch?: number | boolean;
+  /** Counter deltas the step must produce exactly (e.g. { swiotlbBounceBytes: 4096 }). */
+  readonly counters?: Readonly<Record<string, number>>;
+  /** The number of DMA segments a map step produces. */
+  readonly segments?: number;
+}
+
+/** Fields every step has. */
+export interface StepBase {
+  readonly op: string;
+  /** A label shown in the output (default: generated from the op). */
+  readonly label?: string;
+  readonly expect?: StepExpect;
+}
+
+/** Every step kind (discriminated by op); see help.ts (STEP_HELP) for each field. */
+export type ScenarioStep = StepBase & Readonly<Record<string, unknown>>;
+
+/** A validated scenario. */
+export interface Scenario {
+  readonly name: string;
+  readonly description?: string;
+  /** The createMachine config (sizes already numbers). */
+  readonly machine: MachineConfig;
+  /** Named overrides of machine fields (shallow merge per top-level field), chosen by --config. */
+  readonly configs: Readonly<Record<string, Partial<MachineConfig>>>;
+  /** Driver probe settings per device (dma mask, min_align_mask, max segment size, ...). */
+  readonly devices: Readonly<Record<string, ScenarioDeviceSetup>>;
+  readonly processes: readonly string[];
+  readonly buffers: readonly ScenarioBuffer[];
+  readonly steps: readonly ScenarioStep[];
+  /** Where it came from (file name), for messages. */
+  readonly source?: string;
+}
+
+/** What a device's driver sets at probe. */
+export interface ScenarioDeviceSetup {
+  /** dma_set_mask_and_coherent(DMA_BIT_MASK(n)). */
+  readonly dmaMask?: number;
+  /** dma_set_min_align_mask. */
+  readonly minAlignMask?: number;
+  /** dma_set_max_seg_size. */
+  readonly maxSegSize?: number;
+  /** dma_set_seg_boundary. */
+  readonly segBoundary?: number;
+}
+
+/** Counter deltas (machine.stats names), zero entries dropped. */
+export type CounterDelta = Readonly<Record<string, number>>;
+
+/** The outcome of one step. */
+export interface StepResult {
+  readonly index: number;
+  readonly op: string;
+  readonly label?: string;
+  /** The step did what it was expected to (an expected failure is ok). */
+  readonly ok: boolean;
+  /** The model's errno if the operation failed (expected or not). */
+  readonly errno?: Errno;
+  /** One line for people. */
+  readonly summary: string;
+  /** Why ok is false when the expectation was not met (null otherwise). */
+  readonly unmet?: string;
+  readonly counters: CounterDelta;
+  /** Event lines the step logged (`KIND source: message`). */
+  readonly events: readonly string[];
+  /** Step-specific facts for programs (segment counts, bytes checked, addresses...). */
+  readonly data?: Readonly<Record<string, unknown>>;
+}
+
+/** Leaks found at teardown. */
+export interface LeakReport {
+  /** Mappings / IOVA links dma-debug found live at driver unbind (Machine.teardown()). */
+  readonly dmaDebugLeaks: number;
+  /** Scenario objects the steps left live and teardown undid, as `kind name` (e.g. `mapping m0`). */
+  readonly tornDown: readonly string[];
+}
+
+/** The outcome of a whole run. */
+export interface ScenarioResult {
+  readonly name: string;
+  readonly config: string | null;
+  readonly seed: number;
+  readonly steps: readonly StepResult[];
+  /** Counter deltas of the whole run (teardown included). */
+  readonly counters: CounterDelta;
+  /** The machine's event log lines (`KIND source: message`). */
+  readonly events: readonly string[];
+  readonly leaks: LeakReport;
+  /** Index of the step that failed unexpectedly and stopped the run (absent: ran to the end). */
+  readonly stoppedAt?: number;
+  /** Every step met its expectation and nothing leaked before teardown counted as a failure. */
+  readonly ok: boolean;
+}
+
+/** One DMA segment a mapping hands the device. */
+export interface DmaSegment {
+  readonly dmaAddr: bigint;
+  readonly len: number;
+}
+
+/** A live buffer. */
+export interface BufferState {
+  readonly name: string;
+  readonly process: string;
+  readonly va: bigint;
+  readonly len: number;
+  readonly backing: ScenarioBacking;
+  /** False after munmap. */
+  readonly live: boolean;
+}
+
+/** A live pin. */
+export interface PinState {
+  readonly name: string;
+  readonly buffer: string;
+  readonly method: 'pages' | 'pages-fast' | 'phyrs';
+  readonly offset: number;
+  readonly len: number;
+  /** The PinnedPageArray or PinnedPhyrList the mm layer returned. */
+  readonly handle: unknown;
+  /** Entries of the pinned list (pages or phyrs). */
+  readonly entries: number;
+  readonly live: boolean;
+}
+
+/** A live DMA mapping. */
+export interface MappingState {
+  readonly name: string;
+  readonly device: string;
+  readonly method: string;
+  readonly dir: ScenarioDir;
+  readonly attrs: readonly string[];
+  /** The pin (or buffer) it maps. */
+  readonly source: string;
+  /** Offset into the buffer of the first mapped byte, and the bytes mapped. */
+  readonly offset: number;
+  readonly len: number;
+  /** What the model returned: sg table, DmaPhyrsMapping, DmaIovaState, dma addresses, ... */
+  readonly handle: unknown;
+  /** DMA segments in buffer byte order. */
+  readonly segments: readonly DmaSegment[];
+  readonly live: boolean;
+}
