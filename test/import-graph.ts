@@ -246,3 +246,35 @@ export function nodeOnlyImports(files: readonly SourceFile[]): string[] {
   }
   return bad;
 }
+
+/**
+ * The web view (web/src, paths relative to it) is a consumer of the library: it may import the
+ * package entry (src/index.ts) and a layer's driver API (src/<layer>/index.ts), never internal.ts or
+ * a deep file; and like the library it runs in a browser (no Node-only modules or globals).
+ */
+export function webViolations(files: readonly SourceFile[]): string[] {
+  const bad: string[] = [];
+  for (const f of files) {
+    const info = ts.preProcessFile(f.text, true, true);
+    for (const ref of info.importedFiles) {
+      const spec = ref.fileName;
+      const where = `web/src/${f.path} imports '${spec}'`;
+      if (/^node:|^(fs|path|url|os|child_process|worker_threads|process)$/.test(spec)) {
+        bad.push(`${where}: Node-only modules cannot run in the browser`);
+        continue;
+      }
+      if (!spec.startsWith('.')) continue;
+      const to = relative('/repo', resolve('/repo/web/src', dirname(f.path), spec)).split(sep).join('/');
+      if (to.startsWith('web/')) continue;
+      if (to.startsWith('src/')) {
+        const parts = to.split('/');
+        const ok = to === 'src/index.ts' || (parts.length === 3 && parts[2] === 'index.ts' && (LAYER_ORDER as readonly string[]).includes(parts[1]));
+        if (!ok) bad.push(`${where}: the web view may use only the package entry or a layer's index.ts`);
+        continue;
+      }
+      if (to.startsWith('examples/')) continue;
+      bad.push(`${where}: outside web/, src/ and examples/`);
+    }
+  }
+  return [...bad, ...nodeGlobalUses(files.map((f) => ({ path: `web/src/${f.path}`, text: f.text })))];
+}
