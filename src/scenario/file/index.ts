@@ -2,8 +2,11 @@
 // step by step (ScenarioRunner) or whole (runScenario); text and JSON output.
 export {
   ScenarioError, type BufferState, type CounterDelta, type DmaSegment, type LeakReport, type MappingState, type PinState,
-  type Scenario, type ScenarioBacking, type ScenarioBuffer, type ScenarioDeviceSetup, type ScenarioDir, type ScenarioIssue,
+  type Scenario, type ScenarioBacking, type ScenarioConfig, type ScenarioBuffer, type ScenarioDeviceSetup, type ScenarioDir, type ScenarioIssue,
   type ScenarioResult, type ScenarioStep, type StepBase, type StepExpect, type StepResult,
 } from './types.ts';
-export { parseScenario, validateScenario, type ParseOptions } from './parse.ts';
+export { parseScenario, type ParseOptions } from './parse.ts';
+export { validateScenario, formatPath } from './check.ts';
+export { parseSize, parseBigSize } from './sizes.ts';
+export { STEP_OPS, STEP_SCHEMAS, scenarioSchema, type StepOp } from './schema.ts';
 export { ScenarioRunner, runScenario, type RunOptions } from './runner.ts';

@@ -2,6 +2,7 @@
 // cross references the schema cannot see (names of devices, buffers, pins and mappings; step order).
 
 import { parse as parseYaml } from 'yaml';
+import { validateScenario } from './check.ts';
 import { ScenarioError, type Scenario } from './types.ts';
 
 export interface ParseOptions {
@@ -24,8 +25,3 @@ export function parseScenario(text: string, opts: ParseOptions = {}): Scenario {
   return validateScenario(doc, opts.source);
 }
 
-/** Validates an already parsed document. @throws ScenarioError listing every problem. */
-export function validateScenario(doc: unknown, source?: string): Scenario {
-  void doc;
-  throw new ScenarioError([{ path: '', value: undefined, expected: 'a scenario', message: 'validation not implemented yet' }], source);
-}

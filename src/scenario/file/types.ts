@@ -5,6 +5,7 @@
 
 import type { Errno } from '../../base/index.ts';
 import type { MachineConfig } from '../../machine/index.ts';
+import type { ScenarioStepDoc } from './schema.ts';
 
 /** One problem found in a scenario file: where, what was there, what was expected, and a sentence. */
 export interface ScenarioIssue {
@@ -67,8 +68,15 @@ export interface StepBase {
   readonly expect?: StepExpect;
 }
 
-/** Every step kind (discriminated by op); see help.ts (STEP_HELP) for each field. */
-export type ScenarioStep = StepBase & Readonly<Record<string, unknown>>;
+/** Every step kind (discriminated by op); schema.ts (STEP_SCHEMAS) describes each field. */
+export type ScenarioStep = ScenarioStepDoc;
+
+/** A named variant of the machine: fields replacing the base machine's, and device settings. */
+export interface ScenarioConfig {
+  readonly description?: string;
+  readonly machine: Partial<MachineConfig>;
+  readonly devices: Readonly<Record<string, ScenarioDeviceSetup>>;
+}
 
 /** A validated scenario. */
 export interface Scenario {
@@ -77,7 +85,7 @@ export interface Scenario {
   /** The createMachine config (sizes already numbers). */
   readonly machine: MachineConfig;
   /** Named overrides of machine fields (shallow merge per top-level field), chosen by --config. */
-  readonly configs: Readonly<Record<string, Partial<MachineConfig>>>;
+  readonly configs: Readonly<Record<string, ScenarioConfig>>;
   /** Driver probe settings per device (dma mask, min_align_mask, max segment size, ...). */
   readonly devices: Readonly<Record<string, ScenarioDeviceSetup>>;
   readonly processes: readonly string[];
@@ -96,7 +104,7 @@ export interface ScenarioDeviceSetup {
   /** dma_set_max_seg_size. */
   readonly maxSegSize?: number;
   /** dma_set_seg_boundary. */
-  readonly segBoundary?: number;
+  readonly segBoundary?: bigint;
 }
 
 /** Counter deltas (machine.stats names), zero entries dropped. */

@@ -1,0 +1,389 @@
+// From a parsed document to a Scenario: the schema's issues turned into one line each (field path,
+// bad value, what was expected), then the cross references the schema cannot see, found before
+// anything runs: device, buffer, pin and mapping names; steps out of order (unmap before map, use
+// after unmap); ranges beyond a buffer; methods that do not fit their pin.
+
+import type { z } from 'zod';
+import type { MachineConfig } from '../../machine/index.ts';
+import { DMA_OPS_BIGINTS, scenarioSchema, type ScenarioDoc } from './schema.ts';
+import { parseBigSize } from './sizes.ts';
+import { ScenarioError, type Scenario, type ScenarioConfig, type ScenarioIssue } from './types.ts';
+
+type Path = ReadonlyArray<PropertyKey>;
+
+/** `steps[3].device` from ['steps', 3, 'device']. */
+export function formatPath(path: Path): string {
+  let s = '';
+  for (const p of path) {
+    if (typeof p === 'number') s += `[${p}]`;
+    else s += s === '' ? String(p) : `.${String(p)}`;
+  }
+  return s === '' ? '(top level)' : s;
+}
+
+function valueAt(doc: unknown, path: Path): unknown {
+  let v = doc;
+  for (const p of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p as string];
+  }
+  return v;
+}
+
+/** A value as a message shows it: strings quoted with ', objects as short JSON. */
+export function showValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'string') return `'${v}'`;
+  if (typeof v === 'bigint') return `0x${v.toString(16)}`;
+  try {
+    const s = JSON.stringify(v);
+    return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+  } catch {
+    return String(v);
+  }
+}
+
+interface ZodDefLike { readonly type: string; readonly [k: string]: unknown }
+const defOf = (s: unknown): ZodDefLike => (s as { def: ZodDefLike }).def;
+
+/** The schema at a path of the document (best effort: through optional, default, pipe, array, record, union by discriminator). */
+function schemaAt(schema: unknown, path: Path, doc: unknown): unknown {
+  let s: unknown = schema;
+  let at: unknown = doc;
+  const unwrap = (): void => {
+    for (;;) {
+      const d = defOf(s);
+      if (d.type === 'optional' || d.type === 'default' || d.type === 'nullable') s = d.innerType;
+      else if (d.type === 'pipe') s = d.in;
+      else if (d.type === 'union') {
+        const opts = d.options as unknown[];
+        const disc = d.discriminator as string | undefined;
+        const pick = disc !== undefined && at !== null && typeof at === 'object'
+          ? opts.find((o) => {
+            const lit = defOf((o as { shape: Record<string, unknown> }).shape[disc]);
+            return (lit.values as unknown[] | undefined)?.includes((at as Record<string, unknown>)[disc]);
+          })
+          : opts.find((o) => defOf(o).type === 'object' && at !== null && typeof at === 'object');
+        if (pick === undefined) return;
+        s = pick;
+      } else return;
+    }
+  };
+  unwrap();
+  for (const p of path) {
+    const d = defOf(s);
+    if (d.type === 'object') s = (s as { shape: Record<string, unknown> }).shape[p as string];
+    else if (d.type === 'array') s = d.element;
+    else if (d.type === 'record') s = d.valueType;
+    else return undefined;
+    if (s === undefined) return undefined;
+    at = at !== null && typeof at === 'object' ? (at as Record<PropertyKey, unknown>)[p as string] : undefined;
+    unwrap();
+  }
+  return s;
+}
+
+function knownKeys(path: Path, doc: unknown): string[] | null {
+  const s = schemaAt(scenarioSchema, path, doc);
+  if (s === undefined || defOf(s).type !== 'object') return null;
+  return Object.keys((s as { shape: Record<string, unknown> }).shape);
+}
+
+function issue(path: Path | string, value: unknown, problem: string, expected: string): ScenarioIssue {
+  const p = typeof path === 'string' ? path : formatPath(path);
+  return { path: p, value, expected, message: `${p}: ${problem} (expected ${expected})` };
+}
+
+/** One ScenarioIssue per zod issue (unknown keys: one per key). */
+function fromZod(issues: readonly z.core.$ZodIssue[], doc: unknown): ScenarioIssue[] {
+  const out: ScenarioIssue[] = [];
+  for (const i of issues) {
+    const path = i.path;
+    const value = valueAt(doc, path);
+    switch (i.code) {
+      case 'unrecognized_keys': {
+        const known = knownKeys(path, doc);
+        for (const k of i.keys) {
+          out.push(issue([...path, k], valueAt(doc, [...path, k]), `unknown field '${k}'`, known ? `one of: ${known.join(', ')}` : 'a known field'));
+        }
+        break;
+      }
+      case 'invalid_type':
+        out.push(issue(path, value, value === undefined ? 'missing' : `${showValue(value)} is a ${Array.isArray(value) ? 'list' : value === null ? 'null' : typeof value}`,
+          i.expected === 'object' ? 'a mapping of fields' : i.expected === 'array' ? 'a list' : `a ${i.expected}`));
+        break;
+      case 'invalid_value':
+        out.push(issue(path, value, `${showValue(value)} is not allowed`, i.values.length === 1 ? showValue(i.values[0]) : `one of: ${i.values.map((v) => String(v)).join(', ')}`));
+        break;
+      case 'invalid_union': {
+        const disc = (i as { discriminator?: string }).discriminator;
+        if (disc !== undefined) {
+          const opts = ((i as { options?: unknown[] }).options ?? []).map(String);
+          out.push(issue(path, value, value === undefined ? `missing '${disc}'` : `unknown ${disc} ${showValue(value)}`, `one of: ${opts.join(', ')}`));
+        } else {
+          const s = schemaAt(scenarioSchema, path, doc);
+          const desc = s !== undefined ? (s as { description?: string }).description : undefined;
+          // a union of a literal/enum and objects: report the nearest branch's first problem
+          const branch = i.errors.find((e) => e.length > 0 && e.every((x) => x.code !== 'invalid_type' || x.path.length > 0));
+          if (branch !== undefined) out.push(...fromZod(branch.map((x) => ({ ...x, path: [...path, ...x.path] })), doc));
+          else out.push(issue(path, value, `${showValue(value)} is not allowed`, desc ?? 'another value'));
+        }
+        break;
+      }
+      case 'too_small':
+      case 'too_big': {
+        const bound = i.code === 'too_small' ? i.minimum : i.maximum;
+        const what = i.origin === 'array' ? `a list of ${i.code === 'too_small' ? 'at least' : 'at most'} ${bound} entries`
+          : i.origin === 'string' ? `a text of ${i.code === 'too_small' ? 'at least' : 'at most'} ${bound} characters`
+            : `a number ${i.code === 'too_small' ? '>=' : '<='} ${bound}`;
+        out.push(issue(path, value, `${showValue(value)} is too ${i.code === 'too_small' ? 'small' : 'large'}`, what));
+        break;
+      }
+      case 'custom': {
+        const exp = (i.params as { expected?: string } | undefined)?.expected ?? 'another value';
+        out.push(issue(path, value, `${showValue(value)} is ${i.message}`, exp));
+        break;
+      }
+      case 'invalid_format':
+        out.push(issue(path, value, `${showValue(value)} is not allowed: ${i.message}`, i.format === 'regex' ? 'letters, digits, _ . -' : i.format));
+        break;
+      default:
+        out.push(issue(path, value, i.message, 'another value'));
+    }
+  }
+  // the same path reported twice (a union's branches) once
+  const seen = new Set<string>();
+  return out.filter((x) => (seen.has(x.message) ? false : (seen.add(x.message), true)));
+}
+
+/** dmaOps fields the model wants as bigints, converted (numbers or "0x..." strings). */
+function fixDmaOps(v: Record<string, unknown> | undefined, where: string, issues: ScenarioIssue[]): Record<string, unknown> | undefined {
+  if (v === undefined) return undefined;
+  const out: Record<string, unknown> = { ...v };
+  const big = (obj: Record<string, unknown>, k: string, w: string): void => {
+    if (obj[k] === undefined) return;
+    const b = parseBigSize(obj[k]);
+    if (b === null) issues.push(issue(`${w}.${k}`, obj[k], `${showValue(obj[k])} is not an address`, 'a number or a string such as "0x80000000"'));
+    else obj[k] = b;
+  };
+  for (const k of DMA_OPS_BIGINTS) big(out, k, where);
+  if (out.ddw !== null && typeof out.ddw === 'object') {
+    const ddw = { ...(out.ddw as Record<string, unknown>) };
+    big(ddw, 'dmaOffset', `${where}.ddw`);
+    big(ddw, 'busDmaLimit', `${where}.ddw`);
+    out.ddw = ddw;
+  }
+  return out;
+}
+
+function fixMachine<T extends Partial<ScenarioDoc['machine']>>(m: T, where: string, issues: ScenarioIssue[]): T {
+  const out: Record<string, unknown> = { ...m };
+  if (m.dmaOps !== undefined) out.dmaOps = fixDmaOps(m.dmaOps as Record<string, unknown>, `${where}.dmaOps`, issues);
+  if (m.pci !== undefined) {
+    out.pci = m.pci.map((n, i) => (n.dmaOps === undefined ? n : { ...n, dmaOps: fixDmaOps(n.dmaOps as Record<string, unknown>, `${where}.pci[${i}].dmaOps`, issues) }));
+  }
+  return out as T;
+}
+
+/** Device names (endpoint functions) and device-memory names of a machine config. */
+function machineNames(m: Partial<ScenarioDoc['machine']>): { devices: string[]; nvme: string[]; memory: string[] } {
+  const devices: string[] = [];
+  const nvme: string[] = [];
+  const memory: string[] = [];
+  for (const n of m.pci ?? []) {
+    if (n.type !== 'endpoint') continue;
+    devices.push(n.name);
+    for (let f = 1; f < (n.functions ?? 1); f++) devices.push(`${n.name}.${f}`);
+    if (n.nvme !== undefined) nvme.push(n.name);
+    (n.bars ?? []).forEach((_, i) => memory.push(`${n.name}.bar${i}`));
+  }
+  for (const d of m.deviceMemory ?? []) memory.push(d.name);
+  for (const d of m.pmem ?? []) memory.push(d.name);
+  return { devices, nvme, memory };
+}
+
+const oneOf = (names: readonly string[]): string => (names.length === 0 ? 'none is declared' : `one of: ${names.join(', ')}`);
+
+/** Cross references and step order. */
+function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
+  const all = [doc.machine, ...Object.values(doc.configs ?? {}).map((c) => c.machine ?? {})].map(machineNames);
+  const devices = [...new Set(all.flatMap((x) => x.devices))];
+  const nvme = [...new Set(all.flatMap((x) => x.nvme))];
+  const memory = [...new Set(all.flatMap((x) => x.memory))];
+  const checkDevices = (d: Record<string, unknown> | undefined, where: string): void => {
+    for (const k of Object.keys(d ?? {})) {
+      if (!devices.includes(k)) issues.push(issue(`${where}.${k}`, k, `unknown device '${k}'`, oneOf(devices)));
+    }
+  };
+  checkDevices(doc.devices, 'devices');
+  for (const [n, c] of Object.entries(doc.configs ?? {})) checkDevices(c.devices, `configs.${n}.devices`);
+
+  const buffers = doc.buffers ?? [];
+  const processes = doc.processes ?? [];
+  const bufLen = new Map<string, number>();
+  buffers.forEach((b, i) => {
+    if (bufLen.has(b.name)) issues.push(issue(`buffers[${i}].name`, b.name, `buffer '${b.name}' is declared twice`, 'unique buffer names'));
+    bufLen.set(b.name, b.len);
+    if (doc.processes !== undefined && b.process !== undefined && !processes.includes(b.process)) {
+      issues.push(issue(`buffers[${i}].process`, b.process, `unknown process '${b.process}'`, oneOf(processes)));
+    }
+    if (typeof b.backing === 'object' && !memory.includes(b.backing.device)) {
+      issues.push(issue(`buffers[${i}].backing.device`, b.backing.device, `unknown device memory '${b.backing.device}'`, oneOf(memory)));
+    }
+  });
+  const bufNames = [...bufLen.keys()];
+
+  // objects by state as the steps run: buffers mapped (mmap .. munmap), pins and mappings live
+  const mapped = new Map<string, number>(); // buffer -> step index of its mmap
+  const everMapped = new Set<string>();
+  const pins = new Map<string, { method: string; step: number }>();
+  const pinsEver = new Map<string, number>();
+  const maps = new Map<string, { method: string; step: number }>();
+  const mapsEver = new Map<string, { method: string }>();
+  const at = (i: number, f: string): string => `steps[${i}].${f}`;
+
+  const needBuffer = (i: number, name: string, field = 'buffer'): boolean => {
+    if (!bufLen.has(name)) {
+      issues.push(issue(at(i, field), name, `unknown buffer '${name}'`, oneOf(bufNames)));
+      return false;
+    }
+    if (!mapped.has(name)) {
+      issues.push(issue(at(i, field), name, everMapped.has(name) ? `buffer '${name}' is used after its munmap` : `buffer '${name}' is used before its mmap`,
+        'an mmap step for it earlier'));
+      return false;
+    }
+    return true;
+  };
+  const checkRange = (i: number, total: number, what: string, offset: number | undefined, len: number | undefined): void => {
+    const off = offset ?? 0;
+    if (off > total) {
+      issues.push(issue(at(i, 'offset'), off, `offset ${off} is beyond the ${what} (${total} bytes)`, `an offset <= ${total}`));
+    } else if (len !== undefined && off + len > total) {
+      issues.push(issue(at(i, 'len'), len, `offset ${off} + len ${len} runs past the ${what} (${total} bytes)`, `a len <= ${total - off}`));
+    } else if (len === 0 || off === total) {
+      issues.push(issue(at(i, 'len'), len ?? 0, 'the range is empty', 'at least one byte'));
+    }
+  };
+  const needDevice = (i: number, name: string, list: readonly string[], what: string): void => {
+    if (!list.includes(name)) issues.push(issue(at(i, 'device'), name, `unknown ${what} '${name}'`, oneOf(list)));
+  };
+  const needMapping = (i: number, name: string, allowUnmapped: boolean): { method: string } | null => {
+    const live = maps.get(name);
+    if (live) return live;
+    const ever = mapsEver.get(name);
+    if (ever && allowUnmapped) return ever;
+    if (ever) issues.push(issue(at(i, 'mapping'), name, `mapping '${name}' is used after its unmap`, 'a live mapping (or afterUnmap: true for a deliberate stale access)'));
+    else issues.push(issue(at(i, 'mapping'), name, `unknown mapping '${name}'`, maps.size === 0 ? 'a map step for it earlier' : `a mapping made earlier: ${[...maps.keys()].join(', ')}`));
+    return null;
+  };
+
+  doc.steps.forEach((s, i) => {
+    switch (s.op) {
+      case 'mmap':
+        if (!bufLen.has(s.buffer)) issues.push(issue(at(i, 'buffer'), s.buffer, `unknown buffer '${s.buffer}'`, oneOf(bufNames)));
+        else if (mapped.has(s.buffer)) issues.push(issue(at(i, 'buffer'), s.buffer, `buffer '${s.buffer}' is already mapped (steps[${mapped.get(s.buffer)}])`, 'a munmap first'));
+        else { mapped.set(s.buffer, i); everMapped.add(s.buffer); }
+        break;
+      case 'munmap':
+        if (needBuffer(i, s.buffer)) mapped.delete(s.buffer);
+        break;
+      case 'populate': case 'cpu-write': case 'cpu-read':
+        if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
+        break;
+      case 'pin':
+        if (pins.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `pin '${s.name}' is still live (steps[${pins.get(s.name)!.step}])`, 'a new name or an unpin first'));
+        if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
+        pins.set(s.name, { method: s.method, step: i });
+        pinsEver.set(s.name, i);
+        break;
+      case 'unpin':
+        if (!pins.has(s.pin)) {
+          issues.push(issue(at(i, 'pin'), s.pin, pinsEver.has(s.pin) ? `pin '${s.pin}' is already unpinned` : `unknown pin '${s.pin}'`,
+            pins.size === 0 ? 'a pin step for it earlier' : `a live pin: ${[...pins.keys()].join(', ')}`));
+        } else pins.delete(s.pin);
+        break;
+      case 'map': {
+        needDevice(i, s.device, devices, 'device');
+        if (maps.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `mapping '${s.name}' is still live (steps[${maps.get(s.name)!.step}])`, 'a new name or an unmap first'));
+        if ((s.pin === undefined) === (s.buffer === undefined)) {
+          issues.push(issue(at(i, s.pin === undefined ? 'pin' : 'buffer'), undefined, s.pin === undefined ? 'neither pin nor buffer is given' : 'both pin and buffer are given', 'exactly one of pin, buffer'));
+        } else if (s.pin !== undefined) {
+          const p = pins.get(s.pin);
+          if (p === undefined) {
+            issues.push(issue(at(i, 'pin'), s.pin, pinsEver.has(s.pin) ? `pin '${s.pin}' is used after its unpin` : `unknown pin '${s.pin}'`,
+              pins.size === 0 ? 'a pin step for it earlier' : `a live pin: ${[...pins.keys()].join(', ')}`));
+          } else {
+            const pageMethod = s.method === 'page' || s.method === 'sg';
+            const pagePin = p.method !== 'phyrs';
+            if (pageMethod !== pagePin) {
+              issues.push(issue(at(i, 'method'), s.method, `method '${s.method}' cannot map pin '${s.pin}' (pinned with method '${p.method}')`,
+                pagePin ? 'page or sg for a page-array pin' : 'phys, phyrs or two-step for a phyrs pin'));
+            }
+          }
+          if (s.offset !== undefined || s.len !== undefined) issues.push(issue(at(i, s.offset !== undefined ? 'offset' : 'len'), s.offset ?? s.len, 'a map of a pin maps the whole pin', 'offset and len on the pin step'));
+        } else if (s.buffer !== undefined) {
+          if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
+          if (s.method === 'page') issues.push(issue(at(i, 'method'), s.method, "method 'page' maps a page-array pin only", 'sg, phys, phyrs or two-step with buffer'));
+        }
+        maps.set(s.name, { method: s.method, step: i });
+        mapsEver.set(s.name, { method: s.method });
+        break;
+      }
+      case 'sync': {
+        const m = needMapping(i, s.mapping, false);
+        if (m && m.method !== 'page' && m.method !== 'phys' && m.method !== 'sg') {
+          issues.push(issue(at(i, 'mapping'), s.mapping, `mapping '${s.mapping}' (method ${m.method}) has no dma_sync_* call`, 'a mapping made with method page, phys or sg'));
+        }
+        break;
+      }
+      case 'device-read': case 'device-write':
+        needMapping(i, s.mapping, s.afterUnmap === true);
+        break;
+      case 'unmap':
+        if (needMapping(i, s.mapping, false)) maps.delete(s.mapping);
+        break;
+      case 'wait':
+        break;
+      case 'block-read': case 'block-write':
+        needDevice(i, s.device, nvme, 'NVMe device');
+        if (needBuffer(i, s.buffer)) {
+          checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
+          const len = s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0);
+          if (len % 512 !== 0) issues.push(issue(at(i, 'len'), len, `an I/O of ${len} bytes is not whole 512-byte sectors`, 'a multiple of 512'));
+        }
+        break;
+    }
+  });
+}
+
+/** Validates a parsed document. @throws ScenarioError listing every problem. */
+export function validateScenario(doc: unknown, source?: string): Scenario {
+  const r = scenarioSchema.safeParse(doc);
+  if (!r.success) throw new ScenarioError(fromZod(r.error.issues, doc), source);
+  const d = r.data;
+  const issues: ScenarioIssue[] = [];
+  crossCheck(d, issues);
+  const machine = fixMachine(d.machine, 'machine', issues) as unknown as MachineConfig;
+  const configs: Record<string, ScenarioConfig> = {};
+  for (const [n, c] of Object.entries(d.configs ?? {})) {
+    configs[n] = {
+      ...(c.description !== undefined ? { description: c.description } : {}),
+      machine: fixMachine(c.machine ?? {}, `configs.${n}.machine`, issues) as unknown as Partial<MachineConfig>,
+      devices: c.devices ?? {},
+    };
+  }
+  if (issues.length > 0) throw new ScenarioError(issues, source);
+  const processes = d.processes ?? [...new Set((d.buffers ?? []).map((b) => b.process).filter((p): p is string => p !== undefined))];
+  if (processes.length === 0) processes.push('app');
+  return {
+    name: d.name,
+    ...(d.description !== undefined ? { description: d.description } : {}),
+    machine,
+    configs,
+    devices: d.devices ?? {},
+    processes,
+    buffers: (d.buffers ?? []).map((b) => ({ ...b, process: b.process ?? processes[0] })),
+    steps: d.steps,
+    ...(source !== undefined ? { source } : {}),
+  };
+}

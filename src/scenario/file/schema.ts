@@ -1,0 +1,336 @@
+// The scenario file's schema (zod 4): every object is strict (an unknown field is an error), every
+// field carries its one-line description (`phyr help` prints them from here), and sizes accept
+// "4KiB"-style strings. Cross references (names of devices, buffers, pins, mappings; step order) are
+// checked after the schema, in check.ts.
+
+import { z } from 'zod';
+import { ERRNO_VALUES } from '../../base/index.ts';
+import { parseBigSize, parseSize, SIZE_EXPECTED } from './sizes.ts';
+
+/** A size in bytes: a number or "4KiB", "1GiB", "0x1000". */
+export function size(what: string): z.ZodType<number> {
+  return z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const n = parseSize(v);
+    if (n === null) {
+      ctx.addIssue({ code: 'custom', message: `not a size`, params: { expected: SIZE_EXPECTED } });
+      return z.NEVER;
+    }
+    return n;
+  }).describe(what) as unknown as z.ZodType<number>;
+}
+
+/** An address or mask as a bigint: a number or "0x1_0000_0000". */
+export function bigSize(what: string): z.ZodType<bigint> {
+  return z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const n = parseBigSize(v);
+    if (n === null) {
+      ctx.addIssue({ code: 'custom', message: `not an address`, params: { expected: 'an address: a number or a string such as "0x100000000"' } });
+      return z.NEVER;
+    }
+    return n;
+  }).describe(what) as unknown as z.ZodType<bigint>;
+}
+
+const int = (what: string, min = 0, max = Number.MAX_SAFE_INTEGER): z.ZodNumber => z.number().int().min(min).max(max).describe(what);
+const name = (what: string): z.ZodString => z.string().regex(/^[A-Za-z0-9_.-]+$/, 'names are letters, digits, _ . -').describe(what);
+
+// ---- machine ----
+
+const barSchema = z.strictObject({
+  bytes: size('BAR size in bytes: a power of two >= 4096'),
+  p2p: z.boolean().optional().describe('P2PDMA memory (pci_p2pdma_add_resource): ZONE_DEVICE pages and a provider'),
+  busOffset: bigSize('bus address - CPU physical address (default 0)').optional(),
+});
+
+const nvmeSchema = z.strictObject({
+  sgls: z.boolean().describe('the controller supports SGLs (Identify SGLS bits 1:0 = 01b)'),
+  mdts: int('MDTS: largest transfer is 2^mdts * 4 KiB (0 = no limit)', 0, 40),
+  namespaces: z.array(z.strictObject({
+    nsid: int('namespace ID', 1, 0xfffffffe),
+    bytes: size('capacity in bytes (a multiple of lbaBytes)'),
+    lbaBytes: int('logical block size: a power of two in [512, 65536]', 512, 65536),
+  })).min(1).describe('the active namespaces'),
+});
+
+const pciNodeSchema = z.strictObject({
+  name: name('node name; an endpoint is a device steps name (functions > 1: name.0, name.1, ...)'),
+  type: z.enum(['host-bridge', 'root-port', 'switch', 'endpoint']).describe('node type'),
+  parent: z.string().optional().describe('parent node: a host bridge for a root port, a root port or switch otherwise'),
+  vendor: int('PCI vendor id (required for a host bridge: matched by the P2PDMA whitelist)', 0, 0xffff).optional(),
+  device: int('PCI device id (required for a host bridge)', 0, 0xffff).optional(),
+  acsRedirect: z.boolean().optional().describe('ACS redirect set (root port, switch downstream ports, endpoint functions)'),
+  acsRedirectPorts: z.array(z.string()).optional().describe('switch only: children whose downstream port has ACS redirect'),
+  externalFacing: z.boolean().optional().describe('root port only: external-facing (Thunderbolt): devices below are untrusted'),
+  functions: int('endpoint only: number of functions', 1, 8).optional(),
+  bars: z.array(barSchema).max(6).optional().describe('endpoint only: BARs of function 0; BAR i is device memory "<name>.bar<i>"'),
+  untrusted: z.boolean().optional().describe('endpoint only: dev->untrusted'),
+  coherent: z.boolean().optional().describe('endpoint only: dev_is_dma_coherent() (false: arm64-style, needs cache maintenance)'),
+  nvme: nvmeSchema.optional().describe('endpoint only: function 0 is an NVMe controller'),
+  dmaOps: z.looseObject({
+    kind: z.enum(['gart', 'tce', 'xen-swiotlb', 'xen-grant', 'dummy']).describe('dma_map_ops family'),
+  }).optional().describe('endpoint only: dma_map_ops family on a machine without IOMMU (fields as the machine dmaOps)'),
+});
+
+/** Fields of a dmaOps config that the model takes as bigints. */
+const DMA_OPS_BIGINTS = ['busBase'] as const;
+
+const dmaOpsSchema = z.looseObject({
+  kind: z.enum(['gart', 'tce', 'xen-swiotlb', 'xen-grant', 'dummy']).describe('dma_map_ops family'),
+}).describe('dma_map_ops for every PCI device of a machine without an IOMMU: { kind: gart, busBase, pages } | { kind: tce, offset, size, pageShift, ddw? } | { kind: xen-swiotlb, p2m } | { kind: xen-grant, backendDomid, frames } | { kind: dummy }');
+
+const iommuSchema = z.strictObject({
+  format: z.enum(['x86-64', 'amd-v1', 'arm-lpae']).describe('page-table format of paging domains'),
+  levels: z.union([z.literal(4), z.literal(5)]).optional().describe('x86-64 / amd-v1: 4 (default) or 5 levels'),
+  mode: z.enum(['strict', 'lazy', 'passthrough']).describe('default domain: strict (iommu.strict=1), lazy (flush queue), passthrough'),
+  iotlbCapacity: int('IOTLB entries per domain (default 4096)', 1, 1 << 24).optional(),
+  rcaches: z.boolean().optional().describe('IOVA range caches (default true)'),
+  fqMode: z.enum(['percpu', 'single']).optional().describe("flush queue flavour: 'percpu' (256 entries, 10 ms) or 'single' (32768, 1000 ms)"),
+  reserveMsiWindow: z.boolean().optional().describe('reserve the MSI window in every DMA cookie (default true)'),
+  arm32Mapping: z.looseObject({}).optional().describe('ARM32 arm_iommu_create_mapping(base, size) bitmaps instead of the IOVA rbtree'),
+});
+
+export const machineShape = {
+  ramBytes: size('bytes of System RAM (>= 4 MiB)'),
+  pageSize: z.union([z.literal(4096), z.literal(16384), z.literal(65536)]).optional().describe('base page size (default 4096)'),
+  physAddrBits: int('physical address width (default 46)', 32, 52).optional(),
+  hugetlb: z.strictObject({
+    '2M': int('2 MiB huge pages reserved at boot').optional(),
+    '1G': int('1 GiB huge pages reserved at boot').optional(),
+  }).optional().describe('hugetlb pools reserved at boot'),
+  deviceMemory: z.array(z.strictObject({
+    name: name('region name (a buffer backing { device: name })'),
+    bytes: size('region size'),
+    pgmap: z.boolean().optional().describe('ZONE_DEVICE struct pages'),
+  })).optional().describe('device memory regions outside the PCI tree'),
+  pmem: z.array(z.strictObject({
+    name: name('region name'),
+    bytes: size('region size'),
+    structPage: z.boolean().describe('with struct pages'),
+    mode: z.enum(['fsdax', 'devdax']).optional().describe('how the namespace is mapped (default fsdax)'),
+  })).optional().describe('persistent memory (DAX) regions'),
+  aged: z.boolean().optional().describe('fragment free memory as a long-running system would (default false)'),
+  seed: int('seed of the machine PRNG (default: the run seed)').optional(),
+  cpu: z.strictObject({
+    vendor: z.enum(['intel', 'amd', 'other']).describe('CPU vendor, for P2PDMA host-bridge decisions'),
+    family: int('x86 family').optional(),
+  }).optional().describe('CPU (default intel)'),
+  pci: z.array(pciNodeSchema).optional().describe('the PCI tree (omitted: no devices)'),
+  iommu: iommuSchema.optional().describe('an IOMMU (omitted: dma-direct)'),
+  swiotlb: z.union([z.literal(false), z.strictObject({
+    bytes: size('pool size (default 64 MiB)').optional(),
+    force: z.boolean().optional().describe('swiotlb=force: bounce every dma-direct mapping'),
+  })]).optional().describe('the swiotlb bounce pool, or false for none'),
+  dmaDebug: z.strictObject({
+    enabled: z.boolean().optional().describe('CONFIG_DMA_API_DEBUG (default true)'),
+    allErrors: z.boolean().optional().describe('dma-api/all_errors (default false)'),
+    numErrors: int('dma-api/num_errors (default 1)', 0, 0xffffffff).optional(),
+    driverFilter: z.string().optional().describe('dma_debug_driver=: a device name'),
+  }).optional().describe("dma-debug's settings"),
+  arch: z.strictObject({
+    dmaCacheAlignment: int('dma_get_cache_alignment(): a power of two (x86-64: 1, arm64: 64)', 1, 4096).optional(),
+    bounceUnalignedKmalloc: z.boolean().optional().describe('CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC'),
+  }).optional().describe('architecture facts (default x86-64)'),
+  dmaOps: dmaOpsSchema.optional(),
+  cc: z.strictObject({
+    kind: z.enum(['tdx', 'sev-snp']).describe('confidential-computing guest kind'),
+    encryptedSwiotlb: z.boolean().optional().describe('leave the swiotlb pool encrypted (default false)'),
+  }).optional().describe('a confidential-computing guest: private RAM, swiotlb forced through a shared pool'),
+};
+
+const machineSchema = z.strictObject(machineShape).describe('the createMachine config');
+const partialMachineSchema = z.strictObject(machineShape).partial().describe('machine fields replacing the base machine (top-level fields)');
+
+const deviceSetupSchema = z.strictObject({
+  dmaMask: int('dma_set_mask_and_coherent(DMA_BIT_MASK(n)), n in [1, 64] (default 64)', 1, 64).optional(),
+  minAlignMask: size('dma_set_min_align_mask (nvme: 0xfff)').optional(),
+  maxSegSize: size('dma_set_max_seg_size (default: 0xffffffff as nvme sets it)').optional(),
+  segBoundary: bigSize('dma_set_seg_boundary mask').optional(),
+}).describe('what the device driver sets at probe');
+
+const devicesSchema = z.record(z.string(), deviceSetupSchema).describe('driver probe settings per device name');
+
+// ---- buffers ----
+
+const backingSchema = z.union([
+  z.enum(['anon', 'thp', 'hugetlb-2M', 'hugetlb-1G']),
+  z.strictObject({
+    device: z.string().describe('device memory region: a BAR "<endpoint>.bar<i>", a deviceMemory or pmem name'),
+    offset: size('offset into the region').optional(),
+  }),
+]).describe("anon | thp | hugetlb-2M | hugetlb-1G | { device: 'gpu0.bar0', offset? } (a PFN map of a BAR)");
+
+const bufferSchema = z.strictObject({
+  name: name('buffer name'),
+  process: name('process that maps it (default: the first process)').optional(),
+  len: size('bytes'),
+  backing: backingSchema,
+});
+
+// ---- steps ----
+
+const ERRNOS = ERRNO_VALUES as unknown as [string, ...string[]];
+
+const expectSchema = z.strictObject({
+  errno: z.enum(ERRNOS).optional().describe('the step fails with this errno (an expected failure is a success)'),
+  ok: z.boolean().optional().describe('the step succeeds (default unless errno is given)'),
+  event: z.strictObject({
+    kind: z.string().describe('event kind: WARN, FAULT, DMA-DEBUG, MODEL-CHECK, INFO, ...'),
+    message: z.string().optional().describe('text the event message contains'),
+  }).optional().describe('the step logs this event'),
+  mismatch: z.union([z.boolean(), z.number().int().min(0)]).optional().describe('a byte check finds this many differing bytes (true: some, false: none)'),
+  counters: z.record(z.string(), z.number().int()).optional().describe('exact counter deltas of the step (machine.stats names)'),
+  segments: int('DMA segments a map step produces').optional(),
+}).describe('what the step must do; a step without expect must succeed');
+
+const common = {
+  label: z.string().optional().describe('text shown in the output'),
+  expect: expectSchema.optional(),
+};
+const dirSchema = z.enum(['to-device', 'from-device', 'bidirectional']).describe('DMA direction (default bidirectional)');
+const range = {
+  offset: size('byte offset into the buffer (default 0)').optional(),
+  len: size('bytes (default: to the end)').optional(),
+};
+
+/** Every step, by op. Help text: the `op` literal's description. */
+export const STEP_SCHEMAS = {
+  mmap: z.strictObject({
+    op: z.literal('mmap').describe('mmap a buffer into its process'),
+    buffer: z.string().describe('buffer name'),
+    populate: z.boolean().optional().describe('MAP_POPULATE: fault every page in now'),
+    ...common,
+  }),
+  munmap: z.strictObject({
+    op: z.literal('munmap').describe('munmap a buffer'),
+    buffer: z.string().describe('buffer name'),
+    ...common,
+  }),
+  populate: z.strictObject({
+    op: z.literal('populate').describe('CPU fills the buffer (or a range) with pattern bytes from the run seed'),
+    buffer: z.string().describe('buffer name'),
+    ...range,
+    pattern: int('pattern number (default: the step index); the bytes are patternBytes(len, seed + pattern)').optional(),
+    ...common,
+  }),
+  'cpu-write': z.strictObject({
+    op: z.literal('cpu-write').describe('CPU writes pattern bytes into a range of the buffer'),
+    buffer: z.string().describe('buffer name'),
+    ...range,
+    pattern: int('pattern number (default: the step index)').optional(),
+    ...common,
+  }),
+  'cpu-read': z.strictObject({
+    op: z.literal('cpu-read').describe('CPU reads a range and checks it holds the bytes last written there (by CPU, device or block read)'),
+    buffer: z.string().describe('buffer name'),
+    ...range,
+    ...common,
+  }),
+  pin: z.strictObject({
+    op: z.literal('pin').describe('pin a range of a buffer: pin_user_pages (page array), pin_user_pages_fast, or pin_user_phyrs (phyr list)'),
+    name: name('pin name'),
+    buffer: z.string().describe('buffer name'),
+    method: z.enum(['pages', 'pages-fast', 'phyrs']).describe('pages | pages-fast | phyrs'),
+    ...range,
+    write: z.boolean().optional().describe('FOLL_WRITE (default true)'),
+    longterm: z.boolean().optional().describe('FOLL_LONGTERM (default false)'),
+    p2p: z.boolean().optional().describe('FOLL_PCI_P2PDMA (default: true for a device-memory buffer)'),
+    ...common,
+  }),
+  unpin: z.strictObject({
+    op: z.literal('unpin').describe('unpin a pin'),
+    pin: z.string().describe('pin name'),
+    ...common,
+  }),
+  map: z.strictObject({
+    op: z.literal('map').describe('map a pin (or a buffer, pinned as drivers/umem does) for a device'),
+    name: name('mapping name'),
+    device: z.string().describe('device name (a PCI endpoint function)'),
+    pin: z.string().optional().describe('pin to map (page methods need a pages pin, phyr methods a phyrs pin)'),
+    buffer: z.string().optional().describe('buffer to pin and map in one step (drivers/umem: FOLL_WRITE, unpinned at unmap)'),
+    ...range,
+    method: z.enum(['page', 'sg', 'phys', 'phyrs', 'two-step']).describe(
+      'page: dma_map_page per page | sg: sg_alloc_table_from_pages + dma_map_sgtable | phys: dma_map_phys per phyr | phyrs: dmaMapPhyrs | two-step: dma_iova_try_alloc + dma_iova_link + dma_iova_sync'),
+    dir: dirSchema.optional(),
+    attrs: z.array(z.enum(['WEAK_ORDERING', 'WRITE_COMBINE', 'SKIP_CPU_SYNC', 'NO_WARN', 'PRIVILEGED', 'MMIO', 'DEBUGGING_IGNORE_CACHELINES', 'REQUIRE_COHERENT', 'CC_SHARED']))
+      .optional().describe('DMA_ATTR_* names without the prefix'),
+    ...common,
+  }),
+  sync: z.strictObject({
+    op: z.literal('sync').describe('dma_sync_*_for_cpu / _for_device of a mapping (page, phys, sg methods)'),
+    mapping: z.string().describe('mapping name'),
+    for: z.enum(['cpu', 'device']).describe('cpu: the CPU may read what the device wrote; device: the device may read what the CPU wrote'),
+    ...common,
+  }),
+  'device-read': z.strictObject({
+    op: z.literal('device-read').describe("the device's DMA engine reads through the mapping's DMA addresses and checks the bytes"),
+    mapping: z.string().describe('mapping name'),
+    offset: size('byte offset into the mapping (default 0)').optional(),
+    len: size('bytes (default: the mapping, sampled in 4 KiB windows when above 1 MiB)').optional(),
+    afterUnmap: z.boolean().optional().describe('allowed after the unmap: the device uses a stale DMA address on purpose'),
+    ...common,
+  }),
+  'device-write': z.strictObject({
+    op: z.literal('device-write').describe("the device's DMA engine writes pattern bytes through the mapping"),
+    mapping: z.string().describe('mapping name'),
+    offset: size('byte offset into the mapping (default 0)').optional(),
+    len: size('bytes (default: the mapping, sampled in 4 KiB windows when above 1 MiB)').optional(),
+    pattern: int('pattern number (default: the step index)').optional(),
+    afterUnmap: z.boolean().optional().describe('allowed after the unmap: the device uses a stale DMA address on purpose'),
+    ...common,
+  }),
+  unmap: z.strictObject({
+    op: z.literal('unmap').describe('unmap a mapping (and unpin it when the map step pinned a buffer)'),
+    mapping: z.string().describe('mapping name'),
+    ...common,
+  }),
+  wait: z.strictObject({
+    op: z.literal('wait').describe("advance every IOMMU domain's logical clock: the flush-queue timer (10 ms) fires when due"),
+    ms: int('milliseconds', 0, 1e9),
+    ...common,
+  }),
+  'block-write': z.strictObject({
+    op: z.literal('block-write').describe('direct I/O write of a buffer range to an NVMe namespace: pin_user_phyrs, bio, blk-mq split, nvme PRP/SGL, controller DMA'),
+    device: z.string().describe('an NVMe endpoint (pci node with nvme)'),
+    buffer: z.string().describe('buffer name'),
+    ...range,
+    lba: int('first logical block (default 0)').optional(),
+    ...common,
+  }),
+  'block-read': z.strictObject({
+    op: z.literal('block-read').describe('direct I/O read from an NVMe namespace into a buffer range'),
+    device: z.string().describe('an NVMe endpoint (pci node with nvme)'),
+    buffer: z.string().describe('buffer name'),
+    ...range,
+    lba: int('first logical block (default 0)').optional(),
+    ...common,
+  }),
+} as const;
+
+export type StepOp = keyof typeof STEP_SCHEMAS;
+export const STEP_OPS = Object.keys(STEP_SCHEMAS) as StepOp[];
+
+const S = STEP_SCHEMAS;
+const stepSchema = z.discriminatedUnion('op', [
+  S.mmap, S.munmap, S.populate, S['cpu-write'], S['cpu-read'], S.pin, S.unpin, S.map, S.sync, S['device-read'], S['device-write'],
+  S.unmap, S.wait, S['block-write'], S['block-read'],
+]);
+
+export const scenarioSchema = z.strictObject({
+  name: z.string().min(1).describe('scenario name'),
+  description: z.string().optional().describe('what the scenario shows'),
+  machine: machineSchema,
+  configs: z.record(z.string(), z.strictObject({
+    description: z.string().optional().describe('what the configuration changes'),
+    machine: partialMachineSchema.optional(),
+    devices: devicesSchema.optional(),
+  })).optional().describe('named variants: machine fields and device settings replacing the base ones (phyr run --config, phyr sweep --configs)'),
+  devices: devicesSchema.optional(),
+  processes: z.array(name('process name')).optional().describe('process names (default: those the buffers name, else one "app")'),
+  buffers: z.array(bufferSchema).optional().describe('user buffers, created by mmap steps'),
+  steps: z.array(stepSchema).describe('what the run does, in order'),
+});
+
+export type ScenarioDoc = z.output<typeof scenarioSchema>;
+export type ScenarioStepDoc = z.output<typeof stepSchema>;
+
+export { DMA_OPS_BIGINTS, dmaOpsSchema, machineSchema, partialMachineSchema, pciNodeSchema, backingSchema, bufferSchema, expectSchema, deviceSetupSchema };
