@@ -12,3 +12,5 @@ export {
 export type { PtFormatName } from './formats.ts';
 export { Arm32IommuMapping, ARM_DMA_IOMMU_ALIGNMENT_DEFAULT, type Arm32MappingConfig } from './arm32-mapping.ts';
 export * from './inspect.ts';
+// the DMA domain's logical clock (flush-queue timer, IOVA depot work), for callers that let time pass
+export { iommuDmaFlushQueueTick, iommuDmaFlushQueueFlush } from './dma-iommu.ts';

@@ -167,20 +167,24 @@ export function blockIoMachineConfig(o: BlockIoOptions, name: MappingConfigName)
   };
 }
 
-interface IoFigures {
+/** What one direct I/O did (blockDirectIo): requests, segments, descriptors, and the failure if any. */
+export interface IoFigures {
   requests: number; segments: number; prp: number; sgl: number; descriptorBytes: number; listPages: number;
   failure: string | null; errno: Errno | null;
 }
 
-/** One direct I/O of the pinned range through block layer, driver and controller. */
-function doIo(ctrl: NvmeCtrl, mm: UserMm, op: ReqOp, start: bigint, len: number, p2p: boolean): IoFigures {
+/**
+ * One direct I/O of the pinned range through block layer, driver and controller, at 512-byte
+ * sector `sector` of namespace 1.
+ */
+export function blockDirectIo(ctrl: NvmeCtrl, mm: UserMm, op: ReqOp, start: bigint, len: number, p2p: boolean, sector = 0n): IoFigures {
   const f: IoFigures = { requests: 0, segments: 0, prp: 0, sgl: 0, descriptorBytes: 0, listPages: 0, failure: null, errno: null };
   const pinned = pinUserPhyrs(mm, start, len, (op === REQ_OP_READ ? FOLL_WRITE : 0) | (p2p ? FOLL_PCI_P2PDMA : 0));
   if (!pinned.ok) return { ...f, failure: `pin: ${pinned.errno}`, errno: pinned.errno };
   const list = pinned.value;
   try {
     if (list.totalLen !== len) return { ...f, failure: `short pin: ${list.totalLen} of ${len} bytes`, errno: 'EFAULT' };
-    const bio = bioFromRanges(op, 0n, list);
+    const bio = bioFromRanges(op, sector, list);
     if (!bio.ok) return { ...f, failure: `bio: ${bio.errno}`, errno: bio.errno };
     const rqs = blkSubmitBio(ctrl.queue, bio.value);
     if (!rqs.ok) return { ...f, failure: `split: ${rqs.errno}`, errno: rqs.errno };
@@ -233,7 +237,7 @@ function measure(m: Machine, ctrl: NvmeCtrl, mm: UserMm, start: bigint, len: num
   const wants = windows.map(([, wl], i) => pattern(wl, seed * 7919 + cell * 64 + i));
   windows.forEach(([off], i) => mm.writeUser(start + BigInt(off), wants[i]!));
   const t0 = performance.now();
-  const w = doIo(ctrl, mm, REQ_OP_WRITE, start, len, p2p);
+  const w = blockDirectIo(ctrl, mm, REQ_OP_WRITE, start, len, p2p);
   let ms = msSince(t0);
   let verified = 0;
   let mismatched = 0;
@@ -249,7 +253,7 @@ function measure(m: Machine, ctrl: NvmeCtrl, mm: UserMm, start: bigint, len: num
     // clear the windows of the buffer, then read the namespace back into it
     for (const [off, wl] of windows) mm.writeUser(start + BigInt(off), new Uint8Array(wl));
     const t1 = performance.now();
-    r = doIo(ctrl, mm, REQ_OP_READ, start, len, p2p);
+    r = blockDirectIo(ctrl, mm, REQ_OP_READ, start, len, p2p);
     ms += msSince(t1);
     if (r.failure === null) {
       windows.forEach(([off, wl], i) => {
@@ -267,8 +271,8 @@ function measure(m: Machine, ctrl: NvmeCtrl, mm: UserMm, start: bigint, len: num
     const steps0 = m.stats.iommuTableWalkSteps;
     ctrl.queue.batchIommuMap = true;
     try {
-      doIo(ctrl, mm, REQ_OP_WRITE, start, len, p2p);
-      doIo(ctrl, mm, REQ_OP_READ, start, len, p2p);
+      blockDirectIo(ctrl, mm, REQ_OP_WRITE, start, len, p2p);
+      blockDirectIo(ctrl, mm, REQ_OP_READ, start, len, p2p);
     } finally {
       ctrl.queue.batchIommuMap = false;
     }

@@ -10,3 +10,5 @@ export { validateScenario, formatPath } from './check.ts';
 export { parseSize, parseBigSize } from './sizes.ts';
 export { STEP_OPS, STEP_SCHEMAS, scenarioSchema, type StepOp } from './schema.ts';
 export { ScenarioRunner, runScenario, type RunOptions } from './runner.ts';
+export { formatScenarioResult, scenarioJson } from './format.ts';
+export { eventLine } from './runner.ts';
