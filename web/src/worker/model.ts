@@ -48,6 +48,9 @@ function processMm(runner: ScenarioRunner, name: string): UserMm | null {
   if (typeof r.process === 'function') return r.process(name) ?? null;
   if (r.processes instanceof Map) return r.processes.get(name) ?? null;
   if (typeof r.mm === 'function') return r.mm(name) ?? null;
+  // Until the runner names its processes: its private map (read only)
+  const procs = (runner as unknown as { procs?: unknown }).procs;
+  if (procs instanceof Map) return (procs.get(name) as UserMm | undefined) ?? null;
   // fall back to a live pin of a buffer of that process: its record names the mm
   for (const p of runner.pins.values()) {
     const b = runner.buffers.get(p.buffer);
@@ -79,11 +82,7 @@ export class ViewModel {
   }
 
   private ensureMachine(): void {
-    try {
-      void this.runner.machine;
-    } catch {
-      this.runner.reset();
-    }
+    if (this.runner.machine === undefined) this.runner.reset();
   }
 
   get machine(): Machine {
@@ -116,9 +115,7 @@ export class ViewModel {
   }
 
   private get done(): boolean {
-    const res = this.runner.results;
-    const last = res[res.length - 1] as StepResult | undefined;
-    return this.runner.index >= this.scenario.steps.length || (last !== undefined && !last.ok);
+    return this.runner.done;
   }
 
   snapshot(): Snapshot {
@@ -142,8 +139,11 @@ export class ViewModel {
     }
     for (const size of ['2M', '1G'] as const) {
       const pool = m.hugetlb[size];
-      if (pool.len === 0) continue;
-      regions.push({ name: `hugetlb-${size}`, kind: 'hugetlb', start: '0x0', end: '0x0', len: pool.len, label: `hugetlb ${size} pool: ${pool.free.length} free of ${pool.len}` });
+      if (pool.total === 0) continue;
+      regions.push({
+        name: `hugetlb-${size}`, kind: 'hugetlb', start: '0x0', end: '0x0', len: pool.total * pool.len,
+        label: `hugetlb ${size} pool: ${pool.total} pages, ${pool.free.length} free, ${pool.reserved} reserved`,
+      });
     }
     const physTop = m.regions.reduce((a, r) => (r.end > a ? r.end : a), 0n);
     const { spans, omitted } = this.physSpans(physTop);
@@ -520,11 +520,13 @@ export class ViewModel {
   private pciNodes(): PciNodeRow[] {
     const topo = this.machine.topology;
     if (!topo) return [];
-    const out: PciNodeRow[] = topo.hostBridges.map((hb) => ({ name: hb.name, parent: null, kind: 'host-bridge', bdf: `${hb.domain.toString(16).padStart(4, '0')}:${hb.rootBus.toString(16).padStart(2, '0')}`, bars: [] }));
-    for (const p of topo.pciDevs()) {
+    const devs = topo.pciDevs();
+    const out: PciNodeRow[] = topo.hostBridges.filter((hb) => !devs.some((p) => p.name === hb.name))
+      .map((hb) => ({ name: hb.name, parent: null, kind: 'host-bridge', bdf: `${hb.domain.toString(16).padStart(4, '0')}:${hb.rootBus.toString(16).padStart(2, '0')}`, bars: [] }));
+    for (const p of devs) {
       const bdf = `${p.domain.toString(16).padStart(4, '0')}:${p.bus.toString(16).padStart(2, '0')}:${(p.devfn >> 3).toString(16).padStart(2, '0')}.${p.devfn & 7}`;
       out.push({
-        name: p.name, parent: p.upstream?.name ?? p.hostBridge.name, kind: p.kind, bdf,
+        name: p.name, parent: p.upstream?.name ?? (p.name === p.hostBridge.name ? null : p.hostBridge.name), kind: p.kind, bdf,
         bars: p.bars.map((b) => `BAR${b.index} ${hex(b.region.start)} ${b.region.len >= GiB ? `${b.region.len / GiB} GiB` : hex(b.region.len)}${b.p2p ? ' p2p' : ''}`),
       });
     }
@@ -540,7 +542,7 @@ export class ViewModel {
       let p: ReturnType<typeof topo.pciDev> | null = topo.pciDev(name);
       while (p) {
         out.push(p.name);
-        if (!p.upstream) out.push(p.hostBridge.name);
+        if (!p.upstream && p.name !== p.hostBridge.name) out.push(p.hostBridge.name);
         p = p.upstream;
       }
       return out;
