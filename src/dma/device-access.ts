@@ -13,10 +13,10 @@ import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/inte
 import { iommuGetDomainForDev, iommuTranslate } from '../iommu/internal.ts';
 import type { MachineMm } from '../mm/index.ts';
 import {
-  PCI_P2PDMA_MAP_BUS_ADDR, pciP2pdmaMapType, type Device, type DeviceDmaAccess, type P2pdmaProvider,
+  PCI_P2PDMA_MAP_BUS_ADDR, pciP2pdmaMapType, pciP2pdmaMapTypePeek, type Device, type DeviceDmaAccess, type P2pdmaProvider,
 } from '../pci/internal.ts';
 import { dmaContextOf } from './context.ts';
-import { getDmaOps } from './ops/ops.ts';
+import { getDmaOps, type DmaOpsKind } from './ops/ops.ts';
 import { ccStateOf } from './cc.ts';
 import './counters.ts';
 
@@ -29,8 +29,11 @@ interface BusWindow { busStart: bigint; busEnd: bigint; busOffset: bigint }
 /** The slot on a device that caches the peer BAR windows it reaches by bus address. */
 const BUS_WINDOWS = new SlotKey<BusWindow[]>('dma-p2p-bus-windows');
 
-/** Peer BARs this device reaches by bus address through a switch (map type BUS_ADDR). */
-function busWindows(dev: Device): BusWindow[] {
+/**
+ * Peer BARs this device reaches by bus address through a switch (map type BUS_ADDR). peek: work
+ * them out without counting, caching or reporting anything (dmaDeviceRoute).
+ */
+function busWindows(dev: Device, peek = false): BusWindow[] {
   const cached = dev.slots.get(BUS_WINDOWS);
   if (cached !== undefined) return cached;
   const ctx = dmaContextOf(dev);
@@ -44,12 +47,12 @@ function busWindows(dev: Device): BusWindow[] {
       seen.add(id);
       const provider = topo.providerById(id) as P2pdmaProvider | null;
       if (!provider) continue;
-      if (pciP2pdmaMapType(provider, dev) !== PCI_P2PDMA_MAP_BUS_ADDR) continue;
+      if ((peek ? pciP2pdmaMapTypePeek(provider, dev) : pciP2pdmaMapType(provider, dev)) !== PCI_P2PDMA_MAP_BUS_ADDR) continue;
       const r = provider.region;
       out.push({ busStart: r.start + provider.busOffset, busEnd: r.end + provider.busOffset, busOffset: provider.busOffset });
     }
   }
-  dev.slots.set(BUS_WINDOWS, out);
+  if (!peek) dev.slots.set(BUS_WINDOWS, out);
   return out;
 }
 
@@ -184,4 +187,51 @@ const deviceDma = new DeviceDma();
 export function installDeviceDmaAccess(dev: Device): void {
   dev.dmaAccess = deviceDma;
   dev.slots.delete(BUS_WINDOWS);
+}
+
+/**
+ * Where a device's access to one DMA address goes, as the engine above routes it (dmaDeviceRoute).
+ * - 'p2p-bus': a peer BAR below a common switch answers the bus address; phys = addr - busOffset.
+ * - 'iommu': upstream through the IOMMU of `domain` (the caller walks it: iommu's iommuWalkInfo / iotlbPeek).
+ * - 'dma-ops': through the device's dma_map_ops family's translation (GART, TCE, Xen ...).
+ * - 'direct': dma-direct: through the `rangeMap` entry, or identity when the device has none.
+ * - 'fault': the address is beyond the device's DMA mask, or no translation covers it.
+ */
+export type DmaDeviceRoute =
+  | { readonly kind: 'p2p-bus'; readonly phys: bigint; readonly busOffset: bigint; readonly providerId: number }
+  | { readonly kind: 'iommu'; readonly domain: NonNullable<ReturnType<typeof iommuGetDomainForDev>> }
+  | { readonly kind: 'dma-ops'; readonly ops: DmaOpsKind; readonly phys: bigint; readonly len: number }
+  | { readonly kind: 'direct'; readonly phys: bigint; readonly rangeMap: { cpuStart: bigint; dmaStart: bigint; len: number } | null }
+  | { readonly kind: 'fault'; readonly reason: string };
+
+/**
+ * The route a DMA access at addr takes from dev (the first byte's; see DmaDeviceRoute), for traces
+ * and reports. Read-only: no counter moves, no event is logged and no IOTLB entry is filled; the
+ * IOMMU route names the domain and leaves the walk to the caller.
+ */
+export function dmaDeviceRoute(dev: Device, addr: bigint): DmaDeviceRoute {
+  checkAddr('addr', addr);
+  const limit = addressLimit(dev);
+  if (limit === null) return { kind: 'fault', reason: 'device has no DMA mask' };
+  if (addr > limit) return { kind: 'fault', reason: `address 0x${addr.toString(16)} is beyond the DMA mask 0x${limit.toString(16)}` };
+  const w = busWindows(dev, true).find((x) => addr >= x.busStart && addr < x.busEnd);
+  if (w) {
+    const phys = addr - w.busOffset;
+    return { kind: 'p2p-bus', phys, busOffset: w.busOffset, providerId: dmaContextOf(dev).mm.regionAt(phys)?.providerId ?? 0 };
+  }
+  const domain = iommuGetDomainForDev(dev);
+  if (domain) return { kind: 'iommu', domain };
+  const ops = getDmaOps(dev);
+  if (ops) {
+    const t = ops.translate(dev, addr, false);
+    if (typeof t === 'string') return { kind: 'fault', reason: t };
+    return { kind: 'dma-ops', ops: ops.kind, phys: t.phys, len: t.len };
+  }
+  const map = dev.dmaRangeMap;
+  if (map) {
+    const m = map.find((x) => addr >= x.dmaStart && addr - x.dmaStart < BigInt(x.len));
+    if (!m) return { kind: 'fault', reason: `DMA address 0x${addr.toString(16)} is in no dma_range_map entry` };
+    return { kind: 'direct', phys: m.cpuStart + (addr - m.dmaStart), rangeMap: { cpuStart: m.cpuStart, dmaStart: m.dmaStart, len: m.len } };
+  }
+  return { kind: 'direct', phys: addr, rangeMap: null };
 }

@@ -13,6 +13,9 @@ export {
   dmaIovaUnlink, dmaUseIova,
 } from './iova-state.ts';
 export { isSwiotlbActive, swiotlbMaxMappingSize, IO_TLB_SIZE, IO_TLB_SEGSIZE, type SwiotlbConfig } from './swiotlb.ts';
+// read-only introspection for traces and reports: the bounce slot holding an address, the route of a device access
+export { swiotlbSlotInfo, type SwiotlbSlotInfo } from './swiotlb.ts';
+export { dmaDeviceRoute, type DmaDeviceRoute } from './device-access.ts';
 export { DmaDebug, type DmaDebugRecord, type DmaDebugType, type DmaMapErrState, type DmaDebugOptions } from './debug.ts';
 export { dmaContextOf, type DmaContext } from './context.ts';
 export {

@@ -8,7 +8,7 @@
 
 import type { MachineMm, Memblock } from '../mm/internal.ts';
 import type { Device } from '../pci/index.ts';
-import { SlotKey, checkLen, MiB, roundupPowOfTwo } from '../base/internal.ts';
+import { SlotKey, checkAddr, checkLen, MiB, roundupPowOfTwo } from '../base/internal.ts';
 import { dmaContextOf } from './context.ts';
 import {
   DMA_ATTR_NO_WARN, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR,
@@ -489,4 +489,43 @@ export function swiotlbMap(dev: Device, phys: bigint, size: number, dir: number,
   }
   if (!dev.dmaCoherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) archSyncDmaForDevice(dev, tlb, size, dir);
   return dmaAddr;
+}
+
+/** One bounce slot as swiotlbSlotInfo describes it. */
+export interface SwiotlbSlotInfo {
+  /** Physical start of the device's pool (io_tlb_mem). */
+  readonly poolStart: bigint;
+  /** Index of the 2 KiB slot holding the address. */
+  readonly slot: number;
+  /** Physical address of that slot. */
+  readonly slotAddr: bigint;
+  /** false for a free slot or a pad slot (no original behind it): origAddr is then null. */
+  readonly inUse: boolean;
+  /**
+   * The original's physical address for the queried address (io_tlb_slot.orig_addr plus its place
+   * in the slot, less the min_align_mask offset the allocation keeps, as swiotlb_bounce() computes it), or null.
+   */
+  readonly origAddr: bigint | null;
+  /** Bytes of the allocation from this slot's start to its end (io_tlb_slot.alloc_size). */
+  readonly allocSize: number;
+}
+
+/**
+ * The bounce slot of the device's swiotlb pool holding phys, or null when phys is outside the pool
+ * (is_swiotlb_buffer false). Read-only: for traces and reports.
+ */
+export function swiotlbSlotInfo(dev: Device, phys: bigint): SwiotlbSlotInfo | null {
+  checkAddr('phys', phys);
+  const mem = swiotlbOf(dev);
+  if (mem === null) return null;
+  const slot = mem.slotOf(phys);
+  if (slot < 0) return null;
+  const orig = mem.origAddr[slot];
+  const inUse = orig >= 0;
+  let origAddr: bigint | null = null;
+  if (inUse) {
+    const off = Number(phys) % IO_TLB_SIZE - swiotlbAlignOffsetNum(dmaGetMinAlignMask(dev), 0, orig);
+    origAddr = BigInt(orig + off);
+  }
+  return { poolStart: mem.start, slot, slotAddr: mem.slotAddr(slot), inUse, origAddr, allocSize: mem.allocSize[slot] };
 }

@@ -70,3 +70,76 @@ export function iommuWalk(d: IommuDomain, iova: bigint): WalkStep[] {
   checkAddr('iova', iova);
   return pt.walk(Number(iova >> 12n));
 }
+
+/** One entry a translation visits, decoded (iommuWalkInfo). */
+export interface WalkStepInfo extends WalkStep {
+  /** Physical address of the table page holding the entry. */
+  readonly tablePhys: bigint;
+  /** The entry's 8 bytes as they sit in the table page (little-endian). */
+  readonly entryBytes: Uint8Array;
+  /** Output address: the next table's physical address, or the leaf's first byte (0n for an empty entry). */
+  readonly oa: bigint;
+  /** Bytes the leaf maps (0 for a table or an empty entry). */
+  readonly leafBytes: number;
+  /** First IOVA the leaf maps (the IOVA rounded down to leafBytes; 0n unless a leaf). */
+  readonly leafIova: bigint;
+  /** IOMMU prot bits of a leaf (0 otherwise). */
+  readonly prot: number;
+  /** The format's attribute bits in words, e.g. 'P RW U A D PS' ('' for an empty entry). */
+  readonly attrs: string;
+}
+
+/**
+ * iommuWalk with every visited entry decoded: the table page's physical address, the entry's
+ * bytes, its output address and, for the leaf, its size and prot. Read-only: no counter moves and
+ * the IOTLB is not consulted or filled.
+ * @throws TypeError for a non-paging domain.
+ */
+export function iommuWalkInfo(d: IommuDomain, iova: bigint): WalkStepInfo[] {
+  const pt = d.pt;
+  if (pt === null) throw new TypeError(`domain type ${d.type} has no page table`);
+  checkAddr('iova', iova);
+  const f = pt.format;
+  return pt.walk(Number(iova >> 12n)).map((s) => {
+    const lo = Number(s.pte & 0xffffffffn), hi = Number(s.pte >> 32n);
+    const entryBytes = new Uint8Array(8);
+    new DataView(entryBytes.buffer).setBigUint64(0, s.pte, true);
+    const leaf = s.kind === 'leaf';
+    const leafLg2 = leaf ? f.leafLg2(s.level, lo, hi) : 0;
+    const leafBytes = leaf ? 4096 * 2 ** leafLg2 : 0;
+    const oa = s.kind === 'empty' ? 0n : BigInt(leaf ? f.leafOaPfn(s.level, lo, hi) : entryOaPfn(f, lo, hi)) * 4096n;
+    return {
+      ...s, tablePhys: s.tablePfn * 4096n, entryBytes, oa, leafBytes,
+      leafIova: leaf ? iova - (iova % BigInt(leafBytes)) : 0n,
+      prot: leaf ? f.leafProt(lo, hi) : 0,
+      attrs: s.kind === 'empty' ? '' : f.describe(s.level, lo, hi),
+    };
+  });
+}
+
+/** What the IOTLB holds for one IOVA (iotlbPeek). */
+export interface IotlbPeek {
+  /** First IOVA of the cached leaf. */
+  readonly leafIova: bigint;
+  /** Bytes the cached leaf maps. */
+  readonly leafBytes: number;
+  /** The physical address the cached translation gives for the IOVA itself. */
+  readonly phys: bigint;
+  /** IOMMU prot bits of the cached translation. */
+  readonly prot: number;
+}
+
+/**
+ * The translation domain d's IOTLB holds for iova, or null (a miss: the next access walks the
+ * tables). A peek: unlike an access, it neither fills the IOTLB nor counts a hit or miss, so a
+ * trace leaves the cache as it found it. A stale entry (left by a lazy unmap) is returned as it is.
+ */
+export function iotlbPeek(d: IommuDomain, iova: bigint): IotlbPeek | null {
+  checkAddr('iova', iova);
+  const iovaPfn = Number(iova >> 12n);
+  const e = d.iotlb.lookup(iovaPfn);
+  if (e === undefined) return null;
+  const leafBytes = 4096 * 2 ** e.leafLg2;
+  const leafIova = BigInt(e.leafIovaPfn) * 4096n;
+  return { leafIova, leafBytes, phys: BigInt(e.physPfn) * 4096n + (iova - leafIova), prot: e.prot };
+}

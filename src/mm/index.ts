@@ -6,7 +6,7 @@ export { MAX_RAM_BYTES, type MmConfig } from './layout.ts';
 export { MmMachine, createMmMachine, type FolioInfo } from './machine.ts';
 export { STRUCT_PAGE_SIZE, memmapBytesFor, memmapOf, type MemmapBreakdown, type MemmapRegion } from './memmap.ts';
 export {
-  FAULT_SIGBUS, TASK_SIZE, UserMm, type MmapBacking, type MmapOptions, type PageCacheMode, type VmPfnFault, type VmPfnMapOps,
+  FAULT_SIGBUS, TASK_SIZE, UserMm, type MmapBacking, type UserPteInfo, type MmapOptions, type PageCacheMode, type VmPfnFault, type VmPfnMapOps,
 } from './user-mm.ts';
 export {
   FOLL_WRITE, FOLL_GET, FOLL_DUMP, FOLL_FORCE, FOLL_NOWAIT, FOLL_NOFAULT, FOLL_HWPOISON, FOLL_ANON, FOLL_LONGTERM,

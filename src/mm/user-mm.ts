@@ -57,6 +57,31 @@ export interface UserMmHost {
  */
 export const ZERO_PAGE_FOLIO = -3;
 
+/** The user page-table entry that maps one address (UserMm.pteAt). */
+export interface UserPteInfo {
+  /** The table level of the leaf entry: 'pte' (a base page), 'pmd' (2 MiB), 'pud' (1 GiB). */
+  readonly level: 'pte' | 'pmd' | 'pud';
+  /** The entry's index in its table (the VA bits of that level). */
+  readonly index: number;
+  /** Bytes the entry maps. */
+  readonly leafBytes: number;
+  /** First VA the entry maps. */
+  readonly leafVa: bigint;
+  readonly present: boolean;
+  /** First frame the entry maps (null when not present). */
+  readonly pfn: bigint | null;
+  readonly writable: boolean;
+  /** Maps the shared zero page or the huge zero folio. */
+  readonly zeroPage: boolean;
+  /** pte_special: a PFN map (remap_pfn_range, vmf_insert_pfn) whose frames GUP must not take. */
+  readonly special: boolean;
+  readonly cache: PageCacheMode;
+  /** The entry as an x86-64 page-table entry (see UserMm.pteAt); 0n when not present. */
+  readonly entry: bigint;
+  /** The VMA's kind: anon, thp, hugetlb-2M, hugetlb-1G, pfnmap, devpages, pfnmap-fault. */
+  readonly vmaKind: string;
+}
+
 /** The cache attribute of a PTE (the PAT memory type on x86): write-back, write-combining, uncached. */
 export type PageCacheMode = 'wb' | 'wc' | 'uc';
 
@@ -652,6 +677,52 @@ export class UserMm {
     if (v === undefined) return undefined;
     const pfn = this.pfnAt(v, a);
     return pfn < 0 ? undefined : BigInt(pfn * this.ps + (a % this.ps));
+  }
+
+  /**
+   * The user page-table entry that maps va, for traces and reports: its level and index, the
+   * frame it maps, its flags and the entry as an x86-64 page-table entry would hold it; undefined
+   * when no VMA covers va. Read-only: nothing is faulted in. A not-present entry reads as 0n.
+   * Model deviation: the model keeps a process's page tables as per-VMA arrays, not as table pages
+   * in machine RAM, so `entry` is encoded from them (P, RW, US, A as protection_map sets it, D as the
+   * fault paths set it on writable private memory, PS for PMD / PUD leaves, the PAT bits of the
+   * cache mode with Linux's PAT layout: WC = PWT, UC- = PCD, _PAGE_SPECIAL for PFN maps, NX), not
+   * read from memory; accessed / dirty updates by later hardware accesses are not modelled.
+   * (arch/x86/include/asm/pgtable_types.h: PAGE_SHARED, PAGE_COPY; mm/memory.c: do_anonymous_page())
+   */
+  pteAt(va: bigint): UserPteInfo | undefined {
+    const a = Number(checkAddr('va', va, 64));
+    const v = this.vmaAt(a);
+    if (v === undefined) return undefined;
+    const ps = this.ps;
+    // THP slots split into base-page PTEs are PTE-mapped; PFN maps are always PTE-mapped
+    let leafBytes = v.granuleLen;
+    if (v.kind === VmaKind.PfnMap || v.kind === VmaKind.DevPages || v.kind === VmaKind.PfnMapFault) leafBytes = ps;
+    if (v.kind === VmaKind.Thp && v.leafPfn![Math.floor(a / v.granuleLen) - v.slotBase] === -2) leafBytes = ps;
+    const level: UserPteInfo['level'] = leafBytes === ps ? 'pte' : leafBytes <= 2 * MiB ? 'pmd' : 'pud';
+    const index = Math.floor(a / leafBytes) % 512;
+    const pfnHere = this.pfnAt(v, a);
+    const kinds = ['anon', 'thp', 'hugetlb-2M', 'hugetlb-1G', 'pfnmap', 'devpages', 'pfnmap-fault'];
+    const leafVa = BigInt(Math.floor(a / leafBytes) * leafBytes);
+    if (pfnHere < 0) {
+      return { level, index, leafBytes, leafVa, present: false, pfn: null, writable: false, zeroPage: false, special: false, cache: 'wb', entry: 0n, vmaKind: kinds[v.kind] };
+    }
+    const firstPfn = pfnHere - (Math.floor((a % leafBytes) / ps));
+    const folio = this.folioAt(v, a);
+    const m = this.machine;
+    const zeroPage = folio === ZERO_PAGE_FOLIO || (folio >= 0 && m.folios.kind[folio] === FolioKind.HugeZero);
+    const writable = v.writable && !zeroPage;
+    const special = v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault;
+    const cache = this.cacheModeAt(va) ?? 'wb';
+    let e = 0x1n | 0x4n | 0x20n | (1n << 63n); // P, US, A, NX
+    if (writable) e |= 0x2n;
+    if (writable && !v.shared) e |= 0x40n; // D: the write fault that made a private page writable dirtied it
+    if (level !== 'pte') e |= 0x80n; // PS
+    if (cache === 'wc') e |= 0x8n; // PWT: PAT index 1 (WC)
+    if (cache === 'uc') e |= 0x10n; // PCD: PAT index 2 (UC-)
+    if (special) e |= 0x200n; // _PAGE_SPECIAL
+    e |= BigInt(firstPfn) << BigInt(Math.log2(ps));
+    return { level, index, leafBytes, leafVa, present: true, pfn: BigInt(firstPfn), writable, zeroPage, special, cache, entry: e, vmaKind: kinds[v.kind] };
   }
 
   /**

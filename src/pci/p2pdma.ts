@@ -166,7 +166,7 @@ export function mapTypesIdx(client: PciDev): number {
  * With verbose, the reasons are reported on the event log.
  * @throws TypeError if provider or client is not a PCI function.
  */
-export function calcMapTypeAndDist(provider: Device, client: Device, verbose = false): { mapType: PciP2pdmaMapType; dist: number } {
+export function calcMapTypeAndDist(provider: Device, client: Device, verbose = false, store = true): { mapType: PciP2pdmaMapType; dist: number } {
   const pp = toPciDev(provider, 'provider');
   const pc = toPciDev(client, 'client');
   const topology = pp.topology;
@@ -215,7 +215,7 @@ export function calcMapTypeAndDist(provider: Device, client: Device, verbose = f
     }
     mapType = PCI_P2PDMA_MAP_NOT_SUPPORTED;
   }
-  pp.p2pdma?.mapTypes.set(mapTypesIdx(pc), mapType);
+  if (store) pp.p2pdma?.mapTypes.set(mapTypesIdx(pc), mapType);
   return { mapType, dist };
 }
 
@@ -285,6 +285,19 @@ export function pciP2pdmaMapType(provider: P2pdmaProvider, client: Device): PciP
     return cached as PciP2pdmaMapType;
   }
   return calcMapTypeAndDist(owner.device, client, true).mapType;
+}
+
+/**
+ * pciP2pdmaMapType without its side effects, for traces and reports: the cached type, else the type
+ * calcMapTypeAndDist works out, with nothing counted, cached or reported.
+ * @throws TypeError if provider is not a provider.
+ */
+export function pciP2pdmaMapTypePeek(provider: P2pdmaProvider, client: Device): PciP2pdmaMapType {
+  const owner = toPciDev(checkProvider(provider).owner, 'provider.owner');
+  if (!owner.p2pdma || !devIsPci(client)) return PCI_P2PDMA_MAP_NOT_SUPPORTED;
+  const cached = owner.p2pdma.mapTypes.get(mapTypesIdx(toPciDev(client, 'client')));
+  if (cached !== undefined) return cached as PciP2pdmaMapType;
+  return calcMapTypeAndDist(owner.device, client, false, false).mapType;
 }
 
 /**

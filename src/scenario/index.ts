@@ -7,3 +7,4 @@ export * from './dma-ops.ts';
 export * from './odp.ts';
 export * from './rdma.ts';
 export * from './file/index.ts';
+export * from './trace/index.ts';

@@ -1,0 +1,106 @@
+// The address trace as text for people (renderTrace) and as JSON for programs (traceToJson:
+// bigints as hex strings).
+
+import { formatBytes } from '../../base/index.ts';
+import { IOMMU_READ, IOMMU_WRITE } from '../../iommu/index.ts';
+import type { BufferTrace, CpuTrace, DeviceTrace, DeviceViewTrace, TraceRun } from './types.ts';
+
+const hx = (v: bigint | number): string => `0x${v.toString(16)}`;
+
+/** JSON.stringify replacer: bigints as '0x...' strings. */
+export function bigintHex(_key: string, v: unknown): unknown {
+  return typeof v === 'bigint' ? hx(v) : v;
+}
+
+/** The trace as a JSON-ready value (bigints as hex strings). */
+export function traceToJson(t: BufferTrace): unknown {
+  return JSON.parse(JSON.stringify(t, bigintHex)) as unknown;
+}
+
+function protName(p: number): string {
+  return `${p & IOMMU_READ ? 'R' : '-'}${p & IOMMU_WRITE ? 'W' : '-'}`;
+}
+
+function cpuLines(c: CpuTrace): string[] {
+  const out: string[] = [];
+  const vma = c.vma === null ? 'no VMA' : `vma [${hx(c.vma.start)}, ${hx(c.vma.end)}) ${c.vma.kind} ${c.vma.writable ? 'rw' : 'r'}`;
+  out.push(`  CPU   va ${hx(c.va)}  ${vma}`);
+  const p = c.pte;
+  if (p !== null) {
+    const flags = p.present
+      ? [p.writable ? 'writable' : 'read-only', p.cache, ...(p.special ? ['special'] : []), ...(p.zeroPage ? ['zero page'] : [])].join(', ')
+      : 'not present';
+    out.push(`        user ${p.level.toUpperCase()} #${p.index} = ${hx(p.entry)} (${formatBytes(p.leafBytes)} at va ${hx(p.leafVa)}; ${flags})`);
+  }
+  if (c.pfn !== null) {
+    const folio = c.folio === null ? (c.zeroPage ? 'the zero page (no folio)' : 'no folio')
+      : `folio head pfn ${hx(c.folio.head)} order ${c.folio.order} refcount ${c.folio.refcount} pincount ${c.folio.pincount}`;
+    out.push(`        pfn ${hx(c.pfn)}  ${folio}`);
+  }
+  if (c.phys !== null) {
+    const mem = c.memory === null ? 'no memory' : `${c.memory.region} (${c.memory.flags}${c.memory.structPage ? ', struct page' : ', no struct page'})`;
+    out.push(`        phys ${hx(c.phys)}  ${mem}`);
+    out.push(`        P2P provider: ${c.p2p === null ? 'none' : `${c.p2p.device} BAR${c.p2p.bar}, bus address ${hx(c.p2p.busAddr)}`}`);
+  }
+  return out;
+}
+
+function deviceLines(a: DeviceTrace): string[] {
+  const out: string[] = [];
+  if (a.addressKind === 'bus address') {
+    out.push(`        bus address ${hx(a.dmaAddr)}: P2P through the switch to ${a.p2p?.device ?? '?'} BAR${a.p2p?.bar ?? '?'} (bus offset ${hx(a.p2p?.busOffset ?? 0n)})`);
+  } else if (a.addressKind === 'dma-direct address') {
+    out.push(`        dma-direct address ${hx(a.dmaAddr)}${a.rangeMap === null ? ' (phys == DMA address)' : ` (dma_range_map: DMA ${hx(a.rangeMap.dmaStart)} = phys ${hx(a.rangeMap.cpuStart)})`}`);
+  } else if (a.addressKind === 'dma-ops address') {
+    out.push(`        ${a.dmaOps} address ${hx(a.dmaAddr)}`);
+  } else if (a.iommu !== null) {
+    const io = a.iommu;
+    out.push(`        ${a.addressKind === 'identity' ? 'address' : 'IOVA'} ${hx(a.dmaAddr)}  IOMMU ${io.domainType} domain${io.format !== null ? ` (${io.format})` : ''}`);
+    for (const s of io.walk) {
+      const what = s.kind === 'empty' ? 'empty' : s.kind === 'table' ? `table -> ${hx(s.oa)}` : `leaf ${formatBytes(s.leafBytes)} -> ${hx(s.oa)}`;
+      out.push(`          level ${s.level} table ${hx(s.tablePhys)} [${String(s.index).padStart(3)}] = ${s.entryBytes}  ${what}${s.attrs ? ` (${s.attrs})` : ''}`);
+    }
+    if (io.format !== null) {
+      const tlb = io.iotlb.hit ? `hit (${formatBytes(io.iotlb.leafBytes)} entry -> ${hx(io.iotlb.phys!)}${io.iotlb.stale ? ', STALE: the tables say otherwise' : ''})` : 'miss';
+      out.push(`          IOTLB ${tlb}; leaf prot ${protName(io.prot)}`);
+    }
+  } else {
+    out.push(`        DMA address ${hx(a.dmaAddr)}`);
+  }
+  if (a.fault !== null) out.push(`        FAULT: ${a.fault}`);
+  if (a.phys !== null) {
+    const mem = a.memory === null ? 'no memory' : `${a.memory.region} (${a.memory.flags})`;
+    out.push(`        phys ${hx(a.phys)}  ${mem}`);
+  }
+  if (a.swiotlb !== null) {
+    const orig = a.swiotlb.origAddr === null ? 'free or pad slot' : `bounces phys ${hx(a.swiotlb.origAddr)}`;
+    out.push(`        swiotlb slot ${a.swiotlb.slot} at ${hx(a.swiotlb.slotAddr)} (pool ${hx(a.swiotlb.poolStart)}): ${orig}`);
+  }
+  return out;
+}
+
+function viewLines(v: DeviceViewTrace): string[] {
+  const d = v.descriptor;
+  return [
+    `  DEV   ${v.device} via mapping ${v.mapping} (${v.method}, ${v.dir}): ${d.kind} ${d.index} = [${hx(d.dmaAddr)} + ${hx(d.len)}]`,
+    ...deviceLines(v.access),
+    `        ${v.agrees ? 'agrees with the CPU view' : 'DOES NOT reach the byte the CPU sees'}`,
+  ];
+}
+
+function runLines(r: TraceRun, whole: boolean): string[] {
+  const head = whole ? `bytes ${hx(r.offset)}..${hx(r.offset + r.len - 1)} (${formatBytes(r.len)})` : `byte ${hx(r.offset)}`;
+  const out = [head, ...cpuLines(r.cpu)];
+  if (r.devices.length === 0) out.push('  DEV   no live device mapping covers this byte');
+  for (const v of r.devices) out.push(...viewLines(v));
+  return out;
+}
+
+/** The trace for people: a header, then each run (or the one byte) layer by layer. */
+export function renderTrace(t: BufferTrace): string {
+  const when = t.afterStep < 0 ? 'before any step' : `after step ${t.afterStep}`;
+  const what = t.offset === null ? `${t.runs.length} run${t.runs.length === 1 ? '' : 's'} of identical translation` : `byte ${t.offset}`;
+  const out = [`trace of buffer ${t.buffer} (process ${t.process}, va ${hx(t.va)}, ${formatBytes(t.len)}) ${when}: ${what}`, ''];
+  for (const r of t.runs) out.push(...runLines(r, t.offset === null), '');
+  return `${out.join('\n').trimEnd()}\n`;
+}
