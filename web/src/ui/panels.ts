@@ -570,7 +570,7 @@ export class IommuPanel {
 
   /** Follows the trace down the tables of the traced device, when there is one. */
   private followTrace(points: readonly TracePoint[]): void {
-    const ptes = points.filter((p) => p.space === 'pte');
+    const ptes = points.filter((p) => p.space === 'pte' && p.layer.endsWith(` on ${this.device}`));
     if (ptes.length === 0) return;
     this.tableStack = [null, ...ptes.slice(1).map((p) => p.addr.split(':')[0])];
   }

@@ -4,7 +4,7 @@
 // dumpTablePage / iommuWalk, P2P map types from a probe machine built from the same PCI config.
 
 import {
-  GiB, PCI_P2PDMA_MAP_NAMES, PageArray, coalesce, createMachine, dumpTablePage, hex, iommuGetDomainForDev, iommuWalk,
+  GiB, PCI_P2PDMA_MAP_NAMES, PageArray, coalesce, createMachine, dumpTablePage, hex, iommuGetDomainForDev,
   pciP2pdmaDistance, pciP2pdmaMapType, pcimP2pdmaInit, pcimP2pdmaProvider, sgAllocTableFromPagesSegment, toBvecList,
   toPageList, DmaList,
   type BvecList, type Device, type IommuDomain, type Machine, type PageList, type PhyrList, type SgTable, type UserMm,
@@ -87,6 +87,12 @@ export class ViewModel {
 
   get machine(): Machine {
     return this.runner.machine;
+  }
+
+  /** The user address space of the buffer's process (null: unknown). */
+  mmOf(buffer: string): UserMm | null {
+    const b = this.runner.buffers.get(buffer);
+    return b === undefined ? null : processMm(this.runner, b.process);
   }
 
   /** Runs one step; false when nothing was left to run. */
@@ -601,46 +607,5 @@ export class ViewModel {
       }
     }
     return { buffer, offset: o, bytes: out, len: b.len };
-  }
-
-  /** The model's own trace points of a byte (used when the scenario layer has no trace function). */
-  basicTrace(buffer: string, offset: number): { text: string; points: TracePoint[] } {
-    const b = this.runner.buffers.get(buffer);
-    if (b === undefined) throw new RangeError(`buffer must be a buffer of the scenario, got ${JSON.stringify(buffer)}`);
-    const points: TracePoint[] = [];
-    const lines: string[] = [`${buffer} +${hex(offset)}`];
-    const va = b.va + BigInt(offset);
-    points.push({ space: 'va', addr: hex(va), layer: 'user VA' });
-    lines.push(`  user VA   ${hex(va)}`);
-    const mm = processMm(this.runner, b.process);
-    const pa = mm?.translate(va);
-    if (pa !== undefined) {
-      points.push({ space: 'phys', addr: hex(pa), layer: 'physical' });
-      lines.push(`  phys      ${hex(pa)}`);
-    }
-    for (const mp of this.runner.mappings.values()) {
-      if (!mp.live || this.bufferOfMapping(mp) !== buffer) continue;
-      const pin = this.runner.pins.get(mp.source);
-      let rel = offset - (pin ? pin.offset : 0) - mp.offset;
-      if (rel < 0 || rel >= mp.len) continue;
-      for (const s of mp.segments) {
-        if (rel < s.len) {
-          const dma = s.dmaAddr + BigInt(rel);
-          points.push({ space: 'dma', addr: hex(dma), layer: `${mp.name} on ${mp.device}` });
-          lines.push(`  ${mp.name} ${mp.device} dma ${hex(dma)}`);
-          const d = iommuGetDomainForDev(this.machine.device(mp.device));
-          if (d !== null && d.pt !== null) {
-            points.push({ space: 'iova', addr: hex(dma), layer: `${mp.device} IOVA` });
-            for (const st of iommuWalk(d, dma)) {
-              points.push({ space: 'pte', addr: `${hex(st.tablePfn)}:${st.index}`, layer: `level ${st.level}` });
-              lines.push(`    L${st.level} table ${hex(st.tablePfn)}[${st.index}] = ${hex(st.pte)} (${st.kind})`);
-            }
-          }
-          break;
-        }
-        rel -= s.len;
-      }
-    }
-    return { text: lines.join('\n'), points };
   }
 }

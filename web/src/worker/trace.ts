@@ -1,10 +1,56 @@
-// The trace of one byte for the page: the scenario layer's trace (the same data `phyr trace` prints)
-// when it is there, else the view's own walk (user VA, physical address, DMA addresses, table entries).
+// The trace of one byte for the page: the scenario layer's address trace (traceBuffer, the data and
+// text `phyr trace` prints), turned into the points every panel marks: user VA, physical address,
+// each mapping's DMA address (an IOVA behind an IOMMU), the page-table entries walked, and where the
+// device's access lands (a swiotlb slot when bounced).
 
-import type { TraceAnswer } from '../protocol.ts';
+import {
+  hex,
+} from '../../../src/index.ts';
+import {
+  liveMappingsOf, renderTrace, traceBuffer, traceRange, traceToJson, type BufferTrace,
+} from '../../../src/scenario/index.ts';
+import type { TraceAnswer, TracePoint } from '../protocol.ts';
 import type { ViewModel } from './model.ts';
 
+/** The trace as the scenario layer gives it (traceBuffer), or through traceRange with the view's process lookup. */
+function bufferTrace(vm: ViewModel, buffer: string, offset: number): BufferTrace {
+  try {
+    return traceBuffer(vm.runner, buffer, offset);
+  } catch (e) {
+    // traceBuffer needs the runner to name its processes; traceRange takes the process directly
+    const b = vm.runner.buffers.get(buffer);
+    const mm = vm.mmOf(buffer);
+    if (b === undefined || !b.live || mm === null || !(e instanceof RangeError) || !/process/.test(e.message)) throw e;
+    return traceRange({
+      machine: vm.machine, mm, buffer, process: b.process, va: b.va, len: b.len,
+      mappings: liveMappingsOf(vm.runner, buffer), afterStep: vm.runner.index - 1,
+    }, offset);
+  }
+}
+
+/** The addresses of a byte trace, by space, for the panels' marks. */
+export function tracePoints(t: BufferTrace): TracePoint[] {
+  const out: TracePoint[] = [];
+  const run = t.runs[0];
+  if (run === undefined) return out;
+  const c = run.cpu;
+  out.push({ space: 'va', addr: hex(c.va), layer: 'user VA' });
+  if (c.phys !== null) out.push({ space: 'phys', addr: hex(c.phys), layer: `physical (${c.memory?.region ?? '?'})` });
+  for (const d of run.devices) {
+    const a = d.access;
+    out.push({ space: 'dma', addr: hex(a.dmaAddr), layer: `${d.mapping} on ${d.device}` });
+    if (a.addressKind === 'IOVA') out.push({ space: 'iova', addr: hex(a.dmaAddr), layer: `IOVA on ${d.device}` });
+    for (const w of a.iommu?.walk ?? []) {
+      out.push({ space: 'pte', addr: `${hex(w.tablePhys >> 12n)}:${w.index}`, layer: `L${w.level} entry on ${d.device}` });
+    }
+    if (a.phys !== null && a.phys !== c.phys) {
+      out.push({ space: 'phys', addr: hex(a.phys), layer: a.swiotlb ? `swiotlb slot ${a.swiotlb.slot} on ${d.device}` : `device lands on ${d.device}` });
+    }
+  }
+  return out;
+}
+
 export function traceOf(vm: ViewModel, buffer: string, offset: number): TraceAnswer {
-  const t = vm.basicTrace(buffer, offset);
-  return { buffer, offset, text: t.text, json: null, points: t.points };
+  const t = bufferTrace(vm, buffer, offset);
+  return { buffer, offset, text: renderTrace(t), json: traceToJson(t), points: tracePoints(t) };
 }
