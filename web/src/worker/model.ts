@@ -72,6 +72,9 @@ export class ViewModel {
   /** events.total before each step ran (index = step). */
   private stepSeq: number[] = [];
   private layoutCache = new Map<string, BufferLayouts>();
+  private pageCache = new Map<string, { pfns: Float64Array; offset: number; present: boolean }>();
+  /** First row each list's trace hits, by source (cleared with a new trace or step). */
+  private hitCache = new Map<string, number>();
   private points: readonly TracePoint[] = [];
   private probe: Machine | null = null;
 
@@ -102,6 +105,8 @@ export class ViewModel {
     if (r === null) return false;
     this.stepSeq[r.index] = seq;
     this.layoutCache.clear();
+    this.pageCache.clear();
+    this.hitCache.clear();
     return true;
   }
 
@@ -109,11 +114,14 @@ export class ViewModel {
     this.runner.reset();
     this.stepSeq = [];
     this.layoutCache.clear();
+    this.pageCache.clear();
+    this.hitCache.clear();
     this.points = [];
   }
 
   setTrace(points: readonly TracePoint[]): void {
     this.points = points;
+    this.hitCache.clear();
   }
 
   get tracePoints(): readonly TracePoint[] {
@@ -193,53 +201,82 @@ export class ViewModel {
     return out;
   }
 
-  /** The buffer's pages as pfns (-1: not present), with the byte offset into the first page. */
+  /**
+   * The buffer's pages as pfns (-1: not present), with the byte offset into the first page; walked
+   * once per step (UserMm.vmaAt + pfnAt: the page tables as they are, no fault taken).
+   */
   private pagesOf(b: BufferState): { pfns: Float64Array; offset: number; present: boolean } {
-    const m = this.machine;
-    const ps = m.pageSize;
+    const key = `${b.name}@${this.runner.index}`;
+    const hit = this.pageCache.get(key);
+    if (hit) return hit;
+    const ps = this.machine.pageSize;
     const mm = processMm(this.runner, b.process);
     const offset = Number(b.va % BigInt(ps));
     const n = Math.ceil((offset + b.len) / ps);
     const pfns = new Float64Array(n).fill(-1);
     let present = mm !== null && b.live;
     if (mm !== null && b.live) {
-      const base = b.va - BigInt(offset);
+      const base = Number(b.va) - offset;
+      let vma: ReturnType<UserMm['vmaAt']>;
       for (let i = 0; i < n; i++) {
-        const pa = mm.translate(base + BigInt(i * ps));
-        if (pa === undefined) present = false;
-        else pfns[i] = Number(pa / BigInt(ps));
+        const va = base + i * ps;
+        if (vma === undefined || va < vma.start || va >= vma.end) vma = mm.vmaAt(va);
+        const pfn = vma === undefined ? -1 : mm.pfnAt(vma, va);
+        if (pfn < 0) present = false;
+        else pfns[i] = pfn;
       }
     }
-    return { pfns, offset, present };
+    const out = { pfns, offset, present };
+    this.pageCache.set(key, out);
+    return out;
   }
 
-  /** Physical spans of every live buffer, pinned or not, mapped or not; merged for drawing. */
+  /** Pages of the buffer covered by [start, start+len) bytes from the buffer's first byte. */
+  private markPages(out: boolean[], offset: number, start: number, len: number): void {
+    const ps = this.machine.pageSize;
+    const first = Math.floor((offset + start) / ps);
+    const last = Math.min(out.length - 1, Math.floor((offset + start + Math.max(1, len) - 1) / ps));
+    for (let i = first; i <= last; i++) out[i] = true;
+  }
+
+  /**
+   * Physical spans of every live buffer, pinned or not (its live pins), mapped or not (its live
+   * mappings); spans of one buffer and state closer than a pixel of a 2000-pixel map are merged.
+   * Pages are sorted as typed-array keys (pfn * 4 + state), so a 1 GiB buffer of scattered 4 KiB
+   * pages costs one native sort.
+   */
   private physSpans(physTop: bigint): { spans: PhysSpan[]; omitted: number } {
-    const m = this.machine;
-    const ps = m.pageSize;
-    const all: Array<{ buffer: string; s: number; e: number; pinned: boolean; mapped: boolean }> = [];
+    const ps = this.machine.pageSize;
+    const gapPages = Math.max(1, Math.floor(Number(physTop) / MAX_SPANS / ps));
+    const merged: Array<{ buffer: string; s: number; e: number; pinned: boolean; mapped: boolean }> = [];
     for (const b of this.runner.buffers.values()) {
       if (!b.live) continue;
       const { pfns, offset } = this.pagesOf(b);
+      const pinned = new Array<boolean>(pfns.length).fill(false);
+      for (const p of this.runner.pins.values()) if (p.live && p.buffer === b.name) this.markPages(pinned, offset, p.offset, p.len);
       const mapped = this.mappedPages(b, pfns.length, offset);
-      for (let i = 0; i < pfns.length; i++) {
-        const pfn = pfns[i];
-        if (pfn < 0) continue;
-        const pinned = (m.folioOf(BigInt(pfn))?.pincount ?? 0) > 0;
-        const s = pfn * ps;
-        const prev = all[all.length - 1];
-        if (prev && prev.buffer === b.name && prev.e === s && prev.pinned === pinned && prev.mapped === mapped[i]) prev.e = s + ps;
-        else all.push({ buffer: b.name, s, e: s + ps, pinned, mapped: mapped[i] });
+      const keys = new Float64Array(pfns.length);
+      let n = 0;
+      for (let i = 0; i < pfns.length; i++) if (pfns[i] >= 0) keys[n++] = pfns[i] * 4 + (pinned[i] ? 2 : 0) + (mapped[i] ? 1 : 0);
+      const sorted = keys.subarray(0, n).sort();
+      // per state, consecutive (or nearly) frames form one span
+      const open: Array<{ s: number; e: number } | null> = [null, null, null, null];
+      const flush = (st: number): void => {
+        const o = open[st];
+        if (o) merged.push({ buffer: b.name, s: o.s * ps, e: o.e * ps, pinned: (st & 2) !== 0, mapped: (st & 1) !== 0 });
+        open[st] = null;
+      };
+      for (let k = 0; k < n; k++) {
+        const pfn = Math.floor(sorted[k] / 4);
+        const st = sorted[k] - pfn * 4;
+        const o = open[st];
+        if (o && pfn - o.e <= gapPages) o.e = pfn + 1;
+        else {
+          flush(st);
+          open[st] = { s: pfn, e: pfn + 1 };
+        }
       }
-    }
-    // merge spans closer than a pixel of a 2000-pixel map (same buffer and state)
-    const gap = Number(physTop) / MAX_SPANS;
-    const sorted = all.sort((a, b) => a.s - b.s);
-    const merged: typeof all = [];
-    for (const sp of sorted) {
-      const p = merged[merged.length - 1];
-      if (p && p.buffer === sp.buffer && p.pinned === sp.pinned && p.mapped === sp.mapped && sp.s - p.e <= gap) p.e = Math.max(p.e, sp.e);
-      else merged.push({ ...sp });
+      for (let st = 0; st < 4; st++) flush(st);
     }
     const kept = merged.slice(0, MAX_SPANS);
     return {
@@ -250,15 +287,10 @@ export class ViewModel {
 
   /** Which pages of the buffer a live mapping covers. */
   private mappedPages(b: BufferState, n: number, offset: number): boolean[] {
-    const ps = this.machine.pageSize;
     const out = new Array<boolean>(n).fill(false);
     for (const mp of this.runner.mappings.values()) {
       if (!mp.live || this.bufferOfMapping(mp) !== b.name) continue;
-      const pin = this.runner.pins.get(mp.source);
-      const start = offset + (pin ? pin.offset : 0) + mp.offset;
-      const first = Math.floor(start / ps);
-      const last = Math.min(n - 1, Math.floor((start + Math.max(1, mp.len) - 1) / ps));
-      for (let i = first; i <= last; i++) out[i] = true;
+      this.markPages(out, offset, mp.offset, mp.len);
     }
     return out;
   }
@@ -409,14 +441,15 @@ export class ViewModel {
     const e = Math.min(src.total, s + Math.max(0, count));
     const rows = [];
     for (let i = s; i < e; i++) rows.push({ cells: src.row(i), hit: this.hits(src, i) });
-    let firstHit = -1;
-    if (this.points.length > 0) {
+    let firstHit = this.hitCache.get(id) ?? -1;
+    if (this.points.length > 0 && !this.hitCache.has(id)) {
       for (let i = 0; i < src.total; i++) {
         if (this.hits(src, i)) {
           firstHit = i;
           break;
         }
       }
+      this.hitCache.set(id, firstHit);
     }
     return { source: id, columns: src.columns, total: src.total, start: s, rows, firstHit };
   }
