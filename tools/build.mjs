@@ -42,7 +42,7 @@ rmSync(outdir, { recursive: true, force: true });
 try {
   await build({
     absWorkingDir: root,
-    entryPoints: ['src/cli/main.ts', 'src/cli/mapping-worker.ts'],
+    entryPoints: ['src/cli/main.ts', 'src/cli/mapping-worker.ts', 'src/cli/sweep-worker.ts'],
     outdir,
     bundle: true,
     splitting: true,

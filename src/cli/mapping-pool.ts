@@ -75,6 +75,27 @@ function tsxEsmApi(): string | null {
   }
 }
 
+/**
+ * Starts `jobs` worker threads running the CLI module `name` (mapping-worker, sweep-worker): from the
+ * bundle when this code is bundled, else through tsx's ESM loader; null when tsx cannot be found.
+ */
+export function startWorkers(name: string, jobs: number): Worker[] | null {
+  const workers: Worker[] = [];
+  if (BUNDLED) {
+    // the build (tools/build.mjs) writes the worker's entry beside this file's chunk
+    const entry = new URL(`./${name}.js`, import.meta.url);
+    for (let k = 0; k < jobs; k++) workers.push(new Worker(entry));
+  } else {
+    const api = tsxEsmApi();
+    if (api === null) return null;
+    const entry = new URL(`./${name}.ts`, import.meta.url).href;
+    // An eval'd worker is a CommonJS script; its dynamic import() loads ESM.
+    const boot = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });\n`;
+    for (let k = 0; k < jobs; k++) workers.push(new Worker(boot, { eval: true }));
+  }
+  return workers;
+}
+
 /** A pool of mapping workers. close() ends them: call it once the report is done or has failed. */
 export interface MappingPool extends MappingConfigRunner {
   /** Workers in the pool. */
@@ -88,19 +109,8 @@ export interface MappingPool extends MappingConfigRunner {
  */
 export function createMappingPool(jobs: number): MappingPool | null {
   if (!Number.isSafeInteger(jobs) || jobs < 1) throw new RangeError(`jobs must be an integer >= 1, got ${String(jobs)}`);
-  const workers: Worker[] = [];
-  if (BUNDLED) {
-    // the build (tools/build.ts) writes the worker's entry beside this file's chunk
-    const entry = new URL('./mapping-worker.js', import.meta.url);
-    for (let k = 0; k < jobs; k++) workers.push(new Worker(entry));
-  } else {
-    const api = tsxEsmApi();
-    if (api === null) return null;
-    const entry = new URL('./mapping-worker.ts', import.meta.url).href;
-    // An eval'd worker is a CommonJS script; its dynamic import() loads ESM.
-    const boot = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });\n`;
-    for (let k = 0; k < jobs; k++) workers.push(new Worker(boot, { eval: true }));
-  }
+  const workers = startWorkers('mapping-worker', jobs);
+  if (workers === null) return null;
   let closed = false;
   let started = false;
   // Set by run(): the main thread's share of the work (helpHere).

@@ -12,6 +12,9 @@ import { addBlockCommand } from './block.ts';
 import { addDmabufCommand } from './dmabuf.ts';
 import { addDmaOpsCommand } from './dma-ops.ts';
 import { addRdmaCommand } from './rdma.ts';
+import { addRunCommand, type ScenarioCliIo } from './run.ts';
+import { addHelpCommand } from './help.ts';
+import { addSweepCommand } from './sweep.ts';
 import { renderCompareReport } from './format.ts';
 import { MAX_DEFAULT_JOBS, createMappingPool, defaultJobs, type MappingPool } from './mapping-pool.ts';
 import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
@@ -201,6 +204,16 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
   addDmabufCommand(program, (s) => io.stdout.write(s));
   addDmaOpsCommand(program, (s) => io.stdout.write(s));
   addRdmaCommand(program, (s) => io.stdout.write(s));
+  const scenarioIo: ScenarioCliIo = {
+    out: (s) => io.stdout.write(s),
+    err: (s) => io.stderr.write(s),
+    exit: (code, message) => {
+      throw new CommanderError(code, code === EXIT_USAGE ? 'phyr.usage' : 'phyr.exit', message ?? '');
+    },
+  };
+  addRunCommand(program, scenarioIo);
+  addSweepCommand(program, { ...scenarioIo, stderr: io.stderr, env: io.env }, mode);
+  addHelpCommand(program, scenarioIo);
 
   return program;
 }
@@ -213,6 +226,7 @@ function exitCode(e: unknown, io: CliIo): number {
   if (e instanceof CommanderError) {
     if (e.exitCode === 0) return 0;
     if (e.code === 'phyr.usage') io.stderr.write(e.message);
+    if (e.code === 'phyr.exit') return e.exitCode;
     return EXIT_USAGE;
   }
   throw e;

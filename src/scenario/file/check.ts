@@ -202,7 +202,7 @@ function machineNames(m: Partial<ScenarioDoc['machine']>): { devices: string[]; 
   return { devices, nvme, memory };
 }
 
-const oneOf = (names: readonly string[]): string => (names.length === 0 ? 'none is declared' : `one of: ${names.join(', ')}`);
+const oneOf = (names: readonly string[]): string => (names.length === 0 ? 'a declared name (none is declared)' : `one of: ${names.join(', ')}`);
 
 /** Cross references and step order. */
 function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
@@ -277,7 +277,11 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
     return null;
   };
 
+  const configNames = Object.keys(doc.configs ?? {});
   doc.steps.forEach((s, i) => {
+    for (const c of Object.keys(s.expectIn ?? {})) {
+      if (!configNames.includes(c)) issues.push(issue(`steps[${i}].expectIn.${c}`, c, `unknown configuration '${c}'`, oneOf(configNames)));
+    }
     switch (s.op) {
       case 'mmap':
         if (!bufLen.has(s.buffer)) issues.push(issue(at(i, 'buffer'), s.buffer, `unknown buffer '${s.buffer}'`, oneOf(bufNames)));

@@ -12,3 +12,5 @@ export { STEP_OPS, STEP_SCHEMAS, scenarioSchema, type StepOp } from './schema.ts
 export { ScenarioRunner, runScenario, type RunOptions } from './runner.ts';
 export { formatScenarioResult, scenarioJson } from './format.ts';
 export { eventLine } from './runner.ts';
+export { parseSeeds, runSweep, runSweepRun, sweepCsv, sweepRuns, type SweepRow, type SweepRun } from './sweep.ts';
+export { machineHelp, scenarioHelp, stepHelp, stepsHelp } from './help.ts';

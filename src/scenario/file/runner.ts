@@ -237,7 +237,7 @@ export class ScenarioRunner {
 
   /** Why the outcome does not meet the step's expectation, or null. */
   private unmet(s: ScenarioStep, o: Outcome, counters: CounterDelta, events: readonly KernelEvent[]): string | null {
-    const x = s.expect ?? {};
+    const x = (this.options.config !== undefined ? s.expectIn?.[this.options.config] : undefined) ?? s.expect ?? {};
     const why: string[] = [];
     if (x.errno !== undefined) {
       if (o.errno !== x.errno) why.push(`expected errno ${x.errno}, got ${o.errno ?? 'success'}`);
@@ -278,7 +278,8 @@ export class ScenarioRunner {
         const p = this.pinMap.get(s.pin)!;
         p.undo();
         this.pinMap.delete(s.pin);
-        return { summary: `unpinned ${s.pin} (${formatCount(p.state.entries)} ${p.state.method === 'phyrs' ? 'phyrs' : 'pages'})` };
+        const n = p.state.entries;
+        return { summary: `unpinned ${s.pin} (${formatCount(n)} ${p.state.method === 'phyrs' ? 'phyr' : 'page'}${n === 1 ? '' : 's'})` };
       }
       case 'map': return this.map(s);
       case 'sync': return this.sync(s.mapping, s.for);

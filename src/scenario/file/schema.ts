@@ -168,7 +168,7 @@ const bufferSchema = z.strictObject({
 
 // ---- steps ----
 
-const ERRNOS = ERRNO_VALUES as unknown as [string, ...string[]];
+const ERRNOS = Object.keys(ERRNO_VALUES) as [string, ...string[]];
 
 const expectSchema = z.strictObject({
   errno: z.enum(ERRNOS).optional().describe('the step fails with this errno (an expected failure is a success)'),
@@ -185,6 +185,7 @@ const expectSchema = z.strictObject({
 const common = {
   label: z.string().optional().describe('text shown in the output'),
   expect: expectSchema.optional(),
+  expectIn: z.record(z.string(), expectSchema).optional().describe('per configuration (--config name): an expect replacing `expect` in that configuration'),
 };
 const dirSchema = z.enum(['to-device', 'from-device', 'bidirectional']).describe('DMA direction (default bidirectional)');
 const range = {
