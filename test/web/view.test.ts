@@ -2,12 +2,16 @@
 // a plain HTTP server. The page loads without console errors, runs two examples to the end, a click
 // on a byte shows the same addresses as the library's trace, and each panel is photographed under
 // test-output/web/. Waits are on explicit ready markers (data-state), never on sleeps.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, CHROMIUM_ARGS, WEB_OUTPUT, buildWeb, removeDir, requireChromium, serveStatic } from '../fixtures/web.ts';
+import type { UserMm } from '../../src/index.ts';
+import {
+  ScenarioRunner, liveMappingsOf, parseScenario, renderTrace, traceBuffer, traceRange, type BufferTrace,
+} from '../../src/scenario/index.ts';
+import { CHROMIUM, CHROMIUM_ARGS, REPO, WEB_OUTPUT, buildWeb, removeDir, requireChromium, serveStatic } from '../fixtures/web.ts';
 
 const PANELS = ['steps', 'memory', 'layouts', 'bytes', 'trace', 'pci', 'iommu', 'counters', 'events'];
 const WAIT = { timeout: 45_000 };
@@ -55,4 +59,90 @@ describe('the web view in chromium', () => {
     expect(errors).toEqual([]);
     await page.close();
   });
+
+  it('runs the 1 GiB hugepage example to the end (the model in the worker; long lists virtualised)', async () => {
+    const { page, errors } = await openPage('?example=hugepage-1g');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await page.click('#run');
+    await page.waitForSelector('#status[data-state="done"]', { ...WAIT, state: 'attached' });
+    const statuses = await page.locator('#panel-steps li').evaluateAll((lis) => lis.map((li) => li.className));
+    expect(statuses.length).toBeGreaterThan(5);
+    expect(statuses.every((c) => c.startsWith('ok'))).toBe(true);
+    // the layouts of the 1 GiB buffer after the run (unmapped, unpinned, still populated): the page
+    // array has 262,144 entries but only the rows in view are in the DOM
+    await page.waitForSelector('#panel-layouts .layout .vlist[data-state="ready"]', { ...WAIT, state: 'attached' });
+    const rows = await page.locator('#panel-layouts .layout').first().locator('.vrow').count();
+    const total = await page.locator('#panel-layouts .layout').first().locator('.vlist').getAttribute('aria-rowcount');
+    expect(Number(total)).toBeGreaterThan(1000);
+    expect(rows).toBeLessThan(100);
+    for (const p of ['steps', 'memory', 'layouts', 'counters', 'events']) {
+      await page.locator(`[data-panel="${p}"]`).screenshot({ path: join(WEB_OUTPUT, `hugepage-1g-${p}.png`) });
+    }
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('steps the P2P example; a click on a byte shows the same trace as phyr trace, marked in every panel; then runs to the end', async () => {
+    const example = 'p2p-topology';
+    const text = readFileSync(join(REPO, 'examples', `${example}.yaml`), 'utf8');
+    const STEPS = 7; // both P2P mappings (via the switch, via the host bridge) are live
+    const { page, errors } = await openPage(`?example=${example}`);
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    for (let i = 0; i < STEPS; i++) {
+      await page.click('#step');
+      await page.waitForSelector(`#panel-steps[data-state="ready"] li:nth-child(${i + 1}).ok`, { ...WAIT, state: 'attached' });
+      await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    }
+    await page.click('#panel-bytes button.b[data-offset="16"]');
+    await page.waitForSelector('#panel-trace[data-state="ready"] pre.trace-text', { ...WAIT, state: 'attached' });
+    const shown = await page.locator('#panel-trace pre.trace-text').textContent();
+
+    // the library's trace of the same byte at the same step: what `phyr trace` prints
+    const runner = new ScenarioRunner(parseScenario(text, { source: `${example}.yaml` }));
+    for (let i = 0; i < STEPS; i++) expect(runner.step()?.ok).toBe(true);
+    const expected = renderTrace(libraryTrace(runner, 'vram', 16));
+    expect(shown).toBe(expected);
+    // a real trace: the byte is in gpu0's BAR, reached by bus address through the switch and by IOVA
+    expect(shown).toMatch(/bus address/);
+    expect(shown).toMatch(/IOVA 0x[0-9a-f]+/);
+
+    // every panel marks the traced addresses
+    const hits = async (sel: string): Promise<number> => page.locator(`${sel} .vrow.hit`).count();
+    await page.waitForSelector('#panel-iommu .vlist[data-state="ready"] .vrow.hit', { ...WAIT, state: 'attached' });
+    expect(await hits('#panel-layouts')).toBeGreaterThan(0);
+    expect(await hits('#panel-iommu')).toBeGreaterThan(0);
+    expect(await page.locator('#panel-memory text.traced').count()).toBeGreaterThan(0);
+    expect(await page.locator('#panel-bytes button.b.hit').getAttribute('data-offset')).toBe('16');
+    // P2P path between the provider and a client under the same switch
+    await page.selectOption('#panel-pci select >> nth=0', 'gpu0');
+    await page.selectOption('#panel-pci select >> nth=1', 'nvme0');
+    await page.click('#panel-pci button:has-text("Show P2P path")');
+    await page.waitForSelector('#p2p-result:has-text("PCI_P2PDMA_MAP_BUS_ADDR")', { ...WAIT, state: 'attached' });
+    for (const p of PANELS) await page.locator(`[data-panel="${p}"]`).screenshot({ path: join(WEB_OUTPUT, `${example}-${p}.png`) });
+
+    // the keyboard: the next byte, then Enter, traces byte 17
+    await page.focus('#panel-bytes button.b[data-offset="16"]');
+    await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#panel-trace[data-state="ready"] pre.trace-text:has-text("byte 17")', { ...WAIT, state: 'attached' });
+
+    await page.click('#run');
+    await page.waitForSelector('#status[data-state="done"]', { ...WAIT, state: 'attached' });
+    const statuses = await page.locator('#panel-steps li').evaluateAll((lis) => lis.map((li) => li.className));
+    expect(statuses.every((c) => c.startsWith('ok'))).toBe(true);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
 });
+
+/** traceBuffer(runner, ...); while the runner does not name its processes yet, traceRange with its process. */
+function libraryTrace(runner: ScenarioRunner, buffer: string, offset: number): BufferTrace {
+  try {
+    return traceBuffer(runner, buffer, offset);
+  } catch (e) {
+    const b = runner.buffers.get(buffer)!;
+    const mm = (runner as unknown as { procs: Map<string, UserMm> }).procs.get(b.process);
+    if (!(e instanceof RangeError) || mm === undefined) throw e;
+    return traceRange({ machine: runner.machine, mm, buffer, process: b.process, va: b.va, len: b.len, mappings: liveMappingsOf(runner, buffer), afterStep: runner.index - 1 }, offset);
+  }
+}

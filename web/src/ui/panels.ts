@@ -602,7 +602,9 @@ export class IommuPanel {
   async refresh(toHit: boolean): Promise<void> {
     if (!this.iova) return;
     if (this.ctx.trace) {
-      const dev = this.ctx.trace.points.find((p) => p.space === 'dma')?.layer.split(' on ')[1];
+      // the device whose IOVA the trace walked (else the first device mapping the byte)
+      const pts = this.ctx.trace.points;
+      const dev = (pts.find((p) => p.space === 'iova') ?? pts.find((p) => p.space === 'dma'))?.layer.split(' on ')[1];
       if (dev && dev !== this.device && this.ctx.snapshot?.domains.some((d) => d.device === dev)) {
         this.device = dev;
         this.followTrace(this.ctx.trace.points);
