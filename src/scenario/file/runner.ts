@@ -12,7 +12,7 @@ import {
   dmaSyncSgtableForDevice, dmaSyncSingleForCpu, dmaSyncSingleForDevice, dmaUnmapPage, dmaUnmapPhys, dmaUnmapPhyrs,
   dmaUnmapSgtable, type DmaDataDirection,
 } from '../../dma/index.ts';
-import { REQ_OP_READ, REQ_OP_WRITE, nvmeProbe, type NvmeCtrl, umemMap, type UmemMethod } from '../../drivers/index.ts';
+import { REQ_OP_READ, REQ_OP_WRITE, nvmeProbe, nvmeRemove, type NvmeCtrl, umemMap, type UmemMethod } from '../../drivers/index.ts';
 import { iommuDmaFlushQueueTick, iommuGetDmaDomain } from '../../iommu/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../../machine/index.ts';
 import {
@@ -672,6 +672,12 @@ export class ScenarioRunner {
       tornDown.push(`buffer ${k}`);
     }
     this.bufs.clear();
+    // the nvme driver's remove: its queues and descriptor pools go back (drivers/nvme/host/pci.c: nvme_remove())
+    for (const [k, v] of this.nvme) {
+      nvmeRemove(v.ctrl);
+      tornDown.push(`nvme ${k}`);
+    }
+    this.nvme.clear();
     this.stopped = true;
     // driver unbind: dma-debug reports what is still mapped after every scenario object was undone
     return { dmaDebugLeaks: this.m.teardown(), tornDown };
