@@ -12,6 +12,7 @@ import { addBlockCommand } from './block.ts';
 import { addDmabufCommand } from './dmabuf.ts';
 import { addDmaOpsCommand } from './dma-ops.ts';
 import { addRdmaCommand } from './rdma.ts';
+import { addTraceCommand } from './trace.ts';
 import { addRunCommand, type ScenarioCliIo } from './run.ts';
 import { addHelpCommand } from './help.ts';
 import { addSweepCommand } from './sweep.ts';
@@ -204,6 +205,7 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
   addDmabufCommand(program, (s) => io.stdout.write(s));
   addDmaOpsCommand(program, (s) => io.stdout.write(s));
   addRdmaCommand(program, (s) => io.stdout.write(s));
+  addTraceCommand(program, (s) => io.stdout.write(s));
   const scenarioIo: ScenarioCliIo = {
     out: (s) => io.stdout.write(s),
     err: (s) => io.stderr.write(s),

@@ -143,6 +143,8 @@ export class ScenarioRunner {
   get buffers(): ReadonlyMap<string, BufferState> { return new Map([...this.bufs].map(([k, v]) => [k, v.state])); }
   get pins(): ReadonlyMap<string, PinState> { return new Map([...this.pinMap].map(([k, v]) => [k, v.state])); }
   get mappings(): ReadonlyMap<string, MappingState> { return new Map([...this.maps].map(([k, v]) => [k, v.state])); }
+  /** The processes by name (their address spaces), for the address trace. */
+  get processes(): ReadonlyMap<string, UserMm> { return this.procs; }
   /** The run stopped at a step that did not meet its expectation, or ran every step. */
   get done(): boolean { return this.stopped || this.next >= this.scenario.steps.length; }
 

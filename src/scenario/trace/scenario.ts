@@ -1,18 +1,9 @@
 // traceBuffer: the address trace of a scenario's buffer at the runner's current step, with every
 // live mapping of that buffer (directly or through its pins).
 
-import type { UserMm } from '../../mm/index.ts';
 import type { ScenarioRunner } from '../file/index.ts';
 import { traceRange, type TraceMapping } from './buffer.ts';
 import type { BufferTrace } from './types.ts';
-
-/** The process (UserMm) a runner keeps under `name`. */
-function processOf(runner: ScenarioRunner, name: string): UserMm {
-  const r = runner as unknown as { processes?: ReadonlyMap<string, UserMm>; process?: (n: string) => UserMm };
-  const mm = typeof r.process === 'function' ? r.process(name) : r.processes?.get(name);
-  if (mm === undefined) throw new RangeError(`process ${JSON.stringify(name)} is not a process of the scenario`);
-  return mm;
-}
 
 /** The live mappings of buffer `name`: mapped directly or through one of its pins, in mapping order. */
 export function liveMappingsOf(runner: ScenarioRunner, name: string): TraceMapping[] {
@@ -40,7 +31,7 @@ export function traceBuffer(runner: ScenarioRunner, bufferName: string, offset?:
   }
   if (!b.live) throw new RangeError(`buffer ${JSON.stringify(bufferName)} is not mapped at this step (it was unmapped)`);
   return traceRange({
-    machine: runner.machine, mm: processOf(runner, b.process), buffer: b.name, process: b.process, va: b.va, len: b.len,
+    machine: runner.machine, mm: runner.processes.get(b.process)!, buffer: b.name, process: b.process, va: b.va, len: b.len,
     mappings: liveMappingsOf(runner, bufferName), afterStep: runner.index - 1,
   }, offset);
 }
