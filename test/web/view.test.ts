@@ -55,7 +55,15 @@ describe('the web view in chromium', () => {
     // the worker and the assets came from the static server, by relative URLs
     expect(requests.some((r) => /\/assets\/worker-.*\.js$/.test(r))).toBe(true);
     expect(requests.some((r) => /\/assets\/index-.*\.js$/.test(r))).toBe(true);
-    await expect(page.locator('#example option').count()).resolves.toBeGreaterThan(0);
+    // every example of examples/ is bundled
+    const bundled = await page.locator('#example option').allTextContents();
+    expect(bundled).toEqual(expect.arrayContaining(['hugepage-1g.yaml', 'p2p-topology.yaml']));
+    // a pasted scenario that does not validate: the field path, the bad value and what was expected
+    await page.click('#paste-box summary');
+    await page.fill('#paste', 'name: x\nmachine: { ramBytes: lots }\nsteps: []\n');
+    await page.click('#load-paste');
+    await page.waitForSelector('#status[data-state="error"]', { ...WAIT, state: 'attached' });
+    expect(await page.textContent('#status')).toMatch(/machine\.ramBytes: 'lots' is not a size \(expected a size/);
     expect(errors).toEqual([]);
     await page.close();
   });
@@ -130,6 +138,10 @@ describe('the web view in chromium', () => {
     await page.waitForSelector('#status[data-state="done"]', { ...WAIT, state: 'attached' });
     const statuses = await page.locator('#panel-steps li').evaluateAll((lis) => lis.map((li) => li.className));
     expect(statuses.every((c) => c.startsWith('ok'))).toBe(true);
+    // back to start: a fresh machine before step 0
+    await page.click('#reset');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    expect(await page.locator('#panel-steps li.ok').count()).toBe(0);
     expect(errors).toEqual([]);
     await page.close();
   });

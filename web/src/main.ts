@@ -74,7 +74,18 @@ async function show(snap: Snapshot): Promise<void> {
   renderSteps(body('steps'), snap);
   renderMemory(body('memory'), ctx);
   renderCounters(body('counters'), snap);
-  await Promise.all([layouts.update(), bytes.update(), pci.update(), iommu.update(), events.update(), trace.update()]);
+  // a panel that cannot draw says so in its own body; the run and the other panels go on
+  const guard = (id: string, p: Promise<void>): Promise<void> => p.catch((e: unknown) => {
+    const note = document.createElement('p');
+    note.className = 'panel-error';
+    note.setAttribute('role', 'alert');
+    note.textContent = `This panel could not be drawn: ${(e as Error).message}`;
+    body(id).prepend(note);
+  });
+  await Promise.all([
+    guard('layouts', layouts.update()), guard('bytes', bytes.update()), guard('pci', pci.update()), guard('iommu', iommu.update()),
+    guard('events', events.update()), guard('trace', trace.update()),
+  ]);
 }
 
 function describe(snap: Snapshot): string {

@@ -580,8 +580,16 @@ export class IommuPanel {
       await this.table?.setSource(null);
       return;
     }
-    const top = this.tableStack[this.tableStack.length - 1];
-    const ans = await this.ctx.call({ type: 'table', device: this.device, pfn: top });
+    let top = this.tableStack[this.tableStack.length - 1];
+    let ans;
+    try {
+      ans = await this.ctx.call({ type: 'table', device: this.device, pfn: top });
+    } catch {
+      // the table page is gone (unmapped and freed, or a new machine): back to the root
+      this.tableStack = [null];
+      top = null;
+      ans = await this.ctx.call({ type: 'table', device: this.device, pfn: null });
+    }
     if (this.crumbs) {
       this.crumbs.replaceChildren(...this.tableStack.map((p, i) => {
         const b = el('button', { type: 'button' }, i === 0 ? `root ${i === this.tableStack.length - 1 ? `(L${ans.level} ${ans.pfn})` : ''}` : `${p}`);
