@@ -8,7 +8,7 @@ import { cli } from './fixtures/cli.ts';
 
 const FILE = 'test/fixtures/scenarios/trace-iommu.yaml';
 
-interface JsonView { mapping: string; agrees: boolean; descriptor: { kind: string; index: number }; access: { phys: string; addressKind: string; swiotlb: { origAddr: string } | null; iommu: { walk: Array<{ entryBytes: string }> } | null } }
+interface JsonView { mapping: string; agrees: boolean; unmapped: boolean; descriptor: { kind: string; index: number }; access: { phys: string | null; fault: string | null; addressKind: string; swiotlb: { origAddr: string } | null; iommu: { walk: Array<{ entryBytes: string }> } | null } }
 interface JsonRun { offset: number; len: number; cpu: { phys: string; va: string }; devices: JsonView[] }
 interface JsonTrace { buffer: string; afterStep: number; offset: number | null; runs: JsonRun[] }
 
@@ -87,6 +87,21 @@ steps:
     expect(v.access.swiotlb!.origAddr).toBe(t.runs[0].cpu.phys);
     expect(v.access.phys).not.toBe(t.runs[0].cpu.phys);
     expect(cli(['trace', f, '--buffer', 'buf', '--offset', '3000']).out).toMatch(/swiotlb slot \d+ at 0x[0-9a-f]+ \(pool 0x[0-9a-f]+\): bounces phys 0x/);
+  });
+
+  it('--unmapped follows an unmapped mapping\'s old IOVA: a STALE IOTLB hit reaching the byte in the lazy window, a fault once the flush queue flushed', () => {
+    const lazy = 'test/fixtures/scenarios/trace-lazy.yaml';
+    // without --unmapped an unmapped mapping is not shown
+    expect(json([lazy, '--buffer', 'buf', '--offset', '100', '--step', '3']).runs[0].devices).toEqual([]);
+    const stale = json([lazy, '--buffer', 'buf', '--offset', '100', '--step', '3', '--unmapped']).runs[0];
+    expect(stale.devices).toHaveLength(1);
+    expect(stale.devices[0]).toMatchObject({ mapping: 'm', unmapped: true, agrees: true, access: { phys: stale.cpu.phys, iommu: { walkPhys: null, iotlb: { hit: true, stale: true } } } });
+    const text = cli(['trace', lazy, '--buffer', 'buf', '--offset', '100', '--step', '3', '--unmapped']).out;
+    expect(text).toContain('UNMAPPED, its old address');
+    expect(text).toContain('STALE: an access with the old address still reaches the byte');
+    const flushed = json([lazy, '--buffer', 'buf', '--offset', '100', '--step', '4', '--unmapped']).runs[0].devices[0];
+    expect(flushed).toMatchObject({ unmapped: true, agrees: false, access: { phys: null, iommu: { iotlb: { hit: false } } } });
+    expect(flushed.access).toMatchObject({ fault: expect.stringMatching(/no translation for iova/) as unknown });
   });
 
   it.each([

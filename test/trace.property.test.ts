@@ -14,6 +14,7 @@ import { umemMap, type UmemMethod } from '../src/drivers/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../src/machine/index.ts';
 import type { MmapBacking, UserMm } from '../src/mm/index.ts';
 import type { PciNodeConfig } from '../src/pci/index.ts';
+import { GART_BASE, opsMachine } from './fixtures/dma-ops-machines.ts';
 import { hexBytes, traceCpu, traceDevice, traceRange, type ByteTrace, type TraceMapping } from '../src/scenario/index.ts';
 
 const PCI: PciNodeConfig[] = [
@@ -260,7 +261,7 @@ describe('traceCpu', () => {
     unwrap(mm.readUser(va, 1));
     const t = traceCpu(m, mm, va);
     expect(t.zeroPage).toBe(true);
-    expect(t.pte).toMatchObject({ level: 'pte', writable: false });
+    expect(t.pte).toMatchObject({ level: 'pte', writable: false, special: true }); // do_anonymous_page: pte_mkspecial(zero_pfn)
     expect(t.pte!.entry & 2n).toBe(0n);
     expect(t.folio).toBeNull();
   });
@@ -273,5 +274,25 @@ describe('traceCpu', () => {
     expect(t.memory).toMatchObject({ region: 'gpu0.bar0', kind: 'device' });
     expect(t.p2p).toMatchObject({ device: 'gpu0', bar: 0 });
     expect(t.p2p!.busAddr).toBe(t.phys! + t.p2p!.busOffset);
+  });
+});
+
+describe('traceDevice through a dma_map_ops family', () => {
+  it('follows a GART aperture address to the byte the CPU sees (route dma-ops), and an address outside the mask faults', () => {
+    const m = opsMachine({ kind: 'gart', busBase: GART_BASE, pages: 4096, force: true });
+    const dev = m.device('nic0');
+    unwrap(dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(32)));
+    const mm = m.newProcess();
+    const va = unwrap(mm.mmap({ len: 3 * 4096, backing: 'anon', populate: true }));
+    unwrap(mm.writeUser(va, patternBytes(3 * 4096, 5)));
+    const r = unwrap(umemMap(dev, mm, va + 10n, 3 * 4096 - 10, 'map-phyrs'));
+    const segments = Array.from({ length: r.segments.count }, (_, i) => ({ dmaAddr: r.segments.addrAt(i), len: r.segments.lenAt(i) }));
+    const t = traceRange({ machine: m, mm, buffer: 'b', process: 'p', va, len: 3 * 4096, mappings: [{ name: 'm', device: 'nic0', method: 'phyrs', dir: 'bidirectional', offset: 10, len: 3 * 4096 - 10, segments }] }, 5000);
+    const v = t.runs[0].devices[0];
+    expect(v.access).toMatchObject({ addressKind: 'dma-ops address', dmaOps: 'gart', phys: t.runs[0].cpu.phys });
+    expect(v.access.dmaAddr >= GART_BASE).toBe(true);
+    expect(v.agrees).toBe(true);
+    expect(unwrap(dev.dmaRead(v.access.dmaAddr, 8))).toEqual(unwrap(mm.readUser(va + 5000n, 8)));
+    expect(traceDevice(m, dev, 1n << 40n)).toMatchObject({ addressKind: 'fault', phys: null, fault: expect.stringMatching(/beyond the DMA mask/) as unknown });
   });
 });

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
 import {
-  ScenarioError, ScenarioRunner, parseScenario, renderTrace, traceBuffer, traceToJson, type Scenario,
+  ScenarioError, ScenarioRunner, defaultTraceStep, parseScenario, renderTrace, traceBuffer, traceToJson,
 } from '../scenario/index.ts';
 
 /** Exit code for invalid usage or input (as the program's other commands). */
@@ -30,6 +30,7 @@ interface TraceCliOptions {
   step?: number;
   config?: string;
   seed?: number;
+  unmapped: boolean;
   json: boolean;
 }
 
@@ -51,30 +52,18 @@ table level walked (table page physical address, index, the entry's bytes) and t
 Without --offset the whole buffer is shown as runs: contiguous bytes sharing every entry (one user
 PTE, one descriptor entry, one IOMMU leaf and IOTLB entry, one swiotlb slot).
 
+--unmapped adds the buffer's mappings that were unmapped before the traced step, marked UNMAPPED:
+where a device access with their old DMA addresses lands now. After a lazy unmap the IOTLB still
+holds the translation (a STALE hit that reaches the byte); once flushed, or in strict mode, the
+access faults.
+
 --json prints the same trace as one JSON object (bigints as hex strings).
 Exit code 0 on success, 2 for an invalid option, file, buffer, offset or step.
 
 Example:
-  phyr trace examples/swiotlb-exhaustion.yaml --buffer buf --offset 0x1000
+  phyr trace examples/hugepage-1g.yaml --buffer huge --offset 0x12345678
+  phyr trace examples/lazy-stale-iotlb.yaml --buffer buf --offset 0x1000 --step 4 --unmapped
 `;
-
-/** The step after which to trace: the last after which the buffer has a live mapping, else the last it is mmapped, else null. */
-function defaultStep(scenario: Scenario, o: TraceCliOptions): number | null {
-  const r = new ScenarioRunner(scenario, { ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.config !== undefined ? { config: o.config } : {}) });
-  let mapped: number | null = null;
-  let live: number | null = null;
-  for (let res = r.step(); res !== null; res = r.step()) {
-    const b = r.buffers.get(o.buffer);
-    if (b === undefined || !b.live) continue;
-    live = res.index;
-    for (const m of r.mappings.values()) {
-      if (!m.live) continue;
-      const pin = r.pins.get(m.source);
-      if ((pin !== undefined ? pin.buffer : m.source) === o.buffer) { mapped = res.index; break; }
-    }
-  }
-  return mapped ?? live;
-}
 
 /** Registers `phyr trace` on the program. */
 export function addTraceCommand(program: Command, write: (s: string) => void): void {
@@ -89,6 +78,7 @@ export function addTraceCommand(program: Command, write: (s: string) => void): v
     .option('--step <k>', 'trace after step k (the index phyr run prints, from 0); default: the last step after which the buffer is mapped', parseNonNegative('--step'))
     .option('--config <name>', 'a configuration of the file (its configs) applied over the machine')
     .option('--seed <n>', 'seed of the run (default: the machine\'s seed, else 1)', parseNonNegative('--seed'))
+    .option('--unmapped', 'also follow the buffer\'s mappings that were unmapped already: where a device access with their old DMA addresses lands now (a stale IOTLB entry, a fault, a reused IOVA)', false)
     .option('--json', 'print the trace as JSON (bigints as hex strings)', false)
     .addHelpText('after', HELP_AFTER)
     .action((file: string, o: TraceCliOptions) => {
@@ -110,16 +100,17 @@ export function addTraceCommand(program: Command, write: (s: string) => void): v
         }
         const last = scenario.steps.length - 1;
         if (o.step !== undefined && o.step > last) throw usage(`--step ${o.step} is beyond the scenario's last step (${last})`);
-        const step = o.step ?? defaultStep(scenario, o);
+        const runOpts = { ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.config !== undefined ? { config: o.config } : {}) };
+        const step = o.step ?? defaultTraceStep(scenario, buf.name, runOpts);
         if (step === null) throw usage(`buffer ${buf.name} is never mmapped by a step of ${file}: nothing to trace`);
-        const runner = new ScenarioRunner(scenario, { ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.config !== undefined ? { config: o.config } : {}) });
+        const runner = new ScenarioRunner(scenario, runOpts);
         while (runner.index <= step && runner.step() !== null);
         if (runner.index <= step) {
           throw usage(`the run stopped at step ${runner.index - 1} (a step did not do what the file expects: see phyr run ${file}), before step ${step}`);
         }
         const b = runner.buffers.get(buf.name);
         if (b === undefined || !b.live) throw usage(`buffer ${buf.name} is not mmapped after step ${step}: trace after an earlier --step`);
-        const t = traceBuffer(runner, buf.name, o.offset);
+        const t = traceBuffer(runner, buf.name, o.offset, { unmapped: o.unmapped });
         write(o.json ? `${JSON.stringify(traceToJson(t), null, 2)}\n` : renderTrace(t));
       } catch (e) {
         if (e instanceof ScenarioError) throw usage(e.message);

@@ -73,7 +73,7 @@ export interface UserPteInfo {
   readonly writable: boolean;
   /** Maps the shared zero page or the huge zero folio. */
   readonly zeroPage: boolean;
-  /** pte_special: a PFN map (remap_pfn_range, vmf_insert_pfn) whose frames GUP must not take. */
+  /** pte_special: a PFN map (remap_pfn_range, vmf_insert_pfn) or the shared zero page: no struct page GUP may take a reference on. */
   readonly special: boolean;
   readonly cache: PageCacheMode;
   /** The entry as an x86-64 page-table entry (see UserMm.pteAt); 0n when not present. */
@@ -686,9 +686,11 @@ export class UserMm {
    * Model deviation: the model keeps a process's page tables as per-VMA arrays, not as table pages
    * in machine RAM, so `entry` is encoded from them (P, RW, US, A as protection_map sets it, D as the
    * fault paths set it on writable private memory, PS for PMD / PUD leaves, the PAT bits of the
-   * cache mode with Linux's PAT layout: WC = PWT, UC- = PCD, _PAGE_SPECIAL for PFN maps, NX), not
+   * cache mode with Linux's PAT layout: WC = PWT, UC- = PCD, _PAGE_SPECIAL for PFN maps and the zero
+   * page, NX), not
    * read from memory; accessed / dirty updates by later hardware accesses are not modelled.
-   * (arch/x86/include/asm/pgtable_types.h: PAGE_SHARED, PAGE_COPY; mm/memory.c: do_anonymous_page())
+   * (arch/x86/include/asm/pgtable_types.h: PAGE_SHARED, PAGE_COPY; arch/x86/mm/pat/memtype.c: pat_bp_init()'s
+   * PAT_VALUE(WB, WC, UC_MINUS, UC, ...); mm/memory.c: do_anonymous_page(), map_anon_folio_pte_nopf())
    */
   pteAt(va: bigint): UserPteInfo | undefined {
     const a = Number(checkAddr('va', va, 64));
@@ -712,7 +714,8 @@ export class UserMm {
     const m = this.machine;
     const zeroPage = folio === ZERO_PAGE_FOLIO || (folio >= 0 && m.folios.kind[folio] === FolioKind.HugeZero);
     const writable = v.writable && !zeroPage;
-    const special = v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault;
+    // PFN maps and the shared zero page are mapped with pte_mkspecial (the huge zero folio is a PMD: no special bit)
+    const special = v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault || folio === ZERO_PAGE_FOLIO;
     const cache = this.cacheModeAt(va) ?? 'wb';
     let e = 0x1n | 0x4n | 0x20n | (1n << 63n); // P, US, A, NX
     if (writable) e |= 0x2n;

@@ -176,17 +176,20 @@ function fixDmaOps(v: Record<string, unknown> | undefined, where: string, issues
   return out;
 }
 
-function fixMachine<T extends Partial<ScenarioDoc['machine']>>(m: T, where: string, issues: ScenarioIssue[]): T {
+/** A machine config as a file gives it: every field, or (in a configuration) some, null removing one. */
+type MachinePart = { readonly [K in keyof ScenarioDoc['machine']]?: ScenarioDoc['machine'][K] | null };
+
+function fixMachine<T extends MachinePart>(m: T, where: string, issues: ScenarioIssue[]): T {
   const out: Record<string, unknown> = { ...m };
-  if (m.dmaOps !== undefined) out.dmaOps = fixDmaOps(m.dmaOps as Record<string, unknown>, `${where}.dmaOps`, issues);
-  if (m.pci !== undefined) {
+  if (m.dmaOps !== undefined && m.dmaOps !== null) out.dmaOps = fixDmaOps(m.dmaOps as Record<string, unknown>, `${where}.dmaOps`, issues);
+  if (m.pci !== undefined && m.pci !== null) {
     out.pci = m.pci.map((n, i) => (n.dmaOps === undefined ? n : { ...n, dmaOps: fixDmaOps(n.dmaOps as Record<string, unknown>, `${where}.pci[${i}].dmaOps`, issues) }));
   }
   return out as T;
 }
 
 /** Device names (endpoint functions) and device-memory names of a machine config. */
-function machineNames(m: Partial<ScenarioDoc['machine']>): { devices: string[]; nvme: string[]; memory: string[] } {
+function machineNames(m: MachinePart): { devices: string[]; nvme: string[]; memory: string[] } {
   const devices: string[] = [];
   const nvme: string[] = [];
   const memory: string[] = [];
@@ -372,7 +375,7 @@ export function validateScenario(doc: unknown, source?: string): Scenario {
   for (const [n, c] of Object.entries(d.configs ?? {})) {
     configs[n] = {
       ...(c.description !== undefined ? { description: c.description } : {}),
-      machine: fixMachine(c.machine ?? {}, `configs.${n}.machine`, issues) as unknown as Partial<MachineConfig>,
+      machine: fixMachine(c.machine ?? {}, `configs.${n}.machine`, issues) as unknown as ScenarioConfig['machine'],
       devices: c.devices ?? {},
     };
   }

@@ -145,12 +145,17 @@ export class ScenarioRunner {
   get mappings(): ReadonlyMap<string, MappingState> { return new Map([...this.maps].map(([k, v]) => [k, v.state])); }
   /** The processes by name (their address spaces), for the address trace. */
   get processes(): ReadonlyMap<string, UserMm> { return this.procs; }
+  /** Mappings already unmapped (live false), by name: what a stale access or the trace's --unmapped names. */
+  get unmappedMappings(): ReadonlyMap<string, MappingState> { return this.unmapped; }
   /** The run stopped at a step that did not meet its expectation, or ran every step. */
   get done(): boolean { return this.stopped || this.next >= this.scenario.steps.length; }
 
   private machineConfig(): MachineConfig {
     const c = this.options.config !== undefined ? this.scenario.configs[this.options.config] : undefined;
-    return { ...this.scenario.machine, ...(c?.machine ?? {}), seed: this.seed } as MachineConfig;
+    const merged: Record<string, unknown> = { ...this.scenario.machine, ...(c?.machine ?? {}), seed: this.seed };
+    // a configuration removes a base field with null (iommu: null: no IOMMU)
+    for (const k of Object.keys(merged)) if (merged[k] === null) delete merged[k];
+    return merged as unknown as MachineConfig;
   }
 
   private build(): void {

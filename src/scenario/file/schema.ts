@@ -138,7 +138,9 @@ export const machineShape = {
 };
 
 const machineSchema = z.strictObject(machineShape).describe('the createMachine config');
-const partialMachineSchema = z.strictObject(machineShape).partial().describe('machine fields replacing the base machine (top-level fields)');
+const partialMachineSchema = z.strictObject(Object.fromEntries(Object.entries(machineShape).map(([k, v]) => [k, (v as z.ZodType).nullable().optional()])) as {
+  [K in keyof typeof machineShape]: z.ZodOptional<z.ZodNullable<(typeof machineShape)[K]>>
+}).describe('machine fields replacing the base machine\'s (top-level fields; null removes one, e.g. iommu: null)');
 
 const deviceSetupSchema = z.strictObject({
   dmaMask: int('dma_set_mask_and_coherent(DMA_BIT_MASK(n)), n in [1, 64] (default 64)', 1, 64).optional(),

@@ -74,7 +74,8 @@ export type ScenarioStep = ScenarioStepDoc;
 /** A named variant of the machine: fields replacing the base machine's, and device settings. */
 export interface ScenarioConfig {
   readonly description?: string;
-  readonly machine: Partial<MachineConfig>;
+  /** Fields replacing the base machine's; null removes the base field. */
+  readonly machine: { readonly [K in keyof MachineConfig]?: MachineConfig[K] | null };
   readonly devices: Readonly<Record<string, ScenarioDeviceSetup>>;
 }
 

@@ -30,6 +30,8 @@ export interface TraceMapping {
   readonly descriptor?: string;
   /** What the model returned for the mapping (sg table, DmaPhyrsMapping, ...): names the descriptor when `descriptor` is absent. */
   readonly handle?: unknown;
+  /** The mapping was unmapped already: the trace shows where its old DMA addresses lead now. */
+  readonly unmapped?: boolean;
 }
 
 /** Everything traceRange needs: the buffer's process and VA range, its live mappings. */
@@ -134,7 +136,7 @@ function traceAt(t: TraceTarget, maps: readonly Prepared[], offset: number): { t
     const descriptor: DescriptorTrace = { kind: p.kind, index: i, dmaAddr: seg.dmaAddr, len: seg.len };
     const agrees = cpu.phys !== null && access.fault === null &&
       (access.phys === cpu.phys || (access.swiotlb !== null && access.swiotlb.origAddr === cpu.phys));
-    devices.push({ mapping: m.name, device: m.device, method: m.method, dir: m.dir, descriptor, access, agrees });
+    devices.push({ mapping: m.name, device: m.device, method: m.method, dir: m.dir, unmapped: m.unmapped === true, descriptor, access, agrees });
   }
   return { trace: { offset, cpu, devices }, extent: Math.max(1, extent) };
 }

@@ -62,7 +62,7 @@ function deviceLines(a: DeviceTrace): string[] {
     }
     if (io.format !== null) {
       const tlb = io.iotlb.hit ? `hit (${formatBytes(io.iotlb.leafBytes)} entry -> ${hx(io.iotlb.phys!)}${io.iotlb.stale ? ', STALE: the tables say otherwise' : ''})` : 'miss';
-      out.push(`          IOTLB ${tlb}; leaf prot ${protName(io.prot)}`);
+      out.push(`          IOTLB ${tlb}; ${io.walk.at(-1)?.kind === 'leaf' ? `leaf prot ${protName(io.prot)}` : 'the walk ends at an empty entry'}`);
     }
   } else {
     out.push(`        DMA address ${hx(a.dmaAddr)}`);
@@ -82,9 +82,11 @@ function deviceLines(a: DeviceTrace): string[] {
 function viewLines(v: DeviceViewTrace): string[] {
   const d = v.descriptor;
   return [
-    `  DEV   ${v.device} via mapping ${v.mapping} (${v.method}, ${v.dir}): ${d.kind} ${d.index} = [${hx(d.dmaAddr)} + ${hx(d.len)}]`,
+    `  DEV   ${v.device} via mapping ${v.mapping} (${v.method}, ${v.dir})${v.unmapped ? ' UNMAPPED, its old address' : ''}: ${d.kind} ${d.index} = [${hx(d.dmaAddr)} + ${hx(d.len)}]`,
     ...deviceLines(v.access),
-    `        ${v.agrees ? 'agrees with the CPU view' : 'DOES NOT reach the byte the CPU sees'}`,
+    `        ${v.unmapped
+      ? (v.agrees ? 'STALE: an access with the old address still reaches the byte' : 'an access with the old address no longer reaches the byte')
+      : (v.agrees ? 'agrees with the CPU view' : 'DOES NOT reach the byte the CPU sees')}`,
   ];
 }
 

@@ -9,5 +9,5 @@ export type {
 export { memoryAt, p2pProviderAt, traceCpu } from './cpu.ts';
 export { hexBytes, traceDevice } from './device.ts';
 export { descriptorKind, traceRange, type TraceMapping, type TraceSegment, type TraceTarget } from './buffer.ts';
-export { liveMappingsOf, traceBuffer } from './scenario.ts';
+export { defaultTraceStep, mappingsOf, traceBuffer, type TraceBufferOptions } from './scenario.ts';
 export { bigintHex, renderTrace, traceToJson } from './format.ts';

@@ -1,29 +1,37 @@
 // traceBuffer: the address trace of a scenario's buffer at the runner's current step, with every
 // live mapping of that buffer (directly or through its pins).
 
-import type { ScenarioRunner } from '../file/index.ts';
+import { ScenarioRunner, type MappingState, type RunOptions, type Scenario } from '../file/index.ts';
 import { traceRange, type TraceMapping } from './buffer.ts';
 import type { BufferTrace } from './types.ts';
 
-/** The live mappings of buffer `name`: mapped directly or through one of its pins, in mapping order. */
-export function liveMappingsOf(runner: ScenarioRunner, name: string): TraceMapping[] {
+/** What traceBuffer takes besides the buffer and offset. */
+export interface TraceBufferOptions {
+  /** Also follow the mappings of the buffer that were unmapped already (default false). */
+  readonly unmapped?: boolean;
+}
+
+/** The mappings of buffer `name` (mapped directly or through one of its pins), live ones in mapping order, then (opts.unmapped) unmapped ones. */
+export function mappingsOf(runner: ScenarioRunner, name: string, opts: TraceBufferOptions = {}): TraceMapping[] {
   const out: TraceMapping[] = [];
-  for (const m of runner.mappings.values()) {
-    if (!m.live) continue;
+  const add = (m: MappingState, unmapped: boolean): void => {
     const pin = runner.pins.get(m.source);
-    const buffer = pin !== undefined ? pin.buffer : m.source;
-    if (buffer !== name) continue;
-    out.push({ name: m.name, device: m.device, method: m.method, dir: m.dir, offset: m.offset, len: m.len, segments: m.segments, handle: m.handle });
-  }
+    const buffer = (m as { buffer?: string }).buffer ?? (pin !== undefined ? pin.buffer : m.source);
+    if (buffer !== name) return;
+    out.push({ name: m.name, device: m.device, method: m.method, dir: m.dir, offset: m.offset, len: m.len, segments: m.segments, handle: m.handle, unmapped });
+  };
+  for (const m of runner.mappings.values()) if (m.live) add(m, false);
+  if (opts.unmapped === true) for (const m of runner.unmappedMappings.values()) add(m, true);
   return out;
 }
 
 /**
  * traceBuffer(runner, bufferName, offset?): every address of byte `offset` of the buffer (or of the
- * whole buffer, in runs) at the runner's current step: the CPU side and each live device mapping.
+ * whole buffer, in runs) at the runner's current step: the CPU side and each live device mapping
+ * (with opts.unmapped, also where the old DMA addresses of its unmapped mappings lead now).
  * @throws RangeError for an unknown or unmapped buffer, or an offset outside it.
  */
-export function traceBuffer(runner: ScenarioRunner, bufferName: string, offset?: number): BufferTrace {
+export function traceBuffer(runner: ScenarioRunner, bufferName: string, offset?: number, opts: TraceBufferOptions = {}): BufferTrace {
   const b = runner.buffers.get(bufferName);
   if (b === undefined) {
     const known = [...runner.buffers.keys()];
@@ -32,6 +40,25 @@ export function traceBuffer(runner: ScenarioRunner, bufferName: string, offset?:
   if (!b.live) throw new RangeError(`buffer ${JSON.stringify(bufferName)} is not mapped at this step (it was unmapped)`);
   return traceRange({
     machine: runner.machine, mm: runner.processes.get(b.process)!, buffer: b.name, process: b.process, va: b.va, len: b.len,
-    mappings: liveMappingsOf(runner, bufferName), afterStep: runner.index - 1,
+    mappings: mappingsOf(runner, bufferName, opts), afterStep: runner.index - 1,
   }, offset);
+}
+
+/**
+ * The step after which `phyr trace` traces `buffer` by default: the last step after which some live
+ * mapping of the buffer exists (so a scenario that unmaps at its end is traced while mapped), else
+ * the last step after which the buffer is mmapped, else null (no step mmaps it). Runs the scenario
+ * once on a runner of its own.
+ */
+export function defaultTraceStep(scenario: Scenario, buffer: string, opts: RunOptions = {}): number | null {
+  const r = new ScenarioRunner(scenario, opts);
+  let mapped: number | null = null;
+  let live: number | null = null;
+  for (let res = r.step(); res !== null; res = r.step()) {
+    const b = r.buffers.get(buffer);
+    if (b === undefined || !b.live) continue;
+    live = res.index;
+    if (mappingsOf(r, buffer).length > 0) mapped = res.index;
+  }
+  return mapped ?? live;
 }

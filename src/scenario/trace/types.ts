@@ -146,12 +146,18 @@ export interface DeviceViewTrace {
   readonly device: string;
   readonly method: string;
   readonly dir: string;
+  /**
+   * The mapping was unmapped already (traced on request): its old DMA address is followed to where
+   * a device access with it lands now, e.g. through a stale IOTLB entry of a lazy unmap.
+   */
+  readonly unmapped: boolean;
   readonly descriptor: DescriptorTrace;
   /** Where the device's access at descriptor DMA address lands, layer by layer. */
   readonly access: DeviceTrace;
   /**
    * The device reaches the byte the CPU sees: its access lands on the CPU's physical address, or on
-   * a swiotlb slot bouncing exactly that address.
+   * a swiotlb slot bouncing exactly that address. For an unmapped mapping true means a stale access
+   * still reaches the byte.
    */
   readonly agrees: boolean;
 }

@@ -1,0 +1,169 @@
+// The scenario runner: step-by-step state, expectations, stopping cleanly with everything torn down,
+// determinism per seed, JSON output, sweeps.
+import { describe, expect, it } from 'vitest';
+import {
+  ScenarioRunner, formatScenarioResult, parseScenario, parseSeeds, runScenario, runSweep, scenarioJson, sweepCsv, sweepRuns,
+} from '../index.ts';
+
+const BASE = `
+name: t
+machine:
+  ramBytes: 256MiB
+  pci:
+    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
+    - { name: rp0, type: root-port, parent: hb0 }
+    - { name: nvme0, type: endpoint, parent: rp0 }
+  iommu: { format: x86-64, mode: strict }
+  swiotlb: { bytes: 1MiB }
+configs:
+  direct:
+    machine: { iommu: null, swiotlb: { bytes: 1MiB, force: true } }
+buffers:
+  - { name: b0, process: app, len: 64KiB, backing: anon }
+  - { name: b1, process: app, len: 1MiB, backing: thp }
+steps:
+`;
+
+function scenario(...steps: string[]): ReturnType<typeof parseScenario> {
+  return parseScenario(`${BASE}${steps.map((s) => `  - ${s}\n`).join('')}`);
+}
+
+const ROUND_TRIP = [
+  '{ op: mmap, buffer: b0 }',
+  '{ op: populate, buffer: b0 }',
+  '{ op: pin, name: p, buffer: b0, method: phyrs }',
+  '{ op: map, name: m, device: nvme0, pin: p, method: phyrs }',
+  '{ op: device-read, mapping: m }',
+  '{ op: device-write, mapping: m, offset: 4KiB, len: 8KiB }',
+  '{ op: unmap, mapping: m }',
+  '{ op: cpu-read, buffer: b0 }',
+  '{ op: unpin, pin: p }',
+];
+
+describe('ScenarioRunner', () => {
+  it('runs step by step and shows the live buffers, pins and mappings with their DMA segments', () => {
+    const r = new ScenarioRunner(scenario(...ROUND_TRIP));
+    expect(r.index).toBe(0);
+    for (let i = 0; i < 4; i++) expect(r.step()!.ok).toBe(true);
+    expect(r.index).toBe(4);
+    const b = r.buffers.get('b0')!;
+    expect(b.len).toBe(65536);
+    expect(typeof b.va).toBe('bigint');
+    expect(r.pins.get('p')!.entries).toBeGreaterThanOrEqual(1);
+    const m = r.mappings.get('m')!;
+    expect(m).toMatchObject({ device: 'nvme0', method: 'phyrs', dir: 'bidirectional', len: 65536 });
+    expect(m.segments.reduce((a, s) => a + s.len, 0)).toBe(65536);
+    // the mapping's first DMA address is an IOVA the device can read through
+    const got = r.machine.device('nvme0').dmaRead(m.segments[0].dmaAddr, 16);
+    expect(got.ok).toBe(true);
+    const res = r.runAll();
+    expect(res.ok).toBe(true);
+    expect(res.steps.map((s) => s.ok)).toEqual(ROUND_TRIP.map(() => true));
+    expect(r.step()).toBeNull();
+    // the device write came back: the CPU read checked 64 KiB, every byte as expected
+    expect(res.steps[7].data).toMatchObject({ checked: 65536, mismatched: 0 });
+  });
+
+  it('the same seed gives the same result; reset() starts over on a fresh machine', () => {
+    const s = scenario(...ROUND_TRIP);
+    const a = scenarioJson(runScenario(s, { seed: 7 }));
+    expect(scenarioJson(runScenario(s, { seed: 7 }))).toBe(a);
+    const r = new ScenarioRunner(s, { seed: 7 });
+    r.step();
+    r.step();
+    r.reset();
+    expect(r.index).toBe(0);
+    expect(r.buffers.size).toBe(0);
+    expect(scenarioJson(r.runAll())).toBe(a);
+  });
+
+  it('a step that fails unexpectedly stops the run and teardown undoes everything live, leaking nothing', () => {
+    const s = scenario(
+      '{ op: mmap, buffer: b0 }',
+      '{ op: populate, buffer: b0 }',
+      '{ op: pin, name: p, buffer: b0, method: pages }',
+      '{ op: map, name: m, device: nvme0, pin: p, method: sg }',
+      // 512 KiB of one THP: more than one swiotlb mapping can bounce (256 KiB) on the force-bounce config
+      '{ op: mmap, buffer: b1 }',
+      '{ op: map, name: big, device: nvme0, buffer: b1, method: phys, len: 512KiB }',
+      '{ op: cpu-read, buffer: b0 }',
+    );
+    const res = runScenario(s, { config: 'direct' });
+    expect(res.ok).toBe(false);
+    expect(res.stoppedAt).toBe(5);
+    expect(res.steps).toHaveLength(6);
+    expect(res.steps[5]).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(res.steps[5].unmet).toBe('failed with ENOMEM');
+    expect(res.leaks.tornDown).toEqual(['mapping m', 'pin p', 'buffer b1', 'buffer b0']);
+    expect(res.leaks.dmaDebugLeaks).toBe(0);
+    expect(formatScenarioResult(res)).toMatch(/^result: FAILED at step 5 \(map\)$/m);
+  });
+
+  it('expect: errno makes an expected failure a success (errno names such as ENOMEM are accepted)', () => {
+    const s = scenario(
+      '{ op: mmap, buffer: b1 }',
+      '{ op: map, name: big, device: nvme0, buffer: b1, method: phys, len: 512KiB, expect: { errno: ENOMEM } }',
+    );
+    const res = runScenario(s, { config: 'direct' });
+    expect(res.ok).toBe(true);
+    expect(res.steps[1]).toMatchObject({ ok: true, errno: 'ENOMEM' });
+    // and the same expectation on a machine where the map succeeds is unmet
+    const res2 = runScenario(s);
+    expect(res2.steps[1]).toMatchObject({ ok: false, unmet: 'expected errno ENOMEM, got success' });
+  });
+
+  it('a byte check catches bytes that are not what was written (CPU store while the device owns a bounced buffer)', () => {
+    const steps = [
+      '{ op: mmap, buffer: b0 }',
+      '{ op: populate, buffer: b0 }',
+      '{ op: map, name: m, device: nvme0, buffer: b0, method: phys, len: 16KiB, dir: from-device }',
+      '{ op: cpu-write, buffer: b0, len: 4KiB }',
+      '{ op: unmap, mapping: m }',
+    ];
+    const stale = runScenario(scenario(...steps, '{ op: cpu-read, buffer: b0, len: 4KiB }'), { config: 'direct' });
+    expect(stale.steps[3].events.some((e) => e.startsWith('MODEL-CHECK'))).toBe(true);
+    expect(stale.steps[5]).toMatchObject({ ok: false });
+    expect(stale.steps[5].unmet).toMatch(/^4,0\d\d bytes differ$/);
+    const expected = runScenario(scenario(...steps, '{ op: cpu-read, buffer: b0, len: 4KiB, expect: { mismatch: true } }'), { config: 'direct' });
+    expect(expected.ok).toBe(true);
+  });
+
+  it('expect: segments and counters are checked exactly', () => {
+    const s = scenario(
+      '{ op: mmap, buffer: b0 }',
+      '{ op: populate, buffer: b0 }',
+      '{ op: map, name: m, device: nvme0, buffer: b0, method: two-step, expect: { segments: 1, counters: { iommuMapCalls: 1 } } }',
+      '{ op: map, name: n, device: nvme0, buffer: b0, method: two-step, expect: { segments: 2 } }',
+    );
+    const res = runScenario(s);
+    expect(res.steps[2].ok).toBe(true);
+    expect(res.steps[3]).toMatchObject({ ok: false, unmet: 'expected 2 DMA segments, got 1' });
+  });
+
+  it('--json output: bigints as hex strings', () => {
+    const res = runScenario(scenario(...ROUND_TRIP.slice(0, 4)));
+    const j = JSON.parse(scenarioJson(res)) as { steps: Array<{ data?: { va?: string; firstDmaAddr?: string } }> };
+    expect(j.steps[0].data!.va).toMatch(/^0x[0-9a-f]+$/);
+    expect(j.steps[3].data!.firstDmaAddr).toMatch(/^0x[0-9a-f]+$/);
+  });
+});
+
+describe('sweeps', () => {
+  it('parseSeeds reads N, A..B and lists', () => {
+    expect(parseSeeds('1..3,7,2')).toEqual([1, 2, 3, 7]);
+    expect(() => parseSeeds('3..1')).toThrow(RangeError);
+    expect(() => parseSeeds('x')).toThrow(/seeds must be/);
+  });
+
+  it('one row per (configuration, seed) in a fixed order; CSV has a column per counter', () => {
+    const s = scenario(...ROUND_TRIP);
+    const runs = sweepRuns([null, 'direct'], [2, 1]);
+    expect(runs.map((r) => `${r.config}:${r.seed}`)).toEqual(['null:2', 'null:1', 'direct:2', 'direct:1']);
+    const rows = runSweep(s, runs);
+    expect(rows.every((r) => r.ok)).toBe(true);
+    const csv = sweepCsv(rows).trim().split('\n');
+    expect(csv).toHaveLength(5);
+    expect(csv[0]).toMatch(/^config,seed,ok,stoppedAt,errno,stepsOk,steps,tornDown,dmaDebugLeaks,.*iommuMapCalls/);
+    expect(csv[3].startsWith('direct,2,true,,,9,9,')).toBe(true);
+  });
+});

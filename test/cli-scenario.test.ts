@@ -1,0 +1,121 @@
+// phyr run, phyr sweep and phyr help's scenario reference, through the CLI.
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCliAsync } from '../src/cli/program.ts';
+import { STEP_OPS } from '../src/scenario/index.ts';
+import { cli } from './fixtures/cli.ts';
+import { EXAMPLES_DIR } from './fixtures/examples.ts';
+
+const ex = (name: string): string => join(EXAMPLES_DIR, `${name}.yaml`);
+
+async function cliAsync(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCliAsync(args, {
+    stdout: { write: (s: string) => { out += s; } },
+    stderr: { write: (s: string) => { err += s; }, isTTY: false, columns: 100 },
+    env: {},
+  });
+  return { code, out, err };
+}
+
+describe('phyr run', () => {
+  it('prints each step, the counters, the teardown and the verdict; exit 0', () => {
+    const r = cli(['run', ex('swiotlb-exhaustion')]);
+    expect(r.code).toBe(0);
+    expect(r.err).toBe('');
+    expect(r.out).toMatch(/^\[ 6\] map {10}ok \(ENOMEM expected\) dma_map_phys/m);
+    expect(r.out).toMatch(/^ {7}event: WARN swiotlb: nvme0: swiotlb buffer is full/m);
+    expect(r.out).toMatch(/^counters: .*swiotlbBounceBytes \+/m);
+    expect(r.out).toMatch(/^result: ok \(16 steps\)$/m);
+  });
+
+  it('--json prints the result objects with bigints as hex strings', () => {
+    const r = cli(['run', ex('lazy-stale-iotlb'), '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out) as { name: string; ok: boolean; steps: Array<{ op: string; data?: Record<string, unknown> }> };
+    expect(j.name).toBe('lazy-stale-iotlb');
+    expect(j.ok).toBe(true);
+    expect(j.steps[0].data!.va).toMatch(/^0x[0-9a-f]+$/);
+  });
+
+  it('--config and --seed; a run that stops at an unmet step exits 1', () => {
+    const strict = cli(['run', ex('lazy-stale-iotlb'), '--config', 'strict', '--seed', '3']);
+    expect(strict.code).toBe(0);
+    expect(strict.out).toMatch(/^scenario: lazy-stale-iotlb \[config strict\] \(seed 3\)$/m);
+    const bad = cli(['run', ex('lazy-stale-iotlb'), '--config', 'nope']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("config: unknown configuration 'nope' (expected one of: strict)");
+  });
+});
+
+describe('phyr sweep', () => {
+  it('CSV: a header and one row per seed, in seed order', () => {
+    const r = cli(['sweep', ex('swiotlb-exhaustion'), '--seeds', '1..3']);
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(/^config,seed,ok,stoppedAt,errno,stepsOk,steps,tornDown,dmaDebugLeaks,/);
+    expect(lines.slice(1).map((l) => l.split(',').slice(0, 3).join(','))).toEqual([',1,true', ',2,true', ',3,true']);
+  });
+
+  it('--configs all and --format json', () => {
+    const r = cli(['sweep', ex('lazy-stale-iotlb'), '--seeds', '1,2', '--configs', 'base,all'.replace(',all', ',strict'), '--format', 'json']);
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.out) as Array<{ config: string | null; seed: number; ok: boolean }>;
+    expect(rows.map((x) => `${x.config}:${x.seed}:${x.ok}`)).toEqual(['null:1:true', 'null:2:true', 'strict:1:true', 'strict:2:true']);
+  });
+
+  it('the same rows with 0 and 2 worker threads', async () => {
+    const args = ['sweep', ex('cpu-write-device-owned'), '--seeds', '1..4', '--format', 'json'];
+    const here = await cliAsync([...args, '--workers', '0']);
+    const two = await cliAsync([...args, '--workers', '2']);
+    expect(here.code).toBe(0);
+    expect(two.code).toBe(0);
+    expect(JSON.parse(two.out)).toHaveLength(4);
+    expect(two.out).toBe(here.out);
+  }, 120_000);
+
+  it('the progress bar is drawn on a terminal only', () => {
+    const tty = cli(['sweep', ex('swiotlb-exhaustion'), '--seeds', '1..2'], { isTTY: true });
+    expect(tty.err).toContain('2 of 2 runs');
+    const pipe = cli(['sweep', ex('swiotlb-exhaustion'), '--seeds', '1..2']);
+    expect(pipe.err).toBe('');
+    expect(tty.out).toBe(pipe.out);
+  });
+
+  it('bad --seeds, --configs and files are usage errors (exit 2) without a stack trace', () => {
+    const seeds = cli(['sweep', ex('swiotlb-exhaustion'), '--seeds', '5..1']);
+    expect(seeds.code).toBe(2);
+    expect(seeds.err).toContain('--seeds');
+    const configs = cli(['sweep', ex('swiotlb-exhaustion'), '--seeds', '1', '--configs', 'fast']);
+    expect(configs.code).toBe(2);
+    expect(configs.err).toContain("--configs: unknown configuration 'fast'");
+    for (const r of [seeds, configs]) expect(r.err).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('phyr help', () => {
+  it('lists run and sweep among the commands', () => {
+    const r = cli(['--help']);
+    expect(r.out).toMatch(/^ {2}run \[options\] <file>/m);
+    expect(r.out).toMatch(/^ {2}sweep \[options\] <file>/m);
+  });
+
+  it('help scenario covers every top-level field, every machine field and every step op', () => {
+    const r = cli(['help', 'scenario']);
+    expect(r.code).toBe(0);
+    for (const f of ['name:', 'configs?:', 'devices?:', 'processes?:', 'buffers?:', 'ramBytes:', 'iommu?:', 'swiotlb?:', 'dmaDebug?:', 'arch?:', 'dmaOps?:', 'cc?:', 'expectIn?:']) {
+      expect(r.out).toContain(f);
+    }
+    for (const op of STEP_OPS) expect(r.out).toMatch(new RegExp(`^ {2}${op}: `, 'm'));
+  });
+
+  it('help <op>, help <command>; an unknown topic is a usage error', () => {
+    expect(cli(['help', 'map']).out).toMatch(/^map: .*\n {4}name: text/);
+    expect(cli(['help', 'run']).out).toContain('--config <name>');
+    const bad = cli(['help', 'frob']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("unknown help topic 'frob'");
+  });
+});

@@ -1,0 +1,184 @@
+// Bad scenario files: every problem is one line naming the field path, the bad value and what was
+// expected; found before anything runs; `phyr run` prints them without a stack trace, exit code 2.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ScenarioError, ScenarioRunner, parseScenario, type ScenarioIssue } from '../src/scenario/index.ts';
+import { cli } from './fixtures/cli.ts';
+
+const MACHINE = `
+machine:
+  ramBytes: 256MiB
+  pci:
+    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
+    - { name: rp0, type: root-port, parent: hb0 }
+    - { name: nvme0, type: endpoint, parent: rp0 }
+    - { name: gpu0, type: endpoint, parent: rp0, bars: [{ bytes: 1MiB, p2p: true }] }
+buffers:
+  - { name: b0, process: app, len: 16KiB, backing: anon }
+`;
+
+/** The issues a scenario text gets (fails the test when it parses). */
+function issues(text: string): ScenarioIssue[] {
+  try {
+    parseScenario(text, { source: 'bad.yaml' });
+  } catch (e) {
+    expect(e).toBeInstanceOf(ScenarioError);
+    return [...(e as ScenarioError).issues];
+  }
+  throw new Error('the scenario was accepted');
+}
+
+function steps(...lines: string[]): string {
+  return `name: t\n${MACHINE}steps:\n${lines.map((l) => `  - ${l}`).join('\n')}\n`;
+}
+
+describe('scenario validation: one clear message per problem', () => {
+  it('a valid file parses, with sizes as numbers', () => {
+    const s = parseScenario(steps('{ op: mmap, buffer: b0 }'));
+    expect(s.buffers[0].len).toBe(16384);
+    expect(s.machine.ramBytes).toBe(256 * 1024 * 1024);
+  });
+
+  it('wrong types name the path, the value and the expected type', () => {
+    const is = issues(steps('{ op: mmap, buffer: b0, populate: "yes" }'));
+    expect(is).toHaveLength(1);
+    expect(is[0]).toMatchObject({ path: 'steps[0].populate', value: 'yes', expected: 'a boolean' });
+    expect(is[0].message).toBe("steps[0].populate: 'yes' is a string (expected a boolean)");
+  });
+
+  it('a size that is not one names the accepted forms', () => {
+    const is = issues(steps('{ op: mmap, buffer: b0 }').replace('len: 16KiB', 'len: 16 furlongs'));
+    expect(is.map((i) => i.path)).toEqual(['buffers[0].len']);
+    expect(is[0].message).toContain('"4KiB"');
+  });
+
+  it('unknown fields are rejected (strict objects), with the known ones listed', () => {
+    const is = issues(steps('{ op: mmap, buffer: b0, colour: red }').replace('name: t', 'name: t\nauthor: me'));
+    expect(is.map((i) => i.path).sort()).toEqual(['author', 'steps[0].colour']);
+    const step = is.find((i) => i.path === 'steps[0].colour')!;
+    expect(step.message).toMatch(/^steps\[0\]\.colour: unknown field 'colour' \(expected one of: op, buffer, populate, label, expect/);
+  });
+
+  it('an unknown op lists the ops', () => {
+    const is = issues(steps('{ op: frobnicate }'));
+    expect(is[0].path).toBe('steps[0].op');
+    expect(is[0].message).toContain("unknown op 'frobnicate' (expected one of: mmap, munmap,");
+  });
+
+  it('an unknown device names the devices of the machine', () => {
+    const is = issues(steps('{ op: mmap, buffer: b0 }', '{ op: map, name: m, device: nvme9, buffer: b0, method: sg }'));
+    expect(is).toHaveLength(1);
+    expect(is[0].message).toBe("steps[1].device: unknown device 'nvme9' (expected one of: nvme0, gpu0)");
+  });
+
+  it('steps out of order: unmap before map, use after unmap, use before mmap, unpin twice', () => {
+    const is = issues(steps(
+      '{ op: unmap, mapping: m }',
+      '{ op: pin, name: p, buffer: b0, method: phyrs }',
+      '{ op: mmap, buffer: b0 }',
+      '{ op: map, name: m, device: nvme0, buffer: b0, method: phyrs }',
+      '{ op: unmap, mapping: m }',
+      '{ op: device-read, mapping: m }',
+      '{ op: unpin, pin: q }',
+    ));
+    expect(is.map((i) => i.message)).toEqual([
+      "steps[0].mapping: unknown mapping 'm' (expected a map step for it earlier)",
+      "steps[1].buffer: buffer 'b0' is used before its mmap (expected an mmap step for it earlier)",
+      "steps[5].mapping: mapping 'm' is used after its unmap (expected a live mapping (or afterUnmap: true for a deliberate stale access))",
+      "steps[6].pin: unknown pin 'q' (expected a live pin: p)",
+    ]);
+  });
+
+  it('a method that does not fit its pin, and a range past the buffer', () => {
+    const is = issues(steps(
+      '{ op: mmap, buffer: b0 }',
+      '{ op: pin, name: p, buffer: b0, method: pages, offset: 8KiB, len: 16KiB }',
+      '{ op: map, name: m, device: nvme0, pin: p, method: phyrs }',
+    ));
+    expect(is.map((i) => i.path)).toEqual(['steps[1].len', 'steps[2].method']);
+    expect(is[1].message).toContain("method 'phyrs' cannot map pin 'p' (pinned with method 'pages')");
+  });
+
+  it('bad enum values and an unknown backing device', () => {
+    const is = issues(steps('{ op: mmap, buffer: b0 }').replace('backing: anon', 'backing: { device: gpu9.bar0 }')
+      .replace('ramBytes: 256MiB', 'ramBytes: 256MiB\n  iommu: { format: x86-64, mode: strikt }'));
+    expect(is.map((i) => i.message)).toEqual([
+      "machine.iommu.mode: 'strikt' is not allowed (expected one of: strict, lazy, passthrough)",
+    ]);
+    const is2 = issues(steps('{ op: mmap, buffer: b0 }').replace('backing: anon', 'backing: { device: gpu9.bar0 }'));
+    expect(is2[0].message).toBe("buffers[0].backing.device: unknown device memory 'gpu9.bar0' (expected one of: gpu0.bar0)");
+  });
+
+  it('every problem of a kind is reported at once, each on its own line (field problems, then cross references)', () => {
+    const message = (text: string): string[] => {
+      try {
+        parseScenario(text, { source: 'bad.yaml' });
+      } catch (e) {
+        return (e as ScenarioError).message.split('\n');
+      }
+      throw new Error('accepted');
+    };
+    expect(message(steps('{ op: wait, ms: -1 }', '{ op: mmap, buffer: b0, populate: 1 }'))).toEqual([
+      'bad.yaml: 2 problems:',
+      '  steps[0].ms: -1 is too small (expected a number >= 0)',
+      '  steps[1].populate: 1 is a number (expected a boolean)',
+    ]);
+    expect(message(steps('{ op: mmap, buffer: nope }', '{ op: unmap, mapping: m }'))).toEqual([
+      'bad.yaml: 2 problems:',
+      "  steps[0].buffer: unknown buffer 'nope' (expected one of: b0)",
+      "  steps[1].mapping: unknown mapping 'm' (expected a map step for it earlier)",
+    ]);
+  });
+
+  it('a machine createMachine refuses is a ScenarioError naming the machine, not a TypeError', () => {
+    const s = parseScenario(steps('{ op: mmap, buffer: b0 }').replace('type: endpoint, parent: rp0 }', 'type: endpoint, parent: rp7 }'));
+    expect(() => new ScenarioRunner(s)).toThrow(ScenarioError);
+    expect(() => new ScenarioRunner(s)).toThrow(/^ {2}machine: pci\[2\] \(nvme0\)/m);
+  });
+
+  it('an unknown --config is a ScenarioError', () => {
+    const s = parseScenario(steps('{ op: mmap, buffer: b0 }'));
+    expect(() => new ScenarioRunner(s, { config: 'fast' })).toThrow(/config: unknown configuration 'fast'/);
+  });
+});
+
+describe('phyr run of a bad file: messages, no stack trace, exit code 2', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'phyr-bad-'));
+  const write = (name: string, text: string): string => {
+    const f = join(dir, name);
+    writeFileSync(f, text);
+    return f;
+  };
+
+  it('an invalid file', () => {
+    const f = write('bad.yaml', steps('{ op: unmap, mapping: m }', '{ op: map, name: x, device: nvme9, buffer: b0, method: sg }'));
+    const r = cli(['run', f]);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toContain("steps[0].mapping: unknown mapping 'm'");
+    expect(r.err).toContain("steps[1].device: unknown device 'nvme9' (expected one of: nvme0, gpu0)");
+    expect(r.err).not.toMatch(/\n\s+at /);
+  });
+
+  it('a file that is not YAML, a missing file, a machine that cannot be built', () => {
+    const notYaml = cli(['run', write('x.yaml', 'name: [unclosed\n')]);
+    expect(notYaml.code).toBe(2);
+    expect(notYaml.err).toMatch(/\(file\): /);
+    const missing = cli(['run', join(dir, 'missing.yaml')]);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toContain('no such file');
+    const machine = cli(['run', write('m.yaml', steps('{ op: mmap, buffer: b0 }').replace('ramBytes: 256MiB', 'ramBytes: 1KiB'))]);
+    expect(machine.code).toBe(2);
+    expect(machine.err).toMatch(/machine: ramBytes/);
+    for (const r of [notYaml, missing, machine]) expect(r.err).not.toMatch(/\n\s+at /);
+  });
+
+  it('a JSON file is read as JSON', () => {
+    const f = write('ok.json', JSON.stringify({ name: 'j', machine: { ramBytes: '64MiB' }, steps: [] }));
+    const r = cli(['run', f]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('result: ok (0 steps)');
+  });
+});
