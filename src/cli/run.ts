@@ -45,7 +45,8 @@ export function parseSeedArg(v: string): number {
 const RUN_HELP_AFTER = `
 The file names a machine (the createMachine config), optional named configs, processes, buffers and
 steps (mmap, populate, cpu-write, cpu-read, pin, unpin, map, sync, device-read, device-write, unmap,
-wait, block-write, block-read). "phyr help scenario" lists every field; "phyr help steps" every step;
+wait, block-write, block-read, rdma-reg-mr, rdma-write, rdma-dereg-mr, dmabuf-export, dmabuf-import,
+dmabuf-write, dmabuf-read, dmabuf-revoke). "phyr help scenario" lists every field; "phyr help steps" every step;
 "phyr help <op>" one step. Examples are in examples/ (each with its expected output beside it).
 
 Output: one block per step (its result, the events it logged, its counter deltas), then the run's

@@ -281,6 +281,17 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   };
 
   const configNames = Object.keys(doc.configs ?? {});
+  const mrs = new Map<string, number>(); // live MR -> len
+  const mrsEver = new Set<string>();
+  const dmabufs = new Map<string, number>(); // dma-buf -> len
+  const imports = new Set<string>();
+  const needLive = (i: number, field: string, kind: string, name: string, live: ReadonlyMap<string, unknown> | ReadonlySet<string>, ever?: ReadonlySet<string>): boolean => {
+    if (live.has(name)) return true;
+    const names = [...live.keys()];
+    issues.push(issue(at(i, field), name, ever?.has(name) ? `${kind} '${name}' is used after it was released` : `unknown ${kind} '${name}'`,
+      names.length === 0 ? `a step that makes it earlier` : `one made earlier: ${names.join(', ')}`));
+    return false;
+  };
   doc.steps.forEach((s, i) => {
     for (const c of Object.keys(s.expectIn ?? {})) {
       if (!configNames.includes(c)) issues.push(issue(`steps[${i}].expectIn.${c}`, c, `unknown configuration '${c}'`, oneOf(configNames)));
@@ -350,6 +361,45 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         if (needMapping(i, s.mapping, false)) maps.delete(s.mapping);
         break;
       case 'wait':
+        break;
+      case 'rdma-reg-mr':
+        needDevice(i, s.device, devices, 'device');
+        if (mrs.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `memory region '${s.name}' is still registered`, 'a new name or an rdma-dereg-mr first'));
+        if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
+        mrs.set(s.name, s.len ?? (bufLen.get(s.buffer) ?? 0) - (s.offset ?? 0));
+        mrsEver.add(s.name);
+        break;
+      case 'rdma-write':
+        if (needLive(i, 'mr', 'memory region', s.mr, mrs, mrsEver)) {
+          const total = mrs.get(s.mr)!;
+          checkRange(i, total, `memory region '${s.mr}'`, s.offset, s.len);
+          if (s.to + s.len > total) issues.push(issue(at(i, 'to'), s.to, `to ${s.to} + len ${s.len} runs past memory region '${s.mr}' (${total} bytes)`, `a to <= ${Math.max(0, total - s.len)}`));
+        }
+        break;
+      case 'rdma-dereg-mr':
+        if (needLive(i, 'mr', 'memory region', s.mr, mrs, mrsEver)) mrs.delete(s.mr);
+        break;
+      case 'dmabuf-export':
+        if (dmabufs.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `dma-buf '${s.name}' is exported already`, 'a new name'));
+        if (s.exporter === 'vfio-bar') {
+          if (s.device === undefined) issues.push(issue(at(i, 'device'), undefined, 'a vfio-bar export needs the device whose BAR it exports', 'device: <endpoint with bars>'));
+          else needDevice(i, s.device, devices, 'device');
+        } else if (s.device !== undefined || s.offset !== undefined) {
+          issues.push(issue(at(i, s.device !== undefined ? 'device' : 'offset'), s.device ?? s.offset, 'a system-heap export has no device or offset', 'exporter: vfio-bar for a BAR slice'));
+        }
+        dmabufs.set(s.name, s.len);
+        break;
+      case 'dmabuf-import':
+        needDevice(i, s.device, devices, 'device');
+        needLive(i, 'dmabuf', 'dma-buf', s.dmabuf, dmabufs);
+        if (imports.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `import '${s.name}' exists already`, 'a new name'));
+        imports.add(s.name);
+        break;
+      case 'dmabuf-write': case 'dmabuf-read':
+        needLive(i, 'import', 'import', s.import, imports);
+        break;
+      case 'dmabuf-revoke':
+        needLive(i, 'dmabuf', 'dma-buf', s.dmabuf, dmabufs);
         break;
       case 'block-read': case 'block-write':
         needDevice(i, s.device, nvme, 'NVMe device');

@@ -9,7 +9,7 @@ function counterText(c: Readonly<Record<string, number>>): string {
 
 function stepLines(r: StepResult): string[] {
   const status = r.ok ? (r.errno !== undefined ? `ok (${r.errno} expected)` : 'ok') : 'FAILED';
-  const head = `[${String(r.index).padStart(2)}] ${r.op.padEnd(12)} ${status.padEnd(6)} ${r.label !== undefined ? `${r.label}: ` : ''}${r.summary}`;
+  const head = `[${String(r.index).padStart(2)}] ${r.op.padEnd(14)} ${status.padEnd(6)} ${r.label !== undefined ? `${r.label}: ` : ''}${r.summary}`;
   const out = [head];
   if (r.unmet !== undefined) out.push(`       unmet: ${r.unmet}`);
   for (const e of r.events.slice(0, 8)) out.push(`       event: ${e}`);

@@ -12,7 +12,12 @@ import {
   dmaSyncSgtableForDevice, dmaSyncSingleForCpu, dmaSyncSingleForDevice, dmaUnmapPage, dmaUnmapPhys, dmaUnmapPhyrs,
   dmaUnmapSgtable, type DmaDataDirection,
 } from '../../dma/index.ts';
-import { REQ_OP_READ, REQ_OP_WRITE, nvmeProbe, nvmeRemove, type NvmeCtrl, umemMap, type UmemMethod } from '../../drivers/index.ts';
+import {
+  IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, dmaBufPut, dmaBufRevoke,
+  gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr, ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease,
+  iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMapDmabuf, nvmeProbe, nvmeRemove, rdmaProbe, rdmaRemove, systemHeapAlloc, umemMap,
+  vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl, type UmemMethod,
+} from '../../drivers/index.ts';
 import { iommuDmaFlushQueueTick, iommuGetDmaDomain } from '../../iommu/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../../machine/index.ts';
 import {
@@ -114,6 +119,11 @@ export class ScenarioRunner {
   private unmapped = new Map<string, MappingState>();
   private shadows = new Map<string, Shadow>();
   private nvme = new Map<string, { ctrl: NvmeCtrl; ns: Shadow }>();
+  private nics = new Map<string, IbDevice>();
+  private mrs = new Map<string, { nic: IbDevice; umem: IbUmem; mr: IbMr; buffer: string; offset: number; len: number }>();
+  private gpus = new Map<string, Gpu>();
+  private dmabufs = new Map<string, { buf: DmaBuf; shadow: Shadow }>();
+  private imports = new Map<string, { dmabuf: string; device: string; gpu: GpuImport | null; ioas: Ioas | null }>();
   private since: Record<string, number> = {};
   private eventsFrom = 0;
 
@@ -199,6 +209,11 @@ export class ScenarioRunner {
     this.unmapped = new Map();
     this.shadows = new Map();
     this.nvme = new Map();
+    this.nics = new Map();
+    this.mrs = new Map();
+    this.gpus = new Map();
+    this.dmabufs = new Map();
+    this.imports = new Map();
     this.build();
   }
 
@@ -311,7 +326,133 @@ export class ScenarioRunner {
         return { summary: `${s.ms} ms passed (${domains} DMA domain clock${domains === 1 ? '' : 's'} advanced)` };
       }
       case 'block-write': case 'block-read': return this.block(s.op, s.device, s.buffer, s.offset, s.len, s.lba ?? 0);
+      case 'rdma-reg-mr': return this.regMr(s.name, s.device, s.buffer, s.offset, s.len);
+      case 'rdma-write': return this.rdmaWrite(s.mr, s.offset ?? 0, s.to, s.len);
+      case 'rdma-dereg-mr': {
+        const r = this.mrs.get(s.mr)!;
+        const d = ibDeregMr(r.nic, r.mr);
+        ibUmemRelease(r.umem);
+        this.mrs.delete(s.mr);
+        if (!d.ok) return { summary: `ib_dereg_mr ${s.mr}: ${d.errno}${d.message ? ` (${d.message})` : ''}`, errno: d.errno };
+        return { summary: `ib_dereg_mr ${s.mr}, ib_umem_release: unmapped and unpinned` };
+      }
+      case 'dmabuf-export': return this.dmabufExport(s.name, s.exporter, s.device, s.offset ?? 0, s.len);
+      case 'dmabuf-import': return this.dmabufImport(s.name, s.dmabuf, s.device, s.importer);
+      case 'dmabuf-write': case 'dmabuf-read': return this.dmabufAccess(s.op === 'dmabuf-write', s.import, s.len, s.op === 'dmabuf-write' ? s.pattern ?? i : 0);
+      case 'dmabuf-revoke': {
+        const d = this.dmabufs.get(s.dmabuf)!;
+        dmaBufRevoke(d.buf);
+        return { summary: `revoked ${s.dmabuf}: every importer's mapping torn down` };
+      }
     }
+  }
+
+  private nic(name: string): IbDevice | Outcome {
+    const have = this.nics.get(name);
+    if (have) return have;
+    const p = rdmaProbe(this.dev(name));
+    if (!p.ok) return { summary: `rdma probe ${name}: ${p.errno}${p.message ? ` (${p.message})` : ''}`, errno: p.errno };
+    this.nics.set(name, p.value);
+    return p.value;
+  }
+
+  private regMr(name: string, devName: string, bufName: string, offset: number | undefined, len: number | undefined): Outcome {
+    const nic = this.nic(devName);
+    if (!('dev' in nic)) return nic;
+    const b = this.buffer(bufName).state;
+    const off = offset ?? 0;
+    const n = len ?? b.len - off;
+    const va = b.va + BigInt(off);
+    const access = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ;
+    const u = ibUmemGet(nic, this.procs.get(b.process)!, va, n, access, { p2p: typeof b.backing === 'object' });
+    const what = `ib_reg_mr ${bufName}+${offText(off)} ${formatBytes(n)} on ${devName}`;
+    if (!u.ok) return { summary: `${what}: ib_umem_get ${u.errno}${u.message ? ` (${u.message})` : ''}`, errno: u.errno };
+    const mr = ibRegMr(nic, u.value, va);
+    if (!mr.ok) {
+      ibUmemRelease(u.value);
+      return { summary: `${what}: ${mr.errno}${mr.message ? ` (${mr.message})` : ''}`, errno: mr.errno };
+    }
+    this.mrs.set(name, { nic, umem: u.value, mr: mr.value, buffer: bufName, offset: off, len: n });
+    const m = mr.value;
+    return {
+      summary: `${what}: ${formatCount(u.value.nrPages)} pages pinned as ${formatCount(u.value.pinned.count)} phyr${u.value.pinned.count === 1 ? '' : 's'}, ` +
+        `${formatCount(u.value.dma.count)} DMA range${u.value.dma.count === 1 ? '' : 's'}; MTT ${formatCount(m.mttCount)} entr${m.mttCount === 1 ? 'y' : 'ies'} of ${formatBytes(m.pageLen)} (${formatBytes(m.mttBytes)})`,
+      segments: m.mttCount,
+      data: { pagesPinned: u.value.nrPages, phyrs: u.value.pinned.count, dmaRanges: u.value.dma.count, pageLen: m.pageLen, mttEntries: m.mttCount, mttBytes: m.mttBytes, lkey: m.lkey, rkey: m.rkey },
+    };
+  }
+
+  private rdmaWrite(name: string, from: number, to: number, len: number): Outcome {
+    const r = this.mrs.get(name)!;
+    const b = this.buffer(r.buffer).state;
+    const base = b.va + BigInt(r.offset);
+    const wc = ibPostRdmaWrite(r.nic, { lkey: r.mr.lkey, laddr: base + BigInt(from), rkey: r.mr.rkey, raddr: base + BigInt(to), len });
+    const what = `RDMA WRITE ${formatBytes(len)} ${name}+${offText(from)} -> ${name}+${offText(to)}`;
+    if (!wc.ok) return { summary: `${what}: ${wc.errno}`, errno: wc.errno };
+    if (wc.value.status !== IB_WC_SUCCESS) return { summary: `${what}: completion status ${wc.value.status}`, errno: 'EIO', data: { status: wc.value.status } };
+    const shadow = this.shadows.get(r.buffer)!;
+    shadow.copyFrom(shadow, r.offset + from, r.offset + to, len);
+    const got = this.procs.get(b.process)!.readUser(base + BigInt(to), len);
+    const c = countMismatches(got.ok ? got.value : new Uint8Array(len), shadow.expected(r.offset + to, len));
+    return { summary: `${what}: IB_WC_SUCCESS; ${checkText(c.checked, c.bad)}`, mismatch: c.bad, data: { checked: c.checked, mismatched: c.bad } };
+  }
+
+  private dmabufExport(name: string, exporter: 'system-heap' | 'vfio-bar', devName: string | undefined, offset: number, len: number): Outcome {
+    const r = exporter === 'system-heap' ? systemHeapAlloc(this.m, len) : vfioPciDmabufExport(this.dev(devName!), { bar: 0, offset, len });
+    const what = exporter === 'system-heap' ? `system heap dma-buf ${name} of ${formatBytes(len)}` : `VFIO dma-buf ${name}: ${devName} BAR 0 +${offText(offset)}, ${formatBytes(len)}`;
+    if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+    this.dmabufs.set(name, { buf: r.value, shadow: new Shadow() });
+    return { summary: `exported ${what}` };
+  }
+
+  private dmabufImport(name: string, bufName: string, devName: string, importer: 'gpu' | 'iommufd'): Outcome {
+    const d = this.dmabufs.get(bufName)!;
+    const dev = this.dev(devName);
+    const what = `${importer === 'gpu' ? 'GPU' : 'iommufd'} import of ${bufName} by ${devName}`;
+    if (importer === 'gpu') {
+      let gpu = this.gpus.get(devName);
+      if (gpu === undefined) {
+        const p = gpuProbe(dev);
+        if (!p.ok) return { summary: `gpu probe ${devName}: ${p.errno}`, errno: p.errno };
+        gpu = p.value;
+        this.gpus.set(devName, gpu);
+      }
+      const r = gpuImportDmabuf(gpu, d.buf);
+      if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+      this.imports.set(name, { dmabuf: bufName, device: devName, gpu: r.value, ioas: null });
+      const mp = r.value.mapping!;
+      return { summary: `${what}: ${r.value.path ?? '-'}, ${formatCount(mp.entries)} GPU page-table entr${mp.entries === 1 ? 'y' : 'ies'} at GPU VA 0x${mp.va.toString(16)}`, segments: mp.entries, data: { path: r.value.path, entries: mp.entries, va: mp.va } };
+    }
+    const a = iommufdIoasAlloc(this.m, dev);
+    if (!a.ok) return { summary: `${what}: iommufd IOAS ${a.errno}`, errno: a.errno };
+    const r = iommufdIoasMapDmabuf(a.value, d.buf, IOAS_IOVA);
+    if (!r.ok) {
+      iommufdIoasDestroy(a.value);
+      return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+    }
+    this.imports.set(name, { dmabuf: bufName, device: devName, gpu: null, ioas: a.value });
+    return { summary: `${what}: mapped at IOVA 0x${IOAS_IOVA.toString(16)} in its own domain (${a.value.areas.length} area${a.value.areas.length === 1 ? '' : 's'})` };
+  }
+
+  private dmabufAccess(write: boolean, name: string, len: number | undefined, pattern: number): Outcome {
+    const im = this.imports.get(name)!;
+    const d = this.dmabufs.get(im.dmabuf)!;
+    const n = len ?? d.buf.size;
+    const what = `${im.device} ${write ? 'writes' : 'reads'} ${formatBytes(n)} of ${im.dmabuf} through ${name}`;
+    const gpu = im.gpu;
+    if (gpu !== null && gpu.mapping === null) return { summary: `${what}: EFAULT (the import's mapping is gone)`, errno: 'EFAULT' };
+    if (write) {
+      const seed = this.patternSeed(pattern);
+      const bytes = Shadow.bytes(n, seed);
+      const r = gpu !== null ? gpuWrite(gpu.gpu, gpu.mapping!.va, bytes) : this.dev(im.device).dmaWrite(IOAS_IOVA, bytes);
+      if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+      d.shadow.write(0, n, seed);
+      return { summary: `${what}: pattern ${pattern}` };
+    }
+    const r = gpu !== null ? gpuRead(gpu.gpu, gpu.mapping!.va, n) : this.dev(im.device).dmaRead(IOAS_IOVA, n);
+    if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+    const c = countMismatches(r.value, d.shadow.expected(0, n));
+    return { summary: `${what}: ${checkText(c.checked, c.bad)}`, mismatch: c.bad, data: { checked: c.checked, mismatched: c.bad } };
   }
 
   private buffer(name: string): Live<BufferState> {
@@ -345,9 +486,9 @@ export class ScenarioRunner {
     const seed = this.patternSeed(pattern);
     const bytes = Shadow.bytes(n, seed);
     const r = mm.writeUser(b.va + BigInt(off), bytes);
-    if (!r.ok) return { summary: `CPU write ${formatBytes(n)} at ${name}+${off}: ${r.errno}`, errno: r.errno };
+    if (!r.ok) return { summary: `CPU write ${formatBytes(n)} at ${name}+${offText(off)}: ${r.errno}`, errno: r.errno };
     this.shadows.get(name)!.write(off, n, seed);
-    return { summary: `CPU wrote ${formatBytes(n)} of pattern ${pattern} at ${name}+${off}` };
+    return { summary: `CPU wrote ${formatBytes(n)} of pattern ${pattern} at ${name}+${offText(off)}` };
   }
 
   private cpuRead(name: string, offset: number | undefined, len: number | undefined): Outcome {
@@ -356,9 +497,9 @@ export class ScenarioRunner {
     const n = len ?? b.len - off;
     const mm = this.procs.get(b.process)!;
     const r = mm.readUser(b.va + BigInt(off), n);
-    if (!r.ok) return { summary: `CPU read ${formatBytes(n)} at ${name}+${off}: ${r.errno}`, errno: r.errno };
+    if (!r.ok) return { summary: `CPU read ${formatBytes(n)} at ${name}+${offText(off)}: ${r.errno}`, errno: r.errno };
     const { checked, bad } = countMismatches(r.value, this.shadows.get(name)!.expected(off, n));
-    return { summary: `CPU read ${formatBytes(n)} at ${name}+${off}: ${checkText(checked, bad)}`, mismatch: bad, data: { checked, mismatched: bad } };
+    return { summary: `CPU read ${formatBytes(n)} at ${name}+${offText(off)}: ${checkText(checked, bad)}`, mismatch: bad, data: { checked, mismatched: bad } };
   }
 
   private pin(s: Extract<ScenarioStep, { op: 'pin' }>): Outcome {
@@ -369,7 +510,7 @@ export class ScenarioRunner {
     const start = b.va + BigInt(off);
     const p2p = s.p2p ?? typeof b.backing === 'object';
     const flags = (s.write === false ? 0 : FOLL_WRITE) | (s.longterm ? FOLL_LONGTERM : 0) | (p2p ? FOLL_PCI_P2PDMA : 0);
-    const what = `${s.method === 'phyrs' ? 'pin_user_phyrs' : s.method === 'pages-fast' ? 'pin_user_pages_fast' : 'pin_user_pages'} ${s.buffer}+${off} ${formatBytes(len)}`;
+    const what = `${s.method === 'phyrs' ? 'pin_user_phyrs' : s.method === 'pages-fast' ? 'pin_user_pages_fast' : 'pin_user_pages'} ${s.buffer}+${offText(off)} ${formatBytes(len)}`;
     let handle: PinnedPageArray | PinnedPhyrList;
     if (s.method === 'phyrs') {
       const r = pinUserPhyrs(mm, start, len, flags);
@@ -429,7 +570,7 @@ export class ScenarioRunner {
       len = p.len;
       r = this.mapPinned(dev, p, s.method, dir, attrs);
     }
-    const what = `${METHOD_TEXT[s.method]} ${s.pin ?? `${bufName}+${offset}`} -> ${s.device} ${dirName}${attrs ? ` attrs ${(s.attrs ?? []).join('|')}` : ''}`;
+    const what = `${METHOD_TEXT[s.method]} ${s.pin ?? `${bufName}+${offText(offset)}`} -> ${s.device} ${dirName}${attrs ? ` attrs ${(s.attrs ?? []).join('|')}` : ''}`;
     if (!r.ok) return { summary: `${what}: ${r.errno} (${r.message})`, errno: r.errno };
     const state: MappingState = {
       name: s.name, device: s.device, method: s.method, dir: dirName, attrs: s.attrs ?? [], source: s.pin ?? bufName,
@@ -589,7 +730,7 @@ export class ScenarioRunner {
         const r = kind === 'read' ? dev.dmaRead(a, pn) : dev.dmaWrite(a, bytes!.subarray(at, at + pn));
         if (!r.ok) {
           return {
-            summary: `${mp.device} DMA ${kind}${stale} of ${formatBytes(pn)} at 0x${a.toString(16)} (${name}+${wo + at}): ${r.errno}${r.message ? ` (${r.message})` : ''}`,
+            summary: `${mp.device} DMA ${kind}${stale} of ${formatBytes(pn)} at 0x${a.toString(16)} (${name}+${offText(wo + at)}): ${r.errno}${r.message ? ` (${r.message})` : ''}`,
             errno: r.errno, data: { dmaAddr: a },
           };
         }
@@ -627,7 +768,7 @@ export class ScenarioRunner {
     const shadow = this.shadows.get(bufName)!;
     const write = op === 'block-write';
     const f = blockDirectIo(n.ctrl, mm, write ? REQ_OP_WRITE : REQ_OP_READ, b.va + BigInt(off), bytes, typeof b.backing === 'object', BigInt(lba));
-    const what = `${write ? 'write' : 'read'} ${formatBytes(bytes)} ${write ? `${bufName}+${off} -> ${devName} LBA ${lba}` : `${devName} LBA ${lba} -> ${bufName}+${off}`}`;
+    const what = `${write ? 'write' : 'read'} ${formatBytes(bytes)} ${write ? `${bufName}+${offText(off)} -> ${devName} LBA ${lba}` : `${devName} LBA ${lba} -> ${bufName}+${offText(off)}`}`;
     const transfer = f.prp > 0 && f.sgl > 0 ? 'PRP+SGL' : f.sgl > 0 ? 'SGL' : f.prp > 0 ? 'PRP' : 'no';
     const figures = `${f.requests} request${f.requests === 1 ? '' : 's'}, ${formatCount(f.segments)} DMA segment${f.segments === 1 ? '' : 's'}, ${transfer} descriptors (${formatBytes(f.descriptorBytes)})`;
     const data = { requests: f.requests, segments: f.segments, prp: f.prp, sgl: f.sgl, descriptorBytes: f.descriptorBytes, listPages: f.listPages };
@@ -663,12 +804,24 @@ export class ScenarioRunner {
   /** Unmaps, unpins and munmaps everything still live (newest first); returns the leaks report. */
   teardown(): LeakReport {
     const tornDown: string[] = [];
+    for (const [k, v] of [...this.imports].reverse()) {
+      if (v.gpu !== null) gpuImportRelease(v.gpu);
+      if (v.ioas !== null) iommufdIoasDestroy(v.ioas);
+      tornDown.push(`import ${k}`);
+    }
+    this.imports.clear();
     for (const [k, v] of [...this.maps].reverse()) {
       v.undo();
       tornDown.push(`mapping ${k}`);
       this.unmapped.set(k, { ...v.state, live: false });
     }
     this.maps.clear();
+    for (const [k, v] of [...this.mrs].reverse()) {
+      ibDeregMr(v.nic, v.mr);
+      ibUmemRelease(v.umem);
+      tornDown.push(`mr ${k}`);
+    }
+    this.mrs.clear();
     for (const [k, v] of [...this.pinMap].reverse()) {
       v.undo();
       tornDown.push(`pin ${k}`);
@@ -679,6 +832,21 @@ export class ScenarioRunner {
       tornDown.push(`buffer ${k}`);
     }
     this.bufs.clear();
+    for (const [k, v] of [...this.dmabufs].reverse()) {
+      dmaBufPut(v.buf);
+      tornDown.push(`dma-buf ${k}`);
+    }
+    this.dmabufs.clear();
+    for (const [k, v] of this.nics) {
+      rdmaRemove(v);
+      tornDown.push(`rdma ${k}`);
+    }
+    this.nics.clear();
+    for (const [k, v] of this.gpus) {
+      gpuRemove(v);
+      tornDown.push(`gpu ${k}`);
+    }
+    this.gpus.clear();
     // the nvme driver's remove: its queues and descriptor pools go back (drivers/nvme/host/pci.c: nvme_remove())
     for (const [k, v] of this.nvme) {
       nvmeRemove(v.ctrl);
@@ -689,6 +857,14 @@ export class ScenarioRunner {
     // driver unbind: dma-debug reports what is still mapped after every scenario object was undone
     return { dmaDebugLeaks: this.m.teardown(), tornDown };
   }
+}
+
+/** Where an iommufd import maps a dma-buf in its IOAS. */
+const IOAS_IOVA = 0x1000_0000n;
+
+/** An offset as the output shows it: whole KiB as sizes, else bytes. */
+function offText(n: number): string {
+  return n > 0 && n % 1024 === 0 ? formatBytes(n).replace(' ', '') : String(n);
 }
 
 const METHOD_TEXT: Readonly<Record<string, string>> = {

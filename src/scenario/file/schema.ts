@@ -307,6 +307,62 @@ export const STEP_SCHEMAS = {
     lba: int('first logical block (default 0)').optional(),
     ...common,
   }),
+  'rdma-reg-mr': z.strictObject({
+    op: z.literal('rdma-reg-mr').describe('register a buffer range as an RDMA memory region: ib_umem_get (pin_user_phyrs + dmaMapPhyrs), ib_reg_mr (MTT at the best HW page size)'),
+    name: name('memory region name'),
+    device: z.string().describe('the RDMA NIC (a PCI endpoint)'),
+    buffer: z.string().describe('buffer name'),
+    ...range,
+    ...common,
+  }),
+  'rdma-write': z.strictObject({
+    op: z.literal('rdma-write').describe('an RDMA WRITE inside one MR: the NIC reads [offset, +len) through its MTT and writes it at [to, +len); the CPU checks the destination'),
+    mr: z.string().describe('memory region name'),
+    offset: size('source offset in the MR (default 0)').optional(),
+    to: size('destination offset in the MR'),
+    len: size('bytes'),
+    ...common,
+  }),
+  'rdma-dereg-mr': z.strictObject({
+    op: z.literal('rdma-dereg-mr').describe('ib_dereg_mr + ib_umem_release: the MTT entries go, the umem is unmapped and unpinned'),
+    mr: z.string().describe('memory region name'),
+    ...common,
+  }),
+  'dmabuf-export': z.strictObject({
+    op: z.literal('dmabuf-export').describe('export a dma-buf: system-heap (pages of RAM) or vfio-bar (a slice of a PCI BAR, VFIO_DEVICE_FEATURE_DMA_BUF)'),
+    name: name('dma-buf name'),
+    exporter: z.enum(['system-heap', 'vfio-bar']).describe('system-heap | vfio-bar'),
+    device: z.string().optional().describe('vfio-bar: the endpoint whose BAR 0 is exported'),
+    offset: size('vfio-bar: offset into BAR 0 (default 0)').optional(),
+    len: size('bytes'),
+    ...common,
+  }),
+  'dmabuf-import': z.strictObject({
+    op: z.literal('dmabuf-import').describe("import a dma-buf for a device: gpu (dma_buf_attach + map through the DMA API into the GPU's page table) or iommufd (an IOAS with its own domain, the buffer at IOVA 0x10000000)"),
+    name: name('import name'),
+    dmabuf: z.string().describe('dma-buf name'),
+    device: z.string().describe('the importing device'),
+    importer: z.enum(['gpu', 'iommufd']).describe('gpu | iommufd'),
+    ...common,
+  }),
+  'dmabuf-write': z.strictObject({
+    op: z.literal('dmabuf-write').describe('the importing device writes pattern bytes into the dma-buf through its import'),
+    import: z.string().describe('import name'),
+    len: size('bytes from the start (default: the whole buffer)').optional(),
+    pattern: int('pattern number (default: the step index)').optional(),
+    ...common,
+  }),
+  'dmabuf-read': z.strictObject({
+    op: z.literal('dmabuf-read').describe('the importing device reads the dma-buf through its import and checks the bytes'),
+    import: z.string().describe('import name'),
+    len: size('bytes from the start (default: the whole buffer)').optional(),
+    ...common,
+  }),
+  'dmabuf-revoke': z.strictObject({
+    op: z.literal('dmabuf-revoke').describe("the exporter revokes the dma-buf (dma_buf_move_notify / invalidate_mappings): importers' mappings are torn down"),
+    dmabuf: z.string().describe('dma-buf name'),
+    ...common,
+  }),
 } as const;
 
 export type StepOp = keyof typeof STEP_SCHEMAS;
@@ -315,7 +371,8 @@ export const STEP_OPS = Object.keys(STEP_SCHEMAS) as StepOp[];
 const S = STEP_SCHEMAS;
 const stepSchema = z.discriminatedUnion('op', [
   S.mmap, S.munmap, S.populate, S['cpu-write'], S['cpu-read'], S.pin, S.unpin, S.map, S.sync, S['device-read'], S['device-write'],
-  S.unmap, S.wait, S['block-write'], S['block-read'],
+  S.unmap, S.wait, S['block-write'], S['block-read'], S['rdma-reg-mr'], S['rdma-write'], S['rdma-dereg-mr'], S['dmabuf-export'],
+  S['dmabuf-import'], S['dmabuf-write'], S['dmabuf-read'], S['dmabuf-revoke'],
 ]);
 
 export const scenarioSchema = z.strictObject({
