@@ -7,10 +7,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { UserMm } from '../../src/index.ts';
-import {
-  ScenarioRunner, liveMappingsOf, parseScenario, renderTrace, traceBuffer, traceRange, type BufferTrace,
-} from '../../src/scenario/index.ts';
+import { ScenarioRunner, parseScenario, renderTrace, traceBuffer } from '../../src/scenario/index.ts';
 import { CHROMIUM, CHROMIUM_ARGS, REPO, WEB_OUTPUT, buildWeb, removeDir, requireChromium, serveStatic } from '../fixtures/web.ts';
 
 const PANELS = ['steps', 'memory', 'layouts', 'bytes', 'trace', 'pci', 'iommu', 'counters', 'events'];
@@ -108,7 +105,7 @@ describe('the web view in chromium', () => {
     // the library's trace of the same byte at the same step: what `phyr trace` prints
     const runner = new ScenarioRunner(parseScenario(text, { source: `${example}.yaml` }));
     for (let i = 0; i < STEPS; i++) expect(runner.step()?.ok).toBe(true);
-    const expected = renderTrace(libraryTrace(runner, 'vram', 16));
+    const expected = renderTrace(traceBuffer(runner, 'vram', 16));
     expect(shown).toBe(expected);
     // a real trace: the byte is in gpu0's BAR, reached by bus address through the switch and by IOVA
     expect(shown).toMatch(/bus address/);
@@ -146,15 +143,3 @@ describe('the web view in chromium', () => {
     await page.close();
   });
 });
-
-/** traceBuffer(runner, ...); while the runner does not name its processes yet, traceRange with its process. */
-function libraryTrace(runner: ScenarioRunner, buffer: string, offset: number): BufferTrace {
-  try {
-    return traceBuffer(runner, buffer, offset);
-  } catch (e) {
-    const b = runner.buffers.get(buffer)!;
-    const mm = (runner as unknown as { procs: Map<string, UserMm> }).procs.get(b.process);
-    if (!(e instanceof RangeError) || mm === undefined) throw e;
-    return traceRange({ machine: runner.machine, mm, buffer, process: b.process, va: b.va, len: b.len, mappings: liveMappingsOf(runner, buffer), afterStep: runner.index - 1 }, offset);
-  }
-}

@@ -38,26 +38,9 @@ interface BufferLayouts {
   readonly sources: Map<string, RowSource>;
 }
 
-/** The user address space of a scenario process, from the runner (duck-typed: the runner names it). */
+/** The user address space of a scenario process (the runner keeps one UserMm per process). */
 function processMm(runner: ScenarioRunner, name: string): UserMm | null {
-  const r = runner as unknown as {
-    process?: (n: string) => UserMm | undefined;
-    processes?: ReadonlyMap<string, UserMm>;
-    mm?: (n: string) => UserMm | undefined;
-  };
-  if (typeof r.process === 'function') return r.process(name) ?? null;
-  if (r.processes instanceof Map) return r.processes.get(name) ?? null;
-  if (typeof r.mm === 'function') return r.mm(name) ?? null;
-  // Until the runner names its processes: its private map (read only)
-  const procs = (runner as unknown as { procs?: unknown }).procs;
-  if (procs instanceof Map) return (procs.get(name) as UserMm | undefined) ?? null;
-  // fall back to a live pin of a buffer of that process: its record names the mm
-  for (const p of runner.pins.values()) {
-    const b = runner.buffers.get(p.buffer);
-    const mm = (p.handle as { pin?: { mm?: UserMm } } | null)?.pin?.mm;
-    if (b?.process === name && mm !== undefined) return mm;
-  }
-  return null;
+  return runner.processes.get(name) ?? null;
 }
 
 function backingText(b: BufferState['backing']): string {
@@ -92,11 +75,6 @@ export class ViewModel {
     return this.runner.machine;
   }
 
-  /** The user address space of the buffer's process (null: unknown). */
-  mmOf(buffer: string): UserMm | null {
-    const b = this.runner.buffers.get(buffer);
-    return b === undefined ? null : processMm(this.runner, b.process);
-  }
 
   /** Runs one step; false when nothing was left to run. */
   step(): boolean {

@@ -6,27 +6,9 @@
 import {
   hex,
 } from '../../../src/index.ts';
-import {
-  liveMappingsOf, renderTrace, traceBuffer, traceRange, traceToJson, type BufferTrace,
-} from '../../../src/scenario/index.ts';
+import { renderTrace, traceBuffer, traceToJson, type BufferTrace } from '../../../src/scenario/index.ts';
 import type { TraceAnswer, TracePoint } from '../protocol.ts';
 import type { ViewModel } from './model.ts';
-
-/** The trace as the scenario layer gives it (traceBuffer), or through traceRange with the view's process lookup. */
-function bufferTrace(vm: ViewModel, buffer: string, offset: number): BufferTrace {
-  try {
-    return traceBuffer(vm.runner, buffer, offset);
-  } catch (e) {
-    // traceBuffer needs the runner to name its processes; traceRange takes the process directly
-    const b = vm.runner.buffers.get(buffer);
-    const mm = vm.mmOf(buffer);
-    if (b === undefined || !b.live || mm === null || !(e instanceof RangeError) || !/process/.test(e.message)) throw e;
-    return traceRange({
-      machine: vm.machine, mm, buffer, process: b.process, va: b.va, len: b.len,
-      mappings: liveMappingsOf(vm.runner, buffer), afterStep: vm.runner.index - 1,
-    }, offset);
-  }
-}
 
 /** The addresses of a byte trace, by space, for the panels' marks. */
 export function tracePoints(t: BufferTrace): TracePoint[] {
@@ -51,6 +33,6 @@ export function tracePoints(t: BufferTrace): TracePoint[] {
 }
 
 export function traceOf(vm: ViewModel, buffer: string, offset: number): TraceAnswer {
-  const t = bufferTrace(vm, buffer, offset);
+  const t = traceBuffer(vm.runner, buffer, offset);
   return { buffer, offset, text: renderTrace(t), json: traceToJson(t), points: tracePoints(t) };
 }
