@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScenarioRunner, parseScenario, renderTrace, traceBuffer } from '../../src/scenario/index.ts';
+import { cli } from '../fixtures/cli.ts';
 import { CHROMIUM, CHROMIUM_ARGS, REPO, WEB_OUTPUT, buildWeb, removeDir, requireChromium, serveStatic } from '../fixtures/web.ts';
 
 const PANELS = ['steps', 'memory', 'layouts', 'bytes', 'trace', 'pci', 'iommu', 'counters', 'events'];
@@ -107,6 +108,10 @@ describe('the web view in chromium', () => {
     for (let i = 0; i < STEPS; i++) expect(runner.step()?.ok).toBe(true);
     const expected = renderTrace(traceBuffer(runner, 'vram', 16));
     expect(shown).toBe(expected);
+    // and the command line: phyr trace FILE --buffer vram --offset 16 --step 6 (after the 7th step)
+    const printed = cli(['trace', join(REPO, 'examples', `${example}.yaml`), '--buffer', 'vram', '--offset', '16', '--step', String(STEPS - 1)]);
+    expect(printed.code).toBe(0);
+    expect(printed.out.trimEnd()).toBe(shown?.trimEnd());
     // a real trace: the byte is in gpu0's BAR, reached by bus address through the switch and by IOVA
     expect(shown).toMatch(/bus address/);
     expect(shown).toMatch(/IOVA 0x[0-9a-f]+/);
