@@ -65,7 +65,7 @@ function setButtons(snap: Snapshot | null, busy: boolean): void {
   buttons.run.disabled = busy || !more;
   buttons.play.disabled = snap === null || (!more && !playing);
   buttons.play.setAttribute('aria-pressed', String(playing));
-  buttons.play.textContent = playing ? '\u23F8 Pause' : '\u25B6 Play';
+  buttons.play.textContent = playing ? '\u2016 Pause' : '\u25B6 Play';
 }
 
 async function show(snap: Snapshot): Promise<void> {

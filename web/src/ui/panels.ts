@@ -62,6 +62,9 @@ export function renderSteps(root: HTMLElement, snap: Snapshot): void {
   }
   const head = el('p', { class: 'muted' }, snap.description || snap.name);
   root.replaceChildren(head, ol);
+  // keep the next (or the failed) step in view
+  const cur = ol.querySelector<HTMLElement>('li.next, li.failed');
+  if (cur) ol.scrollTop = Math.max(0, cur.offsetTop - ol.offsetTop - ol.clientHeight / 2);
   root.closest('section')!.setAttribute('data-state', snap.state);
 }
 
@@ -311,7 +314,7 @@ export class BytesPanel {
     off.addEventListener('keydown', (e) => { if (e.key === 'Enter') goTo(Number(off.value)); });
     prev.addEventListener('click', () => goTo(this.offset - 256));
     next.addEventListener('click', () => goTo(this.offset + 256));
-    controls.append(go, prev, next);
+    controls.append(offLabel, go, prev, next);
     const help = el('p', { class: 'muted', id: 'bytes-help' }, `${formatBytes(b.len)} at ${b.va}. Arrow keys move between bytes, Enter traces one.`);
     const ans = await this.ctx.call({ type: 'bytes', buffer: b.name, offset: this.offset, len: 256 });
     const grid = el('div', { class: 'hex', role: 'grid', 'aria-label': `Bytes of ${b.name} from offset 0x${this.offset.toString(16)}` });
@@ -638,7 +641,7 @@ export class EventsPanel {
     const snap = this.ctx.snapshot;
     if (!snap) return;
     const n = snap.steps.length;
-    const width = 1000;
+    const width = 600;
     const perStep = new Map<number, number>();
     const height = 30 + Math.min(8, Math.max(1, ...[...snap.events.reduce((m, e) => m.set(e.step, (m.get(e.step) ?? 0) + 1), new Map<number, number>()).values()], 1)) * 14 + 20;
     const xs = scaleLinear().domain([-1, Math.max(1, n)]).range([30, width - 10]);
