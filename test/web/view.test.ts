@@ -62,6 +62,10 @@ describe('the web view in chromium', () => {
     await page.click('#load-paste');
     await page.waitForSelector('#status[data-state="error"]', { ...WAIT, state: 'attached' });
     expect(await page.textContent('#status')).toMatch(/machine\.ramBytes: 'lots' is not a size \(expected a size/);
+    // an uploaded file
+    await page.setInputFiles('#upload', join(REPO, 'examples', 'lazy-stale-iotlb.yaml'));
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    expect(await page.textContent('#status')).toMatch(/^lazy-stale-iotlb: 0 of 8 steps ran/);
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -420,7 +420,9 @@ export class TracePanel {
       this.clear();
       await this.ctx.onTrace();
     });
-    this.root.replaceChildren(head, t2, pre, clear);
+    const json = el('details');
+    json.append(el('summary', {}, 'The trace as JSON (phyr trace --json)'), el('pre', { tabindex: '0', 'aria-label': 'Trace JSON' }, JSON.stringify(t.json, null, 2)));
+    this.root.replaceChildren(head, t2, pre, json, clear);
   }
 }
 

@@ -1,7 +1,8 @@
 // The worker's side of the view: a scenario run (ScenarioRunner from src/scenario) and read-only
 // views of its machine, built with the model's public API (each layer's index.ts) only. Nothing here
-// changes the machine: physical addresses come from UserMm.translate, page tables from
-// dumpTablePage / iommuWalk, P2P map types from a probe machine built from the same PCI config.
+// changes the machine: pages come from the user page tables (UserMm.vmaAt / pfnAt, no fault), the
+// layouts are built from those pages without a pin, page tables are read with dumpTablePage, and P2P
+// map types are asked of a probe machine built from the same PCI config.
 
 import {
   GiB, PCI_P2PDMA_MAP_NAMES, PageArray, coalesce, createMachine, dumpTablePage, hex, iommuGetDomainForDev,
@@ -64,17 +65,11 @@ export class ViewModel {
   constructor(text: string, source: string) {
     this.scenario = parseScenario(text, { source });
     this.runner = new ScenarioRunner(this.scenario);
-    this.ensureMachine();
-  }
-
-  private ensureMachine(): void {
-    if (this.runner.machine === undefined) this.runner.reset();
   }
 
   get machine(): Machine {
     return this.runner.machine;
   }
-
 
   /** Runs one step; false when nothing was left to run. */
   step(): boolean {
@@ -100,10 +95,6 @@ export class ViewModel {
   setTrace(points: readonly TracePoint[]): void {
     this.points = points;
     this.hitCache.clear();
-  }
-
-  get tracePoints(): readonly TracePoint[] {
-    return this.points;
   }
 
   private get done(): boolean {
