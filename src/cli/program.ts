@@ -10,6 +10,7 @@ import {
 } from '../scenario/index.ts';
 import { addBlockCommand } from './block.ts';
 import { addDmabufCommand } from './dmabuf.ts';
+import { addPremapCommand } from './premap.ts';
 import { addDmaOpsCommand } from './dma-ops.ts';
 import { addRdmaCommand } from './rdma.ts';
 import { addTraceCommand } from './trace.ts';
@@ -206,6 +207,7 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
   addDmaOpsCommand(program, (s) => io.stdout.write(s));
   addRdmaCommand(program, (s) => io.stdout.write(s));
   addTraceCommand(program, (s) => io.stdout.write(s));
+  addPremapCommand(program, (s) => io.stdout.write(s));
   const scenarioIo: ScenarioCliIo = {
     out: (s) => io.stdout.write(s),
     err: (s) => io.stderr.write(s),

@@ -3,7 +3,8 @@
 // hba (a SCSI-style SG list built with it); block, nvme; dmabuf (the dma-buf core and its heap and
 // GPU exporters); vfio (BAR slices exported as dma-bufs); gpu (a GPU with its own page table);
 // iommufd (IOAS with its own IOMMU domain, dma-buf import); rdma (umem from phyrs, mlx5-style MR +
-// MTT, the RDMA NIC model beside it); hmm (HMM DMA map, ODP MRs on the rdma NIC). Each
+// MTT, the RDMA NIC model beside it); hmm (HMM DMA map, ODP MRs on the rdma NIC); premap (pre-mapped
+// dma-buf I/O to NVMe, the RFC "dmabuf read/write via io_uring"). Each
 // folder's index.ts is what the others may use.
 // Device models sit beside their driver (nvme-ctrl: the NVMe controller) because they do DMA through
 // the DMA layer's device engines.
@@ -19,3 +20,4 @@ export * from './gpu/index.ts';
 export * from './iommufd/index.ts';
 export * from './rdma/index.ts';
 export * from './hmm/index.ts';
+export * from './premap/index.ts';

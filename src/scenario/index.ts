@@ -6,5 +6,6 @@ export * from './dmabuf.ts';
 export * from './dma-ops.ts';
 export * from './odp.ts';
 export * from './rdma.ts';
+export * from './premap.ts';
 export * from './file/index.ts';
 export * from './trace/index.ts';

@@ -171,6 +171,9 @@ export function gpuBoMigrate(bo: GpuBo, to: GpuPlacement): Result<void> {
     // so a dynamic importer that unmaps in its callback has no DMA outstanding on the old place
     buf.resv.waitTimeout(DMA_RESV_USAGE_BOOKKEEP);
     dmaBufInvalidateMappings(buf);
+    // and the fences importers added while invalidating (a map still used by queued requests): the
+    // move's copy depends on every fence of the reservation object, as TTM schedules it
+    buf.resv.waitTimeout(DMA_RESV_USAGE_BOOKKEEP);
     dmaBufDropStaleMappings(buf, `move of ${buf.name} to ${to}`);
   }
   const src = bo.ranges();

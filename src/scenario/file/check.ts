@@ -244,6 +244,8 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   const maps = new Map<string, { method: string; step: number }>();
   const mapsEver = new Map<string, { method: string }>();
   const at = (i: number, f: string): string => `steps[${i}].${f}`;
+  const tokens = new Map<string, { len: number; dmabuf: boolean; step: number }>();
+  const tokensEver = new Set<string>();
 
   const needBuffer = (i: number, name: string, field = 'buffer'): boolean => {
     if (!bufLen.has(name)) {
@@ -409,6 +411,35 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
           if (len % 512 !== 0) issues.push(issue(at(i, 'len'), len, `an I/O of ${len} bytes is not whole 512-byte sectors`, 'a multiple of 512'));
         }
         break;
+      case 'premap-register':
+        needDevice(i, s.device, nvme, 'NVMe device');
+        if (tokens.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `registered buffer '${s.name}' is still registered (steps[${tokens.get(s.name)!.step}])`, 'a new name or a premap-unregister first'));
+        if ((s.buffer === undefined) === (s.len === undefined)) {
+          issues.push(issue(at(i, s.buffer === undefined ? 'buffer' : 'len'), undefined, s.buffer === undefined ? 'neither buffer nor len is given' : 'both buffer and len are given', 'exactly one of buffer (a user buffer), len (a new dma-buf)'));
+        } else if (s.buffer !== undefined) {
+          if (needBuffer(i, s.buffer)) tokens.set(s.name, { len: bufLen.get(s.buffer)!, dmabuf: false, step: i });
+        } else if (s.len !== undefined) {
+          if (s.len % 4096 !== 0) issues.push(issue(at(i, 'len'), s.len, `a dma-buf of ${s.len} bytes is not whole 4 KiB pages`, 'a multiple of 4096'));
+          tokens.set(s.name, { len: s.len, dmabuf: true, step: i });
+        }
+        tokensEver.add(s.name);
+        break;
+      case 'premap-write': case 'premap-read': case 'premap-invalidate': case 'premap-unregister': {
+        const t = tokens.get(s.token);
+        if (t === undefined) {
+          issues.push(issue(at(i, 'token'), s.token, tokensEver.has(s.token) ? `registered buffer '${s.token}' is used after its premap-unregister` : `unknown registered buffer '${s.token}'`,
+            tokens.size === 0 ? 'a premap-register step for it earlier' : `a registered buffer: ${[...tokens.keys()].join(', ')}`));
+        } else if (s.op === 'premap-unregister') {
+          tokens.delete(s.token);
+        } else if (s.op === 'premap-invalidate') {
+          if (!t.dmabuf) issues.push(issue(at(i, 'token'), s.token, `registered buffer '${s.token}' is a user buffer: it has no exporter to invalidate it`, 'a dma-buf registered with len'));
+        } else {
+          checkRange(i, t.len, `registered buffer '${s.token}'`, s.offset, s.len);
+          const len = s.len ?? t.len - (s.offset ?? 0);
+          if (len % 512 !== 0) issues.push(issue(at(i, 'len'), len, `an I/O of ${len} bytes is not whole 512-byte sectors`, 'a multiple of 512'));
+        }
+        break;
+      }
     }
   });
 }

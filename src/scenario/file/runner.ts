@@ -13,10 +13,12 @@ import {
   dmaUnmapSgtable, type DmaDataDirection,
 } from '../../dma/index.ts';
 import {
-  IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, dmaBufPut, dmaBufRevoke,
-  gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr, ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease,
-  iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMapDmabuf, nvmeProbe, nvmeRemove, rdmaProbe, rdmaRemove, systemHeapAlloc, umemMap,
-  vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl, type UmemMethod,
+  IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, dmaBufInvalidateMappings,
+  dmaBufPut, dmaBufRevoke, dmaBufUnrevoke, gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr,
+  ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMapDmabuf, nvmeProbe, nvmeRemove,
+  premapComplete, premapIssue, premapRegisterDmabuf, premapRegisterUserBuffer, premapUnregister, rdmaProbe, rdmaRemove, systemHeapAlloc,
+  umemMap, vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl,
+  type PremapToken, type SystemHeapBuffer, type UmemMethod,
 } from '../../drivers/index.ts';
 import { iommuDmaFlushQueueTick, iommuGetDmaDomain } from '../../iommu/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../../machine/index.ts';
@@ -124,6 +126,8 @@ export class ScenarioRunner {
   private gpus = new Map<string, Gpu>();
   private dmabufs = new Map<string, { buf: DmaBuf; shadow: Shadow }>();
   private imports = new Map<string, { dmabuf: string; device: string; gpu: GpuImport | null; ioas: Ioas | null }>();
+  /** Registered buffers (premap-register): the token, its device, and its bytes' shadow (the user buffer's, or the dma-buf's own). */
+  private tokens = new Map<string, { token: PremapToken; device: string; buf: DmaBuf | null; buffer: string | null; shadow: Shadow }>();
   private since: Record<string, number> = {};
   private eventsFrom = 0;
 
@@ -214,6 +218,7 @@ export class ScenarioRunner {
     this.gpus = new Map();
     this.dmabufs = new Map();
     this.imports = new Map();
+    this.tokens = new Map();
     this.build();
   }
 
@@ -344,6 +349,16 @@ export class ScenarioRunner {
         dmaBufRevoke(d.buf);
         return { summary: `revoked ${s.dmabuf}: every importer's mapping torn down` };
       }
+      case 'premap-register': return this.premapRegister(s.name, s.device, s.buffer, s.len);
+      case 'premap-write': case 'premap-read':
+        return this.premapIo(s.op === 'premap-write', s.token, s.offset, s.len, s.lba ?? 0, s.nowait === true, s.op === 'premap-write' ? s.pattern ?? i : 0);
+      case 'premap-invalidate': return this.premapInvalidate(s.token, s.how);
+      case 'premap-unregister': {
+        const t = this.tokens.get(s.token)!;
+        this.premapRelease(t);
+        this.tokens.delete(s.token);
+        return { summary: `unregistered ${s.token}: in-flight I/O waited for, unmapped${t.buf !== null ? ', detached' : ', unpinned'}` };
+      }
     }
   }
 
@@ -453,6 +468,109 @@ export class ScenarioRunner {
     if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
     const c = countMismatches(r.value, d.shadow.expected(0, n));
     return { summary: `${what}: ${checkText(c.checked, c.bad)}`, mismatch: c.bad, data: { checked: c.checked, mismatched: c.bad } };
+  }
+
+  private nvmeOf(devName: string): { ctrl: NvmeCtrl; ns: Shadow } | Outcome {
+    let n = this.nvme.get(devName);
+    if (n === undefined) {
+      const p = nvmeProbe(this.dev(devName));
+      if (!p.ok) return { summary: `nvme probe ${devName}: ${p.errno}${p.message ? ` (${p.message})` : ''}`, errno: p.errno };
+      n = { ctrl: p.value, ns: new Shadow() };
+      this.nvme.set(devName, n);
+    }
+    return n;
+  }
+
+  private premapRegister(name: string, devName: string, bufName: string | undefined, len: number | undefined): Outcome {
+    const n = this.nvmeOf(devName);
+    if (!('ctrl' in n)) return n;
+    if (bufName !== undefined) {
+      const b = this.buffer(bufName).state;
+      const r = premapRegisterUserBuffer(n.ctrl, this.procs.get(b.process)!, b.va, b.len);
+      if (!r.ok) return { summary: `register ${bufName} kept mapped for ${devName}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+      this.tokens.set(name, { token: r.value, device: devName, buf: null, buffer: bufName, shadow: this.shadows.get(bufName)! });
+      return { summary: `registered ${bufName} (${formatBytes(b.len)}) for ${devName} kept mapped: ${formatCount(r.value.map!.dmaList.length)} pre-mapped 4 KiB pages` };
+    }
+    const buf = systemHeapAlloc(this.m, len!);
+    if (!buf.ok) return { summary: `system heap dma-buf of ${formatBytes(len!)}: ${buf.errno}`, errno: buf.errno };
+    const r = premapRegisterDmabuf(n.ctrl, buf.value);
+    if (!r.ok) {
+      dmaBufPut(buf.value);
+      return { summary: `register a ${formatBytes(len!)} dma-buf for ${devName}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+    }
+    this.tokens.set(name, { token: r.value, device: devName, buf: buf.value, buffer: null, shadow: new Shadow() });
+    return { summary: `registered a ${formatBytes(len!)} system-heap dma-buf as ${name} for ${devName} (mapped on its first I/O)` };
+  }
+
+  /** The dma-buf's bytes [off, off+n): through its pages (the CPU's view). */
+  private dmabufBytes(buf: DmaBuf, off: number, n: number, write?: Uint8Array): Uint8Array {
+    const pages = (buf.priv as SystemHeapBuffer).pages;
+    const out = new Uint8Array(n);
+    let base = 0, at = 0;
+    for (let k = 0; k < pages.count && at < n; k++) {
+      const rl = pages.lenAt(k);
+      if (off + at < base + rl) {
+        const c = Math.min(rl - (off + at - base), n - at);
+        const a = pages.addrAt(k) + BigInt(off + at - base);
+        if (write) this.m.mem.write(a, write.subarray(at, at + c));
+        else out.set(this.m.mem.read(a, c), at);
+        at += c;
+      }
+      base += rl;
+    }
+    return out;
+  }
+
+  private premapIo(write: boolean, name: string, offset: number | undefined, len: number | undefined, lba: number, nowait: boolean, pattern: number): Outcome {
+    const t = this.tokens.get(name)!;
+    const n = this.nvme.get(t.device)!;
+    const off = offset ?? 0;
+    const bytes = len ?? t.token.size - off;
+    if (write && t.buf !== null) {
+      // the application fills its dma-buf range (through its CPU mapping) before the write
+      const seed = this.patternSeed(pattern);
+      this.dmabufBytes(t.buf, off, bytes, Shadow.bytes(bytes, seed));
+      t.shadow.write(off, bytes, seed);
+    }
+    const what = `${write ? 'write' : 'read'} ${formatBytes(bytes)} ${write ? `${name}+${off} -> ${t.device} LBA ${lba}` : `${t.device} LBA ${lba} -> ${name}+${off}`}`;
+    const io = premapIssue(t.token, write ? REQ_OP_WRITE : REQ_OP_READ, BigInt(lba), off, bytes, { nowait });
+    if (!io.ok) return { summary: `${what}: ${io.errno}${io.message ? ` (${io.message})` : ''}`, errno: io.errno };
+    const done = premapComplete(io.value);
+    const figures = `${io.value.cmds.length} command${io.value.cmds.length === 1 ? '' : 's'}, PRP list ${formatBytes(io.value.descriptorBytes)}`;
+    if (!done.ok) return { summary: `${what}: ${done.errno} after ${figures}`, errno: done.errno };
+    let got: Uint8Array;
+    if (write) got = n.ctrl.controller.readBlocks(1, BigInt(lba), bytes / 512);
+    else if (t.buf !== null) got = this.dmabufBytes(t.buf, off, bytes);
+    else {
+      const b = this.buffer(t.buffer!).state;
+      const r = this.procs.get(b.process)!.readUser(b.va + BigInt(off), bytes);
+      got = r.ok ? r.value : new Uint8Array(bytes);
+    }
+    const c = countMismatches(got, write ? t.shadow.expected(off, bytes) : n.ns.expected(lba * 512, bytes));
+    if (write) n.ns.copyFrom(t.shadow, off, lba * 512, bytes);
+    else t.shadow.copyFrom(n.ns, lba * 512, off, bytes);
+    return { summary: `${what}: ${figures}; ${checkText(c.checked, c.bad)}`, mismatch: c.bad, data: { commands: io.value.cmds.length, descriptorBytes: io.value.descriptorBytes, checked: c.checked, mismatched: c.bad } };
+  }
+
+  private premapInvalidate(name: string, how: 'move-notify' | 'revoke' | 'unrevoke'): Outcome {
+    const t = this.tokens.get(name)!;
+    const buf = t.buf!;
+    if (how === 'revoke') dmaBufRevoke(buf);
+    else if (how === 'unrevoke') dmaBufUnrevoke(buf);
+    else {
+      buf.resv.lock();
+      dmaBufInvalidateMappings(buf);
+      buf.resv.unlock();
+    }
+    const what = how === 'unrevoke' ? 'maps may be made again'
+      : how === 'revoke' ? 'the map is dropped and, its I/O done, unmapped; new maps fail until unrevoke'
+        : 'the map is dropped; the next I/O re-maps from io-wq';
+    return { summary: `${how} of ${name}: ${what}` };
+  }
+
+  private premapRelease(t: { token: PremapToken; buf: DmaBuf | null }): void {
+    premapUnregister(t.token);
+    if (t.buf !== null) dmaBufPut(t.buf);
   }
 
   private buffer(name: string): Live<BufferState> {
@@ -573,10 +691,9 @@ export class ScenarioRunner {
     const what = `${METHOD_TEXT[s.method]} ${s.pin ?? `${bufName}+${offText(offset)}`} -> ${s.device} ${dirName}${attrs ? ` attrs ${(s.attrs ?? []).join('|')}` : ''}`;
     if (!r.ok) return { summary: `${what}: ${r.errno} (${r.message})`, errno: r.errno };
     const state: MappingState = {
-      name: s.name, device: s.device, method: s.method, dir: dirName, attrs: s.attrs ?? [], source: s.pin ?? bufName,
+      name: s.name, device: s.device, method: s.method, dir: dirName, attrs: s.attrs ?? [], source: s.pin ?? bufName, buffer: bufName,
       offset, len, handle: r.handle, segments: r.segments, live: true,
     };
-    (state as { buffer?: string }).buffer = bufName;
     this.maps.set(s.name, { state, undo: r.undo });
     const n = r.segments.length;
     const first = n > 0 ? ` first 0x${r.segments[0].dmaAddr.toString(16)}` : '';
@@ -712,7 +829,7 @@ export class ScenarioRunner {
     const dev = this.dev(mp.device);
     const off = offset ?? 0;
     const n = len ?? mp.len - off;
-    const bufName = (mp as { buffer?: string }).buffer ?? mp.source;
+    const bufName = mp.buffer;
     const shadow = this.shadows.get(bufName);
     const windows: Array<[number, number]> = len === undefined && n > SAMPLE_ABOVE ? verifyWindows(n, 16, 4096).map(([o, l]) => [off + o, l]) : [[off, n]];
     const sampled = windows.length > 1 ? ` (${windows.length} sampled 4 KiB windows)` : '';
@@ -810,6 +927,11 @@ export class ScenarioRunner {
       tornDown.push(`import ${k}`);
     }
     this.imports.clear();
+    for (const [k, v] of [...this.tokens].reverse()) {
+      this.premapRelease(v);
+      tornDown.push(`registered buffer ${k}`);
+    }
+    this.tokens.clear();
     for (const [k, v] of [...this.maps].reverse()) {
       v.undo();
       tornDown.push(`mapping ${k}`);

@@ -359,8 +359,44 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'dmabuf-revoke': z.strictObject({
-    op: z.literal('dmabuf-revoke').describe("the exporter revokes the dma-buf (dma_buf_move_notify / invalidate_mappings): importers' mappings are torn down"),
+    op: z.literal('dmabuf-revoke').describe("the exporter revokes the dma-buf (vfio_pci_dma_buf_move() -> dma_buf_invalidate_mappings()): importers' mappings are torn down"),
     dmabuf: z.string().describe('dma-buf name'),
+    ...common,
+  }),
+  'premap-register': z.strictObject({
+    op: z.literal('premap-register').describe('register a buffer for pre-mapped I/O to an NVMe device: a new system-heap dma-buf of len bytes (the RFC "dmabuf read/write via io_uring": mapped on its first I/O, invalidated by move_notify / revoke), or a user buffer pinned and mapped once (IORING_REGISTER_MAP_BUFFERS)'),
+    name: name('registered buffer (token) name'),
+    device: z.string().describe('an NVMe endpoint (pci node with nvme)'),
+    buffer: z.string().optional().describe('user buffer to register kept mapped (4 KiB aligned; the whole buffer)'),
+    len: size('bytes of a new system-heap dma-buf (a multiple of 4 KiB, at most 1 GiB)').optional(),
+    ...common,
+  }),
+  'premap-write': z.strictObject({
+    op: z.literal('premap-write').describe('IORING_OP_WRITE_FIXED from a registered buffer: PRPs from the pre-mapped addresses, no per-I/O mapping (a dma-buf range is first filled with pattern bytes by the CPU)'),
+    token: z.string().describe('registered buffer name'),
+    ...range,
+    lba: int('first logical block (default 0)').optional(),
+    nowait: z.boolean().optional().describe('RWF_NOWAIT: an EAGAIN (no live map after an invalidation) fails the I/O instead of going to io-wq, which re-maps'),
+    pattern: int('pattern number of a dma-buf fill (default: the step index)').optional(),
+    ...common,
+  }),
+  'premap-read': z.strictObject({
+    op: z.literal('premap-read').describe('IORING_OP_READ_FIXED into a registered buffer; the bytes are checked'),
+    token: z.string().describe('registered buffer name'),
+    ...range,
+    lba: int('first logical block (default 0)').optional(),
+    nowait: z.boolean().optional().describe('RWF_NOWAIT: an EAGAIN fails the I/O instead of going to io-wq'),
+    ...common,
+  }),
+  'premap-invalidate': z.strictObject({
+    op: z.literal('premap-invalidate').describe("the dma-buf's exporter: move-notify (dma_buf_invalidate_mappings under the reservation lock), revoke (and wait for fences), or unrevoke"),
+    token: z.string().describe('registered dma-buf name'),
+    how: z.enum(['move-notify', 'revoke', 'unrevoke']).describe('move-notify | revoke | unrevoke'),
+    ...common,
+  }),
+  'premap-unregister': z.strictObject({
+    op: z.literal('premap-unregister').describe('unregister: wait for in-flight I/O, unmap, detach (a user buffer: unmap and unpin)'),
+    token: z.string().describe('registered buffer name'),
     ...common,
   }),
 } as const;
@@ -372,7 +408,8 @@ const S = STEP_SCHEMAS;
 const stepSchema = z.discriminatedUnion('op', [
   S.mmap, S.munmap, S.populate, S['cpu-write'], S['cpu-read'], S.pin, S.unpin, S.map, S.sync, S['device-read'], S['device-write'],
   S.unmap, S.wait, S['block-write'], S['block-read'], S['rdma-reg-mr'], S['rdma-write'], S['rdma-dereg-mr'], S['dmabuf-export'],
-  S['dmabuf-import'], S['dmabuf-write'], S['dmabuf-read'], S['dmabuf-revoke'],
+  S['dmabuf-import'], S['dmabuf-write'], S['dmabuf-read'], S['dmabuf-revoke'], S['premap-register'], S['premap-write'], S['premap-read'],
+  S['premap-invalidate'], S['premap-unregister'],
 ]);
 
 export const scenarioSchema = z.strictObject({

@@ -196,6 +196,8 @@ export interface MappingState {
   readonly attrs: readonly string[];
   /** The pin (or buffer) it maps. */
   readonly source: string;
+  /** The buffer whose bytes it maps. */
+  readonly buffer: string;
   /** Offset into the buffer of the first mapped byte, and the bytes mapped. */
   readonly offset: number;
   readonly len: number;
