@@ -24,6 +24,9 @@ export class Iotlb {
   /** Most entries held; the oldest of a size is evicted first. */
   readonly capacity: number;
   private readonly bySize = new Map<number, Map<number, IotlbEntry>>();
+  /** bySize's keys and values in insertion order, as arrays: the per-invalidation walk allocates no iterator. */
+  private readonly sizeLg2: number[] = [];
+  private readonly sizeMaps: Array<Map<number, IotlbEntry>> = [];
   private count = 0;
 
   constructor(capacity = 4096) {
@@ -38,9 +41,11 @@ export class Iotlb {
 
   /** The cached translation covering an IOVA frame, if any. */
   lookup(iovaPfn: number): IotlbEntry | undefined {
-    for (const [lg2, m] of this.bySize) {
+    if (this.count === 0) return undefined;
+    for (let k = 0; k < this.sizeMaps.length; k++) {
+      const m = this.sizeMaps[k];
       if (m.size === 0) continue;
-      const span = 2 ** lg2;
+      const span = 2 ** this.sizeLg2[k];
       const e = m.get(iovaPfn - (iovaPfn % span));
       if (e !== undefined) return e;
     }
@@ -53,6 +58,8 @@ export class Iotlb {
     if (m === undefined) {
       m = new Map();
       this.bySize.set(e.leafLg2, m);
+      this.sizeLg2.push(e.leafLg2);
+      this.sizeMaps.push(m);
     }
     if (!m.has(e.leafIovaPfn)) {
       if (this.count >= this.capacity) this.evictOne();
@@ -74,10 +81,13 @@ export class Iotlb {
 
   /** Drops every entry whose leaf overlaps frames [startPfn, endPfn). Returns how many. */
   invalidateRange(startPfn: number, endPfn: number): number {
+    // nothing cached (the common case between a strict unmap and the next device access)
+    if (this.count === 0) return 0;
     let n = 0;
-    for (const [lg2, m] of this.bySize) {
+    for (let s = 0; s < this.sizeMaps.length; s++) {
+      const m = this.sizeMaps[s];
       if (m.size === 0) continue;
-      const span = 2 ** lg2;
+      const span = 2 ** this.sizeLg2[s];
       const first = startPfn - (startPfn % span);
       const leaves = Math.ceil((endPfn - first) / span);
       if (leaves <= m.size) {

@@ -5,7 +5,7 @@
 // Frame numbers (pfn, in granules) are plain numbers internally (exact below 2^53) and bigint at
 // the public inspection boundary.
 // Model deviation: one CPU, so one loaded/prev magazine pair per size. A chunked sorted array
-// (RangeStore: O(log n) search, O(sqrt n)-bounded insert/delete) stands in for the rbtree (same
+// (RangeStore: O(log n) search, chunk-bounded insert/delete, O(1) at the bottom) stands in for the rbtree (same
 // order, same search from the cached nodes); reserve_iova merges overlapping ranges into one
 // instead of trimming the new one.
 
@@ -44,8 +44,11 @@ const RCACHE_ROUND_LIMIT = 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1);
  * The allocator's ranges [lo, hi] in ascending order of lo, as a list of sorted chunks of at most
  * CHUNK_MAX ranges, so an insert or delete moves at most one chunk's worth of entries (a flat sorted
  * array moved everything above the insertion point: quadratic for top-down allocation).
- * A position is chunk * CHUNK_MAX + index; `end` (chunkCount * CHUNK_MAX) stands for the anchor
- * above every range and -1 for "before the first". Positions are valid until the next change.
+ * Each chunk stores its ranges in DESCENDING order (logical index j at array index length - 1 - j):
+ * top-down allocation inserts below every range, which is then a push onto the first chunk, and
+ * freeing the lowest range a pop, instead of moving the whole chunk.
+ * A position is chunk * CHUNK_MAX + logical index; `end` (chunkCount * CHUNK_MAX) stands for the
+ * anchor above every range and -1 for "before the first". Positions are valid until the next change.
  */
 class RangeStore {
   private readonly los: number[][] = [];
@@ -59,11 +62,13 @@ class RangeStore {
   }
 
   lo(p: number): number {
-    return this.los[Math.floor(p / CHUNK_MAX)][p % CHUNK_MAX];
+    const l = this.los[Math.floor(p / CHUNK_MAX)];
+    return l[l.length - 1 - (p % CHUNK_MAX)];
   }
 
   hi(p: number): number {
-    return this.his[Math.floor(p / CHUNK_MAX)][p % CHUNK_MAX];
+    const h = this.his[Math.floor(p / CHUNK_MAX)];
+    return h[h.length - 1 - (p % CHUNK_MAX)];
   }
 
   /** The position before p (-1 when p is the first). */
@@ -83,20 +88,23 @@ class RangeStore {
   /** The first position whose lo is > pfn (strict) or >= pfn (not strict); end when none. */
   private bound(pfn: number, strict: boolean): number {
     const los = this.los;
-    // last chunk whose first lo is below (or at, when strict) pfn
+    // last chunk whose first (lowest) lo is below (or at, when strict) pfn
     let a = 0, b = los.length;
     while (a < b) {
       const m = (a + b) >> 1;
-      const f = los[m][0];
+      const lm = los[m];
+      const f = lm[lm.length - 1];
       if (strict ? f <= pfn : f < pfn) a = m + 1; else b = m;
     }
     if (a === 0) return 0;
     const c = a - 1;
     const l = los[c];
+    const top = l.length - 1;
     let x = 0, y = l.length;
     while (x < y) {
       const m = (x + y) >> 1;
-      if (strict ? l[m] <= pfn : l[m] < pfn) x = m + 1; else y = m;
+      const v = l[top - m];
+      if (strict ? v <= pfn : v < pfn) x = m + 1; else y = m;
     }
     return x < l.length ? c * CHUNK_MAX + x : (c + 1) * CHUNK_MAX;
   }
@@ -123,19 +131,23 @@ class RangeStore {
     let c = Math.floor(p / CHUNK_MAX), j = p % CHUNK_MAX;
     if (c === this.los.length) { c--; j = this.los[c].length; }
     const l = this.los[c], h = this.his[c];
-    if (j === l.length) { l.push(lo); h.push(hi); } else { l.splice(j, 0, lo); h.splice(j, 0, hi); }
+    // logical j is array index length - j: below every range of the chunk, a push
+    const k = l.length - j;
+    if (k === l.length) { l.push(lo); h.push(hi); } else { l.splice(k, 0, lo); h.splice(k, 0, hi); }
     if (l.length >= CHUNK_MAX) {
-      const half = l.length >> 1;
-      this.los.splice(c + 1, 0, l.splice(half));
-      this.his.splice(c + 1, 0, h.splice(half));
+      // the upper half (logical [half, length), the array's front) becomes the next chunk
+      const up = l.length - (l.length >> 1);
+      this.los.splice(c + 1, 0, l.splice(0, up));
+      this.his.splice(c + 1, 0, h.splice(0, up));
     }
   }
 
   /** Removes the range at position p. */
   removeAt(p: number): void {
-    const c = Math.floor(p / CHUNK_MAX), j = p % CHUNK_MAX;
+    const c = Math.floor(p / CHUNK_MAX);
     const l = this.los[c], h = this.his[c];
-    if (j === l.length - 1) { l.pop(); h.pop(); } else { l.splice(j, 1); h.splice(j, 1); }
+    const k = l.length - 1 - (p % CHUNK_MAX);
+    if (k === l.length - 1) { l.pop(); h.pop(); } else { l.splice(k, 1); h.splice(k, 1); }
     this.size--;
     if (l.length === 0) {
       this.los.splice(c, 1);
@@ -147,7 +159,7 @@ class RangeStore {
   *all(): IterableIterator<[number, number]> {
     for (let c = 0; c < this.los.length; c++) {
       const l = this.los[c], h = this.his[c];
-      for (let j = 0; j < l.length; j++) yield [l[j], h[j]];
+      for (let k = l.length - 1; k >= 0; k--) yield [l[k], h[k]];
     }
   }
 }

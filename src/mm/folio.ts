@@ -9,13 +9,16 @@ export type FolioKind = (typeof FolioKind)[keyof typeof FolioKind];
 /** 2^k for every folio order. */
 const POW2 = Float64Array.from({ length: 64 }, (_, k) => 2 ** k);
 
-/** Empty and deleted slots of the head-pfn index. */
-const SLOT_EMPTY = 0, SLOT_DELETED = -1;
+/** Head pfns per chunk of the head-pfn index (64 KiB of Int32 each). */
+const INDEX_CHUNK = 16384;
 
 /**
  * Folio records for allocated folios only: head pfn, order, refcount, pincount, kind as columns,
- * plus an index head pfn -> record index (open addressing in an Int32Array, so that millions of
- * folios cost the garbage collector nothing to trace). Free memory has no record. The columns are public for reading
+ * plus an index head pfn -> record index: for order-0 folios Int32Array chunks of INDEX_CHUNK
+ * frames, made where folios are (millions of folios cost the garbage collector nothing to trace,
+ * and the folios of one populate, which come from a few memory blocks, share a few chunks instead
+ * of scattering over a hash table); for large folios, which are few and far apart, a Map. Free
+ * memory has no record. The columns are public for reading
  * (GUP's hot loops); counts change only through get / dropRefs / pin / pinEach / unpinBatch.
  *
  * Model deviation: the kernel counts a pin of a small folio as GUP_PIN_COUNTING_BIAS (1024) extra
@@ -30,11 +33,13 @@ export class FolioTable {
   refcount = new Int32Array(1024);
   pincount = new Int32Array(1024);
   kind = new Uint8Array(1024);
-  /** Record index + 1 per slot (SLOT_EMPTY, SLOT_DELETED), probed linearly from hashSlot(head). */
-  private slots = new Int32Array(2048);
-  /** 32 - log2(slots.length): Fibonacci hashing keeps the top bits of the product. */
-  private shift = 21;
-  private slotsUsed = 0;
+  /** Order-0 folios: record index + 1 per head pfn (0: none), by chunk number floor(pfn / INDEX_CHUNK). */
+  private readonly chunks = new Map<number, Int32Array>();
+  /** Large folios: record index + 1 by head pfn. */
+  private readonly large = new Map<number, number>();
+  /** The chunk last looked up (lookups come in runs inside one chunk). */
+  private lastKey = -1;
+  private lastChunk: Int32Array | undefined = undefined;
   private live = 0;
   private readonly freeIdx: number[] = [];
   private used = 0;
@@ -46,33 +51,35 @@ export class FolioTable {
     return this.live;
   }
 
-  private hashSlot(pfn: number): number {
-    const lo = pfn % 4294967296, hi = (pfn - lo) / 4294967296;
-    return Math.imul((lo | 0) ^ Math.imul(hi | 0, 0x85ebca77), 0x9e3779b9) >>> this.shift;
-  }
-
-  /** The slot holding head pfn, or -1. */
-  private slotOf(pfn: number): number {
-    const slots = this.slots, mask = slots.length - 1, head = this.head;
-    for (let i = this.hashSlot(pfn); ; i = (i + 1) & mask) {
-      const v = slots[i];
-      if (v === SLOT_EMPTY) return -1;
-      if (v > 0 && head[v - 1] === pfn) return i;
+  /** The index chunk of pfn, or undefined when it holds no head (made when `make`). */
+  private chunkOf(key: number, make: boolean): Int32Array | undefined {
+    if (key === this.lastKey) return this.lastChunk;
+    let c = this.chunks.get(key);
+    if (c === undefined) {
+      if (!make) return undefined;
+      c = new Int32Array(INDEX_CHUNK);
+      this.chunks.set(key, c);
     }
+    this.lastKey = key;
+    this.lastChunk = c;
+    return c;
   }
 
-  private insertSlot(pfn: number, idx: number): void {
-    if ((this.slotsUsed + 1) * 2 > this.slots.length) this.rehash(this.live * 4 > this.slots.length ? this.slots.length * 2 : this.slots.length);
-    const slots = this.slots, mask = slots.length - 1;
-    let i = this.hashSlot(pfn);
-    while (slots[i] > 0) i = (i + 1) & mask;
-    if (slots[i] === SLOT_EMPTY) this.slotsUsed++;
-    slots[i] = idx + 1;
+  /** Record index + 1 of the folio headed at pfn, 0 for none. */
+  private indexAt(pfn: number): number {
+    const key = Math.floor(pfn / INDEX_CHUNK);
+    const c = this.chunkOf(key, false);
+    return c === undefined ? 0 : c[pfn - key * INDEX_CHUNK];
+  }
+
+  private setIndex(pfn: number, v: number): void {
+    const key = Math.floor(pfn / INDEX_CHUNK);
+    this.chunkOf(key, true)![pfn - key * INDEX_CHUNK] = v;
   }
 
   /**
    * Makes room for `extra` more records at once (a populate of many pages): one growth of the
-   * columns and one rebuild of the index instead of one per doubling as the records arrive.
+   * columns instead of one per doubling as the records arrive.
    */
   reserve(extra: number): void {
     const want = this.used + extra;
@@ -80,26 +87,6 @@ export class FolioTable {
       let n = this.head.length;
       while (n < want) n *= 2;
       this.growTo(n);
-    }
-    let size = this.slots.length;
-    while ((this.live + extra + 1) * 2 > size) size *= 2;
-    if (size !== this.slots.length) this.rehash(size);
-  }
-
-  /** Rebuilds the index with `size` slots (dropping deleted ones). */
-  private rehash(size: number): void {
-    const old = this.slots;
-    this.slots = new Int32Array(size);
-    this.shift = 32 - Math.log2(size);
-    this.slotsUsed = 0;
-    const slots = this.slots, mask = size - 1;
-    for (let k = 0; k < old.length; k++) {
-      const v = old[k];
-      if (v <= 0) continue;
-      let i = this.hashSlot(this.head[v - 1]);
-      while (slots[i] !== SLOT_EMPTY) i = (i + 1) & mask;
-      slots[i] = v;
-      this.slotsUsed++;
     }
   }
 
@@ -132,7 +119,8 @@ export class FolioTable {
     this.refcount[idx] = refcount;
     this.pincount[idx] = 0;
     this.kind[idx] = kind;
-    this.insertSlot(headPfn, idx);
+    if (order === 0) this.setIndex(headPfn, idx + 1);
+    else this.large.set(headPfn, idx + 1);
     this.live++;
     this.perOrder[order]++;
     return idx;
@@ -140,8 +128,10 @@ export class FolioTable {
 
   /** Deletes a record (the folio was freed). */
   remove(idx: number): void {
-    const slot = this.slotOf(this.head[idx]);
-    if (slot >= 0) this.slots[slot] = SLOT_DELETED;
+    const h = this.head[idx];
+    if (this.order[idx] !== 0) {
+      if (this.large.get(h) === idx + 1) this.large.delete(h);
+    } else if (this.indexAt(h) === idx + 1) this.setIndex(h, 0);
     this.live--;
     this.perOrder[this.order[idx]]--;
     this.refcount[idx] = 0;
@@ -220,16 +210,16 @@ export class FolioTable {
     for (let o = 0; o < 64; o++) {
       if (po[o] === 0) continue;
       const size = POW2[o];
-      const slot = this.slotOf(pfn - (pfn % size));
-      if (slot >= 0 && this.order[this.slots[slot] - 1] === o) return this.slots[slot] - 1;
+      const v = o === 0 ? this.indexAt(pfn) : this.large.get(pfn - (pfn % size)) ?? 0;
+      if (v > 0 && this.order[v - 1] === o) return v - 1;
     }
     return -1;
   }
 
   /** The record index of the folio whose head is exactly pfn, or -1. */
   byHeadPfn(pfn: number): number {
-    const slot = this.slotOf(pfn);
-    return slot < 0 ? -1 : this.slots[slot] - 1;
+    const v = this.indexAt(pfn);
+    return v > 0 ? v - 1 : (this.large.get(pfn) ?? 0) - 1;
   }
 }
 

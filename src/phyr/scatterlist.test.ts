@@ -370,6 +370,25 @@ describe('sgAllocAppendTableFromPages', () => {
       }), { numRuns: 300 });
   });
 
+  it('pgmapEnd only saves pgmapOf calls: the same entries, one call per run of contiguous frames in a pgmap', () => {
+    fc.assert(fc.property(pfnArrays, fc.integer({ min: 1, max: 3 }), (pfns, m) => {
+      const block = m * 3;
+      const pgmapOf = (p: number) => Math.floor(p / block) % 2;
+      const pgmapEnd = (p: number) => (Math.floor(p / block) + 1) * block;
+      const size = pfns.length * P;
+      const plain = must(sgAllocTableFromPagesSegment(Float64Array.from(pfns), 0, size, 0xffffffff, { pgmapOf }));
+      const hinted = must(sgAllocTableFromPagesSegment(Float64Array.from(pfns), 0, size, 0xffffffff, { pgmapOf, pgmapEnd }));
+      expect(entries(hinted)).toEqual(entries(plain));
+    }), { numRuns: 300 });
+    // 1024 contiguous frames across two pgmaps (a region boundary at frame 1536)
+    const pfns = Float64Array.from({ length: 1024 }, (_, i) => 1024 + i);
+    let calls = 0;
+    const pgmapOf = (p: number) => { calls++; return p < 1536 ? 1 : 2; };
+    const sgt = must(sgAllocTableFromPagesSegment(pfns, 0, 1024 * P, 0xffffffff, { pgmapOf, pgmapEnd: (p) => (p < 1536 ? 1536 : 4096) }));
+    expect(entries(sgt)).toEqual([{ pfn: 1024n, offset: 0, length: 512 * P }, { pfn: 1536n, offset: 0, length: 512 * P }]);
+    expect(calls).toBeLessThanOrEqual(8);
+  });
+
   it('merges into the previous entry only up to maxSegment, and never across pgmaps', () => {
     const append = new SgAppendTable();
     must(sgAllocAppendTableFromPages(append, [10n, 11n], 0, 2 * P, 3 * P, 2));

@@ -48,6 +48,12 @@ export interface SgPageOpts {
    * (zone_device_pages_have_same_pgmap). Default: every page 0.
    */
   readonly pgmapOf?: (pfn: number) => number;
+  /**
+   * With pgmapOf: the first pfn after `pfn` whose pgmap may differ from pfn's (pgmapOf is the same on
+   * [pfn, pgmapEnd(pfn))), e.g. the end of pfn's memory region. Only saves pgmapOf calls: a build
+   * over a run of contiguous pages asks pgmapOf once per run instead of once per page. Default: pfn + 1.
+   */
+  readonly pgmapEnd?: (pfn: number) => number;
   /** Memory-type range flags (flags.ts) of a page; recorded on each CPU entry from its first page. Default 0. */
   readonly flagsOf?: (pfn: number) => number;
   /** Where WARN_ON()s are recorded (e.g. machine.events); without it they are only visible as the errno. */
@@ -87,9 +93,36 @@ function* cursorRanges(c: RangeCursor): Iterator<Range> {
   }
 }
 
+/**
+ * pgmapOf asked lazily: only for physically contiguous pages (the only ones whose pgmaps are
+ * compared), and once per run of frames that pgmapEnd says share one pgmap.
+ */
+class PgmapRuns {
+  /** Frames [lo, hi) have pgmap id. */
+  private lo = 0;
+  private hi = 0;
+  private id = 0;
+  constructor(private readonly of: (pfn: number) => number, private readonly end: ((pfn: number) => number) | undefined) {}
+
+  private get(pfn: number): number {
+    if (pfn >= this.lo && pfn < this.hi) return this.id;
+    this.id = this.of(pfn);
+    this.lo = pfn;
+    this.hi = this.end === undefined ? pfn + 1 : Math.max(pfn + 1, this.end(pfn));
+    return this.id;
+  }
+
+  /** Whether frame b (= a + 1) has another pgmap than frame a. */
+  differ(a: number, b: number): boolean {
+    if (a >= this.lo && b < this.hi) return false;
+    const ida = this.get(a);
+    return this.get(b) !== ida;
+  }
+}
+
 /** Whether page i of pf starts a new entry: not the next pfn after page i - 1, or another pgmap (pages_are_mergeable). */
-function pageBreaks(pf: Float64Array, pgmap: Float64Array | null, i: number): boolean {
-  return pf[i] !== pf[i - 1] + 1 || (pgmap !== null && pgmap[i] !== pgmap[i - 1]);
+function pageBreaks(pf: Float64Array, runs: PgmapRuns | null, i: number): boolean {
+  return pf[i] !== pf[i - 1] + 1 || (runs !== null && runs.differ(pf[i - 1], pf[i]));
 }
 
 function checkU32(name: string, v: unknown): number {
@@ -659,11 +692,7 @@ export function sgAllocAppendTableFromPages(
 
   // pages_are_mergeable(b after a): pfn(b) == pfn(a) + 1 and same pgmap.
   const pgmapOf = opts?.pgmapOf;
-  let pgmap: Float64Array | null = null;
-  if (pgmapOf) {
-    pgmap = new Float64Array(n);
-    for (let i = 0; i < n; i++) pgmap[i] = pgmapOf(pf[i]);
-  }
+  const runs = pgmapOf ? new PgmapRuns(pgmapOf, opts?.pgmapEnd) : null;
 
   let start = 0;
   let s = append._prvSlot;
@@ -671,17 +700,14 @@ export function sgAllocAppendTableFromPages(
     const ps = append._prvSlot;
     const nextPfn = Math.floor((sgt._pfn[ps] * P + sgt._offset[ps] + sgt._length[ps]) / P);
     if (pf[0] === nextPfn) {
-      const lastPgmap = pgmapOf ? pgmapOf(nextPfn - 1) : 0;
       let prevPfn = nextPfn - 1;
-      let prevPgmap = lastPgmap;
       let grown = sgt._length[ps];
       while (start < n) {
         const p = pf[start];
-        if (p !== prevPfn + 1 || (pgmap !== null && pgmap[start] !== prevPgmap)) break;
+        if (p !== prevPfn + 1 || (runs !== null && runs.differ(prevPfn, p))) break;
         if (grown + P > maxSeg) break;
         grown += P;
         prevPfn = p;
-        prevPgmap = pgmap === null ? 0 : pgmap[start];
         start++;
       }
       // Apply after the scan so a later BUG cannot leave a half-merged entry behind.
@@ -699,7 +725,7 @@ export function sgAllocAppendTableFromPages(
   let segLen = 0;
   for (let i = start + 1; i < n; i++) {
     segLen += P;
-    if (segLen >= maxSeg || pageBreaks(pf, pgmap, i)) {
+    if (segLen >= maxSeg || pageBreaks(pf, runs, i)) {
       chunks++;
       segLen = 0;
     }
@@ -726,7 +752,7 @@ export function sgAllocAppendTableFromPages(
     segLen = 0;
     for (; j < n; j++) {
       segLen += P;
-      if (segLen >= maxSeg || pageBreaks(pf, pgmap, j)) break;
+      if (segLen >= maxSeg || pageBreaks(pf, runs, j)) break;
     }
     // get_next_sg: the next free slot, or a new chunk when only the chunk's last slot is left and more
     // than one entry is still needed.

@@ -197,11 +197,13 @@ function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: nu
     const errno = why.ok ? 'EFAULT' : why.errno;
     return err(errno, `pinUserPages: pinned ${pages.value.count} of ${nrPages} pages; at 0x${at.toString(16)}: ${why.ok ? 'short again' : why.message ?? why.errno}`);
   }
-  const facts = regionFactsCache(machine);
+  const facts = new RegionFactsCache(machine);
   const sg = sgAllocTableFromPagesSegment(pages.value.pfns, offset, len, maxSegment, {
     pageSize, events: machine.events,
-    pgmapOf: (pfn) => facts(pfn)?.pgmapId ?? 0,
-    flagsOf: (pfn) => facts(pfn)?.rangeFlags ?? 0,
+    pgmapOf: (pfn) => facts.at(pfn)?.pgmapId ?? 0,
+    // a region has one pgmap: the scatterlist build asks once per run of contiguous pages in it
+    pgmapEnd: (pfn) => facts.endOf(pfn),
+    flagsOf: (pfn) => facts.at(pfn)?.rangeFlags ?? 0,
   });
   if (!sg.ok) {
     unpinUserPages(pages.value);
@@ -232,21 +234,30 @@ function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: nu
  * Page facts by page frame, remembering the last region found: the lookups of a page array come in
  * runs inside one region.
  */
-function regionFactsCache(m: MachineMm): (pfn: number) => ReturnType<MachineMm['pfnFacts']> {
-  const pageSize = m.pageSize;
-  let lo = 0, hi = -1;
-  let last: ReturnType<MachineMm['pfnFacts']>;
-  return (pfn) => {
-    if (pfn >= lo && pfn < hi) return last;
-    last = m.pfnFacts(BigInt(pfn));
+class RegionFactsCache {
+  /** Frames [lo, hi) are the region of `last`. */
+  private lo = 0;
+  private hi = -1;
+  private last: ReturnType<MachineMm['pfnFacts']>;
+  constructor(private readonly m: MachineMm) {}
+
+  at(pfn: number): ReturnType<MachineMm['pfnFacts']> {
+    if (pfn >= this.lo && pfn < this.hi) return this.last;
+    const last = this.m.pfnFacts(BigInt(pfn));
+    this.last = last;
     if (last) {
-      lo = Number(last.region.start) / pageSize;
-      hi = lo + last.region.len / pageSize;
+      this.lo = Number(last.region.start) / this.m.pageSize;
+      this.hi = this.lo + last.region.len / this.m.pageSize;
     } else {
-      lo = 0; hi = -1;
+      this.lo = 0; this.hi = -1;
     }
     return last;
-  };
+  }
+
+  /** The end (exclusive frame) of pfn's region, or pfn + 1 outside every region. */
+  endOf(pfn: number): number {
+    return this.at(pfn) ? this.hi : pfn + 1;
+  }
 }
 
 type Mapped = Omit<UmemMapping, 'method' | 'unmap'> & { undo: () => void };
