@@ -155,9 +155,8 @@ export class ViewModel {
     };
   }
 
-  private bufferOfMapping(mp: MappingState): string | undefined {
-    if (this.runner.buffers.has(mp.source)) return mp.source;
-    return this.runner.pins.get(mp.source)?.buffer;
+  private bufferOfMapping(mp: MappingState): string {
+    return mp.buffer;
   }
 
   private events(): EventRow[] {
