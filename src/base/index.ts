@@ -1,5 +1,5 @@
 // base/: errno + Result, argument checks, log2 and alignment helpers (the kernel's header
-// inlines), the machine's event log and counters, the PRNG, byte units.
+// inlines), the machine's event log and counters, the PRNG, byte units, fault injection.
 export { ERRNO_VALUES, err, ok, unwrap, type Err, type Errno, type Ok, type Result } from './result.ts';
 export * from './addr.ts';
 export * from './log2.ts';
@@ -11,3 +11,8 @@ export { Prng, patternBytes } from './prng.ts';
 export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';
 // for drivers/: the counters a driver or device model declares
 export { declareCounters, type StatsCounters } from './stats.ts';
+// fault injection at the model's allocation points (the machine's `faults` option)
+export {
+  FAULT_POINTS, armedFaults, checkFaultSpecs, countFaultPoints, faultCounts, faultInjected, faultsInjected, setFaults,
+  type FaultCounts, type FaultHost, type FaultNth, type FaultPoint, type FaultProbability, type FaultSpec,
+} from './faults.ts';

@@ -514,8 +514,11 @@ function finaliseSg(dev: Device, sgt: SgTable, ent: SgEntries, kind: Uint8Array,
     const off = sIovaOff[i];
     // (dma_addr & seg_mask) != 0: not at a segment boundary (with no boundary: not at address 0)
     const inside = posTestMask(dmaFrame, 0, 12, mask.hi, mask.lo);
-    if (curLen && off === 0 && inside && maxLen - curLen >= sLength) {
-      curLen += sLength;
+    // max_len - cur_len is unsigned int arithmetic: once an entry longer than max_len has started
+    // the output segment, the difference wraps and every following IOVA-contiguous entry joins it
+    // (up to a segment boundary), as the kernel does; cur_len itself wraps at 4 GiB
+    if (curLen && off === 0 && inside && ((maxLen - curLen) >>> 0) >= sLength) {
+      curLen = (curLen + sLength) >>> 0;
     } else {
       cur++;
       curLen = sLength;

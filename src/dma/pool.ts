@@ -10,7 +10,7 @@
 // Model deviation: DMAPOOL_DEBUG's checks of dma_pool_free (an address of no page of the pool, a
 // block already free) always run, as MODEL-CHECK events, and the bad block is not put on the list.
 
-import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/internal.ts';
+import { SlotKey, checkAddr, checkLen, err, faultInjected, ok, type Result } from '../base/internal.ts';
 import type { Device } from '../pci/index.ts';
 import { checkGfp, dmaAllocCoherent, dmaFreeCoherent, GFP_KERNEL, __GFP_ZERO, type DmaCoherentMem } from './coherent.ts';
 import { dmaContextOf } from './context.ts';
@@ -184,6 +184,10 @@ export function dmaPoolCreate(name: string, dev: Device, size: number, align: nu
 export function dmaPoolAlloc(pool: DmaPool, gfp = GFP_KERNEL): Result<DmaCoherentMem> {
   checkPool(pool);
   checkGfp(gfp);
+  // Model deviation: the kernel's dma_pool_alloc can fail only when it needs a new page; an injected
+  // failure ('dma-pool') fails any call, as if the pool had to grow and its page was refused, so a
+  // caller's unwinding is reached whatever the pool holds.
+  if (faultInjected(dmaContextOf(pool.dev).mm, 'dma-pool', `${pool.dev.name}: ${pool.name}`)) return err('ENOMEM', `${pool.name}: no page for the pool`);
   let block = pool.pop();
   if (block === null) {
     const mem = dmaAllocCoherent(pool.dev, pool.allocation, gfp & ~__GFP_ZERO);

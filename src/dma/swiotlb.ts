@@ -8,7 +8,7 @@
 
 import type { MachineMm, Memblock } from '../mm/internal.ts';
 import type { Device } from '../pci/index.ts';
-import { SlotKey, checkAddr, checkLen, MiB, roundupPowOfTwo } from '../base/internal.ts';
+import { SlotKey, checkAddr, checkLen, faultInjected, MiB, roundupPowOfTwo } from '../base/internal.ts';
 import { dmaContextOf } from './context.ts';
 import {
   DMA_ATTR_NO_WARN, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR,
@@ -46,6 +46,12 @@ export interface SwiotlbConfig {
   readonly bytes?: number;
   /** swiotlb=force, or a confidential-computing guest: dma-direct bounces every mapping. */
   readonly force?: boolean;
+  /**
+   * Physical address of the pool (page-aligned): where a real boot's memblock_alloc_low() put it,
+   * below what the bootloader and early boot had reserved ("software IO TLB: mapped [mem ...]" in
+   * the kernel log). Omitted: the top of the free RAM below 4 GiB.
+   */
+  readonly start?: bigint;
 }
 
 /** dev_WARN_ONCE: one report per call site and boot, here per machine and message kind. */
@@ -291,6 +297,14 @@ function segmentSlots(bytes: number): number {
   return Math.ceil(nrSlots(bytes) / IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE;
 }
 
+/** A configured pool start as a number (RangeError unless a page-aligned address below 4 GiB). */
+function checkPoolStart(start: bigint): number {
+  if (typeof start !== 'bigint' || start < 0n || start >= 1n << 32n || start % 4096n !== 0n) {
+    throw new RangeError(`swiotlb.start must be a page-aligned address below 4 GiB, got ${String(start)}`);
+  }
+  return Number(start);
+}
+
 /**
  * The slot count swiotlb asks memblock for at boot, for a size in bytes. A `swiotlb=` slot count is
  * aligned up to whole segments when parsed (setup_io_tlb_npages()); swiotlb_init_remap() then calls
@@ -313,9 +327,11 @@ export function swiotlbMemblockInit(mb: Memblock, cfg: SwiotlbConfig = {}): Swio
   let nslabs = wanted;
   for (;;) {
     // swiotlb_memblock_alloc(): PAGE_ALIGN(nslabs << IO_TLB_SHIFT), page-aligned
-    const start = mb.allocLow(Math.ceil((nslabs * IO_TLB_SIZE) / mb.pageSize) * mb.pageSize);
+    const bytes = Math.ceil((nslabs * IO_TLB_SIZE) / mb.pageSize) * mb.pageSize;
+    const start = cfg.start === undefined ? mb.allocLow(bytes) : mb.allocAt(checkPoolStart(cfg.start), bytes);
     if (start >= 0) return { wanted, nslabs, start };
-    if (nslabs <= IO_TLB_MIN_SLABS) return { wanted, nslabs: 0, start: -1 };
+    // a pool at a given address has the size it was recorded with: no smaller retry there
+    if (nslabs <= IO_TLB_MIN_SLABS || cfg.start !== undefined) return { wanted, nslabs: 0, start: -1 };
     nslabs = Math.ceil(Math.floor(nslabs / 2) / IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE;
   }
 }
@@ -409,7 +425,7 @@ export function swiotlbTblMapSingle(dev: Device, phys: bigint, mappingSize: numb
     }
     return DMA_MAPPING_ERROR;
   }
-  const first = mem.findSlots(dev, phys, size, allocAlignMask);
+  const first = faultInjected(ctx.mm, 'swiotlb', `${dev.name}: ${nrSlots(size)} slots`) ? -1 : mem.findSlots(dev, phys, size, allocAlignMask);
   if (first < 0) {
     if (!(attrs & DMA_ATTR_NO_WARN)) {
       ctx.mm.events.warn('swiotlb', `${dev.name}: swiotlb buffer is full (sz: ${size} bytes), total ${mem.nslabs} (slots), used ${mem.used} (slots)`);

@@ -80,8 +80,8 @@ const sp = { pfn: 0, off: 0 };
 /**
  * iommu_map_nosync: maps [iova, iova + size) to [paddr, paddr + size) with prot, in batches of
  * the largest page size iommu_pgsize allows (one map_pages call each), without the IOTLB sync.
- * Errnos: EINVAL (not a paging domain; iova, paddr or size not aligned to the granule; prot has
- * neither IOMMU_READ nor IOMMU_WRITE, with a WARN), ERANGE (IOVA outside the table's address
+ * Errnos: EINVAL (not a paging domain; prot has neither IOMMU_READ nor IOMMU_WRITE, with a WARN),
+ * ENXIO (iova, paddr or size not aligned to the granule; EINVAL for ARM LPAE), ERANGE (IOVA outside the table's address
  * space or paddr beyond its output bits), EOVERFLOW (iova + size wraps), EADDRINUSE (part of the
  * range is already mapped), ENOMEM (no page for a table). On failure everything this call mapped
  * is unmapped again; retrying helps only after ENOMEM.
@@ -99,7 +99,11 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
   const pages = Math.floor(size / 4096);
   if (d.pt !== null && (sa.off !== 0 || sp.off !== 0 || pages * 4096 !== size)) {
     d.iommu.mm.stats.iommuMapCalls++;
-    return err('EINVAL', `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
+    // A generic_pt domain goes straight to its map_range op (drivers/iommu/generic_pt/iommu_pt.h:
+    // map_range), which refuses an unaligned range with ENXIO (no page size fits it); io-pgtable
+    // domains (ARM LPAE) go through __iommu_map_domain_pgtbl's alignment check: EINVAL.
+    const errno = d.pt instanceof ArmLpaePageTable ? 'EINVAL' : 'ENXIO';
+    return err(errno, `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
   }
   return iommuMapPfns(d, sa.pfn, sp.pfn, pages, prot);
 }

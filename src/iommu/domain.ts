@@ -10,7 +10,7 @@ import type { MachineMm } from '../mm/index.ts';
 import type { Device } from '../pci/index.ts';
 import { Arm32IommuMapping, checkArm32MappingConfig, type Arm32MappingConfig } from './arm32-mapping.ts';
 import { FlushQueue, IOVA_DEFAULT_FQ_SIZE, IOVA_DEFAULT_FQ_TIMEOUT, IOVA_SINGLE_FQ_SIZE, IOVA_SINGLE_FQ_TIMEOUT } from './flush-queue.ts';
-import { amdV1Format, armLpaeFormat, x86_64Format, type PtFormat } from './formats.ts';
+import { amdV1Format, armLpaeFormat, vtdSsFormat, x86_64Format, type PtFormat } from './formats.ts';
 import { safeBigToNum } from './addr-num.ts';
 import { Iotlb } from './iotlb.ts';
 import { IovaDomain } from './iova.ts';
@@ -35,11 +35,19 @@ export interface ReservedRegion {
 /** How the machine's IOMMU is built. */
 export interface IommuConfig {
   /** Page-table format of paging domains. */
-  format: 'x86-64' | 'amd-v1' | 'arm-lpae';
-  /** x86-64 and amd-v1: 4 (48-bit VA, default) or 5 (57-bit VA) levels. */
-  levels?: 4 | 5;
+  format: 'x86-64' | 'vtd-ss' | 'amd-v1' | 'arm-lpae';
+  /**
+   * x86-64, vtd-ss and amd-v1: 4 (48-bit VA, default) or 5 (57-bit VA) levels; vtd-ss also 3
+   * (39-bit VA, QEMU's intel-iommu default aw-bits=39).
+   */
+  levels?: 3 | 4 | 5;
   /** iommu.strict=1 -> 'strict' (DMA), iommu.strict=0 -> 'lazy' (DMA_FQ), iommu.passthrough=1 -> 'passthrough'. */
   mode: 'strict' | 'lazy' | 'passthrough';
+  /**
+   * CONFIG_HZ: the flush-queue timer is a kernel timer, so it expires on ticks of 1000 / hz ms (one
+   * tick after msecs_to_jiffies of its timeout). Omitted: an exact millisecond timer.
+   */
+  hz?: number;
   /** IOTLB entries per domain (default 4096). */
   iotlbCapacity?: number;
   /** IOVA range caches on (default true; off only to measure them). */
@@ -152,7 +160,7 @@ export class IommuDomain {
     if (type === 'dma-fq') {
       const single = iommu.config.fqMode === 'single';
       this.fq = new FlushQueue(this, single ? IOVA_SINGLE_FQ_SIZE : IOVA_DEFAULT_FQ_SIZE,
-        single ? IOVA_SINGLE_FQ_TIMEOUT : IOVA_DEFAULT_FQ_TIMEOUT);
+        single ? IOVA_SINGLE_FQ_TIMEOUT : IOVA_DEFAULT_FQ_TIMEOUT, iommu.config.hz === undefined ? 0 : 1000 / iommu.config.hz);
     } else {
       this.fq = null;
     }
@@ -214,9 +222,10 @@ export class Iommu {
   readonly domains = new Set<IommuDomain>();
 
   constructor(mm: MachineMm, cfg: IommuConfig) {
-    checkOneOf('cfg.format', cfg.format, ['x86-64', 'amd-v1', 'arm-lpae']);
+    checkOneOf('cfg.format', cfg.format, ['x86-64', 'vtd-ss', 'amd-v1', 'arm-lpae']);
     checkOneOf('cfg.mode', cfg.mode, ['strict', 'lazy', 'passthrough']);
-    if (cfg.levels !== undefined) checkOneOf('cfg.levels', cfg.levels, [4, 5]);
+    if (cfg.levels !== undefined) checkOneOf('cfg.levels', cfg.levels, cfg.format === 'vtd-ss' ? [3, 4, 5] : [4, 5]);
+    if (cfg.hz !== undefined) checkOneOf('cfg.hz', cfg.hz, [100, 250, 300, 1000]);
     if (cfg.arm32Mapping !== undefined) {
       checkArm32MappingConfig('cfg.arm32Mapping', cfg.arm32Mapping);
       if (cfg.mode !== 'strict') throw new RangeError(`cfg.arm32Mapping needs cfg.mode "strict" (ARM32 iommu_ops unmap synchronously), got ${JSON.stringify(cfg.mode)}`);
@@ -233,8 +242,9 @@ export class Iommu {
   /** A fresh format descriptor for this IOMMU's configuration. */
   newFormat(): PtFormat {
     if (this.config.format === 'arm-lpae') return armLpaeFormat();
-    if (this.config.format === 'amd-v1') return amdV1Format(this.config.levels ?? 4);
-    return x86_64Format(this.config.levels ?? 4);
+    if (this.config.format === 'amd-v1') return amdV1Format((this.config.levels ?? 4) as 4 | 5);
+    if (this.config.format === 'vtd-ss') return vtdSsFormat(this.config.levels ?? 4);
+    return x86_64Format((this.config.levels ?? 4) as 4 | 5);
   }
 
   /**

@@ -51,11 +51,17 @@ export class FlushQueue {
   private readonly ring: FqEntry[] = [];
   private head = 0;
   private readonly domain: FlushQueueOwner;
+  /**
+   * Length of a jiffy in ms (1000 / CONFIG_HZ): the timer runs on the timer wheel's ticks; 0 (no
+   * `iommu.hz` configured): an exact timer of timeoutMs.
+   */
+  readonly msPerJiffy: number;
 
-  constructor(domain: FlushQueueOwner, capacity: number, timeoutMs: number) {
+  constructor(domain: FlushQueueOwner, capacity: number, timeoutMs: number, msPerJiffy = 0) {
     this.domain = domain;
     this.capacity = capacity;
     this.timeoutMs = timeoutMs;
+    this.msPerJiffy = msPerJiffy;
   }
 
   /** Entries waiting for their flush. */
@@ -105,8 +111,16 @@ export class FlushQueue {
     this.ring.push({ iovaPfn, pages, freelist: freelist.splice(0), counter: this.flushStartCnt });
     this.domain.iommu.mm.stats.flushQueueEntries++;
     if (!this.timerOn) {
+      // mod_timer(jiffies + msecs_to_jiffies(fq_timeout)); the timer wheel puts a level-0 timer in
+      // the bucket after its expiry (kernel/time/timer.c: calc_index rounds up by one so that a
+      // timer armed late in a tick never fires early): it runs one tick after the expiry
       this.timerOn = true;
-      this.timerDeadlineMs = this.nowMs + this.timeoutMs;
+      if (this.msPerJiffy === 0) {
+        this.timerDeadlineMs = this.nowMs + this.timeoutMs;
+      } else {
+        const j = Math.floor(this.nowMs / this.msPerJiffy);
+        this.timerDeadlineMs = (j + Math.ceil(this.timeoutMs / this.msPerJiffy) + 1) * this.msPerJiffy;
+      }
     }
   }
 

@@ -1,5 +1,6 @@
 // Models: the per-format "format functions" of drivers/iommu/generic_pt/ (Linux 7.1):
-// fmt/x86_64.h (x86-64 first-stage paging, 4 or 5 levels, sign-extended VA), fmt/amdv1.h (AMD
+// fmt/x86_64.h (x86-64 first-stage paging, 4 or 5 levels, sign-extended VA), fmt/vtdss.h (Intel VT-d
+// second-stage tables, 3 to 5 levels, what the Intel driver uses in legacy mode), fmt/amdv1.h (AMD
 // IOMMU v1 host tables with the NextLevel=7 contiguous encoding: nearly every power-of-two leaf),
 // and the ARM LPAE 4 KiB-granule stage-1 descriptors of drivers/iommu/io-pgtable-arm.c
 // (arm_lpae_prot_to_pte, table/block/page descriptors). The generic_pt formats are mapped by the
@@ -11,7 +12,7 @@
 import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE } from './prot.ts';
 
 /** Names of the page-table formats the model implements. */
-export type PtFormatName = 'x86-64' | 'amd-v1' | 'arm-lpae';
+export type PtFormatName = 'x86-64' | 'vtd-ss' | 'amd-v1' | 'arm-lpae';
 
 /** Kinds of entry a walker sees (pt_entry_type). */
 export const PT_ENTRY_EMPTY = 0;
@@ -55,9 +56,13 @@ export interface PtFormat {
   leafProt(lo: number, hi: number): number;
   /** Mask of the hi word's bits that belong to the output address (bits 32..oaBits-1). */
   readonly oaHiMask: number;
-  /** At level 0 an entry is a leaf exactly when (lo & leaf0Mask) === leaf0Value (fast unmap path). */
+  /**
+   * At level 0 an entry is a leaf exactly when (lo & leaf0Mask) === leaf0Value (fast unmap path),
+   * or, with leaf0Any, when (lo & leaf0Mask) !== 0 (a format without a present bit).
+   */
   readonly leaf0Mask: number;
   readonly leaf0Value: number;
+  readonly leaf0Any?: boolean;
   /** Human description of an entry's attribute bits, e.g. 'P RW U A D PS'. */
   describe(level: number, lo: number, hi: number): string;
 }
@@ -165,6 +170,66 @@ export function x86_64Format(levels: 4 | 5): PtFormat {
       const parts = names.filter(([b]) => lo & b).map(([, n]) => n);
       if (level > 0 && (lo & X86_64_PS)) parts.push('PS');
       if (hi & X86_64_XD_HI) parts.push('XD');
+      return parts.join(' ');
+    },
+  }));
+}
+
+// ---- Intel VT-d second stage (fmt/vtdss.h): R bit 0, W 1, PS 7 (SS-PDE / SS-PDPTE), A 8, D 9, SNP 11
+
+export const VTDSS_R = 1 << 0;
+export const VTDSS_W = 1 << 1;
+export const VTDSS_PS = 1 << 7;
+export const VTDSS_A = 1 << 8;
+export const VTDSS_D = 1 << 9;
+export const VTDSS_SNP = 1 << 11;
+
+/**
+ * Intel VT-d second-stage tables with 3 (39-bit IOVA), 4 (48-bit) or 5 (57-bit) levels, no sign
+ * extension: the format drivers/iommu/intel/iommu.c: intel_iommu_domain_alloc_second_stage() gives a
+ * legacy-mode (non-scalable) DMAR unit, with the top level from compute_vasz_lg2_ss() (QEMU's
+ * intel-iommu with its default aw-bits=39 has 3). There is no present bit: an entry is empty when it
+ * is all zero, and vtdss_pt_iommu_set_prot() refuses a mapping with neither READ nor WRITE, so every
+ * leaf has R or W. Leaves: 4 KiB at level 0, 2 MiB and 1 GiB with PS at levels 1 and 2. Leaf bits: R
+ * for IOMMU_READ, W for IOMMU_WRITE (A, D are the hardware's; SNP only under
+ * PT_FEAT_VTDSS_FORCE_COHERENCE, which a DMA domain does not ask for). Tables: R|W and the address.
+ */
+export function vtdSsFormat(levels: 3 | 4 | 5): PtFormat {
+  return cachedFormat(`vtd-ss/${levels}`, () => ({
+    name: 'vtd-ss',
+    levels,
+    vaBits: 12 + 9 * levels,
+    signExtend: false,
+    oaBits: 52,
+    ...plainLeaves(0xfffff),
+    leaf0Mask: VTDSS_R | VTDSS_W,
+    leaf0Value: 0,
+    leaf0Any: true,
+    leafLg2s: [0, 9, 18],
+    leafAttrs(level, prot, out) {
+      let lo = 0;
+      if (prot & IOMMU_READ) lo |= VTDSS_R;
+      if (prot & IOMMU_WRITE) lo |= VTDSS_W;
+      if (level !== 0) lo |= VTDSS_PS;
+      out.lo = lo;
+      out.hi = 0;
+    },
+    tableAttrs(_level, out) {
+      out.lo = VTDSS_R | VTDSS_W;
+      out.hi = 0;
+    },
+    kind(level, lo, hi) {
+      if (lo === 0 && hi === 0) return PT_ENTRY_EMPTY;
+      if (level === 0 || (level <= 2 && (lo & VTDSS_PS))) return PT_ENTRY_OA;
+      return PT_ENTRY_TABLE;
+    },
+    leafProt(lo) {
+      return (lo & VTDSS_R ? IOMMU_READ : 0) | (lo & VTDSS_W ? IOMMU_WRITE : 0);
+    },
+    describe(level, lo) {
+      const names: Array<[number, string]> = [[VTDSS_R, 'R'], [VTDSS_W, 'W'], [VTDSS_A, 'A'], [VTDSS_D, 'D'], [VTDSS_SNP, 'SNP']];
+      const parts = names.filter(([b]) => lo & b).map(([, n]) => n);
+      if (level > 0 && (lo & VTDSS_PS)) parts.push('PS');
       return parts.join(' ');
     },
   }));

@@ -133,7 +133,7 @@ export class PageTable {
   }
 
   protected allocTable(): number {
-    const r = this.mm.allocKernelPages(0);
+    const r = this.mm.allocKernelPages(0, 'iommu-pt');
     if (!r.ok) return -1;
     const pfn = Number(r.value);
     const v = this.view(pfn);
@@ -410,10 +410,18 @@ export class PageTable {
       const m = f.leaf0Mask, v = f.leaf0Value;
       const from = idx;
       const last = Math.min(ITEMS, from + (end - start));
-      while (idx < last && (t[idx * 2] & m) === v) {
-        t[idx * 2] = 0;
-        t[idx * 2 + 1] = 0;
-        idx++;
+      if (f.leaf0Any === true) {
+        while (idx < last && (t[idx * 2] & m) !== 0) {
+          t[idx * 2] = 0;
+          t[idx * 2 + 1] = 0;
+          idx++;
+        }
+      } else {
+        while (idx < last && (t[idx * 2] & m) === v) {
+          t[idx * 2] = 0;
+          t[idx * 2 + 1] = 0;
+          idx++;
+        }
       }
       const n = idx - from;
       this.unmappedPages += n;

@@ -3,6 +3,7 @@
 // become device-memory regions, every endpoint is probed by the IOMMU (its default domain), gets its
 // DMA context, its dma_skip_sync setup and a DMA engine that moves bytes through its real path.
 
+import { checkFaultSpecs, setFaults, type FaultSpec } from '../base/index.ts';
 import { MmMachine, type MmConfig } from '../mm/index.ts';
 import { Device } from '../pci/index.ts';
 import {
@@ -81,11 +82,17 @@ export interface MachineConfig extends MmConfig {
    * decrypted pool. Omitted: an ordinary machine.
    */
   readonly cc?: CcConfig;
+  /**
+   * Fault injection at the model's allocation points (base/faults.ts FAULT_POINTS): each spec fails
+   * the nth call of a point (`{ point, nth }`) or each call with probability p (`{ point,
+   * probability, seed }`). Calls are counted from the end of boot. Omitted: nothing fails on purpose.
+   */
+  readonly faults?: readonly FaultSpec[];
 }
 
 const MACHINE_KEYS = new Set([
-  'ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'deviceMemory', 'pmem', 'aged', 'seed',
-  'cpu', 'pci', 'iommu', 'swiotlb', 'dmaDebug', 'arch', 'dmaOps', 'cc',
+  'ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'deviceMemory', 'pmem', 'aged', 'seed', 'pciHoleStart',
+  'cpu', 'pci', 'iommu', 'swiotlb', 'dmaDebug', 'arch', 'dmaOps', 'cc', 'faults',
 ]);
 const DMA_DEBUG_KEYS = ['enabled', 'allErrors', 'numErrors', 'driverFilter'];
 const ARCH_KEYS = ['dmaCacheAlignment', 'bounceUnalignedKmalloc'];
@@ -128,7 +135,7 @@ function checkArchConfig(v: unknown): void {
 
 function mmPart(config: MachineConfig, bars: Array<{ name: string; bytes: number; pgmap: boolean }>): MmConfig {
   const out: Record<string, unknown> = {};
-  for (const k of ['ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'pmem', 'aged', 'seed'] as const) {
+  for (const k of ['ramBytes', 'pageSize', 'physAddrBits', 'hugetlb', 'pmem', 'aged', 'seed', 'pciHoleStart'] as const) {
     if (config[k] !== undefined) out[k] = config[k];
   }
   const dm = [...(config.deviceMemory ?? []), ...bars];
@@ -148,6 +155,7 @@ function checkConfig(config: unknown): MachineConfig {
   if (c.swiotlb !== undefined && c.swiotlb !== false && (typeof c.swiotlb !== 'object' || c.swiotlb === null)) {
     throw new TypeError(`config.swiotlb must be { bytes?, force? } or false, got ${String(c.swiotlb)}`);
   }
+  if (c.faults !== undefined) checkFaultSpecs('config.faults', c.faults);
   if (c.dmaDebug !== undefined) checkDmaDebugConfig(c.dmaDebug);
   if (c.arch !== undefined) checkArchConfig(c.arch);
   if (c.cc !== undefined) {
@@ -252,6 +260,8 @@ export class Machine extends MmMachine {
     for (const node of cfg.pci ?? []) {
       if (node.type === 'endpoint' && node.nvme !== undefined) attachNvmeController(this.device(node.name), node.nvme, node.vendor ?? 0);
     }
+    // armed once the machine is built: boot's own allocations never fail on purpose
+    if (cfg.faults !== undefined) setFaults(this, cfg.faults);
   }
 
   /** Checks the dmaOps configs (errors name the field path) and builds their tables in RAM. */

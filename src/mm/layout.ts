@@ -28,6 +28,12 @@ export interface MmConfig {
   readonly aged?: boolean;
   /** Seed of the machine's PRNG (default 1). */
   readonly seed?: number;
+  /**
+   * Where the 32-bit PCI hole starts, i.e. the end of the RAM below 4 GiB (default 3 GiB). QEMU's q35
+   * machine starts it at 2 GiB when it has 2.75 GiB of RAM or more, and puts the last 128 KiB below
+   * it aside for the BIOS (the e820 map a recorded kernel printed gives the exact value).
+   */
+  readonly pciHoleStart?: number;
 }
 
 /** How a pmem region is mapped into processes (include/linux/fs.h: vma_is_fsdax tells them apart). */
@@ -44,6 +50,7 @@ export interface ResolvedMmConfig {
   readonly pmem: ReadonlyArray<{ name: string; bytes: number; structPage: boolean; mode: DaxMode }>;
   readonly aged: boolean;
   readonly seed: number;
+  readonly pciHoleStart: number;
 }
 
 /** Largest RAM the model accepts (its allocator keeps one byte per 4 MiB block). */
@@ -116,7 +123,9 @@ export function resolveMmConfig(config: MmConfig): ResolvedMmConfig {
   if (config.aged !== undefined && typeof config.aged !== 'boolean') throw new TypeError(`config.aged must be a boolean, got ${describeValue(config.aged)}`);
   const seed = config.seed === undefined ? 1 : config.seed;
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new RangeError(`config.seed must be a safe integer, got ${describeValue(seed)}`);
-  return { ramBytes, pageSize, physAddrBits, hugetlb2M, hugetlb1G, deviceMemory, pmem, aged: config.aged === true, seed };
+  const pciHoleStart = config.pciHoleStart === undefined ? PCI_HOLE_START : checkLen('config.pciHoleStart', config.pciHoleStart, 2 * LOW_RESERVED_END, PCI_HOLE_END);
+  if (pciHoleStart % pageSize !== 0) throw new RangeError(`config.pciHoleStart must be a multiple of the page size ${pageSize}, got ${pciHoleStart}`);
+  return { ramBytes, pageSize, physAddrBits, hugetlb2M, hugetlb1G, deviceMemory, pmem, aged: config.aged === true, seed, pciHoleStart };
 }
 
 /** A region of the map; rangeFlags follows providerId, which pci/ may set later. */
@@ -169,7 +178,8 @@ export class Region implements MemRegion {
 /**
  * Lays out the physical memory map, x86-like:
  *   [0, 1 MiB)                reserved (real-mode / BIOS area)
- *   [1 MiB, 3 GiB)            ram0: low System RAM (as much of ramBytes as fits)
+ *   [1 MiB, 3 GiB)            ram0: low System RAM (as much of ramBytes as fits; the end is
+ *                             config.pciHoleStart, default 3 GiB)
  *   [3 GiB, 4 GiB)            the 32-bit PCI hole: no region (a hole)
  *   [4 GiB, ...)              ram1: the rest of System RAM
  *   next 1 GiB boundary       pmem regions, each 1 GiB aligned, in config order
@@ -183,7 +193,7 @@ export function layoutRegions(cfg: ResolvedMmConfig): Region[] {
     regions.push(new Region(regions.length, name, kind, start, len, page, mmio, pgmap, flags, dax));
   };
   add('reserved', 'reserved', 0, LOW_RESERVED_END, false, false, 0, RANGE_RAM | RANGE_NOPAGE);
-  const lowLen = Math.min(cfg.ramBytes, PCI_HOLE_START - LOW_RESERVED_END);
+  const lowLen = Math.min(cfg.ramBytes, cfg.pciHoleStart - LOW_RESERVED_END);
   add('ram0', 'ram', LOW_RESERVED_END, lowLen, true, false, 0, RANGE_RAM);
   let top = LOW_RESERVED_END + lowLen;
   if (cfg.ramBytes > lowLen) {

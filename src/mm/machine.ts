@@ -3,14 +3,14 @@
 // hugetlb pools included), the page allocator entry points and the machine's table of live GUP pins.
 // Implements MachineMm (for upper layers) and UserMmHost (for process address spaces).
 
-import { EventLog, GiB, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/internal.ts';
+import { EventLog, GiB, faultInjected, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/internal.ts';
 import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
 import { FolioKind, FolioTable, type FolioRecord } from './folio.ts';
 import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resolveMmConfig } from './layout.ts';
 import { memmapOf, type MemmapBreakdown } from './memmap.ts';
 import { SparsePhysMem } from './physmem.ts';
 import { PinTable, type PinInfo } from './pins.ts';
-import type { HugetlbPool, MachineMm, Memblock, MemRegion, PageFacts } from './types.ts';
+import type { HugetlbPool, KernelPagesPoint, MachineMm, Memblock, MemRegion, PageFacts } from './types.ts';
 import { UserMm, type UserMmHost } from './user-mm.ts';
 import './counters.ts';
 
@@ -154,6 +154,23 @@ export class MmMachine implements MachineMm, UserMmHost {
         }
         return -1;
       },
+      allocAt(start: number, bytes: number): number {
+        if (!open) throw new TypeError('memblock allocations are possible only while the machine is built');
+        checkLen('bytes', bytes, 1);
+        if (!Number.isSafeInteger(start) || start < 0 || start % ps !== 0) throw new RangeError(`start must be a page-aligned address, got ${start}`);
+        const sp = start / ps, np = Math.ceil(bytes / ps);
+        for (let i = 0; i < ranges.length; i++) {
+          const [rs, re] = ranges[i];
+          if (sp < rs || sp + np > re) continue;
+          const parts: Array<[number, number]> = [];
+          if (sp > rs) parts.push([rs, sp]);
+          if (sp + np < re) parts.push([sp + np, re]);
+          ranges.splice(i, 1, ...parts);
+          boot.set(sp, np);
+          return start;
+        }
+        return -1;
+      },
     };
     fn(mb);
     open = false;
@@ -234,14 +251,18 @@ export class MmMachine implements MachineMm, UserMmHost {
    * Allocates 2^order contiguous base pages of System RAM for kernel use, zeroed.
    * Errors: ENOMEM when no free block of that order exists (retry after frees may help);
    * ENOMEM with a WARN for order > MAX_PAGE_ORDER (the kernel's WARN_ON_ONCE_GFP; never succeeds).
+   * `point` names the fault-injection point the call counts under (base/faults.ts): 'page-alloc',
+   * or 'iommu-pt' for an IOMMU page-table page; an injected failure is the same ENOMEM.
    */
-  allocKernelPages(order: number): Result<bigint> {
+  allocKernelPages(order: number, point: KernelPagesPoint = 'page-alloc'): Result<bigint> {
     checkLen('order', order, 0, 63);
     if (order > MAX_PAGE_ORDER) {
       this.events.warn('page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
       return err('ENOMEM', `order ${order} exceeds MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
     }
-    const pfn = this.takePages(order);
+    // mm/page_alloc.c: prepare_alloc_pages() asks should_fail_alloc_page() (mm/fail_page_alloc.c)
+    // before the free lists are searched
+    const pfn = faultInjected(this, point, `order ${order}`) ? -1 : this.takePages(order);
     if (pfn < 0) return err('ENOMEM', `no free block of order ${order}`);
     this.kernelPages.set(pfn, order);
     return ok(BigInt(pfn));
@@ -344,7 +365,7 @@ export class MmMachine implements MachineMm, UserMmHost {
 
   /** Allocates a zeroed user folio from the buddy allocator; returns its record index or -1 (ENOMEM). */
   allocUserFolio(order: number): number {
-    const pfn = this.takePages(order);
+    const pfn = faultInjected(this, 'folio', `order ${order}`) ? -1 : this.takePages(order);
     if (pfn < 0) return -1;
     return this.folios.create(pfn, order, FolioKind.Buddy, 0);
   }

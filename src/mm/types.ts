@@ -80,7 +80,16 @@ export interface Memblock {
    * -1 when no free range below 4 GiB is large enough.
    */
   allocLow(bytes: number): number;
+  /**
+   * memblock_reserve() of [start, start + bytes) rounded out to whole pages, for a boot allocation
+   * whose place is known (a recorded kernel's swiotlb pool, which memblock put below the bootloader's
+   * reservations). Returns start, or -1 when the range is not wholly free RAM.
+   */
+  allocAt(start: number, bytes: number): number;
 }
+
+/** The fault-injection points a kernel page allocation counts under (base/faults.ts). */
+export type KernelPagesPoint = 'page-alloc' | 'iommu-pt';
 
 /** What pci/, iommu/ and dma/ need from the machine. */
 export interface MachineMm {
@@ -102,7 +111,7 @@ export interface MachineMm {
    * Allocates 2^order contiguous base pages of System RAM for kernel use (page-table pages,
    * swiotlb pool, PRP lists). Returns the first pfn, or ENOMEM.
    */
-  allocKernelPages(order: number): Result<bigint>;
+  allocKernelPages(order: number, point?: KernelPagesPoint): Result<bigint>;
   /** Frees what allocKernelPages returned (same pfn and order); a mismatch is a BUG. */
   freeKernelPages(pfn: bigint, order: number): void;
   /**

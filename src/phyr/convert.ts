@@ -6,7 +6,7 @@
 // why), never dropped.
 
 import { checkLen } from '../base/index.ts';
-import { err, ok, type EventLog, type Result } from '../base/index.ts';
+import { err, ok, type EventLog, type FaultHost, type Result } from '../base/index.ts';
 import { BvecList, BvecListBuilder } from './bvec.ts';
 import { TWO_POW_53 } from './cursor.ts';
 import { DmaList, DmaListBuilder } from './dma-list.ts';
@@ -118,13 +118,14 @@ export function toBvecList(src: RangeSource, pageSize: number): Result<BvecList>
  * as sg_set_page()'s unsigned int parameter does, keeps only the low 32 bits of its length: the
  * table then describes fewer bytes than the source (the conversion does not fail).
  * Model deviation: the kernel warns once per boot (WARN_ON_ONCE); the model warns on every such range.
- * EINVAL: a range has no struct page (RANGE_NOPAGE) or lies above 2^53 bytes; ENOMEM from sg_alloc_table.
+ * EINVAL: a range has no struct page (RANGE_NOPAGE) or lies above 2^53 bytes; ENOMEM from sg_alloc_table
+ * (an injected 'sg-table' failure on `faults`).
  */
-export function toSgTable(src: RangeSource, pageSize: number, events?: EventLog): Result<SgTable> {
+export function toSgTable(src: RangeSource, pageSize: number, events?: EventLog, faults?: FaultHost): Result<SgTable> {
   checkSource(src);
   const ps = checkPageSize('pageSize', pageSize);
   if (src.count === 0) return err('EINVAL', 'toSgTable: the source holds no ranges');
-  const t = sgAllocTable(src.count, { pageSize: ps });
+  const t = sgAllocTable(src.count, faults === undefined ? { pageSize: ps } : { pageSize: ps, faults });
   if (!t.ok) return t;
   const sgt = t.value;
   const fits = src.addrFitsNumber;

@@ -9,7 +9,7 @@
 // kernel's page_link would hold the next chunk's address | SG_CHAIN.
 
 import { checkAddr, checkLen } from '../base/index.ts';
-import { type EventLog, KernelBug } from '../base/index.ts';
+import { type EventLog, type FaultHost, KernelBug, faultInjected } from '../base/index.ts';
 import { err, ok, type Result } from '../base/index.ts';
 import { grown } from './layout-util.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
@@ -58,6 +58,11 @@ export interface SgPageOpts {
   readonly flagsOf?: (pfn: number) => number;
   /** Where WARN_ON()s are recorded (e.g. machine.events); without it they are only visible as the errno. */
   readonly events?: EventLog;
+  /**
+   * The machine whose fault injection (base/faults.ts, point 'sg-table') may fail a chunk's
+   * allocation (sg_kmalloc) of a new table. Omitted: allocations never fail.
+   */
+  readonly faults?: FaultHost;
 }
 
 /** What rawEntry() reports about one physical slot of a chunk. */
@@ -566,10 +571,11 @@ export class SgAppendTable {
 /**
  * sg_alloc_table(): a table of `nents` empty entries (no pages) in chained chunks of 128 (127 usable + 1 chain
  * link except the last chunk), nents = origNents = `nents`, SG_END on the last entry.
- * Errors: EINVAL for nents == 0. (The model has no allocation failure, so no ENOMEM.)
+ * Errors: EINVAL for nents == 0; ENOMEM when a chunk's allocation fails (only by fault injection,
+ * point 'sg-table' on opts.faults: sg_alloc_table then frees what it built, so nothing is kept).
  * @throws RangeError if nents is not a u32.
  */
-export function sgAllocTable(nents: number, opts?: { pageSize?: number }): Result<SgTable> {
+export function sgAllocTable(nents: number, opts?: { pageSize?: number; faults?: FaultHost }): Result<SgTable> {
   checkU32('nents', nents);
   if (nents === 0) return err('EINVAL', 'sg_alloc_table with nents == 0');
   const full = nents > SG_MAX_SINGLE_ALLOC ? Math.ceil((nents - SG_MAX_SINGLE_ALLOC) / (SG_MAX_SINGLE_ALLOC - 1)) : 0;
@@ -583,6 +589,9 @@ export function sgAllocTable(nents: number, opts?: { pageSize?: number }): Resul
     if (alloc > SG_MAX_SINGLE_ALLOC) {
       alloc = SG_MAX_SINGLE_ALLOC;
       usable = alloc - 1;
+    }
+    if (opts?.faults !== undefined && faultInjected(opts.faults, 'sg-table', `sg_alloc_table chunk of ${alloc}`)) {
+      return err('ENOMEM', `sg_alloc_table: no memory for a chunk of ${alloc} entries`);
     }
     const k = sgt.allocChunk(alloc, first);
     if (prvChainSlot >= 0) sgt.chainSlot(prvChainSlot, k);
@@ -747,6 +756,7 @@ export function sgAllocAppendTableFromPages(
   let off = offset;
   let cur = start;
   let logical = append.prv === null ? 0 : append.prv + 1;
+  const fresh = append.prv === null;
   for (let c = 0; c < chunks; c++) {
     let j = cur + 1;
     segLen = 0;
@@ -765,6 +775,12 @@ export function sgAllocAppendTableFromPages(
     } else next = -1;
     if (useNew) {
       const alloc = Math.min(needed, SG_MAX_SINGLE_ALLOC);
+      // Model deviation: an injected chunk failure ('sg-table') is modeled for a new table only (what
+      // sg_alloc_table_from_pages_segment builds and frees on error); appending to a table that holds
+      // entries already never fails here.
+      if (fresh && opts?.faults !== undefined && faultInjected(opts.faults, 'sg-table', `sg_alloc_append_table_from_pages chunk of ${alloc}`)) {
+        return err('ENOMEM', `sg_alloc_append_table_from_pages: no memory for a chunk of ${alloc} entries`);
+      }
       const k = sgt.allocChunk(alloc, logical);
       if (s >= 0) {
         append.totalNents += alloc - 1;

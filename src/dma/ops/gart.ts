@@ -8,7 +8,7 @@
 // Model deviation: panic_on_overflow is off (the kernel's default without CONFIG_IOMMU_DEBUG): an
 // overflow logs "Out of IOMMU space" and fails.
 
-import { err, ok, type Result } from '../../base/internal.ts';
+import { err, faultInjected, ok, type Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR } from '../constants.ts';
@@ -104,6 +104,7 @@ export class GartOps implements DmaMapOps {
 
   /** alloc_iommu: rotor first, then from 0 with a flush pending; -1 when full. */
   private allocIommu(dev: Device, size: number, alignMask: number): number {
+    if (faultInjected(this.mm, 'ops-space', `${dev.name}: GART aperture, ${size} pages`)) return -1;
     const baseIndex = Number(((this.busBase & dmaGetSegBoundary(dev)) + BigInt(PAGE - 1)) / BigInt(PAGE));
     const boundary = Number(dmaGetSegBoundaryNrPages(dev, 12));
     let off = this.bitmap.areaAlloc(this.pages, this.nextBit, size, baseIndex, boundary, alignMask);

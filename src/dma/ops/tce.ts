@@ -12,7 +12,7 @@
 // Model deviation: no fail_iommu fault injection and no H_PUT_TCE hypercall (tce_build_pSeries, the
 // bare-metal store, never fails).
 
-import { err, ok, type Result } from '../../base/internal.ts';
+import { err, faultInjected, ok, type Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
@@ -117,6 +117,7 @@ export class TceOps implements DmaMapOps {
 
   /** iommu_range_alloc: the free entry (relative to it_offset) or -1. `handle` continues an sg list. */
   private rangeAlloc(dev: Device, npages: number, handle: { v: number } | null, mask: bigint, alignOrder: number): number {
+    if (faultInjected(this.mm, 'ops-space', `${dev.name}: TCE table, ${npages} entries`)) return -1;
     const largealloc = npages > 15;
     const alignMask = 2 ** alignOrder - 1;
     let poolNr = 0;

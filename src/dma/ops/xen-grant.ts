@@ -11,7 +11,7 @@
 // Model deviation: the backend domain is a test hook (xenGrantBackendMap / Unmap) that sets and
 // clears GTF_reading / GTF_writing, as Xen does when the backend maps the grant.
 
-import { err, ok, type Result } from '../../base/internal.ts';
+import { err, faultInjected, ok, type Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_ATTR_MMIO, DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
@@ -73,6 +73,7 @@ export class XenGrantOps implements DmaMapOps {
 
   /** gnttab_alloc_grant_reference_seq: n consecutive free refs, first-fit; -1 (ENOSPC) if none. */
   private allocSeq(n: number): number {
+    if (faultInjected(this.mm, 'ops-space', `Xen grant references, ${n}`)) return -1;
     let run = 0;
     for (let r = 0; r < this.nrRefs; r++) {
       run = this.free[r] ? run + 1 : 0;

@@ -112,7 +112,8 @@ export function blkRqMapSg(req: Request): Result<SgTable> {
     if (len === 0) break;
     b.pushNoMerge(iter.paddr, len, flags);
   }
-  return toSgTable(b.build(), BIO_PAGE_SIZE_FOR_SG, dmaContextOf(req.q.dev).mm.events);
+  const mm = dmaContextOf(req.q.dev).mm;
+  return toSgTable(b.build(), BIO_PAGE_SIZE_FOR_SG, mm.events, mm);
 }
 
 /**

@@ -10,7 +10,7 @@
 
 import { err, ok, type Result } from '../../base/index.ts';
 import {
-  DMA_ATTR_MMIO, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys,
+  DMA_ATTR_MMIO, DmaIovaState, dmaContextOf, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys,
   dmaMapSgtable, dmaUnmapPhyrs, dmaUnmapPhys, dmaUnmapSgtable, dmaUseIova, type DmaDataDirection, type DmaPhyrsMapping,
 } from '../../dma/index.ts';
 import {
@@ -131,6 +131,9 @@ export function dmaBufPhysVecToSgt(att: DmaBufAttachment, provider: P2pdmaProvid
       // before it, which is what the single sg entry for the whole window then describes.
       const r = dmaIovaLink(dev, state, paddr, mappedLen, len, dir, DMA_ATTR_MMIO);
       if (!r.ok) {
+        // As Linux 7.1.5's err_unmap_dma: nothing is undone when the first link fails (i == 0), and
+        // err_free_state frees the state without dma_iova_free(): the IOVA window leaks (a kernel
+        // bug the model keeps; test/fault-injection.property.test.ts names it).
         if (mappedLen > 0) dmaIovaDestroy(dev, state, mappedLen, dir, DMA_ATTR_MMIO);
         return r;
       }
@@ -183,7 +186,7 @@ export function dmaBufMapPages(att: DmaBufAttachment, pages: PhyrList, dir: DmaD
   if (!(pages instanceof PhyrList)) throw new TypeError(`pages must be a PhyrList, got ${String(pages)}`);
   att.dmabuf.resv.assertHeld('dma_buf map (pages)');
   const ps = 4096;
-  const t = sgAllocTable(Math.max(1, pages.count));
+  const t = sgAllocTable(Math.max(1, pages.count), { faults: dmaContextOf(att.dev).mm });
   if (!t.ok) return t;
   const sgt = t.value;
   for (let i = 0; i < pages.count; i++) {

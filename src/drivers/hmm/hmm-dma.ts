@@ -17,7 +17,7 @@
 // Model deviation: the map keeps the pfn and its HMM flags in two columns (pfnList, flagList), as
 // mm/hmm.ts's HmmRange does (the kernel packs them in one unsigned long); dma_list is a bigint array.
 
-import { checkLen, err, ok, type Result } from '../../base/index.ts';
+import { checkLen, err, faultInjected, ok, type Result } from '../../base/index.ts';
 import {
   DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIDIRECTIONAL, DmaIovaState, dmaAddressingLimited, dmaContextOf, dmaIovaFree,
   dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaIovaUnlink, dmaMapPhys, dmaNeedUnmap, dmaUnmapPhys, dmaUseIova,
@@ -82,9 +82,14 @@ export function hmmDmaMapAlloc(dev: Device, nrEntries: number, dmaEntrySize: num
   if (!dev.dmaSkipSync || dmaAddressingLimited(dev)) {
     return err('EOPNOTSUPP', `${dev.name} needs DMA syncs or bounce buffering (${!dev.dmaSkipSync ? 'not coherent' : 'addressing limited'})`);
   }
+  // the pfn_list kvcalloc, then (no IOVA window, unmaps needed) the dma_list one: either failing is
+  // ENOMEM with nothing kept (the IOVA try failed already when dma_list is wanted)
+  if (faultInjected(mm, 'dma-list', `${dev.name}: hmm pfn_list of ${nrEntries}`)) return err('ENOMEM', 'no memory for the pfn_list');
   const state = new DmaIovaState();
   const useIova = dmaIovaTryAlloc(dev, state, 0n, nrEntries * ps);
-  return ok(new HmmDmaMap(dev, nrEntries, dmaEntrySize, state, !useIova && dmaNeedUnmap(dev)));
+  const wantList = !useIova && dmaNeedUnmap(dev);
+  if (wantList && faultInjected(mm, 'dma-list', `${dev.name}: hmm dma_list of ${nrEntries}`)) return err('ENOMEM', 'no memory for the dma_list');
+  return ok(new HmmDmaMap(dev, nrEntries, dmaEntrySize, state, wantList));
 }
 
 /** hmm_dma_map_free(): gives the IOVA window back. Entries must be unmapped first (hmmDmaUnmapPfn). */

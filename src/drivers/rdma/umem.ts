@@ -145,14 +145,26 @@ export function ibUmemGet(ibdev: IbDevice, mm: UserMm, addr: bigint, size: numbe
   const pinLen = Number(((end + ps - 1n) & ~(ps - 1n)) - start);
   const writable = ibAccessWritable(access);
   const gup = (writable ? FOLL_WRITE : 0) | (opts.p2p === true ? FOLL_PCI_P2PDMA : FOLL_LONGTERM);
-  const pinned = pinUserPhyrs(mm, start, pinLen, gup);
+  // drivers/infiniband/core/umem.c: ib_umem_get() pins in a loop, each pin_user_pages_fast() going on
+  // from where the last one stopped; a short pin is not an error, only a negative return is.
+  // Model deviation: a registration holds one pinned phyr list, so after a short pin the model pins
+  // the rest (faulting it in, or learning the errno), lets both go and pins the whole range again;
+  // the pages and pincounts at the end are the kernel's.
+  let pinned = pinUserPhyrs(mm, start, pinLen, gup);
   if (!pinned.ok) return err(pinned.errno, `pin_user_pages_fast: ${pinned.message ?? pinned.errno}`);
-  if (pinned.value.totalLen < pinLen) {
-    const at = start + BigInt(pinned.value.totalLen);
-    const why = pinUserPhyrs(mm, at, pinLen - pinned.value.totalLen, gup);
-    if (why.ok) unpinUserPhyrs(why.value);
+  while (pinned.value.totalLen < pinLen) {
+    const have = pinned.value.totalLen;
+    const at = start + BigInt(have);
+    const rest = pinUserPhyrs(mm, at, pinLen - have, gup);
     unpinUserPhyrs(pinned.value);
-    return err(why.ok ? 'EFAULT' : why.errno, `pin_user_pages_fast: pinned ${pinned.value.totalLen} of ${pinLen} bytes; at 0x${at.toString(16)}: ${why.ok ? 'short again' : why.message ?? why.errno}`);
+    if (!rest.ok) return err(rest.errno, `pin_user_pages_fast: pinned ${have} of ${pinLen} bytes; at 0x${at.toString(16)}: ${rest.message ?? rest.errno}`);
+    unpinUserPhyrs(rest.value);
+    pinned = pinUserPhyrs(mm, start, pinLen, gup);
+    if (!pinned.ok) return err(pinned.errno, `pin_user_pages_fast: ${pinned.message ?? pinned.errno}`);
+    if (pinned.value.totalLen <= have) {
+      unpinUserPhyrs(pinned.value);
+      return err('EFAULT', `pin_user_pages_fast: no progress past 0x${at.toString(16)}`);
+    }
   }
   const attrs = (access & IB_ACCESS_RELAXED_ORDERING) !== 0 ? DMA_ATTR_WEAK_ORDERING : 0;
   const mapped = dmaMapPhyrs(ibdev.dev, pinned.value, DMA_BIDIRECTIONAL, attrs);

@@ -4,7 +4,7 @@
 // checked after the schema, in check.ts.
 
 import { z } from 'zod';
-import { ERRNO_VALUES } from '../../base/index.ts';
+import { ERRNO_VALUES, FAULT_POINTS } from '../../base/index.ts';
 import { parseBigSize, parseSize, SIZE_EXPECTED } from './sizes.ts';
 
 /** A size in bytes: a number or "4KiB", "1GiB", "0x1000". */
@@ -135,6 +135,17 @@ export const machineShape = {
     kind: z.enum(['tdx', 'sev-snp']).describe('confidential-computing guest kind'),
     encryptedSwiotlb: z.boolean().optional().describe('leave the swiotlb pool encrypted (default false)'),
   }).optional().describe('a confidential-computing guest: private RAM, swiotlb forced through a shared pool'),
+  faults: z.array(z.union([
+    z.strictObject({
+      point: z.enum(FAULT_POINTS).describe('the allocation point'),
+      nth: int('fail exactly this call of the point (1 = the first after boot)', 1),
+    }),
+    z.strictObject({
+      point: z.enum(FAULT_POINTS).describe('the allocation point'),
+      probability: z.number().min(0).max(1).describe('fail each call with this probability'),
+      seed: int('seed of the PRNG that draws the failures'),
+    }),
+  ])).optional().describe(`fault injection: { point, nth } or { point, probability, seed }; points: ${FAULT_POINTS.join(', ')}`),
 };
 
 const machineSchema = z.strictObject(machineShape).describe('the createMachine config');
