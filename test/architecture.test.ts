@@ -2,7 +2,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { importCycles, importEdges, layerViolations, nodeOnlyImports, readTree, type SourceFile } from './import-graph.ts';
+import { importCycles, importEdges, layerViolations, nodeGlobalUses, nodeOnlyImports, readTree, webViolations, type SourceFile } from './import-graph.ts';
 
 const src = join(dirname(fileURLToPath(import.meta.url)), '..', 'src');
 const tree = readTree(src);
@@ -21,6 +21,19 @@ describe('the layers of src/', () => {
   });
   it('uses Node-only modules only in cli/', () => {
     expect(nodeOnlyImports(tree)).toEqual([]);
+  });
+  it('uses Node globals (process, Buffer, require, ...) only in cli/: the library runs in a browser worker', () => {
+    expect(nodeGlobalUses(tree)).toEqual([]);
+  });
+});
+
+describe('the web view (web/src) as a consumer of the library', () => {
+  const web = readTree(join(dirname(fileURLToPath(import.meta.url)), '..', 'web', 'src'));
+  it('reads the view\'s files (the rule is not checked on nothing)', () => {
+    expect(web.map((f) => f.path)).toContain('worker/model.ts');
+  });
+  it('imports only the package entry or a layer\'s index.ts, and nothing Node-only', () => {
+    expect(webViolations(web)).toEqual([]);
   });
 });
 
@@ -91,5 +104,29 @@ describe('the rules catch what they guard', () => {
   it('a Node-only module in the library', () => {
     const t = synthetic({ 'scenario/load.ts': "import { readFileSync } from 'node:fs';", 'cli/main.ts': "import { readFileSync } from 'node:fs';" });
     expect(nodeOnlyImports(t)).toEqual(["scenario/load.ts imports 'node:fs': Node-only modules belong in cli/"]);
+  });
+  it('a Node global in the library (process.hrtime, Buffer), but not a property or a local of that name', () => {
+    const t = synthetic({
+      'scenario/time.ts': 'export const t = process.hrtime.bigint();\nexport const b: Buffer | null = null;',
+      'mm/pins.ts': 'export interface P { readonly process: number }\nexport const p = (o: { process: number }) => ({ process: o.process });',
+      'dma/x.ts': 'export function f(process: number): number { return process + 1; }',
+      'cli/main.ts': 'export const argv = process.argv;',
+    });
+    expect(nodeGlobalUses(t)).toEqual([
+      "scenario/time.ts:1 uses the Node global 'process': Node-only APIs belong in cli/",
+      "scenario/time.ts:2 uses the Node global 'Buffer': Node-only APIs belong in cli/",
+    ]);
+  });
+  it('the web view reaching into internals, a deep file or Node', () => {
+    const t = synthetic({
+      'worker/a.ts': "import { x } from '../../../src/dma/internal.ts';\nimport { y } from '../../../src/iommu/inspect.ts';\nimport { z } from '../../../src/index.ts';",
+      'main.ts': "import { readFileSync } from 'node:fs';\nimport { s } from '../../src/scenario/index.ts';\nexport const e = process.env;",
+    });
+    expect(webViolations(t)).toEqual([
+      "web/src/worker/a.ts imports '../../../src/dma/internal.ts': the web view may use only the package entry or a layer's index.ts",
+      "web/src/worker/a.ts imports '../../../src/iommu/inspect.ts': the web view may use only the package entry or a layer's index.ts",
+      "web/src/main.ts imports 'node:fs': Node-only modules cannot run in the browser",
+      "web/src/main.ts:3 uses the Node global 'process': Node-only APIs belong in cli/",
+    ]);
   });
 });

@@ -187,6 +187,51 @@ export function layerViolations(files: readonly SourceFile[], edges: readonly Im
   return bad;
 }
 
+/** Globals that exist in Node but not in a browser (or a Web Worker). */
+export const NODE_GLOBALS = ['process', 'Buffer', '__dirname', '__filename', 'require', 'module', 'global', 'setImmediate', 'clearImmediate'] as const;
+
+/** Whether an identifier names a binding in an expression or type (not a property name or a declaration). */
+function isGlobalReference(id: ts.Identifier): boolean {
+  const p = id.parent;
+  if (p === undefined) return false;
+  if ((ts.isPropertyAccessExpression(p) || ts.isQualifiedName(p)) && (ts.isPropertyAccessExpression(p) ? p.name === id : p.right === id)) return false;
+  if ((ts.isPropertyAssignment(p) || ts.isPropertySignature(p) || ts.isPropertyDeclaration(p) || ts.isMethodDeclaration(p)
+    || ts.isMethodSignature(p) || ts.isGetAccessor(p) || ts.isSetAccessor(p) || ts.isEnumMember(p)) && p.name === id) return false;
+  if ((ts.isVariableDeclaration(p) || ts.isParameter(p) || ts.isFunctionDeclaration(p) || ts.isClassDeclaration(p)
+    || ts.isInterfaceDeclaration(p) || ts.isTypeAliasDeclaration(p) || ts.isBindingElement(p)) && p.name === id) return false;
+  if (ts.isImportSpecifier(p) || ts.isExportSpecifier(p) || ts.isImportClause(p) || ts.isNamespaceImport(p) || ts.isLabeledStatement(p)) return false;
+  return true;
+}
+
+/**
+ * Node globals (process, Buffer, require, ...) used outside cli/, by file and line: the library must
+ * run in a browser and a Web Worker, where they do not exist. A file that declares a binding of the
+ * same name (a parameter or local called `process`) is not flagged for it.
+ */
+export function nodeGlobalUses(files: readonly SourceFile[]): string[] {
+  const bad: string[] = [];
+  const names = new Set<string>(NODE_GLOBALS);
+  for (const f of files) {
+    if (isTestFile(f.path) || layerOf(f.path) === 'cli') continue;
+    const sf = ts.createSourceFile(f.path, f.text, ts.ScriptTarget.Latest, true);
+    const declared = new Set<string>();
+    const uses: Array<[string, number]> = [];
+    const visit = (n: ts.Node): void => {
+      if (ts.isIdentifier(n) && names.has(n.text)) {
+        const p = n.parent;
+        if ((ts.isVariableDeclaration(p) || ts.isParameter(p) || ts.isFunctionDeclaration(p) || ts.isBindingElement(p)) && p.name === n) declared.add(n.text);
+        else if (isGlobalReference(n)) uses.push([n.text, sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1]);
+      }
+      ts.forEachChild(n, visit);
+    };
+    visit(sf);
+    for (const [name, line] of uses) {
+      if (!declared.has(name)) bad.push(`${f.path}:${line} uses the Node global '${name}': Node-only APIs belong in cli/`);
+    }
+  }
+  return bad;
+}
+
 /** Node-only modules used outside cli/: the library must run in a browser. */
 export function nodeOnlyImports(files: readonly SourceFile[]): string[] {
   const bad: string[] = [];
@@ -200,4 +245,36 @@ export function nodeOnlyImports(files: readonly SourceFile[]): string[] {
     }
   }
   return bad;
+}
+
+/**
+ * The web view (web/src, paths relative to it) is a consumer of the library: it may import the
+ * package entry (src/index.ts) and a layer's driver API (src/<layer>/index.ts), never internal.ts or
+ * a deep file; and like the library it runs in a browser (no Node-only modules or globals).
+ */
+export function webViolations(files: readonly SourceFile[]): string[] {
+  const bad: string[] = [];
+  for (const f of files) {
+    const info = ts.preProcessFile(f.text, true, true);
+    for (const ref of info.importedFiles) {
+      const spec = ref.fileName;
+      const where = `web/src/${f.path} imports '${spec}'`;
+      if (/^node:|^(fs|path|url|os|child_process|worker_threads|process)$/.test(spec)) {
+        bad.push(`${where}: Node-only modules cannot run in the browser`);
+        continue;
+      }
+      if (!spec.startsWith('.')) continue;
+      const to = relative('/repo', resolve('/repo/web/src', dirname(f.path), spec)).split(sep).join('/');
+      if (to.startsWith('web/')) continue;
+      if (to.startsWith('src/')) {
+        const parts = to.split('/');
+        const ok = to === 'src/index.ts' || (parts.length === 3 && parts[2] === 'index.ts' && (LAYER_ORDER as readonly string[]).includes(parts[1]));
+        if (!ok) bad.push(`${where}: the web view may use only the package entry or a layer's index.ts`);
+        continue;
+      }
+      if (to.startsWith('examples/')) continue;
+      bad.push(`${where}: outside web/, src/ and examples/`);
+    }
+  }
+  return [...bad, ...nodeGlobalUses(files.map((f) => ({ path: `web/src/${f.path}`, text: f.text })))];
 }

@@ -313,8 +313,8 @@ function bufferLabel(name: BufferName, len: number): string {
   }
 }
 
-function msSince(t0: bigint): number {
-  return Number(process.hrtime.bigint() - t0) / 1e6;
+function msSince(t0: number): number {
+  return performance.now() - t0;
 }
 
 /** Maps one buffer into mm with populate. */
@@ -354,13 +354,13 @@ export function measureLayout(
     const path = layout === 'bvec'
       ? 'pinUserPages + coalesce + toBvecList'
       : `pinUserPages + sgAllocTableFromPagesSegment(maxSegment ${o.maxSegment})`;
-    const t0 = process.hrtime.bigint();
+    const t0 = performance.now();
     const pinned = pinUserPages(mm, start, nrPages, FOLL_WRITE);
     const pinMs = msSince(t0);
     if (!pinned.ok) return failedRow(layout, path, pinned.errno, errText(pinned, 'pinUserPages'), pinMs, 0);
     const pages: PageArray = pinned.value;
     try {
-      const t1 = process.hrtime.bigint();
+      const t1 = performance.now();
       if (layout === 'bvec') {
         // bio_add_page merges a page into the previous bio_vec when it is physically contiguous
         // (bvec_try_merge_page); coalesce does that merge, toBvecList cuts at 4 GiB - 1 page.
@@ -384,7 +384,7 @@ export function measureLayout(
     }
   }
   const path = layout === 'phyr' ? 'pinUserPhyrs' : 'pinUserPhyrs + toPageList';
-  const t0 = process.hrtime.bigint();
+  const t0 = performance.now();
   const pinned = pinUserPhyrs(mm, start, len, FOLL_WRITE);
   const pinMs = msSince(t0);
   if (!pinned.ok) return failedRow(layout, path, pinned.errno, errText(pinned, 'pinUserPhyrs'), pinMs, 0);
@@ -393,7 +393,7 @@ export function measureLayout(
     if (layout === 'phyr') {
       return okRow(layout, path, list.count, [{ name: 'phyr', entries: list.count, kernelBytes: list.kernelBytes }], pinMs, 0);
     }
-    const t1 = process.hrtime.bigint();
+    const t1 = performance.now();
     const r = toPageList(list as RangeSource, pageSize);
     const buildMs = msSince(t1);
     if (!r.ok) return failedRow(layout, path, r.errno, errText(r, 'toPageList'), pinMs, buildMs);
@@ -495,7 +495,7 @@ function runLayouts(opts: CompareOptions, o: ResolvedOptions, step: (label: stri
   for (const name of o.buffers) {
     const len = o.bufferLen[name];
     const label = bufferLabel(name, len);
-    const t0 = process.hrtime.bigint();
+    const t0 = performance.now();
     const mapped = mapCompareBuffer(mm, name, len);
     const mmapMs = msSince(t0);
     step(`${label}: mapped`);
@@ -524,7 +524,7 @@ function runLayouts(opts: CompareOptions, o: ResolvedOptions, step: (label: stri
 }
 
 function report(
-  opts: CompareOptions, o: ResolvedOptions, layouts: ReturnType<typeof runLayouts>, mapping: MappingReport | null, tStart: bigint,
+  opts: CompareOptions, o: ResolvedOptions, layouts: ReturnType<typeof runLayouts>, mapping: MappingReport | null, tStart: number,
 ): CompareReport {
   return {
     tool: 'phyr compare',
@@ -544,7 +544,7 @@ function report(
 
 /** What runCompare and runCompareAsync set up alike: the checked options, a progress step, the mapping configurations. */
 function startCompare(opts: CompareOptions, onProgress: ProgressFn | undefined) {
-  const tStart = process.hrtime.bigint();
+  const tStart = performance.now();
   const o = resolveCompareOptions(opts);
   const total = compareSteps(opts);
   let done = 0;

@@ -1,0 +1,170 @@
+// The page: loads a scenario (a bundled example, an upload or pasted text) into the model worker,
+// runs it (step, play, run to end, back to start) and shows the machine in panels. A click on a
+// byte traces it; every panel then marks what the trace touches.
+
+import './style.css';
+import { connect } from './ui/rpc.ts';
+import { renderSteps, renderCounters, renderMemory, EventsPanel, LayoutsPanel, BytesPanel, TracePanel, PciPanel, IommuPanel, type Ctx } from './ui/panels.ts';
+import type { Snapshot } from './protocol.ts';
+
+const examples = import.meta.glob<string>('../../examples/*.{yaml,yml,json}', { query: '?raw', import: 'default', eager: true });
+
+const $ = <T extends HTMLElement>(sel: string): T => {
+  const el = document.querySelector<T>(sel);
+  if (!el) throw new Error(`missing element ${sel}`);
+  return el;
+};
+
+const worker = new Worker(new URL('./worker/worker.ts', import.meta.url), { type: 'module' });
+const call = connect(worker);
+
+const status = $<HTMLOutputElement>('#status');
+const select = $<HTMLSelectElement>('#example');
+const buttons = {
+  reset: $<HTMLButtonElement>('#reset'),
+  step: $<HTMLButtonElement>('#step'),
+  play: $<HTMLButtonElement>('#play'),
+  run: $<HTMLButtonElement>('#run'),
+};
+
+const body = (id: string): HTMLElement => $<HTMLElement>(`#panel-${id} .body`);
+
+const ctx: Ctx = {
+  call,
+  snapshot: null,
+  buffer: null,
+  onTrace: () => undefined,
+  setStatus: (state, text) => setStatus(state, text),
+};
+
+const trace = new TracePanel(body('trace'), ctx);
+const layouts = new LayoutsPanel(body('layouts'), ctx);
+const bytes = new BytesPanel(body('bytes'), ctx);
+const pci = new PciPanel(body('pci'), ctx);
+const iommu = new IommuPanel(body('iommu'), ctx);
+const events = new EventsPanel(body('events'), ctx);
+
+function setStatus(state: string, text: string): void {
+  status.dataset.state = state;
+  status.textContent = text;
+}
+
+/** After a new trace (or none): every panel marks what it touches. */
+ctx.onTrace = async () => {
+  trace.render();
+  if (ctx.snapshot) renderMemory(body('memory'), ctx);
+  await Promise.all([layouts.refresh(true), bytes.refresh(), iommu.refresh(true), pci.refreshTrace(), events.refresh()]);
+};
+
+let playing = false;
+
+function setButtons(snap: Snapshot | null, busy: boolean): void {
+  const more = snap !== null && snap.state === 'ready';
+  buttons.reset.disabled = busy || snap === null;
+  buttons.step.disabled = busy || !more;
+  buttons.run.disabled = busy || !more;
+  buttons.play.disabled = snap === null || (!more && !playing);
+  buttons.play.setAttribute('aria-pressed', String(playing));
+  buttons.play.textContent = playing ? '\u2016 Pause' : '\u25B6 Play';
+}
+
+async function show(snap: Snapshot): Promise<void> {
+  ctx.snapshot = snap;
+  if (ctx.buffer === null || !snap.buffers.some((b) => b.name === ctx.buffer)) ctx.buffer = snap.buffers[0]?.name ?? null;
+  renderSteps(body('steps'), snap);
+  renderMemory(body('memory'), ctx);
+  renderCounters(body('counters'), snap);
+  // a panel that cannot draw says so in its own body; the run and the other panels go on
+  const guard = (id: string, p: Promise<void>): Promise<void> => p.catch((e: unknown) => {
+    const note = document.createElement('p');
+    note.className = 'panel-error';
+    note.setAttribute('role', 'alert');
+    note.textContent = `This panel could not be drawn: ${(e as Error).message}`;
+    body(id).prepend(note);
+  });
+  await Promise.all([
+    guard('layouts', layouts.update()), guard('bytes', bytes.update()), guard('pci', pci.update()), guard('iommu', iommu.update()),
+    guard('events', events.update()), guard('trace', trace.update()),
+  ]);
+}
+
+function describe(snap: Snapshot): string {
+  const failed = snap.steps.find((s) => s.status === 'failed');
+  if (snap.state === 'stopped') return `${snap.name}: stopped at step ${failed?.index ?? '?'} (${failed?.label ?? ''}${failed?.errno ? `: ${failed.errno}` : ''})`;
+  if (snap.state === 'done') return `${snap.name}: all ${snap.steps.length} steps ran`;
+  return `${snap.name}: ${snap.index} of ${snap.steps.length} steps ran`;
+}
+
+async function act(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: string): Promise<void> {
+  setButtons(ctx.snapshot, true);
+  setStatus(kind === 'load' ? 'loading' : 'running', kind === 'load' ? `loading ${source ?? ''}...` : 'running...');
+  try {
+    const snap = kind === 'load' ? await call({ type: 'load', text: text ?? '', source: source ?? 'pasted' }) : await call({ type: kind });
+    if (kind === 'load' || kind === 'reset') trace.clear();
+    await show(snap);
+    setStatus(snap.state === 'ready' ? 'ready' : snap.state, describe(snap));
+  } catch (e) {
+    setStatus('error', (e as Error).message);
+  }
+  setButtons(ctx.snapshot, false);
+}
+
+async function play(): Promise<void> {
+  playing = !playing;
+  setButtons(ctx.snapshot, false);
+  while (playing && ctx.snapshot?.state === 'ready') {
+    await act('step');
+    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 250)));
+  }
+  playing = false;
+  setButtons(ctx.snapshot, false);
+}
+
+// ----------------------------------------------------------------- loading
+
+const names = Object.keys(examples).sort();
+for (const path of names) {
+  const o = document.createElement('option');
+  o.value = path;
+  o.textContent = path.replace(/^.*\//, '');
+  select.append(o);
+}
+if (names.length === 0) {
+  const o = document.createElement('option');
+  o.textContent = '(no examples bundled)';
+  o.disabled = true;
+  select.append(o);
+}
+
+$<HTMLFormElement>('#load-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const path = select.value;
+  if (examples[path] !== undefined) void act('load', examples[path], path.replace(/^.*\//, ''));
+});
+$<HTMLInputElement>('#upload').addEventListener('change', async (e) => {
+  const f = (e.target as HTMLInputElement).files?.[0];
+  if (f) await act('load', await f.text(), f.name);
+});
+$<HTMLButtonElement>('#load-paste').addEventListener('click', () => {
+  const text = $<HTMLTextAreaElement>('#paste').value;
+  ($<HTMLDetailsElement>('#paste-box')).open = false;
+  void act('load', text, 'pasted');
+});
+buttons.step.addEventListener('click', () => void act('step'));
+buttons.run.addEventListener('click', () => void act('run'));
+buttons.reset.addEventListener('click', () => void act('reset'));
+buttons.play.addEventListener('click', () => void play());
+
+// ?example=NAME loads that example at once (links, tests)
+const wanted = new URLSearchParams(location.search).get('example');
+if (wanted !== null) {
+  const path = names.find((p) => p.endsWith(`/${wanted}`) || p.endsWith(`/${wanted}.yaml`));
+  if (path) {
+    select.value = path;
+    void act('load', examples[path], path.replace(/^.*\//, ''));
+  } else setStatus('error', `no example named ${wanted}`);
+} else {
+  document.documentElement.dataset.ready = 'true';
+}
+setButtons(null, false);
+document.documentElement.dataset.ready = 'true';

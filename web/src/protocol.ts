@@ -1,0 +1,196 @@
+// The messages between the page (main thread) and the model worker. Everything is plain
+// structured-clone data: addresses travel as hex strings ('0x1000'), lengths and counts as numbers.
+// The page asks, the worker answers with the same id: { id, ok, value } or { id, ok: false, error }.
+
+/** An address space a row or a trace point lives in. */
+export type Space = 'va' | 'phys' | 'dma' | 'iova' | 'pte';
+
+/** One address of the traced byte: a space and an address there ('pte': `<tablePfnHex>:<index>`). */
+export interface TracePoint {
+  readonly space: Space;
+  /** Hex address, or for 'pte' the table page pfn and entry index. */
+  readonly addr: string;
+  /** Where the point came from (a layer of the trace), for the legend. */
+  readonly layer: string;
+}
+
+export interface StepRow {
+  readonly index: number;
+  readonly label: string;
+  /** 'pending' before it runs; 'ok' / 'failed' after. */
+  readonly status: 'pending' | 'ok' | 'failed';
+  readonly summary: string;
+  readonly errno?: string;
+}
+
+export interface RegionRow {
+  readonly name: string;
+  readonly kind: string;
+  readonly start: string;
+  readonly end: string;
+  readonly len: number;
+  /** Text alternative for the colour: what this region is. */
+  readonly label: string;
+}
+
+export interface BufferRow {
+  readonly name: string;
+  readonly process: string;
+  readonly va: string;
+  readonly len: number;
+  readonly backing: string;
+  readonly live: boolean;
+  /** Pins and mappings of this buffer, by name. */
+  readonly pins: readonly string[];
+  readonly mappings: readonly string[];
+}
+
+/** A span drawn on the physical memory map: part of a buffer, pinned or not, mapped or not. */
+export interface PhysSpan {
+  readonly buffer: string;
+  readonly start: string;
+  readonly end: string;
+  readonly pinned: boolean;
+  readonly mapped: boolean;
+}
+
+export interface LayoutSummary {
+  /** Row source id, e.g. 'layout:buf0:phyr'. */
+  readonly source: string;
+  readonly label: string;
+  readonly entries: number | null;
+  readonly kernelBytes: number | null;
+  /** The parts counted (page array + sg_table). */
+  readonly parts: ReadonlyArray<{ readonly name: string; readonly entries: number; readonly kernelBytes: number }>;
+  /** Why the layout cannot describe the buffer. */
+  readonly error: string | null;
+}
+
+export interface PciNodeRow {
+  readonly name: string;
+  readonly parent: string | null;
+  readonly kind: string;
+  readonly bdf: string;
+  readonly bars: readonly string[];
+}
+
+export interface DomainRow {
+  readonly device: string;
+  readonly type: string;
+  readonly format: string | null;
+  readonly rootPfn: string | null;
+  readonly tablePages: number;
+  readonly iovaRanges: number;
+  readonly iotlbEntries: number;
+  readonly aperture: string;
+}
+
+export interface EventRow {
+  readonly seq: number;
+  readonly kind: string;
+  readonly source: string;
+  readonly message: string;
+  /** The step that logged it (-1: machine setup). */
+  readonly step: number;
+}
+
+/** Everything the page shows that is small enough to send whole after each step. */
+export interface Snapshot {
+  readonly name: string;
+  readonly description: string;
+  readonly state: 'ready' | 'done' | 'stopped';
+  /** Steps run so far. */
+  readonly index: number;
+  readonly steps: readonly StepRow[];
+  readonly regions: readonly RegionRow[];
+  readonly physTop: string;
+  readonly spans: readonly PhysSpan[];
+  /** Spans left out of `spans` (too many to draw: the list panel has them all). */
+  readonly spansOmitted: number;
+  readonly buffers: readonly BufferRow[];
+  readonly pci: readonly PciNodeRow[];
+  readonly domains: readonly DomainRow[];
+  readonly counters: ReadonlyArray<readonly [string, number]>;
+  readonly events: readonly EventRow[];
+  readonly leaks: string | null;
+}
+
+/** Rows of a list, for a virtualised list: only the visible ones are asked for. */
+export interface RowsAnswer {
+  readonly source: string;
+  readonly columns: readonly string[];
+  readonly total: number;
+  readonly start: number;
+  readonly rows: ReadonlyArray<{ readonly cells: readonly string[]; readonly hit: boolean }>;
+  /** Index of the first row the current trace hits (-1: none). */
+  readonly firstHit: number;
+}
+
+export interface TableAnswer {
+  readonly device: string;
+  readonly pfn: string;
+  readonly level: number;
+  /** The 4096 bytes as 256 lines of 16 hex bytes. */
+  readonly hex: readonly string[];
+  /** The 512 entries: index, raw, kind, output address, attributes. */
+  readonly entries: ReadonlyArray<{ readonly index: number; readonly raw: string; readonly kind: string; readonly oa: string; readonly attrs: string; readonly hit: boolean }>;
+}
+
+export interface BytesAnswer {
+  readonly buffer: string;
+  readonly offset: number;
+  /** Bytes as numbers (-1: not readable, no page). */
+  readonly bytes: readonly number[];
+  readonly len: number;
+}
+
+export interface TraceAnswer {
+  readonly buffer: string;
+  readonly offset: number;
+  /** The trace as people read it (the same text as `phyr trace`). */
+  readonly text: string;
+  /** The trace as data (the same JSON as `phyr trace --json`). */
+  readonly json: unknown;
+  readonly points: readonly TracePoint[];
+}
+
+export interface P2pAnswer {
+  readonly provider: string;
+  readonly client: string;
+  /** Device names from the provider up to the common ancestor and down to the client. */
+  readonly path: readonly string[];
+  /** Where the path turns: a switch port or the host bridge. */
+  readonly via: string;
+  readonly mapType: string;
+  readonly distance: number;
+}
+
+export type Request =
+  | { readonly type: 'load'; readonly text: string; readonly source: string }
+  | { readonly type: 'step' }
+  | { readonly type: 'run' }
+  | { readonly type: 'reset' }
+  | { readonly type: 'layouts'; readonly buffer: string }
+  | { readonly type: 'rows'; readonly source: string; readonly start: number; readonly count: number }
+  | { readonly type: 'table'; readonly device: string; readonly pfn: string | null }
+  | { readonly type: 'bytes'; readonly buffer: string; readonly offset: number; readonly len: number }
+  | { readonly type: 'trace'; readonly buffer: string; readonly offset: number }
+  | { readonly type: 'clearTrace' }
+  | { readonly type: 'p2p'; readonly provider: string; readonly client: string };
+
+export interface Answers {
+  load: Snapshot;
+  step: Snapshot;
+  run: Snapshot;
+  reset: Snapshot;
+  layouts: LayoutSummary[];
+  rows: RowsAnswer;
+  table: TableAnswer;
+  bytes: BytesAnswer;
+  trace: TraceAnswer;
+  clearTrace: null;
+  p2p: P2pAnswer;
+}
+
+export type Envelope = { readonly id: number; readonly req: Request };
+export type Reply = { readonly id: number; readonly ok: true; readonly value: unknown } | { readonly id: number; readonly ok: false; readonly error: string };

@@ -1,0 +1,38 @@
+// The trace of one byte for the page: the scenario layer's address trace (traceBuffer, the data and
+// text `phyr trace` prints), turned into the points every panel marks: user VA, physical address,
+// each mapping's DMA address (an IOVA behind an IOMMU), the page-table entries walked, and where the
+// device's access lands (a swiotlb slot when bounced).
+
+import {
+  hex,
+} from '../../../src/index.ts';
+import { renderTrace, traceBuffer, traceToJson, type BufferTrace } from '../../../src/scenario/index.ts';
+import type { TraceAnswer, TracePoint } from '../protocol.ts';
+import type { ViewModel } from './model.ts';
+
+/** The addresses of a byte trace, by space, for the panels' marks. */
+export function tracePoints(t: BufferTrace): TracePoint[] {
+  const out: TracePoint[] = [];
+  const run = t.runs[0];
+  if (run === undefined) return out;
+  const c = run.cpu;
+  out.push({ space: 'va', addr: hex(c.va), layer: 'user VA' });
+  if (c.phys !== null) out.push({ space: 'phys', addr: hex(c.phys), layer: `physical (${c.memory?.region ?? '?'})` });
+  for (const d of run.devices) {
+    const a = d.access;
+    out.push({ space: 'dma', addr: hex(a.dmaAddr), layer: `${d.mapping} on ${d.device}` });
+    if (a.addressKind === 'IOVA') out.push({ space: 'iova', addr: hex(a.dmaAddr), layer: `IOVA on ${d.device}` });
+    for (const w of a.iommu?.walk ?? []) {
+      out.push({ space: 'pte', addr: `${hex(w.tablePhys >> 12n)}:${w.index}`, layer: `L${w.level} entry on ${d.device}` });
+    }
+    if (a.phys !== null && a.phys !== c.phys) {
+      out.push({ space: 'phys', addr: hex(a.phys), layer: a.swiotlb ? `swiotlb slot ${a.swiotlb.slot} on ${d.device}` : `device lands on ${d.device}` });
+    }
+  }
+  return out;
+}
+
+export function traceOf(vm: ViewModel, buffer: string, offset: number): TraceAnswer {
+  const t = traceBuffer(vm.runner, buffer, offset);
+  return { buffer, offset, text: renderTrace(t), json: traceToJson(t), points: tracePoints(t) };
+}
