@@ -773,3 +773,41 @@ export function unpinUserPhyrs(mm: UserMm, list: PhyrList): void;
 export function unpinUserPhyrs(a: UserMm | PhyrList, b?: PhyrList): void {
   unpinCommon(a, b, 'phyrs');
 }
+
+/**
+ * Pins a whole range the way callers do that loop over pin calls (drivers/infiniband/core/umem.c:
+ * ib_umem_get()'s `while (npages)`; drivers/iommu/iommufd/pages.c: pfn_reader_user_pin()): a short
+ * pin is not an error, the next call goes on from where it stopped; only a call that pins nothing
+ * fails the whole, with its errno. EFAULT when a retry gets no further than the pin before it.
+ * Model deviation: the result is one pinned list, so after a short pin the rest is pinned (faulting
+ * it in, or learning the errno), both pins let go and the whole range pinned again; the pages and
+ * pincounts at the end are those of the caller's loop.
+ */
+export function pinUserPhyrsAll(mm: UserMm, start: bigint, len: number, gupFlags: number): Result<PinnedPhyrList> {
+  return pinWhole((at, n) => pinUserPhyrs(mm, at, n, gupFlags), (l) => l.totalLen, (l) => unpinUserPhyrs(l), start, len, 1, 'bytes');
+}
+
+/** pinUserPhyrsAll for a page array: pin_user_pages_fast of nrPages from the page-aligned `start`. */
+export function pinUserPagesAll(mm: UserMm, start: bigint, nrPages: number, gupFlags: number): Result<PinnedPageArray> {
+  return pinWhole((at, n) => pinUserPages(mm, at, n, gupFlags), (a) => a.count, (a) => unpinUserPages(a), start, nrPages,
+    mm.machine.pageSize, 'pages');
+}
+
+function pinWhole<T>(pin: (at: bigint, n: number) => Result<T>, got: (t: T) => number, unpin: (t: T) => void,
+  start: bigint, n: number, unit: number, what: string): Result<T> {
+  let r = pin(start, n);
+  while (r.ok && got(r.value) < n) {
+    const have = got(r.value);
+    const at = start + BigInt(have * unit);
+    const rest = pin(at, n - have);
+    unpin(r.value);
+    if (!rest.ok) return err(rest.errno, `pinned ${have} of ${n} ${what}; at 0x${at.toString(16)}: ${rest.message ?? rest.errno}`);
+    unpin(rest.value);
+    r = pin(start, n);
+    if (r.ok && got(r.value) <= have) {
+      unpin(r.value);
+      return err('EFAULT', `pinned ${have} of ${n} ${what}, and no further on a retry at 0x${at.toString(16)}`);
+    }
+  }
+  return r;
+}

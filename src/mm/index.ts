@@ -12,7 +12,7 @@ export {
   FOLL_WRITE, FOLL_GET, FOLL_DUMP, FOLL_FORCE, FOLL_NOWAIT, FOLL_NOFAULT, FOLL_HWPOISON, FOLL_ANON, FOLL_LONGTERM,
   FOLL_SPLIT_PMD, FOLL_PCI_P2PDMA, FOLL_INTERRUPTIBLE, FOLL_HONOR_NUMA_FAULT, FOLL_TOUCH, FOLL_TRIED, FOLL_REMOTE,
   FOLL_PIN, FOLL_FAST_ONLY, FOLL_UNLOCKABLE, FOLL_MADV_POPULATE,
-  pinUserPages, pinUserPagesFast, pinUserPhyrs, unpinUserPages, unpinUserPhyrs,
+  pinUserPages, pinUserPagesAll, pinUserPagesFast, pinUserPhyrs, pinUserPhyrsAll, unpinUserPages, unpinUserPhyrs,
   type PinnedPageArray, type PinnedPhyrList,
 } from './gup.ts';
 export type { GupApi, PinInfo } from './pins.ts';

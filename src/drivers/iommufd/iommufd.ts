@@ -23,7 +23,7 @@ import {
   IOMMU_CACHE, IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, iommuGetDmaDomain, iommuGetDomainForDev, iommuMap, iommuUnmap, type Iommu,
   type IommuDomain,
 } from '../../iommu/index.ts';
-import { FOLL_LONGTERM, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, type MachineMm, type PinnedPhyrList, type UserMm } from '../../mm/index.ts';
+import { FOLL_LONGTERM, FOLL_WRITE, pinUserPhyrsAll, unpinUserPhyrs, type MachineMm, type PinnedPhyrList, type UserMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { RANGE_DEVICE, rangeKind, slice } from '../../phyr/index.ts';
 import {
@@ -186,30 +186,6 @@ function protOf(opts: IoasMapOptions): number {
 }
 
 /**
- * The pins of drivers/iommu/iommufd/pages.c: pfn_reader_user_pin() takes what one pin_user_pages
- * call pinned (a short pin is not an error; only rc <= 0 is) and the reader goes on from there.
- * Model deviation: an area holds one pinned phyr list, so after a short pin the model pins the rest
- * (faulting it in, or learning the errno), lets both go and pins the whole range again; the pages
- * and pincounts at the end are the kernel's.
- */
-function pinAll(mm: UserMm, uptr: bigint, len: number, gup: number): Result<PinnedPhyrList> {
-  let pin = pinUserPhyrs(mm, uptr, len, gup);
-  while (pin.ok && pin.value.totalLen < len) {
-    const have = pin.value.totalLen;
-    const rest = pinUserPhyrs(mm, uptr + BigInt(have), len - have, gup);
-    unpinUserPhyrs(pin.value);
-    if (!rest.ok) return rest;
-    unpinUserPhyrs(rest.value);
-    pin = pinUserPhyrs(mm, uptr, len, gup);
-    if (pin.ok && pin.value.totalLen <= have) {
-      unpinUserPhyrs(pin.value);
-      return err('EFAULT', `pinned ${have} of ${len} bytes at 0x${uptr.toString(16)}, and no more on a retry`);
-    }
-  }
-  return pin;
-}
-
-/**
  * IOMMU_IOAS_MAP with IOMMU_IOAS_MAP_FIXED_IOVA: pins [uptr, uptr + len) of a process
  * (pin_user_pages with FOLL_LONGTERM, and FOLL_WRITE when writeable) and maps it at iova, one
  * iommu_map per physically contiguous run. Errors: EINVAL (neither readable nor writeable; iova,
@@ -225,7 +201,7 @@ export function iommufdIoasMap(ioas: Ioas, mm: UserMm, uptr: bigint, len: number
   if (uptr % BigInt(PAGE) !== 0n) return err('EINVAL', `uptr 0x${uptr.toString(16)} is not page-aligned`);
   const c = checkIova(ioas, iova, len);
   if (!c.ok) return c;
-  const pin = pinAll(mm, uptr, len, FOLL_LONGTERM | (prot & IOMMU_WRITE ? FOLL_WRITE : 0));
+  const pin = pinUserPhyrsAll(mm, uptr, len, FOLL_LONGTERM | (prot & IOMMU_WRITE ? FOLL_WRITE : 0));
   if (!pin.ok) return pin;
   const list = pin.value;
   const undo = (mapped: number): void => {

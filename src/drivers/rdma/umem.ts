@@ -16,7 +16,7 @@ import {
   DMA_ATTR_WEAK_ORDERING, DMA_BIDIRECTIONAL, dmaContextOf, dmaGetMaxSegSize, dmaMapPhyrs, dmaUnmapPhyrs, type DmaPhyrsMapping,
 } from '../../dma/index.ts';
 import {
-  FOLL_LONGTERM, FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, UserMm, type PinnedPhyrList,
+  FOLL_LONGTERM, FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPhyrsAll, unpinUserPhyrs, UserMm, type PinnedPhyrList,
 } from '../../mm/index.ts';
 import { SCATTERLIST_BYTES, SG_APPEND_TABLE_BYTES, SG_MAX_SINGLE_ALLOC, type DmaList } from '../../phyr/index.ts';
 import { IbDevice } from './device.ts';
@@ -147,25 +147,9 @@ export function ibUmemGet(ibdev: IbDevice, mm: UserMm, addr: bigint, size: numbe
   const gup = (writable ? FOLL_WRITE : 0) | (opts.p2p === true ? FOLL_PCI_P2PDMA : FOLL_LONGTERM);
   // drivers/infiniband/core/umem.c: ib_umem_get() pins in a loop, each pin_user_pages_fast() going on
   // from where the last one stopped; a short pin is not an error, only a negative return is.
-  // Model deviation: a registration holds one pinned phyr list, so after a short pin the model pins
-  // the rest (faulting it in, or learning the errno), lets both go and pins the whole range again;
-  // the pages and pincounts at the end are the kernel's.
-  let pinned = pinUserPhyrs(mm, start, pinLen, gup);
+  // (pinUserPhyrsAll models that loop.)
+  const pinned = pinUserPhyrsAll(mm, start, pinLen, gup);
   if (!pinned.ok) return err(pinned.errno, `pin_user_pages_fast: ${pinned.message ?? pinned.errno}`);
-  while (pinned.value.totalLen < pinLen) {
-    const have = pinned.value.totalLen;
-    const at = start + BigInt(have);
-    const rest = pinUserPhyrs(mm, at, pinLen - have, gup);
-    unpinUserPhyrs(pinned.value);
-    if (!rest.ok) return err(rest.errno, `pin_user_pages_fast: pinned ${have} of ${pinLen} bytes; at 0x${at.toString(16)}: ${rest.message ?? rest.errno}`);
-    unpinUserPhyrs(rest.value);
-    pinned = pinUserPhyrs(mm, start, pinLen, gup);
-    if (!pinned.ok) return err(pinned.errno, `pin_user_pages_fast: ${pinned.message ?? pinned.errno}`);
-    if (pinned.value.totalLen <= have) {
-      unpinUserPhyrs(pinned.value);
-      return err('EFAULT', `pin_user_pages_fast: no progress past 0x${at.toString(16)}`);
-    }
-  }
   const attrs = (access & IB_ACCESS_RELAXED_ORDERING) !== 0 ? DMA_ATTR_WEAK_ORDERING : 0;
   const mapped = dmaMapPhyrs(ibdev.dev, pinned.value, DMA_BIDIRECTIONAL, attrs);
   if (!mapped.ok) {

@@ -14,7 +14,7 @@ import {
   dmaUnmapPhys, dmaUnmapSgtable, type DmaDataDirection,
 } from '../../dma/index.ts';
 import {
-  FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPages, pinUserPhyrs, unpinUserPages, unpinUserPhyrs, type PinnedPageArray, type PinnedPhyrList, type UserMm,
+  FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPagesAll, pinUserPhyrsAll, unpinUserPages, unpinUserPhyrs, type UserMm,
 } from '../../mm/index.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
@@ -140,54 +140,6 @@ export interface UmemOptions {
 }
 
 /**
- * pin_user_pages_fast as ib_umem_get()'s `while (npages)` loop calls it: a short pin is not an
- * error, the loop pins on from where it stopped; only a failing call fails the whole pin.
- * Model deviation: one pinned list per mapping, so after a short pin the rest is pinned (faulting
- * it in, or giving the errno), both pins let go and the whole range pinned again; the pages and
- * pincounts at the end are the kernel's.
- */
-function pinOnPhyrs(mm: UserMm, start: bigint, len: number, gup: number): Result<PinnedPhyrList> {
-  let pin = pinUserPhyrs(mm, start, len, gup);
-  if (!pin.ok) return err(pin.errno, `pinUserPhyrs: ${pin.message ?? pin.errno}`);
-  while (pin.value.totalLen < len) {
-    const have = pin.value.totalLen;
-    const at = start + BigInt(have);
-    const rest = pinUserPhyrs(mm, at, len - have, gup);
-    unpinUserPhyrs(pin.value);
-    if (!rest.ok) return err(rest.errno, `pinUserPhyrs: pinned ${have} of ${len} bytes; at 0x${at.toString(16)}: ${rest.message ?? rest.errno}`);
-    unpinUserPhyrs(rest.value);
-    pin = pinUserPhyrs(mm, start, len, gup);
-    if (!pin.ok) return err(pin.errno, `pinUserPhyrs: ${pin.message ?? pin.errno}`);
-    if (pin.value.totalLen <= have) {
-      unpinUserPhyrs(pin.value);
-      return err('EFAULT', `pinUserPhyrs: no progress past 0x${at.toString(16)}`);
-    }
-  }
-  return pin;
-}
-
-/** pinOnPhyrs for a page array (pin_user_pages_fast of nrPages from the page-aligned `base`). */
-function pinOnPages(mm: UserMm, base: bigint, nrPages: number, gup: number, pageSize: number): Result<PinnedPageArray> {
-  let pin = pinUserPages(mm, base, nrPages, gup);
-  if (!pin.ok) return err(pin.errno, `pinUserPages: ${pin.message ?? pin.errno}`);
-  while (pin.value.count < nrPages) {
-    const have = pin.value.count;
-    const at = base + BigInt(have * pageSize);
-    const rest = pinUserPages(mm, at, nrPages - have, gup);
-    unpinUserPages(pin.value);
-    if (!rest.ok) return err(rest.errno, `pinUserPages: pinned ${have} of ${nrPages} pages; at 0x${at.toString(16)}: ${rest.message ?? rest.errno}`);
-    unpinUserPages(rest.value);
-    pin = pinUserPages(mm, base, nrPages, gup);
-    if (!pin.ok) return err(pin.errno, `pinUserPages: ${pin.message ?? pin.errno}`);
-    if (pin.value.count <= have) {
-      unpinUserPages(pin.value);
-      return err('EFAULT', `pinUserPages: no progress past 0x${at.toString(16)}`);
-    }
-  }
-  return pin;
-}
-
-/**
  * Pins [start, start + len) of mm (FOLL_WRITE, plus FOLL_PCI_P2PDMA with opts.p2p) and maps it for
  * dev by one design. Errnos: those of the pin and of the mapping calls, with the failing call named
  * in the message; on failure nothing stays pinned or mapped.
@@ -196,8 +148,8 @@ export function umemMap(dev: Device, mm: UserMm, start: bigint, len: number, met
   const gup = FOLL_WRITE | (opts.p2p ? FOLL_PCI_P2PDMA : 0);
   const dir = opts.dir ?? DMA_BIDIRECTIONAL;
   if (method === 'sgtable') return mapSgtable(dev, mm, start, len, gup, dir, opts.maxSegment ?? dmaGetMaxSegSize(dev));
-  const pinned = pinOnPhyrs(mm, start, len, gup);
-  if (!pinned.ok) return pinned;
+  const pinned = pinUserPhyrsAll(mm, start, len, gup);
+  if (!pinned.ok) return err(pinned.errno, `pinUserPhyrs: ${pinned.message ?? pinned.errno}`);
   const list: PhyrList = pinned.value;
   let r: Result<Omit<UmemMapping, 'method' | 'unmap'> & { undo: () => void }>;
   if (method === 'map-phyrs') r = mapPhyrs(dev, list, dir);
@@ -227,8 +179,8 @@ function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: nu
   // pinUserPages rounds start down to its page; the table starts at start's offset in it.
   const offset = Number(start % BigInt(pageSize));
   const nrPages = Math.ceil((offset + len) / pageSize);
-  const pages = pinOnPages(mm, start - BigInt(offset), nrPages, gup, pageSize);
-  if (!pages.ok) return pages;
+  const pages = pinUserPagesAll(mm, start - BigInt(offset), nrPages, gup);
+  if (!pages.ok) return err(pages.errno, `pinUserPages: ${pages.message ?? pages.errno}`);
   const facts = new RegionFactsCache(machine);
   const sg = sgAllocTableFromPagesSegment(pages.value.pfns, offset, len, maxSegment, {
     pageSize, events: machine.events, faults: machine,
