@@ -66,13 +66,14 @@ describe('phyr sweep', () => {
     expect(rows.map((x) => `${x.config}:${x.seed}:${x.ok}`)).toEqual(['null:1:true', 'null:2:true', 'strict:1:true', 'strict:2:true']);
   });
 
-  it('the same rows with 0 and 2 worker threads', async () => {
+  it('the same rows with 0 (this thread), 1 and 2 worker threads', async () => {
     const args = ['sweep', ex('cpu-write-device-owned'), '--seeds', '1..4', '--format', 'json'];
     const here = await cliAsync([...args, '--workers', '0']);
+    const one = await cliAsync([...args, '--workers', '1']);
     const two = await cliAsync([...args, '--workers', '2']);
-    expect(here.code).toBe(0);
-    expect(two.code).toBe(0);
+    expect([here.code, one.code, two.code]).toEqual([0, 0, 0]);
     expect(JSON.parse(two.out)).toHaveLength(4);
+    expect(one.out).toBe(here.out);
     expect(two.out).toBe(here.out);
   }, 120_000);
 
