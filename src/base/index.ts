@@ -8,6 +8,7 @@ export { Stats } from './stats.ts';
 // typed slots: where a layer or a driver keeps its state on a device or a machine (drivers keep theirs too)
 export { SlotKey, Slots } from './slots.ts';
 export { Prng, patternBytes } from './prng.ts';
+export { describeValue, failConfig } from './describe.ts';
 export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';
 // for drivers/: the counters a driver or device model declares
 export { declareCounters, type StatsCounters } from './stats.ts';

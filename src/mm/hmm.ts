@@ -24,7 +24,7 @@
 // the model, so dev_private_owner and the swap / migration-entry branches have nothing to act on.
 
 import { checkAddr, err, hex, ok, type Result } from '../base/index.ts';
-import { describeValue } from './describe.ts';
+import { describeValue } from '../base/index.ts';
 import { FolioKind } from './folio.ts';
 import { mmuIntervalCheckRetry, MmuIntervalNotifier } from './mmu-notifier.ts';
 import { UserMm, Vma, VmaKind, ZERO_PAGE_FOLIO, isHugetlbKind } from './user-mm.ts';

@@ -6,5 +6,4 @@ export { SparsePhysMem } from './physmem.ts';
 export { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
 export { FolioKind, FolioTable } from './folio.ts';
 export { Vma, VmaKind } from './user-mm.ts';
-export { describeValue } from './describe.ts';
 export type { Memblock } from './types.ts';

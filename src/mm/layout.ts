@@ -3,7 +3,7 @@
 
 import { GiB, MiB, TiB, checkLen, isPow2, roundupPowOfTwo } from '../base/index.ts';
 import { RANGE_DEVICE, RANGE_MMIO, RANGE_NOPAGE, RANGE_PMEM, RANGE_RAM, withProvider } from '../phyr/index.ts';
-import { describeValue } from './describe.ts';
+import { describeValue } from '../base/index.ts';
 import type { MemRegion, RegionKind } from './types.ts';
 
 /** Configuration of a simulated machine's memory (everything but PCI/IOMMU). */

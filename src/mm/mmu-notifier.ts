@@ -20,7 +20,7 @@
 // subscriptions per process in every workload the model runs).
 
 import { checkAddr, checkLen, err, hex, ok, type Result } from '../base/index.ts';
-import { describeValue } from './describe.ts';
+import { describeValue } from '../base/index.ts';
 import type { MmuNotifierEvent, MmuNotifierHook } from './types.ts';
 import type { UserMm } from './user-mm.ts';
 import './counters.ts';

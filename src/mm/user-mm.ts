@@ -5,7 +5,7 @@
 // pages fault in on first touch or at populate.
 
 import { GiB, MiB, checkAddr, checkLen, err, hex, ok, type Err, type EventLog, type Result, type Stats } from '../base/index.ts';
-import { describeValue } from './describe.ts';
+import { describeValue } from '../base/index.ts';
 import { FolioKind, type FolioRecord, type FolioTable } from './folio.ts';
 import type { Region } from './layout.ts';
 import { MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_VMA, MMU_NOTIFY_UNMAP, type HugetlbPool, type MmuNotifierHook, type PhysMem } from './types.ts';

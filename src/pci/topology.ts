@@ -15,7 +15,7 @@
 // Model deviation: BARs (and their ACS/P2P settings) belong to function 0 of an endpoint; the
 // other functions have none. ARI (more than 8 functions) is not modeled.
 
-import { SlotKey, checkAddr, isPow2 } from '../base/internal.ts';
+import { SlotKey, checkAddr, describeValue, failConfig, isPow2 } from '../base/internal.ts';
 import type { MachineMm, MemRegion } from '../mm/index.ts';
 import { RANGE_PROVIDER_MAX } from '../phyr/index.ts';
 import { Device } from './device.ts';
@@ -127,61 +127,51 @@ interface CheckedNode {
   parent: CheckedNode | null;
 }
 
-function show(v: unknown): string {
-  if (typeof v === 'bigint') return `${v}n`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
-  return String(v);
-}
-
-function fail(where: string, field: string, what: string, v: unknown): never {
-  throw new RangeError(`${where}.${field} ${what}, got ${show(v)}`);
-}
 
 function checkBool(where: string, field: string, v: unknown): void {
-  if (v !== undefined && typeof v !== 'boolean') fail(where, field, 'must be a boolean', v);
+  if (v !== undefined && typeof v !== 'boolean') failConfig(where, field, 'must be a boolean', v);
 }
 
 function checkId(where: string, field: string, v: unknown, required: boolean): void {
   if (v === undefined && !required) return;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff) {
-    fail(where, field, required ? 'is required: an integer in [0, 0xffff]' : 'must be an integer in [0, 0xffff]', v);
+    failConfig(where, field, required ? 'is required: an integer in [0, 0xffff]' : 'must be an integer in [0, 0xffff]', v);
   }
 }
 
 function checkIntIn(where: string, field: string, v: unknown, lo: number, hi: number): void {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > hi) fail(where, field, `must be an integer in [${lo}, ${hi}]`, v);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > hi) failConfig(where, field, `must be an integer in [${lo}, ${hi}]`, v);
 }
 
 /** Validates an endpoint's `nvme` field. @throws RangeError naming the field. */
 function checkNvmeConfig(where: string, nvme: PciNvmeConfig): void {
   if (nvme === null || typeof nvme !== 'object' || Array.isArray(nvme)) {
-    throw new RangeError(`${where} must be an NVMe controller config { sgls, mdts, namespaces }, got ${show(nvme)}`);
+    throw new RangeError(`${where} must be an NVMe controller config { sgls, mdts, namespaces }, got ${describeValue(nvme)}`);
   }
   for (const k of Object.keys(nvme)) {
-    if (!['sgls', 'mdts', 'namespaces'].includes(k)) fail(where, k, 'is not an NVMe controller field', (nvme as unknown as Record<string, unknown>)[k]);
+    if (!['sgls', 'mdts', 'namespaces'].includes(k)) failConfig(where, k, 'is not an NVMe controller field', (nvme as unknown as Record<string, unknown>)[k]);
   }
-  if (typeof nvme.sgls !== 'boolean') fail(where, 'sgls', 'is required: a boolean', nvme.sgls);
+  if (typeof nvme.sgls !== 'boolean') failConfig(where, 'sgls', 'is required: a boolean', nvme.sgls);
   checkIntIn(where, 'mdts', nvme.mdts, 0, MAX_MDTS);
   const nss: unknown = nvme.namespaces;
   if (!Array.isArray(nss) || nss.length === 0 || nss.length > MAX_NAMESPACES) {
-    fail(where, 'namespaces', `is required: an array of 1 to ${MAX_NAMESPACES} namespaces`, nss);
+    failConfig(where, 'namespaces', `is required: an array of 1 to ${MAX_NAMESPACES} namespaces`, nss);
   }
   const seen = new Set<number>();
   (nss as PciNvmeNamespaceConfig[]).forEach((ns, j) => {
     const nw = `${where}.namespaces[${j}]`;
-    if (ns === null || typeof ns !== 'object') throw new RangeError(`${nw} must be a namespace config { nsid, bytes, lbaBytes }, got ${show(ns)}`);
+    if (ns === null || typeof ns !== 'object') throw new RangeError(`${nw} must be a namespace config { nsid, bytes, lbaBytes }, got ${describeValue(ns)}`);
     for (const k of Object.keys(ns)) {
-      if (!['nsid', 'bytes', 'lbaBytes'].includes(k)) fail(nw, k, 'is not a namespace field', (ns as unknown as Record<string, unknown>)[k]);
+      if (!['nsid', 'bytes', 'lbaBytes'].includes(k)) failConfig(nw, k, 'is not a namespace field', (ns as unknown as Record<string, unknown>)[k]);
     }
     checkIntIn(nw, 'nsid', ns.nsid, 1, MAX_NSID);
-    if (seen.has(ns.nsid)) fail(nw, 'nsid', 'duplicates an earlier namespace', ns.nsid);
+    if (seen.has(ns.nsid)) failConfig(nw, 'nsid', 'duplicates an earlier namespace', ns.nsid);
     seen.add(ns.nsid);
     if (typeof ns.lbaBytes !== 'number' || !Number.isInteger(ns.lbaBytes) || ns.lbaBytes < 512 || ns.lbaBytes > 65536 || !isPow2(ns.lbaBytes)) {
-      fail(nw, 'lbaBytes', 'must be a power of two in [512, 65536]', ns.lbaBytes);
+      failConfig(nw, 'lbaBytes', 'must be a power of two in [512, 65536]', ns.lbaBytes);
     }
     if (typeof ns.bytes !== 'number' || !Number.isSafeInteger(ns.bytes) || ns.bytes <= 0 || ns.bytes % ns.lbaBytes !== 0) {
-      fail(nw, 'bytes', `must be a positive safe integer, a multiple of lbaBytes (${ns.lbaBytes})`, ns.bytes);
+      failConfig(nw, 'bytes', `must be a positive safe integer, a multiple of lbaBytes (${ns.lbaBytes})`, ns.bytes);
     }
   });
 }
@@ -192,18 +182,18 @@ function checkNvmeConfig(where: string, nvme: PciNvmeConfig): void {
  * parent type, cycles, bad field values, unknown fields.
  */
 function checkPciConfig(nodes: readonly PciNodeConfig[]): CheckedNode[] {
-  if (!Array.isArray(nodes as unknown)) throw new RangeError(`pci must be an array of node configs, got ${show(nodes)}`);
+  if (!Array.isArray(nodes as unknown)) throw new RangeError(`pci must be an array of node configs, got ${describeValue(nodes)}`);
   const byName = new Map<string, CheckedNode>();
   const all: CheckedNode[] = [];
   nodes.forEach((cfg, i) => {
-    if (cfg === null || typeof cfg !== 'object') throw new RangeError(`pci[${i}] must be a node config object, got ${show(cfg)}`);
-    if (typeof cfg.name !== 'string' || cfg.name.length === 0) throw new RangeError(`pci[${i}].name must be a non-empty string, got ${show(cfg.name)}`);
+    if (cfg === null || typeof cfg !== 'object') throw new RangeError(`pci[${i}] must be a node config object, got ${describeValue(cfg)}`);
+    if (typeof cfg.name !== 'string' || cfg.name.length === 0) throw new RangeError(`pci[${i}].name must be a non-empty string, got ${describeValue(cfg.name)}`);
     const where = `pci[${i}] (${cfg.name})`;
-    if (!NODE_TYPES.includes(cfg.type)) fail(where, 'type', `must be one of ${NODE_TYPES.map(show).join(', ')}`, cfg.type);
+    if (!NODE_TYPES.includes(cfg.type)) failConfig(where, 'type', `must be one of ${NODE_TYPES.map(describeValue).join(', ')}`, cfg.type);
     for (const k of Object.keys(cfg)) {
-      if (!ALLOWED_KEYS[cfg.type].includes(k)) fail(where, k, `is not a field of a ${cfg.type} node`, (cfg as unknown as Record<string, unknown>)[k]);
+      if (!ALLOWED_KEYS[cfg.type].includes(k)) failConfig(where, k, `is not a field of a ${cfg.type} node`, (cfg as unknown as Record<string, unknown>)[k]);
     }
-    if (byName.has(cfg.name)) fail(where, 'name', 'duplicates an earlier node', cfg.name);
+    if (byName.has(cfg.name)) failConfig(where, 'name', 'duplicates an earlier node', cfg.name);
     checkId(where, 'vendor', cfg.vendor, cfg.type === 'host-bridge');
     checkId(where, 'device', cfg.device, cfg.type === 'host-bridge');
     checkBool(where, 'acsRedirect', cfg.acsRedirect);
@@ -211,20 +201,20 @@ function checkPciConfig(nodes: readonly PciNodeConfig[]): CheckedNode[] {
     checkBool(where, 'untrusted', cfg.untrusted);
     checkBool(where, 'coherent', cfg.coherent);
     if (cfg.functions !== undefined && (!Number.isInteger(cfg.functions) || cfg.functions < 1 || cfg.functions > MAX_FUNCTIONS)) {
-      fail(where, 'functions', `must be an integer in [1, ${MAX_FUNCTIONS}]`, cfg.functions);
+      failConfig(where, 'functions', `must be an integer in [1, ${MAX_FUNCTIONS}]`, cfg.functions);
     }
     if (cfg.bars !== undefined) {
-      if (!Array.isArray(cfg.bars) || cfg.bars.length > PCI_STD_NUM_BARS) fail(where, 'bars', `must be an array of at most ${PCI_STD_NUM_BARS} BARs`, cfg.bars);
+      if (!Array.isArray(cfg.bars) || cfg.bars.length > PCI_STD_NUM_BARS) failConfig(where, 'bars', `must be an array of at most ${PCI_STD_NUM_BARS} BARs`, cfg.bars);
       cfg.bars.forEach((b, j) => {
         const bw = `${where}.bars[${j}]`;
-        if (b === null || typeof b !== 'object') throw new RangeError(`${bw} must be a BAR config object, got ${show(b)}`);
-        for (const k of Object.keys(b)) if (!['bytes', 'p2p', 'busOffset'].includes(k)) fail(bw, k, 'is not a BAR field', (b as unknown as Record<string, unknown>)[k]);
+        if (b === null || typeof b !== 'object') throw new RangeError(`${bw} must be a BAR config object, got ${describeValue(b)}`);
+        for (const k of Object.keys(b)) if (!['bytes', 'p2p', 'busOffset'].includes(k)) failConfig(bw, k, 'is not a BAR field', (b as unknown as Record<string, unknown>)[k]);
         if (typeof b.bytes !== 'number' || !Number.isSafeInteger(b.bytes) || b.bytes < MIN_BAR_BYTES || !isPow2(b.bytes)) {
-          fail(bw, 'bytes', `must be a power of two >= ${MIN_BAR_BYTES}`, b.bytes);
+          failConfig(bw, 'bytes', `must be a power of two >= ${MIN_BAR_BYTES}`, b.bytes);
         }
         checkBool(bw, 'p2p', b.p2p);
         if (b.busOffset !== undefined && (typeof b.busOffset !== 'bigint' || b.busOffset <= -U64_LIMIT || b.busOffset >= U64_LIMIT)) {
-          fail(bw, 'busOffset', 'must be a bigint in (-2^64, 2^64)', b.busOffset);
+          failConfig(bw, 'busOffset', 'must be a bigint in (-2^64, 2^64)', b.busOffset);
         }
       });
     }
@@ -237,15 +227,15 @@ function checkPciConfig(nodes: readonly PciNodeConfig[]): CheckedNode[] {
   for (const node of all) {
     const { cfg, where } = node;
     if (cfg.type === 'host-bridge') {
-      if (cfg.parent !== undefined) fail(where, 'parent', 'must be absent: a host bridge is a root', cfg.parent);
+      if (cfg.parent !== undefined) failConfig(where, 'parent', 'must be absent: a host bridge is a root', cfg.parent);
       continue;
     }
-    if (typeof cfg.parent !== 'string') fail(where, 'parent', `is required: the name of a ${PARENT_TYPES[cfg.type].join(' or ')}`, cfg.parent);
+    if (typeof cfg.parent !== 'string') failConfig(where, 'parent', `is required: the name of a ${PARENT_TYPES[cfg.type].join(' or ')}`, cfg.parent);
     const parent = byName.get(cfg.parent);
-    if (!parent) fail(where, 'parent', 'names no node', cfg.parent);
-    if (parent === node) fail(where, 'parent', 'names the node itself', cfg.parent);
+    if (!parent) failConfig(where, 'parent', 'names no node', cfg.parent);
+    if (parent === node) failConfig(where, 'parent', 'names the node itself', cfg.parent);
     if (!PARENT_TYPES[cfg.type].includes(parent.cfg.type)) {
-      fail(where, 'parent', `must be a ${PARENT_TYPES[cfg.type].join(' or ')}, not a ${parent.cfg.type}`, cfg.parent);
+      failConfig(where, 'parent', `must be a ${PARENT_TYPES[cfg.type].join(' or ')}, not a ${parent.cfg.type}`, cfg.parent);
     }
     node.parent = parent;
     parent.children.push(node);
@@ -255,16 +245,16 @@ function checkPciConfig(nodes: readonly PciNodeConfig[]): CheckedNode[] {
   for (const node of all) {
     let steps = 0;
     for (let p: CheckedNode | null = node; p; p = p.parent) {
-      if (++steps > all.length) fail(node.where, 'parent', 'forms a cycle', node.cfg.parent);
+      if (++steps > all.length) failConfig(node.where, 'parent', 'forms a cycle', node.cfg.parent);
     }
   }
 
   for (const node of all) {
     const ports = node.cfg.acsRedirectPorts;
     if (ports === undefined) continue;
-    if (!Array.isArray(ports)) fail(node.where, 'acsRedirectPorts', 'must be an array of child names', ports);
+    if (!Array.isArray(ports)) failConfig(node.where, 'acsRedirectPorts', 'must be an array of child names', ports);
     for (const p of ports) {
-      if (!node.children.some((c) => c.cfg.name === p)) fail(node.where, 'acsRedirectPorts', `must name children of ${node.cfg.name}`, p);
+      if (!node.children.some((c) => c.cfg.name === p)) failConfig(node.where, 'acsRedirectPorts', `must name children of ${node.cfg.name}`, p);
     }
   }
   return all.filter((n) => n.cfg.type === 'host-bridge');
@@ -291,12 +281,12 @@ export function barRegionName(endpoint: string, bar: number): string {
 }
 
 function normalizeCpu(cpu: CpuConfig): Readonly<Required<CpuConfig>> {
-  if (cpu === null || typeof cpu !== 'object') throw new RangeError(`cpu must be a { vendor, family? } object, got ${show(cpu)}`);
-  for (const k of Object.keys(cpu)) if (k !== 'vendor' && k !== 'family') fail('cpu', k, 'is not a cpu field', (cpu as unknown as Record<string, unknown>)[k]);
+  if (cpu === null || typeof cpu !== 'object') throw new RangeError(`cpu must be a { vendor, family? } object, got ${describeValue(cpu)}`);
+  for (const k of Object.keys(cpu)) if (k !== 'vendor' && k !== 'family') failConfig('cpu', k, 'is not a cpu field', (cpu as unknown as Record<string, unknown>)[k]);
   const vendors = ['intel', 'amd', 'other'];
-  if (!vendors.includes(cpu.vendor)) fail('cpu', 'vendor', `must be one of ${vendors.map(show).join(', ')}`, cpu.vendor);
+  if (!vendors.includes(cpu.vendor)) failConfig('cpu', 'vendor', `must be one of ${vendors.map(describeValue).join(', ')}`, cpu.vendor);
   const family = cpu.family ?? (cpu.vendor === 'intel' ? 6 : cpu.vendor === 'amd' ? 0x19 : 0);
-  if (!Number.isInteger(family) || family < 0 || family > 0x1ff) fail('cpu', 'family', 'must be an integer in [0, 0x1ff]', cpu.family);
+  if (!Number.isInteger(family) || family < 0 || family > 0x1ff) failConfig('cpu', 'family', 'must be an integer in [0, 0x1ff]', cpu.family);
   return Object.freeze({ vendor: cpu.vendor, family });
 }
 
@@ -324,7 +314,7 @@ export class PciTopology implements PciTopologyCore {
 
   /** @internal Adds a function during the build. */
   addDev(pdev: PciDev): void {
-    if (this.byName.has(pdev.name)) throw new RangeError(`pci: generated function name ${show(pdev.name)} collides with another node`);
+    if (this.byName.has(pdev.name)) throw new RangeError(`pci: generated function name ${describeValue(pdev.name)} collides with another node`);
     this.byName.set(pdev.name, pdev);
     this.order.push(pdev);
   }
@@ -337,7 +327,7 @@ export class PciTopology implements PciTopologyCore {
   /** The PciDev of a function by name. @throws RangeError for an unknown name. */
   pciDev(name: string): PciDev {
     const p = this.byName.get(name);
-    if (!p) throw new RangeError(`name must be a PCI function of this machine, got ${show(name)}`);
+    if (!p) throw new RangeError(`name must be a PCI function of this machine, got ${describeValue(name)}`);
     return p;
   }
 
@@ -462,16 +452,16 @@ export function buildPciTopology(mm: MachineMm, nodes: readonly PciNodeConfig[],
       const bw = `${node.where}.bars[${i}]`;
       const rname = barRegionName(node.cfg.name, i);
       const region = regions.get(rname);
-      if (!region) throw new RangeError(`${bw}: the machine has no memory region ${show(rname)} (pass pciDeviceMemoryFromConfig(pci) as deviceMemory)`);
+      if (!region) throw new RangeError(`${bw}: the machine has no memory region ${describeValue(rname)} (pass pciDeviceMemoryFromConfig(pci) as deviceMemory)`);
       if (region.kind !== 'device' || region.len !== b.bytes) {
-        throw new RangeError(`${bw}: region ${show(rname)} must be a device region of ${b.bytes} bytes, got ${region.kind} of ${region.len} bytes`);
+        throw new RangeError(`${bw}: region ${describeValue(rname)} must be a device region of ${b.bytes} bytes, got ${region.kind} of ${region.len} bytes`);
       }
-      if (region.providerId !== 0) throw new RangeError(`${bw}: region ${show(rname)} already belongs to P2P provider ${region.providerId}`);
+      if (region.providerId !== 0) throw new RangeError(`${bw}: region ${describeValue(rname)} already belongs to P2P provider ${region.providerId}`);
       const busOffset = b.busOffset ?? 0n;
       const first = region.start + busOffset;
       const last = region.end - 1n + busOffset;
       if (first < 0n || last >= U64_LIMIT) {
-        throw new RangeError(`${bw}.busOffset moves the BAR outside the 64-bit bus address space, got ${show(busOffset)}`);
+        throw new RangeError(`${bw}.busOffset moves the BAR outside the 64-bit bus address space, got ${describeValue(busOffset)}`);
       }
       checkAddr(`${bw} bus address`, first);
       p.bars.push({ index: i, region, busOffset, p2p: b.p2p === true });

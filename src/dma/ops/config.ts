@@ -3,6 +3,7 @@
 // gart_iommu_init, pci_dma_dev_setup_pSeries + enable_ddw, xen_swiotlb / xen_grant_setup_dma_ops,
 // acpi_dma_configure_id), its validation (errors name the field path) and the factory.
 
+import { describeValue, failConfig } from '../../base/index.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DummyOps, type DummyOpsConfig } from './dummy.ts';
@@ -32,23 +33,13 @@ const KEYS: Record<string, readonly string[]> = {
   dummy: ['kind'],
 };
 
-function show(v: unknown): string {
-  if (typeof v === 'bigint') return `${v}n`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
-  return String(v);
-}
-
-function fail(where: string, field: string, what: string, v: unknown): never {
-  throw new RangeError(`${where}.${field} ${what}, got ${show(v)}`);
-}
 
 function isInt(v: unknown, min: number, max: number): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
 }
 
 function checkBool(where: string, field: string, v: unknown): void {
-  if (v !== undefined && typeof v !== 'boolean') fail(where, field, 'must be a boolean', v);
+  if (v !== undefined && typeof v !== 'boolean') failConfig(where, field, 'must be a boolean', v);
 }
 
 /**
@@ -56,55 +47,55 @@ function checkBool(where: string, field: string, v: unknown): void {
  * @throws RangeError naming the field path.
  */
 export function checkDmaOpsConfig(where: string, v: unknown, m: DmaOpsMachineFacts): DmaOpsConfig {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new RangeError(`${where} must be a dmaOps object { kind, ... }, got ${show(v)}`);
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new RangeError(`${where} must be a dmaOps object { kind, ... }, got ${describeValue(v)}`);
   const c = v as Record<string, unknown>;
   const keys = KEYS[c.kind as string];
-  if (typeof c.kind !== 'string' || keys === undefined) fail(where, 'kind', `must be one of ${Object.keys(KEYS).map(show).join(', ')}`, c.kind);
-  for (const k of Object.keys(c)) if (!keys.includes(k)) fail(where, k, `is not a field of a ${c.kind} dmaOps`, c[k]);
+  if (typeof c.kind !== 'string' || keys === undefined) failConfig(where, 'kind', `must be one of ${Object.keys(KEYS).map(describeValue).join(', ')}`, c.kind);
+  for (const k of Object.keys(c)) if (!keys.includes(k)) failConfig(where, k, `is not a field of a ${c.kind} dmaOps`, c[k]);
   const overlaps = (s: bigint, e: bigint): string | null => {
     for (const r of m.regions) if (s < r.end && r.start < e) return r.name;
     return null;
   };
   switch (c.kind) {
     case 'gart': {
-      if (m.pageSize !== 4096) fail(where, 'kind', `needs 4 KiB pages (the GART is x86-64's; config.pageSize is ${m.pageSize})`, c.kind);
-      if (!isInt(c.pages, 2, 1 << 20)) fail(where, 'pages', 'must be an integer in [2, 2^20]', c.pages);
-      if (typeof c.busBase !== 'bigint' || c.busBase <= 0n || c.busBase % 4096n !== 0n) fail(where, 'busBase', 'must be a positive bigint, 4 KiB aligned', c.busBase);
+      if (m.pageSize !== 4096) failConfig(where, 'kind', `needs 4 KiB pages (the GART is x86-64's; config.pageSize is ${m.pageSize})`, c.kind);
+      if (!isInt(c.pages, 2, 1 << 20)) failConfig(where, 'pages', 'must be an integer in [2, 2^20]', c.pages);
+      if (typeof c.busBase !== 'bigint' || c.busBase <= 0n || c.busBase % 4096n !== 0n) failConfig(where, 'busBase', 'must be a positive bigint, 4 KiB aligned', c.busBase);
       const end = c.busBase + BigInt(c.pages) * 4096n;
-      if (end > 1n << 32n) fail(where, 'busBase', `must put the aperture below 4 GiB (read_aperture), ends at 0x${end.toString(16)}`, c.busBase);
+      if (end > 1n << 32n) failConfig(where, 'busBase', `must put the aperture below 4 GiB (read_aperture), ends at 0x${end.toString(16)}`, c.busBase);
       const r = overlaps(c.busBase, end);
-      if (r) fail(where, 'busBase', `must put the aperture in a hole of the memory map: [0x${c.busBase.toString(16)}, 0x${end.toString(16)}) overlaps ${r}`, c.busBase);
+      if (r) failConfig(where, 'busBase', `must put the aperture in a hole of the memory map: [0x${c.busBase.toString(16)}, 0x${end.toString(16)}) overlaps ${r}`, c.busBase);
       checkBool(where, 'merge', c.merge);
       checkBool(where, 'fullflush', c.fullflush);
       checkBool(where, 'force', c.force);
       break;
     }
     case 'tce': {
-      if (![12, 16, 21, 24].includes(c.pageShift as number)) fail(where, 'pageShift', 'must be 12, 16, 21 or 24', c.pageShift);
-      if (!isInt(c.size, 2, 1 << 22)) fail(where, 'size', 'must be an integer in [2, 2^22] (TCEs)', c.size);
-      if (!isInt(c.offset, 0, 2 ** 40)) fail(where, 'offset', 'must be an integer TCE number in [0, 2^40]', c.offset);
+      if (![12, 16, 21, 24].includes(c.pageShift as number)) failConfig(where, 'pageShift', 'must be 12, 16, 21 or 24', c.pageShift);
+      if (!isInt(c.size, 2, 1 << 22)) failConfig(where, 'size', 'must be an integer in [2, 2^22] (TCEs)', c.size);
+      if (!isInt(c.offset, 0, 2 ** 40)) failConfig(where, 'offset', 'must be an integer TCE number in [0, 2^40]', c.offset);
       const shift = c.pageShift as number;
-      if ((c.offset + c.size) * 2 ** shift > 2 ** 52) fail(where, 'offset', 'must keep the window below 2^52', c.offset);
+      if ((c.offset + c.size) * 2 ** shift > 2 ** 52) failConfig(where, 'offset', 'must keep the window below 2^52', c.offset);
       if (c.blockSize !== undefined && (!isInt(c.blockSize, 1, 1 << 16) || (c.blockSize & (c.blockSize - 1)) !== 0)) {
-        fail(where, 'blockSize', 'must be a power of two in [1, 65536]', c.blockSize);
+        failConfig(where, 'blockSize', 'must be a power of two in [1, 65536]', c.blockSize);
       }
       checkBool(where, 'novmerge', c.novmerge);
       if (c.ddw !== undefined) {
         const d = c.ddw as Record<string, unknown>;
-        if (d === null || typeof d !== 'object') fail(where, 'ddw', 'must be { dmaOffset, busDmaLimit }', d);
-        for (const k of Object.keys(d)) if (k !== 'dmaOffset' && k !== 'busDmaLimit') fail(`${where}.ddw`, k, 'is not a ddw field', d[k]);
+        if (d === null || typeof d !== 'object') failConfig(where, 'ddw', 'must be { dmaOffset, busDmaLimit }', d);
+        for (const k of Object.keys(d)) if (k !== 'dmaOffset' && k !== 'busDmaLimit') failConfig(`${where}.ddw`, k, 'is not a ddw field', d[k]);
         const winEnd = BigInt(c.offset + c.size) << BigInt(shift);
         if (typeof d.dmaOffset !== 'bigint' || d.dmaOffset < winEnd || d.dmaOffset >= 1n << 63n) {
-          fail(`${where}.ddw`, 'dmaOffset', `must be a bigint at or above the TCE window's end 0x${winEnd.toString(16)} (is_direct_handle) and below 2^63`, d.dmaOffset);
+          failConfig(`${where}.ddw`, 'dmaOffset', `must be a bigint at or above the TCE window's end 0x${winEnd.toString(16)} (is_direct_handle) and below 2^63`, d.dmaOffset);
         }
         if (typeof d.busDmaLimit !== 'bigint' || d.busDmaLimit <= d.dmaOffset || d.busDmaLimit >= 1n << 64n) {
-          fail(`${where}.ddw`, 'busDmaLimit', 'must be a bigint above dmaOffset, below 2^64', d.busDmaLimit);
+          failConfig(`${where}.ddw`, 'busDmaLimit', 'must be a bigint above dmaOffset, below 2^64', d.busDmaLimit);
         }
       }
       break;
     }
     case 'xen-swiotlb': {
-      if (!Array.isArray(c.p2m)) fail(where, 'p2m', 'must be an array of [pfn, bfn] pairs (Xen 4 KiB frames)', c.p2m);
+      if (!Array.isArray(c.p2m)) failConfig(where, 'p2m', 'must be an array of [pfn, bfn] pairs (Xen 4 KiB frames)', c.p2m);
       const pfns = new Set<number>();
       const bfns = new Set<number>();
       let ramFrames = 0n;
@@ -112,7 +103,7 @@ export function checkDmaOpsConfig(where: string, v: unknown, m: DmaOpsMachineFac
       c.p2m.forEach((pair: unknown, i: number) => {
         const w = `${where}.p2m[${i}]`;
         if (!Array.isArray(pair) || pair.length !== 2 || !isInt(pair[0], 0, 2 ** 40) || !isInt(pair[1], 0, 2 ** 40)) {
-          throw new RangeError(`${w} must be a [pfn, bfn] pair of integers in [0, 2^40], got ${show(pair)}`);
+          throw new RangeError(`${w} must be a [pfn, bfn] pair of integers in [0, 2^40], got ${describeValue(pair)}`);
         }
         if (pfns.has(pair[0])) throw new RangeError(`${w} lists pfn ${pair[0]} twice`);
         if (bfns.has(pair[1])) throw new RangeError(`${w} lists bfn ${pair[1]} twice`);
@@ -131,8 +122,8 @@ export function checkDmaOpsConfig(where: string, v: unknown, m: DmaOpsMachineFac
       break;
     }
     case 'xen-grant': {
-      if (!isInt(c.backendDomid, 0, 0x7fef)) fail(where, 'backendDomid', 'must be a domid in [0, 0x7fef]', c.backendDomid);
-      if (c.frames !== undefined && !isInt(c.frames, 1, 256)) fail(where, 'frames', 'must be an integer in [1, 256]', c.frames);
+      if (!isInt(c.backendDomid, 0, 0x7fef)) failConfig(where, 'backendDomid', 'must be a domid in [0, 0x7fef]', c.backendDomid);
+      if (c.frames !== undefined && !isInt(c.frames, 1, 256)) failConfig(where, 'frames', 'must be an integer in [1, 256]', c.frames);
       break;
     }
     default:
