@@ -7,7 +7,8 @@
 // the same merge rule with no scatterlist in between (the output is what the kernel's map_sg writes
 // into sg_dma_address / sg_dma_len).
 
-import { SlotKey, type Result } from '../../base/internal.ts';
+import { SlotKey, err, ok, type Result } from '../../base/internal.ts';
+import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR } from '../constants.ts';
 import type { Device } from '../../pci/index.ts';
 
 export type DmaOpsKind = 'gart' | 'tce' | 'xen-swiotlb' | 'xen-grant' | 'dummy';
@@ -210,4 +211,27 @@ export function isSpanBoundary(index: number, nr: number, shift: number, boundar
 
 function alignUp(x: number, a: number): number {
   return Math.ceil(x / a) * a;
+}
+
+/**
+ * map_sg of the families that map entry by entry (drivers/xen/swiotlb-xen.c: xen_swiotlb_map_sg,
+ * drivers/xen/grant-dma-ops.c: xen_grant_dma_map_sg): each entry through `mapOne` (DMA_ATTR_MMIO
+ * added for an MMIO entry), one segment per entry. When an entry fails, `undo` gets the segments
+ * mapped so far with their entries' attrs, and the call fails EIO naming the entry.
+ */
+export function mapSgEachEntry(ents: readonly DmaOpsEntry[], attrs: number, what: string,
+  mapOne: (e: DmaOpsEntry, attrs: number) => bigint,
+  undo: (done: readonly DmaOpsSeg[], attrsOf: (j: number) => number) => void): Result<DmaOpsSeg[]> {
+  const attrsOf = (j: number): number => (ents[j].mmio ? attrs | DMA_ATTR_MMIO : attrs);
+  const out: DmaOpsSeg[] = [];
+  for (let i = 0; i < ents.length; i++) {
+    const e = ents[i];
+    const a = mapOne(e, attrsOf(i));
+    if (a === DMA_MAPPING_ERROR) {
+      undo(out, attrsOf);
+      return err('EIO', `entry ${i} (0x${e.phys.toString(16)}+${e.len}) could not be ${what}`);
+    }
+    out.push({ addr: a, len: e.len, first: i, count: 1 });
+  }
+  return ok(out);
 }

@@ -11,12 +11,12 @@
 // Model deviation: the backend domain is a test hook (xenGrantBackendMap / Unmap) that sets and
 // clears GTF_reading / GTF_writing, as Xen does when the backend maps the grant.
 
-import { err, faultInjected, ok, type Result } from '../../base/internal.ts';
+import { faultInjected, type Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_ATTR_MMIO, DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
 import { allocZeroed } from './gart.ts';
-import { getDmaOps, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate } from './ops.ts';
+import { getDmaOps, mapSgEachEntry, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate } from './ops.ts';
 
 export interface XenGrantOpsConfig {
   readonly kind: 'xen-grant';
@@ -135,17 +135,8 @@ export class XenGrantOps implements DmaMapOps {
   }
 
   mapSg(dev: Device, ents: readonly DmaOpsEntry[], dir: number, attrs: number): Result<DmaOpsSeg[]> {
-    const out: DmaOpsSeg[] = [];
-    for (let i = 0; i < ents.length; i++) {
-      const e = ents[i];
-      const a = this.mapPhys(dev, e.phys, e.len, dir, e.mmio ? attrs | DMA_ATTR_MMIO : attrs);
-      if (a === DMA_MAPPING_ERROR) {
-        this.unmapSg(dev, out);
-        return err('EIO', `entry ${i} (0x${e.phys.toString(16)}+${e.len}) could not be granted`);
-      }
-      out.push({ addr: a, len: e.len, first: i, count: 1 });
-    }
-    return ok(out);
+    return mapSgEachEntry(ents, attrs, 'granted', (e, a) => this.mapPhys(dev, e.phys, e.len, dir, a),
+      (done) => this.unmapSg(dev, done));
   }
 
   unmapSg(dev: Device, segs: readonly DmaOpsSeg[]): void {

@@ -10,7 +10,7 @@
 // Model deviation: no cache maintenance is issued for MMIO at unmap (the kernel would call
 // arch_sync_dma_for_cpu on the MMIO address of a non-coherent device).
 
-import { err, ok, type Result } from '../../base/internal.ts';
+import type { Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_ATTR_MMIO, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR } from '../constants.ts';
@@ -20,7 +20,7 @@ import {
   isSwiotlbBuffer, isSwiotlbForceBounce, swiotlbMaxMappingSize, swiotlbOf, swiotlbSyncSingleForCpu,
   swiotlbSyncSingleForDevice, swiotlbTblMapSingle, swiotlbTblUnmapSingle,
 } from '../swiotlb.ts';
-import type { DmaMapOps, DmaOpsEntry, DmaOpsSeg, DmaOpsState, DmaOpsXlate } from './ops.ts';
+import { mapSgEachEntry, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate } from './ops.ts';
 
 export interface XenSwiotlbOpsConfig {
   readonly kind: 'xen-swiotlb';
@@ -136,19 +136,9 @@ export class XenSwiotlbOps implements DmaMapOps {
   }
 
   mapSg(dev: Device, ents: readonly DmaOpsEntry[], dir: number, attrs: number): Result<DmaOpsSeg[]> {
-    const out: DmaOpsSeg[] = [];
-    for (let i = 0; i < ents.length; i++) {
-      const e = ents[i];
-      const a = this.mapPhys(dev, e.phys, e.len, dir, e.mmio ? attrs | DMA_ATTR_MMIO : attrs);
-      if (a === DMA_MAPPING_ERROR) {
-        for (let j = 0; j < out.length; j++) {
-          this.unmapPhys(dev, out[j].addr, out[j].len, dir, (ents[j].mmio ? attrs | DMA_ATTR_MMIO : attrs) | DMA_ATTR_SKIP_CPU_SYNC);
-        }
-        return err('EIO', `entry ${i} (0x${e.phys.toString(16)}+${e.len}) could not be mapped`);
-      }
-      out.push({ addr: a, len: e.len, first: i, count: 1 });
-    }
-    return ok(out);
+    return mapSgEachEntry(ents, attrs, 'mapped', (e, a) => this.mapPhys(dev, e.phys, e.len, dir, a), (done, attrsOf) => {
+      for (let j = 0; j < done.length; j++) this.unmapPhys(dev, done[j].addr, done[j].len, dir, attrsOf(j) | DMA_ATTR_SKIP_CPU_SYNC);
+    });
   }
 
   unmapSg(dev: Device, segs: readonly DmaOpsSeg[], dir: number, attrs: number): void {
