@@ -212,20 +212,25 @@ export interface PremapOptions {
 }
 
 /** The bytes of the I/O buffer, whatever holds it. */
-interface BufferAccess {
+export interface BufferAccess {
   read(off: number, len: number): Uint8Array;
   write(off: number, bytes: Uint8Array): void;
 }
 
-function physAccess(m: Machine, ranges: PhyrList): BufferAccess {
+/**
+ * CPU access to a buffer held by physical ranges, through machine memory; `ranges` is asked at each
+ * access (a GPU buffer's ranges change when it moves).
+ */
+export function physAccess(m: Machine, ranges: () => PhyrList): BufferAccess {
   const walk = (off: number, len: number, f: (addr: bigint, at: number, n: number) => void): void => {
+    const r = ranges();
     let base = 0, at = 0;
-    for (let i = 0; i < ranges.count && at < len; i++) {
-      const rl = ranges.lenAt(i);
+    for (let i = 0; i < r.count && at < len; i++) {
+      const rl = r.lenAt(i);
       if (off + at < base + rl) {
         const inR = off + at - base;
         const n = Math.min(rl - inR, len - at);
-        f(ranges.addrAt(i) + BigInt(inR), at, n);
+        f(r.addrAt(i) + BigInt(inR), at, n);
         at += n;
       }
       base += rl;
@@ -334,7 +339,7 @@ export function runPremapMode(mode: PremapMode, ioBytes: number, o: PremapOption
       buf = unwrapOr(systemHeapAlloc(m, bufLen), 'systemHeapAlloc');
       ranges = (buf.priv as SystemHeapBuffer).pages;
     }
-    access = physAccess(m, ranges);
+    access = physAccess(m, () => ranges);
     const token = unwrapOr(premapRegisterDmabuf(ctrl, buf), 'premapRegisterDmabuf');
     doIo = premapper(token);
     cleanup = () => {
