@@ -17,6 +17,9 @@
  * Byte pattern written by the CPU (phyr's replay computes the same):
  *   x = seed * 2654435761 + i (u32); byte = (x ^ (x >> 7) ^ (x >> 13)) & 0xff
  *
+ * Every byte the script maps has known contents from the start: probe fills each block it
+ * allocates with this pattern (see INIT_SEED_BLK), and the "pages" line says so ("init", the seeds).
+ *
  * Not part of the kernel: the recorder (tools/kernel-oracle/record.sh) copies it into
  * drivers/misc/ of a scratch kernel tree.
  */
@@ -46,6 +49,25 @@
 #define EDU_BUF_LEN	4032
 
 #define NR_SINGLES	32
+
+/*
+ * Contents the driver gives its memory when it allocates it (oracle_probe): the pattern with seed
+ * INIT_SEED_BLK over the 4 MiB block (i counting from its first byte), INIT_SEED_LOW over the 1 MiB
+ * low block and INIT_SEED_SINGLE + n over single page n. The seeds lie far from the script's own
+ * (seq, seq + 100000, seq + 200000).
+ *
+ * The script does not write every byte before a mapping moves it, and bounce buffers move bytes it
+ * never wrote: kernel/dma/swiotlb.c: swiotlb_tbl_map_single() copies the whole original range into
+ * the bounce slot at map time whatever the direction (swiotlb_bounce(..., DMA_TO_DEVICE), so a
+ * partial device write does not clobber the rest), and __swiotlb_tbl_unmap_single() /
+ * __swiotlb_sync_single_for_cpu() copy the slot back for FROM_DEVICE / BIDIRECTIONAL. A bounced
+ * mapping that overlaps another one can therefore put back bytes the page held before the device
+ * wrote through the other mapping. Without this fill those are whatever the page held at boot;
+ * with it the replay knows them and compares every checksum.
+ */
+#define INIT_SEED_BLK		1000001u
+#define INIT_SEED_LOW		1000002u
+#define INIT_SEED_SINGLE	1000100u
 #define MAX_LIVE	48
 #define LINE_MAX_OUT	800
 #define JSON_MAX	16384
@@ -1025,6 +1047,11 @@ static void run_all(struct oracle *o)
 	j_int(o, "blkLen", 1024 * PAGE_SIZE);
 	j_hex(o, "low", o->low_phys);
 	j_int(o, "lowLen", 256 * PAGE_SIZE);
+	/* what probe wrote into every page before the script (INIT_SEED_BLK) */
+	j_str(o, "init", "pattern");
+	j_int(o, "blkSeed", INIT_SEED_BLK);
+	j_int(o, "lowSeed", INIT_SEED_LOW);
+	j_int(o, "singleSeed", INIT_SEED_SINGLE);
 	{
 		int i;
 
@@ -1112,12 +1139,15 @@ static int oracle_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return -ENOMEM;
 	o->blk_phys = page_to_phys(o->blk);
 	o->low_phys = page_to_phys(o->low);
+	fill(o->blk_phys, 1024 * PAGE_SIZE, INIT_SEED_BLK);
+	fill(o->low_phys, 256 * PAGE_SIZE, INIT_SEED_LOW);
 	for (i = 0; i < NR_SINGLES; i++) {
 		struct page *p = alloc_page(GFP_KERNEL);
 
 		if (!p)
 			return -ENOMEM;
 		o->singles[i] = page_to_phys(p);
+		fill(o->singles[i], PAGE_SIZE, INIT_SEED_SINGLE + i);
 	}
 	the_oracle = o;
 	debugfs_create_file("run", 0200, debugfs_create_dir("phyr-oracle", NULL), NULL, &run_fops);
