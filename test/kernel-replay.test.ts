@@ -2,7 +2,8 @@
 // made by `npm run kernel:record`, see tools/kernel-oracle/) is replayed on a model machine built
 // like the recorded one, and every answer must be the kernel's: DMA addresses, errors, nents and
 // segments, iommu_iova_to_phys of every granule, two-step IOVA states, the bytes the edu device
-// moved (through the IOMMU and swiotlb) and every dma-debug report.
+// moved (through the IOMMU and swiotlb, every checksum, including bytes a bounce buffer copied back
+// from what the driver wrote into its pages when it allocated them) and every dma-debug report.
 
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
@@ -21,6 +22,14 @@ describe('kernel recordings (Linux 7.1.5 under QEMU)', () => {
       expect(r.header.complete, r.name).toBe(true);
     }
     expect(recordings.reduce((n, r) => n + r.ops.length, 0)).toBeGreaterThanOrEqual(2000);
+  });
+
+  it('say what the driver wrote into every page it maps before the script ran (the pages line)', () => {
+    for (const r of recordings) {
+      const pages = r.ops.find((o) => o.op === 'pages');
+      expect(pages?.init, r.name).toBe('pattern');
+      for (const k of ['blkSeed', 'lowSeed', 'singleSeed']) expect(typeof pages?.[k], `${r.name} ${k}`).toBe('number');
+    }
   });
 
   it('the driver pattern and checksum match the C code (pat_byte, fnv) on known values', () => {
@@ -45,6 +54,10 @@ for (const rec of recordings) {
       expect(skipped).toBeLessThanOrEqual(6);
       expect(report.compared).toBeGreaterThanOrEqual(1200);
       expect(report.compared + skipped).toBe(rec.ops.filter((o) => o.op !== 'trailer').length);
+      // every checksum in the recording was compared (none skipped as unknowable)
+      const recorded = rec.ops.reduce((n, o) => n + (o.rd === undefined ? 0 : 1) + (o.wr === undefined ? 0 : 1), 0);
+      expect(report.checksums).toBe(recorded);
+      expect(report.checksums).toBeGreaterThan(0);
     });
   });
 }
@@ -71,6 +84,24 @@ describe('the replay can fail', () => {
   it('a different checksum of the moved bytes is a mismatch', () => {
     const bad = mutate(first, (o) => o.op === 'map_phys' && typeof o.rd === 'string', (o) => ({ ...o, rd: '00000000' }));
     expect(replay(bad).mismatches.some((x) => x.field === 'rd')).toBe(true);
+  });
+
+  it('a byte the driver wrote into a page at allocation that the model gets wrong is a checksum mismatch', () => {
+    // vtd-untrusted-3g: an unaligned bounced mapping of the low block, mapped before the device wrote
+    // through an overlapping direct mapping, copies its slot (the page's bytes at its map time) back
+    // at unmap (kernel/dma/swiotlb.c: __swiotlb_tbl_unmap_single), so the later unmap's "wr" checksum
+    // covers bytes only the allocation-time fill explains
+    const rec = recordings.find((r) => r.name === 'vtd-untrusted-3g');
+    expect(rec).toBeDefined();
+    const bad = mutate(rec as Recording, (o) => o.op === 'pages', (o) => ({ ...o, lowSeed: (o.lowSeed as number) + 1 }));
+    const report = replay(bad);
+    expect(report.mismatches.length).toBeGreaterThan(0);
+    expect(report.mismatches.every((x) => x.field === 'wr' && x.op === 'unmap_phys')).toBe(true);
+  });
+
+  it('a recording that does not say what its pages held is refused, not replayed against zeroes', () => {
+    const bad = mutate(first, (o) => o.op === 'pages', (o) => ({ ...o, init: undefined }));
+    expect(() => replay(bad)).toThrow(/does not say what the driver's memory held/);
   });
 
   it('a dma-debug line the model does not print is a mismatch', () => {
