@@ -55,7 +55,7 @@ for (const rec of recordings) {
       expect(report.compared).toBeGreaterThanOrEqual(1200);
       expect(report.compared + skipped).toBe(rec.ops.filter((o) => o.op !== 'trailer').length);
       // every checksum in the recording was compared (none skipped as unknowable)
-      const recorded = rec.ops.reduce((n, o) => n + (o.rd === undefined ? 0 : 1) + (o.wr === undefined ? 0 : 1), 0);
+      const recorded = rec.ops.reduce((n, o) => n + ['rd', 'wr', 'cpu'].filter((k) => o[k] !== undefined).length, 0);
       expect(report.checksums).toBe(recorded);
       expect(report.checksums).toBeGreaterThan(0);
     });

@@ -41,6 +41,8 @@ const header = {
   configSha256: sha(args.config),
   fragmentSha256: sha(args.fragment),
   driverSha256: sha(args.driver),
+  // /init (init.sh) and busybox, packed reproducibly: what ran the script
+  initramfsSha256: sha(args.initramfs),
   qemuVersion: args['qemu-version'],
   qemu: args.qemu,
   edu,

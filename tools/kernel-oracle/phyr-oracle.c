@@ -96,7 +96,11 @@ struct oracle {
 	struct page *low;		/* 1 MiB, GFP_DMA */
 	phys_addr_t low_phys;
 	phys_addr_t singles[NR_SINGLES];
-	/* scratch page the device copies through (a streaming BIDIRECTIONAL mapping) */
+	/*
+	 * scratch page the device copies through (a streaming BIDIRECTIONAL mapping): a GFP_DMA page of
+	 * its own, outside the memory the script maps, so the staging of every device read and write
+	 * never shows in the checksums of the test memory
+	 */
 	phys_addr_t scratch_phys;
 	dma_addr_t scratch_dma;
 	bool scratch_ok;
@@ -394,7 +398,11 @@ static struct live_map *live_slot(struct oracle *o)
 /*
  * dma_map_phys of [phys, phys + len). xfer: the CPU fills the bytes first (TO_DEVICE /
  * BIDIRECTIONAL) and the device reads them ("rd"); the device writes a pattern (FROM_DEVICE /
- * BIDIRECTIONAL, "wseed"), checked by the CPU at unmap ("wr").
+ * BIDIRECTIONAL, "wseed"), checked by the CPU at unmap ("wr"). Every unmap that is not TO_DEVICE
+ * also prints the checksum of the whole range as the CPU finds it ("cpu"): the bytes the device did
+ * not write must be what the range held before (kernel/dma/swiotlb.c: swiotlb_tbl_map_single()
+ * copies the original into the bounce slot whatever the direction, so the copy back at unmap keeps
+ * them).
  */
 static struct live_map *op_map_phys(struct oracle *o, phys_addr_t phys, size_t len,
 				    enum dma_data_direction dir, unsigned long attrs, bool xfer)
@@ -454,6 +462,8 @@ static void op_unmap_phys(struct oracle *o, struct live_map *l)
 	j_i2p(o, "i2p", l->dma, l->len);
 	if (l->moved)
 		j_raw(o, ",\"wr\":\"%08x\"", fnv(phys_to_virt(l->phys), l->moved));
+	if (l->dir != DMA_TO_DEVICE)
+		j_raw(o, ",\"cpu\":\"%08x\"", fnv(phys_to_virt(l->phys), l->len));
 	j_end(o);
 	l->seq = 0;
 }
@@ -1060,6 +1070,7 @@ static void run_all(struct oracle *o)
 			j_raw(o, "%s\"0x%llx\"", i ? "," : "", (u64)o->singles[i]);
 		j_raw(o, "]");
 	}
+	j_hex(o, "scratch", o->scratch_phys);
 	/* the default swiotlb pool (pci_iommu_init() prints it only when x86 wants it) */
 	j_int(o, "swiotlbActive", is_swiotlb_active(o->dev));
 	j_int(o, "swiotlbForce", is_swiotlb_force_bounce(o->dev));
@@ -1071,8 +1082,7 @@ static void run_all(struct oracle *o)
 	j_end(o);
 	op_set_mask(o, 28);
 	op_caps(o, "mask28");
-	/* the scratch page: a BIDIRECTIONAL streaming mapping of one low page, kept to the end */
-	o->scratch_phys = o->low_phys + 255 * PAGE_SIZE;
+	/* the scratch page: a BIDIRECTIONAL streaming mapping, kept to the end */
 	s = op_map_phys(o, o->scratch_phys, PAGE_SIZE, DMA_BIDIRECTIONAL, 0, false);
 	if (s) {
 		o->scratch_dma = s->dma;
@@ -1148,6 +1158,13 @@ static int oracle_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 			return -ENOMEM;
 		o->singles[i] = page_to_phys(p);
 		fill(o->singles[i], PAGE_SIZE, INIT_SEED_SINGLE + i);
+	}
+	{
+		struct page *p = alloc_page(GFP_KERNEL | GFP_DMA);
+
+		if (!p)
+			return -ENOMEM;
+		o->scratch_phys = page_to_phys(p);
 	}
 	the_oracle = o;
 	debugfs_create_file("run", 0200, debugfs_create_dir("phyr-oracle", NULL), NULL, &run_fops);

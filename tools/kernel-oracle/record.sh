@@ -90,6 +90,7 @@ for c in "${CONFIGS[@]}"; do
     timeout 1800 "${qemu[@]}" > "$LOGS/$name.log" 2>&1) || echo "recorder: $name: QEMU exited with $?" >&2
   node "$HERE/parse.mjs" --log "$LOGS/$name.log" --name "$name" --kernel "$KVER" \
     --config "$KBUILD/.config" --fragment "$HERE/kernel.config" --driver "$HERE/phyr-oracle.c" \
+    --initramfs "$KBUILD/oracle-initramfs.cpio" \
     --qemu-version "$QEMU_VERSION" --qemu "${qemu[*]}" --memory "$mem" > "$OUT/$name.jsonl"
   echo "recorder: $name: $(($(wc -l < "$OUT/$name.jsonl") - 1)) operations -> $OUT/$name.jsonl" >&2
 done
