@@ -133,7 +133,10 @@ static void j_raw(struct oracle *o, const char *fmt, ...)
 		o->jlen = JSON_MAX - 1;
 }
 
-/* The time an operation starts: before its first DMA API call. */
+/*
+ * The time an operation starts: just before its first DMA API call (after any CPU fill of the
+ * range, which takes jiffies of its own on a large range under -icount).
+ */
 static void stamp(struct oracle *o)
 {
 	o->t_op = jiffies;
@@ -415,10 +418,11 @@ static struct live_map *op_map_phys(struct oracle *o, phys_addr_t phys, size_t l
 
 	if (!l)
 		return NULL;
-	stamp(o);
 	seq = o->seq + 1;
 	if (xfer && dir != DMA_FROM_DEVICE)
 		fill(phys, len, seq);
+	/* after the fill (a few jiffies for a large range): the flush-queue timer runs meanwhile */
+	stamp(o);
 	dma = dma_map_phys(o->dev, phys, len, dir, attrs);
 	j_begin(o, "map_phys");
 	j_hex(o, "phys", phys);
@@ -832,9 +836,9 @@ static int op_iova_link(struct oracle *o, struct dma_iova_state *st, phys_addr_t
 {
 	int rc;
 
-	stamp(o);
 	if (dir != DMA_FROM_DEVICE)
 		fill(phys, len, o->seq + 1);
+	stamp(o);
 	rc = dma_iova_link(o->dev, st, phys, off, len, dir, attrs);
 	j_begin(o, "iova_link");
 	j_hex(o, "phys", phys);
