@@ -86,17 +86,32 @@ describe('the replay can fail', () => {
     expect(replay(bad).mismatches.some((x) => x.field === 'rd')).toBe(true);
   });
 
-  it('a byte the driver wrote into a page at allocation that the model gets wrong is a checksum mismatch', () => {
-    // vtd-untrusted-3g: an unaligned bounced mapping of the low block, mapped before the device wrote
-    // through an overlapping direct mapping, copies its slot (the page's bytes at its map time) back
-    // at unmap (kernel/dma/swiotlb.c: __swiotlb_tbl_unmap_single), so the later unmap's "wr" checksum
-    // covers bytes only the allocation-time fill explains
-    const rec = recordings.find((r) => r.name === 'vtd-untrusted-3g');
-    expect(rec).toBeDefined();
-    const bad = mutate(rec as Recording, (o) => o.op === 'pages', (o) => ({ ...o, lowSeed: (o.lowSeed as number) + 1 }));
-    const report = replay(bad);
-    expect(report.mismatches.length).toBeGreaterThan(0);
-    expect(report.mismatches.every((x) => x.field === 'wr' && x.op === 'unmap_phys')).toBe(true);
+  // the first FROM_DEVICE / BIDIRECTIONAL mapping the device never touched: at its unmap the CPU
+  // checksums the whole range ("cpu"), bytes the script never wrote, that the driver gave the page at
+  // allocation and that a bounce slot copies in at map and back at unmap
+  // (kernel/dma/swiotlb.c: swiotlb_tbl_map_single, __swiotlb_tbl_unmap_single)
+  for (const name of ['swiotlb-force-256m', 'vtd-untrusted-3g', 'vtd-strict']) {
+    it(`${name}: one byte of a page's allocation-time contents wrong in the model is a checksum mismatch`, () => {
+      const rec = recordings.find((r) => r.name === name) as Recording;
+      expect(rec, name).toBeDefined();
+      const map = rec.ops.find((o) => o.op === 'map_phys' && o.dir !== 'to' && o.xfer === undefined && o.dma !== undefined &&
+        rec.ops.some((u) => u.op === 'unmap_phys' && u.of === o.seq && u.cpu !== undefined)) as RecOp;
+      const unmap = rec.ops.find((u) => u.op === 'unmap_phys' && u.of === map.seq) as RecOp;
+      const phys = BigInt(map.phys as string);
+      const bad = replay(rec, { afterInitialContents: (m) => m.mem.write(phys, Uint8Array.of(m.mem.read(phys, 1)[0] ^ 0x01)) });
+      expect(bad.mismatches[0]).toMatchObject({ seq: unmap.seq, op: 'unmap_phys', field: 'cpu' });
+    });
+  }
+
+  it('the allocation-time pattern with another seed shows in the checksums of every configuration that bounces', () => {
+    for (const name of ['swiotlb-force-256m', 'vtd-untrusted-3g']) {
+      const rec = recordings.find((r) => r.name === name) as Recording;
+      expect(rec, name).toBeDefined();
+      const bad = mutate(rec, (o) => o.op === 'pages', (o) => ({ ...o, lowSeed: (o.lowSeed as number) + 1 }));
+      const report = replay(bad);
+      expect(report.mismatches.length, name).toBeGreaterThan(0);
+      expect(report.mismatches.every((x) => x.op === 'unmap_phys' && (x.field === 'wr' || x.field === 'cpu')), name).toBe(true);
+    }
   });
 
   it('a recording that does not say what its pages held is refused, not replayed against zeroes', () => {
