@@ -6,7 +6,7 @@
 // IOVA ranges, IOMMU PTEs, pins, swiotlb slots, dma_pool blocks, dma-debug entries).
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { GiB, KiB, MiB, countFaultPoints, err, ok, setFaults, unwrap, type Result } from '../src/base/index.ts';
+import { GiB, KiB, MiB, countFaultPoints, err, ok, setFaults, unwrap, type FaultPoint, type Result } from '../src/base/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../src/machine/index.ts';
 import { PhyrList, sgAllocTable, type SgTable } from '../src/phyr/index.ts';
 import {
@@ -35,7 +35,7 @@ import { FOLL_LONGTERM, FOLL_WRITE, pinUserPages, pinUserPhyrs, unpinUserPages, 
 import type { Device } from '../src/pci/index.ts';
 import { SMALL_PCI, ramAt } from './fixtures/dma-machines.ts';
 import { FAMILY_CONFIGS, opsMachine } from './fixtures/dma-ops-machines.ts';
-import { runSingleFailures, snapshot, type FaultPath } from './fixtures/fault-paths.ts';
+import { expectSameState, runSingleFailures, snapshot, type FaultPath } from './fixtures/fault-paths.ts';
 
 const PAGE = 4096;
 const RW = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ;
@@ -710,6 +710,13 @@ function pd1Kept(m: Machine, s: { gpu: Gpu; pd1: number }): { poolBlocks: number
  */
 const maxPages = (mode: ConsumerMode, n: number): number => (mode === 'bounce' ? 64 : n);
 
+/**
+ * The GPU exporter's map (amdgpu_dma_buf_map): a failed dma_map_sgtable of the GTT pages is -EBUSY,
+ * everything else (drm_prime_pages_to_sg, amdgpu_vram_mgr_alloc_sgt, ttm_bo_validate, the GPU's
+ * own tables) -ENOMEM.
+ */
+const GPU_ERRNOS = ['ENOMEM', 'EBUSY'];
+
 describe('single-failure property: GPU (probe, page tables, buffer objects, dma-buf export / import, migration)', () => {
   const wantSeen = (mode: ConsumerMode): string[] => (mode === 'strict' || mode === 'lazy' ? ['dma-pool', 'iova', 'iommu-pt'] : mode === 'bounce' ? ['dma-pool', 'swiotlb'] : ['dma-pool']);
   for (const mode of CONSUMER_MODES) {
@@ -806,7 +813,7 @@ describe('single-failure property: GPU (probe, page tables, buffer objects, dma-
             boBack(s);
           },
           settle: (_m, s) => boBack(s),
-          errnos: ['ENOMEM', 'EIO'],
+          errnos: GPU_ERRNOS,
         }, pick);
       }), { numRuns: 2, seed: 31 });
     });
@@ -831,7 +838,7 @@ describe('single-failure property: GPU (probe, page tables, buffer objects, dma-
           settle: (_m, s) => boBack(s),
           kept: pd1Kept,
           tolerated: ['iova'],
-          errnos: ['ENOMEM', 'EIO'],
+          errnos: GPU_ERRNOS,
         }, pick);
         for (const [p, n] of Object.entries(counts)) if (n > 0) seen.add(p);
       }), { numRuns: 4, seed: 32 });
@@ -868,7 +875,7 @@ describe('single-failure property: GPU (probe, page tables, buffer objects, dma-
           settle: (_m, s) => boBack(s),
           kept: pd1Kept,
           tolerated: ['iova'],
-          errnos: ['ENOMEM', 'EIO'],
+          errnos: GPU_ERRNOS,
         }, pick);
         for (const [p, n] of Object.entries(counts)) if (n > 0) seen.add(p);
       }), { numRuns: 3, seed: 33 });
@@ -1048,6 +1055,30 @@ describe('fault injection: the undo paths it found (regressions)', () => {
     unwrap(iommufdIoasUnmap(ioas, 0x4000_0000n, 4 * PAGE));
     expect(m.listPins()).toEqual([]);
   });
+
+  it.each([['strict', 'iova'], ['lazy', 'iommu-pt'], ['bounce', 'swiotlb']] as Array<[ConsumerMode, FaultPoint]>)(
+    '%s: amdgpu_dma_buf_map fails with EBUSY when dma_map_sgtable of the GTT pages fails (%s), not with the DMA layer\'s ENOMEM / EIO',
+    (mode, point) => {
+      const m = consumerMachine(mode)();
+      const bo = unwrap(gpuBoCreate(m.device('gpu0'), 4 * PAGE, 'system'));
+      const buf = unwrap(gpuBoExport(bo));
+      const att = unwrap(dmaBufAttach(buf, m.device('nic0')));
+      const before = snapshot(m);
+      setFaults(m, [{ point, nth: 1 }]);
+      const r = dmaBufMapAttachmentUnlocked(att, DIR);
+      expect(r.ok ? 'ok' : r.errno).toBe('EBUSY');
+      expect(m.events.count('FAULT-INJECT')).toBe(1);
+      setFaults(m, []);
+      expectSameState(before, snapshot(m), 'after the failed map');
+      expect(bo.pinCount).toBe(0);
+      // drm_prime_pages_to_sg failing is its own -ENOMEM, returned as is
+      setFaults(m, [{ point: 'sg-table', nth: 1 }]);
+      const r2 = dmaBufMapAttachmentUnlocked(att, DIR);
+      expect(r2.ok ? 'ok' : r2.errno).toBe('ENOMEM');
+      setFaults(m, []);
+      dmaBufDetach(buf, att);
+      dmaBufPut(buf);
+    });
 
   it('dma_buf_phys_vec_to_sgt leaks its IOVA window when the first dma_iova_link fails, as Linux 7.1.5 does (err_unmap_dma skips i == 0)', () => {
     const m = makeMachine('strict');
