@@ -116,7 +116,7 @@ describe('the view model of the web page', () => {
     vm.reset();
     expect(covered()).toEqual(all(() => false));
     const labels = vm.snapshot().regions.filter((r) => r.kind === 'hugetlb').map((r) => r.label);
-    expect(labels).toEqual([expect.stringMatching(/^hugetlb 2M pool: 6 pages, 6 free, 0 reserved, in 0x/), expect.stringMatching(/^hugetlb 1G pool: 1 pages, 1 free, 0 reserved, in 0x/)]);
+    expect(labels).toEqual([expect.stringMatching(/^hugetlb 2M pool: 6 pages, 6 free, 0 reserved, in 0x/), expect.stringMatching(/^hugetlb 1G pool: 1 page, 1 free, 0 reserved, in 0x/)]);
   });
   it('a scattered hugetlb pool (aged memory, 1,000 pages of 2 MiB) is drawn in at most 256 runs that still count every page', () => {
     const vm = new ViewModel('name: p\nmachine: { ramBytes: 16GiB, aged: true, hugetlb: { 2M: 1000 } }\nbuffers: []\nsteps: []\n', 'p.yaml');

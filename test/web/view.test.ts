@@ -287,7 +287,7 @@ describe('the web view in chromium', () => {
       expect(ran((await page.textContent('#status')) ?? '')).toBe(n);
       expect(await controls()).toEqual(PAUSED);
       const before = (await statusLog()).length;
-      await page.waitForTimeout(750); // three times the wait between two steps: nothing may happen
+      await page.waitForTimeout(600); // over twice the wait between two steps: nothing may happen
       expect((await statusLog()).length).toBe(before);
       expect(await page.locator('#panel-steps li.ok').count()).toBe(n);
     };

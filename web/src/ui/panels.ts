@@ -134,7 +134,7 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
   const rows = 1 + buffers.length * 3 + (snap.regions.some((r) => r.kind === 'swiotlb') ? 1 : 0);
   const pools = snap.hugetlb;
   // the hugetlb pools are drawn in a strip at the bottom of the RAM box they come from
-  const poolH = pools.length > 0 ? 12 : 0;
+  const poolH = pools.length > 0 ? 14 : 0;
   const height = 20 + rows * (bandH + 4) + poolH + 16;
   const { x, xEnd, boxes } = physScale(snap.regions, width - 110);
   const X0 = 110;
@@ -178,7 +178,7 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
       .attr('fill', p.inUse ? 'url(#pat-hugetlb)' : 'var(--hugetlb)').attr('stroke', '#8a7a00').attr('stroke-width', p.inUse ? 1.5 : 0.5)
       .attr('stroke-dasharray', p.inUse ? null : '3 2');
     g.append('title').text(p.label);
-    if (w > 60) g.append('text').attr('x', X0 + a + 3).attr('y', y0 + bandH + poolH - 4).attr('font-size', 9).text(`hugetlb ${p.pool} ${p.inUse ? 'in use' : 'free'}`);
+    if (w > 50) g.append('text').attr('x', X0 + a + 3).attr('y', y0 + bandH + poolH - 5).style('font-size', '9px').text(`${p.pool} ${p.inUse ? 'in use' : 'free'}`);
   }
   const sw = snap.regions.find((r) => r.kind === 'swiotlb');
   if (sw) {

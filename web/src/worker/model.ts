@@ -150,7 +150,7 @@ export class ViewModel {
       const start = runs[0].start, end = runs[runs.length - 1].end;
       regions.push({
         name: `hugetlb-${size}`, kind: 'hugetlb', start, end, len: pool.total * pool.len,
-        label: `hugetlb ${size} pool: ${pool.total} pages, ${pool.free.length} free, ${pool.reserved} reserved, in ${start}-${hex(big(end) - 1n)}`,
+        label: `hugetlb ${size} pool: ${pool.total} ${pool.total === 1 ? 'page' : 'pages'}, ${pool.free.length} free, ${pool.reserved} reserved, in ${start}-${hex(big(end) - 1n)}`,
       });
     }
     const physTop = m.regions.reduce((a, r) => (r.end > a ? r.end : a), 0n);
