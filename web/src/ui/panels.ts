@@ -212,7 +212,9 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
     const px = x(BigInt(p.addr));
     if (px === null) continue;
     svg.append('line').attr('x1', X0 + px).attr('x2', X0 + px).attr('y1', 4).attr('y2', y).attr('stroke', 'var(--hit-line)').attr('stroke-width', 2).attr('stroke-dasharray', '4 2');
-    svg.append('text').attr('x', X0 + px + 3).attr('y', y + 10).attr('class', 'traced').text(`\u25C6 traced byte ${p.addr}`);
+    // near the right edge the label goes to the left of the line, so that it is not cut off
+    const right = X0 + px > width * 0.75;
+    svg.append('text').attr('x', X0 + px + (right ? -3 : 3)).attr('y', y + 10).attr('text-anchor', right ? 'end' : 'start').attr('class', 'traced').text(`\u25C6 traced byte ${p.addr}`);
   }
   const legend = el('div', { class: 'legend' });
   const item = (style: string, text: string): void => {
