@@ -1,9 +1,9 @@
 // `phyr trace`: the address trace of a scenario file's buffer, run in-process; its JSON agrees with
 // the CPU view, the default step keeps a mapping live, and bad input is one message with exit 2.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { cli } from './fixtures/cli.ts';
 
 const FILE = 'test/fixtures/scenarios/trace-iommu.yaml';
@@ -19,8 +19,15 @@ function json(args: string[]): JsonTrace {
   return JSON.parse(r.out) as JsonTrace;
 }
 
+/** The temporary directories tmpScenario made, removed when the file's tests are done. */
+const tmpDirs: string[] = [];
+afterAll(() => {
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+});
+
 function tmpScenario(text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'phyr-trace-'));
+  tmpDirs.push(dir);
   const f = join(dir, 's.yaml');
   writeFileSync(f, text);
   return f;

@@ -34,6 +34,10 @@ describe('phyr compare --help', () => {
     for (const c of MAPPING_CONFIG_NAMES) expect(out).toMatch(new RegExp(`^  ${c} `, 'm'));
   });
 
+  it('--mapping counts the configurations there are (it said 7 after the eighth, non-coherent, came)', () => {
+    expect(out.replace(/\s+/g, ' ')).toContain(`on ${MAPPING_CONFIG_NAMES.length} machine configurations by 4 methods`);
+  });
+
   it('phyr help compare and phyr --help work too', () => {
     const h = cli(['help', 'compare']);
     expect(h.code).toBe(0);

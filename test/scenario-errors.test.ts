@@ -1,9 +1,9 @@
 // Bad scenario files: every problem is one line naming the field path, the bad value and what was
 // expected; found before anything runs; `phyr run` prints them without a stack trace, exit code 2.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ScenarioError, ScenarioRunner, parseScenario, type ScenarioIssue } from '../src/scenario/index.ts';
 import { cli } from './fixtures/cli.ts';
 
@@ -146,6 +146,7 @@ describe('scenario validation: one clear message per problem', () => {
 
 describe('phyr run of a bad file: messages, no stack trace, exit code 2', () => {
   const dir = mkdtempSync(join(tmpdir(), 'phyr-bad-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const write = (name: string, text: string): string => {
     const f = join(dir, name);
     writeFileSync(f, text);

@@ -151,8 +151,8 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
     .option('--max-segment <bytes>', 'max_segment for the scatterlist (sgAllocTableFromPagesSegment); default UINT_MAX rounded down to the page size, as sg_alloc_table_from_pages',
       parseIntArg('--max-segment', 4096, 0xffffffff))
     .addOption(new Option('--page-size <bytes>', 'base page size of the machine').choices(['4096', '16384', '65536']).default('4096'))
-    .option('--mapping', 'include the DMA mapping section (the default): the buffers mapped for a PCI device on 7 machine configurations by 4 methods, with a device round trip', true)
-    .option('--no-mapping', 'leave the DMA mapping section out (the layout comparison alone takes about 2 s)')
+    .option('--mapping', `include the DMA mapping section (the default): the buffers mapped for a PCI device on ${MAPPING_CONFIG_NAMES.length} machine configurations by 4 methods, with a device round trip`, true)
+    .option('--no-mapping', 'leave the DMA mapping section out (the layout comparison alone takes about 1 s)')
     .option('--configs <list>', `comma-separated mapping configurations, from ${MAPPING_CONFIG_NAMES.join(',')} (default: all; ignored with --no-mapping)`, parseConfigs)
     .option('--dma-debug', 'run the mapping machines with dma-debug (CONFIG_DMA_API_DEBUG) checking every mapping; the rows then count its reports (default: off, as production kernels)', false)
     .option('--jobs <n>', `worker threads for the mapping configurations besides the main thread, which joins them after the layouts (default: one per CPU but one, at most ${MAX_DEFAULT_JOBS}); 0 runs everything in the main thread`,

@@ -234,7 +234,10 @@ const ops = {
       const r = gpuBoMigrate(bo, 'system');
       if (!r.ok) return r;
     }
-    return bo.placement === 'vram' ? dmaBufMapPhyrs(att, bo.ranges(), dir) : dmaBufMapPages(att, bo.ranges(), dir);
+    if (bo.placement === 'vram') return dmaBufMapPhyrs(att, bo.ranges(), dir);
+    // GTT pages: drm_prime_pages_to_sg's failure is returned as is (ENOMEM); a dma_map_sgtable
+    // failure goes to error_free, which returns -EBUSY whatever the DMA layer said
+    return dmaBufMapPages(att, bo.ranges(), dir, 0, 'EBUSY');
   },
   unmap(att: DmaBufAttachment, mapped: DmaBufMapped, dir: DmaDataDirection): void {
     dmaBufFreeSgt(att, mapped as DmaBufDma, dir);
