@@ -119,7 +119,8 @@ let queue: Promise<unknown> = Promise.resolve();
  */
 function act(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: string): Promise<boolean> {
   if (kind === 'load') stopPlay();
-  const next = queue.then(() => actNow(kind, text, source));
+  const run = (): Promise<boolean> => actNow(kind, text, source);
+  const next = queue.then(run, run); // a request that threw does not block the ones after it
   queue = next;
   return next;
 }
