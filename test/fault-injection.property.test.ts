@@ -6,11 +6,11 @@
 // IOVA ranges, IOMMU PTEs, pins, swiotlb slots, dma_pool blocks, dma-debug entries).
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { GiB, KiB, MiB, ok, setFaults, unwrap, type Result } from '../src/base/index.ts';
+import { GiB, KiB, MiB, countFaultPoints, err, ok, setFaults, unwrap, type FaultPoint, type Result } from '../src/base/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../src/machine/index.ts';
 import { PhyrList, sgAllocTable, type SgTable } from '../src/phyr/index.ts';
 import {
-  DMA_BIDIRECTIONAL, DMA_BIT_MASK, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPage,
+  DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPage,
   dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaSetMask, dmaSetMinAlignMask, dmaUnmapPage, dmaUnmapPhyrs, dmaUnmapPhys, dmaUnmapSgtable,
   dmaAllocCoherent, dmaFreeCoherent, dmaPoolAlloc, dmaSetMaskAndCoherent, dmaPoolCreate, dmaPoolFree, type DmaCoherentMem, type DmaPhyrsMapping,
   type DmaPool,
@@ -22,16 +22,20 @@ import {
   iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, nvmeCompleteRq, nvmeExecute,
   nvmeProbe, nvmeQueueRq, rdmaProbe, systemHeapAlloc, UMEM_METHODS, umemMap, type UmemMapping, vfioPciDmabufExport, type DmaBuf, type DmaBufAttachment, type IbDevice,
   type IbMr, type IbOdpUserMr, type IbUmem, type Ioas, type NvmeCtrl, type NvmeIo, type Request,
+  HBA_SG_MAX_ENTRY_LEN, dmaBufDetach, gpuBoCreate, gpuBoExport, gpuBoMigrate, gpuFabricConnect, gpuImportDmabufFabric,
+  gpuImportDmabufGetPfn, gpuImportDmabuf, gpuImportRelease, gpuImportRevalidate, gpuMapDmaList, gpuProbe, gpuRead, gpuRemove,
+  gpuUnmap, gpuWrite, hbaBuildSgl, hbaFreeSgl, hbaReadSgl, hbaSetup, type Gpu, type GpuBo, type GpuImport, type GpuMapping,
+  type GpuPlacement, type HbaCtrl, type HbaSgl,
 } from '../src/drivers/index.ts';
 import { HMM_PFN_VALID } from '../src/mm/index.ts';
 import { PciP2pdmaMapState } from '../src/pci/index.ts';
-import { makeMachine, type IommuMode } from './fixtures/dma-b-machines.ts';
+import { allocPhys, makeMachine, pattern, phyrs, type IommuMode } from './fixtures/dma-b-machines.ts';
 import type { DmaList } from '../src/phyr/index.ts';
 import { FOLL_LONGTERM, FOLL_WRITE, pinUserPages, pinUserPhyrs, unpinUserPages, unpinUserPhyrs, type UserMm } from '../src/mm/index.ts';
 import type { Device } from '../src/pci/index.ts';
 import { SMALL_PCI, ramAt } from './fixtures/dma-machines.ts';
 import { FAMILY_CONFIGS, opsMachine } from './fixtures/dma-ops-machines.ts';
-import { runSingleFailures, snapshot, type FaultPath } from './fixtures/fault-paths.ts';
+import { expectSameState, runSingleFailures, snapshot, type FaultPath } from './fixtures/fault-paths.ts';
 
 const PAGE = 4096;
 const RW = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ;
@@ -624,6 +628,415 @@ describe('single-failure property: dma-buf, VFIO and iommufd', () => {
   }
 });
 
+// ---- GPU and HBA ----
+
+type ConsumerMode = 'none' | 'strict' | 'lazy' | 'bounce';
+const CONSUMER_MODES: ConsumerMode[] = ['none', 'strict', 'lazy', 'bounce'];
+/** The machine of dma-b-machines (gpu0's 16 MiB P2P BAR behind a switch with nvme0; nic0 and far0 elsewhere). */
+function consumerMachine(mode: ConsumerMode): () => Machine {
+  return () => (mode === 'bounce' ? makeMachine('none', 1, { swiotlb: { bytes: 16 * MiB, force: true } }) : makeMachine(mode));
+}
+
+/** Byte equality without vitest's element-by-element diff. */
+function same(a: Uint8Array | null, b: Uint8Array): boolean {
+  return a !== null && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** The CPU's view of a buffer object (wherever it is now), and a CPU store into it. */
+function boBytes(m: Machine, bo: GpuBo): Uint8Array {
+  const r = bo.ranges();
+  const out = new Uint8Array(bo.size);
+  for (let i = 0, at = 0; i < r.count; at += r.lenAt(i), i++) out.set(m.mem.read(r.addrAt(i), r.lenAt(i)), at);
+  return out;
+}
+function boStore(m: Machine, bo: GpuBo, bytes: Uint8Array): void {
+  const r = bo.ranges();
+  for (let i = 0, at = 0; i < r.count; at += r.lenAt(i), i++) m.mem.write(r.addrAt(i), bytes.subarray(at, at + r.lenAt(i)));
+}
+
+/** A device reads (writes) bytes through a DMA list, entry by entry. */
+function devReadList(dev: Device, list: DmaList): Uint8Array {
+  const out = new Uint8Array(list.totalLen);
+  for (let i = 0, at = 0; i < list.count; at += list.lenAt(i), i++) out.set(unwrap(dev.dmaRead(list.addrAt(i), list.lenAt(i))), at);
+  return out;
+}
+function devWriteList(dev: Device, list: DmaList, bytes: Uint8Array): void {
+  for (let i = 0, at = 0; i < list.count; at += list.lenAt(i), i++) unwrap(dev.dmaWrite(list.addrAt(i), bytes.subarray(at, at + list.lenAt(i))));
+}
+
+/**
+ * The GPU reads what the CPU stored (now, when `storeNow`; else in the setup, before the map: a
+ * bounce buffer is filled at map time), writes new bytes, and the import is released: the CPU
+ * sees them. Stores are made only where needed: touching memory is what a failure's run costs.
+ */
+function gpuBytesThenRelease(m: Machine, imp: GpuImport, bo: GpuBo, seed: number, storeNow: boolean): void {
+  const va = imp.va!;
+  if (storeNow) boStore(m, bo, pattern(bo.size, seed));
+  expect(same(unwrap(gpuRead(imp.gpu, va, bo.size)), pattern(bo.size, seed)), 'GPU reads the CPU\'s bytes').toBe(true);
+  const out = pattern(bo.size, seed + 1);
+  unwrap(gpuWrite(imp.gpu, va, out));
+  gpuImportRelease(imp);
+  expect(same(boBytes(m, bo), out), 'the CPU reads the GPU\'s bytes').toBe(true);
+}
+
+/** An exporter GPU's buffer object with the CPU's bytes in it, exported; the importer's GPU probed. */
+interface GpuImportSetup { bo: GpuBo; buf: DmaBuf; from: GpuPlacement; gpu: Gpu; pd1: number }
+function gpuImportSetup(m: Machine, pages: number, from: GpuPlacement, importer: string, seed: number, store: boolean): GpuImportSetup {
+  const bo = unwrap(gpuBoCreate(m.device('gpu0'), pages * PAGE, from));
+  if (store) boStore(m, bo, pattern(bo.size, seed));
+  const buf = unwrap(gpuBoExport(bo));
+  const gpu = unwrap(gpuProbe(m.device(importer)));
+  return { bo, buf, from, gpu, pd1: gpu.pd1.size };
+}
+/** A buffer the exporter moved (amdgpu_dma_buf_map / _pin: ttm_bo_validate) stays moved: put it back. */
+function boBack(s: { bo: GpuBo; from: GpuPlacement }): void {
+  if (s.bo.placement !== s.from) unwrap(gpuBoMigrate(s.bo, s.from));
+}
+/**
+ * After a failed or undone run no entry is left in the GPU's tables (a level-1 entry pointing at a
+ * leaf table given back would be walked into); the level-1 tables (amdgpu's PDs) allocated on the
+ * way are kept, linked from the root, as amdgpu_vm_ptes_update keeps them.
+ */
+function pd1Kept(m: Machine, s: { gpu: Gpu; pd1: number }): { poolBlocks: number } {
+  const live = new Set<string>();
+  for (const mp of s.gpu.mappings) for (const x of mp.slots) live.add(`${x.pd.cpuPhys}:${x.index}`);
+  for (const t of s.gpu.pd1.values()) {
+    const v = new DataView(m.mem.read(t.cpuPhys, PAGE).buffer);
+    for (let i = 0; i < 512; i++) {
+      if (v.getBigUint64(i * 8, true) !== 0n && !live.has(`${t.cpuPhys}:${i}`)) expect.fail(`level-1 entry ${i} of table 0x${t.cpuPhys.toString(16)} left behind`);
+    }
+  }
+  return { poolBlocks: s.gpu.pd1.size - s.pd1 };
+}
+
+/**
+ * Pages of a buffer object: under forced swiotlb an sg entry (pages that happen to be contiguous
+ * merge into one) bounces whole, and swiotlb maps at most 256 KiB (IO_TLB_SEGSIZE slots) at once.
+ */
+const maxPages = (mode: ConsumerMode, n: number): number => (mode === 'bounce' ? 64 : n);
+
+/**
+ * The GPU exporter's map (amdgpu_dma_buf_map): a failed dma_map_sgtable of the GTT pages is -EBUSY,
+ * everything else (drm_prime_pages_to_sg, amdgpu_vram_mgr_alloc_sgt, ttm_bo_validate, the GPU's
+ * own tables) -ENOMEM.
+ */
+const GPU_ERRNOS = ['ENOMEM', 'EBUSY'];
+
+function storePieces(m: Machine, pieces: ReadonlyArray<[bigint, number]>, seed: number): void {
+  const bytes = pattern(pieces.reduce((n, p) => n + p[1], 0), seed);
+  let at = 0;
+  for (const [a, n] of pieces) { m.mem.write(a, bytes.subarray(at, at + n)); at += n; }
+}
+
+describe('single-failure property: GPU (probe, page tables, buffer objects, dma-buf export / import, migration)', () => {
+  const wantSeen = (mode: ConsumerMode): string[] => (mode === 'strict' || mode === 'lazy' ? ['dma-pool', 'iova', 'iommu-pt'] : mode === 'bounce' ? ['dma-pool', 'swiotlb'] : ['dma-pool']);
+  for (const mode of CONSUMER_MODES) {
+    it(`${mode}: gpuProbe (the table pool and its zeroed root) / gpuRemove`, () => {
+      const counts = runSingleFailures<Device, Gpu>({
+        name: `gpu probe ${mode}`,
+        machine: consumerMachine(mode),
+        setup: (m) => m.device('gpu0'),
+        run: (_m, dev) => gpuProbe(dev),
+        undo: (_m, _dev, gpu) => gpuRemove(gpu),
+      });
+      expect([counts['dma-pool'], counts['page-alloc']]).toEqual([1, 1]);
+    });
+
+    it(`${mode}: gpuMapDmaList of a mapped DMA list (2 MiB, 64 KiB and 4 KiB slots); the GPU moves the bytes`, () => {
+      const seen = new Set<string>();
+      // more than one 2 MiB slot, so that a later slot's failure must undo the ones before (forced
+      // swiotlb bounces at most 256 KiB per mapping (IO_TLB_SEGSIZE slots): one slot of pieces there)
+      const bounce = mode === 'bounce';
+      const arbOrders = bounce
+        ? fc.array(fc.constantFrom(0, 4), { minLength: 1, maxLength: 4 })
+        : fc.array(fc.constantFrom(0, 4, 9), { minLength: 1, maxLength: 4 }).map((a) => (a.includes(9) ? a : [...a, 9]));
+      fc.assert(fc.property(arbOrders, fc.boolean(), fc.nat(1000), (ords, cross, pick) => {
+        const counts = runSingleFailures<{ gpu: Gpu; pieces: Array<[bigint, number]>; pd1: number }, { map: DmaPhyrsMapping; mp: GpuMapping }>({
+          name: `gpu map ${mode} ${JSON.stringify(ords)}${cross ? ' across 1 GiB' : ''}`,
+          machine: consumerMachine(mode),
+          setup: (m) => {
+            const gpu = unwrap(gpuProbe(m.device('gpu0')));
+            // the last 2 MiB slot below a 1 GiB boundary: a second slot needs a second level-1 table
+            if (cross) gpu.nextVa = 5n * BigInt(GiB) - 2n * BigInt(MiB);
+            const pieces = ords.map((o): [bigint, number] => [allocPhys(m, o), PAGE << o]);
+            if (bounce) storePieces(m, pieces, 5);
+            return { gpu, pieces, pd1: gpu.pd1.size };
+          },
+          run: (_m, s) => {
+            const map = dmaMapPhyrs(s.gpu.dev, phyrs(s.pieces), DIR, 0);
+            if (!map.ok) return map;
+            const mp = gpuMapDmaList(s.gpu, map.value.list);
+            if (!mp.ok) {
+              dmaUnmapPhyrs(s.gpu.dev, map.value, DIR, 0);
+              return mp;
+            }
+            return ok({ map: map.value, mp: mp.value });
+          },
+          undo: (m, s, v) => {
+            const len = v.mp.len;
+            if (!bounce) storePieces(m, s.pieces, 5);
+            expect(same(unwrap(gpuRead(s.gpu, v.mp.va, len)), pattern(len, 5))).toBe(true);
+            const out = pattern(len, 6);
+            unwrap(gpuWrite(s.gpu, v.mp.va, out));
+            gpuUnmap(v.mp);
+            dmaUnmapPhyrs(s.gpu.dev, v.map, DIR, 0);
+            let at = 0;
+            for (const [a, n] of s.pieces) { expect(same(m.mem.read(a, n), out.subarray(at, at + n))).toBe(true); at += n; }
+          },
+          kept: pd1Kept,
+          // no IOVA window: dma_map_phyrs maps range by range
+          tolerated: ['iova'],
+        }, pick);
+        for (const [p, n] of Object.entries(counts)) if (n > 0) seen.add(p);
+      }), { numRuns: 3, seed: 30 });
+      for (const p of wantSeen(mode)) expect([...seen]).toContain(p);
+    });
+
+    it(`${mode}: a buffer object exported to a static importer (amdgpu_dma_buf_pin moves it to system memory, then dma_map_sgtable)`, () => {
+      const arb = fc.record({ pages: fc.integer({ min: 1, max: 64 }), from: fc.constantFrom<GpuPlacement>('vram', 'system'), importer: fc.constantFrom('nvme0', 'nic0') });
+      fc.assert(fc.property(arb, fc.nat(1000), (sh, pick) => {
+        runSingleFailures<{ bo: GpuBo; buf: DmaBuf; from: GpuPlacement; dev: Device }, { att: DmaBufAttachment; list: DmaList }>({
+          name: `gpu bo static import ${mode} ${JSON.stringify(sh)}`,
+          machine: consumerMachine(mode),
+          setup: (m) => {
+            const bo = unwrap(gpuBoCreate(m.device('gpu0'), sh.pages * PAGE, sh.from));
+            if (mode === 'bounce') boStore(m, bo, pattern(bo.size, 7));
+            return { bo, buf: unwrap(gpuBoExport(bo)), from: sh.from, dev: m.device(sh.importer) };
+          },
+          run: (_m, s) => {
+            const att = dmaBufAttach(s.buf, s.dev);
+            if (!att.ok) return att;
+            const list = dmaBufMapAttachmentUnlocked(att.value, DIR);
+            if (!list.ok) {
+              dmaBufDetach(s.buf, att.value);
+              return list;
+            }
+            return ok({ att: att.value, list: list.value });
+          },
+          undo: (m, s, v) => {
+            expect(s.bo.placement).toBe('system');
+            if (mode !== 'bounce') boStore(m, s.bo, pattern(s.bo.size, 7));
+            expect(same(devReadList(s.dev, v.list), pattern(s.bo.size, 7))).toBe(true);
+            const out = pattern(s.bo.size, 8);
+            devWriteList(s.dev, v.list, out);
+            dmaBufUnmapAttachmentUnlocked(v.att, v.list, DIR);
+            dmaBufDetach(s.buf, v.att);
+            expect(same(boBytes(m, s.bo), out)).toBe(true);
+            boBack(s);
+          },
+          settle: (_m, s) => boBack(s),
+          errnos: GPU_ERRNOS,
+        }, pick);
+      }), { numRuns: 2, seed: 31 });
+    });
+
+    it(`${mode}: gpuImportDmabuf (a dynamic importer: dma_buf_map_attachment, the list into the GPU's tables) / gpuImportRelease`, () => {
+      const seen = new Set<string>();
+      // nvme0: the BAR by bus address (same switch); nic0: through the host bridge; far0: no P2P, the exporter moves the buffer to system memory
+      const arb = fc.record({
+        pages: fc.integer({ min: 1, max: maxPages(mode, 600) }), from: fc.constantFrom<GpuPlacement>('vram', 'system'),
+        importer: fc.constantFrom('nvme0', 'nic0', 'far0'), p2p: fc.boolean(),
+      });
+      fc.assert(fc.property(arb, fc.nat(1000), (sh, pick) => {
+        const counts = runSingleFailures<GpuImportSetup, GpuImport>({
+          name: `gpu import ${mode} ${JSON.stringify(sh)}`,
+          machine: consumerMachine(mode),
+          setup: (m) => gpuImportSetup(m, sh.pages, sh.from, sh.importer, 9, mode === 'bounce'),
+          run: (_m, s) => gpuImportDmabuf(s.gpu, s.buf, { peer2peer: sh.p2p }),
+          undo: (m, s, imp) => {
+            gpuBytesThenRelease(m, imp, s.bo, 9, mode !== 'bounce');
+            boBack(s);
+          },
+          settle: (_m, s) => boBack(s),
+          kept: pd1Kept,
+          tolerated: ['iova'],
+          errnos: GPU_ERRNOS,
+        }, pick);
+        for (const [p, n] of Object.entries(counts)) if (n > 0) seen.add(p);
+      }), { numRuns: 4, seed: 32 });
+      expect([...seen]).toContain('dma-pool');
+    });
+
+    it(`${mode}: a live import, the buffer migrated (page allocation, move_notify), the import revalidated`, () => {
+      const seen = new Set<string>();
+      const arb = fc.record({ pages: fc.integer({ min: 1, max: maxPages(mode, 160) }), from: fc.constantFrom<GpuPlacement>('vram', 'system'), importer: fc.constantFrom('nvme0', 'nic0') });
+      fc.assert(fc.property(arb, fc.nat(1000), (sh, pick) => {
+        const to: GpuPlacement = sh.from === 'vram' ? 'system' : 'vram';
+        const counts = runSingleFailures<GpuImportSetup, GpuImport>({
+          name: `gpu migrate ${mode} ${JSON.stringify(sh)}`,
+          machine: consumerMachine(mode),
+          // the CPU's bytes go in first: the move must carry them
+          setup: (m) => gpuImportSetup(m, sh.pages, sh.from, sh.importer, 11, true),
+          run: (_m, s) => {
+            const imp = gpuImportDmabuf(s.gpu, s.buf);
+            if (!imp.ok) return imp;
+            const mv = gpuBoMigrate(s.bo, to);
+            // the move told the importer: its entries and its mapping are gone until the next use
+            const dropped = imp.value.mapping === null && imp.value.list === null;
+            const r = mv.ok ? (dropped ? gpuImportRevalidate(imp.value) : err('EINVAL', 'move_notify did not drop the import')) : mv;
+            if (!r.ok) {
+              gpuImportRelease(imp.value);
+              return r;
+            }
+            return ok(imp.value);
+          },
+          undo: (m, s, imp) => {
+            expect(s.bo.placement).toBe(to);
+            gpuBytesThenRelease(m, imp, s.bo, 11, false);
+            boBack(s);
+          },
+          settle: (_m, s) => boBack(s),
+          kept: pd1Kept,
+          tolerated: ['iova'],
+          errnos: GPU_ERRNOS,
+        }, pick);
+        for (const [p, n] of Object.entries(counts)) if (n > 0) seen.add(p);
+      }), { numRuns: 3, seed: 33 });
+      // (the IOMMU tables the import needs are there already: the GPU's table pool was mapped at probe)
+      for (const p of [...wantSeen(mode).filter((x) => x !== 'iommu-pt'), 'page-alloc']) expect([...seen]).toContain(p);
+    });
+
+    it(`${mode}: the get_pfn importer and the fabric importer (no DMA API: only the GPU's tables)`, () => {
+      fc.assert(fc.property(fc.integer({ min: 1, max: maxPages(mode, 600) }), fc.nat(1000), (pages, pick) => {
+        // get_pfn: CPU physical addresses in the GPU's tables, right only where the DMA address is the physical one
+        const pfnRight = mode === 'none' || mode === 'bounce';
+        runSingleFailures<GpuImportSetup, GpuImport>({
+          name: `gpu get_pfn ${mode} ${pages}`,
+          machine: consumerMachine(mode),
+          setup: (m) => gpuImportSetup(m, pages, 'system', 'nic0', 13, false),
+          run: (_m, s) => gpuImportDmabufGetPfn(s.gpu, s.buf),
+          undo: (m, s, imp) => {
+            if (pfnRight) gpuBytesThenRelease(m, imp, s.bo, 13, true);
+            else gpuImportRelease(imp);
+          },
+          kept: pd1Kept,
+        }, pick);
+        runSingleFailures<GpuImportSetup, GpuImport>({
+          name: `gpu fabric ${mode} ${pages}`,
+          machine: consumerMachine(mode),
+          setup: (m) => {
+            const s = gpuImportSetup(m, pages, 'vram', 'nvme0', 15, false);
+            gpuFabricConnect(s.gpu, unwrap(gpuProbe(m.device('gpu0'))));
+            return s;
+          },
+          run: (_m, s) => gpuImportDmabufFabric(s.gpu, s.buf),
+          undo: (m, s, imp) => gpuBytesThenRelease(m, imp, s.bo, 15, true),
+          kept: pd1Kept,
+        }, pick);
+      }), { numRuns: 2, seed: 34 });
+    });
+  }
+});
+
+function storeRanges(m: Machine, ranges: ReadonlyArray<{ addr: bigint; len: number }>, seed: number): void {
+  const bytes = pattern(ranges.reduce((n, r) => n + r.len, 0), seed);
+  for (let i = 0, o = 0; i < ranges.length; o += ranges[i].len, i++) m.mem.write(ranges[i].addr, bytes.subarray(o, o + ranges[i].len));
+}
+
+describe('single-failure property: HBA (scsi_dma_map: dma_map_sgtable or dma_map_phyrs, then SG pages from its dma_pool)', () => {
+  it('hbaSetup allocates nothing: the SG page pool grows on first use', () => {
+    const m = makeMachine('strict');
+    const counts = countFaultPoints(m, () => { unwrap(hbaSetup(m.device('nic0'))).destroy(); });
+    expect(Object.values(counts).every((n) => n === 0)).toBe(true);
+  });
+  const arbCmd = fc.record({
+    pieces: fc.array(fc.record({ len: fc.integer({ min: 1, max: 200 * KiB }), off: fc.nat(PAGE - 1) }), { minLength: 1, maxLength: 5 }),
+    // one-sector pieces, a page apart: 250 or more entries chain a second SG page
+    sectors: fc.oneof(fc.constant(0), fc.integer({ min: 250, max: 300 })),
+    write: fc.boolean(),
+    method: fc.constantFrom('sgtable', 'phyrs'),
+  });
+  /** The segments cut at the adapter's 64 KiB per entry, as its walk returns them. */
+  const cut = (segs: ReadonlyArray<{ addr: bigint; len: number }>): Array<{ addr: bigint; len: number }> => segs.flatMap((s) => {
+    const out = [];
+    for (let o = 0; o < s.len; o += HBA_SG_MAX_ENTRY_LEN) out.push({ addr: s.addr + BigInt(o), len: Math.min(HBA_SG_MAX_ENTRY_LEN, s.len - o) });
+    return out;
+  });
+  for (const mode of CONSUMER_MODES) {
+    it(`${mode}: map the command's buffer, build its SG list; the adapter walks it and moves the data`, () => {
+      const seen = new Set<string>();
+      fc.assert(fc.property(arbCmd, fc.nat(1000), (cmd, pick) => {
+        const dir = cmd.write ? DMA_TO_DEVICE : DMA_FROM_DEVICE;
+        interface H { ctrl: HbaCtrl; ranges: Array<{ addr: bigint; len: number }> }
+        interface V { sgl: HbaSgl; segs: Array<{ addr: bigint; len: number }>; unmap: () => void }
+        const counts = runSingleFailures<H, V>({
+          name: `hba ${mode} ${JSON.stringify({ ...cmd, pieces: cmd.pieces.length })}`,
+          machine: consumerMachine(mode),
+          setup: (m) => {
+            const ctrl = unwrap(hbaSetup(m.device('nic0')));
+            const span = cmd.pieces.reduce((n, p) => n + p.off + p.len + PAGE, 0) + (cmd.sectors + 2) * PAGE;
+            let at = ramAt(m, 0x1000_0000n, span);
+            const ranges: Array<{ addr: bigint; len: number }> = [];
+            for (const p of cmd.pieces) {
+              ranges.push({ addr: at + BigInt(p.off), len: p.len });
+              at = (at + BigInt(p.off + p.len + 2 * PAGE - 1)) & ~BigInt(PAGE - 1);
+            }
+            for (let i = 0; i < cmd.sectors; i++) ranges.push({ addr: at + BigInt(i * PAGE), len: 512 });
+            // a WRITE's data bounces at map time: the CPU's bytes go in first there
+            if (cmd.write && mode === 'bounce') storeRanges(m, ranges, 17);
+            return { ctrl, ranges };
+          },
+          run: (m, s) => {
+            const dev = s.ctrl.dev;
+            let segs: Array<{ addr: bigint; len: number }>;
+            let unmap: () => void;
+            if (cmd.method === 'sgtable') {
+              const t = sgtOf(m, s.ranges);
+              if (!t.ok) return t;
+              // scsi_dma_map(): dma_map_sg() mapped nothing is -ENOMEM, whatever the DMA layer's reason
+              const r = dmaMapSgtable(dev, t.value, dir);
+              if (!r.ok) return err('ENOMEM', `scsi_dma_map: ${r.errno}`);
+              segs = Array.from({ length: t.value.nents }, (_, i) => ({ addr: t.value.dmaAddressAt(i), len: t.value.dmaLengthAt(i) }));
+              unmap = () => dmaUnmapSgtable(dev, t.value, dir);
+            } else {
+              const r = dmaMapPhyrs(dev, PhyrList.from(s.ranges), dir, 0);
+              if (!r.ok) return r;
+              const l = r.value.list;
+              segs = Array.from({ length: l.count }, (_, i) => ({ addr: l.addrAt(i), len: l.lenAt(i) }));
+              unmap = () => dmaUnmapPhyrs(dev, r.value, dir, 0);
+            }
+            const sgl = hbaBuildSgl(s.ctrl, segs);
+            if (!sgl.ok) {
+              unmap();
+              return sgl;
+            }
+            return ok({ sgl: sgl.value, segs, unmap });
+          },
+          undo: (m, s, v) => {
+            const dev = s.ctrl.dev;
+            const walked = unwrap(hbaReadSgl(s.ctrl, v.sgl.cmdEntry));
+            expect(walked).toEqual(cut(v.segs));
+            const total = s.ranges.reduce((n, r) => n + r.len, 0);
+            if (cmd.write) {
+              if (mode !== 'bounce') storeRanges(m, s.ranges, 17);
+              // WRITE: the adapter reads the data the CPU left
+              const got = new Uint8Array(total);
+              for (let i = 0, o = 0; i < walked.length; o += walked[i].len, i++) got.set(unwrap(dev.dmaRead(walked[i].addr, walked[i].len)), o);
+              expect(same(got, pattern(total, 17))).toBe(true);
+            } else {
+              const out = pattern(total, 18);
+              for (let i = 0, o = 0; i < walked.length; o += walked[i].len, i++) unwrap(dev.dmaWrite(walked[i].addr, out.subarray(o, o + walked[i].len)));
+            }
+            hbaFreeSgl(v.sgl);
+            v.unmap();
+            if (!cmd.write) {
+              const out = pattern(total, 18);
+              for (let i = 0, o = 0; i < s.ranges.length; o += s.ranges[i].len, i++) {
+                expect(same(m.mem.read(s.ranges[i].addr, s.ranges[i].len), out.subarray(o, o + s.ranges[i].len))).toBe(true);
+              }
+            }
+          },
+          // dma_map_phyrs without an IOVA window maps range by range
+          tolerated: cmd.method === 'phyrs' ? ['iova'] : undefined,
+        }, pick);
+        for (const [p, n] of Object.entries(counts)) if (n > 0) seen.add(p);
+      }), { numRuns: 3, seed: 35 });
+      const want = mode === 'strict' || mode === 'lazy' ? ['dma-pool', 'iova', 'iommu-pt'] : mode === 'bounce' ? ['dma-pool', 'swiotlb'] : ['dma-pool'];
+      for (const p of want) expect([...seen]).toContain(p);
+    });
+  }
+});
+
 describe('fault injection: the undo paths it found (regressions)', () => {
   it('ib_umem_get pins on after a short pin (a fault that failed once), not EFAULT ("short again")', () => {
     const m = makeMachine('strict');
@@ -661,6 +1074,30 @@ describe('fault injection: the undo paths it found (regressions)', () => {
     unwrap(iommufdIoasUnmap(ioas, 0x4000_0000n, 4 * PAGE));
     expect(m.listPins()).toEqual([]);
   });
+
+  it.each([['strict', 'iova'], ['lazy', 'iommu-pt'], ['bounce', 'swiotlb']] as Array<[ConsumerMode, FaultPoint]>)(
+    '%s: amdgpu_dma_buf_map fails with EBUSY when dma_map_sgtable of the GTT pages fails (%s), not with the DMA layer\'s ENOMEM / EIO',
+    (mode, point) => {
+      const m = consumerMachine(mode)();
+      const bo = unwrap(gpuBoCreate(m.device('gpu0'), 4 * PAGE, 'system'));
+      const buf = unwrap(gpuBoExport(bo));
+      const att = unwrap(dmaBufAttach(buf, m.device('nic0')));
+      const before = snapshot(m);
+      setFaults(m, [{ point, nth: 1 }]);
+      const r = dmaBufMapAttachmentUnlocked(att, DIR);
+      expect(r.ok ? 'ok' : r.errno).toBe('EBUSY');
+      expect(m.events.count('FAULT-INJECT')).toBe(1);
+      setFaults(m, []);
+      expectSameState(before, snapshot(m), 'after the failed map');
+      expect(bo.pinCount).toBe(0);
+      // drm_prime_pages_to_sg failing is its own -ENOMEM, returned as is
+      setFaults(m, [{ point: 'sg-table', nth: 1 }]);
+      const r2 = dmaBufMapAttachmentUnlocked(att, DIR);
+      expect(r2.ok ? 'ok' : r2.errno).toBe('ENOMEM');
+      setFaults(m, []);
+      dmaBufDetach(buf, att);
+      dmaBufPut(buf);
+    });
 
   it('dma_buf_phys_vec_to_sgt leaks its IOVA window when the first dma_iova_link fails, as Linux 7.1.5 does (err_unmap_dma skips i == 0)', () => {
     const m = makeMachine('strict');

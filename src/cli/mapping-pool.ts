@@ -5,13 +5,14 @@
 // back in report order whatever order the configurations finish in. The report is the one a single
 // thread makes, apart from the times.
 //
-// The workers run the TypeScript sources as the main thread does: each registers tsx's ESM loader
-// (tsx/esm/api) and imports mapping-worker.ts. Measured on this machine, per worker: about 0.6 s of
-// CPU to start, and then a configuration takes the CPU time it takes in the main thread. tsx's
-// CommonJS loader starts faster (0.35 s) but its modules run a configuration about 40% slower (every
-// call into another module goes through an export getter), so it loses from the first configuration
-// on. Workers start when the pool is created (main.ts creates it before it loads the report's
-// modules), so their start-up overlaps the main thread's.
+// The workers run the code the main thread runs: from the bundle `npm run build` writes (what
+// `npm start` runs), each starts from the bundled worker entry beside main.js; from the TypeScript
+// sources (bin/phyr.mjs, `npm run phyr`), each registers tsx's ESM loader (tsx/esm/api) and imports
+// mapping-worker.ts, about 0.6 s of CPU per worker to start (tsx's CommonJS loader starts faster,
+// 0.35 s, but its modules run a configuration about 40% slower: every call into another module
+// goes through an export getter). After that a configuration takes the CPU time it takes in the
+// main thread. Workers start when the pool is created (main.ts creates it before it loads the
+// report's modules), so their start-up overlaps the main thread's.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';

@@ -72,4 +72,73 @@ describe('the view model of the web page', () => {
     vm.setTrace([]);
     expect(vm.rows('layout:vram:pagearray', 0, 4).rows.some((r) => r.hit)).toBe(false);
   });
+  it('the hugetlb pools on the memory map: every pool page once, in use exactly while faulted in, in the RAM it came from; after reset all free', () => {
+    const yaml = [
+      'name: pools',
+      'machine: { ramBytes: 4GiB, hugetlb: { 2M: 6, 1G: 1 } }',
+      'buffers:',
+      '  - { name: h, process: app, len: 4MiB, backing: hugetlb-2M }',
+      'steps:',
+      '  - { op: mmap, buffer: h, populate: true }',
+      '  - { op: munmap, buffer: h }',
+    ].join('\n');
+    const vm = new ViewModel(yaml, 'pools.yaml');
+    const m = vm.machine;
+    const pages = (size: '2M' | '1G'): number[] => m.hugetlb[size].free.map((pfn) => pfn * m.pageSize).sort((a, b) => a - b);
+    const pool = { '2M': pages('2M'), '1G': pages('1G') };
+    /** The pool pages the runs cover, each with its state, in address order. */
+    const covered = (): Array<[string, number, boolean]> => vm.snapshot().hugetlb.flatMap((r) => {
+      const len = r.pool === '1G' ? 2 ** 30 : 2 ** 21;
+      const ram = m.regions.find((q) => q.name === r.region)!;
+      expect(ram.kind).toBe('ram');
+      expect(BigInt(r.start) >= ram.start && BigInt(r.end) <= ram.end).toBe(true);
+      const out: Array<[string, number, boolean]> = [];
+      for (let a = Number(BigInt(r.start)); a < Number(BigInt(r.end)); a += len) out.push([r.pool, a, r.inUse]);
+      expect(out).toHaveLength(r.pages); // adjacent pages: a run has no holes
+      return out;
+    }).sort((a, b) => a[1] - b[1]);
+    const all = (inUse: (size: string, a: number) => boolean): Array<[string, number, boolean]> =>
+      (['2M', '1G'] as const).flatMap((size) => pool[size].map((a) => [size, a, inUse(size, a)] as [string, number, boolean])).sort((a, b) => a[1] - b[1]);
+    // before step 0: every page free
+    expect(covered()).toEqual(all(() => false));
+    // the mmap faults in two 2 MiB pages: exactly those are in use (the buffer's pages)
+    vm.step();
+    const used = new Set(vm.snapshot().spans.filter((sp) => sp.buffer === 'h').flatMap((sp) => [Number(BigInt(sp.start)), Number(BigInt(sp.end)) - 1]));
+    const inUse2M = pool['2M'].filter((a) => !m.hugetlb['2M'].free.includes(a / m.pageSize));
+    expect(inUse2M).toHaveLength(2);
+    expect(covered()).toEqual(all((size, a) => size === '2M' && inUse2M.includes(a)));
+    expect(used.size).toBeGreaterThan(0);
+    for (const a of used) expect(inUse2M.some((p) => a >= p && a < p + 2 ** 21)).toBe(true);
+    // munmap gives them back to the pool
+    vm.step();
+    expect(covered()).toEqual(all(() => false));
+    // back to start on a fresh machine: the same pages, all free
+    vm.reset();
+    expect(covered()).toEqual(all(() => false));
+    const labels = vm.snapshot().regions.filter((r) => r.kind === 'hugetlb').map((r) => r.label);
+    expect(labels).toEqual([expect.stringMatching(/^hugetlb 2M pool: 6 pages, 6 free, 0 reserved, in 0x/), expect.stringMatching(/^hugetlb 1G pool: 1 page, 1 free, 0 reserved, in 0x/)]);
+  });
+  it('a scattered hugetlb pool (aged memory, 1,000 pages of 2 MiB) is drawn in at most 256 runs that still count every page', () => {
+    const vm = new ViewModel('name: p\nmachine: { ramBytes: 16GiB, aged: true, hugetlb: { 2M: 1000 } }\nbuffers: []\nsteps: []\n', 'p.yaml');
+    const m = vm.machine;
+    const starts = m.hugetlb['2M'].free.map((pfn) => pfn * m.pageSize).sort((a, b) => a - b);
+    // the pages alone form more runs than are drawn: the merging is needed here
+    const rawRuns = starts.filter((a, i) => i === 0 || starts[i - 1] + 2 ** 21 !== a).length;
+    expect(rawRuns).toBeGreaterThan(256);
+    const runs = vm.snapshot().hugetlb;
+    expect(runs.length).toBeLessThanOrEqual(256);
+    expect(runs.reduce((n, r) => n + r.pages, 0)).toBe(1000);
+    let i = 0;
+    for (const [k, r] of runs.entries()) {
+      const lo = Number(BigInt(r.start)), hi = Number(BigInt(r.end));
+      if (k > 0) expect(lo).toBeGreaterThanOrEqual(Number(BigInt(runs[k - 1].end)));
+      // a run starts and ends on pool pages and holds exactly the pool pages between
+      const inside = starts.filter((a) => a >= lo && a < hi);
+      expect(inside.length).toBe(r.pages);
+      expect([inside[0], inside[inside.length - 1] + 2 ** 21]).toEqual([lo, hi]);
+      expect(starts.slice(i, i + r.pages)).toEqual(inside);
+      i += r.pages;
+      expect(r.label).toMatch(new RegExp(`^hugetlb 2M pool in ram\\d: ${r.pages} pages? free, `));
+    }
+  });
 });

@@ -1,7 +1,9 @@
 // The web view in a real browser: Debian's chromium (playwright-core) on the static build served by
 // a plain HTTP server. The page loads without console errors, runs two examples to the end, a click
-// on a byte shows the same addresses as the library's trace, and each panel is photographed under
-// test-output/web/. Waits are on explicit ready markers (data-state), never on sleeps.
+// on a byte shows the same addresses as the library's trace, the hugetlb pools are drawn where the
+// library put them, Play / Pause step the run over time, and each panel is photographed under
+// test-output/web/. Waits are on explicit ready markers (data-state), never on sleeps, except where
+// a test checks that nothing happens for a while (after Pause).
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
@@ -33,6 +35,67 @@ afterAll(async () => {
   await new Promise<void>((ok) => (server ? server.close(() => ok()) : ok()));
   if (dir) removeDir(dir);
 });
+
+/** The example's text and a library run of it after `steps` steps (all: to the end). */
+function libraryRun(example: string, steps = Infinity): { runner: ScenarioRunner; pools: Array<{ pool: string; start: number; end: number }> } {
+  const runner = new ScenarioRunner(parseScenario(readFileSync(join(REPO, 'examples', `${example}.yaml`), 'utf8'), { source: `${example}.yaml` }));
+  const m = runner.machine;
+  // the pools are filled at boot: every page is free before step 0
+  const pools = (['2M', '1G'] as const).flatMap((size) => m.hugetlb[size].free.map((pfn) => ({ pool: size, start: pfn * m.pageSize, end: pfn * m.pageSize + m.hugetlb[size].len })));
+  for (let i = 0; i < steps && runner.step() !== null; i++) { /* step */ }
+  return { runner, pools };
+}
+
+/**
+ * The hugetlb bands of the memory map against the library's pools: one band per run of adjacent pool
+ * pages of one state (in use / free), nested in the bottom strip of the RAM box the pages come from,
+ * at the place and with the width the pages have in that box. Returns the bands.
+ */
+async function checkPoolBands(page: Page, example: string, steps = Infinity): Promise<Array<{ start: number; end: number; inUse: boolean; x: number; w: number }>> {
+  const { runner, pools } = libraryRun(example, steps);
+  const m = runner.machine;
+  const free = new Set((['2M', '1G'] as const).flatMap((size) => m.hugetlb[size].free.map((pfn) => pfn * m.pageSize)));
+  const expected: Array<{ pool: string; start: number; end: number; inUse: boolean }> = [];
+  for (const p of pools.sort((a, b) => a.start - b.start)) {
+    const inUse = !free.has(p.start);
+    const last = expected[expected.length - 1];
+    if (last && last.end === p.start && last.pool === p.pool && last.inUse === inUse) last.end = p.end;
+    else expected.push({ pool: p.pool, start: p.start, end: p.end, inUse });
+  }
+  expect(expected.length).toBeGreaterThan(0);
+  const boxes = (sel: string) => page.locator(sel).evaluateAll((gs) => gs.map((g) => {
+    const r = g.querySelector('rect')!;
+    const d = (k: string): string => g.getAttribute(`data-${k}`) ?? '';
+    return {
+      pool: d('pool'), kind: d('kind'), start: Number(d('start')), end: Number(d('end')), cls: g.getAttribute('class') ?? '', title: g.querySelector('title')?.textContent ?? '',
+      x: Number(r.getAttribute('x')), y: Number(r.getAttribute('y')), w: Number(r.getAttribute('width')), h: Number(r.getAttribute('height')),
+    };
+  }));
+  const drawn = await boxes('#panel-memory g.hugetlb');
+  const ram = await boxes('#panel-memory g.region[data-kind="ram"]');
+  expect(drawn.map((d) => [d.pool, d.start, d.end, d.cls])).toEqual(expected.map((e) => [e.pool, e.start, e.end, `hugetlb ${e.inUse ? 'in-use' : 'free'}`]));
+  for (const [i, d] of drawn.entries()) {
+    const r = ram.find((q) => d.start >= q.start && d.end <= q.end);
+    expect(r, `the RAM region holding ${d.start.toString(16)}`).toBeDefined();
+    const span = r!.w + 1; // a region box is drawn 1 unit narrower than its share, as the bands are
+    const at = (a: number): number => r!.x + ((a - r!.start) / (r!.end - r!.start)) * span;
+    expect(d.x).toBeCloseTo(at(d.start), 2);
+    expect(d.w + 1).toBeCloseTo(at(d.end) - at(d.start), 2);
+    // nested in the RAM box, below its top part (which stays visible, with its name)
+    expect(d.y).toBeGreaterThanOrEqual(r!.y + 12);
+    expect(d.y + d.h).toBeLessThanOrEqual(r!.y + r!.h);
+    // the text alternative of the colour
+    const pages = (expected[i].end - expected[i].start) / (expected[i].pool === '1G' ? 2 ** 30 : 2 ** 21);
+    expect(d.title).toMatch(new RegExp(`^hugetlb ${d.pool} pool in \\w+: ${pages} pages? ${expected[i].inUse ? 'in use' : 'free'}, 0x${d.start.toString(16)}-0x${(d.end - 1).toString(16)}$`));
+  }
+  const legend = await page.locator('#panel-memory .legend').first().textContent();
+  expect(legend).toContain('hugetlb page in use');
+  expect(legend).toContain('hugetlb page free');
+  // and the text form of the map: the regions table lists the pools' pages
+  const table = await page.locator('#panel-memory table[aria-label="Memory regions"]').textContent();
+  for (const e of expected) expect(table).toContain(`0x${e.start.toString(16)}`);
+  return drawn.map((d, i) => ({ start: d.start, end: d.end, inUse: expected[i].inUse, x: d.x, w: d.w }));
+}
 
 /** A page at 1280x800 that records console errors and uncaught exceptions. */
 async function openPage(query = ''): Promise<{ page: Page; errors: string[] }> {
@@ -85,6 +148,9 @@ describe('the web view in chromium', () => {
     const total = await page.locator('#panel-layouts .layout').first().locator('.vlist').getAttribute('aria-rowcount');
     expect(Number(total)).toBeGreaterThan(1000);
     expect(rows).toBeLessThan(100);
+    // the 1 GiB pool page, in use (still mapped), drawn in the RAM it was carved from
+    const bands = await checkPoolBands(page, 'hugepage-1g');
+    expect(bands.map((b) => b.inUse)).toEqual([true]);
     for (const p of ['steps', 'memory', 'layouts', 'counters', 'events']) {
       await page.locator(`[data-panel="${p}"]`).screenshot({ path: join(WEB_OUTPUT, `hugepage-1g-${p}.png`) });
     }
@@ -148,6 +214,135 @@ describe('the web view in chromium', () => {
     await page.click('#reset');
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
     expect(await page.locator('#panel-steps li.ok').count()).toBe(0);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+  it('draws the hugetlb pool pages as bands in the RAM they come from (in use and free, to scale), and a traced byte on them', async () => {
+    // two 1 GiB pool pages carved from the top of ram1 (4 GiB-9 GiB): the lower one in use after the mmap
+    const { page, errors } = await openPage('?example=dma-mask-32bit');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await page.click('#step');
+    await page.waitForSelector('#panel-steps[data-state="ready"] li:nth-child(1).ok', { ...WAIT, state: 'attached' });
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    const bands = await checkPoolBands(page, 'dma-mask-32bit', 1);
+    expect(bands.map((b) => [b.start.toString(16), b.inUse])).toEqual([['1c0000000', true], ['200000000', false]]);
+    // a clicked byte of the buffer: its dashed line is on the page in use
+    await page.click('#panel-bytes button.b[data-offset="16"]');
+    await page.waitForSelector('#panel-trace[data-state="ready"] pre.trace-text', { ...WAIT, state: 'attached' });
+    await page.waitForSelector('#panel-memory text.traced', { ...WAIT, state: 'attached' });
+    const lineX = Number(await page.locator('#panel-memory svg line[stroke="var(--hit-line)"]').first().getAttribute('x1'));
+    expect(lineX).toBeGreaterThanOrEqual(bands[0].x);
+    expect(lineX).toBeLessThanOrEqual(bands[0].x + bands[0].w);
+    expect(await page.locator('#panel-memory text.traced').textContent()).toBe('\u25C6 traced byte 0x1c0000010');
+    await page.locator('[data-panel="memory"]').screenshot({ path: join(WEB_OUTPUT, 'dma-mask-32bit-memory.png') });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('Play runs the steps one at a time; Pause stops it between steps and with a step in flight; Play resumes; the end stops it; the keyboard too', async () => {
+    const N = 8;
+    const { page, errors } = await openPage('?example=lazy-stale-iotlb');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    // In the page (its elements are untyped here): log every status text with the time it was shown,
+    // and press the Play button at exact moments of the run, which a test cannot hit from outside:
+    // - when "2 of 8" is shown (Play waits before the next step): Pause and Play again at once;
+    // - when "4 of 8" is shown: Pause between two steps;
+    // - when the 7th step is sent to the worker ("running..." after "6 of 8"): Pause with it in flight.
+    await page.locator('#status').evaluate((s, n) => {
+      const w = s.ownerDocument.defaultView;
+      const play = s.ownerDocument.querySelector('#play');
+      const log: Array<[number, string]> = [];
+      w.statusLog = log;
+      w.pressAtMoments = true;
+      let last = '';
+      new w.MutationObserver(() => {
+        const text = s.textContent ?? '';
+        log.push([w.performance.now(), text]);
+        if (!w.pressAtMoments) return;
+        if (text.endsWith(`: 2 of ${n} steps ran`)) w.setTimeout(() => { play.click(); play.click(); }, 0);
+        if (text.endsWith(`: 4 of ${n} steps ran`)) w.setTimeout(() => play.click(), 0);
+        if (text === 'running...' && last.endsWith(`: 6 of ${n} steps ran`)) play.click();
+        last = text;
+      }).observe(s, { childList: true, characterData: true, subtree: true });
+    }, N);
+    const statusLog = (): Promise<Array<[number, string]>> => page.locator('#status').evaluate((s) => s.ownerDocument.defaultView.statusLog.slice());
+    const focused = (): Promise<string | undefined> => page.locator('html').evaluate((h) => h.ownerDocument.activeElement?.id);
+    /** Steps ran, as the status says once a step is drawn (null while one runs). */
+    const ran = (text: string): number | null => {
+      const m = /: (\d+) of \d+ steps ran$/.exec(text) ?? /: all (\d+) steps ran$/.exec(text);
+      return m ? Number(m[1]) : null;
+    };
+    const controls = (): Promise<Record<string, unknown>> => page.locator('#controls').evaluate((c) => {
+      const b = (id: string) => c.querySelector(`#${id}`);
+      return { play: b('play').textContent, pressed: b('play').getAttribute('aria-pressed'), playDisabled: b('play').disabled,
+        step: b('step').disabled, run: b('run').disabled, reset: b('reset').disabled };
+    });
+    const PLAYING = { play: '\u2016 Pause', pressed: 'true', playDisabled: false, step: true, run: true, reset: true };
+    const PAUSED = { play: '\u25B6 Play', pressed: 'false', playDisabled: false, step: false, run: false, reset: false };
+    const AT_END = { play: '\u25B6 Play', pressed: 'false', playDisabled: true, step: true, run: true, reset: false };
+    /** Waits until Play has stopped and the last step is drawn; checks nothing moves for a while. */
+    const stopsAt = async (n: number): Promise<void> => {
+      await page.waitForSelector('#play[aria-pressed="false"]', { ...WAIT, state: 'attached' });
+      await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+      expect(ran((await page.textContent('#status')) ?? '')).toBe(n);
+      expect(await controls()).toEqual(PAUSED);
+      const before = (await statusLog()).length;
+      await page.waitForTimeout(600); // over twice the wait between two steps: nothing may happen
+      expect((await statusLog()).length).toBe(before);
+      expect(await page.locator('#panel-steps li.ok').count()).toBe(n);
+    };
+
+    await page.click('#play');
+    // while playing only Pause is offered: a Step, Run or Back to start would race the loop
+    expect(await controls()).toEqual(PLAYING);
+    await stopsAt(4); // Paused between steps (after a Pause / Play at 2 that must not start a second loop)
+    await page.click('#play'); // resumes from where it stopped
+    await stopsAt(7); // Pause with the 7th step in flight: that step finishes, no other starts
+    await page.click('#play');
+    await page.waitForSelector('#status[data-state="done"]', { ...WAIT, state: 'attached' });
+    expect(await controls()).toEqual(AT_END);
+    expect(await page.locator('#panel-steps li.ok').count()).toBe(N);
+    // one step at a time, each drawn: 1, 2, ..., N in order, at least the wait between steps apart
+    // (but for the one right after the Pause / Play at 2: the new Play steps at once)
+    const seen = (await statusLog()).map(([t, text]) => [t, ran(text)] as const).filter((e): e is readonly [number, number] => e[1] !== null);
+    expect(seen.map(([, n]) => n)).toEqual(Array.from({ length: N }, (_, i) => i + 1));
+    for (let i = 1; i < seen.length; i++) if (seen[i][1] !== 3) expect(seen[i][0] - seen[i - 1][0], `time between steps ${i} and ${i + 1}`).toBeGreaterThanOrEqual(200);
+    // the user who pressed Play is left on the run controls, not on the now disabled button
+    expect(await focused()).toBe('reset');
+    await page.locator('#status').evaluate((s) => { s.ownerDocument.defaultView.pressAtMoments = false; });
+
+    // the keyboard: Back to start (Enter), then Space plays, Space pauses, Enter resumes, Space pauses
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    expect(ran((await page.textContent('#status')) ?? '')).toBe(0);
+    await page.focus('#play');
+    const pauseByKey = async (): Promise<number> => {
+      await page.keyboard.press('Space');
+      await page.waitForSelector('#play[aria-pressed="false"]', { ...WAIT, state: 'attached' });
+      await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+      expect(await focused()).toBe('play');
+      return ran((await page.textContent('#status')) ?? '')!;
+    };
+    await page.keyboard.press('Space');
+    await page.waitForSelector('#play[aria-pressed="true"]', { ...WAIT, state: 'attached' });
+    const k = await pauseByKey();
+    expect(k).toBeGreaterThan(0);
+    expect(await controls()).toEqual(PAUSED);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#play[aria-pressed="true"]', { ...WAIT, state: 'attached' });
+    expect(await controls()).toEqual(PLAYING);
+    expect(await pauseByKey()).toBeGreaterThan(k);
+
+    // loading a scenario stops Play: the new run stays before step 0
+    await page.click('#reset');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await page.click('#play');
+    await page.click('#load');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await page.waitForSelector('#play[aria-pressed="false"]', { ...WAIT, state: 'attached' });
+    expect(ran((await page.textContent('#status')) ?? '')).toBe(0);
+    await page.waitForTimeout(600);
+    expect(ran((await page.textContent('#status')) ?? '')).toBe(0);
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -56,15 +56,29 @@ ctx.onTrace = async () => {
   await Promise.all([layouts.refresh(true), bytes.refresh(), iommu.refresh(true), pci.refreshTrace(), events.refresh()]);
 };
 
-let playing = false;
+/** Milliseconds between two steps of Play (after the page has drawn the last one). */
+const PLAY_INTERVAL = 250;
 
-function setButtons(snap: Snapshot | null, busy: boolean): void {
+// Play state. Each Play gets a new token; Pause (or a load) takes a new one, so a loop that wakes
+// up from its wait or from its last step sees it is stale and ends: never two loops at once.
+let playing = false;
+let playToken = 0;
+/** A request to the worker is in flight (load, step, run, reset). */
+let busy = false;
+/** Ends the current wait between two steps at once (Pause). */
+let wake: (() => void) | null = null;
+
+function setButtons(snap: Snapshot | null): void {
   const more = snap !== null && snap.state === 'ready';
-  buttons.reset.disabled = busy || snap === null;
-  buttons.step.disabled = busy || !more;
-  buttons.run.disabled = busy || !more;
-  buttons.play.disabled = snap === null || (!more && !playing);
+  // while playing, only Pause (and loading another scenario) are offered
+  buttons.reset.disabled = busy || playing || snap === null;
+  buttons.step.disabled = busy || playing || !more;
+  buttons.run.disabled = busy || playing || !more;
+  // Pause is always possible; Play needs a next step. Play stays enabled (and focused) while a
+  // step paused in flight finishes: the next Play's first step waits for it (act's queue).
+  buttons.play.disabled = !playing && !more;
   buttons.play.setAttribute('aria-pressed', String(playing));
+  buttons.play.dataset.state = playing ? 'playing' : 'idle';
   buttons.play.textContent = playing ? '\u2016 Pause' : '\u25B6 Play';
 }
 
@@ -95,8 +109,26 @@ function describe(snap: Snapshot): string {
   return `${snap.name}: ${snap.index} of ${snap.steps.length} steps ran`;
 }
 
-async function act(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: string): Promise<void> {
-  setButtons(ctx.snapshot, true);
+/** The last request queued by act: requests run one after another, each drawn before the next. */
+let queue: Promise<unknown> = Promise.resolve();
+
+/**
+ * One request to the worker and the snapshot it answers with; false when it failed. A request
+ * made while another is being drawn waits for it (a Load pressed during a step, say), so that
+ * two snapshots are never drawn at once. A load stops Play at once.
+ */
+function act(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: string): Promise<boolean> {
+  if (kind === 'load') stopPlay();
+  const run = (): Promise<boolean> => actNow(kind, text, source);
+  const next = queue.then(run, run); // a request that threw does not block the ones after it
+  queue = next;
+  return next;
+}
+
+async function actNow(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: string): Promise<boolean> {
+  busy = true;
+  setButtons(ctx.snapshot);
+  let ok = true;
   setStatus(kind === 'load' ? 'loading' : 'running', kind === 'load' ? `loading ${source ?? ''}...` : 'running...');
   try {
     const snap = kind === 'load' ? await call({ type: 'load', text: text ?? '', source: source ?? 'pasted' }) : await call({ type: kind });
@@ -105,19 +137,63 @@ async function act(kind: 'load' | 'step' | 'run' | 'reset', text?: string, sourc
     setStatus(snap.state === 'ready' ? 'ready' : snap.state, describe(snap));
   } catch (e) {
     setStatus('error', (e as Error).message);
+    ok = false;
   }
-  setButtons(ctx.snapshot, false);
+  busy = false;
+  setButtons(ctx.snapshot);
+  return ok;
 }
 
-async function play(): Promise<void> {
-  playing = !playing;
-  setButtons(ctx.snapshot, false);
-  while (playing && ctx.snapshot?.state === 'ready') {
-    await act('step');
-    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 250)));
-  }
+/** Stops Play: the loop ends after the step in flight (if any); its wait between steps ends now. */
+function stopPlay(): void {
+  if (!playing) return;
   playing = false;
-  setButtons(ctx.snapshot, false);
+  playToken++;
+  wake?.();
+}
+
+/** Waits PLAY_INTERVAL ms after the next frame (the last step is drawn), or until stopPlay. */
+function between(): Promise<void> {
+  return new Promise((resolve) => {
+    let timer = 0;
+    const done = (): void => {
+      if (wake === done) wake = null;
+      clearTimeout(timer);
+      resolve();
+    };
+    wake = done;
+    requestAnimationFrame(() => {
+      if (wake === done) timer = window.setTimeout(done, PLAY_INTERVAL);
+    });
+  });
+}
+
+/** Play: one step after another until Pause, the end, a failed step or an error. */
+async function play(): Promise<void> {
+  const token = ++playToken;
+  playing = true;
+  setButtons(ctx.snapshot);
+  const current = (): boolean => token === playToken;
+  while (current() && ctx.snapshot?.state === 'ready') {
+    if (!(await act('step')) || !current() || ctx.snapshot?.state !== 'ready') break;
+    await between();
+  }
+  if (!current()) return; // paused (or a load): stopPlay has already reset the controls
+  const hadFocus = document.activeElement === buttons.play;
+  playing = false;
+  playToken++;
+  setButtons(ctx.snapshot);
+  // at the end the Play button is disabled: keep a keyboard user's focus on the run controls
+  if (hadFocus && buttons.play.disabled) buttons.reset.focus();
+}
+
+function togglePlay(): void {
+  if (playing) {
+    stopPlay();
+    setButtons(ctx.snapshot);
+  } else if (!buttons.play.disabled) {
+    void play();
+  }
 }
 
 // ----------------------------------------------------------------- loading
@@ -153,7 +229,7 @@ $<HTMLButtonElement>('#load-paste').addEventListener('click', () => {
 buttons.step.addEventListener('click', () => void act('step'));
 buttons.run.addEventListener('click', () => void act('run'));
 buttons.reset.addEventListener('click', () => void act('reset'));
-buttons.play.addEventListener('click', () => void play());
+buttons.play.addEventListener('click', togglePlay);
 
 // ?example=NAME loads that example at once (links, tests)
 const wanted = new URLSearchParams(location.search).get('example');
@@ -166,5 +242,5 @@ if (wanted !== null) {
 } else {
   document.documentElement.dataset.ready = 'true';
 }
-setButtons(null, false);
+setButtons(null);
 document.documentElement.dataset.ready = 'true';

@@ -54,6 +54,21 @@ export interface PhysSpan {
   readonly mapped: boolean;
 }
 
+/** Pages of a hugetlb pool on the physical memory map: adjacent, in one RAM region, of one state. */
+export interface HugetlbRun {
+  readonly pool: '2M' | '1G';
+  readonly start: string;
+  readonly end: string;
+  /** Huge pages in the run (a merged run may have gaps between them). */
+  readonly pages: number;
+  /** In use (a folio faulted into a process) or free in the pool. */
+  readonly inUse: boolean;
+  /** The System RAM region the pages come from. */
+  readonly region: string;
+  /** Text alternative for the colour. */
+  readonly label: string;
+}
+
 export interface LayoutSummary {
   /** Row source id, e.g. 'layout:buf0:phyr'. */
   readonly source: string;
@@ -107,6 +122,8 @@ export interface Snapshot {
   readonly spans: readonly PhysSpan[];
   /** Spans left out of `spans` (too many to draw: the list panel has them all). */
   readonly spansOmitted: number;
+  /** The hugetlb pools' pages, drawn within the RAM they come from. */
+  readonly hugetlb: readonly HugetlbRun[];
   readonly buffers: readonly BufferRow[];
   readonly pci: readonly PciNodeRow[];
   readonly domains: readonly DomainRow[];

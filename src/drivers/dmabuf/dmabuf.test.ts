@@ -5,11 +5,11 @@ import { KiB, MiB, unwrap, type Result } from '../../base/index.ts';
 import { DMA_BIDIRECTIONAL, dmaSetMaxSegSize } from '../../dma/index.ts';
 import type { Machine } from '../../machine/index.ts';
 import { pinUserPages, FOLL_WRITE } from '../../mm/index.ts';
-import type { DmaList } from '../../phyr/index.ts';
+import type { DmaList, PhyrList } from '../../phyr/index.ts';
 import { vfioPciDmabufExport, vfioPciReset, vfioPciSetMemoryEnabled } from '../vfio/index.ts';
 import {
   DMA_RESV_USAGE_WRITE, dmaBufAttach, dmaBufDetach, dmaBufList, dmaBufMapAttachment, dmaBufMmap, dmaBufRevoke,
-  dmaBufUnmapAttachment, dmaBufVmap, dmaFenceInit, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate,
+  dmaBufMapAttachmentUnlocked, dmaBufUnmapAttachment, dmaBufUnmapAttachmentUnlocked, dmaBufVmap, dmaFenceInit, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate,
   iosysMapPlainStore, iosysMapRd, iosysMapWr, systemHeapAlloc, type DmaBuf, type DmaBufAttachment,
 } from './index.ts';
 
@@ -251,5 +251,69 @@ describe('iosys_map and mmap', () => {
     const v = makeBuf(m, 'vfio', 64 * KiB);
     expect(dmaBufMmap(v, mm)).toMatchObject({ ok: false, errno: 'EINVAL' });
     expect(MiB).toBeGreaterThan(0);
+  });
+});
+
+describe('the exporters\' DMA attributes (amdgpu_dma_buf_map / _unmap, system_heap_map_dma_buf)', () => {
+  /** The CPU's bytes of a list of RAM ranges, and a device's reads through a DMA list. */
+  const cpuBytes = (m: Machine, r: { count: number; addrAt(i: number): bigint; lenAt(i: number): number }): Uint8Array => {
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < r.count; i++) parts.push(m.mem.read(r.addrAt(i), r.lenAt(i)));
+    const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+    parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+    return out;
+  };
+  const devBytes = (m: Machine, dev: string, list: DmaList): Uint8Array => {
+    const out = new Uint8Array(list.totalLen);
+    for (let i = 0, at = 0; i < list.count; at += list.lenAt(i), i++) out.set(unwrap(m.device(dev).dmaRead(list.addrAt(i), list.lenAt(i))), at);
+    return out;
+  };
+
+  it('amdgpu maps GTT pages with DMA_ATTR_SKIP_CPU_SYNC: swiotlb still copies the pages in (swiotlb_tbl_map_single always does); the unmap (attrs 0) copies the device\'s writes back', () => {
+    const m = makeMachine('none', 1, { swiotlb: { bytes: 16 * MiB, force: true } });
+    const bo = unwrap(gpuBoCreate(m.device('gpu0'), 4 * 4096, 'system'));
+    const data = pattern(bo.size, 7);
+    const r = bo.ranges();
+    for (let i = 0, at = 0; i < r.count; at += r.lenAt(i), i++) m.mem.write(r.addrAt(i), data.subarray(at, at + r.lenAt(i)));
+    const buf = unwrap(gpuBoExport(bo));
+    const att = unwrap(dmaBufAttach(buf, m.device('nic0')));
+    const list = unwrap(dmaBufMapAttachmentUnlocked(att, DMA_BIDIRECTIONAL));
+    expect(Buffer.from(devBytes(m, 'nic0', list)).equals(Buffer.from(data))).toBe(true);
+    const written = pattern(bo.size, 11);
+    for (let i = 0, at = 0; i < list.count; at += list.lenAt(i), i++) unwrap(m.device('nic0').dmaWrite(list.addrAt(i), written.subarray(at, at + list.lenAt(i))));
+    dmaBufUnmapAttachmentUnlocked(att, list, DMA_BIDIRECTIONAL);
+    expect(Buffer.from(cpuBytes(m, bo.ranges())).equals(Buffer.from(written))).toBe(true);
+    dmaBufDetach(buf, att);
+  });
+
+  it('a non-coherent importer: amdgpu\'s map of GTT pages cleans no cache line (DMA_ATTR_SKIP_CPU_SYNC), its unmap (attrs 0) invalidates; the system heap\'s map cleans', () => {
+    const cacheOps = (m: Machine): number => m.stats.snapshot().cacheMaintenanceOps;
+    for (const exp of ['gpu-gtt', 'heap'] as const) {
+      const m = makeMachine('none');
+      m.device('nic0').dmaCoherent = false;
+      const buf = exp === 'heap' ? unwrap(systemHeapAlloc(m, 4 * 4096)) : unwrap(gpuBoExport(unwrap(gpuBoCreate(m.device('gpu0'), 4 * 4096, 'system'))));
+      const att = unwrap(dmaBufAttach(buf, m.device('nic0')));
+      const c0 = cacheOps(m);
+      const list = unwrap(dmaBufMapAttachmentUnlocked(att, DMA_BIDIRECTIONAL));
+      const atMap = cacheOps(m) - c0;
+      dmaBufUnmapAttachmentUnlocked(att, list, DMA_BIDIRECTIONAL);
+      const atUnmap = cacheOps(m) - c0 - atMap;
+      if (exp === 'gpu-gtt') expect(atMap, exp).toBe(0);
+      else expect(atMap, exp).toBeGreaterThan(0);
+      expect(atUnmap, exp).toBeGreaterThan(0);
+      expect(m.events.count('DMA-DEBUG'), exp).toBe(0);
+      dmaBufDetach(buf, att);
+    }
+  });
+
+  it('the system heap maps with attrs 0: under swiotlb=force its pages are copied into the bounce slots at map time', () => {
+    const m = makeMachine('none', 1, { swiotlb: { bytes: 16 * MiB, force: true } });
+    const buf = unwrap(systemHeapAlloc(m, 4 * 4096));
+    const att = unwrap(dmaBufAttach(buf, m.device('nic0')));
+    const list = unwrap(dmaBufMapAttachmentUnlocked(att, DMA_BIDIRECTIONAL));
+    const pages = (buf.priv as { pages: PhyrList }).pages;
+    expect(Buffer.from(devBytes(m, 'nic0', list)).equals(Buffer.from(cpuBytes(m, pages)))).toBe(true);
+    dmaBufUnmapAttachmentUnlocked(att, list, DMA_BIDIRECTIONAL);
+    dmaBufDetach(buf, att);
   });
 });

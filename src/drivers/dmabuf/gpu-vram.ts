@@ -10,7 +10,7 @@
 // calls dma_map_resource() per block: the model never maps a BAR for a device that cannot reach it.
 
 import { SlotKey, checkLen, err, ok, type Result } from '../../base/index.ts';
-import { dmaContextOf, type DmaDataDirection } from '../../dma/index.ts';
+import { DMA_ATTR_SKIP_CPU_SYNC, dmaContextOf, type DmaDataDirection } from '../../dma/index.ts';
 import type { MachineMm, PageCacheMode } from '../../mm/index.ts';
 import { pciP2pdmaDistance, pcimP2pdmaProvider, type Device, type P2pdmaProvider } from '../../pci/index.ts';
 import { PhyrList } from '../../phyr/index.ts';
@@ -234,7 +234,13 @@ const ops = {
       const r = gpuBoMigrate(bo, 'system');
       if (!r.ok) return r;
     }
-    return bo.placement === 'vram' ? dmaBufMapPhyrs(att, bo.ranges(), dir) : dmaBufMapPages(att, bo.ranges(), dir);
+    if (bo.placement === 'vram') return dmaBufMapPhyrs(att, bo.ranges(), dir);
+    // GTT pages: drm_prime_pages_to_sg's failure is returned as is (ENOMEM); a dma_map_sgtable
+    // failure goes to error_free, which returns -EBUSY whatever the DMA layer said. The pages are
+    // mapped with DMA_ATTR_SKIP_CPU_SYNC and unmapped with 0 (amdgpu_dma_buf_map / _unmap): no
+    // cache maintenance at map time, only at unmap (a swiotlb bounce still copies the pages in at
+    // map: kernel/dma/swiotlb.c: swiotlb_tbl_map_single() always does)
+    return dmaBufMapPages(att, bo.ranges(), dir, DMA_ATTR_SKIP_CPU_SYNC, { mapErrno: 'EBUSY', unmapAttrs: 0 });
   },
   unmap(att: DmaBufAttachment, mapped: DmaBufMapped, dir: DmaDataDirection): void {
     dmaBufFreeSgt(att, mapped as DmaBufDma, dir);

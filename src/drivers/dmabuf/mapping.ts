@@ -8,7 +8,7 @@
 // a BAR) and pages through dma_map_sgtable (a heap exporter's map_dma_buf, as
 // drivers/dma-buf/heaps/system_heap.c: system_heap_map_dma_buf does).
 
-import { err, ok, type Result } from '../../base/index.ts';
+import { err, ok, type Errno, type Result } from '../../base/index.ts';
 import {
   DMA_ATTR_MMIO, DmaIovaState, dmaContextOf, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys,
   dmaMapSgtable, dmaUnmapPhyrs, dmaUnmapPhys, dmaUnmapSgtable, dmaUseIova, type DmaDataDirection, type DmaPhyrsMapping,
@@ -39,7 +39,7 @@ export class DmaBufDma implements DmaBufMapped {
   /** @internal */ readonly phyrs: DmaPhyrsMapping | null;
   /** @internal the page sg table mapped with dma_map_sgtable ('sgtable'). */
   readonly pageSgt: SgTable | null;
-  /** @internal the DMA_ATTR_* bits of the 'sgtable' map, repeated at unmap (dma-debug checks them since 7.2). */
+  /** @internal the DMA_ATTR_* bits the 'sgtable' unmap passes: the map's, unless the exporter unmaps with others (dma-debug compares MMIO, REQUIRE_COHERENT and CC_SHARED since 7.2). */
   readonly attrs: number;
   private live = true;
 
@@ -180,9 +180,15 @@ export function dmaBufMapPhyrs(att: DmaBufAttachment, phys: PhyrList, dir: DmaDa
 
 /**
  * A heap exporter's map_dma_buf: the buffer's pages (a PhyrList of RAM, page-aligned) in an sg_table
- * mapped with dma_map_sgtable(). Errors: those of dma_map_sgtable (ENOMEM, EINVAL, EIO).
+ * mapped with dma_map_sgtable(). Errors: ENOMEM (the sg_table), and those of dma_map_sgtable
+ * (ENOMEM, EINVAL, EIO), or `opts.mapErrno` instead for an exporter that returns its own errno when
+ * dma_map_sgtable fails (amdgpu_dma_buf_map: -EBUSY). The unmap (dmaBufFreeSgt) passes the map's
+ * attrs again, as the system heap does since 7.2, or `opts.unmapAttrs` for an exporter that
+ * unmaps with others (amdgpu_dma_buf_unmap: 0 after a map with DMA_ATTR_SKIP_CPU_SYNC).
  */
-export function dmaBufMapPages(att: DmaBufAttachment, pages: PhyrList, dir: DmaDataDirection, attrs = 0): Result<DmaBufDma> {
+export function dmaBufMapPages(att: DmaBufAttachment, pages: PhyrList, dir: DmaDataDirection, attrs = 0,
+  opts: { readonly mapErrno?: Errno; readonly unmapAttrs?: number } = {}): Result<DmaBufDma> {
+  const mapErrno = opts.mapErrno;
   if (!(pages instanceof PhyrList)) throw new TypeError(`pages must be a PhyrList, got ${String(pages)}`);
   att.dmabuf.resv.assertHeld('dma_buf map (pages)');
   const ps = 4096;
@@ -195,10 +201,10 @@ export function dmaBufMapPages(att: DmaBufAttachment, pages: PhyrList, dir: DmaD
     sgt.setFlags(i, pages.flagsAt(i));
   }
   const r = dmaMapSgtable(att.dev, sgt, dir, attrs);
-  if (!r.ok) return r;
+  if (!r.ok) return mapErrno === undefined ? r : err(mapErrno, `dma_map_sgtable failed (${r.errno}${r.message === undefined ? '' : `: ${r.message}`})`);
   const b = DmaList.builder(sgt.nents);
   for (let i = 0; i < sgt.nents; i++) b.pushBigNoMerge(sgt.dmaAddressAt(i), sgt.dmaLengthAt(i), 0);
-  return ok(new DmaBufDma({ list: b.build(), sgt, how: 'sgtable', size: pages.totalLen, mapType: null, pageSgt: sgt, attrs }));
+  return ok(new DmaBufDma({ list: b.build(), sgt, how: 'sgtable', size: pages.totalLen, mapType: null, pageSgt: sgt, attrs: opts.unmapAttrs ?? attrs }));
 }
 
 /**

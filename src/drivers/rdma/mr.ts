@@ -18,12 +18,15 @@
 
 import { err, ok, type Result } from '../../base/index.ts';
 import { dmaContextOf, dmaPoolFree, dmaPoolZalloc, GFP_KERNEL, type DmaPool } from '../../dma/index.ts';
-import { sglBuild, type DmaSegment, type SglHooks } from '../sgl/index.ts';
+import { sglBuild, type SglHooks } from '../sgl/index.ts';
 import { IbDevice } from './device.ts';
 import { MLX5_IB_MTT_PRESENT, MTT_ENTRIES_PER_CHUNK, MTT_ENTRY_BYTES, type RdmaNicPageFault } from './nic.ts';
 import { IbBlockIter, IbUmem, ibUmemFindBestPgsz, ibUmemNumDmaBlocks } from './umem.ts';
 import { ibAccessWritable, ibCheckMrAccess } from './verbs.ts';
 import './counters.ts';
+
+/** Number.MAX_SAFE_INTEGER as a bigint: an MTT address up to it converts to a number exactly. */
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 
 const U64 = (1n << 64n) - 1n;
 
@@ -107,6 +110,8 @@ export class IbMr {
 
 /** The MTT format for drivers/sgl: one 8-byte big-endian entry per HW page, no chaining, one pool block per build. */
 function mttHooks(pool: DmaPool, pageLen: number, flags: bigint): SglHooks {
+  if (flags > 0xffffffffn) throw new RangeError(`flags must fit the entry's low word, got 0x${flags.toString(16)}`);
+  const flagsLo = Number(flags);
   return {
     name: 'mlx5 MTT',
     entrySize: MTT_ENTRY_BYTES,
@@ -116,7 +121,14 @@ function mttHooks(pool: DmaPool, pageLen: number, flags: bigint): SglHooks {
     inlineBeforeList: 0,
     entriesPerList: MTT_ENTRIES_PER_CHUNK,
     encodeData(view, off, addr) {
-      view.setBigUint64(off, addr | flags, false);
+      if (addr <= MAX_SAFE_BIG) {
+        // the entry's two big-endian words from an exact number: no 64-bit BigInt arithmetic per entry
+        const a = Number(addr);
+        view.setUint32(off, Math.floor(a / 4294967296), false);
+        view.setUint32(off + 4, ((a % 4294967296) | flagsLo) >>> 0, false);
+      } else {
+        view.setBigUint64(off, addr | flags, false);
+      }
     },
     poolFor: () => pool,
   };
@@ -150,23 +162,33 @@ export function ibRegMr(ibdev: IbDevice, umem: IbUmem, iova: bigint, access: num
   const hooks = mttHooks(ibdev.mttPool, pgsz, BigInt(MLX5_IB_MTT_PRESENT));
   const chunks: MttChunk[] = [];
   const it = new IbBlockIter().start(umem, pgsz);
-  const segs: DmaSegment[] = [];
+  // the segments of one MTT chunk, reused from chunk to chunk (sglBuild copies what it keeps)
+  const segs: Array<{ addr: bigint; len: number }> = [];
+  let nSegs = 0;
   const flush = (): Result<void> => {
+    segs.length = nSegs;
     const b = sglBuild(ibdev.dev, hooks, segs);
-    segs.length = 0;
+    nSegs = 0;
     if (!b.ok) return b;
     const blk = b.value.blocks[0];
     chunks.push({ cpuPhys: blk.cpuPhys, dmaAddr: blk.dmaAddr, entries: blk.entries });
     return ok(undefined);
   };
   while (it.next()) {
-    segs.push({ addr: it.dmaAddress(), len: pgsz });
-    if (segs.length === MTT_ENTRIES_PER_CHUNK) {
+    if (nSegs < segs.length) {
+      const sg = segs[nSegs];
+      sg.addr = it.dmaAddress();
+      sg.len = pgsz;
+    } else {
+      segs.push({ addr: it.dmaAddress(), len: pgsz });
+    }
+    nSegs++;
+    if (nSegs === MTT_ENTRIES_PER_CHUNK) {
       const r = flush();
       if (!r.ok) { freeChunks(ibdev.mttPool, chunks); return err('ENOMEM', `MTT: ${r.message ?? r.errno}`); }
     }
   }
-  if (segs.length > 0) {
+  if (nSegs > 0) {
     const r = flush();
     if (!r.ok) { freeChunks(ibdev.mttPool, chunks); return err('ENOMEM', `MTT: ${r.message ?? r.errno}`); }
   }

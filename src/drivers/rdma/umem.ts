@@ -267,6 +267,9 @@ export class IbBlockIter {
   private advance = 0n;
   private dmaAddr = 0n;
   private pgBit = 0n;
+  /** 2^pgBit and its alignment mask, kept from start() (next() and dmaAddress() run per block). */
+  private pg = 1n;
+  private pgMask = ~0n;
   private numBlocks = 0;
 
   /** __rdma_umem_block_iter_start(). */
@@ -277,7 +280,9 @@ export class IbBlockIter {
     this.sg = 0;
     this.nents = umem.dma.count;
     this.pgBit = BigInt(p.toString(2).length - 1);
-    this.advance = BigInt(ibUmemOffset(umem)) & ~(p - 1n);
+    this.pg = p;
+    this.pgMask = ~(p - 1n);
+    this.advance = BigInt(ibUmemOffset(umem)) & this.pgMask;
     this.numBlocks = ibUmemNumDmaBlocks(umem, p);
     return this;
   }
@@ -286,11 +291,13 @@ export class IbBlockIter {
   next(): boolean {
     const list = this.list;
     if (list === null || this.nents === 0) return false;
-    const pg = 1n << this.pgBit;
+    const pg = this.pg;
     this.dmaAddr = list.addrAt(this.sg) + this.advance;
     let delta = pg - (this.dmaAddr & (pg - 1n));
-    while (this.nents > 0 && BigInt(list.lenAt(this.sg)) - this.advance <= delta) {
-      delta -= BigInt(list.lenAt(this.sg)) - this.advance;
+    while (this.nents > 0) {
+      const rest = BigInt(list.lenAt(this.sg)) - this.advance;
+      if (rest > delta) break;
+      delta -= rest;
       this.advance = 0n;
       this.sg++;
       this.nents--;
@@ -301,7 +308,7 @@ export class IbBlockIter {
 
   /** rdma_block_iter_dma_address(): the current block's aligned DMA address. */
   dmaAddress(): bigint {
-    return this.dmaAddr & ~((1n << this.pgBit) - 1n);
+    return this.dmaAddr & this.pgMask;
   }
 }
 

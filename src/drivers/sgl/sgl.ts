@@ -122,6 +122,13 @@ export function sglEntries(hooks: SglHooks, segments: Iterable<DmaSegment>): Res
     const max = hooks.maxEntryLen ?? 0xffffffff;
     for (const s of segments) {
       checkLen('segment len', s.len, 1);
+      if (s.len <= max) {
+        // one entry (the usual case): no arithmetic on the address
+        addrs.push(s.addr);
+        lens.push(s.len);
+        total += s.len;
+        continue;
+      }
       let a = s.addr;
       let left = s.len;
       while (left > 0) {

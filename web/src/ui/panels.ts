@@ -94,7 +94,12 @@ const REGION_FILL: Record<string, string> = {
  * The physical map on a piecewise scale: each region gets a width that grows with log2 of its
  * size (a 16 KiB BAR is visible next to 64 GiB of RAM), addresses are linear inside a region.
  */
-function physScale(regions: readonly RegionRow[], width: number): { x: (a: bigint) => number | null; boxes: Array<{ r: RegionRow; x0: number; x1: number }> } {
+function physScale(regions: readonly RegionRow[], width: number): {
+  x: (a: bigint) => number | null;
+  /** The position of an exclusive end address (the end of a region maps to its box's right edge). */
+  xEnd: (a: bigint) => number | null;
+  boxes: Array<{ r: RegionRow; x0: number; x1: number }>;
+} {
   const rs = regions.filter((r) => r.kind !== 'hugetlb' && r.kind !== 'swiotlb').slice().sort((a, b) => (BigInt(a.start) < BigInt(b.start) ? -1 : 1));
   const weights = rs.map((r) => Math.max(1, Math.log2(Math.max(2, r.len)) - 10));
   const sum = weights.reduce((a, b) => a + b, 0) || 1;
@@ -113,6 +118,10 @@ function physScale(regions: readonly RegionRow[], width: number): { x: (a: bigin
       const hit = scales.find(({ b }) => a >= BigInt(b.r.start) && a < BigInt(b.r.end));
       return hit ? hit.s(n) : null;
     },
+    xEnd: (a) => {
+      const hit = scales.find(({ b }) => a > BigInt(b.r.start) && a <= BigInt(b.r.end));
+      return hit ? hit.s(Number(a)) : null;
+    },
   };
 }
 
@@ -123,8 +132,11 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
   const buffers = snap.buffers.filter((b) => b.live);
   const bandH = 16;
   const rows = 1 + buffers.length * 3 + (snap.regions.some((r) => r.kind === 'swiotlb') ? 1 : 0);
-  const height = 20 + rows * (bandH + 4) + 16;
-  const { x, boxes } = physScale(snap.regions, width - 110);
+  const pools = snap.hugetlb;
+  // the hugetlb pools are drawn in a strip at the bottom of the RAM box they come from
+  const poolH = pools.length > 0 ? 14 : 0;
+  const height = 20 + rows * (bandH + 4) + poolH + 16;
+  const { x, xEnd, boxes } = physScale(snap.regions, width - 110);
   const X0 = 110;
   const svgEl = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
   const svg = select(svgEl).attr('viewBox', `0 0 ${width} ${height}`).attr('width', '100%').attr('role', 'img')
@@ -135,6 +147,10 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
       p.append('rect').attr('width', 6).attr('height', 6).attr('fill', '#cfdcef');
       p.append('line').attr('x1', 0).attr('y1', 0).attr('x2', 0).attr('y2', 6).attr('stroke', 'var(--pinned)').attr('stroke-width', 3);
     });
+  defs.append('pattern').attr('id', 'pat-hugetlb').attr('width', 4).attr('height', 4).attr('patternUnits', 'userSpaceOnUse').call((p) => {
+    p.append('rect').attr('width', 4).attr('height', 4).attr('fill', 'var(--hugetlb)');
+    p.append('circle').attr('cx', 2).attr('cy', 2).attr('r', 0.9).attr('fill', '#8a7a00');
+  });
   let y = 14;
   const band = (label: string): number => {
     svg.append('text').attr('x', 2).attr('y', y + bandH - 4).text(label);
@@ -143,12 +159,26 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
     return yy;
   };
   const y0 = band('regions');
+  y += poolH;
   for (const b of boxes) {
-    const g = svg.append('g');
-    g.append('rect').attr('x', X0 + b.x0).attr('y', y0).attr('width', Math.max(1, b.x1 - b.x0 - 1)).attr('height', bandH)
+    const g = svg.append('g').attr('class', 'region').attr('data-kind', b.r.kind).attr('data-start', b.r.start).attr('data-end', b.r.end);
+    g.append('rect').attr('x', X0 + b.x0).attr('y', y0).attr('width', Math.max(1, b.x1 - b.x0 - 1)).attr('height', bandH + poolH)
       .attr('fill', REGION_FILL[b.r.kind] ?? '#eee').attr('stroke', '#555').attr('stroke-width', 0.5);
     g.append('title').text(b.r.label);
     if (b.x1 - b.x0 > 40) g.append('text').attr('x', X0 + b.x0 + 3).attr('y', y0 + bandH - 4).text(`${b.r.name} ${formatBytes(b.r.len)}`);
+  }
+  // hugetlb pool pages: nested in the bottom strip of their RAM box, which stays visible above them
+  for (const p of pools) {
+    const a = x(BigInt(p.start)), e = xEnd(BigInt(p.end));
+    if (a === null || e === null) continue;
+    const w = Math.max(2, e - a - 1);
+    const g = svg.append('g').attr('class', `hugetlb ${p.inUse ? 'in-use' : 'free'}`).attr('data-pool', p.pool)
+      .attr('data-start', p.start).attr('data-end', p.end).attr('aria-label', p.label);
+    g.append('rect').attr('x', X0 + a).attr('y', y0 + bandH).attr('width', w).attr('height', poolH - 2)
+      .attr('fill', p.inUse ? 'url(#pat-hugetlb)' : 'var(--hugetlb)').attr('stroke', '#8a7a00').attr('stroke-width', p.inUse ? 1.5 : 0.5)
+      .attr('stroke-dasharray', p.inUse ? null : '3 2');
+    g.append('title').text(p.label);
+    if (w > 50) g.append('text').attr('x', X0 + a + 3).attr('y', y0 + bandH + poolH - 5).style('font-size', '9px').text(`${p.pool} ${p.inUse ? 'in use' : 'free'}`);
   }
   const sw = snap.regions.find((r) => r.kind === 'swiotlb');
   if (sw) {
@@ -182,7 +212,9 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
     const px = x(BigInt(p.addr));
     if (px === null) continue;
     svg.append('line').attr('x1', X0 + px).attr('x2', X0 + px).attr('y1', 4).attr('y2', y).attr('stroke', 'var(--hit-line)').attr('stroke-width', 2).attr('stroke-dasharray', '4 2');
-    svg.append('text').attr('x', X0 + px + 3).attr('y', y + 10).attr('class', 'traced').text(`\u25C6 traced byte ${p.addr}`);
+    // near the right edge the label goes to the left of the line, so that it is not cut off
+    const right = X0 + px > width * 0.75;
+    svg.append('text').attr('x', X0 + px + (right ? -3 : 3)).attr('y', y + 10).attr('text-anchor', right ? 'end' : 'start').attr('class', 'traced').text(`\u25C6 traced byte ${p.addr}`);
   }
   const legend = el('div', { class: 'legend' });
   const item = (style: string, text: string): void => {
@@ -195,6 +227,10 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
   item('background: var(--pmem)', 'pmem');
   item('background: var(--reserved)', 'reserved');
   item('background: var(--swiotlb)', 'swiotlb pool');
+  if (pools.length > 0) {
+    item('background: radial-gradient(circle, #8a7a00 0 1px, var(--hugetlb) 1px) 0 0 / 4px 4px; border-color: #8a7a00', 'hugetlb page in use (dotted, in the strip under its RAM)');
+    item('background: var(--hugetlb); border: 1px dashed #8a7a00', 'hugetlb page free (dashed outline)');
+  }
   item('background: #7a9cc6', 'buffer pages (band "<buffer> pages")');
   item('background: repeating-linear-gradient(45deg, var(--pinned) 0 2px, #cfdcef 2px 5px)', 'pinned (hatched band)');
   item('border: 2px solid var(--mapped); background: none', 'mapped for DMA (outlined band)');
@@ -209,6 +245,13 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
   for (const r of snap.regions.filter((q) => q.kind !== 'hugetlb')) {
     const tr = el('tr');
     tr.append(el('td', {}, r.name), el('td', {}, r.kind), el('td', { class: 'num' }, r.start), el('td', { class: 'num' }, r.end), el('td', { class: 'num' }, formatBytes(r.len)));
+    t.append(tr);
+  }
+  for (const p of pools) {
+    const tr = el('tr');
+    const len = Number(BigInt(p.end) - BigInt(p.start));
+    tr.append(el('td', {}, `hugetlb-${p.pool} in ${p.region}`), el('td', {}, `hugetlb, ${p.pages} ${p.pages === 1 ? 'page' : 'pages'} ${p.inUse ? 'in use' : 'free'}`),
+      el('td', { class: 'num' }, p.start), el('td', { class: 'num' }, p.end), el('td', { class: 'num' }, formatBytes(len)));
     t.append(tr);
   }
   const details = el('details');

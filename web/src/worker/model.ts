@@ -14,12 +14,15 @@ import {
   ScenarioRunner, parseScenario, type BufferState, type MappingState, type Scenario, type StepResult,
 } from '../../../src/scenario/index.ts';
 import type {
-  BufferRow, BytesAnswer, DomainRow, EventRow, LayoutSummary, P2pAnswer, PciNodeRow, PhysSpan, RegionRow, RowsAnswer,
+  BufferRow, BytesAnswer, DomainRow, EventRow, HugetlbRun, LayoutSummary, P2pAnswer, PciNodeRow, PhysSpan, RegionRow, RowsAnswer,
   Snapshot, Space, StepRow, TableAnswer, TracePoint,
 } from '../protocol.ts';
 
 /** Spans drawn on the memory map at most; closer ones are merged for drawing. */
 const MAX_SPANS = 2000;
+/** Runs of one hugetlb pool drawn at most; runs with the smallest gaps are merged beyond that. */
+const MAX_POOL_RUNS = 256;
+const POOL_SIZES = ['2M', '1G'] as const;
 const UINT_MAX = 0xffffffff;
 
 /** A row of a list: its cells and the address range it covers (for trace highlighting). */
@@ -61,10 +64,28 @@ export class ViewModel {
   private hitCache = new Map<string, number>();
   private points: readonly TracePoint[] = [];
   private probe: Machine | null = null;
+  /** The head pfns of each hugetlb pool's pages, sorted (see poolPagesOf). */
+  private poolPages: Record<'2M' | '1G', number[]> = { '2M': [], '1G': [] };
 
   constructor(text: string, source: string) {
     this.scenario = parseScenario(text, { source });
     this.runner = new ScenarioRunner(this.scenario);
+    this.poolPages = this.poolPagesOf();
+  }
+
+  /**
+   * Every page of each hugetlb pool, taken from the freshly built machine: the pools are filled at
+   * boot (the 1 GiB pages carved from the top of RAM, the 2 MiB ones from the buddy allocator)
+   * and, as no step resizes a pool, the same pages stay in it for the whole run, free or in use.
+   */
+  private poolPagesOf(): Record<'2M' | '1G', number[]> {
+    const out: Record<'2M' | '1G', number[]> = { '2M': [], '1G': [] };
+    for (const size of POOL_SIZES) {
+      const pool = this.machine.hugetlb[size];
+      if (pool.free.length !== pool.total) throw new Error(`hugetlb ${size} pool: ${pool.total - pool.free.length} pages in use before step 0`);
+      out[size] = pool.free.slice().sort((a, b) => a - b);
+    }
+    return out;
   }
 
   get machine(): Machine {
@@ -85,6 +106,7 @@ export class ViewModel {
 
   reset(): void {
     this.runner.reset();
+    this.poolPages = this.poolPagesOf();
     this.stepSeq = [];
     this.layoutCache.clear();
     this.pageCache.clear();
@@ -120,12 +142,15 @@ export class ViewModel {
       const s = m.swiotlb;
       regions.push({ name: 'swiotlb', kind: 'swiotlb', start: hex(s.start), end: hex(s.end), len: Number(s.end - s.start), label: `swiotlb bounce pool ${hex(s.start)}-${hex(s.end - 1n)}` });
     }
-    for (const size of ['2M', '1G'] as const) {
+    const hugetlb = this.hugetlbRuns();
+    for (const size of POOL_SIZES) {
       const pool = m.hugetlb[size];
-      if (pool.total === 0) continue;
+      const runs = hugetlb.filter((r) => r.pool === size);
+      if (pool.total === 0 || runs.length === 0) continue;
+      const start = runs[0].start, end = runs[runs.length - 1].end;
       regions.push({
-        name: `hugetlb-${size}`, kind: 'hugetlb', start: '0x0', end: '0x0', len: pool.total * pool.len,
-        label: `hugetlb ${size} pool: ${pool.total} pages, ${pool.free.length} free, ${pool.reserved} reserved`,
+        name: `hugetlb-${size}`, kind: 'hugetlb', start, end, len: pool.total * pool.len,
+        label: `hugetlb ${size} pool: ${pool.total} ${pool.total === 1 ? 'page' : 'pages'}, ${pool.free.length} free, ${pool.reserved} reserved, in ${start}-${hex(big(end) - 1n)}`,
       });
     }
     const physTop = m.regions.reduce((a, r) => (r.end > a ? r.end : a), 0n);
@@ -146,6 +171,7 @@ export class ViewModel {
       physTop: hex(physTop),
       spans,
       spansOmitted: omitted,
+      hugetlb,
       buffers,
       pci: this.pciNodes(),
       domains: this.domains(),
@@ -251,6 +277,53 @@ export class ViewModel {
       spans: kept.map((sp) => ({ buffer: sp.buffer, start: hex(BigInt(sp.s)), end: hex(BigInt(sp.e)), pinned: sp.pinned, mapped: sp.mapped })),
       omitted: merged.length - kept.length,
     };
+  }
+
+  /**
+   * The hugetlb pools' pages on the physical map: runs of adjacent pages of one pool, in one RAM
+   * region, all in use (a folio faulted into a process) or all free. A pool with more runs than
+   * MAX_POOL_RUNS has its closest runs of the same state merged (the run says how many pages it
+   * holds, so its text stays true).
+   */
+  private hugetlbRuns(): HugetlbRun[] {
+    const m = this.machine;
+    const ps = m.pageSize;
+    const out: HugetlbRun[] = [];
+    const ram = m.regions.filter((r) => r.kind === 'ram');
+    const regionOf = (addr: number): string => ram.find((r) => addr >= r.startNum && addr < r.endNum)?.name ?? '?';
+    for (const size of POOL_SIZES) {
+      const pool = m.hugetlb[size];
+      const free = new Set(pool.free);
+      const pageLen = pool.len;
+      let runs: Array<{ s: number; e: number; pages: number; inUse: boolean; region: string }> = [];
+      for (const pfn of this.poolPages[size]) {
+        const s = pfn * ps, inUse = !free.has(pfn), region = regionOf(s);
+        const last = runs[runs.length - 1];
+        if (last && last.e === s && last.inUse === inUse && last.region === region) {
+          last.e = s + pageLen;
+          last.pages++;
+        } else runs.push({ s, e: s + pageLen, pages: 1, inUse, region });
+      }
+      for (let gap = pageLen; runs.length > MAX_POOL_RUNS; gap *= 2) {
+        const merged: typeof runs = [];
+        for (const r of runs) {
+          const last = merged[merged.length - 1];
+          if (last && r.s - last.e <= gap && last.inUse === r.inUse && last.region === r.region) {
+            last.e = r.e;
+            last.pages += r.pages;
+          } else merged.push({ ...r });
+        }
+        runs = merged;
+      }
+      for (const r of runs) {
+        const start = hex(BigInt(r.s)), end = hex(BigInt(r.e));
+        out.push({
+          pool: size, start, end, pages: r.pages, inUse: r.inUse, region: r.region,
+          label: `hugetlb ${size} pool in ${r.region}: ${r.pages} ${r.pages === 1 ? 'page' : 'pages'} ${r.inUse ? 'in use' : 'free'}, ${start}-${hex(BigInt(r.e) - 1n)}`,
+        });
+      }
+    }
+    return out;
   }
 
   /** Which pages of the buffer a live mapping covers. */
