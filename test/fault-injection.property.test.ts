@@ -722,6 +722,14 @@ const maxPages = (mode: ConsumerMode, n: number): number => (mode === 'bounce' ?
  */
 const GPU_ERRNOS = ['ENOMEM', 'EBUSY'];
 
+/** What every GPU import path allows after a failure: the exporter's move undone, the GPU's level-1 tables kept, an IOVA window that falls back. */
+const GPU_IMPORT_RULES = {
+  settle: (_m: Machine, s: { bo: GpuBo; from: GpuPlacement }): void => boBack(s),
+  kept: pd1Kept,
+  tolerated: ['iova'] as const,
+  errnos: GPU_ERRNOS,
+};
+
 function storePieces(m: Machine, pieces: ReadonlyArray<[bigint, number]>, seed: number): void {
   const bytes = pattern(pieces.reduce((n, p) => n + p[1], 0), seed);
   let at = 0;
@@ -847,10 +855,7 @@ describe('single-failure property: GPU (probe, page tables, buffer objects, dma-
             gpuBytesThenRelease(m, imp, s.bo, 9, mode !== 'bounce');
             boBack(s);
           },
-          settle: (_m, s) => boBack(s),
-          kept: pd1Kept,
-          tolerated: ['iova'],
-          errnos: GPU_ERRNOS,
+          ...GPU_IMPORT_RULES,
         }, pick);
         for (const [p, n] of Object.entries(counts)) if (n > 0) seen.add(p);
       }), { numRuns: 4, seed: 32 });
@@ -885,10 +890,7 @@ describe('single-failure property: GPU (probe, page tables, buffer objects, dma-
             gpuBytesThenRelease(m, imp, s.bo, 11, false);
             boBack(s);
           },
-          settle: (_m, s) => boBack(s),
-          kept: pd1Kept,
-          tolerated: ['iova'],
-          errnos: GPU_ERRNOS,
+          ...GPU_IMPORT_RULES,
         }, pick);
         for (const [p, n] of Object.entries(counts)) if (n > 0) seen.add(p);
       }), { numRuns: 3, seed: 33 });
