@@ -120,22 +120,36 @@ export function iommuNumPages(addr: bigint, len: number, ioPageSize: number): nu
 /** Eight bytes of 1 read as one float64 (a normal number: compared exactly). */
 const ALL_ONES = new Float64Array(new Uint8Array(8).fill(1).buffer)[0];
 
-/** A bitmap allocator (the free map of an aperture table), as unsigned long words in the kernel. */
+/** Entries per chunk of IommuBitmap's free counts. */
+const CHUNK = 1024;
+
+/**
+ * A bitmap allocator (the free map of an aperture table), as unsigned long words in the kernel.
+ * The searches give the kernel's answers (bitmap_find_next_zero_area); to find them fast in a
+ * table that has filled up (powerpc's iommu_range_alloc rescans a full pool for every allocation
+ * once it is full), the bitmap also keeps how many entries of each chunk of 1,024 are clear, and
+ * steps over whole full or whole clear chunks.
+ */
 export class IommuBitmap {
   readonly bits: Uint8Array;
   /** The same bytes eight at a time, for the searches to step over runs of full or empty bytes. */
   private readonly words: Float64Array;
+  /** Clear entries in each chunk of CHUNK entries (the last chunk may be shorter). */
+  private readonly free: Int32Array;
   constructor(readonly size: number) {
     const buf = new ArrayBuffer(Math.ceil(size / 8) * 8);
     this.bits = new Uint8Array(buf, 0, size);
     this.words = new Float64Array(buf);
+    this.free = new Int32Array(Math.ceil(size / CHUNK));
+    for (let c = 0; c < this.free.length; c++) this.free[c] = Math.min(CHUNK, size - c * CHUNK);
   }
 
   /** The first index >= i below end whose byte is 0 (end when none). */
   private skipSet(i: number, end: number): number {
-    const bits = this.bits, words = this.words;
+    const bits = this.bits, words = this.words, free = this.free;
     while (i < end && bits[i] !== 0) {
-      if ((i & 7) === 0 && i + 8 <= end && words[i >> 3] === ALL_ONES) i += 8;
+      if ((i & (CHUNK - 1)) === 0 && i + CHUNK <= end && free[i / CHUNK] === 0) i += CHUNK;
+      else if ((i & 7) === 0 && i + 8 <= end && words[i >> 3] === ALL_ONES) i += 8;
       else i++;
     }
     return i;
@@ -143,12 +157,27 @@ export class IommuBitmap {
 
   /** The first index >= i below end whose byte is not 0 (end when none). */
   private skipClear(i: number, end: number): number {
-    const bits = this.bits, words = this.words;
+    const bits = this.bits, words = this.words, free = this.free;
     while (i < end && bits[i] === 0) {
-      if ((i & 7) === 0 && i + 8 <= end && words[i >> 3] === 0) i += 8;
+      if ((i & (CHUNK - 1)) === 0 && i + CHUNK <= end && free[i / CHUNK] === CHUNK) i += CHUNK;
+      else if ((i & 7) === 0 && i + 8 <= end && words[i >> 3] === 0) i += 8;
       else i++;
     }
     return i;
+  }
+
+  /** Sets [start, start + n) to v (1 or 0), keeping the chunks' free counts. */
+  private fillRange(start: number, n: number, v: number): void {
+    const bits = this.bits, free = this.free;
+    for (let i = start; i < start + n;) {
+      const c = Math.floor(i / CHUNK);
+      const e = Math.min(start + n, (c + 1) * CHUNK);
+      let changed = 0;
+      for (let j = i; j < e; j++) if (bits[j] !== v) changed++;
+      free[c] += v === 0 ? changed : -changed;
+      i = e;
+    }
+    bits.fill(v, start, start + n);
   }
 
   test(i: number): boolean {
@@ -156,11 +185,16 @@ export class IommuBitmap {
   }
 
   set(start: number, n: number): void {
-    this.bits.fill(1, start, start + n);
+    this.fillRange(start, n, 1);
   }
 
   clear(start: number, n: number): void {
-    this.bits.fill(0, start, start + n);
+    this.fillRange(start, n, 0);
+  }
+
+  /** Clear entries in chunk c (for tests: they must equal a count of the bits). */
+  freeInChunk(c: number): number {
+    return this.free[c];
   }
 
   /** Indices of set bits. */
