@@ -5,9 +5,12 @@
 // u32 frame } in a shared table in guest RAM; gnttab_alloc_grant_reference_seq,
 // gnttab_grant_foreign_access_ref, gnttab_end_foreign_access_ref_v1 refusing while GTF_reading or
 // GTF_writing is set; the first GNTTAB_NR_RESERVED_ENTRIES refs are never handed out).
+// The free refs are kept as grant-table.c keeps them (GrantFreeList below): a list threaded through
+// the refs, a bitmap, and a tail of consecutive free refs that ends the table, so one ref comes
+// from the head of the list (the last one freed) and a run of refs from the tail while it is long
+// enough, else from the lowest free run that fits.
 // Model deviation: the grant table has a fixed number of frames (the kernel grows it on demand up
-// to gnttab_max_grant_frames), and every allocation is first-fit over the free refs (the kernel
-// takes a single ref from the head of its free list).
+// to gnttab_max_grant_frames): where the kernel would expand it, the allocation fails (ENOSPC).
 // Model deviation: the backend domain is a test hook (xenGrantBackendMap / Unmap) that sets and
 // clears GTF_reading / GTF_writing, as Xen does when the backend maps the grant.
 
@@ -35,6 +38,152 @@ export const GTF_writing = 1 << 4;
 export const GNTTAB_NR_RESERVED_ENTRIES = 8;
 const XEN_PAGE = 4096;
 
+/** GNTTAB_LIST_END. */
+const LIST_END = -1;
+/** gnttab_free_tail_ptr values that are not an entry: NULL, and &gnttab_free_head. */
+const TAIL_NULL = -2;
+const TAIL_HEAD = -3;
+
+/**
+ * The free grant refs as drivers/xen/grant-table.c keeps them: a singly linked list through the
+ * refs (gnttab_list, `next`), anchored in gnttab_free_head; gnttab_free_bitmap; gnttab_last_free;
+ * and gnttab_free_tail_ptr, which names the slot (the head, or an entry's link) that holds the
+ * first ref of the consecutive free refs ending at gnttab_last_free.
+ */
+export class GrantFreeList {
+  /** gnttab_entry(ref): the next free ref, or LIST_END. */
+  private readonly next: Int32Array;
+  /** gnttab_free_bitmap (1 = free). */
+  readonly bitmap: Uint8Array;
+  private head = LIST_END;
+  private lastFree = LIST_END;
+  private tailPtr = TAIL_NULL;
+  /** gnttab_free_count. */
+  freeCount = 0;
+
+  /** gnttab_init's gnttab_set_free(GNTTAB_NR_RESERVED_ENTRIES, size - reserved): refs reserved.. size-1 free, in order. */
+  constructor(readonly size: number, reserved: number) {
+    this.next = new Int32Array(size).fill(LIST_END);
+    this.bitmap = new Uint8Array(size);
+    if (size <= reserved) return;
+    for (let i = reserved; i < size - 1; i++) this.next[i] = i + 1;
+    this.head = reserved;
+    this.tailPtr = TAIL_HEAD;
+    this.freeCount = size - reserved;
+    this.lastFree = size - 1;
+    this.bitmap.fill(1, reserved);
+  }
+
+  private deref(ptr: number): number {
+    return ptr === TAIL_HEAD ? this.head : this.next[ptr];
+  }
+
+  private store(ptr: number, v: number): void {
+    if (ptr === TAIL_HEAD) this.head = v;
+    else this.next[ptr] = v;
+  }
+
+  /** get_free_entries(count): count refs from the head of the list; -1 where the kernel would expand the table. */
+  private takeHead(count: number): number {
+    if (this.freeCount < count) return -1;
+    const ref = this.head;
+    let h = this.head;
+    this.freeCount -= count;
+    for (let left = count; left > 0; left--) {
+      this.bitmap[h] = 0;
+      if (this.tailPtr === h) this.tailPtr = TAIL_HEAD;
+      if (left > 1) h = this.next[h];
+    }
+    this.head = this.next[h];
+    this.next[h] = LIST_END;
+    if (this.freeCount === 0) {
+      this.lastFree = LIST_END;
+      this.tailPtr = TAIL_NULL;
+    }
+    return ref;
+  }
+
+  /** get_seq_entry_count(): the free refs of the tail. */
+  private tailCount(): number {
+    if (this.lastFree === LIST_END || this.tailPtr === TAIL_NULL) return 0;
+    const first = this.deref(this.tailPtr);
+    return first === LIST_END ? 0 : this.lastFree - first + 1;
+  }
+
+  /** get_free_seq(count): the lowest free run that fits, the list rebuilt in ref order; -1 if none. */
+  private takeLowestRun(count: number): number {
+    const bm = this.bitmap, size = this.size;
+    let ret = -1;
+    this.tailPtr = TAIL_HEAD;
+    let last = TAIL_HEAD;
+    let from = bm.indexOf(1);
+    if (from < 0) from = size;
+    while (from < size) {
+      let to = bm.indexOf(0, from + 1);
+      if (to < 0) to = size;
+      let skip = false;
+      if (ret < 0 && to - from >= count) {
+        ret = from;
+        bm.fill(0, ret, ret + count);
+        from += count;
+        this.freeCount -= count;
+        if (from === to) skip = true;
+      }
+      if (!skip) {
+        while (from < to) {
+          this.store(last, from);
+          last = from;
+          this.lastFree = from;
+          from++;
+        }
+        if (to < size) this.tailPtr = to - 1;
+      }
+      const nx = to + 1 < size ? bm.indexOf(1, to + 1) : -1;
+      from = nx < 0 ? size : nx;
+    }
+    this.store(last, LIST_END);
+    if (this.lastFree !== size - 1) this.tailPtr = TAIL_NULL;
+    return ret;
+  }
+
+  /** gnttab_alloc_grant_reference_seq(count): the first of count consecutive refs, or -1 (-ENOSPC). */
+  allocSeq(count: number): number {
+    if (count === 1) return this.takeHead(1);
+    // get_free_entries_seq
+    if (this.freeCount < count) return -1;
+    if (this.tailCount() < count) return this.takeLowestRun(count);
+    const ret = this.deref(this.tailPtr);
+    this.store(this.tailPtr, this.next[ret + count - 1]);
+    this.freeCount -= count;
+    if (this.freeCount === 0) this.tailPtr = TAIL_NULL;
+    this.bitmap.fill(0, ret, ret + count);
+    return ret;
+  }
+
+  /** put_free_entry_locked(ref): back at the head of the list (reserved refs are never freed). */
+  put(ref: number, reserved: number): void {
+    if (ref < reserved) return;
+    this.next[ref] = this.head;
+    this.head = ref;
+    if (this.freeCount === 0) this.lastFree = ref;
+    if (this.tailPtr === TAIL_HEAD) this.tailPtr = ref;
+    this.freeCount++;
+    this.bitmap[ref] = 1;
+  }
+
+  /** gnttab_free_grant_reference_seq(first, count): the refs put back last to first. */
+  freeSeq(first: number, count: number, reserved: number): void {
+    for (let i = count; i > 0; i--) this.put(first + i - 1, reserved);
+  }
+
+  /** The refs on the list, head first (for tests: the bitmap must hold exactly these). */
+  listed(): number[] {
+    const out: number[] = [];
+    for (let r = this.head; r !== LIST_END && out.length <= this.size; r = this.next[r]) out.push(r);
+    return out;
+  }
+}
+
 /** xen_grant_dma_ops with its xen_grant_dma_data and the guest's grant table. */
 export class XenGrantOps implements DmaMapOps {
   readonly kind = 'xen-grant' as const;
@@ -43,8 +192,8 @@ export class XenGrantOps implements DmaMapOps {
   broken = false;
   readonly nrRefs: number;
   readonly tablePhys: bigint;
-  /** Free refs (1 = free), as gnttab_free_bitmap. */
-  private readonly free: Uint8Array;
+  /** The free refs, as grant-table.c keeps them. */
+  readonly freeList: GrantFreeList;
   private readonly mm: MachineMm;
 
   constructor(mm: MachineMm, cfg: XenGrantOpsConfig) {
@@ -52,7 +201,7 @@ export class XenGrantOps implements DmaMapOps {
     this.backendDomid = cfg.backendDomid;
     this.nrRefs = (cfg.frames ?? 4) * (XEN_PAGE / 8);
     this.tablePhys = allocZeroed(mm, this.nrRefs * 8);
-    this.free = new Uint8Array(this.nrRefs).fill(1, GNTTAB_NR_RESERVED_ENTRIES);
+    this.freeList = new GrantFreeList(this.nrRefs, GNTTAB_NR_RESERVED_ENTRIES);
   }
 
   private view(ref: number): DataView {
@@ -71,19 +220,10 @@ export class XenGrantOps implements DmaMapOps {
     return this.view(ref).getBigUint64(0, true);
   }
 
-  /** gnttab_alloc_grant_reference_seq: n consecutive free refs, first-fit; -1 (ENOSPC) if none. */
+  /** gnttab_alloc_grant_reference_seq: the first of n consecutive free refs; -1 (ENOSPC) if none. */
   private allocSeq(n: number): number {
     if (faultInjected(this.mm, 'ops-space', `Xen grant references, ${n}`)) return -1;
-    let run = 0;
-    for (let r = 0; r < this.nrRefs; r++) {
-      run = this.free[r] ? run + 1 : 0;
-      if (run === n) {
-        const first = r - n + 1;
-        this.free.fill(0, first, r + 1);
-        return first;
-      }
-    }
-    return -1;
+    return this.freeList.allocSeq(n);
   }
 
   /** gnttab_grant_foreign_access_ref (gnttab_update_entry_v1). */
@@ -131,7 +271,7 @@ export class XenGrantOps implements DmaMapOps {
         return;
       }
     }
-    this.free.fill(1, g, g + n);
+    this.freeList.freeSeq(g, n, GNTTAB_NR_RESERVED_ENTRIES);
   }
 
   mapSg(dev: Device, ents: readonly DmaOpsEntry[], dir: number, attrs: number): Result<DmaOpsSeg[]> {
@@ -178,7 +318,7 @@ export class XenGrantOps implements DmaMapOps {
     for (let r = 0; r < this.nrRefs; r++) {
       const raw = this.rawEntry(r);
       if ((raw & 0xffffn) !== 0n) entries.push([r, raw]);
-      if (r >= GNTTAB_NR_RESERVED_ENTRIES && !this.free[r]) allocated.push(r);
+      if (r >= GNTTAB_NR_RESERVED_ENTRIES && !this.freeList.bitmap[r]) allocated.push(r);
     }
     return {
       kind: 'xen-grant', ops: 'xen_grant_dma_ops', entries, allocated, hints: {}, flushes: 0, bounceBytes: 0,
