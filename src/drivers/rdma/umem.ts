@@ -266,8 +266,7 @@ export class IbBlockIter {
   private nents = 0;
   private advance = 0n;
   private dmaAddr = 0n;
-  private pgBit = 0n;
-  /** 2^pgBit and its alignment mask, kept from start() (next() and dmaAddress() run per block). */
+  /** The block size and its alignment mask, kept from start() (next() and dmaAddress() run per block). */
   private pg = 1n;
   private pgMask = ~0n;
   private numBlocks = 0;
@@ -279,7 +278,6 @@ export class IbBlockIter {
     this.list = umem.dma;
     this.sg = 0;
     this.nents = umem.dma.count;
-    this.pgBit = BigInt(p.toString(2).length - 1);
     this.pg = p;
     this.pgMask = ~(p - 1n);
     this.advance = BigInt(ibUmemOffset(umem)) & this.pgMask;
