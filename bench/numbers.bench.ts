@@ -8,7 +8,7 @@
 // which it replaces for every address). All three loops compute the same checksum, verified before
 // timing; each figure is the median CPU time of interleaved runs after a warm-up.
 // Target: >= 3x the bigint loop (measured 3.6-5.3x on this machine under load when it was set;
-// 2.5-2.8x in the runs of 2026-12-05; the module is unchanged since, the cause not found). The module runs
+// 2.5-2.8x in the runs of 2026-12-05, cause not investigated). The module runs
 // at about a quarter of the plain-number twin: its add carries a frame (two more floor/multiply
 // steps per piece) where the twin adds one double, so adopting it trades some speed below 2^53
 // for one exact path everywhere.
