@@ -104,6 +104,27 @@ function piecesOf(segs: readonly DmaSegment[], off: number, len: number): Array<
   return out;
 }
 
+/** What one run of the steps creates, under the file's names: replaced whole by ScenarioRunner.reset(). */
+function freshNamed() {
+  return {
+    procs: new Map<string, UserMm>(),
+    bufs: new Map<string, Live<BufferState>>(),
+    pinMap: new Map<string, Live<PinState>>(),
+    maps: new Map<string, Live<MappingState>>(),
+    /** Mappings after their unmap (a deliberate stale access names them). */
+    unmapped: new Map<string, MappingState>(),
+    shadows: new Map<string, Shadow>(),
+    nvme: new Map<string, { ctrl: NvmeCtrl; ns: Shadow }>(),
+    nics: new Map<string, IbDevice>(),
+    mrs: new Map<string, { nic: IbDevice; umem: IbUmem; mr: IbMr; buffer: string; offset: number; len: number }>(),
+    gpus: new Map<string, Gpu>(),
+    dmabufs: new Map<string, { buf: DmaBuf; shadow: Shadow }>(),
+    imports: new Map<string, { dmabuf: string; device: string; gpu: GpuImport | null; ioas: Ioas | null }>(),
+    /** Registered buffers (premap-register): the token, its device, and its bytes' shadow (the user buffer's, or the dma-buf's own). */
+    tokens: new Map<string, { token: PremapToken; device: string; buf: DmaBuf | null; buffer: string | null; shadow: Shadow }>(),
+  };
+}
+
 /** Runs a scenario one step at a time. */
 export class ScenarioRunner {
   readonly scenario: Scenario;
@@ -113,21 +134,8 @@ export class ScenarioRunner {
   private next = 0;
   private stopped = false;
   private finished: ScenarioResult | null = null;
-  private procs = new Map<string, UserMm>();
-  private bufs = new Map<string, Live<BufferState>>();
-  private pinMap = new Map<string, Live<PinState>>();
-  private maps = new Map<string, Live<MappingState>>();
-  /** Mappings after their unmap (a deliberate stale access names them). */
-  private unmapped = new Map<string, MappingState>();
-  private shadows = new Map<string, Shadow>();
-  private nvme = new Map<string, { ctrl: NvmeCtrl; ns: Shadow }>();
-  private nics = new Map<string, IbDevice>();
-  private mrs = new Map<string, { nic: IbDevice; umem: IbUmem; mr: IbMr; buffer: string; offset: number; len: number }>();
-  private gpus = new Map<string, Gpu>();
-  private dmabufs = new Map<string, { buf: DmaBuf; shadow: Shadow }>();
-  private imports = new Map<string, { dmabuf: string; device: string; gpu: GpuImport | null; ioas: Ioas | null }>();
-  /** Registered buffers (premap-register): the token, its device, and its bytes' shadow (the user buffer's, or the dma-buf's own). */
-  private tokens = new Map<string, { token: PremapToken; device: string; buf: DmaBuf | null; buffer: string | null; shadow: Shadow }>();
+  /** The processes, buffers, pins, mappings, devices' drivers and dma-bufs the steps made, by name. */
+  private named = freshNamed();
   private since: Record<string, number> = {};
   private eventsFrom = 0;
 
@@ -154,13 +162,13 @@ export class ScenarioRunner {
   /** Index of the next step to run. */
   get index(): number { return this.next; }
   get results(): readonly StepResult[] { return this.res; }
-  get buffers(): ReadonlyMap<string, BufferState> { return new Map([...this.bufs].map(([k, v]) => [k, v.state])); }
-  get pins(): ReadonlyMap<string, PinState> { return new Map([...this.pinMap].map(([k, v]) => [k, v.state])); }
-  get mappings(): ReadonlyMap<string, MappingState> { return new Map([...this.maps].map(([k, v]) => [k, v.state])); }
+  get buffers(): ReadonlyMap<string, BufferState> { return new Map([...this.named.bufs].map(([k, v]) => [k, v.state])); }
+  get pins(): ReadonlyMap<string, PinState> { return new Map([...this.named.pinMap].map(([k, v]) => [k, v.state])); }
+  get mappings(): ReadonlyMap<string, MappingState> { return new Map([...this.named.maps].map(([k, v]) => [k, v.state])); }
   /** The processes by name (their address spaces), for the address trace. */
-  get processes(): ReadonlyMap<string, UserMm> { return this.procs; }
+  get processes(): ReadonlyMap<string, UserMm> { return this.named.procs; }
   /** Mappings already unmapped (live false), by name: what a stale access or the trace's --unmapped names. */
-  get unmappedMappings(): ReadonlyMap<string, MappingState> { return this.unmapped; }
+  get unmappedMappings(): ReadonlyMap<string, MappingState> { return this.named.unmapped; }
   /** The run stopped at a step that did not meet its expectation, or ran every step. */
   get done(): boolean { return this.stopped || this.next >= this.scenario.steps.length; }
 
@@ -195,7 +203,7 @@ export class ScenarioRunner {
       if (s.minAlignMask !== undefined) dmaSetMinAlignMask(d, s.minAlignMask);
       if (s.segBoundary !== undefined) dmaSetSegBoundary(d, s.segBoundary);
     }
-    for (const p of this.scenario.processes) this.procs.set(p, this.m.newProcess());
+    for (const p of this.scenario.processes) this.named.procs.set(p, this.m.newProcess());
     this.since = this.m.stats.snapshot();
     this.eventsFrom = this.m.events.total;
   }
@@ -206,19 +214,7 @@ export class ScenarioRunner {
     this.next = 0;
     this.stopped = false;
     this.finished = null;
-    this.procs = new Map();
-    this.bufs = new Map();
-    this.pinMap = new Map();
-    this.maps = new Map();
-    this.unmapped = new Map();
-    this.shadows = new Map();
-    this.nvme = new Map();
-    this.nics = new Map();
-    this.mrs = new Map();
-    this.gpus = new Map();
-    this.dmabufs = new Map();
-    this.imports = new Map();
-    this.tokens = new Map();
+    this.named = freshNamed();
     this.build();
   }
 
@@ -302,9 +298,9 @@ export class ScenarioRunner {
       case 'cpu-read': return this.cpuRead(s.buffer, s.offset, s.len);
       case 'pin': return this.pin(s);
       case 'unpin': {
-        const p = this.pinMap.get(s.pin)!;
+        const p = this.named.pinMap.get(s.pin)!;
         p.undo();
-        this.pinMap.delete(s.pin);
+        this.named.pinMap.delete(s.pin);
         const n = p.state.entries;
         return { summary: `unpinned ${s.pin} (${formatCount(n)} ${p.state.method === 'phyrs' ? 'phyr' : 'page'}${n === 1 ? '' : 's'})` };
       }
@@ -313,10 +309,10 @@ export class ScenarioRunner {
       case 'device-read': return this.deviceAccess('read', s.mapping, s.offset, s.len, 0);
       case 'device-write': return this.deviceAccess('write', s.mapping, s.offset, s.len, s.pattern ?? i);
       case 'unmap': {
-        const mp = this.maps.get(s.mapping)!;
+        const mp = this.named.maps.get(s.mapping)!;
         mp.undo();
-        this.maps.delete(s.mapping);
-        this.unmapped.set(s.mapping, { ...mp.state, live: false });
+        this.named.maps.delete(s.mapping);
+        this.named.unmapped.set(s.mapping, { ...mp.state, live: false });
         return { summary: `unmapped ${s.mapping} (${formatCount(mp.state.segments.length)} segment${mp.state.segments.length === 1 ? '' : 's'})` };
       }
       case 'wait': {
@@ -334,10 +330,10 @@ export class ScenarioRunner {
       case 'rdma-reg-mr': return this.regMr(s.name, s.device, s.buffer, s.offset, s.len);
       case 'rdma-write': return this.rdmaWrite(s.mr, s.offset ?? 0, s.to, s.len);
       case 'rdma-dereg-mr': {
-        const r = this.mrs.get(s.mr)!;
+        const r = this.named.mrs.get(s.mr)!;
         const d = ibDeregMr(r.nic, r.mr);
         ibUmemRelease(r.umem);
-        this.mrs.delete(s.mr);
+        this.named.mrs.delete(s.mr);
         if (!d.ok) return { summary: `ib_dereg_mr ${s.mr}: ${d.errno}${d.message ? ` (${d.message})` : ''}`, errno: d.errno };
         return { summary: `ib_dereg_mr ${s.mr}, ib_umem_release: unmapped and unpinned` };
       }
@@ -345,7 +341,7 @@ export class ScenarioRunner {
       case 'dmabuf-import': return this.dmabufImport(s.name, s.dmabuf, s.device, s.importer);
       case 'dmabuf-write': case 'dmabuf-read': return this.dmabufAccess(s.op === 'dmabuf-write', s.import, s.len, s.op === 'dmabuf-write' ? s.pattern ?? i : 0);
       case 'dmabuf-revoke': {
-        const d = this.dmabufs.get(s.dmabuf)!;
+        const d = this.named.dmabufs.get(s.dmabuf)!;
         dmaBufRevoke(d.buf);
         return { summary: `revoked ${s.dmabuf}: every importer's mapping torn down` };
       }
@@ -354,20 +350,20 @@ export class ScenarioRunner {
         return this.premapIo(s.op === 'premap-write', s.token, s.offset, s.len, s.lba ?? 0, s.nowait === true, s.op === 'premap-write' ? s.pattern ?? i : 0);
       case 'premap-invalidate': return this.premapInvalidate(s.token, s.how);
       case 'premap-unregister': {
-        const t = this.tokens.get(s.token)!;
+        const t = this.named.tokens.get(s.token)!;
         this.premapRelease(t);
-        this.tokens.delete(s.token);
+        this.named.tokens.delete(s.token);
         return { summary: `unregistered ${s.token}: in-flight I/O waited for, unmapped${t.buf !== null ? ', detached' : ', unpinned'}` };
       }
     }
   }
 
   private nic(name: string): IbDevice | Outcome {
-    const have = this.nics.get(name);
+    const have = this.named.nics.get(name);
     if (have) return have;
     const p = rdmaProbe(this.dev(name));
     if (!p.ok) return { summary: `rdma probe ${name}: ${p.errno}${p.message ? ` (${p.message})` : ''}`, errno: p.errno };
-    this.nics.set(name, p.value);
+    this.named.nics.set(name, p.value);
     return p.value;
   }
 
@@ -379,7 +375,7 @@ export class ScenarioRunner {
     const n = len ?? b.len - off;
     const va = b.va + BigInt(off);
     const access = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ;
-    const u = ibUmemGet(nic, this.procs.get(b.process)!, va, n, access, { p2p: typeof b.backing === 'object' });
+    const u = ibUmemGet(nic, this.named.procs.get(b.process)!, va, n, access, { p2p: typeof b.backing === 'object' });
     const what = `ib_reg_mr ${bufName}+${offText(off)} ${formatBytes(n)} on ${devName}`;
     if (!u.ok) return { summary: `${what}: ib_umem_get ${u.errno}${u.message ? ` (${u.message})` : ''}`, errno: u.errno };
     const mr = ibRegMr(nic, u.value, va);
@@ -387,7 +383,7 @@ export class ScenarioRunner {
       ibUmemRelease(u.value);
       return { summary: `${what}: ${mr.errno}${mr.message ? ` (${mr.message})` : ''}`, errno: mr.errno };
     }
-    this.mrs.set(name, { nic, umem: u.value, mr: mr.value, buffer: bufName, offset: off, len: n });
+    this.named.mrs.set(name, { nic, umem: u.value, mr: mr.value, buffer: bufName, offset: off, len: n });
     const m = mr.value;
     return {
       summary: `${what}: ${formatCount(u.value.nrPages)} pages pinned as ${formatCount(u.value.pinned.count)} phyr${u.value.pinned.count === 1 ? '' : 's'}, ` +
@@ -398,16 +394,16 @@ export class ScenarioRunner {
   }
 
   private rdmaWrite(name: string, from: number, to: number, len: number): Outcome {
-    const r = this.mrs.get(name)!;
+    const r = this.named.mrs.get(name)!;
     const b = this.buffer(r.buffer).state;
     const base = b.va + BigInt(r.offset);
     const wc = ibPostRdmaWrite(r.nic, { lkey: r.mr.lkey, laddr: base + BigInt(from), rkey: r.mr.rkey, raddr: base + BigInt(to), len });
     const what = `RDMA WRITE ${formatBytes(len)} ${name}+${offText(from)} -> ${name}+${offText(to)}`;
     if (!wc.ok) return { summary: `${what}: ${wc.errno}`, errno: wc.errno };
     if (wc.value.status !== IB_WC_SUCCESS) return { summary: `${what}: completion status ${wc.value.status}`, errno: 'EIO', data: { status: wc.value.status } };
-    const shadow = this.shadows.get(r.buffer)!;
+    const shadow = this.named.shadows.get(r.buffer)!;
     shadow.copyFrom(shadow, r.offset + from, r.offset + to, len);
-    const got = this.procs.get(b.process)!.readUser(base + BigInt(to), len);
+    const got = this.named.procs.get(b.process)!.readUser(base + BigInt(to), len);
     const c = countMismatches(got.ok ? got.value : new Uint8Array(len), shadow.expected(r.offset + to, len));
     return { summary: `${what}: IB_WC_SUCCESS; ${checkText(c.checked, c.bad)}`, mismatch: c.bad, data: { checked: c.checked, mismatched: c.bad } };
   }
@@ -416,25 +412,25 @@ export class ScenarioRunner {
     const r = exporter === 'system-heap' ? systemHeapAlloc(this.m, len) : vfioPciDmabufExport(this.dev(devName!), { bar: 0, offset, len });
     const what = exporter === 'system-heap' ? `system heap dma-buf ${name} of ${formatBytes(len)}` : `VFIO dma-buf ${name}: ${devName} BAR 0 +${offText(offset)}, ${formatBytes(len)}`;
     if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
-    this.dmabufs.set(name, { buf: r.value, shadow: new Shadow() });
+    this.named.dmabufs.set(name, { buf: r.value, shadow: new Shadow() });
     return { summary: `exported ${what}` };
   }
 
   private dmabufImport(name: string, bufName: string, devName: string, importer: 'gpu' | 'iommufd'): Outcome {
-    const d = this.dmabufs.get(bufName)!;
+    const d = this.named.dmabufs.get(bufName)!;
     const dev = this.dev(devName);
     const what = `${importer === 'gpu' ? 'GPU' : 'iommufd'} import of ${bufName} by ${devName}`;
     if (importer === 'gpu') {
-      let gpu = this.gpus.get(devName);
+      let gpu = this.named.gpus.get(devName);
       if (gpu === undefined) {
         const p = gpuProbe(dev);
         if (!p.ok) return { summary: `gpu probe ${devName}: ${p.errno}`, errno: p.errno };
         gpu = p.value;
-        this.gpus.set(devName, gpu);
+        this.named.gpus.set(devName, gpu);
       }
       const r = gpuImportDmabuf(gpu, d.buf);
       if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
-      this.imports.set(name, { dmabuf: bufName, device: devName, gpu: r.value, ioas: null });
+      this.named.imports.set(name, { dmabuf: bufName, device: devName, gpu: r.value, ioas: null });
       const mp = r.value.mapping!;
       return { summary: `${what}: ${r.value.path ?? '-'}, ${formatCount(mp.entries)} GPU page-table entr${mp.entries === 1 ? 'y' : 'ies'} at GPU VA 0x${mp.va.toString(16)}`, segments: mp.entries, data: { path: r.value.path, entries: mp.entries, va: mp.va } };
     }
@@ -445,13 +441,13 @@ export class ScenarioRunner {
       iommufdIoasDestroy(a.value);
       return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
     }
-    this.imports.set(name, { dmabuf: bufName, device: devName, gpu: null, ioas: a.value });
+    this.named.imports.set(name, { dmabuf: bufName, device: devName, gpu: null, ioas: a.value });
     return { summary: `${what}: mapped at IOVA 0x${IOAS_IOVA.toString(16)} in its own domain (${a.value.areas.length} area${a.value.areas.length === 1 ? '' : 's'})` };
   }
 
   private dmabufAccess(write: boolean, name: string, len: number | undefined, pattern: number): Outcome {
-    const im = this.imports.get(name)!;
-    const d = this.dmabufs.get(im.dmabuf)!;
+    const im = this.named.imports.get(name)!;
+    const d = this.named.dmabufs.get(im.dmabuf)!;
     const n = len ?? d.buf.size;
     const what = `${im.device} ${write ? 'writes' : 'reads'} ${formatBytes(n)} of ${im.dmabuf} through ${name}`;
     const gpu = im.gpu;
@@ -471,12 +467,12 @@ export class ScenarioRunner {
   }
 
   private nvmeOf(devName: string): { ctrl: NvmeCtrl; ns: Shadow } | Outcome {
-    let n = this.nvme.get(devName);
+    let n = this.named.nvme.get(devName);
     if (n === undefined) {
       const p = nvmeProbe(this.dev(devName));
       if (!p.ok) return { summary: `nvme probe ${devName}: ${p.errno}${p.message ? ` (${p.message})` : ''}`, errno: p.errno };
       n = { ctrl: p.value, ns: new Shadow() };
-      this.nvme.set(devName, n);
+      this.named.nvme.set(devName, n);
     }
     return n;
   }
@@ -486,9 +482,9 @@ export class ScenarioRunner {
     if (!('ctrl' in n)) return n;
     if (bufName !== undefined) {
       const b = this.buffer(bufName).state;
-      const r = premapRegisterUserBuffer(n.ctrl, this.procs.get(b.process)!, b.va, b.len);
+      const r = premapRegisterUserBuffer(n.ctrl, this.named.procs.get(b.process)!, b.va, b.len);
       if (!r.ok) return { summary: `register ${bufName} kept mapped for ${devName}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
-      this.tokens.set(name, { token: r.value, device: devName, buf: null, buffer: bufName, shadow: this.shadows.get(bufName)! });
+      this.named.tokens.set(name, { token: r.value, device: devName, buf: null, buffer: bufName, shadow: this.named.shadows.get(bufName)! });
       return { summary: `registered ${bufName} (${formatBytes(b.len)}) for ${devName} kept mapped: ${formatCount(r.value.map!.dmaList.length)} pre-mapped 4 KiB pages` };
     }
     const buf = systemHeapAlloc(this.m, len!);
@@ -498,7 +494,7 @@ export class ScenarioRunner {
       dmaBufPut(buf.value);
       return { summary: `register a ${formatBytes(len!)} dma-buf for ${devName}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
     }
-    this.tokens.set(name, { token: r.value, device: devName, buf: buf.value, buffer: null, shadow: new Shadow() });
+    this.named.tokens.set(name, { token: r.value, device: devName, buf: buf.value, buffer: null, shadow: new Shadow() });
     return { summary: `registered a ${formatBytes(len!)} system-heap dma-buf as ${name} for ${devName} (mapped on its first I/O)` };
   }
 
@@ -522,8 +518,8 @@ export class ScenarioRunner {
   }
 
   private premapIo(write: boolean, name: string, offset: number | undefined, len: number | undefined, lba: number, nowait: boolean, pattern: number): Outcome {
-    const t = this.tokens.get(name)!;
-    const n = this.nvme.get(t.device)!;
+    const t = this.named.tokens.get(name)!;
+    const n = this.named.nvme.get(t.device)!;
     const off = offset ?? 0;
     const bytes = len ?? t.token.size - off;
     if (write && t.buf !== null) {
@@ -543,7 +539,7 @@ export class ScenarioRunner {
     else if (t.buf !== null) got = this.dmabufBytes(t.buf, off, bytes);
     else {
       const b = this.buffer(t.buffer!).state;
-      const r = this.procs.get(b.process)!.readUser(b.va + BigInt(off), bytes);
+      const r = this.named.procs.get(b.process)!.readUser(b.va + BigInt(off), bytes);
       got = r.ok ? r.value : new Uint8Array(bytes);
     }
     const c = countMismatches(got, write ? t.shadow.expected(off, bytes) : n.ns.expected(lba * 512, bytes));
@@ -553,7 +549,7 @@ export class ScenarioRunner {
   }
 
   private premapInvalidate(name: string, how: 'move-notify' | 'revoke' | 'unrevoke'): Outcome {
-    const t = this.tokens.get(name)!;
+    const t = this.named.tokens.get(name)!;
     const buf = t.buf!;
     if (how === 'revoke') dmaBufRevoke(buf);
     else if (how === 'unrevoke') dmaBufUnrevoke(buf);
@@ -574,25 +570,25 @@ export class ScenarioRunner {
   }
 
   private buffer(name: string): Live<BufferState> {
-    return this.bufs.get(name)!;
+    return this.named.bufs.get(name)!;
   }
 
   private mmap(name: string, populate: boolean): Outcome {
     const b = this.scenario.buffers.find((x) => x.name === name)!;
-    const mm = this.procs.get(b.process)!;
+    const mm = this.named.procs.get(b.process)!;
     const r = mm.mmap({ len: b.len, backing: b.backing, populate });
     if (!r.ok) return { summary: `mmap ${name} (${formatBytes(b.len)} ${backingText(b.backing)}): ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
     const va = r.value;
     const state: BufferState = { name, process: b.process, va, len: b.len, backing: b.backing, live: true };
-    this.bufs.set(name, { state, undo: () => { mm.munmap(va, b.len); } });
-    this.shadows.set(name, new Shadow());
+    this.named.bufs.set(name, { state, undo: () => { mm.munmap(va, b.len); } });
+    this.named.shadows.set(name, new Shadow());
     return { summary: `mmap ${name}: ${formatBytes(b.len)} ${backingText(b.backing)} at VA 0x${va.toString(16)}${populate ? ', populated' : ''}`, data: { va } };
   }
 
   private munmap(name: string): Outcome {
     const b = this.buffer(name);
     b.undo();
-    this.bufs.delete(name);
+    this.named.bufs.delete(name);
     return { summary: `munmap ${name}` };
   }
 
@@ -600,12 +596,12 @@ export class ScenarioRunner {
     const b = this.buffer(name).state;
     const off = offset ?? 0;
     const n = len ?? b.len - off;
-    const mm = this.procs.get(b.process)!;
+    const mm = this.named.procs.get(b.process)!;
     const seed = this.patternSeed(pattern);
     const bytes = Shadow.bytes(n, seed);
     const r = mm.writeUser(b.va + BigInt(off), bytes);
     if (!r.ok) return { summary: `CPU write ${formatBytes(n)} at ${name}+${offText(off)}: ${r.errno}`, errno: r.errno };
-    this.shadows.get(name)!.write(off, n, seed);
+    this.named.shadows.get(name)!.write(off, n, seed);
     return { summary: `CPU wrote ${formatBytes(n)} of pattern ${pattern} at ${name}+${offText(off)}` };
   }
 
@@ -613,16 +609,16 @@ export class ScenarioRunner {
     const b = this.buffer(name).state;
     const off = offset ?? 0;
     const n = len ?? b.len - off;
-    const mm = this.procs.get(b.process)!;
+    const mm = this.named.procs.get(b.process)!;
     const r = mm.readUser(b.va + BigInt(off), n);
     if (!r.ok) return { summary: `CPU read ${formatBytes(n)} at ${name}+${offText(off)}: ${r.errno}`, errno: r.errno };
-    const { checked, bad } = countMismatches(r.value, this.shadows.get(name)!.expected(off, n));
+    const { checked, bad } = countMismatches(r.value, this.named.shadows.get(name)!.expected(off, n));
     return { summary: `CPU read ${formatBytes(n)} at ${name}+${offText(off)}: ${checkText(checked, bad)}`, mismatch: bad, data: { checked, mismatched: bad } };
   }
 
   private pin(s: Extract<ScenarioStep, { op: 'pin' }>): Outcome {
     const b = this.buffer(s.buffer).state;
-    const mm = this.procs.get(b.process)!;
+    const mm = this.named.procs.get(b.process)!;
     const off = s.offset ?? 0;
     const len = s.len ?? b.len - off;
     const start = b.va + BigInt(off);
@@ -652,7 +648,7 @@ export class ScenarioRunner {
     const entries = handle.count;
     const h = handle;
     const state: PinState = { name: s.name, buffer: s.buffer, method: s.method, offset: off, len, handle, entries, live: true };
-    this.pinMap.set(s.name, { state, undo: () => (s.method === 'phyrs' ? unpinUserPhyrs(h as PinnedPhyrList) : unpinUserPages(h as PinnedPageArray)) });
+    this.named.pinMap.set(s.name, { state, undo: () => (s.method === 'phyrs' ? unpinUserPhyrs(h as PinnedPhyrList) : unpinUserPages(h as PinnedPageArray)) });
     const unit = s.method === 'phyrs' ? 'phyr' : 'page';
     return {
       summary: `${what}: ${formatCount(entries)} ${unit}${entries === 1 ? '' : 's'}, ${formatBytes(h.kernelBytes)} of list`,
@@ -674,7 +670,7 @@ export class ScenarioRunner {
       bufName = s.buffer;
       offset = s.offset ?? 0;
       len = s.len ?? b.len - offset;
-      const u = umemMap(dev, this.procs.get(b.process)!, b.va + BigInt(offset), len, UMEM_OF[s.method], { p2p: typeof b.backing === 'object', dir });
+      const u = umemMap(dev, this.named.procs.get(b.process)!, b.va + BigInt(offset), len, UMEM_OF[s.method], { p2p: typeof b.backing === 'object', dir });
       if (!u.ok) r = { ok: false, errno: u.errno, message: u.message ?? u.errno };
       else {
         const segs: DmaSegment[] = [];
@@ -682,7 +678,7 @@ export class ScenarioRunner {
         r = { ok: true, segments: segs, handle: u.value, undo: () => u.value.unmap(), meta: u.value.metadataBytes };
       }
     } else {
-      const p = this.pinMap.get(s.pin!)!.state;
+      const p = this.named.pinMap.get(s.pin!)!.state;
       bufName = p.buffer;
       offset = p.offset;
       len = p.len;
@@ -694,7 +690,7 @@ export class ScenarioRunner {
       name: s.name, device: s.device, method: s.method, dir: dirName, attrs: s.attrs ?? [], source: s.pin ?? bufName, buffer: bufName,
       offset, len, handle: r.handle, segments: r.segments, live: true,
     };
-    this.maps.set(s.name, { state, undo: r.undo });
+    this.named.maps.set(s.name, { state, undo: r.undo });
     const n = r.segments.length;
     const first = n > 0 ? ` first 0x${r.segments[0].dmaAddr.toString(16)}` : '';
     return {
@@ -812,7 +808,7 @@ export class ScenarioRunner {
   }
 
   private sync(name: string, forWhom: 'cpu' | 'device'): Outcome {
-    const mp = this.maps.get(name)!.state;
+    const mp = this.named.maps.get(name)!.state;
     const dev = this.dev(mp.device);
     const dir = DIRS[mp.dir];
     if (mp.method === 'sg' && mp.handle !== null && typeof mp.handle === 'object' && 'dmaEntries' in (mp.handle as object)) {
@@ -824,13 +820,13 @@ export class ScenarioRunner {
   }
 
   private deviceAccess(kind: 'read' | 'write', name: string, offset: number | undefined, len: number | undefined, pattern: number): Outcome {
-    const live = this.maps.get(name);
-    const mp = live?.state ?? this.unmapped.get(name)!;
+    const live = this.named.maps.get(name);
+    const mp = live?.state ?? this.named.unmapped.get(name)!;
     const dev = this.dev(mp.device);
     const off = offset ?? 0;
     const n = len ?? mp.len - off;
     const bufName = mp.buffer;
-    const shadow = this.shadows.get(bufName);
+    const shadow = this.named.shadows.get(bufName);
     const windows: Array<[number, number]> = len === undefined && n > SAMPLE_ABOVE ? verifyWindows(n, 16, 4096).map(([o, l]) => [off + o, l]) : [[off, n]];
     const sampled = windows.length > 1 ? ` (${windows.length} sampled 4 KiB windows)` : '';
     const stale = live === undefined ? ' after unmap' : '';
@@ -871,18 +867,18 @@ export class ScenarioRunner {
   }
 
   private block(op: 'block-write' | 'block-read', devName: string, bufName: string, offset: number | undefined, len: number | undefined, lba: number): Outcome {
-    let n = this.nvme.get(devName);
+    let n = this.named.nvme.get(devName);
     if (n === undefined) {
       const p = nvmeProbe(this.dev(devName));
       if (!p.ok) return { summary: `nvme probe ${devName}: ${p.errno}${p.message ? ` (${p.message})` : ''}`, errno: p.errno };
       n = { ctrl: p.value, ns: new Shadow() };
-      this.nvme.set(devName, n);
+      this.named.nvme.set(devName, n);
     }
     const b = this.buffer(bufName).state;
     const off = offset ?? 0;
     const bytes = len ?? b.len - off;
-    const mm = this.procs.get(b.process)!;
-    const shadow = this.shadows.get(bufName)!;
+    const mm = this.named.procs.get(b.process)!;
+    const shadow = this.named.shadows.get(bufName)!;
     const write = op === 'block-write';
     const f = blockDirectIo(n.ctrl, mm, write ? REQ_OP_WRITE : REQ_OP_READ, b.va + BigInt(off), bytes, typeof b.backing === 'object', BigInt(lba));
     const what = `${write ? 'write' : 'read'} ${formatBytes(bytes)} ${write ? `${bufName}+${offText(off)} -> ${devName} LBA ${lba}` : `${devName} LBA ${lba} -> ${bufName}+${offText(off)}`}`;
@@ -921,60 +917,60 @@ export class ScenarioRunner {
   /** Unmaps, unpins and munmaps everything still live (newest first); returns the leaks report. */
   teardown(): LeakReport {
     const tornDown: string[] = [];
-    for (const [k, v] of [...this.imports].reverse()) {
+    for (const [k, v] of [...this.named.imports].reverse()) {
       if (v.gpu !== null) gpuImportRelease(v.gpu);
       if (v.ioas !== null) iommufdIoasDestroy(v.ioas);
       tornDown.push(`import ${k}`);
     }
-    this.imports.clear();
-    for (const [k, v] of [...this.tokens].reverse()) {
+    this.named.imports.clear();
+    for (const [k, v] of [...this.named.tokens].reverse()) {
       this.premapRelease(v);
       tornDown.push(`registered buffer ${k}`);
     }
-    this.tokens.clear();
-    for (const [k, v] of [...this.maps].reverse()) {
+    this.named.tokens.clear();
+    for (const [k, v] of [...this.named.maps].reverse()) {
       v.undo();
       tornDown.push(`mapping ${k}`);
-      this.unmapped.set(k, { ...v.state, live: false });
+      this.named.unmapped.set(k, { ...v.state, live: false });
     }
-    this.maps.clear();
-    for (const [k, v] of [...this.mrs].reverse()) {
+    this.named.maps.clear();
+    for (const [k, v] of [...this.named.mrs].reverse()) {
       ibDeregMr(v.nic, v.mr);
       ibUmemRelease(v.umem);
       tornDown.push(`mr ${k}`);
     }
-    this.mrs.clear();
-    for (const [k, v] of [...this.pinMap].reverse()) {
+    this.named.mrs.clear();
+    for (const [k, v] of [...this.named.pinMap].reverse()) {
       v.undo();
       tornDown.push(`pin ${k}`);
     }
-    this.pinMap.clear();
-    for (const [k, v] of [...this.bufs].reverse()) {
+    this.named.pinMap.clear();
+    for (const [k, v] of [...this.named.bufs].reverse()) {
       v.undo();
       tornDown.push(`buffer ${k}`);
     }
-    this.bufs.clear();
-    for (const [k, v] of [...this.dmabufs].reverse()) {
+    this.named.bufs.clear();
+    for (const [k, v] of [...this.named.dmabufs].reverse()) {
       dmaBufPut(v.buf);
       tornDown.push(`dma-buf ${k}`);
     }
-    this.dmabufs.clear();
-    for (const [k, v] of this.nics) {
+    this.named.dmabufs.clear();
+    for (const [k, v] of this.named.nics) {
       rdmaRemove(v);
       tornDown.push(`rdma ${k}`);
     }
-    this.nics.clear();
-    for (const [k, v] of this.gpus) {
+    this.named.nics.clear();
+    for (const [k, v] of this.named.gpus) {
       gpuRemove(v);
       tornDown.push(`gpu ${k}`);
     }
-    this.gpus.clear();
+    this.named.gpus.clear();
     // the nvme driver's remove: its queues and descriptor pools go back (drivers/nvme/host/pci.c: nvme_remove())
-    for (const [k, v] of this.nvme) {
+    for (const [k, v] of this.named.nvme) {
       nvmeRemove(v.ctrl);
       tornDown.push(`nvme ${k}`);
     }
-    this.nvme.clear();
+    this.named.nvme.clear();
     this.stopped = true;
     // driver unbind: dma-debug reports what is still mapped after every scenario object was undone
     return { dmaDebugLeaks: this.m.teardown(), tornDown };
