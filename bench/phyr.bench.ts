@@ -7,14 +7,16 @@
 //   - one consumer function for every layout that takes segments in batches with fill() into
 //     typed-array columns (a generic RangeSource walker: its fill() call site sees every class, but
 //     once per 4096 segments). It does twice what a bare loop does once: fill() writes the
-//     columns and the consumer reads them back. Where the columns are copies of the storage
-//     (phyr, DMA list) that stays within 2x; where the addresses are computed (pfn * page size +
-//     offset) fill() writes them in a JS loop with a store, which V8 runs several times slower
-//     than the bare loop's loads, and the page layouts' bare loops are the cheapest of all (a page
-//     array's: one load and a multiply per entry, less than the consumer's own pass over two
-//     columns), so those rows stay below 0.5. Each fill() row's note gives its ceiling: bare
-//     against the consumer's own pass over full columns with no fill() at all (consumeOnly), the
-//     best any fill() could do; below 0.5 the target is out of reach for that layout.
+//     columns and the consumer reads them back. fill() copies columns the storage already holds
+//     with TypedArray set (phyr, DMA list) and computes the others (pfn * page size + offset, a
+//     page list's 2^order lengths) in loops unrolled 16 rows at a time (cursor.gen.ts).
+//     What bounds these rows: V8 (Node 20) re-checks a typed array on every access in a loop (its
+//     map, a detached buffer, the index; nothing is hoisted out of the loop), so a loop costs
+//     about as many checks per row as arrays it touches. The page array's bare loop touches one
+//     array; the consumer's own pass over the addr and len columns touches two. Each fill() row's
+//     note gives its ceiling: bare against that pass alone, with no fill() at all (consumeOnly),
+//     the best any fill() could do. The page array's ceiling is 0.65-0.95 from one process to the
+//     next (its bare loop compiles to 0.6 or 0.9 ms), and its fill() row 0.36-0.55 with it.
 // A reference row without target walks the layouts that were walked before the scatterlist joined
 // with next() from one shared function (its call sites see four cursor classes). Everything is warmed up first; each figure is the fastest of
 // interleaved runs (the cores are shared: a run that lost the CPU part-way says nothing about

@@ -318,7 +318,7 @@ interface ListCase {
  * 4 GiB - 1 (split by the bvec and scatterlist builders), addresses above 2^53 and near 2^64,
  * mixed flags.
  */
-function listArb(family: 'small' | 'large'): fc.Arbitrary<ListCase> {
+function listArb(family: 'small' | 'large', minEntries = 0, maxEntries = family === 'small' ? 12 : 6): fc.Arbitrary<ListCase> {
   const ps = family === 'small' ? 4096 : 1 << 21;
   const lenArb = family === 'small'
     ? fc.oneof(fc.integer({ min: 1, max: 3 * ps }), fc.constantFrom(ps, 2 * ps, 8 * ps))
@@ -332,7 +332,7 @@ function listArb(family: 'small' | 'large'): fc.Arbitrary<ListCase> {
       len: lenArb,
       flags: fc.constantFrom(0, 0, 0, RANGE_MMIO, RANGE_NOPAGE, withProvider(RANGE_MMIO, 3)),
     }),
-    { minLength: 0, maxLength: family === 'small' ? 12 : 6 },
+    { minLength: minEntries, maxLength: maxEntries },
   ).map((rs) => {
     const P = BigInt(ps);
     const out: Range[] = [];
@@ -580,5 +580,59 @@ describe('one walk for every layout', () => {
           expect(got, name).toEqual(whole);
         }
       }), { numRuns: 100 });
+  });
+
+  // fill() without limits writes whole entries with loops unrolled 16 rows at a time (cursor.gen.ts):
+  // long lists and batch sizes on both sides of 16 reach the unrolled body and its tail.
+  it('fill() without limits over long lists, in batches on both sides of the unrolled loops, writes what next() gives', () => {
+    const PS = 4096;
+    // 17-200 scattered entries below 2^53 with pages (so every layout can hold them): page-aligned
+    // seams (the page layouts need them) or any offsets, uniform flags (a page list needs them) or mixed.
+    const longArb = fc.record({
+      pieces: fc.array(fc.record({ page: fc.integer({ min: 0, max: 1 << 20 }), off: fc.integer({ min: 0, max: PS - 1 }), pages: fc.integer({ min: 1, max: 5 }), mmio: fc.boolean() }),
+        { minLength: 17, maxLength: 200 }),
+      aligned: fc.boolean(),
+      uniform: fc.boolean(),
+      tail: fc.integer({ min: 1, max: PS }),
+    }).map(({ pieces, aligned, uniform, tail }): ListCase => ({
+      ps: PS,
+      entries: pieces.map((p, i) => {
+        const off = aligned && i > 0 ? 0 : p.off;
+        const end = aligned && i < pieces.length - 1 ? p.pages * PS : (p.pages - 1) * PS + tail;
+        return { addr: BigInt(p.page) * BigInt(8 * PS) + BigInt(off), len: Math.max(1, end - off), flags: (uniform ? pieces[0].mmio : p.mmio) ? RANGE_MMIO : 0 };
+      }),
+    }));
+    fc.assert(fc.property(longArb, emptiesArb, fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 4 }),
+      (c, empties, batches) => {
+        const layouts = everyLayout(c, empties);
+        expect(layouts.length).toBeGreaterThanOrEqual(6);
+        for (const { name, src } of layouts) {
+          expect(src.addrFitsNumber, name).toBe(true);
+          const whole = walkCursor(src.cursor(), undefined);
+          const cols = { addr: new Float64Array(300), len: new Float64Array(300), flags: new Uint32Array(300) };
+          const got: Seg[] = [];
+          const cur = src.cursor();
+          for (let b = 0; !cur.done; b++) {
+            const k = cur.fill(cols, batches[b % batches.length]);
+            for (let j = 0; j < k; j++) got.push({ addr: BigInt(cols.addr[j]), len: cols.len[j], flags: cols.flags[j] });
+          }
+          expect(got, name).toEqual(whole);
+        }
+      }), { numRuns: 60 });
+  });
+
+  it('fill() of a page array longer than the kept run of equal lengths writes every length', () => {
+    const n = (1 << 16) + 40;
+    const pfns = new Float64Array(n);
+    for (let i = 0; i < n; i++) pfns[i] = 3 * i + 1;
+    const pa = new PageArray(pfns, { pageSize: 4096, offset: 8, len: n * 4096 - 8 - 100 });
+    const cols = { addr: new Float64Array(n), len: new Float64Array(n).fill(-1), flags: null };
+    const cur = pa.cursor();
+    expect(cur.fill(cols, n)).toBe(n);
+    expect(cur.done).toBe(true);
+    for (let i = 0; i < n; i++) {
+      expect(cols.addr[i]).toBe(pfns[i] * 4096 + (i === 0 ? 8 : 0));
+      expect(cols.len[i]).toBe(i === 0 ? 4096 - 8 : i === n - 1 ? 4096 - 100 : 4096);
+    }
   });
 });

@@ -15,7 +15,7 @@
 // segment size).
 
 import {
-  advanceError, checkBudget, checkFill, checkPos, nextSlot, noPageError, parseCursorOptions, posOffError, skipError,
+  advanceError, checkBudget, checkFill, checkPos, constantRun, nextSlot, noPageError, parseCursorOptions, posOffError, skipError,
   type AddrLenView, type BvecView, type PagesView, type SgTableView,
 } from './cursor.ts';
 import { SEG_FRAME_SIZE, type CursorOptions, type RangeCursor, type RangePos, type SegmentColumns, type StopReason } from './types.ts';
@@ -738,7 +738,33 @@ export class BvecCursor implements RangeCursor {
       const p = this.p;
       const o = this.o;
       const ps = this.ps;
-      for (let j = 0; j < c; j++) A[k + j] = p[i + j] * ps + o[i + j];
+      {
+        const dA = A.subarray(k, k + c);
+        const sP = p.subarray(i, i + c);
+        const sO = o.subarray(i, i + c);
+        let j = 0;
+        for (; j + 16 <= c; j += 16) {
+          dA[j] = sP[j] * ps + sO[j];
+          dA[j + 1] = sP[j + 1] * ps + sO[j + 1];
+          dA[j + 2] = sP[j + 2] * ps + sO[j + 2];
+          dA[j + 3] = sP[j + 3] * ps + sO[j + 3];
+          dA[j + 4] = sP[j + 4] * ps + sO[j + 4];
+          dA[j + 5] = sP[j + 5] * ps + sO[j + 5];
+          dA[j + 6] = sP[j + 6] * ps + sO[j + 6];
+          dA[j + 7] = sP[j + 7] * ps + sO[j + 7];
+          dA[j + 8] = sP[j + 8] * ps + sO[j + 8];
+          dA[j + 9] = sP[j + 9] * ps + sO[j + 9];
+          dA[j + 10] = sP[j + 10] * ps + sO[j + 10];
+          dA[j + 11] = sP[j + 11] * ps + sO[j + 11];
+          dA[j + 12] = sP[j + 12] * ps + sO[j + 12];
+          dA[j + 13] = sP[j + 13] * ps + sO[j + 13];
+          dA[j + 14] = sP[j + 14] * ps + sO[j + 14];
+          dA[j + 15] = sP[j + 15] * ps + sO[j + 15];
+        }
+        for (; j < c; j++) {
+          dA[j] = sP[j] * ps + sO[j];
+        }
+      }
       L.set(this.l.subarray(i, i + c), k);
       if (F !== null) {
         if (this.hasF) F.set(this.f.subarray(i, i + c), k);
@@ -1194,10 +1220,57 @@ export class PageListCursor implements RangeCursor {
       const p = this.p;
       const ord = this.ord;
       const ps = this.ps;
-      for (let j = 0; j < c; j++) A[k + j] = p[i + j] * ps;
-      for (let j = 0; j < c; j++) {
-        const e = ord[i + j];
-        L[k + j] = e < 31 ? ps * (1 << e) : ps * POW2[e];
+      {
+        const dA = A.subarray(k, k + c);
+        const sP = p.subarray(i, i + c);
+        let j = 0;
+        for (; j + 16 <= c; j += 16) {
+          dA[j] = sP[j] * ps;
+          dA[j + 1] = sP[j + 1] * ps;
+          dA[j + 2] = sP[j + 2] * ps;
+          dA[j + 3] = sP[j + 3] * ps;
+          dA[j + 4] = sP[j + 4] * ps;
+          dA[j + 5] = sP[j + 5] * ps;
+          dA[j + 6] = sP[j + 6] * ps;
+          dA[j + 7] = sP[j + 7] * ps;
+          dA[j + 8] = sP[j + 8] * ps;
+          dA[j + 9] = sP[j + 9] * ps;
+          dA[j + 10] = sP[j + 10] * ps;
+          dA[j + 11] = sP[j + 11] * ps;
+          dA[j + 12] = sP[j + 12] * ps;
+          dA[j + 13] = sP[j + 13] * ps;
+          dA[j + 14] = sP[j + 14] * ps;
+          dA[j + 15] = sP[j + 15] * ps;
+        }
+        for (; j < c; j++) {
+          dA[j] = sP[j] * ps;
+        }
+      }
+      {
+        const dL = L.subarray(k, k + c);
+        const sO = ord.subarray(i, i + c);
+        let j = 0;
+        for (; j + 16 <= c; j += 16) {
+          dL[j] = ps * POW2[sO[j]];
+          dL[j + 1] = ps * POW2[sO[j + 1]];
+          dL[j + 2] = ps * POW2[sO[j + 2]];
+          dL[j + 3] = ps * POW2[sO[j + 3]];
+          dL[j + 4] = ps * POW2[sO[j + 4]];
+          dL[j + 5] = ps * POW2[sO[j + 5]];
+          dL[j + 6] = ps * POW2[sO[j + 6]];
+          dL[j + 7] = ps * POW2[sO[j + 7]];
+          dL[j + 8] = ps * POW2[sO[j + 8]];
+          dL[j + 9] = ps * POW2[sO[j + 9]];
+          dL[j + 10] = ps * POW2[sO[j + 10]];
+          dL[j + 11] = ps * POW2[sO[j + 11]];
+          dL[j + 12] = ps * POW2[sO[j + 12]];
+          dL[j + 13] = ps * POW2[sO[j + 13]];
+          dL[j + 14] = ps * POW2[sO[j + 14]];
+          dL[j + 15] = ps * POW2[sO[j + 15]];
+        }
+        for (; j < c; j++) {
+          dL[j] = ps * POW2[sO[j]];
+        }
       }
       if (i + c - 1 === this.lastI) L[k + c - 1] = this.lastRaw;
       if (F !== null) {
@@ -1651,8 +1724,37 @@ export class PageArrayCursor implements RangeCursor {
       // Rows k .. k + c - 1 from entries i .. i + c - 1.
       const p = this.p;
       const ps = this.ps;
-      for (let j = 0; j < c; j++) A[k + j] = p[i + j] * ps;
-      L.fill(ps, k, k + c);
+      {
+        const dA = A.subarray(k, k + c);
+        const sP = p.subarray(i, i + c);
+        let j = 0;
+        for (; j + 16 <= c; j += 16) {
+          dA[j] = sP[j] * ps;
+          dA[j + 1] = sP[j + 1] * ps;
+          dA[j + 2] = sP[j + 2] * ps;
+          dA[j + 3] = sP[j + 3] * ps;
+          dA[j + 4] = sP[j + 4] * ps;
+          dA[j + 5] = sP[j + 5] * ps;
+          dA[j + 6] = sP[j + 6] * ps;
+          dA[j + 7] = sP[j + 7] * ps;
+          dA[j + 8] = sP[j + 8] * ps;
+          dA[j + 9] = sP[j + 9] * ps;
+          dA[j + 10] = sP[j + 10] * ps;
+          dA[j + 11] = sP[j + 11] * ps;
+          dA[j + 12] = sP[j + 12] * ps;
+          dA[j + 13] = sP[j + 13] * ps;
+          dA[j + 14] = sP[j + 14] * ps;
+          dA[j + 15] = sP[j + 15] * ps;
+        }
+        for (; j < c; j++) {
+          dA[j] = sP[j] * ps;
+        }
+      }
+      {
+        const run = constantRun(ps, c);
+        if (run !== null) L.set(run, k);
+        else L.fill(ps, k, k + c);
+      }
       if (i + c - 1 === this.lastI) L[k + c - 1] = this.lastRaw;
       if (F !== null) {
         if (this.hasF) F.set(this.f.subarray(i, i + c), k);
@@ -2173,7 +2275,30 @@ export class SgCursor implements RangeCursor {
       const want = Math.min(m - k, n - i);
       let r = 1;
       while (r < want && (link[s + r] & 1) === 0 && l[s + r] !== 0) r++;
-      for (let j = 0; j < r; j++) A[k + j] = (pf[s + j] < 0 ? noPageError(s + j, l[s + j]) : pf[s + j]) * ps + o[s + j];
+      {
+        let j = 0;
+        for (; j + 16 <= r; j += 16) {
+          A[k + j] = (pf[s + j] < 0 ? noPageError(s + j, l[s + j]) : pf[s + j]) * ps + o[s + j];
+          A[k + j + 1] = (pf[s + j + 1] < 0 ? noPageError(s + j + 1, l[s + j + 1]) : pf[s + j + 1]) * ps + o[s + j + 1];
+          A[k + j + 2] = (pf[s + j + 2] < 0 ? noPageError(s + j + 2, l[s + j + 2]) : pf[s + j + 2]) * ps + o[s + j + 2];
+          A[k + j + 3] = (pf[s + j + 3] < 0 ? noPageError(s + j + 3, l[s + j + 3]) : pf[s + j + 3]) * ps + o[s + j + 3];
+          A[k + j + 4] = (pf[s + j + 4] < 0 ? noPageError(s + j + 4, l[s + j + 4]) : pf[s + j + 4]) * ps + o[s + j + 4];
+          A[k + j + 5] = (pf[s + j + 5] < 0 ? noPageError(s + j + 5, l[s + j + 5]) : pf[s + j + 5]) * ps + o[s + j + 5];
+          A[k + j + 6] = (pf[s + j + 6] < 0 ? noPageError(s + j + 6, l[s + j + 6]) : pf[s + j + 6]) * ps + o[s + j + 6];
+          A[k + j + 7] = (pf[s + j + 7] < 0 ? noPageError(s + j + 7, l[s + j + 7]) : pf[s + j + 7]) * ps + o[s + j + 7];
+          A[k + j + 8] = (pf[s + j + 8] < 0 ? noPageError(s + j + 8, l[s + j + 8]) : pf[s + j + 8]) * ps + o[s + j + 8];
+          A[k + j + 9] = (pf[s + j + 9] < 0 ? noPageError(s + j + 9, l[s + j + 9]) : pf[s + j + 9]) * ps + o[s + j + 9];
+          A[k + j + 10] = (pf[s + j + 10] < 0 ? noPageError(s + j + 10, l[s + j + 10]) : pf[s + j + 10]) * ps + o[s + j + 10];
+          A[k + j + 11] = (pf[s + j + 11] < 0 ? noPageError(s + j + 11, l[s + j + 11]) : pf[s + j + 11]) * ps + o[s + j + 11];
+          A[k + j + 12] = (pf[s + j + 12] < 0 ? noPageError(s + j + 12, l[s + j + 12]) : pf[s + j + 12]) * ps + o[s + j + 12];
+          A[k + j + 13] = (pf[s + j + 13] < 0 ? noPageError(s + j + 13, l[s + j + 13]) : pf[s + j + 13]) * ps + o[s + j + 13];
+          A[k + j + 14] = (pf[s + j + 14] < 0 ? noPageError(s + j + 14, l[s + j + 14]) : pf[s + j + 14]) * ps + o[s + j + 14];
+          A[k + j + 15] = (pf[s + j + 15] < 0 ? noPageError(s + j + 15, l[s + j + 15]) : pf[s + j + 15]) * ps + o[s + j + 15];
+        }
+        for (; j < r; j++) {
+          A[k + j] = (pf[s + j] < 0 ? noPageError(s + j, l[s + j]) : pf[s + j]) * ps + o[s + j];
+        }
+      }
       L.set(l.subarray(s, s + r), k);
       if (F !== null) {
         if (hasF) F.set(f.subarray(s, s + r), k);
@@ -2716,7 +2841,30 @@ export class SgDmaCursor implements RangeCursor {
       const want = Math.min(m - k, n - i);
       let r = 1;
       while (r < want && (link[s + r] & 1) === 0 && l[s + r] !== 0) r++;
-      for (let j = 0; j < r; j++) A[k + j] = Number(da[s + j]);
+      {
+        let j = 0;
+        for (; j + 16 <= r; j += 16) {
+          A[k + j] = Number(da[s + j]);
+          A[k + j + 1] = Number(da[s + j + 1]);
+          A[k + j + 2] = Number(da[s + j + 2]);
+          A[k + j + 3] = Number(da[s + j + 3]);
+          A[k + j + 4] = Number(da[s + j + 4]);
+          A[k + j + 5] = Number(da[s + j + 5]);
+          A[k + j + 6] = Number(da[s + j + 6]);
+          A[k + j + 7] = Number(da[s + j + 7]);
+          A[k + j + 8] = Number(da[s + j + 8]);
+          A[k + j + 9] = Number(da[s + j + 9]);
+          A[k + j + 10] = Number(da[s + j + 10]);
+          A[k + j + 11] = Number(da[s + j + 11]);
+          A[k + j + 12] = Number(da[s + j + 12]);
+          A[k + j + 13] = Number(da[s + j + 13]);
+          A[k + j + 14] = Number(da[s + j + 14]);
+          A[k + j + 15] = Number(da[s + j + 15]);
+        }
+        for (; j < r; j++) {
+          A[k + j] = Number(da[s + j]);
+        }
+      }
       L.set(l.subarray(s, s + r), k);
       if (F !== null) {
         if (hasF) F.set(f.subarray(s, s + r), k);
