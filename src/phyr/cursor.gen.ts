@@ -81,9 +81,10 @@ const UNROLL = 16;
 /**
  * A loop over rows j = 0 .. count - 1 of fill()'s columns: the statements `row(j)` write row j. Each view
  * [name, array, first] is `array` seen from index `first`, so that the rows index every column
- * from 0. The loop is unrolled UNROLL rows at a time, then goes one by one. Why (measured in
- * bench/phyr.bench.ts): V8 runs a one-row loop that stores to a typed array about twice as slow as
- * one that only reads; unrolling spreads the per-iteration checks over the rows, and views indexed
+ * from 0. The loop is unrolled UNROLL rows at a time, then goes one by one. Why (measured on
+ * Node 20; the fill() rows of bench/phyr.bench.ts show it): V8 re-checks a typed array on every
+ * access in a loop, and ran a one-row loop that stores to a typed array about twice as slow as one
+ * that only reads; unrolling spreads the per-iteration checks over the rows, and views indexed
  * from 0 spare the offset arithmetic per row, which brings the store loop to the bare read loop's
  * speed.
  */

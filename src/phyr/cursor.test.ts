@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { generateCursors } from './cursor.gen.ts';
+import { constantRun } from './cursor.ts';
 
 import {
   AddrLenCursor, BvecCursor, PageArrayCursor, PageListCursor, SgCursor, SgDmaCursor,
@@ -281,5 +282,21 @@ describe('fill(cols, max)', () => {
     expect(() => c.fill({ ...cols(4), flags: new Uint32Array(1) }, 2)).toThrow(/max/);
     expect(c.fill(cols(2), 0)).toBe(0);
     expect(c.done).toBe(false);
+  });
+  it('constantRun: c copies of the value, grown on demand, several values kept apart, none above its longest run', () => {
+    const all = (a: Float64Array | null, v: number, n: number): boolean => a !== null && a.length === n && a.every((x) => x === v);
+    expect(all(constantRun(4096, 3), 4096, 3)).toBe(true);
+    expect(all(constantRun(4096, 5000), 4096, 5000)).toBe(true); // grown past the first 256
+    expect(all(constantRun(4096, 7), 4096, 7)).toBe(true);
+    // more values than are kept: each answer is still right, before and after the table is cleared
+    for (let v = 1; v <= 20; v++) expect(all(constantRun(v * 512, 300 + v), v * 512, 300 + v)).toBe(true);
+    expect(all(constantRun(4096, 1 << 16), 4096, 1 << 16)).toBe(true);
+    expect(constantRun(4096, (1 << 16) + 1)).toBeNull();
+    // a page array's fill() copies its lengths from the run and leaves the run as it was
+    const pa = new PageArray(new Float64Array([7, 9, 11, 13]), { pageSize: 4096, offset: 0, len: 4 * 4096 - 10 });
+    const k = cols(4);
+    pa.cursor().fill(k, 4);
+    expect([...k.len]).toEqual([4096, 4096, 4096, 4086]);
+    expect(all(constantRun(4096, 4), 4096, 4)).toBe(true);
   });
 });
