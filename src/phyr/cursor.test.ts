@@ -283,6 +283,39 @@ describe('fill(cols, max)', () => {
     expect(c.fill(cols(2), 0)).toBe(0);
     expect(c.done).toBe(false);
   });
+  it('a page list of one order, or of mixed orders, fills the lengths next() gives, in batches', () => {
+    const walk = (c: RangeCursor): number[][] => {
+      const out: number[][] = [];
+      for (; !c.done; c.next()) out.push([c.addrNum, c.len]);
+      return out;
+    };
+    const cases: [string, number[]][] = [
+      ['order 0', Array<number>(300).fill(0)],
+      ['order 9', Array<number>(70).fill(9)],
+      ['mixed', Array.from({ length: 200 }, (_, i) => (i % 7 === 3 ? 2 : 0))],
+      ['one order but the last', [...Array<number>(40).fill(1), 0]],
+      // entry 16 ends the first batch of 17 (row 0 is entry 0): one order but the batch's last row
+      ['one order but a batch end', [...Array<number>(16).fill(1), 0, ...Array<number>(30).fill(1)]],
+    ];
+    for (const [name, orders] of cases) {
+      const b = PageList.builder(4096);
+      // every chunk 2048-page aligned (enough for order 9), with a gap after it: nothing merges
+      orders.forEach((o, i) => b.pushChunk((1 << 20) + i * 2048, o));
+      const pl = b.build({ firstOffset: 12, totalLen: b.pageCount * 4096 - 12 - 300 });
+      const want = walk(pl.cursor());
+      for (const batch of [1, 15, 16, 17, 37, 512]) {
+        const k = cols(batch);
+        const got: number[][] = [];
+        const c = pl.cursor();
+        while (!c.done) {
+          const n = c.fill(k, batch);
+          for (let j = 0; j < n; j++) got.push([k.addr[j], k.len[j]]);
+        }
+        expect(got, `${name}, batches of ${batch}`).toEqual(want);
+      }
+    }
+  });
+
   it('constantRun: c copies of the value, grown on demand, several values kept apart, none above its longest run', () => {
     const all = (a: Float64Array | null, v: number, n: number): boolean => a !== null && a.length === n && a.every((x) => x === v);
     expect(all(constantRun(4096, 3), 4096, 3)).toBe(true);
