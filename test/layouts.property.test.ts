@@ -318,7 +318,7 @@ interface ListCase {
  * 4 GiB - 1 (split by the bvec and scatterlist builders), addresses above 2^53 and near 2^64,
  * mixed flags.
  */
-function listArb(family: 'small' | 'large', minEntries = 0, maxEntries = family === 'small' ? 12 : 6): fc.Arbitrary<ListCase> {
+function listArb(family: 'small' | 'large'): fc.Arbitrary<ListCase> {
   const ps = family === 'small' ? 4096 : 1 << 21;
   const lenArb = family === 'small'
     ? fc.oneof(fc.integer({ min: 1, max: 3 * ps }), fc.constantFrom(ps, 2 * ps, 8 * ps))
@@ -332,7 +332,7 @@ function listArb(family: 'small' | 'large', minEntries = 0, maxEntries = family 
       len: lenArb,
       flags: fc.constantFrom(0, 0, 0, RANGE_MMIO, RANGE_NOPAGE, withProvider(RANGE_MMIO, 3)),
     }),
-    { minLength: minEntries, maxLength: maxEntries },
+    { minLength: 0, maxLength: family === 'small' ? 12 : 6 },
   ).map((rs) => {
     const P = BigInt(ps);
     const out: Range[] = [];
@@ -630,9 +630,11 @@ describe('one walk for every layout', () => {
     const cur = pa.cursor();
     expect(cur.fill(cols, n)).toBe(n);
     expect(cur.done).toBe(true);
+    const wrong: number[] = [];
     for (let i = 0; i < n; i++) {
-      expect(cols.addr[i]).toBe(pfns[i] * 4096 + (i === 0 ? 8 : 0));
-      expect(cols.len[i]).toBe(i === 0 ? 4096 - 8 : i === n - 1 ? 4096 - 100 : 4096);
+      const ok = cols.addr[i] === pfns[i] * 4096 + (i === 0 ? 8 : 0) && cols.len[i] === (i === 0 ? 4096 - 8 : i === n - 1 ? 4096 - 100 : 4096);
+      if (!ok) wrong.push(i);
     }
+    expect(wrong).toEqual([]);
   });
 });

@@ -283,6 +283,7 @@ describe('fill(cols, max)', () => {
     expect(c.fill(cols(2), 0)).toBe(0);
     expect(c.done).toBe(false);
   });
+
   it('a page list of one order, or of mixed orders, fills the lengths next() gives, in batches', () => {
     const walk = (c: RangeCursor): number[][] => {
       const out: number[][] = [];
