@@ -129,6 +129,12 @@ export class IommuDomain {
   readonly fq: FlushQueue | null;
   /** Leaf sizes as log2 of granules, ascending (hot-path form of pgsizeBitmap). */
   readonly leafLg2s: readonly number[];
+  /**
+   * The most 4 KiB granules iommu_pgsize maps as one batch of 4 KiB leaves wherever they start and
+   * end (one less than the next leaf size, at most 511: one table's worth): the short runs
+   * iommuMapPfns may write in one step. 0 without a 4 KiB leaf size.
+   */
+  readonly smallRunPages: number;
   /** false once freed. */
   alive = true;
 
@@ -142,6 +148,8 @@ export class IommuDomain {
     this.format = paging ? fmt : null;
     this.pt = paging ? (fmt.name === 'arm-lpae' ? new ArmLpaePageTable(mm, fmt) : new PageTable(mm, fmt)) : null;
     this.leafLg2s = fmt.leafLg2s;
+    const lg2s = fmt.leafLg2s;
+    this.smallRunPages = lg2s[0] !== 0 ? 0 : Math.min(511, lg2s.length > 1 ? 2 ** lg2s[1] - 1 : 511);
     this.pgsizeBitmap = paging ? fmt.leafLg2s.reduce((b, l) => b | (1n << BigInt(l + 12)), 0n) : 0n;
     this.granule = 4096;
     this.granuleShift = 12;

@@ -7,7 +7,7 @@ import { Device } from '../pci/index.ts';
 import {
   createIommu, iommuDmaAllocIova, iommuDmaAllocIovaPfn, iommuDmaFreeIova, iommuDmaFreeIovaPfn, IommuIotlbGather,
   iommuIotlbSync, iommuIovaToPhys, iommuMap, iommuMapNosync, iommuMapPfns, iommuMapPfnsSync, iommuUnmapFast,
-  iommuUnmapFastPfns, IOMMU_READ, IOMMU_WRITE, type IommuDomain,
+  iommuUnmapFastPfns, iommuWalk, IOMMU_READ, IOMMU_WRITE, type IommuDomain,
 } from './internal.ts';
 import { TestMachine } from '../../test/fixtures/iommu-machine.ts';
 
@@ -84,6 +84,55 @@ describe('frame-number fast paths', () => {
       expect({ ...b.mm.stats }).toEqual({ ...a.mm.stats });
       expect(b.d.tablePages).toBe(a.d.tablePages);
     }), { numRuns: 60 });
+  });
+
+  it.each(['x86-64', 'vtd-ss', 'arm-lpae'] as const)('property (%s): a short run written into the cached table (mapRunCached) is what the general map path writes', (format) => {
+    // B is A with the short-run step switched off, so every multi-page map of B goes through
+    // map_pages batches (mapLeaves); maps of 2-12 pages next to the last one hit A's cached table.
+    let taken = 0;
+    const arbRun: fc.Arbitrary<Op> = fc.oneof(
+      arbOp,
+      fc.record({
+        kind: fc.constant('map' as const), iova: fc.integer({ min: 0, max: 1535 }), pages: fc.integer({ min: 2, max: 12 }),
+        pa: fc.integer({ min: 0, max: 1 << 20 }), prot: fc.constantFrom(RW, RW, IOMMU_READ),
+      }),
+    );
+    fc.assert(fc.property(fc.array(arbRun, { minLength: 1, maxLength: 40 }), (ops) => {
+      const mk = () => {
+        const mm = new TestMachine();
+        return { mm, d: createIommu(mm, { format, mode: 'strict' }).allocDomain('unmanaged') };
+      };
+      const a = mk();
+      const b = mk();
+      const pa = a.d.pt!, pb = b.d.pt!;
+      const run = pa.mapRunCached.bind(pa);
+      pa.mapRunCached = (...args) => {
+        const r = run(...args);
+        if (r) taken++;
+        return r;
+      };
+      pb.mapRunCached = () => false;
+      let last = -1;
+      for (const op of ops) {
+        if (op.kind === 'map') {
+          // half the short runs start right after the last map, in its table
+          const iova = BASE + (op.pages <= 12 && last >= 0 && (op.pa & 1) === 0 ? last : op.iova);
+          const rb = iommuMapPfns(b.d, iova, op.pa, op.pages, op.prot);
+          expect(iommuMapPfns(a.d, iova, op.pa, op.pages, op.prot)).toEqual(rb);
+          if (rb.ok) last = iova - BASE + op.pages;
+        } else if (op.kind === 'unmap') {
+          const ga = new IommuIotlbGather();
+          const gb = new IommuIotlbGather();
+          expect(iommuUnmapFastPfns(a.d, BASE + op.iova, op.pages, ga)).toBe(iommuUnmapFastPfns(b.d, BASE + op.iova, op.pages, gb));
+          iommuIotlbSync(a.d, ga);
+          iommuIotlbSync(b.d, gb);
+        }
+      }
+      expect({ ...a.mm.stats }).toEqual({ ...b.mm.stats });
+      expect(a.d.tablePages).toBe(b.d.tablePages);
+      for (let f = BASE; f < BASE + 2200; f++) expect(iommuWalk(a.d, BigInt(f) * 4096n)).toEqual(iommuWalk(b.d, BigInt(f) * 4096n));
+    }), { numRuns: 40 });
+    expect(taken).toBeGreaterThan(20);
   });
 
   it('iommuMapPfnsSync is iommuMap in frames: same result, same counters, same failure unrolling', () => {

@@ -308,6 +308,33 @@ export class PageTable {
     return this.mapLeaves(iovaPfn, paPfn, 1, 0, prot, freelist);
   }
 
+  /**
+   * mapLeaves for `count` 4 KiB leaves that all fall in the cached 4 KiB-level table, when the leaf
+   * attributes are those of the last map and every slot is empty: the entries are written at once
+   * and true returned, with mapLeaves' counters and walk. Otherwise nothing is changed and false
+   * returned (the caller takes the general path). count >= 1.
+   */
+  mapRunCached(iovaPfn: number, paPfn: number, count: number, prot: number): boolean {
+    const key = Math.floor(iovaPfn * INV512[1]);
+    const t = this.cacheTable;
+    if (this.cacheLevel !== 0 || this.cacheKey !== key || this.attrLevel !== 0 || this.attrProt !== prot || t === null) return false;
+    const from = (iovaPfn - key * ITEMS) * 2;
+    const end = from + count * 2;
+    if (end > ITEMS * 2) return false;
+    for (let i = from; i < end; i++) if (t[i] !== 0) return false;
+    this.startWalk();
+    this.countWalk(iovaPfn, 0);
+    const attrLo = this.attrLo, attrHi = this.attrHi;
+    for (let i = from; i < end; i += 2) {
+      t[i] = attrLo | ((paPfn & 0xfffff) << 12);
+      t[i + 1] = attrHi | Math.floor(paPfn * INV_2_20);
+      paPfn++;
+    }
+    this.mm.stats.iommuLeafPtesWritten += count;
+    this.mappedPages = count;
+    return true;
+  }
+
   /** Ends a failed map call that got `mapped` frames in: records them and the errno, and returns it. */
   private mapFailed(mapped: number, errno: Errno): Errno {
     this.mappedPages = mapped;
