@@ -158,35 +158,49 @@ interface Classified {
  * range, in columns. Errors: those of DmaRangeIter.next (EINVAL, EREMOTEIO).
  */
 function classify(dev: Device, list: RangeSource): Result<Classified> {
-  let cap = Math.max(1, list.count);
-  let addrNum = new Float64Array(cap);
-  let len = new Float64Array(cap);
-  let kind = new Uint8Array(cap);
-  let flags = new Uint32Array(cap);
-  const bus = new Map<number, bigint>();
+  const cap = Math.max(1, list.count);
+  const cl: Classified = {
+    n: 0, addrNum: new Float64Array(cap), len: new Float64Array(cap), kind: new Uint8Array(cap), flags: new Uint32Array(cap),
+    callerFlagsMatch: false, bus: new Map<number, bigint>(), ioLen: 0,
+  };
   const it = new DmaRangeIter(dev, list);
+  const failed = classifyRanges(it, cl);
+  if (failed !== null) return failed;
+  cl.callerFlagsMatch = it.callerFlagsMatch;
+  return ok(cl);
+}
+
+/**
+ * classify's loop, a function of its own (as linkRanges): fills cl's columns, n and ioLen from
+ * the iterator; null when the walk is done, else its error.
+ */
+function classifyRanges(it: DmaRangeIter, cl: Classified): Result<never> | null {
+  let cap = cl.addrNum.length;
   let n = 0;
   let ioLen = 0;
   for (;;) {
     const r = it.next();
     if (!r.ok) return r;
-    if (!r.value) break;
+    if (!r.value) {
+      cl.n = n;
+      cl.ioLen = ioLen;
+      return null;
+    }
     if (n === cap) {
       cap *= 2;
-      const a2 = new Float64Array(cap); a2.set(addrNum); addrNum = a2;
-      const l2 = new Float64Array(cap); l2.set(len); len = l2;
-      const k2 = new Uint8Array(cap); k2.set(kind); kind = k2;
-      const f2 = new Uint32Array(cap); f2.set(flags); flags = f2;
+      const a2 = new Float64Array(cap); a2.set(cl.addrNum); cl.addrNum = a2;
+      const l2 = new Float64Array(cap); l2.set(cl.len); cl.len = l2;
+      const k2 = new Uint8Array(cap); k2.set(cl.kind); cl.kind = k2;
+      const f2 = new Uint32Array(cap); f2.set(cl.flags); cl.flags = f2;
     }
-    addrNum[n] = it.addrNum;
-    len[n] = it.len;
-    kind[n] = it.kind;
-    flags[n] = it.flags;
-    if (it.kind === DMA_RANGE_BUS) bus.set(n, it.busAddr);
+    cl.addrNum[n] = it.addrNum;
+    cl.len[n] = it.len;
+    cl.kind[n] = it.kind;
+    cl.flags[n] = it.flags;
+    if (it.kind === DMA_RANGE_BUS) cl.bus.set(n, it.busAddr);
     else ioLen += it.len;
     n++;
   }
-  return ok({ n, addrNum, len, kind, flags, callerFlagsMatch: it.callerFlagsMatch, bus, ioLen });
 }
 
 /** blk_can_dma_map_iova() for a whole list: every interior seam between mapped ranges is granule-aligned. */
@@ -303,15 +317,29 @@ function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: numb
   for (let i = 0; i < cl.n; i++) if (cl.kind[i] !== DMA_RANGE_BUS) { first = i; break; }
   if (!dmaIovaTryAlloc(dev, state, BigInt(cl.addrNum[first]), cl.ioLen)) return null;
   const b = new DmaListBuilder(1 + cl.bus.size);
+  const failed = linkRanges(dev, state, cl, dir, attrs, b);
+  if (failed !== null) return failed;
+  // every range but the bus ones is linked: cl.ioLen bytes of the window
+  const s = dmaIovaSync(dev, state, 0, cl.ioLen);
+  if (!s.ok) {
+    dmaIovaDestroy(dev, state, cl.ioLen, dir, attrs);
+    return s;
+  }
+  return ok(new DmaPhyrsMapping(b.build(), dev, dir, attrs, 'iova', state, cl.ioLen, null, null, null));
+}
+
+/**
+ * mapIova's loop, a function of its own so that V8 optimises it while it runs (on-stack
+ * replacement) without the code after the loop, which has not run yet and would deoptimise it at
+ * the exit: links each non-bus range of cl at the next window offset (dma_iova_link) and pushes
+ * the DMA entries to b. null when all are linked; else the failed link's Result, with the window
+ * destroyed.
+ */
+function linkRanges(dev: Device, state: DmaIovaState, cl: Classified, dir: DmaDataDirection, attrs: number,
+  b: DmaListBuilder): Result<never> | null {
   // The DMA entries: the builder merges DMA-contiguous pushes with equal flags, so a run of links
   // with equal flags is pushed once, as the merged entry it would become.
   let runStart = 0, runLen = 0, runFlags = 0;
-  const pushRun = (): void => {
-    if (runLen === 0) return;
-    if (state.addrNum >= 0) b.push(state.addrNum + runStart, runLen, runFlags);
-    else b.pushBig(state.addr + BigInt(runStart), runLen, runFlags);
-    runLen = 0;
-  };
   const addrNum = cl.addrNum, lens = cl.len, kinds = cl.kind, flags = cl.flags;
   const n = cl.n;
   const attrsMmio = attrs | DMA_ATTR_MMIO;
@@ -320,31 +348,38 @@ function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: numb
     const len = lens[i];
     const k = kinds[i];
     if (k === DMA_RANGE_BUS) {
-      pushRun();
+      if (runLen !== 0) pushRun(b, state, runStart, runLen, runFlags);
+      runLen = 0;
       b.pushBig(cl.bus.get(i)!, len, flags[i]);
       continue;
     }
-    // arguments validated here (attrs, dir) or by the range source (addresses, lengths)
+    // arguments validated here (attrs, dir) or by the range source (addresses, lengths); the
+    // frame's bytes are frame / INV_4K, not frame * 4096: a small-integer product overflows
+    // (and deoptimises) once addresses pass 2 GiB
     const a = addrNum[i];
     const frame = Math.floor(a * INV_4K);
-    const r = iovaLink(dev, state, frame, a - frame * 4096, offset, len, dir, k === DMA_RANGE_MMIO ? attrsMmio : attrs);
+    const r = iovaLink(dev, state, frame, a - frame / INV_4K, offset, len, dir, k === DMA_RANGE_MMIO ? attrsMmio : attrs);
     if (!r.ok) {
       dmaIovaDestroy(dev, state, offset, dir, attrs);
       return r;
     }
     const f = flags[i];
-    if (runLen !== 0 && f !== runFlags) pushRun();
+    if (runLen !== 0 && f !== runFlags) {
+      pushRun(b, state, runStart, runLen, runFlags);
+      runLen = 0;
+    }
     if (runLen === 0) { runStart = offset; runFlags = f; }
     runLen += len;
     offset += len;
   }
-  pushRun();
-  const s = dmaIovaSync(dev, state, 0, offset);
-  if (!s.ok) {
-    dmaIovaDestroy(dev, state, offset, dir, attrs);
-    return s;
-  }
-  return ok(new DmaPhyrsMapping(b.build(), dev, dir, attrs, 'iova', state, offset, null, null, null));
+  if (runLen !== 0) pushRun(b, state, runStart, runLen, runFlags);
+  return null;
+}
+
+/** Pushes the DMA entry of window bytes [runStart, runStart + runLen) to b. */
+function pushRun(b: DmaListBuilder, state: DmaIovaState, runStart: number, runLen: number, runFlags: number): void {
+  if (state.addrNum >= 0) b.push(state.addrNum + runStart, runLen, runFlags);
+  else b.pushBig(state.addr + BigInt(runStart), runLen, runFlags);
 }
 
 /** The per-range path: dmaMapPhys for each RAM/MMIO range, the bus address for each BUS range. */
