@@ -5,8 +5,8 @@
 // figures measure the mapping paths, not the checker; one row repeats dmaMapPhyrs with dma-debug
 // on (as createMachine builds machines) to show its cost. Two rows hold the two-step map to its
 // speed targets: against raw iommuMapNosync over the same ranges in the same run, and its first
-// call in a fresh process against its warm rate. dma-debug's cost is the on/off time ratio of
-// dmaMapPhyrs measured in the same run (target <= 2).
+// call in a fresh process against its warm rate; dmaMapPhyrs has the same first-call row.
+// dma-debug's cost is the on/off time ratio of dmaMapPhyrs measured in the same run (target <= 2).
 // Run: npx tsx --expose-gc bench/run.ts dma
 
 import { spawnSync } from 'node:child_process';
@@ -82,7 +82,7 @@ export default function dmaBench(): BenchSection {
   rows.push(twoStepVsRaw(dev, list));
 
   // 3c. the two-step map's first call in a fresh process against its warm rate there
-  rows.push(twoStepFirstCall());
+  rows.push(firstCall('two-step', 'two-step'));
 
   // 4. dmaMapPhyrs
   const mapPhyrs = (): DmaPhyrsMapping => unwrap(dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0));
@@ -90,6 +90,7 @@ export default function dmaBench(): BenchSection {
   const phyrsMs = timeMap(mapPhyrs, unmapPhyrs, 5);
   rows.push({ name: 'dmaMapPhyrs, 1 GiB aged 4 KiB, strict', value: rate(phyrsMs), unit: 'pages/s',
     note: `${phyrsMs.toFixed(0)} ms; two-step window inside; dma-debug off` });
+  rows.push(firstCall('phyrs', 'dmaMapPhyrs'));
 
   // 5. small request: 256 x 4 KiB, map + unmap
   const small = unwrap(pinUserPhyrs(proc, va, 256 * PAGE, FOLL_WRITE));
@@ -206,23 +207,23 @@ function twoStepVsRaw(dev: Device, list: PhyrList): BenchRow {
 }
 
 /**
- * First call in a fresh process: bench/first-call-two-step.ts, run three times in a new node with
- * only tsx loaded, builds the same machine and times its first two-step map of the same 1 GiB,
- * then the same map warm. The value is the median over the three processes of first-call rate /
- * warm rate in wall time. The note adds the same ratio in process CPU time (the JIT's background
- * compiles count in full, as on one free core) and in the main thread's CPU time (Linux
- * schedstat, which some VMs count in whole scheduler ticks of ~4 ms; the compiles then run on
- * other cores, as on an idle multi-core machine): a loaded machine delays those background
- * compiles and so the wall-time figure most.
+ * First call in a fresh process: bench/first-call-map.ts, run three times in a new node with
+ * only tsx loaded, builds the same machine and times its first map of the same 1 GiB by one path
+ * ('two-step': one dmaIovaLink per range; 'phyrs': dmaMapPhyrs), then the same map warm. The value
+ * is the median over the three processes of first-call rate / warm rate in wall time. The note
+ * adds the same ratio in process CPU time (the JIT's background compiles count in full, as on one
+ * free core) and in the main thread's CPU time (Linux schedstat, which some VMs count in whole
+ * scheduler ticks of ~4 ms; the compiles then run on other cores, as on an idle multi-core
+ * machine): a loaded machine delays those background compiles and so the wall-time figure most.
  */
-function twoStepFirstCall(): BenchRow {
+function firstCall(path: 'two-step' | 'phyrs', label: string): BenchRow {
   const here = dirname(fileURLToPath(import.meta.url));
   type Run = { firstMs: number; warmMs: number; firstCpuMs: number; warmCpuMs: number; firstMainMs: number | null; warmMainMs: number | null };
   const runs: Run[] = [];
   for (let i = 0; i < 3; i++) {
-    const p = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'first-call-two-step.ts')],
+    const p = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'first-call-map.ts'), path],
       { cwd: join(here, '..'), encoding: 'utf8' });
-    if (p.status !== 0) throw new Error(`first-call-two-step.ts failed: ${p.stderr}`);
+    if (p.status !== 0) throw new Error(`first-call-map.ts ${path} failed: ${p.stderr}`);
     runs.push(JSON.parse(p.stdout.trim().split('\n').pop()!) as Run);
   }
   const ratio = (f: (r: Run) => [number | null, number | null]): string => {
@@ -230,7 +231,7 @@ function twoStepFirstCall(): BenchRow {
     return xs.some(Number.isNaN) ? 'n/a' : median(xs).toFixed(2);
   };
   return {
-    name: 'two-step first call in a fresh process / warm', value: median(runs.map((r) => r.warmMs / r.firstMs)), unit: 'x',
+    name: `${label} first call in a fresh process / warm`, value: median(runs.map((r) => r.warmMs / r.firstMs)), unit: 'x',
     target: { op: '>=', value: 0.5 },
     note: `first ${runs.map((r) => r.firstMs.toFixed(0)).join('/')} ms, warm ${runs.map((r) => r.warmMs.toFixed(0)).join('/')} ms`
       + ` (3 processes); CPU-time ratio ${ratio((r) => [r.firstCpuMs, r.warmCpuMs])},`

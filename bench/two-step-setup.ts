@@ -1,5 +1,5 @@
 // The machine and buffer of the DMA mapping benchmarks, shared by dma.bench.ts and the fresh
-// process that first-call-two-step.ts times: 1 GiB of aged 4 KiB anonymous memory, pinned with
+// process that first-call-map.ts times: 1 GiB of aged 4 KiB anonymous memory, pinned with
 // pinUserPhyrs, for an NVMe function behind a strict x86-64 4-level IOMMU, dma-debug off.
 import { GiB, KiB, MiB, unwrap } from '../src/base/index.ts';
 import { createMachine, type Machine } from '../src/machine/index.ts';

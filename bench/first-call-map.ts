@@ -1,13 +1,28 @@
-// Run by dma.bench.ts in a fresh process (node --import tsx bench/first-call-two-step.ts): builds
-// the DMA bench machine, times the FIRST two-step map of its 1 GiB list (nothing in this process
-// has run the link path before), then the same map warm, and prints one JSON line: wall time,
-// process CPU time (every thread: the JIT's background compiles included) and, on Linux, the main
-// thread's own CPU time. Warm is the median of calls 3 to 9: the second call still pays for
+// Run by dma.bench.ts in a fresh process (node --import tsx bench/first-call-map.ts [path]):
+// builds the DMA bench machine, times the FIRST map of its 1 GiB list by one DMA mapping path
+// (nothing in this process has run a mapping path before), then the same map warm, and prints one
+// JSON line: wall time, process CPU time (every thread: the JIT's background compiles included)
+// and, on Linux, the main thread's own CPU time. The path: 'two-step' (default: a driver's
+// dma_iova_try_alloc, one dma_iova_link per range, dma_iova_sync) or 'phyrs' (dmaMapPhyrs of the
+// whole list). Warm is the median of calls 3 to 9: the second call still pays for
 // re-optimisation after the first unmap (object shapes the unmap path changes).
 import { readFileSync } from 'node:fs';
+import { unwrap } from '../src/base/index.ts';
+import { DMA_TO_DEVICE, dmaMapPhyrs, dmaUnmapPhyrs } from '../src/dma/index.ts';
 import { dmaBenchSetup, twoStepMap, twoStepUnmap } from './two-step-setup.ts';
 
+const path = process.argv[2] ?? 'two-step';
+if (path !== 'two-step' && path !== 'phyrs') throw new Error(`path must be two-step or phyrs, got ${path}`);
 const { dev, list } = dmaBenchSetup();
+const map = path === 'two-step'
+  ? (): (() => void) => {
+    const x = twoStepMap(dev, list);
+    return () => twoStepUnmap(dev, x);
+  }
+  : (): (() => void) => {
+    const mp = unwrap(dmaMapPhyrs(dev, list, DMA_TO_DEVICE, 0));
+    return () => dmaUnmapPhyrs(dev, mp, DMA_TO_DEVICE, 0);
+  };
 
 /** The main thread's time on a CPU in ms (Linux schedstat), or NaN. */
 function mainThreadMs(): number {
@@ -22,11 +37,11 @@ function timeOne(): { ms: number; cpuMs: number; mainMs: number } {
   const m0 = mainThreadMs();
   const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
-  const x = twoStepMap(dev, list);
+  const unmap = map();
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   const c = process.cpuUsage(c0);
   const mainMs = mainThreadMs() - m0;
-  twoStepUnmap(dev, x);
+  unmap();
   return { ms, cpuMs: (c.user + c.system) / 1e3, mainMs };
 }
 
