@@ -125,9 +125,21 @@ class PgmapRuns {
   }
 }
 
-/** Whether page i of pf starts a new entry: not the next pfn after page i - 1, or another pgmap (pages_are_mergeable). */
-function pageBreaks(pf: Float64Array, runs: PgmapRuns | null, i: number): boolean {
-  return pf[i] !== pf[i - 1] + 1 || (runs !== null && runs.differ(pf[i - 1], pf[i]));
+/**
+ * The end (exclusive page index) of the entry that starts at page i of pf[0, n): the pages after
+ * it join while each is the next pfn after the one before and has its pgmap (pages_are_mergeable),
+ * up to maxPages pages in all.
+ */
+function entryEnd(pf: Float64Array, runs: PgmapRuns | null, i: number, n: number, maxPages: number): number {
+  const lim = Math.min(n, i + maxPages);
+  let j = i + 1;
+  if (runs === null) {
+    let want = pf[i] + 1;
+    while (j < lim && pf[j] === want) { j++; want++; }
+    return j;
+  }
+  while (j < lim && pf[j] === pf[j - 1] + 1 && !runs.differ(pf[j - 1], pf[j])) j++;
+  return j;
 }
 
 function checkU32(name: string, v: unknown): number {
@@ -650,6 +662,67 @@ function warnOrNot(opts: SgPageOpts | undefined, message: string, data: Record<s
 }
 
 /**
+ * The entries pages [start, n) of pf form (entryEnd). Like writeEntries, a function of its own:
+ * V8 optimises a long loop while it runs (on-stack replacement) and reuses that code on later
+ * calls, so a loop followed by code that had not run yet deoptimises at its exit on every call.
+ */
+function countEntries(pf: Float64Array, runs: PgmapRuns | null, start: number, n: number, maxPages: number): number {
+  let chunks = 0;
+  for (let i = start; i < n; i = entryEnd(pf, runs, i, n, maxPages)) chunks++;
+  return chunks;
+}
+
+/**
+ * sg_alloc_append_table_from_pages()'s loop: writes the `chunks` entries pages [start, n) of pf
+ * form after the table's last slot, taking a new chunk of slots (chained from the old one) when
+ * only a chunk's last slot is left and more than one entry is still needed (get_next_sg). Returns
+ * the slot of the last entry, or ENOMEM when an injected chunk failure stopped it.
+ */
+function writeEntries(append: SgAppendTable, pf: Float64Array, runs: PgmapRuns | null, start: number, n: number,
+  maxPages: number, chunks: number, leftPages: number, size: number, offset: number, opts: SgPageOpts | undefined): number | Result<never> {
+  const sgt = append.sgt;
+  const invP = 1 / sgt.pageSize;
+  const flagsOf = opts?.flagsOf;
+  let s = append._prvSlot;
+  let remaining = size;
+  let off = offset;
+  let cur = start;
+  let logical = append.prv === null ? 0 : append.prv + 1;
+  const fresh = append.prv === null;
+  for (let c = 0; c < chunks; c++) {
+    const j = entryEnd(pf, runs, cur, n, maxPages);
+    const needed = chunks - c + leftPages;
+    let next = s + 1;
+    if (s < 0 || (needed !== 1 && (sgt._link[next] & SG_END) !== 0)) {
+      const alloc = Math.min(needed, SG_MAX_SINGLE_ALLOC);
+      // Model deviation: an injected chunk failure ('sg-table') is modeled for a new table only (what
+      // sg_alloc_table_from_pages_segment builds and frees on error); appending to a table that holds
+      // entries already never fails here.
+      if (fresh && opts?.faults !== undefined && faultInjected(opts.faults, 'sg-table', `sg_alloc_append_table_from_pages chunk of ${alloc}`)) {
+        return err('ENOMEM', `sg_alloc_append_table_from_pages: no memory for a chunk of ${alloc} entries`);
+      }
+      const k = sgt.allocChunk(alloc, logical);
+      if (s >= 0) {
+        append.totalNents += alloc - 1;
+        sgt.chainSlot(next, k);
+      } else {
+        append.totalNents = alloc;
+      }
+      next = sgt._chunkBase[k];
+    }
+    s = next;
+    const chunkLen = (j - cur) / invP - off;
+    sgt.writePage(s, pf[cur], Math.min(remaining, chunkLen), off);
+    if (flagsOf) sgt.flagsColumn()[s] = flagsOf(pf[cur]);
+    remaining -= chunkLen;
+    off = 0;
+    cur = j;
+    logical++;
+  }
+  return s;
+}
+
+/**
  * sg_alloc_append_table_from_pages(): adds the pages to `append`, merging runs of physically contiguous pages
  * of the same pgmap into one entry of at most maxSegment (rounded down to the page size) bytes. With a previous
  * call (append.prv set), pages contiguous with the last entry are first merged into it. `leftPages` tells how
@@ -682,14 +755,17 @@ export function sgAllocAppendTableFromPages(
   checkLen('size', size);
   // Model deviation: the kernel trusts size; one that leaves a whole page unused (or overruns the pages)
   // makes its unsigned size arithmetic wrap, so the model rejects it as misuse.
-  const cover = n * P - offset;
+  // byte counts as n / invP, not n * P: a small-integer product overflows (and deoptimises) past 2 GiB
+  const invP = 1 / P;
+  const cover = n / invP - offset;
   if (size > cover || size <= cover - P) {
     throw new RangeError(`size must cover the last of ${n} pages: in (${cover - P}, ${cover}], got ${size}`);
   }
   checkU32('maxSegment', maxSegment);
   checkU32('leftPages', leftPages);
 
-  const maxSeg = Math.floor(maxSegment / P) * P;
+  const maxPages = Math.floor(maxSegment * invP);
+  const maxSeg = maxPages / invP;
   if (maxSeg < P) {
     warnOrNot(opts, 'sg_alloc_append_table_from_pages: max_segment < PAGE_SIZE', { maxSegment, pageSize: P });
     return err('EINVAL', `maxSegment ${maxSegment} is below the page size ${P} after rounding down`);
@@ -707,38 +783,29 @@ export function sgAllocAppendTableFromPages(
   let s = append._prvSlot;
   if (append.prv !== null) {
     const ps = append._prvSlot;
-    const nextPfn = Math.floor((sgt._pfn[ps] * P + sgt._offset[ps] + sgt._length[ps]) / P);
+    const len0 = sgt._length[ps];
+    const nextPfn = sgt._pfn[ps] + Math.floor((sgt._offset[ps] + len0) * invP);
     if (pf[0] === nextPfn) {
+      // the entry grows by whole pages while it stays within maxSeg
+      const room = Math.floor((maxSeg - len0) * invP);
       let prevPfn = nextPfn - 1;
-      let grown = sgt._length[ps];
-      while (start < n) {
+      while (start < n && start < room) {
         const p = pf[start];
         if (p !== prevPfn + 1 || (runs !== null && runs.differ(prevPfn, p))) break;
-        if (grown + P > maxSeg) break;
-        grown += P;
         prevPfn = p;
         start++;
       }
       // Apply after the scan so a later BUG cannot leave a half-merged entry behind.
-      if (start > 0) sgt.writePage(ps, sgt._pfn[ps], sgt._length[ps] + start * P, sgt._offset[ps]);
+      if (start > 0) sgt.writePage(ps, sgt._pfn[ps], len0 + start / invP, sgt._offset[ps]);
       if (start === n) {
         if (leftPages === 0) sgt.markEndSlot(ps);
         return ok();
       }
     }
   }
-  const prvLenBefore = s >= 0 ? sgt._length[s] - start * P : 0;
+  const prvLenBefore = s >= 0 ? sgt._length[s] - start / invP : 0;
 
-  // Count the chunks (entries) the remaining pages form.
-  let chunks = 1;
-  let segLen = 0;
-  for (let i = start + 1; i < n; i++) {
-    segLen += P;
-    if (segLen >= maxSeg || pageBreaks(pf, runs, i)) {
-      chunks++;
-      segLen = 0;
-    }
-  }
+  const chunks = countEntries(pf, runs, start, n, maxPages);
 
   // Closed list: the kernel's get_next_sg would call sg_next() on an SG_END entry and dereference NULL.
   if (s >= 0 && (sgt._link[s] & SG_END)) {
@@ -751,54 +818,9 @@ export function sgAllocAppendTableFromPages(
 
   // Reserve the slots up front (chunks plus their chain links) instead of growing chunk by chunk.
   sgt.ensureSlots(sgt._slots + chunks + Math.ceil(chunks / (SG_MAX_SINGLE_ALLOC - 1)) + 1);
-  const flagsOf = opts?.flagsOf;
-  let remaining = size;
-  let off = offset;
-  let cur = start;
-  let logical = append.prv === null ? 0 : append.prv + 1;
-  const fresh = append.prv === null;
-  for (let c = 0; c < chunks; c++) {
-    let j = cur + 1;
-    segLen = 0;
-    for (; j < n; j++) {
-      segLen += P;
-      if (segLen >= maxSeg || pageBreaks(pf, runs, j)) break;
-    }
-    // get_next_sg: the next free slot, or a new chunk when only the chunk's last slot is left and more
-    // than one entry is still needed.
-    const needed = chunks - c + leftPages;
-    let next: number;
-    let useNew = s < 0;
-    if (s >= 0) {
-      next = s + 1;
-      if (sgt._link[next] & SG_END && needed !== 1) useNew = true;
-    } else next = -1;
-    if (useNew) {
-      const alloc = Math.min(needed, SG_MAX_SINGLE_ALLOC);
-      // Model deviation: an injected chunk failure ('sg-table') is modeled for a new table only (what
-      // sg_alloc_table_from_pages_segment builds and frees on error); appending to a table that holds
-      // entries already never fails here.
-      if (fresh && opts?.faults !== undefined && faultInjected(opts.faults, 'sg-table', `sg_alloc_append_table_from_pages chunk of ${alloc}`)) {
-        return err('ENOMEM', `sg_alloc_append_table_from_pages: no memory for a chunk of ${alloc} entries`);
-      }
-      const k = sgt.allocChunk(alloc, logical);
-      if (s >= 0) {
-        append.totalNents += alloc - 1;
-        sgt.chainSlot(next, k);
-      } else {
-        append.totalNents = alloc;
-      }
-      next = sgt._chunkBase[k];
-    }
-    s = next;
-    const chunkLen = (j - cur) * P - off;
-    sgt.writePage(s, pf[cur], Math.min(remaining, chunkLen), off);
-    if (flagsOf) sgt.flagsColumn()[s] = flagsOf(pf[cur]);
-    remaining -= chunkLen;
-    off = 0;
-    cur = j;
-    logical++;
-  }
+  const last = writeEntries(append, pf, runs, start, n, maxPages, chunks, leftPages, size, offset, opts);
+  if (typeof last !== 'number') return last;
+  s = last;
   sgt._nents += chunks;
   sgt._origNents = sgt._nents;
   append.prv = sgt._origNents - 1;
