@@ -338,8 +338,9 @@ function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: numb
 function linkRanges(dev: Device, state: DmaIovaState, cl: Classified, dir: DmaDataDirection, attrs: number,
   b: DmaListBuilder): Result<never> | null {
   // The DMA entries: the builder merges DMA-contiguous pushes with equal flags, so a run of links
-  // with equal flags is pushed once, as the merged entry it would become.
-  let runStart = 0, runLen = 0, runFlags = 0;
+  // with equal flags is pushed once, as the merged entry it would become, when the next range is a
+  // bus range or has other flags or there is none (so nothing is left to push after the loop).
+  let runStart = 0, runLen = 0;
   const addrNum = cl.addrNum, lens = cl.len, kinds = cl.kind, flags = cl.flags;
   const n = cl.n;
   const attrsMmio = attrs | DMA_ATTR_MMIO;
@@ -348,8 +349,6 @@ function linkRanges(dev: Device, state: DmaIovaState, cl: Classified, dir: DmaDa
     const len = lens[i];
     const k = kinds[i];
     if (k === DMA_RANGE_BUS) {
-      if (runLen !== 0) pushRun(b, state, runStart, runLen, runFlags);
-      runLen = 0;
       b.pushBig(cl.bus.get(i)!, len, flags[i]);
       continue;
     }
@@ -364,15 +363,14 @@ function linkRanges(dev: Device, state: DmaIovaState, cl: Classified, dir: DmaDa
       return r;
     }
     const f = flags[i];
-    if (runLen !== 0 && f !== runFlags) {
-      pushRun(b, state, runStart, runLen, runFlags);
-      runLen = 0;
-    }
-    if (runLen === 0) { runStart = offset; runFlags = f; }
+    if (runLen === 0) runStart = offset;
     runLen += len;
     offset += len;
+    if (i + 1 === n || kinds[i + 1] === DMA_RANGE_BUS || flags[i + 1] !== f) {
+      pushRun(b, state, runStart, runLen, f);
+      runLen = 0;
+    }
   }
-  if (runLen !== 0) pushRun(b, state, runStart, runLen, runFlags);
   return null;
 }
 

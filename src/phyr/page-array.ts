@@ -14,6 +14,20 @@ import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts'
 
 const EMPTY_U8 = new Uint8Array(0);
 
+/**
+ * Throws a RangeError naming the first entry of pfns that is not an integer in [0, maxPfn]. A
+ * function of its own: V8 reuses the code it optimised in the middle of a long loop on later calls,
+ * and code after the loop that had not run yet then deoptimises it at the exit on every call.
+ */
+function checkPfns(pfns: Float64Array, maxPfn: number): void {
+  for (let i = 0; i < pfns.length; i++) {
+    const p = pfns[i];
+    if (!(Number.isInteger(p) && p >= 0 && p <= maxPfn)) {
+      throw new RangeError(`pfns[${i}] must be an integer in [0, ${maxPfn}], got ${p}`);
+    }
+  }
+}
+
 export interface PageArrayOptions {
   /** Base page size in bytes: a power of two >= 512. */
   readonly pageSize: number;
@@ -62,17 +76,14 @@ export class PageArray implements RangeSource {
     const ps = checkPageSize('opts.pageSize', opts.pageSize);
     const n = pfns.length;
     const maxPfn = Math.floor(TWO_POW_53 / ps) - 1;
-    for (let i = 0; i < n; i++) {
-      const p = pfns[i];
-      if (!(Number.isInteger(p) && p >= 0 && p <= maxPfn)) {
-        throw new RangeError(`pfns[${i}] must be an integer in [0, ${maxPfn}], got ${p}`);
-      }
-    }
+    checkPfns(pfns, maxPfn);
     const offset = opts.offset === undefined ? 0 : checkLen('opts.offset', opts.offset, 0, n === 0 ? 0 : ps - 1);
-    const full = n * ps - offset;
+    // byte counts as pages / (1 / ps): a small-integer product would overflow past 2 GiB
+    const invPs = 1 / ps;
+    const full = n / invPs - offset;
     let len = full;
     if (opts.len !== undefined) {
-      const minLen = n === 0 ? 0 : (n - 1) * ps - offset + 1;
+      const minLen = n === 0 ? 0 : (n - 1) / invPs - offset + 1;
       len = checkLen('opts.len', opts.len, Math.max(0, minLen), full);
     }
     let flagsCol: Uint32Array | null = null;
@@ -95,7 +106,7 @@ export class PageArray implements RangeSource {
     this.totalLen = len;
     this.flagsCol = flagsCol;
     this.flagsConst = flagsConst;
-    this.lastLen = n === 0 ? 0 : n === 1 ? len : len - ((n - 1) * ps - offset);
+    this.lastLen = n === 0 ? 0 : n === 1 ? len : len - ((n - 1) / invPs - offset);
     // pfn <= maxPfn keeps every page end <= 2^53.
     this.addrFitsNumber = true;
   }
