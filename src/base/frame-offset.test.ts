@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   alignUpLen, checkShift, FramePos, lowBits, Mask64, maskLg2, nrFramesUp, POS_SHIFT_MAX, POS_SHIFT_MIN,
-  posAdd, posAlignDown, posAlignUp, posAndMask, posCmp, posDiff, posFitsNum, posFromBig, posFromNum,
+  posAdd, posAlignDown, posAlignUp, posAndMask, posCmp, posDiff, posFitsNum, posFromBig, posFromNum, posFromU64,
   posFromWords, posHi32, posIsAligned, posLenToBoundary, posLo32, posOffsetIn, posRescale, posSubLen,
   posTestMask, posToBig, posToBoundary, posToNum,
 } from './internal.ts';
@@ -75,6 +75,15 @@ describe('frame-offset: conversions', () => {
       expect([p.frame, p.off]).toEqual(split(x, s));
       expect(Number.isSafeInteger(p.frame) || p.frame === 2 ** 53).toBe(true);
       expect(posToBig(p.frame, p.off, s)).toBe(x);
+    }), RUNS);
+  });
+
+  it('posFromU64 (no checks: an address below 2^64, shift 11 to 30) splits as x >> shift, x & (2^shift - 1)', () => {
+    fc.assert(fc.property(fc.integer({ min: 11, max: 30 }), anyU64, fc.constantFrom(0n, 1n, U64_MAX), fc.boolean(), (s, x, edge, useEdge) => {
+      const a = useEdge ? edge : x & U64_MAX; // below 2^64, as the caller checked
+      const p = new FramePos();
+      posFromU64(a, s, p);
+      expect([p.frame, p.off]).toEqual(split(a, s));
     }), RUNS);
   });
 

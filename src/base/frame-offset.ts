@@ -137,6 +137,18 @@ export function posFromBig(a: bigint, shift: number, out: FramePos, name = 'addr
   out.off = lo & (POW2[shift] - 1);
 }
 
+/**
+ * posFromBig for an address the caller has checked: a bigint in [0, 2^64), and shift in [11, 30],
+ * where the frame of every such address is a safe integer (so nothing is checked again). For the
+ * DMA API's hot entry points, which validate their bigint arguments first.
+ */
+export function posFromU64(a: bigint, shift: number, out: FramePos): void {
+  U64[0] = a;
+  const lo = U32[LO];
+  out.frame = U32[HI] * POW2[32 - shift] + Math.floor(lo * INV_POW2[shift]);
+  out.off = lo & (POW2[shift] - 1);
+}
+
 function posFromBigSlow(a: unknown, shift: number, out: FramePos, name: string): void {
   if (!shiftOk(shift)) badShift(shift);
   if (typeof a !== 'bigint') throw new TypeError(`${name} must be a bigint address, got ${typeof a} ${String(a)}`);

@@ -7,7 +7,7 @@
 // dma-debug hooks in the two-step API, so a debug kernel prints nothing for these.
 
 import {
-  alignUp, checkAddr, checkLen, err, FramePos, ok, posAlignDown, posFromBig, posOffsetIn, posToBig, type Result, type Stats,
+  alignUp, checkAddr, checkLen, err, FramePos, ok, posAlignDown, posFromU64, posOffsetIn, posToBig, type Result, type Stats,
 } from '../base/internal.ts';
 import {
   IommuIotlbGather, iommuDmaAllocIova, iommuDmaFreeIova, iommuGetDmaDomain, iommuIotlbSync,
@@ -415,8 +415,8 @@ export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offs
   if (!Number.isSafeInteger(size) || size < 0) checkLen('size', size);
   if (typeof attrs !== 'number' || (attrs & ~DMA_ATTR_ALL) !== 0 || !(attrs >= 0) || !Number.isInteger(attrs)) checkAttrs(attrs);
   if (dir !== DMA_BIDIRECTIONAL && dir !== DMA_TO_DEVICE && dir !== DMA_FROM_DEVICE) checkDir(dev, dir);
-  // the one bigint step: phys as its 4 KiB frame and the offset in it
-  posFromBig(phys, 12, physPos, 'phys');
+  // the one bigint step: phys (checked above) as its 4 KiB frame and the offset in it
+  posFromU64(phys, 12, physPos);
   return iovaLink(dev, state, physPos.frame, physPos.off, offset, size, dir, attrs);
 }
 
