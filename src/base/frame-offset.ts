@@ -127,20 +127,17 @@ export function posFromBig(a: bigint, shift: number, out: FramePos, name = 'addr
     posFromBigSlow(a, shift, out, name);
     return;
   }
-  U64[0] = a;
-  const lo = U32[LO];
-  const frame = U32[HI] * POW2[32 - shift] + Math.floor(lo * INV_POW2[shift]);
-  if (frame > END_FRAME[shift]) {
+  posFromU64(a, shift, out);
+  if (out.frame > END_FRAME[shift]) {
     throw new RangeError(`${name} 0x${a.toString(16)} is beyond ${limitText(shift)}, the last position frames of 2^${shift} bytes can hold`);
   }
-  out.frame = frame;
-  out.off = lo & (POW2[shift] - 1);
 }
 
 /**
- * posFromBig for an address the caller has checked: a bigint in [0, 2^64), and shift in [11, 30],
- * where the frame of every such address is a safe integer (so nothing is checked again). For the
- * DMA API's hot entry points, which validate their bigint arguments first.
+ * posFromBig for an address the caller has checked: a bigint in [0, 2^64), and a shift in
+ * [9, 30]. Nothing is checked again: for shift 11 to 30 every such address's frame is a safe
+ * integer; for 9 and 10 the caller must check it against what the shift can hold (posFromBig
+ * does). For the DMA API's hot entry points, which validate their bigint arguments first.
  */
 export function posFromU64(a: bigint, shift: number, out: FramePos): void {
   U64[0] = a;

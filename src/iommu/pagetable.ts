@@ -223,18 +223,14 @@ export class PageTable {
     const prev = this.walkPfn;
     if (prev >= 0) {
       steps = Math.max(0, this.walkLevel - level);
-      // the same level-`level` table as the last walk's (the common case): every table above it is
-      // shared too, so the loop below would find no difference
-      if (Math.floor(iovaPfn * INV512[level + 1]) === Math.floor(prev * INV512[level + 1])) {
-        this.walkPfn = iovaPfn;
-        this.walkLevel = level;
-        this.mm.stats.iommuTableWalkSteps += steps;
-        return;
-      }
-      for (let l = this.top - 1; l >= level; l--) {
-        if (Math.floor(iovaPfn * INV512[l + 1]) !== Math.floor(prev * INV512[l + 1])) {
-          steps = Math.max(steps, l - level + 1);
-          break;
+      // in the same level-`level` table as the last walk (the common case) every table above it
+      // is shared too: only another table has a level to find
+      if (Math.floor(iovaPfn * INV512[level + 1]) !== Math.floor(prev * INV512[level + 1])) {
+        for (let l = this.top - 1; l >= level; l--) {
+          if (Math.floor(iovaPfn * INV512[l + 1]) !== Math.floor(prev * INV512[l + 1])) {
+            steps = Math.max(steps, l - level + 1);
+            break;
+          }
         }
       }
     }
