@@ -16,7 +16,7 @@
 //     array; the consumer's own pass over the addr and len columns touches two. Each fill() row's
 //     note gives its ceiling: bare against that pass alone, with no fill() at all (consumeOnly),
 //     the best any fill() could do. The page array's ceiling is 0.6-0.95 from one process to the
-//     next (its bare loop compiles to 0.6 or 0.9 ms), and its fill() row 0.36-0.57 with it.
+//     next (its bare loop compiles to 0.6 or 0.9 ms), and its fill() row 0.34-0.57 with it.
 // A reference row without target walks the layouts that were walked before the scatterlist joined
 // with next() from one shared function (its call sites see four cursor classes). Everything is warmed up first; each figure is the fastest of
 // interleaved runs (the cores are shared: a run that lost the CPU part-way says nothing about
