@@ -290,25 +290,12 @@ export class PageTable {
   }
 
   /**
-   * mapLeaves for one 4 KiB leaf, the common single-granule map: when the 4 KiB-level table is the
-   * cached one, the leaf attributes are those of the last map and the slot is empty, the entry is
-   * written at once; anything else goes through mapLeaves. Same result and counters as mapLeaves.
+   * mapLeaves for one 4 KiB leaf, the common single-granule map: written at once by mapRunCached
+   * when it can (the cached table, the last map's attributes, an empty slot), else through
+   * mapLeaves. Same result and counters as mapLeaves.
    */
   mapOne(iovaPfn: number, paPfn: number, prot: number, freelist: number[]): Errno | null {
-    const key = Math.floor(iovaPfn * INV512[1]);
-    const t = this.cacheTable;
-    if (this.cacheLevel === 0 && this.cacheKey === key && this.attrLevel === 0 && this.attrProt === prot && t !== null) {
-      const i = (iovaPfn - key * ITEMS) * 2;
-      if (t[i] === 0 && t[i + 1] === 0) {
-        this.startWalk();
-        this.countWalk(iovaPfn, 0);
-        t[i] = this.attrLo | ((paPfn & 0xfffff) << 12);
-        t[i + 1] = this.attrHi | Math.floor(paPfn * INV_2_20);
-        this.mm.stats.iommuLeafPtesWritten++;
-        this.mappedPages = 1;
-        return null;
-      }
-    }
+    if (this.mapRunCached(iovaPfn, paPfn, 1, prot)) return null;
     return this.mapLeaves(iovaPfn, paPfn, 1, 0, prot, freelist);
   }
 
