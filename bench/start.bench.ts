@@ -1,4 +1,4 @@
-// `npm start` end to end, spawned once as a user types it: the build (tools/build.mjs bundles the CLI
+// `npm start` end to end, spawned once as a user types it: tools/start.mjs, in one process, the build (tools/build.mjs bundles the CLI
 // with esbuild) and the whole `phyr compare` report (layouts and the mapping section on its worker
 // threads) from the bundle. Wall time carries the target; the report's own total (from the machine's creation to the
 // last row: start-up and module loading excluded) is printed beside it. Both are wall times: on a

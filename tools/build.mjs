@@ -7,7 +7,7 @@
 // The bundle is rebuilt only when a source (src/**, this file, package.json, the lock file) is
 // newer than it, or with --force: a fresh checkout's files are all newer, so it always builds.
 /* global process, console */
-import { readdirSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,26 +36,44 @@ function upToDate() {
   return newest(join(root, 'src')) <= built && inputs.every((f) => statSync(f).mtimeMs <= built);
 }
 
-if (!process.argv.includes('--force') && upToDate()) process.exit(0);
-rmSync(outdir, { recursive: true, force: true });
-try {
-  // loaded only when there is something to build: the up-to-date check alone (every `npm start`)
-  // then costs a few stat calls instead of loading esbuild's API (about 0.15 s)
-  const { build } = await import('esbuild');
-  await build({
-    absWorkingDir: root,
-    entryPoints: ['src/cli/main.ts', 'src/cli/mapping-worker.ts', 'src/cli/sweep-worker.ts'],
-    outdir,
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: true,
-    logLevel: 'warning',
-  });
-} catch (e) {
-  console.error(`build failed: ${e instanceof Error ? e.message : String(e)}`);
-  process.exit(1);
+/**
+ * Bundles the CLI into dist/ unless it is up to date (force: always). Returns an error message, or
+ * null when dist/ is ready. tools/start.mjs (`npm start`) calls this in the process that then runs
+ * the bundle, so that `npm start` starts one node process, not two (about 0.14 s each here).
+ */
+export async function ensureBuilt(force = false) {
+  if (!force && upToDate()) return null;
+  rmSync(outdir, { recursive: true, force: true });
+  try {
+    // loaded only when there is something to build: the up-to-date check alone (every `npm start`)
+    // then costs a few stat calls instead of loading esbuild's API (about 0.15 s)
+    const { build } = await import('esbuild');
+    await build({
+      absWorkingDir: root,
+      entryPoints: ['src/cli/main.ts', 'src/cli/mapping-worker.ts', 'src/cli/sweep-worker.ts'],
+      outdir,
+      bundle: true,
+      splitting: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      packages: 'external',
+      sourcemap: true,
+      logLevel: 'warning',
+    });
+  } catch (e) {
+    // nothing half-built is left for the up-to-date check to trust
+    rmSync(outdir, { recursive: true, force: true });
+    return `build failed: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  return null;
+}
+
+// Run as a script (`npm run build`): build, and exit 1 with the message on failure.
+if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const failed = await ensureBuilt(process.argv.includes('--force'));
+  if (failed !== null) {
+    console.error(failed);
+    process.exit(1);
+  }
 }
