@@ -91,4 +91,17 @@ describe('aging model', () => {
     expect(thp).toBeGreaterThan(10);
     expect(b.backgroundPages).toBeGreaterThan(0);
   });
+  it('counts its boot free pages exactly: every one of them can be allocated, and they and the background pages fill RAM', () => {
+    // two RAM ranges with partial edges, so that whole and edge blocks both count
+    const ranges: Array<[number, number]> = [[300, 1024 * 20 + 7], [1024 * 24, 1024 * 57 + 512]];
+    for (const seed of [1, 2, 99]) {
+      const b = new BuddyAllocator(ranges, true, seed);
+      const bootFree = b.freePages;
+      let got = 0;
+      while (b.alloc(0) >= 0) got++;
+      expect(got).toBe(bootFree);
+      expect(b.freePages).toBe(0);
+      expect(got + b.backgroundPages).toBe(ranges.reduce((s, [x, y]) => s + y - x, 0));
+    }
+  });
 });
