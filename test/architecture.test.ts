@@ -79,6 +79,21 @@ describe('the rules catch what they guard', () => {
       "drivers/nvme/prp.ts imports '../block/iter.ts': cross-folder import bypasses drivers/block/'s public files (index.ts, internal.ts)",
     ]);
   });
+  it('into and out of scenario/\'s units (scenario/file, scenario/trace), through their public files only', () => {
+    const t = synthetic({
+      'cli/run.ts': "import { p } from '../scenario/file/parse.ts';\nimport { q } from '../scenario/file/index.ts';\nimport { r } from '../scenario/index.ts';",
+      'scenario/file/runner.ts': "import { m } from '../mapping.ts';\nimport { r } from '../index.ts';",
+      'scenario/trace/scenario.ts': "import { q } from '../file/index.ts';",
+      'scenario/file/parse.ts': 'export const p = 1;',
+      'scenario/file/index.ts': 'export const q = 1;',
+      'scenario/mapping.ts': 'export const m = 1;',
+      'scenario/index.ts': 'export const r = 1;',
+    });
+    expect(layerViolations(t, importEdges(t))).toEqual([
+      "cli/run.ts imports '../scenario/file/parse.ts': cross-folder import bypasses scenario/file/'s public files (index.ts, internal.ts)",
+      "scenario/file/runner.ts imports '../mapping.ts': cross-folder import bypasses scenario/'s public files (index.ts, internal.ts)",
+    ]);
+  });
   it('a consumer reaching into a lower layer\'s internals', () => {
     const t = synthetic({
       'drivers/nvme/prp.ts': "import { iovaLink } from '../../dma/internal.ts';",
@@ -119,12 +134,14 @@ describe('the rules catch what they guard', () => {
   });
   it('the web view reaching into internals, a deep file or Node', () => {
     const t = synthetic({
-      'worker/a.ts': "import { x } from '../../../src/dma/internal.ts';\nimport { y } from '../../../src/iommu/inspect.ts';\nimport { z } from '../../../src/index.ts';",
+      'worker/a.ts': "import { x } from '../../../src/dma/internal.ts';\nimport { y } from '../../../src/iommu/inspect.ts';\nimport { z } from '../../../src/index.ts';\n" +
+        "import { p } from '../../../src/scenario/file/index.ts';\nimport { q } from '../../../src/scenario/file/parse.ts';",
       'main.ts': "import { readFileSync } from 'node:fs';\nimport { s } from '../../src/scenario/index.ts';\nexport const e = process.env;",
     });
     expect(webViolations(t)).toEqual([
-      "web/src/worker/a.ts imports '../../../src/dma/internal.ts': the web view may use only the package entry or a layer's index.ts",
-      "web/src/worker/a.ts imports '../../../src/iommu/inspect.ts': the web view may use only the package entry or a layer's index.ts",
+      "web/src/worker/a.ts imports '../../../src/dma/internal.ts': the web view may use only the package entry or a layer's (or a unit's) index.ts",
+      "web/src/worker/a.ts imports '../../../src/iommu/inspect.ts': the web view may use only the package entry or a layer's (or a unit's) index.ts",
+      "web/src/worker/a.ts imports '../../../src/scenario/file/parse.ts': the web view may use only the package entry or a layer's (or a unit's) index.ts",
       "web/src/main.ts imports 'node:fs': Node-only modules cannot run in the browser",
       "web/src/main.ts:3 uses the Node global 'process': Node-only APIs belong in cli/",
     ]);

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCliAsync } from '../src/cli/program.ts';
-import { STEP_OPS } from '../src/scenario/index.ts';
+import { STEP_OPS } from '../src/scenario/file/index.ts';
 import { cli } from './fixtures/cli.ts';
 import { EXAMPLES_DIR } from './fixtures/examples.ts';
 

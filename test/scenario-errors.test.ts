@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ScenarioError, ScenarioRunner, parseScenario, type ScenarioIssue } from '../src/scenario/index.ts';
+import { ScenarioError, ScenarioRunner, parseScenario, type ScenarioIssue } from '../src/scenario/file/index.ts';
 import { cli } from './fixtures/cli.ts';
 
 const MACHINE = `

@@ -1,7 +1,7 @@
 // The scenario file's pre-mapped I/O steps: what the cross-check refuses, and a run that shows the
 // RFC's behaviour (examples/premap-dmabuf.yaml is the full example with its golden output).
 import { describe, expect, it } from 'vitest';
-import { ScenarioError, ScenarioRunner, parseScenario } from '../src/scenario/index.ts';
+import { ScenarioError, ScenarioRunner, parseScenario } from '../src/scenario/file/index.ts';
 
 const MACHINE = `
 machine:

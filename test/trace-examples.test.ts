@@ -6,7 +6,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { iommuGetDomainForDev, iommuIovaToPhys } from '../src/iommu/index.ts';
-import { ScenarioRunner, defaultTraceStep, hexBytes, parseScenario, traceBuffer } from '../src/scenario/index.ts';
+import { ScenarioRunner, parseScenario } from '../src/scenario/file/index.ts';
+import { defaultTraceStep, hexBytes, traceBuffer } from '../src/scenario/trace/index.ts';
 
 const DIR = join(import.meta.dirname, '..', 'examples');
 const FILES = readdirSync(DIR).filter((f) => f.endsWith('.yaml')).sort();

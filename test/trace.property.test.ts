@@ -15,7 +15,7 @@ import { createMachine, type Machine, type MachineConfig } from '../src/machine/
 import type { MmapBacking, UserMm } from '../src/mm/index.ts';
 import type { PciNodeConfig } from '../src/pci/index.ts';
 import { GART_BASE, opsMachine } from './fixtures/dma-ops-machines.ts';
-import { hexBytes, traceCpu, traceDevice, traceRange, type ByteTrace, type TraceMapping } from '../src/scenario/index.ts';
+import { hexBytes, traceCpu, traceDevice, traceRange, type ByteTrace, type TraceMapping } from '../src/scenario/trace/index.ts';
 
 const PCI: PciNodeConfig[] = [
   { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },

@@ -3,7 +3,7 @@
 // step op (`phyr help map`).
 
 import type { Command } from 'commander';
-import { STEP_OPS, machineHelp, scenarioHelp, stepHelp, stepsHelp } from '../scenario/index.ts';
+import { STEP_OPS, machineHelp, scenarioHelp, stepHelp, stepsHelp } from '../scenario/file/index.ts';
 import type { ScenarioCliIo } from './run.ts';
 
 export function addHelpCommand(program: Command, io: ScenarioCliIo): void {

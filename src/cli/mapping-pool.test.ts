@@ -6,19 +6,10 @@ import {
   MAPPING_CONFIG_NAMES, compareMappingOptions, runCompare, runCompareAsync, type CompareOptions, type CompareReport,
 } from '../scenario/index.ts';
 import { RUN_FIRST, createMappingPool, defaultJobs, runOrder, wantsDefaultWorkers } from './mapping-pool.ts';
-import { runCli, runCliAsync, type CliIo } from './program.ts';
+import { runCli } from './cli-sync.ts';
+import { runCliAsync } from './program.ts';
+import { captureIo } from '../../test/fixtures/cli.ts';
 
-function io(): CliIo & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: { write: (s: string) => { out += s; } },
-    stderr: { write: (s: string) => { err += s; }, isTTY: false },
-    env: {},
-    out: () => out,
-    err: () => err,
-  };
-}
 
 /** The report without its timing fields (every key ending in Ms). */
 function untimed(json: string): unknown {
@@ -45,9 +36,9 @@ describe('phyr compare on worker threads', () => {
 
   it('the CLI\'s worker path prints what runCli prints (JSON, times aside)', async () => {
     const args = ['compare', '--json', '--ram', '8', '--buffers', 'device', '--configs', 'untrusted,p2p-switch,no-iommu'];
-    const one = io();
+    const one = captureIo();
     expect(runCli(args, one)).toBe(0);
-    const par = io();
+    const par = captureIo();
     expect(await runCliAsync([...args, '--jobs', '2'], par)).toBe(0);
     expect(par.err()).toBe('');
     expect(untimed(par.out())).toEqual(untimed(one.out()));

@@ -13,13 +13,14 @@ import { addDmabufCommand } from './dmabuf.ts';
 import { addPremapCommand } from './premap.ts';
 import { addDmaOpsCommand } from './dma-ops.ts';
 import { addRdmaCommand } from './rdma.ts';
-import { addTraceCommand } from './trace.ts';
-import { addRunCommand, type ScenarioCliIo } from './run.ts';
-import { addHelpCommand } from './help.ts';
-import { addSweepCommand } from './sweep.ts';
 import { renderCompareReport } from './format.ts';
 import { MAX_DEFAULT_JOBS, createMappingPool, defaultJobs, type MappingPool } from './mapping-pool.ts';
 import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
+// Types only: the module itself is loaded on demand (runCliAsync) or by cli-sync.ts.
+import type * as ScenarioCommands from './scenario-commands.ts';
+
+/** The scenario-file commands' module (scenario-commands.ts), once loaded. */
+export type ScenarioCommandsModule = typeof ScenarioCommands;
 
 /** Where the CLI writes: stdout for the report, stderr for errors and the progress bar. */
 export interface CliIo {
@@ -121,12 +122,23 @@ interface CompareCliOptions {
 type Mode = 'sync' | 'workers';
 
 /**
- * Builds the commander program. `exit(code)` is called once the command has finished or failed
- * (the CLI passes process.exit; tests pass a recorder). mode 'sync' runs `compare` in this thread
- * (parse); 'workers' runs its mapping configurations on --jobs workers, using `prewarmed` when it
- * has that many (parseAsync).
+ * The commands that need no scenario file: a command line that starts with one of them builds the
+ * program without the scenario-file commands (see scenario-commands.ts), and so never loads the
+ * scenario parsers. Any other command line (help, --help, run, a typo) gets every command.
  */
-export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingPool | null = null): Command {
+export const REPORT_COMMANDS: readonly string[] = ['compare', 'block', 'dmabuf', 'dmaops', 'rdma', 'premap'];
+
+/** Whether argv may name a scenario-file command (or ask for the list of all commands). */
+export function needsScenarioCommands(argv: readonly string[]): boolean {
+  return argv.length === 0 || !REPORT_COMMANDS.includes(argv[0]);
+}
+
+/**
+ * Builds the commander program. mode 'sync' runs `compare` in this thread (parse); 'workers' runs
+ * its mapping configurations on --jobs workers, using `prewarmed` when it has that many
+ * (parseAsync). `scenario`: the scenario-file commands' module, or null to leave those commands out.
+ */
+export function buildProgram(io: CliIo, mode: Mode, prewarmed: MappingPool | null, scenario: ScenarioCommandsModule | null): Command {
   const program = new Command('phyr');
   program
     .description('An executable model of the Linux physical-range (phyr) DMA stack on a simulated machine.')
@@ -206,18 +218,20 @@ export function buildProgram(io: CliIo, mode: Mode = 'sync', prewarmed: MappingP
   addDmabufCommand(program, (s) => io.stdout.write(s));
   addDmaOpsCommand(program, (s) => io.stdout.write(s));
   addRdmaCommand(program, (s) => io.stdout.write(s));
-  addTraceCommand(program, (s) => io.stdout.write(s));
+  scenario?.addTraceCommand(program, (s) => io.stdout.write(s));
   addPremapCommand(program, (s) => io.stdout.write(s));
-  const scenarioIo: ScenarioCliIo = {
-    out: (s) => io.stdout.write(s),
-    err: (s) => io.stderr.write(s),
-    exit: (code, message) => {
-      throw new CommanderError(code, code === EXIT_USAGE ? 'phyr.usage' : 'phyr.exit', message ?? '');
-    },
-  };
-  addRunCommand(program, scenarioIo);
-  addSweepCommand(program, { ...scenarioIo, stderr: io.stderr, env: io.env }, mode);
-  addHelpCommand(program, scenarioIo);
+  if (scenario !== null) {
+    const scenarioIo: ScenarioCommands.ScenarioCliIo = {
+      out: (s) => io.stdout.write(s),
+      err: (s) => io.stderr.write(s),
+      exit: (code, message) => {
+        throw new CommanderError(code, code === EXIT_USAGE ? 'phyr.usage' : 'phyr.exit', message ?? '');
+      },
+    };
+    scenario.addRunCommand(program, scenarioIo);
+    scenario.addSweepCommand(program, { ...scenarioIo, stderr: io.stderr, env: io.env }, mode);
+    scenario.addHelpCommand(program, scenarioIo);
+  }
 
   return program;
 }
@@ -226,7 +240,8 @@ function usageError(message: string): CommanderError {
   return new CommanderError(EXIT_USAGE, 'phyr.usage', `error: ${message}\n`);
 }
 
-function exitCode(e: unknown, io: CliIo): number {
+/** The exit code for what parse threw: 0 for --help and --version, else the command's or 2. */
+export function exitCode(e: unknown, io: CliIo): number {
   if (e instanceof CommanderError) {
     if (e.exitCode === 0) return 0;
     if (e.code === 'phyr.usage') io.stderr.write(e.message);
@@ -237,28 +252,15 @@ function exitCode(e: unknown, io: CliIo): number {
 }
 
 /**
- * Runs the CLI on argv (without the node and script entries) in the calling thread (--jobs is
- * checked but not used). Returns the exit code: 0 on success (and for --help / --version), 2 for
- * invalid usage; other errors propagate.
- */
-export function runCli(argv: readonly string[], io: CliIo): number {
-  const program = buildProgram(io, 'sync');
-  try {
-    program.parse([...argv], { from: 'user' });
-    return 0;
-  } catch (e) {
-    return exitCode(e, io);
-  }
-}
-
-/**
- * runCli as the executable runs it: the mapping section's configurations on --jobs worker threads
- * (and this thread, once it has measured the layouts). The same output, apart from the times.
+ * runCli (cli-sync.ts) as the executable runs it: the mapping section's configurations on --jobs
+ * worker threads (and this thread, once it has measured the layouts). The same output, apart from
+ * the times. The scenario-file commands are loaded only when argv may name one (needsScenarioCommands).
  * `prewarmed`: workers started early (main.ts), used when the run wants that many; closed at the end
  * either way.
  */
 export async function runCliAsync(argv: readonly string[], io: CliIo, prewarmed: MappingPool | null = null): Promise<number> {
-  const program = buildProgram(io, 'workers', prewarmed);
+  const scenario = needsScenarioCommands(argv) ? await import('./scenario-commands.ts') : null;
+  const program = buildProgram(io, 'workers', prewarmed, scenario);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return 0;

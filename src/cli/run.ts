@@ -6,9 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import {
-  ScenarioError, formatScenarioResult, parseScenario, runScenario, scenarioJson, type Scenario,
-} from '../scenario/index.ts';
+import { ScenarioError, formatScenarioResult, parseScenario, runScenario, scenarioJson, type Scenario } from '../scenario/file/index.ts';
 
 /** Exit code of a run that stopped at a step that did not meet its expectation. */
 export const EXIT_RUN_FAILED = 1;

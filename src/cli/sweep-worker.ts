@@ -2,7 +2,7 @@
 // then takes runs from the shared counter until none is left and posts each run's row back.
 
 import { parentPort } from 'node:worker_threads';
-import { parseScenario, runSweepRun, type SweepRow, type SweepRun } from '../scenario/index.ts';
+import { parseScenario, runSweepRun, type SweepRow, type SweepRun } from '../scenario/file/index.ts';
 
 /** The sweep's one message to each worker. */
 export interface SweepTask {

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import {
   ScenarioError, ScenarioRunner, parseSeeds, runSweep, sweepCsv, sweepRuns, scenarioJson, type Scenario, type SweepRow, type SweepRun,
-} from '../scenario/index.ts';
+} from '../scenario/file/index.ts';
 import { defaultJobs, startWorkers } from './mapping-pool.ts';
 import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
 import { loadScenarioFile, type ScenarioCliIo } from './run.ts';

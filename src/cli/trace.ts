@@ -4,9 +4,8 @@
 
 import { readFileSync } from 'node:fs';
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
-import {
-  ScenarioError, ScenarioRunner, defaultTraceStep, parseScenario, renderTrace, traceBuffer, traceToJson,
-} from '../scenario/index.ts';
+import { ScenarioError, ScenarioRunner, parseScenario } from '../scenario/file/index.ts';
+import { defaultTraceStep, renderTrace, traceBuffer, traceToJson } from '../scenario/trace/index.ts';
 
 /** Exit code for invalid usage or input (as the program's other commands). */
 const EXIT_USAGE = 2;

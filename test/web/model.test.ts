@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ScenarioRunner, parseScenario, traceBuffer } from '../../src/scenario/index.ts';
+import { ScenarioRunner, parseScenario } from '../../src/scenario/file/index.ts';
+import { traceBuffer } from '../../src/scenario/trace/index.ts';
 import { ViewModel } from '../../web/src/worker/model.ts';
 import { traceOf } from '../../web/src/worker/trace.ts';
 import { REPO } from '../fixtures/web.ts';

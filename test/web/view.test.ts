@@ -9,7 +9,8 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ScenarioRunner, parseScenario, renderTrace, traceBuffer } from '../../src/scenario/index.ts';
+import { ScenarioRunner, parseScenario } from '../../src/scenario/file/index.ts';
+import { renderTrace, traceBuffer } from '../../src/scenario/trace/index.ts';
 import { cli } from '../fixtures/cli.ts';
 import { CHROMIUM, CHROMIUM_ARGS, REPO, WEB_OUTPUT, buildWeb, removeDir, requireChromium, serveStatic } from '../fixtures/web.ts';
 

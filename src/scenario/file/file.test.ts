@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   ScenarioRunner, formatScenarioResult, parseScenario, parseSeeds, runScenario, runSweep, scenarioJson, sweepCsv, sweepRuns,
-} from '../index.ts';
+} from './index.ts';
 
 const BASE = `
 name: t

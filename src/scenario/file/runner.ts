@@ -28,8 +28,7 @@ import {
 } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { sgAllocTableFromPagesSegment, sgFreeTable, type RangeSource, type SgTable } from '../../phyr/index.ts';
-import { blockDirectIo } from '../block-io.ts';
-import { verifyWindows } from '../mapping.ts';
+import { blockDirectIo, verifyWindows } from '../index.ts';
 import { Shadow, countMismatches } from './shadow.ts';
 import {
   ScenarioError, type BufferState, type CounterDelta, type DmaSegment, type LeakReport, type MappingState, type PinState,

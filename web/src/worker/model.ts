@@ -12,7 +12,7 @@ import {
 } from '../../../src/index.ts';
 import {
   ScenarioRunner, parseScenario, type BufferState, type MappingState, type Scenario, type StepResult,
-} from '../../../src/scenario/index.ts';
+} from '../../../src/scenario/file/index.ts';
 import type {
   BufferRow, BytesAnswer, DomainRow, EventRow, HugetlbRun, LayoutSummary, P2pAnswer, PciNodeRow, PhysSpan, RegionRow, RowsAnswer,
   Snapshot, Space, StepRow, TableAnswer, TracePoint,

@@ -6,7 +6,7 @@
 import {
   hex,
 } from '../../../src/index.ts';
-import { renderTrace, traceBuffer, traceToJson, type BufferTrace } from '../../../src/scenario/index.ts';
+import { renderTrace, traceBuffer, traceToJson, type BufferTrace } from '../../../src/scenario/trace/index.ts';
 import type { TraceAnswer, TracePoint } from '../protocol.ts';
 import type { ViewModel } from './model.ts';
 
