@@ -676,13 +676,16 @@ function countEntries(pf: Float64Array, runs: PgmapRuns | null, start: number, n
  * sg_alloc_append_table_from_pages()'s loop: writes the `chunks` entries pages [start, n) of pf
  * form after the table's last slot, taking a new chunk of slots (chained from the old one) when
  * only a chunk's last slot is left and more than one entry is still needed (get_next_sg). Returns
- * the slot of the last entry, or ENOMEM when an injected chunk failure stopped it.
+ * the slot of the last entry, or ENOMEM when an injected chunk failure stopped it. flagsOf and
+ * faults come as arguments, not in opts: callers that pass no opts would leave the loads of its
+ * fields without type feedback, and the optimised loop would be thrown away at the first caller
+ * that passes them.
  */
 function writeEntries(append: SgAppendTable, pf: Float64Array, runs: PgmapRuns | null, start: number, n: number,
-  maxPages: number, chunks: number, leftPages: number, size: number, offset: number, opts: SgPageOpts | undefined): number | Result<never> {
+  maxPages: number, chunks: number, leftPages: number, size: number, offset: number,
+  flagsOf: SgPageOpts['flagsOf'], faults: SgPageOpts['faults']): number | Result<never> {
   const sgt = append.sgt;
   const invP = 1 / sgt.pageSize;
-  const flagsOf = opts?.flagsOf;
   let s = append._prvSlot;
   let remaining = size;
   let off = offset;
@@ -698,7 +701,7 @@ function writeEntries(append: SgAppendTable, pf: Float64Array, runs: PgmapRuns |
       // Model deviation: an injected chunk failure ('sg-table') is modeled for a new table only (what
       // sg_alloc_table_from_pages_segment builds and frees on error); appending to a table that holds
       // entries already never fails here.
-      if (fresh && opts?.faults !== undefined && faultInjected(opts.faults, 'sg-table', `sg_alloc_append_table_from_pages chunk of ${alloc}`)) {
+      if (fresh && faults !== undefined && faultInjected(faults, 'sg-table', `sg_alloc_append_table_from_pages chunk of ${alloc}`)) {
         return err('ENOMEM', `sg_alloc_append_table_from_pages: no memory for a chunk of ${alloc} entries`);
       }
       const k = sgt.allocChunk(alloc, logical);
@@ -818,7 +821,7 @@ export function sgAllocAppendTableFromPages(
 
   // Reserve the slots up front (chunks plus their chain links) instead of growing chunk by chunk.
   sgt.ensureSlots(sgt._slots + chunks + Math.ceil(chunks / (SG_MAX_SINGLE_ALLOC - 1)) + 1);
-  const last = writeEntries(append, pf, runs, start, n, maxPages, chunks, leftPages, size, offset, opts);
+  const last = writeEntries(append, pf, runs, start, n, maxPages, chunks, leftPages, size, offset, opts?.flagsOf, opts?.faults);
   if (typeof last !== 'number') return last;
   s = last;
   sgt._nents += chunks;
