@@ -39,7 +39,7 @@ function upToDate() {
 /**
  * Bundles the CLI into dist/ unless it is up to date (force: always). Returns an error message, or
  * null when dist/ is ready. tools/start.mjs (`npm start`) calls this in the process that then runs
- * the bundle, so that `npm start` starts one node process, not two (about 0.14 s each here).
+ * the bundle, so that `npm start` starts one node process, not two (about 0.12 s each here).
  */
 export async function ensureBuilt(force = false) {
   if (!force && upToDate()) return null;

@@ -1,7 +1,9 @@
-// What it is: the `phyr` command line (commander): `phyr compare` and `phyr help`. Option values are
-// validated here; a bad value is an error naming the option and the value, with exit code 2.
-// runCliAsync (the executable's) runs the mapping section's configurations on worker threads
-// (mapping-pool.ts); runCli runs everything in the calling thread, with the same report.
+// What it is: the `phyr` command line (commander): `phyr compare` here, the other commands from
+// their own files. Option values are validated here; a bad value is an error naming the option and
+// the value, with exit code 2. runCliAsync (the executable's) runs the mapping section's
+// configurations on worker threads (mapping-pool.ts) and loads the scenario-file commands only when
+// the command line may name one; runCli (cli-sync.ts) runs everything in the calling thread, with
+// the same report.
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
@@ -259,10 +261,9 @@ export function exitCode(e: unknown, io: CliIo): number {
  * either way.
  */
 export async function runCliAsync(argv: readonly string[], io: CliIo, prewarmed: MappingPool | null = null): Promise<number> {
-  const scenario = needsScenarioCommands(argv) ? await import('./scenario-commands.ts') : null;
-  const program = buildProgram(io, 'workers', prewarmed, scenario);
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    const scenario = needsScenarioCommands(argv) ? await import('./scenario-commands.ts') : null;
+    await buildProgram(io, 'workers', prewarmed, scenario).parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (e) {
     return exitCode(e, io);
