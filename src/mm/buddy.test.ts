@@ -1,7 +1,7 @@
 // Tests for buddy.ts: the buddy allocator against a brute-force bitmap, and the aging model.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
+import { BuddyAllocator, MAX_PAGE_ORDER, mix32, xorshift } from './buddy.ts';
 
 /** Brute-force reference: a bitmap of owned pages over the managed ranges. */
 function checkAgainstBitmap(ranges: Array<[number, number]>, aged: boolean, ops: Array<{ alloc: boolean; order: number; pick: number }>): void {
@@ -90,6 +90,35 @@ describe('aging model', () => {
     while (b.alloc(9) >= 0) thp++;
     expect(thp).toBeGreaterThan(10);
     expect(b.backgroundPages).toBeGreaterThan(0);
+  });
+  it('frees exactly the pages a whole Fisher-Yates shuffle of each fragmented block leaves past its background pages', () => {
+    // Reference: the aging model as its doc comment states it, with the whole shuffle of every block
+    // (the allocator stops the shuffle once the free pages' places are final).
+    const bp = 2 ** MAX_PAGE_ORDER;
+    const blocks = 12;
+    for (const seed of [1, 7, 1234]) {
+      const want = new Set<number>();
+      for (let b = 0; b < blocks; b++) {
+        const h = mix32(seed, b, 1);
+        if ((h & 0xffff) >= 0.85 * 65536) {
+          for (let i = 0; i < bp; i++) want.add(b * bp + i);
+          continue;
+        }
+        const bg = Math.max(1, Math.min(bp - 1, Math.floor(bp * (0.5 + 0.375 * ((h >>> 16) / 65536)))));
+        const rnd = xorshift(mix32(seed, b, 2));
+        const perm = Array.from({ length: bp }, (_, i) => i);
+        for (let i = bp - 1; i > 0; i--) {
+          const j = Math.floor(rnd() * (i + 1));
+          [perm[i], perm[j]] = [perm[j], perm[i]];
+        }
+        for (let i = bg; i < bp; i++) want.add(b * bp + perm[i]);
+      }
+      const a = new BuddyAllocator([[0, blocks * bp]], true, seed);
+      const got = new Set<number>();
+      for (let pfn = a.alloc(0); pfn >= 0; pfn = a.alloc(0)) got.add(pfn);
+      expect(got.size).toBe(want.size);
+      expect([...got].filter((p) => !want.has(p))).toEqual([]);
+    }
   });
   it('counts its boot free pages exactly: every one of them can be allocated, and they and the background pages fill RAM', () => {
     // two RAM ranges with partial edges, so that whole and edge blocks both count

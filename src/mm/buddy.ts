@@ -7,8 +7,8 @@ export const MAX_PAGE_ORDER = 10;
 /** Per top-order block: not managed (hole, partial edge, boot carve-out), never touched, or split. */
 const BlockState = { Unmanaged: 0, Untouched: 1, Materialized: 2 } as const;
 
-/** A 32-bit mix of (seed, index, salt): the aging model's per-block dice, independent of call order. */
-function mix32(seed: number, idx: number, salt: number): number {
+/** @internal (exported for tests) A 32-bit mix of (seed, index, salt): the aging model's per-block dice, independent of call order. */
+export function mix32(seed: number, idx: number, salt: number): number {
   let h = (Math.imul(seed | 0, 0x9e3779b1) ^ Math.imul((idx % 4294967296) | 0, 0x85ebca77) ^
     Math.imul(Math.floor(idx / 4294967296) | 0, 0x27d4eb2f) ^ Math.imul(salt, 0x165667b1)) | 0;
   h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d);
@@ -16,8 +16,8 @@ function mix32(seed: number, idx: number, salt: number): number {
   return (h ^ (h >>> 15)) >>> 0;
 }
 
-/** A tiny seeded generator for one block's shuffle (xorshift32, never zero). */
-function xorshift(state: number): () => number {
+/** @internal (exported for tests) A tiny seeded generator for one block's shuffle (xorshift32, never zero). */
+export function xorshift(state: number): () => number {
   let s = state === 0 ? 0x6d2b79f5 : state;
   return () => {
     s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
@@ -231,7 +231,10 @@ export class BuddyAllocator {
     const rnd = xorshift(mix32(this.seed, b, 2));
     const perm = new Uint16Array(bp);
     for (let i = 0; i < bp; i++) perm[i] = i;
-    for (let i = bp - 1; i > 0; i--) {
+    // Fisher-Yates from the top: step i fixes perm[i] for good, so the steps down to bg already give
+    // the free pages perm[bg..bp) their final values; the rest of the shuffle would only order the
+    // background pages, which are never listed.
+    for (let i = bp - 1; i >= bg && i > 0; i--) {
       const j = Math.floor(rnd() * (i + 1));
       const t = perm[i]; perm[i] = perm[j]; perm[j] = t;
     }
