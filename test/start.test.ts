@@ -21,7 +21,7 @@ function timeless(v: unknown): unknown {
 describe('npm start (tools/start.mjs)', () => {
   it('builds dist/ when needed and runs the bundled CLI with its own arguments', () => {
     const args = ['--buffers', 'device', '--configs', 'no-iommu', '--jobs', '0'];
-    const r = spawnSync(process.execPath, ['--no-concurrent-recompilation', join(root, 'tools/start.mjs'), 'compare', ...args, '--json'],
+    const r = spawnSync(process.execPath, ['--no-concurrent-recompilation', '--single-threaded-gc', join(root, 'tools/start.mjs'), 'compare', ...args, '--json'],
       { cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' } });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);

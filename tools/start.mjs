@@ -2,8 +2,8 @@
 // npm start: brings the bundle in dist/ up to date (tools/build.mjs) and runs the CLI from it in
 // this same process, with this process's arguments (`npm start` passes `compare`). One node process
 // instead of a build step and a second node: node's own start-up is about 0.12 s on the 2-CPU
-// machine the bench runs on. package.json runs this file with --no-concurrent-recompilation, the
-// flag docs/cli.md explains; V8 flags must be given when node starts, so they stay on that line.
+// machine the bench runs on. package.json runs this file with --no-concurrent-recompilation and
+// --single-threaded-gc, the flags docs/cli.md explains; V8 flags must be given when node starts, so they stay on that line.
 /* global process, console */
 import { ensureBuilt } from './build.mjs';
 
