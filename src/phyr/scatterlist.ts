@@ -788,18 +788,13 @@ export function sgAllocAppendTableFromPages(
     const ps = append._prvSlot;
     const len0 = sgt._length[ps];
     const nextPfn = sgt._pfn[ps] + Math.floor((sgt._offset[ps] + len0) * invP);
-    if (pf[0] === nextPfn) {
-      // the entry grows by whole pages while it stays within maxSeg
-      const room = Math.floor((maxSeg - len0) * invP);
-      let prevPfn = nextPfn - 1;
-      while (start < n && start < room) {
-        const p = pf[start];
-        if (p !== prevPfn + 1 || (runs !== null && runs.differ(prevPfn, p))) break;
-        prevPfn = p;
-        start++;
-      }
+    // the entry grows by whole pages while it stays within maxSeg: pages 0 .. entryEnd's end, when
+    // page 0 is mergeable with the entry's last page
+    const room = Math.floor((maxSeg - len0) * invP);
+    if (pf[0] === nextPfn && room > 0 && (runs === null || !runs.differ(nextPfn - 1, pf[0]))) {
+      start = entryEnd(pf, runs, 0, n, room);
       // Apply after the scan so a later BUG cannot leave a half-merged entry behind.
-      if (start > 0) sgt.writePage(ps, sgt._pfn[ps], len0 + start / invP, sgt._offset[ps]);
+      sgt.writePage(ps, sgt._pfn[ps], len0 + start / invP, sgt._offset[ps]);
       if (start === n) {
         if (leftPages === 0) sgt.markEndSlot(ps);
         return ok();
