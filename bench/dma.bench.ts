@@ -12,7 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BenchRow, BenchSection } from './harness.ts';
+import { defaultMallocEnv, type BenchRow, type BenchSection } from './harness.ts';
 import { GiB, unwrap } from '../src/base/index.ts';
 import { FOLL_WRITE, pinUserPages, pinUserPhyrs } from '../src/mm/index.ts';
 import { sgAllocTableFromPagesSegment, type PhyrList } from '../src/phyr/index.ts';
@@ -215,7 +215,8 @@ const PROCESSES = 5;
 
 /**
  * First call in a fresh process: bench/first-call-map.ts, run PROCESSES times, each in a new node with
- * only tsx loaded, builds the same machine and times its first map of the same 1 GiB by one path
+ * only tsx loaded and glibc's default malloc (defaultMallocEnv says why; the note gives the ratio
+ * with this process's malloc settings too), builds the same machine and times its first map of the same 1 GiB by one path
  * ('two-step': one dmaIovaLink per range; 'phyrs': dmaMapPhyrs), then the same map warm. The value
  * is the median over the processes of first-call rate / warm rate in wall time. The note
  * adds the same ratio in process CPU time (the JIT's background compiles count in full, as on one
@@ -226,13 +227,15 @@ const PROCESSES = 5;
 function firstCall(path: 'two-step' | 'phyrs', label: string): BenchRow {
   const here = dirname(fileURLToPath(import.meta.url));
   type Run = { firstMs: number; warmMs: number; firstCpuMs: number; warmCpuMs: number; firstMainMs: number | null; warmMainMs: number | null };
-  const runs: Run[] = [];
-  for (let i = 0; i < PROCESSES; i++) {
+  const spawnRuns = (env: NodeJS.ProcessEnv): Run[] => Array.from({ length: PROCESSES }, () => {
     const p = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'first-call-map.ts'), path],
-      { cwd: join(here, '..'), encoding: 'utf8' });
+      { cwd: join(here, '..'), encoding: 'utf8', env });
     if (p.status !== 0) throw new Error(`first-call-map.ts ${path} failed: ${p.stderr}`);
-    runs.push(JSON.parse(p.stdout.trim().split('\n').pop()!) as Run);
-  }
+    return JSON.parse(p.stdout.trim().split('\n').pop()!) as Run;
+  });
+  const runs = spawnRuns(defaultMallocEnv());
+  // for the note: the same with this process's malloc settings (npm run bench's), where only the first call first-touches its memory
+  const tuned = process.env.GLIBC_TUNABLES === undefined ? null : spawnRuns(process.env);
   const ratio = (f: (r: Run) => [number | null, number | null]): string => {
     const xs = runs.map(f).map(([first, warm]) => (first && warm ? warm / first : NaN));
     return xs.some(Number.isNaN) ? 'n/a' : median(xs).toFixed(2);
@@ -242,6 +245,8 @@ function firstCall(path: 'two-step' | 'phyrs', label: string): BenchRow {
     target: { op: '>=', value: 0.5 },
     note: `first ${runs.map((r) => r.firstMs.toFixed(0)).join('/')} ms, warm ${runs.map((r) => r.warmMs.toFixed(0)).join('/')} ms`
       + ` (${PROCESSES} processes); CPU-time ratio ${ratio((r) => [r.firstCpuMs, r.warmCpuMs])},`
-      + ` main thread ${ratio((r) => [r.firstMainMs, r.warmMainMs])}`,
+      + ` main thread ${ratio((r) => [r.firstMainMs, r.warmMainMs])}; glibc's default malloc`
+      + (tuned === null ? '' : ` (with GLIBC_TUNABLES ${median(tuned.map((r) => r.warmMs / r.firstMs)).toFixed(2)}x: first`
+        + ` ${tuned.map((r) => r.firstMs.toFixed(0)).join('/')} ms, warm ${tuned.map((r) => r.warmMs.toFixed(0)).join('/')} ms)`),
   };
 }

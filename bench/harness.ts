@@ -44,3 +44,18 @@ export function meets(row: BenchRow): boolean | undefined {
   if (!row.target) return undefined;
   return row.target.op === '>=' ? row.value >= row.target.value : row.value <= row.target.value;
 }
+
+/**
+ * The environment for a first-call child process: this one's, without GLIBC_TUNABLES, so that the
+ * child's malloc runs with glibc's defaults. A first-call row compares a fresh process's first call
+ * with its warm calls to measure how early the JIT optimises the path. With `npm run bench`'s malloc
+ * settings (package.json; docs/cli.md) warm calls reuse the memory earlier calls freed while the
+ * first call must first-touch fresh pages, which this VM makes slow, so the ratio would mix the
+ * allocator's warm-up into the JIT's; with glibc's defaults every call, first or warm, maps fresh
+ * memory for its large arrays.
+ */
+export function defaultMallocEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.GLIBC_TUNABLES;
+  return env;
+}

@@ -34,7 +34,7 @@ function parseScript(line: string): { env: Record<string, string>; program: stri
 describe('npm start (tools/start.mjs)', () => {
   const start = parseScript(scripts.start);
 
-  it('runs node with the V8 flags and glibc malloc settings docs/cli.md explains, as npm run phyr and bin/phyr.mjs do', () => {
+  it('runs node with the V8 flags and glibc malloc settings docs/cli.md explains, as npm run phyr, npm run bench and bin/phyr.mjs do', () => {
     expect(start.program).toBe('node');
     expect(start.args).toEqual(['--no-concurrent-recompilation', '--single-threaded-gc', 'tools/start.mjs', 'compare']);
     expect(Object.keys(start.env)).toEqual(['GLIBC_TUNABLES']);
@@ -45,6 +45,8 @@ describe('npm start (tools/start.mjs)', () => {
     expect(Number(tunables[1].split('=')[1])).toBeLessThanOrEqual(32 << 20);
     const phyr = parseScript(scripts.phyr);
     expect(phyr.env).toEqual(start.env);
+    // the bench measures the model as npm start runs it
+    expect(parseScript(scripts.bench).env).toEqual(start.env);
     expect(phyr.args.slice(0, 2)).toEqual(start.args.slice(0, 2));
     const bin = readFileSync(join(root, 'bin/phyr.mjs'), 'utf8');
     expect(bin).toContain(`const MALLOC_TUNABLES = '${start.env.GLIBC_TUNABLES}';`);
