@@ -205,13 +205,15 @@ function classifyRanges(it: DmaRangeIter, cl: Classified): Result<never> | null 
 
 /** blk_can_dma_map_iova() for a whole list: every interior seam between mapped ranges is granule-aligned. */
 function seamsAligned(cl: Classified, granule: number): boolean {
-  // every end is an exact number below 2^53; x - floor(x / g) * g is x % g without an fmod call
+  // every end is an exact number below 2^53 and g a power of two, so x / g is exact: x is a multiple
+  // of g when x / g is an integer (no fmod call for x % g, and no product floor(x / g) * g, which V8
+  // first compiles as a 32-bit multiply and throws away at the first address above 2 GiB)
   const g = granule;
   let prevEnd = -1;
   for (let i = 0; i < cl.n; i++) {
     if (cl.kind[i] === DMA_RANGE_BUS) continue;
     const a = cl.addrNum[i];
-    if (prevEnd >= 0 && (prevEnd - Math.floor(prevEnd / g) * g !== 0 || a - Math.floor(a / g) * g !== 0)) return false;
+    if (prevEnd >= 0 && (prevEnd / g !== Math.floor(prevEnd / g) || a / g !== Math.floor(a / g))) return false;
     prevEnd = a + cl.len[i];
   }
   return true;
