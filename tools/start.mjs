@@ -3,7 +3,8 @@
 // this same process, with this process's arguments (`npm start` passes `compare`). One node process
 // instead of a build step and a second node: node's own start-up is about 0.12 s on the 2-CPU
 // machine the bench runs on. package.json runs this file with --no-concurrent-recompilation and
-// --single-threaded-gc, the flags docs/cli.md explains; V8 flags must be given when node starts, so they stay on that line.
+// --single-threaded-gc and with glibc's malloc settings in GLIBC_TUNABLES, all of which docs/cli.md
+// explains: V8 flags and glibc tunables must be given when node starts, so they stay on that line.
 /* global process, console */
 import { ensureBuilt } from './build.mjs';
 
