@@ -7,11 +7,14 @@
 // the plain-number twin on ranges below 2^53 (the fast path the module must come close to, and
 // which it replaces for every address). All three loops compute the same checksum, verified before
 // timing; each figure is the median CPU time of interleaved runs after a warm-up.
-// Target: >= 3x the bigint loop (measured 3.6-5.3x on this machine under load when it was set;
-// 2.5-2.8x in the runs of 2026-12-05, cause not investigated). The module runs
-// at about a quarter of the plain-number twin: its add carries a frame (two more floor/multiply
-// steps per piece) where the twin adds one double, so adopting it trades some speed below 2^53
-// for one exact path everywhere.
+// Target: >= 3x the bigint loop (measured 3.6-5.3x on this machine under load when it was set).
+// It fell to 1.8-2.8x (2026-12-05) because the loop's calls needed more inlined bytecode than V8
+// allows one function (920 bytes), so which of them stayed calls depended on the order of
+// concurrent compiles: the loop ran at 3, 5 or 12 ms from one process to the next. With the shift
+// test a table look-up and the rare branches out of line they fit (4.1-5.3x on 2026-12-06).
+// The module runs at 0.3-0.4x of the plain-number twin: its add carries a frame (two more
+// floor/multiply steps per piece) where the twin adds one double, so adopting it trades some speed
+// below 2^53 for one exact path everywhere.
 import type { BenchRow, BenchSection } from './harness.ts';
 import {
   FramePos, maskLg2, nrFramesUp, posAdd, posFromBig, posLenToBoundary, posOffsetIn, posToBig,

@@ -346,11 +346,15 @@ describe('frame-offset: argument checks name the argument and the value', () => 
   it('shift outside [9, 30], lg2 outside its range, bad lengths', () => {
     const p = new FramePos();
     expect(checkShift('granuleShift', 12)).toBe(12);
-    for (const bad of [8, 31, 12.5, -1, NaN]) {
+    // (a numeric string too: the hot functions test the shift by a table look-up, which '12' indexes)
+    for (const bad of [8, 31, 12.5, -1, NaN, Infinity, '12' as unknown as number]) {
       expect(() => checkShift('granuleShift', bad)).toThrow(/granuleShift must be an integer in \[9, 30\]/);
       expect(() => posFromBig(0n, bad, p)).toThrow(/shift must be an integer in \[9, 30\]/);
       expect(() => posToBig(0, 0, bad)).toThrow(RangeError);
       expect(() => posAdd(0, 0, bad, 1, p)).toThrow(RangeError);
+      expect(() => posAdd(0, 0, bad, 2 ** 52, p)).toThrow(RangeError);
+      expect(() => posToBoundary(0, 0, bad, 32)).toThrow(RangeError);
+      expect(() => nrFramesUp(1, bad)).toThrow(RangeError);
     }
     expect(() => checkShift('s', '12')).toThrow(RangeError);
     for (const bad of [65, -1, 1.5]) {

@@ -56,6 +56,10 @@ for (let s = POS_SHIFT_MIN; s <= POS_SHIFT_MAX; s++) {
   }
 }
 
+/** SHIFT_OK[s] = 1 for the valid shifts; any other number (fraction, negative, NaN) indexes nothing. */
+const SHIFT_OK = new Uint8Array(POS_SHIFT_MAX + 1);
+SHIFT_OK.fill(1, POS_SHIFT_MIN);
+
 // One 64-bit scratch word seen as two u32 halves: bigint <-> (hi, lo) without bigint arithmetic.
 const U64 = new BigUint64Array(1);
 const U32 = new Uint32Array(U64.buffer);
@@ -93,7 +97,9 @@ function limitText(shift: number): string {
 
 /** true when shift is an integer in [POS_SHIFT_MIN, POS_SHIFT_MAX]. */
 function shiftOk(shift: number): boolean {
-  return (shift >>> 0) === shift && shift >= POS_SHIFT_MIN && shift <= POS_SHIFT_MAX;
+  // a table look-up: the range test written out costs enough bytecode that V8 stopped inlining
+  // the hot functions that make it (they share a per-caller inlining budget)
+  return typeof shift === 'number' && SHIFT_OK[shift] === 1;
 }
 
 /**
@@ -264,25 +270,33 @@ export function posRescale(frame: number, off: number, fromShift: number, toShif
  * @throws RangeError if len is not a safe integer >= 0 or the sum is past the last position.
  */
 export function posAdd(frame: number, off: number, shift: number, len: number, out: FramePos): void {
-  if (!(len >= 0 && len <= MAX_SAFE && Math.floor(len) === len)) badLen(len);
+  if (!(Number.isSafeInteger(len) && len >= 0)) badLen(len);
   if (!shiftOk(shift)) badShift(shift);
-  const size = POW2[shift], inv = INV_POW2[shift];
+  if (len >= TWO_52) {
+    addLong(frame, off, shift, len, out);
+    return;
+  }
   // off + len as whole frames and a rest. The frame carry is computed, not branched on: with
   // random offsets a branch on it mispredicts half the time (measured 2x slower).
-  let f: number, o: number;
-  if (len < TWO_52) {
-    const t = off + len; // < 2^52 + 2^30: exact
-    f = Math.floor(t * inv);
-    o = t - f * size;
-  } else {
-    // off + len might round: split len first (off + its rest < 2^31 carries at most one frame)
-    const lf = Math.floor(len * inv);
-    const t = off + (len - lf * size);
-    const carry = Math.floor(t * inv);
-    f = lf + carry;
-    o = t - carry * size;
-  }
+  const t = off + len; // < 2^52 + 2^30: exact
+  const f = Math.floor(t * INV_POW2[shift]);
+  const o = t - f * POW2[shift];
   // frame + f <= END_FRAME, tested without forming a sum that could round
+  const room = END_FRAME[shift] - f;
+  if (frame > room || (frame === room && o > END_OFF[shift])) addOverflow(frame, off, shift, len);
+  out.frame = frame + f;
+  out.off = o;
+}
+
+/** posAdd for len >= 2^52, out of its body (hot callers inline posAdd; see shiftOk). */
+function addLong(frame: number, off: number, shift: number, len: number, out: FramePos): void {
+  const size = POW2[shift], inv = INV_POW2[shift];
+  // off + len might round: split len first (off + its rest < 2^31 carries at most one frame)
+  const lf = Math.floor(len * inv);
+  const t = off + (len - lf * size);
+  const carry = Math.floor(t * inv);
+  const f = lf + carry;
+  const o = t - carry * size;
   const room = END_FRAME[shift] - f;
   if (frame > room || (frame === room && o > END_OFF[shift])) addOverflow(frame, off, shift, len);
   out.frame = frame + f;
@@ -299,7 +313,7 @@ function addOverflow(frame: number, off: number, shift: number, len: number): ne
  * @throws RangeError if len is not a safe integer >= 0 or it is larger than the position.
  */
 export function posSubLen(frame: number, off: number, shift: number, len: number, out: FramePos): void {
-  if (!(len >= 0 && len <= MAX_SAFE && Math.floor(len) === len)) badLen(len);
+  if (!(Number.isSafeInteger(len) && len >= 0)) badLen(len);
   if (!shiftOk(shift)) badShift(shift);
   const size = POW2[shift], inv = INV_POW2[shift];
   const lf = Math.floor(len * inv);
@@ -424,12 +438,11 @@ export function posToBoundary(frame: number, off: number, shift: number, lg2: nu
   if ((lg2 >>> 0) !== lg2 || lg2 > 64) badLg2('lg2', lg2, 64);
   if (lg2 <= shift) return POW2[lg2] - (off & (POW2[lg2] - 1));
   const k = lg2 - shift;
-  const fm = frameLow(frame, k);
-  if (lg2 <= 53) return (POW2[k] - fm) * POW2[shift] - off;
-  // 2^lg2 > 2^53: the distance is at most 2^53 only when at most 2^(53 - shift) frames remain;
-  // then 2^k - fm is exact (fm >= 2^(k-1), Sterbenz) and so is the result. Otherwise the rounded
-  // result is still above 2^53 (rounding is monotonic) and the cap applies.
-  const d = (POW2[k] - fm) * POW2[shift] - off;
+  // Exact up to lg2 = 53 (at most 2^53). Above, with fm = frameLow(frame, k): the distance is at
+  // most 2^53 only when at most 2^(53 - shift) frames remain; then 2^k - fm is exact (fm >= 2^(k-1),
+  // Sterbenz) and so is d. Otherwise the rounded d is still above 2^53 (rounding is monotonic)
+  // and the cap applies.
+  const d = (POW2[k] - frameLow(frame, k)) * POW2[shift] - off;
   return d > TWO_53 ? TWO_53 : d;
 }
 
@@ -519,7 +532,7 @@ export function lowBits(x: number, lg2: number): number {
  * @throws RangeError if len is not a safe integer >= 0.
  */
 export function nrFramesUp(len: number, shift: number): number {
-  if (!(len >= 0 && len <= MAX_SAFE && Math.floor(len) === len)) badLen(len);
+  if (!(Number.isSafeInteger(len) && len >= 0)) badLen(len);
   if (!shiftOk(shift)) badShift(shift);
   return Math.ceil(len * INV_POW2[shift]);
 }
@@ -529,7 +542,7 @@ export function nrFramesUp(len: number, shift: number): number {
  * @throws RangeError if len is not a safe integer >= 0, lg2 not in [0, 53], or the result exceeds 2^53 - 1.
  */
 export function alignUpLen(len: number, lg2: number): number {
-  if (!(len >= 0 && len <= MAX_SAFE && Math.floor(len) === len)) badLen(len);
+  if (!(Number.isSafeInteger(len) && len >= 0)) badLen(len);
   if ((lg2 >>> 0) !== lg2 || lg2 > 53) badLg2('lg2', lg2, 53);
   const r = Math.ceil(len * INV_POW2[lg2]) * POW2[lg2];
   if (r > MAX_SAFE) throw new RangeError(`ALIGN(${len}, 2^${lg2}) exceeds 2^53 - 1`);
