@@ -562,7 +562,9 @@ function linkChecked(dev: Device, state: DmaIovaState, physFrame: number, physOf
 }
 
 /**
- * The batched link of several ranges (seed 004's "single radix walk" for a bio_vec array): the
+ * The batched link of several ranges: the "single indirect call into the iommu driver per bio_vec
+ * [array], and a single radix walk" that Jason Gunthorpe said he was cooking, in the thread on
+ * "[RFC PATCH v1 00/18] Provide a new two step DMA API mapping API" (linux-nvme, July 2024). The
  * ranges go into the window back to back from `offset`, as consecutive dmaIovaLink calls would put
  * them, with the same results, bookkeeping, counters (one dmaIovaLinks per range) and dma-debug
  * records; but where the whole batch can go straight to the page table (a live window of this
