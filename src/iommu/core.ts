@@ -115,25 +115,28 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
  * Same errnos, messages, counters and undo as iommuMapNosync.
  */
 export function iommuMapPfns(d: IommuDomain, iovaPfn: number, paPfn: number, pages: number, prot: number): Result<void> {
-  // The single-granule map of scattered memory, kept small enough to be inlined into the DMA
-  // layer's link paths; everything else (and every failure) goes through mapPfnsBatches.
+  // A short run of 4 KiB leaves (one granule, for scattered memory), kept small enough to be
+  // inlined into the DMA layer's link paths: the one map_pages call iommu_pgsize gives it. Inside
+  // the table the last map used it is written at once (mapRunCached); a single leaf elsewhere
+  // takes mapLeaves. Everything else (and every failure) goes through mapPfnsBatches, which would
+  // make the same call. One mapRunCached call site for both counts: each inlined copy of it
+  // lengthens the compile the first link waits for.
   const pt = d.pt;
-  if (pages === 1 && pt !== null && (prot & (IOMMU_READ | IOMMU_WRITE)) !== 0 && paPfn < pt.oaPfnLimit && pt.rangeOk(iovaPfn, 1)) {
-    // one granule: one map_pages call of one 4 KiB leaf; a failure leaves nothing to unroll
+  if (pt !== null && pages >= 1 && (pages === 1 || pages <= d.smallRunPages) && (prot & (IOMMU_READ | IOMMU_WRITE)) !== 0
+    && paPfn + pages <= pt.oaPfnLimit && pt.rangeOk(iovaPfn, pages)) {
     const stats = d.iommu.mm.stats;
-    stats.iommuMapCalls++;
-    stats.iommuMapPagesCalls++;
-    const e = pt.mapOne(iovaPfn, paPfn, prot, scratchFreelist);
-    return e === null ? OK_VOID : err(e, `map of iova ${frameAddr(iovaPfn)} size 0x1000 failed`);
-  }
-  if (pages > 1 && pages <= d.smallRunPages && pt !== null && (prot & (IOMMU_READ | IOMMU_WRITE)) !== 0 && paPfn + pages <= pt.oaPfnLimit
-    && pt.rangeOk(iovaPfn, pages) && pt.mapRunCached(iovaPfn, paPfn, pages, prot)) {
-    // a short run of 4 KiB leaves inside the table the last map used: the one map_pages call
-    // iommu_pgsize gives it, written at once (mapPfnsBatches would make the same call)
-    const stats = d.iommu.mm.stats;
-    stats.iommuMapCalls++;
-    stats.iommuMapPagesCalls++;
-    return OK_VOID;
+    if (pt.mapRunCached(iovaPfn, paPfn, pages, prot)) {
+      stats.iommuMapCalls++;
+      stats.iommuMapPagesCalls++;
+      return OK_VOID;
+    }
+    if (pages === 1) {
+      // one map_pages call of one 4 KiB leaf; a failure leaves nothing to unroll
+      stats.iommuMapCalls++;
+      stats.iommuMapPagesCalls++;
+      const e = pt.mapLeaves(iovaPfn, paPfn, 1, 0, prot, scratchFreelist);
+      return e === null ? OK_VOID : err(e, `map of iova ${frameAddr(iovaPfn)} size 0x1000 failed`);
+    }
   }
   return mapPfnsBatches(d, iovaPfn, paPfn, pages, prot);
 }

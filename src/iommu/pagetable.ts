@@ -290,16 +290,6 @@ export class PageTable {
   }
 
   /**
-   * mapLeaves for one 4 KiB leaf, the common single-granule map: written at once by mapRunCached
-   * when it can (the cached table, the last map's attributes, an empty slot), else through
-   * mapLeaves. Same result and counters as mapLeaves.
-   */
-  mapOne(iovaPfn: number, paPfn: number, prot: number, freelist: number[]): Errno | null {
-    if (this.mapRunCached(iovaPfn, paPfn, 1, prot)) return null;
-    return this.mapLeaves(iovaPfn, paPfn, 1, 0, prot, freelist);
-  }
-
-  /**
    * mapLeaves for `count` 4 KiB leaves that all fall in the cached 4 KiB-level table, when the leaf
    * attributes are those of the last map and every slot is empty: the entries are written at once
    * and true returned, with mapLeaves' counters and walk. Otherwise nothing is changed and false
