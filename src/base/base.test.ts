@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import {
   checkAddr, checkLen, EventLog, KernelBug, Prng, ilog2, ilog2Big, ffs, ffsBig, roundupPowOfTwo,
   alignUpBig, isPow2, err, ok, unwrap, Stats, declareCounters, formatBytes, patternBytes,
+  Slots, countFaultPoints, faultInjected, faultsArmed, setFaults,
 } from './internal.ts';
 
 describe('address and length validators', () => {
@@ -20,6 +21,76 @@ describe('address and length validators', () => {
     expect(() => checkLen('len', 1.5)).toThrow(RangeError);
     expect(() => checkLen('len', 2 ** 60)).toThrow(RangeError);
     expect(() => checkLen('len', '4096')).toThrow(TypeError);
+  });
+});
+
+// The validators as they were written before their messages moved out of line (the reference the
+// fast tests are checked against: same value returned, or the same error class and message).
+function refCheckAddr(name: string, v: unknown, widthBits = 64): bigint {
+  const describe = (x: unknown): string => (typeof x === 'bigint' ? `${x}n` : typeof x === 'string' ? JSON.stringify(x) : String(x));
+  if (typeof v !== 'bigint') throw new TypeError(`${name} must be a bigint address, got ${typeof v} ${describe(v)}`);
+  if (v < 0n) throw new RangeError(`${name} must be >= 0, got ${describe(v)}`);
+  const limit = widthBits >= 64 ? 1n << 64n : 1n << BigInt(widthBits);
+  if (v >= limit) throw new RangeError(`${name} must fit in ${widthBits} bits, got 0x${v.toString(16)}`);
+  return v;
+}
+
+function refCheckLen(name: string, v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const describe = (x: unknown): string => (typeof x === 'bigint' ? `${x}n` : typeof x === 'string' ? JSON.stringify(x) : String(x));
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${typeof v} ${describe(v)}`);
+  if (!Number.isSafeInteger(v) || v < min || v > max) {
+    const bounds = max === Number.MAX_SAFE_INTEGER ? `a safe integer >= ${min}` : `an integer in [${min}, ${max}]`;
+    throw new RangeError(`${name} must be ${bounds}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+function outcome(f: () => unknown): unknown {
+  try {
+    return { value: f() };
+  } catch (e) {
+    return { error: (e as Error).constructor.name, message: (e as Error).message };
+  }
+}
+
+describe('checkAddr and checkLen against their reference', () => {
+  const edgeNums = [0, -0, 1, -1, 0.5, 4096, 2 ** 53 - 1, 2 ** 53, -(2 ** 53), NaN, Infinity, -Infinity, 63, 64, 65];
+  const values = fc.oneof(
+    fc.bigInt({ min: -(1n << 66n), max: 1n << 66n }),
+    fc.constantFrom(0n, -1n, (1n << 64n) - 1n, 1n << 64n, (1n << 46n) - 1n, 1n << 46n),
+    fc.double(), fc.integer(), fc.constantFrom(...edgeNums), fc.string(), fc.constantFrom(null, undefined, true, {}, [1]),
+  );
+  const widths = fc.oneof(fc.constantFrom(undefined, 64, 65, 46, 32, 12, 0), fc.integer({ min: 0, max: 80 }));
+  const bounds = fc.oneof(fc.constantFrom(undefined, ...edgeNums), fc.integer({ min: -10, max: 10 }));
+  it('checkAddr returns or throws exactly as the reference, for any value and width', () => {
+    fc.assert(fc.property(values, widths, (v, w) => {
+      expect(outcome(() => checkAddr('phys', v, w))).toEqual(outcome(() => refCheckAddr('phys', v, w)));
+    }), { numRuns: 3000 });
+  });
+  it('checkLen returns or throws exactly as the reference, for any value and bounds', () => {
+    fc.assert(fc.property(values, bounds, bounds, (v, min, max) => {
+      expect(outcome(() => checkLen('len', v, min, max))).toEqual(outcome(() => refCheckLen('len', v, min, max)));
+    }), { numRuns: 3000 });
+  });
+});
+
+describe('faultsArmed', () => {
+  it('is true exactly while the host has fault state, and then a guarded site still counts and fails', () => {
+    const host = { slots: new Slots(), events: new EventLog() };
+    const site = (): boolean => faultsArmed(host) && faultInjected(host, 'folio', 'order 0');
+    expect(faultsArmed(host)).toBe(false);
+    expect(site()).toBe(false);
+    const counts = countFaultPoints(host, () => {
+      expect(faultsArmed(host)).toBe(true);
+      site();
+      site();
+    });
+    expect(counts.folio).toBe(2);
+    expect(faultsArmed(host)).toBe(false);
+    setFaults(host, [{ point: 'folio', nth: 2 }]);
+    expect(faultsArmed(host)).toBe(true);
+    expect([site(), site(), site()]).toEqual([false, true, false]);
+    expect(host.events.count('FAULT-INJECT')).toBe(1);
   });
 });
 

@@ -164,6 +164,15 @@ export function countFaultPoints(host: FaultHost, fn: () => void): FaultCounts {
 }
 
 /**
+ * true when the host has fault state (setFaults, countFaultPoints, the machine's `faults`), so that
+ * faultInjected would count or fail the call. A hot allocation site asks this first and builds
+ * faultInjected's `what` text only then: `faultsArmed(h) && faultInjected(h, point, text)`.
+ */
+export function faultsArmed(host: FaultHost): boolean {
+  return host.slots.get(FAULTS) !== undefined;
+}
+
+/**
  * The allocation site's question: does this call of `point` fail? Counts the call when the host has
  * fault state (setFaults, countFaultPoints, the machine's `faults`). A failure is logged as a
  * FAULT-INJECT event naming the point, the call number and `what` (the allocation).

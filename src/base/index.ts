@@ -14,6 +14,6 @@ export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';
 export { declareCounters, type StatsCounters } from './stats.ts';
 // fault injection at the model's allocation points (the machine's `faults` option)
 export {
-  FAULT_POINTS, armedFaults, checkFaultSpecs, countFaultPoints, faultCounts, faultInjected, faultsInjected, setFaults,
+  FAULT_POINTS, armedFaults, checkFaultSpecs, countFaultPoints, faultCounts, faultInjected, faultsArmed, faultsInjected, setFaults,
   type FaultCounts, type FaultHost, type FaultNth, type FaultPoint, type FaultProbability, type FaultSpec,
 } from './faults.ts';

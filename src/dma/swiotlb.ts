@@ -8,7 +8,7 @@
 
 import type { MachineMm, Memblock } from '../mm/internal.ts';
 import type { Device } from '../pci/index.ts';
-import { SlotKey, checkAddr, checkLen, faultInjected, MiB, roundupPowOfTwo } from '../base/internal.ts';
+import { SlotKey, checkAddr, checkLen, faultInjected, faultsArmed, MiB, roundupPowOfTwo } from '../base/internal.ts';
 import { dmaContextOf } from './context.ts';
 import {
   DMA_ATTR_NO_WARN, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR,
@@ -425,7 +425,7 @@ export function swiotlbTblMapSingle(dev: Device, phys: bigint, mappingSize: numb
     }
     return DMA_MAPPING_ERROR;
   }
-  const first = faultInjected(ctx.mm, 'swiotlb', `${dev.name}: ${nrSlots(size)} slots`) ? -1 : mem.findSlots(dev, phys, size, allocAlignMask);
+  const first = faultsArmed(ctx.mm) && faultInjected(ctx.mm, 'swiotlb', `${dev.name}: ${nrSlots(size)} slots`) ? -1 : mem.findSlots(dev, phys, size, allocAlignMask);
   if (first < 0) {
     if (!(attrs & DMA_ATTR_NO_WARN)) {
       ctx.mm.events.warn('swiotlb', `${dev.name}: swiotlb buffer is full (sz: ${size} bytes), total ${mem.nslabs} (slots), used ${mem.used} (slots)`);

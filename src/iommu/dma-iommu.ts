@@ -1,7 +1,7 @@
 // Models: drivers/iommu/dma-iommu.c (Linux 7.1): its IOVA side (iommu_dma_alloc_iova,
 // iommu_dma_free_iova, the flush-queue entry points, iova_rcache_range).
 
-import { checkAddr, checkLen, faultInjected } from '../base/index.ts';
+import { checkAddr, checkLen, faultInjected, faultsArmed } from '../base/index.ts';
 import type { Device } from '../pci/index.ts';
 import type { IommuDomain, IommuIotlbGather } from './domain.ts';
 import { IOVA_RANGE_CACHE_MAX_SIZE } from './iova.ts';
@@ -51,7 +51,7 @@ export function iommuDmaAllocIovaPfn(d: IommuDomain, pages: number, dmaLimit: bi
 function allocIovaPfn(d: IommuDomain, iovad: NonNullable<IommuDomain['iovad']>, len: number, dmaLimit: bigint, dev: Device): number {
   // alloc_iova_mem(): the struct iova comes from a kmem_cache (failslab); an injected failure is the
   // allocator's "nothing fits"
-  if (faultInjected(d.iommu.mm, 'iova', `${dev.name}: ${len} granules`)) {
+  if (faultsArmed(d.iommu.mm) && faultInjected(d.iommu.mm, 'iova', `${dev.name}: ${len} granules`)) {
     d.iommu.mm.stats.iovaAllocFailures++;
     return 0;
   }

@@ -3,7 +3,7 @@
 // hugetlb pools included), the page allocator entry points and the machine's table of live GUP pins.
 // Implements MachineMm (for upper layers) and UserMmHost (for process address spaces).
 
-import { EventLog, GiB, faultInjected, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/internal.ts';
+import { EventLog, GiB, faultInjected, faultsArmed, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/internal.ts';
 import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
 import { FolioKind, FolioTable, type FolioRecord } from './folio.ts';
 import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resolveMmConfig } from './layout.ts';
@@ -262,7 +262,7 @@ export class MmMachine implements MachineMm, UserMmHost {
     }
     // mm/page_alloc.c: prepare_alloc_pages() asks should_fail_alloc_page() (mm/fail_page_alloc.c)
     // before the free lists are searched
-    const pfn = faultInjected(this, point, `order ${order}`) ? -1 : this.takePages(order);
+    const pfn = faultsArmed(this) && faultInjected(this, point, `order ${order}`) ? -1 : this.takePages(order);
     if (pfn < 0) return err('ENOMEM', `no free block of order ${order}`);
     this.kernelPages.set(pfn, order);
     return ok(BigInt(pfn));
@@ -365,7 +365,7 @@ export class MmMachine implements MachineMm, UserMmHost {
 
   /** Allocates a zeroed user folio from the buddy allocator; returns its record index or -1 (ENOMEM). */
   allocUserFolio(order: number): number {
-    const pfn = faultInjected(this, 'folio', `order ${order}`) ? -1 : this.takePages(order);
+    const pfn = faultsArmed(this) && faultInjected(this, 'folio', `order ${order}`) ? -1 : this.takePages(order);
     if (pfn < 0) return -1;
     return this.folios.create(pfn, order, FolioKind.Buddy, 0);
   }
