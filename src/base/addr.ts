@@ -15,6 +15,14 @@ function describe(v: unknown): string {
  * @throws TypeError if not a bigint; RangeError if negative or too wide.
  */
 export function checkAddr(name: string, v: unknown, widthBits = 64): bigint {
+  // The test alone, with the messages out of line: hot paths call this for every range, and V8
+  // inlines what it calls within a per-caller budget that a long body would use up.
+  if (typeof v === 'bigint' && v >= 0n && (widthBits >= 64 ? v < U64_LIMIT : v < 1n << BigInt(widthBits))) return v;
+  return addrChecked(name, v, widthBits);
+}
+
+/** checkAddr's throwing path (it returns v for an input the fast test does not cover). */
+function addrChecked(name: string, v: unknown, widthBits: number): bigint {
   if (typeof v !== 'bigint') {
     throw new TypeError(`${name} must be a bigint address, got ${typeof v} ${describe(v)}`);
   }
@@ -31,6 +39,13 @@ export function checkAddr(name: string, v: unknown, widthBits = 64): bigint {
  * @throws TypeError if not a number; RangeError if fractional, negative, unsafe or below min.
  */
 export function checkLen(name: string, v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  // (as checkAddr: the test inline, the messages out of line)
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max) return v;
+  return lenChecked(name, v, min, max);
+}
+
+/** checkLen's throwing path (it returns v for an input the fast test does not cover). */
+function lenChecked(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${typeof v} ${describe(v)}`);
   if (!Number.isSafeInteger(v) || v < min || v > max) {
     const bounds = max === Number.MAX_SAFE_INTEGER ? `a safe integer >= ${min}` : `an integer in [${min}, ${max}]`;

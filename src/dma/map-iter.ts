@@ -60,20 +60,28 @@ export class MemTypeLookup {
    */
   index(a: number, len: number): number {
     let i = this.last;
-    const starts = this.starts, ends = this.ends;
-    if (i >= starts.length || a < starts[i] || a >= ends[i]) {
-      let lo = 0, hi = starts.length - 1;
-      i = MEM_HOLE;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (a < starts[mid]) hi = mid - 1;
-        else if (a >= ends[mid]) lo = mid + 1;
-        else { i = mid; break; }
-      }
+    const ends = this.ends;
+    if (i >= ends.length || a < this.starts[i] || a >= ends[i]) {
+      // another region than the last look-up's: the search is out of line, so that the per-range
+      // callers that inline index() compile only the common case
+      i = this.search(a);
       if (i < 0) return MEM_HOLE;
       this.last = i;
     }
     return a + len <= ends[i] ? i : MEM_CROSSES;
+  }
+
+  /** Binary search of the region holding a; MEM_HOLE when none does. */
+  private search(a: number): number {
+    const starts = this.starts, ends = this.ends;
+    let lo = 0, hi = starts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (a < starts[mid]) hi = mid - 1;
+      else if (a >= ends[mid]) lo = mid + 1;
+      else return mid;
+    }
+    return MEM_HOLE;
   }
 
   /** index() for an exact bigint address (beyond 2^53 there is no memory: MEM_HOLE). */
@@ -178,18 +186,21 @@ export class DmaRangeClassifier {
     const flags = this.look.flagsOf(ri);
     this.flags = flags;
     this.busAddr = 0n;
-    let kind: number = (flags & RANGE_MMIO) !== 0 ? DMA_RANGE_MMIO : DMA_RANGE_RAM;
-    if (rangeProvider(flags) !== 0) {
-      const t = pciP2pdmaState(this.p2p, this.dev, flags);
-      if (t === PCI_P2PDMA_MAP_NOT_SUPPORTED) return DMA_RANGE_UNSUPPORTED;
-      if (t === PCI_P2PDMA_MAP_BUS_ADDR) {
-        kind = DMA_RANGE_BUS;
-        this.busAddr = pciP2pdmaBusAddrMap(this.p2p.mem!, BigInt(a));
-      } else if (t === PCI_P2PDMA_MAP_THRU_HOST_BRIDGE) {
-        kind = DMA_RANGE_MMIO;
-      }
+    // P2P memory out of line: the per-range callers inline kindOf (see index)
+    if (rangeProvider(flags) !== 0) return this.p2pKind(flags, a);
+    return (flags & RANGE_MMIO) !== 0 ? DMA_RANGE_MMIO : DMA_RANGE_RAM;
+  }
+
+  /** kindOf for memory of a P2P provider: pci_p2pdma_state() between it and the device. */
+  private p2pKind(flags: number, a: number): number {
+    const t = pciP2pdmaState(this.p2p, this.dev, flags);
+    if (t === PCI_P2PDMA_MAP_NOT_SUPPORTED) return DMA_RANGE_UNSUPPORTED;
+    if (t === PCI_P2PDMA_MAP_BUS_ADDR) {
+      this.busAddr = pciP2pdmaBusAddrMap(this.p2p.mem!, BigInt(a));
+      return DMA_RANGE_BUS;
     }
-    return kind;
+    if (t === PCI_P2PDMA_MAP_THRU_HOST_BRIDGE) return DMA_RANGE_MMIO;
+    return (flags & RANGE_MMIO) !== 0 ? DMA_RANGE_MMIO : DMA_RANGE_RAM;
   }
 }
 

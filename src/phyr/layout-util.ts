@@ -39,9 +39,12 @@ export function alreadyBuilt(): TypeError {
  * @throws RangeError naming i and its value unless i is an integer in [0, count - 1].
  */
 export function checkIndex(i: number, count: number): void {
-  if (!Number.isInteger(i) || i < 0 || i >= count) {
-    throw new RangeError(`i must be an integer in [0, ${count - 1}], got ${String(i)}`);
-  }
+  // the message out of line: every per-entry accessor inlines this test (see checkLen)
+  if (!Number.isInteger(i) || i < 0 || i >= count) badIndex(i, count);
+}
+
+function badIndex(i: number, count: number): never {
+  throw new RangeError(`i must be an integer in [0, ${count - 1}], got ${String(i)}`);
 }
 
 /**

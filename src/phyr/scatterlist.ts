@@ -146,6 +146,11 @@ function checkU32(name: string, v: unknown): number {
   return checkLen(name, v, 0, UINT_MAX);
 }
 
+/** SgTable.slotOf's error, out of line (every per-entry accessor inlines slotOf's test). */
+function badSgIndex(i: number, origNents: number): never {
+  throw new RangeError(`index must be an integer in [0, origNents = ${origNents}), got ${String(i)}`);
+}
+
 /**
  * A struct sg_table with its chained chunks of struct scatterlist. CPU entries (orig_nents) are a RangeSource
  * with layout 'scatterlist' (addr = pfn * pageSize + offset); dmaEntries() walks the DMA side (nents entries of
@@ -264,9 +269,7 @@ export class SgTable implements RangeSource {
 
   /** Slot of logical entry i (follows the chain links). */
   slotOf(i: number): number {
-    if (!Number.isSafeInteger(i) || i < 0 || i >= this._origNents) {
-      throw new RangeError(`index must be an integer in [0, origNents = ${this._origNents}), got ${String(i)}`);
-    }
+    if (!Number.isSafeInteger(i) || i < 0 || i >= this._origNents) badSgIndex(i, this._origNents);
     return this.slotOfUnchecked(i);
   }
 

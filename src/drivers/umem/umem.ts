@@ -44,6 +44,11 @@ export interface UmemSegments {
   lenAt(i: number): number;
 }
 
+/** SegmentColumns' index error, out of line. */
+function badUmemIndex(i: number, n: number): never {
+  throw new RangeError(`index must be an integer in [0, ${n}), got ${String(i)}`);
+}
+
 /**
  * Segments in columns: addresses as numbers (exact below 2^53) with the rare larger one kept as a
  * bigint, so that a mapping of 200,000 ranges holds no per-range object.
@@ -84,7 +89,8 @@ class SegmentColumns implements UmemSegments {
   }
 
   private check(i: number): void {
-    if (!Number.isInteger(i) || i < 0 || i >= this.n) throw new RangeError(`index must be an integer in [0, ${this.n}), got ${String(i)}`);
+    // the message out of line: the per-entry accessors inline this test (see checkLen)
+    if (!Number.isInteger(i) || i < 0 || i >= this.n) badUmemIndex(i, this.n);
   }
 
   addrAt(i: number): bigint {
