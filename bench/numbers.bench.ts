@@ -11,7 +11,8 @@
 // It fell to 1.8-2.8x (2026-12-05) because the loop's calls needed more inlined bytecode than V8
 // allows one function (920 bytes), so which of them stayed calls depended on the order of
 // concurrent compiles: the loop ran at 3, 5 or 12 ms from one process to the next. With the shift
-// test a table look-up and the rare branches out of line they fit (4.1-5.3x on 2026-12-06).
+// test a table look-up and the rare branches out of line they fit: 4.1-5.4x alone on 2026-12-06,
+// 3.2-5.4x in full runs (there the module's functions carry feedback from every earlier bench).
 // The module runs at 0.3-0.4x of the plain-number twin: its add carries a frame (two more
 // floor/multiply steps per piece) where the twin adds one double, so adopting it trades some speed
 // below 2^53 for one exact path everywhere.

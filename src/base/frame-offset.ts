@@ -97,8 +97,8 @@ function limitText(shift: number): string {
 
 /** true when shift is an integer in [POS_SHIFT_MIN, POS_SHIFT_MAX]. */
 function shiftOk(shift: number): boolean {
-  // a table look-up: the range test written out costs enough bytecode that V8 stopped inlining
-  // the hot functions that make it (they share a per-caller inlining budget)
+  // a table look-up: the range test written out cost enough bytecode that V8 stopped inlining some
+  // of the hot functions that call it (a caller inlines its callees within one bytecode budget)
   return typeof shift === 'number' && SHIFT_OK[shift] === 1;
 }
 

@@ -186,21 +186,23 @@ export class DmaRangeClassifier {
     const flags = this.look.flagsOf(ri);
     this.flags = flags;
     this.busAddr = 0n;
+    const kind = (flags & RANGE_MMIO) !== 0 ? DMA_RANGE_MMIO : DMA_RANGE_RAM;
     // P2P memory out of line: the per-range callers inline kindOf (see index)
-    if (rangeProvider(flags) !== 0) return this.p2pKind(flags, a);
-    return (flags & RANGE_MMIO) !== 0 ? DMA_RANGE_MMIO : DMA_RANGE_RAM;
+    return rangeProvider(flags) !== 0 ? this.p2pKind(flags, a, kind) : kind;
   }
 
-  /** kindOf for memory of a P2P provider: pci_p2pdma_state() between it and the device. */
-  private p2pKind(flags: number, a: number): number {
+  /**
+   * kindOf for memory of a P2P provider: pci_p2pdma_state() between it and the device decides,
+   * else `kind`, what the flags alone give.
+   */
+  private p2pKind(flags: number, a: number, kind: number): number {
     const t = pciP2pdmaState(this.p2p, this.dev, flags);
     if (t === PCI_P2PDMA_MAP_NOT_SUPPORTED) return DMA_RANGE_UNSUPPORTED;
     if (t === PCI_P2PDMA_MAP_BUS_ADDR) {
       this.busAddr = pciP2pdmaBusAddrMap(this.p2p.mem!, BigInt(a));
       return DMA_RANGE_BUS;
     }
-    if (t === PCI_P2PDMA_MAP_THRU_HOST_BRIDGE) return DMA_RANGE_MMIO;
-    return (flags & RANGE_MMIO) !== 0 ? DMA_RANGE_MMIO : DMA_RANGE_RAM;
+    return t === PCI_P2PDMA_MAP_THRU_HOST_BRIDGE ? DMA_RANGE_MMIO : kind;
   }
 }
 
