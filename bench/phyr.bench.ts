@@ -344,7 +344,8 @@ export default function bench(): BenchSection {
     });
     const [tBare3, tFill] = timePair(bare, filled, RUNS);
     const [tBare4, tPass] = timePair(bare, () => consumeOnly(fillCols), RUNS);
-    // the page array's floor: its column pass (scaleOnly) on top of the consumer's
+    // the page array's floor: its column pass (scaleOnly) on top of the consumer's, against the
+    // row's own bare time (the pairs' bare times differ as the array leaves or stays in the cache)
     const floor = name === 'pagearray' ? timePair(bare, () => scaleOnly(big.parr.columns(), fillCols.addr), RUNS) : null;
     filledRows.push({
       name: `fill() walk vs bare loop, one consumer for all, ${name}`, value: tBare3 / tFill, unit: 'x',
@@ -352,7 +353,7 @@ export default function bench(): BenchSection {
       note: `one function for every layout, ${FILL} segments per fill(); bare ${tBare3.toFixed(2)} ms, fill ${tFill.toFixed(2)} ms = ${(N / tFill / 1e3).toFixed(0)} M segs/s;`
         + ` ceiling ${(tBare4 / tPass).toFixed(2)}x: the consumer's own pass over the columns, no fill(), takes ${tPass.toFixed(2)} ms`
         + (floor === null ? '' : `; with the pass that writes pfn * page size into a column (${floor[1].toFixed(2)} ms),`
-          + ` the least any fill() in JavaScript does, ${(floor[0] / (tPass + floor[1])).toFixed(2)}x`),
+          + ` the least any fill() in JavaScript does, ${(tBare3 / (tPass + floor[1])).toFixed(2)}x of this row's bare loop`),
     });
     if (sharedWalk === null) continue;
     const [tBare2, tShared] = timePair(bare, sharedWalk, RUNS);
