@@ -20,7 +20,7 @@
 //     array stays in the L3 cache between runs and 0.9 ms when it comes from DRAM (writing 512 MiB
 //     before each run gives 0.89-0.93 ms); the machine code is the same byte for byte. Cached, the
 //     loop is bound by its chain of additions, one per entry. A page array's fill() must also write
-//     pfn * page size into the address column, and that pass alone (scaleOnly) takes 0.45-0.53 ms
+//     pfn * page size into the address column, and that pass alone (scaleOnly) takes 0.43-0.6 ms
 //     (a memcpy of the same bytes 0.13 ms): with the consumer's own pass, about 1 ms whatever the
 //     array, no fill() written in JavaScript reaches 0.5x when the array is cached. The row's note
 //     prints that floor beside the ceiling.
