@@ -234,7 +234,7 @@ function firstCall(path: 'two-step' | 'phyrs', label: string): BenchRow {
     return JSON.parse(p.stdout.trim().split('\n').pop()!) as Run;
   });
   const runs = spawnRuns(defaultMallocEnv());
-  // for the note: the same with this process's malloc settings (npm run bench's), where only the first call first-touches its memory
+  // for the note: the same with this process's malloc settings (npm run bench's), where mostly the first call first-touches its memory
   const tuned = process.env.GLIBC_TUNABLES === undefined ? null : spawnRuns(process.env);
   const ratio = (f: (r: Run) => [number | null, number | null]): string => {
     const xs = runs.map(f).map(([first, warm]) => (first && warm ? warm / first : NaN));

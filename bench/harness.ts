@@ -51,8 +51,9 @@ export function meets(row: BenchRow): boolean | undefined {
  * with its warm calls to measure how early the JIT optimises the path. With `npm run bench`'s malloc
  * settings (package.json; docs/cli.md) warm calls reuse the memory earlier calls freed while the
  * first call must first-touch fresh pages, which this VM makes slow, so the ratio would mix the
- * allocator's warm-up into the JIT's; with glibc's defaults every call, first or warm, maps fresh
- * memory for its large arrays.
+ * allocator's warm-up into the JIT's; with glibc's defaults warm calls map fresh memory for their
+ * large arrays as the first does (in part: glibc raises its mmap threshold as large blocks are
+ * freed, so some warm calls get reused heap memory instead).
  */
 export function defaultMallocEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
