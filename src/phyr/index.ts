@@ -14,6 +14,6 @@ export { appendMerge, coalesce, slice, toBvecList, toPageArray, toPageList, toPh
 export {
   SCATTERLIST_BYTES, SG_APPEND_TABLE_BYTES, SG_CHAIN, SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB, SG_END, SG_MAX_SINGLE_ALLOC,
   SG_TABLE_BYTES, SgAppendTable, SgTable, sgAllocAppendTableFromPages, sgAllocTable, sgAllocTableFromPages,
-  sgAllocTableFromPagesSegment, sgDmaIsBusAddress, sgDmaIsSwiotlb, sgFreeAppendTable, sgFreeTable, sgNents,
+  sgAllocTableFromPagesSegment, sgChainLinks, sgDmaIsBusAddress, sgDmaIsSwiotlb, sgFreeAppendTable, sgFreeTable, sgMaxSingleAlloc, sgNents,
   type PfnInput, type SgPageOpts,
 } from './scatterlist.ts';

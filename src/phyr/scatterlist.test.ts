@@ -6,7 +6,8 @@ import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts'
 import {
   SG_APPEND_TABLE_BYTES, SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB, SgAppendTable, SgTable, sgAllocAppendTableFromPages,
   sgAllocTable, sgAllocTableFromPages, sgAllocTableFromPagesSegment, sgDmaIsBusAddress, sgDmaIsSwiotlb,
-  sgDmaMarkBusAddress, sgDmaMarkSwiotlb, sgDmaUnmarkBusAddress, sgFreeAppendTable, sgFreeTable, sgNents,
+  sgChainLinks, sgDmaMarkBusAddress, sgDmaMarkSwiotlb, sgDmaUnmarkBusAddress, sgFreeAppendTable, sgFreeTable,
+  sgMaxSingleAlloc, sgNents,
 } from './scatterlist.ts';
 
 const P = 4096;
@@ -244,6 +245,40 @@ describe('sgAllocTableFromPagesSegment against a brute-force merger', () => {
         const chains = sgt.chunkCount - 1;
         expect(sgt.slotCount).toBe(sgt.origNents + chains);
       }), { numRuns: 300 });
+  });
+
+  // SG_MAX_SINGLE_ALLOC is PAGE_SIZE / sizeof(struct scatterlist) (include/linux/scatterlist.h):
+  // a chunk is one page of 32-byte entries, so 512 with 16 KiB pages and 2048 with 64 KiB.
+  it('chunks hold a page of entries: 128, 512 or 2048 by page size (sg_alloc_table and from pages)', () => {
+    expect([4096, 16384, 65536].map(sgMaxSingleAlloc)).toEqual([128, 512, 2048]);
+    // Chunk sizes by the kernel's rule (__sg_alloc_table, get_next_sg): take min(left, max) slots;
+    // a chunk that is not the last gives its last slot to the chain link.
+    const chunksOf = (n: number, ps: number): number[] => {
+      const max = ps / 32;
+      const out: number[] = [];
+      for (let left = n; left > 0;) {
+        const alloc = Math.min(left, max);
+        out.push(alloc);
+        left -= alloc === left ? alloc : alloc - 1;
+      }
+      return out;
+    };
+    fc.assert(fc.property(fc.integer({ min: 1, max: 5000 }), fc.constantFrom(4096, 16384, 65536), (n, ps) => {
+      const want = chunksOf(n, ps);
+      for (const sgt of [
+        must(sgAllocTable(n, { pageSize: ps })),
+        must(sgAllocTableFromPages(Float64Array.from({ length: n }, (_, i) => i * 2), 0, n * ps, { pageSize: ps })),
+      ]) {
+        expect(Array.from({ length: sgt.chunkCount }, (_, k) => sgt.chunkSizeAt(k))).toEqual(want);
+        expect(sgt.kernelBytes).toBe(16 + 32 * (n + want.length - 1));
+        expect(sgChainLinks(n, ps)).toBe(want.length - 1);
+        expect(sgNents(sgt)).toBe(n);
+      }
+    }), { numRuns: 150 });
+    // The helper's example: 200 entries on 64 KiB pages are one chunk, no chain link.
+    const t = must(sgAllocTable(200, { pageSize: 65536 }));
+    expect(t.chunkCount).toBe(1);
+    expect(t.kernelBytes).toBe(16 + 32 * 200);
   });
 
   it('a long non-contiguous array chains 127 + 1 per chunk', () => {

@@ -24,10 +24,31 @@ export const SG_END = 0x02;
 export const SG_DMA_BUS_ADDRESS = 1 << 0;
 /** dma_flags bit: this list was bounced through swiotlb. */
 export const SG_DMA_SWIOTLB = 1 << 1;
-/** PAGE_SIZE / sizeof(struct scatterlist) = 4096 / 32: entries per chunk, one of which is the chain link. */
-export const SG_MAX_SINGLE_ALLOC = 128;
 /** sizeof(struct scatterlist) on x86-64 with NEED_SG_DMA_LENGTH and NEED_SG_DMA_FLAGS. */
 export const SCATTERLIST_BYTES = 32;
+/**
+ * SG_MAX_SINGLE_ALLOC with 4 KiB pages: 4096 / 32 entries per chunk, one of which is the chain link.
+ * The kernel's is PAGE_SIZE / sizeof(struct scatterlist) (include/linux/scatterlist.h), so it
+ * depends on the page size: sgMaxSingleAlloc.
+ */
+export const SG_MAX_SINGLE_ALLOC = 4096 / SCATTERLIST_BYTES;
+
+/**
+ * SG_MAX_SINGLE_ALLOC for a page size: the entries of one chunk (a page of scatterlist entries,
+ * include/linux/scatterlist.h), 128 with 4 KiB pages, 512 with 16 KiB, 2048 with 64 KiB.
+ */
+export function sgMaxSingleAlloc(pageSize: number): number {
+  return pageSize / SCATTERLIST_BYTES;
+}
+
+/**
+ * Chain links in a table of `nents` entries allocated whole (sg_alloc_table, __sg_alloc_table):
+ * every chunk but the last gives its last slot to the link to the next.
+ */
+export function sgChainLinks(nents: number, pageSize: number): number {
+  const max = sgMaxSingleAlloc(pageSize);
+  return nents > max ? Math.ceil((nents - max) / (max - 1)) : 0;
+}
 /** sizeof(struct sg_table): sgl pointer + nents + orig_nents. */
 export const SG_TABLE_BYTES = 16;
 /** sizeof(struct sg_append_table): sg_table (16) + prv pointer (8) + total_nents (4) + padding (4). */
@@ -584,8 +605,9 @@ export class SgAppendTable {
 }
 
 /**
- * sg_alloc_table(): a table of `nents` empty entries (no pages) in chained chunks of 128 (127 usable + 1 chain
- * link except the last chunk), nents = origNents = `nents`, SG_END on the last entry.
+ * sg_alloc_table(): a table of `nents` empty entries (no pages) in chained chunks of
+ * sgMaxSingleAlloc(pageSize) (128 with 4 KiB pages: 127 usable + 1 chain link except the last
+ * chunk), nents = origNents = `nents`, SG_END on the last entry.
  * Errors: EINVAL for nents == 0; ENOMEM when a chunk's allocation fails (only by fault injection,
  * point 'sg-table' on opts.faults: sg_alloc_table then frees what it built, so nothing is kept).
  * @throws RangeError if nents is not a u32.
@@ -593,16 +615,17 @@ export class SgAppendTable {
 export function sgAllocTable(nents: number, opts?: { pageSize?: number; faults?: FaultHost }): Result<SgTable> {
   checkU32('nents', nents);
   if (nents === 0) return err('EINVAL', 'sg_alloc_table with nents == 0');
-  const full = nents > SG_MAX_SINGLE_ALLOC ? Math.ceil((nents - SG_MAX_SINGLE_ALLOC) / (SG_MAX_SINGLE_ALLOC - 1)) : 0;
-  const sgt = new SgTable(opts?.pageSize ?? 4096, nents + full);
+  const pageSize = opts?.pageSize ?? 4096;
+  const sgt = new SgTable(pageSize, nents + sgChainLinks(nents, pageSize));
+  const max = sgMaxSingleAlloc(sgt.pageSize);
   let left = nents;
   let first = 0;
   let prvChainSlot = -1;
   while (left > 0) {
     let alloc = left;
     let usable = left;
-    if (alloc > SG_MAX_SINGLE_ALLOC) {
-      alloc = SG_MAX_SINGLE_ALLOC;
+    if (alloc > max) {
+      alloc = max;
       usable = alloc - 1;
     }
     if (opts?.faults !== undefined && faultInjected(opts.faults, 'sg-table', `sg_alloc_table chunk of ${alloc}`)) {
@@ -613,7 +636,7 @@ export function sgAllocTable(nents: number, opts?: { pageSize?: number; faults?:
     left -= usable;
     first += usable;
     const base = sgt._chunkBase[k];
-    if (left > 0) prvChainSlot = base + SG_MAX_SINGLE_ALLOC - 1;
+    if (left > 0) prvChainSlot = base + max - 1;
     else sgt._link[base + usable - 1] = SG_END;
   }
   sgt._origNents = nents;
@@ -695,12 +718,13 @@ function writeEntries(append: SgAppendTable, pf: Float64Array, runs: PgmapRuns |
   let cur = start;
   let logical = append.prv === null ? 0 : append.prv + 1;
   const fresh = append.prv === null;
+  const max = sgMaxSingleAlloc(sgt.pageSize);
   for (let c = 0; c < chunks; c++) {
     const j = entryEnd(pf, runs, cur, n, maxPages);
     const needed = chunks - c + leftPages;
     let next = s + 1;
     if (s < 0 || (needed !== 1 && (sgt._link[next] & SG_END) !== 0)) {
-      const alloc = Math.min(needed, SG_MAX_SINGLE_ALLOC);
+      const alloc = Math.min(needed, max);
       // Model deviation: an injected chunk failure ('sg-table') is modeled for a new table only (what
       // sg_alloc_table_from_pages_segment builds and frees on error); appending to a table that holds
       // entries already never fails here.
@@ -818,7 +842,7 @@ export function sgAllocAppendTableFromPages(
   }
 
   // Reserve the slots up front (chunks plus their chain links) instead of growing chunk by chunk.
-  sgt.ensureSlots(sgt._slots + chunks + Math.ceil(chunks / (SG_MAX_SINGLE_ALLOC - 1)) + 1);
+  sgt.ensureSlots(sgt._slots + chunks + Math.ceil(chunks / (sgMaxSingleAlloc(sgt.pageSize) - 1)) + 1);
   const last = writeEntries(append, pf, runs, start, n, maxPages, chunks, leftPages, size, offset, opts?.flagsOf, opts?.faults);
   if (typeof last !== 'number') return last;
   s = last;

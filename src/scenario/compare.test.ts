@@ -60,11 +60,15 @@ function sgEntries(runs: Array<[number, number]>, pageSize: number, maxSegment: 
   return runs.reduce((s, [, pages]) => s + Math.ceil(pages / perSeg), 0);
 }
 
-/** 32 B per scatterlist slot, 127 usable + 1 chain per 128-entry chunk except the last, + 16 B sg_table. */
-function sgBytes(nents: number): number {
+/**
+ * 32 B per scatterlist slot, + 16 B sg_table. A chunk is a page of entries (SG_MAX_SINGLE_ALLOC =
+ * PAGE_SIZE / 32: 128 with 4 KiB pages), all usable but one chain link, except the last chunk.
+ */
+function sgBytes(nents: number, pageSize = 4096): number {
+  const max = pageSize / 32;
   let slots = 0;
   let left = nents;
-  while (left > 128) { slots += 128; left -= 127; }
+  while (left > max) { slots += max; left -= max - 1; }
   return 32 * (slots + left) + 16;
 }
 
@@ -193,6 +197,19 @@ describe('runCompare options', () => {
     expect(sg.entries).toBe(sgEntries(runs, 4096, 64 * 1024));
     expect(sg.entries).toBeGreaterThanOrEqual((16 * MiB) / (64 * 1024));
     expect(rep.maxSegmentNote).toMatch(/set by option/);
+  });
+
+  it('with 16 KiB pages the scatterlist chains a chunk every 512 entries (a page of entries)', () => {
+    const ps = 16384;
+    const opts: CompareOptions = { ...SMALL, pageSize: ps, buffers: ['anon'], bufferLen: { anon: 32 * MiB } };
+    const rep = runCompare(opts);
+    const runs = runsByTranslate(opts, rep).get('anon')!;
+    const sg = rep.buffers[0].rows[0].parts[1];
+    const nents = sgEntries(runs, ps, rep.maxSegment);
+    expect(nents).toBeGreaterThan(512);
+    expect(sg.entries).toBe(nents);
+    expect(sg.kernelBytes).toBe(sgBytes(nents, ps));
+    expect(sg.kernelBytes).not.toBe(sgBytes(nents, 4096));
   });
 
   it('a buffer that cannot be mapped is reported with its errno, not thrown', () => {

@@ -212,7 +212,7 @@ export function defaultMaxSegment(pageSize: number): number {
 /** Column and term definitions shared by the JSON and the human report. */
 export const LEGEND: Readonly<Record<string, string>> = {
   Entries: 'entries of the structure: page pointers (+ scatterlist entries, orig_nents), bio_vecs, phyrs, or 8-byte page-list entries',
-  'Kernel bytes': 'what the same structures cost in the Linux kernel on LP64: page pointer 8 B; scatterlist 32 B per entry, chain entries every 128 included, + 16 B sg_table; bio_vec 16 B; phyr 16 B; page-list entry 8 B + 16 B header',
+  'Kernel bytes': 'what the same structures cost in the Linux kernel on LP64: page pointer 8 B; scatterlist 32 B per entry, with the chain entry of every chunk (a page of entries: 128 with 4 KiB pages), + 16 B sg_table; bio_vec 16 B; phyr 16 B; page-list entry 8 B + 16 B header',
   'vs phyr': "kernel bytes of the layout divided by the phyr list's kernel bytes for the same buffer",
   Describes: 'whether the layout can describe the buffer at all; if not, the errno and the call that failed',
   'Pin ms': 'model wall time of the GUP call (pinUserPages or pinUserPhyrs), ms',

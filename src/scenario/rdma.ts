@@ -188,7 +188,7 @@ export function runRdmaReport(opts: RdmaOptions = {}): RdmaReport {
 export const RDMA_LEGEND: Readonly<Record<string, string>> = {
   Pages: 'base pages pinned (ib_umem_num_pages)',
   'Page array B': 'struct page * array of every page, as pin_user_pages returns it (ib_umem_get reuses one 4 KiB page of it per batch)',
-  'sg_table B': 'the kernel umem\'s sg_append_table (32 B a scatterlist entry, chained in chunks of 128), built for real',
+  'sg_table B': 'the kernel umem\'s sg_append_table (32 B a scatterlist entry, chained in chunks of a page of entries: 128 with 4 KiB pages), built for real',
   'SG DMA': 'DMA segments of the kernel umem after dma_map_sgtable',
   'Phyr B': 'the phyr umem: pinned phyr list + DMA list, 16 B an entry each',
   'Phyrs/DMA': 'entries of the pinned phyr list / of its DMA list',

@@ -69,8 +69,11 @@ export class DmaBufDma implements DmaBufMapped {
   }
 }
 
-/** Entries (address, length) cut at UINT_MAX, as fill_sg_entry() writes them, into a DmaList and a DMA-only sg_table. */
-function buildTables(entries: ReadonlyArray<{ addr: bigint; len: number; flags: number }>): { list: DmaList; sgt: SgTable } {
+/**
+ * Entries (address, length) cut at UINT_MAX, as fill_sg_entry() writes them, into a DmaList and a
+ * DMA-only sg_table, whose chunks hold a page of entries of the device's machine (pageSize).
+ */
+function buildTables(entries: ReadonlyArray<{ addr: bigint; len: number; flags: number }>, pageSize: number): { list: DmaList; sgt: SgTable } {
   const cut: Array<{ addr: bigint; len: number; flags: number }> = [];
   for (const e of entries) {
     let left = e.len;
@@ -82,7 +85,7 @@ function buildTables(entries: ReadonlyArray<{ addr: bigint; len: number; flags: 
       left -= n;
     }
   }
-  const sgt = sgAllocTable(Math.max(1, cut.length));
+  const sgt = sgAllocTable(Math.max(1, cut.length), { pageSize });
   if (!sgt.ok) throw new Error(`sg_alloc_table(${cut.length}) failed: ${sgt.errno}`);
   // Model deviation: the kernel sets orig_nents to 0 (no CPU list); the model's SgTable keeps
   // nents <= orig_nents, so orig_nents = nents and the CPU side has no pages (hasPage() is false).
@@ -157,7 +160,7 @@ export function dmaBufPhysVecToSgt(att: DmaBufAttachment, provider: P2pdmaProvid
     entries.push({ addr: state.addr, len: mappedLen, flags: phys.count > 0 ? phys.flagsAt(0) : 0 });
   }
   const how: DmaBufDmaHow = state === null ? 'bus-addr' : dmaUseIova(state) ? 'iova' : 'map-phys';
-  return ok(new DmaBufDma({ ...buildTables(entries), how, size, mapType, state }));
+  return ok(new DmaBufDma({ ...buildTables(entries, dmaContextOf(dev).mm.pageSize), how, size, mapType, state }));
 }
 
 /**
@@ -174,7 +177,7 @@ export function dmaBufMapPhyrs(att: DmaBufAttachment, phys: PhyrList, dir: DmaDa
   const list = r.value.list;
   const entries = [];
   for (let i = 0; i < list.count; i++) entries.push({ addr: list.addrAt(i), len: list.lenAt(i), flags: list.flagsAt(i) });
-  const { sgt } = buildTables(entries);
+  const { sgt } = buildTables(entries, dmaContextOf(att.dev).mm.pageSize);
   return ok(new DmaBufDma({ list, sgt, how: 'phyrs', size: phys.totalLen, mapType: null, phyrs: r.value }));
 }
 
@@ -191,8 +194,9 @@ export function dmaBufMapPages(att: DmaBufAttachment, pages: PhyrList, dir: DmaD
   const mapErrno = opts.mapErrno;
   if (!(pages instanceof PhyrList)) throw new TypeError(`pages must be a PhyrList, got ${String(pages)}`);
   att.dmabuf.resv.assertHeld('dma_buf map (pages)');
-  const ps = 4096;
-  const t = sgAllocTable(Math.max(1, pages.count), { faults: dmaContextOf(att.dev).mm });
+  const mm = dmaContextOf(att.dev).mm;
+  const ps = mm.pageSize;
+  const t = sgAllocTable(Math.max(1, pages.count), { pageSize: ps, faults: mm });
   if (!t.ok) return t;
   const sgt = t.value;
   for (let i = 0; i < pages.count; i++) {

@@ -18,7 +18,7 @@ import {
 import {
   FOLL_LONGTERM, FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPhyrsAll, unpinUserPhyrs, UserMm, type PinnedPhyrList,
 } from '../../mm/index.ts';
-import { SCATTERLIST_BYTES, SG_APPEND_TABLE_BYTES, SG_MAX_SINGLE_ALLOC, type DmaList } from '../../phyr/index.ts';
+import { SCATTERLIST_BYTES, SG_APPEND_TABLE_BYTES, sgChainLinks, type DmaList } from '../../phyr/index.ts';
 import { IbDevice } from './device.ts';
 import { IB_ACCESS_ON_DEMAND, IB_ACCESS_RELAXED_ORDERING, ibAccessWritable } from './verbs.ts';
 import './counters.ts';
@@ -100,11 +100,13 @@ export class IbUmem {
     return n;
   }
 
-  /** Bytes of the kernel umem's sg_append_table: the entries in chunks of 128 chained (as sg_alloc_table sizes them). */
+  /**
+   * Bytes of the kernel umem's sg_append_table: the entries in chained chunks of a page of entries
+   * each (128 with 4 KiB pages), as sg_alloc_table sizes them.
+   */
   get kernelSgtBytes(): number {
     const nents = this.kernelSgNents;
-    const links = nents > SG_MAX_SINGLE_ALLOC ? Math.ceil((nents - SG_MAX_SINGLE_ALLOC) / (SG_MAX_SINGLE_ALLOC - 1)) : 0;
-    return SG_APPEND_TABLE_BYTES + SCATTERLIST_BYTES * (nents + links);
+    return SG_APPEND_TABLE_BYTES + SCATTERLIST_BYTES * (nents + sgChainLinks(nents, this.mm.machine.pageSize));
   }
 
   /** Bytes of a struct page * array of every pinned page (pin_user_pages'; ib_umem_get reuses one 4 KiB page of it per batch). */
