@@ -184,6 +184,58 @@ describe('SGLs, byte for byte (nvme_pci_setup_data_sgl)', () => {
     finish(m, c, io);
   });
 
+  it('two physical segments that map as one DMA segment: a one-entry small-pool list, not an inline data block', () => {
+    // nvme_pci_setup_data_sgl() keeps the descriptor in the command only when
+    // blk_rq_nr_phys_segments() is 1 or the request was IOVA-coalesced; blk_map_iter_next() merging
+    // contiguous vectors into one DMA segment does not count
+    const m = makeMachine('none');
+    const c = probe(m, true);
+    const p = allocPhys(m, 4);
+    const bio = unwrap(bioFromRanges(REQ_OP_WRITE, 0n, phyrs([[p, 0x8000], [p + 0x8000n, 0x8000]]), { merge: false }));
+    const rq = unwrap(blkSubmitBio(c.queue, bio));
+    expect(rq).toHaveLength(1);
+    expect(rq[0].nrPhysSegments).toBe(2);
+    const io = unwrap(nvmeQueueRq(c, 1, rq[0]));
+    expect(io.segments).toEqual([{ addr: p, len: 0x10000 }]);
+    const list = c.pools.small.pages[0].cpuPhys;
+    expect(hex(io.sqe)).toBe(sqeHex(0, 0x40, le64(list) + '10000000' + '000000' + '30', 128));
+    expect(hex(m.mem.read(list, 16))).toBe(le64(p) + '00000100' + '000000' + '00');
+    expect([io.useSgl, io.nrDescriptors, io.descriptorBytes, io.totalLen]).toEqual([true, 1, 16, 0x10000]);
+    expect(io.flags & IOD_SMALL_DESCRIPTOR).toBeTruthy();
+    expect(c.pools.small.nrActive).toBe(1);
+    finish(m, c, io);
+  });
+
+  it('behind a strict IOMMU a seam inside a page blocks coalescing: the merged DMA segment still goes in a list (SGL_FORCED)', () => {
+    const m = makeMachine('strict');
+    const c = probe(m, true);
+    const p = allocPhys(m, 4);
+    const bio = unwrap(bioFromRanges(REQ_OP_WRITE, 0n, phyrs([[p, 0x8200], [p + 0x8200n, 0x7e00]]), { merge: false }));
+    const rq = unwrap(blkSubmitBio(c.queue, bio))[0];
+    expect(rq.nrPhysSegments).toBe(2);
+    const io = unwrap(nvmeQueueRq(c, 1, rq));
+    expect(io.segments).toHaveLength(1);
+    const iova = io.segments[0].addr;
+    const v = new DataView(io.sqe.buffer);
+    const listDma = v.getBigUint64(24, true);
+    expect(hex(io.sqe.subarray(32, 40))).toBe('10000000' + '000000' + '30');
+    expect(hex(unwrap(c.dev.dmaRead(listDma, 16)))).toBe(le64(iova) + '00000100' + '000000' + '00');
+    expect(io.nrDescriptors).toBe(1);
+    finish(m, c, io);
+  });
+
+  it('an IOVA-coalesced request of several physical segments keeps one data block in the command', () => {
+    const m = makeMachine('strict');
+    const c = probe(m, true);
+    const a = allocPhys(m, 4), b = allocPhys(m, 4), d = allocPhys(m, 4);
+    const io = unwrap(nvmeQueueRq(c, 1, request(c, [[a, 40960], [b, 40960], [d, 40960]])));
+    expect(io.req.nrPhysSegments).toBe(3);
+    expect(io.segments).toHaveLength(1);
+    expect(hex(io.sqe.subarray(24, 40))).toBe(le64(io.segments[0].addr) + '00e00100' + '000000' + '00');
+    expect(io.nrDescriptors).toBe(0);
+    finish(m, c, io);
+  });
+
   it('a gap inside a controller page forces SGLs whatever the sizes (SGL_FORCED)', () => {
     const m = makeMachine('none');
     const c = probe(m, true);

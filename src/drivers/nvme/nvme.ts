@@ -240,13 +240,20 @@ function prpHooks(ctrl: NvmeCtrl): SglHooks {
   };
 }
 
-function sglHooks(ctrl: NvmeCtrl, entries: number): SglHooks {
+/**
+ * entries: blk_rq_nr_phys_segments(); coalesced: blk_rq_dma_map_coalesce(). In
+ * nvme_pci_setup_data_sgl() (drivers/nvme/host/pci.c) these two, not the number of DMA segments the
+ * iterator yields, decide between the data descriptor in the command and a list: a request of
+ * several physical segments that blk_map_iter_next() merges into one DMA segment still gets a
+ * one-entry list behind a Last Segment descriptor.
+ */
+function sglHooks(ctrl: NvmeCtrl, entries: number, coalesced: boolean): SglHooks {
   return {
     name: 'nvme sgl',
     entrySize: 16,
     split: 'extent',
     maxEntryLen: UINT_MAX,
-    inlineEntries: 1,
+    inlineEntries: entries === 1 || coalesced ? 1 : 0,
     inlineBeforeList: 0,
     entriesPerList: NVME_MAX_SEGS,
     encodeData: (v, off, addr, len) => writeSglDesc(v, off, addr, len, NVME_SGL_DATA_DESC),
@@ -415,11 +422,15 @@ function setupDataPrp(ctrl: NvmeCtrl, req: Request, b: IoBuild): BlkStatus {
   return BLK_STS_OK;
 }
 
-/** nvme_pci_setup_data_sgl(): one data descriptor in the command, or a last-segment descriptor and a list. */
+/**
+ * nvme_pci_setup_data_sgl(): one data descriptor in the command for a request of one physical
+ * segment or one coalesced IOVA range, else a last-segment descriptor and a list (of one entry
+ * when the request's physical segments became one DMA segment).
+ */
 function setupDataSgl(ctrl: NvmeCtrl, req: Request, b: IoBuild): BlkStatus {
   b.useSgl = true;
   b.view.setUint8(1, NVME_CMD_SGL_METABUF);
-  const r = sglBuild(ctrl.dev, sglHooks(ctrl, req.nrPhysSegments), b.segments);
+  const r = sglBuild(ctrl.dev, sglHooks(ctrl, req.nrPhysSegments, blkRqDmaMapCoalesce(b.state)), b.segments);
   if (!r.ok) {
     unmapData(ctrl, req, b);
     b.failMessage = `SGL build failed (${r.errno})`;

@@ -38,7 +38,7 @@ export interface SglHooks {
   readonly pageSize?: number;
   /** 'extent' mode: the largest length one entry may carry. */
   readonly maxEntryLen?: number;
-  /** Entries the command holds when no list is needed (PRP: 2, NVMe SGL: 1). */
+  /** Entries the command holds when no list is needed (PRP: 2, NVMe SGL: 1 or 0; 0: always a list). */
   readonly inlineEntries: number;
   /** Entries the command holds ahead of the list pointer when a list is needed (PRP: 1, SGL: 0). */
   readonly inlineBeforeList: number;
