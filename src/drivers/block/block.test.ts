@@ -7,7 +7,7 @@ import { PageArray, PhyrList, RANGE_NOPAGE, toBvecList } from '../../phyr/index.
 import type { Machine } from '../../machine/index.ts';
 import {
   BLK_STS_INVAL, BLK_STS_OK, BLK_STS_RESOURCE, REQ_OP_READ, REQ_OP_WRITE, bioFromRanges, blkCanDmaMapIova, blkMqInitQueue,
-  blkRqBytes, blkRqNrPhysSegments, blkSubmitBio, blkValidateLimits, errnoToBlkStatus, BLK_STS_IOERR, BLK_STS_TARGET,
+  blkRqBytes, blkRqNrPhysSegments, blkSubmitBio, blkValidateLimits, getMaxIoSize, errnoToBlkStatus, BLK_STS_IOERR, BLK_STS_TARGET,
   type QueueLimitsInput, type ReqOp, type Request, BlkDmaIter, blkRqDmaMapCoalesce, blkRqDmaMapIterStart, blkRqDmaUnmap,
 } from './index.ts';
 import { DmaIovaState } from '../../dma/index.ts';
@@ -160,6 +160,33 @@ describe('blkSubmitBio: splitting to the limits (bio_split_rw)', () => {
     const [aligned] = submit(dev, [[p, 0x1000], [p + 0x2000n, 0x200]]);
     expect(aligned.physGapBit).toBe(13); // ffs(0x1000 | 0): aligned to 4 KiB
     expect(blkCanDmaMapIova(aligned, dev)).toBe(true);
+  });
+
+  it('max_bytes is get_max_io_size() << 9 in 32 bits: 2^23 sectors wrap to 0 (EINVAL), 2^23 + 8 to 4 KiB requests', () => {
+    const m = makeMachine('none');
+    const p = allocPhys(m, 4);
+    const bio = unwrap(bioFromRanges(REQ_OP_WRITE, 0n, phyrs([[p, 64 * KiB]])));
+    const at = (s: number) => blkSubmitBio(queue(m.device('nvme0'), { maxHwSectors: s, maxUserSectors: s, maxSegmentSize: 1 << 20 }), bio);
+    const fits = at(2 ** 23 - 8);
+    expect(fits.ok && fits.value.map((r) => r.dataLen)).toEqual([64 * KiB]);
+    const zero = at(2 ** 23);
+    expect(zero.ok || zero.errno).toBe('EINVAL');
+    const small = at(2 ** 23 + 8);
+    expect(small.ok && small.value.map((r) => [r.sector, r.dataLen])).toEqual(Array.from({ length: 16 }, (_, i) => [BigInt(i * 8), PAGE]));
+    // one vector within max_fast_segment_size is never split (bio_may_need_split), whatever max_bytes
+    const one = blkSubmitBio(queue(m.device('nvme0'), { maxHwSectors: 2 ** 23, maxUserSectors: 2 ** 23 }),
+      unwrap(bioFromRanges(REQ_OP_WRITE, 0n, phyrs([[p, PAGE]]))));
+    expect(one.ok && one.value.map((r) => r.dataLen)).toEqual([PAGE]);
+  });
+
+  it('get_max_io_size(): start + max_sectors wraps in 32 bits, leaving max_sectors itself', () => {
+    const m = makeMachine('none');
+    const q = queue(m.device('nvme0'), { maxHwSectors: 0xffffffff, maxUserSectors: 0xffffffff, physicalBlockSize: 4096 });
+    expect(q.limits.maxSectors).toBe(0xffffffff);
+    const p = allocPhys(m, 0);
+    expect(getMaxIoSize(q, unwrap(bioFromRanges(REQ_OP_WRITE, 0n, phyrs([[p, PAGE]]))))).toBe(0xfffffff8);
+    // sector 2 of a 4 KiB physical block: (2 + 0xffffffff) & ~7 is 0, not above the start
+    expect(getMaxIoSize(q, unwrap(bioFromRanges(REQ_OP_WRITE, 2n, phyrs([[p, PAGE]]))))).toBe(0xffffffff);
   });
 
   it('EINVAL for a vector off dma_alignment; EIO for a bio not a multiple of the logical block', () => {

@@ -147,15 +147,28 @@ function splitAlignment(lim: QueueLimits): number {
 /**
  * get_max_io_size(): sectors from the bio's start that one request may hold: max_sectors, its end
  * aligned to the physical block size when that leaves something, else to the logical block size.
+ * The sum start + max_sectors is an unsigned int in block/blk-merge.c: get_max_io_size(), so with
+ * max_sectors near UINT_MAX it wraps, the aligned end falls at or below the start and the answer is
+ * max_sectors rounded down to the logical block size.
  */
 export function getMaxIoSize(q: RequestQueue, bio: Bio): number {
   const lim = q.limits;
   const pbs = lim.physicalBlockSize >> SECTOR_SHIFT, lbs = lim.logicalBlockSize >> SECTOR_SHIFT;
   const maxSectors = lim.maxSectors;
   const start = Number(bio.sector & BigInt(pbs - 1));
-  const end = (start + maxSectors) - ((start + maxSectors) % pbs);
+  const sum = (start + maxSectors) >>> 0;
+  const end = sum - (sum % pbs);
   if (end > start) return end - start;
   return maxSectors - (maxSectors % lbs);
+}
+
+/**
+ * The max_bytes bio_split_rw() hands bio_split_rw_at() (block/blk-merge.c): get_max_io_size() <<
+ * SECTOR_SHIFT in unsigned int arithmetic, so from 2^23 sectors up it wraps modulo 2^32 (to 0
+ * at exactly 4 GiB, which makes every split fail with EINVAL, or to a small byte count).
+ */
+function splitMaxBytes(q: RequestQueue, bio: Bio): number {
+  return (getMaxIoSize(q, bio) * SECTOR_SIZE) % 0x1_0000_0000;
 }
 
 /** bio_may_need_split(): false only for a single vector within max_fast_segment_size. */
@@ -192,8 +205,7 @@ export function blkSubmitBio(q: RequestQueue, bio: Bio): Result<Request[]> {
       out.push(new Request(q, cur, 1));
       return ok(out);
     }
-    const maxBytes = Math.min(getMaxIoSize(q, cur) * SECTOR_SIZE, 0xffff_ffff);
-    const s = bioSplitRwAt(q, cur, maxBytes);
+    const s = bioSplitRwAt(q, cur, splitMaxBytes(q, cur));
     if (!s.ok) return s;
     if (s.value.splitSectors === 0) {
       out.push(new Request(q, bioSlice(cur, 0, cur.size, cur.sector, cur.nomerge, s.value.gapBit), s.value.nrSegs));
