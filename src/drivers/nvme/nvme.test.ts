@@ -5,7 +5,7 @@ import { dmaGetMaxSegSize, dmaGetMinAlignMask } from '../../dma/index.ts';
 import type { Machine } from '../../machine/index.ts';
 import { BLK_STS_INVAL, BLK_STS_IOERR, REQ_OP_WRITE, bioFromRanges, blkSubmitBio, type Request } from '../block/index.ts';
 import {
-  IOD_DATA_P2P, IOD_SINGLE_SEGMENT, IOD_SMALL_DESCRIPTOR, NvmeCtrl, nvmeCompleteRq, nvmeProbe, nvmeQueueRq,
+  IOD_DATA_MMIO, IOD_DATA_P2P, IOD_SINGLE_SEGMENT, IOD_SMALL_DESCRIPTOR, NvmeCtrl, nvmeCompleteRq, nvmeProbe, nvmeQueueRq,
   type NvmeControllerPort, type NvmeIo,
 } from './index.ts';
 
@@ -244,6 +244,25 @@ describe('SGLs, byte for byte (nvme_pci_setup_data_sgl)', () => {
     expect(io.useSgl).toBe(true);
     expect(io.sqe[39]).toBe(0x30);
     finish(m, c, io);
+  });
+});
+
+describe('io.flags', () => {
+  it('carries the bit values of enum nvme_iod_flags', () => {
+    expect([IOD_SMALL_DESCRIPTOR, IOD_SINGLE_SEGMENT, IOD_DATA_P2P, IOD_DATA_MMIO]).toEqual([1 << 1, 1 << 2, 1 << 3, 1 << 5]);
+    const m = makeMachine('none');
+    const c = probe(m, true);
+    const simple = unwrap(nvmeQueueRq(c, 1, request(c, [[allocPhys(m, 0), 4096]])));
+    expect(simple.flags).toBe(1 << 2);
+    finish(m, c, simple);
+    const prp = probe(m, false, 'far0');
+    const list = unwrap(nvmeQueueRq(prp, 1, request(prp, [[allocPhys(m, 3), 5 * 4096]])));
+    expect(list.flags).toBe(1 << 1);
+    finish(m, prp, list);
+    const bar = gpuBar(m);
+    const p2p = unwrap(nvmeQueueRq(c, 1, request(c, [[bar.start, 8192]], bar.flags)));
+    expect(p2p.flags).toBe(1 << 3);
+    nvmeCompleteRq(c, p2p);
   });
 });
 

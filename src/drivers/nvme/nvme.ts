@@ -65,11 +65,11 @@ export const SGL_UNSUPPORTED = 0;
 export const SGL_SUPPORTED = 1;
 export const SGL_FORCED = 2;
 
-/** struct nvme_iod flags. */
-export const IOD_DATA_P2P = 1 << 1;
-export const IOD_DATA_MMIO = 1 << 2;
-export const IOD_SINGLE_SEGMENT = 1 << 4;
-export const IOD_SMALL_DESCRIPTOR = 1 << 6;
+/** struct nvme_iod flags, with the bit values of enum nvme_iod_flags (drivers/nvme/host/pci.c). */
+export const IOD_SMALL_DESCRIPTOR = 1 << 1;
+export const IOD_SINGLE_SEGMENT = 1 << 2;
+export const IOD_DATA_P2P = 1 << 3;
+export const IOD_DATA_MMIO = 1 << 5;
 
 const UINT_MAX = 0xffff_ffff;
 const USHRT_MAX = 0xffff;
