@@ -33,11 +33,12 @@ class FlatIova {
     this.his.splice(i, 0, hi);
   }
   alloc(size: number, limitPfn: number, aligned: boolean): number {
-    if (limitPfn <= this.dma32 && size >= this.max32) return 0;
-    const align = aligned && size > 1 ? 2 ** Math.ceil(Math.log2(size)) : 1;
+    // the 32-bit tests see the exclusive limit, limit_pfn + 1 (iova.c: alloc_iova())
     const limitEnd = limitPfn + 1;
+    if (limitEnd <= this.dma32 && size >= this.max32) return 0;
+    const align = aligned && size > 1 ? 2 ** Math.ceil(Math.log2(size)) : 1;
     const { los, his } = this;
-    const cached = limitPfn <= this.dma32 ? this.cached32Lo : this.cachedLo;
+    const cached = limitEnd <= this.dma32 ? this.cached32Lo : this.cachedLo;
     let i = cached === Infinity ? los.length : this.lower(cached);
     const retryPfn = i < los.length ? his[i] : Infinity;
     let high = limitEnd, low = this.start, p = 0, retried = false;
@@ -49,7 +50,7 @@ class FlatIova {
         i--;
       } while (i >= 0 && p <= his[i] && p >= low);
       if (high >= size && p >= low) break;
-      if (!retried && low === this.start && retryPfn < limitPfn) {
+      if (!retried && low === this.start && retryPfn < limitEnd) {
         retried = true; high = limitEnd; low = retryPfn + 1; i = this.lower(limitEnd);
         continue;
       }
@@ -89,7 +90,7 @@ type Op =
   | { kind: 'reserve'; lo: number; len: number };
 
 const DMA32 = 2 ** 20; // 4 GiB of 4 KiB frames
-const LIMITS = [DMA32 - 1, 2 ** 36 - 1, 0x3ffff];
+const LIMITS = [DMA32 - 1, DMA32, 2 ** 36 - 1, 0x3ffff];
 
 const arbOp: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.record({

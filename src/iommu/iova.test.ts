@@ -51,6 +51,25 @@ describe('IovaDomain (alloc_iova)', () => {
   });
 });
 
+describe('IovaDomain: 32-bit requests (iova.c: alloc_iova() passes limit_pfn + 1)', () => {
+  it('an inclusive limit of exactly dma_32bit_pfn searches from the 64-bit cached node', () => {
+    const mm = new TestMachine();
+    const iovad = new IovaDomain(4096, 1n, mm.stats, mm.events);
+    expect(iovad.allocIovaFast(1, 0xfffff, false)).toBe(0xfffff); // 32-bit: cached32 node
+    // limit + 1 = 0x100001 > dma_32bit_pfn: the walk starts at the anchor and 0x100000 is free
+    expect(iovad.allocIovaFast(1, 0x100000, false)).toBe(0x100000);
+  });
+  it('max32_alloc_size does not refuse a request whose inclusive limit is dma_32bit_pfn', () => {
+    const mm = new TestMachine();
+    const iovad = new IovaDomain(4096, 1n, mm.stats, mm.events);
+    iovad.reserveIova(1n, 0xfffffn);
+    expect(iovad.allocIovaFast(1, 0xfffff, false)).toBe(0);
+    expect(iovad.max32AllocSize).toBe(1);
+    expect(iovad.allocIovaFast(1, 0xfffff, false)).toBe(0); // a 32-bit request: short-circuited
+    expect(iovad.allocIovaFast(1, 0x100000, false)).toBe(0x100000); // not a 32-bit request
+  });
+});
+
 describe('iommuDmaAllocIova', () => {
   it('granule 4 KiB, power-of-two rounding below 32 granules, size alignment', () => {
     const { d, dev } = setup();

@@ -175,7 +175,7 @@ export class IovaDomain {
   readonly shift: number;
   /** Lowest frame ever handed out (>= 1: IOVA 0 is never allocated). */
   readonly startPfn: bigint;
-  /** First frame above 4 GiB: allocations with a limit at or below it are "32-bit". */
+  /** First frame above 4 GiB: allocations whose limit + 1 is at or below it are "32-bit". */
   readonly dma32BitPfn: bigint;
   /** Caches on (the kernel always has them; off only to measure their effect). */
   rcachesEnabled: boolean;
@@ -217,14 +217,18 @@ export class IovaDomain {
    * startPfn. The search walks down from the cached node (the last allocation, kept separately for
    * 32-bit limits) and retries once from the limit down to the cached node when that fails.
    * Returns the first frame, or 0 when nothing fits.
+   * drivers/iommu/iova.c: alloc_iova() hands __alloc_and_insert_iova_range() limit_pfn + 1, and
+   * every test there (the max32_alloc_size short-circuit, __get_cached_rbnode()'s choice of the
+   * 32-bit cached node, the retry) sees that exclusive limit: an inclusive limit of exactly
+   * dma_32bit_pfn is not a 32-bit request.
    */
   allocIova(size: number, limitPfn: number, sizeAligned: boolean): number {
-    if (limitPfn <= this.dma32 && size >= this.max32AllocSize) return 0;
-    const align = sizeAligned && size > 1 ? POW2[flsNum(size - 1) + 1] : 1;
     const limitEnd = limitPfn + 1;
+    if (limitEnd <= this.dma32 && size >= this.max32AllocSize) return 0;
+    const align = sizeAligned && size > 1 ? POW2[flsNum(size - 1) + 1] : 1;
     const t = this.tree;
     const end = t.end;
-    const cachedLo = limitPfn <= this.dma32 ? this.cached32Lo : this.cachedLo;
+    const cachedLo = limitEnd <= this.dma32 ? this.cached32Lo : this.cachedLo;
     let i = cachedLo === Infinity ? end : t.lowerBound(cachedLo);
     const retryPfn = i < end ? t.hi(i) : Infinity;
     let high = limitEnd, low = this.start;
@@ -238,7 +242,7 @@ export class IovaDomain {
         i = i >= 0 ? t.prev(i) : -1;
       } while (i >= 0 && newPfn <= t.hi(i) && newPfn >= low);
       if (high >= size && newPfn >= low) break;
-      if (!retried && low === this.start && retryPfn < limitPfn) {
+      if (!retried && low === this.start && retryPfn < limitEnd) {
         retried = true;
         high = limitEnd;
         low = retryPfn + 1;
