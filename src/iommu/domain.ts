@@ -44,8 +44,9 @@ export interface IommuConfig {
   /** iommu.strict=1 -> 'strict' (DMA), iommu.strict=0 -> 'lazy' (DMA_FQ), iommu.passthrough=1 -> 'passthrough'. */
   mode: 'strict' | 'lazy' | 'passthrough';
   /**
-   * CONFIG_HZ: the flush-queue timer is a kernel timer, so it expires on ticks of 1000 / hz ms (one
-   * tick after msecs_to_jiffies of its timeout). Omitted: an exact millisecond timer.
+   * CONFIG_HZ: the flush-queue timer and the IOVA depot work's timer are kernel timers, so they
+   * expire on ticks of 1000 / hz ms (in the timer wheel's bucket after msecs_to_jiffies of their
+   * delay). Omitted: exact millisecond timers.
    */
   hz?: number;
   /** IOTLB entries per domain (default 4096). */
@@ -159,7 +160,8 @@ export class IommuDomain {
     if (type === 'dma' || type === 'dma-fq') {
       const shift = 12n;
       const base = this.geometry.apertureStart >> shift;
-      this.iovad = new IovaDomain(this.granule, base > 1n ? base : 1n, mm.stats, mm.events, iommu.config.rcaches ?? true);
+      this.iovad = new IovaDomain(this.granule, base > 1n ? base : 1n, mm.stats, mm.events, iommu.config.rcaches ?? true,
+        iommu.config.hz ?? 0);
       for (const r of iommu.reservedRegions) this.reserve(r);
     } else {
       this.iovad = null;

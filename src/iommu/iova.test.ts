@@ -70,6 +70,54 @@ describe('IovaDomain: 32-bit requests (iova.c: alloc_iova() passes limit_pfn + 1
   });
 });
 
+describe('IovaDomain: rcache depot (iova.c: iova_depot_push/pop, iova_depot_work_func)', () => {
+  const L = 2 ** 36; // far above 4 GiB
+  /** 509 one-frame IOVAs freed into the rcache: depot B (p127..253), C (p254..380), D (p381..507, the head). */
+  function fill(hz = 0) {
+    const mm = new TestMachine();
+    const iovad = new IovaDomain(4096, 1n, mm.stats, mm.events, true, hz);
+    const p: number[] = [];
+    for (let i = 0; i < 509; i++) p.push(iovad.allocIovaFast(1, L, false));
+    const free = () => { for (const x of p) iovad.freeIovaFast(x, 1); };
+    const back = () => p.map((x, i) => (iovad.findIova(BigInt(x)) === null ? i : -1)).filter((i) => i >= 0);
+    const span = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, k) => a + k);
+    return { iovad, p, free, back, span };
+  }
+  it('the work frees the newest magazine (the depot head), not the oldest', () => {
+    const { iovad, free, back, span } = fill();
+    free();
+    expect(back()).toEqual([]);
+    iovad.tick(100);
+    expect(back()).toEqual(span(381, 507));
+    iovad.tick(100); // it re-armed itself: the next head, C
+    expect(back()).toEqual(span(254, 507));
+    iovad.tick(1000); // one magazine left (one CPU): the work stops
+    expect(back()).toEqual(span(254, 507));
+  });
+  it('the work is queued by the push to the depot and runs IOVA_DEPOT_DELAY later, not on a grid from creation', () => {
+    const { iovad, free, back, span } = fill();
+    iovad.tick(90);
+    free(); // pushes at t = 90: the work runs at t = 190
+    iovad.tick(10);
+    expect(back()).toEqual([]);
+    iovad.tick(89);
+    expect(back()).toEqual([]);
+    iovad.tick(1);
+    expect(back()).toEqual(span(381, 507));
+    iovad.tick(1000);
+    expect(back()).toEqual(span(254, 507));
+  });
+  it('with CONFIG_HZ=1000 the 100-jiffy timer lands on level 1 of the timer wheel: the next multiple of 8 jiffies', () => {
+    const { iovad, free, back, span } = fill(1000);
+    iovad.tick(90);
+    free(); // expires at jiffy 190, bucket 192
+    iovad.tick(101);
+    expect(back()).toEqual([]);
+    iovad.tick(1);
+    expect(back()).toEqual(span(381, 507));
+  });
+});
+
 describe('iommuDmaAllocIova', () => {
   it('granule 4 KiB, power-of-two rounding below 32 granules, size alignment', () => {
     const { d, dev } = setup();

@@ -23,7 +23,12 @@ export const IOVA_DEPOT_DELAY = 100;
 interface Rcache {
   loaded: number[];
   prev: number[];
+  /** Full magazines, oldest first: the end of the array is the depot's head (the newest). */
   depot: number[][];
+  /** The rcache's delayed depot work is queued (delayed_work pending). */
+  workPending: boolean;
+  /** When it runs, on the domain's clock in ticks (see IovaDomain.nowTicks). */
+  workDue: number;
 }
 
 /** One allocated (or reserved) range of frames, inclusive at both ends. */
@@ -188,16 +193,24 @@ export class IovaDomain {
   private readonly rcaches: Rcache[] = [];
   private readonly stats: Stats;
   private readonly events: EventLog;
-  private depotClockMs = 0;
+  /** The domain's logical clock in ms, advanced by tick(). */
+  private nowMs = 0;
+  /** CONFIG_HZ for the depot work's timer; 0: an exact millisecond timer. */
+  private readonly hz: number;
   /** First frame of cached_node / cached32_node (Infinity: the anchor above everything). */
   private cachedLo = Infinity;
   private cached32Lo = Infinity;
 
-  /** init_iova_domain(granule, start_pfn): start_pfn is raised to 1 when 0. */
-  constructor(granule: number, startPfn: bigint, stats: Stats, events: EventLog, rcaches = true) {
+  /**
+   * init_iova_domain(granule, start_pfn): start_pfn is raised to 1 when 0. hz: CONFIG_HZ, the
+   * tick of the depot work's timer (0: an exact millisecond timer).
+   */
+  constructor(granule: number, startPfn: bigint, stats: Stats, events: EventLog, rcaches = true, hz = 0) {
     if (!Number.isSafeInteger(granule) || granule < 512 || (granule & (granule - 1)) !== 0) {
       throw new RangeError(`granule must be a power of two >= 512, got ${granule}`);
     }
+    if (!Number.isSafeInteger(hz) || hz < 0) throw new RangeError(`hz must be an integer >= 0 (0: exact ms timer), got ${hz}`);
+    this.hz = hz;
     this.granule = granule;
     this.shift = flsNum(granule);
     this.start = Math.max(1, Number(startPfn));
@@ -208,7 +221,9 @@ export class IovaDomain {
     this.rcachesEnabled = rcaches;
     this.stats = stats;
     this.events = events;
-    for (let i = 0; i < IOVA_RANGE_CACHE_MAX_SIZE; i++) this.rcaches.push({ loaded: [], prev: [], depot: [] });
+    for (let i = 0; i < IOVA_RANGE_CACHE_MAX_SIZE; i++) {
+      this.rcaches.push({ loaded: [], prev: [], depot: [], workPending: false, workDue: 0 });
+    }
   }
 
   /**
@@ -382,8 +397,14 @@ export class IovaDomain {
       if (rc.prev.length < IOVA_MAG_SIZE) {
         const t = rc.loaded; rc.loaded = rc.prev; rc.prev = t;
       } else {
+        // iova_depot_push() makes the full magazine the depot's head, and __iova_rcache_insert()
+        // then queues the rcache's delayed work (a no-op while it is already queued)
         rc.depot.push(rc.loaded);
         rc.loaded = [];
+        if (!rc.workPending) {
+          rc.workPending = true;
+          rc.workDue = this.depotWorkDue(this.nowTicks(this.nowMs));
+        }
       }
     }
     rc.loaded.push(pfn);
@@ -429,19 +450,47 @@ export class IovaDomain {
     }
   }
 
+  /** The clock in the depot timer's units: jiffies with a CONFIG_HZ, else ms. */
+  private nowTicks(ms: number): number {
+    return this.hz === 0 ? ms : Math.floor(ms * this.hz / 1000);
+  }
+
   /**
-   * Advances the depot-trimming work's clock (iova_depot_work_func): every IOVA_DEPOT_DELAY ms a
-   * depot holding more magazines than CPUs (one here) gives one magazine back to the tree.
+   * When a depot work queued at `now` (in ticks) runs: schedule_delayed_work(IOVA_DEPOT_DELAY).
+   * With a CONFIG_HZ, msecs_to_jiffies() rounds the delay up to whole jiffies and the timer wheel
+   * (kernel/time/timer.c: calc_wheel_index(), calc_index()) puts the expiry in the next bucket of
+   * its level: one jiffy later below 63 jiffies (level 0), at the next multiple of 8 jiffies below
+   * 504 (level 1; 100 jiffies at HZ=1000).
+   */
+  private depotWorkDue(now: number): number {
+    if (this.hz === 0) return now + IOVA_DEPOT_DELAY;
+    const delay = Math.ceil(IOVA_DEPOT_DELAY * this.hz / 1000);
+    const expires = now + delay;
+    if (delay < 63) return expires + 1;
+    return (Math.floor(expires / 8) + 1) * 8;
+  }
+
+  /**
+   * Advances the domain's clock by ms and runs the depot work of every rcache that falls due
+   * (drivers/iommu/iova.c: iova_depot_work_func()): a depot holding more magazines than CPUs (one
+   * here) gives its head, the magazine pushed last, back to the tree, and the work queues itself
+   * again; otherwise it stops until the next push to the depot queues it. Works due in the same
+   * tick run in rcache order (the model's choice; the kernel's order follows its timer wheel).
    */
   tick(ms: number): void {
-    this.depotClockMs += ms;
-    while (this.depotClockMs >= IOVA_DEPOT_DELAY) {
-      this.depotClockMs -= IOVA_DEPOT_DELAY;
-      for (const rc of this.rcaches) {
-        if (rc.depot.length > 1) {
-          const mag = rc.depot.shift() as number[];
-          for (const pfn of mag) this.freeIova(pfn);
-        }
+    if (!(ms >= 0) || !Number.isFinite(ms)) throw new RangeError(`ms must be a finite number >= 0, got ${ms}`);
+    this.nowMs += ms;
+    const end = this.nowTicks(this.nowMs);
+    for (;;) {
+      let rc: Rcache | null = null;
+      for (const r of this.rcaches) if (r.workPending && r.workDue <= end && (rc === null || r.workDue < rc.workDue)) rc = r;
+      if (rc === null) return;
+      if (rc.depot.length > 1) {
+        const mag = rc.depot.pop() as number[];
+        for (const pfn of mag) this.freeIova(pfn);
+        rc.workDue = this.depotWorkDue(rc.workDue);
+      } else {
+        rc.workPending = false;
       }
     }
   }
