@@ -22,8 +22,18 @@ import './counters.ts';
 export type IommuDomainType = 'blocked' | 'identity' | 'dma' | 'dma-fq' | 'unmanaged';
 const DOMAIN_TYPES: readonly IommuDomainType[] = ['blocked', 'identity', 'dma', 'dma-fq', 'unmanaged'];
 
-/** Kinds of reserved IOVA region (enum iommu_resv_type, as far as the model needs them). */
-export type ReservedRegionKind = 'msi' | 'bridge-window' | 'rmrr';
+/**
+ * Kinds of reserved IOVA region (enum iommu_resv_type, as far as the model needs them): 'msi'
+ * IOMMU_RESV_MSI, 'sw-msi' IOMMU_RESV_SW_MSI (the window dma-iommu maps MSI doorbells into itself,
+ * so a DMA cookie does not reserve it), 'reserved' IOMMU_RESV_RESERVED, 'rmrr' IOMMU_RESV_DIRECT,
+ * 'bridge-window' a PCI host bridge window (iova_reserve_pci_windows).
+ */
+export type ReservedRegionKind = 'msi' | 'sw-msi' | 'reserved' | 'bridge-window' | 'rmrr';
+const RESERVED_REGION_KINDS: readonly ReservedRegionKind[] = ['msi', 'sw-msi', 'reserved', 'bridge-window', 'rmrr'];
+
+/** drivers/iommu/amd/iommu.c: HT_RANGE_START / HT_RANGE_END, the HyperTransport hole (end exclusive here). */
+const AMD_HT_RANGE_START = 0xfd00000000n;
+const AMD_HT_RANGE_END = 0x10000000000n;
 
 /** One reserved IOVA region, [start, end). */
 export interface ReservedRegion {
@@ -56,10 +66,19 @@ export interface IommuConfig {
   /** Flush-queue flavour: 'percpu' (256 entries, 10 ms; default) or 'single' (32768, 1000 ms: shadow_on_flush drivers). */
   fqMode?: 'percpu' | 'single';
   /**
-   * Reserve the architecture's MSI window in every DMA cookie (default true): x86 0xfee00000..0xfeefffff
-   * (IOMMU_RESV_MSI), ARM 0x8000000..0x80fffff (IOMMU_RESV_SW_MSI, MSI_IOVA_BASE/LENGTH).
+   * Report the architecture's MSI window as a reserved region (default true): x86 0xfee00000..0xfeefffff
+   * (IOMMU_RESV_MSI, reserved in every DMA cookie), ARM 0x8000000..0x80fffff (IOMMU_RESV_SW_MSI,
+   * MSI_IOVA_BASE/LENGTH: kept out of iommufd's IOAS, but not reserved in DMA cookies, where
+   * dma-iommu.c: iova_reserve_iommu_regions() skips it).
    */
   reserveMsiWindow?: boolean;
+  /**
+   * amd-v1 only: the IOMMU reports FEATURE_HT_RANGE_IGNORE in EFR2 (default false, as on hardware
+   * without it and on QEMU's amd-iommu). Without it amd_iommu_get_resv_regions() reports the
+   * HyperTransport hole 0xfd_0000_0000..0xff_ffff_ffff as IOMMU_RESV_RESERVED, so every DMA cookie
+   * reserves it (drivers/iommu/amd/iommu.c, amd_iommu_ht_range_ignore() in amd/init.c).
+   */
+  htRangeIgnore?: boolean;
   /**
    * ARM32 `iommu_ops` (arch/arm/mm/dma-mapping.c): every DMA domain allocates IOVA from the bitmaps
    * of arm_iommu_create_mapping(dev, base, size) instead of the IOVA rbtree; needs mode 'strict'
@@ -186,9 +205,12 @@ export class IommuDomain {
     return this.pt === null ? null : BigInt(this.pt.rootPfn);
   }
 
-  /** reserve_iova for a region, clipped to the aperture. */
+  /**
+   * reserve_iova for a region, clipped to the aperture. IOMMU_RESV_SW_MSI is skipped: dma-iommu
+   * manages that window itself (dma-iommu.c: iova_reserve_iommu_regions()).
+   */
   reserve(r: ReservedRegion): void {
-    if (this.iovad === null) return;
+    if (this.iovad === null || r.kind === 'sw-msi') return;
     if (r.end <= r.start || r.start > this.geometry.apertureEnd) return;
     const last = r.end - 1n > this.geometry.apertureEnd ? this.geometry.apertureEnd : r.end - 1n;
     this.iovad.reserveIova(r.start >> 12n, last >> 12n);
@@ -241,11 +263,18 @@ export class Iommu {
       if (cfg.mode !== 'strict') throw new RangeError(`cfg.arm32Mapping needs cfg.mode "strict" (ARM32 iommu_ops unmap synchronously), got ${JSON.stringify(cfg.mode)}`);
     }
     if (cfg.levels === 5 && cfg.format === 'arm-lpae') throw new RangeError('cfg.levels 5 needs format "x86-64" or "amd-v1", got "arm-lpae"');
+    if (cfg.htRangeIgnore !== undefined) {
+      if (typeof cfg.htRangeIgnore !== 'boolean') throw new TypeError(`cfg.htRangeIgnore must be a boolean, got ${String(cfg.htRangeIgnore)}`);
+      if (cfg.format !== 'amd-v1') throw new RangeError(`cfg.htRangeIgnore is an AMD IOMMU feature: needs format "amd-v1", got ${JSON.stringify(cfg.format)}`);
+    }
     this.mm = mm;
     this.config = Object.freeze({ ...cfg });
     if (cfg.reserveMsiWindow ?? true) {
-      if (cfg.format === 'arm-lpae') this.reservedRegions.push({ start: 0x8000000n, end: 0x8100000n, kind: 'msi' });
+      if (cfg.format === 'arm-lpae') this.reservedRegions.push({ start: 0x8000000n, end: 0x8100000n, kind: 'sw-msi' });
       else this.reservedRegions.push({ start: 0xfee00000n, end: 0xfef00000n, kind: 'msi' });
+    }
+    if (cfg.format === 'amd-v1' && cfg.htRangeIgnore !== true) {
+      this.reservedRegions.push({ start: AMD_HT_RANGE_START, end: AMD_HT_RANGE_END, kind: 'reserved' });
     }
   }
 
@@ -301,13 +330,13 @@ export class Iommu {
 
   /**
    * Reserves IOVA [start, end) in every DMA cookie, now and later (iommu_get_resv_regions /
-   * iova_reserve_pci_windows).
+   * iova_reserve_pci_windows); a 'sw-msi' region is listed but not reserved in DMA cookies.
    * @throws TypeError/RangeError for bad addresses or end <= start.
    */
   reserveRegion(start: bigint, end: bigint, kind: ReservedRegionKind): void {
     checkAddr('start', start);
     checkAddr('end', end, 65);
-    checkOneOf('kind', kind, ['msi', 'bridge-window', 'rmrr']);
+    checkOneOf('kind', kind, RESERVED_REGION_KINDS);
     if (end <= start) throw new RangeError(`end must be > start, got start 0x${start.toString(16)} end 0x${end.toString(16)}`);
     const r: ReservedRegion = { start, end, kind };
     this.reservedRegions.push(r);

@@ -187,6 +187,32 @@ describe('iommuDmaAllocIova', () => {
   });
 });
 
+describe('reserved regions in DMA cookies (dma-iommu.c: iova_reserve_iommu_regions())', () => {
+  it('ARM: the IOMMU_RESV_SW_MSI window is listed but not reserved: dma-iommu manages it itself', () => {
+    const { iommu, d, dev } = setup({ format: 'arm-lpae' });
+    expect(iommu.reservedRegions).toContainEqual({ start: 0x8000000n, end: 0x8100000n, kind: 'sw-msi' });
+    const m28 = (1n << 28n) - 1n;
+    const got = [0, 1, 2].map(() => iommuDmaAllocIova(d, 64 << 20, m28, dev));
+    expect(got).toEqual([0xc000000n, 0x8000000n, 0x4000000n]);
+  });
+  it('AMD: the HyperTransport hole 0xfd_0000_0000..0xff_ffff_ffff is reserved (amd_iommu_get_resv_regions())', () => {
+    const { iommu, d, dev } = setup({ format: 'amd-v1' });
+    expect(iommu.reservedRegions).toContainEqual({ start: 0xfd00000000n, end: 0x10000000000n, kind: 'reserved' });
+    dev.pci32BitWorkaround = false;
+    expect(iommuDmaAllocIova(d, 4096, (1n << 40n) - 1n, dev)).toBe(0xfcfffff000n);
+  });
+  it('AMD with FEATURE_HT_RANGE_IGNORE (htRangeIgnore): no HyperTransport hole', () => {
+    const { iommu, d, dev } = setup({ format: 'amd-v1', htRangeIgnore: true });
+    expect(iommu.reservedRegions.some((r) => r.kind === 'reserved')).toBe(false);
+    dev.pci32BitWorkaround = false;
+    expect(iommuDmaAllocIova(d, 4096, (1n << 40n) - 1n, dev)).toBe(0xfffffff000n);
+  });
+  it('htRangeIgnore is refused on other formats and when not a boolean, naming the field', () => {
+    expect(() => setup({ format: 'x86-64', htRangeIgnore: false })).toThrow(/cfg\.htRangeIgnore .*needs format "amd-v1", got "x86-64"/);
+    expect(() => setup({ format: 'amd-v1', htRangeIgnore: 1 as unknown as boolean })).toThrow(/cfg\.htRangeIgnore must be a boolean, got 1/);
+  });
+});
+
 describe('flush queue (lazy mode)', () => {
   function lazy(cfg: Partial<IommuConfig> = {}) {
     const s = setup({ mode: 'lazy', ...cfg }, 'dma-fq');

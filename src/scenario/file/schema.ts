@@ -85,7 +85,8 @@ const iommuSchema = z.strictObject({
   iotlbCapacity: int('IOTLB entries per domain (default 4096)', 1, 1 << 24).optional(),
   rcaches: z.boolean().optional().describe('IOVA range caches (default true)'),
   fqMode: z.enum(['percpu', 'single']).optional().describe("flush queue flavour: 'percpu' (256 entries, 10 ms) or 'single' (32768, 1000 ms)"),
-  reserveMsiWindow: z.boolean().optional().describe('reserve the MSI window in every DMA cookie (default true)'),
+  reserveMsiWindow: z.boolean().optional().describe('report the MSI window as a reserved region (default true; x86 reserves it in every DMA cookie, ARM SW_MSI only in iommufd)'),
+  htRangeIgnore: z.boolean().optional().describe('amd-v1: the IOMMU has FEATURE_HT_RANGE_IGNORE (default false: the HyperTransport hole 0xfd00000000..0xffffffffff is reserved)'),
   arm32Mapping: z.looseObject({}).optional().describe('ARM32 arm_iommu_create_mapping(base, size) bitmaps instead of the IOVA rbtree'),
 });
 
