@@ -9,7 +9,7 @@ import {
 } from '../iommu/index.ts';
 import { dmaMapPhys, dmaMapSgtable, dmaSyncSingleForCpu, dmaUnmapPhys, dmaUnmapSgtable } from './mapping.ts';
 import { iommuDmaGetMergeBoundary, iommuDmaMaxMappingSize, iommuDmaOptMappingSize, dmaInfoToProt } from './iommu-dma.ts';
-import { dmaSetMaxSegSize, dmaSetSegBoundary } from './mask.ts';
+import { dmaSetMaxSegSize, dmaSetMinAlignMask, dmaSetSegBoundary } from './mask.ts';
 
 const PAGE = 4096;
 const leafPtes = (m: Machine) => m.stats.iommuLeafPtesWritten - m.stats.iommuLeafPtesCleared;
@@ -73,6 +73,29 @@ describe.each<IommuMode>(['strict', 'lazy'])('iommuDmaMapPhys through dmaMapPhys
     if (mode === 'strict') expect(dev.dmaRead(r.value, 1).ok).toBe(false);
     expect(m.events.count('DMA-DEBUG')).toBe(0);
     expect(m.events.count('WARN')).toBe(0);
+  });
+});
+
+describe('__iommu_dma_map: min_align_mask wider than the IOVA granule', () => {
+  it('is refused with DMA_MAPPING_ERROR and one WARN ("Unsupported alignment constraint"); nothing is allocated', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const d = iommuGetDmaDomain(dev)!;
+    const phys = allocPhys(m) + 0x234n;
+    dmaSetMinAlignMask(dev, 0xfff); // the granule mask itself: fine
+    const a = dmaMapPhys(dev, phys, 512, DMA_TO_DEVICE, 0);
+    expect(a.ok && (a.value & 0xfffn)).toBe(0x234n);
+    if (a.ok) dmaUnmapPhys(dev, a.value, 512, DMA_TO_DEVICE, 0);
+    const ranges = d.iovad!.rangeCount;
+    const cached = d.iovad!.cachedCount;
+    dmaSetMinAlignMask(dev, 0xffff);
+    const w0 = m.events.count('WARN');
+    expect(dmaMapPhys(dev, phys, 512, DMA_TO_DEVICE, 0).ok).toBe(false);
+    expect(m.events.count('WARN') - w0).toBe(1);
+    expect(m.events.list().some((e) => /Unsupported alignment constraint/.test(e.message))).toBe(true);
+    expect(dmaMapPhys(dev, phys, 512, DMA_TO_DEVICE, 0).ok).toBe(false);
+    expect(m.events.count('WARN') - w0).toBe(1); // dev_WARN_ONCE
+    expect([d.iovad!.rangeCount, d.iovad!.cachedCount]).toEqual([ranges, cached]);
   });
 });
 

@@ -23,7 +23,7 @@ import {
 import { dmaContextOf } from './context.ts';
 import { DMA_RANGE_BUS, DMA_RANGE_UNSUPPORTED, DmaRangeClassifier, MEM_CROSSES, MEM_HOLE } from './map-iter.ts';
 import { archSyncDmaFlush, archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
-import { dmaGetMask, dmaGetMaxSegSize, dmaGetSegBoundary } from './mask.ts';
+import { dmaGetMask, dmaGetMaxSegSize, dmaGetMinAlignMask, dmaGetSegBoundary } from './mask.ts';
 import type { MachineMm } from '../mm/index.ts';
 import {
   isSwiotlbActive, isSwiotlbBuffer, swiotlbMaxMappingSize, swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice,
@@ -76,6 +76,8 @@ export function devUseSwiotlb(dev: Device, _size: number, _dir: DmaDataDirection
 
 /** dev_warn_once in iommu_dma_map_swiotlb(): one report per boot (per machine here). */
 const warnedInactive = new WeakSet<MachineMm>();
+/** dev_WARN_ONCE in __iommu_dma_map(): one report per boot (per machine here). */
+const warnedMinAlign = new WeakSet<MachineMm>();
 
 /** iova_offset(): the offset of an address inside its IOVA granule. */
 export function iovaOffset(domain: IommuDomain, addr: bigint): number {
@@ -123,9 +125,22 @@ interface Pos { frame: number; off: number }
 /**
  * __iommu_dma_map(): allocate IOVA for the granule span of [phys, phys+size) and map it (map + sync).
  * Works in granule frame numbers (exact numbers for every 64-bit address): bigint only at the ends.
+ * A device whose min_align_mask is wider than the granule is refused (DMA_MAPPING_ERROR) with a
+ * WARN, once per boot: the IOVA allocator cannot keep those low bits (drivers/iommu/dma-iommu.c:
+ * __iommu_dma_map(), "Unsupported alignment constraint").
  */
 function iommuDmaMapRaw(dev: Device, domain: IommuDomain, phys: bigint, size: number, prot: number, dmaMask: bigint): bigint {
   const g = domain.granule;
+  const minAlign = dmaGetMinAlignMask(dev);
+  if (minAlign > g - 1) {
+    const mm = dmaContextOf(dev).mm;
+    if (!warnedMinAlign.has(mm)) {
+      warnedMinAlign.add(mm);
+      mm.events.warn('dma-iommu', `${dev.name}: Unsupported alignment constraint (min_align_mask 0x${minAlign.toString(16)} > IOVA granule mask 0x${(g - 1).toString(16)})`,
+        { dev: dev.name, minAlignMask: minAlign, granule: g });
+    }
+    return DMA_MAPPING_ERROR;
+  }
   const shift = domain.granuleShift;
   const p: Pos = { frame: 0, off: 0 };
   posFromBig(phys, shift, p, 'phys');
