@@ -5,11 +5,13 @@ import { sgAllocTable, sgAllocTableFromPagesSegment, SG_DMA_BUS_ADDRESS, type Sg
 import type { Machine } from '../machine/index.ts';
 import { DMA_ATTR_MMIO, DMA_ATTR_PRIVILEGED, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE } from './constants.ts';
 import {
-  IOMMU_CACHE, IOMMU_MMIO, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE, iommuGetDmaDomain, iommuWalk,
+  IOMMU_CACHE, IOMMU_MMIO, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE, iommuGetDmaDomain, iommuUnmap, iommuWalk,
+  iommuWalkInfo,
 } from '../iommu/index.ts';
 import { dmaMapPhys, dmaMapSgtable, dmaSyncSingleForCpu, dmaUnmapPhys, dmaUnmapSgtable } from './mapping.ts';
-import { iommuDmaGetMergeBoundary, iommuDmaMaxMappingSize, iommuDmaOptMappingSize, dmaInfoToProt } from './iommu-dma.ts';
+import { iommuDmaGetMergeBoundary, iommuDmaMaxMappingSize, iommuDmaOptMappingSize, dmaInfoToProt, mapSgPieces, type SgEntries } from './iommu-dma.ts';
 import { dmaSetMaxSegSize, dmaSetMinAlignMask, dmaSetSegBoundary } from './mask.ts';
+import { iommuDmaAllocIova } from '../iommu/internal.ts';
 
 const PAGE = 4096;
 const leafPtes = (m: Machine) => m.stats.iommuLeafPtesWritten - m.stats.iommuLeafPtesCleared;
@@ -324,6 +326,57 @@ describe('iommuDmaMapSg', () => {
     expect(leafPtes(m)).toBe(1);
     dmaUnmapSgtable(dev, sgt, DMA_FROM_DEVICE, 0);
     expect(leafPtes(m)).toBe(0);
+  });
+
+  it('P2P: a bus-address entry between two physically adjacent RAM entries splits the run (iommu_map_sg tests contiguity before skipping it)', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const d = iommuGetDmaDomain(dev)!;
+    const X = allocPhys(m, 9); // 2 MiB, 2 MiB-aligned
+    const bar = gpuBar(m);
+    const a = sgAllocTable(3);
+    if (!a.ok) throw new Error(a.errno);
+    const sgt = a.value;
+    sgt.setPage(0, X / 4096n, 256 * PAGE, 0); // [X, X + 1 MiB)
+    sgt.setPage(1, bar.start / 4096n, PAGE, 0); // a page of gpu0's P2P BAR: a bus address for nvme0
+    sgt.setPage(2, X / 4096n + 256n, 256 * PAGE, 0); // [X + 1 MiB, X + 2 MiB)
+    const calls = m.stats.iommuMapCalls;
+    expect(dmaMapSgtable(dev, sgt, DMA_TO_DEVICE, 0).ok).toBe(true);
+    expect(sgt.nents).toBe(3);
+    // two iommu_map calls of 1 MiB each, so 4 KiB leaves, not one 2 MiB leaf
+    expect(m.stats.iommuMapCalls - calls).toBe(2);
+    for (const i of [0, 2]) {
+      const w = iommuWalkInfo(d, sgt.dmaAddressAt(i));
+      expect(w[w.length - 1].leafBytes).toBe(PAGE);
+    }
+    expect(sgt.dmaAddressAt(2)).toBe(sgt.dmaAddressAt(0) + BigInt(256 * PAGE));
+    dmaUnmapSgtable(dev, sgt, DMA_TO_DEVICE, 0);
+    expect(leafPtes(m)).toBe(0);
+  });
+
+  it('iommu_map_sg loop end: a last bus-address entry that continues the run leaves it unmapped (short map)', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    const d = iommuGetDmaDomain(dev)!;
+    const F = Number(allocPhys(m, 3) / 4096n);
+    const ents = (busFrame: number, busOff: number): SgEntries => ({
+      frame: Float64Array.from([F, busFrame]), frameOff: Float64Array.from([0, busOff]),
+      len: Float64Array.from([4 * PAGE, PAGE]), off: Float64Array.from([0, 0]), flags: Uint32Array.from([0, 0]),
+    });
+    const kind = Uint8Array.from([0, 1]); // RAM, then bus address
+    const sIovaLen = Float64Array.from([4 * PAGE, 0]);
+    const iova = iommuDmaAllocIova(d, 4 * PAGE, (1n << 64n) - 1n, dev);
+    // the bus entry starts where the RAM run ends: the final re-read of it does not flush the run
+    const short = mapSgPieces(d, iova, ents(F + 4, 0), kind, sIovaLen, IOMMU_READ);
+    expect(short.ok && short.value).toBe(0);
+    expect(leafPtes(m)).toBe(0);
+    // anywhere else (here one byte further) the run is flushed and mapped
+    for (const [f, o] of [[F + 4, 1], [F + 5, 0]]) {
+      const full = mapSgPieces(d, iova, ents(f, o), kind, sIovaLen, IOMMU_READ);
+      expect(full.ok && full.value).toBe(4 * PAGE);
+      expect(leafPtes(m)).toBe(4);
+      iommuUnmap(d, iova, 4 * PAGE);
+    }
   });
 
   it('P2P not supported: EREMOTEIO and nothing mapped', () => {

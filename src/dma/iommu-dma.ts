@@ -32,7 +32,6 @@ import {
 
 const U64_MASK = (1n << 64n) - 1n;
 const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
-const OK_VOID: Result<void> = Object.freeze(ok());
 /** 1 / 4096, exact: frame arithmetic by multiplication. */
 const INV_4K = 1 / 4096;
 
@@ -304,7 +303,9 @@ function iommuDmaMapSgSwiotlb(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
  * the flags recorded in the table. Returns the number of DMA segments (sgt.nents is set by the
  * caller, dmaMapSgtable). Errnos: EINVAL (an entry in a hole or crossing from one memory region into
  * another), EREMOTEIO (P2P not supported between provider and device), ENOMEM (no IOVA space),
- * EINVAL (the IOMMU refused the mapping), EIO (swiotlb path failure). Nothing stays mapped on failure.
+ * EINVAL (the IOMMU refused the mapping, or mapped less than the IOVA length: see mapSgPieces), EIO
+ * (swiotlb path failure). Nothing stays mapped on failure, except in that short-map case, where the
+ * kernel frees the IOVA and leaves the mapped runs in the page table, as the model does.
  */
 export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, attrs: number): Result<number> {
   const ctx = dmaContextOf(dev);
@@ -386,6 +387,11 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
       iommuDmaFreeIova(domain, iova, total, null);
       return err(r.errno === 'ENOMEM' ? 'ENOMEM' : 'EINVAL', r.message);
     }
+    if (r.value < total) {
+      // iommu_dma_map_sg(): ret < iova_len frees the IOVA only; what was mapped stays in the table
+      iommuDmaFreeIova(domain, iova, total, null);
+      return err('EINVAL', `iommu_map_sg mapped ${r.value} of ${total} bytes (a run ends where the last, bus-address, entry starts)`);
+    }
   }
   return ok(finaliseSg(dev, sgt, ent, kind, sIovaOff, sIovaLen, busAddr, iova, segMask));
 }
@@ -396,7 +402,7 @@ export function iommuDmaMapSg(dev: Device, sgt: SgTable, dir: DmaDataDirection, 
  * (iova_offset(sg->offset)) and the range flags of the memory (filled by iommuDmaMapSg from the
  * memory map).
  */
-interface SgEntries {
+export interface SgEntries {
   readonly frame: Float64Array;
   readonly frameOff: Float64Array;
   readonly len: Float64Array;
@@ -448,12 +454,20 @@ function readSgEntries(sgt: SgTable, pageSize: number, g: number, gLg2: number):
 }
 
 /**
- * iommu_map_sg(): map the aligned pieces back to back, joining physically contiguous ones; one
- * sync. The IOVA is granule-aligned and every piece's IOVA length a multiple of the granule, so
- * everything is in 4 KiB frames.
+ * @internal iommu_map_sg() (drivers/iommu/iommu.c) over the laid-out pieces: map them back to back
+ * from iova, joining physically contiguous ones into one iommu_map call; one sync. Returns the
+ * bytes mapped. The IOVA is granule-aligned and every piece's IOVA length a multiple of the
+ * granule, so everything is in 4 KiB frames.
+ * As in the kernel's loop, every entry, a bus-address one included, is first tested against the
+ * end of the pending run (a bus-address entry's own physical address, its BAR page) and ends the
+ * run when it does not continue it, and only then is a bus-address entry skipped: a bus-address
+ * entry between two physically adjacent pieces splits them into two maps. The loop runs once
+ * more than there are entries, re-reading the last one, which flushes the final run; when the
+ * last entry is a bus-address entry whose address continues the run, the run is never mapped and
+ * fewer bytes than the IOVA length come back (iommuDmaMapSg then fails with EINVAL).
  */
-function mapSgPieces(domain: IommuDomain, iova: bigint, ent: SgEntries, kind: Uint8Array, sIovaLen: Float64Array,
-  prot: number): Result<void> {
+export function mapSgPieces(domain: IommuDomain, iova: bigint, ent: SgEntries, kind: Uint8Array, sIovaLen: Float64Array,
+  prot: number): Result<number> {
   const n = kind.length;
   const pos = new FramePos();
   posFromBig(iova, 12, pos, 'iova');
@@ -462,39 +476,47 @@ function mapSgPieces(domain: IommuDomain, iova: bigint, ent: SgEntries, kind: Ui
   let mappedPages = 0;
   let runFrame = 0;
   let runPages = 0;
-  for (let i = 0; i < n; i++) {
-    if (kind[i] === KIND_BUS) continue;
-    const pages = sIovaLen[i] * INV_4K;
-    // the piece starts at its entry's start rounded down to the granule
-    posAlignDown(ent.frame[i], ent.frameOff[i], 12, gLg2, pos);
-    if (runPages !== 0 && runFrame + runPages === pos.frame) {
-      runPages += pages;
-      continue;
+  for (let step = 0; step <= n && n > 0; step++) {
+    const i = step < n ? step : n - 1;
+    const bus = kind[i] === KIND_BUS;
+    // sg_phys(): a bus-address entry keeps its own address; a mapped piece starts at its entry's
+    // start rounded down to the granule (iommu_dma_map_sg moved sg->offset there)
+    let frame: number;
+    let off: number;
+    if (bus) {
+      frame = ent.frame[i];
+      off = ent.frameOff[i];
+    } else {
+      posAlignDown(ent.frame[i], ent.frameOff[i], 12, gLg2, pos);
+      frame = pos.frame;
+      off = 0;
     }
-    if (runPages !== 0) {
+    if (runPages !== 0 && (off !== 0 || runFrame + runPages !== frame)) {
       const r = iommuMapPfns(domain, iovaFrame + mappedPages, runFrame, runPages, prot);
       if (!r.ok) return undo(r);
       mappedPages += runPages;
+      runPages = 0;
     }
-    runFrame = pos.frame;
-    runPages = pages;
-  }
-  if (runPages !== 0) {
-    const r = iommuMapPfns(domain, iovaFrame + mappedPages, runFrame, runPages, prot);
-    if (!r.ok) return undo(r);
-    mappedPages += runPages;
+    if (bus) continue;
+    const pages = sIovaLen[i] * INV_4K;
+    if (runPages !== 0) {
+      runPages += pages;
+    } else {
+      runFrame = frame;
+      runPages = pages;
+    }
   }
   const s = iommuSyncMap(domain, iova, mappedPages * 4096);
   if (!s.ok) return undo(s);
-  return OK_VOID;
+  return ok(mappedPages * 4096);
 
-  function undo(e: Result<void>): Result<void> {
+  function undo(e: Result<unknown>): Result<number> {
     if (mappedPages) {
       const gather = new IommuIotlbGather();
       iommuUnmapFast(domain, iova, mappedPages * 4096, gather);
       iommuIotlbSync(domain, gather);
     }
-    return e;
+    return e as Result<number>;
   }
 }
 
