@@ -151,6 +151,16 @@ describe('iommuMapSg', () => {
     expect(iommuIovaToPhys(d, 0x402000n)).toBe(0x12000n);
     expect(iommuIovaToPhys(d, 0x403000n)).toBe(0x50000n);
   });
+  it('a last bus-address entry that continues the run leaves the run unmapped (iommu_map_sg re-reads the last entry)', () => {
+    const { mm, d } = setup();
+    const before = mm.stats.iommuMapCalls;
+    const r = iommuMapSg(d, 0x400000n, src([[0x10000n, 0x2000], [0x12000n, 0x1000]]), RW, (i) => i === 1);
+    expect(r).toEqual({ ok: true, value: 0 });
+    expect(mm.stats.iommuMapCalls - before).toBe(0);
+    expect(iommuIovaToPhys(d, 0x400000n)).toBe(0n);
+    // one byte further on, the bus entry ends the run, which is mapped
+    expect(iommuMapSg(d, 0x400000n, src([[0x10000n, 0x2000], [0x12001n, 0x1000]]), RW, (i) => i === 1)).toEqual({ ok: true, value: 0x2000 });
+  });
   it('unmaps everything it mapped when a later range fails', () => {
     const { d } = setup();
     const r = iommuMapSg(d, 0x400000n, src([[0x10000n, 0x1000], [0x50001n, 0x1000]]), RW);

@@ -373,6 +373,11 @@ export function iommuFlushIotlbAll(d: IommuDomain): void {
  * iommuMapNosync each, entries for which `isBusAddress(index)` is true (sg_dma_is_bus_address:
  * P2P bus addresses) are skipped, and one iommuSyncMap covers the whole. Returns the bytes mapped
  * at iova. Errnos as iommuMapNosync; on failure everything mapped here is unmapped again.
+ * As in drivers/iommu/iommu.c: iommu_map_sg(), a bus-address entry still ends the pending run when
+ * it does not continue it, and the pending run is mapped at the end only when the last entry's
+ * address does not continue it (the kernel's loop re-reads the last entry once more): a run
+ * followed by a last bus-address entry at its very end, or by an empty last entry, stays unmapped
+ * and the bytes returned fall short.
  */
 export function iommuMapSg(d: IommuDomain, iova: bigint, ranges: RangeSource, prot: number,
   isBusAddress?: (index: number) => boolean): Result<number> {
@@ -389,6 +394,7 @@ export function iommuMapSg(d: IommuDomain, iova: bigint, ranges: RangeSource, pr
     len = 0;
     return OK_VOID;
   };
+  let lastAddr = 0n;
   for (const r of ranges) {
     if (len !== 0 && r.addr !== start + BigInt(len)) {
       const f = flush();
@@ -398,9 +404,10 @@ export function iommuMapSg(d: IommuDomain, iova: bigint, ranges: RangeSource, pr
       if (len !== 0) len += r.len;
       else { start = r.addr; len = r.len; }
     }
+    lastAddr = r.addr;
     index++;
   }
-  if (len !== 0) {
+  if (len !== 0 && lastAddr !== start + BigInt(len)) {
     const f = flush();
     if (!f.ok) { iommuUnmap(d, iova, mapped); return f; }
   }
