@@ -403,8 +403,10 @@ function linkSwiotlb(dev: Device, state: DmaIovaState, domain: IommuDomain, phys
  * alignment; model checks: no window, window freed, span past the window, span already linked),
  * EOPNOTSUPP (DMA_ATTR_REQUIRE_COHERENT on a non-coherent device, or, with a WARN, on a state an
  * earlier link bounced through swiotlb). Nothing stays linked on failure.
- * Model deviation: a zero-size link is a no-op returning ok (the kernel would map one padding
- * granule when phys is unaligned).
+ * A zero-size link of a granule-aligned phys is the IOMMU's answer to a zero-length map: EINVAL on
+ * x86-64, VT-d and AMD v1 (generic_pt), ok on ARM LPAE.
+ * Model deviation: a zero-size link of an unaligned phys is a no-op returning ok (the kernel maps
+ * one granule of padding there, or on an untrusted device goes to the swiotlb path).
  */
 export function dmaIovaLink(dev: Device, state: DmaIovaState, phys: bigint, offset: number, size: number,
   dir: DmaDataDirection, attrs: number): Result<void> {
@@ -498,7 +500,6 @@ function linkChecked(dev: Device, state: DmaIovaState, physFrame: number, physOf
     const u = checkUse(dev, state, 'dma_iova_link', offset, size);
     if (!u.ok) return u;
   }
-  if (size === 0) return OK;
   const domain = state.domain!;
   const ctx = state.ctx!;
   const g = domain.granule;
@@ -520,6 +521,13 @@ function linkChecked(dev: Device, state: DmaIovaState, physFrame: number, physOf
       return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on an IOVA state that already bounced through swiotlb');
     }
     if (!dev.dmaCoherent) return err('EOPNOTSUPP', 'DMA_ATTR_REQUIRE_COHERENT on a non-coherent device');
+  }
+  if (size === 0) {
+    // dma_iova_link() with a granule-aligned phys maps iova_align(0) = 0 bytes: the IOMMU's answer
+    // (EINVAL from generic_pt's make_range_ul(), ok on ARM LPAE). An unaligned phys would map one
+    // granule of padding (or bounce nothing on an untrusted device): the model links nothing then.
+    if (startPad !== 0) return OK;
+    return linkRaw(dev, domain, state.addr + BigInt(offset), posToBig(physFrame, 0, 12), 0, dir, attrs);
   }
   const startByte = state.pad + offset;
   const first = Math.floor(startByte * ginv);

@@ -37,6 +37,21 @@ describe('iommuMap / iommuUnmap errors and unwinding', () => {
     expect(mm.stats.iommuLeafPtesWritten).toBe(0);
     expect(iommuUnmap(d, 0x1001n, 4096)).toBe(0);
   });
+  it('size 0 is EINVAL on generic_pt formats (make_range_ul refuses len 0, before any alignment test), ok on ARM LPAE', () => {
+    for (const format of ['x86-64', 'vtd-ss', 'amd-v1'] as const) {
+      const { d } = setup({ format });
+      for (const iova of [0x10000n, 0x10200n]) {
+        const r = iommuMapNosync(d, iova, 0x200000n, 0, RW);
+        expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+        expect(r.ok ? '' : r.message).toMatch(/zero length/);
+      }
+      expect(iommuMap(d, 0x10000n, 0x200000n, 0, RW).ok).toBe(false);
+    }
+    const { d } = setup({ format: 'arm-lpae' });
+    expect(iommuMapNosync(d, 0x10000n, 0x200000n, 0, RW).ok).toBe(true);
+    const u = iommuMapNosync(d, 0x10200n, 0x200000n, 0, RW); // __iommu_map_domain_pgtbl's alignment test
+    expect(u.ok ? 'ok' : u.errno).toBe('EINVAL');
+  });
   it('prot without READ or WRITE is EINVAL with a WARN', () => {
     const { mm, d } = setup();
     const r = iommuMap(d, 0x1000n, 0x1000n, 4096, 0);

@@ -81,7 +81,8 @@ const sp = { pfn: 0, off: 0 };
  * iommu_map_nosync: maps [iova, iova + size) to [paddr, paddr + size) with prot, in batches of
  * the largest page size iommu_pgsize allows (one map_pages call each), without the IOTLB sync.
  * Errnos: EINVAL (not a paging domain; prot has neither IOMMU_READ nor IOMMU_WRITE, with a WARN),
- * ENXIO (iova, paddr or size not aligned to the granule; EINVAL for ARM LPAE), ERANGE (IOVA outside the table's address
+ * ENXIO (iova, paddr or size not aligned to the granule; EINVAL for ARM LPAE), EINVAL (size 0, except on ARM
+ * LPAE, where a size-0 map does nothing and succeeds), ERANGE (IOVA outside the table's address
  * space or paddr beyond its output bits), EOVERFLOW (iova + size wraps), EADDRINUSE (part of the
  * range is already mapped), ENOMEM (no page for a table). On failure everything this call mapped
  * is unmapped again; retrying helps only after ENOMEM.
@@ -97,7 +98,8 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
   if (typeof prot !== 'number' || !Number.isInteger(prot) || prot < 0) throw new TypeError(`prot must be a non-negative integer, got ${String(prot)}`);
   if (d === null || typeof d !== 'object' || d.leafLg2s === undefined) checkDomain(d);
   const pages = Math.floor(size / 4096);
-  if (d.pt !== null && (sa.off !== 0 || sp.off !== 0 || pages * 4096 !== size)) {
+  // a zero size on a generic_pt domain is refused by map_range before any alignment test (below)
+  if (d.pt !== null && (sa.off !== 0 || sp.off !== 0 || pages * 4096 !== size) && (size !== 0 || d.pt instanceof ArmLpaePageTable)) {
     d.iommu.mm.stats.iommuMapCalls++;
     // A generic_pt domain goes straight to its map_range op (drivers/iommu/generic_pt/iommu_pt.h:
     // map_range), which refuses an unaligned range with ENXIO (no page size fits it); io-pgtable
@@ -147,7 +149,18 @@ function mapPfnsBatches(d: IommuDomain, iovaPfn: number, paPfn: number, pages: n
   stats.iommuMapCalls++;
   const pt = d.pt;
   if (pt === null) return err('EINVAL', `domain type ${d.type} is not a paging domain`);
-  if (pages === 0) return OK_VOID;
+  if (pages === 0) {
+    // io-pgtable (ARM LPAE): __iommu_map_domain_pgtbl() maps nothing and returns 0.
+    if (pt instanceof ArmLpaePageTable) return OK_VOID;
+    // generic_pt (x86-64, VT-d, AMD v1): map_range() checks prot and the output address, then
+    // make_range_ul() refuses len 0 (drivers/iommu/generic_pt/iommu_pt.h)
+    if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
+      d.iommu.mm.events.warn('iommu', `map_pages without IOMMU_READ or IOMMU_WRITE (prot 0x${prot.toString(16)})`);
+      return err('EINVAL', `map of iova ${frameAddr(iovaPfn)} size 0x0 failed: prot 0x${prot.toString(16)} has neither IOMMU_READ nor IOMMU_WRITE`);
+    }
+    if (paPfn >= pt.oaPfnLimit) return err('ERANGE', `map of pa ${frameAddr(paPfn)} failed: beyond the ${pt.format.oaBits}-bit output addresses`);
+    return err('EINVAL', `map of iova ${frameAddr(iovaPfn)} size 0x0 failed: a zero length is refused by the ${pt.format.name} page table`);
+  }
   if (iovaPfn + pages > 4503599627370496) return err('EOVERFLOW', `iova ${frameAddr(iovaPfn)} + size ${frameAddr(pages)} wraps`);
   if (pt instanceof ArmLpaePageTable) return armLpaeMapPfns(d, pt, iovaPfn, paPfn, pages, prot);
   const iova0 = iovaPfn, pa0 = paPfn;
