@@ -146,8 +146,26 @@ describe('dma-direct (kernel/dma/direct.h: dma_direct_map_phys; include/linux/dm
       expect(r2.ok).toBe(false);
       expect(m.swiotlb!.used).toBe(0);
     }
-    // RAM through dma_map_resource is refused (pfn_valid)
-    expect(dmaMapResource(dev, ramAt(m, 0n, MiB), 4096, DMA_TO_DEVICE).ok).toBe(false);
+  });
+
+  it('dma_map_resource of RAM maps it as MMIO (7.1 dropped the pfn_valid refusal); dma-debug reports it', () => {
+    for (const enabled of [true, false]) {
+      const m = smallMachine({ dmaDebug: { enabled } });
+      const dev = m.device('nvme0');
+      dmaSetMask(dev, DMA_BIT_MASK(64));
+      dev.dmaCoherent = false;
+      const ram = ramAt(m, 0n, MiB);
+      const r = dmaMapResource(dev, ram, 4096, DMA_TO_DEVICE);
+      expect(r).toEqual({ ok: true, value: ram });
+      expect(m.events.count('WARN')).toBe(0);
+      expect(m.events.count('CACHE')).toBe(0); // MMIO: no cache maintenance
+      expect(m.stats.swiotlbMaps).toBe(0);
+      const reports = m.events.list('DMA-DEBUG').map((e) => e.message);
+      if (enabled) expect(reports).toEqual([expect.stringMatching(/dma_map_resource called for RAM address 0x/)]);
+      else expect(reports).toEqual([]);
+      dmaUnmapPhys(dev, ram, 4096, DMA_TO_DEVICE, DMA_ATTR_MMIO);
+      expect(m.teardown()).toBe(0);
+    }
   });
 
   it('non-coherent device: cache maintenance events at map, sync and unmap; none with SKIP_CPU_SYNC', () => {

@@ -274,18 +274,13 @@ export function dmaUnmapSingle(dev: Device, addr: bigint, size: number, dir: num
 }
 
 /**
- * dma_map_resource: maps MMIO (DMA_ATTR_MMIO added). ENOMEM (with a WARN) for memory that has a
- * struct page (pfn_valid), otherwise as dmaMapPhys.
+ * dma_map_resource: dmaMapPhys with DMA_ATTR_MMIO added, whatever the memory is. Since 7.1
+ * (kernel/dma/mapping.c: dma_map_resource() calls dma_map_phys() with no pfn_valid() test) RAM is
+ * mapped like MMIO (untranslated, never bounced, no cache maintenance); only dma-debug objects
+ * (debug_dma_map_phys: "dma_map_resource called for RAM address").
  */
 export function dmaMapResource(dev: Device, phys: bigint, size: number, dir: number, attrs = 0): Result<bigint> {
-  checkAddr('phys', phys);
   checkAttrs(attrs);
-  const ctx = dmaContextOf(dev);
-  const facts = ctx.mm.pfnFacts(phys >> BigInt(ctx.mm.pageShift));
-  if (facts?.hasStructPage) {
-    ctx.mm.events.warn('dma', `${dev.name}: dma_map_resource: WARN_ON_ONCE(pfn_valid) for 0x${phys.toString(16)}`);
-    return err('ENOMEM', 'dma_map_resource of memory with a struct page');
-  }
   return dmaMapPhys(dev, phys, size, dir, attrs | DMA_ATTR_MMIO);
 }
 
