@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GiB, KiB, MiB, KernelBug } from '../base/index.ts';
 import { Device } from '../pci/index.ts';
-import { sgAllocTableFromPagesSegment } from '../phyr/index.ts';
+import { SgAppendTable, sgAllocTableFromPagesSegment } from '../phyr/index.ts';
 import {
   DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_BIDIRECTIONAL, DMA_BIT_MASK,
   DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_NONE, DMA_TO_DEVICE, SIZE_MAX,
@@ -297,6 +297,39 @@ describe('dma_map_sgtable on dma-direct (kernel/dma/mapping.c)', () => {
     if (!t.ok) throw new Error('sg');
     const r = dmaMapSgtable(dev, t.value, DMA_TO_DEVICE);
     expect(r.ok ? 'ok' : r.errno).toBe('EIO');
+    expect(m.dmaDebug.count()).toBe(0);
+  });
+});
+
+describe('__dma_map_sg_attrs checks (kernel/dma/mapping.c)', () => {
+  it('DMA_ATTR_REQUIRE_COHERENT on a non-coherent device: EOPNOTSUPP, nothing mapped, no cache maintenance', () => {
+    const m = smallMachine();
+    const dev = m.device('nvme0');
+    dmaSetMask(dev, DMA_BIT_MASK(64));
+    dev.dmaCoherent = false;
+    const pfn = ramAt(m, HIGH, MiB) >> 12n;
+    const t = sgAllocTableFromPagesSegment([pfn], 0, 4096, 0xfffff000);
+    if (!t.ok) throw new Error('sg');
+    const r = dmaMapSgtable(dev, t.value, DMA_TO_DEVICE, DMA_ATTR_REQUIRE_COHERENT);
+    expect(r).toEqual({ ok: false, errno: 'EOPNOTSUPP', message: expect.stringMatching(/REQUIRE_COHERENT on nvme0/) });
+    expect(m.dmaDebug.count()).toBe(0);
+    expect(m.events.count('CACHE')).toBe(0);
+    // the same attribute on a coherent device maps
+    dev.dmaCoherent = true;
+    expect(dmaMapSgtable(dev, t.value, DMA_TO_DEVICE, DMA_ATTR_REQUIRE_COHERENT).ok).toBe(true);
+    dmaUnmapSgtable(dev, t.value, DMA_TO_DEVICE, DMA_ATTR_REQUIRE_COHERENT);
+    expect(m.teardown()).toBe(0);
+  });
+  it('an empty table: dma_direct_map_sg returns 0, so WARN_ON_ONCE and EIO (one WARN per boot)', () => {
+    const m = smallMachine();
+    const dev = m.device('nvme0');
+    const sgt = new SgAppendTable().sgt;
+    expect(sgt.origNents).toBe(0);
+    for (let i = 0; i < 2; i++) {
+      const r = dmaMapSgtable(dev, sgt, DMA_TO_DEVICE);
+      expect(r.ok ? 'ok' : r.errno).toBe('EIO');
+    }
+    expect(m.events.list('WARN').map((e) => e.message)).toEqual([expect.stringMatching(/dma_map_sgtable: WARN_ON_ONCE\(ents == 0\)/)]);
     expect(m.dmaDebug.count()).toBe(0);
   });
 });

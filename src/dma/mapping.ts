@@ -41,6 +41,7 @@ import {
 import { devDmaOps, getDmaOps, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg } from './ops/ops.ts';
 import { dmaDirectGetRequiredMask } from './mask.ts';
 import { memTypeLookup } from './map-iter.ts';
+import { warnOnce } from './events.ts';
 import { rangeProvider } from '../phyr/index.ts';
 import './counters.ts';
 
@@ -294,28 +295,41 @@ export function dmaUnmapResource(dev: Device, addr: bigint, size: number, dir: n
  * dma_map_sgtable: maps the table's origNents CPU entries and sets sgt.nents to the number of DMA
  * segments (== origNents on dma-direct; fewer when an IOMMU merges). Errors: EINVAL (bad arguments,
  * misalignment; a retry cannot help), ENOMEM (IOVA or swiotlb exhausted; may succeed later), EIO
- * (an entry could not be mapped on dma-direct), EREMOTEIO (P2P not supported between the memory's
- * provider and dev). Nothing stays mapped after an error. A device without dma_mask gets a WARN and
- * success with nents 0, as the kernel gives.
+ * (an entry could not be mapped on dma-direct; also an empty table on dma-direct, dma-iommu and the
+ * xen families, with a WARN), EREMOTEIO (P2P not supported between the memory's provider and dev),
+ * EOPNOTSUPP (DMA_ATTR_REQUIRE_COHERENT on a non-coherent device). Nothing stays mapped after an
+ * error. A device without dma_mask gets a WARN and success with nents 0, as the kernel gives.
  */
 export function dmaMapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 0): Result<void> {
   checkAttrs(attrs);
   const ctx = dmaContextOf(dev);
   const d = checkDir(dev, dir, 'dma_map_sgtable');
   ctx.mm.stats.dmaMapCalls++;
+  // kernel/dma/mapping.c: __dma_map_sg_attrs() refuses this before it looks at the dma_mask
+  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) && !dev.dmaCoherent) {
+    return err('EOPNOTSUPP', `DMA_ATTR_REQUIRE_COHERENT on ${dev.name}, which is not DMA-coherent`);
+  }
   if (dev.dmaMask === null) {
     ctx.mm.events.warn('dma', `${dev.name}: dma_map_sgtable: WARN_ON_ONCE(!dev->dma_mask)`);
     sgt.nents = 0;
     return ok();
   }
-  if (sgt.origNents === 0) return err('EINVAL', 'empty table');
   const ops = opsOf(dev);
-  const r = mapDirect(dev) || (ops !== null && archMapSgDirect(dev, ops, sgt))
-    ? dmaDirectMapSg(dev, sgt, d, attrs)
-    : ops === null ? iommuDmaMapSg(dev, sgt, d, attrs) : opsMapSg(dev, ops, sgt, d, attrs);
+  const direct = mapDirect(dev) || (ops !== null && archMapSgDirect(dev, ops, sgt));
+  // an empty table: dma_direct_map_sg and iommu_dma_map_sg (__finalise_sg) map nothing and return 0,
+  // as the xen families' map_sg do; gart_map_sg, ppc_iommu_map_sg and dma_dummy_map_sg say -EINVAL
+  const r = sgt.origNents === 0 && (direct || ops === null) ? ok(0)
+    : direct ? dmaDirectMapSg(dev, sgt, d, attrs)
+      : ops === null ? iommuDmaMapSg(dev, sgt, d, attrs) : opsMapSg(dev, ops, sgt, d, attrs);
+  // __dma_map_sg_attrs(): a count of 0 or an errno outside the four documented ones is a
+  // WARN_ON_ONCE and -EIO
+  if (r.ok && r.value === 0) {
+    warnOnce(ctx.mm.events, 'dma_map_sg:ents', 'dma', `${dev.name}: dma_map_sgtable: WARN_ON_ONCE(ents == 0) (${sgt.origNents} entries)`);
+    return err('EIO', `map_sg mapped no segments of the ${sgt.origNents}-entry table`);
+  }
   if (!r.ok) {
     if (r.errno !== 'EINVAL' && r.errno !== 'ENOMEM' && r.errno !== 'EIO' && r.errno !== 'EREMOTEIO') {
-      ctx.mm.events.warn('dma', `${dev.name}: dma_map_sgtable: unexpected error ${r.errno}`);
+      warnOnce(ctx.mm.events, 'dma_map_sg:ents', 'dma', `${dev.name}: dma_map_sgtable: unexpected error ${r.errno}`);
       return err('EIO', r.message);
     }
     return r;
@@ -344,11 +358,11 @@ export function dmaUnmapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 
 }
 
 /**
- * arch_dma_map_sg_direct (arch/powerpc/kernel/dma-iommu.c): every entry below bus_dma_limit. The
+ * arch_dma_map_sg_direct (arch/powerpc/kernel/dma-iommu.c): a bus_dma_limit is set and every entry is below it. The
  * kernel tests sg_phys(s) + s->offset + s->length, counting the offset twice (as read); so does the model.
  */
 function archMapSgDirect(dev: Device, ops: DmaMapOps, sgt: SgTable): boolean {
-  if (!ops.archMapPhysDirect) return false;
+  if (!ops.archMapPhysDirect || dev.busDmaLimit === 0n) return false;
   for (let i = 0; i < sgt.origNents; i++) {
     if (!ops.archMapPhysDirect(dev, sgPhysAt(dev, sgt, i) + BigInt(sgt.offsetAt(i) + sgt.lengthAt(i)))) return false;
   }

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { GART_BASE, deviceRead, deviceWrite, opsMachine, pattern } from '../../../test/fixtures/dma-ops-machines.ts';
 import { unwrap } from '../../base/index.ts';
-import { PhyrList, sgAllocTable } from '../../phyr/index.ts';
+import { PhyrList, SgAppendTable, sgAllocTable } from '../../phyr/index.ts';
 import {
   DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaMapPhys, dmaMapPhyrs, dmaMapResource, dmaMapSgtable,
   dmaMaxMappingSize, dmaOpsInspect, dmaPciP2pdmaSupported, dmaSetMask, dmaSetMaskAndCoherent, dmaSyncSingleForCpu,
@@ -251,6 +251,20 @@ describe('dma_dummy_ops (kernel/dma/dummy.c)', () => {
 });
 
 describe('dispatch (kernel/dma/mapping.c)', () => {
+  it('an empty table: gart, TCE and dummy map_sg say EINVAL; the xen families map 0 entries, which __dma_map_sg_attrs turns into WARN + EIO', () => {
+    const cases: Array<[Parameters<typeof opsMachine>[0], string, number]> = [
+      [{ kind: 'gart', busBase: GART_BASE, pages: 16 }, 'EINVAL', 0],
+      [{ kind: 'tce', offset: 0, size: 64, pageShift: 12 }, 'EINVAL', 0],
+      [{ kind: 'tce', offset: 0, size: 256, pageShift: 12, ddw: { dmaOffset: 1n << 59n, busDmaLimit: (1n << 59n) + 0x1_4000_0000n } }, 'EIO', 1],
+      [{ kind: 'dummy' }, 'EINVAL', 0],
+      [{ kind: 'xen-grant', backendDomid: 7 }, 'EIO', 1],
+    ];
+    for (const [cfg, errno, warns] of cases) {
+      const m = opsMachine(cfg);
+      const r = dmaMapSgtable(m.device('nic0'), new SgAppendTable().sgt, DMA_TO_DEVICE);
+      expect([cfg.kind, r.ok ? 'ok' : r.errno, m.events.count('WARN')]).toEqual([cfg.kind, errno, warns]);
+    }
+  });
   it('dma_pci_p2pdma_supported is false for every ops device; P2P memory gets EREMOTEIO', () => {
     const m = opsMachine({ kind: 'tce', offset: 0, size: 64, pageShift: 12 });
     const dev = m.device('nic0');
