@@ -15,6 +15,8 @@ import { dmaSetMask, dmaSetMinAlignMask } from './mask.ts';
 import { physToDma, dmaToPhys } from './direct-addr.ts';
 import { debugDmaCheckCpuWrite } from './debug.ts';
 import { pattern, ramAt, smallMachine } from '../../test/fixtures/dma-machines.ts';
+import { OPS_NODES } from '../../test/fixtures/dma-ops-machines.ts';
+import { createMachine } from '../machine/index.ts';
 
 const HIGH = 1n << 32n;
 
@@ -203,6 +205,27 @@ describe('dma-direct (kernel/dma/direct.h: dma_direct_map_phys; include/linux/dm
     expect(m.events.count('BUG')).toBe(2);
     expect(() => dmaMapPhys(dev, -1n, 4096, DMA_TO_DEVICE)).toThrow(/phys must be >= 0, got -1n/);
     expect(m.dmaDebug.count()).toBe(0);
+  });
+});
+
+describe('dma_map_page_attrs and ZONE_DEVICE pages (kernel/dma/mapping.c)', () => {
+  it('refused with a WARN_ON_ONCE only on a dma-debug kernel; mapped like any page without it', () => {
+    for (const enabled of [true, false]) {
+      const m = createMachine({ ramBytes: 4 * GiB, seed: 1, pci: OPS_NODES, swiotlb: { bytes: 4 * MiB }, dmaDebug: { enabled } });
+      const dev = m.device('nic0');
+      dmaSetMask(dev, DMA_BIT_MASK(64));
+      const bar = m.regions.find((r) => r.name === 'gpu0.bar0')!;
+      expect(bar.pgmapId).not.toBe(0);
+      const pfn = bar.start >> 12n;
+      const results = [dmaMapPage(dev, pfn, 0, 4096, DMA_TO_DEVICE), dmaMapPage(dev, pfn + 1n, 0, 4096, DMA_TO_DEVICE)];
+      if (enabled) {
+        expect(results.map((r) => (r.ok ? 'ok' : r.errno))).toEqual(['ENOMEM', 'ENOMEM']);
+        expect(m.events.list('WARN').map((e) => e.message)).toEqual([expect.stringMatching(/WARN_ON_ONCE\(is_zone_device_page\(page\)\)/)]);
+      } else {
+        expect(results).toEqual([{ ok: true, value: bar.start }, { ok: true, value: bar.start + 4096n }]);
+        expect(m.events.count('WARN')).toBe(0);
+      }
+    }
   });
 });
 

@@ -229,8 +229,8 @@ export function dmaMappingError(dev: Device, addr: bigint): Result<void> {
 
 /**
  * dma_map_page_attrs: maps size bytes at offset into page frame pfn (which must have a struct page).
- * Same Result as dmaMapPhys; also ENOMEM for DMA_ATTR_MMIO (pages are never MMIO) and for
- * ZONE_DEVICE pages (the WARN dma-debug kernels give).
+ * Same Result as dmaMapPhys; also ENOMEM for DMA_ATTR_MMIO (pages are never MMIO) and, with
+ * dma-debug on (CONFIG_DMA_API_DEBUG), for ZONE_DEVICE pages (a WARN, once per machine).
  */
 export function dmaMapPage(dev: Device, pfn: bigint, offset: number, size: number, dir: number, attrs = 0): Result<bigint> {
   checkAddr('pfn', pfn);
@@ -244,8 +244,10 @@ export function dmaMapPage(dev: Device, pfn: bigint, offset: number, size: numbe
   }
   const phys = (pfn << BigInt(ctx.mm.pageShift)) + BigInt(offset);
   if (attrs & DMA_ATTR_MMIO) return err('ENOMEM', 'dma_map_page with DMA_ATTR_MMIO');
-  if (facts.pgmapId !== 0) {
-    ctx.mm.events.warn('dma', `${dev.name}: dma_map_page_attrs: WARN_ON_ONCE(is_zone_device_page(page)) pfn 0x${pfn.toString(16)}`);
+  // kernel/dma/mapping.c: dma_map_page_attrs() refuses a ZONE_DEVICE page (WARN_ON_ONCE) only when
+  // built with CONFIG_DMA_API_DEBUG (the machine's dma-debug); without it the page is mapped as any other
+  if (facts.pgmapId !== 0 && dmaDebugOf(dev).enabled) {
+    warnOnce(ctx.mm.events, 'dma_map_page:zone_device', 'dma', `${dev.name}: dma_map_page_attrs: WARN_ON_ONCE(is_zone_device_page(page)) pfn 0x${pfn.toString(16)}`);
     return err('ENOMEM', 'ZONE_DEVICE page');
   }
   return dmaMapPhys(dev, phys, size, dir, attrs);
