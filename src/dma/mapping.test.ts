@@ -15,7 +15,7 @@ import { dmaSetMask, dmaSetMinAlignMask } from './mask.ts';
 import { physToDma, dmaToPhys } from './direct-addr.ts';
 import { debugDmaCheckCpuWrite } from './debug.ts';
 import { pattern, ramAt, smallMachine } from '../../test/fixtures/dma-machines.ts';
-import { OPS_NODES } from '../../test/fixtures/dma-ops-machines.ts';
+import { GART_BASE, OPS_NODES } from '../../test/fixtures/dma-ops-machines.ts';
 import { createMachine } from '../machine/index.ts';
 
 const HIGH = 1n << 32n;
@@ -259,6 +259,17 @@ describe('dma_need_unmap / dma_need_sync truth table (kernel/dma/mapping.c)', ()
     expect(dmaNeedUnmap(dev)).toBe(true); // IS_ENABLED(CONFIG_DMA_API_DEBUG)
     const low = ramAt(m, 0n, MiB);
     expect(dmaNeedSync(dev, low)).toBe(false); // __dma_need_sync: coherent, not a bounce buffer
+    // dma_dev_need_sync() ignores dma_skip_sync on a debug kernel: a device that is not direct asks
+    // nothing more (__dma_need_sync is true), here one behind GART dma_map_ops with no sync callbacks
+    for (const enabled of [true, false]) {
+      const g = createMachine({
+        ramBytes: 6 * GiB, seed: 1, pci: OPS_NODES, swiotlb: { bytes: 4 * MiB }, dmaDebug: { enabled },
+        dmaOps: { kind: 'gart', busBase: GART_BASE, pages: 16, force: true },
+      });
+      const gd = g.device('nic0');
+      expect(gd.dmaSkipSync).toBe(true);
+      expect(dmaNeedSync(gd, GART_BASE)).toBe(enabled);
+    }
     const keep = dmaMapPhys(dev, low, 4096, DMA_TO_DEVICE);
     expect(keep.ok).toBe(true);
     expect(m.teardown()).toBe(1);

@@ -512,11 +512,15 @@ export function dmaNeedUnmap(dev: Device): boolean {
 
 /**
  * dma_need_sync(dev, addr): whether dma_sync_single_* calls for this mapping do anything: false
- * while the device skips syncs; otherwise non-coherent or a bounce buffer (direct), always (IOMMU).
+ * while the device skips syncs on a kernel without dma-debug; otherwise non-coherent or a bounce
+ * buffer (direct), always (IOMMU, dma_map_ops).
  */
 export function dmaNeedSync(dev: Device, addr: bigint): boolean {
   checkAddr('addr', addr);
-  if (dev.dmaSkipSync) return false;
+  // include/linux/dma-mapping.h: dma_dev_need_sync() is true whatever dma_skip_sync says when the
+  // kernel is built with CONFIG_DMA_API_DEBUG (the machine's dma-debug), so dma_need_sync() asks
+  // __dma_need_sync() (kernel/dma/mapping.c)
+  if (dev.dmaSkipSync && !dmaDebugOf(dev).enabled) return false;
   if (mapDirect(dev)) return dmaDirectNeedSync(dev, addr);
   return true;
 }
