@@ -11,6 +11,7 @@ import {
 } from './mask.ts';
 import { Device } from '../pci/index.ts';
 import { smallMachine } from '../../test/fixtures/dma-machines.ts';
+import { GART_BASE, opsMachine } from '../../test/fixtures/dma-ops-machines.ts';
 
 describe('DMA constants (include/linux/dma-mapping.h, dma-direction.h)', () => {
   it('have the kernel values', () => {
@@ -102,5 +103,41 @@ describe('masks and device DMA parameters (kernel/dma/mapping.c: dma_set_mask; d
     expect(dmaAddressingLimited(dev)).toBe(false);
     dev.busDmaLimit = DMA_BIT_MASK(32);
     expect(dmaAddressingLimited(dev)).toBe(true);
+  });
+  it('dma_get_required_mask follows the dma_map_ops: ->get_required_mask, else 32 bits (kernel/dma/mapping.c)', () => {
+    const mib4 = 4 * 1024 * 1024;
+    const direct = DMA_BIT_MASK(33); // opsMachine: 6 GiB of RAM, the last byte at 0x1_bfff_ffff
+    const cases: Array<[Parameters<typeof opsMachine>[0], bigint, boolean]> = [
+      // no ->get_required_mask: DMA_BIT_MASK(32), so a 32-bit device is not addressing-limited
+      [{ kind: 'xen-swiotlb', p2m: [] }, DMA_BIT_MASK(32), false],
+      [{ kind: 'xen-grant', backendDomid: 7 }, DMA_BIT_MASK(32), false], // (xen_grant_dma_supported wants 64 bits)
+      // gart_dma_ops: dma_direct_get_required_mask
+      [{ kind: 'gart', busBase: GART_BASE, pages: 16 }, direct, true],
+      // dma_iommu_get_required_mask: the table's window (fls_long(0 + 64) + 12 bits), or the bypass mask with a dynamic window
+      [{ kind: 'tce', offset: 0, size: 64, pageShift: 12 }, DMA_BIT_MASK(19), false],
+      [{ kind: 'tce', offset: 0, size: 256, pageShift: 12, ddw: { dmaOffset: 1n << 59n, busDmaLimit: (1n << 59n) + 0x1_4000_0000n } }, DMA_BIT_MASK(60), true], // RAM's end at 2^59 + 7 GiB on the bus
+    ];
+    for (const [cfg, required, limited] of cases) {
+      const m = opsMachine(cfg, { swiotlb: mib4 });
+      const dev = m.device('nic0');
+      expect(dmaSetMask(dev, DMA_BIT_MASK(cfg.kind === 'xen-grant' ? 64 : 32)).ok).toBe(true);
+      expect([cfg.kind, dmaGetRequiredMask(dev), dmaAddressingLimited(dev)]).toEqual([cfg.kind, required, limited]);
+    }
+  });
+  it('dma_direct_get_required_mask: the last RAM byte through the range map; untranslated, all ones (kernel/dma/direct.c)', () => {
+    const m = smallMachine();
+    const dev = m.addDevice(new Device('plat0'));
+    dev.dmaMask = DMA_BIT_MASK(64);
+    expect(dmaGetRequiredMask(dev)).toBe(DMA_BIT_MASK(34)); // RAM ends at 0x240100000
+    const ram0 = m.regions.find((r) => r.kind === 'ram')!;
+    dev.dmaRangeMap = [{ cpuStart: ram0.start, dmaStart: ram0.start, len: ram0.len }];
+    expect(dmaGetRequiredMask(dev)).toBe(DMA_BIT_MASK(64));
+    expect(dmaAddressingLimited(dev)).toBe(true);
+  });
+  it('dma_direct_supported: a mask below 32 bits must reach the last byte of RAM, not only its last page (kernel/dma/direct.c)', () => {
+    const m = smallMachine({ ramBytes: 6 * 1024 * 1024 }); // RAM [1 MiB, 7 MiB)
+    const dev = m.device('nvme0');
+    expect(dmaSetMask(dev, 0x6f_f000n)).toMatchObject({ ok: false, errno: 'EIO' });
+    expect(dmaSetMask(dev, 0x6f_ffffn).ok).toBe(true);
   });
 });

@@ -8,7 +8,7 @@ import { checkAddr, checkLen, err, ok, type Result, U32_MAX } from '../base/inde
 import { dmaContextIfAny } from './context.ts';
 import { DMA_BIT_MASK, DMA_MAPPING_ERROR, ULONG_MAX } from './constants.ts';
 import { physToDmaUnencrypted, translatePhysToDma } from './direct-addr.ts';
-import { getDmaOps } from './ops/ops.ts';
+import { devDmaOps, getDmaOps } from './ops/ops.ts';
 
 /** SZ_64K: dma_get_max_seg_size() when the driver never set one. */
 export const DMA_DEFAULT_MAX_SEG_SIZE = 64 * 1024;
@@ -37,19 +37,37 @@ function coverMask(x: bigint): bigint {
   return (1n << BigInt(x.toString(2).length)) - 1n;
 }
 
-/** dma_direct_get_required_mask: the mask that reaches the highest RAM address through the range map. */
+/**
+ * dma_direct_get_required_mask (kernel/dma/direct.c): the smallest all-ones mask covering the DMA
+ * address of the last byte of RAM. When the range map does not translate that byte, the address is
+ * DMA_MAPPING_ERROR and the mask all ones, as fls64(~0) makes it.
+ */
 export function dmaDirectGetRequiredMask(dev: Device): bigint {
   const maxPfn = maxRamPfn(dev);
   if (maxPfn === 0n) return DMA_BIT_MASK(32);
-  const phys = (maxPfn - 1n) << pageShiftOf(dev);
-  const maxDma = physToDmaUnencrypted(dev, phys);
-  return coverMask(maxDma === DMA_MAPPING_ERROR ? phys : maxDma);
+  const lastByte = (maxPfn << pageShiftOf(dev)) - 1n;
+  return coverMask(physToDmaUnencrypted(dev, lastByte));
 }
 
-/** dma_get_required_mask: direct devices need to reach all RAM; IOMMU-backed ones are happy with 32 bits. */
+/**
+ * dma_get_required_mask (kernel/dma/mapping.c): dma_direct_get_required_mask when allocations go
+ * direct (no dma_map_ops, or dma_ops_bypass with a coherent mask that reaches all of RAM); 32 bits
+ * behind dma-iommu; else the ops' ->get_required_mask, and 32 bits for ops without one (Xen
+ * swiotlb and grants, the dummy ops).
+ */
 export function dmaGetRequiredMask(dev: Device): bigint {
   if (dev.dmaIommu) return DMA_BIT_MASK(32);
-  return dmaDirectGetRequiredMask(dev);
+  const o = devDmaOps(dev);
+  if (o === undefined) return dmaDirectGetRequiredMask(dev);
+  // dma_alloc_direct: dma_go_direct() with the coherent mask
+  if (o.bypass) {
+    const lim = dev.busDmaLimit;
+    const mask = dev.coherentDmaMask;
+    const m = mask === 0n ? lim : lim === 0n ? mask : mask < lim ? mask : lim;
+    const direct = dmaDirectGetRequiredMask(dev);
+    if (m >= direct) return direct;
+  }
+  return o.ops.getRequiredMask?.(dev) ?? DMA_BIT_MASK(32);
 }
 
 /**
@@ -59,7 +77,8 @@ export function dmaGetRequiredMask(dev: Device): bigint {
 export function dmaDirectSupported(dev: Device, mask: bigint): boolean {
   if (mask >= DMA_BIT_MASK(32)) return true;
   const maxPfn = maxRamPfn(dev);
-  let minMask = maxPfn > 0n ? (maxPfn - 1n) << pageShiftOf(dev) : ZONE_DMA_LIMIT;
+  // kernel/dma/direct.c: the last byte of RAM (or the end of ZONE_DMA, if lower) must be reachable
+  let minMask = maxPfn > 0n ? (maxPfn << pageShiftOf(dev)) - 1n : ZONE_DMA_LIMIT;
   if (ZONE_DMA_LIMIT < minMask) minMask = ZONE_DMA_LIMIT;
   const need = physToDmaUnencrypted(dev, minMask);
   return need !== DMA_MAPPING_ERROR && mask >= need;

@@ -68,6 +68,8 @@ export interface DmaMapOps {
   syncSingleForDevice?(dev: Device, addr: bigint, size: number, dir: number): void;
   /** ->dma_supported (absent: every mask is supported). */
   dmaSupported?(dev: Device, mask: bigint): boolean;
+  /** ->get_required_mask (absent: dma_get_required_mask answers DMA_BIT_MASK(32)). */
+  getRequiredMask?(dev: Device): bigint;
   /** ->max_mapping_size (absent: SIZE_MAX). */
   maxMappingSize?(dev: Device): number;
   /** arch_dma_map_phys_direct(dev, end) (powerpc only). */

@@ -15,8 +15,8 @@
 import { err, faultInjected, ok, type Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
-import { DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
-import { dmaGetMaxSegSize, dmaGetSegBoundaryNrPages } from '../mask.ts';
+import { DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
+import { dmaDirectGetRequiredMask, dmaGetMaxSegSize, dmaGetSegBoundaryNrPages } from '../mask.ts';
 import { allocZeroed } from './gart.ts';
 import {
   IommuBitmap, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
@@ -245,6 +245,19 @@ export class TceOps implements DmaMapOps {
   unmapSg(dev: Device, segs: readonly DmaOpsSeg[]): void {
     for (const s of segs) this.free(dev, s.addr, iommuNumPages(s.addr, s.len, this.ioPageSize));
     this.flush();
+  }
+
+  /**
+   * dma_iommu_get_required_mask (arch/powerpc/kernel/dma-iommu.c): the direct mask when the platform
+   * would bypass the table for it (pseries iommu_bypass_supported_pSeriesLP: a mask above 32 bits
+   * and a dynamic window, the model's ddw), else the mask covering the table's window, one bit wider
+   * than fls_long(it_offset + it_size) pages as the kernel rounds it.
+   */
+  getRequiredMask(dev: Device): bigint {
+    const bypassMask = dmaDirectGetRequiredMask(dev);
+    if (this.ddw && bypassMask > DMA_BIT_MASK(32)) return bypassMask;
+    const fls = (this.itOffset + this.itSize).toString(2).length;
+    return (1n << BigInt(fls + this.itPageShift)) - 1n;
   }
 
   /** dma_iommu_dma_supported: the window must start below the mask (bypass is decided at configuration). */
