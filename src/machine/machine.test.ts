@@ -3,7 +3,7 @@ import { GiB, KiB, MiB } from '../base/index.ts';
 import { createMachine, Machine } from './internal.ts';
 import {
   dmaContextOf, dmaMapPhys, dmaUnmapPhys, DMA_TO_DEVICE, DMA_BIT_MASK, dmaSetMask, DMA_BIDIRECTIONAL, DMA_FROM_DEVICE,
-  dmaSyncSingleForCpu, dmaSyncSingleForDevice,
+  dmaSyncSingleForCpu, dmaSyncSingleForDevice, dmaMaxMappingSize, SIZE_MAX,
 } from '../dma/index.ts';
 import * as lib from '../index.ts';
 
@@ -50,6 +50,24 @@ describe('createMachine', () => {
     const m = createMachine({ ramBytes: 4 * GiB, iommu: { format: 'x86-64', mode: 'passthrough' }, swiotlb: false, pci: PCI });
     expect(m.swiotlb).toBeNull();
     expect(m.device('nvme0').dmaIommu).toBe(false);
+  });
+  it('the default swiotlb pool exists only where x86-64 sets one up: RAM above 4 GiB, a CC guest, Xen swiotlb; not with GART', () => {
+    const pools = (over: Parameters<typeof createMachine>[0]): number | null => createMachine({ seed: 1, pci: PCI, ...over }).swiotlb?.bytes ?? null;
+    expect(pools({ ramBytes: 2 * GiB })).toBeNull(); // pci_swiotlb_detect: max_possible_pfn <= MAX_DMA32_PFN
+    expect(pools({ ramBytes: 3 * GiB - MiB })).toBeNull(); // RAM fills [1 MiB, 3 GiB) and stops there
+    expect(pools({ ramBytes: 3 * GiB })).toBe(64 * MiB); // the last MiB goes above 4 GiB
+    expect(pools({ ramBytes: 2 * GiB, swiotlb: { bytes: 4 * MiB } })).toBe(4 * MiB); // asked for: iommu=soft
+    expect(pools({ ramBytes: 2 * GiB, cc: { kind: 'tdx' } })).toBe(64 * MiB);
+    expect(pools({ ramBytes: 2 * GiB, dmaOps: { kind: 'xen-swiotlb', p2m: [] } })).toBe(64 * MiB);
+    expect(pools({ ramBytes: 8 * GiB, dmaOps: { kind: 'gart', busBase: 0xe000_0000n, pages: 16 } })).toBeNull(); // gart_iommu_init: swiotlb off
+    // without a pool a 30-bit device fails in dma-direct (err_overflow), and nothing limits its mapping size
+    const m = createMachine({ ramBytes: 2 * GiB, seed: 1, pci: PCI });
+    const dev = m.device('nvme0');
+    expect(dmaSetMask(dev, DMA_BIT_MASK(30)).ok).toBe(true);
+    expect(dmaMaxMappingSize(dev)).toBe(SIZE_MAX);
+    const r = dmaMapPhys(dev, 0x6000_0000n, 4096, DMA_TO_DEVICE);
+    expect(r.ok).toBe(false);
+    expect(m.events.list('WARN').map((e) => e.message)).toEqual([expect.stringMatching(/nvme0: overflow 0x60000000\+4096 of DMA mask/)]);
   });
   it('without pci config it is an mm-only machine; device lookups throw', () => {
     const m = createMachine({ ramBytes: 1 * GiB, seed: 3 });

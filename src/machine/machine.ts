@@ -5,6 +5,7 @@
 
 import { checkFaultSpecs, setFaults, type FaultSpec } from '../base/index.ts';
 import { MmMachine, type MmConfig } from '../mm/index.ts';
+import { LOW_RESERVED_END, resolveMmConfig } from '../mm/internal.ts';
 import { Device } from '../pci/index.ts';
 import {
   buildPciTopology, pciDeviceMemoryFromConfig, type CpuConfig, type PciNodeConfig, type PciTopology,
@@ -61,8 +62,10 @@ export interface MachineConfig extends MmConfig {
   /** An IOMMU with this page-table format and default-domain mode. Omitted: no IOMMU (dma-direct). */
   readonly iommu?: IommuConfig;
   /**
-   * The swiotlb bounce pool (default 64 MiB, not forced; x86-64 kernels set it up at boot), or false
-   * for none.
+   * The swiotlb bounce pool (64 MiB unless `bytes` says otherwise, not forced), or false for none.
+   * Omitted, there is a pool only where an x86-64 boot sets one up: RAM above 4 GiB, a
+   * confidential-computing guest, Xen swiotlb dma_map_ops; not with machine-wide GART ops. Given,
+   * the pool exists whatever the RAM (as `iommu=soft` plus `swiotlb=` would have it).
    */
   readonly swiotlb?: SwiotlbConfig | false;
   /** dma-debug's settings (default: on, first error recorded, no driver filter). */
@@ -141,6 +144,23 @@ function mmPart(config: MachineConfig, bars: Array<{ name: string; bytes: number
   const dm = [...(config.deviceMemory ?? []), ...bars];
   if (dm.length > 0 || config.deviceMemory !== undefined) out.deviceMemory = dm;
   return out as unknown as MmConfig;
+}
+
+/**
+ * Whether an x86-64 boot sets up the default swiotlb pool when the configuration does not ask for
+ * one (arch/x86/kernel/pci-dma.c): pci_swiotlb_detect() enables it only when RAM reaches above
+ * 4 GiB (max_possible_pfn > MAX_DMA32_PFN; a CC guest is handled by the caller), and
+ * gart_iommu_init() (amd_gart_64.c) turns it off again when the GART serves every device, so that
+ * pci_iommu_init() frees it (swiotlb_exit). A Xen PV domain's pci_xen_swiotlb_init() always has one
+ * for xen_swiotlb_dma_ops.
+ */
+function x86SwiotlbEnable(cfg: MachineConfig, bars: Array<{ name: string; bytes: number; pgmap: boolean }>): boolean {
+  const kinds = [cfg.dmaOps?.kind, ...(cfg.pci ?? []).map((n) => (n.type === 'endpoint' ? n.dmaOps?.kind : undefined))];
+  if (kinds.includes('xen-swiotlb')) return true;
+  if (cfg.dmaOps?.kind === 'gart') return false;
+  const mm = resolveMmConfig(mmPart(cfg, bars));
+  // RAM beyond what fits below the PCI hole continues at 4 GiB (mm/layout.ts layoutRegions)
+  return mm.ramBytes > mm.pciHoleStart - LOW_RESERVED_END;
 }
 
 function checkConfig(config: unknown): MachineConfig {
@@ -228,7 +248,9 @@ export class Machine extends MmMachine {
     const cfg = checkConfig(config);
     const bars = cfg.pci && cfg.pci.length > 0 ? pciDeviceMemoryFromConfig(cfg.pci) : [];
     // swiotlb's default pool comes from memblock, before the page allocator has the rest of RAM
-    const swiotlbCfg = cfg.swiotlb === false ? null : cfg.cc !== undefined ? { ...cfg.swiotlb, force: true } : cfg.swiotlb ?? {};
+    const swiotlbCfg = cfg.swiotlb === false ? null
+      : cfg.cc !== undefined ? { ...cfg.swiotlb, force: true }
+        : cfg.swiotlb ?? (x86SwiotlbEnable(cfg, bars) ? {} : null);
     const boot: { pool: SwiotlbBootPool | null } = { pool: null };
     super(mmPart(cfg, bars), swiotlbCfg === null ? undefined : (mb) => { boot.pool = swiotlbMemblockInit(mb, swiotlbCfg); });
     this.topology = cfg.pci && cfg.pci.length > 0 ? buildPciTopology(this, cfg.pci, cfg.cpu ?? { vendor: 'intel' }) : null;
