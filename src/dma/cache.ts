@@ -22,14 +22,14 @@ import { dmaContextOf } from './context.ts';
 import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaDirName } from './constants.ts';
 import './counters.ts';
 
-/** What one maintenance call does to the CPU caches over the range. */
-export type CacheOp = 'clean' | 'invalidate' | 'clean+invalidate';
+/** What one maintenance call does to the CPU caches over the range (arm64: dcache_clean_poc / dcache_inval_poc). */
+export type CacheOp = 'clean' | 'invalidate';
 
 function record(dev: Device, fn: string, op: CacheOp, phys: bigint, size: number, dir: number): void {
   const mm = dmaContextOf(dev).mm;
   mm.stats.cacheMaintenanceOps++;
-  if (op !== 'invalidate') mm.stats.cacheCleans++;
-  if (op !== 'clean') mm.stats.cacheInvalidates++;
+  if (op === 'clean') mm.stats.cacheCleans++;
+  else mm.stats.cacheInvalidates++;
   if (mm.events.isMuted('CACHE')) mm.events.countMuted('CACHE');
   else {
     mm.events.record('CACHE', 'dma', `${fn}: ${op} [phys=0x${phys.toString(16)}] [size=${size}] [${dmaDirName(dir)}]`,
@@ -47,13 +47,14 @@ export function archSyncDmaFlush(dev: Device): void {
 }
 
 /**
- * Cache maintenance before the device accesses [phys, phys + size): write back dirty lines for
- * TO_DEVICE, invalidate for FROM_DEVICE, both for BIDIRECTIONAL. `flush` (default true) waits for
- * it (arch_sync_dma_flush) as a single map or sync does; a batch passes false and waits once.
+ * Cache maintenance before the device accesses [phys, phys + size): arm64 cleans (writes back dirty
+ * lines) to the point of coherency whatever the direction (arch/arm64/mm/dma-mapping.c:
+ * arch_sync_dma_for_device() calls dcache_clean_poc_nosync() and never looks at dir); stale lines
+ * of a FROM_DEVICE buffer are dropped later, by arch_sync_dma_for_cpu. `flush` (default true) waits
+ * for it (arch_sync_dma_flush) as a single map or sync does; a batch passes false and waits once.
  */
 export function archSyncDmaForDevice(dev: Device, phys: bigint, size: number, dir: number, flush = true): void {
-  const op: CacheOp = dir === DMA_TO_DEVICE ? 'clean' : dir === DMA_FROM_DEVICE ? 'invalidate' : 'clean+invalidate';
-  record(dev, 'arch_sync_dma_for_device', op, phys, size, dir);
+  record(dev, 'arch_sync_dma_for_device', 'clean', phys, size, dir);
   if (flush) archSyncDmaFlush(dev);
 }
 

@@ -11,7 +11,7 @@ declare module '../base/stats.ts' {
     swiotlbSlotsInUse: number;
     /** arch_sync_dma_for_device / _for_cpu operations on non-coherent devices. */
     cacheMaintenanceOps: number;
-    /** Of those: cache cleans (write-back) and invalidates issued (a clean+invalidate counts in both). */
+    /** Of those: cache cleans (write-back, every arch_sync_dma_for_device) and invalidates (arch_sync_dma_for_cpu unless TO_DEVICE). */
     cacheCleans: number;
     cacheInvalidates: number;
     /** arch_sync_dma_flush(): completion barriers (arm64 dsb) waited for on non-coherent devices. */
