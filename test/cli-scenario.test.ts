@@ -25,7 +25,7 @@ describe('phyr run', () => {
     expect(r.code).toBe(0);
     expect(r.err).toBe('');
     expect(r.out).toMatch(/^\[ 6\] map {12}ok \(ENOMEM expected\) dma_map_phys/m);
-    expect(r.out).toMatch(/^ {7}event: WARN swiotlb: nvme0: swiotlb buffer is full/m);
+    expect(r.out).toMatch(/^ {7}event: INFO swiotlb: nvme0: swiotlb buffer is full/m);
     expect(r.out).toMatch(/^counters: .*swiotlbBounceBytes \+/m);
     expect(r.out).toMatch(/^result: ok \(16 steps\)$/m);
   });

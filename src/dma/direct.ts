@@ -12,7 +12,7 @@ import {
   DMA_ATTR_CC_SHARED, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, SIZE_MAX,
 } from './constants.ts';
 import { ccRangeShared } from './cc.ts';
-import { modelCheckEvent } from './events.ts';
+import { modelCheckEvent, warnOnce } from './events.ts';
 import {
   isSwiotlbActive, isSwiotlbBuffer, isSwiotlbForceBounce, swiotlbMap, swiotlbMaxMappingSize,
   swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice, swiotlbTblUnmapSingle,
@@ -22,8 +22,10 @@ import { dmaAddressingLimited } from './mask.ts';
 import { dmaCapable, dmaToPhys, physToDma, physToDmaUnencrypted } from './direct-addr.ts';
 import { DMA_RANGE_BUS, DmaRangeClassifier } from './map-iter.ts';
 
+/** dma_direct_map_phys's err_overflow (kernel/dma/direct.h): a dev_WARN_ONCE, so one WARN per machine. */
 function overflow(dev: Device, addr: bigint, size: number): bigint {
-  dmaContextOf(dev).mm.events.warn('dma-direct', `${dev.name}: overflow 0x${addr.toString(16)}+${size} of DMA mask ${(dev.dmaMask ?? 0n).toString(16)} bus limit ${dev.busDmaLimit.toString(16)}`);
+  warnOnce(dmaContextOf(dev).mm.events, 'dma_direct_map_phys:overflow', 'dma-direct',
+    `${dev.name}: overflow 0x${addr.toString(16)}+${size} of DMA mask ${(dev.dmaMask ?? 0n).toString(16)} bus limit ${dev.busDmaLimit.toString(16)}`);
   return DMA_MAPPING_ERROR;
 }
 
@@ -32,7 +34,7 @@ function overflow(dev: Device, addr: bigint, size: number): bigint {
  * force-bounce fails; MMIO goes untranslated and is never bounced; CC_SHARED memory is mapped
  * through phys_to_dma_unencrypted() (kernel/dma/direct.h in 7.1.5; moved to direct.c in 7.3, "dma-direct:
  * Move dma_direct_map_phys() to dma/direct.c"); memory beyond the mask bounces through swiotlb when a
- * pool is active, else overflows (WARN, DMA_MAPPING_ERROR). Non-coherent devices get cache
+ * pool is active, else overflows (WARN the first time, DMA_MAPPING_ERROR). Non-coherent devices get cache
  * maintenance unless SKIP_CPU_SYNC or MMIO, waited for when `flush` (a single map) and left to the
  * caller otherwise (map_sg's batch).
  */

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, DMA_ATTR_NO_WARN } from './constants.ts';
+import { DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, DMA_ATTR_NO_WARN } from './constants.ts';
 import {
-  IO_TLB_SEGSIZE, IO_TLB_SIZE, isSwiotlbBuffer, swiotlbMaxMappingSize, swiotlbSyncSingleForCpu,
+  IO_TLB_SEGSIZE, IO_TLB_SIZE, isSwiotlbBuffer, swiotlbMap, swiotlbMaxMappingSize, swiotlbSyncSingleForCpu,
   swiotlbTblMapSingle, swiotlbTblUnmapSingle,
 } from './swiotlb.ts';
-import { dmaSetMinAlignMask } from './mask.ts';
+import { dmaSetMask, dmaSetMinAlignMask } from './mask.ts';
 import { GiB, KiB, MiB } from '../base/index.ts';
 import { pattern, ramAt, smallMachine } from '../../test/fixtures/dma-machines.ts';
 
@@ -76,7 +76,7 @@ describe('swiotlb slot allocator (kernel/dma/swiotlb.c: swiotlb_find_slots, swio
     swiotlbTblUnmapSingle(dev, t, 252 * KiB, DMA_TO_DEVICE, 0);
   });
 
-  it('exhaustion is an error with a WARN, and nothing leaks', () => {
+  it('exhaustion is an error with a warning line, and nothing leaks', () => {
     const m = smallMachine({ swiotlb: { bytes: 1 * MiB } });
     const dev = m.device('nvme0');
     const pool = m.swiotlb!;
@@ -85,7 +85,11 @@ describe('swiotlb slot allocator (kernel/dma/swiotlb.c: swiotlb_find_slots, swio
     for (let i = 0; i < 5; i++) got.push(swiotlbTblMapSingle(dev, base + BigInt(i) * 256n * 1024n, 256 * KiB, 0, DMA_TO_DEVICE, 0));
     expect(got.slice(0, 4).every((t) => t !== DMA_MAPPING_ERROR)).toBe(true);
     expect(got[4]).toBe(DMA_MAPPING_ERROR);
-    expect(m.events.list('WARN', 'swiotlb').at(-1)?.message).toMatch(/swiotlb buffer is full \(sz: 262144 bytes\), total 512 \(slots\), used 512 \(slots\)/);
+    // dev_warn_ratelimited: a KERN_WARNING line (INFO, level warning), not a WARN()
+    expect(m.events.count('WARN')).toBe(0);
+    const full = m.events.list('INFO', 'swiotlb').at(-1);
+    expect(full?.message).toMatch(/swiotlb buffer is full \(sz: 262144 bytes\), total 512 \(slots\), used 512 \(slots\)/);
+    expect(full?.data?.level).toBe('warning');
     for (const t of got.slice(0, 4)) swiotlbTblUnmapSingle(dev, t, 256 * KiB, DMA_TO_DEVICE, 0);
     expect(pool.used).toBe(0);
     expect(got.slice(0, 4).some((t) => isSwiotlbBuffer(dev, t))).toBe(true);
@@ -122,9 +126,23 @@ describe('swiotlb slot allocator (kernel/dma/swiotlb.c: swiotlb_find_slots, swio
     swiotlbTblUnmapSingle(dev, t, 4096, DMA_TO_DEVICE, 0);
   });
 
-  it('a machine without swiotlb refuses to bounce', () => {
+  it('a machine without swiotlb refuses to bounce, with a warning line (dev_warn_ratelimited), not a WARN', () => {
     const m = smallMachine({ swiotlb: false, ramBytes: 2 * GiB });
     expect(m.swiotlb).toBeNull();
     expect(swiotlbTblMapSingle(m.device('nvme0'), 0x100000n, 4096, 0, DMA_TO_DEVICE, 0)).toBe(DMA_MAPPING_ERROR);
+    expect(m.events.count('WARN')).toBe(0);
+    expect(m.events.list('INFO', 'swiotlb').map((e) => [e.message, e.data?.level])).toEqual([
+      [expect.stringMatching(/nvme0: Can not allocate SWIOTLB buffer earlier/), 'warning'],
+    ]);
+  });
+
+  it('swiotlb_map: a bounce buffer the device cannot reach is freed again with one WARN per boot (dev_WARN_ONCE)', () => {
+    const m = smallMachine(); // the pool sits just below 3 GiB
+    const dev = m.device('nvme0');
+    expect(dmaSetMask(dev, DMA_BIT_MASK(30)).ok).toBe(true);
+    const phys = ramAt(m, 1n << 32n, MiB);
+    for (let i = 0; i < 3; i++) expect(swiotlbMap(dev, phys, 4096, DMA_TO_DEVICE, 0)).toBe(DMA_MAPPING_ERROR);
+    expect(m.swiotlb!.used).toBe(0);
+    expect(m.events.list('WARN').map((e) => e.message)).toEqual([expect.stringMatching(/nvme0: swiotlb addr 0x[0-9a-f]+\+4096 overflow/)]);
   });
 });

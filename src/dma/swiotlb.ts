@@ -18,6 +18,7 @@ import { dmaGetMinAlignMask, dmaGetSegBoundary } from './mask.ts';
 import { dmaCapable, physToDmaUnencrypted } from './direct-addr.ts';
 import { archSyncDmaFlush, archSyncDmaForDevice } from './cache.ts';
 import { forceDmaUnencrypted } from './cc.ts';
+import { printkWarning, warnOnce } from './events.ts';
 import './counters.ts';
 
 export const IO_TLB_SEGSIZE = 128;
@@ -54,15 +55,6 @@ export interface SwiotlbConfig {
   readonly start?: bigint;
 }
 
-/** dev_WARN_ONCE: one report per call site and boot, here per machine and message kind. */
-const warnedOnce = new WeakMap<MachineMm, Set<string>>();
-function warnOnce(mm: MachineMm, site: string, message: string): void {
-  let sites = warnedOnce.get(mm);
-  if (sites === undefined) warnedOnce.set(mm, (sites = new Set()));
-  if (sites.has(site)) return;
-  sites.add(site);
-  mm.events.warn('swiotlb', message);
-}
 
 /**
  * One io_tlb_mem with its pool: slot metadata in typed arrays, pool memory in machine RAM, one
@@ -260,7 +252,7 @@ export class Swiotlb {
     // difference wrap: nothing is cut and the copy runs past the mapping, as there (dma-debug
     // reports such a sync before it gets here).
     if (allocSize >= 0 && size > allocSize) {
-      warnOnce(this.mm, 'bounce-overflow', `${dev.name}: Buffer overflow detected. Allocation size: ${allocSize}. Mapping size: ${size}.`);
+      warnOnce(this.mm.events, 'swiotlb_bounce:overflow', 'swiotlb', `${dev.name}: Buffer overflow detected. Allocation size: ${allocSize}. Mapping size: ${size}.`);
       size = allocSize;
     }
     if (size <= 0) return;
@@ -400,14 +392,16 @@ export function swiotlbMaxMappingSize(dev: Device): number {
  * swiotlb_tbl_map_single: allocates bounce slots for [phys, phys + mappingSize), keeping phys's low
  * bits under min_align_mask, and copies the original into them (always, whatever dir). Clears
  * dev.dmaSkipSync. Returns the bounce address, or DMA_MAPPING_ERROR when there is no pool or it
- * is full ("swiotlb buffer is full" WARN unless DMA_ATTR_NO_WARN).
+ * is full ("swiotlb buffer is full", a warning-level INFO event, unless DMA_ATTR_NO_WARN).
  */
 export function swiotlbTblMapSingle(dev: Device, phys: bigint, mappingSize: number, allocAlignMask: number,
   _dir: number, attrs: number): bigint {
   const ctx = dmaContextOf(dev);
   const mem = swiotlbOf(dev);
+  // kernel/dma/swiotlb.c: swiotlb_tbl_map_single()'s two failures are dev_warn_ratelimited lines, not
+  // WARN()s. Model deviation: the model has no clock, so every one is logged (no 10-per-5-s burst).
   if (!mem || mem.nslabs === 0) {
-    ctx.mm.events.warn('swiotlb', `${dev.name}: Can not allocate SWIOTLB buffer earlier and can't now provide you with the DMA bounce buffer`);
+    printkWarning(ctx.mm.events, 'swiotlb', `${dev.name}: Can not allocate SWIOTLB buffer earlier and can't now provide you with the DMA bounce buffer`);
     return DMA_MAPPING_ERROR;
   }
   // 7.3 ("dma: swiotlb: track pool encryption state and honor DMA_ATTR_CC_SHARED"): a device that must
@@ -421,14 +415,14 @@ export function swiotlbTblMapSingle(dev: Device, phys: bigint, mappingSize: numb
   const size = Math.ceil((mappingSize + offset) / align) * align;
   if (nrSlots(size) > IO_TLB_SEGSIZE) {
     if (!(attrs & DMA_ATTR_NO_WARN)) {
-      ctx.mm.events.warn('swiotlb', `${dev.name}: swiotlb buffer is full (sz: ${size} bytes), total ${mem.nslabs} (slots), used ${mem.used} (slots)`);
+      printkWarning(ctx.mm.events, 'swiotlb', `${dev.name}: swiotlb buffer is full (sz: ${size} bytes), total ${mem.nslabs} (slots), used ${mem.used} (slots)`);
     }
     return DMA_MAPPING_ERROR;
   }
   const first = faultsArmed(ctx.mm) && faultInjected(ctx.mm, 'swiotlb', `${dev.name}: ${nrSlots(size)} slots`) ? -1 : mem.findSlots(dev, phys, size, allocAlignMask);
   if (first < 0) {
     if (!(attrs & DMA_ATTR_NO_WARN)) {
-      ctx.mm.events.warn('swiotlb', `${dev.name}: swiotlb buffer is full (sz: ${size} bytes), total ${mem.nslabs} (slots), used ${mem.used} (slots)`);
+      printkWarning(ctx.mm.events, 'swiotlb', `${dev.name}: swiotlb buffer is full (sz: ${size} bytes), total ${mem.nslabs} (slots), used ${mem.used} (slots)`);
     }
     return DMA_MAPPING_ERROR;
   }
@@ -492,7 +486,7 @@ export function swiotlbSyncSingleForCpu(dev: Device, tlbAddr: bigint, size: numb
 /**
  * swiotlb_map (the dma-direct helper): bounces [phys, phys + size) and returns the bounce buffer's
  * DMA address, or DMA_MAPPING_ERROR if the pool is full or the bounce buffer itself is beyond the
- * device's mask (WARN "swiotlb addr ... overflow").
+ * device's mask (WARN "swiotlb addr ... overflow", the first time on the machine).
  */
 export function swiotlbMap(dev: Device, phys: bigint, size: number, dir: number, attrs: number): bigint {
   const tlb = swiotlbTblMapSingle(dev, phys, size, 0, dir, attrs);
@@ -500,7 +494,9 @@ export function swiotlbMap(dev: Device, phys: bigint, size: number, dir: number,
   const dmaAddr = physToDmaUnencrypted(dev, tlb);
   if (!dmaCapable(dev, dmaAddr, size, true)) {
     swiotlbTblUnmapSingle(dev, tlb, size, dir, attrs | DMA_ATTR_SKIP_CPU_SYNC);
-    dmaContextOf(dev).mm.events.warn('swiotlb', `${dev.name}: swiotlb addr 0x${dmaAddr.toString(16)}+${size} overflow (mask ${(dev.dmaMask ?? 0n).toString(16)}, bus limit ${dev.busDmaLimit.toString(16)}).`);
+    // kernel/dma/swiotlb.c: swiotlb_map(): dev_WARN_ONCE, one WARN per machine
+    warnOnce(dmaContextOf(dev).mm.events, 'swiotlb_map:overflow', 'swiotlb',
+      `${dev.name}: swiotlb addr 0x${dmaAddr.toString(16)}+${size} overflow (mask ${(dev.dmaMask ?? 0n).toString(16)}, bus limit ${dev.busDmaLimit.toString(16)}).`);
     return DMA_MAPPING_ERROR;
   }
   if (!dev.dmaCoherent && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) archSyncDmaForDevice(dev, tlb, size, dir);
