@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, DMA_ATTR_NO_WARN } from './constants.ts';
 import {
-  IO_TLB_SEGSIZE, IO_TLB_SIZE, isSwiotlbBuffer, swiotlbMap, swiotlbMaxMappingSize, swiotlbSyncSingleForCpu,
+  IO_TLB_SEGSIZE, IO_TLB_SIZE, isSwiotlbBuffer, swiotlbMap, swiotlbMaxMappingSize, swiotlbSlotInfo, swiotlbSyncSingleForCpu,
   swiotlbTblMapSingle, swiotlbTblUnmapSingle,
 } from './swiotlb.ts';
 import { dmaSetMask, dmaSetMinAlignMask } from './mask.ts';
@@ -115,6 +115,40 @@ describe('swiotlb slot allocator (kernel/dma/swiotlb.c: swiotlb_find_slots, swio
       expect(m.mem.read(orig, len)).toEqual(dir === DMA_TO_DEVICE ? before : pattern(len, dir + 20));
     }
     expect(m.stats.swiotlbMaps).toBe(3);
+  });
+
+  it('pad slots record alloc_size like the data slots (swiotlb_search_pool_area), and unmap frees them all', () => {
+    const m = smallMachine();
+    const dev = m.device('nvme0');
+    dmaSetMinAlignMask(dev, 0xfff);
+    const orig = ramAt(m, 1n << 32n, MiB) + 0xa34n;
+    // offset 0xa34 & 0xfff keeps 0xa34: one pad slot, then 0x234 into the first data slot; 8 KiB in all
+    const tlb = swiotlbTblMapSingle(dev, orig, 5000, 0xfff, DMA_TO_DEVICE, 0);
+    expect(tlb & 0xfffn).toBe(0xa34n);
+    const pad = swiotlbSlotInfo(dev, tlb - 0x800n)!;
+    expect([pad.inUse, pad.allocSize]).toEqual([false, 8192 - 0x234]);
+    expect(swiotlbSlotInfo(dev, tlb)!.allocSize).toBe(8192 - 0x234 - IO_TLB_SIZE);
+    expect(m.swiotlb!.used).toBe(4);
+    swiotlbTblUnmapSingle(dev, tlb, 5000, DMA_TO_DEVICE, 0);
+    expect(m.swiotlb!.used).toBe(0);
+    expect(swiotlbSlotInfo(dev, tlb - 0x800n)!.allocSize).toBe(0);
+  });
+
+  it('unmap of an address inside a mapping frees from its slot to the mapping\'s end (swiotlb_release_slots)', () => {
+    const m = smallMachine({ dmaDebug: { enabled: false } });
+    const dev = m.device('nvme0');
+    const tlb = swiotlbTblMapSingle(dev, ramAt(m, 1n << 32n, MiB), 8192, 0, DMA_TO_DEVICE, 0);
+    const pool = m.swiotlb!;
+    expect(pool.used).toBe(4);
+    swiotlbTblUnmapSingle(dev, tlb + 4096n, 4096, DMA_TO_DEVICE, 0);
+    expect(pool.used).toBe(2); // slots 2 and 3 freed, silently
+    expect(m.events.count('WARN')).toBe(0);
+    expect(swiotlbSlotInfo(dev, tlb + 4096n)!.inUse).toBe(false);
+    expect(swiotlbSlotInfo(dev, tlb)!.inUse).toBe(true);
+    // a slot already free is refused with a WARN (the kernel would corrupt its free list)
+    swiotlbTblUnmapSingle(dev, tlb + 4096n, 4096, DMA_TO_DEVICE, 0);
+    expect(pool.used).toBe(2);
+    expect(m.events.list('WARN').map((e) => e.message)).toEqual([expect.stringMatching(/not a mapped bounce buffer/)]);
   });
 
   it('the first bounce clears dma_skip_sync', () => {

@@ -80,12 +80,13 @@ export class Swiotlb {
   readonly list: Uint16Array;
   /** Original physical address whose bytes each in-use data slot holds (-1 = none). */
   readonly origAddr: Float64Array;
-  /** Bytes of the allocation from each data slot's start to the allocation's end. */
+  /**
+   * io_tlb_slot.alloc_size of every allocated slot, pad slots included: the allocation's size less
+   * the in-slot offset and the slots before this one (0 = free).
+   */
   readonly allocSize: Float64Array;
   /** For the first data slot of an allocation: how many pad slots precede it. */
   readonly padSlots: Uint16Array;
-  /** For the first slot of an allocation (pad included): its total slot count. */
-  readonly allocSlots: Uint16Array;
   /** Slots in use now, and the most ever in use. */
   used = 0;
   usedHiwater = 0;
@@ -114,7 +115,6 @@ export class Swiotlb {
     this.origAddr = new Float64Array(nslabs).fill(-1);
     this.allocSize = new Float64Array(nslabs);
     this.padSlots = new Uint16Array(nslabs);
-    this.allocSlots = new Uint16Array(nslabs);
   }
 
   /** Pool bytes. */
@@ -206,13 +206,11 @@ export class Swiotlb {
     this.index = found + nslots >= this.nslabs ? 0 : found + nslots;
     this.used += nslots;
     if (this.used > this.usedHiwater) this.usedHiwater = this.used;
-    this.allocSlots[found] = nslots;
     return found;
   }
 
-  /** swiotlb_release_slots: frees the allocation whose first slot (pad included) is `first`. */
-  releaseSlots(first: number): void {
-    const nslots = this.allocSlots[first];
+  /** The slot-returning half of swiotlb_release_slots: frees nslots slots from `first` on. */
+  releaseSlots(first: number, nslots: number): void {
     const segEnd = (Math.floor(first / IO_TLB_SEGSIZE) + 1) * IO_TLB_SEGSIZE;
     let count = first + nslots < segEnd ? this.list[first + nslots] : 0;
     for (let i = first + nslots - 1; i >= first; i--) {
@@ -220,7 +218,6 @@ export class Swiotlb {
       this.origAddr[i] = -1;
       this.allocSize[i] = 0;
       this.padSlots[i] = 0;
-      this.allocSlots[i] = 0;
     }
     for (let i = first - 1; i >= 0 && i % IO_TLB_SEGSIZE !== IO_TLB_SEGSIZE - 1 && this.list[i] !== 0; i--) {
       this.list[i] = ++count;
@@ -431,11 +428,11 @@ export function swiotlbTblMapSingle(dev: Device, phys: bigint, mappingSize: numb
   const index = first + pad;
   mem.padSlots[index] = pad;
   const origNum = Number(phys);
-  for (let i = 0; i < pad; i++) mem.allocSize[first + i] = 0;
-  for (let i = 0; i < nrSlots(size) - pad; i++) {
-    mem.origAddr[index + i] = origNum + i * IO_TLB_SIZE;
-    mem.allocSize[index + i] = size - offset - i * IO_TLB_SIZE;
-  }
+  // kernel/dma/swiotlb.c: swiotlb_search_pool_area() gives every slot it allocates, pad slots too,
+  // the size left from that slot's start, less the in-slot offset (alloc_size - (offset + (i << 11)))
+  const slotOffset = offset % IO_TLB_SIZE;
+  for (let i = 0; i < nrSlots(size); i++) mem.allocSize[first + i] = size - slotOffset - i * IO_TLB_SIZE;
+  for (let i = 0; i < nrSlots(size) - pad; i++) mem.origAddr[index + i] = origNum + i * IO_TLB_SIZE;
   const tlbAddr = mem.slotAddr(index) + BigInt(offset % IO_TLB_SIZE);
   mem.bounce(dev, tlbAddr, mappingSize, DMA_TO_DEVICE);
   ctx.mm.stats.swiotlbMaps++;
@@ -445,8 +442,12 @@ export function swiotlbTblMapSingle(dev: Device, phys: bigint, mappingSize: numb
 
 /**
  * swiotlb_tbl_unmap_single: copies the bounce buffer back for FROM_DEVICE / BIDIRECTIONAL (unless
- * DMA_ATTR_SKIP_CPU_SYNC) and frees the slots. tlbAddr must be what swiotlbTblMapSingle returned;
- * anything else is a WARN and nothing is freed.
+ * DMA_ATTR_SKIP_CPU_SYNC) and frees the slots, as swiotlb_release_slots finds them: from tlbAddr's
+ * slot (less the pad slots recorded there, which only an allocation's first data slot has) for as
+ * many slots as that slot's alloc_size spans. So an address inside a mapping frees from its slot to
+ * the mapping's end, as the kernel does (dma-debug, when on, reports such an unmap before it gets here).
+ * Model deviation: an address in a free slot, or outside the pool, is a WARN and frees nothing (the
+ * kernel would corrupt its free list).
  */
 export function swiotlbTblUnmapSingle(dev: Device, tlbAddr: bigint, mappingSize: number, dir: number, attrs: number): void {
   const ctx = dmaContextOf(dev);
@@ -455,16 +456,18 @@ export function swiotlbTblUnmapSingle(dev: Device, tlbAddr: bigint, mappingSize:
     ctx.mm.events.warn('swiotlb', `${dev.name}: unmap of 0x${tlbAddr.toString(16)} outside the bounce pool`);
     return;
   }
-  const index = mem.slotOf(tlbAddr);
-  const first = index - mem.padSlots[index];
-  if (mem.origAddr[index] < 0 || first < 0 || mem.allocSlots[first] === 0) {
+  const slotOffset = swiotlbAlignOffset(dev, 0, tlbAddr);
+  let first = mem.slotOf(tlbAddr - BigInt(slotOffset));
+  first -= mem.padSlots[first];
+  const allocSize = first < 0 ? 0 : mem.allocSize[first];
+  if (allocSize === 0) {
     ctx.mm.events.warn('swiotlb', `${dev.name}: unmap of 0x${tlbAddr.toString(16)}, which is not a mapped bounce buffer`);
     return;
   }
   if (!(attrs & DMA_ATTR_SKIP_CPU_SYNC) && (dir === DMA_FROM_DEVICE || dir === DMA_BIDIRECTIONAL)) {
     mem.bounce(dev, tlbAddr, mappingSize, DMA_FROM_DEVICE);
   }
-  mem.releaseSlots(first);
+  mem.releaseSlots(first, nrSlots(allocSize + slotOffset));
   ctx.mm.stats.swiotlbUnmaps++;
   ctx.mm.stats.swiotlbSlotsInUse = mem.used;
 }
@@ -518,7 +521,7 @@ export interface SwiotlbSlotInfo {
    * in the slot, less the min_align_mask offset the allocation keeps, as swiotlb_bounce() computes it), or null.
    */
   readonly origAddr: bigint | null;
-  /** Bytes of the allocation from this slot's start to its end (io_tlb_slot.alloc_size). */
+  /** Bytes of the allocation from this slot's start to its end, less the in-slot offset (io_tlb_slot.alloc_size; pad slots have one too, free slots 0). */
   readonly allocSize: number;
 }
 
