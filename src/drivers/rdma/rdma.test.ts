@@ -3,7 +3,7 @@ import { MiB } from '../../base/index.ts';
 import { dmaGetMask, dmaGetMaxSegSize, dmaPhyrsMappings, DMA_BIT_MASK } from '../../dma/index.ts';
 import type { Machine } from '../../machine/index.ts';
 import type { UserMm } from '../../mm/index.ts';
-import { makeMachine, pattern } from '../../../test/fixtures/dma-b-machines.ts';
+import { makeMachine, pattern, PCI_NODES } from '../../../test/fixtures/dma-b-machines.ts';
 import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_ON_DEMAND, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_LOC_LEN_ERR, IB_WC_LOC_PROT_ERR,
   IB_WC_REM_ACCESS_ERR, IB_WC_REM_INV_REQ_ERR, IB_WC_RNR_RETRY_EXC_ERR, IB_WC_SUCCESS, MLX5_IB_MTT_PRESENT, MLX5_IB_MTT_READ,
@@ -224,6 +224,24 @@ describe('bad input', () => {
     expect(ibUmemGet(nic, mm, va, 4096, RW | IB_ACCESS_ON_DEMAND)).toMatchObject({ ok: false, errno: 'EOPNOTSUPP' });
     expect(m.listPins()).toEqual([]);
     clean(m, nic);
+  });
+
+  it('ib_umem_get maps with DMA_ATTR_REQUIRE_COHERENT: a non-coherent NIC, or one whose pages would bounce, cannot register', () => {
+    const pci = PCI_NODES.map((n) => (n.name === 'nic0' ? { ...n, coherent: false } : n));
+    for (const [mode, extra, name] of [
+      ['none', { pci }, 'nic0'], // non-coherent: the map would need cache maintenance
+      ['none', { swiotlb: { bytes: 4 * MiB, force: true } }, 'nic0'], // swiotlb=force: every page would bounce
+    ] as const) {
+      const m = makeMachine(mode, 1, extra);
+      const nic = rdmaProbe(m.device(name));
+      if (!nic.ok) throw new Error(nic.errno);
+      const mm = m.newProcess();
+      const va = mmap(mm, 4 * PAGE);
+      const u = ibUmemGet(nic.value, mm, va + 0x100n, 2 * PAGE, RW);
+      expect(u.ok).toBe(false);
+      expect(m.listPins()).toEqual([]);
+      expect(dmaPhyrsMappings(m.device(name))).toEqual([]);
+    }
   });
 
   it('an unaligned buffer registers whole pages; an IOVA whose page offset differs from the address is EINVAL (ib_uverbs_reg_mr)', () => {

@@ -13,7 +13,7 @@
 
 import { checkLen, err, ok, type Result } from '../../base/index.ts';
 import {
-  DMA_ATTR_WEAK_ORDERING, DMA_BIDIRECTIONAL, dmaContextOf, dmaGetMaxSegSize, dmaMapPhyrs, dmaUnmapPhyrs, type DmaPhyrsMapping,
+  DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_WEAK_ORDERING, DMA_BIDIRECTIONAL, dmaContextOf, dmaGetMaxSegSize, dmaMapPhyrs, dmaUnmapPhyrs, type DmaPhyrsMapping,
 } from '../../dma/index.ts';
 import {
   FOLL_LONGTERM, FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPhyrsAll, unpinUserPhyrs, UserMm, type PinnedPhyrList,
@@ -152,7 +152,9 @@ export function ibUmemGet(ibdev: IbDevice, mm: UserMm, addr: bigint, size: numbe
   // (pinUserPhyrsAll models that loop.)
   const pinned = pinUserPhyrsAll(mm, start, pinLen, gup);
   if (!pinned.ok) return err(pinned.errno, `pin_user_pages_fast: ${pinned.message ?? pinned.errno}`);
-  const attrs = (access & IB_ACCESS_RELAXED_ORDERING) !== 0 ? DMA_ATTR_WEAK_ORDERING : 0;
+  // ib_umem_get() maps with DMA_ATTR_REQUIRE_COHERENT (a umem is never synced), adding
+  // DMA_ATTR_WEAK_ORDERING for IB_ACCESS_RELAXED_ORDERING
+  const attrs = DMA_ATTR_REQUIRE_COHERENT | ((access & IB_ACCESS_RELAXED_ORDERING) !== 0 ? DMA_ATTR_WEAK_ORDERING : 0);
   const mapped = dmaMapPhyrs(ibdev.dev, pinned.value, DMA_BIDIRECTIONAL, attrs);
   if (!mapped.ok) {
     unpinUserPhyrs(pinned.value);
