@@ -8,7 +8,7 @@ import { GiB, MiB } from '../src/base/index.ts';
 import {
   createIommu, iommuIovaToPhys, iommuMap, iommuUnmap, iommuWalk, IOMMU_READ, IOMMU_WRITE,
 } from '../src/iommu/internal.ts';
-import { createMachine } from '../src/machine/index.ts';
+import { createMachine, type Machine } from '../src/machine/index.ts';
 import {
   DMA_TO_DEVICE, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaTryAlloc, dmaIovaUnlink, dmaMapSgtable, dmaSetMaskAndCoherent, dmaSetMaxSegSize,
 } from '../src/dma/index.ts';
@@ -143,10 +143,11 @@ describe('iommu_map of an unaligned range on a generic_pt domain (7.1: map_range
   });
 });
 
-describe('flush-queue timer on jiffies (kernel/time/timer.c: calc_index rounds a level-0 expiry up one tick)', () => {
-  it('with HZ=250 a 10 ms timeout fires at the 4th tick after the queue (16 ms), not after 10 ms', () => {
+describe('flush-queue timer on jiffies (kernel/time/timer.c: calc_index rounds an expiry up to its level\'s next step)', () => {
+  /** A lazy VT-d machine with one endpoint that has mapped and unmapped one page: its IOVA waits in the flush queue. */
+  function queuedOne(iommu: { hz: number; fqMode?: 'single' }): { m: Machine; d: NonNullable<ReturnType<typeof iommuGetDomainForDev>> } {
     const m = createMachine({
-      ramBytes: 512 * MiB, swiotlb: false, iommu: { format: 'vtd-ss', levels: 3, mode: 'lazy', hz: 250 },
+      ramBytes: 512 * MiB, swiotlb: false, iommu: { format: 'vtd-ss', levels: 3, mode: 'lazy', ...iommu },
       pci: [{ name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x29c0 }, { name: 'rp0', type: 'root-port', parent: 'hb0' },
         { name: 'edu', type: 'endpoint', parent: 'rp0' }],
     });
@@ -154,10 +155,22 @@ describe('flush-queue timer on jiffies (kernel/time/timer.c: calc_index rounds a
     const r = dmaMapPhys(dev, 0x200000n, 4096, DMA_TO_DEVICE, 0);
     if (!r.ok) throw new Error(r.errno);
     dmaUnmapPhys(dev, r.value, 4096, DMA_TO_DEVICE, 0);
-    const d = iommuGetDomainForDev(dev)!;
+    return { m, d: iommuGetDomainForDev(dev)! };
+  }
+
+  it('with HZ=250 a 10 ms timeout fires at the 4th tick after the queue (16 ms), not after 10 ms', () => {
+    const { m, d } = queuedOne({ hz: 250 });
     iommuDmaFlushQueueTick(d, 12);
     expect(m.stats.flushQueueFlushes).toBe(0);
     iommuDmaFlushQueueTick(d, 4);
+    expect(m.stats.flushQueueFlushes).toBe(1);
+  });
+
+  it('with HZ=1000 the single queue\'s 1000 ms is a level-2 timer: it fires at the next multiple of 64 jiffies (1024 ms)', () => {
+    const { m, d } = queuedOne({ hz: 1000, fqMode: 'single' });
+    iommuDmaFlushQueueTick(d, 1023);
+    expect(m.stats.flushQueueFlushes).toBe(0);
+    iommuDmaFlushQueueTick(d, 1);
     expect(m.stats.flushQueueFlushes).toBe(1);
   });
 });

@@ -10,6 +10,8 @@ export { SlotKey, Slots } from './slots.ts';
 export { Prng, patternBytes } from './prng.ts';
 export { describeValue, failConfig } from './describe.ts';
 export { GiB, KiB, MiB, TiB, formatBytes, formatCount, hex } from './units.ts';
+// the kernel timer wheel's rounding of a timer's expiry (kernel/time/timer.c)
+export { timerWheelExpiry } from './timer-wheel.ts';
 // for drivers/: the counters a driver or device model declares
 export { declareCounters, type StatsCounters } from './stats.ts';
 // fault injection at the model's allocation points (the machine's `faults` option)

@@ -189,7 +189,7 @@ export class IommuDomain {
     if (type === 'dma-fq') {
       const single = iommu.config.fqMode === 'single';
       this.fq = new FlushQueue(this, single ? IOVA_SINGLE_FQ_SIZE : IOVA_DEFAULT_FQ_SIZE,
-        single ? IOVA_SINGLE_FQ_TIMEOUT : IOVA_DEFAULT_FQ_TIMEOUT, iommu.config.hz === undefined ? 0 : 1000 / iommu.config.hz);
+        single ? IOVA_SINGLE_FQ_TIMEOUT : IOVA_DEFAULT_FQ_TIMEOUT, iommu.config.hz ?? 0);
     } else {
       this.fq = null;
     }

@@ -5,6 +5,7 @@
 // Time is a logical clock advanced by the caller (iommuDmaFlushQueueTick).
 // Model deviation: one CPU, so one ring (the per-CPU rings of the kernel behave alike per CPU).
 
+import { timerWheelExpiry } from '../base/index.ts';
 import type { MachineMm } from '../mm/index.ts';
 import type { IovaDomain } from './iova.ts';
 import './counters.ts';
@@ -52,16 +53,16 @@ export class FlushQueue {
   private head = 0;
   private readonly domain: FlushQueueOwner;
   /**
-   * Length of a jiffy in ms (1000 / CONFIG_HZ): the timer runs on the timer wheel's ticks; 0 (no
-   * `iommu.hz` configured): an exact timer of timeoutMs.
+   * CONFIG_HZ: the timer runs on the timer wheel's ticks of 1000 / hz ms; 0 (no `iommu.hz`
+   * configured): an exact timer of timeoutMs.
    */
-  readonly msPerJiffy: number;
+  readonly hz: number;
 
-  constructor(domain: FlushQueueOwner, capacity: number, timeoutMs: number, msPerJiffy = 0) {
+  constructor(domain: FlushQueueOwner, capacity: number, timeoutMs: number, hz = 0) {
     this.domain = domain;
     this.capacity = capacity;
     this.timeoutMs = timeoutMs;
-    this.msPerJiffy = msPerJiffy;
+    this.hz = hz;
   }
 
   /** Entries waiting for their flush. */
@@ -111,15 +112,15 @@ export class FlushQueue {
     this.ring.push({ iovaPfn, pages, freelist: freelist.splice(0), counter: this.flushStartCnt });
     this.domain.iommu.mm.stats.flushQueueEntries++;
     if (!this.timerOn) {
-      // mod_timer(jiffies + msecs_to_jiffies(fq_timeout)); the timer wheel puts a level-0 timer in
-      // the bucket after its expiry (kernel/time/timer.c: calc_index rounds up by one so that a
-      // timer armed late in a tick never fires early): it runs one tick after the expiry
+      // mod_timer(jiffies + msecs_to_jiffies(fq_timeout)); the timer wheel runs it in the bucket
+      // after its expiry (timerWheelExpiry): one jiffy late for the per-CPU queue's 10 ms, at the
+      // next multiple of 64 jiffies for the single queue's 1000 ms at HZ=1000 (a level-2 timer)
       this.timerOn = true;
-      if (this.msPerJiffy === 0) {
+      if (this.hz === 0) {
         this.timerDeadlineMs = this.nowMs + this.timeoutMs;
       } else {
-        const j = Math.floor(this.nowMs / this.msPerJiffy);
-        this.timerDeadlineMs = (j + Math.ceil(this.timeoutMs / this.msPerJiffy) + 1) * this.msPerJiffy;
+        const now = Math.floor(this.nowMs * this.hz / 1000);
+        this.timerDeadlineMs = timerWheelExpiry(now, Math.ceil(this.timeoutMs * this.hz / 1000), this.hz) * 1000 / this.hz;
       }
     }
   }

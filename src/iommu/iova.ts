@@ -9,7 +9,7 @@
 // order, same search from the cached nodes); reserve_iova merges overlapping ranges into one
 // instead of trimming the new one.
 
-import type { EventLog, Stats } from '../base/index.ts';
+import { timerWheelExpiry, type EventLog, type Stats } from '../base/index.ts';
 import { flsNum } from './pgsize.ts';
 import './counters.ts';
 
@@ -458,16 +458,12 @@ export class IovaDomain {
   /**
    * When a depot work queued at `now` (in ticks) runs: schedule_delayed_work(IOVA_DEPOT_DELAY).
    * With a CONFIG_HZ, msecs_to_jiffies() rounds the delay up to whole jiffies and the timer wheel
-   * (kernel/time/timer.c: calc_wheel_index(), calc_index()) puts the expiry in the next bucket of
-   * its level: one jiffy later below 63 jiffies (level 0), at the next multiple of 8 jiffies below
-   * 504 (level 1; 100 jiffies at HZ=1000).
+   * runs it in the bucket after its expiry (timerWheelExpiry: 100 jiffies at HZ=1000 are a level-1
+   * timer, run at the next multiple of 8 jiffies).
    */
   private depotWorkDue(now: number): number {
     if (this.hz === 0) return now + IOVA_DEPOT_DELAY;
-    const delay = Math.ceil(IOVA_DEPOT_DELAY * this.hz / 1000);
-    const expires = now + delay;
-    if (delay < 63) return expires + 1;
-    return (Math.floor(expires / 8) + 1) * 8;
+    return timerWheelExpiry(now, Math.ceil(IOVA_DEPOT_DELAY * this.hz / 1000), this.hz);
   }
 
   /**
