@@ -12,7 +12,7 @@ import {
 import { PciP2pdmaMapState } from '../../pci/index.ts';
 import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_ON_DEMAND, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_REM_ACCESS_ERR, IB_WC_SUCCESS,
-  ibMrMttEntries, ibPostRdmaRead, ibPostRdmaWrite, rdmaProbe, rdmaRemove,
+  MLX5_IB_MTT_READ, MLX5_IB_MTT_WRITE, ibMrMttEntries, ibPostRdmaRead, ibPostRdmaWrite, rdmaProbe, rdmaRemove,
 } from '../rdma/index.ts';
 import { hmmDmaMapAlloc, hmmDmaMapFree, hmmDmaMapPfn, hmmDmaUnmapPfn } from './hmm-dma.ts';
 import { ibDeregOdpUserMr, ibRegOdpUserMr, type IbOdpUserMr } from './odp.ts';
@@ -113,6 +113,43 @@ describe('ODP MR', () => {
     expect(d.umem.map.mapped + s.umem.map.mapped).toBe(0);
     expect(m.stats.hmmDmaMapPfns).toBe(m.stats.hmmDmaUnmapPfns);
     expect(ibDeregOdpUserMr(ib, d)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    unwrap(rdmaRemove(ib));
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('registration takes a snapshot (mlx5_ib_init_odp_mr): pages the CPU maps already get their MTT entries, nothing is faulted in', () => {
+    const m = makeMachine('strict');
+    const ib = unwrap(rdmaProbe(m.device('nic0')));
+    const mm = m.newProcess();
+    const src = unwrap(mm.mmap({ len: 8 * PS, backing: 'anon' }));
+    const dst = unwrap(mm.mmap({ len: 8 * PS, backing: 'anon' }));
+    unwrap(mm.writeUser(dst, pattern(2 * PS, 1))); // pages 0, 1: private, writable
+    unwrap(mm.readUser(dst + BigInt(4 * PS), 1)); // page 4: the zero page, read-only
+    unwrap(mm.writeUser(src, pattern(8 * PS, 2)));
+    const faults0 = m.stats.pageFaults;
+    const d = unwrap(ibRegOdpUserMr(ib, mm, dst, 8 * PS, RW));
+    expect(m.stats.pageFaults).toBe(faults0);
+    expect(m.stats.odpFaults).toBe(0);
+    expect(m.listPins()).toEqual([]);
+    const mtt = ibMrMttEntries(d.mr);
+    const rw = BigInt(MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE);
+    expect([0, 1].map((i) => mtt[i] & rw)).toEqual([rw, rw]);
+    expect(mtt[4] & rw).toBe(BigInt(MLX5_IB_MTT_READ));
+    expect([2, 3, 5, 6, 7].map((i) => mtt[i])).toEqual([0n, 0n, 0n, 0n, 0n]);
+    expect(d.umem.npages).toBe(3);
+    expect(m.stats.odpPagesMapped).toBe(3);
+    const s = unwrap(ibRegOdpUserMr(ib, mm, src, 8 * PS, RW));
+    expect(s.umem.npages).toBe(8);
+    // the snapshot entries serve the NIC without a fault; the zero page is COWed by the NIC's write fault
+    const nicFaults = m.stats.rdmaNicPageFaults;
+    expect(write(ib, s, d, 0, 2 * PS)).toBe(IB_WC_SUCCESS);
+    expect(m.stats.rdmaNicPageFaults).toBe(nicFaults);
+    expect(write(ib, s, d, 0, 8 * PS)).toBe(IB_WC_SUCCESS);
+    expect(m.stats.odpFaults).toBe(1);
+    expect(same(unwrap(mm.readUser(dst, 8 * PS)), unwrap(mm.readUser(src, 8 * PS)))).toBe(true);
+    unwrap(ibDeregOdpUserMr(ib, s));
+    unwrap(ibDeregOdpUserMr(ib, d));
+    expect(m.stats.hmmDmaMapPfns).toBe(m.stats.hmmDmaUnmapPfns);
     unwrap(rdmaRemove(ib));
     expect(m.teardown()).toBe(0);
   });

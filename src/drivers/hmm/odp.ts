@@ -5,7 +5,9 @@
 //
 // Registration pins nothing: the umem allocates an HMM DMA map (hmm_dma_map_alloc: one IOVA window for
 // the whole range when the NIC is behind an IOMMU) and subscribes an mmu interval notifier to the
-// range; the mkey's MTT starts empty. When the NIC meets an MTT entry without the bit the access needs
+// range; then mlx5_ib_init_odp_mr takes a snapshot of the range (hmm_range_fault without fault
+// flags) and fills the MTT entries of the pages the CPU page tables map already (read-only ones
+// without MLX5_IB_MTT_WRITE), faulting nothing in: untouched pages stay empty. When the NIC meets an MTT entry without the bit the access needs
 // it raises a page fault: the driver faults the pages in through hmm_range_fault (for write when the
 // MR is writable, whatever the access), under the mmu_interval_read_begin / read_retry protocol
 // (retried on EBUSY and on a collision), maps each page with hmm_dma_map_pfn and writes the MTT
@@ -21,7 +23,7 @@
 // causes); npages counts DMA-mapped entries (populate_mtt also counts entries mapped already; the
 // kernel only tests it for zero); pages are not marked dirty at unmap (no writeback in the model).
 
-import { err, hex, ok, type Result } from '../../base/index.ts';
+import { err, hex, ok, unwrap, type Result } from '../../base/index.ts';
 import {
   HMM_PFN_DMA_MAPPED, HMM_PFN_REQ_FAULT, HMM_PFN_REQ_WRITE, HMM_PFN_VALID, HMM_PFN_WRITE, hmmRangeFault, mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove, mmuIntervalReadBegin, mmuIntervalReadRetry, mmuIntervalSetSeq, UserMm, type MmuIntervalNotifier,
@@ -201,18 +203,18 @@ export interface IbOdpUserMr {
 }
 
 /**
- * pagefault_real_mr() + populate_mtt(): the NIC's page fault on [iova, iova + len) of the MR: faults
- * the pages through the umem, maps each with hmm_dma_map_pfn and writes their MTT entries. Returns
- * false (the NIC then completes the request with an access error) when the fault or a map fails.
+ * pagefault_real_mr() + populate_mtt() over [userVa, userVa + len) of the umem: reads the range
+ * through ib_umem_odp_map_dma_and_lock (faulting it in when `fault`; a snapshot of what the CPU page
+ * tables hold now otherwise), maps each valid entry with hmm_dma_map_pfn and writes its MTT entry.
+ * Entries the walk left invalid (a snapshot of a page not present) are skipped, as populate_mtt does.
+ * Returns the number of pages of the range; errors: those of ibUmemOdpMapDmaAndLock, EFAULT when a
+ * page cannot be DMA-mapped (populate_mtt's answer to DMA_MAPPING_ERROR).
  */
-function pageFault(umem: IbUmemOdp, mr: IbMr, iova: bigint, len: number): boolean {
+function mapRange(umem: IbUmemOdp, mr: IbMr, userVa: bigint, len: number, fault: boolean): Result<number> {
   const stats = umem.mm.machine.stats, ps = 1 << umem.pageShift;
-  const userVa = umem.address + (iova - mr.iova);
-  const np = ibUmemOdpMapDmaAndLock(umem, userVa, len, umem.writable ? HMM_PFN_WRITE : 0, true);
-  if (!np.ok) {
-    umem.mm.machine.events.record('INFO', 'odp', `${umem.ibdev.name}: page fault at ${hex(userVa)} (+${len}) failed: ${np.errno}`);
-    return false;
-  }
+  // pagefault_real_mr: access_mask has HMM_PFN_WRITE for a writable umem (no downgrade in the model)
+  const np = ibUmemOdpMapDmaAndLock(umem, userVa, len, umem.writable ? HMM_PFN_WRITE : 0, fault);
+  if (!np.ok) return np;
   const start = (Math.floor(Number(userVa) / ps) * ps - umem.start) / ps;
   const map = umem.map, dev = umem.ibdev.dev, p2p = new PciP2pdmaMapState();
   // consecutive entries with the same access bits go to the MTT in one update
@@ -226,8 +228,7 @@ function pageFault(umem: IbUmemOdp, mr: IbMr, iova: bigint, len: number): boolea
     const dma = hmmDmaMapPfn(dev, map, idx, p2p);
     if (!dma.ok) {
       flush();
-      umem.mm.machine.events.record('INFO', 'odp', `${umem.ibdev.name}: hmm_dma_map_pfn of entry ${idx} failed: ${dma.errno}`);
-      return false;
+      return err('EFAULT', `hmm_dma_map_pfn of entry ${idx} failed: ${dma.errno}`);
     }
     const bits = MLX5_IB_MTT_READ | (f & HMM_PFN_WRITE ? MLX5_IB_MTT_WRITE : 0);
     if (bits !== runFlags || idx !== runFirst + runAddrs.length) { flush(); runFirst = idx; runFlags = bits; }
@@ -240,15 +241,32 @@ function pageFault(umem: IbUmemOdp, mr: IbMr, iova: bigint, len: number): boolea
     }
   }
   flush();
-  stats.odpFaults++;
+  return np;
+}
+
+/**
+ * The NIC's page fault on [iova, iova + len) of the MR (pagefault_mr -> pagefault_real_mr): faults
+ * the pages in and fills their MTT entries. Returns false (the NIC then completes the request with
+ * an access error) when the fault or a map fails.
+ */
+function pageFault(umem: IbUmemOdp, mr: IbMr, iova: bigint, len: number): boolean {
+  const userVa = umem.address + (iova - mr.iova);
+  const r = mapRange(umem, mr, userVa, len, true);
+  if (!r.ok) {
+    umem.mm.machine.events.record('INFO', 'odp', `${umem.ibdev.name}: page fault at ${hex(userVa)} (+${len}) failed: ${r.errno}${r.message === undefined ? '' : ` (${r.message})`}`);
+    return false;
+  }
+  umem.mm.machine.stats.odpFaults++;
   return true;
 }
 
 /**
  * mlx5_ib_reg_user_mr() with IB_ACCESS_ON_DEMAND: an ODP umem over [va, va + len) of mm and an mkey
- * at iova (default va) whose MTT the NIC's page faults fill. Nothing is pinned or mapped until the NIC
- * touches the memory. Errors: those of ibUmemOdpGet and ibRegOdpMr (EOPNOTSUPP on a NIC without ODP,
- * EINVAL for bad access bits); nothing is left behind on failure.
+ * at iova (default va) whose MTT the NIC's page faults fill. Nothing is pinned or faulted in; pages
+ * the process has mapped already are DMA-mapped and entered in the MTT at registration (the snapshot
+ * of mlx5_ib_init_odp_mr). Errors: those of ibUmemOdpGet and ibRegOdpMr (EOPNOTSUPP on a NIC without
+ * ODP, EINVAL for bad access bits), EFAULT when a present page cannot be DMA-mapped; nothing is left
+ * behind on failure.
  */
 export function ibRegOdpUserMr(ibdev: IbDevice, mm: UserMm, va: bigint, len: number, access: number, iova: bigint = va): Result<IbOdpUserMr> {
   const umem = ibUmemOdpGet(ibdev, mm, va, len, access);
@@ -262,6 +280,15 @@ export function ibRegOdpUserMr(ibdev: IbDevice, mm: UserMm, va: bigint, len: num
   const mr = ibRegOdpMr(ibdev, { iova, length: len, access, pageShift: u.pageShift }, (m, a, l) => pageFault(u, m, a, l));
   if (!mr.ok) { ibUmemOdpRelease(u); return mr; }
   u.mr = mr.value;
+  // mlx5_ib_init_odp_mr (drivers/infiniband/hw/mlx5/odp.c, called by create_user_odp_mr in mr.c):
+  // pagefault_real_mr over the whole umem with MLX5_PF_FLAGS_SNAPSHOT, so pages the CPU page tables
+  // map already get their MTT entries now, without faulting anything in; a failure fails the
+  // registration (the mkey is deregistered).
+  const snap = mapRange(u, mr.value, u.address, u.length, false);
+  if (!snap.ok) {
+    unwrap(ibDeregOdpUserMr(ibdev, { mr: mr.value, umem: u }));
+    return snap;
+  }
   return ok({ mr: mr.value, umem: u });
 }
 
