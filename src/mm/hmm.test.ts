@@ -197,6 +197,31 @@ describe('mmu interval notifiers', () => {
     expect(b.seen.length).toBe(2);
   });
 
+  it('munmap of a hole and mprotect to the protection a VMA has send nothing; mprotect sends one range per VMA it changes', () => {
+    const m = mk();
+    const mm = m.newProcess();
+    const va = unwrap(mm.mmap({ len: 16 * PS, backing: 'anon', populate: true }));
+    unwrap(mm.munmap(va + BigInt(4 * PS), 4 * PS));
+    const w = watch(mm, va, 16 * PS);
+    // do_vmi_munmap: no VMA in the range, nothing unmapped, no invalidation
+    unwrap(mm.munmap(va + BigInt(5 * PS), 2 * PS));
+    // mprotect_fixup: the flags are the VMA's already
+    unwrap(mm.mprotect(va, 4 * PS, 'rw'));
+    expect(w.seen).toEqual([]);
+    unwrap(mm.mprotect(va + BigInt(10 * PS), 2 * PS, 'r'));
+    w.seen.length = 0;
+    // [2, 4) and [8, 10) change; [10, 12) is read-only already; [4, 8) is a hole (mprotect: ENOMEM)
+    unwrap(mm.mprotect(va + BigInt(8 * PS), 4 * PS, 'r'));
+    unwrap(mm.mprotect(va + BigInt(2 * PS), 2 * PS, 'r'));
+    expect(w.seen.map((x) => [x.event, Number(x.start - va) / PS, Number(x.end - va) / PS])).toEqual([
+      [MMU_NOTIFY_PROTECTION_VMA, 8, 10], [MMU_NOTIFY_PROTECTION_VMA, 2, 4],
+    ]);
+    // munmap over a hole and a VMA: one range, the whole munmap range (vms->start, vms->end)
+    w.seen.length = 0;
+    unwrap(mm.munmap(va + BigInt(6 * PS), 4 * PS));
+    expect(w.seen.map((x) => [x.event, Number(x.start - va) / PS, Number(x.end - va) / PS])).toEqual([[MMU_NOTIFY_UNMAP, 6, 10]]);
+  });
+
   it('read_begin / read_retry: an invalidation in between forces a retry; none does not', () => {
     const m = mk();
     const mm = m.newProcess();

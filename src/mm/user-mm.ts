@@ -751,7 +751,10 @@ export class UserMm {
   }
 
   private munmapNum(a: number, e: number): void {
-    // unmap_vmas: invalidate_range_start / _end (MMU_NOTIFY_UNMAP) around the page-table teardown
+    // do_vmi_munmap: a range without any VMA is done before anything is unmapped (no invalidation)
+    if (!this.vmas.some((v) => v.start < e && v.end > a)) return;
+    // unmap_vmas: invalidate_range_start / _end (MMU_NOTIFY_UNMAP) of the whole munmap range
+    // (vms->start, vms->end) around the page-table teardown
     const n = this.notifierSubscriptions;
     n?.invalidateRangeStart(a, e, MMU_NOTIFY_UNMAP);
     const keep: Vma[] = [];
@@ -862,8 +865,9 @@ export class UserMm {
   /**
    * mprotect(2) with PROT_READ ('r') or PROT_READ|PROT_WRITE ('rw') over [addr, addr+len) (len
    * rounded up to pages): the VMAs are split at the range's ends and take the new protection
-   * (mm/mprotect.c: mprotect_fixup, change_protection), inside invalidate_range_start / _end
-   * (MMU_NOTIFY_PROTECTION_VMA) of the range. A PMD-mapped THP cut by an end of the range is split
+   * (mm/mprotect.c: mprotect_fixup, change_protection), each VMA whose protection changes inside
+   * invalidate_range_start / _end (MMU_NOTIFY_PROTECTION_VMA) of its part of the range; a VMA that
+   * has the protection already is not touched and sends no invalidation. A PMD-mapped THP cut by an end of the range is split
    * into PTEs first, as change_pmd_range does. Present private pages follow the VMA: writable again
    * after 'rw' (the zero page stays read-only).
    * Errors: EINVAL (addr not page-aligned; a hugetlb mapping cut off its huge-page alignment);
@@ -884,12 +888,14 @@ export class UserMm {
       pos = v.end;
     }
     const n = this.notifierSubscriptions;
-    n?.invalidateRangeStart(a, e, MMU_NOTIFY_PROTECTION_VMA);
     const writable = prot === 'rw';
     const out: Vma[] = [];
     for (const v of this.vmas) {
+      // mprotect_fixup: a VMA whose flags do not change is left alone (no change_protection, so no
+      // invalidation); each one that changes gets its own PROTECTION_VMA range, clipped to it
       if (v.start >= e || v.end <= a || v.writable === writable) { out.push(v); continue; }
       const lo = Math.max(a, v.start), hi = Math.min(e, v.end);
+      n?.invalidateRangeStart(lo, hi, MMU_NOTIFY_PROTECTION_VMA);
       if (v.kind === VmaKind.Thp) {
         for (const cut of [lo, hi]) {
           if (cut % v.granuleLen !== 0 && cut > v.start && cut < v.end) this.splitPmd(v, Math.floor(cut / v.granuleLen) - v.slotBase);
@@ -898,11 +904,11 @@ export class UserMm {
       if (v.start < lo) out.push(this.slice(v, v.start, lo));
       out.push(this.slice(v, lo, hi, writable));
       if (hi < v.end) out.push(this.slice(v, hi, v.end));
+      n?.invalidateRangeEnd(lo, hi, MMU_NOTIFY_PROTECTION_VMA);
     }
     out.sort((x, y) => x.start - y.start);
     this.vmas.length = 0;
     this.vmas.push(...out);
-    n?.invalidateRangeEnd(a, e, MMU_NOTIFY_PROTECTION_VMA);
     return ok();
   }
 
