@@ -222,6 +222,22 @@ describe('mmu interval notifiers', () => {
     expect(w.seen.map((x) => [x.event, Number(x.start - va) / PS, Number(x.end - va) / PS])).toEqual([[MMU_NOTIFY_UNMAP, 6, 10]]);
   });
 
+  it('migration of a folio mapped by several VMAs: one CLEAR range per VMA, clipped to it (try_to_migrate_one), none over a hole', () => {
+    const m = mk();
+    const mm = m.newProcess();
+    const t = unwrap(mm.mmap({ len: 2 * MiB, backing: 'thp', populate: true }));
+    unwrap(mm.mprotect(t, 4 * PS, 'r')); // splits the PMD: one 2 MiB folio mapped by PTEs of two VMAs
+    unwrap(mm.munmap(t + BigInt(8 * PS), 4 * PS));
+    const w = watch(mm, t, 2 * MiB);
+    unwrap(mm.writeUser(t + BigInt(20 * PS), Uint8Array.of(9)));
+    const np = unwrap(mm.migratePage(t + BigInt(20 * PS)));
+    expect(m.folioOf(np / 4096n)!.order).toBe(9);
+    expect(w.seen.map((x) => [x.event, Number(x.start - t) / PS, Number(x.end - t) / PS])).toEqual([
+      [MMU_NOTIFY_CLEAR, 0, 4], [MMU_NOTIFY_CLEAR, 4, 8], [MMU_NOTIFY_CLEAR, 12, 512],
+    ]);
+    expect(unwrap(mm.readUser(t + BigInt(20 * PS), 1))[0]).toBe(9);
+  });
+
   it('read_begin / read_retry: an invalidation in between forces a retry; none does not', () => {
     const m = mk();
     const mm = m.newProcess();

@@ -930,9 +930,9 @@ export class UserMm {
   /**
    * Migrates the folio mapped at addr to newly allocated memory (move_pages(2) of one page:
    * mm/migrate.c add_folio_for_migration, migrate_pages; mm/rmap.c try_to_migrate_one): every
-   * entry of this process that maps the folio is cleared inside invalidate_range_start / _end
-   * (MMU_NOTIFY_CLEAR) of the folio's range, the bytes are copied to the new folio (same order) and
-   * the entries point at it; the old folio is freed. Returns the new physical address of addr.
+   * VMA that maps the folio gets invalidate_range_start / _end (MMU_NOTIFY_CLEAR) of the folio's
+   * range clipped to it, as try_to_migrate_one unmaps it there; then the bytes are copied to the
+   * new folio (same order) and the entries point at it; the old folio is freed. Returns the new physical address of addr.
    * Errors: EFAULT (no mapping, a PFN map, or the zero page / huge zero folio); ENOENT (not
    * present, or ZONE_DEVICE memory); EBUSY (a reference beyond the mappings': pinned, as the
    * kernel's folio_ref_freeze fails); ENOMEM.
@@ -960,8 +960,22 @@ export class UserMm {
     const nf = m.allocUserFolio(order);
     if (nf < 0) return err('ENOMEM', `no ${flen}-byte folio to migrate ${hex(a)} to`);
     const nhead = t.head[nf];
+    // try_to_migrate (mm/rmap.c): try_to_migrate_one runs once per VMA that maps the folio, each
+    // inside invalidate_range_start / _end (MMU_NOTIFY_CLEAR) of the folio's range clipped to that
+    // VMA (vma_address .. vma_address_end), replacing its entries by migration entries; the entries
+    // pointing at the new folio come back afterwards (remove_migration_ptes) without a notifier.
     const n = this.notifierSubscriptions;
-    n?.invalidateRangeStart(vaStart, vaStart + flen, MMU_NOTIFY_CLEAR);
+    if (n !== null) {
+      for (const w of this.vmas.slice()) {
+        const lo = Math.max(vaStart, w.start), hi = Math.min(vaStart + flen, w.end);
+        if (lo >= hi) continue;
+        let maps = false;
+        for (let va = lo; va < hi && !maps; va += ps) maps = this.folioAt(w, va) === f;
+        if (!maps) continue;
+        n.invalidateRangeStart(lo, hi, MMU_NOTIFY_CLEAR);
+        n.invalidateRangeEnd(lo, hi, MMU_NOTIFY_CLEAR);
+      }
+    }
     m.mem.copy(BigInt(nhead * ps), BigInt(head * ps), flen);
     if (pmd) {
       const slot = Math.floor(a / v.granuleLen) - v.slotBase;
@@ -979,7 +993,6 @@ export class UserMm {
     }
     t.get(nf, mapped);
     m.folioPut(f, mapped);
-    n?.invalidateRangeEnd(vaStart, vaStart + flen, MMU_NOTIFY_CLEAR);
     return ok(BigInt(nhead * ps + (a - vaStart)));
   }
 }
