@@ -238,6 +238,18 @@ describe('mmu interval notifiers', () => {
     expect(unwrap(mm.readUser(t + BigInt(20 * PS), 1))[0]).toBe(9);
   });
 
+  it('munmap / mprotect cutting a PMD-mapped THP: the VMA split sends the PMD split (CLEAR) first, then UNMAP / PROTECTION_VMA', () => {
+    const m = mk();
+    const mm = m.newProcess();
+    const t = unwrap(mm.mmap({ len: 4 * MiB, backing: 'thp', populate: true }));
+    const w = watch(mm, t, 4 * MiB);
+    const seen = () => w.seen.splice(0).map((x) => [x.event, Number(x.start - t) / PS, Number(x.end - t) / PS]);
+    unwrap(mm.mprotect(t + BigInt(4 * PS), 4 * PS, 'r'));
+    expect(seen()).toEqual([[MMU_NOTIFY_CLEAR, 0, 512], [MMU_NOTIFY_PROTECTION_VMA, 4, 8]]);
+    unwrap(mm.munmap(t + BigInt(600 * PS), 4 * PS));
+    expect(seen()).toEqual([[MMU_NOTIFY_CLEAR, 512, 1024], [MMU_NOTIFY_UNMAP, 600, 604]]);
+  });
+
   it('read_begin / read_retry: an invalidation in between forces a retry; none does not', () => {
     const m = mk();
     const mm = m.newProcess();

@@ -530,6 +530,14 @@ export class UserMm {
     m.stats.pageFaults++;
   }
 
+  /** split_huge_pmd_if_needed() for each cut that falls inside THP VMA v off a PMD boundary. */
+  private splitThpAt(v: Vma, cuts: readonly number[]): void {
+    if (v.kind !== VmaKind.Thp) return;
+    for (const cut of cuts) {
+      if (cut % v.granuleLen !== 0 && cut > v.start && cut < v.end) this.splitPmd(v, Math.floor(cut / v.granuleLen) - v.slotBase);
+    }
+  }
+
   /**
    * Splits the PMD mapping THP slot `slot` into base-page PTEs (__split_huge_pmd): each PTE of a
    * folio holds a reference to it; the huge zero folio's PMD becomes PTEs of the small zero page.
@@ -753,6 +761,9 @@ export class UserMm {
   private munmapNum(a: number, e: number): void {
     // do_vmi_munmap: a range without any VMA is done before anything is unmapped (no invalidation)
     if (!this.vmas.some((v) => v.start < e && v.end > a)) return;
+    // vms_gather_munmap_vmas splits the VMAs at the range's ends first (__split_vma ->
+    // vma_adjust_trans_huge): a PMD-mapped THP straddling a cut is split (CLEAR) before the UNMAP range
+    for (const v of this.vmas) if (v.start < e && v.end > a) this.splitThpAt(v, [a, e]);
     // unmap_vmas: invalidate_range_start / _end (MMU_NOTIFY_UNMAP) of the whole munmap range
     // (vms->start, vms->end) around the page-table teardown
     const n = this.notifierSubscriptions;
@@ -895,12 +906,10 @@ export class UserMm {
       // invalidation); each one that changes gets its own PROTECTION_VMA range, clipped to it
       if (v.start >= e || v.end <= a || v.writable === writable) { out.push(v); continue; }
       const lo = Math.max(a, v.start), hi = Math.min(e, v.end);
+      // the VMA split (vma_modify_flags -> __split_vma -> vma_adjust_trans_huge) splits a PMD that
+      // straddles a cut, with its own CLEAR range, before change_protection's PROTECTION_VMA one
+      this.splitThpAt(v, [lo, hi]);
       n?.invalidateRangeStart(lo, hi, MMU_NOTIFY_PROTECTION_VMA);
-      if (v.kind === VmaKind.Thp) {
-        for (const cut of [lo, hi]) {
-          if (cut % v.granuleLen !== 0 && cut > v.start && cut < v.end) this.splitPmd(v, Math.floor(cut / v.granuleLen) - v.slotBase);
-        }
-      }
       if (v.start < lo) out.push(this.slice(v, v.start, lo));
       out.push(this.slice(v, lo, hi, writable));
       if (hi < v.end) out.push(this.slice(v, hi, v.end));
