@@ -103,7 +103,7 @@ export class PciDev {
   readonly node: string;
   /** ACS control has RR, CR or EC set (pci_bridge_has_acs_redir). */
   acsRedirect: boolean;
-  /** Devices below this port are untrusted (pci_dev->external_facing). */
+  /** pci_dev->external_facing: a root port whose tunneled devices are untrusted (pciDevIsRemovable). */
   readonly externalFacing: boolean;
   readonly bars: PciBar[] = [];
   /**

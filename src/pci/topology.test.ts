@@ -56,7 +56,7 @@ describe('buildPciTopology', () => {
     expect(() => topo.device('nope')).toThrow(/name must be a PCI function.*"nope"/);
   });
 
-  it('names extra functions, shares their upstream port, and propagates external-facing ports', () => {
+  it('names extra functions and shares their upstream port', () => {
     const { topo } = build([
       { name: 'hb', type: 'host-bridge', vendor: 1, device: 2 },
       { name: 'rp', type: 'root-port', parent: 'hb', externalFacing: true },
@@ -65,7 +65,30 @@ describe('buildPciTopology', () => {
     ]);
     expect(['mf', 'mf.1', 'mf.2'].map((n) => toPciDev(topo.device(n)).pciName)).toEqual(['0000:03:00.0', '0000:03:00.1', '0000:03:00.2']);
     expect(new Set(['mf', 'mf.1', 'mf.2'].map((n) => toPciDev(topo.device(n)).upstream)).size).toBe(1);
-    expect(topo.devices().every((d) => d.untrusted)).toBe(true);
+  });
+
+  it('marks untrusted what x86 calls tunneled below an external-facing root port (set_pcie_untrusted, arch_pci_dev_is_removable)', () => {
+    // A discrete Thunderbolt controller (switch tbc) below the external port: the controller's own ports
+    // and the endpoints on them (nhi, with 3 functions) are internal; behind a second switch (dock) and
+    // directly below the root port everything is tunneled; an untrusted bridge makes all below it untrusted.
+    const nodes = (rpDevice: number): PciNodeConfig[] => [
+      { name: 'hb', type: 'host-bridge', vendor: 1, device: 2 },
+      { name: 'rp', type: 'root-port', parent: 'hb', externalFacing: true, vendor: 0x8086, device: rpDevice },
+      { name: 'tbc', type: 'switch', parent: 'rp' },
+      { name: 'nhi', type: 'endpoint', parent: 'tbc', functions: 3 },
+      { name: 'dock', type: 'switch', parent: 'tbc' },
+      { name: 'disk', type: 'endpoint', parent: 'dock' },
+      { name: 'rp2', type: 'root-port', parent: 'hb', externalFacing: true },
+      { name: 'egpu', type: 'endpoint', parent: 'rp2' },
+      { name: 'rp3', type: 'root-port', parent: 'hb' },
+      { name: 'sw3', type: 'switch', parent: 'rp3' },
+      { name: 'int', type: 'endpoint', parent: 'sw3' },
+    ];
+    const untrusted = (rpDevice: number) => build(nodes(rpDevice)).topo.pciDevs().filter((p) => p.device.untrusted).map((p) => p.name);
+    // Not an integrated Thunderbolt root port: only what the discrete controller tunnels.
+    expect(untrusted(0x1234)).toEqual(['dock', 'dock.dsp0', 'disk', 'egpu']);
+    // Tiger Lake-LP Thunderbolt 4 root port (a USB4 host interface by id): everything below it.
+    expect(untrusted(0x9a23)).toEqual(['tbc', 'tbc.dsp0', 'nhi', 'nhi.1', 'nhi.2', 'tbc.dsp1', 'dock', 'dock.dsp0', 'disk', 'egpu']);
   });
 
   it('honours busOffset and per-port ACS settings', () => {

@@ -1,6 +1,7 @@
 // Models: drivers/pci/probe.c (Linux 6.x): PCI enumeration as far as DMA and P2PDMA need it (host
 // bridges, root buses, bus numbers assigned depth first, devfn; pci_upstream_bridge(); untrusted
-// devices below external-facing ports, set_pcie_untrusted), built from a machine config.
+// devices below external-facing ports: set_pcie_untrusted with x86's arch_pci_dev_is_removable from
+// arch/x86/pci/acpi.c), built from a machine config.
 //
 // Build in two phases because BARs are regions of the machine's physical memory map, which exists
 // before the topology: pciDeviceMemoryFromConfig(nodes) lists the BARs the machine must place;
@@ -19,7 +20,7 @@ import { SlotKey, checkAddr, describeValue, failConfig, isPow2 } from '../base/i
 import type { MachineMm, MemRegion } from '../mm/index.ts';
 import { RANGE_PROVIDER_MAX } from '../phyr/index.ts';
 import { Device } from './device.ts';
-import { PCI_STD_NUM_BARS, pcimP2pdmaInit } from './p2pdma.ts';
+import { PCI_STD_NUM_BARS, PCI_VENDOR_ID_INTEL, pcimP2pdmaInit } from './p2pdma.ts';
 import {
   PciDev, PciHostBridge,
   type CpuConfig, type P2pdmaProvider, type PciDevKind, type PciTopologyCore,
@@ -52,7 +53,13 @@ export interface PciNodeConfig {
   acsRedirect?: boolean;
   /** Switch only: names of children whose downstream port has ACS redirect set. */
   acsRedirectPorts?: string[];
-  /** Root port only: an external-facing port (e.g. Thunderbolt); every device below is untrusted. */
+  /**
+   * Root port only: an external-facing port (ACPI ExternalFacingPort, e.g. Thunderbolt). What is
+   * tunneled below it is untrusted: everything, when the port's ids are an Intel integrated
+   * Thunderbolt root port; otherwise everything except a switch directly below the port (the
+   * discrete controller) and the endpoints on that switch's downstream ports (x86
+   * arch_pci_dev_is_removable()).
+   */
   externalFacing?: boolean;
   /** Endpoint only: number of functions, 1..8 (default 1). */
   functions?: number;
@@ -290,6 +297,70 @@ function normalizeCpu(cpu: CpuConfig): Readonly<Required<CpuConfig>> {
   return Object.freeze({ vendor: cpu.vendor, family });
 }
 
+/**
+ * Root-port device ids of Intel's integrated Thunderbolt 3/4 controllers (Ice Lake, Tiger Lake-LP and
+ * -H), which firmware does not tag with "usb4-host-interface": the kernel treats a port with one of
+ * these ids as tunneling PCIe (arch/x86/pci/acpi.c: pcie_has_usb4_host_interface()).
+ */
+export const PCI_INTEL_TBT_ROOT_PORT_IDS: readonly number[] = Object.freeze([
+  0x8a1d, 0x8a1f, 0x8a21, 0x8a23, 0x9a23, 0x9a25, 0x9a27, 0x9a29, 0x9a2b, 0x9a2d, 0x9a2f, 0x9a31,
+]);
+
+/** pcie_has_usb4_host_interface() by PCI ids only (the ACPI "usb4-host-interface" reference is not modeled). */
+function isUsb4HostInterface(bridge: PciDev): boolean {
+  return bridge.vendor === PCI_VENDOR_ID_INTEL && PCI_INTEL_TBT_ROOT_PORT_IDS.includes(bridge.deviceId);
+}
+
+/** pcie_find_root_port(): the root port at or above p, or null. */
+function rootPortOf(p: PciDev): PciDev | null {
+  for (let q: PciDev | null = p; q; q = q.upstream) if (q.kind === 'root-port') return q;
+  return null;
+}
+
+/**
+ * arch/x86/pci/acpi.c: pcie_switch_directly_under(bridge, p): p is a port of, or an endpoint right
+ * below a downstream port of, a switch whose upstream port sits directly below `bridge`.
+ */
+function inSwitchDirectlyUnder(bridge: PciDev, p: PciDev): boolean {
+  const up = p.upstream;
+  if (!up) return false;
+  switch (p.kind) {
+    case 'switch-upstream':
+      return up === bridge;
+    case 'switch-downstream':
+      return up.kind === 'switch-upstream' && up.upstream === bridge;
+    case 'endpoint':
+      return up.kind === 'switch-downstream' && up.upstream?.kind === 'switch-upstream' && up.upstream.upstream === bridge;
+    default:
+      return false;
+  }
+}
+
+/**
+ * arch_pci_dev_is_removable() of x86 (arch/x86/pci/acpi.c): a function is tunneled (removable) when
+ * its root port is external-facing and it sits directly below a USB4 host interface, or is anything
+ * but the discrete Thunderbolt controller itself (a switch directly below the root port, and the
+ * endpoints on that switch's downstream ports).
+ */
+export function pciDevIsRemovable(p: PciDev): boolean {
+  const parent = p.upstream;
+  if (!parent) return false;
+  const rp = rootPortOf(p);
+  if (!rp || !rp.externalFacing) return false;
+  if (isUsb4HostInterface(parent)) return true;
+  return !inSwitchDirectlyUnder(rp, p);
+}
+
+/**
+ * set_pcie_untrusted() (drivers/pci/probe.c): untrusted below an untrusted bridge, or when the
+ * architecture calls the function removable (pciDevIsRemovable). A function on a root bus never is.
+ */
+function pcieUntrusted(p: PciDev): boolean {
+  const parent = p.upstream;
+  if (!parent) return false;
+  return parent.device.untrusted || pciDevIsRemovable(p);
+}
+
 /** The slot on a machine that holds its PCI topology. */
 const PCI_TOPOLOGY = new SlotKey<PciTopology>('pci-topology');
 
@@ -412,13 +483,10 @@ export function buildPciTopology(mm: MachineMm, nodes: readonly PciNodeConfig[],
       node: cfg.name, acsRedirect, externalFacing, topology: topo,
     });
     topo.addDev(p);
+    p.device.untrusted = pcieUntrusted(p);
     return p;
   };
 
-  const untrustedAbove = (p: PciDev | null): boolean => {
-    for (let q = p; q; q = q.upstream) if (q.externalFacing) return true;
-    return false;
-  };
 
   const p2pOwners: PciDev[] = [];
 
@@ -427,10 +495,9 @@ export function buildPciTopology(mm: MachineMm, nodes: readonly PciNodeConfig[],
     const cfg = node.cfg;
     if (cfg.type === 'endpoint') {
       const n = cfg.functions ?? 1;
-      const untrusted = cfg.untrusted === true || untrustedAbove(up);
       for (let f = 0; f < n; f++) {
         const p = mk(f === 0 ? cfg.name : `${cfg.name}.${f}`, 'endpoint', bus, (slot << 3) | f, cfg, up, host, cfg.acsRedirect === true, false);
-        p.device.untrusted = untrusted;
+        if (cfg.untrusted === true) p.device.untrusted = true;
         if (f === 0) attachBars(p, node);
       }
       return;

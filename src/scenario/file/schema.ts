@@ -60,7 +60,7 @@ const pciNodeSchema = z.strictObject({
   device: int('PCI device id (required for a host bridge)', 0, 0xffff).optional(),
   acsRedirect: z.boolean().optional().describe('ACS redirect set (root port, switch downstream ports, endpoint functions)'),
   acsRedirectPorts: z.array(z.string()).optional().describe('switch only: children whose downstream port has ACS redirect'),
-  externalFacing: z.boolean().optional().describe('root port only: external-facing (Thunderbolt): devices below are untrusted'),
+  externalFacing: z.boolean().optional().describe('root port only: external-facing (Thunderbolt): tunneled devices below are untrusted (not a switch directly below it nor the endpoints on that switch, unless the port is an Intel integrated Thunderbolt root port)'),
   functions: int('endpoint only: number of functions', 1, 8).optional(),
   bars: z.array(barSchema).max(6).optional().describe('endpoint only: BARs of function 0; BAR i is device memory "<name>.bar<i>"'),
   untrusted: z.boolean().optional().describe('endpoint only: dev->untrusted'),
