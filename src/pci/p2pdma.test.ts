@@ -8,7 +8,7 @@ import {
   PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_NOT_SUPPORTED, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE,
   PCI_ANY_ID, PCI_P2PDMA_MAP_UNKNOWN, PCI_P2PDMA_WHITELIST, PciP2pdmaMapState, REQ_SAME_HOST_BRIDGE, calcMapTypeAndDist,
   cpuSupportsP2pdma, hostBridgeWhitelist, pciBusAddress, pciP2pdmaBusAddrMap, pciP2pdmaDistance, pciP2pdmaDistanceMany,
-  pciP2pdmaMapType, pciP2pdmaState, pciResourceStart, pcimP2pdmaInit, pcimP2pdmaProvider, providerForRangeFlags,
+  pciP2pdmaMapType, pciP2pdmaMapTypePeek, pciP2pdmaState, pciResourceStart, pcimP2pdmaInit, pcimP2pdmaProvider, providerForRangeFlags,
 } from './p2pdma.ts';
 import { toPciDev } from './pci-dev.ts';
 import { buildTestTopology as build, exampleTopology as example } from '../../test/fixtures/pci-topology.ts';
@@ -263,6 +263,23 @@ describe('map-type cache', () => {
     toPciDev(d('gpu0')).p2pdma = null;
     expect(pciP2pdmaMapType(p, d('nvme0'))).toBe(PCI_P2PDMA_MAP_NOT_SUPPORTED);
     expect(() => pciP2pdmaMapType(null as never, d('nvme0'))).toThrow(TypeError);
+  });
+});
+
+describe('functions of two machines', () => {
+  it('are refused with an error naming both, not given a host-bridge route or another machine\'s cached type', () => {
+    const a = build(example(undefined, true));
+    const b = build(example());
+    const p = pcimP2pdmaProvider(a.d('gpu0'), 0)!;
+    // a's cache holds THRU_HOST_BRIDGE (ACS) for its own nvme0 at 0000:03:00.0, the bus/devfn b's nvme0 has too
+    expect(pciP2pdmaMapType(p, a.d('nvme0'))).toBe(PCI_P2PDMA_MAP_THRU_HOST_BRIDGE);
+    const msg = /client nvme0 must be a PCI function of the same machine as provider owner gpu0/;
+    expect(() => pciP2pdmaMapType(p, b.d('nvme0'))).toThrow(msg);
+    expect(() => pciP2pdmaMapTypePeek(p, b.d('nvme0'))).toThrow(msg);
+    expect(() => calcMapTypeAndDist(a.d('gpu0'), b.d('tb0'))).toThrow(/client tb0 must be a PCI function of the same machine as provider gpu0/);
+    expect(() => pciP2pdmaDistance(a.d('gpu0'), b.d('nvme0'))).toThrow(RangeError);
+    expect(() => hostBridgeWhitelist(a.d('gpu0'), b.d('tb0'))).toThrow(/b tb0 must be a PCI function of the same machine as a gpu0/);
+    expect(toPciDev(a.d('gpu0')).p2pdma!.mapTypes.size).toBe(1);
   });
 });
 

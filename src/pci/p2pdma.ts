@@ -116,6 +116,17 @@ function note(topology: PciTopologyCore, message: string, data: Record<string, u
   topology.mm.events.record('INFO', SOURCE, message, { level: 'warning', ...data });
 }
 
+/**
+ * The kernel has one PCI hierarchy; two functions of different machines have no path at all, and a
+ * client of another machine could even hit a cache slot (same bus/devfn) of a local one.
+ * @throws RangeError naming both functions when they belong to different topologies.
+ */
+function checkSameTopology(a: PciDev, b: PciDev, aWhat: string, bWhat: string): void {
+  if (a.topology !== b.topology) {
+    throw new RangeError(`${bWhat} ${b.name} must be a PCI function of the same machine as ${aWhat} ${a.name}`);
+  }
+}
+
 /** cpu_supports_p2pdma(): any AMD CPU of family 0x17 (Zen) or later routes P2P through its root complex. */
 export function cpuSupportsP2pdma(cpu: CpuConfig): boolean {
   return cpu.vendor === 'amd' && (cpu.family ?? 0) >= 0x17;
@@ -141,11 +152,14 @@ function hostBridgeWhitelistOne(host: PciHostBridge, sameHostBridge: boolean, wa
  * host_bridge_whitelist(a, b, warn): may P2P between two PCI functions go through their root
  * complex(es)? One host bridge: its root device must be listed. Two: both must be listed, and neither
  * entry may carry REQ_SAME_HOST_BRIDGE. With warn, an unlisted root device is reported.
- * @throws TypeError if a or b is not a PCI function.
+ * @throws TypeError if a or b is not a PCI function; RangeError if they are on different machines.
  */
 export function hostBridgeWhitelist(a: Device, b: Device, warn = false): boolean {
-  const hostA = toPciDev(a, 'a').hostBridge;
-  const hostB = toPciDev(b, 'b').hostBridge;
+  const pa = toPciDev(a, 'a');
+  const pb = toPciDev(b, 'b');
+  checkSameTopology(pa, pb, 'a', 'b');
+  const hostA = pa.hostBridge;
+  const hostB = pb.hostBridge;
   if (hostA === hostB) return hostBridgeWhitelistOne(hostA, true, warn);
   return hostBridgeWhitelistOne(hostA, false, warn) && hostBridgeWhitelistOne(hostB, false, warn);
 }
@@ -164,11 +178,12 @@ export function mapTypesIdx(client: PciDev): number {
  * both walks. A host-bridge route is NOT_SUPPORTED unless the CPU supports P2P or the host
  * bridge(s) are whitelisted. The result is stored in the provider's cache when it has P2PDMA state.
  * With verbose, the reasons are reported on the event log.
- * @throws TypeError if provider or client is not a PCI function.
+ * @throws TypeError if provider or client is not a PCI function; RangeError if they are on different machines.
  */
 export function calcMapTypeAndDist(provider: Device, client: Device, verbose = false, store = true): { mapType: PciP2pdmaMapType; dist: number } {
   const pp = toPciDev(provider, 'provider');
   const pc = toPciDev(client, 'client');
+  checkSameTopology(pp, pc, 'provider', 'client');
   const topology = pp.topology;
   const acsPorts: PciDev[] = [];
   let mapType: PciP2pdmaMapType = PCI_P2PDMA_MAP_THRU_HOST_BRIDGE;
@@ -270,7 +285,7 @@ function checkProvider(provider: P2pdmaProvider | null | undefined): P2pdmaProvi
  * has no P2PDMA state or the client is not PCI; otherwise the cached type for (owner, client), or
  * calcMapTypeAndDist(verbose) on a miss. Counts stats.p2pMapTypeLookups and p2pMapTypeCacheHits.
  * Model note: as in the kernel, the cache is per owning function (all its BARs share it).
- * @throws TypeError if provider is not a provider.
+ * @throws TypeError if provider is not a provider; RangeError if a PCI client is on another machine.
  */
 export function pciP2pdmaMapType(provider: P2pdmaProvider, client: Device): PciP2pdmaMapType {
   const owner = toPciDev(checkProvider(provider).owner, 'provider.owner');
@@ -279,6 +294,7 @@ export function pciP2pdmaMapType(provider: P2pdmaProvider, client: Device): PciP
   if (!owner.p2pdma) return PCI_P2PDMA_MAP_NOT_SUPPORTED;
   if (!devIsPci(client)) return PCI_P2PDMA_MAP_NOT_SUPPORTED;
   const pc = toPciDev(client, 'client');
+  checkSameTopology(owner, pc, 'provider owner', 'client');
   const cached = owner.p2pdma.mapTypes.get(mapTypesIdx(pc));
   if (cached !== undefined) {
     stats.p2pMapTypeCacheHits++;
@@ -290,12 +306,14 @@ export function pciP2pdmaMapType(provider: P2pdmaProvider, client: Device): PciP
 /**
  * pciP2pdmaMapType without its side effects, for traces and reports: the cached type, else the type
  * calcMapTypeAndDist works out, with nothing counted, cached or reported.
- * @throws TypeError if provider is not a provider.
+ * @throws TypeError if provider is not a provider; RangeError if a PCI client is on another machine.
  */
 export function pciP2pdmaMapTypePeek(provider: P2pdmaProvider, client: Device): PciP2pdmaMapType {
   const owner = toPciDev(checkProvider(provider).owner, 'provider.owner');
   if (!owner.p2pdma || !devIsPci(client)) return PCI_P2PDMA_MAP_NOT_SUPPORTED;
-  const cached = owner.p2pdma.mapTypes.get(mapTypesIdx(toPciDev(client, 'client')));
+  const pc = toPciDev(client, 'client');
+  checkSameTopology(owner, pc, 'provider owner', 'client');
+  const cached = owner.p2pdma.mapTypes.get(mapTypesIdx(pc));
   if (cached !== undefined) return cached as PciP2pdmaMapType;
   return calcMapTypeAndDist(owner.device, client, false, false).mapType;
 }
@@ -304,7 +322,7 @@ export function pciP2pdmaMapTypePeek(provider: P2pdmaProvider, client: Device): 
  * pci_p2pdma_distance_many(): the summed distance from the provider to every client, or -1 if
  * there are no clients, a client is not PCI, or any client is NOT_SUPPORTED. With verbose, every
  * client is evaluated (and reported); without, the walk stops at the first unsupported client.
- * @throws TypeError if provider is not a PCI function.
+ * @throws TypeError if provider is not a PCI function; RangeError if a PCI client is on another machine.
  */
 export function pciP2pdmaDistanceMany(provider: Device, clients: readonly Device[], verbose = false): number {
   const pp = toPciDev(provider, 'provider');
