@@ -15,6 +15,8 @@
 // a switch's downstream ports are `${switch}.dsp${i}`.
 // Model deviation: BARs (and their ACS/P2P settings) belong to function 0 of an endpoint; the
 // other functions have none. ARI (more than 8 functions) is not modeled.
+// Model deviation: a root port may have several children, as on a system with
+// PCI_SCAN_ALL_PCIE_DEVS; otherwise probe.c's only_one_child() scans device 0 alone below it.
 
 import { SlotKey, checkAddr, describeValue, failConfig, isPow2 } from '../base/internal.ts';
 import type { MachineMm, MemRegion } from '../mm/index.ts';
