@@ -51,7 +51,8 @@ export interface PciNodeConfig {
   /** PCI device id (required for a host bridge). */
   device?: number;
   /** ACS redirect (RR|CR|EC) set: on a root port, that port; on a switch, all its downstream ports;
-   *  on an endpoint, the ACS capability of each of its functions. Default false. */
+   *  on an endpoint, the ACS capability of each of its functions. Default false. It is the final
+   *  ACS control: an IOMMU does not turn it on (pci_enable_acs() would, on ports with ACS). */
   acsRedirect?: boolean;
   /** Switch only: names of children whose downstream port has ACS redirect set. */
   acsRedirectPorts?: string[];
