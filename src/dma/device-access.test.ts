@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { allocPhys, makeMachine, pattern } from '../../test/fixtures/dma-b-machines.ts';
+import { allocPhys, gpuBar, makeMachine, pattern } from '../../test/fixtures/dma-b-machines.ts';
+import { toPciDev } from '../pci/index.ts';
 import { DMA_BIT_MASK, DMA_TO_DEVICE } from './constants.ts';
 import { dmaMapPhys, dmaUnmapPhys } from './mapping.ts';
 import { dmaSetMaskAndCoherent } from './mask.ts';
@@ -31,6 +32,21 @@ describe('device DMA access', () => {
     const f = m.events.count('FAULT');
     expect(dev.dmaRead(p, 8).ok).toBe(false); // no range map entry covers it
     expect(m.events.count('FAULT')).toBe(f + 1);
+  });
+
+  it('routing an access reports no P2PDMA warnings and fills no map-type cache (the kernel is not asked)', () => {
+    // far0 (below the unlisted hb1) and gpu0 are NOT_SUPPORTED: pci_p2pdma_map_type would warn, but a
+    // device's own DMA to RAM involves no kernel call.
+    const m = makeMachine('none');
+    const p = allocPhys(m);
+    for (const name of ['far0', 'nvme0', 'nic0']) expect(m.device(name).dmaRead(p, 64).ok).toBe(true);
+    expect(m.events.list('INFO', 'pci-p2pdma')).toEqual([]);
+    expect(m.stats.p2pMapTypeLookups).toBe(0);
+    expect(toPciDev(m.device('gpu0')).p2pdma!.mapTypes.size).toBe(0);
+    // the switch route itself is unchanged: nvme0 reaches gpu0's BAR by its bus address
+    const bar = gpuBar(m);
+    expect(m.device('nvme0').dmaWrite(bar.start + 0x1000_0000_0000n, pattern(32, 5)).ok).toBe(true);
+    expect(m.mem.read(bar.start, 32)).toEqual(pattern(32, 5));
   });
 
   it('an address beyond the DMA mask faults and writes nothing', () => {

@@ -13,7 +13,7 @@ import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/inte
 import { iommuGetDomainForDev, iommuTranslate } from '../iommu/internal.ts';
 import type { MachineMm } from '../mm/index.ts';
 import {
-  PCI_P2PDMA_MAP_BUS_ADDR, pciP2pdmaMapType, pciP2pdmaMapTypePeek, type Device, type DeviceDmaAccess, type P2pdmaProvider,
+  PCI_P2PDMA_MAP_BUS_ADDR, pciP2pdmaMapTypePeek, type Device, type DeviceDmaAccess, type P2pdmaProvider,
 } from '../pci/internal.ts';
 import { dmaContextOf } from './context.ts';
 import { getDmaOps, type DmaOpsKind } from './ops/ops.ts';
@@ -30,8 +30,11 @@ interface BusWindow { busStart: bigint; busEnd: bigint; busOffset: bigint }
 const BUS_WINDOWS = new SlotKey<BusWindow[]>('dma-p2p-bus-windows');
 
 /**
- * Peer BARs this device reaches by bus address through a switch (map type BUS_ADDR). peek: work
- * them out without counting, caching or reporting anything (dmaDeviceRoute).
+ * Peer BARs this device reaches by bus address through a switch (map type BUS_ADDR). The fabric
+ * routes a TLP without asking the kernel, so the map types are peeked: no lookup is counted, no
+ * map-type cache entry is filled and no pci_warn is reported (the kernel computes a map type only
+ * when a driver maps P2P memory or asks a distance: drivers/pci/p2pdma.c pci_p2pdma_map_type,
+ * pci_p2pdma_distance_many). peek: also leave the windows uncached on the device (dmaDeviceRoute).
  */
 function busWindows(dev: Device, peek = false): BusWindow[] {
   const cached = dev.slots.get(BUS_WINDOWS);
@@ -47,7 +50,7 @@ function busWindows(dev: Device, peek = false): BusWindow[] {
       seen.add(id);
       const provider = topo.providerById(id) as P2pdmaProvider | null;
       if (!provider) continue;
-      if ((peek ? pciP2pdmaMapTypePeek(provider, dev) : pciP2pdmaMapType(provider, dev)) !== PCI_P2PDMA_MAP_BUS_ADDR) continue;
+      if (pciP2pdmaMapTypePeek(provider, dev) !== PCI_P2PDMA_MAP_BUS_ADDR) continue;
       const r = provider.region;
       out.push({ busStart: r.start + provider.busOffset, busEnd: r.end + provider.busOffset, busOffset: provider.busOffset });
     }
