@@ -81,6 +81,9 @@ describe('map type and distance: the cases calc_map_type_and_dist() documents', 
     expect(cpuSupportsP2pdma({ vendor: 'intel', family: 0x19 })).toBe(false);
     expect(cpuSupportsP2pdma({ vendor: 'other' })).toBe(false);
     expect(cpuSupportsP2pdma({ vendor: 'amd', family: 0x17 })).toBe(true);
+    // without a family, the machine's default for AMD (0x19) applies, as buildPciTopology gives it
+    expect(cpuSupportsP2pdma({ vendor: 'amd' })).toBe(true);
+    expect(build(example(NOT_WHITELISTED), { vendor: 'amd' }).topo.cpu.family).toBe(0x19);
   });
 });
 

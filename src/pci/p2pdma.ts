@@ -13,7 +13,7 @@ import { checkAddr, checkLen, err, hex, ok, type Result } from '../base/index.ts
 import { rangeProvider } from '../phyr/index.ts';
 import type { Device } from './device.ts';
 import {
-  devIsPci, toPciDev,
+  cpuFamily, devIsPci, toPciDev,
   type CpuConfig, type P2pdmaProvider, type PciBar, type PciDev, type PciHostBridge, type PciTopologyCore,
 } from './pci-dev.ts';
 import './counters.ts';
@@ -127,9 +127,12 @@ function checkSameTopology(a: PciDev, b: PciDev, aWhat: string, bWhat: string): 
   }
 }
 
-/** cpu_supports_p2pdma(): any AMD CPU of family 0x17 (Zen) or later routes P2P through its root complex. */
+/**
+ * cpu_supports_p2pdma(): any AMD CPU of family 0x17 (Zen) or later routes P2P through its root
+ * complex. Without a family, the machine's default for the vendor (cpuFamily) applies.
+ */
 export function cpuSupportsP2pdma(cpu: CpuConfig): boolean {
-  return cpu.vendor === 'amd' && (cpu.family ?? 0) >= 0x17;
+  return cpu.vendor === 'amd' && cpuFamily(cpu) >= 0x17;
 }
 
 function hostBridgeWhitelistOne(host: PciHostBridge, sameHostBridge: boolean, warn: boolean): boolean {

@@ -13,8 +13,13 @@ export type PciDevKind = 'host-bridge' | 'root-port' | 'switch-upstream' | 'swit
 /** CPU identity that P2PDMA consults (cpu_supports_p2pdma: boot_cpu_data vendor and family). */
 export interface CpuConfig {
   vendor: 'intel' | 'amd' | 'other';
-  /** x86 family (cpuinfo_x86.x86). Default: 6 for intel, 0x19 (Zen 3) for amd, 0 otherwise. */
+  /** x86 family (cpuinfo_x86.x86, a u8: 0..0xff). Default: 6 for intel, 0x19 (Zen 3) for amd, 0 otherwise. */
   family?: number;
+}
+
+/** The family a CpuConfig stands for: its `family`, else 6 for intel, 0x19 (Zen 3) for amd, 0 otherwise. */
+export function cpuFamily(cpu: CpuConfig): number {
+  return cpu.family ?? (cpu.vendor === 'intel' ? 6 : cpu.vendor === 'amd' ? 0x19 : 0);
 }
 
 /** struct p2pdma_provider (6.19): who exposes a BAR for peer-to-peer DMA and its bus offset. */

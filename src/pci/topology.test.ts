@@ -148,6 +148,8 @@ describe('buildPciTopology', () => {
     const mm = pciTestMachine(pciDeviceMemoryFromConfig(n));
     expect(() => buildPciTopology(mm, n, { vendor: 'via' as 'intel' })).toThrow(/cpu\.vendor must be one of/);
     expect(() => buildPciTopology(mm, n, { vendor: 'amd', family: -1 })).toThrow(/cpu\.family must be an integer/);
+    // the family is a u8 in the kernel (cpuinfo_x86.x86): 0x100 cannot be a CPU
+    expect(() => buildPciTopology(mm, n, { vendor: 'amd', family: 0x100 })).toThrow(/cpu\.family must be an integer in \[0, 0xff\]/);
     buildPciTopology(mm, n, { vendor: 'amd' });
     expect(() => buildPciTopology(mm, n, { vendor: 'amd' })).toThrow(/already has a PCI topology/);
   });

@@ -24,7 +24,7 @@ import { RANGE_PROVIDER_MAX } from '../phyr/index.ts';
 import { Device } from './device.ts';
 import { PCI_STD_NUM_BARS, PCI_VENDOR_ID_INTEL, pcimP2pdmaInit } from './p2pdma.ts';
 import {
-  PciDev, PciHostBridge,
+  PciDev, PciHostBridge, cpuFamily,
   type CpuConfig, type P2pdmaProvider, type PciDevKind, type PciTopologyCore,
 } from './pci-dev.ts';
 
@@ -295,8 +295,9 @@ function normalizeCpu(cpu: CpuConfig): Readonly<Required<CpuConfig>> {
   for (const k of Object.keys(cpu)) if (k !== 'vendor' && k !== 'family') failConfig('cpu', k, 'is not a cpu field', (cpu as unknown as Record<string, unknown>)[k]);
   const vendors = ['intel', 'amd', 'other'];
   if (!vendors.includes(cpu.vendor)) failConfig('cpu', 'vendor', `must be one of ${vendors.map(describeValue).join(', ')}`, cpu.vendor);
-  const family = cpu.family ?? (cpu.vendor === 'intel' ? 6 : cpu.vendor === 'amd' ? 0x19 : 0);
-  if (!Number.isInteger(family) || family < 0 || family > 0x1ff) failConfig('cpu', 'family', 'must be an integer in [0, 0x1ff]', cpu.family);
+  const family = cpuFamily(cpu);
+  // arch/x86/include/asm/processor.h: cpuinfo_x86.x86 (the family) is a __u8
+  if (!Number.isInteger(family) || family < 0 || family > 0xff) failConfig('cpu', 'family', 'must be an integer in [0, 0xff] (cpuinfo_x86.x86 is a u8)', cpu.family);
   return Object.freeze({ vendor: cpu.vendor, family });
 }
 

@@ -113,7 +113,7 @@ export const machineShape = {
   seed: int('seed of the machine PRNG (default: the run seed)').optional(),
   cpu: z.strictObject({
     vendor: z.enum(['intel', 'amd', 'other']).describe('CPU vendor, for P2PDMA host-bridge decisions'),
-    family: int('x86 family').optional(),
+    family: int('x86 family (cpuinfo_x86.x86)', 0, 0xff).optional(),
   }).optional().describe('CPU (default intel)'),
   pci: z.array(pciNodeSchema).optional().describe('the PCI tree (omitted: no devices)'),
   iommu: iommuSchema.optional().describe('an IOMMU (omitted: dma-direct)'),
