@@ -101,6 +101,29 @@ describe('iommuMap / iommuUnmap errors and unwinding', () => {
     expect(iommuUnmap(d, 0x200000n, 0x1000)).toBe(0x200000);
     expect(iommuIovaToPhys(d, 0x3ff000n)).toBe(0n);
   });
+  it('generic_pt unmap has no granule check (__iommu_unmap -> unmap_range): a ragged size takes the last byte\'s page, an iova inside a page unmaps nothing', () => {
+    for (const format of ['x86-64', 'vtd-ss', 'amd-v1'] as const) {
+      const { mm, d } = setup({ format });
+      expect(iommuMap(d, 0x10000n, 0x100000n, 0x3000, RW).ok).toBe(true);
+      expect(iommuUnmap(d, 0x10800n, 0x1000)).toBe(0); // starts inside a leaf: -EINVAL in the walk
+      expect(iommuUnmap(d, 0x10000n, 0x1800)).toBe(0x2000); // [0x10000, 0x117ff] covers two leaves
+      expect(iommuIovaToPhys(d, 0x12000n)).toBe(0x102000n);
+      expect(mm.events.count('INFO')).toBe(0); // no "unaligned" message on this path
+    }
+    // io-pgtable (ARM LPAE) still goes through __iommu_unmap_domain_pgtbl's alignment check
+    const { mm, d } = setup({ format: 'arm-lpae' });
+    expect(iommuMap(d, 0x10000n, 0x100000n, 0x2000, RW).ok).toBe(true);
+    expect(iommuUnmap(d, 0x10000n, 0x1800)).toBe(0);
+    expect(mm.events.list('INFO').map((e) => e.message)).toEqual([expect.stringMatching(/^unaligned: iova 0x10000 size 0x1800/)]);
+  });
+  it('generic_pt unmap of a range running past the IOVA space unmaps nothing (make_range -> pt_check_range)', () => {
+    const { d } = setup();
+    const top = 1n << 47n;
+    expect(iommuMap(d, top - 0x201000n, 0x1ff000n, 0x201000, RW).ok).toBe(true);
+    expect(iommuUnmap(d, top - 0x201000n, 0x202000)).toBe(0);
+    expect(iommuIovaToPhys(d, top - 0x201000n)).toBe(0x1ff000n);
+    expect(iommuUnmap(d, top - 0x201000n, 0x201000)).toBe(0x201000);
+  });
 });
 
 describe('IOTLB and gather', () => {
@@ -152,6 +175,34 @@ describe('IOTLB and gather', () => {
     iommuUnmapFast(d, 0x101000n, 0x1000, g);
     iommuIotlbSync(d, g);
     expect(d.iotlb.entries().map((e) => e.leafIovaPfn).sort()).toEqual([0x100, 0x102, 0x103]);
+  });
+  it('generic_pt gathers [iova, iova + unmapped), not the range asked for (gather_range_pages), and nothing when queued', () => {
+    const { mm, d } = setup();
+    expect(iommuMap(d, 0x10000n, 0x100000n, 0x1000, RW).ok).toBe(true);
+    let g = new IommuIotlbGather();
+    expect(iommuUnmapFast(d, 0x10000n, 0x3000, g)).toBe(0x1000); // stops at the hole
+    expect([g.start, g.end]).toEqual([0x10000n, 0x10fffn]);
+    // a 2 MiB leaf unmapped by a 4 KiB request: the whole leaf is gathered, and its IOTLB entry goes
+    expect(iommuMap(d, 0x200000n, 0x400000n, 0x200000, RW).ok).toBe(true);
+    iommuTranslate(d, 0x3ff000n, false);
+    g = new IommuIotlbGather();
+    expect(iommuUnmapFast(d, 0x200000n, 0x1000, g)).toBe(0x200000);
+    expect([g.start, g.end]).toEqual([0x200000n, 0x3fffffn]);
+    iommuIotlbSync(d, g);
+    expect(d.iotlb.size).toBe(0);
+    // nothing unmapped: iommu_iotlb_gather_add_range(iova, 0) leaves end below start (no invalidation)
+    g = new IommuIotlbGather();
+    const inv = mm.stats.iotlbRangeInvalidations;
+    expect(iommuUnmapFast(d, 0x5000n, 0x1000, g)).toBe(0);
+    expect([g.start, g.end]).toEqual([0x5000n, 0x4fffn]);
+    iommuIotlbSync(d, g);
+    expect(mm.stats.iotlbRangeInvalidations).toBe(inv);
+    // a queued gather (flush queue) gets the unlinked tables but no range: the queue flushes all
+    expect(iommuMap(d, 0x600000n, 0x100000n, 0x200000, RW).ok).toBe(true);
+    g = new IommuIotlbGather();
+    g.queued = true;
+    expect(iommuUnmapFast(d, 0x600000n, 0x200000, g)).toBe(0x200000);
+    expect([g.start, g.end, g.freelist.length]).toEqual([(1n << 64n) - 1n, 0n, 1]);
   });
 });
 

@@ -251,47 +251,68 @@ export function iommuMap(d: IommuDomain, iova: bigint, paddr: bigint, size: numb
   return s;
 }
 
-/** __iommu_unmap: the unmap_pages loop; returns bytes unmapped (0 if unaligned or not paging). */
+/**
+ * __iommu_unmap. ARM LPAE (io-pgtable) takes __iommu_unmap_domain_pgtbl: iova and size must be
+ * granule-aligned (else a "unaligned" message and 0). A generic_pt domain hands the byte range
+ * straight to its unmap_range op (drivers/iommu/iommu.c: __iommu_unmap) with no alignment check:
+ * the walk covers every 4 KiB frame [iova, iova + size - 1] touches; returns bytes unmapped.
+ */
 function iommuUnmapInner(d: IommuDomain, iova: bigint, size: number, gather: IommuIotlbGather): number {
   const pt = d.pt;
   d.iommu.mm.stats.iommuUnmapCalls++;
   if (pt === null) return 0;
   splitAddr(iova, sa);
-  if (sa.off !== 0 || size % 4096 !== 0) {
-    d.iommu.mm.events.record('INFO', 'iommu', `unaligned: iova 0x${iova.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
-    return 0;
+  if (pt instanceof ArmLpaePageTable) {
+    if (sa.off !== 0 || size % 4096 !== 0) {
+      d.iommu.mm.events.record('INFO', 'iommu', `unaligned: iova 0x${iova.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
+      return 0;
+    }
+    return armLpaeUnmapPfns(d, pt, sa.pfn, size / 4096, gather);
   }
-  return unmapPages(d, pt, sa.pfn, size / 4096, gather);
+  d.iommu.mm.stats.iommuUnmapPagesCalls++;
+  // make_range(): a zero length is EINVAL and a range past 2^64 - 1 EOVERFLOW; unmap_range then
+  // returns 0 without touching the gather
+  if (size === 0) return 0;
+  const last = iova + BigInt(size) - 1n;
+  if (last > U64_MAX) return 0;
+  const pages = Number(last >> 12n) - sa.pfn + 1;
+  // an iova inside a page always fails the walk's first-entry test (__unmap_range: a leaf the
+  // range starts inside of, or a hole, is -EINVAL), yet unmap_range still gathers (iova, 0)
+  return ptUnmapRange(d, pt, sa.pfn, pages, gather, sa.off !== 0 ? iova : null);
 }
 
-/** The unmap_pages loop over [iovaPfn, iovaPfn + pages) of a paging domain; returns bytes unmapped. */
-function unmapPages(d: IommuDomain, pt: PageTable, iovaPfn: number, pages: number, gather: IommuIotlbGather): number {
-  if (pt instanceof ArmLpaePageTable) return armLpaeUnmapPfns(d, pt, iovaPfn, pages, gather);
-  const stats = d.iommu.mm.stats;
-  let unmapped = 0;
-  // frames [lo, hi) asked for by the unmap_pages calls: they join the gather once, at the end
-  let lo = -1, hi = -1;
-  while (unmapped < pages) {
-    pgsizeGranules(d.leafLg2s, iovaPfn, iovaPfn, pages - unmapped, choice);
-    stats.iommuUnmapPagesCalls++;
-    const len = choice.lg2 === 0 ? choice.count : choice.count * POW2[choice.lg2];
-    if (!pt.rangeOk(iovaPfn, len)) break;
-    const n = pt.unmapRange(iovaPfn, len, gather.freelist);
-    // gather_range_pages with PT_FEAT_FLUSH_RANGE: the requested range joins the gather
-    if (lo < 0) lo = iovaPfn;
-    hi = iovaPfn + len;
-    if (n === 0) break;
-    iovaPfn += n;
-    unmapped += n;
-  }
-  if (lo >= 0) {
-    const endNum = hi * 4096 - 1;
-    const start = endNum <= MAX_SAFE ? BigInt(lo * 4096) : BigInt(lo) << 12n;
-    const end = endNum <= MAX_SAFE ? BigInt(endNum) : (BigInt(hi) << 12n) - 1n;
+/**
+ * generic_pt's unmap_range over frames [iovaPfn, iovaPfn + pages) (drivers/iommu/generic_pt/
+ * iommu_pt.h: NS(unmap_range)): one walk of the whole range. Nothing is unmapped when any of the
+ * range is outside the table's IOVA space (make_range -> pt_check_range). The walk stops at the
+ * first hole or at a leaf the range starts inside of, and a leaf the range ends inside of goes
+ * whole. gather_range_pages then adds [iova, iova + unmapped) to the gather, not the range asked
+ * for (nothing when the gather is queued for a flush queue, which flushes everything), and the
+ * unlinked tables join its freelist. `unalignedIova` (a byte address inside the first frame)
+ * walks nothing and gathers (iova, 0). Returns the bytes unmapped.
+ */
+function ptUnmapRange(d: IommuDomain, pt: PageTable, iovaPfn: number, pages: number, gather: IommuIotlbGather,
+  unalignedIova: bigint | null): number {
+  if (!pt.rangeOk(iovaPfn, pages)) return 0;
+  const n = unalignedIova === null ? pt.unmapRange(iovaPfn, pages, gather.freelist) : 0;
+  if (!gather.queued) {
+    // iommu_iotlb_gather_add_range(iova, unmapped): end = iova + unmapped - 1 in unsigned long, so
+    // nothing unmapped at iova 0 gathers up to ULONG_MAX
+    const start = unalignedIova ?? (iovaPfn <= MAX_SAFE / 4096 ? BigInt(iovaPfn * 4096) : BigInt(iovaPfn) << 12n);
+    const endNum = (iovaPfn + n) * 4096 - 1;
+    const end = unalignedIova === null && n > 0 && endNum <= MAX_SAFE ? BigInt(endNum) : (start + (BigInt(n) << 12n) - 1n) & U64_MAX;
     if (start < gather.start) gather.start = start;
     if (end > gather.end) gather.end = end;
   }
-  return unmapped * 4096;
+  return n * 4096;
+}
+
+/** The unmap of [iovaPfn, iovaPfn + pages) of a paging domain, granule-aligned; returns bytes unmapped. */
+function unmapPages(d: IommuDomain, pt: PageTable, iovaPfn: number, pages: number, gather: IommuIotlbGather): number {
+  if (pt instanceof ArmLpaePageTable) return armLpaeUnmapPfns(d, pt, iovaPfn, pages, gather);
+  d.iommu.mm.stats.iommuUnmapPagesCalls++;
+  if (pages === 0) return 0;
+  return ptUnmapRange(d, pt, iovaPfn, pages, gather, null);
 }
 
 /**
@@ -308,11 +329,14 @@ export function iommuUnmapFastPfns(d: IommuDomain, iovaPfn: number, pages: numbe
 
 /**
  * iommu_unmap: unmaps [iova, iova + size) and syncs the IOTLB. Returns the bytes unmapped: 0 when
- * iova or size is not granule-aligned or the domain is not paging; less than size when a hole is
- * met (unmapping stops there); more than size when the range ends inside a larger leaf (the whole
- * leaf goes). On ARM LPAE (io-pgtable-arm) a range that starts or ends inside a block unmaps
- * nothing of that block (WARN_ONCE), a hole WARNs, and a block-sized piece over a table frees the
- * table with whatever it maps.
+ * the domain is not paging, size is 0, or (generic_pt) any of the range is outside the table's
+ * IOVA space or iova is not 4 KiB-aligned; less than size when a hole is met (unmapping stops
+ * there); more than size when the range ends inside a larger leaf (the whole leaf goes), which on
+ * generic_pt includes a size that is not a multiple of 4 KiB (the walk covers the last byte's
+ * page). The gather, and so the IOTLB invalidation, covers [iova, iova + returned bytes).
+ * On ARM LPAE (io-pgtable-arm) an unaligned iova or size unmaps nothing, a range that starts or
+ * ends inside a block unmaps nothing of that block (WARN_ONCE), a hole WARNs, and a block-sized
+ * piece over a table frees the table with whatever it maps.
  */
 export function iommuUnmap(d: IommuDomain, iova: bigint, size: number): number {
   checkDomain(d);

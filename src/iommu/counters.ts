@@ -14,7 +14,10 @@ declare module '../base/stats.ts' {
     /** Flush queue: entries queued, flushes run. */
     flushQueueEntries: number;
     flushQueueFlushes: number;
-    /** IOMMU core: iommu_map / iommu_unmap calls, map_pages / unmap_pages calls into the table, iommu_sync_map calls. */
+    /**
+     * IOMMU core: iommu_map / iommu_unmap calls, map_pages / unmap_pages calls into the table (a
+     * generic_pt unmap is one unmap_range call), iommu_sync_map calls.
+     */
     iommuMapCalls: number;
     iommuUnmapCalls: number;
     iommuMapPagesCalls: number;
