@@ -52,6 +52,31 @@ describe('iommuMap / iommuUnmap errors and unwinding', () => {
     const u = iommuMapNosync(d, 0x10200n, 0x200000n, 0, RW); // __iommu_map_domain_pgtbl's alignment test
     expect(u.ok ? 'ok' : u.errno).toBe('EINVAL');
   });
+  it('generic_pt map_range tests prot, the output address and make_range before alignment: EINVAL (WARN), ERANGE, EOVERFLOW win over ENXIO', () => {
+    for (const format of ['x86-64', 'vtd-ss', 'amd-v1'] as const) {
+      const { mm, d } = setup({ format });
+      const cases: Array<[bigint, bigint, number, number, string]> = [
+        [0x1800n, 0n, 0x1000, 0, 'EINVAL'], // prot first, with the WARN
+        [0x1000n, 1n << 52n, 0x1800, RW, 'ERANGE'], // paddr beyond the output bits
+        [(1n << 64n) - 0x1000n, 0n, 0x1800, RW, 'EOVERFLOW'], // make_range: iova + len - 1 wraps
+        [(1n << 64n) - 0x1000n, 0n, 0x2000, 0, 'EINVAL'], // prot before the wrap
+        [0x1800n, 0n, 0x1000, RW, 'ENXIO'],
+      ];
+      for (const [iova, pa, size, prot, errno] of cases) {
+        const r = iommuMapNosync(d, iova, pa, size, prot);
+        expect(r.ok ? 'ok' : r.errno, `${format} ${iova.toString(16)} ${size.toString(16)} ${prot}`).toBe(errno);
+      }
+      expect(mm.events.count('WARN')).toBe(2);
+    }
+  });
+  it('generic_pt refuses a map running past the IOVA space up front (check_map_range): no table allocated, nothing written', () => {
+    for (const [format, top] of [['x86-64', 1n << 47n], ['vtd-ss', 1n << 48n], ['amd-v1', 1n << 48n]] as const) {
+      const { mm, d } = setup({ format });
+      const r = iommuMapNosync(d, top - 0x201000n, 0x1ff000n, 0x202000, RW);
+      expect(r.ok ? 'ok' : r.errno).toBe('ERANGE');
+      expect([d.tablePages, mm.stats.iommuLeafPtesWritten, mm.stats.iommuUnmapCalls]).toEqual([1, 0, 0]);
+    }
+  });
   it('prot without READ or WRITE is EINVAL with a WARN', () => {
     const { mm, d } = setup();
     const r = iommuMap(d, 0x1000n, 0x1000n, 4096, 0);

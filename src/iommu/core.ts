@@ -80,12 +80,13 @@ const sp = { pfn: 0, off: 0 };
 /**
  * iommu_map_nosync: maps [iova, iova + size) to [paddr, paddr + size) with prot, in batches of
  * the largest page size iommu_pgsize allows (one map_pages call each), without the IOTLB sync.
- * Errnos: EINVAL (not a paging domain; prot has neither IOMMU_READ nor IOMMU_WRITE, with a WARN),
- * ENXIO (iova, paddr or size not aligned to the granule; EINVAL for ARM LPAE), EINVAL (size 0, except on ARM
- * LPAE, where a size-0 map does nothing and succeeds), ERANGE (IOVA outside the table's address
- * space or paddr beyond its output bits), EOVERFLOW (iova + size wraps), EADDRINUSE (part of the
- * range is already mapped), ENOMEM (no page for a table). On failure everything this call mapped
- * is unmapped again; retrying helps only after ENOMEM.
+ * Errnos, in the order generic_pt's map_range tests them: EINVAL (not a paging domain; prot has
+ * neither IOMMU_READ nor IOMMU_WRITE, with a WARN), ERANGE (paddr beyond the output bits), EINVAL
+ * (size 0), EOVERFLOW (iova + size wraps), ENXIO (iova, paddr or size not aligned to the granule),
+ * ERANGE (any of the IOVA range outside the table's address space: nothing is mapped), then
+ * EADDRINUSE (part of the range is already mapped) or ENOMEM (no page for a table). ARM LPAE
+ * tests alignment first (EINVAL) and maps nothing for size 0. On failure everything this call
+ * mapped is unmapped again; retrying helps only after ENOMEM.
  * ARM LPAE domains follow io-pgtable-arm (core-arm.ts): EEXIST (with a WARN) instead of
  * EADDRINUSE, a block replaces a table even when pages below it are live, a range running past the
  * input size is ERANGE after the part that fits was mapped (and unmapped again), and a prot
@@ -101,11 +102,14 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
   // a zero size on a generic_pt domain is refused by map_range before any alignment test (below)
   if (d.pt !== null && (sa.off !== 0 || sp.off !== 0 || pages * 4096 !== size) && (size !== 0 || d.pt instanceof ArmLpaePageTable)) {
     d.iommu.mm.stats.iommuMapCalls++;
+    const msg = `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`;
+    // io-pgtable domains (ARM LPAE) go through __iommu_map_domain_pgtbl's alignment check first: EINVAL
+    if (d.pt instanceof ArmLpaePageTable) return err('EINVAL', msg);
     // A generic_pt domain goes straight to its map_range op (drivers/iommu/generic_pt/iommu_pt.h:
-    // map_range), which refuses an unaligned range with ENXIO (no page size fits it); io-pgtable
-    // domains (ARM LPAE) go through __iommu_map_domain_pgtbl's alignment check: EINVAL.
-    const errno = d.pt instanceof ArmLpaePageTable ? 'EINVAL' : 'ENXIO';
-    return err(errno, `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
+    // NS(map_range)), whose prot, output-address and make_range tests come before the page-size
+    // choice that refuses an unaligned range with ENXIO
+    const early = mapRangeEntryChecks(d, d.pt, sp.pfn, prot, iova, size);
+    return early ?? err('ENXIO', msg);
   }
   return iommuMapPfns(d, sa.pfn, sp.pfn, pages, prot);
 }
@@ -143,26 +147,47 @@ export function iommuMapPfns(d: IommuDomain, iovaPfn: number, paPfn: number, pag
   return mapPfnsBatches(d, iovaPfn, paPfn, pages, prot);
 }
 
+/**
+ * The tests generic_pt's NS(map_range) makes before choosing a page size, in its order: prot
+ * without READ or WRITE (WARN, EINVAL), a start address beyond the output bits (ERANGE), then
+ * make_range: a zero length (EINVAL), iova + size - 1 past 2^64 - 1 (EOVERFLOW). `iova` is a byte
+ * address (bigint) or a 4 KiB frame number. null when all pass.
+ */
+function mapRangeEntryChecks(d: IommuDomain, pt: PageTable, paPfn: number, prot: number, iova: bigint | number,
+  size: number): Result<void> | null {
+  const at = typeof iova === 'bigint' ? `0x${iova.toString(16)}` : frameAddr(iova);
+  if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
+    d.iommu.mm.events.warn('iommu', `map_pages without IOMMU_READ or IOMMU_WRITE (prot 0x${prot.toString(16)})`);
+    return err('EINVAL', `map of iova ${at} size 0x${size.toString(16)} failed: prot 0x${prot.toString(16)} has neither IOMMU_READ nor IOMMU_WRITE`);
+  }
+  if (paPfn >= pt.oaPfnLimit) return err('ERANGE', `map of pa ${frameAddr(paPfn)} failed: beyond the ${pt.format.oaBits}-bit output addresses`);
+  if (size === 0) return err('EINVAL', `map of iova ${at} size 0x0 failed: a zero length is refused by the ${pt.format.name} page table`);
+  const start = typeof iova === 'bigint' ? iova : BigInt(iova) << 12n;
+  if (start + BigInt(size) - 1n > U64_MAX) return err('EOVERFLOW', `iova ${at} + size 0x${size.toString(16)} wraps`);
+  return null;
+}
+
 /** iommuMapPfns for any count: the map_pages loop in iommu_pgsize batches, undone on failure. */
 function mapPfnsBatches(d: IommuDomain, iovaPfn: number, paPfn: number, pages: number, prot: number): Result<void> {
   const stats = d.iommu.mm.stats;
   stats.iommuMapCalls++;
   const pt = d.pt;
   if (pt === null) return err('EINVAL', `domain type ${d.type} is not a paging domain`);
-  if (pages === 0) {
-    // io-pgtable (ARM LPAE): __iommu_map_domain_pgtbl() maps nothing and returns 0.
-    if (pt instanceof ArmLpaePageTable) return OK_VOID;
-    // generic_pt (x86-64, VT-d, AMD v1): map_range() checks prot and the output address, then
-    // make_range_ul() refuses len 0 (drivers/iommu/generic_pt/iommu_pt.h)
-    if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
-      d.iommu.mm.events.warn('iommu', `map_pages without IOMMU_READ or IOMMU_WRITE (prot 0x${prot.toString(16)})`);
-      return err('EINVAL', `map of iova ${frameAddr(iovaPfn)} size 0x0 failed: prot 0x${prot.toString(16)} has neither IOMMU_READ nor IOMMU_WRITE`);
-    }
-    if (paPfn >= pt.oaPfnLimit) return err('ERANGE', `map of pa ${frameAddr(paPfn)} failed: beyond the ${pt.format.oaBits}-bit output addresses`);
-    return err('EINVAL', `map of iova ${frameAddr(iovaPfn)} size 0x0 failed: a zero length is refused by the ${pt.format.name} page table`);
+  if (pt instanceof ArmLpaePageTable) {
+    // io-pgtable (ARM LPAE): __iommu_map_domain_pgtbl() maps nothing for size 0 and returns 0.
+    if (pages === 0) return OK_VOID;
+    if (iovaPfn + pages > 4503599627370496) return err('EOVERFLOW', `iova ${frameAddr(iovaPfn)} + size ${frameAddr(pages)} wraps`);
+    return armLpaeMapPfns(d, pt, iovaPfn, paPfn, pages, prot);
   }
-  if (iovaPfn + pages > 4503599627370496) return err('EOVERFLOW', `iova ${frameAddr(iovaPfn)} + size ${frameAddr(pages)} wraps`);
-  if (pt instanceof ArmLpaePageTable) return armLpaeMapPfns(d, pt, iovaPfn, paPfn, pages, prot);
+  // generic_pt (x86-64, VT-d, AMD v1): NS(map_range) refuses before writing anything: prot, the
+  // output address, make_range (len 0, wrap), then check_map_range's pt_check_range on the whole
+  // IOVA range (drivers/iommu/generic_pt/iommu_pt.h), so a range running past the IOVA space
+  // allocates no table and maps nothing
+  const early = mapRangeEntryChecks(d, pt, paPfn, prot, iovaPfn, pages * 4096);
+  if (early !== null) return early;
+  if (!pt.rangeOk(iovaPfn, pages)) {
+    return err('ERANGE', `map of iova ${frameAddr(iovaPfn)} size ${frameAddr(pages)} failed: outside the table's IOVA space`);
+  }
   const iova0 = iovaPfn, pa0 = paPfn;
   const origPages = pages;
   let errno: Errno | null = null;
@@ -171,22 +196,10 @@ function mapPfnsBatches(d: IommuDomain, iovaPfn: number, paPfn: number, pages: n
   while (pages > 0) {
     pgsizeGranules(d.leafLg2s, iovaPfn, paPfn, pages, choice);
     stats.iommuMapPagesCalls++;
-    // map_pages checks
-    if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
-      d.iommu.mm.events.warn('iommu', `map_pages without IOMMU_READ or IOMMU_WRITE (prot 0x${prot.toString(16)})`);
-      errno = 'EINVAL';
-      why = `: prot 0x${prot.toString(16)} has neither IOMMU_READ nor IOMMU_WRITE`;
-      break;
-    }
     const len = choice.count * POW2[choice.lg2]; // one path for every leaf size: no late first use
     if (paPfn + len > pt.oaPfnLimit) {
       errno = 'ERANGE';
       why = `: pa ${frameAddr(paPfn)} + ${frameAddr(len)} exceeds the ${pt.format.oaBits}-bit output addresses`;
-      break;
-    }
-    if (!pt.rangeOk(iovaPfn, len)) {
-      errno = 'ERANGE';
-      why = `: iova ${frameAddr(iovaPfn)} + ${frameAddr(len)} is outside the table's IOVA space`;
       break;
     }
     const e = pt.mapLeaves(iovaPfn, paPfn, choice.count, choice.lg2, prot, freelist);
