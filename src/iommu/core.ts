@@ -498,6 +498,8 @@ export function iommuIovaToPhys(d: IommuDomain, iova: bigint): bigint {
   if (d.type === 'identity') return iova;
   if (d.pt === null) return 0n;
   splitAddr(iova, sa);
+  // Model deviation: generic_pt's DOMAIN_NS(iova_to_phys) (drivers/iommu/generic_pt/iommu_pt.h)
+  // returns make_range's -ERANGE as the phys_addr_t here; the model answers 0 (docs/model.md)
   if (!d.pt.rangeOk(sa.pfn, 1)) return 0n;
   if (!d.pt.lookup(sa.pfn, leaf)) return 0n;
   return leaf.physPfn <= MAX_SAFE / 4096 ? BigInt(leaf.physPfn * 4096 + sa.off) : BigInt(leaf.physPfn) * 4096n + BigInt(sa.off);
