@@ -69,6 +69,17 @@ describe('iommuMap / iommuUnmap errors and unwinding', () => {
       expect(mm.events.count('WARN')).toBe(2);
     }
   });
+  it('iova_to_phys above the input size: 0 on generic_pt, the alias below 2^48 on ARM LPAE (ARM_LPAE_LVL_IDX masks the index)', () => {
+    const x86 = setup().d;
+    expect(iommuMap(x86, 0x1000n, 0x40001000n, 0x1000, RW).ok).toBe(true);
+    expect(iommuIovaToPhys(x86, (1n << 48n) + 0x1234n)).toBe(0n);
+    const { d } = setup({ format: 'arm-lpae' });
+    expect(iommuMap(d, 0x1000n, 0x40001000n, 0x1000, RW).ok).toBe(true);
+    expect(iommuMap(d, 0x200000n, 0x40200000n, 0x200000, RW).ok).toBe(true);
+    expect(iommuIovaToPhys(d, (1n << 48n) + 0x1234n)).toBe(0x40001234n);
+    expect(iommuIovaToPhys(d, (0xabn << 52n) + 0x2f0123n)).toBe(0x402f0123n);
+    expect(iommuIovaToPhys(d, (1n << 48n) + 0x5000n)).toBe(0n);
+  });
   it('generic_pt refuses a map running past the IOVA space up front (check_map_range): no table allocated, nothing written', () => {
     for (const [format, top] of [['x86-64', 1n << 47n], ['vtd-ss', 1n << 48n], ['amd-v1', 1n << 48n]] as const) {
       const { mm, d } = setup({ format });

@@ -490,7 +490,8 @@ export function iommuMapBatch(d: IommuDomain, iova: bigint, ranges: RangeSource,
 
 /**
  * iommu_iova_to_phys: what the page table (not the IOTLB) translates iova to; 0n when unmapped or
- * the domain is blocked; iova itself for an identity domain.
+ * the domain is blocked; iova itself for an identity domain. On ARM LPAE the bits at and above the
+ * 48-bit input size are ignored (the walk masks them), so such an iova reads its alias below.
  */
 export function iommuIovaToPhys(d: IommuDomain, iova: bigint): bigint {
   checkDomain(d);
@@ -498,10 +499,18 @@ export function iommuIovaToPhys(d: IommuDomain, iova: bigint): bigint {
   if (d.type === 'identity') return iova;
   if (d.pt === null) return 0n;
   splitAddr(iova, sa);
-  // Model deviation: generic_pt's DOMAIN_NS(iova_to_phys) (drivers/iommu/generic_pt/iommu_pt.h)
-  // returns make_range's -ERANGE as the phys_addr_t here; the model answers 0 (docs/model.md)
-  if (!d.pt.rangeOk(sa.pfn, 1)) return 0n;
-  if (!d.pt.lookup(sa.pfn, leaf)) return 0n;
+  let pfn = sa.pfn;
+  if (d.pt instanceof ArmLpaePageTable) {
+    // io-pgtable-arm.c: arm_lpae_iova_to_phys walks with ARM_LPAE_LVL_IDX, which masks each
+    // level's index: address bits at and above the input size are dropped, not refused
+    const span = 2 ** (d.pt.format.vaBits - 12);
+    pfn -= Math.floor(pfn / span) * span;
+  } else if (!d.pt.rangeOk(pfn, 1)) {
+    // Model deviation: generic_pt's DOMAIN_NS(iova_to_phys) (drivers/iommu/generic_pt/iommu_pt.h)
+    // returns make_range's -ERANGE as the phys_addr_t here; the model answers 0 (docs/model.md)
+    return 0n;
+  }
+  if (!d.pt.lookup(pfn, leaf)) return 0n;
   return leaf.physPfn <= MAX_SAFE / 4096 ? BigInt(leaf.physPfn * 4096 + sa.off) : BigInt(leaf.physPfn) * 4096n + BigInt(sa.off);
 }
 
