@@ -212,6 +212,20 @@ describe('IOTLB and gather', () => {
     iommuIotlbSync(d, g);
     expect(d.iotlb.entries().map((e) => e.leafIovaPfn).sort()).toEqual([0x100, 0x102, 0x103]);
   });
+  it('a map whose leaves replace empty tables at two sizes flushes once, at the end of map_range', () => {
+    const { mm, d } = setup();
+    for (const a of [0n, 0x40000000n]) {
+      expect(iommuMap(d, a, 0x100000n, 0x1000, RW).ok).toBe(true);
+      expect(iommuUnmap(d, a, 0x1000)).toBe(0x1000); // the emptied tables stay
+    }
+    expect(d.tablePages).toBe(6);
+    const inv = mm.stats.iotlbRangeInvalidations;
+    // a 1 GiB leaf over the first level-1 table, then a 2 MiB leaf over the second 4 KiB table
+    expect(iommuMap(d, 0n, 0n, 0x40200000, RW).ok).toBe(true);
+    expect(mm.stats.iotlbRangeInvalidations - inv).toBe(1);
+    expect(d.tablePages).toBe(3);
+    expect(iommuIovaToPhys(d, 0x40123456n)).toBe(0x40123456n);
+  });
   it('generic_pt gathers [iova, iova + unmapped), not the range asked for (gather_range_pages), and nothing when queued', () => {
     const { mm, d } = setup();
     expect(iommuMap(d, 0x10000n, 0x100000n, 0x1000, RW).ok).toBe(true);

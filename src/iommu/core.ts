@@ -193,6 +193,7 @@ function mapPfnsBatches(d: IommuDomain, iovaPfn: number, paPfn: number, pages: n
   let errno: Errno | null = null;
   let why = '';
   const freelist = scratchFreelist;
+  let flushLo = -1, flushHi = -1;
   while (pages > 0) {
     pgsizeGranules(d.leafLg2s, iovaPfn, paPfn, pages, choice);
     stats.iommuMapPagesCalls++;
@@ -202,13 +203,13 @@ function mapPfnsBatches(d: IommuDomain, iovaPfn: number, paPfn: number, pages: n
       why = `: pa ${frameAddr(paPfn)} + ${frameAddr(len)} exceeds the ${pt.format.oaBits}-bit output addresses`;
       break;
     }
+    const freed = freelist.length;
     const e = pt.mapLeaves(iovaPfn, paPfn, choice.count, choice.lg2, prot, freelist);
     const mapped = pt.mappedPages;
-    if (freelist.length !== 0) {
-      // tables replaced by a larger leaf: flush walks that may still reference them, then free them
-      d.iotlb.invalidateRange(iovaPfn, iovaPfn + len);
-      stats.iotlbRangeInvalidations++;
-      d.releaseTables(freelist);
+    if (freelist.length !== freed) {
+      // tables replaced by a larger leaf (clear_contig gathers them and their range)
+      if (flushLo < 0) flushLo = iovaPfn;
+      flushHi = iovaPfn + len;
     }
     pages -= mapped;
     if (e !== null) {
@@ -218,6 +219,14 @@ function mapPfnsBatches(d: IommuDomain, iovaPfn: number, paPfn: number, pages: n
     }
     iovaPfn += mapped;
     paPfn += mapped;
+  }
+  if (freelist.length !== 0) {
+    // NS(map_range) ends with one iommu_iotlb_sync of its gather when tables were freed: walks
+    // that may still reference them are flushed once, then the pages are freed (before the
+    // caller's unwind on failure)
+    d.iotlb.invalidateRange(flushLo, flushHi);
+    stats.iotlbRangeInvalidations++;
+    d.releaseTables(freelist);
   }
   if (errno !== null) {
     const done = (origPages - pages) * 4096;
