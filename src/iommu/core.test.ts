@@ -80,6 +80,12 @@ describe('iommuMap / iommuUnmap errors and unwinding', () => {
     expect(iommuIovaToPhys(d, (0xabn << 52n) + 0x2f0123n)).toBe(0x402f0123n);
     expect(iommuIovaToPhys(d, (1n << 48n) + 0x5000n)).toBe(0n);
   });
+  it('ARM LPAE: a map that wraps 2^64 is the ERANGE with a WARN of arm_lpae_map_pages (io-pgtable has no wrap test), not EOVERFLOW', () => {
+    const { mm, d } = setup({ format: 'arm-lpae' });
+    const r = iommuMapNosync(d, (1n << 64n) - 0x1000n, 0n, 0x2000, RW);
+    expect(r.ok ? 'ok' : r.errno).toBe('ERANGE');
+    expect(mm.events.list('WARN').map((e) => e.message)).toEqual([expect.stringMatching(/beyond the 48-bit input size/)]);
+  });
   it('generic_pt refuses a map running past the IOVA space up front (check_map_range): no table allocated, nothing written', () => {
     for (const [format, top] of [['x86-64', 1n << 47n], ['vtd-ss', 1n << 48n], ['amd-v1', 1n << 48n]] as const) {
       const { mm, d } = setup({ format });

@@ -85,7 +85,8 @@ const sp = { pfn: 0, off: 0 };
  * (size 0), EOVERFLOW (iova + size wraps), ENXIO (iova, paddr or size not aligned to the granule),
  * ERANGE (any of the IOVA range outside the table's address space: nothing is mapped), then
  * EADDRINUSE (part of the range is already mapped) or ENOMEM (no page for a table). ARM LPAE
- * tests alignment first (EINVAL) and maps nothing for size 0. On failure everything this call
+ * tests alignment first (EINVAL), maps nothing for size 0 and has no EOVERFLOW (a range that
+ * wraps starts above the input size: ERANGE with a WARN). On failure everything this call
  * mapped is unmapped again; retrying helps only after ENOMEM.
  * ARM LPAE domains follow io-pgtable-arm (core-arm.ts): EEXIST (with a WARN) instead of
  * EADDRINUSE, a block replaces a table even when pages below it are live, a range running past the
@@ -176,7 +177,8 @@ function mapPfnsBatches(d: IommuDomain, iovaPfn: number, paPfn: number, pages: n
   if (pt instanceof ArmLpaePageTable) {
     // io-pgtable (ARM LPAE): __iommu_map_domain_pgtbl() maps nothing for size 0 and returns 0.
     if (pages === 0) return OK_VOID;
-    if (iovaPfn + pages > 4503599627370496) return err('EOVERFLOW', `iova ${frameAddr(iovaPfn)} + size ${frameAddr(pages)} wraps`);
+    // no wrap test on this path: a range that wraps starts above the input size, which
+    // arm_lpae_map_pages refuses (WARN, ERANGE)
     return armLpaeMapPfns(d, pt, iovaPfn, paPfn, pages, prot);
   }
   // generic_pt (x86-64, VT-d, AMD v1): NS(map_range) refuses before writing anything: prot, the
