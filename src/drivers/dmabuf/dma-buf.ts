@@ -686,8 +686,21 @@ export function dmaBufRevoke(buf: DmaBuf): void {
   if (relock) buf.resv.unlock();
 }
 
-/** Undoes a revoke (vfio_pci_dma_buf_move(vdev, false)): importers may map again. */
+/**
+ * Undoes a revoke (vfio_pci_dma_buf_move(vdev, false)): while the buffer is still revoked, under the
+ * lock, every importer with the callback is told again (invalidate_mappings) and the fences are
+ * waited for; then the flag is cleared and importers may map again. Does nothing for a buffer that
+ * is not revoked (the kernel acts only where priv->revoked differs).
+ */
 export function dmaBufUnrevoke(buf: DmaBuf): void {
   checkBuf(buf);
+  if (!buf.revoked) return;
+  // drivers/vfio/pci/vfio_pci_dmabuf.c: vfio_pci_dma_buf_move() calls dma_buf_invalidate_mappings()
+  // and dma_resv_wait_timeout(BOOKKEEP) for a restore as for a revoke, before priv->revoked = false
+  const relock = !buf.resv.locked;
+  if (relock) buf.resv.lock();
+  dmaBufInvalidateMappings(buf);
+  buf.resv.waitTimeout(DMA_RESV_USAGE_BOOKKEEP);
   buf.revoked = false;
+  if (relock) buf.resv.unlock();
 }

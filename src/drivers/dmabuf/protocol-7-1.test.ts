@@ -11,7 +11,7 @@ import { iommuIovaToPhys } from '../../iommu/index.ts';
 import { toPciDev } from '../../pci/index.ts';
 import type { DmaList } from '../../phyr/index.ts';
 import { iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal } from '../iommufd/index.ts';
-import { vfioPciDmabufExport, vfioPciDmabufs, vfioPciSetMemoryEnabled } from '../vfio/index.ts';
+import { vfioPciDmabufExport, vfioPciDmabufs, vfioPciReset, vfioPciSetMemoryEnabled } from '../vfio/index.ts';
 import {
   dmaBufAttach, dmaBufAttachments, dmaBufDetach, dmaBufMapAttachment, dmaBufMapPal, dmaBufPin, dmaBufUnmapAttachment,
   dmaBufUnmapPal, dmaBufUnpin, dmaResvLock, dmaResvUnlock, negotiateMapType, systemHeapAlloc,
@@ -95,6 +95,27 @@ describe('after an invalidation completes no importer reaches the old memory', (
     dmaBufDetach(buf, att);
     expect(m.events.count('MODEL-CHECK')).toBe(0);
     expect(m.teardown()).toBe(0);
+  });
+
+  it('restoring the BAR tells every importer again while the buffer is still revoked (vfio_pci_dma_buf_move(vdev, false) calls invalidate_mappings too); a restore of a buffer that is not revoked tells nobody', () => {
+    const m = makeMachine('strict');
+    const gpu = m.device('gpu0'), nic = m.device('nic0');
+    const buf = unwrap(vfioPciDmabufExport(gpu, { bar: 0, offset: 0, len: 64 * KiB }));
+    const seen: boolean[] = [];
+    const att = unwrap(dmaBufAttach(buf, nic, { dynamic: true, peer2peer: true, moveNotify: (a) => { seen.push(a.dmabuf.revoked); } }));
+    vfioPciSetMemoryEnabled(gpu, true);
+    expect(seen).toEqual([]);
+    vfioPciSetMemoryEnabled(gpu, false);
+    expect(seen).toEqual([true]);
+    vfioPciSetMemoryEnabled(gpu, true);
+    // the second notification comes before priv->revoked is cleared
+    expect(seen).toEqual([true, true]);
+    expect(buf.revoked).toBe(false);
+    vfioPciReset(gpu);
+    expect(seen).toEqual([true, true, true, true]);
+    dmaBufDetach(buf, att);
+    expect(m.events.count('MODEL-CHECK')).toBe(0);
+    expect(m.events.count('WARN')).toBe(0);
   });
 
   it('pinned dynamic importer ("vfio: Permit VFIO to work with pinned importers", 7.1): pin succeeds (VFIO has no pin op); invalidation still unmaps it and the old IOVA faults', () => {

@@ -162,8 +162,9 @@ export function vfioPciDmabufExport(dev: Device, req: VfioDmaBufRequest): Result
 
 /**
  * vfio_pci_dma_buf_move(): revokes (revoked = true) or restores every dma-buf of the function whose
- * state differs: importers are told to drop their mappings, fences are waited for, and on revoke
- * every mapping is gone when this returns (the kernel waits for the importers' unmaps).
+ * state differs: in both directions importers are told to drop their mappings (invalidate_mappings)
+ * and fences are waited for; on revoke every mapping is gone when this returns (the kernel waits for
+ * the importers' unmaps), on restore the buffer is marked usable after the notification.
  */
 export function vfioPciDmaBufMove(dev: Device, revoked: boolean): void {
   for (const p of vfioPciDmabufs(dev)) {
@@ -172,8 +173,9 @@ export function vfioPciDmaBufMove(dev: Device, revoked: boolean): void {
       p.revoked = true;
       dmaBufRevoke(p.dmabuf);
     } else {
-      p.revoked = false;
+      // the importers are told again before priv->revoked is cleared (dmaBufUnrevoke)
       dmaBufUnrevoke(p.dmabuf);
+      p.revoked = false;
     }
   }
 }
