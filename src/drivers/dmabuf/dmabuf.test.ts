@@ -9,7 +9,7 @@ import type { DmaList, PhyrList } from '../../phyr/index.ts';
 import { vfioPciDmabufExport, vfioPciReset, vfioPciSetMemoryEnabled } from '../vfio/index.ts';
 import {
   DMA_RESV_USAGE_WRITE, dmaBufAttach, dmaBufDetach, dmaBufList, dmaBufMapAttachment, dmaBufMmap, dmaBufRevoke,
-  dmaBufMapAttachmentUnlocked, dmaBufUnmapAttachment, dmaBufUnmapAttachmentUnlocked, dmaBufVmap, dmaFenceInit, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate,
+  dmaBufMapAttachmentSgt, dmaBufMapAttachmentUnlocked, dmaBufUnmapAttachment, dmaBufUnmapAttachmentUnlocked, dmaBufVmap, dmaFenceInit, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate,
   iosysMapPlainStore, iosysMapRd, iosysMapWr, systemHeapAlloc, type DmaBuf, type DmaBufAttachment,
 } from './index.ts';
 
@@ -304,6 +304,22 @@ describe('the exporters\' DMA attributes (amdgpu_dma_buf_map / _unmap, system_he
       expect(m.events.count('DMA-DEBUG'), exp).toBe(0);
       dmaBufDetach(buf, att);
     }
+  });
+
+  it('the system heap\'s sg_table has one entry per chunk it allocated (orders 8, 4, 0), never merged, even where chunks are physically adjacent', () => {
+    const m = makeMachine('none');
+    const buf = unwrap(systemHeapAlloc(m, 2 * MiB + 64 * KiB + 2 * 4096));
+    const chunks = (buf.priv as { chunks: Array<{ order: number }> }).chunks;
+    expect(chunks.map((c) => c.order)).toEqual([8, 8, 4, 0, 0]);
+    const att = unwrap(dmaBufAttach(buf, m.device('nic0')));
+    dmaResvLock(buf);
+    const sgt = unwrap(dmaBufMapAttachmentSgt(att, DMA_BIDIRECTIONAL));
+    // dma-direct maps entry by entry: orig_nents and nents are the chunk count
+    expect([sgt.origNents, sgt.nents]).toEqual([5, 5]);
+    expect(Array.from({ length: 5 }, (_, i) => sgt.dmaLengthAt(i))).toEqual([1 * MiB, 1 * MiB, 64 * KiB, 4096, 4096]);
+    dmaBufUnmapAttachment(att, sgt, DMA_BIDIRECTIONAL);
+    dmaResvUnlock(buf);
+    dmaBufDetach(buf, att);
   });
 
   it('the system heap maps with attrs 0: under swiotlb=force its pages are copied into the bounce slots at map time', () => {

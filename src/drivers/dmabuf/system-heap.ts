@@ -88,7 +88,8 @@ export function systemHeapAlloc(mm: MachineMm, len: number, heap: SystemHeapName
       chunks.push({ pfn: r.value, order });
       const addr = r.value * BigInt(ps);
       mm.mem.fill(addr, ps * 2 ** order, 0);
-      b.pushBig(addr, ps * 2 ** order, 0);
+      // one sg entry per chunk, as system_heap_allocate() sg_set_page()s each page it got: never merged
+      b.pushBigNoMerge(addr, ps * 2 ** order, 0);
       left -= 2 ** order;
       maxOrder = order;
       got = true;
