@@ -55,6 +55,14 @@ export interface DmaBufOps {
    */
   mmapCache?(buf: DmaBuf): PageCacheMode;
   /**
+   * ops->vmap: present when the exporter can give the kernel a mapping of the whole buffer; returns
+   * the physical ranges to map (an exporter may pin the buffer in place first, as amdgpu does).
+   * Under the reservation lock. Without it dma_buf_vmap() is EINVAL (vfio-pci and uverbs have none).
+   */
+  vmap?(buf: DmaBuf): Result<PhyrList>;
+  /** ops->vunmap: undoes vmap when the last kernel mapping goes. */
+  vunmap?(buf: DmaBuf): void;
+  /**
    * Where the bytes are now, as physical ranges with their memory's range flags (for mmap, vmap
    * and the get_pfn alternative); ENODEV once revoked. Not a kernel op: every kernel exporter has
    * its own internal form (priv->phys_vec of vfio, the TTM resource of a GPU, the heap's pages).
@@ -190,8 +198,10 @@ export class DmaBuf {
   revoked = false;
   /** @internal CPU mappings of the buffer (mmap.ts). */
   readonly cpuMappings = new Set<DmaBufCpuMapping>();
-  /** @internal kernel mappings handed out by dmaBufVmap and not yet unmapped (vmapping_counter). */
-  readonly vmaps = new Set<object>();
+  /** @internal dmabuf->vmap_ptr: the one kernel mapping dmaBufVmap hands out while vmappingCounter > 0. */
+  vmapPtr: object | null = null;
+  /** @internal dmabuf->vmapping_counter: dmaBufVmap calls not yet undone by dmaBufVunmap. */
+  vmappingCounter = 0;
   private isReleased = false;
 
   /** @internal made by dmaBufExport. */

@@ -9,7 +9,7 @@ import type { DmaList, PhyrList } from '../../phyr/index.ts';
 import { vfioPciDmabufExport, vfioPciReset, vfioPciSetMemoryEnabled } from '../vfio/index.ts';
 import {
   DMA_RESV_USAGE_WRITE, dmaBufAttach, dmaBufDetach, dmaBufList, dmaBufMapAttachment, dmaBufMmap, dmaBufRevoke,
-  dmaBufMapAttachmentSgt, dmaBufMapAttachmentUnlocked, dmaBufUnmapAttachment, dmaBufUnmapAttachmentUnlocked, dmaBufVmap, dmaFenceInit, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate,
+  dmaBufMapAttachmentSgt, dmaBufMapAttachmentUnlocked, dmaBufUnmapAttachment, dmaBufUnmapAttachmentUnlocked, dmaBufVmap, dmaBufVunmap, dmaFenceInit, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate,
   iosysMapPlainStore, iosysMapRd, iosysMapWr, systemHeapAlloc, type DmaBuf, type DmaBufAttachment,
 } from './index.ts';
 
@@ -229,6 +229,31 @@ describe('iosys_map and mmap', () => {
     expect(hm.isIomem).toBe(false);
     iosysMapPlainStore(hm, 0, new Uint8Array([1]));
     expect(m.events.count('MODEL-CHECK')).toBe(1);
+  });
+  it('vmap needs the exporter\'s vmap op: vfio-pci has none (EINVAL); a second vmap returns the same map and counts it; amdgpu pins the object while it is vmapped', () => {
+    const m = machine('none');
+    const v = makeBuf(m, 'vfio', 64 * KiB);
+    dmaResvLock(v);
+    expect(dmaBufVmap(v)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    dmaResvUnlock(v);
+    const bo = unwrap(gpuBoCreate(m.device('gpu0'), 2 * 4096, 'vram'));
+    const g = unwrap(gpuBoExport(bo));
+    dmaResvLock(g);
+    const a = unwrap(dmaBufVmap(g));
+    const b = unwrap(dmaBufVmap(g));
+    expect(b).toBe(a);
+    dmaResvUnlock(g);
+    // amdgpu_dma_buf_vmap pinned it: it cannot move while the kernel mapping exists
+    expect(gpuBoMigrate(bo, 'system')).toMatchObject({ ok: false, errno: 'EBUSY' });
+    dmaResvLock(g);
+    dmaBufVunmap(g, a);
+    expect(a.isNull).toBe(false);
+    dmaBufVunmap(g, b);
+    expect(a.isNull).toBe(true);
+    dmaResvUnlock(g);
+    expect(gpuBoMigrate(bo, 'system').ok).toBe(true);
+    expect(m.events.count('MODEL-CHECK')).toBe(0);
+    expect(m.events.count('WARN')).toBe(0);
   });
   it('mmap: wc for VRAM, wb after the move, SIGBUS after revoke, pinUserPages EFAULT, vfio EINVAL', () => {
     const m = machine('none');

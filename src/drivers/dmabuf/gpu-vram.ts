@@ -248,6 +248,18 @@ const ops = {
   release(buf: DmaBuf): void {
     gpuBoFree(buf.priv as GpuBo);
   },
+  // amdgpu_dma_buf_vmap(): pins the object where it is (GTT or VRAM) while the kernel mapping exists;
+  // amdgpu_dma_buf_vunmap() unpins it
+  vmap(buf: DmaBuf): Result<PhyrList> {
+    if (buf.revoked) return err('ENODEV', `${buf.name} is revoked`);
+    const bo = buf.priv as GpuBo;
+    bo.pinCount++;
+    return ok(bo.ranges());
+  },
+  vunmap(buf: DmaBuf): void {
+    const bo = buf.priv as GpuBo;
+    if (bo.pinCount > 0) bo.pinCount--;
+  },
   mmapCache(buf: DmaBuf): PageCacheMode {
     // ttm_io_prot(): VRAM through the BAR write-combined, system pages cached
     return (buf.priv as GpuBo).placement === 'vram' ? 'wc' : 'wb';

@@ -7,7 +7,7 @@
 // Model deviation: the map addresses the buffer by byte offset over its physical ranges (the
 // kernel's vmap makes one virtually contiguous kernel mapping of them).
 
-import { checkLen, err, ok, type Result } from '../../base/index.ts';
+import { SlotKey, checkLen, err, ok, type Result } from '../../base/index.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { PhyrList } from '../../phyr/index.ts';
 import { modelCheckEvent, type DmaBuf } from './dma-buf.ts';
@@ -134,27 +134,52 @@ export function iosysMapPlainStore(map: IosysMap, offset: number, bytes: Uint8Ar
   map.each(offset, bytes.length, (p, at, n) => map.mm.mem.write(p, bytes.subarray(at, at + n)));
 }
 
+/** dma_buf_vmap's WARN_ON_ONCE when an exporter's vmap fails: once per machine. */
+const VMAP_WARNED = new SlotKey<boolean>('dma-buf-vmap-warned');
+
 /**
  * dma_buf_vmap(): a kernel mapping of the whole buffer as an iosys_map (I/O memory for a BAR), under
  * the reservation lock (WARN and EINVAL without it: Model deviation, the kernel's lockdep WARNs and
- * carries on). Errors: ENODEV (revoked), EINVAL (no lock).
+ * carries on). While a mapping is out, another call returns the same map and counts it
+ * (vmapping_counter). Errors: EINVAL (the exporter has no vmap op, e.g. vfio-pci; no lock), the
+ * exporter's vmap errors (ENODEV once revoked) with the kernel's WARN_ON_ONCE.
  */
 export function dmaBufVmap(buf: DmaBuf): Result<IosysMap> {
   if (!buf.resv.assertHeld('dma_buf_vmap')) return err('EINVAL', 'dma_buf_vmap without the reservation lock');
-  const r = buf.ops.physRanges(buf);
-  if (!r.ok) return r;
+  // drivers/dma-buf/dma-buf.c: dma_buf_vmap() returns -EINVAL when ops->vmap is NULL
+  if (buf.ops.vmap === undefined) return err('EINVAL', `${buf.name}: the exporter (${buf.ops.expName}) has no vmap`);
+  if (buf.vmappingCounter > 0 && buf.vmapPtr instanceof IosysMap) {
+    buf.vmappingCounter++;
+    return ok(buf.vmapPtr);
+  }
+  const r = buf.ops.vmap(buf);
+  if (!r.ok) {
+    if (!buf.mm.slots.get(VMAP_WARNED)) {
+      buf.mm.slots.set(VMAP_WARNED, true);
+      buf.events.warn('dma-buf', `dma_buf_vmap: WARN_ON_ONCE(ret): ${buf.ops.expName}'s vmap of ${buf.name} failed (${r.errno})`);
+    }
+    return r;
+  }
   const map = iosysMapFromRanges(buf.mm, r.value);
-  buf.vmaps.add(map);
+  buf.vmapPtr = map;
+  buf.vmappingCounter = 1;
   return ok(map);
 }
 
-/** dma_buf_vunmap(): the map is cleared. Needs the lock (WARN otherwise, and it goes ahead). */
+/**
+ * dma_buf_vunmap(): drops one count; the last one calls the exporter's vunmap and clears the map.
+ * Needs the lock (WARN otherwise, and it goes ahead). A map that is not the buffer's current one
+ * (the kernel's BUG_ON) is a MODEL-CHECK and changes nothing.
+ */
 export function dmaBufVunmap(buf: DmaBuf, map: IosysMap): void {
   checkMap(map);
   buf.resv.assertHeld('dma_buf_vunmap');
-  if (!buf.vmaps.delete(map)) {
+  if (buf.vmappingCounter === 0 || buf.vmapPtr !== map) {
     modelCheckEvent(buf.events, `dma_buf_vunmap of a map ${buf.name} did not hand out (or unmapped already)`, { buf: buf.name });
     return;
   }
+  if (--buf.vmappingCounter > 0) return;
+  buf.ops.vunmap?.(buf);
+  buf.vmapPtr = null;
   map.clear();
 }

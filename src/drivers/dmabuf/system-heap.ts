@@ -51,6 +51,11 @@ const ops = {
   mmapCache(): PageCacheMode {
     return 'wb';
   },
+  // system_heap_vmap(): a vmap of the pages (no pin: the heap never moves them)
+  vmap(buf: DmaBuf): Result<PhyrList> {
+    if (buf.revoked) return err('ENODEV', `${buf.name} is revoked`);
+    return ok((buf.priv as SystemHeapBuffer).pages);
+  },
   physRanges(buf: DmaBuf): Result<PhyrList> {
     if (buf.revoked) return err('ENODEV', `${buf.name} is revoked`);
     return ok((buf.priv as SystemHeapBuffer).pages);
