@@ -141,4 +141,31 @@ describe('iommufd IOAS', () => {
     expect(dmaBufAttachments(nvme)).toEqual([]);
     expect(m.events.count('MODEL-CHECK')).toBe(0);
   });
+
+  it('checks in the kernel\'s order: EOVERFLOW and the access flags before the IOAS lookup (ENOENT), an overlap (EEXIST) before an unaligned uptr, a dma-buf slice at a start off a page boundary is EINVAL after attach and pin (nothing stays attached)', () => {
+    const m = makeMachine('strict');
+    const nvme = m.device('nvme0');
+    const gpu = m.device('gpu0');
+    const mm = m.newProcess();
+    const va = mm.mmap({ len: 16 * PAGE, backing: 'anon', populate: true });
+    if (!va.ok) throw new Error(va.errno);
+    const one = vfioPciDmabufExport(gpu, { bar: 0, offset: 0, len: 16 * PAGE });
+    if (!one.ok) throw new Error(one.errno);
+    const ioas = iommufdIoasAlloc(m, nvme);
+    if (!ioas.ok) throw new Error(ioas.errno);
+    const errno = (x: { ok: boolean; errno?: string }): string => (x.ok ? 'ok' : x.errno!);
+    expect(errno(iommufdIoasMap(ioas.value, mm, va.value, PAGE, IOVA))).toBe('ok');
+    // iopt_check_iova (EEXIST) runs before iopt_insert_area's page-offset check (EINVAL)
+    expect(errno(iommufdIoasMap(ioas.value, mm, va.value + 0x100n, PAGE, IOVA))).toBe('EEXIST');
+    expect(errno(iommufdIoasMap(ioas.value, mm, va.value + 0x100n, PAGE, IOVA + 0x10_0000n))).toBe('EINVAL');
+    // IOMMU_IOAS_MAP_FILE: start 0x100 with an aligned IOVA and length
+    expect(errno(iommufdIoasMapDmabuf(ioas.value, one.value, IOVA + 0x20_0000n, { start: 0x100, len: PAGE }))).toBe('EINVAL');
+    expect(dmaBufAttachments(nvme)).toEqual([]);
+    expect(errno(iommufdIoasMap(ioas.value, mm, va.value, PAGE, (1n << 64n) - 1n))).toBe('EOVERFLOW');
+    iommufdIoasDestroy(ioas.value);
+    expect(errno(iommufdIoasMap(ioas.value, mm, va.value, PAGE, IOVA, { readable: false, writeable: false }))).toBe('EINVAL');
+    expect(errno(iommufdIoasMapDmabuf(ioas.value, one.value, IOVA, { readable: false, writeable: false }))).toBe('EINVAL');
+    expect(errno(iommufdIoasMap(ioas.value, mm, va.value, PAGE, IOVA))).toBe('ENOENT');
+    expect(m.events.count('MODEL-CHECK')).toBe(0);
+  });
 });

@@ -174,10 +174,34 @@ function checkIova(ioas: Ioas, iova: bigint, len: number): Result<void> {
   return ok();
 }
 
+/**
+ * iopt_alloc_area_pages() for a dma-buf slice: iopt_check_iova(), then iopt_insert_area(), which
+ * refuses (EINVAL) a start that is not on a page boundary: its offset in the page (area->page_offset)
+ * must be a multiple of the IOVA alignment.
+ */
+function checkAreaIova(ioas: Ioas, iova: bigint, start: number, len: number): Result<void> {
+  const c = checkIova(ioas, iova, len);
+  if (!c.ok) return c;
+  if (start % PAGE !== 0) return err('EINVAL', `start ${start} is not page-aligned: its page offset ${start % PAGE} is not a multiple of the IOAS's ${PAGE}-byte IOVA alignment`);
+  return ok();
+}
+
 /** Options of iommufdIoasMap and iommufdIoasMapDmabuf (IOMMU_IOAS_MAP_READABLE / _WRITEABLE). */
 export interface IoasMapOptions {
   readonly readable?: boolean;
   readonly writeable?: boolean;
+}
+
+/**
+ * The checks iommufd_ioas_map() / iommufd_ioas_map_file() (ioas.c) make before they look the IOAS
+ * up: an iova or length of ULONG_MAX or more is EOVERFLOW, then no access flag is EINVAL; only then
+ * a destroyed IOAS is ENOENT (iommufd_get_ioas).
+ */
+function ioctlChecks(ioas: Ioas, iova: bigint, len: number, prot: number): Result<void> {
+  if (iova >= U64_MAX || BigInt(len) >= U64_MAX) return err('EOVERFLOW', `iova 0x${iova.toString(16)} or length ${len} is ULONG_MAX or more`);
+  if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) return err('EINVAL', 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE');
+  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
+  return ok();
 }
 
 function protOf(opts: IoasMapOptions): number {
@@ -195,12 +219,14 @@ function protOf(opts: IoasMapOptions): number {
  */
 export function iommufdIoasMap(ioas: Ioas, mm: UserMm, uptr: bigint, len: number, iova: bigint, opts: IoasMapOptions = {}): Result<void> {
   checkIoas(ioas);
-  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
   const prot = protOf(opts);
-  if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) return err('EINVAL', 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE');
-  if (uptr % BigInt(PAGE) !== 0n) return err('EINVAL', `uptr 0x${uptr.toString(16)} is not page-aligned`);
+  const k = ioctlChecks(ioas, iova, len, prot);
+  if (!k.ok) return k;
   const c = checkIova(ioas, iova, len);
   if (!c.ok) return c;
+  // io_pagetable.c: iopt_insert_area() refuses the area's page offset (uptr's offset in its page)
+  // against the IOVA alignment only after iopt_check_iova(): an overlap is EEXIST before this
+  if (uptr % BigInt(PAGE) !== 0n) return err('EINVAL', `uptr 0x${uptr.toString(16)} is not page-aligned`);
   const pin = pinUserPhyrsAll(mm, uptr, len, FOLL_LONGTERM | (prot & IOMMU_WRITE ? FOLL_WRITE : 0));
   if (!pin.ok) return pin;
   const list = pin.value;
@@ -254,15 +280,15 @@ export interface IoasMapDmabufOptions extends IoasMapOptions {
  * attached or pinned; on success `release` (which gives the ranges back with `untake`, unpins and
  * detaches) undoes it.
  */
-function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, opts: IoasMapDmabufOptions, mapTypes: readonly DmaBufMapType[] | undefined,
+function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions, mapTypes: readonly DmaBufMapType[] | undefined,
   take: (att: DmaBufAttachment) => Result<T>, untake: (att: DmaBufAttachment, v: T) => void,
 ): Result<{ att: DmaBufAttachment; taken: T; start: number; len: number; prot: number; release: () => void }> {
   checkIoas(ioas);
-  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
   const start = opts.start ?? 0;
   const len = opts.len ?? buf.size - start;
   const prot = protOf(opts);
-  if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) return err('EINVAL', 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE');
+  const k = ioctlChecks(ioas, iova, Math.max(len, 0), prot);
+  if (!k.ok) return k;
   if (len <= 0) return err('EINVAL', 'length is 0');
   if (!Number.isSafeInteger(start + len)) return err('EOVERFLOW', `start ${start} + length ${len} wraps`);
   if (buf.size <= start + len - 1) return err('EINVAL', `[${start}, +${len}) is past the end of ${buf.size}-byte ${buf.name}`);
@@ -302,18 +328,18 @@ function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, opts: IoasMapDmabufOptions
  * revoke callback), pins the attachment under the reservation lock, takes the buffer's one physical
  * range through the VFIO private interconnect and maps [start, start + len) of it at iova with
  * IOMMU_MMIO (no IOMMU_CACHE). Errors: EINVAL (len 0, a slice past the buffer's end, unaligned
- * iova or length, a reserved IOVA), EOVERFLOW, EEXIST, EOPNOTSUPP (not a VFIO dma-buf, or one of
+ * iova or length, a start off a page boundary, a reserved IOVA), EOVERFLOW, EEXIST, EOPNOTSUPP (not a VFIO dma-buf, or one of
  * several ranges: the kernel's iommufd takes physical-range dma-bufs of VFIO only), ENODEV
  * (revoked), the attach's and the IOMMU's errors; nothing stays attached, pinned or mapped on
  * failure.
  */
 export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions = {}): Result<void> {
-  const t = attachPinnedTake(ioas, buf, opts, undefined, vfioPciDmaBufIommufdMap, () => undefined);
+  const t = attachPinnedTake(ioas, buf, iova, opts, undefined, vfioPciDmaBufIommufdMap, () => undefined);
   if (!t.ok) return t;
   const { att, start, len, prot, release } = t.value;
   const phys = t.value.taken;
   // iopt_alloc_area_pages(): the IOVA range; then batch_to_domain() with BATCH_MMIO
-  const c = checkIova(ioas, iova, len);
+  const c = checkAreaIova(ioas, iova, start, len);
   if (!c.ok) { release(); return c; }
   const mprot = (prot & ~IOMMU_CACHE) | IOMMU_MMIO;
   const paddr = phys.paddr + BigInt(start);
@@ -334,11 +360,11 @@ export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint, opts
  * negotiation fails at attach).
  */
 export function iommufdIoasMapDmabufPal(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions = {}): Result<void> {
-  const t = attachPinnedTake(ioas, buf, opts, ['pal'], dmaBufMapPal, dmaBufUnmapPal);
+  const t = attachPinnedTake(ioas, buf, iova, opts, ['pal'], dmaBufMapPal, dmaBufUnmapPal);
   if (!t.ok) return t;
   const { att, start, len, prot, release } = t.value;
   const pal = t.value.taken;
-  const c = checkIova(ioas, iova, len);
+  const c = checkAreaIova(ioas, iova, start, len);
   if (!c.ok) { release(); return c; }
   const mprot = (prot & ~IOMMU_CACHE) | IOMMU_MMIO;
   const part = slice(pal.phys, start, len);
