@@ -168,4 +168,28 @@ describe('iommufd IOAS', () => {
     expect(errno(iommufdIoasMap(ioas.value, mm, va.value, PAGE, IOVA))).toBe('ENOENT');
     expect(m.events.count('MODEL-CHECK')).toBe(0);
   });
+
+  it('IOMMU_IOAS_UNMAP over a range whose last area sticks out: ENOENT, and the areas below it are unmapped (iopt_unmap_iova_range); one sticking out at the bottom: ENOENT, nothing unmapped', () => {
+    const m = makeMachine('strict');
+    const nvme = m.device('nvme0');
+    const mm = m.newProcess();
+    const va = mm.mmap({ len: 16 * PAGE, backing: 'anon', populate: true });
+    if (!va.ok) throw new Error(va.errno);
+    const ioas = iommufdIoasAlloc(m, nvme);
+    if (!ioas.ok) throw new Error(ioas.errno);
+    const A = IOVA, B = IOVA + 0x10_0000n;
+    expect(iommufdIoasMap(ioas.value, mm, va.value, 4 * PAGE, A).ok).toBe(true);
+    expect(iommufdIoasMap(ioas.value, mm, va.value + BigInt(4 * PAGE), 4 * PAGE, B).ok).toBe(true);
+    // [B + PAGE, ...) leaves B's first page out: B sticks out at the bottom, nothing is unmapped
+    expect(iommufdIoasUnmap(ioas.value, B + BigInt(PAGE), 0x10_0000)).toMatchObject({ ok: false, errno: 'ENOENT' });
+    expect(ioas.value.areas.length).toBe(2);
+    // [A, B + PAGE): A is wholly inside, B is not
+    expect(iommufdIoasUnmap(ioas.value, A, Number(B - A) + PAGE)).toMatchObject({ ok: false, errno: 'ENOENT' });
+    expect(ioas.value.areas.map((a) => a.iova)).toEqual([B]);
+    expect(iommuIovaToPhys(ioas.value.domain, A)).toBe(0n);
+    expect(m.listPins().length).toBe(1);
+    iommufdIoasDestroy(ioas.value);
+    expect(m.listPins()).toEqual([]);
+    expect(m.teardown()).toBe(0);
+  });
 });

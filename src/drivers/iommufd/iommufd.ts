@@ -406,9 +406,10 @@ function releaseArea(ioas: Ioas, a: IoasArea): void {
 }
 
 /**
- * IOMMU_IOAS_UNMAP: removes every area inside [iova, iova + len) and returns the bytes unmapped.
- * Errors: EINVAL (len 0), EOVERFLOW, ENOENT (an area only partly inside the range: areas are not
- * split; or nothing mapped there). A revoked dma-buf area is removed like any other.
+ * IOMMU_IOAS_UNMAP: removes the areas inside [iova, iova + len) in IOVA order and returns the bytes
+ * unmapped. Errors: EINVAL (len 0), EOVERFLOW, ENOENT (nothing mapped there; or an area only partly
+ * inside the range: areas are not split, and the areas below it that were inside are unmapped
+ * already, as iopt_unmap_iova_range() leaves them). A revoked dma-buf area is removed like any other.
  */
 export function iommufdIoasUnmap(ioas: Ioas, iova: bigint, len: number): Result<number> {
   checkIoas(ioas);
@@ -416,17 +417,19 @@ export function iommufdIoasUnmap(ioas: Ioas, iova: bigint, len: number): Result<
   if (len === 0) return err('EINVAL', 'length is 0');
   const last = iova + BigInt(len) - 1n;
   if (last > U64_MAX) return err('EOVERFLOW', `iova 0x${iova.toString(16)} + length ${len} wraps`);
-  const hit = ioas.areas.filter((a) => a.iova <= last && a.iova + BigInt(a.len) - 1n >= iova);
-  for (const a of hit) {
-    if (a.iova < iova || a.iova + BigInt(a.len) - 1n > last) return err('ENOENT', `the area at 0x${a.iova.toString(16)} (${a.len} bytes) is not inside the range`);
-  }
-  if (hit.length === 0) return err('ENOENT', `nothing is mapped in [0x${iova.toString(16)}, 0x${last.toString(16)}]`);
+  const hit = ioas.areas.filter((a) => a.iova <= last && a.iova + BigInt(a.len) - 1n >= iova).sort((a, b) => (a.iova < b.iova ? -1 : 1));
+  // io_pagetable.c: iopt_unmap_iova_range() takes the areas one by one from the lowest IOVA and stops
+  // with -ENOENT at the first that is not wholly inside, keeping what it has unmapped so far
   let n = 0;
   for (const a of hit) {
+    if (a.iova < iova || a.iova + BigInt(a.len) - 1n > last) {
+      return err('ENOENT', `the area at 0x${a.iova.toString(16)} (${a.len} bytes) is not inside the range${n > 0 ? ` (${n} bytes below it were unmapped)` : ''}`);
+    }
     releaseArea(ioas, a);
     ioas.areas.splice(ioas.areas.indexOf(a), 1);
     n += a.len;
   }
+  if (n === 0) return err('ENOENT', `nothing is mapped in [0x${iova.toString(16)}, 0x${last.toString(16)}]`);
   return ok(n);
 }
 
