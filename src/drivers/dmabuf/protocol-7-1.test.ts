@@ -65,6 +65,24 @@ describe('mapping-type negotiation (RFC "Add DMA-buf mapping types", not merged)
   });
 });
 
+describe('VFIO_DEVICE_FEATURE_DMA_BUF range checks (validate_dmabuf_input, vfio_pci_core_fill_phys_vec)', () => {
+  it('empty or unaligned ranges and ranges past the BAR are EINVAL, a BAR that is not one is ENODEV; an offset + length past 2^53 that does not wrap 64 bits is EINVAL, not EOVERFLOW', () => {
+    const m = makeMachine('strict');
+    const gpu = m.device('gpu0');
+    const errno = (r: { ok: boolean; errno?: string }): string => (r.ok ? 'ok' : r.errno!);
+    const big = 2 ** 53 - 4096;
+    expect([
+      errno(vfioPciDmabufExport(gpu, { bar: 0, ranges: [] })),
+      errno(vfioPciDmabufExport(gpu, { bar: 0, offset: 0, len: 0 })),
+      errno(vfioPciDmabufExport(gpu, { bar: 0, offset: 0x800, len: 4096 })),
+      errno(vfioPciDmabufExport(gpu, { bar: 0, offset: 16 * 1024 * 1024, len: 4096 })),
+      errno(vfioPciDmabufExport(gpu, { bar: 6, offset: 0, len: 4096 })),
+      errno(vfioPciDmabufExport(gpu, { bar: 0, offset: big, len: 8192 })),
+    ]).toEqual(['EINVAL', 'EINVAL', 'EINVAL', 'EINVAL', 'ENODEV', 'EINVAL']);
+    expect(vfioPciDmabufs(gpu)).toEqual([]);
+  });
+});
+
 describe('after an invalidation completes no importer reaches the old memory', () => {
   it('dynamic importer: invalidate_mappings unmaps, the old IOVA faults, a new map works once restored', () => {
     const m = makeMachine('strict');

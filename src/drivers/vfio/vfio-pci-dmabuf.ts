@@ -117,7 +117,7 @@ const vfioOps = {
  * done at vfio_pci_core_register). The buffer starts revoked when the function's memory decode is
  * off. Errors: EINVAL (no ranges, a range of length 0 or not page-aligned, beyond the BAR, no
  * provider for the BAR); ENODEV (bar is not a memory BAR of the function: vfio_pci_core_setup_barmap
- * fails); EOVERFLOW (offset + length wraps).
+ * fails); EOVERFLOW (the BAR's start + offset + length wraps 64 bits).
  * @throws TypeError if dev is not a PCI function; RangeError for non-integer numbers.
  */
 export function vfioPciDmabufExport(dev: Device, req: VfioDmaBufRequest): Result<DmaBuf> {
@@ -145,10 +145,17 @@ export function vfioPciDmabufExport(dev: Device, req: VfioDmaBufRequest): Result
   if (provider === null) return err('EINVAL', `BAR ${req.bar} of ${dev.name} has no p2pdma provider`);
   // vfio_pci_core_fill_phys_vec()
   const b = PhyrList.builder(ranges.length);
+  // the sums are phys_addr_t (u64): EOVERFLOW only when start + offset or paddr + length wraps 64
+  // bits; a range past the BAR's end is EINVAL (the JS sum offset + length may pass 2^53 without
+  // wrapping, which is not an overflow)
+  const U64_MAX = (1n << 64n) - 1n;
+  const maxAddr = bar.region.start + BigInt(bar.region.len);
   for (const r of ranges) {
-    if (!Number.isSafeInteger(r.offset + r.len)) return err('EOVERFLOW', `offset ${r.offset} + length ${r.len} overflows`);
-    if (r.offset + r.len > bar.region.len) return err('EINVAL', `range [${r.offset}, +${r.len}) is beyond BAR ${req.bar} (${bar.region.len} bytes)`);
-    b.pushBigNoMerge(bar.region.start + BigInt(r.offset), r.len, bar.region.rangeFlags);
+    const paddr = bar.region.start + BigInt(r.offset);
+    const end = paddr + BigInt(r.len);
+    if (paddr > U64_MAX || end > U64_MAX) return err('EOVERFLOW', `BAR start + offset ${r.offset} + length ${r.len} overflows`);
+    if (end > maxAddr) return err('EINVAL', `range [${r.offset}, +${r.len}) is beyond BAR ${req.bar} (${bar.region.len} bytes)`);
+    b.pushBigNoMerge(paddr, r.len, bar.region.rangeFlags);
   }
   const priv = new VfioPciDmaBuf(dev, provider, b.build());
   const e = dmaBufExport({ mm: dmaContextOf(dev).mm, ops: vfioOps, size: priv.size, priv });
