@@ -159,6 +159,21 @@ describe('EventLog and Result', () => {
   });
 });
 
+describe('EventLog.warnOnce (WARN_ONCE: one flag per call site per boot)', () => {
+  it('records a site\'s first WARN only, each site on its own, each log on its own; clear() does not re-arm', () => {
+    const a = new EventLog();
+    const b = new EventLog();
+    expect(a.warnOnce('site-1', 'src', 'first')).toBe(true);
+    expect(a.warnOnce('site-1', 'src', 'second')).toBe(false);
+    expect(a.warnOnce('site-2', 'src', 'other site')).toBe(true);
+    expect(b.warnOnce('site-1', 'src', 'another machine')).toBe(true);
+    expect(a.list().map((e) => [e.kind, e.message])).toEqual([['WARN', 'first'], ['WARN', 'other site']]);
+    a.clear();
+    expect(a.warnOnce('site-1', 'src', 'after clear')).toBe(false);
+    expect(a.list()).toEqual([]);
+  });
+});
+
 describe('EventLog.mute', () => {
   it('a muted kind is counted, not stored; unmuting stores again; WARN, BUG and FAULT cannot be muted', () => {
     const log = new EventLog();

@@ -48,6 +48,8 @@ export class EventLog {
   private readonly counts = new Map<EventKind, number>();
   private dropped = 0;
   private readonly muted = new Set<EventKind>();
+  /** The *_ONCE call sites that have fired (warnOnce). */
+  private readonly firedOnce = new Set<string>();
   readonly capacity: number;
 
   constructor(capacity = 100_000) {
@@ -100,6 +102,18 @@ export class EventLog {
 
   warn(source: string, message: string, data?: Record<string, unknown>): KernelEvent {
     return this.record('WARN', source, message, data);
+  }
+
+  /**
+   * WARN_ONCE / WARN_ON_ONCE / dev_WARN_ONCE: a WARN the first time `site` fires on this machine
+   * (one log per boot), nothing after: the kernel keeps one flag per call site for the whole boot.
+   * Returns whether it recorded. clear() does not re-arm a site; only a new machine does.
+   */
+  warnOnce(site: string, source: string, message: string, data?: Record<string, unknown>): boolean {
+    if (this.firedOnce.has(site)) return false;
+    this.firedOnce.add(site);
+    this.warn(source, message, data);
+    return true;
   }
 
   /** Records a BUG and throws KernelBug. */

@@ -12,7 +12,7 @@ import {
   DMA_ATTR_CC_SHARED, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, SIZE_MAX,
 } from './constants.ts';
 import { ccRangeShared } from './cc.ts';
-import { modelCheckEvent, warnOnce } from './events.ts';
+import { modelCheckEvent } from './events.ts';
 import {
   isSwiotlbActive, isSwiotlbBuffer, isSwiotlbForceBounce, swiotlbMap, swiotlbMaxMappingSize,
   swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice, swiotlbTblUnmapSingle,
@@ -24,7 +24,7 @@ import { DMA_RANGE_BUS, DmaRangeClassifier } from './map-iter.ts';
 
 /** dma_direct_map_phys's err_overflow (kernel/dma/direct.h): a dev_WARN_ONCE, so one WARN per machine. */
 function overflow(dev: Device, addr: bigint, size: number): bigint {
-  warnOnce(dmaContextOf(dev).mm.events, 'dma_direct_map_phys:overflow', 'dma-direct',
+  dmaContextOf(dev).mm.events.warnOnce('dma_direct_map_phys:overflow', 'dma-direct',
     `${dev.name}: overflow 0x${addr.toString(16)}+${size} of DMA mask ${(dev.dmaMask ?? 0n).toString(16)} bus limit ${dev.busDmaLimit.toString(16)}`);
   return DMA_MAPPING_ERROR;
 }

@@ -24,23 +24,6 @@ export function modelCheckEvent(events: EventLog, message: string, data?: Record
   return events.record('MODEL-CHECK', 'model-check', message, data);
 }
 
-/** The WARN_ONCE sites that already fired, per machine (keyed by its event log: one log per boot). */
-const firedOnce = new WeakMap<EventLog, Set<string>>();
-
-/**
- * WARN_ONCE / WARN_ON_ONCE / dev_WARN_ONCE: a WARN the first time `site` triggers on this machine,
- * nothing after (the kernel keeps one flag per call site for the whole boot). Returns whether it
- * recorded. The log's clear() does not re-arm a site, as nothing but a reboot does.
- */
-export function warnOnce(events: EventLog, site: string, source: string, message: string, data?: Record<string, unknown>): boolean {
-  let sites = firedOnce.get(events);
-  if (sites === undefined) firedOnce.set(events, (sites = new Set()));
-  if (sites.has(site)) return false;
-  sites.add(site);
-  events.warn(source, message, data);
-  return true;
-}
-
 /**
  * A KERN_WARNING printk (dev_warn, dev_warn_ratelimited, pr_warn): a log line, not a WARN() splat.
  * Recorded as an INFO event with `data.level: 'warning'`, as the PCI layer records pci_warn.

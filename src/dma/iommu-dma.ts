@@ -24,7 +24,6 @@ import { dmaContextOf } from './context.ts';
 import { DMA_RANGE_BUS, DMA_RANGE_UNSUPPORTED, DmaRangeClassifier, MEM_CROSSES, MEM_HOLE } from './map-iter.ts';
 import { archSyncDmaFlush, archSyncDmaForCpu, archSyncDmaForDevice } from './cache.ts';
 import { dmaGetMask, dmaGetMaxSegSize, dmaGetMinAlignMask, dmaGetSegBoundary } from './mask.ts';
-import type { MachineMm } from '../mm/index.ts';
 import {
   isSwiotlbActive, isSwiotlbBuffer, swiotlbMaxMappingSize, swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice,
   swiotlbTblMapSingle, swiotlbTblUnmapSingle,
@@ -73,11 +72,6 @@ export function devUseSwiotlb(dev: Device, _size: number, _dir: DmaDataDirection
   return dev.untrusted;
 }
 
-/** dev_warn_once in iommu_dma_map_swiotlb(): one report per boot (per machine here). */
-const warnedInactive = new WeakSet<MachineMm>();
-/** dev_WARN_ONCE in __iommu_dma_map(): one report per boot (per machine here). */
-const warnedMinAlign = new WeakSet<MachineMm>();
-
 /** iova_offset(): the offset of an address inside its IOVA granule. */
 export function iovaOffset(domain: IommuDomain, addr: bigint): number {
   const g = domain.granule;
@@ -97,12 +91,9 @@ export function iovaOffset(domain: IommuDomain, addr: bigint): number {
 export function iommuDmaMapSwiotlb(dev: Device, phys: bigint, size: number, dir: DmaDataDirection, attrs: number): bigint {
   const domain = dmaDomainOf(dev);
   if (!isSwiotlbActive(dev)) {
-    const mm = dmaContextOf(dev).mm;
-    if (!warnedInactive.has(mm)) {
-      warnedInactive.add(mm);
-      mm.events.warn('dma-iommu', `${dev.name}: DMA bounce buffers are inactive, unable to map unaligned transaction.`,
-        { dev: dev.name, phys, size });
-    }
+    // dev_warn_once: one report per boot (per machine here)
+    dmaContextOf(dev).mm.events.warnOnce('iommu_dma_map_swiotlb:inactive', 'dma-iommu',
+      `${dev.name}: DMA bounce buffers are inactive, unable to map unaligned transaction.`, { dev: dev.name, phys, size });
     return DMA_MAPPING_ERROR;
   }
   const g = domain.granule;
@@ -132,12 +123,10 @@ function iommuDmaMapRaw(dev: Device, domain: IommuDomain, phys: bigint, size: nu
   const g = domain.granule;
   const minAlign = dmaGetMinAlignMask(dev);
   if (minAlign > g - 1) {
-    const mm = dmaContextOf(dev).mm;
-    if (!warnedMinAlign.has(mm)) {
-      warnedMinAlign.add(mm);
-      mm.events.warn('dma-iommu', `${dev.name}: Unsupported alignment constraint (min_align_mask 0x${minAlign.toString(16)} > IOVA granule mask 0x${(g - 1).toString(16)})`,
-        { dev: dev.name, minAlignMask: minAlign, granule: g });
-    }
+    // dev_WARN_ONCE: one report per boot (per machine here)
+    dmaContextOf(dev).mm.events.warnOnce('__iommu_dma_map:min_align', 'dma-iommu',
+      `${dev.name}: Unsupported alignment constraint (min_align_mask 0x${minAlign.toString(16)} > IOVA granule mask 0x${(g - 1).toString(16)})`,
+      { dev: dev.name, minAlignMask: minAlign, granule: g });
     return DMA_MAPPING_ERROR;
   }
   const shift = domain.granuleShift;

@@ -41,7 +41,6 @@ import {
 import { devDmaOps, getDmaOps, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg } from './ops/ops.ts';
 import { dmaDirectGetRequiredMask } from './mask.ts';
 import { memTypeLookup } from './map-iter.ts';
-import { warnOnce } from './events.ts';
 import { rangeProvider } from '../phyr/index.ts';
 import './counters.ts';
 
@@ -247,7 +246,7 @@ export function dmaMapPage(dev: Device, pfn: bigint, offset: number, size: numbe
   // kernel/dma/mapping.c: dma_map_page_attrs() refuses a ZONE_DEVICE page (WARN_ON_ONCE) only when
   // built with CONFIG_DMA_API_DEBUG (the machine's dma-debug); without it the page is mapped as any other
   if (facts.pgmapId !== 0 && dmaDebugOf(dev).enabled) {
-    warnOnce(ctx.mm.events, 'dma_map_page:zone_device', 'dma', `${dev.name}: dma_map_page_attrs: WARN_ON_ONCE(is_zone_device_page(page)) pfn 0x${pfn.toString(16)}`);
+    ctx.mm.events.warnOnce('dma_map_page:zone_device', 'dma', `${dev.name}: dma_map_page_attrs: WARN_ON_ONCE(is_zone_device_page(page)) pfn 0x${pfn.toString(16)}`);
     return err('ENOMEM', 'ZONE_DEVICE page');
   }
   return dmaMapPhys(dev, phys, size, dir, attrs);
@@ -326,12 +325,12 @@ export function dmaMapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 0)
   // __dma_map_sg_attrs(): a count of 0 or an errno outside the four documented ones is a
   // WARN_ON_ONCE and -EIO
   if (r.ok && r.value === 0) {
-    warnOnce(ctx.mm.events, 'dma_map_sg:ents', 'dma', `${dev.name}: dma_map_sgtable: WARN_ON_ONCE(ents == 0) (${sgt.origNents} entries)`);
+    ctx.mm.events.warnOnce('dma_map_sg:ents', 'dma', `${dev.name}: dma_map_sgtable: WARN_ON_ONCE(ents == 0) (${sgt.origNents} entries)`);
     return err('EIO', `map_sg mapped no segments of the ${sgt.origNents}-entry table`);
   }
   if (!r.ok) {
     if (r.errno !== 'EINVAL' && r.errno !== 'ENOMEM' && r.errno !== 'EIO' && r.errno !== 'EREMOTEIO') {
-      warnOnce(ctx.mm.events, 'dma_map_sg:ents', 'dma', `${dev.name}: dma_map_sgtable: unexpected error ${r.errno}`);
+      ctx.mm.events.warnOnce('dma_map_sg:ents', 'dma', `${dev.name}: dma_map_sgtable: unexpected error ${r.errno}`);
       return err('EIO', r.message);
     }
     return r;

@@ -18,7 +18,7 @@ import { dmaGetMinAlignMask, dmaGetSegBoundary } from './mask.ts';
 import { dmaCapable, physToDmaUnencrypted } from './direct-addr.ts';
 import { archSyncDmaFlush, archSyncDmaForDevice } from './cache.ts';
 import { forceDmaUnencrypted } from './cc.ts';
-import { printkWarning, warnOnce } from './events.ts';
+import { printkWarning } from './events.ts';
 import './counters.ts';
 
 export const IO_TLB_SEGSIZE = 128;
@@ -249,7 +249,7 @@ export class Swiotlb {
     // difference wrap: nothing is cut and the copy runs past the mapping, as there (dma-debug
     // reports such a sync before it gets here).
     if (allocSize >= 0 && size > allocSize) {
-      warnOnce(this.mm.events, 'swiotlb_bounce:overflow', 'swiotlb', `${dev.name}: Buffer overflow detected. Allocation size: ${allocSize}. Mapping size: ${size}.`);
+      this.mm.events.warnOnce('swiotlb_bounce:overflow', 'swiotlb', `${dev.name}: Buffer overflow detected. Allocation size: ${allocSize}. Mapping size: ${size}.`);
       size = allocSize;
     }
     if (size <= 0) return;
@@ -498,7 +498,7 @@ export function swiotlbMap(dev: Device, phys: bigint, size: number, dir: number,
   if (!dmaCapable(dev, dmaAddr, size, true)) {
     swiotlbTblUnmapSingle(dev, tlb, size, dir, attrs | DMA_ATTR_SKIP_CPU_SYNC);
     // kernel/dma/swiotlb.c: swiotlb_map(): dev_WARN_ONCE, one WARN per machine
-    warnOnce(dmaContextOf(dev).mm.events, 'swiotlb_map:overflow', 'swiotlb',
+    dmaContextOf(dev).mm.events.warnOnce('swiotlb_map:overflow', 'swiotlb',
       `${dev.name}: swiotlb addr 0x${dmaAddr.toString(16)}+${size} overflow (mask ${(dev.dmaMask ?? 0n).toString(16)}, bus limit ${dev.busDmaLimit.toString(16)}).`);
     return DMA_MAPPING_ERROR;
   }

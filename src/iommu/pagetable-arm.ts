@@ -29,9 +29,6 @@ const INV512 = POW512.map((p) => 1 / p);
 const LEAF_LG2S: readonly number[] = [0, 9, 18];
 const choice = { lg2: 0, count: 0 };
 
-/** Machines that already reported the WARN_ONCE of a partial block unmap. */
-const partialUnmapWarned = new WeakSet<MachineMm>();
-
 /** The IOVA of a frame number, as hex text for messages. */
 function hexFrame(pfn: number): string {
   return `0x${(BigInt(pfn) << 12n).toString(16)}`;
@@ -169,10 +166,7 @@ export class ArmLpaePageTable extends PageTable {
         return this.unmappedPages;
       }
       if (f.kind(l, lo, hi) === PT_ENTRY_OA) {
-        if (!partialUnmapWarned.has(this.mm)) {
-          partialUnmapWarned.add(this.mm);
-          events.warn('io-pgtable-arm', 'Unmap of a partial large IOPTE is not allowed', { iova: hexFrame(iovaPfn) });
-        }
+        events.warnOnce('arm_lpae_unmap:partial', 'io-pgtable-arm', 'Unmap of a partial large IOPTE is not allowed', { iova: hexFrame(iovaPfn) });
         return 0;
       }
       t = this.view(entryOaPfn(f, lo, hi));

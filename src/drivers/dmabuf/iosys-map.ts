@@ -7,7 +7,7 @@
 // Model deviation: the map addresses the buffer by byte offset over its physical ranges (the
 // kernel's vmap makes one virtually contiguous kernel mapping of them).
 
-import { SlotKey, checkLen, err, ok, type Result } from '../../base/index.ts';
+import { checkLen, err, ok, type Result } from '../../base/index.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { PhyrList } from '../../phyr/index.ts';
 import { modelCheckEvent, type DmaBuf } from './dma-buf.ts';
@@ -134,9 +134,6 @@ export function iosysMapPlainStore(map: IosysMap, offset: number, bytes: Uint8Ar
   map.each(offset, bytes.length, (p, at, n) => map.mm.mem.write(p, bytes.subarray(at, at + n)));
 }
 
-/** dma_buf_vmap's WARN_ON_ONCE when an exporter's vmap fails: once per machine. */
-const VMAP_WARNED = new SlotKey<boolean>('dma-buf-vmap-warned');
-
 /**
  * dma_buf_vmap(): a kernel mapping of the whole buffer as an iosys_map (I/O memory for a BAR), under
  * the reservation lock (WARN and EINVAL without it: Model deviation, the kernel's lockdep WARNs and
@@ -154,10 +151,7 @@ export function dmaBufVmap(buf: DmaBuf): Result<IosysMap> {
   }
   const r = buf.ops.vmap(buf);
   if (!r.ok) {
-    if (!buf.mm.slots.get(VMAP_WARNED)) {
-      buf.mm.slots.set(VMAP_WARNED, true);
-      buf.events.warn('dma-buf', `dma_buf_vmap: WARN_ON_ONCE(ret): ${buf.ops.expName}'s vmap of ${buf.name} failed (${r.errno})`);
-    }
+    buf.events.warnOnce('dma_buf_vmap:ret', 'dma-buf', `dma_buf_vmap: WARN_ON_ONCE(ret): ${buf.ops.expName}'s vmap of ${buf.name} failed (${r.errno})`);
     return r;
   }
   const map = iosysMapFromRanges(buf.mm, r.value);
