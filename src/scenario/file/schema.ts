@@ -120,7 +120,7 @@ export const machineShape = {
   swiotlb: z.union([z.literal(false), z.strictObject({
     bytes: size('pool size (default 64 MiB)').optional(),
     force: z.boolean().optional().describe('swiotlb=force: bounce every dma-direct mapping'),
-  })]).optional().describe('the swiotlb bounce pool, or false for none (omitted: a 64 MiB pool only when RAM reaches above 4 GiB, as x86-64 boots)'),
+  })]).optional().describe('the swiotlb bounce pool, or false for none (omitted: a 64 MiB pool where an x86-64 boot sets one up: RAM above 4 GiB, a CC guest, Xen swiotlb ops; none with machine-wide GART)'),
   dmaDebug: z.strictObject({
     enabled: z.boolean().optional().describe('CONFIG_DMA_API_DEBUG (default true)'),
     allErrors: z.boolean().optional().describe('dma-api/all_errors (default false)'),
