@@ -15,16 +15,14 @@ export interface DummyOpsConfig {
 export class DummyOps implements DmaMapOps {
   readonly kind = 'dummy' as const;
   private readonly mm: MachineMm;
-  private warned = new Set<string>();
 
   constructor(mm: MachineMm) {
     this.mm = mm;
   }
 
+  /** The unmap's WARN_ON_ONCE: one flag per call site for the boot, so once per machine, whichever device and ops instance. */
   private warnOnce(site: string, dev: Device): void {
-    if (this.warned.has(site)) return;
-    this.warned.add(site);
-    this.mm.events.warn('dma-dummy', `${dev.name}: ${site}: WARN_ON_ONCE(true)`);
+    this.mm.events.warnOnce(`kernel/dma/dummy.c:${site}`, 'dma-dummy', `${dev.name}: ${site}: WARN_ON_ONCE(true)`);
   }
 
   mapPhys(): bigint {

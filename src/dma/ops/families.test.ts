@@ -248,6 +248,29 @@ describe('dma_dummy_ops (kernel/dma/dummy.c)', () => {
     expect(dmaMapPhyrs(dev, PhyrList.from([{ addr: 0x1_0000_0000n, len: 4096, flags: 0 }]), DMA_BIDIRECTIONAL, 0)).toMatchObject({ ok: false, errno: 'EINVAL' });
     expect(dev.dmaRead(0x1_0000_0000n, 4).ok).toBe(false);
   });
+
+  it('the unmap WARN_ON_ONCE fires once per machine, whichever device and ops instance (one flag per call site)', () => {
+    // two endpoints, each with its own dma_dummy_ops instance: the kernel has one dma_dummy_ops and
+    // one WARN_ON_ONCE flag in dma_dummy_unmap_phys() for the whole boot
+    // dma-debug off: with it on, the model hands an unmap of an address it never saw mapped to
+    // dma-debug alone (docs/model.md), and these unmaps are of nothing
+    const m = opsMachine({ kind: 'dummy' }, { perEndpoint: true, dmaDebug: false });
+    const warns = (): number => m.events.list('WARN', 'dma-dummy').length;
+    const nic = m.device('nic0');
+    const gpu = m.device('gpu0');
+    expect(getDmaOps(nic)).not.toBe(getDmaOps(gpu));
+    dmaUnmapPhys(nic, 0x1000n, 4096, DMA_BIDIRECTIONAL);
+    expect(warns()).toBe(1);
+    expect(m.events.list('WARN', 'dma-dummy')[0].message).toContain('nic0: dma_dummy_unmap_phys');
+    dmaUnmapPhys(nic, 0x2000n, 4096, DMA_BIDIRECTIONAL);
+    dmaUnmapPhys(gpu, 0x1000n, 4096, DMA_BIDIRECTIONAL);
+    expect(warns()).toBe(1);
+    // a second machine has its own boot
+    const m2 = opsMachine({ kind: 'dummy' }, { dmaDebug: false });
+    dmaUnmapPhys(m2.device('nic0'), 0x1000n, 4096, DMA_BIDIRECTIONAL);
+    expect(m2.events.list('WARN', 'dma-dummy').length).toBe(1);
+    expect(warns()).toBe(1);
+  });
 });
 
 describe('dispatch (kernel/dma/mapping.c)', () => {
