@@ -19,7 +19,10 @@ declare module '../base/stats.ts' {
     /** set_memory_decrypted / set_memory_encrypted pages in a confidential-computing guest. */
     ccPagesDecrypted: number;
     ccPagesEncrypted: number;
-    /** DMA API: map, unmap and sync calls; two-step links, syncs and unlinks. */
+    /**
+     * DMA API: map, unmap and sync calls; two-step links, syncs and unlinks. dmaSyncCalls counts
+     * every dma_sync_* call, those that dma_dev_need_sync() makes return at once included.
+     */
     dmaMapCalls: number;
     dmaUnmapCalls: number;
     dmaSyncCalls: number;

@@ -281,6 +281,32 @@ describe('dma_need_unmap / dma_need_sync truth table (kernel/dma/mapping.c)', ()
     dmaUnmapPhys(dev, keep.ok ? keep.value : 0n, 4096, DMA_TO_DEVICE);
     expect(m.teardown()).toBe(0);
   });
+  it('the dma_sync_* wrappers return at once while dma_dev_need_sync() is false: no BUG_ON for a bad direction, no backend; the call still counts', () => {
+    // include/linux/dma-mapping.h: dma_sync_single_for_cpu() tests dma_dev_need_sync() before
+    // __dma_sync_single_for_cpu(), whose first act is BUG_ON(!valid_dma_direction(dir))
+    const BAD_DIR = 7;
+    const m = smallMachine({ dmaDebug: { enabled: false } });
+    const dev = m.device('nvme0');
+    const low = ramAt(m, 0n, MiB);
+    const a = dmaMapPhys(dev, low, 4096, DMA_TO_DEVICE);
+    expect(a.ok && dev.dmaSkipSync).toBe(true);
+    const addr = a.ok ? a.value : 0n;
+    const calls0 = m.stats.dmaSyncCalls;
+    dmaSyncSingleForCpu(dev, addr, 4096, BAD_DIR);
+    dmaSyncSingleForDevice(dev, addr, 4096, BAD_DIR);
+    expect(m.events.list('BUG')).toHaveLength(0);
+    expect(m.stats.dmaSyncCalls).toBe(calls0 + 2);
+    // once the device bounced (dma_reset_need_sync), the same call reaches the BUG_ON
+    const b = dmaMapPhys(dev, ramAt(m, HIGH, MiB), 4096, DMA_TO_DEVICE);
+    expect(b.ok && !dev.dmaSkipSync).toBe(true);
+    expect(() => dmaSyncSingleForCpu(dev, addr, 4096, BAD_DIR)).toThrow(KernelBug);
+    // a debug kernel always calls through (IS_ENABLED(CONFIG_DMA_API_DEBUG))
+    const md = smallMachine();
+    const dd = md.device('nvme0');
+    expect(dd.dmaSkipSync).toBe(true);
+    const c = dmaMapPhys(dd, ramAt(md, 0n, MiB), 4096, DMA_TO_DEVICE);
+    expect(() => dmaSyncSingleForDevice(dd, c.ok ? c.value : 0n, 4096, BAD_DIR)).toThrow(KernelBug);
+  });
   it('mapping-size hints: unlimited direct, swiotlb max when addressing-limited, 252 KiB with min_align 4095', () => {
     const m = smallMachine();
     const dev = m.device('nvme0');

@@ -421,13 +421,28 @@ export function dmaSyncSingleForDevice(dev: Device, addr: bigint, size: number, 
   syncSingle(dev, addr, size, dir, false);
 }
 
-/** Validates, counts, dispatches to the backend, then tells dma-debug: one sync of [addr, addr + size). */
+/**
+ * dma_dev_need_sync (include/linux/dma-mapping.h): whether the dma_sync_* wrappers call into the
+ * DMA layer at all. A device that skips syncs (dma_skip_sync: coherent, never bounced) does not,
+ * unless the kernel is built with CONFIG_DMA_API_DEBUG (here: the machine's dma-debug runs).
+ */
+function dmaDevNeedSync(dev: Device): boolean {
+  return !dev.dmaSkipSync || dmaDebugOf(dev).enabled;
+}
+
+/**
+ * Validates and counts the call; then, when the device needs syncs, dispatches to the backend and
+ * tells dma-debug: one sync of [addr, addr + size). For a device that skips syncs the inline
+ * wrapper returns before __dma_sync_single_for_*() (kernel/dma/mapping.c), so neither its
+ * direction check (BUG_ON) nor the backend runs; the call still counts in dmaSyncCalls.
+ */
 function syncSingle(dev: Device, addr: bigint, size: number, dir: number, toCpu: boolean): void {
   checkAddr('addr', addr);
   checkLen('size', size);
   const ctx = dmaContextOf(dev);
-  const d = checkDir(dev, dir, toCpu ? 'dma_sync_single_for_cpu' : 'dma_sync_single_for_device');
   ctx.mm.stats.dmaSyncCalls++;
+  if (!dmaDevNeedSync(dev)) return;
+  const d = checkDir(dev, dir, toCpu ? 'dma_sync_single_for_cpu' : 'dma_sync_single_for_device');
   const direct = mapDirect(dev);
   const ops = direct ? null : opsOf(dev);
   if (ops !== null) {
@@ -451,10 +466,12 @@ function syncSingle(dev: Device, addr: bigint, size: number, dir: number, toCpu:
   }
 }
 
+/** syncSingle for a mapped table (dma_sync_sg_for_*: the same dma_dev_need_sync() test first). */
 function syncSgtable(dev: Device, sgt: SgTable, dir: number, toCpu: boolean): void {
   const ctx = dmaContextOf(dev);
-  const d = checkDir(dev, dir, toCpu ? 'dma_sync_sgtable_for_cpu' : 'dma_sync_sgtable_for_device');
   ctx.mm.stats.dmaSyncCalls++;
+  if (!dmaDevNeedSync(dev)) return;
+  const d = checkDir(dev, dir, toCpu ? 'dma_sync_sgtable_for_cpu' : 'dma_sync_sgtable_for_device');
   const ops = mapDirect(dev) ? null : opsOf(dev);
   if (ops !== null) {
     // ops->sync_sg_for_*: per entry (xen-swiotlb; the others have none)
@@ -503,10 +520,9 @@ export function dmaSyncSgtableForDevice(dev: Device, sgt: SgTable, dir: number):
  */
 export function dmaNeedUnmap(dev: Device): boolean {
   if (!mapDirect(dev)) return true;
-  if (!dev.dmaSkipSync) return true;
   // Model deviation: the kernel asks the build (CONFIG_DMA_API_DEBUG), not whether dma-debug runs;
   // the model's machine with dma-debug off stands for a production kernel.
-  return dmaDebugOf(dev).enabled;
+  return dmaDevNeedSync(dev);
 }
 
 /**
@@ -519,7 +535,7 @@ export function dmaNeedSync(dev: Device, addr: bigint): boolean {
   // include/linux/dma-mapping.h: dma_dev_need_sync() is true whatever dma_skip_sync says when the
   // kernel is built with CONFIG_DMA_API_DEBUG (the machine's dma-debug), so dma_need_sync() asks
   // __dma_need_sync() (kernel/dma/mapping.c)
-  if (dev.dmaSkipSync && !dmaDebugOf(dev).enabled) return false;
+  if (!dmaDevNeedSync(dev)) return false;
   if (mapDirect(dev)) return dmaDirectNeedSync(dev, addr);
   return true;
 }
