@@ -7,7 +7,7 @@
 // its bvec_iter is (iterIdx, iterDone, size) into them. Number columns of the same vectors are kept
 // beside the list for the split and map loops.
 
-import { checkAddr, err, ok, type Result } from '../../base/index.ts';
+import { checkAddr, checkLen, err, ok, type Result } from '../../base/index.ts';
 import {
   BvecList, RANGE_KIND_MASK, RANGE_NOPAGE, RANGE_RAM, rangeProvider, type CursorOptions, type Range, type RangeCursor,
   type RangeSource,
@@ -24,6 +24,17 @@ export const SECTOR_SIZE = 512;
 export const BIO_MAX_SIZE = 0xffff_ffff;
 /** PAGE_SIZE of the model's kernel: bv_offset is kept below it, as bio_add_page() leaves it. */
 export const BIO_PAGE_SIZE = 4096;
+
+/**
+ * @internal A kernel's PAGE_SIZE as the block layer takes it: a power of two from 4096 (the model's
+ * machines have 4, 16 or 64 KiB pages).
+ * @throws TypeError/RangeError naming pageSize.
+ */
+export function checkBlkPageSize(pageSize: unknown): number {
+  const ps = checkLen('pageSize', pageSize, 4096, 2 ** 30);
+  if ((ps & (ps - 1)) !== 0) throw new RangeError(`pageSize must be a power of two, got ${ps}`);
+  return ps;
+}
 
 /** @internal The number columns of a bio_vec array (shared by every bio that a split makes of it). */
 export interface BioVecs {

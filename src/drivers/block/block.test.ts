@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allocPhys, gpuBar, makeMachine, pattern, phyrs } from '../../../test/fixtures/dma-b-machines.ts';
+import { PCI_NODES, allocPhys, gpuBar, makeMachine, pattern, phyrs } from '../../../test/fixtures/dma-b-machines.ts';
 import { deviceReadSegs, mapRq, unmapRq } from '../../../test/fixtures/block-io.ts';
 import { KiB, unwrap } from '../../base/index.ts';
 import { PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, type Device } from '../../pci/index.ts';
@@ -359,5 +359,43 @@ describe('batched IOMMU map of a coalesced request (RequestQueue.batchIommuMap)'
     // per segment: a walk from the root (3 levels above the leaf table) for each of the 8 links
     expect(steps[0]).toBe(8 * 3);
     expect(steps[1]).toBeLessThan(steps[0]);
+  });
+});
+
+describe('PAGE_SIZE is the page size of the queue\'s machine (16 KiB and 64 KiB pages)', () => {
+  const pageSizes = [16 * KiB, 64 * KiB];
+  /** makeMachine('none') with pages of ps bytes (every BAR at least a page). */
+  const machineWith = (ps: number) => makeMachine('none', 1, {
+    pageSize: ps,
+    pci: PCI_NODES.map((n) => (n.bars ? { ...n, bars: n.bars.map((b) => ({ ...b, bytes: Math.max(b.bytes, ps) })) } : n)),
+  });
+  const errno = (r: { ok: boolean; errno?: string }) => (r.ok ? 'ok' : r.errno);
+
+  it.each(pageSizes)('blk_validate_limits at PAGE_SIZE %i: max_hw_sectors >= PAGE_SECTORS, fast segment and dma_alignment up to PAGE_SIZE', (ps) => {
+    const m = machineWith(ps);
+    const dev = m.device('nvme0');
+    const dev4k = makeMachine('none').device('nvme0');
+    const pageSectors = ps / 512;
+    expect(queue(dev).pageSize).toBe(ps);
+    // block/blk-settings.c: blk_validate_limits(): max_hw_sectors below PAGE_SECTORS is EINVAL;
+    // one 4 KiB page of sectors is enough on a 4 KiB machine only
+    expect(errno(blkMqInitQueue(dev, { maxHwSectors: 8 }))).toBe('EINVAL');
+    expect(errno(blkMqInitQueue(dev4k, { maxHwSectors: 8 }))).toBe('ok');
+    expect(errno(blkMqInitQueue(dev, { maxHwSectors: pageSectors - 1 }))).toBe('EINVAL');
+    expect(queue(dev, { maxHwSectors: pageSectors }).limits.maxHwSectors).toBe(pageSectors);
+    expect(errno(blkValidateLimits({ maxHwSectors: 8 }, ps))).toBe('EINVAL');
+    // max_fast_segment_size = min(seg_size, PAGE_SIZE)
+    expect(queue(dev).limits.maxFastSegmentSize).toBe(Math.min(ps, 64 * KiB));
+    expect(queue(dev, { virtBoundaryMask: 4095 }).limits.maxFastSegmentSize).toBe(ps);
+    expect(queue(dev4k, { virtBoundaryMask: 4095 }).limits.maxFastSegmentSize).toBe(4096);
+    // dma_alignment may be up to PAGE_SIZE
+    expect(queue(dev, { dmaAlignment: ps - 1 }).limits.dmaAlignment).toBe(ps - 1);
+    expect(errno(blkMqInitQueue(dev4k, { dmaAlignment: ps - 1 }))).toBe('EINVAL');
+    expect(errno(blkMqInitQueue(dev, { dmaAlignment: 2 * ps - 1 }))).toBe('EINVAL');
+    // the floors that are BLK_MIN_SEGMENT_SIZE (block/blk.h), 4096 whatever PAGE_SIZE is
+    expect(queue(dev, { maxSegmentSize: 4096 }).limits.maxFastSegmentSize).toBe(4096);
+    expect(queue(dev, { segBoundaryMask: 4095n }).limits.maxFastSegmentSize).toBe(4096);
+    expect(queue(dev, { maxUserSectors: 8 }).limits.maxSectors).toBe(8);
+    expect(errno(blkMqInitQueue(dev, { maxSegmentSize: 2048 }))).toBe('EINVAL');
   });
 });

@@ -2,10 +2,17 @@
 // blk_set_default_limits / blk_validate_limits; include/linux/blkdev.h: enum blk_default_limits;
 // block/blk.h: BLK_DEF_MAX_SECTORS_CAP, BLK_MIN_SEGMENT_SIZE) and a blk-mq request queue
 // (blk_mq_alloc_queue) holding the device whose DMA it maps and its limits.
+//
+// PAGE_SIZE is the page size of the machine the queue's device is on (4, 16 or 64 KiB): the
+// kernel's blk_validate_limits() checks max_hw_sectors against PAGE_SECTORS, caps
+// max_fast_segment_size at PAGE_SIZE and dma_alignment at PAGE_SIZE, while its other floors
+// (max_user_sectors, seg_boundary_mask, max_segment_size) are BLK_MIN_SEGMENT_SIZE, 4096 whatever
+// PAGE_SIZE is.
 
 import { err, ok, type Result } from '../../base/index.ts';
+import { dmaContextOf } from '../../dma/index.ts';
 import type { Device } from '../../pci/index.ts';
-import { BIO_PAGE_SIZE, SECTOR_SHIFT, SECTOR_SIZE } from './bio.ts';
+import { SECTOR_SHIFT, SECTOR_SIZE, checkBlkPageSize } from './bio.ts';
 
 export const BLK_MAX_SEGMENTS = 128;
 export const BLK_SAFE_MAX_SECTORS = 255;
@@ -13,8 +20,12 @@ export const BLK_MAX_SEGMENT_SIZE = 65536;
 export const BLK_SEG_BOUNDARY_MASK = 0xffff_ffffn;
 /** block/blk.h: BLK_DEF_MAX_SECTORS_CAP, 4 MiB in sectors. */
 export const BLK_DEF_MAX_SECTORS_CAP = (4 << 20) >> SECTOR_SHIFT;
+/** block/blk.h: BLK_MIN_SEGMENT_SIZE, 4096 bytes whatever PAGE_SIZE is. */
 export const BLK_MIN_SEGMENT_SIZE = 4096;
-/** include/linux/blkdev.h: BLK_MAX_BLOCK_SIZE with 4 KiB pages (SZ_64K). */
+/**
+ * include/linux/blkdev.h: BLK_MAX_BLOCK_SIZE, SZ_64K with CONFIG_TRANSPARENT_HUGEPAGE (the model's
+ * kernels have THP), whatever PAGE_SIZE is.
+ */
 export const BLK_MAX_BLOCK_SIZE = 65536;
 const UINT_MAX = 0xffff_ffff;
 const USHRT_MAX = 0xffff;
@@ -60,18 +71,21 @@ function checkU32(name: string, v: unknown): number {
 }
 
 /**
- * blk_validate_limits(): fills the defaults (512-byte blocks, max_hw_sectors BLK_SAFE_MAX_SECTORS,
- * max_sectors capped at 4 MiB unless io_opt / io_min or a user value say otherwise, 128 segments,
- * 64 KiB segments unless a virt boundary is set (then UINT_MAX), a 4 GiB segment boundary,
- * dma_alignment 511) and rounds max_hw_sectors / max_sectors down to the logical block size.
- * EINVAL as the kernel returns it: a bad block size, max_hw_sectors below a page or below a block,
- * max_user_sectors below 4 KiB, a segment boundary below 4095, a max_segment_size below 4096
- * without a virt boundary, dma_alignment above PAGE_SIZE.
+ * blk_validate_limits() in a kernel whose PAGE_SIZE is `pageSize` (default 4096; a queue's is its
+ * machine's, blkMqInitQueue): fills the defaults (512-byte blocks, max_hw_sectors
+ * BLK_SAFE_MAX_SECTORS, max_sectors capped at 4 MiB unless io_opt / io_min or a user value say
+ * otherwise, 128 segments, 64 KiB segments unless a virt boundary is set (then UINT_MAX), a 4 GiB
+ * segment boundary, dma_alignment 511, max_fast_segment_size at most PAGE_SIZE) and rounds
+ * max_hw_sectors / max_sectors down to the logical block size.
+ * EINVAL as the kernel returns it: a bad block size, max_hw_sectors below a page (PAGE_SECTORS) or
+ * below a block, max_user_sectors below 4 KiB, a segment boundary below 4095, a max_segment_size
+ * below 4096 without a virt boundary, dma_alignment above PAGE_SIZE.
  * @throws TypeError/RangeError naming a field that is not a number of its range, or a mask that is
- * not 2^k - 1 (the kernel's masks always are).
+ * not 2^k - 1 (the kernel's masks always are), or a pageSize that is not a power of two from 4096.
  */
-export function blkValidateLimits(input: QueueLimitsInput = {}): Result<QueueLimits> {
+export function blkValidateLimits(input: QueueLimitsInput = {}, pageSize = 4096): Result<QueueLimits> {
   if (input === null || typeof input !== 'object') throw new TypeError(`limits must be an object, got ${String(input)}`);
+  checkBlkPageSize(pageSize);
   let lbs = checkU32('logicalBlockSize', input.logicalBlockSize);
   let pbs = checkU32('physicalBlockSize', input.physicalBlockSize);
   let maxHw = checkU32('maxHwSectors', input.maxHwSectors);
@@ -96,7 +110,8 @@ export function blkValidateLimits(input: QueueLimitsInput = {}): Result<QueueLim
   ioOpt -= ioOpt % pbs;
   if (!maxHw) maxHw = BLK_SAFE_MAX_SECTORS;
   const lbSectors = lbs >> SECTOR_SHIFT;
-  if (maxHw < BIO_PAGE_SIZE >> SECTOR_SHIFT) return err('EINVAL', `max_hw_sectors ${maxHw} is below a page`);
+  // block/blk-settings.c: blk_validate_limits(): at least PAGE_SECTORS (include/linux/blk_types.h)
+  if (maxHw < pageSize >> SECTOR_SHIFT) return err('EINVAL', `max_hw_sectors ${maxHw} is below a page (PAGE_SIZE ${pageSize})`);
   if (lbSectors > maxHw) return err('EINVAL', `max_hw_sectors ${maxHw} is below the logical block size`);
   maxHw -= maxHw % lbSectors;
   const hw = maxDev ? Math.min(maxHw, maxDev) : maxHw;
@@ -123,9 +138,9 @@ export function blkValidateLimits(input: QueueLimitsInput = {}): Result<QueueLim
     if (maxSegSize < BLK_MIN_SEGMENT_SIZE) return err('EINVAL', `max_segment_size ${maxSegSize} is below 4096`);
   }
   const segSize = sbm > BigInt(maxSegSize - 1) ? maxSegSize : Number(sbm) + 1;
-  const maxFast = Math.min(segSize, BIO_PAGE_SIZE);
+  const maxFast = Math.min(segSize, pageSize);
   if (!dmaAlign) dmaAlign = SECTOR_SIZE - 1;
-  if (dmaAlign > BIO_PAGE_SIZE) return err('EINVAL', `dma_alignment ${dmaAlign} is above PAGE_SIZE`);
+  if (dmaAlign > pageSize) return err('EINVAL', `dma_alignment ${dmaAlign} is above PAGE_SIZE ${pageSize}`);
   return ok(Object.freeze({
     logicalBlockSize: lbs, physicalBlockSize: pbs, maxHwSectors: maxHw, maxSectors, maxDevSectors: maxDev,
     maxUserSectors: maxUser, maxSegments: maxSegs, maxSegmentSize: maxSegSize, segBoundaryMask: sbm,
@@ -137,6 +152,8 @@ export function blkValidateLimits(input: QueueLimitsInput = {}): Result<QueueLim
 export class RequestQueue {
   readonly dev: Device;
   readonly limits: QueueLimits;
+  /** PAGE_SIZE of the queue's kernel: the page size of the machine its device is on. */
+  readonly pageSize: number;
   /** @internal seg_boundary_mask + 1 as a number (a power of two up to 2^64: exact). */
   readonly segBoundary: number;
   /**
@@ -148,25 +165,28 @@ export class RequestQueue {
   batchIommuMap = false;
 
   /** @internal Use blkMqInitQueue(). */
-  constructor(dev: Device, limits: QueueLimits) {
+  constructor(dev: Device, limits: QueueLimits, pageSize: number) {
     this.dev = dev;
     this.limits = limits;
+    this.pageSize = pageSize;
     this.segBoundary = Number(limits.segBoundaryMask) + 1;
   }
 }
 
 /**
  * blk_mq_alloc_queue(set, lim): a request queue for `dev` (the device whose DMA API maps the
- * requests, as a driver's dma_dev) with the limits blk_validate_limits() makes of `limits`.
- * @throws TypeError if dev is not a Device.
+ * requests, as a driver's dma_dev) with the limits blk_validate_limits() makes of `limits` at the
+ * PAGE_SIZE of dev's machine.
+ * @throws TypeError if dev is not a Device of a built machine.
  */
 export function blkMqInitQueue(dev: Device, limits: QueueLimitsInput = {}): Result<RequestQueue> {
   if (dev === null || typeof dev !== 'object' || typeof (dev as Device).name !== 'string') {
     throw new TypeError(`dev must be a Device, got ${String(dev)}`);
   }
-  const lim = blkValidateLimits(limits);
+  const pageSize = dmaContextOf(dev).mm.pageSize;
+  const lim = blkValidateLimits(limits, pageSize);
   if (!lim.ok) return lim;
-  return ok(new RequestQueue(dev, lim.value));
+  return ok(new RequestQueue(dev, lim.value, pageSize));
 }
 
 /**
