@@ -22,8 +22,6 @@ export const SECTOR_SHIFT = 9;
 export const SECTOR_SIZE = 512;
 /** include/linux/blk_types.h: BIO_MAX_SIZE, the largest bi_size (UINT_MAX). */
 export const BIO_MAX_SIZE = 0xffff_ffff;
-/** PAGE_SIZE of the model's kernel: bv_offset is kept below it, as bio_add_page() leaves it. */
-export const BIO_PAGE_SIZE = 4096;
 
 /**
  * @internal A kernel's PAGE_SIZE as the block layer takes it: a power of two from 4096 (the model's
@@ -42,7 +40,7 @@ export interface BioVecs {
   /** bvec_phys() of each vector (exact: physical addresses of a model machine are below 2^52). */
   readonly addr: Float64Array;
   readonly len: Uint32Array;
-  /** bv_offset: bvec_phys % PAGE_SIZE. */
+  /** bv_offset: bvec_phys % PAGE_SIZE (the page size of the bio's vecs). */
   readonly off: Uint32Array;
   readonly flags: Uint32Array;
 }
@@ -78,7 +76,10 @@ export class Bio implements RangeSource {
   readonly layout = 'bvec' as const;
   readonly op: ReqOp;
   readonly sector: bigint;
-  /** bi_io_vec: the vectors as a phyr bvec list (all of them, also those before bi_idx). */
+  /**
+   * bi_io_vec: the vectors as a phyr bvec list (all of them, also those before bi_idx), each
+   * (bv_page, bv_offset) at the bio's PAGE_SIZE (vecs.pageSize).
+   */
   readonly vecs: BvecList;
   readonly iterIdx: number;
   readonly iterDone: number;
@@ -109,6 +110,11 @@ export class Bio implements RangeSource {
     this.size = size;
     this.nomerge = nomerge;
     this.bvecGapBit = bvecGapBit;
+  }
+
+  /** PAGE_SIZE of the kernel the bio's vectors are expressed in: bv_offset = bvec_phys % pageSize. */
+  get pageSize(): number {
+    return this.vecs.pageSize;
   }
 
   /** Bytes of the bio (bi_size), as a range source's total. */
@@ -162,6 +168,32 @@ export class Bio implements RangeSource {
   }
 }
 
+/** The (bv_page, bv_offset) list of the vectors at pageSize, and the bv_offset column. */
+function buildVecs(addr: Float64Array, len: Uint32Array, flg: Uint32Array, n: number, pageSize: number): { vecs: BvecList; off: Uint32Array } {
+  const b = BvecList.builder(pageSize, n);
+  const off = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    off[i] = addr[i] % pageSize;
+    b.push((addr[i] - off[i]) / pageSize, off[i], len[i], flg[i]);
+  }
+  return { vecs: b.build(), off };
+}
+
+/**
+ * @internal The bio with its vectors expressed at pageSize (the same bio when they already are):
+ * the same bytes, bi_iter, flags and gap bit; each bv_offset becomes bvec_phys % pageSize. The
+ * block layer calls it for a queue whose PAGE_SIZE is not the one the bio was built with (a model
+ * bio may be built before it meets its kernel; in Linux a bio and its queue share one PAGE_SIZE).
+ */
+export function bioAtPageSize(bio: Bio, pageSize: number): Bio {
+  if (bio.vecs.pageSize === pageSize) return bio;
+  const c = bio.cols;
+  const { vecs, off } = buildVecs(c.addr, c.len, c.flags, c.n, pageSize);
+  const cols: BioVecs = { n: c.n, addr: c.addr, len: c.len, off, flags: c.flags };
+  return new Bio(bio.op, bio.sector, vecs, cols, bio.iterIdx, bio.iterDone, bio.skipBytes, bio.size, bio.nomerge, bio.bvecGapBit,
+    BIO_TOKEN);
+}
+
 /** @internal A bio over the same vectors starting `bytes` further, `size` bytes long (bio_advance + bi_size). */
 export function bioSlice(bio: Bio, bytes: number, size: number, sector: bigint, nomerge: boolean, gapBit: number): Bio {
   const c = bio.cols;
@@ -176,6 +208,12 @@ export function bioSlice(bio: Bio, bytes: number, size: number, sector: bigint, 
 export interface BioFromRangesOptions {
   /** Merge contiguous ranges as bio_add_page() does (default true); false: __bio_add_page(), one vector per range. */
   readonly merge?: boolean;
+  /**
+   * PAGE_SIZE of the kernel building the bio (default 4096): the page size of the machine whose
+   * memory the ranges are (Machine.pageSize, RequestQueue.pageSize). Each vector's bv_offset is
+   * its address modulo it.
+   */
+  readonly pageSize?: number;
 }
 
 /** @throws TypeError/RangeError naming op. */
@@ -190,7 +228,9 @@ export function checkReqOp(op: unknown): ReqOp {
  * A bio for `op` at `sector` holding the bytes of `source` (any range source: phyr list, bvec list,
  * page list or array, scatterlist, another bio) in order, each range added as bio_add_page() adds
  * it: a range physically contiguous with the last vector and of the same pgmap extends that
- * vector (bvec_try_merge_page()); anything else starts a new multi-page vector. Virt-boundary gaps
+ * vector (bvec_try_merge_page()); anything else starts a new multi-page vector, whose bv_offset is
+ * its address modulo opts.pageSize (PAGE_SIZE: the callers of bio_add_page() pass offset_in_page()
+ * or a folio offset % PAGE_SIZE, include/linux/bvec.h: bvec_set_folio()). Virt-boundary gaps
  * are not checked here (the kernel checks them when it splits the bio for a queue).
  *
  * Failures (Result):
@@ -203,12 +243,17 @@ export function checkReqOp(op: unknown): ReqOp {
  * mapping walk still merges contiguous vectors: blk_map_iter_next()).
  * Model deviation: a bio holds any number of vectors (bio_alloc() bounds bi_max_vecs, BIO_MAX_VECS
  * = 256, and the direct-I/O path then starts the next bio); one model bio stands for that chain.
- * @throws TypeError/RangeError naming op, sector or source.
+ * Model deviation: the bio is not tied to a block device (bio_alloc() takes one), so it does not
+ * know its kernel's PAGE_SIZE unless opts.pageSize says it; submitted to a queue of another
+ * PAGE_SIZE it is re-expressed at the queue's (blkSubmitBio), the same bytes with the offsets that
+ * kernel would have given them.
+ * @throws TypeError/RangeError naming op, sector, source or opts.pageSize.
  */
 export function bioFromRanges(op: ReqOp, sector: bigint, source: RangeSource, opts: BioFromRangesOptions = {}): Result<Bio> {
   checkReqOp(op);
   if (opts === null || typeof opts !== 'object') throw new TypeError(`opts must be an object, got ${String(opts)}`);
   const merge = opts.merge ?? true;
+  const pageSize = opts.pageSize === undefined ? 4096 : checkBlkPageSize(opts.pageSize);
   checkAddr('sector', sector);
   if (source === null || typeof source !== 'object' || typeof (source as RangeSource).cursor !== 'function') {
     throw new TypeError(`source must be a range source (RangeSource), got ${String(source)}`);
@@ -250,12 +295,7 @@ export function bioFromRanges(op: ReqOp, sector: bigint, source: RangeSource, op
     flg[n] = f;
     n++;
   }
-  const b = BvecList.builder(BIO_PAGE_SIZE, n);
-  const off = new Uint32Array(n);
-  for (let i = 0; i < n; i++) {
-    off[i] = addr[i] % BIO_PAGE_SIZE;
-    b.push((addr[i] - off[i]) / BIO_PAGE_SIZE, off[i], len[i], flg[i]);
-  }
+  const { vecs, off } = buildVecs(addr, len, flg, n, pageSize);
   const cols: BioVecs = { n, addr: addr.subarray(0, n), len: len.subarray(0, n), off, flags: flg.subarray(0, n) };
-  return ok(new Bio(op, sector, b.build(), cols, 0, 0, 0, source.totalLen, nomerge, 0, BIO_TOKEN));
+  return ok(new Bio(op, sector, vecs, cols, 0, 0, 0, source.totalLen, nomerge, 0, BIO_TOKEN));
 }

@@ -7,7 +7,7 @@ import { PageArray, PhyrList, RANGE_NOPAGE, toBvecList } from '../../phyr/index.
 import type { Machine } from '../../machine/index.ts';
 import {
   BLK_STS_INVAL, BLK_STS_OK, BLK_STS_RESOURCE, REQ_OP_READ, REQ_OP_WRITE, bioFromRanges, blkCanDmaMapIova, blkMqInitQueue,
-  blkRqBytes, blkRqNrPhysSegments, blkSubmitBio, blkValidateLimits, getMaxIoSize, errnoToBlkStatus, BLK_STS_IOERR, BLK_STS_TARGET,
+  blkRqBytes, blkRqMapSg, blkRqNrPhysSegments, blkSubmitBio, blkValidateLimits, getMaxIoSize, errnoToBlkStatus, BLK_STS_IOERR, BLK_STS_TARGET,
   type QueueLimitsInput, type ReqOp, type Request, BlkDmaIter, blkRqDmaMapCoalesce, blkRqDmaMapIterStart, blkRqDmaUnmap,
 } from './index.ts';
 import { DmaIovaState } from '../../dma/index.ts';
@@ -397,5 +397,63 @@ describe('PAGE_SIZE is the page size of the queue\'s machine (16 KiB and 64 KiB 
     expect(queue(dev, { segBoundaryMask: 4095n }).limits.maxFastSegmentSize).toBe(4096);
     expect(queue(dev, { maxUserSectors: 8 }).limits.maxSectors).toBe(8);
     expect(errno(blkMqInitQueue(dev, { maxSegmentSize: 2048 }))).toBe('EINVAL');
+  });
+
+  it.each(pageSizes)('bv_offset is bvec_phys mod PAGE_SIZE (%i), in the bio, in the requests and in the sg table', (ps) => {
+    const m = machineWith(ps);
+    const p = allocPhys(m, 1), q = allocPhys(m);
+    const src = phyrs([[p + BigInt(ps) + 0x1200n, 0xe00], [q + 0x3000n, 0x1000]]);
+    const bio = unwrap(bioFromRanges(REQ_OP_WRITE, 0n, src, { pageSize: m.pageSize }));
+    expect(bio.pageSize).toBe(ps);
+    const vecs = (b: typeof bio) => [0, 1].map((i) => [b.vecs.pfnAt(i), b.vecs.offsetAt(i)]);
+    expect(vecs(bio)).toEqual([[p / BigInt(ps) + 1n, 0x1200], [q / BigInt(ps), 0x3000]]);
+    // a bio built without the machine's page size has 4 KiB offsets until it meets the queue
+    const bio4k = unwrap(bioFromRanges(REQ_OP_WRITE, 0n, src));
+    expect(bio4k.vecs.offsetAt(1)).toBe(0);
+    const [rq] = unwrap(blkSubmitBio(queue(m.device('nvme0')), bio4k));
+    expect(rq.bio.pageSize).toBe(ps);
+    expect(vecs(rq.bio)).toEqual(vecs(bio));
+    expect([...rq.bio].map((r) => [r.addr, r.len])).toEqual([[p + BigInt(ps) + 0x1200n, 0xe00], [q + 0x3000n, 0x1000]]);
+    // block/blk-mq-dma.c: __blk_rq_map_sg(): sg_set_page(phys_to_page(paddr), offset_in_page(paddr))
+    const sgt = unwrap(blkRqMapSg(rq));
+    expect(sgt.pageSize).toBe(ps);
+    expect([0, 1].map((i) => [sgt.pfnAt(i), sgt.offsetAt(i), sgt.lengthAt(i)]))
+      .toEqual([[p / BigInt(ps) + 1n, 0x1200, 0xe00], [q / BigInt(ps), 0x3000, 0x1000]]);
+  });
+
+  it.each(pageSizes)('dma_alignment and the virt boundary test bv_offset, an offset in a %i-byte page', (ps) => {
+    const m = machineWith(ps);
+    const dev = m.device('nvme0');
+    const p = allocPhys(m), q = allocPhys(m);
+    // block/blk-merge.c: bio_split_io_at(): bv_offset & dma_alignment (8191 is a valid mask at
+    // PAGE_SIZE >= 8 KiB); two vectors, as block/blk.h: bio_may_need_split() lets one short vector by
+    const aligned = queue(dev, { dmaAlignment: 8191 });
+    const two = (off: bigint) => unwrap(bioFromRanges(REQ_OP_WRITE, 0n, phyrs([[p + off, 0x2000], [q, 0x2000]]), { pageSize: ps }));
+    expect(errno(blkSubmitBio(aligned, two(0x1000n)))).toBe('EINVAL');
+    expect(errno(blkSubmitBio(aligned, two(0x2000n)))).toBe('ok');
+    // block/blk.h: bvec_gap_to_prev() with virt_boundary_mask PAGE_SIZE - 1: the second vector starts
+    // 4 KiB into its page, a gap at this PAGE_SIZE (two requests) ...
+    const pieces: Array<[bigint, number]> = [[p, ps], [q + 0x1000n, ps - 0x1000]];
+    const data = pattern(2 * ps - 0x1000, 9);
+    m.mem.write(p, data.subarray(0, ps));
+    m.mem.write(q + 0x1000n, data.subarray(ps));
+    const rqs = submit(dev, pieces, { virtBoundaryMask: ps - 1, maxHwSectors: 2048 });
+    expect(rqs.map((r) => [r.sector, r.dataLen])).toEqual([[0n, ps], [BigInt(ps / 512), ps - 0x1000]]);
+    // ... and the requests move the bytes
+    const got: Uint8Array[] = [];
+    for (const rq of rqs) {
+      const mp = mapRq(rq, dev);
+      expect(mp.status).toBe(BLK_STS_OK);
+      got.push(deviceReadSegs(dev, mp.segs)!);
+      unmapRq(mp, dev);
+    }
+    expect(Buffer.concat(got)).toEqual(Buffer.from(data));
+    // ... but not on a 4 KiB machine, where the same physical layout has bv_offset 0 (one request)
+    const m4 = makeMachine('none');
+    const order = Math.log2(ps / 4096);
+    const p4 = allocPhys(m4, order), q4 = allocPhys(m4, order);
+    expect(submit(m4.device('nvme0'), [[p4, ps], [q4 + 0x1000n, ps - 0x1000]], { virtBoundaryMask: ps - 1, maxHwSectors: 2048 })
+      .map((r) => r.dataLen)).toEqual([2 * ps - 0x1000]);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
   });
 });

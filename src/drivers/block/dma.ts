@@ -19,7 +19,7 @@ import {
 } from '../../pci/index.ts';
 import { PhyrList, PhyrListBuilder, toSgTable, type SgTable } from '../../phyr/index.ts';
 import type { Result } from '../../base/index.ts';
-import { BIO_PAGE_SIZE as BIO_PAGE_SIZE_FOR_SG, REQ_OP_WRITE, samePgmap } from './bio.ts';
+import { REQ_OP_WRITE, samePgmap } from './bio.ts';
 import { getMaxSegmentSize } from './queue.ts';
 import { Request, reqPhysGapMask } from './request.ts';
 import { BLK_STS_INVAL, BLK_STS_OK, BLK_STS_RESOURCE, errnoToBlkStatus, type BlkStatus } from './status.ts';
@@ -112,8 +112,9 @@ export function blkRqMapSg(req: Request): Result<SgTable> {
     if (len === 0) break;
     b.pushNoMerge(iter.paddr, len, flags);
   }
+  // sg_set_page(sg, phys_to_page(paddr), len, offset_in_page(paddr)): pages of the machine's PAGE_SIZE
   const mm = dmaContextOf(req.q.dev).mm;
-  return toSgTable(b.build(), BIO_PAGE_SIZE_FOR_SG, mm.events, mm);
+  return toSgTable(b.build(), mm.pageSize, mm.events, mm);
 }
 
 /**

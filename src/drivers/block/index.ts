@@ -2,7 +2,7 @@
 // source (block/bio.c), request queues and their limits (block/blk-settings.c), splitting bios into
 // requests (block/blk-merge.c, block/blk-mq.c), and mapping requests for DMA (block/blk-mq-dma.c).
 export {
-  BIO_MAX_SIZE, BIO_PAGE_SIZE, Bio, REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, SECTOR_SIZE, bioFromRanges, isP2pdmaFlags,
+  BIO_MAX_SIZE, Bio, REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, SECTOR_SIZE, bioFromRanges, isP2pdmaFlags,
   type BioFromRangesOptions, type ReqOp,
 } from './bio.ts';
 export {

@@ -5,7 +5,7 @@
 // include/linux/blk-mq.h: req_phys_gap_mask, blk_rq_bytes, blk_rq_nr_phys_segments).
 
 import { err, ok, type Result } from '../../base/index.ts';
-import { Bio, bioSlice, SECTOR_SHIFT, SECTOR_SIZE, type ReqOp } from './bio.ts';
+import { Bio, bioAtPageSize, bioSlice, SECTOR_SHIFT, SECTOR_SIZE, type ReqOp } from './bio.ts';
 import { getMaxSegmentSize, type QueueLimits, type RequestQueue } from './queue.ts';
 
 /** ffs(): 1 + the index of the lowest set bit of a u32, 0 for 0. */
@@ -82,13 +82,15 @@ function gapToPrev(vbm: number, prevEnd: number, offset: number): boolean {
 
 /**
  * bio_split_rw_at() = bio_split_io_at(bio, lim, segs, max_bytes, lim->dma_alignment): walks the
- * bio's vectors; EINVAL for a vector whose offset or length breaks dma_alignment; splits before a
+ * bio's vectors (bv_offset at the queue's PAGE_SIZE: a bio built at another is re-expressed at
+ * it); EINVAL for a vector whose offset or length breaks dma_alignment; splits before a
  * vector whose seam to the previous one is a virt-boundary gap, or where max_segments or maxBytes
  * is reached (a vector longer than a segment counts as several, get_max_segment_size(), and the
  * walk stops inside it at a virt-boundary misaligned segment end: bvec_split_segs()). The split is
  * rounded down to the logical block size; EINVAL when that leaves nothing.
  */
 export function bioSplitRwAt(q: RequestQueue, bio: Bio, maxBytes: number): Result<BioSplit> {
+  bio = bioAtPageSize(bio, q.pageSize);
   const lim = q.limits;
   const c = bio.cols;
   const startMask = lim.dmaAlignment, lenMask = lim.dmaAlignment;
@@ -179,7 +181,9 @@ function bioMayNeedSplit(q: RequestQueue, bio: Bio): boolean {
 }
 
 /**
- * submit_bio() to a blk-mq queue as blk_mq_submit_bio() handles a read or write: EIO for a bio
+ * submit_bio() to a blk-mq queue as blk_mq_submit_bio() handles a read or write (a bio built at
+ * another PAGE_SIZE than the queue's is first re-expressed at the queue's, so the split and the
+ * requests' bios have the bv_offsets of the queue's kernel): EIO for a bio
  * whose size or start is not a multiple of the logical block size (bio_unaligned(), the bio ends
  * with BLK_STS_IOERR); then bio_split_rw() again and again: each front piece becomes a request
  * (blk_mq_bio_to_request(): sector, bytes, nr_phys_segments, phys_gap_bit), the rest is submitted
@@ -199,7 +203,7 @@ export function blkSubmitBio(q: RequestQueue, bio: Bio): Result<Request[]> {
     return err('EIO', `bio at sector ${bio.sector} of ${bio.size} bytes is not aligned to the logical block size ${lim.logicalBlockSize}`);
   }
   const out: Request[] = [];
-  let cur = bio;
+  let cur = bioAtPageSize(bio, q.pageSize);
   for (;;) {
     if (!bioMayNeedSplit(q, cur)) {
       out.push(new Request(q, cur, 1));
