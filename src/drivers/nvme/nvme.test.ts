@@ -1,12 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { allocPhys, gpuBar, makeMachine, phyrs } from '../../../test/fixtures/dma-b-machines.ts';
-import { unwrap } from '../../base/index.ts';
+import { GiB, KiB, MiB, patternBytes, unwrap } from '../../base/index.ts';
 import { dmaGetMaxSegSize, dmaGetMinAlignMask } from '../../dma/index.ts';
-import type { Machine } from '../../machine/index.ts';
-import { BLK_STS_INVAL, BLK_STS_IOERR, REQ_OP_WRITE, bioFromRanges, blkSubmitBio, type Request } from '../block/index.ts';
+import { createMachine, type Machine } from '../../machine/index.ts';
+import { PhyrList } from '../../phyr/index.ts';
+import {
+  BLK_STS_INVAL, BLK_STS_IOERR, REQ_OP_READ, REQ_OP_WRITE, bioFromRanges, blkSubmitBio, type ReqOp, type Request,
+} from '../block/index.ts';
 import {
   IOD_DATA_MMIO, IOD_DATA_P2P, IOD_SINGLE_SEGMENT, IOD_SMALL_DESCRIPTOR, NvmeCtrl, nvmeCompleteRq, nvmeProbe, nvmeQueueRq,
-  type NvmeControllerPort, type NvmeIo,
+  nvmeExecute, nvmeReadBlocks, nvmeRemove, type NvmeControllerPort, type NvmeIo,
 } from './index.ts';
 
 /** A controller port that records the commands it is given. */
@@ -290,5 +293,73 @@ describe('refusals', () => {
     expect(io.segments[0].addr).toBe(bar.start + 0x1000_0000_0000n);
     nvmeCompleteRq(near, io);
     expect(() => nvmeCompleteRq(near, io)).toThrow(TypeError);
+  });
+});
+
+describe('a 16 KiB-page machine: the block layer at its PAGE_SIZE, PRPs at NVME_CTRL_PAGE_SIZE (4 KiB)', () => {
+  const PS = 16 * KiB;
+  /** A 16 KiB-page machine (dma-direct; the model's IOMMU page tables need 4 KiB pages) with an NVMe controller model. */
+  function machine16(mdts: number, bounce = false, pageSize = PS): Machine {
+    return createMachine({
+      ramBytes: 2 * GiB, pageSize, seed: 3, swiotlb: { bytes: 4 * MiB, force: bounce },
+      pci: [
+        { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
+        { name: 'rp0', type: 'root-port', parent: 'hb0' },
+        { name: 'nvme0', type: 'endpoint', parent: 'rp0', bars: [{ bytes: 16 * KiB }],
+          nvme: { sgls: false, mdts, namespaces: [{ nsid: 1, bytes: 1 * GiB, lbaBytes: 512 }] } },
+      ],
+    });
+  }
+
+  it('MDTS of two controller pages (8 KiB) is below PAGE_SECTORS: the probe fails with EINVAL, as on 4 KiB pages it does not', () => {
+    // drivers/nvme/host/core.c: nvme_init_identify() caps max_hw_sectors by MDTS, and
+    // block/blk-settings.c: blk_validate_limits() refuses a max_hw_sectors below PAGE_SECTORS
+    const r = nvmeProbe(machine16(1).device('nvme0'));
+    expect(r.ok || r.errno).toBe('EINVAL');
+    expect(unwrap(nvmeProbe(machine16(1, false, 4096).device('nvme0'))).queue.limits.maxHwSectors).toBe(16);
+    expect(unwrap(nvmeProbe(machine16(2).device('nvme0'))).queue.limits.maxHwSectors).toBe(32);
+  });
+
+  it.each([false, true])('write and read back a bio over 16 KiB pages (swiotlb force %s): bv_offset in 16 KiB pages, PRP entries every 4 KiB', (bounce) => {
+    const m = machine16(0, bounce);
+    const ctrl = unwrap(nvmeProbe(m.device('nvme0')));
+    expect(ctrl.queue.pageSize).toBe(PS);
+    expect(ctrl.queue.limits).toMatchObject({ virtBoundaryMask: 4095, maxFastSegmentSize: PS });
+    // the first page of a two-page block each, so that no two pieces are contiguous
+    const page = () => unwrap(m.allocKernelPages(1)) * BigInt(PS);
+    const a = page(), b = page(), c = page();
+    // the first piece starts 0x1200 into its 16 KiB page, 0x200 into a controller page
+    const pieces = [{ addr: a + 0x1200n, len: PS - 0x1200 }, { addr: b, len: PS }, { addr: c, len: 0x1000 }];
+    const total = pieces.reduce((t, p) => t + p.len, 0);
+    const data = patternBytes(total, 11);
+    let at = 0;
+    for (const p of pieces) { m.mem.write(p.addr, data.subarray(at, at + p.len)); at += p.len; }
+    const run = (op: ReqOp): void => {
+      const rqs = unwrap(blkSubmitBio(ctrl.queue, unwrap(bioFromRanges(op, 8n, PhyrList.from(pieces), { pageSize: m.pageSize }))));
+      expect(rqs).toHaveLength(1);
+      expect([0, 1, 2].map((i) => rqs[0].bio.vecs.offsetAt(i))).toEqual([0x1200, 0, 0]);
+      const io = unwrap(nvmeQueueRq(ctrl, 1, rqs[0]));
+      expect(io.useSgl).toBe(false);
+      if (!bounce) {
+        // drivers/nvme/host/pci.c: nvme_pci_setup_data_prp(): PRP1 at the data, then one entry per
+        // NVME_CTRL_PAGE_SIZE, whatever PAGE_SIZE is
+        const prp = new DataView(io.sqe.buffer, io.sqe.byteOffset);
+        expect(prp.getBigUint64(24, true)).toBe(a + 0x1200n);
+        const step = (base: bigint, n: number) => Array.from({ length: n }, (_, i) => base + BigInt(i * 4096));
+        expect(u64s(m, prp.getBigUint64(32, true), 7)).toEqual([...step(a + 0x2000n, 2), ...step(b, 4), c]);
+      }
+      expect(unwrap(nvmeExecute(ctrl, io)).status).toBe(0);
+      nvmeCompleteRq(ctrl, io);
+    };
+    run(REQ_OP_WRITE);
+    expect(nvmeReadBlocks(ctrl, 1, 8n, total / 512)).toEqual(data);
+    for (const p of pieces) m.mem.fill(p.addr, p.len, 0);
+    run(REQ_OP_READ);
+    at = 0;
+    for (const p of pieces) { expect(m.mem.read(p.addr, p.len)).toEqual(data.subarray(at, at + p.len)); at += p.len; }
+    expect(ctrl.inflight.size).toBe(0);
+    nvmeRemove(ctrl);
+    expect(m.teardown()).toBe(0);
+    expect(m.events.list().filter((e) => e.kind === 'DMA-DEBUG' || e.kind === 'WARN' || e.kind === 'FAULT')).toEqual([]);
   });
 });
