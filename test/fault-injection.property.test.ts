@@ -19,7 +19,8 @@ import {
   HmmDmaMap, IB_ACCESS_LOCAL_WRITE, IB_ACCESS_ON_DEMAND, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, REQ_OP_READ, REQ_OP_WRITE,
   bioFromRanges, blkSubmitBio, dmaBufAttach, dmaBufMapAttachmentUnlocked, dmaBufPut, dmaBufUnmapAttachmentUnlocked, hmmDmaMapAlloc,
   hmmDmaMapFree, hmmDmaMapPfn, hmmDmaUnmapPfn, ibDeregMr, ibDeregOdpUserMr, ibRegMr, ibRegOdpUserMr, ibUmemGet, ibUmemRelease,
-  iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, nvmeCompleteRq, nvmeExecute,
+  iommufdIoasAlloc, iommufdIoasAttach, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap,
+  nvmeCompleteRq, nvmeExecute,
   nvmeProbe, nvmeQueueRq, rdmaProbe, systemHeapAlloc, UMEM_METHODS, umemMap, type UmemMapping, vfioPciDmabufExport, type DmaBuf, type DmaBufAttachment, type IbDevice,
   type IbMr, type IbOdpUserMr, type IbUmem, type Ioas, type NvmeCtrl, type NvmeIo, type Request,
   HBA_SG_MAX_ENTRY_LEN, dmaBufDetach, gpuBoCreate, gpuBoExport, gpuBoMigrate, gpuFabricConnect, gpuImportDmabufFabric,
@@ -608,7 +609,7 @@ describe('single-failure property: dma-buf, VFIO and iommufd', () => {
           },
           run: (_m, s) => iommufdIoasMap(s.ioas, s.mm, s.va, len, 0x4000_0000n),
           undo: (_m, s) => { unwrap(iommufdIoasUnmap(s.ioas, 0x4000_0000n, len)); },
-          domains: (_m, s) => [s.ioas.domain],
+          domains: (_m, s) => [s.ioas.domain!],
           // pfn_reader_user_pin() reads on after a short pin: a fault that failed once is retried
           tolerated: ['folio'],
         }, pick);
@@ -621,7 +622,24 @@ describe('single-failure property: dma-buf, VFIO and iommufd', () => {
           }),
           run: (_m, s) => iommufdIoasMapDmabuf(s.ioas, s.buf, 0x1000_0000n),
           undo: (_m, s) => { unwrap(iommufdIoasUnmap(s.ioas, 0x1000_0000n, len)); },
-          domains: (_m, s) => [s.ioas.domain],
+          domains: (_m, s) => [s.ioas.domain!],
+        }, pick);
+        // iommufd_device_attach of an IOAS holding both kinds of area (mapped with no domain, so the
+        // user memory is pinned only now, by iopt_fill_domain): a failure leaves the IOAS domain-less
+        runSingleFailures<{ ioas: Ioas }, void>({
+          name: `ioas attach ${mode} ${len}`,
+          machine: () => makeMachine(mode),
+          setup: (m) => {
+            const ioas = unwrap(iommufdIoasAlloc(m, m.device('nvme0'), { attach: false }));
+            const mm = m.newProcess();
+            // the user area below the dma-buf: a failure filling the dma-buf must unpin it again
+            unwrap(iommufdIoasMap(ioas, mm, unwrap(mm.mmap({ len, backing: 'anon', populate })), len, 0x1000_0000n));
+            unwrap(iommufdIoasMapDmabuf(ioas, unwrap(vfioPciDmabufExport(m.device('gpu0'), { bar: 0, offset: 0, len })), 0x4000_0000n));
+            return { ioas };
+          },
+          run: (_m, s) => iommufdIoasAttach(s.ioas),
+          undo: (_m, s) => iommufdIoasDetach(s.ioas),
+          tolerated: ['folio'],
         }, pick);
       }), { numRuns: 2, seed: 26 });
     });

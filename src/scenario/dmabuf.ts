@@ -341,7 +341,7 @@ export function runDmabufCell(exporter: DmabufExporter, importer: DmabufImporter
     rdma.release();
     clean = clean && dmaBufAttachments(dev).length === 0;
   } else if (ioas !== null) {
-    const stillMapped = iommuIovaToPhys(ioas.domain, IOAS_IOVA) !== 0n;
+    const stillMapped = iommuIovaToPhys(ioas.domain!, IOAS_IOVA) !== 0n;
     const faulted = !dev.dmaWrite(IOAS_IOVA, new Uint8Array(64)).ok;
     clean = !stillMapped && faulted;
     revoke = `${what}: IOVA unmapped, IOTLB invalidated, device DMA faults; no remap`;

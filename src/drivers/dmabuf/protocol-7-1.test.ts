@@ -178,7 +178,7 @@ describe('after an invalidation completes no importer reaches the old memory', (
       expect(nvme.dmaRead(IOVA, 64).ok).toBe(false);
       expect(vfioPciDmabufs(gpu)[0].liveMaps).toBe(0);
       vfioPciSetMemoryEnabled(gpu, true);
-      expect(iommuIovaToPhys(ioas.domain, IOVA)).toBe(0n);
+      expect(iommuIovaToPhys(ioas.domain!, IOVA)).toBe(0n);
       expect(nvme.dmaRead(IOVA, 64).ok).toBe(false);
       expect(ioas.areas[0].revoked).toBe(true);
       iommufdIoasDestroy(ioas);

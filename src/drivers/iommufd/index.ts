@@ -1,6 +1,8 @@
 // drivers/iommufd: an IOAS with its own IOMMU paging domain for one device: user memory pinned and
-// mapped at chosen IOVAs, VFIO dma-bufs of physical ranges mapped as MMIO and unmapped on revoke.
+// mapped at chosen IOVAs, VFIO dma-bufs of physical ranges mapped as MMIO and unmapped on revoke;
+// the device attached and detached, the IOAS's IOVA alignment following its domain.
 export {
-  Ioas, iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal, iommufdIoasOf, iommufdIoases, iommufdIoasUnmap,
-  type IoasArea, type IoasMapDmabufOptions, type IoasMapOptions,
+  Ioas, iommufdIoasAlloc, iommufdIoasAttach, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal,
+  iommufdIoasOf, iommufdIoases, iommufdIoasUnmap,
+  type IoasAllocOptions, type IoasArea, type IoasMapDmabufOptions, type IoasMapOptions, type IoasReserved,
 } from './iommufd.ts';

@@ -7,7 +7,8 @@ import { toPciDev } from '../../pci/index.ts';
 import { dmaBufAttachments, dmaBufRevoke, systemHeapAlloc } from '../dmabuf/index.ts';
 import { vfioPciDmabufExport, vfioPciReset, vfioPciSetMemoryEnabled } from '../vfio/index.ts';
 import {
-  iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf, iommufdIoases, iommufdIoasUnmap,
+  iommufdIoasAlloc, iommufdIoasAttach, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf, iommufdIoases,
+  iommufdIoasUnmap, type Ioas,
 } from './index.ts';
 
 const PAGE = 4096;
@@ -30,7 +31,7 @@ describe('iommufd IOAS', () => {
     if (!ioas.ok) throw new Error(ioas.errno);
     // the device left its DMA-API domain for the IOAS's own
     expect(iommuGetDomainForDev(nvme)).toBe(ioas.value.domain);
-    expect(ioas.value.domain.type).toBe('unmanaged');
+    expect(ioas.value.domain!.type).toBe('unmanaged');
     expect(nvme.dmaIommu).toBe(false);
     const r = iommufdIoasMapDmabuf(ioas.value, buf.value, IOVA);
     expect(r).toEqual({ ok: true, value: undefined });
@@ -49,7 +50,7 @@ describe('iommufd IOAS', () => {
     // revoke: the exporter invalidates, iommufd unmaps, the device's DMA at the IOVA faults
     const faults = m.stats.deviceDmaFaults;
     dmaBufRevoke(buf.value);
-    expect(iommuIovaToPhys(ioas.value.domain, IOVA)).toBe(0n);
+    expect(iommuIovaToPhys(ioas.value.domain!, IOVA)).toBe(0n);
     expect(nvme.dmaWrite(IOVA, new Uint8Array(PAGE)).ok).toBe(false);
     expect(nvme.dmaRead(IOVA + 0x8000n, PAGE).ok).toBe(false);
     expect(m.stats.deviceDmaFaults).toBe(faults + 2);
@@ -186,9 +187,223 @@ describe('iommufd IOAS', () => {
     // [A, B + PAGE): A is wholly inside, B is not
     expect(iommufdIoasUnmap(ioas.value, A, Number(B - A) + PAGE)).toMatchObject({ ok: false, errno: 'ENOENT' });
     expect(ioas.value.areas.map((a) => a.iova)).toEqual([B]);
-    expect(iommuIovaToPhys(ioas.value.domain, A)).toBe(0n);
+    expect(iommuIovaToPhys(ioas.value.domain!, A)).toBe(0n);
     expect(m.listPins().length).toBe(1);
     iommufdIoasDestroy(ioas.value);
+    expect(m.listPins()).toEqual([]);
+    expect(m.teardown()).toBe(0);
+  });
+
+  // io_pagetable.c: the IOAS's iova_alignment. iopt_init_table() starts it at 1; iopt_table_add_domain()
+  // raises it to the domain's smallest page (1 << __ffs(pgsize_bitmap)), refusing with EADDRINUSE
+  // (iopt_check_iova_alignment) when an area does not conform; iopt_table_remove_domain() recomputes
+  // it (iopt_calculate_iova_alignment); maps check it in iopt_alloc_area_pages (length),
+  // iopt_check_iova (iova) and iopt_insert_area (page offset).
+
+  /** The errno of a result, or 'ok'. */
+  const errno = (x: { ok: boolean; errno?: string }): string => (x.ok ? 'ok' : x.errno!);
+
+  /** What an attach that fails must leave as it was. */
+  function state(m: ReturnType<typeof makeMachine>, ioas: Ioas): unknown {
+    return {
+      domain: ioas.domain, alignment: ioas.iovaAlignment, reserved: [...ioas.reserved], devDomain: iommuGetDomainForDev(ioas.dev),
+      domains: m.iommu!.domains.size, freePages: m.freePages, pins: m.listPins().length,
+      areas: ioas.areas.map((a) => ({ ...a })),
+    };
+  }
+
+  it('an IOAS with no domain takes a map at any byte (alignment 1, nothing pinned); attaching a domain whose smallest page is 4 KiB to it fails with EADDRINUSE for an unaligned iova, length or page offset and leaves everything as it was', () => {
+    const m = makeMachine('strict');
+    const nvme = m.device('nvme0');
+    const mm = m.newProcess();
+    const va = mm.mmap({ len: 16 * PAGE, backing: 'anon', populate: true });
+    if (!va.ok) throw new Error(va.errno);
+    const a = iommufdIoasAlloc(m, nvme, { attach: false });
+    if (!a.ok) throw new Error(a.errno);
+    const ioas = a.value;
+    // bound only: the device is in the blocking domain, the IOAS has no domain and no reserved range
+    expect(ioas.domain).toBe(null);
+    expect(ioas.iovaAlignment).toBe(1);
+    expect(iommuGetDomainForDev(nvme)).toBe(ioas.blockingDomain);
+    expect(ioas.blockingDomain.type).toBe('blocked');
+    expect(ioas.reserved).toEqual([]);
+    expect(nvme.dmaRead(IOVA, 64).ok).toBe(false);
+    // each of the three conditions of iopt_check_iova_alignment() alone
+    const cases: Array<[string, bigint, number, bigint, RegExp]> = [
+      ['iova', va.value, PAGE, IOVA + 0x10n, /iova 0x10000010/],
+      ['length', va.value, PAGE + 100, IOVA, /length 4196/],
+      ['page offset', va.value + 3n, PAGE, IOVA, /page offset 3/],
+    ];
+    for (const [what, uptr, len, iova, msg] of cases) {
+      expect(errno(iommufdIoasMap(ioas, mm, uptr, len, iova)), what).toBe('ok');
+      expect(ioas.areas[0].pinned, what).toBe(null);
+      expect(m.listPins(), what).toEqual([]);
+      const before = state(m, ioas);
+      const r = iommufdIoasAttach(ioas);
+      expect(errno(r), what).toBe('EADDRINUSE');
+      expect(r.ok ? '' : r.message, what).toMatch(msg);
+      expect(state(m, ioas), what).toEqual(before);
+      expect(iommuGetDomainForDev(nvme), what).toBe(ioas.blockingDomain);
+      expect(iommufdIoasUnmap(ioas, iova, len), what).toEqual({ ok: true, value: len });
+    }
+    // a byte-sized area at an odd IOVA and user address is fine too, until a domain comes
+    expect(errno(iommufdIoasMap(ioas, mm, va.value + 0x123n, 5, IOVA + 7n))).toBe('ok');
+    expect(ioas.areas[0].pageOffset).toBe(0x123);
+    expect(errno(iommufdIoasAttach(ioas))).toBe('EADDRINUSE');
+    expect(iommufdIoasUnmap(ioas, IOVA, PAGE)).toEqual({ ok: true, value: 5 });
+    // nothing unaligned left: the attach succeeds and the alignment is the domain's smallest page
+    expect(errno(iommufdIoasAttach(ioas))).toBe('ok');
+    expect(ioas.domain!.pgsizeBitmap & -ioas.domain!.pgsizeBitmap).toBe(4096n);
+    expect(ioas.iovaAlignment).toBe(4096);
+    expect(iommuGetDomainForDev(nvme)).toBe(ioas.domain);
+    iommufdIoasDestroy(ioas);
+    expect(iommuGetDomainForDev(nvme)).toBe(iommuGetDmaDomain(nvme));
+    expect(ioas.blockingDomain.alive).toBe(false);
+    expect(m.events.count('MODEL-CHECK')).toBe(0);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it("after attach an unaligned map gets the kernel's EINVAL (length, iova, page offset; a dma-buf's start and length too) while unmap asks no alignment; detach recomputes the alignment to 1 and the same maps are taken again", () => {
+    const m = makeMachine('strict');
+    const nvme = m.device('nvme0');
+    const gpu = m.device('gpu0');
+    const mm = m.newProcess();
+    const va = mm.mmap({ len: 16 * PAGE, backing: 'anon', populate: true });
+    if (!va.ok) throw new Error(va.errno);
+    const one = vfioPciDmabufExport(gpu, { bar: 0, offset: 0, len: 16 * PAGE });
+    if (!one.ok) throw new Error(one.errno);
+    const a = iommufdIoasAlloc(m, nvme);
+    if (!a.ok) throw new Error(a.errno);
+    const ioas = a.value;
+    expect(ioas.iovaAlignment).toBe(4096);
+    expect(errno(iommufdIoasMap(ioas, mm, va.value, 4 * PAGE, IOVA))).toBe('ok');
+    const maps = () => [
+      iommufdIoasMap(ioas, mm, va.value, 100, IOVA + 0x10_0000n),
+      iommufdIoasMap(ioas, mm, va.value, PAGE, IOVA + 0x18_0001n),
+      iommufdIoasMap(ioas, mm, va.value + 0x80n, PAGE, IOVA + 0x20_0000n),
+      iommufdIoasMapDmabuf(ioas, one.value, IOVA + 0x30_0000n, { start: 0x100, len: PAGE }),
+      iommufdIoasMapDmabuf(ioas, one.value, IOVA + 0x40_0000n, { start: 0, len: 0x300 }),
+    ];
+    const refused = maps();
+    expect(refused.map(errno)).toEqual(['EINVAL', 'EINVAL', 'EINVAL', 'EINVAL', 'EINVAL']);
+    for (const r of refused) expect(r.ok ? '' : r.message).toMatch(/4096-byte IOVA alignment/);
+    expect(dmaBufAttachments(nvme)).toEqual([]);
+    // IOMMU_IOAS_UNMAP: no alignment check, only whole areas (ENOENT for a range that cuts one)
+    expect(errno(iommufdIoasUnmap(ioas, IOVA + 1n, 4 * PAGE))).toBe('ENOENT');
+    expect(m.listPins().length).toBe(1);
+    // detach: the domain leaves, the pins go, the alignment is back to 1
+    iommufdIoasDetach(ioas);
+    expect(ioas.domain).toBe(null);
+    expect(ioas.iovaAlignment).toBe(1);
+    expect(m.listPins()).toEqual([]);
+    expect(iommuGetDomainForDev(nvme)).toBe(ioas.blockingDomain);
+    iommufdIoasDetach(ioas);
+    expect(maps().map(errno)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok']);
+    expect(ioas.areas.map((x) => x.pageOffset)).toEqual([0, 0, 0, 0x80, 0x100, 0]);
+    // a dma-buf is attached and pinned at map whether or not there is a domain (iopt_map_dmabuf)
+    expect(dmaBufAttachments(nvme).map((x) => x.pinCount)).toEqual([1, 1]);
+    expect(errno(iommufdIoasAttach(ioas))).toBe('EADDRINUSE');
+    expect(ioas.iovaAlignment).toBe(1);
+    iommufdIoasDestroy(ioas);
+    expect(dmaBufAttachments(nvme)).toEqual([]);
+    expect(m.events.count('MODEL-CHECK')).toBe(0);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('attach fills a domain-less IOAS: user memory is pinned then, and device DMA reads what the CPU wrote and writes what the CPU reads, as does a VFIO BAR slice mapped before; detach unpins and blocks the device; attach again maps it all again', () => {
+    const m = makeMachine('lazy');
+    const nvme = m.device('nvme0');
+    const gpu = m.device('gpu0');
+    const bar = toPciDev(gpu).bars[0].region;
+    const mm = m.newProcess();
+    const va = mm.mmap({ len: 32 * PAGE, backing: 'anon', populate: true });
+    if (!va.ok) throw new Error(va.errno);
+    const buf = vfioPciDmabufExport(gpu, { bar: 0, offset: 0, len: 16 * PAGE });
+    if (!buf.ok) throw new Error(buf.errno);
+    const a = iommufdIoasAlloc(m, nvme, { attach: false });
+    if (!a.ok) throw new Error(a.errno);
+    const ioas = a.value;
+    const UIOVA = 0x4000_0000n;
+    expect(errno(iommufdIoasMap(ioas, mm, va.value, 32 * PAGE, UIOVA))).toBe('ok');
+    expect(errno(iommufdIoasMapDmabuf(ioas, buf.value, IOVA, { start: 4 * PAGE, len: 8 * PAGE }))).toBe('ok');
+    expect(m.listPins()).toEqual([]);
+    expect(ioas.areas.map((x) => x.iommuMaps)).toEqual([0, 0]);
+    const cpu = pattern(32 * PAGE, 11);
+    expect(mm.writeUser(va.value, cpu).ok).toBe(true);
+    const barBytes = pattern(8 * PAGE, 12);
+    m.mem.write(bar.start + BigInt(4 * PAGE), barBytes);
+    const maps0 = m.stats.iommuMapCalls;
+    expect(errno(iommufdIoasAttach(ioas))).toBe('ok');
+    expect(m.stats.iommuMapCalls - maps0).toBe(ioas.areas[0].iommuMaps + 1);
+    expect(m.listPins().length).toBe(1);
+    expect(ioas.areas[0].pinned).not.toBe(null);
+    const rd = nvme.dmaRead(UIOVA, 32 * PAGE);
+    expect(rd.ok && same(rd.value, cpu)).toBe(true);
+    const dev = pattern(32 * PAGE, 13);
+    expect(nvme.dmaWrite(UIOVA, dev).ok).toBe(true);
+    const u = mm.readUser(va.value, 32 * PAGE);
+    expect(u.ok && same(u.value, dev)).toBe(true);
+    const rb = nvme.dmaRead(IOVA, 8 * PAGE);
+    expect(rb.ok && same(rb.value, barBytes)).toBe(true);
+    // detach: unpinned, the device is in the blocking domain and faults
+    const faults = m.stats.deviceDmaFaults;
+    iommufdIoasDetach(ioas);
+    expect(m.listPins()).toEqual([]);
+    expect(ioas.areas[0].pinned).toBe(null);
+    expect(nvme.dmaRead(UIOVA, PAGE).ok).toBe(false);
+    expect(nvme.dmaRead(IOVA, PAGE).ok).toBe(false);
+    expect(m.stats.deviceDmaFaults).toBe(faults + 2);
+    // the process's memory keeps what the device wrote; attach again maps both areas again
+    expect(mm.writeUser(va.value, cpu.subarray(0, PAGE)).ok).toBe(true);
+    expect(errno(iommufdIoasAttach(ioas))).toBe('ok');
+    const again = nvme.dmaRead(UIOVA, 2 * PAGE);
+    expect(again.ok && same(again.value, new Uint8Array([...cpu.subarray(0, PAGE), ...dev.subarray(PAGE, 2 * PAGE)]))).toBe(true);
+    expect(errno(iommufdIoasAttach(ioas))).toBe('EBUSY');
+    // a revoke while detached: attach maps nothing for the revoked slice
+    iommufdIoasDetach(ioas);
+    dmaBufRevoke(buf.value);
+    expect(ioas.areas[1].revoked).toBe(true);
+    expect(errno(iommufdIoasAttach(ioas))).toBe('ok');
+    expect(iommuIovaToPhys(ioas.domain!, IOVA)).toBe(0n);
+    expect(nvme.dmaRead(IOVA, PAGE).ok).toBe(false);
+    iommufdIoasDestroy(ioas);
+    expect(m.listPins()).toEqual([]);
+    expect(dmaBufAttachments(nvme)).toEqual([]);
+    expect(errno(iommufdIoasAttach(ioas))).toBe('ENOENT');
+    expect(m.events.count('MODEL-CHECK')).toBe(0);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it("the device's reserved regions are kept out only while it is attached: an area in the MSI window mapped before makes the attach fail with EADDRINUSE (iopt_table_enforce_dev_resv_regions); a hole in user memory fails it with EFAULT when the pin comes (iopt_fill_domain); either way as it was", () => {
+    const m = makeMachine('strict');
+    const nvme = m.device('nvme0');
+    const mm = m.newProcess();
+    const va = mm.mmap({ len: 8 * PAGE, backing: 'anon', populate: true });
+    if (!va.ok) throw new Error(va.errno);
+    const a = iommufdIoasAlloc(m, nvme, { attach: false });
+    if (!a.ok) throw new Error(a.errno);
+    const ioas = a.value;
+    const MSI = 0xfee0_0000n;
+    expect(errno(iommufdIoasMap(ioas, mm, va.value, PAGE, MSI))).toBe('ok');
+    let before = state(m, ioas);
+    const r = iommufdIoasAttach(ioas);
+    expect(errno(r)).toBe('EADDRINUSE');
+    expect(r.ok ? '' : r.message).toMatch(/reserved region \(msi\)/);
+    expect(state(m, ioas)).toEqual(before);
+    expect(iommufdIoasUnmap(ioas, MSI, PAGE).ok).toBe(true);
+    // an aligned area over an unmapped page: recorded now, refused when the domain pins it
+    expect(errno(iommufdIoasMap(ioas, mm, va.value, 4 * PAGE, IOVA))).toBe('ok');
+    expect(errno(iommufdIoasMap(ioas, mm, va.value + BigInt(6 * PAGE), 4 * PAGE, IOVA + 0x10_0000n))).toBe('ok');
+    before = state(m, ioas);
+    expect(errno(iommufdIoasAttach(ioas))).toBe('EFAULT');
+    expect(state(m, ioas)).toEqual(before);
+    expect(iommufdIoasUnmap(ioas, IOVA + 0x10_0000n, 4 * PAGE).ok).toBe(true);
+    expect(errno(iommufdIoasAttach(ioas))).toBe('ok');
+    expect(ioas.reserved.some((x) => x.owner === 'device' && x.start === MSI)).toBe(true);
+    expect(errno(iommufdIoasMap(ioas, mm, va.value, PAGE, MSI))).toBe('EINVAL');
+    iommufdIoasDetach(ioas);
+    expect(ioas.reserved).toEqual([]);
+    iommufdIoasDestroy(ioas);
     expect(m.listPins()).toEqual([]);
     expect(m.teardown()).toBe(0);
   });

@@ -1,23 +1,32 @@
 // Models: drivers/iommu/iommufd/ (Linux 7.1): an IOAS (ioas.c, io_pagetable.c) with a paging domain
 // of its own attached to the device (device.c: iommufd_device_bind -> iommu_device_claim_dma_owner,
-// which takes the device out of its DMA-API default domain (__iommu_take_dma_ownership: EBUSY when it
-// is attached elsewhere, EPERM for another owner); iommufd_device_attach -> a paging domain, the
-// device's reserved regions kept out of the IOAS (iopt_table_enforce_dev_resv_regions));
-// IOMMU_IOAS_MAP of user memory pinned FOLL_LONGTERM (iopt_map_user_pages; conv_iommu_prot adds
-// IOMMU_CACHE); IOMMU_IOAS_MAP_FILE of a dma-buf (iopt_map_file_pages -> iopt_alloc_dmabuf_pages ->
-// iopt_map_dmabuf: a dynamic, peer2peer, revocable attachment, dma_buf_pin under the reservation
-// lock, then the physical range through the private VFIO interconnect vfio_pci_dma_buf_iommufd_map;
-// batch_to_domain maps it with IOMMU_MMIO and without IOMMU_CACHE); revoke (iopt_revoke_notify:
-// unmap from every domain, the IOTLB invalidated by iommu_unmap's sync; the area stays until
-// userspace unmaps it, no automatic remap); IOMMU_IOAS_UNMAP (iopt_unmap_iova: the range must cover
-// whole areas, ENOENT otherwise and when nothing was mapped); destroy (iopt_release_pages: unpin,
-// detach; iommu_device_release_dma_owner: back to the default domain).
+// which takes the device out of its DMA-API default domain into the group's blocking domain
+// (__iommu_take_dma_ownership: EBUSY when it is attached elsewhere, EPERM for another owner);
+// iommufd_device_attach of the IOAS -> iommufd_device_auto_get_domain -> iommufd_hwpt_paging_alloc:
+// a paging domain, the device attached to it with its reserved regions kept out of the IOAS
+// (iommufd_hw_pagetable_attach -> iopt_table_enforce_dev_resv_regions), then iopt_table_add_domain:
+// the IOAS's iova_alignment raised to the domain's smallest page, the aperture reserved and every
+// area filled into the domain; iommufd_device_detach: back to the blocking domain, the auto domain
+// destroyed (iopt_table_remove_domain: unfilled, iopt_calculate_iova_alignment));
+// the IOAS's iova_alignment (io_pagetable.c: iopt_init_table starts it at 1, a domain-less IOAS
+// takes any byte) checked by every map; IOMMU_IOAS_MAP of user memory, pinned FOLL_LONGTERM only
+// while a domain holds the area (iopt_map_user_pages; iopt_area_fill_domains does nothing without
+// a domain; conv_iommu_prot adds IOMMU_CACHE); IOMMU_IOAS_MAP_FILE of a dma-buf
+// (iopt_map_file_pages -> iopt_alloc_dmabuf_pages -> iopt_map_dmabuf: a dynamic, peer2peer,
+// revocable attachment, dma_buf_pin under the reservation lock, then the physical range through the
+// private VFIO interconnect vfio_pci_dma_buf_iommufd_map; batch_to_domain maps it with IOMMU_MMIO
+// and without IOMMU_CACHE); revoke (iopt_revoke_notify: unmap from every domain, the IOTLB
+// invalidated by iommu_unmap's sync; the area stays until userspace unmaps it, no automatic remap);
+// IOMMU_IOAS_UNMAP (iopt_unmap_iova: the range must cover whole areas, ENOENT otherwise and when
+// nothing was mapped); destroy (detach, iopt_release_pages: unpin, detach;
+// iommu_device_release_dma_owner: back to the default domain).
 // Model deviation: an IOAS serves one device (the kernel's IOAS can hold several hw_pagetables and
-// devices); it is created with its device bound and attached (bind + attach in one call). The
-// dma-buf attachment is made for the IOAS's device where the kernel uses iommufd_global_device(), a
-// faux device the model does not have; the attachment is never mapped through the DMA API either way.
+// devices, and exists before any device); it is created with its device bound, and attached unless
+// asked not to. The dma-buf attachment is made for the IOAS's device where the kernel uses
+// iommufd_global_device(), a faux device the model does not have; the attachment is never mapped
+// through the DMA API either way.
 
-import { SlotKey, err, ok, type Result } from '../../base/index.ts';
+import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../../base/index.ts';
 import { dmaContextOf } from '../../dma/index.ts';
 import {
   IOMMU_CACHE, IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, iommuGetDmaDomain, iommuGetDomainForDev, iommuMap, iommuUnmap, type Iommu,
@@ -32,54 +41,92 @@ import {
 } from '../dmabuf/index.ts';
 import { vfioPciDmaBufIommufdMap } from '../vfio/index.ts';
 
-const PAGE = 4096;
 const U64_MAX = (1n << 64n) - 1n;
 
 /** One mapped IOVA range of an IOAS (struct iopt_area with its iopt_pages). */
 export interface IoasArea {
   readonly iova: bigint;
   readonly len: number;
-  /** 'user': IOMMU_IOAS_MAP of pinned user memory; 'dmabuf': IOMMU_IOAS_MAP_FILE of a dma-buf. */
+  /** 'user': IOMMU_IOAS_MAP of user memory; 'dmabuf': IOMMU_IOAS_MAP_FILE of a dma-buf. */
   readonly kind: 'user' | 'dmabuf';
   /** IOMMU_* prot the domain holds it with. */
   readonly prot: number;
-  /** 'user': the pinned runs. */
-  readonly pinned: PinnedPhyrList | null;
-  /** 'dmabuf': the buffer, its attachment and the physical address of the first byte. */
+  /** area->page_offset: the offset of the first byte in its PAGE_SIZE page (of uptr, or of the dma-buf start). */
+  readonly pageOffset: number;
+  /** 'user': the process and its address mapped (iopt_pages source_mm and uptr); null / 0n for a dma-buf. */
+  readonly mm: UserMm | null;
+  readonly uptr: bigint;
+  /** 'user': the pinned runs while a domain holds the area; null while none does (nothing pinned). */
+  pinned: PinnedPhyrList | null;
+  /** 'dmabuf': the buffer, its attachment and the offset of the slice in it (IOMMU_IOAS_MAP_FILE start). */
   readonly buf: DmaBuf | null;
   readonly att: DmaBufAttachment | null;
-  readonly paddr: bigint;
+  readonly start: number;
+  /** The physical address of the first byte: a dma-buf's from the map on; user memory's while pinned (else null). */
+  paddr: bigint | null;
   /** 'dmabuf': revoked by the exporter (unmapped from the domain; the IOVA range stays taken). */
   revoked: boolean;
-  /** IOMMU map calls made for it (one per physically contiguous run). */
-  readonly iommuMaps: number;
+  /** IOMMU map calls made for it into the IOAS's domain (one per physically contiguous run); 0 with no domain. */
+  iommuMaps: number;
   /** 'dmabuf' through the RFC's PAL mapping type: the PAL map held (null once unmapped on revoke). */
   pal?: DmaBufPal | null;
 }
 
-/** struct iommufd_ioas with its one device and paging domain. */
+/** An IOVA range the IOAS keeps out of every map ([start, last] inclusive) and who put it there. */
+export interface IoasReserved {
+  readonly start: bigint;
+  readonly last: bigint;
+  /** 'device': a reserved region of the attached device; 'domain': outside the domain's aperture. */
+  readonly owner: 'device' | 'domain';
+}
+
+/** struct iommufd_ioas with its one device and, while attached, its paging domain. */
 export class Ioas {
   readonly id: number;
   readonly dev: Device;
   readonly iommu: Iommu;
-  /** The IOAS's own paging domain ('unmanaged'). */
-  readonly domain: IommuDomain;
   /** The device's DMA-API default domain, which it goes back to at destroy. */
   readonly defaultDomain: IommuDomain | null;
-  /** IOVA ranges no map may use ([start, last] inclusive): the device's reserved regions. */
-  readonly reserved: ReadonlyArray<{ start: bigint; last: bigint }>;
+  /** The group's blocking domain, where the bound device sits while no domain of the IOAS holds it. */
+  readonly blockingDomain: IommuDomain;
   readonly areas: IoasArea[] = [];
   alive = true;
+  /** PAGE_SIZE of the machine. */
+  readonly pageSize: number;
+  /** @internal */
+  domainNow: IommuDomain | null = null;
+  /** @internal */
+  alignmentNow = 1;
+  /** @internal */
+  readonly reservedNow: IoasReserved[] = [];
 
   /** @internal made by iommufdIoasAlloc. */
-  constructor(id: number, dev: Device, iommu: Iommu, domain: IommuDomain, defaultDomain: IommuDomain | null,
-    reserved: Array<{ start: bigint; last: bigint }>) {
+  constructor(id: number, dev: Device, iommu: Iommu, defaultDomain: IommuDomain | null, blockingDomain: IommuDomain, pageSize: number) {
     this.id = id;
     this.dev = dev;
     this.iommu = iommu;
-    this.domain = domain;
     this.defaultDomain = defaultDomain;
-    this.reserved = reserved;
+    this.blockingDomain = blockingDomain;
+    this.pageSize = pageSize;
+  }
+
+  /** The IOAS's own paging domain ('unmanaged') the device is attached to, or null while detached. */
+  get domain(): IommuDomain | null {
+    return this.domainNow;
+  }
+
+  /**
+   * iopt->iova_alignment (what IOMMU_IOAS_IOVA_RANGES reports as out_iova_alignment): 1 with no
+   * domain, else the smallest page of the domain; every map's iova, length and page offset must be
+   * multiples of it.
+   */
+  get iovaAlignment(): number {
+    return this.alignmentNow;
+  }
+
+  /** IOVA ranges no map may use: the attached device's reserved regions and what lies outside the domain's aperture. */
+  get reserved(): ReadonlyArray<IoasReserved> {
+    return this.reservedNow;
   }
 
   toString(): string {
@@ -117,17 +164,200 @@ function checkIoas(ioas: unknown): Ioas {
   return ioas;
 }
 
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+
+/** The areas in IOVA order (the kernel walks its area interval tree). */
+function areasByIova(ioas: Ioas): IoasArea[] {
+  return [...ioas.areas].sort((a, b) => (a.iova < b.iova ? -1 : a.iova > b.iova ? 1 : 0));
+}
+
+/** The first area (in IOVA order) meeting [start, last], or undefined (iopt_area_iter_first). */
+function areaIn(ioas: Ioas, start: bigint, last: bigint): IoasArea | undefined {
+  return areasByIova(ioas).find((a) => start <= a.iova + BigInt(a.len) - 1n && last >= a.iova);
+}
+
+/** 1 << __ffs(pgsize_bitmap): the domain's smallest page. */
+function smallestPage(d: IommuDomain): number {
+  const b = d.pgsizeBitmap;
+  return Number(b & -b);
+}
+
+/** Takes out the reserved ranges of one owner (iopt_remove_reserved_iova / __iopt_remove_reserved_iova). */
+function removeReserved(ioas: Ioas, owner: IoasReserved['owner']): void {
+  const keep = ioas.reservedNow.filter((r) => r.owner !== owner);
+  ioas.reservedNow.length = 0;
+  ioas.reservedNow.push(...keep);
+}
+
 /**
- * IOMMU_IOAS_ALLOC with dev bound and attached: claims DMA ownership of dev (it leaves its DMA-API
- * default domain), allocates a paging domain and attaches dev to it; the device's reserved regions
- * (the MSI window, RMRRs) are kept out of the IOAS. Errors: ENODEV (no IOMMU: no group), EBUSY
- * (dev is attached to another domain than its default one, or bound to an IOAS already), ENOMEM
- * (no page for the domain's top table).
- * @throws TypeError when dev is not a device of m.
+ * iopt_reserve_iova(): keeps [start, last] out of the IOAS; EADDRINUSE when an area already uses
+ * part of it.
  */
-export function iommufdIoasAlloc(m: MachineMm, dev: Device): Result<Ioas> {
+function reserveIova(ioas: Ioas, start: bigint, last: bigint, owner: IoasReserved['owner'], what: string): Result<void> {
+  const a = areaIn(ioas, start, last);
+  if (a !== undefined) {
+    return err('EADDRINUSE', `the area at ${hex(a.iova)} (${a.len} bytes) lies in ${what} [${hex(start)}, ${hex(last)}], which the IOAS must keep free`);
+  }
+  ioas.reservedNow.push({ start, last, owner });
+  return ok();
+}
+
+/**
+ * iopt_check_iova_alignment(): every area's iova, length and page offset must be multiples of a
+ * raised alignment; EADDRINUSE names the first that is not.
+ */
+function checkAreasAligned(ioas: Ioas, align: number): Result<void> {
+  const mask = BigInt(align - 1);
+  for (const a of areasByIova(ioas)) {
+    const bad = (a.iova & mask) !== 0n ? `iova ${hex(a.iova)}` : a.len % align !== 0 ? `length ${a.len}` : a.pageOffset % align !== 0 ? `page offset ${a.pageOffset}` : null;
+    if (bad !== null) return err('EADDRINUSE', `the area at ${hex(a.iova)} (${a.len} bytes) has ${bad}, not a multiple of the ${align}-byte IOVA alignment the domain needs`);
+  }
+  return ok();
+}
+
+/**
+ * iopt_area_fill_domain() for one area: pins user memory (pfn_reader: pin_user_pages with
+ * FOLL_LONGTERM, FOLL_WRITE when writeable; device memory refused with EFAULT, as for a PFN map)
+ * and maps each physically contiguous run (batch_to_domain); a dma-buf's slice is mapped from its
+ * ranges, a revoked one not at all. On failure nothing of the area stays pinned or mapped.
+ */
+function fillArea(d: IommuDomain, a: IoasArea): Result<void> {
+  if (a.kind === 'dmabuf') {
+    if (a.revoked) return ok();
+    const runs = a.pal ? [...slice(a.pal.phys, a.start, a.len)] : [{ addr: a.paddr!, len: a.len }];
+    let at = a.iova;
+    for (const r of runs) {
+      const m = iommuMap(d, at, r.addr, r.len, a.prot);
+      if (!m.ok) {
+        if (at > a.iova) iommuUnmap(d, a.iova, Number(at - a.iova));
+        return m;
+      }
+      at += BigInt(r.len);
+    }
+    a.iommuMaps = runs.length;
+    return ok();
+  }
+  const pin = pinUserPhyrsAll(a.mm!, a.uptr, a.len, FOLL_LONGTERM | (a.prot & IOMMU_WRITE ? FOLL_WRITE : 0));
+  if (!pin.ok) return pin;
+  const list = pin.value;
+  const undo = (mapped: number): void => {
+    if (mapped > 0) iommuUnmap(d, a.iova, mapped);
+    unpinUserPhyrs(list);
+  };
+  let off = 0;
+  for (let i = 0; i < list.count; i++) {
+    if (rangeKind(list.flagsAt(i)) === RANGE_DEVICE) {
+      undo(off);
+      return err('EFAULT', `${hex(a.uptr + BigInt(off))} is device memory (pin_user_pages refuses VM_PFNMAP)`);
+    }
+    const r = iommuMap(d, a.iova + BigInt(off), list.addrAt(i), list.lenAt(i), a.prot);
+    if (!r.ok) {
+      undo(off);
+      return r;
+    }
+    off += list.lenAt(i);
+  }
+  a.pinned = list;
+  a.paddr = list.addrAt(0);
+  a.iommuMaps = list.count;
+  return ok();
+}
+
+/** iopt_area_unfill_domain() for one area: out of the domain (a revoked dma-buf is out already), user memory unpinned. */
+function unfillArea(d: IommuDomain, a: IoasArea): void {
+  if (a.kind === 'user') {
+    iommuUnmap(d, a.iova, a.len);
+    unpinUserPhyrs(a.pinned!);
+    a.pinned = null;
+    a.paddr = null;
+  } else if (!a.revoked) {
+    iommuUnmap(d, a.iova, a.len);
+  }
+  a.iommuMaps = 0;
+}
+
+/**
+ * iopt_table_add_domain(): the alignment becomes max(the domain's smallest page, the current one):
+ * EINVAL above PAGE_SIZE, EADDRINUSE when it rises and an area does not conform
+ * (iopt_check_iova_alignment); EADDRINUSE when an area lies outside the aperture; then every area
+ * is filled into the domain in IOVA order (iopt_fill_domain), undone on failure. On failure the IOAS
+ * is as it was.
+ */
+function addDomain(ioas: Ioas, d: IommuDomain): Result<void> {
+  const align = Math.max(smallestPage(d), ioas.alignmentNow);
+  if (align > ioas.pageSize) return err('EINVAL', `the domain's smallest page ${align} is larger than PAGE_SIZE ${ioas.pageSize}`);
+  if (align !== ioas.alignmentNow) {
+    const c = checkAreasAligned(ioas, align);
+    if (!c.ok) return c;
+  }
+  const g = d.geometry;
+  const aperture = (): Result<void> => {
+    if (g.apertureStart > 0n) {
+      const r = reserveIova(ioas, 0n, g.apertureStart - 1n, 'domain', 'the range below the domain\'s aperture');
+      if (!r.ok) return r;
+    }
+    if (g.apertureEnd < U64_MAX) return reserveIova(ioas, g.apertureEnd + 1n, U64_MAX, 'domain', 'the range above the domain\'s aperture');
+    return ok();
+  };
+  const ap = aperture();
+  if (!ap.ok) {
+    removeReserved(ioas, 'domain');
+    return ap;
+  }
+  const done: IoasArea[] = [];
+  for (const a of areasByIova(ioas)) {
+    const f = fillArea(d, a);
+    if (!f.ok) {
+      for (const x of done) unfillArea(d, x);
+      removeReserved(ioas, 'domain');
+      return f;
+    }
+    done.push(a);
+  }
+  ioas.alignmentNow = align;
+  ioas.domainNow = d;
+  return ok();
+}
+
+/**
+ * iopt_calculate_iova_alignment(): 1 (PAGE_SIZE only when large pages are disabled, which only the
+ * VFIO type1 compatibility does, not modelled), raised to the smallest page of each domain (and
+ * of each access, not modelled).
+ */
+function calculateIovaAlignment(ioas: Ioas): number {
+  return ioas.domainNow !== null ? Math.max(1, smallestPage(ioas.domainNow)) : 1;
+}
+
+/** The device's reserved regions as iommufd keeps them out (iopt_table_enforce_dev_resv_regions). */
+function deviceResvRegions(iommu: Iommu): Array<{ start: bigint; last: bigint; kind: string }> {
+  // iommu_get_resv_regions() of the device. The PCI bridge windows are not among them: dma-iommu
+  // keeps them out of its own cookie only (iova_reserve_pci_windows), and iommufd's user picks its
+  // IOVAs.
+  return iommu.reservedRegions.filter((r) => r.kind !== 'bridge-window').map((r) => ({ start: r.start, last: r.end - 1n, kind: r.kind }));
+}
+
+/** Options of iommufdIoasAlloc. */
+export interface IoasAllocOptions {
+  /**
+   * Attach the device to a domain of the IOAS now (iommufd_device_attach; default true). false
+   * leaves it bound only, in the blocking domain: the IOAS has no domain and an alignment of 1
+   * until iommufdIoasAttach.
+   */
+  readonly attach?: boolean;
+}
+
+/**
+ * IOMMU_IOAS_ALLOC with dev bound (and attached unless opts.attach is false): claims DMA ownership
+ * of dev (it leaves its DMA-API default domain for the blocking domain), then as
+ * iommufdIoasAttach. Errors: ENODEV (no IOMMU: no group), EBUSY (dev is attached to another domain
+ * than its default one, or bound to an IOAS already), ENOMEM (no page for the domain's top table);
+ * on failure dev stays in its default domain.
+ * @throws TypeError when dev is not a device of m, or opts.attach is not a boolean.
+ */
+export function iommufdIoasAlloc(m: MachineMm, dev: Device, opts: IoasAllocOptions = {}): Result<Ioas> {
   const dctx = dmaContextOf(dev);
   if (dctx.mm !== m) throw new TypeError(`dev must be a device of machine m, got ${dev.name} of another machine`);
+  if (opts.attach !== undefined && typeof opts.attach !== 'boolean') throw new TypeError(`opts.attach must be a boolean, got ${typeof opts.attach}`);
   const iommu = dctx.iommu;
   if (iommu === null) return err('ENODEV', `${dev.name} has no IOMMU group (iommu_device_claim_dma_owner)`);
   const bound = iommufdIoasOf(dev);
@@ -136,53 +366,108 @@ export function iommufdIoasAlloc(m: MachineMm, dev: Device): Result<Ioas> {
   const cur = iommuGetDomainForDev(dev);
   // __iommu_take_dma_ownership(): the group must be in its default domain
   if (cur !== def) return err('EBUSY', `${dev.name} is attached to a ${cur?.type ?? 'no'} domain that is not its default domain`);
-  let domain: IommuDomain;
-  try {
-    domain = iommu.allocDomain('unmanaged');
-  } catch (e) {
-    return err('ENOMEM', `no page for ${dev.name}'s IOAS domain: ${(e as Error).message}`);
-  }
-  iommu.attachDevice(dev, domain);
-  // iopt_table_enforce_dev_resv_regions(): iommu_get_resv_regions() of the device. The PCI bridge
-  // windows are not among them: dma-iommu keeps them out of its own cookie only
-  // (iova_reserve_pci_windows), and iommufd's user picks its IOVAs.
-  const reserved = iommu.reservedRegions.filter((r) => r.kind !== 'bridge-window').map((r) => ({ start: r.start, last: r.end - 1n }));
-  // iopt_table_add_domain(): nothing outside the domain's aperture
-  const g = domain.geometry;
-  if (g.apertureStart > 0n) reserved.push({ start: 0n, last: g.apertureStart - 1n });
-  if (g.apertureEnd < U64_MAX) reserved.push({ start: g.apertureEnd + 1n, last: U64_MAX });
+  const blocking = iommu.allocDomain('blocked');
+  iommu.attachDevice(dev, blocking);
   const ctx = ctxOf(m);
-  const ioas = new Ioas(ctx.nextId++, dev, iommu, domain, def, reserved);
+  const ioas = new Ioas(ctx.nextId, dev, iommu, def, blocking, m.pageSize);
+  if (opts.attach ?? true) {
+    const a = iommufdIoasAttach(ioas);
+    if (!a.ok) {
+      releaseOwnership(ioas);
+      return a;
+    }
+  }
+  ctx.nextId++;
   ctx.ioases.add(ioas);
   dev.slots.set(DEVICE_IOAS, ioas);
   return ok(ioas);
 }
 
-/** iopt_check_iova(): alignment, wrap, reserved ranges, overlap with an area. */
-function checkIova(ioas: Ioas, iova: bigint, len: number): Result<void> {
-  if (iova % BigInt(PAGE) !== 0n || len % PAGE !== 0 || len === 0) {
-    return err('EINVAL', `iova 0x${iova.toString(16)} or length ${len} is not aligned to the IOAS's ${PAGE}-byte alignment`);
+/** iommu_device_release_dma_owner(): the device goes back to its default domain; the blocking domain is freed. */
+function releaseOwnership(ioas: Ioas): void {
+  if (ioas.defaultDomain !== null && ioas.defaultDomain.alive) ioas.iommu.attachDevice(ioas.dev, ioas.defaultDomain);
+  ioas.iommu.freeDomain(ioas.blockingDomain);
+}
+
+/**
+ * iommufd_device_attach of the IOAS's device to the IOAS: a new paging domain ('unmanaged'); the
+ * device's reserved regions kept out of the IOAS (EADDRINUSE when an area lies in one); the device
+ * attached to the domain; then the domain added to the IOAS: its iova_alignment rises to the
+ * domain's smallest page (EADDRINUSE when an area's iova, length or page offset is not a multiple
+ * of it; EINVAL when that page is larger than PAGE_SIZE), the range outside the aperture kept out
+ * (EADDRINUSE), and every area mapped into the domain, user memory pinned now (EFAULT for a hole or
+ * device memory). Errors also: ENOENT (destroyed), EBUSY (attached already), ENOMEM, the IOMMU's.
+ * On failure the device is back in the blocking domain and the IOAS as it was.
+ */
+export function iommufdIoasAttach(ioas: Ioas): Result<void> {
+  checkIoas(ioas);
+  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
+  // iommufd_hw_pagetable_attach(): the device is in the attach's device_array already
+  if (ioas.domainNow !== null) return err('EBUSY', `${ioas.dev.name} is attached to ${ioas} already`);
+  let domain: IommuDomain;
+  try {
+    domain = ioas.iommu.allocDomain('unmanaged');
+  } catch (e) {
+    return err('ENOMEM', `no page for ${ioas.dev.name}'s IOAS domain: ${(e as Error).message}`);
   }
-  const last = iova + BigInt(len) - 1n;
-  if (last > U64_MAX) return err('EOVERFLOW', `iova 0x${iova.toString(16)} + length ${len} wraps`);
-  for (const r of ioas.reserved) {
-    if (iova <= r.last && last >= r.start) return err('EINVAL', `[0x${iova.toString(16)}, 0x${last.toString(16)}] meets the reserved IOVA range [0x${r.start.toString(16)}, 0x${r.last.toString(16)}]`);
+  const fail = (r: Result<never>): Result<void> => {
+    ioas.iommu.attachDevice(ioas.dev, ioas.blockingDomain);
+    removeReserved(ioas, 'device');
+    ioas.iommu.freeDomain(domain);
+    return r;
+  };
+  // iommufd_device_attach_reserved_iova() -> iopt_table_enforce_dev_resv_regions()
+  for (const r of deviceResvRegions(ioas.iommu)) {
+    const c = reserveIova(ioas, r.start, r.last, 'device', `${ioas.dev.name}'s reserved region (${r.kind})`);
+    if (!c.ok) return fail(c);
   }
-  for (const a of ioas.areas) {
-    if (iova <= a.iova + BigInt(a.len) - 1n && last >= a.iova) return err('EEXIST', `IOVA 0x${a.iova.toString(16)} is mapped already`);
-  }
+  // iommufd_hwpt_attach_device(), then iopt_table_add_domain() (iommufd_hwpt_paging_alloc with immediate_attach)
+  ioas.iommu.attachDevice(ioas.dev, domain);
+  const a = addDomain(ioas, domain);
+  if (!a.ok) return fail(a);
   return ok();
 }
 
 /**
- * iopt_alloc_area_pages() for a dma-buf slice: iopt_check_iova(), then iopt_insert_area(), which
- * refuses (EINVAL) a start that is not on a page boundary: its offset in the page (area->page_offset)
- * must be a multiple of the IOVA alignment.
+ * iommufd_device_detach: the device goes to the blocking domain, its reserved regions leave the
+ * IOAS, and the IOAS's auto domain, now unused, is destroyed (iopt_table_remove_domain: every area
+ * unmapped from it, user memory unpinned; iopt_calculate_iova_alignment: back to 1). The areas
+ * stay. Does nothing when not attached or destroyed.
  */
-function checkAreaIova(ioas: Ioas, iova: bigint, start: number, len: number): Result<void> {
-  const c = checkIova(ioas, iova, len);
-  if (!c.ok) return c;
-  if (start % PAGE !== 0) return err('EINVAL', `start ${start} is not page-aligned: its page offset ${start % PAGE} is not a multiple of the IOAS's ${PAGE}-byte IOVA alignment`);
+export function iommufdIoasDetach(ioas: Ioas): void {
+  checkIoas(ioas);
+  const d = ioas.domainNow;
+  if (!ioas.alive || d === null) return;
+  ioas.iommu.attachDevice(ioas.dev, ioas.blockingDomain);
+  removeReserved(ioas, 'device');
+  for (const a of areasByIova(ioas)) unfillArea(d, a);
+  removeReserved(ioas, 'domain');
+  ioas.domainNow = null;
+  ioas.alignmentNow = calculateIovaAlignment(ioas);
+  ioas.iommu.freeDomain(d);
+}
+
+/**
+ * iopt_alloc_area_pages() and iopt_check_iova() (io_pagetable.c): the length, then the iova, must
+ * be multiples of the IOAS's iova_alignment (EINVAL, as is a length of 0); then wrap (EOVERFLOW),
+ * reserved ranges (EINVAL), overlap with an area (EEXIST); then iopt_insert_area(): the area's page
+ * offset must be a multiple of the alignment too (EINVAL).
+ */
+function checkIova(ioas: Ioas, iova: bigint, len: number, pageOffset: number, what: string): Result<void> {
+  const align = ioas.alignmentNow;
+  if (len === 0) return err('EINVAL', 'length is 0');
+  if (len % align !== 0) return err('EINVAL', `length ${len} is not a multiple of the IOAS's ${align}-byte IOVA alignment`);
+  if (iova % BigInt(align) !== 0n) return err('EINVAL', `iova ${hex(iova)} is not a multiple of the IOAS's ${align}-byte IOVA alignment`);
+  const last = iova + BigInt(len) - 1n;
+  if (last > U64_MAX) return err('EOVERFLOW', `iova ${hex(iova)} + length ${len} wraps`);
+  for (const r of ioas.reservedNow) {
+    if (iova <= r.last && last >= r.start) return err('EINVAL', `[${hex(iova)}, ${hex(last)}] meets the reserved IOVA range [${hex(r.start)}, ${hex(r.last)}]`);
+  }
+  const a = areaIn(ioas, iova, last);
+  if (a !== undefined) return err('EEXIST', `IOVA ${hex(a.iova)} is mapped already`);
+  if (pageOffset % align !== 0) {
+    return err('EINVAL', `${what}'s offset ${pageOffset} in its ${ioas.pageSize}-byte page is not a multiple of the IOAS's ${align}-byte IOVA alignment`);
+  }
   return ok();
 }
 
@@ -198,7 +483,7 @@ export interface IoasMapOptions {
  * a destroyed IOAS is ENOENT (iommufd_get_ioas).
  */
 function ioctlChecks(ioas: Ioas, iova: bigint, len: number, prot: number): Result<void> {
-  if (iova >= U64_MAX || BigInt(len) >= U64_MAX) return err('EOVERFLOW', `iova 0x${iova.toString(16)} or length ${len} is ULONG_MAX or more`);
+  if (iova >= U64_MAX || BigInt(len) >= U64_MAX) return err('EOVERFLOW', `iova ${hex(iova)} or length ${len} is ULONG_MAX or more`);
   if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) return err('EINVAL', 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE');
   if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
   return ok();
@@ -210,44 +495,40 @@ function protOf(opts: IoasMapOptions): number {
 }
 
 /**
- * IOMMU_IOAS_MAP with IOMMU_IOAS_MAP_FIXED_IOVA: pins [uptr, uptr + len) of a process
- * (pin_user_pages with FOLL_LONGTERM, and FOLL_WRITE when writeable) and maps it at iova, one
- * iommu_map per physically contiguous run. Errors: EINVAL (neither readable nor writeable; iova,
- * uptr or len not page-aligned or 0; a reserved IOVA), EOVERFLOW, EEXIST (overlaps an area), EFAULT
- * (a hole in the range, or device memory: pin_user_pages refuses VM_PFNMAP / VM_IO), the IOMMU's
- * errors; nothing stays pinned or mapped on failure.
+ * IOMMU_IOAS_MAP with IOMMU_IOAS_MAP_FIXED_IOVA: maps [uptr, uptr + len) of a process at iova. With
+ * a domain attached the memory is pinned now (pin_user_pages with FOLL_LONGTERM, and FOLL_WRITE
+ * when writeable) and mapped, one iommu_map per physically contiguous run; with none the area is
+ * only recorded (the kernel keeps a lazy reference) and pinned when a domain is attached. iova,
+ * len and uptr's offset in its page must be multiples of the IOAS's iovaAlignment (1 with no
+ * domain: any byte). Errors: EINVAL (neither readable nor writeable; len 0; iova, len or uptr's page
+ * offset not aligned; a reserved IOVA), EOVERFLOW, EEXIST (overlaps an area), EFAULT (a hole in the
+ * range, or device memory: pin_user_pages refuses VM_PFNMAP / VM_IO), the IOMMU's errors; nothing
+ * stays pinned or mapped on failure.
+ * @throws TypeError/RangeError when uptr or iova is not a u64 bigint or len not a safe integer >= 0.
  */
 export function iommufdIoasMap(ioas: Ioas, mm: UserMm, uptr: bigint, len: number, iova: bigint, opts: IoasMapOptions = {}): Result<void> {
   checkIoas(ioas);
+  checkAddr('uptr', uptr);
+  checkLen('len', len);
+  checkAddr('iova', iova);
   const prot = protOf(opts);
   const k = ioctlChecks(ioas, iova, len, prot);
   if (!k.ok) return k;
-  const c = checkIova(ioas, iova, len);
+  // pages.c: iopt_alloc_user_pages() refuses a wrapping user range, iopt_alloc_pages() a length of 0
+  if (uptr + BigInt(len) > U64_MAX) return err('EOVERFLOW', `uptr ${hex(uptr)} + length ${len} wraps`);
+  // iopt_insert_area() checks the page offset only after iopt_check_iova(): an overlap is EEXIST before it
+  const pageOffset = Number(uptr % BigInt(ioas.pageSize));
+  const c = checkIova(ioas, iova, len, pageOffset, `uptr ${hex(uptr)}`);
   if (!c.ok) return c;
-  // io_pagetable.c: iopt_insert_area() refuses the area's page offset (uptr's offset in its page)
-  // against the IOVA alignment only after iopt_check_iova(): an overlap is EEXIST before this
-  if (uptr % BigInt(PAGE) !== 0n) return err('EINVAL', `uptr 0x${uptr.toString(16)} is not page-aligned`);
-  const pin = pinUserPhyrsAll(mm, uptr, len, FOLL_LONGTERM | (prot & IOMMU_WRITE ? FOLL_WRITE : 0));
-  if (!pin.ok) return pin;
-  const list = pin.value;
-  const undo = (mapped: number): void => {
-    if (mapped > 0) iommuUnmap(ioas.domain, iova, mapped);
-    unpinUserPhyrs(list);
+  const a: IoasArea = {
+    iova, len, kind: 'user', prot, pageOffset, mm, uptr, pinned: null, buf: null, att: null, start: 0, paddr: null, revoked: false, iommuMaps: 0,
   };
-  let off = 0;
-  for (let i = 0; i < list.count; i++) {
-    if (rangeKind(list.flagsAt(i)) === RANGE_DEVICE) {
-      undo(off);
-      return err('EFAULT', `0x${(uptr + BigInt(off)).toString(16)} is device memory (pin_user_pages refuses VM_PFNMAP)`);
-    }
-    const r = iommuMap(ioas.domain, iova + BigInt(off), list.addrAt(i), list.lenAt(i), prot);
-    if (!r.ok) {
-      undo(off);
-      return r;
-    }
-    off += list.lenAt(i);
+  // iopt_area_fill_domains(): nothing to do without a domain
+  if (ioas.domainNow !== null) {
+    const f = fillArea(ioas.domainNow, a);
+    if (!f.ok) return f;
   }
-  ioas.areas.push({ iova, len, kind: 'user', prot, pinned: list, buf: null, att: null, paddr: list.addrAt(0), revoked: false, iommuMaps: list.count });
+  ioas.areas.push(a);
   return ok();
 }
 
@@ -256,7 +537,7 @@ function revokeNotify(ioas: Ioas, att: DmaBufAttachment): void {
   for (const a of ioas.areas) {
     if (a.att !== att || a.revoked) continue;
     // iommu_unmap() syncs the IOTLB: device DMA at these IOVAs faults from here on
-    iommuUnmap(ioas.domain, a.iova, a.len);
+    if (ioas.domainNow !== null) iommuUnmap(ioas.domainNow, a.iova, a.len);
     a.revoked = true;
     // a PAL importer unmaps after the invalidation (the lock is held: invalidate_mappings runs under it)
     if (a.pal) {
@@ -284,12 +565,14 @@ function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMa
   take: (att: DmaBufAttachment) => Result<T>, untake: (att: DmaBufAttachment, v: T) => void,
 ): Result<{ att: DmaBufAttachment; taken: T; start: number; len: number; prot: number; release: () => void }> {
   checkIoas(ioas);
-  const start = opts.start ?? 0;
+  checkAddr('iova', iova);
+  const start = checkLen('opts.start', opts.start ?? 0);
   const len = opts.len ?? buf.size - start;
+  if (opts.len !== undefined) checkLen('opts.len', opts.len);
   const prot = protOf(opts);
   const k = ioctlChecks(ioas, iova, Math.max(len, 0), prot);
   if (!k.ok) return k;
-  if (len <= 0) return err('EINVAL', 'length is 0');
+  if (len <= 0) return err('EINVAL', len === 0 ? 'length is 0' : `start ${start} is past the end of ${buf.size}-byte ${buf.name}`);
   if (!Number.isSafeInteger(start + len)) return err('EOVERFLOW', `start ${start} + length ${len} wraps`);
   if (buf.size <= start + len - 1) return err('EINVAL', `[${start}, +${len}) is past the end of ${buf.size}-byte ${buf.name}`);
   const a = dmaBufAttach(buf, ioas.dev, {
@@ -324,29 +607,46 @@ function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMa
 }
 
 /**
+ * The common end of both dma-buf imports: iopt_alloc_area_pages() (the IOVA range and the slice's
+ * page offset checked against the alignment: iopt_map_file_pages() makes the start's offset in its
+ * page the area's page offset), then the domain filled with IOMMU_MMIO and without IOMMU_CACHE
+ * (batch_to_domain with BATCH_MMIO) when there is one. On failure `release` undoes the attachment.
+ */
+function addDmabufArea(ioas: Ioas, iova: bigint, buf: DmaBuf, att: DmaBufAttachment, start: number, len: number, prot: number,
+  paddr: bigint, pal: DmaBufPal | undefined, release: () => void): Result<void> {
+  const pageOffset = start % ioas.pageSize;
+  const c = checkIova(ioas, iova, len, pageOffset, `start ${start}`);
+  if (!c.ok) { release(); return c; }
+  const mprot = (prot & ~IOMMU_CACHE) | IOMMU_MMIO;
+  const a: IoasArea = {
+    iova, len, kind: 'dmabuf', prot: mprot, pageOffset, mm: null, uptr: 0n, pinned: null, buf, att, start, paddr, revoked: false, iommuMaps: 0,
+    ...(pal !== undefined ? { pal } : {}),
+  };
+  if (ioas.domainNow !== null) {
+    const f = fillArea(ioas.domainNow, a);
+    if (!f.ok) { release(); return f; }
+  }
+  ioas.areas.push(a);
+  return ok();
+}
+
+/**
  * IOMMU_IOAS_MAP_FILE of a dma-buf fd with a fixed IOVA: attaches (dynamic, peer2peer, with a
  * revoke callback), pins the attachment under the reservation lock, takes the buffer's one physical
  * range through the VFIO private interconnect and maps [start, start + len) of it at iova with
- * IOMMU_MMIO (no IOMMU_CACHE). Errors: EINVAL (len 0, a slice past the buffer's end, unaligned
- * iova or length, a start off a page boundary, a reserved IOVA), EOVERFLOW, EEXIST, EOPNOTSUPP (not a VFIO dma-buf, or one of
- * several ranges: the kernel's iommufd takes physical-range dma-bufs of VFIO only), ENODEV
+ * IOMMU_MMIO (no IOMMU_CACHE) when a domain is attached (else when one is). Errors: EINVAL (len 0,
+ * a slice past the buffer's end, an iova, length or start page offset that is not a multiple of the
+ * IOAS's iovaAlignment, a reserved IOVA), EOVERFLOW, EEXIST, EOPNOTSUPP (not a VFIO dma-buf, or one
+ * of several ranges: the kernel's iommufd takes physical-range dma-bufs of VFIO only), ENODEV
  * (revoked), the attach's and the IOMMU's errors; nothing stays attached, pinned or mapped on
  * failure.
+ * @throws TypeError/RangeError when iova is not a u64 bigint, or opts.start / opts.len not a safe integer >= 0.
  */
 export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions = {}): Result<void> {
   const t = attachPinnedTake(ioas, buf, iova, opts, undefined, vfioPciDmaBufIommufdMap, () => undefined);
   if (!t.ok) return t;
   const { att, start, len, prot, release } = t.value;
-  const phys = t.value.taken;
-  // iopt_alloc_area_pages(): the IOVA range; then batch_to_domain() with BATCH_MMIO
-  const c = checkAreaIova(ioas, iova, start, len);
-  if (!c.ok) { release(); return c; }
-  const mprot = (prot & ~IOMMU_CACHE) | IOMMU_MMIO;
-  const paddr = phys.paddr + BigInt(start);
-  const r = iommuMap(ioas.domain, iova, paddr, len, mprot);
-  if (!r.ok) { release(); return r; }
-  ioas.areas.push({ iova, len, kind: 'dmabuf', prot: mprot, pinned: null, buf, att, paddr, revoked: false, iommuMaps: 1 });
-  return ok();
+  return addDmabufArea(ioas, iova, buf, att, start, len, prot, t.value.taken.paddr + BigInt(start), undefined, release);
 }
 
 /**
@@ -364,35 +664,14 @@ export function iommufdIoasMapDmabufPal(ioas: Ioas, buf: DmaBuf, iova: bigint, o
   if (!t.ok) return t;
   const { att, start, len, prot, release } = t.value;
   const pal = t.value.taken;
-  const c = checkAreaIova(ioas, iova, start, len);
-  if (!c.ok) { release(); return c; }
-  const mprot = (prot & ~IOMMU_CACHE) | IOMMU_MMIO;
-  const part = slice(pal.phys, start, len);
-  let at = iova;
-  let maps = 0;
-  for (const r of part) {
-    const m = iommuMap(ioas.domain, at, r.addr, r.len, mprot);
-    if (!m.ok) {
-      if (at > iova) iommuUnmap(ioas.domain, iova, Number(at - iova));
-      release();
-      return m;
-    }
-    at += BigInt(r.len);
-    maps++;
-  }
-  const paddr = [...part][0].addr;
-  ioas.areas.push({ iova, len, kind: 'dmabuf', prot: mprot, pinned: null, buf, att, paddr, revoked: false, iommuMaps: maps, pal });
-  return ok();
+  const paddr = [...slice(pal.phys, start, len)][0].addr;
+  return addDmabufArea(ioas, iova, buf, att, start, len, prot, paddr, pal, release);
 }
 
 /** Takes one area out: out of the domain (unless revoked), unpinned, detached. */
 function releaseArea(ioas: Ioas, a: IoasArea): void {
-  if (a.kind === 'user') {
-    iommuUnmap(ioas.domain, a.iova, a.len);
-    unpinUserPhyrs(a.pinned!);
-    return;
-  }
-  if (!a.revoked) iommuUnmap(ioas.domain, a.iova, a.len);
+  if (ioas.domainNow !== null) unfillArea(ioas.domainNow, a);
+  if (a.kind === 'user') return;
   // iopt_release_pages(): unpin under the reservation lock, then detach
   const buf = a.buf!;
   dmaResvLock(buf);
@@ -407,44 +686,48 @@ function releaseArea(ioas: Ioas, a: IoasArea): void {
 
 /**
  * IOMMU_IOAS_UNMAP: removes the areas inside [iova, iova + len) in IOVA order and returns the bytes
- * unmapped. Errors: EINVAL (len 0), EOVERFLOW, ENOENT (nothing mapped there; or an area only partly
- * inside the range: areas are not split, and the areas below it that were inside are unmapped
- * already, as iopt_unmap_iova_range() leaves them). A revoked dma-buf area is removed like any other.
+ * unmapped; no alignment is asked of the range (iopt_unmap_iova checks none). Errors: EINVAL (len
+ * 0), EOVERFLOW, ENOENT (nothing mapped there; or an area only partly inside the range: areas are
+ * not split, and the areas below it that were inside are unmapped already, as
+ * iopt_unmap_iova_range() leaves them). A revoked dma-buf area is removed like any other.
+ * @throws TypeError/RangeError when iova is not a u64 bigint or len not a safe integer >= 0.
  */
 export function iommufdIoasUnmap(ioas: Ioas, iova: bigint, len: number): Result<number> {
   checkIoas(ioas);
+  checkAddr('iova', iova);
+  checkLen('len', len);
   if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
   if (len === 0) return err('EINVAL', 'length is 0');
   const last = iova + BigInt(len) - 1n;
-  if (last > U64_MAX) return err('EOVERFLOW', `iova 0x${iova.toString(16)} + length ${len} wraps`);
-  const hit = ioas.areas.filter((a) => a.iova <= last && a.iova + BigInt(a.len) - 1n >= iova).sort((a, b) => (a.iova < b.iova ? -1 : 1));
+  if (last > U64_MAX) return err('EOVERFLOW', `iova ${hex(iova)} + length ${len} wraps`);
+  const hit = areasByIova(ioas).filter((a) => a.iova <= last && a.iova + BigInt(a.len) - 1n >= iova);
   // io_pagetable.c: iopt_unmap_iova_range() takes the areas one by one from the lowest IOVA and stops
   // with -ENOENT at the first that is not wholly inside, keeping what it has unmapped so far
   let n = 0;
   for (const a of hit) {
     if (a.iova < iova || a.iova + BigInt(a.len) - 1n > last) {
-      return err('ENOENT', `the area at 0x${a.iova.toString(16)} (${a.len} bytes) is not inside the range${n > 0 ? ` (${n} bytes below it were unmapped)` : ''}`);
+      return err('ENOENT', `the area at ${hex(a.iova)} (${a.len} bytes) is not inside the range${n > 0 ? ` (${n} bytes below it were unmapped)` : ''}`);
     }
     releaseArea(ioas, a);
     ioas.areas.splice(ioas.areas.indexOf(a), 1);
     n += a.len;
   }
-  if (n === 0) return err('ENOENT', `nothing is mapped in [0x${iova.toString(16)}, 0x${last.toString(16)}]`);
+  if (n === 0) return err('ENOENT', `nothing is mapped in [${hex(iova)}, ${hex(last)}]`);
   return ok(n);
 }
 
 /**
- * IOMMU_DESTROY of the IOAS with its device unbound: every area is released, the device goes back
- * to its default domain (iommu_device_release_dma_owner) and the paging domain is freed. A second
- * destroy does nothing.
+ * IOMMU_DESTROY of the IOAS with its device detached and unbound: the device leaves the domain
+ * (iommufdIoasDetach), every area is released, the device goes back to its default domain
+ * (iommu_device_release_dma_owner). A second destroy does nothing.
  */
 export function iommufdIoasDestroy(ioas: Ioas): void {
   checkIoas(ioas);
   if (!ioas.alive) return;
+  iommufdIoasDetach(ioas);
   for (const a of [...ioas.areas]) releaseArea(ioas, a);
   ioas.areas.length = 0;
-  if (ioas.defaultDomain !== null && ioas.defaultDomain.alive) ioas.iommu.attachDevice(ioas.dev, ioas.defaultDomain);
-  ioas.iommu.freeDomain(ioas.domain);
+  releaseOwnership(ioas);
   ioas.alive = false;
   ioas.dev.slots.delete(DEVICE_IOAS);
   ctxOf(dmaContextOf(ioas.dev).mm).ioases.delete(ioas);
