@@ -258,7 +258,10 @@ describe('iommufd IOAS', () => {
     expect(iommuGetDomainForDev(nvme)).toBe(ioas.domain);
     iommufdIoasDestroy(ioas);
     expect(iommuGetDomainForDev(nvme)).toBe(iommuGetDmaDomain(nvme));
-    expect(ioas.blockingDomain.alive).toBe(false);
+    // the group keeps its blocking domain: a second bind finds the same one
+    const again = iommufdIoasAlloc(m, nvme, { attach: false });
+    expect(again.ok && again.value.blockingDomain).toBe(ioas.blockingDomain);
+    if (again.ok) iommufdIoasDestroy(again.value);
     expect(m.events.count('MODEL-CHECK')).toBe(0);
     expect(m.teardown()).toBe(0);
   });

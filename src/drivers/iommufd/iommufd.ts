@@ -87,7 +87,7 @@ export class Ioas {
   readonly iommu: Iommu;
   /** The device's DMA-API default domain, which it goes back to at destroy. */
   readonly defaultDomain: IommuDomain | null;
-  /** The group's blocking domain, where the bound device sits while no domain of the IOAS holds it. */
+  /** The group's blocking domain, where the bound device sits while no domain of the IOAS holds it (kept after destroy). */
   readonly blockingDomain: IommuDomain;
   readonly areas: IoasArea[] = [];
   alive = true;
@@ -143,6 +143,8 @@ interface IommufdCtx {
 const IOMMUFD_CTX = new SlotKey<IommufdCtx>('iommufd');
 /** The IOAS a device is bound to (the DMA owner of its group). */
 const DEVICE_IOAS = new SlotKey<Ioas>('iommufd-ioas');
+/** The blocking domain of a device's group (group->blocking_domain: made once, kept with the group). */
+const DEVICE_BLOCKING_DOMAIN = new SlotKey<IommuDomain>('iommu-blocking-domain');
 
 function ctxOf(m: MachineMm): IommufdCtx {
   return m.slots.getOrCreate(IOMMUFD_CTX, () => ({ nextId: 1, ioases: new Set<Ioas>() }));
@@ -366,7 +368,8 @@ export function iommufdIoasAlloc(m: MachineMm, dev: Device, opts: IoasAllocOptio
   const cur = iommuGetDomainForDev(dev);
   // __iommu_take_dma_ownership(): the group must be in its default domain
   if (cur !== def) return err('EBUSY', `${dev.name} is attached to a ${cur?.type ?? 'no'} domain that is not its default domain`);
-  const blocking = iommu.allocDomain('blocked');
+  // __iommu_group_alloc_blocking_domain() makes the group's blocking domain the first time only
+  const blocking = dev.slots.getOrCreate(DEVICE_BLOCKING_DOMAIN, () => iommu.allocDomain('blocked'));
   iommu.attachDevice(dev, blocking);
   const ctx = ctxOf(m);
   const ioas = new Ioas(ctx.nextId, dev, iommu, def, blocking, m.pageSize);
@@ -383,10 +386,9 @@ export function iommufdIoasAlloc(m: MachineMm, dev: Device, opts: IoasAllocOptio
   return ok(ioas);
 }
 
-/** iommu_device_release_dma_owner(): the device goes back to its default domain; the blocking domain is freed. */
+/** iommu_device_release_dma_owner(): the device goes back to its default domain (the blocking domain stays with the group). */
 function releaseOwnership(ioas: Ioas): void {
   if (ioas.defaultDomain !== null && ioas.defaultDomain.alive) ioas.iommu.attachDevice(ioas.dev, ioas.defaultDomain);
-  ioas.iommu.freeDomain(ioas.blockingDomain);
 }
 
 /**
