@@ -140,9 +140,11 @@ function freeChunks(pool: DmaPool, chunks: readonly MttChunk[]): void {
 
 /**
  * Registers a pinned umem at iova (mlx5_ib_reg_user_mr for a umem from ibUmemGet). access defaults
- * to the umem's. Errors: EINVAL (ib_check_mr_access; iova's page offset differs from the umem
- * address's; the range wraps; no HW page size fits), EOPNOTSUPP (ODP or flush flags), EACCES (write
- * access to memory pinned read-only), ENOMEM (MTT pool). On error nothing is left allocated.
+ * to the umem's. Errors, in this order: EINVAL (iova's page offset differs from the umem address's),
+ * those of ib_check_mr_access (EINVAL; EOPNOTSUPP for ODP without it or flush flags), EINVAL (the
+ * range wraps: a model check, see docs/model.md), EACCES (write access to memory pinned read-only),
+ * EINVAL with a WARN (no HW page size fits: alloc_cacheable_mr's WARN_ON), ENOMEM (MTT pool). On
+ * error nothing is left allocated.
  */
 export function ibRegMr(ibdev: IbDevice, umem: IbUmem, iova: bigint, access: number = umem.access): Result<IbMr> {
   if (!(ibdev instanceof IbDevice)) throw new TypeError(`ibdev must be an IbDevice (rdmaProbe), got ${String(ibdev)}`);
@@ -150,14 +152,19 @@ export function ibRegMr(ibdev: IbDevice, umem: IbUmem, iova: bigint, access: num
   if (umem.released) throw new TypeError('umem was released');
   if (umem.ibdev !== ibdev) throw new TypeError(`umem was mapped for ${umem.ibdev.name}, not ${ibdev.name}`);
   if (typeof iova !== 'bigint' || iova < 0n || iova > U64) throw new RangeError(`iova must be a u64 bigint, got ${String(iova)}`);
-  const acc = ibCheckMrAccess(access, ibdev.odpCapable);
-  if (!acc.ok) return acc;
+  // ib_uverbs_reg_mr() (and UVERBS_METHOD_REG_MR) check the page offsets before the access flags
   const ps = BigInt(umem.mm.machine.pageSize);
   if ((iova & (ps - 1n)) !== (umem.address & (ps - 1n))) return err('EINVAL', `iova 0x${iova.toString(16)} and address 0x${umem.address.toString(16)} differ in their page offset`);
+  const acc = ibCheckMrAccess(access, ibdev.odpCapable);
+  if (!acc.ok) return acc;
   if (iova + BigInt(umem.length) > U64 + 1n) return err('EINVAL', 'iova + length wraps');
   if (ibAccessWritable(access) && !umem.writable) return err('EACCES', 'write access to a umem pinned read-only');
   const pgsz = ibUmemFindBestPgsz(umem, ibdev.pgszBitmap, iova);
-  if (pgsz === 0) return err('EINVAL', 'no HW page size fits the umem (mlx5_umem_mkc_find_best_pgsz returned 0)');
+  if (pgsz === 0) {
+    // create_real_mr() -> alloc_cacheable_mr(): WARN_ON(!page_size), then EINVAL
+    dmaContextOf(ibdev.dev).mm.events.warn('mlx5_ib', 'alloc_cacheable_mr: WARN_ON(!page_size)', { iova: `0x${iova.toString(16)}`, length: umem.length });
+    return err('EINVAL', 'no HW page size fits the umem (mlx5_umem_mkc_find_best_pgsz returned 0)');
+  }
   const n = ibUmemNumDmaBlocks(umem, pgsz);
   const hooks = mttHooks(ibdev.mttPool, pgsz, BigInt(MLX5_IB_MTT_PRESENT));
   const chunks: MttChunk[] = [];

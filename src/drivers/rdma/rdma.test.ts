@@ -5,7 +5,7 @@ import type { Machine } from '../../machine/index.ts';
 import type { UserMm } from '../../mm/index.ts';
 import { makeMachine, pattern, PCI_NODES } from '../../../test/fixtures/dma-b-machines.ts';
 import {
-  IB_ACCESS_LOCAL_WRITE, IB_ACCESS_ON_DEMAND, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_LOC_LEN_ERR, IB_WC_LOC_PROT_ERR,
+  IB_ACCESS_FLUSH_GLOBAL, IB_ACCESS_LOCAL_WRITE, IB_ACCESS_ON_DEMAND, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_LOC_LEN_ERR, IB_WC_LOC_PROT_ERR,
   IB_WC_REM_ACCESS_ERR, IB_WC_REM_INV_REQ_ERR, IB_WC_RNR_RETRY_EXC_ERR, IB_WC_SUCCESS, MLX5_IB_MTT_PRESENT, MLX5_IB_MTT_READ,
   MLX5_IB_MTT_WRITE, RDMA_DEFAULT_PGSZ_BITMAP, ibDeregMr, ibMrMttEntries, ibMrUpdateMtt, ibMrZapMtt, ibPostRdmaRead, ibPostRdmaWrite,
   ibPostRecv, ibPostSend, ibRegMr, ibRegOdpMr, ibUmemFindBestPgsz, ibUmemGet, ibUmemNumDmaBlocks, ibUmemRelease, ibWcStatusMsg,
@@ -222,7 +222,54 @@ describe('bad input', () => {
     expect(ibUmemGet(nic, mm, va, 0, RW)).toMatchObject({ ok: false, errno: 'EINVAL' });
     expect(ibUmemGet(nic, mm, (1n << 64n) - 4096n, 8192, RW)).toMatchObject({ ok: false, errno: 'EINVAL' });
     expect(ibUmemGet(nic, mm, va, 4096, RW | IB_ACCESS_ON_DEMAND)).toMatchObject({ ok: false, errno: 'EOPNOTSUPP' });
+    // the kernel's order: the overflow check comes before the ON_DEMAND one, the page count after it
+    expect(ibUmemGet(nic, mm, (1n << 64n) - 4096n, 8192, RW | IB_ACCESS_ON_DEMAND)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(ibUmemGet(nic, mm, va, 0, RW | IB_ACCESS_ON_DEMAND)).toMatchObject({ ok: false, errno: 'EOPNOTSUPP' });
     expect(m.listPins()).toEqual([]);
+    clean(m, nic);
+  });
+
+  it('ib_umem_get counts pages from the address (ib_umem_num_pages): size 0 inside a page pins that page and registers; more than UINT_MAX pages is EINVAL before any pin', () => {
+    const { m, nic, mm } = setup();
+    const va = mmap(mm, 4 * PAGE);
+    const u = ibUmemGet(nic, mm, va + 0x10n, 0, RW);
+    if (!u.ok) throw new Error(`${u.errno} ${u.message}`);
+    expect([u.value.nrPages, u.value.length]).toEqual([1, 0]);
+    const mr = ibRegMr(nic, u.value, va + 0x10n);
+    if (!mr.ok) throw new Error(`${mr.errno} ${mr.message}`);
+    expect([mr.value.length, mr.value.pageLen, mr.value.mttCount]).toEqual([0, PAGE, 1]);
+    release(nic, mr.value);
+    const calls = m.stats.gupPinCalls;
+    // 2^32 pages: npages > UINT_MAX, refused before pin_user_pages_fast is called (the range is not even mapped)
+    expect(ibUmemGet(nic, mm, va, 2 ** 32 * PAGE, RW)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(m.stats.gupPinCalls).toBe(calls);
+    clean(m, nic);
+  });
+
+  it('ib_reg_mr checks the page offsets before the access flags (ib_uverbs_reg_mr): a flush flag at a bad IOVA is EINVAL, at a good one EOPNOTSUPP', () => {
+    const { m, nic, mm } = setup();
+    const va = mmap(mm, 4 * PAGE);
+    const u = ibUmemGet(nic, mm, va, 2 * PAGE, RW);
+    if (!u.ok) throw new Error(u.errno);
+    expect(ibRegMr(nic, u.value, 0x10123n, RW | IB_ACCESS_FLUSH_GLOBAL)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(ibRegMr(nic, u.value, 0x10000n, RW | IB_ACCESS_FLUSH_GLOBAL)).toMatchObject({ ok: false, errno: 'EOPNOTSUPP' });
+    ibUmemRelease(u.value);
+    clean(m, nic);
+  });
+
+  it('no HW page size fits: EINVAL with alloc_cacheable_mr\'s WARN_ON(!page_size), nothing allocated', () => {
+    const m = makeMachine('none', 1, { hugetlb: { '2M': 8 } });
+    const p = rdmaProbe(m.device('nic0'), { pgszBitmap: 1n << 21n });
+    if (!p.ok) throw new Error(p.errno);
+    const nic = p.value;
+    const mm = m.newProcess();
+    const va = mmap(mm, 4 * PAGE);
+    const u = ibUmemGet(nic, mm, va, 2 * PAGE, RW);
+    if (!u.ok) throw new Error(u.errno);
+    const warns = m.events.count('WARN');
+    expect(ibRegMr(nic, u.value, va)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(m.events.count('WARN')).toBe(warns + 1);
+    ibUmemRelease(u.value);
     clean(m, nic);
   });
 

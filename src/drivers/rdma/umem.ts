@@ -24,6 +24,7 @@ import { IB_ACCESS_ON_DEMAND, IB_ACCESS_RELAXED_ORDERING, ibAccessWritable } fro
 import './counters.ts';
 
 const U64 = (1n << 64n) - 1n;
+const UINT_MAX = 0xffffffff;
 
 export interface IbUmemOptions {
   /**
@@ -125,12 +126,13 @@ export class IbUmem {
 /**
  * ib_umem_get(): pins [addr, addr + size) of mm (whole pages, FOLL_LONGTERM, FOLL_WRITE when the
  * access is writable) and maps it DMA_BIDIRECTIONAL for the NIC (DMA_ATTR_WEAK_ORDERING with
- * IB_ACCESS_RELAXED_ORDERING). Errors, as the kernel's: EINVAL (the range wraps or PAGE_ALIGN of
- * its end does, or size is 0), EOPNOTSUPP (IB_ACCESS_ON_DEMAND: that is ib_umem_odp_get), the
- * pin's (EFAULT: a hole, a write to a read-only mapping, a PFN map; EREMOTEIO: P2P memory
- * without opts.p2p), the mapping's (EREMOTEIO: P2P memory the NIC cannot reach). A pin that
- * stops short is undone and its cause returned, as ib_umem_get's loop ends in the failing call.
- * On error nothing stays pinned or mapped.
+ * IB_ACCESS_RELAXED_ORDERING). Errors, as the kernel's and in its order: EINVAL (the range wraps or
+ * PAGE_ALIGN of its end does), EOPNOTSUPP (IB_ACCESS_ON_DEMAND: that is ib_umem_odp_get), EINVAL
+ * (no page, which is size 0 at a page-aligned address: size 0 inside a page pins that page; more
+ * than UINT_MAX pages), the pin's (EFAULT: a hole, a write to a read-only mapping, a PFN map;
+ * EREMOTEIO: P2P memory without opts.p2p), the mapping's (EREMOTEIO: P2P memory the NIC cannot
+ * reach). A pin that stops short is undone and its cause returned, as ib_umem_get's loop ends in
+ * the failing call. On error nothing stays pinned or mapped.
  */
 export function ibUmemGet(ibdev: IbDevice, mm: UserMm, addr: bigint, size: number, access: number, opts: IbUmemOptions = {}): Result<IbUmem> {
   if (!(ibdev instanceof IbDevice)) throw new TypeError(`ibdev must be an IbDevice (rdmaProbe), got ${String(ibdev)}`);
@@ -141,10 +143,14 @@ export function ibUmemGet(ibdev: IbDevice, mm: UserMm, addr: bigint, size: numbe
   const ps = BigInt(mm.machine.pageSize);
   const end = addr + BigInt(size);
   if (end > U64 || ((end + ps - 1n) & ~(ps - 1n)) > U64) return err('EINVAL', `[0x${addr.toString(16)}, +${size}) wraps the address space`);
+  // (can_do_mlock()'s EPERM comes here in the kernel: the model has no RLIMIT_MEMLOCK)
   if ((access & IB_ACCESS_ON_DEMAND) !== 0) return err('EOPNOTSUPP', 'IB_ACCESS_ON_DEMAND: an ODP umem comes from ib_umem_odp_get');
-  if (size === 0) return err('EINVAL', 'size 0: no pages to pin');
   const start = addr & ~(ps - 1n);
   const pinLen = Number(((end + ps - 1n) & ~(ps - 1n)) - start);
+  // ib_umem_num_pages() of the new umem (its iova is addr): 0 only for size 0 at a page boundary
+  const npages = pinLen / Number(ps);
+  if (npages === 0) return err('EINVAL', `size 0 at page-aligned 0x${addr.toString(16)}: no pages to pin`);
+  if (npages > UINT_MAX) return err('EINVAL', `${npages} pages: more than UINT_MAX`);
   const writable = ibAccessWritable(access);
   const gup = (writable ? FOLL_WRITE : 0) | (opts.p2p === true ? FOLL_PCI_P2PDMA : FOLL_LONGTERM);
   // drivers/infiniband/core/umem.c: ib_umem_get() pins in a loop, each pin_user_pages_fast() going on
