@@ -95,6 +95,18 @@ describe('ib_umem_find_best_pgsz (hand-traced kernel examples)', () => {
     ibUmemRelease(one.value);
     clean(m, nic);
   });
+
+  it('an IOVA range across bit 63: bits_per(...) = 64 and GENMASK(63, 64) is all ones on x86-64 (the shift count is taken modulo 64) -> the smallest size', () => {
+    const { m, nic, mm } = setup('none');
+    const va = mmap(mm, 2 * MiB, 'hugetlb-2M');
+    const u = ibUmemGet(nic, mm, va + 0xff000n, 0x2000, RW);
+    if (!u.ok) throw new Error(u.errno);
+    // across bit 62 the same layout (the DMA address and the IOVA agree below bit 20) takes 1 MiB pages
+    expect(ibUmemFindBestPgsz(u.value, RDMA_DEFAULT_PGSZ_BITMAP, (1n << 62n) - 0x1000n)).toBe(MiB);
+    expect(ibUmemFindBestPgsz(u.value, RDMA_DEFAULT_PGSZ_BITMAP, (1n << 63n) - 0x1000n)).toBe(PAGE);
+    ibUmemRelease(u.value);
+    clean(m, nic);
+  });
 });
 
 describe('ibRegMr: mkey and MTT', () => {

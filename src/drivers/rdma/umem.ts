@@ -199,9 +199,13 @@ function bitsPer(n: bigint): number {
   return n <= 1n ? 1 : n.toString(2).length;
 }
 
-/** GENMASK(63, l) over u64. */
+/**
+ * GENMASK(BITS_PER_LONG - 1, l) over u64, for l = bits_per(...) in 1..64. At l = 64 the kernel's
+ * `ULONG_MAX << l` shifts by the width of the type: x86-64 and arm64 take the count modulo 64, so
+ * the mask is all ones (not 0).
+ */
 function genmaskFrom(l: number): bigint {
-  return l >= 64 ? 0n : U64 & ~((1n << BigInt(l)) - 1n);
+  return U64 & ~((1n << BigInt(l & 63)) - 1n);
 }
 
 /** count_trailing_zeros of a non-zero u64. */
@@ -215,7 +219,9 @@ function ctz(n: bigint): number {
  * ib_umem_find_best_pgsz(): the largest page size of pgszBitmap with which [virt, virt + length)
  * maps onto the umem's DMA segments block by block (every seam between discontiguous segments on a
  * page boundary, VA and DMA address equal modulo the page size), no larger than the smallest aligned
- * block holding the whole range; 0 when none does. Sets umem.iova = virt, as the kernel does.
+ * block holding the whole range; 0 when none does. When no page size up to 2^63 holds the range
+ * (it crosses bit 63 of the IOVA), the cap is the smallest size of the bitmap (GENMASK(63, 64), see
+ * genmaskFrom). Sets umem.iova = virt, as the kernel does.
  */
 export function ibUmemFindBestPgsz(umem: IbUmem, pgszBitmap: bigint, virt: bigint): number {
   if (!(umem instanceof IbUmem)) throw new TypeError(`umem must be an IbUmem, got ${String(umem)}`);
