@@ -2,8 +2,9 @@
 // buffer (aged 4 KiB anonymous pages, THP, 2 MiB and 1 GiB hugetlb pages, a GPU's P2P BAR), with and
 // without an IOMMU. Each row is one registration as the phyr design does it (ibUmemGet: pinUserPhyrs
 // + dmaMapPhyrs; ibRegMr: ib_umem_find_best_pgsz and an mlx5 MTT) beside what the kernel's umem
-// costs for the same buffer (drivers/umem's 'sgtable' design: pin_user_pages into a page array,
-// sg_alloc_table_from_pages_segment at the NIC's 2 GiB max segment, dma_map_sgtable), and an RDMA
+// costs for the same buffer (drivers/umem's 'sgtable' design built as ib_umem_get builds it:
+// pin_user_pages into a page array, sg_alloc_append_table_from_pages a page of pointers at a time at
+// the NIC's 2 GiB max segment, dma_map_sgtable), and an RDMA
 // WRITE through the MR whose bytes the CPU checks. The ODP run (touch, munmap, re-fault) is added by
 // the on-demand paging run of odp.ts (an ODP MR faulting through hmm_range_fault).
 
@@ -126,7 +127,7 @@ function registerOne(m: Machine, nic: IbDevice, mm: UserMm, config: RdmaConfig, 
   let pageArrayBytes = 0, sgTableBytes = 0, sgDmaEntries = 0, sgtableMs = 0;
   if (!p2p) {
     const t0 = performance.now();
-    const k = umemMap(nic.dev, mm, va.value, len, 'sgtable');
+    const k = umemMap(nic.dev, mm, va.value, len, 'sgtable', { ibUmemBatches: true });
     sgtableMs = performance.now() - t0;
     if (k.ok) {
       pageArrayBytes = 8 * Math.ceil(len / m.pageSize);
@@ -188,7 +189,7 @@ export function runRdmaReport(opts: RdmaOptions = {}): RdmaReport {
 export const RDMA_LEGEND: Readonly<Record<string, string>> = {
   Pages: 'base pages pinned (ib_umem_num_pages)',
   'Page array B': 'struct page * array of every page, as pin_user_pages returns it (ib_umem_get reuses one 4 KiB page of it per batch)',
-  'sg_table B': 'the kernel umem\'s sg_append_table (32 B a scatterlist entry, chained in chunks of a page of entries: 128 with 4 KiB pages), built for real',
+  'sg_table B': 'the kernel umem\'s sg_append_table (32 B a scatterlist entry, chained in chunks of a page of entries: 128 with 4 KiB pages), built for real as ib_umem_get builds it, one append per 512 pages: while pages are left each new chunk is a whole page',
   'SG DMA': 'DMA segments of the kernel umem after dma_map_sgtable',
   'Phyr B': 'the phyr umem: pinned phyr list + DMA list, 16 B an entry each',
   'Phyrs/DMA': 'entries of the pinned phyr list / of its DMA list',

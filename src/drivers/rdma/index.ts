@@ -15,7 +15,7 @@ export {
 export { IbDevice, RDMA_DEFAULT_PGSZ_BITMAP, RDMA_MAX_SEG_SIZE, ibDeviceOf, rdmaProbe, rdmaRemove, type RdmaProbeOptions } from './device.ts';
 export {
   IbBlockIter, IbUmem, ibUmemFindBestPgsz, ibUmemGet, ibUmemNumDmaBlocks, ibUmemOffset, ibUmemRelease, rdmaUmemForEachDmaBlock,
-  type IbUmemOptions,
+  umemSgAppendLayout, type IbUmemOptions, type UmemSgLayout,
 } from './umem.ts';
 export {
   IbMr, ibDeregMr, ibMrMttEntries, ibMrSetPageFault, ibMrUpdateMtt, ibMrZapMtt, ibRegMr, ibRegOdpMr,

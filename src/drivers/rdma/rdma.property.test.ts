@@ -1,13 +1,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MiB } from '../../base/index.ts';
-import { dmaPhyrsMappings } from '../../dma/index.ts';
+import { dmaPhyrsMappings, dmaSetMaxSegSize } from '../../dma/index.ts';
 import type { MmapBacking, UserMm } from '../../mm/index.ts';
+import { SCATTERLIST_BYTES, SG_APPEND_TABLE_BYTES, SgAppendTable, sgAllocAppendTableFromPages } from '../../phyr/index.ts';
 import { makeMachine } from '../../../test/fixtures/dma-b-machines.ts';
 import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, ibDeregMr, ibMrMttEntries, ibPostRdmaRead,
-  ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, MLX5_IB_MTT_PRESENT, rdmaProbe, rdmaRemove, rdmaUmemForEachDmaBlock, type IbMr,
+  ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, MLX5_IB_MTT_PRESENT, rdmaProbe, rdmaRemove, rdmaUmemForEachDmaBlock, umemSgAppendLayout, type IbMr,
 } from './index.ts';
+import { umemMap } from '../umem/index.ts';
 import { findBestPgszOf } from './umem.ts';
 
 const PAGE = 4096;
@@ -77,6 +79,69 @@ describe('ib_umem_find_best_pgsz: the kernel walk agrees with a brute-force refe
       const view = { count: segs.length, addrAt: (i: number) => segs[i].addr, lenAt: (i: number) => segs[i].len };
       expect(findBestPgszOf(view, g.pgoff, length, bitmap & U64, virt)).toBe(bruteBestPgsz(segs, g.pgoff, length, bitmap, virt));
     }), { numRuns: 3000 });
+  });
+});
+
+/** The kernel's build, for real: ib_umem_get's batches of PAGE_SIZE / 8 pages appended with the pages left. */
+function buildAppendTable(pfns: Float64Array, pageSize: number, maxSeg: number): SgAppendTable {
+  const append = new SgAppendTable({ pageSize });
+  const batch = pageSize / 8;
+  for (let b = 0; b < pfns.length; b += batch) {
+    const e = Math.min(pfns.length, b + batch);
+    const r = sgAllocAppendTableFromPages(append, pfns.subarray(b, e), 0, (e - b) * pageSize, maxSeg, pfns.length - e, { pageSize });
+    if (!r.ok) throw new Error(r.errno);
+  }
+  return append;
+}
+
+describe('umemSgAppendLayout: the sg_append_table ib_umem_get builds, against building it', () => {
+  it('random runs, page sizes and max segment sizes: the same entries and the same slots allocated', () => {
+    fc.assert(fc.property(
+      fc.array(fc.integer({ min: 1, max: 1500 }), { minLength: 1, maxLength: 12 }),
+      fc.constantFrom(4096, 16384),
+      fc.oneof(fc.integer({ min: 1, max: 9 }), fc.constant(2 ** 19)),
+      (runs, pageSize, maxPages) => {
+        const total = runs.reduce((a, b) => a + b, 0);
+        const pfns = new Float64Array(total);
+        let k = 0;
+        // each run at its own frame, never contiguous with the one before
+        runs.forEach((r, i) => { for (let j = 0; j < r; j++) pfns[k++] = (i + 1) * 2 ** 20 + j; });
+        const maxSeg = Math.min(0xffffffff, maxPages * pageSize + (maxPages % 3) * 100);
+        const append = buildAppendTable(pfns, pageSize, maxSeg);
+        const l = umemSgAppendLayout(runs, pageSize, maxSeg);
+        expect(l.nents).toBe(append.sgt.origNents);
+        expect(SG_APPEND_TABLE_BYTES + SCATTERLIST_BYTES * l.slots).toBe(append.kernelBytes);
+      },
+    ), { numRuns: 300 });
+  });
+
+  it('IbUmem.kernelSgtBytes of anon, THP and hugetlb registrations is the table built over its pinned pages', () => {
+    const m = makeMachine('none', 3, { hugetlb: { '2M': 16 } });
+    const nic = rdmaProbe(m.device('nic0'));
+    if (!nic.ok) throw new Error(nic.errno);
+    const mm = m.newProcess();
+    for (const [backing, maxSeg] of [['anon', 2 ** 31], ['thp', 2 ** 31], ['hugetlb-2M', 2 ** 31], ['hugetlb-2M', 64 * 1024]] as const) {
+      dmaSetMaxSegSize(nic.value.dev, maxSeg);
+      const va = mm.mmap({ len: 8 * MiB, backing, populate: true });
+      if (!va.ok) throw new Error(va.errno);
+      const u = ibUmemGet(nic.value, mm, va.value + 0x800n, 8 * MiB - 0x1000, IB_ACCESS_LOCAL_WRITE);
+      if (!u.ok) throw new Error(u.errno);
+      const pfns = new Float64Array(u.value.nrPages);
+      let k = 0;
+      for (let i = 0; i < u.value.pinned.count; i++) {
+        for (let off = 0; off < u.value.pinned.lenAt(i); off += PAGE) pfns[k++] = Number((u.value.pinned.addrAt(i) + BigInt(off)) / BigInt(PAGE));
+      }
+      const append = buildAppendTable(pfns, PAGE, maxSeg);
+      expect([u.value.kernelSgNents, u.value.kernelSgtBytes]).toEqual([append.sgt.origNents, append.kernelBytes]);
+      // and drivers/umem's scatterlist design built as ib_umem_get builds it (what `phyr rdma` reports)
+      const built = umemMap(nic.value.dev, mm, va.value + 0x800n, 8 * MiB - 0x1000, 'sgtable', { ibUmemBatches: true });
+      if (!built.ok) throw new Error(built.errno);
+      expect(built.value.metadataBytes - u.value.kernelPageArrayBytes).toBe(u.value.kernelSgtBytes);
+      built.value.unmap();
+      ibUmemRelease(u.value);
+    }
+    expect(rdmaRemove(nic.value).ok).toBe(true);
+    expect(m.teardown()).toBe(0);
   });
 });
 

@@ -4,9 +4,10 @@
 // __rdma_block_iter_next, rdma_block_iter_dma_address). The kernel pins into a page array one page
 // of pointers at a time, appends each batch to a scatterlist (sg_alloc_append_table_from_pages) and
 // maps it with ib_dma_map_sgtable_attrs; this umem pins the same pages as a phyr list
-// (pinUserPhyrs) and maps it with dmaMapPhyrs: no page array and no scatterlist, and the DMA
-// segments the block iterator and ib_umem_find_best_pgsz walk are the mapping's DMA list. What the
-// kernel's structures would cost is computed beside it (kernelSgNents, kernelSgtBytes).
+// (pinUserPhyrs, one call where the kernel makes one per page of pointers) and maps it with
+// dmaMapPhyrs: no page array and no scatterlist, and the DMA segments the block iterator and
+// ib_umem_find_best_pgsz walk are the mapping's DMA list. What the kernel's structures would cost is
+// computed beside it (kernelSgNents, kernelSgtBytes).
 //
 // As in the kernel the pin covers whole pages (ALIGN_DOWN(addr) .. PAGE_ALIGN(addr + size)), so
 // the first DMA segment starts at a page boundary and ib_umem_offset() is the address's page offset.
@@ -18,7 +19,7 @@ import {
 import {
   FOLL_LONGTERM, FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPhyrsAll, unpinUserPhyrs, UserMm, type PinnedPhyrList,
 } from '../../mm/index.ts';
-import { SCATTERLIST_BYTES, SG_APPEND_TABLE_BYTES, sgChainLinks, type DmaList } from '../../phyr/index.ts';
+import { SCATTERLIST_BYTES, SG_APPEND_TABLE_BYTES, sgMaxSingleAlloc, type DmaList } from '../../phyr/index.ts';
 import { IbDevice } from './device.ts';
 import { IB_ACCESS_ON_DEMAND, IB_ACCESS_RELAXED_ORDERING, ibAccessWritable } from './verbs.ts';
 import './counters.ts';
@@ -35,6 +36,58 @@ export interface IbUmemOptions {
    * design proposes, and pins it without FOLL_LONGTERM.
    */
   readonly p2p?: boolean;
+}
+
+/** What ib_umem_get's scatterlist would be: entries (orig_nents) and scatterlist slots allocated. */
+export interface UmemSgLayout {
+  readonly nents: number;
+  readonly slots: number;
+}
+
+/**
+ * The sg_append_table ib_umem_get() builds (drivers/infiniband/core/umem.c) for pinned pages that
+ * form runs of runPages[i] physically contiguous, mergeable pages, in order: the pages come in
+ * batches of PAGE_SIZE / sizeof(struct page *) (one page of pointers), each passed to
+ * sg_alloc_append_table_from_pages (lib/scatterlist.c) with max_segment = maxSegSize rounded down to
+ * pages and left_pages = the pages not pinned yet. An entry grows by whole pages up to max_segment,
+ * across batches too (a batch first merges into the previous entry), so each run is
+ * ceil(run / max_segment) entries, each made by the batch its first page is in. Slots: get_next_sg()
+ * allocates min(needed, SG_MAX_SINGLE_ALLOC) at a time, where needed = the batch's entries still to
+ * place + left_pages, and takes a new allocation (its old last slot becoming the chain link) when
+ * only the last slot of the current one is left and more than one entry is needed; the left_pages
+ * guess means a buffer of a few large runs still gets whole pages of slots.
+ */
+export function umemSgAppendLayout(runPages: ArrayLike<number>, pageSize: number, maxSegSize: number): UmemSgLayout {
+  const batch = pageSize / 8;
+  // ALIGN_DOWN(max_segment, PAGE_SIZE); the kernel WARNs and fails below a page (no NIC here sets that)
+  const maxPages = Math.max(1, Math.floor(maxSegSize / pageSize));
+  let total = 0;
+  for (let i = 0; i < runPages.length; i++) total += runPages[i];
+  const perBatch = new Uint32Array(Math.ceil(total / batch));
+  let pos = 0;
+  for (let i = 0; i < runPages.length; i++) {
+    for (let s = pos; s < pos + runPages[i]; s += maxPages) perBatch[Math.floor(s / batch)]++;
+    pos += runPages[i];
+  }
+  const chunkMax = sgMaxSingleAlloc(pageSize);
+  let nents = 0, slots = 0;
+  let size = 0, cur = -1; // slots of the current allocation, slot of the last entry placed
+  for (let b = 0; b < perBatch.length; b++) {
+    const chunks = perBatch[b];
+    const left = Math.max(0, total - (b + 1) * batch);
+    for (let i = 0; i < chunks; i++) {
+      const needed = chunks - i + left;
+      if (cur >= 0 && (cur + 1 < size - 1 || needed === 1)) {
+        cur++;
+      } else {
+        size = Math.min(needed, chunkMax);
+        slots += size;
+        cur = 0;
+      }
+    }
+    nents += chunks;
+  }
+  return { nents, slots };
 }
 
 /** struct ib_umem of a pinned (not ODP) registration. */
@@ -94,20 +147,27 @@ export class IbUmem {
    * ib_dma_max_seg_size() (rounded down to pages), as sg_alloc_append_table_from_pages merges.
    */
   get kernelSgNents(): number {
-    const ps = this.mm.machine.pageSize;
-    const maxSeg = Math.max(ps, Math.floor(dmaGetMaxSegSize(this.ibdev.dev) / ps) * ps);
-    let n = 0;
-    for (let i = 0; i < this.pinned.count; i++) n += Math.ceil(this.pinned.lenAt(i) / maxSeg);
-    return n;
+    return this.sgLayout().nents;
   }
 
   /**
-   * Bytes of the kernel umem's sg_append_table: the entries in chained chunks of a page of entries
-   * each (128 with 4 KiB pages), as sg_alloc_table sizes them.
+   * Bytes of the kernel umem's sg_append_table: its header and every scatterlist slot
+   * sg_alloc_append_table_from_pages allocated over ib_umem_get's batches (umemSgAppendLayout).
    */
   get kernelSgtBytes(): number {
-    const nents = this.kernelSgNents;
-    return SG_APPEND_TABLE_BYTES + SCATTERLIST_BYTES * (nents + sgChainLinks(nents, this.mm.machine.pageSize));
+    return SG_APPEND_TABLE_BYTES + SCATTERLIST_BYTES * this.sgLayout().slots;
+  }
+
+  private sgCache: UmemSgLayout | null = null;
+
+  private sgLayout(): UmemSgLayout {
+    if (this.sgCache === null) {
+      const ps = this.mm.machine.pageSize;
+      const runs = new Float64Array(this.pinned.count);
+      for (let i = 0; i < runs.length; i++) runs[i] = this.pinned.lenAt(i) / ps;
+      this.sgCache = umemSgAppendLayout(runs, ps, dmaGetMaxSegSize(this.ibdev.dev));
+    }
+    return this.sgCache;
   }
 
   /** Bytes of a struct page * array of every pinned page (pin_user_pages'; ib_umem_get reuses one 4 KiB page of it per batch). */

@@ -59,6 +59,31 @@ describe('umemMap', () => {
     expect(m.teardown()).toBe(0);
   });
 
+  it('ibUmemBatches: the same DMA segments as one table build; the table is ib_umem_get\'s, whole chunks of 128 entries while pages are left', () => {
+    const m = makeMachine('none', 1, { hugetlb: { '2M': 4 } });
+    const dev = m.device('nvme0');
+    const mm = m.newProcess();
+    const len = 4 * 1024 * 1024;
+    const va = mm.mmap({ len, backing: 'hugetlb-2M', populate: true });
+    if (!va.ok) throw new Error(va.errno);
+    const segs = (u: { segments: { count: number; addrAt(i: number): bigint; lenAt(i: number): number } }): string[] =>
+      Array.from({ length: u.segments.count }, (_, i) => `${u.segments.addrAt(i)}+${u.segments.lenAt(i)}`);
+    const one = umemMap(dev, mm, va.value + 0x100n, len - 0x200, 'sgtable');
+    const batched = umemMap(dev, mm, va.value + 0x100n, len - 0x200, 'sgtable', { ibUmemBatches: true });
+    if (!one.ok || !batched.ok) throw new Error('umemMap');
+    expect(segs(batched.value)).toEqual(segs(one.value));
+    const pageArray = 8 * (len / PAGE);
+    // 64 entries (nvme0's 64 KiB max segment): one sg_table sized to them, against ib_umem_get's
+    // first append, which is told 512 more pages follow and takes a whole chunk of 128
+    expect(one.value.segments.count).toBe(64);
+    expect(one.value.metadataBytes - pageArray).toBe(16 + 64 * 32);
+    expect(batched.value.metadataBytes - pageArray).toBe(32 + 128 * 32);
+    one.value.unmap();
+    batched.value.unmap();
+    expect(m.listPins()).toEqual([]);
+    expect(m.teardown()).toBe(0);
+  });
+
   it('names the call that failed, and leaves nothing pinned', () => {
     const m = makeMachine('strict');
     const dev = m.device('nvme0');

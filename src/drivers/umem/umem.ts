@@ -1,6 +1,8 @@
 // Models: a driver pinning a user buffer and mapping it for DMA, written once per design the
-// kernel has: as RDMA's ib_umem_get() does (drivers/infiniband/core/umem.c: pin_user_pages_fast
-// into a page array, sg_alloc_append_table_from_pages, ib_dma_map_sgtable_attrs), one
+// kernel has: a page array, a scatterlist built from it and dma_map_sgtable (in one
+// sg_alloc_table_from_pages_segment call, or, with ibUmemBatches, appended a page of pointers at a
+// time as RDMA's ib_umem_get() does: drivers/infiniband/core/umem.c, pin_user_pages_fast into a
+// page array, sg_alloc_append_table_from_pages, ib_dma_map_sgtable_attrs), one
 // dma_map_phys() per physical range (kernel/dma/mapping.c, as mm/hmm.c maps pfns one by one), the
 // two-step IOVA API as block/blk-mq-dma.c uses it (dma_iova_try_alloc, dma_iova_link per range,
 // dma_iova_sync; per-range fallback when there is no IOVA window), and the phyr entry point
@@ -18,7 +20,10 @@ import {
 } from '../../mm/index.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
-import { sgAllocTableFromPagesSegment, sgFreeTable, type PhyrList, type RangeSource } from '../../phyr/index.ts';
+import {
+  SgAppendTable, sgAllocAppendTableFromPages, sgAllocTableFromPagesSegment, sgFreeAppendTable, sgFreeTable, type PhyrList, type RangeSource,
+  type SgPageOpts,
+} from '../../phyr/index.ts';
 
 /** The four designs, in report order. */
 export const UMEM_METHODS = ['sgtable', 'map-phys', 'two-step', 'map-phyrs'] as const;
@@ -141,6 +146,14 @@ export interface UmemOptions {
    * device's dma_get_max_seg_size(), as ib_umem_get() passes ib_dma_max_seg_size().
    */
   readonly maxSegment?: number;
+  /**
+   * The scatterlist design builds its table as ib_umem_get() does (drivers/infiniband/core/umem.c):
+   * one sg_alloc_append_table_from_pages() per PAGE_SIZE / sizeof(struct page *) pages, each told
+   * how many pages are left, which sizes the table's chunks differently from one
+   * sg_alloc_table_from_pages_segment() over the whole array (the same entries). The pages are still
+   * pinned in one call. Default false.
+   */
+  readonly ibUmemBatches?: boolean;
   /** Direction of every mapping. Default DMA_BIDIRECTIONAL. */
   readonly dir?: DmaDataDirection;
 }
@@ -153,7 +166,7 @@ export interface UmemOptions {
 export function umemMap(dev: Device, mm: UserMm, start: bigint, len: number, method: UmemMethod, opts: UmemOptions = {}): Result<UmemMapping> {
   const gup = FOLL_WRITE | (opts.p2p ? FOLL_PCI_P2PDMA : 0);
   const dir = opts.dir ?? DMA_BIDIRECTIONAL;
-  if (method === 'sgtable') return mapSgtable(dev, mm, start, len, gup, dir, opts.maxSegment ?? dmaGetMaxSegSize(dev));
+  if (method === 'sgtable') return mapSgtable(dev, mm, start, len, gup, dir, opts.maxSegment ?? dmaGetMaxSegSize(dev), opts.ibUmemBatches === true);
   const pinned = pinUserPhyrsAll(mm, start, len, gup);
   if (!pinned.ok) return err(pinned.errno, `pinUserPhyrs: ${pinned.message ?? pinned.errno}`);
   const list: PhyrList = pinned.value;
@@ -179,7 +192,8 @@ export function umemMap(dev: Device, mm: UserMm, start: bigint, len: number, met
 }
 
 /** The ib_umem design: a page array, a scatterlist built from it, dma_map_sgtable. */
-function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: number, dir: DmaDataDirection, maxSegment: number): Result<UmemMapping> {
+function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: number, dir: DmaDataDirection, maxSegment: number,
+  batches: boolean): Result<UmemMapping> {
   const machine: MachineMm = dmaContextOf(dev).mm;
   const pageSize = machine.pageSize;
   // pinUserPages rounds start down to its page; the table starts at start's offset in it.
@@ -188,18 +202,21 @@ function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: nu
   const pages = pinUserPagesAll(mm, start - BigInt(offset), nrPages, gup);
   if (!pages.ok) return err(pages.errno, `pinUserPages: ${pages.message ?? pages.errno}`);
   const facts = new RegionFactsCache(machine);
-  const sg = sgAllocTableFromPagesSegment(pages.value.pfns, offset, len, maxSegment, {
+  const sgOpts = {
     pageSize, events: machine.events, faults: machine,
-    pgmapOf: (pfn) => facts.at(pfn)?.pgmapId ?? 0,
+    pgmapOf: (pfn: number) => facts.at(pfn)?.pgmapId ?? 0,
     // a region has one pgmap: the scatterlist build asks once per run of contiguous pages in it
-    pgmapEnd: (pfn) => facts.endOf(pfn),
-    flagsOf: (pfn) => facts.at(pfn)?.rangeFlags ?? 0,
-  });
+    pgmapEnd: (pfn: number) => facts.endOf(pfn),
+    flagsOf: (pfn: number) => facts.at(pfn)?.rangeFlags ?? 0,
+  };
+  const sg = batches ? appendInBatches(pages.value.pfns, offset, len, maxSegment, sgOpts)
+    : sgAllocTableFromPagesSegment(pages.value.pfns, offset, len, maxSegment, sgOpts);
   if (!sg.ok) {
     unpinUserPages(pages.value);
-    return err(sg.errno, `sgAllocTableFromPagesSegment: ${sg.message ?? sg.errno}`);
+    return err(sg.errno, `${batches ? 'sgAllocAppendTableFromPages' : 'sgAllocTableFromPagesSegment'}: ${sg.message ?? sg.errno}`);
   }
-  const sgt = sg.value;
+  const sgt = sg.value instanceof SgAppendTable ? sg.value.sgt : sg.value;
+  const tableBytes = sg.value.kernelBytes;
   const r = dmaMapSgtable(dev, sgt, dir, 0);
   if (!r.ok) {
     sgFreeTable(sgt);
@@ -209,7 +226,7 @@ function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: nu
   const segments = segmentsOf(sgt.dmaEntries());
   let done = false;
   return ok({
-    method: 'sgtable', segments, metadataBytes: pages.value.kernelBytes + sgt.kernelBytes,
+    method: 'sgtable', segments, metadataBytes: pages.value.kernelBytes + tableBytes,
     unmap: () => {
       if (done) return;
       done = true;
@@ -218,6 +235,27 @@ function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: nu
       unpinUserPages(pages.value);
     },
   });
+}
+
+/**
+ * ib_umem_get()'s scatterlist: the page array in batches of PAGE_SIZE / sizeof(struct page *) pages,
+ * each appended with sg_alloc_append_table_from_pages() and the number of pages after it as
+ * left_pages. An error frees what was built.
+ */
+function appendInBatches(pfns: Float64Array, offset: number, len: number, maxSegment: number, opts: SgPageOpts): Result<SgAppendTable> {
+  const pageSize = opts.pageSize ?? 4096;
+  const batch = pageSize / 8;
+  const append = new SgAppendTable({ pageSize });
+  for (let b = 0; b < pfns.length; b += batch) {
+    const e = Math.min(pfns.length, b + batch);
+    const from = Math.max(b * pageSize, offset), to = Math.min(e * pageSize, offset + len);
+    const r = sgAllocAppendTableFromPages(append, pfns.subarray(b, e), b === 0 ? offset : 0, to - from, maxSegment, pfns.length - e, opts);
+    if (!r.ok) {
+      sgFreeAppendTable(append);
+      return r;
+    }
+  }
+  return ok(append);
 }
 
 /**
