@@ -161,8 +161,9 @@ describe('ODP MR', () => {
     const mapped = d.umem.map.mapped;
     unwrap(mm.munmap(dst + BigInt(4 * PS), 4 * PS));
     expect(m.stats.odpInvalidations).toBe(1);
-    expect(ibMrMttEntries(d.mr).slice(4, 8)).toEqual([0n, 0n, 0n, 0n]);
-    expect(ibMrMttEntries(d.mr)[3]).not.toBe(0n);
+    // the UMR zaps the whole block of 8 entries holding 4..7; pages 0..3 stay mapped
+    expect(ibMrMttEntries(d.mr).slice(0, 8)).toEqual(new Array(8).fill(0n));
+    expect(ibMrMttEntries(d.mr)[8]).not.toBe(0n);
     expect(d.umem.map.mapped).toBe(mapped - 4);
     expect(write(ib, s, d, 4 * PS, PS)).toBe(IB_WC_REM_ACCESS_ERR);
     unwrap(mm.mmap({ len: 4 * PS, backing: 'anon', addr: dst + BigInt(4 * PS) }));
@@ -171,6 +172,33 @@ describe('ODP MR', () => {
     expect(write(ib, s, d, 0, len)).toBe(IB_WC_SUCCESS);
     expect(same(unwrap(mm.readUser(dst, len)), next)).toBe(true);
     expect(m.stats.odpRemaps).toBe(4);
+    unwrap(ibDeregOdpUserMr(ib, s));
+    unwrap(ibDeregOdpUserMr(ib, d));
+    unwrap(rdmaRemove(ib));
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('an invalidation zaps whole 8-entry blocks (mlx5r_umr_update_xlt): a valid neighbour faults once, and that fault refills its block', () => {
+    const { m, ib, mm, src, dst, s, d, len } = setup('strict');
+    unwrap(mm.writeUser(src, pattern(len, 3)));
+    expect(write(ib, s, d, 0, len)).toBe(IB_WC_SUCCESS);
+    // migrate page 5 of dst: only its entry is invalidated and unmapped, but the UMR zaps entries 0..7
+    unwrap(mm.migratePage(dst + BigInt(5 * PS)));
+    expect(ibMrMttEntries(d.mr).slice(0, 8)).toEqual(new Array(8).fill(0n));
+    expect(ibMrMttEntries(d.mr)[8]).not.toBe(0n);
+    // page 0 was never invalidated, yet the NIC faults on it; the fault writes the block's valid entries back
+    const faults = m.stats.rdmaNicPageFaults, odpFaults = m.stats.odpFaults, remaps = m.stats.odpRemaps;
+    expect(write(ib, s, d, 0, PS)).toBe(IB_WC_SUCCESS);
+    expect(m.stats.rdmaNicPageFaults).toBe(faults + 1);
+    expect(m.stats.odpRemaps).toBe(remaps);
+    expect(ibMrMttEntries(d.mr).slice(0, 8).map((e) => e !== 0n)).toEqual([true, true, true, true, true, false, true, true]);
+    // pages 1..4 and 6..7 need no fault; page 5 does (it was unmapped) and is mapped again
+    expect(write(ib, s, d, PS, 4 * PS)).toBe(IB_WC_SUCCESS);
+    expect(write(ib, s, d, 6 * PS, 2 * PS)).toBe(IB_WC_SUCCESS);
+    expect(m.stats.odpFaults).toBe(odpFaults + 1);
+    expect(write(ib, s, d, 5 * PS, PS)).toBe(IB_WC_SUCCESS);
+    expect([m.stats.odpFaults, m.stats.odpRemaps]).toEqual([odpFaults + 2, remaps + 1]);
+    expect(same(unwrap(mm.readUser(dst, len)), unwrap(mm.readUser(src, len)))).toBe(true);
     unwrap(ibDeregOdpUserMr(ib, s));
     unwrap(ibDeregOdpUserMr(ib, d));
     unwrap(rdmaRemove(ib));

@@ -15,7 +15,9 @@
 // NIC then re-reads the MTT and the operation completes. Before the CPU page tables of the range
 // change (munmap, mprotect, a PMD split, migration, COW of the zero page), the notifier's invalidate
 // zaps the MTT entries of the pages that were valid and then unmaps their DMA (hmm_dma_unmap_pfn), so
-// the NIC faults again before it touches them.
+// the NIC faults again before it touches them. MTT updates and zaps cover whole blocks of 8 entries
+// (mlx5r_umr_update_xlt): a zap clears the valid neighbours in its blocks as well, and the next fill
+// of a block restores them.
 //
 // Model deviation: only page_shift = PAGE_SHIFT umems (no IB_ACCESS_HUGETLB ODP, no implicit ODP
 // MRs, no prefetch advice); ib_umem_odp_map_dma_and_lock's one-second HMM_RANGE_DEFAULT_TIMEOUT is a
@@ -31,8 +33,8 @@ import {
 } from '../../mm/index.ts';
 import { PciP2pdmaMapState } from '../../pci/index.ts';
 import {
-  IB_ACCESS_ON_DEMAND, IbDevice, IbMr, MLX5_IB_MTT_READ, MLX5_IB_MTT_WRITE, ibAccessWritable, ibDeregMr, ibMrUpdateMtt, ibMrZapMtt,
-  ibRegOdpMr,
+  IB_ACCESS_ON_DEMAND, IbDevice, IbMr, MLX5_IB_MTT_READ, MLX5_IB_MTT_WRITE, ibAccessWritable, ibDeregMr, ibMrUpdateMtt, ibMrXltWindow,
+  ibMrZapMtt, ibRegOdpMr,
 } from '../rdma/index.ts';
 import { HmmDmaMap, hmmDmaMapAlloc, hmmDmaMapFree, hmmDmaMapPfn, hmmDmaUnmapPfn } from './hmm-dma.ts';
 import './counters.ts';
@@ -104,7 +106,8 @@ export function ibUmemOdpGet(ibdev: IbDevice, mm: UserMm, addr: bigint, size: nu
 
 /**
  * mlx5_ib_invalidate_range(): records the sequence, zaps the MTT entries of the pages that were
- * valid in the invalidated part of the umem, then unmaps their DMA and forgets them.
+ * valid in the invalidated part of the umem (in whole blocks of 8 entries, as the UMR writes them:
+ * valid neighbours in those blocks fault once more), then unmaps their DMA and forgets them.
  */
 function invalidateRange(odp: IbUmemOdp, sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean {
   mmuIntervalSetSeq(sub, curSeq);
@@ -217,11 +220,14 @@ function mapRange(umem: IbUmemOdp, mr: IbMr, userVa: bigint, len: number, fault:
   if (!np.ok) return np;
   const start = (Math.floor(Number(userVa) / ps) * ps - umem.start) / ps;
   const map = umem.map, dev = umem.ibdev.dev, p2p = new PciP2pdmaMapState();
+  // mlx5r_umr_update_xlt() writes whole blocks of 8 entries: populate_mtt fills the valid entries of
+  // the blocks around the range too (those an earlier zap of a neighbour cleared come back)
+  const [ws, we] = ibMrXltWindow(mr, start, np.value);
   // consecutive entries with the same access bits go to the MTT in one update
-  let runFirst = start, runFlags = -1;
+  let runFirst = ws, runFlags = -1;
   let runAddrs: bigint[] = [];
   const flush = (): void => { if (runAddrs.length > 0) ibMrUpdateMtt(mr, runFirst, runAddrs, runFlags); runAddrs = []; };
-  for (let idx = start; idx < start + np.value; idx++) {
+  for (let idx = ws; idx < we; idx++) {
     const f = map.flagList[idx];
     if (!(f & HMM_PFN_VALID)) continue;
     const wasMapped = (f & HMM_PFN_DMA_MAPPED) !== 0;

@@ -18,7 +18,8 @@ export {
   umemSgAppendLayout, type IbUmemOptions, type UmemSgLayout,
 } from './umem.ts';
 export {
-  IbMr, ibDeregMr, ibMrMttEntries, ibMrSetPageFault, ibMrUpdateMtt, ibMrZapMtt, ibRegMr, ibRegOdpMr,
+  IbMr, MLX5_UMR_MTT_NUM_ENTRIES_ALIGNMENT, ibDeregMr, ibMrMttEntries, ibMrSetPageFault, ibMrUpdateMtt, ibMrXltWindow, ibMrZapMtt, ibRegMr,
+  ibRegOdpMr,
   type IbOdpMrAttr, type IbOdpPageFault, type MttChunk,
 } from './mr.ts';
 export {

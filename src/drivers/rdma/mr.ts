@@ -272,6 +272,8 @@ function writeEntries(mr: IbMr, first: number, values: (i: number) => bigint, n:
 /**
  * ODP: fills MTT entries [first, first + dmaAddrs.length) with each page's DMA address | flags
  * (MLX5_IB_MTT_READ, plus MLX5_IB_MTT_WRITE for a writable page), as mlx5_odp_populate_xlt does.
+ * The caller passes the entries of the whole window mlx5r_umr_update_xlt writes (ibMrXltWindow);
+ * the valid ones, as populate_mtt does (the others it leaves zero, as they are already).
  * @throws RangeError for entries outside the MTT, a DMA address not aligned to the MR's page, or flags outside the two bits.
  */
 export function ibMrUpdateMtt(mr: IbMr, first: number, dmaAddrs: readonly bigint[], flags: number): void {
@@ -288,13 +290,39 @@ export function ibMrUpdateMtt(mr: IbMr, first: number, dmaAddrs: readonly bigint
   dmaContextOf(mr.ibdev.dev).mm.stats.rdmaMttEntriesWritten += dmaAddrs.length;
 }
 
-/** ODP: zaps MTT entries [first, first + count) (MLX5_IB_UPD_XLT_ZAP): the NIC faults on them from now on. */
+/**
+ * MLX5_UMR_MTT_NUM_ENTRIES_ALIGNMENT (include/linux/mlx5/device.h): UMR moves MTT entries in units of
+ * MLX5_UMR_FLEX_ALIGNMENT (64) bytes, 8 entries.
+ */
+export const MLX5_UMR_MTT_NUM_ENTRIES_ALIGNMENT = 8;
+
+/**
+ * The MTT entries mlx5r_umr_update_xlt() (drivers/infiniband/hw/mlx5/umr.c) writes for [first,
+ * first + count): the start aligned down and the count up to MLX5_UMR_MTT_NUM_ENTRIES_ALIGNMENT, the
+ * end clamped to the MR's last entry. Returns [start, end).
+ */
+export function ibMrXltWindow(mr: IbMr, first: number, count: number): [number, number] {
+  if (!(mr instanceof IbMr)) throw new TypeError(`mr must be an IbMr, got ${String(mr)}`);
+  checkRange(mr, first, count);
+  const a = MLX5_UMR_MTT_NUM_ENTRIES_ALIGNMENT;
+  const start = first - (first % a);
+  return [start, Math.min(mr.mttCount, start + Math.ceil((first + count - start) / a) * a)];
+}
+
+/**
+ * ODP: zaps MTT entries [first, first + count) (mlx5r_umr_update_xlt with MLX5_IB_UPD_XLT_ZAP): the
+ * NIC faults on them from now on. As the UMR moves whole blocks of 8 entries, the zap covers the
+ * blocks that hold them (ibMrXltWindow): their neighbours in those blocks are zapped too, and fault
+ * again at their next use although their pages stay mapped. count 0 zaps nothing.
+ */
 export function ibMrZapMtt(mr: IbMr, first: number, count: number): void {
   if (!(mr instanceof IbMr)) throw new TypeError(`mr must be an IbMr, got ${String(mr)}`);
   if (!mr.registered) throw new TypeError('mr was deregistered');
   checkRange(mr, first, count);
-  writeEntries(mr, first, () => 0n, count);
-  dmaContextOf(mr.ibdev.dev).mm.stats.rdmaMttEntriesZapped += count;
+  if (count === 0) return;
+  const [s, e] = ibMrXltWindow(mr, first, count);
+  writeEntries(mr, s, () => 0n, e - s);
+  dmaContextOf(mr.ibdev.dev).mm.stats.rdmaMttEntriesZapped += e - s;
 }
 
 /** The MTT entries as the CPU reads them back from machine memory (address | flags, decoded from big-endian). */

@@ -406,4 +406,30 @@ describe('ODP MR hook', () => {
     release(nic, pinned);
     clean(m, nic);
   });
+
+  it('a zap covers the whole 8-entry blocks the UMR writes (mlx5r_umr_update_xlt), clamped to the MTT', () => {
+    const { m, nic } = setup('none');
+    const odp = ibRegOdpMr(nic, { iova: 0x40000000n, length: 20 * PAGE, access: RW | IB_ACCESS_ON_DEMAND, pageShift: 12 }, null);
+    if (!odp.ok) throw new Error(odp.errno);
+    const o = odp.value;
+    const fill = (): void => ibMrUpdateMtt(o, 0, Array.from({ length: 20 }, (_, i) => BigInt((i + 1) * PAGE)), MLX5_IB_MTT_READ);
+    const zero = (): number[] => ibMrMttEntries(o).flatMap((e, i) => (e === 0n ? [i] : []));
+    const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
+    const zapped = m.stats.rdmaMttEntriesZapped;
+    fill();
+    ibMrZapMtt(o, 3, 1);
+    expect(zero()).toEqual(range(0, 8));
+    fill();
+    ibMrZapMtt(o, 6, 4);
+    expect(zero()).toEqual(range(0, 16));
+    fill();
+    ibMrZapMtt(o, 17, 1);
+    expect(zero()).toEqual(range(16, 20));
+    fill();
+    ibMrZapMtt(o, 5, 0);
+    expect(zero()).toEqual([]);
+    expect(m.stats.rdmaMttEntriesZapped - zapped).toBe(8 + 16 + 4);
+    expect(ibDeregMr(nic, o).ok).toBe(true);
+    clean(m, nic);
+  });
 });
