@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { MiB } from '../../base/index.ts';
-import { dmaGetMask, dmaGetMaxSegSize, dmaPhyrsMappings, DMA_BIT_MASK } from '../../dma/index.ts';
+import { MiB, ok, unwrap } from '../../base/index.ts';
+import { dmaContextOf, dmaGetMask, dmaGetMaxSegSize, dmaPhyrsMappings, DMA_BIT_MASK } from '../../dma/index.ts';
+import { DmaList, PhyrList, sgAllocTable } from '../../phyr/index.ts';
+import { dmaBufExport, dmaBufPut } from '../dmabuf/index.ts';
 import type { Machine } from '../../machine/index.ts';
 import type { UserMm } from '../../mm/index.ts';
 import { makeMachine, pattern, PCI_NODES } from '../../../test/fixtures/dma-b-machines.ts';
@@ -11,6 +13,7 @@ import {
   ibPostRecv, ibPostSend, ibRegMr, ibRegOdpMr, ibUmemFindBestPgsz, ibUmemGet, ibUmemNumDmaBlocks, ibUmemRelease, ibWcStatusMsg,
   rdmaProbe, rdmaRemove, rdmaUmemForEachDmaBlock, type IbDevice, type IbMr,
 } from './index.ts';
+import { ibDeregDmabufMr, ibRegDmabufMr } from './umem-dmabuf.ts';
 
 const RW = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ;
 const PAGE = 4096;
@@ -431,5 +434,32 @@ describe('ODP MR hook', () => {
     expect(m.stats.rdmaMttEntriesZapped - zapped).toBe(8 + 16 + 4);
     expect(ibDeregMr(nic, o).ok).toBe(true);
     clean(m, nic);
+  });
+});
+
+describe('dma-buf MR blocks', () => {
+  it('an exporter\'s DMA ranges contiguous but cut inside pages: each PAGE_SIZE block once, as rdma_umem_for_each_dma_block walks them', () => {
+    const m = makeMachine('none');
+    const nic = unwrap(rdmaProbe(m.device('nic0')));
+    const base = unwrap(m.allocKernelPages(2)) * BigInt(PAGE);
+    const size = 4 * PAGE;
+    // as dma_buf_phys_vec_to_sgt cuts a range at UINT_MAX bytes: 6 KiB + 6 KiB + 4 KiB, one piece of memory
+    const cuts = [[0, 0x1800], [0x1800, 0x1800], [0x3000, 0x1000]] as const;
+    const b = DmaList.builder(3);
+    for (const [off, len] of cuts) b.pushBigNoMerge(base + BigInt(off), len, 0);
+    const list = b.build();
+    const sgt = unwrap(sgAllocTable(3));
+    cuts.forEach(([off, len], i) => sgt.setDma(i, base + BigInt(off), len));
+    const buf = unwrap(dmaBufExport({
+      mm: dmaContextOf(nic.dev).mm, size, priv: {},
+      ops: { expName: 'cut', map: () => ok({ list, sgt }), unmap: () => {}, release: () => {}, physRanges: () => ok(PhyrList.from([{ addr: base, len: size }])) },
+    }));
+    const dmr = unwrap(ibRegDmabufMr(nic, buf, 0, size, 0x100000n, RW));
+    expect(ibMrMttEntries(dmr.mr)).toEqual([0, 1, 2, 3].map((i) => (base + BigInt(i * PAGE)) | BigInt(MLX5_IB_MTT_PRESENT)));
+    unwrap(ibDeregDmabufMr(nic, dmr));
+    dmaBufPut(buf);
+    m.freeKernelPages(base / BigInt(PAGE), 2);
+    unwrap(rdmaRemove(nic));
+    expect(m.teardown()).toBe(0);
   });
 });

@@ -35,7 +35,7 @@ import { DmaList } from '../../phyr/index.ts';
 import { IbDevice } from './device.ts';
 import { IbMr, ibDeregMr, ibMrUpdateMtt, ibMrZapMtt, ibRegOdpMr } from './mr.ts';
 import { MLX5_IB_MTT_PRESENT } from './nic.ts';
-import { findBestPgszOf } from './umem.ts';
+import { IbBlockIter, findBestPgszOf } from './umem.ts';
 import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_RELAXED_ORDERING, IB_ACCESS_REMOTE_ATOMIC, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE,
   ibAccessWritable, ibCheckMrAccess,
@@ -325,18 +325,19 @@ export class IbDmabufMr {
   }
 }
 
-/** The PAGE_SIZE DMA blocks of the umem's trimmed ranges, in order (EINVAL when a range does not fit 4 KiB blocks). */
+/**
+ * The PAGE_SIZE DMA blocks of the umem's trimmed ranges, in order, as rdma_umem_for_each_dma_block
+ * walks them (contiguous ranges are one run, however the exporter cut them); EINVAL when a range
+ * does not fit 4 KiB blocks.
+ */
 function dmaBlocks(umem: IbUmemDmabuf, n: number): Result<bigint[]> {
   const list = umem.dma!;
   // mlx5_umem_dmabuf_find_best_pgsz() over a PAGE_SIZE-only bitmap: 0 means the ranges cannot be described
   const pgsz = findBestPgszOf(list, umem.address % PAGE, umem.length, BigInt(PAGE), umem.iova);
   if (pgsz === 0) return err('EINVAL', 'the exporter\'s DMA ranges do not fall on page boundaries');
   const out: bigint[] = [];
-  for (let i = 0; i < list.count && out.length < n; i++) {
-    const a = list.addrAt(i) & ~BigInt(PAGE - 1);
-    const end = list.addrAt(i) + BigInt(list.lenAt(i));
-    for (let p = a; p < end && out.length < n; p += BigInt(PAGE)) out.push(p);
-  }
+  const it = new IbBlockIter().startList(list, umem.address % PAGE, n, PAGE);
+  while (it.next()) out.push(it.dmaAddress());
   return ok(out);
 }
 

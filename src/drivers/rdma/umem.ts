@@ -349,15 +349,24 @@ export class IbBlockIter {
 
   /** __rdma_umem_block_iter_start(). */
   start(umem: IbUmem, pgsz: number | bigint): this {
+    return this.startList(umem.dma, ibUmemOffset(umem), ibUmemNumDmaBlocks(umem, BigInt(pgsz)), pgsz);
+  }
+
+  /**
+   * __rdma_umem_block_iter_start() for any umem's DMA segments (a dma-buf umem's trimmed ranges):
+   * __rdma_block_iter_start() over list, advanced by the umem's page offset aligned down to pgsz,
+   * numBlocks blocks (ib_umem_num_dma_blocks).
+   */
+  startList(list: DmaList, pageOffset: number, numBlocks: number, pgsz: number | bigint): this {
     const p = BigInt(pgsz);
     if (p <= 0n || (p & (p - 1n)) !== 0n) throw new RangeError(`pgsz must be a power of two, got ${String(pgsz)}`);
-    this.list = umem.dma;
+    this.list = list;
     this.sg = 0;
-    this.nents = umem.dma.count;
+    this.nents = list.count;
     this.pg = p;
     this.pgMask = ~(p - 1n);
-    this.advance = BigInt(ibUmemOffset(umem)) & this.pgMask;
-    this.numBlocks = ibUmemNumDmaBlocks(umem, p);
+    this.advance = BigInt(pageOffset) & this.pgMask;
+    this.numBlocks = numBlocks;
     return this;
   }
 
