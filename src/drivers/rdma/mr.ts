@@ -210,8 +210,8 @@ export function ibRegMr(ibdev: IbDevice, umem: IbUmem, iova: bigint, access: num
 /**
  * Registers an on-demand-paging MR: an mkey over [attr.iova, + attr.length) whose MTT (one entry per
  * 2^pageShift page) starts all zero, and whose invalid entries make the NIC call pageFault(mr, iova,
- * len, write) and then retry once. Errors: EINVAL / EOPNOTSUPP (ib_check_mr_access; a device without
- * ODP), EINVAL (zero length, a wrapping range), ENOMEM (MTT pool).
+ * len, write) and then retry once. Errors: EINVAL / EOPNOTSUPP (ib_check_mr_access, then a device
+ * without ODP), EINVAL (zero length, a wrapping range), ENOMEM (MTT pool).
  * @throws RangeError for a pageShift outside 12..30.
  */
 export function ibRegOdpMr(ibdev: IbDevice, attr: IbOdpMrAttr, pageFault: IbOdpPageFault | null): Result<IbMr> {
@@ -220,9 +220,10 @@ export function ibRegOdpMr(ibdev: IbDevice, attr: IbOdpMrAttr, pageFault: IbOdpP
   if (!Number.isInteger(pageShift) || pageShift < 12 || pageShift > 30) throw new RangeError(`attr.pageShift must be an integer in [12, 30], got ${String(pageShift)}`);
   if (typeof iova !== 'bigint' || iova < 0n || iova > U64) throw new RangeError(`attr.iova must be a u64 bigint, got ${String(iova)}`);
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`attr.length must be a safe non-negative integer, got ${String(length)}`);
-  if (!ibdev.odpCapable) return err('EOPNOTSUPP', `${ibdev.name} has no on-demand paging`);
+  // ib_uverbs_reg_mr() runs ib_check_mr_access() (EINVAL before its EOPNOTSUPP for ODP) before the driver
   const acc = ibCheckMrAccess(access, ibdev.odpCapable);
   if (!acc.ok) return acc;
+  if (!ibdev.odpCapable) return err('EOPNOTSUPP', `${ibdev.name} has no on-demand paging`);
   if (length === 0) return err('EINVAL', 'length 0');
   if (iova + BigInt(length) > U64 + 1n) return err('EINVAL', 'iova + length wraps');
   const p = 1n << BigInt(pageShift);

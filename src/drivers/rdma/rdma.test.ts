@@ -410,6 +410,15 @@ describe('ODP MR hook', () => {
     clean(m, nic);
   });
 
+  it('ib_check_mr_access comes first: on a NIC without ODP, remote write without local write is EINVAL, a valid ODP access EOPNOTSUPP', () => {
+    const m = makeMachine('none');
+    const nic = unwrap(rdmaProbe(m.device('nic0'), { odp: false }));
+    const attr = { iova: 0x40000000n, length: 8 * PAGE, pageShift: 12 };
+    expect(ibRegOdpMr(nic, { ...attr, access: IB_ACCESS_REMOTE_WRITE | IB_ACCESS_ON_DEMAND }, null)).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(ibRegOdpMr(nic, { ...attr, access: RW | IB_ACCESS_ON_DEMAND }, null)).toMatchObject({ ok: false, errno: 'EOPNOTSUPP' });
+    clean(m, nic);
+  });
+
   it('a zap covers the whole 8-entry blocks the UMR writes (mlx5r_umr_update_xlt), clamped to the MTT', () => {
     const { m, nic } = setup('none');
     const odp = ibRegOdpMr(nic, { iova: 0x40000000n, length: 20 * PAGE, access: RW | IB_ACCESS_ON_DEMAND, pageShift: 12 }, null);
