@@ -8,8 +8,9 @@ import { createMachine, type Machine, type MachineConfig } from '../src/machine/
 import { sgAllocTable, sgAllocTableFromPagesSegment, type SgTable } from '../src/phyr/index.ts';
 import {
   DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC,
-  DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, DmaIovaState, dmaIovaDestroy,
-  dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMapSgtable, dmaMappingError, dmaSetMask, dmaSetSegBoundary,
+  DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, DmaIovaState, dmaAllocCoherent,
+  dmaFreeCoherent, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMapSgtable, dmaMappingError,
+  dmaSetCoherentMask, dmaSetMask, dmaSetSegBoundary,
   dmaSyncSgtableForCpu, dmaSyncSingleForCpu, dmaUnmapPhys, dmaUnmapSgtable,
 } from '../src/dma/index.ts';
 import type { Device } from '../src/pci/index.ts';
@@ -416,5 +417,21 @@ describe('dma_map_resource of RAM and the listing API', () => {
     ]);
     expect(m.dmaDebug.entries(m.device('tb0'))).toEqual([]);
     expect(m.dmaDebug.count(dev)).toBe(2);
+  });
+});
+
+describe('15. the 7.1.5 audit of kernel/dma/debug.c', () => {
+  const h16 = (a: bigint): string => a.toString(16).padStart(16, '0');
+
+  it('check_unmap: "different CPU address" prints each CPU address as "0x%pa", which reads 0x0x (was: one 0x)', () => {
+    const { m, dev } = direct();
+    dmaSetCoherentMask(dev, DMA_BIT_MASK(64));
+    const r = dmaAllocCoherent(dev, 4096);
+    if (!r.ok) throw new Error(r.errno);
+    const { cpuPhys, dmaAddr } = r.value;
+    dmaFreeCoherent(dev, 4096, cpuPhys + 4096n, dmaAddr);
+    expect(msgs(m)).toEqual([
+      `nvme0: DMA-API: device driver frees DMA memory with different CPU address [device address=0x${h16(dmaAddr)}] [size=4096 bytes] [cpu alloc address=0x0x${h16(cpuPhys)}] [cpu free address=0x0x${h16(cpuPhys + 4096n)}]`,
+    ]);
   });
 });

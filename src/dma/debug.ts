@@ -391,7 +391,8 @@ export class DmaDebug {
       this.report(dev, `device driver frees DMA memory with wrong function [device address=${hex(addr)}] [size=${size} bytes] [mapped as ${TYPE_NAMES[t.type[s]]}] [unmapped as ${TYPE_NAMES[type]}]`,
         { check: 'unmap-type', addr, mapType: TYPE_NAMES[t.type[s]], unmapType: TYPE_NAMES[type] });
     } else if ((t.type[s] === T_COHERENT || t.type[s] === T_NONCOHERENT) && paddr >= 0 && paddr !== t.paddr[s]) {
-      this.report(dev, `device driver frees DMA memory with different CPU address [device address=${hex(addr)}] [size=${size} bytes] [cpu alloc address=${hex(t.paddr[s])}] [cpu free address=${hex(paddr)}]`,
+      // the kernel's format puts "0x" before %pa, which prints its own "0x": both addresses read "0x0x..."
+      this.report(dev, `device driver frees DMA memory with different CPU address [device address=${hex(addr)}] [size=${size} bytes] [cpu alloc address=0x${hex(t.paddr[s])}] [cpu free address=0x${hex(paddr)}]`,
         { check: 'free-cpu-address', addr, allocPhys: BigInt(t.paddr[s]), freePhys: BigInt(paddr) });
     }
     if (sgCall !== 0 && type === T_SG && sgCall !== t.sgCall[s]) {
