@@ -23,7 +23,7 @@ import { checkAttrs, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR } from './constants.ts
 import { dmaContextOf } from './context.ts';
 import { physToDma } from './direct-addr.ts';
 import { dmaDomainOf, dmaInfoToProt, iommuDmaUnmapRaw } from './iommu-dma.ts';
-import { debugDmaAllocCoherent, debugDmaFreeCoherent, dmaDebugOf } from './debug.ts';
+import { debugDmaAllocCoherent, debugDmaFreeCoherent } from './debug.ts';
 import './counters.ts';
 
 /** gfp_t bits the model knows (include/linux/gfp_types.h). */
@@ -153,9 +153,10 @@ function dmaCoherentOk(dev: Device, addr: bigint, size: number): boolean {
  * dma_free_attrs / dma_free_coherent: gives back what dmaAllocCoherent returned (same size, cpuPhys,
  * dmaAddr). dma-debug checks the call (size, CPU address, never allocated). The IOVA range is
  * unmapped (and its IOTLB entries invalidated) before the pages go back to the page allocator.
- * Model deviation: a free of something never allocated is reported (by dma-debug when it runs,
- * else as a WARN) and then ignored, and a wrong size frees what was allocated; the kernel would hand
- * the wrong pages to the page allocator.
+ * Model deviation: a free of something never allocated is reported (by dma-debug when it checks the
+ * call, else as a WARN: dma-debug off, or a cpuPhys without a struct page, which
+ * debug_dma_free_coherent() does not check) and then ignored, and a wrong size or CPU address frees
+ * what was allocated; the kernel would hand the wrong pages to the page allocator.
  */
 export function dmaFreeCoherent(dev: Device, size: number, cpuPhys: bigint, dmaAddr: bigint, attrs = 0): void {
   checkLen('size', size, 1);
@@ -163,11 +164,11 @@ export function dmaFreeCoherent(dev: Device, size: number, cpuPhys: bigint, dmaA
   checkAddr('dmaAddr', dmaAddr);
   checkAttrs(attrs);
   const mm = dmaContextOf(dev).mm;
-  debugDmaFreeCoherent(dev, size, cpuPhys, dmaAddr);
+  const debugChecked = debugDmaFreeCoherent(dev, size, cpuPhys, dmaAddr);
   const live = dev.slots.get(DMA_COHERENT);
   const rec = live?.get(dmaAddr);
   if (rec === undefined) {
-    if (!dmaDebugOf(dev).enabled) {
+    if (!debugChecked) {
       mm.events.warn('dma', `${dev.name}: dma_free_attrs of 0x${dmaAddr.toString(16)} that is not a coherent allocation`,
         { dev: dev.name, dmaAddr, size });
     }

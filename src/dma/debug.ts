@@ -503,9 +503,17 @@ export class DmaDebug {
     this.addEntry(s, dev, attrs, false);
   }
 
-  /** debug_dma_free_coherent(): check_unmap() of a 'coherent' ref, its CPU address compared too. */
-  freeCoherent(dev: Device, size: number, phys: bigint, addr: bigint): void {
+  /**
+   * debug_dma_free_coherent(): check_unmap() of a 'coherent' ref, its CPU address compared too. A
+   * CPU address that is neither vmalloc nor virt_addr_valid() is not checked at all (the entry
+   * stays, and is a leak at unbind); in the model, whose CPU addresses are linear-map physical
+   * addresses, that is one whose page frame has no struct page. Returns whether it was checked.
+   */
+  freeCoherent(dev: Device, size: number, phys: bigint, addr: bigint): boolean {
+    const facts = this.mm.pfnFacts(phys >> BigInt(this.mm.pageShift));
+    if (facts === undefined || !facts.hasStructPage) return false;
     this.checkUnmap(dev, T_COHERENT, addr, size, DMA_BIDIRECTIONAL, 0, this.t.toNum(phys));
+    return true;
   }
 
   /** debug_dma_map_sg(): one 'scatter-gather' entry per DMA segment, each checked by check_sg_segment(). */
@@ -868,9 +876,12 @@ export function debugDmaAllocCoherent(dev: Device, size: number, addr: bigint, p
   debugOf(dev)?.allocCoherent(dev, size, addr, phys, attrs);
 }
 
-/** debug_dma_free_coherent: check_unmap() of a 'coherent' ref. */
-export function debugDmaFreeCoherent(dev: Device, size: number, phys: bigint, addr: bigint): void {
-  debugOf(dev)?.freeCoherent(dev, size, phys, addr);
+/**
+ * debug_dma_free_coherent: check_unmap() of a 'coherent' ref, unless the CPU address is not a valid
+ * one (no struct page). Returns whether dma-debug checked the call.
+ */
+export function debugDmaFreeCoherent(dev: Device, size: number, phys: bigint, addr: bigint): boolean {
+  return debugOf(dev)?.freeCoherent(dev, size, phys, addr) ?? false;
 }
 
 /** debug_dma_map_sg: one entry per DMA segment of the mapped table (mappedEnts of them). */
