@@ -455,4 +455,16 @@ describe('15. the 7.1.5 audit of kernel/dma/debug.c', () => {
       'nvme0: dma_free_attrs of 0x1000 that is not a coherent allocation',
     ]);
   });
+
+  it('debug_dma_map_phys: dma_map_resource of RAM that is PageReserved (a memblock allocation: the swiotlb pool) is not reported (was: reported)', () => {
+    const { m, dev } = direct();
+    const pool = m.swiotlb!.start;
+    const a = checked(dmaMapPhys(dev, pool, 4096, DMA_TO_DEVICE, DMA_ATTR_MMIO));
+    dmaUnmapPhys(dev, a, 4096, DMA_TO_DEVICE, DMA_ATTR_MMIO);
+    expect(msgs(m)).toEqual([]);
+    // the page below the pool is ordinary RAM: reported
+    const below = pool - 4096n;
+    checked(dmaMapPhys(dev, below, 4096, DMA_TO_DEVICE, DMA_ATTR_MMIO));
+    expect(msgs(m)).toEqual([`nvme0: DMA-API: dma_map_resource called for RAM address 0x${h16(below)}`]);
+  });
 });

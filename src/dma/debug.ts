@@ -477,9 +477,11 @@ export class DmaDebug {
     t.dir[s] = dir;
     t.mapErr[s] = MAP_ERR_NOT_CHECKED;
     if (attrs & DMA_ATTR_MMIO) {
-      // pfn_valid() && !PageReserved(): RAM with a struct page (ZONE_DEVICE pages are reserved)
-      const facts = this.mm.pfnFacts(phys >> BigInt(this.mm.pageShift));
-      if (facts !== undefined && facts.hasStructPage && facts.pgmapId === 0) {
+      // pfn_valid() && !PageReserved(): RAM with a struct page that is neither ZONE_DEVICE nor a
+      // boot (memblock) allocation such as the swiotlb pool
+      const pfn = phys >> BigInt(this.mm.pageShift);
+      const facts = this.mm.pfnFacts(pfn);
+      if (facts !== undefined && facts.hasStructPage && !this.mm.pageReserved(pfn)) {
         this.report(dev, `dma_map_resource called for RAM address ${hex(phys)}`, { check: 'map-resource-ram', phys });
       }
     }

@@ -247,6 +247,16 @@ export class MmMachine implements MachineMm, UserMmHost {
     return f;
   }
 
+  /** PageReserved(): see MachineMm.pageReserved. */
+  pageReserved(pfn: bigint): boolean {
+    const f = this.pfnFacts(pfn);
+    if (f === undefined || !f.hasStructPage) return false;
+    if (f.pgmapId !== 0) return true;
+    const p = Number(pfn);
+    for (const [start, pages] of this.bootPages) if (p >= start && p < start + pages) return true;
+    return false;
+  }
+
   /**
    * Allocates 2^order contiguous base pages of System RAM for kernel use, zeroed.
    * Errors: ENOMEM when no free block of that order exists (retry after frees may help);

@@ -108,6 +108,12 @@ export interface MachineMm {
   /** Page facts for a pfn, or undefined if the pfn is in a hole. */
   pfnFacts(pfn: bigint): PageFacts | undefined;
   /**
+   * PageReserved() of a page with a struct page: a boot (memblock) allocation not given back
+   * (mm/memblock.c: memmap_init_reserved_pages()) or a ZONE_DEVICE page (mm/mm_init.c:
+   * __init_zone_device_page()). False for a pfn without a struct page.
+   */
+  pageReserved(pfn: bigint): boolean;
+  /**
    * Allocates 2^order contiguous base pages of System RAM for kernel use (page-table pages,
    * swiotlb pool, PRP lists). Returns the first pfn, or ENOMEM.
    */
