@@ -641,6 +641,8 @@ export class DmaDebug {
       for (let b = 0; b < HASH_SIZE; b++) {
         for (let s = t.head[b]; s >= 0; s = t.next[s]) if (t.devId[s] === id) { count++; last = s; }
       }
+      // Model deviation: the kernel's message is two lines ("\nOne of leaked ..."); an event is one
+      // line, so a space joins them.
       this.report(dev, `device driver has pending DMA allocations while released from device [count=${count}] One of leaked entries details: [device address=${hex(t.exactAddr(last))}] [size=${t.size[last]} bytes] [mapped with ${dmaDirName(t.dir[last])}] [mapped as ${TYPE_NAMES[t.type[last]]}]`,
         { check: 'leak', count });
     }
