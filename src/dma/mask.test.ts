@@ -56,6 +56,9 @@ describe('masks and device DMA parameters (kernel/dma/mapping.c: dma_set_mask; d
     expect(dmaGetSegBoundary(bare)).toBe(DMA_BIT_MASK(64));
     bare.dmaMask = null;
     expect(dmaGetMask(bare)).toBe(DMA_BIT_MASK(32));
+    // include/linux/dma-mapping.h: dma_get_mask() also answers 32 bits for a *dma_mask of 0
+    bare.dmaMask = 0n;
+    expect(dmaGetMask(bare)).toBe(DMA_BIT_MASK(32));
   });
   it('dma_set_mask: 64 bits ok; below ZONE_DMA (24 bits) EIO and the mask is unchanged', () => {
     const m = smallMachine();

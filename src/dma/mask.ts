@@ -135,9 +135,12 @@ export function dmaSetMaskAndCoherent(dev: Device, mask: bigint): Result<void> {
   return r;
 }
 
-/** dma_get_mask: *dev->dma_mask, or DMA_BIT_MASK(32) when the device has no dma_mask. */
+/**
+ * dma_get_mask (include/linux/dma-mapping.h): *dev->dma_mask, or DMA_BIT_MASK(32) when the device
+ * has no dma_mask or it is 0 (dma_set_mask(dev, 0) succeeds behind an IOMMU or a TCE table).
+ */
 export function dmaGetMask(dev: Device): bigint {
-  return dev.dmaMask ?? DMA_BIT_MASK(32);
+  return dev.dmaMask === null || dev.dmaMask === 0n ? DMA_BIT_MASK(32) : dev.dmaMask;
 }
 
 /** dma_set_max_seg_size (void since 6.12): n in [1, UINT_MAX]. */

@@ -127,6 +127,20 @@ describe('PowerPC TCE (arch/powerpc/kernel/iommu.c, platforms/pseries/iommu.c)',
     expect(dev.dmaRead(a, 16).ok).toBe(false); // after unmap the TCE is 0: the access faults
   });
 
+  it('dma_iommu_map_phys / dma_iommu_map_sg clamp to dma_get_mask(dev): a *dma_mask of 0 is 32 bits there', () => {
+    // dma_set_mask(dev, 0) passes dma_iommu_dma_supported (it_offset 0 <= 0 >> 12), and dma_get_mask()
+    // then answers DMA_BIT_MASK(32), so iommu_range_alloc sees the whole window, not a limit of 1
+    const m = opsMachine({ kind: 'tce', offset: 0, size: 64, pageShift: 12 });
+    const dev = m.device('nic0');
+    unwrap(dmaSetMask(dev, 0n));
+    expect(dev.dmaMask).toBe(0n);
+    expect(unwrap(dmaMapPhys(dev, PHYS, 4096, DMA_BIDIRECTIONAL))).toBe((1n << 12n) | 0x678n);
+    const sgt = unwrap(sgAllocTable(1));
+    sgt.setPage(0, 0x100000n, 4096, 0);
+    unwrap(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL));
+    expect(sgt.dmaAddressAt(0)).toBe(16n << 12n); // pool 0's hint rounded up to it_blocksize after the first
+  });
+
   it('table full: DMA_MAPPING_ERROR, nothing left allocated', () => {
     const m = opsMachine({ kind: 'tce', offset: 0, size: 8, pageShift: 12 });
     const dev = m.device('nic0');

@@ -16,7 +16,7 @@ import { err, faultInjected, ok, type Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
-import { dmaDirectGetRequiredMask, dmaGetMaxSegSize, dmaGetSegBoundaryNrPages } from '../mask.ts';
+import { dmaDirectGetRequiredMask, dmaGetMask, dmaGetMaxSegSize, dmaGetSegBoundaryNrPages } from '../mask.ts';
 import { allocZeroed } from './gart.ts';
 import {
   IommuBitmap, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
@@ -176,10 +176,10 @@ export class TceOps implements DmaMapOps {
     this.flushes++;
   }
 
-  /** iommu_map_phys -> iommu_alloc. */
+  /** iommu_map_phys -> iommu_alloc, clamped to dma_get_mask(dev) as dma_iommu_map_phys passes it. */
   mapPhys(dev: Device, phys: bigint, size: number, dir: number): bigint {
     const npages = iommuNumPages(phys, size, this.ioPageSize);
-    const mask = (dev.dmaMask ?? 0n) >> BigInt(this.itPageShift);
+    const mask = dmaGetMask(dev) >> BigInt(this.itPageShift);
     const n = this.rangeAlloc(dev, npages, null, mask, this.alignFor(phys, size));
     if (n === -1) {
       this.mm.events.record('INFO', 'tce', `${dev.name}: iommu_alloc failed, npages ${npages}`, { dev: dev.name, npages });
@@ -213,7 +213,7 @@ export class TceOps implements DmaMapOps {
     if (ents.length === 0) return err('EINVAL', 'no entries');
     const handle = { v: 0 };
     const maxSeg = dmaGetMaxSegSize(dev);
-    const mask = (dev.dmaMask ?? 0n) >> BigInt(this.itPageShift);
+    const mask = dmaGetMask(dev) >> BigInt(this.itPageShift);
     const out: Array<{ addr: bigint; len: number; first: number; count: number }> = [];
     let dmaNext = 0n;
     for (let i = 0; i < ents.length; i++) {
