@@ -75,6 +75,14 @@ describe('GART (arch/x86/kernel/amd_gart_64.c)', () => {
     dmaUnmapPhys(dev, a, 15 * 4096, DMA_BIDIRECTIONAL);
   });
 
+  it('dma_supported is dma_direct_supported: a mask below ZONE_DMA (24 bits) is EIO, and the mask stays', () => {
+    const m = opsMachine({ kind: 'gart', busBase: GART_BASE, pages: 16 });
+    const dev = m.device('nic0');
+    expect(dmaSetMask(dev, DMA_BIT_MASK(20))).toMatchObject({ ok: false, errno: 'EIO' });
+    expect(dev.dmaMask).toBe(DMA_BIT_MASK(32));
+    expect(dmaSetMask(dev, DMA_BIT_MASK(24)).ok).toBe(true);
+  });
+
   it('gart_map_sg merges page-aligned entries into one allocation only with iommu=merge', () => {
     for (const merge of [false, true]) {
       const m = opsMachine({ kind: 'gart', busBase: GART_BASE, pages: 64, force: true, merge });

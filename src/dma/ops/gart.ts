@@ -13,7 +13,7 @@ import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR } from '../constants.ts';
 import { dmaCapable } from '../direct-addr.ts';
-import { dmaDirectGetRequiredMask, dmaGetMaxSegSize, dmaGetSegBoundary, dmaGetSegBoundaryNrPages } from '../mask.ts';
+import { dmaDirectGetRequiredMask, dmaDirectSupported, dmaGetMaxSegSize, dmaGetSegBoundary, dmaGetSegBoundaryNrPages } from '../mask.ts';
 import {
   IommuBitmap, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
 } from './ops.ts';
@@ -262,6 +262,14 @@ export class GartOps implements DmaMapOps {
     }
     this.flushGart();
     return out;
+  }
+
+  /**
+   * gart_dma_ops.dma_supported is dma_direct_supported (arch/x86/kernel/amd_gart_64.c): a mask below
+   * 32 bits must still reach the end of ZONE_DMA, whatever the aperture could remap.
+   */
+  dmaSupported(dev: Device, mask: bigint): boolean {
+    return dmaDirectSupported(dev, mask);
   }
 
   /** gart_dma_ops.get_required_mask is dma_direct_get_required_mask (arch/x86/kernel/amd_gart_64.c). */
