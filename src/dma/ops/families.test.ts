@@ -1,7 +1,7 @@
 // Worked examples traced by hand from each family's kernel source, and every failure mode.
 import { describe, expect, it } from 'vitest';
 import { GART_BASE, deviceRead, deviceWrite, opsMachine, pattern } from '../../../test/fixtures/dma-ops-machines.ts';
-import { unwrap } from '../../base/index.ts';
+import { KernelBug, unwrap } from '../../base/index.ts';
 import { PhyrList, SgAppendTable, sgAllocTable } from '../../phyr/index.ts';
 import {
   DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaMapPhys, dmaMapPhyrs, dmaMapResource, dmaMapSgtable,
@@ -73,6 +73,18 @@ describe('GART (arch/x86/kernel/amd_gart_64.c)', () => {
     expect(m.events.list('INFO', 'gart').map((e) => e.message)).toEqual(['nic0: PCI-DMA: Out of IOMMU space for 4096 bytes']);
     expect(dmaOpsInspect(dev)!.allocated).toEqual(before.allocated);
     dmaUnmapPhys(dev, a, 15 * 4096, DMA_BIDIRECTIONAL);
+  });
+
+  it('gart_map_sg: a zero-length entry is BUG_ON(s->length == 0), whether or not it needs the GART', () => {
+    for (const force of [false, true]) {
+      const m = opsMachine({ kind: 'gart', busBase: GART_BASE, pages: 16, force });
+      const dev = m.device('nic0');
+      const sgt = unwrap(sgAllocTable(2));
+      sgt.setPage(0, 0x123456n, 4096, 0);
+      sgt.setPage(1, 0x40000n, 0, 0); // below 4 GiB: passthrough unless forced
+      expect(() => dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL)).toThrow(KernelBug);
+      expect(m.events.list('BUG').map((e) => e.message)).toEqual(['nic0: gart_map_sg: BUG_ON(s->length == 0), entry 1']);
+    }
   });
 
   it('dma_supported is dma_direct_supported: a mask below ZONE_DMA (24 bits) is EIO, and the mask stays', () => {

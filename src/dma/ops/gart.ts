@@ -183,7 +183,10 @@ export class GartOps implements DmaMapOps {
     this.freeIommu(page, npages);
   }
 
-  /** gart_map_sg: per entry, or (iommu_merge) page-aligned runs of entries that need the GART in one allocation. */
+  /**
+   * gart_map_sg: per entry, or (iommu_merge) page-aligned runs of entries that need the GART in one
+   * allocation. A zero-length entry is a BUG (KernelBug thrown), as the kernel's BUG_ON has it.
+   */
   mapSg(dev: Device, ents: readonly DmaOpsEntry[], dir: number, attrs: number): Result<DmaOpsSeg[]> {
     if (ents.length === 0) return err('EINVAL', 'no entries');
     for (let i = 0; i < ents.length; i++) {
@@ -217,6 +220,7 @@ export class GartOps implements DmaMapOps {
     let failed = false;
     for (let i = 0; i < ents.length && !failed; i++) {
       const e = ents[i];
+      if (e.len === 0) this.mm.events.bug('gart', `${dev.name}: gart_map_sg: BUG_ON(s->length == 0), entry ${i}`, { dev: dev.name, entry: i });
       const nextneed = this.needIommu(dev, e.phys, e.len);
       if (i > start) {
         const prev = ents[i - 1];
