@@ -1,7 +1,8 @@
 // Worked examples traced by hand from each family's kernel source, and every failure mode.
 import { describe, expect, it } from 'vitest';
-import { GART_BASE, deviceRead, deviceWrite, opsMachine, pattern } from '../../../test/fixtures/dma-ops-machines.ts';
-import { KernelBug, unwrap } from '../../base/index.ts';
+import { GART_BASE, OPS_NODES, deviceRead, deviceWrite, opsMachine, pattern } from '../../../test/fixtures/dma-ops-machines.ts';
+import { createMachine } from '../../machine/index.ts';
+import { GiB, KernelBug, MiB, TiB, unwrap } from '../../base/index.ts';
 import { PhyrList, SgAppendTable, sgAllocTable } from '../../phyr/index.ts';
 import {
   DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaMapPhys, dmaMapPhyrs, dmaMapResource, dmaMapSgtable,
@@ -85,6 +86,30 @@ describe('GART (arch/x86/kernel/amd_gart_64.c)', () => {
       expect(() => dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL)).toThrow(KernelBug);
       expect(m.events.list('BUG').map((e) => e.message)).toEqual(['nic0: gart_map_sg: BUG_ON(s->length == 0), entry 1']);
     }
+  });
+
+  it('gart_map_sg does not check GART_MAX_PHYS_ADDR: GPTE_ENCODE of a page past 1 TiB spills bit 40 onto bit 12', () => {
+    const m = createMachine({
+      ramBytes: TiB + 8 * GiB, seed: 1, swiotlb: { bytes: 4 * MiB }, pci: OPS_NODES,
+      dmaOps: { kind: 'gart', busBase: GART_BASE, pages: 16, force: true },
+    });
+    const dev = m.device('nic0');
+    const g = getDmaOps(dev) as GartOps;
+    const phys = (1n << 40n) + 0x4000_0000n;
+    // dma_map_area refuses it (phys + size > GART_MAX_PHYS_ADDR)
+    expect(dmaMapPhys(dev, phys, 4096, DMA_BIDIRECTIONAL).ok).toBe(false);
+    // __dma_map_cont writes GPTE_ENCODE(phys): 0x4000_0000 | (0x100 << 4) | VALID | COHERENT
+    const sgt = unwrap(sgAllocTable(1));
+    sgt.setPage(0, phys >> 12n, 4096, 0);
+    unwrap(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL));
+    expect(sgt.dmaAddressAt(0)).toBe(GART_BASE);
+    expect(g.pte(0)).toBe(0x4000_1003);
+    // the northbridge decodes it as physical 0x4000_1000: the device's write lands there, not at phys
+    m.mem.write(phys, new Uint8Array(16).fill(0x11));
+    expect(dev.dmaWrite(GART_BASE, new Uint8Array(16).fill(0xee)).ok).toBe(true);
+    expect(m.mem.read(0x4000_1000n, 16)).toEqual(new Uint8Array(16).fill(0xee));
+    expect(m.mem.read(phys, 16)).toEqual(new Uint8Array(16).fill(0x11));
+    dmaUnmapSgtable(dev, sgt, DMA_BIDIRECTIONAL);
   });
 
   it('dma_supported is dma_direct_supported: a mask below ZONE_DMA (24 bits) is EIO, and the mask stays', () => {

@@ -38,10 +38,15 @@ const GPTE_COHERENT = 2;
 /** GART_MAX_PHYS_ADDR: the GART remaps only physical addresses below 1 TiB. */
 export const GART_MAX_PHYS_ADDR = 1n << 40n;
 
-/** GPTE_ENCODE: address bits 31:12, bits 39:32 in 11:4, valid and coherent. */
+/**
+ * GPTE_ENCODE: address bits 31:12, bits 39:32 in 11:4, valid and coherent. The macro does not mask
+ * what it shifts down from bit 32, so past GART_MAX_PHYS_ADDR (which only dma_map_area checks, not
+ * gart_map_sg) bits 40 and up land on the address bits, and the u32 GATT store keeps bits 31:0.
+ */
 export function gptEncode(phys: bigint): number {
+  if (phys >= GART_MAX_PHYS_ADDR) return Number(((phys & 0xfffff000n) | ((phys >> 32n) << 4n) | 3n) & 0xffffffffn);
   const lo = Number(phys & 0xfffff000n);
-  const hi = Number((phys >> 32n) & 0xffn) << 4;
+  const hi = Number(phys >> 32n) << 4;
   return (lo | hi | GPTE_VALID | GPTE_COHERENT) >>> 0;
 }
 
