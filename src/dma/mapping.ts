@@ -404,7 +404,7 @@ function opsMapSg(dev: Device, ops: DmaMapOps, sgt: SgTable, dir: DmaDataDirecti
   }
   const r = ops.mapSg(dev, ents, dir, attrs);
   if (!r.ok) return r;
-  r.value.forEach((s, i) => sgt.setDma(i, s.addr, s.len));
+  r.value.forEach((s, i) => sgt.setDma(i, s.lenOnly ? sgt.dmaAddressAt(i) : s.addr, s.len));
   return ok(r.value.length);
 }
 

@@ -5,7 +5,7 @@ import { createMachine } from '../../machine/index.ts';
 import { GiB, KernelBug, MiB, TiB, unwrap } from '../../base/index.ts';
 import { PhyrList, SgAppendTable, sgAllocTable } from '../../phyr/index.ts';
 import {
-  DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaMapPhys, dmaMapPhyrs, dmaMapResource, dmaMapSgtable,
+  DMA_ATTR_NO_WARN, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaMapPhys, dmaMapPhyrs, dmaMapResource, dmaMapSgtable,
   dmaMaxMappingSize, dmaOpsInspect, dmaPciP2pdmaSupported, dmaSetMask, dmaSetMaskAndCoherent, dmaSyncSingleForCpu,
   dmaUnmapPhys, dmaUnmapPhyrs, dmaUnmapSgtable, xenGrantBackendMap, xenGrantBackendUnmap,
 } from '../index.ts';
@@ -184,6 +184,59 @@ describe('PowerPC TCE (arch/powerpc/kernel/iommu.c, platforms/pseries/iommu.c)',
     sgt.setPage(0, 0x100000n, 4096, 0);
     unwrap(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL));
     expect(sgt.dmaAddressAt(0)).toBe(16n << 12n); // pool 0's hint rounded up to it_blocksize after the first
+  });
+
+  it('ppc_iommu_map_sg skips a zero-length entry and resets dma_next, so the entries around it do not merge', () => {
+    const m = opsMachine({ kind: 'tce', offset: 0, size: 64, pageShift: 12 });
+    const dev = m.device('nic0');
+    const sgt = unwrap(sgAllocTable(3));
+    sgt.setPage(0, 0x100000n, 4096, 0);
+    sgt.setPage(1, 0x100001n, 0, 0);
+    sgt.setPage(2, 0x100002n, 4096, 0);
+    unwrap(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL));
+    // entries 1 and 2 of the table: adjacent TCEs, but two segments
+    expect(sgt.nents).toBe(2);
+    expect([sgt.dmaAddressAt(0), sgt.dmaLengthAt(0), sgt.dmaAddressAt(1), sgt.dmaLengthAt(1)]).toEqual([0x1000n, 4096, 0x2000n, 4096]);
+    expect(dmaOpsInspect(dev)!.allocated).toEqual([0, 1, 2]);
+    dmaUnmapSgtable(dev, sgt, DMA_BIDIRECTIONAL);
+    expect(dmaOpsInspect(dev)!.allocated).toEqual([0]);
+  });
+
+  it('ppc_iommu_map_sg with a zero-length first entry: an empty first segment, and ppc_iommu_unmap_sg then frees nothing', () => {
+    const m = opsMachine({ kind: 'tce', offset: 0, size: 64, pageShift: 12 }, { dmaDebug: false });
+    const dev = m.device('nic0');
+    const sgt = unwrap(sgAllocTable(3));
+    sgt.setPage(0, 0x100000n, 0, 0);
+    sgt.setPage(1, 0x100001n, 4096, 0);
+    sgt.setPage(2, 0x100002n, 4096, 0);
+    sgt.setDma(0, 0xabc000n, 77); // left over from an earlier mapping of the table
+    unwrap(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL));
+    // outcount starts at 1 with sg[0].dma_length = 0; entry 1 cannot merge into it (dma_next 0), so it
+    // opens sg[1]; entry 2 merges. sg[0].dma_address is never written.
+    expect(sgt.nents).toBe(2);
+    expect([sgt.dmaAddressAt(0), sgt.dmaLengthAt(0), sgt.dmaAddressAt(1), sgt.dmaLengthAt(1)]).toEqual([0xabc000n, 0, 0x1000n, 8192]);
+    dmaUnmapSgtable(dev, sgt, DMA_BIDIRECTIONAL);
+    // the unmap stops at sg[0] (dma_length 0): both TCEs stay, and the device still reaches the pages
+    expect(dmaOpsInspect(dev)!.allocated).toEqual([0, 1, 2]);
+    expect(dev.dmaRead(0x1000n, 8192).ok).toBe(true);
+  });
+
+  it('ppc_iommu_map_sg out of TCEs: EIO, the backout frees without it_ops->flush; DMA_ATTR_NO_WARN silences the dev_info', () => {
+    for (const attrs of [0, DMA_ATTR_NO_WARN]) {
+      const m = opsMachine({ kind: 'tce', offset: 0, size: 8, pageShift: 12 });
+      const dev = m.device('nic0');
+      const sgt = unwrap(sgAllocTable(2));
+      sgt.setPage(0, 0x100000n, 4096, 0);
+      sgt.setPage(1, 0x100010n, 64 * 1024, 0);
+      const flushes = dmaOpsInspect(dev)!.flushes;
+      expect(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL, attrs)).toMatchObject({ ok: false, errno: 'EIO' });
+      expect(dmaOpsInspect(dev)!.allocated).toEqual([0]);
+      expect(dmaOpsInspect(dev)!.entries).toEqual([]);
+      expect(dmaOpsInspect(dev)!.flushes).toBe(flushes);
+      expect(m.events.list('INFO', 'tce').map((e) => e.message)).toEqual(attrs ? [] : ['nic0: iommu_alloc failed, npages 16']);
+      expect(dmaMapPhys(dev, PHYS, 64 * 1024, DMA_BIDIRECTIONAL, attrs).ok).toBe(false);
+      expect(m.events.list('INFO', 'tce').length).toBe(attrs ? 0 : 2);
+    }
   });
 
   it('table full: DMA_MAPPING_ERROR, nothing left allocated', () => {

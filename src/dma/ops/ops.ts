@@ -27,6 +27,12 @@ export interface DmaOpsSeg {
   readonly len: number;
   readonly first: number;
   readonly count: number;
+  /**
+   * map_sg wrote only this segment's sg_dma_len (0), not its sg_dma_address, which keeps whatever
+   * the scatterlist held (ppc_iommu_map_sg's first segment when the list starts with zero-length
+   * entries). `addr` is then meaningless.
+   */
+  readonly lenOnly?: boolean;
 }
 
 /** What the device's DMA engine gets for one DMA address: a physical address and how far it runs, or why it faults. */

@@ -15,7 +15,7 @@
 import { err, faultInjected, ok, type Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
-import { DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
+import { DMA_ATTR_NO_WARN, DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
 import { dmaDirectGetRequiredMask, dmaGetMask, dmaGetMaxSegSize, dmaGetSegBoundaryNrPages } from '../mask.ts';
 import { allocZeroed } from './gart.ts';
 import {
@@ -171,18 +171,22 @@ export class TceOps implements DmaMapOps {
     return 0;
   }
 
+  /**
+   * Where the kernel calls it_ops->flush (iommu_alloc, iommu_free, the end of ppc_iommu_map_sg and
+   * ppc_iommu_unmap_sg; not the map_sg backout): pseries has none (the PHB reads the stores), so
+   * this counts the points where a platform with one would flush.
+   */
   private flush(): void {
-    // it_ops->flush: pseries has none (the hypervisor / PHB sees the store); counted as the mb()
     this.flushes++;
   }
 
   /** iommu_map_phys -> iommu_alloc, clamped to dma_get_mask(dev) as dma_iommu_map_phys passes it. */
-  mapPhys(dev: Device, phys: bigint, size: number, dir: number): bigint {
+  mapPhys(dev: Device, phys: bigint, size: number, dir: number, attrs: number): bigint {
     const npages = iommuNumPages(phys, size, this.ioPageSize);
     const mask = dmaGetMask(dev) >> BigInt(this.itPageShift);
     const n = this.rangeAlloc(dev, npages, null, mask, this.alignFor(phys, size));
     if (n === -1) {
-      this.mm.events.record('INFO', 'tce', `${dev.name}: iommu_alloc failed, npages ${npages}`, { dev: dev.name, npages });
+      this.allocFailed(dev, npages, attrs);
       return DMA_MAPPING_ERROR;
     }
     const entry = n + this.itOffset;
@@ -208,42 +212,72 @@ export class TceOps implements DmaMapOps {
     this.flush();
   }
 
-  /** ppc_iommu_map_sg: each entry's allocation continues from the handle; DMA-adjacent entries merge. */
+  /** The "iommu_alloc failed" dev_info of iommu_map_phys and ppc_iommu_map_sg, unless DMA_ATTR_NO_WARN. */
+  private allocFailed(dev: Device, npages: number, attrs: number): void {
+    if (attrs & DMA_ATTR_NO_WARN) return;
+    this.mm.events.record('INFO', 'tce', `${dev.name}: iommu_alloc failed, npages ${npages}`, { dev: dev.name, npages });
+  }
+
+  /**
+   * ppc_iommu_map_sg: each entry's allocation continues from the handle; an entry whose TCEs follow
+   * the open segment's merges into it (unless iommu=novmerge or past max_seg_size). A zero-length
+   * entry is skipped and resets the adjacency (dma_next = 0); when the list starts with one, the
+   * first output segment is left with length 0 and no address, and the mapped entries start at the
+   * second (so ppc_iommu_unmap_sg, which stops at the first zero length, frees none of them).
+   * Fails EIO (table full), after freeing what it mapped.
+   */
   mapSg(dev: Device, ents: readonly DmaOpsEntry[], dir: number, attrs: number): Result<DmaOpsSeg[]> {
     if (ents.length === 0) return err('EINVAL', 'no entries');
     const handle = { v: 0 };
     const maxSeg = dmaGetMaxSegSize(dev);
     const mask = dmaGetMask(dev) >> BigInt(this.itPageShift);
-    const out: Array<{ addr: bigint; len: number; first: number; count: number }> = [];
+    // outs: the open output segment; the first starts with length 0 for the backout
+    const out: Array<{ addr: bigint; len: number; first: number; count: number; lenOnly: boolean }> = [
+      { addr: 0n, len: 0, first: 0, count: 0, lenOnly: true },
+    ];
+    let segstart = 0;
     let dmaNext = 0n;
     for (let i = 0; i < ents.length; i++) {
       const e = ents[i];
+      if (e.len === 0) {
+        dmaNext = 0n;
+        continue;
+      }
       const npages = iommuNumPages(e.phys, e.len, this.ioPageSize);
       const n = this.rangeAlloc(dev, npages, handle, mask, this.alignFor(e.phys, e.len));
       if (n === -1) {
-        void attrs;
-        this.mm.events.record('INFO', 'tce', `${dev.name}: iommu_alloc failed, npages ${npages}`, { dev: dev.name, npages });
-        this.unmapSg(dev, out);
+        this.allocFailed(dev, npages, attrs);
+        // the backout frees every segment with a length, without it_ops->flush
+        for (const s of out) if (s.len !== 0) this.free(dev, s.addr, iommuNumPages(s.addr, s.len, this.ioPageSize));
         return err('EIO', `entry ${i}: TCE table full`);
       }
       const entry = n + this.itOffset;
       const dma = (BigInt(entry) << BigInt(this.itPageShift)) | (e.phys & BigInt(this.ioPageSize - 1));
       this.build(entry, npages, e.phys & ~BigInt(this.ioPageSize - 1), dir);
-      const cur = out[out.length - 1];
-      if (cur && !this.novmerge && dma === dmaNext && cur.len + e.len <= maxSeg) {
-        cur.len += e.len;
-        cur.count++;
-      } else {
-        out.push({ addr: dma, len: e.len, first: i, count: 1 });
+      let cur = out[out.length - 1];
+      if (segstart !== i) {
+        if (this.novmerge || dma !== dmaNext || cur.len + e.len > maxSeg) {
+          segstart = i;
+          cur = { addr: 0n, len: 0, first: i, count: 0, lenOnly: true };
+          out.push(cur);
+        } else {
+          cur.len += e.len;
+          cur.count++;
+        }
       }
+      if (segstart === i) Object.assign(cur, { addr: dma, len: e.len, first: i, count: 1, lenOnly: false });
       dmaNext = dma + BigInt(e.len);
     }
     this.flush();
-    return ok(out);
+    return ok(out.map((s) => (s.lenOnly ? s : { addr: s.addr, len: s.len, first: s.first, count: s.count })));
   }
 
+  /** ppc_iommu_unmap_sg: frees segment by segment up to the first of length 0, then one it_ops->flush. */
   unmapSg(dev: Device, segs: readonly DmaOpsSeg[]): void {
-    for (const s of segs) this.free(dev, s.addr, iommuNumPages(s.addr, s.len, this.ioPageSize));
+    for (const s of segs) {
+      if (s.len === 0) break;
+      this.free(dev, s.addr, iommuNumPages(s.addr, s.len, this.ioPageSize));
+    }
     this.flush();
   }
 
