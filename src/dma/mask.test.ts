@@ -116,9 +116,9 @@ describe('masks and device DMA parameters (kernel/dma/mapping.c: dma_set_mask; d
       [{ kind: 'xen-grant', backendDomid: 7 }, DMA_BIT_MASK(32), false], // (xen_grant_dma_supported wants 64 bits)
       // gart_dma_ops: dma_direct_get_required_mask
       [{ kind: 'gart', busBase: GART_BASE, pages: 16 }, direct, true],
-      // dma_iommu_get_required_mask: the table's window (fls_long(0 + 64) + 12 bits), or the bypass mask with a dynamic window
-      [{ kind: 'tce', offset: 0, size: 64, pageShift: 12 }, DMA_BIT_MASK(19), false],
-      [{ kind: 'tce', offset: 0, size: 256, pageShift: 12, ddw: { dmaOffset: 1n << 59n, busDmaLimit: (1n << 59n) + 0x1_4000_0000n } }, DMA_BIT_MASK(60), true], // RAM's end at 2^59 + 7 GiB on the bus
+      // dma_iommu_get_required_mask of a PCI device: the bypass mask, which dma_iommu_dma_supported
+      // accepts because the window (offset 0) starts below it, not the table's 19 bits
+      [{ kind: 'tce', offset: 0, size: 64, pageShift: 12 }, direct, true],
     ];
     for (const [cfg, required, limited] of cases) {
       const m = opsMachine(cfg, { swiotlb: mib4 });
@@ -126,6 +126,37 @@ describe('masks and device DMA parameters (kernel/dma/mapping.c: dma_set_mask; d
       expect(dmaSetMask(dev, DMA_BIT_MASK(cfg.kind === 'xen-grant' ? 64 : 32)).ok).toBe(true);
       expect([cfg.kind, dmaGetRequiredMask(dev), dmaAddressingLimited(dev)]).toEqual([cfg.kind, required, limited]);
     }
+  });
+  it('dma_iommu_get_required_mask (arch/powerpc/kernel/dma-iommu.c): the bypass mask unless the window lies past it; asking may enable the dynamic window', () => {
+    const mib4 = 4 * 1024 * 1024;
+    // a window starting past the bypass mask (it_offset 2^22 > 0x1_ffff_ffff >> 12): the table's mask,
+    // fls_long(2^22 + 64) + 12 = 35 bits, after dma_iommu_dma_supported's two dev_info lines
+    const far = opsMachine({ kind: 'tce', offset: 1 << 22, size: 64, pageShift: 12 }, { swiotlb: mib4 });
+    expect(dmaGetRequiredMask(far.device('nic0'))).toBe(DMA_BIT_MASK(35));
+    expect(far.events.list('INFO', 'tce').map((e) => e.message)).toEqual([
+      'nic0: Warning: IOMMU offset too big for device mask', 'nic0: mask: 0x1ffffffff, table offset: 0x400000000',
+    ]);
+    // a device that is not PCI skips the bypass question: the table's mask, fls_long(0 + 64) + 12 = 19 bits
+    const plat = opsMachine({ kind: 'tce', offset: 0, size: 64, pageShift: 12 }, { swiotlb: mib4 }).addDevice(new Device('plat0'));
+    expect(dmaGetRequiredMask(plat)).toBe(DMA_BIT_MASK(19));
+    // with a dynamic window: the first answer is the bypass mask of RAM as it is before the window
+    // (33 bits), and asking for it enabled the window (mask above 32 bits) and set dma_ops_bypass;
+    // the next answer is RAM's end through archdata.dma_offset, 2^59 + 7 GiB: 60 bits
+    const m = opsMachine({ kind: 'tce', offset: 0, size: 256, pageShift: 12, ddw: { dmaOffset: 1n << 59n, busDmaLimit: (1n << 59n) + 0x1_4000_0000n } }, { swiotlb: mib4 });
+    const dev = m.device('nic0');
+    expect(dev.busDmaLimit).toBe(0n);
+    expect(dmaGetRequiredMask(dev)).toBe(DMA_BIT_MASK(33));
+    expect(dev.busDmaLimit).toBe((1n << 59n) + 0x1_4000_0000n);
+    expect(dmaGetRequiredMask(dev)).toBe(DMA_BIT_MASK(60));
+    expect(dmaAddressingLimited(dev)).toBe(true);
+    expect(m.events.list('INFO', 'tce').map((e) => e.message)).toEqual([
+      'nic0: iommu: 64-bit OK but direct DMA is limited by 800000140000000',
+      'nic0: dma_iommu_get_required_mask: returning bypass mask 0x1ffffffff',
+      'nic0: iommu: 64-bit OK but direct DMA is limited by 800000140000000',
+      'nic0: dma_iommu_get_required_mask: returning bypass mask 0xfffffffffffffff',
+      'nic0: iommu: 64-bit OK but direct DMA is limited by 800000140000000',
+      'nic0: dma_iommu_get_required_mask: returning bypass mask 0xfffffffffffffff',
+    ]);
   });
   it('dma_direct_get_required_mask: the last RAM byte through the range map; untranslated, all ones (kernel/dma/direct.c)', () => {
     const m = smallMachine();

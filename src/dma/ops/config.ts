@@ -144,18 +144,9 @@ export function createDmaOps(mm: MachineMm, cfg: DmaOpsConfig): DmaMapOps {
 }
 
 /**
- * set_dma_ops for dev, with what the platform sets beside it: for a TCE table with a dynamic DMA
- * window, archdata.dma_offset (phys_to_dma as a one-entry range map), bus_dma_limit and
- * dma_ops_bypass (dma_iommu_dma_supported after enable_ddw).
+ * set_dma_ops for dev. A TCE table's dynamic DMA window is not set up here: as on pseries,
+ * enable_ddw gives it to the device when the driver asks for a mask above 32 bits (TceOps.dmaSupported).
  */
 export function installDmaOps(dev: Device, ops: DmaMapOps): void {
-  let bypass = false;
-  if (ops instanceof TceOps && ops.ddw) {
-    const { dmaOffset, busDmaLimit } = ops.ddw;
-    dev.busDmaLimit = busDmaLimit;
-    // powerpc's phys_to_dma adds archdata.dma_offset to any address (arch/powerpc/include/asm/dma-direct.h)
-    dev.dmaRangeMap = [{ cpuStart: 0n, dmaStart: dmaOffset, len: 2 ** 52 }];
-    bypass = true;
-  }
-  setDmaOps(dev, ops, bypass);
+  setDmaOps(dev, ops, false);
 }

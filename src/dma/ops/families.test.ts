@@ -10,7 +10,7 @@ import {
   dmaUnmapPhys, dmaUnmapPhyrs, dmaUnmapSgtable, xenGrantBackendMap, xenGrantBackendUnmap,
 } from '../index.ts';
 import { GartOps, TceOps, XenGrantOps } from '../internal.ts';
-import { getDmaOps } from './ops.ts';
+import { devDmaOps, getDmaOps } from './ops.ts';
 
 const PHYS = 0x1_2345_6678n;
 
@@ -246,6 +246,34 @@ describe('PowerPC TCE (arch/powerpc/kernel/iommu.c, platforms/pseries/iommu.c)',
     expect(dmaOpsInspect(dev)!.allocated).toEqual([0]);
   });
 
+  it('DDW comes with the first mask above 32 bits (enable_ddw); dma_supported sets and clears dma_ops_bypass, the window stays', () => {
+    const off = 1n << 59n, limit = off + 0x1_4000_0000n;
+    const m = opsMachine({ kind: 'tce', offset: 0, size: 256, pageShift: 12, ddw: { dmaOffset: off, busDmaLimit: limit } });
+    const dev = m.device('nic0');
+    const bypass = (): boolean => devDmaOps(dev)!.bypass;
+    // the default 32-bit mask: no window yet, everything through the table
+    expect([dev.busDmaLimit, bypass()]).toEqual([0n, false]);
+    const a = unwrap(dmaMapPhys(dev, 0x1000_0000n, 4096, DMA_BIDIRECTIONAL));
+    expect(a).toBe(1n << 12n);
+    dmaUnmapPhys(dev, a, 4096, DMA_BIDIRECTIONAL);
+    expect(dev.dmaRead(off + 0x1000_0000n, 4).ok).toBe(false); // the window does not exist yet
+    // dma_set_mask(64): iommu_bypass_supported_pSeriesLP -> enable_ddw, dma_ops_bypass set
+    unwrap(dmaSetMask(dev, DMA_BIT_MASK(64)));
+    expect([dev.busDmaLimit, bypass()]).toEqual([limit, true]);
+    expect(m.events.list('INFO', 'tce').map((e) => e.message)).toEqual(['nic0: iommu: 64-bit OK but direct DMA is limited by 800000140000000']);
+    const b = unwrap(dmaMapPhys(dev, 0x1000_0000n, 4096, DMA_BIDIRECTIONAL));
+    expect(b).toBe(off + 0x1000_0000n);
+    dmaUnmapPhys(dev, b, 4096, DMA_BIDIRECTIONAL);
+    // back to 32 bits: the table check passes and clears dma_ops_bypass, but bus_dma_limit stays, so
+    // arch_dma_map_phys_direct still sends RAM below it to dma-direct, whose address the mask refuses
+    unwrap(dmaSetMask(dev, DMA_BIT_MASK(32)));
+    expect([dev.busDmaLimit, bypass()]).toEqual([limit, false]);
+    expect(dmaMapPhys(dev, 0x1000_0000n, 4096, DMA_BIDIRECTIONAL).ok).toBe(false);
+    // a device that never asked keeps the table (each PCI function gets its window when it asks)
+    const gpu = m.device('gpu0');
+    expect(unwrap(dmaMapPhys(gpu, 0x1000_0000n, 4096, DMA_BIDIRECTIONAL)) < off).toBe(true);
+  });
+
   it('DDW: ranges the direct window covers go to dma-direct at phys + dma_offset, the rest to the table, in one phyr list', () => {
     const off = 1n << 59n;
     const m = opsMachine({ kind: 'tce', offset: 0, size: 256, pageShift: 12, ddw: { dmaOffset: off, busDmaLimit: off + 0x1_4000_0000n } });
@@ -396,6 +424,9 @@ describe('dispatch (kernel/dma/mapping.c)', () => {
     ];
     for (const [cfg, errno, warns] of cases) {
       const m = opsMachine(cfg);
+      // a 64-bit mask gives the TCE device its dynamic window (enable_ddw), and with it
+      // arch_dma_map_sg_direct, which every entry of an empty list passes
+      if (cfg.kind === 'tce' && cfg.ddw) unwrap(dmaSetMask(m.device('nic0'), DMA_BIT_MASK(64)));
       const r = dmaMapSgtable(m.device('nic0'), new SgAppendTable().sgt, DMA_TO_DEVICE);
       expect([cfg.kind, r.ok ? 'ok' : r.errno, m.events.count('WARN')]).toEqual([cfg.kind, errno, warns]);
     }

@@ -3,9 +3,14 @@
 // clamp, iommu_alloc, __iommu_free / iommu_free_check, iommu_map_phys / iommu_unmap_phys,
 // ppc_iommu_map_sg merging through the allocation handle, ppc_iommu_unmap_sg),
 // arch/powerpc/kernel/dma-iommu.c (dma_iommu_ops, arch_dma_map_phys_direct / arch_dma_unmap_phys_direct,
-// dma_iommu_dma_supported) and arch/powerpc/platforms/pseries/iommu.c (tce_build_pSeries /
-// tce_clear_pSeries: big-endian 64-bit TCEs in RAM; the dynamic DMA window: archdata.dma_offset and
-// bus_dma_limit, with dma_ops_bypass set).
+// dma_iommu_dma_supported setting or clearing dma_ops_bypass, dma_iommu_get_required_mask) and
+// arch/powerpc/platforms/pseries/iommu.c (tce_build_pSeries / tce_clear_pSeries: big-endian 64-bit
+// TCEs in RAM; iommu_bypass_supported_pSeriesLP -> enable_ddw, which gives a device asking for more
+// than 32 bits the dynamic DMA window: archdata.dma_offset and bus_dma_limit).
+// Model deviation: the dynamic window is given by the configuration (ddw) and enabled for any mask
+// above 32 bits with direct mapping of RAM below busDmaLimit - dmaOffset; enable_ddw's firmware calls,
+// the limited-addressing mode of a mask below 64 bits, removing the default window, the dynamic
+// (TCE-mapped) DDW and its log lines are not modelled.
 // Model deviation: one CPU, so iommu_pool_hash always picks pool 0 (the kernel hashes the CPU number).
 // Model deviation: the table in RAM holds this window's it_size entries only; the kernel's
 // it_base is indexed by absolute TCE number (it_offset + i) over the whole PHB table.
@@ -19,7 +24,7 @@ import { DMA_ATTR_NO_WARN, DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from
 import { dmaDirectGetRequiredMask, dmaGetMask, dmaGetMaxSegSize, dmaGetSegBoundaryNrPages } from '../mask.ts';
 import { allocZeroed } from './gart.ts';
 import {
-  IommuBitmap, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
+  IommuBitmap, devDmaOps, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
 } from './ops.ts';
 
 export interface TceOpsConfig {
@@ -33,8 +38,10 @@ export interface TceOpsConfig {
   /** it_blocksize: hint rounding after small allocations (16 on pseries). Default 16. */
   readonly blockSize?: number;
   /**
-   * The dynamic DMA window: RAM below busDmaLimit - dmaOffset is mapped directly at phys + dmaOffset
-   * (dma_ops_bypass set, bus_dma_limit = busDmaLimit); the rest goes through the table.
+   * The dynamic DMA window the platform offers: once the driver asks for a mask above 32 bits
+   * (enable_ddw), RAM below busDmaLimit - dmaOffset is mapped directly at phys + dmaOffset
+   * (archdata.dma_offset, bus_dma_limit = busDmaLimit, dma_ops_bypass set); the rest, and
+   * everything before that, goes through the table.
    */
   readonly ddw?: { readonly dmaOffset: bigint; readonly busDmaLimit: bigint };
   /** iommu=novmerge: map_sg never merges. Default false. */
@@ -46,6 +53,11 @@ export const TCE_PCI_WRITE = 2n;
 const IOMMU_NR_POOLS = 4;
 
 interface Pool { start: number; end: number; hint: number }
+
+/** printk's %08llx: at least 8 hex digits. */
+function hex8(v: bigint): string {
+  return v.toString(16).padStart(8, '0');
+}
 
 /** struct iommu_table with tce_build_pSeries as it_ops->set. */
 export class TceOps implements DmaMapOps {
@@ -62,6 +74,8 @@ export class TceOps implements DmaMapOps {
   readonly largePool: Pool;
   readonly ddw: { readonly dmaOffset: bigint; readonly busDmaLimit: bigint } | null;
   readonly novmerge: boolean;
+  /** The devices enable_ddw gave the dynamic window (a mask above 32 bits was asked for). */
+  private readonly ddwDevices = new WeakSet<Device>();
   flushes = 0;
   private readonly mm: MachineMm;
 
@@ -282,21 +296,63 @@ export class TceOps implements DmaMapOps {
   }
 
   /**
-   * dma_iommu_get_required_mask (arch/powerpc/kernel/dma-iommu.c): the direct mask when the platform
-   * would bypass the table for it (pseries iommu_bypass_supported_pSeriesLP: a mask above 32 bits
-   * and a dynamic window, the model's ddw), else the mask covering the table's window, one bit wider
-   * than fls_long(it_offset + it_size) pages as the kernel rounds it.
+   * dma_iommu_get_required_mask (arch/powerpc/kernel/dma-iommu.c): for a PCI device, the direct
+   * mask (dma_direct_get_required_mask) whenever dma_iommu_dma_supported accepts it, which it does
+   * through the bypass or, failing that, because the table's window starts below it; so the table's
+   * own mask (one bit wider than fls_long(it_offset + it_size) pages) only for a window past it or a
+   * device that is not PCI. Asking has dma_iommu_dma_supported's effects: it may enable the dynamic
+   * window, and it sets or clears dma_ops_bypass.
    */
   getRequiredMask(dev: Device): bigint {
-    const bypassMask = dmaDirectGetRequiredMask(dev);
-    if (this.ddw && bypassMask > DMA_BIT_MASK(32)) return bypassMask;
+    if (dev.pci !== null) {
+      const bypassMask = dmaDirectGetRequiredMask(dev);
+      if (this.dmaSupported(dev, bypassMask)) {
+        this.info(dev, `dma_iommu_get_required_mask: returning bypass mask 0x${bypassMask.toString(16)}`);
+        return bypassMask;
+      }
+    }
     const fls = (this.itOffset + this.itSize).toString(2).length;
     return (1n << BigInt(fls + this.itPageShift)) - 1n;
   }
 
-  /** dma_iommu_dma_supported: the window must start below the mask (bypass is decided at configuration). */
-  dmaSupported(_dev: Device, mask: bigint): boolean {
-    return BigInt(this.itOffset) <= mask >> BigInt(this.itPageShift);
+  /**
+   * dma_iommu_dma_supported: a PCI device whose mask the platform can bypass the table for
+   * (iommu_bypass_supported_pSeriesLP: above 32 bits, with a dynamic window) gets dma_ops_bypass;
+   * otherwise the table's window must start at or below the mask, and dma_ops_bypass is cleared.
+   */
+  dmaSupported(dev: Device, mask: bigint): boolean {
+    const o = devDmaOps(dev);
+    if (dev.pci !== null && this.bypassSupported(dev, mask)) {
+      if (o) o.bypass = true;
+      this.info(dev, `iommu: 64-bit OK but direct DMA is limited by ${dev.busDmaLimit.toString(16)}`);
+      return true;
+    }
+    if (BigInt(this.itOffset) > mask >> BigInt(this.itPageShift)) {
+      this.info(dev, 'Warning: IOMMU offset too big for device mask');
+      this.info(dev, `mask: 0x${hex8(mask)}, table offset: 0x${hex8(BigInt(this.itOffset) << BigInt(this.itPageShift))}`);
+      return false;
+    }
+    if (o) o.bypass = false;
+    return true;
+  }
+
+  /**
+   * iommu_bypass_supported_pSeriesLP (arch/powerpc/platforms/pseries/iommu.c): a mask above 32 bits
+   * and a dynamic window (enable_ddw: created at the first such mask, found again after; it sets
+   * archdata.dma_offset, and bus_dma_limit for the direct mapping of RAM).
+   */
+  private bypassSupported(dev: Device, mask: bigint): boolean {
+    if (mask <= DMA_BIT_MASK(32) || !this.ddw) return false;
+    // powerpc's phys_to_dma adds archdata.dma_offset to any address (arch/powerpc/include/asm/dma-direct.h)
+    dev.dmaRangeMap = [{ cpuStart: 0n, dmaStart: this.ddw.dmaOffset, len: 2 ** 52 }];
+    dev.busDmaLimit = this.ddw.busDmaLimit;
+    this.ddwDevices.add(dev);
+    return true;
+  }
+
+  /** A dev_info line. */
+  private info(dev: Device, message: string): void {
+    this.mm.events.record('INFO', 'tce', `${dev.name}: ${message}`, { dev: dev.name });
   }
 
   /** arch_dma_map_phys_direct: bus_dma_limit >= phys_to_dma(end) (phys + archdata.dma_offset). */
@@ -311,8 +367,8 @@ export class TceOps implements DmaMapOps {
     return end >= this.ddw.dmaOffset;
   }
 
-  translate(_dev: Device, addr: bigint, write: boolean): DmaOpsXlate {
-    if (this.ddw && addr >= this.ddw.dmaOffset) {
+  translate(dev: Device, addr: bigint, write: boolean): DmaOpsXlate {
+    if (this.ddw && this.ddwDevices.has(dev) && addr >= this.ddw.dmaOffset) {
       if (addr >= this.ddw.busDmaLimit) return `TCE: 0x${addr.toString(16)} is past the direct window (bus_dma_limit 0x${this.ddw.busDmaLimit.toString(16)})`;
       const left = this.ddw.busDmaLimit - addr;
       return { phys: addr - this.ddw.dmaOffset, len: Number(left > 1n << 40n ? 1n << 40n : left) };
