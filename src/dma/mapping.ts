@@ -38,8 +38,8 @@ import {
   debugDmaSyncSingleForCpu, debugDmaSyncSingleForDevice, debugDmaUnmapPhys, debugDmaUnmapSg,
   dmaDebugOf,
 } from './debug.ts';
-import { devDmaOps, getDmaOps, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg } from './ops/ops.ts';
-import { dmaDirectGetRequiredMask } from './mask.ts';
+import { getDmaOps, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg } from './ops/ops.ts';
+import { dmaGoDirectFor } from './mask.ts';
 import { memTypeLookup } from './map-iter.ts';
 import { rangeProvider } from '../phyr/index.ts';
 import './counters.ts';
@@ -59,14 +59,7 @@ function checkDir(dev: Device, dir: unknown, fn: string): DmaDataDirection {
  * with a mask (or bus_dma_limit) that reaches all of RAM.
  */
 function mapDirect(dev: Device): boolean {
-  if (dev.dmaIommu) return false;
-  const o = devDmaOps(dev);
-  if (o === undefined) return true;
-  if (!o.bypass) return false;
-  const mask = dev.dmaMask ?? 0n;
-  const lim = dev.busDmaLimit;
-  const m = mask === 0n ? lim : lim === 0n ? mask : mask < lim ? mask : lim;
-  return m >= dmaDirectGetRequiredMask(dev);
+  return dmaGoDirectFor(dev, dev.dmaMask ?? 0n);
 }
 
 /** The device's dma_map_ops when it is not behind dma-iommu (get_dma_ops), else null. */

@@ -50,24 +50,31 @@ export function dmaDirectGetRequiredMask(dev: Device): bigint {
 }
 
 /**
+ * dma_go_direct (kernel/dma/mapping.c) for a mask: not behind dma-iommu, and either no dma_map_ops
+ * or dma_ops_bypass with min_not_zero(mask, bus_dma_limit) reaching dma_direct_get_required_mask.
+ * dma_map_direct asks it with *dev->dma_mask, dma_alloc_direct with the coherent mask.
+ */
+export function dmaGoDirectFor(dev: Device, mask: bigint): boolean {
+  if (dev.dmaIommu) return false;
+  const o = devDmaOps(dev);
+  if (o === undefined) return true;
+  if (!o.bypass) return false;
+  const lim = dev.busDmaLimit;
+  const m = mask === 0n ? lim : lim === 0n ? mask : mask < lim ? mask : lim;
+  return m >= dmaDirectGetRequiredMask(dev);
+}
+
+/**
  * dma_get_required_mask (kernel/dma/mapping.c): dma_direct_get_required_mask when allocations go
  * direct (no dma_map_ops, or dma_ops_bypass with a coherent mask that reaches all of RAM); 32 bits
  * behind dma-iommu; else the ops' ->get_required_mask, and 32 bits for ops without one (Xen
  * swiotlb and grants, the dummy ops).
  */
 export function dmaGetRequiredMask(dev: Device): bigint {
-  if (dev.dmaIommu) return DMA_BIT_MASK(32);
-  const o = devDmaOps(dev);
-  if (o === undefined) return dmaDirectGetRequiredMask(dev);
   // dma_alloc_direct: dma_go_direct() with the coherent mask
-  if (o.bypass) {
-    const lim = dev.busDmaLimit;
-    const mask = dev.coherentDmaMask;
-    const m = mask === 0n ? lim : lim === 0n ? mask : mask < lim ? mask : lim;
-    const direct = dmaDirectGetRequiredMask(dev);
-    if (m >= direct) return direct;
-  }
-  return o.ops.getRequiredMask?.(dev) ?? DMA_BIT_MASK(32);
+  if (dmaGoDirectFor(dev, dev.coherentDmaMask)) return dmaDirectGetRequiredMask(dev);
+  if (dev.dmaIommu) return DMA_BIT_MASK(32);
+  return devDmaOps(dev)?.ops.getRequiredMask?.(dev) ?? DMA_BIT_MASK(32);
 }
 
 /**
@@ -96,14 +103,18 @@ export function dmaSupported(dev: Device, mask: bigint): boolean {
 }
 
 /**
- * dma_setup_need_sync: a coherent device (direct or dma-iommu) starts with dma_skip_sync set; the
- * first swiotlb bounce clears it again.
+ * dma_setup_need_sync: a coherent device that maps direct (no dma_map_ops, or dma_ops_bypass with a
+ * mask that reaches RAM: dma_map_direct) or through dma-iommu starts with dma_skip_sync set; the
+ * first swiotlb bounce clears it again. A device on dma_map_ops without sync callbacks skips syncs
+ * whatever its coherence (they could do nothing).
  */
 export function dmaSetupNeedSync(dev: Device): void {
-  const ops = dev.dmaIommu ? null : getDmaOps(dev);
-  // dma_map_ops without sync callbacks can never sync (the kernel's dma_setup_need_sync)
-  if (ops !== null) dev.dmaSkipSync = !ops.syncSingleForCpu && !ops.syncSingleForDevice;
-  else dev.dmaSkipSync = dev.dmaCoherent;
+  if (dmaGoDirectFor(dev, dev.dmaMask ?? 0n) || dev.dmaIommu) {
+    dev.dmaSkipSync = dev.dmaCoherent;
+    return;
+  }
+  const ops = getDmaOps(dev);
+  dev.dmaSkipSync = ops === null || (!ops.syncSingleForCpu && !ops.syncSingleForDevice);
 }
 
 /**

@@ -11,6 +11,7 @@ import {
 } from '../index.ts';
 import { GartOps, TceOps, XenGrantOps } from '../internal.ts';
 import { devDmaOps, getDmaOps } from './ops.ts';
+import { dmaGoDirect } from '../mapping.ts';
 
 const PHYS = 0x1_2345_6678n;
 
@@ -272,6 +273,28 @@ describe('PowerPC TCE (arch/powerpc/kernel/iommu.c, platforms/pseries/iommu.c)',
     // a device that never asked keeps the table (each PCI function gets its window when it asks)
     const gpu = m.device('gpu0');
     expect(unwrap(dmaMapPhys(gpu, 0x1000_0000n, 4096, DMA_BIDIRECTIONAL)) < off).toBe(true);
+  });
+
+  it('dma_set_mask -> dma_setup_need_sync: a device that bypasses to dma-direct syncs by its coherence, not by the ops\' sync callbacks', () => {
+    // a window whose bus_dma_limit reaches RAM's end through dma_offset (2^35 + 7 GiB: 36 bits), so
+    // dma_map_direct holds with a 64-bit mask; nic0 is not DMA-coherent
+    const off = 1n << 35n;
+    const m = createMachine({
+      ramBytes: 6 * GiB, seed: 1, swiotlb: { bytes: 4 * MiB },
+      pci: OPS_NODES.map((n) => (n.name === 'nic0' ? { ...n, coherent: false } : n)),
+      dmaOps: { kind: 'tce', offset: 0, size: 256, pageShift: 12, ddw: { dmaOffset: off, busDmaLimit: (1n << 36n) - 1n } },
+    });
+    const dev = m.device('nic0');
+    expect(dev.dmaSkipSync).toBe(true); // dma_iommu_ops has no sync callbacks
+    unwrap(dmaSetMask(dev, DMA_BIT_MASK(64)));
+    expect(dmaGoDirect(dev)).toBe(true);
+    expect(dev.dmaSkipSync).toBe(false);
+    const a = unwrap(dmaMapPhys(dev, 0x1000_0000n, 4096, DMA_FROM_DEVICE));
+    expect(a).toBe(off + 0x1000_0000n);
+    const before = m.events.count('CACHE');
+    dmaSyncSingleForCpu(dev, a, 4096, DMA_FROM_DEVICE);
+    expect(m.events.count('CACHE')).toBeGreaterThan(before); // dma_direct_sync_single_for_cpu's invalidate
+    dmaUnmapPhys(dev, a, 4096, DMA_FROM_DEVICE);
   });
 
   it('DDW: ranges the direct window covers go to dma-direct at phys + dma_offset, the rest to the table, in one phyr list', () => {
