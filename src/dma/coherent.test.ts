@@ -61,6 +61,13 @@ describe('dma_alloc_coherent on dma-direct (kernel/dma/direct.c: dma_direct_allo
     const m = makeMachine('none');
     expect(dmaAllocCoherent(m.device('nic0'), 4096, __GFP_COMP)).toMatchObject({ ok: false, errno: 'ENOMEM' });
     expect(m.events.list().some((e) => e.kind === 'WARN' && /__GFP_COMP/.test(e.message))).toBe(true);
+    // WARN_ON_ONCE: the second refusal is silent, as is the second allocation with no coherent mask
+    expect(dmaAllocCoherent(m.device('nic0'), 4096, __GFP_COMP).ok).toBe(false);
+    m.device('nic0').coherentDmaMask = 0n;
+    for (let i = 0; i < 2; i++) dmaAllocCoherent(m.device('nic0'), 4096);
+    expect(m.events.list('WARN').map((e) => e.message.replace(/^nic0: dma_alloc_attrs: /, ''))).toEqual([
+      'WARN_ON_ONCE(flag & __GFP_COMP)', 'WARN_ON_ONCE(!dev->coherent_dma_mask)',
+    ]);
   });
 
   it('misuse goes to dma-debug: wrong size, wrong CPU address, never allocated (debug_dma_free_coherent)', () => {

@@ -96,9 +96,9 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
   checkGfp(gfp);
   checkAttrs(attrs);
   const mm = dmaContextOf(dev).mm;
-  if (dev.coherentDmaMask === 0n) mm.events.warn('dma', `${dev.name}: dma_alloc_attrs: WARN_ON_ONCE(!dev->coherent_dma_mask)`);
+  if (dev.coherentDmaMask === 0n) mm.events.warnOnce('dma_alloc_attrs:coherent_dma_mask', 'dma', `${dev.name}: dma_alloc_attrs: WARN_ON_ONCE(!dev->coherent_dma_mask)`);
   if (gfp & __GFP_COMP) {
-    mm.events.warn('dma', `${dev.name}: dma_alloc_attrs: WARN_ON_ONCE(flag & __GFP_COMP)`);
+    mm.events.warnOnce('dma_alloc_attrs:__GFP_COMP', 'dma', `${dev.name}: dma_alloc_attrs: WARN_ON_ONCE(flag & __GFP_COMP)`);
     return err('ENOMEM', '__GFP_COMP');
   }
   const order = getOrder(size, mm.pageSize);

@@ -384,6 +384,23 @@ describe('__dma_map_sg_attrs checks (kernel/dma/mapping.c)', () => {
     dmaUnmapSgtable(dev, t.value, DMA_TO_DEVICE, DMA_ATTR_REQUIRE_COHERENT);
     expect(m.teardown()).toBe(0);
   });
+  it('a device without dma_mask: dma_map_phys fails and dma_map_sgtable maps 0, each WARN_ON_ONCE once per boot', () => {
+    const m = smallMachine();
+    const dev = m.device('nvme0');
+    dev.dmaMask = null;
+    const pfn = ramAt(m, HIGH, MiB) >> 12n;
+    for (let i = 0; i < 2; i++) {
+      expect(dmaMapPhys(dev, pfn << 12n, 4096, DMA_TO_DEVICE).ok).toBe(false);
+      const t = sgAllocTableFromPagesSegment([pfn], 0, 4096, 0xfffff000);
+      expect(t.ok).toBe(true);
+      if (!t.ok) return;
+      expect(dmaMapSgtable(dev, t.value, DMA_TO_DEVICE)).toEqual({ ok: true, value: undefined });
+      expect(t.value.nents).toBe(0);
+    }
+    expect(m.events.list('WARN').map((e) => e.message)).toEqual([
+      'nvme0: dma_map_phys: WARN_ON_ONCE(!dev->dma_mask)', 'nvme0: dma_map_sgtable: WARN_ON_ONCE(!dev->dma_mask)',
+    ]);
+  });
   it('an empty table: dma_direct_map_sg returns 0, so WARN_ON_ONCE and EIO (one WARN per boot)', () => {
     const m = smallMachine();
     const dev = m.device('nvme0');

@@ -140,7 +140,7 @@ export function dmaMapPhys(dev: Device, phys: bigint, size: number, dir: number,
   const d = checkDir(dev, dir, 'dma_map_phys');
   ctx.mm.stats.dmaMapCalls++;
   if (dev.dmaMask === null) {
-    ctx.mm.events.warn('dma', `${dev.name}: dma_map_phys: WARN_ON_ONCE(!dev->dma_mask)`);
+    ctx.mm.events.warnOnce('dma_map_phys:dma_mask', 'dma', `${dev.name}: dma_map_phys: WARN_ON_ONCE(!dev->dma_mask)`);
     return err('ENOMEM', 'device has no dma_mask');
   }
   if ((attrs & DMA_ATTR_REQUIRE_COHERENT) && !dev.dmaCoherent) return err('ENOMEM', 'DMA_ATTR_REQUIRE_COHERENT on a non-coherent device');
@@ -304,7 +304,7 @@ export function dmaMapSgtable(dev: Device, sgt: SgTable, dir: number, attrs = 0)
     return err('EOPNOTSUPP', `DMA_ATTR_REQUIRE_COHERENT on ${dev.name}, which is not DMA-coherent`);
   }
   if (dev.dmaMask === null) {
-    ctx.mm.events.warn('dma', `${dev.name}: dma_map_sgtable: WARN_ON_ONCE(!dev->dma_mask)`);
+    ctx.mm.events.warnOnce('dma_map_sg:dma_mask', 'dma', `${dev.name}: dma_map_sgtable: WARN_ON_ONCE(!dev->dma_mask)`);
     sgt.nents = 0;
     return ok();
   }
