@@ -362,6 +362,15 @@ describe('Xen swiotlb (drivers/xen/swiotlb-xen.c)', () => {
     const bar = m.regions.find((r) => r.name === 'nic0.bar0')!.start;
     expect(unwrap(dmaMapResource(dev, bar, 4096, DMA_BIDIRECTIONAL))).toBe(bar);
   });
+
+  it('MMIO beyond the mask: DMA_MAPPING_ERROR, reported once per boot (dev_err_once + WARN_ON_ONCE)', () => {
+    const m = opsMachine({ kind: 'xen-swiotlb', p2m });
+    const dev = m.device('nic0');
+    const bar = m.regions.find((r) => r.name === 'nic0.bar0')!.start;
+    expect(bar > DMA_BIT_MASK(32)).toBe(true);
+    for (let i = 0; i < 2; i++) expect(dmaMapResource(dev, bar, 4096, DMA_BIDIRECTIONAL).ok).toBe(false);
+    expect(m.events.list('WARN').map((e) => e.message)).toEqual([`nic0: DMA addr 0x${bar.toString(16)}+4096 overflow (mask ffffffff, bus limit 0).`]);
+  });
 });
 
 describe('Xen grants (drivers/xen/grant-dma-ops.c)', () => {

@@ -85,7 +85,9 @@ export class XenSwiotlbOps implements DmaMapOps {
   mapPhys(dev: Device, phys: bigint, size: number, dir: number, attrs: number): bigint {
     if (attrs & DMA_ATTR_MMIO) {
       if (!dmaCapable(dev, phys, size, false)) {
-        this.mm.events.warn('xen-swiotlb', `${dev.name}: DMA addr 0x${phys.toString(16)}+${size} overflow (mask ${(dev.dmaMask ?? 0n).toString(16)}, bus limit ${dev.busDmaLimit.toString(16)})`);
+        // dev_err_once and WARN_ON_ONCE(1): one report per boot (per machine here)
+        this.mm.events.warnOnce('xen_swiotlb_map_phys:mmio_overflow', 'xen-swiotlb',
+          `${dev.name}: DMA addr 0x${phys.toString(16)}+${size} overflow (mask ${(dev.dmaMask ?? 0n).toString(16)}, bus limit ${dev.busDmaLimit.toString(16)}).`);
         return DMA_MAPPING_ERROR;
       }
       return phys;
