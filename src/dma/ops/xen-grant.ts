@@ -18,6 +18,7 @@ import { faultInjected, type Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_ATTR_MMIO, DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
+import { printkWarning } from '../events.ts';
 import { allocZeroed } from './gart.ts';
 import { getDmaOps, mapSgEachEntry, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate } from './ops.ts';
 
@@ -37,6 +38,11 @@ export const GTF_reading = 1 << 3;
 export const GTF_writing = 1 << 4;
 export const GNTTAB_NR_RESERVED_ENTRIES = 8;
 const XEN_PAGE = 4096;
+
+/** printk's %#x: 0x and lowercase hex, but a bare 0 for zero. */
+function hexAlt(v: number): string {
+  return v === 0 ? '0' : `0x${v.toString(16)}`;
+}
 
 /** GNTTAB_LIST_END. */
 const LIST_END = -1;
@@ -266,7 +272,9 @@ export class XenGrantOps implements DmaMapOps {
     const g = Number((addr & ~XEN_GRANT_DMA_ADDR_OFF) >> 12n);
     for (let i = 0; i < n; i++) {
       if (!this.endAccess(g + i)) {
-        this.mm.events.record('INFO', 'xen-grant', `${dev.name}: Grant still in use by backend domain, disabled for further use`, { dev: dev.name, ref: g + i });
+        // gnttab_end_foreign_access_ref's pr_warn, then xen_grant_dma_unmap_phys's dev_alert
+        printkWarning(this.mm.events, 'xen-grant', `WARNING: g.e. ${hexAlt(g + i)} still in use!`, { ref: g + i });
+        this.mm.events.record('INFO', 'xen-grant', `${dev.name}: Grant still in use by backend domain, disabled for further use`, { dev: dev.name, ref: g + i, level: 'alert' });
         this.broken = true;
         return;
       }
