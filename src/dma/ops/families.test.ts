@@ -72,7 +72,7 @@ describe('GART (arch/x86/kernel/amd_gart_64.c)', () => {
     expect(before.allocated.length).toBe(15);
     const r = dmaMapPhys(dev, PHYS & ~0xfffn, 4096, DMA_BIDIRECTIONAL);
     expect(r.ok).toBe(false);
-    expect(m.events.list('INFO', 'gart').map((e) => e.message)).toEqual(['nic0: PCI-DMA: Out of IOMMU space for 4096 bytes']);
+    expect(m.events.list('INFO', 'gart').map((e) => [e.message, e.data?.level])).toEqual([['nic0: PCI-DMA: Out of IOMMU space for 4096 bytes', 'err']]);
     expect(dmaOpsInspect(dev)!.allocated).toEqual(before.allocated);
     dmaUnmapPhys(dev, a, 15 * 4096, DMA_BIDIRECTIONAL);
   });

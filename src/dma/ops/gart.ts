@@ -141,8 +141,9 @@ export class GartOps implements DmaMapOps {
     }
   }
 
+  /** iommu_full: a dev_err line. */
   private iommuFull(dev: Device, size: number): void {
-    this.mm.events.record('INFO', 'gart', `${dev.name}: PCI-DMA: Out of IOMMU space for ${size} bytes`, { dev: dev.name, size });
+    this.mm.events.record('INFO', 'gart', `${dev.name}: PCI-DMA: Out of IOMMU space for ${size} bytes`, { dev: dev.name, size, level: 'err' });
   }
 
   /** dma_map_area: the bus address, the physical address (overflow of a device that reaches it), or DMA_MAPPING_ERROR. */
