@@ -397,8 +397,14 @@ function opsMapSg(dev: Device, ops: DmaMapOps, sgt: SgTable, dir: DmaDataDirecti
   }
   const r = ops.mapSg(dev, ents, dir, attrs);
   if (!r.ok) return r;
+  const n = r.value.length;
   r.value.forEach((s, i) => sgt.setDma(i, s.lenOnly ? sgt.dmaAddressAt(i) : s.addr, s.len));
-  return ok(r.value.length);
+  if (ops.sgTail !== undefined && n < ents.length) {
+    const phys = ops.sgTail === 'phys-end-mark';
+    sgt.setDma(n, phys ? ents[n].phys : sgt.dmaAddressAt(n), 0);
+    if (phys) for (let i = n + 1; i < ents.length; i++) sgt.setDma(i, ents[i].phys, sgt.dmaLengthAt(i));
+  }
+  return ok(n);
 }
 
 /**

@@ -139,6 +139,20 @@ describe('GART (arch/x86/kernel/amd_gart_64.c)', () => {
       expect(dmaOpsInspect(dev)!.allocated).toEqual([]);
     }
   });
+
+  it('gart_map_sg leaves sg_dma_address = sg_phys in the entries past its segments, and sg_dma_len 0 in the first of them', () => {
+    const m = opsMachine({ kind: 'gart', busBase: GART_BASE, pages: 64, merge: true });
+    const dev = m.device('nic0');
+    const sgt = unwrap(sgAllocTable(3));
+    const pfns = [0x123456n, 0x100010n, 0x150000n];
+    pfns.forEach((p, i) => { sgt.setPage(i, p, 4096, 0); sgt.setDma(i, 0xdead000n, 99); });
+    unwrap(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL));
+    expect([0, 1, 2].map((i) => [sgt.dmaAddressAt(i), sgt.dmaLengthAt(i)])).toEqual([
+      [GART_BASE, 3 * 4096], [0x100010n << 12n, 0], [0x150000n << 12n, 99],
+    ]);
+    dmaUnmapSgtable(dev, sgt, DMA_BIDIRECTIONAL);
+    expect(dmaOpsInspect(dev)!.allocated).toEqual([]);
+  });
 });
 
 describe('PowerPC TCE (arch/powerpc/kernel/iommu.c, platforms/pseries/iommu.c)', () => {
@@ -194,10 +208,11 @@ describe('PowerPC TCE (arch/powerpc/kernel/iommu.c, platforms/pseries/iommu.c)',
     sgt.setPage(0, 0x100000n, 4096, 0);
     sgt.setPage(1, 0x100001n, 0, 0);
     sgt.setPage(2, 0x100002n, 4096, 0);
+    sgt.setDma(2, 0xdead000n, 99); // left over from an earlier mapping of the table
     unwrap(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL));
-    // entries 1 and 2 of the table: adjacent TCEs, but two segments
+    // entries 1 and 2 of the table: adjacent TCEs, but two segments; sg[2] gets the dma_length 0 mark
     expect(sgt.nents).toBe(2);
-    expect([sgt.dmaAddressAt(0), sgt.dmaLengthAt(0), sgt.dmaAddressAt(1), sgt.dmaLengthAt(1)]).toEqual([0x1000n, 4096, 0x2000n, 4096]);
+    expect([0, 1, 2].map((i) => [sgt.dmaAddressAt(i), sgt.dmaLengthAt(i)])).toEqual([[0x1000n, 4096], [0x2000n, 4096], [0xdead000n, 0]]);
     expect(dmaOpsInspect(dev)!.allocated).toEqual([0, 1, 2]);
     dmaUnmapSgtable(dev, sgt, DMA_BIDIRECTIONAL);
     expect(dmaOpsInspect(dev)!.allocated).toEqual([0]);

@@ -58,6 +58,7 @@ export function gptDecode(pte: number): bigint {
 /** One AMD GART: its GATT in RAM, bitmap, rotor and flush state (global in the kernel: one per ops instance here). */
 export class GartOps implements DmaMapOps {
   readonly kind = 'gart' as const;
+  readonly sgTail = 'phys-end-mark' as const;
   readonly busBase: bigint;
   readonly pages: number;
   /** Physical address of the GATT (pages * 4 bytes, zeroed at init). */

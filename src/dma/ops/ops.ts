@@ -60,6 +60,14 @@ export interface DmaOpsState {
 /** A dma_map_ops instance bound to one device's machine. */
 export interface DmaMapOps {
   readonly kind: DmaOpsKind;
+  /**
+   * What a successful map_sg writes into a scatterlist past its segments when they are fewer than
+   * the entries: 'end-mark' is sg_dma_len 0 in the entry after the last segment, where the family's
+   * unmap_sg stops (ppc_iommu_map_sg); 'phys-end-mark' the same, with every entry past the segments
+   * also keeping the sg_dma_address set to its sg_phys (gart_map_sg sets it for every entry first).
+   * Absent: nothing (one segment per entry).
+   */
+  readonly sgTail?: 'end-mark' | 'phys-end-mark';
   /** ->map_phys: the DMA address or DMA_MAPPING_ERROR. */
   mapPhys(dev: Device, phys: bigint, size: number, dir: number, attrs: number): bigint;
   /** ->unmap_phys. */

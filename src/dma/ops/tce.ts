@@ -62,6 +62,7 @@ function hex8(v: bigint): string {
 /** struct iommu_table with tce_build_pSeries as it_ops->set. */
 export class TceOps implements DmaMapOps {
   readonly kind = 'tce' as const;
+  readonly sgTail = 'end-mark' as const;
   readonly itOffset: number;
   readonly itSize: number;
   readonly itPageShift: number;
