@@ -255,6 +255,20 @@ describe('PowerPC TCE (arch/powerpc/kernel/iommu.c, platforms/pseries/iommu.c)',
     }
   });
 
+  it('iommu_free_check: an unmap outside the window prints the table facts (KERN_INFO) and WARN_ON(1), and frees nothing', () => {
+    // dma-debug off: with it on, an unmap of what was never mapped goes to dma-debug alone (docs/model.md)
+    const m = opsMachine({ kind: 'tce', offset: 0, size: 64, pageShift: 12 }, { dmaDebug: false });
+    const dev = m.device('nic0');
+    const a = unwrap(dmaMapPhys(dev, PHYS, 4096, DMA_BIDIRECTIONAL));
+    dmaUnmapPhys(dev, 0x40_0000n, 4096, DMA_BIDIRECTIONAL); // entry 0x400, past it_size 0x40
+    expect(m.events.list('INFO', 'tce').map((e) => e.message)).toEqual([
+      'iommu_free: invalid entry', '\tentry     = 0x400', '\tdma_addr  = 0x400000', '\tsize      = 0x40', '\tstartOff  = 0x0',
+    ]);
+    expect(m.events.list('WARN').map((e) => e.message)).toEqual(['nic0: iommu_free_check: WARN_ON(1)']);
+    expect(dmaOpsInspect(dev)!.allocated).toEqual([0, 1, 2]); // PHYS + 4 KiB spans two TCEs
+    dmaUnmapPhys(dev, a, 4096, DMA_BIDIRECTIONAL);
+  });
+
   it('table full: DMA_MAPPING_ERROR, nothing left allocated', () => {
     const m = opsMachine({ kind: 'tce', offset: 0, size: 8, pageShift: 12 });
     const dev = m.device('nic0');

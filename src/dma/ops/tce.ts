@@ -215,7 +215,12 @@ export class TceOps implements DmaMapOps {
     const entry = Number(addr >> BigInt(this.itPageShift));
     const freeEntry = entry - this.itOffset;
     if (freeEntry + npages > this.itSize || entry < this.itOffset) {
-      this.mm.events.warn('tce', `${dev.name}: iommu_free: invalid entry 0x${entry.toString(16)} dma_addr 0x${addr.toString(16)}`);
+      // iommu_free_check's KERN_INFO lines (not the table pointer, bus number and LIOBN the model has
+      // none of), then WARN_ON(1)
+      const lines = ['iommu_free: invalid entry', `\tentry     = 0x${entry.toString(16)}`, `\tdma_addr  = 0x${addr.toString(16)}`,
+        `\tsize      = 0x${this.itSize.toString(16)}`, `\tstartOff  = 0x${this.itOffset.toString(16)}`];
+      for (const l of lines) this.mm.events.record('INFO', 'tce', l, { dev: dev.name });
+      this.mm.events.warn('tce', `${dev.name}: iommu_free_check: WARN_ON(1)`, { dev: dev.name, entry, npages });
       return;
     }
     this.clearTces(entry, npages);
