@@ -24,7 +24,12 @@ export interface GartOpsConfig {
   readonly busBase: bigint;
   /** iommu_pages: GATT entries (4 KiB pages of the window). */
   readonly pages: number;
-  /** iommu=merge: iommu_merge = 1 and force_iommu = 1 (map_sg merges page-aligned entries). Default false. */
+  /**
+   * iommu_merge (iommu=merge, which also sets force_iommu): map_sg merges page-aligned entries.
+   * Default false. arch/x86/kernel/pci-dma.c's iommu_setup sets iommu_merge for any iommu= option,
+   * so on a kernel command line force or fullflush: false without merge needs nomerge too
+   * (iommu=force,nomerge).
+   */
   readonly merge?: boolean;
   /** iommu_fullflush (iommu=fullflush / nofullflush): flush the GART on every allocation. Default true. */
   readonly fullflush?: boolean;
