@@ -4,7 +4,7 @@
 // 1,024 entries by their free counts) must never change an answer.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { IommuBitmap, isSpanBoundary } from './ops.ts';
+import { AREA_ALLOC_LOCKUP, IommuBitmap, isSpanBoundary } from './ops.ts';
 
 /** The reference: a boolean per entry, searched entry by entry. */
 class RefBitmap {
@@ -33,7 +33,10 @@ class RefBitmap {
       const index = this.findNextZeroArea(lim, start, nr, alignMask);
       if (index >= lim) return -1;
       if (isSpanBoundary(index, nr, shift, boundarySize)) {
-        start = Math.ceil((shift + index) / boundarySize) * boundarySize - shift;
+        const next = Math.ceil((shift + index) / boundarySize) * boundarySize - shift;
+        // the kernel's loop would search from the same index again, for ever
+        if (next === index) return AREA_ALLOC_LOCKUP;
+        start = next;
         continue;
       }
       for (let i = index; i < index + nr; i++) this.bits[i] = true;
@@ -70,8 +73,8 @@ describe('IommuBitmap against an entry-by-entry reference', () => {
         if (op.kind === 'alloc') {
           const lim = Math.max(2, Math.min(size, op.limit));
           const start = op.start % lim;
-          // no run longer than the boundary: iommu_area_alloc would never find one (its callers never ask)
-          const nr = Math.min(op.nr, 2 ** op.boundaryLg2);
+          // a run longer than the boundary: iommu_area_alloc either finds no room or never returns
+          const nr = op.nr;
           const got = b.areaAlloc(lim, start, nr, op.shift, 2 ** op.boundaryLg2, 2 ** op.alignLg2 - 1);
           const want = r.areaAlloc(lim, start, nr, op.shift, 2 ** op.boundaryLg2, 2 ** op.alignLg2 - 1);
           expect(got).toBe(want);
@@ -130,6 +133,17 @@ describe('IommuBitmap against an entry-by-entry reference', () => {
           expect(b.areaAlloc(size, start, nr, 0, 4096, 0)).toBe(r.areaAlloc(size, start, nr, 0, 4096, 0));
         }
       }), { numRuns: 300 });
+  });
+
+  it('a run longer than the segment boundary: -1 without room, AREA_ALLOC_LOCKUP (the kernel spins) once a free run starts on a boundary', () => {
+    const b = new IommuBitmap(64);
+    expect(b.areaAlloc(64, 0, 10, 0, 8, 0)).toBe(AREA_ALLOC_LOCKUP); // index 0 is on a boundary
+    b.set(0, 1);
+    // from 1 the run spans the boundary at 8; the search moves to 8, which is on one: lockup
+    expect(b.areaAlloc(64, 0, 10, 0, 8, 0)).toBe(AREA_ALLOC_LOCKUP);
+    b.set(8, 55); // only 1..7 free below the limit 63: no room for 10
+    expect(b.areaAlloc(64, 0, 10, 0, 8, 0)).toBe(-1);
+    expect(b.setBits().length).toBe(56);
   });
 
   it('a full first pool does not hide the free entries after it (chunks skipped whole, the answer unchanged)', () => {

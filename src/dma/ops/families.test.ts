@@ -6,7 +6,7 @@ import { GiB, KernelBug, MiB, TiB, unwrap } from '../../base/index.ts';
 import { PhyrList, SgAppendTable, sgAllocTable } from '../../phyr/index.ts';
 import {
   DMA_ATTR_NO_WARN, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaMapPhys, dmaMapPhyrs, dmaMapResource, dmaMapSgtable,
-  dmaMaxMappingSize, dmaOpsInspect, dmaPciP2pdmaSupported, dmaSetMask, dmaSetMaskAndCoherent, dmaSyncSingleForCpu,
+  dmaMaxMappingSize, dmaOpsInspect, dmaPciP2pdmaSupported, dmaSetMask, dmaSetMaskAndCoherent, dmaSetSegBoundary, dmaSyncSingleForCpu,
   dmaUnmapPhys, dmaUnmapPhyrs, dmaUnmapSgtable, xenGrantBackendMap, xenGrantBackendUnmap,
 } from '../index.ts';
 import { GartOps, TceOps, XenGrantOps } from '../internal.ts';
@@ -111,6 +111,27 @@ describe('GART (arch/x86/kernel/amd_gart_64.c)', () => {
     expect(m.mem.read(0x4000_1000n, 16)).toEqual(new Uint8Array(16).fill(0xee));
     expect(m.mem.read(phys, 16)).toEqual(new Uint8Array(16).fill(0x11));
     dmaUnmapSgtable(dev, sgt, DMA_BIDIRECTIONAL);
+  });
+
+  it('a map longer than the segment boundary: iommu_area_alloc never returns (a lockup: BUG, KernelBug)', () => {
+    const m = opsMachine({ kind: 'gart', busBase: GART_BASE, pages: 64, force: true });
+    const dev = m.device('nic0');
+    dmaSetSegBoundary(dev, DMA_BIT_MASK(15)); // 8 pages
+    // 10 pages span a boundary wherever they start; the first free run starts at 0, on a boundary,
+    // and the search restarts there for ever
+    expect(() => dmaMapPhys(dev, PHYS & ~0xfffn, 10 * 4096, DMA_BIDIRECTIONAL)).toThrow(KernelBug);
+    expect(m.events.list('BUG').map((e) => e.message)).toEqual([
+      'nic0: iommu_area_alloc: a run of 10 pages spans every 8-page segment boundary, and the search restarts at the same index for ever (lockup)',
+    ]);
+    // the same in iommu_range_alloc: entry 0 is reserved, 1..10 spans 8, the search moves to 8
+    const t = opsMachine({ kind: 'tce', offset: 0, size: 64, pageShift: 12 });
+    dmaSetSegBoundary(t.device('nic0'), DMA_BIT_MASK(15));
+    expect(() => dmaMapPhys(t.device('nic0'), PHYS & ~0xfffn, 10 * 4096, DMA_BIDIRECTIONAL)).toThrow(KernelBug);
+    expect(t.events.list('BUG').map((e) => e.source)).toEqual(['tce']);
+    // 8 pages fit
+    const m2 = opsMachine({ kind: 'gart', busBase: GART_BASE, pages: 64, force: true });
+    dmaSetSegBoundary(m2.device('nic0'), DMA_BIT_MASK(15));
+    expect(unwrap(dmaMapPhys(m2.device('nic0'), PHYS & ~0xfffn, 8 * 4096, DMA_BIDIRECTIONAL))).toBe(GART_BASE);
   });
 
   it('dma_supported is dma_direct_supported: a mask below ZONE_DMA (24 bits) is EIO, and the mask stays', () => {

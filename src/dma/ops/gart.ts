@@ -15,7 +15,7 @@ import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR } from '../constants.ts';
 import { dmaCapable } from '../direct-addr.ts';
 import { dmaDirectGetRequiredMask, dmaDirectSupported, dmaGetMaxSegSize, dmaGetSegBoundary, dmaGetSegBoundaryNrPages } from '../mask.ts';
 import {
-  IommuBitmap, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
+  AREA_ALLOC_LOCKUP, IommuBitmap, areaAllocLockup, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
 } from './ops.ts';
 
 export interface GartOpsConfig {
@@ -123,8 +123,11 @@ export class GartOps implements DmaMapOps {
       this.needFlush = true;
       off = this.bitmap.areaAlloc(this.pages, 0, size, baseIndex, boundary, alignMask);
     }
+    if (off === AREA_ALLOC_LOCKUP) areaAllocLockup(this.mm.events, 'gart', dev, size, boundary);
     if (off !== -1) {
       this.nextBit = off + size;
+      // never true: iommu_area_alloc does not hand out the last entry, so off + size < iommu_pages; the
+      // rotor wraps (and need_flush is set) where the search from next_bit fails, above
       if (this.nextBit >= this.pages) {
         this.nextBit = 0;
         this.needFlush = true;

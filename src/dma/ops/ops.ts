@@ -7,7 +7,7 @@
 // the same merge rule with no scatterlist in between (the output is what the kernel's map_sg writes
 // into sg_dma_address / sg_dma_len).
 
-import { SlotKey, err, ok, type Result } from '../../base/internal.ts';
+import { SlotKey, err, ok, type EventLog, type Result } from '../../base/internal.ts';
 import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR } from '../constants.ts';
 import type { Device } from '../../pci/index.ts';
 
@@ -236,7 +236,9 @@ export class IommuBitmap {
   /**
    * iommu_area_alloc (lib/iommu-helper.c): never the last bit below `size` ("we don't want the last
    * of the limit"), skipping runs that would cross a segment boundary of boundarySize (a power of two,
-   * in pages, counted from `shift`). Returns the index, or -1.
+   * in pages, counted from `shift`). Returns the index, or -1; or AREA_ALLOC_LOCKUP where the kernel
+   * never returns: a run longer than the boundary spans it wherever it starts, and once the free
+   * run found starts on a boundary, the next search starts at that same index.
    */
   areaAlloc(size: number, start: number, nr: number, shift: number, boundarySize: number, alignMask: number): number {
     const lim = size - 1;
@@ -245,12 +247,26 @@ export class IommuBitmap {
       if (index >= lim) return -1;
       if (isSpanBoundary(index, nr, shift, boundarySize)) {
         start = alignUp(shift + index, boundarySize) - shift;
+        if (start === index) return AREA_ALLOC_LOCKUP;
         continue;
       }
       this.set(index, nr);
       return index;
     }
   }
+}
+
+/** IommuBitmap.areaAlloc's answer where iommu_area_alloc loops for ever. */
+export const AREA_ALLOC_LOCKUP = -2;
+
+/**
+ * What the kernel does at AREA_ALLOC_LOCKUP: iommu_area_alloc spins under the allocator's spinlock
+ * with interrupts off, and the machine is stuck. Recorded as a BUG and thrown as KernelBug (the
+ * simulated machine can go no further).
+ */
+export function areaAllocLockup(events: EventLog, source: string, dev: Device, nr: number, boundarySize: number): never {
+  return events.bug(source, `${dev.name}: iommu_area_alloc: a run of ${nr} pages spans every ${boundarySize}-page segment boundary, `
+    + 'and the search restarts at the same index for ever (lockup)', { dev: dev.name, nr, boundarySize });
 }
 
 /** iommu_is_span_boundary. */

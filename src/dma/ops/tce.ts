@@ -24,7 +24,7 @@ import { DMA_ATTR_NO_WARN, DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from
 import { dmaDirectGetRequiredMask, dmaGetMask, dmaGetMaxSegSize, dmaGetSegBoundaryNrPages } from '../mask.ts';
 import { allocZeroed } from './gart.ts';
 import {
-  IommuBitmap, devDmaOps, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
+  AREA_ALLOC_LOCKUP, IommuBitmap, areaAllocLockup, devDmaOps, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
 } from './ops.ts';
 
 export interface TceOpsConfig {
@@ -154,6 +154,7 @@ export class TceOps implements DmaMapOps {
         }
       }
       const n = this.bitmap.areaAlloc(limit, start, npages, this.itOffset, boundary, alignMask);
+      if (n === AREA_ALLOC_LOCKUP) areaAllocLockup(this.mm.events, 'tce', dev, npages, boundary);
       if (n === -1) {
         if (pass === 0) {
           pool.hint = pool.start;
