@@ -461,6 +461,26 @@ describe('Xen grants (drivers/xen/grant-dma-ops.c)', () => {
   });
 });
 
+describe('Xen grants: a zero-length entry', () => {
+  it('at a Xen page boundary asks for 0 grant refs, which corrupts the kernel\'s free list: refused (MODEL-CHECK), the list intact', () => {
+    const m = opsMachine({ kind: 'xen-grant', backendDomid: 1 });
+    const dev = m.device('nic0');
+    unwrap(dmaSetMask(dev, DMA_BIT_MASK(64)));
+    const sgt = unwrap(sgAllocTable(2));
+    sgt.setPage(0, 0x100000n, 4096, 0);
+    sgt.setPage(1, 0x100001n, 0, 0);
+    expect(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL)).toMatchObject({ ok: false, errno: 'EIO' });
+    expect(m.events.list('MODEL-CHECK').map((e) => e.message)).toEqual([expect.stringMatching(/^nic0: xen_grant_dma_map_phys of 0 bytes at 0x100001000: gnttab_alloc_grant_reference_seq\(0\)/)]);
+    // entry 0's grant was ended and freed again: the next map gets ref 8 once more
+    expect(dmaOpsInspect(dev)!.allocated).toEqual([]);
+    expect(unwrap(dmaMapPhys(dev, 0x1_0000_0000n, 4096, DMA_BIDIRECTIONAL))).toBe((1n << 63n) | (8n << 12n));
+    // 0 bytes inside a Xen page still take one ref (XEN_PFN_UP of the offset), as in the kernel
+    sgt.setPage(1, 0x100001n, 0, 0x80);
+    unwrap(dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL));
+    expect(sgt.nents).toBe(2);
+  });
+});
+
 describe('dma_dummy_ops (kernel/dma/dummy.c)', () => {
   it('every map fails with the kernel\'s error; dma_set_mask gets EIO; unmap WARNs once', () => {
     const m = opsMachine({ kind: 'dummy' });

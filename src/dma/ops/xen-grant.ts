@@ -18,7 +18,7 @@ import { faultInjected, type Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_ATTR_MMIO, DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
-import { printkWarning } from '../events.ts';
+import { modelCheckEvent, printkWarning } from '../events.ts';
 import { allocZeroed } from './gart.ts';
 import { getDmaOps, mapSgEachEntry, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate } from './ops.ts';
 
@@ -256,12 +256,20 @@ export class XenGrantOps implements DmaMapOps {
     const dmaOffset = off % XEN_PAGE;
     const pfnOffset = Math.floor(off / XEN_PAGE);
     const n = Math.ceil((dmaOffset + size) / XEN_PAGE);
+    if (n === 0) {
+      // Model deviation: 0 bytes at a Xen page boundary (a zero-length scatterlist entry) make
+      // gnttab_alloc_grant_reference_seq(0) take get_free_entries_seq's tail path: it reads
+      // *gnttab_free_tail_ptr (NULL once the free tail is used up) and relinks the list through
+      // ref - 1, an entry that is not on it. The model refuses the entry instead.
+      modelCheckEvent(this.mm.events, `${dev.name}: xen_grant_dma_map_phys of 0 bytes at 0x${phys.toString(16)}: gnttab_alloc_grant_reference_seq(0) `
+        + 'would dereference gnttab_free_tail_ptr and corrupt the free grant list; refused', { dev: dev.name });
+      return DMA_MAPPING_ERROR;
+    }
     const g = this.allocSeq(n);
     if (g < 0) return DMA_MAPPING_ERROR;
     // page_to_xen_pfn(phys_to_page(phys)): the Xen frame of the CPU page's start
     const base = Number((phys - BigInt(off)) / BigInt(XEN_PAGE));
     for (let i = 0; i < n; i++) this.grant(g + i, base + i + pfnOffset, dir === DMA_TO_DEVICE);
-    void dev;
     return (XEN_GRANT_DMA_ADDR_OFF | (BigInt(g) << 12n)) + BigInt(dmaOffset);
   }
 
