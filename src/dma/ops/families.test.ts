@@ -413,6 +413,19 @@ describe('Xen swiotlb (drivers/xen/swiotlb-xen.c)', () => {
     expect(unwrap(dmaMapResource(dev, bar, 4096, DMA_BIDIRECTIONAL))).toBe(bar);
   });
 
+  it('xen_swiotlb_dma_supported: the mask must reach the pool\'s last byte on the bus; without a pool only 64 bits do', () => {
+    const m = opsMachine({ kind: 'xen-swiotlb', p2m });
+    const dev = m.device('nic0');
+    const last = m.swiotlb!.end - 1n; // identity-mapped frames: the bus address is the physical one
+    const bits = last.toString(2).length;
+    expect(dmaSetMask(dev, DMA_BIT_MASK(bits - 1)).ok).toBe(false);
+    expect(dmaSetMask(dev, DMA_BIT_MASK(bits)).ok).toBe(true);
+    const none = createMachine({ ramBytes: 6 * GiB, seed: 1, swiotlb: false, pci: OPS_NODES, dmaOps: { kind: 'xen-swiotlb', p2m } });
+    const d2 = none.device('nic0');
+    expect(dmaSetMask(d2, DMA_BIT_MASK(63)).ok).toBe(false);
+    expect(dmaSetMask(d2, DMA_BIT_MASK(64)).ok).toBe(true);
+  });
+
   it('MMIO beyond the mask: DMA_MAPPING_ERROR, reported once per boot (dev_err_once + WARN_ON_ONCE)', () => {
     const m = opsMachine({ kind: 'xen-swiotlb', p2m });
     const dev = m.device('nic0');

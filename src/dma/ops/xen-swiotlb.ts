@@ -147,11 +147,15 @@ export class XenSwiotlbOps implements DmaMapOps {
     for (const s of segs) this.unmapPhys(dev, s.addr, s.len, dir, attrs);
   }
 
-  /** xen_swiotlb_dma_supported: the mask reaches the end of the swiotlb pool on the bus. */
+  /**
+   * xen_swiotlb_dma_supported: the mask reaches default_swiotlb_limit() (the pool's last byte) on
+   * the bus. Without a pool (swiotlb=noforce) defpool.end is 0, the limit is all ones as a
+   * phys_addr_t, and only a 64-bit mask reaches it.
+   */
   dmaSupported(dev: Device, mask: bigint): boolean {
     const pool = swiotlbOf(dev);
-    if (!pool) return true;
-    return this.physToDma(dev, pool.end - 1n) <= mask;
+    const limit = pool ? pool.end - 1n : (1n << 64n) - 1n;
+    return this.physToDma(dev, limit) <= mask;
   }
 
   maxMappingSize(dev: Device): number {
