@@ -5,7 +5,7 @@ import { createMachine } from '../../machine/index.ts';
 import { GiB, KernelBug, MiB, TiB, unwrap } from '../../base/index.ts';
 import { PhyrList, SgAppendTable, sgAllocTable } from '../../phyr/index.ts';
 import {
-  DMA_ATTR_NO_WARN, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaMapPhys, dmaMapPhyrs, dmaMapResource, dmaMapSgtable,
+  DMA_ATTR_NO_WARN, DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_MAPPING_ERROR, DMA_TO_DEVICE, dmaMapPhys, dmaMapPhyrs, dmaMapResource, dmaMapSgtable,
   dmaMaxMappingSize, dmaOpsInspect, dmaPciP2pdmaSupported, dmaSetMask, dmaSetMaskAndCoherent, dmaSetSegBoundary, dmaSyncSingleForCpu,
   dmaUnmapPhys, dmaUnmapPhyrs, dmaUnmapSgtable, xenGrantBackendMap, xenGrantBackendUnmap,
 } from '../index.ts';
@@ -75,6 +75,17 @@ describe('GART (arch/x86/kernel/amd_gart_64.c)', () => {
     expect(m.events.list('INFO', 'gart').map((e) => [e.message, e.data?.level])).toEqual([['nic0: PCI-DMA: Out of IOMMU space for 4096 bytes', 'err']]);
     expect(dmaOpsInspect(dev)!.allocated).toEqual(before.allocated);
     dmaUnmapPhys(dev, a, 15 * 4096, DMA_BIDIRECTIONAL);
+  });
+
+  it('gart_unmap_phys of DMA_MAPPING_ERROR: WARN_ON_ONCE, once per boot, nothing freed', () => {
+    // dma-debug off: with it on, an unmap of what was never mapped goes to dma-debug alone (docs/model.md)
+    const m = opsMachine({ kind: 'gart', busBase: GART_BASE, pages: 16, force: true }, { dmaDebug: false });
+    const dev = m.device('nic0');
+    const a = unwrap(dmaMapPhys(dev, PHYS, 4096, DMA_BIDIRECTIONAL));
+    for (let i = 0; i < 2; i++) dmaUnmapPhys(dev, DMA_MAPPING_ERROR, 4096, DMA_BIDIRECTIONAL);
+    expect(m.events.list('WARN').map((e) => e.message)).toEqual(['nic0: gart_unmap_phys: WARN_ON_ONCE(dma_addr == DMA_MAPPING_ERROR)']);
+    expect(dmaOpsInspect(dev)!.allocated).toEqual([0, 1]);
+    dmaUnmapPhys(dev, a, 4096, DMA_BIDIRECTIONAL);
   });
 
   it('gart_map_sg: a zero-length entry is BUG_ON(s->length == 0), whether or not it needs the GART', () => {

@@ -187,7 +187,7 @@ export class GartOps implements DmaMapOps {
 
   unmapPhys(dev: Device, addr: bigint, size: number): void {
     if (addr === DMA_MAPPING_ERROR) {
-      this.mm.events.warn('gart', `${dev.name}: gart_unmap_phys: WARN_ON_ONCE(dma_addr == DMA_MAPPING_ERROR)`);
+      this.mm.events.warnOnce('gart_unmap_phys:mapping_error', 'gart', `${dev.name}: gart_unmap_phys: WARN_ON_ONCE(dma_addr == DMA_MAPPING_ERROR)`);
       return;
     }
     // a passthrough mapping (outside the aperture) has nothing to unmap
