@@ -103,11 +103,98 @@ class RefGart {
     return page === -1 ? null : GART_BASE + BigInt(page * 4096) + (phys & 4095n);
   }
 
+  /** gart_unmap_phys: addresses outside the aperture were passed through and are left alone. */
   unmapPhys(addr: bigint, size: number): void {
+    if (addr < GART_BASE || addr >= GART_BASE + BigInt(this.pages * 4096)) return;
     const page = Number((addr - GART_BASE) / 4096n);
     const n = numPages(addr, size, 4096);
     for (let i = page; i < page + n; i++) this.map[i] = false;
     if (page >= this.nextBit) this.nextBit = page + n;
+  }
+
+  private flushGart(): void {
+    if (this.needFlush) {
+      this.flushes++;
+      this.needFlush = false;
+    }
+  }
+
+  /** iommu_full lines logged. */
+  full = 0;
+
+  /**
+   * gart_map_sg with force_iommu and iommu_merge as given, for a device with a 32-bit mask: the
+   * segments, or null (-ENOMEM), or 'lockup'.
+   */
+  mapSg(ents: ReadonlyArray<{ phys: bigint; len: number }>, force: boolean, merge: boolean, maxSeg: number, segBoundary: bigint): Array<[bigint, number]> | null | 'lockup' {
+    const capable = (e: { phys: bigint; len: number }): boolean => e.phys + BigInt(e.len) - 1n <= 0xffff_ffffn;
+    const off = (e: { phys: bigint }): number => Number(e.phys % 4096n);
+    const out: Array<[bigint, number]> = [];
+    let need = false, start = 0, pages = 0, segSize = 0;
+    const cont = (first: number, count: number): boolean | 'lockup' => {
+      if (!need) {
+        out.push([ents[first].phys, ents[first].len]);
+        return true;
+      }
+      const iommuStart = this.alloc(pages, segBoundary);
+      if (iommuStart === LOCKUP) return 'lockup';
+      if (iommuStart === -1) return false;
+      let len = 0;
+      for (let k = first; k < first + count; k++) len += ents[k].len;
+      out.push([GART_BASE + BigInt(iommuStart * 4096 + off(ents[first])), len]);
+      return true;
+    };
+    let failed = false;
+    for (let i = 0; i < ents.length && !failed; i++) {
+      const e = ents[i];
+      const nextneed = force || !capable(e);
+      if (i > start) {
+        const ps = ents[i - 1];
+        if (!merge || !nextneed || !need || off(e) !== 0 || e.len + segSize > maxSeg || (off(ps) + ps.len) % 4096 !== 0) {
+          const r = cont(start, i - start);
+          if (r === 'lockup') return r;
+          if (!r) { failed = true; break; }
+          segSize = 0;
+          pages = 0;
+          start = i;
+        }
+      }
+      segSize += e.len;
+      need = nextneed;
+      pages += numPages(e.phys % 4096n, e.len, 4096);
+    }
+    if (!failed) {
+      const r = cont(start, ents.length - start);
+      if (r === 'lockup') return r;
+      if (!r) failed = true;
+    }
+    this.flushGart();
+    if (!failed) return out;
+    for (const [a, l] of out) this.unmapPhys(a, l);
+    if (force || merge) {
+      // dma_map_sg_nonforce: entry by entry, only what the device cannot reach
+      const segs: Array<[bigint, number]> = [];
+      let ok = true;
+      for (const e of ents) {
+        let addr = e.phys;
+        if (!capable(e)) {
+          const page = this.alloc(numPages(e.phys, e.len, 4096), segBoundary);
+          if (page === LOCKUP) return 'lockup';
+          if (page === -1) {
+            this.full++;
+            for (const [a, l] of segs) this.unmapPhys(a, l);
+            ok = false;
+            break;
+          }
+          addr = GART_BASE + BigInt(page * 4096) + (e.phys & 4095n);
+        }
+        segs.push([addr, e.len]);
+      }
+      this.flushGart();
+      if (ok) return segs;
+    }
+    this.full++;
+    return null;
   }
 }
 
@@ -267,7 +354,56 @@ const mapArb = (maxLen: number): fc.Arbitrary<MapOp> => fc.record({
 });
 const freeArb: fc.Arbitrary<FreeOp> = fc.record({ kind: fc.constant('free' as const), pick: fc.nat() });
 
+/** RAM below 4 GiB on the ops test machine ([1 MiB, 3 GiB)), within a 32-bit mask. */
+const LOW = 0x1000_0000n;
+
 describe('allocators against references written from the kernel sources', () => {
+  it('property: gart_map_sg (iommu_merge, force_iommu, the dma_map_sg_nonforce fallback) gives the reference\'s segments, flushes and bits', () => {
+    const entArb = fc.record({
+      high: fc.boolean(), page: fc.nat(0x3ffff), off: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat(4095) }),
+      len: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 1, max: 4 }).map((n) => n * 4096) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 20_000 }) }),
+    });
+    const opArb = fc.oneof(
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant('sg' as const), ents: fc.array(entArb, { minLength: 1, maxLength: 10 }) }) },
+      { weight: 1, arbitrary: freeArb },
+    );
+    fc.assert(fc.property(
+      fc.integer({ min: 2, max: 120 }), fc.boolean(), fc.boolean(), fc.boolean(), fc.option(fc.integer({ min: 13, max: 16 }), { nil: undefined }),
+      fc.array(opArb, { minLength: 5, maxLength: 40 }),
+      (pages, mergeCfg, forceCfg, fullflush, maxSegLg2, ops) => {
+        const merge = mergeCfg;
+        const force = forceCfg || merge; // iommu=merge sets force_iommu too
+        const m = opsMachine({ kind: 'gart', busBase: GART_BASE, pages, merge, force, fullflush });
+        const dev = m.device('nic0');
+        const maxSeg = maxSegLg2 === undefined ? 65536 : 2 ** maxSegLg2;
+        if (maxSegLg2 !== undefined) dev.dmaParms.maxSegmentSize = maxSeg;
+        const ref = new RefGart(pages, fullflush);
+        const live: Array<{ free: () => void; ref: () => void }> = [];
+        for (const op of ops) {
+          if (op.kind === 'sg') {
+            const ents = op.ents.map((e) => ({ phys: (e.high ? HIGH : LOW) + BigInt(e.page) * 4096n + BigInt(e.off), len: e.len }));
+            const sgt = unwrap(sgAllocTable(ents.length));
+            ents.forEach((e, i) => sgt.setPage(i, e.phys >> 12n, e.len, Number(e.phys & 4095n)));
+            const want = ref.mapSg(ents, force, merge, maxSeg, DMA_BIT_MASK(32));
+            if (want === 'lockup') {
+              expect(() => dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL)).toThrow(KernelBug);
+              return;
+            }
+            const got = dmaMapSgtable(dev, sgt, DMA_BIDIRECTIONAL);
+            expect(got.ok ? [...Array(sgt.nents).keys()].map((i) => [sgt.dmaAddressAt(i), sgt.dmaLengthAt(i)]) : got.errno).toEqual(want ?? 'ENOMEM');
+            if (want !== null) live.push({ free: () => dmaUnmapSgtable(dev, sgt, DMA_BIDIRECTIONAL), ref: () => { for (const [a, l] of want) ref.unmapPhys(a, l); } });
+          } else if (live.length > 0) {
+            const l = live.splice(op.pick % live.length, 1)[0];
+            l.free();
+            l.ref();
+          }
+          const st = dmaOpsInspect(dev)!;
+          expect([st.flushes, st.hints.nextBit, st.allocated]).toEqual([ref.flushes, ref.nextBit, setBits(ref.map)]);
+          expect(m.events.list('INFO', 'gart').length).toBe(ref.full);
+        }
+      }), { numRuns: 150 });
+  });
+
   it('property: GART (force) alloc_iommu / free_iommu / flush_gart give the reference\'s bus addresses, flushes, rotor and bits', () => {
     fc.assert(fc.property(
       fc.integer({ min: 2, max: 300 }), fc.boolean(), fc.option(fc.integer({ min: 15, max: 31 }), { nil: undefined }),
