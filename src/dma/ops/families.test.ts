@@ -505,6 +505,19 @@ describe('Xen grants: a zero-length entry', () => {
   });
 });
 
+describe('Xen grants: an unmap of refs past the grant table', () => {
+  it('is refused (MODEL-CHECK): the kernel would write past gnttab_shared and gnttab_list', () => {
+    // dma-debug off: with it on, an unmap of what was never mapped goes to dma-debug alone (docs/model.md)
+    const m = opsMachine({ kind: 'xen-grant', backendDomid: 1 }, { dmaDebug: false });
+    const dev = m.device('nic0');
+    unwrap(dmaSetMask(dev, DMA_BIT_MASK(64)));
+    dmaUnmapPhys(dev, (1n << 63n) | (100_000n << 12n), 4096, DMA_BIDIRECTIONAL);
+    expect(m.events.list('MODEL-CHECK').map((e) => e.message)).toEqual(['nic0: xen_grant_dma_unmap_phys of 0x80000000186a0000: grant refs 100000..100000 are past the grant table (2048 refs); refused']);
+    // the free list is as it was: the next map gets ref 8
+    expect(unwrap(dmaMapPhys(dev, 0x1_0000_0000n, 4096, DMA_BIDIRECTIONAL))).toBe((1n << 63n) | (8n << 12n));
+  });
+});
+
 describe('dma_dummy_ops (kernel/dma/dummy.c)', () => {
   it('every map fails with the kernel\'s error; dma_set_mask gets EIO; unmap WARNs once', () => {
     const m = opsMachine({ kind: 'dummy' });

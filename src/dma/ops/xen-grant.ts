@@ -278,6 +278,13 @@ export class XenGrantOps implements DmaMapOps {
     const dmaOffset = Number(addr % BigInt(XEN_PAGE));
     const n = Math.ceil((dmaOffset + size) / XEN_PAGE);
     const g = Number((addr & ~XEN_GRANT_DMA_ADDR_OFF) >> 12n);
+    if (g + n > this.nrRefs) {
+      // Model deviation: the kernel would clear flags in, and link into the free list, entries past
+      // gnttab_shared and gnttab_list (memory that is not theirs); the model refuses the unmap
+      modelCheckEvent(this.mm.events, `${dev.name}: xen_grant_dma_unmap_phys of 0x${addr.toString(16)}: grant refs ${g}..${g + n - 1} `
+        + `are past the grant table (${this.nrRefs} refs); refused`, { dev: dev.name });
+      return;
+    }
     for (let i = 0; i < n; i++) {
       if (!this.endAccess(g + i)) {
         // gnttab_end_foreign_access_ref's pr_warn, then xen_grant_dma_unmap_phys's dev_alert
