@@ -88,6 +88,17 @@ describe('GART (arch/x86/kernel/amd_gart_64.c)', () => {
     dmaUnmapPhys(dev, a, 4096, DMA_BIDIRECTIONAL);
   });
 
+  it('gart_unmap_phys running past the aperture is refused (MODEL-CHECK): the kernel would write past the GATT and its bitmap', () => {
+    const m = opsMachine({ kind: 'gart', busBase: GART_BASE, pages: 16, force: true }, { dmaDebug: false });
+    const dev = m.device('nic0');
+    const g = getDmaOps(dev) as GartOps;
+    const after = m.mem.read(g.gattPhys + 64n, 8);
+    dmaUnmapPhys(dev, GART_BASE + 14n * 4096n, 4 * 4096, DMA_BIDIRECTIONAL);
+    expect(m.events.list('MODEL-CHECK').map((e) => e.message)).toEqual([`nic0: gart_unmap_phys of 0x${(GART_BASE + 14n * 4096n).toString(16)}+16384: GATT entries 14..17 run past the aperture's 16; refused`]);
+    expect(m.mem.read(g.gattPhys + 64n, 8)).toEqual(after);
+    expect(dmaOpsInspect(dev)!.entries).toEqual([]);
+  });
+
   it('gart_map_sg: a zero-length entry is BUG_ON(s->length == 0), whether or not it needs the GART', () => {
     for (const force of [false, true]) {
       const m = opsMachine({ kind: 'gart', busBase: GART_BASE, pages: 16, force });

@@ -13,6 +13,7 @@ import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR } from '../constants.ts';
 import { dmaCapable } from '../direct-addr.ts';
+import { modelCheckEvent } from '../events.ts';
 import { dmaDirectGetRequiredMask, dmaDirectSupported, dmaGetMaxSegSize, dmaGetSegBoundary, dmaGetSegBoundaryNrPages } from '../mask.ts';
 import {
   AREA_ALLOC_LOCKUP, IommuBitmap, areaAllocLockup, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
@@ -194,6 +195,13 @@ export class GartOps implements DmaMapOps {
     if (!this.inAperture(addr)) return;
     const page = Number((addr - this.busBase) / BigInt(PAGE));
     const npages = iommuNumPages(addr, size, PAGE);
+    if (page + npages > this.pages) {
+      // Model deviation: the kernel would write scratch entries past the GATT and clear bits past
+      // iommu_gart_bitmap (memory that is not theirs); the model refuses the unmap
+      modelCheckEvent(this.mm.events, `${dev.name}: gart_unmap_phys of 0x${addr.toString(16)}+${size}: GATT entries ${page}..${page + npages - 1} `
+        + `run past the aperture's ${this.pages}; refused`, { dev: dev.name });
+      return;
+    }
     for (let i = 0; i < npages; i++) this.setPte(page + i, this.unmappedEntry);
     this.freeIommu(page, npages);
   }
