@@ -312,6 +312,19 @@ describe('PowerPC TCE (arch/powerpc/kernel/iommu.c, platforms/pseries/iommu.c)',
     dmaUnmapPhys(dev, a, 4096, DMA_BIDIRECTIONAL);
   });
 
+  it('a DMA mask below the window (the default 32 bits, window at 16 GiB): the kernel\'s limit wraps; the model fails the map (MODEL-CHECK)', () => {
+    const m = opsMachine({ kind: 'tce', offset: 1 << 22, size: 64, pageShift: 12 });
+    const dev = m.device('nic0');
+    expect(dmaSetMask(dev, DMA_BIT_MASK(32)).ok).toBe(false); // dma_iommu_dma_supported: offset too big
+    expect(dmaMapPhys(dev, PHYS, 4096, DMA_BIDIRECTIONAL).ok).toBe(false);
+    expect(m.events.list('MODEL-CHECK').map((e) => e.message)).toEqual([
+      'nic0: iommu_range_alloc with DMA mask 0xffffffff below the TCE window at entry 0x400000: the kernel would search past the table\'s bitmap; failed',
+    ]);
+    expect(dmaOpsInspect(dev)!.allocated).toEqual([]);
+    unwrap(dmaSetMask(dev, DMA_BIT_MASK(35)));
+    expect(unwrap(dmaMapPhys(dev, PHYS, 4096, DMA_BIDIRECTIONAL))).toBe(((1n << 22n) << 12n) | 0x678n);
+  });
+
   it('table full: DMA_MAPPING_ERROR, nothing left allocated', () => {
     const m = opsMachine({ kind: 'tce', offset: 0, size: 8, pageShift: 12 });
     const dev = m.device('nic0');

@@ -22,6 +22,7 @@ import type { MachineMm } from '../../mm/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { DMA_ATTR_NO_WARN, DMA_BIT_MASK, DMA_MAPPING_ERROR, DMA_TO_DEVICE } from '../constants.ts';
 import { dmaDirectGetRequiredMask, dmaGetMask, dmaGetMaxSegSize, dmaGetSegBoundaryNrPages } from '../mask.ts';
+import { modelCheckEvent } from '../events.ts';
 import { allocZeroed } from './gart.ts';
 import {
   AREA_ALLOC_LOCKUP, IommuBitmap, areaAllocLockup, devDmaOps, iommuNumPages, type DmaMapOps, type DmaOpsEntry, type DmaOpsSeg, type DmaOpsState, type DmaOpsXlate,
@@ -144,6 +145,15 @@ export class TceOps implements DmaMapOps {
       let limit = pool.end;
       if (start >= limit) start = pool.start;
       if (BigInt(limit + this.itOffset) > mask) {
+        if (mask < BigInt(this.itOffset)) {
+          // Model deviation: a mask below the window's start (only the default one can be:
+          // dma_iommu_dma_supported refuses such a mask) makes the kernel's unsigned limit wrap (or
+          // iommu_area_alloc's size - 1, for limit 0), and the search runs past it_map; the model
+          // fails the allocation instead
+          modelCheckEvent(this.mm.events, `${dev.name}: iommu_range_alloc with DMA mask 0x${((mask << BigInt(this.itPageShift)) | BigInt(this.ioPageSize - 1)).toString(16)} `
+            + `below the TCE window at entry 0x${this.itOffset.toString(16)}: the kernel would search past the table's bitmap; failed`, { dev: dev.name });
+          return -1;
+        }
         limit = Number(mask - BigInt(this.itOffset) + 1n);
         const masked = BigInt(start) & mask;
         if (masked >= BigInt(limit) || pass > 0) {
