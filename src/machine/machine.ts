@@ -324,6 +324,8 @@ export class Machine extends MmMachine {
     if (ops) installDmaOps(dev, ops);
     const coherent = this.endpointCoherent.get(dev.name.includes('.') ? dev.name.slice(0, dev.name.lastIndexOf('.')) : dev.name);
     if (coherent !== undefined) dev.dmaCoherent = coherent;
+    // Model deviation: dma_setup_need_sync as the driver's first dma_set_mask would run it; the
+    // kernel leaves dev->dma_skip_sync false until then
     dmaSetupNeedSync(dev);
     installDeviceDmaAccess(dev);
   }

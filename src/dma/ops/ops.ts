@@ -5,7 +5,8 @@
 // Model deviation: the kernel's map_sg walks a scatterlist; here a family's map_sg takes an array of
 // (phys, len, mmio) entries and returns its DMA segments, so dma_map_sgtable and dmaMapPhyrs drive
 // the same merge rule with no scatterlist in between (the output is what the kernel's map_sg writes
-// into sg_dma_address / sg_dma_len).
+// into sg_dma_address / sg_dma_len, with sgTail for what a shorter result leaves after it). What a
+// failed map_sg leaves in the scatterlist's DMA fields is not modelled: they keep their old values.
 
 import { SlotKey, err, ok, type EventLog, type Result } from '../../base/internal.ts';
 import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR } from '../constants.ts';

@@ -16,6 +16,8 @@
 // it_base is indexed by absolute TCE number (it_offset + i) over the whole PHB table.
 // Model deviation: no fail_iommu fault injection and no H_PUT_TCE hypercall (tce_build_pSeries, the
 // bare-metal store, never fails).
+// Model deviation: no printk_ratelimit() (the model has no clock): every "iommu_alloc failed" and
+// "iommu_free: invalid entry" report is logged, without the table pointer, bus number and LIOBN.
 
 import { err, faultInjected, ok, type Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
