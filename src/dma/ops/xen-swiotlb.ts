@@ -9,6 +9,10 @@
 // names them.
 // Model deviation: no cache maintenance is issued for MMIO at unmap (the kernel would call
 // arch_sync_dma_for_cpu on the MMIO address of a non-coherent device).
+// Model deviation: the x86 rules: xen_arch_need_swiotlb is false (Arm bounces a non-coherent
+// device's page whose pfn is not its bfn) and there is no kmalloc bounce (dma_kmalloc_needs_bounce);
+// a non-coherent device gets arch_sync_dma_* on the CPU address even where the bus frame is no local
+// pfn (Arm's xen_dma_sync_for_* there is a cache-flush hypercall).
 
 import type { Result } from '../../base/internal.ts';
 import type { MachineMm } from '../../mm/index.ts';
