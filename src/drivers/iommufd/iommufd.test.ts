@@ -11,6 +11,9 @@ import {
   iommufdIoasUnmap, type Ioas,
 } from './index.ts';
 
+/** A Result as its errno, or 'ok'. */
+const errno = (x: { ok: boolean; errno?: string }): string => (x.ok ? 'ok' : x.errno!);
+
 const PAGE = 4096;
 const IOVA = 0x1000_0000n;
 
@@ -121,7 +124,6 @@ describe('iommufd IOAS', () => {
     if (!multi.ok) throw new Error(multi.errno);
     const one = vfioPciDmabufExport(gpu, { bar: 0, offset: 0, len: 16 * PAGE });
     if (!one.ok) throw new Error(one.errno);
-    const errno = (x: { ok: boolean; errno?: string }): string => (x.ok ? 'ok' : x.errno!);
     expect(errno(iommufdIoasMapDmabuf(ioas.value, heap.value, IOVA))).toBe('EOPNOTSUPP');
     expect(errno(iommufdIoasMapDmabuf(ioas.value, multi.value, IOVA))).toBe('EOPNOTSUPP');
     expect(errno(iommufdIoasMapDmabuf(ioas.value, one.value, IOVA, { start: 8 * PAGE, len: 9 * PAGE }))).toBe('EINVAL');
@@ -154,7 +156,6 @@ describe('iommufd IOAS', () => {
     if (!one.ok) throw new Error(one.errno);
     const ioas = iommufdIoasAlloc(m, nvme);
     if (!ioas.ok) throw new Error(ioas.errno);
-    const errno = (x: { ok: boolean; errno?: string }): string => (x.ok ? 'ok' : x.errno!);
     expect(errno(iommufdIoasMap(ioas.value, mm, va.value, PAGE, IOVA))).toBe('ok');
     // iopt_check_iova (EEXIST) runs before iopt_insert_area's page-offset check (EINVAL)
     expect(errno(iommufdIoasMap(ioas.value, mm, va.value + 0x100n, PAGE, IOVA))).toBe('EEXIST');
@@ -201,7 +202,6 @@ describe('iommufd IOAS', () => {
   // iopt_check_iova (iova) and iopt_insert_area (page offset).
 
   /** The errno of a result, or 'ok'. */
-  const errno = (x: { ok: boolean; errno?: string }): string => (x.ok ? 'ok' : x.errno!);
 
   /** What an attach that fails must leave as it was. */
   function state(m: ReturnType<typeof makeMachine>, ioas: Ioas): unknown {
