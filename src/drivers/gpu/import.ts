@@ -11,10 +11,14 @@
 //    itself. The GPU writes the CPU physical addresses into its page table: nothing translates them
 //    for the device (no IOMMU mapping, no bus offset, no P2P distance check, no memory type), and
 //    lifetime comes only from move_notify (there is no put_pfn).
-// 3. The private interconnect (amdgpu's XGMI path: amdgpu_dmabuf_is_xgmi_accessible and
-//    amdgpu_dma_buf_attach skipping the DMA API for a peer in the same hive): the importer
-//    recognises the exporter as a GPU it shares a fabric with, takes the buffer's VRAM offset from
-//    the exporter's own object and maps it with fabric entries. No DMA API, no IOMMU, no dma-debug.
+// 3. The private interconnect (amdgpu's XGMI path: amdgpu_vm_bo_add() marks the import is_xgmi
+//    when amdgpu_dmabuf_is_xgmi_accessible(), and amdgpu_vm_bo_update() then writes the exporter
+//    BO's own VRAM placement into the page table instead of the import's DMA addresses): the
+//    importer recognises the exporter as a GPU it shares a fabric with, takes the buffer's VRAM
+//    offset from the exporter's own object and maps it with fabric entries. No DMA API, no IOMMU,
+//    no dma-debug. That holds only while the buffer is in VRAM: amdgpu_vm_bo_update() uses the
+//    exporter's BO only when its resource is TTM_PL_VRAM, so a buffer in system memory is reached
+//    through the import's own dma_buf_map_attachment() (path 'system') until it moves back.
 
 import { err, ok, type Result } from '../../base/index.ts';
 import { DMA_BIDIRECTIONAL, dmaContextOf } from '../../dma/index.ts';
@@ -146,13 +150,25 @@ function mapByPfn(imp: GpuImport): Result<void> {
   return ok();
 }
 
-/** The fabric importer's mapping: the exporter GPU's VRAM offset, as fabric entries. */
+/** The link id of the exporter GPU of bo on gpu's fabric, or 0. */
+function fabricLink(gpu: Gpu, bo: GpuBo): number {
+  const exporter = gpuOf(bo.gpu);
+  for (const [k, p] of gpu.fabricPeers) if (p === exporter) return k;
+  return 0;
+}
+
+/**
+ * The fabric importer's mapping: the exporter GPU's VRAM offset, as fabric entries, while the
+ * buffer is in VRAM; the import's own DMA mapping of the pages while it is in system memory.
+ */
 function mapByFabric(imp: GpuImport): Result<void> {
   const bo = imp.buf.priv as GpuBo;
-  if (bo.placement !== 'vram') return err('EOPNOTSUPP', `${imp.buf.name} is in system memory: not reachable over the fabric`);
-  const exporter = gpuOf(bo.gpu);
-  let link = 0;
-  for (const [k, p] of imp.gpu.fabricPeers) if (p === exporter) link = k;
+  // drivers/gpu/drm/amd/amdgpu/amdgpu_vm.c: amdgpu_vm_bo_update() takes the exporter's BO for an
+  // XGMI import (bo_va->is_xgmi) only while that BO's resource is VRAM; otherwise the entries come
+  // from the import's own GTT pages, which amdgpu_ttm_backend_bind() got from
+  // dma_buf_map_attachment(): a buffer moved to system memory is reached through the DMA API
+  if (bo.placement !== 'vram') return mapByDmaApi(imp);
+  const link = fabricLink(imp.gpu, bo);
   if (link === 0) return err('EOPNOTSUPP', `${bo.gpu.name} is not on ${imp.gpu.dev.name}'s fabric`);
   const m = gpuMapDmaList(imp.gpu, DmaList.from([{ addr: BigInt(bo.vramOffset), len: bo.size }]), { aperture: { fabricPeer: link } });
   if (!m.ok) return m;
@@ -172,6 +188,11 @@ export function gpuImportRevalidate(imp: GpuImport): Result<void> {
   if (imp.mapping !== null) return ok();
   if (imp.how === 'get-pfn') return mapByPfn(imp);
   if (imp.how === 'fabric') return mapByFabric(imp);
+  return mapByDmaApi(imp);
+}
+
+/** The DMA-API mapping: dma_buf_map_attachment under the reservation lock, the list into the GPU's table. */
+function mapByDmaApi(imp: GpuImport): Result<void> {
   dmaResvLock(imp.buf);
   const l = dmaBufMapAttachment(imp.att, DMA_BIDIRECTIONAL);
   if (!l.ok) {
@@ -260,15 +281,18 @@ export function gpuImportDmabufGetPfn(gpu: Gpu, buf: DmaBuf): Result<GpuImport> 
 }
 
 /**
- * The private-interconnect importer: only for a GPU buffer object (the amdgpu exporter) in the VRAM
- * of a GPU on this GPU's fabric. A dynamic attachment gets move_notify (a migration or a revoke
- * drops the fabric entries); the VRAM offset comes from the exporter's object, not from the DMA
- * API. Errors: EOPNOTSUPP (not a GPU buffer, not in VRAM, or its GPU is not a fabric peer), the
- * attach's, the GPU's.
+ * The private-interconnect importer: only for a GPU buffer object (the amdgpu exporter) of a GPU on
+ * this GPU's fabric. A dynamic attachment gets move_notify (a migration or a revoke drops the
+ * entries). While the buffer is in VRAM its offset comes from the exporter's object, not from the
+ * DMA API, and is mapped with fabric entries; while it is in system memory the attachment is
+ * mapped through the DMA API (path 'system'), as amdgpu_vm_bo_update() falls back to the import's
+ * own pages. Errors: EOPNOTSUPP (not a GPU buffer, or its GPU is not a fabric peer), the attach's,
+ * the map's (system memory), the GPU's.
  */
 export function gpuImportDmabufFabric(gpu: Gpu, buf: DmaBuf): Result<GpuImport> {
   checkGpu(gpu);
   if (!(buf.priv instanceof GpuBo)) return err('EOPNOTSUPP', `${buf.name} was not exported by a GPU driver (${buf.ops.expName})`);
+  if (fabricLink(gpu, buf.priv) === 0) return err('EOPNOTSUPP', `${buf.priv.gpu.name} is not on ${gpu.dev.name}'s fabric`);
   let imp: GpuImport | null = null;
   const a = dmaBufAttach(buf, gpu.dev, { dynamic: true, peer2peer: true, moveNotify: () => { if (imp !== null) invalidate(imp); } });
   if (!a.ok) return a;
