@@ -2,7 +2,7 @@
 // does it over TTM: placed in VRAM (the GPU's P2P BAR, a contiguous piece of it) or in system
 // memory (GTT: pages), moved between them by the driver (ttm_bo_validate; amdgpu_bo_move_notify
 // calls dma_buf_invalidate_mappings before the move). amdgpu_dma_buf_attach clears peer2peer when
-// pci_p2pdma_distance() < 0; amdgpu_dma_buf_pin pins into system memory when any attachment
+// pci_p2pdma_distance() < 0 and the importer is not a GPU of the same XGMI hive; amdgpu_dma_buf_pin pins into system memory when any attachment
 // cannot do P2P; amdgpu_dma_buf_map moves an unpinned buffer to system memory for an importer
 // without peer2peer, then maps VRAM or the pages.
 // Model deviation: VRAM is mapped through dmaMapPhyrs (per-range P2P classification: bus address,
@@ -205,12 +205,34 @@ export function gpuBoFree(bo: GpuBo): void {
   freeStorage(bo);
 }
 
+/**
+ * The importer_priv of a GPU importer that shares a private fabric (an XGMI hive) with other GPUs:
+ * the kernel's exporter finds the importer's amdgpu device through importer_ops and importer_priv
+ * (dma_buf_attach_adev()) and asks amdgpu_xgmi_same_hive(); the model's exporter asks this.
+ */
+export interface GpuFabricImporterPriv {
+  /** The importer's GPU and the GPU on `exporter` share the fabric. */
+  readonly fabricPeerOf: (exporter: Device) => boolean;
+}
+
+/**
+ * amdgpu_dmabuf_is_xgmi_accessible(attach_adev, bo): the importer is a GPU on the fabric of the
+ * buffer's GPU. Model deviation: the kernel also wants VRAM among the BO's preferred domains; a
+ * GpuBo has no preferred domains, so every buffer of a fabric peer counts.
+ */
+function xgmiAccessible(att: DmaBufAttachment, bo: GpuBo): boolean {
+  const p = att.importerPriv as Partial<GpuFabricImporterPriv> | null;
+  return p !== null && typeof p === 'object' && typeof p.fabricPeerOf === 'function' && p.fabricPeerOf(bo.gpu);
+}
+
 const ops = {
   expName: 'amdgpu',
   attach(buf: DmaBuf, att: DmaBufAttachment): Result<void> {
     const bo = buf.priv as GpuBo;
-    // amdgpu_dma_buf_attach: no P2P where pci_p2pdma_distance() says the peer cannot reach the BAR
-    if (att.peer2peer && pciP2pdmaDistance(bo.gpu, att.dev, false) < 0) att.peer2peer = false;
+    // drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c: amdgpu_dma_buf_attach(): no P2P where
+    // pci_p2pdma_distance() says the peer cannot reach the BAR, unless the importer is a GPU of
+    // the exporter's XGMI hive (amdgpu_dmabuf_is_xgmi_accessible), which needs no PCI path
+    if (att.peer2peer && !xgmiAccessible(att, bo) && pciP2pdmaDistance(bo.gpu, att.dev, false) < 0) att.peer2peer = false;
     return ok();
   },
   pin(att: DmaBufAttachment): Result<void> {

@@ -17,7 +17,7 @@ export {
 } from './fence.ts';
 export { DmaBufDma, dmaBufFreeSgt, dmaBufMapPages, dmaBufMapPhyrs, dmaBufPhysVecToSgt, type DmaBufDmaHow } from './mapping.ts';
 export { SYSTEM_HEAP_ORDERS, systemHeapAlloc, type SystemHeapBuffer, type SystemHeapName } from './system-heap.ts';
-export { GpuBo, gpuBoCreate, gpuBoExport, gpuBoFree, gpuBoMigrate, type GpuPlacement } from './gpu-vram.ts';
+export { GpuBo, gpuBoCreate, gpuBoExport, gpuBoFree, gpuBoMigrate, type GpuFabricImporterPriv, type GpuPlacement } from './gpu-vram.ts';
 export {
   IosysMap, dmaBufVmap, dmaBufVunmap, iosysMapFromRanges, iosysMapMemcpyFrom, iosysMapMemcpyTo, iosysMapMemset, iosysMapPlainStore,
   iosysMapRd, iosysMapWr,

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { patternBytes, unwrap } from '../../base/index.ts';
 import { dmabufMachine } from '../../scenario/dmabuf.ts';
-import { gpuBoCreate, gpuBoExport, gpuBoMigrate, type GpuBo } from '../dmabuf/index.ts';
+import { dmaBufPin, dmaBufUnpin, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate, type GpuBo } from '../dmabuf/index.ts';
 import { gpuFabricConnect, gpuProbe, gpuRead, gpuWrite, type Gpu } from './gpu.ts';
-import { gpuImportDmabufFabric, gpuImportRelease, gpuImportRevalidate } from './import.ts';
+import { gpuImportDmabuf, gpuImportDmabufFabric, gpuImportRelease, gpuImportRevalidate } from './import.ts';
 
 const K64 = 64 * 1024;
 
@@ -74,5 +74,30 @@ describe('GPU dma-buf import over the fabric (amdgpu XGMI)', () => {
     const r = gpuImportDmabufFabric(off, buf);
     expect(r.ok ? 'ok' : r.errno).toBe('EOPNOTSUPP');
     expect(buf.attachments).toEqual([]);
+  });
+
+  it('a fabric peer keeps peer2peer where PCI P2P cannot reach the exporter, so a pin stays in VRAM', () => {
+    // gpu3 sits behind a host bridge that is not whitelisted: pci_p2pdma_distance() < 0 from gpu0
+    const { m, gpu, bo } = fabricRig('gpu3');
+    const buf = unwrap(gpuBoExport(bo));
+    const imp = unwrap(gpuImportDmabufFabric(gpu, buf));
+    // amdgpu_dma_buf_attach(): peer2peer is cleared only when the importer is not XGMI-accessible
+    // (amdgpu_dmabuf_is_xgmi_accessible) and the PCI distance is negative
+    expect(imp.att.peer2peer).toBe(true);
+    // amdgpu_dma_buf_pin(): VRAM stays allowed when every attachment can do P2P
+    dmaResvLock(buf);
+    unwrap(dmaBufPin(imp.att));
+    dmaResvUnlock(buf);
+    expect(bo.placement).toBe('vram');
+    expect(imp.invalidations).toBe(0);
+    dmaResvLock(buf);
+    dmaBufUnpin(imp.att);
+    dmaResvUnlock(buf);
+    // the same GPU through the DMA API is no XGMI importer: its peer2peer goes, and with it VRAM
+    const dmaApi = unwrap(gpuImportDmabuf(unwrap(gpuProbe(m.device('gpu3'))), buf));
+    expect(dmaApi.att.peer2peer).toBe(false);
+    expect(bo.placement).toBe('system');
+    gpuImportRelease(dmaApi);
+    gpuImportRelease(imp);
   });
 });

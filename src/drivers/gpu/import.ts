@@ -16,7 +16,8 @@
 //    BO's own VRAM placement into the page table instead of the import's DMA addresses): the
 //    importer recognises the exporter as a GPU it shares a fabric with, takes the buffer's VRAM
 //    offset from the exporter's own object and maps it with fabric entries. No DMA API, no IOMMU,
-//    no dma-debug. That holds only while the buffer is in VRAM: amdgpu_vm_bo_update() uses the
+//    no dma-debug. The exporter keeps the attachment's peer2peer for such an importer even where
+//    PCI P2P cannot reach its BAR (amdgpu_dma_buf_attach()), so a pin may stay in VRAM. That holds only while the buffer is in VRAM: amdgpu_vm_bo_update() uses the
 //    exporter's BO only when its resource is TTM_PL_VRAM, so a buffer in system memory is reached
 //    through the import's own dma_buf_map_attachment() (path 'system') until it moves back.
 
@@ -28,7 +29,7 @@ import {
 import { DmaList, rangeProvider, type PhyrList } from '../../phyr/index.ts';
 import {
   GpuBo, dmaBufAttach, dmaBufDetach, dmaBufMapAttachment, dmaBufUnmapAttachment, dmaResvLock, dmaResvUnlock, type DmaBuf,
-  type DmaBufAttachment,
+  type DmaBufAttachment, type GpuFabricImporterPriv,
 } from '../dmabuf/index.ts';
 import { Gpu, gpuMapDmaList, gpuOf, gpuUnmap, type GpuMapping } from './gpu.ts';
 
@@ -294,7 +295,13 @@ export function gpuImportDmabufFabric(gpu: Gpu, buf: DmaBuf): Result<GpuImport> 
   if (!(buf.priv instanceof GpuBo)) return err('EOPNOTSUPP', `${buf.name} was not exported by a GPU driver (${buf.ops.expName})`);
   if (fabricLink(gpu, buf.priv) === 0) return err('EOPNOTSUPP', `${buf.priv.gpu.name} is not on ${gpu.dev.name}'s fabric`);
   let imp: GpuImport | null = null;
-  const a = dmaBufAttach(buf, gpu.dev, { dynamic: true, peer2peer: true, moveNotify: () => { if (imp !== null) invalidate(imp); } });
+  // the exporter recognises a GPU of its hive through importer_priv (dma_buf_attach_adev())
+  const importerPriv: GpuFabricImporterPriv = {
+    fabricPeerOf: (exporter) => { const g = gpuOf(exporter); return g !== null && [...gpu.fabricPeers.values()].includes(g); },
+  };
+  const a = dmaBufAttach(buf, gpu.dev, {
+    dynamic: true, peer2peer: true, importerPriv, moveNotify: () => { if (imp !== null) invalidate(imp); },
+  });
   if (!a.ok) return a;
   imp = new GpuImport(gpu, buf, a.value, 'fabric');
   const r = mapByFabric(imp);
