@@ -1,11 +1,28 @@
 // Models: a GPU driver importing a dma-buf, three ways.
-// 1. The DMA API way (drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c: amdgpu_dma_buf_create_obj,
-//    amdgpu_dma_buf_move_notify; drivers/gpu/drm/drm_prime.c): a dynamic attachment that allows
-//    peer2peer, dma_buf_map_attachment under the reservation lock, the DMA list written into the
-//    GPU's page table; move_notify drops the page-table entries and the mapping, and the next use
-//    maps again (after a migration the list points at system memory; after a revoke the map fails).
-//    What the exporter and the DMA layer decide shows as the path: a peer BAR by bus address through
-//    a switch, the BAR through the host bridge (an IOVA with MMIO semantics), or system memory.
+// 1. The DMA API way (drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c: amdgpu_gem_prime_import,
+//    amdgpu_dma_buf_create_obj, amdgpu_dma_buf_move_notify; amdgpu_ttm.c: amdgpu_ttm_backend_bind
+//    and _unbind, which call dma_buf_map_attachment / dma_buf_unmap_attachment and
+//    drm_prime_sg_to_dma_addr_array of drivers/gpu/drm/drm_prime.c): a dynamic attachment that
+//    allows peer2peer (amdgpu_dma_buf_attach_ops: allow_peer2peer, invalidate_mappings, the 7.1
+//    name of move_notify), dma_buf_map_attachment under the reservation lock (the import shares the
+//    dma-buf's resv), the DMA list written into the GPU's page table; move_notify drops the
+//    page-table entries and the mapping, and the next use maps again (after a migration the list
+//    points at system memory; after a revoke the map fails). What the exporter and the DMA layer
+//    decide shows as the path: a peer BAR by bus address through a switch, the BAR through the host
+//    bridge (an IOVA with MMIO semantics), or system memory.
+//    Model deviation: amdgpu_gem_prime_import() only attaches; the first dma_buf_map_attachment()
+//    happens when the import is first validated into GTT (amdgpu_ttm_backend_bind(), at the first
+//    command submission that uses it), so a map error fails that use, not the import. The model's
+//    gpuImportDmabuf attaches and maps at once, and a map error fails the import and detaches (as
+//    drm_gem_prime_import_dev() does for a static importer).
+//    Model deviation: a dma-buf the same GPU exported is not special: amdgpu_gem_prime_import()
+//    (and drm_gem_prime_import_dev()) hand back the exporter's own GEM object, with no attachment
+//    and no DMA mapping, and the GPU uses its VRAM directly; every importer of the model attaches,
+//    so a GPU importing its own buffer maps its own BAR through the DMA API.
+//    Model deviation: move_notify clears the GPU's entries before it unmaps the attachment; amdgpu
+//    moves the import to system memory first (ttm_bo_validate: unbind, dma_buf_unmap_attachment)
+//    and then updates the page tables of the VMs whose lock it can take, leaving the others to be
+//    updated at their next submission.
 // 2. The get_pfn RFC (Xu Yilun, "dma-buf: Introduce dma_buf_get_pfn_unlocked() kAPI", 7 Jan 2025;
 //    not merged): the exporter hands a pfn and a max order per page offset; the importer maps them
 //    itself. The GPU writes the CPU physical addresses into its page table: nothing translates them
