@@ -2,7 +2,8 @@
 // drivers/gpu/drm/nouveau/nvkm/subdev/mmu/vmmgp100.c (a page directory whose 2 MiB entries either
 // are a leaf or point at a table of 64 KiB ("big") or 4 KiB pages; an aperture field saying whether
 // an entry addresses the GPU's VRAM, system memory (snooped or not) or a peer) and the amdgpu VM of
-// drivers/gpu/drm/amd/amdgpu/amdgpu_vm_pt.c (PTE_VALID, PTE_SYSTEM, PTE_SNOOPED, PTE_WRITEABLE),
+// drivers/gpu/drm/amd/amdgpu/amdgpu_vm_pt.c (with the AMDGPU_PTE_VALID, _SYSTEM, _SNOOPED and
+// _WRITEABLE bits of amdgpu_vm.h),
 // in a simple format of the model's own, documented below. The tables live in system RAM, taken
 // from a dma_pool of the GPU (coherent memory): the GPU walks them by DMA through its own path (its
 // IOMMU domain included), as a GART walks its table. Leaf tables are filled from a DMA list through
