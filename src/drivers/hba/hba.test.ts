@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { makeMachine } from '../../../test/fixtures/dma-b-machines.ts';
 import { unwrap } from '../../base/index.ts';
-import { DMA_TO_DEVICE, dmaMapPhys, dmaUnmapPhys } from '../../dma/index.ts';
+import {
+  DMA_TO_DEVICE, dmaGetMaxSegSize, dmaGetSegBoundary, dmaMapPhys, dmaSetMaxSegSize, dmaUnmapPhys,
+} from '../../dma/index.ts';
 import {
   HBA_SG_CHAIN, HBA_SG_END_OF_LIST, hbaBuildSgl, hbaFreeSgl, hbaReadSgl, hbaSetup,
 } from './index.ts';
@@ -12,6 +14,18 @@ function hex(bytes: Uint8Array): string {
 }
 
 describe('HBA SG list (16-byte entries, 64 KiB per entry) through the common builder', () => {
+  it('the probe hands the host\'s segment limits to the DMA layer: 64 KiB segments, a 4 GiB boundary', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nic0');
+    // whatever was there before (another driver's UINT_MAX, as nvme sets it)
+    dmaSetMaxSegSize(dev, 0xffffffff);
+    unwrap(hbaSetup(dev));
+    // scsi_init_limits(): dma_set_max_seg_size(shost->max_segment_size = BLK_MAX_SEGMENT_SIZE) and
+    // dma_set_seg_boundary(shost->dma_boundary = 0xffffffff), the scsi_host_alloc() defaults
+    expect(dmaGetMaxSegSize(dev)).toBe(65536);
+    expect(dmaGetSegBoundary(dev)).toBe(0xffffffffn);
+  });
+
   it('one entry sits in the command with END_OF_LIST: bytes addr | len | flags', () => {
     const m = makeMachine('none');
     const ctrl = unwrap(hbaSetup(m.device('nic0')));

@@ -11,9 +11,21 @@
 //   the command holds one entry: the data entry of a one-entry transfer, else a CHAIN to the
 //   first SG page; an SG page (4 KiB from a dma_pool) holds 256 entries, the last of a full page
 //   that is followed by another being the CHAIN.
+// The probe sets the DMA layer's segment limits as the SCSI midlayer does when it sets up the
+// queue of a device found on the host (drivers/scsi/scsi_scan.c: scsi_alloc_sdev() ->
+// drivers/scsi/scsi_lib.c: scsi_init_limits(), which calls dma_set_seg_boundary(shost->dma_boundary) and
+// dma_set_max_seg_size(shost->max_segment_size), with drivers/scsi/hosts.c: scsi_host_alloc()'s
+// defaults for a template that sets neither: dma_boundary 0xffffffff and BLK_MAX_SEGMENT_SIZE
+// (64 KiB)), which is also what one entry of this format carries.
+// Model deviation: there is no Scsi_Host and no request queue, so the block layer's limits
+// (max_segments from sg_tablesize, max_segment_size, seg_boundary_mask) are not applied to the
+// segments a caller passes: a segment over 64 KiB, which a kernel LLD never gets from
+// scsi_dma_map(), is cut into 64 KiB entries by the builder, and the SG list has no entry limit.
 
 import { err, ok, type Result } from '../../base/index.ts';
-import { DMA_BIT_MASK, dmaPoolCreate, dmaPoolDestroy, dmaSetMaskAndCoherent, type DmaPool } from '../../dma/index.ts';
+import {
+  DMA_BIT_MASK, dmaPoolCreate, dmaPoolDestroy, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetSegBoundary, type DmaPool,
+} from '../../dma/index.ts';
 import type { Device } from '../../pci/index.ts';
 import { sglBuild, sglFree, type DmaSegment, type SglBuild, type SglHooks } from '../sgl/index.ts';
 
@@ -22,6 +34,8 @@ export const HBA_SG_MAX_ENTRY_LEN = 64 * 1024;
 export const HBA_SG_ENTRIES_PER_PAGE = 4096 / HBA_SG_ENTRY_BYTES;
 export const HBA_SG_END_OF_LIST = 1;
 export const HBA_SG_CHAIN = 2;
+/** shost->dma_boundary when the host template leaves it 0 (drivers/scsi/hosts.c: scsi_host_alloc()). */
+export const HBA_DMA_BOUNDARY = 0xffffffffn;
 
 /** One adapter set up for DMA: its device and its SG page pool. */
 export interface HbaCtrl {
@@ -45,10 +59,17 @@ function writeEntry(view: DataView, off: number, addr: bigint, len: number, flag
   view.setUint32(off + 12, flags, true);
 }
 
-/** The adapter's probe: 64-bit DMA masks and its SG page pool (4 KiB pages, 4 KiB aligned). */
+/**
+ * The adapter's probe: 64-bit DMA masks, the host's segment limits in the DMA layer (64 KiB
+ * segments, a 4 GiB boundary) and its SG page pool (4 KiB pages, 4 KiB aligned).
+ */
 export function hbaSetup(dev: Device): Result<HbaCtrl> {
   const m = dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
   if (!m.ok) return m;
+  // drivers/scsi/scsi_lib.c: scsi_init_limits() hands the host's limits to the DMA layer, so that
+  // dma_map_sg() merges no segment past what one SG entry carries or across the boundary
+  dmaSetSegBoundary(dev, HBA_DMA_BOUNDARY);
+  dmaSetMaxSegSize(dev, HBA_SG_MAX_ENTRY_LEN);
   const p = dmaPoolCreate('hba sg page', dev, 4096, 4096, 0);
   if (!p.ok) return p;
   const pool = p.value;
