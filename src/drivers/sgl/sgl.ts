@@ -15,6 +15,14 @@
 //   - the dma_pool each list block comes from.
 // The helper writes the blocks' bytes into machine memory (a CPU store into coherent memory, where
 // the device reads them) and returns what the command needs plus what to free afterwards.
+// Model deviation: the kernel's loops write one SGL descriptor or SGE per DMA segment
+// (nvme_pci_setup_data_sgl: nvme_pci_sgl_set_data with the segment's whole length;
+// _base_build_sg_scmd: sg_dma_len() per SGE) and never cut one: the queue limits and
+// dma_set_max_seg_size() the driver set keep every segment within what one entry carries. The
+// 'extent' mode cuts a longer segment into entries of maxEntryLen instead. In 'page' mode a transfer
+// that breaks the page rules is refused up front with EINVAL; nvme_pci_setup_data_prp() checks
+// nothing ahead (the virt boundary of the queue rules such requests out) and only a segment too
+// short for its PRP ends in its "Incorrectly formed request" error (BLK_STS_IOERR).
 
 import { checkLen, err, ok, type Result } from '../../base/index.ts';
 import { dmaContextOf, dmaPoolAlloc, dmaPoolFree, GFP_ATOMIC, type DmaPool } from '../../dma/index.ts';
