@@ -2,9 +2,11 @@
 // does it over TTM: placed in VRAM (the GPU's P2P BAR, a contiguous piece of it) or in system
 // memory (GTT: pages), moved between them by the driver (ttm_bo_validate; amdgpu_bo_move_notify
 // calls dma_buf_invalidate_mappings before the move). amdgpu_dma_buf_attach clears peer2peer when
-// pci_p2pdma_distance() < 0 and the importer is not a GPU of the same XGMI hive; amdgpu_dma_buf_pin pins into system memory when any attachment
-// cannot do P2P; amdgpu_dma_buf_map moves an unpinned buffer to system memory for an importer
-// without peer2peer, then maps VRAM or the pages.
+// pci_p2pdma_distance() < 0 and the importer is not a GPU of the same XGMI hive;
+// amdgpu_dma_buf_pin pins into system memory when any attachment cannot do P2P;
+// amdgpu_dma_buf_map moves an unpinned buffer to system memory for an importer without
+// peer2peer, then maps VRAM or the pages (VRAM never for an importer of the same XGMI hive: WARN
+// and EINVAL).
 // Model deviation: VRAM is mapped through dmaMapPhyrs (per-range P2P classification: bus address,
 // host bridge with DMA_ATTR_MMIO, EREMOTEIO for NOT_SUPPORTED) where amdgpu_vram_mgr_alloc_sgt()
 // calls dma_map_resource() per block: the model never maps a BAR for a device that cannot reach it.
@@ -256,7 +258,15 @@ const ops = {
       const r = gpuBoMigrate(bo, 'system');
       if (!r.ok) return r;
     }
-    if (bo.placement === 'vram') return dmaBufMapPhyrs(att, bo.ranges(), dir);
+    if (bo.placement === 'vram') {
+      // amdgpu_dma_buf_map(): VRAM an importer of the same XGMI hive can reach is never DMA-mapped
+      // (WARN_ON(amdgpu_dmabuf_is_xgmi_accessible(...)), -EINVAL): that importer maps it itself
+      if (xgmiAccessible(att, bo)) {
+        att.dmabuf.events.warn('dma-buf', `amdgpu_dma_buf_map: WARN_ON(amdgpu_dmabuf_is_xgmi_accessible()): ${att.dev.name} reaches ${bo.gpu.name}'s VRAM over the fabric`);
+        return err('EINVAL', `${att.dev.name} reaches ${bo.gpu.name}'s VRAM over XGMI: not DMA-mapped`);
+      }
+      return dmaBufMapPhyrs(att, bo.ranges(), dir);
+    }
     // GTT pages: drm_prime_pages_to_sg's failure is returned as is (ENOMEM); a dma_map_sgtable
     // failure goes to error_free, which returns -EBUSY whatever the DMA layer said. The pages are
     // mapped with DMA_ATTR_SKIP_CPU_SYNC and unmapped with 0 (amdgpu_dma_buf_map / _unmap): no

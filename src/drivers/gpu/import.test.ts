@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { patternBytes, unwrap } from '../../base/index.ts';
+import { DMA_BIDIRECTIONAL } from '../../dma/index.ts';
 import { dmabufMachine } from '../../scenario/dmabuf.ts';
-import { dmaBufPin, dmaBufUnpin, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate, type GpuBo } from '../dmabuf/index.ts';
+import { dmaBufMapAttachment, dmaBufPin, dmaBufUnpin, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate, type GpuBo } from '../dmabuf/index.ts';
 import { gpuFabricConnect, gpuProbe, gpuRead, gpuWrite, type Gpu } from './gpu.ts';
 import { gpuImportDmabuf, gpuImportDmabufFabric, gpuImportRelease, gpuImportRevalidate } from './import.ts';
 
@@ -98,6 +99,22 @@ describe('GPU dma-buf import over the fabric (amdgpu XGMI)', () => {
     expect(dmaApi.att.peer2peer).toBe(false);
     expect(bo.placement).toBe('system');
     gpuImportRelease(dmaApi);
+    gpuImportRelease(imp);
+  });
+
+  it('the exporter refuses to DMA-map VRAM for a fabric peer (WARN, EINVAL) and moves nothing', () => {
+    const { m, gpu, bo } = fabricRig();
+    const buf = unwrap(gpuBoExport(bo));
+    const imp = unwrap(gpuImportDmabufFabric(gpu, buf));
+    const warns = m.events.count('WARN');
+    // amdgpu_dma_buf_map(): WARN_ON(amdgpu_dmabuf_is_xgmi_accessible()) in the TTM_PL_VRAM case
+    dmaResvLock(buf);
+    const r = dmaBufMapAttachment(imp.att, DMA_BIDIRECTIONAL);
+    dmaResvUnlock(buf);
+    expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+    expect(m.events.count('WARN')).toBe(warns + 1);
+    expect(imp.att.live.size).toBe(0);
+    expect(bo.placement).toBe('vram');
     gpuImportRelease(imp);
   });
 });
