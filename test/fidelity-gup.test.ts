@@ -259,3 +259,49 @@ describe('7. flags outside gup_fast_fallback()\'s mask', () => {
     unpinUserPages(pa);
   });
 });
+
+describe('8. FOLL_LONGTERM read pins unshare the zero page (gup_must_unshare)', () => {
+  it('a FOLL_LONGTERM read pin of untouched private anon pins private zeroed pages, not the zero page', () => {
+    const { m, mm } = world();
+    const va = unwrap(mm.mmap({ len: 2 * PS, backing: 'anon' }));
+    unwrap(mm.touch(va, 1, false)); // the first page maps the zero page, the second is not present
+    const zero = mm.translate(va)! / 4096n;
+    const pa = unwrap(pinUserPages(mm, va, 2, FOLL_LONGTERM));
+    expect(pa.count).toBe(2);
+    expect(pa.pfnAt(0)).not.toBe(zero);
+    expect(pa.pfnAt(1)).not.toBe(zero);
+    expect(pa.pfnAt(0)).not.toBe(pa.pfnAt(1));
+    for (const i of [0, 1]) {
+      expect(mm.translate(va + BigInt(i * PS))).toBe(pa.pfnAt(i) * 4096n); // the mapping now holds the copy
+      expect(m.folioOf(pa.pfnAt(i))).toMatchObject({ order: 0, refcount: 2, pincount: 1 }); // PTE + pin
+      expect(m.mem.read(pa.pfnAt(i) * 4096n, PS).every((b) => b === 0)).toBe(true);
+    }
+    expect(m.listPins()[0]).toMatchObject({ nrPages: 2, pinnedPages: 2 });
+    unpinUserPages(pa);
+  });
+  it('the same through pinUserPhyrs (the fast rules), on a read-only private mapping too (is_cow_mapping), and on a THP slot', () => {
+    const { m, mm } = world();
+    const ro = unwrap(mm.mmap({ len: PS, backing: 'anon', prot: 'r' }));
+    const l = unwrap(pinUserPhyrs(mm, ro, PS, FOLL_LONGTERM));
+    const priv = l.addrAt(0);
+    expect(priv).toBe(mm.translate(ro));
+    expect(m.folioOf(priv / 4096n)).toMatchObject({ refcount: 2, pincount: 1 });
+    expect(errno(mm.writeUser(ro, new Uint8Array([1])))).toBe('EFAULT'); // still read-only
+    const thp = unwrap(mm.mmap({ len: 2 * MiB, backing: 'thp' }));
+    const t = unwrap(pinUserPhyrs(mm, thp, 2 * MiB, FOLL_LONGTERM));
+    expect([t.count, t.lenAt(0)]).toEqual([1, 2 * MiB]);
+    const f = m.folioOf(t.addrAt(0) / 4096n)!;
+    expect(f).toMatchObject({ order: 9, refcount: 1 + 512, pincount: 512 }); // a new THP, not the huge zero folio
+    expect(mm.translate(thp)).toBe(t.addrAt(0));
+    unpinUserPhyrs(l);
+    unpinUserPhyrs(t);
+  });
+  it('FOLL_LONGTERM | FOLL_NOFAULT over the zero page is EFAULT (the unshare needs a fault)', () => {
+    const { mm } = world();
+    const va = unwrap(mm.mmap({ len: PS, backing: 'anon' }));
+    unwrap(mm.touch(va, 1, false));
+    const zero = mm.translate(va);
+    expect(errno(pinUserPhyrs(mm, va, PS, FOLL_LONGTERM | FOLL_NOFAULT))).toBe('EFAULT');
+    expect(mm.translate(va)).toBe(zero);
+  });
+});

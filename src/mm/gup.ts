@@ -37,7 +37,11 @@ export const FOLL_NOFAULT = 1 << 5;
 export const FOLL_HWPOISON = 1 << 6;
 /** Anonymous mappings only: any other VMA fails with EFAULT. Slow path only. */
 export const FOLL_ANON = 1 << 7;
-/** The pin is held indefinitely (RDMA, VFIO): fsdax mappings refuse it; migration out of ZONE_MOVABLE/CMA is not modeled. */
+/**
+ * The pin is held indefinitely (RDMA, VFIO): fsdax mappings refuse it; a read-only long-term pin of the
+ * zero page (or huge zero folio) unshares it into a private page first; migration out of
+ * ZONE_MOVABLE/CMA is not modeled.
+ */
 export const FOLL_LONGTERM = 1 << 8;
 /** Split a PMD-mapped THP into PTEs before pinning; hugetlb refuses it (EOPNOTSUPP). Slow path only. */
 export const FOLL_SPLIT_PMD = 1 << 9;
@@ -171,23 +175,28 @@ function noFault(va: number): Err {
   return err('EFAULT', `page at ${hex(va)} needs a fault and FOLL_NOFAULT is set`);
 }
 
-/** faultin_page(): FOLL_NOFAULT refuses; else handle_mm_fault, ENOMEM when the allocator is dry. */
-function faultIn(mm: UserMm, v: Vma, va: number, flags: number): number | Err {
+/**
+ * faultin_page(): FOLL_NOFAULT refuses; else handle_mm_fault, ENOMEM when the allocator is dry.
+ * `unshare` (FAULT_FLAG_UNSHARE): replace the zero page or huge zero folio by a private copy
+ * without asking for write access; the model's fault does that as a write fault does.
+ */
+function faultIn(mm: UserMm, v: Vma, va: number, flags: number, unshare = false): number | Err {
   if ((flags & FOLL_NOFAULT) !== 0) return noFault(va);
-  const pfn = mm.faultPage(v, va, (flags & FOLL_WRITE) !== 0);
+  const pfn = mm.faultPage(v, va, unshare || (flags & FOLL_WRITE) !== 0);
   return pfn >= 0 ? pfn : err('ENOMEM', `out of memory faulting ${hex(va)}`);
 }
 
 /**
  * One page of the walk (follow_page_mask, then faultin_page when needed): the pfn GUP returns for
  * the page at va of v, which has passed checkVma. Afterwards mm.folioAt(v, va) is the folio to grab
- * (ZERO_PAGE_FOLIO: the shared zero page, which takes no pin). Errors: EFAULT (FOLL_DUMP on memory
+ * (ZERO_PAGE_FOLIO: the shared zero page, which takes no pin; never under FOLL_LONGTERM, which
+ * unshares it). Errors: EFAULT (FOLL_DUMP on memory
  * that was never faulted in or on a zero page; FOLL_NOFAULT on a page that needs a fault); ENOMEM;
  * EREMOTEIO (P2PDMA page without FOLL_PCI_P2PDMA, try_grab_folio).
  */
 function gupPage(mm: UserMm, v: Vma, va: number, flags: number): number | Err {
   const ps = mm.machine.pageSize;
-  const write = (flags & FOLL_WRITE) !== 0, dump = (flags & FOLL_DUMP) !== 0;
+  const write = (flags & FOLL_WRITE) !== 0, dump = (flags & FOLL_DUMP) !== 0, longterm = (flags & FOLL_LONGTERM) !== 0;
   let pfns: Float64Array, folios: Int32Array, i: number;
   switch (v.kind) {
     case VmaKind.PfnMap:
@@ -225,6 +234,9 @@ function gupPage(mm: UserMm, v: Vma, va: number, flags: number): number | Err {
         if (mm.machine.folios.kind[v.leafFolio![slot]] !== FolioKind.HugeZero) return mm.pfnAt(v, va);
         if (write) return faultIn(mm, v, va, flags);
         if (dump) return err('EFAULT', `FOLL_DUMP and ${hex(va)} maps the huge zero folio`);
+        // mm/gup.c: follow_huge_pmd() -> gup_must_unshare(): -EMLINK, then an unshare fault
+        // (mm/huge_memory.c: do_huge_pmd_wp_page -> do_huge_zero_wp_pmd) maps a new THP.
+        if (longterm) return faultIn(mm, v, va, flags, true);
         return mm.pfnAt(v, va);
       }
       pfns = v.ptePfn!;
@@ -241,12 +253,20 @@ function gupPage(mm: UserMm, v: Vma, va: number, flags: number): number | Err {
   const pfn = pfns[i];
   if (pfn < 0) {
     if (dump) return err('EFAULT', `FOLL_DUMP and the anonymous page at ${hex(va)} was never faulted in`);
-    return faultIn(mm, v, va, flags);
+    const r = faultIn(mm, v, va, flags);
+    // __get_user_pages() follows the page again after the fault: a read fault mapped the zero page,
+    // which a long-term pin unshares (below).
+    if (typeof r !== 'number' || !longterm || write || folios[i] !== ZERO_PAGE_FOLIO) return r;
+    return faultIn(mm, v, va, flags, true);
   }
   if (folios[i] !== ZERO_PAGE_FOLIO) return pfn;
-  // The zero page: a write needs a copy on write (a fault); a read returns it, except for a core dump.
+  // The zero page: a write needs a copy on write (a fault); a read returns it, except for a core dump
+  // and for a long-term pin: mm/gup.c follow_page_pte() -> gup_must_unshare() (mm/internal.h) is
+  // true for a FOLL_LONGTERM read pin of a page that is not anonymous in a COW mapping, so GUP takes
+  // an unshare fault (mm/memory.c: do_wp_page -> wp_page_copy) and pins the private copy instead.
   if (write) return faultIn(mm, v, va, flags);
   if (dump) return err('EFAULT', `FOLL_DUMP and ${hex(va)} maps the zero page`);
+  if (longterm) return faultIn(mm, v, va, flags, true);
   return pfn;
 }
 
