@@ -875,50 +875,61 @@ export class UserMm {
 
   /**
    * mprotect(2) with PROT_READ ('r') or PROT_READ|PROT_WRITE ('rw') over [addr, addr+len) (len
-   * rounded up to pages): the VMAs are split at the range's ends and take the new protection
-   * (mm/mprotect.c: mprotect_fixup, change_protection), each VMA whose protection changes inside
-   * invalidate_range_start / _end (MMU_NOTIFY_PROTECTION_VMA) of its part of the range; a VMA that
-   * has the protection already is not touched and sends no invalidation. A PMD-mapped THP cut by an end of the range is split
-   * into PTEs first, as change_pmd_range does. Present private pages follow the VMA: writable again
-   * after 'rw' (the zero page stays read-only).
-   * Errors: EINVAL (addr not page-aligned; a hugetlb mapping cut off its huge-page alignment);
-   * ENOMEM (part of the range is not mapped: nothing changes).
+   * rounded up to pages), as mm/mprotect.c do_mprotect_pkey() walks it: VMA by VMA from addr, each
+   * split at the range's ends and given the new protection (mprotect_fixup, change_protection)
+   * inside invalidate_range_start / _end (MMU_NOTIFY_PROTECTION_VMA) of its part of the range; a
+   * VMA that has the protection already is not touched (not split, no invalidation). A PMD-mapped
+   * THP cut by an end of the range is split into PTEs first, as change_pmd_range does. Present
+   * private pages follow the VMA: writable again after 'rw' (the zero page stays read-only).
+   * len 0 changes nothing and succeeds (after the alignment check).
+   * Errors: EINVAL (addr not page-aligned; a hugetlb VMA that would be cut off its huge-page
+   * alignment, hugetlb_vm_op_split); ENOMEM (addr is not mapped, or the range reaches a hole). As in
+   * the kernel, an error met at some VMA leaves the VMAs before it changed.
    */
   mprotect(addr: bigint, len: number, prot: 'r' | 'rw'): Result<void> {
-    checkLen('len', len, 1);
+    checkLen('len', len);
     if (prot !== 'r' && prot !== 'rw') throw new RangeError(`prot must be 'r' or 'rw', got ${describeValue(prot)}`);
     const a = Number(checkAddr('addr', addr, 64));
     if (a % this.ps !== 0) return err('EINVAL', `addr ${hex(a)} is not page-aligned`);
+    if (len === 0) return ok(); // do_mprotect_pkey: !len returns 0
     const e = a + Math.ceil(len / this.ps) * this.ps;
-    for (let pos = a; pos < e;) {
-      const v = this.vmaAt(pos);
-      if (v === undefined) return err('ENOMEM', `no mapping at ${hex(pos)}`);
-      if (isHugetlbKind(v.kind) && ((a > v.start && a % v.granuleLen !== 0) || (e < v.end && e % v.granuleLen !== 0))) {
-        return err('EINVAL', `hugetlb mapping at ${hex(v.start)} can only be split at ${v.granuleLen}-byte boundaries`);
-      }
-      pos = v.end;
-    }
     const n = this.notifierSubscriptions;
     const writable = prot === 'rw';
-    const out: Vma[] = [];
-    for (const v of this.vmas) {
-      // mprotect_fixup: a VMA whose flags do not change is left alone (no change_protection, so no
-      // invalidation); each one that changes gets its own PROTECTION_VMA range, clipped to it
-      if (v.start >= e || v.end <= a || v.writable === writable) { out.push(v); continue; }
+    const hit = this.vmas.filter((v) => v.start < e && v.end > a);
+    // vma_find(start, end): the first VMA in the range must cover start
+    if (hit.length === 0 || hit[0].start > a) return err('ENOMEM', `no mapping at ${hex(a)}`);
+    let error: Err | null = null;
+    let tmp = hit[0].start;
+    const done = new Map<Vma, Vma[]>();
+    for (const v of hit) {
+      if (v.start !== tmp) { error = err('ENOMEM', `no mapping at ${hex(tmp)}`); break; }
       const lo = Math.max(a, v.start), hi = Math.min(e, v.end);
-      // the VMA split (vma_modify_flags -> __split_vma -> vma_adjust_trans_huge) splits a PMD that
-      // straddles a cut, with its own CLEAR range, before change_protection's PROTECTION_VMA one
+      tmp = hi;
+      // mprotect_fixup: a VMA whose flags do not change is left alone (no split, no invalidation)
+      if (v.writable === writable) continue;
+      // vma_modify_flags -> split_vma: hugetlb_vm_op_split refuses a cut off the huge-page size
+      if (isHugetlbKind(v.kind) && ((lo > v.start && lo % v.granuleLen !== 0) || (hi < v.end && hi % v.granuleLen !== 0))) {
+        error = err('EINVAL', `hugetlb mapping at ${hex(v.start)} can only be split at ${v.granuleLen}-byte boundaries`);
+        break;
+      }
+      // the VMA split (__split_vma -> vma_adjust_trans_huge) splits a PMD that straddles a cut, with
+      // its own CLEAR range, before change_protection's PROTECTION_VMA one
       this.splitThpAt(v, [lo, hi]);
       n?.invalidateRangeStart(lo, hi, MMU_NOTIFY_PROTECTION_VMA);
-      if (v.start < lo) out.push(this.slice(v, v.start, lo));
-      out.push(this.slice(v, lo, hi, writable));
-      if (hi < v.end) out.push(this.slice(v, hi, v.end));
+      const parts: Vma[] = [];
+      if (v.start < lo) parts.push(this.slice(v, v.start, lo));
+      parts.push(this.slice(v, lo, hi, writable));
+      if (hi < v.end) parts.push(this.slice(v, hi, v.end));
+      done.set(v, parts);
       n?.invalidateRangeEnd(lo, hi, MMU_NOTIFY_PROTECTION_VMA);
     }
-    out.sort((x, y) => x.start - y.start);
-    this.vmas.length = 0;
-    this.vmas.push(...out);
-    return ok();
+    if (done.size > 0) {
+      const out = this.vmas.flatMap((v) => done.get(v) ?? [v]);
+      this.vmas.length = 0;
+      this.vmas.push(...out);
+    }
+    if (error === null && tmp < e) error = err('ENOMEM', `no mapping at ${hex(tmp)}`);
+    return error ?? ok();
   }
 
   /**

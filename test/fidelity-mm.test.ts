@@ -1,0 +1,49 @@
+// The address-space calls of src/mm/user-mm.ts against mm/mprotect.c, mm/vma.c, mm/mmap.c and
+// arch/x86 of Linux 7.1.5: each case is a place where the model answered otherwise than the kernel,
+// with the kernel's answer. Test names say which old behaviour they catch.
+import { describe, expect, it } from 'vitest';
+import { MiB, unwrap } from '../src/base/index.ts';
+import { createMmMachine } from '../src/mm/index.ts';
+
+const PS = 4096;
+const errno = (r: { ok: boolean; errno?: string }): string => (r.ok ? 'ok' : r.errno!);
+
+function world(): ReturnType<ReturnType<typeof createMmMachine>['newProcess']> {
+  return createMmMachine({ ramBytes: 64 * MiB, hugetlb: { '2M': 4 }, seed: 5 }).newProcess();
+}
+
+describe('mprotect (do_mprotect_pkey, mprotect_fixup)', () => {
+  it('a range that runs into a hole is ENOMEM, and the VMAs before the hole are changed (not left alone)', () => {
+    const mm = world();
+    const base = 0x40000000n;
+    unwrap(mm.mmap({ len: 2 * PS, backing: 'anon', addr: base }));
+    unwrap(mm.mmap({ len: PS, backing: 'anon', addr: base + BigInt(3 * PS) }));
+    expect(errno(mm.mprotect(base + BigInt(PS), 4 * PS, 'r'))).toBe('ENOMEM');
+    // [base+PS, base+2PS) was split off and made read-only; the VMA after the hole was not reached
+    expect(mm.mappings.map((x) => [Number(x.start - base) / PS, Number(x.end - base) / PS, x.writable])).toEqual([
+      [0, 1, true], [1, 2, false], [3, 4, true]]);
+    expect(errno(mm.writeUser(base + BigInt(PS), Uint8Array.of(1)))).toBe('EFAULT');
+    // a range that starts in a hole changes nothing
+    expect(errno(mm.mprotect(base + BigInt(2 * PS), 2 * PS, 'r'))).toBe('ENOMEM');
+    expect(mm.mappings.at(-1)!.writable).toBe(true);
+    // a range whose last VMA ends before the range does: ENOMEM after changing it
+    expect(errno(mm.mprotect(base + BigInt(3 * PS), 2 * PS, 'r'))).toBe('ENOMEM');
+    expect(mm.mappings.at(-1)!.writable).toBe(false);
+  });
+  it('len 0 succeeds without touching anything (not a thrown RangeError); a misaligned addr is still EINVAL first', () => {
+    const mm = world();
+    const va = unwrap(mm.mmap({ len: PS, backing: 'anon' }));
+    expect(errno(mm.mprotect(va, 0, 'r'))).toBe('ok');
+    expect(errno(mm.mprotect(0x1000n, 0, 'r'))).toBe('ok'); // nothing mapped there: !len returns before the lookup
+    expect(errno(mm.mprotect(va + 1n, 0, 'r'))).toBe('EINVAL');
+    expect(mm.mappings[0].writable).toBe(true);
+  });
+  it('a hugetlb VMA that has the protection already is not split, so a cut inside its huge page is no EINVAL', () => {
+    const mm = world();
+    const h = unwrap(mm.mmap({ len: 2 * MiB, backing: 'hugetlb-2M' }));
+    expect(errno(mm.mprotect(h, PS, 'rw'))).toBe('ok'); // mprotect_fixup returns before vma_modify_flags
+    expect(mm.mappings).toHaveLength(1);
+    expect(errno(mm.mprotect(h, PS, 'r'))).toBe('EINVAL'); // a change needs the split, which hugetlb refuses
+    expect(mm.mappings[0].writable).toBe(true);
+  });
+});
