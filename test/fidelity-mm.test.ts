@@ -3,7 +3,7 @@
 // with the kernel's answer. Test names say which old behaviour they catch.
 import { describe, expect, it } from 'vitest';
 import { MiB, unwrap } from '../src/base/index.ts';
-import { createMmMachine } from '../src/mm/index.ts';
+import { TASK_SIZE, createMmMachine } from '../src/mm/index.ts';
 
 const PS = 4096;
 const errno = (r: { ok: boolean; errno?: string }): string => (r.ok ? 'ok' : r.errno!);
@@ -45,5 +45,27 @@ describe('mprotect (do_mprotect_pkey, mprotect_fixup)', () => {
     expect(mm.mappings).toHaveLength(1);
     expect(errno(mm.mprotect(h, PS, 'r'))).toBe('EINVAL'); // a change needs the split, which hugetlb refuses
     expect(mm.mappings[0].writable).toBe(true);
+  });
+});
+
+describe('the top of user space and mmap_min_addr (x86-64 task_size_max(), __get_unmapped_area, do_vmi_munmap)', () => {
+  const top = 2n ** 47n - 4096n; // (1 << 47) - PAGE_SIZE with 4-level paging
+  it('TASK_SIZE is (1 << 47) - 4096: the last 4 KiB page below 2^47 cannot be mapped (ENOMEM), the one before can', () => {
+    expect(TASK_SIZE).toBe(Number(top));
+    const mm = world();
+    expect(errno(mm.mmap({ len: PS, backing: 'anon', addr: top }))).toBe('ENOMEM');
+    expect(errno(mm.mmap({ len: 2 * PS, backing: 'anon', addr: top - BigInt(PS) }))).toBe('ENOMEM');
+    expect(unwrap(mm.mmap({ len: PS, backing: 'anon', addr: top - BigInt(PS) }))).toBe(top - BigInt(PS));
+  });
+  it('a fixed address beyond TASK_SIZE is ENOMEM, below mmap_min_addr EPERM, in __get_unmapped_area\'s order', () => {
+    const mm = world();
+    expect(errno(mm.mmap({ len: PS, backing: 'anon', addr: 2n ** 47n }))).toBe('ENOMEM');
+    expect(errno(mm.mmap({ len: PS, backing: 'anon', addr: 2n ** 47n + 1n }))).toBe('ENOMEM'); // before the alignment check
+    expect(errno(mm.mmap({ len: PS, backing: 'anon', addr: 0x1001n }))).toBe('EINVAL'); // alignment before mmap_min_addr
+    expect(errno(mm.mmap({ len: PS, backing: 'anon', addr: 0x1000n }))).toBe('EPERM');
+    // hugetlb_get_unmapped_area refuses a fixed addr off the huge page size before the TASK_SIZE check
+    expect(errno(mm.mmap({ len: 2 * MiB, backing: 'hugetlb-2M', addr: 2n ** 47n + 4096n }))).toBe('EINVAL');
+    expect(errno(mm.mmap({ len: 2 * MiB, backing: 'hugetlb-2M', addr: 2n ** 47n }))).toBe('ENOMEM');
+    expect(mm.mappings).toEqual([]);
   });
 });

@@ -146,8 +146,12 @@ export const FAULT_SIGBUS = -5;
 /** Page cache mode codes in Vma.pteCache. */
 const CACHE_CODES: readonly PageCacheMode[] = ['wb', 'wc', 'uc'];
 
-/** Highest user address + 1 (TASK_SIZE with 4-level paging on x86-64, rounded). */
-export const TASK_SIZE = 2 ** 47;
+/**
+ * Highest user address + 1: TASK_SIZE (= TASK_SIZE_MAX) of x86-64 with 4-level paging,
+ * (1 << 47) - PAGE_SIZE (arch/x86/include/asm/page_64.h: task_size_max()); the top 4 KiB page
+ * below the canonical hole is never user memory. GUP-fast refuses a range that ends above it.
+ */
+export const TASK_SIZE = 2 ** 47 - 4096;
 const MMAP_BASE = 0x7f0000000000;
 const MMAP_MIN_ADDR = 0x10000;
 
@@ -249,8 +253,9 @@ export class UserMm {
    * Maps len bytes. Returns the start address.
    * Errors: ENOMEM (no free VA, a hugetlb pool without enough free pages for the reservation, or
    * populate could not allocate: the mapping is then removed again); EINVAL (device offset not
-   * page-aligned or beyond the region; fixed addr not aligned or beyond TASK_SIZE); EEXIST (fixed
-   * addr overlaps a mapping). Misuse (bad types, unknown backing or device name) throws.
+   * page-aligned or beyond the region; fixed addr not aligned); ENOMEM (fixed addr whose range ends
+   * beyond TASK_SIZE); EPERM (fixed addr below mmap_min_addr, 64 KiB); EEXIST (fixed addr overlaps
+   * a mapping). Misuse (bad types, unknown backing or device name) throws.
    */
   mmap(opts: MmapOptions): Result<bigint> {
     if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object, got ${describeValue(opts)}`);
@@ -296,10 +301,18 @@ export class UserMm {
     len = Math.ceil(len / lenUnit) * lenUnit;
     const align = kind === VmaKind.Anon || region !== null ? ps : granuleLen;
     let start: number;
+    if (len > TASK_SIZE) return err('ENOMEM', `${len} bytes do not fit in user space`); // __get_unmapped_area
     if (opts.addr !== undefined) {
+      // In the order of mm/mmap.c __get_unmapped_area(): hugetlb_get_unmapped_area (fs/hugetlbfs)
+      // refuses a fixed addr off the huge page size; then the range must end at TASK_SIZE (ENOMEM),
+      // addr be page-aligned (EINVAL; the model's THP backing wants 2 MiB), and not below
+      // mmap_min_addr (security_mmap_addr -> cap_mmap_addr: EPERM without CAP_SYS_RAWIO); then
+      // do_mmap's MAP_FIXED_NOREPLACE check (EEXIST).
       start = Number(checkAddr('opts.addr', opts.addr, 64));
+      if (isHuge && start % align !== 0) return err('EINVAL', `addr ${hex(start)} is not aligned to ${align}`);
+      if (start > TASK_SIZE - len) return err('ENOMEM', `[${hex(start)}, +${len}) ends beyond user space (TASK_SIZE ${hex(TASK_SIZE)})`);
       if (start % align !== 0) return err('EINVAL', `addr ${hex(start)} is not aligned to ${align}`);
-      if (start + len > TASK_SIZE || start < MMAP_MIN_ADDR) return err('EINVAL', `[${hex(start)}, +${len}) is outside user space`);
+      if (start < MMAP_MIN_ADDR) return err('EPERM', `addr ${hex(start)} is below mmap_min_addr ${hex(MMAP_MIN_ADDR)}`);
       if (this.overlapping(start, start + len) !== undefined) return err('EEXIST', `[${hex(start)}, +${len}) overlaps a mapping`);
     } else {
       start = Math.floor((this.nextVa - len) / align) * align;
