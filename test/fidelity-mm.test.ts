@@ -68,4 +68,14 @@ describe('the top of user space and mmap_min_addr (x86-64 task_size_max(), __get
     expect(errno(mm.mmap({ len: 2 * MiB, backing: 'hugetlb-2M', addr: 2n ** 47n }))).toBe('ENOMEM');
     expect(mm.mappings).toEqual([]);
   });
+  it('munmap: len 0 and a range leaving [0, TASK_SIZE) are EINVAL (not a thrown RangeError, not a silent success)', () => {
+    const mm = world();
+    const va = unwrap(mm.mmap({ len: PS, backing: 'anon' }));
+    expect(errno(mm.munmap(va, 0))).toBe('EINVAL');
+    expect(errno(mm.munmap(2n ** 47n, PS))).toBe('EINVAL');
+    expect(errno(mm.munmap(va, Number(top - va) + 1))).toBe('EINVAL');
+    expect(mm.mappings).toHaveLength(1);
+    expect(errno(mm.munmap(va, Number(top - va)))).toBe('ok'); // up to TASK_SIZE exactly
+    expect(mm.mappings).toEqual([]);
+  });
 });

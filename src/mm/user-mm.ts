@@ -753,12 +753,15 @@ export class UserMm {
    * Unmaps [addr, addr+len) (len rounded up to pages); holes in the range are fine, as in munmap(2).
    * Pinned folios are not freed here: the mapping's references go, the pins keep the folio alive
    * and the last unpin frees it (the kernel's behaviour: a pin is a reference).
-   * Errors: EINVAL (addr not page-aligned; a hugetlb mapping cut off its huge-page alignment).
+   * Errors: EINVAL (addr not page-aligned, len 0, or the range not inside [0, TASK_SIZE), as
+   * mm/vma.c do_vmi_munmap() checks; a hugetlb mapping cut off its huge-page alignment).
    */
   munmap(addr: bigint, len: number): Result<void> {
-    checkLen('len', len, 1);
+    checkLen('len', len);
     const a = Number(checkAddr('addr', addr, 64));
     if (a % this.ps !== 0) return err('EINVAL', `addr ${hex(a)} is not page-aligned`);
+    if (a > TASK_SIZE || len > TASK_SIZE - a) return err('EINVAL', `[${hex(a)}, +${len}) is not inside user space`);
+    if (len === 0) return err('EINVAL', 'len is 0');
     const e = a + Math.ceil(len / this.ps) * this.ps;
     for (const v of this.vmas) {
       if (v.start >= e || v.end <= a) continue;
