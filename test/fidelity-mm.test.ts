@@ -79,3 +79,20 @@ describe('the top of user space and mmap_min_addr (x86-64 task_size_max(), __get
     expect(mm.mappings).toEqual([]);
   });
 });
+
+describe('migratePage (move_pages of one page: add_folio_for_migration)', () => {
+  it('a DAX (pmem) mapping is EFAULT (vma_migratable refuses vma_is_dax), not ENOENT; a P2P ZONE_DEVICE page stays ENOENT', () => {
+    const m = createMmMachine({
+      ramBytes: 64 * MiB, seed: 5,
+      deviceMemory: [{ name: 'p2p', bytes: 4 * MiB, pgmap: true }],
+      pmem: [{ name: 'pm-fs', bytes: 64 * MiB, structPage: true }, { name: 'pm-dev', bytes: 64 * MiB, structPage: true, mode: 'devdax' }],
+    });
+    const mm = m.newProcess();
+    for (const device of ['pm-fs', 'pm-dev']) {
+      const va = unwrap(mm.mmap({ len: PS, backing: { device } }));
+      expect(errno(mm.migratePage(va))).toBe('EFAULT');
+    }
+    const p2p = unwrap(mm.mmap({ len: PS, backing: { device: 'p2p' } }));
+    expect(errno(mm.migratePage(p2p))).toBe('ENOENT');
+  });
+});

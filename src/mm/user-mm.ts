@@ -969,9 +969,9 @@ export class UserMm {
    * VMA that maps the folio gets invalidate_range_start / _end (MMU_NOTIFY_CLEAR) of the folio's
    * range clipped to it, as try_to_migrate_one unmaps it there; then the bytes are copied to the
    * new folio (same order) and the entries point at it; the old folio is freed. Returns the new physical address of addr.
-   * Errors: EFAULT (no mapping, a PFN map, or the zero page / huge zero folio); ENOENT (not
-   * present, or ZONE_DEVICE memory); EBUSY (a reference beyond the mappings': pinned, as the
-   * kernel's folio_ref_freeze fails); ENOMEM.
+   * Errors: EFAULT (no mapping, a PFN map, a DAX (pmem) mapping, or the zero page / huge zero
+   * folio); ENOENT (not present, or other ZONE_DEVICE memory); EBUSY (a reference beyond the
+   * mappings': pinned, as the kernel's folio_ref_freeze fails); ENOMEM.
    * Model deviation: hugetlb folios are not migrated (EOPNOTSUPP); the kernel migrates them whole.
    */
   migratePage(addr: bigint): Result<bigint> {
@@ -979,6 +979,10 @@ export class UserMm {
     const m = this.machine, t = m.folios, ps = this.ps;
     const v = this.vmaAt(a);
     if (v === undefined || v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault) return err('EFAULT', `no migratable mapping at ${hex(a)}`);
+    // mm/mempolicy.c vma_migratable(): a DAX mapping (fsdax or devdax pmem: S_DAX) is not
+    // migratable, EFAULT like a PFN map; other ZONE_DEVICE pages are found and refused with ENOENT
+    // (mm/migrate.c: __add_folio_for_migration, folio_is_zone_device).
+    if (v.kind === VmaKind.DevPages && v.region!.kind === 'pmem') return err('EFAULT', `${hex(a)} is a DAX mapping of ${v.region!.name}`);
     if (v.kind === VmaKind.DevPages) return err('ENOENT', `${hex(a)} maps ZONE_DEVICE memory`);
     if (isHugetlbKind(v.kind)) return err('EOPNOTSUPP', `hugetlb migration is not modeled (${hex(a)})`);
     const f = this.folioAt(v, a);
