@@ -25,6 +25,9 @@ const INDEX_CHUNK = 16384;
  * references and keeps _pincount only for large folios; here every folio has an explicit pincount,
  * and a pin adds one reference and one pincount per pinned base page (as try_grab_folio does with
  * refs = pages for large folios). Each page-table entry mapping (part of) a folio holds one reference.
+ * So a small folio's refcount never nears overflow here: the kernel's reaches INT_MAX after about
+ * 2^21 pins of one page, after which try_grab_folio (mm/gup.c) WARNs on a refcount <= 0 and fails
+ * the pin with ENOMEM (GUP-fast's try_get_folio falls back); the model has no such limit.
  */
 export class FolioTable {
   head = new Float64Array(1024);

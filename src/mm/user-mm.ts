@@ -971,8 +971,11 @@ export class UserMm {
    * new folio (same order) and the entries point at it; the old folio is freed. Returns the new physical address of addr.
    * Errors: EFAULT (no mapping, a PFN map, a DAX (pmem) mapping, or the zero page / huge zero
    * folio); ENOENT (not present, or other ZONE_DEVICE memory); EBUSY (a reference beyond the
-   * mappings': pinned, as the kernel's folio_ref_freeze fails); ENOMEM.
+   * mappings': pinned); ENOMEM.
    * Model deviation: hugetlb folios are not migrated (EOPNOTSUPP); the kernel migrates them whole.
+   * Model deviation: a pinned folio is EBUSY here; the kernel isolates it, fails folio_ref_freeze
+   * (__folio_migrate_mapping) on every retry, and move_pages(2) returns the count of pages it did
+   * not move (a positive number, the status entry left unset) rather than an errno.
    */
   migratePage(addr: bigint): Result<bigint> {
     const a = Number(checkAddr('addr', addr, 64));
