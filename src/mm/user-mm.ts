@@ -256,6 +256,10 @@ export class UserMm {
    * page-aligned or beyond the region; fixed addr not aligned); ENOMEM (fixed addr whose range ends
    * beyond TASK_SIZE); EPERM (fixed addr below mmap_min_addr, 64 KiB); EEXIST (fixed addr overlaps
    * a mapping). Misuse (bad types, unknown backing or device name) throws.
+   * Model deviation: MAP_POPULATE that runs out of memory fails the mmap with ENOMEM and unmaps it;
+   * the kernel ignores populate errors (mm_populate -> __mm_populate(..., ignore_errors = 1)) and
+   * returns the mapping partly populated, the allocator having tried the OOM killer on the way.
+   * The model's scenarios size buffers by this ENOMEM.
    */
   mmap(opts: MmapOptions): Result<bigint> {
     if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object, got ${describeValue(opts)}`);
