@@ -1,5 +1,11 @@
-// Models: mm/page_alloc.c (Linux 6.x): the buddy allocator (__rmqueue_smallest, expand, __free_one_page)
+// Models: mm/page_alloc.c (Linux 7.1): the buddy allocator (__rmqueue_smallest, expand, __free_one_page)
 // over System RAM, MAX_PAGE_ORDER = 10, plus a lazy model of a long-running ("aged") system's fragmentation.
+// Free lists are taken from and added to at the head, as get_page_from_free_area() and expand() do.
+// Model deviation: one free list per order: no zones, migratetypes or pageblocks, no per-CPU page
+// lists (the kernel serves orders up to PAGE_ALLOC_COSTLY_ORDER from pcp lists refilled in batches),
+// and a freed block always goes to the head of its list where __free_one_page() puts it at the
+// tail when buddy_merge_likely() (or page shuffling) says so; so which free pages come back next
+// can differ from the kernel's.
 
 /** Largest buddy order (MAX_PAGE_ORDER in include/linux/mmzone.h): 2^10 base pages per top block. */
 export const MAX_PAGE_ORDER = 10;
