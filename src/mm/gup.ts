@@ -264,6 +264,8 @@ function gupPage(mm: UserMm, v: Vma, va: number, flags: number): number | Err {
   // and for a long-term pin: mm/gup.c follow_page_pte() -> gup_must_unshare() (mm/internal.h) is
   // true for a FOLL_LONGTERM read pin of a page that is not anonymous in a COW mapping, so GUP takes
   // an unshare fault (mm/memory.c: do_wp_page -> wp_page_copy) and pins the private copy instead.
+  // Model deviation: the kernel maps that copy read-only (FAULT_FLAG_UNSHARE) until a write fault;
+  // the model's PTE permissions follow the VMA.
   if (write) return faultIn(mm, v, va, flags);
   if (dump) return err('EFAULT', `FOLL_DUMP and ${hex(va)} maps the zero page`);
   if (longterm) return faultIn(mm, v, va, flags, true);
