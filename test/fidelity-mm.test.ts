@@ -96,3 +96,31 @@ describe('migratePage (move_pages of one page: add_folio_for_migration)', () => 
     expect(errno(mm.migratePage(p2p))).toBe('ENOENT');
   });
 });
+
+describe('THP-backed anonymous mappings and their placement (mm/mmap.c __get_unmapped_area)', () => {
+  const orderAt = (mm: ReturnType<typeof world>, m: ReturnType<typeof createMmMachine>, va: bigint): number =>
+    m.folioOf(mm.translate(va)! / 4096n)!.order;
+  it('a fixed address needs page alignment only (was EINVAL off 2 MiB): whole 2 MiB slots inside get a PMD folio, the cut edges PTEs', () => {
+    const m = createMmMachine({ ramBytes: 64 * MiB, seed: 5 });
+    const mm = m.newProcess();
+    const start = 0x40000000n + 0x3000n; // 12 KiB past a 2 MiB line
+    const len = 6 * MiB;
+    expect(unwrap(mm.mmap({ len, backing: 'thp', addr: start, populate: true }))).toBe(start);
+    // the slot [0x40200000, 0x40400000) lies wholly inside: one order-9 folio; the partial first
+    // and last slots are mapped by 4 KiB pages
+    expect(orderAt(mm, m, 0x40200000n)).toBe(9);
+    expect(orderAt(mm, m, 0x40400000n)).toBe(9);
+    expect(orderAt(mm, m, start)).toBe(0);
+    expect(orderAt(mm, m, start + BigInt(len) - 1n)).toBe(0);
+    // a fixed address off a page is still EINVAL
+    expect(errno(mm.mmap({ len: 2 * MiB, backing: 'thp', addr: 0x50000800n }))).toBe('EINVAL');
+  });
+  it('without a fixed address: on 2 MiB when the length is a multiple of 2 MiB, else on a page', () => {
+    const mm = world();
+    const a = unwrap(mm.mmap({ len: 4 * MiB, backing: 'thp' }));
+    expect(Number(a % BigInt(2 * MiB))).toBe(0);
+    // top-down placement right below the last mapping: 2 MiB + 4 KiB ends at `a`, so it starts off 2 MiB
+    const b = unwrap(mm.mmap({ len: 2 * MiB + PS, backing: 'thp' }));
+    expect(b).toBe(a - BigInt(2 * MiB + PS));
+  });
+});

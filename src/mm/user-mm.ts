@@ -119,7 +119,7 @@ export interface MmapOptions {
   readonly populate?: boolean;
   /** 'rw' (default) or 'r' (PROT_READ only). */
   readonly prot?: 'r' | 'rw';
-  /** A fixed address (MAP_FIXED_NOREPLACE): aligned to the backing's page size; EEXIST if it overlaps. */
+  /** A fixed address (MAP_FIXED_NOREPLACE): page-aligned (hugetlb: to its huge page size); EEXIST if it overlaps. */
   readonly addr?: bigint;
 }
 
@@ -303,13 +303,18 @@ export class UserMm {
     const isHuge = kind === VmaKind.Hugetlb2M || kind === VmaKind.Hugetlb1G;
     const lenUnit = isHuge ? granuleLen : ps;
     len = Math.ceil(len / lenUnit) * lenUnit;
-    const align = kind === VmaKind.Anon || region !== null ? ps : granuleLen;
+    // Placement: hugetlb on its huge page size (hugetlb_get_unmapped_area); a THP-backed anonymous
+    // mapping without a fixed address on 2 MiB when its length is a multiple of 2 MiB
+    // (mm/mmap.c: __get_unmapped_area() -> thp_get_unmapped_area_vmflags()), else on a page, as a
+    // fixed address needs only page alignment for it (the THP slots it cuts fall back to PTEs).
+    const align = isHuge ? granuleLen
+      : kind === VmaKind.Thp && opts.addr === undefined && len % granuleLen === 0 ? granuleLen : ps;
     let start: number;
     if (len > TASK_SIZE) return err('ENOMEM', `${len} bytes do not fit in user space`); // __get_unmapped_area
     if (opts.addr !== undefined) {
       // In the order of mm/mmap.c __get_unmapped_area(): hugetlb_get_unmapped_area (fs/hugetlbfs)
       // refuses a fixed addr off the huge page size; then the range must end at TASK_SIZE (ENOMEM),
-      // addr be page-aligned (EINVAL; the model's THP backing wants 2 MiB), and not below
+      // addr be page-aligned (EINVAL), and not below
       // mmap_min_addr (security_mmap_addr -> cap_mmap_addr: EPERM without CAP_SYS_RAWIO); then
       // do_mmap's MAP_FIXED_NOREPLACE check (EEXIST).
       start = Number(checkAddr('opts.addr', opts.addr, 64));
