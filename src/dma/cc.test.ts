@@ -7,8 +7,9 @@ import {
   __DMA_ATTR_ALLOC_CC_SHARED,
 } from './constants.ts';
 import { dmaMapPhys, dmaMapSgtable, dmaUnmapPhys, dmaUnmapSgtable } from './mapping.ts';
-import { dmaSetMask } from './mask.ts';
+import { dmaSetMask, dmaSetMaskAndCoherent } from './mask.ts';
 import { ccPlatformHas, ccStateOf, forceDmaUnencrypted, setMemoryDecrypted, setMemoryEncrypted } from './cc.ts';
+import { dmaAllocCoherent, dmaFreeCoherent } from './coherent.ts';
 import { pattern, ramAt, smallMachine } from '../../test/fixtures/dma-machines.ts';
 
 const LEN = 3 * 4096;
@@ -189,5 +190,56 @@ describe('confidential-computing guest', () => {
       dmaUnmapSgtable(dev, sgt, DMA_TO_DEVICE, DMA_ATTR_CC_SHARED);
       expect(m.teardown()).toBe(0);
     }
+  });
+});
+
+describe('coherent memory in a confidential-computing guest (kernel/dma/direct.c: dma_direct_alloc / dma_direct_free)', () => {
+  it('dma-direct shares PFN_UP(size) pages before handing them out and makes them private again at free', () => {
+    const m = smallMachine({ cc: { kind: 'tdx' } });
+    const dev = m.device('nvme0');
+    dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
+    const cc = ccStateOf(m)!;
+    const shared0 = cc.sharedPages;
+    const free0 = m.freePages;
+    // 3 pages asked: get_order gives 4 pages, dma_set_decrypted converts PFN_UP(12288) = 3 of them
+    const mem = dmaAllocCoherent(dev, 3 * 4096);
+    expect(mem.ok).toBe(true);
+    const { cpuPhys, dmaAddr } = mem.ok ? mem.value : { cpuPhys: 0n, dmaAddr: 0n };
+    expect(free0 - m.freePages).toBe(4);
+    expect(cc.sharedPages - shared0).toBe(3);
+    expect([0n, 1n, 2n, 3n].map((i) => cc.isShared(Number(cpuPhys + i * 4096n)))).toEqual([true, true, true, false]);
+    // the device reads the CPU's bytes and the CPU reads the device's: no bounce, no ciphertext
+    const data = pattern(3 * 4096, 11);
+    m.mem.write(cpuPhys, data);
+    const seen = dev.dmaRead(dmaAddr, data.length);
+    expect(seen.ok && seen.value).toEqual(data);
+    const back = pattern(4096, 12);
+    expect(dev.dmaWrite(dmaAddr + 4096n, back).ok).toBe(true);
+    expect(m.mem.read(cpuPhys + 4096n, 4096)).toEqual(back);
+    expect(m.stats.swiotlbMaps).toBe(0);
+    dmaFreeCoherent(dev, 3 * 4096, cpuPhys, dmaAddr);
+    expect(cc.sharedPages).toBe(shared0);
+    expect(cc.isShared(Number(cpuPhys))).toBe(false);
+    expect(m.freePages).toBe(free0);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('dma-iommu does not decrypt (drivers/iommu/dma-iommu.c: iommu_dma_alloc): the device reads ciphertext', () => {
+    const m = smallMachine({ cc: { kind: 'sev-snp' }, iommu: { format: 'x86-64', levels: 4, mode: 'strict' } });
+    const dev = m.device('nvme0');
+    dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
+    const shared0 = ccStateOf(m)!.sharedPages;
+    const mem = dmaAllocCoherent(dev, 4096);
+    expect(mem.ok).toBe(true);
+    const { cpuPhys, dmaAddr } = mem.ok ? mem.value : { cpuPhys: 0n, dmaAddr: 0n };
+    expect(ccStateOf(m)!.sharedPages).toBe(shared0);
+    const data = pattern(4096, 13);
+    m.mem.write(cpuPhys, data);
+    const seen = dev.dmaRead(dmaAddr, 4096);
+    expect(seen.ok).toBe(true);
+    expect((seen.ok ? seen.value : data).every((b, i) => b !== data[i])).toBe(true);
+    dmaFreeCoherent(dev, 4096, cpuPhys, dmaAddr);
+    expect(ccStateOf(m)!.sharedPages).toBe(shared0);
+    expect(m.teardown()).toBe(0);
   });
 });

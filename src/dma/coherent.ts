@@ -4,7 +4,10 @@
 // dma_direct_free()) and dma-iommu (drivers/iommu/dma-iommu.c: iommu_dma_alloc(),
 // iommu_dma_alloc_pages(), __iommu_dma_map() with the coherent mask, iommu_dma_free()); dma-debug
 // sees each allocation (kernel/dma/debug.c: debug_dma_alloc_coherent(), debug_dma_free_coherent()).
-// Memory comes from the machine's buddy allocator, 2^get_order(size) pages, zeroed.
+// Memory comes from the machine's buddy allocator, 2^get_order(size) pages, zeroed. In a
+// confidential-computing guest dma-direct shares the first PFN_UP(size) of those pages with the host
+// before handing them out and makes them private again at free (kernel/dma/direct.c:
+// dma_set_decrypted() / dma_set_encrypted()); dma-iommu leaves them private.
 // Model deviation: there are no kernel virtual addresses; `cpuPhys` is the memory's physical
 // address (the kernel returns its linear-map or remapped virtual address).
 // Model deviation: the buddy allocator has no zones, so dma-direct cannot retry from ZONE_DMA32 /
@@ -15,10 +18,17 @@
 // contiguous IOVA range.
 // Model deviation: no per-device coherent pools (dma_alloc_from_dev_coherent), no CMA, no restricted
 // swiotlb pool for allocations (is_swiotlb_for_alloc is false), no arch_dma_prep_coherent event.
+// Model deviation: no atomic pools (kernel/dma/pool.c). A non-blocking allocation (GFP_ATOMIC,
+// GFP_NOWAIT) that dma-direct would serve from them (a CC guest, or a non-coherent device that needs
+// a remap) takes fresh pages and, in a CC guest, decrypts them like a blocking one; the kernel hands
+// out part of a pool decrypted at boot, and dma_direct_free() gives it back to the pool without
+// re-encrypting it (x86 selects CONFIG_DMA_COHERENT_POOL with AMD_MEM_ENCRYPT; a TDX-only kernel
+// has no pools and fails such an allocation with a WARN).
 
 import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/internal.ts';
 import { iommuDmaAllocIova, iommuDmaFreeIova, iommuMap } from '../iommu/internal.ts';
 import type { Device } from '../pci/index.ts';
+import { forceDmaUnencrypted, setMemoryDecrypted, setMemoryEncrypted } from './cc.ts';
 import { checkAttrs, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR } from './constants.ts';
 import { dmaContextOf } from './context.ts';
 import { physToDma } from './direct-addr.ts';
@@ -87,9 +97,12 @@ function getOrder(size: number, pageSize: number): number {
  * without syncs, from 2^get_order(size) pages of machine RAM. dma-direct hands out phys_to_dma of
  * the pages when the whole range is below min_not_zero(coherent_dma_mask, bus_dma_limit); behind a
  * DMA-API IOMMU domain an IOVA range below the coherent mask is mapped onto them (read + write).
+ * In a confidential-computing guest dma-direct shares the pages' first PFN_UP(size) pages with the
+ * host (the device reaches them in the clear) and makes them private again at free.
  * Errors (the kernel's NULL): ENOMEM when no pages of that order are free, the pages are beyond the
  * coherent mask (dma-direct; see the header), the IOVA space is exhausted, or __GFP_COMP was passed
- * (a WARN). A device whose coherent mask is 0 gets a WARN and then the allocation as usual.
+ * (a WARN), or set_memory_decrypted failed (the pages are then leaked, as the kernel leaks them).
+ * A device whose coherent mask is 0 gets a WARN and then the allocation as usual.
  */
 export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, attrs = 0): Result<DmaCoherentMem> {
   checkLen('size', size, 1);
@@ -113,6 +126,13 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
     if (!dmaCoherentOk(dev, dmaAddr, size)) {
       mm.freeKernelPages(pages.value, order);
       return err('ENOMEM', `pages at 0x${phys.toString(16)} are beyond ${dev.name}'s coherent mask (no DMA zones in the model)`);
+    }
+    // kernel/dma/direct.c: dma_direct_alloc() -> dma_set_decrypted(): PFN_UP(PAGE_ALIGN(size)) pages
+    // are shared with the host before they are zeroed; a failed conversion leaves the pages
+    // allocated (out_leak_pages: their state is unknown, so they never go back to the allocator)
+    if (forceDmaUnencrypted(dev)) {
+      const r = setMemoryDecrypted(mm, phys, pfnUp(size, mm.pageSize));
+      if (!r.ok) return err('ENOMEM', `set_memory_decrypted of ${dev.name}'s coherent pages failed (${r.errno}); the pages leak`);
     }
   } else {
     via = 'iommu';
@@ -140,6 +160,11 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
   return ok({ cpuPhys: phys, dmaAddr });
 }
 
+/** PFN_UP(size): the base pages size bytes touch. */
+function pfnUp(size: number, pageSize: number): number {
+  return Math.ceil(size / pageSize);
+}
+
 /** dma_coherent_ok(): the DMA address is valid and [addr, addr + size) fits the coherent limit. */
 function dmaCoherentOk(dev: Device, addr: bigint, size: number): boolean {
   if (addr === DMA_MAPPING_ERROR) return false;
@@ -152,7 +177,10 @@ function dmaCoherentOk(dev: Device, addr: bigint, size: number): boolean {
 /**
  * dma_free_attrs / dma_free_coherent: gives back what dmaAllocCoherent returned (same size, cpuPhys,
  * dmaAddr). dma-debug checks the call (size, CPU address, never allocated). The IOVA range is
- * unmapped (and its IOTLB entries invalidated) before the pages go back to the page allocator.
+ * unmapped (and its IOTLB entries invalidated) before the pages go back to the page allocator. In a
+ * CC guest dma-direct's pages are made private first; if set_memory_encrypted fails they are leaked
+ * with an INFO event "leaking DMA memory that can't be re-encrypted" (pr_warn_ratelimited;
+ * `level: 'warning'`, every time: the model has no clock to rate-limit by).
  * Model deviation: a free of something never allocated is reported (by dma-debug when it checks the
  * call, else as a WARN: dma-debug off, or a cpuPhys without a struct page, which
  * debug_dma_free_coherent() does not check) and then ignored, and a wrong size or CPU address frees
@@ -176,6 +204,17 @@ export function dmaFreeCoherent(dev: Device, size: number, cpuPhys: bigint, dmaA
   }
   live!.delete(dmaAddr);
   if (rec.via === 'iommu') iommuDmaUnmapRaw(dev, dmaDomainOf(dev), dmaAddr, rec.size);
+  // kernel/dma/direct.c: dma_direct_free() -> dma_set_encrypted(): the pages become private again
+  // before they go back; when that fails they are leaked with a rate-limited warning, never handed
+  // to the page allocator still shared
+  if (rec.via === 'direct' && forceDmaUnencrypted(dev)) {
+    const r = setMemoryEncrypted(mm, rec.cpuPhys, pfnUp(rec.size, mm.pageSize));
+    if (!r.ok) {
+      mm.events.record('INFO', 'dma', "leaking DMA memory that can't be re-encrypted",
+        { dev: dev.name, level: 'warning', cpuPhys: rec.cpuPhys, size: rec.size });
+      return;
+    }
+  }
   mm.freeKernelPages(rec.cpuPhys >> BigInt(mm.pageShift), rec.order);
   mm.stats.dmaCoherentFrees++;
 }
