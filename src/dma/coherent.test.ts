@@ -3,8 +3,8 @@ import fc from 'fast-check';
 import { makeMachine, pattern } from '../../test/fixtures/dma-b-machines.ts';
 import { unwrap } from '../base/index.ts';
 import { iommuGetDmaDomain, iommuIovaToPhys } from '../iommu/index.ts';
-import { DMA_BIT_MASK } from './constants.ts';
-import { dmaAllocCoherent, dmaCoherentAllocations, dmaFreeCoherent, __GFP_COMP } from './coherent.ts';
+import { DMA_ATTR_FORCE_CONTIGUOUS, DMA_ATTR_NO_WARN, DMA_BIT_MASK } from './constants.ts';
+import { dmaAllocCoherent, dmaCoherentAllocations, dmaFreeCoherent, GFP_ATOMIC, GFP_KERNEL, __GFP_COMP, __GFP_NOWARN } from './coherent.ts';
 import { dmaSetCoherentMask } from './mask.ts';
 import { dmaPoolAlloc, dmaPoolCreate, dmaPoolDestroy, dmaPoolFree, dmaPoolsOf, dmaPoolZalloc } from './pool.ts';
 
@@ -68,6 +68,38 @@ describe('dma_alloc_coherent on dma-direct (kernel/dma/direct.c: dma_direct_allo
     expect(m.events.list('WARN').map((e) => e.message.replace(/^nic0: dma_alloc_attrs: /, ''))).toEqual([
       'WARN_ON_ONCE(flag & __GFP_COMP)', 'WARN_ON_ONCE(!dev->coherent_dma_mask)',
     ]);
+  });
+
+  it('above MAX_PAGE_ORDER: ENOMEM, the page allocator WARNs once per boot, never under __GFP_NOWARN or DMA_ATTR_NO_WARN', () => {
+    const m = makeMachine('none');
+    const dev = m.device('nvme0');
+    const big = 8 * 1024 * 1024; // order 11 with 4 KiB pages; MAX_PAGE_ORDER is 10
+    const warns = () => m.events.list('WARN').filter((e) => /MAX_PAGE_ORDER/.test(e.message)).length;
+    // dma_direct_alloc: DMA_ATTR_NO_WARN -> __GFP_NOWARN; WARN_ON_ONCE_GFP stays silent and unspent
+    expect(dmaAllocCoherent(dev, big, GFP_KERNEL, DMA_ATTR_NO_WARN)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(dmaAllocCoherent(dev, big, GFP_KERNEL | __GFP_NOWARN)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(warns()).toBe(0);
+    expect(dmaAllocCoherent(dev, big)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(warns()).toBe(1);
+    expect(dmaAllocCoherent(m.device('nic0'), big)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(warns()).toBe(1); // once per boot, whatever the device
+    // the largest order still works
+    const ok = unwrap(dmaAllocCoherent(dev, 4 * 1024 * 1024));
+    dmaFreeCoherent(dev, 4 * 1024 * 1024, ok.cpuPhys, ok.dmaAddr);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('dma-iommu: DMA_ATTR_NO_WARN is not turned into __GFP_NOWARN; the blocking (remap) path has no order WARN', () => {
+    const big = 8 * 1024 * 1024;
+    const warns = (m: ReturnType<typeof makeMachine>) => m.events.list('WARN').filter((e) => /MAX_PAGE_ORDER/.test(e.message)).length;
+    const a = makeMachine('strict');
+    expect(dmaAllocCoherent(a.device('nvme0'), big, GFP_KERNEL)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(warns(a)).toBe(0);
+    expect(dmaAllocCoherent(a.device('nvme0'), big, GFP_ATOMIC, DMA_ATTR_NO_WARN)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(warns(a)).toBe(1);
+    const b = makeMachine('strict');
+    expect(dmaAllocCoherent(b.device('nvme0'), big, GFP_KERNEL, DMA_ATTR_FORCE_CONTIGUOUS)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(warns(b)).toBe(1);
   });
 
   it('misuse goes to dma-debug: wrong size, wrong CPU address, never allocated (debug_dma_free_coherent)', () => {

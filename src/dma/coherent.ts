@@ -15,7 +15,9 @@
 // Model deviation: dma-iommu always takes physically contiguous pages (the kernel's
 // DMA_ATTR_FORCE_CONTIGUOUS / atomic path); iommu_dma_alloc_remap()'s scattered pages behind one
 // vmap need kernel virtual addresses the model does not have. The device sees the same thing: one
-// contiguous IOVA range.
+// contiguous IOVA range. So a blocking dma-iommu allocation of more than 2^MAX_PAGE_ORDER pages
+// fails (ENOMEM, without the page allocator's WARN, which the kernel's remap path never reaches),
+// where the kernel would gather it from smaller blocks.
 // Model deviation: no per-device coherent pools (dma_alloc_from_dev_coherent), no CMA, no restricted
 // swiotlb pool for allocations (is_swiotlb_for_alloc is false), no arch_dma_prep_coherent event.
 // Model deviation: no atomic pools (kernel/dma/pool.c). A non-blocking allocation (GFP_ATOMIC,
@@ -29,7 +31,8 @@ import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/inte
 import { iommuDmaAllocIova, iommuDmaFreeIova, iommuMap } from '../iommu/internal.ts';
 import type { Device } from '../pci/index.ts';
 import { forceDmaUnencrypted, setMemoryDecrypted, setMemoryEncrypted } from './cc.ts';
-import { checkAttrs, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR } from './constants.ts';
+import { checkAttrs, DMA_ATTR_FORCE_CONTIGUOUS, DMA_ATTR_NO_WARN, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR } from './constants.ts';
+import { MAX_PAGE_ORDER } from '../mm/internal.ts';
 import { dmaContextOf } from './context.ts';
 import { physToDma } from './direct-addr.ts';
 import { dmaDomainOf, dmaInfoToProt, iommuDmaUnmapRaw } from './iommu-dma.ts';
@@ -53,6 +56,11 @@ export const GFP_KERNEL = __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM;
 export const GFP_ATOMIC = __GFP_HIGH | __GFP_KSWAPD_RECLAIM;
 export const GFP_NOWAIT = __GFP_KSWAPD_RECLAIM;
 const GFP_ALL = __GFP_ZERO | __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM | __GFP_HIGH | __GFP_NOWARN | __GFP_COMP;
+
+/** gfpflags_allow_blocking(): the allocation may sleep (__GFP_DIRECT_RECLAIM). */
+export function gfpflagsAllowBlocking(gfp: number): boolean {
+  return (gfp & __GFP_DIRECT_RECLAIM) !== 0;
+}
 
 /** Checks a gfp argument: a non-negative integer with only the bits above. Returns it. */
 export function checkGfp(gfp: unknown): number {
@@ -99,7 +107,9 @@ function getOrder(size: number, pageSize: number): number {
  * DMA-API IOMMU domain an IOVA range below the coherent mask is mapped onto them (read + write).
  * In a confidential-computing guest dma-direct shares the pages' first PFN_UP(size) pages with the
  * host (the device reaches them in the clear) and makes them private again at free.
- * Errors (the kernel's NULL): ENOMEM when no pages of that order are free, the pages are beyond the
+ * Errors (the kernel's NULL): ENOMEM when no pages of that order are free, the order is above
+ * MAX_PAGE_ORDER (the page allocator's WARN_ON_ONCE unless __GFP_NOWARN, which dma-direct adds for
+ * DMA_ATTR_NO_WARN), the pages are beyond the
  * coherent mask (dma-direct; see the header), the IOVA space is exhausted, or __GFP_COMP was passed
  * (a WARN), or set_memory_decrypted failed (the pages are then leaked, as the kernel leaks them).
  * A device whose coherent mask is 0 gets a WARN and then the allocation as usual.
@@ -115,6 +125,19 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
     return err('ENOMEM', '__GFP_COMP');
   }
   const order = getOrder(size, mm.pageSize);
+  // kernel/dma/direct.c: dma_direct_alloc() turns DMA_ATTR_NO_WARN into __GFP_NOWARN; dma-iommu's
+  // iommu_dma_alloc() does not look at the attribute
+  if (!dev.dmaIommu && (attrs & DMA_ATTR_NO_WARN)) gfp |= __GFP_NOWARN;
+  if (order > MAX_PAGE_ORDER) {
+    // mm/page_alloc.c: __alloc_pages_noprof(): WARN_ON_ONCE_GFP(order > MAX_PAGE_ORDER, gfp), silent
+    // under __GFP_NOWARN (which leaves the once-flag unset). dma-iommu's blocking path
+    // (iommu_dma_alloc_remap) never asks for more than MAX_PAGE_ORDER, so it has no WARN to give.
+    const contiguous = !dev.dmaIommu || !gfpflagsAllowBlocking(gfp) || (attrs & DMA_ATTR_FORCE_CONTIGUOUS) !== 0;
+    if (contiguous && !(gfp & __GFP_NOWARN)) {
+      mm.events.warnOnce('__alloc_pages:MAX_PAGE_ORDER', 'page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`, { order });
+    }
+    return err('ENOMEM', `${size} coherent bytes need order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
+  }
   const pages = mm.allocKernelPages(order);
   if (!pages.ok) return err('ENOMEM', `no free pages of order ${order} for ${dev.name}`);
   const phys = pages.value << BigInt(mm.pageShift);
