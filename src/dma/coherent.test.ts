@@ -5,7 +5,7 @@ import { unwrap } from '../base/index.ts';
 import { iommuGetDmaDomain, iommuIovaToPhys } from '../iommu/index.ts';
 import { DMA_ATTR_FORCE_CONTIGUOUS, DMA_ATTR_NO_WARN, DMA_BIT_MASK } from './constants.ts';
 import { dmaAllocCoherent, dmaCoherentAllocations, dmaFreeCoherent, GFP_ATOMIC, GFP_KERNEL, __GFP_COMP, __GFP_NOWARN } from './coherent.ts';
-import { dmaSetCoherentMask } from './mask.ts';
+import { dmaSetCoherentMask, dmaSetMinAlignMask } from './mask.ts';
 import { dmaPoolAlloc, dmaPoolCreate, dmaPoolDestroy, dmaPoolFree, dmaPoolsOf, dmaPoolZalloc } from './pool.ts';
 
 const dmaDebugEvents = (m: ReturnType<typeof makeMachine>) => m.events.list().filter((e) => e.kind === 'DMA-DEBUG');
@@ -136,6 +136,40 @@ describe('dma_alloc_coherent behind an IOMMU (drivers/iommu/dma-iommu.c: iommu_d
     dmaFreeCoherent(dev, 12288, mem.cpuPhys, mem.dmaAddr);
     expect(iommuIovaToPhys(domain, mem.dmaAddr)).toBe(0n);
     expect(dev.dmaRead(mem.dmaAddr, 8).ok).toBe(false); // the IOTLB was invalidated (strict)
+    expect(m.teardown()).toBe(0);
+  });
+});
+
+describe('dma_alloc_coherent behind an IOMMU: the contiguous path is __iommu_dma_map (iommu_dma_alloc)', () => {
+  it('a min_align_mask wider than the granule fails GFP_ATOMIC and FORCE_CONTIGUOUS (one WARN), not the remap path', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    dmaSetMinAlignMask(dev, 0x1fff); // 8 KiB - 1 against a 4 KiB IOVA granule
+    const free0 = m.freePages;
+    const warns = () => m.events.list('WARN').filter((e) => /Unsupported alignment constraint/.test(e.message)).length;
+    expect(dmaAllocCoherent(dev, 4096, GFP_ATOMIC)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(warns()).toBe(1);
+    expect(dmaAllocCoherent(dev, 4096, GFP_KERNEL, DMA_ATTR_FORCE_CONTIGUOUS)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(warns()).toBe(1); // dev_WARN_ONCE
+    expect(m.dmaDebug.count(dev)).toBe(0);
+    expect(m.freePages).toBe(free0); // the refused allocations gave their pages back
+    // __iommu_dma_alloc_noncontiguous() has no such check
+    const mem = unwrap(dmaAllocCoherent(dev, 4096, GFP_KERNEL));
+    dmaFreeCoherent(dev, 4096, mem.cpuPhys, mem.dmaAddr);
+    expect(dmaCoherentAllocations(dev)).toEqual([]);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('GFP_ATOMIC maps an IOVA range below the coherent mask onto the pages, like the blocking path', () => {
+    const m = makeMachine('strict');
+    const dev = m.device('nvme0');
+    unwrap(dmaSetCoherentMask(dev, DMA_BIT_MASK(32)));
+    const domain = iommuGetDmaDomain(dev)!;
+    const mem = unwrap(dmaAllocCoherent(dev, 8192, GFP_ATOMIC));
+    expect(mem.dmaAddr < 1n << 32n).toBe(true);
+    for (let i = 0n; i < 2n; i++) expect(iommuIovaToPhys(domain, mem.dmaAddr + i * 4096n)).toBe(mem.cpuPhys + i * 4096n);
+    dmaFreeCoherent(dev, 8192, mem.cpuPhys, mem.dmaAddr);
+    expect(iommuIovaToPhys(domain, mem.dmaAddr)).toBe(0n);
     expect(m.teardown()).toBe(0);
   });
 });

@@ -15,14 +15,15 @@
 // Model deviation: dma-iommu always takes physically contiguous pages (the kernel's
 // DMA_ATTR_FORCE_CONTIGUOUS / atomic path); iommu_dma_alloc_remap()'s scattered pages behind one
 // vmap need kernel virtual addresses the model does not have. The device sees the same thing: one
-// contiguous IOVA range. So a blocking dma-iommu allocation of more than 2^MAX_PAGE_ORDER pages
+// contiguous IOVA range, allocated and mapped as __iommu_dma_alloc_noncontiguous() does for a
+// blocking allocation (no min_align_mask check) and through __iommu_dma_map() otherwise. So a blocking dma-iommu allocation of more than 2^MAX_PAGE_ORDER pages
 // fails (ENOMEM, without the page allocator's WARN, which the kernel's remap path never reaches),
 // where the kernel would gather it from smaller blocks.
 // Model deviation: no per-device coherent pools (dma_alloc_from_dev_coherent), no CMA, no restricted
 // swiotlb pool for allocations (is_swiotlb_for_alloc is false), no arch_dma_prep_coherent event.
 // Model deviation: no atomic pools (kernel/dma/pool.c). A non-blocking allocation (GFP_ATOMIC,
-// GFP_NOWAIT) that dma-direct would serve from them (a CC guest, or a non-coherent device that needs
-// a remap) takes fresh pages and, in a CC guest, decrypts them like a blocking one; the kernel hands
+// GFP_NOWAIT) that would be served from them (dma-direct in a CC guest or for a non-coherent device
+// that needs a remap, dma-iommu for a non-coherent device) takes fresh pages and, in a CC guest, decrypts them like a blocking one; the kernel hands
 // out part of a pool decrypted at boot, and dma_direct_free() gives it back to the pool without
 // re-encrypting it (x86 selects CONFIG_DMA_COHERENT_POOL with AMD_MEM_ENCRYPT; a TDX-only kernel
 // has no pools and fails such an allocation with a WARN).
@@ -35,7 +36,7 @@ import { checkAttrs, DMA_ATTR_FORCE_CONTIGUOUS, DMA_ATTR_NO_WARN, DMA_BIDIRECTIO
 import { MAX_PAGE_ORDER } from '../mm/internal.ts';
 import { dmaContextOf } from './context.ts';
 import { physToDma } from './direct-addr.ts';
-import { dmaDomainOf, dmaInfoToProt, iommuDmaUnmapRaw } from './iommu-dma.ts';
+import { dmaDomainOf, dmaInfoToProt, iommuDmaMapRaw, iommuDmaUnmapRaw } from './iommu-dma.ts';
 import { debugDmaAllocCoherent, debugDmaFreeCoherent } from './debug.ts';
 import './counters.ts';
 
@@ -125,6 +126,10 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
     return err('ENOMEM', '__GFP_COMP');
   }
   const order = getOrder(size, mm.pageSize);
+  // drivers/iommu/dma-iommu.c: iommu_dma_alloc() takes one block of pages and maps it with
+  // __iommu_dma_map() when it may not block or DMA_ATTR_FORCE_CONTIGUOUS is set; otherwise
+  // iommu_dma_alloc_remap() (see the header)
+  const iommuContiguous = !gfpflagsAllowBlocking(gfp) || (attrs & DMA_ATTR_FORCE_CONTIGUOUS) !== 0;
   // kernel/dma/direct.c: dma_direct_alloc() turns DMA_ATTR_NO_WARN into __GFP_NOWARN; dma-iommu's
   // iommu_dma_alloc() does not look at the attribute
   if (!dev.dmaIommu && (attrs & DMA_ATTR_NO_WARN)) gfp |= __GFP_NOWARN;
@@ -132,8 +137,7 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
     // mm/page_alloc.c: __alloc_pages_noprof(): WARN_ON_ONCE_GFP(order > MAX_PAGE_ORDER, gfp), silent
     // under __GFP_NOWARN (which leaves the once-flag unset). dma-iommu's blocking path
     // (iommu_dma_alloc_remap) never asks for more than MAX_PAGE_ORDER, so it has no WARN to give.
-    const contiguous = !dev.dmaIommu || !gfpflagsAllowBlocking(gfp) || (attrs & DMA_ATTR_FORCE_CONTIGUOUS) !== 0;
-    if (contiguous && !(gfp & __GFP_NOWARN)) {
+    if ((!dev.dmaIommu || iommuContiguous) && !(gfp & __GFP_NOWARN)) {
       mm.events.warnOnce('__alloc_pages:MAX_PAGE_ORDER', 'page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`, { order });
     }
     return err('ENOMEM', `${size} coherent bytes need order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
@@ -160,21 +164,35 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
   } else {
     via = 'iommu';
     const domain = dmaDomainOf(dev);
-    const g = domain.granule;
-    const off = Number(phys % BigInt(g));
-    const span = Math.ceil((size + off) / g) * g;
-    const iova = iommuDmaAllocIova(domain, span, dev.coherentDmaMask, dev);
-    if (iova === 0n) {
-      mm.freeKernelPages(pages.value, order);
-      return err('ENOMEM', `no IOVA space for ${size} coherent bytes of ${dev.name}`);
+    const prot = dmaInfoToProt(DMA_BIDIRECTIONAL, dev.dmaCoherent, attrs);
+    if (iommuContiguous) {
+      // __iommu_dma_map() with the coherent mask: its min_align_mask check (a WARN, once), the IOVA
+      // range and the mapping; on failure __iommu_dma_free() gives the pages back
+      const a = iommuDmaMapRaw(dev, domain, phys, size, prot, dev.coherentDmaMask);
+      if (a === DMA_MAPPING_ERROR) {
+        mm.freeKernelPages(pages.value, order);
+        return err('ENOMEM', `__iommu_dma_map of ${size} coherent bytes for ${dev.name} failed`);
+      }
+      dmaAddr = a;
+    } else {
+      // __iommu_dma_alloc_noncontiguous(): the IOVA range (coherent mask) and iommu_map_sg(); no
+      // min_align_mask check on this path
+      const g = domain.granule;
+      const off = Number(phys % BigInt(g));
+      const span = Math.ceil((size + off) / g) * g;
+      const iova = iommuDmaAllocIova(domain, span, dev.coherentDmaMask, dev);
+      if (iova === 0n) {
+        mm.freeKernelPages(pages.value, order);
+        return err('ENOMEM', `no IOVA space for ${size} coherent bytes of ${dev.name}`);
+      }
+      const r = iommuMap(domain, iova, phys - BigInt(off), span, prot);
+      if (!r.ok) {
+        iommuDmaFreeIova(domain, iova, span, null);
+        mm.freeKernelPages(pages.value, order);
+        return err('ENOMEM', `mapping coherent memory for ${dev.name} failed (${r.errno})`);
+      }
+      dmaAddr = iova + BigInt(off);
     }
-    const r = iommuMap(domain, iova, phys - BigInt(off), span, dmaInfoToProt(DMA_BIDIRECTIONAL, dev.dmaCoherent, attrs));
-    if (!r.ok) {
-      iommuDmaFreeIova(domain, iova, span, null);
-      mm.freeKernelPages(pages.value, order);
-      return err('ENOMEM', `mapping coherent memory for ${dev.name} failed (${r.errno})`);
-    }
-    dmaAddr = iova + BigInt(off);
   }
   const rec: DmaCoherentRecord = { dev, cpuPhys: phys, dmaAddr, size, order, attrs, via };
   dev.slots.getOrCreate(DMA_COHERENT, () => new Map()).set(dmaAddr, rec);

@@ -119,7 +119,7 @@ interface Pos { frame: number; off: number }
  * WARN, once per boot: the IOVA allocator cannot keep those low bits (drivers/iommu/dma-iommu.c:
  * __iommu_dma_map(), "Unsupported alignment constraint").
  */
-function iommuDmaMapRaw(dev: Device, domain: IommuDomain, phys: bigint, size: number, prot: number, dmaMask: bigint): bigint {
+export function iommuDmaMapRaw(dev: Device, domain: IommuDomain, phys: bigint, size: number, prot: number, dmaMask: bigint): bigint {
   const g = domain.granule;
   const minAlign = dmaGetMinAlignMask(dev);
   if (minAlign > g - 1) {
