@@ -123,6 +123,23 @@ describe('confidential-computing guest', () => {
     expect(ccStateOf(m)!.isShared(Number(phys))).toBe(false);
   });
 
+  it('an unaligned address: a WARN once and the page holding it is converted (__set_memory_enc_pgtable); outside a guest a silent no-op', () => {
+    const m = smallMachine({ cc: { kind: 'tdx' } });
+    const phys = ramAt(m, HIGH, MiB);
+    const cc = ccStateOf(m)!;
+    const shared0 = cc.sharedPages;
+    expect(setMemoryDecrypted(m, phys + 0x10n, 2).ok).toBe(true);
+    expect([0n, 1n, 2n].map((i) => cc.isShared(Number(phys + i * 4096n)))).toEqual([true, true, false]);
+    expect(setMemoryEncrypted(m, phys + 4096n + 0x800n, 1).ok).toBe(true);
+    expect([0n, 1n].map((i) => cc.isShared(Number(phys + i * 4096n)))).toEqual([true, false]);
+    expect(cc.sharedPages).toBe(shared0 + 1);
+    const warns = m.events.list('WARN').map((e) => e.message);
+    expect(warns).toEqual([`misaligned address: 0x${(phys + 0x10n).toString(16)}`]); // WARN_ONCE
+    const host = smallMachine();
+    expect(setMemoryDecrypted(host, phys + 0x10n, 1).ok).toBe(true);
+    expect(host.events.list('WARN')).toEqual([]);
+  });
+
   it('FROM_DEVICE through the bounce pool: the CPU gets the device bytes in plaintext', () => {
     const m = smallMachine({ cc: { kind: 'sev-snp' } });
     const dev = m.device('nvme0');

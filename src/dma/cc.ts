@@ -156,10 +156,17 @@ export function forceDmaUnencrypted(dev: Device): boolean {
 function setEncryption(mm: MachineMm, fn: string, phys: bigint, numpages: number, shared: boolean): Result<void> {
   checkAddr('phys', phys);
   checkLen('numpages', numpages);
-  if (phys % BigInt(mm.pageSize) !== 0n) throw new RangeError(`phys must be page-aligned (${mm.pageSize}), got 0x${phys.toString(16)}`);
   const cc = ccStateOf(mm);
   // cc_platform_has(CC_ATTR_MEM_ENCRYPT) false: nothing to do, success
-  if (cc === null || numpages === 0) return ok();
+  if (cc === null) return ok();
+  // arch/x86/mm/pat/set_memory.c: __set_memory_enc_pgtable() WARNs once about a misaligned address
+  // and converts from the page holding it
+  const off = phys % BigInt(mm.pageSize);
+  if (off !== 0n) {
+    mm.events.warnOnce('__set_memory_enc_pgtable:misaligned', 'set_memory', `misaligned address: 0x${phys.toString(16)}`, { phys });
+    phys -= off;
+  }
+  if (numpages === 0) return ok();
   const end = phys + BigInt(numpages) * BigInt(mm.pageSize);
   const region = mm.regionAt(phys);
   if (!region || region.kind !== 'ram' || end > region.end) {
@@ -174,8 +181,9 @@ function setEncryption(mm: MachineMm, fn: string, phys: bigint, numpages: number
 /**
  * set_memory_decrypted(addr, numpages): shares numpages pages of RAM from phys with the host, so
  * devices read them in the clear. Model deviation: takes the physical address of the kernel's
- * linear map (there are no kernel virtual addresses). A no-op success outside a CC guest.
- * Errors: EINVAL when the range is not RAM. @throws RangeError for an unaligned phys.
+ * linear map (there are no kernel virtual addresses). A no-op success outside a CC guest. In a
+ * guest an unaligned phys gets a WARN (once per machine, "misaligned address") and is rounded down
+ * to its page. Errors: EINVAL when the range is not RAM.
  */
 export function setMemoryDecrypted(mm: MachineMm, phys: bigint, numpages: number): Result<void> {
   return setEncryption(mm, 'set_memory_decrypted', phys, numpages, true);
