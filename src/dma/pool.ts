@@ -1,4 +1,4 @@
-// Models: mm/dmapool.c (Linux 7.1): dma_pool_create_node() (block size at least sizeof(struct
+// Models: mm/dmapool.c (Linux 7.1.5): dma_pool_create_node() (block size at least sizeof(struct
 // dma_block) = 16 and rounded up to the alignment, the allocation max(size, PAGE_SIZE), the boundary
 // no block may cross), pool_initialise_page() (blocks laid out from offset 0, skipping to the next
 // boundary where a block would cross it), dma_pool_alloc() / dma_pool_zalloc() (one free list over
@@ -9,6 +9,13 @@
 // Model deviation: the free list lives in the pool object, not in the free blocks' first bytes.
 // Model deviation: DMAPOOL_DEBUG's checks of dma_pool_free (an address of no page of the pool, a
 // block already free) always run, as MODEL-CHECK events, and the bad block is not put on the list.
+// They are stricter than pool_block_err(): the page is found by the CPU address and the DMA address
+// must be that block's, where the kernel finds the page by the DMA address alone and would put a
+// CPU address of another block (or of no page) on the list with it.
+// Model deviation: none of DMAPOOL_DEBUG's poisoning (POOL_POISON_FREED over a new page and a freed
+// block, POOL_POISON_ALLOCATED over an allocated one) or pool_check_block()'s "corrupted" report,
+// and no init_on_alloc / init_on_free: a block holds what the non-debug kernel leaves in it, except
+// the free-list words (see above).
 
 import { SlotKey, checkAddr, checkLen, err, faultInjected, ok, type Result } from '../base/internal.ts';
 import type { Device } from '../pci/index.ts';
