@@ -10,8 +10,13 @@
 // dma_set_decrypted() / dma_set_encrypted()); dma-iommu leaves them private.
 // Model deviation: there are no kernel virtual addresses; `cpuPhys` is the memory's physical
 // address (the kernel returns its linear-map or remapped virtual address).
-// Model deviation: the buddy allocator has no zones, so dma-direct cannot retry from ZONE_DMA32 /
-// ZONE_DMA when the pages it got are beyond the coherent mask: the allocation fails (ENOMEM).
+// Model deviation: the buddy allocator has no zones. dma-direct in the kernel starts in ZONE_DMA
+// (limit at or below zone_dma_limit, 16 MiB on x86) or ZONE_DMA32 (at or below 4 GiB), chosen from
+// min_not_zero(coherent mask, bus_dma_limit) (kernel/dma/direct.c: dma_direct_optimal_gfp_mask()),
+// and retries a lower zone when the pages it got are beyond the limit; the model takes pages
+// wherever the allocator gives them and fails (ENOMEM) when they are beyond it. So a device left
+// at the default 32-bit coherent mask can fail on a machine with RAM above 4 GiB, where the
+// kernel's allocation would come from ZONE_DMA32.
 // Model deviation: dma-iommu always takes physically contiguous pages (the kernel's
 // DMA_ATTR_FORCE_CONTIGUOUS / atomic path); iommu_dma_alloc_remap()'s scattered pages behind one
 // vmap need kernel virtual addresses the model does not have. The device sees the same thing: one
@@ -113,7 +118,8 @@ function getOrder(size: number, pageSize: number): number {
  * DMA_ATTR_NO_WARN), the pages are beyond the
  * coherent mask (dma-direct; see the header), the IOVA space is exhausted, or __GFP_COMP was passed
  * (a WARN), or set_memory_decrypted failed (the pages are then leaked, as the kernel leaks them).
- * A device whose coherent mask is 0 gets a WARN and then the allocation as usual.
+ * A device whose coherent mask is 0 gets a WARN (once) and then the allocation as usual, which
+ * then fails unless a bus_dma_limit gives it a limit (dma_coherent_ok(), the IOVA allocator).
  */
 export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, attrs = 0): Result<DmaCoherentMem> {
   checkLen('size', size, 1);
