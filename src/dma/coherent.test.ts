@@ -57,6 +57,27 @@ describe('dma_alloc_coherent on dma-direct (kernel/dma/direct.c: dma_direct_allo
     expect(m.dmaDebug.count(dev)).toBe(0);
   });
 
+  it('dma_coherent_ok sees the page-aligned size: a bus_dma_limit inside the last page refuses it', () => {
+    const m = makeMachine('none');
+    const dev = m.device('nvme0');
+    const x = unwrap(dmaAllocCoherent(dev, 4096));
+    const y = unwrap(dmaAllocCoherent(dev, 4096));
+    dmaFreeCoherent(dev, 4096, y.cpuPhys, y.dmaAddr);
+    // 2048 bytes at y would end at y + 2047, but dma_direct_alloc asks about PAGE_ALIGN(2048) bytes
+    dev.busDmaLimit = y.dmaAddr + 2047n;
+    const free0 = m.freePages;
+    expect(dmaAllocCoherent(dev, 2048)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(m.freePages).toBe(free0);
+    // with the limit at the page's end the same page is handed out: only the rounding refused it
+    dev.busDmaLimit = y.dmaAddr + 4095n;
+    const z = unwrap(dmaAllocCoherent(dev, 2048));
+    expect(z.cpuPhys).toBe(y.cpuPhys);
+    dev.busDmaLimit = 0n;
+    dmaFreeCoherent(dev, 2048, z.cpuPhys, z.dmaAddr);
+    dmaFreeCoherent(dev, 4096, x.cpuPhys, x.dmaAddr);
+    expect(m.teardown()).toBe(0);
+  });
+
   it('__GFP_COMP is refused with a WARN (dma_alloc_attrs)', () => {
     const m = makeMachine('none');
     expect(dmaAllocCoherent(m.device('nic0'), 4096, __GFP_COMP)).toMatchObject({ ok: false, errno: 'ENOMEM' });

@@ -156,7 +156,8 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
   if (!dev.dmaIommu) {
     via = 'direct';
     dmaAddr = physToDma(dev, phys);
-    if (!dmaCoherentOk(dev, dmaAddr, size)) {
+    // dma_direct_alloc() page-aligns size before __dma_direct_alloc_pages() asks dma_coherent_ok()
+    if (!dmaCoherentOk(dev, dmaAddr, pfnUp(size, mm.pageSize) * mm.pageSize)) {
       mm.freeKernelPages(pages.value, order);
       return err('ENOMEM', `pages at 0x${phys.toString(16)} are beyond ${dev.name}'s coherent mask (no DMA zones in the model)`);
     }
