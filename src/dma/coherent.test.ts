@@ -63,10 +63,15 @@ describe('dma_alloc_coherent on dma-direct (kernel/dma/direct.c: dma_direct_allo
     const x = unwrap(dmaAllocCoherent(dev, 4096));
     const y = unwrap(dmaAllocCoherent(dev, 4096));
     dmaFreeCoherent(dev, 4096, y.cpuPhys, y.dmaAddr);
-    // 2048 bytes at y would end at y + 2047, but dma_direct_alloc asks about PAGE_ALIGN(2048) bytes
+    // 2048 bytes at y would end at y + 2047, but dma_direct_alloc asks about PAGE_ALIGN(2048) bytes:
+    // y (the head of the free list, in ZONE_DMA32) is refused and given back, and the retry in
+    // ZONE_DMA takes a page below 16 MiB
     dev.busDmaLimit = y.dmaAddr + 2047n;
+    expect(y.cpuPhys).toBeGreaterThanOrEqual(1n << 24n);
     const free0 = m.freePages;
-    expect(dmaAllocCoherent(dev, 2048)).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    const low = unwrap(dmaAllocCoherent(dev, 2048));
+    expect(low.cpuPhys).toBeLessThan(1n << 24n);
+    dmaFreeCoherent(dev, 2048, low.cpuPhys, low.dmaAddr);
     expect(m.freePages).toBe(free0);
     // with the limit at the page's end the same page is handed out: only the rounding refused it
     dev.busDmaLimit = y.dmaAddr + 4095n;
@@ -138,6 +143,64 @@ describe('dma_alloc_coherent on dma-direct (kernel/dma/direct.c: dma_direct_allo
     expect(msgs.some((s) => s.includes('has not allocated'))).toBe(true);
     // the model freed what was allocated both times
     expect(dmaCoherentAllocations(dev)).toEqual([]);
+  });
+});
+
+describe('dma-direct coherent pages come from the zone the limit falls in (kernel/dma/direct.c: __dma_direct_alloc_pages)', () => {
+  const G4 = 1n << 32n;
+  /**
+   * An 8 GiB machine whose free lists hand out memory above 4 GiB first: RAM below 4 GiB taken in
+   * 4 MiB blocks until a block comes from above it, then one page there, then one low block given back.
+   */
+  function highFirst(): { m: ReturnType<typeof makeMachine>; held: bigint[]; lowFreed: bigint } {
+    const m = makeMachine('none', 1, { ramBytes: 8 * 2 ** 30 });
+    const held: bigint[] = [];
+    for (;;) {
+      const pfn = unwrap(m.allocKernelPages(10));
+      if (pfn * 4096n >= G4) { m.freeKernelPages(pfn, 10); break; }
+      held.push(pfn);
+    }
+    held.push(unwrap(m.allocKernelPages(0))); // above 4 GiB: its block's other pages are now listed
+    const lowFreed = held.shift()!;
+    m.freeKernelPages(lowFreed, 10);
+    return { m, held, lowFreed };
+  }
+
+  it('a 32-bit coherent mask gets ZONE_DMA32 pages even when the free lists hand out high memory first (was ENOMEM)', () => {
+    const { m } = highFirst();
+    // a 64-bit mask takes the pages where the allocator gives them: above 4 GiB here
+    const dev64 = m.device('nvme0');
+    const high = unwrap(dmaAllocCoherent(dev64, 4096));
+    expect(high.cpuPhys).toBeGreaterThanOrEqual(G4);
+    expect(unwrap(m.allocKernelPages(1)) * 4096n).toBeGreaterThanOrEqual(G4); // so does an order-1 block
+    const dev = m.device('nic0');
+    unwrap(dmaSetCoherentMask(dev, DMA_BIT_MASK(32)));
+    const mem = unwrap(dmaAllocCoherent(dev, 8192));
+    expect(mem.cpuPhys + 8191n).toBeLessThan(G4);
+    expect(m.mem.read(mem.cpuPhys, 8192).every((b) => b === 0)).toBe(true);
+    dmaFreeCoherent(dev64, 4096, high.cpuPhys, high.dmaAddr);
+    dmaFreeCoherent(dev, 8192, mem.cpuPhys, mem.dmaAddr);
+  });
+
+  it('a 24-bit coherent mask gets ZONE_DMA pages (below 16 MiB); with ZONE_DMA full it is ENOMEM', () => {
+    const m = makeMachine('none');
+    const dev = m.device('nic0');
+    unwrap(dmaSetCoherentMask(dev, DMA_BIT_MASK(24)));
+    const got: bigint[] = [];
+    for (;;) {
+      const r = dmaAllocCoherent(dev, 1 << 20);
+      if (!r.ok) {
+        expect(r.errno).toBe('ENOMEM');
+        break;
+      }
+      expect(r.value.cpuPhys + (1n << 20n)).toBeLessThanOrEqual(1n << 24n);
+      got.push(r.value.cpuPhys);
+    }
+    // ZONE_DMA holds RAM from 1 MiB (the first MiB is reserved) to 16 MiB: 15 blocks of 1 MiB at most
+    expect(got.length).toBeGreaterThan(0);
+    expect(got.length).toBeLessThanOrEqual(15);
+    for (const p of got) dmaFreeCoherent(dev, 1 << 20, p, p);
+    expect(m.teardown()).toBe(0);
   });
 });
 

@@ -10,13 +10,11 @@
 // dma_set_decrypted() / dma_set_encrypted()); dma-iommu leaves them private.
 // Model deviation: there are no kernel virtual addresses; `cpuPhys` is the memory's physical
 // address (the kernel returns its linear-map or remapped virtual address).
-// Model deviation: the buddy allocator has no zones. dma-direct in the kernel starts in ZONE_DMA
-// (limit at or below zone_dma_limit, 16 MiB on x86) or ZONE_DMA32 (at or below 4 GiB), chosen from
-// min_not_zero(coherent mask, bus_dma_limit) (kernel/dma/direct.c: dma_direct_optimal_gfp_mask()),
-// and retries a lower zone when the pages it got are beyond the limit; the model takes pages
-// wherever the allocator gives them and fails (ENOMEM) when they are beyond it. So a device left
-// at the default 32-bit coherent mask can fail on a machine with RAM above 4 GiB, where the
-// kernel's allocation would come from ZONE_DMA32.
+// dma-direct takes its pages from the zone min_not_zero(coherent mask, bus_dma_limit) falls in and
+// retries a lower zone when they are beyond it (directAllocPages below).
+// Model deviation: the buddy allocator has no zones; a zone is an allocation of a block wholly
+// below the zone's end (MachineMm.allocKernelPages' zoneEnd). An allocation without one takes
+// memory anywhere, where the kernel prefers ZONE_NORMAL and keeps the low zones for last.
 // Model deviation: dma-iommu always takes physically contiguous pages (the kernel's
 // DMA_ATTR_FORCE_CONTIGUOUS / atomic path); iommu_dma_alloc_remap()'s scattered pages behind one
 // vmap need kernel virtual addresses the model does not have. The device sees the same thing: one
@@ -40,7 +38,7 @@ import { forceDmaUnencrypted, setMemoryDecrypted, setMemoryEncrypted } from './c
 import { checkAttrs, DMA_ATTR_FORCE_CONTIGUOUS, DMA_ATTR_NO_WARN, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR } from './constants.ts';
 import { MAX_PAGE_ORDER } from '../mm/internal.ts';
 import { dmaContextOf } from './context.ts';
-import { physToDma } from './direct-addr.ts';
+import { dmaToPhys, physToDma } from './direct-addr.ts';
 import { dmaDomainOf, dmaInfoToProt, iommuDmaMapRaw, iommuDmaUnmapRaw } from './iommu-dma.ts';
 import { debugDmaAllocCoherent, debugDmaFreeCoherent } from './debug.ts';
 import './counters.ts';
@@ -148,19 +146,14 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
     }
     return err('ENOMEM', `${size} coherent bytes need order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
   }
-  const pages = mm.allocKernelPages(order);
-  if (!pages.ok) return err('ENOMEM', `no free pages of order ${order} for ${dev.name}`);
+  const pages = dev.dmaIommu ? mm.allocKernelPages(order) : directAllocPages(dev, mm, size, order);
+  if (!pages.ok) return dev.dmaIommu ? err('ENOMEM', `no free pages of order ${order} for ${dev.name}`) : pages;
   const phys = pages.value << BigInt(mm.pageShift);
   let dmaAddr: bigint;
   let via: 'direct' | 'iommu';
   if (!dev.dmaIommu) {
     via = 'direct';
     dmaAddr = physToDma(dev, phys);
-    // dma_direct_alloc() page-aligns size before __dma_direct_alloc_pages() asks dma_coherent_ok()
-    if (!dmaCoherentOk(dev, dmaAddr, pfnUp(size, mm.pageSize) * mm.pageSize)) {
-      mm.freeKernelPages(pages.value, order);
-      return err('ENOMEM', `pages at 0x${phys.toString(16)} are beyond ${dev.name}'s coherent mask (no DMA zones in the model)`);
-    }
     // kernel/dma/direct.c: dma_direct_alloc() -> dma_set_decrypted(): PFN_UP(PAGE_ALIGN(size)) pages
     // are shared with the host before they are zeroed; a failed conversion leaves the pages
     // allocated (out_leak_pages: their state is unknown, so they never go back to the allocator)
@@ -206,6 +199,40 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
   mm.stats.dmaCoherentAllocs++;
   debugDmaAllocCoherent(dev, size, dmaAddr, phys, attrs);
   return ok({ cpuPhys: phys, dmaAddr });
+}
+
+/** zone_dma_limit (kernel/dma/direct.c; x86 keeps its DMA_BIT_MASK(24)): ZONE_DMA ends at 16 MiB. */
+const ZONE_DMA_LIMIT = (1n << 24n) - 1n;
+/** ZONE_DMA32 ends at 4 GiB. */
+const ZONE_DMA32_LIMIT = (1n << 32n) - 1n;
+const ZONE_NONE = 0, ZONE_DMA32 = 1, ZONE_DMA = 2;
+const U64_MAX = (1n << 64n) - 1n;
+
+/**
+ * kernel/dma/direct.c: __dma_direct_alloc_pages() as dma_direct_alloc() calls it: pages from the
+ * zone the device's physical limit falls in (dma_direct_optimal_gfp_mask(): ZONE_DMA up to
+ * zone_dma_limit, ZONE_DMA32 up to 4 GiB, else any memory), given back and asked for again one zone
+ * lower while dma_coherent_ok() refuses them, and NULL (ENOMEM) once ZONE_DMA's did not do.
+ * A zone is the model's allocation below its end (MachineMm.allocKernelPages' zoneEnd); a GFP_DMA32
+ * allocation may also take ZONE_DMA's pages, as the kernel's zonelist falls back to them.
+ */
+function directAllocPages(dev: Device, mm: ReturnType<typeof dmaContextOf>['mm'], size: number, order: number): Result<bigint> {
+  const alignedSize = pfnUp(size, mm.pageSize) * mm.pageSize;
+  const mask = dev.coherentDmaMask, lim = dev.busDmaLimit;
+  const physLimit = dmaToPhys(dev, mask === 0n ? lim : lim === 0n ? mask : mask < lim ? mask : lim);
+  let zone = physLimit <= ZONE_DMA_LIMIT ? ZONE_DMA : physLimit <= ZONE_DMA32_LIMIT ? ZONE_DMA32 : ZONE_NONE;
+  for (;;) {
+    const end = zone === ZONE_DMA ? ZONE_DMA_LIMIT + 1n : zone === ZONE_DMA32 ? ZONE_DMA32_LIMIT + 1n : undefined;
+    const pages = mm.allocKernelPages(order, 'page-alloc', end);
+    if (!pages.ok) return err('ENOMEM', `no free pages of order ${order} for ${dev.name}${end === undefined ? '' : ` below 0x${end.toString(16)}`}`);
+    const phys = pages.value << BigInt(mm.pageShift);
+    // dma_direct_alloc() page-aligns size before __dma_direct_alloc_pages() asks dma_coherent_ok()
+    if (dmaCoherentOk(dev, physToDma(dev, phys), alignedSize)) return pages;
+    mm.freeKernelPages(pages.value, order);
+    if (zone === ZONE_NONE && physLimit < U64_MAX) zone = ZONE_DMA32;
+    else if (zone !== ZONE_DMA) zone = ZONE_DMA;
+    else return err('ENOMEM', `pages at 0x${phys.toString(16)} are beyond ${dev.name}'s coherent limit, even from ZONE_DMA`);
+  }
 }
 
 /** PFN_UP(size): the base pages size bytes touch. */

@@ -4,7 +4,8 @@ import fc from 'fast-check';
 import { BuddyAllocator, MAX_PAGE_ORDER, mix32, xorshift } from './buddy.ts';
 
 /** Brute-force reference: a bitmap of owned pages over the managed ranges. */
-function checkAgainstBitmap(ranges: Array<[number, number]>, aged: boolean, ops: Array<{ alloc: boolean; order: number; pick: number }>): void {
+function checkAgainstBitmap(ranges: Array<[number, number]>, aged: boolean,
+  ops: Array<{ alloc: boolean; order: number; pick: number; limit?: number | null }>): void {
   const b = new BuddyAllocator(ranges, aged, 3);
   const total = ranges.reduce((s, [x, y]) => s + y - x, 0);
   const managed = (p: number): boolean => ranges.some(([x, y]) => p >= x && p < y);
@@ -14,9 +15,22 @@ function checkAgainstBitmap(ranges: Array<[number, number]>, aged: boolean, ops:
   if (!aged) expect(initialFree).toBe(total);
   for (const op of ops) {
     if (op.alloc) {
-      const pfn = b.alloc(op.order);
-      if (pfn < 0) continue;
+      const limit = op.limit ?? Infinity;
+      const pfn = b.alloc(op.order, limit);
       const size = 2 ** op.order;
+      if (pfn < 0) {
+        // a zone allocation fails only when no naturally aligned run of 2^order free pages lies
+        // below the limit (the bitmap does not know the aging model's background pages)
+        if (!aged && limit !== Infinity) {
+          for (let s0 = 0; s0 + size <= limit; s0 += size) {
+            let free = true;
+            for (let p = s0; p < s0 + size && free; p++) free = managed(p) && !owned.has(p);
+            expect(free).toBe(false);
+          }
+        }
+        continue;
+      }
+      expect(pfn + size).toBeLessThanOrEqual(limit);
       expect(pfn % size).toBe(0); // naturally aligned
       for (let p = pfn; p < pfn + size; p++) {
         expect(managed(p)).toBe(true);
@@ -45,10 +59,21 @@ function checkAgainstBitmap(ranges: Array<[number, number]>, aged: boolean, ops:
 }
 
 const opArb = fc.array(fc.record({ alloc: fc.boolean(), order: fc.integer({ min: 0, max: 10 }), pick: fc.nat() }), { maxLength: 120 });
+/** The same with zone limits (ends of top-order blocks, as ZONE_DMA's and ZONE_DMA32's are). */
+const zoneOpArb = fc.array(fc.record({
+  alloc: fc.boolean(), order: fc.integer({ min: 0, max: 10 }), pick: fc.nat(),
+  limit: fc.option(fc.constantFrom(1024, 2048, 3072, 4096, 9216), { nil: null }),
+}), { maxLength: 120 });
 
 describe('BuddyAllocator against a brute-force bitmap', () => {
   it('plain: no overlap, conserved counts, frees merge back', () => {
     fc.assert(fc.property(opArb, (ops) => checkAgainstBitmap([[256, 4096 + 17], [8192, 12288]], false, ops)), { numRuns: 60 });
+  });
+  it('with a limit (a zone): blocks wholly below it, and -1 only when no free aligned run lies below it', () => {
+    fc.assert(fc.property(zoneOpArb, (ops) => checkAgainstBitmap([[256, 4096 + 17], [8192, 12288]], false, ops)), { numRuns: 60 });
+  });
+  it('aged, with limits: the same bounds and conservation', () => {
+    fc.assert(fc.property(zoneOpArb, (ops) => checkAgainstBitmap([[256, 8192]], true, ops)), { numRuns: 40 });
   });
   it('aged: the same invariants hold', () => {
     fc.assert(fc.property(opArb, (ops) => checkAgainstBitmap([[256, 8192]], true, ops)), { numRuns: 40 });

@@ -1,7 +1,8 @@
 // Models: mm/page_alloc.c (Linux 7.1): the buddy allocator (__rmqueue_smallest, expand, __free_one_page)
 // over System RAM, MAX_PAGE_ORDER = 10, plus a lazy model of a long-running ("aged") system's fragmentation.
 // Free lists are taken from and added to at the head, as get_page_from_free_area() and expand() do.
-// Model deviation: one free list per order: no zones, migratetypes or pageblocks, no per-CPU page
+// Model deviation: one free list per order: no zones (an allocation for a zone, GFP_DMA or GFP_DMA32,
+// searches the lists for a block wholly below the zone's end), migratetypes or pageblocks, no per-CPU page
 // lists (the kernel serves orders up to PAGE_ALLOC_COSTLY_ORDER from pcp lists refilled in batches),
 // and a freed block always goes to the head of its list where __free_one_page() puts it at the
 // tail when buddy_merge_likely() (or page shuffling) says so; so which free pages come back next
@@ -210,22 +211,44 @@ export class BuddyAllocator {
     return pfn;
   }
 
-  private takeSmallest(order: number, hi: number): number {
+  /**
+   * The smallest free block of order `order` .. `hi` wholly below limitPfn (Infinity: anywhere),
+   * split down to `order`. Below a limit the lists are searched from their heads for the first
+   * block that lies below it, as a zone's own free lists would give (the model has one list per
+   * order for all of RAM).
+   */
+  private takeSmallest(order: number, hi: number, limitPfn: number): number {
     for (let o = order; o <= hi; o++) {
       if (this.live.count[o] === 0) continue;
-      const pfn = this.pop(o);
+      const pfn = limitPfn === Infinity ? this.pop(o) : this.takeBelow(o, limitPfn);
       if (pfn >= 0) return this.expand(pfn, o, order);
     }
     return -1;
   }
 
-  private carve(wantAged: boolean): number {
+  /** Unlists the free block of this order nearest the list's head that ends at or below limitPfn; -1 if none. */
+  private takeBelow(order: number, limitPfn: number): number {
+    const st = this.stacks[order], tk = this.tokens[order], live = this.live;
+    const size = 2 ** order;
+    for (let i = st.length - 1; i >= 0; i--) {
+      const pfn = st[i];
+      // an entry whose token is stale stays in the stack; pop() drops it when it gets there
+      if (pfn + size <= limitPfn && live.tokenOf(pfn, order) === tk[i]) {
+        live.clear(pfn, order);
+        return pfn;
+      }
+    }
+    return -1;
+  }
+
+  /** The first untouched top-order block of the kind wanted, below block limitBlock; -1 if none. */
+  private carve(wantAged: boolean, limitBlock: number): number {
     const st = this.state, ag = this.agedBlock;
     let b = wantAged ? this.cursorAged : this.cursorClean;
     const n = st.length;
     while (b < n && (st[b] !== BlockState.Untouched || (ag !== null && (ag[b] === 1) !== wantAged))) b++;
     if (wantAged) this.cursorAged = b; else this.cursorClean = b;
-    if (b >= n) return -1;
+    if (b >= n || b >= limitBlock) return -1;
     st[b] = BlockState.Materialized;
     return b;
   }
@@ -252,30 +275,33 @@ export class BuddyAllocator {
 
   /**
    * Allocates 2^order naturally aligned contiguous pages; returns the first pfn, or -1 when no
-   * block of that order can be found (the caller turns that into ENOMEM).
+   * block of that order can be found (the caller turns that into ENOMEM). With limitPfn, only a
+   * block that ends at or below it: the model's stand-in for a zone (GFP_DMA, GFP_DMA32), whose
+   * pages all lie below the zone's end.
    */
-  alloc(order: number): number {
+  alloc(order: number, limitPfn = Infinity): number {
     let pfn = -1;
+    const limitBlock = Math.floor(limitPfn / this.blockPages);
     if (this.agedBlock !== null && order < BuddyAllocator.AGED_SMALL_ORDER) {
-      pfn = this.takeSmallest(order, BuddyAllocator.AGED_SMALL_ORDER - 1);
+      pfn = this.takeSmallest(order, BuddyAllocator.AGED_SMALL_ORDER - 1, limitPfn);
       if (pfn < 0) {
-        const b = this.carve(true);
+        const b = this.carve(true, limitBlock);
         if (b >= 0) {
           this.materializeAged(b);
-          pfn = this.takeSmallest(order, BuddyAllocator.AGED_SMALL_ORDER - 1);
+          pfn = this.takeSmallest(order, BuddyAllocator.AGED_SMALL_ORDER - 1, limitPfn);
         }
       }
     }
-    if (pfn < 0) pfn = this.takeSmallest(order, MAX_PAGE_ORDER);
+    if (pfn < 0) pfn = this.takeSmallest(order, MAX_PAGE_ORDER, limitPfn);
     if (pfn < 0) {
-      const b = this.carve(false);
+      const b = this.carve(false, limitBlock);
       if (b >= 0) pfn = this.expand(b * this.blockPages, MAX_PAGE_ORDER, order);
     }
     while (pfn < 0 && this.agedBlock !== null) {
-      const b = this.carve(true);
+      const b = this.carve(true, limitBlock);
       if (b < 0) break;
       this.materializeAged(b);
-      pfn = this.takeSmallest(order, MAX_PAGE_ORDER);
+      pfn = this.takeSmallest(order, MAX_PAGE_ORDER, limitPfn);
     }
     if (pfn >= 0) this.freePages -= 2 ** order;
     return pfn;

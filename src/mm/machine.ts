@@ -263,17 +263,22 @@ export class MmMachine implements MachineMm, UserMmHost {
    * ENOMEM with a WARN for order > MAX_PAGE_ORDER (the kernel's WARN_ON_ONCE_GFP; never succeeds).
    * `point` names the fault-injection point the call counts under (base/faults.ts): 'page-alloc',
    * or 'iommu-pt' for an IOMMU page-table page; an injected failure is the same ENOMEM.
+   * `zoneEnd` (a physical address) asks for pages wholly below it, as a GFP_DMA (ZONE_DMA) or
+   * GFP_DMA32 (ZONE_DMA32) allocation gets them; ENOMEM when no free block of that order lies there.
    */
-  allocKernelPages(order: number, point: KernelPagesPoint = 'page-alloc'): Result<bigint> {
+  allocKernelPages(order: number, point: KernelPagesPoint = 'page-alloc', zoneEnd?: bigint): Result<bigint> {
     checkLen('order', order, 0, 63);
+    const limitPfn = zoneEnd === undefined ? Infinity : Number(checkAddr('zoneEnd', zoneEnd) / BigInt(this.pageSize));
     if (order > MAX_PAGE_ORDER) {
       this.events.warn('page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
       return err('ENOMEM', `order ${order} exceeds MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
     }
     // mm/page_alloc.c: prepare_alloc_pages() asks should_fail_alloc_page() (mm/fail_page_alloc.c)
     // before the free lists are searched
-    const pfn = faultsArmed(this) && faultInjected(this, point, `order ${order}`) ? -1 : this.takePages(order);
-    if (pfn < 0) return err('ENOMEM', `no free block of order ${order}`);
+    const pfn = faultsArmed(this) && faultInjected(this, point, `order ${order}`) ? -1 : this.takePages(order, limitPfn);
+    if (pfn < 0) {
+      return err('ENOMEM', `no free block of order ${order}${zoneEnd === undefined ? '' : ` below 0x${zoneEnd.toString(16)}`}`);
+    }
     this.kernelPages.set(pfn, order);
     return ok(BigInt(pfn));
   }
@@ -301,8 +306,8 @@ export class MmMachine implements MachineMm, UserMmHost {
   }
 
   /** 2^order zeroed pages from the buddy allocator, counted; the first pfn or -1. */
-  private takePages(order: number): number {
-    const pfn = this.buddy.alloc(order);
+  private takePages(order: number, limitPfn = Infinity): number {
+    const pfn = this.buddy.alloc(order, limitPfn);
     if (pfn < 0) return -1;
     this.stats.pagesAllocated += (1 << order);
     this.mem.discard(pfn * this.pageSize, this.pageSize * 2 ** order);

@@ -117,7 +117,7 @@ export interface MachineMm {
    * Allocates 2^order contiguous base pages of System RAM for kernel use (page-table pages,
    * swiotlb pool, PRP lists). Returns the first pfn, or ENOMEM.
    */
-  allocKernelPages(order: number, point?: KernelPagesPoint): Result<bigint>;
+  allocKernelPages(order: number, point?: KernelPagesPoint, zoneEnd?: bigint): Result<bigint>;
   /** Frees what allocKernelPages returned (same pfn and order); a mismatch is a BUG. */
   freeKernelPages(pfn: bigint, order: number): void;
   /**
