@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { appendMerge, coalesce, slice, toBvecList, toPageArray, toPageList, toPhyrList, toSgTable } from './convert.ts';
+import { appendMerge, coalesce, pagesToBvecList, slice, toBvecList, toPageArray, toPageList, toPhyrList, toSgTable } from './convert.ts';
 import { EventLog } from '../base/index.ts';
 import { PhyrList } from './phyr-list.ts';
 import { PageArray } from './page-array.ts';
@@ -149,5 +149,44 @@ describe('toSgTable (__blk_rq_map_sg per phys_vec)', () => {
     expect(nopage.ok ? null : [nopage.errno, nopage.message]).toEqual(['EINVAL', expect.stringMatching(/^entry 1: no struct page/)]);
     const empty = toSgTable(PhyrList.from([]), 4096);
     expect(empty.ok ? null : empty.errno).toBe('EINVAL');
+  });
+});
+
+describe('pagesToBvecList (iov_iter_extract_bvecs: one bio_vec per contiguous run inside one folio)', () => {
+  const ps = 4096;
+  const bvecs = (b: { count: number; pfnAt(i: number): bigint; offsetAt(i: number): number; lenAt(i: number): number }) =>
+    Array.from({ length: b.count }, (_, i) => [Number(b.pfnAt(i)), b.offsetAt(i), b.lenAt(i)]);
+
+  it('joins contiguous pages of one folio, never two folios however adjacent', () => {
+    // pfns 0x100..0x103: folio A is 0x100-0x101 (order 1), folio B 0x102-0x103; then 0x200 and 0x202 of folio C (0x200-0x203), not contiguous.
+    const folio = (pfn: number): number => (pfn < 0x102 ? 0x102 : pfn < 0x104 ? 0x104 : 0x204);
+    const pages = new PageArray(Float64Array.from([0x100, 0x101, 0x102, 0x103, 0x200, 0x202]), { pageSize: ps, offset: 0x80, len: 5 * ps - 0x80 + 0x10 });
+    const r = pagesToBvecList(pages, folio);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(bvecs(r.value)).toEqual([[0x100, 0x80, 2 * ps - 0x80], [0x102, 0, 2 * ps], [0x200, 0, ps], [0x202, 0, 0x10]]);
+    expect(r.value.totalLen).toBe(pages.totalLen);
+    // coalesce, which follows physical contiguity alone (bio_add_page), joins the two folios.
+    expect(coalesce(pages).count).toBe(3);
+  });
+
+  it('a page without a folio, or with other flags (another pgmap), starts a bio_vec of its own', () => {
+    const pages = new PageArray(Float64Array.from([0x10, 0x11, 0x12, 0x13]), { pageSize: ps, flags: Uint32Array.from([0, 0, 0, 1 << 8]) });
+    const r = pagesToBvecList(pages, (pfn) => (pfn === 0x10 ? -1 : 0x100));
+    expect(r.ok && bvecs(r.value)).toEqual([[0x10, 0, ps], [0x11, 0, 2 * ps], [0x13, 0, ps]]);
+  });
+
+  it('a bio_vec stops below UINT_MAX: a 4 GiB folio of 4 KiB pages is 4 GiB - 4 KiB plus 4 KiB', () => {
+    const n = 2 ** 20;
+    const pfns = new Float64Array(n);
+    for (let i = 0; i < n; i++) pfns[i] = 2 ** 20 + i;
+    const r = pagesToBvecList(new PageArray(pfns, { pageSize: ps }), () => 2 ** 21);
+    expect(r.ok && bvecs(r.value)).toEqual([[2 ** 20, 0, 2 ** 32 - ps], [2 ** 21 - 1, 0, ps]]);
+  });
+
+  it('EINVAL naming the page for RANGE_NOPAGE', () => {
+    const r = pagesToBvecList(new PageArray(Float64Array.from([1, 2]), { pageSize: ps, flags: Uint32Array.from([0, RANGE_NOPAGE]) }), () => 4);
+    expect(r).toMatchObject({ ok: false, errno: 'EINVAL' });
+    expect(!r.ok && r.message).toMatch(/entry 1: no struct page/);
   });
 });

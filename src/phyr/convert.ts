@@ -107,6 +107,64 @@ export function toBvecList(src: RangeSource, pageSize: number): Result<BvecList>
 }
 
 /**
+ * bio_vecs from a pinned struct page * array, grouped the way Linux 7.1.5 direct I/O groups them
+ * (block/bio.c: bio_iov_iter_get_pages -> lib/iov_iter.c: iov_iter_extract_bvecs,
+ * get_contig_folio_len): a bio_vec grows over the next page only while that page is the next pfn
+ * AND lies in the same folio as the bio_vec's first page. Physically adjacent pages of two folios
+ * (neighbouring 4 KiB anonymous pages, adjacent THPs or 1 GiB hugetlb pages) start a new bio_vec:
+ * unlike bio_add_page (bvec_try_merge_page), the extraction never merges into a bio_vec it has
+ * already filled. A change of memory-type flags (a ZONE_DEVICE pgmap:
+ * zone_device_pages_have_same_pgmap) also starts a new one. bv_offset is the offset in the first
+ * page (< pageSize) and a bio_vec never exceeds UINT_MAX bytes (the extraction's max_size is
+ * BIO_MAX_SIZE - bi_size): pages are added whole, so a run stops at 4 GiB - 1 page.
+ * `folioEnd(pfn)` is the pfn just past the folio holding page pfn (head + folio_nr_pages), or -1
+ * when the page has no folio (such a page is a bio_vec of its own); it is asked once per bio_vec.
+ * Model deviation: the list is the bio_vecs of one unbounded extraction; a real bio holds at most
+ * BIO_MAX_VECS (256) of them and UINT_MAX bytes, and each extraction call pins at most as many
+ * pages as it has bio_vecs left, so a large folio is cut at those call seams too.
+ * EINVAL: a page has RANGE_NOPAGE (no struct page).
+ */
+export function pagesToBvecList(pages: PageArray, folioEnd: (pfn: number) => number): Result<BvecList> {
+  if (!(pages instanceof PageArray)) throw new TypeError(`pages must be a PageArray, got ${String(pages)}`);
+  if (typeof folioEnd !== 'function') throw new TypeError(`folioEnd must be a function, got ${typeof folioEnd}`);
+  const v = pages.columns();
+  const ps = v.ps;
+  const n = v.n;
+  const pfns = v.pfn;
+  const fcol = v.f;
+  const b = new BvecListBuilder(ps, Math.max(1, Math.min(n, 1 << 16)));
+  let curPfn = -1;
+  let curOff = 0;
+  let curLen = 0;
+  let curFlags = 0;
+  let nextPfn = -1;
+  let curEnd = -1;
+  for (let i = 0; i < n; i++) {
+    const pfn = pfns[i];
+    const flags = fcol === null ? v.fc : fcol[i];
+    const len = i === n - 1 ? v.lastLen : i === 0 ? ps - v.firstOff : ps;
+    // the next pfn inside the bio_vec's folio is the same folio (get_contig_folio_len)
+    if (pfn === nextPfn && pfn < curEnd && flags === curFlags && curLen + len <= U32_MAX) {
+      curLen += len;
+      nextPfn++;
+      continue;
+    }
+    if (flags & RANGE_NOPAGE) {
+      return err('EINVAL', `entry ${i}: no struct page (flags ${describeFlags(flags)}) at pfn ${hex(pfn)}: cannot be a bio_vec`);
+    }
+    if (curLen > 0) b.push(curPfn, curOff, curLen, curFlags);
+    curPfn = pfn;
+    curOff = i === 0 ? v.firstOff : 0;
+    curLen = len;
+    curFlags = flags;
+    nextPfn = pfn + 1;
+    curEnd = folioEnd(pfn);
+  }
+  if (curLen > 0) b.push(curPfn, curOff, curLen, curFlags);
+  return ok(b.build());
+}
+
+/**
  * One scatterlist entry per range of `src`, as block/blk-mq-dma.c: __blk_rq_map_sg() and
  * blk_rq_map_integrity_sg() fill them from struct phys_vec: sg_set_page(phys_to_page(paddr), len,
  * offset_in_page(paddr)), the last entry marked SG_END. Ranges are taken as they are (neither merged

@@ -10,7 +10,7 @@ export { PageArray, type PageArrayOptions } from './page-array.ts';
 export { BvecList, BvecListBuilder } from './bvec.ts';
 export { PAGE_LIST_HEADER_BYTES, PAGE_LIST_MAX_ORDER, PageList, PageListBuilder } from './page-list.ts';
 export { DmaList, DmaListBuilder } from './dma-list.ts';
-export { appendMerge, coalesce, slice, toBvecList, toPageArray, toPageList, toPhyrList, toSgTable } from './convert.ts';
+export { appendMerge, coalesce, pagesToBvecList, slice, toBvecList, toPageArray, toPageList, toPhyrList, toSgTable } from './convert.ts';
 export {
   SCATTERLIST_BYTES, SG_APPEND_TABLE_BYTES, SG_CHAIN, SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB, SG_END, SG_MAX_SINGLE_ALLOC,
   SG_TABLE_BYTES, SgAppendTable, SgTable, sgAllocAppendTableFromPages, sgAllocTable, sgAllocTableFromPages,

@@ -1,6 +1,8 @@
 // Models: the comparison the phyr seeds argue from (Wilcox, "Phyr Starter", 10 Jan 2022, and Gunthorpe's replies; lib/scatterlist.c; include/linux/bvec.h): the same pinned user
 // buffer described as a struct page * array + scatterlist (mm/gup.c, lib/scatterlist.c), a bio_vec list
-// (include/linux/bvec.h), a phyr list, and Gunthorpe's 8-byte page list, on a simulated machine.
+// (include/linux/bvec.h; grouped as direct I/O groups pinned pages, lib/iov_iter.c:
+// iov_iter_extract_bvecs: one bio_vec per contiguous run inside one folio), a phyr list, and
+// Gunthorpe's 8-byte page list, on a simulated machine.
 //
 // runCompare builds a machine, maps each buffer into one process, pins it once per layout and measures
 // entries, kernel bytes, whether the layout can describe the buffer, and the model's time to build it.
@@ -14,7 +16,7 @@ import {
   type MmMachine, type MmConfig, type UserMm,
 } from '../mm/index.ts';
 import {
-  coalesce, sgAllocTableFromPagesSegment, sgFreeTable, toBvecList, toPageList,
+  pagesToBvecList, sgAllocTableFromPagesSegment, sgFreeTable, toPageList,
   type PageArray, type PhyrList, type RangeSource,
 } from '../phyr/index.ts';
 import {
@@ -218,7 +220,7 @@ export const LEGEND: Readonly<Record<string, string>> = {
   'Pin ms': 'model wall time of the GUP call (pinUserPages or pinUserPhyrs), ms',
   'Build ms': 'model wall time to build the layout from the pinned result, ms',
   'page array + scatterlist': 'pinUserPages (struct page * array) then sgAllocTableFromPagesSegment over it',
-  'bio_vec list': 'pinUserPages, then physically contiguous pages merged into multi-page bio_vecs as bio_add_page does (coalesce + toBvecList; at most 4 GiB - 1 page each)',
+  'bio_vec list': 'pinUserPages, then one multi-page bio_vec per physically contiguous run inside one folio, as direct I/O builds them (iov_iter_extract_bvecs: pages of different folios never share a bio_vec; pagesToBvecList)',
   'phyr list': 'pinUserPhyrs: one {addr, len} per physically contiguous run, built from folios',
   '8-byte page list': 'pinUserPhyrs then toPageList: naturally aligned power-of-two chunks, 8 B each',
 };
@@ -352,7 +354,7 @@ export function measureLayout(
   const nrPages = Math.ceil(len / pageSize);
   if (layout === 'pagearray+sg' || layout === 'bvec') {
     const path = layout === 'bvec'
-      ? 'pinUserPages + coalesce + toBvecList'
+      ? 'pinUserPages + pagesToBvecList'
       : `pinUserPages + sgAllocTableFromPagesSegment(maxSegment ${o.maxSegment})`;
     const t0 = performance.now();
     const pinned = pinUserPages(mm, start, nrPages, FOLL_WRITE);
@@ -362,11 +364,16 @@ export function measureLayout(
     try {
       const t1 = performance.now();
       if (layout === 'bvec') {
-        // bio_add_page merges a page into the previous bio_vec when it is physically contiguous
-        // (bvec_try_merge_page); coalesce does that merge, toBvecList cuts at 4 GiB - 1 page.
-        const r = toBvecList(coalesce(pages), pageSize);
+        // Direct I/O turns pinned user pages into bio_vecs one folio at a time (lib/iov_iter.c:
+        // iov_iter_extract_bvecs, get_contig_folio_len): contiguous pages of one folio share a
+        // bio_vec, pages of two folios never do, however adjacent.
+        const folios = mm.machine.folios;
+        const r = pagesToBvecList(pages, (pfn) => {
+          const f = folios.find(pfn);
+          return f < 0 ? -1 : folios.head[f] + 2 ** folios.order[f];
+        });
         const buildMs = msSince(t1);
-        if (!r.ok) return failedRow(layout, path, r.errno, errText(r, 'toBvecList'), pinMs, buildMs);
+        if (!r.ok) return failedRow(layout, path, r.errno, errText(r, 'pagesToBvecList'), pinMs, buildMs);
         return okRow(layout, path, r.value.count, [{ name: 'bio_vec', entries: r.value.count, kernelBytes: r.value.kernelBytes }], pinMs, buildMs);
       }
       const r = sgAllocTableFromPagesSegment(pages.pfns, 0, len, o.maxSegment, { pageSize });

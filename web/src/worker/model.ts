@@ -6,7 +6,7 @@
 
 import {
   GiB, PCI_P2PDMA_MAP_NAMES, PageArray, coalesce, createMachine, dumpTablePage, hex, iommuGetDomainForDev,
-  pciP2pdmaDistance, pciP2pdmaMapType, pcimP2pdmaInit, pcimP2pdmaProvider, sgAllocTableFromPagesSegment, toBvecList,
+  pagesToBvecList, pciP2pdmaDistance, pciP2pdmaMapType, pcimP2pdmaInit, pcimP2pdmaProvider, sgAllocTableFromPagesSegment,
   toPageList, DmaList,
   type BvecList, type Device, type IommuDomain, type Machine, type PageList, type PhyrList, type SgTable, type UserMm,
 } from '../../../src/index.ts';
@@ -388,7 +388,11 @@ export class ViewModel {
         });
       }
       const phyrs = coalesce(pa) as PhyrList;
-      const bv = toBvecList(phyrs, ps);
+      // as phyr compare: one bio_vec per contiguous run inside one folio (iov_iter_extract_bvecs)
+      const bv = pagesToBvecList(pa, (pfn) => {
+        const f = m.folioOf(BigInt(pfn));
+        return f === undefined ? -1 : Number(f.head) + 2 ** f.order;
+      });
       if (!bv.ok) fail('bvec', 'bio_vec list', `${bv.errno}: ${bv.message ?? ''}`);
       else {
         const l: BvecList = bv.value;
