@@ -12,6 +12,10 @@
 // controller implementation returns (drivers/nvme/target/pci-epf.c: nvmet_pci_epf_iod_parse_prps,
 // nvmet_pci_epf_iod_parse_sgls, nvmet_pci_epf_alloc_iod_data_buf) where it checks the case, and the
 // specification's status descriptions otherwise (include/linux/nvme.h names them NVME_SC_*).
+// Model deviation: a DMA fault while fetching a PRP list page or an SGL segment is Data Transfer
+// Error here, as QEMU's hw/nvme (nvme_map_prp, nvme_map_sgl) reports it; pci-epf answers it with
+// Internal Error (NVME_SC_INTERNAL, 0x06: nvmet_pci_epf_get_prp_list / _get_sgl_segment failing),
+// the status it also gives its own allocation failures.
 //
 // A status is the 15-bit Status Field of the completion queue entry without its DNR, More and CRD
 // bits: SCT << 8 | SC, as the host driver reads it (nvme_req(req)->status = cqe.status >> 1, masked
