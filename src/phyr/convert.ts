@@ -114,7 +114,8 @@ export function toBvecList(src: RangeSource, pageSize: number): Result<BvecList>
  * (neighbouring 4 KiB anonymous pages, adjacent THPs or 1 GiB hugetlb pages) start a new bio_vec:
  * unlike bio_add_page (bvec_try_merge_page), the extraction never merges into a bio_vec it has
  * already filled. A change of memory-type flags (a ZONE_DEVICE pgmap:
- * zone_device_pages_have_same_pgmap) also starts a new one. bv_offset is the offset in the first
+ * zone_device_pages_have_same_pgmap) also starts a new one (the kernel ends the extraction, and so
+ * the bio, there; the next bio starts with that page). bv_offset is the offset in the first
  * page (< pageSize) and a bio_vec never exceeds UINT_MAX bytes (the extraction's max_size is
  * BIO_MAX_SIZE - bi_size): pages are added whole, so a run stops at 4 GiB - 1 page.
  * `folioEnd(pfn)` is the pfn just past the folio holding page pfn (head + folio_nr_pages), or -1
