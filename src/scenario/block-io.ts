@@ -15,7 +15,9 @@ import {
 } from '../drivers/index.ts';
 import { DMA_BIT_MASK, dmaSetMaskAndCoherent, dmaSetMaxSegSize } from '../dma/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
-import { FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, type UserMm } from '../mm/index.ts';
+import { FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPages, unpinUserPages, type UserMm } from '../mm/index.ts';
+import { PageArray } from '../phyr/index.ts';
+import { directIoBvecs } from './direct-io.ts';
 import type { PciNodeConfig, PciNvmeConfig } from '../pci/index.ts';
 import { MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_PCI, mappingPciFor, type MappingConfigName } from './mapping.ts';
 import { patternBytes as pattern } from '../base/index.ts';
@@ -179,12 +181,21 @@ export interface IoFigures {
  */
 export function blockDirectIo(ctrl: NvmeCtrl, mm: UserMm, op: ReqOp, start: bigint, len: number, p2p: boolean, sector = 0n): IoFigures {
   const f: IoFigures = { requests: 0, segments: 0, prp: 0, sgl: 0, descriptorBytes: 0, listPages: 0, failure: null, errno: null };
-  const pinned = pinUserPhyrs(mm, start, len, (op === REQ_OP_READ ? FOLL_WRITE : 0) | (p2p ? FOLL_PCI_P2PDMA : 0));
+  // direct I/O: pin_user_pages, then bio_vecs one folio at a time (directIoBvecs), each its own
+  // vector in the bio (bio_iov_iter_get_pages never merges into a vector it has filled)
+  const ps = mm.machine.pageSize;
+  const first = Number(start % BigInt(ps));
+  const nrPages = Math.ceil((first + len) / ps);
+  const pinned = pinUserPages(mm, start, nrPages, (op === REQ_OP_READ ? FOLL_WRITE : 0) | (p2p ? FOLL_PCI_P2PDMA : 0));
   if (!pinned.ok) return { ...f, failure: `pin: ${pinned.errno}`, errno: pinned.errno };
-  const list = pinned.value;
+  const pages = pinned.value;
   try {
-    if (list.totalLen !== len) return { ...f, failure: `short pin: ${list.totalLen} of ${len} bytes`, errno: 'EFAULT' };
-    const bio = bioFromRanges(op, sector, list);
+    if (pages.count !== nrPages) return { ...f, failure: `short pin: ${pages.count} of ${nrPages} pages`, errno: 'EFAULT' };
+    const v = pages.columns();
+    const io = new PageArray(v.pfn, { pageSize: ps, offset: first, len, flags: v.f ?? v.fc });
+    const bvecs = directIoBvecs(mm, io);
+    if (!bvecs.ok) return { ...f, failure: `bio_vecs: ${bvecs.errno}`, errno: bvecs.errno };
+    const bio = bioFromRanges(op, sector, bvecs.value, { merge: false });
     if (!bio.ok) return { ...f, failure: `bio: ${bio.errno}`, errno: bio.errno };
     const rqs = blkSubmitBio(ctrl.queue, bio.value);
     if (!rqs.ok) return { ...f, failure: `split: ${rqs.errno}`, errno: rqs.errno };
@@ -210,7 +221,7 @@ export function blockDirectIo(ctrl: NvmeCtrl, mm: UserMm, op: ReqOp, start: bigi
     }
     return f;
   } finally {
-    unpinUserPhyrs(mm, list);
+    unpinUserPages(mm, pages);
   }
 }
 

@@ -16,13 +16,14 @@ import {
   type MmMachine, type MmConfig, type UserMm,
 } from '../mm/index.ts';
 import {
-  pagesToBvecList, sgAllocTableFromPagesSegment, sgFreeTable, toPageList,
+  sgAllocTableFromPagesSegment, sgFreeTable, toPageList,
   type PageArray, type PhyrList, type RangeSource,
 } from '../phyr/index.ts';
 import {
   checkMappingOptions, mappingReport, mappingSteps, runMappingConfig,
   type MappingConfigName, type MappingOptions, type MappingReport, type MappingRow,
 } from './mapping.ts';
+import { directIoBvecs } from './direct-io.ts';
 
 /** The buffers of phyr compare, by the name the CLI takes in --buffers. */
 export const BUFFER_NAMES = ['anon', 'thp', 'hugetlb', 'device'] as const;
@@ -367,11 +368,7 @@ export function measureLayout(
         // Direct I/O turns pinned user pages into bio_vecs one folio at a time (lib/iov_iter.c:
         // iov_iter_extract_bvecs, get_contig_folio_len): contiguous pages of one folio share a
         // bio_vec, pages of two folios never do, however adjacent.
-        const folios = mm.machine.folios;
-        const r = pagesToBvecList(pages, (pfn) => {
-          const f = folios.find(pfn);
-          return f < 0 ? -1 : folios.head[f] + 2 ** folios.order[f];
-        });
+        const r = directIoBvecs(mm, pages);
         const buildMs = msSince(t1);
         if (!r.ok) return failedRow(layout, path, r.errno, errText(r, 'pagesToBvecList'), pinMs, buildMs);
         return okRow(layout, path, r.value.count, [{ name: 'bio_vec', entries: r.value.count, kernelBytes: r.value.kernelBytes }], pinMs, buildMs);

@@ -304,7 +304,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'block-write': z.strictObject({
-    op: z.literal('block-write').describe('direct I/O write of a buffer range to an NVMe namespace: pin_user_phyrs, bio, blk-mq split, nvme PRP/SGL, controller DMA'),
+    op: z.literal('block-write').describe('direct I/O write of a buffer range to an NVMe namespace: pin_user_pages, a bio_vec per folio run, blk-mq split, nvme PRP/SGL, controller DMA'),
     device: z.string().describe('an NVMe endpoint (pci node with nvme)'),
     buffer: z.string().describe('buffer name'),
     ...range,
