@@ -18,9 +18,10 @@ import {
 } from '../drivers/index.ts';
 import { DMA_BIT_MASK, dmaSetMaskAndCoherent } from '../dma/index.ts';
 import { createMachine, type Machine } from '../machine/index.ts';
-import { FOLL_LONGTERM, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, type UserMm } from '../mm/index.ts';
+import { FOLL_LONGTERM, FOLL_WRITE, pinUserPages, unpinUserPages, type UserMm } from '../mm/index.ts';
+import { ioUringFixedBufferBvecs } from './direct-io.ts';
 import type { PciNodeConfig } from '../pci/index.ts';
-import { slice, type PhyrList } from '../phyr/index.ts';
+import { slice, type BvecList, type PhyrList } from '../phyr/index.ts';
 
 /** The modes, in report order. */
 export const PREMAP_MODES = ['no-iommu', 'passthrough', 'strict', 'lazy', 'registered', 'premapped'] as const;
@@ -265,10 +266,13 @@ function userAccess(mm: UserMm, start: bigint): BufferAccess {
 /** One I/O of the mode: returns the descriptor bytes it wrote, or a failure. */
 type DoIo = (op: ReqOp, off: number, len: number) => { failure: string | null; descriptorBytes: number; requests: number };
 
-/** Per-I/O mapping: a bio over the pinned buffer's slice, split, queued with blk_rq_dma_map, run, completed. */
-function perIoMapper(ctrl: NvmeCtrl, pinned: PhyrList): DoIo {
+/**
+ * Per-I/O mapping: a bio over the slice of the registered buffer's bio_vecs (each its own vector,
+ * as bio_iov_bvec_set() takes them), split, queued with blk_rq_dma_map, run, completed.
+ */
+function perIoMapper(ctrl: NvmeCtrl, bvecs: BvecList): DoIo {
   return (op, off, len) => {
-    const bio = bioFromRanges(op, BigInt(off / 512), slice(pinned, off, len));
+    const bio = bioFromRanges(op, BigInt(off / 512), slice(bvecs, off, len), { merge: false });
     if (!bio.ok) return { failure: `bio: ${bio.errno}`, descriptorBytes: 0, requests: 0 };
     const rqs = blkSubmitBio(ctrl.queue, bio.value);
     if (!rqs.ok) return { failure: `split: ${rqs.errno}`, descriptorBytes: 0, requests: 0 };
@@ -355,10 +359,11 @@ export function runPremapMode(mode: PremapMode, ioBytes: number, o: PremapOption
       doIo = premapper(token);
       cleanup = () => premapUnregister(token);
     } else {
-      // the buffer is pinned once, as io_uring's registered (fixed) buffers are; each I/O maps it
-      const pinned = unwrapOr(pinUserPhyrs(mm, start, bufLen, FOLL_WRITE | FOLL_LONGTERM), 'pinUserPhyrs');
-      doIo = perIoMapper(ctrl, pinned);
-      cleanup = () => unpinUserPhyrs(mm, pinned);
+      // the buffer is pinned once and kept as bio_vecs, as io_uring's registered (fixed) buffers
+      // are (io_sqe_buffer_register); each I/O maps its slice of them
+      const pinned = unwrapOr(pinUserPages(mm, start, Math.ceil(bufLen / m.pageSize), FOLL_WRITE | FOLL_LONGTERM), 'pinUserPages');
+      doIo = perIoMapper(ctrl, unwrapOr(ioUringFixedBufferBvecs(mm, pinned), 'ioUringFixedBufferBvecs'));
+      cleanup = () => unpinUserPages(mm, pinned);
     }
   }
   const slots = Math.max(1, Math.floor(bufLen / ioBytes));
