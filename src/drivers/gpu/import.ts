@@ -34,9 +34,10 @@
 //    importer recognises the exporter as a GPU it shares a fabric with, takes the buffer's VRAM
 //    offset from the exporter's own object and maps it with fabric entries. No DMA API, no IOMMU,
 //    no dma-debug. The exporter keeps the attachment's peer2peer for such an importer even where
-//    PCI P2P cannot reach its BAR (amdgpu_dma_buf_attach()), so a pin may stay in VRAM. That holds only while the buffer is in VRAM: amdgpu_vm_bo_update() uses the
-//    exporter's BO only when its resource is TTM_PL_VRAM, so a buffer in system memory is reached
-//    through the import's own dma_buf_map_attachment() (path 'system') until it moves back.
+//    PCI P2P cannot reach its BAR (amdgpu_dma_buf_attach()), so a pin may stay in VRAM. That holds
+//    only while the buffer is in VRAM: amdgpu_vm_bo_update() uses the exporter's BO only when its
+//    resource is TTM_PL_VRAM, so a buffer in system memory is reached through the import's own
+//    dma_buf_map_attachment() (path 'system') until it moves back.
 
 import { err, ok, type Result } from '../../base/index.ts';
 import { DMA_BIDIRECTIONAL, dmaContextOf } from '../../dma/index.ts';
