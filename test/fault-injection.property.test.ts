@@ -599,7 +599,7 @@ describe('single-failure property: dma-buf, VFIO and iommufd', () => {
           run: (m) => iommufdIoasAlloc(m, m.device('nvme0')),
           undo: (_m, _s, ioas) => iommufdIoasDestroy(ioas),
         }, pick);
-        runSingleFailures<{ ioas: Ioas; mm: UserMm; va: bigint }, void>({
+        runSingleFailures<{ ioas: Ioas; mm: UserMm; va: bigint }, bigint>({
           name: `ioas map ${mode} ${len}`,
           machine: () => makeMachine(mode),
           setup: (m) => {
@@ -613,7 +613,7 @@ describe('single-failure property: dma-buf, VFIO and iommufd', () => {
           // pfn_reader_user_pin() reads on after a short pin: a fault that failed once is retried
           tolerated: ['folio'],
         }, pick);
-        runSingleFailures<{ ioas: Ioas; buf: DmaBuf }, void>({
+        runSingleFailures<{ ioas: Ioas; buf: DmaBuf }, bigint>({
           name: `ioas map dmabuf ${mode} ${len}`,
           machine: () => makeMachine(mode),
           setup: (m) => ({
@@ -1089,7 +1089,7 @@ describe('fault injection: the undo paths it found (regressions)', () => {
     const va = unwrap(mm.mmap({ len: 4 * PAGE, backing: 'anon' }));
     const ioas = unwrap(iommufdIoasAlloc(m, m.device('nvme0')));
     setFaults(m, [{ point: 'folio', nth: 2 }]);
-    expect(iommufdIoasMap(ioas, mm, va, 4 * PAGE, 0x4000_0000n)).toEqual({ ok: true, value: undefined });
+    expect(iommufdIoasMap(ioas, mm, va, 4 * PAGE, 0x4000_0000n)).toEqual({ ok: true, value: 0x4000_0000n });
     expect(m.listPins().length).toBe(1);
     unwrap(iommufdIoasUnmap(ioas, 0x4000_0000n, 4 * PAGE));
     expect(m.listPins()).toEqual([]);

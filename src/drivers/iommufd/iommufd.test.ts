@@ -37,7 +37,7 @@ describe('iommufd IOAS', () => {
     expect(ioas.value.domain!.type).toBe('unmanaged');
     expect(nvme.dmaIommu).toBe(false);
     const r = iommufdIoasMapDmabuf(ioas.value, buf.value, IOVA);
-    expect(r).toEqual({ ok: true, value: undefined });
+    expect(r).toEqual({ ok: true, value: IOVA });
     expect(ioas.value.areas[0].prot & IOMMU_MMIO).toBe(IOMMU_MMIO);
     expect(ioas.value.areas[0].prot & IOMMU_CACHE).toBe(0);
     const bytes = pattern(1 * MiB, 5);
@@ -80,7 +80,7 @@ describe('iommufd IOAS', () => {
     if (!va.ok) throw new Error(va.errno);
     const ioas = iommufdIoasAlloc(m, nvme);
     if (!ioas.ok) throw new Error(ioas.errno);
-    expect(iommufdIoasMap(ioas.value, mm, va.value, 64 * PAGE, 0x4000_0000n)).toEqual({ ok: true, value: undefined });
+    expect(iommufdIoasMap(ioas.value, mm, va.value, 64 * PAGE, 0x4000_0000n)).toEqual({ ok: true, value: 0x4000_0000n });
     expect(m.listPins().length).toBe(1);
     const bytes = pattern(64 * PAGE, 1);
     expect(nvme.dmaWrite(0x4000_0000n, bytes).ok).toBe(true);

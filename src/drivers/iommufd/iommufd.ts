@@ -450,27 +450,128 @@ export function iommufdIoasDetach(ioas: Ioas): void {
 }
 
 /**
- * iopt_alloc_area_pages() and iopt_check_iova() (io_pagetable.c): the length, then the iova, must
- * be multiples of the IOAS's iova_alignment (EINVAL, as is a length of 0); then wrap (EOVERFLOW),
- * reserved ranges (EINVAL), overlap with an area (EEXIST); then iopt_insert_area(): the area's page
- * offset must be a multiple of the alignment too (EINVAL).
+ * HPAGE_SIZE, the largest alignment iopt_alloc_iova() asks for (the kernel's with
+ * CONFIG_TRANSPARENT_HUGEPAGE, which the model's kernels have; a PMD: 2 MiB, the model's THP size
+ * whatever PAGE_SIZE is, as mm/machine.ts's thpOrder).
  */
-function checkIova(ioas: Ioas, iova: bigint, len: number, pageOffset: number, what: string): Result<void> {
+const HPAGE_SIZE = 2n * 1024n * 1024n;
+
+/** roundup_pow_of_two() for a bigint > 0. */
+function roundupPow2(n: bigint): bigint {
+  let p = 1n;
+  while (p < n) p <<= 1n;
+  return p;
+}
+
+/**
+ * __alloc_iova_check_range() (io_pagetable.c): the candidate IOVA for the span [start, last] is
+ * start rounded up to align (null if that wraps) with the page offset's bits ORed in (an OR, not an
+ * add: the kernel's own arithmetic); it fits when it lies below last (strictly: a 1-byte map never
+ * takes the span's last byte) and len bytes from it end at last or before.
+ */
+function fitInSpan(start: bigint, last: bigint, len: bigint, align: bigint, pageOffset: bigint): bigint | null {
+  const up = start + align - 1n;
+  if (up > U64_MAX) return null;
+  const at = (up & ~(align - 1n)) | pageOffset;
+  if (at >= last || last - at < len - 1n) return null;
+  return at;
+}
+
+/**
+ * The holes of [first, last] that no reserved range and no area touches, lowest first, each as wide
+ * as it goes (interval_tree_for_each_double_span over reserved_itree and area_itree, is_used == 0).
+ */
+function* freeSpans(ioas: Ioas, first: bigint, last: bigint): Generator<{ start: bigint; last: bigint }> {
+  const used = [
+    ...ioas.reservedNow.map((r) => ({ start: r.start, last: r.last })),
+    ...ioas.areas.map((a) => ({ start: a.iova, last: a.iova + BigInt(a.len) - 1n })),
+  ].filter((u) => u.start <= last && u.last >= first).sort((x, y) => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0));
+  let at = first;
+  for (const u of used) {
+    if (u.start > at) yield { start: at, last: u.start - 1n };
+    if (u.last >= last) return;
+    if (u.last + 1n > at) at = u.last + 1n;
+  }
+  if (at <= last) yield { start: at, last };
+}
+
+/**
+ * iopt_alloc_iova() (io_pagetable.c), for a map without IOMMU_IOAS_MAP_FIXED_IOVA (IOPT_ALLOC_IOVA)
+ * of len bytes whose first byte is at addr (the user address, or the dma-buf's file offset:
+ * iopt_alloc_area_pages() takes the first iopt_pages' uptr or start plus start_byte). The alignment
+ * asked is roundup_pow_of_two(len), lowered to addr's lowest set bit when addr is not 0, capped at
+ * HPAGE_SIZE; below the IOAS's iova_alignment it is EINVAL. The search walks the allowed ranges
+ * (the model has no IOMMU_IOAS_ALLOW_IOVAS, so the allowed tree is empty and the one range is
+ * [PAGE_SIZE, ULONG_MAX - PAGE_SIZE]: IOVA 0 is never returned), its start brought to the candidate
+ * form first, then takes the first hole between reserved ranges and areas, lowest IOVA first,
+ * whose candidate (fitInSpan) fits: first fit. ENOSPC when none does. EOVERFLOW for a length of 0 or
+ * of ULONG_MAX / 2 or more cannot happen here (the model's lengths are safe integers and a length
+ * of 0 is refused before), but is checked first as the kernel does.
+ */
+function allocIova(ioas: Ioas, addr: bigint, len: number): Result<bigint> {
+  const length = BigInt(len);
+  if (length === 0n || length >= U64_MAX / 2n) return err('EOVERFLOW', `length ${len} is 0 or ULONG_MAX / 2 or more`);
+  const ps = BigInt(ioas.pageSize);
+  const pageOffset = addr % ps;
+  let align = roundupPow2(length);
+  if (addr !== 0n && (addr & -addr) < align) align = addr & -addr;
+  if (align >= HPAGE_SIZE) align = HPAGE_SIZE;
+  if (align < BigInt(ioas.alignmentNow)) {
+    return err('EINVAL', `the ${align}-byte alignment ${hex(addr)} and length ${len} allow is below the IOAS's ${ioas.alignmentNow}-byte IOVA alignment`);
+  }
+  const allowedLast = U64_MAX - ps;
+  const from = fitInSpan(ps, allowedLast, length, align, pageOffset);
+  if (from !== null) {
+    for (const hole of freeSpans(ioas, from, allowedLast)) {
+      const at = fitInSpan(hole.start, hole.last, length, align, pageOffset);
+      if (at !== null) return ok(at);
+    }
+  }
+  return err('ENOSPC', `no free ${align}-aligned IOVA range of ${len} bytes in ${ioas}`);
+}
+
+/**
+ * iopt_alloc_area_pages() (io_pagetable.c): the length must be a multiple of the IOAS's
+ * iova_alignment (EINVAL, as is a length of 0); then with iova null the IOAS picks the IOVA
+ * (allocIova: EINVAL, ENOSPC), else iopt_check_iova(): the iova must be a multiple of the alignment
+ * (EINVAL), then wrap (EOVERFLOW), reserved ranges (EINVAL), overlap with an area (EEXIST); then
+ * iopt_insert_area(): the area's page offset must be a multiple of the alignment too (EINVAL).
+ * Returns the IOVA the area goes at.
+ */
+function placeArea(ioas: Ioas, iova: bigint | null, addr: bigint, len: number, pageOffset: number, what: string): Result<bigint> {
   const align = ioas.alignmentNow;
   if (len === 0) return err('EINVAL', 'length is 0');
   if (len % align !== 0) return err('EINVAL', `length ${len} is not a multiple of the IOAS's ${align}-byte IOVA alignment`);
-  if (iova % BigInt(align) !== 0n) return err('EINVAL', `iova ${hex(iova)} is not a multiple of the IOAS's ${align}-byte IOVA alignment`);
-  const last = iova + BigInt(len) - 1n;
-  if (last > U64_MAX) return err('EOVERFLOW', `iova ${hex(iova)} + length ${len} wraps`);
-  for (const r of ioas.reservedNow) {
-    if (iova <= r.last && last >= r.start) return err('EINVAL', `[${hex(iova)}, ${hex(last)}] meets the reserved IOVA range [${hex(r.start)}, ${hex(r.last)}]`);
+  let at: bigint;
+  if (iova === null) {
+    const a = allocIova(ioas, addr, len);
+    if (!a.ok) return a;
+    at = a.value;
+  } else {
+    if (iova % BigInt(align) !== 0n) return err('EINVAL', `iova ${hex(iova)} is not a multiple of the IOAS's ${align}-byte IOVA alignment`);
+    const last = iova + BigInt(len) - 1n;
+    if (last > U64_MAX) return err('EOVERFLOW', `iova ${hex(iova)} + length ${len} wraps`);
+    for (const r of ioas.reservedNow) {
+      if (iova <= r.last && last >= r.start) return err('EINVAL', `[${hex(iova)}, ${hex(last)}] meets the reserved IOVA range [${hex(r.start)}, ${hex(r.last)}]`);
+    }
+    const a = areaIn(ioas, iova, last);
+    if (a !== undefined) return err('EEXIST', `IOVA ${hex(a.iova)} is mapped already`);
+    at = iova;
   }
-  const a = areaIn(ioas, iova, last);
-  if (a !== undefined) return err('EEXIST', `IOVA ${hex(a.iova)} is mapped already`);
   if (pageOffset % align !== 0) {
     return err('EINVAL', `${what}'s offset ${pageOffset} in its ${ioas.pageSize}-byte page is not a multiple of the IOAS's ${align}-byte IOVA alignment`);
   }
-  return ok();
+  return ok(at);
+}
+
+/**
+ * The iova argument of the map functions: a u64 bigint (IOMMU_IOAS_MAP_FIXED_IOVA) or null (the
+ * IOAS picks the IOVA).
+ */
+function checkIovaArg(iova: unknown): bigint | null {
+  if (iova === null) return null;
+  if (typeof iova !== 'bigint') throw new TypeError(`iova must be a bigint address or null (the IOAS picks it), got ${typeof iova} ${String(iova)}`);
+  return checkAddr('iova', iova);
 }
 
 /** Options of iommufdIoasMap and iommufdIoasMapDmabuf (IOMMU_IOAS_MAP_READABLE / _WRITEABLE). */
@@ -497,33 +598,41 @@ function protOf(opts: IoasMapOptions): number {
 }
 
 /**
- * IOMMU_IOAS_MAP with IOMMU_IOAS_MAP_FIXED_IOVA: maps [uptr, uptr + len) of a process at iova. With
- * a domain attached the memory is pinned now (pin_user_pages with FOLL_LONGTERM, and FOLL_WRITE
- * when writeable) and mapped, one iommu_map per physically contiguous run; with none the area is
- * only recorded (the kernel keeps a lazy reference) and pinned when a domain is attached. iova,
- * len and uptr's offset in its page must be multiples of the IOAS's iovaAlignment (1 with no
- * domain: any byte). Errors: EINVAL (neither readable nor writeable; len 0; iova, len or uptr's page
- * offset not aligned; a reserved IOVA), EOVERFLOW, EEXIST (overlaps an area), EFAULT (a hole in the
+ * IOMMU_IOAS_MAP: maps [uptr, uptr + len) of a process at iova (IOMMU_IOAS_MAP_FIXED_IOVA), or,
+ * with iova null, at an IOVA the IOAS picks (no IOMMU_IOAS_MAP_FIXED_IOVA: iopt_alloc_iova, see
+ * allocIova: aligned to roundup_pow_of_two(len), at most uptr's lowest set bit, at most 2 MiB; the
+ * lowest hole between areas and reserved ranges in [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] that fits).
+ * Returns the IOVA mapped (what the kernel writes back to cmd->iova). With a domain attached the
+ * memory is pinned now (pin_user_pages with FOLL_LONGTERM, and FOLL_WRITE when writeable) and
+ * mapped, one iommu_map per physically contiguous run; with none the area is only recorded (the
+ * kernel keeps a lazy reference) and pinned when a domain is attached. iova, len and uptr's offset
+ * in its page must be multiples of the IOAS's iovaAlignment (1 with no domain: any byte).
+ * Errors: EINVAL (neither readable nor writeable; len 0; iova, len or uptr's page offset not
+ * aligned; a reserved IOVA; with iova null, an alignment from len and uptr below iovaAlignment),
+ * EOVERFLOW, EEXIST (overlaps an area), ENOSPC (iova null and no hole fits), EFAULT (a hole in the
  * range, or device memory: pin_user_pages refuses VM_PFNMAP / VM_IO), the IOMMU's errors; nothing
  * stays pinned or mapped on failure.
- * @throws TypeError/RangeError when uptr or iova is not a u64 bigint or len not a safe integer >= 0.
+ * @throws TypeError/RangeError when uptr is not a u64 bigint, iova neither a u64 bigint nor null, or
+ * len not a safe integer >= 0.
  */
-export function iommufdIoasMap(ioas: Ioas, mm: UserMm, uptr: bigint, len: number, iova: bigint, opts: IoasMapOptions = {}): Result<void> {
+export function iommufdIoasMap(ioas: Ioas, mm: UserMm, uptr: bigint, len: number, iova: bigint | null, opts: IoasMapOptions = {}): Result<bigint> {
   checkIoas(ioas);
   checkAddr('uptr', uptr);
   checkLen('len', len);
-  checkAddr('iova', iova);
+  const fixed = checkIovaArg(iova);
   const prot = protOf(opts);
-  const k = ioctlChecks(ioas, iova, len, prot);
+  // without IOMMU_IOAS_MAP_FIXED_IOVA the kernel still checks cmd->iova, which the model takes as 0
+  const k = ioctlChecks(ioas, fixed ?? 0n, len, prot);
   if (!k.ok) return k;
   // pages.c: iopt_alloc_user_pages() refuses a wrapping user range, iopt_alloc_pages() a length of 0
   if (uptr + BigInt(len) > U64_MAX) return err('EOVERFLOW', `uptr ${hex(uptr)} + length ${len} wraps`);
   // iopt_insert_area() checks the page offset only after iopt_check_iova(): an overlap is EEXIST before it
   const pageOffset = Number(uptr % BigInt(ioas.pageSize));
-  const c = checkIova(ioas, iova, len, pageOffset, `uptr ${hex(uptr)}`);
+  // IOPT_ADDRESS_USER: iopt_alloc_area_pages() aligns from pages->uptr + start_byte, i.e. uptr
+  const c = placeArea(ioas, fixed, uptr, len, pageOffset, `uptr ${hex(uptr)}`);
   if (!c.ok) return c;
   const a: IoasArea = {
-    iova, len, kind: 'user', prot, pageOffset, mm, uptr, pinned: null, buf: null, att: null, start: 0, paddr: null, revoked: false, iommuMaps: 0,
+    iova: c.value, len, kind: 'user', prot, pageOffset, mm, uptr, pinned: null, buf: null, att: null, start: 0, paddr: null, revoked: false, iommuMaps: 0,
   };
   // iopt_area_fill_domains(): nothing to do without a domain
   if (ioas.domainNow !== null) {
@@ -531,7 +640,7 @@ export function iommufdIoasMap(ioas: Ioas, mm: UserMm, uptr: bigint, len: number
     if (!f.ok) return f;
   }
   ioas.areas.push(a);
-  return ok();
+  return ok(c.value);
 }
 
 /** iopt_revoke_notify(): the exporter invalidates; the areas of this attachment leave the domain. */
@@ -563,16 +672,16 @@ export interface IoasMapDmabufOptions extends IoasMapOptions {
  * attached or pinned; on success `release` (which gives the ranges back with `untake`, unpins and
  * detaches) undoes it.
  */
-function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions, mapTypes: readonly DmaBufMapType[] | undefined,
+function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, iova: bigint | null, opts: IoasMapDmabufOptions, mapTypes: readonly DmaBufMapType[] | undefined,
   take: (att: DmaBufAttachment) => Result<T>, untake: (att: DmaBufAttachment, v: T) => void,
 ): Result<{ att: DmaBufAttachment; taken: T; start: number; len: number; prot: number; release: () => void }> {
   checkIoas(ioas);
-  checkAddr('iova', iova);
+  checkIovaArg(iova);
   const start = checkLen('opts.start', opts.start ?? 0);
   const len = opts.len ?? buf.size - start;
   if (opts.len !== undefined) checkLen('opts.len', opts.len);
   const prot = protOf(opts);
-  const k = ioctlChecks(ioas, iova, Math.max(len, 0), prot);
+  const k = ioctlChecks(ioas, iova ?? 0n, Math.max(len, 0), prot);
   if (!k.ok) return k;
   if (len <= 0) return err('EINVAL', len === 0 ? 'length is 0' : `start ${start} is past the end of ${buf.size}-byte ${buf.name}`);
   if (!Number.isSafeInteger(start + len)) return err('EOVERFLOW', `start ${start} + length ${len} wraps`);
@@ -609,19 +718,20 @@ function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMa
 }
 
 /**
- * The common end of both dma-buf imports: iopt_alloc_area_pages() (the IOVA range and the slice's
- * page offset checked against the alignment: iopt_map_file_pages() makes the start's offset in its
- * page the area's page offset), then the domain filled with IOMMU_MMIO and without IOMMU_CACHE
+ * The common end of both dma-buf imports: iopt_alloc_area_pages() (the IOVA range, picked when iova
+ * is null, and the slice's page offset checked against the alignment: iopt_map_file_pages() makes
+ * the start's offset in its page the area's page offset), then the domain filled with IOMMU_MMIO and without IOMMU_CACHE
  * (batch_to_domain with BATCH_MMIO) when there is one. On failure `release` undoes the attachment.
  */
-function addDmabufArea(ioas: Ioas, iova: bigint, buf: DmaBuf, att: DmaBufAttachment, start: number, len: number, prot: number,
-  paddr: bigint, pal: DmaBufPal | undefined, release: () => void): Result<void> {
+function addDmabufArea(ioas: Ioas, iova: bigint | null, buf: DmaBuf, att: DmaBufAttachment, start: number, len: number, prot: number,
+  paddr: bigint, pal: DmaBufPal | undefined, release: () => void): Result<bigint> {
   const pageOffset = start % ioas.pageSize;
-  const c = checkIova(ioas, iova, len, pageOffset, `start ${start}`);
+  // IOPT_ADDRESS_DMABUF: iopt_alloc_area_pages() aligns from pages->dmabuf.start + start_byte, i.e. start
+  const c = placeArea(ioas, iova, BigInt(start), len, pageOffset, `start ${start}`);
   if (!c.ok) { release(); return c; }
   const mprot = (prot & ~IOMMU_CACHE) | IOMMU_MMIO;
   const a: IoasArea = {
-    iova, len, kind: 'dmabuf', prot: mprot, pageOffset, mm: null, uptr: 0n, pinned: null, buf, att, start, paddr, revoked: false, iommuMaps: 0,
+    iova: c.value, len, kind: 'dmabuf', prot: mprot, pageOffset, mm: null, uptr: 0n, pinned: null, buf, att, start, paddr, revoked: false, iommuMaps: 0,
     ...(pal !== undefined ? { pal } : {}),
   };
   if (ioas.domainNow !== null) {
@@ -629,22 +739,27 @@ function addDmabufArea(ioas: Ioas, iova: bigint, buf: DmaBuf, att: DmaBufAttachm
     if (!f.ok) { release(); return f; }
   }
   ioas.areas.push(a);
-  return ok();
+  return ok(c.value);
 }
 
 /**
- * IOMMU_IOAS_MAP_FILE of a dma-buf fd with a fixed IOVA: attaches (dynamic, peer2peer, with a
- * revoke callback), pins the attachment under the reservation lock, takes the buffer's one physical
- * range through the VFIO private interconnect and maps [start, start + len) of it at iova with
- * IOMMU_MMIO (no IOMMU_CACHE) when a domain is attached (else when one is). Errors: EINVAL (len 0,
- * a slice past the buffer's end, an iova, length or start page offset that is not a multiple of the
- * IOAS's iovaAlignment, a reserved IOVA), EOVERFLOW, EEXIST, EOPNOTSUPP (not a VFIO dma-buf, or one
- * of several ranges: the kernel's iommufd takes physical-range dma-bufs of VFIO only), ENODEV
- * (revoked), the attach's and the IOMMU's errors; nothing stays attached, pinned or mapped on
+ * IOMMU_IOAS_MAP_FILE of a dma-buf fd: attaches (dynamic, peer2peer, with a revoke callback), pins
+ * the attachment under the reservation lock, takes the buffer's one physical range through the VFIO
+ * private interconnect and maps [start, start + len) of it with IOMMU_MMIO (no IOMMU_CACHE) when a
+ * domain is attached (else when one is): at iova (IOMMU_IOAS_MAP_FIXED_IOVA), or with iova null at
+ * an IOVA the IOAS picks as iommufdIoasMap does, its alignment taken from the file offset start
+ * where iommufdIoasMap takes it from uptr. Returns the IOVA mapped. Errors: EINVAL (len 0, a slice
+ * past the buffer's end, an iova, length or start page offset that is not a multiple of the IOAS's
+ * iovaAlignment, a reserved IOVA, with iova null an alignment from len and start below it),
+ * EOVERFLOW, EEXIST, ENOSPC (iova null and no hole fits), EOPNOTSUPP (not a VFIO dma-buf, or one of
+ * several ranges: the kernel's iommufd takes physical-range dma-bufs of VFIO only), ENODEV
+ * (revoked), the attach's and the IOMMU's errors, the IOVA's after the attach and pin, as
+ * iopt_map_file_pages() allocates the pages first; nothing stays attached, pinned or mapped on
  * failure.
- * @throws TypeError/RangeError when iova is not a u64 bigint, or opts.start / opts.len not a safe integer >= 0.
+ * @throws TypeError/RangeError when iova is neither a u64 bigint nor null, or opts.start / opts.len
+ * not a safe integer >= 0.
  */
-export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions = {}): Result<void> {
+export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint | null, opts: IoasMapDmabufOptions = {}): Result<bigint> {
   const t = attachPinnedTake(ioas, buf, iova, opts, undefined, vfioPciDmaBufIommufdMap, () => undefined);
   if (!t.ok) return t;
   const { att, start, len, prot, release } = t.value;
@@ -656,12 +771,13 @@ export function iommufdIoasMapDmabuf(ioas: Ioas, buf: DmaBuf, iova: bigint, opts
  * converts iommufd: a PAL importer. It attaches accepting only the 'pal' type (dynamic, peer2peer,
  * revocable), pins, takes the Physical Address List (the exporter's phys_vec ranges and their P2P
  * provider) instead of the private VFIO interconnect, and maps [start, start + len) of the ranges
- * at consecutive IOVAs from iova with IOMMU_MMIO (one iommu_map per range), so several ranges work.
+ * at consecutive IOVAs from iova (or from the IOVA the IOAS picks when iova is null, as
+ * iommufdIoasMapDmabuf) with IOMMU_MMIO (one iommu_map per range), so several ranges work.
  * Revoke unmaps the domain and the PAL, and is permanent, as for iommufdIoasMapDmabuf.
  * Errors: as iommufdIoasMapDmabuf, with EOPNOTSUPP for an exporter that offers no PAL (the
  * negotiation fails at attach).
  */
-export function iommufdIoasMapDmabufPal(ioas: Ioas, buf: DmaBuf, iova: bigint, opts: IoasMapDmabufOptions = {}): Result<void> {
+export function iommufdIoasMapDmabufPal(ioas: Ioas, buf: DmaBuf, iova: bigint | null, opts: IoasMapDmabufOptions = {}): Result<bigint> {
   const t = attachPinnedTake(ioas, buf, iova, opts, ['pal'], dmaBufMapPal, dmaBufUnmapPal);
   if (!t.ok) return t;
   const { att, start, len, prot, release } = t.value;
