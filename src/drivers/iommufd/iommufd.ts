@@ -20,9 +20,15 @@
 // IOMMU_IOAS_UNMAP (iopt_unmap_iova: the range must cover whole areas, ENOENT otherwise and when
 // nothing was mapped); destroy (detach, iopt_release_pages: unpin, detach;
 // iommu_device_release_dma_owner: back to the default domain).
+// Both maps take the IOVA given (IOMMU_IOAS_MAP_FIXED_IOVA) or, given null, let the IOAS pick it and
+// return it as the kernel returns cmd->iova (IOPT_ALLOC_IOVA: iopt_alloc_area_pages ->
+// iopt_alloc_iova: alignment from the length and the low bits of uptr or the dma-buf's file offset,
+// capped at HPAGE_SIZE, EINVAL below iova_alignment; the first hole between reserved ranges and
+// areas that fits, ENOSPC when none does).
 // Model deviation: an IOAS serves one device (the kernel's IOAS can hold several hw_pagetables and
 // devices, and exists before any device); it is created with its device bound, and attached unless
-// asked not to. The dma-buf attachment is made for the IOAS's device where the kernel uses
+// asked not to. There is no IOMMU_IOAS_ALLOW_IOVAS: the allowed tree is always empty, so the
+// automatic IOVA comes from [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] as in a kernel IOAS nobody restricted. The dma-buf attachment is made for the IOAS's device where the kernel uses
 // iommufd_global_device(), a faux device the model does not have; the attachment is never mapped
 // through the DMA API either way.
 
