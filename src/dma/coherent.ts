@@ -19,17 +19,19 @@
 // DMA_ATTR_FORCE_CONTIGUOUS / atomic path); iommu_dma_alloc_remap()'s scattered pages behind one
 // vmap need kernel virtual addresses the model does not have. The device sees the same thing: one
 // contiguous IOVA range, allocated and mapped as __iommu_dma_alloc_noncontiguous() does for a
-// blocking allocation (no min_align_mask check) and through __iommu_dma_map() otherwise. So a blocking dma-iommu allocation of more than 2^MAX_PAGE_ORDER pages
-// fails (ENOMEM, without the page allocator's WARN, which the kernel's remap path never reaches),
-// where the kernel would gather it from smaller blocks.
+// blocking allocation (no min_align_mask check) and through __iommu_dma_map() otherwise. So a
+// blocking dma-iommu allocation of more than 2^MAX_PAGE_ORDER pages fails (ENOMEM, without the page
+// allocator's WARN, which the kernel's remap path never reaches), where the kernel would gather it
+// from smaller blocks.
 // Model deviation: no per-device coherent pools (dma_alloc_from_dev_coherent), no CMA, no restricted
 // swiotlb pool for allocations (is_swiotlb_for_alloc is false), no arch_dma_prep_coherent event.
 // Model deviation: no atomic pools (kernel/dma/pool.c). A non-blocking allocation (GFP_ATOMIC,
 // GFP_NOWAIT) that would be served from them (dma-direct in a CC guest or for a non-coherent device
-// that needs a remap, dma-iommu for a non-coherent device) takes fresh pages and, in a CC guest, decrypts them like a blocking one; the kernel hands
-// out part of a pool decrypted at boot, and dma_direct_free() gives it back to the pool without
-// re-encrypting it (x86 selects CONFIG_DMA_COHERENT_POOL with AMD_MEM_ENCRYPT; a TDX-only kernel
-// has no pools and fails such an allocation with a WARN).
+// that needs a remap, dma-iommu for a non-coherent device) takes fresh pages and, in a CC guest,
+// decrypts them like a blocking one; the kernel hands out part of a pool decrypted at boot, and
+// dma_direct_free() gives it back to the pool without re-encrypting it (x86 selects
+// CONFIG_DMA_COHERENT_POOL with AMD_MEM_ENCRYPT; a TDX-only kernel has no pools and fails such an
+// allocation with a WARN).
 
 import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../base/internal.ts';
 import { iommuDmaAllocIova, iommuDmaFreeIova, iommuMap } from '../iommu/internal.ts';
@@ -137,17 +139,17 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
   // kernel/dma/direct.c: dma_direct_alloc() turns DMA_ATTR_NO_WARN into __GFP_NOWARN; dma-iommu's
   // iommu_dma_alloc() does not look at the attribute
   if (!dev.dmaIommu && (attrs & DMA_ATTR_NO_WARN)) gfp |= __GFP_NOWARN;
-  if (order > MAX_PAGE_ORDER) {
-    // mm/page_alloc.c: __alloc_pages_noprof(): WARN_ON_ONCE_GFP(order > MAX_PAGE_ORDER, gfp), silent
-    // under __GFP_NOWARN (which leaves the once-flag unset). dma-iommu's blocking path
-    // (iommu_dma_alloc_remap) never asks for more than MAX_PAGE_ORDER, so it has no WARN to give.
-    if ((!dev.dmaIommu || iommuContiguous) && !(gfp & __GFP_NOWARN)) {
-      mm.events.warnOnce('__alloc_pages:MAX_PAGE_ORDER', 'page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`, { order });
-    }
+  // dma-iommu's blocking path (iommu_dma_alloc_remap) never asks the page allocator for more than
+  // MAX_PAGE_ORDER, so it has no WARN to give (see the header); the others ask for the whole order
+  if (order > MAX_PAGE_ORDER && dev.dmaIommu && !iommuContiguous) {
     return err('ENOMEM', `${size} coherent bytes need order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
   }
-  const pages = dev.dmaIommu ? mm.allocKernelPages(order) : directAllocPages(dev, mm, size, order);
-  if (!pages.ok) return dev.dmaIommu ? err('ENOMEM', `no free pages of order ${order} for ${dev.name}`) : pages;
+  const noWarn = (gfp & __GFP_NOWARN) !== 0;
+  const pages = dev.dmaIommu ? mm.allocKernelPages(order, 'page-alloc', { noWarn }) : directAllocPages(dev, mm, size, order, noWarn);
+  if (!pages.ok) {
+    return order > MAX_PAGE_ORDER ? err('ENOMEM', `${size} coherent bytes need order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`)
+      : dev.dmaIommu ? err('ENOMEM', `no free pages of order ${order} for ${dev.name}`) : pages;
+  }
   const phys = pages.value << BigInt(mm.pageShift);
   let dmaAddr: bigint;
   let via: 'direct' | 'iommu';
@@ -216,14 +218,14 @@ const U64_MAX = (1n << 64n) - 1n;
  * A zone is the model's allocation below its end (MachineMm.allocKernelPages' zoneEnd); a GFP_DMA32
  * allocation may also take ZONE_DMA's pages, as the kernel's zonelist falls back to them.
  */
-function directAllocPages(dev: Device, mm: ReturnType<typeof dmaContextOf>['mm'], size: number, order: number): Result<bigint> {
+function directAllocPages(dev: Device, mm: ReturnType<typeof dmaContextOf>['mm'], size: number, order: number, noWarn: boolean): Result<bigint> {
   const alignedSize = pfnUp(size, mm.pageSize) * mm.pageSize;
   const mask = dev.coherentDmaMask, lim = dev.busDmaLimit;
   const physLimit = dmaToPhys(dev, mask === 0n ? lim : lim === 0n ? mask : mask < lim ? mask : lim);
   let zone = physLimit <= ZONE_DMA_LIMIT ? ZONE_DMA : physLimit <= ZONE_DMA32_LIMIT ? ZONE_DMA32 : ZONE_NONE;
   for (;;) {
     const end = zone === ZONE_DMA ? ZONE_DMA_LIMIT + 1n : zone === ZONE_DMA32 ? ZONE_DMA32_LIMIT + 1n : undefined;
-    const pages = mm.allocKernelPages(order, 'page-alloc', end);
+    const pages = mm.allocKernelPages(order, 'page-alloc', { zoneEnd: end, noWarn });
     if (!pages.ok) return err('ENOMEM', `no free pages of order ${order} for ${dev.name}${end === undefined ? '' : ` below 0x${end.toString(16)}`}`);
     const phys = pages.value << BigInt(mm.pageShift);
     // dma_direct_alloc() page-aligns size before __dma_direct_alloc_pages() asks dma_coherent_ok()

@@ -422,7 +422,8 @@ function pinPages(mm: UserMm, api: GupApi, st: number, nrPages: number, gupFlags
  * returns one struct page pointer per base page (PageArray, 8 bytes each). start is rounded down to
  * its page; the PageArray's offset is start's offset in its first page, so its walk covers [start,
  * page-aligned end). Pages are faulted in as needed (a read-only pin of untouched private memory gets
- * the shared zero page, which takes no pin; FOLL_WRITE gets private pages).
+ * the shared zero page, which takes no pin, unless FOLL_LONGTERM asks for an unshared private copy
+ * (mm/internal.h: gup_must_unshare()); FOLL_WRITE gets private pages).
  *
  * The walk stops at the first page that cannot be pinned: the pages before it stay pinned and the
  * result has that many (count < nrPages: a short pin, as the kernel returns it; call again from
@@ -638,7 +639,8 @@ function walkPhyrs(w: PhyrsWalk, v: Vma, pos: number, vend: number): void {
  * FOLL_PCI_P2PDMA, FOLL_GET and internal flags; EOVERFLOW / EFAULT for a range that wraps or ends above
  * TASK_SIZE). A read-only pin of untouched private memory returns the shared zero page (no pin), one
  * entry per page since the same frame repeats and cannot merge; a THP slot returns the huge zero folio
- * (pinned like any folio), one 2 MiB entry per slot.
+ * (pinned like any folio), one 2 MiB entry per slot. With FOLL_LONGTERM both are unshared first
+ * (gup_must_unshare()): the pin gets new private pages, as a write pin would.
  *
  * Short pins: the walk stops at the first page that cannot be pinned. The pages before it stay pinned
  * and the list covers [start, start + list.totalLen), list.totalLen < len, ending where that page

@@ -10,7 +10,7 @@ import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resol
 import { memmapOf, type MemmapBreakdown } from './memmap.ts';
 import { SparsePhysMem } from './physmem.ts';
 import { PinTable, type PinInfo } from './pins.ts';
-import type { HugetlbPool, KernelPagesPoint, MachineMm, Memblock, MemRegion, PageFacts } from './types.ts';
+import type { HugetlbPool, KernelPagesOptions, KernelPagesPoint, MachineMm, Memblock, MemRegion, PageFacts } from './types.ts';
 import { UserMm, type UserMmHost } from './user-mm.ts';
 import './counters.ts';
 
@@ -259,18 +259,22 @@ export class MmMachine implements MachineMm, UserMmHost {
 
   /**
    * Allocates 2^order contiguous base pages of System RAM for kernel use, zeroed.
-   * Errors: ENOMEM when no free block of that order exists (retry after frees may help);
-   * ENOMEM with a WARN for order > MAX_PAGE_ORDER (the kernel's WARN_ON_ONCE_GFP; never succeeds).
-   * `point` names the fault-injection point the call counts under (base/faults.ts): 'page-alloc',
-   * or 'iommu-pt' for an IOMMU page-table page; an injected failure is the same ENOMEM.
-   * `zoneEnd` (a physical address) asks for pages wholly below it, as a GFP_DMA (ZONE_DMA) or
-   * GFP_DMA32 (ZONE_DMA32) allocation gets them; ENOMEM when no free block of that order lies there.
+   * Errors: ENOMEM when no free block of that order exists (retry after frees may help), or none
+   * below opts.zoneEnd (a GFP_DMA / GFP_DMA32 allocation gets pages wholly below its zone's end);
+   * ENOMEM for order > MAX_PAGE_ORDER, with mm/page_alloc.c: __alloc_pages_noprof()'s
+   * WARN_ON_ONCE_GFP (once per machine; none under __GFP_NOWARN, opts.noWarn, which leaves the
+   * once-flag unset). `point` names the fault-injection point the call counts under
+   * (base/faults.ts): 'page-alloc', or 'iommu-pt' for an IOMMU page-table page; an injected failure
+   * is the same ENOMEM.
    */
-  allocKernelPages(order: number, point: KernelPagesPoint = 'page-alloc', zoneEnd?: bigint): Result<bigint> {
+  allocKernelPages(order: number, point: KernelPagesPoint = 'page-alloc', opts: KernelPagesOptions = {}): Result<bigint> {
     checkLen('order', order, 0, 63);
-    const limitPfn = zoneEnd === undefined ? Infinity : Number(checkAddr('zoneEnd', zoneEnd) / BigInt(this.pageSize));
+    const zoneEnd = opts.zoneEnd;
+    const limitPfn = zoneEnd === undefined ? Infinity : Number(checkAddr('opts.zoneEnd', zoneEnd) / BigInt(this.pageSize));
     if (order > MAX_PAGE_ORDER) {
-      this.events.warn('page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
+      if (opts.noWarn !== true) {
+        this.events.warnOnce('__alloc_pages:MAX_PAGE_ORDER', 'page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`, { order });
+      }
       return err('ENOMEM', `order ${order} exceeds MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
     }
     // mm/page_alloc.c: prepare_alloc_pages() asks should_fail_alloc_page() (mm/fail_page_alloc.c)

@@ -91,6 +91,17 @@ export interface Memblock {
 /** The fault-injection points a kernel page allocation counts under (base/faults.ts). */
 export type KernelPagesPoint = 'page-alloc' | 'iommu-pt';
 
+/** What an allocKernelPages caller's gfp flags would say. */
+export interface KernelPagesOptions {
+  /**
+   * The end (a physical address) of the zone asked for: pages wholly below it, as a GFP_DMA
+   * (ZONE_DMA) or GFP_DMA32 (ZONE_DMA32) allocation gets them. Omitted: anywhere.
+   */
+  readonly zoneEnd?: bigint;
+  /** __GFP_NOWARN: no WARN for an order above MAX_PAGE_ORDER. */
+  readonly noWarn?: boolean;
+}
+
 /** What pci/, iommu/ and dma/ need from the machine. */
 export interface MachineMm {
   readonly pageSize: number;
@@ -115,9 +126,10 @@ export interface MachineMm {
   pageReserved(pfn: bigint): boolean;
   /**
    * Allocates 2^order contiguous base pages of System RAM for kernel use (page-table pages,
-   * swiotlb pool, PRP lists). Returns the first pfn, or ENOMEM.
+   * swiotlb pool, PRP lists), from a zone if opts.zoneEnd says so. Returns the first pfn, or ENOMEM
+   * (an order above MAX_PAGE_ORDER also WARNs once per machine unless opts.noWarn).
    */
-  allocKernelPages(order: number, point?: KernelPagesPoint, zoneEnd?: bigint): Result<bigint>;
+  allocKernelPages(order: number, point?: KernelPagesPoint, opts?: KernelPagesOptions): Result<bigint>;
   /** Frees what allocKernelPages returned (same pfn and order); a mismatch is a BUG. */
   freeKernelPages(pfn: bigint, order: number): void;
   /**

@@ -307,6 +307,10 @@ export class UserMm {
     // mapping without a fixed address on 2 MiB when its length is a multiple of 2 MiB
     // (mm/mmap.c: __get_unmapped_area() -> thp_get_unmapped_area_vmflags()), else on a page, as a
     // fixed address needs only page alignment for it (the THP slots it cuts fall back to PTEs).
+    // Model deviation: the kernel (CONFIG_TRANSPARENT_HUGEPAGE) aligns every private anonymous
+    // mapping of a 2 MiB multiple so, 'anon' (the model's 4 KiB-only memory) included, and
+    // __thp_get_unmapped_area() leaves the padding below the mapping; the model puts 'anon' on a
+    // page and 'thp' right below the previous mapping. Only virtual addresses differ.
     const align = isHuge ? granuleLen
       : kind === VmaKind.Thp && opts.addr === undefined && len % granuleLen === 0 ? granuleLen : ps;
     let start: number;

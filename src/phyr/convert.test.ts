@@ -176,7 +176,7 @@ describe('pagesToBvecList (iov_iter_extract_bvecs: one bio_vec per contiguous ru
     expect(r.ok && bvecs(r.value)).toEqual([[0x10, 0, ps], [0x11, 0, 2 * ps], [0x13, 0, ps]]);
   });
 
-  it('a bio_vec stops below UINT_MAX: a 4 GiB folio of 4 KiB pages is 4 GiB - 4 KiB plus 4 KiB', () => {
+  it('the UINT_MAX guard: a folioEnd reporting a 4 GiB folio (no kernel folio is that big) cuts the run at 4 GiB - 4 KiB, whole pages', () => {
     const n = 2 ** 20;
     const pfns = new Float64Array(n);
     for (let i = 0; i < n; i++) pfns[i] = 2 ** 20 + i;

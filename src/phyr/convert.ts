@@ -116,8 +116,10 @@ export function toBvecList(src: RangeSource, pageSize: number): Result<BvecList>
  * already filled. A change of memory-type flags (a ZONE_DEVICE pgmap:
  * zone_device_pages_have_same_pgmap) also starts a new one (the kernel ends the extraction, and so
  * the bio, there; the next bio starts with that page). bv_offset is the offset in the first
- * page (< pageSize) and a bio_vec never exceeds UINT_MAX bytes (the extraction's max_size is
- * BIO_MAX_SIZE - bi_size): pages are added whole, so a run stops at 4 GiB - 1 page.
+ * page (< pageSize). A bio_vec is bounded by its folio (at most 1 GiB on x86-64), so bv_len's
+ * UINT_MAX never binds in the kernel: there the extraction's max_size (BIO_MAX_SIZE - bi_size)
+ * bounds the whole bio, and may end it inside a page. The list here is unbounded (see below); a
+ * folioEnd that reports a folio past 4 GiB - 1 page has its run cut there, whole pages at a time.
  * `folioEnd(pfn)` is the pfn just past the folio holding page pfn (head + folio_nr_pages), or -1
  * when the page has no folio (such a page is a bio_vec of its own); it is asked once per bio_vec.
  * Model deviation: the list is the bio_vecs of one unbounded extraction; a real bio holds at most

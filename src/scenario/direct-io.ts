@@ -30,36 +30,36 @@ export function ioUringFixedBufferBvecs(mm: UserMm, pages: PageArray): Result<Bv
   const v = pages.columns();
   const pfns = v.pfn;
   const n = v.n;
-  // folio index, head and size of page i
+  // the folio of a page: [index (-1: none), head pfn, pages in it]
   const folioOf = (pfn: number): [number, number, number] => {
     const f = folios.find(pfn);
     return f < 0 ? [-1, pfn, 1] : [f, folios.head[f], 2 ** folios.order[f]];
   };
   let coalesce = n > 1;
-  let [cur, head, size] = folioOf(pfns[0]);
-  const folioPages = size;
-  let count = 1;
+  let [cur, head, nrFolioPages] = folioOf(pfns[0]);
+  const nrPagesMid = nrFolioPages; // every folio after the first must have this many pages
+  let nrRun = 1; // pages of the current folio seen so far
   let nrFolios = 1;
   for (let i = 1; i < n && coalesce; i++) {
-    const [f, h, sz] = folioOf(pfns[i]);
+    const [f, h, nr] = folioOf(pfns[i]);
     if (f === cur && f >= 0 && pfns[i] === pfns[i - 1] + 1) {
-      count++;
+      nrRun++;
       continue;
     }
     // a folio ends here: the first must end on its last page, a middle one be whole
-    if (nrFolios === 1 ? pfns[i - 1] !== head + size - 1 : count !== folioPages) coalesce = false;
+    if (nrFolios === 1 ? pfns[i - 1] !== head + nrFolioPages - 1 : nrRun !== nrPagesMid) coalesce = false;
     // the next folio has the first one's size and starts at its first page
-    else if (sz !== folioPages || pfns[i] !== h) coalesce = false;
+    else if (nr !== nrPagesMid || pfns[i] !== h) coalesce = false;
     cur = f;
     head = h;
-    size = sz;
-    count = 1;
+    nrFolioPages = nr;
+    nrRun = 1;
     nrFolios++;
   }
-  if (coalesce && folioPages > 1) {
+  if (coalesce && nrPagesMid > 1) {
     return pagesToBvecList(pages, (pfn) => {
-      const [, h, sz] = folioOf(pfn);
-      return h + sz;
+      const [, h, nr] = folioOf(pfn);
+      return h + nr;
     });
   }
   return pagesToBvecList(pages, (pfn) => pfn + 1);

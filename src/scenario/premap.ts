@@ -361,7 +361,13 @@ export function runPremapMode(mode: PremapMode, ioBytes: number, o: PremapOption
     } else {
       // the buffer is pinned once and kept as bio_vecs, as io_uring's registered (fixed) buffers
       // are (io_sqe_buffer_register); each I/O maps its slice of them
-      const pinned = unwrapOr(pinUserPages(mm, start, Math.ceil(bufLen / m.pageSize), FOLL_WRITE | FOLL_LONGTERM), 'pinUserPages');
+      const nrPages = Math.ceil(bufLen / m.pageSize);
+      const pinned = unwrapOr(pinUserPages(mm, start, nrPages, FOLL_WRITE | FOLL_LONGTERM), 'pinUserPages');
+      // io_pin_pages() fails the registration (EFAULT) unless every page was pinned
+      if (pinned.count !== nrPages) {
+        unpinUserPages(mm, pinned);
+        throw new Error(`pinUserPages: EFAULT: pinned ${pinned.count} of ${nrPages} pages`);
+      }
       doIo = perIoMapper(ctrl, unwrapOr(ioUringFixedBufferBvecs(mm, pinned), 'ioUringFixedBufferBvecs'));
       cleanup = () => unpinUserPages(mm, pinned);
     }
