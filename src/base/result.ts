@@ -5,13 +5,13 @@
 export type Errno =
   | 'EPERM' | 'ENOENT' | 'EIO' | 'E2BIG' | 'EAGAIN' | 'ENOMEM' | 'EFAULT' | 'EBUSY' | 'EEXIST'
   | 'ENODEV' | 'EINVAL' | 'ENOSPC' | 'ERANGE' | 'EOPNOTSUPP' | 'EOVERFLOW' | 'EREMOTEIO'
-  | 'ENXIO' | 'ETIMEDOUT' | 'EACCES' | 'EADDRINUSE';
+  | 'ENXIO' | 'ETIMEDOUT' | 'EACCES' | 'EADDRINUSE' | 'EMSGSIZE';
 
 /** Negative errno values as the kernel has them (x86-64 / asm-generic numbering). */
 export const ERRNO_VALUES: Readonly<Record<Errno, number>> = {
   EPERM: 1, ENOENT: 2, EIO: 5, ENXIO: 6, E2BIG: 7, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14,
   EBUSY: 16, EEXIST: 17, ENODEV: 19, EINVAL: 22, ENOSPC: 28, ERANGE: 34, EOVERFLOW: 75,
-  EOPNOTSUPP: 95, ETIMEDOUT: 110, EREMOTEIO: 121, EADDRINUSE: 98,
+  EOPNOTSUPP: 95, ETIMEDOUT: 110, EREMOTEIO: 121, EADDRINUSE: 98, EMSGSIZE: 90,
 };
 
 export type Ok<T> = { readonly ok: true; readonly value: T };

@@ -23,16 +23,23 @@
 // Both maps take the IOVA given (IOMMU_IOAS_MAP_FIXED_IOVA) or, given null, let the IOAS pick it and
 // return it as the kernel returns cmd->iova (IOPT_ALLOC_IOVA: iopt_alloc_area_pages ->
 // iopt_alloc_iova: alignment from the length and the low bits of uptr or the dma-buf's file offset,
-// capped at HPAGE_SIZE, EINVAL below iova_alignment; the first hole between reserved ranges and
-// areas that fits, ENOSPC when none does).
+// capped at HPAGE_SIZE, EINVAL below iova_alignment; within the allowed ranges, [PAGE_SIZE,
+// ULONG_MAX - PAGE_SIZE] when there are none, the first hole between reserved ranges and areas
+// that fits, ENOSPC when none does).
+// IOMMU_IOAS_IOVA_RANGES (ioas.c: iommufd_ioas_iova_ranges: the holes of the reserved tree, lowest
+// first, out_iova_alignment, num_iovas and EMSGSIZE for a short array) and IOMMU_IOAS_ALLOW_IOVAS
+// (iommufd_ioas_load_iovas: EINVAL for start >= last or an overlap; iopt_set_allow_iova: EADDRINUSE
+// when a new range meets a reservation, the old list kept; an empty list lifts the restriction;
+// iopt_reserve_iova refuses a reservation meeting an allowed range, so such an attach fails with
+// EADDRINUSE; fixed-IOVA maps are not held to the allowed ranges).
 // Model deviation: an IOAS serves one device (the kernel's IOAS can hold several hw_pagetables and
 // devices, and exists before any device); it is created with its device bound, and attached unless
-// asked not to. There is no IOMMU_IOAS_ALLOW_IOVAS: the allowed tree is always empty, so the
-// automatic IOVA comes from [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] as in a kernel IOAS nobody restricted. The dma-buf attachment is made for the IOAS's device where the kernel uses
+// asked not to. The dma-buf attachment is made for the IOAS's device where the kernel uses
 // iommufd_global_device(), a faux device the model does not have; the attachment is never mapped
-// through the DMA API either way.
+// through the DMA API either way. The ioctls' __reserved (EOPNOTSUPP), user-copy (EFAULT) and
+// allocation (ENOMEM) failures have no counterpart in the model's calls.
 
-import { SlotKey, checkAddr, checkLen, err, ok, type Result } from '../../base/index.ts';
+import { SlotKey, checkAddr, checkLen, err, ok, type Err, type Ok, type Result } from '../../base/index.ts';
 import { dmaContextOf } from '../../dma/index.ts';
 import {
   IOMMU_CACHE, IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, iommuGetDmaDomain, iommuGetDomainForDev, iommuMap, iommuUnmap, type Iommu,
@@ -86,6 +93,12 @@ export interface IoasReserved {
   readonly owner: 'device' | 'domain';
 }
 
+/** An inclusive IOVA range [start, last] (struct iommu_iova_range of include/uapi/linux/iommufd.h). */
+export interface IoasIovaRange {
+  readonly start: bigint;
+  readonly last: bigint;
+}
+
 /** struct iommufd_ioas with its one device and, while attached, its paging domain. */
 export class Ioas {
   readonly id: number;
@@ -105,6 +118,8 @@ export class Ioas {
   alignmentNow = 1;
   /** @internal */
   readonly reservedNow: IoasReserved[] = [];
+  /** @internal */
+  readonly allowedNow: IoasIovaRange[] = [];
 
   /** @internal made by iommufdIoasAlloc. */
   constructor(id: number, dev: Device, iommu: Iommu, defaultDomain: IommuDomain | null, blockingDomain: IommuDomain, pageSize: number) {
@@ -133,6 +148,14 @@ export class Ioas {
   /** IOVA ranges no map may use: the attached device's reserved regions and what lies outside the domain's aperture. */
   get reserved(): ReadonlyArray<IoasReserved> {
     return this.reservedNow;
+  }
+
+  /**
+   * The allowed IOVA ranges IOMMU_IOAS_ALLOW_IOVAS set (iopt->allowed_itree), lowest first: no
+   * reservation may meet them, and automatic IOVAs come from them only. Empty: no restriction.
+   */
+  get allowed(): ReadonlyArray<IoasIovaRange> {
+    return this.allowedNow;
   }
 
   toString(): string {
@@ -197,14 +220,24 @@ function removeReserved(ioas: Ioas, owner: IoasReserved['owner']): void {
   ioas.reservedNow.push(...keep);
 }
 
+/** The first allowed range meeting [start, last], or undefined (iopt_allowed_iter_first). */
+function allowedIn(ioas: Ioas, start: bigint, last: bigint): IoasIovaRange | undefined {
+  return ioas.allowedNow.find((r) => start <= r.last && last >= r.start);
+}
+
 /**
  * iopt_reserve_iova(): keeps [start, last] out of the IOAS; EADDRINUSE when an area already uses
- * part of it.
+ * part of it, or when it meets an allowed range (the promise IOMMU_IOAS_ALLOW_IOVAS made: a
+ * reservation there is refused, so the attach that asks for it fails).
  */
 function reserveIova(ioas: Ioas, start: bigint, last: bigint, owner: IoasReserved['owner'], what: string): Result<void> {
   const a = areaIn(ioas, start, last);
   if (a !== undefined) {
     return err('EADDRINUSE', `the area at ${hex(a.iova)} (${a.len} bytes) lies in ${what} [${hex(start)}, ${hex(last)}], which the IOAS must keep free`);
+  }
+  const al = allowedIn(ioas, start, last);
+  if (al !== undefined) {
+    return err('EADDRINUSE', `${what} [${hex(start)}, ${hex(last)}] meets the allowed IOVA range [${hex(al.start)}, ${hex(al.last)}] (IOMMU_IOAS_ALLOW_IOVAS)`);
   }
   ioas.reservedNow.push({ start, last, owner });
   return ok();
@@ -484,14 +517,12 @@ function fitInSpan(start: bigint, last: bigint, len: bigint, align: bigint, page
 }
 
 /**
- * The holes of [first, last] that no reserved range and no area touches, lowest first, each as wide
- * as it goes (interval_tree_for_each_double_span over reserved_itree and area_itree, is_used == 0).
+ * The holes of [first, last] that none of the ranges touches, lowest first, each as wide as it goes
+ * (the is_hole spans of interval_tree_for_each_span / interval_tree_for_each_double_span: ranges
+ * that overlap or abut make one used span).
  */
-function* freeSpans(ioas: Ioas, first: bigint, last: bigint): Generator<{ start: bigint; last: bigint }> {
-  const used = [
-    ...ioas.reservedNow.map((r) => ({ start: r.start, last: r.last })),
-    ...ioas.areas.map((a) => ({ start: a.iova, last: a.iova + BigInt(a.len) - 1n })),
-  ].filter((u) => u.start <= last && u.last >= first).sort((x, y) => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0));
+function* holesOf(ranges: ReadonlyArray<IoasIovaRange>, first: bigint, last: bigint): Generator<IoasIovaRange> {
+  const used = ranges.filter((u) => u.start <= last && u.last >= first).sort((x, y) => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0));
   let at = first;
   for (const u of used) {
     if (u.start > at) yield { start: at, last: u.start - 1n };
@@ -502,15 +533,48 @@ function* freeSpans(ioas: Ioas, first: bigint, last: bigint): Generator<{ start:
 }
 
 /**
+ * The used spans of [first, last] (clipped to it): ranges that overlap or abut merged into one, as
+ * interval_tree_span_iter_next_gap() rolls them (its `last + 1 == start` test), lowest first.
+ */
+function usedSpansOf(ranges: ReadonlyArray<IoasIovaRange>, first: bigint, last: bigint): IoasIovaRange[] {
+  const clipped = ranges.filter((u) => u.start <= last && u.last >= first)
+    .map((u) => ({ start: u.start < first ? first : u.start, last: u.last > last ? last : u.last }))
+    .sort((x, y) => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0));
+  const out: Array<{ start: bigint; last: bigint }> = [];
+  for (const u of clipped) {
+    const top = out[out.length - 1];
+    if (top !== undefined && u.start <= top.last + 1n) {
+      if (u.last > top.last) top.last = u.last;
+    } else {
+      out.push({ ...u });
+    }
+  }
+  return out;
+}
+
+/**
+ * The holes of [first, last] that no reserved range and no area touches, lowest first, each as wide
+ * as it goes (interval_tree_for_each_double_span over reserved_itree and area_itree, is_used == 0).
+ */
+function freeSpans(ioas: Ioas, first: bigint, last: bigint): Generator<IoasIovaRange> {
+  return holesOf([
+    ...ioas.reservedNow,
+    ...ioas.areas.map((a) => ({ start: a.iova, last: a.iova + BigInt(a.len) - 1n })),
+  ], first, last);
+}
+
+/**
  * iopt_alloc_iova() (io_pagetable.c), for a map without IOMMU_IOAS_MAP_FIXED_IOVA (IOPT_ALLOC_IOVA)
  * of len bytes whose first byte is at addr (the user address, or the dma-buf's file offset:
  * iopt_alloc_area_pages() takes the first iopt_pages' uptr or start plus start_byte). The alignment
  * asked is roundup_pow_of_two(len), lowered to addr's lowest set bit when addr is not 0, capped at
- * HPAGE_SIZE; below the IOAS's iova_alignment it is EINVAL. The search walks the allowed ranges
- * (the model has no IOMMU_IOAS_ALLOW_IOVAS, so the allowed tree is empty and the one range is
- * [PAGE_SIZE, ULONG_MAX - PAGE_SIZE]: IOVA 0 is never returned), its start brought to the candidate
- * form first, then takes the first hole between reserved ranges and areas, lowest IOVA first,
- * whose candidate (fitInSpan) fits: first fit. ENOSPC when none does. EOVERFLOW for a length of 0 or
+ * HPAGE_SIZE; below the IOAS's iova_alignment it is EINVAL. The search walks the used spans of the
+ * allowed tree within [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] (allowed ranges that abut make one span;
+ * with no allowed range, as before any IOMMU_IOAS_ALLOW_IOVAS or after an empty one, that whole
+ * range is the one span: IOVA 0 is never returned), lowest first; a span whose start brought to the
+ * candidate form does not hold the length is passed over, else the search takes the first hole
+ * between reserved ranges and areas from that candidate to the span's end whose candidate
+ * (fitInSpan) fits: first fit. ENOSPC when none does. EOVERFLOW for a length of 0 or
  * of ULONG_MAX / 2 or more cannot happen here (the model's lengths are safe integers and a length
  * of 0 is refused before), but is checked first as the kernel does.
  */
@@ -525,15 +589,19 @@ function allocIova(ioas: Ioas, addr: bigint, len: number): Result<bigint> {
   if (align < BigInt(ioas.alignmentNow)) {
     return err('EINVAL', `the ${align}-byte alignment ${hex(addr)} and length ${len} allow is below the IOAS's ${ioas.alignmentNow}-byte IOVA alignment`);
   }
-  const allowedLast = U64_MAX - ps;
-  const from = fitInSpan(ps, allowedLast, length, align, pageOffset);
-  if (from !== null) {
-    for (const hole of freeSpans(ioas, from, allowedLast)) {
+  // interval_tree_for_each_span(&allowed_span, &iopt->allowed_itree, PAGE_SIZE, ULONG_MAX - PAGE_SIZE)
+  const spans = ioas.allowedNow.length === 0 ? [{ start: ps, last: U64_MAX - ps }] : usedSpansOf(ioas.allowedNow, ps, U64_MAX - ps);
+  for (const span of spans) {
+    // __alloc_iova_check_used() moves the span's start to the candidate before the inner walk
+    const from = fitInSpan(span.start, span.last, length, align, pageOffset);
+    if (from === null) continue;
+    for (const hole of freeSpans(ioas, from, span.last)) {
       const at = fitInSpan(hole.start, hole.last, length, align, pageOffset);
       if (at !== null) return ok(at);
     }
   }
-  return err('ENOSPC', `no free ${align}-aligned IOVA range of ${len} bytes in ${ioas}`);
+  const where = ioas.allowedNow.length === 0 ? '' : ' within its allowed IOVA ranges';
+  return err('ENOSPC', `no free ${align}-aligned IOVA range of ${len} bytes in ${ioas}${where}`);
 }
 
 /**
@@ -838,6 +906,110 @@ export function iommufdIoasUnmap(ioas: Ioas, iova: bigint, len: number): Result<
   }
   if (n === 0) return err('ENOENT', `nothing is mapped in [${hex(iova)}, ${hex(last)}]`);
   return ok(n);
+}
+
+/** What IOMMU_IOAS_IOVA_RANGES writes back to userspace. */
+export interface IoasIovaRanges {
+  /**
+   * The ranges written to the caller's array (allowed_iovas): the first min(numIovas asked, total)
+   * usable ranges, lowest IOVA first.
+   */
+  readonly ranges: IoasIovaRange[];
+  /** cmd->num_iovas on return: the total number of usable ranges, however many were written. */
+  readonly numIovas: number;
+  /** cmd->out_iova_alignment: iopt->iova_alignment, which every map's iova and length must be a multiple of. */
+  readonly iovaAlignment: number;
+}
+
+/**
+ * IOMMU_IOAS_IOVA_RANGES failing with EMSGSIZE because the caller's array was too small: the kernel
+ * has still written num_iovas, out_iova_alignment and the ranges that fit (iommufd_ucmd_respond()
+ * runs before the EMSGSIZE), all in `out`.
+ */
+export type IoasIovaRangesTooSmall = Err & { readonly errno: 'EMSGSIZE'; readonly out: IoasIovaRanges };
+
+const U32_MAX = 0xffff_ffff;
+
+/**
+ * IOMMU_IOAS_IOVA_RANGES (ioas.c: iommufd_ioas_iova_ranges): the IOVA ranges a map may use, the
+ * holes of the reserved tree over [0, ULONG_MAX] (interval_tree_for_each_span over reserved_itree:
+ * whatever the domain's aperture and the device's reserved regions leave), lowest first, reserved
+ * ranges that overlap or abut making one gap. The allowed ranges and the areas play no part (an
+ * area lies inside a range; the allowed ranges were checked against reservations when set and are
+ * inside the ranges by construction). numIovas is the length of the caller's array
+ * (cmd->num_iovas on input, a u32); the first numIovas ranges are written, and when there are more
+ * the result is EMSGSIZE carrying what the kernel wrote back (the total in numIovas, to size the
+ * retry, and the alignment). Omitted, the array is taken to hold them all. Errors: ENOENT
+ * (destroyed), EMSGSIZE. The ioctl's EOPNOTSUPP (__reserved not 0) and EFAULT (the user array) have
+ * no counterpart here.
+ * @throws TypeError/RangeError when numIovas is not an integer in [0, 2^32 - 1].
+ */
+export function iommufdIoasIovaRanges(ioas: Ioas, numIovas?: number): Ok<IoasIovaRanges> | IoasIovaRangesTooSmall | Err {
+  checkIoas(ioas);
+  const max = numIovas === undefined ? U32_MAX : checkLen('numIovas', numIovas, 0, U32_MAX);
+  // iommufd_get_ioas()
+  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
+  const all = [...holesOf(ioas.reservedNow, 0n, U64_MAX)];
+  const out: IoasIovaRanges = { ranges: all.slice(0, max), numIovas: all.length, iovaAlignment: ioas.alignmentNow };
+  if (all.length > max) {
+    return { ok: false, errno: 'EMSGSIZE', message: `${ioas} has ${all.length} usable IOVA ranges, the array holds ${max}`, out };
+  }
+  return ok(out);
+}
+
+/** The ranges argument of iommufdIoasAllowIovas, checked: an array of { start, last } u64 bigints. */
+function checkRangesArg(ranges: unknown): IoasIovaRange[] {
+  if (!Array.isArray(ranges)) throw new TypeError(`ranges must be an array of { start, last } IOVA ranges, got ${typeof ranges} ${String(ranges)}`);
+  if (ranges.length > U32_MAX) throw new RangeError(`ranges must hold at most 2^32 - 1 ranges (num_iovas is a u32), got ${ranges.length}`);
+  return ranges.map((r: unknown, i) => {
+    if (typeof r !== 'object' || r === null) throw new TypeError(`ranges[${i}] must be a { start, last } IOVA range, got ${String(r)}`);
+    const o = r as { start?: unknown; last?: unknown };
+    return { start: checkAddr(`ranges[${i}].start`, o.start), last: checkAddr(`ranges[${i}].last`, o.last) };
+  });
+}
+
+/**
+ * IOMMU_IOAS_ALLOW_IOVAS (ioas.c: iommufd_ioas_allow_iovas, iommufd_ioas_load_iovas; io_pagetable.c:
+ * iopt_set_allow_iova): replaces the IOAS's allowed ranges with `ranges` (an empty list lifts the
+ * restriction). Each range, in the order given, must have start < last (a range of one byte is
+ * EINVAL too) and must not meet one given before it (EINVAL; abutting is fine); then the new list
+ * must meet no reserved range (EADDRINUSE: the domain's aperture or a device's reserved region
+ * already narrows the IOVA ranges there), checked lowest range first. On any failure the old list
+ * stays. Nothing else is checked: areas may lie inside or outside the new ranges. From then on a
+ * reservation meeting an allowed range is refused (an attach whose aperture or reserved regions
+ * would cut into one fails with EADDRINUSE), and a map without an IOVA picks one inside the allowed
+ * ranges only; a map at a fixed IOVA is not held to them (iopt_check_iova looks at reserved ranges
+ * and areas only). Errors: ENOENT (destroyed), EINVAL, EADDRINUSE. The ioctl's EOPNOTSUPP
+ * (__reserved), EFAULT and ENOMEM have no counterpart here.
+ * @throws TypeError/RangeError when ranges is not an array of { start, last } u64 bigints.
+ */
+export function iommufdIoasAllowIovas(ioas: Ioas, ranges: ReadonlyArray<IoasIovaRange>): Result<void> {
+  checkIoas(ioas);
+  const given = checkRangesArg(ranges);
+  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
+  // iommufd_ioas_load_iovas(): into a new tree, one range at a time
+  const loaded: IoasIovaRange[] = [];
+  for (const [i, r] of given.entries()) {
+    if (r.start >= r.last) return err('EINVAL', `ranges[${i}] [${hex(r.start)}, ${hex(r.last)}] does not have start < last`);
+    const o = loaded.find((x) => r.start <= x.last && r.last >= x.start);
+    if (o !== undefined) return err('EINVAL', `ranges[${i}] [${hex(r.start)}, ${hex(r.last)}] meets [${hex(o.start)}, ${hex(o.last)}] given before it`);
+    loaded.push(r);
+  }
+  const byStart = (x: IoasIovaRange, y: IoasIovaRange): number => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0);
+  loaded.sort(byStart);
+  const reserved = [...ioas.reservedNow].sort(byStart);
+  // iopt_set_allow_iova(): swapped in, checked in tree order (iopt_reserved_iter_first names the
+  // lowest clash), swapped back out on one
+  for (const r of loaded) {
+    const res = reserved.find((x) => r.start <= x.last && r.last >= x.start);
+    if (res !== undefined) {
+      const who = res.owner === 'device' ? `${ioas.dev.name}'s reserved region` : "the range outside the domain's aperture";
+      return err('EADDRINUSE', `[${hex(r.start)}, ${hex(r.last)}] meets ${who} [${hex(res.start)}, ${hex(res.last)}]`);
+    }
+  }
+  ioas.allowedNow.length = 0;
+  ioas.allowedNow.push(...loaded);
+  return ok();
 }
 
 /**
