@@ -16,7 +16,10 @@ import { GiB, MiB } from '../../base/index.ts';
 import { toPciDev, type PciNodeConfig } from '../../pci/index.ts';
 import { dmaBufAttachments } from '../dmabuf/index.ts';
 import { vfioPciDmabufExport } from '../vfio/index.ts';
-import { iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal, iommufdIoasUnmap, type Ioas } from './index.ts';
+import {
+  iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasIovaRanges, iommufdIoasMap,
+  iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal, iommufdIoasUnmap, type Ioas,
+} from './index.ts';
 
 const PAGE = 4096;
 const P = BigInt(PAGE);
@@ -285,47 +288,89 @@ function refHoles(used: readonly Span[], from: bigint): Span[] {
   });
 }
 
-/** What iopt_alloc_iova returns for used ranges, the address and the length, with the IOAS's alignment. */
-function refAlloc(used: readonly Span[], addr: bigint, len: bigint, ioasAlign: bigint): bigint | 'EINVAL' | 'ENOSPC' {
+const covered = (ranges: readonly Span[], x: bigint): boolean => ranges.some((r) => r.start <= x && x <= r.last);
+
+/**
+ * The stretches of [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] the allowed ranges cover without a gap (the
+ * whole of it when there are none), lowest first: each starts at a covered IOVA whose predecessor
+ * is not covered (or at PAGE_SIZE) and runs while the next byte is covered.
+ */
+function refAllowedSpans(allowed: readonly Span[]): Span[] {
+  if (allowed.length === 0) return [{ start: LO, last: HI }];
+  const starts = [LO, ...allowed.map((r) => r.start)].filter((x) => x >= LO && x <= HI && covered(allowed, x) && (x === LO || !covered(allowed, x - 1n)));
+  return [...new Set(starts)].sort((x, y) => (x < y ? -1 : 1)).map((st) => {
+    let e = st;
+    for (;;) {
+      e = allowed.filter((r) => r.start <= e && e <= r.last).reduce((m, r) => (r.last > m ? r.last : m), e);
+      if (e >= HI || !covered(allowed, e + 1n)) break;
+      e += 1n;
+    }
+    return { start: st, last: e > HI ? HI : e };
+  });
+}
+
+/**
+ * What iopt_alloc_iova returns for used ranges, the address and the length, with the IOAS's
+ * alignment and allowed ranges: per allowed stretch, its start's candidate must hold the length,
+ * then the holes from there to the stretch's end are tried in order.
+ */
+function refAlloc(used: readonly Span[], addr: bigint, len: bigint, ioasAlign: bigint, allowed: readonly Span[] = []): bigint | 'EINVAL' | 'ENOSPC' {
   const a = refAlignment(addr, len);
   if (a < ioasAlign) return 'EINVAL';
   const po = addr % P;
   const cand = (x: bigint): bigint | null => (x + a - 1n > U64_MAX ? null : (((x + a - 1n) / a) * a) | po);
   const fits = (c: bigint | null, last: bigint): c is bigint => c !== null && c < last && last - c >= len - 1n;
-  const s = cand(LO);
-  if (!fits(s, HI)) return 'ENOSPC';
-  for (const h of refHoles(used, s)) {
-    const c = cand(h.start);
-    if (fits(c, h.last)) return c;
+  for (const sp of refAllowedSpans(allowed)) {
+    const s = cand(sp.start);
+    if (!fits(s, sp.last)) continue;
+    for (const h of refHoles(used, s)) {
+      if (h.start > sp.last) break;
+      const c = cand(h.start);
+      if (fits(c, h.last < sp.last ? h.last : sp.last)) return c;
+    }
   }
   return 'ENOSPC';
 }
 
-/** The lowest multiple of a at or above PAGE_SIZE with max(len, 2) free bytes from it, or null. */
-function refLowest(used: readonly Span[], len: bigint, a: bigint): bigint | null {
+/**
+ * The lowest multiple of a at or above PAGE_SIZE with max(len, 2) free bytes from it, all inside
+ * the allowed ranges (walked byte run by byte run) when there are any, or null.
+ */
+function refLowest(used: readonly Span[], len: bigint, a: bigint, allowed: readonly Span[] = []): bigint | null {
   const need = len < 2n ? 2n : len;
   const up = (x: bigint): bigint => ((x + a - 1n) / a) * a;
-  const free = (v: bigint): boolean => v + need - 1n <= HI && !used.some((u) => u.start <= v + need - 1n && u.last >= v);
-  const pts = [LO, ...used.map((u) => u.last + 1n)].map(up).filter((v) => v >= LO && free(v));
+  const inAllowed = (v: bigint): boolean => {
+    if (allowed.length === 0) return true;
+    for (let x = v; x <= v + need - 1n;) {
+      const r = allowed.find((q) => q.start <= x && x <= q.last);
+      if (r === undefined) return false;
+      x = r.last + 1n;
+    }
+    return true;
+  };
+  const free = (v: bigint): boolean => v + need - 1n <= HI && !used.some((u) => u.start <= v + need - 1n && u.last >= v) && inAllowed(v);
+  const pts = [LO, ...used.map((u) => u.last + 1n), ...allowed.map((r) => r.start)].map(up).filter((v) => v >= LO && free(v));
   return pts.length === 0 ? null : pts.reduce((m, v) => (v < m ? v : m));
 }
 
 const overlaps = (used: readonly Span[], s: Span): boolean => used.some((u) => u.start <= s.last && u.last >= s.start);
 
 /** Checks one automatic map's result against the references and the invariants; returns the new area or null. */
-function checkAuto(r: { ok: true; value: bigint } | { ok: false; errno: string }, used: readonly Span[], addr: bigint, len: number, ioasAlign: bigint): Span | null {
+function checkAuto(r: { ok: true; value: bigint } | { ok: false; errno: string }, used: readonly Span[], addr: bigint, len: number, ioasAlign: bigint,
+  allowed: readonly Span[] = []): Span | null {
   const L = BigInt(len);
-  const want = refAlloc(used, addr, L, ioasAlign);
+  const want = refAlloc(used, addr, L, ioasAlign, allowed);
   expect(show(r)).toBe(typeof want === 'bigint' ? `0x${want.toString(16)}` : want);
   if (!r.ok) {
-    if (r.errno === 'ENOSPC' && addr % P === 0n) expect(refLowest(used, L, refAlignment(addr, L))).toBe(null);
+    if (r.errno === 'ENOSPC' && addr % P === 0n) expect(refLowest(used, L, refAlignment(addr, L), allowed)).toBe(null);
     return null;
   }
   const at = r.value, area = { start: at, last: at + L - 1n };
   expect(at % refAlignment(addr, L)).toBe(0n);
   expect(at >= LO && area.last <= HI).toBe(true);
   expect(overlaps(used, area)).toBe(false);
-  if (addr % P === 0n) expect(at).toBe(refLowest(used, L, refAlignment(addr, L)));
+  if (allowed.length > 0) expect(covered(allowed, at) && covered(allowed, area.last)).toBe(true);
+  if (addr % P === 0n) expect(at).toBe(refLowest(used, L, refAlignment(addr, L), allowed));
   return area;
 }
 
@@ -434,5 +479,118 @@ describe('iommufd automatic IOVA against a brute-force reference', () => {
       expect(m.listPins()).toEqual([]);
       expect(m.teardown()).toBe(0);
     }), { numRuns: 40, seed: 72 });
+  });
+});
+
+type AllowOp =
+  | Op
+  | { readonly k: 'allow'; readonly ranges: ReadonlyArray<{ readonly where: number; readonly off: number; readonly pages: number; readonly tail: number | 'end'; readonly abut: boolean }> }
+  | { readonly k: 'toggle' }
+  | { readonly k: 'ranges'; readonly room: number };
+
+describe('iommufd allowed IOVA ranges against a brute-force reference', () => {
+  it('random allow-lists (valid and not), fixed and automatic maps, unmaps, detach and attach, IOVA_RANGES: every result as the reference says; the device reads each automatic area while attached', () => {
+    const RESERVED: Span[] = [{ start: 0xfee0_0000n, last: 0xfeef_ffffn }, { start: 1n << 47n, last: U64_MAX }];
+    // near 0, below and across the MSI window, across the aperture's end, and just under ULONG_MAX - PAGE_SIZE
+    const BASES = [0n, 0xfe00_0000n, 0xfee0_0000n - 0x8000n, (1n << 47n) - 0x8000n, U64_MAX - 0x1_ffffn, U64_MAX - 0x1_ffffn];
+    const WINDOWS = [0n, 0xfe00_0000n, 0xfee0_0000n - 0x8000n];
+    const BUF_PAGES = 64;
+    // abut: the range starts right after the one before it in the list (interval_tree_span_iter rolls them into one span)
+    const range = fc.record({
+      where: fc.nat(BASES.length - 1), off: fc.oneof(fc.constant(0), fc.nat(31)), pages: fc.nat(16), tail: fc.constantFrom<number | 'end'>(-1, -1, -1, 0, 1, 'end'),
+      abut: fc.boolean(),
+    });
+    const op: fc.Arbitrary<AllowOp> = fc.oneof(
+      { weight: 3, arbitrary: fc.record({ k: fc.constant('allow' as const), ranges: fc.array(range, { maxLength: 4 }) }) },
+      { weight: 2, arbitrary: fc.record({ k: fc.constant('fixed' as const), where: fc.nat(WINDOWS.length - 1), off: fc.nat(31), len: fc.integer({ min: 1, max: 8 }) }) },
+      { weight: 5, arbitrary: fc.record({ k: fc.constant('auto' as const), addr: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, fc.nat(PAGE - 1)), off: fc.nat(BUF_PAGES - 1), len: fc.integer({ min: 1, max: 16 }) }) },
+      { weight: 2, arbitrary: fc.record({ k: fc.constant('unmap' as const), pick: fc.nat() }) },
+      { weight: 1, arbitrary: fc.record({ k: fc.constant('toggle' as const) }) },
+      { weight: 1, arbitrary: fc.record({ k: fc.constant('ranges' as const), room: fc.nat(3) }) },
+    );
+    fc.assert(fc.property(fc.array(op, { minLength: 10, maxLength: 40 }), (ops) => {
+      const m = makeMachine('lazy');
+      const nvme = m.device('nvme0');
+      const a = iommufdIoasAlloc(m, nvme);
+      if (!a.ok) throw new Error(a.errno);
+      const ioas = a.value;
+      const mm = m.newProcess();
+      const va = mm.mmap({ len: BUF_PAGES * PAGE, backing: 'thp', populate: true });
+      if (!va.ok) throw new Error(va.errno);
+      const cpu = pattern(BUF_PAGES * PAGE, 81);
+      expect(mm.writeUser(va.value, cpu).ok).toBe(true);
+      let attached = true;
+      let allowed: Span[] = [];
+      const areas: Array<Span & { readonly pageOffset: bigint }> = [];
+      const reserved = (): Span[] => (attached ? RESERVED : []);
+      const used = (): Span[] => [...reserved(), ...areas];
+      for (const o of ops) {
+        if (o.k === 'allow') {
+          const list: Span[] = [];
+          for (const r of o.ranges) {
+            const prev = list[list.length - 1];
+            const start = r.abut && prev !== undefined && prev.last < U64_MAX ? prev.last + 1n : BASES[r.where] + BigInt(r.off) * P;
+            // tail -1: a whole number of pages; 0: last = start + pages pages (start == last for 0 pages); 1: one byte
+            // more; 'end': up to ULONG_MAX
+            const last = r.tail === 'end' ? U64_MAX : start + BigInt(r.pages) * P + BigInt(r.tail);
+            list.push({ start, last: last > U64_MAX ? U64_MAX : last });
+          }
+          // iommufd_ioas_load_iovas: start < last, no two meeting; then iopt_set_allow_iova: none meets a reservation
+          const bad = list.some((r, i) => r.start >= r.last || list.slice(0, i).some((q) => overlaps([q], r)));
+          const want = bad ? 'EINVAL' : list.some((r) => overlaps(reserved(), r)) ? 'EADDRINUSE' : 'ok';
+          const r = iommufdIoasAllowIovas(ioas, list);
+          expect(r.ok ? 'ok' : r.errno).toBe(want);
+          if (r.ok) allowed = list;
+          const key = (x: Span): string => `${x.start}-${x.last}`;
+          expect(ioas.allowed.map(key).sort()).toEqual(allowed.map(key).sort());
+        } else if (o.k === 'fixed') {
+          const s = { start: WINDOWS[o.where] + BigInt(o.off) * P, last: WINDOWS[o.where] + BigInt(o.off + o.len) * P - 1n };
+          const r = iommufdIoasMap(ioas, mm, va.value, o.len * PAGE, s.start);
+          // the allowed ranges play no part in a fixed map
+          expect(show(r)).toBe(overlaps(reserved(), s) ? 'EINVAL' : overlaps(areas, s) ? 'EEXIST' : `0x${s.start.toString(16)}`);
+          if (r.ok) areas.push({ ...s, pageOffset: 0n });
+        } else if (o.k === 'auto') {
+          const pages = Math.min(o.len, BUF_PAGES - o.off);
+          const uptr = va.value + BigInt(o.off) * P + BigInt(o.addr);
+          const got = checkAuto(iommufdIoasMap(ioas, mm, uptr, pages * PAGE, null), used(), uptr, pages * PAGE, attached ? P : 1n, allowed);
+          if (got !== null) {
+            areas.push({ ...got, pageOffset: BigInt(o.addr) });
+            if (attached) {
+              const rd = nvme.dmaRead(got.start, pages * PAGE);
+              expect(rd.ok && same(rd.value, cpu.subarray(o.off * PAGE + o.addr, (o.off + pages) * PAGE + o.addr))).toBe(true);
+            }
+          }
+        } else if (o.k === 'unmap' && areas.length > 0) {
+          const [s] = areas.splice(o.pick % areas.length, 1);
+          const n = Number(s.last - s.start + 1n);
+          expect(iommufdIoasUnmap(ioas, s.start, n)).toEqual({ ok: true, value: n });
+        } else if (o.k === 'toggle') {
+          if (attached) {
+            iommufdIoasDetach(ioas);
+            attached = false;
+          } else {
+            // every attach failure here is EADDRINUSE: an area in the MSI window or past the aperture, an
+            // area not 4 KiB-aligned (iova or page offset), or an allowed range a reservation would cut
+            const clash = areas.some((x) => overlaps(RESERVED, x) || x.start % P !== 0n || x.pageOffset !== 0n) || allowed.some((x) => overlaps(RESERVED, x));
+            const r = iommufdIoasAttach(ioas);
+            expect(r.ok ? 'ok' : r.errno).toBe(clash ? 'EADDRINUSE' : 'ok');
+            attached = r.ok;
+            expect(ioas.reserved.length).toBe(attached ? 2 : 0);
+          }
+        } else if (o.k === 'ranges') {
+          // the gaps between reservations, written independently: the two fixed layouts
+          const want: Span[] = attached ? [{ start: 0n, last: RESERVED[0].start - 1n }, { start: RESERVED[0].last + 1n, last: RESERVED[1].start - 1n }] : [{ start: 0n, last: U64_MAX }];
+          const out = { ranges: want.slice(0, o.room), numIovas: want.length, iovaAlignment: attached ? PAGE : 1 };
+          const r = iommufdIoasIovaRanges(ioas, o.room);
+          if (o.room < want.length) expect(r).toMatchObject({ ok: false, errno: 'EMSGSIZE', out });
+          else expect(r).toEqual({ ok: true, value: out });
+        }
+      }
+      const key = (x: Span): string => `${x.start}-${x.last}`;
+      expect(ioas.areas.map((x) => key({ start: x.iova, last: x.iova + BigInt(x.len) - 1n })).sort()).toEqual(areas.map(key).sort());
+      iommufdIoasDestroy(ioas);
+      expect(m.listPins()).toEqual([]);
+      expect(m.teardown()).toBe(0);
+    }), { numRuns: 120, seed: 73 });
   });
 });
