@@ -432,11 +432,11 @@ function releaseOwnership(ioas: Ioas): void {
 
 /**
  * iommufd_device_attach of the IOAS's device to the IOAS: a new paging domain ('unmanaged'); the
- * device's reserved regions kept out of the IOAS (EADDRINUSE when an area lies in one); the device
- * attached to the domain; then the domain added to the IOAS: its iova_alignment rises to the
- * domain's smallest page (EADDRINUSE when an area's iova, length or page offset is not a multiple
- * of it; EINVAL when that page is larger than PAGE_SIZE), the range outside the aperture kept out
- * (EADDRINUSE), and every area mapped into the domain, user memory pinned now (EFAULT for a hole or
+ * device's reserved regions kept out of the IOAS (EADDRINUSE when an area or an allowed range lies
+ * in one); the device attached to the domain; then the domain added to the IOAS: its iova_alignment
+ * rises to the domain's smallest page (EADDRINUSE when an area's iova, length or page offset is not
+ * a multiple of it; EINVAL when that page is larger than PAGE_SIZE), the range outside the aperture
+ * kept out (EADDRINUSE when an area or an allowed range lies there), and every area mapped into the domain, user memory pinned now (EFAULT for a hole or
  * device memory). Errors also: ENOENT (destroyed), EBUSY (attached already), ENOMEM, the IOMMU's.
  * On failure the device is back in the blocking domain and the IOAS as it was.
  */
@@ -675,7 +675,8 @@ function protOf(opts: IoasMapOptions): number {
  * IOMMU_IOAS_MAP: maps [uptr, uptr + len) of a process at iova (IOMMU_IOAS_MAP_FIXED_IOVA), or,
  * with iova null, at an IOVA the IOAS picks (no IOMMU_IOAS_MAP_FIXED_IOVA: iopt_alloc_iova, see
  * allocIova: aligned to roundup_pow_of_two(len), at most uptr's lowest set bit, at most 2 MiB; the
- * lowest hole between areas and reserved ranges in [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] that fits).
+ * lowest hole between areas and reserved ranges that fits, inside the allowed ranges, or inside
+ * [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] while there are none).
  * Returns the IOVA mapped (what the kernel writes back to cmd->iova). With a domain attached the
  * memory is pinned now (pin_user_pages with FOLL_LONGTERM, and FOLL_WRITE when writeable) and
  * mapped, one iommu_map per physically contiguous run; with none the area is only recorded (the

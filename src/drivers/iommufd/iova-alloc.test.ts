@@ -7,7 +7,8 @@
 // [PAGE_SIZE, ULONG_MAX - PAGE_SIZE]; __alloc_iova_check_range() rounds a span's start up, ORs the
 // page offset in and wants the result strictly below the span's last byte; the first hole (between
 // reserved ranges and areas, interval_tree_for_each_double_span) whose candidate fits wins; ENOSPC
-// when none does.
+// when none does. The last property adds IOMMU_IOAS_ALLOW_IOVAS: the search then runs over the
+// allowed ranges' spans (interval_tree_for_each_span over allowed_itree within that range).
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
