@@ -236,7 +236,7 @@ describe('iommufd IOAS', () => {
     ];
     for (const [what, uptr, len, iova, msg] of cases) {
       expect(errno(iommufdIoasMap(ioas, mm, uptr, len, iova)), what).toBe('ok');
-      expect(ioas.areas[0].pinned, what).toBe(null);
+      expect(ioas.areas[0].pinned, what).toBe(false);
       expect(m.listPins(), what).toEqual([]);
       const before = state(m, ioas);
       const r = iommufdIoasAttach(ioas);
@@ -339,7 +339,7 @@ describe('iommufd IOAS', () => {
     expect(errno(iommufdIoasAttach(ioas))).toBe('ok');
     expect(m.stats.iommuMapCalls - maps0).toBe(ioas.areas[0].iommuMaps + 1);
     expect(m.listPins().length).toBe(1);
-    expect(ioas.areas[0].pinned).not.toBe(null);
+    expect(ioas.areas[0].pinned).toBe(true);
     const rd = nvme.dmaRead(UIOVA, 32 * PAGE);
     expect(rd.ok && same(rd.value, cpu)).toBe(true);
     const dev = pattern(32 * PAGE, 13);
@@ -352,7 +352,7 @@ describe('iommufd IOAS', () => {
     const faults = m.stats.deviceDmaFaults;
     iommufdIoasDetach(ioas);
     expect(m.listPins()).toEqual([]);
-    expect(ioas.areas[0].pinned).toBe(null);
+    expect(ioas.areas[0].pinned).toBe(false);
     expect(nvme.dmaRead(UIOVA, PAGE).ok).toBe(false);
     expect(nvme.dmaRead(IOVA, PAGE).ok).toBe(false);
     expect(m.stats.deviceDmaFaults).toBe(faults + 2);

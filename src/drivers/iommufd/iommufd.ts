@@ -69,8 +69,13 @@ export interface IoasArea {
   /** 'user': the process and its address mapped (iopt_pages source_mm and uptr); null / 0n for a dma-buf. */
   readonly mm: UserMm | null;
   readonly uptr: bigint;
-  /** 'user': the pinned runs while a domain holds the area; null while none does (nothing pinned). */
-  pinned: PinnedPhyrList | null;
+  /**
+   * 'user': whether the area holds its pages pinned (while a domain holds it); the pins themselves
+   * are the shared pages' (pages.pins), taken once per page however many areas use it.
+   */
+  pinned: boolean;
+  /** The iopt_pages the area is a window of, shared with the areas IOMMU_IOAS_COPY made from it (or it from). */
+  readonly pages: IoptPages;
   /** 'dmabuf': the buffer, its attachment and the offset of the slice in it (IOMMU_IOAS_MAP_FILE start). */
   readonly buf: DmaBuf | null;
   readonly att: DmaBufAttachment | null;
@@ -84,6 +89,41 @@ export interface IoasArea {
   /** 'dmabuf' through the RFC's PAL mapping type: the PAL map held (null once unmapped on revoke). */
   pal?: DmaBufPal | null;
 }
+
+/**
+ * struct iopt_pages (io_pagetable.h): what one IOMMU_IOAS_MAP or IOMMU_IOAS_MAP_FILE made, shared
+ * by every area that maps part of it (the area the map made and those IOMMU_IOAS_COPY made from it,
+ * in any IOAS). Its areas are its references (the kernel's kref, which iopt_get_pages takes for
+ * each copied area): it is released (a dma-buf unpinned and detached) when the last area goes.
+ * User memory is pinned once per page while at least one area covering the page is in a domain
+ * (pages->domains_itree: __iopt_area_unfill_domain unpins only what no other area still covers).
+ */
+export interface IoptPages {
+  readonly kind: 'user' | 'dmabuf';
+  /** PAGE_SIZE of the machine. */
+  readonly pageSize: number;
+  /** pages->writable: the map asked for IOMMU_IOAS_MAP_WRITEABLE (pinned with FOLL_WRITE; a copy asking to write is EPERM without it). */
+  readonly writable: boolean;
+  /**
+   * 'user': the pin calls held, [start, end) page-aligned user ranges that do not overlap; a page is
+   * in one exactly while an area of these pages covering it is pinned (in a domain).
+   */
+  readonly pins: UserPin[];
+  /** The areas holding it and their IOASes. */
+  readonly users: Map<IoasArea, Ioas>;
+  /** 'dmabuf': the PAL held (RFC importer), null once unmapped on revoke. */
+  pal: DmaBufPal | null;
+}
+
+/** One pin call an iopt_pages holds: the user range [start, end), page-aligned, and what it pinned. */
+export interface UserPin {
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly list: PinnedPhyrList;
+}
+
+/** The pages of each dma-buf attachment iommufd made (pages->dmabuf.attach, reached from the revoke callback). */
+const PAGES_OF_ATT = new WeakMap<DmaBufAttachment, IoptPages>();
 
 /** An IOVA range the IOAS keeps out of every map ([start, last] inclusive) and who put it there. */
 export interface IoasReserved {
@@ -278,38 +318,126 @@ function fillArea(d: IommuDomain, a: IoasArea): Result<void> {
     a.iommuMaps = runs.length;
     return ok();
   }
-  const pin = pinUserPhyrsAll(a.mm!, a.uptr, a.len, FOLL_LONGTERM | (a.prot & IOMMU_WRITE ? FOLL_WRITE : 0));
+  const pages = a.pages;
+  const ps = BigInt(pages.pageSize);
+  const first = a.uptr - (a.uptr % ps);
+  const end = roundUp(a.uptr + BigInt(a.len), ps);
+  // pfn_reader: pages another pinned area covers are read back, not pinned again; the rest are pinned
+  // one run at a time
+  const taken: UserPin[] = [];
+  const undoPins = (): void => {
+    for (const t of taken) {
+      unpinUserPhyrs(t.list);
+      pages.pins.splice(pages.pins.indexOf(t), 1);
+    }
+  };
+  for (const gap of holesOf(pages.pins.map((x) => ({ start: x.start, last: x.end - 1n })), first, end - 1n)) {
+    const r = pinRun(a, gap.start, gap.last + 1n);
+    if (!r.ok) { undoPins(); return r; }
+    taken.push(r.value);
+    pages.pins.push(r.value);
+  }
+  const runs = physRuns(pages, a.uptr, BigInt(a.len));
+  let off = 0n;
+  for (const r of runs) {
+    const m = iommuMap(d, a.iova + off, r.addr, r.len, a.prot);
+    if (!m.ok) {
+      if (off > 0n) iommuUnmap(d, a.iova, Number(off));
+      undoPins();
+      return m;
+    }
+    off += BigInt(r.len);
+  }
+  a.pinned = true;
+  a.paddr = runs[0].addr;
+  a.iommuMaps = runs.length;
+  return ok();
+}
+
+function roundUp(v: bigint, to: bigint): bigint {
+  return ((v + to - 1n) / to) * to;
+}
+
+/**
+ * Pins the user pages [start, end) of the area's pages (pin_user_pages with FOLL_LONGTERM, and
+ * FOLL_WRITE when the pages are writable); device memory is EFAULT (VM_PFNMAP), nothing kept.
+ */
+function pinRun(a: IoasArea, start: bigint, end: bigint): Result<UserPin> {
+  const pin = pinUserPhyrsAll(a.mm!, start, Number(end - start), FOLL_LONGTERM | (a.pages.writable ? FOLL_WRITE : 0));
   if (!pin.ok) return pin;
   const list = pin.value;
-  const undo = (mapped: number): void => {
-    if (mapped > 0) iommuUnmap(d, a.iova, mapped);
-    unpinUserPhyrs(list);
-  };
-  let off = 0;
+  let off = 0n;
   for (let i = 0; i < list.count; i++) {
     if (rangeKind(list.flagsAt(i)) === RANGE_DEVICE) {
-      undo(off);
-      return err('EFAULT', `${hex(a.uptr + BigInt(off))} is device memory (pin_user_pages refuses VM_PFNMAP)`);
+      unpinUserPhyrs(list);
+      const at = start + off > a.uptr ? start + off : a.uptr;
+      return err('EFAULT', `${hex(at)} is device memory (pin_user_pages refuses VM_PFNMAP)`);
     }
-    const r = iommuMap(d, a.iova + BigInt(off), list.addrAt(i), list.lenAt(i), a.prot);
-    if (!r.ok) {
-      undo(off);
-      return r;
-    }
-    off += list.lenAt(i);
+    off += BigInt(list.lenAt(i));
   }
-  a.pinned = list;
-  a.paddr = list.addrAt(0);
-  a.iommuMaps = list.count;
-  return ok();
+  return ok({ start, end, list });
+}
+
+/** The physically contiguous runs of the pinned user bytes [uptr, uptr + len) of pages, in order. */
+function physRuns(pages: IoptPages, uptr: bigint, len: bigint): Array<{ addr: bigint; len: number }> {
+  const out: Array<{ addr: bigint; len: number }> = [];
+  const end = uptr + len;
+  for (const p of [...pages.pins].sort((x, y) => (x.start < y.start ? -1 : 1))) {
+    if (p.end <= uptr || p.start >= end) continue;
+    let at = p.start;
+    for (let i = 0; i < p.list.count && at < end; i++) {
+      const l = BigInt(p.list.lenAt(i));
+      const from = at > uptr ? at : uptr;
+      const to = at + l < end ? at + l : end;
+      if (from < to) {
+        const addr = p.list.addrAt(i) + (from - at);
+        const top = out[out.length - 1];
+        if (top !== undefined && top.addr + BigInt(top.len) === addr) top.len += Number(to - from);
+        else out.push({ addr, len: Number(to - from) });
+      }
+      at += l;
+    }
+  }
+  return out;
+}
+
+/**
+ * After area a left its domain: every pin of its pages that no pinned area covers any more goes
+ * (__iopt_area_unfill_domain unpins what no other area in pages->domains_itree covers). A pin only
+ * partly still covered keeps those pages: they are pinned again as a pin of their own first, then
+ * the old pin is let go (the model's pins are whole calls; the pincounts end as the kernel's, which
+ * unpins page ranges).
+ */
+function dropPins(a: IoasArea): void {
+  const pages = a.pages;
+  const ps = BigInt(pages.pageSize);
+  const first = a.uptr - (a.uptr % ps);
+  const end = roundUp(a.uptr + BigInt(a.len), ps);
+  const still = [...pages.users.keys()].filter((x) => x !== a && x.pinned)
+    .map((x) => ({ start: x.uptr - (x.uptr % ps), last: roundUp(x.uptr + BigInt(x.len), ps) - 1n }));
+  for (const p of pages.pins.filter((x) => x.start < end && x.end > first)) {
+    const free = [...holesOf(still, p.start, p.end - 1n)];
+    if (free.length === 0) continue;
+    const kept = [...holesOf(free, p.start, p.end - 1n)];
+    for (const k of kept) {
+      const r = pinRun(a, k.start, k.last + 1n);
+      // the pages are pinned already: pinning them again cannot fail or move them
+      if (!r.ok || physRuns({ ...pages, pins: [r.value] }, k.start, k.last + 1n - k.start)[0].addr !== physRuns({ ...pages, pins: [p] }, k.start, k.last + 1n - k.start)[0].addr) {
+        throw new Error(`iommufd: re-pinning [${hex(k.start)}, ${hex(k.last)}] of a pin still in use failed`);
+      }
+      pages.pins.push(r.value);
+    }
+    unpinUserPhyrs(p.list);
+    pages.pins.splice(pages.pins.indexOf(p), 1);
+  }
 }
 
 /** iopt_area_unfill_domain() for one area: out of the domain (a revoked dma-buf is out already), user memory unpinned. */
 function unfillArea(d: IommuDomain, a: IoasArea): void {
   if (a.kind === 'user') {
     iommuUnmap(d, a.iova, a.len);
-    unpinUserPhyrs(a.pinned!);
-    a.pinned = null;
+    a.pinned = false;
+    dropPins(a);
     a.paddr = null;
   } else if (!a.revoked) {
     iommuUnmap(d, a.iova, a.len);
@@ -706,31 +834,45 @@ export function iommufdIoasMap(ioas: Ioas, mm: UserMm, uptr: bigint, len: number
   // IOPT_ADDRESS_USER: iopt_alloc_area_pages() aligns from pages->uptr + start_byte, i.e. uptr
   const c = placeArea(ioas, fixed, uptr, len, pageOffset, `uptr ${hex(uptr)}`);
   if (!c.ok) return c;
+  // iopt_alloc_user_pages(): writable when the map asks for IOMMU_WRITE
+  const pages: IoptPages = { kind: 'user', pageSize: ioas.pageSize, writable: (prot & IOMMU_WRITE) !== 0, pins: [], users: new Map(), pal: null };
   const a: IoasArea = {
-    iova: c.value, len, kind: 'user', prot, pageOffset, mm, uptr, pinned: null, buf: null, att: null, start: 0, paddr: null, revoked: false, iommuMaps: 0,
+    iova: c.value, len, kind: 'user', prot, pageOffset, mm, uptr, pinned: false, pages, buf: null, att: null, start: 0, paddr: null, revoked: false, iommuMaps: 0,
   };
   // iopt_area_fill_domains(): nothing to do without a domain
   if (ioas.domainNow !== null) {
     const f = fillArea(ioas.domainNow, a);
     if (!f.ok) return f;
   }
-  ioas.areas.push(a);
+  addArea(ioas, a);
   return ok(c.value);
 }
 
-/** iopt_revoke_notify(): the exporter invalidates; the areas of this attachment leave the domain. */
-function revokeNotify(ioas: Ioas, att: DmaBufAttachment): void {
-  for (const a of ioas.areas) {
-    if (a.att !== att || a.revoked) continue;
+/**
+ * iopt_revoke_notify(): the exporter invalidates; every area of the attachment's pages, in whatever
+ * IOAS (pages->dmabuf.tracker holds each area with each domain it is in), leaves its domain.
+ */
+function revokeNotify(att: DmaBufAttachment): void {
+  const pages = PAGES_OF_ATT.get(att);
+  if (pages === undefined) return;
+  for (const [a, ioas] of pages.users) {
+    if (a.revoked) continue;
     // iommu_unmap() syncs the IOTLB: device DMA at these IOVAs faults from here on
     if (ioas.domainNow !== null) iommuUnmap(ioas.domainNow, a.iova, a.len);
     a.revoked = true;
-    // a PAL importer unmaps after the invalidation (the lock is held: invalidate_mappings runs under it)
-    if (a.pal) {
-      dmaBufUnmapPal(att, a.pal);
-      a.pal = null;
-    }
+    if (a.pal) a.pal = null;
   }
+  // a PAL importer unmaps after the invalidation (the lock is held: invalidate_mappings runs under it)
+  if (pages.pal !== null) {
+    dmaBufUnmapPal(att, pages.pal);
+    pages.pal = null;
+  }
+}
+
+/** The area joins its IOAS and takes its reference on its pages (area->pages set: the map or copy is done). */
+function addArea(ioas: Ioas, a: IoasArea): void {
+  ioas.areas.push(a);
+  a.pages.users.set(a, ioas);
 }
 
 /** Options of iommufdIoasMapDmabuf: the slice of the buffer (IOMMU_IOAS_MAP_FILE start / length). */
@@ -763,7 +905,7 @@ function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, iova: bigint | null, opts:
   if (buf.size <= start + len - 1) return err('EINVAL', `[${start}, +${len}) is past the end of ${buf.size}-byte ${buf.name}`);
   const a = dmaBufAttach(buf, ioas.dev, {
     dynamic: true, peer2peer: true, importerPriv: ioas, ...(mapTypes !== undefined ? { mapTypes } : {}),
-    moveNotify: (att) => revokeNotify(ioas, att),
+    moveNotify: (att) => revokeNotify(att),
   });
   if (!a.ok) return a;
   const att = a.value;
@@ -805,15 +947,17 @@ function addDmabufArea(ioas: Ioas, iova: bigint | null, buf: DmaBuf, att: DmaBuf
   const c = placeArea(ioas, iova, BigInt(start), len, pageOffset, `start ${start}`);
   if (!c.ok) { release(); return c; }
   const mprot = (prot & ~IOMMU_CACHE) | IOMMU_MMIO;
+  const pages: IoptPages = { kind: 'dmabuf', pageSize: ioas.pageSize, writable: (prot & IOMMU_WRITE) !== 0, pins: [], users: new Map(), pal: pal ?? null };
   const a: IoasArea = {
-    iova: c.value, len, kind: 'dmabuf', prot: mprot, pageOffset, mm: null, uptr: 0n, pinned: null, buf, att, start, paddr, revoked: false, iommuMaps: 0,
+    iova: c.value, len, kind: 'dmabuf', prot: mprot, pageOffset, mm: null, uptr: 0n, pinned: false, pages, buf, att, start, paddr, revoked: false, iommuMaps: 0,
     ...(pal !== undefined ? { pal } : {}),
   };
   if (ioas.domainNow !== null) {
     const f = fillArea(ioas.domainNow, a);
     if (!f.ok) { release(); return f; }
   }
-  ioas.areas.push(a);
+  PAGES_OF_ATT.set(att, pages);
+  addArea(ioas, a);
   return ok(c.value);
 }
 
@@ -861,16 +1005,20 @@ export function iommufdIoasMapDmabufPal(ioas: Ioas, buf: DmaBuf, iova: bigint | 
   return addDmabufArea(ioas, iova, buf, att, start, len, prot, paddr, pal, release);
 }
 
-/** Takes one area out: out of the domain (unless revoked), unpinned, detached. */
+/** Takes one area out: out of the domain (unless revoked), its pages' pins dropped; the last area of a dma-buf's pages unpins and detaches it. */
 function releaseArea(ioas: Ioas, a: IoasArea): void {
   if (ioas.domainNow !== null) unfillArea(ioas.domainNow, a);
-  if (a.kind === 'user') return;
+  // iopt_put_pages(): the pages go with their last area only
+  const pages = a.pages;
+  pages.users.delete(a);
+  a.pal = null;
+  if (a.kind === 'user' || pages.users.size > 0) return;
   // iopt_release_pages(): unpin under the reservation lock, then detach
   const buf = a.buf!;
   dmaResvLock(buf);
-  if (a.pal) {
-    dmaBufUnmapPal(a.att!, a.pal);
-    a.pal = null;
+  if (pages.pal !== null) {
+    dmaBufUnmapPal(a.att!, pages.pal);
+    pages.pal = null;
   }
   dmaBufUnpin(a.att!);
   dmaResvUnlock(buf);
