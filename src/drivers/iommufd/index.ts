@@ -4,8 +4,8 @@
 // IOVA ranges (IOMMU_IOAS_IOVA_RANGES); the device attached and detached, the IOAS's IOVA alignment
 // following its domain.
 export {
-  Ioas, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal,
+  Ioas, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasCopy, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal,
   iommufdIoasIovaRanges, iommufdIoasOf, iommufdIoases, iommufdIoasUnmap,
   type IoasAllocOptions, type IoasArea, type IoasIovaRange, type IoasIovaRanges, type IoasIovaRangesTooSmall, type IoasMapDmabufOptions,
-  type IoasMapOptions, type IoasReserved,
+  type IoasMapOptions, type IoasReserved, type IoptPages, type UserPin,
 } from './iommufd.ts';

@@ -1057,6 +1057,111 @@ export function iommufdIoasUnmap(ioas: Ioas, iova: bigint, len: number): Result<
   return ok(n);
 }
 
+/**
+ * IOMMU_IOAS_COPY (ioas.c: iommufd_ioas_copy; io_pagetable.c: iopt_get_pages, iopt_map_pages):
+ * maps at dstIova in dst (IOMMU_IOAS_MAP_FIXED_IOVA), or with dstIova null at an IOVA dst picks (as
+ * iommufdIoasMap, its alignment from the source's first byte: the user address, or the dma-buf's
+ * file offset), the same memory [srcIova, srcIova + len) maps in src, and returns the IOVA used.
+ * The new areas share the source areas' pages (one area per source area the range meets, each the
+ * part of it inside the range): nothing is pinned again where a pinned area already holds the pages;
+ * with no domain in dst nothing is pinned or mapped until one is attached; either side can be
+ * unmapped later without the other, the pins going with the last area covering them. dma-buf areas
+ * are copied as any other (mapped as MMIO; a revoke unmaps every copy). src and dst may be one IOAS.
+ * Errors, in the kernel's order: EOVERFLOW (srcIova, dstIova or len ULONG_MAX or more), EINVAL
+ * (neither readable nor writeable); ENOENT (src destroyed); iopt_get_pages: EINVAL (len 0),
+ * EOVERFLOW (srcIova + len wraps), ENOENT (the range is not wholly covered by areas abutting one
+ * another, the first holding srcIova); ENOENT (dst destroyed); then at dst as iommufdIoasMap: EINVAL
+ * (len, dstIova or a part's page offset not a multiple of dst's iovaAlignment; a reserved IOVA; an
+ * allocated alignment below it), EOVERFLOW, EEXIST, ENOSPC, EPERM (writeable asked of memory mapped
+ * read-only: iopt_insert_area's pages->writable check, made per part after the IOVA's), and the
+ * pin's and the IOMMU's errors; nothing is mapped, pinned or referenced on failure.
+ * The ioctl's unknown flags (EOPNOTSUPP) have no counterpart: opts carries the two access flags
+ * only, and FIXED_IOVA is dstIova not null.
+ * @throws TypeError/RangeError when dst or src is not an Ioas, srcIova not a u64 bigint, dstIova
+ * neither a u64 bigint nor null, or len not a safe integer >= 0.
+ */
+export function iommufdIoasCopy(dst: Ioas, src: Ioas, srcIova: bigint, len: number, dstIova: bigint | null, opts: IoasMapOptions = {}): Result<bigint> {
+  checkIoas(dst);
+  checkIoas(src);
+  checkAddr('srcIova', srcIova);
+  checkLen('len', len);
+  const fixed = checkIovaArg(dstIova);
+  const prot = protOf(opts);
+  // iommufd_ioas_copy(): cmd->dst_iova is checked whether or not FIXED_IOVA is set (taken as 0 here without it)
+  if (BigInt(len) >= U64_MAX || srcIova >= U64_MAX || (fixed ?? 0n) >= U64_MAX) {
+    return err('EOVERFLOW', `length ${len}, src_iova ${hex(srcIova)} or dst_iova ${hex(fixed ?? 0n)} is ULONG_MAX or more`);
+  }
+  if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) return err('EINVAL', 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE');
+  if (!src.alive) return err('ENOENT', `the source ${src} is destroyed`);
+  // iopt_get_pages(): the areas covering the range, each from where the range meets it
+  if (len === 0) return err('EINVAL', 'length is 0');
+  const srcLast = srcIova + BigInt(len) - 1n;
+  if (srcLast > U64_MAX) return err('EOVERFLOW', `src_iova ${hex(srcIova)} + length ${len} wraps`);
+  const parts: Array<{ from: IoasArea; at: bigint; len: number }> = [];
+  // iopt_area_contig_init / _next: the first area must hold srcIova, each next one start where the
+  // last ended (areas never overlap, so an area holding that next IOVA starts there)
+  let cur = srcIova;
+  for (;;) {
+    const a = src.areas.find((x) => x.iova <= cur && cur <= x.iova + BigInt(x.len) - 1n);
+    if (a === undefined) {
+      return err('ENOENT', `${hex(cur)} of [${hex(srcIova)}, ${hex(srcLast)}] is not mapped in ${src}${parts.length > 0 ? ' (a hole after the areas before it)' : ''}`);
+    }
+    const aLast = a.iova + BigInt(a.len) - 1n;
+    const last = aLast < srcLast ? aLast : srcLast;
+    parts.push({ from: a, at: cur, len: Number(last - cur + 1n) });
+    if (last === srcLast) break;
+    cur = last + 1n;
+  }
+  if (!dst.alive) return err('ENOENT', `the destination ${dst} is destroyed`);
+  // iopt_alloc_area_pages(): the IOVA from the first part's first byte (pages->uptr or the dma-buf start, plus start_byte)
+  const p0 = parts[0];
+  const addr = p0.from.kind === 'user' ? p0.from.uptr + (p0.at - p0.from.iova) : BigInt(p0.from.start) + (p0.at - p0.from.iova);
+  const c = placeArea(dst, fixed, addr, len, 0, 'the source');
+  if (!c.ok) return c;
+  // iopt_insert_area() for each part in order: pages->writable, then the part's page offset
+  const made: IoasArea[] = [];
+  let iova = c.value;
+  for (const pt of parts) {
+    const a = pt.from;
+    if ((prot & IOMMU_WRITE) !== 0 && !a.pages.writable) {
+      return err('EPERM', `the source area at ${hex(a.iova)} was mapped without IOMMU_IOAS_MAP_WRITEABLE; the copy asks for it`);
+    }
+    const skip = pt.at - a.iova;
+    const pageOffset = (a.pageOffset + Number(skip)) % dst.pageSize;
+    if (pageOffset % dst.alignmentNow !== 0) {
+      return err('EINVAL', `the part at ${hex(pt.at)} begins at offset ${pageOffset} in its ${dst.pageSize}-byte page, not a multiple of ${dst}'s ${dst.alignmentNow}-byte IOVA alignment`);
+    }
+    const dmabuf = a.kind === 'dmabuf';
+    made.push({
+      iova, len: pt.len, kind: a.kind, prot: dmabuf ? (prot & ~IOMMU_CACHE) | IOMMU_MMIO : prot, pageOffset, mm: a.mm,
+      uptr: dmabuf ? 0n : a.uptr + skip, pinned: false, pages: a.pages, buf: a.buf, att: a.att, start: dmabuf ? a.start + Number(skip) : 0,
+      paddr: !dmabuf ? null : a.pages.pal !== null ? [...slice(a.pages.pal.phys, a.start + Number(skip), pt.len)][0].addr : a.paddr! + skip,
+      revoked: a.revoked, iommuMaps: 0,
+      ...(dmabuf && a.pages.pal !== null ? { pal: a.pages.pal } : {}),
+    });
+    iova += BigInt(pt.len);
+  }
+  // iopt_fill_domains_pages(): each new area into dst's domain, the ones before undone on a failure
+  const d = dst.domainNow;
+  if (d !== null) {
+    const done: IoasArea[] = [];
+    for (const a of made) {
+      const f = fillArea(d, a);
+      if (!f.ok) {
+        for (const x of done.reverse()) unfillArea(d, x);
+        for (const x of done) x.pages.users.delete(x);
+        return f;
+      }
+      // the pins of a later part must see this one's (it is in pages->domains_itree from here on)
+      a.pages.users.set(a, dst);
+      done.push(a);
+    }
+    for (const a of done) a.pages.users.delete(a);
+  }
+  for (const a of made) addArea(dst, a);
+  return ok(c.value);
+}
+
 /** What IOMMU_IOAS_IOVA_RANGES writes back to userspace. */
 export interface IoasIovaRanges {
   /**
