@@ -1,7 +1,7 @@
 // drivers/iommufd: an IOAS with its own IOMMU paging domain for one device: user memory pinned and
 // mapped, and VFIO dma-bufs of physical ranges mapped as MMIO and unmapped on revoke, at chosen
 // IOVAs or at ones the IOAS allocates (within the ranges IOMMU_IOAS_ALLOW_IOVAS allows); the usable
-// IOVA ranges (IOMMU_IOAS_IOVA_RANGES); the device attached and detached, the IOAS's IOVA alignment
+// IOVA ranges (IOMMU_IOAS_IOVA_RANGES); IOMMU_IOAS_COPY between IOASes, sharing the pinned pages; the device attached and detached, the IOAS's IOVA alignment
 // following its domain.
 export {
   Ioas, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasCopy, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal,

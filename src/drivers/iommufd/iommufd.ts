@@ -26,6 +26,11 @@
 // capped at HPAGE_SIZE, EINVAL below iova_alignment; within the allowed ranges, [PAGE_SIZE,
 // ULONG_MAX - PAGE_SIZE] when there are none, the first hole between reserved ranges and areas
 // that fits, ENOSPC when none does).
+// IOMMU_IOAS_COPY (ioas.c: iommufd_ioas_copy -> iopt_get_pages, iopt_map_pages): the source range,
+// wholly covered by abutting areas, mapped again in another (or the same) IOAS, the new areas
+// sharing the source areas' iopt_pages (IoptPages): user pages pinned once, by runs, and unpinned
+// when no pinned area of the pages covers them (__iopt_area_unfill_domain); a dma-buf released with
+// its last area (iopt_put_pages) and revoked in every IOAS that maps it (iopt_revoke_notify).
 // IOMMU_IOAS_IOVA_RANGES (ioas.c: iommufd_ioas_iova_ranges: the holes of the reserved tree, lowest
 // first, out_iova_alignment, num_iovas and EMSGSIZE for a short array) and IOMMU_IOAS_ALLOW_IOVAS
 // (iommufd_ioas_load_iovas: EINVAL for start >= last or an overlap; iopt_set_allow_iova: EADDRINUSE
