@@ -127,9 +127,6 @@ export interface UserPin {
   readonly list: PinnedPhyrList;
 }
 
-/** The pages of each dma-buf attachment iommufd made (pages->dmabuf.attach, reached from the revoke callback). */
-const PAGES_OF_ATT = new WeakMap<DmaBufAttachment, IoptPages>();
-
 /** An IOVA range the IOAS keeps out of every map ([start, last] inclusive) and who put it there. */
 export interface IoasReserved {
   readonly start: bigint;
@@ -854,11 +851,23 @@ export function iommufdIoasMap(ioas: Ioas, mm: UserMm, uptr: bigint, len: number
 }
 
 /**
+ * The iopt_pages a dma-buf attachment iommufd made belongs to (pages->dmabuf.attach): found through
+ * the areas of the machine's IOASes that map it (the area that made it, or the copies of it that
+ * outlive that one), so that the state stays listable rather than kept in a side table.
+ */
+function pagesOfAttachment(att: DmaBufAttachment): IoptPages | undefined {
+  for (const ioas of iommufdIoases(dmaContextOf(att.dev).mm)) {
+    for (const a of ioas.areas) if (a.att === att) return a.pages;
+  }
+  return undefined;
+}
+
+/**
  * iopt_revoke_notify(): the exporter invalidates; every area of the attachment's pages, in whatever
  * IOAS (pages->dmabuf.tracker holds each area with each domain it is in), leaves its domain.
  */
 function revokeNotify(att: DmaBufAttachment): void {
-  const pages = PAGES_OF_ATT.get(att);
+  const pages = pagesOfAttachment(att);
   if (pages === undefined) return;
   for (const [a, ioas] of pages.users) {
     if (a.revoked) continue;
@@ -961,7 +970,6 @@ function addDmabufArea(ioas: Ioas, iova: bigint | null, buf: DmaBuf, att: DmaBuf
     const f = fillArea(ioas.domainNow, a);
     if (!f.ok) { release(); return f; }
   }
-  PAGES_OF_ATT.set(att, pages);
   addArea(ioas, a);
   return ok(c.value);
 }
