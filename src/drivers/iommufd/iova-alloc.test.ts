@@ -12,6 +12,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ioasOn } from '../../../test/fixtures/iommufd.ts';
 import { PCI_NODES, makeMachine, pattern } from '../../../test/fixtures/dma-b-machines.ts';
 import { GiB, MiB } from '../../base/index.ts';
 import { toPciDev, type PciNodeConfig } from '../../pci/index.ts';
@@ -116,11 +117,7 @@ describe('iommufd automatic IOVA (iopt_alloc_iova)', () => {
   });
 
   it("refuses an alignment below the IOAS's iova_alignment with EINVAL (a domain's 4 KiB), for user memory and for a dma-buf's start, nothing attached; a bad length is EINVAL before any search", () => {
-    const m = makeMachine('strict');
-    const nvme = m.device('nvme0');
-    const a = iommufdIoasAlloc(m, nvme);
-    if (!a.ok) throw new Error(a.errno);
-    const ioas = a.value;
+    const { m, nvme, ioas } = ioasOn('strict');
     const mm = m.newProcess();
     expect(ioas.iovaAlignment).toBe(PAGE);
     const r = iommufdIoasMap(ioas, mm, NOWHERE + 0x800n, PAGE, null);
@@ -164,11 +161,7 @@ describe('iommufd automatic IOVA (iopt_alloc_iova)', () => {
   it("skips the device's reserved MSI window: with [2 MiB, 0xfee00000) taken by a dma-buf, a 2 MiB map goes at 0xff000000, and the device's DMA there reaches the process's memory", () => {
     // gpu0 with an 8 GiB BAR, enough to cover the IOVA space below the MSI window
     const nodes = PCI_NODES.map((n) => (n.name === 'gpu0' ? { ...n, bars: [{ bytes: 8 * GiB, p2p: true, busOffset: 0x1000_0000_0000n }] } : n)) as PciNodeConfig[];
-    const m = makeMachine('strict', 1, { pci: nodes });
-    const nvme = m.device('nvme0');
-    const a = iommufdIoasAlloc(m, nvme);
-    if (!a.ok) throw new Error(a.errno);
-    const ioas = a.value;
+    const { m, nvme, ioas } = ioasOn('strict', { pci: nodes });
     const low = 0xfee0_0000 - 2 * MiB;
     const buf = vfioPciDmabufExport(m.device('gpu0'), { bar: 0, offset: 0, len: low });
     if (!buf.ok) throw new Error(buf.errno);
@@ -192,11 +185,7 @@ describe('iommufd automatic IOVA (iopt_alloc_iova)', () => {
   });
 
   it('user memory at an automatic IOVA moves real bytes both ways, and unmapping at the returned IOVA takes the area out', () => {
-    const m = makeMachine('lazy');
-    const nvme = m.device('nvme0');
-    const a = iommufdIoasAlloc(m, nvme);
-    if (!a.ok) throw new Error(a.errno);
-    const ioas = a.value;
+    const { m, nvme, ioas } = ioasOn('lazy');
     const mm = m.newProcess();
     const va = mm.mmap({ len: 4 * MiB, backing: 'thp', populate: true });
     if (!va.ok) throw new Error(va.errno);
@@ -429,11 +418,7 @@ describe('iommufd automatic IOVA against a brute-force reference', () => {
       fc.record({ k: fc.constant('unmap' as const), pick: fc.nat() }),
     );
     fc.assert(fc.property(fc.array(op, { minLength: 10, maxLength: 30 }), (ops) => {
-      const m = makeMachine('lazy');
-      const nvme = m.device('nvme0');
-      const a = iommufdIoasAlloc(m, nvme);
-      if (!a.ok) throw new Error(a.errno);
-      const ioas = a.value;
+      const { m, nvme, ioas } = ioasOn('lazy');
       expect(ioas.reserved.map((r) => ({ start: r.start, last: r.last }))).toEqual(RESERVED);
       const mm = m.newProcess();
       const va = mm.mmap({ len: BUF_PAGES * PAGE, backing: 'thp', populate: true });
@@ -510,11 +495,7 @@ describe('iommufd allowed IOVA ranges against a brute-force reference', () => {
       { weight: 1, arbitrary: fc.record({ k: fc.constant('ranges' as const), room: fc.nat(3) }) },
     );
     fc.assert(fc.property(fc.array(op, { minLength: 10, maxLength: 40 }), (ops) => {
-      const m = makeMachine('lazy');
-      const nvme = m.device('nvme0');
-      const a = iommufdIoasAlloc(m, nvme);
-      if (!a.ok) throw new Error(a.errno);
-      const ioas = a.value;
+      const { m, nvme, ioas } = ioasOn('lazy');
       const mm = m.newProcess();
       const va = mm.mmap({ len: BUF_PAGES * PAGE, backing: 'thp', populate: true });
       if (!va.ok) throw new Error(va.errno);

@@ -7,6 +7,7 @@
 // MSI window [0xfee00000, 0xfeefffff].
 
 import { describe, expect, it } from 'vitest';
+import { ioasOn } from '../../../test/fixtures/iommufd.ts';
 import { makeMachine, pattern } from '../../../test/fixtures/dma-b-machines.ts';
 import { MiB } from '../../base/index.ts';
 import { iommuGetDomainForDev } from '../../iommu/index.ts';
@@ -217,11 +218,7 @@ describe('the allowed ranges and automatic IOVAs (iopt_alloc_iova)', () => {
   });
 
   it('real bytes through an IOVA allocated inside an allowed range: the device writes, the process reads, and back', () => {
-    const m = makeMachine('lazy');
-    const nvme = m.device('nvme0');
-    const a = iommufdIoasAlloc(m, nvme);
-    if (!a.ok) throw new Error(a.errno);
-    const ioas = a.value;
+    const { m, nvme, ioas } = ioasOn('lazy');
     const mm = m.newProcess();
     expect(show(iommufdIoasAllowIovas(ioas, [{ start: 0x4000_0000n, last: 0x7fff_ffffn }]))).toBe('ok');
     const va = mm.mmap({ len: 2 * MiB, backing: 'thp', populate: true });
