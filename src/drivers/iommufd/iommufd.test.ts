@@ -21,6 +21,25 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+
+/**
+ * A strict machine, a process with 16 populated pages at va, a VFIO dma-buf `one` of the first 16
+ * pages of gpu0's BAR 0, and an IOAS on nvme0 (made in that order).
+ */
+function strictWithSlice() {
+  const m = makeMachine('strict');
+  const nvme = m.device('nvme0');
+  const gpu = m.device('gpu0');
+  const mm = m.newProcess();
+  const va = mm.mmap({ len: 16 * PAGE, backing: 'anon', populate: true });
+  if (!va.ok) throw new Error(va.errno);
+  const one = vfioPciDmabufExport(gpu, { bar: 0, offset: 0, len: 16 * PAGE });
+  if (!one.ok) throw new Error(one.errno);
+  const ioas = iommufdIoasAlloc(m, nvme);
+  if (!ioas.ok) throw new Error(ioas.errno);
+  return { m, nvme, gpu, mm, va: va.value, one: one.value, ioas: ioas.value };
+}
+
 describe('iommufd IOAS', () => {
   it('the acceptance shape: a VFIO BAR slice mapped in an IOAS, device DMA reaches the BAR both ways; revoke unmaps and the IOTLB forgets it', () => {
     const m = makeMachine('strict');
@@ -146,28 +165,19 @@ describe('iommufd IOAS', () => {
   });
 
   it('checks in the kernel\'s order: EOVERFLOW and the access flags before the IOAS lookup (ENOENT), an overlap (EEXIST) before an unaligned uptr, a dma-buf slice at a start off a page boundary is EINVAL after attach and pin (nothing stays attached)', () => {
-    const m = makeMachine('strict');
-    const nvme = m.device('nvme0');
-    const gpu = m.device('gpu0');
-    const mm = m.newProcess();
-    const va = mm.mmap({ len: 16 * PAGE, backing: 'anon', populate: true });
-    if (!va.ok) throw new Error(va.errno);
-    const one = vfioPciDmabufExport(gpu, { bar: 0, offset: 0, len: 16 * PAGE });
-    if (!one.ok) throw new Error(one.errno);
-    const ioas = iommufdIoasAlloc(m, nvme);
-    if (!ioas.ok) throw new Error(ioas.errno);
-    expect(errno(iommufdIoasMap(ioas.value, mm, va.value, PAGE, IOVA))).toBe('ok');
+    const { m, nvme, mm, va, one, ioas } = strictWithSlice();
+    expect(errno(iommufdIoasMap(ioas, mm, va, PAGE, IOVA))).toBe('ok');
     // iopt_check_iova (EEXIST) runs before iopt_insert_area's page-offset check (EINVAL)
-    expect(errno(iommufdIoasMap(ioas.value, mm, va.value + 0x100n, PAGE, IOVA))).toBe('EEXIST');
-    expect(errno(iommufdIoasMap(ioas.value, mm, va.value + 0x100n, PAGE, IOVA + 0x10_0000n))).toBe('EINVAL');
+    expect(errno(iommufdIoasMap(ioas, mm, va + 0x100n, PAGE, IOVA))).toBe('EEXIST');
+    expect(errno(iommufdIoasMap(ioas, mm, va + 0x100n, PAGE, IOVA + 0x10_0000n))).toBe('EINVAL');
     // IOMMU_IOAS_MAP_FILE: start 0x100 with an aligned IOVA and length
-    expect(errno(iommufdIoasMapDmabuf(ioas.value, one.value, IOVA + 0x20_0000n, { start: 0x100, len: PAGE }))).toBe('EINVAL');
+    expect(errno(iommufdIoasMapDmabuf(ioas, one, IOVA + 0x20_0000n, { start: 0x100, len: PAGE }))).toBe('EINVAL');
     expect(dmaBufAttachments(nvme)).toEqual([]);
-    expect(errno(iommufdIoasMap(ioas.value, mm, va.value, PAGE, (1n << 64n) - 1n))).toBe('EOVERFLOW');
-    iommufdIoasDestroy(ioas.value);
-    expect(errno(iommufdIoasMap(ioas.value, mm, va.value, PAGE, IOVA, { readable: false, writeable: false }))).toBe('EINVAL');
-    expect(errno(iommufdIoasMapDmabuf(ioas.value, one.value, IOVA, { readable: false, writeable: false }))).toBe('EINVAL');
-    expect(errno(iommufdIoasMap(ioas.value, mm, va.value, PAGE, IOVA))).toBe('ENOENT');
+    expect(errno(iommufdIoasMap(ioas, mm, va, PAGE, (1n << 64n) - 1n))).toBe('EOVERFLOW');
+    iommufdIoasDestroy(ioas);
+    expect(errno(iommufdIoasMap(ioas, mm, va, PAGE, IOVA, { readable: false, writeable: false }))).toBe('EINVAL');
+    expect(errno(iommufdIoasMapDmabuf(ioas, one, IOVA, { readable: false, writeable: false }))).toBe('EINVAL');
+    expect(errno(iommufdIoasMap(ioas, mm, va, PAGE, IOVA))).toBe('ENOENT');
     expect(m.events.count('MODEL-CHECK')).toBe(0);
   });
 
@@ -267,25 +277,15 @@ describe('iommufd IOAS', () => {
   });
 
   it("after attach an unaligned map gets the kernel's EINVAL (length, iova, page offset; a dma-buf's start and length too) while unmap asks no alignment; detach recomputes the alignment to 1 and the same maps are taken again", () => {
-    const m = makeMachine('strict');
-    const nvme = m.device('nvme0');
-    const gpu = m.device('gpu0');
-    const mm = m.newProcess();
-    const va = mm.mmap({ len: 16 * PAGE, backing: 'anon', populate: true });
-    if (!va.ok) throw new Error(va.errno);
-    const one = vfioPciDmabufExport(gpu, { bar: 0, offset: 0, len: 16 * PAGE });
-    if (!one.ok) throw new Error(one.errno);
-    const a = iommufdIoasAlloc(m, nvme);
-    if (!a.ok) throw new Error(a.errno);
-    const ioas = a.value;
+    const { m, nvme, mm, va, one, ioas } = strictWithSlice();
     expect(ioas.iovaAlignment).toBe(4096);
-    expect(errno(iommufdIoasMap(ioas, mm, va.value, 4 * PAGE, IOVA))).toBe('ok');
+    expect(errno(iommufdIoasMap(ioas, mm, va, 4 * PAGE, IOVA))).toBe('ok');
     const maps = () => [
-      iommufdIoasMap(ioas, mm, va.value, 100, IOVA + 0x10_0000n),
-      iommufdIoasMap(ioas, mm, va.value, PAGE, IOVA + 0x18_0001n),
-      iommufdIoasMap(ioas, mm, va.value + 0x80n, PAGE, IOVA + 0x20_0000n),
-      iommufdIoasMapDmabuf(ioas, one.value, IOVA + 0x30_0000n, { start: 0x100, len: PAGE }),
-      iommufdIoasMapDmabuf(ioas, one.value, IOVA + 0x40_0000n, { start: 0, len: 0x300 }),
+      iommufdIoasMap(ioas, mm, va, 100, IOVA + 0x10_0000n),
+      iommufdIoasMap(ioas, mm, va, PAGE, IOVA + 0x18_0001n),
+      iommufdIoasMap(ioas, mm, va + 0x80n, PAGE, IOVA + 0x20_0000n),
+      iommufdIoasMapDmabuf(ioas, one, IOVA + 0x30_0000n, { start: 0x100, len: PAGE }),
+      iommufdIoasMapDmabuf(ioas, one, IOVA + 0x40_0000n, { start: 0, len: 0x300 }),
     ];
     const refused = maps();
     expect(refused.map(errno)).toEqual(['EINVAL', 'EINVAL', 'EINVAL', 'EINVAL', 'EINVAL']);
