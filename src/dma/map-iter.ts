@@ -41,11 +41,16 @@ export class MemTypeLookup {
   readonly regions: readonly MemRegion[];
   private readonly starts: Float64Array;
   private readonly ends: Float64Array;
-  private last = 0;
+  /**
+   * The region of the last look-up; at first none (the length of the list), so that the first
+   * look-up takes the search and a caller optimised later has seen it run.
+   */
+  private last: number;
 
   constructor(mm: MachineMm) {
     this.regions = mm.regions;
     const n = this.regions.length;
+    this.last = n;
     this.starts = new Float64Array(n);
     this.ends = new Float64Array(n);
     for (let i = 0; i < n; i++) {
@@ -90,6 +95,16 @@ export class MemTypeLookup {
     const n = Number(a);
     if (n + len > Number.MAX_SAFE_INTEGER) return this.index(n, 0) >= 0 ? MEM_CROSSES : MEM_HOLE;
     return this.index(n, len);
+  }
+
+  /** Start of region i as a number. */
+  startOf(i: number): number {
+    return this.starts[i];
+  }
+
+  /** End of region i as a number. */
+  endOf(i: number): number {
+    return this.ends[i];
   }
 
   /** Range flags of region i (memory type and P2P provider id; phyr/flags.ts). */
@@ -141,6 +156,12 @@ export class DmaRangeClassifier {
   /** After classify: the memory's range flags, and the bus address of a DMA_RANGE_BUS range. */
   flags = 0;
   busAddr = 0n;
+  /**
+   * After classify of memory no P2P provider owns: the bounds of its region, where every range
+   * classifies the same (same flags, same kind); after anything else an empty window (1, 0).
+   */
+  regionStart = 1;
+  regionEnd = 0;
   private readonly look: MemTypeLookup;
   private readonly p2p = new PciP2pdmaMapState();
 
@@ -182,13 +203,18 @@ export class DmaRangeClassifier {
   }
 
   private kindOf(ri: number, a: number): number {
+    this.regionStart = 1;
+    this.regionEnd = 0;
     if (ri < 0) return ri;
     const flags = this.look.flagsOf(ri);
     this.flags = flags;
     this.busAddr = 0n;
     const kind = (flags & RANGE_MMIO) !== 0 ? DMA_RANGE_MMIO : DMA_RANGE_RAM;
     // P2P memory out of line: the per-range callers inline kindOf (see index)
-    return rangeProvider(flags) !== 0 ? this.p2pKind(flags, a, kind) : kind;
+    if (rangeProvider(flags) !== 0) return this.p2pKind(flags, a, kind);
+    this.regionStart = this.look.startOf(ri);
+    this.regionEnd = this.look.endOf(ri);
+    return kind;
   }
 
   /**
@@ -230,9 +256,27 @@ export class DmaRangeIter {
   busAddr = 0n;
   /** false once a range's own flags differed from its memory's. */
   callerFlagsMatch = true;
+  /**
+   * false once a seam between two ranges that are mapped (not bus addresses) was not aligned to
+   * the device's merge boundary + 1 (its IOMMU granule; any seam on dma-direct): the test
+   * blk_can_dma_map_iova() makes with the request's gap bits (block/blk-mq-dma.c; the gaps are
+   * or-ed up by bvec_seg_gap() in block/blk-merge.c) before it maps a request into one IOVA range.
+   */
+  seamsMergeable = true;
+  /**
+   * The bus address of every DMA_RANGE_BUS range so far, by its index in the walk (a P2P range
+   * through a switch; few in any list).
+   */
+  readonly busAddrs = new Map<number, bigint>();
+  /** Bytes of the ranges walked so far that are mapped (all but the bus-address ones). */
+  mappedLen = 0;
   private readonly cursor: RangeCursor;
   private readonly fits: boolean;
   private readonly cl: DmaRangeClassifier;
+  /** 1 / (merge boundary + 1): a seam at x is aligned when x * seamInv is an integer (exact: a power of two). */
+  private readonly seamInv: number;
+  /** End of the last mapped range, -1 before the first. */
+  private lastEnd = -1;
 
   /** @throws TypeError when source is not a range source or dev is on no machine. */
   constructor(dev: Device, source: RangeSource, opts?: CursorOptions) {
@@ -243,6 +287,8 @@ export class DmaRangeIter {
     this.cl = new DmaRangeClassifier(dev);
     this.cursor = source.cursor(opts);
     this.fits = source.addrFitsNumber;
+    const domain = dev.dmaIommu ? iommuGetDmaDomain(dev) : null;
+    this.seamInv = domain !== null ? 1 / domain.granule : 1;
   }
 
   /** The current range's start as a bigint. */
@@ -266,6 +312,13 @@ export class DmaRangeIter {
     if (c.flags !== flags) this.callerFlagsMatch = false;
     const kind = k as DmaRangeKind;
     const bus = this.cl.busAddr;
+    if (kind === DMA_RANGE_BUS) {
+      this.busAddrs.set(n, bus);
+    } else {
+      if (!seamMergeable(this.lastEnd, a, this.seamInv)) this.seamsMergeable = false;
+      this.lastEnd = a + l;
+      this.mappedLen += l;
+    }
     this.index = n;
     this.addrNum = a;
     this.len = l;
@@ -275,6 +328,145 @@ export class DmaRangeIter {
     c.next();
     return STEP;
   }
+
+  /**
+   * Walks up to max ranges into rows 0 .. k-1 of cols (k ranges, as k calls of next() would give
+   * them) and returns ok(k); ok(0) once the walk is done. An error is next()'s, for the first range
+   * that has one: the rows before it hold the ranges before it (index is the last of them). Bus
+   * addresses go to busAddrs. The batched form of next(): the source's own fill() copies the
+   * addresses, lengths and flags, and one loop classifies them.
+   * @throws TypeError/RangeError when a column is not the typed array named or max is not an
+   *   integer in [0, the shortest column's length].
+   */
+  fill(cols: DmaRangeColumns, max: number): Result<number> {
+    const m = checkRangeColumns(cols, max);
+    const c = this.cursor;
+    if (c.done) {
+      const r = this.next();
+      return r.ok ? ok(0) : r;
+    }
+    if (!this.fits) return this.fillByNext(cols, m);
+    const k = c.fill({ addr: cols.addrNum, len: cols.len, flags: cols.flags }, m);
+    const e = this.classifyRows(cols, k);
+    return e === null ? ok(k) : e;
+  }
+
+  /** fill() for a source with addresses past 2^53: one next() per row. */
+  private fillByNext(cols: DmaRangeColumns, max: number): Result<number> {
+    let k = 0;
+    while (k < max) {
+      const r = this.next();
+      if (!r.ok) return r;
+      if (!r.value) break;
+      cols.addrNum[k] = this.addrNum;
+      cols.len[k] = this.len;
+      cols.flags[k] = this.flags;
+      cols.kind[k] = this.kind;
+      k++;
+    }
+    return ok(k);
+  }
+
+  /**
+   * Classifies rows 0 .. k-1 of cols, filled by the cursor with the caller's flags: the memory's
+   * flags and the kind replace them. null when all are classified, else the first error.
+   */
+  private classifyRows(cols: DmaRangeColumns, k: number): Result<never> | null {
+    const addr = cols.addrNum, len = cols.len, flags = cols.flags, kinds = cols.kind;
+    const cl = this.cl;
+    const base = this.index + 1;
+    const inv = this.seamInv;
+    let match = true;
+    let mergeable = this.seamsMergeable;
+    let prevEnd = this.lastEnd;
+    let mapped = this.mappedLen;
+    // the region of the row before, when it was memory no P2P provider owns: rows inside it take
+    // its flags and kind without a look-up (most lists lie in one or two regions)
+    let lo = 1, hi = 0, f = 0, kind = 0;
+    let j = 0;
+    for (; j < k; j++) {
+      const a = addr[j];
+      const l = len[j];
+      if (a < lo || a + l > hi) {
+        kind = cl.classify(a, l);
+        if (kind < 0) break;
+        f = cl.flags;
+        lo = cl.regionStart;
+        hi = cl.regionEnd;
+        if (kind === DMA_RANGE_BUS) {
+          this.busAddrs.set(base + j, cl.busAddr);
+          if (flags[j] !== f) match = false;
+          flags[j] = f;
+          kinds[j] = kind;
+          continue;
+        }
+      }
+      if (flags[j] !== f) match = false;
+      flags[j] = f;
+      kinds[j] = kind;
+      if (!seamMergeable(prevEnd, a, inv)) mergeable = false;
+      prevEnd = a + l;
+      mapped += l;
+    }
+    this.seamsMergeable = mergeable;
+    this.lastEnd = prevEnd;
+    this.mappedLen = mapped;
+    if (!match) this.callerFlagsMatch = false;
+    this.index = base + j - 1;
+    if (j < k) return cl.error(kind, `range ${base + j}`, BigInt(addr[j]), len[j]);
+    if (k > 0) {
+      const last = k - 1;
+      this.addrNum = addr[last];
+      this.len = len[last];
+      this.flags = flags[last];
+      this.kind = kinds[last] as DmaRangeKind;
+      this.busAddr = kinds[last] === DMA_RANGE_BUS ? cl.busAddr : 0n;
+    }
+    return null;
+  }
+}
+
+/**
+ * Whether the seam between a mapped range ending at prevEnd (-1: none before) and the next one
+ * starting at a is aligned to 1 / inv (a power of two, so x * inv is exact): both are multiples.
+ */
+function seamMergeable(prevEnd: number, a: number, inv: number): boolean {
+  if (prevEnd < 0) return true;
+  const x = prevEnd * inv, y = a * inv;
+  return x === Math.floor(x) && y === Math.floor(y);
+}
+
+/** Columns DmaRangeIter.fill() writes, one row per range. */
+export interface DmaRangeColumns {
+  /** Start of each range (exact: memory lies below 2^52). */
+  readonly addrNum: Float64Array;
+  readonly len: Float64Array;
+  /** The range flags of the memory holding each range (phyr/flags.ts), not the caller's. */
+  readonly flags: Uint32Array;
+  /** DMA_RANGE_RAM, _MMIO or _BUS. */
+  readonly kind: Uint8Array;
+}
+
+/**
+ * Checks fill()'s arguments; returns max.
+ * @throws TypeError naming the column that is not its typed array; RangeError when max is not an
+ *   integer in [0, the shortest column's length].
+ */
+function checkRangeColumns(cols: DmaRangeColumns, max: number): number {
+  if (cols === null || typeof cols !== 'object') throw new TypeError(`cols must be DmaRangeColumns, got ${String(cols)}`);
+  const want: Array<[keyof DmaRangeColumns, new (n: number) => ArrayLike<number>]> = [
+    ['addrNum', Float64Array], ['len', Float64Array], ['flags', Uint32Array], ['kind', Uint8Array],
+  ];
+  let cap = Infinity;
+  for (const [name, type] of want) {
+    const col = cols[name];
+    if (!(col instanceof type)) throw new TypeError(`cols.${name} must be a ${type.name}, got ${String(col)}`);
+    cap = Math.min(cap, col.length);
+  }
+  if (!Number.isInteger(max) || max < 0 || max > cap) {
+    throw new RangeError(`max must be an integer in [0, ${cap}] (the shortest column's length), got ${String(max)}`);
+  }
+  return max;
 }
 
 /** A device's segment limits as cursor options, with its merge boundary beside them. */

@@ -148,75 +148,40 @@ interface Classified {
   flags: Uint32Array;
   /** Whether every range's own flags equal its memory's (the input can then be shared as is). */
   callerFlagsMatch: boolean;
+  /** Whether every seam between mapped ranges is aligned to the IOMMU granule (DmaRangeIter.seamsMergeable). */
+  seamsMergeable: boolean;
   /** Bus address of each DMA_RANGE_BUS range, by index. */
-  bus: Map<number, bigint>;
+  bus: ReadonlyMap<number, bigint>;
   ioLen: number;
 }
 
 /**
- * Walks the source once through DmaRangeIter: address, length, memory flags and kind of each
- * range, in columns. Errors: those of DmaRangeIter.next (EINVAL, EREMOTEIO).
+ * Walks the source once through DmaRangeIter.fill(): address, length, memory flags and kind of
+ * each range, in columns. Errors: those of DmaRangeIter.next (EINVAL, EREMOTEIO).
  */
 function classify(dev: Device, list: RangeSource): Result<Classified> {
-  const cap = Math.max(1, list.count);
-  const cl: Classified = {
-    n: 0, addrNum: new Float64Array(cap), len: new Float64Array(cap), kind: new Uint8Array(cap), flags: new Uint32Array(cap),
-    callerFlagsMatch: false, bus: new Map<number, bigint>(), ioLen: 0,
-  };
+  let cap = Math.max(1, list.count);
+  let addrNum = new Float64Array(cap), len = new Float64Array(cap), kind = new Uint8Array(cap), flags = new Uint32Array(cap);
   const it = new DmaRangeIter(dev, list);
-  const failed = classifyRanges(it, cl);
-  if (failed !== null) return failed;
-  cl.callerFlagsMatch = it.callerFlagsMatch;
-  return ok(cl);
-}
-
-/**
- * classify's loop, a function of its own (as linkRanges): fills cl's columns, n and ioLen from
- * the iterator; null when the walk is done, else its error.
- */
-function classifyRanges(it: DmaRangeIter, cl: Classified): Result<never> | null {
-  let cap = cl.addrNum.length;
   let n = 0;
-  let ioLen = 0;
   for (;;) {
-    const r = it.next();
-    if (!r.ok) return r;
-    if (!r.value) {
-      cl.n = n;
-      cl.ioLen = ioLen;
-      return null;
-    }
     if (n === cap) {
+      // a source whose walk has more segments than entries (limits would cut them; none are given)
       cap *= 2;
-      const a2 = new Float64Array(cap); a2.set(cl.addrNum); cl.addrNum = a2;
-      const l2 = new Float64Array(cap); l2.set(cl.len); cl.len = l2;
-      const k2 = new Uint8Array(cap); k2.set(cl.kind); cl.kind = k2;
-      const f2 = new Uint32Array(cap); f2.set(cl.flags); cl.flags = f2;
+      const a2 = new Float64Array(cap); a2.set(addrNum); addrNum = a2;
+      const l2 = new Float64Array(cap); l2.set(len); len = l2;
+      const k2 = new Uint8Array(cap); k2.set(kind); kind = k2;
+      const f2 = new Uint32Array(cap); f2.set(flags); flags = f2;
     }
-    cl.addrNum[n] = it.addrNum;
-    cl.len[n] = it.len;
-    cl.kind[n] = it.kind;
-    cl.flags[n] = it.flags;
-    if (it.kind === DMA_RANGE_BUS) cl.bus.set(n, it.busAddr);
-    else ioLen += it.len;
-    n++;
+    const r = it.fill({ addrNum: addrNum.subarray(n), len: len.subarray(n), flags: flags.subarray(n), kind: kind.subarray(n) }, cap - n);
+    if (!r.ok) return r;
+    if (r.value === 0) break;
+    n += r.value;
   }
-}
-
-/** blk_can_dma_map_iova() for a whole list: every interior seam between mapped ranges is granule-aligned. */
-function seamsAligned(cl: Classified, granule: number): boolean {
-  // every end is an exact number below 2^53 and g a power of two, so x / g is exact: x is a multiple
-  // of g when x / g is an integer (no fmod call for x % g, and no product floor(x / g) * g, which V8
-  // first compiles as a 32-bit multiply and throws away at the first address above 2 GiB)
-  const g = granule;
-  let prevEnd = -1;
-  for (let i = 0; i < cl.n; i++) {
-    if (cl.kind[i] === DMA_RANGE_BUS) continue;
-    const a = cl.addrNum[i];
-    if (prevEnd >= 0 && (prevEnd / g !== Math.floor(prevEnd / g) || a / g !== Math.floor(a / g))) return false;
-    prevEnd = a + cl.len[i];
-  }
-  return true;
+  return ok({
+    n, addrNum, len, kind, flags, callerFlagsMatch: it.callerFlagsMatch, seamsMergeable: it.seamsMergeable, bus: it.busAddrs,
+    ioLen: it.mappedLen,
+  });
 }
 
 /**
@@ -313,7 +278,7 @@ function mapOps(dev: Device, ops: DmaMapOps, cl: Classified, dir: DmaDataDirecti
 /** The two-step path; null when it does not apply (seams, no window): the caller falls back. */
 function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: number): Result<DmaPhyrsMapping> | null {
   const domain = iommuGetDmaDomain(dev);
-  if (!domain || !seamsAligned(cl, domain.granule)) return null;
+  if (!domain || !cl.seamsMergeable) return null;
   const state = new DmaIovaState();
   let first = -1;
   for (let i = 0; i < cl.n; i++) if (cl.kind[i] !== DMA_RANGE_BUS) { first = i; break; }
