@@ -220,6 +220,21 @@ describe('DmaRangeIter.fill', () => {
     expect(got.ranges.length).toBe(1);
   });
 
+  it('atEnd: false until the walk has nothing left to report, a pending virt-boundary EINVAL included', () => {
+    const m = makeMachine('strict');
+    const a = allocPhys(m, 2);
+    const it = new DmaRangeIter(m.device('nvme0'), phyrs([[a, PAGE], [a + BigInt(2 * PAGE), PAGE]]));
+    expect(it.atEnd).toBe(false);
+    expect(it.fill(columns(2), 2)).toEqual({ ok: true, value: 2 });
+    expect(it.atEnd).toBe(true);
+    expect(it.fill(columns(2), 2)).toEqual({ ok: true, value: 0 });
+    const cut = new DmaRangeIter(m.device('nvme0'), phyrs([[a, 0x800], [a + 0x2000n, PAGE]]), { virtBoundaryMask: 0xfff });
+    expect(cut.fill(columns(4), 4)).toEqual({ ok: true, value: 1 });
+    expect(cut.atEnd).toBe(false);
+    const r = cut.fill(columns(4), 4);
+    expect(r.ok ? null : r.errno).toBe('EINVAL');
+  });
+
   it('refuses columns of the wrong type and a max beyond the columns, naming them', () => {
     const m = makeMachine('strict');
     const it = new DmaRangeIter(m.device('nvme0'), phyrs([[allocPhys(m), PAGE]]));

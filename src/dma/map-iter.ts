@@ -296,6 +296,15 @@ export class DmaRangeIter {
     return BigInt(this.addrNum);
   }
 
+  /**
+   * true once the walk has ended with nothing left to report: next() gives ok(false) and fill()
+   * ok(0) from then on (a walk stopped at a virt boundary still has its EINVAL to report).
+   */
+  get atEnd(): boolean {
+    const c = this.cursor;
+    return c.done && c.stopReason !== 'virt-boundary';
+  }
+
   /** Moves to the next range and classifies it; see the class comment for the results. */
   next(): Result<boolean> {
     const c = this.cursor;

@@ -166,6 +166,7 @@ function classify(dev: Device, list: RangeSource): Result<Classified> {
   let n = 0;
   for (;;) {
     if (n === cap) {
+      if (it.atEnd) break;
       // a source whose walk has more segments than entries (limits would cut them; none are given)
       cap *= 2;
       const a2 = new Float64Array(cap); a2.set(addrNum); addrNum = a2;
