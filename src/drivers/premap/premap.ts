@@ -444,8 +444,8 @@ function setupCmd(token: PremapToken, map: PremapMap, op: ReqOp, sector: bigint,
  * The commands are queued, not executed: premapExecute runs them on the controller, premapComplete
  * completes them and drops the reference.
  * Errors: EFAULT (released token, len 0 or beyond the buffer), EAGAIN (no live map on an inline
- * issue), the map's errors (premapCreateMap), EIO (length or sector not a multiple of the logical
- * block size: bio_unaligned), EINVAL (offset breaks dma_alignment), ENOMEM (no PRP list page).
+ * issue), the map's errors (premapCreateMap), EINVAL (length or sector not a multiple of the logical
+ * block size: blkdev_dio_invalid; or offset breaks dma_alignment), ENOMEM (no PRP list page).
  * Nothing is left queued or referenced on an error.
  * @throws TypeError/RangeError for arguments of the wrong type or range.
  */
@@ -478,8 +478,12 @@ export function premapSubmit(token: PremapToken, op: ReqOp, sector: bigint, offs
     putRef(map);
     return err(e, message);
   };
+  // The request reaches the block device through its read_iter/write_iter: block/fops.c
+  // blkdev_direct_IO() refuses a position or byte count that is not a multiple of the logical
+  // block size (blkdev_dio_invalid) with -EINVAL before any bio is built; the EIO of
+  // bio_unaligned() is only what an in-kernel bio submitter gets.
   if (len % lim.logicalBlockSize !== 0 || ((sector << BigInt(SECTOR_SHIFT)) % BigInt(lim.logicalBlockSize)) !== 0n) {
-    return fail('EIO', `I/O of ${len} bytes at sector ${sector} is not aligned to the logical block size ${lim.logicalBlockSize}`);
+    return fail('EINVAL', `I/O of ${len} bytes at sector ${sector} is not aligned to the logical block size ${lim.logicalBlockSize} (blkdev_dio_invalid)`);
   }
   if ((offset & lim.dmaAlignment) !== 0) return fail('EINVAL', `offset ${offset} breaks dma_alignment ${lim.dmaAlignment} (bio_split_io_at)`);
   const cmds: PremapCmd[] = [];
