@@ -1,7 +1,7 @@
 // What it is: `phyr premap`, pre-mapped dma-buf I/O against per-I/O mapping (src/scenario/premap.ts):
 // its commander command and its terminal rendering. Added to the program by buildProgram.
 
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { formatCount } from '../base/index.ts';
 import { PREMAP_DMABUFS, PREMAP_MODES, PREMAP_MODE_LABELS, runPremap, type PremapDmabufSource, type PremapReport } from '../scenario/index.ts';
 import { renderTable } from './format.ts';
@@ -46,13 +46,14 @@ function parseIos(v: string): number {
 }
 
 function parseSizes(v: string): number[] {
-  return v.split(',').map((s) => {
+  const sizes = v.split(',').map((s) => {
     const n = /^\d+$/.test(s.trim()) ? Number(s) : NaN;
     if (!Number.isSafeInteger(n) || n < 4 || n > 1024 || n % 4 !== 0) {
       throw new InvalidArgumentError(`--sizes must be KiB multiples of 4 in [4, 1024], comma-separated, got ${JSON.stringify(v)}.`);
     }
     return n * 1024;
   });
+  return sizes;
 }
 
 function parseDmabuf(v: string): PremapDmabufSource {
@@ -83,10 +84,14 @@ export function addPremapCommand(program: Command, write: (s: string) => void): 
       'registered user buffer kept mapped: per-I/O IOVA allocations, walk steps, PTE writes, IOTLB invalidations, bounce and descriptor ' +
       'bytes, and a cost model\'s predicted ns/IO, IOPS per core and ratio to passthrough.')
     .option('--json', 'print the report as JSON on stdout instead of tables', false)
-    .option('--sizes <KiB,...>', 'I/O sizes in KiB (multiples of 4, at most 1024)', parseSizes, [4 * 1024, 128 * 1024])
+    // the default is kept in bytes, as runPremap takes it; the help shows it in the option's unit
+    .addOption(new Option('--sizes <KiB,...>', 'I/O sizes in KiB (multiples of 4, at most 1024)')
+      .argParser(parseSizes).default([4 * 1024, 128 * 1024], '4,128'))
     .option('--ios <n>', 'I/Os per mode and size', parseIos, 512)
     .option('--dmabuf <source>', `memory of the pre-mapped dma-buf: ${PREMAP_DMABUFS.join(' or ')}`, parseDmabuf, 'system-heap')
     .option('--seed <n>', 'seed of each machine\'s PRNG', parseSeed, 1)
+    // the program's hint names `phyr help compare`; an error here must point at this command's options
+    .showHelpAfterError('(run "phyr help premap" for the options)')
     .addHelpText('after', HELP_AFTER)
     .action((o: { json: boolean; sizes: number[]; ios: number; dmabuf: PremapDmabufSource; seed: number }) => {
       const r = runPremap({ sizes: o.sizes, ios: o.ios, dmabuf: o.dmabuf, seed: o.seed });
