@@ -1,6 +1,7 @@
 // Tests of `phyr premap`'s option handling and help (src/cli/premap.ts).
 import { describe, expect, it } from 'vitest';
 import { cli } from '../../test/fixtures/cli.ts';
+import { runPremap } from '../scenario/index.ts';
 
 describe('phyr premap options', () => {
   it('--help shows the --sizes default in KiB, the unit of the option', () => {
@@ -18,5 +19,13 @@ describe('phyr premap options', () => {
     expect(r.err).toMatch(/--ios must be an integer in \[2, 65536\]/);
     expect(r.err).toMatch(/phyr help premap/);
     expect(r.err).not.toMatch(/help compare/);
+  });
+
+  it('refuses a size given twice (each size is one block of rows), in the CLI and in runPremap', () => {
+    const r = cli(['premap', '--sizes', '4,128,4', '--ios', '2']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--sizes names 4 KiB twice/);
+    expect(r.out).toBe('');
+    expect(() => runPremap({ sizes: [4096, 4096], ios: 2 })).toThrow(/sizes\[\] must not repeat a size, got 4096 twice/);
   });
 });

@@ -53,6 +53,8 @@ function parseSizes(v: string): number[] {
     }
     return n * 1024;
   });
+  const dup = sizes.find((s, i) => sizes.indexOf(s) !== i);
+  if (dup !== undefined) throw new InvalidArgumentError(`--sizes names ${dup / 1024} KiB twice, got ${JSON.stringify(v)}.`);
   return sizes;
 }
 
@@ -85,7 +87,7 @@ export function addPremapCommand(program: Command, write: (s: string) => void): 
       'bytes, and a cost model\'s predicted ns/IO, IOPS per core and ratio to passthrough.')
     .option('--json', 'print the report as JSON on stdout instead of tables', false)
     // the default is kept in bytes, as runPremap takes it; the help shows it in the option's unit
-    .addOption(new Option('--sizes <KiB,...>', 'I/O sizes in KiB (multiples of 4, at most 1024)')
+    .addOption(new Option('--sizes <KiB,...>', 'I/O sizes in KiB, each once (multiples of 4, at most 1024)')
       .argParser(parseSizes).default([4 * 1024, 128 * 1024], '4,128'))
     .option('--ios <n>', 'I/Os per mode and size', parseIos, 512)
     .option('--dmabuf <source>', `memory of the pre-mapped dma-buf: ${PREMAP_DMABUFS.join(' or ')}`, parseDmabuf, 'system-heap')

@@ -434,6 +434,9 @@ export function runPremap(o: PremapOptions = {}): PremapReport {
       throw new RangeError(`sizes[] must be multiples of 4096 in [4096, 1048576], got ${String(s)}`);
     }
   }
+  // each size is one block of rows: a size given twice would print its rows twice
+  const dup = sizes.find((s, i) => sizes.indexOf(s) !== i);
+  if (dup !== undefined) throw new RangeError(`sizes[] must not repeat a size, got ${dup} twice`);
   const ios = o.ios ?? 512;
   if (!Number.isSafeInteger(ios) || ios < 2 || ios > 1 << 16) throw new RangeError(`ios must be an integer in [2, 65536], got ${String(ios)}`);
   const dmabuf = o.dmabuf ?? 'system-heap';
