@@ -62,12 +62,23 @@ describe('phyr premap: per-I/O work of each mode', () => {
       swiotlbBytes: 0, descriptorBytes: 0, dmaSyncs: 0, requests: 1,
     };
     expect(premapPredict(zero).ns).toBe(p.ioBase.ns);
+    // ioBase is per block request: an I/O split into 8 NVMe commands goes through the stack 8 times
+    expect(premapPredict({ ...zero, requests: 8 }).breakdown.ioBase).toBe(8 * p.ioBase.ns);
     const strict = report.rows.find((r) => r.mode === 'strict' && r.ioBytes === 4 * KiB)!;
     expect(strict.ns).toBeCloseTo(p.ioBase.ns + p.iova.ns + p.iommuMapCall.ns + p.iommuUnmapCall.ns + p.iotlbRange.ns, 6);
     const pass = report.rows.find((r) => r.mode === 'passthrough' && r.ioBytes === 4 * KiB)!;
     expect(pass.ratioToPassthrough).toBe(1);
     expect(strict.ratioToPassthrough).toBeLessThan(0.2);
     for (const k of Object.keys(p) as Array<keyof typeof p>) expect(p[k].source.length, k).toBeGreaterThan(10);
+  });
+
+  it('prices each block request of a split I/O: 256 KiB behind an IOMMU is two 128 KiB requests (max_sectors from dma_opt_mapping_size)', () => {
+    const r = runPremapMode('premapped', 256 * KiB, { ios: 4 });
+    expect(r.perIo.requests).toBe(2);
+    expect(r.nsBreakdown.ioBase).toBe(2 * PREMAP_COST_PARAMS.ioBase.ns);
+    const direct = runPremapMode('no-iommu', 256 * KiB, { ios: 4 });
+    expect(direct.perIo.requests).toBe(1);
+    expect(direct.nsBreakdown.ioBase).toBe(PREMAP_COST_PARAMS.ioBase.ns);
   });
 
   it('a VRAM dma-buf reached P2P needs no IOMMU work either', () => {

@@ -88,7 +88,7 @@ export type PremapCostKey = 'ioBase' | 'iommuMapCall' | 'iommuUnmapCall' | 'pte'
 /** The cost model's parameters (ns). docs/model.md repeats them with their sources. */
 export const PREMAP_COST_PARAMS: Readonly<Record<PremapCostKey, PremapCostParam>> = {
   ioBase: {
-    ns: 100, what: 'the I/O stack per request without DMA mapping (io_uring submit + block layer + NVMe submit/complete, polled)',
+    ns: 100, what: 'the I/O stack per block request without DMA mapping (io_uring submit + block layer + NVMe submit/complete, polled); an I/O split into N requests (bio_split_io_at at max_sectors) pays it N times',
     source: 'Jens Axboe, 25 Oct 2021: 10M IOPS on one core (Ryzen 9 5950X, two Optane P5800X, t/io_uring polled 512 B reads, no IOMMU) = 100 ns/IO (https://www.phoronix.com/news/Linux-IO_uring-10M-IOPS)', verified: true,
   },
   iommuMapCall: {
@@ -197,7 +197,7 @@ export const PREMAP_LEGEND: Readonly<Record<string, string>> = {
   'Bounce B': 'bytes through swiotlb per I/O',
   'Desc B': 'PRP list / SGL bytes the driver wrote per I/O',
   'Syncs': 'dma_sync_single_* calls per I/O (the pre-mapped path syncs every 4 KiB page both ways)',
-  'ns/IO': 'predicted CPU ns per I/O: ioBase + each count x its parameter',
+  'ns/IO': 'predicted CPU ns per I/O: ioBase per block request + each count x its parameter',
   'IOPS/core': '1e9 / ns/IO',
   'x pass': 'IOPS/core relative to the passthrough mode of the same size',
   'QD1 us': 'device latency (deviceLatency) + ns/IO',
@@ -304,7 +304,10 @@ export function premapPredict(c: PremapCounts): { ns: number; breakdown: Partial
   const p = PREMAP_COST_PARAMS;
   const calls = c.iommuMapCalls + c.iommuUnmapCalls;
   const b: Partial<Record<PremapCostKey, number>> = {
-    ioBase: p.ioBase.ns,
+    // the figure is one 512-byte read, one block request and one NVMe command each; an I/O that
+    // the block layer split (bio_split_io_at at max_sectors, 128 KiB behind an IOMMU because
+    // nvme_pci's max_hw_sectors follows dma_opt_mapping_size) goes through the stack per request
+    ioBase: Math.max(1, c.requests) * p.ioBase.ns,
     iommuMapCall: c.iommuMapCalls * p.iommuMapCall.ns,
     iommuUnmapCall: c.iommuUnmapCalls * p.iommuUnmapCall.ns,
     // the first PTE of each call is in the call's price
