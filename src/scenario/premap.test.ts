@@ -69,7 +69,11 @@ describe('phyr premap: per-I/O work of each mode', () => {
     const pass = report.rows.find((r) => r.mode === 'passthrough' && r.ioBytes === 4 * KiB)!;
     expect(pass.ratioToPassthrough).toBe(1);
     expect(strict.ratioToPassthrough).toBeLessThan(0.2);
-    for (const k of Object.keys(p) as Array<keyof typeof p>) expect(p[k].source.length, k).toBeGreaterThan(10);
+    for (const k of Object.keys(p) as Array<keyof typeof p>) {
+      expect(p[k].source.length, k).toBeGreaterThan(10);
+      // a source a reader can look up: the publication, not a file of this project's notes that the repository does not hold
+      expect(p[k].source, k).not.toMatch(/shared\/|reference\/|\.md\b/);
+    }
   });
 
   it('prices each block request of a split I/O: 256 KiB behind an IOMMU is two 128 KiB requests (max_sectors from dma_opt_mapping_size)', () => {
