@@ -38,6 +38,20 @@ describe('phyr compare --help', () => {
     expect(out.replace(/\s+/g, ' ')).toContain(`on ${MAPPING_CONFIG_NAMES.length} machine configurations by 4 methods`);
   });
 
+  it('a usage error points at the options of the command it was made for, and `phyr help` shows them', () => {
+    for (const cmd of ['compare', 'block', 'dmabuf', 'dmaops', 'rdma', 'premap', 'trace', 'run', 'sweep']) {
+      const r = cli([cmd, '--no-such-option']);
+      expect(r.code, cmd).toBe(2);
+      expect(r.err, cmd).toContain(`(run "phyr help ${cmd}" for the options)`);
+      const h = cli(['help', cmd]);
+      expect(h.code, cmd).toBe(0);
+      expect(h.out, cmd).toContain(`phyr ${cmd}`);
+    }
+    const top = cli(['--no-such-option']);
+    expect(top.code).toBe(2);
+    expect(top.err).toContain('(run "phyr help" for the commands)');
+  });
+
   it('phyr help compare and phyr --help work too', () => {
     const h = cli(['help', 'compare']);
     expect(h.code).toBe(0);

@@ -92,8 +92,6 @@ export function addPremapCommand(program: Command, write: (s: string) => void): 
     .option('--ios <n>', 'I/Os per mode and size', parseIos, 512)
     .option('--dmabuf <source>', `memory of the pre-mapped dma-buf: ${PREMAP_DMABUFS.join(' or ')}`, parseDmabuf, 'system-heap')
     .option('--seed <n>', 'seed of each machine\'s PRNG', parseSeed, 1)
-    // the program's hint names `phyr help compare`; an error here must point at this command's options
-    .showHelpAfterError('(run "phyr help premap" for the options)')
     .addHelpText('after', HELP_AFTER)
     .action((o: { json: boolean; sizes: number[]; ios: number; dmabuf: PremapDmabufSource; seed: number }) => {
       const r = runPremap({ sizes: o.sizes, ios: o.ios, dmabuf: o.dmabuf, seed: o.seed });

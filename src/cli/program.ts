@@ -149,7 +149,7 @@ export function buildProgram(io: CliIo, mode: Mode, prewarmed: MappingPool | nul
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
     })
-    .showHelpAfterError('(run "phyr help compare" for the options)')
+    .showHelpAfterError('(run "phyr help" for the commands)')
     .exitOverride();
 
   program
@@ -233,6 +233,11 @@ export function buildProgram(io: CliIo, mode: Mode, prewarmed: MappingPool | nul
     scenario.addRunCommand(program, scenarioIo);
     scenario.addSweepCommand(program, { ...scenarioIo, stderr: io.stderr, env: io.env }, mode);
     scenario.addHelpCommand(program, scenarioIo);
+  }
+  // a usage error points at the options of the command it was made for (commander copies the
+  // program's hint into each command made after it; the help command keeps the program's)
+  for (const c of program.commands) {
+    if (c.name() !== 'help') c.showHelpAfterError(`(run "phyr help ${c.name()}" for the options)`);
   }
 
   return program;
