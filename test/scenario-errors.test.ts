@@ -101,6 +101,29 @@ describe('scenario validation: one clear message per problem', () => {
     expect(is[1].message).toContain("method 'phyrs' cannot map pin 'p' (pinned with method 'pages')");
   });
 
+  it('a device access past its mapping, or a dma-buf access past the buffer, names the step field', () => {
+    const is = issues(steps(
+      '{ op: mmap, buffer: b0 }',
+      '{ op: map, name: m, device: nvme0, buffer: b0, offset: 4KiB, len: 8KiB, method: phyrs }',
+      '{ op: device-write, mapping: m, offset: 4KiB, len: 8KiB }',
+      '{ op: device-read, mapping: m, offset: 12KiB }',
+      '{ op: pin, name: p, buffer: b0, method: phyrs, len: 4KiB }',
+      '{ op: map, name: q, device: nvme0, pin: p, method: phys }',
+      '{ op: unmap, mapping: q }',
+      '{ op: device-read, mapping: q, len: 8KiB, afterUnmap: true }',
+      '{ op: dmabuf-export, name: d, exporter: system-heap, len: 64KiB }',
+      '{ op: dmabuf-import, name: g, dmabuf: d, device: nvme0, importer: iommufd }',
+      '{ op: dmabuf-write, import: g, len: 128KiB }',
+      '{ op: dmabuf-read, import: g, len: 64KiB }',
+    ));
+    expect(is.map((i) => i.message)).toEqual([
+      "steps[2].len: offset 4096 + len 8192 runs past the mapping 'm' (8192 bytes) (expected a len <= 4096)",
+      "steps[3].offset: offset 12288 is beyond the mapping 'm' (8192 bytes) (expected an offset <= 8192)",
+      "steps[7].len: offset 0 + len 8192 runs past the mapping 'q' (4096 bytes) (expected a len <= 4096)",
+      "steps[10].len: offset 0 + len 131072 runs past the dma-buf 'd' (65536 bytes) (expected a len <= 65536)",
+    ]);
+  });
+
   it('bad enum values and an unknown backing device', () => {
     const is = issues(steps('{ op: mmap, buffer: b0 }').replace('backing: anon', 'backing: { device: gpu9.bar0 }')
       .replace('ramBytes: 256MiB', 'ramBytes: 256MiB\n  iommu: { format: x86-64, mode: strikt }'));

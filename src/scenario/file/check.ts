@@ -1,7 +1,7 @@
 // From a parsed document to a Scenario: the schema's issues turned into one line each (field path,
 // bad value, what was expected), then the cross references the schema cannot see, found before
 // anything runs: device, buffer, pin and mapping names; steps out of order (unmap before map, use
-// after unmap); ranges beyond a buffer; methods that do not fit their pin.
+// after unmap); ranges beyond a buffer, a mapping or a dma-buf; methods that do not fit their pin.
 
 import type { z } from 'zod';
 import type { MachineConfig } from '../../machine/index.ts';
@@ -239,10 +239,11 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   // objects by state as the steps run: buffers mapped (mmap .. munmap), pins and mappings live
   const mapped = new Map<string, number>(); // buffer -> step index of its mmap
   const everMapped = new Set<string>();
-  const pins = new Map<string, { method: string; step: number }>();
+  // len: the bytes a pin or mapping covers (undefined when its buffer is unknown: reported already)
+  const pins = new Map<string, { method: string; step: number; len: number | undefined }>();
   const pinsEver = new Map<string, number>();
-  const maps = new Map<string, { method: string; step: number }>();
-  const mapsEver = new Map<string, { method: string }>();
+  const maps = new Map<string, { method: string; step: number; len: number | undefined }>();
+  const mapsEver = new Map<string, { method: string; len: number | undefined }>();
   const at = (i: number, f: string): string => `steps[${i}].${f}`;
   const tokens = new Map<string, { len: number; dmabuf: boolean; step: number }>();
   const tokensEver = new Set<string>();
@@ -272,7 +273,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   const needDevice = (i: number, name: string, list: readonly string[], what: string): void => {
     if (!list.includes(name)) issues.push(issue(at(i, 'device'), name, `unknown ${what} '${name}'`, oneOf(list)));
   };
-  const needMapping = (i: number, name: string, allowUnmapped: boolean): { method: string } | null => {
+  const needMapping = (i: number, name: string, allowUnmapped: boolean): { method: string; len: number | undefined } | null => {
     const live = maps.get(name);
     if (live) return live;
     const ever = mapsEver.get(name);
@@ -286,7 +287,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   const mrs = new Map<string, number>(); // live MR -> len
   const mrsEver = new Set<string>();
   const dmabufs = new Map<string, number>(); // dma-buf -> len
-  const imports = new Set<string>();
+  const imports = new Map<string, string>(); // import -> its dma-buf
   const needLive = (i: number, field: string, kind: string, name: string, live: ReadonlyMap<string, unknown> | ReadonlySet<string>, ever?: ReadonlySet<string>): boolean => {
     if (live.has(name)) return true;
     const names = [...live.keys()];
@@ -313,7 +314,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
       case 'pin':
         if (pins.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `pin '${s.name}' is still live (steps[${pins.get(s.name)!.step}])`, 'a new name or an unpin first'));
         if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
-        pins.set(s.name, { method: s.method, step: i });
+        pins.set(s.name, { method: s.method, step: i, len: bufLen.has(s.buffer) ? s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0) : undefined });
         pinsEver.set(s.name, i);
         break;
       case 'unpin':
@@ -345,8 +346,10 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
           if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
           if (s.method === 'page') issues.push(issue(at(i, 'method'), s.method, "method 'page' maps a page-array pin only", 'sg, phys, phyrs or two-step with buffer'));
         }
-        maps.set(s.name, { method: s.method, step: i });
-        mapsEver.set(s.name, { method: s.method });
+        const len = s.pin !== undefined ? pins.get(s.pin)?.len
+          : s.buffer !== undefined && bufLen.has(s.buffer) ? s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0) : undefined;
+        maps.set(s.name, { method: s.method, step: i, len });
+        mapsEver.set(s.name, { method: s.method, len });
         break;
       }
       case 'sync': {
@@ -356,9 +359,13 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         }
         break;
       }
-      case 'device-read': case 'device-write':
-        needMapping(i, s.mapping, s.afterUnmap === true);
+      case 'device-read': case 'device-write': {
+        // the device moves bytes through the mapping's DMA segments only: a range past them would
+        // reach nothing (the runner would check or record bytes no DMA moved)
+        const m = needMapping(i, s.mapping, s.afterUnmap === true);
+        if (m !== null && m.len !== undefined) checkRange(i, m.len, `mapping '${s.mapping}'`, s.offset, s.len);
         break;
+      }
       case 'unmap':
         if (needMapping(i, s.mapping, false)) maps.delete(s.mapping);
         break;
@@ -395,10 +402,13 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         needDevice(i, s.device, devices, 'device');
         needLive(i, 'dmabuf', 'dma-buf', s.dmabuf, dmabufs);
         if (imports.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `import '${s.name}' exists already`, 'a new name'));
-        imports.add(s.name);
+        imports.set(s.name, s.dmabuf);
         break;
       case 'dmabuf-write': case 'dmabuf-read':
-        needLive(i, 'import', 'import', s.import, imports);
+        if (needLive(i, 'import', 'import', s.import, imports)) {
+          const size = dmabufs.get(imports.get(s.import)!);
+          if (size !== undefined && s.len !== undefined) checkRange(i, size, `dma-buf '${imports.get(s.import)!}'`, 0, s.len);
+        }
         break;
       case 'dmabuf-revoke':
         needLive(i, 'dmabuf', 'dma-buf', s.dmabuf, dmabufs);
