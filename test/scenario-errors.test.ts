@@ -161,6 +161,32 @@ describe('scenario validation: one clear message per problem', () => {
     expect(() => new ScenarioRunner(s)).toThrow(/^ {2}machine: pci\[2\] \(nvme0\)/m);
   });
 
+  it('a probe setting the device refuses is a ScenarioError naming the field, not a RangeError or a silently kept mask', () => {
+    const withDevices = (devices: string, configs = ''): string => steps('{ op: mmap, buffer: b0 }').replace('buffers:', `devices:\n${devices}\n${configs}buffers:`);
+    const problems = (text: string, config?: string): string[] => {
+      try {
+        void new ScenarioRunner(parseScenario(text), config !== undefined ? { config } : {});
+      } catch (e) {
+        expect(e).toBeInstanceOf(ScenarioError);
+        return (e as ScenarioError).issues.map((i) => i.message);
+      }
+      throw new Error('the runner was built');
+    };
+    // dma-direct: kernel/dma/mapping.c dma_set_mask() is -EIO for a mask dma_supported() refuses
+    expect(problems(withDevices('  nvme0: { dmaMask: 20, segBoundary: 0x1234 }\n  gpu0: { minAlignMask: 0x1234, maxSegSize: 0 }'))).toEqual([
+      'devices.nvme0.dmaMask: dma_set_mask_and_coherent(DMA_BIT_MASK(20)) failed with EIO (mask 0xfffff is not supported by nvme0) (expected a mask the device can address)',
+      'devices.nvme0.segBoundary: dma_set_seg_boundary: mask must be a non-zero 2^k - 1 boundary mask, got 0x1234 (expected a non-zero mask 2^k - 1)',
+      'devices.gpu0.maxSegSize: dma_set_max_seg_size: n must be an integer in [1, 4294967295], got 0 (expected a size in [1, 0xffffffff])',
+      'devices.gpu0.minAlignMask: dma_set_min_align_mask: mask must be 2^k - 1, got 0x1234 (expected a mask 2^k - 1 of at most 32 bits)',
+    ]);
+    // a configuration's setting is named by its own path
+    const cfg = withDevices('  nvme0: { dmaMask: 32 }', 'configs:\n  narrow:\n    devices: { nvme0: { dmaMask: 16 } }\n');
+    expect(() => new ScenarioRunner(parseScenario(cfg))).not.toThrow();
+    expect(problems(cfg, 'narrow')).toEqual([
+      'configs.narrow.devices.nvme0.dmaMask: dma_set_mask_and_coherent(DMA_BIT_MASK(16)) failed with EIO (mask 0xffff is not supported by nvme0) (expected a mask the device can address)',
+    ]);
+  });
+
   it('an unknown --config is a ScenarioError', () => {
     const s = parseScenario(steps('{ op: mmap, buffer: b0 }'));
     expect(() => new ScenarioRunner(s, { config: 'fast' })).toThrow(/config: unknown configuration 'fast'/);

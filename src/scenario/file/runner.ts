@@ -32,7 +32,7 @@ import { blockDirectIo, verifyWindows } from '../index.ts';
 import { Shadow, countMismatches } from './shadow.ts';
 import {
   ScenarioError, type BufferState, type CounterDelta, type DmaSegment, type LeakReport, type MappingState, type PinState,
-  type Scenario, type ScenarioDeviceSetup, type ScenarioDir, type ScenarioResult, type ScenarioStep, type StepResult,
+  type Scenario, type ScenarioDeviceSetup, type ScenarioIssue, type ScenarioDir, type ScenarioResult, type ScenarioStep, type StepResult,
 } from './types.ts';
 
 export interface RunOptions {
@@ -138,7 +138,7 @@ export class ScenarioRunner {
   private since: Record<string, number> = {};
   private eventsFrom = 0;
 
-  /** @throws ScenarioError when the machine config is refused by createMachine or --config names no configuration. */
+  /** @throws ScenarioError when createMachine refuses the machine config, a device refuses a probe setting (devices.*), or --config names no configuration. */
   constructor(scenario: Scenario, opts: RunOptions = {}) {
     this.scenario = scenario;
     this.options = opts;
@@ -193,15 +193,42 @@ export class ScenarioRunner {
     this.m.events.mute('CACHE');
     const c = this.options.config !== undefined ? this.scenario.configs[this.options.config] : undefined;
     const setups: Record<string, ScenarioDeviceSetup> = { ...this.scenario.devices };
-    for (const [k, v] of Object.entries(c?.devices ?? {})) setups[k] = { ...(setups[k] ?? {}), ...v };
+    // the field path each device setting came from, for a setting the device refuses
+    const from = (prefix: string, k: string, v: ScenarioDeviceSetup): Record<string, string> =>
+      Object.fromEntries(Object.keys(v).map((f) => [f, `${prefix}devices.${k}.${f}`]));
+    const paths: Record<string, Record<string, string>> = {};
+    for (const [k, v] of Object.entries(this.scenario.devices)) paths[k] = from('', k, v);
+    for (const [k, v] of Object.entries(c?.devices ?? {})) {
+      setups[k] = { ...(setups[k] ?? {}), ...v };
+      paths[k] = { ...(paths[k] ?? {}), ...from(`configs.${this.options.config!}.`, k, v) };
+    }
     // what a driver does at probe: a 64-bit mask, and (as nvme_pci_alloc_dev) dma_set_max_seg_size(0xffffffff)
+    const issues: ScenarioIssue[] = [];
     for (const d of this.m.devices()) {
       const s = setups[d.name] ?? {};
-      dmaSetMaskAndCoherent(d, DMA_BIT_MASK(s.dmaMask ?? 64));
-      dmaSetMaxSegSize(d, s.maxSegSize ?? 0xffffffff);
-      if (s.minAlignMask !== undefined) dmaSetMinAlignMask(d, s.minAlignMask);
-      if (s.segBoundary !== undefined) dmaSetSegBoundary(d, s.segBoundary);
+      const path = (f: keyof ScenarioDeviceSetup): string => paths[d.name]?.[f] ?? `devices.${d.name}.${f} (default)`;
+      const refused = (f: keyof ScenarioDeviceSetup, value: unknown, why: string, expected: string): void => {
+        issues.push({ path: path(f), value, expected, message: `${path(f)}: ${why} (expected ${expected})` });
+      };
+      // kernel/dma/mapping.c: dma_set_mask() is -EIO when dma_supported() refuses the mask; a driver's
+      // probe fails there, so the run must not go on with the mask the device had before
+      const bits = s.dmaMask ?? 64;
+      const m = dmaSetMaskAndCoherent(d, DMA_BIT_MASK(bits));
+      if (!m.ok) refused('dmaMask', bits, `dma_set_mask_and_coherent(DMA_BIT_MASK(${bits})) failed with ${m.errno}${m.message ? ` (${m.message})` : ''}`, 'a mask the device can address');
+      // the model's setters refuse what no driver passes (a boundary or alignment mask not 2^k - 1)
+      const set = (f: keyof ScenarioDeviceSetup, value: number | bigint | undefined, call: string, expected: string, fn: () => void): void => {
+        try {
+          fn();
+        } catch (e) {
+          if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
+          refused(f, value, `${call}: ${e.message}`, expected);
+        }
+      };
+      set('maxSegSize', s.maxSegSize, 'dma_set_max_seg_size', 'a size in [1, 0xffffffff]', () => dmaSetMaxSegSize(d, s.maxSegSize ?? 0xffffffff));
+      if (s.minAlignMask !== undefined) set('minAlignMask', s.minAlignMask, 'dma_set_min_align_mask', 'a mask 2^k - 1 of at most 32 bits', () => dmaSetMinAlignMask(d, s.minAlignMask!));
+      if (s.segBoundary !== undefined) set('segBoundary', s.segBoundary, 'dma_set_seg_boundary', 'a non-zero mask 2^k - 1', () => dmaSetSegBoundary(d, s.segBoundary!));
     }
+    if (issues.length > 0) throw new ScenarioError(issues, this.scenario.source);
     for (const p of this.scenario.processes) this.named.procs.set(p, this.m.newProcess());
     this.since = this.m.stats.snapshot();
     this.eventsFrom = this.m.events.total;
@@ -997,7 +1024,7 @@ function checkText(checked: number, bad: number): string {
   return bad === 0 ? `${formatCount(checked)} bytes match` : `${formatCount(bad)} of ${formatCount(checked)} bytes differ`;
 }
 
-/** Runs a scenario to the end (see ScenarioRunner). @throws ScenarioError when the machine cannot be built. */
+/** Runs a scenario to the end (see ScenarioRunner). @throws ScenarioError when the machine cannot be built or a device refuses a probe setting. */
 export function runScenario(scenario: Scenario, opts: RunOptions = {}): ScenarioResult {
   return new ScenarioRunner(scenario, opts).runAll();
 }
