@@ -124,6 +124,18 @@ describe('scenario validation: one clear message per problem', () => {
     ]);
   });
 
+  it('attrs on a map of a buffer are refused: drivers/umem maps without them (they would be dropped)', () => {
+    const is = issues(steps(
+      '{ op: mmap, buffer: b0 }',
+      '{ op: map, name: m, device: nvme0, buffer: b0, method: phys, attrs: [SKIP_CPU_SYNC] }',
+      '{ op: pin, name: p, buffer: b0, method: phyrs }',
+      '{ op: map, name: q, device: nvme0, pin: p, method: phys, attrs: [SKIP_CPU_SYNC] }',
+    ));
+    expect(is.map((i) => i.message)).toEqual([
+      'steps[1].attrs: a map of a buffer (drivers/umem) passes no DMA attributes (expected attrs on a map of a pin (a pin step, then map with pin))',
+    ]);
+  });
+
   it('bad enum values and an unknown backing device', () => {
     const is = issues(steps('{ op: mmap, buffer: b0 }').replace('backing: anon', 'backing: { device: gpu9.bar0 }')
       .replace('ramBytes: 256MiB', 'ramBytes: 256MiB\n  iommu: { format: x86-64, mode: strikt }'));

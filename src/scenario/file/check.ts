@@ -345,6 +345,10 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         } else if (s.buffer !== undefined) {
           if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
           if (s.method === 'page') issues.push(issue(at(i, 'method'), s.method, "method 'page' maps a page-array pin only", 'sg, phys, phyrs or two-step with buffer'));
+          // umemMap takes no DMA attributes: the runner would map without them and say it had them
+          if (s.attrs !== undefined && s.attrs.length > 0) {
+            issues.push(issue(at(i, 'attrs'), s.attrs, 'a map of a buffer (drivers/umem) passes no DMA attributes', 'attrs on a map of a pin (a pin step, then map with pin)'));
+          }
         }
         const len = s.pin !== undefined ? pins.get(s.pin)?.len
           : s.buffer !== undefined && bufLen.has(s.buffer) ? s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0) : undefined;

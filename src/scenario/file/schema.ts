@@ -267,7 +267,7 @@ export const STEP_SCHEMAS = {
       'page: dma_map_page per page | sg: sg_alloc_table_from_pages + dma_map_sgtable | phys: dma_map_phys per phyr | phyrs: dmaMapPhyrs | two-step: dma_iova_try_alloc + dma_iova_link + dma_iova_sync'),
     dir: dirSchema.optional(),
     attrs: z.array(z.enum(['WEAK_ORDERING', 'WRITE_COMBINE', 'SKIP_CPU_SYNC', 'NO_WARN', 'PRIVILEGED', 'MMIO', 'DEBUGGING_IGNORE_CACHELINES', 'REQUIRE_COHERENT', 'CC_SHARED']))
-      .optional().describe('DMA_ATTR_* names without the prefix'),
+      .optional().describe('DMA_ATTR_* names without the prefix (a map of a pin only: drivers/umem maps a buffer with none)'),
     ...common,
   }),
   sync: z.strictObject({
