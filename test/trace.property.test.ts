@@ -5,6 +5,8 @@
 // equal the table page's bytes read straight from machine memory, a device read at the traced DMA
 // address returns the bytes the CPU sees at the traced VA (after a sync for the device where the
 // trace says the byte is bounced), and taking the trace moves no counter and fills no IOTLB entry.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DMA_BIDIRECTIONAL, DMA_BIT_MASK, IO_TLB_SIZE, dmaSetMaskAndCoherent, dmaSyncSingleForDevice } from '../src/dma/index.ts';
@@ -15,7 +17,8 @@ import { createMachine, type Machine, type MachineConfig } from '../src/machine/
 import type { MmapBacking, UserMm } from '../src/mm/index.ts';
 import type { PciNodeConfig } from '../src/pci/index.ts';
 import { GART_BASE, opsMachine } from './fixtures/dma-ops-machines.ts';
-import { hexBytes, traceCpu, traceDevice, traceRange, type ByteTrace, type TraceMapping } from '../src/scenario/trace/index.ts';
+import { ScenarioRunner, parseScenario } from '../src/scenario/file/index.ts';
+import { hexBytes, traceBuffer, traceCpu, traceDevice, traceRange, type ByteTrace, type TraceMapping } from '../src/scenario/trace/index.ts';
 
 const PCI: PciNodeConfig[] = [
   { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
@@ -294,5 +297,29 @@ describe('traceDevice through a dma_map_ops family', () => {
     expect(v.agrees).toBe(true);
     expect(unwrap(dev.dmaRead(v.access.dmaAddr, 8))).toEqual(unwrap(mm.readUser(va + 5000n, 8)));
     expect(traceDevice(m, dev, 1n << 40n)).toMatchObject({ addressKind: 'fault', phys: null, fault: expect.stringMatching(/beyond the DMA mask/) as unknown });
+  });
+});
+
+describe('the descriptor of a two-step mapping', () => {
+  // drivers/iommu/dma-iommu.c: dma_iova_try_alloc() is false without a DMA domain; the caller maps
+  // each range with dma_map_phys, so there is no IOVA window to name
+  // the trace-iommu fixture's machine and buffer, with the IOMMU line replaced and steps of its own
+  const fixture = readFileSync(join(import.meta.dirname, 'fixtures', 'scenarios', 'trace-iommu.yaml'), 'utf8');
+  const text = (iommu: string): string => `${fixture.slice(0, fixture.indexOf('steps:')).replace(/^ {2}iommu: .*$/m, iommu)}steps:
+  - { op: mmap, buffer: buf, populate: true }
+  - { op: pin, name: p, buffer: buf, method: phyrs }
+  - { op: map, name: m, device: nvme0, pin: p, method: two-step }
+  - { op: map, name: u, device: nvme0, buffer: buf, method: two-step }
+`;
+  const kinds = (iommu: string): string[] => {
+    const r = new ScenarioRunner(parseScenario(text(iommu)));
+    while (r.step() !== null);
+    return traceBuffer(r, 'buf', 0x1234).runs[0].devices.map((v) => `${v.mapping}: ${v.descriptor.kind} (${v.access.addressKind})`);
+  };
+
+  it('is an IOVA window behind a DMA domain and a dma address where it fell back to dma_map_phys', () => {
+    expect(kinds('  iommu: { format: x86-64, mode: strict }')).toEqual(['m: IOVA window (IOVA)', 'u: IOVA window (IOVA)']);
+    expect(kinds('')).toEqual(['m: dma address (dma-direct address)', 'u: dma address (dma-direct address)']);
+    expect(kinds('  iommu: { format: x86-64, mode: passthrough }')).toEqual(['m: dma address (identity)', 'u: dma address (identity)']);
   });
 });

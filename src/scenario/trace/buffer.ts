@@ -47,7 +47,7 @@ export interface TraceTarget {
   readonly afterStep?: number;
 }
 
-/** The descriptor kind of a mapping's segments, from the mapping's handle or method. */
+/** The descriptor kind of a mapping's segments, from the mapping's handle or method (traceRange calls a two-step 'IOVA window' a 'dma address' where the device's route is not an IOVA). */
 export function descriptorKind(m: TraceMapping): string {
   if (m.descriptor !== undefined) return m.descriptor;
   const h = m.handle;
@@ -133,7 +133,11 @@ function traceAt(t: TraceTarget, maps: readonly Prepared[], offset: number): { t
       const r = t.machine.regionAt(access.phys);
       if (r !== undefined) limit(r.end - access.phys);
     }
-    const descriptor: DescriptorTrace = { kind: p.kind, index: i, dmaAddr: seg.dmaAddr, len: seg.len };
+    // the two-step API has an IOVA window only behind a DMA domain: dma_iova_try_alloc()
+    // (drivers/iommu/dma-iommu.c) is false without dma-iommu, and the caller then maps each range
+    // with dma_map_phys (or hands out its bus address), so its segments are plain DMA addresses
+    const kind = p.kind === 'IOVA window' && access.addressKind !== 'IOVA' ? 'dma address' : p.kind;
+    const descriptor: DescriptorTrace = { kind, index: i, dmaAddr: seg.dmaAddr, len: seg.len };
     const agrees = cpu.phys !== null && access.fault === null &&
       (access.phys === cpu.phys || (access.swiotlb !== null && access.swiotlb.origAddr === cpu.phys));
     devices.push({ mapping: m.name, device: m.device, method: m.method, dir: m.dir, unmapped: m.unmapped === true, descriptor, access, agrees });
