@@ -167,6 +167,26 @@ describe('scenario validation: one clear message per problem', () => {
     ]);
   });
 
+  it('expect names a counter and an event kind a machine has, and does not ask for ok and an errno at once', () => {
+    const configs = '\nconfigs:\n  other: {}\n';
+    const text = steps(
+      '{ op: mmap, buffer: b0, expect: { counters: { iommuMapCall: 1, iommuMapCalls: 0 } } }',
+      '{ op: munmap, buffer: b0, expect: { event: { kind: WARNING } } }',
+      '{ op: mmap, buffer: b0, expect: { ok: true, errno: ENOMEM }, expectIn: { other: { counters: { noSuchThing: 2 } } } }',
+    ).replace('buffers:', `${configs}buffers:`);
+    const got = issues(text);
+    expect(got.map((i) => i.path)).toEqual([
+      'steps[0].expect.counters.iommuMapCall', 'steps[1].expect.event.kind', 'steps[2].expect.ok', 'steps[2].expectIn.other.counters.noSuchThing',
+    ]);
+    expect(got[0].message).toMatch(/unknown counter 'iommuMapCall' \(expected a counter of machine\.stats; did you mean iommuMapCalls/);
+    expect(got[1].message).toMatch(/unknown event kind 'WARNING' \(expected one of: WARN, BUG, FAULT, INFO, .*DMA-DEBUG/);
+    expect(got[2].message).toMatch(/ok: true contradicts errno: ENOMEM/);
+    expect(got[3].message).toMatch(/unknown counter 'noSuchThing' \(expected a counter of machine\.stats\)$/);
+    // every counter a machine has and every kind its log records are accepted
+    const all = steps('{ op: mmap, buffer: b0 }', `{ op: munmap, buffer: b0, expect: { counters: { ${Object.keys(new ScenarioRunner(parseScenario(steps('{ op: mmap, buffer: b0 }'))).machine.stats.snapshot()).map((k) => `${k}: 0`).join(', ')} } } }`);
+    expect(() => parseScenario(all)).not.toThrow();
+  });
+
   it('a machine createMachine refuses is a ScenarioError naming the machine, not a TypeError', () => {
     const s = parseScenario(steps('{ op: mmap, buffer: b0 }').replace('type: endpoint, parent: rp0 }', 'type: endpoint, parent: rp7 }'));
     expect(() => new ScenarioRunner(s)).toThrow(ScenarioError);

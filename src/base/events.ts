@@ -6,7 +6,8 @@
 /**
  * The event kinds, as keys. WARN, BUG, FAULT (a device access the IOMMU or bus refused) and INFO
  * (a kernel log line) here; each layer widens this interface with its own kinds by module
- * augmentation (`declare module '../base/events.ts' { interface EventKinds { ... } }`).
+ * augmentation (`declare module '../base/events.ts' { interface EventKinds { ... } }`) and
+ * declares the same kinds at run time (declareEventKinds).
  */
 export interface EventKinds {
   WARN: true;
@@ -16,6 +17,26 @@ export interface EventKinds {
 }
 
 export type EventKind = Extract<keyof EventKinds, string>;
+
+/** The kinds at run time, in declaration order: this file's, then each layer's (declareEventKinds). */
+const declaredKinds: string[] = ['WARN', 'BUG', 'FAULT', 'INFO'];
+
+/**
+ * Declares at run time the kinds a layer adds to EventKinds (at module load, beside its module
+ * augmentation), so that input naming a kind (a scenario file's expect.event.kind) can be checked.
+ * @throws TypeError naming the layer and a kind declared twice.
+ */
+export function declareEventKinds(layer: string, kinds: readonly string[]): void {
+  for (const k of kinds) {
+    if (declaredKinds.includes(k)) throw new TypeError(`event kind ${k} of ${layer} is already declared`);
+  }
+  declaredKinds.push(...kinds);
+}
+
+/** Every event kind declared so far (those of the layers loaded). */
+export function eventKinds(): readonly string[] {
+  return declaredKinds;
+}
 
 export interface KernelEvent {
   readonly seq: number;

@@ -10,7 +10,7 @@
 // or each call with probability p from a seeded PRNG, so every single-failure position of an
 // operation can be reached deterministically.
 
-import type { EventLog } from './events.ts';
+import { declareEventKinds, type EventLog } from './events.ts';
 import { Prng } from './prng.ts';
 import { SlotKey, type Slots } from './slots.ts';
 
@@ -20,6 +20,7 @@ declare module './events.ts' {
     'FAULT-INJECT': true;
   }
 }
+declareEventKinds('base/faults', ['FAULT-INJECT']);
 
 /**
  * The model's allocation points, each standing for the kernel allocations named:

@@ -3,7 +3,7 @@
 export { ERRNO_VALUES, err, ok, unwrap, type Err, type Errno, type Ok, type Result } from './result.ts';
 export * from './addr.ts';
 export * from './log2.ts';
-export { EventLog, KernelBug, type EventKind, type EventKinds, type KernelEvent } from './events.ts';
+export { EventLog, KernelBug, declareEventKinds, eventKinds, type EventKind, type EventKinds, type KernelEvent } from './events.ts';
 export { Stats } from './stats.ts';
 // typed slots: where a layer or a driver keeps its state on a device or a machine (drivers keep theirs too)
 export { SlotKey, Slots } from './slots.ts';

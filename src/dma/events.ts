@@ -1,7 +1,7 @@
 // The event kinds of dma/: what a CONFIG_DMA_API_DEBUG kernel prints (kernel/dma/debug.c), the
 // checks only the model makes (docs/model.md lists each), and cache maintenance on non-coherent
 // devices (arch_sync_dma_for_device / _for_cpu).
-import type { EventLog, KernelEvent } from '../base/index.ts';
+import { declareEventKinds, type EventLog, type KernelEvent } from '../base/index.ts';
 
 declare module '../base/events.ts' {
   interface EventKinds {
@@ -13,6 +13,7 @@ declare module '../base/events.ts' {
     CACHE: true;
   }
 }
+declareEventKinds('dma', ['DMA-DEBUG', 'MODEL-CHECK', 'CACHE']);
 
 /** Records what dma-debug prints (source 'dma-debug'). */
 export function dmaDebugEvent(events: EventLog, message: string, data?: Record<string, unknown>): KernelEvent {

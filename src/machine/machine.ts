@@ -3,7 +3,7 @@
 // become device-memory regions, every endpoint is probed by the IOMMU (its default domain), gets its
 // DMA context, its dma_skip_sync setup and a DMA engine that moves bytes through its real path.
 
-import { checkFaultSpecs, setFaults, type FaultSpec } from '../base/index.ts';
+import { Stats, checkFaultSpecs, eventKinds, setFaults, type FaultSpec } from '../base/index.ts';
 import { MmMachine, type MmConfig } from '../mm/index.ts';
 import { LOW_RESERVED_END, resolveMmConfig } from '../mm/internal.ts';
 import { Device } from '../pci/index.ts';
@@ -242,6 +242,16 @@ export class Machine extends MmMachine {
   private readonly endpointDmaOps = new Map<string, DmaMapOps>();
   /** Per-endpoint dev_is_dma_coherent() from pci[].coherent, by endpoint name. */
   private readonly endpointCoherent = new Map<string, boolean>();
+
+  /** The name of every counter a machine's stats carry (each layer declares its own, declareCounters). */
+  static counterNames(): string[] {
+    return Stats.layers().flatMap((l) => l.names);
+  }
+
+  /** Every kind of event a machine's log may record (each layer declares its own, declareEventKinds). */
+  static eventKinds(): readonly string[] {
+    return eventKinds();
+  }
 
   /** Builds the machine. @throws TypeError/RangeError naming the bad config field. */
   constructor(config: MachineConfig) {

@@ -4,7 +4,7 @@
 // after unmap); ranges beyond a buffer, a mapping or a dma-buf; methods that do not fit their pin.
 
 import type { z } from 'zod';
-import type { MachineConfig } from '../../machine/index.ts';
+import { Machine, type MachineConfig } from '../../machine/index.ts';
 import { DMA_OPS_BIGINTS, scenarioSchema, type ScenarioDoc } from './schema.ts';
 import { parseBigSize } from './sizes.ts';
 import { ScenarioError, type Scenario, type ScenarioConfig, type ScenarioIssue } from './types.ts';
@@ -207,6 +207,47 @@ function machineNames(m: MachinePart): { devices: string[]; nvme: string[]; memo
 
 const oneOf = (names: readonly string[]): string => (names.length === 0 ? 'a declared name (none is declared)' : `one of: ${names.join(', ')}`);
 
+/** Edit distance between a and b (insertions, deletions, substitutions), case-insensitive. */
+function editDistance(a: string, b: string): number {
+  const x = a.toLowerCase(), y = b.toLowerCase();
+  let row = Array.from({ length: y.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= x.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= y.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (x[i - 1] === y[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[y.length];
+}
+
+/** What a name not in `names` should have been: the nearest few, when any is near. */
+function nearest(name: string, names: readonly string[], what: string): string {
+  const scored = names.map((n) => ({ n, d: editDistance(name, n) })).filter((x) => x.d <= Math.max(2, Math.floor(name.length / 3)));
+  scored.sort((p, q) => p.d - q.d || p.n.localeCompare(q.n));
+  return scored.length === 0 ? what : `${what}; did you mean ${scored.slice(0, 3).map((x) => x.n).join(' or ')}?`;
+}
+
+/**
+ * An expect block's names (counters, the event kind) against what a machine has, and ok against
+ * errno; `where` is its path (steps[i].expect or steps[i].expectIn.<config>).
+ */
+function checkExpect(x: NonNullable<ScenarioDoc['steps'][number]['expect']>, where: string, issues: ScenarioIssue[]): void {
+  if (x.ok === true && x.errno !== undefined) {
+    issues.push(issue(`${where}.ok`, true, `ok: true contradicts errno: ${x.errno} (an expected failure is the step's success)`, 'errno alone, or ok without errno'));
+  }
+  const kinds = Machine.eventKinds();
+  if (x.event !== undefined && !kinds.includes(x.event.kind)) {
+    issues.push(issue(`${where}.event.kind`, x.event.kind, `unknown event kind '${x.event.kind}'`, oneOf(kinds)));
+  }
+  const counters = Machine.counterNames();
+  for (const k of Object.keys(x.counters ?? {})) {
+    if (!counters.includes(k)) {
+      issues.push(issue(`${where}.counters.${k}`, k, `unknown counter '${k}'`, nearest(k, counters, 'a counter of machine.stats')));
+    }
+  }
+}
+
 /** Cross references and step order. */
 function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   const all = [doc.machine, ...Object.values(doc.configs ?? {}).map((c) => c.machine ?? {})].map(machineNames);
@@ -296,8 +337,10 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
     return false;
   };
   doc.steps.forEach((s, i) => {
-    for (const c of Object.keys(s.expectIn ?? {})) {
+    if (s.expect !== undefined) checkExpect(s.expect, `steps[${i}].expect`, issues);
+    for (const [c, x] of Object.entries(s.expectIn ?? {})) {
       if (!configNames.includes(c)) issues.push(issue(`steps[${i}].expectIn.${c}`, c, `unknown configuration '${c}'`, oneOf(configNames)));
+      checkExpect(x, `steps[${i}].expectIn.${c}`, issues);
     }
     switch (s.op) {
       case 'mmap':
