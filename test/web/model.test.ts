@@ -4,6 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { FOLL_PCI_P2PDMA, FOLL_WRITE, hex, pinUserPhyrs, unpinUserPhyrs } from '../../src/index.ts';
+import { LAYOUT_NAMES, defaultMaxSegment, measureLayout } from '../../src/scenario/index.ts';
 import { ScenarioRunner, parseScenario } from '../../src/scenario/file/index.ts';
 import { traceBuffer } from '../../src/scenario/trace/index.ts';
 import { ViewModel } from '../../web/src/worker/model.ts';
@@ -48,6 +50,42 @@ describe('the view model of the web page', () => {
       expect(vm.machine.events.list()).toEqual(plain.machine.events.list());
     });
   }
+
+  it('each layout of a buffer is the model\'s: entries and kernel bytes as phyr compare measures them, the phyr list as pinUserPhyrs returns it (flags included)', () => {
+    const ROW = ['pagearray+sg', 'bvec', 'phyr', 'pagelist'] as const;
+    const SOURCE = { 'pagearray+sg': 'pagearray', bvec: 'bvec', phyr: 'phyr', pagelist: 'pagelist' } as const;
+    let compared = 0, device = 0;
+    for (const name of [...EXAMPLES, 'two-step-vs-sg']) {
+      const vm = new ViewModel(text(name), `${name}.yaml`);
+      do {
+        for (const b of vm.snapshot().buffers.filter((x) => x.live)) {
+          const view = vm.layouts(b.name);
+          if (view.some((s) => s.error !== null)) continue; // pages not all present: the view takes no fault
+          const mm = vm.runner.processes.get(b.process)!;
+          const ps = vm.machine.pageSize;
+          // phyr compare's own measurement (it pins and unpins again)
+          for (const layout of ROW) {
+            expect(LAYOUT_NAMES).toContain(layout);
+            const lib = measureLayout(mm, BigInt(b.va), b.len, layout, { pageSize: ps, maxSegment: defaultMaxSegment(ps) });
+            const shown = view.find((s) => s.source === `layout:${b.name}:${SOURCE[layout]}`)!;
+            if (!lib.describes) continue; // P2PDMA pages: phyr compare pins without FOLL_PCI_P2PDMA
+            expect([shown.entries, shown.kernelBytes, shown.parts], `${name} ${b.name} ${layout}`).toEqual([lib.entries, lib.kernelBytes, lib.parts]);
+            compared++;
+          }
+          // the phyr list entry by entry, flags included (device memory too: pinned with FOLL_PCI_P2PDMA)
+          const pinned = pinUserPhyrs(mm, BigInt(b.va), b.len, FOLL_WRITE | FOLL_PCI_P2PDMA);
+          if (!pinned.ok) throw new Error(`${name} ${b.name}: ${pinned.errno}`);
+          const l = pinned.value;
+          const expected = Array.from({ length: l.count }, (_, i) => [hex(l.addrAt(i)), hex(l.lenAt(i)), hex(l.flagsAt(i))]);
+          unpinUserPhyrs(l);
+          if (expected.some((e) => e[2] !== '0x0')) device++;
+          expect(vm.rows(`layout:${b.name}:phyr`, 0, l.count).rows.map((r) => r.cells.slice(1)), `${name} ${b.name} phyr list`).toEqual(expected);
+        }
+      } while (vm.step());
+    }
+    expect(compared).toBeGreaterThan(0);
+    expect(device).toBeGreaterThan(0); // p2p-topology's vram: a buffer in a device BAR
+  });
 
   it('the trace of a byte is the library\'s traceBuffer, and the rows it marks hold its addresses', () => {
     const vm = new ViewModel(text('p2p-topology'), 'p2p-topology.yaml');

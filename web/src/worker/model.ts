@@ -361,7 +361,12 @@ export class ViewModel {
     if (missing !== null) {
       for (const [l, label] of [['pagearray', 'page array + scatterlist'], ['bvec', 'bio_vec list'], ['phyr', 'phyr list'], ['pagelist', '8-byte page list']]) fail(l, label, missing);
     } else {
-      const pa = new PageArray(pfns, { pageSize: ps, offset, len: b.len });
+      // each page carries its region's range flags, as pinUserPages / pinUserPhyrs give them (device
+      // memory: RANGE_DEVICE | RANGE_MMIO and the P2P provider id), so the phyr list built from the
+      // page array has the flags a pin would return
+      const flags = new Uint32Array(pfns.length);
+      for (let i = 0; i < pfns.length; i++) flags[i] = m.pfnFacts(BigInt(pfns[i]))?.rangeFlags ?? 0;
+      const pa = new PageArray(pfns, { pageSize: ps, offset, len: b.len, flags });
       const sg = sgAllocTableFromPagesSegment(pfns, offset, b.len, Math.floor(UINT_MAX / ps) * ps, { pageSize: ps });
       if (!sg.ok) {
         fail('pagearray', 'page array + scatterlist', `${sg.errno}: ${sg.message ?? ''}`);
