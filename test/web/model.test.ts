@@ -111,6 +111,13 @@ describe('the view model of the web page', () => {
     vm.setTrace([]);
     expect(vm.rows('layout:vram:pagearray', 0, 4).rows.some((r) => r.hit)).toBe(false);
   });
+  it('bytes() refuses an offset or length that is not a non-negative integer, naming it', () => {
+    const vm = new ViewModel(text('lazy-stale-iotlb'), 'lazy-stale-iotlb.yaml');
+    vm.step();
+    expect(() => vm.bytes('buf', Number.NaN, 256)).toThrow(new RangeError('offset must be a non-negative integer, got NaN'));
+    expect(() => vm.bytes('buf', 0, 1.5)).toThrow(new RangeError('len must be a non-negative integer, got 1.5'));
+    expect(vm.bytes('buf', 16, 4).bytes).toHaveLength(4);
+  });
   it('the hugetlb pools on the memory map: every pool page once, in use exactly while faulted in, in the RAM it came from; after reset all free', () => {
     const yaml = [
       'name: pools',

@@ -240,6 +240,40 @@ describe('the web view in chromium', () => {
     await page.close();
   });
 
+  it('the Bytes panel refuses an offset that is not a byte of the buffer, saying why, and goes to a good one', async () => {
+    const { page, errors } = await openPage('?example=lazy-stale-iotlb');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    for (let i = 0; i < 2; i++) {
+      await page.click('#step');
+      await page.waitForSelector(`#panel-steps[data-state="ready"] li:nth-child(${i + 1}).ok`, { ...WAIT, state: 'attached' });
+      await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    }
+    // the library's buffer: 16 KiB, so its last byte is 0x3fff
+    const { runner } = libraryRun('lazy-stale-iotlb', 2);
+    const len = runner.buffers.get('buf')!.len;
+    const firstRow = (): Promise<string | null> => page.locator('#panel-bytes .hex .addr').first().textContent();
+    expect(await firstRow()).toBe('+0x000000');
+    for (const bad of ['zz', '', '0x', '12abc', '-1', '1e3', `0x${len.toString(16)}`]) {
+      await page.fill('#bytes-offset', bad);
+      await page.press('#bytes-offset', 'Enter');
+      await page.waitForSelector('#bytes-offset-error:not([hidden])', { ...WAIT, state: 'attached' });
+      expect(await page.textContent('#bytes-offset-error')).toBe(`Offset must be a byte of buf, 0x0 to 0x${(len - 1).toString(16)} (hex with 0x, or decimal); got ${JSON.stringify(bad)}.`);
+      expect(await page.getAttribute('#bytes-offset', 'aria-invalid')).toBe('true');
+      expect(await firstRow()).toBe('+0x000000'); // nothing moved
+    }
+    // a good one, in hex and in decimal: the grid moves there and the message is gone
+    await page.fill('#bytes-offset', '0x100');
+    await page.click('#panel-bytes button:has-text("Go")');
+    await page.waitForSelector('#panel-bytes .hex .addr:text-is("+0x000100")', { ...WAIT, state: 'attached' });
+    expect(await page.locator('#bytes-offset-error').isHidden()).toBe(true);
+    expect(await page.getAttribute('#bytes-offset', 'aria-invalid')).toBeNull();
+    await page.fill('#bytes-offset', String(len - 1));
+    await page.press('#bytes-offset', 'Enter');
+    await page.waitForSelector(`#panel-bytes .hex .addr:text-is("+0x${(len - 16).toString(16).padStart(6, '0')}")`, { ...WAIT, state: 'attached' });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('Play runs the steps one at a time; Pause stops it between steps and with a step in flight; Play resumes; the end stops it; the keyboard too', async () => {
     const N = 8;
     const { page, errors } = await openPage('?example=lazy-stale-iotlb');

@@ -353,8 +353,23 @@ export class BytesPanel {
       this.offset = Math.max(0, Math.min(Math.floor(o / 16) * 16, Math.max(0, b.len - 1) - ((b.len - 1) % 16)));
       void this.update();
     };
-    go.addEventListener('click', () => goTo(Number(off.value)));
-    off.addEventListener('keydown', (e) => { if (e.key === 'Enter') goTo(Number(off.value)); });
+    const problem = el('p', { class: 'panel-error', id: 'bytes-offset-error', role: 'alert' });
+    problem.hidden = true;
+    // the typed offset: hex (0x...) or decimal, inside the buffer; anything else is refused with a reason
+    const goToTyped = (): void => {
+      const text = off.value.trim();
+      const o = /^0x[0-9a-f]+$/i.test(text) ? parseInt(text.slice(2), 16) : /^[0-9]+$/.test(text) ? Number(text) : NaN;
+      if (!Number.isSafeInteger(o) || o >= b.len) {
+        off.setAttribute('aria-invalid', 'true');
+        off.setAttribute('aria-errormessage', problem.id);
+        problem.textContent = `Offset must be a byte of ${b.name}, 0x0 to 0x${(b.len - 1).toString(16)} (hex with 0x, or decimal); got ${JSON.stringify(off.value)}.`;
+        problem.hidden = false;
+        return;
+      }
+      goTo(o);
+    };
+    go.addEventListener('click', goToTyped);
+    off.addEventListener('keydown', (e) => { if (e.key === 'Enter') goToTyped(); });
     prev.addEventListener('click', () => goTo(this.offset - 256));
     next.addEventListener('click', () => goTo(this.offset + 256));
     controls.append(offLabel, go, prev, next);
@@ -382,7 +397,7 @@ export class BytesPanel {
     }
     const fi = Math.min(this.focusIndex, cells.length - 1);
     if (cells[fi]) cells[fi].tabIndex = 0;
-    this.root.replaceChildren(controls, help, grid);
+    this.root.replaceChildren(controls, problem, help, grid);
   }
 
   private key(e: KeyboardEvent, cells: HTMLButtonElement[], i: number): void {

@@ -666,6 +666,8 @@ export class ViewModel {
   bytes(buffer: string, offset: number, len: number): BytesAnswer {
     const b = this.runner.buffers.get(buffer);
     if (b === undefined) throw new RangeError(`buffer must be a buffer of the scenario, got ${JSON.stringify(buffer)}`);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`offset must be a non-negative integer, got ${String(offset)}`);
+    if (!Number.isSafeInteger(len) || len < 0) throw new RangeError(`len must be a non-negative integer, got ${String(len)}`);
     const m = this.machine;
     const mm = processMm(this.runner, b.process);
     const o = Math.max(0, Math.min(offset, b.len));
