@@ -274,6 +274,52 @@ describe('the web view in chromium', () => {
     await page.close();
   });
 
+  it('keyboard only: Step, Run to end, Back to start and tracing a byte keep the focus where the user is', async () => {
+    const { page, errors } = await openPage('?example=lazy-stale-iotlb');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    const N = libraryRun('lazy-stale-iotlb', 0).runner.scenario.steps.length;
+    const focused = (): Promise<string> => page.locator('html').evaluate((h) => {
+      const a = h.ownerDocument.activeElement;
+      const offset = a?.getAttribute('data-offset');
+      return a?.id || (offset ? `byte ${offset}` : a?.tagName ?? 'none');
+    });
+    const ranNow = async (n: number): Promise<void> => {
+      await page.waitForSelector(`#panel-steps[data-state] li:nth-child(${n}).ok`, { ...WAIT, state: 'attached' });
+      await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+      expect(await page.textContent('#status')).toBe(`lazy-stale-iotlb: ${n} of ${N} steps ran`);
+    };
+    // Enter on Step, twice: the second press needs the focus still on Step
+    await page.focus('#step');
+    await page.keyboard.press('Enter');
+    await ranNow(1);
+    expect(await focused()).toBe('step');
+    await page.keyboard.press('Enter');
+    await ranNow(2);
+    expect(await focused()).toBe('step');
+    // a byte: Enter traces it and the focus stays on it; the arrow keys go on from there
+    await page.focus('#panel-bytes button.b[data-offset="0"]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#panel-trace[data-state="ready"] p.mono:text-is("buf + 0x0")', { ...WAIT, state: 'attached' });
+    await page.waitForSelector('#panel-bytes button.b.hit[data-offset="0"]', { ...WAIT, state: 'attached' });
+    expect(await focused()).toBe('byte 0');
+    await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#panel-trace[data-state="ready"] p.mono:text-is("buf + 0x1")', { ...WAIT, state: 'attached' });
+    await page.waitForSelector('#panel-bytes button.b.hit[data-offset="1"]', { ...WAIT, state: 'attached' });
+    expect(await focused()).toBe('byte 1');
+    // Run to end: the button is disabled at the end, so the focus goes to Back to start
+    await page.focus('#run');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#status[data-state="done"]', { ...WAIT, state: 'attached' });
+    expect(await focused()).toBe('reset');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    expect(await page.textContent('#status')).toBe(`lazy-stale-iotlb: 0 of ${N} steps ran`);
+    expect(await focused()).toBe('reset');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('Play runs the steps one at a time; Pause stops it between steps and with a step in flight; Play resumes; the end stops it; the keyboard too', async () => {
     const N = 8;
     const { page, errors } = await openPage('?example=lazy-stale-iotlb');

@@ -125,7 +125,26 @@ function act(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: st
   return next;
 }
 
+/**
+ * The run control that had the keyboard focus before a request disabled it (a disabled button
+ * loses the focus): it gets it back afterwards, or, when it stays disabled (Step or Run to end at
+ * the end of the run), the first run control still enabled. Null: the focus was elsewhere.
+ */
+function focusedControl(): HTMLButtonElement | null {
+  const a = document.activeElement;
+  return Object.values(buttons).find((b) => b === a) ?? null;
+}
+
+function restoreFocus(had: HTMLButtonElement | null): void {
+  if (had === null) return;
+  const a = document.activeElement;
+  if (a !== null && a !== document.body && a !== had) return; // the user has moved on
+  const to = had.disabled ? [buttons.step, buttons.run, buttons.reset].find((b) => !b.disabled) : had;
+  to?.focus();
+}
+
 async function actNow(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: string): Promise<boolean> {
+  const had = focusedControl();
   busy = true;
   setButtons(ctx.snapshot);
   let ok = true;
@@ -141,6 +160,8 @@ async function actNow(kind: 'load' | 'step' | 'run' | 'reset', text?: string, so
   }
   busy = false;
   setButtons(ctx.snapshot);
+  // Play keeps its own focus rules (play() moves it when the run ends)
+  if (had !== buttons.play) restoreFocus(had);
   return ok;
 }
 

@@ -397,7 +397,10 @@ export class BytesPanel {
     }
     const fi = Math.min(this.focusIndex, cells.length - 1);
     if (cells[fi]) cells[fi].tabIndex = 0;
+    // the grid is drawn anew (after a trace, a step): a keyboard user on a byte stays on its cell
+    const inGrid = this.root.querySelector('.hex')?.contains(document.activeElement) ?? false;
     this.root.replaceChildren(controls, problem, help, grid);
+    if (inGrid) cells[fi]?.focus();
   }
 
   private key(e: KeyboardEvent, cells: HTMLButtonElement[], i: number): void {
