@@ -98,6 +98,15 @@ async function checkPoolBands(page: Page, example: string, steps = Infinity): Pr
   return drawn.map((d, i) => ({ start: d.start, end: d.end, inUse: expected[i].inUse, x: d.x, w: d.w }));
 }
 
+/** Presses Step n times, each step drawn (ok in the steps panel, the status ready) before the next. */
+async function stepTimes(page: Page, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    await page.click('#step');
+    await page.waitForSelector(`#panel-steps[data-state="ready"] li:nth-child(${i + 1}).ok`, { ...WAIT, state: 'attached' });
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+  }
+}
+
 /** A page at 1280x800 that records console errors and uncaught exceptions. */
 async function openPage(query = ''): Promise<{ page: Page; errors: string[] }> {
   const page = await browser!.newPage({ viewport: { width: 1280, height: 800 } });
@@ -165,11 +174,7 @@ describe('the web view in chromium', () => {
     const STEPS = 7; // both P2P mappings (via the switch, via the host bridge) are live
     const { page, errors } = await openPage(`?example=${example}`);
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
-    for (let i = 0; i < STEPS; i++) {
-      await page.click('#step');
-      await page.waitForSelector(`#panel-steps[data-state="ready"] li:nth-child(${i + 1}).ok`, { ...WAIT, state: 'attached' });
-      await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
-    }
+    await stepTimes(page, STEPS);
     await page.click('#panel-bytes button.b[data-offset="16"]');
     await page.waitForSelector('#panel-trace[data-state="ready"] pre.trace-text', { ...WAIT, state: 'attached' });
     const shown = await page.locator('#panel-trace pre.trace-text').textContent();
@@ -243,11 +248,7 @@ describe('the web view in chromium', () => {
   it('the Bytes panel refuses an offset that is not a byte of the buffer, saying why, and goes to a good one', async () => {
     const { page, errors } = await openPage('?example=lazy-stale-iotlb');
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
-    for (let i = 0; i < 2; i++) {
-      await page.click('#step');
-      await page.waitForSelector(`#panel-steps[data-state="ready"] li:nth-child(${i + 1}).ok`, { ...WAIT, state: 'attached' });
-      await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
-    }
+    await stepTimes(page, 2);
     // the library's buffer: 16 KiB, so its last byte is 0x3fff
     const { runner } = libraryRun('lazy-stale-iotlb', 2);
     const len = runner.buffers.get('buf')!.len;
@@ -316,6 +317,34 @@ describe('the web view in chromium', () => {
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
     expect(await page.textContent('#status')).toBe(`lazy-stale-iotlb: 0 of ${N} steps ran`);
     expect(await focused()).toBe('reset');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('loading another scenario forgets the last one\'s P2P path and byte offset', async () => {
+    const { page, errors } = await openPage('?example=p2p-topology');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await stepTimes(page, 2);
+    await page.selectOption('#panel-pci select >> nth=0', 'gpu0');
+    await page.selectOption('#panel-pci select >> nth=1', 'nvme0');
+    await page.click('#panel-pci button:has-text("Show P2P path")');
+    await page.waitForSelector('#p2p-result:has-text("PCI_P2PDMA_MAP_BUS_ADDR")', { ...WAIT, state: 'attached' });
+    expect(await page.locator('#panel-pci .pci-node.on-path').count()).toBeGreaterThan(0);
+    await page.fill('#bytes-offset', '0x100');
+    await page.press('#bytes-offset', 'Enter');
+    await page.waitForSelector('#panel-bytes .hex .addr:text-is("+0x000100")', { ...WAIT, state: 'attached' });
+    // another scenario (its PCI tree has endpoints too, its buffer is longer than 0x100 bytes)
+    await page.selectOption('#example', { label: 'lazy-stale-iotlb.yaml' });
+    await page.click('#load');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    expect(await page.textContent('#status')).toMatch(/^lazy-stale-iotlb: 0 of/);
+    expect(await page.textContent('#p2p-result')).toBe('');
+    expect(await page.locator('#panel-pci .pci-node.on-path').count()).toBe(0);
+    await page.click('#step');
+    await page.waitForSelector('#panel-steps[data-state="ready"] li:nth-child(1).ok', { ...WAIT, state: 'attached' });
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    expect(await page.inputValue('#bytes-offset')).toBe('0x0');
+    expect(await page.locator('#panel-bytes .hex .addr').first().textContent()).toBe('+0x000000');
     expect(errors).toEqual([]);
     await page.close();
   });

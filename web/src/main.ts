@@ -152,6 +152,8 @@ async function actNow(kind: 'load' | 'step' | 'run' | 'reset', text?: string, so
   try {
     const snap = kind === 'load' ? await call({ type: 'load', text: text ?? '', source: source ?? 'pasted' }) : await call({ type: kind });
     if (kind === 'load' || kind === 'reset') trace.clear();
+    // a new scenario: nothing the last one's panels were showing carries over
+    if (kind === 'load') for (const p of [bytes, pci, iommu]) p.forget();
     await show(snap);
     setStatus(snap.state === 'ready' ? 'ready' : snap.state, describe(snap));
   } catch (e) {

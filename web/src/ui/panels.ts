@@ -328,6 +328,12 @@ export class BytesPanel {
 
   constructor(private readonly root: HTMLElement, private readonly ctx: Ctx) {}
 
+  /** Another scenario was loaded: back to its first bytes. */
+  forget(): void {
+    this.offset = 0;
+    this.focusIndex = 0;
+  }
+
   async update(): Promise<void> {
     const snap = this.ctx.snapshot;
     if (!snap) return;
@@ -497,6 +503,13 @@ export class PciPanel {
 
   constructor(private readonly root: HTMLElement, private readonly ctx: Ctx) {}
 
+  /** Another scenario was loaded: its P2P path has not been asked for. */
+  forget(): void {
+    this.provider = this.client = null;
+    this.path = [];
+    this.result = '';
+  }
+
   async update(): Promise<void> {
     const snap = this.ctx.snapshot;
     if (!snap) return;
@@ -583,6 +596,12 @@ export class IommuPanel {
   private crumbs: HTMLElement | null = null;
 
   constructor(private readonly root: HTMLElement, private readonly ctx: Ctx) {}
+
+  /** Another scenario was loaded: its first device's root table (table pages are of the old machine). */
+  forget(): void {
+    this.device = null;
+    this.tableStack = [null];
+  }
 
   async update(): Promise<void> {
     const snap = this.ctx.snapshot;
