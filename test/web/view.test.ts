@@ -4,7 +4,7 @@
 // library put them, Play / Pause step the run over time, and each panel is photographed under
 // test-output/web/. Waits are on explicit ready markers (data-state), never on sleeps, except where
 // a test checks that nothing happens for a while (after Pause).
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -345,6 +345,47 @@ describe('the web view in chromium', () => {
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
     expect(await page.inputValue('#bytes-offset')).toBe('0x0');
     expect(await page.locator('#panel-bytes .hex .addr').first().textContent()).toBe('+0x000000');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('each step shows what phyr run prints for it: its status, why it failed (unmet) and the counters it changed', async () => {
+    /** phyr run's lines of each step: [status, unmet line or null, counters line or null]. */
+    const printed = (file: string): Array<[string, string | null, string | null]> => {
+      const r = cli(['run', file]);
+      const steps: Array<[string, string | null, string | null]> = [];
+      for (const line of r.out.split('\n')) {
+        const head = /^\[\s*\d+\] \S+\s+(ok \(\w+ expected\)|ok|FAILED) /.exec(line);
+        if (head) steps.push([head[1], null, null]);
+        else if (line.startsWith('       unmet: ')) steps[steps.length - 1][1] = line.trim();
+        else if (line.startsWith('       counters: ')) steps[steps.length - 1][2] = line.trim();
+      }
+      return steps;
+    };
+    const shown = (): Promise<Array<[string, string | null, string | null]>> => page.locator('#panel-steps li').evaluateAll((lis) => lis.map((li) => [
+      li.querySelector('.badge')?.textContent ?? '', li.querySelector('.unmet')?.textContent ?? null, li.querySelector('.counters')?.textContent ?? null,
+    ] as [string, string | null, string | null]));
+    const { page, errors } = await openPage('?example=lazy-stale-iotlb');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await page.click('#run');
+    await page.waitForSelector('#status[data-state="done"]', { ...WAIT, state: 'attached' });
+    const want = printed(join(REPO, 'examples', 'lazy-stale-iotlb.yaml'));
+    expect(want.some(([st]) => st === 'ok (EFAULT expected)')).toBe(true);
+    expect((await shown()).map(([b, u, c]) => [b.replace(/^\u2713 /, ''), u, c])).toEqual(want);
+    // a step that does not meet its expectation: FAILED, and why
+    const text = readFileSync(join(REPO, 'examples', 'lazy-stale-iotlb.yaml'), 'utf8').replace('expect: { errno: EFAULT, event: { kind: FAULT } }', 'expect: { errno: ENOMEM }');
+    const file = join(WEB_OUTPUT, 'lazy-stale-iotlb-unmet.yaml');
+    writeFileSync(file, text);
+    const failing = printed(file);
+    expect(failing[failing.length - 1].slice(0, 2)).toEqual(['FAILED', 'unmet: expected errno ENOMEM, got EFAULT']);
+    await page.click('#paste-box summary');
+    await page.fill('#paste', text);
+    await page.click('#load-paste');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await page.click('#run');
+    await page.waitForSelector('#status[data-state="stopped"]', { ...WAIT, state: 'attached' });
+    expect((await shown()).map(([b, u, c]) => [b.replace(/^\u2713 /, '').replace(/^\u2717 FAILED EFAULT$/, 'FAILED'), u, c])).toEqual(failing);
+    expect(await page.textContent('#status')).toBe('lazy-stale-iotlb: stopped at step 7 (after the flush: expected errno ENOMEM, got EFAULT)');
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -104,7 +104,7 @@ async function show(snap: Snapshot): Promise<void> {
 
 function describe(snap: Snapshot): string {
   const failed = snap.steps.find((s) => s.status === 'failed');
-  if (snap.state === 'stopped') return `${snap.name}: stopped at step ${failed?.index ?? '?'} (${failed?.label ?? ''}${failed?.errno ? `: ${failed.errno}` : ''})`;
+  if (snap.state === 'stopped') return `${snap.name}: stopped at step ${failed?.index ?? '?'} (${failed?.label ?? ''}${failed?.unmet ? `: ${failed.unmet}` : failed?.errno ? `: ${failed.errno}` : ''})`;
   if (snap.state === 'done') return `${snap.name}: all ${snap.steps.length} steps ran`;
   return `${snap.name}: ${snap.index} of ${snap.steps.length} steps ran`;
 }

@@ -21,6 +21,12 @@ export interface StepRow {
   readonly status: 'pending' | 'ok' | 'failed';
   readonly summary: string;
   readonly errno?: string;
+  /** The step's status as `phyr run` prints it: 'ok', 'ok (EFAULT expected)', 'FAILED' ('' before it runs). */
+  readonly result: string;
+  /** Why a failed step did not meet its expectation (`phyr run`'s "unmet:" line). */
+  readonly unmet?: string;
+  /** The counters the step changed, as `phyr run` prints them ('pageFaults +4, ...'; '' for none). */
+  readonly counters: string;
 }
 
 export interface RegionRow {

@@ -54,9 +54,11 @@ export function renderSteps(root: HTMLElement, snap: Snapshot): void {
   for (const s of snap.steps) {
     const next = s.index === snap.index && snap.state === 'ready';
     const li = el('li', { class: `${s.status}${next ? ' next' : ''}` });
-    const badge = s.status === 'ok' ? '\u2713 ok' : s.status === 'failed' ? `\u2717 ${s.errno ?? 'failed'}` : next ? '\u2192 next' : '\u00B7 pending';
+    const badge = s.status === 'ok' ? `\u2713 ${s.result}` : s.status === 'failed' ? `\u2717 ${s.result}${s.errno ? ` ${s.errno}` : ''}` : next ? '\u2192 next' : '\u00B7 pending';
     li.append(el('span', { class: 'badge' }, badge), `${s.index}. ${s.label}`);
-    if (s.summary) li.append(el('div', { class: 'muted mono' }, s.summary));
+    if (s.summary) li.append(el('div', { class: 'muted mono summary' }, s.summary));
+    if (s.unmet !== undefined) li.append(el('div', { class: 'mono unmet' }, `unmet: ${s.unmet}`));
+    if (s.counters) li.append(el('div', { class: 'muted mono counters' }, `counters: ${s.counters}`));
     if (next) li.setAttribute('aria-current', 'step');
     ol.append(li);
   }
@@ -81,7 +83,8 @@ export function renderCounters(root: HTMLElement, snap: Snapshot): void {
   }
   const wrap = el('div', { style: 'max-height: 300px; overflow: auto', tabindex: '0', role: 'region', 'aria-label': 'Counters' });
   wrap.append(t);
-  root.replaceChildren(snap.counters.length === 0 ? el('p', { class: 'muted' }, 'All counters are zero.') : wrap);
+  const note = el('p', { class: 'muted' }, 'Since the machine was built (setup included); each step\'s changes are listed under it in Steps.');
+  root.replaceChildren(note, snap.counters.length === 0 ? el('p', { class: 'muted' }, 'All counters are zero.') : wrap);
 }
 
 // ----------------------------------------------------------------- memory map

@@ -129,8 +129,14 @@ export class ViewModel {
     const steps: StepRow[] = this.scenario.steps.map((s, i) => {
       const r = results[i] as StepResult | undefined;
       const label = s.label ?? r?.label ?? s.op;
-      if (r === undefined) return { index: i, label, status: 'pending', summary: '' };
-      return { index: i, label, status: r.ok ? 'ok' : 'failed', summary: r.summary, ...(r.errno ? { errno: r.errno } : {}) };
+      if (r === undefined) return { index: i, label, status: 'pending', summary: '', result: '', counters: '' };
+      return {
+        index: i, label, status: r.ok ? 'ok' : 'failed', summary: r.summary, ...(r.errno ? { errno: r.errno } : {}),
+        // the words of phyr run (src/scenario/file/format.ts)
+        result: r.ok ? (r.errno !== undefined ? `ok (${r.errno} expected)` : 'ok') : 'FAILED',
+        ...(r.unmet !== undefined ? { unmet: r.unmet } : {}),
+        counters: Object.entries(r.counters).map(([k, v]) => `${k} ${v > 0 ? '+' : ''}${v}`).join(', '),
+      };
     });
     const last = results[results.length - 1] as StepResult | undefined;
     const stopped = last !== undefined && !last.ok;
