@@ -8,7 +8,7 @@ import type { Machine } from '../../machine/index.ts';
 import {
   BLK_STS_INVAL, BLK_STS_OK, BLK_STS_RESOURCE, REQ_OP_READ, REQ_OP_WRITE, bioFromRanges, blkCanDmaMapIova, blkMqInitQueue,
   blkRqBytes, blkRqMapSg, blkRqNrPhysSegments, blkSubmitBio, blkValidateLimits, getMaxIoSize, errnoToBlkStatus, BLK_STS_IOERR, BLK_STS_TARGET,
-  type QueueLimitsInput, type ReqOp, type Request, BlkDmaIter, blkRqDmaMapCoalesce, blkRqDmaMapIterStart, blkRqDmaUnmap,
+  type QueueLimitsInput, type ReqOp, type Request, BlkDmaIter, bdevNrBytes, bdevNrSectors, setCapacity, blkRqDmaMapCoalesce, blkRqDmaMapIterStart, blkRqDmaUnmap,
 } from './index.ts';
 import { DmaIovaState } from '../../dma/index.ts';
 
@@ -201,6 +201,32 @@ describe('blkSubmitBio: splitting to the limits (bio_split_rw)', () => {
     const p = allocPhys(m, 2);
     const r3 = blkSubmitBio(q4, unwrap(bioFromRanges(REQ_OP_READ, 0n, phyrs([[p + 0x1200n, 0xe00], [p, 0x200]]))));
     expect(r3.ok || r3.errno).toBe('EINVAL'); // the split would hold 0xe00 bytes: below one 4 KiB block
+  });
+
+  it('EIO for a bio that runs past the disk\'s capacity (bio_check_eod), logged; one that ends at the end passes', () => {
+    const m = makeMachine('none');
+    const q = queue(m.device('nvme0'));
+    expect(bdevNrSectors(q)).toBeNull(); // no driver set a capacity: no end
+    const p = allocPhys(m, 1);
+    const bio = (sector: bigint, len: number) => unwrap(bioFromRanges(REQ_OP_WRITE, sector, phyrs([[p, len]])));
+    expect(blkSubmitBio(q, bio(1n << 40n, 2 * PAGE)).ok).toBe(true);
+    setCapacity(q, 64n);
+    expect(bdevNrSectors(q)).toBe(64n);
+    expect(bdevNrBytes(q)).toBe(64n * 512n);
+    expect(unwrap(blkSubmitBio(q, bio(48n, 2 * PAGE)))).toHaveLength(1); // sectors 48..63: the last ones
+    const from = m.events.total;
+    for (const [sector, len] of [[49n, 2 * PAGE], [64n, 512], [1000n, 512], [0n, 64 * 512 + 512]] as const) {
+      const r = blkSubmitBio(q, bio(sector, len));
+      expect(r.ok || r.errno, `sector ${sector} len ${len}`).toBe('EIO');
+      expect(r.ok || r.message).toMatch(/beyond end of device.*limit=64.*bio_check_eod/);
+    }
+    expect(m.events.since(from).filter((e) => e.source === 'block' && /attempt to access beyond end of device/.test(e.message))).toHaveLength(4);
+    // checked before the alignment (submit_bio_noacct() before blk_mq_submit_bio()): same EIO, the end's reason
+    const r = blkSubmitBio(q, unwrap(bioFromRanges(REQ_OP_READ, 70n, phyrs([[p, 1000]]))));
+    expect(r.ok || r.message).toMatch(/bio_check_eod/);
+    setCapacity(q, 0n);
+    expect(blkSubmitBio(q, bio(0n, 512)).ok || 'EIO').toBe('EIO'); // a disk of no sectors takes nothing
+    expect(() => setCapacity(q, -1n)).toThrow(RangeError);
   });
 });
 

@@ -1,14 +1,15 @@
 // drivers/block: the block layer's read/write path as a driver sees it: bios over any range
 // source (block/bio.c), request queues and their limits (block/blk-settings.c), splitting bios into
-// requests (block/blk-merge.c, block/blk-mq.c), and mapping requests for DMA (block/blk-mq-dma.c).
+// requests (block/blk-merge.c, block/blk-mq.c; the end-of-device check of block/blk-core.c), the
+// disk's capacity (block/genhd.c), and mapping requests for DMA (block/blk-mq-dma.c).
 export {
   BIO_MAX_SIZE, Bio, REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, SECTOR_SIZE, bioFromRanges, isP2pdmaFlags,
   type BioFromRangesOptions, type ReqOp,
 } from './bio.ts';
 export {
   BLK_DEF_MAX_SECTORS_CAP, BLK_MAX_SEGMENTS, BLK_MAX_SEGMENT_SIZE, BLK_MIN_SEGMENT_SIZE, BLK_SAFE_MAX_SECTORS,
-  BLK_SEG_BOUNDARY_MASK, RequestQueue, blkMqInitQueue, blkValidateLimits, getMaxSegmentSize, type QueueLimits,
-  type QueueLimitsInput,
+  BLK_SEG_BOUNDARY_MASK, RequestQueue, bdevNrBytes, bdevNrSectors, blkMqInitQueue, blkValidateLimits, getMaxSegmentSize,
+  setCapacity, type QueueLimits, type QueueLimitsInput,
 } from './queue.ts';
 export {
   Request, bioSplitRwAt, blkRqBytes, blkRqNrPhysSegments, blkSubmitBio, getMaxIoSize, reqPhysGapMask, type BioSplit,

@@ -1,7 +1,13 @@
 // Models: struct queue_limits and its validation (include/linux/blkdev.h; block/blk-settings.c:
 // blk_set_default_limits / blk_validate_limits; include/linux/blkdev.h: enum blk_default_limits;
 // block/blk.h: BLK_DEF_MAX_SECTORS_CAP, BLK_MIN_SEGMENT_SIZE) and a blk-mq request queue
-// (blk_mq_alloc_queue) holding the device whose DMA it maps and its limits.
+// (blk_mq_alloc_queue) holding the device whose DMA it maps and its limits, and the capacity of
+// the disk on it (block/genhd.c: set_capacity; include/linux/blkdev.h: bdev_nr_sectors,
+// bdev_nr_bytes).
+//
+// Model deviation: the model has no gendisk or block_device; the queue stands for the disk and
+// carries its capacity. A queue whose driver never set one (test queues, the HBA report) has no
+// end: bio_check_eod() is not applied to it, where a kernel disk of capacity 0 fails every bio.
 //
 // PAGE_SIZE is the page size of the machine the queue's device is on (4, 16 or 64 KiB): the
 // kernel's blk_validate_limits() checks max_hw_sectors against PAGE_SECTORS, caps
@@ -163,6 +169,11 @@ export class RequestQueue {
    * comparing the two designs (iommuTableWalkSteps).
    */
   batchIommuMap = false;
+  /**
+   * The disk's size in 512-byte sectors (get_capacity()), set by its driver with setCapacity();
+   * null: none set (see the header).
+   */
+  private capacitySectors: bigint | null = null;
 
   /** @internal Use blkMqInitQueue(). */
   constructor(dev: Device, limits: QueueLimits, pageSize: number) {
@@ -171,6 +182,46 @@ export class RequestQueue {
     this.pageSize = pageSize;
     this.segBoundary = Number(limits.segBoundaryMask) + 1;
   }
+
+  /** @internal the capacity setCapacity() gave, or null. */
+  get capacity(): bigint | null {
+    return this.capacitySectors;
+  }
+
+  /** @internal use setCapacity(). */
+  setCapacitySectors(sectors: bigint): void {
+    this.capacitySectors = sectors;
+  }
+}
+
+function checkQueue(q: unknown): asserts q is RequestQueue {
+  if (!(q instanceof RequestQueue)) throw new TypeError(`q must be a RequestQueue, got ${String(q)}`);
+}
+
+/**
+ * set_capacity() (block/genhd.c): the disk on q is `sectors` 512-byte sectors long, as a driver
+ * sets it from what the device reports (NVMe: Identify Namespace NSZE, nvme_update_ns_info()).
+ * @throws TypeError/RangeError for a q that is not a queue or a sectors that is not a non-negative bigint below 2^64.
+ */
+export function setCapacity(q: RequestQueue, sectors: bigint): void {
+  checkQueue(q);
+  if (typeof sectors !== 'bigint' || sectors < 0n || sectors >= 1n << 64n) {
+    throw new RangeError(`sectors must be a bigint in [0, 2^64), got ${String(sectors)}`);
+  }
+  q.setCapacitySectors(sectors);
+}
+
+/** bdev_nr_sectors(): the disk's size in 512-byte sectors; null when no driver set one. */
+export function bdevNrSectors(q: RequestQueue): bigint | null {
+  checkQueue(q);
+  return q.capacity;
+}
+
+/** bdev_nr_bytes(): the disk's size in bytes (its sectors << SECTOR_SHIFT); null when no driver set one. */
+export function bdevNrBytes(q: RequestQueue): bigint | null {
+  checkQueue(q);
+  const s = q.capacity;
+  return s === null ? null : s << BigInt(SECTOR_SHIFT);
 }
 
 /**

@@ -1,11 +1,13 @@
 // Models: splitting a read/write bio to a queue's limits and turning each piece into a request
 // (block/blk-merge.c: bio_split_io_at, bvec_split_segs, get_max_io_size, bio_split_rw,
 // bvec_seg_gap; block/blk.h: bio_may_need_split, __bio_split_to_limits, bvec_gap_to_prev;
+// block/blk-core.c: submit_bio_noacct, bio_check_eod;
 // block/blk-mq.c: bio_unaligned, blk_mq_submit_bio, blk_mq_bio_to_request;
 // include/linux/blk-mq.h: req_phys_gap_mask, blk_rq_bytes, blk_rq_nr_phys_segments).
 
 import { err, ok, type Result } from '../../base/index.ts';
 import { Bio, bioAtPageSize, bioSlice, SECTOR_SHIFT, SECTOR_SIZE, type ReqOp } from './bio.ts';
+import { dmaContextOf } from '../../dma/index.ts';
 import { getMaxSegmentSize, type QueueLimits, type RequestQueue } from './queue.ts';
 
 /** ffs(): 1 + the index of the lowest set bit of a u32, 0 for 0. */
@@ -181,9 +183,24 @@ function bioMayNeedSplit(q: RequestQueue, bio: Bio): boolean {
 }
 
 /**
- * submit_bio() to a blk-mq queue as blk_mq_submit_bio() handles a read or write (a bio built at
- * another PAGE_SIZE than the queue's is first re-expressed at the queue's, so the split and the
- * requests' bios have the bv_offsets of the queue's kernel): EIO for a bio
+ * bio_check_eod() (block/blk-core.c, from submit_bio_noacct()): a bio of at least one sector that
+ * does not fit below the disk's capacity fails with EIO, and the kernel logs the attempt. A queue
+ * with no capacity set has no end (queue.ts).
+ */
+function bioCheckEod(q: RequestQueue, bio: Bio): Result<void> {
+  const max = q.capacity;
+  const n = BigInt(bio.size >> SECTOR_SHIFT);
+  if (max === null || n === 0n || (n <= max && bio.sector <= max - n)) return ok();
+  const why = `rw=${bio.op}, sector=${bio.sector}, nr_sectors = ${n} limit=${max}`;
+  dmaContextOf(q.dev).mm.events.record('INFO', 'block', `${q.dev.name}: attempt to access beyond end of device (${why})`, { dev: q.dev.name });
+  return err('EIO', `attempt to access beyond end of device: ${why} (bio_check_eod)`);
+}
+
+/**
+ * submit_bio() to a blk-mq queue as submit_bio_noacct() and blk_mq_submit_bio() handle a read or
+ * write (a bio built at another PAGE_SIZE than the queue's is first re-expressed at the queue's, so
+ * the split and the requests' bios have the bv_offsets of the queue's kernel): EIO for a bio that
+ * runs past the end of the disk (bioCheckEod) and for a bio
  * whose size or start is not a multiple of the logical block size (bio_unaligned(), the bio ends
  * with BLK_STS_IOERR); then bio_split_rw() again and again: each front piece becomes a request
  * (blk_mq_bio_to_request(): sector, bytes, nr_phys_segments, phys_gap_bit), the rest is submitted
@@ -197,6 +214,8 @@ function bioMayNeedSplit(q: RequestQueue, bio: Bio): boolean {
 export function blkSubmitBio(q: RequestQueue, bio: Bio): Result<Request[]> {
   if (!(bio instanceof Bio)) throw new TypeError(`bio must be a Bio, got ${String(bio)}`);
   if (q === null || typeof q !== 'object' || q.limits === undefined) throw new TypeError(`q must be a RequestQueue, got ${String(q)}`);
+  const eod = bioCheckEod(q, bio);
+  if (!eod.ok) return eod;
   const lim = q.limits;
   const bsMask = BigInt(lim.logicalBlockSize - 1);
   if ((bio.size % lim.logicalBlockSize) !== 0 || ((bio.sector << BigInt(SECTOR_SHIFT)) & bsMask) !== 0n) {
