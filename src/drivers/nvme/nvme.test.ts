@@ -5,7 +5,8 @@ import { dmaGetMaxSegSize, dmaGetMinAlignMask } from '../../dma/index.ts';
 import { createMachine, type Machine } from '../../machine/index.ts';
 import { PhyrList } from '../../phyr/index.ts';
 import {
-  BLK_STS_INVAL, BLK_STS_IOERR, REQ_OP_READ, REQ_OP_WRITE, bioFromRanges, blkSubmitBio, type ReqOp, type Request,
+  BLK_STS_INVAL, BLK_STS_IOERR, REQ_OP_READ, REQ_OP_WRITE, bdevNrSectors, bioFromRanges, blkSubmitBio, type ReqOp, type Request,
+  type RequestQueue,
 } from '../block/index.ts';
 import {
   IOD_DATA_MMIO, IOD_DATA_P2P, IOD_SINGLE_SEGMENT, IOD_SMALL_DESCRIPTOR, NvmeCtrl, nvmeCompleteRq, nvmeProbe, nvmeQueueRq,
@@ -16,7 +17,7 @@ import {
 function port(sgls: boolean, mdts = 0): NvmeControllerPort & { sqes: Uint8Array[] } {
   const sqes: Uint8Array[] = [];
   return {
-    identify: { sgls, mdts, namespaces: [{ nsid: 1, lbaBytes: 512 }] },
+    identify: { sgls, mdts, namespaces: [{ nsid: 1, nsze: 1 << 21, lbaBytes: 512 }] },
     execute: (sqe) => { sqes.push(sqe); return { status: 0 }; },
     readBlocks: (_nsid, _slba, nlb) => new Uint8Array(nlb * 512),
     sqes,
@@ -80,6 +81,36 @@ describe('nvmeProbe: the limits nvme_pci_alloc_dev and nvme_set_ctrl_limits give
   it('MDTS caps max_hw_sectors (2^mdts controller pages) and with it max_segments', () => {
     const c = probe(makeMachine('none'), true, 'nvme0', 3);
     expect(c.queue.limits).toMatchObject({ maxHwSectors: 64, maxSegments: 9 });
+  });
+
+  it('each namespace\'s disk is NSZE blocks long in 512-byte sectors (nvme_update_ns_info); a bio past it never reaches the controller', () => {
+    const m = createMachine({
+      ramBytes: 256 * MiB, seed: 1,
+      pci: [
+        { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
+        { name: 'rp0', type: 'root-port', parent: 'hb0' },
+        { name: 'nvme0', type: 'endpoint', parent: 'rp0',
+          nvme: { sgls: true, mdts: 0, namespaces: [{ nsid: 1, bytes: 1 * MiB, lbaBytes: 512 }, { nsid: 2, bytes: 2 * MiB, lbaBytes: 4096 }] } },
+      ],
+    });
+    const c = unwrap(nvmeProbe(m.device('nvme0')));
+    expect(bdevNrSectors(c.queues.get(1)!)).toBe(2048n);
+    expect(bdevNrSectors(c.queues.get(2)!)).toBe(4096n);
+    expect(bdevNrSectors(probe(makeMachine('none'), true).queue)).toBe(1n << 21n); // a port's NSZE
+    const p = unwrap(m.allocKernelPages(1)) * 4096n;
+    const run = (q: RequestQueue, sector: bigint) => {
+      const rqs = blkSubmitBio(q, unwrap(bioFromRanges(REQ_OP_READ, sector, phyrs([[p, 4096]]))));
+      if (!rqs.ok) return rqs.errno;
+      const io = unwrap(nvmeQueueRq(c, 1, rqs.value[0]!));
+      const st = unwrap(nvmeExecute(c, io)).status;
+      nvmeCompleteRq(c, io);
+      return st;
+    };
+    const commands = () => m.stats.nvmeCtrlCommands;
+    expect([run(c.queues.get(1)!, 2040n), run(c.queues.get(2)!, 4088n)]).toEqual([0, 0]); // the last 4 KiB of each
+    const before = commands();
+    expect([run(c.queues.get(1)!, 2041n), run(c.queues.get(2)!, 4096n)]).toEqual(['EIO', 'EIO']); // bio_check_eod
+    expect(commands()).toBe(before);
   });
 });
 

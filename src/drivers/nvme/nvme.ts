@@ -6,7 +6,9 @@
 //   (MDTS caps max_hw_sectors, nvme_mps_to_sectors()) and nvme_set_ctrl_limits() (max_segments =
 //   min(max_hw_sectors / 8 + 1, NVME_MAX_SEGS), virt boundary from nvme_pci_get_virt_boundary():
 //   4095 on the admin queue and on controllers without SGLs, else 0; max_segment_size UINT_MAX;
-//   dma_alignment 3), nvme_update_disk_info() (logical block size = the namespace's LBA size);
+//   dma_alignment 3), nvme_update_disk_info() (logical block size = the namespace's LBA size),
+//   nvme_update_ns_info() (the disk's capacity: NSZE in 512-byte sectors, nvme_lba_to_sect(),
+//   set_capacity_and_notify());
 //   I/O: nvme_setup_rw() (opcode, NSID, SLBA, zero-based NLB), nvme_map_data() with
 //   nvme_pci_use_sgls() (admin queue never, forced on a gap inside a controller page),
 //   nvme_pci_avg_seg_size() against sgl_threshold, nvme_pci_setup_data_simple() (the one-segment
@@ -34,7 +36,7 @@ import {
 import {
   BLK_STS_INVAL, BLK_STS_IOERR, BLK_STS_OK, BLK_STS_RESOURCE, BlkDmaIter, REQ_OP_WRITE, Request, RequestQueue,
   SECTOR_SHIFT, blkMqInitQueue, blkRqDmaMapCoalesce, blkRqDmaMapIterNext, blkRqDmaMapIterStart, blkRqDmaUnmap,
-  blkStatusName, blkStatusToErrno, isP2pdmaFlags, reqPhysGapMask, rqDmaDir, type BlkStatus,
+  blkStatusName, blkStatusToErrno, isP2pdmaFlags, reqPhysGapMask, rqDmaDir, setCapacity, type BlkStatus,
 } from '../block/index.ts';
 import { sglBuild, sglFree, type DmaSegment, type SglBlock, type SglHooks } from '../sgl/index.ts';
 import { nvmeControllerOf } from '../nvme-ctrl/index.ts';
@@ -80,7 +82,8 @@ export interface NvmeControllerPort {
     readonly sgls: boolean;
     readonly mdts: number;
     readonly mpsmin?: number;
-    readonly namespaces: ReadonlyArray<{ readonly nsid: number; readonly lbaBytes: number }>;
+    /** Identify Namespace of each active namespace: NSZE (size in logical blocks) and the LBA data size. */
+    readonly namespaces: ReadonlyArray<{ readonly nsid: number; readonly nsze: number; readonly lbaBytes: number }>;
   };
   execute(sqe: Uint8Array): { readonly status: number };
   readBlocks(nsid: number, slba: bigint, nlb: number): Uint8Array;
@@ -181,7 +184,8 @@ export interface NvmeProbeOptions {
 /**
  * nvme_probe() for the data path: sets the device's DMA parameters as nvme_pci_alloc_dev() does,
  * reads the controller's Identify data (SGL support, MDTS, namespaces), creates the descriptor
- * pools, and one request queue per namespace with the limits nvme_set_ctrl_limits() gives.
+ * pools, and one request queue per namespace with the limits nvme_set_ctrl_limits() gives and the
+ * namespace's size (NSZE) as its disk's capacity (bdevNrSectors).
  * Errors: ENODEV (no controller: the device has no `nvme` config and none was given), what dma_set_mask / dma_pool_create / the queue limits return.
  */
 export function nvmeProbe(dev: Device, opts: NvmeProbeOptions = {}): Result<NvmeCtrl> {
@@ -215,8 +219,11 @@ export function nvmeProbe(dev: Device, opts: NvmeProbeOptions = {}): Result<Nvme
       logicalBlockSize: ns.lbaBytes, physicalBlockSize: ns.lbaBytes,
     });
     if (!q.ok) return q;
+    const shift = Math.log2(ns.lbaBytes);
+    // nvme_update_ns_info(): the disk is NSZE blocks long, in 512-byte sectors (nvme_lba_to_sect())
+    setCapacity(q.value, BigInt(ns.nsze) << BigInt(shift - SECTOR_SHIFT));
     queues.set(ns.nsid, q.value);
-    lbaShift.set(ns.nsid, Math.log2(ns.lbaBytes));
+    lbaShift.set(ns.nsid, shift);
   }
   if (queues.size === 0) return err('ENODEV', `${dev.name}: the controller has no namespaces`);
   const ctrl = new NvmeCtrl(dev, controller, queues, admin.value, maxHw, { large: large.value, small: small.value }, lbaShift);
