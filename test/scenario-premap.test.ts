@@ -61,4 +61,27 @@ describe('scenario premap steps', () => {
     expect(r.leaks.tornDown).toContain('registered buffer d');
     expect(r.leaks.dmaDebugLeaks).toBe(0);
   });
+
+  it('at the end of the 16 MiB namespace (LBA 32768): a crossing write and read are short successes, ENOSPC for a write past it, 0 bytes for a read', () => {
+    const sc = parseScenario(`name: t\n${MACHINE}steps:
+  - { op: premap-register, name: d, device: nvme0, len: 64KiB }
+  - { op: premap-write, token: d, len: 16KiB, lba: 32760 }
+  - { op: premap-read, token: d, offset: 32KiB, len: 16KiB, lba: 32760 }
+  - { op: premap-write, token: d, len: 4KiB, lba: 32768, expect: { errno: ENOSPC } }
+  - { op: premap-read, token: d, len: 4KiB, lba: 40000 }
+  - { op: premap-unregister, token: d }
+`);
+    const r = new ScenarioRunner(sc).runAll();
+    expect(r.steps.map((s) => [s.op, s.ok, s.errno ?? null])).toEqual([
+      ['premap-register', true, null], ['premap-write', true, null], ['premap-read', true, null], ['premap-write', true, 'ENOSPC'],
+      ['premap-read', true, null], ['premap-unregister', true, null],
+    ]);
+    expect(r.steps[1]!.data).toMatchObject({ bytes: 4096, checked: 4096, mismatched: 0 });
+    expect(r.steps[1]!.summary).toMatch(/short: 4 KiB of 16 KiB moved, the device ends at LBA 32768; 4,096 bytes match/);
+    expect(r.steps[2]!.data).toMatchObject({ bytes: 4096, checked: 4096, mismatched: 0 });
+    expect(r.steps[4]!.data).toMatchObject({ bytes: 0, commands: 0 });
+    expect(r.steps[4]!.summary).toMatch(/0 bytes, end of device/);
+    expect(r.counters.nvmeCtrlErrors ?? 0).toBe(0);
+    expect(r.ok).toBe(true);
+  });
 });

@@ -39,6 +39,42 @@ describe('pre-mapped dma-buf I/O (RFC dmabuf read/write via io_uring, v3)', () =
     expect(rig.read(64 * KiB, 128 * KiB)).toEqual(want);
   });
 
+  it('at the end of the namespace does what block/fops.c does: ENOSPC for a write there, 0 bytes for a read, a crossing request cut short', () => {
+    const rig = premapRig({ len: 256 * KiB });
+    const END = 256n * 2048n; // the 256 MiB namespace in 512-byte sectors
+    const ns = (sector: bigint, len: number) => rig.ctrl.controller.readBlocks(1, sector, len / 512);
+    const want = patternBytes(16 * KiB, 5);
+    rig.write(0, want);
+    const before = rig.m.stats.snapshot();
+    // blkdev_write_iter(): iov_iter_truncate() to the 4 KiB left; the write moves those and succeeds with 4096
+    const w = unwrap(premapSubmit(rig.token, REQ_OP_WRITE, END - 8n, 0, 16 * KiB, { unlocked: true }));
+    expect([w.bytes, w.cmds.length, new DataView(w.cmds[0]!.sqe.buffer).getUint16(48, true)]).toEqual([4 * KiB, 1, 7]);
+    expect(unwrap(premapComplete(w))).toBe(4 * KiB);
+    expect(ns(END - 8n, 4 * KiB)).toEqual(want.subarray(0, 4 * KiB));
+    // blkdev_read_iter(): the same cut; the buffer's bytes after the 4 KiB are left as they were
+    rig.write(64 * KiB, new Uint8Array(16 * KiB).fill(0xee));
+    const r = unwrap(premapSubmit(rig.token, REQ_OP_READ, END - 8n, 64 * KiB, 16 * KiB));
+    expect(unwrap(premapComplete(r))).toBe(4 * KiB);
+    expect(rig.read(64 * KiB, 4 * KiB)).toEqual(want.subarray(0, 4 * KiB));
+    expect(rig.read(68 * KiB, 12 * KiB).every((b) => b === 0xee)).toBe(true);
+    const d = rig.m.stats.diff(before) as Record<string, number>;
+    expect([d.nvmeCtrlCommands, d.nvmeCtrlErrors ?? 0, d.nvmeCtrlDataBytes]).toEqual([2, 0, 8 * KiB]);
+    // at or past the end: ENOSPC for a write, a read of 0 bytes, no command either way, no reference kept
+    const at = rig.m.stats.snapshot();
+    for (const sector of [END, END + 100n]) {
+      const e = premapSubmit(rig.token, REQ_OP_WRITE, sector, 0, 4 * KiB);
+      expect(e.ok || e.errno).toBe('ENOSPC');
+      const eof = unwrap(premapSubmit(rig.token, REQ_OP_READ, sector, 0, 4 * KiB));
+      expect([eof.bytes, eof.cmds.length]).toEqual([0, 0]);
+      expect(unwrap(premapComplete(eof))).toBe(0);
+    }
+    expect(rig.m.stats.diff(at).nvmeCtrlCommands ?? 0).toBe(0);
+    expect(rig.token.map!.refs).toBe(1);
+    expect(rig.token.map!.inflight.size).toBe(0);
+    // a request that ends exactly at the end is whole
+    expect(unwrap(premapComplete(unwrap(premapSubmit(rig.token, REQ_OP_WRITE, END - 32n, 0, 16 * KiB))))).toBe(16 * KiB);
+  });
+
   it('makes no IOVA allocation, IOMMU map or IOTLB invalidation per I/O once the map exists (strict IOMMU)', () => {
     const rig = premapRig({ len: 512 * KiB });
     // warm-up: the map, and the first PRP list page of the descriptor pool (coherent memory, mapped once)

@@ -20,6 +20,13 @@
 //     (-EFAULT for a zero length, -EBADF for another file; no live map: -EAGAIN on an inline issue,
 //     a new map when issued from io-wq (IO_URING_F_UNLOCKED); the map's error otherwise);
 //     io_req_drop_dmabuf() at request free.
+// The request reaches the block device as any io_uring read/write does (io_uring/rw.c: __io_read /
+// io_write call f_op->read_iter / write_iter), so block/fops.c applies before any bio exists:
+// blkdev_write_iter() fails a write at or past the end with -ENOSPC, blkdev_read_iter() returns 0
+// for a read there, both cut a request that crosses the end to the device's size
+// (iov_iter_truncate), then blkdev_direct_IO() checks the alignment (blkdev_dio_invalid). The async
+// direct I/O then completes with the bytes of the cut request (the CQE's res): a short read or
+// write is a success.
 // And the older design it compares with: registered user buffers kept DMA-mapped
 // (IORING_REGISTER_MAP_BUFFERS, Jens Axboe 2022, "nvme: add support for pre-mapped IO buffers";
 // never merged): the buffer is pinned and mapped once at registration, I/O uses the same PRP path.
@@ -40,7 +47,7 @@ import {
 } from '../../dma/index.ts';
 import { FOLL_LONGTERM, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, type UserMm } from '../../mm/index.ts';
 import { DmaList, type PhyrList } from '../../phyr/index.ts';
-import { REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, type ReqOp, type RequestQueue } from '../block/index.ts';
+import { REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, bdevNrBytes, type ReqOp, type RequestQueue } from '../block/index.ts';
 import {
   DMA_RESV_USAGE_KERNEL, dmaBufAttach, dmaBufDetach, dmaBufMapAttachment, dmaBufUnmapAttachment, dmaFenceInit, type DmaBuf,
   type DmaBufAttachment, type DmaFence,
@@ -140,14 +147,17 @@ export class PremapIo {
   readonly map: PremapMap;
   readonly op: ReqOp;
   readonly cmds: readonly PremapCmd[];
+  /** Bytes the request moves: the length asked for, cut at the end of the device (0 for a read at its end). */
+  readonly bytes: number;
   completed = false;
 
   /** @internal made by premapSubmit. */
-  constructor(token: PremapToken, map: PremapMap, op: ReqOp, cmds: PremapCmd[]) {
+  constructor(token: PremapToken, map: PremapMap, op: ReqOp, cmds: PremapCmd[], bytes: number) {
     this.token = token;
     this.map = map;
     this.op = op;
     this.cmds = cmds;
+    this.bytes = bytes;
   }
 
   /** PRP list bytes of every command. */
@@ -443,9 +453,13 @@ function setupCmd(token: PremapToken, map: PremapMap, op: ReqOp, sector: bigint,
  * each piece becomes an NVMe command whose PRPs come from the map's dma_list (no per-I/O mapping).
  * The commands are queued, not executed: premapExecute runs them on the controller, premapComplete
  * completes them and drops the reference.
+ * At the end of the device (bdevNrBytes of the controller's queue) it does what block/fops.c does
+ * (see the header): a write at or past the end fails with ENOSPC, a read there is an I/O of 0 bytes
+ * with no command, and a request that crosses the end moves only the bytes up to it (io.bytes).
  * Errors: EFAULT (released token, len 0 or beyond the buffer), EAGAIN (no live map on an inline
- * issue), the map's errors (premapCreateMap), EINVAL (length or sector not a multiple of the logical
- * block size: blkdev_dio_invalid; or offset breaks dma_alignment), ENOMEM (no PRP list page).
+ * issue), the map's errors (premapCreateMap), ENOSPC (a write at or past the end), EINVAL (length,
+ * once cut at the end, or sector not a multiple of the logical block size: blkdev_dio_invalid; or
+ * offset breaks dma_alignment), ENOMEM (no PRP list page).
  * Nothing is left queued or referenced on an error.
  * @throws TypeError/RangeError for arguments of the wrong type or range.
  */
@@ -478,25 +492,40 @@ export function premapSubmit(token: PremapToken, op: ReqOp, sector: bigint, offs
     putRef(map);
     return err(e, message);
   };
-  // The request reaches the block device through its read_iter/write_iter: block/fops.c
-  // blkdev_direct_IO() refuses a position or byte count that is not a multiple of the logical
+  // The request reaches the block device through its read_iter/write_iter (block/fops.c). First
+  // the end of the device: blkdev_write_iter() returns -ENOSPC at or past it, blkdev_read_iter()
+  // returns 0 there, and both truncate the iov_iter of a request that crosses it.
+  const size = bdevNrBytes(q);
+  const pos = sector << BigInt(SECTOR_SHIFT);
+  let count = len;
+  if (size !== null && pos + BigInt(len) > size) {
+    if (pos >= size) {
+      if (op === REQ_OP_WRITE) return fail('ENOSPC', `write at byte ${pos} of a ${size}-byte device: at or past its end (blkdev_write_iter)`);
+      stats.premapIos++;
+      const eof = new PremapIo(token, map, op, [], 0);
+      map.inflight.add(eof);
+      return ok(eof);
+    }
+    count = Number(size - pos);
+  }
+  // Then blkdev_direct_IO() refuses a position or byte count that is not a multiple of the logical
   // block size (blkdev_dio_invalid) with -EINVAL before any bio is built; the EIO of
   // bio_unaligned() is only what an in-kernel bio submitter gets.
-  if (len % lim.logicalBlockSize !== 0 || ((sector << BigInt(SECTOR_SHIFT)) % BigInt(lim.logicalBlockSize)) !== 0n) {
-    return fail('EINVAL', `I/O of ${len} bytes at sector ${sector} is not aligned to the logical block size ${lim.logicalBlockSize} (blkdev_dio_invalid)`);
+  if (count % lim.logicalBlockSize !== 0 || (pos % BigInt(lim.logicalBlockSize)) !== 0n) {
+    return fail('EINVAL', `I/O of ${count} bytes at sector ${sector} is not aligned to the logical block size ${lim.logicalBlockSize} (blkdev_dio_invalid)`);
   }
   if ((offset & lim.dmaAlignment) !== 0) return fail('EINVAL', `offset ${offset} breaks dma_alignment ${lim.dmaAlignment} (bio_split_io_at)`);
   const cmds: PremapCmd[] = [];
   let done = 0;
-  while (done < len) {
+  while (done < count) {
     const s = sector + BigInt(done >> SECTOR_SHIFT);
-    const n = Math.min(len - done, maxIoBytes(q, s));
+    const n = Math.min(count - done, maxIoBytes(q, s));
     const c = setupCmd(token, map, op, s, offset + done, n);
     if (!c.ok) return fail(c.errno, c.message ?? c.errno, cmds);
     cmds.push(c.value);
     done += n;
   }
-  const io = new PremapIo(token, map, op, cmds);
+  const io = new PremapIo(token, map, op, cmds, count);
   map.inflight.add(io);
   stats.premapIos++;
   stats.premapRequests += cmds.length;
@@ -536,10 +565,12 @@ export function premapExecute(io: PremapIo): void {
 /**
  * Completion: any command not yet run is run, then nvme_rq_clean_dmabuf_map() (a sync for the CPU
  * per page, the PRP lists back to their pools) and io_req_drop_dmabuf() (the map reference; the
- * last one of an invalidated map signals its fence and unmaps it). Returns EIO when a command
- * completed with a non-zero NVMe status. @throws TypeError for an io already completed.
+ * last one of an invalidated map signals its fence and unmaps it). Returns the bytes moved (the
+ * CQE's res: io.bytes, fewer than asked for a request cut at the end of the device, 0 for a read
+ * at its end), or EIO when a command completed with a non-zero NVMe status.
+ * @throws TypeError for an io already completed.
  */
-export function premapComplete(io: PremapIo): Result<void> {
+export function premapComplete(io: PremapIo): Result<number> {
   if (!(io instanceof PremapIo)) throw new TypeError(`io must be a PremapIo, got ${String(io)}`);
   if (io.completed) throw new TypeError('io is already completed');
   premapExecute(io);
@@ -552,7 +583,7 @@ export function premapComplete(io: PremapIo): Result<void> {
   io.map.inflight.delete(io);
   putRef(io.map);
   const bad = io.cmds.find((c) => c.status !== 0);
-  return bad === undefined ? ok() : err('EIO', `NVMe status 0x${bad.status.toString(16)}`);
+  return bad === undefined ? ok(io.bytes) : err('EIO', `NVMe status 0x${bad.status.toString(16)}`);
 }
 
 /**

@@ -13,7 +13,7 @@ import {
   dmaUnmapSgtable, type DmaDataDirection,
 } from '../../dma/index.ts';
 import {
-  IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, dmaBufInvalidateMappings,
+  IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, bdevNrSectors, dmaBufInvalidateMappings,
   dmaBufPut, dmaBufRevoke, dmaBufUnrevoke, gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr,
   ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMapDmabuf, nvmeProbe, nvmeRemove,
   premapComplete, premapIssue, premapRegisterDmabuf, premapRegisterUserBuffer, premapUnregister, rdmaProbe, rdmaRemove, systemHeapAlloc,
@@ -560,18 +560,22 @@ export class ScenarioRunner {
     const done = premapComplete(io.value);
     const figures = `${io.value.cmds.length} command${io.value.cmds.length === 1 ? '' : 's'}, PRP list ${formatBytes(io.value.descriptorBytes)}`;
     if (!done.ok) return { summary: `${what}: ${done.errno} after ${figures}`, errno: done.errno };
+    // the bytes the I/O moved: fewer than asked when block/fops.c cut it at the device's end
+    const moved = done.value;
+    const data = { commands: io.value.cmds.length, descriptorBytes: io.value.descriptorBytes, bytes: moved };
+    if (moved === 0) return { summary: `${what}: 0 bytes, ${endText(n.ctrl)}`, data: { ...data, checked: 0, mismatched: 0 } };
     let got: Uint8Array;
-    if (write) got = n.ctrl.controller.readBlocks(1, BigInt(lba), bytes / 512);
-    else if (t.buf !== null) got = this.dmabufBytes(t.buf, off, bytes);
+    if (write) got = n.ctrl.controller.readBlocks(1, BigInt(lba), moved / 512);
+    else if (t.buf !== null) got = this.dmabufBytes(t.buf, off, moved);
     else {
       const b = this.buffer(t.buffer!).state;
-      const r = this.named.procs.get(b.process)!.readUser(b.va + BigInt(off), bytes);
-      got = r.ok ? r.value : new Uint8Array(bytes);
+      const r = this.named.procs.get(b.process)!.readUser(b.va + BigInt(off), moved);
+      got = r.ok ? r.value : new Uint8Array(moved);
     }
-    const c = countMismatches(got, write ? t.shadow.expected(off, bytes) : n.ns.expected(lba * 512, bytes));
-    if (write) n.ns.copyFrom(t.shadow, off, lba * 512, bytes);
-    else t.shadow.copyFrom(n.ns, lba * 512, off, bytes);
-    return { summary: `${what}: ${figures}; ${checkText(c.checked, c.bad)}`, mismatch: c.bad, data: { commands: io.value.cmds.length, descriptorBytes: io.value.descriptorBytes, checked: c.checked, mismatched: c.bad } };
+    const c = countMismatches(got, write ? t.shadow.expected(off, moved) : n.ns.expected(lba * 512, moved));
+    if (write) n.ns.copyFrom(t.shadow, off, lba * 512, moved);
+    else t.shadow.copyFrom(n.ns, lba * 512, off, moved);
+    return { summary: `${what}: ${figures}; ${shortText(n.ctrl, moved, bytes)}${checkText(c.checked, c.bad)}`, mismatch: c.bad, data: { ...data, checked: c.checked, mismatched: c.bad } };
   }
 
   private premapInvalidate(name: string, how: 'move-notify' | 'revoke' | 'unrevoke'): Outcome {
@@ -1026,6 +1030,17 @@ const METHOD_TEXT: Readonly<Record<string, string>> = {
 
 function backingText(b: BufferState['backing']): string {
   return typeof b === 'string' ? b : `${b.device}${b.offset ? `+${b.offset}` : ''}`;
+}
+
+/** A read at or past the end of the device (block/fops.c: blkdev_read_iter returns 0), in the step's words. */
+function endText(ctrl: NvmeCtrl): string {
+  return `end of device: it ends at LBA ${bdevNrSectors(ctrl.queue) ?? '?'} (blkdev_read_iter returns 0)`;
+}
+
+/** For an I/O cut at the end of the device (block/fops.c truncates it): what it moved, else nothing. */
+function shortText(ctrl: NvmeCtrl, moved: number, asked: number): string {
+  if (moved >= asked) return '';
+  return `short: ${formatBytes(moved)} of ${formatBytes(asked)} moved, the device ends at LBA ${bdevNrSectors(ctrl.queue) ?? '?'}; `;
 }
 
 function checkText(checked: number, bad: number): string {

@@ -384,7 +384,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'premap-write': z.strictObject({
-    op: z.literal('premap-write').describe('IORING_OP_WRITE_FIXED from a registered buffer: PRPs from the pre-mapped addresses, no per-I/O mapping (a dma-buf range is first filled with pattern bytes by the CPU)'),
+    op: z.literal('premap-write').describe('IORING_OP_WRITE_FIXED from a registered buffer: PRPs from the pre-mapped addresses, no per-I/O mapping (a dma-buf range is first filled with pattern bytes by the CPU); ENOSPC at or past the end of the namespace, cut short when it crosses it'),
     token: z.string().describe('registered buffer name'),
     ...range,
     lba: int('first logical block (default 0)').optional(),
@@ -393,7 +393,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'premap-read': z.strictObject({
-    op: z.literal('premap-read').describe('IORING_OP_READ_FIXED into a registered buffer; the bytes are checked'),
+    op: z.literal('premap-read').describe('IORING_OP_READ_FIXED into a registered buffer; the bytes are checked; 0 bytes at or past the end of the namespace, cut short when it crosses it'),
     token: z.string().describe('registered buffer name'),
     ...range,
     lba: int('first logical block (default 0)').optional(),
