@@ -10,8 +10,8 @@
 
 import { GiB, KiB, MiB, checkLen, type Errno } from '../base/index.ts';
 import {
-  REQ_OP_READ, REQ_OP_WRITE, bioFromRanges, blkStatusName, blkSubmitBio, nvmeCompleteRq, nvmeExecute, nvmeCtrlStatusName,
-  nvmeProbe, nvmeQueueRq, type NvmeCtrl, type ReqOp,
+  REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, bdevNrBytes, bioFromRanges, blkStatusName, blkSubmitBio, nvmeCompleteRq, nvmeExecute,
+  nvmeCtrlStatusName, nvmeProbe, nvmeQueueRq, type NvmeCtrl, type ReqOp,
 } from '../drivers/index.ts';
 import { DMA_BIT_MASK, dmaSetMaskAndCoherent, dmaSetMaxSegSize } from '../dma/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
@@ -169,18 +169,34 @@ export function blockIoMachineConfig(o: BlockIoOptions, name: MappingConfigName)
   };
 }
 
-/** What one direct I/O did (blockDirectIo): requests, segments, descriptors, and the failure if any. */
+/** What one direct I/O did (blockDirectIo): requests, segments, descriptors, bytes moved, and the failure if any. */
 export interface IoFigures {
   requests: number; segments: number; prp: number; sgl: number; descriptorBytes: number; listPages: number;
+  /** Bytes the I/O moves: len, cut at the end of the device (0 for a read at or past it). */
+  bytes: number;
   failure: string | null; errno: Errno | null;
 }
 
 /**
- * One direct I/O of the pinned range through block layer, driver and controller, at 512-byte
- * sector `sector` of namespace 1.
+ * One direct I/O (O_DIRECT pread / pwrite on the block device) of the pinned range through block
+ * layer, driver and controller, at 512-byte sector `sector` of namespace 1. Before any page is
+ * pinned, block/fops.c: blkdev_write_iter() fails a write at or past the end of the device with
+ * ENOSPC, blkdev_read_iter() makes a read there one of 0 bytes, and both cut an I/O that crosses
+ * the end to the device's size (iov_iter_truncate); `bytes` is what is left, and only it moves.
  */
 export function blockDirectIo(ctrl: NvmeCtrl, mm: UserMm, op: ReqOp, start: bigint, len: number, p2p: boolean, sector = 0n): IoFigures {
-  const f: IoFigures = { requests: 0, segments: 0, prp: 0, sgl: 0, descriptorBytes: 0, listPages: 0, failure: null, errno: null };
+  const f: IoFigures = { requests: 0, segments: 0, prp: 0, sgl: 0, descriptorBytes: 0, listPages: 0, bytes: 0, failure: null, errno: null };
+  const size = bdevNrBytes(ctrl.queue);
+  const pos = sector << BigInt(SECTOR_SHIFT);
+  if (size !== null && pos + BigInt(len) > size) {
+    if (pos >= size) {
+      if (op === REQ_OP_READ) return f; // end of file
+      return { ...f, failure: `write at byte ${pos} of a ${size}-byte device: at or past its end (blkdev_write_iter)`, errno: 'ENOSPC' };
+    }
+    len = Number(size - pos);
+  }
+  f.bytes = len;
+  if (len === 0) return f;
   // direct I/O: pin_user_pages, then bio_vecs one folio at a time (directIoBvecs), each its own
   // vector in the bio (bio_iov_iter_get_pages never merges into a vector it has filled)
   const ps = mm.machine.pageSize;

@@ -167,3 +167,46 @@ describe('sweeps', () => {
     expect(csv[3].startsWith('direct,2,true,,,9,9,')).toBe(true);
   });
 });
+
+describe('block-write / block-read at the end of the namespace (block/fops.c)', () => {
+  const sc = (steps: string) => parseScenario(`name: t
+machine:
+  ramBytes: 256MiB
+  pci:
+    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
+    - { name: rp0, type: root-port, parent: hb0 }
+    - { name: nvme0, type: endpoint, parent: rp0, nvme: { sgls: true, mdts: 0, namespaces: [{ nsid: 1, bytes: 1MiB, lbaBytes: 512 }] } }
+  iommu: { format: x86-64, mode: strict }
+buffers:
+  - { name: b, process: app, len: 64KiB, backing: anon }
+steps:
+  - { op: mmap, buffer: b, populate: true }
+  - { op: cpu-write, buffer: b }
+${steps}`);
+
+  it('a crossing write and read move the bytes up to the end and succeed short; ENOSPC for a write past it, 0 bytes for a read; no command fails', () => {
+    const r = runScenario(sc(`  - { op: block-write, device: nvme0, buffer: b, len: 16KiB, lba: 2040 }
+  - { op: cpu-write, buffer: b, offset: 32KiB, len: 16KiB, pattern: 99 }
+  - { op: block-read, device: nvme0, buffer: b, offset: 32KiB, len: 16KiB, lba: 2040 }
+  - { op: cpu-read, buffer: b, offset: 32KiB, len: 16KiB }
+  - { op: block-write, device: nvme0, buffer: b, len: 4KiB, lba: 2048, expect: { errno: ENOSPC } }
+  - { op: block-read, device: nvme0, buffer: b, len: 4KiB, lba: 4000 }
+  - { op: block-write, device: nvme0, buffer: b, len: 4KiB, lba: 2040 }
+`));
+    expect(r.steps.map((s) => [s.op, s.ok, s.errno ?? null])).toEqual([
+      ['mmap', true, null], ['cpu-write', true, null], ['block-write', true, null], ['cpu-write', true, null], ['block-read', true, null],
+      ['cpu-read', true, null], ['block-write', true, 'ENOSPC'], ['block-read', true, null], ['block-write', true, null],
+    ]);
+    expect(r.steps[2]!.data).toMatchObject({ bytes: 4096, requests: 1, checked: 4096, mismatched: 0 });
+    expect(r.steps[2]!.summary).toMatch(/short: 4 KiB of 16 KiB moved, the device ends at LBA 2048; 4,096 bytes match/);
+    expect(r.steps[4]!.data).toMatchObject({ bytes: 4096, checked: 4096, mismatched: 0 });
+    // the read brought 4 KiB into the buffer and left the 12 KiB after them as the CPU wrote them
+    expect(r.steps[5]!.data).toMatchObject({ checked: 16384, mismatched: 0 });
+    expect(r.steps[7]!.data).toMatchObject({ bytes: 0, requests: 0 });
+    expect(r.steps[7]!.summary).toMatch(/0 bytes, end of device/);
+    expect(r.steps[8]!.data).toMatchObject({ bytes: 4096 });
+    expect(r.counters.nvmeCtrlErrors ?? 0).toBe(0);
+    expect(r.counters.nvmeCtrlCommands).toBe(3);
+    expect(r.ok).toBe(true);
+  });
+});

@@ -923,18 +923,26 @@ export class ScenarioRunner {
     const what = `${write ? 'write' : 'read'} ${formatBytes(bytes)} ${write ? `${bufName}+${offText(off)} -> ${devName} LBA ${lba}` : `${devName} LBA ${lba} -> ${bufName}+${offText(off)}`}`;
     const transfer = f.prp > 0 && f.sgl > 0 ? 'PRP+SGL' : f.sgl > 0 ? 'SGL' : f.prp > 0 ? 'PRP' : 'no';
     const figures = `${f.requests} request${f.requests === 1 ? '' : 's'}, ${formatCount(f.segments)} DMA segment${f.segments === 1 ? '' : 's'}, ${transfer} descriptors (${formatBytes(f.descriptorBytes)})`;
-    const data = { requests: f.requests, segments: f.segments, prp: f.prp, sgl: f.sgl, descriptorBytes: f.descriptorBytes, listPages: f.listPages };
+    const data = {
+      requests: f.requests, segments: f.segments, prp: f.prp, sgl: f.sgl, descriptorBytes: f.descriptorBytes, listPages: f.listPages, bytes: f.bytes,
+    };
     if (f.failure !== null) return { summary: `${what}: ${f.errno ?? 'EIO'} (${f.failure}) after ${figures}`, errno: f.errno ?? 'EIO', data };
+    // the bytes the I/O moved: fewer than asked when block/fops.c cut it at the device's end
+    const moved = f.bytes;
+    if (moved === 0) return { summary: `${what}: 0 bytes, ${endText(n.ctrl)}`, segments: 0, data: { ...data, checked: 0, mismatched: 0 } };
     // check what arrived: the namespace's blocks after a write, the buffer after a read
-    const got = write ? n.ctrl.controller.readBlocks(1, BigInt(lba), bytes / 512) : (() => {
-      const r = mm.readUser(b.va + BigInt(off), bytes);
-      return r.ok ? r.value : new Uint8Array(bytes);
+    const got = write ? n.ctrl.controller.readBlocks(1, BigInt(lba), moved / 512) : (() => {
+      const r = mm.readUser(b.va + BigInt(off), moved);
+      return r.ok ? r.value : new Uint8Array(moved);
     })();
-    const exp = write ? shadow.expected(off, bytes) : n.ns.expected(lba * 512, bytes);
+    const exp = write ? shadow.expected(off, moved) : n.ns.expected(lba * 512, moved);
     const c = countMismatches(got, exp);
-    if (write) n.ns.copyFrom(shadow, off, lba * 512, bytes);
-    else shadow.copyFrom(n.ns, lba * 512, off, bytes);
-    return { summary: `${what}: ${figures}; ${checkText(c.checked, c.bad)}`, mismatch: c.bad, segments: f.segments, data: { ...data, checked: c.checked, mismatched: c.bad } };
+    if (write) n.ns.copyFrom(shadow, off, lba * 512, moved);
+    else shadow.copyFrom(n.ns, lba * 512, off, moved);
+    return {
+      summary: `${what}: ${figures}; ${shortText(n.ctrl, moved, bytes)}${checkText(c.checked, c.bad)}`, mismatch: c.bad, segments: f.segments,
+      data: { ...data, checked: c.checked, mismatched: c.bad },
+    };
   }
 
   /** Runs the remaining steps, tears down and returns the result (the same object on a second call). */

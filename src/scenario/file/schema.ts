@@ -304,7 +304,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'block-write': z.strictObject({
-    op: z.literal('block-write').describe('direct I/O write of a buffer range to an NVMe namespace: pin_user_pages, a bio_vec per folio run, blk-mq split, nvme PRP/SGL, controller DMA'),
+    op: z.literal('block-write').describe('direct I/O write of a buffer range to an NVMe namespace: pin_user_pages, a bio_vec per folio run, blk-mq split, nvme PRP/SGL, controller DMA; ENOSPC at or past the end of the namespace, cut short when it crosses it'),
     device: z.string().describe('an NVMe endpoint (pci node with nvme)'),
     buffer: z.string().describe('buffer name'),
     ...range,
@@ -312,7 +312,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'block-read': z.strictObject({
-    op: z.literal('block-read').describe('direct I/O read from an NVMe namespace into a buffer range'),
+    op: z.literal('block-read').describe('direct I/O read from an NVMe namespace into a buffer range; 0 bytes at or past the end of the namespace, cut short when it crosses it'),
     device: z.string().describe('an NVMe endpoint (pci node with nvme)'),
     buffer: z.string().describe('buffer name'),
     ...range,
