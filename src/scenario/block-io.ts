@@ -183,6 +183,8 @@ export interface IoFigures {
  * pinned, block/fops.c: blkdev_write_iter() fails a write at or past the end of the device with
  * ENOSPC, blkdev_read_iter() makes a read there one of 0 bytes, and both cut an I/O that crosses
  * the end to the device's size (iov_iter_truncate); `bytes` is what is left, and only it moves.
+ * Then blkdev_direct_IO() refuses an I/O whose position or (cut) length is not a multiple of the
+ * logical block size with EINVAL.
  */
 export function blockDirectIo(ctrl: NvmeCtrl, mm: UserMm, op: ReqOp, start: bigint, len: number, p2p: boolean, sector = 0n): IoFigures {
   const f: IoFigures = { requests: 0, segments: 0, prp: 0, sgl: 0, descriptorBytes: 0, listPages: 0, bytes: 0, failure: null, errno: null };
@@ -197,6 +199,12 @@ export function blockDirectIo(ctrl: NvmeCtrl, mm: UserMm, op: ReqOp, start: bigi
   }
   f.bytes = len;
   if (len === 0) return f;
+  // blkdev_direct_IO(): a position or byte count off the logical block size is EINVAL
+  // (blkdev_dio_invalid) before any bio; bio_unaligned()'s EIO is an in-kernel submitter's answer
+  const lbs = ctrl.queue.limits.logicalBlockSize;
+  if (len % lbs !== 0 || pos % BigInt(lbs) !== 0n) {
+    return { ...f, bytes: 0, failure: `${len} bytes at byte ${pos}: not aligned to the logical block size ${lbs} (blkdev_dio_invalid)`, errno: 'EINVAL' };
+  }
   // direct I/O: pin_user_pages, then bio_vecs one folio at a time (directIoBvecs), each its own
   // vector in the bio (bio_iov_iter_get_pages never merges into a vector it has filled)
   const ps = mm.machine.pageSize;

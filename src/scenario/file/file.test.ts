@@ -168,14 +168,15 @@ describe('sweeps', () => {
   });
 });
 
-describe('block-write / block-read at the end of the namespace (block/fops.c)', () => {
-  const sc = (steps: string) => parseScenario(`name: t
+/** A 1 MiB namespace of lbaBytes blocks on nvme0, a 64 KiB buffer b mapped and written by the CPU, then steps. */
+function nvmeScenario(lbaBytes: number, steps: string): ReturnType<typeof parseScenario> {
+  return parseScenario(`name: t
 machine:
   ramBytes: 256MiB
   pci:
     - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
     - { name: rp0, type: root-port, parent: hb0 }
-    - { name: nvme0, type: endpoint, parent: rp0, nvme: { sgls: true, mdts: 0, namespaces: [{ nsid: 1, bytes: 1MiB, lbaBytes: 512 }] } }
+    - { name: nvme0, type: endpoint, parent: rp0, nvme: { sgls: true, mdts: 0, namespaces: [{ nsid: 1, bytes: 1MiB, lbaBytes: ${lbaBytes} }] } }
   iommu: { format: x86-64, mode: strict }
 buffers:
   - { name: b, process: app, len: 64KiB, backing: anon }
@@ -183,9 +184,11 @@ steps:
   - { op: mmap, buffer: b, populate: true }
   - { op: cpu-write, buffer: b }
 ${steps}`);
+}
 
+describe('block-write / block-read at the end of the namespace (block/fops.c)', () => {
   it('a crossing write and read move the bytes up to the end and succeed short; ENOSPC for a write past it, 0 bytes for a read; no command fails', () => {
-    const r = runScenario(sc(`  - { op: block-write, device: nvme0, buffer: b, len: 16KiB, lba: 2040 }
+    const r = runScenario(nvmeScenario(512, `  - { op: block-write, device: nvme0, buffer: b, len: 16KiB, lba: 2040 }
   - { op: cpu-write, buffer: b, offset: 32KiB, len: 16KiB, pattern: 99 }
   - { op: block-read, device: nvme0, buffer: b, offset: 32KiB, len: 16KiB, lba: 2040 }
   - { op: cpu-read, buffer: b, offset: 32KiB, len: 16KiB }
@@ -207,6 +210,18 @@ ${steps}`);
     expect(r.steps[8]!.data).toMatchObject({ bytes: 4096 });
     expect(r.counters.nvmeCtrlErrors ?? 0).toBe(0);
     expect(r.counters.nvmeCtrlCommands).toBe(3);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe('block-write / block-read off the logical block size (block/fops.c: blkdev_dio_invalid)', () => {
+  it('EINVAL before any pin or bio on a 4 KiB-block namespace, not the EIO of bio_unaligned', () => {
+    const r = runScenario(nvmeScenario(4096, `  - { op: block-write, device: nvme0, buffer: b, len: 6KiB, expect: { errno: EINVAL } }
+  - { op: block-read, device: nvme0, buffer: b, len: 4KiB, lba: 1, expect: { errno: EINVAL } }
+`));
+    expect(r.steps.slice(2).map((s) => [s.op, s.ok, s.errno ?? null])).toEqual([['block-write', true, 'EINVAL'], ['block-read', true, 'EINVAL']]);
+    expect(r.steps[2]!.summary).toMatch(/blkdev_dio_invalid/);
+    expect(r.counters.gupPinCalls ?? 0).toBe(0);
     expect(r.ok).toBe(true);
   });
 });
