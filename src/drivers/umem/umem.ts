@@ -6,8 +6,11 @@
 // dma_map_phys() per physical range (kernel/dma/mapping.c, as mm/hmm.c maps pfns one by one), the
 // two-step IOVA API as block/blk-mq-dma.c uses it (dma_iova_try_alloc, dma_iova_link per range,
 // dma_iova_sync; per-range fallback when there is no IOVA window), and the phyr entry point
-// dmaMapPhyrs. Each returns the DMA segments in buffer byte order (in columns: no object per range),
-// the kernel bytes of its metadata, and an undo that unmaps and unpins exactly what was done.
+// dmaMapPhyrs. In every design a P2P range between devices under one switch is given to the device
+// as its PCI bus address and not mapped (pci_p2pdma_state(): PCI_P2PDMA_MAP_BUS_ADDR). Each returns
+// the DMA segments in buffer byte order (in columns: no object per range), the kernel bytes of its
+// metadata, and an undo that unmaps and unpins exactly what was done. umemMapPinned maps a phyr list
+// the caller pinned by the same designs (the scenario runner's pin steps).
 
 import { type Result, err, ok } from '../../base/index.ts';
 import {
@@ -170,18 +173,15 @@ export function umemMap(dev: Device, mm: UserMm, start: bigint, len: number, met
   const pinned = pinUserPhyrsAll(mm, start, len, gup);
   if (!pinned.ok) return err(pinned.errno, `pinUserPhyrs: ${pinned.message ?? pinned.errno}`);
   const list: PhyrList = pinned.value;
-  let r: Result<Omit<UmemMapping, 'method' | 'unmap'> & { undo: () => void }>;
-  if (method === 'map-phyrs') r = mapPhyrs(dev, list, dir);
-  else if (method === 'map-phys') r = mapPerRange(dev, list, dir);
-  else r = mapTwoStep(dev, list, dir);
+  const r = mapList(dev, list, method, dir, 0);
   if (!r.ok) {
     unpinUserPhyrs(list);
     return r;
   }
-  const { undo, ...rest } = r.value;
+  const { undo, segments, metadataBytes } = r.value;
   let done = false;
   return ok({
-    method, ...rest,
+    method, segments, metadataBytes,
     unmap: () => {
       if (done) return;
       done = true;
@@ -189,6 +189,58 @@ export function umemMap(dev: Device, mm: UserMm, start: bigint, len: number, met
       unpinUserPhyrs(list);
     },
   });
+}
+
+/** A phyr list the caller pinned, mapped by one design (umemMapPinned); unmapping leaves the pin. */
+export interface UmemListMapping {
+  /** The DMA segments the device is given, in list byte order. */
+  readonly segments: UmemSegments;
+  /** Kernel bytes of the mapping's metadata, as UmemMapping.metadataBytes. */
+  readonly metadataBytes: number;
+  /**
+   * The IOVA window of the two-step design (or of dmaMapPhyrs' window), null when the ranges were
+   * mapped one by one (no dma-iommu, or every range a bus address).
+   */
+  readonly iova: DmaIovaState | null;
+  /** Unmaps exactly what was mapped (never a bus address); a second call does nothing. */
+  unmap(): void;
+}
+
+/** Options of umemMapPinned. */
+export interface UmemListOptions {
+  /** Direction of every mapping. Default DMA_BIDIRECTIONAL. */
+  readonly dir?: DmaDataDirection;
+  /** DMA_ATTR_* for every call (DMA_ATTR_MMIO is added for ranges the classification says are MMIO). Default 0. */
+  readonly attrs?: number;
+}
+
+/**
+ * Maps a phyr list the caller pinned (pinUserPhyrs) for dev by one of the phyr designs: map-phys,
+ * two-step or map-phyrs, as umemMap does after its pin. Errnos: those of the classification
+ * (EINVAL, EREMOTEIO) and of the mapping calls, the failing call named in the message; on failure
+ * nothing stays mapped. The pin is the caller's, before and after.
+ * @throws RangeError for the sgtable method (it maps a page array: umemMap pins one).
+ */
+export function umemMapPinned(dev: Device, list: PhyrList, method: UmemMethod, opts: UmemListOptions = {}): Result<UmemListMapping> {
+  if (method === 'sgtable') throw new RangeError('umemMapPinned maps a phyr list: method must be map-phys, two-step or map-phyrs, got sgtable');
+  const r = mapList(dev, list, method, opts.dir ?? DMA_BIDIRECTIONAL, opts.attrs ?? 0);
+  if (!r.ok) return r;
+  const { undo, segments, metadataBytes, iova } = r.value;
+  let done = false;
+  return ok({
+    segments, metadataBytes, iova,
+    unmap: () => {
+      if (done) return;
+      done = true;
+      undo();
+    },
+  });
+}
+
+function mapList(dev: Device, list: PhyrList, method: Exclude<UmemMethod, 'sgtable'>, dir: DmaDataDirection, attrs: number): Result<Mapped> {
+  if (method === 'map-phyrs') return mapPhyrs(dev, list, dir, attrs);
+  if (method === 'map-phys') return mapPerRange(dev, list, dir, attrs);
+  return mapTwoStep(dev, list, dir, attrs);
 }
 
 /** The ib_umem design: a page array, a scatterlist built from it, dma_map_sgtable. */
@@ -288,39 +340,45 @@ class RegionFactsCache {
   }
 }
 
-type Mapped = Omit<UmemMapping, 'method' | 'unmap'> & { undo: () => void };
+type Mapped = Omit<UmemMapping, 'method' | 'unmap'> & { readonly iova: DmaIovaState | null; undo: () => void };
 
-function mapPhyrs(dev: Device, list: PhyrList, dir: DmaDataDirection): Result<Mapped> {
-  const r = dmaMapPhyrs(dev, list, dir, 0);
+function mapPhyrs(dev: Device, list: PhyrList, dir: DmaDataDirection, attrs: number): Result<Mapped> {
+  const r = dmaMapPhyrs(dev, list, dir, attrs);
   if (!r.ok) return err(r.errno, `dmaMapPhyrs: ${r.message ?? r.errno}`);
   const mapping = r.value;
-  return ok({ segments: mapping.list, metadataBytes: mapping.list.kernelBytes, undo: () => dmaUnmapPhyrs(dev, mapping, dir, 0) });
+  return ok({ segments: mapping.list, metadataBytes: mapping.list.kernelBytes, iova: mapping.state, undo: () => dmaUnmapPhyrs(dev, mapping, dir, attrs) });
 }
 
-/** Each range classified as drivers do with pci_p2pdma_state(): kind and, for bus addresses, the address. */
+/**
+ * Each range classified as drivers do with pci_p2pdma_state(): kind and, for bus addresses, the
+ * address (DmaRangeIter's busAddrs); ioLen is the bytes that are mapped (all but the bus-address
+ * ranges) and firstMapped the index of the first such range (-1 when every range is a bus address).
+ */
 interface RangeKinds {
   readonly kinds: Uint8Array;
-  readonly bus: Map<number, bigint>;
+  readonly bus: ReadonlyMap<number, bigint>;
+  readonly ioLen: number;
+  readonly firstMapped: number;
 }
 
 function classify(dev: Device, list: PhyrList): Result<RangeKinds> {
   const kinds = new Uint8Array(list.count);
-  const bus = new Map<number, bigint>();
   const it = new DmaRangeIter(dev, list);
+  let firstMapped = -1;
   for (;;) {
     const r = it.next();
-    if (!r.ok) return r;
+    if (!r.ok) return err(r.errno, `P2P classification: ${r.message ?? r.errno}`);
     if (!r.value) break;
     kinds[it.index] = it.kind;
-    if (it.kind === DMA_RANGE_BUS) bus.set(it.index, it.busAddr);
+    if (firstMapped < 0 && it.kind !== DMA_RANGE_BUS) firstMapped = it.index;
   }
-  return ok({ kinds, bus });
+  return ok({ kinds, bus: it.busAddrs, ioLen: it.mappedLen, firstMapped });
 }
 
-const attrsOf = (kind: number): number => (kind === DMA_RANGE_MMIO ? DMA_ATTR_MMIO : 0);
+const attrsOf = (kind: number, attrs: number): number => (kind === DMA_RANGE_MMIO ? attrs | DMA_ATTR_MMIO : attrs);
 
 /** One dma_map_phys per range (a bus address for P2P through a switch). */
-function mapPerRange(dev: Device, list: PhyrList, dir: DmaDataDirection, cl?: RangeKinds): Result<Mapped> {
+function mapPerRange(dev: Device, list: PhyrList, dir: DmaDataDirection, attrs: number, cl?: RangeKinds): Result<Mapped> {
   if (cl === undefined) {
     const c = classify(dev, list);
     if (!c.ok) return c;
@@ -330,7 +388,7 @@ function mapPerRange(dev: Device, list: PhyrList, dir: DmaDataDirection, cl?: Ra
   const n = list.count;
   const segs = new SegmentColumns(n);
   const undo = (upTo: number): void => {
-    for (let k = upTo - 1; k >= 0; k--) if (kinds[k] !== DMA_RANGE_BUS) dmaUnmapPhys(dev, segs.addrAt(k), segs.lenAt(k), dir, attrsOf(kinds[k]));
+    for (let k = upTo - 1; k >= 0; k--) if (kinds[k] !== DMA_RANGE_BUS) dmaUnmapPhys(dev, segs.addrAt(k), segs.lenAt(k), dir, attrsOf(kinds[k], attrs));
   };
   for (let i = 0; i < n; i++) {
     const rl = list.lenAt(i);
@@ -338,47 +396,73 @@ function mapPerRange(dev: Device, list: PhyrList, dir: DmaDataDirection, cl?: Ra
       segs.set(i, bus.get(i)!, rl);
       continue;
     }
-    const r = dmaMapPhys(dev, list.addrAt(i), rl, dir, attrsOf(kinds[i]));
+    const r = dmaMapPhys(dev, list.addrAt(i), rl, dir, attrsOf(kinds[i], attrs));
     if (!r.ok) {
       undo(i);
       return err(r.errno, `dmaMapPhys(range ${i}): ${r.message ?? r.errno}`);
     }
     segs.set(i, r.value, rl);
   }
-  return ok({ segments: segs, metadataBytes: 16 * n, undo: () => undo(n) });
+  return ok({ segments: segs, metadataBytes: 16 * n, iova: null, undo: () => undo(n) });
 }
 
 /**
- * One IOVA window linked range by range; dma_map_phys per range when the device does not use
- * dma-iommu (dma_iova_try_alloc fails) or every range is a bus address.
+ * The two-step API as its kernel users drive it: one IOVA window (dma_iova_try_alloc) sized to the
+ * ranges that are mapped, each linked at the next window offset (dma_iova_link), one
+ * dma_iova_sync. A P2P range between devices under one switch (pci_p2pdma_state() says
+ * PCI_P2PDMA_MAP_BUS_ADDR) is handed to the device as its bus address and never linked: that is
+ * block/blk-mq-dma.c (blk_dma_map_iter_start() -> blk_dma_map_bus(), before any IOVA is
+ * allocated), mm/hmm.c (hmm_dma_map_pfn() returns the bus address without dma_iova_link) and, for
+ * a list that mixes both, drivers/iommu/dma-iommu.c (iommu_dma_map_sg(): a bus-address segment is
+ * marked with sg_dma_mark_bus_address, left out of the IOVA length and skipped by iommu_map_sg).
+ * The segments, in buffer order: each bus-address range on its own, each run of linked ranges
+ * between them one piece of the window (the same segments dmaMapPhyrs gives on this path). Undo
+ * destroys the linked bytes only; a bus address needs nothing (include/linux/blk-mq-dma.h:
+ * blk_rq_dma_unmap() returns at once for PCI_P2PDMA_MAP_BUS_ADDR). dma_map_phys per range when the
+ * device does not use dma-iommu (dma_iova_try_alloc fails) or every range is a bus address.
  */
-function mapTwoStep(dev: Device, list: PhyrList, dir: DmaDataDirection): Result<Mapped> {
+function mapTwoStep(dev: Device, list: PhyrList, dir: DmaDataDirection, attrs: number): Result<Mapped> {
   const c = classify(dev, list);
   if (!c.ok) return c;
-  const { kinds } = c.value;
+  const { kinds, bus, ioLen, firstMapped } = c.value;
   const state = new DmaIovaState();
-  if (kinds.every((k) => k === DMA_RANGE_BUS) || !dmaIovaTryAlloc(dev, state, list.addrAt(0), list.totalLen)) {
-    const r = mapPerRange(dev, list, dir, c.value);
+  if (firstMapped < 0 || !dmaIovaTryAlloc(dev, state, list.addrAt(firstMapped), ioLen)) {
+    const r = mapPerRange(dev, list, dir, attrs, c.value);
     if (!r.ok) return r;
     return ok({ ...r.value, metadataBytes: 16 + r.value.metadataBytes });
   }
+  const n = list.count;
+  const segs = new SegmentColumns(n);
+  let count = 0;
   let offset = 0;
-  for (let i = 0; i < list.count; i++) {
-    const r = dmaIovaLink(dev, state, list.addrAt(i), offset, list.lenAt(i), dir, attrsOf(kinds[i]));
+  // the window piece being built: from runStart, runLen bytes (0: none open)
+  let runStart = 0, runLen = 0;
+  for (let i = 0; i < n; i++) {
+    const len = list.lenAt(i);
+    if (kinds[i] === DMA_RANGE_BUS) {
+      if (runLen > 0) segs.set(count++, state.addr + BigInt(runStart), runLen);
+      runLen = 0;
+      segs.set(count++, bus.get(i)!, len);
+      continue;
+    }
+    const r = dmaIovaLink(dev, state, list.addrAt(i), offset, len, dir, attrsOf(kinds[i], attrs));
     if (!r.ok) {
-      if (offset > 0) dmaIovaDestroy(dev, state, offset, dir, 0);
+      if (offset > 0) dmaIovaDestroy(dev, state, offset, dir, attrs);
       else dmaIovaFree(dev, state);
       return err(r.errno, `dmaIovaLink(range ${i}): ${r.message ?? r.errno}`);
     }
-    offset += list.lenAt(i);
+    if (runLen === 0) runStart = offset;
+    runLen += len;
+    offset += len;
   }
+  if (runLen > 0) segs.set(count++, state.addr + BigInt(runStart), runLen);
+  segs.truncate(count);
   const s = dmaIovaSync(dev, state, 0, offset);
   if (!s.ok) {
-    dmaIovaDestroy(dev, state, offset, dir, 0);
+    dmaIovaDestroy(dev, state, offset, dir, attrs);
     return err(s.errno, `dmaIovaSync: ${s.message ?? s.errno}`);
   }
   const mappedLen = offset;
-  const window = new SegmentColumns(1);
-  window.set(0, state.addr, mappedLen);
-  return ok({ segments: window, metadataBytes: 16, undo: () => dmaIovaDestroy(dev, state, mappedLen, dir, 0) });
+  // the dma_iova_state, and a 16-byte address + length kept per bus-address segment
+  return ok({ segments: segs, metadataBytes: 16 + 16 * bus.size, iova: state, undo: () => dmaIovaDestroy(dev, state, mappedLen, dir, attrs) });
 }

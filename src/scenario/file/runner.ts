@@ -6,18 +6,16 @@ import { formatBytes, formatCount, type Errno, type KernelEvent } from '../../ba
 import {
   DMA_ATTR_CC_SHARED, DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_ATTR_NO_WARN, DMA_ATTR_PRIVILEGED,
   DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_ATTR_WEAK_ORDERING, DMA_ATTR_WRITE_COMBINE, DMA_BIDIRECTIONAL,
-  DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_RANGE_BUS, DMA_RANGE_MMIO, DMA_TO_DEVICE, DmaIovaState, DmaRangeIter, dmaDeviceRoute, dmaIovaDestroy,
-  dmaIovaFree, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPage, dmaMapPhys, dmaMapPhyrs, dmaMapSgtable,
-  dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask, dmaSetSegBoundary, dmaGetMaxSegSize, dmaSyncSgtableForCpu,
-  dmaSyncSgtableForDevice, dmaSyncSingleForCpu, dmaSyncSingleForDevice, dmaUnmapPage, dmaUnmapPhys, dmaUnmapPhyrs,
-  dmaUnmapSgtable, type DmaDataDirection,
+  DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaDeviceRoute, dmaMapPage, dmaMapPhyrs, dmaMapSgtable, dmaSetMaskAndCoherent,
+  dmaSetMaxSegSize, dmaSetMinAlignMask, dmaSetSegBoundary, dmaGetMaxSegSize, dmaSyncSgtableForCpu, dmaSyncSgtableForDevice,
+  dmaSyncSingleForCpu, dmaSyncSingleForDevice, dmaUnmapPage, dmaUnmapPhyrs, dmaUnmapSgtable, type DmaDataDirection,
 } from '../../dma/index.ts';
 import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, bdevNrSectors, dmaBufInvalidateMappings,
   dmaBufPut, dmaBufRevoke, dmaBufUnrevoke, gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr,
   ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMapDmabuf, nvmeProbe, nvmeRemove,
   premapComplete, premapIssue, premapRegisterDmabuf, premapRegisterUserBuffer, premapUnregister, rdmaProbe, rdmaRemove, systemHeapAlloc,
-  umemMap, vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl,
+  umemMap, umemMapPinned, vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl,
   type PremapToken, type SystemHeapBuffer, type UmemMethod,
 } from '../../drivers/index.ts';
 import { iommuDmaFlushQueueTick, iommuGetDmaDomain } from '../../iommu/index.ts';
@@ -779,62 +777,15 @@ export class ScenarioRunner {
       const mp = r.value;
       return { ok: true, segments: segmentsOf(mp.list), handle: mp, meta: mp.list.kernelBytes, undo: () => dmaUnmapPhyrs(dev, mp, dir, attrs) };
     }
-    // phys and two-step: classify each range as a driver does with pci_p2pdma_state()
-    const kinds: number[] = [];
-    const bus: bigint[] = [];
-    const it = new DmaRangeIter(dev, list);
-    for (;;) {
-      const r = it.next();
-      if (!r.ok) return { ok: false, errno: r.errno, message: `P2P classification: ${r.message ?? r.errno}` };
-      if (!r.value) break;
-      kinds[it.index] = it.kind;
-      bus[it.index] = it.busAddr;
-    }
-    const perRange = (): { ok: true; segments: DmaSegment[]; handle: unknown; undo: () => void; meta: number } | { ok: false; errno: Errno; message: string } => {
-      const segs: DmaSegment[] = [];
-      const undo = (): void => {
-        for (let k = segs.length - 1; k >= 0; k--) {
-          if (kinds[k] !== DMA_RANGE_BUS) dmaUnmapPhys(dev, segs[k].dmaAddr, segs[k].len, dir, attrs | (kinds[k] === DMA_RANGE_MMIO ? DMA_ATTR_MMIO : 0));
-        }
-      };
-      for (let k = 0; k < list.count; k++) {
-        const n = list.lenAt(k);
-        if (kinds[k] === DMA_RANGE_BUS) {
-          segs.push({ dmaAddr: bus[k], len: n });
-          continue;
-        }
-        const r = dmaMapPhys(dev, list.addrAt(k), n, dir, attrs | (kinds[k] === DMA_RANGE_MMIO ? DMA_ATTR_MMIO : 0));
-        if (!r.ok) {
-          undo();
-          return { ok: false, errno: r.errno, message: `dma_map_phys(range ${k}): ${r.message ?? r.errno}` };
-        }
-        segs.push({ dmaAddr: r.value, len: n });
-      }
-      return { ok: true, segments: segs, handle: segs, undo, meta: 16 * segs.length };
-    };
-    if (method === 'phys') return perRange();
-    const state = new DmaIovaState();
-    if (kinds.every((k) => k === DMA_RANGE_BUS) || !dmaIovaTryAlloc(dev, state, list.addrAt(0), list.totalLen)) {
-      // no IOVA window (dma-direct, or all bus addresses): dma_map_phys per range, as blk_rq_dma_map_iter does
-      const r = perRange();
-      return r.ok ? { ...r, handle: { state, ranges: r.segments }, meta: 16 + r.meta } : r;
-    }
-    let mapped = 0;
-    for (let k = 0; k < list.count; k++) {
-      const r = dmaIovaLink(dev, state, list.addrAt(k), mapped, list.lenAt(k), dir, attrs | (kinds[k] === DMA_RANGE_MMIO ? DMA_ATTR_MMIO : 0));
-      if (!r.ok) {
-        if (mapped > 0) dmaIovaDestroy(dev, state, mapped, dir, attrs);
-        else dmaIovaFree(dev, state);
-        return { ok: false, errno: r.errno, message: `dma_iova_link(range ${k}): ${r.message ?? r.errno}` };
-      }
-      mapped += list.lenAt(k);
-    }
-    const sy = dmaIovaSync(dev, state, 0, mapped);
-    if (!sy.ok) {
-      dmaIovaDestroy(dev, state, mapped, dir, attrs);
-      return { ok: false, errno: sy.errno, message: `dma_iova_sync: ${sy.message ?? sy.errno}` };
-    }
-    return { ok: true, segments: [{ dmaAddr: state.addr, len: mapped }], handle: state, meta: 16, undo: () => dmaIovaDestroy(dev, state, mapped, dir, attrs) };
+    // phys and two-step: drivers/umem's designs over the pinned list (each range classified by
+    // pci_p2pdma_state(); a bus address is handed out, never mapped nor linked into the window)
+    const u = umemMapPinned(dev, list, UMEM_OF[method], { dir, attrs });
+    if (!u.ok) return { ok: false, errno: u.errno, message: u.message ?? u.errno };
+    const um = u.value;
+    const segs: DmaSegment[] = [];
+    for (let k = 0; k < um.segments.count; k++) segs.push({ dmaAddr: um.segments.addrAt(k), len: um.segments.lenAt(k) });
+    // the handle a trace reads: the IOVA window's state, else the per-range segments
+    return { ok: true, segments: segs, handle: um.iova ?? segs, meta: um.metadataBytes, undo: () => um.unmap() };
   }
 
   private sync(name: string, forWhom: 'cpu' | 'device'): Outcome {
