@@ -4,8 +4,16 @@
 // dma_buf_pin_on_map), dma_buf_attach_revocable and dma_buf_invalidate_mappings (the 7.1 name of
 // move_notify: dma_buf_attach_ops.invalidate_mappings), the locking convention (the reservation
 // lock is held for pin, unpin, map, unmap and invalidation; not held for attach and detach).
-// Revocation is the sequence drivers/vfio/pci/vfio_pci_dmabuf.c: vfio_pci_dma_buf_move() runs,
-// offered to every exporter.
+// Revocation is the sequence drivers/vfio/pci/vfio_pci_dmabuf.c: vfio_pci_dma_buf_move() runs. In
+// the kernel only exporters with a revoke path of their own run it (vfio-pci: vfio_pci_dma_buf_move;
+// ib_uverbs: rdma_user_mmap_entry_remove in drivers/infiniband/core/ib_core_uverbs.c); the dma-buf
+// core has no revoke call, and drivers/dma-buf/heaps/system_heap.c has no revoke path and no revoked
+// state: its map_dma_buf never refuses. DmaBufOps.revocable says which exporter has one
+// (dmaBufRevocable).
+// Model deviation: dmaBufRevoke still runs the sequence on any exporter, a heap buffer included:
+// the pre-mapped I/O model and the dma-buf matrix (scenario/) revoke heap buffers as a stand-in
+// for an exporter that has the path. Users facing the kernel's behaviour (the scenario step
+// dmabuf-revoke) ask dmaBufRevocable first and refuse the others.
 
 import { SlotKey, err, ok, type EventLog, type Result } from '../../base/index.ts';
 import { DMA_NONE, dmaContextOf, validDmaDirection, type DmaDataDirection } from '../../dma/index.ts';
@@ -48,6 +56,14 @@ export interface DmaBufOps {
   unmap(att: DmaBufAttachment, mapped: DmaBufMapped, dir: DmaDataDirection): void;
   /** ops->release: the last reference went. */
   release(buf: DmaBuf): void;
+  /**
+   * The exporter has a revoke path of its own (not a dma_buf_ops member: a private revoked flag its
+   * attach and map check, set where it calls dma_buf_invalidate_mappings): vfio-pci
+   * (vfio_pci_dma_buf_move) and ib_uverbs (rdma_user_mmap_entry_remove). Absent: none, as the
+   * system heap (drivers/dma-buf/heaps/system_heap.c) and a GPU exporter, which moves its buffers
+   * and never revokes them.
+   */
+  readonly revocable?: boolean;
   /**
    * ops->mmap: present when the exporter lets a process map the buffer; the cache attribute of its
    * PTEs for the memory the buffer is in now (write-back for RAM, write-combining for a prefetchable
@@ -678,11 +694,18 @@ export function dmaBufDropStaleMappings(buf: DmaBuf, why: string): number {
   return n;
 }
 
+/** Whether buf's exporter has a revoke path (DmaBufOps.revocable): vfio-pci and ib_uverbs buffers. */
+export function dmaBufRevocable(buf: DmaBuf): boolean {
+  checkBuf(buf);
+  return buf.ops.revocable === true;
+}
+
 /**
  * Revokes the buffer (the sequence of vfio_pci_dma_buf_move(vdev, true)): under the lock, marks it
  * revoked (maps and attaches fail with ENODEV from now on), invalidates every mapping, waits for
  * every fence, unmaps what importers kept (dmaBufDropStaleMappings) and zaps CPU mappings (later
- * faults raise SIGBUS). Idempotent.
+ * faults raise SIGBUS). Idempotent. Runs on any exporter (see the Model deviation at the top of the
+ * file); only a dmaBufRevocable buffer can be revoked in the kernel.
  */
 export function dmaBufRevoke(buf: DmaBuf): void {
   checkBuf(buf);

@@ -8,7 +8,7 @@ import { pinUserPages, FOLL_WRITE } from '../../mm/index.ts';
 import type { DmaList, PhyrList } from '../../phyr/index.ts';
 import { vfioPciDmabufExport, vfioPciReset, vfioPciSetMemoryEnabled } from '../vfio/index.ts';
 import {
-  DMA_RESV_USAGE_WRITE, dmaBufAttach, dmaBufDetach, dmaBufList, dmaBufMapAttachment, dmaBufMmap, dmaBufRevoke,
+  DMA_RESV_USAGE_WRITE, dmaBufAttach, dmaBufDetach, dmaBufList, dmaBufMapAttachment, dmaBufMmap, dmaBufRevocable, dmaBufRevoke,
   dmaBufMapAttachmentSgt, dmaBufMapAttachmentUnlocked, dmaBufUnmapAttachment, dmaBufUnmapAttachmentUnlocked, dmaBufVmap, dmaBufVunmap, dmaFenceInit, dmaResvLock, dmaResvUnlock, gpuBoCreate, gpuBoExport, gpuBoMigrate,
   iosysMapPlainStore, iosysMapRd, iosysMapWr, systemHeapAlloc, type DmaBuf, type DmaBufAttachment,
 } from './index.ts';
@@ -56,6 +56,26 @@ function dmaOf(list: DmaList, off: number): bigint {
   }
   throw new Error('offset beyond mapping');
 }
+
+describe('dmaBufRevocable: which exporters have a revoke path', () => {
+  it('vfio-pci does (vfio_pci_dma_buf_move); the system heap (system_heap.c) and the GPU exporter (it moves) do not', () => {
+    const m = machine('strict');
+    const heap = makeBuf(m, 'heap', 4 * 4096);
+    expect(dmaBufRevocable(heap)).toBe(false);
+    expect(dmaBufRevocable(makeBuf(m, 'gpu-vram', 4 * 4096))).toBe(false);
+    expect(dmaBufRevocable(makeBuf(m, 'vfio', 4 * 4096))).toBe(true);
+    // the heap buffer's importer keeps moving bytes: nothing in the kernel takes it back
+    const held: { list: DmaList | null } = { list: null };
+    const att = unwrap(attachDynamic(heap, m, 'nvme0', held));
+    dmaResvLock(heap);
+    const list = unwrap(dmaBufMapAttachment(att, DMA_BIDIRECTIONAL));
+    dmaResvUnlock(heap);
+    const p = pattern(256, 3);
+    expect(m.device('nvme0').dmaWrite(dmaOf(list, 4096), p).ok).toBe(true);
+    expect(m.mem.read(physOf(heap, 4096), 256)).toEqual(p);
+    dmaBufUnmapAttachmentUnlocked(att, list, DMA_BIDIRECTIONAL);
+  });
+});
 
 describe('dma-buf exporters x a device importer x topology', () => {
   it('each cell moves bytes both ways or fails with the kernel error; revoke leaves nothing reachable', () => {

@@ -6,7 +6,7 @@
 export {
   DmaBuf, DmaBufAttachment, dmaBufAttach, dmaBufAttachRevocable, dmaBufAttachments, dmaBufDetach, dmaBufDropStaleMappings,
   dmaBufExport, dmaBufInvalidateMappings, dmaBufList, dmaBufMapAttachment, dmaBufMapAttachmentSgt, dmaBufMapAttachmentUnlocked,
-  dmaBufMoveNotify, dmaBufPin, dmaBufPut, dmaBufRevoke, dmaBufUnmapAttachment, dmaBufUnmapAttachmentUnlocked, dmaBufUnpin,
+  dmaBufMoveNotify, dmaBufPin, dmaBufPut, dmaBufRevocable, dmaBufRevoke, dmaBufUnmapAttachment, dmaBufUnmapAttachmentUnlocked, dmaBufUnpin,
   dmaBufUnrevoke, dmaResvIsLocked, dmaResvLock, dmaResvUnlock, modelCheckEvent,
   DMA_BUF_MAP_TYPES, dmaBufMapPal, dmaBufUnmapPal, negotiateMapType, type DmaBufMapType, type DmaBufPal,
   type DmaBufAttachOptions, type DmaBufCpuMapping, type DmaBufExportInfo, type DmaBufMapped, type DmaBufMappingRecord, type DmaBufOps,

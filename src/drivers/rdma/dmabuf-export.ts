@@ -78,6 +78,8 @@ function privOf(buf: DmaBuf): IbUverbsDmabuf {
 
 const uverbsDmabufOps = {
   expName: 'ib_uverbs',
+  // rdma_user_mmap_entry_remove(): uverbs_dmabuf->revoked, for good
+  revocable: true,
   attach(_buf: DmaBuf, att: DmaBufAttachment): Result<void> {
     // uverbs_dmabuf_attach: the memory is MMIO without struct page: P2P importers only
     if (!att.peer2peer) return err('EOPNOTSUPP', `${att.dev.name} does not allow peer2peer (uverbs_dmabuf_attach)`);

@@ -66,6 +66,8 @@ function privOf(buf: DmaBuf): VfioPciDmaBuf {
 
 const vfioOps = {
   expName: 'vfio-pci',
+  // vfio_pci_dma_buf_move(): priv->revoked, checked by attach and map
+  revocable: true,
   attach(buf: DmaBuf, att: DmaBufAttachment): Result<void> {
     if (!att.peer2peer) return err('EOPNOTSUPP', `${att.dev.name} does not allow peer2peer (vfio_pci_dma_buf_attach)`);
     if (privOf(buf).revoked) return err('ENODEV', `${buf.name} is revoked`);

@@ -328,6 +328,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   const mrs = new Map<string, number>(); // live MR -> len
   const mrsEver = new Set<string>();
   const dmabufs = new Map<string, number>(); // dma-buf -> len
+  const heapDmabufs = new Set<string>(); // the system-heap ones: their exporter has no revoke
   const imports = new Map<string, string>(); // import -> its dma-buf
   const needLive = (i: number, field: string, kind: string, name: string, live: ReadonlyMap<string, unknown> | ReadonlySet<string>, ever?: ReadonlySet<string>): boolean => {
     if (live.has(name)) return true;
@@ -444,6 +445,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
           issues.push(issue(at(i, s.device !== undefined ? 'device' : 'offset'), s.device ?? s.offset, 'a system-heap export has no device or offset', 'exporter: vfio-bar for a BAR slice'));
         }
         dmabufs.set(s.name, s.len);
+        if (s.exporter === 'system-heap') heapDmabufs.add(s.name);
         break;
       case 'dmabuf-import':
         needDevice(i, s.device, devices, 'device');
@@ -458,7 +460,12 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         }
         break;
       case 'dmabuf-revoke':
-        needLive(i, 'dmabuf', 'dma-buf', s.dmabuf, dmabufs);
+        // only an exporter with a revoke path of its own revokes (vfio_pci_dma_buf_move in
+        // drivers/vfio/pci/vfio_pci_dmabuf.c); drivers/dma-buf/heaps/system_heap.c has none
+        if (needLive(i, 'dmabuf', 'dma-buf', s.dmabuf, dmabufs) && heapDmabufs.has(s.dmabuf)) {
+          issues.push(issue(at(i, 'dmabuf'), s.dmabuf, `dma-buf '${s.dmabuf}' is a system-heap buffer: the system heap has no revoke (only the exporter revokes, and vfio-pci does)`,
+            'a vfio-bar dma-buf'));
+        }
         break;
       case 'block-read': case 'block-write':
         needDevice(i, s.device, nvme, 'NVMe device');

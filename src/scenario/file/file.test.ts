@@ -225,3 +225,50 @@ describe('block-write / block-read off the logical block size (block/fops.c: blk
     expect(r.ok).toBe(true);
   });
 });
+
+describe('dmabuf-revoke: only an exporter with a revoke path revokes', () => {
+  const DMABUF = `
+name: revoke
+machine:
+  ramBytes: 256MiB
+  pci:
+    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
+    - { name: rp0, type: root-port, parent: hb0 }
+    - { name: sw0, type: switch, parent: rp0 }
+    - { name: gpu0, type: endpoint, parent: sw0, bars: [{ bytes: 16MiB, p2p: true }] }
+    - { name: gpu1, type: endpoint, parent: sw0 }
+  iommu: { format: x86-64, mode: strict }
+steps:
+`;
+  const doc = (exporter: string, ...tail: string[]): string => `${DMABUF}${[
+    exporter === 'vfio-bar' ? '{ op: dmabuf-export, name: d, exporter: vfio-bar, device: gpu0, len: 64KiB }' : '{ op: dmabuf-export, name: d, exporter: system-heap, len: 64KiB }',
+    '{ op: dmabuf-import, name: g, dmabuf: d, device: gpu1, importer: gpu }',
+    '{ op: dmabuf-write, import: g }',
+    '{ op: dmabuf-read, import: g }',
+    ...tail,
+  ].map((l) => `  - ${l}\n`).join('')}`;
+
+  it('a system-heap dma-buf: the step is refused before the run, naming its dmabuf field (system_heap.c has no revoke)', () => {
+    let issues: Array<{ path: string; expected: string; message: string }> = [];
+    try {
+      parseScenario(doc('system-heap', '{ op: dmabuf-revoke, dmabuf: d }'));
+    } catch (e) {
+      issues = [...(e as { issues: typeof issues }).issues];
+    }
+    expect(issues.map((i) => i.path)).toEqual(['steps[4].dmabuf']);
+    expect(issues[0].expected).toBe('a vfio-bar dma-buf');
+    expect(issues[0].message).toMatch(/system-heap buffer: the system heap has no revoke/);
+    // the same buffer without the revoke: the importer moves bytes both ways
+    const r = runScenario(parseScenario(doc('system-heap')));
+    expect(r.ok).toBe(true);
+    expect(r.steps.every((st) => st.ok)).toBe(true);
+    expect(r.steps[3].data).toMatchObject({ checked: 65536, mismatched: 0 });
+  });
+
+  it('a vfio-bar dma-buf is revoked: the importer moved bytes before, its next access faults', () => {
+    const r = runScenario(parseScenario(doc('vfio-bar', '{ op: dmabuf-revoke, dmabuf: d }', '{ op: dmabuf-read, import: g, expect: { errno: EFAULT } }')));
+    expect(r.ok).toBe(true);
+    expect(r.steps[3].data).toMatchObject({ checked: 65536, mismatched: 0 });
+    expect(r.steps[5].errno).toBe('EFAULT');
+  });
+});

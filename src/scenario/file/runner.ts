@@ -12,7 +12,7 @@ import {
 } from '../../dma/index.ts';
 import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, bdevNrSectors, dmaBufInvalidateMappings,
-  dmaBufPut, dmaBufRevoke, dmaBufUnrevoke, gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr,
+  dmaBufPut, dmaBufRevocable, dmaBufRevoke, dmaBufUnrevoke, gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr,
   ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMapDmabuf, nvmeProbe, nvmeRemove,
   premapComplete, premapIssue, premapRegisterDmabuf, premapRegisterUserBuffer, premapUnregister, rdmaProbe, rdmaRemove, systemHeapAlloc,
   umemMap, umemMapPinned, vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl,
@@ -366,6 +366,8 @@ export class ScenarioRunner {
       case 'dmabuf-write': case 'dmabuf-read': return this.dmabufAccess(s.op === 'dmabuf-write', s.import, s.len, s.op === 'dmabuf-write' ? s.pattern ?? i : 0);
       case 'dmabuf-revoke': {
         const d = this.named.dmabufs.get(s.dmabuf)!;
+        // the check refuses a heap buffer first: no kernel path revokes one (system_heap.c)
+        if (!dmaBufRevocable(d.buf)) return { summary: `revoke ${s.dmabuf}: EOPNOTSUPP (${d.buf.ops.expName} exporter has no revoke)`, errno: 'EOPNOTSUPP' };
         dmaBufRevoke(d.buf);
         return { summary: `revoked ${s.dmabuf}: every importer's mapping torn down` };
       }

@@ -372,7 +372,7 @@ export const STEP_SCHEMAS = {
   }),
   'dmabuf-revoke': z.strictObject({
     op: z.literal('dmabuf-revoke').describe("the exporter revokes the dma-buf (vfio_pci_dma_buf_move() -> dma_buf_invalidate_mappings()): importers' mappings are torn down"),
-    dmabuf: z.string().describe('dma-buf name'),
+    dmabuf: z.string().describe('dma-buf name: a vfio-bar export (the system heap has no revoke)'),
     ...common,
   }),
   'premap-register': z.strictObject({
