@@ -555,7 +555,8 @@ export class ScenarioRunner {
       t.shadow.write(off, bytes, seed);
     }
     const what = `${write ? 'write' : 'read'} ${formatBytes(bytes)} ${write ? `${name}+${off} -> ${t.device} LBA ${lba}` : `${t.device} LBA ${lba} -> ${name}+${off}`}`;
-    const io = premapIssue(t.token, write ? REQ_OP_WRITE : REQ_OP_READ, BigInt(lba), off, bytes, { nowait });
+    const shift = lbaShiftOf(n.ctrl);
+    const io = premapIssue(t.token, write ? REQ_OP_WRITE : REQ_OP_READ, sectorOf(lba, shift), off, bytes, { nowait });
     if (!io.ok) return { summary: `${what}: ${io.errno}${io.message ? ` (${io.message})` : ''}`, errno: io.errno };
     const done = premapComplete(io.value);
     const figures = `${io.value.cmds.length} command${io.value.cmds.length === 1 ? '' : 's'}, PRP list ${formatBytes(io.value.descriptorBytes)}`;
@@ -565,16 +566,17 @@ export class ScenarioRunner {
     const data = { commands: io.value.cmds.length, descriptorBytes: io.value.descriptorBytes, bytes: moved };
     if (moved === 0) return { summary: `${what}: 0 bytes, ${endText(n.ctrl)}`, data: { ...data, checked: 0, mismatched: 0 } };
     let got: Uint8Array;
-    if (write) got = n.ctrl.controller.readBlocks(1, BigInt(lba), moved / 512);
+    if (write) got = n.ctrl.controller.readBlocks(1, BigInt(lba), moved / 2 ** shift);
     else if (t.buf !== null) got = this.dmabufBytes(t.buf, off, moved);
     else {
       const b = this.buffer(t.buffer!).state;
       const r = this.named.procs.get(b.process)!.readUser(b.va + BigInt(off), moved);
       got = r.ok ? r.value : new Uint8Array(moved);
     }
-    const c = countMismatches(got, write ? t.shadow.expected(off, moved) : n.ns.expected(lba * 512, moved));
-    if (write) n.ns.copyFrom(t.shadow, off, lba * 512, moved);
-    else t.shadow.copyFrom(n.ns, lba * 512, off, moved);
+    const at = lba * 2 ** shift;
+    const c = countMismatches(got, write ? t.shadow.expected(off, moved) : n.ns.expected(at, moved));
+    if (write) n.ns.copyFrom(t.shadow, off, at, moved);
+    else t.shadow.copyFrom(n.ns, at, off, moved);
     return { summary: `${what}: ${figures}; ${shortText(n.ctrl, moved, bytes)}${checkText(c.checked, c.bad)}`, mismatch: c.bad, data: { ...data, checked: c.checked, mismatched: c.bad } };
   }
 
@@ -872,7 +874,8 @@ export class ScenarioRunner {
     const mm = this.named.procs.get(b.process)!;
     const shadow = this.named.shadows.get(bufName)!;
     const write = op === 'block-write';
-    const f = blockDirectIo(n.ctrl, mm, write ? REQ_OP_WRITE : REQ_OP_READ, b.va + BigInt(off), bytes, typeof b.backing === 'object', BigInt(lba));
+    const shift = lbaShiftOf(n.ctrl);
+    const f = blockDirectIo(n.ctrl, mm, write ? REQ_OP_WRITE : REQ_OP_READ, b.va + BigInt(off), bytes, typeof b.backing === 'object', sectorOf(lba, shift));
     const what = `${write ? 'write' : 'read'} ${formatBytes(bytes)} ${write ? `${bufName}+${offText(off)} -> ${devName} LBA ${lba}` : `${devName} LBA ${lba} -> ${bufName}+${offText(off)}`}`;
     const transfer = f.prp > 0 && f.sgl > 0 ? 'PRP+SGL' : f.sgl > 0 ? 'SGL' : f.prp > 0 ? 'PRP' : 'no';
     const figures = `${f.requests} request${f.requests === 1 ? '' : 's'}, ${formatCount(f.segments)} DMA segment${f.segments === 1 ? '' : 's'}, ${transfer} descriptors (${formatBytes(f.descriptorBytes)})`;
@@ -884,14 +887,15 @@ export class ScenarioRunner {
     const moved = f.bytes;
     if (moved === 0) return { summary: `${what}: 0 bytes, ${endText(n.ctrl)}`, segments: 0, data: { ...data, checked: 0, mismatched: 0 } };
     // check what arrived: the namespace's blocks after a write, the buffer after a read
-    const got = write ? n.ctrl.controller.readBlocks(1, BigInt(lba), moved / 512) : (() => {
+    const got = write ? n.ctrl.controller.readBlocks(1, BigInt(lba), moved / 2 ** shift) : (() => {
       const r = mm.readUser(b.va + BigInt(off), moved);
       return r.ok ? r.value : new Uint8Array(moved);
     })();
-    const exp = write ? shadow.expected(off, moved) : n.ns.expected(lba * 512, moved);
+    const at = lba * 2 ** shift;
+    const exp = write ? shadow.expected(off, moved) : n.ns.expected(at, moved);
     const c = countMismatches(got, exp);
-    if (write) n.ns.copyFrom(shadow, off, lba * 512, moved);
-    else shadow.copyFrom(n.ns, lba * 512, off, moved);
+    if (write) n.ns.copyFrom(shadow, off, at, moved);
+    else shadow.copyFrom(n.ns, at, off, moved);
     return {
       summary: `${what}: ${figures}; ${shortText(n.ctrl, moved, bytes)}${checkText(c.checked, c.bad)}`, mismatch: c.bad, segments: f.segments,
       data: { ...data, checked: c.checked, mismatched: c.bad },
@@ -994,14 +998,33 @@ function backingText(b: BufferState['backing']): string {
 }
 
 /** A read at or past the end of the device (block/fops.c: blkdev_read_iter returns 0), in the step's words. */
+/**
+ * log2 of namespace 1's logical block size: a step's `lba` counts those blocks, as an NVMe
+ * command's SLBA does; the block layer below takes 512-byte sectors (SECTOR_SHIFT).
+ */
+function lbaShiftOf(ctrl: NvmeCtrl): number {
+  return ctrl.nsOf(ctrl.queue).lbaShift;
+}
+
+/** The 512-byte sector where logical block `lba` starts. */
+function sectorOf(lba: number, shift: number): bigint {
+  return BigInt(lba) << BigInt(shift - 9);
+}
+
+/** The namespace's end in its logical blocks ('?' when the queue has no capacity). */
+function endLba(ctrl: NvmeCtrl): string {
+  const sectors = bdevNrSectors(ctrl.queue);
+  return sectors === null ? '?' : String(sectors >> BigInt(lbaShiftOf(ctrl) - 9));
+}
+
 function endText(ctrl: NvmeCtrl): string {
-  return `end of device: it ends at LBA ${bdevNrSectors(ctrl.queue) ?? '?'} (blkdev_read_iter returns 0)`;
+  return `end of device: it ends at LBA ${endLba(ctrl)} (blkdev_read_iter returns 0)`;
 }
 
 /** For an I/O cut at the end of the device (block/fops.c truncates it): what it moved, else nothing. */
 function shortText(ctrl: NvmeCtrl, moved: number, asked: number): string {
   if (moved >= asked) return '';
-  return `short: ${formatBytes(moved)} of ${formatBytes(asked)} moved, the device ends at LBA ${bdevNrSectors(ctrl.queue) ?? '?'}; `;
+  return `short: ${formatBytes(moved)} of ${formatBytes(asked)} moved, the device ends at LBA ${endLba(ctrl)}; `;
 }
 
 function checkText(checked: number, bad: number): string {
