@@ -245,6 +245,27 @@ describe('the web view in chromium', () => {
     await page.close();
   });
 
+  it('a file uploaded again (the same file, edited or not) is loaded again', async () => {
+    const { page, errors } = await openPage();
+    const text = readFileSync(join(REPO, 'examples', 'lazy-stale-iotlb.yaml'), 'utf8');
+    const file = join(WEB_OUTPUT, 'reupload.yaml');
+    writeFileSync(file, text);
+    const statusIs = (s: string) => page.waitForSelector(`#status[data-state="ready"]:text-is("${s}")`, { ...WAIT, state: 'attached' });
+    await page.setInputFiles('#upload', file);
+    await statusIs('lazy-stale-iotlb: 0 of 8 steps ran');
+    await page.click('#step');
+    await statusIs('lazy-stale-iotlb: 1 of 8 steps ran');
+    // the same file again, unchanged: a fresh run before step 0
+    await page.setInputFiles('#upload', file);
+    await statusIs('lazy-stale-iotlb: 0 of 8 steps ran');
+    // edited in place (another name, one step fewer) and chosen again: the new text is what runs
+    writeFileSync(file, text.replace('name: lazy-stale-iotlb', 'name: lazy-edited').replace(/ {2}- op: wait[^\n]*\n {4}ms: 10\n/, ''));
+    await page.setInputFiles('#upload', file);
+    await statusIs('lazy-edited: 0 of 7 steps ran');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('the Bytes panel refuses an offset that is not a byte of the buffer, saying why, and goes to a good one', async () => {
     const { page, errors } = await openPage('?example=lazy-stale-iotlb');
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });

@@ -241,8 +241,13 @@ $<HTMLFormElement>('#load-form').addEventListener('submit', (e) => {
   if (examples[path] !== undefined) void act('load', examples[path], path.replace(/^.*\//, ''));
 });
 $<HTMLInputElement>('#upload').addEventListener('change', async (e) => {
-  const f = (e.target as HTMLInputElement).files?.[0];
-  if (f) await act('load', await f.text(), f.name);
+  const input = e.target as HTMLInputElement;
+  const f = input.files?.[0];
+  if (!f) return;
+  const text = await f.text();
+  // emptied, so that choosing the same file again (edited, or to start afresh) is a change too
+  input.value = '';
+  await act('load', text, f.name);
 });
 $<HTMLButtonElement>('#load-paste').addEventListener('click', () => {
   const text = $<HTMLTextAreaElement>('#paste').value;
