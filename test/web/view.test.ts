@@ -266,6 +266,36 @@ describe('the web view in chromium', () => {
     await page.close();
   });
 
+  it('draws the swiotlb pool up to its end (not its last byte), on the scale of the RAM box it lies in', async () => {
+    // a 1 MiB pool at the top of 1 GiB (narrower than the 2 units a band is at least), and a 64 MiB one
+    for (const [example, size] of [['swiotlb-exhaustion', 2 ** 20], ['dma-mask-32bit', 64 * 2 ** 20]] as const) {
+      const { page, errors } = await openPage(`?example=${example}`);
+      await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+      // where the pool is: the regions table (the text form of the map)
+      const row = await page.locator('#panel-memory table[aria-label="Memory regions"] tr:has(td:text-is("swiotlb"))').locator('td').allTextContents();
+      const [start, end] = [Number(row[2]), Number(row[3])];
+      expect(end - start).toBe(size);
+      const ram = await page.locator('#panel-memory g.region[data-kind="ram"]').evaluateAll((gs) => gs.map((g) => {
+        const r = g.querySelector('rect')!;
+        return { start: Number(g.getAttribute('data-start')), end: Number(g.getAttribute('data-end')), x: Number(r.getAttribute('x')), w: Number(r.getAttribute('width')) };
+      }));
+      const box = ram.find((r) => start >= r.start && end <= r.end)!;
+      expect(box).toBeDefined();
+      // a region box is drawn 1 unit narrower than its share
+      const at = (a: number): number => box.x + ((a - box.start) / (box.end - box.start)) * (box.w + 1);
+      const band = page.locator('#panel-memory svg rect[fill="var(--swiotlb)"]');
+      expect(await band.count()).toBe(1);
+      const x = Number(await band.getAttribute('x')), w = Number(await band.getAttribute('width'));
+      // to a billionth of a unit (one byte of a 1 GiB box of some 900 units is about 1e-6 of a unit):
+      // the band ends where the pool ends; a band narrower than 2 units is widened towards its start
+      expect(x + w).toBeCloseTo(at(end), 9);
+      expect(x).toBeCloseTo(Math.min(at(start), at(end) - 2), 9);
+      expect(w).toBeGreaterThanOrEqual(2);
+      expect(errors).toEqual([]);
+      await page.close();
+    }
+  });
+
   it('the Bytes panel refuses an offset that is not a byte of the buffer, saying why, and goes to a good one', async () => {
     const { page, errors } = await openPage('?example=lazy-stale-iotlb');
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });

@@ -186,12 +186,17 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
   const sw = snap.regions.find((r) => r.kind === 'swiotlb');
   if (sw) {
     const ys = band('swiotlb');
-    const a = x(BigInt(sw.start)), e = x(BigInt(sw.end) - 1n);
+    const a = x(BigInt(sw.start)), e = xEnd(BigInt(sw.end));
     if (a !== null && e !== null) {
+      // up to the pool's end; a pool narrower than 2 units is widened towards its start, so that
+      // the band never passes the end of the RAM it lies in
+      const w = Math.max(2, e - a);
       const g = svg.append('g');
-      g.append('rect').attr('x', X0 + a).attr('y', ys).attr('width', Math.max(2, e - a)).attr('height', bandH).attr('fill', 'var(--swiotlb)').attr('stroke', '#2a7d2a');
+      g.append('rect').attr('x', X0 + e - w).attr('y', ys).attr('width', w).attr('height', bandH).attr('fill', 'var(--swiotlb)').attr('stroke', '#2a7d2a');
       g.append('title').text(sw.label);
-      g.append('text').attr('x', X0 + a + Math.max(2, e - a) + 3).attr('y', ys + bandH - 4).text(`swiotlb ${formatBytes(sw.len)}`);
+      // near the right edge the label goes to the left of the band, so that it is not cut off
+      const right = X0 + e > width * 0.75;
+      g.append('text').attr('x', right ? X0 + e - w - 3 : X0 + e + 3).attr('y', ys + bandH - 4).attr('text-anchor', right ? 'end' : 'start').text(`swiotlb ${formatBytes(sw.len)}`);
     }
   }
   for (const b of buffers) {
