@@ -107,9 +107,10 @@ async function stepTimes(page: Page, n: number): Promise<void> {
   }
 }
 
-/** A page at 1280x800 that records console errors and uncaught exceptions. */
-async function openPage(query = ''): Promise<{ page: Page; errors: string[] }> {
+/** A page at 1280x800 that records console errors and uncaught exceptions (initScript: run before the page's own). */
+async function openPage(query = '', initScript?: string): Promise<{ page: Page; errors: string[] }> {
   const page = await browser!.newPage({ viewport: { width: 1280, height: 800 } });
+  if (initScript !== undefined) await page.addInitScript({ content: initScript });
   const errors: string[] = [];
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -294,6 +295,31 @@ describe('the web view in chromium', () => {
       expect(errors).toEqual([]);
       await page.close();
     }
+  });
+
+  it('asks the worker once for the physical runs of the buffer each time the memory map is drawn', async () => {
+    // every request for rows the page sends to the worker, by source
+    const { page, errors } = await openPage('?example=lazy-stale-iotlb', `
+      window.rowsAsked = [];
+      const post = Worker.prototype.postMessage;
+      Worker.prototype.postMessage = function (msg, ...rest) {
+        if (msg && msg.req && msg.req.type === 'rows') window.rowsAsked.push(msg.req.source);
+        return post.call(this, msg, ...rest);
+      };`);
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await stepTimes(page, 2);
+    const asked = (): Promise<string[]> => page.evaluate('window.rowsAsked.filter((s) => s === "phys:buf")') as Promise<string[]>;
+    await page.waitForSelector('#panel-memory .vlist[data-state="ready"]', { ...WAIT, state: 'attached' });
+    const before = (await asked()).length;
+    expect(before).toBeGreaterThan(0);
+    await page.click('#step');
+    await page.waitForSelector('#panel-steps[data-state="ready"] li:nth-child(3).ok', { ...WAIT, state: 'attached' });
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await page.waitForSelector('#panel-memory .vlist[data-state="ready"]', { ...WAIT, state: 'attached' });
+    expect(await page.locator('#panel-memory .vlist .vrow').count()).toBeGreaterThan(0);
+    expect((await asked()).length - before).toBe(1);
+    expect(errors).toEqual([]);
+    await page.close();
   });
 
   it('the Bytes panel refuses an offset that is not a byte of the buffer, saying why, and goes to a good one', async () => {

@@ -268,7 +268,8 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
   runsHost.append(el('h3', {}, `Physical runs of ${ctx.buffer ?? '(no buffer)'} with their folios`));
   root.replaceChildren(svgEl, legend, note, details, runsHost);
   const runs = new VList(runsHost, ctx.call, { label: `Physical runs of buffer ${ctx.buffer ?? ''}`, empty: 'no buffer pages present' });
-  void runs.setSource(ctx.buffer === null ? null : `phys:${ctx.buffer}`).then(() => runs.refresh(true));
+  // setSource asks for the rows in view (scrolled to the traced run, if any): once is enough
+  void runs.setSource(ctx.buffer === null ? null : `phys:${ctx.buffer}`);
 }
 
 // ----------------------------------------------------------------- layouts
