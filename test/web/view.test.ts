@@ -398,6 +398,82 @@ describe('the web view in chromium', () => {
     await page.close();
   });
 
+  it('keeps the keyboard focus through a pasted load and in lists and controls that a step or a trace draws anew', async () => {
+    const { page, errors } = await openPage();
+    /** What has the focus: an id, a list (its label and active row) or the tag. */
+    const focused = (): Promise<string> => page.locator('html').evaluate((h) => {
+      const a = h.ownerDocument.activeElement;
+      if (a?.classList.contains('vlist')) {
+        const act = a.querySelector('.vrow.active');
+        const desc = a.getAttribute('aria-activedescendant');
+        if (!act) return `list ${a.getAttribute('aria-label')} row -`;
+        return `list ${a.getAttribute('aria-label')} row ${act.getAttribute('data-index')}${desc === act.id ? '' : ' (not the active descendant)'}`;
+      }
+      return a?.id || a?.getAttribute('aria-label') || (a?.tagName ?? 'none');
+    });
+    /** Step pressed in the page itself, so that the focus stays where the test put it. */
+    const stepInPlace = async (n: number, state = 'ready'): Promise<void> => {
+      await page.locator('#step').evaluate((b) => b.click());
+      await page.waitForSelector(`#panel-steps[data-state="${state}"] li:nth-child(${n}).ok`, { ...WAIT, state: 'attached' });
+      await page.waitForSelector(`#status[data-state="${state}"]`, { ...WAIT, state: 'attached' });
+      await page.waitForFunction('[...document.querySelectorAll(".vlist")].every((l) => l.getAttribute("data-state") !== "loading")', undefined, WAIT);
+    };
+    // Paste: a text that does not load leaves the box open with the focus on its button
+    await page.click('#paste-box summary');
+    await page.fill('#paste', 'name: x\nmachine: { ramBytes: lots }\nsteps: []\n');
+    await page.focus('#load-paste');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#status[data-state="error"]', { ...WAIT, state: 'attached' });
+    expect(await page.locator('#paste-box').evaluate((d) => d.open)).toBe(true);
+    expect(await focused()).toBe('load-paste');
+    // one that loads closes the box, and the focus goes to its toggle (not to <body>)
+    await page.fill('#paste', readFileSync(join(REPO, 'examples', 'lazy-stale-iotlb.yaml'), 'utf8'));
+    await page.focus('#load-paste');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    expect(await page.locator('#paste-box').evaluate((d) => d.open)).toBe(false);
+    expect(await focused()).toBe('paste-toggle');
+    await stepTimes(page, 3); // mapped: every layout and list has rows
+    // a layout list: on its second row; a step draws the layouts anew: the same list, the same row
+    const LIST = 'page array + scatterlist entries';
+    await page.focus(`#panel-layouts .vlist[aria-label="${LIST}"]`);
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('ArrowDown');
+    await expect.poll(focused).toBe(`list ${LIST} row 1`);
+    await stepInPlace(4);
+    await expect.poll(focused).toBe(`list ${LIST} row 1`);
+    await page.keyboard.press('ArrowDown'); // and the keys go on from there
+    await expect.poll(focused).toBe(`list ${LIST} row 2`);
+    // the IOVA ranges (the lazy unmap leaves the range queued) and the physical runs: the same
+    for (const [sel, label, n] of [['#panel-iommu', 'IOVA ranges of nvme0', 5], ['#panel-memory', 'Physical runs of buffer buf', 6]] as const) {
+      await page.focus(`${sel} .vlist[aria-label="${label}"]`);
+      await page.keyboard.press('Home');
+      await expect.poll(focused).toBe(`list ${label} row 0`);
+      await stepInPlace(n);
+      await expect.poll(focused, { message: label }).toBe(`list ${label} row 0`);
+    }
+    // the event log, empty until the last step logs its FAULT
+    await page.focus('#panel-events .vlist');
+    await stepInPlace(7);
+    await expect.poll(focused).toBe('list Event log row -');
+    await stepInPlace(8, 'done');
+    await expect.poll(focused).toBe('list Event log row -');
+    await page.keyboard.press('Home');
+    await expect.poll(focused).toBe('list Event log row 0');
+    // a control a redraw replaces: Show P2P path, and the offset field after Enter
+    await page.focus('#panel-pci button[data-key="p2p"]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#p2p-result:not(:empty)', { ...WAIT, state: 'attached' });
+    expect(await focused()).toBe('BUTTON');
+    expect(await page.locator('#panel-pci button[data-key="p2p"]').evaluate((b) => b === b.ownerDocument.activeElement)).toBe(true);
+    await page.fill('#bytes-offset', '0x100');
+    await page.press('#bytes-offset', 'Enter');
+    await page.waitForSelector('#panel-bytes .hex .addr:text-is("+0x000100")', { ...WAIT, state: 'attached' });
+    expect(await focused()).toBe('bytes-offset');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('loading another scenario forgets the last one\'s P2P path and byte offset', async () => {
     const { page, errors } = await openPage('?example=p2p-topology');
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });

@@ -249,10 +249,15 @@ $<HTMLInputElement>('#upload').addEventListener('change', async (e) => {
   input.value = '';
   await act('load', text, f.name);
 });
-$<HTMLButtonElement>('#load-paste').addEventListener('click', () => {
+$<HTMLButtonElement>('#load-paste').addEventListener('click', async () => {
   const text = $<HTMLTextAreaElement>('#paste').value;
-  ($<HTMLDetailsElement>('#paste-box')).open = false;
-  void act('load', text, 'pasted');
+  const box = $<HTMLDetailsElement>('#paste-box');
+  // a text that does not load leaves the box open to be fixed (the status line says why); one that
+  // loads closes it, and the focus, if it was in the box, goes to its Paste toggle, not to <body>
+  if (!(await act('load', text, 'pasted'))) return;
+  const inBox = box.contains(document.activeElement);
+  box.open = false;
+  if (inBox) $<HTMLElement>('#paste-toggle').focus();
 });
 buttons.step.addEventListener('click', () => void act('step'));
 buttons.run.addEventListener('click', () => void act('run'));

@@ -7,7 +7,7 @@ import { scaleLinear } from 'd3-scale';
 import { stratify, tree, type HierarchyPointNode } from 'd3-hierarchy';
 import type { Snapshot, TraceAnswer, PciNodeRow, RegionRow, TracePoint } from '../protocol.ts';
 import type { Call } from './rpc.ts';
-import { VList } from './vlist.ts';
+import { VList, listOf, type ListView } from './vlist.ts';
 
 export interface Ctx {
   readonly call: Call;
@@ -33,10 +33,51 @@ export function formatBytes(n: number): string {
   return `${n} B`;
 }
 
+/**
+ * What had the keyboard focus under root before a redraw replaces root's children: the key
+ * (`data-key`) of the focused control or of the list it is in, and that list's view. Null: the
+ * focus was elsewhere.
+ */
+interface Held {
+  readonly key: string;
+  readonly view: ListView | null;
+}
+
+function holdFocus(root: HTMLElement): Held | null {
+  const a = document.activeElement;
+  const keyed = a instanceof HTMLElement && root.contains(a) ? a.closest<HTMLElement>('[data-key]') : null;
+  if (keyed === null || !root.contains(keyed)) return null;
+  return { key: keyed.dataset.key ?? '', view: listOf(keyed)?.view() ?? null };
+}
+
+/**
+ * After the redraw: the control with the same key as the one held gets the focus back, if the focus
+ * fell with the old one (to <body>); a user who has moved on keeps it. Returns the list given the
+ * focus back and where it was, for its setSource.
+ */
+function giveFocusBack(root: HTMLElement, held: Held | null): { list: VList | null; view: ListView | undefined } {
+  const none = { list: null, view: undefined };
+  if (held === null) return none;
+  const a = document.activeElement;
+  if (a !== null && a !== document.body) return none;
+  const to = [...root.querySelectorAll<HTMLElement>('[data-key]')].find((e) => e.dataset.key === held.key);
+  if (to === undefined) return none;
+  to.focus({ preventScroll: true });
+  const list = listOf(to);
+  return list === null ? none : { list, view: held.view ?? undefined };
+}
+
+/** root's children replaced by nodes; the focused control's counterpart among them keeps the focus. */
+function replaceKeepingFocus(root: HTMLElement, ...nodes: Node[]): void {
+  const held = holdFocus(root);
+  root.replaceChildren(...nodes);
+  giveFocusBack(root, held);
+}
+
 /** A labelled <select> of names, keeping `current` selected when it is still there. */
 function nameSelect(label: string, names: readonly string[], current: string | null, onChange: (v: string) => void): HTMLLabelElement {
   const l = el('label', {}, `${label} `);
-  const s = el('select');
+  const s = el('select', { 'data-key': `select:${label}` });
   for (const n of names) {
     const o = el('option', { value: n }, n);
     if (n === current) o.selected = true;
@@ -81,10 +122,10 @@ export function renderCounters(root: HTMLElement, snap: Snapshot): void {
     tr.append(el('td', {}, k), el('td', { class: 'num' }, v.toLocaleString('en-US')));
     t.append(tr);
   }
-  const wrap = el('div', { style: 'max-height: 300px; overflow: auto', tabindex: '0', role: 'region', 'aria-label': 'Counters' });
+  const wrap = el('div', { style: 'max-height: 300px; overflow: auto', tabindex: '0', role: 'region', 'aria-label': 'Counters', 'data-key': 'counters' });
   wrap.append(t);
   const note = el('p', { class: 'muted' }, 'Since the machine was built (setup included); each step\'s changes are listed under it in Steps.');
-  root.replaceChildren(note, snap.counters.length === 0 ? el('p', { class: 'muted' }, 'All counters are zero.') : wrap);
+  replaceKeepingFocus(root, note, snap.counters.length === 0 ? el('p', { class: 'muted' }, 'All counters are zero.') : wrap);
 }
 
 // ----------------------------------------------------------------- memory map
@@ -266,10 +307,12 @@ export function renderMemory(root: HTMLElement, ctx: Ctx): void {
   details.append(el('summary', {}, 'Regions as a table'), t);
   const runsHost = el('div');
   runsHost.append(el('h3', {}, `Physical runs of ${ctx.buffer ?? '(no buffer)'} with their folios`));
+  const held = holdFocus(root);
   root.replaceChildren(svgEl, legend, note, details, runsHost);
   const runs = new VList(runsHost, ctx.call, { label: `Physical runs of buffer ${ctx.buffer ?? ''}`, empty: 'no buffer pages present' });
+  const back = giveFocusBack(root, held);
   // setSource asks for the rows in view (scrolled to the traced run, if any): once is enough
-  void runs.setSource(ctx.buffer === null ? null : `phys:${ctx.buffer}`);
+  void runs.setSource(ctx.buffer === null ? null : `phys:${ctx.buffer}`, back.list === runs ? back.view : undefined);
 }
 
 // ----------------------------------------------------------------- layouts
@@ -289,7 +332,7 @@ export class LayoutsPanel {
       void this.update();
     }));
     if (this.ctx.buffer === null) {
-      this.root.replaceChildren(controls, el('p', { class: 'muted' }, 'No buffer yet: run the mmap step.'));
+      replaceKeepingFocus(this.root, controls, el('p', { class: 'muted' }, 'No buffer yet: run the mmap step.'));
       return;
     }
     const sums = await this.ctx.call({ type: 'layouts', buffer: this.ctx.buffer });
@@ -318,9 +361,12 @@ export class LayoutsPanel {
         this.lists.push(l);
       }
     }
+    // the lists are new ones (of this step's layouts): a keyboard user in one stays in it, on its row
+    const held = holdFocus(this.root);
     this.root.replaceChildren(controls, facts, t, side);
+    const back = giveFocusBack(this.root, held);
     const withRows = sums.filter((s) => !s.error);
-    await Promise.all(this.lists.map((l, i) => l.setSource(withRows[i].source)));
+    await Promise.all(this.lists.map((l, i) => l.setSource(withRows[i].source, back.list === l ? back.view : undefined)));
     if (this.ctx.trace) await this.refresh(true);
   }
 
@@ -361,9 +407,10 @@ export class BytesPanel {
     const offLabel = el('label', {}, 'Offset ');
     const off = el('input', { type: 'text', value: `0x${this.offset.toString(16)}`, 'aria-describedby': 'bytes-help', id: 'bytes-offset' });
     offLabel.append(off);
-    const go = el('button', { type: 'button' }, 'Go');
-    const prev = el('button', { type: 'button', 'aria-label': 'Previous 256 bytes' }, '\u25C0 256');
-    const next = el('button', { type: 'button', 'aria-label': 'Next 256 bytes' }, '256 \u25B6');
+    off.dataset.key = 'offset';
+    const go = el('button', { type: 'button', 'data-key': 'go' }, 'Go');
+    const prev = el('button', { type: 'button', 'aria-label': 'Previous 256 bytes', 'data-key': 'prev' }, '\u25C0 256');
+    const next = el('button', { type: 'button', 'aria-label': 'Next 256 bytes', 'data-key': 'next' }, '256 \u25B6');
     const goTo = (o: number): void => {
       this.offset = Math.max(0, Math.min(Math.floor(o / 16) * 16, Math.max(0, b.len - 1) - ((b.len - 1) % 16)));
       void this.update();
@@ -414,7 +461,7 @@ export class BytesPanel {
     if (cells[fi]) cells[fi].tabIndex = 0;
     // the grid is drawn anew (after a trace, a step): a keyboard user on a byte stays on its cell
     const inGrid = this.root.querySelector('.hex')?.contains(document.activeElement) ?? false;
-    this.root.replaceChildren(controls, problem, help, grid);
+    replaceKeepingFocus(this.root, controls, problem, help, grid);
     if (inGrid) cells[fi]?.focus();
   }
 
@@ -480,7 +527,7 @@ export class TracePanel {
     const t = this.ctx.trace;
     if (!t) return this.clear();
     const head = el('p', { class: 'mono' }, `${t.buffer} + 0x${t.offset.toString(16)}`);
-    const pre = el('pre', { class: 'trace-text', tabindex: '0', 'aria-label': 'Trace text' }, t.text);
+    const pre = el('pre', { class: 'trace-text', tabindex: '0', 'aria-label': 'Trace text', 'data-key': 'trace-text' }, t.text);
     const t2 = el('table', { class: 'facts', 'aria-label': 'Addresses of the traced byte, marked in every panel' });
     const hr = el('tr');
     for (const h of ['layer', 'space', 'address']) hr.append(el('th', { scope: 'col' }, h));
@@ -497,8 +544,8 @@ export class TracePanel {
       await this.ctx.onTrace();
     });
     const json = el('details');
-    json.append(el('summary', {}, 'The trace as JSON (phyr trace --json)'), el('pre', { tabindex: '0', 'aria-label': 'Trace JSON' }, JSON.stringify(t.json, null, 2)));
-    this.root.replaceChildren(head, t2, pre, json, clear);
+    json.append(el('summary', {}, 'The trace as JSON (phyr trace --json)'), el('pre', { tabindex: '0', 'aria-label': 'Trace JSON', 'data-key': 'trace-json' }, JSON.stringify(t.json, null, 2)));
+    replaceKeepingFocus(this.root, head, t2, pre, json, clear);
   }
 }
 
@@ -568,11 +615,11 @@ export class PciPanel {
     const controls = el('div', { class: 'row-controls' });
     controls.append(nameSelect('Provider (BAR owner)', endpoints, this.provider, (v) => { this.provider = v; }));
     controls.append(nameSelect('Client', endpoints, this.client, (v) => { this.client = v; }));
-    const btn = el('button', { type: 'button' }, 'Show P2P path');
+    const btn = el('button', { type: 'button', 'data-key': 'p2p' }, 'Show P2P path');
     btn.addEventListener('click', () => void this.showP2p());
     controls.append(btn);
     const res = el('p', { class: 'mono', 'aria-live': 'polite', id: 'p2p-result' }, this.result);
-    this.root.replaceChildren(controls, res, svgEl);
+    replaceKeepingFocus(this.root, controls, res, svgEl);
   }
 
   private async showP2p(): Promise<void> {
@@ -654,12 +701,15 @@ export class IommuPanel {
     });
     const bytesToggle = el('details');
     bytesToggle.append(el('summary', {}, 'The table page\'s 4096 bytes'));
-    this.hexBox = el('pre', { tabindex: '0', 'aria-label': 'Table page bytes' });
+    this.hexBox = el('pre', { tabindex: '0', 'aria-label': 'Table page bytes', 'data-key': 'table-bytes' });
     bytesToggle.append(this.hexBox);
     c3.append(bytesToggle);
+    const held = holdFocus(this.root);
     this.root.replaceChildren(controls, facts, split);
+    const back = giveFocusBack(this.root, held);
+    const view = (l: VList): ListView | undefined => (back.list === l ? back.view : undefined);
     if (d.format === null) this.tableStack = [];
-    await Promise.all([this.iova.setSource(`iova:${this.device}`), this.iotlb.setSource(`iotlb:${this.device}`), this.showTable()]);
+    await Promise.all([this.iova.setSource(`iova:${this.device}`, view(this.iova)), this.iotlb.setSource(`iotlb:${this.device}`, view(this.iotlb)), this.showTable(view(this.table))]);
   }
 
   /** Follows the trace down the tables of the traced device, when there is one. */
@@ -669,7 +719,8 @@ export class IommuPanel {
     this.tableStack = [null, ...ptes.slice(1).map((p) => p.addr.split(':')[0])];
   }
 
-  private async showTable(): Promise<void> {
+  /** Shows the table page on top of the stack (view: where the list it replaces was). */
+  private async showTable(view?: ListView): Promise<void> {
     if (!this.table || !this.device || this.tableStack.length === 0) {
       await this.table?.setSource(null);
       return;
@@ -685,8 +736,9 @@ export class IommuPanel {
       ans = await this.ctx.call({ type: 'table', device: this.device, pfn: null });
     }
     if (this.crumbs) {
+      const held = holdFocus(this.crumbs);
       this.crumbs.replaceChildren(...this.tableStack.map((p, i) => {
-        const b = el('button', { type: 'button' }, i === 0 ? `root ${i === this.tableStack.length - 1 ? `(L${ans.level} ${ans.pfn})` : ''}` : `${p}`);
+        const b = el('button', { type: 'button', 'data-key': `crumb:${i}` }, i === 0 ? `root ${i === this.tableStack.length - 1 ? `(L${ans.level} ${ans.pfn})` : ''}` : `${p}`);
         if (i === this.tableStack.length - 1) b.setAttribute('aria-current', 'page');
         b.addEventListener('click', () => {
           this.tableStack = this.tableStack.slice(0, i + 1);
@@ -695,9 +747,10 @@ export class IommuPanel {
         return b;
       }));
       this.crumbs.append(el('span', { class: 'muted' }, ` level ${ans.level}, table page ${ans.pfn}`));
+      giveFocusBack(this.crumbs, held);
     }
     if (this.hexBox) this.hexBox.textContent = ans.hex.join('\n');
-    await this.table.setSource(`pt:${this.device}:${top ?? ''}`);
+    await this.table.setSource(`pt:${this.device}:${top ?? ''}`, view);
     await this.table.refresh(true);
   }
 
@@ -761,8 +814,15 @@ export class EventsPanel {
       legend.append(s);
     }
     const host = el('div');
+    const held = holdFocus(this.root);
     this.root.replaceChildren(svgEl, legend, host);
     this.list = new VList(host, this.ctx.call, { label: 'Event log', empty: 'no events logged' });
+    const back = giveFocusBack(this.root, held);
+    if (back.list === this.list) {
+      // a keyboard user in the log stays where they were in it
+      await this.list.setSource('events', back.view);
+      return;
+    }
     await this.list.setSource('events');
     this.list.el.scrollTop = this.list.el.scrollHeight;
   }

@@ -10,6 +10,19 @@ const ROW_H = 18;
 const OVERSCAN = 8;
 let listIds = 0;
 
+/** Where a list was: its active row and scroll offset, so that a list drawn in its place starts there. */
+export interface ListView {
+  readonly active: number;
+  readonly scrollTop: number;
+}
+
+const byElement = new WeakMap<Element, VList>();
+
+/** The list whose element is el (null: el is not a list's). */
+export function listOf(el: Element): VList | null {
+  return byElement.get(el) ?? null;
+}
+
 export interface VListOptions {
   readonly label: string;
   readonly onActivate?: (index: number, cells: readonly string[]) => void;
@@ -26,6 +39,8 @@ export class VList {
   private gen = 0;
   private pending = false;
   private rows = new Map<number, readonly string[]>();
+  /** A scroll offset to apply once the rows' height is known (setSource with a view). */
+  private pendingScroll: number | null = null;
   private readonly id = `vl${++listIds}`;
 
   constructor(parent: HTMLElement, private readonly call: Call, private readonly opts: VListOptions) {
@@ -35,6 +50,9 @@ export class VList {
     this.el.setAttribute('role', 'grid');
     this.el.setAttribute('aria-label', opts.label);
     this.el.dataset.state = 'empty';
+    // the list a redraw puts in this one's place has the same label: the focus goes back to it
+    this.el.dataset.key = `list:${opts.label}`;
+    byElement.set(this.el, this);
     this.head = document.createElement('div');
     this.head.className = 'vhead';
     this.head.setAttribute('role', 'row');
@@ -52,12 +70,21 @@ export class VList {
     });
   }
 
-  /** Shows another list (null: nothing); scrolls to the top. */
-  setSource(source: string | null): Promise<void> {
+  /**
+   * Shows another list (null: nothing): from the top (to the first traced row, if any), or, with a
+   * view (a list this one replaces), at that view's scroll offset and active row.
+   */
+  setSource(source: string | null, view?: ListView): Promise<void> {
     this.source = source;
-    this.active = -1;
+    this.active = view?.active ?? -1;
     this.el.scrollTop = 0;
-    return this.refresh(true);
+    this.pendingScroll = view?.scrollTop ?? null;
+    return this.refresh(view === undefined);
+  }
+
+  /** The active row and scroll offset, for a list drawn in this one's place. */
+  view(): ListView {
+    return { active: this.active, scrollTop: this.pendingScroll ?? this.el.scrollTop };
   }
 
   get currentSource(): string | null {
@@ -69,6 +96,7 @@ export class VList {
     const g = ++this.gen;
     if (this.source === null) {
       this.total = 0;
+      this.pendingScroll = null;
       this.head.replaceChildren();
       this.body.replaceChildren(this.emptyNote());
       this.body.style.height = '';
@@ -77,7 +105,7 @@ export class VList {
     }
     this.el.dataset.state = 'loading';
     const visible = Math.ceil((this.el.clientHeight || 200) / ROW_H);
-    const first = Math.max(0, Math.floor(this.el.scrollTop / ROW_H) - OVERSCAN);
+    const first = Math.max(0, Math.floor((this.pendingScroll ?? this.el.scrollTop) / ROW_H) - OVERSCAN);
     let ans: RowsAnswer;
     try {
       ans = await this.call({ type: 'rows', source: this.source, start: first, count: visible + 2 * OVERSCAN });
@@ -115,6 +143,11 @@ export class VList {
       return s;
     }));
     this.body.style.height = `${ans.total * ROW_H}px`;
+    if (this.pendingScroll !== null) {
+      this.el.scrollTop = this.pendingScroll;
+      this.pendingScroll = null;
+    }
+    if (this.active >= ans.total) this.active = ans.total - 1;
     this.rows.clear();
     if (ans.total === 0) {
       this.body.replaceChildren(this.emptyNote());
