@@ -9,6 +9,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iommuGetDomainForDev } from '../../src/index.ts';
 import { ScenarioRunner, parseScenario } from '../../src/scenario/file/index.ts';
 import { renderTrace, traceBuffer } from '../../src/scenario/trace/index.ts';
 import { cli } from '../fixtures/cli.ts';
@@ -105,6 +106,29 @@ async function stepTimes(page: Page, n: number): Promise<void> {
     await page.waitForSelector(`#panel-steps[data-state="ready"] li:nth-child(${i + 1}).ok`, { ...WAIT, state: 'attached' });
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
   }
+}
+
+/** A step's lines: [status, unmet line or null, counters line or null]. */
+type StepLines = [string, string | null, string | null];
+
+/** phyr run's lines of each step of file (args: --config, --seed). */
+function printed(file: string, args: string[] = []): StepLines[] {
+  const r = cli(['run', file, ...args]);
+  const steps: StepLines[] = [];
+  for (const line of r.out.split('\n')) {
+    const head = /^\[\s*\d+\] \S+\s+(ok \(\w+ expected\)|ok|FAILED) /.exec(line);
+    if (head) steps.push([head[1], null, null]);
+    else if (line.startsWith('       unmet: ')) steps[steps.length - 1][1] = line.trim();
+    else if (line.startsWith('       counters: ')) steps[steps.length - 1][2] = line.trim();
+  }
+  return steps;
+}
+
+/** The same lines as the steps panel shows them. */
+function shownSteps(page: Page): Promise<StepLines[]> {
+  return page.locator('#panel-steps li').evaluateAll((lis) => lis.map((li) => [
+    li.querySelector('.badge')?.textContent ?? '', li.querySelector('.unmet')?.textContent ?? null, li.querySelector('.counters')?.textContent ?? null,
+  ] as StepLines));
 }
 
 /** A page at 1280x800 that records console errors and uncaught exceptions (initScript: run before the page's own). */
@@ -503,22 +527,8 @@ describe('the web view in chromium', () => {
   });
 
   it('each step shows what phyr run prints for it: its status, why it failed (unmet) and the counters it changed', async () => {
-    /** phyr run's lines of each step: [status, unmet line or null, counters line or null]. */
-    const printed = (file: string): Array<[string, string | null, string | null]> => {
-      const r = cli(['run', file]);
-      const steps: Array<[string, string | null, string | null]> = [];
-      for (const line of r.out.split('\n')) {
-        const head = /^\[\s*\d+\] \S+\s+(ok \(\w+ expected\)|ok|FAILED) /.exec(line);
-        if (head) steps.push([head[1], null, null]);
-        else if (line.startsWith('       unmet: ')) steps[steps.length - 1][1] = line.trim();
-        else if (line.startsWith('       counters: ')) steps[steps.length - 1][2] = line.trim();
-      }
-      return steps;
-    };
-    const shown = (): Promise<Array<[string, string | null, string | null]>> => page.locator('#panel-steps li').evaluateAll((lis) => lis.map((li) => [
-      li.querySelector('.badge')?.textContent ?? '', li.querySelector('.unmet')?.textContent ?? null, li.querySelector('.counters')?.textContent ?? null,
-    ] as [string, string | null, string | null]));
     const { page, errors } = await openPage('?example=lazy-stale-iotlb');
+    const shown = (): Promise<StepLines[]> => shownSteps(page);
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
     await page.click('#run');
     await page.waitForSelector('#status[data-state="done"]', { ...WAIT, state: 'attached' });
@@ -541,6 +551,76 @@ describe('the web view in chromium', () => {
     expect(await page.textContent('#status')).toBe('lazy-stale-iotlb: stopped at step 7 (after the flush: expected errno ENOMEM, got EFAULT)');
     expect(errors).toEqual([]);
     await page.close();
+  });
+
+  it('runs a configuration and a seed of the scenario, as phyr run --config --seed does, in every panel; a bad seed is refused, saying why', async () => {
+    const example = 'lazy-stale-iotlb';
+    const file = join(REPO, 'examples', `${example}.yaml`);
+    const text = readFileSync(file, 'utf8');
+    const { page, errors } = await openPage(`?example=${example}`);
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    /** The run as phyr run's first line names it: 'lazy-stale-iotlb [config strict] (seed 7)'. */
+    const runOf = (args: string[]): string => /^scenario: (.*)$/m.exec(cli(['run', file, ...args]).out)![1];
+    expect(runOf(['--config', 'strict', '--seed', '7'])).toBe(`${example} [config strict] (seed 7)`);
+    const statusIs = (t: string, state = 'ready') => page.waitForSelector(`#status[data-state="${state}"]:text-is("${t}")`, { ...WAIT, state: 'attached' });
+    const domainType = async (): Promise<string> => /^domain (\S+),/.exec((await page.locator('#panel-iommu p.mono').first().textContent()) ?? '')?.[1] ?? '';
+    /** The library's domain type of nvme0 for a run with opts. */
+    const libraryDomain = (opts: { config?: string; seed?: number }): string =>
+      iommuGetDomainForDev(new ScenarioRunner(parseScenario(text, { source: file }), opts).machine.device('nvme0'))!.type;
+    // the file's configurations, the base machine first; the run's seed
+    expect(await page.locator('#config option').allTextContents()).toEqual(['base machine', 'strict: iommu.strict=1']);
+    expect(await page.inputValue('#seed')).toBe('1');
+    expect(await page.textContent('#panel-steps .run-of')).toBe('run: base machine, seed 1');
+    expect(await domainType()).toBe(libraryDomain({}));
+    // the configuration changes what the steps do: the comparison below can tell them apart
+    const base = printed(file), strict = printed(file, ['--config', 'strict']);
+    expect(strict).not.toEqual(base);
+    await page.selectOption('#config', 'strict');
+    await page.click('#apply');
+    await statusIs(`${runOf(['--config', 'strict'])}: 0 of 8 steps ran`);
+    expect(await page.textContent('#panel-steps .run-of')).toBe('run: configuration strict (iommu.strict=1), seed 1');
+    expect(await domainType()).toBe(libraryDomain({ config: 'strict' }));
+    expect(libraryDomain({ config: 'strict' })).not.toBe(libraryDomain({}));
+    await page.click('#run');
+    await page.waitForSelector('#status[data-state="done"]', { ...WAIT, state: 'attached' });
+    expect((await shownSteps(page)).map(([b, u, c]) => [b.replace(/^\u2713 /, ''), u, c])).toEqual(strict);
+    // seeds the command line refuses are refused here, with the reason, and nothing is loaded
+    for (const bad of ['x', '-1', '1.5', '0x', '4294967296', '0x100000000', '1e3']) {
+      await page.fill('#seed', bad);
+      await page.press('#seed', 'Enter');
+      await page.waitForSelector('#seed-error:not([hidden])', { ...WAIT, state: 'attached' });
+      expect(await page.textContent('#seed-error')).toBe(`Seed must be an integer in [0, 4294967295] (decimal, or hex with 0x; empty: the file's own), got ${JSON.stringify(bad)}.`);
+      expect(await page.getAttribute('#seed', 'aria-invalid')).toBe('true');
+      expect(cli(['run', file, '--seed', bad]).code).toBe(2);
+      expect(await page.textContent('#status')).toBe(`${runOf(['--config', 'strict'])}: all 8 steps ran`);
+    }
+    // a good one, in hex: the run starts again with it, as phyr run --config strict --seed 7
+    await page.fill('#seed', '0x7');
+    await page.click('#apply');
+    await statusIs(`${runOf(['--config', 'strict', '--seed', '7'])}: 0 of 8 steps ran`);
+    expect(await page.locator('#seed-error').isHidden()).toBe(true);
+    expect(await page.getAttribute('#seed', 'aria-invalid')).toBeNull();
+    expect(await page.inputValue('#seed')).toBe('7');
+    await page.click('#run');
+    await page.waitForSelector('#status[data-state="done"]', { ...WAIT, state: 'attached' });
+    expect((await shownSteps(page)).map(([b, u, c]) => [b.replace(/^\u2713 /, ''), u, c])).toEqual(printed(file, ['--config', 'strict', '--seed', '7']));
+    // and back to the base machine with the file's seed (an empty field)
+    await page.selectOption('#config', '');
+    await page.fill('#seed', '');
+    await page.click('#apply');
+    await statusIs(`${example}: 0 of 8 steps ran`);
+    await page.click('#run');
+    await page.waitForSelector('#status[data-state="done"]', { ...WAIT, state: 'attached' });
+    expect((await shownSteps(page)).map(([b, u, c]) => [b.replace(/^\u2713 /, ''), u, c])).toEqual(base);
+    // a link: ?config=&seed=, and a configuration the file does not have (phyr run's message)
+    const linked = await openPage(`?example=${example}&config=strict&seed=3`);
+    await linked.page.waitForSelector(`#status[data-state="ready"]:text-is("${runOf(['--config', 'strict', '--seed', '3'])}: 0 of 8 steps ran")`, { ...WAIT, state: 'attached' });
+    const unknown = await openPage(`?example=${example}&config=nope`);
+    await unknown.page.waitForSelector('#status[data-state="error"]', { ...WAIT, state: 'attached' });
+    expect(await unknown.page.textContent('#status')).toContain("config: unknown configuration 'nope' (expected one of: strict)");
+    expect(cli(['run', file, '--config', 'nope']).err).toContain("config: unknown configuration 'nope' (expected one of: strict)");
+    expect([...errors, ...linked.errors, ...unknown.errors]).toEqual([]);
+    for (const p of [page, linked.page, unknown.page]) await p.close();
   });
 
   it('Play runs the steps one at a time; Pause stops it between steps and with a step in flight; Play resumes; the end stops it; the keyboard too', async () => {

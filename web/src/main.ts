@@ -102,11 +102,80 @@ async function show(snap: Snapshot): Promise<void> {
   ]);
 }
 
+/**
+ * The configuration and seed of a run as phyr run's first line names them (` [config strict] (seed 7)`);
+ * '' for the base machine with the file's seed.
+ */
+function variant(snap: Snapshot): string {
+  if (snap.config === null && snap.seed === snap.defaultSeed) return '';
+  return `${snap.config !== null ? ` [config ${snap.config}]` : ''} (seed ${snap.seed})`;
+}
+
 function describe(snap: Snapshot): string {
   const failed = snap.steps.find((s) => s.status === 'failed');
-  if (snap.state === 'stopped') return `${snap.name}: stopped at step ${failed?.index ?? '?'} (${failed?.label ?? ''}${failed?.unmet ? `: ${failed.unmet}` : failed?.errno ? `: ${failed.errno}` : ''})`;
-  if (snap.state === 'done') return `${snap.name}: all ${snap.steps.length} steps ran`;
-  return `${snap.name}: ${snap.index} of ${snap.steps.length} steps ran`;
+  const name = `${snap.name}${variant(snap)}`;
+  if (snap.state === 'stopped') return `${name}: stopped at step ${failed?.index ?? '?'} (${failed?.label ?? ''}${failed?.unmet ? `: ${failed.unmet}` : failed?.errno ? `: ${failed.errno}` : ''})`;
+  if (snap.state === 'done') return `${name}: all ${snap.steps.length} steps ran`;
+  return `${name}: ${snap.index} of ${snap.steps.length} steps ran`;
+}
+
+/** The configuration and seed a load runs with (none: the base machine, the file's seed). */
+interface RunChoice {
+  readonly config?: string;
+  readonly seed?: number;
+}
+
+/** The text and name of the scenario loaded last: Run with these loads it again with other choices. */
+let loaded: { readonly text: string; readonly source: string } | null = null;
+
+const runForm = {
+  config: $<HTMLSelectElement>('#config'),
+  seed: $<HTMLInputElement>('#seed'),
+  apply: $<HTMLButtonElement>('#apply'),
+  error: $<HTMLElement>('#seed-error'),
+};
+
+/** The run form shows the loaded scenario's configurations and the run's configuration and seed. */
+function fillRunForm(snap: Snapshot): void {
+  const base = document.createElement('option');
+  base.value = '';
+  base.textContent = 'base machine';
+  runForm.config.replaceChildren(base, ...snap.configs.map((c) => {
+    const o = document.createElement('option');
+    o.value = c.name;
+    o.textContent = c.description ? `${c.name}: ${c.description}` : c.name;
+    return o;
+  }));
+  runForm.config.value = snap.config ?? '';
+  runForm.seed.value = String(snap.seed);
+  showSeedError(null);
+  for (const c of [runForm.config, runForm.seed, runForm.apply]) c.disabled = false;
+}
+
+function showSeedError(text: string | null): void {
+  runForm.error.hidden = text === null;
+  runForm.error.textContent = text ?? '';
+  if (text === null) {
+    runForm.seed.removeAttribute('aria-invalid');
+    runForm.seed.removeAttribute('aria-errormessage');
+  } else {
+    runForm.seed.setAttribute('aria-invalid', 'true');
+    runForm.seed.setAttribute('aria-errormessage', runForm.error.id);
+  }
+}
+
+/**
+ * A seed as `phyr run --seed` takes it: decimal or 0x hex, an integer in [0, 2^32-1]; empty: none
+ * (the file's machine.seed, else 1). Throws RangeError with the reason.
+ */
+function parseSeed(text: string): number | undefined {
+  const s = text.trim();
+  if (s === '') return undefined;
+  const n = /^0x[0-9a-f]+$/i.test(s) ? parseInt(s, 16) : /^\d+$/.test(s) ? Number(s) : NaN;
+  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
+    throw new RangeError(`Seed must be an integer in [0, 4294967295] (decimal, or hex with 0x; empty: the file's own), got ${JSON.stringify(text)}.`);
+  }
+  return n;
 }
 
 /** The last request queued by act: requests run one after another, each drawn before the next. */
@@ -117,9 +186,9 @@ let queue: Promise<unknown> = Promise.resolve();
  * made while another is being drawn waits for it (a Load pressed during a step, say), so that
  * two snapshots are never drawn at once. A load stops Play at once.
  */
-function act(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: string): Promise<boolean> {
+function act(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: string, opts: RunChoice = {}): Promise<boolean> {
   if (kind === 'load') stopPlay();
-  const run = (): Promise<boolean> => actNow(kind, text, source);
+  const run = (): Promise<boolean> => actNow(kind, text, source, opts);
   const next = queue.then(run, run); // a request that threw does not block the ones after it
   queue = next;
   return next;
@@ -143,14 +212,18 @@ function restoreFocus(had: HTMLButtonElement | null): void {
   to?.focus();
 }
 
-async function actNow(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: string): Promise<boolean> {
+async function actNow(kind: 'load' | 'step' | 'run' | 'reset', text?: string, source?: string, opts: RunChoice = {}): Promise<boolean> {
   const had = focusedControl();
   busy = true;
   setButtons(ctx.snapshot);
   let ok = true;
   setStatus(kind === 'load' ? 'loading' : 'running', kind === 'load' ? `loading ${source ?? ''}...` : 'running...');
   try {
-    const snap = kind === 'load' ? await call({ type: 'load', text: text ?? '', source: source ?? 'pasted' }) : await call({ type: kind });
+    const snap = kind === 'load' ? await call({ type: 'load', text: text ?? '', source: source ?? 'pasted', ...opts }) : await call({ type: kind });
+    if (kind === 'load') {
+      loaded = { text: text ?? '', source: source ?? 'pasted' };
+      fillRunForm(snap);
+    }
     if (kind === 'load' || kind === 'reset') trace.clear();
     // a new scenario: nothing the last one's panels were showing carries over
     if (kind === 'load') for (const p of [bytes, pci, iommu]) p.forget();
@@ -259,19 +332,43 @@ $<HTMLButtonElement>('#load-paste').addEventListener('click', async () => {
   box.open = false;
   if (inBox) $<HTMLElement>('#paste-toggle').focus();
 });
+$<HTMLFormElement>('#run-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (loaded === null) return;
+  let seed: number | undefined;
+  try {
+    seed = parseSeed(runForm.seed.value);
+  } catch (err) {
+    showSeedError((err as Error).message);
+    return;
+  }
+  showSeedError(null);
+  const config = runForm.config.value;
+  void act('load', loaded.text, loaded.source, { ...(config !== '' ? { config } : {}), ...(seed !== undefined ? { seed } : {}) });
+});
 buttons.step.addEventListener('click', () => void act('step'));
 buttons.run.addEventListener('click', () => void act('run'));
 buttons.reset.addEventListener('click', () => void act('reset'));
 buttons.play.addEventListener('click', togglePlay);
 
-// ?example=NAME loads that example at once (links, tests)
-const wanted = new URLSearchParams(location.search).get('example');
+// ?example=NAME loads that example at once (links, tests), with &config=NAME and &seed=N if given
+const params = new URLSearchParams(location.search);
+const wanted = params.get('example');
 if (wanted !== null) {
   const path = names.find((p) => p.endsWith(`/${wanted}`) || p.endsWith(`/${wanted}.yaml`));
-  if (path) {
+  const config = params.get('config');
+  let seed: number | undefined;
+  try {
+    seed = parseSeed(params.get('seed') ?? '');
+  } catch (err) {
+    seed = NaN;
+    setStatus('error', (err as Error).message);
+  }
+  if (!path) setStatus('error', `no example named ${wanted}`);
+  else if (!Number.isNaN(seed)) {
     select.value = path;
-    void act('load', examples[path], path.replace(/^.*\//, ''));
-  } else setStatus('error', `no example named ${wanted}`);
+    void act('load', examples[path], path.replace(/^.*\//, ''), { ...(config !== null ? { config } : {}), ...(seed !== undefined ? { seed } : {}) });
+  }
 } else {
   document.documentElement.dataset.ready = 'true';
 }

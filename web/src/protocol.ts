@@ -119,6 +119,13 @@ export interface EventRow {
 export interface Snapshot {
   readonly name: string;
   readonly description: string;
+  /** The scenario's configurations (`configs`), by name, with their descriptions. */
+  readonly configs: ReadonlyArray<{ readonly name: string; readonly description: string }>;
+  /** The configuration the run applies (null: the base machine), as `phyr run --config`. */
+  readonly config: string | null;
+  /** The run's seed (`phyr run --seed`), and the one it has without one (machine.seed, else 1). */
+  readonly seed: number;
+  readonly defaultSeed: number;
   readonly state: 'ready' | 'done' | 'stopped';
   /** Steps run so far. */
   readonly index: number;
@@ -189,7 +196,7 @@ export interface P2pAnswer {
 }
 
 export type Request =
-  | { readonly type: 'load'; readonly text: string; readonly source: string }
+  | { readonly type: 'load'; readonly text: string; readonly source: string; readonly config?: string; readonly seed?: number }
   | { readonly type: 'step' }
   | { readonly type: 'run' }
   | { readonly type: 'reset' }

@@ -104,7 +104,10 @@ export function renderSteps(root: HTMLElement, snap: Snapshot): void {
     ol.append(li);
   }
   const head = el('p', { class: 'muted' }, snap.description || snap.name);
-  root.replaceChildren(head, ol);
+  // what the run is, as phyr run's --config and --seed say it
+  const conf = snap.configs.find((c) => c.name === snap.config);
+  const runOf = el('p', { class: 'mono run-of' }, `run: ${conf ? `configuration ${conf.name}${conf.description ? ` (${conf.description})` : ''}` : 'base machine'}, seed ${snap.seed}`);
+  root.replaceChildren(head, runOf, ol);
   // keep the next (or the failed) step in view
   const cur = ol.querySelector<HTMLElement>('li.next, li.failed');
   if (cur) ol.scrollTop = Math.max(0, cur.offsetTop - ol.offsetTop - ol.clientHeight / 2);

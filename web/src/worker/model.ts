@@ -11,7 +11,7 @@ import {
   type BvecList, type Device, type IommuDomain, type Machine, type PageList, type PhyrList, type SgTable, type UserMm,
 } from '../../../src/index.ts';
 import {
-  ScenarioRunner, parseScenario, type BufferState, type MappingState, type Scenario, type StepResult,
+  ScenarioRunner, parseScenario, type BufferState, type MappingState, type RunOptions, type Scenario, type StepResult,
 } from '../../../src/scenario/file/index.ts';
 import type {
   BufferRow, BytesAnswer, DomainRow, EventRow, HugetlbRun, LayoutSummary, P2pAnswer, PciNodeRow, PhysSpan, RegionRow, RowsAnswer,
@@ -67,9 +67,10 @@ export class ViewModel {
   /** The head pfns of each hugetlb pool's pages, sorted (see poolPagesOf). */
   private poolPages: Record<'2M' | '1G', number[]> = { '2M': [], '1G': [] };
 
-  constructor(text: string, source: string) {
+  /** opts: the configuration and seed of the run, as `phyr run --config --seed`. */
+  constructor(text: string, source: string, opts: RunOptions = {}) {
     this.scenario = parseScenario(text, { source });
-    this.runner = new ScenarioRunner(this.scenario);
+    this.runner = new ScenarioRunner(this.scenario, opts);
     this.poolPages = this.poolPagesOf();
   }
 
@@ -170,6 +171,10 @@ export class ViewModel {
     return {
       name: this.scenario.name,
       description: this.scenario.description ?? '',
+      configs: Object.entries(this.scenario.configs).map(([name, c]) => ({ name, description: c.description ?? '' })),
+      config: this.runner.options.config ?? null,
+      seed: this.runner.seed,
+      defaultSeed: this.scenario.machine.seed ?? 1,
       state: stopped ? 'stopped' : this.done ? 'done' : 'ready',
       index: this.runner.index,
       steps,
@@ -647,7 +652,11 @@ export class ViewModel {
     const path = common === null ? [...a, '(no common bridge)', ...[...b].reverse()]
       : [...a.slice(0, a.indexOf(common) + 1), ...b.slice(0, b.indexOf(common)).reverse()];
     if (this.probe === null) {
-      const c = this.scenario.machine;
+      // the run's machine: the configuration's fields replace the base ones (null removes one)
+      const conf = this.runner.options.config;
+      const merged: Record<string, unknown> = { ...this.scenario.machine, ...(conf !== undefined ? this.scenario.configs[conf].machine : {}) };
+      for (const k of Object.keys(merged)) if (merged[k] === null) delete merged[k];
+      const c = merged as unknown as Scenario['machine'];
       this.probe = createMachine({
         ramBytes: c.ramBytes, ...(c.physAddrBits !== undefined ? { physAddrBits: c.physAddrBits } : {}),
         ...(c.pageSize !== undefined ? { pageSize: c.pageSize } : {}), ...(c.cpu !== undefined ? { cpu: c.cpu } : {}),

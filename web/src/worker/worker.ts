@@ -21,7 +21,9 @@ function need(): ViewModel {
 function handle(req: Request): Answers[keyof Answers] {
   switch (req.type) {
     case 'load':
-      vm = new ViewModel(req.text, req.source);
+      vm = new ViewModel(req.text, req.source, {
+        ...(req.config !== undefined ? { config: req.config } : {}), ...(req.seed !== undefined ? { seed: req.seed } : {}),
+      });
       return vm.snapshot();
     case 'step':
       need().step();
