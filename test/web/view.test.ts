@@ -321,7 +321,7 @@ describe('the web view in chromium', () => {
     }
   });
 
-  it('asks the worker once for the physical runs of the buffer each time the memory map is drawn', async () => {
+  it('asks the worker once for the physical runs of the buffer, and once for the IOMMU table page, each time they are drawn', async () => {
     // every request for rows the page sends to the worker, by source
     const { page, errors } = await openPage('?example=lazy-stale-iotlb', `
       window.rowsAsked = [];
@@ -332,16 +332,20 @@ describe('the web view in chromium', () => {
       };`);
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
     await stepTimes(page, 2);
-    const asked = (): Promise<string[]> => page.evaluate('window.rowsAsked.filter((s) => s === "phys:buf")') as Promise<string[]>;
+    const asked = (prefix: string): Promise<string[]> => page.evaluate(`window.rowsAsked.filter((s) => s.startsWith(${JSON.stringify(prefix)}))`) as Promise<string[]>;
     await page.waitForSelector('#panel-memory .vlist[data-state="ready"]', { ...WAIT, state: 'attached' });
-    const before = (await asked()).length;
+    const before = (await asked('phys:buf')).length;
+    const tableBefore = (await asked('pt:')).length;
     expect(before).toBeGreaterThan(0);
+    expect(tableBefore).toBeGreaterThan(0);
     await page.click('#step');
     await page.waitForSelector('#panel-steps[data-state="ready"] li:nth-child(3).ok', { ...WAIT, state: 'attached' });
     await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
     await page.waitForSelector('#panel-memory .vlist[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await page.waitForSelector('#panel-iommu .vlist[data-state="ready"]', { ...WAIT, state: 'attached' });
     expect(await page.locator('#panel-memory .vlist .vrow').count()).toBeGreaterThan(0);
-    expect((await asked()).length - before).toBe(1);
+    expect((await asked('phys:buf')).length - before).toBe(1);
+    expect((await asked('pt:')).length - tableBefore).toBe(1);
     expect(errors).toEqual([]);
     await page.close();
   });
@@ -409,6 +413,13 @@ describe('the web view in chromium', () => {
     await page.waitForSelector('#panel-trace[data-state="ready"] p.mono:text-is("buf + 0x1")', { ...WAIT, state: 'attached' });
     await page.waitForSelector('#panel-bytes button.b.hit[data-offset="1"]', { ...WAIT, state: 'attached' });
     expect(await focused()).toBe('byte 1');
+    // Clear trace removes itself with the trace: the focus goes back to the byte's cell
+    await page.focus('#panel-trace button[data-key="clear-trace"]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#panel-bytes button.b[data-offset="1"]:not(.hit)', { ...WAIT, state: 'attached' });
+    await page.waitForFunction('document.activeElement?.getAttribute("data-offset") === "1"', undefined, WAIT);
+    expect(await focused()).toBe('byte 1');
+    expect(await page.locator('#panel-trace p.mono').count()).toBe(0);
     // Run to end: the button is disabled at the end, so the focus goes to Back to start
     await page.focus('#run');
     await page.keyboard.press('Enter');

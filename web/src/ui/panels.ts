@@ -540,11 +540,14 @@ export class TracePanel {
       tr.append(el('td', {}, p.layer), el('td', {}, p.space), el('td', { class: 'num' }, p.addr));
       t2.append(tr);
     }
-    const clear = el('button', { type: 'button' }, 'Clear trace');
+    const clear = el('button', { type: 'button', 'data-key': 'clear-trace' }, 'Clear trace');
     clear.addEventListener('click', async () => {
+      const hadFocus = document.activeElement === clear;
       await this.ctx.call({ type: 'clearTrace' });
       this.clear();
       await this.ctx.onTrace();
+      // the button is gone with the trace: a keyboard user goes back to the byte grid's current cell
+      if (hadFocus) document.querySelector<HTMLElement>('#panel-bytes .hex [tabindex="0"]')?.focus();
     });
     const json = el('details');
     json.append(el('summary', {}, 'The trace as JSON (phyr trace --json)'), el('pre', { tabindex: '0', 'aria-label': 'Trace JSON', 'data-key': 'trace-json' }, JSON.stringify(t.json, null, 2)));
@@ -753,8 +756,8 @@ export class IommuPanel {
       giveFocusBack(this.crumbs, held);
     }
     if (this.hexBox) this.hexBox.textContent = ans.hex.join('\n');
+    // setSource asks for the rows in view (scrolled to the traced entry without a view to keep): once is enough
     await this.table.setSource(`pt:${this.device}:${top ?? ''}`, view);
-    await this.table.refresh(true);
   }
 
   async refresh(toHit: boolean): Promise<void> {
