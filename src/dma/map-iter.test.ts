@@ -158,6 +158,13 @@ describe('DmaRangeIter.fill', () => {
           const got = walkFill(it, batch);
           expect(got.errno).toBe(want.errno);
           expect(got.ranges).toEqual(want.ranges);
+          // a walk that failed stays stopped at its error, by fill() and next() alike
+          const errnoOf = (r: { ok: boolean; errno?: string }): string | null => (r.ok ? null : r.errno ?? null);
+          expect(errnoOf(it.fill(columns(batch), batch))).toBe(want.errno);
+          expect(errnoOf(it.next())).toBe(want.errno);
+          expect(errnoOf(ref.next())).toBe(want.errno);
+          expect(it.atEnd).toBe(want.errno === null);
+          expect(it.index).toBe(ref.index);
           expect(it.callerFlagsMatch).toBe(ref.callerFlagsMatch);
           expect(it.seamsMergeable).toBe(ref.seamsMergeable);
           expect(it.mappedLen).toBe(want.ranges.reduce((s, r) => s + (r[3] === DMA_RANGE_BUS ? 0 : r[2]), 0));

@@ -277,6 +277,8 @@ export class DmaRangeIter {
   private readonly seamInv: number;
   /** End of the last mapped range, -1 before the first. */
   private lastEnd = -1;
+  /** The error fill() stopped the walk with (next() and fill() give it again), or null. */
+  private failed: Result<never> | null = null;
 
   /** @throws TypeError when source is not a range source or dev is on no machine. */
   constructor(dev: Device, source: RangeSource, opts?: CursorOptions) {
@@ -302,11 +304,12 @@ export class DmaRangeIter {
    */
   get atEnd(): boolean {
     const c = this.cursor;
-    return c.done && c.stopReason !== 'virt-boundary';
+    return this.failed === null && c.done && c.stopReason !== 'virt-boundary';
   }
 
   /** Moves to the next range and classifies it; see the class comment for the results. */
   next(): Result<boolean> {
+    if (this.failed !== null) return this.failed;
     const c = this.cursor;
     if (c.done) {
       if (c.stopReason !== 'virt-boundary') return DONE;
@@ -341,7 +344,8 @@ export class DmaRangeIter {
   /**
    * Walks up to max ranges into rows 0 .. k-1 of cols (k ranges, as k calls of next() would give
    * them) and returns ok(k); ok(0) once the walk is done. An error is next()'s, for the first range
-   * that has one: the rows before it hold the ranges before it (index is the last of them). Bus
+   * that has one: the rows before it hold the ranges before it (index is the last of them), and the
+   * walk stops there, as next()'s does: every later fill() or next() returns the same error. Bus
    * addresses go to busAddrs. The batched form of next(): the source's own fill() copies the
    * addresses, lengths and flags, and one loop classifies them.
    * @throws TypeError/RangeError when a column is not the typed array named or max is not an
@@ -349,6 +353,7 @@ export class DmaRangeIter {
    */
   fill(cols: DmaRangeColumns, max: number): Result<number> {
     const m = checkRangeColumns(cols, max);
+    if (this.failed !== null) return this.failed;
     const c = this.cursor;
     if (c.done) {
       const r = this.next();
@@ -357,7 +362,11 @@ export class DmaRangeIter {
     if (!this.fits) return this.fillByNext(cols, m);
     const k = c.fill({ addr: cols.addrNum, len: cols.len, flags: cols.flags }, m);
     const e = this.classifyRows(cols, k);
-    return e === null ? ok(k) : e;
+    if (e === null) return ok(k);
+    // the cursor is past the rows it copied, the failed one included: the walk stops here, as
+    // next() stops at a range it cannot classify
+    this.failed = e;
+    return e;
   }
 
   /** fill() for a source with addresses past 2^53: one next() per row. */

@@ -99,8 +99,9 @@ describe('dmaMapPhyrs', () => {
   });
 
   it.each<IommuMode>(['strict', 'none'])('maps every range of a source that walks more ranges than its count says (%s)', (mode) => {
-    // the columns classify starts with hold `count` rows; a walk with more must grow them, and a
-    // walk with exactly `count` must not need to
+    // the columns classify starts with hold `count` rows: a walk with more must grow them (that a
+    // walk of exactly `count` stops without growing them rests on DmaRangeIter.atEnd, tested in
+    // map-iter.test.ts; the mapping is the same either way)
     const m = makeMachine(mode);
     const dev = m.device('nvme0');
     const inner = phyrs(Array.from({ length: 5 }, (_, i): [bigint, number] => [allocPhys(m), PAGE - 8 * i]));
