@@ -225,7 +225,9 @@ describe('blkSubmitBio: splitting to the limits (bio_split_rw)', () => {
     const r = blkSubmitBio(q, unwrap(bioFromRanges(REQ_OP_READ, 70n, phyrs([[p, 1000]]))));
     expect(r.ok || r.message).toMatch(/bio_check_eod/);
     setCapacity(q, 0n);
+    const infos = m.events.count('INFO');
     expect(blkSubmitBio(q, bio(0n, 512)).ok || 'EIO').toBe('EIO'); // a disk of no sectors takes nothing
+    expect(m.events.count('INFO')).toBe(infos); // and bio_check_eod says nothing about it
     expect(() => setCapacity(q, -1n)).toThrow(RangeError);
   });
 });

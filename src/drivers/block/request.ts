@@ -184,14 +184,16 @@ function bioMayNeedSplit(q: RequestQueue, bio: Bio): boolean {
 
 /**
  * bio_check_eod() (block/blk-core.c, from submit_bio_noacct()): a bio of at least one sector that
- * does not fit below the disk's capacity fails with EIO, and the kernel logs the attempt. A queue
- * with no capacity set has no end (queue.ts).
+ * does not fit below the disk's capacity fails with EIO, and the kernel logs the attempt, except on
+ * a disk of no sectors, which it fails without a word. A queue with no capacity set has no end
+ * (queue.ts).
  */
 function bioCheckEod(q: RequestQueue, bio: Bio): Result<void> {
   const max = q.capacity;
   const n = BigInt(bio.size >> SECTOR_SHIFT);
   if (max === null || n === 0n || (n <= max && bio.sector <= max - n)) return ok();
   const why = `rw=${bio.op}, sector=${bio.sector}, nr_sectors = ${n} limit=${max}`;
+  if (max === 0n) return err('EIO', `a disk of no sectors: ${why} (bio_check_eod)`);
   dmaContextOf(q.dev).mm.events.record('INFO', 'block', `${q.dev.name}: attempt to access beyond end of device (${why})`, { dev: q.dev.name });
   return err('EIO', `attempt to access beyond end of device: ${why} (bio_check_eod)`);
 }
