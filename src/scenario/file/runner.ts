@@ -997,7 +997,6 @@ function backingText(b: BufferState['backing']): string {
   return typeof b === 'string' ? b : `${b.device}${b.offset ? `+${b.offset}` : ''}`;
 }
 
-/** A read at or past the end of the device (block/fops.c: blkdev_read_iter returns 0), in the step's words. */
 /**
  * log2 of namespace 1's logical block size: a step's `lba` counts those blocks, as an NVMe
  * command's SLBA does; the block layer below takes 512-byte sectors (SECTOR_SHIFT).
@@ -1017,6 +1016,7 @@ function endLba(ctrl: NvmeCtrl): string {
   return sectors === null ? '?' : String(sectors >> BigInt(lbaShiftOf(ctrl) - 9));
 }
 
+/** A read at or past the end of the device (block/fops.c: blkdev_read_iter returns 0), in the step's words. */
 function endText(ctrl: NvmeCtrl): string {
   return `end of device: it ends at LBA ${endLba(ctrl)} (blkdev_read_iter returns 0)`;
 }
