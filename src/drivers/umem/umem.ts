@@ -179,16 +179,17 @@ export function umemMap(dev: Device, mm: UserMm, start: bigint, len: number, met
     return r;
   }
   const { undo, segments, metadataBytes } = r.value;
+  return ok({ method, segments, metadataBytes, unmap: once(() => { undo(); unpinUserPhyrs(list); }) });
+}
+
+/** f, to be called once: later calls do nothing (an unmap called twice). */
+function once(f: () => void): () => void {
   let done = false;
-  return ok({
-    method, segments, metadataBytes,
-    unmap: () => {
-      if (done) return;
-      done = true;
-      undo();
-      unpinUserPhyrs(list);
-    },
-  });
+  return () => {
+    if (done) return;
+    done = true;
+    f();
+  };
 }
 
 /** A phyr list the caller pinned, mapped by one design (umemMapPinned); unmapping leaves the pin. */
@@ -226,15 +227,7 @@ export function umemMapPinned(dev: Device, list: PhyrList, method: UmemMethod, o
   const r = mapList(dev, list, method, opts.dir ?? DMA_BIDIRECTIONAL, opts.attrs ?? 0);
   if (!r.ok) return r;
   const { undo, segments, metadataBytes, iova } = r.value;
-  let done = false;
-  return ok({
-    segments, metadataBytes, iova,
-    unmap: () => {
-      if (done) return;
-      done = true;
-      undo();
-    },
-  });
+  return ok({ segments, metadataBytes, iova, unmap: once(undo) });
 }
 
 function mapList(dev: Device, list: PhyrList, method: Exclude<UmemMethod, 'sgtable'>, dir: DmaDataDirection, attrs: number): Result<Mapped> {
@@ -276,16 +269,13 @@ function mapSgtable(dev: Device, mm: UserMm, start: bigint, len: number, gup: nu
     return err(r.errno, `dmaMapSgtable: ${r.message ?? r.errno}`);
   }
   const segments = segmentsOf(sgt.dmaEntries());
-  let done = false;
   return ok({
     method: 'sgtable', segments, metadataBytes: pages.value.kernelBytes + tableBytes,
-    unmap: () => {
-      if (done) return;
-      done = true;
+    unmap: once(() => {
       dmaUnmapSgtable(dev, sgt, dir, 0);
       sgFreeTable(sgt);
       unpinUserPages(pages.value);
-    },
+    }),
   });
 }
 

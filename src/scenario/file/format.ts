@@ -3,12 +3,18 @@
 
 import type { ScenarioResult, StepResult } from './types.ts';
 
-function counterText(c: Readonly<Record<string, number>>): string {
+/** Counter deltas as `phyr run` prints them: `name +1, other -2`. */
+export function counterText(c: Readonly<Record<string, number>>): string {
   return Object.entries(c).map(([k, v]) => `${k} ${v > 0 ? '+' : ''}${v}`).join(', ');
 }
 
+/** A step's status word as `phyr run` prints it: ok, ok (ENOMEM expected), FAILED. */
+export function stepStatus(r: Pick<StepResult, 'ok' | 'errno'>): string {
+  return r.ok ? (r.errno !== undefined ? `ok (${r.errno} expected)` : 'ok') : 'FAILED';
+}
+
 function stepLines(r: StepResult): string[] {
-  const status = r.ok ? (r.errno !== undefined ? `ok (${r.errno} expected)` : 'ok') : 'FAILED';
+  const status = stepStatus(r);
   const head = `[${String(r.index).padStart(2)}] ${r.op.padEnd(14)} ${status.padEnd(6)} ${r.label !== undefined ? `${r.label}: ` : ''}${r.summary}`;
   const out = [head];
   if (r.unmet !== undefined) out.push(`       unmet: ${r.unmet}`);

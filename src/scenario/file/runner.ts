@@ -169,7 +169,8 @@ export class ScenarioRunner {
   /** The run stopped at a step that did not meet its expectation, or ran every step. */
   get done(): boolean { return this.stopped || this.next >= this.scenario.steps.length; }
 
-  private machineConfig(): MachineConfig {
+  /** The machine config of this run: the configuration's machine fields over the base ones, and the run's seed. */
+  machineConfig(): MachineConfig {
     const c = this.options.config !== undefined ? this.scenario.configs[this.options.config] : undefined;
     const merged: Record<string, unknown> = { ...this.scenario.machine, ...(c?.machine ?? {}), seed: this.seed };
     // a configuration removes a base field with null (iommu: null: no IOMMU)

@@ -11,7 +11,7 @@ import {
   type BvecList, type Device, type IommuDomain, type Machine, type PageList, type PhyrList, type SgTable, type UserMm,
 } from '../../../src/index.ts';
 import {
-  ScenarioRunner, parseScenario, type BufferState, type MappingState, type RunOptions, type Scenario, type StepResult,
+  ScenarioRunner, counterText, parseScenario, stepStatus, type BufferState, type MappingState, type RunOptions, type Scenario, type StepResult,
 } from '../../../src/scenario/file/index.ts';
 import type {
   BufferRow, BytesAnswer, DomainRow, EventRow, HugetlbRun, LayoutSummary, P2pAnswer, PciNodeRow, PhysSpan, RegionRow, RowsAnswer,
@@ -133,10 +133,10 @@ export class ViewModel {
       if (r === undefined) return { index: i, label, status: 'pending', summary: '', result: '', counters: '' };
       return {
         index: i, label, status: r.ok ? 'ok' : 'failed', summary: r.summary, ...(r.errno ? { errno: r.errno } : {}),
-        // the words of phyr run (src/scenario/file/format.ts)
-        result: r.ok ? (r.errno !== undefined ? `ok (${r.errno} expected)` : 'ok') : 'FAILED',
+        // the words of phyr run
+        result: stepStatus(r),
         ...(r.unmet !== undefined ? { unmet: r.unmet } : {}),
-        counters: Object.entries(r.counters).map(([k, v]) => `${k} ${v > 0 ? '+' : ''}${v}`).join(', '),
+        counters: counterText(r.counters),
       };
     });
     const last = results[results.length - 1] as StepResult | undefined;
@@ -652,11 +652,8 @@ export class ViewModel {
     const path = common === null ? [...a, '(no common bridge)', ...[...b].reverse()]
       : [...a.slice(0, a.indexOf(common) + 1), ...b.slice(0, b.indexOf(common)).reverse()];
     if (this.probe === null) {
-      // the run's machine: the configuration's fields replace the base ones (null removes one)
-      const conf = this.runner.options.config;
-      const merged: Record<string, unknown> = { ...this.scenario.machine, ...(conf !== undefined ? this.scenario.configs[conf].machine : {}) };
-      for (const k of Object.keys(merged)) if (merged[k] === null) delete merged[k];
-      const c = merged as unknown as Scenario['machine'];
+      // the run's machine: the configuration's fields over the base ones
+      const c = this.runner.machineConfig();
       this.probe = createMachine({
         ramBytes: c.ramBytes, ...(c.physAddrBits !== undefined ? { physAddrBits: c.physAddrBits } : {}),
         ...(c.pageSize !== undefined ? { pageSize: c.pageSize } : {}), ...(c.cpu !== undefined ? { cpu: c.cpu } : {}),
