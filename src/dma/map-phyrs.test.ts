@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allocPhys, gpuBar, makeMachine, pattern, phyrs, type IommuMode } from '../../test/fixtures/dma-b-machines.ts';
+import { PCI_NODES, allocPhys, gpuBar, makeMachine, pattern, phyrs, type IommuMode } from '../../test/fixtures/dma-b-machines.ts';
 import type { Machine } from '../machine/index.ts';
 import type { Device } from '../pci/index.ts';
 import { PageArray, PhyrList, RANGE_MMIO, type DmaList, type RangeSource } from '../phyr/index.ts';
@@ -120,6 +120,30 @@ describe('dmaMapPhyrs', () => {
       expect(deviceReadsList(dev, r.value.list)).toEqual(c);
       dmaUnmapPhyrs(dev, r.value, DMA_TO_DEVICE, 0);
     }
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+  });
+
+  it('a window of MMIO only (P2P through the host bridge) is destroyed with DMA_ATTR_MMIO: no cache maintenance on I/O memory', () => {
+    // nic0 reaches gpu0's BAR through the host bridge; made non-coherent, its RAM windows get
+    // cache maintenance at unmap and its MMIO window must not (blk_rq_dma_unmap passes DMA_ATTR_MMIO)
+    const m = makeMachine('strict', 1, { pci: PCI_NODES.map((n) => (n.name === 'nic0' ? { ...n, coherent: false } : n)) });
+    const dev = m.device('nic0');
+    expect(dev.dmaCoherent).toBe(false);
+    const bar = gpuBar(m);
+    const cacheOps = (list: RangeSource): number => {
+      const r = dmaMapPhyrs(dev, list, DMA_FROM_DEVICE, 0);
+      expect(r.ok).toBe(true);
+      if (!r.ok) return -1;
+      expect(r.value.how).toBe('iova');
+      const w = deviceWritesList(dev, r.value.list, 5);
+      expect(cpuRead(m, list)).toEqual(w);
+      const before = m.events.count('CACHE');
+      dmaUnmapPhyrs(dev, r.value, DMA_FROM_DEVICE, 0);
+      return m.events.count('CACHE') - before;
+    };
+    expect(cacheOps(phyrs([[allocPhys(m, 1), 2 * PAGE]]))).toBeGreaterThan(0);
+    expect(cacheOps(PhyrList.from([{ addr: bar.start, len: 2 * PAGE, flags: bar.flags }]))).toBe(0);
+    expect(leafPtes(m)).toBe(0);
     expect(m.events.count('DMA-DEBUG')).toBe(0);
   });
 

@@ -45,15 +45,18 @@ export class DmaPhyrsMapping {
   private readonly kinds: Uint8Array | null;
   /** 'ops': what was mapped, in input order. */
   private readonly parts: OpsPart[] | null;
+  /** 'iova': DMA_ATTR_MMIO when the window holds MMIO only (added to the destroy's attrs), else 0. */
+  private readonly windowAttrs: number;
   private live = true;
 
   /** @internal made by dmaMapPhyrs only. */
   constructor(
     list: DmaList, dev: Device, dir: DmaDataDirection, attrs: number, how: 'iova' | 'ranges' | 'ops', state: DmaIovaState | null,
     mappedLen: number, addrs: BigUint64Array | null, lens: Float64Array | null, kinds: Uint8Array | null,
-    parts: OpsPart[] | null = null,
+    parts: OpsPart[] | null = null, windowAttrs = 0,
   ) {
     this.parts = parts;
+    this.windowAttrs = windowAttrs;
     this.list = list;
     this.dev = dev;
     this.dir = dir;
@@ -90,7 +93,7 @@ export class DmaPhyrsMapping {
     this.live = false;
     mappingsOf(this.dev).delete(this);
     if (this.how === 'iova') {
-      dmaIovaDestroy(this.dev, this.state!, this.mappedLen, this.dir, attrs);
+      dmaIovaDestroy(this.dev, this.state!, this.mappedLen, this.dir, attrs | this.windowAttrs);
       return;
     }
     if (this.how === 'ops') {
@@ -284,16 +287,27 @@ function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: numb
   let first = -1;
   for (let i = 0; i < cl.n; i++) if (cl.kind[i] !== DMA_RANGE_BUS) { first = i; break; }
   if (!dmaIovaTryAlloc(dev, state, BigInt(cl.addrNum[first]), cl.ioLen)) return null;
+  // a window of MMIO only (P2P through the host bridge) is destroyed with DMA_ATTR_MMIO, as
+  // blk_rq_dma_unmap() does for a PCI_P2PDMA_MAP_THRU_HOST_BRIDGE request (include/linux/blk-mq-dma.h):
+  // no CPU cache maintenance on I/O memory. Model deviation: a window mixing RAM and MMIO (the
+  // kernel maps a request of one kind) is destroyed as RAM.
+  const destroyAttrs = mmioOnly(cl) ? attrs | DMA_ATTR_MMIO : attrs;
   const b = new DmaListBuilder(1 + cl.bus.size);
-  const failed = linkRanges(dev, state, cl, dir, attrs, b);
+  const failed = linkRanges(dev, state, cl, dir, attrs, b, destroyAttrs);
   if (failed !== null) return failed;
   // every range but the bus ones is linked: cl.ioLen bytes of the window
   const s = dmaIovaSync(dev, state, 0, cl.ioLen);
   if (!s.ok) {
-    dmaIovaDestroy(dev, state, cl.ioLen, dir, attrs);
+    dmaIovaDestroy(dev, state, cl.ioLen, dir, destroyAttrs);
     return s;
   }
-  return ok(new DmaPhyrsMapping(b.build(), dev, dir, attrs, 'iova', state, cl.ioLen, null, null, null));
+  return ok(new DmaPhyrsMapping(b.build(), dev, dir, attrs, 'iova', state, cl.ioLen, null, null, null, null, destroyAttrs & DMA_ATTR_MMIO));
+}
+
+/** Whether every range that is linked (not a bus address) is MMIO. */
+function mmioOnly(cl: Classified): boolean {
+  for (let i = 0; i < cl.n; i++) if (cl.kind[i] !== DMA_RANGE_BUS && cl.kind[i] !== DMA_RANGE_MMIO) return false;
+  return true;
 }
 
 /**
@@ -304,7 +318,7 @@ function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: numb
  * destroyed.
  */
 function linkRanges(dev: Device, state: DmaIovaState, cl: Classified, dir: DmaDataDirection, attrs: number,
-  b: DmaListBuilder): Result<never> | null {
+  b: DmaListBuilder, destroyAttrs: number): Result<never> | null {
   // The DMA entries: the builder merges DMA-contiguous pushes with equal flags, so a run of links
   // with equal flags is pushed once, as the merged entry it would become, when the next range is a
   // bus range or has other flags or there is none (so nothing is left to push after the loop).
@@ -327,7 +341,7 @@ function linkRanges(dev: Device, state: DmaIovaState, cl: Classified, dir: DmaDa
     const frame = Math.floor(a * INV_4K);
     const r = iovaLink(dev, state, frame, a - frame / INV_4K, offset, len, dir, k === DMA_RANGE_MMIO ? attrsMmio : attrs);
     if (!r.ok) {
-      dmaIovaDestroy(dev, state, offset, dir, attrs);
+      dmaIovaDestroy(dev, state, offset, dir, destroyAttrs);
       return r;
     }
     const f = flags[i];

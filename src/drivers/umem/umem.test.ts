@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { gpuBar, makeMachine, pattern } from '../../../test/fixtures/dma-b-machines.ts';
-import { DMA_BIT_MASK, DMA_RANGE_BUS, DmaRangeIter, dmaSetMaskAndCoherent } from '../../dma/index.ts';
+import { PCI_NODES, allocPhys, gpuBar, makeMachine, pattern } from '../../../test/fixtures/dma-b-machines.ts';
+import { DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_RANGE_BUS, DmaRangeIter, dmaSetMaskAndCoherent } from '../../dma/index.ts';
 import { iommuGetDmaDomain, iommuIovaToPhys } from '../../iommu/index.ts';
 import type { Machine } from '../../machine/index.ts';
 import { FOLL_PCI_P2PDMA, FOLL_WRITE, pinUserPhyrsAll, unpinUserPhyrs, type UserMm } from '../../mm/index.ts';
 import { UMEM_METHODS, umemMap, umemMapPinned, type UmemSegments } from './umem.ts';
+import { PhyrList } from '../../phyr/index.ts';
 
 const PAGE = 4096;
 
@@ -249,3 +250,27 @@ describe('a range mixing RAM and a P2P BAR reached by bus address', () => {
     expect(m.teardown()).toBe(0);
   });
 });
+
+describe('umemMapPinned two-step: a window of MMIO only', () => {
+  it('is destroyed with DMA_ATTR_MMIO (blk_rq_dma_unmap for THRU_HOST_BRIDGE): a non-coherent device gets no cache maintenance on the BAR, and does on RAM', () => {
+    const m = makeMachine('strict', 1, { pci: PCI_NODES.map((n) => (n.name === 'nic0' ? { ...n, coherent: false } : n)) });
+    const dev = m.device('nic0');
+    const bar = gpuBar(m);
+    const cacheOps = (list: PhyrList): number => {
+      const r = umemMapPinned(dev, list, 'two-step', { dir: DMA_FROM_DEVICE });
+      expect(r.ok).toBe(true);
+      if (!r.ok) return -1;
+      expect(r.value.iova).not.toBeNull();
+      const bytes = pattern(list.totalLen, 9);
+      expect(dev.dmaWrite(r.value.segments.addrAt(0), bytes).ok).toBe(true);
+      expect(m.mem.read(list.addrAt(0), list.totalLen)).toEqual(bytes);
+      const before = m.events.count('CACHE');
+      r.value.unmap();
+      return m.events.count('CACHE') - before;
+    };
+    expect(cacheOps(PhyrList.from([{ addr: allocPhys(m, 1), len: 8192, flags: 0 }]))).toBeGreaterThan(0);
+    expect(cacheOps(PhyrList.from([{ addr: bar.start, len: 8192, flags: bar.flags }]))).toBe(0);
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+  });
+});
+

@@ -422,6 +422,11 @@ function mapTwoStep(dev: Device, list: PhyrList, dir: DmaDataDirection, attrs: n
     return ok({ ...r.value, metadataBytes: 16 + r.value.metadataBytes });
   }
   const n = list.count;
+  // a window of MMIO only is destroyed with DMA_ATTR_MMIO, as blk_rq_dma_unmap() does for a
+  // PCI_P2PDMA_MAP_THRU_HOST_BRIDGE request (include/linux/blk-mq-dma.h): no CPU cache maintenance
+  // on I/O memory. Model deviation: a window mixing RAM and MMIO is destroyed as RAM.
+  let destroyAttrs = attrs | DMA_ATTR_MMIO;
+  for (let i = 0; i < n; i++) if (kinds[i] !== DMA_RANGE_BUS && kinds[i] !== DMA_RANGE_MMIO) destroyAttrs = attrs;
   const segs = new SegmentColumns(n);
   let count = 0;
   let offset = 0;
@@ -437,7 +442,7 @@ function mapTwoStep(dev: Device, list: PhyrList, dir: DmaDataDirection, attrs: n
     }
     const r = dmaIovaLink(dev, state, list.addrAt(i), offset, len, dir, attrsOf(kinds[i], attrs));
     if (!r.ok) {
-      if (offset > 0) dmaIovaDestroy(dev, state, offset, dir, attrs);
+      if (offset > 0) dmaIovaDestroy(dev, state, offset, dir, destroyAttrs);
       else dmaIovaFree(dev, state);
       return err(r.errno, `dmaIovaLink(range ${i}): ${r.message ?? r.errno}`);
     }
@@ -449,10 +454,10 @@ function mapTwoStep(dev: Device, list: PhyrList, dir: DmaDataDirection, attrs: n
   segs.truncate(count);
   const s = dmaIovaSync(dev, state, 0, offset);
   if (!s.ok) {
-    dmaIovaDestroy(dev, state, offset, dir, attrs);
+    dmaIovaDestroy(dev, state, offset, dir, destroyAttrs);
     return err(s.errno, `dmaIovaSync: ${s.message ?? s.errno}`);
   }
   const mappedLen = offset;
   // the dma_iova_state, and a 16-byte address + length kept per bus-address segment
-  return ok({ segments: segs, metadataBytes: 16 + 16 * bus.size, iova: state, undo: () => dmaIovaDestroy(dev, state, mappedLen, dir, attrs) });
+  return ok({ segments: segs, metadataBytes: 16 + 16 * bus.size, iova: state, undo: () => dmaIovaDestroy(dev, state, mappedLen, dir, destroyAttrs) });
 }
