@@ -169,6 +169,8 @@ describe('DmaRangeIter.fill', () => {
           expect(it.seamsMergeable).toBe(ref.seamsMergeable);
           expect(it.mappedLen).toBe(want.ranges.reduce((s, r) => s + (r[3] === DMA_RANGE_BUS ? 0 : r[2]), 0));
           expect(ref.mappedLen).toBe(it.mappedLen);
+          expect(it.kindsSeen).toBe(want.ranges.reduce((m, r) => m | (1 << r[3]), 0));
+          expect(ref.kindsSeen).toBe(it.kindsSeen);
           expect(it.index).toBe(ref.index);
           expect([...it.busAddrs]).toEqual([...ref.busAddrs]);
           // the memory's flags, whatever the caller said

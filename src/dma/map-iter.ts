@@ -270,6 +270,8 @@ export class DmaRangeIter {
   readonly busAddrs = new Map<number, bigint>();
   /** Bytes of the ranges walked so far that are mapped (all but the bus-address ones). */
   mappedLen = 0;
+  /** The kinds of the ranges walked so far, as a mask: bit 1 << DMA_RANGE_RAM, _MMIO, _BUS. */
+  kindsSeen = 0;
   private readonly cursor: RangeCursor;
   private readonly fits: boolean;
   private readonly cl: DmaRangeClassifier;
@@ -324,6 +326,7 @@ export class DmaRangeIter {
     if (c.flags !== flags) this.callerFlagsMatch = false;
     const kind = k as DmaRangeKind;
     const bus = this.cl.busAddr;
+    this.kindsSeen |= 1 << kind;
     if (kind === DMA_RANGE_BUS) {
       this.busAddrs.set(n, bus);
     } else {
@@ -398,6 +401,7 @@ export class DmaRangeIter {
     let mergeable = this.seamsMergeable;
     let prevEnd = this.lastEnd;
     let mapped = this.mappedLen;
+    let seen = this.kindsSeen;
     // the region of the row before, when it was memory no P2P provider owns: rows inside it take
     // its flags and kind without a look-up (most lists lie in one or two regions)
     let lo = 1, hi = 0, f = 0, kind = 0;
@@ -408,6 +412,8 @@ export class DmaRangeIter {
       if (a < lo || a + l > hi) {
         kind = cl.classify(a, l);
         if (kind < 0) break;
+        // every kind is classified here first: rows in the cached region have the kind of its first
+        seen |= 1 << kind;
         f = cl.flags;
         lo = cl.regionStart;
         hi = cl.regionEnd;
@@ -429,6 +435,7 @@ export class DmaRangeIter {
     this.seamsMergeable = mergeable;
     this.lastEnd = prevEnd;
     this.mappedLen = mapped;
+    this.kindsSeen = seen;
     if (!match) this.callerFlagsMatch = false;
     this.index = base + j - 1;
     if (j < k) return cl.error(kind, `range ${base + j}`, BigInt(addr[j]), len[j]);

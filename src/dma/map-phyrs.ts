@@ -14,7 +14,7 @@ import { DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, checkAttrs, validDmaDirection, type D
 import { modelCheckEvent } from './events.ts';
 import { dmaContextOf } from './context.ts';
 import { dmaCapable } from './direct-addr.ts';
-import { DMA_RANGE_BUS, DMA_RANGE_MMIO, DmaRangeIter } from './map-iter.ts';
+import { DMA_RANGE_BUS, DMA_RANGE_MMIO, DMA_RANGE_RAM, DmaRangeIter } from './map-iter.ts';
 import { devUseSwiotlb, iovaOffset } from './iommu-dma.ts';
 import { isSwiotlbActive, isSwiotlbForceBounce } from './swiotlb.ts';
 import { dmaGoDirect, dmaMapPhys, dmaOpsMapBatch, dmaOpsUnmapBatch, dmaUnmapPhys } from './mapping.ts';
@@ -153,6 +153,8 @@ interface Classified {
   callerFlagsMatch: boolean;
   /** Whether every seam between mapped ranges is aligned to the IOMMU granule (DmaRangeIter.seamsMergeable). */
   seamsMergeable: boolean;
+  /** Whether every range that is mapped (not a bus address) is MMIO. */
+  mmioOnly: boolean;
   /** Bus address of each DMA_RANGE_BUS range, by index. */
   bus: ReadonlyMap<number, bigint>;
   ioLen: number;
@@ -184,6 +186,7 @@ function classify(dev: Device, list: RangeSource): Result<Classified> {
   }
   return ok({
     n, addrNum, len, kind, flags, callerFlagsMatch: it.callerFlagsMatch, seamsMergeable: it.seamsMergeable, bus: it.busAddrs,
+    mmioOnly: (it.kindsSeen & (1 << DMA_RANGE_RAM)) === 0,
     ioLen: it.mappedLen,
   });
 }
@@ -291,7 +294,7 @@ function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: numb
   // blk_rq_dma_unmap() does for a PCI_P2PDMA_MAP_THRU_HOST_BRIDGE request (include/linux/blk-mq-dma.h):
   // no CPU cache maintenance on I/O memory. Model deviation: a window mixing RAM and MMIO (the
   // kernel maps a request of one kind) is destroyed as RAM.
-  const destroyAttrs = mmioOnly(cl) ? attrs | DMA_ATTR_MMIO : attrs;
+  const destroyAttrs = cl.mmioOnly ? attrs | DMA_ATTR_MMIO : attrs;
   const b = new DmaListBuilder(1 + cl.bus.size);
   const failed = linkRanges(dev, state, cl, dir, attrs, b, destroyAttrs);
   if (failed !== null) return failed;
@@ -304,11 +307,6 @@ function mapIova(dev: Device, cl: Classified, dir: DmaDataDirection, attrs: numb
   return ok(new DmaPhyrsMapping(b.build(), dev, dir, attrs, 'iova', state, cl.ioLen, null, null, null, null, destroyAttrs & DMA_ATTR_MMIO));
 }
 
-/** Whether every range that is linked (not a bus address) is MMIO. */
-function mmioOnly(cl: Classified): boolean {
-  for (let i = 0; i < cl.n; i++) if (cl.kind[i] !== DMA_RANGE_BUS && cl.kind[i] !== DMA_RANGE_MMIO) return false;
-  return true;
-}
 
 /**
  * mapIova's loop, a function of its own so that V8 optimises it while it runs (on-stack
