@@ -10,7 +10,7 @@
 
 import { GiB, KiB, MiB, checkLen, type Errno } from '../base/index.ts';
 import {
-  REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, bdevNrBytes, bioFromRanges, blkStatusName, blkSubmitBio, nvmeCompleteRq, nvmeExecute,
+  REQ_OP_READ, REQ_OP_WRITE, bioFromRanges, blkdevDirectIoBytes, blkStatusName, blkSubmitBio, nvmeCompleteRq, nvmeExecute,
   nvmeCtrlStatusName, nvmeProbe, nvmeQueueRq, type NvmeCtrl, type ReqOp,
 } from '../drivers/index.ts';
 import { DMA_BIT_MASK, dmaSetMaskAndCoherent, dmaSetMaxSegSize } from '../dma/index.ts';
@@ -188,23 +188,11 @@ export interface IoFigures {
  */
 export function blockDirectIo(ctrl: NvmeCtrl, mm: UserMm, op: ReqOp, start: bigint, len: number, p2p: boolean, sector = 0n): IoFigures {
   const f: IoFigures = { requests: 0, segments: 0, prp: 0, sgl: 0, descriptorBytes: 0, listPages: 0, bytes: 0, failure: null, errno: null };
-  const size = bdevNrBytes(ctrl.queue);
-  const pos = sector << BigInt(SECTOR_SHIFT);
-  if (size !== null && pos + BigInt(len) > size) {
-    if (pos >= size) {
-      if (op === REQ_OP_READ) return f; // end of file
-      return { ...f, failure: `write at byte ${pos} of a ${size}-byte device: at or past its end (blkdev_write_iter)`, errno: 'ENOSPC' };
-    }
-    len = Number(size - pos);
-  }
+  const b = blkdevDirectIoBytes(ctrl.queue, op, sector, len);
+  if (!b.ok) return { ...f, failure: b.message ?? b.errno, errno: b.errno };
+  len = b.value;
   f.bytes = len;
   if (len === 0) return f;
-  // blkdev_direct_IO(): a position or byte count off the logical block size is EINVAL
-  // (blkdev_dio_invalid) before any bio; bio_unaligned()'s EIO is an in-kernel submitter's answer
-  const lbs = ctrl.queue.limits.logicalBlockSize;
-  if (len % lbs !== 0 || pos % BigInt(lbs) !== 0n) {
-    return { ...f, bytes: 0, failure: `${len} bytes at byte ${pos}: not aligned to the logical block size ${lbs} (blkdev_dio_invalid)`, errno: 'EINVAL' };
-  }
   // direct I/O: pin_user_pages, then bio_vecs one folio at a time (directIoBvecs), each its own
   // vector in the bio (bio_iov_iter_get_pages never merges into a vector it has filled)
   const ps = mm.machine.pageSize;

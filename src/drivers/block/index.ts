@@ -1,7 +1,8 @@
 // drivers/block: the block layer's read/write path as a driver sees it: bios over any range
 // source (block/bio.c), request queues and their limits (block/blk-settings.c), splitting bios into
 // requests (block/blk-merge.c, block/blk-mq.c; the end-of-device check of block/blk-core.c), the
-// disk's capacity (block/genhd.c), and mapping requests for DMA (block/blk-mq-dma.c).
+// disk's capacity (block/genhd.c), a user's direct I/O checks (block/fops.c), and mapping requests
+// for DMA (block/blk-mq-dma.c).
 export {
   BIO_MAX_SIZE, Bio, REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, SECTOR_SIZE, bioFromRanges, isP2pdmaFlags,
   type BioFromRangesOptions, type ReqOp,
@@ -18,4 +19,5 @@ export {
   BlkDmaIter, blkCanDmaMapIova, blkDmaIterMapType, blkRqDmaMapCoalesce, blkRqDmaMapIterNext, blkRqDmaMapIterStart,
   blkRqDmaUnmap, blkRqMapSg, rqDmaDir,
 } from './dma.ts';
+export { blkdevDirectIoBytes } from './fops.ts';
 export * from './status.ts';

@@ -47,7 +47,7 @@ import {
 } from '../../dma/index.ts';
 import { FOLL_LONGTERM, FOLL_WRITE, pinUserPhyrs, unpinUserPhyrs, type UserMm } from '../../mm/index.ts';
 import { DmaList, type PhyrList } from '../../phyr/index.ts';
-import { REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, bdevNrBytes, type ReqOp, type RequestQueue } from '../block/index.ts';
+import { REQ_OP_READ, REQ_OP_WRITE, SECTOR_SHIFT, blkdevDirectIoBytes, type ReqOp, type RequestQueue } from '../block/index.ts';
 import {
   DMA_RESV_USAGE_KERNEL, dmaBufAttach, dmaBufDetach, dmaBufMapAttachment, dmaBufUnmapAttachment, dmaFenceInit, type DmaBuf,
   type DmaBufAttachment, type DmaFence,
@@ -495,24 +495,15 @@ export function premapSubmit(token: PremapToken, op: ReqOp, sector: bigint, offs
   // The request reaches the block device through its read_iter/write_iter (block/fops.c). First
   // the end of the device: blkdev_write_iter() returns -ENOSPC at or past it, blkdev_read_iter()
   // returns 0 there, and both truncate the iov_iter of a request that crosses it.
-  const size = bdevNrBytes(q);
-  const pos = sector << BigInt(SECTOR_SHIFT);
-  let count = len;
-  if (size !== null && pos + BigInt(len) > size) {
-    if (pos >= size) {
-      if (op === REQ_OP_WRITE) return fail('ENOSPC', `write at byte ${pos} of a ${size}-byte device: at or past its end (blkdev_write_iter)`);
-      stats.premapIos++;
-      const eof = new PremapIo(token, map, op, [], 0);
-      map.inflight.add(eof);
-      return ok(eof);
-    }
-    count = Number(size - pos);
-  }
-  // Then blkdev_direct_IO() refuses a position or byte count that is not a multiple of the logical
-  // block size (blkdev_dio_invalid) with -EINVAL before any bio is built; the EIO of
-  // bio_unaligned() is only what an in-kernel bio submitter gets.
-  if (count % lim.logicalBlockSize !== 0 || (pos % BigInt(lim.logicalBlockSize)) !== 0n) {
-    return fail('EINVAL', `I/O of ${count} bytes at sector ${sector} is not aligned to the logical block size ${lim.logicalBlockSize} (blkdev_dio_invalid)`);
+  const b = blkdevDirectIoBytes(q, op, sector, len);
+  if (!b.ok) return fail(b.errno, b.message ?? b.errno);
+  const count = b.value;
+  if (count === 0) {
+    // a read at or past the end: the request completes with 0 bytes, no command
+    stats.premapIos++;
+    const eof = new PremapIo(token, map, op, [], 0);
+    map.inflight.add(eof);
+    return ok(eof);
   }
   if ((offset & lim.dmaAlignment) !== 0) return fail('EINVAL', `offset ${offset} breaks dma_alignment ${lim.dmaAlignment} (bio_split_io_at)`);
   const cmds: PremapCmd[] = [];
