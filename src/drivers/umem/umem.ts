@@ -14,7 +14,7 @@
 
 import { type Result, err, ok } from '../../base/index.ts';
 import {
-  DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, dmaGetMaxSegSize, DMA_RANGE_BUS, DMA_RANGE_MMIO, DmaIovaState, DmaRangeIter, dmaContextOf, dmaIovaDestroy,
+  DMA_ATTR_MMIO, DMA_BIDIRECTIONAL, dmaGetMaxSegSize, DMA_RANGE_BUS, DMA_RANGE_MMIO, DMA_RANGE_RAM, DmaIovaState, DmaRangeIter, dmaContextOf, dmaIovaDestroy,
   dmaIovaFree, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhyrs, dmaMapPhys, dmaMapSgtable, dmaUnmapPhyrs,
   dmaUnmapPhys, dmaUnmapSgtable, type DmaDataDirection,
 } from '../../dma/index.ts';
@@ -349,6 +349,8 @@ interface RangeKinds {
   readonly bus: ReadonlyMap<number, bigint>;
   readonly ioLen: number;
   readonly firstMapped: number;
+  /** Whether every range that is mapped (not a bus address) is MMIO. */
+  readonly mmioOnly: boolean;
 }
 
 function classify(dev: Device, list: PhyrList): Result<RangeKinds> {
@@ -362,7 +364,7 @@ function classify(dev: Device, list: PhyrList): Result<RangeKinds> {
     kinds[it.index] = it.kind;
     if (firstMapped < 0 && it.kind !== DMA_RANGE_BUS) firstMapped = it.index;
   }
-  return ok({ kinds, bus: it.busAddrs, ioLen: it.mappedLen, firstMapped });
+  return ok({ kinds, bus: it.busAddrs, ioLen: it.mappedLen, firstMapped, mmioOnly: (it.kindsSeen & (1 << DMA_RANGE_RAM)) === 0 });
 }
 
 const attrsOf = (kind: number, attrs: number): number => (kind === DMA_RANGE_MMIO ? attrs | DMA_ATTR_MMIO : attrs);
@@ -414,7 +416,7 @@ function mapPerRange(dev: Device, list: PhyrList, dir: DmaDataDirection, attrs: 
 function mapTwoStep(dev: Device, list: PhyrList, dir: DmaDataDirection, attrs: number): Result<Mapped> {
   const c = classify(dev, list);
   if (!c.ok) return c;
-  const { kinds, bus, ioLen, firstMapped } = c.value;
+  const { kinds, bus, ioLen, firstMapped, mmioOnly } = c.value;
   const state = new DmaIovaState();
   if (firstMapped < 0 || !dmaIovaTryAlloc(dev, state, list.addrAt(firstMapped), ioLen)) {
     const r = mapPerRange(dev, list, dir, attrs, c.value);
@@ -425,8 +427,7 @@ function mapTwoStep(dev: Device, list: PhyrList, dir: DmaDataDirection, attrs: n
   // a window of MMIO only is destroyed with DMA_ATTR_MMIO, as blk_rq_dma_unmap() does for a
   // PCI_P2PDMA_MAP_THRU_HOST_BRIDGE request (include/linux/blk-mq-dma.h): no CPU cache maintenance
   // on I/O memory. Model deviation: a window mixing RAM and MMIO is destroyed as RAM.
-  let destroyAttrs = attrs | DMA_ATTR_MMIO;
-  for (let i = 0; i < n; i++) if (kinds[i] !== DMA_RANGE_BUS && kinds[i] !== DMA_RANGE_MMIO) destroyAttrs = attrs;
+  const destroyAttrs = mmioOnly ? attrs | DMA_ATTR_MMIO : attrs;
   const segs = new SegmentColumns(n);
   let count = 0;
   let offset = 0;
