@@ -82,6 +82,14 @@ describe('createMachine', () => {
     expect(a.swiotlb!.start).toBe(b.swiotlb!.start);
     expect(() => createMachine({ ramBytes: GiB, iommmu: {} } as never)).toThrow(/config.iommmu is not a machine option/);
   });
+  it('a BAR smaller than the machine\'s page size is refused naming the BAR (it was an error about deviceMemory[1])', () => {
+    const pci = [{ name: 'hb0', type: 'host-bridge' as const, vendor: 0x8086, device: 0x2030 }, { name: 'rp0', type: 'root-port' as const, parent: 'hb0' },
+      { name: 'nvme0', type: 'endpoint' as const, parent: 'rp0', bars: [{ bytes: 16 * KiB }] }];
+    expect(() => createMachine({ ramBytes: GiB, pageSize: 65536, pci }))
+      .toThrow(/^pci\[2\] \(nvme0\)\.bars\[0\]\.bytes must be at least the machine's page size \(65536\).*got 16384$/);
+    const ok = createMachine({ ramBytes: GiB, pageSize: 16384, pci });
+    expect(ok.regions.find((r) => r.name === 'nvme0.bar0')!.len).toBe(16 * KiB);
+  });
   it('a mapping on an IOMMU machine goes through the dispatch and leaves nothing after unmap', () => {
     const m = createMachine({ ramBytes: 4 * GiB, iommu: { format: 'x86-64', levels: 4, mode: 'strict' }, pci: PCI });
     const dev = m.device('nvme0');

@@ -256,7 +256,9 @@ export class Machine extends MmMachine {
   /** Builds the machine. @throws TypeError/RangeError naming the bad config field. */
   constructor(config: MachineConfig) {
     const cfg = checkConfig(config);
-    const bars = cfg.pci && cfg.pci.length > 0 ? pciDeviceMemoryFromConfig(cfg.pci) : [];
+    // an invalid page size is reported by the memory layout's checks; the BARs are checked against a valid one
+    const barPageSize = cfg.pageSize === 16384 || cfg.pageSize === 65536 ? cfg.pageSize : 4096;
+    const bars = cfg.pci && cfg.pci.length > 0 ? pciDeviceMemoryFromConfig(cfg.pci, barPageSize) : [];
     // swiotlb's default pool comes from memblock, before the page allocator has the rest of RAM
     const swiotlbCfg = cfg.swiotlb === false ? null
       : cfg.cc !== undefined ? { ...cfg.swiotlb, force: true }

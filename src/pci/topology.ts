@@ -273,15 +273,19 @@ function checkPciConfig(nodes: readonly PciNodeConfig[]): CheckedNode[] {
 /**
  * The device memory regions a machine must place for a `pci` config: one per BAR, named
  * `${endpoint}.bar${index}`; p2p BARs get pgmap: true (P2PDMA memory has ZONE_DEVICE struct pages).
- * Validates the whole config first.
+ * Validates the whole config first, and that every BAR is at least `pageSize` bytes (the machine's page size).
  * @throws RangeError naming the node and field for an invalid config.
  */
-export function pciDeviceMemoryFromConfig(nodes: readonly PciNodeConfig[]): Array<{ name: string; bytes: number; pgmap: boolean }> {
+export function pciDeviceMemoryFromConfig(nodes: readonly PciNodeConfig[], pageSize = 4096): Array<{ name: string; bytes: number; pgmap: boolean }> {
   checkPciConfig(nodes);
   const out: Array<{ name: string; bytes: number; pgmap: boolean }> = [];
-  for (const n of nodes) {
-    (n.bars ?? []).forEach((b, i) => out.push({ name: barRegionName(n.name, i), bytes: b.bytes, pgmap: b.p2p === true }));
-  }
+  nodes.forEach((n, k) => {
+    (n.bars ?? []).forEach((b, i) => {
+      // The model places memory regions, BARs included, as whole pages of the machine's page size.
+      if (b.bytes < pageSize) failConfig(`pci[${k}] (${n.name}).bars[${i}]`, 'bytes', `must be at least the machine's page size (${pageSize}): the model places a BAR as whole pages`, b.bytes);
+      out.push({ name: barRegionName(n.name, i), bytes: b.bytes, pgmap: b.p2p === true });
+    });
+  });
   return out;
 }
 
