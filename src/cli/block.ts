@@ -6,10 +6,11 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { formatBytes, formatCount } from '../base/index.ts';
 import {
-  BLOCK_IO_BUFFERS, BLOCK_IO_BUFFER_LABELS, BLOCK_IO_LEGEND, BLOCK_IO_SIZES, MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, runBlockIo,
+  BLOCK_IO_BUFFERS, BLOCK_IO_BUFFER_LABELS, BLOCK_IO_LEGEND, BLOCK_IO_SIZES, MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, blockIoWrongBytes, runBlockIo,
   type BlockIoBuffer, type BlockIoOptions, type BlockIoReport, type MappingConfigName,
 } from '../scenario/index.ts';
 import { formatMs, renderTable, wrapWords } from './format.ts';
+import { exitOnWrongBytes } from './wrong-bytes.ts';
 
 /** Renders the block I/O report: one table per configuration, then the legend. */
 export function renderBlockIoReport(r: BlockIoReport): string {
@@ -106,6 +107,8 @@ rcache's largest size), so a 1 MiB I/O is 8 requests where dma-direct sends 1 (b
 max_sectors, at most 4 MiB by default, and to max_segments). Every figure except
 the times is deterministic for a seed. The whole report is about 5 s of CPU time (the 8 MiB I/Os
 move most of the bytes); --sizes, --buffers or --configs make it shorter.
+Exit code 0 on success, 1 when a row read back wrong bytes (a defect in the model: the rows are
+named on stderr), 2 for an invalid option or value.
 
 Example:
   phyr block --configs no-iommu,iommu-strict --sizes 4k,1m
@@ -121,7 +124,7 @@ interface BlockCliOptions {
 }
 
 /** Adds `phyr block` to the program (it inherits the program's output and exit settings). */
-export function addBlockCommand(program: Command, io: { stdout: { write(s: string): unknown } }): void {
+export function addBlockCommand(program: Command, io: { stdout: { write(s: string): unknown }; stderr: { write(s: string): unknown } }): void {
   program
     .command('block')
     .description('Block I/O through the whole stack: 4 KiB to 8 MiB written from and read back into user buffers ' +
@@ -148,5 +151,6 @@ export function addBlockCommand(program: Command, io: { stdout: { write(s: strin
       };
       const report = runBlockIo(opts);
       io.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : renderBlockIoReport(report));
+      exitOnWrongBytes('block', blockIoWrongBytes(report.rows), (s) => io.stderr.write(s));
     });
 }

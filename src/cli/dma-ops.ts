@@ -3,7 +3,8 @@
 
 import { InvalidArgumentError, type Command } from 'commander';
 import { formatCount } from '../base/index.ts';
-import { DMAOPS_LAYOUTS, runDmaOpsReport, type DmaOpsReport } from '../scenario/index.ts';
+import { DMAOPS_LAYOUTS, dmaOpsWrongBytes, runDmaOpsReport, type DmaOpsReport } from '../scenario/index.ts';
+import { exitOnWrongBytes } from './wrong-bytes.ts';
 import { renderTable } from './format.ts';
 
 /** The report as one aligned table (a block of rows per configuration), then the configurations and the legend. */
@@ -40,11 +41,12 @@ dmaMapPhys per range. The device writes the list and the CPU checks it after unm
 device reads it through a second mapping; then a device write at the first old DMA address shows what an
 access after unmap reaches (fault, the old buffer, the GART scratch page, a swiotlb slot).
 --json prints { tool: 'phyr dmaops', version: 1, title, list, configs, rows, legend }. About 0.3 s of CPU.
-Exit code 0 on success, 2 for an invalid option or value.
+Exit code 0 on success, 1 when a row read back wrong bytes through its mapping (a defect in the model:
+the rows are named on stderr), 2 for an invalid option or value.
 `;
 
 /** Adds the `dmaops` command to the program (it inherits the program's output and exit handling). */
-export function addDmaOpsCommand(program: Command, write: (s: string) => void): Command {
+export function addDmaOpsCommand(program: Command, write: (s: string) => void, err: (s: string) => void): Command {
   return program.command('dmaops')
     .description('One phyr list through every dma_map_ops family side by side (dma-direct, dma-iommu, ARM32 iommu_ops, ibmebus, ' +
       'GART with and without merge, TCE with and without DDW, Xen swiotlb, Xen grants, dummy): DMA segments, table entries, ' +
@@ -55,5 +57,6 @@ export function addDmaOpsCommand(program: Command, write: (s: string) => void): 
     .action((o: { json: boolean; seed: number }) => {
       const r = runDmaOpsReport(o.seed);
       write(o.json ? `${JSON.stringify({ tool: 'phyr dmaops', version: 1, ...r }, null, 2)}\n` : renderDmaOpsReport(r));
+      exitOnWrongBytes('dmaops', dmaOpsWrongBytes(r), err);
     });
 }

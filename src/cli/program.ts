@@ -7,7 +7,7 @@
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
-  BUFFER_NAMES, LEGEND, MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_LEGEND, UNTRUSTED_MAP_OFFSET, runCompare, runCompareAsync,
+  BUFFER_NAMES, LEGEND, MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_LEGEND, UNTRUSTED_MAP_OFFSET, mappingWrongBytes, runCompare, runCompareAsync,
   type BufferName, type CompareOptions, type CompareReport, type MappingConfigName,
 } from '../scenario/index.ts';
 import { addBlockCommand } from './block.ts';
@@ -16,6 +16,7 @@ import { addPremapCommand } from './premap.ts';
 import { addDmaOpsCommand } from './dma-ops.ts';
 import { addRdmaCommand } from './rdma.ts';
 import { renderCompareReport } from './format.ts';
+import { exitOnWrongBytes } from './wrong-bytes.ts';
 import { MAX_DEFAULT_JOBS, createMappingPool, defaultJobs, type MappingPool } from './mapping-pool.ts';
 import { ProgressBar, wantProgress, type ProgressStream } from './progress.ts';
 // Types only: the module itself is loaded on demand (runCliAsync) or by cli-sync.ts.
@@ -99,7 +100,8 @@ seed has the same physical layout: --ram must leave room for it.
 
 Every figure except the times is deterministic for a seed. --json prints the same report as one JSON
 object (addresses as hex strings); the progress bar is drawn on stderr only when stderr is a terminal,
---json is not given and CI is not set. Exit code 0 on success, 2 for an invalid option or value.
+--json is not given and CI is not set. Exit code 0 on success, 1 when a mapping row read back wrong bytes through
+its mapping (a defect in the model: the rows are named on stderr), 2 for an invalid option or value.
 
 Example:
   phyr compare --ram 16 --buffers hugetlb,device --seed 7
@@ -199,6 +201,7 @@ export function buildProgram(io: CliIo, mode: Mode, prewarmed: MappingPool | nul
       const print = (report: CompareReport): void => {
         bar?.done();
         io.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : renderCompareReport(report));
+        exitOnWrongBytes('compare', mappingWrongBytes(report.mapping?.rows ?? []), (s) => io.stderr.write(s));
       };
       const jobs = o.jobs ?? defaultJobs(o.mapping ? (o.configs ?? MAPPING_CONFIG_NAMES).length : 0);
       const pool = mode !== 'workers' || !o.mapping || jobs === 0 ? null
@@ -217,9 +220,10 @@ export function buildProgram(io: CliIo, mode: Mode, prewarmed: MappingPool | nul
     });
 
   addBlockCommand(program, io);
+  const err = (s: string): void => { io.stderr.write(s); };
   addDmabufCommand(program, (s) => io.stdout.write(s));
-  addDmaOpsCommand(program, (s) => io.stdout.write(s));
-  addRdmaCommand(program, (s) => io.stdout.write(s));
+  addDmaOpsCommand(program, (s) => io.stdout.write(s), err);
+  addRdmaCommand(program, (s) => io.stdout.write(s), err);
   scenario?.addTraceCommand(program, (s) => io.stdout.write(s));
   addPremapCommand(program, (s) => io.stdout.write(s));
   if (scenario !== null) {

@@ -3,8 +3,9 @@
 
 import { InvalidArgumentError, type Command } from 'commander';
 import { formatBytes, formatCount } from '../base/index.ts';
-import { RDMA_BUFFERS, RDMA_BUFFER_LABELS, RDMA_CONFIGS, odpReportLines, runRdmaReport, type RdmaBuffer, type RdmaConfig, type RdmaReport } from '../scenario/index.ts';
+import { RDMA_BUFFERS, RDMA_BUFFER_LABELS, RDMA_CONFIGS, odpReportLines, rdmaWrongBytes, runRdmaReport, type RdmaBuffer, type RdmaConfig, type RdmaReport } from '../scenario/index.ts';
 import { renderTable } from './format.ts';
+import { exitOnWrongBytes } from './wrong-bytes.ts';
 
 /** The report as one aligned table per configuration, then the legend. */
 export function renderRdmaReport(r: RdmaReport): string {
@@ -56,11 +57,12 @@ sg_alloc_table_from_pages_segment, dma_map_sgtable) and the phyr design (ibUmemG
 dmaMapPhyrs; ibRegMr: ib_umem_find_best_pgsz + an mlx5 MTT) register it; an RDMA WRITE through the MR
 is checked by the CPU. Buffers: ${RDMA_BUFFERS.join(', ')}. Configurations: ${RDMA_CONFIGS.join(', ')}.
 --json prints { tool: 'phyr rdma', version: 1, title, rows: [...], odp, legend }.
-Exit code 0 on success, 2 for an invalid option or value.
+Exit code 0 on success, 1 when a row read back wrong bytes through its mapping (a defect in the model:
+the rows are named on stderr), 2 for an invalid option or value.
 `;
 
 /** Adds the `rdma` command to the program. */
-export function addRdmaCommand(program: Command, write: (s: string) => void): Command {
+export function addRdmaCommand(program: Command, write: (s: string) => void, err: (s: string) => void): Command {
   return program.command('rdma')
     .description('RDMA memory registration of 1 GiB of aged 4 KiB anon, THP, hugetlb 2 MiB and 1 GiB, and a GPU BAR: pages pinned, ' +
       'page array + sg_table bytes vs phyr list bytes, HW page size, MTT entries and bytes, IOMMU maps, model time.')
@@ -72,5 +74,6 @@ export function addRdmaCommand(program: Command, write: (s: string) => void): Co
     .action((o: { json: boolean; buffers?: RdmaBuffer[]; configs?: RdmaConfig[]; seed: number }) => {
       const r = runRdmaReport({ buffers: o.buffers, configs: o.configs, seed: o.seed });
       write(o.json ? `${JSON.stringify({ tool: 'phyr rdma', version: 1, ...r }, null, 2)}\n` : renderRdmaReport(r));
+      exitOnWrongBytes('rdma', rdmaWrongBytes(r.rows), err);
     });
 }

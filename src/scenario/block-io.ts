@@ -137,6 +137,12 @@ function msSince(t0: number): number {
   return performance.now() - t0;
 }
 
+/** The rows whose read-back differed from what was written (a model defect), one line each. */
+export function blockIoWrongBytes(rows: readonly BlockIoRow[]): string[] {
+  return rows.filter((r) => r.bytesMismatched > 0)
+    .map((r) => `${r.config} / ${r.buffer} / ${r.ioBytes} B: ${r.bytesMismatched} bytes differ`);
+}
+
 
 
 /** Bytes of got that differ from want (word by word where both are 4-byte aligned, then byte by byte). */

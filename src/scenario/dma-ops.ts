@@ -125,6 +125,16 @@ export const DMAOPS_LEGEND: Record<string, string> = {
   'bytesVerified': 'bytes the device wrote that the CPU read back right, plus bytes the CPU wrote that the device read right',
 };
 
+/**
+ * The rows that mapped but did not verify both directions of the round trip (2 x the list's bytes):
+ * a model defect. One line each.
+ */
+export function dmaOpsWrongBytes(r: DmaOpsReport): string[] {
+  const total = r.list.reduce((a, x) => a + x.len, 0);
+  return r.rows.filter((x) => x.result === 'ok' && x.bytesVerified !== 2 * total)
+    .map((x) => `${x.config} / ${x.layout}: ${x.bytesVerified} of ${2 * total} bytes verified`);
+}
+
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

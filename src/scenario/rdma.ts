@@ -199,3 +199,8 @@ export const RDMA_LEGEND: Readonly<Record<string, string>> = {
   'Phyr ms / SG ms': 'model time of ibUmemGet + ibRegMr, and of the kernel design\'s pin + sg table + map',
   'Verified B': 'bytes an RDMA WRITE through the MR moved and the CPU read back',
 };
+
+/** The registrations whose RDMA WRITE did not land the bytes it sent (a model defect), one line each. */
+export function rdmaWrongBytes(rows: readonly RdmaRow[]): string[] {
+  return rows.filter((x) => x.result === 'ok' && x.bytesVerified === 0).map((x) => `${x.config} / ${x.buffer}: the RDMA WRITE's bytes differ`);
+}
