@@ -64,6 +64,16 @@ describe('ScenarioRunner', () => {
     expect(res.steps[7].data).toMatchObject({ checked: 65536, mismatched: 0 });
   });
 
+  it('a seed is 32 bits, as phyr run --seed takes it (2^32 + 7 gave seed 7\'s bytes on another machine)', () => {
+    const s = scenario(...ROUND_TRIP);
+    for (const bad of [2 ** 32, 2 ** 32 + 7, -1, 1.5]) {
+      expect(() => new ScenarioRunner(s, { seed: bad }), String(bad)).toThrow(/^opts\.seed must be an integer in \[0, 2\^32 - 1\]/);
+    }
+    expect(new ScenarioRunner(s, { seed: 2 ** 32 - 1 }).seed).toBe(2 ** 32 - 1);
+    expect(() => parseScenario(BASE.replace('  ramBytes: 256MiB', '  ramBytes: 256MiB\n  seed: 4294967296') + '  - { op: mmap, buffer: b0 }\n'))
+      .toThrow(/machine\.seed/);
+  });
+
   it('the same seed gives the same result; reset() starts over on a fresh machine', () => {
     const s = scenario(...ROUND_TRIP);
     const a = scenarioJson(runScenario(s, { seed: 7 }));

@@ -147,7 +147,10 @@ export class ScenarioRunner {
         message: `config: unknown configuration '${opts.config}' (expected ${names.length ? `one of: ${names.join(', ')}` : 'none: the scenario has no configs'})`,
       }], scenario.source);
     }
-    if (opts.seed !== undefined && (!Number.isSafeInteger(opts.seed) || opts.seed < 0)) throw new RangeError(`opts.seed must be a non-negative integer, got ${String(opts.seed)}`);
+    // the byte patterns take the seed as 32 bits (patternSeed), so a larger one would repeat a smaller one's bytes
+    if (opts.seed !== undefined && (!Number.isSafeInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
+      throw new RangeError(`opts.seed must be an integer in [0, 2^32 - 1] (as phyr run --seed), got ${String(opts.seed)}`);
+    }
     this.build();
   }
 

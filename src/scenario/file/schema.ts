@@ -110,7 +110,7 @@ export const machineShape = {
     mode: z.enum(['fsdax', 'devdax']).optional().describe('how the namespace is mapped (default fsdax)'),
   })).optional().describe('persistent memory (DAX) regions'),
   aged: z.boolean().optional().describe('fragment free memory as a long-running system would (default false)'),
-  seed: int('seed of the machine PRNG (default: the run seed)').optional(),
+  seed: int('seed of the machine PRNG and of the byte patterns, in [0, 2^32 - 1] (default 1; phyr run --seed overrides it)', 0, 0xffffffff).optional(),
   cpu: z.strictObject({
     vendor: z.enum(['intel', 'amd', 'other']).describe('CPU vendor, for P2PDMA host-bridge decisions'),
     family: int('x86 family (cpuinfo_x86.x86)', 0, 0xff).optional(),
