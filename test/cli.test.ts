@@ -132,6 +132,10 @@ describe('phyr compare', () => {
       [['--seed', '-1'], /--seed.*-1/],
       [['--ram', '0'], /--ram.*0/],
       [['--ram', '1.5'], /--ram.*1\.5/],
+      // the memory map's limit (16 TiB), where the option said [1, 1048576] and the machine then refused
+      [['--ram', '16385'], /--ram must be an integer in \[1, 16384\], got "16385"/],
+      // too little RAM for the hugetlb pool, which --buffers does not shrink: the message says so
+      [['--ram', '6', '--buffers', 'anon', '--no-mapping'], /hugetlb\['1G'\] 4 pages do not fit.*reserved whatever --buffers says: raise --ram/],
       [['--buffers', 'anon,pmem'], /--buffers.*pmem/],
       [['--buffers', 'anon,anon'], /--buffers.*anon/],
       [['--max-segment', '100'], /--max-segment.*100/],

@@ -7,7 +7,7 @@
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
-  BUFFER_NAMES, LEGEND, MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_LEGEND, UNTRUSTED_MAP_OFFSET, mappingWrongBytes, runCompare, runCompareAsync,
+  BUFFER_NAMES, LEGEND, MAX_RAM_GIB, MAPPING_CONFIGS, MAPPING_CONFIG_NAMES, MAPPING_LEGEND, UNTRUSTED_MAP_OFFSET, mappingWrongBytes, runCompare, runCompareAsync,
   type BufferName, type CompareOptions, type CompareReport, type MappingConfigName,
 } from '../scenario/index.ts';
 import { addBlockCommand } from './block.ts';
@@ -161,7 +161,7 @@ export function buildProgram(io: CliIo, mode: Mode, prewarmed: MappingPool | nul
       'the buffer, and the model\'s time to build it.')
     .option('--json', 'print the report as JSON on stdout (for programs) instead of tables', false)
     .option('--seed <n>', 'seed of the machine\'s PRNG: same seed, same physical layout and figures', parseIntArg('--seed', 0, 0xffffffff), 1)
-    .option('--ram <GiB>', 'System RAM of the simulated machine, in GiB', parseIntArg('--ram', 1, 1 << 20), 64)
+    .option('--ram <GiB>', 'System RAM of the simulated machine, in GiB', parseIntArg('--ram', 1, MAX_RAM_GIB), 64)
     .option('--no-aged', 'use a freshly booted machine (free memory not fragmented); default: aged, as a long-running system')
     .option('--buffers <list>', `comma-separated buffers to compare, from ${BUFFER_NAMES.join(',')} (default: all)`, parseBuffers)
     .option('--max-segment <bytes>', 'max_segment for the scatterlist (sgAllocTableFromPagesSegment); default UINT_MAX rounded down to the page size, as sg_alloc_table_from_pages',
@@ -194,7 +194,9 @@ export function buildProgram(io: CliIo, mode: Mode, prewarmed: MappingPool | nul
       const failed = (e: unknown): never => {
         bar?.done();
         if (e instanceof RangeError || e instanceof TypeError) {
-          throw usageError(`these option values do not make a machine (--ram ${o.ram}, --page-size ${o.pageSize}): ${e.message}`);
+          // the pool does not shrink with --buffers (a seed gives one layout), which a small --ram meets first
+          const hint = e.message.startsWith('config.hugetlb') ? '; the 1 GiB hugetlb pool is reserved whatever --buffers says: raise --ram' : '';
+          throw usageError(`these option values do not make a machine (--ram ${o.ram}, --page-size ${o.pageSize}): ${e.message}${hint}`);
         }
         throw e;
       };

@@ -11,7 +11,7 @@
 
 import { GiB, MiB, checkLen, checkOneOf, formatBytes, hex, type Errno, type Result } from '../base/index.ts';
 import {
-  STRUCT_PAGE_SIZE, memmapBytesFor, type MemmapBreakdown,
+  MAX_RAM_BYTES, STRUCT_PAGE_SIZE, memmapBytesFor, type MemmapBreakdown,
   createMmMachine, pinUserPages, pinUserPhyrs, unpinUserPages, unpinUserPhyrs, FOLL_WRITE,
   type MmMachine, type MmConfig, type UserMm,
 } from '../mm/index.ts';
@@ -51,6 +51,9 @@ export const DEFAULT_BUFFER_LEN: Readonly<Record<BufferName, number>> = {
 
 /** The device region's name in the machine and the mmap backing that maps it. */
 export const DEVICE_REGION_NAME = 'bar0';
+
+/** The most RAM a compare machine takes, in GiB (the memory map's limit). */
+export const MAX_RAM_GIB = MAX_RAM_BYTES / GiB;
 
 export interface CompareOptions {
   /** System RAM in GiB (default 64). */
@@ -245,7 +248,7 @@ interface ResolvedOptions {
  */
 export function resolveCompareOptions(opts: CompareOptions = {}): ResolvedOptions {
   const pageSize = checkOneOf('pageSize', opts.pageSize ?? 4096, [4096, 16384, 65536]);
-  const ramGiB = checkLen('ramGiB', opts.ramGiB ?? 64, 1, 1 << 20);
+  const ramGiB = checkLen('ramGiB', opts.ramGiB ?? 64, 1, MAX_RAM_GIB);
   const seed = checkLen('seed', opts.seed ?? 1, 0, 0xffffffff);
   const deviceGiB = checkLen('deviceGiB', opts.deviceGiB ?? 16, 1, 1 << 16);
   const aged = opts.aged ?? true;
