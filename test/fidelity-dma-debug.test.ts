@@ -3,7 +3,7 @@
 // behaviour it catches. Machines record every error (all_errors) unless the test is about the
 // default output policy.
 import { describe, expect, it } from 'vitest';
-import { GiB, KiB, MiB, type Result } from '../src/base/index.ts';
+import { GiB, KiB, MiB, unwrap, type Result } from '../src/base/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../src/machine/index.ts';
 import { sgAllocTable, sgAllocTableFromPagesSegment, type SgTable } from '../src/phyr/index.ts';
 import {
@@ -13,14 +13,20 @@ import {
   dmaSetCoherentMask, dmaSetMask, dmaSetSegBoundary,
   dmaSyncSgtableForCpu, dmaSyncSingleForCpu, dmaUnmapPhys, dmaUnmapSgtable,
 } from '../src/dma/index.ts';
-import type { Device } from '../src/pci/index.ts';
+import { Device, devDriverString, deviceBindDriver, type PciNodeConfig } from '../src/pci/index.ts';
+import {
+  GPU_DRIVER_NAME, HBA_DRIVER_NAME, NVME_DRIVER_NAME, RDMA_DRIVER_NAME, VFIO_PCI_DRIVER_NAME, gpuProbe, gpuRemove, hbaSetup,
+  nvmeProbe, nvmeRemove, rdmaProbe, rdmaRemove, vfioPciDmabufExport, type NvmeControllerPort,
+} from '../src/drivers/index.ts';
 import { ramAt, smallMachine } from './fixtures/dma-machines.ts';
 
 const HIGH = 5n * BigInt(GiB);
 
+/** nvme0 (0000:01:00.0) bound to the nvme driver, as the driver whose misuse each test shows. */
 function direct(over: Partial<MachineConfig> = {}): { m: Machine; dev: Device } {
   const m = smallMachine({ dmaDebug: { allErrors: true }, ...over });
   const dev = m.device('nvme0');
+  deviceBindDriver(dev, 'nvme');
   dmaSetMask(dev, DMA_BIT_MASK(64));
   return { m, dev };
 }
@@ -62,7 +68,7 @@ describe('8. check_unmap: "device driver failed to check map error" (was: dmaMap
     expect(m.dmaDebug.entries(dev)[0].mapErr).toBe('dma map error not checked');
     dmaUnmapPhys(dev, a, 4096, DMA_TO_DEVICE);
     expect(msgs(m)).toEqual([
-      `nvme0: DMA-API: device driver failed to check map error[device address=0x${a.toString(16).padStart(16, '0')}] [size=4096 bytes] [mapped as phy]`,
+      `DMA-API: nvme 0000:01:00.0: device driver failed to check map error[device address=0x${a.toString(16).padStart(16, '0')}] [size=4096 bytes] [mapped as phy]`,
     ]);
     const b = unchecked(dmaMapPhys(dev, phys, 4096, DMA_TO_DEVICE));
     expect(dmaMappingError(dev, b).ok).toBe(true);
@@ -116,7 +122,7 @@ describe('9. lookup through the hash with best fit (was: lookup by start address
     const a = checked(dmaMapPhys(dev, ramAt(m, HIGH, MiB), 8192, DMA_FROM_DEVICE));
     dmaSyncSingleForCpu(dev, a + 4096n, 8192, DMA_TO_DEVICE); // past the end, and the wrong direction
     expect(msgs(m)).toEqual([
-      `nvme0: DMA-API: device driver tries to sync DMA memory it has not allocated [device address=0x${(a + 4096n).toString(16).padStart(16, '0')}] [size=8192 bytes]`,
+      `DMA-API: nvme 0000:01:00.0: device driver tries to sync DMA memory it has not allocated [device address=0x${(a + 4096n).toString(16).padStart(16, '0')}] [size=8192 bytes]`,
     ]);
     dmaUnmapPhys(dev, a, 8192, DMA_FROM_DEVICE);
   });
@@ -164,7 +170,7 @@ describe('10. sg checks (was: none at map time, one report per unmap call)', () 
     if (!t.ok) throw new Error('sg');
     expect(t.value.origNents).toBe(1);
     expect(dmaMapSgtable(dev, t.value, DMA_TO_DEVICE).ok).toBe(true);
-    expect(msgs(m)).toEqual(['nvme0: DMA-API: mapping sg segment longer than device claims to support [len=131072] [max=65536]']);
+    expect(msgs(m)).toEqual(['DMA-API: nvme 0000:01:00.0: mapping sg segment longer than device claims to support [len=131072] [max=65536]']);
     dmaUnmapSgtable(dev, t.value, DMA_TO_DEVICE);
     dmaSetSegBoundary(dev, 0xffffn);
     const q = p + 0xf000n; // 8 KiB across a 64 KiB line
@@ -172,7 +178,7 @@ describe('10. sg checks (was: none at map time, one report per unmap call)', () 
     if (!u.ok) throw new Error('sg');
     expect(dmaMapSgtable(dev, u.value, DMA_TO_DEVICE).ok).toBe(true);
     const h = (a: bigint): string => `0x${a.toString(16).padStart(16, '0')}`;
-    expect(msgs(m)[1]).toBe(`nvme0: DMA-API: mapping sg segment across boundary [start=${h(q)}] [end=${h(q + 8191n)}] [boundary=${h(0xffffn)}]`);
+    expect(msgs(m)[1]).toBe(`DMA-API: nvme 0000:01:00.0: mapping sg segment across boundary [start=${h(q)}] [end=${h(q + 8191n)}] [boundary=${h(0xffffn)}]`);
     dmaUnmapSgtable(dev, u.value, DMA_TO_DEVICE);
     expect(msgs(m)).toHaveLength(2);
   });
@@ -188,7 +194,7 @@ describe('10. sg checks (was: none at map time, one report per unmap call)', () 
       const one = oneEntryTable(p, 4096, t.value.dmaAddressAt(0));
       dmaSyncSgtableForCpu(dev, one, dir);
       expect(msgs(m)).toEqual(dir === DMA_BIDIRECTIONAL ? []
-        : ['nvme0: DMA-API: device driver syncs DMA sg list with different entry count [map count=2] [sync count=1]']);
+        : ['DMA-API: nvme 0000:01:00.0: device driver syncs DMA sg list with different entry count [map count=2] [sync count=1]']);
       dmaUnmapSgtable(dev, t.value, dir);
     }
   });
@@ -217,7 +223,7 @@ describe('10. sg checks (was: none at map time, one report per unmap call)', () 
     expect(msgs(m)).toEqual([]);
     dmaUnmapSgtable(dev, t.value, DMA_TO_DEVICE);
     expect(checks(m)).toEqual(['unmap-not-allocated', 'unmap-invalid-address', 'unmap-invalid-address']);
-    expect(msgs(m)[1]).toBe('nvme0: DMA-API: device driver tries to free an invalid DMA memory address');
+    expect(msgs(m)[1]).toBe('DMA-API: nvme 0000:01:00.0: device driver tries to free an invalid DMA memory address');
     // on dma-direct every entry keeps its address: three "not allocated"
     const d = direct();
     const q = ramAt(d.m, HIGH, MiB) >> 12n;
@@ -232,7 +238,7 @@ describe('10. sg checks (was: none at map time, one report per unmap call)', () 
   it('unmap_phys(DMA_MAPPING_ERROR): "device driver tries to free an invalid DMA memory address"', () => {
     const { m, dev } = direct();
     dmaUnmapPhys(dev, DMA_MAPPING_ERROR, 4096, DMA_TO_DEVICE);
-    expect(msgs(m)).toEqual(['nvme0: DMA-API: device driver tries to free an invalid DMA memory address']);
+    expect(msgs(m)).toEqual(['DMA-API: nvme 0000:01:00.0: device driver tries to free an invalid DMA memory address']);
   });
 });
 
@@ -241,8 +247,9 @@ describe('11. leaks and duplicates (was: coherent direct mappings optional, dupl
     const { m, dev } = direct();
     const a = checked(dmaMapPhys(dev, ramAt(m, 0n, MiB), 4096, DMA_TO_DEVICE));
     expect(m.teardown()).toBe(1);
+    // dma_debug_device_change() runs after the unbind cleared dev->driver: the bus name is printed
     expect(msgs(m)).toEqual([
-      `nvme0: DMA-API: device driver has pending DMA allocations while released from device [count=1] One of leaked entries details: [device address=0x${a.toString(16).padStart(16, '0')}] [size=4096 bytes] [mapped with DMA_TO_DEVICE] [mapped as phy]`,
+      `DMA-API: pci 0000:01:00.0: device driver has pending DMA allocations while released from device [count=1] One of leaked entries details: [device address=0x${a.toString(16).padStart(16, '0')}] [size=4096 bytes] [mapped with DMA_TO_DEVICE] [mapped as phy]`,
     ]);
   });
 
@@ -285,11 +292,14 @@ describe('12. output policy (was: every error printed)', () => {
   });
 
   it('the driver filter hides other drivers\' errors; a hidden error still uses up num_errors, as err_printk does', () => {
-    const all = smallMachine({ dmaDebug: { allErrors: true, driverFilter: 'tb0' } });
+    const all = smallMachine({ dmaDebug: { allErrors: true, driverFilter: 'mlx5_core' } });
+    deviceBindDriver(all.device('nvme0'), 'nvme');
+    deviceBindDriver(all.device('tb0'), 'mlx5_core');
     misuse(all, 'nvme0');
     misuse(all, 'tb0');
-    expect(msgs(all)).toEqual([expect.stringMatching(/^tb0: DMA-API: device driver tries to free DMA memory it has not allocated/)]);
-    const first = smallMachine({ dmaDebug: { driverFilter: 'tb0' } });
+    expect(msgs(all)).toEqual([expect.stringMatching(/^DMA-API: mlx5_core 0000:02:00\.0: device driver tries to free DMA memory it has not allocated/)]);
+    const first = smallMachine({ dmaDebug: { driverFilter: 'mlx5_core' } });
+    deviceBindDriver(first.device('tb0'), 'mlx5_core');
     misuse(first, 'nvme0');
     misuse(first, 'tb0');
     expect(first.events.count('DMA-DEBUG')).toBe(0);
@@ -299,6 +309,32 @@ describe('12. output policy (was: every error printed)', () => {
     expect(all.dmaDebug.driverFilter).toBe('nvme0');
     all.dmaDebug.driverFilter = ' nvme0';
     expect(all.dmaDebug.driverFilter).toBe('');
+  });
+
+  it('driver_filter() compares the bound driver\'s name: not the device\'s short name, never a device without a driver', () => {
+    const m = smallMachine({ dmaDebug: { allErrors: true, driverFilter: 'nvme0' } });
+    deviceBindDriver(m.device('nvme0'), 'nvme');
+    misuse(m, 'nvme0');
+    expect(m.events.count('DMA-DEBUG')).toBe(0);
+    m.dmaDebug.driverFilter = 'nvme';
+    misuse(m, 'nvme0');
+    expect(msgs(m)).toEqual([expect.stringMatching(/^DMA-API: nvme 0000:01:00\.0: device driver tries to free/)]);
+    // tb0 has no driver: dev_driver_string() is the bus name, but the filter needs dev->driver
+    m.dmaDebug.driverFilter = 'pci';
+    misuse(m, 'tb0');
+    expect(m.events.count('DMA-DEBUG')).toBe(1);
+    m.dmaDebug.driverFilter = '';
+    misuse(m, 'tb0');
+    expect(msgs(m)[1]).toMatch(/^DMA-API: pci 0000:02:00\.0: device driver tries to free DMA memory it has not allocated/);
+    // the leak report comes after unbind cleared dev->driver: a filter hides it, error_count counts it
+    m.dmaDebug.driverFilter = 'nvme';
+    const a = dmaMapPhys(m.device('nvme0'), ramAt(m, 0n, MiB), 4096, DMA_TO_DEVICE);
+    expect(a.ok).toBe(true);
+    const before = m.dmaDebug.errorCount;
+    expect(m.teardown()).toBe(1);
+    expect(m.device('nvme0').driver).toBeNull();
+    expect(m.events.count('DMA-DEBUG')).toBe(2);
+    expect(m.dmaDebug.errorCount).toBe(before + 1);
   });
 
   it('machine options are validated, naming the field', () => {
@@ -324,7 +360,7 @@ describe('13. cacheline tracking (was: none)', () => {
     checked(dmaMapPhys(dev, p + 32n, 32, dir2, attrs2));
     return m;
   }
-  const EEXIST = 'nvme0: DMA-API: cacheline tracking EEXIST, overlapping mappings aren\'t supported';
+  const EEXIST = 'DMA-API: nvme 0000:01:00.0: cacheline tracking EEXIST, overlapping mappings aren\'t supported';
 
   it('reported where dma_get_cache_alignment() >= L1_CACHE_BYTES (arm64 without kmalloc bouncing), not on x86-64', () => {
     expect(msgs(twoInOneLine(ARM64_NO_BOUNCE, DMA_FROM_DEVICE, DMA_FROM_DEVICE))).toEqual([EEXIST]);
@@ -399,7 +435,7 @@ describe('dma_map_resource of RAM and the listing API', () => {
     const { m, dev } = direct();
     const p = ramAt(m, HIGH, MiB);
     const a = checked(dmaMapPhys(dev, p, 4096, DMA_TO_DEVICE, DMA_ATTR_MMIO));
-    expect(msgs(m)).toEqual([`nvme0: DMA-API: dma_map_resource called for RAM address 0x${p.toString(16).padStart(16, '0')}`]);
+    expect(msgs(m)).toEqual([`DMA-API: nvme 0000:01:00.0: dma_map_resource called for RAM address 0x${p.toString(16).padStart(16, '0')}`]);
     dmaUnmapPhys(dev, a, 4096, DMA_TO_DEVICE, DMA_ATTR_MMIO);
   });
 
@@ -431,7 +467,7 @@ describe('15. the 7.1.5 audit of kernel/dma/debug.c', () => {
     const { cpuPhys, dmaAddr } = r.value;
     dmaFreeCoherent(dev, 4096, cpuPhys + 4096n, dmaAddr);
     expect(msgs(m)).toEqual([
-      `nvme0: DMA-API: device driver frees DMA memory with different CPU address [device address=0x${h16(dmaAddr)}] [size=4096 bytes] [cpu alloc address=0x0x${h16(cpuPhys)}] [cpu free address=0x0x${h16(cpuPhys + 4096n)}]`,
+      `DMA-API: nvme 0000:01:00.0: device driver frees DMA memory with different CPU address [device address=0x${h16(dmaAddr)}] [size=4096 bytes] [cpu alloc address=0x0x${h16(cpuPhys)}] [cpu free address=0x0x${h16(cpuPhys + 4096n)}]`,
     ]);
   });
 
@@ -446,8 +482,9 @@ describe('15. the 7.1.5 audit of kernel/dma/debug.c', () => {
     expect(msgs(m)).toEqual([]);
     expect(m.dmaDebug.entries(dev).map((e) => e.type)).toEqual(['coherent']);
     expect(m.teardown()).toBe(1);
+    // dma_debug_device_change() runs after the unbind cleared dev->driver: the bus name is printed
     expect(msgs(m)).toEqual([
-      `nvme0: DMA-API: device driver has pending DMA allocations while released from device [count=1] One of leaked entries details: [device address=0x${h16(r.value.dmaAddr)}] [size=4096 bytes] [mapped with DMA_BIDIRECTIONAL] [mapped as coherent]`,
+      `DMA-API: pci 0000:01:00.0: device driver has pending DMA allocations while released from device [count=1] One of leaked entries details: [device address=0x${h16(r.value.dmaAddr)}] [size=4096 bytes] [mapped with DMA_BIDIRECTIONAL] [mapped as coherent]`,
     ]);
     // nothing allocated there: dma-debug did not look, so the model's own WARN says it
     dmaFreeCoherent(dev, 4096, hole, 0x1000n);
@@ -465,6 +502,75 @@ describe('15. the 7.1.5 audit of kernel/dma/debug.c', () => {
     // the page below the pool is ordinary RAM: reported
     const below = pool - 4096n;
     checked(dmaMapPhys(dev, below, 4096, DMA_TO_DEVICE, DMA_ATTR_MMIO));
-    expect(msgs(m)).toEqual([`nvme0: DMA-API: dma_map_resource called for RAM address 0x${h16(below)}`]);
+    expect(msgs(m)).toEqual([`DMA-API: nvme 0000:01:00.0: dma_map_resource called for RAM address 0x${h16(below)}`]);
+  });
+});
+
+describe('16. err_printk() names the driver and dev_name() (was: the short device name; no drivers)', () => {
+  const nodes: PciNodeConfig[] = [
+    { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
+    { name: 'rp0', type: 'root-port', parent: 'hb0' },
+    { name: 'nvme0', type: 'endpoint', parent: 'rp0' },
+    { name: 'rp1', type: 'root-port', parent: 'hb0' },
+    { name: 'nic0', type: 'endpoint', parent: 'rp1' },
+    { name: 'rp2', type: 'root-port', parent: 'hb0' },
+    { name: 'gpu0', type: 'endpoint', parent: 'rp2', bars: [{ bytes: MiB, p2p: true }] },
+    { name: 'rp3', type: 'root-port', parent: 'hb0' },
+    { name: 'hba0', type: 'endpoint', parent: 'rp3' },
+  ];
+  const controller = (namespaces: number): NvmeControllerPort => ({
+    identify: { sgls: true, mdts: 0, namespaces: Array.from({ length: namespaces }, (_, i) => ({ nsid: i + 1, nsze: 1 << 11, lbaBytes: 512 })) },
+    execute: () => ({ status: 0 }),
+    readBlocks: (_nsid, _slba, nlb) => new Uint8Array(nlb * 512),
+  });
+  /** unmap of something never mapped: one report naming the device as err_printk() does. */
+  const misuse = (m: Machine, name: string): string => {
+    const n = m.events.count('DMA-DEBUG');
+    dmaUnmapPhys(m.device(name), 0x1234000n, 4096, DMA_TO_DEVICE);
+    const got = m.events.list('DMA-DEBUG').slice(n).map((e) => e.message);
+    expect(got).toHaveLength(1);
+    return got[0].replace(/ device driver tries to free DMA memory it has not allocated.*$/, '');
+  };
+
+  it('each model driver binds its kernel driver name at probe and lets go at remove', () => {
+    const m = createMachine({ ramBytes: GiB, seed: 1, dmaDebug: { allErrors: true }, pci: nodes });
+    expect(['nvme0', 'nic0', 'gpu0', 'hba0'].map((n) => misuse(m, n))).toEqual([
+      'DMA-API: pci 0000:01:00.0:', 'DMA-API: pci 0000:02:00.0:', 'DMA-API: pci 0000:03:00.0:', 'DMA-API: pci 0000:04:00.0:',
+    ]);
+    const nvme = unwrap(nvmeProbe(m.device('nvme0'), { controller: controller(1) }));
+    const nic = unwrap(rdmaProbe(m.device('nic0')));
+    const gpu = unwrap(gpuProbe(m.device('gpu0')));
+    const hba = unwrap(hbaSetup(m.device('hba0')));
+    expect(['nvme0', 'nic0', 'gpu0', 'hba0'].map((n) => misuse(m, n))).toEqual([
+      'DMA-API: nvme 0000:01:00.0:', 'DMA-API: mlx5_core 0000:02:00.0:', 'DMA-API: amdgpu 0000:03:00.0:', 'DMA-API: phyr-hba 0000:04:00.0:',
+    ]);
+    // a device driven already keeps its driver: the GPU's BAR exported through VFIO is still amdgpu's
+    unwrap(vfioPciDmabufExport(m.device('gpu0'), { bar: 0, offset: 0, len: 4096 }));
+    expect(m.device('gpu0').driver).toBe(GPU_DRIVER_NAME);
+    nvmeRemove(nvme);
+    unwrap(rdmaRemove(nic));
+    gpuRemove(gpu);
+    hba.destroy();
+    expect(['nvme0', 'nic0', 'gpu0', 'hba0'].map((n) => m.device(n).driver)).toEqual([null, null, null, null]);
+    expect(misuse(m, 'nvme0')).toBe('DMA-API: pci 0000:01:00.0:');
+    unwrap(vfioPciDmabufExport(m.device('gpu0'), { bar: 0, offset: 0, len: 4096 }));
+    expect(misuse(m, 'gpu0')).toBe(`DMA-API: ${VFIO_PCI_DRIVER_NAME} 0000:03:00.0:`);
+    expect([NVME_DRIVER_NAME, RDMA_DRIVER_NAME, HBA_DRIVER_NAME]).toEqual(['nvme', 'mlx5_core', 'phyr-hba']);
+  });
+
+  it('a probe that fails leaves the device without a driver (really_probe() unbinds)', () => {
+    const m = createMachine({ ramBytes: GiB, seed: 1, pci: nodes });
+    const r = nvmeProbe(m.device('nvme0'), { controller: controller(0) });
+    expect(r.ok ? 'ok' : r.errno).toBe('ENODEV');
+    expect(m.device('nvme0').driver).toBeNull();
+    expect(devDriverString(m.device('nvme0'))).toBe('pci');
+  });
+
+  it('a device outside the PCI tree is a platform device: "platform <name>" until a driver binds it', () => {
+    const m = createMachine({ ramBytes: GiB, seed: 1, dmaDebug: { allErrors: true } });
+    const dev = m.addDevice(new Device('dmac0'));
+    expect(misuse(m, 'dmac0')).toBe('DMA-API: platform dmac0:');
+    deviceBindDriver(dev, 'pl330');
+    expect(misuse(m, 'dmac0')).toBe('DMA-API: pl330 dmac0:');
   });
 });

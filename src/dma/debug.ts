@@ -12,13 +12,16 @@
 // The model's own checks, which no kernel makes (two-step IOVA misuse: the kernel has no dma-debug
 // hooks in dma_iova_link/unlink; CPU stores into a buffer the device owns: debug_dma_assert_idle was
 // removed in 5.9), are 'MODEL-CHECK' events (source 'model-check'); docs/model.md lists them.
-// Model deviation: devices have no drivers; the driver filter matches a device's name, and messages
-// name the device once ("nvme0: DMA-API: ...") where the kernel prints driver and device name.
+// Messages are err_printk()'s: "DMA-API: <dev_driver_string> <dev_name>: <message>" (the bound
+// driver, else the bus name "pci" / "platform"; e.g. "DMA-API: nvme 0000:03:00.0: ..."), and the
+// driver filter compares the bound driver's name (driver_filter()), so it never passes a device
+// without a driver, nor a leak report (the unbind notifier runs after dev->driver is cleared).
+// MODEL-CHECK events keep the model's short device name ("nvme0: ..."): no kernel prints them.
 // Model deviation: there are no kernel stacks, text or vmalloc areas, so check_for_stack(),
 // check_for_illegal_area() and debug_dma_map_single()'s address checks never fire; no stack traces.
 
 import type { MachineMm } from '../mm/index.ts';
-import type { Device } from '../pci/index.ts';
+import { devDriverString, type Device } from '../pci/index.ts';
 import type { SgTable } from '../phyr/index.ts';
 import type { EventLog, Ok } from '../base/index.ts';
 import { SlotKey } from '../base/internal.ts';
@@ -95,7 +98,7 @@ export interface DmaDebugOptions {
   readonly allErrors?: boolean;
   /** dma-api/num_errors: how many errors are printed while all_errors is off. Default 1. */
   readonly numErrors?: number;
-  /** dma_debug_driver=: print only the errors of this driver (in the model: device name). Default '' (all). */
+  /** dma_debug_driver=: print only the errors of devices bound to the driver of this name (e.g. 'nvme'). Default '' (all). */
   readonly driverFilter?: string;
   /** dma_get_cache_alignment() (ARCH_DMA_MINALIGN / cache_line_size()). Default 1, as x86-64. */
   readonly dmaCacheAlignment?: number;
@@ -283,7 +286,8 @@ export class DmaDebug {
   report(dev: Device, message: string, data: Record<string, unknown>): void {
     this.errors++;
     if (this.filterPasses(dev) && (this.allErrors || this.numErrors > 0)) {
-      dmaDebugEvent(this.mm.events, `${dev.name}: DMA-API: ${message}`, { dev: dev.name, ...data });
+      // err_printk(): pr_fmt's "DMA-API: ", then dev_driver_string() and dev_name()
+      dmaDebugEvent(this.mm.events, `DMA-API: ${devDriverString(dev)} ${dev.devName}: ${message}`, { dev: dev.name, ...data });
     }
     if (!this.allErrors && this.numErrors > 0) this.numErrors--;
   }
@@ -293,10 +297,13 @@ export class DmaDebug {
     modelCheckEvent(this.mm.events, `${dev.name}: ${message}`, { dev: dev.name, ...data });
   }
 
-  /** driver_filter(): off, or the device's driver (in the model: its name) is the one named. */
+  /**
+   * driver_filter(): off, or the device is bound to a driver whose name matches the filter in its
+   * first 63 characters (strncmp with NAME_MAX_LEN - 1); a device without a driver never passes.
+   */
   private filterPasses(dev: Device): boolean {
     if (this.filterName === '') return true;
-    return dev.name.slice(0, FILTER_MAX) === this.filterName;
+    return dev.driver !== null && dev.driver.slice(0, FILTER_MAX) === this.filterName;
   }
 
   // ---- the kernel's checks ----

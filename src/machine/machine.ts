@@ -6,7 +6,7 @@
 import { Stats, checkFaultSpecs, eventKinds, setFaults, type FaultSpec } from '../base/index.ts';
 import { MmMachine, type MmConfig } from '../mm/index.ts';
 import { LOW_RESERVED_END, resolveMmConfig } from '../mm/internal.ts';
-import { Device } from '../pci/index.ts';
+import { Device, deviceReleaseDriver } from '../pci/index.ts';
 import {
   buildPciTopology, pciDeviceMemoryFromConfig, type CpuConfig, type PciNodeConfig, type PciTopology,
 } from '../pci/internal.ts';
@@ -32,8 +32,9 @@ export interface DmaDebugConfig {
   /** dma-api/num_errors: errors recorded while allErrors is off. Default 1. */
   readonly numErrors?: number;
   /**
-   * dma_debug_driver=: record only the errors of this driver ('' = all). The model's devices have
-   * no drivers: this is a device name (e.g. 'nvme0').
+   * dma_debug_driver=: record only the errors of devices bound to the driver of this name ('' =
+   * all), e.g. 'nvme' (nvmeProbe), 'mlx5_core' (rdmaProbe), 'amdgpu' (gpuProbe); not a device name.
+   * A device no driver is bound to never passes the filter (driver_filter() in kernel/dma/debug.c).
    */
   readonly driverFilter?: string;
 }
@@ -123,7 +124,7 @@ function checkDmaDebugConfig(v: unknown): void {
     throw new RangeError(`config.dmaDebug.numErrors must be an integer in [0, 2^32 - 1], got ${String(c.numErrors)}`);
   }
   if (c.driverFilter !== undefined && typeof c.driverFilter !== 'string') {
-    throw new TypeError(`config.dmaDebug.driverFilter must be a string (a device name), got ${typeof c.driverFilter}`);
+    throw new TypeError(`config.dmaDebug.driverFilter must be a string (a driver name, e.g. 'nvme'), got ${typeof c.driverFilter}`);
   }
 }
 
@@ -370,14 +371,20 @@ export class Machine extends MmMachine {
   }
 
   /**
-   * Driver unbind for every device: dma-debug reports each device's mappings still live as a leak
-   * (one DMA-DEBUG report per device; a debug kernel's dma_need_unmap() is true, so every mapping
-   * counts), and the model reports IOVA links still linked (MODEL-CHECK). Returns the number of
-   * leaked mappings and links (0 for correct use).
+   * Driver unbind for every device: the driver is released (dev->driver cleared), then dma-debug
+   * reports each device's mappings still live as a leak (one DMA-DEBUG report per device, naming
+   * the device by its bus as the kernel's unbind notifier does; a debug kernel's dma_need_unmap()
+   * is true, so every mapping counts), and the model reports IOVA links still linked
+   * (MODEL-CHECK). Returns the number of leaked mappings and links (0 for correct use).
    */
   teardown(): number {
     let leaks = 0;
-    for (const dev of this.devices()) leaks += dmaDebugCheckLeaks(dev);
+    for (const dev of this.devices()) {
+      // __device_release_driver() (drivers/base/dd.c): dev->driver is NULL by the time
+      // BUS_NOTIFY_UNBOUND_DRIVER reaches dma_debug_device_change()
+      deviceReleaseDriver(dev);
+      leaks += dmaDebugCheckLeaks(dev);
+    }
     return leaks;
   }
 }

@@ -2,6 +2,16 @@
 // struct device_dma_parameters (include/linux/device.h, Linux 7.1).
 // One Device object per PCI function (or platform device); the PCI layer fills `pci`,
 // the DMA layer reads and sets the DMA fields through dmaSet* functions.
+// Identity as the kernel prints it: dev_name() (`devName`: a PCI function's "dddd:bb:dd.f" from
+// pci_setup_device() in drivers/pci/probe.c; a platform device's own name, platform_device_add()
+// in drivers/base/platform.c with PLATFORM_DEVID_NONE), the bus (dev->bus->name: "pci" or
+// "platform") and the bound driver (dev->driver->name), which dev_driver_string() combines.
+// `name` is the model's short name (nvme0, gpu0, ...) that configs, scenarios and the CLI use.
+// Model deviation: a Device built directly (not by the PCI topology) is a platform device whose
+// dev_name is its short name (no ".N" instance suffix); devices have no class (dev->class), so
+// dev_driver_string() never falls back to a class name.
+// Model deviation: several of the model's drivers may drive one device (e.g. a GPU model that is
+// also exported through VFIO); dev->driver names the first that bound it, until it unbinds.
 
 /** One entry of dev->dma_range_map (struct bus_dma_region, include/linux/dma-direct.h). */
 export interface BusDmaRegion {
@@ -27,8 +37,23 @@ export interface DeviceDmaAccess {
   write(dev: Device, addr: bigint, bytes: Uint8Array): Result<void>;
 }
 
+/** How a device is named and which bus it sits on (defaults: a platform device named by its short name). */
+export interface DeviceIdentity {
+  /** dev_name(). Default: the short name. */
+  readonly devName?: string;
+  /** dev->bus->name. Default 'platform'. */
+  readonly busName?: string;
+}
+
 export class Device {
+  /** The model's short name (nvme0, gpu0, ...): what configs, scenarios and the CLI call the device. */
   readonly name: string;
+  /** dev_name(dev): "dddd:bb:dd.f" for a PCI function, the platform device's name otherwise. */
+  readonly devName: string;
+  /** dev->bus->name: "pci" (pci_bus_type, drivers/pci/pci-driver.c) or "platform" (platform_bus_type). */
+  readonly busName: string;
+  /** dev->driver->name: the bound driver, null when none is (set by deviceBindDriver / deviceReleaseDriver). */
+  driver: string | null = null;
   /** *dev->dma_mask; null models a device with no dma_mask pointer (WARN in dma_map_phys). */
   dmaMask: bigint | null = (1n << 32n) - 1n;
   coherentDmaMask: bigint = (1n << 32n) - 1n;
@@ -59,8 +84,10 @@ export class Device {
   /** The device's DMA engine path (IOMMU / direct / P2P routing); set by the DMA layer. */
   dmaAccess: DeviceDmaAccess | null = null;
 
-  constructor(name: string) {
+  constructor(name: string, identity: DeviceIdentity = {}) {
     this.name = name;
+    this.devName = identity.devName ?? name;
+    this.busName = identity.busName ?? 'platform';
   }
 
   /**
@@ -82,4 +109,31 @@ export class Device {
   toString(): string {
     return `Device(${this.name})`;
   }
+}
+
+/**
+ * dev_driver_string() (drivers/base/core.c): the bound driver's name, else the bus name
+ * (dev_bus_name() in include/linux/device.h; the model's devices have no class).
+ */
+export function devDriverString(dev: Device): string {
+  return dev.driver ?? dev.busName;
+}
+
+/**
+ * A driver binds the device (really_probe() in drivers/base/dd.c sets dev->driver before the
+ * driver's probe runs). A device already bound keeps its driver (see the file comment); returns
+ * whether `driver` is now the one bound.
+ */
+export function deviceBindDriver(dev: Device, driver: string): boolean {
+  if (dev.driver === null) dev.driver = driver;
+  return dev.driver === driver;
+}
+
+/**
+ * The driver unbinds (__device_release_driver() -> device_unbind_cleanup() in drivers/base/dd.c
+ * clears dev->driver before BUS_NOTIFY_UNBOUND_DRIVER goes out). With `driver`, only when that
+ * driver is the one bound.
+ */
+export function deviceReleaseDriver(dev: Device, driver?: string): void {
+  if (driver === undefined || dev.driver === driver) dev.driver = null;
 }

@@ -140,7 +140,9 @@ export class PciDev {
     this.acsRedirect = f.acsRedirect;
     this.externalFacing = f.externalFacing;
     this.topology = f.topology;
-    this.device = new Device(f.name);
+    // pci_setup_device() (drivers/pci/probe.c) names the function "%04x:%02x:%02x.%d"; it sits on
+    // pci_bus_type, whose name is "pci" (drivers/pci/pci-driver.c)
+    this.device = new Device(f.name, { devName: this.pciName, busName: 'pci' });
     this.device.pci = this;
     // drivers/pci/probe.c: pci_device_add() gives every PCI function dma_parms with a 64 KiB max
     // segment size and a 4 GiB segment boundary; a driver may change both later

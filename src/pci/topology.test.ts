@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { GiB, KiB } from '../base/index.ts';
 import { rangeProvider } from '../phyr/index.ts';
-import { Device } from './device.ts';
+import { Device, devDriverString, deviceBindDriver, deviceReleaseDriver } from './device.ts';
 import { devIsPci, toPciDev } from './pci-dev.ts';
 import { buildTestTopology as build, exampleTopology as example, pciTestMachine } from '../../test/fixtures/pci-topology.ts';
 import { buildPciTopology, pciDeviceMemoryFromConfig, pciTopologyOf, type PciNodeConfig } from './topology.ts';
@@ -33,6 +33,59 @@ describe('buildPciTopology', () => {
     expect(topo.devices().map((d) => d.name)).toEqual(['nvme0', 'gpu0', 'tb0']);
     expect(topo.allDevices()).toHaveLength(9);
     expect(topo.lspci()[6]).toMatch(/^0000:04:00\.0 gpu0 endpoint 0000:0000 <- sw0\.dsp1 bar0=gpu0\.bar0\(p2p#1\)$/);
+  });
+
+  it('names every function by its address (dev_name) and its bus (dev_driver_string without a driver)', () => {
+    // drivers/pci/probe.c: pci_scan_child_bus_extend() finds the devices of a bus slot by slot, then
+    // pci_scan_bridge_extend() gives each bridge in turn the next bus number (max + 1) as its
+    // secondary bus and scans below it before the next bridge: depth first. pci_setup_device()
+    // names each function "%04x:%02x:%02x.%d" (domain, bus, PCI_SLOT, PCI_FUNC).
+    const { topo } = build([
+      { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x2030 },
+      { name: 'rp0', type: 'root-port', parent: 'hb0' },
+      { name: 'sw0', type: 'switch', parent: 'rp0' },
+      { name: 'ep0', type: 'endpoint', parent: 'sw0', functions: 2 },
+      { name: 'ep1', type: 'endpoint', parent: 'sw0' },
+      { name: 'rp1', type: 'root-port', parent: 'hb0' },
+      { name: 'ep2', type: 'endpoint', parent: 'rp1' },
+    ]);
+    expect(topo.allDevices().map((d) => `${d.name} ${d.devName}`)).toEqual([
+      'hb0 0000:00:00.0', // the host bridge's root device, slot 0 of root bus 00
+      'rp0 0000:00:01.0', // root ports from slot 1
+      'sw0 0000:01:00.0', // rp0's secondary bus: 01
+      'sw0.dsp0 0000:02:00.0', // the switch's internal bus: 02, one downstream port per slot
+      'ep0 0000:03:00.0', // dsp0's secondary bus: 03, taken before dsp1's
+      'ep0.1 0000:03:00.1',
+      'sw0.dsp1 0000:02:01.0',
+      'ep1 0000:04:00.0',
+      'rp1 0000:00:02.0',
+      'ep2 0000:05:00.0', // after everything below rp0 (subordinate 04)
+    ]);
+    for (const d of topo.allDevices()) {
+      expect(d.busName).toBe('pci');
+      expect(d.driver).toBeNull();
+      expect(devDriverString(d)).toBe('pci');
+      expect(d.devName).toBe(toPciDev(d).pciName);
+    }
+  });
+
+  it('binds and releases a driver: dev_driver_string() is its name while bound; a second driver does not take the device', () => {
+    const { d } = build(example());
+    const nvme = d('nvme0');
+    expect(deviceBindDriver(nvme, 'nvme')).toBe(true);
+    expect(devDriverString(nvme)).toBe('nvme');
+    expect(deviceBindDriver(nvme, 'vfio-pci')).toBe(false);
+    expect(nvme.driver).toBe('nvme');
+    deviceReleaseDriver(nvme, 'vfio-pci');
+    expect(nvme.driver).toBe('nvme');
+    deviceReleaseDriver(nvme, 'nvme');
+    expect(devDriverString(nvme)).toBe('pci');
+    deviceBindDriver(nvme, 'vfio-pci');
+    deviceReleaseDriver(nvme);
+    expect(nvme.driver).toBeNull();
+    // a device built outside the topology is a platform device named by its short name
+    const plat = new Device('dmac0');
+    expect([plat.devName, plat.busName, devDriverString(plat)]).toEqual(['dmac0', 'platform', 'platform']);
   });
 
   it('fills dev.pci, untrusted, BAR regions and creates providers for p2p BARs only', () => {

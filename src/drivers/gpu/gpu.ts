@@ -27,7 +27,7 @@ import { SlotKey, checkLen, err, ok, type Result } from '../../base/index.ts';
 import {
   dmaContextOf, dmaPoolCreate, dmaPoolDestroy, dmaPoolFree, dmaPoolZalloc, type DmaPool,
 } from '../../dma/index.ts';
-import { toPciDev, type Device } from '../../pci/index.ts';
+import { deviceBindDriver, deviceReleaseDriver, toPciDev, type Device } from '../../pci/index.ts';
 import { RANGE_MMIO, type DmaList } from '../../phyr/index.ts';
 import { sglBuild, sglEntries, sglFree, type SglBlock, type SglHooks } from '../sgl/index.ts';
 import './counters.ts';
@@ -131,6 +131,13 @@ export class GpuMapping {
 
 const GPU_SLOT = new SlotKey<Gpu>('gpu');
 
+/**
+ * The driver a probed GPU is bound to: amdgpu's PCI driver (drivers/gpu/drm/amd/amdgpu/amdgpu_drv.c:
+ * amdgpu_kms_pci_driver.name is DRIVER_NAME, "amdgpu" in amdgpu_drv.h), the driver whose dma-buf
+ * export the GPU buffer objects of drivers/dmabuf model.
+ */
+export const GPU_DRIVER_NAME = 'amdgpu';
+
 /** The GPU driver bound to dev, or null. */
 export function gpuOf(dev: Device): Gpu | null {
   const g = dev.slots.get(GPU_SLOT);
@@ -144,11 +151,17 @@ export function gpuOf(dev: Device): Gpu | null {
 export function gpuProbe(dev: Device): Result<Gpu> {
   const existing = gpuOf(dev);
   if (existing) return ok(existing);
+  const bound = deviceBindDriver(dev, GPU_DRIVER_NAME);
   const pool = dmaPoolCreate(`${dev.name}-gpu-pt`, dev, SZ_4K, SZ_4K, 0);
-  if (!pool.ok) return pool;
+  // really_probe() (drivers/base/dd.c): a probe that fails leaves the device without a driver
+  if (!pool.ok) {
+    if (bound) deviceReleaseDriver(dev, GPU_DRIVER_NAME);
+    return pool;
+  }
   const root = dmaPoolZalloc(pool.value);
   if (!root.ok) {
     dmaPoolDestroy(pool.value);
+    if (bound) deviceReleaseDriver(dev, GPU_DRIVER_NAME);
     return root;
   }
   dmaContextOf(dev).mm.stats.gpuPtTablesAllocated++;
@@ -176,6 +189,7 @@ export function gpuRemove(gpu: Gpu): void {
   }
   gpu.alive = false;
   gpu.dev.slots.delete(GPU_SLOT);
+  deviceReleaseDriver(gpu.dev, GPU_DRIVER_NAME);
 }
 
 /**

@@ -26,7 +26,7 @@ import { err, ok, type Result } from '../../base/index.ts';
 import {
   DMA_BIT_MASK, dmaPoolCreate, dmaPoolDestroy, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetSegBoundary, type DmaPool,
 } from '../../dma/index.ts';
-import type { Device } from '../../pci/index.ts';
+import { deviceBindDriver, deviceReleaseDriver, type Device } from '../../pci/index.ts';
 import { sglBuild, sglFree, type DmaSegment, type SglBuild, type SglHooks } from '../sgl/index.ts';
 
 export const HBA_SG_ENTRY_BYTES = 16;
@@ -34,6 +34,11 @@ export const HBA_SG_MAX_ENTRY_LEN = 64 * 1024;
 export const HBA_SG_ENTRIES_PER_PAGE = 4096 / HBA_SG_ENTRY_BYTES;
 export const HBA_SG_END_OF_LIST = 1;
 export const HBA_SG_CHAIN = 2;
+/**
+ * The adapter driver's name, as dev_driver_string() reports it. Model deviation: the SG format is
+ * the model's own, so is the driver: no kernel driver is called this.
+ */
+export const HBA_DRIVER_NAME = 'phyr-hba';
 /** shost->dma_boundary when the host template leaves it 0 (drivers/scsi/hosts.c: scsi_host_alloc()). */
 export const HBA_DMA_BOUNDARY = 0xffffffffn;
 
@@ -64,6 +69,14 @@ function writeEntry(view: DataView, off: number, addr: bigint, len: number, flag
  * segments, a 4 GiB boundary) and its SG page pool (4 KiB pages, 4 KiB aligned).
  */
 export function hbaSetup(dev: Device): Result<HbaCtrl> {
+  const bound = deviceBindDriver(dev, HBA_DRIVER_NAME);
+  const r = hbaSetupBound(dev);
+  // really_probe() (drivers/base/dd.c): a probe that fails leaves the device without a driver
+  if (!r.ok && bound) deviceReleaseDriver(dev, HBA_DRIVER_NAME);
+  return r;
+}
+
+function hbaSetupBound(dev: Device): Result<HbaCtrl> {
   const m = dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
   if (!m.ok) return m;
   // drivers/scsi/scsi_lib.c: scsi_init_limits() hands the host's limits to the DMA layer, so that
@@ -85,7 +98,12 @@ export function hbaSetup(dev: Device): Result<HbaCtrl> {
     encodeLink: (view, off, next, nextEntries) => writeEntry(view, off, next, nextEntries * HBA_SG_ENTRY_BYTES, HBA_SG_CHAIN),
     poolFor: () => pool,
   };
-  return ok({ dev, pool, hooks, destroy: () => dmaPoolDestroy(pool) });
+  return ok({
+    dev, pool, hooks, destroy: () => {
+      dmaPoolDestroy(pool);
+      deviceReleaseDriver(dev, HBA_DRIVER_NAME);
+    },
+  });
 }
 
 /** Builds a command's SG list from mapped segments. Errors as sglBuild (ENOMEM: no SG page). */

@@ -31,7 +31,8 @@ import {
   dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask, dmaUnmapPhys, dmaUseIova, type DmaPool,
 } from '../../dma/index.ts';
 import {
-  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, type Device, type PciP2pdmaMapType,
+  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, deviceBindDriver, deviceReleaseDriver, type Device,
+  type PciP2pdmaMapType,
 } from '../../pci/index.ts';
 import {
   BLK_STS_INVAL, BLK_STS_IOERR, BLK_STS_OK, BLK_STS_RESOURCE, BlkDmaIter, REQ_OP_WRITE, Request, RequestQueue,
@@ -42,6 +43,8 @@ import { sglBuild, sglFree, type DmaSegment, type SglBlock, type SglHooks } from
 import { nvmeControllerOf } from '../nvme-ctrl/index.ts';
 
 /** NVME_CTRL_PAGE_SIZE: the page PRPs describe (drivers/nvme/host/nvme.h). */
+/** The PCI driver's name (drivers/nvme/host/pci.c: nvme_driver.name): dev_driver_string() of a probed controller. */
+export const NVME_DRIVER_NAME = 'nvme';
 export const NVME_CTRL_PAGE_SIZE = 4096;
 /** NVME_SMALL_POOL_SIZE: the small descriptor pool's block (I/Os between 4 KiB and 128 KiB). */
 export const NVME_SMALL_POOL_SIZE = 256;
@@ -191,6 +194,14 @@ export interface NvmeProbeOptions {
 export function nvmeProbe(dev: Device, opts: NvmeProbeOptions = {}): Result<NvmeCtrl> {
   const controller: NvmeControllerPort | null = opts.controller ?? nvmeControllerOf(dev);
   if (controller === null) return err('ENODEV', `${dev.name}: no NVMe controller`);
+  const bound = deviceBindDriver(dev, NVME_DRIVER_NAME);
+  const r = nvmeProbeBound(dev, controller, opts);
+  // really_probe() (drivers/base/dd.c): a probe that fails leaves the device without a driver
+  if (!r.ok && bound) deviceReleaseDriver(dev, NVME_DRIVER_NAME);
+  return r;
+}
+
+function nvmeProbeBound(dev: Device, controller: NvmeControllerPort, opts: NvmeProbeOptions): Result<NvmeCtrl> {
   const m = dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
   if (!m.ok) return m;
   dmaSetMinAlignMask(dev, NVME_CTRL_PAGE_SIZE - 1);
@@ -512,6 +523,7 @@ export function nvmeReadBlocks(ctrl: NvmeCtrl, nsid: number, slba: bigint, nlb: 
 export function nvmeRemove(ctrl: NvmeCtrl): void {
   dmaPoolDestroy(ctrl.pools.large);
   dmaPoolDestroy(ctrl.pools.small);
+  deviceReleaseDriver(ctrl.dev, NVME_DRIVER_NAME);
 }
 
 /** Every queue of the controller, the admin queue first. */

@@ -12,7 +12,9 @@ export {
   IB_WC_LOC_PROT_ERR, IB_WC_LOC_QP_OP_ERR, IB_WC_REM_ACCESS_ERR, IB_WC_REM_INV_REQ_ERR, IB_WC_REM_OP_ERR, IB_WC_RNR_RETRY_EXC_ERR,
   IB_WC_SUCCESS, IB_WC_WR_FLUSH_ERR, ibAccessWritable, ibCheckMrAccess, ibWcStatusMsg, type IbWcStatus,
 } from './verbs.ts';
-export { IbDevice, RDMA_DEFAULT_PGSZ_BITMAP, RDMA_MAX_SEG_SIZE, ibDeviceOf, rdmaProbe, rdmaRemove, type RdmaProbeOptions } from './device.ts';
+export {
+  IbDevice, RDMA_DEFAULT_PGSZ_BITMAP, RDMA_DRIVER_NAME, RDMA_MAX_SEG_SIZE, ibDeviceOf, rdmaProbe, rdmaRemove, type RdmaProbeOptions,
+} from './device.ts';
 export {
   IbBlockIter, IbUmem, ibUmemFindBestPgsz, ibUmemGet, ibUmemNumDmaBlocks, ibUmemOffset, ibUmemRelease, rdmaUmemForEachDmaBlock,
   umemSgAppendLayout, type IbUmemOptions, type UmemSgLayout,

@@ -16,7 +16,9 @@ import {
   dmaBufAttachRevocable, dmaBufExport, dmaBufFreeSgt, dmaBufPhysVecToSgt, dmaBufRevoke, dmaBufUnrevoke, type DmaBuf,
   type DmaBufAttachment, type DmaBufDma, type DmaBufMapType, type DmaBufMapped, type DmaBufPal,
 } from '../dmabuf/index.ts';
-import { PCI_STD_NUM_BARS, pcimP2pdmaInit, pcimP2pdmaProvider, toPciDev, type Device, type P2pdmaProvider } from '../../pci/index.ts';
+import {
+  PCI_STD_NUM_BARS, deviceBindDriver, pcimP2pdmaInit, pcimP2pdmaProvider, toPciDev, type Device, type P2pdmaProvider,
+} from '../../pci/index.ts';
 import { PhyrList } from '../../phyr/index.ts';
 
 /** One range of VFIO_DEVICE_FEATURE_DMA_BUF (struct vfio_region_dma_range): offset and length in the BAR. */
@@ -53,6 +55,9 @@ export class VfioPciDmaBuf {
 }
 
 /** The dma-bufs a function exported (vdev->dmabufs). */
+/** The driver a function must be bound to for VFIO (drivers/vfio/pci/vfio_pci.c: vfio_pci_driver.name). */
+export const VFIO_PCI_DRIVER_NAME = 'vfio-pci';
+
 const VFIO_DMABUFS = new SlotKey<Set<VfioPciDmaBuf>>('vfio-pci-dmabufs');
 
 /** The dma-bufs dev exported and that are not released. */
@@ -124,6 +129,9 @@ const vfioOps = {
  */
 export function vfioPciDmabufExport(dev: Device, req: VfioDmaBufRequest): Result<DmaBuf> {
   const pdev = toPciDev(dev);
+  // only a function bound to vfio-pci has a VFIO device to ask (vfio_pci_driver.name in
+  // drivers/vfio/pci/vfio_pci.c); the model binds it at the first export and never unbinds it
+  deviceBindDriver(dev, VFIO_PCI_DRIVER_NAME);
   if (req === null || typeof req !== 'object') throw new TypeError(`req must be { bar, offset, len } or { bar, ranges }, got ${String(req)}`);
   const ranges: readonly VfioRegionDmaRange[] = 'ranges' in req ? req.ranges : [{ offset: req.offset, len: req.len }];
   if (!Array.isArray(ranges)) throw new TypeError(`req.ranges must be an array, got ${String(ranges)}`);

@@ -125,7 +125,7 @@ export const machineShape = {
     enabled: z.boolean().optional().describe('CONFIG_DMA_API_DEBUG (default true)'),
     allErrors: z.boolean().optional().describe('dma-api/all_errors (default false)'),
     numErrors: int('dma-api/num_errors (default 1)', 0, 0xffffffff).optional(),
-    driverFilter: z.string().optional().describe('dma_debug_driver=: a device name'),
+    driverFilter: z.string().optional().describe("dma_debug_driver=: a driver name (e.g. 'nvme'); devices without a driver never pass"),
   }).optional().describe("dma-debug's settings"),
   arch: z.strictObject({
     dmaCacheAlignment: int('dma_get_cache_alignment(): a power of two (x86-64: 1, arm64: 64)', 1, 4096).optional(),
