@@ -161,4 +161,14 @@ describe('the replay can fail', () => {
       (o) => ({ ...o, kmsg: ['DMA-API: phyr-oracle 0000:00:10.0: device driver frees DMA memory with different size'] }));
     expect(replay(bad).mismatches.some((x) => x.field === 'dma-debug')).toBe(true);
   });
+
+  it('dma-debug lines are compared whole: the same report naming another driver or device is a mismatch', () => {
+    const withReport = first.ops.find((o) => (o.kmsg ?? []).some((l) => l.startsWith('DMA-API: phyr-oracle 0000:00:10.0: ')));
+    expect(withReport).toBeDefined();
+    expect(replay(first).mismatches).toEqual([]);
+    for (const [from, to] of [['phyr-oracle 0000:00:10.0', 'nvme 0000:00:10.0'], ['phyr-oracle 0000:00:10.0', 'phyr-oracle 0000:01:00.0']]) {
+      const bad = mutate(first, (o) => o.seq === withReport!.seq, (o) => ({ ...o, kmsg: o.kmsg!.map((l) => l.replace(from, to)) }));
+      expect(replay(bad).mismatches.filter((x) => x.field === 'dma-debug').map((x) => x.seq)).toEqual([withReport!.seq]);
+    }
+  });
 });

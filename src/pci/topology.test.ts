@@ -69,6 +69,23 @@ describe('buildPciTopology', () => {
     }
   });
 
+  it('puts root-complex endpoints and slotted root ports on the root bus, numbering buses in slot order', () => {
+    const { topo } = build([
+      { name: 'hb0', type: 'host-bridge', vendor: 0x8086, device: 0x29c0 },
+      { name: 'rp0', type: 'root-port', parent: 'hb0', slot: 3 },
+      { name: 'ep0', type: 'endpoint', parent: 'rp0' },
+      { name: 'edu', type: 'endpoint', parent: 'hb0', slot: 0x10 },
+      { name: 'rp1', type: 'root-port', parent: 'hb0' },
+      { name: 'ep1', type: 'endpoint', parent: 'rp1' },
+    ]);
+    // rp1 takes the lowest free slot (1); the root bus is scanned slot by slot, so rp1's bus is 01
+    expect(topo.allDevices().map((d) => `${d.name} ${d.devName}`)).toEqual([
+      'hb0 0000:00:00.0', 'rp1 0000:00:01.0', 'ep1 0000:01:00.0', 'rp0 0000:00:03.0', 'ep0 0000:02:00.0', 'edu 0000:00:10.0',
+    ]);
+    expect(toPciDev(topo.device('edu')).upstream).toBeNull();
+    expect(topo.device('edu').untrusted).toBe(false);
+  });
+
   it('binds and releases a driver: dev_driver_string() is its name while bound; a second driver does not take the device', () => {
     const { d } = build(example());
     const nvme = d('nvme0');
@@ -161,7 +178,11 @@ describe('buildPciTopology', () => {
     const cases: Array<[string, (n: PciNodeConfig[]) => unknown, RegExp]> = [
       ['duplicate', (n) => n.push({ name: 'gpu0', type: 'endpoint', parent: 'rp1' }), /pci\[7\] \(gpu0\)\.name duplicates/],
       ['unknown parent', (n) => (n[3].parent = 'swX'), /\(nvme0\)\.parent names no node, got "swX"/],
-      ['endpoint on host bridge', (n) => (n[3].parent = 'hb0'), /\(nvme0\)\.parent must be a root-port or switch, not a host-bridge/],
+      ['endpoint its own parent', (n) => (n[3].parent = 'nvme0'), /\(nvme0\)\.parent names the node itself/],
+      ['endpoint below an endpoint', (n) => (n[3].parent = 'tb0'), /\(nvme0\)\.parent must be a host-bridge or root-port or switch, not a endpoint/],
+      ['slot below a root port', (n) => (n[6].slot = 3), /\(tb0\)\.slot is only for a child of a host bridge/],
+      ['slot 0', (n) => (n[5].slot = 0), /\(rp1\)\.slot must be an integer in \[1, 31\], got 0/],
+      ['slot taken', (n) => { n[1].slot = 4; n[5].slot = 4; }, /\(rp1\)\.slot is the slot of rp0 already, got 4/],
       ['root port on switch', (n) => (n[5].parent = 'sw0'), /\(rp1\)\.parent must be a host-bridge/],
       ['host bridge with parent', (n) => (n[0].parent = 'rp0'), /\(hb0\)\.parent must be absent/],
       ['bad type', (n) => ((n[2] as { type: string }).type = 'bridge'), /\(sw0\)\.type must be one of/],

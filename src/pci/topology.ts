@@ -9,7 +9,11 @@
 // region by name (`${endpoint}.bar${index}`) and sets up P2PDMA providers for p2p BARs.
 //
 // Enumeration: each host bridge gets a root bus (numbers in config order, domain 0) with its root
-// device at 00.0 and its root ports at slots 1, 2, ...; a root port's children sit on its secondary
+// device at 00.0 and its children (root ports, and endpoints integrated in the root complex) at the
+// slots their `slot` names, the others at the lowest free slots from 1 in config order; the root
+// bus is scanned slot by slot (pci_scan_child_bus_extend), so its root ports take their secondary
+// bus numbers in slot order, each after every bus below the one before (pci_scan_bridge_extend
+// gives a bridge max + 1 and scans below it first); a root port's children sit on its secondary
 // bus at slots 0, 1, ...; a switch is an upstream port with one downstream port per child, the
 // child at slot 0 of that port's bus. Functions f > 0 of an endpoint are named `${name}.${f}`;
 // a switch's downstream ports are `${switch}.dsp${i}`.
@@ -44,8 +48,18 @@ export interface PciBarConfig {
 export interface PciNodeConfig {
   name: string;
   type: PciNodeType;
-  /** Name of the parent node: a host bridge for a root port; a root port or switch otherwise. */
+  /**
+   * Name of the parent node: a host bridge for a root port; a root port or switch otherwise, or a
+   * host bridge for an endpoint integrated in the root complex (on the root bus, with no bridge
+   * above it: pci_upstream_bridge() is NULL).
+   */
   parent?: string;
+  /**
+   * A child of a host bridge only (a root port or an endpoint on the root bus): its device number
+   * on the root bus, 1..31 (0 is the host bridge's root device), unique there. Default: the lowest
+   * slot from 1 that no sibling takes, in config order.
+   */
+  slot?: number;
   /** PCI vendor id (required for a host bridge: its root device at 00.0, matched by the whitelist). */
   vendor?: number;
   /** PCI device id (required for a host bridge). */
@@ -110,15 +124,15 @@ export interface PciNvmeConfig {
 const NODE_TYPES: readonly PciNodeType[] = ['host-bridge', 'root-port', 'switch', 'endpoint'];
 const ALLOWED_KEYS: Record<PciNodeType, readonly string[]> = {
   'host-bridge': ['name', 'type', 'parent', 'vendor', 'device'],
-  'root-port': ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'externalFacing'],
+  'root-port': ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'externalFacing', 'slot'],
   switch: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'acsRedirectPorts'],
-  endpoint: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'functions', 'bars', 'untrusted', 'nvme', 'dmaOps', 'coherent'],
+  endpoint: ['name', 'type', 'parent', 'vendor', 'device', 'acsRedirect', 'functions', 'bars', 'untrusted', 'nvme', 'dmaOps', 'coherent', 'slot'],
 };
 const PARENT_TYPES: Record<PciNodeType, readonly PciNodeType[]> = {
   'host-bridge': [],
   'root-port': ['host-bridge'],
   switch: ['root-port', 'switch'],
-  endpoint: ['root-port', 'switch'],
+  endpoint: ['host-bridge', 'root-port', 'switch'],
 };
 const MIN_BAR_BYTES = 4096;
 /** MDTS values whose limit (2^mdts * 4 KiB) stays a safe integer; the field is a byte, larger ones mean nothing here. */
@@ -249,6 +263,12 @@ function checkPciConfig(nodes: readonly PciNodeConfig[]): CheckedNode[] {
     }
     node.parent = parent;
     parent.children.push(node);
+    if (cfg.slot !== undefined) {
+      if (parent.cfg.type !== 'host-bridge') failConfig(where, 'slot', 'is only for a child of a host bridge (a device on the root bus)', cfg.slot);
+      checkIntIn(where, 'slot', cfg.slot, 1, MAX_SLOTS - 1);
+      const taken = parent.children.find((c) => c !== node && c.cfg.slot === cfg.slot);
+      if (taken) failConfig(where, 'slot', `is the slot of ${taken.cfg.name} already`, cfg.slot);
+    }
   }
 
   // Only switches can hang below switches, so a cycle is a loop of switches that never reaches a root.
@@ -460,6 +480,24 @@ export class PciTopology implements PciTopologyCore {
 }
 
 /**
+ * The slots of a host bridge's children on its root bus, in slot order (the order
+ * pci_scan_child_bus_extend() finds them and numbers the buses below them): a child's own `slot`,
+ * else the lowest free one from 1, given in config order.
+ */
+function rootBusSlots(children: readonly CheckedNode[]): Array<[number, CheckedNode]> {
+  const taken = new Set<number>();
+  for (const c of children) if (c.cfg.slot !== undefined) taken.add(c.cfg.slot);
+  let next = 1;
+  const out: Array<[number, CheckedNode]> = children.map((c) => {
+    if (c.cfg.slot !== undefined) return [c.cfg.slot, c];
+    while (taken.has(next)) next++;
+    taken.add(next);
+    return [next, c];
+  });
+  return out.sort((a, b) => a[0] - b[0]);
+}
+
+/**
  * Builds the PCI topology of a machine from its `pci` config (see the file comment for the
  * enumeration), with cpu for P2PDMA decisions. Every BAR's region `${endpoint}.bar${i}` must exist in
  * mm.regions as a device region of the BAR's size (pciDeviceMemoryFromConfig lists them); endpoints
@@ -498,8 +536,8 @@ export function buildPciTopology(mm: MachineMm, nodes: readonly PciNodeConfig[],
 
   const p2pOwners: PciDev[] = [];
 
-  // Places `node` at `slot` of `bus`, below bridge `up`.
-  const place = (node: CheckedNode, bus: number, slot: number, up: PciDev, host: PciHostBridge): void => {
+  // Places `node` at `slot` of `bus`, below bridge `up` (null on a root bus).
+  const place = (node: CheckedNode, bus: number, slot: number, up: PciDev | null, host: PciHostBridge): void => {
     const cfg = node.cfg;
     if (cfg.type === 'endpoint') {
       const n = cfg.functions ?? 1;
@@ -550,13 +588,17 @@ export function buildPciTopology(mm: MachineMm, nodes: readonly PciNodeConfig[],
     topo.hostBridges.push(host);
     host.rootDev = mk(hbNode.cfg.name, 'host-bridge', rootBus, 0, hbNode.cfg, null, host, false, false);
     checkSlots(hbNode.where, hbNode.children.length + 1);
-    hbNode.children.forEach((rpNode, i) => {
-      const cfg = rpNode.cfg;
-      const rp = mk(cfg.name, 'root-port', rootBus, (i + 1) << 3, cfg, null, host, cfg.acsRedirect === true, cfg.externalFacing === true);
-      const secondary = takeBus(rpNode.where);
-      checkSlots(rpNode.where, rpNode.children.length);
-      rpNode.children.forEach((child, slot) => place(child, secondary, slot, rp, host));
-    });
+    for (const [slot, child] of rootBusSlots(hbNode.children)) {
+      const cfg = child.cfg;
+      if (cfg.type === 'endpoint') {
+        place(child, rootBus, slot, null, host);
+        continue;
+      }
+      const rp = mk(cfg.name, 'root-port', rootBus, slot << 3, cfg, null, host, cfg.acsRedirect === true, cfg.externalFacing === true);
+      const secondary = takeBus(child.where);
+      checkSlots(child.where, child.children.length);
+      child.children.forEach((c, s) => place(c, secondary, s, rp, host));
+    }
   }
 
   for (const p of p2pOwners) {

@@ -55,7 +55,8 @@ const nvmeSchema = z.strictObject({
 const pciNodeSchema = z.strictObject({
   name: name('node name; an endpoint is a device steps name (functions > 1: name.0, name.1, ...)'),
   type: z.enum(['host-bridge', 'root-port', 'switch', 'endpoint']).describe('node type'),
-  parent: z.string().optional().describe('parent node: a host bridge for a root port, a root port or switch otherwise'),
+  parent: z.string().optional().describe('parent node: a host bridge for a root port, a root port or switch otherwise (or a host bridge: an endpoint on the root bus)'),
+  slot: int('child of a host bridge only: its device number on the root bus (default: the lowest free from 1)', 1, 31).optional(),
   vendor: int('PCI vendor id (required for a host bridge: matched by the P2PDMA whitelist)', 0, 0xffff).optional(),
   device: int('PCI device id (required for a host bridge)', 0, 0xffff).optional(),
   acsRedirect: z.boolean().optional().describe('ACS redirect set (root port, switch downstream ports, endpoint functions)'),
