@@ -216,7 +216,7 @@ describe('iommufd IOAS', () => {
   /** What an attach that fails must leave as it was. */
   function state(m: ReturnType<typeof makeMachine>, ioas: Ioas): unknown {
     return {
-      domain: ioas.domain, alignment: ioas.iovaAlignment, reserved: [...ioas.reserved], devDomain: iommuGetDomainForDev(ioas.dev),
+      domain: ioas.domain, alignment: ioas.iovaAlignment, reserved: [...ioas.reserved], devDomain: iommuGetDomainForDev(ioas.dev!),
       domains: m.iommu!.domains.size, freePages: m.freePages, pins: m.listPins().length,
       areas: ioas.areas.map((a) => ({ ...a })),
     };
@@ -235,7 +235,7 @@ describe('iommufd IOAS', () => {
     expect(ioas.domain).toBe(null);
     expect(ioas.iovaAlignment).toBe(1);
     expect(iommuGetDomainForDev(nvme)).toBe(ioas.blockingDomain);
-    expect(ioas.blockingDomain.type).toBe('blocked');
+    expect(ioas.blockingDomain!.type).toBe('blocked');
     expect(ioas.reserved).toEqual([]);
     expect(nvme.dmaRead(IOVA, 64).ok).toBe(false);
     // each of the three conditions of iopt_check_iova_alignment() alone

@@ -131,8 +131,10 @@ export interface UserPin {
 export interface IoasReserved {
   readonly start: bigint;
   readonly last: bigint;
-  /** 'device': a reserved region of the attached device; 'domain': outside the domain's aperture. */
+  /** 'device': a reserved region of an attached device; 'domain': outside a domain's aperture. */
   readonly owner: 'device' | 'domain';
+  /** The owner itself (iopt_reserved->owner): the device, or the domain, whose going takes the range out again. */
+  readonly by: Device | IommuDomain;
 }
 
 /** An inclusive IOVA range [start, last] (struct iommu_iova_range of include/uapi/linux/iommufd.h). */
@@ -141,21 +143,97 @@ export interface IoasIovaRange {
   readonly last: bigint;
 }
 
-/** struct iommufd_ioas with its one device and, while attached, its paging domain. */
-export class Ioas {
-  readonly id: number;
+/**
+ * struct iommufd_device: a device bound to iommufd (iommufd_device_bind: the DMA owner of its group,
+ * parked in the group's blocking domain while no hw_pagetable holds it), attached to at most one
+ * hw_pagetable. Every device is its own IOMMU group in the model (iommu/domain.ts), so the group
+ * rule (iommufd_hw_pagetable_attach: every device of a group on the group's one hw_pagetable) holds
+ * by construction.
+ */
+export class IommufdDevice {
   readonly dev: Device;
   readonly iommu: Iommu;
-  /** The device's DMA-API default domain, which it goes back to at destroy. */
+  /** The device's DMA-API default domain, which it goes back to when unbound. */
   readonly defaultDomain: IommuDomain | null;
-  /** The group's blocking domain, where the bound device sits while no domain of the IOAS holds it (kept after destroy). */
+  /** The group's blocking domain (group->blocking_domain: made once, kept with the group). */
   readonly blockingDomain: IommuDomain;
+  /** The IOAS iommufdIoasAlloc bound it with (unbound when that IOAS is destroyed), or null when iommufdDeviceAttach bound it. */
+  owner: Ioas | null = null;
+  /** @internal */
+  hwptNow: IommufdHwpt | null = null;
+  /** @internal */
+  bound = true;
+
+  /** @internal made by the bind. */
+  constructor(dev: Device, iommu: Iommu, defaultDomain: IommuDomain | null, blockingDomain: IommuDomain) {
+    this.dev = dev;
+    this.iommu = iommu;
+    this.defaultDomain = defaultDomain;
+    this.blockingDomain = blockingDomain;
+  }
+
+  /** The hw_pagetable the device is attached to, or null (in its blocking domain). */
+  get hwpt(): IommufdHwpt | null {
+    return this.hwptNow;
+  }
+}
+
+/**
+ * struct iommufd_hwpt_paging of an IOAS: a paging domain ('unmanaged') holding every area of the
+ * IOAS, and the devices attached to it (the attach's device_array). An automatic one
+ * (iommufd_device_auto_get_domain) goes with its last device; one IOMMU_HWPT_ALLOC made
+ * (iommufdHwptAlloc) stays until iommufdHwptDestroy or the IOAS's destroy.
+ */
+export class IommufdHwpt {
+  readonly id: number;
+  readonly ioas: Ioas;
+  readonly domain: IommuDomain;
+  /** hwpt_paging->auto_domain: made by an attach to the IOAS, and the only kind an attach to the IOAS picks. */
+  readonly autoDomain: boolean;
+  /** @internal */
+  readonly devicesNow: IommufdDevice[] = [];
+  alive = true;
+
+  /** @internal made by the attach or iommufdHwptAlloc. */
+  constructor(id: number, ioas: Ioas, domain: IommuDomain, autoDomain: boolean) {
+    this.id = id;
+    this.ioas = ioas;
+    this.domain = domain;
+    this.autoDomain = autoDomain;
+  }
+
+  /** The devices attached to it, in attach order. */
+  get devices(): Device[] {
+    return this.devicesNow.map((d) => d.dev);
+  }
+
+  toString(): string {
+    return `HWPT ${this.id} of ${this.ioas}`;
+  }
+}
+
+/**
+ * struct iommufd_ioas: areas, reserved and allowed IOVA ranges, and the hw_pagetables (each a paging
+ * domain filled with every area) with the devices attached to them.
+ */
+export class Ioas {
+  readonly id: number;
+  /** The device iommufdIoasAlloc bound with the IOAS (iommufdIoasAttach / iommufdIoasDetach act on it), or null. */
+  readonly dev: Device | null;
+  /** dev's IOMMU (null without dev). */
+  readonly iommu: Iommu | null;
+  /** dev's DMA-API default domain, which it goes back to at destroy (null without dev). */
+  readonly defaultDomain: IommuDomain | null;
+  /** dev's group's blocking domain, where dev sits while no domain of the IOAS holds it (kept after destroy; null without dev). */
+  readonly blockingDomain: IommuDomain | null;
   readonly areas: IoasArea[] = [];
   alive = true;
   /** PAGE_SIZE of the machine. */
   readonly pageSize: number;
-  /** @internal */
-  domainNow: IommuDomain | null = null;
+  /** The machine the IOAS was allocated on. */
+  readonly mm: MachineMm;
+  /** @internal ioas->hwpt_list, oldest first (also the order of iopt->domains the model keeps). */
+  readonly hwptsNow: IommufdHwpt[] = [];
   /** @internal */
   alignmentNow = 1;
   /** @internal */
@@ -164,30 +242,44 @@ export class Ioas {
   readonly allowedNow: IoasIovaRange[] = [];
 
   /** @internal made by iommufdIoasAlloc. */
-  constructor(id: number, dev: Device, iommu: Iommu, defaultDomain: IommuDomain | null, blockingDomain: IommuDomain, pageSize: number) {
+  constructor(id: number, m: MachineMm, idev: IommufdDevice | null) {
     this.id = id;
-    this.dev = dev;
-    this.iommu = iommu;
-    this.defaultDomain = defaultDomain;
-    this.blockingDomain = blockingDomain;
-    this.pageSize = pageSize;
+    this.mm = m;
+    this.dev = idev?.dev ?? null;
+    this.iommu = idev?.iommu ?? null;
+    this.defaultDomain = idev?.defaultDomain ?? null;
+    this.blockingDomain = idev?.blockingDomain ?? null;
+    this.pageSize = m.pageSize;
   }
 
-  /** The IOAS's own paging domain ('unmanaged') the device is attached to, or null while detached. */
+  /**
+   * The paging domain of the IOAS's first hw_pagetable (for an IOAS allocated with its device, the
+   * domain that device is attached to), or null while it has none.
+   */
   get domain(): IommuDomain | null {
-    return this.domainNow;
+    return this.hwptsNow[0]?.domain ?? null;
+  }
+
+  /** The hw_pagetables of the IOAS, oldest first. */
+  get hwpts(): ReadonlyArray<IommufdHwpt> {
+    return this.hwptsNow;
+  }
+
+  /** The devices attached to the IOAS's hw_pagetables, hw_pagetable by hw_pagetable, in attach order. */
+  get devices(): Device[] {
+    return this.hwptsNow.flatMap((h) => h.devices);
   }
 
   /**
    * iopt->iova_alignment (what IOMMU_IOAS_IOVA_RANGES reports as out_iova_alignment): 1 with no
-   * domain, else the smallest page of the domain; every map's iova, length and page offset must be
-   * multiples of it.
+   * domain, else the largest of the domains' smallest pages; every map's iova, length and page
+   * offset must be multiples of it.
    */
   get iovaAlignment(): number {
     return this.alignmentNow;
   }
 
-  /** IOVA ranges no map may use: the attached device's reserved regions and what lies outside the domain's aperture. */
+  /** IOVA ranges no map may use: every attached device's reserved regions and what lies outside each domain's aperture (they may overlap). */
   get reserved(): ReadonlyArray<IoasReserved> {
     return this.reservedNow;
   }
@@ -201,24 +293,25 @@ export class Ioas {
   }
 
   toString(): string {
-    return `IOAS ${this.id} (${this.dev.name})`;
+    return this.dev !== null ? `IOAS ${this.id} (${this.dev.name})` : `IOAS ${this.id}`;
   }
 }
 
 /** The iommufd context of a machine (struct iommufd_ctx: its objects). */
 interface IommufdCtx {
   nextId: number;
+  nextHwptId: number;
   readonly ioases: Set<Ioas>;
 }
 
 const IOMMUFD_CTX = new SlotKey<IommufdCtx>('iommufd');
-/** The IOAS a device is bound to (the DMA owner of its group). */
-const DEVICE_IOAS = new SlotKey<Ioas>('iommufd-ioas');
+/** The iommufd_device of a bound device (the DMA owner of its group). */
+const DEVICE_IDEV = new SlotKey<IommufdDevice>('iommufd-device');
 /** The blocking domain of a device's group (group->blocking_domain: made once, kept with the group). */
 const DEVICE_BLOCKING_DOMAIN = new SlotKey<IommuDomain>('iommu-blocking-domain');
 
 function ctxOf(m: MachineMm): IommufdCtx {
-  return m.slots.getOrCreate(IOMMUFD_CTX, () => ({ nextId: 1, ioases: new Set<Ioas>() }));
+  return m.slots.getOrCreate(IOMMUFD_CTX, () => ({ nextId: 1, nextHwptId: 1, ioases: new Set<Ioas>() }));
 }
 
 /** The live IOASes of a machine. */
@@ -226,10 +319,17 @@ export function iommufdIoases(m: MachineMm): Ioas[] {
   return [...(m.slots.get(IOMMUFD_CTX)?.ioases ?? [])];
 }
 
-/** The IOAS dev is bound to, or null. */
+/** The IOAS dev is bound with (iommufdIoasAlloc) or else attached to, or null. */
 export function iommufdIoasOf(dev: Device): Ioas | null {
-  const i = dev.slots.get(DEVICE_IOAS);
-  return i !== undefined && i.alive ? i : null;
+  const i = idevOf(dev);
+  const ioas = i?.owner ?? i?.hwptNow?.ioas ?? null;
+  return ioas !== null && ioas.alive ? ioas : null;
+}
+
+/** The iommufd_device of dev while bound, or undefined. */
+function idevOf(dev: Device): IommufdDevice | undefined {
+  const i = dev.slots.get(DEVICE_IDEV);
+  return i !== undefined && i.bound ? i : undefined;
 }
 
 function checkIoas(ioas: unknown): Ioas {
@@ -255,9 +355,9 @@ function smallestPage(d: IommuDomain): number {
   return Number(b & -b);
 }
 
-/** Takes out the reserved ranges of one owner (iopt_remove_reserved_iova / __iopt_remove_reserved_iova). */
-function removeReserved(ioas: Ioas, owner: IoasReserved['owner']): void {
-  const keep = ioas.reservedNow.filter((r) => r.owner !== owner);
+/** Takes out the reserved ranges of one owner, a device or a domain (iopt_remove_reserved_iova / __iopt_remove_reserved_iova). */
+function removeReserved(ioas: Ioas, by: Device | IommuDomain): void {
+  const keep = ioas.reservedNow.filter((r) => r.by !== by);
   ioas.reservedNow.length = 0;
   ioas.reservedNow.push(...keep);
 }
@@ -272,7 +372,7 @@ function allowedIn(ioas: Ioas, start: bigint, last: bigint): IoasIovaRange | und
  * part of it, or when it meets an allowed range (the promise IOMMU_IOAS_ALLOW_IOVAS made: a
  * reservation there is refused, so the attach that asks for it fails).
  */
-function reserveIova(ioas: Ioas, start: bigint, last: bigint, owner: IoasReserved['owner'], what: string): Result<void> {
+function reserveIova(ioas: Ioas, start: bigint, last: bigint, owner: IoasReserved['owner'], by: Device | IommuDomain, what: string): Result<void> {
   const a = areaIn(ioas, start, last);
   if (a !== undefined) {
     return err('EADDRINUSE', `the area at ${hex(a.iova)} (${a.len} bytes) lies in ${what} [${hex(start)}, ${hex(last)}], which the IOAS must keep free`);
@@ -281,7 +381,7 @@ function reserveIova(ioas: Ioas, start: bigint, last: bigint, owner: IoasReserve
   if (al !== undefined) {
     return err('EADDRINUSE', `${what} [${hex(start)}, ${hex(last)}] meets the allowed IOVA range [${hex(al.start)}, ${hex(al.last)}] (IOMMU_IOAS_ALLOW_IOVAS)`);
   }
-  ioas.reservedNow.push({ start, last, owner });
+  ioas.reservedNow.push({ start, last, owner, by });
   return ok();
 }
 
@@ -434,17 +534,53 @@ function dropPins(a: IoasArea): void {
   }
 }
 
-/** iopt_area_unfill_domain() for one area: out of the domain (a revoked dma-buf is out already), user memory unpinned. */
-function unfillArea(d: IommuDomain, a: IoasArea): void {
+/**
+ * One area out of one domain (a revoked dma-buf is out already). When it was the area's last
+ * domain (iopt_area_unfill_domain, the area's storage domain going) its user memory is unpinned;
+ * while another domain still holds it only the IOVA range is unmapped (iopt_area_unmap_domain: the
+ * iopt_pages keep their pins for the domains left).
+ */
+function unfillArea(d: IommuDomain, a: IoasArea, last = true): void {
   if (a.kind === 'user') {
     iommuUnmap(d, a.iova, a.len);
+    if (!last) return;
     a.pinned = false;
     dropPins(a);
     a.paddr = null;
   } else if (!a.revoked) {
     iommuUnmap(d, a.iova, a.len);
   }
-  a.iommuMaps = 0;
+  if (last) a.iommuMaps = 0;
+}
+
+/** iopt->domains: the paging domains of the IOAS's hw_pagetables, oldest first. */
+function domainsOf(ioas: Ioas): IommuDomain[] {
+  return ioas.hwptsNow.map((h) => h.domain);
+}
+
+/**
+ * iopt_area_fill_domains() (pages.c): the area into every domain of the IOAS, oldest first; user
+ * memory is pinned once, by the first (the later ones read the same pinned pages: pfn_reader takes
+ * them from the iopt_pages, not from pin_user_pages again). On failure the domains filled are
+ * emptied again, nothing stays pinned. Nothing to do without a domain.
+ */
+function fillDomains(ioas: Ioas, a: IoasArea): Result<void> {
+  const done: IommuDomain[] = [];
+  for (const d of domainsOf(ioas)) {
+    const f = fillArea(d, a);
+    if (!f.ok) {
+      done.forEach((x, i) => unfillArea(x, a, i === done.length - 1));
+      return f;
+    }
+    done.unshift(d);
+  }
+  return ok();
+}
+
+/** iopt_area_unfill_domains() (pages.c): the area out of every domain of the IOAS, the last one dropping its pins. */
+function unfillDomains(ioas: Ioas, a: IoasArea): void {
+  const ds = domainsOf(ioas);
+  ds.forEach((d, i) => unfillArea(d, a, i === ds.length - 1));
 }
 
 /**
@@ -464,30 +600,50 @@ function addDomain(ioas: Ioas, d: IommuDomain): Result<void> {
   const g = d.geometry;
   const aperture = (): Result<void> => {
     if (g.apertureStart > 0n) {
-      const r = reserveIova(ioas, 0n, g.apertureStart - 1n, 'domain', 'the range below the domain\'s aperture');
+      const r = reserveIova(ioas, 0n, g.apertureStart - 1n, 'domain', d, 'the range below the domain\'s aperture');
       if (!r.ok) return r;
     }
-    if (g.apertureEnd < U64_MAX) return reserveIova(ioas, g.apertureEnd + 1n, U64_MAX, 'domain', 'the range above the domain\'s aperture');
+    if (g.apertureEnd < U64_MAX) return reserveIova(ioas, g.apertureEnd + 1n, U64_MAX, 'domain', d, 'the range above the domain\'s aperture');
     return ok();
   };
   const ap = aperture();
   if (!ap.ok) {
-    removeReserved(ioas, 'domain');
+    removeReserved(ioas, d);
     return ap;
   }
+  // iopt_fill_domain(): user memory is pinned only by the first domain; a later one maps the pages
+  // the iopt_pages hold already
+  const first = ioas.hwptsNow.length === 0;
   const done: IoasArea[] = [];
   for (const a of areasByIova(ioas)) {
     const f = fillArea(d, a);
     if (!f.ok) {
-      for (const x of done) unfillArea(d, x);
-      removeReserved(ioas, 'domain');
+      for (const x of done) unfillArea(d, x, first);
+      removeReserved(ioas, d);
       return f;
     }
     done.push(a);
   }
   ioas.alignmentNow = align;
-  ioas.domainNow = d;
   return ok();
+}
+
+/**
+ * iommufd_hwpt_paging_destroy() -> iopt_table_remove_domain(): the hw_pagetable leaves the IOAS,
+ * every area is unmapped from its domain (unpinned when it was the last domain), the domain's
+ * aperture reservation goes, the alignment is recalculated (iopt_calculate_iova_alignment); then
+ * iommu_domain_free() gives the domain's table pages back.
+ */
+function removeHwpt(hwpt: IommufdHwpt): void {
+  const ioas = hwpt.ioas;
+  const d = hwpt.domain;
+  ioas.hwptsNow.splice(ioas.hwptsNow.indexOf(hwpt), 1);
+  const last = ioas.hwptsNow.length === 0;
+  for (const a of areasByIova(ioas)) unfillArea(d, a, last);
+  removeReserved(ioas, d);
+  ioas.alignmentNow = calculateIovaAlignment(ioas);
+  hwpt.alive = false;
+  d.iommu.freeDomain(d);
 }
 
 /**
@@ -496,7 +652,7 @@ function addDomain(ioas: Ioas, d: IommuDomain): Result<void> {
  * of each access, not modelled).
  */
 function calculateIovaAlignment(ioas: Ioas): number {
-  return ioas.domainNow !== null ? Math.max(1, smallestPage(ioas.domainNow)) : 1;
+  return domainsOf(ioas).reduce((al, d) => Math.max(al, smallestPage(d)), 1);
 }
 
 /** The device's reserved regions as iommufd keeps them out (iopt_table_enforce_dev_resv_regions). */
@@ -512,27 +668,27 @@ export interface IoasAllocOptions {
   /**
    * Attach the device to a domain of the IOAS now (iommufd_device_attach; default true). false
    * leaves it bound only, in the blocking domain: the IOAS has no domain and an alignment of 1
-   * until iommufdIoasAttach.
+   * until iommufdIoasAttach. Only with a device.
    */
   readonly attach?: boolean;
 }
 
 /**
- * IOMMU_IOAS_ALLOC with dev bound (and attached unless opts.attach is false): claims DMA ownership
- * of dev (it leaves its DMA-API default domain for the blocking domain), then as
- * iommufdIoasAttach. Errors: ENODEV (no IOMMU: no group), EBUSY (dev is attached to another domain
- * than its default one, or bound to an IOAS already), ENOMEM (no page for the domain's top table);
- * on failure dev stays in its default domain.
- * @throws TypeError when dev is not a device of m, or opts.attach is not a boolean.
+ * iommufd_device_bind(): dev's group DMA-owned by iommufd (iommu_device_claim_dma_owner ->
+ * __iommu_take_dma_ownership: dev leaves its DMA-API default domain for the group's blocking domain).
+ * Errors: ENODEV (no IOMMU: iommufd_get_group finds no group), EBUSY (bound already, or attached to
+ * another domain than its default one).
  */
-export function iommufdIoasAlloc(m: MachineMm, dev: Device, opts: IoasAllocOptions = {}): Result<Ioas> {
+function bind(m: MachineMm, dev: Device): Result<IommufdDevice> {
   const dctx = dmaContextOf(dev);
   if (dctx.mm !== m) throw new TypeError(`dev must be a device of machine m, got ${dev.name} of another machine`);
-  if (opts.attach !== undefined && typeof opts.attach !== 'boolean') throw new TypeError(`opts.attach must be a boolean, got ${typeof opts.attach}`);
   const iommu = dctx.iommu;
   if (iommu === null) return err('ENODEV', `${dev.name} has no IOMMU group (iommu_device_claim_dma_owner)`);
-  const bound = iommufdIoasOf(dev);
-  if (bound !== null) return err('EBUSY', `${dev.name} is bound to ${bound} already`);
+  const bound = idevOf(dev);
+  if (bound !== undefined) {
+    const where = bound.owner ?? bound.hwptNow?.ioas;
+    return err('EBUSY', `${dev.name} is bound to ${where ?? 'iommufd'} already`);
+  }
   const def = iommuGetDmaDomain(dev);
   const cur = iommuGetDomainForDev(dev);
   // __iommu_take_dma_ownership(): the group must be in its default domain
@@ -540,82 +696,292 @@ export function iommufdIoasAlloc(m: MachineMm, dev: Device, opts: IoasAllocOptio
   // __iommu_group_alloc_blocking_domain() makes the group's blocking domain the first time only
   const blocking = dev.slots.getOrCreate(DEVICE_BLOCKING_DOMAIN, () => iommu.allocDomain('blocked'));
   iommu.attachDevice(dev, blocking);
+  const idev = new IommufdDevice(dev, iommu, def, blocking);
+  dev.slots.set(DEVICE_IDEV, idev);
+  return ok(idev);
+}
+
+/** iommufd_device_unbind() -> iommu_device_release_dma_owner(): dev goes back to its default domain (the blocking domain stays with the group). */
+function unbind(idev: IommufdDevice): void {
+  if (!idev.bound) return;
+  idev.bound = false;
+  idev.dev.slots.delete(DEVICE_IDEV);
+  if (idev.defaultDomain !== null && idev.defaultDomain.alive) idev.iommu.attachDevice(idev.dev, idev.defaultDomain);
+}
+
+/**
+ * IOMMU_IOAS_ALLOC. Without dev (null or omitted) the IOAS holds no device and no domain (alignment
+ * 1) until devices are attached with iommufdDeviceAttach. With dev, dev is bound with it (and
+ * attached unless opts.attach is false): claims DMA ownership of dev (it leaves its DMA-API default
+ * domain for the blocking domain), then as iommufdIoasAttach. Errors: ENODEV (no IOMMU: no group),
+ * EBUSY (dev is attached to another domain than its default one, or bound already), ENOMEM (no
+ * page for the domain's top table); on failure dev stays in its default domain.
+ * @throws TypeError when dev is neither null nor a device of m, or opts.attach is not a boolean or
+ * is given without dev.
+ */
+export function iommufdIoasAlloc(m: MachineMm, dev: Device | null = null, opts: IoasAllocOptions = {}): Result<Ioas> {
+  if (opts.attach !== undefined && typeof opts.attach !== 'boolean') throw new TypeError(`opts.attach must be a boolean, got ${typeof opts.attach}`);
   const ctx = ctxOf(m);
-  const ioas = new Ioas(ctx.nextId, dev, iommu, def, blocking, m.pageSize);
+  if (dev === null) {
+    if (opts.attach !== undefined) throw new TypeError('opts.attach needs a device: an IOAS allocated without one has none to attach');
+    const ioas = new Ioas(ctx.nextId++, m, null);
+    ctx.ioases.add(ioas);
+    return ok(ioas);
+  }
+  if (typeof dev !== 'object' || !('slots' in dev)) throw new TypeError(`dev must be a Device or null, got ${String(dev)}`);
+  const b = bind(m, dev);
+  if (!b.ok) return b;
+  const idev = b.value;
+  const ioas = new Ioas(ctx.nextId, m, idev);
+  idev.owner = ioas;
   if (opts.attach ?? true) {
     const a = iommufdIoasAttach(ioas);
     if (!a.ok) {
-      releaseOwnership(ioas);
+      unbind(idev);
       return a;
     }
   }
   ctx.nextId++;
   ctx.ioases.add(ioas);
-  dev.slots.set(DEVICE_IOAS, ioas);
   return ok(ioas);
 }
 
-/** iommu_device_release_dma_owner(): the device goes back to its default domain (the blocking domain stays with the group). */
-function releaseOwnership(ioas: Ioas): void {
-  if (ioas.defaultDomain !== null && ioas.defaultDomain.alive) ioas.iommu.attachDevice(ioas.dev, ioas.defaultDomain);
-}
-
 /**
- * iommufd_device_attach of the IOAS's device to the IOAS: a new paging domain ('unmanaged'); the
- * device's reserved regions kept out of the IOAS (EADDRINUSE when an area or an allowed range lies
- * in one); the device attached to the domain; then the domain added to the IOAS: its iova_alignment
- * rises to the domain's smallest page (EADDRINUSE when an area's iova, length or page offset is not
- * a multiple of it; EINVAL when that page is larger than PAGE_SIZE), the range outside the aperture
- * kept out (EADDRINUSE when an area or an allowed range lies there), and every area mapped into the domain, user memory pinned now (EFAULT for a hole or
- * device memory). Errors also: ENOENT (destroyed), EBUSY (attached already), ENOMEM, the IOMMU's.
- * On failure the device is back in the blocking domain and the IOAS as it was.
+ * iommufd_hw_pagetable_attach() of a bound device to a hw_pagetable: EBUSY when it is attached
+ * already (the device_array insert); its reserved regions kept out of the IOAS
+ * (iommufd_device_attach_reserved_iova -> iopt_table_enforce_dev_resv_regions: EADDRINUSE when an
+ * area or an allowed range lies in one, its other regions taken out again); then the group attached
+ * to the domain (iommufd_hwpt_attach_device -> iommu_attach_group_handle -> __iommu_attach_group:
+ * EINVAL for a domain of another IOMMU, which the model's one IOMMU per machine never makes).
  */
-export function iommufdIoasAttach(ioas: Ioas): Result<void> {
-  checkIoas(ioas);
-  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
-  // iommufd_hw_pagetable_attach(): the device is in the attach's device_array already
-  if (ioas.domainNow !== null) return err('EBUSY', `${ioas.dev.name} is attached to ${ioas} already`);
-  let domain: IommuDomain;
-  try {
-    domain = ioas.iommu.allocDomain('unmanaged');
-  } catch (e) {
-    return err('ENOMEM', `no page for ${ioas.dev.name}'s IOAS domain: ${(e as Error).message}`);
+function hwptAttach(hwpt: IommufdHwpt, idev: IommufdDevice): Result<void> {
+  if (idev.hwptNow !== null) return err('EBUSY', `${idev.dev.name} is attached to ${idev.hwptNow.ioas} already`);
+  const ioas = hwpt.ioas;
+  for (const r of deviceResvRegions(idev.iommu)) {
+    const c = reserveIova(ioas, r.start, r.last, 'device', idev.dev, `${idev.dev.name}'s reserved region (${r.kind})`);
+    if (!c.ok) {
+      removeReserved(ioas, idev.dev);
+      return c;
+    }
   }
-  const fail = (r: Result<never>): Result<void> => {
-    ioas.iommu.attachDevice(ioas.dev, ioas.blockingDomain);
-    removeReserved(ioas, 'device');
-    ioas.iommu.freeDomain(domain);
-    return r;
-  };
-  // iommufd_device_attach_reserved_iova() -> iopt_table_enforce_dev_resv_regions()
-  for (const r of deviceResvRegions(ioas.iommu)) {
-    const c = reserveIova(ioas, r.start, r.last, 'device', `${ioas.dev.name}'s reserved region (${r.kind})`);
-    if (!c.ok) return fail(c);
+  if (hwpt.domain.iommu !== idev.iommu) {
+    removeReserved(ioas, idev.dev);
+    return err('EINVAL', `${hwpt}'s domain belongs to another IOMMU than ${idev.dev.name}'s`);
   }
-  // iommufd_hwpt_attach_device(), then iopt_table_add_domain() (iommufd_hwpt_paging_alloc with immediate_attach)
-  ioas.iommu.attachDevice(ioas.dev, domain);
-  const a = addDomain(ioas, domain);
-  if (!a.ok) return fail(a);
+  idev.iommu.attachDevice(idev.dev, hwpt.domain);
+  hwpt.devicesNow.push(idev);
+  idev.hwptNow = hwpt;
   return ok();
 }
 
 /**
- * iommufd_device_detach: the device goes to the blocking domain, its reserved regions leave the
- * IOAS, and the IOAS's auto domain, now unused, is destroyed (iopt_table_remove_domain: every area
- * unmapped from it, user memory unpinned; iopt_calculate_iova_alignment: back to 1). The areas
- * stay. Does nothing when not attached or destroyed.
+ * iommufd_hw_pagetable_detach() and the put after it: the device leaves the hw_pagetable for its
+ * blocking domain (iommu_detach_group_handle: it was its group's last device), its reserved regions
+ * leave the IOAS; an automatic hw_pagetable whose last device this was is destroyed
+ * (iommufd_hw_pagetable_put -> iommufd_hwpt_paging_destroy).
+ */
+function hwptDetach(idev: IommufdDevice): void {
+  const hwpt = idev.hwptNow;
+  if (hwpt === null) return;
+  hwpt.devicesNow.splice(hwpt.devicesNow.indexOf(idev), 1);
+  idev.iommu.attachDevice(idev.dev, idev.blockingDomain);
+  removeReserved(hwpt.ioas, idev.dev);
+  idev.hwptNow = null;
+  if (hwpt.autoDomain && hwpt.devicesNow.length === 0) removeHwpt(hwpt);
+}
+
+/**
+ * iommufd_hwpt_paging_alloc(): a new paging domain for idev's IOMMU added to the IOAS
+ * (iopt_table_add_domain: alignment, aperture, every area filled), idev attached to it first when
+ * `attach` (immediate_attach, as iommufd_device_auto_get_domain asks). On failure nothing is left:
+ * idev is back in its blocking domain, the domain freed.
+ */
+function hwptPagingAlloc(ioas: Ioas, idev: IommufdDevice, auto: boolean): Result<IommufdHwpt> {
+  let domain: IommuDomain;
+  try {
+    domain = idev.iommu.allocDomain('unmanaged');
+  } catch (e) {
+    return err('ENOMEM', `no page for ${idev.dev.name}'s IOAS domain: ${(e as Error).message}`);
+  }
+  const ctx = ctxOf(ioas.mm);
+  const hwpt = new IommufdHwpt(ctx.nextHwptId, ioas, domain, auto);
+  if (auto) {
+    const a = hwptAttach(hwpt, idev);
+    if (!a.ok) {
+      idev.iommu.freeDomain(domain);
+      return a;
+    }
+  }
+  const add = addDomain(ioas, domain);
+  if (!add.ok) {
+    if (auto) {
+      hwpt.devicesNow.length = 0;
+      idev.hwptNow = null;
+      idev.iommu.attachDevice(idev.dev, idev.blockingDomain);
+      removeReserved(ioas, idev.dev);
+    }
+    idev.iommu.freeDomain(domain);
+    return add;
+  }
+  ctx.nextHwptId++;
+  ioas.hwptsNow.push(hwpt);
+  return ok(hwpt);
+}
+
+/**
+ * iommufd_device_auto_get_domain(): each automatic hw_pagetable of the IOAS in turn (a manual one,
+ * from iommufdHwptAlloc, is never picked), EINVAL from one (an incompatible domain) meaning try the
+ * next and any other error ending the attach; with none taking the device, a new automatic one
+ * (iommufd_hwpt_paging_alloc with immediate attach), filled with every area.
+ */
+function autoGetDomain(ioas: Ioas, idev: IommufdDevice): Result<IommufdHwpt> {
+  for (const hwpt of ioas.hwptsNow) {
+    if (!hwpt.autoDomain) continue;
+    const a = hwptAttach(hwpt, idev);
+    if (a.ok) return ok(hwpt);
+    if (a.errno !== 'EINVAL') return a;
+  }
+  return hwptPagingAlloc(ioas, idev, true);
+}
+
+/**
+ * iommufd_device_attach of the IOAS's device (the one iommufdIoasAlloc bound) to the IOAS, as
+ * iommufdDeviceAttach does it: the automatic hw_pagetable the IOAS has already (no new page table,
+ * nothing refilled) or a new one. The device's reserved regions are kept out of the IOAS (EADDRINUSE
+ * when an area or an allowed range lies in one); a new domain raises the IOAS's iova_alignment to
+ * its smallest page (EADDRINUSE when an area's iova, length or page offset is not a multiple of it;
+ * EINVAL when that page is larger than PAGE_SIZE), keeps the range outside its aperture out
+ * (EADDRINUSE when an area or an allowed range lies there), and has every area mapped into it, user
+ * memory pinned now unless another domain holds it already (EFAULT for a hole or device memory).
+ * Errors also: ENOENT (destroyed), EBUSY (attached already), ENOMEM, the IOMMU's. On failure the
+ * device is back in the blocking domain and the IOAS as it was.
+ * @throws TypeError when the IOAS was allocated without a device (use iommufdDeviceAttach).
+ */
+export function iommufdIoasAttach(ioas: Ioas): Result<void> {
+  checkIoas(ioas);
+  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
+  const idev = ownIdev(ioas);
+  if (idev === null) throw new TypeError(`${ioas} was allocated without a device: attach devices with iommufdDeviceAttach`);
+  if (idev.hwptNow !== null) return err('EBUSY', `${idev.dev.name} is attached to ${idev.hwptNow.ioas} already`);
+  const a = autoGetDomain(ioas, idev);
+  return a.ok ? ok() : a;
+}
+
+/** The iommufd_device of the device iommufdIoasAlloc bound with the IOAS, while bound, or null. */
+function ownIdev(ioas: Ioas): IommufdDevice | null {
+  if (ioas.dev === null) return null;
+  const i = idevOf(ioas.dev);
+  return i !== undefined && i.owner === ioas ? i : null;
+}
+
+/**
+ * iommufd_device_detach of the IOAS's device (the one iommufdIoasAlloc bound): it goes to the
+ * blocking domain, its reserved regions leave the IOAS, and the automatic hw_pagetable it leaves
+ * empty is destroyed (iopt_table_remove_domain: every area unmapped from its domain, user memory
+ * unpinned when no other domain holds it; iopt_calculate_iova_alignment over the domains left).
+ * The areas stay. Does nothing when not attached, destroyed, or allocated without a device.
  */
 export function iommufdIoasDetach(ioas: Ioas): void {
   checkIoas(ioas);
-  const d = ioas.domainNow;
-  if (!ioas.alive || d === null) return;
-  ioas.iommu.attachDevice(ioas.dev, ioas.blockingDomain);
-  removeReserved(ioas, 'device');
-  for (const a of areasByIova(ioas)) unfillArea(d, a);
-  removeReserved(ioas, 'domain');
-  ioas.domainNow = null;
-  ioas.alignmentNow = calculateIovaAlignment(ioas);
-  ioas.iommu.freeDomain(d);
+  const idev = ownIdev(ioas);
+  if (!ioas.alive || idev === null) return;
+  hwptDetach(idev);
+}
+
+function checkDevice(dev: unknown): Device {
+  if (typeof dev !== 'object' || dev === null || !('slots' in dev) || !('name' in dev)) throw new TypeError(`dev must be a Device, got ${String(dev)}`);
+  return dev as Device;
+}
+
+/**
+ * What VFIO_DEVICE_BIND_IOMMUFD and VFIO_DEVICE_ATTACH_IOMMUFD_PT do for a device: binds dev to
+ * iommufd unless it is bound (iommufd_device_bind: DMA ownership of its group, out of its DMA-API
+ * default domain) and attaches it (iommufd_device_attach) to `to`. `to` an IOAS:
+ * iommufd_device_auto_get_domain, the IOAS's automatic hw_pagetable shared when one takes the
+ * device (every domain of the machine's one IOMMU does: the device joins it with no new page table
+ * and nothing refilled), else a new one filled with every area; `to` a hw_pagetable
+ * (iommufdHwptAlloc): that one. The device's reserved regions join the IOAS's (their union over the
+ * attached devices). Returns the hw_pagetable (the pt_id written back). Errors: ENOENT (destroyed),
+ * ENODEV (dev on no IOMMU), EBUSY (attached already, or in another domain than its default one),
+ * EADDRINUSE (a reserved region of dev meets an area or an allowed range; a new domain's aperture
+ * or alignment does not fit an area), EINVAL, ENOMEM, EFAULT and the IOMMU's (a new domain); on
+ * failure nothing changes (a device bound here is unbound again).
+ * @throws TypeError when dev is not a Device of the IOAS's machine or `to` neither an Ioas nor an IommufdHwpt.
+ */
+export function iommufdDeviceAttach(to: Ioas | IommufdHwpt, dev: Device): Result<IommufdHwpt> {
+  if (!(to instanceof Ioas) && !(to instanceof IommufdHwpt)) throw new TypeError(`to must be an Ioas or an IommufdHwpt, got ${String(to)}`);
+  checkDevice(dev);
+  const ioas = to instanceof Ioas ? to : to.ioas;
+  if (dmaContextOf(dev).mm !== ioas.mm) throw new TypeError(`dev must be a device of ${ioas}'s machine, got ${dev.name} of another machine`);
+  if (!ioas.alive || !to.alive) return err('ENOENT', `${to} is destroyed`);
+  let idev = idevOf(dev);
+  const fresh = idev === undefined;
+  if (idev === undefined) {
+    const b = bind(ioas.mm, dev);
+    if (!b.ok) return b;
+    idev = b.value;
+  }
+  let r: Result<IommufdHwpt>;
+  if (to instanceof Ioas) {
+    r = autoGetDomain(to, idev);
+  } else {
+    const a = hwptAttach(to, idev);
+    r = a.ok ? ok(to) : a;
+  }
+  if (!r.ok && fresh) unbind(idev);
+  return r;
+}
+
+/**
+ * VFIO_DEVICE_DETACH_IOMMUFD_PT and the unbind of closing the device (iommufd_device_detach,
+ * iommufd_device_unbind): dev leaves its hw_pagetable (an automatic one it was the last device of
+ * is destroyed: its areas unmapped, its page tables freed) and its reserved regions leave the IOAS;
+ * it goes back to its DMA-API default domain. A device iommufdIoasAlloc bound with its IOAS stays
+ * bound to it, in its blocking domain, as iommufdIoasDetach leaves it. Does nothing for a device
+ * not bound.
+ * @throws TypeError when dev is not a Device.
+ */
+export function iommufdDeviceDetach(dev: Device): void {
+  checkDevice(dev);
+  const idev = idevOf(dev);
+  if (idev === undefined) return;
+  hwptDetach(idev);
+  if (idev.owner === null) unbind(idev);
+}
+
+/**
+ * IOMMU_HWPT_ALLOC of a paging hw_pagetable in the IOAS for dev's IOMMU (iommufd_hwpt_alloc ->
+ * iommufd_hwpt_paging_alloc without immediate attach): a new domain added to the IOAS
+ * (iopt_table_add_domain: filled with every area, alignment and aperture as for an attach), no
+ * device attached (dev's reserved regions join only when it attaches). An attach to the IOAS never
+ * picks it (it is not automatic): devices attach to it by passing it to iommufdDeviceAttach, which
+ * is how a device gets a domain of its own next to the IOAS's automatic one. It stays, with or
+ * without devices, until iommufdHwptDestroy or the IOAS's destroy. Errors: ENOENT (the IOAS
+ * destroyed, or dev not bound: iommufd_get_device), ENOMEM, and iopt_table_add_domain's (EINVAL,
+ * EADDRINUSE, EFAULT, the IOMMU's); nothing is left on failure.
+ * @throws TypeError when ioas is not an Ioas or dev not a Device.
+ */
+export function iommufdHwptAlloc(ioas: Ioas, dev: Device): Result<IommufdHwpt> {
+  checkIoas(ioas);
+  checkDevice(dev);
+  const idev = idevOf(dev);
+  if (idev === undefined) return err('ENOENT', `${dev.name} is not bound to iommufd`);
+  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
+  return hwptPagingAlloc(ioas, idev, false);
+}
+
+/**
+ * IOMMU_DESTROY of a hw_pagetable iommufdHwptAlloc made: EBUSY while a device is attached to it
+ * (iommufd_object_remove), ENOENT when destroyed already; else iommufd_hwpt_paging_destroy
+ * (iopt_table_remove_domain, the domain freed).
+ * @throws TypeError when hwpt is not an IommufdHwpt.
+ */
+export function iommufdHwptDestroy(hwpt: IommufdHwpt): Result<void> {
+  if (!(hwpt instanceof IommufdHwpt)) throw new TypeError(`hwpt must be an IommufdHwpt, got ${String(hwpt)}`);
+  if (!hwpt.alive) return err('ENOENT', `${hwpt} is destroyed`);
+  if (hwpt.devicesNow.length > 0) return err('EBUSY', `${hwpt} still has ${hwpt.devices.map((d) => d.name).join(', ')} attached`);
+  removeHwpt(hwpt);
+  return ok();
 }
 
 /**
@@ -841,11 +1207,9 @@ export function iommufdIoasMap(ioas: Ioas, mm: UserMm, uptr: bigint, len: number
   const a: IoasArea = {
     iova: c.value, len, kind: 'user', prot, pageOffset, mm, uptr, pinned: false, pages, buf: null, att: null, start: 0, paddr: null, revoked: false, iommuMaps: 0,
   };
-  // iopt_area_fill_domains(): nothing to do without a domain
-  if (ioas.domainNow !== null) {
-    const f = fillArea(ioas.domainNow, a);
-    if (!f.ok) return f;
-  }
+  // iopt_area_fill_domains(): every domain (nothing to do without one)
+  const f = fillDomains(ioas, a);
+  if (!f.ok) return f;
   addArea(ioas, a);
   return ok(c.value);
 }
@@ -871,8 +1235,9 @@ function revokeNotify(att: DmaBufAttachment): void {
   if (pages === undefined) return;
   for (const [a, ioas] of pages.users) {
     if (a.revoked) continue;
-    // iommu_unmap() syncs the IOTLB: device DMA at these IOVAs faults from here on
-    if (ioas.domainNow !== null) iommuUnmap(ioas.domainNow, a.iova, a.len);
+    // iommu_unmap() syncs the IOTLB: device DMA at these IOVAs faults from here on, in every domain
+    // (pages->dmabuf.tracker holds the area once per domain it is in)
+    for (const d of domainsOf(ioas)) iommuUnmap(d, a.iova, a.len);
     a.revoked = true;
     if (a.pal) a.pal = null;
   }
@@ -917,7 +1282,11 @@ function attachPinnedTake<T>(ioas: Ioas, buf: DmaBuf, iova: bigint | null, opts:
   if (len <= 0) return err('EINVAL', len === 0 ? 'length is 0' : `start ${start} is past the end of ${buf.size}-byte ${buf.name}`);
   if (!Number.isSafeInteger(start + len)) return err('EOVERFLOW', `start ${start} + length ${len} wraps`);
   if (buf.size <= start + len - 1) return err('EINVAL', `[${start}, +${len}) is past the end of ${buf.size}-byte ${buf.name}`);
-  const a = dmaBufAttach(buf, ioas.dev, {
+  // the model has no iommufd_global_device(): the attachment is made for the IOAS's own device, else
+  // for the first device attached to it
+  const dev = ioas.dev ?? ioas.devices[0];
+  if (dev === undefined) return err('ENODEV', `${ioas} has no device to attach ${buf.name} for (the model has no iommufd_global_device)`);
+  const a = dmaBufAttach(buf, dev, {
     dynamic: true, peer2peer: true, importerPriv: ioas, ...(mapTypes !== undefined ? { mapTypes } : {}),
     moveNotify: (att) => revokeNotify(att),
   });
@@ -966,10 +1335,8 @@ function addDmabufArea(ioas: Ioas, iova: bigint | null, buf: DmaBuf, att: DmaBuf
     iova: c.value, len, kind: 'dmabuf', prot: mprot, pageOffset, mm: null, uptr: 0n, pinned: false, pages, buf, att, start, paddr, revoked: false, iommuMaps: 0,
     ...(pal !== undefined ? { pal } : {}),
   };
-  if (ioas.domainNow !== null) {
-    const f = fillArea(ioas.domainNow, a);
-    if (!f.ok) { release(); return f; }
-  }
+  const f = fillDomains(ioas, a);
+  if (!f.ok) { release(); return f; }
   addArea(ioas, a);
   return ok(c.value);
 }
@@ -1020,7 +1387,7 @@ export function iommufdIoasMapDmabufPal(ioas: Ioas, buf: DmaBuf, iova: bigint | 
 
 /** Takes one area out: out of the domain (unless revoked), its pages' pins dropped; the last area of a dma-buf's pages unpins and detaches it. */
 function releaseArea(ioas: Ioas, a: IoasArea): void {
-  if (ioas.domainNow !== null) unfillArea(ioas.domainNow, a);
+  unfillDomains(ioas, a);
   // iopt_put_pages(): the pages go with their last area only
   const pages = a.pages;
   pages.users.delete(a);
@@ -1154,14 +1521,13 @@ export function iommufdIoasCopy(dst: Ioas, src: Ioas, srcIova: bigint, len: numb
     });
     iova += BigInt(pt.len);
   }
-  // iopt_fill_domains_pages(): each new area into dst's domain, the ones before undone on a failure
-  const d = dst.domainNow;
-  if (d !== null) {
+  // iopt_fill_domains_pages(): each new area into every domain of dst, the ones before undone on a failure
+  if (dst.hwptsNow.length > 0) {
     const done: IoasArea[] = [];
     for (const a of made) {
-      const f = fillArea(d, a);
+      const f = fillDomains(dst, a);
       if (!f.ok) {
-        for (const x of done.reverse()) unfillArea(d, x);
+        for (const x of done.reverse()) unfillDomains(dst, x);
         for (const x of done) x.pages.users.delete(x);
         return f;
       }
@@ -1270,7 +1636,7 @@ export function iommufdIoasAllowIovas(ioas: Ioas, ranges: ReadonlyArray<IoasIova
   for (const r of loaded) {
     const res = reserved.find((x) => r.start <= x.last && r.last >= x.start);
     if (res !== undefined) {
-      const who = res.owner === 'device' ? `${ioas.dev.name}'s reserved region` : "the range outside the domain's aperture";
+      const who = res.owner === 'device' ? `${(res.by as Device).name}'s reserved region` : "the range outside the domain's aperture";
       return err('EADDRINUSE', `[${hex(r.start)}, ${hex(r.last)}] meets ${who} [${hex(res.start)}, ${hex(res.last)}]`);
     }
   }
@@ -1280,18 +1646,27 @@ export function iommufdIoasAllowIovas(ioas: Ioas, ranges: ReadonlyArray<IoasIova
 }
 
 /**
- * IOMMU_DESTROY of the IOAS with its device detached and unbound: the device leaves the domain
- * (iommufdIoasDetach), every area is released, the device goes back to its default domain
- * (iommu_device_release_dma_owner). A second destroy does nothing.
+ * IOMMU_DESTROY of the IOAS with its devices detached and unbound first (what a VMM closing its
+ * VFIO devices then the IOAS does; the kernel refuses the IOAS's destroy with EBUSY while a
+ * hw_pagetable holds it): every device leaves its hw_pagetable (iommufdDeviceDetach, the IOAS's own
+ * device included), the hw_pagetables iommufdHwptAlloc made are destroyed, every area is released,
+ * and the devices go back to their default domains (iommu_device_release_dma_owner). A second
+ * destroy does nothing.
  */
 export function iommufdIoasDestroy(ioas: Ioas): void {
   checkIoas(ioas);
   if (!ioas.alive) return;
-  iommufdIoasDetach(ioas);
+  const own = ownIdev(ioas);
+  for (const h of [...ioas.hwptsNow]) {
+    for (const idev of [...h.devicesNow]) {
+      hwptDetach(idev);
+      if (idev.owner === null) unbind(idev);
+    }
+    if (h.alive) removeHwpt(h);
+  }
   for (const a of [...ioas.areas]) releaseArea(ioas, a);
   ioas.areas.length = 0;
-  releaseOwnership(ioas);
+  if (own !== null) unbind(own);
   ioas.alive = false;
-  ioas.dev.slots.delete(DEVICE_IOAS);
-  ctxOf(dmaContextOf(ioas.dev).mm).ioases.delete(ioas);
+  ctxOf(ioas.mm).ioases.delete(ioas);
 }

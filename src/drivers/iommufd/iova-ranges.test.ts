@@ -61,9 +61,9 @@ describe('IOMMU_IOAS_IOVA_RANGES (iommufd_ioas_iova_ranges)', () => {
   it('merges reserved regions that overlap or abut into one gap, lowest range first (interval_tree_for_each_span)', () => {
     const { m, ioas } = setup(false);
     // one region abutting the MSI window's end, one overlapping a third, all below the aperture's end
-    ioas.iommu.reserveRegion(0xfef0_0000n, 0xff00_0000n, 'reserved');
-    ioas.iommu.reserveRegion(0x10_0000n, 0x20_0000n, 'reserved');
-    ioas.iommu.reserveRegion(0x18_0000n, 0x30_0000n, 'reserved');
+    ioas.iommu!.reserveRegion(0xfef0_0000n, 0xff00_0000n, 'reserved');
+    ioas.iommu!.reserveRegion(0x10_0000n, 0x20_0000n, 'reserved');
+    ioas.iommu!.reserveRegion(0x18_0000n, 0x30_0000n, 'reserved');
     expect(show(iommufdIoasAttach(ioas))).toBe('ok');
     const r = iommufdIoasIovaRanges(ioas);
     expect(r.ok && r.value.ranges).toEqual([
@@ -251,7 +251,7 @@ describe('the allowed ranges and attach (iopt_reserve_iova refuses a reservation
     expect(show(r)).toBe('EADDRINUSE');
     expect(r.ok ? '' : r.message).toMatch(/reserved region \(msi\).*allowed IOVA range/);
     expect(ioas.domain).toBe(null);
-    expect(iommuGetDomainForDev(ioas.dev)).toBe(ioas.blockingDomain);
+    expect(iommuGetDomainForDev(ioas.dev!)).toBe(ioas.blockingDomain);
     expect(ioas.reserved).toEqual([]);
     expect(ioas.iovaAlignment).toBe(1);
     expect(ioas.allowed).toEqual([{ start: 0xfe00_0000n, last: 0xfe_ffff_ffffn }]);
