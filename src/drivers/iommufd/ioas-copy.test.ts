@@ -3,7 +3,7 @@
 // accounting of shared iopt_pages checked against the folio pin counts.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { makeMachine, pattern } from '../../../test/fixtures/dma-b-machines.ts';
+import { makeMachine, pattern, pinCounts } from '../../../test/fixtures/dma-b-machines.ts';
 import { MiB } from '../../base/index.ts';
 import { IOMMU_MMIO, iommuIovaToPhys } from '../../iommu/index.ts';
 import { toPciDev } from '../../pci/index.ts';
@@ -33,16 +33,6 @@ function setup(opts: { dstAttach?: boolean } = {}) {
   const dst = iommufdIoasAlloc(m, nic, { attach: opts.dstAttach ?? true });
   if (!src.ok || !dst.ok) throw new Error('alloc');
   return { m, nvme, nic, mm, va: va.value, src: src.value, dst: dst.value };
-}
-
-/** The pin count of the folio holding each of the n user pages from va (0 for none). */
-function pinCounts(m: ReturnType<typeof makeMachine>, mm: ReturnType<ReturnType<typeof makeMachine>['newProcess']>, va: bigint, n: number): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const pa = mm.translate(va + BigInt(i * PAGE));
-    out.push(pa === undefined ? 0 : (m.folioOf(pa / BigInt(PAGE))?.pincount ?? 0));
-  }
-  return out;
 }
 
 describe('IOMMU_IOAS_COPY', () => {
