@@ -2,7 +2,7 @@
 // block/): umem (user buffers pinned and mapped by each design); sgl (the common descriptor builder);
 // hba (a SCSI-style SG list built with it); block, nvme; dmabuf (the dma-buf core and its heap and
 // GPU exporters); vfio (BAR slices exported as dma-bufs); gpu (a GPU with its own page table);
-// iommufd (IOAS with its own IOMMU domain, dma-buf import); rdma (umem from phyrs, mlx5-style MR +
+// iommufd (an IOAS shared by devices on its IOMMU domains, dma-buf import); rdma (umem from phyrs, mlx5-style MR +
 // MTT, the RDMA NIC model beside it); hmm (HMM DMA map, ODP MRs on the rdma NIC); premap (pre-mapped
 // dma-buf I/O to NVMe, the RFC "dmabuf read/write via io_uring"). Each
 // folder's index.ts is what the others may use.

@@ -1,13 +1,19 @@
-// Models: drivers/iommu/iommufd/ (Linux 7.1): an IOAS (ioas.c, io_pagetable.c) with a paging domain
-// of its own attached to the device (device.c: iommufd_device_bind -> iommu_device_claim_dma_owner,
+// Models: drivers/iommu/iommufd/ (Linux 7.1): an IOAS (ioas.c, io_pagetable.c) holding any number
+// of devices and paging hw_pagetables (device.c: iommufd_device_bind -> iommu_device_claim_dma_owner,
 // which takes the device out of its DMA-API default domain into the group's blocking domain
 // (__iommu_take_dma_ownership: EBUSY when it is attached elsewhere, EPERM for another owner);
-// iommufd_device_attach of the IOAS -> iommufd_device_auto_get_domain -> iommufd_hwpt_paging_alloc:
-// a paging domain, the device attached to it with its reserved regions kept out of the IOAS
-// (iommufd_hw_pagetable_attach -> iopt_table_enforce_dev_resv_regions), then iopt_table_add_domain:
-// the IOAS's iova_alignment raised to the domain's smallest page, the aperture reserved and every
-// area filled into the domain; iommufd_device_detach: back to the blocking domain, the auto domain
-// destroyed (iopt_table_remove_domain: unfilled, iopt_calculate_iova_alignment));
+// iommufd_device_attach of the IOAS -> iommufd_device_auto_get_domain: the IOAS's automatic
+// hw_pagetables tried in turn (EINVAL, an incompatible domain, means the next), else
+// iommufd_hwpt_paging_alloc with immediate attach: a paging domain, the device attached to it with its
+// reserved regions kept out of the IOAS (iommufd_hw_pagetable_attach ->
+// iopt_table_enforce_dev_resv_regions, owned by the device), then iopt_table_add_domain: the IOAS's
+// iova_alignment raised to the domain's smallest page, the aperture reserved and every area filled
+// into the domain; IOMMU_HWPT_ALLOC (hw_pagetable.c: iommufd_hwpt_alloc) of a manual hw_pagetable
+// that an attach names; maps fill and unmaps empty every domain (pages.c: iopt_area_fill_domains,
+// iopt_area_unfill_domains), user pages pinned once for all of them; iommufd_device_detach: back to
+// the blocking domain, the device's reserved regions out, an automatic hw_pagetable destroyed with
+// its last device (iommufd_hw_pagetable_put -> iommufd_hwpt_paging_destroy ->
+// iopt_table_remove_domain: unfilled, iopt_calculate_iova_alignment over the domains left));
 // the IOAS's iova_alignment (io_pagetable.c: iopt_init_table starts it at 1, a domain-less IOAS
 // takes any byte) checked by every map; IOMMU_IOAS_MAP of user memory, pinned FOLL_LONGTERM only
 // while a domain holds the area (iopt_map_user_pages; iopt_area_fill_domains does nothing without
@@ -37,11 +43,13 @@
 // when a new range meets a reservation, the old list kept; an empty list lifts the restriction;
 // iopt_reserve_iova refuses a reservation meeting an allowed range, so such an attach fails with
 // EADDRINUSE; fixed-IOVA maps are not held to the allowed ranges).
-// Model deviation: an IOAS serves one device (the kernel's IOAS can hold several hw_pagetables and
-// devices, and exists before any device); it is created with its device bound, and attached unless
-// asked not to. The dma-buf attachment is made for the IOAS's device where the kernel uses
-// iommufd_global_device(), a faux device the model does not have; the attachment is never mapped
-// through the DMA API either way. The ioctls' __reserved (EOPNOTSUPP), user-copy (EFAULT) and
+// iommufdIoasAlloc(m, dev) keeps a one-device shape: the IOAS is made with dev bound (unbound at its
+// destroy) and attached unless asked not to. The machine has one IOMMU and every device is its own
+// group, so every automatic domain takes every device (the EINVAL-means-next path and the group rule
+// never come into play). Model deviation: the dma-buf attachment is made for the IOAS's own device,
+// else its first attached device, where the kernel uses iommufd_global_device(), a faux device the
+// model does not have (a dma-buf map into an IOAS with no device is ENODEV); the attachment is never
+// mapped through the DMA API either way. The ioctls' __reserved (EOPNOTSUPP), user-copy (EFAULT) and
 // allocation (ENOMEM) failures have no counterpart in the model's calls.
 
 import { SlotKey, checkAddr, checkLen, err, ok, type Err, type Ok, type Result } from '../../base/index.ts';
