@@ -140,7 +140,7 @@ describe('size hints', () => {
   it('merge boundary is granule - 1, opt mapping size is 128 KiB, unlimited max for trusted devices', () => {
     const m = makeMachine('strict');
     expect(iommuDmaGetMergeBoundary(m.device('nvme0'))).toBe(4095n);
-    expect(iommuDmaOptMappingSize()).toBe(128 * 1024);
+    expect(iommuDmaOptMappingSize(m.device('nvme0'))).toBe(128 * 1024);
     expect(iommuDmaMaxMappingSize(m.device('nvme0'))).toBe(Number.MAX_SAFE_INTEGER);
   });
 });

@@ -242,9 +242,12 @@ export function iommuDmaGetMergeBoundary(dev: Device): bigint {
   return BigInt(dmaDomainOf(dev).granule - 1);
 }
 
-/** dma_opt_mapping_size() under dma-iommu: iova_rcache_range(), 128 KiB (iommu_dma_opt_mapping_size()). */
-export function iommuDmaOptMappingSize(): number {
-  return iovaRcacheRange();
+/**
+ * dma_opt_mapping_size() under dma-iommu: iova_rcache_range() (iommu_dma_opt_mapping_size()), from the
+ * CPU page size of dev's machine: 128 KiB with 4 KiB pages, 512 KiB with 16 KiB, 2 MiB with 64 KiB.
+ */
+export function iommuDmaOptMappingSize(dev: Device): number {
+  return iovaRcacheRange(dmaContextOf(dev).mm.pageSize);
 }
 
 /**

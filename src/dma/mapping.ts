@@ -547,10 +547,10 @@ export function dmaMaxMappingSize(dev: Device): number {
   return iommuDmaMaxMappingSize(dev);
 }
 
-/** dma_opt_mapping_size: 128 KiB behind an IOMMU (the IOVA rcache limit), capped by the max. */
+/** dma_opt_mapping_size: 128 KiB behind an IOMMU with 4 KiB pages (the IOVA rcache limit: PAGE_SIZE << 5), capped by the max. */
 export function dmaOptMappingSize(dev: Device): number {
   // no dma_map_ops instance sets ->opt_mapping_size
-  const size = dev.dmaIommu ? iommuDmaOptMappingSize() : SIZE_MAX;
+  const size = dev.dmaIommu ? iommuDmaOptMappingSize(dev) : SIZE_MAX;
   return Math.min(dmaMaxMappingSize(dev), size);
 }
 

@@ -45,6 +45,11 @@ export function armLpaeMapPfns(d: IommuDomain, pt: ArmLpaePageTable, iovaPfn: nu
   const stats = d.iommu.mm.stats;
   const events = d.iommu.mm.events;
   const iova0 = iovaPfn, pa0 = paPfn, origPages = pages;
+  const gf = d.granule / 4096;
+  if (gf !== 1 && (iovaPfn % gf !== 0 || paPfn % gf !== 0 || pages % gf !== 0)) {
+    // __iommu_map_domain_pgtbl(): iova, paddr and size must be aligned to min_pagesz, the granule
+    return err('EINVAL', `unaligned: iova ${frameAddr(iovaPfn)} pa ${frameAddr(paPfn)} size ${frameAddr(pages)} min_pagesz 0x${d.granule.toString(16)}`);
+  }
   let errno: Errno | null = null;
   let why = '';
   while (pages > 0) {
@@ -111,7 +116,8 @@ export function armLpaeUnmapPfns(d: IommuDomain, pt: ArmLpaePageTable, iovaPfn: 
   const start = iovaPfn;
   let unmapped = 0;
   while (unmapped < pages) {
-    pgsizeGranules(d.leafLg2s, iovaPfn, iovaPfn, pages - unmapped, choice);
+    // a frame count that is not a whole number of granules has no page size (callers pass granules)
+    if (!pgsizeGranules(d.leafLg2s, iovaPfn, iovaPfn, pages - unmapped, choice)) break;
     stats.iommuUnmapPagesCalls++;
     const n = pt.unmapPages(iovaPfn, choice.lg2, choice.count, freelist);
     if (freelist.length !== 0) flushWalkAndFree(d, iovaPfn, iovaPfn + n);

@@ -4,6 +4,8 @@
 // on top of the generic page-table ops (map_pages / unmap_pages of generic_pt/iommu_pt.h), plus
 // the device side: a translation through the IOTLB, then the tables. ARM LPAE domains map and
 // unmap through io-pgtable-arm's ops instead (core-arm.ts).
+// Units: the frame-number entry points (iommuMapPfns ...) take 4 KiB frames whatever the domain's
+// granule; on a 16 or 64 KiB ARM LPAE domain they must be multiples of the granule's frames.
 
 import { checkAddr, checkLen, err, ok, type Errno, type Result } from '../base/index.ts';
 import type { RangeSource } from '../phyr/index.ts';
@@ -103,7 +105,7 @@ export function iommuMapNosync(d: IommuDomain, iova: bigint, paddr: bigint, size
   // a zero size on a generic_pt domain is refused by map_range before any alignment test (below)
   if (d.pt !== null && (sa.off !== 0 || sp.off !== 0 || pages * 4096 !== size) && (size !== 0 || d.pt instanceof ArmLpaePageTable)) {
     d.iommu.mm.stats.iommuMapCalls++;
-    const msg = `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`;
+    const msg = `unaligned: iova 0x${iova.toString(16)} pa 0x${paddr.toString(16)} size 0x${size.toString(16)} min_pagesz 0x${d.granule.toString(16)}`;
     // io-pgtable domains (ARM LPAE) go through __iommu_map_domain_pgtbl's alignment check first: EINVAL
     if (d.pt instanceof ArmLpaePageTable) return err('EINVAL', msg);
     // A generic_pt domain goes straight to its map_range op (drivers/iommu/generic_pt/iommu_pt.h:
@@ -127,9 +129,10 @@ export function iommuMapPfns(d: IommuDomain, iovaPfn: number, paPfn: number, pag
   // the table the last map used it is written at once (mapRunCached); a single leaf elsewhere
   // takes mapLeaves. Everything else (and every failure) goes through mapPfnsBatches, which would
   // make the same call. One mapRunCached call site for both counts: each inlined copy of it
-  // lengthens the compile the first link waits for.
+  // lengthens the compile the first link waits for. smallRunPages is >= 1 with a 4 KiB leaf size
+  // and 0 without one (a 16 or 64 KiB granule: those take mapPfnsBatches).
   const pt = d.pt;
-  if (pt !== null && pages >= 1 && (pages === 1 || pages <= d.smallRunPages) && (prot & (IOMMU_READ | IOMMU_WRITE)) !== 0
+  if (pt !== null && pages >= 1 && pages <= d.smallRunPages && (prot & (IOMMU_READ | IOMMU_WRITE)) !== 0
     && paPfn + pages <= pt.oaPfnLimit && pt.rangeOk(iovaPfn, pages)) {
     const stats = d.iommu.mm.stats;
     if (pt.mapRunCached(iovaPfn, paPfn, pages, prot)) {
@@ -277,7 +280,7 @@ export function iommuMap(d: IommuDomain, iova: bigint, paddr: bigint, size: numb
 
 /**
  * __iommu_unmap. ARM LPAE (io-pgtable) takes __iommu_unmap_domain_pgtbl: iova and size must be
- * granule-aligned (else a "unaligned" message and 0). A generic_pt domain hands the byte range
+ * aligned to the granule (4, 16 or 64 KiB; else a "unaligned" message and 0). A generic_pt domain hands the byte range
  * straight to its unmap_range op (drivers/iommu/iommu.c: __iommu_unmap) with no alignment check:
  * the walk covers every 4 KiB frame [iova, iova + size - 1] touches; returns bytes unmapped.
  */
@@ -287,8 +290,9 @@ function iommuUnmapInner(d: IommuDomain, iova: bigint, size: number, gather: Iom
   if (pt === null) return 0;
   splitAddr(iova, sa);
   if (pt instanceof ArmLpaePageTable) {
-    if (sa.off !== 0 || size % 4096 !== 0) {
-      d.iommu.mm.events.record('INFO', 'iommu', `unaligned: iova 0x${iova.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
+    // __iommu_unmap_domain_pgtbl(): iova and size aligned to the smallest page size (the granule)
+    if (sa.off !== 0 || size % d.granule !== 0 || sa.pfn % (d.granule / 4096) !== 0) {
+      d.iommu.mm.events.record('INFO', 'iommu', `unaligned: iova 0x${iova.toString(16)} size 0x${size.toString(16)} min_pagesz 0x${d.granule.toString(16)}`);
       return 0;
     }
     return armLpaeUnmapPfns(d, pt, sa.pfn, size / 4096, gather);

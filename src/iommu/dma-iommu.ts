@@ -129,7 +129,10 @@ export function iommuDmaFlushQueueFlush(d: IommuDomain): void {
   d.fq?.flush();
 }
 
-/** iova_rcache_range: the largest size the range caches serve, PAGE_SIZE << (IOVA_RANGE_CACHE_MAX_SIZE - 1) = 128 KiB. */
-export function iovaRcacheRange(): number {
-  return 4096 * 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1);
+/**
+ * iova_rcache_range: the largest size the range caches serve, PAGE_SIZE << (IOVA_RANGE_CACHE_MAX_SIZE - 1):
+ * 128 KiB with 4 KiB pages, 2 MiB with 64 KiB pages. `pageSize` is the CPU page size (default 4096).
+ */
+export function iovaRcacheRange(pageSize = 4096): number {
+  return pageSize * 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1);
 }

@@ -10,7 +10,7 @@ import type { MachineMm } from '../mm/index.ts';
 import type { Device } from '../pci/index.ts';
 import { Arm32IommuMapping, checkArm32MappingConfig, type Arm32MappingConfig } from './arm32-mapping.ts';
 import { FlushQueue, IOVA_DEFAULT_FQ_SIZE, IOVA_DEFAULT_FQ_TIMEOUT, IOVA_SINGLE_FQ_SIZE, IOVA_SINGLE_FQ_TIMEOUT } from './flush-queue.ts';
-import { amdV1Format, armLpaeFormat, vtdSsFormat, x86_64Format, type PtFormat } from './formats.ts';
+import { amdV1Format, armLpaeFormat, vtdSsFormat, x86_64Format, type ArmLpaeGranule, type PtFormat } from './formats.ts';
 import { safeBigToNum } from './addr-num.ts';
 import { Iotlb } from './iotlb.ts';
 import { IovaDomain } from './iova.ts';
@@ -133,7 +133,10 @@ export class IommuDomain {
   /** Bit k set: a 2^k-byte leaf is supported (0n for blocked/identity). */
   readonly pgsizeBitmap: bigint;
   readonly geometry: IommuDomainGeometry;
-  /** Smallest page size in bytes (the IOVA granule): 4 KiB for every format the model has. */
+  /**
+   * Smallest page size in bytes, the IOVA granule (iommu_dma_init_domain(): 1 << __ffs(pgsize_bitmap)):
+   * 4 KiB, or an ARM LPAE domain's 16 / 64 KiB on a machine with those pages.
+   */
   readonly granule: number;
   /** log2(granule): iova_shift(). */
   readonly granuleShift: number;
@@ -147,12 +150,12 @@ export class IommuDomain {
   readonly iotlb: Iotlb;
   /** The flush queue ('dma-fq' only). */
   readonly fq: FlushQueue | null;
-  /** Leaf sizes as log2 of granules, ascending (hot-path form of pgsizeBitmap). */
+  /** Leaf sizes as log2 of 4 KiB frames, ascending (hot-path form of pgsizeBitmap; [4, 17] for 64 KiB | 512 MiB). */
   readonly leafLg2s: readonly number[];
   /**
    * The most 4 KiB granules iommu_pgsize maps as one batch of 4 KiB leaves wherever they start and
    * end (one less than the next leaf size, at most 511: one table's worth): the short runs
-   * iommuMapPfns may write in one step. 0 without a 4 KiB leaf size.
+   * iommuMapPfns may write in one step. 0 without a 4 KiB leaf size (a 16 or 64 KiB granule).
    */
   readonly smallRunPages: number;
   /** false once freed. */
@@ -171,13 +174,13 @@ export class IommuDomain {
     const lg2s = fmt.leafLg2s;
     this.smallRunPages = lg2s[0] !== 0 ? 0 : Math.min(511, lg2s.length > 1 ? 2 ** lg2s[1] - 1 : 511);
     this.pgsizeBitmap = paging ? fmt.leafLg2s.reduce((b, l) => b | (1n << BigInt(l + 12)), 0n) : 0n;
-    this.granule = 4096;
-    this.granuleShift = 12;
+    this.granuleShift = 12 + lg2s[0];
+    this.granule = 2 ** this.granuleShift;
     const apertureEnd = fmt.signExtend ? (1n << BigInt(fmt.vaBits - 1)) - 1n : (1n << BigInt(fmt.vaBits)) - 1n;
     this.geometry = Object.freeze({ apertureStart: 0n, apertureEnd, forceAperture: true });
     this.iotlb = new Iotlb(iommu.config.iotlbCapacity ?? 4096);
     if (type === 'dma' || type === 'dma-fq') {
-      const shift = 12n;
+      const shift = BigInt(this.granuleShift);
       const base = this.geometry.apertureStart >> shift;
       this.iovad = new IovaDomain(this.granule, base > 1n ? base : 1n, mm.stats, mm.events, iommu.config.rcaches ?? true,
         iommu.config.hz ?? 0);
@@ -213,7 +216,8 @@ export class IommuDomain {
     if (this.iovad === null || r.kind === 'sw-msi') return;
     if (r.end <= r.start || r.start > this.geometry.apertureEnd) return;
     const last = r.end - 1n > this.geometry.apertureEnd ? this.geometry.apertureEnd : r.end - 1n;
-    this.iovad.reserveIova(r.start >> 12n, last >> 12n);
+    const shift = BigInt(this.granuleShift);
+    this.iovad.reserveIova(r.start >> shift, last >> shift);
   }
 
   /** ->flush_iotlb_all: drops every cached translation. */
@@ -244,6 +248,23 @@ export class IommuDomain {
   }
 }
 
+/**
+ * The page-size rules of an IOMMU config on a machine with `pageSize`-byte pages (names fields as
+ * `${where}.format` ...): on 16 and 64 KiB pages only ARM LPAE has page tables (io-pgtable-arm.c
+ * takes PAGE_SIZE as its granule); x86-64, VT-d second stage and AMD v1 tables have 4 KiB pages
+ * only, and ARM32's iommu_ops (arch/arm has 4 KiB pages) too.
+ * @throws RangeError naming the field.
+ */
+export function checkIommuPageSize(where: string, cfg: Pick<IommuConfig, 'format' | 'arm32Mapping'>, pageSize: number): void {
+  if (pageSize === 4096) return;
+  if (cfg.format !== 'arm-lpae') {
+    throw new RangeError(`${where}.format ${JSON.stringify(cfg.format)} has 4 KiB page tables only: on a machine with ${pageSize}-byte pages the format is "arm-lpae" (its ${pageSize / 1024} KiB granule)`);
+  }
+  if (cfg.arm32Mapping !== undefined) {
+    throw new RangeError(`${where}.arm32Mapping needs 4 KiB pages (ARM32 iommu_ops), got a machine with ${pageSize}-byte pages`);
+  }
+}
+
 /** The machine's IOMMU: builds domains and attaches devices. */
 export class Iommu {
   readonly config: Readonly<IommuConfig>;
@@ -263,6 +284,7 @@ export class Iommu {
       if (cfg.mode !== 'strict') throw new RangeError(`cfg.arm32Mapping needs cfg.mode "strict" (ARM32 iommu_ops unmap synchronously), got ${JSON.stringify(cfg.mode)}`);
     }
     if (cfg.levels === 5 && cfg.format === 'arm-lpae') throw new RangeError('cfg.levels 5 needs format "x86-64" or "amd-v1", got "arm-lpae"');
+    checkIommuPageSize('cfg', cfg, mm.pageSize);
     if (cfg.htRangeIgnore !== undefined) {
       if (typeof cfg.htRangeIgnore !== 'boolean') throw new TypeError(`cfg.htRangeIgnore must be a boolean, got ${String(cfg.htRangeIgnore)}`);
       if (cfg.format !== 'amd-v1') throw new RangeError(`cfg.htRangeIgnore is an AMD IOMMU feature: needs format "amd-v1", got ${JSON.stringify(cfg.format)}`);
@@ -278,9 +300,12 @@ export class Iommu {
     }
   }
 
-  /** A fresh format descriptor for this IOMMU's configuration. */
+  /**
+   * A fresh format descriptor for this IOMMU's configuration. ARM LPAE takes the machine's page size
+   * as its granule (arm_lpae_restrict_pgsizes() prefers PAGE_SIZE; the modeled SMMU supports all three).
+   */
   newFormat(): PtFormat {
-    if (this.config.format === 'arm-lpae') return armLpaeFormat();
+    if (this.config.format === 'arm-lpae') return armLpaeFormat(this.mm.pageSize as ArmLpaeGranule);
     if (this.config.format === 'amd-v1') return amdV1Format((this.config.levels ?? 4) as 4 | 5);
     if (this.config.format === 'vtd-ss') return vtdSsFormat(this.config.levels ?? 4);
     return x86_64Format((this.config.levels ?? 4) as 4 | 5);

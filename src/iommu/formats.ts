@@ -2,8 +2,8 @@
 // fmt/x86_64.h (x86-64 first-stage paging, 4 or 5 levels, sign-extended VA), fmt/vtdss.h (Intel VT-d
 // second-stage tables, 3 to 5 levels, what the Intel driver uses in legacy mode), fmt/amdv1.h (AMD
 // IOMMU v1 host tables with the NextLevel=7 contiguous encoding: nearly every power-of-two leaf),
-// and the ARM LPAE 4 KiB-granule stage-1 descriptors of drivers/iommu/io-pgtable-arm.c
-// (arm_lpae_prot_to_pte, table/block/page descriptors). The generic_pt formats are mapped by the
+// and the ARM LPAE stage-1 descriptors of drivers/iommu/io-pgtable-arm.c with a 4, 16 or 64 KiB
+// granule (arm_lpae_prot_to_pte, table/block/page descriptors, the geometry of arm_lpae_alloc_pgtable). The generic_pt formats are mapped by the
 // walker in pagetable.ts; ARM LPAE by the same tables with io-pgtable-arm's rules (pagetable-arm.ts).
 // A format only encodes and decodes one 8-byte entry; the walker in pagetable.ts does the rest.
 // An entry is handled as two little-endian u32 halves (lo = bits 0..31, hi = bits 32..63) so the
@@ -22,9 +22,17 @@ export const PT_ENTRY_OA = 2;
 /** Two u32 halves of one entry, as scratch output of the encoders. */
 export interface EntryWords { lo: number; hi: number }
 
-/** One page-table format (immutable, one instance per configuration): geometry plus per-entry encode/decode. Levels count from 0 (the 4 KiB level). */
+/**
+ * One page-table format (immutable, one instance per configuration): geometry plus per-entry
+ * encode/decode. Levels count from 0 (the level of the smallest leaf, the granule). Sizes and
+ * addresses are in 4 KiB frames whatever the granule (a 64 KiB leaf is 16 frames).
+ */
 export interface PtFormat {
   readonly name: PtFormatName;
+  /** Bytes of the smallest leaf and of one table page: 4096 for every format but ARM LPAE's 16 and 64 KiB granules. */
+  readonly granule: number;
+  /** Index bits one table level resolves: log2(granule / 8), 9 for a 4 KiB granule. */
+  readonly bitsPerLevel: number;
   /** Number of table levels; the top table is level levels - 1. */
   readonly levels: number;
   /** Virtual-address bits the table translates (47+1 sign bit for x86-64 4-level = 48). */
@@ -33,7 +41,7 @@ export interface PtFormat {
   readonly signExtend: boolean;
   /** Output-address bits an entry can hold. */
   readonly oaBits: number;
-  /** Leaf sizes as log2 of 4 KiB granules, ascending (0 = 4 KiB, 9 = 2 MiB, 18 = 1 GiB). */
+  /** Leaf sizes as log2 of 4 KiB frames, ascending (0 = 4 KiB, 9 = 2 MiB, 18 = 1 GiB; 4 = 64 KiB). */
   readonly leafLg2s: readonly number[];
   /** Attribute bits (no output address) of a leaf at `level` for IOMMU prot bits. */
   leafAttrs(level: number, prot: number, out: EntryWords): void;
@@ -90,8 +98,10 @@ function noContig(): never {
  * The entry decoding of a format without contiguous leaves: a leaf is the size of its level's item
  * and its output address is the entry's, in bits 12..oaBits-1.
  */
-function plainLeaves(oaHiMask: number): Pick<PtFormat, 'oaHiMask' | 'contig' | 'contigLeaf' | 'leafLg2' | 'leafOaPfn'> {
+function plainLeaves(oaHiMask: number): Pick<PtFormat, 'granule' | 'bitsPerLevel' | 'oaHiMask' | 'contig' | 'contigLeaf' | 'leafLg2' | 'leafOaPfn'> {
   return {
+    granule: 4096,
+    bitsPerLevel: 9,
     oaHiMask,
     contig: false,
     contigLeaf: noContig,
@@ -235,7 +245,7 @@ export function vtdSsFormat(levels: 3 | 4 | 5): PtFormat {
   }));
 }
 
-// ---- ARM LPAE, 4 KiB granule, stage 1 (io-pgtable-arm.c)
+// ---- ARM LPAE, stage 1, 4 / 16 / 64 KiB granule (io-pgtable-arm.c)
 
 export const LPAE_TYPE_MASK = 3;
 export const LPAE_TYPE_BLOCK = 1;
@@ -254,24 +264,72 @@ export const LPAE_NG = 1 << 11;
 /** XN = UXN|PXN, bits 53 and 54, in the hi word. */
 export const LPAE_XN_HI = 3 << 21;
 
+/** The granules of ARM LPAE stage 1 the model builds (bytes). */
+export type ArmLpaeGranule = 4096 | 16384 | 65536;
+
 /**
- * ARM LPAE stage-1 with a 4 KiB granule and 48-bit input addresses: 4 levels, leaves of 4 KiB
- * (page descriptors), 2 MiB and 1 GiB (block descriptors), 48-bit output addresses. Leaf
- * attributes as arm_lpae_prot_to_pte: nG, AP[2] read-only when READ without WRITE, AP[1] unless
- * PRIV, AttrIndx DEV for MMIO / CACHE for CACHE / NC otherwise, SH inner for CACHE else outer,
- * XN for NOEXEC, AF always.
+ * The leaf sizes io-pgtable-arm.c: arm_lpae_restrict_pgsizes() keeps for a granule with a 48-bit
+ * output size, as log2 of 4 KiB frames: 4 KiB | 2 MiB | 1 GiB; 16 KiB | 32 MiB; 64 KiB | 512 MiB
+ * (the 4 TiB block of the 64 KiB granule needs an output size above 48 bits).
  */
-export function armLpaeFormat(): PtFormat {
-  return cachedFormat('arm-lpae', () => ({
+const ARM_LPAE_LEAF_LG2S: Readonly<Record<ArmLpaeGranule, readonly number[]>> = {
+  4096: [0, 9, 18],
+  16384: [2, 13],
+  65536: [4, 17],
+};
+
+/**
+ * ARM LPAE stage-1 with a 48-bit input and output size and a 4, 16 or 64 KiB granule (the SMMU
+ * picks the CPU's PAGE_SIZE when it supports it: arm_lpae_restrict_pgsizes()). Geometry as
+ * io-pgtable-arm.c: arm_lpae_alloc_pgtable() computes it, with s = log2(granule): each level
+ * resolves s - 3 bits (a table is one granule of 8-byte entries); the 48 - s bits above the page
+ * offset need ceil((48 - s) / (s - 3)) levels, the top one resolving what is left:
+ *   4 KiB:  9 bits a level, 4 levels, top table of 2^9 entries;
+ *   16 KiB: 11 bits a level, 4 levels (34 bits), top table of 2^1 = 2 entries;
+ *   64 KiB: 13 bits a level, 3 levels (32 bits), top table of 2^6 = 64 entries.
+ * Levels here count up from the page level (the kernel's ARM_LPAE_MAX_LEVELS - 1 = 3 is level 0);
+ * a leaf at level L maps 2^(s + (s - 3) * L) bytes (ARM_LPAE_BLOCK_SIZE). Leaves: page descriptors
+ * at level 0, block descriptors at the levels of the granule's other leaf sizes (levels 1 and 2
+ * for 4 KiB, level 1 for 16 and 64 KiB: 32 MiB and 512 MiB); a block descriptor elsewhere is
+ * read as invalid. The output address sits in bits [47:12] of every descriptor
+ * (ARM_LPAE_PTE_ADDR_MASK); paddr_to_iopte() folds PA[51:48] into bits [15:12] for the 64 KiB
+ * granule, which a 48-bit output size leaves 0, so a descriptor's address field is the 4 KiB frame
+ * of its output address for every granule (the low granule bits being 0). Leaf attributes as
+ * arm_lpae_prot_to_pte: nG, AP[2] read-only when READ without WRITE, AP[1] unless PRIV, AttrIndx
+ * DEV for MMIO / CACHE for CACHE / NC otherwise, SH inner for CACHE else outer, XN for NOEXEC, AF
+ * always.
+ */
+export function armLpaeFormat(granule: ArmLpaeGranule = 4096): PtFormat {
+  const leafLg2s = ARM_LPAE_LEAF_LG2S[granule];
+  if (leafLg2s === undefined) throw new RangeError(`granule must be 4096, 16384 or 65536, got ${String(granule)}`);
+  // the 4 KiB granule keeps its original cache key: formats are compared by identity
+  return cachedFormat(granule === 4096 ? 'arm-lpae' : `arm-lpae/${granule}`, () => buildArmLpae(granule, leafLg2s));
+}
+
+function buildArmLpae(granule: ArmLpaeGranule, leafLg2s: readonly number[]): PtFormat {
+  const shift = Math.log2(granule);
+  const bitsPerLevel = shift - 3;
+  const levels = Math.ceil((48 - shift) / bitsPerLevel);
+  /** log2 of the granule in 4 KiB frames: the size of a level-0 leaf. */
+  const g4 = shift - 12;
+  /** The highest level a block descriptor may sit at: the level of the largest leaf size. */
+  const maxBlockLevel = (leafLg2s[leafLg2s.length - 1] - g4) / bitsPerLevel;
+  return {
     name: 'arm-lpae',
-    levels: 4,
+    granule,
+    bitsPerLevel,
+    levels,
     vaBits: 48,
     signExtend: false,
     oaBits: 48,
-    ...plainLeaves(0xffff),
+    oaHiMask: 0xffff,
+    contig: false,
+    contigLeaf: noContig,
+    leafLg2: (level) => g4 + bitsPerLevel * level,
+    leafOaPfn: (_level, lo, hi) => (lo >>> 12) + (hi & 0xffff) * 1048576,
     leaf0Mask: LPAE_TYPE_MASK,
     leaf0Value: LPAE_TYPE_TABLE_OR_PAGE,
-    leafLg2s: [0, 9, 18],
+    leafLg2s,
     leafAttrs(level, prot, out) {
       let lo = LPAE_NG | LPAE_AF;
       if (!(prot & IOMMU_WRITE) && (prot & IOMMU_READ)) lo |= LPAE_AP_RDONLY;
@@ -291,7 +349,7 @@ export function armLpaeFormat(): PtFormat {
       const t = lo & LPAE_TYPE_MASK;
       if (level === 0) return t === LPAE_TYPE_TABLE_OR_PAGE ? PT_ENTRY_OA : PT_ENTRY_EMPTY;
       if (t === LPAE_TYPE_TABLE_OR_PAGE) return PT_ENTRY_TABLE;
-      if (t === LPAE_TYPE_BLOCK && level <= 2) return PT_ENTRY_OA;
+      if (t === LPAE_TYPE_BLOCK && level <= maxBlockLevel) return PT_ENTRY_OA;
       return PT_ENTRY_EMPTY;
     },
     leafProt(lo, hi) {
@@ -317,7 +375,7 @@ export function armLpaeFormat(): PtFormat {
       if (hi & LPAE_XN_HI) parts.push('XN');
       return parts.join(' ');
     },
-  }));
+  };
 }
 
 // ---- AMD IOMMU v1 (fmt/amdv1.h): PR bit 0, D 6, NextLevel bits 9..11, OA 12..51, FC 60, IR 61, IW 62
@@ -373,6 +431,8 @@ function buildAmdV1(levels: 4 | 5): PtFormat {
     vaBits: 12 + 9 * levels,
     signExtend: false,
     oaBits: 52,
+    granule: 4096,
+    bitsPerLevel: 9,
     oaHiMask: 0xfffff,
     leaf0Mask: AMDV1_PR | AMDV1_NL_MASK,
     leaf0Value: AMDV1_PR,

@@ -1,5 +1,6 @@
 // Inspection of a domain's page tables for tests, reports and the visualizer: raw bytes of a table
-// page and its decoded entries, and the entries a translation walks through.
+// page and its decoded entries, and the entries a translation walks through. A table page is named
+// by its machine pfn and is one granule long (4 KiB, or an ARM LPAE domain's 16 / 64 KiB).
 
 import { checkAddr } from '../base/index.ts';
 import type { IommuDomain } from './domain.ts';
@@ -20,7 +21,7 @@ export interface PteInfo {
   readonly attrs: string;
 }
 
-/** A copy of one table page: its 4096 bytes and its non-zero entries decoded at `level`. */
+/** A copy of one table page: its bytes (one granule) and its non-zero entries decoded at `level`. */
 export interface TablePageDump {
   readonly pfn: bigint;
   readonly level: number;
@@ -45,9 +46,9 @@ export function dumpTablePage(d: IommuDomain, pfn: bigint, level?: number): Tabl
   }
   const f = pt.format;
   const v = pt.view(p);
-  const bytes = new Uint8Array(v.buffer, v.byteOffset, 4096).slice();
+  const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
   const entries: PteInfo[] = [];
-  for (let i = 0; i < 512; i++) {
+  for (let i = 0; i < v.length / 2; i++) {
     const lo = v[i * 2], hi = v[i * 2 + 1];
     if (lo === 0 && hi === 0) continue;
     const k = f.kind(lvl, lo, hi);
@@ -100,6 +101,7 @@ export function iommuWalkInfo(d: IommuDomain, iova: bigint): WalkStepInfo[] {
   if (pt === null) throw new TypeError(`domain type ${d.type} has no page table`);
   checkAddr('iova', iova);
   const f = pt.format;
+  const pageSize = BigInt(d.iommu.mm.pageSize);
   return pt.walk(Number(iova >> 12n)).map((s) => {
     const lo = Number(s.pte & 0xffffffffn), hi = Number(s.pte >> 32n);
     const entryBytes = new Uint8Array(8);
@@ -109,7 +111,7 @@ export function iommuWalkInfo(d: IommuDomain, iova: bigint): WalkStepInfo[] {
     const leafBytes = leaf ? 4096 * 2 ** leafLg2 : 0;
     const oa = s.kind === 'empty' ? 0n : BigInt(leaf ? f.leafOaPfn(s.level, lo, hi) : entryOaPfn(f, lo, hi)) * 4096n;
     return {
-      ...s, tablePhys: s.tablePfn * 4096n, entryBytes, oa, leafBytes,
+      ...s, tablePhys: s.tablePfn * pageSize, entryBytes, oa, leafBytes,
       leafIova: leaf ? iova - (iova % BigInt(leafBytes)) : 0n,
       prot: leaf ? f.leafProt(lo, hi) : 0,
       attrs: s.kind === 'empty' ? '' : f.describe(s.level, lo, hi),

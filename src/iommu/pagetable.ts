@@ -1,10 +1,17 @@
 // Models: drivers/iommu/generic_pt/iommu_pt.h (Linux 7.1): the generic IOMMU page-table walker
 // (NS(map_range), NS(unmap_range), DOMAIN_NS(iova_to_phys), clear_contig(), table allocation and freeing).
 // One walker serves every format in formats.ts; ARM LPAE domains use it through ArmLpaePageTable
-// (pagetable-arm.ts), which keeps io-pgtable-arm's map and unmap rules. Table pages are real 4 KiB
-// pages of the machine's RAM (allocKernelPages(0)); entries are written byte-exact, little-endian,
-// through zero-copy views of those pages. Positions inside are 4 KiB frame numbers held in plain
-// numbers (a 64-bit IOVA has a 52-bit frame number, exact in a double), never bigint.
+// (pagetable-arm.ts), which keeps io-pgtable-arm's map and unmap rules and walks its 16 and 64 KiB
+// granules. Table pages are real pages of the machine's RAM (allocKernelPages(0)), one granule
+// each; entries are written byte-exact, little-endian, through zero-copy views of those pages.
+// Units: IOVAs, output addresses and leaf sizes are 4 KiB frame numbers whatever the granule (a
+// 64-bit IOVA has a 52-bit frame number, exact in a double; never bigint); a table page is named by
+// its machine pfn (the mm's page-size units), which is its 4 KiB frame only on a 4 KiB-page machine.
+// The machine's memory is stored in 4 KiB chunks, so a 16 or 64 KiB table page is reached through
+// its 4 KiB pieces (tablePieces: entry e is in piece e >>> 9). The methods below that use the
+// 512-entry constants and view() (tableFor, countWalk, mapLeaves, mapRunCached, unmapRange, lookup:
+// the hot paths) serve the 4 KiB-granule formats only; ArmLpaePageTable overrides every one of
+// them with the table's own geometry (tableItems, levelInv, tableFrames) and pieces.
 // Model deviation: one thread, so none of the kernel's lock-free install races exist here.
 
 import type { Errno } from '../base/index.ts';
@@ -63,7 +70,7 @@ export interface WalkStep {
 export class PageTable {
   readonly format: PtFormat;
   readonly mm: MachineMm;
-  /** Frame number of the top table. */
+  /** Machine pfn of the top table. */
   readonly rootPfn: number;
   /** Table pages taken from RAM and not yet given back (pages waiting on a freelist included). */
   tablePages = 0;
@@ -75,8 +82,8 @@ export class PageTable {
   unmappedPages = 0;
   private readonly views = new Map<number, Uint32Array>();
   /** The frame and level of the last table reached by the current walk (-1: the next walk starts at the root). */
-  private walkPfn = -1;
-  private walkLevel = 0;
+  protected walkPfn = -1;
+  protected walkLevel = 0;
   /** true between beginBatchWalk and endBatchWalk. */
   private batchWalk = false;
   private clearedPtes = 0;
@@ -87,9 +94,23 @@ export class PageTable {
   protected attrHi = 0;
   protected readonly top: number;
   protected readonly attrs: EntryWords = { lo: 0, hi: 0 };
-  private cacheLevel = -1;
-  private cacheKey = -1;
-  private cacheTable: Uint32Array | null = null;
+  /** The level and key (first frame / frames a table of that level covers) of the last table tableFor reached; -1: none. */
+  protected cacheLevel = -1;
+  protected cacheKey = -1;
+  /** That table's view (null when it has no single 4 KiB view: a larger granule's table). */
+  protected cacheTable: Uint32Array | null = null;
+  /** Cached tablePieces of the table pages, by machine pfn, for subclasses that keep them (ArmLpaePageTable). */
+  protected readonly pieceCache = new Map<number, Uint32Array[]>();
+  /** Bytes of one table page: the format's granule, which is the machine's page size. */
+  protected readonly tableBytes: number;
+  /** Entries of one table page (512 for a 4 KiB granule). */
+  protected readonly tableItems: number;
+  /** tableItems - 1: an index mask. */
+  protected readonly itemMask: number;
+  /** 4 KiB frames in one table page (1, 4 or 16): a table's machine pfn times this is its 4 KiB frame. */
+  protected readonly tableFrames: number;
+  /** levelInv[L] = 1 / (4 KiB frames one entry at level L covers), for L in [0, levels]: exact powers of two. */
+  protected readonly levelInv: readonly number[];
   protected readonly rootView: Uint32Array;
   /** End of the lower (or only) translatable half, in frames. */
   protected readonly lowEndPfn: number;
@@ -98,12 +119,23 @@ export class PageTable {
   /** Output frames must stay below this (2^(oaBits - 12)). */
   readonly oaPfnLimit: number;
 
-  /** Allocates the top table. Throws Error('ENOMEM ...') when RAM has no page for it. */
+  /**
+   * Allocates the top table. Throws Error('ENOMEM ...') when RAM has no page for it, RangeError when
+   * the machine's page size is not the format's granule (a table page is one machine page).
+   */
   constructor(mm: MachineMm, format: PtFormat) {
     if (!LITTLE_ENDIAN) throw new Error('the page-table model needs a little-endian host');
-    if (mm.pageSize !== 4096) throw new RangeError(`IOMMU page tables need 4 KiB pages, got pageSize ${mm.pageSize}`);
+    if (mm.pageSize !== format.granule) {
+      throw new RangeError(`${format.name} page tables with a ${format.granule}-byte granule need ${format.granule}-byte pages, got pageSize ${mm.pageSize}`);
+    }
     this.mm = mm;
     this.format = format;
+    this.tableBytes = format.granule;
+    this.tableItems = format.granule / 8;
+    this.itemMask = this.tableItems - 1;
+    this.tableFrames = format.granule / 4096;
+    const g4 = Math.log2(this.tableFrames);
+    this.levelInv = Array.from({ length: format.levels + 1 }, (_, l) => 2 ** -(g4 + format.bitsPerLevel * l));
     this.top = format.levels - 1;
     this.lowEndPfn = format.signExtend ? 2 ** (format.vaBits - 13) : 2 ** (format.vaBits - 12);
     this.highStartPfn = format.signExtend ? PFN_SPACE - this.lowEndPfn : Infinity;
@@ -111,7 +143,7 @@ export class PageTable {
     const root = this.allocTable();
     if (root < 0) throw new Error('ENOMEM: no page for the IOMMU top table');
     this.rootPfn = root;
-    this.rootView = this.view(root);
+    this.rootView = this.tablePieces(root)[0];
   }
 
   /** true when [iovaPfn, iovaPfn + pages) is inside the translatable space (one half if sign-extended). */
@@ -120,7 +152,7 @@ export class PageTable {
     return end <= this.lowEndPfn || (iovaPfn >= this.highStartPfn && end <= PFN_SPACE);
   }
 
-  /** Zero-copy u32 view of a table page, cached by frame number. */
+  /** Zero-copy u32 view of a 4 KiB table page, cached by frame number (a 4 KiB granule only: else tablePieces). */
   view(pfn: number): Uint32Array {
     let v = this.views.get(pfn);
     if (v === undefined) {
@@ -130,6 +162,15 @@ export class PageTable {
       this.views.set(pfn, v);
     }
     return v;
+  }
+
+  /**
+   * The table page at machine pfn as zero-copy u32 views of its 4 KiB pieces, in order: entry e is
+   * words (e & 511) * 2 and (e & 511) * 2 + 1 of piece e >>> 9. Here one piece, view(pfn) (4 KiB
+   * granule); ArmLpaePageTable gives every granule's.
+   */
+  tablePieces(pfn: number): Uint32Array[] {
+    return [this.view(pfn)];
   }
 
   protected allocTable(): number {
@@ -223,11 +264,13 @@ export class PageTable {
     const prev = this.walkPfn;
     if (prev >= 0) {
       steps = Math.max(0, this.walkLevel - level);
+      // the table's geometry (INV512 for a 4 KiB granule), so ARM LPAE's larger granules count alike
+      const inv = this.levelInv;
       // in the same level-`level` table as the last walk (the common case) every table above it
       // is shared too: only another table has a level to find
-      if (Math.floor(iovaPfn * INV512[level + 1]) !== Math.floor(prev * INV512[level + 1])) {
+      if (Math.floor(iovaPfn * inv[level + 1]) !== Math.floor(prev * inv[level + 1])) {
         for (let l = this.top - 1; l >= level; l--) {
-          if (Math.floor(iovaPfn * INV512[l + 1]) !== Math.floor(prev * INV512[l + 1])) {
+          if (Math.floor(iovaPfn * inv[l + 1]) !== Math.floor(prev * inv[l + 1])) {
             steps = Math.max(steps, l - level + 1);
             break;
           }
@@ -521,20 +564,23 @@ export class PageTable {
     return false;
   }
 
-  /** The entries visited translating iovaPfn, top level first (the last is a leaf or empty). */
+  /**
+   * The entries visited translating 4 KiB frame iovaPfn, top level first (the last is a leaf or
+   * empty); tablePfn is the table page's machine pfn.
+   */
   walk(iovaPfn: number): WalkStep[] {
     const f = this.format;
     const steps: WalkStep[] = [];
     let pfn = this.rootPfn;
     for (let l = this.top; l >= 0; l--) {
-      const t = this.view(pfn);
-      const index = Math.floor(iovaPfn * INV512[l]) & ITEM_MASK;
-      const lo = t[index * 2], hi = t[index * 2 + 1];
+      const index = Math.floor(iovaPfn * this.levelInv[l]) & this.itemMask;
+      const t = this.tablePieces(pfn)[index >>> 9];
+      const lo = t[(index & 511) * 2], hi = t[(index & 511) * 2 + 1];
       const kind = lo === 0 && hi === 0 ? PT_ENTRY_EMPTY : f.kind(l, lo, hi);
       const pte = (BigInt(hi) << 32n) | BigInt(lo);
       steps.push({ level: l, tablePfn: BigInt(pfn), index, pte, kind: entryKindName(kind) });
       if (kind !== PT_ENTRY_TABLE) break;
-      pfn = entryOaPfn(f, lo, hi);
+      pfn = entryOaPfn(f, lo, hi) / this.tableFrames;
     }
     return steps;
   }
@@ -545,27 +591,29 @@ export class PageTable {
    */
   private visitTables(fn: (pfn: number, level: number) => boolean): boolean {
     const f = this.format;
+    const k = this.tableFrames;
     const visit = (pfn: number, level: number): boolean => {
       if (fn(pfn, level)) return true;
       if (level === 0) return false;
-      const t = this.view(pfn);
-      for (let i = 0; i < ITEMS * 2; i += 2) {
-        const lo = t[i], hi = t[i + 1];
-        if ((lo !== 0 || hi !== 0) && f.kind(level, lo, hi) === PT_ENTRY_TABLE && visit(entryOaPfn(f, lo, hi), level - 1)) return true;
+      for (const t of this.tablePieces(pfn)) {
+        for (let i = 0; i < ITEMS * 2; i += 2) {
+          const lo = t[i], hi = t[i + 1];
+          if ((lo !== 0 || hi !== 0) && f.kind(level, lo, hi) === PT_ENTRY_TABLE && visit(entryOaPfn(f, lo, hi) / k, level - 1)) return true;
+        }
       }
       return false;
     };
     return visit(this.rootPfn, this.top);
   }
 
-  /** Frame numbers of every table page reachable from the root (root first). */
+  /** Machine pfns of every table page reachable from the root (root first). */
   allTables(): number[] {
     const out: number[] = [];
     this.visitTables((pfn) => { out.push(pfn); return false; });
     return out;
   }
 
-  /** The level of table page pfn, or -1 when pfn is not one of this table's pages. */
+  /** The level of the table page at machine pfn `pfn`, or -1 when it is not one of this table's pages. */
   tableLevel(pfn: number): number {
     let found = -1;
     this.visitTables((p, level) => {

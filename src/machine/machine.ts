@@ -10,7 +10,7 @@ import { Device, deviceReleaseDriver } from '../pci/index.ts';
 import {
   buildPciTopology, pciDeviceMemoryFromConfig, type CpuConfig, type PciNodeConfig, type PciTopology,
 } from '../pci/internal.ts';
-import { createIommu, type Iommu, type IommuConfig } from '../iommu/index.ts';
+import { checkIommuPageSize, createIommu, type Iommu, type IommuConfig } from '../iommu/index.ts';
 import {
   checkDmaOpsConfig, createDmaOps, installDmaOps, type DmaMapOps, type DmaOpsConfig, type DmaOpsMachineFacts,
   createSwiotlb, dmaDebugCheckLeaks, dmaDebugCpuWriteHook, DmaDebug, dmaSetupNeedSync, registerDmaDevice, swiotlbDevInit, swiotlbMemblockInit,
@@ -175,6 +175,10 @@ function checkConfig(config: unknown): MachineConfig {
   if (c.pci !== undefined && !Array.isArray(c.pci)) throw new TypeError(`config.pci must be an array of PCI nodes, got ${typeof c.pci}`);
   if (c.swiotlb !== undefined && c.swiotlb !== false && (typeof c.swiotlb !== 'object' || c.swiotlb === null)) {
     throw new TypeError(`config.swiotlb must be { bytes?, force? } or false, got ${String(c.swiotlb)}`);
+  }
+  // 16 and 64 KiB pages: only ARM LPAE has page tables of that granule (the IOMMU checks the rest)
+  if ((c.pageSize === 16384 || c.pageSize === 65536) && typeof c.iommu === 'object' && c.iommu !== null) {
+    checkIommuPageSize('config.iommu', c.iommu, c.pageSize);
   }
   if (c.faults !== undefined) checkFaultSpecs('config.faults', c.faults);
   if (c.dmaDebug !== undefined) checkDmaDebugConfig(c.dmaDebug);

@@ -329,7 +329,7 @@ describe('refusals', () => {
 
 describe('a 16 KiB-page machine: the block layer at its PAGE_SIZE, PRPs at NVME_CTRL_PAGE_SIZE (4 KiB)', () => {
   const PS = 16 * KiB;
-  /** A 16 KiB-page machine (dma-direct; the model's IOMMU page tables need 4 KiB pages) with an NVMe controller model. */
+  /** A 16 KiB-page machine without an IOMMU (dma-direct) with an NVMe controller model. */
   function machine16(mdts: number, bounce = false, pageSize = PS): Machine {
     return createMachine({
       ramBytes: 2 * GiB, pageSize, seed: 3, swiotlb: { bytes: 4 * MiB, force: bounce },
