@@ -45,8 +45,11 @@ export function dumpTablePage(d: IommuDomain, pfn: bigint, level?: number): Tabl
     if (lvl < 0) throw new RangeError(`pfn 0x${pfn.toString(16)} is not a table page of this domain`);
   }
   const f = pt.format;
-  const v = pt.view(p);
-  const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+  // the page's 4 KiB pieces, copied one after the other (one piece for a 4 KiB granule)
+  const pieces = pt.tablePieces(p);
+  const v = new Uint32Array(pieces.length * 1024);
+  pieces.forEach((piece, k) => v.set(piece, k * 1024));
+  const bytes = new Uint8Array(v.buffer);
   const entries: PteInfo[] = [];
   for (let i = 0; i < v.length / 2; i++) {
     const lo = v[i * 2], hi = v[i * 2 + 1];

@@ -5,6 +5,7 @@ export * from './index.ts';
 export * from './pgsize.ts';
 export * from './formats.ts';
 export * from './pagetable.ts';
+export * from './pagetable-arm.ts';
 export * from './iotlb.ts';
 export * from './iova.ts';
 export * from './flush-queue.ts';
