@@ -111,6 +111,40 @@ describe('the view model of the web page', () => {
     vm.setTrace([]);
     expect(vm.rows('layout:vram:pagearray', 0, 4).rows.some((r) => r.hit)).toBe(false);
   });
+  it('a 64 KiB-page machine with an ARM LPAE SMMU: a table page shows its 8192 entries and 64 KiB of bytes, and the trace marks the leaf', () => {
+    const yaml = [
+      'name: arm64k',
+      'machine:',
+      '  ramBytes: 1GiB',
+      '  pageSize: 65536',
+      '  pci:',
+      '    - { name: hb0, type: host-bridge, vendor: 0x10de, device: 0x22b2 }',
+      '    - { name: rp0, type: root-port, parent: hb0 }',
+      '    - { name: nvme0, type: endpoint, parent: rp0 }',
+      '  iommu: { format: arm-lpae, mode: strict }',
+      'buffers:',
+      '  - { name: buf, process: app, len: 128KiB, backing: anon }',
+      'steps:',
+      '  - { op: mmap, buffer: buf }',
+      '  - { op: populate, buffer: buf }',
+      '  - { op: map, name: m, device: nvme0, buffer: buf, method: phys, dir: bidirectional }',
+    ].join('\n');
+    const vm = new ViewModel(yaml, 'arm64k.yaml');
+    for (let i = 0; i < 3; i++) vm.step();
+    expect(everyView(vm)).toBeGreaterThan(0);
+    const t = traceOf(vm, 'buf', 70000);
+    vm.setTrace(t.points);
+    const leaf = [...traceBuffer(vm.runner, 'buf', 70000).runs[0].devices[0].access.iommu!.walk].pop()!;
+    expect(leaf.tablePhys % 65536n).toBe(0n);
+    const table = vm.table('nvme0', `0x${(leaf.tablePhys / 65536n).toString(16)}`);
+    expect(table.level).toBe(0);
+    expect(table.entries).toHaveLength(8192);
+    expect(table.hex).toHaveLength(4096);
+    expect(table.hex[4095].startsWith('fff0: ')).toBe(true);
+    expect(table.entries.filter((e) => e.hit).map((e) => e.index)).toEqual([leaf.index]);
+    expect(table.entries[leaf.index].raw).toBe(`0x${leaf.entry.toString(16)}`);
+    expect(vm.rows('pt:nvme0:', 0, 100).total).toBe(8192);
+  });
   it('bytes() refuses an offset or length that is not a non-negative integer, naming it', () => {
     const vm = new ViewModel(text('lazy-stale-iotlb'), 'lazy-stale-iotlb.yaml');
     vm.step();

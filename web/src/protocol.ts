@@ -160,9 +160,9 @@ export interface TableAnswer {
   readonly device: string;
   readonly pfn: string;
   readonly level: number;
-  /** The 4096 bytes as 256 lines of 16 hex bytes. */
+  /** The page's bytes (4096, or 16 / 64 KiB for ARM LPAE's larger granules) as lines of 16 hex bytes. */
   readonly hex: readonly string[];
-  /** The 512 entries: index, raw, kind, output address, attributes. */
+  /** Every entry (512 for a 4 KiB page): index, raw, kind, output address, attributes. */
   readonly entries: ReadonlyArray<{ readonly index: number; readonly raw: string; readonly kind: string; readonly oa: string; readonly attrs: string; readonly hit: boolean }>;
 }
 

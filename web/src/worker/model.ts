@@ -579,11 +579,11 @@ export class ViewModel {
     };
   }
 
-  /** The 512 entries of one table page ('pt:<device>:<pfnHex>'; no pfn: the root). */
+  /** The entries of one table page ('pt:<device>:<pfnHex>'; no pfn: the root): 512, or 2048 / 8192 for ARM LPAE's 16 / 64 KiB granule. */
   private tableSource(device: string, pfn: string | null): RowSource {
     const t = this.table(device, pfn === '' ? null : pfn);
     return {
-      columns: ['index', 'entry', 'kind', 'output addr', 'attributes'], total: 512,
+      columns: ['index', 'entry', 'kind', 'output addr', 'attributes'], total: t.entries.length,
       row: (i) => {
         const e = t.entries[i];
         return [String(e.index), e.raw, e.kind, e.oa, e.attrs];
@@ -598,14 +598,16 @@ export class ViewModel {
     if (p === null) throw new RangeError(`device ${device}'s domain has no page table`);
     const t = dumpTablePage(d, p);
     const hexLines: string[] = [];
-    for (let i = 0; i < 4096; i += 16) {
+    // a table page is one IOMMU granule: 4 KiB, or 16 / 64 KiB for ARM LPAE on such a machine
+    const width = (t.bytes.length - 1).toString(16).length;
+    for (let i = 0; i < t.bytes.length; i += 16) {
       const line = [...t.bytes.subarray(i, i + 16)].map((x) => x.toString(16).padStart(2, '0')).join(' ');
-      hexLines.push(`${i.toString(16).padStart(3, '0')}: ${line}`);
+      hexLines.push(`${i.toString(16).padStart(width, '0')}: ${line}`);
     }
     const byIndex = new Map(t.entries.map((e) => [e.index, e]));
     const pteKeys = new Set(this.points.filter((x) => x.space === 'pte').map((x) => x.addr));
     const entries = [];
-    for (let i = 0; i < 512; i++) {
+    for (let i = 0; i < t.bytes.length / 8; i++) {
       const e = byIndex.get(i);
       entries.push({
         index: i, raw: e ? hex(e.raw) : '0x0', kind: e?.kind ?? 'empty', oa: e ? hex(e.oa) : '-', attrs: e?.attrs ?? '',

@@ -10,8 +10,12 @@ import { renderTrace, traceBuffer, traceToJson, type BufferTrace } from '../../.
 import type { TraceAnswer, TracePoint } from '../protocol.ts';
 import type { ViewModel } from './model.ts';
 
-/** The addresses of a byte trace, by space, for the panels' marks. */
-export function tracePoints(t: BufferTrace): TracePoint[] {
+/**
+ * The addresses of a byte trace, by space, for the panels' marks. A page-table entry is named by its
+ * table page's machine pfn (physical address / pageSize, the machine's page size) and its index.
+ */
+export function tracePoints(t: BufferTrace, pageSize: number): TracePoint[] {
+  const ps = BigInt(pageSize);
   const out: TracePoint[] = [];
   const run = t.runs[0];
   if (run === undefined) return out;
@@ -23,7 +27,7 @@ export function tracePoints(t: BufferTrace): TracePoint[] {
     out.push({ space: 'dma', addr: hex(a.dmaAddr), layer: `${d.mapping} on ${d.device}` });
     if (a.addressKind === 'IOVA') out.push({ space: 'iova', addr: hex(a.dmaAddr), layer: `IOVA on ${d.device}` });
     for (const w of a.iommu?.walk ?? []) {
-      out.push({ space: 'pte', addr: `${hex(w.tablePhys >> 12n)}:${w.index}`, layer: `L${w.level} entry on ${d.device}` });
+      out.push({ space: 'pte', addr: `${hex(w.tablePhys / ps)}:${w.index}`, layer: `L${w.level} entry on ${d.device}` });
     }
     if (a.phys !== null && a.phys !== c.phys) {
       out.push({ space: 'phys', addr: hex(a.phys), layer: a.swiotlb ? `swiotlb slot ${a.swiotlb.slot} on ${d.device}` : `device lands on ${d.device}` });
@@ -34,5 +38,5 @@ export function tracePoints(t: BufferTrace): TracePoint[] {
 
 export function traceOf(vm: ViewModel, buffer: string, offset: number): TraceAnswer {
   const t = traceBuffer(vm.runner, buffer, offset);
-  return { buffer, offset, text: renderTrace(t), json: traceToJson(t), points: tracePoints(t) };
+  return { buffer, offset, text: renderTrace(t), json: traceToJson(t), points: tracePoints(t, vm.machine.pageSize) };
 }
