@@ -32,7 +32,17 @@ function flushWalkAndFree(d: IommuDomain, fromPfn: number, toPfn: number): void 
 }
 
 /**
- * iommu_map_nosync on an ARM LPAE domain, pages >= 1 (the core has checked the arguments and
+ * The first test of __iommu_map_domain_pgtbl(): iova, paddr and size aligned to min_pagesz, the
+ * domain's granule (4 KiB frames here, so only a 16 or 64 KiB granule can fail it). EINVAL, or null.
+ */
+export function armLpaeMapUnaligned(d: IommuDomain, iovaPfn: number, paPfn: number, pages: number): Result<void> | null {
+  const gf = d.granule / 4096;
+  if (gf === 1 || (iovaPfn % gf === 0 && paPfn % gf === 0 && pages % gf === 0)) return null;
+  return err('EINVAL', `unaligned: iova ${frameAddr(iovaPfn)} pa ${frameAddr(paPfn)} size ${frameAddr(pages)} min_pagesz 0x${d.granule.toString(16)}`);
+}
+
+/**
+ * iommu_map_nosync on an ARM LPAE domain, pages >= 1 and granule-aligned (armLpaeMapUnaligned) (the core has checked the arguments and
  * counted the call): map_pages calls of the iommu_pgsize batch, each stopping at the end of its
  * table, until all is mapped. Per call, as arm_lpae_map_pages: an IOVA beyond the input size or a
  * physical address beyond the output size is ERANGE with a WARN (so a range running past the input
@@ -45,11 +55,6 @@ export function armLpaeMapPfns(d: IommuDomain, pt: ArmLpaePageTable, iovaPfn: nu
   const stats = d.iommu.mm.stats;
   const events = d.iommu.mm.events;
   const iova0 = iovaPfn, pa0 = paPfn, origPages = pages;
-  const gf = d.granule / 4096;
-  if (gf !== 1 && (iovaPfn % gf !== 0 || paPfn % gf !== 0 || pages % gf !== 0)) {
-    // __iommu_map_domain_pgtbl(): iova, paddr and size must be aligned to min_pagesz, the granule
-    return err('EINVAL', `unaligned: iova ${frameAddr(iovaPfn)} pa ${frameAddr(paPfn)} size ${frameAddr(pages)} min_pagesz 0x${d.granule.toString(16)}`);
-  }
   let errno: Errno | null = null;
   let why = '';
   while (pages > 0) {

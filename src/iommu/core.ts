@@ -12,7 +12,7 @@ import type { RangeSource } from '../phyr/index.ts';
 import { IommuIotlbGather, type IommuDomain } from './domain.ts';
 import type { LeafInfo, PageTable } from './pagetable.ts';
 import { safeBigToNum } from './addr-num.ts';
-import { armLpaeMapPfns, armLpaeUnmapPfns } from './core-arm.ts';
+import { armLpaeMapPfns, armLpaeMapUnaligned, armLpaeUnmapPfns } from './core-arm.ts';
 import { ArmLpaePageTable } from './pagetable-arm.ts';
 import { pgsizeGranules } from './pgsize.ts';
 import { IOMMU_READ, IOMMU_WRITE } from './prot.ts';
@@ -178,7 +178,10 @@ function mapPfnsBatches(d: IommuDomain, iovaPfn: number, paPfn: number, pages: n
   const pt = d.pt;
   if (pt === null) return err('EINVAL', `domain type ${d.type} is not a paging domain`);
   if (pt instanceof ArmLpaePageTable) {
-    // io-pgtable (ARM LPAE): __iommu_map_domain_pgtbl() maps nothing for size 0 and returns 0.
+    // io-pgtable (ARM LPAE): __iommu_map_domain_pgtbl() refuses what is not aligned to the granule,
+    // then maps nothing for size 0 and returns 0.
+    const unaligned = armLpaeMapUnaligned(d, iovaPfn, paPfn, pages);
+    if (unaligned !== null) return unaligned;
     if (pages === 0) return OK_VOID;
     // no wrap test on this path: a range that wraps starts above the input size, which
     // arm_lpae_map_pages refuses (WARN, ERANGE)

@@ -2,7 +2,7 @@
 // gather, iova_to_phys) and an inspector for the byte-exact page tables.
 export * from './prot.ts';
 export {
-  Iommu, IommuDomain, IommuIotlbGather, checkIommuPageSize, createIommu, iommuGetDmaDomain, iommuGetDomainForDev, type IommuConfig,
+  Iommu, IommuDomain, IommuIotlbGather, createIommu, iommuGetDmaDomain, iommuGetDomainForDev, type IommuConfig,
   type IommuDomainGeometry, type IommuDomainType, type ReservedRegion, type ReservedRegionKind,
 } from './domain.ts';
 export {

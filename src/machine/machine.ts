@@ -10,7 +10,8 @@ import { Device, deviceReleaseDriver } from '../pci/index.ts';
 import {
   buildPciTopology, pciDeviceMemoryFromConfig, type CpuConfig, type PciNodeConfig, type PciTopology,
 } from '../pci/internal.ts';
-import { checkIommuPageSize, createIommu, type Iommu, type IommuConfig } from '../iommu/index.ts';
+import { createIommu, type Iommu, type IommuConfig } from '../iommu/index.ts';
+import { checkIommuPageSize } from '../iommu/internal.ts';
 import {
   checkDmaOpsConfig, createDmaOps, installDmaOps, type DmaMapOps, type DmaOpsConfig, type DmaOpsMachineFacts,
   createSwiotlb, dmaDebugCheckLeaks, dmaDebugCpuWriteHook, DmaDebug, dmaSetupNeedSync, registerDmaDevice, swiotlbDevInit, swiotlbMemblockInit,
