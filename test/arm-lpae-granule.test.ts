@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { GiB, KiB, MiB } from '../src/base/index.ts';
 import {
   DMA_BIDIRECTIONAL, DMA_BIT_MASK, DMA_FROM_DEVICE, DMA_TO_DEVICE, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync,
-  dmaIovaTryAlloc, dmaMapPhys, dmaMapSgtable, dmaOptMappingSize, dmaSetMaskAndCoherent, dmaUnmapPhys, dmaUnmapSgtable,
+  dmaIovaTryAlloc, dmaMapPhys, dmaMapSgtable, dmaOptMappingSize, dmaSetMaskAndCoherent, dmaSetMinAlignMask, dmaUnmapPhys, dmaUnmapSgtable,
 } from '../src/dma/index.ts';
 import {
   ArmLpaePageTable, createIommu, dumpTablePage, iommuGetDmaDomain, iommuIovaToPhys, iommuMap, iommuUnmap, iommuWalkInfo,
@@ -329,6 +329,48 @@ describe('device DMA through a 64 KiB-granule SMMU moves the right bytes', () =>
     expect(dev.dmaRead(st.addr + 2n * 65536n + 100n, 16)).toEqual({ ok: true, value: m.mem.read(pages[2] + 100n, 16) });
     dmaIovaDestroy(dev, st, 3 * 65536, DMA_BIDIRECTIONAL, 0);
     expect(dev.dmaRead(st.addr, 4).ok).toBe(false);
+  });
+
+  /**
+   * dma-iommu.c: iommu_dma_iova_bounce_and_link() links the bounce slot at bounce_phys -
+   * iova_start_pad, which is granule-aligned only when swiotlb kept the data's offset in the
+   * granule: swiotlb_align_offset() keeps addr & min_align_mask & (alloc_align_mask | (IO_TLB_SIZE -
+   * 1)). With NVMe's min_align_mask 0xfff a head that starts 0x200 into the first 4 KiB of a 64 KiB
+   * granule links; with no min_align_mask the slot starts at offset 0 and the link is refused
+   * (EINVAL from iommu_map's min_pagesz test), on the kernel as here.
+   */
+  it('two-step on an untrusted device: a head inside a 64 KiB granule is bounced, a whole granule is mapped in place', () => {
+    const m = machine64();
+    const tb = m.device('tb0');
+    dmaSetMinAlignMask(tb, 0xfff);
+    const pages = [page64(m, 21), page64(m, 22)];
+    const st = new DmaIovaState();
+    const head = 65536 - 0x200;
+    expect(dmaIovaTryAlloc(tb, st, pages[0] + 0x200n, head + 65536)).toBe(true);
+    expect(st.addr & 0xffffn).toBe(0x200n);
+    const before = m.stats.swiotlbBounceBytes;
+    expect(dmaIovaLink(tb, st, pages[0] + 0x200n, 0, head, DMA_TO_DEVICE, 0).ok).toBe(true);
+    expect(m.stats.swiotlbBounceBytes - before).toBe(head);
+    expect(dmaIovaLink(tb, st, pages[1], head, 65536, DMA_TO_DEVICE, 0).ok).toBe(true);
+    expect(m.stats.swiotlbBounceBytes - before).toBe(head);
+    expect(dmaIovaSync(tb, st, 0, head + 65536).ok).toBe(true);
+    // the device reads the bounced head and the in-place page across the seam
+    const want = new Uint8Array([...m.mem.read(pages[0] + 65536n - 8n, 8), ...m.mem.read(pages[1], 8)]);
+    expect(tb.dmaRead(st.addr + BigInt(head) - 8n, 16)).toEqual({ ok: true, value: want });
+    expect(iommuIovaToPhys(iommuGetDmaDomain(tb)!, st.addr + BigInt(head))).toBe(pages[1]);
+    dmaIovaDestroy(tb, st, head + 65536, DMA_TO_DEVICE, 0);
+    expect(m.events.count('WARN')).toBe(0);
+  });
+
+  it('two-step on an untrusted device without a min_align_mask: the bounced head\'s slot is not granule-aligned, the link is EINVAL', () => {
+    const m = machine64();
+    const tb = m.device('tb0');
+    const phys = page64(m, 23) + 0x200n;
+    const st = new DmaIovaState();
+    expect(dmaIovaTryAlloc(tb, st, phys, 65536 - 0x200)).toBe(true);
+    const r = dmaIovaLink(tb, st, phys, 0, 65536 - 0x200, DMA_TO_DEVICE, 0);
+    expect(r.ok ? 'ok' : r.errno).toBe('EINVAL');
+    expect(r.ok ? '' : r.message).toContain('min_pagesz 0x10000');
   });
 
   it('dma_opt_mapping_size is iova_rcache_range(): PAGE_SIZE << 5 = 2 MiB with 64 KiB pages', () => {
