@@ -8,10 +8,12 @@
 // 64-bit IOVA has a 52-bit frame number, exact in a double; never bigint); a table page is named by
 // its machine pfn (the mm's page-size units), which is its 4 KiB frame only on a 4 KiB-page machine.
 // The machine's memory is stored in 4 KiB chunks, so a 16 or 64 KiB table page is reached through
-// its 4 KiB pieces (tablePieces: entry e is in piece e >>> 9). The methods below that use the
-// 512-entry constants and view() (tableFor, countWalk, mapLeaves, mapRunCached, unmapRange, lookup:
-// the hot paths) serve the 4 KiB-granule formats only; ArmLpaePageTable overrides every one of
-// them with the table's own geometry (tableItems, levelInv, tableFrames) and pieces.
+// its 4 KiB pieces (tablePieces: entry e is in piece e >>> 9). The hot paths below keep the
+// 512-entry constants and view() (tableFor, mapLeaves, mapRunCached, unmapRange, lookup) and serve
+// 4 KiB tables only: ArmLpaePageTable has its own descent and overrides mapLeaves, unmapRange and
+// lookup with the table's geometry (tableItems, levelInv, tableFrames) and pieces; mapRunCached
+// reaches an ARM table only through cacheTable, which ArmLpaePageTable sets for a 4 KiB granule
+// alone. countWalk, walk and the table visits read the per-table geometry.
 // Model deviation: one thread, so none of the kernel's lock-free install races exist here.
 
 import type { Errno } from '../base/index.ts';
