@@ -93,7 +93,8 @@ export function wrapWords(text: string, width: number): string[] {
 
 /** Renders the DMA mapping section: one table per machine configuration. */
 export function renderMapping(mr: MappingReport): string {
-  const out: string[] = ['DMA mapping: each buffer mapped DMA_BIDIRECTIONAL by each method, then a device round trip'];
+  const out: string[] = ['DMA mapping: each buffer mapped DMA_BIDIRECTIONAL by each method, then a device round trip',
+    `IOMMU configurations: ${mr.iommuTables}`];
   const labelOf = new Map(mr.buffers.map((b) => [b.name, b.name]));
   for (const c of mr.configs) {
     out.push('');

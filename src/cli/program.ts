@@ -166,7 +166,7 @@ export function buildProgram(io: CliIo, mode: Mode, prewarmed: MappingPool | nul
     .option('--buffers <list>', `comma-separated buffers to compare, from ${BUFFER_NAMES.join(',')} (default: all)`, parseBuffers)
     .option('--max-segment <bytes>', 'max_segment for the scatterlist (sgAllocTableFromPagesSegment); default UINT_MAX rounded down to the page size, as sg_alloc_table_from_pages',
       parseIntArg('--max-segment', 4096, 0xffffffff))
-    .addOption(new Option('--page-size <bytes>', 'base page size of the machine').choices(['4096', '16384', '65536']).default('4096'))
+    .addOption(new Option('--page-size <bytes>', 'base page size of the machine (16384 and 65536: arm64-style, the IOMMU walks ARM LPAE tables of that granule)').choices(['4096', '16384', '65536']).default('4096'))
     .option('--mapping', `include the DMA mapping section (the default): the buffers mapped for a PCI device on ${MAPPING_CONFIG_NAMES.length} machine configurations by 4 methods, with a device round trip`, true)
     .option('--no-mapping', 'leave the DMA mapping section out (the layout comparison alone takes about 1 s)')
     .option('--configs <list>', `comma-separated mapping configurations, from ${MAPPING_CONFIG_NAMES.join(',')} (default: all; ignored with --no-mapping)`, parseConfigs)

@@ -11,6 +11,7 @@ import { UMEM_METHODS, UMEM_METHOD_LABELS, umemMap, type UmemMethod, type UmemSe
 import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
 import type { UserMm } from '../mm/index.ts';
 import type { Device, PciNodeConfig } from '../pci/index.ts';
+import type { IommuConfig } from '../iommu/index.ts';
 import { patternBytes as fill } from '../base/index.ts';
 
 /** The mmap backing of a mapping buffer on a configuration (the P2P BAR of gpu0 in the P2P configurations). */
@@ -163,6 +164,8 @@ export interface MappingReport {
     readonly name: MappingConfigName; readonly label: string; readonly offset: number; readonly note: string | null;
   }>;
   readonly buffers: ReadonlyArray<{ readonly name: string; readonly label: string; readonly len: number }>;
+  /** The page tables of the IOMMU configurations (mappingIommuConfig): format and granule, in words. */
+  readonly iommuTables: string;
   readonly rows: readonly MappingRow[];
   readonly legend: Readonly<Record<string, string>>;
 }
@@ -220,6 +223,15 @@ function pagedBars(pci: readonly PciNodeConfig[], pageSize: number): PciNodeConf
     : n));
 }
 
+/**
+ * The IOMMU of a mapping machine: x86-64 first-stage tables at 4 KiB pages; at 16 / 64 KiB pages
+ * (an arm64 kernel) an SMMU's ARM LPAE tables, whose granule io-pgtable-arm takes from PAGE_SIZE
+ * (arm_lpae_restrict_pgsizes()): no x86 IOMMU has larger pages.
+ */
+export function mappingIommuConfig(pageSize: number, mode: 'strict' | 'lazy'): IommuConfig {
+  return pageSize === 4096 ? { format: 'x86-64', levels: 4, mode } : { format: 'arm-lpae', mode };
+}
+
 /** The createMachine config of a mapping machine. */
 export function mappingMachineConfig(o: MappingOptions, name: MappingConfigName): MachineConfig {
   const c = MAPPING_CONFIGS[name];
@@ -229,7 +241,7 @@ export function mappingMachineConfig(o: MappingOptions, name: MappingConfigName)
     deviceMemory: [{ name: 'bar0', bytes: o.deviceGiB * GiB }],
     cpu: { vendor: 'intel' },
     pci: pagedBars(mappingPciFor(MAPPING_PCI, name), o.pageSize),
-    ...(c.iommu ? { iommu: { format: 'x86-64' as const, levels: 4 as const, mode: c.iommu } } : {}),
+    ...(c.iommu ? { iommu: mappingIommuConfig(o.pageSize, c.iommu) } : {}),
     swiotlb: { bytes: 64 * MiB, force: c.force },
   };
 }
@@ -460,6 +472,8 @@ export function mappingReport(o: MappingOptions, rowsByConfig: ReadonlyArray<rea
       name: n, label: MAPPING_CONFIGS[n].label, offset: MAPPING_CONFIGS[n].offset, note: MAPPING_CONFIGS[n].note,
     })),
     buffers: o.buffers.map((b) => ({ name: b.name, label: b.label, len: b.len })),
+    iommuTables: o.pageSize === 4096 ? 'x86-64 first-stage tables, 4 levels, 4 KiB pages'
+      : `ARM LPAE stage-1 tables (an arm64 SMMU), ${o.pageSize / KiB} KiB granule: no x86 IOMMU has pages of the machine's ${o.pageSize / KiB} KiB`,
     rows: rowsByConfig.flat(),
     legend: MAPPING_LEGEND,
   };
