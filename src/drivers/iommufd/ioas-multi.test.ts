@@ -14,7 +14,7 @@ import { dmaBufRevoke } from '../dmabuf/index.ts';
 import { vfioPciDmabufExport } from '../vfio/index.ts';
 import {
   iommufdDeviceAttach, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasDestroy,
-  iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, type Ioas, type IommufdHwpt,
+  iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, type Ioas, type IommufdHwpt,
 } from './index.ts';
 
 const PAGE = 4096;
@@ -180,6 +180,30 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(reads(nvme, A, bytes)).toBe(true);
     iommufdIoasDestroy(ioas);
     expect(m.freePages).toBe(free0);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('a device bound with one IOAS and attached to another: destroying the first detaches it from the second before the unbind (it stayed listed there, and the second\'s destroy left it in its blocking domain)', () => {
+    const { m, nvme, mm, va, bytes } = setup();
+    const nvmeDefault = iommuGetDmaDomain(nvme);
+    const a = unwrap(iommufdIoasAlloc(m, nvme, { attach: false }));
+    const b = unwrap(iommufdIoasAlloc(m));
+    const hb = unwrap(iommufdDeviceAttach(b, nvme));
+    expect(iommufdIoasMap(b, mm, va, 4 * PAGE, A).ok).toBe(true);
+    expect(reads(nvme, A, bytes.subarray(0, 4 * PAGE))).toBe(true);
+    // detaching a's device does not undo its attachment to b
+    iommufdIoasDetach(a);
+    expect(b.devices).toEqual([nvme]);
+    expect(reads(nvme, A, bytes.subarray(0, 4 * PAGE))).toBe(true);
+    iommufdIoasDestroy(a);
+    // closing the device detached it from b first: b's automatic hw_pagetable went with it
+    expect(b.devices).toEqual([]);
+    expect(hb.alive).toBe(false);
+    expect(iommuGetDomainForDev(nvme)).toBe(nvmeDefault);
+    iommufdIoasDestroy(b);
+    expect(iommuGetDomainForDev(nvme)).toBe(nvmeDefault);
+    expect(nvme.dmaIommu).toBe(true);
+    expect(m.listPins()).toEqual([]);
     expect(m.teardown()).toBe(0);
   });
 

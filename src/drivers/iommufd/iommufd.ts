@@ -709,9 +709,15 @@ function bind(m: MachineMm, dev: Device): Result<IommufdDevice> {
   return ok(idev);
 }
 
-/** iommufd_device_unbind() -> iommu_device_release_dma_owner(): dev goes back to its default domain (the blocking domain stays with the group). */
+/**
+ * The unbind of closing the device: iommufd_device_detach() first (vfio_iommufd_physical_unbind()
+ * in drivers/vfio/iommufd.c detaches before it unbinds, whichever IOAS the device is attached to),
+ * then iommufd_device_unbind() -> iommu_device_release_dma_owner(): dev goes back to its default
+ * domain (the blocking domain stays with the group).
+ */
 function unbind(idev: IommufdDevice): void {
   if (!idev.bound) return;
+  hwptDetach(idev);
   idev.bound = false;
   idev.dev.slots.delete(DEVICE_IDEV);
   if (idev.defaultDomain !== null && idev.defaultDomain.alive) idev.iommu.attachDevice(idev.dev, idev.defaultDomain);
@@ -887,12 +893,13 @@ function ownIdev(ioas: Ioas): IommufdDevice | null {
  * blocking domain, its reserved regions leave the IOAS, and the automatic hw_pagetable it leaves
  * empty is destroyed (iopt_table_remove_domain: every area unmapped from its domain, user memory
  * unpinned when no other domain holds it; iopt_calculate_iova_alignment over the domains left).
- * The areas stay. Does nothing when not attached, destroyed, or allocated without a device.
+ * The areas stay. Does nothing when the device is not attached to this IOAS, the IOAS is destroyed, or it was allocated without a device.
  */
 export function iommufdIoasDetach(ioas: Ioas): void {
   checkIoas(ioas);
   const idev = ownIdev(ioas);
-  if (!ioas.alive || idev === null) return;
+  // the device may have been attached to another IOAS since: that attachment is not this IOAS's to undo
+  if (!ioas.alive || idev === null || idev.hwptNow?.ioas !== ioas) return;
   hwptDetach(idev);
 }
 
