@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { iommuGetDomainForDev } from '../../src/index.ts';
+import { dumpTablePage } from '../../src/iommu/index.ts';
 import { ScenarioRunner, parseScenario } from '../../src/scenario/file/index.ts';
 import { renderTrace, traceBuffer } from '../../src/scenario/trace/index.ts';
 import { cli } from '../fixtures/cli.ts';
@@ -346,6 +347,26 @@ describe('the web view in chromium', () => {
     expect(await page.locator('#panel-memory .vlist .vrow').count()).toBeGreaterThan(0);
     expect((await asked('phys:buf')).length - before).toBe(1);
     expect((await asked('pt:')).length - tableBefore).toBe(1);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('a 64 KiB granule: clicking a table entry opens the table page it points to (the page asked for the 4 KiB frame and got an error)', async () => {
+    const { page, errors } = await openPage('?example=arm64-64k-smmu');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    await stepTimes(page, 3);
+    // the library's root table: its first entry points at the level-1 table page, a machine page of 64 KiB
+    const { runner } = libraryRun('arm64-64k-smmu', 3);
+    const d = iommuGetDomainForDev(runner.machine.device('nvme0'))!;
+    const root = dumpTablePage(d, d.rootPfn!);
+    const first = root.entries.find((e) => e.kind === 'table')!;
+    const child = `0x${(first.oa / 65536n).toString(16)}`;
+    const tableList = page.locator('#panel-iommu .vlist').nth(2);
+    await page.waitForSelector('#panel-iommu .crumbs button', { ...WAIT, state: 'attached' });
+    expect(await page.locator('#panel-iommu details summary').textContent()).toBe('The table page\'s 65536 bytes');
+    await tableList.locator(`.vrow[data-index="${first.index}"]`).click();
+    await page.waitForSelector(`#panel-iommu .crumbs button:text-is("${child}")`, { ...WAIT, state: 'attached' });
+    expect(await page.locator('#panel-iommu .crumbs').textContent()).toContain(`level ${root.level - 1}, table page ${child}`);
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -100,6 +100,8 @@ export interface DomainRow {
   readonly type: string;
   readonly format: string | null;
   readonly rootPfn: string | null;
+  /** Bytes of one table page: a machine page (4 KiB, or the 16 / 64 KiB of ARM LPAE's granule there); table pfns count these. */
+  readonly tablePageBytes: number;
   readonly tablePages: number;
   readonly iovaRanges: number;
   readonly iotlbEntries: number;

@@ -700,13 +700,14 @@ export class IommuPanel {
       label: `Page-table entries of ${this.device}`,
       onActivate: (_i, cells) => {
         if (cells[2] === 'table' && cells[3] !== '-') {
-          this.tableStack.push(`0x${(BigInt(cells[3]) >> 12n).toString(16)}`);
+          // a table entry's output address over the table page size: the machine pfn the worker's table() takes
+          this.tableStack.push(`0x${(BigInt(cells[3]) / BigInt(d.tablePageBytes)).toString(16)}`);
           void this.showTable();
         }
       },
     });
     const bytesToggle = el('details');
-    bytesToggle.append(el('summary', {}, 'The table page\'s 4096 bytes'));
+    bytesToggle.append(el('summary', {}, `The table page's ${d.tablePageBytes} bytes`));
     this.hexBox = el('pre', { tabindex: '0', 'aria-label': 'Table page bytes', 'data-key': 'table-bytes' });
     bytesToggle.append(this.hexBox);
     c3.append(bytesToggle);

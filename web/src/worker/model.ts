@@ -548,6 +548,7 @@ export class ViewModel {
       if (d === null) continue;
       out.push({
         device: dev.name, type: d.type, format: d.format?.name ?? null, rootPfn: d.rootPfn === null ? null : hex(d.rootPfn),
+        tablePageBytes: this.machine.pageSize,
         tablePages: d.pt === null ? 0 : d.tablePages, iovaRanges: d.iovad?.ranges().length ?? 0, iotlbEntries: d.iotlb.size,
         aperture: `${hex(d.geometry.apertureStart)}-${hex(d.geometry.apertureEnd)}`,
       });
