@@ -211,6 +211,17 @@ describe('config: x86-64, vtd-ss and amd-v1 tables have 4 KiB pages only', () =>
     // the IOMMU itself refuses too (an mm built without createMachine)
     expect(() => createIommu(new TestMachine(GiB, 65536), { format: 'x86-64', mode: 'strict' })).toThrow(/^cfg\.format "x86-64" has 4 KiB page tables only/);
   });
+
+  it('arm-lpae\'s levels are its granule\'s for a 48-bit IOVA: 4 at 4 and 16 KiB, 3 at 64 KiB (levels: 4 on 64 KiB was taken and 3 built)', () => {
+    for (const [pageSize, levels] of [[4096, 4], [16384, 4], [65536, 3]] as const) {
+      const m = createMachine({ ramBytes: GiB, pageSize, iommu: { format: 'arm-lpae', mode: 'strict', levels } });
+      expect(m.iommu?.allocDomain('dma').format?.levels).toBe(levels);
+      for (const bad of [3, 4, 5].filter((l) => l !== levels)) {
+        expect(() => createMachine({ ramBytes: GiB, pageSize, iommu: { format: 'arm-lpae', mode: 'strict', levels: bad as 3 | 4 | 5 } }), `${pageSize} ${bad}`)
+          .toThrow(new RegExp(`^cfg\\.levels of "arm-lpae" follows its ${pageSize / 1024} KiB granule: ${levels} levels for a 48-bit IOVA \\(or leave it out\\), got ${bad}$`));
+      }
+    }
+  });
 });
 
 /** hb0 - rp0 - nvme0 (64 KiB BAR), rp1 - tb0 (untrusted). */

@@ -48,7 +48,8 @@ export interface IommuConfig {
   format: 'x86-64' | 'vtd-ss' | 'amd-v1' | 'arm-lpae';
   /**
    * x86-64, vtd-ss and amd-v1: 4 (48-bit VA, default) or 5 (57-bit VA) levels; vtd-ss also 3
-   * (39-bit VA, QEMU's intel-iommu default aw-bits=39).
+   * (39-bit VA, QEMU's intel-iommu default aw-bits=39). arm-lpae: what its granule gives a 48-bit
+   * VA, 4 (4 and 16 KiB) or 3 (64 KiB), the only value accepted.
    */
   levels?: 3 | 4 | 5;
   /** iommu.strict=1 -> 'strict' (DMA), iommu.strict=0 -> 'lazy' (DMA_FQ), iommu.passthrough=1 -> 'passthrough'. */
@@ -277,14 +278,20 @@ export class Iommu {
   constructor(mm: MachineMm, cfg: IommuConfig) {
     checkOneOf('cfg.format', cfg.format, ['x86-64', 'vtd-ss', 'amd-v1', 'arm-lpae']);
     checkOneOf('cfg.mode', cfg.mode, ['strict', 'lazy', 'passthrough']);
-    if (cfg.levels !== undefined) checkOneOf('cfg.levels', cfg.levels, cfg.format === 'vtd-ss' ? [3, 4, 5] : [4, 5]);
+    if (cfg.levels !== undefined && cfg.format !== 'arm-lpae') checkOneOf('cfg.levels', cfg.levels, cfg.format === 'vtd-ss' ? [3, 4, 5] : [4, 5]);
     if (cfg.hz !== undefined) checkOneOf('cfg.hz', cfg.hz, [100, 250, 300, 1000]);
     if (cfg.arm32Mapping !== undefined) {
       checkArm32MappingConfig('cfg.arm32Mapping', cfg.arm32Mapping);
       if (cfg.mode !== 'strict') throw new RangeError(`cfg.arm32Mapping needs cfg.mode "strict" (ARM32 iommu_ops unmap synchronously), got ${JSON.stringify(cfg.mode)}`);
     }
-    if (cfg.levels === 5 && cfg.format === 'arm-lpae') throw new RangeError('cfg.levels 5 needs format "x86-64" or "amd-v1", got "arm-lpae"');
     checkIommuPageSize('cfg', cfg, mm.pageSize);
+    if (cfg.levels !== undefined && cfg.format === 'arm-lpae') {
+      // the granule sets the levels of a 48-bit input (arm_lpae_alloc_pgtable): 4 at 4 and 16 KiB, 3 at 64 KiB
+      const levels = mm.pageSize === 65536 ? 3 : 4;
+      if (cfg.levels !== levels) {
+        throw new RangeError(`cfg.levels of "arm-lpae" follows its ${mm.pageSize / 1024} KiB granule: ${levels} levels for a 48-bit IOVA (or leave it out), got ${String(cfg.levels)}`);
+      }
+    }
     if (cfg.htRangeIgnore !== undefined) {
       if (typeof cfg.htRangeIgnore !== 'boolean') throw new TypeError(`cfg.htRangeIgnore must be a boolean, got ${String(cfg.htRangeIgnore)}`);
       if (cfg.format !== 'amd-v1') throw new RangeError(`cfg.htRangeIgnore is an AMD IOMMU feature: needs format "amd-v1", got ${JSON.stringify(cfg.format)}`);
