@@ -207,6 +207,28 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(m.teardown()).toBe(0);
   });
 
+  it('object IDs come from one pool for IOASes, hw_pagetables and bound devices, the lowest free first (ictx->objects, XA_FLAGS_ALLOC1)', () => {
+    const { m, nvme, nic, ioas } = setup();
+    expect(ioas.id).toBe(1);
+    const h = unwrap(iommufdDeviceAttach(ioas, nvme));
+    // the bind takes 2 (the device), the automatic hw_pagetable 3
+    expect(h.id).toBe(3);
+    unwrap(iommufdDeviceAttach(ioas, nic));
+    const second = unwrap(iommufdIoasAlloc(m));
+    expect(second.id).toBe(5);
+    // nic's unbind gives 4 back: the next object takes it
+    iommufdDeviceDetach(nic);
+    const third = unwrap(iommufdIoasAlloc(m));
+    expect(third.id).toBe(4);
+    // a failed call takes no ID
+    expect(iommufdHwptAlloc(second, nic)).toMatchObject({ ok: false, errno: 'ENOENT' });
+    iommufdIoasDestroy(ioas);
+    expect(unwrap(iommufdIoasAlloc(m)).id).toBe(1);
+    expect(unwrap(iommufdIoasAlloc(m)).id).toBe(2);
+    expect(unwrap(iommufdIoasAlloc(m)).id).toBe(3);
+    expect(unwrap(iommufdIoasAlloc(m)).id).toBe(6);
+  });
+
   it('reserved regions: a device whose region meets an area fails to attach and is rolled back, the others untouched; an allowed range blocks the first attach the same way', () => {
     const { m, nvme, nic, mm, va, ioas } = setup();
     const free0 = m.freePages;

@@ -159,6 +159,8 @@ export interface IoasIovaRange {
  * by construction.
  */
 export class IommufdDevice {
+  /** The object ID the bind handed out (VFIO_DEVICE_BIND_IOMMUFD's out_devid). */
+  readonly id: number;
   readonly dev: Device;
   readonly iommu: Iommu;
   /** The device's DMA-API default domain, which it goes back to when unbound. */
@@ -173,7 +175,8 @@ export class IommufdDevice {
   bound = true;
 
   /** @internal made by the bind. */
-  constructor(dev: Device, iommu: Iommu, defaultDomain: IommuDomain | null, blockingDomain: IommuDomain) {
+  constructor(id: number, dev: Device, iommu: Iommu, defaultDomain: IommuDomain | null, blockingDomain: IommuDomain) {
+    this.id = id;
     this.dev = dev;
     this.iommu = iommu;
     this.defaultDomain = defaultDomain;
@@ -307,9 +310,21 @@ export class Ioas {
 
 /** The iommufd context of a machine (struct iommufd_ctx: its objects). */
 interface IommufdCtx {
-  nextId: number;
-  nextHwptId: number;
+  /** IDs of the live objects (IOASes, hw_pagetables, bound devices): ictx->objects. */
+  readonly ids: Set<number>;
   readonly ioases: Set<Ioas>;
+}
+
+/**
+ * An object ID as iommufd_object_alloc_ucmd() / _iommufd_object_alloc() takes it: one xarray for
+ * every kind of object (ictx->objects, XA_FLAGS_ALLOC1 in iommufd_fops_open()), so the lowest free
+ * ID from 1, a destroyed object's ID used again.
+ */
+function allocObjectId(ctx: IommufdCtx): number {
+  let id = 1;
+  while (ctx.ids.has(id)) id++;
+  ctx.ids.add(id);
+  return id;
 }
 
 const IOMMUFD_CTX = new SlotKey<IommufdCtx>('iommufd');
@@ -319,7 +334,7 @@ const DEVICE_IDEV = new SlotKey<IommufdDevice>('iommufd-device');
 const DEVICE_BLOCKING_DOMAIN = new SlotKey<IommuDomain>('iommu-blocking-domain');
 
 function ctxOf(m: MachineMm): IommufdCtx {
-  return m.slots.getOrCreate(IOMMUFD_CTX, () => ({ nextId: 1, nextHwptId: 1, ioases: new Set<Ioas>() }));
+  return m.slots.getOrCreate(IOMMUFD_CTX, () => ({ ids: new Set<number>(), ioases: new Set<Ioas>() }));
 }
 
 /** The live IOASes of a machine. */
@@ -651,6 +666,7 @@ function removeHwpt(hwpt: IommufdHwpt): void {
   removeReserved(ioas, d);
   ioas.alignmentNow = calculateIovaAlignment(ioas);
   hwpt.alive = false;
+  ctxOf(ioas.mm).ids.delete(hwpt.id);
   d.iommu.freeDomain(d);
 }
 
@@ -704,7 +720,7 @@ function bind(m: MachineMm, dev: Device): Result<IommufdDevice> {
   // __iommu_group_alloc_blocking_domain() makes the group's blocking domain the first time only
   const blocking = dev.slots.getOrCreate(DEVICE_BLOCKING_DOMAIN, () => iommu.allocDomain('blocked'));
   iommu.attachDevice(dev, blocking);
-  const idev = new IommufdDevice(dev, iommu, def, blocking);
+  const idev = new IommufdDevice(allocObjectId(ctxOf(m)), dev, iommu, def, blocking);
   dev.slots.set(DEVICE_IDEV, idev);
   return ok(idev);
 }
@@ -719,6 +735,7 @@ function unbind(idev: IommufdDevice): void {
   if (!idev.bound) return;
   hwptDetach(idev);
   idev.bound = false;
+  ctxOf(dmaContextOf(idev.dev).mm).ids.delete(idev.id);
   idev.dev.slots.delete(DEVICE_IDEV);
   if (idev.defaultDomain !== null && idev.defaultDomain.alive) idev.iommu.attachDevice(idev.dev, idev.defaultDomain);
 }
@@ -738,7 +755,7 @@ export function iommufdIoasAlloc(m: MachineMm, dev: Device | null = null, opts: 
   const ctx = ctxOf(m);
   if (dev === null) {
     if (opts.attach !== undefined) throw new TypeError('opts.attach needs a device: an IOAS allocated without one has none to attach');
-    const ioas = new Ioas(ctx.nextId++, m, null);
+    const ioas = new Ioas(allocObjectId(ctx), m, null);
     ctx.ioases.add(ioas);
     return ok(ioas);
   }
@@ -746,16 +763,16 @@ export function iommufdIoasAlloc(m: MachineMm, dev: Device | null = null, opts: 
   const b = bind(m, dev);
   if (!b.ok) return b;
   const idev = b.value;
-  const ioas = new Ioas(ctx.nextId, m, idev);
+  const ioas = new Ioas(allocObjectId(ctx), m, idev);
   idev.owner = ioas;
   if (opts.attach ?? true) {
     const a = iommufdIoasAttach(ioas);
     if (!a.ok) {
+      ctx.ids.delete(ioas.id);
       unbind(idev);
       return a;
     }
   }
-  ctx.nextId++;
   ctx.ioases.add(ioas);
   return ok(ioas);
 }
@@ -795,13 +812,19 @@ function hwptAttach(hwpt: IommufdHwpt, idev: IommufdDevice): Result<void> {
  * (iommufd_hw_pagetable_put -> iommufd_hwpt_paging_destroy).
  */
 function hwptDetach(idev: IommufdDevice): void {
+  const hwpt = leaveHwpt(idev);
+  if (hwpt !== null && hwpt.autoDomain && hwpt.devicesNow.length === 0) removeHwpt(hwpt);
+}
+
+/** The device out of its hw_pagetable, into its blocking domain, its reserved regions out of the IOAS; returns the hw_pagetable left. */
+function leaveHwpt(idev: IommufdDevice): IommufdHwpt | null {
   const hwpt = idev.hwptNow;
-  if (hwpt === null) return;
+  if (hwpt === null) return null;
   hwpt.devicesNow.splice(hwpt.devicesNow.indexOf(idev), 1);
   idev.iommu.attachDevice(idev.dev, idev.blockingDomain);
   removeReserved(hwpt.ioas, idev.dev);
   idev.hwptNow = null;
-  if (hwpt.autoDomain && hwpt.devicesNow.length === 0) removeHwpt(hwpt);
+  return hwpt;
 }
 
 /**
@@ -818,26 +841,22 @@ function hwptPagingAlloc(ioas: Ioas, idev: IommufdDevice, auto: boolean): Result
     return err('ENOMEM', `no page for ${idev.dev.name}'s IOAS domain: ${(e as Error).message}`);
   }
   const ctx = ctxOf(ioas.mm);
-  const hwpt = new IommufdHwpt(ctx.nextHwptId, ioas, domain, auto);
+  // the ID is taken when the object is (iommufd_object_alloc) and given back on failure (iommufd_object_abort)
+  const hwpt = new IommufdHwpt(allocObjectId(ctx), ioas, domain, auto);
+  const abort = <T>(r: Result<T>): Result<T> => {
+    ctx.ids.delete(hwpt.id);
+    idev.iommu.freeDomain(domain);
+    return r;
+  };
   if (auto) {
     const a = hwptAttach(hwpt, idev);
-    if (!a.ok) {
-      idev.iommu.freeDomain(domain);
-      return a;
-    }
+    if (!a.ok) return abort(a);
   }
   const add = addDomain(ioas, domain);
   if (!add.ok) {
-    if (auto) {
-      hwpt.devicesNow.length = 0;
-      idev.hwptNow = null;
-      idev.iommu.attachDevice(idev.dev, idev.blockingDomain);
-      removeReserved(ioas, idev.dev);
-    }
-    idev.iommu.freeDomain(domain);
-    return add;
+    if (auto) leaveHwpt(idev);
+    return abort(add);
   }
-  ctx.nextHwptId++;
   ioas.hwptsNow.push(hwpt);
   return ok(hwpt);
 }
@@ -1684,4 +1703,5 @@ export function iommufdIoasDestroy(ioas: Ioas): void {
   if (own !== null) unbind(own);
   ioas.alive = false;
   ctxOf(ioas.mm).ioases.delete(ioas);
+  ctxOf(ioas.mm).ids.delete(ioas.id);
 }
