@@ -248,6 +248,15 @@ function checkExpect(x: NonNullable<ScenarioDoc['steps'][number]['expect']>, whe
   }
 }
 
+function configNamesOf(doc: ScenarioDoc): string[] {
+  return Object.keys(doc.configs ?? {});
+}
+
+/** A step that expects to fail (expect.errno or expect.ok false): it makes no object the later steps can name. */
+function fails(s: ScenarioDoc['steps'][number]): boolean {
+  return s.expect?.errno !== undefined || s.expect?.ok === false;
+}
+
 /** Cross references and step order. */
 function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   const all = [doc.machine, ...Object.values(doc.configs ?? {}).map((c) => c.machine ?? {})].map(machineNames);
@@ -283,8 +292,8 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   // len: the bytes a pin or mapping covers (undefined when its buffer is unknown: reported already)
   const pins = new Map<string, { method: string; step: number; len: number | undefined }>();
   const pinsEver = new Map<string, number>();
-  const maps = new Map<string, { method: string; step: number; len: number | undefined }>();
-  const mapsEver = new Map<string, { method: string; len: number | undefined }>();
+  const maps = new Map<string, { method: string; step: number; len: number | undefined; device: string }>();
+  const mapsEver = new Map<string, { method: string; len: number | undefined; device: string }>();
   const at = (i: number, f: string): string => `steps[${i}].${f}`;
   const tokens = new Map<string, { len: number; dmabuf: boolean; step: number }>();
   const tokensEver = new Set<string>();
@@ -314,13 +323,39 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   const needDevice = (i: number, name: string, list: readonly string[], what: string): void => {
     if (!list.includes(name)) issues.push(issue(at(i, 'device'), name, `unknown ${what} '${name}'`, oneOf(list)));
   };
-  const needMapping = (i: number, name: string, allowUnmapped: boolean): { method: string; len: number | undefined } | null => {
+  // iommufd: IOASes (ioas-alloc .. ioas-destroy), the device each attached device is on, the mappings
+  // of ioas-map steps (device-read / device-write name them as they name a map step's mapping). A
+  // step that expects to fail (expect.errno or ok: false) makes nothing: the runner keeps no object.
+  const ioases = new Map<string, number>(); // live IOAS -> step index of its ioas-alloc
+  const ioasesEver = new Set<string>();
+  const attached = new Map<string, string>(); // device -> its IOAS
+  const ioasMaps = new Map<string, { ioas: string; step: number; len: number | undefined }>();
+  const ioasMapsEver = new Map<string, { ioas: string; len: number | undefined }>();
+  const mapNames = (): string[] => [...maps.keys(), ...ioasMaps.keys()];
+  const ioasDevices = (ioas: string): string[] => [...attached].filter(([, v]) => v === ioas).map(([k]) => k);
+  const needIoas = (i: number, name: string): boolean => {
+    if (ioases.has(name)) return true;
+    const names = [...ioases.keys()];
+    issues.push(issue(at(i, 'ioas'), name, ioasesEver.has(name) ? `IOAS '${name}' is used after its ioas-destroy` : `unknown IOAS '${name}'`,
+      names.length === 0 ? 'an ioas-alloc step for it earlier' : `an IOAS allocated earlier: ${names.join(', ')}`));
+    return false;
+  };
+  // machines (the base one and each configuration's) without an IOMMU: iommufd has no group for their devices
+  const noIommu = [doc.machine.iommu === undefined ? 'machine' : null,
+    ...Object.entries(doc.configs ?? {}).map(([n, c]) => (c.machine?.iommu === null || (c.machine?.iommu === undefined && doc.machine.iommu === undefined) ? `configs.${n}` : null))]
+    .filter((x): x is string => x !== null);
+  const needsIommu = noIommu.length === (configNamesOf(doc).length + 1);
+  const needMapping = (i: number, name: string, allowUnmapped: boolean): { method: string; len: number | undefined; device: string } | null => {
     const live = maps.get(name);
     if (live) return live;
     const ever = mapsEver.get(name);
     if (ever && allowUnmapped) return ever;
+    if (ioasMapsEver.has(name)) {
+      issues.push(issue(at(i, 'mapping'), name, `mapping '${name}' is an IOAS mapping (ioas-map): it has no DMA API mapping to sync or unmap`, 'an ioas-unmap step for it, or a mapping of a map step'));
+      return null;
+    }
     if (ever) issues.push(issue(at(i, 'mapping'), name, `mapping '${name}' is used after its unmap`, 'a live mapping (or afterUnmap: true for a deliberate stale access)'));
-    else issues.push(issue(at(i, 'mapping'), name, `unknown mapping '${name}'`, maps.size === 0 ? 'a map step for it earlier' : `a mapping made earlier: ${[...maps.keys()].join(', ')}`));
+    else issues.push(issue(at(i, 'mapping'), name, `unknown mapping '${name}'`, mapNames().length === 0 ? 'a map step for it earlier' : `a mapping made earlier: ${mapNames().join(', ')}`));
     return null;
   };
 
@@ -370,6 +405,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
       case 'map': {
         needDevice(i, s.device, devices, 'device');
         if (maps.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `mapping '${s.name}' is still live (steps[${maps.get(s.name)!.step}])`, 'a new name or an unmap first'));
+        if (ioasMaps.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `mapping '${s.name}' is an IOAS mapping still live (steps[${ioasMaps.get(s.name)!.step}])`, 'a new name or an ioas-unmap first'));
         if ((s.pin === undefined) === (s.buffer === undefined)) {
           issues.push(issue(at(i, s.pin === undefined ? 'pin' : 'buffer'), undefined, s.pin === undefined ? 'neither pin nor buffer is given' : 'both pin and buffer are given', 'exactly one of pin, buffer'));
         } else if (s.pin !== undefined) {
@@ -396,8 +432,8 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         }
         const len = s.pin !== undefined ? pins.get(s.pin)?.len
           : s.buffer !== undefined && bufLen.has(s.buffer) ? s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0) : undefined;
-        maps.set(s.name, { method: s.method, step: i, len });
-        mapsEver.set(s.name, { method: s.method, len });
+        maps.set(s.name, { method: s.method, step: i, len, device: s.device });
+        mapsEver.set(s.name, { method: s.method, len, device: s.device });
         break;
       }
       case 'sync': {
@@ -410,7 +446,26 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
       case 'device-read': case 'device-write': {
         // the device moves bytes through the mapping's DMA segments only: a range past them would
         // reach nothing (the runner would check or record bytes no DMA moved)
+        if (s.device !== undefined) needDevice(i, s.device, devices, 'device');
+        const im = ioasMaps.get(s.mapping) ?? (s.afterUnmap === true ? ioasMapsEver.get(s.mapping) : undefined);
+        if (im !== undefined) {
+          // an IOAS has no device of its own: the one attached, else the step names it
+          const on = ioasDevices(im.ioas);
+          if (s.device === undefined && on.length !== 1) {
+            issues.push(issue(at(i, 'device'), undefined, `mapping '${s.mapping}' is in IOAS '${im.ioas}', which has ${on.length === 0 ? 'no device' : `${on.length} devices (${on.join(', ')})`} attached: name the device doing the DMA`,
+              `device: ${on.length === 0 ? 'a device' : oneOf(on).replace('one of: ', 'one of ')}`));
+          }
+          if (im.len !== undefined) checkRange(i, im.len, `mapping '${s.mapping}'`, s.offset, s.len);
+          break;
+        }
+        if (ioasMapsEver.has(s.mapping)) {
+          issues.push(issue(at(i, 'mapping'), s.mapping, `mapping '${s.mapping}' is used after its ioas-unmap`, 'a live mapping (or afterUnmap: true for a deliberate stale access)'));
+          break;
+        }
         const m = needMapping(i, s.mapping, s.afterUnmap === true);
+        if (m !== null && s.device !== undefined && s.device !== m.device) {
+          issues.push(issue(at(i, 'device'), s.device, `mapping '${s.mapping}' is ${m.device}'s DMA API mapping: its DMA addresses are for that device only`, `device: ${m.device}, or none`));
+        }
         if (m !== null && m.len !== undefined) checkRange(i, m.len, `mapping '${s.mapping}'`, s.offset, s.len);
         break;
       }
@@ -473,6 +528,75 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
           checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
           const len = s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0);
           if (len % 512 !== 0) issues.push(issue(at(i, 'len'), len, `an I/O of ${len} bytes is not whole 512-byte sectors`, 'a multiple of 512'));
+        }
+        break;
+      case 'ioas-alloc':
+        if (ioases.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `IOAS '${s.name}' is still live (steps[${ioases.get(s.name)!}])`, 'a new name or an ioas-destroy first'));
+        if (!fails(s)) {
+          ioases.set(s.name, i);
+          ioasesEver.add(s.name);
+        }
+        break;
+      case 'ioas-attach': {
+        const known = devices.includes(s.device);
+        needDevice(i, s.device, devices, 'device');
+        if (known && needsIommu) {
+          issues.push(issue(at(i, 'device'), s.device, `device '${s.device}' has no IOMMU (${noIommu.join(' and ')} ${noIommu.length === 1 ? 'has' : 'have'} no iommu): iommufd cannot own its DMA`, 'a machine with an iommu'));
+        }
+        const ok = needIoas(i, s.ioas);
+        if (known && attached.has(s.device) && !fails(s)) {
+          issues.push(issue(at(i, 'device'), s.device, `device '${s.device}' is attached to IOAS '${attached.get(s.device)!}' already`, 'an ioas-detach first (or expect: { errno: EBUSY })'));
+        } else if (known && ok && !fails(s)) attached.set(s.device, s.ioas);
+        break;
+      }
+      case 'ioas-detach':
+        needDevice(i, s.device, devices, 'device');
+        if (devices.includes(s.device) && !attached.has(s.device)) {
+          issues.push(issue(at(i, 'device'), s.device, `device '${s.device}' is not attached to an IOAS`, attached.size === 0 ? 'an ioas-attach step for it earlier' : `an attached device: ${[...attached.keys()].join(', ')}`));
+        }
+        attached.delete(s.device);
+        break;
+      case 'ioas-map': {
+        if (maps.has(s.name) || ioasMaps.has(s.name)) {
+          issues.push(issue(at(i, 'name'), s.name, `mapping '${s.name}' is still live (steps[${(maps.get(s.name) ?? ioasMaps.get(s.name))!.step}])`, 'a new name or an unmap first'));
+        }
+        const okIoas = needIoas(i, s.ioas);
+        const okBuf = needBuffer(i, s.buffer);
+        if (okBuf) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
+        if (s.readable === false && s.writeable === false) {
+          issues.push(issue(at(i, 'writeable'), false, 'readable and writeable both false: the map would grant no access (the kernel refuses it with EINVAL)', 'readable or writeable true (or expect: { errno: EINVAL })'));
+        }
+        if (okIoas && !fails(s)) {
+          const len = bufLen.has(s.buffer) ? s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0) : undefined;
+          ioasMaps.set(s.name, { ioas: s.ioas, step: i, len });
+          ioasMapsEver.set(s.name, { ioas: s.ioas, len });
+        }
+        break;
+      }
+      case 'ioas-unmap': {
+        needIoas(i, s.ioas);
+        if ((s.mapping === undefined) === (s.iova === undefined)) {
+          issues.push(issue(at(i, s.mapping === undefined ? 'mapping' : 'iova'), undefined, s.mapping === undefined ? 'neither mapping nor iova is given' : 'both mapping and iova are given',
+            'exactly one of mapping, iova (with len)'));
+        } else if (s.mapping !== undefined) {
+          if (s.len !== undefined) issues.push(issue(at(i, 'len'), s.len, 'an unmap of a mapping unmaps the whole mapping', 'len only with iova'));
+          const im = ioasMaps.get(s.mapping);
+          if (im === undefined) {
+            issues.push(issue(at(i, 'mapping'), s.mapping, ioasMapsEver.has(s.mapping) ? `mapping '${s.mapping}' is unmapped already` : maps.has(s.mapping) ? `mapping '${s.mapping}' is a DMA API mapping (map step)` : `unknown mapping '${s.mapping}'`,
+              ioasMaps.size === 0 ? 'an ioas-map step for it earlier' : `a live IOAS mapping: ${[...ioasMaps.keys()].join(', ')}`));
+          } else if (im.ioas !== s.ioas) {
+            issues.push(issue(at(i, 'mapping'), s.mapping, `mapping '${s.mapping}' is in IOAS '${im.ioas}', not '${s.ioas}'`, `ioas: ${im.ioas}`));
+          } else if (!fails(s)) ioasMaps.delete(s.mapping);
+        } else if (s.len === undefined) {
+          issues.push(issue(at(i, 'len'), undefined, 'an unmap of an IOVA range needs its length', 'len: the bytes from iova'));
+        }
+        break;
+      }
+      case 'ioas-destroy':
+        if (needIoas(i, s.ioas) && !fails(s)) {
+          ioases.delete(s.ioas);
+          for (const d of ioasDevices(s.ioas)) attached.delete(d);
+          for (const [k, v] of [...ioasMaps]) if (v.ioas === s.ioas) ioasMaps.delete(k);
         }
         break;
       case 'premap-register':

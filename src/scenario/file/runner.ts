@@ -13,10 +13,11 @@ import {
 import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, bdevNrSectors, dmaBufInvalidateMappings,
   dmaBufPut, dmaBufRevocable, dmaBufRevoke, dmaBufUnrevoke, gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr,
-  ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMapDmabuf, nvmeProbe, nvmeRemove,
+  ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, iommufdDeviceAttach, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc,
+  iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf, iommufdIoasUnmap, nvmeProbe, nvmeRemove,
   premapComplete, premapIssue, premapRegisterDmabuf, premapRegisterUserBuffer, premapUnregister, rdmaProbe, rdmaRemove, systemHeapAlloc,
   umemMap, umemMapPinned, vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl,
-  type PremapToken, type SystemHeapBuffer, type UmemMethod,
+  type IommufdHwpt, type PremapToken, type SystemHeapBuffer, type UmemMethod,
 } from '../../drivers/index.ts';
 import { iommuDmaFlushQueueTick, iommuGetDmaDomain } from '../../iommu/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../../machine/index.ts';
@@ -29,7 +30,7 @@ import { sgAllocTableFromPagesSegment, sgFreeTable, type RangeSource, type SgTab
 import { blockDirectIo, verifyWindows } from '../index.ts';
 import { Shadow, countMismatches } from './shadow.ts';
 import {
-  ScenarioError, type BufferState, type CounterDelta, type DmaSegment, type LeakReport, type MappingState, type PinState,
+  ScenarioError, type BufferState, type CounterDelta, type DmaSegment, type IoasMappingState, type IoasState, type LeakReport, type MappingState, type PinState,
   type Scenario, type ScenarioDeviceSetup, type ScenarioIssue, type ScenarioDir, type ScenarioResult, type ScenarioStep, type StepResult,
 } from './types.ts';
 
@@ -119,6 +120,12 @@ function freshNamed() {
     imports: new Map<string, { dmabuf: string; device: string; gpu: GpuImport | null; ioas: Ioas | null }>(),
     /** Registered buffers (premap-register): the token, its device, and its bytes' shadow (the user buffer's, or the dma-buf's own). */
     tokens: new Map<string, { token: PremapToken; device: string; buf: DmaBuf | null; buffer: string | null; shadow: Shadow }>(),
+    /** IOASes (ioas-alloc), and the hw_pagetables ioas-attach made for one device (hwpt: own), by device. */
+    ioases: new Map<string, Ioas>(),
+    ownHwpts: new Map<string, IommufdHwpt>(),
+    /** ioas-map mappings, live and after their ioas-unmap (a deliberate stale access names them). */
+    ioasMaps: new Map<string, IoasMappingState>(),
+    ioasUnmapped: new Map<string, IoasMappingState>(),
   };
 }
 
@@ -169,6 +176,14 @@ export class ScenarioRunner {
   get processes(): ReadonlyMap<string, UserMm> { return this.named.procs; }
   /** Mappings already unmapped (live false), by name: what a stale access or the trace's --unmapped names. */
   get unmappedMappings(): ReadonlyMap<string, MappingState> { return this.named.unmapped; }
+  /** The live IOASes (ioas-alloc) by name: their devices, hw_pagetables and areas as the model holds them now. */
+  get ioases(): ReadonlyMap<string, IoasState> {
+    return new Map([...this.named.ioases].map(([k, v]) => [k, this.ioasState(k, v)]));
+  }
+  /** The ioas-map mappings, live ones and (live false) those after their ioas-unmap, by name. */
+  get ioasMappings(): ReadonlyMap<string, IoasMappingState> {
+    return new Map([...this.named.ioasMaps, ...this.named.ioasUnmapped]);
+  }
   /** The run stopped at a step that did not meet its expectation, or ran every step. */
   get done(): boolean { return this.stopped || this.next >= this.scenario.steps.length; }
 
@@ -334,8 +349,8 @@ export class ScenarioRunner {
       }
       case 'map': return this.map(s);
       case 'sync': return this.sync(s.mapping, s.for);
-      case 'device-read': return this.deviceAccess('read', s.mapping, s.offset, s.len, 0);
-      case 'device-write': return this.deviceAccess('write', s.mapping, s.offset, s.len, s.pattern ?? i);
+      case 'device-read': return this.deviceAccess('read', s.mapping, s.device, s.offset, s.len, 0);
+      case 'device-write': return this.deviceAccess('write', s.mapping, s.device, s.offset, s.len, s.pattern ?? i);
       case 'unmap': {
         const mp = this.named.maps.get(s.mapping)!;
         mp.undo();
@@ -385,7 +400,157 @@ export class ScenarioRunner {
         this.named.tokens.delete(s.token);
         return { summary: `unregistered ${s.token}: in-flight I/O waited for, unmapped${t.buf !== null ? ', detached' : ', unpinned'}` };
       }
+      case 'ioas-alloc': {
+        const a = iommufdIoasAlloc(this.m);
+        if (!a.ok) return { summary: `IOMMU_IOAS_ALLOC ${s.name}: ${a.errno}${a.message ? ` (${a.message})` : ''}`, errno: a.errno };
+        this.named.ioases.set(s.name, a.value);
+        return { summary: `IOMMU_IOAS_ALLOC ${s.name}: IOAS ${a.value.id}, no device, no domain`, data: { ioas: this.ioasState(s.name, a.value) } };
+      }
+      case 'ioas-attach': return this.ioasAttach(s.ioas, s.device, s.hwpt ?? 'auto');
+      case 'ioas-detach': return this.ioasDetach(s.device);
+      case 'ioas-map': return this.ioasMap(s);
+      case 'ioas-unmap': return this.ioasUnmap(s.ioas, s.mapping, s.iova, s.len);
+      case 'ioas-destroy': {
+        const ioas = this.named.ioases.get(s.ioas)!;
+        const devs = ioas.devices.map((d) => d.name);
+        const areas = ioas.areas.length;
+        this.ioasRelease(s.ioas);
+        return {
+          summary: `IOMMU_DESTROY ${s.ioas}: ${devs.length > 0 ? `${devs.join(', ')} detached (back to ${devs.length === 1 ? 'its' : 'their'} DMA-API domain${devs.length === 1 ? '' : 's'}), ` : ''}${formatCount(areas)} area${areas === 1 ? '' : 's'} unmapped and unpinned`,
+        };
+      }
     }
+  }
+
+  /** The IOAS as the scenario names it: devices, hw_pagetables and areas read from the model. */
+  private ioasState(name: string, ioas: Ioas): IoasState {
+    const byArea = new Map<bigint, string>();
+    for (const mp of this.named.ioasMaps.values()) if (mp.ioas === name) byArea.set(mp.iova, mp.name);
+    return {
+      name,
+      devices: ioas.devices.map((d) => d.name),
+      hwpts: ioas.hwpts.map((h) => ({ id: h.id, auto: h.autoDomain, devices: h.devices.map((d) => d.name) })),
+      areas: [...ioas.areas].sort((a, b) => (a.iova < b.iova ? -1 : 1)).map((a) => ({ iova: a.iova, len: a.len, mapping: byArea.get(a.iova) ?? null, pinned: a.pinned })),
+      iovaAlignment: ioas.iovaAlignment,
+    };
+  }
+
+  /** One line of an IOAS's state: its hw_pagetables with their devices, and its areas. */
+  private ioasText(name: string): string {
+    const st = this.ioasState(name, this.named.ioases.get(name)!);
+    const hw = st.hwpts.length === 0 ? 'no hw_pagetable'
+      : st.hwpts.map((h) => `HWPT ${h.id}${h.auto ? '' : ' (own)'} [${h.devices.join(', ') || 'no device'}]`).join(', ');
+    return `${name}: ${hw}; ${formatCount(st.areas.length)} area${st.areas.length === 1 ? '' : 's'}`;
+  }
+
+  private ioasAttach(name: string, devName: string, hwpt: 'auto' | 'own'): Outcome {
+    const ioas = this.named.ioases.get(name)!;
+    const dev = this.dev(devName);
+    const what = `attach ${devName} to ${name}${hwpt === 'own' ? ' on a hw_pagetable of its own' : ''}`;
+    const fail = (r: { errno: Errno; message?: string }, call: string): Outcome =>
+      ({ summary: `${what}: ${call} ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno });
+    const before = new Set(ioas.hwpts);
+    let own: IommufdHwpt | null = null;
+    if (hwpt === 'own') {
+      // IOMMU_HWPT_ALLOC names a bound device, and the model's iommufd binds a device only with an
+      // attach (it exports no bare VFIO_DEVICE_BIND_IOMMUFD): the device is attached to the IOAS
+      // first (joining its automatic hw_pagetable when it has one: no map), then moved to the new one
+      const bind = iommufdDeviceAttach(ioas, dev);
+      if (!bind.ok) return fail(bind, 'bind');
+      const h = iommufdHwptAlloc(ioas, dev);
+      iommufdDeviceDetach(dev);
+      if (!h.ok) return fail(h, 'IOMMU_HWPT_ALLOC');
+      own = h.value;
+    }
+    const r = iommufdDeviceAttach(own ?? ioas, dev);
+    if (!r.ok) {
+      if (own !== null) iommufdHwptDestroy(own);
+      return fail(r, 'VFIO_DEVICE_ATTACH_IOMMUFD_PT');
+    }
+    if (hwpt === 'own') this.named.ownHwpts.set(devName, r.value);
+    const h = r.value;
+    const how = !before.has(h) ? `new HWPT ${h.id}: a domain holding ${formatCount(ioas.areas.length)} area${ioas.areas.length === 1 ? '' : 's'}`
+      : `joined HWPT ${h.id} (its domain is shared with ${h.devices.filter((d) => d !== dev).map((d) => d.name).join(', ')}: nothing mapped again)`;
+    return { summary: `${what}: ${how}; ${this.ioasText(name)}`, data: { hwpt: h.id, newDomain: !before.has(h), ioas: this.ioasState(name, ioas) } };
+  }
+
+  private ioasDetach(devName: string): Outcome {
+    const dev = this.dev(devName);
+    const ioas = iommufdIoasOf(dev);
+    const name = [...this.named.ioases].find(([, v]) => v === ioas)?.[0];
+    const h = ioas !== null ? ioas.hwpts.find((x) => x.devices.includes(dev)) : undefined;
+    iommufdDeviceDetach(dev);
+    // a hw_pagetable ioas-attach made for this device alone goes with it (IOMMU_DESTROY)
+    const own = this.named.ownHwpts.get(devName);
+    if (own !== undefined) {
+      if (own.alive) iommufdHwptDestroy(own);
+      this.named.ownHwpts.delete(devName);
+    }
+    const gone = h !== undefined && !h.alive;
+    const rest = name !== undefined ? `; ${this.ioasText(name)}` : '';
+    return {
+      summary: `detach ${devName}${name !== undefined ? ` from ${name}` : ''}: back to its DMA-API domain${h !== undefined ? gone ? `, HWPT ${h.id} destroyed with its last device` : `, HWPT ${h.id} kept for ${h.devices.map((d) => d.name).join(', ')}` : ''}${rest}`,
+      ...(name !== undefined ? { data: { ioas: this.ioasState(name, ioas!) } } : {}),
+    };
+  }
+
+  private ioasMap(s: Extract<ScenarioStep, { op: 'ioas-map' }>): Outcome {
+    const ioas = this.named.ioases.get(s.ioas)!;
+    const b = this.buffer(s.buffer).state;
+    const off = s.offset ?? 0;
+    const len = s.len ?? b.len - off;
+    const readable = s.readable ?? true;
+    const writeable = s.writeable ?? true;
+    const what = `IOMMU_IOAS_MAP ${s.buffer}+${offText(off)} ${formatBytes(len)} into ${s.ioas}${readable && writeable ? '' : readable ? ' read-only' : writeable ? ' write-only' : ' with no access'}`;
+    const r = iommufdIoasMap(ioas, this.named.procs.get(b.process)!, b.va + BigInt(off), len, s.iova ?? null, { readable, writeable });
+    if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+    const state: IoasMappingState = { name: s.name, ioas: s.ioas, buffer: s.buffer, offset: off, len, iova: r.value, readable, writeable, live: true };
+    this.named.ioasMaps.set(s.name, state);
+    this.named.ioasUnmapped.delete(s.name);
+    const domains = ioas.hwpts.length;
+    return {
+      summary: `${what}: at IOVA 0x${r.value.toString(16)}${s.iova === undefined ? ' (the IOAS picked it)' : ''}, ${domains === 0 ? 'no domain yet (pinned and mapped at the first attach)' : `pinned once, mapped into ${domains} domain${domains === 1 ? '' : 's'}`}; ${this.ioasText(s.ioas)}`,
+      data: { iova: r.value, domains, ioas: this.ioasState(s.ioas, ioas) },
+    };
+  }
+
+  private ioasUnmap(name: string, mapping: string | undefined, iova: bigint | undefined, len: number | undefined): Outcome {
+    const ioas = this.named.ioases.get(name)!;
+    const mp = mapping !== undefined ? this.named.ioasMaps.get(mapping)! : undefined;
+    const at = mp?.iova ?? iova!;
+    const n = mp?.len ?? len!;
+    const what = `IOMMU_IOAS_UNMAP ${name} [0x${at.toString(16)}, +${formatBytes(n)})${mapping !== undefined ? ` (${mapping})` : ''}`;
+    const r = iommufdIoasUnmap(ioas, at, n);
+    // the mappings whose area is gone (an ENOENT part way keeps what it unmapped, as the kernel does)
+    const gone = this.settleIoasMaps(name);
+    if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+    return {
+      summary: `${what}: ${formatBytes(r.value)} unmapped from every domain${mapping === undefined && gone.length > 0 ? ` (${gone.join(', ')})` : ''}; ${this.ioasText(name)}`,
+      data: { bytes: r.value, ioas: this.ioasState(name, ioas) },
+    };
+  }
+
+  /** Moves the IOAS's named mappings whose area is gone (or every one, the IOAS destroyed) to the unmapped ones; returns their names. */
+  private settleIoasMaps(name: string): string[] {
+    const ioas = this.named.ioases.get(name);
+    const out: string[] = [];
+    for (const [k, v] of [...this.named.ioasMaps]) {
+      if (v.ioas !== name) continue;
+      if (ioas !== undefined && ioas.alive && ioas.areas.some((a) => a.iova === v.iova)) continue;
+      this.named.ioasMaps.delete(k);
+      this.named.ioasUnmapped.set(k, { ...v, live: false });
+      out.push(k);
+    }
+    return out;
+  }
+
+  /** IOMMU_DESTROY of a named IOAS (its devices detached, its areas unmapped) and its names released. */
+  private ioasRelease(name: string): void {
+    const ioas = this.named.ioases.get(name)!;
+    for (const d of ioas.devices) this.named.ownHwpts.delete(d.name);
+    iommufdIoasDestroy(ioas);
+    this.settleIoasMaps(name);
+    this.named.ioases.delete(name);
   }
 
   private nic(name: string): IbDevice | Outcome {
@@ -817,9 +982,29 @@ export class ScenarioRunner {
     return { summary: `dma_sync_single_for_${forWhom} ${name} (${formatCount(n)} segment${n === 1 ? '' : 's'}${skipped})` };
   }
 
-  private deviceAccess(kind: 'read' | 'write', name: string, offset: number | undefined, len: number | undefined, pattern: number): Outcome {
-    const live = this.named.maps.get(name);
-    const mp = live?.state ?? this.named.unmapped.get(name)!;
+  /**
+   * What a device access goes through: a map step's mapping (its device, its DMA segments), or an
+   * ioas-map mapping (one IOVA range; the device named, else the IOAS's one attached device).
+   */
+  private accessTarget(name: string, device: string | undefined): { device: string; segments: readonly DmaSegment[]; buffer: string; offset: number; len: number; live: boolean } {
+    const im = this.named.ioasMaps.get(name) ?? this.named.ioasUnmapped.get(name);
+    if (im === undefined) {
+      const mp = this.named.maps.get(name)?.state ?? this.named.unmapped.get(name)!;
+      return { ...mp, live: this.named.maps.has(name) };
+    }
+    let devName = device;
+    if (devName === undefined) {
+      const ioas = this.named.ioases.get(im.ioas);
+      const on = ioas?.devices ?? [];
+      // check.ts found one device attached; an attach that failed as expected can leave another count
+      if (on.length !== 1) throw new Error(`mapping ${name} is in IOAS ${im.ioas}, which has ${on.length} devices attached: name the device doing the DMA (device:)`);
+      devName = on[0].name;
+    }
+    return { device: devName, segments: [{ dmaAddr: im.iova, len: im.len }], buffer: im.buffer, offset: im.offset, len: im.len, live: im.live };
+  }
+
+  private deviceAccess(kind: 'read' | 'write', name: string, device: string | undefined, offset: number | undefined, len: number | undefined, pattern: number): Outcome {
+    const mp = this.accessTarget(name, device);
     const dev = this.dev(mp.device);
     const off = offset ?? 0;
     const n = len ?? mp.len - off;
@@ -827,7 +1012,7 @@ export class ScenarioRunner {
     const shadow = this.named.shadows.get(bufName);
     const windows: Array<[number, number]> = len === undefined && n > SAMPLE_ABOVE ? verifyWindows(n, 16, 4096).map(([o, l]) => [off + o, l]) : [[off, n]];
     const sampled = windows.length > 1 ? ` (${windows.length} sampled 4 KiB windows)` : '';
-    const stale = live === undefined ? ' after unmap' : '';
+    const stale = !mp.live ? ' after unmap' : '';
     let moved = 0;
     let checked = 0;
     let bad = 0;
@@ -925,6 +1110,10 @@ export class ScenarioRunner {
   /** Unmaps, unpins and munmaps everything still live (newest first); returns the leaks report. */
   teardown(): LeakReport {
     const tornDown: string[] = [];
+    for (const k of [...this.named.ioases.keys()].reverse()) {
+      this.ioasRelease(k);
+      tornDown.push(`ioas ${k}`);
+    }
     for (const [k, v] of [...this.named.imports].reverse()) {
       if (v.gpu !== null) gpuImportRelease(v.gpu);
       if (v.ioas !== null) iommufdIoasDestroy(v.ioas);

@@ -202,6 +202,8 @@ const common = {
   expect: expectSchema.optional(),
   expectIn: z.record(z.string(), expectSchema).optional().describe('per configuration (--config name): an expect replacing `expect` in that configuration'),
 };
+const deviceOfAccess = z.string().optional().describe(
+  "the device doing the DMA: an IOAS mapping's device (default: the IOAS's one attached device; needed when it has several or none, e.g. a device after its ioas-detach); a map step's mapping: its own device only");
 const dirSchema = z.enum(['to-device', 'from-device', 'bidirectional']).describe('DMA direction (default bidirectional)');
 const range = {
   offset: size('byte offset into the buffer (default 0)').optional(),
@@ -278,16 +280,18 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'device-read': z.strictObject({
-    op: z.literal('device-read').describe("the device's DMA engine reads through the mapping's DMA addresses and checks the bytes"),
-    mapping: z.string().describe('mapping name'),
+    op: z.literal('device-read').describe("the device's DMA engine reads through the mapping's DMA addresses (an IOAS mapping's IOVAs) and checks the bytes"),
+    mapping: z.string().describe('mapping name: of a map step, or of an ioas-map step'),
+    device: deviceOfAccess,
     offset: size('byte offset into the mapping (default 0)').optional(),
     len: size('bytes (default: the mapping, sampled in 4 KiB windows when above 1 MiB)').optional(),
     afterUnmap: z.boolean().optional().describe('allowed after the unmap: the device uses a stale DMA address on purpose'),
     ...common,
   }),
   'device-write': z.strictObject({
-    op: z.literal('device-write').describe("the device's DMA engine writes pattern bytes through the mapping"),
-    mapping: z.string().describe('mapping name'),
+    op: z.literal('device-write').describe("the device's DMA engine writes pattern bytes through the mapping (an IOAS mapping's IOVAs)"),
+    mapping: z.string().describe('mapping name: of a map step, or of an ioas-map step'),
+    device: deviceOfAccess,
     offset: size('byte offset into the mapping (default 0)').optional(),
     len: size('bytes (default: the mapping, sampled in 4 KiB windows when above 1 MiB)').optional(),
     pattern: int('pattern number (default: the step index)').optional(),
@@ -376,6 +380,47 @@ export const STEP_SCHEMAS = {
     dmabuf: z.string().describe('dma-buf name: a vfio-bar export (the system heap has no revoke)'),
     ...common,
   }),
+  'ioas-alloc': z.strictObject({
+    op: z.literal('ioas-alloc').describe("IOMMU_IOAS_ALLOC: an empty I/O address space (a VM's guest memory as its passthrough devices see it); devices join it with ioas-attach, memory with ioas-map"),
+    name: name('IOAS name'),
+    ...common,
+  }),
+  'ioas-attach': z.strictObject({
+    op: z.literal('ioas-attach').describe("VFIO_DEVICE_BIND_IOMMUFD + VFIO_DEVICE_ATTACH_IOMMUFD_PT: the device leaves its DMA-API domain and joins the IOAS: its automatic hw_pagetable (one IOMMU domain shared by every device on it: nothing is mapped again) or, with hwpt: own, a hw_pagetable of its own (IOMMU_HWPT_ALLOC: a second domain holding every area)"),
+    ioas: z.string().describe('IOAS name'),
+    device: z.string().describe('device name (a PCI endpoint function behind the IOMMU)'),
+    hwpt: z.enum(['auto', 'own']).optional().describe("auto (default): the IOAS's automatic hw_pagetable, made by the first device; own: a new one for this device alone, destroyed at its ioas-detach"),
+    ...common,
+  }),
+  'ioas-detach': z.strictObject({
+    op: z.literal('ioas-detach').describe("VFIO_DEVICE_DETACH_IOMMUFD_PT and unbind: the device leaves its hw_pagetable (the last device of one destroys it: its areas unmapped from that domain) and goes back to its DMA-API domain; the IOAS's areas stay for the others"),
+    device: z.string().describe('an attached device'),
+    ...common,
+  }),
+  'ioas-map': z.strictObject({
+    op: z.literal('ioas-map').describe("IOMMU_IOAS_MAP of a buffer range (user memory): pinned FOLL_LONGTERM once and mapped into every domain of the IOAS (at attach when it has none yet); a mapping device-read / device-write name"),
+    name: name('mapping name (device-read, device-write and ioas-unmap name it)'),
+    ioas: z.string().describe('IOAS name'),
+    buffer: z.string().describe('buffer name'),
+    ...range,
+    iova: bigSize('IOVA to map at (IOMMU_IOAS_MAP_FIXED_IOVA; default: the IOAS picks one, iopt_alloc_iova)').optional(),
+    readable: z.boolean().optional().describe('IOMMU_IOAS_MAP_READABLE: devices may read it (default true)'),
+    writeable: z.boolean().optional().describe('IOMMU_IOAS_MAP_WRITEABLE: devices may write it (default true)'),
+    ...common,
+  }),
+  'ioas-unmap': z.strictObject({
+    op: z.literal('ioas-unmap').describe("IOMMU_IOAS_UNMAP: the areas inside the range leave every domain of the IOAS and are unpinned; devices' next accesses there fault"),
+    ioas: z.string().describe('IOAS name'),
+    mapping: z.string().optional().describe('an ioas-map mapping of the IOAS: its IOVA range (or give iova and len)'),
+    iova: bigSize('first IOVA of the range (with len; instead of mapping)').optional(),
+    len: size('bytes of the range (with iova)').optional(),
+    ...common,
+  }),
+  'ioas-destroy': z.strictObject({
+    op: z.literal('ioas-destroy').describe('IOMMU_DESTROY of the IOAS after its devices are detached: every device back to its DMA-API domain, every area unmapped and unpinned'),
+    ioas: z.string().describe('IOAS name'),
+    ...common,
+  }),
   'premap-register': z.strictObject({
     op: z.literal('premap-register').describe('register a buffer for pre-mapped I/O to an NVMe device: a new system-heap dma-buf of len bytes (the RFC "dmabuf read/write via io_uring": mapped on its first I/O, invalidated by move_notify / revoke), or a user buffer pinned and mapped once (IORING_REGISTER_MAP_BUFFERS)'),
     name: name('registered buffer (token) name'),
@@ -422,7 +467,7 @@ const stepSchema = z.discriminatedUnion('op', [
   S.mmap, S.munmap, S.populate, S['cpu-write'], S['cpu-read'], S.pin, S.unpin, S.map, S.sync, S['device-read'], S['device-write'],
   S.unmap, S.wait, S['block-write'], S['block-read'], S['rdma-reg-mr'], S['rdma-write'], S['rdma-dereg-mr'], S['dmabuf-export'],
   S['dmabuf-import'], S['dmabuf-write'], S['dmabuf-read'], S['dmabuf-revoke'], S['premap-register'], S['premap-write'], S['premap-read'],
-  S['premap-invalidate'], S['premap-unregister'],
+  S['premap-invalidate'], S['premap-unregister'], S['ioas-alloc'], S['ioas-attach'], S['ioas-detach'], S['ioas-map'], S['ioas-unmap'], S['ioas-destroy'],
 ]);
 
 export const scenarioSchema = z.strictObject({

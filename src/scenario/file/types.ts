@@ -207,3 +207,49 @@ export interface MappingState {
   readonly segments: readonly DmaSegment[];
   readonly live: boolean;
 }
+
+/** A mapping an ioas-map step made: a buffer range at an IOVA of an IOAS (IOMMU_IOAS_MAP). */
+export interface IoasMappingState {
+  readonly name: string;
+  readonly ioas: string;
+  /** The buffer whose bytes it maps, the offset of the first mapped byte and the bytes mapped. */
+  readonly buffer: string;
+  readonly offset: number;
+  readonly len: number;
+  /** The IOVA mapped (the one given, or the one the IOAS picked). */
+  readonly iova: bigint;
+  readonly readable: boolean;
+  readonly writeable: boolean;
+  /** False after its ioas-unmap (or the IOAS's destroy). */
+  readonly live: boolean;
+}
+
+/** A hw_pagetable of an IOAS: one IOMMU domain holding every area, and the devices attached to it. */
+export interface IoasHwptState {
+  /** The pt_id iommufd gave it. */
+  readonly id: number;
+  /** Made by an attach to the IOAS (shared by later attaches), else by ioas-attach's hwpt: own. */
+  readonly auto: boolean;
+  readonly devices: readonly string[];
+}
+
+/** An area of an IOAS: an IOVA range and what it maps. */
+export interface IoasAreaState {
+  readonly iova: bigint;
+  readonly len: number;
+  /** The ioas-map mapping it is (null: made otherwise). */
+  readonly mapping: string | null;
+  /** Its pages are pinned (some domain holds it). */
+  readonly pinned: boolean;
+}
+
+/** A live IOAS (ioas-alloc) as the model holds it now. */
+export interface IoasState {
+  readonly name: string;
+  /** The devices attached, hw_pagetable by hw_pagetable. */
+  readonly devices: readonly string[];
+  readonly hwpts: readonly IoasHwptState[];
+  readonly areas: readonly IoasAreaState[];
+  /** iopt->iova_alignment: 1 without a domain, else the domains' largest smallest page. */
+  readonly iovaAlignment: number;
+}
