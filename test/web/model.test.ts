@@ -13,7 +13,7 @@ import { traceOf } from '../../web/src/worker/trace.ts';
 import { REPO } from '../fixtures/web.ts';
 
 // small examples: a whole view after every step stays fast
-const EXAMPLES = ['lazy-stale-iotlb', 'p2p-topology', 'swiotlb-exhaustion', 'untrusted-thunderbolt', 'cpu-write-device-owned', 'dmabuf-revoke', 'arm64-64k-smmu'];
+const EXAMPLES = ['lazy-stale-iotlb', 'p2p-topology', 'swiotlb-exhaustion', 'untrusted-thunderbolt', 'cpu-write-device-owned', 'dmabuf-revoke', 'arm64-64k-smmu', 'iommufd-shared-ioas'];
 const text = (name: string): string => readFileSync(join(REPO, 'examples', `${name}.yaml`), 'utf8');
 
 /** Builds every view the page can ask for at the current step; returns how many rows were read. */
@@ -145,6 +145,18 @@ describe('the view model of the web page', () => {
     expect(table.entries[leaf.index].raw).toBe(`0x${leaf.entry.toString(16)}`);
     expect(vm.rows('pt:nvme0:', 0, 100).total).toBe(8192);
   });
+  it('the snapshot lists the live IOASes: hw_pagetables with their devices, areas by mapping; none after ioas-destroy', () => {
+    const vm = new ViewModel(text('iommufd-shared-ioas'), 'iommufd-shared-ioas.yaml');
+    expect(vm.snapshot().ioases).toEqual([]);
+    for (let i = 0; i < 6; i++) vm.step(); // mmap .. ioas-map: two devices on one hw_pagetable, one area
+    expect(vm.snapshot().ioases).toEqual([{
+      name: 'vm', devices: ['nvme0', 'nic0'], hwpts: [{ id: 1, auto: true, devices: ['nvme0', 'nic0'] }], iovaAlignment: 4096,
+      areas: [{ iova: '0x100000', len: 65536, mapping: 'ram', pinned: true }],
+    }]);
+    while (vm.step()) { /* to the end: ioas-destroy */ }
+    expect(vm.snapshot().ioases).toEqual([]);
+  });
+
   it('bytes() refuses an offset or length that is not a non-negative integer, naming it', () => {
     const vm = new ViewModel(text('lazy-stale-iotlb'), 'lazy-stale-iotlb.yaml');
     vm.step();

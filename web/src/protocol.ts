@@ -108,6 +108,16 @@ export interface DomainRow {
   readonly aperture: string;
 }
 
+/** A live IOAS of the scenario (ioas-alloc): its hw_pagetables with their devices, and its areas. */
+export interface IoasRow {
+  readonly name: string;
+  readonly devices: readonly string[];
+  readonly hwpts: ReadonlyArray<{ readonly id: number; readonly auto: boolean; readonly devices: readonly string[] }>;
+  /** Mapped IOVA ranges, lowest first; mapping: the ioas-map step's name (null: made otherwise). */
+  readonly areas: ReadonlyArray<{ readonly iova: string; readonly len: number; readonly mapping: string | null; readonly pinned: boolean }>;
+  readonly iovaAlignment: number;
+}
+
 export interface EventRow {
   readonly seq: number;
   readonly kind: string;
@@ -142,6 +152,8 @@ export interface Snapshot {
   readonly buffers: readonly BufferRow[];
   readonly pci: readonly PciNodeRow[];
   readonly domains: readonly DomainRow[];
+  /** The IOASes the steps allocated and have not destroyed. */
+  readonly ioases: readonly IoasRow[];
   readonly counters: ReadonlyArray<readonly [string, number]>;
   readonly events: readonly EventRow[];
   readonly leaks: string | null;

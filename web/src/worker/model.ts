@@ -186,6 +186,10 @@ export class ViewModel {
       buffers,
       pci: this.pciNodes(),
       domains: this.domains(),
+      ioases: [...this.runner.ioases.values()].map((x) => ({
+        name: x.name, devices: x.devices, hwpts: x.hwpts, iovaAlignment: x.iovaAlignment,
+        areas: x.areas.map((a) => ({ iova: hex(a.iova), len: a.len, mapping: a.mapping, pinned: a.pinned })),
+      })),
       counters,
       events: this.events(),
       leaks: null,
