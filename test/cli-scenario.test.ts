@@ -47,6 +47,21 @@ describe('phyr run', () => {
     expect(bad.code).toBe(2);
     expect(bad.err).toContain("config: unknown configuration 'nope' (expected one of: strict)");
   });
+
+  it('--json of the shared-IOAS example: each ioas step carries the IOAS (devices, hw_pagetables, areas) as the model holds it after the step', () => {
+    const r = cli(['run', ex('iommufd-shared-ioas'), '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out) as { ok: boolean; leaks: { tornDown: string[]; dmaDebugLeaks: number }; steps: Array<{ op: string; data?: { ioas?: unknown } }> };
+    expect(j.ok).toBe(true);
+    const ioas = (op: string, n = 0): unknown => j.steps.filter((s) => s.op === op)[n].data!.ioas;
+    expect(ioas('ioas-map')).toEqual({
+      name: 'vm', devices: ['nvme0', 'nic0'], hwpts: [{ id: 1, auto: true, devices: ['nvme0', 'nic0'] }],
+      areas: [{ iova: '0x100000', len: 65536, mapping: 'ram', pinned: true }], iovaAlignment: 4096,
+    });
+    expect(ioas('ioas-detach')).toMatchObject({ devices: ['nvme0'], hwpts: [{ id: 1, auto: true, devices: ['nvme0'] }] });
+    expect(ioas('ioas-unmap')).toMatchObject({ areas: [] });
+    expect(j.leaks).toEqual({ tornDown: ['buffer guest'], dmaDebugLeaks: 0 });
+  });
 });
 
 describe('phyr sweep', () => {
@@ -114,6 +129,7 @@ describe('phyr help', () => {
 
   it('help <op>, help <command>; an unknown topic is a usage error', () => {
     expect(cli(['help', 'map']).out).toMatch(/^map: .*\n {4}name: text/);
+    expect(cli(['help', 'ioas-map']).out).toMatch(/^ioas-map: IOMMU_IOAS_MAP .*\n {4}name: text .*\n {4}ioas: text -- IOAS name\n {4}buffer: text/);
     expect(cli(['help', 'run']).out).toContain('--config <name>');
     const bad = cli(['help', 'frob']);
     expect(bad.code).toBe(2);

@@ -219,6 +219,84 @@ describe('scenario validation: one clear message per problem', () => {
     ]);
   });
 
+  describe('ioas-* steps', () => {
+    /** The scenario with an IOMMU on the machine (MACHINE has none). */
+    const withIommu = (...lines: string[]): string => steps(...lines).replace('buffers:', '  iommu: { format: x86-64, mode: strict }\nbuffers:');
+    const at = (is: ScenarioIssue[]): string[] => is.map((i) => `${i.path}: ${i.message.slice(i.path.length + 2)}`);
+
+    it('unknown IOAS names, a use after ioas-destroy, a duplicate IOAS or mapping name, a buffer not mmapped', () => {
+      const is = issues(withIommu(
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-attach, ioas: vn, device: nvme0 }',
+        '{ op: ioas-map, name: r, ioas: vm, buffer: b0 }',
+        '{ op: mmap, buffer: b0 }',
+        '{ op: ioas-map, name: r, ioas: vm, buffer: b0, len: 32KiB }',
+        '{ op: ioas-map, name: r, ioas: vm, buffer: b0 }',
+        '{ op: ioas-destroy, ioas: vm }',
+        '{ op: ioas-unmap, ioas: vm, mapping: r }',
+      ));
+      expect(at(is)).toEqual([
+        "steps[1].name: IOAS 'vm' is still live (steps[0]) (expected a new name or an ioas-destroy first)",
+        "steps[2].ioas: unknown IOAS 'vn' (expected an IOAS allocated earlier: vm)",
+        "steps[3].buffer: buffer 'b0' is used before its mmap (expected an mmap step for it earlier)",
+        "steps[5].name: mapping 'r' is still live (steps[3]) (expected a new name or an unmap first)",
+        "steps[5].len: offset 0 + len 32768 runs past the buffer 'b0' (16384 bytes) (expected a len <= 16384)",
+        "steps[6].name: mapping 'r' is still live (steps[5]) (expected a new name or an unmap first)",
+        "steps[8].ioas: IOAS 'vm' is used after its ioas-destroy (expected an ioas-alloc step for it earlier)",
+        "steps[8].mapping: mapping 'r' is unmapped already (expected an ioas-map step for it earlier)",
+      ]);
+    });
+
+    it('a device without an IOMMU, an unknown one, one attached twice or detached while not attached', () => {
+      const none = issues(steps('{ op: ioas-alloc, name: vm }', '{ op: ioas-attach, ioas: vm, device: nvme0 }'));
+      expect(at(none)).toEqual(["steps[1].device: device 'nvme0' has no IOMMU (machine has no iommu): iommufd cannot own its DMA (expected a machine with an iommu)"]);
+      const is = issues(withIommu(
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-attach, ioas: vm, device: nvme9 }',
+        '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+        '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+        '{ op: ioas-attach, ioas: vm, device: nvme0, expect: { errno: EBUSY } }',
+        '{ op: ioas-detach, device: gpu0 }',
+      ));
+      expect(at(is)).toEqual([
+        "steps[1].device: unknown device 'nvme9' (expected one of: nvme0, gpu0)",
+        "steps[3].device: device 'nvme0' is attached to IOAS 'vm' already (expected an ioas-detach first (or expect: { errno: EBUSY }))",
+        "steps[5].device: device 'gpu0' is not attached to an IOAS (expected an attached device: nvme0)",
+      ]);
+    });
+
+    it('device access through an IOAS mapping: the device must be named when the IOAS has not one; a map mapping only by its own device; the kinds of unmap do not mix', () => {
+      const is = issues(withIommu(
+        '{ op: mmap, buffer: b0 }',
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-map, name: r, ioas: vm, buffer: b0 }',
+        '{ op: device-read, mapping: r }',
+        '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+        '{ op: ioas-attach, ioas: vm, device: gpu0 }',
+        '{ op: device-write, mapping: r, offset: 8KiB }',
+        '{ op: device-read, mapping: r, device: gpu0, len: 32KiB }',
+        '{ op: map, name: m, device: nvme0, buffer: b0, method: phys }',
+        '{ op: device-read, mapping: m, device: gpu0 }',
+        '{ op: unmap, mapping: r }',
+        '{ op: ioas-unmap, ioas: vm, mapping: m }',
+        '{ op: ioas-unmap, ioas: vm }',
+        '{ op: ioas-unmap, ioas: vm, mapping: r }',
+        '{ op: device-read, mapping: r, device: nvme0 }',
+      ));
+      expect(at(is)).toEqual([
+        "steps[3].device: mapping 'r' is in IOAS 'vm', which has no device attached: name the device doing the DMA (expected device: a device)",
+        "steps[6].device: mapping 'r' is in IOAS 'vm', which has 2 devices (nvme0, gpu0) attached: name the device doing the DMA (expected device: one of nvme0, gpu0)",
+        "steps[7].len: offset 0 + len 32768 runs past the mapping 'r' (16384 bytes) (expected a len <= 16384)",
+        "steps[9].device: mapping 'm' is nvme0's DMA API mapping: its DMA addresses are for that device only (expected device: nvme0, or none)",
+        "steps[10].mapping: mapping 'r' is an IOAS mapping (ioas-map): it has no DMA API mapping to sync or unmap (expected an ioas-unmap step for it, or a mapping of a map step)",
+        "steps[11].mapping: mapping 'm' is a DMA API mapping (map step) (expected a live IOAS mapping: r)",
+        'steps[12].mapping: neither mapping nor iova is given (expected exactly one of mapping, iova (with len))',
+        "steps[14].mapping: mapping 'r' is used after its ioas-unmap (expected a live mapping (or afterUnmap: true for a deliberate stale access))",
+      ]);
+    });
+  });
+
   it('an unknown --config is a ScenarioError', () => {
     const s = parseScenario(steps('{ op: mmap, buffer: b0 }'));
     expect(() => new ScenarioRunner(s, { config: 'fast' })).toThrow(/config: unknown configuration 'fast'/);
