@@ -447,7 +447,8 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         // the device moves bytes through the mapping's DMA segments only: a range past them would
         // reach nothing (the runner would check or record bytes no DMA moved)
         if (s.device !== undefined) needDevice(i, s.device, devices, 'device');
-        const im = ioasMaps.get(s.mapping) ?? (s.afterUnmap === true ? ioasMapsEver.get(s.mapping) : undefined);
+        // a live mapping first (a name may be reused by the other kind after an unmap)
+        const im = maps.has(s.mapping) ? undefined : ioasMaps.get(s.mapping) ?? (s.afterUnmap === true ? ioasMapsEver.get(s.mapping) : undefined);
         if (im !== undefined) {
           // an IOAS has no device of its own: the one attached, else the step names it
           const on = ioasDevices(im.ioas);
@@ -458,7 +459,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
           if (im.len !== undefined) checkRange(i, im.len, `mapping '${s.mapping}'`, s.offset, s.len);
           break;
         }
-        if (ioasMapsEver.has(s.mapping)) {
+        if (!maps.has(s.mapping) && ioasMapsEver.has(s.mapping)) {
           issues.push(issue(at(i, 'mapping'), s.mapping, `mapping '${s.mapping}' is used after its ioas-unmap`, 'a live mapping (or afterUnmap: true for a deliberate stale access)'));
           break;
         }

@@ -122,6 +122,16 @@ describe('ioas-* steps', () => {
     expect([...r.ioasMappings.values()].map((m) => [m.name, m.live])).toEqual([['ram', false]]);
   });
 
+  it('a mapping name freed by ioas-unmap can name a map step\'s mapping: device access goes through the live one', () => {
+    const res = runScenario(scenario(...SHARED,
+      '{ op: ioas-unmap, ioas: vm, mapping: ram }',
+      '{ op: ioas-detach, device: nvme0 }',
+      '{ op: map, name: ram, device: nvme0, buffer: g, method: phys }',
+      '{ op: device-read, mapping: ram }'));
+    expect(res.ok).toBe(true);
+    expect(res.steps[9].summary).toMatch(/^nvme0 DMA read of 64 KiB through ram: 65,536 bytes match$/);
+  });
+
   it('--json: an ioas step carries the IOAS (bigints as hex strings)', () => {
     const res = runScenario(scenario(...SHARED));
     const j = JSON.parse(scenarioJson(res)) as { steps: Array<{ data?: { iova?: string; ioas?: { areas: Array<{ iova: string }> } } }> };

@@ -987,7 +987,8 @@ export class ScenarioRunner {
    * ioas-map mapping (one IOVA range; the device named, else the IOAS's one attached device).
    */
   private accessTarget(name: string, device: string | undefined): { device: string; segments: readonly DmaSegment[]; buffer: string; offset: number; len: number; live: boolean } {
-    const im = this.named.ioasMaps.get(name) ?? this.named.ioasUnmapped.get(name);
+    // a live mapping first (a name may be reused by the other kind after an unmap)
+    const im = this.named.maps.has(name) ? undefined : this.named.ioasMaps.get(name) ?? this.named.ioasUnmapped.get(name);
     if (im === undefined) {
       const mp = this.named.maps.get(name)?.state ?? this.named.unmapped.get(name)!;
       return { ...mp, live: this.named.maps.has(name) };
