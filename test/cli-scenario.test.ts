@@ -55,10 +55,10 @@ describe('phyr run', () => {
     expect(j.ok).toBe(true);
     const ioas = (op: string, n = 0): unknown => j.steps.filter((s) => s.op === op)[n].data!.ioas;
     expect(ioas('ioas-map')).toEqual({
-      name: 'vm', devices: ['nvme0', 'nic0'], hwpts: [{ id: 1, auto: true, devices: ['nvme0', 'nic0'] }],
+      name: 'vm', devices: ['nvme0', 'nic0'], hwpts: [{ id: 3, auto: true, devices: ['nvme0', 'nic0'] }],
       areas: [{ iova: '0x100000', len: 65536, mapping: 'ram', pinned: true }], iovaAlignment: 4096,
     });
-    expect(ioas('ioas-detach')).toMatchObject({ devices: ['nvme0'], hwpts: [{ id: 1, auto: true, devices: ['nvme0'] }] });
+    expect(ioas('ioas-detach')).toMatchObject({ devices: ['nvme0'], hwpts: [{ id: 3, auto: true, devices: ['nvme0'] }] });
     expect(ioas('ioas-unmap')).toMatchObject({ areas: [] });
     expect(j.leaks).toEqual({ tornDown: ['buffer guest'], dmaDebugLeaks: 0 });
   });

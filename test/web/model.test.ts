@@ -150,7 +150,7 @@ describe('the view model of the web page', () => {
     expect(vm.snapshot().ioases).toEqual([]);
     for (let i = 0; i < 6; i++) vm.step(); // mmap .. ioas-map: two devices on one hw_pagetable, one area
     expect(vm.snapshot().ioases).toEqual([{
-      name: 'vm', devices: ['nvme0', 'nic0'], hwpts: [{ id: 1, auto: true, devices: ['nvme0', 'nic0'] }], iovaAlignment: 4096,
+      name: 'vm', devices: ['nvme0', 'nic0'], hwpts: [{ id: 3, auto: true, devices: ['nvme0', 'nic0'] }], iovaAlignment: 4096,
       areas: [{ iova: '0x100000', len: 65536, mapping: 'ram', pinned: true }],
     }]);
     while (vm.step()) { /* to the end: ioas-destroy */ }

@@ -13,7 +13,7 @@ import { toPciDev, type Device } from '../../pci/index.ts';
 import { dmaBufRevoke } from '../dmabuf/index.ts';
 import { vfioPciDmabufExport } from '../vfio/index.ts';
 import {
-  iommufdDeviceAttach, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasDestroy,
+  iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasDestroy,
   iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, type Ioas, type IommufdHwpt,
 } from './index.ts';
 
@@ -227,6 +227,26 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(unwrap(iommufdIoasAlloc(m)).id).toBe(2);
     expect(unwrap(iommufdIoasAlloc(m)).id).toBe(3);
     expect(unwrap(iommufdIoasAlloc(m)).id).toBe(6);
+  });
+
+  it('iommufdDeviceBind is VFIO_DEVICE_BIND_IOMMUFD alone: DMA-owned, attached to nothing; IOMMU_HWPT_ALLOC then needs no automatic domain; a second bind is EBUSY', () => {
+    const { m, nic, ioas } = setup();
+    const nicDefault = iommuGetDmaDomain(nic);
+    const b = unwrap(iommufdDeviceBind(m, nic));
+    expect(b.id).toBe(2);
+    expect(b.hwpt).toBe(null);
+    expect(iommuGetDomainForDev(nic)).not.toBe(nicDefault);
+    expect(iommuGetDomainForDev(nic)!.type).toBe('blocked');
+    expect(iommufdDeviceBind(m, nic)).toMatchObject({ ok: false, errno: 'EBUSY' });
+    const own = unwrap(iommufdHwptAlloc(ioas, nic));
+    expect(ioas.hwpts).toEqual([own]);
+    unwrap(iommufdDeviceAttach(own, nic));
+    expect(own.devices).toEqual([nic]);
+    iommufdDeviceDetach(nic);
+    expect(iommuGetDomainForDev(nic)).toBe(nicDefault);
+    expect(unwrap(iommufdHwptDestroy(own))).toBe(undefined);
+    iommufdIoasDestroy(ioas);
+    expect(m.teardown()).toBe(0);
   });
 
   it('reserved regions: a device whose region meets an area fails to attach and is rolled back, the others untouched; an allowed range blocks the first attach the same way', () => {

@@ -967,6 +967,18 @@ export function iommufdDeviceAttach(to: Ioas | IommufdHwpt, dev: Device): Result
 }
 
 /**
+ * VFIO_DEVICE_BIND_IOMMUFD alone (iommufd_device_bind): dev's group DMA-owned by iommufd, dev in its
+ * blocking domain, attached to nothing until iommufdDeviceAttach; iommufdDeviceDetach unbinds it.
+ * Returns the bound device (its `id` is the dev_id written back). Errors: ENODEV (no IOMMU), EBUSY
+ * (bound already, or in another domain than its default one).
+ * @throws TypeError when dev is not a Device of machine m.
+ */
+export function iommufdDeviceBind(m: MachineMm, dev: Device): Result<IommufdDevice> {
+  checkDevice(dev);
+  return bind(m, dev);
+}
+
+/**
  * VFIO_DEVICE_DETACH_IOMMUFD_PT and the unbind of closing the device (iommufd_device_detach,
  * iommufd_device_unbind): dev leaves its hw_pagetable (an automatic one it was the last device of
  * is destroyed: its areas unmapped, its page tables freed) and its reserved regions leave the IOAS;

@@ -51,7 +51,7 @@ describe('ioas-* steps', () => {
     const iova = res.steps[5].data!.iova as bigint;
     expect(iova).toBe(0x10000n);
     expect(res.steps[5].data!.ioas).toEqual({
-      name: 'vm', devices: ['nvme0', 'nic0'], hwpts: [{ id: 1, auto: true, devices: ['nvme0', 'nic0'] }],
+      name: 'vm', devices: ['nvme0', 'nic0'], hwpts: [{ id: 3, auto: true, devices: ['nvme0', 'nic0'] }],
       areas: [{ iova, len: 65536, mapping: 'ram', pinned: true }], iovaAlignment: 4096,
     });
     for (const k of [6, 8]) expect(res.steps[k].data).toMatchObject({ bytes: 65536, checked: 65536, mismatched: 0 });
@@ -74,11 +74,11 @@ describe('ioas-* steps', () => {
     expect(attach.counters.iommuLeafPtesWritten).toBe(16);
     expect(attach.counters.gupPagesPinned ?? 0).toBe(0);
     expect((attach.data!.ioas as { hwpts: unknown }).hwpts).toEqual([
-      { id: 1, auto: true, devices: ['nvme0'] }, { id: 2, auto: false, devices: ['nic0'] },
+      { id: 3, auto: true, devices: ['nvme0'] }, { id: 5, auto: false, devices: ['nic0'] },
     ]);
     // its own hw_pagetable goes with it: its 16 PTEs cleared, nvme0's domain left whole
     expect(res.steps[7].counters.iommuLeafPtesCleared).toBe(16);
-    expect((res.steps[7].data!.ioas as { hwpts: unknown }).hwpts).toEqual([{ id: 1, auto: true, devices: ['nvme0'] }]);
+    expect((res.steps[7].data!.ioas as { hwpts: unknown }).hwpts).toEqual([{ id: 3, auto: true, devices: ['nvme0'] }]);
     expect(res.steps[8].data).toMatchObject({ checked: 65536, mismatched: 0 });
   });
 

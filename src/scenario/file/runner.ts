@@ -13,7 +13,7 @@ import {
 import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, bdevNrSectors, dmaBufInvalidateMappings,
   dmaBufPut, dmaBufRevocable, dmaBufRevoke, dmaBufUnrevoke, gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr,
-  ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, iommufdDeviceAttach, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc,
+  ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc,
   iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf, iommufdIoasUnmap, nvmeProbe, nvmeRemove,
   premapComplete, premapIssue, premapRegisterDmabuf, premapRegisterUserBuffer, premapUnregister, rdmaProbe, rdmaRemove, systemHeapAlloc,
   umemMap, umemMapPinned, vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl,
@@ -452,19 +452,22 @@ export class ScenarioRunner {
     const before = new Set(ioas.hwpts);
     let own: IommufdHwpt | null = null;
     if (hwpt === 'own') {
-      // IOMMU_HWPT_ALLOC names a bound device, and the model's iommufd binds a device only with an
-      // attach (it exports no bare VFIO_DEVICE_BIND_IOMMUFD): the device is attached to the IOAS
-      // first (joining its automatic hw_pagetable when it has one: no map), then moved to the new one
-      const bind = iommufdDeviceAttach(ioas, dev);
-      if (!bind.ok) return fail(bind, 'bind');
+      // as a VMM does it: VFIO_DEVICE_BIND_IOMMUFD, IOMMU_HWPT_ALLOC for the bound device, then the attach
+      const bind = iommufdDeviceBind(this.m, dev);
+      if (!bind.ok) return fail(bind, 'VFIO_DEVICE_BIND_IOMMUFD');
       const h = iommufdHwptAlloc(ioas, dev);
-      iommufdDeviceDetach(dev);
-      if (!h.ok) return fail(h, 'IOMMU_HWPT_ALLOC');
+      if (!h.ok) {
+        iommufdDeviceDetach(dev);
+        return fail(h, 'IOMMU_HWPT_ALLOC');
+      }
       own = h.value;
     }
     const r = iommufdDeviceAttach(own ?? ioas, dev);
     if (!r.ok) {
-      if (own !== null) iommufdHwptDestroy(own);
+      if (own !== null) {
+        iommufdHwptDestroy(own);
+        iommufdDeviceDetach(dev);
+      }
       return fail(r, 'VFIO_DEVICE_ATTACH_IOMMUFD_PT');
     }
     if (hwpt === 'own') this.named.ownHwpts.set(devName, r.value);

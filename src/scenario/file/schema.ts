@@ -389,7 +389,7 @@ export const STEP_SCHEMAS = {
     op: z.literal('ioas-attach').describe("VFIO_DEVICE_BIND_IOMMUFD + VFIO_DEVICE_ATTACH_IOMMUFD_PT: the device leaves its DMA-API domain and joins the IOAS: its automatic hw_pagetable (one IOMMU domain shared by every device on it: nothing is mapped again) or, with hwpt: own, a hw_pagetable of its own (IOMMU_HWPT_ALLOC: a second domain holding every area)"),
     ioas: z.string().describe('IOAS name'),
     device: z.string().describe('device name (a PCI endpoint function behind the IOMMU)'),
-    hwpt: z.enum(['auto', 'own']).optional().describe("auto (default): the IOAS's automatic hw_pagetable, made by the first device; own: a new one for this device alone, destroyed at its ioas-detach (the model binds the device by attaching it to the IOAS first: with no automatic hw_pagetable there yet, one is made and destroyed on the way)"),
+    hwpt: z.enum(['auto', 'own']).optional().describe("auto (default): the IOAS's automatic hw_pagetable, made by the first device; own: a new one for this device alone, destroyed at its ioas-detach"),
     ...common,
   }),
   'ioas-detach': z.strictObject({
