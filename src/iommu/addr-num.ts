@@ -18,3 +18,8 @@ export function safeBigToNum(a: unknown): number {
   U64[0] = a;
   return U32[LO] + U32[HI] * 4294967296;
 }
+
+/** A 4 KiB frame number (or frame count) as the hex byte address (or length) it stands for, for messages. */
+export function frameAddr(pfn: number): string {
+  return `0x${(BigInt(pfn) << 12n).toString(16)}`;
+}

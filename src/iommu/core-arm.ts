@@ -8,6 +8,7 @@
 // to RAM, and the unmapped range joining the gather.
 
 import { err, ok, type Errno, type Result } from '../base/index.ts';
+import { frameAddr } from './addr-num.ts';
 import { IommuIotlbGather, type IommuDomain } from './domain.ts';
 import type { ArmLpaePageTable } from './pagetable-arm.ts';
 import { pgsizeGranules } from './pgsize.ts';
@@ -19,10 +20,6 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const choice = { lg2: 0, count: 0 };
 const freelist: number[] = [];
 
-/** A 4 KiB frame number (or frame count) as the hex byte address (or length) it stands for. */
-function frameAddr(pfn: number): string {
-  return `0x${(BigInt(pfn) << 12n).toString(16)}`;
-}
 
 /** Flushes the walks of freed tables over [fromPfn, toPfn) from the IOTLB, then gives the pages back. */
 function flushWalkAndFree(d: IommuDomain, fromPfn: number, toPfn: number): void {

@@ -11,7 +11,7 @@ import { checkAddr, checkLen, err, ok, type Errno, type Result } from '../base/i
 import type { RangeSource } from '../phyr/index.ts';
 import { IommuIotlbGather, type IommuDomain } from './domain.ts';
 import type { LeafInfo, PageTable } from './pagetable.ts';
-import { safeBigToNum } from './addr-num.ts';
+import { frameAddr, safeBigToNum } from './addr-num.ts';
 import { armLpaeMapPfns, armLpaeMapUnaligned, armLpaeUnmapPfns } from './core-arm.ts';
 import { ArmLpaePageTable } from './pagetable-arm.ts';
 import { pgsizeGranules } from './pgsize.ts';
@@ -70,10 +70,6 @@ function splitAddrChecked(name: string, a: bigint, out: { pfn: number; off: numb
   }
   if (typeof a !== 'bigint' || a < 0n || a > U64_MAX) badAddr(name, a);
   splitAddr(a, out);
-}
-/** A 4 KiB frame number (or frame count) as the hex byte address (or length) it stands for. */
-function frameAddr(pfn: number): string {
-  return `0x${(BigInt(pfn) << 12n).toString(16)}`;
 }
 
 const sa = { pfn: 0, off: 0 };

@@ -20,6 +20,7 @@
 
 import type { Errno } from '../base/index.ts';
 import type { MachineMm } from '../mm/index.ts';
+import { frameAddr } from './addr-num.ts';
 import { entryHi, entryLo, entryOaPfn, PT_ENTRY_EMPTY, PT_ENTRY_OA, PT_ENTRY_TABLE, type PtFormat } from './formats.ts';
 import { PageTable, type LeafInfo } from './pagetable.ts';
 import { pgsizeGranules } from './pgsize.ts';
@@ -33,10 +34,6 @@ function sizeName(lg2: number): string {
   return b >= 30 ? `${2 ** (b - 30)} GiB` : b >= 20 ? `${2 ** (b - 20)} MiB` : `${2 ** (b - 10)} KiB`;
 }
 
-/** The IOVA of a frame number, as hex text for messages. */
-function hexFrame(pfn: number): string {
-  return `0x${(BigInt(pfn) << 12n).toString(16)}`;
-}
 
 /** An ARM LPAE page table with io-pgtable-arm's map and unmap rules (see the file comment). */
 export class ArmLpaePageTable extends PageTable {
@@ -242,7 +239,7 @@ export class ArmLpaePageTable extends PageTable {
 
   /** The WARN and EEXIST of a map that meets a live leaf ("We require an unmap first"). */
   private mapOverLeaf(iovaPfn: number, what: string): Errno {
-    this.mm.events.warn('io-pgtable-arm', `map over ${what} at iova ${hexFrame(iovaPfn)}: EEXIST (an unmap is required first)`);
+    this.mm.events.warn('io-pgtable-arm', `map over ${what} at iova ${frameAddr(iovaPfn)}: EEXIST (an unmap is required first)`);
     this.lastErr = 'EEXIST';
     return 'EEXIST';
   }
@@ -281,7 +278,7 @@ export class ArmLpaePageTable extends PageTable {
     const target = this.leafLevel(lg2, 'blocks');
     const inv = this.levelInv, mask = this.itemMask, items = this.tableItems, step = 2 ** lg2;
     if (iovaPfn >= this.lowEndPfn) {
-      events.warn('io-pgtable-arm', `unmap of iova ${hexFrame(iovaPfn)} beyond the ${this.format.vaBits}-bit input size`);
+      events.warn('io-pgtable-arm', `unmap of iova ${frameAddr(iovaPfn)} beyond the ${this.format.vaBits}-bit input size`);
       return 0;
     }
     let p = this.tablePieces(this.rootPfn);
@@ -290,7 +287,7 @@ export class ArmLpaePageTable extends PageTable {
       const t = p[idx >>> 9];
       const lo = t[(idx & 511) * 2], hi = t[(idx & 511) * 2 + 1];
       if (lo === 0 && hi === 0) {
-        events.warn('io-pgtable-arm', `unmap of iova ${hexFrame(iovaPfn)}: nothing mapped there`);
+        events.warn('io-pgtable-arm', `unmap of iova ${frameAddr(iovaPfn)}: nothing mapped there`);
         return 0;
       }
       if (l === target) {
@@ -302,7 +299,7 @@ export class ArmLpaePageTable extends PageTable {
           const te = p[e >>> 9], j = (e & 511) * 2;
           const elo = te[j], ehi = te[j + 1];
           if (elo === 0 && ehi === 0) {
-            events.warn('io-pgtable-arm', `unmap of iova ${hexFrame(iovaPfn + k * step)}: nothing mapped there`);
+            events.warn('io-pgtable-arm', `unmap of iova ${frameAddr(iovaPfn + k * step)}: nothing mapped there`);
             break;
           }
           if (f.kind(l, elo, ehi) === PT_ENTRY_OA) leaves++;
@@ -315,7 +312,7 @@ export class ArmLpaePageTable extends PageTable {
         return this.unmappedPages;
       }
       if (f.kind(l, lo, hi) === PT_ENTRY_OA) {
-        events.warnOnce('arm_lpae_unmap:partial', 'io-pgtable-arm', 'Unmap of a partial large IOPTE is not allowed', { iova: hexFrame(iovaPfn) });
+        events.warnOnce('arm_lpae_unmap:partial', 'io-pgtable-arm', 'Unmap of a partial large IOPTE is not allowed', { iova: frameAddr(iovaPfn) });
         return 0;
       }
       p = this.tablePieces(entryOaPfn(f, lo, hi) / this.tableFrames);

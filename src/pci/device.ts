@@ -137,3 +137,15 @@ export function deviceBindDriver(dev: Device, driver: string): boolean {
 export function deviceReleaseDriver(dev: Device, driver?: string): void {
   if (driver === undefined || dev.driver === driver) dev.driver = null;
 }
+
+/**
+ * really_probe() (drivers/base/dd.c) for a driver's probe: dev->driver is set before the probe
+ * runs, and a probe that fails leaves the device without a driver (a device another model driver
+ * holds keeps it either way).
+ */
+export function driverProbe<T>(dev: Device, driver: string, probe: () => Result<T>): Result<T> {
+  const bound = deviceBindDriver(dev, driver);
+  const r = probe();
+  if (!r.ok && bound) deviceReleaseDriver(dev, driver);
+  return r;
+}

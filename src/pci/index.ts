@@ -1,7 +1,7 @@
 // pci/: struct device's DMA fields, PCI functions and their topology, P2PDMA (providers, map types,
 // distances, bus addresses).
 export {
-  Device, devDriverString, deviceBindDriver, deviceReleaseDriver, type BusDmaRegion, type DeviceDmaParms, type DeviceIdentity,
+  Device, devDriverString, deviceBindDriver, deviceReleaseDriver, driverProbe, type BusDmaRegion, type DeviceDmaParms, type DeviceIdentity,
 } from './device.ts';
 export {
   PciDev, PciHostBridge, devIsPci, toPciDev, type CpuConfig, type P2pdmaProvider, type PciBar, type PciDevKind,

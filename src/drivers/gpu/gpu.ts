@@ -27,7 +27,7 @@ import { SlotKey, checkLen, err, ok, type Result } from '../../base/index.ts';
 import {
   dmaContextOf, dmaPoolCreate, dmaPoolDestroy, dmaPoolFree, dmaPoolZalloc, type DmaPool,
 } from '../../dma/index.ts';
-import { deviceBindDriver, deviceReleaseDriver, toPciDev, type Device } from '../../pci/index.ts';
+import { deviceReleaseDriver, driverProbe, toPciDev, type Device } from '../../pci/index.ts';
 import { RANGE_MMIO, type DmaList } from '../../phyr/index.ts';
 import { sglBuild, sglEntries, sglFree, type SglBlock, type SglHooks } from '../sgl/index.ts';
 import './counters.ts';
@@ -151,23 +151,19 @@ export function gpuOf(dev: Device): Gpu | null {
 export function gpuProbe(dev: Device): Result<Gpu> {
   const existing = gpuOf(dev);
   if (existing) return ok(existing);
-  const bound = deviceBindDriver(dev, GPU_DRIVER_NAME);
-  const pool = dmaPoolCreate(`${dev.name}-gpu-pt`, dev, SZ_4K, SZ_4K, 0);
-  // really_probe() (drivers/base/dd.c): a probe that fails leaves the device without a driver
-  if (!pool.ok) {
-    if (bound) deviceReleaseDriver(dev, GPU_DRIVER_NAME);
-    return pool;
-  }
-  const root = dmaPoolZalloc(pool.value);
-  if (!root.ok) {
-    dmaPoolDestroy(pool.value);
-    if (bound) deviceReleaseDriver(dev, GPU_DRIVER_NAME);
-    return root;
-  }
-  dmaContextOf(dev).mm.stats.gpuPtTablesAllocated++;
-  const g = new Gpu(dev, pool.value, root.value);
-  dev.slots.set(GPU_SLOT, g);
-  return ok(g);
+  return driverProbe(dev, GPU_DRIVER_NAME, () => {
+    const pool = dmaPoolCreate(`${dev.name}-gpu-pt`, dev, SZ_4K, SZ_4K, 0);
+    if (!pool.ok) return pool;
+    const root = dmaPoolZalloc(pool.value);
+    if (!root.ok) {
+      dmaPoolDestroy(pool.value);
+      return root;
+    }
+    dmaContextOf(dev).mm.stats.gpuPtTablesAllocated++;
+    const g = new Gpu(dev, pool.value, root.value);
+    dev.slots.set(GPU_SLOT, g);
+    return ok(g);
+  });
 }
 
 /** Unbinds the GPU: every mapping is unmapped and the table pool destroyed. */

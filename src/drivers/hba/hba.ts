@@ -26,7 +26,7 @@ import { err, ok, type Result } from '../../base/index.ts';
 import {
   DMA_BIT_MASK, dmaPoolCreate, dmaPoolDestroy, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetSegBoundary, type DmaPool,
 } from '../../dma/index.ts';
-import { deviceBindDriver, deviceReleaseDriver, type Device } from '../../pci/index.ts';
+import { deviceReleaseDriver, driverProbe, type Device } from '../../pci/index.ts';
 import { sglBuild, sglFree, type DmaSegment, type SglBuild, type SglHooks } from '../sgl/index.ts';
 
 export const HBA_SG_ENTRY_BYTES = 16;
@@ -69,11 +69,7 @@ function writeEntry(view: DataView, off: number, addr: bigint, len: number, flag
  * segments, a 4 GiB boundary) and its SG page pool (4 KiB pages, 4 KiB aligned).
  */
 export function hbaSetup(dev: Device): Result<HbaCtrl> {
-  const bound = deviceBindDriver(dev, HBA_DRIVER_NAME);
-  const r = hbaSetupBound(dev);
-  // really_probe() (drivers/base/dd.c): a probe that fails leaves the device without a driver
-  if (!r.ok && bound) deviceReleaseDriver(dev, HBA_DRIVER_NAME);
-  return r;
+  return driverProbe(dev, HBA_DRIVER_NAME, () => hbaSetupBound(dev));
 }
 
 function hbaSetupBound(dev: Device): Result<HbaCtrl> {

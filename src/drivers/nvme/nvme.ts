@@ -31,7 +31,7 @@ import {
   dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask, dmaUnmapPhys, dmaUseIova, type DmaPool,
 } from '../../dma/index.ts';
 import {
-  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, deviceBindDriver, deviceReleaseDriver, type Device,
+  PCI_P2PDMA_MAP_BUS_ADDR, PCI_P2PDMA_MAP_NONE, PCI_P2PDMA_MAP_THRU_HOST_BRIDGE, deviceReleaseDriver, driverProbe, type Device,
   type PciP2pdmaMapType,
 } from '../../pci/index.ts';
 import {
@@ -194,11 +194,7 @@ export interface NvmeProbeOptions {
 export function nvmeProbe(dev: Device, opts: NvmeProbeOptions = {}): Result<NvmeCtrl> {
   const controller: NvmeControllerPort | null = opts.controller ?? nvmeControllerOf(dev);
   if (controller === null) return err('ENODEV', `${dev.name}: no NVMe controller`);
-  const bound = deviceBindDriver(dev, NVME_DRIVER_NAME);
-  const r = nvmeProbeBound(dev, controller, opts);
-  // really_probe() (drivers/base/dd.c): a probe that fails leaves the device without a driver
-  if (!r.ok && bound) deviceReleaseDriver(dev, NVME_DRIVER_NAME);
-  return r;
+  return driverProbe(dev, NVME_DRIVER_NAME, () => nvmeProbeBound(dev, controller, opts));
 }
 
 function nvmeProbeBound(dev: Device, controller: NvmeControllerPort, opts: NvmeProbeOptions): Result<NvmeCtrl> {

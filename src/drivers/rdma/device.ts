@@ -7,7 +7,7 @@
 
 import { GiB, SlotKey, err, ok, type Result } from '../../base/index.ts';
 import { DMA_BIT_MASK, dmaPoolCreate, dmaPoolDestroy, dmaSetMaskAndCoherent, dmaSetMaxSegSize, type DmaPool } from '../../dma/index.ts';
-import { deviceBindDriver, deviceReleaseDriver, type Device } from '../../pci/index.ts';
+import { deviceReleaseDriver, driverProbe, type Device } from '../../pci/index.ts';
 import { MTT_ENTRIES_PER_CHUNK, MTT_ENTRY_BYTES, RdmaNic } from './nic.ts';
 
 /**
@@ -71,21 +71,17 @@ export function rdmaProbe(dev: Device, opts: RdmaProbeOptions = {}): Result<IbDe
   if (typeof bitmap !== 'bigint' || bitmap <= 0n || bitmap >> 64n !== 0n || (bitmap & ~0xfffn) === 0n) {
     throw new RangeError(`opts.pgszBitmap must be a bitmap of page sizes with one of at least 4 KiB (bits 12..63), got ${String(bitmap)}`);
   }
-  const bound = deviceBindDriver(dev, RDMA_DRIVER_NAME);
-  // really_probe() (drivers/base/dd.c): a probe that fails leaves the device without a driver
-  const fail = (e: Result<never>): Result<IbDevice> => {
-    if (bound) deviceReleaseDriver(dev, RDMA_DRIVER_NAME);
-    return e;
-  };
-  // set_dma_caps(): 64-bit mask, else 32-bit
-  let m = dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
-  if (!m.ok) m = dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(32));
-  if (!m.ok) return fail(err('EIO', `${dev.name}: no usable DMA mask`));
-  dmaSetMaxSegSize(dev, RDMA_MAX_SEG_SIZE);
-  const pool = dmaPoolCreate(`${dev.name}-mtt`, dev, MTT_ENTRIES_PER_CHUNK * MTT_ENTRY_BYTES, MTT_ENTRIES_PER_CHUNK * MTT_ENTRY_BYTES, 0);
-  if (!pool.ok) return fail(err(pool.errno, `dma_pool_create: ${pool.message ?? pool.errno}`));
-  const ib = new IbDevice(dev, bitmap & ~0xfffn, opts.odp ?? true, new RdmaNic(dev), pool.value);
-  return ok(dev.slots.set(IB_DEVICE, ib));
+  return driverProbe(dev, RDMA_DRIVER_NAME, (): Result<IbDevice> => {
+    // set_dma_caps(): 64-bit mask, else 32-bit
+    let m = dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
+    if (!m.ok) m = dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(32));
+    if (!m.ok) return err('EIO', `${dev.name}: no usable DMA mask`);
+    dmaSetMaxSegSize(dev, RDMA_MAX_SEG_SIZE);
+    const pool = dmaPoolCreate(`${dev.name}-mtt`, dev, MTT_ENTRIES_PER_CHUNK * MTT_ENTRY_BYTES, MTT_ENTRIES_PER_CHUNK * MTT_ENTRY_BYTES, 0);
+    if (!pool.ok) return err(pool.errno, `dma_pool_create: ${pool.message ?? pool.errno}`);
+    const ib = new IbDevice(dev, bitmap & ~0xfffn, opts.odp ?? true, new RdmaNic(dev), pool.value);
+    return ok(dev.slots.set(IB_DEVICE, ib));
+  });
 }
 
 /**
