@@ -32,18 +32,18 @@ export interface TablePageDump {
 /**
  * The bytes and decoded entries of table page `pfn` of domain d, read as a table of `level`
  * (default: the level at which the page is found by a search from the root).
- * @throws TypeError for a non-paging domain; RangeError when the page is not one of d's tables.
+ * @throws TypeError for a non-paging domain; RangeError when the page is not one of d's tables
+ *   (with or without `level`).
  */
 export function dumpTablePage(d: IommuDomain, pfn: bigint, level?: number): TablePageDump {
   const pt = d.pt;
   if (pt === null) throw new TypeError(`domain type ${d.type} has no page table`);
   checkAddr('pfn', pfn);
   const p = Number(pfn);
-  let lvl = level;
-  if (lvl === undefined) {
-    lvl = pt.tableLevel(p);
-    if (lvl < 0) throw new RangeError(`pfn 0x${pfn.toString(16)} is not a table page of this domain`);
-  }
+  // only a table page is read: the table's views of a page are cached until the table frees it
+  const found = pt.tableLevel(p);
+  if (found < 0) throw new RangeError(`pfn 0x${pfn.toString(16)} is not a table page of this domain`);
+  const lvl = level ?? found;
   const f = pt.format;
   // the page's 4 KiB pieces, copied one after the other (one piece for a 4 KiB granule)
   const pieces = pt.tablePieces(p);

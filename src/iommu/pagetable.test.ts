@@ -34,6 +34,8 @@ describe('x86-64 page table, byte-exact', () => {
     // the table entries above: P|RW|U|A = 0x27 and the next table's address
     const pml4 = dumpTablePage(d, walk[0].tablePfn);
     expect(u64(pml4.bytes, 0)).toBe((walk[1].tablePfn << 12n) | 0x27n);
+    // a page that is not one of the tables is refused, with a level given too (it was read and its view cached)
+    expect(() => dumpTablePage(d, pa >> 12n, 0)).toThrow(/^pfn 0x123400 is not a table page of this domain$/);
     // tables come from RAM and are counted there
     expect(d.tablePages).toBe(3);
     expect(mm.stats.iommuTablePagesAllocated).toBe(3);
