@@ -106,6 +106,11 @@ export interface DomainRow {
   readonly iovaRanges: number;
   readonly iotlbEntries: number;
   readonly aperture: string;
+  /**
+   * The iommufd hw_pagetable whose domain this is (the device attached to an IOAS: ioas-attach), or
+   * null (its DMA-API domain). ioas: the scenario's name of the IOAS (null: one no step named).
+   */
+  readonly hwpt: { readonly id: number; readonly ioas: string | null; readonly auto: boolean; readonly devices: readonly string[] } | null;
 }
 
 /** A live IOAS of the scenario (ioas-alloc): its hw_pagetables with their devices, and its areas. */

@@ -5,7 +5,7 @@
 import { select } from 'd3-selection';
 import { scaleLinear } from 'd3-scale';
 import { stratify, tree, type HierarchyPointNode } from 'd3-hierarchy';
-import type { Snapshot, TraceAnswer, PciNodeRow, RegionRow, TracePoint } from '../protocol.ts';
+import type { DomainRow, IoasRow, Snapshot, TraceAnswer, PciNodeRow, RegionRow, TracePoint } from '../protocol.ts';
 import type { Call } from './rpc.ts';
 import { VList, listOf, type ListView } from './vlist.ts';
 
@@ -74,12 +74,12 @@ function replaceKeepingFocus(root: HTMLElement, ...nodes: Node[]): void {
   giveFocusBack(root, held);
 }
 
-/** A labelled <select> of names, keeping `current` selected when it is still there. */
-function nameSelect(label: string, names: readonly string[], current: string | null, onChange: (v: string) => void): HTMLLabelElement {
+/** A labelled <select> of names (text: what an option shows, the name by default), keeping `current` selected when it is still there. */
+function nameSelect(label: string, names: readonly string[], current: string | null, onChange: (v: string) => void, text: (n: string) => string = (n) => n): HTMLLabelElement {
   const l = el('label', {}, `${label} `);
   const s = el('select', { 'data-key': `select:${label}` });
   for (const n of names) {
-    const o = el('option', { value: n }, n);
+    const o = el('option', { value: n }, text(n));
     if (n === current) o.selected = true;
     s.append(o);
   }
@@ -648,6 +648,65 @@ export class PciPanel {
 
 // ----------------------------------------------------------------- IOMMU
 
+/** A hw_pagetable as the IOMMU panel names it: 'HWPT 3 of IOAS vm'. */
+function hwptName(h: NonNullable<DomainRow['hwpt']>): string {
+  return `HWPT ${h.id} of IOAS ${h.ioas ?? '(unnamed)'}`;
+}
+
+/**
+ * The live IOASes (iommufd, ioas-alloc), from the snapshot (no request): each with its IOVA
+ * alignment, its hw_pagetables (automatic or own, the devices attached) and its areas. Null when
+ * none is live: nothing is shown.
+ */
+function ioasSection(snap: Snapshot): HTMLElement | null {
+  if (snap.ioases.length === 0) return null;
+  const wrap = el('div', {
+    class: 'ioases', role: 'region', tabindex: '0', 'data-key': 'ioases', 'data-state': 'ready', 'data-step': String(snap.index),
+    'aria-label': `iommufd I/O address spaces: ${snap.ioases.map((x) => x.name).join(', ')}`,
+  });
+  wrap.append(el('h3', {}, 'iommufd I/O address spaces (IOAS)'));
+  const table = (label: string, heads: readonly string[]): HTMLTableElement => {
+    const t = el('table', { class: 'facts', 'aria-label': label });
+    const hr = el('tr');
+    for (const h of heads) hr.append(el('th', { scope: 'col' }, h));
+    t.append(hr);
+    return t;
+  };
+  for (const x of snap.ioases) wrap.append(ioasBox(x, table));
+  return wrap;
+}
+
+function ioasBox(x: IoasRow, table: (label: string, heads: readonly string[]) => HTMLTableElement): HTMLElement {
+  const box = el('div', { class: 'ioas', 'data-ioas': x.name, 'data-alignment': String(x.iovaAlignment) });
+  const align = x.iovaAlignment === 1 ? '1 (no domain yet)' : `${formatBytes(x.iovaAlignment)} (0x${x.iovaAlignment.toString(16)})`;
+  box.append(el('p', { class: 'ioas-facts' },
+    `IOAS ${x.name}: IOVA alignment ${align}; ${x.hwpts.length} hw_pagetable${x.hwpts.length === 1 ? '' : 's'}, devices ${x.devices.join(', ') || 'none'}; ${x.areas.length} area${x.areas.length === 1 ? '' : 's'}`));
+  if (x.hwpts.length === 0) box.append(el('p', { class: 'muted ioas-no-hwpt' }, 'No hw_pagetable: no device attached, so no domain holds the areas (nothing pinned).'));
+  else {
+    const t = table(`hw_pagetables of IOAS ${x.name}`, ['hw_pagetable', 'made', 'devices attached (their IOMMU domain)']);
+    for (const h of x.hwpts) {
+      const tr = el('tr', { class: 'hwpt', 'data-hwpt': String(h.id), 'data-auto': String(h.auto), 'data-devices': h.devices.join(',') });
+      tr.append(el('td', { class: 'num' }, `HWPT ${h.id}`), el('td', {}, h.auto ? 'automatic (by the first attach to the IOAS)' : 'own (IOMMU_HWPT_ALLOC)'),
+        el('td', {}, h.devices.join(', ') || 'none'));
+      t.append(tr);
+    }
+    box.append(t);
+  }
+  if (x.areas.length === 0) box.append(el('p', { class: 'muted ioas-no-area' }, 'No area: nothing mapped (ioas-map).'));
+  else {
+    const t = table(`Areas of IOAS ${x.name}`, ['IOVA', 'last', 'length', 'mapping', 'pinned']);
+    for (const a of x.areas) {
+      const last = `0x${(BigInt(a.iova) + BigInt(a.len) - 1n).toString(16)}`;
+      const tr = el('tr', { class: 'area', 'data-iova': a.iova, 'data-len': String(a.len), 'data-mapping': a.mapping ?? '', 'data-pinned': String(a.pinned) });
+      tr.append(el('td', { class: 'num' }, a.iova), el('td', { class: 'num' }, last), el('td', { class: 'num' }, formatBytes(a.len)),
+        el('td', {}, a.mapping ?? '(not named by a step)'), el('td', {}, a.pinned ? 'pinned' : 'not pinned'));
+      t.append(tr);
+    }
+    box.append(t);
+  }
+  return box;
+}
+
 export class IommuPanel {
   private device: string | null = null;
   private tableStack: Array<string | null> = [null];
@@ -668,8 +727,9 @@ export class IommuPanel {
   async update(): Promise<void> {
     const snap = this.ctx.snapshot;
     if (!snap) return;
+    const ioases = ioasSection(snap);
     if (snap.domains.length === 0) {
-      this.root.replaceChildren(el('p', { class: 'muted' }, 'No IOMMU on this machine: devices use dma-direct (bus address = physical address + offset) or swiotlb.'));
+      replaceKeepingFocus(this.root, el('p', { class: 'muted' }, 'No IOMMU on this machine: devices use dma-direct (bus address = physical address + offset) or swiotlb.'), ...(ioases ? [ioases] : []));
       this.iova = this.iotlb = this.table = null;
       return;
     }
@@ -680,12 +740,20 @@ export class IommuPanel {
     }
     const d = snap.domains.find((q) => q.device === this.device)!;
     const controls = el('div', { class: 'row-controls' });
+    // a device attached to an IOAS: its domain is that hw_pagetable's (the option says which)
+    const hwptOf = (n: string): string => {
+      const h = snap.domains.find((q) => q.device === n)?.hwpt ?? null;
+      return h === null ? n : `${n} (${hwptName(h)})`;
+    };
     controls.append(nameSelect('Device', devs, this.device, (v) => {
       this.device = v;
       this.tableStack = [null];
       void this.update();
-    }));
-    const facts = el('p', { class: 'mono' }, `domain ${d.type}, format ${d.format ?? '-'}, root table ${d.rootPfn ?? '-'}, ${d.tablePages} table pages, ${d.iovaRanges} IOVA ranges, ${d.iotlbEntries} IOTLB entries, aperture ${d.aperture}`);
+    }, hwptOf));
+    const h = d.hwpt;
+    const shared = h === null ? '' : `, ${hwptName(h)} (${h.auto ? 'automatic' : 'own'}; devices ${h.devices.join(', ')})`;
+    const facts = el('p', { class: 'mono domain-facts', 'data-hwpt': h === null ? '' : String(h.id) },
+      `domain ${d.type}${shared}, format ${d.format ?? '-'}, root table ${d.rootPfn ?? '-'}${h === null ? '' : ` (HWPT ${h.id}'s page table)`}, ${d.tablePages} table pages, ${d.iovaRanges} IOVA ranges, ${d.iotlbEntries} IOTLB entries, aperture ${d.aperture}`);
     const split = el('div', { class: 'split' });
     const c1 = el('div'), c2 = el('div'), c3 = el('div');
     c1.append(el('h3', {}, 'IOVA ranges allocated'));
@@ -694,7 +762,8 @@ export class IommuPanel {
     this.crumbs = el('div', { class: 'crumbs', role: 'navigation', 'aria-label': 'Table pages opened' });
     c3.append(this.crumbs);
     split.append(c1, c2, c3);
-    this.iova = new VList(c1, this.ctx.call, { label: `IOVA ranges of ${this.device}`, empty: 'no IOVA allocated' });
+    // an IOAS's domain has no IOVA allocator: its IOVAs are the IOAS's areas (listed above)
+    this.iova = new VList(c1, this.ctx.call, { label: `IOVA ranges of ${this.device}`, empty: h === null ? 'no IOVA allocated' : `no IOVA allocator: the IOVAs are IOAS ${h.ioas ?? ''}'s areas` });
     this.iotlb = new VList(c2, this.ctx.call, { label: `IOTLB of ${this.device}`, empty: 'IOTLB empty' });
     this.table = new VList(c3, this.ctx.call, {
       label: `Page-table entries of ${this.device}`,
@@ -712,7 +781,7 @@ export class IommuPanel {
     bytesToggle.append(this.hexBox);
     c3.append(bytesToggle);
     const held = holdFocus(this.root);
-    this.root.replaceChildren(controls, facts, split);
+    this.root.replaceChildren(...(ioases ? [ioases] : []), controls, facts, split);
     const back = giveFocusBack(this.root, held);
     const view = (l: VList): ListView | undefined => (back.list === l ? back.view : undefined);
     if (d.format === null) this.tableStack = [];

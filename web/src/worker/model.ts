@@ -5,13 +5,13 @@
 // map types are asked of a probe machine built from the same PCI config.
 
 import {
-  GiB, PCI_P2PDMA_MAP_NAMES, PageArray, coalesce, createMachine, dumpTablePage, hex, iommuGetDomainForDev,
+  GiB, PCI_P2PDMA_MAP_NAMES, PageArray, coalesce, createMachine, dumpTablePage, hex, iommuGetDomainForDev, iommufdIoasOf,
   pagesToBvecList, pciP2pdmaDistance, pciP2pdmaMapType, pcimP2pdmaInit, pcimP2pdmaProvider, sgAllocTableFromPagesSegment,
   toPageList, DmaList,
   type BvecList, type Device, type IommuDomain, type Machine, type PageList, type PhyrList, type SgTable, type UserMm,
 } from '../../../src/index.ts';
 import {
-  ScenarioRunner, counterText, parseScenario, stepStatus, type BufferState, type MappingState, type RunOptions, type Scenario, type StepResult,
+  ScenarioRunner, counterText, parseScenario, stepStatus, type BufferState, type IoasState, type MappingState, type RunOptions, type Scenario, type StepResult,
 } from '../../../src/scenario/file/index.ts';
 import type {
   BufferRow, BytesAnswer, DomainRow, EventRow, HugetlbRun, LayoutSummary, P2pAnswer, PciNodeRow, PhysSpan, RegionRow, RowsAnswer,
@@ -167,6 +167,7 @@ export class ViewModel {
       pins: [...this.runner.pins.values()].filter((p) => p.buffer === b.name && p.live).map((p) => p.name),
       mappings: [...this.runner.mappings.values()].filter((mp) => this.bufferOfMapping(mp) === b.name && mp.live).map((mp) => mp.name),
     }));
+    const ioases = [...this.runner.ioases.values()];
     const counters = Object.entries(m.stats.snapshot()).filter(([, v]) => v !== 0).sort((a, b) => a[0].localeCompare(b[0]));
     return {
       name: this.scenario.name,
@@ -185,8 +186,8 @@ export class ViewModel {
       hugetlb,
       buffers,
       pci: this.pciNodes(),
-      domains: this.domains(),
-      ioases: [...this.runner.ioases.values()].map((x) => ({
+      domains: this.domains(ioases),
+      ioases: ioases.map((x) => ({
         name: x.name, devices: x.devices, hwpts: x.hwpts, iovaAlignment: x.iovaAlignment,
         areas: x.areas.map((a) => ({ iova: hex(a.iova), len: a.len, mapping: a.mapping, pinned: a.pinned })),
       })),
@@ -544,13 +545,21 @@ export class ViewModel {
     return d;
   }
 
-  private domains(): DomainRow[] {
+  /** Every device's domain; ioases: the live IOASes of the scenario, to name a hw_pagetable's IOAS. */
+  private domains(ioases: readonly IoasState[]): DomainRow[] {
     if (!this.machine.iommu) return [];
     const out: DomainRow[] = [];
     for (const dev of this.machine.devices()) {
       const d = iommuGetDomainForDev(dev);
       if (d === null) continue;
+      // attached to an IOAS: the domain iommuGetDomainForDev gives is one of its hw_pagetables' (pt_ids are unique)
+      const h = iommufdIoasOf(dev)?.hwpts.find((x) => x.domain === d) ?? null;
+      const hwpt = h === null ? null : {
+        id: h.id, auto: h.autoDomain, devices: h.devices.map((x) => x.name),
+        ioas: ioases.find((x) => x.hwpts.some((y) => y.id === h.id))?.name ?? null,
+      };
       out.push({
+        hwpt,
         device: dev.name, type: d.type, format: d.format?.name ?? null, rootPfn: d.rootPfn === null ? null : hex(d.rootPfn),
         tablePageBytes: this.machine.pageSize,
         tablePages: d.pt === null ? 0 : d.tablePages, iovaRanges: d.iovad?.ranges().length ?? 0, iotlbEntries: d.iotlb.size,
