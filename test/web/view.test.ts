@@ -9,7 +9,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { iommuGetDomainForDev } from '../../src/index.ts';
+import { iommuGetDomainForDev, iommufdIoasOf } from '../../src/index.ts';
 import { dumpTablePage } from '../../src/iommu/index.ts';
 import { ScenarioRunner, parseScenario } from '../../src/scenario/file/index.ts';
 import { renderTrace, traceBuffer } from '../../src/scenario/trace/index.ts';
@@ -347,6 +347,143 @@ describe('the web view in chromium', () => {
     expect(await page.locator('#panel-memory .vlist .vrow').count()).toBeGreaterThan(0);
     expect((await asked('phys:buf')).length - before).toBe(1);
     expect((await asked('pt:')).length - tableBefore).toBe(1);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('lists the live IOASes of iommufd-shared-ioas as the library has them after each step, and a device attached shows its hw_pagetable\'s domain', async () => {
+    const example = 'iommufd-shared-ioas';
+    // every request the page sends to the worker: the IOAS section must add none (the snapshot has it all)
+    const { page, errors } = await openPage(`?example=${example}`, `
+      window.asked = [];
+      const post = Worker.prototype.postMessage;
+      Worker.prototype.postMessage = function (msg, ...rest) {
+        if (msg && msg.req) window.asked.push(msg.req.type === 'rows' ? 'rows:' + msg.req.source.split(':')[0] : msg.req.type);
+        return post.call(this, msg, ...rest);
+      };`);
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    const asked = (): Promise<string[]> => page.evaluate('window.asked.slice()') as Promise<string[]>;
+    const { runner } = libraryRun(example, 0);
+    const N = runner.scenario.steps.length;
+    const section = '#panel-iommu .ioases';
+    /** The IOASes the IOMMU panel lists, as data (the rows carry what they show). */
+    const shown = () => page.locator(`${section} .ioas`).evaluateAll((boxes) => boxes.map((b) => ({
+      name: b.getAttribute('data-ioas'),
+      iovaAlignment: Number(b.getAttribute('data-alignment')),
+      facts: b.querySelector('.ioas-facts')?.textContent ?? '',
+      hwpts: [...b.querySelectorAll('tr.hwpt')].map((r) => ({
+        id: Number(r.getAttribute('data-hwpt')), auto: r.getAttribute('data-auto') === 'true',
+        devices: (r.getAttribute('data-devices') ?? '').split(',').filter((d: string) => d !== ''), text: r.textContent,
+      })),
+      areas: [...b.querySelectorAll('tr.area')].map((r) => ({
+        iova: r.getAttribute('data-iova'), len: Number(r.getAttribute('data-len')), mapping: r.getAttribute('data-mapping') || null,
+        pinned: r.getAttribute('data-pinned') === 'true', text: r.textContent,
+      })),
+    })));
+    /** The library's IOASes as the panel should list them. */
+    const expected = () => [...runner.ioases.values()].map((x) => ({
+      name: x.name, iovaAlignment: x.iovaAlignment, devices: x.devices,
+      hwpts: x.hwpts.map((h) => ({ id: h.id, auto: h.auto, devices: [...h.devices] })),
+      areas: x.areas.map((a) => ({ iova: `0x${a.iova.toString(16)}`, len: a.len, mapping: a.mapping, pinned: a.pinned })),
+    }));
+    /** The Device picker on dev: its option text, and the facts line once drawn for dev's domain as the library has it. */
+    const pick = async (dev: string): Promise<{ option: string; facts: string; hwpt: string }> => {
+      const d = iommuGetDomainForDev(runner.machine.device(dev))!;
+      await page.selectOption('#panel-iommu select[data-key="select:Device"]', dev);
+      await page.waitForSelector(`#panel-iommu p.domain-facts:has-text("root table 0x${d.rootPfn!.toString(16)}")`, { ...WAIT, state: 'attached' });
+      await page.waitForSelector('#panel-iommu .vlist[data-state="ready"]', { ...WAIT, state: 'attached' });
+      return {
+        option: (await page.locator(`#panel-iommu select[data-key="select:Device"] option[value="${dev}"]`).textContent()) ?? '',
+        facts: (await page.locator('#panel-iommu p.domain-facts').textContent()) ?? '',
+        hwpt: (await page.locator('#panel-iommu p.domain-facts').getAttribute('data-hwpt')) ?? '',
+      };
+    };
+    /** The library's hw_pagetable of an attached device: it is the domain iommuGetDomainForDev gives. */
+    const libHwpt = (dev: string) => {
+      const d = iommuGetDomainForDev(runner.machine.device(dev))!;
+      const h = iommufdIoasOf(runner.machine.device(dev))?.hwpts.find((x) => x.domain === d);
+      expect(h, `${dev}'s domain is a hw_pagetable's`).toBeDefined();
+      return { h: h!, d };
+    };
+    expect(await page.locator(section).count()).toBe(0);
+    let sawDetach = false, sawUnmap = false, sawDestroy = false;
+    for (let k = 1; k <= N; k++) {
+      const before = (await asked()).length;
+      await page.click('#step');
+      await page.waitForSelector(`#panel-steps[data-state] li:nth-child(${k}).ok`, { ...WAIT, state: 'attached' });
+      await page.waitForSelector(`#status[data-state="${k === N ? 'done' : 'ready'}"]`, { ...WAIT, state: 'attached' });
+      const r = runner.step()!;
+      expect(r.ok).toBe(true);
+      const op = runner.scenario.steps[k - 1].op;
+      const want = expected();
+      if (want.length === 0) {
+        // no IOAS live: nothing of them is shown
+        expect(await page.locator(section).count(), `after step ${k - 1} (${op})`).toBe(0);
+        if (op === 'ioas-destroy') sawDestroy = true;
+        continue;
+      }
+      expect(await page.locator(section).count(), `after step ${k - 1} (${op})`).toBe(1);
+      expect(await page.getAttribute(section, 'data-step')).toBe(String(k));
+      const got = await shown();
+      expect(got.map(({ name, iovaAlignment, hwpts, areas }) => ({
+        name, iovaAlignment, hwpts: hwpts.map(({ id, auto, devices }) => ({ id, auto, devices })), areas: areas.map(({ iova, len, mapping, pinned }) => ({ iova, len, mapping, pinned })),
+      })), `after step ${k - 1} (${op})`).toEqual(want.map(({ name, iovaAlignment, hwpts, areas }) => ({ name, iovaAlignment, hwpts, areas })));
+      // what the step itself reported of its IOAS (data.ioas) is what is listed
+      const data = (r.data as { ioas?: { name: string; hwpts: unknown; areas: ReadonlyArray<{ iova: bigint }> } } | undefined)?.ioas;
+      if (data !== undefined) {
+        const g = got.find((x) => x.name === data.name)!;
+        expect(g.hwpts.map(({ id, auto, devices }) => ({ id, auto, devices }))).toEqual(data.hwpts);
+        expect(g.areas.map((a) => a.iova)).toEqual(data.areas.map((a) => `0x${a.iova.toString(16)}`));
+      }
+      // the text says it too
+      for (const [i, x] of want.entries()) {
+        expect(got[i].facts).toContain(`IOAS ${x.name}: IOVA alignment ${x.iovaAlignment === 1 ? '1 (no domain yet)' : `4 KiB (0x${x.iovaAlignment.toString(16)})`}`);
+        for (const [j, h] of x.hwpts.entries()) expect(got[i].hwpts[j].text).toBe(`HWPT ${h.id}${h.auto ? 'automatic (by the first attach to the IOAS)' : 'own (IOMMU_HWPT_ALLOC)'}${h.devices.join(', ') || 'none'}`);
+        for (const [j, a] of x.areas.entries()) expect(got[i].areas[j].text).toContain(`${a.iova}0x${(BigInt(a.iova) + BigInt(a.len) - 1n).toString(16)}64 KiB${a.mapping}pinned`);
+      }
+      if (op === 'ioas-attach' && k - 1 === 4) {
+        // both devices on HWPT 3: the picker and the facts line show its domain and page table
+        for (const dev of ['nvme0', 'nic0']) {
+          const { h, d } = libHwpt(dev);
+          const p = await pick(dev);
+          expect(p.option).toBe(`${dev} (HWPT ${h.id} of IOAS vm)`);
+          expect(p.hwpt).toBe(String(h.id));
+          expect(p.facts).toMatch(new RegExp(`^domain ${d.type}, HWPT ${h.id} of IOAS vm \\(automatic; devices nvme0, nic0\\), .*root table 0x${h.domain.rootPfn!.toString(16)} \\(HWPT ${h.id}'s page table\\)`));
+        }
+      }
+      if (op === 'ioas-map') {
+        // the step and, for the IOMMU panel, what it asked before: one table page and one request per list
+        await page.waitForSelector('#panel-iommu .vlist[data-state="ready"]', { ...WAIT, state: 'attached' });
+        const sent = (await asked()).slice(before);
+        expect(sent.filter((x) => x === 'step')).toHaveLength(1);
+        for (const x of ['table', 'rows:iova', 'rows:iotlb', 'rows:pt']) expect(sent.filter((y) => y === x), x).toHaveLength(1);
+      }
+      if (op === 'ioas-map') await page.locator('[data-panel="iommu"]').screenshot({ path: join(WEB_OUTPUT, `${example}-iommu.png`) });
+      if (op === 'ioas-detach') {
+        sawDetach = true;
+        expect(want[0].hwpts).toEqual([{ id: want[0].hwpts[0].id, auto: true, devices: ['nvme0'] }]);
+        // nic0 is back on its DMA-API domain: no hw_pagetable named; nvme0 still on the IOAS's
+        const back = await pick('nic0');
+        expect(back.option).toBe('nic0');
+        expect(back.hwpt).toBe('');
+        expect(back.facts).toMatch(new RegExp(`^domain ${iommuGetDomainForDev(runner.machine.device('nic0'))!.type}, format`));
+        expect((await pick('nvme0')).option).toBe(`nvme0 (HWPT ${libHwpt('nvme0').h.id} of IOAS vm)`);
+      }
+      if (op === 'ioas-unmap') {
+        sawUnmap = true;
+        expect(got[0].areas).toEqual([]);
+        expect(await page.locator(`${section} .ioas-no-area`).count()).toBe(1);
+      }
+    }
+    expect([sawDetach, sawUnmap, sawDestroy]).toEqual([true, true, true]);
+    // after the destroy nvme0 is on its DMA-API domain again
+    expect((await pick('nvme0')).hwpt).toBe('');
+    // back to start: no IOAS; three steps in, the new one (no hw_pagetable, no area) is listed
+    await page.click('#reset');
+    await page.waitForSelector('#status[data-state="ready"]', { ...WAIT, state: 'attached' });
+    expect(await page.locator(section).count()).toBe(0);
+    await stepTimes(page, 3);
+    expect((await shown()).map((x) => [x.name, x.hwpts.length, x.areas.length])).toEqual([['vm', 0, 0]]);
     expect(errors).toEqual([]);
     await page.close();
   });
