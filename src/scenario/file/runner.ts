@@ -180,6 +180,8 @@ export class ScenarioRunner {
   get ioases(): ReadonlyMap<string, IoasState> {
     return new Map([...this.named.ioases].map(([k, v]) => [k, this.ioasState(k, v)]));
   }
+  /** The live IOASes by name as the model's objects (hw_pagetables with their domains, areas), for the address trace. */
+  get ioasObjects(): ReadonlyMap<string, Ioas> { return this.named.ioases; }
   /** The ioas-map mappings, live ones and (live false) those after their ioas-unmap, by name. */
   get ioasMappings(): ReadonlyMap<string, IoasMappingState> {
     return new Map([...this.named.ioasMaps, ...this.named.ioasUnmapped]);

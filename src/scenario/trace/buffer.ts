@@ -7,8 +7,9 @@ import type { Machine } from '../../machine/index.ts';
 import type { UserMm } from '../../mm/index.ts';
 import { SgTable } from '../../phyr/index.ts';
 import { traceCpu } from './cpu.ts';
-import { traceDevice } from './device.ts';
-import type { BufferTrace, ByteTrace, DescriptorTrace, DeviceViewTrace, TraceRun } from './types.ts';
+import { reachesByte, traceDevice } from './device.ts';
+import { traceIoas, type TraceIoasMapping } from './ioas.ts';
+import type { BufferTrace, ByteTrace, DescriptorTrace, DeviceTrace, DeviceViewTrace, IoasViewTrace, IommuTrace, TraceRun } from './types.ts';
 
 /** One DMA segment a mapping hands the device. */
 export interface TraceSegment {
@@ -43,6 +44,8 @@ export interface TraceTarget {
   readonly va: bigint;
   readonly len: number;
   readonly mappings: readonly TraceMapping[];
+  /** Its IOAS mappings (ioas-map), in the order the trace shows them. Default none. */
+  readonly ioasMappings?: readonly TraceIoasMapping[];
   /** Step index after which the trace is taken (-1: before any step). Default -1. */
   readonly afterStep?: number;
 }
@@ -89,13 +92,35 @@ interface Prepared {
   readonly kind: string;
 }
 
+type Limit = (n: number | bigint) => void;
+
+/** Cuts the run where the IOMMU's answer for addr changes: its IOTLB entry, its leaf (a 4 KiB page of a hole). */
+function limitIommu(limit: Limit, io: IommuTrace, addr: bigint): void {
+  const leaf = io.walk.at(-1);
+  if (io.iotlb.hit && io.iotlb.leafIova !== null) limit(io.iotlb.leafIova + BigInt(io.iotlb.leafBytes) - addr);
+  if (leaf !== undefined && leaf.kind === 'leaf') limit(BigInt(leaf.leafBytes) - addr % BigInt(leaf.leafBytes));
+  else if (io.walk.length > 0) limit(4096n - addr % 4096n);
+}
+
+/** Cuts the run where a device access at dmaAddr changes: the IOMMU's answer, a dma_map_ops page, the dma_range_map entry, the swiotlb slot, the region. */
+function limitAccess(t: TraceTarget, limit: Limit, access: DeviceTrace, dmaAddr: bigint): void {
+  if (access.iommu !== null) limitIommu(limit, access.iommu, dmaAddr);
+  if (access.dmaOps !== null) limit(4096n - dmaAddr % 4096n);
+  if (access.rangeMap !== null) limit(access.rangeMap.dmaStart + BigInt(access.rangeMap.len) - dmaAddr);
+  if (access.swiotlb !== null) limit(access.swiotlb.slotAddr + BigInt(IO_TLB_SIZE) - access.phys!);
+  if (access.phys !== null) {
+    const r = t.machine.regionAt(access.phys);
+    if (r !== undefined) limit(r.end - access.phys);
+  }
+}
+
 /** The trace of byte `offset` and how many bytes from it translate identically at every layer. */
 function traceAt(t: TraceTarget, maps: readonly Prepared[], offset: number): { trace: ByteTrace; extent: number } {
   const ps = t.machine.pageSize;
   const va = t.va + BigInt(offset);
   const cpu = traceCpu(t.machine, t.mm, va);
   let extent = t.len - offset;
-  const limit = (n: number | bigint): void => {
+  const limit: Limit = (n) => {
     const x = typeof n === 'bigint' ? Number(n) : n;
     if (x > 0 && x < extent) extent = x;
   };
@@ -119,30 +144,31 @@ function traceAt(t: TraceTarget, maps: readonly Prepared[], offset: number): { t
     limit(seg.len - within);
     const dmaAddr = seg.dmaAddr + BigInt(within);
     const access = traceDevice(t.machine, m.device, dmaAddr);
-    const io = access.iommu;
-    if (io !== null) {
-      const leaf = io.walk.at(-1);
-      if (io.iotlb.hit && io.iotlb.leafIova !== null) limit(io.iotlb.leafIova + BigInt(io.iotlb.leafBytes) - dmaAddr);
-      if (leaf !== undefined && leaf.kind === 'leaf') limit(BigInt(leaf.leafBytes) - dmaAddr % BigInt(leaf.leafBytes));
-      else if (io.walk.length > 0) limit(4096n - dmaAddr % 4096n);
-    }
-    if (access.dmaOps !== null) limit(4096n - dmaAddr % 4096n);
-    if (access.rangeMap !== null) limit(access.rangeMap.dmaStart + BigInt(access.rangeMap.len) - dmaAddr);
-    if (access.swiotlb !== null) limit(access.swiotlb.slotAddr + BigInt(IO_TLB_SIZE) - access.phys!);
-    if (access.phys !== null) {
-      const r = t.machine.regionAt(access.phys);
-      if (r !== undefined) limit(r.end - access.phys);
-    }
+    limitAccess(t, limit, access, dmaAddr);
     // the two-step API has an IOVA window only behind a DMA domain: dma_iova_try_alloc()
     // (drivers/iommu/dma-iommu.c) is false without dma-iommu, and the caller then maps each range
     // with dma_map_phys (or hands out its bus address), so its segments are plain DMA addresses
     const kind = p.kind === 'IOVA window' && access.addressKind !== 'IOVA' ? 'dma address' : p.kind;
     const descriptor: DescriptorTrace = { kind, index: i, dmaAddr: seg.dmaAddr, len: seg.len };
-    const agrees = cpu.phys !== null && access.fault === null &&
-      (access.phys === cpu.phys || (access.swiotlb !== null && access.swiotlb.origAddr === cpu.phys));
-    devices.push({ mapping: m.name, device: m.device, method: m.method, dir: m.dir, unmapped: m.unmapped === true, descriptor, access, agrees });
+    devices.push({ mapping: m.name, device: m.device, method: m.method, dir: m.dir, unmapped: m.unmapped === true, descriptor, access, agrees: reachesByte(cpu.phys, access) });
   }
-  return { trace: { offset, cpu, devices }, extent: Math.max(1, extent) };
+  const ioas: IoasViewTrace[] = [];
+  for (const m of t.ioasMappings ?? []) {
+    if (offset < m.offset) { limit(m.offset - offset); continue; }
+    const rel = offset - m.offset;
+    if (rel >= m.len) continue;
+    limit(m.len - rel);
+    const iova = m.iova + BigInt(rel);
+    const v = traceIoas(t.machine, m, iova, cpu.phys);
+    if (v.area !== null) limit(v.area.iova + BigInt(v.area.len) - iova);
+    for (const h of v.hwpts) {
+      limitIommu(limit, h.iommu, iova);
+      for (const d of h.devices) limitAccess(t, limit, d.access, iova);
+    }
+    for (const d of v.detached) limitAccess(t, limit, d.access, iova);
+    ioas.push(v);
+  }
+  return { trace: { offset, cpu, devices, ioas }, extent: Math.max(1, extent) };
 }
 
 /**

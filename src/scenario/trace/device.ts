@@ -17,8 +17,11 @@ export function hexBytes(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
 }
 
-/** The IOMMU's view of iova in domain d: the walk, the IOTLB peek, and where the access goes. */
-function traceIommu(d: IommuDomain, iova: bigint): { iommu: IommuTrace; phys: bigint | null; fault: string | null } {
+/**
+ * traceIommuDomain(d, iova): the IOMMU's view of iova in domain d: the entries iommuWalkInfo walks,
+ * the IOTLB peeked, and where an access goes (the cached translation when there is one).
+ */
+export function traceIommuDomain(d: IommuDomain, iova: bigint): { iommu: IommuTrace; phys: bigint | null; fault: string | null } {
   if (d.type === 'blocked') {
     return { iommu: { domainType: d.type, format: null, walk: [], walkPhys: null, prot: 0, iotlb: { hit: false, phys: null, leafIova: null, leafBytes: 0, stale: false } }, phys: null, fault: 'blocked domain' };
   }
@@ -61,7 +64,7 @@ export function traceDevice(machine: Machine, device: Device | string, dmaAddr: 
       t = { ...base, addressKind: 'bus address', p2p: p2pProviderAt(machine, route.phys), phys: route.phys };
       break;
     case 'iommu': {
-      const r = traceIommu(route.domain, dmaAddr);
+      const r = traceIommuDomain(route.domain, dmaAddr);
       t = { ...base, addressKind: route.domain.type === 'identity' ? 'identity' : route.domain.type === 'blocked' ? 'fault' : 'IOVA', iommu: r.iommu, phys: r.phys, fault: r.fault };
       break;
     }
@@ -81,4 +84,9 @@ export function traceDevice(machine: Machine, device: Device | string, dmaAddr: 
     fault: t.fault ?? (memory === null ? `no memory at physical address 0x${t.phys.toString(16)}` : null),
     swiotlb: slot === null ? null : { poolStart: slot.poolStart, slot: slot.slot, slotAddr: slot.slotAddr, origAddr: slot.origAddr },
   };
+}
+
+/** A device access reaches the byte the CPU sees at cpuPhys: it lands there, or on a swiotlb slot bouncing exactly that address. */
+export function reachesByte(cpuPhys: bigint | null, a: DeviceTrace): boolean {
+  return cpuPhys !== null && a.fault === null && (a.phys === cpuPhys || (a.swiotlb !== null && a.swiotlb.origAddr === cpuPhys));
 }

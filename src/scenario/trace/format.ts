@@ -3,7 +3,7 @@
 
 import { formatBytes } from '../../base/index.ts';
 import { IOMMU_READ, IOMMU_WRITE } from '../../iommu/index.ts';
-import type { BufferTrace, CpuTrace, DeviceTrace, DeviceViewTrace, TraceRun } from './types.ts';
+import type { BufferTrace, CpuTrace, DeviceTrace, DeviceViewTrace, IoasDeviceTrace, IoasViewTrace, IommuTrace, MemoryTrace, TraceRun } from './types.ts';
 
 const hx = (v: bigint | number): string => `0x${v.toString(16)}`;
 
@@ -45,6 +45,24 @@ function cpuLines(c: CpuTrace): string[] {
   return out;
 }
 
+/** The entries an IOMMU walk visited, top level first, and the IOTLB's answer, each line indented by `pad`. */
+function iommuLines(io: IommuTrace, pad: string): string[] {
+  const out: string[] = [];
+  for (const s of io.walk) {
+    const what = s.kind === 'empty' ? 'empty' : s.kind === 'table' ? `table -> ${hx(s.oa)}` : `leaf ${formatBytes(s.leafBytes)} -> ${hx(s.oa)}`;
+    out.push(`${pad}level ${s.level} table ${hx(s.tablePhys)} [${String(s.index).padStart(3)}] = ${s.entryBytes}  ${what}${s.attrs ? ` (${s.attrs})` : ''}`);
+  }
+  if (io.format !== null) {
+    const tlb = io.iotlb.hit ? `hit (${formatBytes(io.iotlb.leafBytes)} entry -> ${hx(io.iotlb.phys!)}${io.iotlb.stale ? ', STALE: the tables say otherwise' : ''})` : 'miss';
+    out.push(`${pad}IOTLB ${tlb}; ${io.walk.at(-1)?.kind === 'leaf' ? `leaf prot ${protName(io.prot)}` : 'the walk ends at an empty entry'}`);
+  }
+  return out;
+}
+
+function memText(m: MemoryTrace | null): string {
+  return m === null ? 'no memory' : `${m.region} (${m.flags})`;
+}
+
 function deviceLines(a: DeviceTrace): string[] {
   const out: string[] = [];
   if (a.addressKind === 'bus address') {
@@ -56,22 +74,12 @@ function deviceLines(a: DeviceTrace): string[] {
   } else if (a.iommu !== null) {
     const io = a.iommu;
     out.push(`        ${a.addressKind === 'identity' ? 'address' : 'IOVA'} ${hx(a.dmaAddr)}  IOMMU ${io.domainType} domain${io.format !== null ? ` (${io.format})` : ''}`);
-    for (const s of io.walk) {
-      const what = s.kind === 'empty' ? 'empty' : s.kind === 'table' ? `table -> ${hx(s.oa)}` : `leaf ${formatBytes(s.leafBytes)} -> ${hx(s.oa)}`;
-      out.push(`          level ${s.level} table ${hx(s.tablePhys)} [${String(s.index).padStart(3)}] = ${s.entryBytes}  ${what}${s.attrs ? ` (${s.attrs})` : ''}`);
-    }
-    if (io.format !== null) {
-      const tlb = io.iotlb.hit ? `hit (${formatBytes(io.iotlb.leafBytes)} entry -> ${hx(io.iotlb.phys!)}${io.iotlb.stale ? ', STALE: the tables say otherwise' : ''})` : 'miss';
-      out.push(`          IOTLB ${tlb}; ${io.walk.at(-1)?.kind === 'leaf' ? `leaf prot ${protName(io.prot)}` : 'the walk ends at an empty entry'}`);
-    }
+    out.push(...iommuLines(io, '          '));
   } else {
     out.push(`        DMA address ${hx(a.dmaAddr)}`);
   }
   if (a.fault !== null) out.push(`        FAULT: ${a.fault}`);
-  if (a.phys !== null) {
-    const mem = a.memory === null ? 'no memory' : `${a.memory.region} (${a.memory.flags})`;
-    out.push(`        phys ${hx(a.phys)}  ${mem}`);
-  }
+  if (a.phys !== null) out.push(`        phys ${hx(a.phys)}  ${memText(a.memory)}`);
   if (a.swiotlb !== null) {
     const orig = a.swiotlb.origAddr === null ? 'free or pad slot' : `bounces phys ${hx(a.swiotlb.origAddr)}`;
     out.push(`        swiotlb slot ${a.swiotlb.slot} at ${hx(a.swiotlb.slotAddr)} (pool ${hx(a.swiotlb.poolStart)}): ${orig}`);
@@ -90,11 +98,48 @@ function viewLines(v: DeviceViewTrace): string[] {
   ];
 }
 
+/** What a device's access at an IOAS IOVA comes to, in words. */
+function reachText(d: IoasDeviceTrace, unmapped: boolean): string {
+  if (d.agrees) return unmapped ? 'STALE: still reaches the byte' : 'reaches the byte';
+  return unmapped || !d.throughHwpt ? 'no longer reaches the byte' : 'DOES NOT reach the byte the CPU sees';
+}
+
+/** An attached device of a hw_pagetable: one line when its DMA goes through the walk shown above, else its own route. */
+function hwptDeviceLines(d: IoasDeviceTrace, unmapped: boolean): string[] {
+  const a = d.access;
+  if (d.throughHwpt) {
+    const lands = a.phys === null ? `faults (${a.fault ?? '?'})` : `lands on ${hx(a.phys)}${a.fault !== null ? ` and faults (${a.fault})` : ''}`;
+    return [`          ${d.device} attached: DMA at ${hx(a.dmaAddr)} ${lands}: ${reachText(d, unmapped)}`];
+  }
+  return [`          ${d.device} attached, but its DMA goes through another domain:`, ...deviceLines(a).map((l) => `    ${l}`), `            ${reachText(d, unmapped)}`];
+}
+
+function ioasLines(v: IoasViewTrace): string[] {
+  const who = `${v.ioas}${v.ioasId !== null ? ` (IOAS ${v.ioasId})` : ' (destroyed)'}`;
+  const area = v.area === null ? 'no area holds it'
+    : `area [${hx(v.area.iova)} + ${hx(v.area.len)}] (${v.area.kind}, ${protName(v.area.prot)}${v.area.pinned ? ', pinned' : ''})`;
+  const out = [`  IOAS  ${who} via mapping ${v.mapping}${v.unmapped ? ' UNMAPPED, its old IOVA' : ''}: IOVA ${hx(v.iova)}, ${area}`];
+  if (v.hwpts.length === 0) out.push(`        ${v.ioasId === null ? 'no hw_pagetable: the IOAS is gone' : 'no hw_pagetable: no device is attached'}`);
+  for (const h of v.hwpts) {
+    out.push(`        HWPT ${h.id}${h.auto ? '' : ' (own)'}: IOMMU ${h.iommu.domainType} domain${h.iommu.format !== null ? ` (${h.iommu.format})` : ''}, ` +
+      `${h.devices.length} device${h.devices.length === 1 ? '' : 's'} attached`);
+    out.push(...iommuLines(h.iommu, '          '));
+    out.push(h.phys !== null ? `          phys ${hx(h.phys)}  ${memText(h.memory)}` : `          FAULT: ${h.fault ?? '?'}`);
+    for (const d of h.devices) out.push(...hwptDeviceLines(d, v.unmapped));
+  }
+  for (const d of v.detached) {
+    out.push(`        ${d.device} detached from ${v.ioas} (an earlier step attached it): its DMA at the IOVA now:`);
+    out.push(...deviceLines(d.access), `        ${reachText(d, v.unmapped)}`);
+  }
+  return out;
+}
+
 function runLines(r: TraceRun, whole: boolean): string[] {
   const head = whole ? `bytes ${hx(r.offset)}..${hx(r.offset + r.len - 1)} (${formatBytes(r.len)})` : `byte ${hx(r.offset)}`;
   const out = [head, ...cpuLines(r.cpu)];
-  if (r.devices.length === 0) out.push('  DEV   no live device mapping covers this byte');
+  if (r.devices.length === 0 && r.ioas.length === 0) out.push('  DEV   no live device mapping covers this byte');
   for (const v of r.devices) out.push(...viewLines(v));
+  for (const v of r.ioas) out.push(...ioasLines(v));
   return out;
 }
 

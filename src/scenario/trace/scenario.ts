@@ -3,6 +3,7 @@
 
 import { ScenarioRunner, type MappingState, type RunOptions, type Scenario } from '../file/index.ts';
 import { traceRange, type TraceMapping } from './buffer.ts';
+import type { TraceIoasMapping } from './ioas.ts';
 import type { BufferTrace } from './types.ts';
 
 /** What traceBuffer takes besides the buffer and offset. */
@@ -26,6 +27,36 @@ export function mappingsOf(runner: ScenarioRunner, name: string, opts: TraceBuff
 }
 
 /**
+ * The devices an ioas-attach step that succeeded put on IOAS `ioas` (since the last ioas-alloc of
+ * that name) and that are no longer attached to it.
+ */
+function detachedFrom(runner: ScenarioRunner, ioas: string): string[] {
+  let attached = new Set<string>();
+  for (const res of runner.results) {
+    if (res.errno !== undefined) continue;
+    const s = runner.scenario.steps[res.index];
+    if (s.op === 'ioas-alloc' && s.name === ioas) attached = new Set();
+    else if (s.op === 'ioas-attach' && s.ioas === ioas) attached.add(s.device);
+  }
+  const now = new Set((runner.ioasObjects.get(ioas)?.devices ?? []).map((d) => d.name));
+  return [...attached].filter((d) => !now.has(d));
+}
+
+/** The IOAS mappings (ioas-map) of buffer `name`: live ones in mapping order, then (opts.unmapped) those after their ioas-unmap. */
+export function ioasMappingsOf(runner: ScenarioRunner, name: string, opts: TraceBufferOptions = {}): TraceIoasMapping[] {
+  const out: TraceIoasMapping[] = [];
+  for (const m of runner.ioasMappings.values()) {
+    if (m.buffer !== name || (!m.live && opts.unmapped !== true)) continue;
+    out.push({
+      name: m.name, ioas: m.ioas, object: runner.ioasObjects.get(m.ioas) ?? null, offset: m.offset, len: m.len, iova: m.iova,
+      unmapped: !m.live, detached: detachedFrom(runner, m.ioas),
+    });
+  }
+  // live first, as the device mappings
+  return [...out.filter((m) => m.unmapped !== true), ...out.filter((m) => m.unmapped === true)];
+}
+
+/**
  * traceBuffer(runner, bufferName, offset?): every address of byte `offset` of the buffer (or of the
  * whole buffer, in runs) at the runner's current step: the CPU side and each live device mapping
  * (with opts.unmapped, also where the old DMA addresses of its unmapped mappings lead now).
@@ -40,7 +71,7 @@ export function traceBuffer(runner: ScenarioRunner, bufferName: string, offset?:
   if (!b.live) throw new RangeError(`buffer ${JSON.stringify(bufferName)} is not mapped at this step (it was unmapped)`);
   return traceRange({
     machine: runner.machine, mm: runner.processes.get(b.process)!, buffer: b.name, process: b.process, va: b.va, len: b.len,
-    mappings: mappingsOf(runner, bufferName, opts), afterStep: runner.index - 1,
+    mappings: mappingsOf(runner, bufferName, opts), ioasMappings: ioasMappingsOf(runner, bufferName, opts), afterStep: runner.index - 1,
   }, offset);
 }
 
@@ -58,7 +89,7 @@ export function defaultTraceStep(scenario: Scenario, buffer: string, opts: RunOp
     const b = r.buffers.get(buffer);
     if (b === undefined || !b.live) continue;
     live = res.index;
-    if (mappingsOf(r, buffer).length > 0) mapped = res.index;
+    if (mappingsOf(r, buffer).length > 0 || ioasMappingsOf(r, buffer).length > 0) mapped = res.index;
   }
   return mapped ?? live;
 }

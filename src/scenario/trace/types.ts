@@ -162,6 +162,64 @@ export interface DeviceViewTrace {
   readonly agrees: boolean;
 }
 
+/** A device's access at an IOAS mapping's IOVA. */
+export interface IoasDeviceTrace {
+  readonly device: string;
+  /**
+   * The device's DMA goes through the hw_pagetable's domain (iommu_get_domain_for_dev is that
+   * domain). False for a device listed as detached, and for an attached one whose DMA goes elsewhere.
+   */
+  readonly throughHwpt: boolean;
+  /** Where the device's access at the IOVA lands, layer by layer (traceDevice). */
+  readonly access: DeviceTrace;
+  /** The access reaches the byte the CPU sees. */
+  readonly agrees: boolean;
+}
+
+/** One hw_pagetable of an IOAS: its paging domain's view of the IOVA and the devices attached to it. */
+export interface IoasHwptTrace {
+  /** The hw_pagetable's object ID (pt_id). */
+  readonly id: number;
+  /** Made by an attach to the IOAS (shared by later attaches); false: IOMMU_HWPT_ALLOC (ioas-attach hwpt: own). */
+  readonly auto: boolean;
+  /** The domain's page-table walk for the IOVA and its IOTLB, peeked. */
+  readonly iommu: IommuTrace;
+  /** Where the domain sends the IOVA (its IOTLB's translation when cached), null: a fault. */
+  readonly phys: bigint | null;
+  readonly fault: string | null;
+  readonly memory: MemoryTrace | null;
+  /** The devices attached to it, in attach order, each reaching the IOVA. */
+  readonly devices: readonly IoasDeviceTrace[];
+}
+
+/** An IOAS mapping (ioas-map) of a traced byte: the area, and each hw_pagetable's view of the byte's IOVA. */
+export interface IoasViewTrace {
+  /** The ioas-map mapping's name in the scenario. */
+  readonly mapping: string;
+  /** The IOAS's name in the scenario, and its object ID (null: destroyed). */
+  readonly ioas: string;
+  readonly ioasId: number | null;
+  /** The mapping was unmapped already (traced on request): where its old IOVA leads now. */
+  readonly unmapped: boolean;
+  /** The byte's IOVA in the IOAS. */
+  readonly iova: bigint;
+  /** The area of the IOAS holding the IOVA (null: none, e.g. after the unmap). */
+  readonly area: {
+    readonly iova: bigint;
+    readonly len: number;
+    /** 'user' (IOMMU_IOAS_MAP) or 'dmabuf'. */
+    readonly kind: string;
+    /** IOMMU_* prot the domains hold it with. */
+    readonly prot: number;
+    /** Its pages are pinned (while a domain holds it). */
+    readonly pinned: boolean;
+  } | null;
+  /** The IOAS's hw_pagetables, oldest first (empty: no device attached, or the IOAS destroyed). */
+  readonly hwpts: readonly IoasHwptTrace[];
+  /** Devices an earlier step attached to the IOAS that are no longer attached: where their access at the IOVA lands now. */
+  readonly detached: readonly IoasDeviceTrace[];
+}
+
 /** Every address of one byte (or of the first byte of a run). */
 export interface ByteTrace {
   /** Offset of the byte in its buffer. */
@@ -169,6 +227,8 @@ export interface ByteTrace {
   readonly cpu: CpuTrace;
   /** The byte's live device mappings, in mapping order. */
   readonly devices: readonly DeviceViewTrace[];
+  /** The byte's IOAS mappings (ioas-map), live ones in mapping order, then (on request) unmapped ones. */
+  readonly ioas: readonly IoasViewTrace[];
 }
 
 /** Contiguous bytes with identical translation: the trace of the first byte, len bytes long. */

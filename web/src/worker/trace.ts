@@ -1,7 +1,8 @@
 // The trace of one byte for the page: the scenario layer's address trace (traceBuffer, the data and
 // text `phyr trace` prints), turned into the points every panel marks: user VA, physical address,
 // each mapping's DMA address (an IOVA behind an IOMMU), the page-table entries walked, and where the
-// device's access lands (a swiotlb slot when bounced).
+// device's access lands (a swiotlb slot when bounced); for an IOAS mapping, its IOVA and its
+// hw_pagetable's walk for each device attached to it.
 
 import {
   hex,
@@ -31,6 +32,21 @@ export function tracePoints(t: BufferTrace, pageSize: number): TracePoint[] {
     }
     if (a.phys !== null && a.phys !== c.phys) {
       out.push({ space: 'phys', addr: hex(a.phys), layer: a.swiotlb ? `swiotlb slot ${a.swiotlb.slot} on ${d.device}` : `device lands on ${d.device}` });
+    }
+  }
+  // an IOAS mapping: the IOVA, and the walk of its hw_pagetable's domain, for each device attached
+  // to one (every device of a hw_pagetable walks the same table pages)
+  for (const v of run.ioas) {
+    for (const h of v.hwpts) {
+      for (const d of h.devices) {
+        out.push({ space: 'dma', addr: hex(v.iova), layer: `${v.mapping} on ${d.device}` });
+        out.push({ space: 'iova', addr: hex(v.iova), layer: `IOVA (IOAS ${v.ioas}, HWPT ${h.id}) on ${d.device}` });
+        for (const w of h.iommu.walk) {
+          out.push({ space: 'pte', addr: `${hex(w.tablePhys / ps)}:${w.index}`, layer: `L${w.level} entry of HWPT ${h.id} on ${d.device}` });
+        }
+        const p = d.access.phys;
+        if (p !== null && p !== c.phys) out.push({ space: 'phys', addr: hex(p), layer: `device lands on ${d.device}` });
+      }
     }
   }
   return out;
