@@ -1,6 +1,6 @@
 // `phyr trace`: the address trace of a scenario file's buffer, run in-process; its JSON agrees with
 // the CPU view, the default step keeps a mapping live, and bad input is one message with exit 2.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -142,5 +142,21 @@ steps:
     const noBuf = cli(['trace', FILE]);
     expect(noBuf.code).toBe(2);
     expect(noBuf.err).toMatch(/required option '--buffer <name>'/);
+  });
+});
+
+/** The `$ phyr trace ...` examples of docs/cli.md: the command's arguments and the output the doc shows. */
+const DOC_EXAMPLES = [...readFileSync(join(import.meta.dirname, '..', 'docs', 'cli.md'), 'utf8').matchAll(/```\n\$ phyr (trace [^\n]+)\n([\s\S]*?)```/g)]
+  .map((m) => ({ command: m[1], args: m[1].split(/\s+/), shown: m[2] }));
+
+describe('docs/cli.md\'s phyr trace examples', () => {
+  it('has the DMA-API and the IOAS examples', () => {
+    expect(DOC_EXAMPLES.map((e) => e.args[1])).toEqual(expect.arrayContaining(['test/fixtures/scenarios/trace-iommu.yaml', 'examples/iommufd-shared-ioas.yaml']));
+  });
+  it.each(DOC_EXAMPLES.map((e) => [e.command, e] as const))('%s prints what the doc shows', (_c, e) => {
+    const r = cli(e.args);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(e.shown);
   });
 });

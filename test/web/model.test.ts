@@ -172,6 +172,22 @@ describe('the view model of the web page', () => {
     expect(hwpts()).toEqual([['nvme0', null], ['nic0', null]]);
   });
 
+  it('the trace of a byte in an IOAS marks its IOVA and the hw_pagetable\'s entries for each device attached, and each device\'s table view hits the leaf', () => {
+    const vm = new ViewModel(text('iommufd-shared-ioas'), 'iommufd-shared-ioas.yaml');
+    for (let i = 0; i < 6; i++) vm.step(); // mmap .. ioas-map: two devices on one hw_pagetable
+    const t = traceOf(vm, 'guest', 0x1234);
+    const walk = traceBuffer(vm.runner, 'guest', 0x1234).runs[0].ioas[0].hwpts[0].iommu.walk;
+    expect(t.points.filter((p) => p.space === 'iova').map((p) => [p.addr, p.layer.split(' on ')[1]])).toEqual([['0x101234', 'nvme0'], ['0x101234', 'nic0']]);
+    vm.setTrace(t.points);
+    for (const dev of ['nvme0', 'nic0']) {
+      expect(t.points.filter((p) => p.space === 'pte' && p.layer.endsWith(` on ${dev}`)).map((p) => p.addr))
+        .toEqual(walk.map((w) => `0x${(w.tablePhys / 4096n).toString(16)}:${w.index}`));
+      const leaf = walk.at(-1)!;
+      const table = vm.table(dev, `0x${(leaf.tablePhys / 4096n).toString(16)}`);
+      expect(table.entries.filter((e) => e.hit).map((e) => e.index)).toEqual([leaf.index]);
+    }
+  });
+
   it('bytes() refuses an offset or length that is not a non-negative integer, naming it', () => {
     const vm = new ViewModel(text('lazy-stale-iotlb'), 'lazy-stale-iotlb.yaml');
     vm.step();

@@ -1,0 +1,224 @@
+// The address trace of a byte mapped into an iommufd IOAS (ioas-map), checked against the model:
+// each hw_pagetable's walk ends where iommuIovaToPhys of its domain says, each entry's bytes are the
+// table page's bytes in machine memory, each device the trace says reaches the byte reads the CPU's
+// byte at the IOVA, a detached device is listed as no longer reaching it, and an unmapped area
+// leaves no IOAS layer (unless --unmapped asks for it). Then a property: random IOAS maps (offset,
+// length, IOVA, IOMMU format, a second device on the same or its own hw_pagetable), every traced
+// IOVA translates to the traced physical address and a device read there returns the buffer's byte.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { unwrap } from '../src/base/index.ts';
+import { iommuIovaToPhys } from '../src/iommu/index.ts';
+import { ScenarioRunner, parseScenario } from '../src/scenario/file/index.ts';
+import { hexBytes, traceBuffer, type ByteTrace, type IoasViewTrace } from '../src/scenario/trace/index.ts';
+
+const REPO = join(import.meta.dirname, '..');
+const SHARED = join(REPO, 'examples', 'iommufd-shared-ioas.yaml');
+const OWN = join(REPO, 'test', 'fixtures', 'scenarios', 'trace-ioas-own.yaml');
+
+/** A runner of `text` after step `step`, every step up to it done as the file expects. */
+function after(text: string, step: number): ScenarioRunner {
+  const r = new ScenarioRunner(parseScenario(text, { source: 'test.yaml' }));
+  while (r.index <= step && r.step() !== null);
+  expect(r.results.every((x) => x.ok), r.results.map((x) => x.summary).join('\n')).toBe(true);
+  expect(r.index).toBe(step + 1);
+  return r;
+}
+
+/**
+ * Checks an IOAS view of byte t against the model: the walk of each hw_pagetable's domain (found
+ * through the runner's Ioas, not the trace) and the bytes of its entries, and for each attached
+ * device the trace calls reaching, a DMA read of the IOVA returning the CPU's byte (done last: a
+ * read fills the IOTLB).
+ */
+function checkIoasView(r: ScenarioRunner, buffer: string, t: ByteTrace, v: IoasViewTrace): void {
+  const m = r.machine;
+  const ioas = r.ioasObjects.get(v.ioas)!;
+  expect(v.ioasId).toBe(ioas.id);
+  expect(v.hwpts.map((h) => h.id)).toEqual(ioas.hwpts.map((h) => h.id));
+  for (const h of v.hwpts) {
+    const d = ioas.hwpts.find((x) => x.id === h.id)!.domain;
+    expect(h.iommu.walk[0].tablePhys).toBe(BigInt(d.pt!.rootPfn) * 4096n);
+    expect(h.iommu.walkPhys).toBe(iommuIovaToPhys(d, v.iova));
+    if (!h.iommu.iotlb.stale) expect(h.phys).toBe(h.iommu.walkPhys);
+    h.iommu.walk.forEach((s, i, w) => {
+      expect(s.entryBytes).toBe(hexBytes(m.mem.read(s.tablePhys + BigInt(s.index * 8), 8)));
+      if (i < w.length - 1) expect(w[i + 1].tablePhys).toBe(s.oa);
+    });
+    expect(h.devices.map((x) => x.device)).toEqual(ioas.hwpts.find((x) => x.id === h.id)!.devices.map((x) => x.name));
+    for (const x of h.devices) {
+      expect(x.throughHwpt).toBe(true);
+      expect(x.access.phys).toBe(h.phys);
+      expect(x.agrees).toBe(h.phys !== null && h.phys === t.cpu.phys);
+    }
+  }
+  const cpuByte = unwrap(r.processes.get(r.buffers.get(buffer)!.process)!.readUser(t.cpu.va, 1))[0];
+  for (const h of v.hwpts) {
+    for (const x of h.devices) {
+      const read = m.device(x.device).dmaRead(v.iova, 1);
+      if (x.agrees) expect(unwrap(read)[0], `${x.device} at 0x${v.iova.toString(16)}`).toBe(cpuByte);
+      else expect(read.ok).toBe(false);
+    }
+  }
+}
+
+describe('the trace of an IOAS mapping', () => {
+  const shared = readFileSync(SHARED, 'utf8');
+
+  it('two devices on one hw_pagetable (after the second attach and the map): one walk, both devices reach the byte', () => {
+    const r = after(shared, 5);
+    const t = traceBuffer(r, 'guest', 0x1234).runs[0];
+    expect(t.devices).toEqual([]);
+    expect(t.ioas).toHaveLength(1);
+    const v = t.ioas[0];
+    expect(v).toMatchObject({ mapping: 'ram', ioas: 'vm', unmapped: false, iova: 0x101234n, area: { iova: 0x100000n, len: 0x10000, kind: 'user', pinned: true } });
+    expect(v.hwpts).toHaveLength(1);
+    expect(v.hwpts[0].auto).toBe(true);
+    expect(v.hwpts[0].iommu.walk).toHaveLength(4);
+    expect(v.hwpts[0].phys).toBe(t.cpu.phys);
+    expect(v.hwpts[0].devices.map((d) => [d.device, d.agrees])).toEqual([['nvme0', true], ['nic0', true]]);
+    expect(v.detached).toEqual([]);
+    checkIoasView(r, 'guest', t, v);
+  });
+
+  it('a device on a hw_pagetable of its own (hwpt: own): two walks of the same IOVA, one device under each, both at the byte', () => {
+    const r = after(readFileSync(OWN, 'utf8'), 6);
+    const t = traceBuffer(r, 'guest', 0x1234).runs[0];
+    const v = t.ioas[0];
+    expect(v.hwpts.map((h) => [h.auto, h.devices.map((d) => d.device)])).toEqual([[true, ['nvme0']], [false, ['nic0']]]);
+    expect(v.hwpts[0].iommu.walk[0].tablePhys).not.toBe(v.hwpts[1].iommu.walk[0].tablePhys);
+    for (const h of v.hwpts) expect(h.phys).toBe(t.cpu.phys);
+    checkIoasView(r, 'guest', t, v);
+    // its detach destroys the own hw_pagetable: one walk left, nic0 detached and faulting
+    const r2 = after(readFileSync(OWN, 'utf8'), 7);
+    const v2 = traceBuffer(r2, 'guest', 0x1234).runs[0].ioas[0];
+    expect(v2.hwpts.map((h) => h.devices.map((d) => d.device))).toEqual([['nvme0']]);
+    expect(v2.detached.map((d) => [d.device, d.agrees])).toEqual([['nic0', false]]);
+  });
+
+  it('after the detach: the device is gone from its hw_pagetable, listed as detached, its DMA at the IOVA faults', () => {
+    const r = after(shared, 10);
+    const t = traceBuffer(r, 'guest', 0x1234).runs[0];
+    const v = t.ioas[0];
+    expect(v.hwpts.map((h) => h.devices.map((d) => d.device))).toEqual([['nvme0']]);
+    expect(v.detached).toHaveLength(1);
+    const nic = v.detached[0];
+    expect(nic).toMatchObject({ device: 'nic0', throughHwpt: false, agrees: false });
+    expect(nic.access.fault).toMatch(/no translation/);
+    checkIoasView(r, 'guest', t, v);
+    expect(r.machine.device('nic0').dmaRead(v.iova, 1).ok).toBe(false);
+  });
+
+  it('after the unmap: no IOAS layer; --unmapped shows the old IOVA walked to an empty entry, no device reaching the byte', () => {
+    const r = after(shared, 13);
+    const t = traceBuffer(r, 'guest', 0x1234).runs[0];
+    expect(t.ioas).toEqual([]);
+    const u = traceBuffer(r, 'guest', 0x1234, { unmapped: true }).runs[0].ioas;
+    expect(u).toHaveLength(1);
+    expect(u[0]).toMatchObject({ mapping: 'ram', unmapped: true, area: null });
+    expect(u[0].hwpts[0].iommu.walk.at(-1)!.kind).toBe('empty');
+    expect(u[0].hwpts[0].devices.map((d) => d.agrees)).toEqual([false]);
+    expect(u[0].detached.map((d) => d.agrees)).toEqual([false]);
+  });
+
+  it('the whole buffer in runs: one run per 4 KiB leaf, each byte of a run at its run\'s addresses plus the offset', () => {
+    const r = after(shared, 5);
+    const t = traceBuffer(r, 'guest');
+    expect(t.runs.map((x) => x.len)).toEqual(Array(16).fill(4096));
+    for (const run of t.runs) {
+      const probe = run.offset + 0x777;
+      const b = traceBuffer(r, 'guest', probe).runs[0].ioas[0];
+      expect(b.iova).toBe(run.ioas[0].iova + 0x777n);
+      expect(b.hwpts[0].phys).toBe(run.ioas[0].hwpts[0].phys! + 0x777n);
+    }
+  });
+
+  it('runs are cut where the IOMMU leaf ends, not only the CPU page: a THP mapped into the IOAS by 4 KiB leaves', () => {
+    const r = after(ioasScenario('x86-64', 512, 1, 2, 0x201000n, 'auto', 'thp'), 5);
+    const t = traceBuffer(r, 'buf');
+    expect(t.runs[0].cpu.pte!.leafBytes).toBe(2 * 1024 * 1024);
+    expect(t.runs.map((x) => [x.offset, x.len, x.ioas.length])).toEqual([[0, 4096, 0], [4096, 4096, 1], [8192, 4096, 1], [12288, 2 * 1024 * 1024 - 12288, 0]]);
+    for (const run of t.runs.filter((x) => x.ioas.length > 0)) {
+      expect(run.ioas[0].hwpts[0].iommu.walk.at(-1)!.leafBytes).toBe(4096);
+      checkIoasView(r, 'buf', run, run.ioas[0]);
+    }
+  });
+
+  it('taking the trace moves no counter and fills no IOTLB entry', () => {
+    const r = after(shared, 5);
+    const before = r.machine.stats.snapshot();
+    traceBuffer(r, 'guest');
+    expect(r.machine.stats.snapshot()).toEqual(before);
+    expect(traceBuffer(r, 'guest', 0x1234).runs[0].ioas[0].hwpts[0].iommu.iotlb.hit).toBe(false);
+  });
+});
+
+const FORMATS = ['x86-64', 'amd-v1', 'arm-lpae'] as const;
+
+/** An IOAS scenario: a buffer of `pages` pages, nvme0 attached, nic0 too (on the same hw_pagetable or its own), `mapPages` pages from `offPages` mapped at IOVA `iova`. */
+function ioasScenario(format: string, pages: number, offPages: number, mapPages: number, iova: bigint, second: 'none' | 'auto' | 'own', backing = 'anon'): string {
+  return [
+    'name: trace-ioas-property',
+    'machine:',
+    '  ramBytes: 1GiB',
+    '  pci:',
+    '    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }',
+    '    - { name: rp0, type: root-port, parent: hb0 }',
+    '    - { name: nvme0, type: endpoint, parent: rp0 }',
+    '    - { name: rp1, type: root-port, parent: hb0 }',
+    '    - { name: nic0, type: endpoint, parent: rp1 }',
+    `  iommu: { format: ${format}, mode: strict }`,
+    'buffers:',
+    `  - { name: buf, process: vmm, len: ${pages * 4096}, backing: ${backing} }`,
+    'steps:',
+    '  - { op: mmap, buffer: buf }',
+    '  - { op: populate, buffer: buf }',
+    '  - { op: ioas-alloc, name: vm }',
+    '  - { op: ioas-attach, ioas: vm, device: nvme0 }',
+    ...(second === 'none' ? [] : [`  - { op: ioas-attach, ioas: vm, device: nic0, hwpt: ${second} }`]),
+    `  - { op: ioas-map, name: ram, ioas: vm, buffer: buf, offset: ${offPages * 4096}, len: ${mapPages * 4096}, iova: 0x${iova.toString(16)} }`,
+  ].join('\n');
+}
+
+describe('property: every traced IOAS IOVA translates to the traced physical address, and a device read there returns the buffer\'s byte', () => {
+  it('random maps, formats and hw_pagetable sharing', () => {
+    let checked = 0;
+    fc.assert(fc.property(
+      fc.constantFrom(...FORMATS), fc.integer({ min: 1, max: 12 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }),
+      fc.integer({ min: 1, max: (1 << 20) - 64 }), fc.constantFrom('none', 'auto', 'own'), fc.double({ min: 0, max: 1, noNaN: true }),
+      (format, pages, offFrac, lenFrac, iovaPage, second: 'none' | 'auto' | 'own', byteFrac) => {
+        const offPages = Math.min(pages - 1, Math.floor(offFrac * pages));
+        const mapPages = Math.max(1, Math.floor(lenFrac * (pages - offPages)));
+        const text = ioasScenario(format, pages, offPages, mapPages, BigInt(iovaPage) * 4096n, second);
+        const r = new ScenarioRunner(parseScenario(text, { source: 'p.yaml' }));
+        while (r.step() !== null);
+        expect(r.results.every((x) => x.ok), r.results.map((x) => x.summary).join('\n')).toBe(true);
+        const offset = Math.min(pages * 4096 - 1, Math.floor(byteFrac * pages * 4096));
+        const run = traceBuffer(r, 'buf', offset).runs[0];
+        const inMap = offset >= offPages * 4096 && offset < (offPages + mapPages) * 4096;
+        expect(run.ioas).toHaveLength(inMap ? 1 : 0);
+        if (!inMap) return;
+        const v = run.ioas[0];
+        expect(v.iova).toBe(BigInt(iovaPage) * 4096n + BigInt(offset - offPages * 4096));
+        expect(v.hwpts).toHaveLength(second === 'own' ? 2 : 1);
+        expect(v.hwpts.flatMap((h) => h.devices.map((d) => d.device)).sort()).toEqual(second === 'none' ? ['nvme0'] : ['nic0', 'nvme0']);
+        const cpuByte = unwrap(r.processes.get('vmm')!.readUser(run.cpu.va, 1))[0];
+        const ioas = r.ioasObjects.get('vm')!;
+        for (const h of v.hwpts) {
+          const d = ioas.hwpts.find((x) => x.id === h.id)!.domain;
+          expect(h.phys).toBe(run.cpu.phys);
+          expect(iommuIovaToPhys(d, v.iova)).toBe(h.phys);
+          for (const s of h.iommu.walk) expect(s.entryBytes).toBe(hexBytes(r.machine.mem.read(s.tablePhys + BigInt(s.index * 8), 8)));
+          for (const x of h.devices) {
+            expect(x.agrees).toBe(true);
+            expect(unwrap(r.machine.device(x.device).dmaRead(v.iova, 1))[0]).toBe(cpuByte);
+            checked++;
+          }
+        }
+      },
+    ), { numRuns: 60, seed: 0x10a5 });
+    expect(checked).toBeGreaterThan(30);
+  });
+});
