@@ -36,7 +36,7 @@ interface TraceCliOptions {
 const HELP_AFTER = `
 The scenario runs on the machine its file describes, step by step, up to the step the trace is taken
 after: --step K (the index "phyr run" prints, from 0), or by default the last step after which the
-buffer is still mapped by some device (so a scenario that unmaps at its end is traced while its
+buffer is still mapped by some device or IOAS (so a scenario that unmaps at its end is traced while its
 mappings are live; a buffer no step maps is traced after the last step that leaves it mmapped). The run
 then stops there: nothing is torn down, and taking the trace changes nothing (the IOTLB is peeked,
 no counter moves).
@@ -48,11 +48,14 @@ entry, DMA list entry, dma address, IOVA window), and the DMA address as the dev
 P2P bus address, a dma-direct address (with its dma_range_map entry), or an IOVA with each IOMMU
 table level walked (table page physical address, index, the entry's bytes) and the IOTLB hit or miss
 (a stale hit is flagged), down to the physical address, and the swiotlb slot when the byte is bounced.
+For each IOAS mapping (ioas-map): the IOVA and its area, then per hw_pagetable its domain's walk of
+the IOVA and the devices attached to it (each reaching the byte or not), and the devices an earlier
+ioas-attach put on the IOAS that have left it (where their DMA at the IOVA lands now).
 Without --offset the whole buffer is shown as runs: contiguous bytes sharing every entry (one user
 PTE, one descriptor entry, one IOMMU leaf and IOTLB entry, one swiotlb slot).
 
---unmapped adds the buffer's mappings that were unmapped before the traced step, marked UNMAPPED:
-where a device access with their old DMA addresses lands now. After a lazy unmap the IOTLB still
+--unmapped adds the buffer's mappings (and IOAS mappings) that were unmapped before the traced
+step, marked UNMAPPED: where a device access with their old DMA addresses lands now. After a lazy unmap the IOTLB still
 holds the translation (a STALE hit that reaches the byte); once flushed, or in strict mode, the
 access faults.
 
@@ -62,6 +65,7 @@ Exit code 0 on success, 2 for an invalid option, file, buffer, offset or step.
 Example:
   phyr trace examples/hugepage-1g.yaml --buffer huge --offset 0x12345678
   phyr trace examples/lazy-stale-iotlb.yaml --buffer buf --offset 0x1000 --step 4 --unmapped
+  phyr trace examples/iommufd-shared-ioas.yaml --buffer guest --offset 0x1234 --step 10
 `;
 
 /** Registers `phyr trace` on the program. */
@@ -70,7 +74,7 @@ export function addTraceCommand(program: Command, write: (s: string) => void): v
     .command('trace')
     .description('Every address a byte of a scenario buffer has at every layer: VA, user PTE, pfn and folio, physical address, ' +
       'memory type and P2P provider, and for each device mapping the descriptor entry, bus / dma-direct address or IOVA with the ' +
-      'IOMMU walk and IOTLB state, and the swiotlb slot.')
+      'IOMMU walk and IOTLB state, and the swiotlb slot; for each IOAS mapping its area and each hw_pagetable\'s walk with its devices.')
     .argument('<file>', 'scenario file (YAML or JSON)')
     .requiredOption('--buffer <name>', 'the buffer to trace (a name from the file\'s buffers)')
     .option('--offset <n>', 'the byte to trace, from the buffer\'s start (decimal or 0x hex); default: the whole buffer in runs', parseNonNegative('--offset'))
