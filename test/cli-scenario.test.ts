@@ -54,9 +54,13 @@ describe('phyr run', () => {
     const j = JSON.parse(r.out) as { ok: boolean; leaks: { tornDown: string[]; dmaDebugLeaks: number }; steps: Array<{ op: string; data?: { ioas?: unknown } }> };
     expect(j.ok).toBe(true);
     const ioas = (op: string, n = 0): unknown => j.steps.filter((s) => s.op === op)[n].data!.ioas;
+    const area = { iova: '0x100000', len: 65536, mapping: 'ram', pinned: true };
     expect(ioas('ioas-map')).toEqual({
-      name: 'vm', devices: ['nvme0', 'nic0'], hwpts: [{ id: 3, auto: true, devices: ['nvme0', 'nic0'] }],
-      areas: [{ iova: '0x100000', len: 65536, mapping: 'ram', pinned: true }], iovaAlignment: 4096,
+      name: 'vm', devices: ['nvme0'], hwpts: [{ id: 3, auto: true, devices: ['nvme0'] }], areas: [area], iovaAlignment: 4096,
+    });
+    // the second attach joins the hw_pagetable that already holds the area
+    expect(ioas('ioas-attach', 1)).toEqual({
+      name: 'vm', devices: ['nvme0', 'nic0'], hwpts: [{ id: 3, auto: true, devices: ['nvme0', 'nic0'] }], areas: [area], iovaAlignment: 4096,
     });
     expect(ioas('ioas-detach')).toMatchObject({ devices: ['nvme0'], hwpts: [{ id: 3, auto: true, devices: ['nvme0'] }] });
     expect(ioas('ioas-unmap')).toMatchObject({ areas: [] });

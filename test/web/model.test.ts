@@ -161,12 +161,12 @@ describe('the view model of the web page', () => {
     const vm = new ViewModel(text('iommufd-shared-ioas'), 'iommufd-shared-ioas.yaml');
     const hwpts = (): Array<[string, unknown]> => vm.snapshot().domains.map((d) => [d.device, d.hwpt]);
     expect(hwpts()).toEqual([['nvme0', null], ['nic0', null]]);
-    for (let i = 0; i < 5; i++) vm.step(); // .. both ioas-attach: one automatic hw_pagetable, one domain
+    for (let i = 0; i < 6; i++) vm.step(); // .. ioas-attach, ioas-map, ioas-attach: one automatic hw_pagetable, one domain
     const shared = { id: 3, ioas: 'vm', auto: true, devices: ['nvme0', 'nic0'] };
     expect(hwpts()).toEqual([['nvme0', shared], ['nic0', shared]]);
     const [a, b] = vm.snapshot().domains;
     expect([a.type, a.rootPfn]).toEqual([b.type, b.rootPfn]);
-    for (let i = 5; i < 11; i++) vm.step(); // .. ioas-detach nic0: back to its DMA-API domain
+    for (let i = 6; i < 11; i++) vm.step(); // .. ioas-detach nic0: back to its DMA-API domain
     expect(hwpts()).toEqual([['nvme0', { ...shared, devices: ['nvme0'] }], ['nic0', null]]);
     while (vm.step()) { /* to the end: ioas-destroy */ }
     expect(hwpts()).toEqual([['nvme0', null], ['nic0', null]]);
