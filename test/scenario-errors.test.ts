@@ -240,9 +240,9 @@ describe('scenario validation: one clear message per problem', () => {
         "steps[1].name: IOAS 'vm' is still live (steps[0]) (expected a new name or an ioas-destroy first)",
         "steps[2].ioas: unknown IOAS 'vn' (expected an IOAS allocated earlier: vm)",
         "steps[3].buffer: buffer 'b0' is used before its mmap (expected an mmap step for it earlier)",
-        "steps[5].name: mapping 'r' is still live (steps[3]) (expected a new name or an unmap first)",
+        "steps[5].name: mapping 'r' is still live (steps[3]) (expected a new name or an ioas-unmap first)",
         "steps[5].len: offset 0 + len 32768 runs past the buffer 'b0' (16384 bytes) (expected a len <= 16384)",
-        "steps[6].name: mapping 'r' is still live (steps[5]) (expected a new name or an unmap first)",
+        "steps[6].name: mapping 'r' is still live (steps[5]) (expected a new name or an ioas-unmap first)",
         "steps[8].ioas: IOAS 'vm' is used after its ioas-destroy (expected an ioas-alloc step for it earlier)",
         "steps[8].mapping: mapping 'r' is unmapped already (expected an ioas-map step for it earlier)",
       ]);
@@ -292,7 +292,7 @@ describe('scenario validation: one clear message per problem', () => {
         "steps[10].mapping: mapping 'r' is an IOAS mapping (ioas-map): it has no DMA API mapping to sync or unmap (expected an ioas-unmap step for it, or a mapping of a map step)",
         "steps[11].mapping: mapping 'm' is a DMA API mapping (map step) (expected a live IOAS mapping: r)",
         'steps[12].mapping: neither mapping nor iova is given (expected exactly one of mapping, iova (with len))',
-        "steps[14].mapping: mapping 'r' is used after its ioas-unmap (expected a live mapping (or afterUnmap: true for a deliberate stale access))",
+        "steps[14].mapping: mapping 'r' is used after its ioas-unmap (or its IOAS's ioas-destroy) (expected a live mapping (or afterUnmap: true for a deliberate stale access))",
       ]);
     });
   });

@@ -329,7 +329,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   const ioases = new Map<string, number>(); // live IOAS -> step index of its ioas-alloc
   const ioasesEver = new Set<string>();
   const attached = new Map<string, string>(); // device -> its IOAS
-  const ioasMaps = new Map<string, { ioas: string; step: number; len: number | undefined }>();
+  const ioasMaps = new Map<string, { ioas: string; step: number; len: number | undefined; iova: bigint | undefined }>();
   const ioasMapsEver = new Map<string, { ioas: string; len: number | undefined }>();
   const mapNames = (): string[] => [...maps.keys(), ...ioasMaps.keys()];
   const ioasDevices = (ioas: string): string[] => [...attached].filter(([, v]) => v === ioas).map(([k]) => k);
@@ -460,7 +460,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
           break;
         }
         if (!maps.has(s.mapping) && ioasMapsEver.has(s.mapping)) {
-          issues.push(issue(at(i, 'mapping'), s.mapping, `mapping '${s.mapping}' is used after its ioas-unmap`, 'a live mapping (or afterUnmap: true for a deliberate stale access)'));
+          issues.push(issue(at(i, 'mapping'), s.mapping, `mapping '${s.mapping}' is used after its ioas-unmap (or its IOAS's ioas-destroy)`, 'a live mapping (or afterUnmap: true for a deliberate stale access)'));
           break;
         }
         const m = needMapping(i, s.mapping, s.afterUnmap === true);
@@ -559,7 +559,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         break;
       case 'ioas-map': {
         if (maps.has(s.name) || ioasMaps.has(s.name)) {
-          issues.push(issue(at(i, 'name'), s.name, `mapping '${s.name}' is still live (steps[${(maps.get(s.name) ?? ioasMaps.get(s.name))!.step}])`, 'a new name or an unmap first'));
+          issues.push(issue(at(i, 'name'), s.name, `mapping '${s.name}' is still live (steps[${(maps.get(s.name) ?? ioasMaps.get(s.name))!.step}])`, `a new name or ${maps.has(s.name) ? 'an unmap' : 'an ioas-unmap'} first`));
         }
         const okIoas = needIoas(i, s.ioas);
         const okBuf = needBuffer(i, s.buffer);
@@ -569,7 +569,7 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         }
         if (okIoas && !fails(s)) {
           const len = bufLen.has(s.buffer) ? s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0) : undefined;
-          ioasMaps.set(s.name, { ioas: s.ioas, step: i, len });
+          ioasMaps.set(s.name, { ioas: s.ioas, step: i, len, iova: s.iova });
           ioasMapsEver.set(s.name, { ioas: s.ioas, len });
         }
         break;
@@ -590,6 +590,13 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
           } else if (!fails(s)) ioasMaps.delete(s.mapping);
         } else if (s.len === undefined) {
           issues.push(issue(at(i, 'len'), undefined, 'an unmap of an IOVA range needs its length', 'len: the bytes from iova'));
+        } else if (s.iova !== undefined) {
+          // the range takes the mappings it covers whole, where their IOVA is known (given at their ioas-map);
+          // an ENOENT part way keeps what it unmapped (iopt_unmap_iova_range), so a failure takes them too
+          const end = s.iova + BigInt(s.len);
+          for (const [k, v] of [...ioasMaps]) {
+            if (v.ioas === s.ioas && v.iova !== undefined && v.len !== undefined && v.iova >= s.iova && v.iova + BigInt(v.len) <= end) ioasMaps.delete(k);
+          }
         }
         break;
       }

@@ -138,4 +138,42 @@ describe('ioas-* steps', () => {
     expect(j.steps[5].data!.iova).toBe('0x10000');
     expect(j.steps[5].data!.ioas!.areas[0].iova).toBe('0x10000');
   });
+
+  it('a range ioas-unmap takes the mappings it covers: the checker frees the name again (it said still live, and the runner crashed on a second unmap)', () => {
+    const res = runScenario(scenario(
+      '{ op: mmap, buffer: g }',
+      '{ op: populate, buffer: g }',
+      '{ op: ioas-alloc, name: vm }',
+      '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+      '{ op: ioas-map, name: a, ioas: vm, buffer: g, len: 16KiB, iova: 0x100000 }',
+      '{ op: ioas-unmap, ioas: vm, iova: 0x100000, len: 64KiB }',
+      '{ op: ioas-map, name: a, ioas: vm, buffer: g, offset: 16KiB, len: 16KiB, iova: 0x200000 }',
+      '{ op: device-read, mapping: a }',
+    ));
+    expect(res.ok).toBe(true);
+    expect(res.steps[5].summary).toContain('16 KiB unmapped from every domain (a)');
+    expect(res.steps[7].data).toMatchObject({ checked: 16384, mismatched: 0 });
+  });
+
+  it('a mapping keeps the IOAS it went into: after ioas-destroy and a new IOAS of the same name, its access names no device of the new one', () => {
+    const r = new ScenarioRunner(scenario(
+      '{ op: mmap, buffer: g }',
+      '{ op: ioas-alloc, name: vm }',
+      '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+      '{ op: ioas-map, name: old, ioas: vm, buffer: g, len: 16KiB, iova: 0x100000 }',
+      '{ op: ioas-destroy, ioas: vm }',
+      '{ op: ioas-alloc, name: vm }',
+      '{ op: ioas-attach, ioas: vm, device: nic0 }',
+      '{ op: ioas-map, name: new, ioas: vm, buffer: g, offset: 16KiB, len: 16KiB, iova: 0x100000 }',
+      '{ op: device-read, mapping: old, afterUnmap: true, expect: { errno: ENODEV } }',
+      '{ op: device-read, mapping: old, device: nvme0, afterUnmap: true, expect: { errno: EFAULT } }',
+    ));
+    const res = r.runAll();
+    expect(res.ok).toBe(true);
+    // nic0 sits on the new vm at the same IOVA: the old mapping's access must not pick it
+    expect(res.steps[8].summary).toContain('ENODEV (mapping old is in a destroyed IOAS, which has 0 devices attached');
+    expect(r.ioasObjectOfMapping('old')!.alive).toBe(false);
+    expect(r.ioasDetachedDevices(r.ioasObjectOfMapping('old')!)).toEqual(['nvme0']);
+  });
 });
+

@@ -126,6 +126,10 @@ function freshNamed() {
     /** ioas-map mappings, live and after their ioas-unmap (a deliberate stale access names them). */
     ioasMaps: new Map<string, IoasMappingState>(),
     ioasUnmapped: new Map<string, IoasMappingState>(),
+    /** The IOAS object each ioas-map mapping went into (a name may be given to a new IOAS after a destroy). */
+    ioasOfMap: new Map<string, Ioas>(),
+    /** Every device an ioas-attach put on each IOAS object. */
+    everAttached: new Map<Ioas, Set<string>>(),
   };
 }
 
@@ -182,6 +186,13 @@ export class ScenarioRunner {
   }
   /** The live IOASes by name as the model's objects (hw_pagetables with their domains, areas), for the address trace. */
   get ioasObjects(): ReadonlyMap<string, Ioas> { return this.named.ioases; }
+  /** The IOAS object an ioas-map mapping went into (destroyed or not: not alive then), or undefined for another name. */
+  ioasObjectOfMapping(name: string): Ioas | undefined { return this.named.ioasOfMap.get(name); }
+  /** The devices an ioas-attach put on this IOAS object that are no longer attached to it (all of them once it is destroyed). */
+  ioasDetachedDevices(ioas: Ioas): string[] {
+    const now = new Set(ioas.alive ? ioas.devices.map((d) => d.name) : []);
+    return [...this.named.everAttached.get(ioas) ?? []].filter((d) => !now.has(d));
+  }
   /** The ioas-map mappings, live ones and (live false) those after their ioas-unmap, by name. */
   get ioasMappings(): ReadonlyMap<string, IoasMappingState> {
     return new Map([...this.named.ioasMaps, ...this.named.ioasUnmapped]);
@@ -473,6 +484,8 @@ export class ScenarioRunner {
       return fail(r, 'VFIO_DEVICE_ATTACH_IOMMUFD_PT');
     }
     if (hwpt === 'own') this.named.ownHwpts.set(devName, r.value);
+    const ever = this.named.everAttached.get(ioas) ?? new Set<string>();
+    this.named.everAttached.set(ioas, ever.add(devName));
     const h = r.value;
     const how = !before.has(h) ? `new HWPT ${h.id}: a domain holding ${formatCount(ioas.areas.length)} area${ioas.areas.length === 1 ? '' : 's'}`
       : `joined HWPT ${h.id} (its domain is shared with ${h.devices.filter((d) => d !== dev).map((d) => d.name).join(', ')}: nothing mapped again)`;
@@ -512,6 +525,7 @@ export class ScenarioRunner {
     const state: IoasMappingState = { name: s.name, ioas: s.ioas, buffer: s.buffer, offset: off, len, iova: r.value, readable, writeable, live: true };
     this.named.ioasMaps.set(s.name, state);
     this.named.ioasUnmapped.delete(s.name);
+    this.named.ioasOfMap.set(s.name, ioas);
     const domains = ioas.hwpts.length;
     return {
       summary: `${what}: at IOVA 0x${r.value.toString(16)}${s.iova === undefined ? ' (the IOAS picked it)' : ''}, ${domains === 0 ? 'no domain yet (pinned and mapped at the first attach)' : `pinned once, mapped into ${domains} domain${domains === 1 ? '' : 's'}`}; ${this.ioasText(s.ioas)}`,
@@ -521,7 +535,9 @@ export class ScenarioRunner {
 
   private ioasUnmap(name: string, mapping: string | undefined, iova: bigint | undefined, len: number | undefined): Outcome {
     const ioas = this.named.ioases.get(name)!;
-    const mp = mapping !== undefined ? this.named.ioasMaps.get(mapping)! : undefined;
+    // a mapping an earlier range unmap took: its range again (the kernel then finds no area: ENOENT)
+    const mp = mapping !== undefined ? this.named.ioasMaps.get(mapping) ?? this.named.ioasUnmapped.get(mapping) : undefined;
+    if (mapping !== undefined && mp === undefined) return { summary: `IOMMU_IOAS_UNMAP ${name}: no mapping '${mapping}'`, errno: 'ENOENT' };
     const at = mp?.iova ?? iova!;
     const n = mp?.len ?? len!;
     const what = `IOMMU_IOAS_UNMAP ${name} [0x${at.toString(16)}, +${formatBytes(n)})${mapping !== undefined ? ` (${mapping})` : ''}`;
@@ -991,7 +1007,7 @@ export class ScenarioRunner {
    * What a device access goes through: a map step's mapping (its device, its DMA segments), or an
    * ioas-map mapping (one IOVA range; the device named, else the IOAS's one attached device).
    */
-  private accessTarget(name: string, device: string | undefined): { device: string; segments: readonly DmaSegment[]; buffer: string; offset: number; len: number; live: boolean } {
+  private accessTarget(name: string, device: string | undefined): { device: string; segments: readonly DmaSegment[]; buffer: string; offset: number; len: number; live: boolean } | { failure: string } {
     // a live mapping first (a name may be reused by the other kind after an unmap)
     const im = this.named.maps.has(name) ? undefined : this.named.ioasMaps.get(name) ?? this.named.ioasUnmapped.get(name);
     if (im === undefined) {
@@ -1000,10 +1016,13 @@ export class ScenarioRunner {
     }
     let devName = device;
     if (devName === undefined) {
-      const ioas = this.named.ioases.get(im.ioas);
-      const on = ioas?.devices ?? [];
-      // check.ts found one device attached; an attach that failed as expected can leave another count
-      if (on.length !== 1) throw new Error(`mapping ${name} is in IOAS ${im.ioas}, which has ${on.length} devices attached: name the device doing the DMA (device:)`);
+      // the IOAS the mapping went into, not a later one of the same name
+      const ioas = this.named.ioasOfMap.get(name);
+      const on = ioas !== undefined && ioas.alive ? ioas.devices : [];
+      // check.ts found one device attached; an attach that failed in this configuration (expectIn) leaves another count
+      if (on.length !== 1) {
+        return { failure: `mapping ${name} is in ${ioas?.alive === false ? 'a destroyed IOAS' : `IOAS ${im.ioas}`}, which has ${on.length} devices attached: no device to do the DMA (name one with device:)` };
+      }
       devName = on[0].name;
     }
     return { device: devName, segments: [{ dmaAddr: im.iova, len: im.len }], buffer: im.buffer, offset: im.offset, len: im.len, live: im.live };
@@ -1011,6 +1030,7 @@ export class ScenarioRunner {
 
   private deviceAccess(kind: 'read' | 'write', name: string, device: string | undefined, offset: number | undefined, len: number | undefined, pattern: number): Outcome {
     const mp = this.accessTarget(name, device);
+    if ('failure' in mp) return { summary: `${device ?? 'device'} DMA ${kind} through ${name}: ENODEV (${mp.failure})`, errno: 'ENODEV' };
     const dev = this.dev(mp.device);
     const off = offset ?? 0;
     const n = len ?? mp.len - off;

@@ -26,30 +26,16 @@ export function mappingsOf(runner: ScenarioRunner, name: string, opts: TraceBuff
   return out;
 }
 
-/**
- * The devices an ioas-attach step that succeeded put on IOAS `ioas` (since the last ioas-alloc of
- * that name) and that are no longer attached to it.
- */
-function detachedFrom(runner: ScenarioRunner, ioas: string): string[] {
-  let attached = new Set<string>();
-  for (const res of runner.results) {
-    if (res.errno !== undefined) continue;
-    const s = runner.scenario.steps[res.index];
-    if (s.op === 'ioas-alloc' && s.name === ioas) attached = new Set();
-    else if (s.op === 'ioas-attach' && s.ioas === ioas) attached.add(s.device);
-  }
-  const now = new Set((runner.ioasObjects.get(ioas)?.devices ?? []).map((d) => d.name));
-  return [...attached].filter((d) => !now.has(d));
-}
-
 /** The IOAS mappings (ioas-map) of buffer `name`: live ones in mapping order, then (opts.unmapped) those after their ioas-unmap. */
 export function ioasMappingsOf(runner: ScenarioRunner, name: string, opts: TraceBufferOptions = {}): TraceIoasMapping[] {
   const out: TraceIoasMapping[] = [];
   for (const m of runner.ioasMappings.values()) {
     if (m.buffer !== name || (!m.live && opts.unmapped !== true)) continue;
+    // the IOAS the mapping went into (a later IOAS may have its name)
+    const obj = runner.ioasObjectOfMapping(m.name);
     out.push({
-      name: m.name, ioas: m.ioas, object: runner.ioasObjects.get(m.ioas) ?? null, offset: m.offset, len: m.len, iova: m.iova,
-      unmapped: !m.live, detached: detachedFrom(runner, m.ioas),
+      name: m.name, ioas: m.ioas, object: obj !== undefined && obj.alive ? obj : null, offset: m.offset, len: m.len, iova: m.iova,
+      unmapped: !m.live, detached: obj !== undefined ? runner.ioasDetachedDevices(obj) : [],
     });
   }
   // live first, as the device mappings
