@@ -546,7 +546,7 @@ export class ScenarioRunner {
     const gone = this.settleIoasMaps(name);
     if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
     return {
-      summary: `${what}: ${formatBytes(r.value)} unmapped from every domain${mapping === undefined && gone.length > 0 ? ` (${gone.join(', ')})` : ''}; ${this.ioasText(name)}`,
+      summary: `${what}: ${formatBytes(r.value)} unmapped ${ioas.hwpts.length === 0 ? '(no domain held it yet)' : 'from every domain'}${mapping === undefined && gone.length > 0 ? ` (${gone.join(', ')})` : ''}; ${this.ioasText(name)}`,
       data: { bytes: r.value, ioas: this.ioasState(name, ioas) },
     };
   }
