@@ -129,7 +129,8 @@ function ioasLines(v: IoasViewTrace): string[] {
   }
   for (const d of v.detached) {
     out.push(`        ${d.device} detached from ${v.ioas} (an earlier step attached it): its DMA at the IOVA now:`);
-    out.push(...deviceLines(d.access), `        ${reachText(d, v.unmapped)}`);
+    // its route indented under the line that names it, as an attached device's own route is
+    out.push(...deviceLines(d.access).map((l) => `  ${l}`), `          ${reachText(d, v.unmapped)}`);
   }
   return out;
 }
