@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { makeMachine, pattern, pinCounts } from '../../../test/fixtures/dma-b-machines.ts';
 import { MiB } from '../../base/index.ts';
 import { iommuGetDmaDomain, iommuGetDomainForDev, iommuIovaToPhys } from '../../iommu/index.ts';
-import { toPciDev, type Device } from '../../pci/index.ts';
+import { deviceBindDriver, deviceReleaseDriver, toPciDev, type Device } from '../../pci/index.ts';
 import { dmaBufRevoke } from '../dmabuf/index.ts';
 import { vfioPciDmabufExport } from '../vfio/index.ts';
 import {
@@ -245,6 +245,22 @@ describe('iommufd: one IOAS, several devices', () => {
     iommufdDeviceDetach(nic);
     expect(iommuGetDomainForDev(nic)).toBe(nicDefault);
     expect(unwrap(iommufdHwptDestroy(own))).toBe(undefined);
+    iommufdIoasDestroy(ioas);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('a device a kernel driver drives cannot be bound (EPERM: its DMA uses the default domain); vfio-pci, which manages its DMA, can', () => {
+    const { m, nic, nvme, ioas } = setup();
+    const nicDefault = iommuGetDmaDomain(nic);
+    deviceBindDriver(nic, 'mlx5_core');
+    expect(iommufdDeviceAttach(ioas, nic)).toMatchObject({ ok: false, errno: 'EPERM' });
+    expect(iommufdDeviceBind(m, nic)).toMatchObject({ ok: false, errno: 'EPERM' });
+    expect(iommuGetDomainForDev(nic)).toBe(nicDefault);
+    expect(ioas.devices).toEqual([]);
+    deviceReleaseDriver(nic, 'mlx5_core');
+    expect(unwrap(iommufdDeviceAttach(ioas, nic)).devices).toEqual([nic]);
+    deviceBindDriver(nvme, 'vfio-pci');
+    expect(unwrap(iommufdDeviceAttach(ioas, nvme)).devices).toEqual([nic, nvme]);
     iommufdIoasDestroy(ioas);
     expect(m.teardown()).toBe(0);
   });

@@ -65,7 +65,7 @@ import {
   dmaBufAttach, dmaBufDetach, dmaBufMapPal, dmaBufPin, dmaBufUnmapPal, dmaBufUnpin, dmaResvLock, dmaResvUnlock, type DmaBuf,
   type DmaBufAttachment, type DmaBufMapType, type DmaBufPal,
 } from '../dmabuf/index.ts';
-import { vfioPciDmaBufIommufdMap } from '../vfio/index.ts';
+import { VFIO_PCI_DRIVER_NAME, vfioPciDmaBufIommufdMap } from '../vfio/index.ts';
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -701,7 +701,7 @@ export interface IoasAllocOptions {
  * iommufd_device_bind(): dev's group DMA-owned by iommufd (iommu_device_claim_dma_owner ->
  * __iommu_take_dma_ownership: dev leaves its DMA-API default domain for the group's blocking domain).
  * Errors: ENODEV (no IOMMU: iommufd_get_group finds no group), EBUSY (bound already, or attached to
- * another domain than its default one).
+ * another domain than its default one), EPERM (a kernel driver other than vfio-pci drives it).
  */
 function bind(m: MachineMm, dev: Device): Result<IommufdDevice> {
   const dctx = dmaContextOf(dev);
@@ -712,6 +712,11 @@ function bind(m: MachineMm, dev: Device): Result<IommufdDevice> {
   if (bound !== undefined) {
     const where = bound.owner ?? bound.hwptNow?.ioas;
     return err('EBUSY', `${dev.name} is bound to ${where ?? 'iommufd'} already`);
+  }
+  // a kernel driver without driver_managed_dma (all but vfio-pci) took the group's default domain at
+  // probe (pci_dma_configure -> iommu_device_use_default_domain): owner_cnt with another owner is EPERM
+  if (dev.driver !== null && dev.driver !== VFIO_PCI_DRIVER_NAME) {
+    return err('EPERM', `${dev.name} is driven by ${dev.driver}, whose DMA uses the default domain (iommu_device_claim_dma_owner)`);
   }
   const def = iommuGetDmaDomain(dev);
   const cur = iommuGetDomainForDev(dev);
@@ -744,7 +749,7 @@ function unbind(idev: IommufdDevice): void {
  * IOMMU_IOAS_ALLOC. Without dev (null or omitted) the IOAS holds no device and no domain (alignment
  * 1) until devices are attached with iommufdDeviceAttach. With dev, dev is bound with it (and
  * attached unless opts.attach is false): claims DMA ownership of dev (it leaves its DMA-API default
- * domain for the blocking domain), then as iommufdIoasAttach. Errors: ENODEV (no IOMMU: no group),
+ * domain for the blocking domain), then as iommufdIoasAttach. Errors: ENODEV (no IOMMU: no group), EPERM (a kernel driver drives dev),
  * EBUSY (dev is attached to another domain than its default one, or bound already), ENOMEM (no
  * page for the domain's top table); on failure dev stays in its default domain.
  * @throws TypeError when dev is neither null nor a device of m, or opts.attach is not a boolean or
@@ -936,7 +941,7 @@ function checkDevice(dev: unknown): Device {
  * and nothing refilled), else a new one filled with every area; `to` a hw_pagetable
  * (iommufdHwptAlloc): that one. The device's reserved regions join the IOAS's (their union over the
  * attached devices). Returns the hw_pagetable (the pt_id written back). Errors: ENOENT (destroyed),
- * ENODEV (dev on no IOMMU), EBUSY (attached already, or in another domain than its default one),
+ * ENODEV (dev on no IOMMU), EPERM (a kernel driver other than vfio-pci drives dev), EBUSY (attached already, or in another domain than its default one),
  * EADDRINUSE (a reserved region of dev meets an area or an allowed range; a new domain's aperture
  * or alignment does not fit an area), EINVAL, ENOMEM, EFAULT and the IOMMU's (a new domain); on
  * failure nothing changes (a device bound here is unbound again).
@@ -970,7 +975,7 @@ export function iommufdDeviceAttach(to: Ioas | IommufdHwpt, dev: Device): Result
  * VFIO_DEVICE_BIND_IOMMUFD alone (iommufd_device_bind): dev's group DMA-owned by iommufd, dev in its
  * blocking domain, attached to nothing until iommufdDeviceAttach; iommufdDeviceDetach unbinds it.
  * Returns the bound device (its `id` is the dev_id written back). Errors: ENODEV (no IOMMU), EBUSY
- * (bound already, or in another domain than its default one).
+ * (bound already, or in another domain than its default one), EPERM (a kernel driver other than vfio-pci drives it).
  * @throws TypeError when dev is not a Device of machine m.
  */
 export function iommufdDeviceBind(m: MachineMm, dev: Device): Result<IommufdDevice> {
