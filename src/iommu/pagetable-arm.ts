@@ -174,15 +174,7 @@ export class ArmLpaePageTable extends PageTable {
         }
         continue;
       }
-      const leafLg2 = f.leafLg2(l, lo, hi);
-      const span = 2 ** leafLg2;
-      const off = iovaPfn - Math.floor(iovaPfn / span) * span;
-      out.physPfn = f.leafOaPfn(l, lo, hi) + off;
-      out.leafIovaPfn = iovaPfn - off;
-      out.leafLg2 = leafLg2;
-      out.level = l;
-      out.prot = f.leafProt(lo, hi);
-      return true;
+      return this.leafOut(l, lo, hi, iovaPfn, out);
     }
     return false;
   }

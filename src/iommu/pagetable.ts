@@ -553,17 +553,23 @@ export class PageTable {
         }
         continue;
       }
-      const leafLg2 = f.leafLg2(l, lo, hi);
-      const span = POW2[leafLg2];
-      const off = iovaPfn - Math.floor(iovaPfn / span) * span;
-      out.physPfn = f.leafOaPfn(l, lo, hi) + off;
-      out.leafIovaPfn = iovaPfn - off;
-      out.leafLg2 = leafLg2;
-      out.level = l;
-      out.prot = f.leafProt(lo, hi);
-      return true;
+      return this.leafOut(l, lo, hi, iovaPfn, out);
     }
     return false;
+  }
+
+  /** Fills `out` from the leaf entry (lo, hi) at level l that translates iovaPfn (lookup's last step); returns true. */
+  protected leafOut(l: number, lo: number, hi: number, iovaPfn: number, out: LeafInfo): true {
+    const f = this.format;
+    const leafLg2 = f.leafLg2(l, lo, hi);
+    const span = POW2[leafLg2];
+    const off = iovaPfn - Math.floor(iovaPfn / span) * span;
+    out.physPfn = f.leafOaPfn(l, lo, hi) + off;
+    out.leafIovaPfn = iovaPfn - off;
+    out.leafLg2 = leafLg2;
+    out.level = l;
+    out.prot = f.leafProt(lo, hi);
+    return true;
   }
 
   /**
