@@ -19,7 +19,7 @@ import {
   HmmDmaMap, IB_ACCESS_LOCAL_WRITE, IB_ACCESS_ON_DEMAND, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, REQ_OP_READ, REQ_OP_WRITE,
   bioFromRanges, blkSubmitBio, dmaBufAttach, dmaBufMapAttachmentUnlocked, dmaBufPut, dmaBufUnmapAttachmentUnlocked, hmmDmaMapAlloc,
   hmmDmaMapFree, hmmDmaMapPfn, hmmDmaUnmapPfn, ibDeregMr, ibDeregOdpUserMr, ibRegMr, ibRegOdpUserMr, ibUmemGet, ibUmemRelease,
-  iommufdIoasAlloc, iommufdIoasAttach, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap,
+  iommufdIoasAlloc, iommufdIoasAttach, iommufdIoasClose, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap,
   nvmeCompleteRq, nvmeExecute,
   nvmeProbe, nvmeQueueRq, rdmaProbe, systemHeapAlloc, UMEM_METHODS, umemMap, type UmemMapping, vfioPciDmabufExport, type DmaBuf, type DmaBufAttachment, type IbDevice,
   type IbMr, type IbOdpUserMr, type IbUmem, type Ioas, type NvmeCtrl, type NvmeIo, type Request,
@@ -597,7 +597,7 @@ describe('single-failure property: dma-buf, VFIO and iommufd', () => {
           machine: () => makeMachine(mode),
           setup: () => null,
           run: (m) => iommufdIoasAlloc(m, m.device('nvme0')),
-          undo: (_m, _s, ioas) => iommufdIoasDestroy(ioas),
+          undo: (_m, _s, ioas) => iommufdIoasClose(ioas),
         }, pick);
         runSingleFailures<{ ioas: Ioas; mm: UserMm; va: bigint }, bigint>({
           name: `ioas map ${mode} ${len}`,

@@ -12,7 +12,7 @@ import {
   dmaBufAttach, dmaBufAttachments, dmaBufRevoke, dmaBufUnrevoke, gpuBoCreate, gpuBoExport, gpuBoMigrate, gpuImportDmabuf,
   gpuImportRelease, gpuImportRevalidate, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibAllocDm, ibDeallocDm, ibDeregDmabufMr, ibDeregMr,
   ibDmabufAlloc, ibDmabufDestroy, ibMrMttEntries, ibPostRdmaRead, ibPostRdmaWrite, ibRegDmabufMr, ibRegMr, ibUmemDmabufGet,
-  ibUmemDmabufGetPinned, ibUmemDmabufMapPages, ibUmemDmabufRelease, ibUmemGet, ibUmemRelease, iommufdIoasAlloc, iommufdIoasDestroy,
+  ibUmemDmabufGetPinned, ibUmemDmabufMapPages, ibUmemDmabufRelease, ibUmemGet, ibUmemRelease, iommufdIoasAlloc, iommufdIoasClose,
   iommufdIoasMapDmabuf, rdmaProbe, rdmaRemove, systemHeapAlloc, vfioPciDmaBufMove, vfioPciDmabufExport, type DmaBuf, type GpuBo,
   type IbDevice, type IbDmabufMrMode, type IbMr, type IbWcStatus,
 } from '../src/drivers/index.ts';
@@ -337,7 +337,7 @@ describe('RDMA exporting a dma-buf (uverbs DMABUF_ALLOC of NIC device memory, 7.
     const ioas = iommufdIoasAlloc(m, m.device('gpu2'));
     if (!ioas.ok) throw new Error(ioas.errno);
     expect(iommufdIoasMapDmabuf(ioas.value, buf.value, 0x1000_0000n)).toMatchObject({ ok: false, errno: 'EOPNOTSUPP' });
-    iommufdIoasDestroy(ioas.value);
+    iommufdIoasClose(ioas.value);
     if (gpu.ok) gpuRemove(gpu.value);
     expect(buf.value.attachments).toEqual([]);
     expect(ibAllocDm(nic.value, 0)).toMatchObject({ ok: false, errno: 'EINVAL' });

@@ -248,7 +248,7 @@ describe('scenario validation: one clear message per problem', () => {
       ]);
     });
 
-    it('a device without an IOMMU, an unknown one, one attached twice or detached while not attached', () => {
+    it('a device without an IOMMU, an unknown one, one detached while not attached, an IOAS destroyed while a device is attached; an attach of an attached device is a replace', () => {
       const none = issues(steps('{ op: ioas-alloc, name: vm }', '{ op: ioas-attach, ioas: vm, device: nvme0 }'));
       expect(at(none)).toEqual(["steps[1].device: device 'nvme0' has no IOMMU (machine has no iommu): iommufd cannot own its DMA (expected a machine with an iommu)"]);
       const is = issues(withIommu(
@@ -256,13 +256,17 @@ describe('scenario validation: one clear message per problem', () => {
         '{ op: ioas-attach, ioas: vm, device: nvme9 }',
         '{ op: ioas-attach, ioas: vm, device: nvme0 }',
         '{ op: ioas-attach, ioas: vm, device: nvme0 }',
-        '{ op: ioas-attach, ioas: vm, device: nvme0, expect: { errno: EBUSY } }',
+        '{ op: ioas-alloc, name: vm2 }',
+        '{ op: ioas-attach, ioas: vm2, device: nvme0 }',
         '{ op: ioas-detach, device: gpu0 }',
+        '{ op: ioas-destroy, ioas: vm }',
+        '{ op: ioas-destroy, ioas: vm2 }',
+        '{ op: ioas-destroy, ioas: vm2, expect: { errno: EBUSY } }',
       ));
       expect(at(is)).toEqual([
         "steps[1].device: unknown device 'nvme9' (expected one of: nvme0, gpu0)",
-        "steps[3].device: device 'nvme0' is attached to IOAS 'vm' already (expected an ioas-detach first (or expect: { errno: EBUSY }))",
-        "steps[5].device: device 'gpu0' is not attached to an IOAS (expected an attached device: nvme0)",
+        "steps[6].device: device 'gpu0' is not attached to an IOAS (expected an attached device: nvme0)",
+        "steps[8].ioas: IOAS 'vm2' still has nvme0 attached: IOMMU_DESTROY is EBUSY while a hw_pagetable holds it (expected an ioas-detach of it first (or expect: { errno: EBUSY }))",
       ]);
     });
 

@@ -29,7 +29,7 @@ export interface DeviceDmaParms {
   segmentBoundaryMask: bigint;
 }
 
-import { Slots, type Result } from '../base/internal.ts';
+import { Slots, err, type Result } from '../base/internal.ts';
 
 /** How a device's DMA reaches memory: installed by the DMA layer when the machine is built. */
 export interface DeviceDmaAccess {
@@ -54,6 +54,12 @@ export class Device {
   readonly busName: string;
   /** dev->driver->name: the bound driver, null when none is (set by deviceBindDriver / deviceReleaseDriver). */
   driver: string | null = null;
+  /**
+   * group->owner of the device's IOMMU group: the user-space DMA owner that claimed it
+   * (iommu_device_claim_dma_owner(): iommufd while the device is bound to it), null while the
+   * kernel's DMA API may use the default domain. A kernel driver's probe is EBUSY meanwhile.
+   */
+  dmaUserOwner: string | null = null;
   /** *dev->dma_mask; null models a device with no dma_mask pointer (WARN in dma_map_phys). */
   dmaMask: bigint | null = (1n << 32n) - 1n;
   coherentDmaMask: bigint = (1n << 32n) - 1n;
@@ -141,9 +147,15 @@ export function deviceReleaseDriver(dev: Device, driver?: string): void {
 /**
  * really_probe() (drivers/base/dd.c) for a driver's probe: dev->driver is set before the probe
  * runs, and a probe that fails leaves the device without a driver (a device another model driver
- * holds keeps it either way).
+ * holds keeps it either way). Every model driver that probes this way does its DMA through the
+ * kernel DMA API (none sets driver_managed_dma), so the bus's dma_configure
+ * (pci_dma_configure() -> iommu_device_use_default_domain()) comes first: EBUSY, and no driver
+ * bound, while a user DMA owner (iommufd) holds the device's group.
  */
 export function driverProbe<T>(dev: Device, driver: string, probe: () => Result<T>): Result<T> {
+  if (dev.dmaUserOwner !== null && dev.driver !== driver) {
+    return err('EBUSY', `${dev.name}'s IOMMU group is DMA-owned by ${dev.dmaUserOwner}: ${driver} cannot use its default domain (iommu_device_use_default_domain)`);
+  }
   const bound = deviceBindDriver(dev, driver);
   const r = probe();
   if (!r.ok && bound) deviceReleaseDriver(dev, driver);

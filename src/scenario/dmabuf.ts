@@ -12,7 +12,7 @@
 import { MiB, KiB } from '../base/index.ts';
 import {
   dmaBufAttachments, dmaBufRevoke, gpuBoCreate, gpuBoExport, gpuBoMigrate, gpuFabricConnect, gpuImportDmabuf, gpuImportDmabufFabric,
-  gpuImportDmabufGetPfn, gpuImportRelease, gpuImportRevalidate, gpuProbe, gpuRead, gpuWrite, iommufdIoasAlloc, iommufdIoasDestroy,
+  gpuImportDmabufGetPfn, gpuImportRelease, gpuImportRevalidate, gpuProbe, gpuRead, gpuWrite, iommufdIoasAlloc, iommufdIoasClose,
   iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal, systemHeapAlloc, vfioPciDmabufExport, type DmaBuf, type GpuBo, type GpuImport, type Ioas,
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, ibAllocDm, ibDeallocDm, ibDeregDmabufMr, ibDeregMr,
   ibDmabufAlloc, ibMrMttEntries, ibPostRdmaRead, ibPostRdmaWrite, ibRegDmabufMr, ibRegMr, ibUmemGet, ibUmemRelease, rdmaProbe, type IbDm,
@@ -291,7 +291,7 @@ export function runDmabufCell(exporter: DmabufExporter, importer: DmabufImporter
     if (!a.ok) return fail(a.errno);
     ioas = a.value;
     const r = importer === 'iommufd' ? iommufdIoasMapDmabuf(ioas, buf, IOAS_IOVA) : iommufdIoasMapDmabufPal(ioas, buf, IOAS_IOVA);
-    if (!r.ok) { iommufdIoasDestroy(ioas); return fail(r.errno); }
+    if (!r.ok) { iommufdIoasClose(ioas); return fail(r.errno); }
     got = {
       write: (bytes) => dev.dmaWrite(IOAS_IOVA, bytes).ok,
       read: (n) => { const x = dev.dmaRead(IOAS_IOVA, n); return x.ok ? x.value : null; },
@@ -345,7 +345,7 @@ export function runDmabufCell(exporter: DmabufExporter, importer: DmabufImporter
     const faulted = !dev.dmaWrite(IOAS_IOVA, new Uint8Array(64)).ok;
     clean = !stillMapped && faulted;
     revoke = `${what}: IOVA unmapped, IOTLB invalidated, device DMA faults; no remap`;
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
   } else {
     const i = imp!;
     const faulted = oldVa !== null && !gpuRead(i.gpu, oldVa, 64).ok;

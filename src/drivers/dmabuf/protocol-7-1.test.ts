@@ -10,7 +10,7 @@ import { DMA_BIDIRECTIONAL } from '../../dma/index.ts';
 import { iommuIovaToPhys } from '../../iommu/index.ts';
 import { toPciDev } from '../../pci/index.ts';
 import type { DmaList } from '../../phyr/index.ts';
-import { iommufdIoasAlloc, iommufdIoasDestroy, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal } from '../iommufd/index.ts';
+import { iommufdIoasAlloc, iommufdIoasClose, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal } from '../iommufd/index.ts';
 import { vfioPciDmabufExport, vfioPciDmabufs, vfioPciReset, vfioPciSetMemoryEnabled } from '../vfio/index.ts';
 import {
   dmaBufAttach, dmaBufAttachments, dmaBufDetach, dmaBufMapAttachment, dmaBufMapPal, dmaBufPin, dmaBufUnmapAttachment,
@@ -181,7 +181,7 @@ describe('after an invalidation completes no importer reaches the old memory', (
       expect(iommuIovaToPhys(ioas.domain!, IOVA)).toBe(0n);
       expect(nvme.dmaRead(IOVA, 64).ok).toBe(false);
       expect(ioas.areas[0].revoked).toBe(true);
-      iommufdIoasDestroy(ioas);
+      iommufdIoasClose(ioas);
       expect(dmaBufAttachments(nvme)).toEqual([]);
       expect(m.events.count('MODEL-CHECK')).toBe(0);
       expect(m.events.count('WARN')).toBe(0);
@@ -202,7 +202,7 @@ describe('after an invalidation completes no importer reaches the old memory', (
     expect(nvme.dmaWrite(IOVA, bytes).ok).toBe(true);
     expect(m.mem.read(bar + BigInt(MiB), 8 * KiB)).toEqual(bytes.subarray(0, 8 * KiB));
     expect(m.mem.read(bar, 4 * KiB)).toEqual(bytes.subarray(8 * KiB));
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(vfioPciDmabufs(gpu)[0].liveMaps).toBe(0);
     expect(m.teardown()).toBe(0);
   });

@@ -5,7 +5,7 @@
 // IOVA ranges (IOMMU_IOAS_IOVA_RANGES); IOMMU_IOAS_COPY between IOASes, sharing the pinned pages; the IOAS's IOVA alignment
 // following its domains.
 export {
-  Ioas, IommufdHwpt, type IommufdDevice, iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasCopy, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal,
+  Ioas, IommufdHwpt, type IommufdDevice, iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasClose, iommufdIoasCopy, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal,
   iommufdIoasIovaRanges, iommufdIoasOf, iommufdIoases, iommufdIoasUnmap,
   type IoasAllocOptions, type IoasArea, type IoasIovaRange, type IoasIovaRanges, type IoasIovaRangesTooSmall, type IoasMapDmabufOptions,
   type IoasMapOptions, type IoasReserved, type IoptPages, type UserPin,

@@ -10,7 +10,7 @@ import { toPciDev } from '../../pci/index.ts';
 import { dmaBufAttachments, dmaBufRevoke } from '../dmabuf/index.ts';
 import { vfioPciDmabufExport } from '../vfio/index.ts';
 import {
-  iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasCopy, iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, type Ioas,
+  iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasCopy, iommufdIoasClose, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, type Ioas,
 } from './index.ts';
 
 const PAGE = 4096;
@@ -72,8 +72,8 @@ describe('IOMMU_IOAS_COPY', () => {
     expect(iommufdIoasUnmap(dst, 0x9000_0000n, 16 * PAGE)).toEqual({ ok: true, value: 16 * PAGE });
     expect(pinCounts(m, mm, va, 16)).toEqual(before);
     expect(m.listPins()).toEqual([]);
-    iommufdIoasDestroy(src);
-    iommufdIoasDestroy(dst);
+    iommufdIoasClose(src);
+    iommufdIoasClose(dst);
     expect(m.events.count('WARN')).toBe(0);
     expect(m.teardown()).toBe(0);
   });
@@ -99,9 +99,9 @@ describe('IOMMU_IOAS_COPY', () => {
     iommufdIoasCopy(dst, src, 0x4000_0000n, 8 * PAGE, 0x9000_0000n);
     iommufdIoasUnmap(dst, 0x9000_0000n, 8 * PAGE);
     expect(pinCounts(m, mm, va, 16)).toEqual(mapped);
-    iommufdIoasDestroy(src);
+    iommufdIoasClose(src);
     expect(pinCounts(m, mm, va, 16)).toEqual(before);
-    iommufdIoasDestroy(dst);
+    iommufdIoasClose(dst);
     expect(m.teardown()).toBe(0);
   });
 
@@ -124,8 +124,8 @@ describe('IOMMU_IOAS_COPY', () => {
     // past the end of the last area
     expect(errno(iommufdIoasCopy(dst, src, 0x4001_3000n, 2 * PAGE, 0xa000_0000n))).toBe('ENOENT');
     expect(dst.areas.length).toBe(1);
-    iommufdIoasDestroy(src);
-    iommufdIoasDestroy(dst);
+    iommufdIoasClose(src);
+    iommufdIoasClose(dst);
     expect(m.listPins()).toEqual([]);
     expect(m.teardown()).toBe(0);
   });
@@ -165,7 +165,7 @@ describe('IOMMU_IOAS_COPY', () => {
     // a destroyed source is ENOENT before the range; a destroyed destination after the source's range
     const ghost = iommufdIoasAlloc(m, m.device('tb0'));
     if (!ghost.ok) throw new Error(ghost.errno);
-    iommufdIoasDestroy(ghost.value);
+    iommufdIoasClose(ghost.value);
     // (a length of 0 is EINVAL from a live source: the destroyed one is refused before its range is looked at)
     expect(errno(iommufdIoasCopy(dst, ghost.value, 0x4000_0000n, 0, 0xb000_0000n))).toBe('ENOENT');
     expect(errno(iommufdIoasCopy(ghost.value, src, 0x4000_0000n, 0, 0xb000_0000n))).toBe('EINVAL');
@@ -177,14 +177,14 @@ describe('IOMMU_IOAS_COPY', () => {
     expect(iommufdIoasMap(loose.value, mm, va + 0x800n, 2 * PAGE, 0x7000_0000n).ok).toBe(true);
     expect(errno(iommufdIoasCopy(dst, loose.value, 0x7000_0000n, PAGE, 0xb000_0000n))).toBe('EINVAL');
     expect(errno(iommufdIoasCopy(dst, loose.value, 0x7000_0800n, PAGE, 0xb000_0000n))).toBe('ok');
-    iommufdIoasDestroy(loose.value);
+    iommufdIoasClose(loose.value);
     // misuse
     expect(() => iommufdIoasCopy(dst, {} as Ioas, 0n, PAGE, null)).toThrow(TypeError);
     expect(() => iommufdIoasCopy(dst, src, -1n, PAGE, null)).toThrow(/srcIova/);
     expect(() => iommufdIoasCopy(dst, src, 0n, 1.5, null)).toThrow(/len/);
     expect(() => iommufdIoasCopy(dst, src, 0n, PAGE, 5 as unknown as bigint)).toThrow(TypeError);
-    iommufdIoasDestroy(src);
-    iommufdIoasDestroy(dst);
+    iommufdIoasClose(src);
+    iommufdIoasClose(dst);
     expect(m.listPins()).toEqual([]);
     expect(m.teardown()).toBe(0);
   });
@@ -206,8 +206,8 @@ describe('IOMMU_IOAS_COPY', () => {
     expect(iommufdIoasAllowIovas(dst, [{ start: 0xc000_0000n, last: 0xc000_2fffn }]).ok).toBe(true);
     expect(errno(iommufdIoasCopy(dst, src, 0x4000_0000n, 4 * PAGE, null))).toBe('ENOSPC');
     expect(iommufdIoasCopy(dst, src, 0x4000_0000n, 2 * PAGE, null)).toEqual({ ok: true, value: 0xc000_0000n });
-    iommufdIoasDestroy(src);
-    iommufdIoasDestroy(dst);
+    iommufdIoasClose(src);
+    iommufdIoasClose(dst);
     expect(m.teardown()).toBe(0);
   });
 
@@ -227,8 +227,8 @@ describe('IOMMU_IOAS_COPY', () => {
     expect(nic.dmaWrite(0x9000_0000n, bytes).ok).toBe(true);
     const u = mm.readUser(va, 8 * PAGE);
     expect(u.ok && same(u.value, bytes)).toBe(true);
-    iommufdIoasDestroy(dst);
-    iommufdIoasDestroy(src);
+    iommufdIoasClose(dst);
+    iommufdIoasClose(src);
     expect(m.listPins()).toEqual([]);
     expect(m.teardown()).toBe(0);
   });
@@ -262,8 +262,8 @@ describe('IOMMU_IOAS_COPY', () => {
     expect(dmaBufAttachments(nvme).length).toBe(1);
     iommufdIoasUnmap(src, 0x5000_0000n, PAGE);
     expect(dmaBufAttachments(nvme)).toEqual([]);
-    iommufdIoasDestroy(src);
-    iommufdIoasDestroy(dst);
+    iommufdIoasClose(src);
+    iommufdIoasClose(dst);
     expect(m.teardown()).toBe(0);
   });
 
@@ -300,8 +300,8 @@ describe('IOMMU_IOAS_COPY', () => {
         return [...src.areas, ...dst.areas].some((a) => a.uptr <= p && p < a.uptr + BigInt(a.len)) ? pinnedOnce[i] : b;
       });
       expect(pinCounts(m, mm, va, 16)).toEqual(want);
-      iommufdIoasDestroy(src);
-      iommufdIoasDestroy(dst);
+      iommufdIoasClose(src);
+      iommufdIoasClose(dst);
       expect(pinCounts(m, mm, va, 16)).toEqual(base);
       expect(m.teardown()).toBe(0);
     }), { numRuns: 40, seed: 7 });

@@ -7,13 +7,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { makeMachine, pattern, pinCounts } from '../../../test/fixtures/dma-b-machines.ts';
-import { MiB } from '../../base/index.ts';
+import { MiB, ok } from '../../base/index.ts';
 import { iommuGetDmaDomain, iommuGetDomainForDev, iommuIovaToPhys } from '../../iommu/index.ts';
-import { deviceBindDriver, deviceReleaseDriver, toPciDev, type Device } from '../../pci/index.ts';
+import { deviceBindDriver, deviceReleaseDriver, driverProbe, toPciDev, type Device } from '../../pci/index.ts';
 import { dmaBufRevoke } from '../dmabuf/index.ts';
 import { vfioPciDmabufExport } from '../vfio/index.ts';
 import {
-  iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasDestroy,
+  iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasClose, iommufdIoasDestroy,
   iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, type Ioas, type IommufdHwpt,
 } from './index.ts';
 
@@ -86,7 +86,7 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(u.ok && same(u.value, w)).toBe(true);
     // each device's reserved regions are in the IOAS's reserved tree (the union; here the same MSI window twice)
     expect(ioas.reserved.filter((r) => r.owner === 'device' && r.start === MSI).map((r) => r.by)).toEqual([nvme, nic]);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.events.count('WARN')).toBe(0);
     expect(m.teardown()).toBe(0);
   });
@@ -128,7 +128,7 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(iommuIovaToPhys(h1.domain, A)).toBe(0n);
     expect(iommuIovaToPhys(h2.domain, B)).toBe(0n);
     expect(m.listPins()).toEqual([]);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -178,7 +178,7 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(pinCounts(m, mm, va, 16)).toEqual(new Array(16).fill(1));
     expect(iommufdHwptDestroy(h2)).toMatchObject({ ok: false, errno: 'ENOENT' });
     expect(reads(nvme, A, bytes)).toBe(true);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.freePages).toBe(free0);
     expect(m.teardown()).toBe(0);
   });
@@ -195,12 +195,12 @@ describe('iommufd: one IOAS, several devices', () => {
     iommufdIoasDetach(a);
     expect(b.devices).toEqual([nvme]);
     expect(reads(nvme, A, bytes.subarray(0, 4 * PAGE))).toBe(true);
-    iommufdIoasDestroy(a);
+    iommufdIoasClose(a);
     // closing the device detached it from b first: b's automatic hw_pagetable went with it
     expect(b.devices).toEqual([]);
     expect(hb.alive).toBe(false);
     expect(iommuGetDomainForDev(nvme)).toBe(nvmeDefault);
-    iommufdIoasDestroy(b);
+    iommufdIoasClose(b);
     expect(iommuGetDomainForDev(nvme)).toBe(nvmeDefault);
     expect(nvme.dmaIommu).toBe(true);
     expect(m.listPins()).toEqual([]);
@@ -222,14 +222,14 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(third.id).toBe(4);
     // a failed call takes no ID
     expect(iommufdHwptAlloc(second, nic)).toMatchObject({ ok: false, errno: 'ENOENT' });
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(unwrap(iommufdIoasAlloc(m)).id).toBe(1);
     expect(unwrap(iommufdIoasAlloc(m)).id).toBe(2);
     expect(unwrap(iommufdIoasAlloc(m)).id).toBe(3);
     expect(unwrap(iommufdIoasAlloc(m)).id).toBe(6);
   });
 
-  it('iommufdDeviceBind is VFIO_DEVICE_BIND_IOMMUFD alone: DMA-owned, attached to nothing; IOMMU_HWPT_ALLOC then needs no automatic domain; a second bind is EBUSY', () => {
+  it('iommufdDeviceBind is VFIO_DEVICE_BIND_IOMMUFD alone: DMA-owned, attached to nothing; IOMMU_HWPT_ALLOC then needs no automatic domain; a second bind is EINVAL (vfio_df_ioctl_bind_iommufd)', () => {
     const { m, nic, ioas } = setup();
     const nicDefault = iommuGetDmaDomain(nic);
     const b = unwrap(iommufdDeviceBind(m, nic));
@@ -237,7 +237,7 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(b.hwpt).toBe(null);
     expect(iommuGetDomainForDev(nic)).not.toBe(nicDefault);
     expect(iommuGetDomainForDev(nic)!.type).toBe('blocked');
-    expect(iommufdDeviceBind(m, nic)).toMatchObject({ ok: false, errno: 'EBUSY' });
+    expect(iommufdDeviceBind(m, nic)).toMatchObject({ ok: false, errno: 'EINVAL' });
     const own = unwrap(iommufdHwptAlloc(ioas, nic));
     expect(ioas.hwpts).toEqual([own]);
     unwrap(iommufdDeviceAttach(own, nic));
@@ -245,7 +245,7 @@ describe('iommufd: one IOAS, several devices', () => {
     iommufdDeviceDetach(nic);
     expect(iommuGetDomainForDev(nic)).toBe(nicDefault);
     expect(unwrap(iommufdHwptDestroy(own))).toBe(undefined);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -261,7 +261,144 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(unwrap(iommufdDeviceAttach(ioas, nic)).devices).toEqual([nic]);
     deviceBindDriver(nvme, 'vfio-pci');
     expect(unwrap(iommufdDeviceAttach(ioas, nvme)).devices).toEqual([nic, nvme]);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('an attach of an attached device replaces (iommufd_device_replace): it moves to the other IOAS with its reserved regions, straight from domain to domain, and the automatic domain it empties is destroyed', () => {
+    const { m, nvme, nic, mm, va, bytes, ioas } = setup();
+    const other = unwrap(iommufdIoasAlloc(m));
+    unwrap(iommufdIoasMap(ioas, mm, va, 4 * PAGE, A));
+    unwrap(iommufdIoasMap(other, mm, va + BigInt(8 * PAGE), 4 * PAGE, B));
+    const h1 = unwrap(iommufdDeviceAttach(ioas, nvme));
+    unwrap(iommufdDeviceAttach(ioas, nic));
+    // record the domains nvme is attached to during the replace: the new one only, never the blocking domain
+    const iommu = m.iommu!;
+    const seen: string[] = [];
+    const attach = iommu.attachDevice.bind(iommu);
+    iommu.attachDevice = (dev, d) => { if (dev === nvme) seen.push(d.type); attach(dev, d); };
+    const h2 = unwrap(iommufdDeviceAttach(other, nvme));
+    iommu.attachDevice = attach;
+    expect(seen).toEqual(['unmanaged']);
+    expect(h2.ioas).toBe(other);
+    expect(h2).not.toBe(h1);
+    expect(iommuGetDomainForDev(nvme)).toBe(h2.domain);
+    // nvme reaches other's mapping and no longer ioas's; nic keeps ioas's
+    expect(reads(nvme, B, bytes.subarray(8 * PAGE, 12 * PAGE))).toBe(true);
+    expect(nvme.dmaRead(A, PAGE).ok).toBe(false);
+    expect(reads(nic, A, bytes.subarray(0, 4 * PAGE))).toBe(true);
+    // nvme's reserved regions moved with it; nic's stay in ioas
+    expect(ioas.reserved.filter((r) => r.owner === 'device').map((r) => r.by)).toEqual([nic]);
+    expect(other.reserved.filter((r) => r.owner === 'device').map((r) => r.by)).toEqual([nvme]);
+    expect(h1.alive).toBe(true);
+    // nic leaves ioas's automatic domain empty: destroyed, its table pages freed, ioas's pins dropped
+    const free = m.freePages;
+    const tables = h1.domain.pt!.tablePages;
+    unwrap(iommufdDeviceAttach(other, nic));
+    expect(h1.alive).toBe(false);
+    expect(ioas.hwpts).toEqual([]);
+    expect(m.freePages).toBe(free + tables);
+    expect(pinCounts(m, mm, va, 4)).toEqual([0, 0, 0, 0]);
+    expect(other.devices).toEqual([nvme, nic]);
+    // a replace onto the hw_pagetable the device is on changes nothing
+    expect(unwrap(iommufdDeviceAttach(h2, nic))).toBe(h2);
+    expect(unwrap(iommufdDeviceAttach(other, nic))).toBe(h2);
+    expect(other.devices).toEqual([nvme, nic]);
+    iommufdIoasClose(other);
+    iommufdIoasClose(ioas);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('a replace that fails changes nothing: a reserved region of the device meeting an area of the target IOAS is EADDRINUSE, and the device stays on its domain', () => {
+    const { m, nvme, mm, va, bytes, ioas } = setup();
+    const other = unwrap(iommufdIoasAlloc(m));
+    unwrap(iommufdIoasMap(ioas, mm, va, 4 * PAGE, A));
+    // other maps over the MSI window, which nvme's attach must reserve
+    unwrap(iommufdIoasMap(other, mm, va + BigInt(8 * PAGE), PAGE, MSI));
+    const h1 = unwrap(iommufdDeviceAttach(ioas, nvme));
+    const r = iommufdDeviceAttach(other, nvme);
+    expect(r).toMatchObject({ ok: false, errno: 'EADDRINUSE' });
+    expect(iommuGetDomainForDev(nvme)).toBe(h1.domain);
+    expect(h1.alive).toBe(true);
+    expect(ioas.devices).toEqual([nvme]);
+    expect(other.hwpts).toEqual([]);
+    expect(other.reserved).toEqual([]);
+    expect(reads(nvme, A, bytes.subarray(0, 4 * PAGE))).toBe(true);
+    iommufdIoasClose(other);
+    iommufdIoasClose(ioas);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('a replace into a manual hw_pagetable of the same IOAS keeps the reserved regions and destroys the automatic one it empties; back to the IOAS makes a new automatic one', () => {
+    const { m, nvme, mm, va, bytes, ioas } = setup();
+    unwrap(iommufdIoasMap(ioas, mm, va, 4 * PAGE, A));
+    const auto1 = unwrap(iommufdDeviceAttach(ioas, nvme));
+    const manual = unwrap(iommufdHwptAlloc(ioas, nvme));
+    expect(unwrap(iommufdDeviceAttach(manual, nvme))).toBe(manual);
+    expect(auto1.alive).toBe(false);
+    expect(ioas.hwpts).toEqual([manual]);
+    expect(ioas.reserved.filter((r) => r.owner === 'device').map((r) => r.by)).toEqual([nvme]);
+    expect(reads(nvme, A, bytes.subarray(0, 4 * PAGE))).toBe(true);
+    expect(pinCounts(m, mm, va, 4)).toEqual([1, 1, 1, 1]);
+    const auto2 = unwrap(iommufdDeviceAttach(ioas, nvme));
+    expect(auto2.autoDomain).toBe(true);
+    expect(auto2).not.toBe(auto1);
+    expect(ioas.hwpts).toEqual([manual, auto2]);
+    expect(manual.devices).toEqual([]);
+    expect(reads(nvme, A, bytes.subarray(0, 4 * PAGE))).toBe(true);
+    expect(pinCounts(m, mm, va, 4)).toEqual([1, 1, 1, 1]);
+    iommufdIoasClose(ioas);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('IOMMU_DESTROY of an IOAS a hw_pagetable holds is EBUSY (iommufd_object_remove), naming them; once free it goes, then ENOENT; iommufdIoasClose tears down in any state', () => {
+    const { m, nvme, nic, mm, va, ioas } = setup();
+    unwrap(iommufdIoasMap(ioas, mm, va, 4 * PAGE, A));
+    const h = unwrap(iommufdDeviceAttach(ioas, nvme));
+    const busy = iommufdIoasDestroy(ioas);
+    expect(busy).toMatchObject({ ok: false, errno: 'EBUSY' });
+    expect(!busy.ok && busy.message).toMatch(/^IOAS 1 is held by HWPT 3 \(nvme0 attached\): /);
+    expect(ioas.alive).toBe(true);
+    expect(pinCounts(m, mm, va, 4)).toEqual([1, 1, 1, 1]);
+    iommufdDeviceDetach(nvme);
+    // a manual hw_pagetable holds it too, with no device on it
+    unwrap(iommufdDeviceBind(m, nic));
+    const own = unwrap(iommufdHwptAlloc(ioas, nic));
+    expect(iommufdIoasDestroy(ioas)).toMatchObject({ ok: false, errno: 'EBUSY' });
+    unwrap(iommufdHwptDestroy(own));
+    expect(h.alive).toBe(false);
+    expect(iommufdIoasDestroy(ioas)).toEqual({ ok: true, value: undefined });
+    expect(ioas.alive).toBe(false);
+    expect(ioas.areas).toEqual([]);
+    expect(iommufdIoasDestroy(ioas)).toMatchObject({ ok: false, errno: 'ENOENT' });
+    // nic stays bound (its own fd): no kernel driver may probe it until it is unbound
+    expect(iommuGetDomainForDev(nic)!.type).toBe('blocked');
+    iommufdDeviceDetach(nic);
+    // close: devices attached and a manual hw_pagetable, all gone in one call
+    const again = unwrap(iommufdIoasAlloc(m));
+    unwrap(iommufdDeviceAttach(again, nvme));
+    unwrap(iommufdHwptAlloc(again, nvme));
+    iommufdIoasClose(again);
+    expect(again.alive).toBe(false);
+    expect(iommuGetDomainForDev(nvme)).toBe(iommuGetDmaDomain(nvme));
+    iommufdIoasClose(again);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('a device iommufd owns cannot be probed by a kernel driver (EBUSY: iommu_device_use_default_domain), and no driver is left bound; after the unbind it can', () => {
+    const { m, nic, ioas } = setup();
+    unwrap(iommufdDeviceAttach(ioas, nic));
+    expect(nic.dmaUserOwner).toBe('iommufd');
+    let ran = false;
+    const r = driverProbe(nic, 'mlx5_core', () => { ran = true; return ok(1); });
+    expect(r).toMatchObject({ ok: false, errno: 'EBUSY' });
+    expect(ran).toBe(false);
+    expect(nic.driver).toBe(null);
+    iommufdDeviceDetach(nic);
+    expect(nic.dmaUserOwner).toBe(null);
+    expect(driverProbe(nic, 'mlx5_core', () => ok(2))).toEqual({ ok: true, value: 2 });
+    expect(nic.driver).toBe('mlx5_core');
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -292,7 +429,7 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(nvme.dmaRead(0x7000_0000n, PAGE).ok).toBe(true);
     // a second try fails the same way (nothing half-attached was left)
     expect(iommufdDeviceAttach(ioas, nic)).toMatchObject({ ok: false, errno: 'EADDRINUSE' });
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -317,7 +454,7 @@ describe('iommufd: one IOAS, several devices', () => {
     unwrap(iommufdHwptDestroy(h2));
     expect(ioas.iovaAlignment).toBe(1);
     expect(iommufdIoasMap(ioas, mm, va + 1n, 3, 0x2001n).ok).toBe(true);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -342,7 +479,7 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(nvme.dmaRead(A, PAGE).ok).toBe(false);
     expect(nic.dmaRead(A, PAGE).ok).toBe(false);
     expect(ioas.areas[0].revoked).toBe(true);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -369,8 +506,11 @@ describe('iommufd: one IOAS, several devices', () => {
             manual ??= unwrap(iommufdHwptAlloc(ioas, devs[[...attached][0]]));
             to = manual;
           }
+          // an attached device is replaced (VFIO_DEVICE_ATTACH_IOMMUFD_PT -> iommufd_device_replace)
           const r = iommufdDeviceAttach(to, devs[o.d]);
-          expect(r.ok ? 'ok' : r.errno).toBe(attached.has(o.d) ? 'EBUSY' : 'ok');
+          expect(r.ok ? 'ok' : r.errno).toBe('ok');
+          expect(r.ok && r.value.autoDomain).toBe(to === ioas);
+          if (to !== ioas) expect(r.ok && r.value).toBe(manual);
           attached.add(o.d);
         } else if (o.k === 'detach') {
           iommufdDeviceDetach(devs[o.d]);
@@ -387,6 +527,10 @@ describe('iommufd: one IOAS, several devices', () => {
         }
         // every attached device reaches exactly the mapped slots, each at its user pages
         expect(new Set(ioas.devices)).toEqual(new Set([...attached].map((d) => devs[d])));
+        // one automatic hw_pagetable at most, and never an empty one (a replace destroys the one it empties)
+        const autos = ioas.hwpts.filter((h) => h.autoDomain);
+        expect(autos.length).toBeLessThanOrEqual(1);
+        for (const h of autos) expect(h.devices.length).toBeGreaterThan(0);
         for (const d of attached) {
           for (let s = 0; s < SLOTS; s++) {
             const want = mm.readUser(va + BigInt(s * 2 * PAGE), 2 * PAGE);
@@ -402,7 +546,7 @@ describe('iommufd: one IOAS, several devices', () => {
           expect(pins.slice(2 * s, 2 * s + 2)).toEqual(held && mapped.has(s) ? [1, 1] : [0, 0]);
         }
       }
-      iommufdIoasDestroy(ioas);
+      iommufdIoasClose(ioas);
       expect(m.listPins()).toEqual([]);
       expect(m.teardown()).toBe(0);
     }), { numRuns: 60, seed: 7 });

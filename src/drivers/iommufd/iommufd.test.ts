@@ -7,7 +7,7 @@ import { toPciDev } from '../../pci/index.ts';
 import { dmaBufAttachments, dmaBufRevoke, systemHeapAlloc } from '../dmabuf/index.ts';
 import { vfioPciDmabufExport, vfioPciReset, vfioPciSetMemoryEnabled } from '../vfio/index.ts';
 import {
-  iommufdIoasAlloc, iommufdIoasAttach, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf, iommufdIoases,
+  iommufdIoasAlloc, iommufdIoasAttach, iommufdIoasClose, iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf, iommufdIoases,
   iommufdIoasUnmap, type Ioas,
 } from './index.ts';
 
@@ -82,7 +82,7 @@ describe('iommufd IOAS', () => {
     expect(iommufdIoasUnmap(ioas.value, IOVA, 1 * MiB)).toEqual({ ok: true, value: 1 * MiB });
     expect(dmaBufAttachments(nvme)).toEqual([]);
     expect(iommufdIoasUnmap(ioas.value, IOVA, 1 * MiB).ok ? 'ok' : 'ENOENT').toBe('ENOENT');
-    iommufdIoasDestroy(ioas.value);
+    iommufdIoasClose(ioas.value);
     expect(iommuGetDomainForDev(nvme)).toBe(def);
     expect(nvme.dmaIommu).toBe(true);
     expect(iommufdIoases(m)).toEqual([]);
@@ -117,7 +117,7 @@ describe('iommufd IOAS', () => {
     expect(codes).toEqual(['EEXIST', 'EINVAL', 'EINVAL', 'EINVAL', 'EINVAL']);
     // a range that only partly covers the area is refused (areas are not split)
     expect(iommufdIoasUnmap(ioas.value, 0x4000_0000n, PAGE).ok ? 'ok' : 'ENOENT').toBe('ENOENT');
-    iommufdIoasDestroy(ioas.value);
+    iommufdIoasClose(ioas.value);
     expect(m.listPins()).toEqual([]);
     expect(nvme.dmaWrite(0x4000_0000n, bytes).ok).toBe(false);
     expect(iommuGetDomainForDev(nvme)).toBe(iommuGetDmaDomain(nvme));
@@ -127,7 +127,7 @@ describe('iommufd IOAS', () => {
     expect(m.teardown()).toBe(0);
   });
 
-  it("refuses what the kernel refuses: no IOMMU (ENODEV), a second bind (EBUSY), a heap dma-buf or a multi-range VFIO one (EOPNOTSUPP), a revoked one (ENODEV), a slice past the end (EINVAL); nothing stays attached", () => {
+  it("refuses what the kernel refuses: no IOMMU (ENODEV), a second bind (EINVAL), a heap dma-buf or a multi-range VFIO one (EOPNOTSUPP), a revoked one (ENODEV), a slice past the end (EINVAL); nothing stays attached", () => {
     const none = makeMachine('none');
     expect((iommufdIoasAlloc(none, none.device('nvme0')) as { errno?: string }).errno).toBe('ENODEV');
     const m = makeMachine('strict');
@@ -136,7 +136,7 @@ describe('iommufd IOAS', () => {
     const ioas = iommufdIoasAlloc(m, nvme);
     if (!ioas.ok) throw new Error(ioas.errno);
     expect(iommufdIoasOf(nvme)).toBe(ioas.value);
-    expect((iommufdIoasAlloc(m, nvme) as { errno?: string }).errno).toBe('EBUSY');
+    expect((iommufdIoasAlloc(m, nvme) as { errno?: string }).errno).toBe('EINVAL');
     const heap = systemHeapAlloc(m, 16 * PAGE);
     if (!heap.ok) throw new Error(heap.errno);
     const multi = vfioPciDmabufExport(gpu, { bar: 0, ranges: [{ offset: 0, len: PAGE }, { offset: 2 * PAGE, len: PAGE }] });
@@ -159,7 +159,7 @@ describe('iommufd IOAS', () => {
     expect(m.mem.read(bar.start + BigInt(4 * PAGE), 1)[0]).toBe(9);
     vfioPciReset(gpu);
     expect(nvme.dmaWrite(IOVA, new Uint8Array(PAGE)).ok).toBe(false);
-    iommufdIoasDestroy(ioas.value);
+    iommufdIoasClose(ioas.value);
     expect(dmaBufAttachments(nvme)).toEqual([]);
     expect(m.events.count('MODEL-CHECK')).toBe(0);
   });
@@ -174,7 +174,7 @@ describe('iommufd IOAS', () => {
     expect(errno(iommufdIoasMapDmabuf(ioas, one, IOVA + 0x20_0000n, { start: 0x100, len: PAGE }))).toBe('EINVAL');
     expect(dmaBufAttachments(nvme)).toEqual([]);
     expect(errno(iommufdIoasMap(ioas, mm, va, PAGE, (1n << 64n) - 1n))).toBe('EOVERFLOW');
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(errno(iommufdIoasMap(ioas, mm, va, PAGE, IOVA, { readable: false, writeable: false }))).toBe('EINVAL');
     expect(errno(iommufdIoasMapDmabuf(ioas, one, IOVA, { readable: false, writeable: false }))).toBe('EINVAL');
     expect(errno(iommufdIoasMap(ioas, mm, va, PAGE, IOVA))).toBe('ENOENT');
@@ -200,7 +200,7 @@ describe('iommufd IOAS', () => {
     expect(ioas.value.areas.map((a) => a.iova)).toEqual([B]);
     expect(iommuIovaToPhys(ioas.value.domain!, A)).toBe(0n);
     expect(m.listPins().length).toBe(1);
-    iommufdIoasDestroy(ioas.value);
+    iommufdIoasClose(ioas.value);
     expect(m.listPins()).toEqual([]);
     expect(m.teardown()).toBe(0);
   });
@@ -266,12 +266,12 @@ describe('iommufd IOAS', () => {
     expect(ioas.domain!.pgsizeBitmap & -ioas.domain!.pgsizeBitmap).toBe(4096n);
     expect(ioas.iovaAlignment).toBe(4096);
     expect(iommuGetDomainForDev(nvme)).toBe(ioas.domain);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(iommuGetDomainForDev(nvme)).toBe(iommuGetDmaDomain(nvme));
     // the group keeps its blocking domain: a second bind finds the same one
     const again = iommufdIoasAlloc(m, nvme, { attach: false });
     expect(again.ok && again.value.blockingDomain).toBe(ioas.blockingDomain);
-    if (again.ok) iommufdIoasDestroy(again.value);
+    if (again.ok) iommufdIoasClose(again.value);
     expect(m.events.count('MODEL-CHECK')).toBe(0);
     expect(m.teardown()).toBe(0);
   });
@@ -307,7 +307,7 @@ describe('iommufd IOAS', () => {
     expect(dmaBufAttachments(nvme).map((x) => x.pinCount)).toEqual([1, 1]);
     expect(errno(iommufdIoasAttach(ioas))).toBe('EADDRINUSE');
     expect(ioas.iovaAlignment).toBe(1);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(dmaBufAttachments(nvme)).toEqual([]);
     expect(m.events.count('MODEL-CHECK')).toBe(0);
     expect(m.teardown()).toBe(0);
@@ -361,7 +361,12 @@ describe('iommufd IOAS', () => {
     expect(errno(iommufdIoasAttach(ioas))).toBe('ok');
     const again = nvme.dmaRead(UIOVA, 2 * PAGE);
     expect(again.ok && same(again.value, new Uint8Array([...cpu.subarray(0, PAGE), ...dev.subarray(PAGE, 2 * PAGE)]))).toBe(true);
-    expect(errno(iommufdIoasAttach(ioas))).toBe('EBUSY');
+    // attached already: a replace onto the hw_pagetable it is on changes nothing (iommufd_device_do_replace)
+    const hwptBefore = ioas.hwpts[0];
+    const tables = m.stats.iommuTablePagesAllocated;
+    expect(errno(iommufdIoasAttach(ioas))).toBe('ok');
+    expect(ioas.hwpts).toEqual([hwptBefore]);
+    expect(m.stats.iommuTablePagesAllocated).toBe(tables);
     // a revoke while detached: attach maps nothing for the revoked slice
     iommufdIoasDetach(ioas);
     dmaBufRevoke(buf.value);
@@ -369,7 +374,7 @@ describe('iommufd IOAS', () => {
     expect(errno(iommufdIoasAttach(ioas))).toBe('ok');
     expect(iommuIovaToPhys(ioas.domain!, IOVA)).toBe(0n);
     expect(nvme.dmaRead(IOVA, PAGE).ok).toBe(false);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.listPins()).toEqual([]);
     expect(dmaBufAttachments(nvme)).toEqual([]);
     expect(errno(iommufdIoasAttach(ioas))).toBe('ENOENT');
@@ -406,7 +411,7 @@ describe('iommufd IOAS', () => {
     expect(errno(iommufdIoasMap(ioas, mm, va.value, PAGE, MSI))).toBe('EINVAL');
     iommufdIoasDetach(ioas);
     expect(ioas.reserved).toEqual([]);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.listPins()).toEqual([]);
     expect(m.teardown()).toBe(0);
   });

@@ -698,9 +698,11 @@ export interface IoasAllocOptions {
 }
 
 /**
- * iommufd_device_bind(): dev's group DMA-owned by iommufd (iommu_device_claim_dma_owner ->
- * __iommu_take_dma_ownership: dev leaves its DMA-API default domain for the group's blocking domain).
- * Errors: ENODEV (no IOMMU: iommufd_get_group finds no group), EBUSY (bound already, or attached to
+ * VFIO_DEVICE_BIND_IOMMUFD -> iommufd_device_bind(): dev's group DMA-owned by iommufd
+ * (iommu_device_claim_dma_owner -> __iommu_take_dma_ownership: dev leaves its DMA-API default domain
+ * for the group's blocking domain; group->owner set, so a kernel driver's probe is EBUSY until the
+ * unbind). Errors: EINVAL (bound already: vfio_df_ioctl_bind_iommufd() in drivers/vfio/device_cdev.c
+ * binds a device once), ENODEV (no IOMMU: iommufd_get_group finds no group), EBUSY (attached to
  * another domain than its default one), EPERM (a kernel driver other than vfio-pci drives it).
  */
 function bind(m: MachineMm, dev: Device): Result<IommufdDevice> {
@@ -711,7 +713,7 @@ function bind(m: MachineMm, dev: Device): Result<IommufdDevice> {
   const bound = idevOf(dev);
   if (bound !== undefined) {
     const where = bound.owner ?? bound.hwptNow?.ioas;
-    return err('EBUSY', `${dev.name} is bound to ${where ?? 'iommufd'} already`);
+    return err('EINVAL', `${dev.name} is bound to ${where ?? 'iommufd'} already (a device is bound once: VFIO_DEVICE_BIND_IOMMUFD)`);
   }
   // a kernel driver without driver_managed_dma (all but vfio-pci) took the group's default domain at
   // probe (pci_dma_configure -> iommu_device_use_default_domain): owner_cnt with another owner is EPERM
@@ -727,6 +729,7 @@ function bind(m: MachineMm, dev: Device): Result<IommufdDevice> {
   iommu.attachDevice(dev, blocking);
   const idev = new IommufdDevice(allocObjectId(ctxOf(m)), dev, iommu, def, blocking);
   dev.slots.set(DEVICE_IDEV, idev);
+  dev.dmaUserOwner = 'iommufd';
   return ok(idev);
 }
 
@@ -742,6 +745,7 @@ function unbind(idev: IommufdDevice): void {
   idev.bound = false;
   ctxOf(dmaContextOf(idev.dev).mm).ids.delete(idev.id);
   idev.dev.slots.delete(DEVICE_IDEV);
+  idev.dev.dmaUserOwner = null;
   if (idev.defaultDomain !== null && idev.defaultDomain.alive) idev.iommu.attachDevice(idev.dev, idev.defaultDomain);
 }
 
@@ -750,7 +754,7 @@ function unbind(idev: IommufdDevice): void {
  * 1) until devices are attached with iommufdDeviceAttach. With dev, dev is bound with it (and
  * attached unless opts.attach is false): claims DMA ownership of dev (it leaves its DMA-API default
  * domain for the blocking domain), then as iommufdIoasAttach. Errors: ENODEV (no IOMMU: no group), EPERM (a kernel driver drives dev),
- * EBUSY (dev is attached to another domain than its default one, or bound already), ENOMEM (no
+ * EINVAL (dev is bound already), EBUSY (dev is attached to another domain than its default one), ENOMEM (no
  * page for the domain's top table); on failure dev stays in its default domain.
  * @throws TypeError when dev is neither null nor a device of m, or opts.attach is not a boolean or
  * is given without dev.
@@ -793,13 +797,8 @@ export function iommufdIoasAlloc(m: MachineMm, dev: Device | null = null, opts: 
 function hwptAttach(hwpt: IommufdHwpt, idev: IommufdDevice): Result<void> {
   if (idev.hwptNow !== null) return err('EBUSY', `${idev.dev.name} is attached to ${idev.hwptNow.ioas} already`);
   const ioas = hwpt.ioas;
-  for (const r of deviceResvRegions(idev.iommu)) {
-    const c = reserveIova(ioas, r.start, r.last, 'device', idev.dev, `${idev.dev.name}'s reserved region (${r.kind})`);
-    if (!c.ok) {
-      removeReserved(ioas, idev.dev);
-      return c;
-    }
-  }
+  const c = reserveDeviceRegions(ioas, idev);
+  if (!c.ok) return c;
   if (hwpt.domain.iommu !== idev.iommu) {
     removeReserved(ioas, idev.dev);
     return err('EINVAL', `${hwpt}'s domain belongs to another IOMMU than ${idev.dev.name}'s`);
@@ -807,6 +806,51 @@ function hwptAttach(hwpt: IommufdHwpt, idev: IommufdDevice): Result<void> {
   idev.iommu.attachDevice(idev.dev, hwpt.domain);
   hwpt.devicesNow.push(idev);
   idev.hwptNow = hwpt;
+  return ok();
+}
+
+/**
+ * iopt_table_enforce_dev_resv_regions() for one device: its reserved regions kept out of the IOAS;
+ * on failure (EADDRINUSE: an area or an allowed range lies in one) none of them stays.
+ */
+function reserveDeviceRegions(ioas: Ioas, idev: IommufdDevice): Result<void> {
+  for (const r of deviceResvRegions(idev.iommu)) {
+    const c = reserveIova(ioas, r.start, r.last, 'device', idev.dev, `${idev.dev.name}'s reserved region (${r.kind})`);
+    if (!c.ok) {
+      removeReserved(ioas, idev.dev);
+      return c;
+    }
+  }
+  return ok();
+}
+
+/**
+ * iommufd_device_do_replace() of an attached device: a no-op when hwpt is the one it is on; else,
+ * when hwpt is in another IOAS, the device's reserved regions join that IOAS first
+ * (iommufd_group_do_replace_reserved_iova: EADDRINUSE, nothing changed), the device moves straight
+ * to the new domain (iommufd_hwpt_replace_device -> iommu_group_replace_domain: never through the
+ * blocking domain), its regions leave the old IOAS, and the old hw_pagetable loses it (an automatic
+ * one it was the last device of is destroyed, as iommufd_device_change_pt puts it). On failure the
+ * device stays where it was.
+ */
+function hwptReplace(hwpt: IommufdHwpt, idev: IommufdDevice): Result<void> {
+  const old = idev.hwptNow!;
+  if (hwpt === old) return ok();
+  const moving = hwpt.ioas !== old.ioas;
+  if (moving) {
+    const c = reserveDeviceRegions(hwpt.ioas, idev);
+    if (!c.ok) return c;
+  }
+  if (hwpt.domain.iommu !== idev.iommu) {
+    if (moving) removeReserved(hwpt.ioas, idev.dev);
+    return err('EINVAL', `${hwpt}'s domain belongs to another IOMMU than ${idev.dev.name}'s`);
+  }
+  idev.iommu.attachDevice(idev.dev, hwpt.domain);
+  old.devicesNow.splice(old.devicesNow.indexOf(idev), 1);
+  if (moving) removeReserved(old.ioas, idev.dev);
+  hwpt.devicesNow.push(idev);
+  idev.hwptNow = hwpt;
+  if (old.autoDomain && old.devicesNow.length === 0) removeHwpt(old);
   return ok();
 }
 
@@ -835,10 +879,11 @@ function leaveHwpt(idev: IommufdDevice): IommufdHwpt | null {
 /**
  * iommufd_hwpt_paging_alloc(): a new paging domain for idev's IOMMU added to the IOAS
  * (iopt_table_add_domain: alignment, aperture, every area filled), idev attached to it first when
- * `attach` (immediate_attach, as iommufd_device_auto_get_domain asks). On failure nothing is left:
- * idev is back in its blocking domain, the domain freed.
+ * `immediate` (immediate_attach, as iommufd_device_auto_get_domain asks for an attach, not for a
+ * replace). `auto`: an automatic hw_pagetable (auto_domain). On failure nothing is left: idev is
+ * where it was, the domain freed.
  */
-function hwptPagingAlloc(ioas: Ioas, idev: IommufdDevice, auto: boolean): Result<IommufdHwpt> {
+function hwptPagingAlloc(ioas: Ioas, idev: IommufdDevice, auto: boolean, immediate = auto): Result<IommufdHwpt> {
   let domain: IommuDomain;
   try {
     domain = idev.iommu.allocDomain('unmanaged');
@@ -853,13 +898,13 @@ function hwptPagingAlloc(ioas: Ioas, idev: IommufdDevice, auto: boolean): Result
     idev.iommu.freeDomain(domain);
     return r;
   };
-  if (auto) {
+  if (immediate) {
     const a = hwptAttach(hwpt, idev);
     if (!a.ok) return abort(a);
   }
   const add = addDomain(ioas, domain);
   if (!add.ok) {
-    if (auto) leaveHwpt(idev);
+    if (immediate) leaveHwpt(idev);
     return abort(add);
   }
   ioas.hwptsNow.push(hwpt);
@@ -870,16 +915,25 @@ function hwptPagingAlloc(ioas: Ioas, idev: IommufdDevice, auto: boolean): Result
  * iommufd_device_auto_get_domain(): each automatic hw_pagetable of the IOAS in turn (a manual one,
  * from iommufdHwptAlloc, is never picked), EINVAL from one (an incompatible domain) meaning try the
  * next and any other error ending the attach; with none taking the device, a new automatic one
- * (iommufd_hwpt_paging_alloc with immediate attach), filled with every area.
+ * filled with every area (iommufd_hwpt_paging_alloc: with immediate attach for a device attached to
+ * nothing; for an attached device the new one is made first and the device replaced into it, the
+ * new one destroyed again when that fails). An attached device is replaced (iommufd_device_replace:
+ * an automatic hw_pagetable it is on already takes it with nothing done).
  */
 function autoGetDomain(ioas: Ioas, idev: IommufdDevice): Result<IommufdHwpt> {
+  const replace = idev.hwptNow !== null;
   for (const hwpt of ioas.hwptsNow) {
     if (!hwpt.autoDomain) continue;
-    const a = hwptAttach(hwpt, idev);
+    const a = replace ? hwptReplace(hwpt, idev) : hwptAttach(hwpt, idev);
     if (a.ok) return ok(hwpt);
     if (a.errno !== 'EINVAL') return a;
   }
-  return hwptPagingAlloc(ioas, idev, true);
+  const h = hwptPagingAlloc(ioas, idev, true, !replace);
+  if (!h.ok || !replace) return h;
+  const r = hwptReplace(h.value, idev);
+  if (r.ok) return h;
+  removeHwpt(h.value);
+  return r;
 }
 
 /**
@@ -891,8 +945,9 @@ function autoGetDomain(ioas: Ioas, idev: IommufdDevice): Result<IommufdHwpt> {
  * EINVAL when that page is larger than PAGE_SIZE), keeps the range outside its aperture out
  * (EADDRINUSE when an area or an allowed range lies there), and has every area mapped into it, user
  * memory pinned now unless another domain holds it already (EFAULT for a hole or device memory).
- * Errors also: ENOENT (destroyed), EBUSY (attached already), ENOMEM, the IOMMU's. On failure the
- * device is back in the blocking domain and the IOAS as it was.
+ * A device attached already is replaced (as iommufdDeviceAttach: nothing done when it is on the
+ * IOAS's automatic hw_pagetable). Errors also: ENOENT (destroyed), ENOMEM, the IOMMU's. On failure
+ * the device is where it was and the IOAS as it was.
  * @throws TypeError when the IOAS was allocated without a device (use iommufdDeviceAttach).
  */
 export function iommufdIoasAttach(ioas: Ioas): Result<void> {
@@ -900,7 +955,6 @@ export function iommufdIoasAttach(ioas: Ioas): Result<void> {
   if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
   const idev = ownIdev(ioas);
   if (idev === null) throw new TypeError(`${ioas} was allocated without a device: attach devices with iommufdDeviceAttach`);
-  if (idev.hwptNow !== null) return err('EBUSY', `${idev.dev.name} is attached to ${idev.hwptNow.ioas} already`);
   const a = autoGetDomain(ioas, idev);
   return a.ok ? ok() : a;
 }
@@ -935,13 +989,17 @@ function checkDevice(dev: unknown): Device {
 /**
  * What VFIO_DEVICE_BIND_IOMMUFD and VFIO_DEVICE_ATTACH_IOMMUFD_PT do for a device: binds dev to
  * iommufd unless it is bound (iommufd_device_bind: DMA ownership of its group, out of its DMA-API
- * default domain) and attaches it (iommufd_device_attach) to `to`. `to` an IOAS:
+ * default domain) and attaches it (iommufd_device_attach) to `to`; a device attached already is
+ * replaced (vfio_iommufd_physical_attach_ioas() in drivers/vfio/iommufd.c calls
+ * iommufd_device_replace(): it moves to `to` without passing through its blocking domain, leaves
+ * its old hw_pagetable (destroyed when automatic and now empty), and stays where it was on failure;
+ * `to` the hw_pagetable it is on, or an IOAS whose automatic hw_pagetable it is on, changes nothing). `to` an IOAS:
  * iommufd_device_auto_get_domain, the IOAS's automatic hw_pagetable shared when one takes the
  * device (every domain of the machine's one IOMMU does: the device joins it with no new page table
  * and nothing refilled), else a new one filled with every area; `to` a hw_pagetable
  * (iommufdHwptAlloc): that one. The device's reserved regions join the IOAS's (their union over the
  * attached devices). Returns the hw_pagetable (the pt_id written back). Errors: ENOENT (destroyed),
- * ENODEV (dev on no IOMMU), EPERM (a kernel driver other than vfio-pci drives dev), EBUSY (attached already, or in another domain than its default one),
+ * ENODEV (dev on no IOMMU), EPERM (a kernel driver other than vfio-pci drives dev), EBUSY (in another domain than its default one),
  * EADDRINUSE (a reserved region of dev meets an area or an allowed range; a new domain's aperture
  * or alignment does not fit an area), EINVAL, ENOMEM, EFAULT and the IOMMU's (a new domain); on
  * failure nothing changes (a device bound here is unbound again).
@@ -964,7 +1022,7 @@ export function iommufdDeviceAttach(to: Ioas | IommufdHwpt, dev: Device): Result
   if (to instanceof Ioas) {
     r = autoGetDomain(to, idev);
   } else {
-    const a = hwptAttach(to, idev);
+    const a = idev.hwptNow !== null ? hwptReplace(to, idev) : hwptAttach(to, idev);
     r = a.ok ? ok(to) : a;
   }
   if (!r.ok && fresh) unbind(idev);
@@ -974,8 +1032,9 @@ export function iommufdDeviceAttach(to: Ioas | IommufdHwpt, dev: Device): Result
 /**
  * VFIO_DEVICE_BIND_IOMMUFD alone (iommufd_device_bind): dev's group DMA-owned by iommufd, dev in its
  * blocking domain, attached to nothing until iommufdDeviceAttach; iommufdDeviceDetach unbinds it.
- * Returns the bound device (its `id` is the dev_id written back). Errors: ENODEV (no IOMMU), EBUSY
- * (bound already, or in another domain than its default one), EPERM (a kernel driver other than vfio-pci drives it).
+ * Returns the bound device (its `id` is the dev_id written back). Errors: EINVAL (bound already),
+ * ENODEV (no IOMMU), EBUSY (in another domain than its default one), EPERM (a kernel driver other
+ * than vfio-pci drives it).
  * @throws TypeError when dev is not a Device of machine m.
  */
 export function iommufdDeviceBind(m: MachineMm, dev: Device): Result<IommufdDevice> {
@@ -1697,14 +1756,35 @@ export function iommufdIoasAllowIovas(ioas: Ioas, ranges: ReadonlyArray<IoasIova
 }
 
 /**
- * IOMMU_DESTROY of the IOAS with its devices detached and unbound first (what a VMM closing its
- * VFIO devices then the IOAS does; the kernel refuses the IOAS's destroy with EBUSY while a
- * hw_pagetable holds it): every device leaves its hw_pagetable (iommufdDeviceDetach, the IOAS's own
- * device included), the hw_pagetables iommufdHwptAlloc made are destroyed, every area is released,
- * and the devices go back to their default domains (iommu_device_release_dma_owner). A second
- * destroy does nothing.
+ * IOMMU_DESTROY of the IOAS (iommufd_destroy -> iommufd_object_remove): EBUSY while a hw_pagetable
+ * holds it (each takes a reference on the IOAS: a device is attached to an automatic one, or one
+ * iommufdHwptAlloc made is not destroyed yet), ENOENT when destroyed already; else every area is
+ * released (unmapped, unpinned) and the ID given back. A device bound with the IOAS by
+ * iommufdIoasAlloc (detached by now) is unbound with it: that one-device shape closes its device
+ * with its IOAS. iommufdIoasClose tears everything down in the order a VMM closing down does.
  */
-export function iommufdIoasDestroy(ioas: Ioas): void {
+export function iommufdIoasDestroy(ioas: Ioas): Result<void> {
+  checkIoas(ioas);
+  if (!ioas.alive) return err('ENOENT', `${ioas} is destroyed`);
+  if (ioas.hwptsNow.length > 0) {
+    const held = ioas.hwptsNow.map((h) => `HWPT ${h.id}${h.devicesNow.length > 0 ? ` (${h.devices.map((d) => d.name).join(', ')} attached)` : ''}`);
+    return err('EBUSY', `${ioas} is held by ${held.join(', ')}: detach its devices and destroy its hw_pagetables first`);
+  }
+  const own = ownIdev(ioas);
+  if (own !== null) unbind(own);
+  releaseIoas(ioas);
+  return ok();
+}
+
+/**
+ * What a VMM closing down does to an IOAS: closes the VFIO devices attached to it
+ * (vfio_iommufd_physical_unbind(): each is detached, then unbound and back in its default domain,
+ * iommu_device_release_dma_owner; a device iommufdIoasAlloc bound with another IOAS is only
+ * detached, and stays bound to that one), and the IOAS's own device; destroys the hw_pagetables
+ * iommufdHwptAlloc made; then the IOAS (IOMMU_DESTROY: every area released). A closed IOAS closes
+ * again with nothing done.
+ */
+export function iommufdIoasClose(ioas: Ioas): void {
   checkIoas(ioas);
   if (!ioas.alive) return;
   const own = ownIdev(ioas);
@@ -1715,9 +1795,14 @@ export function iommufdIoasDestroy(ioas: Ioas): void {
     }
     if (h.alive) removeHwpt(h);
   }
+  if (own !== null) unbind(own);
+  releaseIoas(ioas);
+}
+
+/** The IOAS's end once nothing holds it: every area released, the object and its ID gone. */
+function releaseIoas(ioas: Ioas): void {
   for (const a of [...ioas.areas]) releaseArea(ioas, a);
   ioas.areas.length = 0;
-  if (own !== null) unbind(own);
   ioas.alive = false;
   ctxOf(ioas.mm).ioases.delete(ioas);
   ctxOf(ioas.mm).ids.delete(ioas.id);

@@ -19,7 +19,7 @@ import { toPciDev, type PciNodeConfig } from '../../pci/index.ts';
 import { dmaBufAttachments } from '../dmabuf/index.ts';
 import { vfioPciDmabufExport } from '../vfio/index.ts';
 import {
-  iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasIovaRanges, iommufdIoasMap,
+  iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasClose, iommufdIoasDetach, iommufdIoasIovaRanges, iommufdIoasMap,
   iommufdIoasMapDmabuf, iommufdIoasMapDmabufPal, iommufdIoasUnmap, type Ioas,
 } from './index.ts';
 
@@ -136,7 +136,7 @@ describe('iommufd automatic IOVA (iopt_alloc_iova)', () => {
     expect(show(iommufdIoasMap(ioas, mm, NOWHERE, 2 ** 48, null))).toBe('ENOSPC');
     expect(ioas.areas).toEqual([]);
     expect(m.listPins()).toEqual([]);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -154,7 +154,7 @@ describe('iommufd automatic IOVA (iopt_alloc_iova)', () => {
     expect(show(iommufdIoasMap(ioas, mm, NOWHERE, fits + 2 * MiB, null))).toBe('ENOSPC');
     expect(ioas.areas).toEqual([]);
     expect(m.listPins()).toEqual([]);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -178,7 +178,7 @@ describe('iommufd automatic IOVA (iopt_alloc_iova)', () => {
     expect(nvme.dmaWrite(0xff00_0000n, bytes).ok).toBe(true);
     const u = mm.readUser(va.value, 2 * MiB);
     expect(u.ok && same(u.value, bytes)).toBe(true);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.listPins()).toEqual([]);
     expect(m.events.count('MODEL-CHECK')).toBe(0);
     expect(m.teardown()).toBe(0);
@@ -205,7 +205,7 @@ describe('iommufd automatic IOVA (iopt_alloc_iova)', () => {
     expect(u.ok && same(u.value, dev)).toBe(true);
     expect(iommufdIoasUnmap(ioas, 0x4000n, 3 * PAGE)).toEqual({ ok: true, value: 3 * PAGE });
     expect(nvme.dmaRead(0x4000n, PAGE).ok).toBe(false);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.listPins()).toEqual([]);
     expect(m.teardown()).toBe(0);
   });
@@ -232,7 +232,7 @@ describe('iommufd automatic IOVA (iopt_alloc_iova)', () => {
     m.mem.write(bar.start + BigInt(2 * MiB), back);
     const rd = nvme.dmaRead(0x20_0000n, PAGE);
     expect(rd.ok && same(rd.value, back)).toBe(true);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(dmaBufAttachments(nvme)).toEqual([]);
     expect(m.teardown()).toBe(0);
   });
@@ -401,7 +401,7 @@ describe('iommufd automatic IOVA against a brute-force reference', () => {
       }
       const key = (s: Span): string => `${s.start}-${s.last}`;
       expect(ioas.areas.map((a) => key({ start: a.iova, last: a.iova + BigInt(a.len) - 1n })).sort()).toEqual(areas.map(key).sort());
-      iommufdIoasDestroy(ioas);
+      iommufdIoasClose(ioas);
       expect(m.teardown()).toBe(0);
     }), { numRuns: 150, seed: 71 });
   });
@@ -461,7 +461,7 @@ describe('iommufd automatic IOVA against a brute-force reference', () => {
           expect(iommufdIoasUnmap(ioas, s.start, n)).toEqual({ ok: true, value: n });
         }
       }
-      iommufdIoasDestroy(ioas);
+      iommufdIoasClose(ioas);
       expect(m.listPins()).toEqual([]);
       expect(m.teardown()).toBe(0);
     }), { numRuns: 40, seed: 72 });
@@ -570,7 +570,7 @@ describe('iommufd allowed IOVA ranges against a brute-force reference', () => {
       }
       const key = (x: Span): string => `${x.start}-${x.last}`;
       expect(ioas.areas.map((x) => key({ start: x.iova, last: x.iova + BigInt(x.len) - 1n })).sort()).toEqual(areas.map(key).sort());
-      iommufdIoasDestroy(ioas);
+      iommufdIoasClose(ioas);
       expect(m.listPins()).toEqual([]);
       expect(m.teardown()).toBe(0);
     }), { numRuns: 120, seed: 73 });

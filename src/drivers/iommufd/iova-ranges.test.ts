@@ -12,7 +12,7 @@ import { makeMachine, pattern } from '../../../test/fixtures/dma-b-machines.ts';
 import { MiB } from '../../base/index.ts';
 import { iommuGetDomainForDev } from '../../iommu/index.ts';
 import {
-  iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasDestroy, iommufdIoasDetach, iommufdIoasIovaRanges, iommufdIoasMap,
+  iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasClose, iommufdIoasDetach, iommufdIoasIovaRanges, iommufdIoasMap,
   iommufdIoasUnmap, type Ioas, type IoasIovaRange,
 } from './index.ts';
 
@@ -54,7 +54,7 @@ describe('IOMMU_IOAS_IOVA_RANGES (iommufd_ioas_iova_ranges)', () => {
     expect(iommufdIoasIovaRanges(ioas)).toEqual({ ok: true, value: { ranges: ATTACHED_RANGES, numIovas: 2, iovaAlignment: PAGE } });
     iommufdIoasDetach(ioas);
     expect(iommufdIoasIovaRanges(ioas)).toEqual({ ok: true, value: { ranges: [{ start: 0n, last: U64_MAX }], numIovas: 1, iovaAlignment: 1 } });
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -69,7 +69,7 @@ describe('IOMMU_IOAS_IOVA_RANGES (iommufd_ioas_iova_ranges)', () => {
     expect(r.ok && r.value.ranges).toEqual([
       { start: 0n, last: 0xf_ffffn }, { start: 0x30_0000n, last: 0xfedf_ffffn }, { start: 0xff00_0000n, last: TOP - 1n },
     ]);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -81,7 +81,7 @@ describe('IOMMU_IOAS_IOVA_RANGES (iommufd_ioas_iova_ranges)', () => {
     expect(r1).toMatchObject({ ok: false, errno: 'EMSGSIZE', out: { ranges: [ATTACHED_RANGES[0]], numIovas: 2, iovaAlignment: PAGE } });
     expect(iommufdIoasIovaRanges(ioas, 2)).toEqual({ ok: true, value: { ranges: ATTACHED_RANGES, numIovas: 2, iovaAlignment: PAGE } });
     expect(iommufdIoasIovaRanges(ioas, 7)).toEqual({ ok: true, value: { ranges: ATTACHED_RANGES, numIovas: 2, iovaAlignment: PAGE } });
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -91,7 +91,7 @@ describe('IOMMU_IOAS_IOVA_RANGES (iommufd_ioas_iova_ranges)', () => {
     expect(() => iommufdIoasIovaRanges(ioas, 2 ** 32)).toThrow(/numIovas/);
     expect(() => iommufdIoasIovaRanges(ioas, '1' as unknown as number)).toThrow(TypeError);
     expect(() => iommufdIoasIovaRanges({} as Ioas)).toThrow(/ioas must be an Ioas/);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(show(iommufdIoasIovaRanges(ioas))).toBe('ENOENT');
     expect(m.teardown()).toBe(0);
   });
@@ -112,7 +112,7 @@ describe('IOMMU_IOAS_ALLOW_IOVAS (iommufd_ioas_allow_iovas, iopt_set_allow_iova)
     // abutting: accepted, kept lowest first whatever order they came in
     expect(show(iommufdIoasAllowIovas(ioas, [{ start: 0x5000n, last: 0x8fffn }, { start: 0x1000n, last: 0x4fffn }]))).toBe('ok');
     expect(ioas.allowed).toEqual([{ start: 0x1000n, last: 0x4fffn }, { start: 0x5000n, last: 0x8fffn }]);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -131,7 +131,7 @@ describe('IOMMU_IOAS_ALLOW_IOVAS (iommufd_ioas_allow_iovas, iopt_set_allow_iova)
     iommufdIoasDetach(ioas);
     expect(show(iommufdIoasAllowIovas(ioas, msi))).toBe('ok');
     expect(ioas.allowed).toEqual([msi[1], msi[0]]);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -144,7 +144,7 @@ describe('IOMMU_IOAS_ALLOW_IOVAS (iommufd_ioas_allow_iovas, iopt_set_allow_iova)
     // the automatic IOVA skips the area inside the allowed range: 0x800000, then past 0x1000000's page
     expect(show(iommufdIoasMap(ioas, mm, NOWHERE, 8 * MiB, null))).toBe('0x800000');
     expect(show(iommufdIoasMap(ioas, mm, NOWHERE, PAGE, null))).toBe('0x1001000');
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -155,7 +155,7 @@ describe('IOMMU_IOAS_ALLOW_IOVAS (iommufd_ioas_allow_iovas, iopt_set_allow_iova)
     expect(() => iommufdIoasAllowIovas(ioas, [{ start: 0n, last: 5n }, { start: 9n, last: 7 }] as unknown as IoasIovaRange[])).toThrow(/ranges\[1\]\.last/);
     expect(() => iommufdIoasAllowIovas(ioas, [{ start: -1n, last: 5n }])).toThrow(RangeError);
     expect(() => iommufdIoasAllowIovas(ioas, [null] as unknown as IoasIovaRange[])).toThrow(/ranges\[0\]/);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(show(iommufdIoasAllowIovas(ioas, [{ start: 5n, last: 5n }]))).toBe('ENOENT');
     expect(m.teardown()).toBe(0);
   });
@@ -171,7 +171,7 @@ describe('the allowed ranges and automatic IOVAs (iopt_alloc_iova)', () => {
     expect(show(iommufdIoasAllowIovas(ioas, []))).toBe('ok');
     expect(ioas.allowed).toEqual([]);
     expect(show(iommufdIoasMap(ioas, mm, NOWHERE, PAGE, null))).toBe('0x1000');
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -180,7 +180,7 @@ describe('the allowed ranges and automatic IOVAs (iopt_alloc_iova)', () => {
     expect(show(iommufdIoasAllowIovas(ioas, [{ start: 0x10_0000n, last: 0x10_ffffn }]))).toBe('ok');
     expect(show(iommufdIoasMap(ioas, mm, NOWHERE, PAGE, 0x2000n))).toBe('0x2000');
     expect(show(iommufdIoasMap(ioas, mm, NOWHERE, PAGE, 0x10_f800n))).toBe('0x10f800');
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -188,12 +188,12 @@ describe('the allowed ranges and automatic IOVAs (iopt_alloc_iova)', () => {
     const { m, ioas, mm } = setup(false);
     expect(show(iommufdIoasAllowIovas(ioas, [{ start: 0x1_8000n, last: 0x1_ffffn }, { start: 0x1_0000n, last: 0x1_7fffn }]))).toBe('ok');
     expect(show(iommufdIoasMap(ioas, mm, NOWHERE, 0x1_0000, null))).toBe('0x10000');
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     // with a one-byte gap between them nothing of 64 KiB fits
     const b = setup(false);
     expect(show(iommufdIoasAllowIovas(b.ioas, [{ start: 0x1_8001n, last: 0x2_0000n }, { start: 0x1_0000n, last: 0x1_7fffn }]))).toBe('ok');
     expect(show(iommufdIoasMap(b.ioas, b.mm, NOWHERE, 0x1_0000, null))).toBe('ENOSPC');
-    iommufdIoasDestroy(b.ioas);
+    iommufdIoasClose(b.ioas);
     expect(m.teardown()).toBe(0);
     expect(b.m.teardown()).toBe(0);
   });
@@ -213,7 +213,7 @@ describe('the allowed ranges and automatic IOVAs (iopt_alloc_iova)', () => {
     expect(show(iommufdIoasAllowIovas(ioas, [{ start: U64_MAX - 0x3fffn, last: U64_MAX }]))).toBe('ok');
     expect(show(iommufdIoasMap(ioas, mm, NOWHERE, 4 * PAGE, null))).toBe('ENOSPC');
     expect(show(iommufdIoasMap(ioas, mm, NOWHERE, 3 * PAGE, null))).toBe('0xffffffffffffc000');
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -237,7 +237,7 @@ describe('the allowed ranges and automatic IOVAs (iopt_alloc_iova)', () => {
     // nothing was mapped below the allowed range
     expect(nvme.dmaRead(0x1000n, PAGE).ok).toBe(false);
     expect(iommufdIoasUnmap(ioas, 0x4000_0000n, 2 * MiB)).toEqual({ ok: true, value: 2 * MiB });
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.listPins()).toEqual([]);
     expect(m.teardown()).toBe(0);
   });
@@ -256,7 +256,7 @@ describe('the allowed ranges and attach (iopt_reserve_iova refuses a reservation
     expect(ioas.iovaAlignment).toBe(1);
     expect(ioas.allowed).toEqual([{ start: 0xfe00_0000n, last: 0xfe_ffff_ffffn }]);
     expect(iommufdIoasIovaRanges(ioas)).toEqual({ ok: true, value: { ranges: [{ start: 0n, last: U64_MAX }], numIovas: 1, iovaAlignment: 1 } });
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 
@@ -271,7 +271,7 @@ describe('the allowed ranges and attach (iopt_reserve_iova refuses a reservation
     expect(show(iommufdIoasAllowIovas(ioas, [{ start: 0x1000n, last: 0xfff_ffffn }, { start: TOP - 0x1000n, last: TOP - 1n }]))).toBe('ok');
     expect(show(iommufdIoasAttach(ioas))).toBe('ok');
     expect(ioas.reserved.map((x) => [x.start, x.last])).toEqual([[MSI.start, MSI.last], [TOP, U64_MAX]]);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     expect(m.teardown()).toBe(0);
   });
 });

@@ -545,9 +545,8 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
           issues.push(issue(at(i, 'device'), s.device, `device '${s.device}' has no IOMMU (${noIommu.join(' and ')} ${noIommu.length === 1 ? 'has' : 'have'} no iommu): iommufd cannot own its DMA`, 'a machine with an iommu'));
         }
         const ok = needIoas(i, s.ioas);
-        if (known && attached.has(s.device) && !fails(s)) {
-          issues.push(issue(at(i, 'device'), s.device, `device '${s.device}' is attached to IOAS '${attached.get(s.device)!}' already`, 'an ioas-detach first (or expect: { errno: EBUSY })'));
-        } else if (known && ok && !fails(s)) attached.set(s.device, s.ioas);
+        // an attached device is replaced onto this IOAS (VFIO_DEVICE_ATTACH_IOMMUFD_PT -> iommufd_device_replace)
+        if (known && ok && !fails(s)) attached.set(s.device, s.ioas);
         break;
       }
       case 'ioas-detach':
@@ -602,6 +601,13 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
       }
       case 'ioas-destroy':
         if (needIoas(i, s.ioas) && !fails(s)) {
+          const held = ioasDevices(s.ioas);
+          if (held.length > 0) {
+            // the destroy fails (EBUSY): the IOAS and its mappings stay for the later steps
+            issues.push(issue(at(i, 'ioas'), s.ioas, `IOAS '${s.ioas}' still has ${held.join(', ')} attached: IOMMU_DESTROY is EBUSY while a hw_pagetable holds it`,
+              `an ioas-detach of ${held.length === 1 ? 'it' : 'each'} first (or expect: { errno: EBUSY })`));
+            break;
+          }
           ioases.delete(s.ioas);
           for (const d of ioasDevices(s.ioas)) attached.delete(d);
           for (const [k, v] of [...ioasMaps]) if (v.ioas === s.ioas) ioasMaps.delete(k);

@@ -109,8 +109,45 @@ describe('ioas-* steps', () => {
     expect(res.steps[10].data).toMatchObject({ bytes: 16384 });
   });
 
+  it('an ioas-attach of an attached device replaces it onto the other IOAS: it reads the new mapping, faults at the old one, and its old domain goes with its last device', () => {
+    const res = runScenario(scenario(
+      '{ op: mmap, buffer: g }',
+      '{ op: populate, buffer: g }',
+      '{ op: ioas-alloc, name: vm }',
+      '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+      '{ op: ioas-map, name: low, ioas: vm, buffer: g, len: 32KiB, iova: 0x100000 }',
+      '{ op: ioas-alloc, name: vm2 }',
+      '{ op: ioas-map, name: high, ioas: vm2, buffer: g, offset: 32KiB, len: 32KiB, iova: 0x200000 }',
+      '{ op: ioas-attach, ioas: vm2, device: nvme0 }',
+      '{ op: device-read, mapping: high }',
+      '{ op: device-read, mapping: low, device: nvme0, expect: { errno: EFAULT } }',
+      '{ op: ioas-attach, ioas: vm2, device: nvme0 }',
+      '{ op: ioas-destroy, ioas: vm }'));
+    expect(res.ok).toBe(true);
+    const replace = res.steps[7];
+    expect(replace.summary).toMatch(/^attach nvme0 to vm2: replaced: off HWPT 3 of vm \(destroyed with its last device\), straight onto new HWPT 5: /);
+    // vm's domain went (its 8 PTEs cleared, its pins dropped), vm2's got 8 PTEs
+    expect(replace.counters).toMatchObject({ iommuLeafPtesCleared: 8, iommuLeafPtesWritten: 8, gupPagesUnpinned: 8, gupPagesPinned: 8 });
+    expect(res.steps[8].data).toMatchObject({ checked: 32768, mismatched: 0 });
+    expect(res.steps[10].summary).toMatch(/already on HWPT 5: nothing changes/);
+    expect(res.steps[10].counters).toEqual({});
+    expect(res.steps[11].errno).toBeUndefined();
+  });
+
+  it('ioas-destroy of an IOAS a device is attached to is EBUSY and changes nothing; teardown still takes it', () => {
+    const r = new ScenarioRunner(scenario(...SHARED,
+      '{ op: ioas-destroy, ioas: vm, expect: { errno: EBUSY } }',
+      '{ op: device-read, mapping: ram, device: nvme0 }'));
+    const res = r.runAll();
+    expect(res.ok).toBe(true);
+    expect(res.steps[6].summary).toMatch(/^IOMMU_DESTROY vm: EBUSY \(IOAS 1 is held by HWPT 3 \(nvme0, nic0 attached\): /);
+    expect(res.steps[6].counters).toEqual({});
+    expect(res.steps[7].data).toMatchObject({ checked: 65536, mismatched: 0 });
+    expect(res.leaks.tornDown).toEqual(['ioas vm', 'buffer g']);
+  });
+
   it('teardown destroys a live IOAS: devices detached, pages unpinned, page tables freed, nothing leaked', () => {
-    const r = new ScenarioRunner(scenario(...SHARED, '{ op: ioas-attach, ioas: vm, device: nic0, expect: { errno: EBUSY } }'));
+    const r = new ScenarioRunner(scenario(...SHARED));
     const res = r.runAll();
     expect(res.ok).toBe(true);
     expect(res.leaks.tornDown).toEqual(['ioas vm', 'buffer g']);
@@ -161,6 +198,7 @@ describe('ioas-* steps', () => {
       '{ op: ioas-alloc, name: vm }',
       '{ op: ioas-attach, ioas: vm, device: nvme0 }',
       '{ op: ioas-map, name: old, ioas: vm, buffer: g, len: 16KiB, iova: 0x100000 }',
+      '{ op: ioas-detach, device: nvme0 }',
       '{ op: ioas-destroy, ioas: vm }',
       '{ op: ioas-alloc, name: vm }',
       '{ op: ioas-attach, ioas: vm, device: nic0 }',
@@ -171,7 +209,7 @@ describe('ioas-* steps', () => {
     const res = r.runAll();
     expect(res.ok).toBe(true);
     // nic0 sits on the new vm at the same IOVA: the old mapping's access must not pick it
-    expect(res.steps[8].summary).toContain('ENODEV (mapping old is in a destroyed IOAS, which has 0 devices attached');
+    expect(res.steps[9].summary).toContain('ENODEV (mapping old is in a destroyed IOAS, which has 0 devices attached');
     expect(r.ioasObjectOfMapping('old')!.alive).toBe(false);
     expect(r.ioasDetachedDevices(r.ioasObjectOfMapping('old')!)).toEqual(['nvme0']);
   });

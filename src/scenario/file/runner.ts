@@ -14,7 +14,7 @@ import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, bdevNrSectors, dmaBufInvalidateMappings,
   dmaBufPut, dmaBufRevocable, dmaBufRevoke, dmaBufUnrevoke, gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr,
   ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc,
-  iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf, iommufdIoasUnmap, nvmeProbe, nvmeRemove,
+  iommufdIoasClose, iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf, iommufdIoasUnmap, nvmeProbe, nvmeRemove,
   premapComplete, premapIssue, premapRegisterDmabuf, premapRegisterUserBuffer, premapUnregister, rdmaProbe, rdmaRemove, systemHeapAlloc,
   umemMap, umemMapPinned, vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl,
   type IommufdHwpt, type PremapToken, type SystemHeapBuffer, type UmemMethod,
@@ -425,12 +425,12 @@ export class ScenarioRunner {
       case 'ioas-unmap': return this.ioasUnmap(s.ioas, s.mapping, s.iova, s.len);
       case 'ioas-destroy': {
         const ioas = this.named.ioases.get(s.ioas)!;
-        const devs = ioas.devices.map((d) => d.name);
         const areas = ioas.areas.length;
-        this.ioasRelease(s.ioas);
-        return {
-          summary: `IOMMU_DESTROY ${s.ioas}: ${devs.length > 0 ? `${devs.join(', ')} detached (back to ${devs.length === 1 ? 'its' : 'their'} DMA-API domain${devs.length === 1 ? '' : 's'}), ` : ''}${formatCount(areas)} area${areas === 1 ? '' : 's'} unmapped and unpinned`,
-        };
+        const r = iommufdIoasDestroy(ioas);
+        if (!r.ok) return { summary: `IOMMU_DESTROY ${s.ioas}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+        this.settleIoasMaps(s.ioas);
+        this.named.ioases.delete(s.ioas);
+        return { summary: `IOMMU_DESTROY ${s.ioas}: ${formatCount(areas)} area${areas === 1 ? '' : 's'} unmapped and unpinned` };
       }
     }
   }
@@ -463,14 +463,20 @@ export class ScenarioRunner {
     const fail = (r: { errno: Errno; message?: string }, call: string): Outcome =>
       ({ summary: `${what}: ${call} ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno });
     const before = new Set(ioas.hwpts);
+    // an attached device is replaced (VFIO_DEVICE_ATTACH_IOMMUFD_PT -> iommufd_device_replace): it is bound already
+    const from = iommufdIoasOf(dev);
+    const fromName = from !== null ? [...this.named.ioases].find(([, v]) => v === from)?.[0] : undefined;
+    const fromHwpt = from !== null ? from.hwpts.find((x) => x.devices.includes(dev)) ?? null : null;
     let own: IommufdHwpt | null = null;
     if (hwpt === 'own') {
       // as a VMM does it: VFIO_DEVICE_BIND_IOMMUFD, IOMMU_HWPT_ALLOC for the bound device, then the attach
-      const bind = iommufdDeviceBind(this.m, dev);
-      if (!bind.ok) return fail(bind, 'VFIO_DEVICE_BIND_IOMMUFD');
+      if (from === null) {
+        const bind = iommufdDeviceBind(this.m, dev);
+        if (!bind.ok) return fail(bind, 'VFIO_DEVICE_BIND_IOMMUFD');
+      }
       const h = iommufdHwptAlloc(ioas, dev);
       if (!h.ok) {
-        iommufdDeviceDetach(dev);
+        if (from === null) iommufdDeviceDetach(dev);
         return fail(h, 'IOMMU_HWPT_ALLOC');
       }
       own = h.value;
@@ -479,17 +485,25 @@ export class ScenarioRunner {
     if (!r.ok) {
       if (own !== null) {
         iommufdHwptDestroy(own);
-        iommufdDeviceDetach(dev);
+        if (from === null) iommufdDeviceDetach(dev);
       }
       return fail(r, 'VFIO_DEVICE_ATTACH_IOMMUFD_PT');
     }
-    if (hwpt === 'own') this.named.ownHwpts.set(devName, r.value);
+    const h = r.value;
+    // a hw_pagetable an earlier ioas-attach made for this device alone goes when the device leaves it
+    const oldOwn = this.named.ownHwpts.get(devName);
+    if (oldOwn !== undefined && oldOwn !== h) {
+      if (oldOwn.alive) iommufdHwptDestroy(oldOwn);
+      this.named.ownHwpts.delete(devName);
+    }
+    if (hwpt === 'own') this.named.ownHwpts.set(devName, h);
     const ever = this.named.everAttached.get(ioas) ?? new Set<string>();
     this.named.everAttached.set(ioas, ever.add(devName));
-    const h = r.value;
-    const how = !before.has(h) ? `new HWPT ${h.id}: a domain holding ${formatCount(ioas.areas.length)} area${ioas.areas.length === 1 ? '' : 's'}`
-      : `joined HWPT ${h.id} (its domain is shared with ${h.devices.filter((d) => d !== dev).map((d) => d.name).join(', ')}: nothing mapped again)`;
-    return { summary: `${what}: ${how}; ${this.ioasText(name)}`, data: { hwpt: h.id, newDomain: !before.has(h), ioas: this.ioasState(name, ioas) } };
+    const moved = fromHwpt === null ? '' : fromHwpt === h ? `already on HWPT ${h.id}: nothing changes; `
+      : `replaced: off HWPT ${fromHwpt.id}${fromName !== undefined && fromName !== name ? ` of ${fromName}` : ''}${fromHwpt.alive ? '' : ' (destroyed with its last device)'}, straight onto `;
+    const how = fromHwpt === h ? '' : !before.has(h) ? `new HWPT ${h.id}: a domain holding ${formatCount(ioas.areas.length)} area${ioas.areas.length === 1 ? '' : 's'}`
+      : `${moved === '' ? 'joined ' : ''}HWPT ${h.id} (its domain is shared with ${h.devices.filter((d) => d !== dev).map((d) => d.name).join(', ')}: nothing mapped again)`;
+    return { summary: `${what}: ${moved}${how}${how === '' ? '' : '; '}${this.ioasText(name)}`, data: { hwpt: h.id, newDomain: !before.has(h), ioas: this.ioasState(name, ioas) } };
   }
 
   private ioasDetach(devName: string): Outcome {
@@ -565,11 +579,11 @@ export class ScenarioRunner {
     return out;
   }
 
-  /** IOMMU_DESTROY of a named IOAS (its devices detached, its areas unmapped) and its names released. */
+  /** The teardown of a named IOAS (iommufdIoasClose: its devices detached and unbound, its areas unmapped) and its names released. */
   private ioasRelease(name: string): void {
     const ioas = this.named.ioases.get(name)!;
     for (const d of ioas.devices) this.named.ownHwpts.delete(d.name);
-    iommufdIoasDestroy(ioas);
+    iommufdIoasClose(ioas);
     this.settleIoasMaps(name);
     this.named.ioases.delete(name);
   }
@@ -654,7 +668,7 @@ export class ScenarioRunner {
     if (!a.ok) return { summary: `${what}: iommufd IOAS ${a.errno}`, errno: a.errno };
     const r = iommufdIoasMapDmabuf(a.value, d.buf, IOAS_IOVA);
     if (!r.ok) {
-      iommufdIoasDestroy(a.value);
+      iommufdIoasClose(a.value);
       return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
     }
     this.named.imports.set(name, { dmabuf: bufName, device: devName, gpu: null, ioas: a.value });
@@ -1142,7 +1156,7 @@ export class ScenarioRunner {
     }
     for (const [k, v] of [...this.named.imports].reverse()) {
       if (v.gpu !== null) gpuImportRelease(v.gpu);
-      if (v.ioas !== null) iommufdIoasDestroy(v.ioas);
+      if (v.ioas !== null) iommufdIoasClose(v.ioas);
       tornDown.push(`import ${k}`);
     }
     this.named.imports.clear();

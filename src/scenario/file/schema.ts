@@ -386,7 +386,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'ioas-attach': z.strictObject({
-    op: z.literal('ioas-attach').describe("VFIO_DEVICE_BIND_IOMMUFD + VFIO_DEVICE_ATTACH_IOMMUFD_PT: the device leaves its DMA-API domain and joins the IOAS: its automatic hw_pagetable (one IOMMU domain shared by every device on it: nothing is mapped again) or, with hwpt: own, a hw_pagetable of its own (IOMMU_HWPT_ALLOC: a second domain holding every area)"),
+    op: z.literal('ioas-attach').describe("VFIO_DEVICE_BIND_IOMMUFD + VFIO_DEVICE_ATTACH_IOMMUFD_PT: the device leaves its DMA-API domain and joins the IOAS: its automatic hw_pagetable (one IOMMU domain shared by every device on it: nothing is mapped again) or, with hwpt: own, a hw_pagetable of its own (IOMMU_HWPT_ALLOC: a second domain holding every area). A device attached already is replaced (iommufd_device_replace): it moves straight to the new hw_pagetable, and the one it leaves goes with its last device"),
     ioas: z.string().describe('IOAS name'),
     device: z.string().describe('device name (a PCI endpoint function behind the IOMMU)'),
     hwpt: z.enum(['auto', 'own']).optional().describe("auto (default): the IOAS's automatic hw_pagetable, made by the first device; own: a new one for this device alone, destroyed at its ioas-detach"),
@@ -417,7 +417,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'ioas-destroy': z.strictObject({
-    op: z.literal('ioas-destroy').describe('IOMMU_DESTROY of the IOAS after its devices are detached: every device back to its DMA-API domain, every area unmapped and unpinned'),
+    op: z.literal('ioas-destroy').describe('IOMMU_DESTROY of the IOAS: every area unmapped and unpinned; EBUSY while a device is attached (its hw_pagetable holds the IOAS): ioas-detach them first'),
     ioas: z.string().describe('IOAS name'),
     ...common,
   }),
