@@ -13,8 +13,8 @@ import { deviceBindDriver, deviceReleaseDriver, driverProbe, toPciDev, type Devi
 import { dmaBufRevoke } from '../dmabuf/index.ts';
 import { vfioPciDmabufExport } from '../vfio/index.ts';
 import {
-  iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasClose, iommufdIoasDestroy,
-  iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasUnmap, type Ioas, type IommufdHwpt,
+  iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc, iommufdIoasAllowIovas, iommufdIoasAttach, iommufdIoasClose, iommufdIoasDestroy,
+  iommufdIoasDetach, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf, iommufdIoasUnmap, type Ioas, type IommufdHwpt,
 } from './index.ts';
 
 const PAGE = 4096;
@@ -326,6 +326,63 @@ describe('iommufd: one IOAS, several devices', () => {
     expect(reads(nvme, A, bytes.subarray(0, 4 * PAGE))).toBe(true);
     iommufdIoasClose(other);
     iommufdIoasClose(ioas);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('a replace that fails after making a new automatic hw_pagetable destroys it again: its ID, table pages and pins given back, the alignment as before', () => {
+    const { m, nvme, mm, va, bytes, ioas } = setup();
+    unwrap(iommufdIoasMap(ioas, mm, va, 4 * PAGE, A));
+    const h1 = unwrap(iommufdDeviceAttach(ioas, nvme));
+    const other = unwrap(iommufdIoasAlloc(m));
+    unwrap(iommufdIoasMap(other, mm, va + BigInt(8 * PAGE), 4 * PAGE, B));
+    // an allowed range over the MSI window: the new domain is made and filled, then nvme's reserved region is refused
+    unwrap(iommufdIoasAllowIovas(other, [{ start: B, last: B + 0xfff_ffffn }, { start: 0xfe00_0000n, last: 0xfeff_ffffn }]));
+    const free = m.freePages;
+    expect(iommufdDeviceAttach(other, nvme)).toMatchObject({ ok: false, errno: 'EADDRINUSE' });
+    expect(m.freePages).toBe(free);
+    expect(other.hwpts).toEqual([]);
+    expect(other.iovaAlignment).toBe(1);
+    expect(other.reserved).toEqual([]);
+    expect(pinCounts(m, mm, va + BigInt(8 * PAGE), 4)).toEqual([0, 0, 0, 0]);
+    expect(iommuGetDomainForDev(nvme)).toBe(h1.domain);
+    expect(reads(nvme, A, bytes.subarray(0, 4 * PAGE))).toBe(true);
+    // the failed hw_pagetable's ID is free again (iommufd_object_abort_and_destroy): the next object takes it
+    expect(unwrap(iommufdIoasAlloc(m)).id).toBe(5);
+    iommufdIoasClose(other);
+    iommufdIoasClose(ioas);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('the one-device shape after a replace: its device stays on the IOAS it moved to when its own IOAS is destroyed, and iommufdIoasOf names where it is', () => {
+    const { m, nvme, mm, va, bytes } = setup();
+    const a = unwrap(iommufdIoasAlloc(m, nvme));
+    const b = unwrap(iommufdIoasAlloc(m));
+    unwrap(iommufdIoasMap(b, mm, va, 4 * PAGE, B));
+    const hb = unwrap(iommufdDeviceAttach(b, nvme));
+    expect(iommufdIoasOf(nvme)).toBe(b);
+    expect(a.hwpts).toEqual([]);
+    expect(unwrap(iommufdIoasDestroy(a))).toBe(undefined);
+    expect(b.devices).toEqual([nvme]);
+    expect(hb.alive).toBe(true);
+    expect(nvme.dmaUserOwner).toBe('iommufd');
+    expect(iommuGetDomainForDev(nvme)).toBe(hb.domain);
+    expect(reads(nvme, B, bytes.subarray(0, 4 * PAGE))).toBe(true);
+    // now a device bound on its own: the close of b unbinds it
+    iommufdIoasClose(b);
+    expect(nvme.dmaUserOwner).toBe(null);
+    expect(iommuGetDomainForDev(nvme)).toBe(iommuGetDmaDomain(nvme));
+    // iommufdIoasAttach brings a moved device back; iommufdIoasClose of its own IOAS closes it wherever it is
+    const c = unwrap(iommufdIoasAlloc(m, nvme));
+    const d = unwrap(iommufdIoasAlloc(m));
+    unwrap(iommufdDeviceAttach(d, nvme));
+    unwrap(iommufdIoasAttach(c));
+    expect(iommufdIoasOf(nvme)).toBe(c);
+    expect(d.hwpts).toEqual([]);
+    unwrap(iommufdDeviceAttach(d, nvme));
+    iommufdIoasClose(c);
+    expect(d.devices).toEqual([]);
+    expect(nvme.dmaUserOwner).toBe(null);
+    iommufdIoasClose(d);
     expect(m.teardown()).toBe(0);
   });
 

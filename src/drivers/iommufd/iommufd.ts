@@ -24,8 +24,9 @@
 // and without IOMMU_CACHE); revoke (iopt_revoke_notify: unmap from every domain, the IOTLB
 // invalidated by iommu_unmap's sync; the area stays until userspace unmaps it, no automatic remap);
 // IOMMU_IOAS_UNMAP (iopt_unmap_iova: the range must cover whole areas, ENOENT otherwise and when
-// nothing was mapped); destroy (detach, iopt_release_pages: unpin, detach;
-// iommu_device_release_dma_owner: back to the default domain).
+// nothing was mapped); IOMMU_DESTROY (iommufd_object_remove: EBUSY while a hw_pagetable holds the
+// IOAS; iopt_release_pages: unpin), and the close-down of a VMM (iommufdIoasClose: devices detached
+// and unbound, iommu_device_release_dma_owner: back to the default domain, then the destroy).
 // Both maps take the IOVA given (IOMMU_IOAS_MAP_FIXED_IOVA) or, given null, let the IOAS pick it and
 // return it as the kernel returns cmd->iova (IOPT_ALLOC_IOVA: iopt_alloc_area_pages ->
 // iopt_alloc_iova: alignment from the length and the low bits of uptr or the dma-buf's file offset,
@@ -193,7 +194,8 @@ export class IommufdDevice {
  * struct iommufd_hwpt_paging of an IOAS: a paging domain ('unmanaged') holding every area of the
  * IOAS, and the devices attached to it (the attach's device_array). An automatic one
  * (iommufd_device_auto_get_domain) goes with its last device; one IOMMU_HWPT_ALLOC made
- * (iommufdHwptAlloc) stays until iommufdHwptDestroy or the IOAS's destroy.
+ * (iommufdHwptAlloc) stays until iommufdHwptDestroy or iommufdIoasClose (and holds the IOAS: its
+ * IOMMU_DESTROY is EBUSY meanwhile).
  */
 export class IommufdHwpt {
   readonly id: number;
@@ -342,10 +344,10 @@ export function iommufdIoases(m: MachineMm): Ioas[] {
   return [...(m.slots.get(IOMMUFD_CTX)?.ioases ?? [])];
 }
 
-/** The IOAS dev is bound with (iommufdIoasAlloc) or else attached to, or null. */
+/** The IOAS dev is attached to, or else the one it is bound with (iommufdIoasAlloc), or null. */
 export function iommufdIoasOf(dev: Device): Ioas | null {
   const i = idevOf(dev);
-  const ioas = i?.owner ?? i?.hwptNow?.ioas ?? null;
+  const ioas = i?.hwptNow?.ioas ?? i?.owner ?? null;
   return ioas !== null && ioas.alive ? ioas : null;
 }
 
@@ -1066,7 +1068,8 @@ export function iommufdDeviceDetach(dev: Device): void {
  * device attached (dev's reserved regions join only when it attaches). An attach to the IOAS never
  * picks it (it is not automatic): devices attach to it by passing it to iommufdDeviceAttach, which
  * is how a device gets a domain of its own next to the IOAS's automatic one. It stays, with or
- * without devices, until iommufdHwptDestroy or the IOAS's destroy. Errors: ENOENT (the IOAS
+ * without devices, until iommufdHwptDestroy or iommufdIoasClose (iommufdIoasDestroy is EBUSY
+ * while it lives). Errors: ENOENT (the IOAS
  * destroyed, or dev not bound: iommufd_get_device), ENOMEM, and iopt_table_add_domain's (EINVAL,
  * EADDRINUSE, EFAULT, the IOMMU's); nothing is left on failure.
  * @throws TypeError when ioas is not an Ioas or dev not a Device.
@@ -1759,9 +1762,10 @@ export function iommufdIoasAllowIovas(ioas: Ioas, ranges: ReadonlyArray<IoasIova
  * IOMMU_DESTROY of the IOAS (iommufd_destroy -> iommufd_object_remove): EBUSY while a hw_pagetable
  * holds it (each takes a reference on the IOAS: a device is attached to an automatic one, or one
  * iommufdHwptAlloc made is not destroyed yet), ENOENT when destroyed already; else every area is
- * released (unmapped, unpinned) and the ID given back. A device bound with the IOAS by
- * iommufdIoasAlloc (detached by now) is unbound with it: that one-device shape closes its device
- * with its IOAS. iommufdIoasClose tears everything down in the order a VMM closing down does.
+ * released (unpinned already: no domain holds them) and the ID given back. A device bound with the
+ * IOAS by iommufdIoasAlloc is unbound with it when it is attached nowhere (that one-device shape
+ * closes its device with its IOAS); attached to another IOAS since (a replace), it stays there,
+ * bound as any device. iommufdIoasClose tears everything down in the order a VMM closing down does.
  */
 export function iommufdIoasDestroy(ioas: Ioas): Result<void> {
   checkIoas(ioas);
@@ -1770,24 +1774,35 @@ export function iommufdIoasDestroy(ioas: Ioas): Result<void> {
     const held = ioas.hwptsNow.map((h) => `HWPT ${h.id}${h.devicesNow.length > 0 ? ` (${h.devices.map((d) => d.name).join(', ')} attached)` : ''}`);
     return err('EBUSY', `${ioas} is held by ${held.join(', ')}: detach its devices and destroy its hw_pagetables first`);
   }
-  const own = ownIdev(ioas);
-  if (own !== null) unbind(own);
+  releaseOwn(ioas);
   releaseIoas(ioas);
   return ok();
+}
+
+/**
+ * The one-device shape's binding at its IOAS's IOMMU_DESTROY: its device unbound unless it is
+ * attached elsewhere (a replace moved it to another IOAS: IOMMU_DESTROY touches no attachment), where
+ * it stays as a device bound on its own.
+ */
+function releaseOwn(ioas: Ioas): void {
+  const own = ownIdev(ioas);
+  if (own === null) return;
+  if (own.hwptNow !== null && own.hwptNow.ioas !== ioas) own.owner = null;
+  else unbind(own);
 }
 
 /**
  * What a VMM closing down does to an IOAS: closes the VFIO devices attached to it
  * (vfio_iommufd_physical_unbind(): each is detached, then unbound and back in its default domain,
  * iommu_device_release_dma_owner; a device iommufdIoasAlloc bound with another IOAS is only
- * detached, and stays bound to that one), and the IOAS's own device; destroys the hw_pagetables
+ * detached, and stays bound to that one), and the IOAS's own device (closed: detached from
+ * wherever a replace moved it, then unbound); destroys the hw_pagetables
  * iommufdHwptAlloc made; then the IOAS (IOMMU_DESTROY: every area released). A closed IOAS closes
  * again with nothing done.
  */
 export function iommufdIoasClose(ioas: Ioas): void {
   checkIoas(ioas);
   if (!ioas.alive) return;
-  const own = ownIdev(ioas);
   for (const h of [...ioas.hwptsNow]) {
     for (const idev of [...h.devicesNow]) {
       hwptDetach(idev);
@@ -1795,6 +1810,7 @@ export function iommufdIoasClose(ioas: Ioas): void {
     }
     if (h.alive) removeHwpt(h);
   }
+  const own = ownIdev(ioas);
   if (own !== null) unbind(own);
   releaseIoas(ioas);
 }

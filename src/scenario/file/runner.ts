@@ -430,7 +430,7 @@ export class ScenarioRunner {
         if (!r.ok) return { summary: `IOMMU_DESTROY ${s.ioas}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
         this.settleIoasMaps(s.ioas);
         this.named.ioases.delete(s.ioas);
-        return { summary: `IOMMU_DESTROY ${s.ioas}: ${formatCount(areas)} area${areas === 1 ? '' : 's'} unmapped and unpinned` };
+        return { summary: `IOMMU_DESTROY ${s.ioas}: ${formatCount(areas)} area${areas === 1 ? '' : 's'} released` };
       }
     }
   }
@@ -465,7 +465,9 @@ export class ScenarioRunner {
     const before = new Set(ioas.hwpts);
     // an attached device is replaced (VFIO_DEVICE_ATTACH_IOMMUFD_PT -> iommufd_device_replace): it is bound already
     const from = iommufdIoasOf(dev);
-    const fromName = from !== null ? [...this.named.ioases].find(([, v]) => v === from)?.[0] : undefined;
+    const importOf = from !== null ? [...this.named.imports].find(([, v]) => v.ioas === from)?.[0] : undefined;
+    const fromName = from === null ? undefined
+      : [...this.named.ioases].find(([, v]) => v === from)?.[0] ?? (importOf !== undefined ? `dma-buf import ${importOf}'s IOAS` : undefined);
     const fromHwpt = from !== null ? from.hwpts.find((x) => x.devices.includes(dev)) ?? null : null;
     let own: IommufdHwpt | null = null;
     if (hwpt === 'own') {
@@ -500,7 +502,7 @@ export class ScenarioRunner {
     const ever = this.named.everAttached.get(ioas) ?? new Set<string>();
     this.named.everAttached.set(ioas, ever.add(devName));
     const moved = fromHwpt === null ? '' : fromHwpt === h ? `already on HWPT ${h.id}: nothing changes; `
-      : `replaced: off HWPT ${fromHwpt.id}${fromName !== undefined && fromName !== name ? ` of ${fromName}` : ''}${fromHwpt.alive ? '' : ' (destroyed with its last device)'}, straight onto `;
+      : `replaced: off HWPT ${fromHwpt.id}${fromName !== undefined && fromName !== name ? ` of ${fromName}` : ''}${fromHwpt.alive ? '' : fromHwpt.autoDomain ? ' (destroyed with its last device)' : ' (its own: destroyed)'}, straight onto `;
     const how = fromHwpt === h ? '' : !before.has(h) ? `new HWPT ${h.id}: a domain holding ${formatCount(ioas.areas.length)} area${ioas.areas.length === 1 ? '' : 's'}`
       : `${moved === '' ? 'joined ' : ''}HWPT ${h.id} (its domain is shared with ${h.devices.filter((d) => d !== dev).map((d) => d.name).join(', ')}: nothing mapped again)`;
     return { summary: `${what}: ${moved}${how}${how === '' ? '' : '; '}${this.ioasText(name)}`, data: { hwpt: h.id, newDomain: !before.has(h), ioas: this.ioasState(name, ioas) } };

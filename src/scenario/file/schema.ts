@@ -417,7 +417,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'ioas-destroy': z.strictObject({
-    op: z.literal('ioas-destroy').describe('IOMMU_DESTROY of the IOAS: every area unmapped and unpinned; EBUSY while a device is attached (its hw_pagetable holds the IOAS): ioas-detach them first'),
+    op: z.literal('ioas-destroy').describe('IOMMU_DESTROY of the IOAS: every area released; EBUSY while a device is attached (its hw_pagetable holds the IOAS): ioas-detach them first'),
     ioas: z.string().describe('IOAS name'),
     ...common,
   }),
