@@ -133,7 +133,10 @@ describe('phyr help', () => {
 
   it('help <op>, help <command>; an unknown topic is a usage error', () => {
     expect(cli(['help', 'map']).out).toMatch(/^map: .*\n {4}name: text/);
-    expect(cli(['help', 'ioas-map']).out).toMatch(/^ioas-map: IOMMU_IOAS_MAP .*\n {4}name: text .*\n {4}ioas: text -- IOAS name\n {4}buffer: text/);
+    expect(cli(['help', 'ioas-map']).out).toMatch(/^ioas-map: IOMMU_IOAS_MAP .*\n {4}name: text .*\n {4}ioas: text -- IOAS name\n {4}buffer\?: text .*\n {4}dmabuf\?: text -- dma-buf name/);
+    expect(cli(['help', 'ioas-copy']).out).toMatch(/^ioas-copy: IOMMU_IOAS_COPY: .*\n {4}name: text .*\n {4}srcIoas: text .*\n {4}mapping\?: text /);
+    expect(cli(['help', 'ioas-allow-iovas']).out).toMatch(/^ioas-allow-iovas: IOMMU_IOAS_ALLOW_IOVAS: .*\n {4}ioas: text -- IOAS name\n {4}ranges: list of fields .*\n {8}start: size -- first IOVA\n {8}last: size /);
+    expect(cli(['help', 'ioas-iova-ranges']).out).toMatch(/^ioas-iova-ranges: IOMMU_IOAS_IOVA_RANGES: .*\n {4}ioas: text -- IOAS name\n {4}numIovas\?: integer /);
     expect(cli(['help', 'run']).out).toContain('--config <name>');
     const bad = cli(['help', 'frob']);
     expect(bad.code).toBe(2);

@@ -333,10 +333,10 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   const ioasMapsEver = new Map<string, { ioas: string; len: number | undefined }>();
   const mapNames = (): string[] => [...maps.keys(), ...ioasMaps.keys()];
   const ioasDevices = (ioas: string): string[] => [...attached].filter(([, v]) => v === ioas).map(([k]) => k);
-  const needIoas = (i: number, name: string): boolean => {
+  const needIoas = (i: number, name: string, field = 'ioas'): boolean => {
     if (ioases.has(name)) return true;
     const names = [...ioases.keys()];
-    issues.push(issue(at(i, 'ioas'), name, ioasesEver.has(name) ? `IOAS '${name}' is used after its ioas-destroy` : `unknown IOAS '${name}'`,
+    issues.push(issue(at(i, field), name, ioasesEver.has(name) ? `IOAS '${name}' is used after its ioas-destroy` : `unknown IOAS '${name}'`,
       names.length === 0 ? 'an ioas-alloc step for it earlier' : `an IOAS allocated earlier: ${names.join(', ')}`));
     return false;
   };
@@ -561,13 +561,23 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
           issues.push(issue(at(i, 'name'), s.name, `mapping '${s.name}' is still live (steps[${(maps.get(s.name) ?? ioasMaps.get(s.name))!.step}])`, `a new name or ${maps.has(s.name) ? 'an unmap' : 'an ioas-unmap'} first`));
         }
         const okIoas = needIoas(i, s.ioas);
-        const okBuf = needBuffer(i, s.buffer);
-        if (okBuf) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
+        // the memory: a buffer (IOMMU_IOAS_MAP) or a dma-buf (IOMMU_IOAS_MAP_FILE), as map takes a pin or a buffer
+        let total: number | undefined;
+        if ((s.buffer === undefined) === (s.dmabuf === undefined)) {
+          issues.push(issue(at(i, s.buffer === undefined ? 'buffer' : 'dmabuf'), undefined, s.buffer === undefined ? 'neither buffer nor dmabuf is given' : 'both buffer and dmabuf are given',
+            'exactly one of buffer, dmabuf'));
+        } else if (s.buffer !== undefined) {
+          if (needBuffer(i, s.buffer)) total = bufLen.get(s.buffer)!;
+          if (total !== undefined) checkRange(i, total, `buffer '${s.buffer}'`, s.offset, s.len);
+        } else if (needLive(i, 'dmabuf', 'dma-buf', s.dmabuf!, dmabufs)) {
+          total = dmabufs.get(s.dmabuf!)!;
+          checkRange(i, total, `dma-buf '${s.dmabuf!}'`, s.offset, s.len);
+        }
         if (s.readable === false && s.writeable === false) {
           issues.push(issue(at(i, 'writeable'), false, 'readable and writeable both false: the map would grant no access (the kernel refuses it with EINVAL)', 'readable or writeable true (or expect: { errno: EINVAL })'));
         }
         if (okIoas && !fails(s)) {
-          const len = bufLen.has(s.buffer) ? s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0) : undefined;
+          const len = total !== undefined ? s.len ?? total - (s.offset ?? 0) : undefined;
           ioasMaps.set(s.name, { ioas: s.ioas, step: i, len, iova: s.iova });
           ioasMapsEver.set(s.name, { ioas: s.ioas, len });
         }
@@ -599,6 +609,46 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         }
         break;
       }
+      case 'ioas-copy': {
+        if (maps.has(s.name) || ioasMaps.has(s.name)) {
+          issues.push(issue(at(i, 'name'), s.name, `mapping '${s.name}' is still live (steps[${(maps.get(s.name) ?? ioasMaps.get(s.name))!.step}])`, `a new name or ${maps.has(s.name) ? 'an unmap' : 'an ioas-unmap'} first`));
+        }
+        const okSrc = needIoas(i, s.srcIoas, 'srcIoas');
+        const okDst = needIoas(i, s.dstIoas, 'dstIoas');
+        // the source range: a live IOAS mapping of srcIoas (or a part of it), or an IOVA range with its length
+        let len: number | undefined;
+        if ((s.mapping === undefined) === (s.srcIova === undefined)) {
+          issues.push(issue(at(i, s.mapping === undefined ? 'mapping' : 'srcIova'), undefined, s.mapping === undefined ? 'neither mapping nor srcIova is given' : 'both mapping and srcIova are given',
+            'exactly one of mapping, srcIova (with len)'));
+        } else if (s.mapping !== undefined) {
+          const im = ioasMaps.get(s.mapping);
+          if (im === undefined) {
+            issues.push(issue(at(i, 'mapping'), s.mapping, ioasMapsEver.has(s.mapping) ? `mapping '${s.mapping}' is used after its ioas-unmap (or its IOAS's ioas-destroy)` : maps.has(s.mapping) ? `mapping '${s.mapping}' is a DMA API mapping (map step): it is in no IOAS` : `unknown mapping '${s.mapping}'`,
+              ioasMaps.size === 0 ? 'an ioas-map step for it earlier' : `a live IOAS mapping: ${[...ioasMaps.keys()].join(', ')}`));
+          } else if (okSrc && im.ioas !== s.srcIoas) {
+            issues.push(issue(at(i, 'mapping'), s.mapping, `mapping '${s.mapping}' is in IOAS '${im.ioas}', not '${s.srcIoas}'`, `srcIoas: ${im.ioas}`));
+          } else if (im.len !== undefined) {
+            checkRange(i, im.len, `mapping '${s.mapping}'`, s.offset, s.len);
+            len = s.len ?? im.len - (s.offset ?? 0);
+          }
+        } else if (s.offset !== undefined) {
+          issues.push(issue(at(i, 'offset'), s.offset, 'an offset is into a mapping', 'offset only with mapping (srcIova is where the range starts)'));
+        } else if (s.len === undefined) {
+          issues.push(issue(at(i, 'len'), undefined, 'a copy of an IOVA range needs its length', 'len: the bytes from srcIova'));
+        } else len = s.len;
+        if (s.readable === false && s.writeable === false) {
+          issues.push(issue(at(i, 'writeable'), false, 'readable and writeable both false: the copy would grant no access (the kernel refuses it with EINVAL)', 'readable or writeable true (or expect: { errno: EINVAL })'));
+        }
+        if (okSrc && okDst && !fails(s)) {
+          ioasMaps.set(s.name, { ioas: s.dstIoas, step: i, len, iova: s.dstIova });
+          ioasMapsEver.set(s.name, { ioas: s.dstIoas, len });
+        }
+        break;
+      }
+      case 'ioas-allow-iovas': case 'ioas-iova-ranges':
+        // the ranges are the model's to refuse (EINVAL, EADDRINUSE), as the kernel does: a step may expect that
+        needIoas(i, s.ioas);
+        break;
       case 'ioas-destroy':
         if (needIoas(i, s.ioas) && !fails(s)) {
           const held = ioasDevices(s.ioas);

@@ -4,7 +4,7 @@
 // unmap, errnos of the model reported, and teardown leaving nothing (pins, page tables, IOASes).
 import { describe, expect, it } from 'vitest';
 import { iommufdIoases } from '../../drivers/index.ts';
-import { ScenarioRunner, parseScenario, runScenario, scenarioJson } from './index.ts';
+import { ScenarioRunner, parseScenario, runScenario, scenarioJson, type IoasState } from './index.ts';
 
 const BASE = `
 name: t
@@ -213,5 +213,181 @@ describe('ioas-* steps', () => {
     expect(r.ioasObjectOfMapping('old')!.alive).toBe(false);
     expect(r.ioasDetachedDevices(r.ioasObjectOfMapping('old')!)).toEqual(['nvme0']);
   });
-});
 
+  describe('ioas-copy, ioas-allow-iovas, ioas-iova-ranges', () => {
+    /** Two IOASes: vm1 with nvme0 holding the buffer at 0x100000 (mapping ram), vm2 with nic0 and nothing mapped. */
+    const TWO = [
+      '{ op: mmap, buffer: g }',
+      '{ op: populate, buffer: g }',
+      '{ op: ioas-alloc, name: vm1 }',
+      '{ op: ioas-attach, ioas: vm1, device: nvme0 }',
+      '{ op: ioas-map, name: ram, ioas: vm1, buffer: g, iova: 0x100000 }',
+      '{ op: ioas-alloc, name: vm2 }',
+      '{ op: ioas-attach, ioas: vm2, device: nic0 }',
+    ];
+
+    it('ioas-copy maps the source\'s pages in a second IOAS without pinning them again: bytes nic0 writes through the copy are what nvme0 and the CPU read through the source', () => {
+      const r = new ScenarioRunner(scenario(...TWO,
+        '{ op: ioas-copy, name: ram2, srcIoas: vm1, mapping: ram, dstIoas: vm2, dstIova: 0x300000 }',
+        '{ op: device-write, mapping: ram2, offset: 4KiB, len: 8KiB }',
+        '{ op: device-read, mapping: ram }',
+        '{ op: cpu-read, buffer: g }',
+        '{ op: ioas-unmap, ioas: vm1, mapping: ram }',
+        '{ op: device-read, mapping: ram2 }'));
+      const res = r.runAll();
+      expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      const copy = res.steps[7];
+      expect(copy.summary).toBe('IOMMU_IOAS_COPY vm1 [0x100000, +64 KiB) (ram) -> vm2: at IOVA 0x300000 as 1 area, mapped into 1 domain, sharing the source\'s pages; vm2: HWPT 6 [nic0]; 1 area');
+      // 16 PTEs in nic0's domain, not one page pinned again
+      expect(copy.counters.iommuLeafPtesWritten).toBe(16);
+      expect(copy.counters.gupPagesPinned ?? 0).toBe(0);
+      expect(copy.data).toMatchObject({ iova: 0x300000n, areas: 1, domains: 1 });
+      expect((copy.data!.ioas as { areas: unknown }).areas).toEqual([{ iova: 0x300000n, len: 65536, mapping: 'ram2', pinned: true }]);
+      // the device write went to the guest's pages: checked through the source mapping and by the CPU
+      expect(res.steps[8].data).toMatchObject({ bytes: 8192 });
+      expect(res.steps[9].data).toMatchObject({ checked: 65536, mismatched: 0 });
+      expect(res.steps[10].data).toMatchObject({ checked: 65536, mismatched: 0 });
+      // the source's unmap keeps the pages the copy still maps pinned
+      expect(res.steps[11].counters.gupPagesUnpinned ?? 0).toBe(0);
+      expect(res.steps[12].data).toMatchObject({ checked: 65536, mismatched: 0 });
+      expect(r.ioasMappings.get('ram2')).toMatchObject({ op: 'ioas-copy', ioas: 'vm2', buffer: 'g', offset: 0, len: 65536, copyOf: { ioas: 'vm1', mapping: 'ram', iova: 0x100000n } });
+      expect(res.counters.gupPagesPinned).toBe(16);
+      expect(res.counters.gupPagesUnpinned).toBe(16);
+      expect(res.leaks.tornDown).toEqual(['ioas vm2', 'ioas vm1', 'buffer g']);
+    });
+
+    it('a copy of part of a mapping, and of an IOVA range over two abutting mappings of the buffer, is checked against those bytes; a range with a hole is ENOENT', () => {
+      const r = new ScenarioRunner(scenario(
+        '{ op: mmap, buffer: g }',
+        '{ op: populate, buffer: g }',
+        '{ op: ioas-alloc, name: vm1 }',
+        '{ op: ioas-attach, ioas: vm1, device: nvme0 }',
+        '{ op: ioas-map, name: lo, ioas: vm1, buffer: g, len: 32KiB, iova: 0x100000 }',
+        '{ op: ioas-map, name: hi, ioas: vm1, buffer: g, offset: 32KiB, len: 32KiB, iova: 0x108000 }',
+        '{ op: ioas-alloc, name: vm2 }',
+        '{ op: ioas-attach, ioas: vm2, device: nic0 }',
+        '{ op: ioas-copy, name: part, srcIoas: vm1, mapping: hi, offset: 8KiB, len: 8KiB, dstIoas: vm2 }',
+        '{ op: ioas-copy, name: both, srcIoas: vm1, srcIova: 0x104000, len: 32KiB, dstIoas: vm2, dstIova: 0x400000 }',
+        '{ op: device-write, mapping: both }',
+        '{ op: device-read, mapping: lo }',
+        '{ op: device-read, mapping: hi }',
+        '{ op: device-read, mapping: part }',
+        '{ op: ioas-copy, name: gap, srcIoas: vm1, srcIova: 0x10c000, len: 32KiB, dstIoas: vm2, expect: { errno: ENOENT } }'));
+      const res = r.runAll();
+      expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(r.ioasMappings.get('part')).toMatchObject({ buffer: 'g', offset: 40960, len: 8192 });
+      // one area per source area the range meets
+      expect(res.steps[9].data).toMatchObject({ iova: 0x400000n, areas: 2 });
+      expect(r.ioasMappings.get('both')).toMatchObject({ buffer: 'g', offset: 16384, len: 32768 });
+      expect((res.steps[9].data!.ioas as IoasState).areas.map((a) => [a.iova, a.len, a.mapping])).toEqual([
+        [0x2000n, 8192, 'part'], [0x400000n, 16384, 'both'], [0x404000n, 16384, 'both'],
+      ]);
+      for (const k of [11, 12, 13]) expect(res.steps[k].data).toMatchObject({ mismatched: 0 });
+      expect(res.steps[11].data).toMatchObject({ checked: 32768 });
+      expect(res.steps[14].summary).toMatch(/^IOMMU_IOAS_COPY vm1 \[0x10c000, \+32 KiB\) -> vm2: ENOENT \(0x110000 of \[0x10c000, 0x113fff\] is not mapped in IOAS 1/);
+    });
+
+    it('ioas-allow-iovas: a range on a reserved region is EADDRINUSE and one with start >= last EINVAL (the old list stays); a range too small refuses a map without an IOVA (ENOSPC), a wider one takes it; a fixed IOVA is not held to them', () => {
+      const res = runScenario(scenario(...TWO,
+        '{ op: ioas-allow-iovas, ioas: vm2, ranges: [{ start: 0x400000, last: 0x40ffff }] }',
+        '{ op: ioas-allow-iovas, ioas: vm2, ranges: [{ start: 0xfee00000, last: 0xfeefffff }], expect: { errno: EADDRINUSE } }',
+        '{ op: ioas-allow-iovas, ioas: vm2, ranges: [{ start: 0x500000, last: 0x500000 }], expect: { errno: EINVAL } }',
+        '{ op: ioas-map, name: a, ioas: vm2, buffer: g }',
+        '{ op: ioas-map, name: b, ioas: vm2, buffer: g, offset: 32KiB, len: 32KiB, expect: { errno: ENOSPC } }',
+        '{ op: ioas-allow-iovas, ioas: vm2, ranges: [{ start: 0x400000, last: 0x40ffff }, { start: 0x800000, last: 0x80ffff }] }',
+        '{ op: ioas-map, name: b, ioas: vm2, buffer: g, offset: 32KiB, len: 32KiB }',
+        '{ op: ioas-map, name: c, ioas: vm2, buffer: g, len: 4KiB, iova: 0x10000000 }',
+        '{ op: ioas-allow-iovas, ioas: vm2, ranges: [] }',
+        '{ op: device-read, mapping: b }'));
+      expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(res.steps[7].summary).toBe('IOMMU_IOAS_ALLOW_IOVAS vm2 [0x400000, 0x40ffff]: IOVAs the IOAS picks come from this range only');
+      expect(res.steps[7].data).toEqual({ allowed: [{ start: 0x400000n, last: 0x40ffffn }] });
+      expect(res.steps[8].summary).toBe("IOMMU_IOAS_ALLOW_IOVAS vm2 [0xfee00000, 0xfeefffff]: EADDRINUSE ([0xfee00000, 0xfeefffff] meets nic0's reserved region [0xfee00000, 0xfeefffff])");
+      expect(res.steps[9].summary).toBe('IOMMU_IOAS_ALLOW_IOVAS vm2 [0x500000, 0x500000]: EINVAL (ranges[0] [0x500000, 0x500000] does not have start < last)');
+      expect(res.steps[10].data).toMatchObject({ iova: 0x400000n });
+      expect(res.steps[13].data).toMatchObject({ iova: 0x800000n });
+      expect(res.steps[14].data).toMatchObject({ iova: 0x10000000n });
+      expect(res.steps[15].summary).toBe('IOMMU_IOAS_ALLOW_IOVAS vm2 (no range): no restriction: IOVAs the IOAS picks may be anywhere it has room');
+      expect(res.steps[16].data).toMatchObject({ checked: 32768, mismatched: 0 });
+    });
+
+    it('ioas-iova-ranges reports the usable ranges and the alignment in its line and data; an array too small is EMSGSIZE with the total', () => {
+      const res = runScenario(scenario(
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-iova-ranges, ioas: vm }',
+        '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+        '{ op: ioas-iova-ranges, ioas: vm }',
+        '{ op: ioas-iova-ranges, ioas: vm, numIovas: 1, expect: { errno: EMSGSIZE } }'));
+      expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(res.steps[1].summary).toBe('IOMMU_IOAS_IOVA_RANGES vm: 1 usable range [0x0, 0xffffffffffffffff]; IOVA alignment 1 byte (no domain yet)');
+      expect(res.steps[1].data).toEqual({ ranges: [{ start: 0n, last: (1n << 64n) - 1n }], numIovas: 1, iovaAlignment: 1 });
+      // the domain's aperture (48 bits) and nvme0's MSI window
+      expect(res.steps[3].summary).toBe('IOMMU_IOAS_IOVA_RANGES vm: 2 usable ranges [0x0, 0xfedfffff], [0xfef00000, 0x7fffffffffff]; IOVA alignment 4 KiB');
+      expect(res.steps[3].data).toEqual({ ranges: [{ start: 0n, last: 0xfedfffffn }, { start: 0xfef00000n, last: 0x7fffffffffffn }], numIovas: 2, iovaAlignment: 4096 });
+      expect(res.steps[4].errno).toBe('EMSGSIZE');
+      expect(res.steps[4].summary).toBe('IOMMU_IOAS_IOVA_RANGES vm (room for 1): EMSGSIZE (IOAS 1 has 2 usable IOVA ranges, the array holds 1): 2 usable ranges [0x0, 0xfedfffff] (1 more not written); IOVA alignment 4 KiB');
+      expect(res.steps[4].data).toEqual({ ranges: [{ start: 0n, last: 0xfedfffffn }], numIovas: 2, iovaAlignment: 4096 });
+    });
+  });
+
+  describe('ioas-map of a dma-buf (IOMMU_IOAS_MAP_FILE)', () => {
+    const P2P = `
+name: t
+machine:
+  ramBytes: 256MiB
+  pci:
+    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
+    - { name: rp0, type: root-port, parent: hb0 }
+    - { name: sw0, type: switch, parent: rp0 }
+    - { name: gpu0, type: endpoint, parent: sw0, bars: [{ bytes: 16MiB, p2p: true }] }
+    - { name: gpu1, type: endpoint, parent: sw0 }
+    - { name: rp1, type: root-port, parent: hb0 }
+    - { name: nic0, type: endpoint, parent: rp1 }
+    - { name: rp2, type: root-port, parent: hb0 }
+    - { name: nvme0, type: endpoint, parent: rp2 }
+  iommu: { format: x86-64, mode: strict }
+steps:
+`;
+    const p2p = (...steps: string[]): ReturnType<typeof parseScenario> => parseScenario(`${P2P}${steps.map((x) => `  - ${x}\n`).join('')}`);
+
+    it('a VFIO BAR slice mapped into an IOAS: nic0 writes into the BAR through it, the GPU import reads those bytes; a copy into a second IOAS reads them too; after revoke both fault', () => {
+      const r = new ScenarioRunner(p2p(
+        '{ op: dmabuf-export, name: slice, exporter: vfio-bar, device: gpu0, offset: 1MiB, len: 64KiB }',
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-attach, ioas: vm, device: nic0 }',
+        '{ op: ioas-map, name: bar, ioas: vm, dmabuf: slice, iova: 0x200000 }',
+        '{ op: device-write, mapping: bar, len: 16KiB }',
+        '{ op: dmabuf-import, name: g, dmabuf: slice, device: gpu1, importer: gpu }',
+        '{ op: dmabuf-read, import: g, len: 16KiB }',
+        '{ op: device-read, mapping: bar }',
+        '{ op: ioas-alloc, name: vm2 }',
+        '{ op: ioas-attach, ioas: vm2, device: nvme0 }',
+        '{ op: ioas-copy, name: bar2, srcIoas: vm, mapping: bar, offset: 8KiB, len: 8KiB, dstIoas: vm2 }',
+        '{ op: device-read, mapping: bar2 }',
+        '{ op: dmabuf-revoke, dmabuf: slice }',
+        '{ op: device-read, mapping: bar, expect: { errno: EFAULT, event: { kind: FAULT } } }',
+        '{ op: device-read, mapping: bar2, expect: { errno: EFAULT, event: { kind: FAULT } } }'));
+      const res = r.runAll();
+      expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(res.steps[3].summary).toBe('IOMMU_IOAS_MAP_FILE slice+0 64 KiB into vm: at IOVA 0x200000, mapped as MMIO into 1 domain; vm: HWPT 3 [nic0]; 1 area');
+      expect(r.ioasMappings.get('bar')).toMatchObject({ op: 'ioas-map', buffer: null, dmabuf: 'slice', offset: 0, len: 65536 });
+      expect(res.steps[6].data).toMatchObject({ checked: 16384, mismatched: 0 });
+      expect(res.steps[7].data).toMatchObject({ bytes: 65536, checked: 16384, mismatched: 0 });
+      expect(r.ioasMappings.get('bar2')).toMatchObject({ op: 'ioas-copy', dmabuf: 'slice', offset: 8192, len: 8192 });
+      expect(res.steps[11].data).toMatchObject({ checked: 8192, mismatched: 0 });
+      expect(res.leaks.dmaDebugLeaks).toBe(0);
+    });
+
+    it('the model\'s errnos: an IOAS with no device attached is ENODEV (the model has no iommufd_global_device), a system-heap dma-buf EOPNOTSUPP', () => {
+      const res = runScenario(p2p(
+        '{ op: dmabuf-export, name: slice, exporter: vfio-bar, device: gpu0, len: 64KiB }',
+        '{ op: dmabuf-export, name: heap, exporter: system-heap, len: 64KiB }',
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-map, name: m, ioas: vm, dmabuf: slice, expect: { errno: ENODEV } }',
+        '{ op: ioas-attach, ioas: vm, device: nic0 }',
+        '{ op: ioas-map, name: m, ioas: vm, dmabuf: heap, expect: { errno: EOPNOTSUPP } }'));
+      expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(res.steps[5].summary).toMatch(/^IOMMU_IOAS_MAP_FILE heap\+0 64 KiB into vm: EOPNOTSUPP/);
+    });
+  });
+});

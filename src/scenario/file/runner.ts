@@ -2,7 +2,7 @@
 // model's driver API (mm, dma, drivers) as a kernel driver would; a step that fails unexpectedly
 // stops the run, and teardown undoes everything still live and reports leaks.
 
-import { formatBytes, formatCount, type Errno, type KernelEvent } from '../../base/index.ts';
+import { formatBytes, formatCount, type Errno, type KernelEvent, type Result } from '../../base/index.ts';
 import {
   DMA_ATTR_CC_SHARED, DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_ATTR_NO_WARN, DMA_ATTR_PRIVILEGED,
   DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DMA_ATTR_WEAK_ORDERING, DMA_ATTR_WRITE_COMBINE, DMA_BIDIRECTIONAL,
@@ -14,7 +14,8 @@ import {
   IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_WC_SUCCESS, REQ_OP_READ, REQ_OP_WRITE, bdevNrSectors, dmaBufInvalidateMappings,
   dmaBufPut, dmaBufRevocable, dmaBufRevoke, dmaBufUnrevoke, gpuImportDmabuf, gpuImportRelease, gpuProbe, gpuRead, gpuRemove, gpuWrite, ibDeregMr,
   ibPostRdmaWrite, ibRegMr, ibUmemGet, ibUmemRelease, iommufdDeviceAttach, iommufdDeviceBind, iommufdDeviceDetach, iommufdHwptAlloc, iommufdHwptDestroy, iommufdIoasAlloc,
-  iommufdIoasClose, iommufdIoasDestroy, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf, iommufdIoasUnmap, nvmeProbe, nvmeRemove,
+  iommufdIoasAllowIovas, iommufdIoasClose, iommufdIoasCopy, iommufdIoasDestroy, iommufdIoasIovaRanges, iommufdIoasMap, iommufdIoasMapDmabuf, iommufdIoasOf,
+  iommufdIoasUnmap, nvmeProbe, nvmeRemove,
   premapComplete, premapIssue, premapRegisterDmabuf, premapRegisterUserBuffer, premapUnregister, rdmaProbe, rdmaRemove, systemHeapAlloc,
   umemMap, umemMapPinned, vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl,
   type IommufdHwpt, type PremapToken, type SystemHeapBuffer, type UmemMethod,
@@ -423,6 +424,9 @@ export class ScenarioRunner {
       case 'ioas-detach': return this.ioasDetach(s.device);
       case 'ioas-map': return this.ioasMap(s);
       case 'ioas-unmap': return this.ioasUnmap(s.ioas, s.mapping, s.iova, s.len);
+      case 'ioas-copy': return this.ioasCopy(s);
+      case 'ioas-allow-iovas': return this.ioasAllowIovas(s.ioas, s.ranges);
+      case 'ioas-iova-ranges': return this.ioasIovaRanges(s.ioas, s.numIovas);
       case 'ioas-destroy': {
         const ioas = this.named.ioases.get(s.ioas)!;
         const areas = ioas.areas.length;
@@ -437,13 +441,14 @@ export class ScenarioRunner {
 
   /** The IOAS as the scenario names it: devices, hw_pagetables and areas read from the model. */
   private ioasState(name: string, ioas: Ioas): IoasState {
-    const byArea = new Map<bigint, string>();
-    for (const mp of this.named.ioasMaps.values()) if (mp.ioas === name) byArea.set(mp.iova, mp.name);
+    // an area belongs to the live mapping whose IOVA range holds it (a copy of several areas makes several)
+    const maps = [...this.named.ioasMaps.values()].filter((mp) => mp.ioas === name && this.named.ioasOfMap.get(mp.name) === ioas);
+    const mappingOf = (iova: bigint): string | null => maps.find((mp) => mp.iova <= iova && iova < mp.iova + BigInt(mp.len))?.name ?? null;
     return {
       name,
       devices: ioas.devices.map((d) => d.name),
       hwpts: ioas.hwpts.map((h) => ({ id: h.id, auto: h.autoDomain, devices: h.devices.map((d) => d.name) })),
-      areas: [...ioas.areas].sort((a, b) => (a.iova < b.iova ? -1 : 1)).map((a) => ({ iova: a.iova, len: a.len, mapping: byArea.get(a.iova) ?? null, pinned: a.pinned })),
+      areas: [...ioas.areas].sort((a, b) => (a.iova < b.iova ? -1 : 1)).map((a) => ({ iova: a.iova, len: a.len, mapping: mappingOf(a.iova), pinned: a.pinned })),
       iovaAlignment: ioas.iovaAlignment,
     };
   }
@@ -530,23 +535,136 @@ export class ScenarioRunner {
 
   private ioasMap(s: Extract<ScenarioStep, { op: 'ioas-map' }>): Outcome {
     const ioas = this.named.ioases.get(s.ioas)!;
-    const b = this.buffer(s.buffer).state;
     const off = s.offset ?? 0;
-    const len = s.len ?? b.len - off;
     const readable = s.readable ?? true;
     const writeable = s.writeable ?? true;
-    const what = `IOMMU_IOAS_MAP ${s.buffer}+${offText(off)} ${formatBytes(len)} into ${s.ioas}${readable && writeable ? '' : readable ? ' read-only' : writeable ? ' write-only' : ' with no access'}`;
-    const r = iommufdIoasMap(ioas, this.named.procs.get(b.process)!, b.va + BigInt(off), len, s.iova ?? null, { readable, writeable });
+    const access = readable && writeable ? '' : readable ? ' read-only' : writeable ? ' write-only' : ' with no access';
+    let what: string;
+    let len: number;
+    let r: Result<bigint>;
+    if (s.dmabuf !== undefined) {
+      // IOMMU_IOAS_MAP_FILE of the dma-buf's fd (ioas.c: iommufd_ioas_map_file -> iopt_map_file_pages)
+      const d = this.named.dmabufs.get(s.dmabuf)!;
+      len = s.len ?? d.buf.size - off;
+      what = `IOMMU_IOAS_MAP_FILE ${s.dmabuf}+${offText(off)} ${formatBytes(len)} into ${s.ioas}${access}`;
+      r = iommufdIoasMapDmabuf(ioas, d.buf, s.iova ?? null, { start: off, len, readable, writeable });
+    } else {
+      const b = this.buffer(s.buffer!).state;
+      len = s.len ?? b.len - off;
+      what = `IOMMU_IOAS_MAP ${s.buffer!}+${offText(off)} ${formatBytes(len)} into ${s.ioas}${access}`;
+      r = iommufdIoasMap(ioas, this.named.procs.get(b.process)!, b.va + BigInt(off), len, s.iova ?? null, { readable, writeable });
+    }
     if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
-    const state: IoasMappingState = { name: s.name, ioas: s.ioas, buffer: s.buffer, offset: off, len, iova: r.value, readable, writeable, live: true };
-    this.named.ioasMaps.set(s.name, state);
-    this.named.ioasUnmapped.delete(s.name);
-    this.named.ioasOfMap.set(s.name, ioas);
+    this.addIoasMapping({
+      name: s.name, ioas: s.ioas, op: 'ioas-map', buffer: s.buffer ?? null, dmabuf: s.dmabuf ?? null, offset: off, len, copyOf: null,
+      iova: r.value, readable, writeable, live: true,
+    }, ioas);
     const domains = ioas.hwpts.length;
+    const held = s.dmabuf !== undefined
+      ? (domains === 0 ? 'no domain yet (mapped at the first attach)' : `mapped as MMIO into ${domains} domain${domains === 1 ? '' : 's'}`)
+      : (domains === 0 ? 'no domain yet (pinned and mapped at the first attach)' : `pinned once, mapped into ${domains} domain${domains === 1 ? '' : 's'}`);
     return {
-      summary: `${what}: at IOVA 0x${r.value.toString(16)}${s.iova === undefined ? ' (the IOAS picked it)' : ''}, ${domains === 0 ? 'no domain yet (pinned and mapped at the first attach)' : `pinned once, mapped into ${domains} domain${domains === 1 ? '' : 's'}`}; ${this.ioasText(s.ioas)}`,
+      summary: `${what}: at IOVA 0x${r.value.toString(16)}${s.iova === undefined ? ' (the IOAS picked it)' : ''}, ${held}; ${this.ioasText(s.ioas)}`,
       data: { iova: r.value, domains, ioas: this.ioasState(s.ioas, ioas) },
     };
+  }
+
+  /** Records a mapping an ioas-map or ioas-copy step made in IOAS object `ioas`. */
+  private addIoasMapping(state: IoasMappingState, ioas: Ioas): void {
+    this.named.ioasMaps.set(state.name, state);
+    this.named.ioasUnmapped.delete(state.name);
+    this.named.ioasOfMap.set(state.name, ioas);
+  }
+
+  /**
+   * IOMMU_IOAS_COPY (ioas.c: iommufd_ioas_copy): the source range is a named mapping of the source
+   * IOAS (or the part offset / len pick) or an IOVA range; the new mapping maps what that range maps,
+   * so device accesses through it are checked against the same buffer's (or dma-buf's) bytes.
+   */
+  private ioasCopy(s: Extract<ScenarioStep, { op: 'ioas-copy' }>): Outcome {
+    const src = this.named.ioases.get(s.srcIoas)!;
+    const dst = this.named.ioases.get(s.dstIoas)!;
+    const readable = s.readable ?? true;
+    const writeable = s.writeable ?? true;
+    let srcIova: bigint;
+    let len: number;
+    if (s.mapping !== undefined) {
+      const mp = this.named.ioasMaps.get(s.mapping)!;
+      const off = s.offset ?? 0;
+      srcIova = mp.iova + BigInt(off);
+      len = s.len ?? mp.len - off;
+    } else {
+      srcIova = s.srcIova!;
+      len = s.len!;
+    }
+    // what the range maps, read before the copy (src may be dst: the copy adds areas to it)
+    const from = this.ioasSourceOf(s.srcIoas, src, srcIova, len);
+    const access = readable && writeable ? '' : readable ? ' read-only' : writeable ? ' write-only' : ' with no access';
+    const what = `IOMMU_IOAS_COPY ${s.srcIoas} [0x${srcIova.toString(16)}, +${formatBytes(len)})${s.mapping !== undefined ? ` (${s.mapping})` : ''} -> ${s.dstIoas}${access}`;
+    const before = new Set(dst.areas);
+    const r = iommufdIoasCopy(dst, src, srcIova, len, s.dstIova ?? null, { readable, writeable });
+    if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+    const made = dst.areas.filter((a) => !before.has(a)).length;
+    this.addIoasMapping({
+      name: s.name, ioas: s.dstIoas, op: 'ioas-copy', buffer: from?.buffer ?? null, dmabuf: from?.dmabuf ?? null, offset: from?.offset ?? 0, len,
+      copyOf: { ioas: s.srcIoas, mapping: s.mapping ?? null, iova: srcIova }, iova: r.value, readable, writeable, live: true,
+    }, dst);
+    const domains = dst.hwpts.length;
+    const held = domains === 0 ? 'no domain yet (pinned and mapped at the first attach)' : `mapped into ${domains} domain${domains === 1 ? '' : 's'}, sharing the source's pages`;
+    return {
+      summary: `${what}: at IOVA 0x${r.value.toString(16)}${s.dstIova === undefined ? ' (the IOAS picked it)' : ''} as ${made} area${made === 1 ? '' : 's'}, ${held}; ${this.ioasText(s.dstIoas)}`,
+      data: { iova: r.value, areas: made, domains, ioas: this.ioasState(s.dstIoas, dst) },
+    };
+  }
+
+  /**
+   * What [iova, iova + len) of a named IOAS maps, read from its live mappings: one buffer's (or one
+   * dma-buf's) contiguous bytes from an offset, or null (a hole, or bytes of several sources).
+   */
+  private ioasSourceOf(name: string, ioas: Ioas, iova: bigint, len: number): { buffer: string | null; dmabuf: string | null; offset: number } | null {
+    const maps = [...this.named.ioasMaps.values()].filter((mp) => mp.ioas === name && this.named.ioasOfMap.get(mp.name) === ioas);
+    const end = iova + BigInt(len);
+    let out: { buffer: string | null; dmabuf: string | null; offset: number } | null = null;
+    let next = 0;
+    for (let at = iova; at < end;) {
+      const mp = maps.find((m) => m.iova <= at && at < m.iova + BigInt(m.len));
+      if (mp === undefined || (mp.buffer === null && mp.dmabuf === null)) return null;
+      const offset = mp.offset + Number(at - mp.iova);
+      if (out === null) out = { buffer: mp.buffer, dmabuf: mp.dmabuf, offset };
+      else if (mp.buffer !== out.buffer || mp.dmabuf !== out.dmabuf || offset !== next) return null;
+      const mEnd = mp.iova + BigInt(mp.len);
+      next = offset + Number((mEnd < end ? mEnd : end) - at);
+      at = mEnd;
+    }
+    return out;
+  }
+
+  /** IOMMU_IOAS_ALLOW_IOVAS (ioas.c: iommufd_ioas_allow_iovas): the IOAS's allowed ranges replaced, or the model's errno. */
+  private ioasAllowIovas(name: string, ranges: ReadonlyArray<{ start: bigint; last: bigint }>): Outcome {
+    const ioas = this.named.ioases.get(name)!;
+    const what = `IOMMU_IOAS_ALLOW_IOVAS ${name} ${ranges.length === 0 ? '(no range)' : rangesText(ranges)}`;
+    const r = iommufdIoasAllowIovas(ioas, ranges.map((x) => ({ start: x.start, last: x.last })));
+    if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+    return {
+      summary: `${what}: ${ranges.length === 0 ? 'no restriction: IOVAs the IOAS picks may be anywhere it has room' : `IOVAs the IOAS picks come from ${ranges.length === 1 ? 'this range' : 'these ranges'} only`}`,
+      data: { allowed: ioas.allowed.map((x) => ({ start: x.start, last: x.last })) },
+    };
+  }
+
+  /** IOMMU_IOAS_IOVA_RANGES (ioas.c: iommufd_ioas_iova_ranges): the usable ranges and the alignment, shown in the line and the data. */
+  private ioasIovaRanges(name: string, numIovas: number | undefined): Outcome {
+    const ioas = this.named.ioases.get(name)!;
+    const what = `IOMMU_IOAS_IOVA_RANGES ${name}${numIovas !== undefined ? ` (room for ${formatCount(numIovas)})` : ''}`;
+    const r = iommufdIoasIovaRanges(ioas, numIovas);
+    // EMSGSIZE: the kernel wrote the count, the alignment and the ranges that fit before failing
+    if (!r.ok && !('out' in r)) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
+    const out = r.ok ? r.value : r.out;
+    const data = { ranges: out.ranges.map((x) => ({ start: x.start, last: x.last })), numIovas: out.numIovas, iovaAlignment: out.iovaAlignment };
+    const list = `${formatCount(out.numIovas)} usable range${out.numIovas === 1 ? '' : 's'}${out.ranges.length > 0 ? ` ${rangesText(out.ranges)}` : ''}`;
+    const more = out.ranges.length < out.numIovas ? ` (${formatCount(out.numIovas - out.ranges.length)} more not written)` : '';
+    const text = `${list}${more}; IOVA alignment ${out.iovaAlignment === 1 ? '1 byte (no domain yet)' : formatBytes(out.iovaAlignment)}`;
+    if (!r.ok) return { summary: `${what}: ${r.errno} (${r.message ?? ''}): ${text}`, errno: r.errno, data };
+    return { summary: `${what}: ${text}`, data };
   }
 
   private ioasUnmap(name: string, mapping: string | undefined, iova: bigint | undefined, len: number | undefined): Outcome {
@@ -573,7 +691,9 @@ export class ScenarioRunner {
     const out: string[] = [];
     for (const [k, v] of [...this.named.ioasMaps]) {
       if (v.ioas !== name) continue;
-      if (ioas !== undefined && ioas.alive && ioas.areas.some((a) => a.iova === v.iova)) continue;
+      // live while areas of its IOAS still hold every byte of it (a copy may be several areas; a range
+      // unmap may take some of them)
+      if (ioas !== undefined && ioas.alive && this.named.ioasOfMap.get(k) === ioas && coveredByAreas(ioas, v.iova, v.len)) continue;
       this.named.ioasMaps.delete(k);
       this.named.ioasUnmapped.set(k, { ...v, live: false });
       out.push(k);
@@ -1023,12 +1143,13 @@ export class ScenarioRunner {
    * What a device access goes through: a map step's mapping (its device, its DMA segments), or an
    * ioas-map mapping (one IOVA range; the device named, else the IOAS's one attached device).
    */
-  private accessTarget(name: string, device: string | undefined): { device: string; segments: readonly DmaSegment[]; buffer: string; offset: number; len: number; live: boolean } | { failure: string } {
+  private accessTarget(name: string, device: string | undefined):
+    { device: string; segments: readonly DmaSegment[]; shadow: Shadow | undefined; offset: number; len: number; live: boolean } | { failure: string } {
     // a live mapping first (a name may be reused by the other kind after an unmap)
     const im = this.named.maps.has(name) ? undefined : this.named.ioasMaps.get(name) ?? this.named.ioasUnmapped.get(name);
     if (im === undefined) {
       const mp = this.named.maps.get(name)?.state ?? this.named.unmapped.get(name)!;
-      return { ...mp, live: this.named.maps.has(name) };
+      return { ...mp, shadow: this.named.shadows.get(mp.buffer), live: this.named.maps.has(name) };
     }
     let devName = device;
     if (devName === undefined) {
@@ -1041,7 +1162,9 @@ export class ScenarioRunner {
       }
       devName = on[0].name;
     }
-    return { device: devName, segments: [{ dmaAddr: im.iova, len: im.len }], buffer: im.buffer, offset: im.offset, len: im.len, live: im.live };
+    // the bytes it maps: a buffer's, a dma-buf's, or (a copy of a range of several) none the run follows
+    const shadow = im.buffer !== null ? this.named.shadows.get(im.buffer) : im.dmabuf !== null ? this.named.dmabufs.get(im.dmabuf)?.shadow : undefined;
+    return { device: devName, segments: [{ dmaAddr: im.iova, len: im.len }], shadow, offset: im.offset, len: im.len, live: im.live };
   }
 
   private deviceAccess(kind: 'read' | 'write', name: string, device: string | undefined, offset: number | undefined, len: number | undefined, pattern: number): Outcome {
@@ -1050,8 +1173,7 @@ export class ScenarioRunner {
     const dev = this.dev(mp.device);
     const off = offset ?? 0;
     const n = len ?? mp.len - off;
-    const bufName = mp.buffer;
-    const shadow = this.named.shadows.get(bufName);
+    const shadow = mp.shadow;
     const windows: Array<[number, number]> = len === undefined && n > SAMPLE_ABOVE ? verifyWindows(n, 16, 4096).map(([o, l]) => [off + o, l]) : [[off, n]];
     const sampled = windows.length > 1 ? ` (${windows.length} sampled 4 KiB windows)` : '';
     const stale = !mp.live ? ' after unmap' : '';
@@ -1214,6 +1336,24 @@ export class ScenarioRunner {
     // driver unbind: dma-debug reports what is still mapped after every scenario object was undone
     return { dmaDebugLeaks: this.m.teardown(), tornDown };
   }
+}
+
+/** Inclusive IOVA ranges as the output shows them: [0x1000, 0x1fff], ... */
+function rangesText(ranges: ReadonlyArray<{ start: bigint; last: bigint }>): string {
+  return ranges.map((x) => `[0x${x.start.toString(16)}, 0x${x.last.toString(16)}]`).join(', ');
+}
+
+/** Whether the areas of the IOAS hold every byte of [iova, iova + len). */
+function coveredByAreas(ioas: Ioas, iova: bigint, len: number): boolean {
+  const end = iova + BigInt(len);
+  let at = iova;
+  for (const a of [...ioas.areas].sort((x, y) => (x.iova < y.iova ? -1 : x.iova > y.iova ? 1 : 0))) {
+    if (a.iova > at) break;
+    const aEnd = a.iova + BigInt(a.len);
+    if (aEnd > at) at = aEnd;
+    if (at >= end) return true;
+  }
+  return at >= end;
 }
 
 /** Where an iommufd import maps a dma-buf in its IOAS. */

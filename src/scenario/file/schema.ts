@@ -280,8 +280,8 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'device-read': z.strictObject({
-    op: z.literal('device-read').describe("the device's DMA engine reads through the mapping's DMA addresses (an IOAS mapping's IOVAs) and checks the bytes"),
-    mapping: z.string().describe('mapping name: of a map step, or of an ioas-map step'),
+    op: z.literal('device-read').describe("the device's DMA engine reads through the mapping's DMA addresses (an IOAS mapping's IOVAs) and checks the bytes (a buffer's, or a dma-buf's for an IOAS mapping of one)"),
+    mapping: z.string().describe('mapping name: of a map step, or of an ioas-map or ioas-copy step'),
     device: deviceOfAccess,
     offset: size('byte offset into the mapping (default 0)').optional(),
     len: size('bytes (default: the mapping, sampled in 4 KiB windows when above 1 MiB)').optional(),
@@ -290,7 +290,7 @@ export const STEP_SCHEMAS = {
   }),
   'device-write': z.strictObject({
     op: z.literal('device-write').describe("the device's DMA engine writes pattern bytes through the mapping (an IOAS mapping's IOVAs)"),
-    mapping: z.string().describe('mapping name: of a map step, or of an ioas-map step'),
+    mapping: z.string().describe('mapping name: of a map step, or of an ioas-map or ioas-copy step'),
     device: deviceOfAccess,
     offset: size('byte offset into the mapping (default 0)').optional(),
     len: size('bytes (default: the mapping, sampled in 4 KiB windows when above 1 MiB)').optional(),
@@ -398,11 +398,13 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'ioas-map': z.strictObject({
-    op: z.literal('ioas-map').describe("IOMMU_IOAS_MAP of a buffer range (user memory): pinned FOLL_LONGTERM once and mapped into every domain of the IOAS (at attach when it has none yet); a mapping device-read / device-write name"),
+    op: z.literal('ioas-map').describe("IOMMU_IOAS_MAP of a buffer range (user memory): pinned FOLL_LONGTERM once and mapped into every domain of the IOAS (at attach when it has none yet); with dmabuf, IOMMU_IOAS_MAP_FILE of a dma-buf slice (attached, pinned, mapped as MMIO; unmapped on revoke); a mapping device-read / device-write name"),
     name: name('mapping name (device-read, device-write and ioas-unmap name it)'),
     ioas: z.string().describe('IOAS name'),
-    buffer: z.string().describe('buffer name'),
-    ...range,
+    buffer: z.string().optional().describe('buffer name (or give dmabuf)'),
+    dmabuf: z.string().optional().describe('dma-buf name (dmabuf-export; instead of buffer): IOMMU_IOAS_MAP_FILE of its slice [offset, +len); iommufd takes VFIO dma-bufs only (EOPNOTSUPP for another exporter)'),
+    offset: size('byte offset into the buffer or dma-buf (default 0)').optional(),
+    len: size('bytes (default: to the end)').optional(),
     iova: bigSize('IOVA to map at (IOMMU_IOAS_MAP_FIXED_IOVA; default: the IOAS picks one, iopt_alloc_iova)').optional(),
     readable: z.boolean().optional().describe('IOMMU_IOAS_MAP_READABLE: devices may read it (default true)'),
     writeable: z.boolean().optional().describe('IOMMU_IOAS_MAP_WRITEABLE: devices may write it (default true)'),
@@ -411,9 +413,38 @@ export const STEP_SCHEMAS = {
   'ioas-unmap': z.strictObject({
     op: z.literal('ioas-unmap').describe("IOMMU_IOAS_UNMAP: the areas inside the range leave every domain of the IOAS and are unpinned; devices' next accesses there fault"),
     ioas: z.string().describe('IOAS name'),
-    mapping: z.string().optional().describe('an ioas-map mapping of the IOAS: its IOVA range (or give iova and len)'),
+    mapping: z.string().optional().describe('an IOAS mapping (ioas-map or ioas-copy) of the IOAS: its IOVA range (or give iova and len)'),
     iova: bigSize('first IOVA of the range (with len; instead of mapping)').optional(),
     len: size('bytes of the range (with iova)').optional(),
+    ...common,
+  }),
+  'ioas-copy': z.strictObject({
+    op: z.literal('ioas-copy').describe("IOMMU_IOAS_COPY: the memory a range of one IOAS maps, mapped again in another (or the same) IOAS; the new areas share the source's pages (nothing pinned again while a domain holds them), and either side can be unmapped without the other; a mapping device-read / device-write name"),
+    name: name('the new mapping (device-read, device-write and ioas-unmap name it)'),
+    srcIoas: z.string().describe('the IOAS copied from'),
+    mapping: z.string().optional().describe('an IOAS mapping of srcIoas (ioas-map or ioas-copy): the range it maps, or the part offset and len pick (or give srcIova and len)'),
+    offset: size('with mapping: byte offset into it (default 0)').optional(),
+    len: size('bytes (with mapping: default to its end; with srcIova: required)').optional(),
+    srcIova: bigSize('first IOVA of the range in srcIoas (with len; instead of mapping): mapped whole, by areas that abut one another').optional(),
+    dstIoas: z.string().describe('the IOAS copied into (srcIoas itself is allowed)'),
+    dstIova: bigSize('IOVA in dstIoas (IOMMU_IOAS_MAP_FIXED_IOVA; default: dstIoas picks one, iopt_alloc_iova)').optional(),
+    readable: z.boolean().optional().describe('IOMMU_IOAS_MAP_READABLE (default true)'),
+    writeable: z.boolean().optional().describe('IOMMU_IOAS_MAP_WRITEABLE (default true; EPERM when the source was mapped without it)'),
+    ...common,
+  }),
+  'ioas-allow-iovas': z.strictObject({
+    op: z.literal('ioas-allow-iovas').describe('IOMMU_IOAS_ALLOW_IOVAS: replaces the IOVA ranges of the IOAS that IOVAs it picks come from (an empty list lifts the restriction); later reservations meeting one are refused (an attach whose reserved regions or aperture meet one fails with EADDRINUSE); maps at a fixed IOVA are not held to them'),
+    ioas: z.string().describe('IOAS name'),
+    ranges: z.array(z.strictObject({
+      start: bigSize('first IOVA'),
+      last: bigSize('last IOVA, inclusive (struct iommu_iova_range): start < last, else EINVAL'),
+    })).describe('the allowed ranges, in any order; ranges that overlap are EINVAL, one meeting a reserved range EADDRINUSE (the old list stays)'),
+    ...common,
+  }),
+  'ioas-iova-ranges': z.strictObject({
+    op: z.literal('ioas-iova-ranges').describe("IOMMU_IOAS_IOVA_RANGES: the IOVA ranges a map may use now (what the domains' apertures and the attached devices' reserved regions leave, lowest first) and the IOVA alignment; shown in the step's line and data (ranges, numIovas, iovaAlignment)"),
+    ioas: z.string().describe('IOAS name'),
+    numIovas: int("ranges the caller's array holds (cmd->num_iovas; default: every one); fewer than there are is EMSGSIZE, the total and the alignment still reported", 0, 0xffffffff).optional(),
     ...common,
   }),
   'ioas-destroy': z.strictObject({
@@ -468,6 +499,7 @@ const stepSchema = z.discriminatedUnion('op', [
   S.unmap, S.wait, S['block-write'], S['block-read'], S['rdma-reg-mr'], S['rdma-write'], S['rdma-dereg-mr'], S['dmabuf-export'],
   S['dmabuf-import'], S['dmabuf-write'], S['dmabuf-read'], S['dmabuf-revoke'], S['premap-register'], S['premap-write'], S['premap-read'],
   S['premap-invalidate'], S['premap-unregister'], S['ioas-alloc'], S['ioas-attach'], S['ioas-detach'], S['ioas-map'], S['ioas-unmap'], S['ioas-destroy'],
+  S['ioas-copy'], S['ioas-allow-iovas'], S['ioas-iova-ranges'],
 ]);
 
 export const scenarioSchema = z.strictObject({

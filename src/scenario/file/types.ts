@@ -208,14 +208,26 @@ export interface MappingState {
   readonly live: boolean;
 }
 
-/** A mapping an ioas-map step made: a buffer range at an IOVA of an IOAS (IOMMU_IOAS_MAP). */
+/**
+ * A mapping an ioas-map step made (a buffer range, IOMMU_IOAS_MAP; or a dma-buf slice,
+ * IOMMU_IOAS_MAP_FILE) or an ioas-copy step made (IOMMU_IOAS_COPY of such memory): at an IOVA of an IOAS.
+ */
 export interface IoasMappingState {
   readonly name: string;
   readonly ioas: string;
-  /** The buffer whose bytes it maps, the offset of the first mapped byte and the bytes mapped. */
-  readonly buffer: string;
+  /** The step that made it. */
+  readonly op: 'ioas-map' | 'ioas-copy';
+  /**
+   * The buffer whose bytes it maps, or the dma-buf (one is set; neither for a copy of a source range
+   * whose bytes are not one contiguous range of one of them); the offset of the first mapped byte
+   * in it, and the bytes mapped.
+   */
+  readonly buffer: string | null;
+  readonly dmabuf: string | null;
   readonly offset: number;
   readonly len: number;
+  /** ioas-copy: the source mapping when the copy named one (else null), and the source IOAS. */
+  readonly copyOf: { readonly ioas: string; readonly mapping: string | null; readonly iova: bigint } | null;
   /** The IOVA mapped (the one given, or the one the IOAS picked). */
   readonly iova: bigint;
   readonly readable: boolean;
@@ -237,7 +249,7 @@ export interface IoasHwptState {
 export interface IoasAreaState {
   readonly iova: bigint;
   readonly len: number;
-  /** The ioas-map mapping it is (null: made otherwise). */
+  /** The IOAS mapping (ioas-map, ioas-copy) it belongs to (null: none of the scenario's names). */
   readonly mapping: string | null;
   /** Its pages are pinned (some domain holds it). */
   readonly pinned: boolean;
