@@ -299,6 +299,97 @@ describe('scenario validation: one clear message per problem', () => {
         "steps[14].mapping: mapping 'r' is used after its ioas-unmap (or its IOAS's ioas-destroy) (expected a live mapping (or afterUnmap: true for a deliberate stale access))",
       ]);
     });
+
+    it('ioas-copy: the source IOAS and mapping (of that IOAS, live), the range inside the mapping, a source given once, a live name, a use after unmap or destroy', () => {
+      const is = issues(withIommu(
+        '{ op: mmap, buffer: b0 }',
+        '{ op: ioas-alloc, name: a }',
+        '{ op: ioas-alloc, name: b }',
+        '{ op: ioas-map, name: r, ioas: a, buffer: b0 }',
+        '{ op: map, name: m, device: nvme0, buffer: b0, method: phys }',
+        '{ op: ioas-copy, name: c, srcIoas: x, mapping: r, dstIoas: b }',
+        '{ op: ioas-copy, name: c, srcIoas: b, mapping: r, dstIoas: a }',
+        '{ op: ioas-copy, name: c, srcIoas: a, mapping: q, dstIoas: b }',
+        '{ op: ioas-copy, name: c, srcIoas: a, mapping: m, dstIoas: b }',
+        '{ op: ioas-copy, name: p, srcIoas: a, mapping: r, offset: 8KiB, len: 16KiB, dstIoas: b }',
+        '{ op: ioas-copy, name: c, srcIoas: a, srcIova: 0x1000, dstIoas: b }',
+        '{ op: ioas-copy, name: c, srcIoas: a, srcIova: 0x1000, offset: 4KiB, len: 4KiB, dstIoas: b }',
+        '{ op: ioas-copy, name: c, srcIoas: a, dstIoas: b }',
+        '{ op: ioas-copy, name: c, srcIoas: a, mapping: r, dstIoas: b }',
+        '{ op: ioas-copy, name: c, srcIoas: b, mapping: c, dstIoas: b, readable: false, writeable: false }',
+        '{ op: device-read, mapping: c, len: 32KiB }',
+        '{ op: ioas-unmap, ioas: b, mapping: c }',
+        '{ op: ioas-copy, name: d, srcIoas: b, mapping: c, dstIoas: a }',
+        '{ op: ioas-destroy, ioas: b }',
+        '{ op: ioas-copy, name: d, srcIoas: a, mapping: r, dstIoas: b }',
+        '{ op: device-read, mapping: c, device: nvme0 }',
+      ));
+      expect(at(is)).toEqual([
+        "steps[5].srcIoas: unknown IOAS 'x' (expected an IOAS allocated earlier: a, b)",
+        "steps[6].mapping: mapping 'r' is in IOAS 'a', not 'b' (expected srcIoas: a)",
+        "steps[7].mapping: unknown mapping 'q' (expected a live IOAS mapping: r)",
+        "steps[8].mapping: mapping 'm' is a DMA API mapping (map step): it is in no IOAS (expected a live IOAS mapping: r)",
+        "steps[9].len: offset 8192 + len 16384 runs past the mapping 'r' (16384 bytes) (expected a len <= 8192)",
+        'steps[10].len: a copy of an IOVA range needs its length (expected len: the bytes from srcIova)',
+        'steps[11].offset: an offset is into a mapping (expected offset only with mapping (srcIova is where the range starts))',
+        'steps[12].mapping: neither mapping nor srcIova is given (expected exactly one of mapping, srcIova (with len))',
+        "steps[14].name: mapping 'c' is still live (steps[13]) (expected a new name or an ioas-unmap first)",
+        "steps[14].writeable: readable and writeable both false: the copy would grant no access (the kernel refuses it with EINVAL) (expected readable or writeable true (or expect: { errno: EINVAL }))",
+        "steps[15].device: mapping 'c' is in IOAS 'b', which has no device attached: name the device doing the DMA (expected device: a device)",
+        "steps[15].len: offset 0 + len 32768 runs past the mapping 'c' (16384 bytes) (expected a len <= 16384)",
+        "steps[17].mapping: mapping 'c' is used after its ioas-unmap (or its IOAS's ioas-destroy) (expected a live IOAS mapping: r, p)",
+        "steps[19].dstIoas: IOAS 'b' is used after its ioas-destroy (expected an IOAS allocated earlier: a)",
+        "steps[20].mapping: mapping 'c' is used after its ioas-unmap (or its IOAS's ioas-destroy) (expected a live mapping (or afterUnmap: true for a deliberate stale access))",
+      ]);
+    });
+
+    it('ioas-allow-iovas and ioas-iova-ranges name a live IOAS; a range is two addresses, and what the kernel refuses (start >= last, an overlap) is the run\'s errno, not a validation error', () => {
+      const is = issues(withIommu(
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-allow-iovas, ioas: vn, ranges: [] }',
+        '{ op: ioas-iova-ranges, ioas: vn }',
+        '{ op: ioas-destroy, ioas: vm }',
+        '{ op: ioas-allow-iovas, ioas: vm, ranges: [{ start: 0x1000, last: 0x1fff }] }',
+        '{ op: ioas-iova-ranges, ioas: vm, numIovas: 1 }',
+      ));
+      expect(at(is)).toEqual([
+        "steps[1].ioas: unknown IOAS 'vn' (expected an IOAS allocated earlier: vm)",
+        "steps[2].ioas: unknown IOAS 'vn' (expected an IOAS allocated earlier: vm)",
+        "steps[4].ioas: IOAS 'vm' is used after its ioas-destroy (expected an ioas-alloc step for it earlier)",
+        "steps[5].ioas: IOAS 'vm' is used after its ioas-destroy (expected an ioas-alloc step for it earlier)",
+      ]);
+      const bad = issues(withIommu('{ op: ioas-alloc, name: vm }', '{ op: ioas-allow-iovas, ioas: vm, ranges: [{ start: 0x1000, end: 0x2000 }] }'));
+      expect(at(bad)).toEqual([
+        'steps[1].ranges[0].last: missing (expected last IOVA, inclusive (struct iommu_iova_range): start < last, else EINVAL)',
+        "steps[1].ranges[0].end: unknown field 'end' (expected one of: start, last)",
+      ]);
+      expect(() => parseScenario(withIommu(
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-allow-iovas, ioas: vm, ranges: [{ start: 0x2000, last: 0x1000 }], expect: { errno: EINVAL } }',
+      ))).not.toThrow();
+    });
+
+    it('ioas-map of a dma-buf: exactly one of buffer and dmabuf, a known dma-buf, a slice inside it, a device access inside the mapping', () => {
+      const is = issues(withIommu(
+        '{ op: mmap, buffer: b0 }',
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+        '{ op: dmabuf-export, name: s, exporter: vfio-bar, device: gpu0, len: 64KiB }',
+        '{ op: ioas-map, name: r1, ioas: vm }',
+        '{ op: ioas-map, name: r2, ioas: vm, buffer: b0, dmabuf: s }',
+        '{ op: ioas-map, name: r3, ioas: vm, dmabuf: t }',
+        '{ op: ioas-map, name: r4, ioas: vm, dmabuf: s, offset: 32KiB, len: 64KiB }',
+        '{ op: ioas-map, name: d, ioas: vm, dmabuf: s, offset: 32KiB }',
+        '{ op: device-read, mapping: d, offset: 16KiB, len: 32KiB }',
+      ));
+      expect(at(is)).toEqual([
+        'steps[4].buffer: neither buffer nor dmabuf is given (expected exactly one of buffer, dmabuf)',
+        'steps[5].dmabuf: both buffer and dmabuf are given (expected exactly one of buffer, dmabuf)',
+        "steps[6].dmabuf: unknown dma-buf 't' (expected one made earlier: s)",
+        "steps[7].len: offset 32768 + len 65536 runs past the dma-buf 's' (65536 bytes) (expected a len <= 32768)",
+        "steps[9].len: offset 16384 + len 32768 runs past the mapping 'd' (32768 bytes) (expected a len <= 16384)",
+      ]);
+    });
   });
 
   it('an unknown --config is a ScenarioError', () => {

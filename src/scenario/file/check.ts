@@ -83,6 +83,21 @@ function schemaAt(schema: unknown, path: Path, doc: unknown): unknown {
   return s;
 }
 
+/** The description of the field at path, read from its parent object's shape (a size keeps it on its outer pipe, which schemaAt unwraps). */
+function fieldDescription(path: Path, doc: unknown): string | undefined {
+  if (path.length === 0) return undefined;
+  const parent = schemaAt(scenarioSchema, path.slice(0, -1), doc);
+  if (parent === undefined || defOf(parent).type !== 'object') return undefined;
+  let f: unknown = (parent as { shape: Record<string, unknown> }).shape[path[path.length - 1] as string];
+  while (f !== undefined) {
+    const d = (f as { description?: string }).description;
+    if (d !== undefined) return d;
+    const def = defOf(f);
+    f = def.type === 'optional' || def.type === 'default' || def.type === 'nullable' ? def.innerType : undefined;
+  }
+  return undefined;
+}
+
 function knownKeys(path: Path, doc: unknown): string[] | null {
   const s = schemaAt(scenarioSchema, path, doc);
   if (s === undefined || defOf(s).type !== 'object') return null;
@@ -126,6 +141,8 @@ function fromZod(issues: readonly z.core.$ZodIssue[], doc: unknown): ScenarioIss
           // a union of a literal/enum and objects: report the nearest branch's first problem
           const branch = i.errors.find((e) => e.length > 0 && e.every((x) => x.code !== 'invalid_type' || x.path.length > 0));
           if (branch !== undefined) out.push(...fromZod(branch.map((x) => ({ ...x, path: [...path, ...x.path] })), doc));
+          // a required size or address left out: every branch says invalid_type of nothing
+          else if (value === undefined) out.push(issue(path, value, 'missing', fieldDescription(path, doc) ?? desc ?? 'a value'));
           else out.push(issue(path, value, `${showValue(value)} is not allowed`, desc ?? 'another value'));
         }
         break;
@@ -615,8 +632,10 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
         }
         const okSrc = needIoas(i, s.srcIoas, 'srcIoas');
         const okDst = needIoas(i, s.dstIoas, 'dstIoas');
-        // the source range: a live IOAS mapping of srcIoas (or a part of it), or an IOVA range with its length
+        // the source range: a live IOAS mapping of srcIoas (or a part of it), or an IOVA range with its
+        // length; a copy from no valid source makes no mapping (the run could not make one)
         let len: number | undefined;
+        let okFrom = false;
         if ((s.mapping === undefined) === (s.srcIova === undefined)) {
           issues.push(issue(at(i, s.mapping === undefined ? 'mapping' : 'srcIova'), undefined, s.mapping === undefined ? 'neither mapping nor srcIova is given' : 'both mapping and srcIova are given',
             'exactly one of mapping, srcIova (with len)'));
@@ -627,19 +646,25 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
               ioasMaps.size === 0 ? 'an ioas-map step for it earlier' : `a live IOAS mapping: ${[...ioasMaps.keys()].join(', ')}`));
           } else if (okSrc && im.ioas !== s.srcIoas) {
             issues.push(issue(at(i, 'mapping'), s.mapping, `mapping '${s.mapping}' is in IOAS '${im.ioas}', not '${s.srcIoas}'`, `srcIoas: ${im.ioas}`));
-          } else if (im.len !== undefined) {
-            checkRange(i, im.len, `mapping '${s.mapping}'`, s.offset, s.len);
-            len = s.len ?? im.len - (s.offset ?? 0);
+          } else {
+            okFrom = true;
+            if (im.len !== undefined) {
+              checkRange(i, im.len, `mapping '${s.mapping}'`, s.offset, s.len);
+              len = s.len ?? im.len - (s.offset ?? 0);
+            }
           }
         } else if (s.offset !== undefined) {
           issues.push(issue(at(i, 'offset'), s.offset, 'an offset is into a mapping', 'offset only with mapping (srcIova is where the range starts)'));
         } else if (s.len === undefined) {
           issues.push(issue(at(i, 'len'), undefined, 'a copy of an IOVA range needs its length', 'len: the bytes from srcIova'));
-        } else len = s.len;
+        } else {
+          okFrom = true;
+          len = s.len;
+        }
         if (s.readable === false && s.writeable === false) {
           issues.push(issue(at(i, 'writeable'), false, 'readable and writeable both false: the copy would grant no access (the kernel refuses it with EINVAL)', 'readable or writeable true (or expect: { errno: EINVAL })'));
         }
-        if (okSrc && okDst && !fails(s)) {
+        if (okSrc && okDst && okFrom && !fails(s)) {
           ioasMaps.set(s.name, { ioas: s.dstIoas, step: i, len, iova: s.dstIova });
           ioasMapsEver.set(s.name, { ioas: s.dstIoas, len });
         }
