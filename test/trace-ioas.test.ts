@@ -17,6 +17,7 @@ import { hexBytes, traceBuffer, type ByteTrace, type IoasViewTrace } from '../sr
 const REPO = join(import.meta.dirname, '..');
 const SHARED = join(REPO, 'examples', 'iommufd-shared-ioas.yaml');
 const OWN = join(REPO, 'test', 'fixtures', 'scenarios', 'trace-ioas-own.yaml');
+const COPY = join(REPO, 'examples', 'iommufd-ioas-copy.yaml');
 
 /** A runner of `text` after step `step`, every step up to it done as the file expects. */
 function after(text: string, step: number): ScenarioRunner {
@@ -144,6 +145,27 @@ describe('the trace of an IOAS mapping', () => {
       expect(run.ioas[0].hwpts[0].iommu.walk.at(-1)!.leafBytes).toBe(4096);
       checkIoasView(r, 'buf', run, run.ioas[0]);
     }
+  });
+
+  it('a copied mapping (ioas-copy) is traced as an ioas-map one: the byte at its IOVA in the second IOAS, walked in that IOAS\'s domain to the same page', () => {
+    const copy = readFileSync(COPY, 'utf8');
+    const r = after(copy, 10);
+    const t = traceBuffer(r, 'guest', 0x1234).runs[0];
+    expect(t.ioas.map((v) => [v.mapping, v.ioas, v.iova])).toEqual([['ram', 'vm1', 0x101234n], ['ram2', 'vm2', 0x401234n]]);
+    const [orig, copied] = t.ioas;
+    expect(copied.area).toMatchObject({ iova: 0x400000n, len: 0x10000, kind: 'user', pinned: true });
+    expect(copied.hwpts.map((h) => h.devices.map((d) => [d.device, d.agrees]))).toEqual([[['nic0', true]]]);
+    // two domains, two walks, one physical page
+    expect(copied.hwpts[0].iommu.walk[0].tablePhys).not.toBe(orig.hwpts[0].iommu.walk[0].tablePhys);
+    expect(copied.hwpts[0].phys).toBe(t.cpu.phys);
+    for (const v of t.ioas) checkIoasView(r, 'guest', t, v);
+    // after the original's unmap: the copies alone, the unmapped original only on request
+    const r2 = after(copy, 18);
+    const t2 = traceBuffer(r2, 'guest', 0x9234).runs[0];
+    expect(t2.ioas.map((v) => [v.mapping, v.iova])).toEqual([['ram2', 0x409234n], ['upper', 0x801234n]]);
+    for (const v of t2.ioas) checkIoasView(r2, 'guest', t2, v);
+    const u = traceBuffer(r2, 'guest', 0x9234, { unmapped: true }).runs[0].ioas;
+    expect(u.map((v) => [v.mapping, v.unmapped])).toEqual([['ram2', false], ['upper', false], ['ram', true]]);
   });
 
   it('taking the trace moves no counter and fills no IOTLB entry', () => {
