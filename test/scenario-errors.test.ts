@@ -392,6 +392,68 @@ describe('scenario validation: one clear message per problem', () => {
     });
   });
 
+  describe('expectIn: names and step order are checked in each configuration, with the expect it has there', () => {
+    /** The scenario with an IOMMU and configurations `a` and `b` (MACHINE has no IOMMU and no configs). */
+    const inConfigs = (...lines: string[]): string => steps(...lines)
+      .replace('buffers:', '  iommu: { format: x86-64, mode: strict }\nconfigs:\n  a: {}\n  b: {}\nbuffers:');
+    const messages = (text: string): string[] => issues(text).map((i) => i.message);
+
+    it('a map that fails only in one configuration makes no mapping there: its later use is an issue of that configuration', () => {
+      expect(messages(inConfigs(
+        '{ op: mmap, buffer: b0 }',
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+        '{ op: ioas-map, name: r, ioas: vm, buffer: b0, expectIn: { a: { errno: ENOSPC } } }',
+        '{ op: device-read, mapping: r }',
+        '{ op: ioas-unmap, ioas: vm, mapping: r }',
+      ))).toEqual([
+        "steps[4].mapping: unknown mapping 'r' (expected a map step for it earlier) (in configuration a)",
+        "steps[5].mapping: unknown mapping 'r' (expected an ioas-map step for it earlier) (in configuration a)",
+      ]);
+    });
+
+    it('an attach that fails everywhere but one configuration leaves two devices on the IOAS there: the device access must name one in that configuration', () => {
+      expect(messages(inConfigs(
+        '{ op: mmap, buffer: b0 }',
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+        '{ op: ioas-attach, ioas: vm, device: gpu0, expect: { errno: EPERM }, expectIn: { b: { ok: true } } }',
+        '{ op: ioas-map, name: r, ioas: vm, buffer: b0 }',
+        '{ op: device-read, mapping: r }',
+      ))).toEqual([
+        "steps[5].device: mapping 'r' is in IOAS 'vm', which has 2 devices (nvme0, gpu0) attached: name the device doing the DMA (expected device: one of nvme0, gpu0) (in configuration b)",
+      ]);
+    });
+
+    it('an issue of every run is listed once and plain; one of some runs names them, the base machine as "without a configuration"', () => {
+      expect(messages(inConfigs(
+        '{ op: mmap, buffer: b0 }',
+        '{ op: ioas-alloc, name: vm, expectIn: { a: { errno: ENOMEM }, b: { errno: ENOMEM } } }',
+        '{ op: ioas-alloc, name: vm, expectIn: { b: { errno: ENOMEM } } }',
+        '{ op: ioas-attach, ioas: vm, device: nvme9 }',
+        '{ op: ioas-alloc, name: w }',
+        '{ op: ioas-map, name: r, ioas: w, buffer: b0, expect: { errno: EFAULT }, expectIn: { b: {} } }',
+        '{ op: device-read, mapping: r, device: nvme0 }',
+      ))).toEqual([
+        "steps[2].name: IOAS 'vm' is still live (steps[1]) (expected a new name or an ioas-destroy first) (without a configuration)",
+        "steps[3].device: unknown device 'nvme9' (expected one of: nvme0, gpu0)",
+        "steps[3].ioas: unknown IOAS 'vm' (expected an ioas-alloc step for it earlier) (in configuration b)",
+        "steps[6].mapping: unknown mapping 'r' (expected a map step for it earlier) (without a configuration and in configuration a)",
+      ]);
+    });
+
+    it('a file without configurations is checked once, with expect', () => {
+      expect(messages(steps(
+        '{ op: mmap, buffer: b0 }',
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-map, name: r, ioas: vm, buffer: b0, expect: { errno: EFAULT } }',
+        '{ op: ioas-unmap, ioas: vm, mapping: r }',
+      ).replace('buffers:', '  iommu: { format: x86-64, mode: strict }\nbuffers:'))).toEqual([
+        "steps[3].mapping: unknown mapping 'r' (expected an ioas-map step for it earlier)",
+      ]);
+    });
+  });
+
   it('an unknown --config is a ScenarioError', () => {
     const s = parseScenario(steps('{ op: mmap, buffer: b0 }'));
     expect(() => new ScenarioRunner(s, { config: 'fast' })).toThrow(/config: unknown configuration 'fast'/);

@@ -269,13 +269,64 @@ function configNamesOf(doc: ScenarioDoc): string[] {
   return Object.keys(doc.configs ?? {});
 }
 
-/** A step that expects to fail (expect.errno or expect.ok false): it makes no object the later steps can name. */
-function fails(s: ScenarioDoc['steps'][number]): boolean {
-  return s.expect?.errno !== undefined || s.expect?.ok === false;
+/**
+ * A step that expects to fail in a run (its expect there: expectIn[config] when the run has that
+ * configuration, else expect, as the runner applies them; errno or ok false): it makes no object
+ * the later steps of that run can name.
+ */
+function failsIn(s: ScenarioDoc['steps'][number], config: string | null): boolean {
+  const x = (config !== null ? s.expectIn?.[config] : undefined) ?? s.expect;
+  return x?.errno !== undefined || x?.ok === false;
 }
 
-/** Cross references and step order. */
+/**
+ * Cross references and step order, for every run the file can make: the base machine (phyr run
+ * without --config) and each configuration. Which objects exist after a step depends on which steps
+ * failed as expected, and expectIn makes that differ between runs, so the state is followed once per
+ * run. An issue every run finds is reported once as it is; one only some runs find says which
+ * (`(in configuration x86-4k)`, `(without a configuration)` for the base machine), each kept where it
+ * first comes in the runs' order.
+ */
 function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
+  const runs: Array<string | null> = [null, ...configNamesOf(doc)];
+  const found = runs.map((config) => {
+    const is: ScenarioIssue[] = [];
+    crossCheckRun(doc, config, is);
+    return is;
+  });
+  // one list in the runs' order: each run's issues the earlier runs did not have go in after the
+  // last issue of that run already listed
+  const merged: ScenarioIssue[] = [];
+  const inRuns = new Map<string, Set<string | null>>();
+  found.forEach((is, r) => {
+    let at = 0;
+    for (const x of is) {
+      const known = inRuns.get(x.message);
+      if (known !== undefined) {
+        known.add(runs[r]);
+        at = merged.findIndex((y) => y.message === x.message) + 1;
+        continue;
+      }
+      inRuns.set(x.message, new Set([runs[r]]));
+      merged.splice(at++, 0, x);
+    }
+  });
+  for (const x of merged) {
+    const where = inRuns.get(x.message)!;
+    if (where.size === runs.length) {
+      issues.push(x);
+      continue;
+    }
+    const named = runs.filter((c): c is string => c !== null && where.has(c));
+    const configs = named.length === 0 ? '' : `in configuration${named.length === 1 ? '' : 's'} ${named.join(', ')}`;
+    const which = where.has(null) ? `without a configuration${configs !== '' ? ` and ${configs}` : ''}` : configs;
+    issues.push({ ...x, message: `${x.message} (${which})` });
+  }
+}
+
+/** The cross-check of one run: `config` null for the base machine. */
+function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: ScenarioIssue[]): void {
+  const fails = (s: ScenarioDoc['steps'][number]): boolean => failsIn(s, config);
   const all = [doc.machine, ...Object.values(doc.configs ?? {}).map((c) => c.machine ?? {})].map(machineNames);
   const devices = [...new Set(all.flatMap((x) => x.devices))];
   const nvme = [...new Set(all.flatMap((x) => x.nvme))];

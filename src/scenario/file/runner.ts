@@ -1156,7 +1156,9 @@ export class ScenarioRunner {
       // the IOAS the mapping went into, not a later one of the same name
       const ioas = this.named.ioasOfMap.get(name);
       const on = ioas !== undefined && ioas.alive ? ioas.devices : [];
-      // check.ts found one device attached; an attach that failed in this configuration (expectIn) leaves another count
+      // check.ts found one device attached to the IOAS of that name in this run's configuration (it
+      // follows each configuration's expectIn); the mapping's own IOAS may be a destroyed one whose
+      // name a later IOAS took (an afterUnmap access): no device then
       if (on.length !== 1) {
         return { failure: `mapping ${name} is in ${ioas?.alive === false ? 'a destroyed IOAS' : `IOAS ${im.ioas}`}, which has ${on.length} devices attached: no device to do the DMA (name one with device:)` };
       }
