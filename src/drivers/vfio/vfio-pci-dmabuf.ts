@@ -39,8 +39,14 @@ export class VfioPciDmaBuf {
   /** priv->phys_vec. */
   readonly physVec: PhyrList;
   readonly size: number;
-  /** priv->revoked. */
-  revoked = false;
+  /**
+   * priv->revoked: the exported buffer's revoked state, so that every revoke (vfio_pci_dma_buf_move,
+   * or a scenario's dmaBufRevoke of the buffer) is the one VFIO's attach, map and the iommufd
+   * interconnect check. False before the export.
+   */
+  get revoked(): boolean {
+    return this.dmabuf !== null && this.dmabuf.revoked;
+  }
   /** Mappings handed out and not yet unmapped (the kref of vfio_pci_dma_buf_map / _unmap). */
   liveMaps = 0;
   dmabuf: DmaBuf | null = null;
@@ -171,8 +177,8 @@ export function vfioPciDmabufExport(dev: Device, req: VfioDmaBufRequest): Result
   const e = dmaBufExport({ mm: dmaContextOf(dev).mm, ops: vfioOps, size: priv.size, priv });
   if (!e.ok) return e;
   priv.dmabuf = e.value;
-  priv.revoked = !pdev.memoryEnabled;
-  e.value.revoked = priv.revoked;
+  // a function whose memory decode is off exports a buffer that starts revoked
+  e.value.revoked = !pdev.memoryEnabled;
   dev.slots.getOrCreate(VFIO_DMABUFS, () => new Set()).add(priv);
   return e;
 }
@@ -186,14 +192,9 @@ export function vfioPciDmabufExport(dev: Device, req: VfioDmaBufRequest): Result
 export function vfioPciDmaBufMove(dev: Device, revoked: boolean): void {
   for (const p of vfioPciDmabufs(dev)) {
     if (p.revoked === revoked || p.dmabuf === null || p.dmabuf.released) continue;
-    if (revoked) {
-      p.revoked = true;
-      dmaBufRevoke(p.dmabuf);
-    } else {
-      // the importers are told again before priv->revoked is cleared (dmaBufUnrevoke)
-      dmaBufUnrevoke(p.dmabuf);
-      p.revoked = false;
-    }
+    // a restore tells the importers again before priv->revoked is cleared (dmaBufUnrevoke)
+    if (revoked) dmaBufRevoke(p.dmabuf);
+    else dmaBufUnrevoke(p.dmabuf);
   }
 }
 

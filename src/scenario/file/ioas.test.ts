@@ -366,9 +366,12 @@ steps:
         '{ op: device-read, mapping: bar2 }',
         '{ op: dmabuf-revoke, dmabuf: slice }',
         '{ op: device-read, mapping: bar, expect: { errno: EFAULT, event: { kind: FAULT } } }',
-        '{ op: device-read, mapping: bar2, expect: { errno: EFAULT, event: { kind: FAULT } } }'));
+        '{ op: device-read, mapping: bar2, expect: { errno: EFAULT, event: { kind: FAULT } } }',
+        // a revoked VFIO dma-buf cannot be mapped again (vfio_pci_dma_buf_iommufd_map: ENODEV)
+        '{ op: ioas-map, name: again, ioas: vm, dmabuf: slice, iova: 0x400000, expect: { errno: ENODEV } }'));
       const res = r.runAll();
       expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(res.steps[15].summary).toMatch(/: ENODEV \(dmabuf:vfio-pci#1 is revoked\)$/);
       expect(res.steps[3].summary).toBe('IOMMU_IOAS_MAP_FILE slice+0 64 KiB into vm: at IOVA 0x200000, mapped as MMIO into 1 domain; vm: HWPT 3 [nic0]; 1 area');
       expect(r.ioasMappings.get('bar')).toMatchObject({ op: 'ioas-map', buffer: null, dmabuf: 'slice', offset: 0, len: 65536 });
       expect(res.steps[6].data).toMatchObject({ checked: 16384, mismatched: 0 });
