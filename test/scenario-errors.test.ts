@@ -270,6 +270,38 @@ describe('scenario validation: one clear message per problem', () => {
       ]);
     });
 
+    it('a kernel driver and iommufd exclude each other: a probe of an attached device is EBUSY, an attach or iommufd import of a driven one EPERM, an import of a bound one EINVAL; with those errnos expected the runner agrees', () => {
+      const machine = `${MACHINE.replace('- { name: nvme0, type: endpoint, parent: rp0 }',
+        '- { name: nvme0, type: endpoint, parent: rp0, bars: [{ bytes: 16KiB }], nvme: { sgls: true, mdts: 0, namespaces: [{ nsid: 1, bytes: 1GiB, lbaBytes: 512 }] } }')
+        .replace('buffers:', '  iommu: { format: x86-64, mode: strict }\nbuffers:')}`;
+      const lines = [
+        '{ op: mmap, buffer: b0 }',
+        '{ op: ioas-alloc, name: vm }',
+        '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+        '{ op: block-write, device: nvme0, buffer: b0, len: 4KiB@EBUSY }',
+        '{ op: ioas-detach, device: nvme0 }',
+        '{ op: block-write, device: nvme0, buffer: b0, len: 4KiB }',
+        '{ op: ioas-attach, ioas: vm, device: nvme0@EPERM }',
+        '{ op: dmabuf-export, name: d, exporter: vfio-bar, device: gpu0, len: 16KiB }',
+        '{ op: dmabuf-import, name: i1, dmabuf: d, device: nvme0, importer: iommufd@EPERM }',
+        '{ op: ioas-attach, ioas: vm, device: gpu0 }',
+        '{ op: dmabuf-import, name: i2, dmabuf: d, device: gpu0, importer: iommufd@EINVAL }',
+        '{ op: dmabuf-import, name: i3, dmabuf: d, device: gpu0, importer: gpu@EBUSY }',
+      ];
+      const text = (withErrno: boolean): string => `name: t\n${machine}steps:\n${lines.map((l) => `  - ${l.replace(/@(\w+) }$/, withErrno ? ', expect: { errno: $1 } }' : ' }')}`).join('\n')}\n`;
+      expect(at(issues(text(false)))).toEqual([
+        "steps[3].device: device 'nvme0' is attached to IOAS 'vm': iommufd owns its DMA, so the nvme driver's probe is EBUSY (iommu_device_use_default_domain) (expected an ioas-detach first (or expect: { errno: EBUSY }))",
+        "steps[6].device: device 'nvme0' is driven by nvme (probed for steps[5]): its DMA uses the default domain, so iommufd cannot own it (EPERM, iommu_device_claim_dma_owner) (expected a device no kernel driver drives (or expect: { errno: EPERM }))",
+        "steps[8].device: device 'nvme0' is driven by nvme (probed for steps[5]): its DMA uses the default domain, so iommufd cannot own it (EPERM, iommu_device_claim_dma_owner) (expected a device no kernel driver drives (or expect: { errno: EPERM }))",
+        "steps[10].device: device 'gpu0' is attached to IOAS 'vm' already: a device is bound to iommufd once (EINVAL, VFIO_DEVICE_BIND_IOMMUFD) (expected a device not bound to iommufd (or expect: { errno: EINVAL }))",
+        "steps[11].device: device 'gpu0' is attached to IOAS 'vm': iommufd owns its DMA, so the amdgpu driver's probe is EBUSY (iommu_device_use_default_domain) (expected an ioas-detach first (or expect: { errno: EBUSY }))",
+      ]);
+      const res = new ScenarioRunner(parseScenario(text(true))).runAll();
+      expect(res.steps.map((x) => x.errno ?? 'ok'), res.steps.map((x) => x.summary).join('\n'))
+        .toEqual(['ok', 'ok', 'ok', 'EBUSY', 'ok', 'ok', 'EPERM', 'ok', 'EPERM', 'ok', 'EINVAL', 'EBUSY']);
+      expect(res.ok).toBe(true);
+    });
+
     it('device access through an IOAS mapping: the device must be named when the IOAS has not one; a map mapping only by its own device; the kinds of unmap do not mix', () => {
       const is = issues(withIommu(
         '{ op: mmap, buffer: b0 }',

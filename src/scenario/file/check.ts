@@ -4,6 +4,7 @@
 // after unmap); ranges beyond a buffer, a mapping or a dma-buf; methods that do not fit their pin.
 
 import type { z } from 'zod';
+import { GPU_DRIVER_NAME, NVME_DRIVER_NAME, RDMA_DRIVER_NAME } from '../../drivers/index.ts';
 import { Machine, type MachineConfig } from '../../machine/index.ts';
 import { DMA_OPS_BIGINTS, scenarioSchema, type ScenarioDoc } from './schema.ts';
 import { parseBigSize } from './sizes.ts';
@@ -401,6 +402,37 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
   const ioasMapsEver = new Map<string, { ioas: string; len: number | undefined }>();
   const mapNames = (): string[] => [...maps.keys(), ...ioasMaps.keys()];
   const ioasDevices = (ioas: string): string[] => [...attached].filter(([, v]) => v === ioas).map(([k]) => k);
+  // who drives a device's DMA: a kernel driver the runner probed for a step (it stays bound to the
+  // end of the run), or iommufd (an ioas-attach, or an iommufd dma-buf import: bound to the end).
+  // Each excludes the other: iommu_device_claim_dma_owner() is EPERM while a driver uses the default
+  // domain, and that driver's probe (iommu_device_use_default_domain()) EBUSY while iommufd owns it.
+  const drivers = new Map<string, { driver: string; step: number }>();
+  const iommufdImports = new Map<string, string>(); // device -> its iommufd import
+  const iommufdOwner = (dev: string): string | null => {
+    const ioas = attached.get(dev);
+    if (ioas !== undefined) return `attached to IOAS '${ioas}'`;
+    const imp = iommufdImports.get(dev);
+    return imp !== undefined ? `bound to iommufd by its import '${imp}'` : null;
+  };
+  /** A step that has the runner probe `driver` on dev (its first such step binds it). */
+  const probe = (i: number, s: ScenarioDoc['steps'][number], dev: string, driver: string): void => {
+    if (!devices.includes(dev) || drivers.has(dev) || fails(s)) return;
+    const owner = iommufdOwner(dev);
+    if (owner !== null) {
+      issues.push(issue(at(i, 'device'), dev, `device '${dev}' is ${owner}: iommufd owns its DMA, so the ${driver} driver's probe is EBUSY (iommu_device_use_default_domain)`,
+        attached.has(dev) ? 'an ioas-detach first (or expect: { errno: EBUSY })' : 'another device (or expect: { errno: EBUSY })'));
+      return;
+    }
+    drivers.set(dev, { driver, step: i });
+  };
+  /** A step that binds dev to iommufd: EPERM while a kernel driver drives it. */
+  const driven = (i: number, s: ScenarioDoc['steps'][number], dev: string): boolean => {
+    const d = drivers.get(dev);
+    if (d === undefined || fails(s)) return false;
+    issues.push(issue(at(i, 'device'), dev, `device '${dev}' is driven by ${d.driver} (probed for steps[${d.step}]): its DMA uses the default domain, so iommufd cannot own it (EPERM, iommu_device_claim_dma_owner)`,
+      'a device no kernel driver drives (or expect: { errno: EPERM })'));
+    return true;
+  };
   const needIoas = (i: number, name: string, field = 'ioas'): boolean => {
     if (ioases.has(name)) return true;
     const names = [...ioases.keys()];
@@ -545,6 +577,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         break;
       case 'rdma-reg-mr':
         needDevice(i, s.device, devices, 'device');
+        probe(i, s, s.device, RDMA_DRIVER_NAME);
         if (mrs.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `memory region '${s.name}' is still registered`, 'a new name or an rdma-dereg-mr first'));
         if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
         mrs.set(s.name, s.len ?? (bufLen.get(s.buffer) ?? 0) - (s.offset ?? 0));
@@ -574,6 +607,16 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
       case 'dmabuf-import':
         needDevice(i, s.device, devices, 'device');
         needLive(i, 'dmabuf', 'dma-buf', s.dmabuf, dmabufs);
+        if (s.importer === 'gpu') {
+          probe(i, s, s.device, GPU_DRIVER_NAME);
+        } else if (!driven(i, s, s.device) && !fails(s) && devices.includes(s.device)) {
+          // the import binds the device with an IOAS of its own: a device bound already is EINVAL
+          const owner = iommufdOwner(s.device);
+          if (owner !== null) {
+            issues.push(issue(at(i, 'device'), s.device, `device '${s.device}' is ${owner} already: a device is bound to iommufd once (EINVAL, VFIO_DEVICE_BIND_IOMMUFD)`,
+              'a device not bound to iommufd (or expect: { errno: EINVAL })'));
+          } else iommufdImports.set(s.device, s.name);
+        }
         if (imports.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `import '${s.name}' exists already`, 'a new name'));
         imports.set(s.name, s.dmabuf);
         break;
@@ -593,6 +636,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         break;
       case 'block-read': case 'block-write':
         needDevice(i, s.device, nvme, 'NVMe device');
+        probe(i, s, s.device, NVME_DRIVER_NAME);
         if (needBuffer(i, s.buffer)) {
           checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
           const len = s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0);
@@ -614,7 +658,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         }
         const ok = needIoas(i, s.ioas);
         // an attached device is replaced onto this IOAS (VFIO_DEVICE_ATTACH_IOMMUFD_PT -> iommufd_device_replace)
-        if (known && ok && !fails(s)) attached.set(s.device, s.ioas);
+        if (known && ok && !driven(i, s, s.device) && !fails(s)) attached.set(s.device, s.ioas);
         break;
       }
       case 'ioas-detach':
@@ -735,12 +779,12 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
             break;
           }
           ioases.delete(s.ioas);
-          for (const d of ioasDevices(s.ioas)) attached.delete(d);
           for (const [k, v] of [...ioasMaps]) if (v.ioas === s.ioas) ioasMaps.delete(k);
         }
         break;
       case 'premap-register':
         needDevice(i, s.device, nvme, 'NVMe device');
+        probe(i, s, s.device, NVME_DRIVER_NAME);
         if (tokens.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `registered buffer '${s.name}' is still registered (steps[${tokens.get(s.name)!.step}])`, 'a new name or a premap-unregister first'));
         if ((s.buffer === undefined) === (s.len === undefined)) {
           issues.push(issue(at(i, s.buffer === undefined ? 'buffer' : 'len'), undefined, s.buffer === undefined ? 'neither buffer nor len is given' : 'both buffer and len are given', 'exactly one of buffer (a user buffer), len (a new dma-buf)'));
