@@ -482,7 +482,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
       case 'mmap':
         if (!bufLen.has(s.buffer)) issues.push(issue(at(i, 'buffer'), s.buffer, `unknown buffer '${s.buffer}'`, oneOf(bufNames)));
         else if (mapped.has(s.buffer)) issues.push(issue(at(i, 'buffer'), s.buffer, `buffer '${s.buffer}' is already mapped (steps[${mapped.get(s.buffer)}])`, 'a munmap first'));
-        else { mapped.set(s.buffer, i); everMapped.add(s.buffer); }
+        else if (!fails(s)) { mapped.set(s.buffer, i); everMapped.add(s.buffer); }
         break;
       case 'munmap':
         if (needBuffer(i, s.buffer)) mapped.delete(s.buffer);
@@ -493,8 +493,10 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
       case 'pin':
         if (pins.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `pin '${s.name}' is still live (steps[${pins.get(s.name)!.step}])`, 'a new name or an unpin first'));
         if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
-        pins.set(s.name, { method: s.method, step: i, len: bufLen.has(s.buffer) ? s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0) : undefined });
-        pinsEver.set(s.name, i);
+        if (!fails(s)) {
+          pins.set(s.name, { method: s.method, step: i, len: bufLen.has(s.buffer) ? s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0) : undefined });
+          pinsEver.set(s.name, i);
+        }
         break;
       case 'unpin':
         if (!pins.has(s.pin)) {
@@ -532,8 +534,10 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         }
         const len = s.pin !== undefined ? pins.get(s.pin)?.len
           : s.buffer !== undefined && bufLen.has(s.buffer) ? s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0) : undefined;
-        maps.set(s.name, { method: s.method, step: i, len, device: s.device });
-        mapsEver.set(s.name, { method: s.method, len, device: s.device });
+        if (!fails(s)) {
+          maps.set(s.name, { method: s.method, step: i, len, device: s.device });
+          mapsEver.set(s.name, { method: s.method, len, device: s.device });
+        }
         break;
       }
       case 'sync': {
@@ -580,8 +584,10 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         probe(i, s, s.device, RDMA_DRIVER_NAME);
         if (mrs.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `memory region '${s.name}' is still registered`, 'a new name or an rdma-dereg-mr first'));
         if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
-        mrs.set(s.name, s.len ?? (bufLen.get(s.buffer) ?? 0) - (s.offset ?? 0));
-        mrsEver.add(s.name);
+        if (!fails(s)) {
+          mrs.set(s.name, s.len ?? (bufLen.get(s.buffer) ?? 0) - (s.offset ?? 0));
+          mrsEver.add(s.name);
+        }
         break;
       case 'rdma-write':
         if (needLive(i, 'mr', 'memory region', s.mr, mrs, mrsEver)) {
@@ -601,8 +607,10 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         } else if (s.device !== undefined || s.offset !== undefined) {
           issues.push(issue(at(i, s.device !== undefined ? 'device' : 'offset'), s.device ?? s.offset, 'a system-heap export has no device or offset', 'exporter: vfio-bar for a BAR slice'));
         }
-        dmabufs.set(s.name, s.len);
-        if (s.exporter === 'system-heap') heapDmabufs.add(s.name);
+        if (!fails(s)) {
+          dmabufs.set(s.name, s.len);
+          if (s.exporter === 'system-heap') heapDmabufs.add(s.name);
+        }
         break;
       case 'dmabuf-import':
         needDevice(i, s.device, devices, 'device');
@@ -618,7 +626,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
           } else iommufdImports.set(s.device, s.name);
         }
         if (imports.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `import '${s.name}' exists already`, 'a new name'));
-        imports.set(s.name, s.dmabuf);
+        if (!fails(s)) imports.set(s.name, s.dmabuf);
         break;
       case 'dmabuf-write': case 'dmabuf-read':
         if (needLive(i, 'import', 'import', s.import, imports)) {
@@ -789,12 +797,12 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         if ((s.buffer === undefined) === (s.len === undefined)) {
           issues.push(issue(at(i, s.buffer === undefined ? 'buffer' : 'len'), undefined, s.buffer === undefined ? 'neither buffer nor len is given' : 'both buffer and len are given', 'exactly one of buffer (a user buffer), len (a new dma-buf)'));
         } else if (s.buffer !== undefined) {
-          if (needBuffer(i, s.buffer)) tokens.set(s.name, { len: bufLen.get(s.buffer)!, dmabuf: false, step: i });
+          if (needBuffer(i, s.buffer) && !fails(s)) tokens.set(s.name, { len: bufLen.get(s.buffer)!, dmabuf: false, step: i });
         } else if (s.len !== undefined) {
           if (s.len % 4096 !== 0) issues.push(issue(at(i, 'len'), s.len, `a dma-buf of ${s.len} bytes is not whole 4 KiB pages`, 'a multiple of 4096'));
-          tokens.set(s.name, { len: s.len, dmabuf: true, step: i });
+          if (!fails(s)) tokens.set(s.name, { len: s.len, dmabuf: true, step: i });
         }
-        tokensEver.add(s.name);
+        if (!fails(s)) tokensEver.add(s.name);
         break;
       case 'premap-write': case 'premap-read': case 'premap-invalidate': case 'premap-unregister': {
         const t = tokens.get(s.token);

@@ -24,8 +24,12 @@ buffers:
 steps:
 `;
 
+function scenarioText(...steps: string[]): string {
+  return `${BASE}${steps.map((s) => `  - ${s}\n`).join('')}`;
+}
+
 function scenario(...steps: string[]): ReturnType<typeof parseScenario> {
-  return parseScenario(`${BASE}${steps.map((s) => `  - ${s}\n`).join('')}`);
+  return parseScenario(scenarioText(...steps));
 }
 
 const ROUND_TRIP = [
@@ -120,6 +124,18 @@ describe('ScenarioRunner', () => {
     // and the same expectation on a machine where the map succeeds is unmet
     const res2 = runScenario(s);
     expect(res2.steps[1]).toMatchObject({ ok: false, unmet: 'expected errno ENOMEM, got success' });
+  });
+
+  it('a step expected to fail makes no object: a later use of its name is refused before the run (the runner had none to undo and crashed)', () => {
+    const text = (extra: string): string => scenarioText(
+      '{ op: mmap, buffer: b1 }',
+      '{ op: map, name: big, device: nvme0, buffer: b1, method: phys, len: 512KiB, expect: { errno: ENOMEM } }',
+      extra,
+    );
+    expect(() => parseScenario(text('{ op: unmap, mapping: big }'))).toThrow(/steps\[2\]\.mapping: unknown mapping 'big'/);
+    // a name an expected failure did not take can be made by a later step
+    const res = runScenario(parseScenario(text('{ op: map, name: big, device: nvme0, buffer: b1, method: phys, len: 64KiB }')), { config: 'direct' });
+    expect(res.ok).toBe(true);
   });
 
   it('a byte check catches bytes that are not what was written (CPU store while the device owns a bounced buffer)', () => {
