@@ -120,6 +120,8 @@ describe('scenario validation: one clear message per problem', () => {
       "steps[2].len: offset 4096 + len 8192 runs past the mapping 'm' (8192 bytes) (expected a len <= 4096)",
       "steps[3].offset: offset 12288 is beyond the mapping 'm' (8192 bytes) (expected an offset <= 8192)",
       "steps[7].len: offset 0 + len 8192 runs past the mapping 'q' (4096 bytes) (expected a len <= 4096)",
+      // the machine has no IOMMU: the iommufd import itself fails (ENODEV)
+      "steps[9].device: device 'nvme0' has no IOMMU (the machine has no iommu): iommufd cannot own its DMA (expected a machine with an iommu (or expect: { errno: ENODEV }))",
       "steps[10].len: offset 0 + len 131072 runs past the dma-buf 'd' (65536 bytes) (expected a len <= 65536)",
     ]);
   });
@@ -250,7 +252,7 @@ describe('scenario validation: one clear message per problem', () => {
 
     it('a device without an IOMMU, an unknown one, one detached while not attached, an IOAS destroyed while a device is attached; an attach of an attached device is a replace', () => {
       const none = issues(steps('{ op: ioas-alloc, name: vm }', '{ op: ioas-attach, ioas: vm, device: nvme0 }'));
-      expect(at(none)).toEqual(["steps[1].device: device 'nvme0' has no IOMMU (machine has no iommu): iommufd cannot own its DMA (expected a machine with an iommu)"]);
+      expect(at(none)).toEqual(["steps[1].device: device 'nvme0' has no IOMMU (the machine has no iommu): iommufd cannot own its DMA (expected a machine with an iommu (or expect: { errno: ENODEV }))"]);
       const is = issues(withIommu(
         '{ op: ioas-alloc, name: vm }',
         '{ op: ioas-attach, ioas: vm, device: nvme9 }',
@@ -300,6 +302,88 @@ describe('scenario validation: one clear message per problem', () => {
       expect(res.steps.map((x) => x.errno ?? 'ok'), res.steps.map((x) => x.summary).join('\n'))
         .toEqual(['ok', 'ok', 'ok', 'EBUSY', 'ok', 'ok', 'EPERM', 'ok', 'EPERM', 'ok', 'EINVAL', 'EBUSY']);
       expect(res.ok).toBe(true);
+    });
+
+    describe('per configuration and driver ownership', () => {
+      const head = (configs: string): string => `name: t
+machine:
+  ramBytes: 256MiB
+  pci:
+    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
+    - { name: rp0, type: root-port, parent: hb0 }
+    - { name: sw0, type: switch, parent: rp0 }
+    - { name: gpu0, type: endpoint, parent: sw0, bars: [{ bytes: 16MiB, p2p: true }] }
+    - { name: gpu1, type: endpoint, parent: sw0 }
+    - { name: rp1, type: root-port, parent: hb0 }
+    - { name: nvme0, type: endpoint, parent: rp1 }
+  iommu: { format: x86-64, mode: strict }
+${configs}buffers:
+  - { name: g, process: vmm, len: 64KiB, backing: anon }
+steps:
+`;
+      const file = (configs: string, ...lines: string[]): string => `${head(configs)}${lines.map((l) => `  - ${l}\n`).join('')}`;
+
+      it('an issue some runs find is listed once, at its step, naming the runs; what it expects is the first run\'s', () => {
+        const is = issues(file('configs:\n  a: {}\n',
+          '{ op: mmap, buffer: g }',
+          '{ op: ioas-alloc, name: vm, expect: { errno: ENOMEM }, expectIn: { a: {} } }',
+          '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+          '{ op: ioas-alloc, name: w, expectIn: { a: { errno: ENOMEM } } }',
+          '{ op: ioas-map, name: r, ioas: w, buffer: g, expectIn: { a: { errno: ENOSPC } } }',
+          '{ op: ioas-unmap, ioas: w, mapping: r }',
+          '{ op: ioas-attach, ioas: typo, device: nvme0 }'));
+        expect(at(is)).toEqual([
+          "steps[2].ioas: unknown IOAS 'vm' (expected an ioas-alloc step for it earlier) (without a configuration)",
+          "steps[4].ioas: unknown IOAS 'w' (expected an IOAS allocated earlier: vm) (in configuration a)",
+          "steps[5].ioas: unknown IOAS 'w' (expected an IOAS allocated earlier: vm) (in configuration a)",
+          "steps[5].mapping: unknown mapping 'r' (expected an ioas-map step for it earlier) (in configuration a)",
+          "steps[6].ioas: unknown IOAS 'typo' (expected an IOAS allocated earlier: w)",
+        ]);
+      });
+
+      it('a configuration without an IOMMU: an attach there is ENODEV, which its expectIn may expect; the run agrees', () => {
+        const lines = ['{ op: mmap, buffer: g }', '{ op: ioas-alloc, name: vm }', '{ op: ioas-attach, ioas: vm, device: nvme0@ }'];
+        const text = (x: string): string => file('configs:\n  noi: { machine: { iommu: null } }\n', ...lines.map((l) => l.replace('@ }', x)));
+        expect(at(issues(text(' }')))).toEqual([
+          "steps[2].device: device 'nvme0' has no IOMMU (the machine has no iommu): iommufd cannot own its DMA (expected a machine with an iommu (or expect: { errno: ENODEV })) (in configuration noi)",
+        ]);
+        const ok = parseScenario(text(', expectIn: { noi: { errno: ENODEV } } }'));
+        expect(new ScenarioRunner(ok, { config: 'noi' }).runAll().steps.map((x) => x.errno ?? 'ok')).toEqual(['ok', 'ok', 'ENODEV']);
+        expect(new ScenarioRunner(ok).runAll().ok).toBe(true);
+      });
+
+      it('a step expected to fail after its probe leaves the driver bound: a later attach is EPERM; an unknown NVMe device gets one issue, not an EBUSY too', () => {
+        expect(at(issues(file('',
+          '{ op: dmabuf-export, name: slice, exporter: vfio-bar, device: gpu0, len: 64KiB }',
+          '{ op: dmabuf-revoke, dmabuf: slice }',
+          '{ op: dmabuf-import, name: i, dmabuf: slice, device: gpu1, importer: gpu, expect: { errno: ENODEV } }',
+          '{ op: ioas-alloc, name: vm }',
+          '{ op: ioas-attach, ioas: vm, device: gpu1 }',
+          '{ op: ioas-attach, ioas: vm, device: gpu0 }',
+          '{ op: mmap, buffer: g }',
+          '{ op: block-read, device: gpu0, buffer: g, len: 4KiB }')))).toEqual([
+          "steps[4].device: device 'gpu1' is driven by amdgpu (probed for steps[2]): its DMA uses the default domain, so iommufd cannot own it (EPERM, iommu_device_claim_dma_owner) (expected a device no kernel driver drives (or expect: { errno: EPERM }))",
+          "steps[7].device: unknown NVMe device 'gpu0' (expected a declared name (none is declared))",
+        ]);
+      });
+
+      it('an ioas-attach of the device of an iommufd import moves it off the import\'s IOAS: a later access of the import faults, and the run agrees', () => {
+        const lines = [
+          '{ op: dmabuf-export, name: slice, exporter: vfio-bar, device: gpu0, len: 64KiB }',
+          '{ op: dmabuf-import, name: imp, dmabuf: slice, device: nvme0, importer: iommufd }',
+          '{ op: dmabuf-read, import: imp }',
+          '{ op: ioas-alloc, name: vm }',
+          '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+          '{ op: dmabuf-read, import: imp@ }',
+        ];
+        const text = (x: string): string => file('', ...lines.map((l) => l.replace('@ }', x)));
+        expect(at(issues(text(' }')))).toEqual([
+          "steps[5].import: import 'imp' has lost its device: the ioas-attach of steps[4] moved nvme0 off the import's IOAS (VFIO's attach replaces), so its DMA there faults (expected the access before that ioas-attach (or expect: { errno: EFAULT }))",
+        ]);
+        const res = new ScenarioRunner(parseScenario(text(', expect: { errno: EFAULT } }'))).runAll();
+        expect(res.steps.map((x) => x.errno ?? 'ok')).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'EFAULT']);
+        expect(res.ok).toBe(true);
+      });
     });
 
     it('device access through an IOAS mapping: the device must be named when the IOAS has not one; a map mapping only by its own device; the kinds of unmap do not mix', () => {

@@ -285,8 +285,9 @@ function failsIn(s: ScenarioDoc['steps'][number], config: string | null): boolea
  * without --config) and each configuration. Which objects exist after a step depends on which steps
  * failed as expected, and expectIn makes that differ between runs, so the state is followed once per
  * run. An issue every run finds is reported once as it is; one only some runs find says which
- * (`(in configuration x86-4k)`, `(without a configuration)` for the base machine), each kept where it
- * first comes in the runs' order.
+ * (`(in configuration x86-4k)`, `(without a configuration)` for the base machine). Issues are the
+ * same when their path and problem are (what they expect may list what is live, which differs by
+ * run: the first run's is kept); they are listed by step, in the runs' order within a step.
  */
 function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
   const runs: Array<string | null> = [null, ...configNamesOf(doc)];
@@ -295,25 +296,29 @@ function crossCheck(doc: ScenarioDoc, issues: ScenarioIssue[]): void {
     crossCheckRun(doc, config, is);
     return is;
   });
-  // one list in the runs' order: each run's issues the earlier runs did not have go in after the
-  // last issue of that run already listed
+  // the path and the problem: the message without its "(expected ...)"
+  const key = (x: ScenarioIssue): string => x.message.slice(0, x.message.length - ` (expected ${x.expected})`.length);
   const merged: ScenarioIssue[] = [];
   const inRuns = new Map<string, Set<string | null>>();
   found.forEach((is, r) => {
-    let at = 0;
     for (const x of is) {
-      const known = inRuns.get(x.message);
+      const known = inRuns.get(key(x));
       if (known !== undefined) {
         known.add(runs[r]);
-        at = merged.findIndex((y) => y.message === x.message) + 1;
         continue;
       }
-      inRuns.set(x.message, new Set([runs[r]]));
-      merged.splice(at++, 0, x);
+      inRuns.set(key(x), new Set([runs[r]]));
+      merged.push(x);
     }
   });
+  // by step (a stable sort: the runs' order within a step); issues outside the steps first
+  const stepOf = (x: ScenarioIssue): number => {
+    const m = /^steps\[(\d+)\]/.exec(x.path);
+    return m === null ? -1 : Number(m[1]);
+  };
+  merged.sort((a, b) => stepOf(a) - stepOf(b));
   for (const x of merged) {
-    const where = inRuns.get(x.message)!;
+    const where = inRuns.get(key(x))!;
     if (where.size === runs.length) {
       issues.push(x);
       continue;
@@ -408,17 +413,25 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
   // domain, and that driver's probe (iommu_device_use_default_domain()) EBUSY while iommufd owns it.
   const drivers = new Map<string, { driver: string; step: number }>();
   const iommufdImports = new Map<string, string>(); // device -> its iommufd import
+  // iommufd imports whose device an ioas-attach moved off the import's IOAS (a replace): the step
+  const importsMoved = new Map<string, { device: string; step: number }>();
   const iommufdOwner = (dev: string): string | null => {
     const ioas = attached.get(dev);
     if (ioas !== undefined) return `attached to IOAS '${ioas}'`;
     const imp = iommufdImports.get(dev);
     return imp !== undefined ? `bound to iommufd by its import '${imp}'` : null;
   };
-  /** A step that has the runner probe `driver` on dev (its first such step binds it). */
-  const probe = (i: number, s: ScenarioDoc['steps'][number], dev: string, driver: string): void => {
-    if (!devices.includes(dev) || drivers.has(dev) || fails(s)) return;
+  /**
+   * A step that has the runner probe `driver` on dev (its first such step binds it, before the rest
+   * of the step: the driver stays bound when the step then fails). `list`: the devices the step may
+   * name (an unknown one is reported by needDevice already).
+   */
+  const probe = (i: number, s: ScenarioDoc['steps'][number], dev: string, driver: string, list: readonly string[]): void => {
+    if (!list.includes(dev) || drivers.has(dev)) return;
     const owner = iommufdOwner(dev);
     if (owner !== null) {
+      // the probe is EBUSY: no driver bound, which a step expecting to fail may say
+      if (fails(s)) return;
       issues.push(issue(at(i, 'device'), dev, `device '${dev}' is ${owner}: iommufd owns its DMA, so the ${driver} driver's probe is EBUSY (iommu_device_use_default_domain)`,
         attached.has(dev) ? 'an ioas-detach first (or expect: { errno: EBUSY })' : 'another device (or expect: { errno: EBUSY })'));
       return;
@@ -440,11 +453,13 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
       names.length === 0 ? 'an ioas-alloc step for it earlier' : `an IOAS allocated earlier: ${names.join(', ')}`));
     return false;
   };
-  // machines (the base one and each configuration's) without an IOMMU: iommufd has no group for their devices
-  const noIommu = [doc.machine.iommu === undefined ? 'machine' : null,
-    ...Object.entries(doc.configs ?? {}).map(([n, c]) => (c.machine?.iommu === null || (c.machine?.iommu === undefined && doc.machine.iommu === undefined) ? `configs.${n}` : null))]
-    .filter((x): x is string => x !== null);
-  const needsIommu = noIommu.length === (configNamesOf(doc).length + 1);
+  // this run's machine without an IOMMU: iommufd has no group for its devices (ENODEV); a
+  // configuration's iommu replaces the base machine's (null removes it)
+  const own = config !== null ? doc.configs?.[config]?.machine?.iommu : undefined;
+  const noIommu = own === null || (own === undefined && doc.machine.iommu === undefined);
+  const noIommuIssue = (i: number, dev: string): void => {
+    issues.push(issue(at(i, 'device'), dev, `device '${dev}' has no IOMMU (the machine has no iommu): iommufd cannot own its DMA`, 'a machine with an iommu (or expect: { errno: ENODEV })'));
+  };
   const needMapping = (i: number, name: string, allowUnmapped: boolean): { method: string; len: number | undefined; device: string } | null => {
     const live = maps.get(name);
     if (live) return live;
@@ -581,7 +596,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         break;
       case 'rdma-reg-mr':
         needDevice(i, s.device, devices, 'device');
-        probe(i, s, s.device, RDMA_DRIVER_NAME);
+        probe(i, s, s.device, RDMA_DRIVER_NAME, devices);
         if (mrs.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `memory region '${s.name}' is still registered`, 'a new name or an rdma-dereg-mr first'));
         if (needBuffer(i, s.buffer)) checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
         if (!fails(s)) {
@@ -616,11 +631,13 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         needDevice(i, s.device, devices, 'device');
         needLive(i, 'dmabuf', 'dma-buf', s.dmabuf, dmabufs);
         if (s.importer === 'gpu') {
-          probe(i, s, s.device, GPU_DRIVER_NAME);
+          probe(i, s, s.device, GPU_DRIVER_NAME, devices);
         } else if (!driven(i, s, s.device) && !fails(s) && devices.includes(s.device)) {
           // the import binds the device with an IOAS of its own: a device bound already is EINVAL
           const owner = iommufdOwner(s.device);
-          if (owner !== null) {
+          if (noIommu) {
+            noIommuIssue(i, s.device);
+          } else if (owner !== null) {
             issues.push(issue(at(i, 'device'), s.device, `device '${s.device}' is ${owner} already: a device is bound to iommufd once (EINVAL, VFIO_DEVICE_BIND_IOMMUFD)`,
               'a device not bound to iommufd (or expect: { errno: EINVAL })'));
           } else iommufdImports.set(s.device, s.name);
@@ -632,6 +649,11 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         if (needLive(i, 'import', 'import', s.import, imports)) {
           const size = dmabufs.get(imports.get(s.import)!);
           if (size !== undefined && s.len !== undefined) checkRange(i, size, `dma-buf '${imports.get(s.import)!}'`, 0, s.len);
+          const moved = importsMoved.get(s.import);
+          if (moved !== undefined && !fails(s)) {
+            issues.push(issue(at(i, 'import'), s.import, `import '${s.import}' has lost its device: the ioas-attach of steps[${moved.step}] moved ${moved.device} off the import's IOAS (VFIO's attach replaces), so its DMA there faults`,
+              `the access before that ioas-attach (or expect: { errno: EFAULT })`));
+          }
         }
         break;
       case 'dmabuf-revoke':
@@ -644,7 +666,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         break;
       case 'block-read': case 'block-write':
         needDevice(i, s.device, nvme, 'NVMe device');
-        probe(i, s, s.device, NVME_DRIVER_NAME);
+        probe(i, s, s.device, NVME_DRIVER_NAME, nvme);
         if (needBuffer(i, s.buffer)) {
           checkRange(i, bufLen.get(s.buffer)!, `buffer '${s.buffer}'`, s.offset, s.len);
           const len = s.len ?? bufLen.get(s.buffer)! - (s.offset ?? 0);
@@ -661,12 +683,14 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
       case 'ioas-attach': {
         const known = devices.includes(s.device);
         needDevice(i, s.device, devices, 'device');
-        if (known && needsIommu) {
-          issues.push(issue(at(i, 'device'), s.device, `device '${s.device}' has no IOMMU (${noIommu.join(' and ')} ${noIommu.length === 1 ? 'has' : 'have'} no iommu): iommufd cannot own its DMA`, 'a machine with an iommu'));
-        }
+        if (known && noIommu && !fails(s)) noIommuIssue(i, s.device);
         const ok = needIoas(i, s.ioas);
         // an attached device is replaced onto this IOAS (VFIO_DEVICE_ATTACH_IOMMUFD_PT -> iommufd_device_replace)
-        if (known && ok && !driven(i, s, s.device) && !fails(s)) attached.set(s.device, s.ioas);
+        if (known && ok && !noIommu && !driven(i, s, s.device) && !fails(s)) {
+          attached.set(s.device, s.ioas);
+          const imp = iommufdImports.get(s.device);
+          if (imp !== undefined && !importsMoved.has(imp)) importsMoved.set(imp, { device: s.device, step: i });
+        }
         break;
       }
       case 'ioas-detach':
@@ -792,7 +816,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         break;
       case 'premap-register':
         needDevice(i, s.device, nvme, 'NVMe device');
-        probe(i, s, s.device, NVME_DRIVER_NAME);
+        probe(i, s, s.device, NVME_DRIVER_NAME, nvme);
         if (tokens.has(s.name)) issues.push(issue(at(i, 'name'), s.name, `registered buffer '${s.name}' is still registered (steps[${tokens.get(s.name)!.step}])`, 'a new name or a premap-unregister first'));
         if ((s.buffer === undefined) === (s.len === undefined)) {
           issues.push(issue(at(i, s.buffer === undefined ? 'buffer' : 'len'), undefined, s.buffer === undefined ? 'neither buffer nor len is given' : 'both buffer and len are given', 'exactly one of buffer (a user buffer), len (a new dma-buf)'));
