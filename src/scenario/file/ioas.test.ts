@@ -287,6 +287,30 @@ describe('ioas-* steps', () => {
       expect(res.steps[14].summary).toMatch(/^IOMMU_IOAS_COPY vm1 \[0x10c000, \+32 KiB\) -> vm2: ENOENT \(0x110000 of \[0x10c000, 0x113fff\] is not mapped in IOAS 1/);
     });
 
+    it('ioas-copy of a mapping a range unmap took (a map, or one area of a two-area copy) reports the kernel\'s ENOENT: the runner crashed reading its IOVA', () => {
+      // the reviewer's file: a map at an IOVA the IOAS picked, then an unmap of [0, 1 GiB)
+      const whole = runScenario(scenario(
+        '{ op: mmap, buffer: g }',
+        '{ op: populate, buffer: g }',
+        '{ op: ioas-alloc, name: vm1 }',
+        '{ op: ioas-attach, ioas: vm1, device: nvme0 }',
+        '{ op: ioas-map, name: ram, ioas: vm1, buffer: g }',
+        '{ op: ioas-unmap, ioas: vm1, iova: 0, len: 1GiB }',
+        '{ op: ioas-copy, name: ram2, srcIoas: vm1, mapping: ram, dstIoas: vm1, expect: { errno: ENOENT } }'));
+      expect(whole.ok, whole.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(whole.steps[6].summary).toBe('IOMMU_IOAS_COPY vm1 [0x10000, +64 KiB) (ram) -> vm1: ENOENT (0x10000 of [0x10000, 0x1ffff] is not mapped in IOAS 1)');
+      // a copy of two areas, its second area unmapped by a range: the copy is no longer whole
+      const part = runScenario(scenario(...TWO,
+        '{ op: ioas-unmap, ioas: vm1, mapping: ram }',
+        '{ op: ioas-map, name: lo, ioas: vm1, buffer: g, len: 32KiB, iova: 0x100000 }',
+        '{ op: ioas-map, name: hi, ioas: vm1, buffer: g, offset: 32KiB, len: 32KiB, iova: 0x108000 }',
+        '{ op: ioas-copy, name: both, srcIoas: vm1, srcIova: 0x104000, len: 32KiB, dstIoas: vm2, dstIova: 0x400000 }',
+        '{ op: ioas-unmap, ioas: vm2, iova: 0x404000, len: 16KiB }',
+        '{ op: ioas-copy, name: again, srcIoas: vm2, mapping: both, dstIoas: vm1, expect: { errno: ENOENT } }'));
+      expect(part.ok, part.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(part.steps[12].summary).toBe('IOMMU_IOAS_COPY vm2 [0x400000, +32 KiB) (both) -> vm1: ENOENT (0x404000 of [0x400000, 0x407fff] is not mapped in IOAS 4 (a hole after the areas before it))');
+    });
+
     it('ioas-allow-iovas: a range on a reserved region is EADDRINUSE and one with start >= last EINVAL (the old list stays); a range too small refuses a map without an IOVA (ENOSPC), a wider one takes it; a fixed IOVA is not held to them', () => {
       const res = runScenario(scenario(...TWO,
         '{ op: ioas-allow-iovas, ioas: vm2, ranges: [{ start: 0x400000, last: 0x40ffff }] }',

@@ -589,7 +589,10 @@ export class ScenarioRunner {
     let srcIova: bigint;
     let len: number;
     if (s.mapping !== undefined) {
-      const mp = this.named.ioasMaps.get(s.mapping)!;
+      // a mapping an earlier range unmap took (whole, or an area of a copy of several): its range
+      // again, as ioasUnmap does; the kernel then finds no area there (iopt_get_pages: ENOENT)
+      const mp = this.named.ioasMaps.get(s.mapping) ?? this.named.ioasUnmapped.get(s.mapping);
+      if (mp === undefined) return { summary: `IOMMU_IOAS_COPY ${s.srcIoas}: no mapping '${s.mapping}'`, errno: 'ENOENT' };
       const off = s.offset ?? 0;
       srcIova = mp.iova + BigInt(off);
       len = s.len ?? mp.len - off;
