@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { unwrap } from '../src/base/index.ts';
 import { iommuIovaToPhys } from '../src/iommu/index.ts';
 import { ScenarioRunner, parseScenario } from '../src/scenario/file/index.ts';
-import { hexBytes, traceBuffer, type ByteTrace, type IoasViewTrace } from '../src/scenario/trace/index.ts';
+import { hexBytes, ioasMappingsOf, traceBuffer, type ByteTrace, type IoasViewTrace } from '../src/scenario/trace/index.ts';
 
 const REPO = join(import.meta.dirname, '..');
 const SHARED = join(REPO, 'examples', 'iommufd-shared-ioas.yaml');
@@ -166,6 +166,56 @@ describe('the trace of an IOAS mapping', () => {
     for (const v of t2.ioas) checkIoasView(r2, 'guest', t2, v);
     const u = traceBuffer(r2, 'guest', 0x9234, { unmapped: true }).runs[0].ioas;
     expect(u.map((v) => [v.mapping, v.unmapped])).toEqual([['ram2', false], ['upper', false], ['ram', true]]);
+  });
+
+  it('a copy over mappings of two buffers is traced under each buffer, at that buffer\'s offsets and the copy\'s IOVAs of them; a copy of one buffer\'s bytes out of order, at each of its pieces', () => {
+    const text = [
+      'name: trace-copy-pieces',
+      'machine:',
+      '  ramBytes: 1GiB',
+      '  pci:',
+      '    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }',
+      '    - { name: rp0, type: root-port, parent: hb0 }',
+      '    - { name: nvme0, type: endpoint, parent: rp0 }',
+      '    - { name: rp1, type: root-port, parent: hb0 }',
+      '    - { name: nic0, type: endpoint, parent: rp1 }',
+      '  iommu: { format: x86-64, mode: strict }',
+      'buffers:',
+      '  - { name: a, process: vmm, len: 64KiB, backing: anon }',
+      '  - { name: b, process: vmm, len: 16KiB, backing: anon }',
+      'steps:',
+      '  - { op: mmap, buffer: a }',
+      '  - { op: mmap, buffer: b }',
+      '  - { op: populate, buffer: a }',
+      '  - { op: populate, buffer: b }',
+      '  - { op: ioas-alloc, name: vm1 }',
+      '  - { op: ioas-attach, ioas: vm1, device: nvme0 }',
+      '  - { op: ioas-map, name: ma, ioas: vm1, buffer: a, len: 16KiB, iova: 0x100000 }',
+      '  - { op: ioas-map, name: mb, ioas: vm1, buffer: b, iova: 0x104000 }',
+      '  - { op: ioas-alloc, name: vm2 }',
+      '  - { op: ioas-attach, ioas: vm2, device: nic0 }',
+      '  - { op: ioas-copy, name: both, srcIoas: vm1, srcIova: 0x100000, len: 32KiB, dstIoas: vm2, dstIova: 0x400000 }',
+      // a's upper half below its lower quarter, copied as one range
+      '  - { op: ioas-map, name: hi, ioas: vm1, buffer: a, offset: 32KiB, len: 16KiB, iova: 0x200000 }',
+      '  - { op: ioas-map, name: lo, ioas: vm1, buffer: a, len: 16KiB, iova: 0x204000 }',
+      '  - { op: ioas-copy, name: swap, srcIoas: vm1, srcIova: 0x200000, len: 32KiB, dstIoas: vm2, dstIova: 0x800000 }',
+    ].join('\n');
+    const r = after(text, 13);
+    expect(ioasMappingsOf(r, 'b').map((m) => [m.name, m.ioas, m.offset, m.len, m.iova])).toEqual([
+      ['mb', 'vm1', 0, 16384, 0x104000n], ['both', 'vm2', 0, 16384, 0x404000n],
+    ]);
+    const tb = traceBuffer(r, 'b', 0x100).runs[0];
+    expect(tb.ioas.map((v) => [v.mapping, v.ioas, v.iova])).toEqual([['mb', 'vm1', 0x104100n], ['both', 'vm2', 0x404100n]]);
+    for (const v of tb.ioas) checkIoasView(r, 'b', tb, v);
+    expect(tb.ioas[1].hwpts[0].devices.map((d) => [d.device, d.agrees])).toEqual([['nic0', true]]);
+    // a's byte 0x100: through ma and the copy's first piece; its byte 0x8100 is in no mapping but swap
+    const ta = traceBuffer(r, 'a', 0x100).runs[0];
+    expect(ta.ioas.map((v) => [v.mapping, v.iova])).toEqual([['ma', 0x100100n], ['both', 0x400100n], ['lo', 0x204100n], ['swap', 0x804100n]]);
+    for (const v of ta.ioas) checkIoasView(r, 'a', ta, v);
+    const hi = traceBuffer(r, 'a', 0x8100).runs[0];
+    expect(hi.ioas.map((v) => [v.mapping, v.iova])).toEqual([['hi', 0x200100n], ['swap', 0x800100n]]);
+    for (const v of hi.ioas) checkIoasView(r, 'a', hi, v);
+    expect(traceBuffer(r, 'a', 0x4100).runs[0].ioas).toEqual([]);
   });
 
   it('taking the trace moves no counter and fills no IOTLB entry', () => {

@@ -1,7 +1,7 @@
 // scenario/file: scenario files (YAML / JSON) -> a validated Scenario -> a run on a machine,
 // step by step (ScenarioRunner) or whole (runScenario); text and JSON output.
 export {
-  ScenarioError, type BufferState, type CounterDelta, type DmaSegment, type IoasAreaState, type IoasHwptState, type IoasMappingState, type IoasState, type LeakReport, type MappingState, type PinState,
+  ScenarioError, type BufferState, type CounterDelta, type DmaSegment, type IoasAreaState, type IoasHwptState, type IoasMappingPiece, type IoasMappingState, type IoasState, type LeakReport, type MappingState, type PinState,
   type Scenario, type ScenarioBacking, type ScenarioConfig, type ScenarioBuffer, type ScenarioDeviceSetup, type ScenarioDir, type ScenarioIssue,
   type ScenarioResult, type ScenarioStep, type StepBase, type StepExpect, type StepResult,
 } from './types.ts';

@@ -250,7 +250,7 @@ describe('ioas-* steps', () => {
       // the source's unmap keeps the pages the copy still maps pinned
       expect(res.steps[11].counters.gupPagesUnpinned ?? 0).toBe(0);
       expect(res.steps[12].data).toMatchObject({ checked: 65536, mismatched: 0 });
-      expect(r.ioasMappings.get('ram2')).toMatchObject({ op: 'ioas-copy', ioas: 'vm2', buffer: 'g', offset: 0, len: 65536, copyOf: { ioas: 'vm1', mapping: 'ram', iova: 0x100000n } });
+      expect(r.ioasMappings.get('ram2')).toMatchObject({ op: 'ioas-copy', ioas: 'vm2', pieces: [{ buffer: 'g', dmabuf: null, offset: 0, len: 65536 }], len: 65536, copyOf: { ioas: 'vm1', mapping: 'ram', iova: 0x100000n } });
       expect(res.counters.gupPagesPinned).toBe(16);
       expect(res.counters.gupPagesUnpinned).toBe(16);
       expect(res.leaks.tornDown).toEqual(['ioas vm2', 'ioas vm1', 'buffer g']);
@@ -275,10 +275,11 @@ describe('ioas-* steps', () => {
         '{ op: ioas-copy, name: gap, srcIoas: vm1, srcIova: 0x10c000, len: 32KiB, dstIoas: vm2, expect: { errno: ENOENT } }'));
       const res = r.runAll();
       expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
-      expect(r.ioasMappings.get('part')).toMatchObject({ buffer: 'g', offset: 40960, len: 8192 });
+      expect(r.ioasMappings.get('part')).toMatchObject({ pieces: [{ buffer: 'g', dmabuf: null, offset: 40960, len: 8192 }], len: 8192 });
       // one area per source area the range meets
       expect(res.steps[9].data).toMatchObject({ iova: 0x400000n, areas: 2 });
-      expect(r.ioasMappings.get('both')).toMatchObject({ buffer: 'g', offset: 16384, len: 32768 });
+      // the two source areas map contiguous bytes of g: one piece
+      expect(r.ioasMappings.get('both')).toMatchObject({ pieces: [{ buffer: 'g', dmabuf: null, offset: 16384, len: 32768 }], len: 32768 });
       expect((res.steps[9].data!.ioas as IoasState).areas.map((a) => [a.iova, a.len, a.mapping])).toEqual([
         [0x2000n, 8192, 'part'], [0x400000n, 16384, 'both'], [0x404000n, 16384, 'both'],
       ]);
@@ -309,6 +310,81 @@ describe('ioas-* steps', () => {
         '{ op: ioas-copy, name: again, srcIoas: vm2, mapping: both, dstIoas: vm1, expect: { errno: ENOENT } }'));
       expect(part.ok, part.steps.map((x) => x.summary).join('\n')).toBe(true);
       expect(part.steps[12].summary).toBe('IOMMU_IOAS_COPY vm2 [0x400000, +32 KiB) (both) -> vm1: ENOENT (0x404000 of [0x400000, 0x407fff] is not mapped in IOAS 4 (a hole after the areas before it))');
+    });
+
+    it('a copy over mappings of two buffers maps a piece of each: device writes through it land in both buffers\' bytes, reads through it and through each source are checked piece by piece, a copy of part of it takes the pieces it covers', () => {
+      // a second buffer h beside g
+      const r = new ScenarioRunner(parseScenario(`${BASE.replace('steps:\n', '  - { name: h, process: vmm, len: 16KiB, backing: anon }\nsteps:\n')}${[
+        '{ op: mmap, buffer: g }',
+        '{ op: mmap, buffer: h }',
+        '{ op: populate, buffer: g }',
+        '{ op: populate, buffer: h }',
+        '{ op: ioas-alloc, name: vm1 }',
+        '{ op: ioas-attach, ioas: vm1, device: nvme0 }',
+        '{ op: ioas-map, name: ma, ioas: vm1, buffer: g, len: 16KiB, iova: 0x100000 }',
+        '{ op: ioas-map, name: mb, ioas: vm1, buffer: h, iova: 0x104000 }',
+        '{ op: ioas-alloc, name: vm2 }',
+        '{ op: ioas-attach, ioas: vm2, device: nic0 }',
+        '{ op: ioas-copy, name: both, srcIoas: vm1, srcIova: 0x100000, len: 32KiB, dstIoas: vm2, dstIova: 0x400000 }',
+        '{ op: device-read, mapping: both }',
+        '{ op: device-write, mapping: both }',
+        '{ op: device-read, mapping: both }',
+        '{ op: device-read, mapping: ma }',
+        '{ op: device-read, mapping: mb }',
+        '{ op: cpu-read, buffer: g, len: 16KiB }',
+        '{ op: cpu-read, buffer: h }',
+        '{ op: ioas-copy, name: mid, srcIoas: vm2, mapping: both, offset: 8KiB, len: 16KiB, dstIoas: vm1, dstIova: 0x200000 }',
+        '{ op: device-write, mapping: mid, offset: 4KiB, len: 8KiB }',
+        '{ op: device-read, mapping: mid }',
+        '{ op: device-read, mapping: both }',
+        '{ op: cpu-read, buffer: h }',
+      ].map((x) => `  - ${x}\n`).join('')}`));
+      const res = r.runAll();
+      expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(r.ioasMappings.get('both')!.pieces).toEqual([
+        { buffer: 'g', dmabuf: null, offset: 0, len: 16384 }, { buffer: 'h', dmabuf: null, offset: 0, len: 16384 },
+      ]);
+      // the populate patterns read through the copy: checked against g's bytes, then h's
+      expect(res.steps[11].data).toMatchObject({ bytes: 32768, checked: 32768, mismatched: 0 });
+      // nic0's write through the copy went to both buffers: the copy, each source and the CPU see it
+      for (const k of [13, 14, 15, 16, 17]) expect(res.steps[k].data, res.steps[k].summary).toMatchObject({ mismatched: 0 });
+      expect(res.steps[13].data).toMatchObject({ checked: 32768 });
+      expect(res.steps[14].data).toMatchObject({ checked: 16384 });
+      expect(res.steps[15].data).toMatchObject({ checked: 16384 });
+      // a copy of the copy's middle: the end of g's piece, the start of h's
+      expect(r.ioasMappings.get('mid')!.pieces).toEqual([
+        { buffer: 'g', dmabuf: null, offset: 8192, len: 8192 }, { buffer: 'h', dmabuf: null, offset: 0, len: 8192 },
+      ]);
+      for (const k of [20, 21, 22]) expect(res.steps[k].data, res.steps[k].summary).toMatchObject({ mismatched: 0 });
+      expect(res.steps[20].data).toMatchObject({ checked: 16384 });
+      expect(res.steps[21].data).toMatchObject({ checked: 32768 });
+    });
+
+    it('a copy over two abutting mappings of one buffer whose bytes are not contiguous (g+32 KiB below g+0) maps two pieces of it: writes through it are checked at both places', () => {
+      const r = new ScenarioRunner(scenario(
+        '{ op: mmap, buffer: g }',
+        '{ op: populate, buffer: g }',
+        '{ op: ioas-alloc, name: vm1 }',
+        '{ op: ioas-attach, ioas: vm1, device: nvme0 }',
+        '{ op: ioas-map, name: hi, ioas: vm1, buffer: g, offset: 32KiB, len: 16KiB, iova: 0x100000 }',
+        '{ op: ioas-map, name: lo, ioas: vm1, buffer: g, len: 16KiB, iova: 0x104000 }',
+        '{ op: ioas-alloc, name: vm2 }',
+        '{ op: ioas-attach, ioas: vm2, device: nic0 }',
+        '{ op: ioas-copy, name: swap, srcIoas: vm1, srcIova: 0x100000, len: 32KiB, dstIoas: vm2 }',
+        '{ op: device-write, mapping: swap }',
+        '{ op: device-read, mapping: swap }',
+        '{ op: device-read, mapping: hi }',
+        '{ op: device-read, mapping: lo }',
+        '{ op: cpu-read, buffer: g }'));
+      const res = r.runAll();
+      expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(r.ioasMappings.get('swap')!.pieces).toEqual([
+        { buffer: 'g', dmabuf: null, offset: 32768, len: 16384 }, { buffer: 'g', dmabuf: null, offset: 0, len: 16384 },
+      ]);
+      expect(res.steps[10].data).toMatchObject({ checked: 32768, mismatched: 0 });
+      expect(res.steps[11].data).toMatchObject({ checked: 16384, mismatched: 0 });
+      expect(res.steps[12].data).toMatchObject({ checked: 16384, mismatched: 0 });
+      expect(res.steps[13].data).toMatchObject({ checked: 65536, mismatched: 0 });
     });
 
     it('ioas-allow-iovas: a range on a reserved region is EADDRINUSE and one with start >= last EINVAL (the old list stays); a range too small refuses a map without an IOVA (ENOSPC), a wider one takes it; a fixed IOVA is not held to them', () => {
@@ -397,10 +473,10 @@ steps:
       expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
       expect(res.steps[15].summary).toMatch(/: ENODEV \(dmabuf:vfio-pci#1 is revoked\)$/);
       expect(res.steps[3].summary).toBe('IOMMU_IOAS_MAP_FILE slice+0 64 KiB into vm: at IOVA 0x200000, mapped as MMIO into 1 domain; vm: HWPT 3 [nic0]; 1 area');
-      expect(r.ioasMappings.get('bar')).toMatchObject({ op: 'ioas-map', buffer: null, dmabuf: 'slice', offset: 0, len: 65536 });
+      expect(r.ioasMappings.get('bar')).toMatchObject({ op: 'ioas-map', pieces: [{ buffer: null, dmabuf: 'slice', offset: 0, len: 65536 }], len: 65536 });
       expect(res.steps[6].data).toMatchObject({ checked: 16384, mismatched: 0 });
       expect(res.steps[7].data).toMatchObject({ bytes: 65536, checked: 16384, mismatched: 0 });
-      expect(r.ioasMappings.get('bar2')).toMatchObject({ op: 'ioas-copy', dmabuf: 'slice', offset: 8192, len: 8192 });
+      expect(r.ioasMappings.get('bar2')).toMatchObject({ op: 'ioas-copy', pieces: [{ buffer: null, dmabuf: 'slice', offset: 8192, len: 8192 }], len: 8192 });
       expect(res.steps[11].data).toMatchObject({ checked: 8192, mismatched: 0 });
       expect(res.leaks.dmaDebugLeaks).toBe(0);
     });

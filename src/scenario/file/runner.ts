@@ -18,7 +18,7 @@ import {
   iommufdIoasUnmap, nvmeProbe, nvmeRemove,
   premapComplete, premapIssue, premapRegisterDmabuf, premapRegisterUserBuffer, premapUnregister, rdmaProbe, rdmaRemove, systemHeapAlloc,
   umemMap, umemMapPinned, vfioPciDmabufExport, type DmaBuf, type Gpu, type GpuImport, type IbDevice, type IbMr, type IbUmem, type Ioas, type NvmeCtrl,
-  type IommufdHwpt, type PremapToken, type SystemHeapBuffer, type UmemMethod,
+  type IoasArea, type IommufdHwpt, type PremapToken, type SystemHeapBuffer, type UmemMethod,
 } from '../../drivers/index.ts';
 import { iommuDmaFlushQueueTick, iommuGetDmaDomain } from '../../iommu/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../../machine/index.ts';
@@ -31,7 +31,7 @@ import { sgAllocTableFromPagesSegment, sgFreeTable, type RangeSource, type SgTab
 import { blockDirectIo, verifyWindows } from '../index.ts';
 import { Shadow, countMismatches } from './shadow.ts';
 import {
-  ScenarioError, type BufferState, type CounterDelta, type DmaSegment, type IoasMappingState, type IoasState, type LeakReport, type MappingState, type PinState,
+  ScenarioError, type BufferState, type CounterDelta, type DmaSegment, type IoasMappingPiece, type IoasMappingState, type IoasState, type LeakReport, type MappingState, type PinState,
   type Scenario, type ScenarioDeviceSetup, type ScenarioIssue, type ScenarioDir, type ScenarioResult, type ScenarioStep, type StepResult,
 } from './types.ts';
 
@@ -103,6 +103,19 @@ function piecesOf(segs: readonly DmaSegment[], off: number, len: number): Array<
   return out;
 }
 
+/**
+ * What a device access goes through: its device, its DMA segments, and the bytes they map in order
+ * (one stretch of a buffer for a map step's mapping; an IOAS mapping's pieces), each with the shadow
+ * of its buffer or dma-buf (undefined: bytes the run does not follow) and its offset there.
+ */
+interface AccessTarget {
+  readonly device: string;
+  readonly segments: readonly DmaSegment[];
+  readonly bytes: ReadonlyArray<{ readonly shadow: Shadow | undefined; readonly offset: number; readonly len: number }>;
+  readonly len: number;
+  readonly live: boolean;
+}
+
 /** What one run of the steps creates, under the file's names: replaced whole by ScenarioRunner.reset(). */
 function freshNamed() {
   return {
@@ -129,6 +142,12 @@ function freshNamed() {
     ioasUnmapped: new Map<string, IoasMappingState>(),
     /** The IOAS object each ioas-map mapping went into (a name may be given to a new IOAS after a destroy). */
     ioasOfMap: new Map<string, Ioas>(),
+    /**
+     * What the first byte of each area an ioas-map or ioas-copy made holds: a buffer's or a dma-buf's
+     * byte (the scenario's side of the kernel's area->pages and iopt_area_start_byte()). A copy reads
+     * its source range's bytes from here, area by area, as iopt_get_pages() walks the source areas.
+     */
+    areaSource: new WeakMap<IoasArea, IoasMappingPiece>(),
     /** Every device an ioas-attach put on each IOAS object. */
     everAttached: new Map<Ioas, Set<string>>(),
   };
@@ -542,6 +561,7 @@ export class ScenarioRunner {
     let what: string;
     let len: number;
     let r: Result<bigint>;
+    const before = new Set(ioas.areas);
     if (s.dmabuf !== undefined) {
       // IOMMU_IOAS_MAP_FILE of the dma-buf's fd (ioas.c: iommufd_ioas_map_file -> iopt_map_file_pages)
       const d = this.named.dmabufs.get(s.dmabuf)!;
@@ -555,10 +575,8 @@ export class ScenarioRunner {
       r = iommufdIoasMap(ioas, this.named.procs.get(b.process)!, b.va + BigInt(off), len, s.iova ?? null, { readable, writeable });
     }
     if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
-    this.addIoasMapping({
-      name: s.name, ioas: s.ioas, op: 'ioas-map', buffer: s.buffer ?? null, dmabuf: s.dmabuf ?? null, offset: off, len, copyOf: null,
-      iova: r.value, readable, writeable, live: true,
-    }, ioas);
+    const pieces = [{ buffer: s.buffer ?? null, dmabuf: s.dmabuf ?? null, offset: off, len }];
+    this.addIoasMapping({ name: s.name, ioas: s.ioas, op: 'ioas-map', pieces, len, copyOf: null, iova: r.value, readable, writeable, live: true }, ioas, before);
     const domains = ioas.hwpts.length;
     const held = s.dmabuf !== undefined
       ? (domains === 0 ? 'no domain yet (mapped at the first attach)' : `mapped as MMIO into ${domains} domain${domains === 1 ? '' : 's'}`)
@@ -569,17 +587,27 @@ export class ScenarioRunner {
     };
   }
 
-  /** Records a mapping an ioas-map or ioas-copy step made in IOAS object `ioas`. */
-  private addIoasMapping(state: IoasMappingState, ioas: Ioas): void {
+  /**
+   * Records a mapping an ioas-map or ioas-copy step made in IOAS object `ioas`, and what the first
+   * byte of each area it made holds (the areas not in `before`, inside its IOVA range).
+   */
+  private addIoasMapping(state: IoasMappingState, ioas: Ioas, before: ReadonlySet<IoasArea>): void {
     this.named.ioasMaps.set(state.name, state);
     this.named.ioasUnmapped.delete(state.name);
     this.named.ioasOfMap.set(state.name, ioas);
+    for (const a of ioas.areas) {
+      if (before.has(a) || a.iova < state.iova || a.iova >= state.iova + BigInt(state.len)) continue;
+      // an area is a window of one iopt_pages: one buffer's or one dma-buf's bytes
+      const p = slicePieces(state.pieces, Number(a.iova - state.iova), a.len);
+      if (p.length === 1 && (p[0].buffer !== null || p[0].dmabuf !== null)) this.named.areaSource.set(a, p[0]);
+    }
   }
 
   /**
    * IOMMU_IOAS_COPY (ioas.c: iommufd_ioas_copy): the source range is a named mapping of the source
-   * IOAS (or the part offset / len pick) or an IOVA range; the new mapping maps what that range maps,
-   * so device accesses through it are checked against the same buffer's (or dma-buf's) bytes.
+   * IOAS (or the part offset / len pick) or an IOVA range; the new mapping maps what that range maps
+   * (pieces of one or more buffers and dma-bufs, in IOVA order), so device accesses through it are
+   * checked against those bytes, piece by piece.
    */
   private ioasCopy(s: Extract<ScenarioStep, { op: 'ioas-copy' }>): Outcome {
     const src = this.named.ioases.get(s.srcIoas)!;
@@ -601,7 +629,7 @@ export class ScenarioRunner {
       len = s.len!;
     }
     // what the range maps, read before the copy (src may be dst: the copy adds areas to it)
-    const from = this.ioasSourceOf(s.srcIoas, src, srcIova, len);
+    const pieces = ioasPiecesAt(src, srcIova, len, this.named.areaSource);
     const access = readable && writeable ? '' : readable ? ' read-only' : writeable ? ' write-only' : ' with no access';
     const what = `IOMMU_IOAS_COPY ${s.srcIoas} [0x${srcIova.toString(16)}, +${formatBytes(len)})${s.mapping !== undefined ? ` (${s.mapping})` : ''} -> ${s.dstIoas}${access}`;
     const before = new Set(dst.areas);
@@ -609,37 +637,15 @@ export class ScenarioRunner {
     if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
     const made = dst.areas.filter((a) => !before.has(a)).length;
     this.addIoasMapping({
-      name: s.name, ioas: s.dstIoas, op: 'ioas-copy', buffer: from?.buffer ?? null, dmabuf: from?.dmabuf ?? null, offset: from?.offset ?? 0, len,
+      name: s.name, ioas: s.dstIoas, op: 'ioas-copy', pieces, len,
       copyOf: { ioas: s.srcIoas, mapping: s.mapping ?? null, iova: srcIova }, iova: r.value, readable, writeable, live: true,
-    }, dst);
+    }, dst, before);
     const domains = dst.hwpts.length;
     const held = domains === 0 ? 'no domain yet (pinned and mapped at the first attach)' : `mapped into ${domains} domain${domains === 1 ? '' : 's'}, sharing the source's pages`;
     return {
       summary: `${what}: at IOVA 0x${r.value.toString(16)}${s.dstIova === undefined ? ' (the IOAS picked it)' : ''} as ${made} area${made === 1 ? '' : 's'}, ${held}; ${this.ioasText(s.dstIoas)}`,
       data: { iova: r.value, areas: made, domains, ioas: this.ioasState(s.dstIoas, dst) },
     };
-  }
-
-  /**
-   * What [iova, iova + len) of a named IOAS maps, read from its live mappings: one buffer's (or one
-   * dma-buf's) contiguous bytes from an offset, or null (a hole, or bytes of several sources).
-   */
-  private ioasSourceOf(name: string, ioas: Ioas, iova: bigint, len: number): { buffer: string | null; dmabuf: string | null; offset: number } | null {
-    const maps = [...this.named.ioasMaps.values()].filter((mp) => mp.ioas === name && this.named.ioasOfMap.get(mp.name) === ioas);
-    const end = iova + BigInt(len);
-    let out: { buffer: string | null; dmabuf: string | null; offset: number } | null = null;
-    let next = 0;
-    for (let at = iova; at < end;) {
-      const mp = maps.find((m) => m.iova <= at && at < m.iova + BigInt(m.len));
-      if (mp === undefined || (mp.buffer === null && mp.dmabuf === null)) return null;
-      const offset = mp.offset + Number(at - mp.iova);
-      if (out === null) out = { buffer: mp.buffer, dmabuf: mp.dmabuf, offset };
-      else if (mp.buffer !== out.buffer || mp.dmabuf !== out.dmabuf || offset !== next) return null;
-      const mEnd = mp.iova + BigInt(mp.len);
-      next = offset + Number((mEnd < end ? mEnd : end) - at);
-      at = mEnd;
-    }
-    return out;
   }
 
   /** IOMMU_IOAS_ALLOW_IOVAS (ioas.c: iommufd_ioas_allow_iovas): the IOAS's allowed ranges replaced, or the model's errno. */
@@ -1146,13 +1152,15 @@ export class ScenarioRunner {
    * What a device access goes through: a map step's mapping (its device, its DMA segments), or an
    * ioas-map mapping (one IOVA range; the device named, else the IOAS's one attached device).
    */
-  private accessTarget(name: string, device: string | undefined):
-    { device: string; segments: readonly DmaSegment[]; shadow: Shadow | undefined; offset: number; len: number; live: boolean } | { failure: string } {
+  private accessTarget(name: string, device: string | undefined): AccessTarget | { failure: string } {
     // a live mapping first (a name may be reused by the other kind after an unmap)
     const im = this.named.maps.has(name) ? undefined : this.named.ioasMaps.get(name) ?? this.named.ioasUnmapped.get(name);
     if (im === undefined) {
       const mp = this.named.maps.get(name)?.state ?? this.named.unmapped.get(name)!;
-      return { ...mp, shadow: this.named.shadows.get(mp.buffer), live: this.named.maps.has(name) };
+      return {
+        device: mp.device, segments: mp.segments, len: mp.len, live: this.named.maps.has(name),
+        bytes: [{ shadow: this.named.shadows.get(mp.buffer), offset: mp.offset, len: mp.len }],
+      };
     }
     let devName = device;
     if (devName === undefined) {
@@ -1167,9 +1175,13 @@ export class ScenarioRunner {
       }
       devName = on[0].name;
     }
-    // the bytes it maps: a buffer's, a dma-buf's, or (a copy of a range of several) none the run follows
-    const shadow = im.buffer !== null ? this.named.shadows.get(im.buffer) : im.dmabuf !== null ? this.named.dmabufs.get(im.dmabuf)?.shadow : undefined;
-    return { device: devName, segments: [{ dmaAddr: im.iova, len: im.len }], shadow, offset: im.offset, len: im.len, live: im.live };
+    // the bytes it maps, piece by piece (a copy may map several buffers' and dma-bufs'): a piece of
+    // neither is bytes the run does not follow
+    const bytes = im.pieces.map((p) => ({
+      shadow: p.buffer !== null ? this.named.shadows.get(p.buffer) : p.dmabuf !== null ? this.named.dmabufs.get(p.dmabuf)?.shadow : undefined,
+      offset: p.offset, len: p.len,
+    }));
+    return { device: devName, segments: [{ dmaAddr: im.iova, len: im.len }], bytes, len: im.len, live: im.live };
   }
 
   private deviceAccess(kind: 'read' | 'write', name: string, device: string | undefined, offset: number | undefined, len: number | undefined, pattern: number): Outcome {
@@ -1178,7 +1190,6 @@ export class ScenarioRunner {
     const dev = this.dev(mp.device);
     const off = offset ?? 0;
     const n = len ?? mp.len - off;
-    const shadow = mp.shadow;
     const windows: Array<[number, number]> = len === undefined && n > SAMPLE_ABOVE ? verifyWindows(n, 16, 4096).map(([o, l]) => [off + o, l]) : [[off, n]];
     const sampled = windows.length > 1 ? ` (${windows.length} sampled 4 KiB windows)` : '';
     const stale = !mp.live ? ' after unmap' : '';
@@ -1203,12 +1214,25 @@ export class ScenarioRunner {
         at += pn;
         moved += pn;
       }
-      if (kind === 'read' && shadow) {
-        const c = countMismatches(got, shadow.expected(mp.offset + wo, wl));
-        checked += c.checked;
-        bad += c.bad;
-      } else if (kind === 'write' && shadow) {
-        shadow.write(mp.offset + wo, wl, (seed + wo) >>> 0);
+      // check (or record) the window's bytes against each stretch of the mapping it meets
+      let written: Shadow | null = null;
+      for (let pos = 0, k = 0; k < mp.bytes.length; pos += mp.bytes[k].len, k++) {
+        const p = mp.bytes[k];
+        const a = Math.max(pos, wo);
+        const b = Math.min(pos + p.len, wo + wl);
+        if (a >= b || p.shadow === undefined) continue;
+        if (kind === 'read') {
+          const c = countMismatches(got.subarray(a - wo, b - wo), p.shadow.expected(p.offset + (a - pos), b - a));
+          checked += c.checked;
+          bad += c.bad;
+        } else {
+          // the window's pattern as the device wrote it, its part [a, b) into the piece's bytes
+          if (written === null) {
+            written = new Shadow();
+            written.write(0, wl, (seed + wo) >>> 0);
+          }
+          p.shadow.copyFrom(written, a - wo, p.offset + (a - pos), b - a);
+        }
       }
     }
     if (kind === 'write') return { summary: `${mp.device} DMA write${stale} of ${formatBytes(moved)} through ${name}${sampled}: pattern ${pattern}`, data: { bytes: moved } };
@@ -1359,6 +1383,53 @@ function coveredByAreas(ioas: Ioas, iova: bigint, len: number): boolean {
     if (at >= end) return true;
   }
   return at >= end;
+}
+
+/** Pushes piece p after the pieces in `out`, made one with the last when it continues its bytes (or both are bytes the run does not follow). */
+function pushPiece(out: IoasMappingPiece[], p: IoasMappingPiece): void {
+  const last = out[out.length - 1];
+  const known = p.buffer !== null || p.dmabuf !== null;
+  if (last !== undefined && last.buffer === p.buffer && last.dmabuf === p.dmabuf && (!known || last.offset + last.len === p.offset)) {
+    out[out.length - 1] = { ...last, len: last.len + p.len };
+  } else out.push(p);
+}
+
+/** The pieces of [off, off + len) of a mapping whose bytes are `pieces` (in IOVA order). */
+function slicePieces(pieces: readonly IoasMappingPiece[], off: number, len: number): IoasMappingPiece[] {
+  const out: IoasMappingPiece[] = [];
+  let pos = 0;
+  for (const p of pieces) {
+    const a = Math.max(pos, off);
+    const b = Math.min(pos + p.len, off + len);
+    if (a < b) pushPiece(out, { ...p, offset: p.buffer !== null || p.dmabuf !== null ? p.offset + (a - pos) : 0, len: b - a });
+    pos += p.len;
+  }
+  return out;
+}
+
+/**
+ * What [iova, iova + len) of an IOAS maps, in IOVA order, walked as io_pagetable.c:
+ * iopt_get_pages() walks it for IOMMU_IOAS_COPY: each area covering the range from where the range
+ * meets it (iopt_area_start_byte), read from `sources` (what the first byte of each area the steps
+ * made holds). Bytes of an area no step made, and a hole (the copy is then ENOENT), are a piece of
+ * neither buffer nor dma-buf; pieces continuing one buffer's (or dma-buf's) bytes are one.
+ */
+function ioasPiecesAt(ioas: Ioas, iova: bigint, len: number, sources: WeakMap<IoasArea, IoasMappingPiece>): IoasMappingPiece[] {
+  const out: IoasMappingPiece[] = [];
+  const end = iova + BigInt(len);
+  for (let at = iova; at < end;) {
+    const a = ioas.areas.find((x) => x.iova <= at && at < x.iova + BigInt(x.len));
+    let stop = end;
+    if (a === undefined) {
+      // a hole, up to the next area
+      for (const x of ioas.areas) if (x.iova > at && x.iova < stop) stop = x.iova;
+    } else if (a.iova + BigInt(a.len) < end) stop = a.iova + BigInt(a.len);
+    const n = Number(stop - at);
+    const src = a !== undefined ? sources.get(a) : undefined;
+    pushPiece(out, src !== undefined ? { ...src, offset: src.offset + Number(at - a!.iova), len: n } : { buffer: null, dmabuf: null, offset: 0, len: n });
+    at = stop;
+  }
+  return out;
 }
 
 /** Where an iommufd import maps a dma-buf in its IOAS. */

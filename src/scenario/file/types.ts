@@ -209,6 +209,18 @@ export interface MappingState {
 }
 
 /**
+ * A stretch of the bytes an IOAS mapping maps, in IOVA order: `len` bytes of a buffer (IOMMU_IOAS_MAP)
+ * or of a dma-buf (IOMMU_IOAS_MAP_FILE) from `offset`; neither set for bytes the run does not follow
+ * (an area no ioas-map of the scenario made).
+ */
+export interface IoasMappingPiece {
+  readonly buffer: string | null;
+  readonly dmabuf: string | null;
+  readonly offset: number;
+  readonly len: number;
+}
+
+/**
  * A mapping an ioas-map step made (a buffer range, IOMMU_IOAS_MAP; or a dma-buf slice,
  * IOMMU_IOAS_MAP_FILE) or an ioas-copy step made (IOMMU_IOAS_COPY of such memory): at an IOVA of an IOAS.
  */
@@ -218,13 +230,12 @@ export interface IoasMappingState {
   /** The step that made it. */
   readonly op: 'ioas-map' | 'ioas-copy';
   /**
-   * The buffer whose bytes it maps, or the dma-buf (one is set; neither for a copy of a source range
-   * whose bytes are not one contiguous range of one of them); the offset of the first mapped byte
-   * in it, and the bytes mapped.
+   * What it maps, in IOVA order, their lengths adding up to len: one piece for an ioas-map; for a
+   * copy, what the source range mapped (io_pagetable.c: iopt_get_pages takes one iopt_pages window per
+   * source area): one piece per stretch of one buffer's (or one dma-buf's) contiguous bytes, so a copy
+   * over mappings of two buffers, or of one buffer's bytes out of order, has several.
    */
-  readonly buffer: string | null;
-  readonly dmabuf: string | null;
-  readonly offset: number;
+  readonly pieces: readonly IoasMappingPiece[];
   readonly len: number;
   /** ioas-copy: the source mapping when the copy named one (else null), and the source IOAS. */
   readonly copyOf: { readonly ioas: string; readonly mapping: string | null; readonly iova: bigint } | null;

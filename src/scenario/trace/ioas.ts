@@ -11,7 +11,7 @@ import { memoryAt } from './cpu.ts';
 import { reachesByte, traceDevice, traceIommuDomain } from './device.ts';
 import type { IoasDeviceTrace, IoasHwptTrace, IoasViewTrace } from './types.ts';
 
-/** An IOAS mapping (ioas-map) of (part of) a buffer. */
+/** An IOAS mapping (ioas-map) of (part of) a buffer, or a piece of a buffer an ioas-copy maps (a copy may map several). */
 export interface TraceIoasMapping {
   readonly name: string;
   /** The IOAS's name in the scenario. */

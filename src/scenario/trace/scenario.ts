@@ -26,17 +26,28 @@ export function mappingsOf(runner: ScenarioRunner, name: string, opts: TraceBuff
   return out;
 }
 
-/** The IOAS mappings (ioas-map) of buffer `name`: live ones in mapping order, then (opts.unmapped) those after their ioas-unmap. */
+/**
+ * The IOAS mappings (ioas-map, ioas-copy) of buffer `name`: live ones in mapping order, then
+ * (opts.unmapped) those after their ioas-unmap. A copy over several buffers (or over one buffer's
+ * bytes out of order) is listed once per piece of this buffer it maps, each at its offset in the
+ * buffer and its IOVA.
+ */
 export function ioasMappingsOf(runner: ScenarioRunner, name: string, opts: TraceBufferOptions = {}): TraceIoasMapping[] {
   const out: TraceIoasMapping[] = [];
   for (const m of runner.ioasMappings.values()) {
-    if (m.buffer !== name || (!m.live && opts.unmapped !== true)) continue;
+    if (!m.live && opts.unmapped !== true) continue;
     // the IOAS the mapping went into (a later IOAS may have its name)
     const obj = runner.ioasObjectOfMapping(m.name);
-    out.push({
-      name: m.name, ioas: m.ioas, object: obj !== undefined && obj.alive ? obj : null, offset: m.offset, len: m.len, iova: m.iova,
-      unmapped: !m.live, detached: obj !== undefined ? runner.ioasDetachedDevices(obj) : [],
-    });
+    let at = 0;
+    for (const p of m.pieces) {
+      if (p.buffer === name) {
+        out.push({
+          name: m.name, ioas: m.ioas, object: obj !== undefined && obj.alive ? obj : null, offset: p.offset, len: p.len, iova: m.iova + BigInt(at),
+          unmapped: !m.live, detached: obj !== undefined ? runner.ioasDetachedDevices(obj) : [],
+        });
+      }
+      at += p.len;
+    }
   }
   // live first, as the device mappings
   return [...out.filter((m) => m.unmapped !== true), ...out.filter((m) => m.unmapped === true)];
