@@ -387,6 +387,20 @@ describe('ioas-* steps', () => {
       expect(res.steps[13].data).toMatchObject({ checked: 65536, mismatched: 0 });
     });
 
+    it('a range unmap of only the second area of a two-area copy unmaps the copy: it no longer maps all its bytes, and its first area belongs to no mapping', () => {
+      const r = new ScenarioRunner(scenario(...TWO,
+        '{ op: ioas-unmap, ioas: vm1, mapping: ram }',
+        '{ op: ioas-map, name: lo, ioas: vm1, buffer: g, len: 32KiB, iova: 0x100000 }',
+        '{ op: ioas-map, name: hi, ioas: vm1, buffer: g, offset: 32KiB, len: 32KiB, iova: 0x108000 }',
+        '{ op: ioas-copy, name: both, srcIoas: vm1, srcIova: 0x104000, len: 32KiB, dstIoas: vm2, dstIova: 0x400000 }',
+        '{ op: ioas-unmap, ioas: vm2, iova: 0x404000, len: 16KiB }'));
+      const res = r.runAll();
+      expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      expect(res.steps[11].summary).toBe('IOMMU_IOAS_UNMAP vm2 [0x404000, +16 KiB): 16 KiB unmapped from every domain (both); vm2: HWPT 6 [nic0]; 1 area');
+      expect(r.ioasMappings.get('both')!.live).toBe(false);
+      expect((res.steps[11].data!.ioas as IoasState).areas.map((a) => [a.iova, a.len, a.mapping])).toEqual([[0x400000n, 16384, null]]);
+    });
+
     it('ioas-allow-iovas: a range on a reserved region is EADDRINUSE and one with start >= last EINVAL (the old list stays); a range too small refuses a map without an IOVA (ENOSPC), a wider one takes it; a fixed IOVA is not held to them', () => {
       const res = runScenario(scenario(...TWO,
         '{ op: ioas-allow-iovas, ioas: vm2, ranges: [{ start: 0x400000, last: 0x40ffff }] }',
