@@ -415,7 +415,7 @@ describe('ioas-* steps', () => {
         '{ op: device-read, mapping: b }'));
       expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
       expect(res.steps[7].summary).toBe('IOMMU_IOAS_ALLOW_IOVAS vm2 [0x400000, 0x40ffff]: IOVAs the IOAS picks come from this range only');
-      expect(res.steps[7].data).toEqual({ allowed: [{ start: 0x400000n, last: 0x40ffffn }] });
+      expect(res.steps[7].data).toMatchObject({ allowed: [{ start: 0x400000n, last: 0x40ffffn }], ioas: { name: 'vm2', devices: ['nic0'], areas: [] } });
       expect(res.steps[8].summary).toBe("IOMMU_IOAS_ALLOW_IOVAS vm2 [0xfee00000, 0xfeefffff]: EADDRINUSE ([0xfee00000, 0xfeefffff] meets nic0's reserved region [0xfee00000, 0xfeefffff])");
       expect(res.steps[9].summary).toBe('IOMMU_IOAS_ALLOW_IOVAS vm2 [0x500000, 0x500000]: EINVAL (ranges[0] [0x500000, 0x500000] does not have start < last)');
       expect(res.steps[10].data).toMatchObject({ iova: 0x400000n });
@@ -434,13 +434,42 @@ describe('ioas-* steps', () => {
         '{ op: ioas-iova-ranges, ioas: vm, numIovas: 1, expect: { errno: EMSGSIZE } }'));
       expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
       expect(res.steps[1].summary).toBe('IOMMU_IOAS_IOVA_RANGES vm: 1 usable range [0x0, 0xffffffffffffffff]; IOVA alignment 1 byte (no domain yet)');
-      expect(res.steps[1].data).toEqual({ ranges: [{ start: 0n, last: (1n << 64n) - 1n }], numIovas: 1, iovaAlignment: 1 });
+      expect(res.steps[1].data).toEqual({
+        ranges: [{ start: 0n, last: (1n << 64n) - 1n }], numIovas: 1, iovaAlignment: 1, ioas: { name: 'vm', devices: [], hwpts: [], areas: [], iovaAlignment: 1 },
+      });
       // the domain's aperture (48 bits) and nvme0's MSI window
       expect(res.steps[3].summary).toBe('IOMMU_IOAS_IOVA_RANGES vm: 2 usable ranges [0x0, 0xfedfffff], [0xfef00000, 0x7fffffffffff]; IOVA alignment 4 KiB');
-      expect(res.steps[3].data).toEqual({ ranges: [{ start: 0n, last: 0xfedfffffn }, { start: 0xfef00000n, last: 0x7fffffffffffn }], numIovas: 2, iovaAlignment: 4096 });
+      expect(res.steps[3].data).toMatchObject({ ranges: [{ start: 0n, last: 0xfedfffffn }, { start: 0xfef00000n, last: 0x7fffffffffffn }], numIovas: 2, iovaAlignment: 4096, ioas: { name: 'vm', devices: ['nvme0'] } });
       expect(res.steps[4].errno).toBe('EMSGSIZE');
       expect(res.steps[4].summary).toBe('IOMMU_IOAS_IOVA_RANGES vm (room for 1): EMSGSIZE (IOAS 1 has 2 usable IOVA ranges, the array holds 1): 2 usable ranges [0x0, 0xfedfffff] (1 more not written); IOVA alignment 4 KiB');
-      expect(res.steps[4].data).toEqual({ ranges: [{ start: 0n, last: 0xfedfffffn }], numIovas: 2, iovaAlignment: 4096 });
+      expect(res.steps[4].data).toMatchObject({ ranges: [{ start: 0n, last: 0xfedfffffn }], numIovas: 2, iovaAlignment: 4096, ioas: { name: 'vm' } });
+    });
+    it('the data of every ioas-* step carries the IOAS as it is after it (docs/cli.md says so), but ioas-destroy\'s: the IOAS is gone', () => {
+      const r = new ScenarioRunner(scenario(...TWO,
+        '{ op: ioas-iova-ranges, ioas: vm2 }',
+        '{ op: ioas-allow-iovas, ioas: vm2, ranges: [{ start: 0x400000, last: 0x40ffff }] }',
+        '{ op: ioas-copy, name: ram2, srcIoas: vm1, mapping: ram, dstIoas: vm2 }',
+        '{ op: ioas-unmap, ioas: vm2, mapping: ram2 }',
+        '{ op: ioas-detach, device: nic0 }',
+        '{ op: ioas-destroy, ioas: vm2 }'));
+      const res = r.runAll();
+      expect(res.ok, res.steps.map((x) => x.summary).join('\n')).toBe(true);
+      const steps = r.scenario.steps;
+      const ops = new Set<string>();
+      for (const x of res.steps) {
+        const s = steps[x.index] as { op: string; ioas?: string; dstIoas?: string; device?: string };
+        if (!s.op.startsWith('ioas-')) continue;
+        ops.add(s.op);
+        if (s.op === 'ioas-destroy') {
+          expect(x.data, x.summary).toBeUndefined();
+          continue;
+        }
+        const name = s.op === 'ioas-alloc' ? (s as unknown as { name: string }).name : s.op === 'ioas-detach' ? 'vm2' : s.dstIoas ?? s.ioas;
+        expect((x.data as { ioas?: IoasState } | undefined)?.ioas?.name, `${s.op}: ${x.summary}`).toBe(name);
+      }
+      expect([...ops].sort()).toEqual([
+        'ioas-alloc', 'ioas-allow-iovas', 'ioas-attach', 'ioas-copy', 'ioas-destroy', 'ioas-detach', 'ioas-iova-ranges', 'ioas-map', 'ioas-unmap',
+      ]);
     });
   });
 

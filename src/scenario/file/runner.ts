@@ -648,7 +648,7 @@ export class ScenarioRunner {
     };
   }
 
-  /** IOMMU_IOAS_ALLOW_IOVAS (ioas.c: iommufd_ioas_allow_iovas): the IOAS's allowed ranges replaced, or the model's errno. */
+  /** IOMMU_IOAS_ALLOW_IOVAS (ioas.c: iommufd_ioas_allow_iovas): the IOAS's allowed ranges replaced (the data: them and the IOAS), or the model's errno. */
   private ioasAllowIovas(name: string, ranges: ReadonlyArray<{ start: bigint; last: bigint }>): Outcome {
     const ioas = this.named.ioases.get(name)!;
     const what = `IOMMU_IOAS_ALLOW_IOVAS ${name} ${ranges.length === 0 ? '(no range)' : rangesText(ranges)}`;
@@ -656,11 +656,11 @@ export class ScenarioRunner {
     if (!r.ok) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
     return {
       summary: `${what}: ${ranges.length === 0 ? 'no restriction: IOVAs the IOAS picks may be anywhere it has room' : `IOVAs the IOAS picks come from ${ranges.length === 1 ? 'this range' : 'these ranges'} only`}`,
-      data: { allowed: ioas.allowed.map((x) => ({ start: x.start, last: x.last })) },
+      data: { allowed: ioas.allowed.map((x) => ({ start: x.start, last: x.last })), ioas: this.ioasState(name, ioas) },
     };
   }
 
-  /** IOMMU_IOAS_IOVA_RANGES (ioas.c: iommufd_ioas_iova_ranges): the usable ranges and the alignment, shown in the line and the data. */
+  /** IOMMU_IOAS_IOVA_RANGES (ioas.c: iommufd_ioas_iova_ranges): the usable ranges and the alignment, shown in the line and the data (with the IOAS, as every ioas-* step's). */
   private ioasIovaRanges(name: string, numIovas: number | undefined): Outcome {
     const ioas = this.named.ioases.get(name)!;
     const what = `IOMMU_IOAS_IOVA_RANGES ${name}${numIovas !== undefined ? ` (room for ${formatCount(numIovas)})` : ''}`;
@@ -668,7 +668,9 @@ export class ScenarioRunner {
     // EMSGSIZE: the kernel wrote the count, the alignment and the ranges that fit before failing
     if (!r.ok && !('out' in r)) return { summary: `${what}: ${r.errno}${r.message ? ` (${r.message})` : ''}`, errno: r.errno };
     const out = r.ok ? r.value : r.out;
-    const data = { ranges: out.ranges.map((x) => ({ start: x.start, last: x.last })), numIovas: out.numIovas, iovaAlignment: out.iovaAlignment };
+    const data = {
+      ranges: out.ranges.map((x) => ({ start: x.start, last: x.last })), numIovas: out.numIovas, iovaAlignment: out.iovaAlignment, ioas: this.ioasState(name, ioas),
+    };
     const list = `${formatCount(out.numIovas)} usable range${out.numIovas === 1 ? '' : 's'}${out.ranges.length > 0 ? ` ${rangesText(out.ranges)}` : ''}`;
     const more = out.ranges.length < out.numIovas ? ` (${formatCount(out.numIovas - out.ranges.length)} more not written)` : '';
     const text = `${list}${more}; IOVA alignment ${out.iovaAlignment === 1 ? '1 byte (no domain yet)' : formatBytes(out.iovaAlignment)}`;
