@@ -131,6 +131,14 @@ describe('phyr help', () => {
     for (const op of STEP_OPS) expect(r.out).toMatch(new RegExp(`^ {2}${op}: `, 'm'));
   });
 
+  it('help run lists every step op of the schema (the list is STEP_OPS, so it cannot miss a new one), each line at most 100 characters', () => {
+    const out = cli(['help', 'run']).out;
+    const list = /steps \(([^)]*)\)/.exec(out.replace(/\n/g, ' '));
+    expect(list).not.toBeNull();
+    expect(list![1].split(', ')).toEqual(STEP_OPS);
+    for (const l of out.split('\n')) expect(l.length, l).toBeLessThanOrEqual(100);
+  });
+
   it('help <op>, help <command>; an unknown topic is a usage error', () => {
     expect(cli(['help', 'map']).out).toMatch(/^map: .*\n {4}name: text/);
     expect(cli(['help', 'ioas-map']).out).toMatch(/^ioas-map: IOMMU_IOAS_MAP .*\n {4}name: text .*\n {4}ioas: text -- IOAS name\n {4}buffer\?: text .*\n {4}dmabuf\?: text -- dma-buf name/);

@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { ScenarioError, formatScenarioResult, parseScenario, runScenario, scenarioJson, type Scenario } from '../scenario/file/index.ts';
+import { STEP_OPS, ScenarioError, formatScenarioResult, parseScenario, runScenario, scenarioJson, type Scenario } from '../scenario/file/index.ts';
+import { wrapWords } from './format.ts';
 
 /** Exit code of a run that stopped at a step that did not meet its expectation. */
 export const EXIT_RUN_FAILED = 1;
@@ -40,13 +41,16 @@ export function parseSeedArg(v: string): number {
   return n;
 }
 
-const RUN_HELP_AFTER = `
-The file names a machine (the createMachine config), optional named configs, processes, buffers and
-steps (mmap, populate, cpu-write, cpu-read, pin, unpin, map, sync, device-read, device-write, unmap,
-wait, block-write, block-read, rdma-reg-mr, rdma-write, rdma-dereg-mr, dmabuf-export, dmabuf-import,
-dmabuf-write, dmabuf-read, dmabuf-revoke). "phyr help scenario" lists every field; "phyr help steps" every step;
-"phyr help <op>" one step. Examples are in examples/ (each with its expected output beside it).
+/**
+ * The text after `phyr run --help`. The step ops are the schema's (STEP_OPS, the ops a file may
+ * use), so the list follows a new step without an edit here.
+ */
+export function runHelpAfter(): string {
+  const intro = `The file names a machine (the createMachine config), optional named configs, processes, buffers and steps (${STEP_OPS.join(', ')}). "phyr help scenario" lists every field; "phyr help steps" every step; "phyr help <op>" one step. Examples are in examples/ (each with its expected output beside it).`;
+  return `\n${wrapWords(intro, 100).join('\n')}\n${RUN_HELP_REST}`;
+}
 
+const RUN_HELP_REST = `
 Output: one block per step (its result, the events it logged, its counter deltas), then the run's
 counters, what teardown had to undo and dma-debug's leak check. A step may expect a failure
 (expect: { errno: ENOMEM }), an event or byte mismatches; a step that does not meet its expectation
@@ -66,7 +70,7 @@ export function addRunCommand(program: Command, io: ScenarioCliIo): void {
     .option('--json', 'print the full result as JSON (bigints as hex strings)', false)
     .option('--config <name>', 'run with one of the file\'s configs applied')
     .option('--seed <n>', 'seed of the machine and the byte patterns (default: machine.seed, else 1)', parseSeedArg)
-    .addHelpText('after', RUN_HELP_AFTER)
+    .addHelpText('after', runHelpAfter())
     .action((file: string, o: { json: boolean; config?: string; seed?: number }) => {
       try {
         const { scenario } = loadScenarioFile(file);
