@@ -1,4 +1,5 @@
 // phyr run, phyr sweep and phyr help's scenario reference, through the CLI.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCliAsync } from '../src/cli/program.ts';
@@ -137,6 +138,17 @@ describe('phyr help', () => {
     expect(list).not.toBeNull();
     expect(list![1].split(', ')).toEqual(STEP_OPS);
     for (const l of out.split('\n')) expect(l.length, l).toBeLessThanOrEqual(100);
+  });
+
+  it('ioas-map\'s dmabuf: phyr help and docs/cli.md name the same errnos (EOPNOTSUPP for a non-VFIO dma-buf, ENODEV for a revoked one and before the first attach)', () => {
+    const help = /^ {4}dmabuf\?: .*$/m.exec(cli(['help', 'ioas-map']).out)![0];
+    const row = readFileSync(join(import.meta.dirname, '..', 'docs', 'cli.md'), 'utf8').split('\n').find((l) => l.startsWith('| `ioas-map` |'))!;
+    const errnos = (t: string): string[] => [...new Set(t.match(/\bE[A-Z]{3,}\b/g) ?? [])].sort();
+    expect(errnos(help)).toEqual(['ENODEV', 'EOPNOTSUPP']);
+    expect(errnos(row.slice(row.indexOf('`dmabuf`')))).toEqual(errnos(help));
+    expect(help).toMatch(/EOPNOTSUPP for a system-heap one/);
+    expect(help).toMatch(/not a revoked one \(ENODEV/);
+    expect(help).toMatch(/ENODEV before the first ioas-attach/);
   });
 
   it('help <op>, help <command>; an unknown topic is a usage error', () => {

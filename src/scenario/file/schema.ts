@@ -402,7 +402,7 @@ export const STEP_SCHEMAS = {
     name: name('mapping name (device-read, device-write and ioas-unmap name it)'),
     ioas: z.string().describe('IOAS name'),
     buffer: z.string().optional().describe('buffer name (or give dmabuf)'),
-    dmabuf: z.string().optional().describe('dma-buf name (dmabuf-export; instead of buffer): IOMMU_IOAS_MAP_FILE of its slice [offset, +len); iommufd takes VFIO dma-bufs only (EOPNOTSUPP for another exporter)'),
+    dmabuf: z.string().optional().describe('dma-buf name (dmabuf-export; instead of buffer): IOMMU_IOAS_MAP_FILE of its slice [offset, +len); iommufd takes VFIO dma-bufs only (EOPNOTSUPP for a system-heap one), not a revoked one (ENODEV, vfio_pci_dma_buf_iommufd_map), and in the model the attachment needs a device attached to the IOAS (ENODEV before the first ioas-attach; the kernel attaches for iommufd_global_device())'),
     offset: size('byte offset into the buffer or dma-buf (default 0)').optional(),
     len: size('bytes (default: to the end)').optional(),
     iova: bigSize('IOVA to map at (IOMMU_IOAS_MAP_FIXED_IOVA; default: the IOAS picks one, iopt_alloc_iova)').optional(),
@@ -442,7 +442,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'ioas-iova-ranges': z.strictObject({
-    op: z.literal('ioas-iova-ranges').describe("IOMMU_IOAS_IOVA_RANGES: the IOVA ranges a map may use now (what the domains' apertures and the attached devices' reserved regions leave, lowest first) and the IOVA alignment; shown in the step's line and data (ranges, numIovas, iovaAlignment)"),
+    op: z.literal('ioas-iova-ranges').describe("IOMMU_IOAS_IOVA_RANGES: the IOVA ranges a map may use now (what the domains' apertures and the attached devices' reserved regions leave, lowest first) and the IOVA alignment; shown in the step's line and data (ranges, numIovas, iovaAlignment, and the IOAS)"),
     ioas: z.string().describe('IOAS name'),
     numIovas: int("ranges the caller's array holds (cmd->num_iovas; default: every one); fewer than there are is EMSGSIZE, the total and the alignment still reported", 0, 0xffffffff).optional(),
     ...common,
