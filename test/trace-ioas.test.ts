@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { unwrap } from '../src/base/index.ts';
 import { iommuIovaToPhys } from '../src/iommu/index.ts';
 import { ScenarioRunner, parseScenario } from '../src/scenario/file/index.ts';
-import { hexBytes, ioasMappingsOf, traceBuffer, type ByteTrace, type IoasViewTrace } from '../src/scenario/trace/index.ts';
+import { hexBytes, ioasMappingsOf, renderTrace, traceBuffer, type ByteTrace, type IoasViewTrace } from '../src/scenario/trace/index.ts';
 
 const REPO = join(import.meta.dirname, '..');
 const SHARED = join(REPO, 'examples', 'iommufd-shared-ioas.yaml');
@@ -110,6 +110,23 @@ describe('the trace of an IOAS mapping', () => {
     expect(nic.access.fault).toMatch(/no translation/);
     checkIoasView(r, 'guest', t, v);
     expect(r.machine.device('nic0').dmaRead(v.iova, 1).ok).toBe(false);
+  });
+
+  it('a device a replace moved to another IOAS is listed as detached from the first, naming where it is now; its DMA there walks the new domain', () => {
+    const text = shared.replace(/steps:\n[\s\S]*$/, `steps:
+  - { op: mmap, buffer: guest }
+  - { op: populate, buffer: guest }
+  - { op: ioas-alloc, name: vm }
+  - { op: ioas-attach, ioas: vm, device: nvme0 }
+  - { op: ioas-map, name: ram, ioas: vm, buffer: guest, iova: 0x100000 }
+  - { op: ioas-alloc, name: vm2 }
+  - { op: ioas-attach, ioas: vm2, device: nvme0 }
+`);
+    const r = after(text, 6);
+    const v = traceBuffer(r, 'guest', 0).runs[0].ioas[0];
+    expect(v.hwpts).toEqual([]);
+    expect(v.detached.map((d) => [d.device, d.nowOn, d.agrees])).toEqual([['nvme0', 'vm2', false]]);
+    expect(renderTrace(traceBuffer(r, 'guest', 0))).toContain('nvme0 detached from vm (an earlier step attached it; now on vm2): its DMA at the IOVA now:');
   });
 
   it('after the unmap: no IOAS layer; --unmapped shows the old IOVA walked to an empty entry, no device reaching the byte', () => {

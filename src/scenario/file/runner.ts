@@ -209,6 +209,23 @@ export class ScenarioRunner {
   /** The IOAS object an ioas-map mapping went into (destroyed or not: not alive then), or undefined for another name. */
   ioasObjectOfMapping(name: string): Ioas | undefined { return this.named.ioasOfMap.get(name); }
   /** The devices an ioas-attach put on this IOAS object that are no longer attached to it (all of them once it is destroyed). */
+  /**
+   * What the scenario calls a live IOAS: its name (ioas-alloc), or for the IOAS of an iommufd
+   * dma-buf import "dma-buf import <name>'s IOAS"; undefined for one the run does not know.
+   */
+  ioasNameOf(ioas: Ioas): string | undefined {
+    const named = [...this.named.ioases].find(([, v]) => v === ioas)?.[0];
+    if (named !== undefined) return named;
+    const imp = [...this.named.imports].find(([, v]) => v.ioas === ioas)?.[0];
+    return imp !== undefined ? `dma-buf import ${imp}'s IOAS` : undefined;
+  }
+
+  /** The IOAS a device is attached to now, as ioasNameOf names it, or undefined. */
+  ioasNameOfDevice(devName: string): string | undefined {
+    const ioas = iommufdIoasOf(this.m.device(devName));
+    return ioas !== null && ioas.hwpts.some((h) => h.devices.some((d) => d.name === devName)) ? this.ioasNameOf(ioas) : undefined;
+  }
+
   ioasDetachedDevices(ioas: Ioas): string[] {
     const now = new Set(ioas.alive ? ioas.devices.map((d) => d.name) : []);
     return [...this.named.everAttached.get(ioas) ?? []].filter((d) => !now.has(d));
@@ -489,9 +506,7 @@ export class ScenarioRunner {
     const before = new Set(ioas.hwpts);
     // an attached device is replaced (VFIO_DEVICE_ATTACH_IOMMUFD_PT -> iommufd_device_replace): it is bound already
     const from = iommufdIoasOf(dev);
-    const importOf = from !== null ? [...this.named.imports].find(([, v]) => v.ioas === from)?.[0] : undefined;
-    const fromName = from === null ? undefined
-      : [...this.named.ioases].find(([, v]) => v === from)?.[0] ?? (importOf !== undefined ? `dma-buf import ${importOf}'s IOAS` : undefined);
+    const fromName = from === null ? undefined : this.ioasNameOf(from);
     const fromHwpt = from !== null ? from.hwpts.find((x) => x.devices.includes(dev)) ?? null : null;
     let own: IommufdHwpt | null = null;
     if (hwpt === 'own') {

@@ -128,7 +128,8 @@ function ioasLines(v: IoasViewTrace): string[] {
     for (const d of h.devices) out.push(...hwptDeviceLines(d, v.unmapped));
   }
   for (const d of v.detached) {
-    out.push(`        ${d.device} detached from ${v.ioas} (an earlier step attached it): its DMA at the IOVA now:`);
+    const now = d.nowOn !== undefined ? `; now on ${d.nowOn}` : '';
+    out.push(`        ${d.device} detached from ${v.ioas} (an earlier step attached it${now}): its DMA at the IOVA now:`);
     // its route indented under the line that names it, as an attached device's own route is
     out.push(...deviceLines(d.access).map((l) => `  ${l}`), `          ${reachText(d, v.unmapped)}`);
   }

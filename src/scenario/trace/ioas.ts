@@ -26,6 +26,8 @@ export interface TraceIoasMapping {
   readonly unmapped?: boolean;
   /** Devices attached to the IOAS by earlier steps and no longer attached (followed to where they land now). */
   readonly detached?: readonly string[];
+  /** The IOAS a device is attached to now, by the scenario's name for it (a replace moved it there), or undefined. */
+  readonly nowOn?: (device: string) => string | undefined;
 }
 
 /**
@@ -47,7 +49,8 @@ export function traceIoas(machine: Machine, m: TraceIoasMapping, iova: bigint, c
   });
   const detached = (m.detached ?? []).map((name): IoasDeviceTrace => {
     const access = traceDevice(machine, name, iova);
-    return { device: name, throughHwpt: false, access, agrees: reachesByte(cpuPhys, access) };
+    const on = m.nowOn?.(name);
+    return { device: name, throughHwpt: false, access, agrees: reachesByte(cpuPhys, access), ...(on !== undefined ? { nowOn: on } : {}) };
   });
   return { mapping: m.name, ioas: m.ioas, ioasId: ioas?.id ?? null, unmapped: m.unmapped === true, iova, area, hwpts, detached };
 }

@@ -43,7 +43,7 @@ export function ioasMappingsOf(runner: ScenarioRunner, name: string, opts: Trace
       if (p.buffer === name) {
         out.push({
           name: m.name, ioas: m.ioas, object: obj !== undefined && obj.alive ? obj : null, offset: p.offset, len: p.len, iova: m.iova + BigInt(at),
-          unmapped: !m.live, detached: obj !== undefined ? runner.ioasDetachedDevices(obj) : [],
+          unmapped: !m.live, detached: obj !== undefined ? runner.ioasDetachedDevices(obj) : [], nowOn: runner.ioasNameOfDevice.bind(runner),
         });
       }
       at += p.len;

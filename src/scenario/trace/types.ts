@@ -174,6 +174,8 @@ export interface IoasDeviceTrace {
   readonly access: DeviceTrace;
   /** The access reaches the byte the CPU sees. */
   readonly agrees: boolean;
+  /** A device no longer attached: the IOAS it is attached to now (a replace moved it there), by its scenario name. */
+  readonly nowOn?: string;
 }
 
 /** One hw_pagetable of an IOAS: its paging domain's view of the IOVA and the devices attached to it. */
