@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ScenarioError, ScenarioRunner, parseScenario, type ScenarioIssue } from '../src/scenario/file/index.ts';
 import { cli } from './fixtures/cli.ts';
+import { p2pSwitchPci } from './fixtures/scenario-yaml.ts';
 
 const MACHINE = `
 machine:
@@ -309,13 +310,7 @@ describe('scenario validation: one clear message per problem', () => {
 machine:
   ramBytes: 256MiB
   pci:
-    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
-    - { name: rp0, type: root-port, parent: hb0 }
-    - { name: sw0, type: switch, parent: rp0 }
-    - { name: gpu0, type: endpoint, parent: sw0, bars: [{ bytes: 16MiB, p2p: true }] }
-    - { name: gpu1, type: endpoint, parent: sw0 }
-    - { name: rp1, type: root-port, parent: hb0 }
-    - { name: nvme0, type: endpoint, parent: rp1 }
+${p2pSwitchPci('nvme0')}
   iommu: { format: x86-64, mode: strict }
 ${configs}buffers:
   - { name: g, process: vmm, len: 64KiB, backing: anon }

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   ScenarioRunner, formatScenarioResult, parseScenario, parseSeeds, runScenario, runSweep, scenarioJson, sweepCsv, sweepRuns,
 } from './index.ts';
+import { p2pSwitchPci } from '../../../test/fixtures/scenario-yaml.ts';
 
 const BASE = `
 name: t
@@ -281,11 +282,7 @@ name: revoke
 machine:
   ramBytes: 256MiB
   pci:
-    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
-    - { name: rp0, type: root-port, parent: hb0 }
-    - { name: sw0, type: switch, parent: rp0 }
-    - { name: gpu0, type: endpoint, parent: sw0, bars: [{ bytes: 16MiB, p2p: true }] }
-    - { name: gpu1, type: endpoint, parent: sw0 }
+${p2pSwitchPci()}
   iommu: { format: x86-64, mode: strict }
 steps:
 `;

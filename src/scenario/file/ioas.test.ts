@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { iommufdIoases } from '../../drivers/index.ts';
 import { ScenarioRunner, parseScenario, runScenario, scenarioJson, type IoasState } from './index.ts';
+import { p2pSwitchPci } from '../../../test/fixtures/scenario-yaml.ts';
 
 const BASE = `
 name: t
@@ -479,15 +480,7 @@ name: t
 machine:
   ramBytes: 256MiB
   pci:
-    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
-    - { name: rp0, type: root-port, parent: hb0 }
-    - { name: sw0, type: switch, parent: rp0 }
-    - { name: gpu0, type: endpoint, parent: sw0, bars: [{ bytes: 16MiB, p2p: true }] }
-    - { name: gpu1, type: endpoint, parent: sw0 }
-    - { name: rp1, type: root-port, parent: hb0 }
-    - { name: nic0, type: endpoint, parent: rp1 }
-    - { name: rp2, type: root-port, parent: hb0 }
-    - { name: nvme0, type: endpoint, parent: rp2 }
+${p2pSwitchPci('nic0', 'nvme0')}
   iommu: { format: x86-64, mode: strict }
 steps:
 `;
