@@ -318,6 +318,25 @@ steps:
 `;
       const file = (configs: string, ...lines: string[]): string => `${head(configs)}${lines.map((l) => `  - ${l}\n`).join('')}`;
 
+      it('a map or copy granting no access is refused before the run, unless the step expects the EINVAL the run then gives', () => {
+        const lines = [
+          '{ op: mmap, buffer: g }',
+          '{ op: ioas-alloc, name: vm }',
+          '{ op: ioas-attach, ioas: vm, device: nvme0 }',
+          '{ op: ioas-map, name: ram, ioas: vm, buffer: g, iova: 0x100000 }',
+          '{ op: ioas-map, name: none, ioas: vm, buffer: g, iova: 0x200000, readable: false, writeable: false@ }',
+          '{ op: ioas-copy, name: c, srcIoas: vm, mapping: ram, dstIoas: vm, readable: false, writeable: false@ }',
+        ];
+        const text = (x: string): string => file('', ...lines.map((l) => l.replace('@ }', x)));
+        expect(at(issues(text(' }')))).toEqual([
+          'steps[4].writeable: readable and writeable both false: the map would grant no access (the kernel refuses it with EINVAL) (expected readable or writeable true (or expect: { errno: EINVAL }))',
+          'steps[5].writeable: readable and writeable both false: the copy would grant no access (the kernel refuses it with EINVAL) (expected readable or writeable true (or expect: { errno: EINVAL }))',
+        ]);
+        const res = new ScenarioRunner(parseScenario(text(', expect: { errno: EINVAL } }'))).runAll();
+        expect(res.steps.map((x) => x.errno ?? 'ok')).toEqual(['ok', 'ok', 'ok', 'ok', 'EINVAL', 'EINVAL']);
+        expect(res.ok).toBe(true);
+      });
+
       it('an issue some runs find is listed once, at its step, naming the runs; what it expects is the first run\'s', () => {
         const is = issues(file('configs:\n  a: {}\n',
           '{ op: mmap, buffer: g }',

@@ -406,6 +406,16 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
   const ioasMaps = new Map<string, { ioas: string; step: number; len: number | undefined; iova: bigint | undefined }>();
   const ioasMapsEver = new Map<string, { ioas: string; len: number | undefined }>();
   const mapNames = (): string[] => [...maps.keys(), ...ioasMaps.keys()];
+  /** The name of a new IOAS mapping (ioas-map, ioas-copy): no live mapping of either kind has it. */
+  const newIoasMapping = (i: number, name: string): void => {
+    if (!maps.has(name) && !ioasMaps.has(name)) return;
+    issues.push(issue(at(i, 'name'), name, `mapping '${name}' is still live (steps[${(maps.get(name) ?? ioasMaps.get(name))!.step}])`, `a new name or ${maps.has(name) ? 'an unmap' : 'an ioas-unmap'} first`));
+  };
+  /** An IOAS map or copy must grant some access (iommufd_ioas_map / iommufd_ioas_copy in ioas.c: EINVAL without IOMMU_IOAS_MAP_READABLE or _WRITEABLE), unless the step expects that. */
+  const grantsAccess = (i: number, s: { readonly readable?: boolean; readonly writeable?: boolean } & ScenarioDoc['steps'][number], what: string): void => {
+    if (s.readable !== false || s.writeable !== false || fails(s)) return;
+    issues.push(issue(at(i, 'writeable'), false, `readable and writeable both false: the ${what} would grant no access (the kernel refuses it with EINVAL)`, 'readable or writeable true (or expect: { errno: EINVAL })'));
+  };
   const ioasDevices = (ioas: string): string[] => [...attached].filter(([, v]) => v === ioas).map(([k]) => k);
   // who drives a device's DMA: a kernel driver the runner probed for a step (it stays bound to the
   // end of the run), or iommufd (an ioas-attach, or an iommufd dma-buf import: bound to the end).
@@ -701,9 +711,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         attached.delete(s.device);
         break;
       case 'ioas-map': {
-        if (maps.has(s.name) || ioasMaps.has(s.name)) {
-          issues.push(issue(at(i, 'name'), s.name, `mapping '${s.name}' is still live (steps[${(maps.get(s.name) ?? ioasMaps.get(s.name))!.step}])`, `a new name or ${maps.has(s.name) ? 'an unmap' : 'an ioas-unmap'} first`));
-        }
+        newIoasMapping(i, s.name);
         const okIoas = needIoas(i, s.ioas);
         // the memory: a buffer (IOMMU_IOAS_MAP) or a dma-buf (IOMMU_IOAS_MAP_FILE), as map takes a pin or a buffer
         let total: number | undefined;
@@ -717,9 +725,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
           total = dmabufs.get(s.dmabuf!)!;
           checkRange(i, total, `dma-buf '${s.dmabuf!}'`, s.offset, s.len);
         }
-        if (s.readable === false && s.writeable === false) {
-          issues.push(issue(at(i, 'writeable'), false, 'readable and writeable both false: the map would grant no access (the kernel refuses it with EINVAL)', 'readable or writeable true (or expect: { errno: EINVAL })'));
-        }
+        grantsAccess(i, s, 'map');
         if (okIoas && !fails(s)) {
           const len = total !== undefined ? s.len ?? total - (s.offset ?? 0) : undefined;
           ioasMaps.set(s.name, { ioas: s.ioas, step: i, len, iova: s.iova });
@@ -754,9 +760,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
         break;
       }
       case 'ioas-copy': {
-        if (maps.has(s.name) || ioasMaps.has(s.name)) {
-          issues.push(issue(at(i, 'name'), s.name, `mapping '${s.name}' is still live (steps[${(maps.get(s.name) ?? ioasMaps.get(s.name))!.step}])`, `a new name or ${maps.has(s.name) ? 'an unmap' : 'an ioas-unmap'} first`));
-        }
+        newIoasMapping(i, s.name);
         const okSrc = needIoas(i, s.srcIoas, 'srcIoas');
         const okDst = needIoas(i, s.dstIoas, 'dstIoas');
         // the source range: a live IOAS mapping of srcIoas (or a part of it), or an IOVA range with its
@@ -788,9 +792,7 @@ function crossCheckRun(doc: ScenarioDoc, config: string | null, issues: Scenario
           okFrom = true;
           len = s.len;
         }
-        if (s.readable === false && s.writeable === false) {
-          issues.push(issue(at(i, 'writeable'), false, 'readable and writeable both false: the copy would grant no access (the kernel refuses it with EINVAL)', 'readable or writeable true (or expect: { errno: EINVAL })'));
-        }
+        grantsAccess(i, s, 'copy');
         if (okSrc && okDst && okFrom && !fails(s)) {
           ioasMaps.set(s.name, { ioas: s.dstIoas, step: i, len, iova: s.dstIova });
           ioasMapsEver.set(s.name, { ioas: s.dstIoas, len });
