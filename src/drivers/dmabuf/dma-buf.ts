@@ -197,7 +197,12 @@ export interface DmaBufCpuMapping {
   zap(): void;
 }
 
-let nextInode = 1;
+/**
+ * The next inode number of a machine's dma-buf files: the dma-buf pseudo filesystem's inodes are
+ * numbered per kernel (dma_buf_getfile() -> alloc_anon_inode()), so each machine counts its own and
+ * names do not depend on what other machines in the process did.
+ */
+const DMA_BUF_NEXT_INO = new SlotKey<{ next: number }>('dma-buf-next-ino');
 
 /** struct dma_buf. */
 export class DmaBuf {
@@ -226,7 +231,7 @@ export class DmaBuf {
     this.ops = ops;
     this.size = size;
     this.priv = priv;
-    this.ino = nextInode++;
+    this.ino = mm.slots.getOrCreate(DMA_BUF_NEXT_INO, () => ({ next: 1 })).next++;
     this.resv = new DmaResv(mm.events, this.name);
   }
 
