@@ -27,6 +27,15 @@ function scenario(...steps: string[]): ReturnType<typeof parseScenario> {
   return parseScenario(`${BASE}${steps.map((s) => `  - ${s}\n`).join('')}`);
 }
 
+/** The P2P test machine with nic0 and nvme0, up to its steps: list. */
+const P2P_HEAD = `name: t
+machine:
+  ramBytes: 256MiB
+  pci:
+${p2pSwitchPci('nic0', 'nvme0')}
+  iommu: { format: x86-64, mode: strict }
+steps:`;
+
 const SHARED = [
   '{ op: mmap, buffer: g }',
   '{ op: populate, buffer: g }',
@@ -133,6 +142,20 @@ describe('ioas-* steps', () => {
     expect(res.steps[10].summary).toMatch(/already on HWPT 5: nothing changes/);
     expect(res.steps[10].counters).toEqual({});
     expect(res.steps[11].errno).toBeUndefined();
+  });
+
+  it('ioas-detach of a device an iommufd import bound says it stays bound, in its blocking domain, where its DMA faults', () => {
+    const res = runScenario(parseScenario(`${P2P_HEAD}
+  - { op: dmabuf-export, name: slice, exporter: vfio-bar, device: gpu0, len: 64KiB }
+  - { op: dmabuf-import, name: n, dmabuf: slice, device: nic0, importer: iommufd }
+  - { op: ioas-alloc, name: vm1 }
+  - { op: ioas-attach, ioas: vm1, device: nic0 }
+  - { op: ioas-detach, device: nic0 }
+  - { op: dmabuf-read, import: n, expect: { errno: EFAULT } }
+`));
+    expect(res.ok).toBe(true);
+    expect(res.steps[4].summary).toMatch(/^detach nic0 from vm1: in its blocking domain, still bound to iommufd by dma-buf import n's IOAS, HWPT \d+ destroyed with its last device/);
+    expect(res.steps[5].summary).toMatch(/blocked domain/);
   });
 
   it('ioas-destroy of an IOAS a device is attached to is EBUSY and changes nothing; teardown still takes it', () => {

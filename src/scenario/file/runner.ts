@@ -561,8 +561,11 @@ export class ScenarioRunner {
     }
     const gone = h !== undefined && !h.alive;
     const rest = name !== undefined ? `; ${this.ioasText(name)}` : '';
+    // a device an iommufd import bound stays bound to it (its IOAS's one device), in its blocking domain
+    const still = iommufdIoasOf(dev);
+    const where = still === null ? 'back to its DMA-API domain' : `in its blocking domain, still bound to iommufd by ${this.ioasNameOf(still) ?? `IOAS ${still.id}`}`;
     return {
-      summary: `detach ${devName}${name !== undefined ? ` from ${name}` : ''}: back to its DMA-API domain${h !== undefined ? gone ? `, HWPT ${h.id} destroyed with its last device` : `, HWPT ${h.id} kept for ${h.devices.map((d) => d.name).join(', ')}` : ''}${rest}`,
+      summary: `detach ${devName}${name !== undefined ? ` from ${name}` : ''}: ${where}${h !== undefined ? gone ? `, HWPT ${h.id} destroyed with its last device` : `, HWPT ${h.id} kept for ${h.devices.map((d) => d.name).join(', ')}` : ''}${rest}`,
       ...(name !== undefined ? { data: { ioas: this.ioasState(name, ioas!) } } : {}),
     };
   }

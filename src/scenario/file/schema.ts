@@ -393,7 +393,7 @@ export const STEP_SCHEMAS = {
     ...common,
   }),
   'ioas-detach': z.strictObject({
-    op: z.literal('ioas-detach').describe("VFIO_DEVICE_DETACH_IOMMUFD_PT and unbind: the device leaves its hw_pagetable (the last device of one destroys it: its areas unmapped from that domain) and goes back to its DMA-API domain; the IOAS's areas stay for the others"),
+    op: z.literal('ioas-detach').describe("VFIO_DEVICE_DETACH_IOMMUFD_PT and unbind: the device leaves its hw_pagetable (the last device of one destroys it: its areas unmapped from that domain) and goes back to its DMA-API domain (a device an iommufd dma-buf import bound stays bound to it, in its blocking domain); the IOAS's areas stay for the others"),
     device: z.string().describe('an attached device'),
     ...common,
   }),
