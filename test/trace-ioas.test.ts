@@ -129,6 +129,29 @@ describe('the trace of an IOAS mapping', () => {
     expect(renderTrace(traceBuffer(r, 'guest', 0))).toContain('nvme0 detached from vm (an earlier step attached it; now on vm2): its DMA at the IOVA now:');
   });
 
+  it('a range unmap that took one area of a two-area copy: the piece still held is traced live, the other only with --unmapped', () => {
+    const text = shared.replace(/steps:\n[\s\S]*$/, `steps:
+  - { op: mmap, buffer: guest }
+  - { op: populate, buffer: guest }
+  - { op: ioas-alloc, name: vm }
+  - { op: ioas-attach, ioas: vm, device: nvme0 }
+  - { op: ioas-map, name: a, ioas: vm, buffer: guest, len: 32KiB, iova: 0x100000 }
+  - { op: ioas-map, name: b, ioas: vm, buffer: guest, offset: 32KiB, iova: 0x108000 }
+  - { op: ioas-alloc, name: vm2 }
+  - { op: ioas-attach, ioas: vm2, device: nic0 }
+  - { op: ioas-copy, name: all, srcIoas: vm, srcIova: 0x100000, len: 64KiB, dstIoas: vm2, dstIova: 0x200000 }
+  - { op: ioas-unmap, ioas: vm2, iova: 0x200000, len: 32KiB }
+`);
+    const r = after(text, 9);
+    const second = traceBuffer(r, 'guest', 0x8100).runs[0].ioas;
+    expect(second.map((v) => [v.mapping, v.unmapped, v.iova])).toEqual([['b', false, 0x108100n], ['all', false, 0x208100n]]);
+    expect(second[1].hwpts[0].devices.map((d) => [d.device, d.agrees])).toEqual([['nic0', true]]);
+    const first = traceBuffer(r, 'guest', 0x100).runs[0].ioas;
+    expect(first.map((v) => [v.mapping, v.unmapped])).toEqual([['a', false]]);
+    const old = traceBuffer(r, 'guest', 0x100, { unmapped: true }).runs[0].ioas;
+    expect(old.map((v) => [v.mapping, v.unmapped, v.iova])).toEqual([['a', false, 0x100100n], ['all', true, 0x200100n]]);
+  });
+
   it('after the unmap: no IOAS layer; --unmapped shows the old IOVA walked to an empty entry, no device reaching the byte', () => {
     const r = after(shared, 13);
     const t = traceBuffer(r, 'guest', 0x1234).runs[0];

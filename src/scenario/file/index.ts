@@ -11,6 +11,6 @@ export { parseSize, parseBigSize } from './sizes.ts';
 export { STEP_OPS, STEP_SCHEMAS, scenarioSchema, type StepOp } from './schema.ts';
 export { ScenarioRunner, runScenario, type RunOptions } from './runner.ts';
 export { counterText, formatScenarioResult, scenarioJson, stepStatus } from './format.ts';
-export { eventLine } from './runner.ts';
+export { eventLine, ioasHeldRuns } from './runner.ts';
 export { parseSeeds, runSweep, runSweepRun, sweepCsv, sweepRuns, type SweepRow, type SweepRun } from './sweep.ts';
 export { machineHelp, scenarioHelp, stepHelp, stepsHelp } from './help.ts';

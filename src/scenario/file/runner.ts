@@ -1394,15 +1394,30 @@ function rangesText(ranges: ReadonlyArray<{ start: bigint; last: bigint }>): str
 
 /** Whether the areas of the IOAS hold every byte of [iova, iova + len). */
 function coveredByAreas(ioas: Ioas, iova: bigint, len: number): boolean {
+  return ioasHeldRuns(ioas, iova, len).every((r) => r.held);
+}
+
+/** [iova, iova + len) in runs (offsets from iova) that areas of the IOAS hold or not; all not held without an IOAS. */
+export function ioasHeldRuns(ioas: Ioas | null, iova: bigint, len: number): Array<{ off: number; len: number; held: boolean }> {
+  const out: Array<{ off: number; len: number; held: boolean }> = [];
+  const push = (off: number, n: number, held: boolean): void => {
+    if (n <= 0) return;
+    const last = out[out.length - 1];
+    if (last !== undefined && last.held === held) last.len += n;
+    else out.push({ off, len: n, held });
+  };
   const end = iova + BigInt(len);
   let at = iova;
-  for (const a of [...ioas.areas].sort((x, y) => (x.iova < y.iova ? -1 : x.iova > y.iova ? 1 : 0))) {
-    if (a.iova > at) break;
+  for (const a of ioas === null ? [] : [...ioas.areas].sort((x, y) => (x.iova < y.iova ? -1 : x.iova > y.iova ? 1 : 0))) {
     const aEnd = a.iova + BigInt(a.len);
-    if (aEnd > at) at = aEnd;
-    if (at >= end) return true;
+    if (aEnd <= at || a.iova >= end) continue;
+    if (a.iova > at) push(Number(at - iova), Number(a.iova - at), false);
+    const to = aEnd < end ? aEnd : end;
+    push(Number((a.iova > at ? a.iova : at) - iova), Number(to - (a.iova > at ? a.iova : at)), true);
+    at = to;
   }
-  return at >= end;
+  push(Number(at - iova), Number(end - at), false);
+  return out;
 }
 
 /** Pushes piece p after the pieces in `out`, made one with the last when it continues its bytes (or both are bytes the run does not follow). */

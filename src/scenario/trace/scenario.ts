@@ -1,7 +1,7 @@
 // traceBuffer: the address trace of a scenario's buffer at the runner's current step, with every
 // live mapping of that buffer (directly or through its pins).
 
-import { ScenarioRunner, type MappingState, type RunOptions, type Scenario } from '../file/index.ts';
+import { ScenarioRunner, ioasHeldRuns, type MappingState, type RunOptions, type Scenario } from '../file/index.ts';
 import { traceRange, type TraceMapping } from './buffer.ts';
 import type { TraceIoasMapping } from './ioas.ts';
 import type { BufferTrace } from './types.ts';
@@ -35,18 +35,24 @@ export function mappingsOf(runner: ScenarioRunner, name: string, opts: TraceBuff
 export function ioasMappingsOf(runner: ScenarioRunner, name: string, opts: TraceBufferOptions = {}): TraceIoasMapping[] {
   const out: TraceIoasMapping[] = [];
   for (const m of runner.ioasMappings.values()) {
-    if (!m.live && opts.unmapped !== true) continue;
     // the IOAS the mapping went into (a later IOAS may have its name)
     const obj = runner.ioasObjectOfMapping(m.name);
+    const alive = obj !== undefined && obj.alive ? obj : null;
     let at = 0;
     for (const p of m.pieces) {
-      if (p.buffer === name) {
+      const iova = m.iova + BigInt(at);
+      at += p.len;
+      if (p.buffer !== name) continue;
+      // a range unmap may have taken only some areas of a mapping (a copy is several): the runs its
+      // IOAS's areas still hold are live, the others unmapped
+      const runs = m.live ? [{ off: 0, len: p.len, held: true }] : ioasHeldRuns(alive, iova, p.len);
+      for (const r of runs) {
+        if (!r.held && opts.unmapped !== true) continue;
         out.push({
-          name: m.name, ioas: m.ioas, object: obj !== undefined && obj.alive ? obj : null, offset: p.offset, len: p.len, iova: m.iova + BigInt(at),
-          unmapped: !m.live, detached: obj !== undefined ? runner.ioasDetachedDevices(obj) : [], nowOn: runner.ioasNameOfDevice.bind(runner),
+          name: m.name, ioas: m.ioas, object: alive, offset: p.offset + r.off, len: r.len, iova: iova + BigInt(r.off),
+          unmapped: !r.held, detached: obj !== undefined ? runner.ioasDetachedDevices(obj) : [], nowOn: runner.ioasNameOfDevice.bind(runner),
         });
       }
-      at += p.len;
     }
   }
   // live first, as the device mappings
