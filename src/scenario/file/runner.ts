@@ -137,10 +137,10 @@ function freshNamed() {
     /** IOASes (ioas-alloc), and the hw_pagetables ioas-attach made for one device (hwpt: own), by device. */
     ioases: new Map<string, Ioas>(),
     ownHwpts: new Map<string, IommufdHwpt>(),
-    /** ioas-map mappings, live and after their ioas-unmap (a deliberate stale access names them). */
+    /** IOAS mappings (ioas-map, ioas-copy), live and after their ioas-unmap (a deliberate stale access names them). */
     ioasMaps: new Map<string, IoasMappingState>(),
     ioasUnmapped: new Map<string, IoasMappingState>(),
-    /** The IOAS object each ioas-map mapping went into (a name may be given to a new IOAS after a destroy). */
+    /** The IOAS object each IOAS mapping (ioas-map, ioas-copy) went into (a name may be given to a new IOAS after a destroy). */
     ioasOfMap: new Map<string, Ioas>(),
     /**
      * What the first byte of each area an ioas-map or ioas-copy made holds: a buffer's or a dma-buf's
@@ -230,7 +230,7 @@ export class ScenarioRunner {
     const now = new Set(ioas.alive ? ioas.devices.map((d) => d.name) : []);
     return [...this.named.everAttached.get(ioas) ?? []].filter((d) => !now.has(d));
   }
-  /** The ioas-map mappings, live ones and (live false) those after their ioas-unmap, by name. */
+  /** The IOAS mappings (ioas-map, ioas-copy), live ones and (live false) those after their ioas-unmap, by name. */
   get ioasMappings(): ReadonlyMap<string, IoasMappingState> {
     return new Map([...this.named.ioasMaps, ...this.named.ioasUnmapped]);
   }
