@@ -789,25 +789,38 @@ export function iommufdIoasAlloc(m: MachineMm, dev: Device | null = null, opts: 
 }
 
 /**
- * iommufd_hw_pagetable_attach() of a bound device to a hw_pagetable: EBUSY when it is attached
- * already (the device_array insert); its reserved regions kept out of the IOAS
- * (iommufd_device_attach_reserved_iova -> iopt_table_enforce_dev_resv_regions: EADDRINUSE when an
- * area or an allowed range lies in one, its other regions taken out again); then the group attached
- * to the domain (iommufd_hwpt_attach_device -> iommu_attach_group_handle -> __iommu_attach_group:
- * EINVAL for a domain of another IOMMU, which the model's one IOMMU per machine never makes).
+ * A bound device onto a hw_pagetable. Attached to nothing: iommufd_hw_pagetable_attach(). Attached
+ * already: iommufd_device_do_replace() (VFIO attaches an attached device by replacing), a no-op
+ * when hwpt is the one it is on. Its reserved regions are kept out of hwpt's IOAS unless they are
+ * there already, a replace within one IOAS (iommufd_device_attach_reserved_iova /
+ * iommufd_group_do_replace_reserved_iova -> iopt_table_enforce_dev_resv_regions: EADDRINUSE when an
+ * area or an allowed range lies in one, its other regions taken out again); then the group goes to
+ * the domain (iommu_attach_group_handle, or iommu_group_replace_domain: straight from the old
+ * domain, never through the blocking one; EINVAL for a domain of another IOMMU, which the model's
+ * one IOMMU per machine never makes). A replace then takes the device's regions out of the old IOAS
+ * and the device out of the old hw_pagetable, an automatic one it was the last device of destroyed
+ * (the put in iommufd_device_change_pt). On failure the device is where it was.
  */
 function hwptAttach(hwpt: IommufdHwpt, idev: IommufdDevice): Result<void> {
-  if (idev.hwptNow !== null) return err('EBUSY', `${idev.dev.name} is attached to ${idev.hwptNow.ioas} already`);
-  const ioas = hwpt.ioas;
-  const c = reserveDeviceRegions(ioas, idev);
-  if (!c.ok) return c;
+  const old = idev.hwptNow;
+  if (hwpt === old) return ok();
+  const enforce = old === null || hwpt.ioas !== old.ioas;
+  if (enforce) {
+    const c = reserveDeviceRegions(hwpt.ioas, idev);
+    if (!c.ok) return c;
+  }
   if (hwpt.domain.iommu !== idev.iommu) {
-    removeReserved(ioas, idev.dev);
+    if (enforce) removeReserved(hwpt.ioas, idev.dev);
     return err('EINVAL', `${hwpt}'s domain belongs to another IOMMU than ${idev.dev.name}'s`);
   }
   idev.iommu.attachDevice(idev.dev, hwpt.domain);
   hwpt.devicesNow.push(idev);
   idev.hwptNow = hwpt;
+  if (old !== null) {
+    old.devicesNow.splice(old.devicesNow.indexOf(idev), 1);
+    if (enforce) removeReserved(old.ioas, idev.dev);
+    if (old.autoDomain && old.devicesNow.length === 0) removeHwpt(old);
+  }
   return ok();
 }
 
@@ -826,35 +839,6 @@ function reserveDeviceRegions(ioas: Ioas, idev: IommufdDevice): Result<void> {
   return ok();
 }
 
-/**
- * iommufd_device_do_replace() of an attached device: a no-op when hwpt is the one it is on; else,
- * when hwpt is in another IOAS, the device's reserved regions join that IOAS first
- * (iommufd_group_do_replace_reserved_iova: EADDRINUSE, nothing changed), the device moves straight
- * to the new domain (iommufd_hwpt_replace_device -> iommu_group_replace_domain: never through the
- * blocking domain), its regions leave the old IOAS, and the old hw_pagetable loses it (an automatic
- * one it was the last device of is destroyed, as iommufd_device_change_pt puts it). On failure the
- * device stays where it was.
- */
-function hwptReplace(hwpt: IommufdHwpt, idev: IommufdDevice): Result<void> {
-  const old = idev.hwptNow!;
-  if (hwpt === old) return ok();
-  const moving = hwpt.ioas !== old.ioas;
-  if (moving) {
-    const c = reserveDeviceRegions(hwpt.ioas, idev);
-    if (!c.ok) return c;
-  }
-  if (hwpt.domain.iommu !== idev.iommu) {
-    if (moving) removeReserved(hwpt.ioas, idev.dev);
-    return err('EINVAL', `${hwpt}'s domain belongs to another IOMMU than ${idev.dev.name}'s`);
-  }
-  idev.iommu.attachDevice(idev.dev, hwpt.domain);
-  old.devicesNow.splice(old.devicesNow.indexOf(idev), 1);
-  if (moving) removeReserved(old.ioas, idev.dev);
-  hwpt.devicesNow.push(idev);
-  idev.hwptNow = hwpt;
-  if (old.autoDomain && old.devicesNow.length === 0) removeHwpt(old);
-  return ok();
-}
 
 /**
  * iommufd_hw_pagetable_detach() and the put after it: the device leaves the hw_pagetable for its
@@ -926,13 +910,13 @@ function autoGetDomain(ioas: Ioas, idev: IommufdDevice): Result<IommufdHwpt> {
   const replace = idev.hwptNow !== null;
   for (const hwpt of ioas.hwptsNow) {
     if (!hwpt.autoDomain) continue;
-    const a = replace ? hwptReplace(hwpt, idev) : hwptAttach(hwpt, idev);
+    const a = hwptAttach(hwpt, idev);
     if (a.ok) return ok(hwpt);
     if (a.errno !== 'EINVAL') return a;
   }
   const h = hwptPagingAlloc(ioas, idev, true, !replace);
   if (!h.ok || !replace) return h;
-  const r = hwptReplace(h.value, idev);
+  const r = hwptAttach(h.value, idev);
   if (r.ok) return h;
   removeHwpt(h.value);
   return r;
@@ -1024,7 +1008,7 @@ export function iommufdDeviceAttach(to: Ioas | IommufdHwpt, dev: Device): Result
   if (to instanceof Ioas) {
     r = autoGetDomain(to, idev);
   } else {
-    const a = idev.hwptNow !== null ? hwptReplace(to, idev) : hwptAttach(to, idev);
+    const a = hwptAttach(to, idev);
     r = a.ok ? ok(to) : a;
   }
   if (!r.ok && fresh) unbind(idev);
