@@ -575,7 +575,7 @@ export class ScenarioRunner {
     const off = s.offset ?? 0;
     const readable = s.readable ?? true;
     const writeable = s.writeable ?? true;
-    const access = readable && writeable ? '' : readable ? ' read-only' : writeable ? ' write-only' : ' with no access';
+    const access = accessText(readable, writeable);
     let what: string;
     let len: number;
     let r: Result<bigint>;
@@ -648,7 +648,7 @@ export class ScenarioRunner {
     }
     // what the range maps, read before the copy (src may be dst: the copy adds areas to it)
     const pieces = ioasPiecesAt(src, srcIova, len, this.named.areaSource);
-    const access = readable && writeable ? '' : readable ? ' read-only' : writeable ? ' write-only' : ' with no access';
+    const access = accessText(readable, writeable);
     const what = `IOMMU_IOAS_COPY ${s.srcIoas} [0x${srcIova.toString(16)}, +${formatBytes(len)})${s.mapping !== undefined ? ` (${s.mapping})` : ''} -> ${s.dstIoas}${access}`;
     const before = new Set(dst.areas);
     const r = iommufdIoasCopy(dst, src, srcIova, len, s.dstIova ?? null, { readable, writeable });
@@ -1390,6 +1390,11 @@ export class ScenarioRunner {
 /** Inclusive IOVA ranges as the output shows them: [0x1000, 0x1fff], ... */
 function rangesText(ranges: ReadonlyArray<{ start: bigint; last: bigint }>): string {
   return ranges.map((x) => `[0x${x.start.toString(16)}, 0x${x.last.toString(16)}]`).join(', ');
+}
+
+/** How an IOAS map or copy step names what it grants, after the range: '' for read and write. */
+function accessText(readable: boolean, writeable: boolean): string {
+  return readable && writeable ? '' : readable ? ' read-only' : writeable ? ' write-only' : ' with no access';
 }
 
 /** Whether the areas of the IOAS hold every byte of [iova, iova + len). */
