@@ -19,6 +19,22 @@ const SHARED = join(REPO, 'examples', 'iommufd-shared-ioas.yaml');
 const OWN = join(REPO, 'test', 'fixtures', 'scenarios', 'trace-ioas-own.yaml');
 const COPY = join(REPO, 'examples', 'iommufd-ioas-copy.yaml');
 
+/** The head of a scenario file, up to its buffers: nvme0 and nic0 each on a root port, behind an IOMMU of `format`. */
+function twoDeviceMachine(name: string, format: string): string[] {
+  return [
+    `name: ${name}`,
+    'machine:',
+    '  ramBytes: 1GiB',
+    '  pci:',
+    '    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }',
+    '    - { name: rp0, type: root-port, parent: hb0 }',
+    '    - { name: nvme0, type: endpoint, parent: rp0 }',
+    '    - { name: rp1, type: root-port, parent: hb0 }',
+    '    - { name: nic0, type: endpoint, parent: rp1 }',
+    `  iommu: { format: ${format}, mode: strict }`,
+  ];
+}
+
 /** A runner of `text` after step `step`, every step up to it done as the file expects. */
 function after(text: string, step: number): ScenarioRunner {
   const r = new ScenarioRunner(parseScenario(text, { source: 'test.yaml' }));
@@ -210,16 +226,7 @@ describe('the trace of an IOAS mapping', () => {
 
   it('a copy over mappings of two buffers is traced under each buffer, at that buffer\'s offsets and the copy\'s IOVAs of them; a copy of one buffer\'s bytes out of order, at each of its pieces', () => {
     const text = [
-      'name: trace-copy-pieces',
-      'machine:',
-      '  ramBytes: 1GiB',
-      '  pci:',
-      '    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }',
-      '    - { name: rp0, type: root-port, parent: hb0 }',
-      '    - { name: nvme0, type: endpoint, parent: rp0 }',
-      '    - { name: rp1, type: root-port, parent: hb0 }',
-      '    - { name: nic0, type: endpoint, parent: rp1 }',
-      '  iommu: { format: x86-64, mode: strict }',
+      ...twoDeviceMachine('trace-copy-pieces', 'x86-64'),
       'buffers:',
       '  - { name: a, process: vmm, len: 64KiB, backing: anon }',
       '  - { name: b, process: vmm, len: 16KiB, backing: anon }',
@@ -272,16 +279,7 @@ const FORMATS = ['x86-64', 'amd-v1', 'arm-lpae'] as const;
 /** An IOAS scenario: a buffer of `pages` pages, nvme0 attached, nic0 too (on the same hw_pagetable or its own), `mapPages` pages from `offPages` mapped at IOVA `iova`. */
 function ioasScenario(format: string, pages: number, offPages: number, mapPages: number, iova: bigint, second: 'none' | 'auto' | 'own', backing = 'anon'): string {
   return [
-    'name: trace-ioas-property',
-    'machine:',
-    '  ramBytes: 1GiB',
-    '  pci:',
-    '    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }',
-    '    - { name: rp0, type: root-port, parent: hb0 }',
-    '    - { name: nvme0, type: endpoint, parent: rp0 }',
-    '    - { name: rp1, type: root-port, parent: hb0 }',
-    '    - { name: nic0, type: endpoint, parent: rp1 }',
-    `  iommu: { format: ${format}, mode: strict }`,
+    ...twoDeviceMachine('trace-ioas-property', format),
     'buffers:',
     `  - { name: buf, process: vmm, len: ${pages * 4096}, backing: ${backing} }`,
     'steps:',
