@@ -4,16 +4,14 @@ import { describe, expect, it } from 'vitest';
 import {
   ScenarioRunner, formatScenarioResult, parseScenario, parseSeeds, runScenario, runSweep, scenarioJson, sweepCsv, sweepRuns,
 } from './index.ts';
-import { p2pSwitchPci } from '../../../test/fixtures/scenario-yaml.ts';
+import { p2pSwitchPci, rootPortPci } from '../../../test/fixtures/scenario-yaml.ts';
 
 const BASE = `
 name: t
 machine:
   ramBytes: 256MiB
   pci:
-    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
-    - { name: rp0, type: root-port, parent: hb0 }
-    - { name: nvme0, type: endpoint, parent: rp0 }
+${rootPortPci('nvme0')}
   iommu: { format: x86-64, mode: strict }
   swiotlb: { bytes: 1MiB }
 configs:

@@ -5,18 +5,14 @@
 import { describe, expect, it } from 'vitest';
 import { iommufdIoases } from '../../drivers/index.ts';
 import { ScenarioRunner, parseScenario, runScenario, scenarioJson, type IoasState } from './index.ts';
-import { p2pSwitchPci } from '../../../test/fixtures/scenario-yaml.ts';
+import { p2pSwitchPci, rootPortPci } from '../../../test/fixtures/scenario-yaml.ts';
 
 const BASE = `
 name: t
 machine:
   ramBytes: 256MiB
   pci:
-    - { name: hb0, type: host-bridge, vendor: 0x8086, device: 0x2030 }
-    - { name: rp0, type: root-port, parent: hb0 }
-    - { name: nvme0, type: endpoint, parent: rp0 }
-    - { name: rp1, type: root-port, parent: hb0 }
-    - { name: nic0, type: endpoint, parent: rp1 }
+${rootPortPci('nvme0', 'nic0')}
   iommu: { format: x86-64, mode: strict }
 buffers:
   - { name: g, process: vmm, len: 64KiB, backing: anon }
