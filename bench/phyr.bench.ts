@@ -8,8 +8,10 @@
 //     typed-array columns (a generic RangeSource walker: its fill() call site sees every class, but
 //     once per 4096 segments). It does twice what a bare loop does once: fill() writes the
 //     columns and the consumer reads them back. fill() copies columns the storage already holds
-//     with TypedArray set (phyr, DMA list) and computes the others (pfn * page size + offset, a
-//     page list's 2^order lengths) in loops unrolled 16 rows at a time (cursor.gen.ts).
+//     with TypedArray set (phyr, DMA list, and a page array's page addresses, which it keeps beside
+//     its pfns: page-array.ts) and computes the others (pfn * page size + offset, a page list's
+//     2^order lengths) in loops unrolled 16 rows at a time (cursor.gen.ts). The bare loops read
+//     the same columns the cursors read (a page array's: the page addresses).
 //     What bounds these rows: V8 (Node 20) checks a typed array's map and the index against its
 //     length on every access in a loop (consumeOnly's machine code has both inside its loop, for
 //     each of its two arrays; nothing is hoisted), so a loop costs about as many checks per row as
@@ -20,15 +22,13 @@
 //     for addr and len only (flags: null), as the bare loops compute no flags. Each fill() row's
 //     note gives its ceiling: bare against that pass alone, with no fill() at all (consumeOnly),
 //     the best any fill() could do. The page array's bare loop takes 0.59-0.67 ms in some
-//     processes and 0.87-0.95 ms in others, for the life of the process, so its ceiling is 0.6-0.95
-//     and its fill() row 0.4-0.6 with it. That is not the cache: writing 512 MiB before each run
-//     makes the fast form 0.02-0.12 ms slower and leaves the slow one as it is; the speed follows
-//     the memory the 8 MiB array got (five equal arrays in one process ran at 0.61 ms and at
-//     0.91-0.94), and the loop's code is the same in both kinds of process. A page array's fill() must
-//     also write pfn * page size into the address column, and that pass alone (scaleOnly) takes
-//     0.43-0.6 ms (a memcpy of the same bytes 0.13 ms): with the consumer's own pass, about 1.4 ms,
-//     so no fill() written in JavaScript reaches 0.5x in a process where the bare loop is fast.
-//     The row's note prints that floor beside the ceiling.
+//     processes and 0.85-0.95 ms in others, for the life of the process, so its ceiling is 0.6-0.95.
+//     That is not the cache: writing 512 MiB before each run makes the fast form 0.02-0.12 ms
+//     slower and leaves the slow one as it is; the speed follows the memory the 8 MiB array got
+//     (five equal arrays in one process ran at 0.61 ms and at 0.91-0.94), and the loop's code is
+//     the same in both kinds of process. When the page array's fill() computed pfn * page size,
+//     that pass alone took 0.43-0.6 ms (a copy of the same bytes 0.13 ms) and kept the row at
+//     0.43x; copying the address column brought it to 0.55x.
 //     The note also gives the same pairing with both loops unrolled 4 rows (bare4 against
 //     sumFilled4, the additions in the same order): unrolled, a bare loop is bound by its chain of
 //     additions, one per entry (the page array's takes 0.57-0.64 ms in every process), the
@@ -44,7 +44,7 @@ import {
   BvecList, DmaList, PageArray, PageList, PhyrList, RANGE_MMIO, sgAllocTableFromPages, type RangeCursor,
   type RangeSource, type SegmentColumns, type SgTable,
 } from '../src/phyr/index.ts';
-import type { AddrLenView, BvecView, PagesView } from '../src/phyr/internal.ts';
+import type { AddrLenView, BvecView, PageArrayView, PagesView } from '../src/phyr/internal.ts';
 
 const N = 1 << 20;
 const POW2 = new Float64Array(64).map((_, k) => 2 ** k);
@@ -176,34 +176,6 @@ function consumeOnly(cols: SegmentColumns & { readonly addr: Float64Array }): nu
   return s;
 }
 
-/**
- * The page array's column pass alone: pfn * page size into the address column, FILL rows at a
- * time, unrolled 16 rows as fill() writes it (cursor.gen.ts). A page array's fill() must make this
- * pass besides the consumer's own (consumeOnly), so their sum is the least any fill() written in
- * JavaScript can take. Other forms measured no faster: 4 rows per iteration, or TypedArray set
- * (memcpy) of the pfns then scaling in place.
- */
-function scaleOnly(c: PagesView, col: Float64Array): number {
-  const p = c.pfn;
-  const ps = c.ps;
-  const n = c.n;
-  let s = 0;
-  for (let i = 0; i < n; i += FILL) {
-    const m = Math.min(FILL, n - i);
-    const src = p.subarray(i, i + m);
-    let j = 0;
-    for (; j + 16 <= m; j += 16) {
-      col[j] = src[j] * ps; col[j + 1] = src[j + 1] * ps; col[j + 2] = src[j + 2] * ps; col[j + 3] = src[j + 3] * ps;
-      col[j + 4] = src[j + 4] * ps; col[j + 5] = src[j + 5] * ps; col[j + 6] = src[j + 6] * ps; col[j + 7] = src[j + 7] * ps;
-      col[j + 8] = src[j + 8] * ps; col[j + 9] = src[j + 9] * ps; col[j + 10] = src[j + 10] * ps; col[j + 11] = src[j + 11] * ps;
-      col[j + 12] = src[j + 12] * ps; col[j + 13] = src[j + 13] * ps; col[j + 14] = src[j + 14] * ps; col[j + 15] = src[j + 15] * ps;
-    }
-    for (; j < m; j++) col[j] = src[j] * ps;
-    s += col[0];
-  }
-  return s;
-}
-
 // Bare loops over the same typed arrays, computing the same (addr, len) per entry as the cursor
 // yields and consuming them the same way (their sum). The page layouts peel the first entry (it
 // starts firstOff into its page) and the last (it walks lastLen bytes), as a hand-written loop would.
@@ -258,16 +230,16 @@ function barePageList(c: PagesView): number {
   return s + (p[n - 1] * ps + c.lastLen);
 }
 
-function barePageArray(c: PagesView): number {
-  const p = c.pfn;
+function barePageArray(c: PageArrayView): number {
+  const a = c.addr;
   const ps = c.ps;
   const n = c.n;
   if (n === 0) return 0;
   const first = c.firstOff;
-  if (n === 1) return p[0] * ps + first + c.lastLen;
-  let s = p[0] * ps + first + (ps - first);
-  for (let i = 1; i < n - 1; i++) s += p[i] * ps + ps;
-  return s + (p[n - 1] * ps + c.lastLen);
+  if (n === 1) return a[0] + first + c.lastLen;
+  let s = a[0] + first + (ps - first);
+  for (let i = 1; i < n - 1; i++) s += a[i] + ps;
+  return s + (a[n - 1] + c.lastLen);
 }
 
 // The same bare loops unrolled 4 entries, the additions in the same order (the sums are equal to
@@ -355,23 +327,23 @@ function barePageList4(c: PagesView): number {
   return s + (p[n - 1] * ps + c.lastLen);
 }
 
-function barePageArray4(c: PagesView): number {
-  const p = c.pfn;
+function barePageArray4(c: PageArrayView): number {
+  const a = c.addr;
   const ps = c.ps;
   const n = c.n;
   if (n === 0) return 0;
   const first = c.firstOff;
-  if (n === 1) return p[0] * ps + first + c.lastLen;
-  let s = p[0] * ps + first + (ps - first);
+  if (n === 1) return a[0] + first + c.lastLen;
+  let s = a[0] + first + (ps - first);
   let i = 1;
   for (; i + 4 <= n - 1; i += 4) {
-    s += p[i] * ps + ps;
-    s += p[i + 1] * ps + ps;
-    s += p[i + 2] * ps + ps;
-    s += p[i + 3] * ps + ps;
+    s += a[i] + ps;
+    s += a[i + 1] + ps;
+    s += a[i + 2] + ps;
+    s += a[i + 3] + ps;
   }
-  for (; i < n - 1; i++) s += p[i] * ps + ps;
-  return s + (p[n - 1] * ps + c.lastLen);
+  for (; i < n - 1; i++) s += a[i] + ps;
+  return s + (a[n - 1] + c.lastLen);
 }
 
 function makePhyr(flagsMixed: boolean): PhyrList {
@@ -468,7 +440,7 @@ export default function bench(): BenchSection {
         sink += bare() + bare4() + own() + (shared?.() ?? 0) + filled() + filled4();
       }
     }
-    for (let k = 0; k < 20; k++) sink += consumeOnly(fillCols) + scaleOnly(big.parr.columns(), fillCols.addr);
+    for (let k = 0; k < 20; k++) sink += consumeOnly(fillCols);
     for (const [name, bare, bare4, own, shared, filled, filled4] of bigCases) {
       const want = bare();
       // The walks must agree with the bare loop, or the comparison means nothing.
@@ -494,15 +466,11 @@ export default function bench(): BenchSection {
     const [tBare3, tFill, tPass] = timeEach([bare, filled, () => consumeOnly(fillCols)], RUNS);
     // reference: both loops unrolled 4 rows (bare4, sumFilled4)
     const [tBareU, tFillU] = timeEach([bare4, filled4], RUNS);
-    // the page array's floor: its column pass (scaleOnly) on top of the consumer's own
-    const scale = name === 'pagearray' ? timeEach([() => scaleOnly(big.parr.columns(), fillCols.addr)], RUNS)[0] : null;
     filledRows.push({
       name: `fill() walk vs bare loop, one consumer for all, ${name}`, value: tBare3 / tFill, unit: 'x',
       target: { op: '>=', value: 0.5 },
       note: `one function for every layout, ${FILL} segments per fill(); bare ${tBare3.toFixed(2)} ms, fill ${tFill.toFixed(2)} ms = ${(N / tFill / 1e3).toFixed(0)} M segs/s;`
         + ` ceiling ${(tBare3 / tPass).toFixed(2)}x: the consumer's own pass over the columns, no fill(), takes ${tPass.toFixed(2)} ms`
-        + (scale === null ? '' : `; with the pass that writes pfn * page size into a column (${scale.toFixed(2)} ms),`
-          + ` the least any fill() in JavaScript does, ${(tBare3 / (tPass + scale)).toFixed(2)}x`)
         + `; both loops unrolled 4 rows: ${(tBareU / tFillU).toFixed(2)}x (bare ${tBareU.toFixed(2)}, fill ${tFillU.toFixed(2)} ms)`,
     });
     if (sharedWalk === null) continue;

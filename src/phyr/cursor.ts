@@ -69,6 +69,14 @@ export interface PagesView {
 }
 
 /**
+ * A page array (page-array.ts) as its cursor reads it: the pfns and, beside them, each page's
+ * physical address (pfn * page size), so that a walk copies addresses instead of computing them.
+ */
+export interface PageArrayView extends PagesView {
+  readonly addr: Float64Array;
+}
+
+/**
  * SgTable (scatterlist.ts) as its two generated cursors read it: the slot columns in sg_next()
  * order with chain links between chunks. Declared here so that the cursors need not import the
  * table's module (which imports them).

@@ -16,7 +16,7 @@
 
 import {
   advanceError, checkBudget, checkFill, checkPos, constantRun, nextSlot, noPageError, parseCursorOptions, posOffError, skipError,
-  type AddrLenView, type BvecView, type PagesView, type SgTableView,
+  type AddrLenView, type BvecView, type PageArrayView, type PagesView, type SgTableView,
 } from './cursor.ts';
 import { SEG_FRAME_SIZE, type CursorOptions, type RangeCursor, type RangePos, type SegmentColumns, type StopReason } from './types.ts';
 
@@ -1451,10 +1451,10 @@ export class PageListCursor implements RangeCursor {
  * Generated from the one walk template (cursor.gen.ts); see RangeCursor in types.ts.
  */
 export class PageArrayCursor implements RangeCursor {
-  private declare readonly v: PagesView;
+  private declare readonly v: PageArrayView;
   private declare readonly n: number;
   private declare readonly fits: boolean;
-  private declare readonly p: Float64Array;
+  private declare readonly a: Float64Array;
   private declare readonly ps: number;
   private declare readonly lastI: number;
   private declare readonly lastRaw: number;
@@ -1487,11 +1487,11 @@ export class PageArrayCursor implements RangeCursor {
   declare len: number;
 
   /** @internal Use the layout's cursor(). */
-  constructor(v: PagesView, opts: CursorOptions | undefined, from?: PageArrayCursor) {
+  constructor(v: PageArrayView, opts: CursorOptions | undefined, from?: PageArrayCursor) {
     this.v = v;
     this.n = v.n;
     this.fits = true;
-    this.p = v.pfn;
+    this.a = v.addr;
     this.ps = v.ps;
     this.lastI = v.n - 1;
     this.lastRaw = v.lastLen + (v.n === 1 ? v.firstOff : 0);
@@ -1528,7 +1528,7 @@ export class PageArrayCursor implements RangeCursor {
       const k = this.i;
       this.off = this.base;
       this.ao = this.base;
-      this.addrNum = this.p[k] * this.ps + this.base;
+      this.addrNum = this.a[k] + this.base;
       this.len = (k === this.lastI ? this.lastRaw : this.ps) - this.base;
     } else {
       this.stop('end');
@@ -1605,7 +1605,7 @@ export class PageArrayCursor implements RangeCursor {
   /** Start of the current segment, exact over 64 bits (0n when done). */
   get addr(): bigint {
     if (this.done) return 0n;
-    return this.fits ? BigInt(this.addrNum) : BigInt(this.p[this.i] * this.ps) + BigInt(this.off);
+    return this.fits ? BigInt(this.addrNum) : BigInt(this.a[this.i]) + BigInt(this.off);
   }
 
   next(): boolean {
@@ -1615,7 +1615,7 @@ export class PageArrayCursor implements RangeCursor {
     if (i < this.hot) {
       this.i = i;
       this.off = 0;
-      this.addrNum = this.p[i] * this.ps;
+      this.addrNum = this.a[i];
       this.len = this.ps;
       return true;
     }
@@ -1627,7 +1627,7 @@ export class PageArrayCursor implements RangeCursor {
     this.i = i;
     this.off = 0;
     if (i < n) {
-      this.addrNum = this.p[i] * this.ps;
+      this.addrNum = this.a[i];
       this.len = (i === this.lastI ? this.lastRaw : this.ps);
       return true;
     }
@@ -1722,34 +1722,8 @@ export class PageArrayCursor implements RangeCursor {
     const c = Math.min(m - 1, n - i);
     if (c > 0) {
       // Rows k .. k + c - 1 from entries i .. i + c - 1.
-      const p = this.p;
       const ps = this.ps;
-      {
-        const dA = A.subarray(k, k + c);
-        const sP = p.subarray(i, i + c);
-        let j = 0;
-        for (; j + 16 <= c; j += 16) {
-          dA[j] = sP[j] * ps;
-          dA[j + 1] = sP[j + 1] * ps;
-          dA[j + 2] = sP[j + 2] * ps;
-          dA[j + 3] = sP[j + 3] * ps;
-          dA[j + 4] = sP[j + 4] * ps;
-          dA[j + 5] = sP[j + 5] * ps;
-          dA[j + 6] = sP[j + 6] * ps;
-          dA[j + 7] = sP[j + 7] * ps;
-          dA[j + 8] = sP[j + 8] * ps;
-          dA[j + 9] = sP[j + 9] * ps;
-          dA[j + 10] = sP[j + 10] * ps;
-          dA[j + 11] = sP[j + 11] * ps;
-          dA[j + 12] = sP[j + 12] * ps;
-          dA[j + 13] = sP[j + 13] * ps;
-          dA[j + 14] = sP[j + 14] * ps;
-          dA[j + 15] = sP[j + 15] * ps;
-        }
-        for (; j < c; j++) {
-          dA[j] = sP[j] * ps;
-        }
-      }
+      A.set(this.a.subarray(i, i + c), k);
       {
         const run = constantRun(ps, c);
         if (run !== null) L.set(run, k);
@@ -1767,7 +1741,7 @@ export class PageArrayCursor implements RangeCursor {
     this.off = 0;
     if (this.i < n) {
       const s = this.i;
-      this.addrNum = this.p[s] * this.ps;
+      this.addrNum = this.a[s];
       this.len = (s === this.lastI ? this.lastRaw : this.ps);
     } else {
       this.stop('end');
@@ -1869,14 +1843,14 @@ export class PageArrayCursor implements RangeCursor {
       if (toLine < cap) cap = toLine;
     }
     if (this.merge && run < cap) run = this.mergeRun(run, cap);
-    this.addrNum = this.p[k] * this.ps + off;
+    this.addrNum = this.a[k] + off;
     this.len = run < cap ? run : cap;
   }
 
   /** (start of the entry in slot k + off) mod m, exact. */
   private modAt(k: number, off: number, m: number): number {
-    if (this.fits) return (this.p[k] * this.ps + off) % m;
-    return Number((BigInt(this.p[k] * this.ps) + BigInt(off)) % BigInt(m));
+    if (this.fits) return (this.a[k] + off) % m;
+    return Number((BigInt(this.a[k]) + BigInt(off)) % BigInt(m));
   }
 
   /**
@@ -1890,14 +1864,14 @@ export class PageArrayCursor implements RangeCursor {
     const p = k - 1;
     const joinable = this.merge && (this.hasF ? this.f[p] : this.fc) === (this.hasF ? this.f[k] : this.fc);
     if (this.fits) {
-      const end = this.p[p] * this.ps + (p === this.lastI ? this.lastRaw : this.ps);
-      const start = this.p[k] * this.ps;
+      const end = this.a[p] + (p === this.lastI ? this.lastRaw : this.ps);
+      const start = this.a[k];
       if (joinable && end === start) return false;
       const g = this.vm + 1;
       return end % g !== 0 || start % g !== 0;
     }
-    const end = BigInt(this.p[p] * this.ps) + BigInt((p === this.lastI ? this.lastRaw : this.ps));
-    const start = BigInt(this.p[k] * this.ps);
+    const end = BigInt(this.a[p]) + BigInt((p === this.lastI ? this.lastRaw : this.ps));
+    const start = BigInt(this.a[k]);
     if (joinable && end === start) return false;
     return ((end | start) & BigInt(this.vm)) !== 0n;
   }
@@ -1910,17 +1884,17 @@ export class PageArrayCursor implements RangeCursor {
     const f = (this.hasF ? this.f[i] : this.fc);
     let endNum = 0;
     let endBig = 0n;
-    if (this.fits) endNum = this.p[i] * this.ps + (i === this.lastI ? this.lastRaw : this.ps);
-    else endBig = BigInt(this.p[i] * this.ps) + BigInt((i === this.lastI ? this.lastRaw : this.ps));
+    if (this.fits) endNum = this.a[i] + (i === this.lastI ? this.lastRaw : this.ps);
+    else endBig = BigInt(this.a[i]) + BigInt((i === this.lastI ? this.lastRaw : this.ps));
     while (run < cap) {
       i++;
       if (i >= n || (this.hasF ? this.f[i] : this.fc) !== f) break;
       const len = (i === this.lastI ? this.lastRaw : this.ps);
       if (this.fits) {
-        if (this.p[i] * this.ps !== endNum) break;
+        if (this.a[i] !== endNum) break;
         endNum += len;
       } else {
-        if (BigInt(this.p[i] * this.ps) !== endBig) break;
+        if (BigInt(this.a[i]) !== endBig) break;
         endBig += BigInt(len);
       }
       run += len;

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PageArray } from './page-array.ts';
 import { refSegments, walkCursor, segsOnly } from '../../test/fixtures/phyr-reference.ts';
@@ -37,6 +38,29 @@ describe('PageArray', () => {
       [4096n, 8192, 0], [3n * 4096n, 4096, 1],
     ]);
     expect(p.flagsAt(2)).toBe(1);
+  });
+
+  it('fill() gives each page its exact address, up to the largest pfn (a bigint reference)', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 9, max: 30 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 1, maxLength: 40 }),
+      fc.integer({ min: 1, max: 40 }), fc.nat(),
+      (shift, fracs, max, offSeed) => {
+        const ps = 2 ** shift;
+        const maxPfn = Math.floor(2 ** 53 / ps) - 1;
+        const pfns = new Float64Array(fracs.map((f, i) => (i === 0 ? maxPfn : Math.floor(f * maxPfn))));
+        const offset = offSeed % ps;
+        const p = new PageArray(pfns, { pageSize: ps, offset });
+        const cols = { addr: new Float64Array(max), len: new Float64Array(max), flags: null };
+        const got: bigint[] = [];
+        const c = p.cursor();
+        while (!c.done) {
+          const k = c.fill(cols, max);
+          for (let j = 0; j < k; j++) got.push(BigInt(cols.addr[j]));
+        }
+        const want = Array.from(pfns, (pfn, i) => BigInt(pfn) * BigInt(ps) + (i === 0 ? BigInt(offset) : 0n));
+        expect(got).toEqual(want);
+      },
+    ));
   });
 
   it('rejects bad arguments naming them', () => {

@@ -2,12 +2,15 @@
 // input the phyr proposal set out to replace (Matthew Wilcox, "Phyr Starter", 10 Jan 2022): one pointer (8 bytes) per base page, plus
 // the caller's own start offset and byte count.
 //
-// Storage: pfns as a Float64Array (exact: pfns are < 2^53); flags one value for every page or a
-// Uint32Array per page. Entry i walks pageSize bytes from pfn i's page, except that the walk starts
+// Storage: pfns as a Float64Array (exact: pfns are < 2^53) and each page's physical address
+// (pfn * page size) in a second one, written by the constructor's check of the pfns: a walk then
+// copies addresses where it would otherwise multiply every pfn again (8 bytes a page on the model's
+// heap, not counted in kernelBytes: the kernel keeps only the pointers). Flags one value for every
+// page or a Uint32Array per page. Entry i walks pageSize bytes from pfn i's page, except that the walk starts
 // `offset` bytes into the first page and covers `len` bytes in total.
 
 import { checkLen } from '../base/index.ts';
-import { TWO_POW_53, type PagesView } from './cursor.ts';
+import { TWO_POW_53, type PageArrayView } from './cursor.ts';
 import { PageArrayCursor } from './cursors.generated.ts';
 import { checkIndex } from './layout-util.ts';
 import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts';
@@ -15,16 +18,18 @@ import type { CursorOptions, Range, RangeCursor, RangeSource } from './types.ts'
 const EMPTY_U8 = new Uint8Array(0);
 
 /**
- * Throws a RangeError naming the first entry of pfns that is not an integer in [0, maxPfn]. A
- * function of its own: V8 reuses the code it optimised in the middle of a long loop on later calls,
- * and code after the loop that had not run yet then deoptimises it at the exit on every call.
+ * Each page's physical address (pfn * ps) into addrs; throws a RangeError naming the first entry of
+ * pfns that is not an integer in [0, maxPfn]. A function of its own: V8 reuses the code it
+ * optimised in the middle of a long loop on later calls, and code after the loop that had not run
+ * yet then deoptimises it at the exit on every call.
  */
-function checkPfns(pfns: Float64Array, maxPfn: number): void {
+function pageAddrs(pfns: Float64Array, maxPfn: number, ps: number, addrs: Float64Array): void {
   for (let i = 0; i < pfns.length; i++) {
     const p = pfns[i];
     if (!(Number.isInteger(p) && p >= 0 && p <= maxPfn)) {
       throw new RangeError(`pfns[${i}] must be an integer in [0, ${maxPfn}], got ${p}`);
     }
+    addrs[i] = p * ps;
   }
 }
 
@@ -52,6 +57,10 @@ export function checkPageSize(name: string, v: unknown): number {
  */
 export class PageArray implements RangeSource {
   readonly layout = 'pagearray' as const;
+  /**
+   * The pfns as given, not to be written afterwards: the walk reads the page addresses the
+   * constructor computed from them.
+   */
   readonly pfns: Float64Array;
   readonly pageSize: number;
   /** Byte offset into the first page. */
@@ -62,7 +71,8 @@ export class PageArray implements RangeSource {
   private readonly flagsCol: Uint32Array | null;
   private readonly flagsConst: number;
   private readonly lastLen: number;
-  private cols: PagesView | null = null;
+  private readonly addrs: Float64Array;
+  private cols: PageArrayView | null = null;
 
   /**
    * pfns as numbers; each entry is one base page of pageSize bytes; the walk starts `offset` bytes
@@ -76,7 +86,8 @@ export class PageArray implements RangeSource {
     const ps = checkPageSize('opts.pageSize', opts.pageSize);
     const n = pfns.length;
     const maxPfn = Math.floor(TWO_POW_53 / ps) - 1;
-    checkPfns(pfns, maxPfn);
+    const addrs = new Float64Array(n);
+    pageAddrs(pfns, maxPfn, ps, addrs);
     const offset = opts.offset === undefined ? 0 : checkLen('opts.offset', opts.offset, 0, n === 0 ? 0 : ps - 1);
     // byte counts as pages / (1 / ps): a small-integer product would overflow past 2 GiB
     const invPs = 1 / ps;
@@ -100,6 +111,7 @@ export class PageArray implements RangeSource {
       flagsConst = opts.flags;
     }
     this.pfns = pfns;
+    this.addrs = addrs;
     this.pageSize = ps;
     this.offset = offset;
     this.count = n;
@@ -129,10 +141,10 @@ export class PageArray implements RangeSource {
   }
 
   /** @internal The storage view the generated cursor reads. */
-  columns(): PagesView {
+  columns(): PageArrayView {
     if (this.cols === null) {
       this.cols = {
-        n: this.count, pfn: this.pfns, ps: this.pageSize, ord: EMPTY_U8, firstOff: this.offset,
+        n: this.count, pfn: this.pfns, addr: this.addrs, ps: this.pageSize, ord: EMPTY_U8, firstOff: this.offset,
         lastLen: this.lastLen, f: this.flagsCol, fc: this.flagsConst,
       };
     }
@@ -149,7 +161,7 @@ export class PageArray implements RangeSource {
     const ps = this.pageSize;
     const n = this.count;
     for (let i = 0; i < n; i++) {
-      const start = this.pfns[i] * ps + (i === 0 ? this.offset : 0);
+      const start = this.addrs[i] + (i === 0 ? this.offset : 0);
       const len = i === n - 1 ? this.lastLen : i === 0 ? ps - this.offset : ps;
       yield { addr: BigInt(start), len, flags: this.flagsCol === null ? this.flagsConst : this.flagsCol[i] };
     }
