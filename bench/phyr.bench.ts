@@ -21,7 +21,8 @@
 //     array; the consumer's own pass over the addr and len columns touches two. The consumer asks
 //     for addr and len only (flags: null), as the bare loops compute no flags. Each fill() row's
 //     note gives its ceiling: bare against that pass alone, with no fill() at all (consumeOnly),
-//     the best any fill() could do. The page array's bare loop takes 0.59-0.67 ms in some
+//     the best any fill() could do. The page array's bare loop (then over the pfns, times the page
+//     size; over the address column it takes the same 0.85 ms) took 0.59-0.67 ms in some
 //     processes and 0.85-0.95 ms in others, for the life of the process, so its ceiling is 0.6-0.95.
 //     That is not the cache: writing 512 MiB before each run makes the fast form 0.02-0.12 ms
 //     slower and leaves the slow one as it is; the speed follows the memory the 8 MiB array got
@@ -33,8 +34,9 @@
 //     sumFilled4, the additions in the same order): unrolled, a bare loop is bound by its chain of
 //     additions, one per entry (the page array's takes 0.57-0.64 ms in every process), the
 //     consumer's own pass is bound the same way, and fill() has to cost no more than the whole
-//     bare loop for 0.5x; the page layouts and the scatterlist reach 0.35-0.50x that way. The
-//     next() rows' notes give the same comparison (0.39-0.66x).
+//     bare loop for 0.5x; the page list and the scatterlist reach 0.43-0.47x that way, the page
+//     array (copying its addresses) 0.67x. The next() rows' notes give the same comparison
+//     (0.40-0.64x).
 // A reference row without target walks the layouts that were walked before the scatterlist joined
 // with next() from one shared function (its call sites see four cursor classes). Everything is warmed up first; each figure is the fastest of
 // interleaved runs (the cores are shared: a run that lost the CPU part-way says nothing about

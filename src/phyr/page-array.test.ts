@@ -63,6 +63,35 @@ describe('PageArray', () => {
     ));
   });
 
+  it('walks under limits like the reference over bigint page addresses, up to the largest pfn', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 9, max: 30 }), fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.boolean()), { minLength: 1, maxLength: 12 }),
+      fc.nat(), fc.boolean(), fc.option(fc.integer({ min: 1, max: 64 })), fc.option(fc.integer({ min: -2, max: 12 })),
+      (shift, picks, offSeed, merge, segPart, bndPlus) => {
+        const ps = 2 ** shift;
+        // limits within a few pieces a page, so that a walk stays short at 1 GiB pages
+        const maxSegmentLen = segPart === null ? null : Math.ceil((ps * segPart) / 8);
+        const bndShift = bndPlus === null ? null : shift + bndPlus;
+        const maxPfn = Math.floor(2 ** 53 / ps) - 1;
+        // the largest pfn first; then either the next page (a run to merge) or one anywhere
+        const pfns = new Float64Array(picks.length);
+        picks.forEach(([f, next], i) => {
+          pfns[i] = i === 0 ? maxPfn : next && pfns[i - 1] < maxPfn ? pfns[i - 1] + 1 : Math.floor(f * maxPfn);
+        });
+        const offset = offSeed % ps;
+        const p = new PageArray(pfns, { pageSize: ps, offset });
+        const ranges = Array.from(pfns, (pfn, i) => ({
+          addr: BigInt(pfn) * BigInt(ps) + (i === 0 ? BigInt(offset) : 0n), len: i === 0 ? ps - offset : ps, flags: 0,
+        }));
+        const o = {
+          merge, ...(maxSegmentLen === null ? {} : { maxSegmentLen }),
+          ...(bndShift === null ? {} : { segBoundaryMask: (1n << BigInt(bndShift)) - 1n }),
+        };
+        expect(walkCursor(p.cursor(o))).toEqual(refSegments(ranges, o));
+      },
+    ));
+  });
+
   it('rejects bad arguments naming them', () => {
     expect(() => new PageArray([1] as unknown as Float64Array, { pageSize: 4096 })).toThrow(/pfns/);
     expect(() => new PageArray(new Float64Array([1.5]), { pageSize: 4096 })).toThrow(/pfns\[0\]/);

@@ -76,7 +76,8 @@ export class PageArray implements RangeSource {
 
   /**
    * pfns as numbers; each entry is one base page of pageSize bytes; the walk starts `offset` bytes
-   * into the first page and covers `len` bytes (default count*pageSize - offset).
+   * into the first page and covers `len` bytes (default count*pageSize - offset). The array keeps
+   * pfns (not a copy) and each page's address computed from it now: do not write into it afterwards.
    * @throws TypeError/RangeError naming the bad argument (pfn index, offset, len that does not end in
    *   the last page, flags length).
    */
