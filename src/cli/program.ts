@@ -74,9 +74,10 @@ function parseBuffers(v: string): BufferName[] {
 
 const COMPARE_HELP_AFTER = `
 Buffers (--buffers, default all, in this order):
-  anon      1 GiB of anonymous memory in 4 KiB pages (mostly scattered on an aged machine)
+  anon      1 GiB of anonymous memory in base pages (mostly scattered on an aged machine)
   thp       1 GiB of anonymous memory with transparent huge pages (2 MiB folios where available)
-  hugetlb   4 GiB of 1 GiB hugetlb pages (the pool is reserved at boot)
+  hugetlb   4 GiB of 1 GiB hugetlb pages (the pool is reserved at boot; 512 MiB pages at --page-size
+            65536: arm64 with 64 KiB pages has no 1 GiB page)
   device    256 MiB of a 16 GiB device memory region (bar0: no struct page, MMIO) mapped into the process
 
 Columns:
@@ -95,7 +96,7 @@ anonymous buffer per method); --no-mapping, --buffers or --configs make it short
 in the production kernels performance is compared on (it only observes: the figures are the same);
 --dma-debug turns it on and adds its reports to each mapping row.
 
-The machine always reserves the hugetlb pool (4 x 1 GiB), whatever --buffers says, so every run of a
+The machine always reserves the hugetlb pool (4 x 1 GiB, 8 x 512 MiB at 64 KiB pages), whatever --buffers says, so every run of a
 seed has the same physical layout: --ram must leave room for it.
 
 Every figure except the times is deterministic for a seed. --json prints the same report as one JSON
@@ -195,7 +196,7 @@ export function buildProgram(io: CliIo, mode: Mode, prewarmed: MappingPool | nul
         bar?.done();
         if (e instanceof RangeError || e instanceof TypeError) {
           // the pool does not shrink with --buffers (a seed gives one layout), which a small --ram meets first
-          const hint = e.message.startsWith('config.hugetlb') ? '; the 1 GiB hugetlb pool is reserved whatever --buffers says: raise --ram' : '';
+          const hint = e.message.startsWith('config.hugetlb') ? '; the hugetlb pool is reserved whatever --buffers says: raise --ram' : '';
           throw usageError(`these option values do not make a machine (--ram ${o.ram}, --page-size ${o.pageSize}): ${e.message}${hint}`);
         }
         throw e;

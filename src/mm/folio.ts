@@ -3,7 +3,7 @@
 // typed-array columns for allocated folios only. Every change to a count goes through this file.
 
 /** Where a folio came from, so that freeing it returns it to the right place. */
-export const FolioKind = { Buddy: 0, Hugetlb2M: 1, Hugetlb1G: 2, ZoneDevice: 3, HugeZero: 4 } as const;
+export const FolioKind = { Buddy: 0, Hugetlb: 1, ZoneDevice: 3, HugeZero: 4 } as const;
 export type FolioKind = (typeof FolioKind)[keyof typeof FolioKind];
 
 /** 2^k for every folio order. */

@@ -206,8 +206,7 @@ function gupPage(mm: UserMm, v: Vma, va: number, flags: number): number | Err {
         return err('EREMOTEIO', `page at ${hex(va)} is a PCI P2PDMA page of ${v.region!.name} and FOLL_PCI_P2PDMA is not set`);
       }
       return mm.pfnAt(v, va);
-    case VmaKind.Hugetlb2M:
-    case VmaKind.Hugetlb1G: {
+    case VmaKind.Hugetlb: {
       const pfn = mm.pfnAt(v, va);
       if (pfn >= 0) return pfn;
       // no_page_table(): a core dump does not fault a hugetlb page in.

@@ -2,7 +2,7 @@
 // copies, mprotect, migration), GUP (pin_user_pages, pin_user_pages_fast and the phyr pin), mmu interval
 // notifiers and hmm_range_fault.
 export type { HugetlbPool, KernelPagesOptions, KernelPagesPoint, MachineMm, MemRegion, PageFacts, PhysMem, RegionKind } from './types.ts';
-export { MAX_RAM_BYTES, type MmConfig } from './layout.ts';
+export { HUGETLB_BYTES, MAX_RAM_BYTES, hugetlbSizes, type HugetlbSize, type MmConfig } from './layout.ts';
 export { MmMachine, createMmMachine, type FolioInfo } from './machine.ts';
 export { STRUCT_PAGE_SIZE, memmapBytesFor, memmapOf, type MemmapBreakdown, type MemmapRegion } from './memmap.ts';
 export {

@@ -14,8 +14,11 @@ export interface MmConfig {
   readonly pageSize?: number;
   /** Physical address width in bits, 32..52 (default 46). */
   readonly physAddrBits?: number;
-  /** hugetlb pools reserved at boot: number of 2 MiB and 1 GiB pages. */
-  readonly hugetlb?: { readonly '2M'?: number; readonly '1G'?: number };
+  /**
+   * hugetlb pools reserved at boot: pages of each size, among those the page size offers
+   * (hugetlbSizes: 2M and 1G at 4 KiB, 2M, 32M and 1G at 16 KiB, 2M, 512M and 16G at 64 KiB).
+   */
+  readonly hugetlb?: { readonly [K in HugetlbSize]?: number };
   /** Device memory regions (PCI BARs); pgmap: ZONE_DEVICE struct pages (a P2PDMA BAR). */
   readonly deviceMemory?: ReadonlyArray<{ readonly name: string; readonly bytes: number; readonly pgmap?: boolean }>;
   /**
@@ -44,8 +47,8 @@ export interface ResolvedMmConfig {
   readonly ramBytes: number;
   readonly pageSize: number;
   readonly physAddrBits: number;
-  readonly hugetlb2M: number;
-  readonly hugetlb1G: number;
+  /** Pages of each hugetlb pool, one entry per size the page size offers (0 if none asked for). */
+  readonly hugetlb: Readonly<Partial<Record<HugetlbSize, number>>>;
   readonly deviceMemory: ReadonlyArray<{ name: string; bytes: number; pgmap: boolean }>;
   readonly pmem: ReadonlyArray<{ name: string; bytes: number; structPage: boolean; mode: DaxMode }>;
   readonly aged: boolean;
@@ -60,6 +63,25 @@ export const LOW_RESERVED_END = MiB;
 /** Start of the 32-bit PCI hole; RAM resumes at 4 GiB. */
 export const PCI_HOLE_START = 3 * GiB;
 export const PCI_HOLE_END = 4 * GiB;
+
+/** Bytes of each hugetlb page size the model knows, by the name hugetlbfs gives it. */
+export const HUGETLB_BYTES = { '2M': 2 * MiB, '32M': 32 * MiB, '512M': 512 * MiB, '1G': GiB, '16G': 16 * GiB } as const;
+/** A hugetlb page size's name (hugepages-2048kB is '2M'). */
+export type HugetlbSize = keyof typeof HUGETLB_BYTES;
+
+/**
+ * The hugetlb page sizes a machine of this base page size offers, smallest first. The 4 KiB
+ * machine is x86-64: a PMD and a PUD (arch/x86/mm/hugetlbpage.c arch_hugetlb_valid_size, with
+ * X86_FEATURE_GBPAGES). The 16 and 64 KiB machines are arm64: a run of contiguous PTEs, a PMD and
+ * a run of contiguous PMDs (arch/arm64/mm/hugetlbpage.c __hugetlb_valid_size, with the
+ * ARM64_CONT_PTE_SHIFT and ARM64_CONT_PMD_SHIFT defaults; a PUD block only at 4 KiB,
+ * pud_sect_supported): 128 x 16 KiB, 32 MiB and 32 x 32 MiB; 32 x 64 KiB, 512 MiB and 32 x 512 MiB.
+ */
+export function hugetlbSizes(pageSize: number): readonly HugetlbSize[] {
+  if (pageSize === 16384) return ['2M', '32M', '1G'];
+  if (pageSize === 65536) return ['2M', '512M', '16G'];
+  return ['2M', '1G'];
+}
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null;
@@ -80,14 +102,17 @@ export function resolveMmConfig(config: MmConfig): ResolvedMmConfig {
   if (ramBytes % pageSize !== 0) {
     throw new RangeError(`config.ramBytes must be a multiple of the page size ${pageSize}, got ${ramBytes}`);
   }
-  let hugetlb2M = 0, hugetlb1G = 0;
+  const sizes = hugetlbSizes(pageSize);
+  const hugetlb: Partial<Record<HugetlbSize, number>> = {};
+  for (const k of sizes) hugetlb[k] = 0;
   if (config.hugetlb !== undefined) {
     if (!isObj(config.hugetlb)) throw new TypeError(`config.hugetlb must be an object, got ${describeValue(config.hugetlb)}`);
-    for (const k of Object.keys(config.hugetlb)) {
-      if (k !== '2M' && k !== '1G') throw new RangeError(`config.hugetlb keys must be '2M' or '1G', got ${describeValue(k)}`);
+    for (const [k, v] of Object.entries(config.hugetlb)) {
+      if (!(sizes as readonly string[]).includes(k)) {
+        throw new RangeError(`config.hugetlb keys must be hugetlb sizes of a ${pageSize / 1024} KiB page machine (${sizes.map((z) => `'${z}'`).join(', ')}), got ${describeValue(k)}`);
+      }
+      if (v !== undefined) hugetlb[k as HugetlbSize] = checkLen(`config.hugetlb['${k}']`, v);
     }
-    if (config.hugetlb['2M'] !== undefined) hugetlb2M = checkLen("config.hugetlb['2M']", config.hugetlb['2M']);
-    if (config.hugetlb['1G'] !== undefined) hugetlb1G = checkLen("config.hugetlb['1G']", config.hugetlb['1G']);
   }
   const names = new Set<string>(['reserved', 'ram0', 'ram1']);
   const checkName = (field: string, name: unknown): string => {
@@ -125,7 +150,7 @@ export function resolveMmConfig(config: MmConfig): ResolvedMmConfig {
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new RangeError(`config.seed must be a safe integer, got ${describeValue(seed)}`);
   const pciHoleStart = config.pciHoleStart === undefined ? PCI_HOLE_START : checkLen('config.pciHoleStart', config.pciHoleStart, 2 * LOW_RESERVED_END, PCI_HOLE_END);
   if (pciHoleStart % pageSize !== 0) throw new RangeError(`config.pciHoleStart must be a multiple of the page size ${pageSize}, got ${pciHoleStart}`);
-  return { ramBytes, pageSize, physAddrBits, hugetlb2M, hugetlb1G, deviceMemory, pmem, aged: config.aged === true, seed, pciHoleStart };
+  return { ramBytes, pageSize, physAddrBits, hugetlb, deviceMemory, pmem, aged: config.aged === true, seed, pciHoleStart };
 }
 
 /** A region of the map; rangeFlags follows providerId, which pci/ may set later. */

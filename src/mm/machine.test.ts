@@ -38,9 +38,9 @@ describe('memory map', () => {
     expect(m.pfnFacts(3n * BigInt(GiB) / 4096n)).toBeUndefined();
   });
   it('reserves hugetlb pools at boot', () => {
-    expect(m.hugetlb['1G'].free.length).toBe(2);
-    expect(m.hugetlb['2M'].free.length).toBe(4);
-    for (const p of m.hugetlb['1G'].free) expect((p * 4096) % GiB).toBe(0);
+    expect(m.hugetlbPool('1G').free.length).toBe(2);
+    expect(m.hugetlbPool('2M').free.length).toBe(4);
+    for (const p of m.hugetlbPool('1G').free) expect((p * 4096) % GiB).toBe(0);
     // RAM minus the gigantic pages and the 2M pool is what the buddy allocator has.
     expect(m.freePages).toBe((8 * GiB - 2 * GiB - 4 * 2 * MiB) / 4096);
   });

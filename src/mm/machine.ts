@@ -3,10 +3,10 @@
 // hugetlb pools included), the page allocator entry points and the machine's table of live GUP pins.
 // Implements MachineMm (for upper layers) and UserMmHost (for process address spaces).
 
-import { EventLog, GiB, faultInjected, faultsArmed, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/internal.ts';
+import { EventLog, faultInjected, faultsArmed, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/internal.ts';
 import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
 import { FolioKind, FolioTable, type FolioRecord } from './folio.ts';
-import { type MmConfig, type Region, type ResolvedMmConfig, layoutRegions, resolveMmConfig } from './layout.ts';
+import { HUGETLB_BYTES, type HugetlbSize, type MmConfig, type Region, type ResolvedMmConfig, hugetlbSizes, layoutRegions, resolveMmConfig } from './layout.ts';
 import { memmapOf, type MemmapBreakdown } from './memmap.ts';
 import { SparsePhysMem } from './physmem.ts';
 import { PinTable, type PinInfo } from './pins.ts';
@@ -42,8 +42,8 @@ export class MmMachine implements MachineMm, UserMmHost {
   readonly buddy: BuddyAllocator;
   /** Folio records of allocated user folios. */
   readonly folios = new FolioTable();
-  /** hugetlb pools by size name. */
-  readonly hugetlb: { readonly '2M': HugetlbPool; readonly '1G': HugetlbPool };
+  /** hugetlb pools by size name: one per size the page size offers (hugetlbSizes in layout.ts). */
+  readonly hugetlb: Readonly<Partial<Record<HugetlbSize, HugetlbPool>>>;
   /** Order of a PMD-sized THP (2 MiB of base pages). */
   readonly thpOrder: number;
   /** Live GUP pins (listPins() lists them). */
@@ -73,39 +73,64 @@ export class MmMachine implements MachineMm, UserMmHost {
     this.mem = new SparsePhysMem(this.regions, cfg.physAddrBits);
     const ps = cfg.pageSize;
     this.thpOrder = ilog2((2 * MiB) / ps);
-    const order1G = ilog2(GiB / ps);
-    this.hugetlb = {
-      '2M': { order: this.thpOrder, len: 2 * MiB, total: 0, free: [], reserved: 0 },
-      '1G': { order: order1G, len: GiB, total: 0, free: [], reserved: 0 },
-    };
-    // Gigantic pages come from memblock at boot, before the buddy allocator: carve them from the
-    // top of the highest RAM range, 1 GiB aligned.
+    const pools: Partial<Record<HugetlbSize, HugetlbPool>> = {};
+    for (const size of hugetlbSizes(ps)) {
+      const len = HUGETLB_BYTES[size];
+      pools[size] = { order: ilog2(len / ps), len, total: cfg.hugetlb[size] ?? 0, free: [], reserved: 0 };
+    }
+    this.hugetlb = pools;
+    // Gigantic pages (larger than the buddy allocator's largest block) come from memblock at boot,
+    // before the buddy allocator: carve them from the top of the highest RAM range, the largest
+    // size highest, each aligned to its size. The gaps alignment leaves go to the buddy allocator.
     const ram = this.regions.filter((r) => r.kind === 'ram');
     const ranges: Array<[number, number]> = ram.map((r) => [r.startNum / ps, r.endNum / ps]);
-    if (cfg.hugetlb1G > 0) {
-      const top = ram[ram.length - 1];
-      const carveEnd = Math.floor(top.endNum / GiB) * GiB;
-      const carveStart = carveEnd - cfg.hugetlb1G * GiB;
-      if (carveStart < Math.ceil(top.startNum / GiB) * GiB) {
-        throw new RangeError(`config.hugetlb['1G'] ${cfg.hugetlb1G} pages do not fit in RAM range ${top.name} (${top.len} bytes)`);
+    const sizes = hugetlbSizes(ps);
+    const top = ram[ram.length - 1];
+    const last = ranges[ranges.length - 1];
+    let end = top.endNum;
+    const above: Array<[number, number]> = [];
+    for (let k = sizes.length - 1; k >= 0; k--) {
+      const pool = pools[sizes[k]]!;
+      if (pool.order <= MAX_PAGE_ORDER || pool.total === 0) continue;
+      const len = pool.len;
+      const carveEnd = Math.floor(end / len) * len;
+      const carveStart = carveEnd - pool.total * len;
+      if (carveStart < Math.ceil(top.startNum / len) * len) {
+        throw new RangeError(`config.hugetlb['${sizes[k]}'] ${pool.total} pages do not fit in RAM range ${top.name} (${top.len} bytes)`);
       }
-      for (let a = carveStart; a < carveEnd; a += GiB) this.hugetlb['1G'].free.push(a / ps);
-      this.hugetlb['1G'].free.reverse();
-      this.hugetlb['1G'].total = cfg.hugetlb1G;
-      const last = ranges[ranges.length - 1];
+      for (let a = carveEnd - len; a >= carveStart; a -= len) pool.free.push(a / ps);
+      if (carveEnd < end) above.push([carveEnd / ps, end / ps]);
+      end = carveStart;
+    }
+    if (end < top.endNum) {
       ranges.pop();
-      if (carveStart / ps > last[0]) ranges.push([last[0], carveStart / ps]);
-      if (carveEnd / ps < last[1]) ranges.push([carveEnd / ps, last[1]]);
+      if (end / ps > last[0]) ranges.push([last[0], end / ps]);
+      ranges.push(...above.reverse());
     }
     if (memblock !== undefined) this.runMemblock(ranges, memblock);
     this.buddy = new BuddyAllocator(ranges, cfg.aged, cfg.seed);
-    for (let i = 0; i < cfg.hugetlb2M; i++) {
-      const pfn = this.buddy.alloc(this.thpOrder);
-      if (pfn < 0) throw new RangeError(`config.hugetlb['2M'] ${cfg.hugetlb2M} pages do not fit in free RAM (got ${i})`);
-      this.hugetlb['2M'].free.push(pfn);
+    for (const size of sizes) {
+      const pool = pools[size]!;
+      if (pool.order > MAX_PAGE_ORDER) continue;
+      for (let i = 0; i < pool.total; i++) {
+        const pfn = this.buddy.alloc(pool.order);
+        if (pfn < 0) throw new RangeError(`config.hugetlb['${size}'] ${pool.total} pages do not fit in free RAM (got ${i})`);
+        pool.free.push(pfn);
+      }
+      pool.free.reverse();
     }
-    this.hugetlb['2M'].free.reverse();
-    this.hugetlb['2M'].total = cfg.hugetlb2M;
+  }
+
+  /**
+   * The hugetlb pool of one size.
+   * @throws RangeError naming the sizes this machine has, when it has none of that size.
+   */
+  hugetlbPool(size: HugetlbSize): HugetlbPool {
+    const pool = this.hugetlb[size];
+    if (pool === undefined) {
+      throw new RangeError(`a ${this.pageSize / 1024} KiB page machine has no ${size} hugetlb pages (it has ${hugetlbSizes(this.pageSize).join(', ')})`);
+    }
+    return pool;
   }
 
   /**
@@ -390,13 +415,13 @@ export class MmMachine implements MachineMm, UserMmHost {
   }
 
   /** Takes a zeroed page from a hugetlb pool (consuming a reservation when `reserved`); -1 if empty. */
-  allocHugetlbFolio(size: '2M' | '1G', reserved: boolean): number {
-    const pool = this.hugetlb[size];
+  allocHugetlbFolio(size: HugetlbSize, reserved: boolean): number {
+    const pool = this.hugetlbPool(size);
     const pfn = pool.free.pop();
     if (pfn === undefined) return -1;
     if (reserved) pool.reserved--;
     this.mem.discard(pfn * this.pageSize, pool.len);
-    return this.folios.create(pfn, pool.order, size === '2M' ? FolioKind.Hugetlb2M : FolioKind.Hugetlb1G, 0);
+    return this.folios.create(pfn, pool.order, FolioKind.Hugetlb, 0);
   }
 
   /** A ZONE_DEVICE page's record (created on first pin; the pgmap holds one reference). */
@@ -435,7 +460,16 @@ export class MmMachine implements MachineMm, UserMmHost {
     const head = t.head[idx], order = t.order[idx];
     t.remove(idx);
     if (kind === FolioKind.Buddy) this.givePages(head, order);
-    else this.hugetlb[kind === FolioKind.Hugetlb2M ? '2M' : '1G'].free.push(head);
+    else this.hugetlbOfOrder(order).free.push(head);
+  }
+
+  /** The hugetlb pool whose pages have this order (each size has its own). */
+  private hugetlbOfOrder(order: number): HugetlbPool {
+    for (const size of hugetlbSizes(this.pageSize)) {
+      const pool = this.hugetlb[size]!;
+      if (pool.order === order) return pool;
+    }
+    throw new Error(`no hugetlb pool of order ${order}`);
   }
 }
 

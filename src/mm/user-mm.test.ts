@@ -72,15 +72,15 @@ describe('user address space', () => {
     const r = mm.mmap({ len: 20 * MiB, backing: 'hugetlb-2M' });
     expect(r.ok ? 'ok' : r.errno).toBe('ENOMEM');
     const va = unwrap(mm.mmap({ len: 3 * MiB, backing: 'hugetlb-2M' })); // rounded up to 2 pages
-    expect(m.hugetlb['2M'].reserved).toBe(2);
+    expect(m.hugetlbPool('2M').reserved).toBe(2);
     expect(mm.mmap({ len: 14 * MiB, backing: 'hugetlb-2M' }).ok).toBe(false);
     unwrap(mm.touch(va + 100n, 1, false));
-    expect(m.hugetlb['2M'].reserved).toBe(1);
+    expect(m.hugetlbPool('2M').reserved).toBe(1);
     const munBad = mm.munmap(va + 4096n, 4096);
     expect(munBad.ok ? 'ok' : munBad.errno).toBe('EINVAL');
     unwrap(mm.munmap(va, 4 * MiB));
-    expect(m.hugetlb['2M'].reserved).toBe(0);
-    expect(m.hugetlb['2M'].free.length).toBe(8);
+    expect(m.hugetlbPool('2M').reserved).toBe(0);
+    expect(m.hugetlbPool('2M').free.length).toBe(8);
   });
   it('device mappings are PFN maps of the BAR, read-only mappings refuse writes', () => {
     const m = mk();

@@ -4,10 +4,10 @@
 // on write), THP faults, io_remap_pfn_range. Page tables map user VA to pfn per VMA in typed arrays;
 // pages fault in on first touch or at populate.
 
-import { GiB, MiB, checkAddr, checkLen, err, hex, ok, type Err, type EventLog, type Result, type Stats } from '../base/index.ts';
+import { MiB, checkAddr, checkLen, err, hex, ok, type Err, type EventLog, type Result, type Stats } from '../base/index.ts';
 import { describeValue } from '../base/index.ts';
 import { FolioKind, type FolioRecord, type FolioTable } from './folio.ts';
-import type { Region } from './layout.ts';
+import { HUGETLB_BYTES, hugetlbSizes, type HugetlbSize, type Region } from './layout.ts';
 import { MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_VMA, MMU_NOTIFY_UNMAP, type HugetlbPool, type MmuNotifierHook, type PhysMem } from './types.ts';
 import type { PinTable } from './pins.ts';
 import './counters.ts';
@@ -24,14 +24,14 @@ export interface UserMmHost {
   readonly events: EventLog;
   readonly stats: Stats;
   readonly folios: FolioTable;
-  readonly hugetlb: { readonly '2M': HugetlbPool; readonly '1G': HugetlbPool };
+  readonly hugetlb: Readonly<Partial<Record<HugetlbSize, HugetlbPool>>>;
   /** Live GUP pins. */
   readonly pinTable: PinTable<UserMm>;
   region(name: string): Region | undefined;
   /** A zeroed user folio's record index (refcount 0), or -1. */
   allocUserFolio(order: number): number;
   /** A zeroed page from a hugetlb pool, or -1. */
-  allocHugetlbFolio(size: '2M' | '1G', reserved: boolean): number;
+  allocHugetlbFolio(size: HugetlbSize, reserved: boolean): number;
   /** Drops references (folio_put_refs); frees the folio at zero. */
   folioPut(idx: number, refs: number): void;
   /** folioPut for every entry of a record. */
@@ -59,12 +59,20 @@ export const ZERO_PAGE_FOLIO = -3;
 
 /** The user page-table entry that maps one address (UserMm.pteAt). */
 export interface UserPteInfo {
-  /** The table level of the leaf entry: 'pte' (a base page), 'pmd' (2 MiB), 'pud' (1 GiB). */
+  /**
+   * The table level of the leaf entry: 'pte' (a base page), 'pmd' (a table of PTEs' worth: 2 MiB at
+   * 4 KiB pages, 32 MiB at 16 KiB, 512 MiB at 64 KiB), 'pud' (a table of PMDs' worth).
+   */
   readonly level: 'pte' | 'pmd' | 'pud';
   /** The entry's index in its table (the VA bits of that level). */
   readonly index: number;
-  /** Bytes the entry maps. */
+  /** Bytes the entry maps, with the entries of its contiguous run (contig). */
   readonly leafBytes: number;
+  /**
+   * Entries of that level mapping leafBytes together: 1, or a run with arm64's contiguous bit
+   * (CONT_PTES, CONT_PMDS: a 2 MiB folio at 16 or 64 KiB pages, a 1 GiB or 16 GiB hugetlb page).
+   */
+  readonly contig: number;
   /** First VA the entry maps. */
   readonly leafVa: bigint;
   readonly present: boolean;
@@ -78,7 +86,7 @@ export interface UserPteInfo {
   readonly cache: PageCacheMode;
   /** The entry as an x86-64 page-table entry (see UserMm.pteAt); 0n when not present. */
   readonly entry: bigint;
-  /** The VMA's kind: anon, thp, hugetlb-2M, hugetlb-1G, pfnmap, devpages, pfnmap-fault. */
+  /** The VMA's kind: anon, thp, hugetlb-<size> (hugetlb-2M, hugetlb-1G, ...), pfnmap, devpages, pfnmap-fault. */
   readonly vmaKind: string;
 }
 
@@ -107,7 +115,7 @@ export interface VmPfnMapOps {
  * What backs a mapping. A device backing maps part of a device or pmem region (PFN map / DAX); a
  * pfnmap backing maps an object through its fault handler from page `pgoff` of the object on.
  */
-export type MmapBacking = 'anon' | 'thp' | 'hugetlb-2M' | 'hugetlb-1G' | { readonly device: string; readonly offset?: number }
+export type MmapBacking = 'anon' | 'thp' | `hugetlb-${HugetlbSize}` | { readonly device: string; readonly offset?: number }
   | { readonly pfnmap: VmPfnMapOps; readonly pgoff?: number };
 
 /** Options of UserMm.mmap. */
@@ -124,18 +132,26 @@ export interface MmapOptions {
 }
 
 /** Kinds of VMA the model has. */
-export const VmaKind = { Anon: 0, Thp: 1, Hugetlb2M: 2, Hugetlb1G: 3, PfnMap: 4, DevPages: 5, PfnMapFault: 6 } as const;
+export const VmaKind = { Anon: 0, Thp: 1, Hugetlb: 2, PfnMap: 4, DevPages: 5, PfnMapFault: 6 } as const;
 export type VmaKind = (typeof VmaKind)[keyof typeof VmaKind];
 
 /** Whether a VMA kind is hugetlb (is_vm_hugetlb_page). */
 export function isHugetlbKind(kind: VmaKind): boolean {
-  return kind === VmaKind.Hugetlb2M || kind === VmaKind.Hugetlb1G;
+  return kind === VmaKind.Hugetlb;
 }
 
-/** The hugetlb pool size name of a hugetlb VMA kind. */
-function hugetlbSize(kind: VmaKind): '2M' | '1G' {
-  return kind === VmaKind.Hugetlb2M ? '2M' : '1G';
+/** The hugetlb size name of a hugetlb VMA (its huge page size is its granule). */
+function hugetlbSize(v: Vma): HugetlbSize {
+  for (const [name, len] of Object.entries(HUGETLB_BYTES)) if (len === v.granuleLen) return name as HugetlbSize;
+  throw new Error(`no hugetlb size of ${v.granuleLen} bytes`);
 }
+
+/** The name a VMA's kind has in mappings and pteAt ('hugetlb-2M' for a hugetlb VMA of 2 MiB pages). */
+function vmaKindName(v: Vma): string {
+  return v.kind === VmaKind.Hugetlb ? `hugetlb-${hugetlbSize(v)}` : VMA_KIND_NAMES[v.kind];
+}
+
+const VMA_KIND_NAMES = ['anon', 'thp', 'hugetlb', '', 'pfnmap', 'devpages', 'pfnmap-fault'];
 
 /**
  * faultPage() result for a fault the handler refused (VM_FAULT_SIGBUS): a CPU access gets SIGBUS,
@@ -245,8 +261,7 @@ export class UserMm {
 
   /** A plain description of the mappings (for reports and tests). */
   get mappings(): Array<{ start: bigint; end: bigint; kind: string; writable: boolean }> {
-    const names = ['anon', 'thp', 'hugetlb-2M', 'hugetlb-1G', 'pfnmap', 'devpages', 'pfnmap-fault'];
-    return this.vmas.map((v) => ({ start: BigInt(v.start), end: BigInt(v.end), kind: names[v.kind], writable: v.writable }));
+    return this.vmas.map((v) => ({ start: BigInt(v.start), end: BigInt(v.end), kind: vmaKindName(v), writable: v.writable }));
   }
 
   /**
@@ -276,8 +291,15 @@ export class UserMm {
     let pfnOps: VmPfnMapOps | null = null;
     if (b === 'anon') kind = VmaKind.Anon;
     else if (b === 'thp') { kind = VmaKind.Thp; granuleLen = 2 * MiB; }
-    else if (b === 'hugetlb-2M') { kind = VmaKind.Hugetlb2M; granuleLen = 2 * MiB; }
-    else if (b === 'hugetlb-1G') { kind = VmaKind.Hugetlb1G; granuleLen = GiB; }
+    else if (typeof b === 'string' && b.startsWith('hugetlb-') && Object.hasOwn(HUGETLB_BYTES, b.slice(8))) {
+      // MAP_HUGETLB with a MAP_HUGE_* size the machine has no hstate for (mm/mmap.c ksys_mmap_pgoff)
+      const size = b.slice(8) as HugetlbSize;
+      if (!hugetlbSizes(ps).includes(size)) {
+        return err('EINVAL', `no ${size} hugetlb pages on a ${ps / 1024} KiB page machine (it has ${hugetlbSizes(ps).join(', ')})`);
+      }
+      kind = VmaKind.Hugetlb;
+      granuleLen = HUGETLB_BYTES[size];
+    }
     else if (typeof b === 'object' && b !== null && 'device' in b && typeof b.device === 'string') {
       const r = m.region(b.device);
       if (r === undefined || (r.kind !== 'device' && r.kind !== 'pmem')) {
@@ -298,9 +320,9 @@ export class UserMm {
       basePfn = b.pgoff === undefined ? 0 : checkLen('opts.backing.pgoff', b.pgoff);
       kind = VmaKind.PfnMapFault;
     } else {
-      throw new RangeError(`opts.backing must be 'anon', 'thp', 'hugetlb-2M', 'hugetlb-1G' or { device, offset }, got ${describeValue(b)}`);
+      throw new RangeError(`opts.backing must be 'anon', 'thp', 'hugetlb-<size>' (${Object.keys(HUGETLB_BYTES).join(', ')}), { device, offset } or { pfnmap }, got ${describeValue(b)}`);
     }
-    const isHuge = kind === VmaKind.Hugetlb2M || kind === VmaKind.Hugetlb1G;
+    const isHuge = kind === VmaKind.Hugetlb;
     const lenUnit = isHuge ? granuleLen : ps;
     len = Math.ceil(len / lenUnit) * lenUnit;
     // Placement: hugetlb on its huge page size (hugetlb_get_unmapped_area); a THP-backed anonymous
@@ -339,9 +361,10 @@ export class UserMm {
     const nGranules = Math.ceil((start + len) / granuleLen) - Math.floor(start / granuleLen);
     let pool = null;
     if (isHuge) {
-      pool = m.hugetlb[hugetlbSize(kind)];
+      const size = (b as string).slice(8) as HugetlbSize;
+      pool = m.hugetlb[size]!;
       if (pool.free.length - pool.reserved < nGranules) {
-        return err('ENOMEM', `hugetlb pool ${hugetlbSize(kind)} has ${pool.free.length - pool.reserved} unreserved free pages, need ${nGranules}`);
+        return err('ENOMEM', `hugetlb pool ${size} has ${pool.free.length - pool.reserved} unreserved free pages, need ${nGranules}`);
       }
       pool.reserved += nGranules;
     }
@@ -451,11 +474,10 @@ export class UserMm {
         if (have >= 0) return this.cowZeroPage(vma.leafPfn!, vma.leafFolio!, g, va);
         return write ? this.mapNewPage(vma.leafPfn!, vma.leafFolio!, g) : this.mapZeroPage(vma.leafPfn!, vma.leafFolio!, g);
       }
-      case VmaKind.Hugetlb2M:
-      case VmaKind.Hugetlb1G: {
+      case VmaKind.Hugetlb: {
         const have = this.pfnAt(vma, va);
         if (have >= 0) return have;
-        const f = m.allocHugetlbFolio(hugetlbSize(vma.kind), true);
+        const f = m.allocHugetlbFolio(hugetlbSize(vma), true);
         if (f < 0) return -1;
         this.mapFolio(vma.leafPfn!, vma.leafFolio!, Math.floor(va / vma.granuleLen) - vma.slotBase, f);
         return this.pfnAt(vma, va);
@@ -735,13 +757,16 @@ export class UserMm {
     let leafBytes = v.granuleLen;
     if (v.kind === VmaKind.PfnMap || v.kind === VmaKind.DevPages || v.kind === VmaKind.PfnMapFault) leafBytes = ps;
     if (v.kind === VmaKind.Thp && v.leafPfn![Math.floor(a / v.granuleLen) - v.slotBase] === -2) leafBytes = ps;
-    const level: UserPteInfo['level'] = leafBytes === ps ? 'pte' : leafBytes <= 2 * MiB ? 'pmd' : 'pud';
-    const index = Math.floor(a / leafBytes) % 512;
+    // the table geometry: ps / 8 entries a table, each level mapping that many of the one below
+    const perTable = ps / 8, pmdBytes = ps * perTable, pudBytes = pmdBytes * perTable;
+    const level: UserPteInfo['level'] = leafBytes < pmdBytes ? 'pte' : leafBytes < pudBytes ? 'pmd' : 'pud';
+    const entryBytes = level === 'pte' ? ps : level === 'pmd' ? pmdBytes : pudBytes;
+    const contig = leafBytes / entryBytes;
+    const index = Math.floor(a / entryBytes) % perTable;
     const pfnHere = this.pfnAt(v, a);
-    const kinds = ['anon', 'thp', 'hugetlb-2M', 'hugetlb-1G', 'pfnmap', 'devpages', 'pfnmap-fault'];
     const leafVa = BigInt(Math.floor(a / leafBytes) * leafBytes);
     if (pfnHere < 0) {
-      return { level, index, leafBytes, leafVa, present: false, pfn: null, writable: false, zeroPage: false, special: false, cache: 'wb', entry: 0n, vmaKind: kinds[v.kind] };
+      return { level, index, leafBytes, contig, leafVa, present: false, pfn: null, writable: false, zeroPage: false, special: false, cache: 'wb', entry: 0n, vmaKind: vmaKindName(v) };
     }
     const firstPfn = pfnHere - (Math.floor((a % leafBytes) / ps));
     const folio = this.folioAt(v, a);
@@ -759,7 +784,7 @@ export class UserMm {
     if (cache === 'uc') e |= 0x10n; // PCD: PAT index 2 (UC-)
     if (special) e |= 0x200n; // _PAGE_SPECIAL
     e |= BigInt(firstPfn) << BigInt(Math.log2(ps));
-    return { level, index, leafBytes, leafVa, present: true, pfn: BigInt(firstPfn), writable, zeroPage, special, cache, entry: e, vmaKind: kinds[v.kind] };
+    return { level, index, leafBytes, contig, leafVa, present: true, pfn: BigInt(firstPfn), writable, zeroPage, special, cache, entry: e, vmaKind: vmaKindName(v) };
   }
 
   /**
@@ -778,7 +803,7 @@ export class UserMm {
     const e = a + Math.ceil(len / this.ps) * this.ps;
     for (const v of this.vmas) {
       if (v.start >= e || v.end <= a) continue;
-      if ((v.kind === VmaKind.Hugetlb2M || v.kind === VmaKind.Hugetlb1G) &&
+      if (v.kind === VmaKind.Hugetlb &&
         ((a > v.start && a % v.granuleLen !== 0) || (e < v.end && e % v.granuleLen !== 0))) {
         return err('EINVAL', `hugetlb mapping at ${hex(v.start)} can only be split at ${v.granuleLen}-byte boundaries`);
       }
@@ -821,9 +846,8 @@ export class UserMm {
       case VmaKind.Anon:
         for (let va = lo; va < hi; va += ps) this.unmapEntry(v.leafPfn!, v.leafFolio!, va / ps - v.slotBase);
         return;
-      case VmaKind.Hugetlb2M:
-      case VmaKind.Hugetlb1G: {
-        const pool = m.hugetlb[hugetlbSize(v.kind)];
+      case VmaKind.Hugetlb: {
+        const pool = m.hugetlb[hugetlbSize(v)]!;
         for (let va = lo; va < hi; va += v.granuleLen) {
           // A huge page never faulted in still holds the mapping's reservation.
           if (!this.unmapEntry(v.leafPfn!, v.leafFolio!, va / v.granuleLen - v.slotBase)) pool.reserved--;

@@ -233,7 +233,7 @@ describe('runCompare options', () => {
   });
 
   it('a buffer that cannot be mapped is reported with its errno, not thrown', () => {
-    const rep = runCompare({ ...SMALL, buffers: ['hugetlb'], hugetlb1G: 0 });
+    const rep = runCompare({ ...SMALL, buffers: ['hugetlb'], hugetlbPages: 0 });
     expect(rep.buffers[0].mmapErrno).not.toBeNull();
     expect(rep.buffers[0].rows).toEqual([]);
     expect(rep.headline).toBeNull();

@@ -11,7 +11,7 @@
 
 import { GiB, MiB, checkLen, checkOneOf, formatBytes, hex, type Errno, type Result } from '../base/index.ts';
 import {
-  MAX_RAM_BYTES, STRUCT_PAGE_SIZE, memmapBytesFor, type MemmapBreakdown,
+  HUGETLB_BYTES, MAX_RAM_BYTES, STRUCT_PAGE_SIZE, hugetlbSizes, memmapBytesFor, type HugetlbSize, type MemmapBreakdown,
   createMmMachine, pinUserPages, pinUserPhyrs, unpinUserPages, unpinUserPhyrs, FOLL_WRITE,
   type MmMachine, type MmConfig, type UserMm,
 } from '../mm/index.ts';
@@ -68,8 +68,11 @@ export interface CompareOptions {
   readonly bufferLen?: Partial<Record<BufferName, number>>;
   /** Size of the device memory region in GiB (default 16). */
   readonly deviceGiB?: number;
-  /** 1 GiB hugetlb pages reserved at boot (default: enough for the hugetlb buffer). */
-  readonly hugetlb1G?: number;
+  /**
+   * hugetlb pages of the hugetlb buffer's size (compareHugetlbSize) reserved at boot (default:
+   * enough for the hugetlb buffer).
+   */
+  readonly hugetlbPages?: number;
   /**
    * max_segment for sgAllocTableFromPagesSegment in bytes (default: UINT_MAX rounded down to the
    * page size, as sg_alloc_table_from_pages uses).
@@ -166,7 +169,17 @@ export interface BufferMemmap {
   readonly text: string;
 }
 
-/** The seed's headline: one 1 GiB hugetlb page as a page array vs as a phyr list, measured. */
+/**
+ * The hugetlb page size of the hugetlb buffer: the machine's largest of at most 1 GiB. That is 1 GiB
+ * on x86-64 (4 KiB pages) and on arm64 with 16 KiB pages, 512 MiB (a PMD) on arm64 with 64 KiB
+ * pages, which has no 1 GiB page (hugetlbSizes).
+ */
+export function compareHugetlbSize(pageSize: number): HugetlbSize {
+  const fit = hugetlbSizes(pageSize).filter((s) => HUGETLB_BYTES[s] <= GiB);
+  return fit[fit.length - 1];
+}
+
+/** The seed's headline: one hugetlb page (1 GiB on x86-64) as a page array vs as a phyr list, measured. */
 export interface Headline {
   readonly label: string;
   readonly pageEntries: number;
@@ -181,7 +194,9 @@ export interface MachineReport {
   readonly aged: boolean;
   readonly seed: number;
   readonly pageSize: number;
-  readonly hugetlb1G: number;
+  /** The hugetlb pool: its page size and pages reserved at boot. */
+  readonly hugetlbSize: HugetlbSize;
+  readonly hugetlbPages: number;
   readonly deviceMemory: ReadonlyArray<{ readonly name: string; readonly bytes: number }>;
   /** The physical memory map: one line per region. */
   readonly regions: ReadonlyArray<{ readonly name: string; readonly kind: string; readonly start: string; readonly end: string; readonly len: number }>;
@@ -236,7 +251,8 @@ interface ResolvedOptions {
   readonly buffers: readonly BufferName[];
   readonly bufferLen: Readonly<Record<BufferName, number>>;
   readonly deviceGiB: number;
-  readonly hugetlb1G: number;
+  readonly hugetlbSize: HugetlbSize;
+  readonly hugetlbPages: number;
   readonly maxSegment: number;
   readonly pageSize: number;
   readonly mapping: boolean;
@@ -263,10 +279,12 @@ export function resolveCompareOptions(opts: CompareOptions = {}): ResolvedOption
     if (seen.has(b)) throw new RangeError(`buffers must not repeat a name, got ${JSON.stringify(b)} twice`);
     seen.add(b);
   }
+  const hugetlbSize = compareHugetlbSize(pageSize);
+  const hugeLen = HUGETLB_BYTES[hugetlbSize];
   const bufferLen = { ...DEFAULT_BUFFER_LEN };
   for (const [k, v] of Object.entries(opts.bufferLen ?? {})) {
     const name = checkOneOf('bufferLen key', k, BUFFER_NAMES);
-    const grain = name === 'hugetlb' ? GiB : name === 'thp' ? 2 * MiB : pageSize;
+    const grain = name === 'hugetlb' ? hugeLen : name === 'thp' ? 2 * MiB : pageSize;
     const len = checkLen(`bufferLen.${name}`, v, grain);
     if (len % grain !== 0) throw new RangeError(`bufferLen.${name} must be a multiple of ${grain}, got ${len}`);
     bufferLen[name] = len;
@@ -274,11 +292,11 @@ export function resolveCompareOptions(opts: CompareOptions = {}): ResolvedOption
   if (bufferLen.device > deviceGiB * GiB) {
     throw new RangeError(`bufferLen.device must fit the ${deviceGiB} GiB device region, got ${bufferLen.device}`);
   }
-  const hugetlb1G = checkLen('hugetlb1G', opts.hugetlb1G ?? Math.ceil(bufferLen.hugetlb / GiB), 0, 1 << 16);
+  const hugetlbPages = checkLen('hugetlbPages', opts.hugetlbPages ?? Math.ceil(bufferLen.hugetlb / hugeLen), 0, 1 << 16);
   const maxSegment = checkLen('maxSegment', opts.maxSegment ?? defaultMaxSegment(pageSize), pageSize, 0xffffffff);
   const mapping = opts.mapping ?? false;
   if (typeof mapping !== 'boolean') throw new TypeError(`mapping must be a boolean, got ${typeof mapping} ${String(mapping)}`);
-  return { ramGiB, aged, seed, buffers, bufferLen, deviceGiB, hugetlb1G, maxSegment, pageSize, mapping };
+  return { ramGiB, aged, seed, buffers, bufferLen, deviceGiB, hugetlbSize, hugetlbPages, maxSegment, pageSize, mapping };
 }
 
 /** The MmConfig runCompare uses for these options (exported so tests can rebuild the same machine). */
@@ -287,20 +305,20 @@ export function compareMachineConfig(opts: CompareOptions = {}): MmConfig {
   return {
     ramBytes: o.ramGiB * GiB,
     pageSize: o.pageSize,
-    hugetlb: o.hugetlb1G > 0 ? { '1G': o.hugetlb1G } : {},
+    hugetlb: o.hugetlbPages > 0 ? { [o.hugetlbSize]: o.hugetlbPages } : {},
     deviceMemory: [{ name: DEVICE_REGION_NAME, bytes: o.deviceGiB * GiB }],
     aged: o.aged,
     seed: o.seed,
   };
 }
 
-type Backing = 'anon' | 'thp' | 'hugetlb-1G' | { device: string; offset: number };
+type Backing = 'anon' | 'thp' | `hugetlb-${HugetlbSize}` | { device: string; offset: number };
 
-function backingOf(name: BufferName): Backing {
+function backingOf(name: BufferName, pageSize: number): Backing {
   switch (name) {
     case 'anon': return 'anon';
     case 'thp': return 'thp';
-    case 'hugetlb': return 'hugetlb-1G';
+    case 'hugetlb': return `hugetlb-${compareHugetlbSize(pageSize)}`;
     case 'device': return { device: DEVICE_REGION_NAME, offset: 0 };
   }
 }
@@ -309,12 +327,12 @@ function backingText(b: Backing): string {
   return typeof b === 'string' ? b : `device:${b.device}+${hex(b.offset)}`;
 }
 
-function bufferLabel(name: BufferName, len: number): string {
+function bufferLabel(name: BufferName, len: number, pageSize: number): string {
   const l = formatBytes(len);
   switch (name) {
-    case 'anon': return `${l} anonymous 4 KiB pages`;
+    case 'anon': return `${l} anonymous ${formatBytes(pageSize)} pages`;
     case 'thp': return `${l} anonymous THP`;
-    case 'hugetlb': return `${l} of 1 GiB hugetlb pages`;
+    case 'hugetlb': return `${l} of ${formatBytes(HUGETLB_BYTES[compareHugetlbSize(pageSize)])} hugetlb pages`;
     case 'device': return `${l} of device memory (${DEVICE_REGION_NAME}) mapped into the process`;
   }
 }
@@ -325,7 +343,7 @@ function msSince(t0: number): number {
 
 /** Maps one buffer into mm with populate. */
 export function mapCompareBuffer(mm: UserMm, name: BufferName, len: number): Result<bigint> {
-  return mm.mmap({ len, backing: backingOf(name), populate: true });
+  return mm.mmap({ len, backing: backingOf(name, mm.machine.pageSize), populate: true });
 }
 
 function failedRow(layout: CompareLayout, buildPath: string, errno: Errno, reason: string, pinMs: number, buildMs: number): LayoutRow {
@@ -411,21 +429,22 @@ export function measureLayout(
 }
 
 /**
- * Measures the seed's headline on an already-mapped hugetlb buffer: its first 1 GiB page pinned as
- * a page array and as a phyr list. Returns null if either pin fails.
+ * Measures the seed's headline on an already-mapped hugetlb buffer: its first hugetlb page
+ * (compareHugetlbSize) pinned as a page array and as a phyr list. Returns null if either pin fails.
  */
 export function measureHeadline(mm: UserMm, start: bigint, pageSize: number): Headline | null {
-  const pages = pinUserPages(mm, start, GiB / pageSize, FOLL_WRITE);
+  const hugeLen = HUGETLB_BYTES[compareHugetlbSize(pageSize)];
+  const pages = pinUserPages(mm, start, hugeLen / pageSize, FOLL_WRITE);
   if (!pages.ok) return null;
   const pageEntries = pages.value.count;
   const pageArrayBytes = pages.value.kernelBytes;
   unpinUserPages(pages.value);
-  const phyrs = pinUserPhyrs(mm, start, GiB, FOLL_WRITE);
+  const phyrs = pinUserPhyrs(mm, start, hugeLen, FOLL_WRITE);
   if (!phyrs.ok) return null;
   const phyrEntries = phyrs.value.count;
   const phyrBytes = phyrs.value.kernelBytes;
   unpinUserPhyrs(phyrs.value);
-  const label = '1 GiB hugetlb page';
+  const label = `${formatBytes(hugeLen)} hugetlb page`;
   const text = `${label}: ${pageEntries.toLocaleString('en-US')} page entries (${formatBytes(pageArrayBytes)} of pointers) vs ` +
     `${phyrEntries.toLocaleString('en-US')} phyr (${formatBytes(phyrBytes)})`;
   return { label, pageEntries, pageArrayBytes, phyrEntries, phyrBytes, text };
@@ -434,9 +453,9 @@ export function measureHeadline(mm: UserMm, start: bigint, pageSize: number): He
 function describeMachine(m: MmMachine, o: ResolvedOptions): MachineReport {
   const regions = m.regions.map((r) => ({ name: r.name, kind: r.kind, start: hex(r.start), end: hex(r.end), len: r.len }));
   const description = `${o.ramGiB} GiB RAM${o.aged ? ', aged' : ''}, ${formatBytes(o.pageSize)} pages, ` +
-    `hugetlb pool ${o.hugetlb1G} x 1 GiB, device region ${DEVICE_REGION_NAME} ${o.deviceGiB} GiB (no struct page, MMIO), seed ${o.seed}`;
+    `hugetlb pool ${o.hugetlbPages} x ${formatBytes(HUGETLB_BYTES[o.hugetlbSize])}, device region ${DEVICE_REGION_NAME} ${o.deviceGiB} GiB (no struct page, MMIO), seed ${o.seed}`;
   return {
-    ramBytes: o.ramGiB * GiB, aged: o.aged, seed: o.seed, pageSize: o.pageSize, hugetlb1G: o.hugetlb1G,
+    ramBytes: o.ramGiB * GiB, aged: o.aged, seed: o.seed, pageSize: o.pageSize, hugetlbSize: o.hugetlbSize, hugetlbPages: o.hugetlbPages,
     deviceMemory: [{ name: DEVICE_REGION_NAME, bytes: o.deviceGiB * GiB }], regions, description,
     memmap: m.memmapBytes(),
   };
@@ -462,12 +481,13 @@ export function compareSteps(opts: CompareOptions = {}): number {
 export function compareMappingOptions(opts: CompareOptions = {}): MappingOptions {
   const o = resolveCompareOptions(opts);
   return {
-    ramGiB: o.ramGiB, aged: o.aged, seed: o.seed, pageSize: o.pageSize, hugetlb1G: o.hugetlb1G, deviceGiB: o.deviceGiB,
+    ramGiB: o.ramGiB, aged: o.aged, seed: o.seed, pageSize: o.pageSize,
+    hugetlb: o.hugetlbPages > 0 ? { [o.hugetlbSize]: o.hugetlbPages } : {}, deviceGiB: o.deviceGiB,
     maxSegment: o.maxSegment,
     buffers: o.buffers.map((name) => ({
-      name, label: bufferLabel(name, o.bufferLen[name]), len: o.bufferLen[name],
+      name, label: bufferLabel(name, o.bufferLen[name], o.pageSize), len: o.bufferLen[name],
       kind: name === 'device' ? 'device' as const : 'ram' as const,
-      backing: name === 'device' ? 'device' : backingOf(name) as string,
+      backing: name === 'device' ? 'device' : backingOf(name, o.pageSize) as string,
     })),
     ...(opts.mappingConfigs ? { configs: opts.mappingConfigs } : {}),
     ...(opts.verifyWindows !== undefined ? { verifyWindows: opts.verifyWindows } : {}),
@@ -501,7 +521,7 @@ function runLayouts(opts: CompareOptions, o: ResolvedOptions, step: (label: stri
   let headline: Headline | null = null;
   for (const name of o.buffers) {
     const len = o.bufferLen[name];
-    const label = bufferLabel(name, len);
+    const label = bufferLabel(name, len, o.pageSize);
     const t0 = performance.now();
     const mapped = mapCompareBuffer(mm, name, len);
     const mmapMs = msSince(t0);
@@ -509,7 +529,7 @@ function runLayouts(opts: CompareOptions, o: ResolvedOptions, step: (label: stri
     if (!mapped.ok) {
       for (let i = 0; i < LAYOUT_NAMES.length; i++) step(`${label}: skipped`);
       buffers.push({
-        name, label, backing: backingText(backingOf(name)), len, userAddr: null,
+        name, label, backing: backingText(backingOf(name, o.pageSize)), len, userAddr: null,
         mmapErrno: mapped.errno, mmapMessage: mapped.message ?? null, mmapMs, rows: [],
         memmap: name === 'device' ? deviceBufferMemmap(len, o.deviceGiB * GiB, o.pageSize) : null,
       });
@@ -522,7 +542,7 @@ function runLayouts(opts: CompareOptions, o: ResolvedOptions, step: (label: stri
     }
     if (name === 'hugetlb') headline = measureHeadline(mm, mapped.value, o.pageSize);
     buffers.push({
-      name, label, backing: backingText(backingOf(name)), len, userAddr: hex(mapped.value),
+      name, label, backing: backingText(backingOf(name, o.pageSize)), len, userAddr: hex(mapped.value),
       mmapErrno: null, mmapMessage: null, mmapMs, rows,
       memmap: name === 'device' ? deviceBufferMemmap(len, o.deviceGiB * GiB, o.pageSize) : null,
     });

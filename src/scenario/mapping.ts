@@ -9,15 +9,15 @@ import { GiB, KiB, MiB, checkLen, type Errno } from '../base/index.ts';
 import { DMA_BIT_MASK, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask } from '../dma/index.ts';
 import { UMEM_METHODS, UMEM_METHOD_LABELS, umemMap, type UmemMethod, type UmemSegments } from '../drivers/index.ts';
 import { createMachine, type Machine, type MachineConfig } from '../machine/index.ts';
-import type { UserMm } from '../mm/index.ts';
+import type { HugetlbSize, MmapBacking, UserMm } from '../mm/index.ts';
 import type { Device, PciNodeConfig } from '../pci/index.ts';
 import type { IommuConfig } from '../iommu/index.ts';
 import { patternBytes as fill } from '../base/index.ts';
 
 /** The mmap backing of a mapping buffer on a configuration (the P2P BAR of gpu0 in the P2P configurations). */
-export function mappingBacking(b: MappingOptions['buffers'][number], config: MappingConfigName): 'anon' | 'thp' | 'hugetlb-1G' | { device: string; offset: number } {
+export function mappingBacking(b: MappingOptions['buffers'][number], config: MappingConfigName): MmapBacking {
   if (b.kind === 'device') return { device: MAPPING_CONFIGS[config].p2p ? 'gpu0.bar0' : 'bar0', offset: 0 };
-  return b.backing as 'anon' | 'thp' | 'hugetlb-1G';
+  return b.backing as 'anon' | 'thp' | `hugetlb-${HugetlbSize}`;
 }
 
 /** The machine configurations of the mapping section, in report order. */
@@ -187,7 +187,8 @@ export interface MappingOptions {
   readonly aged: boolean;
   readonly seed: number;
   readonly pageSize: number;
-  readonly hugetlb1G: number;
+  /** hugetlb pages reserved at boot, by size (MmConfig.hugetlb). */
+  readonly hugetlb: { readonly [K in HugetlbSize]?: number };
   readonly deviceGiB: number;
   readonly maxSegment: number;
   /** Buffers as (name, label, len, mmap backing for non-P2P and P2P machines). */
@@ -237,7 +238,7 @@ export function mappingMachineConfig(o: MappingOptions, name: MappingConfigName)
   const c = MAPPING_CONFIGS[name];
   return {
     ramBytes: o.ramGiB * GiB, pageSize: o.pageSize, aged: o.aged, seed: o.seed,
-    hugetlb: o.hugetlb1G > 0 ? { '1G': o.hugetlb1G } : {},
+    hugetlb: o.hugetlb,
     deviceMemory: [{ name: 'bar0', bytes: o.deviceGiB * GiB }],
     cpu: { vendor: 'intel' },
     pci: pagedBars(mappingPciFor(MAPPING_PCI, name), o.pageSize),

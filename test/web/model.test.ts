@@ -207,7 +207,7 @@ describe('the view model of the web page', () => {
     ].join('\n');
     const vm = new ViewModel(yaml, 'pools.yaml');
     const m = vm.machine;
-    const pages = (size: '2M' | '1G'): number[] => m.hugetlb[size].free.map((pfn) => pfn * m.pageSize).sort((a, b) => a - b);
+    const pages = (size: '2M' | '1G'): number[] => m.hugetlbPool(size).free.map((pfn) => pfn * m.pageSize).sort((a, b) => a - b);
     const pool = { '2M': pages('2M'), '1G': pages('1G') };
     /** The pool pages the runs cover, each with its state, in address order. */
     const covered = (): Array<[string, number, boolean]> => vm.snapshot().hugetlb.flatMap((r) => {
@@ -227,7 +227,7 @@ describe('the view model of the web page', () => {
     // the mmap faults in two 2 MiB pages: exactly those are in use (the buffer's pages)
     vm.step();
     const used = new Set(vm.snapshot().spans.filter((sp) => sp.buffer === 'h').flatMap((sp) => [Number(BigInt(sp.start)), Number(BigInt(sp.end)) - 1]));
-    const inUse2M = pool['2M'].filter((a) => !m.hugetlb['2M'].free.includes(a / m.pageSize));
+    const inUse2M = pool['2M'].filter((a) => !m.hugetlbPool('2M').free.includes(a / m.pageSize));
     expect(inUse2M).toHaveLength(2);
     expect(covered()).toEqual(all((size, a) => size === '2M' && inUse2M.includes(a)));
     expect(used.size).toBeGreaterThan(0);
@@ -244,7 +244,7 @@ describe('the view model of the web page', () => {
   it('a scattered hugetlb pool (aged memory, 1,000 pages of 2 MiB) is drawn in at most 256 runs that still count every page', () => {
     const vm = new ViewModel('name: p\nmachine: { ramBytes: 16GiB, aged: true, hugetlb: { 2M: 1000 } }\nbuffers: []\nsteps: []\n', 'p.yaml');
     const m = vm.machine;
-    const starts = m.hugetlb['2M'].free.map((pfn) => pfn * m.pageSize).sort((a, b) => a - b);
+    const starts = m.hugetlbPool('2M').free.map((pfn) => pfn * m.pageSize).sort((a, b) => a - b);
     // the pages alone form more runs than are drawn: the merging is needed here
     const rawRuns = starts.filter((a, i) => i === 0 || starts[i - 1] + 2 ** 21 !== a).length;
     expect(rawRuns).toBeGreaterThan(256);

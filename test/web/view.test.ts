@@ -9,7 +9,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { iommuGetDomainForDev, iommufdIoasOf } from '../../src/index.ts';
+import { hugetlbSizes, iommuGetDomainForDev, iommufdIoasOf } from '../../src/index.ts';
 import { dumpTablePage } from '../../src/iommu/index.ts';
 import { ScenarioRunner, parseScenario } from '../../src/scenario/file/index.ts';
 import { renderTrace, traceBuffer } from '../../src/scenario/trace/index.ts';
@@ -44,7 +44,7 @@ function libraryRun(example: string, steps = Infinity): { runner: ScenarioRunner
   const runner = new ScenarioRunner(parseScenario(readFileSync(join(REPO, 'examples', `${example}.yaml`), 'utf8'), { source: `${example}.yaml` }));
   const m = runner.machine;
   // the pools are filled at boot: every page is free before step 0
-  const pools = (['2M', '1G'] as const).flatMap((size) => m.hugetlb[size].free.map((pfn) => ({ pool: size, start: pfn * m.pageSize, end: pfn * m.pageSize + m.hugetlb[size].len })));
+  const pools = hugetlbSizes(m.pageSize).flatMap((size) => m.hugetlbPool(size).free.map((pfn) => ({ pool: size, start: pfn * m.pageSize, end: pfn * m.pageSize + m.hugetlbPool(size).len })));
   for (let i = 0; i < steps && runner.step() !== null; i++) { /* step */ }
   return { runner, pools };
 }
@@ -57,7 +57,7 @@ function libraryRun(example: string, steps = Infinity): { runner: ScenarioRunner
 async function checkPoolBands(page: Page, example: string, steps = Infinity): Promise<Array<{ start: number; end: number; inUse: boolean; x: number; w: number }>> {
   const { runner, pools } = libraryRun(example, steps);
   const m = runner.machine;
-  const free = new Set((['2M', '1G'] as const).flatMap((size) => m.hugetlb[size].free.map((pfn) => pfn * m.pageSize)));
+  const free = new Set(hugetlbSizes(m.pageSize).flatMap((size) => m.hugetlbPool(size).free.map((pfn) => pfn * m.pageSize)));
   const expected: Array<{ pool: string; start: number; end: number; inUse: boolean }> = [];
   for (const p of pools.sort((a, b) => a.start - b.start)) {
     const inUse = !free.has(p.start);

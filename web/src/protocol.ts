@@ -62,7 +62,8 @@ export interface PhysSpan {
 
 /** Pages of a hugetlb pool on the physical memory map: adjacent, in one RAM region, of one state. */
 export interface HugetlbRun {
-  readonly pool: '2M' | '1G';
+  /** The pool's size name: '2M', '1G', '512M', ... */
+  readonly pool: string;
   readonly start: string;
   readonly end: string;
   /** Huge pages in the run (a merged run may have gaps between them). */

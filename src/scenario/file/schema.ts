@@ -97,8 +97,11 @@ export const machineShape = {
   physAddrBits: int('physical address width (default 46)', 32, 52).optional(),
   hugetlb: z.strictObject({
     '2M': int('2 MiB huge pages reserved at boot').optional(),
-    '1G': int('1 GiB huge pages reserved at boot').optional(),
-  }).optional().describe('hugetlb pools reserved at boot'),
+    '32M': int('32 MiB huge pages reserved at boot (16 KiB pages only)').optional(),
+    '512M': int('512 MiB huge pages reserved at boot (64 KiB pages only)').optional(),
+    '1G': int('1 GiB huge pages reserved at boot (4 and 16 KiB pages)').optional(),
+    '16G': int('16 GiB huge pages reserved at boot (64 KiB pages only)').optional(),
+  }).optional().describe('hugetlb pools reserved at boot, of the sizes the page size offers: 2M and 1G at 4 KiB, 2M, 32M and 1G at 16 KiB, 2M, 512M and 16G at 64 KiB'),
   deviceMemory: z.array(z.strictObject({
     name: name('region name (a buffer backing { device: name })'),
     bytes: size('region size'),
@@ -167,12 +170,12 @@ const devicesSchema = z.record(z.string(), deviceSetupSchema).describe('driver p
 // ---- buffers ----
 
 const backingSchema = z.union([
-  z.enum(['anon', 'thp', 'hugetlb-2M', 'hugetlb-1G']),
+  z.enum(['anon', 'thp', 'hugetlb-2M', 'hugetlb-32M', 'hugetlb-512M', 'hugetlb-1G', 'hugetlb-16G']),
   z.strictObject({
     device: z.string().describe('device memory region: a BAR "<endpoint>.bar<i>", a deviceMemory or pmem name'),
     offset: size('offset into the region').optional(),
   }),
-]).describe("anon | thp | hugetlb-2M | hugetlb-1G | { device: 'gpu0.bar0', offset? } (a PFN map of a BAR)");
+]).describe("anon | thp | hugetlb-<size> (2M, 32M, 512M, 1G, 16G: those the page size offers) | { device: 'gpu0.bar0', offset? } (a PFN map of a BAR)");
 
 const bufferSchema = z.strictObject({
   name: name('buffer name'),

@@ -5,6 +5,7 @@
 
 import type { Errno } from '../../base/index.ts';
 import type { MachineConfig } from '../../machine/index.ts';
+import type { HugetlbSize } from '../../mm/index.ts';
 import type { ScenarioStepDoc } from './schema.ts';
 
 /** One problem found in a scenario file: where, what was there, what was expected, and a sentence. */
@@ -34,7 +35,7 @@ export class ScenarioError extends Error {
 export type ScenarioDir = 'to-device' | 'from-device' | 'bidirectional';
 
 /** mmap backings a scenario buffer can have. */
-export type ScenarioBacking = 'anon' | 'thp' | 'hugetlb-2M' | 'hugetlb-1G' | { readonly device: string; readonly offset?: number };
+export type ScenarioBacking = 'anon' | 'thp' | `hugetlb-${HugetlbSize}` | { readonly device: string; readonly offset?: number };
 
 /** A buffer: a VA range of a process, created by an `mmap` step. */
 export interface ScenarioBuffer {

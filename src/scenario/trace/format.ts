@@ -30,7 +30,8 @@ function cpuLines(c: CpuTrace): string[] {
     const flags = p.present
       ? [p.writable ? 'writable' : 'read-only', p.cache, ...(p.special ? ['special'] : []), ...(p.zeroPage ? ['zero page'] : [])].join(', ')
       : 'not present';
-    out.push(`        user ${p.level.toUpperCase()} #${p.index} = ${hx(p.entry)} (${formatBytes(p.leafBytes)} at va ${hx(p.leafVa)}; ${flags})`);
+    const run = p.contig > 1 ? `, ${p.contig} contiguous entries` : '';
+    out.push(`        user ${p.level.toUpperCase()} #${p.index} = ${hx(p.entry)} (${formatBytes(p.leafBytes)} at va ${hx(p.leafVa)}${run}; ${flags})`);
   }
   if (c.pfn !== null) {
     const folio = c.folio === null ? (c.zeroPage ? 'the zero page (no folio)' : 'no folio')

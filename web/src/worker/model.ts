@@ -5,10 +5,10 @@
 // map types are asked of a probe machine built from the same PCI config.
 
 import {
-  GiB, PCI_P2PDMA_MAP_NAMES, PageArray, coalesce, createMachine, dumpTablePage, hex, iommuGetDomainForDev, iommufdIoasOf,
+  GiB, PCI_P2PDMA_MAP_NAMES, PageArray, hugetlbSizes, coalesce, createMachine, dumpTablePage, hex, iommuGetDomainForDev, iommufdIoasOf,
   pagesToBvecList, pciP2pdmaDistance, pciP2pdmaMapType, pcimP2pdmaInit, pcimP2pdmaProvider, sgAllocTableFromPagesSegment,
   toPageList, DmaList,
-  type BvecList, type Device, type IommuDomain, type Machine, type PageList, type PhyrList, type SgTable, type UserMm,
+  type BvecList, type Device, type HugetlbSize, type IommuDomain, type Machine, type PageList, type PhyrList, type SgTable, type UserMm,
 } from '../../../src/index.ts';
 import {
   ScenarioRunner, counterText, parseScenario, stepStatus, type BufferState, type IoasState, type MappingState, type RunOptions, type Scenario, type StepResult,
@@ -22,7 +22,6 @@ import type {
 const MAX_SPANS = 2000;
 /** Runs of one hugetlb pool drawn at most; runs with the smallest gaps are merged beyond that. */
 const MAX_POOL_RUNS = 256;
-const POOL_SIZES = ['2M', '1G'] as const;
 const UINT_MAX = 0xffffffff;
 
 /** A row of a list: its cells and the address range it covers (for trace highlighting). */
@@ -65,7 +64,7 @@ export class ViewModel {
   private points: readonly TracePoint[] = [];
   private probe: Machine | null = null;
   /** The head pfns of each hugetlb pool's pages, sorted (see poolPagesOf). */
-  private poolPages: Record<'2M' | '1G', number[]> = { '2M': [], '1G': [] };
+  private poolPages: Partial<Record<HugetlbSize, number[]>> = {};
 
   /** opts: the configuration and seed of the run, as `phyr run --config --seed`. */
   constructor(text: string, source: string, opts: RunOptions = {}) {
@@ -76,13 +75,13 @@ export class ViewModel {
 
   /**
    * Every page of each hugetlb pool, taken from the freshly built machine: the pools are filled at
-   * boot (the 1 GiB pages carved from the top of RAM, the 2 MiB ones from the buddy allocator)
+   * boot (the gigantic pages carved from the top of RAM, the others from the buddy allocator)
    * and, as no step resizes a pool, the same pages stay in it for the whole run, free or in use.
    */
-  private poolPagesOf(): Record<'2M' | '1G', number[]> {
-    const out: Record<'2M' | '1G', number[]> = { '2M': [], '1G': [] };
-    for (const size of POOL_SIZES) {
-      const pool = this.machine.hugetlb[size];
+  private poolPagesOf(): Partial<Record<HugetlbSize, number[]>> {
+    const out: Partial<Record<HugetlbSize, number[]>> = {};
+    for (const size of hugetlbSizes(this.machine.pageSize)) {
+      const pool = this.machine.hugetlbPool(size);
       if (pool.free.length !== pool.total) throw new Error(`hugetlb ${size} pool: ${pool.total - pool.free.length} pages in use before step 0`);
       out[size] = pool.free.slice().sort((a, b) => a - b);
     }
@@ -150,8 +149,8 @@ export class ViewModel {
       regions.push({ name: 'swiotlb', kind: 'swiotlb', start: hex(s.start), end: hex(s.end), len: Number(s.end - s.start), label: `swiotlb bounce pool ${hex(s.start)}-${hex(s.end - 1n)}` });
     }
     const hugetlb = this.hugetlbRuns();
-    for (const size of POOL_SIZES) {
-      const pool = m.hugetlb[size];
+    for (const size of hugetlbSizes(m.pageSize)) {
+      const pool = m.hugetlbPool(size);
       const runs = hugetlb.filter((r) => r.pool === size);
       if (pool.total === 0 || runs.length === 0) continue;
       const start = runs[0].start, end = runs[runs.length - 1].end;
@@ -307,12 +306,12 @@ export class ViewModel {
     const out: HugetlbRun[] = [];
     const ram = m.regions.filter((r) => r.kind === 'ram');
     const regionOf = (addr: number): string => ram.find((r) => addr >= r.startNum && addr < r.endNum)?.name ?? '?';
-    for (const size of POOL_SIZES) {
-      const pool = m.hugetlb[size];
+    for (const size of hugetlbSizes(ps)) {
+      const pool = m.hugetlbPool(size);
       const free = new Set(pool.free);
       const pageLen = pool.len;
       let runs: Array<{ s: number; e: number; pages: number; inUse: boolean; region: string }> = [];
-      for (const pfn of this.poolPages[size]) {
+      for (const pfn of this.poolPages[size] ?? []) {
         const s = pfn * ps, inUse = !free.has(pfn), region = regionOf(s);
         const last = runs[runs.length - 1];
         if (last && last.e === s && last.inUse === inUse && last.region === region) {
