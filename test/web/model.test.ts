@@ -13,7 +13,7 @@ import { traceOf } from '../../web/src/worker/trace.ts';
 import { REPO } from '../fixtures/web.ts';
 
 // small examples: a whole view after every step stays fast
-const EXAMPLES = ['lazy-stale-iotlb', 'p2p-topology', 'swiotlb-exhaustion', 'untrusted-thunderbolt', 'cpu-write-device-owned', 'dmabuf-revoke', 'arm64-64k-smmu', 'iommufd-shared-ioas', 'iommufd-ioas-copy'];
+const EXAMPLES = ['lazy-stale-iotlb', 'p2p-topology', 'swiotlb-exhaustion', 'untrusted-thunderbolt', 'cpu-write-device-owned', 'dmabuf-revoke', 'arm64-64k-smmu', 'iommufd-shared-ioas', 'iommufd-ioas-copy', 'hugepage-512m-arm64'];
 const text = (name: string): string => readFileSync(join(REPO, 'examples', `${name}.yaml`), 'utf8');
 
 /** Builds every view the page can ask for at the current step; returns how many rows were read. */
