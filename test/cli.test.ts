@@ -69,6 +69,8 @@ describe('phyr compare', () => {
     expect(err).toBe('');
     const rep = JSON.parse(out) as CompareReport;
     expect(rep.tool).toBe('phyr compare');
+    expect(rep.version).toBe(2);
+    expect([rep.machine.hugetlbSize, rep.machine.hugetlbPages]).toEqual(['1G', 4]);
     expect(rep.machine.ramBytes).toBe(8 * 2 ** 30);
     expect(rep.machine.seed).toBe(9);
     expect(rep.machine.aged).toBe(true);

@@ -65,8 +65,12 @@ describe('hugetlb sizes (arch_hugetlb_valid_size, __hugetlb_valid_size)', () => 
     expect(() => m.hugetlbPool('1G')).toThrow(/no 1G hugetlb pages \(it has 2M, 512M, 16G\)/);
   });
 
-  it('a 16 GiB page that does not fit in the top RAM range is a config error naming the pool', () => {
-    expect(() => createMmMachine({ ramBytes: 8 * GiB, pageSize: 65536, hugetlb: { '16G': 1 } })).toThrow(/config.hugetlb\['16G'\] 1 pages do not fit/);
+  it('a gigantic pool that does not fit in the top RAM range is a config error naming the pool and the room', () => {
+    expect(() => createMmMachine({ ramBytes: 8 * GiB, pageSize: 65536, hugetlb: { '16G': 1 } })).toThrow(/config.hugetlb\['16G'\] 1 pages do not fit in RAM range ram1 \(\d+ bytes\)/);
+    // 40 x 32 MiB fit in ram1 (5 GiB) alone, not below four 1 GiB pages
+    expect(() => createMmMachine({ ramBytes: 8 * GiB, pageSize: 16384, hugetlb: { '32M': 40 } })).not.toThrow();
+    expect(() => createMmMachine({ ramBytes: 8 * GiB, pageSize: 16384, hugetlb: { '1G': 4, '32M': 40 } }))
+      .toThrow(/config.hugetlb\['32M'\] 40 pages do not fit in RAM range ram1 \(\d+ bytes left below the larger hugetlb pages\)/);
   });
 
   it('the page tables: a PMD for 512 MiB, contiguous PTEs for 2 MiB and PMDs for 16 GiB at 64 KiB; a PUD for 1 GiB at 4 KiB', () => {
@@ -84,9 +88,14 @@ describe('hugetlb sizes (arch_hugetlb_valid_size, __hugetlb_valid_size)', () => 
       const pte = mm.pteAt(at)!;
       expect([pte.level, pte.contig, pte.leafBytes, pte.vmaKind]).toEqual([level, contig, len, `hugetlb-${size}`]);
       expect(pte.leafVa).toBe(va);
-      // the entry's index in its table: the VA bits of its level
+      // the entry's index in its table (the VA bits of its level) and the frames that entry maps:
+      // in a contiguous run, its own part of the page
       const entryBytes = len / contig;
       expect(pte.index).toBe(Math.floor(Number(at) / entryBytes) % (ps / 8));
+      const runPfn = mm.pteAt(va)!.pfn!;
+      expect(pte.pfn).toBe(runPfn + BigInt((Math.floor(Number(at - va) / entryBytes) * entryBytes) / ps));
+      const shift = BigInt(Math.log2(ps));
+      expect((pte.entry >> shift) & ((1n << (52n - shift)) - 1n)).toBe(pte.pfn); // the entry's address field
       expect(mm.mappings[0].kind).toBe(`hugetlb-${size}`);
     }
   });

@@ -79,9 +79,15 @@ export class MmMachine implements MachineMm, UserMmHost {
       pools[size] = { order: ilog2(len / ps), len, total: cfg.hugetlb[size] ?? 0, free: [], reserved: 0 };
     }
     this.hugetlb = pools;
-    // Gigantic pages (larger than the buddy allocator's largest block) come from memblock at boot,
-    // before the buddy allocator: carve them from the top of the highest RAM range, the largest
-    // size highest, each aligned to its size. The gaps alignment leaves go to the buddy allocator.
+    // Gigantic pages (larger than the buddy allocator's largest block: mm/hugetlb.c
+    // hstate_is_gigantic) come from memblock at boot, before the buddy allocator: carve them from
+    // the top of the highest RAM range, the largest size highest, each aligned to its size. The
+    // gaps alignment leaves go to the buddy allocator.
+    // Model deviation: the buddy allocator's largest block is order 10 at every page size, where
+    // arm64's ARCH_FORCE_MAX_ORDER is 11 at 16 KiB pages and 13 at 64 KiB; so 32 MiB pages at
+    // 16 KiB and 512 MiB pages at 64 KiB, buddy pages in the kernel, are carved here too. And
+    // memblock takes boot-time pages top-down in the order the command line names the sizes, so
+    // the kernel's addresses can differ (and would fill an alignment gap the model leaves).
     const ram = this.regions.filter((r) => r.kind === 'ram');
     const ranges: Array<[number, number]> = ram.map((r) => [r.startNum / ps, r.endNum / ps]);
     const sizes = hugetlbSizes(ps);
@@ -96,7 +102,8 @@ export class MmMachine implements MachineMm, UserMmHost {
       const carveEnd = Math.floor(end / len) * len;
       const carveStart = carveEnd - pool.total * len;
       if (carveStart < Math.ceil(top.startNum / len) * len) {
-        throw new RangeError(`config.hugetlb['${sizes[k]}'] ${pool.total} pages do not fit in RAM range ${top.name} (${top.len} bytes)`);
+        const room = end === top.endNum ? `${top.len} bytes` : `${end - top.startNum} bytes left below the larger hugetlb pages`;
+        throw new RangeError(`config.hugetlb['${sizes[k]}'] ${pool.total} pages do not fit in RAM range ${top.name} (${room})`);
       }
       for (let a = carveEnd - len; a >= carveStart; a -= len) pool.free.push(a / ps);
       if (carveEnd < end) above.push([carveEnd / ps, end / ps]);

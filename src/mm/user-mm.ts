@@ -66,14 +66,14 @@ export interface UserPteInfo {
   readonly level: 'pte' | 'pmd' | 'pud';
   /** The entry's index in its table (the VA bits of that level). */
   readonly index: number;
-  /** Bytes the entry maps, with the entries of its contiguous run (contig). */
+  /** Bytes the leaf maps: the entry, or all the entries of its contiguous run (contig). */
   readonly leafBytes: number;
   /**
    * Entries of that level mapping leafBytes together: 1, or a run with arm64's contiguous bit
    * (CONT_PTES, CONT_PMDS: a 2 MiB folio at 16 or 64 KiB pages, a 1 GiB or 16 GiB hugetlb page).
    */
   readonly contig: number;
-  /** First VA the entry maps. */
+  /** First VA the leaf maps (of a contiguous run, its first entry's). */
   readonly leafVa: bigint;
   readonly present: boolean;
   /** First frame the entry maps (null when not present). */
@@ -768,12 +768,14 @@ export class UserMm {
     if (pfnHere < 0) {
       return { level, index, leafBytes, contig, leafVa, present: false, pfn: null, writable: false, zeroPage: false, special: false, cache: 'wb', entry: 0n, vmaKind: vmaKindName(v) };
     }
-    const firstPfn = pfnHere - (Math.floor((a % leafBytes) / ps));
+    // the first frame of the entry that maps va (of a contiguous run, that entry's own part)
+    const firstPfn = pfnHere - Math.floor((a % entryBytes) / ps);
     const folio = this.folioAt(v, a);
     const m = this.machine;
     const zeroPage = folio === ZERO_PAGE_FOLIO || (folio >= 0 && m.folios.kind[folio] === FolioKind.HugeZero);
     const writable = v.writable && !zeroPage;
-    // PFN maps and the shared zero page are mapped with pte_mkspecial (the huge zero folio is a PMD: no special bit)
+    // PFN maps and the shared zero page are mapped with pte_mkspecial (the huge zero folio is a huge
+    // leaf, a PMD at 4 KiB pages: no special bit)
     const special = v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault || folio === ZERO_PAGE_FOLIO;
     const cache = this.cacheModeAt(va) ?? 'wb';
     let e = 0x1n | 0x4n | 0x20n | (1n << 63n); // P, US, A, NX

@@ -207,7 +207,8 @@ export interface MachineReport {
 
 export interface CompareReport {
   readonly tool: 'phyr compare';
-  readonly version: 1;
+  /** 2 since machine.hugetlb1G became hugetlbSize and hugetlbPages. */
+  readonly version: 2;
   readonly machine: MachineReport;
   readonly maxSegment: number;
   readonly maxSegmentNote: string;
@@ -555,7 +556,7 @@ function report(
 ): CompareReport {
   return {
     tool: 'phyr compare',
-    version: 1,
+    version: 2,
     machine: layouts.machine,
     maxSegment: o.maxSegment,
     maxSegmentNote: opts.maxSegment === undefined

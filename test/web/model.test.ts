@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FOLL_PCI_P2PDMA, FOLL_WRITE, hex, pinUserPhyrs, unpinUserPhyrs } from '../../src/index.ts';
+import { FOLL_PCI_P2PDMA, FOLL_WRITE, HUGETLB_BYTES, hex, pinUserPhyrs, unpinUserPhyrs, type HugetlbSize } from '../../src/index.ts';
 import { LAYOUT_NAMES, defaultMaxSegment, measureLayout } from '../../src/scenario/index.ts';
 import { ScenarioRunner, parseScenario } from '../../src/scenario/file/index.ts';
 import { traceBuffer } from '../../src/scenario/trace/index.ts';
@@ -211,7 +211,7 @@ describe('the view model of the web page', () => {
     const pool = { '2M': pages('2M'), '1G': pages('1G') };
     /** The pool pages the runs cover, each with its state, in address order. */
     const covered = (): Array<[string, number, boolean]> => vm.snapshot().hugetlb.flatMap((r) => {
-      const len = r.pool === '1G' ? 2 ** 30 : 2 ** 21;
+      const len = HUGETLB_BYTES[r.pool as HugetlbSize];
       const ram = m.regions.find((q) => q.name === r.region)!;
       expect(ram.kind).toBe('ram');
       expect(BigInt(r.start) >= ram.start && BigInt(r.end) <= ram.end).toBe(true);

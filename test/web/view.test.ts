@@ -9,7 +9,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hugetlbSizes, iommuGetDomainForDev, iommufdIoasOf } from '../../src/index.ts';
+import { HUGETLB_BYTES, hugetlbSizes, iommuGetDomainForDev, iommufdIoasOf, type HugetlbSize } from '../../src/index.ts';
 import { dumpTablePage } from '../../src/iommu/index.ts';
 import { ScenarioRunner, parseScenario } from '../../src/scenario/file/index.ts';
 import { renderTrace, traceBuffer } from '../../src/scenario/trace/index.ts';
@@ -88,7 +88,7 @@ async function checkPoolBands(page: Page, example: string, steps = Infinity): Pr
     expect(d.y).toBeGreaterThanOrEqual(r!.y + 12);
     expect(d.y + d.h).toBeLessThanOrEqual(r!.y + r!.h);
     // the text alternative of the colour
-    const pages = (expected[i].end - expected[i].start) / (expected[i].pool === '1G' ? 2 ** 30 : 2 ** 21);
+    const pages = (expected[i].end - expected[i].start) / HUGETLB_BYTES[expected[i].pool as HugetlbSize];
     expect(d.title).toMatch(new RegExp(`^hugetlb ${d.pool} pool in \\w+: ${pages} pages? ${expected[i].inUse ? 'in use' : 'free'}, 0x${d.start.toString(16)}-0x${(d.end - 1).toString(16)}$`));
   }
   const legend = await page.locator('#panel-memory .legend').first().textContent();
