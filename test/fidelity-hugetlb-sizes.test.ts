@@ -40,7 +40,7 @@ describe('hugetlb sizes (arch_hugetlb_valid_size, __hugetlb_valid_size)', () => 
     });
   }
 
-  it('at 64 KiB pages: 512 MiB and 16 GiB pages carved from the top of RAM, each on its size, apart from the buddy allocator', () => {
+  it('at 64 KiB pages: 16 GiB pages carved from the top of RAM, 512 MiB and 2 MiB ones from the buddy allocator, each on its size', () => {
     const m = createMmMachine({ ramBytes: 40 * GiB, pageSize: 65536, hugetlb: { '2M': 3, '512M': 3, '16G': 1 } });
     const ps = 65536;
     const pages: Array<[number, number]> = [];
@@ -56,21 +56,36 @@ describe('hugetlb sizes (arch_hugetlb_valid_size, __hugetlb_valid_size)', () => 
     pages.sort((a, b) => a[0] - b[0]);
     for (let i = 1; i < pages.length; i++) expect(pages[i][0]).toBeGreaterThanOrEqual(pages[i - 1][1]);
     const top = m.regions.filter((r) => r.kind === 'ram').at(-1)!;
-    // the 16 GiB page is the highest, the 512 MiB pages right below it
+    // the 16 GiB page (gigantic: above MAX_PAGE_ORDER 13) is the highest, at the top of RAM
     const big = m.hugetlbPool('16G').free[0] * ps;
-    expect(big + 16 * GiB).toBeLessThanOrEqual(top.endNum);
+    expect(big).toBe(Math.floor(top.endNum / (16 * GiB)) * 16 * GiB - 16 * GiB);
     for (const pfn of m.hugetlbPool('512M').free) expect(pfn * ps + 512 * MiB).toBeLessThanOrEqual(big);
     // everything else is the buddy allocator's
     expect(m.freePages * ps).toBe(40 * GiB - 16 * GiB - 3 * 512 * MiB - 3 * 2 * MiB);
     expect(() => m.hugetlbPool('1G')).toThrow(/no 1G hugetlb pages \(it has 2M, 512M, 16G\)/);
   });
 
-  it('a gigantic pool that does not fit in the top RAM range is a config error naming the pool and the room', () => {
+  it('MAX_PAGE_ORDER is arm64\'s ARCH_FORCE_MAX_ORDER at 16 and 64 KiB pages (a PMD per block), 10 on x86-64', () => {
+    for (const [ps, order] of [[4096, 10], [16384, 11], [65536, 13]]) {
+      const m = createMmMachine({ ramBytes: 8 * GiB, pageSize: ps });
+      expect(m.maxPageOrder).toBe(order);
+      // a block of MAX_PAGE_ORDER is allocatable, one order more is ENOMEM with a WARN
+      const r = m.allocKernelPages(order);
+      expect(r.ok).toBe(true);
+      expect(Number(unwrap(r)) % 2 ** order).toBe(0); // a pfn, naturally aligned
+      const over = m.allocKernelPages(order + 1);
+      expect(over.ok ? 'ok' : over.errno).toBe('ENOMEM');
+      expect(m.events.list().some((e) => e.message.includes(`> MAX_PAGE_ORDER ${order}`))).toBe(true);
+    }
+    // so a PMD-sized hugetlb page comes from the buddy allocator there, not from boot memory
+    const m16 = createMmMachine({ ramBytes: 8 * GiB, pageSize: 16384, hugetlb: { '32M': 2 } });
+    expect(m16.freePages * 16384).toBe(8 * GiB - 2 * 32 * MiB);
+  });
+
+  it('a gigantic pool that does not fit in the top RAM range is a config error naming the pool', () => {
     expect(() => createMmMachine({ ramBytes: 8 * GiB, pageSize: 65536, hugetlb: { '16G': 1 } })).toThrow(/config.hugetlb\['16G'\] 1 pages do not fit in RAM range ram1 \(\d+ bytes\)/);
-    // 40 x 32 MiB fit in ram1 (5 GiB) alone, not below four 1 GiB pages
-    expect(() => createMmMachine({ ramBytes: 8 * GiB, pageSize: 16384, hugetlb: { '32M': 40 } })).not.toThrow();
-    expect(() => createMmMachine({ ramBytes: 8 * GiB, pageSize: 16384, hugetlb: { '1G': 4, '32M': 40 } }))
-      .toThrow(/config.hugetlb\['32M'\] 40 pages do not fit in RAM range ram1 \(\d+ bytes left below the larger hugetlb pages\)/);
+    expect(() => createMmMachine({ ramBytes: 8 * GiB, pageSize: 16384, hugetlb: { '1G': 6 } }))
+      .toThrow(/config.hugetlb\['1G'\] 6 pages do not fit in RAM range ram1 \(\d+ bytes\)/);
   });
 
   it('the page tables: a PMD for 512 MiB, contiguous PTEs for 2 MiB and PMDs for 16 GiB at 64 KiB; a PUD for 1 GiB at 4 KiB', () => {

@@ -5,8 +5,8 @@ import { BuddyAllocator, MAX_PAGE_ORDER, mix32, xorshift } from './buddy.ts';
 
 /** Brute-force reference: a bitmap of owned pages over the managed ranges. */
 function checkAgainstBitmap(ranges: Array<[number, number]>, aged: boolean,
-  ops: Array<{ alloc: boolean; order: number; pick: number; limit?: number | null }>): void {
-  const b = new BuddyAllocator(ranges, aged, 3);
+  ops: Array<{ alloc: boolean; order: number; pick: number; limit?: number | null }>, maxOrder = MAX_PAGE_ORDER): void {
+  const b = new BuddyAllocator(ranges, aged, 3, maxOrder);
   const total = ranges.reduce((s, [x, y]) => s + y - x, 0);
   const managed = (p: number): boolean => ranges.some(([x, y]) => p >= x && p < y);
   const owned = new Set<number>();
@@ -52,8 +52,9 @@ function checkAgainstBitmap(ranges: Array<[number, number]>, aged: boolean,
     // Everything merged back: no free list holds a block that could have merged with its buddy,
     // so every whole top-order block is untouched again and a top-order allocation succeeds for each.
     let n = 0;
-    while (b.alloc(MAX_PAGE_ORDER) >= 0) n++;
-    const whole = ranges.reduce((s, [x, y]) => s + Math.max(0, Math.floor(y / 1024) - Math.ceil(x / 1024)), 0);
+    while (b.alloc(maxOrder) >= 0) n++;
+    const bp = 2 ** maxOrder;
+    const whole = ranges.reduce((s, [x, y]) => s + Math.max(0, Math.floor(y / bp) - Math.ceil(x / bp)), 0);
     expect(n).toBe(whole);
   }
 }
@@ -77,6 +78,10 @@ describe('BuddyAllocator against a brute-force bitmap', () => {
   });
   it('aged: the same invariants hold', () => {
     fc.assert(fc.property(opArb, (ops) => checkAgainstBitmap([[256, 8192]], true, ops)), { numRuns: 40 });
+  });
+  it('MAX_PAGE_ORDER 13 (arm64 at 64 KiB pages), plain and aged: the same invariants', () => {
+    const ops13 = fc.array(fc.record({ alloc: fc.boolean(), order: fc.integer({ min: 0, max: 13 }), pick: fc.nat() }), { maxLength: 80 });
+    fc.assert(fc.property(ops13, fc.boolean(), (ops, aged) => checkAgainstBitmap([[256, 3 * 8192 + 17], [4 * 8192, 6 * 8192]], aged, ops, 13)), { numRuns: 30 });
   });
   it('edge spans are split into naturally aligned blocks', () => {
     const b = new BuddyAllocator([[3, 1030]], false, 1);
@@ -115,6 +120,25 @@ describe('aging model', () => {
     while (b.alloc(9) >= 0) thp++;
     expect(thp).toBeGreaterThan(10);
     expect(b.backgroundPages).toBeGreaterThan(0);
+  });
+  it('a boot reservation takes whole untouched blocks, fragmented ones included, and counts their background pages free', () => {
+    for (const maxOrder of [10, 11, 13]) {
+      const bp = 2 ** maxOrder;
+      const b = new BuddyAllocator([[0, bp * 8]], true, 7, maxOrder);
+      const before = b.freePages;
+      const blocks: number[] = [];
+      for (let pfn = b.allocBootBlock(); pfn >= 0; pfn = b.allocBootBlock()) blocks.push(pfn);
+      // every block, lowest first, whatever the dice said about it
+      expect(blocks).toEqual(Array.from({ length: 8 }, (_, i) => i * bp));
+      expect(b.freePages).toBe(0);
+      expect(before).toBeLessThan(8 * bp); // the dice had given some blocks background owners
+      expect(b.alloc(0)).toBe(-1);
+      // freed, a block is a clean top-order block again
+      b.free(blocks[3], maxOrder);
+      expect(b.freePages).toBe(bp);
+      expect(b.alloc(maxOrder)).toBe(blocks[3]);
+    }
+    expect(() => new BuddyAllocator([[0, 1024]], false, 1, 14)).toThrow(/maxOrder must be an integer in \[1, 13\], got 14/);
   });
   it('frees exactly the pages a whole Fisher-Yates shuffle of each fragmented block leaves past its background pages', () => {
     // Reference: the aging model as its doc comment states it, with the whole shuffle of every block

@@ -1,5 +1,6 @@
 // Models: mm/page_alloc.c (Linux 7.1): the buddy allocator (__rmqueue_smallest, expand, __free_one_page)
-// over System RAM, MAX_PAGE_ORDER = 10, plus a lazy model of a long-running ("aged") system's fragmentation.
+// over System RAM, MAX_PAGE_ORDER as the page size sets it, plus a lazy model of a long-running ("aged")
+// system's fragmentation.
 // Free lists are taken from and added to at the head, as get_page_from_free_area() and expand() do.
 // Model deviation: one free list per order: no zones (an allocation for a zone, GFP_DMA or GFP_DMA32,
 // searches the lists for a block wholly below the zone's end), migratetypes or pageblocks, no per-CPU page
@@ -8,8 +9,20 @@
 // tail when buddy_merge_likely() (or page shuffling) says so; so which free pages come back next
 // can differ from the kernel's.
 
-/** Largest buddy order (MAX_PAGE_ORDER in include/linux/mmzone.h): 2^10 base pages per top block. */
+/** Largest buddy order of the 4 KiB machine (MAX_PAGE_ORDER in include/linux/mmzone.h): 2^10 base pages per top block. */
 export const MAX_PAGE_ORDER = 10;
+
+/**
+ * MAX_PAGE_ORDER of a machine with this base page size: 10 on x86-64 (4 KiB), arm64's
+ * ARCH_FORCE_MAX_ORDER defaults at 16 and 64 KiB (arch/arm64/Kconfig: 11 and 13), so that one
+ * block holds a PMD there (32 MiB, 512 MiB).
+ */
+export function maxPageOrder(pageSize: number): number {
+  return pageSize === 16384 ? 11 : pageSize === 65536 ? 13 : MAX_PAGE_ORDER;
+}
+
+/** The largest MAX_PAGE_ORDER of any page size (FreeHeads keeps the order in 4 bits). */
+const MAX_ANY_ORDER = 13;
 
 /** Per top-order block: not managed (hole, partial edge, boot carve-out), never touched, or split. */
 const BlockState = { Unmanaged: 0, Untouched: 1, Materialized: 2 } as const;
@@ -38,8 +51,7 @@ export function xorshift(state: number): () => number {
  * Model support (V8, no kernel counterpart): a loop of its own, outside the constructor that runs
  * once per machine, so that its optimised code is compiled once and reused by every machine.
  */
-function rollBackground(agedBlock: Uint8Array, bgCount: Uint16Array, seed: number, b0: number, b1: number): number {
-  const bp = 2 ** MAX_PAGE_ORDER;
+function rollBackground(agedBlock: Uint8Array, bgCount: Uint16Array, seed: number, b0: number, b1: number, bp: number): number {
   let total = 0;
   for (let b = b0; b < b1; b++) {
     const h = mix32(seed, b, 1);
@@ -64,7 +76,7 @@ const HEADS_CHUNK = 65536;
  */
 class FreeHeads {
   /** Free heads of each order (the lists' live lengths). */
-  readonly count = new Int32Array(MAX_PAGE_ORDER + 1);
+  readonly count = new Int32Array(MAX_ANY_ORDER + 1);
   private readonly chunks: Array<Float64Array | undefined>;
 
   constructor(endPfn: number) {
@@ -106,7 +118,7 @@ class FreeHeads {
  * Free blocks live in per-order free lists: a LIFO stack of pfns plus, per free block head, a token
  * that marks which stack entries are still valid, so a buddy can be removed from the middle on
  * merge (FreeHeads: typed-array chunks allocated where free heads occur, not a Map per order). Whole top-order blocks that were never touched are not on
- * any list: one byte per 4 MiB block (like pageblock flags) says "untouched", and they are carved
+ * any list: one byte per top-order block (4 MiB at 4 KiB pages; like pageblock flags) says "untouched", and they are carved
  * lazily, lowest address first.
  *
  * Aging model (config.aged): a seeded hash of (seed, block index) marks about 85% of the top-order
@@ -125,7 +137,9 @@ export class BuddyAllocator {
   freePages = 0;
   /** Pages held by the aging model's background owners (materialized blocks only). */
   backgroundPages = 0;
-  private readonly blockPages = 2 ** MAX_PAGE_ORDER;
+  /** MAX_PAGE_ORDER of this allocator (maxPageOrder). */
+  readonly maxOrder: number;
+  private readonly blockPages: number;
   private readonly stacks: number[][] = [];
   private readonly tokens: number[][] = [];
   private readonly live: FreeHeads;
@@ -139,10 +153,16 @@ export class BuddyAllocator {
   /** Orders below this prefer fragmented blocks in aged mode. */
   static readonly AGED_SMALL_ORDER = 3;
 
-  /** ranges: [startPfn, endPfn) of RAM the allocator manages (disjoint, ascending). */
-  constructor(ranges: ReadonlyArray<readonly [number, number]>, aged: boolean, seed: number) {
+  /**
+   * ranges: [startPfn, endPfn) of RAM the allocator manages (disjoint, ascending); maxOrder its
+   * MAX_PAGE_ORDER (default 10, the 4 KiB machine's; at most 13).
+   */
+  constructor(ranges: ReadonlyArray<readonly [number, number]>, aged: boolean, seed: number, maxOrder = MAX_PAGE_ORDER) {
+    if (!Number.isInteger(maxOrder) || maxOrder < 1 || maxOrder > MAX_ANY_ORDER) throw new RangeError(`maxOrder must be an integer in [1, ${MAX_ANY_ORDER}], got ${maxOrder}`);
     this.seed = seed;
-    for (let o = 0; o <= MAX_PAGE_ORDER; o++) {
+    this.maxOrder = maxOrder;
+    this.blockPages = 2 ** maxOrder;
+    for (let o = 0; o <= maxOrder; o++) {
       this.stacks.push([]);
       this.tokens.push([]);
     }
@@ -163,7 +183,7 @@ export class BuddyAllocator {
       this.addSpan(s, firstWhole);
       const b0 = firstWhole / bp, b1 = lastWhole / bp;
       this.state.fill(BlockState.Untouched, b0, b1);
-      this.freePages += (b1 - b0) * bp - (aged ? rollBackground(this.agedBlock!, this.bgCount!, seed, b0, b1) : 0);
+      this.freePages += (b1 - b0) * bp - (aged ? rollBackground(this.agedBlock!, this.bgCount!, seed, b0, b1, bp) : 0);
       this.addSpan(lastWhole, e);
     }
   }
@@ -173,7 +193,7 @@ export class BuddyAllocator {
     let p = s;
     while (p < e) {
       let o = 0;
-      while (o < MAX_PAGE_ORDER && p % 2 ** (o + 1) === 0 && p + 2 ** (o + 1) <= e) o++;
+      while (o < this.maxOrder && p % 2 ** (o + 1) === 0 && p + 2 ** (o + 1) <= e) o++;
       this.push(p, o);
       this.freePages += 2 ** o;
       p += 2 ** o;
@@ -253,6 +273,29 @@ export class BuddyAllocator {
     return b;
   }
 
+  /**
+   * A whole top-order block for a reservation made at boot, before the system aged (a hugetlb pool
+   * of MAX_PAGE_ORDER pages, as hugetlb_hstate_alloc_pages() fills it from a fresh buddy
+   * allocator): the lowest untouched block, a fragmented one too, whose background owners then
+   * never come (its dice are dropped and their pages counted free first). Returns its first pfn,
+   * or -1 when no untouched block is left.
+   */
+  allocBootBlock(): number {
+    const st = this.state, ag = this.agedBlock;
+    for (let b = 0; b < st.length; b++) {
+      if (st[b] !== BlockState.Untouched) continue;
+      if (ag !== null && ag[b] === 1) {
+        ag[b] = 0;
+        this.freePages += this.bgCount![b];
+        this.bgCount![b] = 0;
+      }
+      st[b] = BlockState.Materialized;
+      this.freePages -= this.blockPages;
+      return b * this.blockPages;
+    }
+    return -1;
+  }
+
   /** Materializes a fragmented block: background pages chosen, the rest freed in shuffled order. */
   private materializeAged(b: number): void {
     const bp = this.blockPages;
@@ -292,16 +335,16 @@ export class BuddyAllocator {
         }
       }
     }
-    if (pfn < 0) pfn = this.takeSmallest(order, MAX_PAGE_ORDER, limitPfn);
+    if (pfn < 0) pfn = this.takeSmallest(order, this.maxOrder, limitPfn);
     if (pfn < 0) {
       const b = this.carve(false, limitBlock);
-      if (b >= 0) pfn = this.expand(b * this.blockPages, MAX_PAGE_ORDER, order);
+      if (b >= 0) pfn = this.expand(b * this.blockPages, this.maxOrder, order);
     }
     while (pfn < 0 && this.agedBlock !== null) {
       const b = this.carve(true, limitBlock);
       if (b < 0) break;
       this.materializeAged(b);
-      pfn = this.takeSmallest(order, MAX_PAGE_ORDER, limitPfn);
+      pfn = this.takeSmallest(order, this.maxOrder, limitPfn);
     }
     if (pfn >= 0) this.freePages -= 2 ** order;
     return pfn;
@@ -319,7 +362,7 @@ export class BuddyAllocator {
   }
 
   private mergeFree(pfn: number, order: number): void {
-    while (order < MAX_PAGE_ORDER) {
+    while (order < this.maxOrder) {
       const size = 2 ** order;
       const buddy = Math.floor(pfn / size) % 2 === 0 ? pfn + size : pfn - size;
       const live = this.live;
@@ -328,7 +371,7 @@ export class BuddyAllocator {
       pfn = Math.min(pfn, buddy);
       order++;
     }
-    if (order === MAX_PAGE_ORDER) {
+    if (order === this.maxOrder) {
       const b = pfn / this.blockPages;
       if (this.state[b] === BlockState.Materialized && (this.agedBlock === null || this.agedBlock[b] === 0)) {
         this.state[b] = BlockState.Untouched;

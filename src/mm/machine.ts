@@ -4,7 +4,7 @@
 // Implements MachineMm (for upper layers) and UserMmHost (for process address spaces).
 
 import { EventLog, faultInjected, faultsArmed, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/internal.ts';
-import { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
+import { BuddyAllocator, maxPageOrder } from './buddy.ts';
 import { FolioKind, FolioTable, type FolioRecord } from './folio.ts';
 import { HUGETLB_BYTES, type HugetlbSize, type MmConfig, type Region, type ResolvedMmConfig, hugetlbSizes, layoutRegions, resolveMmConfig } from './layout.ts';
 import { memmapOf, type MemmapBreakdown } from './memmap.ts';
@@ -46,6 +46,8 @@ export class MmMachine implements MachineMm, UserMmHost {
   readonly hugetlb: Readonly<Partial<Record<HugetlbSize, HugetlbPool>>>;
   /** Order of a PMD-sized THP (2 MiB of base pages). */
   readonly thpOrder: number;
+  /** The buddy allocator's largest order (MAX_PAGE_ORDER: 10 at 4 KiB pages, 11 at 16 KiB, 13 at 64 KiB). */
+  readonly maxPageOrder: number;
   /** Live GUP pins (listPins() lists them). */
   readonly pinTable = new PinTable<UserMm>();
   private zeroPfn = -1;
@@ -73,6 +75,7 @@ export class MmMachine implements MachineMm, UserMmHost {
     this.mem = new SparsePhysMem(this.regions, cfg.physAddrBits);
     const ps = cfg.pageSize;
     this.thpOrder = ilog2((2 * MiB) / ps);
+    this.maxPageOrder = maxPageOrder(ps);
     const pools: Partial<Record<HugetlbSize, HugetlbPool>> = {};
     for (const size of hugetlbSizes(ps)) {
       const len = HUGETLB_BYTES[size];
@@ -83,11 +86,11 @@ export class MmMachine implements MachineMm, UserMmHost {
     // hstate_is_gigantic) come from memblock at boot, before the buddy allocator: carve them from
     // the top of the highest RAM range, the largest size highest, each aligned to its size. The
     // gaps alignment leaves go to the buddy allocator.
-    // Model deviation: the buddy allocator's largest block is order 10 at every page size, where
-    // arm64's ARCH_FORCE_MAX_ORDER is 11 at 16 KiB pages and 13 at 64 KiB; so 32 MiB pages at
-    // 16 KiB and 512 MiB pages at 64 KiB, buddy pages in the kernel, are carved here too. And
-    // memblock takes boot-time pages top-down in the order the command line names the sizes, so
-    // the kernel's addresses can differ (and would fill an alignment gap the model leaves).
+    // At 16 and 64 KiB pages the buddy allocator's largest block (arm64's ARCH_FORCE_MAX_ORDER)
+    // holds a PMD, so only 1 GiB and 16 GiB pages are gigantic there.
+    // Model deviation: memblock takes boot-time pages top-down in the order the command line names
+    // the sizes, so the kernel's addresses can differ (and it would fill an alignment gap the
+    // model leaves to the buddy allocator).
     const ram = this.regions.filter((r) => r.kind === 'ram');
     const ranges: Array<[number, number]> = ram.map((r) => [r.startNum / ps, r.endNum / ps]);
     const sizes = hugetlbSizes(ps);
@@ -97,13 +100,12 @@ export class MmMachine implements MachineMm, UserMmHost {
     const above: Array<[number, number]> = [];
     for (let k = sizes.length - 1; k >= 0; k--) {
       const pool = pools[sizes[k]]!;
-      if (pool.order <= MAX_PAGE_ORDER || pool.total === 0) continue;
+      if (pool.order <= this.maxPageOrder || pool.total === 0) continue;
       const len = pool.len;
       const carveEnd = Math.floor(end / len) * len;
       const carveStart = carveEnd - pool.total * len;
       if (carveStart < Math.ceil(top.startNum / len) * len) {
-        const room = end === top.endNum ? `${top.len} bytes` : `${end - top.startNum} bytes left below the larger hugetlb pages`;
-        throw new RangeError(`config.hugetlb['${sizes[k]}'] ${pool.total} pages do not fit in RAM range ${top.name} (${room})`);
+        throw new RangeError(`config.hugetlb['${sizes[k]}'] ${pool.total} pages do not fit in RAM range ${top.name} (${top.len} bytes)`);
       }
       for (let a = carveEnd - len; a >= carveStart; a -= len) pool.free.push(a / ps);
       if (carveEnd < end) above.push([carveEnd / ps, end / ps]);
@@ -115,12 +117,14 @@ export class MmMachine implements MachineMm, UserMmHost {
       ranges.push(...above.reverse());
     }
     if (memblock !== undefined) this.runMemblock(ranges, memblock);
-    this.buddy = new BuddyAllocator(ranges, cfg.aged, cfg.seed);
+    this.buddy = new BuddyAllocator(ranges, cfg.aged, cfg.seed, this.maxPageOrder);
     for (const size of sizes) {
       const pool = pools[size]!;
-      if (pool.order > MAX_PAGE_ORDER) continue;
+      if (pool.order > this.maxPageOrder) continue;
       for (let i = 0; i < pool.total; i++) {
-        const pfn = this.buddy.alloc(pool.order);
+        // a pool of whole top-order blocks (512 MiB at 64 KiB pages) is filled before the aging
+        // model's background owners arrive, as at boot
+        const pfn = pool.order === this.maxPageOrder ? this.buddy.allocBootBlock() : this.buddy.alloc(pool.order);
         if (pfn < 0) throw new RangeError(`config.hugetlb['${size}'] ${pool.total} pages do not fit in free RAM (got ${i})`);
         pool.free.push(pfn);
       }
@@ -225,7 +229,7 @@ export class MmMachine implements MachineMm, UserMmHost {
     const end = pfn + pages;
     while (p < end) {
       let o = 0;
-      while (o < MAX_PAGE_ORDER && p % 2 ** (o + 1) === 0 && p + 2 ** (o + 1) <= end) o++;
+      while (o < this.maxPageOrder && p % 2 ** (o + 1) === 0 && p + 2 ** (o + 1) <= end) o++;
       this.givePages(p, o);
       p += 2 ** o;
     }
@@ -303,11 +307,11 @@ export class MmMachine implements MachineMm, UserMmHost {
     checkLen('order', order, 0, 63);
     const zoneEnd = opts.zoneEnd;
     const limitPfn = zoneEnd === undefined ? Infinity : Number(checkAddr('opts.zoneEnd', zoneEnd) / BigInt(this.pageSize));
-    if (order > MAX_PAGE_ORDER) {
+    if (order > this.maxPageOrder) {
       if (opts.noWarn !== true) {
-        this.events.warnOnce('__alloc_pages:MAX_PAGE_ORDER', 'page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`, { order });
+        this.events.warnOnce('__alloc_pages:MAX_PAGE_ORDER', 'page_alloc', `allocation of order ${order} > MAX_PAGE_ORDER ${this.maxPageOrder}`, { order });
       }
-      return err('ENOMEM', `order ${order} exceeds MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
+      return err('ENOMEM', `order ${order} exceeds MAX_PAGE_ORDER ${this.maxPageOrder}`);
     }
     // mm/page_alloc.c: prepare_alloc_pages() asks should_fail_alloc_page() (mm/fail_page_alloc.c)
     // before the free lists are searched
