@@ -257,6 +257,25 @@ describe('traceCpu', () => {
     expect(none).toMatchObject({ vma: null, pte: null, phys: null });
   });
 
+  it('inside a run of contiguous entries (16 and 64 KiB pages): the entry that maps the byte, and its physical address', () => {
+    // at every byte of a 2 MiB hugetlb page and a 2 MiB THP folio (CONT_PTES entries on arm64), phys is
+    // what the page tables translate to, and pfn is the frame of the byte
+    for (const ps of [16384, 65536]) {
+      const m = createMachine({ ramBytes: 2 * GiB, pageSize: ps, hugetlb: { '2M': 1 }, cpu: { vendor: 'other' } });
+      const mm = m.newProcess();
+      for (const backing of ['hugetlb-2M', 'thp'] as const) {
+        const va = unwrap(mm.mmap({ len: 2 * MiB, backing, populate: true }));
+        fc.assert(fc.property(fc.integer({ min: 0, max: 2 * MiB - 1 }), (off) => {
+          const t = traceCpu(m, mm, va + BigInt(off));
+          expect(t.phys).toBe(mm.translate(va + BigInt(off)));
+          expect(t.pfn).toBe(t.phys! / BigInt(ps));
+          expect(t.pte!.pfn).toBe(t.pfn); // one entry maps one base page
+          expect(t.pte!.contig).toBe((2 * MiB) / ps);
+        }), { numRuns: 50 });
+      }
+    }
+  });
+
   it('shows the zero page for a read-faulted anonymous page, read-only and without a folio', () => {
     const m = machine('direct');
     const mm = m.newProcess();

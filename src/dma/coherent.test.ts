@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { makeMachine, pattern } from '../../test/fixtures/dma-b-machines.ts';
-import { unwrap } from '../base/index.ts';
+import { GiB, MiB, unwrap } from '../base/index.ts';
+import { createMachine } from '../machine/index.ts';
 import { iommuGetDmaDomain, iommuIovaToPhys } from '../iommu/index.ts';
 import { DMA_ATTR_FORCE_CONTIGUOUS, DMA_ATTR_NO_WARN, DMA_BIT_MASK } from './constants.ts';
 import { dmaAllocCoherent, dmaCoherentAllocations, dmaFreeCoherent, GFP_ATOMIC, GFP_KERNEL, __GFP_COMP, __GFP_NOWARN } from './coherent.ts';
@@ -112,6 +113,27 @@ describe('dma_alloc_coherent on dma-direct (kernel/dma/direct.c: dma_direct_allo
     // the largest order still works
     const ok = unwrap(dmaAllocCoherent(dev, 4 * 1024 * 1024));
     dmaFreeCoherent(dev, 4 * 1024 * 1024, ok.cpuPhys, ok.dmaAddr);
+    expect(m.teardown()).toBe(0);
+  });
+
+  it('MAX_PAGE_ORDER is the machine\'s: 13 at 64 KiB pages (arm64 ARCH_FORCE_MAX_ORDER), so 512 MiB is one allocation there', () => {
+    const m = createMachine({
+      ramBytes: 4 * GiB, pageSize: 65536, cpu: { vendor: 'other' }, iommu: { format: 'arm-lpae', mode: 'strict' },
+      pci: [
+        { name: 'hb0', type: 'host-bridge', vendor: 0x10de, device: 0x2f95 },
+        { name: 'rp0', type: 'root-port', parent: 'hb0' },
+        { name: 'nvme0', type: 'endpoint', parent: 'rp0', bars: [{ bytes: 65536 }] },
+      ],
+    });
+    const dev = m.device('nvme0');
+    unwrap(dmaSetCoherentMask(dev, DMA_BIT_MASK(64)));
+    for (const gfp of [GFP_KERNEL, GFP_ATOMIC]) {
+      const a = unwrap(dmaAllocCoherent(dev, 512 * MiB, gfp)); // order 13
+      dmaFreeCoherent(dev, 512 * MiB, a.cpuPhys, a.dmaAddr);
+    }
+    const r = dmaAllocCoherent(dev, 1024 * MiB, GFP_KERNEL); // order 14
+    expect(r).toMatchObject({ ok: false, errno: 'ENOMEM' });
+    expect(r.ok ? '' : r.message).toMatch(/need order 14 > MAX_PAGE_ORDER 13/);
     expect(m.teardown()).toBe(0);
   });
 

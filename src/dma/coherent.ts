@@ -38,7 +38,6 @@ import { iommuDmaAllocIova, iommuDmaFreeIova, iommuMap } from '../iommu/internal
 import type { Device } from '../pci/index.ts';
 import { forceDmaUnencrypted, setMemoryDecrypted, setMemoryEncrypted } from './cc.ts';
 import { checkAttrs, DMA_ATTR_FORCE_CONTIGUOUS, DMA_ATTR_NO_WARN, DMA_BIDIRECTIONAL, DMA_MAPPING_ERROR } from './constants.ts';
-import { MAX_PAGE_ORDER } from '../mm/internal.ts';
 import { dmaContextOf } from './context.ts';
 import { dmaToPhys, physToDma } from './direct-addr.ts';
 import { dmaDomainOf, dmaInfoToProt, iommuDmaMapRaw, iommuDmaUnmapRaw } from './iommu-dma.ts';
@@ -141,13 +140,14 @@ export function dmaAllocCoherent(dev: Device, size: number, gfp = GFP_KERNEL, at
   if (!dev.dmaIommu && (attrs & DMA_ATTR_NO_WARN)) gfp |= __GFP_NOWARN;
   // dma-iommu's blocking path (iommu_dma_alloc_remap) never asks the page allocator for more than
   // MAX_PAGE_ORDER, so it has no WARN to give (see the header); the others ask for the whole order
-  if (order > MAX_PAGE_ORDER && dev.dmaIommu && !iommuContiguous) {
-    return err('ENOMEM', `${size} coherent bytes need order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`);
+  const maxOrder = mm.maxPageOrder;
+  if (order > maxOrder && dev.dmaIommu && !iommuContiguous) {
+    return err('ENOMEM', `${size} coherent bytes need order ${order} > MAX_PAGE_ORDER ${maxOrder}`);
   }
   const noWarn = (gfp & __GFP_NOWARN) !== 0;
   const pages = dev.dmaIommu ? mm.allocKernelPages(order, 'page-alloc', { noWarn }) : directAllocPages(dev, mm, size, order, noWarn);
   if (!pages.ok) {
-    return order > MAX_PAGE_ORDER ? err('ENOMEM', `${size} coherent bytes need order ${order} > MAX_PAGE_ORDER ${MAX_PAGE_ORDER}`)
+    return order > maxOrder ? err('ENOMEM', `${size} coherent bytes need order ${order} > MAX_PAGE_ORDER ${maxOrder}`)
       : dev.dmaIommu ? err('ENOMEM', `no free pages of order ${order} for ${dev.name}`) : pages;
   }
   const phys = pages.value << BigInt(mm.pageShift);

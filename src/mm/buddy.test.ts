@@ -136,7 +136,11 @@ describe('aging model', () => {
       // freed, a block is a clean top-order block again
       b.free(blocks[3], maxOrder);
       expect(b.freePages).toBe(bp);
+      expect(b.allocBootBlock()).toBe(blocks[3]); // the scan goes back to a block freed below it
+      b.free(blocks[3], maxOrder);
       expect(b.alloc(maxOrder)).toBe(blocks[3]);
+      expect(() => b.alloc(maxOrder + 1)).toThrow(new RegExp(`order must be an integer in \\[0, ${maxOrder}\\], got ${maxOrder + 1}`));
+      expect(() => b.free(0, maxOrder + 1)).toThrow(/order must be/);
     }
     expect(() => new BuddyAllocator([[0, 1024]], false, 1, 14)).toThrow(/maxOrder must be an integer in \[1, 13\], got 14/);
   });

@@ -149,6 +149,8 @@ export class BuddyAllocator {
   private readonly bgCount: Uint16Array | null;
   private cursorClean = 0;
   private cursorAged = 0;
+  /** Blocks below this are not untouched any more (allocBootBlock's scan starts here). */
+  private cursorBoot = 0;
   private readonly seed: number;
   /** Orders below this prefer fragmented blocks in aged mode. */
   static readonly AGED_SMALL_ORDER = 3;
@@ -282,8 +284,9 @@ export class BuddyAllocator {
    */
   allocBootBlock(): number {
     const st = this.state, ag = this.agedBlock;
-    for (let b = 0; b < st.length; b++) {
+    for (let b = this.cursorBoot; b < st.length; b++) {
       if (st[b] !== BlockState.Untouched) continue;
+      this.cursorBoot = b + 1;
       if (ag !== null && ag[b] === 1) {
         ag[b] = 0;
         this.freePages += this.bgCount![b];
@@ -323,6 +326,7 @@ export class BuddyAllocator {
    * pages all lie below the zone's end.
    */
   alloc(order: number, limitPfn = Infinity): number {
+    this.checkOrder(order);
     let pfn = -1;
     const limitBlock = Math.floor(limitPfn / this.blockPages);
     if (this.agedBlock !== null && order < BuddyAllocator.AGED_SMALL_ORDER) {
@@ -352,8 +356,16 @@ export class BuddyAllocator {
 
   /** Frees a block the caller allocated with the same order. The caller checks ownership. */
   free(pfn: number, order: number): void {
+    this.checkOrder(order);
     this.freePages += 2 ** order;
     this.mergeFree(pfn, order);
+  }
+
+  /** @throws RangeError for an order the allocator has no list for (the caller checks MAX_PAGE_ORDER first). */
+  private checkOrder(order: number): void {
+    if (!(Number.isInteger(order) && order >= 0 && order <= this.maxOrder)) {
+      throw new RangeError(`order must be an integer in [0, ${this.maxOrder}], got ${order}`);
+    }
   }
 
   /** true when pfn is the head of a listed free block of this order (double-free detection). */
@@ -376,6 +388,7 @@ export class BuddyAllocator {
       if (this.state[b] === BlockState.Materialized && (this.agedBlock === null || this.agedBlock[b] === 0)) {
         this.state[b] = BlockState.Untouched;
         if (b < this.cursorClean) this.cursorClean = b;
+        if (b < this.cursorBoot) this.cursorBoot = b;
         return;
       }
     }

@@ -3,7 +3,7 @@
 export * from './index.ts';
 export * from './layout.ts';
 export { SparsePhysMem } from './physmem.ts';
-export { BuddyAllocator, MAX_PAGE_ORDER } from './buddy.ts';
+export { BuddyAllocator, maxPageOrder } from './buddy.ts';
 export { FolioKind, FolioTable } from './folio.ts';
 export { Vma, VmaKind } from './user-mm.ts';
 export type { Memblock } from './types.ts';

@@ -56,7 +56,7 @@ export interface ResolvedMmConfig {
   readonly pciHoleStart: number;
 }
 
-/** Largest RAM the model accepts (its allocator keeps one byte per 4 MiB block). */
+/** Largest RAM the model accepts (its allocator keeps one byte per top-order block: 4 MiB at 4 KiB pages). */
 export const MAX_RAM_BYTES = 16 * TiB;
 /** Reserved low memory (real mode, BIOS data, option ROMs): [0, 1 MiB). */
 export const LOW_RESERVED_END = MiB;

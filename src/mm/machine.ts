@@ -25,7 +25,8 @@ export interface FolioInfo {
 /**
  * The simulated machine's memory: the physical map, sparse byte contents, the buddy allocator,
  * hugetlb pools and folio records. Subclassable: the top-level createMachine extends it with PCI,
- * IOMMU and DMA. Creating one is O(RAM / 4 MiB) bytes and time, whatever the RAM size.
+ * IOMMU and DMA. Creating one is O(RAM / top-order block) bytes and time (a block is 4 MiB at 4 KiB
+ * pages), whatever the RAM size.
  */
 export class MmMachine implements MachineMm, UserMmHost {
   readonly config: ResolvedMmConfig;

@@ -106,6 +106,8 @@ export interface KernelPagesOptions {
 export interface MachineMm {
   readonly pageSize: number;
   readonly pageShift: number;
+  /** The page allocator's largest order (MAX_PAGE_ORDER: 10 at 4 KiB pages, 11 at 16 KiB, 13 at 64 KiB). */
+  readonly maxPageOrder: number;
   readonly physAddrBits: number;
   readonly regions: readonly MemRegion[];
   readonly mem: PhysMem;

@@ -40,7 +40,8 @@ export function traceCpu(machine: Machine, mm: UserMm, va: bigint): CpuTrace {
     return { va, vma, pte, pfn: null, folio: null, zeroPage: false, phys: null, memory: null, p2p: null };
   }
   const ps = BigInt(machine.pageSize);
-  const phys = pte.pfn * ps + (va - pte.leafVa);
+  // pfn is the first frame of the entry that maps va (one entry of a contiguous run)
+  const phys = pte.pfn * ps + va % BigInt(pte.leafBytes / pte.contig);
   const pfn = phys / ps;
   const f = machine.folioOf(pfn);
   const folio = f === undefined ? null : { head: f.head, order: f.order, refcount: f.refcount, pincount: f.pincount };
