@@ -5,5 +5,5 @@ export * from './layout.ts';
 export { SparsePhysMem } from './physmem.ts';
 export { BuddyAllocator, maxPageOrder } from './buddy.ts';
 export { FolioKind, FolioTable } from './folio.ts';
-export { Vma, VmaKind } from './user-mm.ts';
+export { Vma, VmaKind, arm64UserEntry } from './user-mm.ts';
 export type { Memblock } from './types.ts';

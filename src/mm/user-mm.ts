@@ -18,6 +18,8 @@ import './counters.ts';
  */
 export interface UserMmHost {
   readonly pageSize: number;
+  /** Physical address width in bits (the output-address layout of an arm64 entry depends on it). */
+  readonly physAddrBits: number;
   /** Order of a PMD-sized THP. */
   readonly thpOrder: number;
   readonly mem: PhysMem;
@@ -84,10 +86,57 @@ export interface UserPteInfo {
   /** pte_special: a PFN map (remap_pfn_range, vmf_insert_pfn) or the shared zero page: no struct page GUP may take a reference on. */
   readonly special: boolean;
   readonly cache: PageCacheMode;
-  /** The entry as an x86-64 page-table entry (see UserMm.pteAt); 0n when not present. */
+  /** The entry as the machine's page tables hold it: x86-64 at 4 KiB pages, arm64 at 16 and 64 KiB (see UserMm.pteAt); 0n when not present. */
   readonly entry: bigint;
   /** The VMA's kind: anon, thp, hugetlb-<size> (hugetlb-2M, hugetlb-1G, ...), pfnmap, devpages, pfnmap-fault. */
   readonly vmaKind: string;
+}
+
+/**
+ * An x86-64 user entry: P, RW, US, A as protection_map sets them, D as the fault paths set it on
+ * writable private memory, PS for a PMD / PUD leaf, the PAT bits of the cache mode with Linux's PAT
+ * layout (WC = PWT, UC- = PCD), _PAGE_SPECIAL for PFN maps and the zero page, NX.
+ * (arch/x86/include/asm/pgtable_types.h: PAGE_SHARED, PAGE_COPY; arch/x86/mm/pat/memtype.c:
+ * pat_bp_init()'s PAT_VALUE(WB, WC, UC_MINUS, UC, ...); mm/memory.c: do_anonymous_page())
+ */
+function x86UserEntry(phys: number, huge: boolean, writable: boolean, dirty: boolean, cache: PageCacheMode, special: boolean): bigint {
+  let e = 0x1n | 0x4n | 0x20n | (1n << 63n); // P, US, A, NX
+  if (writable) e |= 0x2n;
+  if (dirty) e |= 0x40n; // D
+  if (huge) e |= 0x80n; // PS
+  if (cache === 'wc') e |= 0x8n; // PWT: PAT index 1 (WC)
+  if (cache === 'uc') e |= 0x10n; // PCD: PAT index 2 (UC-)
+  if (special) e |= 0x200n; // _PAGE_SPECIAL
+  return e | BigInt(phys);
+}
+
+/**
+ * @internal (exported for tests) An arm64 user descriptor (VMSAv8-64, arch/arm64/include/asm/pgtable-hwdef.h and pgtable-prot.h):
+ * a page (bits 1:0 = 3) or a block (1) with AF, nG, inner shareable, PXN and UXN (the model's user
+ * memory is never executable), AP[1] (user), and the write state as the kernel keeps it: a
+ * read-only page AP[2] (PTE_RDONLY); a writable one PTE_WRITE (DBM), clean with PTE_RDONLY still
+ * set (PAGE_SHARED), dirty without it and with the software PTE_DIRTY (pte_mkdirty, pte_mkwrite
+ * after a write fault); PTE_CONT in a run of contiguous entries (arch_make_huge_pte, contpte);
+ * AttrIndx by cache mode: MT_NORMAL, MT_NORMAL_NC (pgprot_writecombine), MT_DEVICE_nGnRnE
+ * (pgprot_noncached); PTE_SPECIAL. The output address with 52-bit PAs: PA[51:48] in bits 15:12 at
+ * 64 KiB pages (FEAT_LPA), PA[51:50] in bits 9:8 at 16 KiB, where LPA2 takes the shareability bits.
+ */
+export function arm64UserEntry(phys: number, ps: number, paBits: number, block: boolean, cont: boolean, writable: boolean,
+  dirty: boolean, cache: PageCacheMode, special: boolean): bigint {
+  const lpa2 = ps === 16384 && paBits > 48;
+  let e = (block ? 0x1n : 0x3n) | (1n << 6n) | (1n << 10n) | (1n << 11n) | (3n << 53n); // type, USER, AF, nG, PXN | UXN
+  if (!lpa2) e |= 3n << 8n; // PTE_SHARED
+  e |= BigInt(cache === 'wc' ? 2 : cache === 'uc' ? 3 : 0) << 2n; // PTE_ATTRINDX
+  if (writable) e |= 1n << 51n; // PTE_WRITE (DBM)
+  if (!writable || !dirty) e |= 1n << 7n; // PTE_RDONLY
+  if (dirty) e |= 1n << 55n; // PTE_DIRTY
+  if (cont) e |= 1n << 52n; // PTE_CONT
+  if (special) e |= 1n << 56n; // PTE_SPECIAL
+  const pa = BigInt(phys);
+  const low = pa & ((1n << 48n) - 1n);
+  if (ps === 65536) return e | low | (((pa >> 48n) & 0xfn) << 12n);
+  if (lpa2) return e | (pa & ((1n << 50n) - 1n)) | (((pa >> 50n) & 0x3n) << 8n);
+  return e | low;
 }
 
 /** The cache attribute of a PTE (the PAT memory type on x86): write-back, write-combining, uncached. */
@@ -737,16 +786,12 @@ export class UserMm {
 
   /**
    * The user page-table entry that maps va, for traces and reports: its level and index, the
-   * frame it maps, its flags and the entry as an x86-64 page-table entry would hold it; undefined
-   * when no VMA covers va. Read-only: nothing is faulted in. A not-present entry reads as 0n.
+   * frame it maps, its flags and the entry as the machine's page tables would hold it (x86-64 at
+   * 4 KiB pages, an arm64 VMSAv8-64 descriptor at 16 and 64 KiB); undefined when no VMA covers va.
+   * Read-only: nothing is faulted in. A not-present entry reads as 0n.
    * Model deviation: the model keeps a process's page tables as per-VMA arrays, not as table pages
-   * in machine RAM, so `entry` is encoded from them (P, RW, US, A as protection_map sets it, D as the
-   * fault paths set it on writable private memory, PS for PMD / PUD leaves, the PAT bits of the
-   * cache mode with Linux's PAT layout: WC = PWT, UC- = PCD, _PAGE_SPECIAL for PFN maps and the zero
-   * page, NX), not
-   * read from memory; accessed / dirty updates by later hardware accesses are not modelled.
-   * (arch/x86/include/asm/pgtable_types.h: PAGE_SHARED, PAGE_COPY; arch/x86/mm/pat/memtype.c: pat_bp_init()'s
-   * PAT_VALUE(WB, WC, UC_MINUS, UC, ...); mm/memory.c: do_anonymous_page(), map_anon_folio_pte_nopf())
+   * in machine RAM, so `entry` is encoded from them (x86UserEntry, arm64UserEntry), not read from
+   * memory; accessed / dirty updates by later hardware accesses are not modelled.
    */
   pteAt(va: bigint): UserPteInfo | undefined {
     const a = Number(checkAddr('va', va, 64));
@@ -778,14 +823,11 @@ export class UserMm {
     // leaf, a PMD at 4 KiB pages: no special bit)
     const special = v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault || folio === ZERO_PAGE_FOLIO;
     const cache = this.cacheModeAt(va) ?? 'wb';
-    let e = 0x1n | 0x4n | 0x20n | (1n << 63n); // P, US, A, NX
-    if (writable) e |= 0x2n;
-    if (writable && !v.shared) e |= 0x40n; // D: the write fault that made a private page writable dirtied it
-    if (level !== 'pte') e |= 0x80n; // PS
-    if (cache === 'wc') e |= 0x8n; // PWT: PAT index 1 (WC)
-    if (cache === 'uc') e |= 0x10n; // PCD: PAT index 2 (UC-)
-    if (special) e |= 0x200n; // _PAGE_SPECIAL
-    e |= BigInt(firstPfn) << BigInt(Math.log2(ps));
+    // the fault that made a private page writable dirtied it; a shared one stays clean
+    const dirty = writable && !v.shared;
+    const e = ps === 4096
+      ? x86UserEntry(firstPfn * ps, level !== 'pte', writable, dirty, cache, special)
+      : arm64UserEntry(firstPfn * ps, ps, m.physAddrBits, level !== 'pte', contig > 1, writable, dirty, cache, special);
     return { level, index, leafBytes, contig, leafVa, present: true, pfn: BigInt(firstPfn), writable, zeroPage, special, cache, entry: e, vmaKind: vmaKindName(v) };
   }
 

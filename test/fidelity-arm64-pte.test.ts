@@ -1,0 +1,71 @@
+// The user page-table entries of the 16 and 64 KiB page machines against arm64's (Linux 7.1.5):
+// the bits come from arch/arm64/include/asm/pgtable-hwdef.h and pgtable-prot.h, the protections
+// from protection_map (PAGE_READONLY for private memory, PAGE_SHARED for shared), the write fault's
+// pte_mkwrite(pte_mkdirty()) (mm/memory.c: do_anonymous_page), pte_mkspecial, pte_mkhuge (a block)
+// and arch_make_huge_pte's PTE_CONT. Before, these machines printed x86-64 entries.
+import { describe, expect, it } from 'vitest';
+import { GiB, MiB, unwrap } from '../src/base/index.ts';
+import { createMmMachine } from '../src/mm/index.ts';
+import { arm64UserEntry } from '../src/mm/internal.ts';
+
+const BIT = (n: number): bigint => 1n << BigInt(n);
+// pgtable-hwdef.h
+const PTE_TYPE_PAGE = 3n, PTE_TABLE_BIT = BIT(1), PTE_USER = BIT(6), PTE_RDONLY = BIT(7), PTE_SHARED = 3n << 8n;
+const PTE_AF = BIT(10), PTE_NG = BIT(11), PTE_DBM = BIT(51), PTE_CONT = BIT(52), PTE_PXN = BIT(53), PTE_UXN = BIT(54);
+const PTE_ATTRINDX = (t: number): bigint => BigInt(t) << 2n;
+// pgtable-prot.h and memory.h
+const PTE_WRITE = PTE_DBM, PTE_DIRTY = BIT(55), PTE_SPECIAL = BIT(56);
+const MT_NORMAL = 0, MT_DEVICE_nGnRnE = 3;
+const _PAGE_DEFAULT = PTE_TYPE_PAGE | PTE_AF | PTE_SHARED | PTE_ATTRINDX(MT_NORMAL);
+const PAGE_READONLY = _PAGE_DEFAULT | PTE_USER | PTE_RDONLY | PTE_NG | PTE_PXN | PTE_UXN;
+const PAGE_SHARED = _PAGE_DEFAULT | PTE_USER | PTE_RDONLY | PTE_NG | PTE_PXN | PTE_UXN | PTE_WRITE;
+/** pte_mkwrite(pte_mkdirty(pte)) of a private page after a write fault. */
+const written = (pte: bigint): bigint => (pte | PTE_DIRTY | PTE_WRITE) & ~PTE_RDONLY;
+/** pgprot_noncached */
+const noncached = (pte: bigint): bigint => (pte & ~PTE_ATTRINDX(7)) | PTE_ATTRINDX(MT_DEVICE_nGnRnE);
+/** pte_mkhuge: a block descriptor */
+const block = (pte: bigint): bigint => pte & ~PTE_TABLE_BIT;
+
+describe('arm64 user page-table entries (16 and 64 KiB pages)', () => {
+  for (const ps of [16384, 65536]) {
+    it(`${ps / 1024} KiB pages: anon, zero page, hugetlb block and contiguous run, a PFN map of MMIO`, () => {
+      const big = ps === 65536 ? '512M' : '32M';
+      const m = createMmMachine({
+        ramBytes: 4 * GiB, pageSize: ps, hugetlb: { '2M': 1, [big]: 1 },
+        deviceMemory: [{ name: 'bar0', bytes: 64 * MiB }],
+      });
+      const mm = m.newProcess();
+      const addr = (va: bigint): bigint => mm.translate(va)! & ~BigInt(ps - 1);
+      // a private page written to, and one only read (the shared zero page)
+      const anon = unwrap(mm.mmap({ len: 2 * ps, backing: 'anon' }));
+      unwrap(mm.writeUser(anon, Uint8Array.of(1)));
+      unwrap(mm.readUser(anon + BigInt(ps), 1));
+      expect(mm.pteAt(anon)!.entry).toBe(written(PAGE_READONLY) | addr(anon));
+      expect(mm.pteAt(anon + BigInt(ps))!.entry).toBe(PAGE_READONLY | PTE_SPECIAL | addr(anon + BigInt(ps)));
+      // read-only mapping, populated: PAGE_READONLY
+      const ro = unwrap(mm.mmap({ len: ps, backing: 'anon', prot: 'r', populate: true }));
+      const r = mm.pteAt(ro)!;
+      expect(r.entry).toBe(PAGE_READONLY | (r.special ? PTE_SPECIAL : 0n) | addr(ro));
+      // hugetlb: a PMD block, and a run of contiguous PTEs (each entry its own frames)
+      const hb = unwrap(mm.mmap({ len: Number(BigInt(m.hugetlbPool(big).len)), backing: `hugetlb-${big}`, populate: true }));
+      expect(mm.pteAt(hb)!.entry).toBe(block(written(PAGE_READONLY)) | addr(hb));
+      const h2 = unwrap(mm.mmap({ len: 2 * MiB, backing: 'hugetlb-2M', populate: true }));
+      const inRun = h2 + BigInt(5 * ps);
+      expect(mm.pteAt(inRun)!.entry).toBe(written(PAGE_READONLY) | PTE_CONT | addr(inRun));
+      // a shared PFN map of an MMIO region: PAGE_SHARED, noncached, special, clean
+      const dev = unwrap(mm.mmap({ len: ps, backing: { device: 'bar0' }, populate: true }));
+      expect(mm.pteAt(dev)!.entry).toBe(noncached(PAGE_SHARED) | PTE_SPECIAL | addr(dev));
+    });
+  }
+
+  it('52-bit physical addresses: PA[51:48] in bits 15:12 at 64 KiB (FEAT_LPA), PA[51:50] in bits 9:8 at 16 KiB (LPA2, no SH bits)', () => {
+    const pa = 0xf_1234_5678_0000;
+    const e64 = arm64UserEntry(pa, 65536, 52, false, false, false, false, 'wb', false);
+    expect(e64).toBe(PAGE_READONLY | 0x1234_5678_0000n | (0xfn << 12n));
+    const pa16 = 0xf_1234_5678_c000;
+    const e16 = arm64UserEntry(pa16, 16384, 52, false, false, false, false, 'wb', false);
+    expect(e16).toBe((PAGE_READONLY & ~PTE_SHARED) | 0x3_1234_5678_c000n | (0x3n << 8n));
+    // below 2^48 the address is in place, with SH at 16 KiB when the PA is 48 bits
+    expect(arm64UserEntry(0x1234_0000, 16384, 48, false, false, false, false, 'wb', false)).toBe(PAGE_READONLY | 0x1234_0000n);
+  });
+});
