@@ -41,7 +41,8 @@ mappings are live; a buffer no step maps is traced after the last step that leav
 then stops there: nothing is torn down, and taking the trace changes nothing (the IOTLB is peeked,
 no counter moves).
 
-For each byte: the user VA, the user page-table entry (level, index, the entry as x86-64 encodes it),
+For each byte: the user VA, the user page-table entry (level, index, the entry as the machine's page tables hold it:
+x86-64 at 4 KiB pages, arm64 at 16 and 64 KiB),
 pfn and folio (order, refcount, pincount), physical address, memory region and type, P2P provider;
 then for each live device mapping of the buffer: the descriptor entry that carries the byte (sg
 entry, DMA list entry, dma address, IOVA window), and the DMA address as the device resolves it: a

@@ -83,7 +83,7 @@ export interface UserPteInfo {
   readonly writable: boolean;
   /** Maps the shared zero page or the huge zero folio. */
   readonly zeroPage: boolean;
-  /** pte_special: a PFN map (remap_pfn_range, vmf_insert_pfn) or the shared zero page: no struct page GUP may take a reference on. */
+  /** pte_special: a PFN map (remap_pfn_range, vmf_insert_pfn), the shared zero page or the huge zero folio: no page GUP may take a reference on. */
   readonly special: boolean;
   readonly cache: PageCacheMode;
   /** The entry as the machine's page tables hold it: x86-64 at 4 KiB pages, arm64 at 16 and 64 KiB (see UserMm.pteAt); 0n when not present. */
@@ -791,7 +791,14 @@ export class UserMm {
    * Read-only: nothing is faulted in. A not-present entry reads as 0n.
    * Model deviation: the model keeps a process's page tables as per-VMA arrays, not as table pages
    * in machine RAM, so `entry` is encoded from them (x86UserEntry, arm64UserEntry), not read from
-   * memory; accessed / dirty updates by later hardware accesses are not modelled.
+   * memory, and keeps no write state per entry: private memory is shown as a write fault leaves
+   * it (writable, dirty) even when only read faults touched it (the kernel maps a private hugetlb
+   * page read-only until a write fault: mm/hugetlb.c hugetlb_no_page -> make_huge_pte), a
+   * mprotect to read-only drops the dirty bit pte_modify keeps, DAX mappings (write-notify through
+   * page_mkwrite / pfn_mkwrite) are shown writable and clean, and at 16 and 64 KiB pages a read
+   * fault in a THP slot maps the 2 MiB huge zero folio as a contiguous run where the kernel, whose
+   * huge zero folio is a PMD (32 or 512 MiB), maps the small zero page one entry at a time.
+   * Accessed / dirty updates by later hardware accesses are not modelled.
    */
   pteAt(va: bigint): UserPteInfo | undefined {
     const a = Number(checkAddr('va', va, 64));
@@ -819,12 +826,13 @@ export class UserMm {
     const m = this.machine;
     const zeroPage = folio === ZERO_PAGE_FOLIO || (folio >= 0 && m.folios.kind[folio] === FolioKind.HugeZero);
     const writable = v.writable && !zeroPage;
-    // PFN maps and the shared zero page are mapped with pte_mkspecial (the huge zero folio is a huge
-    // leaf, a PMD at 4 KiB pages: no special bit)
-    const special = v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault || folio === ZERO_PAGE_FOLIO;
+    // PFN maps, the shared zero page and the huge zero folio are mapped special (pte_mkspecial;
+    // mm/huge_memory.c: set_huge_zero_folio() -> pmd_mkspecial)
+    const special = v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault || zeroPage;
     const cache = this.cacheModeAt(va) ?? 'wb';
-    // the fault that made a private page writable dirtied it; a shared one stays clean
-    const dirty = writable && !v.shared;
+    // the write fault that made private memory writable dirtied it; PFN maps (remap_pfn_range,
+    // vmf_insert_pfn_prot: insert_pfn without mkwrite) and DAX mappings are shown clean
+    const dirty = writable && (v.kind === VmaKind.Anon || v.kind === VmaKind.Thp || v.kind === VmaKind.Hugetlb);
     const e = ps === 4096
       ? x86UserEntry(firstPfn * ps, level !== 'pte', writable, dirty, cache, special)
       : arm64UserEntry(firstPfn * ps, ps, m.physAddrBits, level !== 'pte', contig > 1, writable, dirty, cache, special);

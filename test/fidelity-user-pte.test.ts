@@ -2,9 +2,11 @@
 // the bits come from arch/arm64/include/asm/pgtable-hwdef.h and pgtable-prot.h, the protections
 // from protection_map (PAGE_READONLY for private memory, PAGE_SHARED for shared), the write fault's
 // pte_mkwrite(pte_mkdirty()) (mm/memory.c: do_anonymous_page), pte_mkspecial, pte_mkhuge (a block)
-// and arch_make_huge_pte's PTE_CONT. Before, these machines printed x86-64 entries.
+// and arch_make_huge_pte's PTE_CONT. Before, these machines printed x86-64 entries. Then the cases
+// both architectures share: a fault-time PFN map (a dma-buf's mmap) is clean, and the huge zero
+// folio is special (mm/huge_memory.c: set_huge_zero_folio -> pmd_mkspecial).
 import { describe, expect, it } from 'vitest';
-import { GiB, MiB, unwrap } from '../src/base/index.ts';
+import { GiB, MiB, ok, unwrap } from '../src/base/index.ts';
 import { createMmMachine } from '../src/mm/index.ts';
 import { arm64UserEntry } from '../src/mm/internal.ts';
 
@@ -67,5 +69,33 @@ describe('arm64 user page-table entries (16 and 64 KiB pages)', () => {
     expect(e16).toBe((PAGE_READONLY & ~PTE_SHARED) | 0x3_1234_5678_c000n | (0x3n << 8n));
     // below 2^48 the address is in place, with SH at 16 KiB when the PA is 48 bits
     expect(arm64UserEntry(0x1234_0000, 16384, 48, false, false, false, false, 'wb', false)).toBe(PAGE_READONLY | 0x1234_0000n);
+  });
+});
+
+describe('user entries on both architectures', () => {
+  it('a fault-time PFN map (vmf_insert_pfn_prot: insert_pfn without mkwrite) is writable, clean and special', () => {
+    for (const ps of [4096, 65536]) {
+      const m = createMmMachine({ ramBytes: 4 * GiB, pageSize: ps });
+      const mm = m.newProcess();
+      const target = m.regions.find((r) => r.kind === 'ram')!.startNum / ps + 64;
+      const va = unwrap(mm.mmap({ len: ps, backing: { pfnmap: { name: 'dmabuf', fault: (pgoff) => ok({ pfn: target + pgoff, cache: 'wb' }) } } }));
+      unwrap(mm.readUser(va, 1));
+      const p = mm.pteAt(va)!;
+      expect([p.writable, p.special]).toEqual([true, true]);
+      const pa = BigInt(target * ps);
+      if (ps === 4096) expect(p.entry).toBe(0x1n | 0x2n | 0x4n | 0x20n | 0x200n | (1n << 63n) | pa); // P RW US A SPECIAL NX, no D
+      else expect(p.entry).toBe(PAGE_SHARED | PTE_SPECIAL | pa); // PTE_RDONLY still set: clean
+    }
+  });
+
+  it('the huge zero folio of a THP slot read first is a special PMD on x86-64', () => {
+    const m = createMmMachine({ ramBytes: 4 * GiB });
+    const mm = m.newProcess();
+    const va = unwrap(mm.mmap({ len: 2 * MiB, backing: 'thp' }));
+    unwrap(mm.readUser(va + 5n, 1));
+    const p = mm.pteAt(va)!;
+    expect([p.level, p.zeroPage, p.special, p.writable]).toEqual(['pmd', true, true, false]);
+    expect(p.entry & 0x200n).toBe(0x200n); // _PAGE_SPECIAL
+    expect(p.entry & 0x82n).toBe(0x80n); // PS, not RW
   });
 });
