@@ -98,4 +98,18 @@ describe('user entries on both architectures', () => {
     expect(p.entry & 0x200n).toBe(0x200n); // _PAGE_SPECIAL
     expect(p.entry & 0x82n).toBe(0x80n); // PS, not RW
   });
+
+  it('a read fault in a THP slot maps the huge zero folio where the THP is a PMD (4 KiB), the small zero page at 16 and 64 KiB', () => {
+    for (const ps of [4096, 16384, 65536]) {
+      const m = createMmMachine({ ramBytes: 4 * GiB, pageSize: ps });
+      const mm = m.newProcess();
+      const va = unwrap(mm.mmap({ len: 2 * MiB, backing: 'thp' }));
+      unwrap(mm.readUser(va + BigInt(3 * ps), 1));
+      const p = mm.pteAt(va + BigInt(3 * ps))!;
+      expect([p.zeroPage, p.special, p.writable]).toEqual([true, true, false]);
+      expect([p.level, p.contig, p.leafBytes]).toEqual(ps === 4096 ? ['pmd', 1, 2 * MiB] : ['pte', 1, ps]);
+      // the other pages of the slot stay unmapped at 16 and 64 KiB (one zero PTE, no run)
+      expect(mm.pteAt(va)!.present).toBe(ps === 4096);
+    }
+  });
 });

@@ -568,7 +568,10 @@ export class UserMm {
           return this.pfnAt(vma, va);
         }
         if (hugeZero) this.splitPmd(vma, slot);
-      } else {
+      } else if (gl === ps * (ps / 8)) {
+        // a read fault maps the huge zero folio only where a THP is a PMD (4 KiB pages); at 16 and
+        // 64 KiB pages the 2 MiB folio is a multi-size THP, and do_anonymous_page maps the small
+        // zero page for a read (the kernel's huge zero folio is PMD-sized: 32 or 512 MiB)
         const z = m.hugeZeroFolio();
         if (z >= 0) {
           vma.leafPfn![slot] = m.folios.head[z];
@@ -795,9 +798,7 @@ export class UserMm {
    * it (writable, dirty) even when only read faults touched it (the kernel maps a private hugetlb
    * page read-only until a write fault: mm/hugetlb.c hugetlb_no_page -> make_huge_pte), a
    * mprotect to read-only drops the dirty bit pte_modify keeps, DAX mappings (write-notify through
-   * page_mkwrite / pfn_mkwrite) are shown writable and clean, and at 16 and 64 KiB pages a read
-   * fault in a THP slot maps the 2 MiB huge zero folio as a contiguous run where the kernel, whose
-   * huge zero folio is a PMD (32 or 512 MiB), maps the small zero page one entry at a time.
+   * page_mkwrite / pfn_mkwrite) are shown writable and clean.
    * Accessed / dirty updates by later hardware accesses are not modelled.
    */
   pteAt(va: bigint): UserPteInfo | undefined {
