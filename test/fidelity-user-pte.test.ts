@@ -46,8 +46,10 @@ describe('arm64 user page-table entries (16 and 64 KiB pages)', () => {
       expect(mm.pteAt(anon + BigInt(ps))!.entry).toBe(PAGE_READONLY | PTE_SPECIAL | addr(anon + BigInt(ps)));
       // read-only mapping, populated: PAGE_READONLY
       const ro = unwrap(mm.mmap({ len: ps, backing: 'anon', prot: 'r', populate: true }));
+      // populated by read faults: the shared zero page
       const r = mm.pteAt(ro)!;
-      expect(r.entry).toBe(PAGE_READONLY | (r.special ? PTE_SPECIAL : 0n) | addr(ro));
+      expect([r.zeroPage, r.special]).toEqual([true, true]);
+      expect(r.entry).toBe(PAGE_READONLY | PTE_SPECIAL | addr(ro));
       // hugetlb: a PMD block, and a run of contiguous PTEs (each entry its own frames)
       const hb = unwrap(mm.mmap({ len: Number(BigInt(m.hugetlbPool(big).len)), backing: `hugetlb-${big}`, populate: true }));
       expect(mm.pteAt(hb)!.entry).toBe(block(written(PAGE_READONLY)) | addr(hb));

@@ -276,6 +276,24 @@ describe('traceCpu', () => {
     }
   });
 
+  it('a buffer trace cuts runs at each entry of a contiguous run: a 2 MiB hugetlb page at 64 KiB pages is 32 runs', () => {
+    const yaml = [
+      'name: cont', 'machine: { ramBytes: 2GiB, pageSize: 65536, hugetlb: { 2M: 1 }, cpu: { vendor: other } }',
+      'buffers:', '  - { name: h, process: app, len: 2MiB, backing: hugetlb-2M }',
+      'steps:', '  - { op: mmap, buffer: h, populate: true }',
+    ].join('\n');
+    const r = new ScenarioRunner(parseScenario(yaml, { source: 'cont.yaml' }));
+    r.step();
+    const runs = traceBuffer(r, 'h').runs;
+    expect(runs.map((x) => x.len)).toEqual(new Array(32).fill(65536));
+    // each run names the entry that maps it, and that entry's frame
+    runs.forEach((x, k) => {
+      expect(x.cpu.pte!.index).toBe(runs[0].cpu.pte!.index + k);
+      expect(x.cpu.pte!.pfn).toBe(runs[0].cpu.pte!.pfn! + BigInt(k));
+      expect(x.cpu.phys).toBe(runs[0].cpu.phys! + BigInt(k * 65536));
+    });
+  });
+
   it('shows the zero page for a read-faulted anonymous page, read-only and without a folio', () => {
     const m = machine('direct');
     const mm = m.newProcess();

@@ -637,8 +637,9 @@ function walkPhyrs(w: PhyrsWalk, v: Vma, pos: number, vend: number): void {
  * pinUserPagesFast: WARN and EINVAL for flags outside the fast-path mask, FOLL_LONGTERM |
  * FOLL_PCI_P2PDMA, FOLL_GET and internal flags; EOVERFLOW / EFAULT for a range that wraps or ends above
  * TASK_SIZE). A read-only pin of untouched private memory returns the shared zero page (no pin), one
- * entry per page since the same frame repeats and cannot merge; a THP slot returns the huge zero folio
- * (pinned like any folio), one 2 MiB entry per slot. With FOLL_LONGTERM both are unshared first
+ * entry per page since the same frame repeats and cannot merge; a THP slot at 4 KiB pages returns the
+ * huge zero folio (pinned like any folio), one 2 MiB entry per slot (at 16 and 64 KiB pages a THP
+ * read fault maps the small zero page, one entry per page). With FOLL_LONGTERM both are unshared first
  * (gup_must_unshare()): the pin gets new private pages, as a write pin would.
  *
  * Short pins: the walk stops at the first page that cannot be pinned. The pages before it stay pinned

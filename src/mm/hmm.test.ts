@@ -137,6 +137,27 @@ describe('hmm_range_fault', () => {
     expect(hmmRangeFault(range(b.sub, bar, 2 * PS, HMM_PFN_REQ_FAULT))).toMatchObject({ ok: false, errno: 'EFAULT' });
   });
 
+  it('a 2 MiB THP at 16 and 64 KiB pages is PTE-mapped (a multi-size THP): map order 0, consecutive pfns', () => {
+    for (const ps of [16384, 65536]) {
+      const m = createMmMachine({ ramBytes: 2 * 1024 * MiB, pageSize: ps });
+      const mm = m.newProcess();
+      const va = unwrap(mm.mmap({ len: 2 * MiB, backing: 'thp' }));
+      const { sub } = watch(mm, va, 2 * MiB);
+      const n = (2 * MiB) / ps;
+      const r: HmmRange = {
+        notifier: sub, notifierSeq: mmuIntervalReadBegin(sub), start: va, end: va + BigInt(2 * MiB),
+        hmmPfns: new Float64Array(n), hmmFlags: new Uint16Array(n), defaultFlags: HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE, pfnFlagsMask: 0,
+      };
+      unwrap(hmmRangeFault(r));
+      expect(mm.pteAt(va)!.contig).toBe(n); // one 2 MiB folio
+      for (let k = 0; k < n; k++) {
+        expect(hmmPfnToMapOrder(r.hmmFlags[k])).toBe(0);
+        expect(r.hmmFlags[k] & (HMM_PFN_VALID | HMM_PFN_WRITE)).toBe(HMM_PFN_VALID | HMM_PFN_WRITE);
+        expect(r.hmmPfns[k]).toBe(r.hmmPfns[0] + k);
+      }
+    }
+  });
+
   it('THP gives map order 9 with consecutive pfns; hugetlb 2 MiB likewise; a split PMD gives order 0', () => {
     const m = mk();
     const mm = m.newProcess();

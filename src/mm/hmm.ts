@@ -8,12 +8,12 @@
 //
 // The walk follows hmm_walk_ops: test_walk (hmm_vma_walk_test) refuses VM_IO / VM_PFNMAP mappings
 // (HMM_PFN_ERROR, or EFAULT when a fault was asked for); holes without a VMA give HMM_PFN_ERROR or
-// EFAULT (hmm_vma_walk_hole); a PMD-mapped THP gives its pfns with the map order 9
-// (hmm_vma_handle_pmd), a hugetlb page with its page order (hmm_vma_walk_hugetlb_entry, which reads
+// EFAULT (hmm_vma_walk_hole); a PMD-mapped THP gives its pfns with the PMD's map order (9 at 4 KiB
+// pages; hmm_vma_handle_pmd), a THP of PTEs (a 2 MiB folio at 16 or 64 KiB pages) order 0, a hugetlb page with its page order (hmm_vma_walk_hugetlb_entry, which reads
 // the request of the first page of each huge page only), a PTE its own flags (hmm_vma_handle_pte; the
 // zero page is a read-only PTE: VALID without WRITE). A page that needs a fault is faulted by
-// hmm_vma_fault() with every page from it to the end of that page-table range (the PMD's 2 MiB, or
-// the huge page), after which the walk restarts at it (-EBUSY inside the loop); a write fault on a
+// hmm_vma_fault() with every page from it to the end of that page-table range (the PMD's: 2 MiB at
+// 4 KiB pages; or the huge page), after which the walk restarts at it (-EBUSY inside the loop); a write fault on a
 // mapping without VM_WRITE is EPERM; a fault that fails (VM_FAULT_ERROR, OOM included) is EFAULT.
 // Before each pass the loop checks mmu_interval_check_retry() and returns EBUSY on a collision.
 //
@@ -26,6 +26,7 @@
 import { checkAddr, err, hex, ok, type Result } from '../base/index.ts';
 import { describeValue } from '../base/index.ts';
 import { FolioKind } from './folio.ts';
+import { pmdBytes } from './layout.ts';
 import { mmuIntervalCheckRetry, MmuIntervalNotifier } from './mmu-notifier.ts';
 import { UserMm, Vma, VmaKind, ZERO_PAGE_FOLIO, isHugetlbKind } from './user-mm.ts';
 import './counters.ts';
@@ -190,17 +191,18 @@ function walkPass(w: Walk): number | Result<never> {
       addr = vend;
       continue;
     }
-    // anonymous memory: one PMD range (2 MiB) at a time
-    const pmdLen = 2 * 1024 * 1024;
+    // anonymous memory: one PMD range at a time (2 MiB at 4 KiB pages, 32 / 512 MiB at 16 / 64 KiB)
+    const pmdLen = pmdBytes(ps);
     const pend = Math.min(vend, Math.floor(addr / pmdLen) * pmdLen + pmdLen);
-    if (v.kind === VmaKind.Thp) {
+    // a THP slot is a PMD only at 4 KiB pages; at 16 and 64 KiB a 2 MiB folio is PTE-mapped
+    if (v.kind === VmaKind.Thp && v.granuleLen === pmdLen) {
       const slot = Math.floor(addr / v.granuleLen) - v.slotBase;
       const leaf = v.leafPfn![slot];
       const n = (pend - addr) / ps;
       if (leaf >= 0) {
         // hmm_vma_handle_pmd: a PMD-mapped THP or the huge zero folio (never writable)
         const hz = folios.kind[v.leafFolio![slot]] === FolioKind.HugeZero;
-        const cpu = HMM_PFN_VALID | (hz ? 0 : wbit) | 9;
+        const cpu = HMM_PFN_VALID | (hz ? 0 : wbit) | Math.log2(pmdLen / ps); // the map order
         const need = rangeNeedFault(range, i, n, cpu);
         if (need) return vmaFault(w, v, addr, pend, need);
         setPfns(range, i, n, mm.pfnAt(v, addr), cpu);

@@ -83,6 +83,19 @@ export function hugetlbSizes(pageSize: number): readonly HugetlbSize[] {
   return ['2M', '1G'];
 }
 
+/**
+ * Bytes a PMD maps at this base page size: a table of page-size / 8 entries of a page each (2 MiB
+ * at 4 KiB pages, 32 MiB at 16 KiB, 512 MiB at 64 KiB).
+ */
+export function pmdBytes(pageSize: number): number {
+  return pageSize * (pageSize / 8);
+}
+
+/** `no 512M hugetlb pages on a 4 KiB page machine: it has 2M, 1G`: what every refusal of a size says. */
+export function hugetlbSizeMissing(size: string, pageSize: number): string {
+  return `no ${size} hugetlb pages on a ${pageSize / 1024} KiB page machine: it has ${hugetlbSizes(pageSize).join(', ')}`;
+}
+
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null;
 }
@@ -108,9 +121,7 @@ export function resolveMmConfig(config: MmConfig): ResolvedMmConfig {
   if (config.hugetlb !== undefined) {
     if (!isObj(config.hugetlb)) throw new TypeError(`config.hugetlb must be an object, got ${describeValue(config.hugetlb)}`);
     for (const [k, v] of Object.entries(config.hugetlb)) {
-      if (!(sizes as readonly string[]).includes(k)) {
-        throw new RangeError(`config.hugetlb keys must be hugetlb sizes of a ${pageSize / 1024} KiB page machine (${sizes.map((z) => `'${z}'`).join(', ')}), got ${describeValue(k)}`);
-      }
+      if (!(sizes as readonly string[]).includes(k)) throw new RangeError(`config.hugetlb['${k}']: ${hugetlbSizeMissing(k, pageSize)}`);
       if (v !== undefined) hugetlb[k as HugetlbSize] = checkLen(`config.hugetlb['${k}']`, v);
     }
   }

@@ -52,7 +52,7 @@ describe('config validation names the field and the value', () => {
     [{ ramBytes: 4097 * 1024 }, /config\.ramBytes must be a multiple of the page size/],
     [{ ramBytes: GiB, pageSize: 8192 }, /config\.pageSize must be one of .* got 8192/],
     [{ ramBytes: GiB, physAddrBits: 60 }, /config\.physAddrBits .* got 60/],
-    [{ ramBytes: GiB, hugetlb: { '4M': 1 } }, /config\.hugetlb keys .* "4M"/],
+    [{ ramBytes: GiB, hugetlb: { '4M': 1 } }, /config\.hugetlb\['4M'\]: no 4M hugetlb pages on a 4 KiB page machine: it has 2M, 1G/],
     [{ ramBytes: GiB, hugetlb: { '1G': 4 } }, /config\.hugetlb\['1G'\] 4/],
     [{ ramBytes: GiB, deviceMemory: [{ name: 'ram0', bytes: 4096 }] }, /deviceMemory\[0\]\.name must be a unique region name, got "ram0"/],
     [{ ramBytes: GiB, deviceMemory: [{ name: 'x', bytes: 100 }] }, /deviceMemory\[0\]\.bytes/],

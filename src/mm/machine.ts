@@ -3,10 +3,10 @@
 // hugetlb pools included), the page allocator entry points and the machine's table of live GUP pins.
 // Implements MachineMm (for upper layers) and UserMmHost (for process address spaces).
 
-import { EventLog, faultInjected, faultsArmed, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, hex, ilog2, ok, type Result } from '../base/internal.ts';
+import { EventLog, faultInjected, faultsArmed, MiB, Prng, Slots, Stats, checkAddr, checkLen, err, formatBytes, hex, ilog2, ok, type Result } from '../base/internal.ts';
 import { BuddyAllocator, maxPageOrder } from './buddy.ts';
 import { FolioKind, FolioTable, type FolioRecord } from './folio.ts';
-import { HUGETLB_BYTES, type HugetlbSize, type MmConfig, type Region, type ResolvedMmConfig, hugetlbSizes, layoutRegions, resolveMmConfig } from './layout.ts';
+import { HUGETLB_BYTES, type HugetlbSize, type MmConfig, type Region, type ResolvedMmConfig, hugetlbSizeMissing, hugetlbSizes, layoutRegions, resolveMmConfig } from './layout.ts';
 import { memmapOf, type MemmapBreakdown } from './memmap.ts';
 import { SparsePhysMem } from './physmem.ts';
 import { PinTable, type PinInfo } from './pins.ts';
@@ -106,7 +106,9 @@ export class MmMachine implements MachineMm, UserMmHost {
       const carveEnd = Math.floor(end / len) * len;
       const carveStart = carveEnd - pool.total * len;
       if (carveStart < Math.ceil(top.startNum / len) * len) {
-        throw new RangeError(`config.hugetlb['${sizes[k]}'] ${pool.total} pages do not fit in RAM range ${top.name} (${top.len} bytes)`);
+        throw new RangeError(`config.hugetlb['${sizes[k]}'] ${pool.total} pages do not fit in RAM range ${top.name}: gigantic pages are carved from its top, `
+          + `each ${formatBytes(len)}-aligned, and the range holds ${Math.max(0, (Math.floor(end / len) - Math.ceil(top.startNum / len)))} of them `
+          + `(${formatBytes(top.len)} from ${hex(top.startNum)}): raise ramBytes`);
       }
       for (let a = carveEnd - len; a >= carveStart; a -= len) pool.free.push(a / ps);
       if (carveEnd < end) above.push([carveEnd / ps, end / ps]);
@@ -140,7 +142,7 @@ export class MmMachine implements MachineMm, UserMmHost {
   hugetlbPool(size: HugetlbSize): HugetlbPool {
     const pool = this.hugetlb[size];
     if (pool === undefined) {
-      throw new RangeError(`a ${this.pageSize / 1024} KiB page machine has no ${size} hugetlb pages (it has ${hugetlbSizes(this.pageSize).join(', ')})`);
+      throw new RangeError(hugetlbSizeMissing(size, this.pageSize));
     }
     return pool;
   }

@@ -1,13 +1,13 @@
 // Models: mm/mmap.c, mm/vma.c, mm/memory.c, mm/huge_memory.c, mm/hugetlb.c (Linux 7.1): a process address
 // space (struct mm_struct, struct vm_area_struct), handle_mm_fault (read faults of private anonymous
-// memory map the shared zero page, or the huge zero folio for a THP slot; a write fault there copies
+// memory map the shared zero page, or the huge zero folio for a THP slot that is a PMD; a write fault there copies
 // on write), THP faults, io_remap_pfn_range. Page tables map user VA to pfn per VMA in typed arrays;
 // pages fault in on first touch or at populate.
 
 import { MiB, checkAddr, checkLen, err, hex, ok, type Err, type EventLog, type Result, type Stats } from '../base/index.ts';
 import { describeValue } from '../base/index.ts';
 import { FolioKind, type FolioRecord, type FolioTable } from './folio.ts';
-import { HUGETLB_BYTES, hugetlbSizes, type HugetlbSize, type Region } from './layout.ts';
+import { HUGETLB_BYTES, hugetlbSizeMissing, hugetlbSizes, pmdBytes, type HugetlbSize, type Region } from './layout.ts';
 import { MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_VMA, MMU_NOTIFY_UNMAP, type HugetlbPool, type MmuNotifierHook, type PhysMem } from './types.ts';
 import type { PinTable } from './pins.ts';
 import './counters.ts';
@@ -344,7 +344,7 @@ export class UserMm {
       // MAP_HUGETLB with a MAP_HUGE_* size the machine has no hstate for (mm/mmap.c ksys_mmap_pgoff)
       const size = b.slice(8) as HugetlbSize;
       if (!hugetlbSizes(ps).includes(size)) {
-        return err('EINVAL', `no ${size} hugetlb pages on a ${ps / 1024} KiB page machine (it has ${hugetlbSizes(ps).join(', ')})`);
+        return err('EINVAL', hugetlbSizeMissing(size, ps));
       }
       kind = VmaKind.Hugetlb;
       granuleLen = HUGETLB_BYTES[size];
@@ -506,7 +506,8 @@ export class UserMm {
    * -1 on ENOMEM. Permission checks are the caller's.
    * - Private anonymous memory: a read fault of an empty PTE maps the shared zero page
    *   (do_anonymous_page); a read fault of an empty THP slot that lies wholly inside the VMA maps
-   *   the huge zero folio (do_huge_pmd_anonymous_page), else zero PTEs. A write fault allocates a
+   *   the huge zero folio (do_huge_pmd_anonymous_page) where the slot is a PMD (4 KiB pages), else
+   *   zero PTEs. A write fault allocates a
    *   private page: a 2 MiB folio for a THP slot when the allocator has one, else a base page; over
    *   the zero page or the huge zero folio it is a copy on write (do_wp_page, do_huge_zero_wp_pmd;
    *   without a 2 MiB folio the huge zero PMD is split into zero PTEs and only the faulting page is
@@ -568,7 +569,7 @@ export class UserMm {
           return this.pfnAt(vma, va);
         }
         if (hugeZero) this.splitPmd(vma, slot);
-      } else if (gl === ps * (ps / 8)) {
+      } else if (gl === pmdBytes(ps)) {
         // a read fault maps the huge zero folio only where a THP is a PMD (4 KiB pages); at 16 and
         // 64 KiB pages the 2 MiB folio is a multi-size THP, and do_anonymous_page maps the small
         // zero page for a read (the kernel's huge zero folio is PMD-sized: 32 or 512 MiB)
@@ -811,9 +812,9 @@ export class UserMm {
     if (v.kind === VmaKind.PfnMap || v.kind === VmaKind.DevPages || v.kind === VmaKind.PfnMapFault) leafBytes = ps;
     if (v.kind === VmaKind.Thp && v.leafPfn![Math.floor(a / v.granuleLen) - v.slotBase] === -2) leafBytes = ps;
     // the table geometry: ps / 8 entries a table, each level mapping that many of the one below
-    const perTable = ps / 8, pmdBytes = ps * perTable, pudBytes = pmdBytes * perTable;
-    const level: UserPteInfo['level'] = leafBytes < pmdBytes ? 'pte' : leafBytes < pudBytes ? 'pmd' : 'pud';
-    const entryBytes = level === 'pte' ? ps : level === 'pmd' ? pmdBytes : pudBytes;
+    const perTable = ps / 8, pmd = pmdBytes(ps), pud = pmd * perTable;
+    const level: UserPteInfo['level'] = leafBytes < pmd ? 'pte' : leafBytes < pud ? 'pmd' : 'pud';
+    const entryBytes = level === 'pte' ? ps : level === 'pmd' ? pmd : pud;
     const contig = leafBytes / entryBytes;
     const index = Math.floor(a / entryBytes) % perTable;
     const pfnHere = this.pfnAt(v, a);

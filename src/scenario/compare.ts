@@ -300,13 +300,18 @@ export function resolveCompareOptions(opts: CompareOptions = {}): ResolvedOption
   return { ramGiB, aged, seed, buffers, bufferLen, deviceGiB, hugetlbSize, hugetlbPages, maxSegment, pageSize, mapping };
 }
 
+/** The hugetlb pools of the compare machine: its one size, when it reserves any. */
+function hugetlbPools(o: ResolvedOptions): { [K in HugetlbSize]?: number } {
+  return o.hugetlbPages > 0 ? { [o.hugetlbSize]: o.hugetlbPages } : {};
+}
+
 /** The MmConfig runCompare uses for these options (exported so tests can rebuild the same machine). */
 export function compareMachineConfig(opts: CompareOptions = {}): MmConfig {
   const o = resolveCompareOptions(opts);
   return {
     ramBytes: o.ramGiB * GiB,
     pageSize: o.pageSize,
-    hugetlb: o.hugetlbPages > 0 ? { [o.hugetlbSize]: o.hugetlbPages } : {},
+    hugetlb: hugetlbPools(o),
     deviceMemory: [{ name: DEVICE_REGION_NAME, bytes: o.deviceGiB * GiB }],
     aged: o.aged,
     seed: o.seed,
@@ -483,7 +488,7 @@ export function compareMappingOptions(opts: CompareOptions = {}): MappingOptions
   const o = resolveCompareOptions(opts);
   return {
     ramGiB: o.ramGiB, aged: o.aged, seed: o.seed, pageSize: o.pageSize,
-    hugetlb: o.hugetlbPages > 0 ? { [o.hugetlbSize]: o.hugetlbPages } : {}, deviceGiB: o.deviceGiB,
+    hugetlb: hugetlbPools(o), deviceGiB: o.deviceGiB,
     maxSegment: o.maxSegment,
     buffers: o.buffers.map((name) => ({
       name, label: bufferLabel(name, o.bufferLen[name], o.pageSize), len: o.bufferLen[name],

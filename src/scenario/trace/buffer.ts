@@ -125,7 +125,11 @@ function traceAt(t: TraceTarget, maps: readonly Prepared[], offset: number): { t
     if (x > 0 && x < extent) extent = x;
   };
   // CPU side: one user page-table entry (the page's boundary when nothing maps it), one region
-  if (cpu.pte !== null && cpu.pte.present) limit(cpu.pte.leafVa + BigInt(cpu.pte.leafBytes) - va);
+  if (cpu.pte !== null && cpu.pte.present) {
+    // the entry's own bytes: one entry of a contiguous run (arm64) holds its part only
+    const entryBytes = BigInt(cpu.pte.leafBytes / cpu.pte.contig);
+    limit(entryBytes - va % entryBytes);
+  }
   else limit(ps - Number(va % BigInt(ps)));
   if (cpu.phys !== null) {
     const r = t.machine.regionAt(cpu.phys);
