@@ -7,7 +7,7 @@
 // folio is special (mm/huge_memory.c: set_huge_zero_folio -> pmd_mkspecial).
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB, ok, unwrap } from '../src/base/index.ts';
-import { createMmMachine } from '../src/mm/index.ts';
+import { FOLL_WRITE, createMmMachine, pinUserPages, unpinUserPages } from '../src/mm/index.ts';
 import { arm64UserEntry } from '../src/mm/internal.ts';
 
 const BIT = (n: number): bigint => 1n << BigInt(n);
@@ -112,6 +112,52 @@ describe('user entries on both architectures', () => {
       expect([p.level, p.contig, p.leafBytes]).toEqual(ps === 4096 ? ['pmd', 1, 2 * MiB] : ['pte', 1, ps]);
       // the other pages of the slot stay unmapped at 16 and 64 KiB (one zero PTE, no run)
       expect(mm.pteAt(va)!.present).toBe(ps === 4096);
+    }
+  });
+
+  it('a private hugetlb page a read fault mapped stays read-only and clean until a write fault (hugetlb_no_page, hugetlb_wp)', () => {
+    for (const ps of [4096, 65536]) {
+      const m = createMmMachine({ ramBytes: 4 * GiB, pageSize: ps, hugetlb: { '2M': 2 } });
+      const mm = m.newProcess();
+      const va = unwrap(mm.mmap({ len: 2 * MiB, backing: 'hugetlb-2M' }));
+      unwrap(mm.readUser(va, 1));
+      const pa = mm.translate(va)!;
+      const ro = mm.pteAt(va)!;
+      expect([ro.writable, ro.special]).toEqual([false, false]);
+      if (ps === 4096) expect(ro.entry).toBe(0x1n | 0x4n | 0x20n | 0x80n | (1n << 63n) | pa); // P US A PS NX: no RW, no D
+      else expect(ro.entry).toBe(PAGE_READONLY | PTE_CONT | pa);
+      // a write takes one more fault and makes it writable and dirty in place
+      const faults = m.stats.pageFaults;
+      unwrap(mm.writeUser(va + 7n, Uint8Array.of(9)));
+      expect(m.stats.pageFaults).toBe(faults + 1);
+      expect(mm.translate(va)).toBe(pa);
+      const rw = mm.pteAt(va)!;
+      expect(rw.writable).toBe(true);
+      if (ps === 4096) expect(rw.entry).toBe(0x1n | 0x2n | 0x4n | 0x20n | 0x40n | 0x80n | (1n << 63n) | pa);
+      else expect(rw.entry).toBe(written(PAGE_READONLY) | PTE_CONT | pa);
+      // a FOLL_WRITE pin of a read-faulted huge page takes the write fault first
+      const v2 = unwrap(mm.mmap({ len: 2 * MiB, backing: 'hugetlb-2M' }));
+      unwrap(mm.readUser(v2, 1));
+      const f2 = m.stats.pageFaults;
+      const pins = unwrap(pinUserPages(mm, v2, 1, FOLL_WRITE));
+      expect(m.stats.pageFaults).toBe(f2 + 1);
+      expect(mm.pteAt(v2)!.writable).toBe(true);
+      unpinUserPages(pins);
+    }
+  });
+
+  it('mprotect to read-only keeps the dirty bit of a written private page (pte_modify)', () => {
+    for (const ps of [4096, 16384]) {
+      const m = createMmMachine({ ramBytes: 4 * GiB, pageSize: ps });
+      const mm = m.newProcess();
+      const va = unwrap(mm.mmap({ len: ps, backing: 'anon' }));
+      unwrap(mm.writeUser(va, Uint8Array.of(1)));
+      unwrap(mm.mprotect(va, ps, 'r'));
+      const p = mm.pteAt(va)!;
+      expect(p.writable).toBe(false);
+      const pa = mm.translate(va)!;
+      if (ps === 4096) expect(p.entry).toBe(0x1n | 0x4n | 0x20n | 0x40n | (1n << 63n) | pa); // D kept, RW gone
+      else expect(p.entry).toBe(PAGE_READONLY | PTE_DIRTY | pa); // PTE_DIRTY kept, no PTE_WRITE, PTE_RDONLY set
     }
   });
 });

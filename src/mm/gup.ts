@@ -208,7 +208,9 @@ function gupPage(mm: UserMm, v: Vma, va: number, flags: number): number | Err {
       return mm.pfnAt(v, va);
     case VmaKind.Hugetlb: {
       const pfn = mm.pfnAt(v, va);
-      if (pfn >= 0) return pfn;
+      // a FOLL_WRITE walk over a page a read fault mapped read-only takes the write fault first
+      // (follow_page_mask finds it not writable: hugetlb_wp)
+      if (pfn >= 0 && !(write && v.hugeWritten![Math.floor(va / v.granuleLen) - v.slotBase] === 0)) return pfn;
       // no_page_table(): a core dump does not fault a hugetlb page in.
       if (dump) return err('EFAULT', `FOLL_DUMP and the hugetlb page at ${hex(va)} was never faulted in`);
       return faultIn(mm, v, va, flags);

@@ -137,6 +137,23 @@ describe('hmm_range_fault', () => {
     expect(hmmRangeFault(range(b.sub, bar, 2 * PS, HMM_PFN_REQ_FAULT))).toMatchObject({ ok: false, errno: 'EFAULT' });
   });
 
+  it('a hugetlb page a read fault mapped is VALID without WRITE; a write request faults it writable (hugetlb_wp)', () => {
+    const m = createMmMachine({ ramBytes: 1024 * MiB, hugetlb: { '2M': 1 } });
+    const mm = m.newProcess();
+    const va = unwrap(mm.mmap({ len: 2 * MiB, backing: 'hugetlb-2M' }));
+    unwrap(mm.readUser(va, 1));
+    const { sub } = watch(mm, va, 2 * MiB);
+    const r = range(sub, va, 2 * MiB, 0);
+    unwrap(hmmRangeFault(r));
+    expect(r.hmmFlags[0] & (HMM_PFN_VALID | HMM_PFN_WRITE)).toBe(HMM_PFN_VALID);
+    const faults = m.stats.pageFaults;
+    const w = range(sub, va, 2 * MiB, HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE);
+    unwrap(faultRetry(w));
+    expect(m.stats.pageFaults).toBe(faults + 1);
+    expect(w.hmmFlags[0] & (HMM_PFN_VALID | HMM_PFN_WRITE)).toBe(HMM_PFN_VALID | HMM_PFN_WRITE);
+    expect(w.hmmPfns[0]).toBe(r.hmmPfns[0]); // the same page, made writable in place
+  });
+
   it('a 2 MiB THP at 16 and 64 KiB pages is PTE-mapped (a multi-size THP): map order 0, consecutive pfns', () => {
     for (const ps of [16384, 65536]) {
       const m = createMmMachine({ ramBytes: 2 * 1024 * MiB, pageSize: ps });
@@ -177,7 +194,8 @@ describe('hmm_range_fault', () => {
     const hw = watch(mm, h, 2 * MiB);
     const rh = range(hw.sub, h, 2 * MiB, HMM_PFN_REQ_FAULT);
     unwrap(hmmRangeFault(rh));
-    expect(rh.hmmFlags[7]).toBe(HMM_PFN_VALID | HMM_PFN_WRITE | 9);
+    // a read fault maps the private huge page read-only (hugetlb_no_page): VALID, no WRITE
+    expect(rh.hmmFlags[7]).toBe(HMM_PFN_VALID | 9);
   });
 
   it('returns EBUSY when the notifier was invalidated after read_begin (mmu_interval_check_retry)', () => {

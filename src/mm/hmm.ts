@@ -175,7 +175,9 @@ function walkPass(w: Walk): number | Result<never> {
       const gl = v.granuleLen, order = Math.log2(gl / ps);
       const hend = Math.min(vend, Math.floor(addr / gl) * gl + gl);
       const pfn = mm.pfnAt(v, addr);
-      const cpu = (pfn >= 0 ? HMM_PFN_VALID | wbit : 0) | order;
+      // writable once a write fault took it (a read fault maps a private huge page read-only)
+      const hw = v.hugeWritten![Math.floor(addr / gl) - v.slotBase] === 1 ? wbit : 0;
+      const cpu = (pfn >= 0 ? HMM_PFN_VALID | hw : 0) | order;
       const need = pteNeedFault(range, range.hmmFlags[i], cpu);
       if (need) return vmaFault(w, v, addr, hend, need);
       setPfns(range, i, (hend - addr) / ps, pfn >= 0 ? pfn : 0, cpu);

@@ -248,6 +248,12 @@ export class Vma {
   ops: VmPfnMapOps | null = null;
   /** PfnMapFault: the cache attribute of each present PTE (an index into 'wb', 'wc', 'uc'). */
   pteCache: Uint8Array | null = null;
+  /**
+   * hugetlb: 1 for each huge page a write fault made writable (and dirty); a read fault maps a
+   * private huge page read-only (mm/hugetlb.c: hugetlb_no_page -> make_huge_pte(writable: VM_SHARED))
+   * until a write fault (hugetlb_wp) takes it.
+   */
+  hugeWritten: Uint8Array | null = null;
 
   get len(): number {
     return this.end - this.start;
@@ -428,6 +434,7 @@ export class UserMm {
       vma.ops = pfnOps;
       vma.pteCache = new Uint8Array(nGranules);
     }
+    if (isHuge) vma.hugeWritten = new Uint8Array(nGranules);
     this.insert(vma);
     if (opts.addr === undefined) this.nextVa = Math.min(this.nextVa, start);
     if (opts.populate === true && region === null && pfnOps === null) {
@@ -525,11 +532,21 @@ export class UserMm {
         return write ? this.mapNewPage(vma.leafPfn!, vma.leafFolio!, g) : this.mapZeroPage(vma.leafPfn!, vma.leafFolio!, g);
       }
       case VmaKind.Hugetlb: {
+        const g = Math.floor(va / vma.granuleLen) - vma.slotBase;
         const have = this.pfnAt(vma, va);
-        if (have >= 0) return have;
+        if (have >= 0) {
+          // hugetlb_wp: a write to a page a read fault mapped read-only; the page is the
+          // mapping's own (no fork), so it is made writable in place
+          if (write && vma.hugeWritten![g] === 0) {
+            vma.hugeWritten![g] = 1;
+            m.stats.pageFaults++;
+          }
+          return have;
+        }
         const f = m.allocHugetlbFolio(hugetlbSize(vma), true);
         if (f < 0) return -1;
-        this.mapFolio(vma.leafPfn!, vma.leafFolio!, Math.floor(va / vma.granuleLen) - vma.slotBase, f);
+        this.mapFolio(vma.leafPfn!, vma.leafFolio!, g, f);
+        if (write) vma.hugeWritten![g] = 1;
         return this.pfnAt(vma, va);
       }
       case VmaKind.Thp:
@@ -795,11 +812,11 @@ export class UserMm {
    * Read-only: nothing is faulted in. A not-present entry reads as 0n.
    * Model deviation: the model keeps a process's page tables as per-VMA arrays, not as table pages
    * in machine RAM, so `entry` is encoded from them (x86UserEntry, arm64UserEntry), not read from
-   * memory, and keeps no write state per entry: private memory is shown as a write fault leaves
-   * it (writable, dirty) even when only read faults touched it (the kernel maps a private hugetlb
-   * page read-only until a write fault: mm/hugetlb.c hugetlb_no_page -> make_huge_pte), a
-   * mprotect to read-only drops the dirty bit pte_modify keeps, DAX mappings (write-notify through
-   * page_mkwrite / pfn_mkwrite) are shown writable and clean.
+   * memory. The write state follows the faults: anon and THP folios exist only through a write
+   * fault (dirty; a read maps the zero page), a hugetlb page a read fault mapped is read-only and
+   * clean until a write fault (Vma.hugeWritten), and a mprotect keeps the dirty bit. DAX mappings
+   * (write-notify through page_mkwrite / pfn_mkwrite) are shown writable and clean, and a page a
+   * read-only FOLL_LONGTERM pin unshared is shown as written.
    * Accessed / dirty updates by later hardware accesses are not modelled.
    */
   pteAt(va: bigint): UserPteInfo | undefined {
@@ -827,14 +844,18 @@ export class UserMm {
     const folio = this.folioAt(v, a);
     const m = this.machine;
     const zeroPage = folio === ZERO_PAGE_FOLIO || (folio >= 0 && m.folios.kind[folio] === FolioKind.HugeZero);
-    const writable = v.writable && !zeroPage;
+    // a hugetlb page is writable once a write fault took it (hugeWritten)
+    const written = v.kind !== VmaKind.Hugetlb || v.hugeWritten![Math.floor(a / v.granuleLen) - v.slotBase] === 1;
+    const writable = v.writable && !zeroPage && written;
     // PFN maps, the shared zero page and the huge zero folio are mapped special (pte_mkspecial;
     // mm/huge_memory.c: set_huge_zero_folio() -> pmd_mkspecial)
     const special = v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault || zeroPage;
     const cache = this.cacheModeAt(va) ?? 'wb';
-    // the write fault that made private memory writable dirtied it; PFN maps (remap_pfn_range,
-    // vmf_insert_pfn_prot: insert_pfn without mkwrite) and DAX mappings are shown clean
-    const dirty = writable && (v.kind === VmaKind.Anon || v.kind === VmaKind.Thp || v.kind === VmaKind.Hugetlb);
+    // a private page was dirtied by the write fault that made it (anon and THP folios exist only
+    // through one; hugetlb: hugeWritten), and stays dirty through a mprotect (pte_modify keeps the
+    // dirty bit); PFN maps (remap_pfn_range, vmf_insert_pfn_prot: insert_pfn without mkwrite) and
+    // DAX mappings are shown clean
+    const dirty = !zeroPage && written && (v.kind === VmaKind.Anon || v.kind === VmaKind.Thp || v.kind === VmaKind.Hugetlb);
     const e = ps === 4096
       ? x86UserEntry(firstPfn * ps, level !== 'pte', writable, dirty, cache, special)
       : arm64UserEntry(firstPfn * ps, ps, m.physAddrBits, level !== 'pte', contig > 1, writable, dirty, cache, special);
@@ -904,7 +925,9 @@ export class UserMm {
         const pool = m.hugetlb[hugetlbSize(v)]!;
         for (let va = lo; va < hi; va += v.granuleLen) {
           // A huge page never faulted in still holds the mapping's reservation.
-          if (!this.unmapEntry(v.leafPfn!, v.leafFolio!, va / v.granuleLen - v.slotBase)) pool.reserved--;
+          const g = va / v.granuleLen - v.slotBase;
+          v.hugeWritten![g] = 0;
+          if (!this.unmapEntry(v.leafPfn!, v.leafFolio!, g)) pool.reserved--;
         }
         return;
       }
@@ -943,6 +966,7 @@ export class UserMm {
       v.region === null && v.ops === null ? 0 : v.basePfn + p0, v.region);
     out.ops = v.ops;
     out.pteCache = v.pteCache && v.pteCache.slice(g0, g1);
+    out.hugeWritten = v.hugeWritten && v.hugeWritten.slice(g0, g1);
     return out;
   }
 
