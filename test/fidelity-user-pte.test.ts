@@ -7,7 +7,7 @@
 // folio is special (mm/huge_memory.c: set_huge_zero_folio -> pmd_mkspecial).
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB, ok, unwrap } from '../src/base/index.ts';
-import { FOLL_WRITE, createMmMachine, pinUserPages, unpinUserPages } from '../src/mm/index.ts';
+import { FOLL_FORCE, FOLL_WRITE, createMmMachine, pinUserPages, unpinUserPages } from '../src/mm/index.ts';
 import { arm64UserEntry } from '../src/mm/internal.ts';
 
 const BIT = (n: number): bigint => 1n << BigInt(n);
@@ -159,5 +159,29 @@ describe('user entries on both architectures', () => {
       if (ps === 4096) expect(p.entry).toBe(0x1n | 0x4n | 0x20n | 0x40n | (1n << 63n) | pa); // D kept, RW gone
       else expect(p.entry).toBe(PAGE_READONLY | PTE_DIRTY | pa); // PTE_DIRTY kept, no PTE_WRITE, PTE_RDONLY set
     }
+  });
+
+  it('a mprotect leaves written hugetlb pages read-only and dirty, r or rw (hugetlb_change_protection); FOLL_FORCE follows without a fault', () => {
+    const m = createMmMachine({ ramBytes: 4 * GiB, hugetlb: { '2M': 2 } });
+    const mm = m.newProcess();
+    const va = unwrap(mm.mmap({ len: 2 * MiB, backing: 'hugetlb-2M', populate: true })); // write faults
+    const pa = mm.translate(va)!;
+    const RO_DIRTY = 0x1n | 0x4n | 0x20n | 0x40n | 0x80n | (1n << 63n) | pa; // P US A D PS NX
+    unwrap(mm.mprotect(va, 2 * MiB, 'r'));
+    expect(mm.pteAt(va)!.entry).toBe(RO_DIRTY);
+    unwrap(mm.mprotect(va, 2 * MiB, 'rw'));
+    expect(mm.pteAt(va)!.entry).toBe(RO_DIRTY); // not upgraded to writable
+    const faults = m.stats.pageFaults;
+    unwrap(mm.writeUser(va, Uint8Array.of(3)));
+    expect(m.stats.pageFaults).toBe(faults + 1); // hugetlb_wp again
+    expect(mm.pteAt(va)!.entry).toBe(RO_DIRTY | 0x2n);
+    // FOLL_WRITE | FOLL_FORCE on a read-only private mapping whose page a read fault mapped: followed as it is
+    const ro = unwrap(mm.mmap({ len: 2 * MiB, backing: 'hugetlb-2M', prot: 'r' }));
+    unwrap(mm.readUser(ro, 1));
+    const f2 = m.stats.pageFaults;
+    const pins = unwrap(pinUserPages(mm, ro, 1, FOLL_WRITE | FOLL_FORCE));
+    expect(m.stats.pageFaults).toBe(f2);
+    expect([mm.pteAt(ro)!.writable, mm.pteAt(ro)!.entry & 0x40n]).toEqual([false, 0n]);
+    unpinUserPages(pins);
   });
 });

@@ -13,7 +13,7 @@ import { checkAddr, checkLen, err, hex, ok, type Err, type Result } from '../bas
 import { PageArray, PhyrList, RANGE_NOPAGE } from '../phyr/index.ts';
 import { FolioKind, FolioRecord } from './folio.ts';
 import type { GupApi, GupPin } from './pins.ts';
-import { TASK_SIZE, UserMm, Vma, VmaKind, ZERO_PAGE_FOLIO, isHugetlbKind, type UserMmHost } from './user-mm.ts';
+import { TASK_SIZE, UserMm, Vma, VmaKind, ZERO_PAGE_FOLIO, hugetlbWritable, isHugetlbKind, type UserMmHost } from './user-mm.ts';
 import './counters.ts';
 
 // FOLL_* values as include/linux/mm_types.h (public) and mm/internal.h (internal) define them (7.1).
@@ -208,9 +208,13 @@ function gupPage(mm: UserMm, v: Vma, va: number, flags: number): number | Err {
       return mm.pfnAt(v, va);
     case VmaKind.Hugetlb: {
       const pfn = mm.pfnAt(v, va);
-      // a FOLL_WRITE walk over a page a read fault mapped read-only takes the write fault first
-      // (follow_page_mask finds it not writable: hugetlb_wp)
-      if (pfn >= 0 && !(write && v.hugeWritten![Math.floor(va / v.granuleLen) - v.slotBase] === 0)) return pfn;
+      if (pfn >= 0) {
+        // FOLL_WRITE over a page mapped read-only in a writable mapping takes the write fault first
+        // (follow_huge_pmd finds it not writable: hugetlb_wp); without VM_WRITE (FOLL_FORCE) the
+        // exclusive page is followed as it is (can_follow_write_common)
+        if (write && v.writable && !hugetlbWritable(v, Math.floor(va / v.granuleLen) - v.slotBase)) return faultIn(mm, v, va, flags);
+        return pfn;
+      }
       // no_page_table(): a core dump does not fault a hugetlb page in.
       if (dump) return err('EFAULT', `FOLL_DUMP and the hugetlb page at ${hex(va)} was never faulted in`);
       return faultIn(mm, v, va, flags);

@@ -28,7 +28,7 @@ import { describeValue } from '../base/index.ts';
 import { FolioKind } from './folio.ts';
 import { pmdBytes } from './layout.ts';
 import { mmuIntervalCheckRetry, MmuIntervalNotifier } from './mmu-notifier.ts';
-import { UserMm, Vma, VmaKind, ZERO_PAGE_FOLIO, isHugetlbKind } from './user-mm.ts';
+import { UserMm, Vma, VmaKind, ZERO_PAGE_FOLIO, hugetlbWritable, isHugetlbKind } from './user-mm.ts';
 import './counters.ts';
 
 /** The kernel's HMM_PFN_ORDER_SHIFT (BITS_PER_LONG - 11): hmmFlags holds hmm_pfns[i] >> this. */
@@ -176,7 +176,7 @@ function walkPass(w: Walk): number | Result<never> {
       const hend = Math.min(vend, Math.floor(addr / gl) * gl + gl);
       const pfn = mm.pfnAt(v, addr);
       // writable once a write fault took it (a read fault maps a private huge page read-only)
-      const hw = v.hugeWritten![Math.floor(addr / gl) - v.slotBase] === 1 ? wbit : 0;
+      const hw = hugetlbWritable(v, Math.floor(addr / gl) - v.slotBase) ? wbit : 0;
       const cpu = (pfn >= 0 ? HMM_PFN_VALID | hw : 0) | order;
       const need = pteNeedFault(range, range.hmmFlags[i], cpu);
       if (need) return vmaFault(w, v, addr, hend, need);

@@ -208,6 +208,18 @@ const VMA_KIND_NAMES = ['anon', 'thp', 'hugetlb', '', 'pfnmap', 'devpages', 'pfn
  */
 export const FAULT_SIGBUS = -5;
 
+/** Vma.hugeWritten: read-only and clean (a read fault mapped it). */
+const HUGE_CLEAN = 0;
+/** Vma.hugeWritten: writable and dirty (a write fault took it). */
+const HUGE_WRITABLE = 1;
+/** Vma.hugeWritten: read-only and dirty (written, then a mprotect). */
+const HUGE_DIRTY_RO = 2;
+
+/** Whether huge page g of a hugetlb VMA may be written without a fault (its entry is writable). */
+export function hugetlbWritable(v: Vma, g: number): boolean {
+  return v.hugeWritten![g] === HUGE_WRITABLE;
+}
+
 /** Page cache mode codes in Vma.pteCache. */
 const CACHE_CODES: readonly PageCacheMode[] = ['wb', 'wc', 'uc'];
 
@@ -249,9 +261,11 @@ export class Vma {
   /** PfnMapFault: the cache attribute of each present PTE (an index into 'wb', 'wc', 'uc'). */
   pteCache: Uint8Array | null = null;
   /**
-   * hugetlb: 1 for each huge page a write fault made writable (and dirty); a read fault maps a
-   * private huge page read-only (mm/hugetlb.c: hugetlb_no_page -> make_huge_pte(writable: VM_SHARED))
-   * until a write fault (hugetlb_wp) takes it.
+   * hugetlb: the write state of each huge page (HUGE_CLEAN, HUGE_WRITABLE, HUGE_DIRTY_RO). A read
+   * fault maps a private huge page read-only and clean (mm/hugetlb.c: hugetlb_no_page ->
+   * make_huge_pte, writable only for VM_SHARED); a write fault makes it writable and dirty
+   * (hugetlb_wp); a mprotect leaves it read-only and dirty (hugetlb_change_protection applies the
+   * private PAGE_COPY and never upgrades to writable), so the next write faults again.
    */
   hugeWritten: Uint8Array | null = null;
 
@@ -519,7 +533,9 @@ export class UserMm {
    *   the zero page or the huge zero folio it is a copy on write (do_wp_page, do_huge_zero_wp_pmd;
    *   without a 2 MiB folio the huge zero PMD is split into zero PTEs and only the faulting page is
    *   copied). A present private page is returned as is.
-   * - hugetlb: a huge page from the pool, using the mapping's reservation (read or write).
+   * - hugetlb: a huge page from the pool, using the mapping's reservation; a read fault maps it
+   *   read-only, a write fault writable (hugetlb_no_page), and a write to a page mapped read-only
+   *   makes it writable in place (hugetlb_wp).
    */
   faultPage(vma: Vma, va: number, write: boolean): number {
     const m = this.machine, ps = this.ps;
@@ -535,10 +551,10 @@ export class UserMm {
         const g = Math.floor(va / vma.granuleLen) - vma.slotBase;
         const have = this.pfnAt(vma, va);
         if (have >= 0) {
-          // hugetlb_wp: a write to a page a read fault mapped read-only; the page is the
-          // mapping's own (no fork), so it is made writable in place
-          if (write && vma.hugeWritten![g] === 0) {
-            vma.hugeWritten![g] = 1;
+          // hugetlb_wp: a write to a page mapped read-only (by a read fault or a mprotect); the page
+          // is the mapping's own (no fork), so it is made writable in place, when VM_WRITE allows
+          if (write && vma.writable && vma.hugeWritten![g] !== HUGE_WRITABLE) {
+            vma.hugeWritten![g] = HUGE_WRITABLE;
             m.stats.pageFaults++;
           }
           return have;
@@ -546,7 +562,7 @@ export class UserMm {
         const f = m.allocHugetlbFolio(hugetlbSize(vma), true);
         if (f < 0) return -1;
         this.mapFolio(vma.leafPfn!, vma.leafFolio!, g, f);
-        if (write) vma.hugeWritten![g] = 1;
+        if (write) vma.hugeWritten![g] = vma.writable ? HUGE_WRITABLE : HUGE_DIRTY_RO;
         return this.pfnAt(vma, va);
       }
       case VmaKind.Thp:
@@ -844,9 +860,10 @@ export class UserMm {
     const folio = this.folioAt(v, a);
     const m = this.machine;
     const zeroPage = folio === ZERO_PAGE_FOLIO || (folio >= 0 && m.folios.kind[folio] === FolioKind.HugeZero);
-    // a hugetlb page is writable once a write fault took it (hugeWritten)
-    const written = v.kind !== VmaKind.Hugetlb || v.hugeWritten![Math.floor(a / v.granuleLen) - v.slotBase] === 1;
-    const writable = v.writable && !zeroPage && written;
+    // a hugetlb page is writable once a write fault took it, dirty once written (hugeWritten)
+    const hw = v.kind === VmaKind.Hugetlb ? v.hugeWritten![Math.floor(a / v.granuleLen) - v.slotBase] : HUGE_WRITABLE;
+    const written = hw !== HUGE_CLEAN;
+    const writable = v.writable && !zeroPage && hw === HUGE_WRITABLE;
     // PFN maps, the shared zero page and the huge zero folio are mapped special (pte_mkspecial;
     // mm/huge_memory.c: set_huge_zero_folio() -> pmd_mkspecial)
     const special = v.kind === VmaKind.PfnMap || v.kind === VmaKind.PfnMapFault || zeroPage;
@@ -926,7 +943,7 @@ export class UserMm {
         for (let va = lo; va < hi; va += v.granuleLen) {
           // A huge page never faulted in still holds the mapping's reservation.
           const g = va / v.granuleLen - v.slotBase;
-          v.hugeWritten![g] = 0;
+          v.hugeWritten![g] = HUGE_CLEAN;
           if (!this.unmapEntry(v.leafPfn!, v.leafFolio!, g)) pool.reserved--;
         }
         return;
@@ -1011,7 +1028,8 @@ export class UserMm {
    * inside invalidate_range_start / _end (MMU_NOTIFY_PROTECTION_VMA) of its part of the range; a
    * VMA that has the protection already is not touched (not split, no invalidation). A PMD-mapped
    * THP cut by an end of the range is split into PTEs first, as change_pmd_range does. Present
-   * private pages follow the VMA: writable again after 'rw' (the zero page stays read-only).
+   * private pages follow the VMA: writable again after 'rw' (the zero page stays read-only), except
+   * hugetlb pages, which stay read-only (dirty if written) until the next write fault.
    * len 0 changes nothing and succeeds (after the alignment check).
    * Errors: EINVAL (addr not page-aligned; a hugetlb VMA that would be cut off its huge-page
    * alignment, hugetlb_vm_op_split); ENOMEM (addr is not mapped, or the range reaches a hole). As in
@@ -1049,7 +1067,12 @@ export class UserMm {
       n?.invalidateRangeStart(lo, hi, MMU_NOTIFY_PROTECTION_VMA);
       const parts: Vma[] = [];
       if (v.start < lo) parts.push(this.slice(v, v.start, lo));
-      parts.push(this.slice(v, lo, hi, writable));
+      const changed = this.slice(v, lo, hi, writable);
+      // hugetlb_change_protection: written huge pages stay dirty and become read-only, whichever
+      // way the protection goes (a private mapping's PAGE_COPY); the next write faults again
+      const hw = changed.hugeWritten;
+      if (hw !== null) for (let g = 0; g < hw.length; g++) if (hw[g] === HUGE_WRITABLE) hw[g] = HUGE_DIRTY_RO;
+      parts.push(changed);
       if (hi < v.end) parts.push(this.slice(v, hi, v.end));
       done.set(v, parts);
       n?.invalidateRangeEnd(lo, hi, MMU_NOTIFY_PROTECTION_VMA);
