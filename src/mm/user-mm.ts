@@ -354,6 +354,7 @@ export class UserMm {
     if (opts.populate !== undefined && typeof opts.populate !== 'boolean') throw new TypeError(`opts.populate must be a boolean, got ${describeValue(opts.populate)}`);
     const b = opts.backing;
     let kind: VmaKind;
+    let hugeSize: HugetlbSize | null = null;
     let granuleLen = ps;
     let region: Region | null = null;
     let basePfn = 0;
@@ -363,6 +364,7 @@ export class UserMm {
     else if (typeof b === 'string' && b.startsWith('hugetlb-') && Object.hasOwn(HUGETLB_BYTES, b.slice(8))) {
       // MAP_HUGETLB with a MAP_HUGE_* size the machine has no hstate for (mm/mmap.c ksys_mmap_pgoff)
       const size = b.slice(8) as HugetlbSize;
+      hugeSize = size;
       if (!hugetlbSizes(ps).includes(size)) {
         return err('EINVAL', hugetlbSizeMissing(size, ps));
       }
@@ -430,7 +432,7 @@ export class UserMm {
     const nGranules = Math.ceil((start + len) / granuleLen) - Math.floor(start / granuleLen);
     let pool = null;
     if (isHuge) {
-      const size = (b as string).slice(8) as HugetlbSize;
+      const size = hugeSize!;
       pool = m.hugetlb[size]!;
       if (pool.free.length - pool.reserved < nGranules) {
         return err('ENOMEM', `hugetlb pool ${size} has ${pool.free.length - pool.reserved} unreserved free pages, need ${nGranules}`);
